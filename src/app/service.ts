@@ -1,0 +1,144 @@
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import type { Weekday } from '../core/clock.js';
+import type { CompressionSetting } from '../compress/codec.js';
+import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
+import { planChains } from '../methods/retention-run.js';
+import { validateVmConfig } from '../methods/vm-config.js';
+import { Repository, createJob, filesForPoint, loadJob, scanJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo } from '../repository/index.js';
+import { planRetention, type RetentionPlan } from '../retention/index.js';
+import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
+import { RawDiskSource } from '../source/index.js';
+
+/**
+ * The service facade: every user-facing operation, once. The CLI (and later
+ * the HTTP API and the scheduler) call these and nothing deeper.
+ */
+export class LifeboatService {
+  constructor(readonly clock: Clock) {}
+
+  async initRepository(dir: string, blockSize: number, compression: CompressionSetting): Promise<Repository> {
+    return Repository.init(dir, { blockSize, compression, now: this.clock.now() });
+  }
+
+  async createJob(
+    repoDir: string,
+    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; activeFullDays: Weekday[]; vmConfigFile?: string | undefined },
+  ): Promise<JobDefinition> {
+    const repo = await Repository.open(repoDir);
+    const disks = spec.disks.map((d) => resolve(d));
+    for (const d of disks) (await RawDiskSource.open(d)).close().catch(() => undefined);
+    let vm = null;
+    if (spec.vmConfigFile !== undefined) {
+      let doc: unknown;
+      try {
+        doc = JSON.parse(await readFile(spec.vmConfigFile, 'utf8'));
+      } catch (err) {
+        throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm-config ${spec.vmConfigFile}: ${(err as Error).message}`);
+      }
+      vm = validateVmConfig(doc, spec.vmConfigFile);
+    }
+    return createJob(repo, {
+      name: spec.name,
+      createdAt: this.clock.now().toISOString(),
+      disks,
+      method: spec.method,
+      retainPoints: spec.retainPoints,
+      activeFullDays: spec.activeFullDays,
+      blockSize: repo.config.blockSize,
+      compression: repo.config.compression,
+      vm,
+    });
+  }
+
+  async listJobs(repoDir: string): Promise<string[]> {
+    return (await Repository.open(repoDir)).listJobs();
+  }
+
+  async backup(repoDir: string, job: string, opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void }): Promise<BackupResult> {
+    const repo = await Repository.open(repoDir);
+    return runBackup(repo, job, { clock: this.clock, ...opts });
+  }
+
+  async jobState(repoDir: string, job: string): Promise<{ job: JobDefinition; state: JobState }> {
+    const repo = await Repository.open(repoDir);
+    const def = await loadJob(repo, job);
+    return { job: def, state: await scanJob(repo.jobDir(def.name)) };
+  }
+
+  async points(repoDir: string, job: string): Promise<{ points: readonly PointInfo[]; state: JobState }> {
+    const { state } = await this.jobState(repoDir, job);
+    return { points: state.points, state };
+  }
+
+  async retentionPlan(repoDir: string, job: string): Promise<RetentionPlan> {
+    const { job: def, state } = await this.jobState(repoDir, job);
+    return planRetention(planChains(state), { method: def.method, retainPoints: def.retainPoints });
+  }
+
+  /** Opens one disk of a restore point as a read-only virtual disk. */
+  async openPointDisk(repoDir: string, job: string, point: string, disk: string | undefined): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
+    const { state } = await this.jobState(repoDir, job);
+    const p = resolvePoint(state, point);
+    const files = filesForPoint(state, p.id)!;
+    const top = files[files.length - 1]!;
+    const names = top.root.meta.vm.disks.map((d) => d.name);
+    const diskIndex = resolveDisk(disk, names);
+    return { disk: await RestorePointDisk.open(files, diskIndex), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
+  }
+
+  async restore(
+    repoDir: string,
+    job: string,
+    opts: { point: string; to: string; disk?: string | undefined; format: RestoreFormat; force: boolean; onProgress?: (p: RestoreProgress & { disk: string }) => void },
+  ): Promise<{ point: PointInfo; targets: { disk: string; path: string; bytesWritten: number }[] }> {
+    const { state } = await this.jobState(repoDir, job);
+    const p = resolvePoint(state, opts.point);
+    const diskCount = p.diskSizes.length;
+    const which = opts.disk !== undefined ? [opts.disk] : diskCount === 1 ? ['0'] : Array.from({ length: diskCount }, (_, i) => String(i));
+    const intoDir = opts.disk === undefined && diskCount > 1;
+    if (intoDir) {
+      const st = await stat(opts.to).catch(() => undefined);
+      if (!st?.isDirectory()) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.${opts.format}), or choose one with --disk`);
+    }
+    const targets: { disk: string; path: string; bytesWritten: number }[] = [];
+    for (const d of which) {
+      const opened = await this.openPointDisk(repoDir, job, p.id, d);
+      try {
+        const path = intoDir ? resolve(opts.to, `${opened.diskName}.${opts.format}`) : resolve(opts.to);
+        const r = await restoreDisk(opened.disk, path, { format: opts.format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
+        targets.push({ disk: opened.diskName, path, bytesWritten: r.bytesWritten });
+      } finally {
+        await opened.disk.close();
+      }
+    }
+    return { point: p, targets };
+  }
+}
+
+/** `latest`, a full id, or a unique id prefix of ≥ 4 characters. */
+export function resolvePoint(state: JobState, ref: string): PointInfo {
+  if (state.points.length === 0) {
+    throw new LifeboatError('LFB_ERR_NO_POINTS', `job has no restore points yet; run \`lifeboat backup\` first`);
+  }
+  if (ref === 'latest') return state.points[state.points.length - 1]!;
+  const exact = state.points.find((p) => p.id === ref);
+  if (exact) return exact;
+  const byPrefix = ref.length >= 4 ? state.points.filter((p) => p.id.startsWith(ref)) : [];
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  if (byPrefix.length > 1) throw new LifeboatError('LFB_ERR_POINT_AMBIGUOUS', `point "${ref}" matches ${byPrefix.length} points; give more characters`);
+  throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `no restore point "${ref}" (see \`lifeboat points\`)`, { details: { point: ref } });
+}
+
+function resolveDisk(ref: string | undefined, names: readonly string[]): number {
+  if (ref === undefined) return 0;
+  if (/^\d+$/.test(ref)) {
+    const i = Number(ref);
+    if (i < names.length) return i;
+  }
+  const byName = names.indexOf(ref);
+  if (byName >= 0) return byName;
+  throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `no disk "${ref}" in this point (disks: ${names.map((n, i) => `${i}=${n}`).join(', ')})`);
+}

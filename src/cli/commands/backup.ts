@@ -1,0 +1,31 @@
+import { formatBytes } from '../../core/units.js';
+import type { Command } from '../command.js';
+import { requireString } from '../command.js';
+
+export const backup: Command = {
+  name: 'backup',
+  usage: 'backup <job> --repo <dir> [--active-full] [--wait] [--json]',
+  summary: 'run the job: a full the first time, then increments',
+  positionals: ['job'],
+  options: { repo: { type: 'string' }, 'active-full': { type: 'boolean' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+  async run(ctx) {
+    const started = process.hrtime.bigint();
+    const r = await ctx.service.backup(requireString(ctx, 'repo'), ctx.args[0]!, {
+      activeFull: ctx.values['active-full'] === true,
+      waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
+      onProgress: (p) => ctx.progress(`disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`),
+    });
+    const secs = Number(process.hrtime.bigint() - started) / 1e9;
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify({ ...r, seconds: secs }));
+      return;
+    }
+    ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
+    ctx.out(`  read ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
+    for (const n of r.cleanedUp) ctx.out(`  removed ${n} left by an interrupted run`);
+    for (const a of r.retention) {
+      if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
+      else ctx.out(`  retention: merged ${a.action.incrementPointId} into the full (${a.merge?.blocksCopied ?? 0} blocks copied) — ${a.action.reason}`);
+    }
+  },
+};

@@ -1,0 +1,36 @@
+import { LifeboatError } from '../../core/errors.js';
+import { BACKUP_METHODS, parseWeekdays, type BackupMethod } from '../../repository/job.js';
+import type { Command } from '../command.js';
+import { optionalString, requireString } from '../command.js';
+
+export const jobCreate: Command = {
+  name: 'job create',
+  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N] [--active-full <weekday,…>] [--vm-config <file>]',
+  summary: 'define a job protecting one VM',
+  positionals: ['job'],
+  options: {
+    repo: { type: 'string' },
+    disk: { type: 'string', multiple: true },
+    method: { type: 'string' },
+    'retain-points': { type: 'string' },
+    'active-full': { type: 'string' },
+    'vm-config': { type: 'string' },
+  },
+  async run(ctx) {
+    const method = optionalString(ctx, 'method') ?? 'forward';
+    if (!(BACKUP_METHODS as readonly string[]).includes(method)) throw new LifeboatError('LFB_ERR_USAGE', `--method must be one of ${BACKUP_METHODS.join(', ')}`);
+    const rp = optionalString(ctx, 'retain-points') ?? '7';
+    if (!/^\d+$/.test(rp) || Number(rp) < 1) throw new LifeboatError('LFB_ERR_USAGE', `--retain-points must be a whole number ≥ 1, not "${rp}"`);
+    const disks = (ctx.values['disk'] as string[] | undefined) ?? [];
+    if (disks.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--disk is required (once per disk)');
+    const job = await ctx.service.createJob(requireString(ctx, 'repo'), {
+      name: ctx.args[0]!,
+      disks,
+      method: method as BackupMethod,
+      retainPoints: Number(rp),
+      activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
+      vmConfigFile: optionalString(ctx, 'vm-config'),
+    });
+    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainPoints} points${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}`);
+  },
+};

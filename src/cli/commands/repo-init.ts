@@ -1,0 +1,18 @@
+import { parseCompression, DEFAULT_COMPRESSION, formatCompression } from '../../compress/codec.js';
+import { formatBytes, parseSize } from '../../core/units.js';
+import type { Command } from '../command.js';
+import { optionalString } from '../command.js';
+
+export const repoInit: Command = {
+  name: 'repo init',
+  usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]]',
+  summary: 'create a repository',
+  positionals: ['dir'],
+  options: { 'block-size': { type: 'string' }, compression: { type: 'string' } },
+  async run(ctx) {
+    const bs = parseSize(optionalString(ctx, 'block-size') ?? '1M', '--block-size');
+    const c = ctx.values['compression'] === undefined ? DEFAULT_COMPRESSION : parseCompression(String(ctx.values['compression']));
+    const repo = await ctx.service.initRepository(ctx.args[0]!, bs, c);
+    ctx.out(`created repository ${repo.root} (block size ${formatBytes(bs)}, compression ${formatCompression(c)})`);
+  },
+};

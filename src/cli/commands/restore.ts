@@ -1,0 +1,26 @@
+import { LifeboatError } from '../../core/errors.js';
+import { formatBytes } from '../../core/units.js';
+import { RESTORE_FORMATS, type RestoreFormat } from '../../restore/index.js';
+import type { Command } from '../command.js';
+import { optionalString, requireString } from '../command.js';
+
+export const restore: Command = {
+  name: 'restore',
+  usage: 'restore <job> --repo <dir> --point <id|latest> --to <path> [--disk <n|name>] [--format raw|qcow2] [--force]',
+  summary: 'restore a point to disk images',
+  positionals: ['job'],
+  options: { repo: { type: 'string' }, point: { type: 'string' }, to: { type: 'string' }, disk: { type: 'string' }, format: { type: 'string' }, force: { type: 'boolean' } },
+  async run(ctx) {
+    const format = optionalString(ctx, 'format') ?? 'raw';
+    if (!(RESTORE_FORMATS as readonly string[]).includes(format)) throw new LifeboatError('LFB_ERR_USAGE', `--format must be raw or qcow2`);
+    const r = await ctx.service.restore(requireString(ctx, 'repo'), ctx.args[0]!, {
+      point: requireString(ctx, 'point'),
+      to: requireString(ctx, 'to'),
+      disk: optionalString(ctx, 'disk'),
+      format: format as RestoreFormat,
+      force: ctx.values['force'] === true,
+      onProgress: (p) => ctx.progress(`${p.disk}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}`),
+    });
+    for (const t of r.targets) ctx.out(`restored point ${r.point.id} disk ${t.disk} → ${t.path} (${formatBytes(t.bytesWritten)} of data written)`);
+  },
+};

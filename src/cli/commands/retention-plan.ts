@@ -1,0 +1,20 @@
+import type { Command } from '../command.js';
+import { requireString } from '../command.js';
+
+export const retentionPlan: Command = {
+  name: 'retention plan',
+  usage: 'retention plan <job> --repo <dir> [--json]',
+  summary: 'show what retention would do now, changing nothing',
+  positionals: ['job'],
+  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  async run(ctx) {
+    const plan = await ctx.service.retentionPlan(requireString(ctx, 'repo'), ctx.args[0]!);
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify(plan, null, 2));
+      return;
+    }
+    if (plan.actions.length === 0) ctx.out('nothing to do');
+    for (const a of plan.actions) ctx.out(a.type === 'merge' ? `merge ${a.incrementPointId} into full ${a.fullPointId}: ${a.reason}` : `delete chain ${a.chainId} (${a.pointIds.join(', ')}): ${a.reason}`);
+    for (const k of plan.kept) ctx.out(`keep ${k.id}: ${k.reason}`);
+  },
+};

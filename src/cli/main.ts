@@ -1,0 +1,86 @@
+import { LifeboatService } from '../app/index.js';
+import { clockFromEnv } from '../core/clock.js';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { parseCommandArgs, type Command } from './command.js';
+import { backup } from './commands/backup.js';
+import { jobCreate } from './commands/job-create.js';
+import { jobList } from './commands/job-list.js';
+import { points } from './commands/points.js';
+import { repoInit } from './commands/repo-init.js';
+import { restore } from './commands/restore.js';
+import { retentionPlan } from './commands/retention-plan.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+
+const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, retentionPlan];
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'lifeboat: backup and instant recovery for virtual-machine disks',
+    '',
+    'usage: lifeboat <command> [options]   (lifeboat <command> --help for its options)',
+    '',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Environment: LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
+  ].join('\n');
+}
+
+/** Finds the command whose words start argv (two-word commands first). */
+function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefined {
+  for (const words of [2, 1]) {
+    const name = argv.slice(0, words).join(' ');
+    const cmd = COMMANDS.find((c) => c.name === name);
+    if (cmd) return { cmd, rest: argv.slice(words) };
+  }
+  return undefined;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(help() + '\n');
+    return argv.length === 0 ? EXIT.usage : EXIT.ok;
+  }
+  if (argv[0] === '--version') {
+    process.stdout.write('lifeboat 0.1.0\n');
+    return EXIT.ok;
+  }
+  const isTty = process.stderr.isTTY === true;
+  let progressShown = false;
+  try {
+    const found = findCommand(argv);
+    if (!found) throw new LifeboatError('LFB_ERR_USAGE', `unknown command "${argv.slice(0, 2).join(' ')}"\n\n${help()}`);
+    const { values, args } = parseCommandArgs(found.cmd, found.rest);
+    if (values['help'] === true) {
+      process.stdout.write(`usage: lifeboat ${found.cmd.usage}\n`);
+      return EXIT.ok;
+    }
+    const service = new LifeboatService(clockFromEnv());
+    await found.cmd.run({
+      service,
+      values,
+      args,
+      out: (line) => {
+        if (progressShown) process.stderr.write('\r\x1b[K');
+        progressShown = false;
+        process.stdout.write(line + '\n');
+      },
+      // Progress is for people: shown on a terminal, silent in scripts.
+      progress: (line) => {
+        if (!isTty) return;
+        process.stderr.write(`\r\x1b[K${line}`);
+        progressShown = true;
+      },
+    });
+    if (progressShown) process.stderr.write('\r\x1b[K');
+    return EXIT.ok;
+  } catch (err) {
+    if (progressShown) process.stderr.write('\n');
+    if (isLifeboatError(err)) {
+      process.stderr.write(`lifeboat: ${err.message} [${err.code}]\n`);
+      return exitCodeFor(err);
+    }
+    process.stderr.write(`lifeboat: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)} [LFB_ERR_INTERNAL]\n`);
+    return EXIT.failure;
+  }
+}

@@ -1,0 +1,83 @@
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { LifeboatError } from '../core/errors.js';
+import type { CodecName } from '../format/constants.js';
+import type { CompressionSetting } from './codec.js';
+
+export interface BlockTask {
+  readonly id: number;
+  readonly buffer: ArrayBuffer;
+  readonly length: number;
+  readonly previousDigest: Uint8Array | null;
+  readonly compression: CompressionSetting;
+}
+
+export interface BlockResult {
+  readonly id: number;
+  readonly digest: Buffer;
+  readonly unchanged: boolean;
+  readonly codec: CodecName;
+  readonly stored: ArrayBuffer | null;
+  /** The input buffer, handed back for reuse. */
+  readonly buffer: ArrayBuffer;
+}
+
+interface Pending {
+  resolve: (r: BlockResult) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * A fixed pool of hash-and-compress workers. Hashing and compressing are the
+ * CPU-heavy steps of a backup; running them off the main thread keeps every
+ * core busy while the main thread reads the source and writes the file.
+ */
+export class BlockWorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private next = 0;
+  private nextId = 1;
+  private failed: Error | undefined;
+
+  constructor(size = Math.max(1, Math.min(8, availableParallelism()))) {
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(new URL('./block-worker.js', import.meta.url));
+      w.on('message', (m: BlockResult & { error?: string }) => {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.error !== undefined) p.reject(new LifeboatError('LFB_ERR_INTERNAL', `block worker: ${m.error}`));
+        else p.resolve({ ...m, digest: Buffer.from(m.digest) });
+      });
+      w.on('error', (e: Error) => this.fail(e));
+      this.workers.push(w);
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private fail(e: Error): void {
+    this.failed = e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  /** Transfers `buffer` to a worker; it comes back in the result. */
+  run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting): Promise<BlockResult> {
+    if (this.failed) return Promise.reject(this.failed);
+    const id = this.nextId++;
+    const w = this.workers[this.next]!;
+    this.next = (this.next + 1) % this.workers.length;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const task: BlockTask = { id, buffer, length, previousDigest, compression };
+      w.postMessage(task, [buffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

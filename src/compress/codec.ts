@@ -1,0 +1,63 @@
+import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
+import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
+import { LifeboatError } from '../core/errors.js';
+import type { CodecName } from '../format/constants.js';
+
+export interface CompressionSetting {
+  readonly codec: CodecName;
+  readonly level: number;
+}
+
+/** The default, chosen by bench/codec-bench: zstd level 1 compresses faster than lz4 here and ~20% smaller. */
+export const DEFAULT_COMPRESSION: CompressionSetting = { codec: 'zstd', level: 1 };
+
+export function parseCompression(text: string): CompressionSetting {
+  const m = /^(none|lz4|zstd)(?::(-?\d+))?$/.exec(text.trim().toLowerCase());
+  if (!m) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: "${text}" is not one of none, lz4, zstd[:LEVEL]`);
+  const codec = m[1] as CodecName;
+  if (m[2] !== undefined && codec !== 'zstd') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: only zstd takes a level`);
+  const level = m[2] === undefined ? (codec === 'zstd' ? 1 : 0) : Number(m[2]);
+  if (codec === 'zstd' && (level < -7 || level > 19)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: zstd level ${level} is outside -7..19`);
+  return { codec, level };
+}
+
+export function formatCompression(s: CompressionSetting): string {
+  return s.codec === 'zstd' ? `zstd:${s.level}` : s.codec;
+}
+
+/**
+ * Compresses one block. If compression does not shrink it, the block is kept
+ * as it is (codec "none"), so incompressible data costs no decode time later.
+ */
+export function compressBlock(s: CompressionSetting, data: Buffer): { codec: CodecName; bytes: Buffer } {
+  let out: Buffer;
+  switch (s.codec) {
+    case 'none':
+      return { codec: 'none', bytes: data };
+    case 'lz4':
+      out = lz4Compress(data);
+      break;
+    case 'zstd':
+      out = zstdCompress(data, { compressionLevel: s.level });
+      break;
+  }
+  return out.length < data.length ? { codec: s.codec, bytes: out } : { codec: 'none', bytes: data };
+}
+
+/** Decompresses a stored block; throws (to be reported as a corrupt block) on any mismatch. */
+export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: number): Buffer {
+  let out: Buffer;
+  switch (codec) {
+    case 'none':
+      out = stored;
+      break;
+    case 'lz4':
+      out = lz4Uncompress(stored);
+      break;
+    case 'zstd':
+      out = zstdDecompress(stored);
+      break;
+  }
+  if (out.length !== rawLength) throw new Error(`decompressed ${out.length} bytes, expected ${rawLength}`);
+  return out;
+}

@@ -1,0 +1,89 @@
+/**
+ * One error type for the whole code base. Every failure that reaches a user
+ * carries a stable code from ERROR_CODES; docs/errors.md documents each one and
+ * a test checks that the two agree in both directions.
+ */
+
+export const ERROR_CATEGORIES = [
+  'NotFound',
+  'Invalid',
+  'Conflict',
+  'Unsupported',
+  'Transient',
+  'Permanent',
+  'Corrupt',
+  'NoSpace',
+  'Aborted',
+] as const;
+export type ErrorCategory = (typeof ERROR_CATEGORIES)[number];
+
+/** code → category. Codes are public API: never rename one, only add. */
+export const ERROR_CODES = {
+  LFB_ERR_USAGE: 'Invalid',
+  LFB_ERR_INVALID_ARGUMENT: 'Invalid',
+  LFB_ERR_REPO_NOT_FOUND: 'NotFound',
+  LFB_ERR_REPO_EXISTS: 'Conflict',
+  LFB_ERR_REPO_VERSION: 'Unsupported',
+  LFB_ERR_REPO_CORRUPT: 'Corrupt',
+  LFB_ERR_JOB_NOT_FOUND: 'NotFound',
+  LFB_ERR_JOB_EXISTS: 'Conflict',
+  LFB_ERR_JOB_LOCKED: 'Conflict',
+  LFB_ERR_JOB_CORRUPT: 'Corrupt',
+  LFB_ERR_POINT_NOT_FOUND: 'NotFound',
+  LFB_ERR_POINT_AMBIGUOUS: 'Invalid',
+  LFB_ERR_NO_POINTS: 'NotFound',
+  LFB_ERR_CHAIN_BROKEN: 'Corrupt',
+  LFB_ERR_FILE_TRUNCATED: 'Corrupt',
+  LFB_ERR_FILE_CORRUPT: 'Corrupt',
+  LFB_ERR_FILE_VERSION: 'Unsupported',
+  LFB_ERR_BLOCK_CORRUPT: 'Corrupt',
+  LFB_ERR_DISK_NOT_FOUND: 'NotFound',
+  LFB_ERR_DISK_READ: 'Permanent',
+  LFB_ERR_TARGET_EXISTS: 'Conflict',
+  LFB_ERR_NO_SPACE: 'NoSpace',
+  LFB_ERR_IO: 'Permanent',
+  LFB_ERR_TOOL_MISSING: 'NotFound',
+  LFB_ERR_TOOL_FAILED: 'Permanent',
+  LFB_ERR_INTERNAL: 'Permanent',
+} as const satisfies Record<string, ErrorCategory>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class LifeboatError extends Error {
+  readonly code: ErrorCode;
+  readonly category: ErrorCategory;
+  /** Structured facts (file, block, offset…) for logs and --json output. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'LifeboatError';
+    this.code = code;
+    this.category = ERROR_CODES[code];
+    this.details = opts.details ?? {};
+  }
+}
+
+export function isLifeboatError(err: unknown, code?: ErrorCode): err is LifeboatError {
+  return err instanceof LifeboatError && (code === undefined || err.code === code);
+}
+
+export function assertNever(x: never): never {
+  throw new LifeboatError('LFB_ERR_INTERNAL', `unexpected value ${String(x)}`);
+}
+
+/** Turns an errno-style error from node:fs into our code, naming what we were doing. */
+export function fromFsError(err: unknown, doing: string, path: string): LifeboatError {
+  if (err instanceof LifeboatError) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const why = err instanceof Error ? err.message : String(err);
+  switch (errno) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new LifeboatError('LFB_ERR_NO_SPACE', `${doing} ${path}: no space left on device; free space and run again`, { cause: err, details: { path } });
+    case 'ENOENT':
+      return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { cause: err, details: { path } });
+    default:
+      return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: ${why}`, { cause: err, details: { path, errno } });
+  }
+}

@@ -1,0 +1,6 @@
+export * from './errors.js';
+export * from './clock.js';
+export * from './ids.js';
+export * from './log.js';
+export * from './crash-point.js';
+export * from './units.js';

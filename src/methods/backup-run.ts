@@ -1,0 +1,219 @@
+import { join } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import { weekdayOf, type Clock } from '../core/clock.js';
+import { newPointId, newUuid } from '../core/ids.js';
+import { BlockWorkerPool, parseCompression, type CompressionSetting } from '../compress/index.js';
+import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
+import { LockFile } from '../storage/index.js';
+import { BackupFileWriter } from '../repository/backup-file-writer.js';
+import { loadJob, type JobDefinition } from '../repository/job.js';
+import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../repository/job-state.js';
+import { RestorePointDisk } from '../repository/restore-point-disk.js';
+import type { Repository } from '../repository/repository.js';
+import { RawDiskSource, type DiskSource } from '../source/index.js';
+import { applyRetention, type AppliedAction } from './retention-run.js';
+import { resolveVmConfig } from './vm-config.js';
+
+export interface BackupProgress {
+  readonly disk: number;
+  readonly diskCount: number;
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+}
+
+export interface BackupOptions {
+  readonly clock: Clock;
+  readonly activeFull?: boolean;
+  /** Wait this long for another run of the job to finish instead of failing at once. */
+  readonly waitMs?: number;
+  readonly onProgress?: (p: BackupProgress) => void;
+  /** Workers for hashing and compression (default: one per core). */
+  readonly workers?: number;
+}
+
+export interface BackupResult {
+  readonly pointId: string;
+  readonly kind: FileKind;
+  readonly file: string;
+  readonly trigger: string;
+  readonly bytesRead: number;
+  readonly bytesStored: number;
+  readonly blocksStored: number;
+  readonly blocksZero: number;
+  readonly blocksUnchanged: number;
+  readonly blocksDeduped: number;
+  readonly cleanedUp: readonly string[];
+  readonly retention: readonly AppliedAction[];
+}
+
+/** One backup run of a job: a full or an increment, then retention. One run per job at a time. */
+export async function runBackup(repo: Repository, jobName: string, opts: BackupOptions): Promise<BackupResult> {
+  const job = await loadJob(repo, jobName);
+  const dir = repo.jobDir(job.name);
+  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  try {
+    let state = await scanJob(dir);
+    const cleanedUp = await cleanupJob(state);
+    if (cleanedUp.length > 0) state = await scanJob(dir);
+    const now = opts.clock.now();
+    const decision = decideKind(job, state, now, opts.activeFull === true);
+    const result = await writePoint(job, dir, state, decision, now, opts);
+    state = await scanJob(dir);
+    const retention = await applyRetention(job, dir, state);
+    state = await scanJob(dir);
+    await writeVbm(job, state, now);
+    return { ...result, cleanedUp, retention };
+  } finally {
+    await lock.release();
+  }
+}
+
+interface Decision {
+  readonly kind: 'full' | 'increment';
+  readonly trigger: string;
+}
+
+function sameUtcDay(a: Date, b: Date): boolean {
+  return a.toISOString().slice(0, 10) === b.toISOString().slice(0, 10);
+}
+
+/** First run, --active-full, or a scheduled weekday (at most one per day) → full; else increment. */
+function decideKind(job: JobDefinition, state: JobState, now: Date, forced: boolean): Decision {
+  const latest = state.chains[state.chains.length - 1];
+  if (latest === undefined) return { kind: 'full', trigger: 'first run of the job' };
+  if (forced) return { kind: 'full', trigger: 'active full requested' };
+  if (latest.full.header.blockSize !== job.blockSize) return { kind: 'full', trigger: 'block size changed' };
+  if (latest.full.header.diskSizes.length !== job.disks.length) return { kind: 'full', trigger: 'disk list changed' };
+  if (job.activeFullDays.includes(weekdayOf(now))) {
+    const fullToday = state.chains.some((c) => sameUtcDay(new Date(c.full.header.createdAtMs), now));
+    if (!fullToday) return { kind: 'full', trigger: `scheduled active full (${weekdayOf(now)})` };
+  }
+  return { kind: 'increment', trigger: 'incremental run' };
+}
+
+function fileStamp(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions): Promise<Omit<BackupResult, 'cleanedUp' | 'retention'>> {
+  const sources: DiskSource[] = [];
+  const previous: RestorePointDisk[] = [];
+  const pool = new BlockWorkerPool(opts.workers);
+  let writer: BackupFileWriter | undefined;
+  try {
+    for (const p of job.disks) sources.push(await RawDiskSource.open(p));
+    const latestChain = state.chains[state.chains.length - 1];
+    const parent = decision.kind === 'increment' ? state.points[state.points.length - 1] : undefined;
+    if (parent) {
+      const files = filesForPoint(state, parent.id)!;
+      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(files, d, { cacheBytes: 0 }));
+    }
+    const pointId = newPointId();
+    const kind: FileKind = decision.kind;
+    const chainId = kind === 'full' ? newUuid() : latestChain!.chainId;
+    const blockSize = kind === 'full' ? job.blockSize : latestChain!.full.header.blockSize;
+    const name = `${fileStamp(now)}_${pointId}${FILE_EXTENSIONS[kind]}`;
+    const diskSizes = sources.map((s) => s.size);
+    writer = await BackupFileWriter.create(join(dir, name), {
+      formatVersion: FORMAT_CURRENT,
+      kind,
+      blockSize,
+      createdAtMs: now.getTime(),
+      fileId: newUuid(),
+      chainId,
+      jobId: job.jobId,
+      diskSizes,
+    });
+    const compression = parseCompression(job.compression);
+    const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
+    for (let d = 0; d < sources.length; d++) {
+      await backupDisk(sources[d]!, d, sources.length, writer, previous[d] ?? null, blockSize, compression, pool, totals, opts.onProgress);
+    }
+    const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
+    const vm = resolveVmConfig(job.name, job.vm, sources.map((s) => ({ path: s.path, size: s.size })));
+    await writer.commit({
+      kind,
+      seq,
+      createdAtMs: now.getTime(),
+      pointId,
+      parentPointId: parent?.id ?? null,
+      mergedCount: 0,
+      diskSizes,
+      meta: { vm, trigger: decision.trigger },
+    });
+    const stored = writer.storedBytes;
+    const deduped = writer.dedupedBlocks;
+    writer = undefined;
+    return { pointId, kind, file: name, trigger: decision.trigger, bytesRead: totals.bytesRead, bytesStored: stored, blocksStored: totals.blocksStored, blocksZero: totals.blocksZero, blocksUnchanged: totals.blocksUnchanged, blocksDeduped: deduped };
+  } finally {
+    if (writer) await writer.abort();
+    await pool.close();
+    await Promise.all([...sources.map((s) => s.close()), ...previous.map((p) => p.close())]);
+  }
+}
+
+type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: import('../compress/block-pool.js').BlockResult };
+
+/**
+ * The block pipeline of one disk: read → zero check → (worker) hash, compare
+ * with the previous point, compress → write in order. A bounded window of
+ * blocks is in flight, so memory is window × block size whatever the disk size.
+ */
+async function backupDisk(
+  src: DiskSource,
+  disk: number,
+  diskCount: number,
+  writer: BackupFileWriter,
+  prev: RestorePointDisk | null,
+  blockSize: number,
+  compression: CompressionSetting,
+  pool: BlockWorkerPool,
+  totals: { bytesRead: number; blocksStored: number; blocksZero: number; blocksUnchanged: number },
+  onProgress: BackupOptions['onProgress'],
+): Promise<void> {
+  const blockCount = Math.ceil(src.size / blockSize);
+  const zeros = Buffer.alloc(blockSize);
+  const free: ArrayBuffer[] = [];
+  const queue: Promise<Outcome>[] = [];
+  const window = pool.size * 4;
+  let lastReport = 0;
+
+  const drainOne = async (): Promise<void> => {
+    const o = await queue.shift()!;
+    if (o.kind === 'zero') writer.addZero(disk, o.bi);
+    if (o.kind !== 'data') return;
+    free.push(o.r.buffer);
+    if (o.r.unchanged) totals.blocksUnchanged += 1;
+    else {
+      await writer.addBlock(disk, o.bi, o.r.codec, Buffer.from(o.r.stored!), o.r.digest);
+      totals.blocksStored += 1;
+    }
+  };
+
+  for (let bi = 0; bi < blockCount; bi++) {
+    const offset = bi * blockSize;
+    const len = Math.min(blockSize, src.size - offset);
+    const ab = free.pop() ?? new ArrayBuffer(blockSize);
+    const buf = Buffer.from(ab, 0, len);
+    const got = await src.read(buf, offset);
+    if (got !== len) {
+      throw new LifeboatError('LFB_ERR_DISK_READ', `disk ${src.path} ended at ${offset + got} while reading block ${bi}; its size changed during the backup`, { details: { disk: src.path, offset: offset + got } });
+    }
+    totals.bytesRead += len;
+    if (buf.equals(zeros.subarray(0, len))) {
+      // Zero blocks are never stored; an increment records only that a block became zero.
+      free.push(ab);
+      totals.blocksZero += 1;
+      queue.push(Promise.resolve(prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' }));
+    } else {
+      const prevDigest = prev === null ? null : prev.digestOf(bi);
+      queue.push(pool.run(ab, len, prevDigest, compression).then((r) => ({ kind: 'data', bi, r })));
+    }
+    while (queue.length >= window) await drainOne();
+    if (onProgress && (totals.bytesRead - lastReport >= 64 * 1024 * 1024 || bi === blockCount - 1)) {
+      lastReport = totals.bytesRead;
+      onProgress({ disk, diskCount, bytesDone: offset + len, bytesTotal: src.size });
+    }
+  }
+  while (queue.length > 0) await drainOne();
+}

@@ -1,0 +1,85 @@
+import { basename, dirname, join } from 'node:path';
+import type { CodecName } from '../format/constants.js';
+import { BlockTableBuilder, DATA_START, PAGE, encodeHeader, type FileHeader, type RootInfo } from '../format/index.js';
+import { DurableFile, removeDurable, renameDurable } from '../storage/index.js';
+import { commitRoot } from './commit.js';
+
+/** Stored block location, remembered for in-file dedupe. */
+interface StoredRef {
+  readonly digest: Buffer;
+  readonly offset: number;
+  readonly length: number;
+  readonly codec: CodecName;
+}
+
+/**
+ * Writes a new backup file under a temporary name. Blocks are appended in
+ * block order per disk; a block whose digest was already stored in this file
+ * is referenced, not written again. commit() makes it durable and only then
+ * gives it its final name: a file with a final name is always complete.
+ */
+export class BackupFileWriter {
+  private position = DATA_START;
+  private readonly tables: BlockTableBuilder[];
+  private readonly byDigest = new Map<string, StoredRef>();
+  /** Bytes of block data written (after compression and dedupe). */
+  storedBytes = 0;
+  dedupedBlocks = 0;
+
+  private constructor(
+    readonly finalPath: string,
+    readonly tmpPath: string,
+    readonly header: FileHeader,
+    private readonly file: DurableFile,
+  ) {
+    this.tables = header.diskSizes.map(() => new BlockTableBuilder(256));
+  }
+
+  static tmpPathFor(finalPath: string): string {
+    return join(dirname(finalPath), `.${basename(finalPath)}.tmp`);
+  }
+
+  static async create(finalPath: string, header: FileHeader): Promise<BackupFileWriter> {
+    const tmp = BackupFileWriter.tmpPathFor(finalPath);
+    const file = await DurableFile.create(tmp);
+    const w = new BackupFileWriter(finalPath, tmp, header, file);
+    // Header, then two empty slot pages: a file with no valid slot is never a point.
+    const pages = Buffer.alloc(DATA_START);
+    encodeHeader(header).copy(pages, 0, 0, PAGE);
+    await file.write(pages, 0);
+    return w;
+  }
+
+  /** Appends a stored block (or references an identical one already in this file). */
+  async addBlock(disk: number, blockIndex: number, codec: CodecName, stored: Buffer, digest: Buffer): Promise<void> {
+    const key = digest.toString('latin1', 0, 16);
+    const seen = this.byDigest.get(key);
+    if (seen && seen.digest.equals(digest)) {
+      this.tables[disk]!.addData(blockIndex, seen.codec, seen.offset, seen.length, digest);
+      this.dedupedBlocks += 1;
+      return;
+    }
+    const offset = this.position;
+    await this.file.write(stored, offset);
+    this.position += stored.length;
+    this.storedBytes += stored.length;
+    this.byDigest.set(key, { digest: Buffer.from(digest), offset, length: stored.length, codec });
+    this.tables[disk]!.addData(blockIndex, codec, offset, stored.length, digest);
+  }
+
+  /** Records that a block reads as zeros at this point (increments only). */
+  addZero(disk: number, blockIndex: number): void {
+    this.tables[disk]!.addZero(blockIndex);
+  }
+
+  async commit(info: RootInfo): Promise<void> {
+    await commitRoot(this.file, info, this.tables.map((t) => t.build()), this.position, { slotIndex: 0, generation: 1 });
+    await this.file.close();
+    await renameDurable(this.tmpPath, this.finalPath);
+  }
+
+  async abort(): Promise<void> {
+    await this.file.close().catch(() => undefined);
+    await removeDurable(this.tmpPath).catch(() => undefined);
+  }
+}

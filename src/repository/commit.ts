@@ -1,0 +1,27 @@
+import { SLOT_OFFSETS, encodeRoot, encodeSlot, rootDigest, type BlockTable, type RootInfo } from '../format/index.js';
+import type { DurableFile } from '../storage/index.js';
+
+/**
+ * The one commit protocol of backup files (docs/format.md §Commit):
+ *   1. data is already written past the committed end,
+ *   2. the new root is written after it, and the file is fsynced,
+ *   3. the slot the current root is NOT in gets generation + 1, fsync.
+ * A crash before step 3 completes leaves the previous root in force; nothing
+ * it references was overwritten.
+ */
+export async function commitRoot(
+  file: DurableFile,
+  info: RootInfo,
+  tables: readonly BlockTable[],
+  rootOffset: number,
+  next: { slotIndex: 0 | 1; generation: number },
+): Promise<{ fileEnd: number }> {
+  const root = encodeRoot(info, tables);
+  await file.write(root, rootOffset);
+  await file.sync();
+  const fileEnd = rootOffset + root.length;
+  const slot = encodeSlot({ generation: next.generation, rootOffset, rootLength: root.length, fileEnd, rootDigest: rootDigest(root) });
+  await file.write(slot, SLOT_OFFSETS[next.slotIndex]);
+  await file.sync();
+  return { fileEnd };
+}

@@ -1,0 +1,170 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isLifeboatError } from '../core/errors.js';
+import type { FileKind } from '../format/constants.js';
+import type { FileHeader, Root } from '../format/index.js';
+import { removeDurable } from '../storage/index.js';
+import { BackupFileReader } from './backup-file.js';
+import { writeCheckedJson } from './checked-json.js';
+import type { JobDefinition } from './job.js';
+
+/** A committed backup file, as its header and root describe it. */
+export interface ChainFile {
+  readonly name: string;
+  readonly path: string;
+  readonly header: FileHeader;
+  readonly root: Root;
+}
+
+export interface Chain {
+  readonly chainId: string;
+  readonly full: ChainFile;
+  /** Increments that link to the full, in order. */
+  readonly increments: readonly ChainFile[];
+}
+
+/** A restore point as users see it (`lifeboat points`). */
+export interface PointInfo {
+  readonly id: string;
+  readonly seq: number;
+  readonly createdAt: string;
+  readonly kind: FileKind;
+  readonly file: string;
+  readonly chainId: string;
+  readonly parentId: string | null;
+  readonly diskSizes: readonly number[];
+}
+
+export interface JobState {
+  readonly dir: string;
+  /** Oldest chain first. */
+  readonly chains: readonly Chain[];
+  /** Every restorable point, oldest first. */
+  readonly points: readonly PointInfo[];
+  /** Files that cannot be read, with the error; the points in them are unavailable. */
+  readonly damaged: readonly { file: string; code: string; message: string }[];
+  /** Increments already merged into their full (a merge interrupted before deleting them). */
+  readonly redundant: readonly string[];
+  /** Increments whose parent point is missing. */
+  readonly orphans: readonly string[];
+  /** Temporary files of an interrupted run. */
+  readonly temporary: readonly string[];
+}
+
+const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
+
+/**
+ * Reads a job folder into chains and points. The backup files are the truth;
+ * the .vbm is only a summary written from this. Cost: header + root of every
+ * file, never their data.
+ */
+export async function scanJob(dir: string): Promise<JobState> {
+  const names = (await readdir(dir)).sort();
+  const files: ChainFile[] = [];
+  const damaged: { file: string; code: string; message: string }[] = [];
+  const temporary = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
+  for (const name of names) {
+    if (name.startsWith('.') || !BACKUP_FILE_RE.test(name)) continue;
+    const path = join(dir, name);
+    try {
+      const r = await BackupFileReader.open(path);
+      await r.close();
+      files.push({ name, path, header: r.header, root: r.root });
+    } catch (err) {
+      if (!isLifeboatError(err)) throw err;
+      damaged.push({ file: name, code: err.code, message: err.message });
+    }
+  }
+
+  const byChain = new Map<string, ChainFile[]>();
+  for (const f of files) {
+    const list = byChain.get(f.header.chainId) ?? [];
+    list.push(f);
+    byChain.set(f.header.chainId, list);
+  }
+
+  const chains: Chain[] = [];
+  const redundant: string[] = [];
+  const orphans: string[] = [];
+  for (const [chainId, list] of byChain) {
+    const fulls = list.filter((f) => f.root.kind === 'full');
+    const incs = list.filter((f) => f.root.kind === 'increment').sort((a, b) => a.root.seq - b.root.seq);
+    const full = fulls[0];
+    if (full === undefined || fulls.length > 1) {
+      orphans.push(...incs.map((f) => f.name));
+      continue;
+    }
+    const merged = new Set(full.root.meta.mergedPointIds ?? []);
+    const linked: ChainFile[] = [];
+    let tip = full.root.pointId;
+    for (const inc of incs) {
+      if (inc.root.seq <= full.root.seq && merged.has(inc.root.pointId)) redundant.push(inc.name);
+      else if (inc.root.parentPointId === tip) {
+        linked.push(inc);
+        tip = inc.root.pointId;
+      } else orphans.push(inc.name);
+    }
+    chains.push({ chainId, full, increments: linked });
+  }
+  chains.sort((a, b) => a.full.root.seq - b.full.root.seq);
+
+  const points: PointInfo[] = [];
+  for (const c of chains) {
+    for (const f of [c.full, ...c.increments]) {
+      points.push({
+        id: f.root.pointId,
+        seq: f.root.seq,
+        createdAt: new Date(f.root.createdAtMs).toISOString(),
+        kind: f.root.kind,
+        file: f.name,
+        chainId: c.chainId,
+        parentId: f.root.parentPointId,
+        diskSizes: f.root.diskSizes,
+      });
+    }
+  }
+  points.sort((a, b) => a.seq - b.seq);
+  return { dir, chains, points, damaged, redundant, orphans, temporary };
+}
+
+/** Removes what an interrupted run left behind. Call only while holding the job lock. */
+export async function cleanupJob(state: JobState): Promise<string[]> {
+  const removed: string[] = [];
+  for (const n of [...state.temporary, ...state.redundant]) {
+    await removeDurable(join(state.dir, n));
+    removed.push(n);
+  }
+  return removed;
+}
+
+/** The chain a point lives in, and the files to read it: full first, the point's file last. */
+export function filesForPoint(state: JobState, pointId: string): ChainFile[] | undefined {
+  for (const c of state.chains) {
+    const files = [c.full];
+    if (c.full.root.pointId === pointId) return files;
+    for (const inc of c.increments) {
+      files.push(inc);
+      if (inc.root.pointId === pointId) return files;
+    }
+  }
+  return undefined;
+}
+
+export const VBM_SUFFIX = '.vbm';
+
+/** Writes the job's metadata summary (the role of Veeam's .vbm). Derived: losing it loses nothing. */
+export async function writeVbm(job: JobDefinition, state: JobState, now: Date): Promise<void> {
+  await writeCheckedJson(join(state.dir, `${job.name}${VBM_SUFFIX}`), {
+    format: 'lifeboat-vbm',
+    version: 1,
+    job: job.name,
+    jobId: job.jobId,
+    writtenAt: now.toISOString(),
+    chains: state.chains.map((c) => ({
+      chainId: c.chainId,
+      files: [c.full, ...c.increments].map((f) => ({ file: f.name, kind: f.root.kind, pointId: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString() })),
+    })),
+    points: state.points,
+    damaged: state.damaged,
+  });
+}

@@ -1,0 +1,87 @@
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import { newUuid } from '../core/ids.js';
+import { formatCompression, parseCompression, type CompressionSetting } from '../compress/codec.js';
+import { BLOCK_SIZES } from '../format/constants.js';
+import { readCheckedJson, writeCheckedJson } from './checked-json.js';
+
+export const REPO_CONFIG = 'lifeboat.json';
+export const REPO_FORMAT = 'lifeboat-repository';
+export const REPO_VERSION = 1;
+
+export interface RepositoryConfig {
+  readonly format: typeof REPO_FORMAT;
+  readonly version: number;
+  readonly repoId: string;
+  readonly createdAt: string;
+  readonly blockSize: number;
+  /** e.g. "zstd:1", "lz4", "none" */
+  readonly compression: string;
+}
+
+/**
+ * A repository: a folder with lifeboat.json and jobs/<job>/. Everything in it
+ * is described by its files; cache/ may be deleted at any time.
+ */
+export class Repository {
+  private constructor(
+    readonly root: string,
+    readonly config: RepositoryConfig,
+  ) {}
+
+  get compression(): CompressionSetting {
+    return parseCompression(this.config.compression);
+  }
+
+  jobsDir(): string {
+    return join(this.root, 'jobs');
+  }
+
+  jobDir(job: string): string {
+    return join(this.root, 'jobs', job);
+  }
+
+  static async init(dir: string, opts: { blockSize: number; compression: CompressionSetting; now: Date }): Promise<Repository> {
+    const root = resolve(dir);
+    if (!(BLOCK_SIZES as readonly number[]).includes(opts.blockSize)) {
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--block-size must be one of 256K, 512K, 1M, 4M`);
+    }
+    const existing = await stat(join(root, REPO_CONFIG)).catch(() => undefined);
+    if (existing) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
+    const entries = await readdir(root).catch(() => [] as string[]);
+    if (entries.length > 0) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
+    await mkdir(join(root, 'jobs'), { recursive: true });
+    await mkdir(join(root, 'cache'), { recursive: true });
+    const config: RepositoryConfig = {
+      format: REPO_FORMAT,
+      version: REPO_VERSION,
+      repoId: newUuid(),
+      createdAt: opts.now.toISOString(),
+      blockSize: opts.blockSize,
+      compression: formatCompression(opts.compression),
+    };
+    await writeCheckedJson(join(root, REPO_CONFIG), config);
+    return new Repository(root, config);
+  }
+
+  static async open(dir: string): Promise<Repository> {
+    const root = resolve(dir);
+    const path = join(root, REPO_CONFIG);
+    const exists = await stat(path).catch(() => undefined);
+    if (!exists) {
+      throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `${root} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``, { details: { repo: root } });
+    }
+    const config = await readCheckedJson<RepositoryConfig>(path, 'LFB_ERR_REPO_CORRUPT');
+    if (config.format !== REPO_FORMAT) throw new LifeboatError('LFB_ERR_REPO_CORRUPT', `${path}: not a Lifeboat repository config`);
+    if (config.version !== REPO_VERSION) {
+      throw new LifeboatError('LFB_ERR_REPO_VERSION', `${root}: repository format version ${config.version} is not supported by this Lifeboat (supports ${REPO_VERSION}); use a matching Lifeboat release`, { details: { repo: root, version: config.version } });
+    }
+    return new Repository(root, config);
+  }
+
+  async listJobs(): Promise<string[]> {
+    const names = await readdir(this.jobsDir(), { withFileTypes: true }).catch(() => []);
+    return names.filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  }
+}

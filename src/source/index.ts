@@ -1,0 +1,1 @@
+export * from './raw-disk-source.js';
