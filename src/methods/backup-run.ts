@@ -193,6 +193,14 @@ async function backupDisk(
   for (let bi = 0; bi < blockCount; bi++) {
     const offset = bi * blockSize;
     const len = Math.min(blockSize, src.size - offset);
+    if (src.isHole(offset, len)) {
+      // A hole of a sparse image: zeros, known without reading them.
+      totals.bytesRead += len;
+      totals.blocksZero += 1;
+      if (prev !== null && prev.digestOf(bi) !== null) queue.push(Promise.resolve({ kind: 'zero', bi }));
+      if (queue.length >= window) await drainOne();
+      continue;
+    }
     const ab = free.pop() ?? new ArrayBuffer(blockSize);
     const buf = Buffer.from(ab, 0, len);
     const got = await src.read(buf, offset);

@@ -1,1 +1,2 @@
 export * from './raw-disk-source.js';
+export { sparseSupport } from './data-extents.js';

@@ -1,5 +1,6 @@
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { LifeboatError } from '../core/errors.js';
+import { nextDataExtent } from './data-extents.js';
 
 /** A disk to back up: its size and positional reads. Opened read-only, always. */
 export interface DiskSource {
@@ -7,16 +8,39 @@ export interface DiskSource {
   readonly size: number;
   /** Fills `into` with the bytes at `offset` (short only at the end of the disk). */
   read(into: Buffer, offset: number): Promise<number>;
+  /**
+   * Whether [offset, offset+length) is known to be a hole (reads as zeros
+   * without storage). False when unknown: the caller reads and checks.
+   */
+  isHole(offset: number, length: number): boolean;
   close(): Promise<void>;
 }
 
 /** A raw image file (sparse or not) or a block device. */
 export class RawDiskSource implements DiskSource {
+  /** The data extent at or after the last query, cached: one lseek pair per extent. */
+  private extent: [number, number] | undefined | null = null;
+  private extentFrom = -1;
+
   private constructor(
     readonly path: string,
     readonly size: number,
     private readonly fh: FileHandle,
+    private readonly sparseAware: boolean,
   ) {}
+
+  isHole(offset: number, length: number): boolean {
+    if (!this.sparseAware) return false;
+    const end = offset + length;
+    if (this.extentFrom < 0 || offset < this.extentFrom || (this.extent !== undefined && this.extent !== null && offset >= this.extent[1])) {
+      this.extent = nextDataExtent(this.fh.fd, offset, this.size);
+      this.extentFrom = offset;
+      if (this.extent === null) return false;
+    }
+    if (this.extent === null) return false;
+    if (this.extent === undefined) return true; // only holes from here on
+    return this.extent[0] >= end;
+  }
 
   static async open(path: string): Promise<RawDiskSource> {
     let st;
@@ -30,7 +54,7 @@ export class RawDiskSource implements DiskSource {
     }
     const size = st.isBlockDevice() ? await blockDeviceSize(st.rdev) : st.size;
     const fh = await open(path, 'r');
-    return new RawDiskSource(path, size, fh);
+    return new RawDiskSource(path, size, fh, st.isFile());
   }
 
   async read(into: Buffer, offset: number): Promise<number> {

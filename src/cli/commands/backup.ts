@@ -21,7 +21,7 @@ export const backup: Command = {
       return;
     }
     ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
-    ctx.out(`  read ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
+    ctx.out(`  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
     for (const n of r.cleanedUp) ctx.out(`  removed ${n} left by an interrupted run`);
     for (const a of r.retention) {
       if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "lifeboat_native",
+      "sources": ["native/extents.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LifeboatService } from '../src/app/index.js';
+import { fixedClock } from '../src/core/clock.js';
+
+export const BIN = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
+
+export async function tempDir(prefix = 'lifeboat-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real `lifeboat` command as a child process. */
+export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** A deterministic PRNG (mulberry32), so a failing model run can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Bytes that compress a little (like real data), from the PRNG. */
+export function randomBytes(rand: () => number, n: number): Buffer {
+  const b = Buffer.alloc(n + 4);
+  for (let i = 0; i < n; i += 4) {
+    const mask = rand() < 0.3 ? 0x0f0f0f0f : 0xffffffff;
+    b.writeUInt32LE((Math.floor(rand() * 2 ** 32) & mask) >>> 0, i);
+  }
+  return b.subarray(0, n);
+}
+
+export async function writeAt(path: string, data: Buffer, offset: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.write(data, 0, data.length, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads a whole point disk through the virtual-disk API. */
+export async function readPoint(repo: string, job: string, point: string, disk = '0'): Promise<Buffer> {
+  const svc = new LifeboatService(fixedClock(new Date()));
+  const opened = await svc.openPointDisk(repo, job, point, disk);
+  try {
+    return await opened.disk.read(0, opened.disk.size);
+  } finally {
+    await opened.disk.close();
+  }
+}
+
+export function serviceAt(iso: string): LifeboatService {
+  return new LifeboatService(fixedClock(new Date(iso)));
+}
