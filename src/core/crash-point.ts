@@ -6,13 +6,18 @@
  * can walk through every step of a backup or merge. Unset, this costs one
  * comparison per call.
  */
+import { writeFileSync } from 'node:fs';
+
 const target = Number(process.env['LIFEBOAT_CRASH_AT'] ?? '0');
+const report = process.env['LIFEBOAT_CRASH_REPORT'];
 let count = 0;
+// With LIFEBOAT_CRASH_REPORT=<file>, a run that ends normally writes how many
+// crash points it passed, so a test knows the range of moments to kill at.
+if (report !== undefined && report !== '') process.on('exit', () => writeFileSync(report, String(count)));
 
 export function crashPoint(): void {
-  if (target <= 0) return;
   count += 1;
-  if (count >= target) process.kill(process.pid, 'SIGKILL');
+  if (target > 0 && count >= target) process.kill(process.pid, 'SIGKILL');
 }
 
 /** How many crash points this process passed (reported by tests via LIFEBOAT_CRASH_COUNT_FILE). */
