@@ -49,6 +49,29 @@ export interface JobState {
   readonly orphans: readonly string[];
   /** Temporary files of an interrupted run. */
   readonly temporary: readonly string[];
+  /** Points that exist as files but cannot be restored (damaged file, or a broken link), with why. */
+  readonly unavailable: readonly UnavailablePoint[];
+}
+
+export interface UnavailablePoint {
+  readonly id: string;
+  readonly createdAt: string;
+  readonly kind: FileKind;
+  readonly file: string;
+  readonly code: 'LFB_ERR_FILE_CORRUPT' | 'LFB_ERR_FILE_TRUNCATED' | 'LFB_ERR_FILE_VERSION' | 'LFB_ERR_CHAIN_BROKEN' | string;
+  readonly problem: string;
+}
+
+const NAME_RE = /^(\d{8}T\d{6}Z)_([0-9a-f]{12})\.(vbk|vib|vrb)$/;
+const KIND_BY_EXT: Record<string, FileKind> = { vbk: 'full', vib: 'increment', vrb: 'rollback' };
+
+/** What a file's name says of its point (names are `<UTC stamp>_<point id>.<ext>`). */
+export function pointFromFileName(name: string): { id: string; createdAt: string; kind: FileKind } | undefined {
+  const m = NAME_RE.exec(name);
+  if (!m) return undefined;
+  const st = m[1]!;
+  const iso = `${st.slice(0, 4)}-${st.slice(4, 6)}-${st.slice(6, 8)}T${st.slice(9, 11)}:${st.slice(11, 13)}:${st.slice(13, 15)}.000Z`;
+  return { id: m[2]!, createdAt: iso, kind: KIND_BY_EXT[m[3]!]! };
 }
 
 const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
@@ -124,7 +147,20 @@ export async function scanJob(dir: string): Promise<JobState> {
     }
   }
   points.sort((a, b) => a.seq - b.seq);
-  return { dir, chains, points, damaged, redundant, orphans, temporary };
+
+  const unavailable: UnavailablePoint[] = [];
+  for (const d of damaged) {
+    const p = pointFromFileName(d.file);
+    unavailable.push({ id: p?.id ?? '?', createdAt: p?.createdAt ?? '', kind: p?.kind ?? 'full', file: d.file, code: d.code, problem: d.message });
+  }
+  const orphanChains = new Set(files.filter((f) => orphans.includes(f.name)).map((f) => f.header.chainId));
+  for (const f of files) {
+    if (orphans.includes(f.name) || (orphanChains.has(f.header.chainId) && f.root.kind === 'full' && !chains.some((c) => c.full === f))) {
+      unavailable.push({ id: f.root.pointId, createdAt: new Date(f.root.createdAtMs).toISOString(), kind: f.root.kind, file: f.name, code: 'LFB_ERR_CHAIN_BROKEN', problem: `${f.name}: the point it builds on (${f.root.parentPointId ?? 'its full'}) is missing or damaged` });
+    }
+  }
+  unavailable.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  return { dir, chains, points, damaged, redundant, orphans, temporary, unavailable };
 }
 
 /** Removes what an interrupted run left behind. Call only while holding the job lock. */

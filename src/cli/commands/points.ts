@@ -10,15 +10,20 @@ export const points: Command = {
   options: { repo: { type: 'string' }, json: { type: 'boolean' } },
   async run(ctx) {
     const { points: list, state } = await ctx.service.points(requireString(ctx, 'repo'), ctx.args[0]!);
+    const rows = [
+      ...list.map((p) => ({ ...p, available: true as const })),
+      ...state.unavailable.map((u) => ({ id: u.id, createdAt: u.createdAt, kind: u.kind, file: u.file, available: false as const, problem: u.problem, code: u.code })),
+    ].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify(list, null, 2));
+      ctx.out(JSON.stringify(rows, null, 2));
     } else {
-      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(25), 'KIND'.padEnd(10), 'SIZE'.padEnd(10), 'FILE'].join(''));
-      for (const p of list) {
-        ctx.out([p.id.padEnd(14), p.createdAt.padEnd(25), p.kind.padEnd(10), formatBytes(p.diskSizes.reduce((a, b) => a + b, 0)).padEnd(10), p.file].join(''));
+      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'SIZE'.padEnd(11), 'FILE'].join(''));
+      for (const p of rows) {
+        const size = 'diskSizes' in p ? formatBytes(p.diskSizes.reduce((a, b) => a + b, 0)) : '-';
+        ctx.out([p.id.padEnd(14), p.createdAt.padEnd(26), p.kind.padEnd(11), size.padEnd(11), p.file, p.available ? '' : `  UNAVAILABLE [${p.code}]`].join(''));
       }
     }
-    for (const d of state.damaged) ctx.progress(`warning: ${d.message} [${d.code}]`);
-    for (const o of state.orphans) ctx.progress(`warning: ${o} does not link to a complete chain; its point is not restorable`);
+    // Problems go to stderr too, on a terminal or not: a damaged backup must never go unnoticed.
+    for (const u of state.unavailable) process.stderr.write(`lifeboat: warning: point ${u.id} is not restorable: ${u.problem} [${u.code}]\n`);
   },
 };
