@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
-import { BlockWorkerPool, parseCompression, type CompressionSetting } from '../compress/index.js';
+import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
 import { LockFile } from '../storage/index.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
@@ -152,7 +152,7 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
   }
 }
 
-type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: import('../compress/block-pool.js').BlockResult };
+type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: BlockResult };
 
 /**
  * The block pipeline of one disk: read → zero check → (worker) hash, compare

@@ -1,8 +1,9 @@
 import { basename } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { decompressBlock } from '../compress/codec.js';
+import type {
+  BlockTable} from '../format/index.js';
 import {
-  BlockTable,
   DATA_START,
   PAGE,
   SLOT_OFFSETS,

@@ -1,0 +1,50 @@
+// Which folder of src/ may import which (docs/design.md §Layers). Like kopia's
+// layering test: a change that makes a protocol or the format reach into the
+// wrong layer fails `npm run lint`.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, dirname, resolve } from 'node:path';
+
+const ALLOWED = {
+  core: [],
+  format: ['core'],
+  storage: ['core'],
+  compress: ['core', 'format'],
+  source: ['core'],
+  repository: ['core', 'format', 'storage', 'compress'],
+  retention: [],
+  methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
+  restore: ['core', 'repository'],
+  app: ['core', 'format', 'compress', 'repository', 'retention', 'methods', 'restore', 'source'],
+  cli: ['core', 'app', 'compress', 'repository', 'restore'],
+};
+// Pure layers: no I/O of their own.
+const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');
+const problems = [];
+function walk(dir) {
+  for (const n of readdirSync(dir)) {
+    const p = join(dir, n);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (p.endsWith('.ts')) check(p);
+  }
+}
+function check(file) {
+  const from = relative(root, file).split('/')[0];
+  const text = readFileSync(file, 'utf8');
+  for (const m of text.matchAll(/(?:import|export)[^'"]*from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)) {
+    const spec = m[1] ?? m[2];
+    if (NO_IO[from]?.includes(spec)) problems.push(`${relative(root, file)}: ${from}/ must not import ${spec}`);
+    if (!spec.startsWith('.')) continue;
+    const target = relative(root, resolve(dirname(file), spec)).split('/')[0];
+    if (target === from || target.startsWith('..')) continue;
+    if (!(from in ALLOWED)) problems.push(`${relative(root, file)}: folder ${from}/ has no layer rule in scripts/check-layers.mjs`);
+    else if (!ALLOWED[from].includes(target)) problems.push(`${relative(root, file)}: ${from}/ may not import ${target}/ (${spec})`);
+  }
+}
+walk(root);
+if (problems.length) {
+  console.error(problems.join('\n'));
+  process.exit(1);
+}
+console.log(`layers: ok (${Object.keys(ALLOWED).length} folders)`);

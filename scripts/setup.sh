@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything Lifeboat and its tests need on Debian 12 (bookworm), then
+# the npm dependencies (which compiles the TypeScript and the small native
+# helper). Node.js >= 20 with npm must already be installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+# qemu-utils: qcow2 restores and the tests' qemu-img compare; e2fsprogs: the demo and
+# benchmark images; restic and borgbackup: the benchmark's reference tools;
+# python3/make/g++: node-gyp for the SEEK_DATA helper.
+PKGS="qemu-utils e2fsprogs python3 make g++ restic borgbackup"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+node -e 'const [M]=process.versions.node.split(".").map(Number); if (M < 20) { console.error("Lifeboat needs Node.js >= 20, found " + process.version); process.exit(1) }'
+npm ci --no-audit --no-fund
