@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isLifeboatError } from '../core/errors.js';
 import type { FileKind } from '../format/constants.js';
-import type { FileHeader, Root } from '../format/index.js';
+import type { FileHeader, Root, VmConfig } from '../format/index.js';
 import { removeDurable } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { writeCheckedJson } from './checked-json.js';
@@ -33,6 +33,8 @@ export interface PointInfo {
   readonly chainId: string;
   readonly parentId: string | null;
   readonly diskSizes: readonly number[];
+  /** The VM configuration stored with the point. */
+  readonly vm: VmConfig;
 }
 
 export interface JobState {
@@ -143,6 +145,7 @@ export async function scanJob(dir: string): Promise<JobState> {
         chainId: c.chainId,
         parentId: f.root.parentPointId,
         diskSizes: f.root.diskSizes,
+        vm: f.root.meta.vm,
       });
     }
   }
