@@ -13,6 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, closeSync, readSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compress as zstdCompress } from 'zstd-napi';
+import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
 
 const MiB = 1024 * 1024;
@@ -92,18 +93,6 @@ function realBytes(n: number, salt: number): Buffer {
   }
   for (let i = 0; i < n; i += 4096) out[i] = (out[i]! + salt) & 0xff; // new content, same compressibility
   return out;
-}
-
-/** mulberry32: a small deterministic PRNG (32-bit integer arithmetic, no float overflow). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function mutateBlocks(image: string, fraction: number, seed: number): { changedBytes: number; changedCompressed: number } {

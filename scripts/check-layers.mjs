@@ -16,6 +16,8 @@ const ALLOWED = {
   restore: ['core', 'repository'],
   app: ['core', 'format', 'compress', 'repository', 'retention', 'methods', 'restore', 'source'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
+  // Test and benchmark support: no production folder may import it.
+  testing: [],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

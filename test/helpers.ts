@@ -33,17 +33,8 @@ export function cli(args: string[], env: Record<string, string> = {}): Promise<C
   });
 }
 
-/** A deterministic PRNG (mulberry32), so a failing model run can be replayed from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG, so a failing model run can be replayed from its seed. */
+export { prng as rng } from '../src/testing/prng.js';
 
 /** Bytes that compress a little (like real data), from the PRNG. */
 export function randomBytes(rand: () => number, n: number): Buffer {

@@ -4,6 +4,7 @@ import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Weekday } from '../core/clock.js';
 import type { CompressionSetting } from '../compress/codec.js';
+import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
 import { planChains } from '../methods/retention-run.js';
 import { validateVmConfig } from '../methods/vm-config.js';
@@ -79,14 +80,14 @@ export class LifeboatService {
   }
 
   /** Opens one disk of a restore point as a read-only virtual disk. */
-  async openPointDisk(repoDir: string, job: string, point: string, disk: string | undefined): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
+  async openPointDisk(repoDir: string, job: string, point: string, disk: string | undefined, pool?: BlockWorkerPool): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
     const { state } = await this.jobState(repoDir, job);
     const p = resolvePoint(state, point);
     const files = filesForPoint(state, p.id)!;
     const top = files[files.length - 1]!;
     const names = top.root.meta.vm.disks.map((d) => d.name);
     const diskIndex = resolveDisk(disk, names);
-    return { disk: await RestorePointDisk.open(files, diskIndex), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
+    return { disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
   }
 
   async restore(
@@ -104,15 +105,21 @@ export class LifeboatService {
       if (!st?.isDirectory()) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.${opts.format}), or choose one with --disk`);
     }
     const targets: { disk: string; path: string; bytesWritten: number }[] = [];
-    for (const d of which) {
-      const opened = await this.openPointDisk(repoDir, job, p.id, d);
-      try {
-        const path = intoDir ? resolve(opts.to, `${opened.diskName}.${opts.format}`) : resolve(opts.to);
-        const r = await restoreDisk(opened.disk, path, { format: opts.format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
-        targets.push({ disk: opened.diskName, path, bytesWritten: r.bytesWritten });
-      } finally {
-        await opened.disk.close();
+    // One worker pool decodes blocks for every disk of the restore.
+    const pool = new BlockWorkerPool();
+    try {
+      for (const d of which) {
+        const opened = await this.openPointDisk(repoDir, job, p.id, d, pool);
+        try {
+          const path = intoDir ? resolve(opts.to, `${opened.diskName}.${opts.format}`) : resolve(opts.to);
+          const r = await restoreDisk(opened.disk, path, { format: opts.format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
+          targets.push({ disk: opened.diskName, path, bytesWritten: r.bytesWritten });
+        } finally {
+          await opened.disk.close();
+        }
       }
+    } finally {
+      await pool.close();
     }
     return { point: p, targets };
   }

@@ -5,6 +5,7 @@ import type { CodecName } from '../format/constants.js';
 import type { CompressionSetting } from './codec.js';
 
 export interface BlockTask {
+  readonly op: 'encode';
   readonly id: number;
   readonly buffer: ArrayBuffer;
   readonly length: number;
@@ -22,8 +23,24 @@ export interface BlockResult {
   readonly buffer: ArrayBuffer;
 }
 
+export interface DecodeTask {
+  readonly op: 'decode';
+  readonly id: number;
+  readonly stored: ArrayBuffer;
+  readonly codec: CodecName;
+  readonly rawLength: number;
+  readonly digest: Uint8Array;
+}
+
+/** data is null when the block is damaged; problem says how. */
+export interface DecodeResult {
+  readonly id: number;
+  readonly data: ArrayBuffer | null;
+  readonly problem: string | null;
+}
+
 interface Pending {
-  resolve: (r: BlockResult) => void;
+  resolve: (r: never) => void;
   reject: (e: Error) => void;
 }
 
@@ -42,12 +59,12 @@ export class BlockWorkerPool {
   constructor(size = Math.max(1, Math.min(8, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./block-worker.js', import.meta.url));
-      w.on('message', (m: BlockResult & { error?: string }) => {
+      w.on('message', (m: { id: number; error?: string }) => {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
         if (m.error !== undefined) p.reject(new LifeboatError('LFB_ERR_INTERNAL', `block worker: ${m.error}`));
-        else p.resolve({ ...m, digest: Buffer.from(m.digest) });
+        else p.resolve(m as never);
       });
       w.on('error', (e: Error) => this.fail(e));
       this.workers.push(w);
@@ -64,17 +81,26 @@ export class BlockWorkerPool {
     this.pending.clear();
   }
 
-  /** Transfers `buffer` to a worker; it comes back in the result. */
-  run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting): Promise<BlockResult> {
+  private post<R>(make: (id: number) => BlockTask | DecodeTask, transfer: ArrayBuffer[]): Promise<R> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     const w = this.workers[this.next]!;
     this.next = (this.next + 1) % this.workers.length;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const task: BlockTask = { id, buffer, length, previousDigest, compression };
-      w.postMessage(task, [buffer]);
+    return new Promise<R>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (r: never) => void, reject });
+      w.postMessage(make(id), transfer);
     });
+  }
+
+  /** Hash (and compress if changed) a block. Transfers `buffer` to a worker; it comes back in the result. */
+  async run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting): Promise<BlockResult> {
+    const r = await this.post<BlockResult>((id) => ({ op: 'encode', id, buffer, length, previousDigest, compression }), [buffer]);
+    return { ...r, digest: Buffer.from(r.digest) };
+  }
+
+  /** Decompress and verify a stored block. Transfers `stored`. */
+  decode(stored: ArrayBuffer, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<DecodeResult> {
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest }), [stored]);
   }
 
   async close(): Promise<void> {

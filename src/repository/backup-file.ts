@@ -90,7 +90,8 @@ export class BackupFileReader {
   /** The stored (compressed) bytes of entry `slot` of disk `disk`'s table. */
   async readStored(table: BlockTable, slot: number): Promise<Buffer> {
     const len = table.storedLength(slot);
-    const buf = Buffer.allocUnsafe(len);
+    // Its own ArrayBuffer (never a slice of Node's shared pool): it may be transferred to a worker.
+    const buf = Buffer.allocUnsafeSlow(len);
     const got = await this.file.read(buf, table.offset(slot));
     if (got !== len) throw this.blockError(table, slot, `only ${got} of ${len} bytes could be read`);
     return buf;

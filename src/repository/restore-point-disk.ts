@@ -1,4 +1,5 @@
 import { LifeboatError } from '../core/errors.js';
+import type { BlockWorkerPool } from '../compress/block-pool.js';
 import { BackupFileReader } from './backup-file.js';
 import type { ChainFile } from './job-state.js';
 
@@ -10,6 +11,8 @@ export interface VirtualDisk {
   read(offset: number, length: number): Promise<Buffer>;
   /** Allocated (non-zero) blocks, in order. */
   allocatedBlocks(): Iterable<number>;
+  /** Whole blocks (the last may be short), in the order asked, decoded ahead of the consumer. */
+  readBlocks(blockIndexes: Iterable<number>): AsyncIterable<{ readonly blockIndex: number; readonly data: Buffer }>;
   close(): Promise<void>;
 }
 
@@ -33,6 +36,7 @@ export class RestorePointDisk implements VirtualDisk {
     private readonly layers: BackupFileReader[],
     readonly disk: number,
     cacheBytes: number,
+    private readonly pool: BlockWorkerPool | undefined,
   ) {
     const top = layers[layers.length - 1]!;
     this.blockSize = top.header.blockSize;
@@ -53,7 +57,7 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** Opens disk `disk` of the point whose files are `files` (full first). */
-  static async open(files: readonly ChainFile[], disk: number, opts: { cacheBytes?: number } = {}): Promise<RestorePointDisk> {
+  static async open(files: readonly ChainFile[], disk: number, opts: { cacheBytes?: number; pool?: BlockWorkerPool } = {}): Promise<RestorePointDisk> {
     const layers: BackupFileReader[] = [];
     try {
       for (const f of files) layers.push(await BackupFileReader.open(f.path));
@@ -72,7 +76,7 @@ export class RestorePointDisk implements VirtualDisk {
       await Promise.all(layers.map((l) => l.close()));
       throw new LifeboatError(problem.startsWith('the point') ? 'LFB_ERR_DISK_NOT_FOUND' : 'LFB_ERR_CHAIN_BROKEN', problem);
     }
-    return new RestorePointDisk(layers, disk, opts.cacheBytes ?? 64 * 1024 * 1024);
+    return new RestorePointDisk(layers, disk, opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool);
   }
 
   rawLength(blockIndex: number): number {
@@ -109,6 +113,50 @@ export class RestorePointDisk implements VirtualDisk {
     this.cache.set(blockIndex, data);
     if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
     return data;
+  }
+
+  /**
+   * Streams whole blocks. With a worker pool, a window of blocks is read and
+   * decoded (decompress + SHA-256) in the workers ahead of the consumer, so
+   * reading, decoding and the consumer's writes overlap on every core.
+   */
+  async *readBlocks(blockIndexes: Iterable<number>): AsyncIterable<{ readonly blockIndex: number; readonly data: Buffer }> {
+    const pool = this.pool;
+    if (pool === undefined) {
+      for (const bi of blockIndexes) yield { blockIndex: bi, data: await this.readBlock(bi) };
+      return;
+    }
+    const window = pool.size * 4;
+    const queue: Promise<{ blockIndex: number; data: Buffer }>[] = [];
+    const it = blockIndexes[Symbol.iterator]();
+    const start = (bi: number): Promise<{ blockIndex: number; data: Buffer }> => {
+      const len = this.rawLength(bi);
+      const l = this.layerOf[bi]!;
+      if (l === 0) return Promise.resolve({ blockIndex: bi, data: Buffer.alloc(len) });
+      const layer = this.layers[l - 1]!;
+      const table = layer.root.tables[this.disk]!;
+      const slot = this.slotOf[bi]!;
+      return layer.readStored(table, slot).then(async (stored) => {
+        const r = await pool.decode(stored.buffer as ArrayBuffer, table.codec(slot), len, table.digest(slot));
+        if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
+        return { blockIndex: bi, data: Buffer.from(r.data) };
+      });
+    };
+    try {
+      for (;;) {
+        while (queue.length < window) {
+          const n = it.next();
+          if (n.done) break;
+          queue.push(start(n.value));
+        }
+        const head = queue.shift();
+        if (head === undefined) return;
+        yield await head;
+      }
+    } finally {
+      // Settle what is still in flight so no rejection goes unhandled.
+      await Promise.allSettled(queue);
+    }
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

@@ -69,11 +69,11 @@ async function writeRaw(
   try {
     if (opts.truncate) await fh.truncate(disk.size);
     const bs = disk.blockSize;
-    const blocks: Iterable<number> = opts.sparse ? disk.allocatedBlocks() : Array.from({ length: Math.ceil(disk.size / bs) }, (_, i) => i);
+    const count = Math.ceil(disk.size / bs);
+    const blocks: Iterable<number> = opts.sparse ? disk.allocatedBlocks() : (function* () { for (let i = 0; i < count; i++) yield i; })();
     let lastReport = 0;
-    for (const bi of blocks) {
-      const off = bi * bs;
-      const data = await disk.read(off, Math.min(bs, disk.size - off));
+    for await (const { blockIndex, data } of disk.readBlocks(blocks)) {
+      const off = blockIndex * bs;
       await fh.write(data, 0, data.length, off);
       bytesWritten += data.length;
       if (opts.onProgress && off - lastReport >= 64 * 1024 * 1024) {

@@ -1,1 +1,0 @@
-cmd_Release/lifeboat_native.node := ln -f "Release/obj.target/lifeboat_native.node" "Release/lifeboat_native.node" 2>/dev/null || (rm -rf "Release/lifeboat_native.node" && cp -af "Release/obj.target/lifeboat_native.node" "Release/lifeboat_native.node")

@@ -1,1 +1,0 @@
-cmd_Release/obj.target/lifeboat_native.node := g++ -o Release/obj.target/lifeboat_native.node -shared -pthread -rdynamic -m64  -Wl,-soname=lifeboat_native.node -Wl,--start-group Release/obj.target/lifeboat_native/native/extents.o -Wl,--end-group 
