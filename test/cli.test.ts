@@ -228,6 +228,12 @@ test('cli: one backup of a job at a time; a stale lock of a killed run is taken 
     }
     await new Promise((r) => holder.on('close', r));
     ok(await cli(['backup', 'j', '--repo', repo]), 'backup after the holder died');
+    // --wait: the second run waits for the first instead of failing.
+    const shortHolder = spawn('sleep', ['1.5']);
+    await writeFile(join(repo, 'jobs', 'j', 'lock'), JSON.stringify({ pid: shortHolder.pid, host: (await import('node:os')).hostname(), since: 'now' }));
+    const t0 = Date.now();
+    ok(await cli(['backup', 'j', '--repo', repo, '--wait']), 'backup --wait');
+    assert.ok(Date.now() - t0 >= 1000, 'it waited for the holder');
   } finally {
     await cleanup();
   }

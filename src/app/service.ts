@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Weekday } from '../core/clock.js';
 import type { CompressionSetting } from '../compress/codec.js';
@@ -79,15 +79,27 @@ export class LifeboatService {
     return planRetention(planChains(state), { method: def.method, retainPoints: def.retainPoints });
   }
 
-  /** Opens one disk of a restore point as a read-only virtual disk. */
+  /**
+   * Opens one disk of a restore point as a read-only virtual disk. A backup may
+   * merge or delete files between our scan and the open; once opened, files
+   * stay readable (append-only data, open descriptors), so a vanished file just
+   * means scanning again.
+   */
   async openPointDisk(repoDir: string, job: string, point: string, disk: string | undefined, pool?: BlockWorkerPool): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
-    const { state } = await this.jobState(repoDir, job);
-    const p = resolvePoint(state, point);
-    const files = filesForPoint(state, p.id)!;
-    const top = files[files.length - 1]!;
-    const names = top.root.meta.vm.disks.map((d) => d.name);
-    const diskIndex = resolveDisk(disk, names);
-    return { disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
+    for (let attempt = 1; ; attempt++) {
+      const { state } = await this.jobState(repoDir, job);
+      const p = resolvePoint(state, point);
+      const files = filesForPoint(state, p.id)!;
+      const top = files[files.length - 1]!;
+      const names = top.root.meta.vm.disks.map((d) => d.name);
+      const diskIndex = resolveDisk(disk, names);
+      try {
+        return { disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
+      } catch (err) {
+        const vanished = isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT';
+        if (!vanished || attempt >= 3) throw err;
+      }
+    }
   }
 
   async restore(

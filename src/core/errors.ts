@@ -82,7 +82,7 @@ export function fromFsError(err: unknown, doing: string, path: string): Lifeboat
     case 'EDQUOT':
       return new LifeboatError('LFB_ERR_NO_SPACE', `${doing} ${path}: no space left on device; free space and run again`, { cause: err, details: { path } });
     case 'ENOENT':
-      return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { cause: err, details: { path } });
+      return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { cause: err, details: { path, errno } });
     default:
       return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: ${why}`, { cause: err, details: { path, errno } });
   }
