@@ -172,3 +172,25 @@ test('a 2 TiB sparse disk backs up and restores without memory growing with its 
     await cleanup();
   }
 });
+
+test('many damaged blocks in the read-ahead window: a clean error, never a crash', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const disk = join(dir, 'd.img');
+    await writeFile(disk, randomBytes(rng(77), 32 * 256 * KiB));
+    const repo = join(dir, 'r');
+    assert.equal((await cli(['repo', 'init', repo, '--block-size', '256K', '--compression', 'none'])).code, 0);
+    assert.equal((await cli(['job', 'create', 'j', '--repo', repo, '--disk', disk])).code, 0);
+    assert.equal((await cli(['backup', 'j', '--repo', repo])).code, 0);
+    const file = join(repo, 'jobs', 'j', (await readdir(join(repo, 'jobs', 'j'))).find((n) => n.endsWith('.vbk'))!);
+    // Damage every stored block (the data area starts at 12288; blocks are stored uncompressed).
+    for (let b = 0; b < 32; b++) await writeAt(file, Buffer.from('damaged!'), 12288 + b * 256 * KiB + 1000);
+    for (let i = 0; i < 4; i++) {
+      const r = await cli(['restore', 'j', '--repo', repo, '--point', 'latest', '--to', join(dir, `o${i}.raw`)]);
+      assert.equal(r.code, 4, r.stderr);
+      assert.match(r.stderr, /block 0 \(file offset 12288\) fails its checksum.*\[LFB_ERR_BLOCK_CORRUPT\]/);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -36,7 +36,18 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
   return undefined;
 }
 
+/** Last resort: a bug that escapes every handler still ends with a clear, coded message. */
+function installCrashHandlers(): void {
+  const die = (err: unknown): void => {
+    process.stderr.write(`lifeboat: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)} [LFB_ERR_INTERNAL]\n`);
+    process.exit(EXIT.failure);
+  };
+  process.on('unhandledRejection', die);
+  process.on('uncaughtException', die);
+}
+
 export async function main(argv: string[]): Promise<number> {
+  installCrashHandlers();
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help() + '\n');
     return argv.length === 0 ? EXIT.usage : EXIT.ok;

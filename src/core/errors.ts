@@ -87,3 +87,14 @@ export function fromFsError(err: unknown, doing: string, path: string): Lifeboat
       return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: ${why}`, { cause: err, details: { path, errno } });
   }
 }
+
+/**
+ * Marks a promise that will be awaited later (a read-ahead or pipeline queue)
+ * as handled now, so that if it rejects before its turn Node does not treat
+ * the rejection as unhandled and end the process. The rejection still reaches
+ * whoever awaits the returned (same) promise.
+ */
+export function queued<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}

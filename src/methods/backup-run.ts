@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
 import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
@@ -215,7 +215,7 @@ async function backupDisk(
       queue.push(Promise.resolve(prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' }));
     } else {
       const prevDigest = prev === null ? null : prev.digestOf(bi);
-      queue.push(pool.run(ab, len, prevDigest, compression).then((r) => ({ kind: 'data', bi, r })));
+      queue.push(queued(pool.run(ab, len, prevDigest, compression).then((r): Outcome => ({ kind: 'data', bi, r }))));
     }
     while (queue.length >= window) await drainOne();
     if (onProgress && (totals.bytesRead - lastReport >= 64 * 1024 * 1024 || bi === blockCount - 1)) {

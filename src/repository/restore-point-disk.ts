@@ -1,4 +1,4 @@
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, queued } from '../core/errors.js';
 import type { BlockWorkerPool } from '../compress/block-pool.js';
 import { BackupFileReader } from './backup-file.js';
 import type { ChainFile } from './job-state.js';
@@ -147,7 +147,7 @@ export class RestorePointDisk implements VirtualDisk {
         while (queue.length < window) {
           const n = it.next();
           if (n.done) break;
-          queue.push(start(n.value));
+          queue.push(queued(start(n.value)));
         }
         const head = queue.shift();
         if (head === undefined) return;
