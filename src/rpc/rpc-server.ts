@@ -1,0 +1,210 @@
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../core/log.js';
+import { RecordReader, RecordTooLargeError, recordHeader } from './record-marking.js';
+import {
+  AUTH_BADCRED,
+  GARBAGE_ARGS,
+  PROC_UNAVAIL,
+  PROG_UNAVAIL,
+  SUCCESS,
+  SYSTEM_ERR,
+  acceptedReply,
+  authErrorReply,
+  decodeCall,
+  progMismatchReply,
+  rpcMismatchReply,
+  type Credentials,
+  type RpcCall,
+} from './rpc-message.js';
+import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
+
+export interface CallContext {
+  readonly cred: Credentials;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+}
+
+/** A procedure: decodes its arguments from `args` and writes its results to `out`. */
+export type Procedure = (args: XdrReader, out: XdrWriter, ctx: CallContext) => void | Promise<void>;
+
+export interface RpcProgram {
+  readonly prog: number;
+  readonly name: string;
+  /** version → procedure number → handler */
+  readonly versions: ReadonlyMap<number, ReadonlyMap<number, Procedure>>;
+}
+
+export interface RpcServerOptions {
+  readonly logger: Logger;
+  /** Largest request record accepted (bigger closes the connection). */
+  readonly maxRecordBytes?: number;
+  /** Requests of one connection in progress at once; beyond it the socket stops being read. */
+  readonly maxInFlight?: number;
+  /** Connection filter (the --allow list); a refused peer is disconnected at once. */
+  readonly accept?: (remoteAddress: string) => boolean;
+  /** Credential check per call; false answers AUTH_ERROR (AUTH_BADCRED). */
+  readonly authorize?: (cred: Credentials) => boolean;
+}
+
+/**
+ * ONC RPC over TCP (RFC 5531): record marking, dispatch to registered
+ * programs, and the standard error replies. Each connection runs many calls at
+ * once (replies are matched by xid, in completion order); when too many are in
+ * progress or the peer does not read its replies, the connection stops reading
+ * requests until it catches up. A framing error closes that connection only.
+ */
+export class RpcServer {
+  private readonly programs = new Map<number, RpcProgram>();
+  private readonly sockets = new Set<Socket>();
+  private server: Server | undefined;
+  private udp: UdpSocket | undefined;
+  private readonly maxRecord: number;
+  private readonly maxInFlight: number;
+
+  constructor(private readonly opts: RpcServerOptions) {
+    this.maxRecord = opts.maxRecordBytes ?? 2 * 1024 * 1024;
+    this.maxInFlight = opts.maxInFlight ?? 64;
+  }
+
+  register(program: RpcProgram): void {
+    this.programs.set(program.prog, program);
+  }
+
+  async listen(port: number, host: string): Promise<number> {
+    const server = createServer((s) => this.onConnection(s));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    return typeof addr === 'object' && addr !== null ? addr.port : port;
+  }
+
+  /**
+   * Also serves UDP on the same port: one call per datagram, no record
+   * marking. Some clients (rpcinfo -p, older mounters) ask the portmapper and
+   * MOUNT over UDP first.
+   */
+  async listenUdp(port: number, host: string): Promise<void> {
+    const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    this.udp = udp;
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    udp.on('error', (err) => this.opts.logger.warn('rpc: udp error', { error: err.message }));
+    udp.on('message', (msg, rinfo) => {
+      if (this.opts.accept && !this.opts.accept(rinfo.address)) return;
+      if (msg.length > this.maxRecord) return;
+      void this.handle(msg, { remoteAddress: rinfo.address, remotePort: rinfo.port }).then((reply) => {
+        if (reply) udp.send(reply.toBuffer(), rinfo.port, rinfo.address);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const udp = this.udp;
+    if (udp) await new Promise<void>((r) => udp.close(() => r()));
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private onConnection(socket: Socket): void {
+    const remoteAddress = socket.remoteAddress ?? '';
+    if (this.opts.accept && !this.opts.accept(remoteAddress)) {
+      this.opts.logger.warn('rpc: connection refused by the allow list', { remoteAddress });
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    const reader = new RecordReader(this.maxRecord);
+    let inFlight = 0;
+    let waitingForDrain = false;
+    const updateFlow = (): void => {
+      const stop = inFlight >= this.maxInFlight || waitingForDrain;
+      if (stop && !socket.isPaused()) socket.pause();
+      else if (!stop && socket.isPaused()) socket.resume();
+    };
+    const send = (w: XdrWriter): void => {
+      if (socket.destroyed) return;
+      const chunks = w.toChunks();
+      socket.cork();
+      socket.write(recordHeader(w.length));
+      let ok = true;
+      for (const c of chunks) ok = socket.write(c);
+      socket.uncork();
+      if (!ok && !waitingForDrain) {
+        waitingForDrain = true;
+        updateFlow();
+        socket.once('drain', () => {
+          waitingForDrain = false;
+          updateFlow();
+        });
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      let records: Buffer[];
+      try {
+        records = reader.feed(chunk);
+      } catch (err) {
+        this.opts.logger.warn('rpc: closing connection', { remoteAddress, reason: err instanceof RecordTooLargeError ? err.message : String(err) });
+        socket.destroy();
+        return;
+      }
+      for (const record of records) {
+        inFlight += 1;
+        updateFlow();
+        void this.handle(record, { remoteAddress, remotePort: socket.remotePort ?? 0 }).then((reply) => {
+          inFlight -= 1;
+          if (reply) send(reply);
+          else socket.destroy(); // not even an xid: the stream cannot be trusted
+          updateFlow();
+        });
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.sockets.delete(socket));
+  }
+
+  /** Never rejects: every failure becomes the reply RFC 5531 prescribes, or undefined for an unusable record. */
+  private async handle(record: Buffer, peer: { remoteAddress: string; remotePort: number }): Promise<XdrWriter | undefined> {
+    let call: RpcCall;
+    try {
+      call = decodeCall(record);
+    } catch {
+      // A header we cannot read: answer GARBAGE_ARGS if at least the xid and CALL type are there.
+      if (record.length >= 8 && record.readUInt32BE(4) === 0) return acceptedReply(record.readUInt32BE(0), GARBAGE_ARGS);
+      return undefined;
+    }
+    if (call.rpcvers !== 2) return rpcMismatchReply(call.xid);
+    const program = this.programs.get(call.prog);
+    if (!program) return acceptedReply(call.xid, PROG_UNAVAIL);
+    const version = program.versions.get(call.vers);
+    if (!version) {
+      const vs = [...program.versions.keys()];
+      return progMismatchReply(call.xid, Math.min(...vs), Math.max(...vs));
+    }
+    const proc = version.get(call.proc);
+    if (!proc) return acceptedReply(call.xid, PROC_UNAVAIL);
+    if (this.opts.authorize && !this.opts.authorize(call.cred)) return authErrorReply(call.xid, AUTH_BADCRED);
+    const out = acceptedReply(call.xid, SUCCESS);
+    try {
+      await proc(call.args, out, { cred: call.cred, ...peer });
+      return out;
+    } catch (err) {
+      if (err instanceof XdrError) return acceptedReply(call.xid, GARBAGE_ARGS);
+      this.opts.logger.error('rpc: procedure failed', { prog: program.name, vers: call.vers, proc: call.proc, error: err instanceof Error ? err.message : String(err) });
+      return acceptedReply(call.xid, SYSTEM_ERR);
+    }
+  }
+}
