@@ -14,12 +14,14 @@ const ALLOWED = {
   retention: [],
   // ONC RPC, XDR and the portmapper: protocol code, no repository.
   rpc: ['core'],
+  // Virtual disks and the copy-on-write overlay: no repository, no protocol.
+  blockdev: ['core', 'format'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
   app: ['core', 'format', 'compress', 'repository', 'retention', 'methods', 'restore', 'source'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc'],
+  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev'],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

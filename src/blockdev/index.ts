@@ -1,0 +1,2 @@
+export * from './block-device.js';
+export * from './cow-overlay.js';

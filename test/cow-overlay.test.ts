@@ -1,0 +1,138 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CowOverlay, OVERLAY_DATA, OVERLAY_MAP, type ReadableDisk } from '../src/blockdev/index.js';
+import { randomBytes, rng, tempDir } from './helpers.js';
+
+const KiB = 1024;
+
+/** A read-only base that counts its reads and can prove it was never written. */
+function memoryBase(data: Buffer): ReadableDisk & { reads: number } {
+  const frozen = Buffer.from(data);
+  const base = {
+    size: frozen.length,
+    reads: 0,
+    read(offset: number, length: number): Promise<Buffer> {
+      base.reads += 1;
+      return Promise.resolve(Buffer.from(frozen.subarray(offset, offset + length)));
+    },
+  };
+  return base;
+}
+
+test('overlay: random unaligned writes and reads match a byte model, before and after reopen', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(21);
+    const size = 3 * 1024 * KiB + 12_345; // not a multiple of the granule
+    const baseBytes = randomBytes(rand, size);
+    const base = memoryBase(baseBytes);
+    const model = Buffer.from(baseBytes);
+    let ov = await CowOverlay.open(base, join(dir, 'ov'));
+    for (let i = 0; i < 400; i++) {
+      const len = 1 + Math.floor(rand() * (rand() < 0.8 ? 8 * KiB : 300 * KiB));
+      const off = Math.floor(rand() * (size - len));
+      if (rand() < 0.5) {
+        const d = randomBytes(rand, len);
+        await ov.write(off, d);
+        d.copy(model, off);
+      } else {
+        assert.ok((await ov.read(off, len)).equals(model.subarray(off, off + len)), `op ${i}: read ${off}+${len}`);
+      }
+      if (i % 97 === 0) await ov.flush();
+    }
+    await ov.flush();
+    await ov.close();
+    ov = await CowOverlay.open(base, join(dir, 'ov'));
+    assert.ok((await ov.read(0, size)).equals(model), 'reopened overlay holds every flushed write');
+    await ov.close();
+    assert.ok((await base.read(0, size)).equals(baseBytes), 'the base is untouched');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('overlay: a 4 KiB write copies one granule, not a backup block; concurrent first writes to one granule both land', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const size = 8 * 1024 * KiB;
+    const baseBytes = randomBytes(rng(3), size);
+    const base = memoryBase(baseBytes);
+    const ov = await CowOverlay.open(base, join(dir, 'ov'));
+    const model = Buffer.from(baseBytes);
+    const a = Buffer.alloc(4 * KiB, 0xaa);
+    const b = Buffer.alloc(4 * KiB, 0xbb);
+    await Promise.all([ov.write(1 * 1024 * KiB + 100, a), ov.write(1 * 1024 * KiB + 40_000, b)]);
+    a.copy(model, 1 * 1024 * KiB + 100);
+    b.copy(model, 1 * 1024 * KiB + 40_000);
+    assert.equal(ov.writtenGranules(), 1);
+    assert.ok((await ov.read(0, size)).equals(model));
+    await ov.flush();
+    const st = await stat(join(dir, 'ov', OVERLAY_DATA));
+    assert.ok(st.blocks * 512 <= 128 * KiB, `overlay data file holds ${st.blocks * 512} bytes for one 64 KiB granule`);
+    await ov.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('overlay: after a crash, flushed writes survive and unflushed ones are old or new, never garbage; a torn log tail is ignored', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(8);
+    const size = 2 * 1024 * KiB;
+    const baseBytes = randomBytes(rand, size);
+    const base = memoryBase(baseBytes);
+    let ov = await CowOverlay.open(base, join(dir, 'ov'));
+    const flushed = Buffer.from(baseBytes);
+    const w1 = randomBytes(rand, 100 * KiB);
+    await ov.write(10_000, w1);
+    w1.copy(flushed, 10_000);
+    await ov.flush();
+    const after = Buffer.from(flushed);
+    const w2 = randomBytes(rand, 200 * KiB);
+    await ov.write(900 * KiB + 3, w2);
+    w2.copy(after, 900 * KiB + 3);
+    // "Crash": close without flush, and a half-written batch at the end of the log.
+    await ov.close();
+    await appendFile(join(dir, 'ov', OVERLAY_MAP), Buffer.from([0x4d, 0x42, 0x46, 0x4c, 9, 0, 0, 0, 1, 2]));
+    ov = await CowOverlay.open(base, join(dir, 'ov'));
+    const got = await ov.read(0, size);
+    assert.ok(got.subarray(0, 200 * KiB).equals(flushed.subarray(0, 200 * KiB)), 'flushed write survives');
+    for (let off = 0; off < size; off += 64 * KiB) {
+      const g = got.subarray(off, off + 64 * KiB);
+      assert.ok(g.equals(flushed.subarray(off, off + 64 * KiB)) || g.equals(after.subarray(off, off + 64 * KiB)), `granule at ${off} is neither old nor new`);
+    }
+    // The log still accepts new batches after the torn tail.
+    await ov.write(0, Buffer.alloc(10, 7));
+    await ov.flush();
+    await ov.close();
+    ov = await CowOverlay.open(base, join(dir, 'ov'));
+    assert.deepEqual([...(await ov.read(0, 10))], Array(10).fill(7));
+    await ov.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('overlay: a 2 TiB disk costs a 4 MiB map, and out-of-range I/O is refused', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const size = 2 * 1024 ** 4;
+    const base: ReadableDisk = { size, read: (_o, l) => Promise.resolve(Buffer.alloc(l)) };
+    const ov = await CowOverlay.open(base, join(dir, 'ov'));
+    await ov.write(size - 5, Buffer.from('tail!'));
+    await ov.flush();
+    assert.equal((await ov.read(size - 5, 5)).toString(), 'tail!');
+    await assert.rejects(ov.read(size - 4, 5), /outside the disk/);
+    await assert.rejects(ov.write(-1, Buffer.alloc(1)), /outside the disk/);
+    await ov.close();
+    const re = await CowOverlay.open(base, join(dir, 'ov'));
+    assert.equal((await re.read(size - 5, 5)).toString(), 'tail!');
+    await re.close();
+    await assert.rejects(CowOverlay.open({ size: size / 2, read: base.read }, join(dir, 'ov')), /another disk size/);
+  } finally {
+    await cleanup();
+  }
+});
