@@ -24,7 +24,7 @@ export default tseslint.config(
   {
     // Time comes from the Clock (src/core/clock.ts), so LIFEBOAT_NOW pins it everywhere.
     files: ['src/**/*.ts'],
-    ignores: ['src/core/clock.ts', 'src/storage/lock-file.ts'],
+    ignores: ['src/core/clock.ts', 'src/storage/lock-file.ts', 'src/testing/**'],
     rules: {
       'no-restricted-syntax': [
         'error',

@@ -16,12 +16,14 @@ const ALLOWED = {
   rpc: ['core'],
   // Virtual disks and the copy-on-write overlay: no repository, no protocol.
   blockdev: ['core', 'format'],
+  // NFSv3 and MOUNT over the NfsFileSystem interface: never the repository.
+  nfs: ['core', 'rpc'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
   app: ['core', 'format', 'compress', 'repository', 'retention', 'methods', 'restore', 'source'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev'],
+  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs'],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-# qemu-utils: qcow2 restores and the tests' qemu-img compare; e2fsprogs: the demo and
+# qemu-utils (+ qemu-block-extra for nfs://): qcow2 restores and the tests' qemu-img; e2fsprogs: the demo and
 # benchmark images; restic and borgbackup: the benchmark's reference tools;
 # util-linux (losetup) and time: block-device and memory tests; rpcbind (for
 # rpcinfo) and libnfs-utils: real ONC RPC / NFS clients for the protocol tests; python3/make/g++:
 # node-gyp for the SEEK_DATA helper.
-PKGS="qemu-utils e2fsprogs util-linux time rpcbind libnfs-utils python3 make g++ restic borgbackup"
+PKGS="qemu-utils qemu-block-extra e2fsprogs util-linux time rpcbind libnfs-utils python3 make g++ restic borgbackup"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -1,0 +1,79 @@
+import { NFS3ERR_INVAL, NFS3ERR_ISDIR, NfsError } from '../nfs-errors.js';
+import { readHandle, readOffset, writePostOpAttr, writeWcc } from '../wire.js';
+import { MAX_IO, attrsOrNone, respond, type NfsProcedure } from './context.js';
+
+const UNSTABLE = 0;
+const FILE_SYNC = 2;
+
+/** RFC 1813 §3.3.6 READ. eof is set whenever the read reaches the end (ESXi relies on it). */
+export const read: NfsProcedure = async (a, out, ctx) => {
+  const h = readHandle(a);
+  const offset = readOffset(a);
+  const count = Math.min(a.u32('count'), MAX_IO);
+  a.end();
+  await respond(
+    out,
+    async () => {
+      const attr = await ctx.fs.getattr(h);
+      if (attr.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
+      if (attr.type !== 'file') throw new NfsError(NFS3ERR_INVAL);
+      const n = Math.max(0, Math.min(count, attr.size - offset));
+      const data = n > 0 ? await ctx.fs.read(h, offset, n) : Buffer.alloc(0);
+      const eof = offset + data.length >= attr.size;
+      return (w) => {
+        writePostOpAttr(w, attr, ctx.fsid);
+        w.u32(data.length).bool(eof).opaque(data);
+      };
+    },
+    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
+  );
+};
+
+/**
+ * §3.3.7 WRITE. UNSTABLE writes are answered UNSTABLE and made durable by
+ * COMMIT; DATA_SYNC and FILE_SYNC are durable before the reply (FILE_SYNC).
+ */
+export const write: NfsProcedure = async (a, out, ctx) => {
+  const h = readHandle(a);
+  const offset = readOffset(a);
+  const count = a.u32('count');
+  const stable = a.u32('stable_how');
+  const data = a.opaque(MAX_IO, 'data');
+  a.end();
+  await respond(
+    out,
+    async () => {
+      if (count !== data.length || stable > FILE_SYNC) throw new NfsError(NFS3ERR_INVAL, 'count does not match the data');
+      const attr = await ctx.fs.getattr(h);
+      if (attr.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
+      if (attr.type !== 'file') throw new NfsError(NFS3ERR_INVAL);
+      await ctx.fs.write(h, offset, Buffer.from(data), stable !== UNSTABLE);
+      const after = await ctx.fs.getattr(h);
+      return (w) => {
+        writeWcc(w, after, ctx.fsid);
+        w.u32(data.length).u32(stable === UNSTABLE ? UNSTABLE : FILE_SYNC).fixedOpaque(ctx.writeVerifier);
+      };
+    },
+    async (w) => writeWcc(w, await attrsOrNone(ctx, h), ctx.fsid),
+  );
+};
+
+/** §3.3.21 COMMIT: everything written to the file is durable when this answers. */
+export const commit: NfsProcedure = async (a, out, ctx) => {
+  const h = readHandle(a);
+  readOffset(a);
+  a.u32('count');
+  a.end();
+  await respond(
+    out,
+    async () => {
+      await ctx.fs.commit(h);
+      const after = await ctx.fs.getattr(h);
+      return (w) => {
+        writeWcc(w, after, ctx.fsid);
+        w.fixedOpaque(ctx.writeVerifier);
+      };
+    },
+    async (w) => writeWcc(w, await attrsOrNone(ctx, h), ctx.fsid),
+  );
+};
