@@ -18,12 +18,14 @@ const ALLOWED = {
   blockdev: ['core', 'format'],
   // NFSv3 and MOUNT over the NfsFileSystem interface: never the repository.
   nfs: ['core', 'rpc'],
+  // Instant recovery: the only place restore points, overlays and the datastore meet.
+  recovery: ['core', 'format', 'storage', 'repository', 'blockdev', 'nfs'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
-  app: ['core', 'format', 'compress', 'repository', 'retention', 'methods', 'restore', 'source'],
+  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'recovery'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs'],
+  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'recovery'],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

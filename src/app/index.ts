@@ -1,1 +1,5 @@
 export * from './service.js';
+export * from './serve.js';
+export * from './control-api.js';
+export * from './allow-list.js';
+export type { SessionInfo } from '../recovery/index.js';

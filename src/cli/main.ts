@@ -9,9 +9,11 @@ import { points } from './commands/points.js';
 import { repoInit } from './commands/repo-init.js';
 import { restore } from './commands/restore.js';
 import { retentionPlan } from './commands/retention-plan.js';
+import { serve } from './commands/serve.js';
+import { instantList, instantStart, instantStop } from './commands/instant.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, retentionPlan];
+const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, retentionPlan, serve, instantStart, instantList, instantStop];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -44,6 +44,8 @@ export const ERROR_CODES = {
   LFB_ERR_IO: 'Permanent',
   LFB_ERR_TOOL_MISSING: 'NotFound',
   LFB_ERR_TOOL_FAILED: 'Permanent',
+  LFB_ERR_SERVER_NOT_RUNNING: 'NotFound',
+  LFB_ERR_PORT_IN_USE: 'Conflict',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -2,12 +2,15 @@ import { join } from 'node:path';
 import { removeDurable } from '../storage/index.js';
 import type { JobDefinition } from '../repository/job.js';
 import { scanJob, type JobState } from '../repository/job-state.js';
+import { heldPoints } from '../repository/holds.js';
 import { planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
 
 export interface AppliedAction {
   readonly action: RetentionAction;
   readonly merge?: MergeResult;
+  /** Why the action was not carried out (the point is held). */
+  readonly skipped?: string;
 }
 
 export function planChains(state: JobState): PlanChain[] {
@@ -25,10 +28,19 @@ export function planChains(state: JobState): PlanChain[] {
 export async function applyRetention(job: JobDefinition, dir: string, initial: JobState): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), { method: job.method, retainPoints: job.retainPoints });
   const done: AppliedAction[] = [];
+  const held = await heldPoints(dir);
   let state = initial;
   for (const action of plan.actions) {
     const chain = state.chains.find((c) => c.chainId === action.chainId);
     if (!chain) continue;
+    // A point served by instant recovery is never destroyed; retention catches up after the session ends.
+    const destroyed = action.type === 'delete-chain' ? action.pointIds : [action.fullPointId];
+    const holder = held.get('*') ?? destroyed.map((p) => held.get(p)).find((h) => h !== undefined);
+    if (holder !== undefined) {
+      done.push({ action, skipped: `point held by ${holder}` });
+      // Later merges of this chain build on this one: stop here for the chain.
+      break;
+    }
     if (action.type === 'delete-chain') {
       for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name));
       await removeDurable(join(dir, chain.full.name));

@@ -7,6 +7,7 @@ export const NFS3ERR_NOENT = 2;
 export const NFS3ERR_IO = 5;
 export const NFS3ERR_ACCES = 13;
 export const NFS3ERR_EXIST = 17;
+export const NFS3ERR_XDEV = 18;
 export const NFS3ERR_NOTDIR = 20;
 export const NFS3ERR_ISDIR = 21;
 export const NFS3ERR_INVAL = 22;

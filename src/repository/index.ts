@@ -6,3 +6,5 @@ export * from './repository.js';
 export * from './job.js';
 export * from './job-state.js';
 export * from './restore-point-disk.js';
+export * from './holds.js';
+export * from './point-ref.js';

@@ -24,7 +24,8 @@ export const backup: Command = {
     ctx.out(`  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
     for (const n of r.cleanedUp) ctx.out(`  removed ${n} left by an interrupted run`);
     for (const a of r.retention) {
-      if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
+      if (a.skipped !== undefined) ctx.out(`  retention: postponed (${a.skipped}) — ${a.action.reason}`);
+      else if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
       else ctx.out(`  retention: merged ${a.action.incrementPointId} into the full (${a.merge?.blocksCopied ?? 0} blocks copied) — ${a.action.reason}`);
     }
   },

@@ -1,0 +1,116 @@
+import type { Clock } from '../core/clock.js';
+import { LifeboatError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../nfs/index.js';
+import { InstantRecovery } from '../recovery/index.js';
+import { Repository } from '../repository/index.js';
+import { IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PortmapRegistry, RpcServer, pmapRegister, portmapProgram, type Mapping } from '../rpc/index.js';
+import { AllowList } from './allow-list.js';
+import { startControlApi, type ControlInfo } from './control-api.js';
+
+export interface ServeOptions {
+  readonly repo: string;
+  readonly bind: string;
+  /** undefined = default port, taking the next free one if it is busy. */
+  readonly nfsPort?: number | undefined;
+  readonly mountPort?: number | undefined;
+  readonly portmapPort?: number | undefined;
+  readonly portmap: boolean;
+  readonly allow: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly say: (line: string) => void;
+}
+
+export interface RunningServer {
+  readonly control: ControlInfo;
+  readonly recovery: InstantRecovery;
+  close(): Promise<void>;
+}
+
+/** Listens on `wanted`, or — when it is a default — the next free port after it. */
+async function listenNear(server: RpcServer, wanted: number, explicit: boolean, host: string, what: string, say: (l: string) => void, udp: boolean): Promise<number> {
+  for (let port = wanted; port < wanted + 100; port++) {
+    try {
+      const got = await server.listen(port, host);
+      if (udp) await server.listenUdp(got, host).catch(() => undefined);
+      if (port !== wanted) say(`${what}: port ${wanted} is in use, serving on ${got} instead`);
+      return got;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      if (explicit) throw new LifeboatError('LFB_ERR_PORT_IN_USE', `${what}: port ${wanted} is in use`);
+    }
+  }
+  throw new LifeboatError('LFB_ERR_PORT_IN_USE', `${what}: no free port from ${wanted} to ${wanted + 99}`);
+}
+
+/**
+ * `lifeboat serve`: the vPower-style NFS datastore of a repository — a
+ * portmapper (or registration with the system's), MOUNT v3, NFSv3, and the
+ * local control API — in one process.
+ */
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
+  const repo = await Repository.open(opts.repo);
+  const allow = AllowList.parse(opts.allow);
+  const recovery = new InstantRecovery(repo, opts.clock, opts.logger);
+  await recovery.loadSessions();
+  const rpcOpts = { logger: opts.logger, accept: (a: string) => allow.allows(a), maxRecordBytes: 1024 * 1024 + 64 * 1024 };
+  const nfs = new RpcServer(rpcOpts);
+  nfs.register(nfsProgram(recovery.fs));
+  const mount = new RpcServer(rpcOpts);
+  mount.register(mountProgram(recovery.fs));
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    const nfsPort = await listenNear(nfs, opts.nfsPort ?? 2049, opts.nfsPort !== undefined, opts.bind, 'NFS', opts.say, false);
+    closers.push(() => nfs.close());
+    const mountPort = await listenNear(mount, opts.mountPort ?? 1058, opts.mountPort !== undefined, opts.bind, 'MOUNT', opts.say, true);
+    closers.push(() => mount.close());
+    const mappings: Mapping[] = [
+      { prog: NFS_PROGRAM, vers: 3, prot: IPPROTO_TCP, port: nfsPort },
+      { prog: MOUNT_PROGRAM, vers: 3, prot: IPPROTO_TCP, port: mountPort },
+      { prog: MOUNT_PROGRAM, vers: 3, prot: IPPROTO_UDP, port: mountPort },
+    ];
+    let portmapMode = 'off';
+    if (opts.portmap) {
+      const pmPort = opts.portmapPort ?? 111;
+      const registry = new PortmapRegistry();
+      for (const m of [{ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: pmPort }, { prog: PMAP_PROG, vers: 2, prot: IPPROTO_UDP, port: pmPort }, ...mappings]) registry.set(m);
+      const pm = new RpcServer({ logger: opts.logger });
+      pm.register(portmapProgram(registry));
+      try {
+        await pm.listen(pmPort, opts.bind);
+        await pm.listenUdp(pmPort, opts.bind);
+        closers.push(() => pm.close());
+        portmapMode = `serving on ${pmPort}`;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+        await pm.close();
+        // A system rpcbind holds the port: register with it instead.
+        for (const m of mappings) {
+          await pmapRegister({ ...m, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
+          if (!(await pmapRegister(m, { port: pmPort }))) throw new LifeboatError('LFB_ERR_PORT_IN_USE', `port ${pmPort} is held by a portmapper that refused our registration; pass --no-portmap or stop it`);
+        }
+        closers.push(async () => {
+          for (const m of mappings) await pmapRegister(m, { unset: true, port: pmPort }).catch(() => false);
+        });
+        portmapMode = `registered with the portmapper on ${pmPort}`;
+      }
+    }
+    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode });
+    closers.push(() => control.close());
+    opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; allow ${opts.allow}`);
+    for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);
+    return {
+      control: control.info,
+      recovery,
+      close: async () => {
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+        await recovery.close();
+      },
+    };
+  } catch (err) {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    await recovery.close();
+    throw err;
+  }
+}

@@ -1,0 +1,48 @@
+import { AllowList, serve as startServer } from '../../app/index.js';
+import { LifeboatError } from '../../core/errors.js';
+import { createLogger } from '../../core/log.js';
+import type { Command } from '../command.js';
+import { optionalString, requireString } from '../command.js';
+
+function port(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) > 65535) throw new LifeboatError('LFB_ERR_USAGE', `${flag} must be a port number, not "${text}"`);
+  return Number(text);
+}
+
+export const serve: Command = {
+  name: 'serve',
+  usage: 'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--allow <cidr,…>]',
+  summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
+  positionals: [],
+  options: {
+    repo: { type: 'string' },
+    bind: { type: 'string' },
+    'nfs-port': { type: 'string' },
+    'mount-port': { type: 'string' },
+    'portmap-port': { type: 'string' },
+    'no-portmap': { type: 'boolean' },
+    allow: { type: 'string' },
+  },
+  async run(ctx) {
+    const running = await startServer({
+      repo: requireString(ctx, 'repo'),
+      bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
+      nfsPort: port(optionalString(ctx, 'nfs-port'), '--nfs-port'),
+      mountPort: port(optionalString(ctx, 'mount-port'), '--mount-port'),
+      portmapPort: port(optionalString(ctx, 'portmap-port'), '--portmap-port'),
+      portmap: ctx.values['no-portmap'] !== true,
+      allow: optionalString(ctx, 'allow') ?? AllowList.LOOPBACK,
+      clock: ctx.service.clock,
+      logger: createLogger((process.env['LIFEBOAT_LOG'] as 'info' | undefined) ?? 'info'),
+      say: ctx.out,
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (): void => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    ctx.out('stopping: flushing overlays');
+    await running.close();
+  },
+};
