@@ -69,3 +69,17 @@ export async function readPoint(repo: string, job: string, point: string, disk =
 export function serviceAt(iso: string): LifeboatService {
   return new LifeboatService(fixedClock(new Date(iso)));
 }
+
+/**
+ * Port 111 (the portmapper: QEMU's nfs:// always asks it) is one per machine;
+ * test files that bind it run one at a time through this lock.
+ */
+export async function withPort111<T>(fn: () => Promise<T>): Promise<T> {
+  const { LockFile } = await import('../src/storage/lock-file.js');
+  const lock = await LockFile.acquire('/tmp/lifeboat-test-port111.lock', 'port 111', { waitMs: 10 * 60_000 });
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

@@ -9,7 +9,7 @@ import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../src/nfs
 import { IPPROTO_TCP, PortmapRegistry, RpcServer, XdrWriter, portmapProgram, type XdrReader } from '../src/rpc/index.js';
 import { MemoryFileSystem } from '../src/testing/memory-fs.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
-import { randomBytes, rng, tempDir } from './helpers.js';
+import { randomBytes, rng, tempDir, withPort111 } from './helpers.js';
 
 const run = promisify(execFile);
 const logger = createLogger('error');
@@ -163,7 +163,7 @@ test('nfs: bad handles, bad names, READ eof, exact ACCESS bits, one write verifi
   }
 });
 
-test('nfs: QEMU reads and writes a disk through nfs:// and the portmapper on 111', async () => {
+test('nfs: QEMU reads and writes a disk through nfs:// and the portmapper on 111', () => withPort111(async () => {
   const { fs, disk } = await populated();
   const { port, server } = await serve(fs);
   const registry = new PortmapRegistry();
@@ -191,4 +191,4 @@ test('nfs: QEMU reads and writes a disk through nfs:// and the portmapper on 111
     await server.close();
     await cleanup();
   }
-});
+}));

@@ -20,6 +20,7 @@ import {
 } from '../src/rpc/index.js';
 import { prng } from '../src/testing/prng.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
+import { withPort111 } from './helpers.js';
 
 const run = promisify(execFile);
 const logger = createLogger('error');
@@ -212,7 +213,7 @@ test('rpc server: a broken or oversized frame closes that connection only; refus
   );
 });
 
-test('portmapper: GETPORT, SET/UNSET, DUMP, and real rpcinfo against it on port 111', async () => {
+test('portmapper: GETPORT, SET/UNSET, DUMP, and real rpcinfo against it on port 111', () => withPort111(async () => {
   const registry = new PortmapRegistry();
   const server = new RpcServer({ logger });
   server.register(portmapProgram(registry));
@@ -254,4 +255,4 @@ test('portmapper: GETPORT, SET/UNSET, DUMP, and real rpcinfo against it on port 
   } finally {
     await server.close();
   }
-});
+}));
