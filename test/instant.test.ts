@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,37 +8,11 @@ import { promisify } from 'node:util';
 import { NFS_PROGRAM } from '../src/nfs/index.js';
 import { XdrWriter, type XdrReader } from '../src/rpc/index.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
-import { BIN, cli, randomBytes, rng, tempDir, withPort111, writeAt } from './helpers.js';
+import { cli, randomBytes, rng, tempDir, withPort111, writeAt } from './helpers.js';
+import { kill9, startServer, type Server } from './server-helpers.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
-
-interface Server {
-  proc: ChildProcess;
-  nfsPort: number;
-  mountPort: number;
-}
-
-async function startServer(repo: string, args: string[] = []): Promise<Server> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '0', '--mount-port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 100; i++) {
-    const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+)/.exec(out);
-    if (m) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]) };
-    if (proc.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  proc.kill('SIGKILL');
-  throw new Error(`server did not start: ${out}`);
-}
-
-async function kill9(s: Server): Promise<void> {
-  const done = new Promise((r) => s.proc.on('close', r));
-  s.proc.kill('SIGKILL');
-  await done;
-}
 
 async function digestTree(dir: string): Promise<string> {
   const h = createHash('sha256');

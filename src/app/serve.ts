@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../nfs/index.js';
 import { InstantRecovery } from '../recovery/index.js';
@@ -56,7 +56,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   await recovery.loadSessions();
   const rpcOpts = { logger: opts.logger, accept: (a: string) => allow.allows(a), maxRecordBytes: 1024 * 1024 + 64 * 1024 };
   const nfs = new RpcServer(rpcOpts);
-  nfs.register(nfsProgram(recovery.fs));
+  nfs.register(
+    nfsProgram(recovery.fs, {
+      // A damaged backup block is answered NFS3ERR_IO, never wrong bytes, and logged with its file and block.
+      onServerError: (err, status) => opts.logger.error(`nfs: answered ${status === 5 ? 'NFS3ERR_IO' : `nfsstat3 ${status}`}: ${err instanceof Error ? err.message : String(err)}`, isLifeboatError(err) ? { ...err.details, code: err.code } : {}),
+    }),
+  );
   const mount = new RpcServer(rpcOpts);
   mount.register(mountProgram(recovery.fs));
   const closers: (() => Promise<void>)[] = [];
@@ -74,7 +79,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     if (opts.portmap) {
       const pmPort = opts.portmapPort ?? 111;
       const registry = new PortmapRegistry();
-      for (const m of [{ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: pmPort }, { prog: PMAP_PROG, vers: 2, prot: IPPROTO_UDP, port: pmPort }, ...mappings]) registry.set(m);
+      for (const m of [{ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: pmPort }, { prog: PMAP_PROG, vers: 2, prot: IPPROTO_UDP, port: pmPort }, ...mappings]) registry.set(m, { owned: true });
       const pm = new RpcServer({ logger: opts.logger });
       pm.register(portmapProgram(registry));
       try {
@@ -85,15 +90,18 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
         await pm.close();
-        // A system rpcbind holds the port: register with it instead.
-        for (const m of mappings) {
-          await pmapRegister({ ...m, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
-          if (!(await pmapRegister(m, { port: pmPort }))) throw new LifeboatError('LFB_ERR_PORT_IN_USE', `port ${pmPort} is held by a portmapper that refused our registration; pass --no-portmap or stop it`);
-        }
+        // A system rpcbind (or another Lifeboat) holds the port: register with it instead,
+        // replacing what a previous run of ours may have left (UNSET once per program).
+        for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM]) await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
+        const refused: Mapping[] = [];
+        for (const m of mappings) if (!(await pmapRegister(m, { port: pmPort }).catch(() => false))) refused.push(m);
         closers.push(async () => {
-          for (const m of mappings) await pmapRegister(m, { unset: true, port: pmPort }).catch(() => false);
+          for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM]) await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
         });
-        portmapMode = `registered with the portmapper on ${pmPort}`;
+        portmapMode =
+          refused.length === 0
+            ? `registered with the portmapper on ${pmPort}`
+            : `on ${pmPort} kept another server's registration (clients reach this one with explicit ports: nfsport=${nfsPort}, mountport=${mountPort})`;
       }
     }
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode });

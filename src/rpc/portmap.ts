@@ -22,11 +22,12 @@ export interface Mapping {
 
 /** The table of registered programs. Registration is local (SET/UNSET only from loopback). */
 export class PortmapRegistry {
-  private readonly mappings: Mapping[] = [];
+  private readonly mappings: (Mapping & { owned: boolean })[] = [];
 
-  set(m: Mapping): boolean {
+  /** `owned`: the serving process's own programs, which no remote UNSET may remove. */
+  set(m: Mapping, opts: { owned?: boolean } = {}): boolean {
     if (this.mappings.some((x) => x.prog === m.prog && x.vers === m.vers && x.prot === m.prot)) return false;
-    this.mappings.push(m);
+    this.mappings.push({ ...m, owned: opts.owned === true });
     return true;
   }
 
@@ -34,7 +35,7 @@ export class PortmapRegistry {
     const before = this.mappings.length;
     for (let i = this.mappings.length - 1; i >= 0; i--) {
       const m = this.mappings[i]!;
-      if (m.prog === prog && m.vers === vers) this.mappings.splice(i, 1);
+      if (m.prog === prog && m.vers === vers && !m.owned) this.mappings.splice(i, 1);
     }
     return this.mappings.length !== before;
   }

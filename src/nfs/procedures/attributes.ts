@@ -7,6 +7,7 @@ export const getattr: NfsProcedure = async (a, out, ctx) => {
   const h = readHandle(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(h);
@@ -24,6 +25,7 @@ export const setattr: NfsProcedure = async (a, out, ctx) => {
   const guardCtime = guarded ? a.u32('ctime s') * 1000 + Math.floor(a.u32('ctime ns') / 1e6) : undefined;
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       if (guardCtime !== undefined && Math.floor((await ctx.fs.getattr(h)).ctimeMs) !== guardCtime) throw new NfsError(NFS3ERR_NOT_SYNC);
@@ -52,6 +54,7 @@ export const access: NfsProcedure = async (a, out, ctx) => {
   const asked = a.u32('access');
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(h);
@@ -73,6 +76,7 @@ export const fsstat: NfsProcedure = async (a, out, ctx) => {
   const h = readHandle(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const [attr, s] = await Promise.all([ctx.fs.getattr(h), ctx.fs.fsstat(h)]);
@@ -93,6 +97,7 @@ export const fsinfo: NfsProcedure = async (a, out, ctx) => {
   const h = readHandle(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(h);
@@ -115,6 +120,7 @@ export const pathconf: NfsProcedure = async (a, out, ctx) => {
   const h = readHandle(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(h);
@@ -132,6 +138,7 @@ export const readlink: NfsProcedure = async (a, out, ctx) => {
   const h = readHandle(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const target = await ctx.fs.readlink(h);

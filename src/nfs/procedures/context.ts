@@ -1,6 +1,6 @@
 import type { XdrReader, XdrWriter } from '../../rpc/xdr.js';
 import type { NfsAttr, NfsFileSystem } from '../file-system.js';
-import { NFS3_OK, nfsStatusOf } from '../nfs-errors.js';
+import { NFS3ERR_IO, NFS3ERR_NOSPC, NFS3ERR_SERVERFAULT, NFS3_OK, nfsStatusOf } from '../nfs-errors.js';
 
 /** What every procedure needs: the file system, the export's fsid, the server's write verifier. */
 export interface NfsContext {
@@ -8,6 +8,8 @@ export interface NfsContext {
   readonly fsid: bigint;
   /** One per server start (RFC 1813 §3.3.7): a client that sees it change resends uncommitted writes. */
   readonly writeVerifier: Buffer;
+  /** Told of every failure that is the server's problem (NFS3ERR_IO, SERVERFAULT): a damaged block, a full disk. */
+  readonly onServerError?: (err: unknown, status: number) => void;
 }
 
 export const MAX_IO = 1024 * 1024;
@@ -18,12 +20,14 @@ export type NfsProcedure = (args: XdrReader, out: XdrWriter, ctx: NfsContext) =>
  * Runs a procedure body; on failure writes the nfsstat3 and the procedure's
  * failure body (RFC 1813: most failures still carry attributes).
  */
-export async function respond(out: XdrWriter, ok: () => Promise<(w: XdrWriter) => void>, fail: (w: XdrWriter) => Promise<void> | void): Promise<void> {
+export async function respond(ctx: NfsContext, out: XdrWriter, ok: () => Promise<(w: XdrWriter) => void>, fail: (w: XdrWriter) => Promise<void> | void): Promise<void> {
   let body: (w: XdrWriter) => void;
   try {
     body = await ok();
   } catch (err) {
-    out.u32(nfsStatusOf(err));
+    const status = nfsStatusOf(err);
+    if (status === NFS3ERR_IO || status === NFS3ERR_SERVERFAULT || status === NFS3ERR_NOSPC) ctx.onServerError?.(err, status);
+    out.u32(status);
     await fail(out);
     return;
   }

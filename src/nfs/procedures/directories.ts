@@ -41,6 +41,7 @@ export const readdir: NfsProcedure = async (a, out, ctx) => {
   const count = a.u32('count');
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(dir);
@@ -76,6 +77,7 @@ export const readdirplus: NfsProcedure = async (a, out, ctx) => {
   const maxcount = a.u32('maxcount');
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(dir);

@@ -12,6 +12,7 @@ export const read: NfsProcedure = async (a, out, ctx) => {
   const count = Math.min(a.u32('count'), MAX_IO);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const attr = await ctx.fs.getattr(h);
@@ -41,6 +42,7 @@ export const write: NfsProcedure = async (a, out, ctx) => {
   const data = a.opaque(MAX_IO, 'data');
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       if (count !== data.length || stable > FILE_SYNC) throw new NfsError(NFS3ERR_INVAL, 'count does not match the data');
@@ -65,6 +67,7 @@ export const commit: NfsProcedure = async (a, out, ctx) => {
   a.u32('count');
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       await ctx.fs.commit(h);

@@ -9,6 +9,7 @@ export const lookup: NfsProcedure = async (a, out, ctx) => {
   const name = readName(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => {
       const h = await ctx.fs.lookup(dir, name);
@@ -40,6 +41,7 @@ export const create: NfsProcedure = async (a, out, ctx) => {
   const how = readCreateHow(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => created(ctx, dir, await ctx.fs.create(dir, name, how)),
     async (w) => writeWcc(w, await attrsOrNone(ctx, dir), ctx.fsid),
@@ -53,6 +55,7 @@ export const mkdir: NfsProcedure = async (a, out, ctx) => {
   const attrs = readSattr(a);
   a.end();
   await respond(
+    ctx,
     out,
     async () => created(ctx, dir, await ctx.fs.mkdir(dir, name, attrs)),
     async (w) => writeWcc(w, await attrsOrNone(ctx, dir), ctx.fsid),
@@ -65,6 +68,7 @@ function removal(op: 'remove' | 'rmdir'): NfsProcedure {
     const name = readNewName(a);
     a.end();
     await respond(
+      ctx,
       out,
       async () => {
         await ctx.fs[op](dir, name);
@@ -93,6 +97,7 @@ export const rename: NfsProcedure = async (a, out, ctx) => {
     writeWcc(w, t, ctx.fsid);
   };
   await respond(
+    ctx,
     out,
     async () => {
       await ctx.fs.rename(fromDir, fromName, toDir, toName);
