@@ -19,7 +19,7 @@ const ALLOWED = {
   // NFSv3 and MOUNT over the NfsFileSystem interface: never the repository.
   nfs: ['core', 'rpc'],
   // Instant recovery: the only place restore points, overlays and the datastore meet.
-  recovery: ['core', 'format', 'storage', 'repository', 'blockdev', 'nfs'],
+  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
   app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'recovery'],

@@ -7,7 +7,10 @@ import { randomBytes, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;
 
-/** A read-only base that counts its reads and can prove it was never written. */
+/**
+ * A read-only base that, like RestorePointDisk, returns views of its own
+ * memory (not copies): the overlay must never modify what it is given.
+ */
 function memoryBase(data: Buffer): ReadableDisk & { reads: number } {
   const frozen = Buffer.from(data);
   const base = {
@@ -15,7 +18,7 @@ function memoryBase(data: Buffer): ReadableDisk & { reads: number } {
     reads: 0,
     read(offset: number, length: number): Promise<Buffer> {
       base.reads += 1;
-      return Promise.resolve(Buffer.from(frozen.subarray(offset, offset + length)));
+      return Promise.resolve(frozen.subarray(offset, offset + length));
     },
   };
   return base;

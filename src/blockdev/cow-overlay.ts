@@ -28,6 +28,7 @@ export class CowOverlay implements BlockDevice {
   readonly size: number;
   private readonly written: Uint8Array;
   private readonly pending = new Set<number>();
+  private writtenCount = 0;
   private readonly locks = new Map<number, Promise<void>>();
   private mapEnd: number;
   private closed = false;
@@ -77,7 +78,9 @@ export class CowOverlay implements BlockDevice {
         }
         mapEnd = replay(bytes, written, granules);
       }
-      return new CowOverlay(base, dir, granule, data, map, written, mapEnd);
+      const ov = new CowOverlay(base, dir, granule, data, map, written, mapEnd);
+    for (const b of written) for (let x = b; x; x &= x - 1) ov.writtenCount += 1;
+    return ov;
     } catch (err) {
       await data?.close();
       await map?.close();
@@ -90,15 +93,14 @@ export class CowOverlay implements BlockDevice {
   }
 
   private mark(g: number): void {
+    if (!this.isWritten(g)) this.writtenCount += 1;
     this.written[g >> 3]! |= 1 << (g & 7);
     this.pending.add(g);
   }
 
-  /** Granules held by the overlay. */
+  /** Granules held by the overlay (kept as a count: GETATTR asks on every READ). */
   writtenGranules(): number {
-    let n = 0;
-    for (const b of this.written) for (let x = b; x; x &= x - 1) n += 1;
-    return n;
+    return this.writtenCount;
   }
 
   private check(offset: number, length: number): void {
@@ -110,6 +112,10 @@ export class CowOverlay implements BlockDevice {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.check(offset, length);
+    if (this.writtenCount === 0 || this.untouched(offset, length)) {
+      // Nothing of the range was written: the base's bytes as they are, no copy.
+      return this.base.read(offset, length);
+    }
     const out = Buffer.alloc(length);
     let pos = offset;
     while (pos < offset + length) {
@@ -124,6 +130,12 @@ export class CowOverlay implements BlockDevice {
       pos = end;
     }
     return out;
+  }
+
+  private untouched(offset: number, length: number): boolean {
+    const last = Math.floor((offset + Math.max(0, length - 1)) / this.granule);
+    for (let g = Math.floor(offset / this.granule); g <= last; g++) if (this.isWritten(g)) return false;
+    return true;
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
@@ -160,7 +172,8 @@ export class CowOverlay implements BlockDevice {
     let release!: () => void;
     this.locks.set(g, new Promise<void>((r) => (release = r)));
     try {
-      const whole = await this.base.read(gStart, gEnd - gStart);
+      // A copy: the base may hand out a view of its shared block cache, which must never change.
+      const whole = Buffer.from(await this.base.read(gStart, gEnd - gStart));
       piece.copy(whole, pos - gStart);
       await this.data.write(whole, 0, whole.length, gStart);
       this.mark(g);

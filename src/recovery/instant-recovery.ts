@@ -5,6 +5,7 @@ import type { Clock } from '../core/clock.js';
 import { newUuid } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
 import { CowOverlay } from '../blockdev/index.js';
+import { BlockWorkerPool } from '../compress/block-pool.js';
 import { SessionStore, type SessionRecord } from './session-store.js';
 import { DatastoreFileSystem, type DatastoreDisk } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
@@ -42,6 +43,8 @@ export class InstantRecovery {
   private readonly store: SessionStore;
   private readonly open = new Map<string, Open>();
   private readonly failed = new Map<string, { rec: SessionRecord; problem: string }>();
+  /** Decodes backup blocks for every session, off the thread that serves NFS. */
+  private readonly pool = new BlockWorkerPool();
 
   constructor(
     private readonly repo: Repository,
@@ -108,7 +111,8 @@ export class InstantRecovery {
     const overlays: CowOverlay[] = [];
     try {
       for (const d of rec.disks) {
-        const base = await RestorePointDisk.open(files, d.index);
+        // 256 MiB of decoded blocks per disk: a booting guest rereads the same blocks often.
+        const base = await RestorePointDisk.open(files, d.index, { pool: this.pool, cacheBytes: 256 * 1024 * 1024 });
         bases.push(base);
         overlays.push(await CowOverlay.open(base, join(rec.dir, `overlay-${d.index}`)));
       }
@@ -170,6 +174,7 @@ export class InstantRecovery {
       await Promise.all([...o.overlays.map((x) => x.close()), ...o.bases.map((b) => b.close())]);
     }
     this.open.clear();
+    await this.pool.close();
   }
 }
 

@@ -31,6 +31,10 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly slotOf: Int32Array;
   private readonly cache = new Map<number, Buffer>();
   private readonly cacheLimit: number;
+  /** Blocks being decoded: concurrent readers of one block share one decode. */
+  private readonly inflight = new Map<number, Promise<Buffer>>();
+  /** The last block a read ended in, to detect sequential readers and read ahead. */
+  private lastBlockRead = -2;
 
   private constructor(
     private readonly layers: BackupFileReader[],
@@ -109,10 +113,42 @@ export class RestorePointDisk implements VirtualDisk {
       this.cache.set(blockIndex, hit);
       return hit;
     }
-    const data = await this.layers[l - 1]!.readBlock(this.disk, this.slotOf[blockIndex]!, len);
-    this.cache.set(blockIndex, data);
-    if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
-    return data;
+    const running = this.inflight.get(blockIndex);
+    if (running) return running;
+    const p = this.decodeBlock(blockIndex, l, len).then((data) => {
+      if (this.cacheLimit > 0) {
+        this.cache.set(blockIndex, data);
+        if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
+      }
+      return data;
+    });
+    this.inflight.set(blockIndex, p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(blockIndex);
+    }
+  }
+
+  /** Reads and verifies a stored block, in a worker when there is a pool (the main thread keeps serving). */
+  private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+    const layer = this.layers[l - 1]!;
+    const slot = this.slotOf[blockIndex]!;
+    if (this.pool === undefined) return layer.readBlock(this.disk, slot, len);
+    const table = layer.root.tables[this.disk]!;
+    const stored = await layer.readStored(table, slot);
+    const r = await this.pool.decode(stored.buffer as ArrayBuffer, table.codec(slot), len, table.digest(slot));
+    if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
+    return Buffer.from(r.data);
+  }
+
+  /** A sequential reader finds the next blocks already decoding. Failures surface when they are read. */
+  private readAhead(from: number): void {
+    const depth = this.pool ? this.pool.size * 2 : 1;
+    for (let bi = from; bi < Math.min(this.blockCount, from + depth); bi++) {
+      if (this.layerOf[bi] === 0 || this.cache.has(bi) || this.inflight.has(bi)) continue;
+      void queued(this.readBlock(bi));
+    }
   }
 
   /**
@@ -162,6 +198,15 @@ export class RestorePointDisk implements VirtualDisk {
   async read(offset: number, length: number): Promise<Buffer> {
     if (offset < 0 || length < 0 || offset + length > this.size) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `read ${offset}+${length} is outside the disk (${this.size} bytes)`);
+    }
+    const first = Math.floor(offset / this.blockSize);
+    const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
+    if (this.cacheLimit > 0 && (first === this.lastBlockRead || first === this.lastBlockRead + 1)) this.readAhead(last + 1);
+    this.lastBlockRead = last;
+    if (first === last && length > 0 && this.layerOf[first] !== 0) {
+      // Within one block: a view of the (cached) block, no copy.
+      const within = offset - first * this.blockSize;
+      return (await this.readBlock(first)).subarray(within, within + length);
     }
     const out = Buffer.alloc(length);
     let done = 0;
