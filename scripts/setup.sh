@@ -12,13 +12,15 @@ export DEBIAN_FRONTEND=noninteractive
 # benchmark images; restic and borgbackup: the benchmark's reference tools;
 # util-linux (losetup) and time: block-device and memory tests; rpcbind (for
 # rpcinfo) and libnfs-utils: real ONC RPC / NFS clients for the protocol tests; python3/make/g++:
-# node-gyp for the SEEK_DATA helper.
-PKGS="qemu-utils qemu-block-extra e2fsprogs util-linux time rpcbind libnfs-utils python3 make g++ restic borgbackup"
+# node-gyp for the SEEK_DATA helper; qemu-system-x86, busybox-static, syslinux, mtools,
+# dosfstools, fdisk, cpio, openssl: the boot test's tiny VM (test/fixtures/make-boot-image.sh);
+# nfs-ganesha: the reference server of bench/nfs-bench.
+PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq $missing >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 node -e 'const [M]=process.versions.node.split(".").map(Number); if (M < 20) { console.error("Lifeboat needs Node.js >= 20, found " + process.version); process.exit(1) }'
