@@ -136,9 +136,23 @@ test('datastore: ESXi lock-file dance, a large folder, and what may not be done 
     const ls = (await run('nfs-ls', [`nfs://127.0.0.1/lifeboat/esx/logs?version=3&nfsport=${s.nfsPort}&mountport=${s.mountPort}`])).stdout;
     const names = ls.split('\n').filter((l) => l.includes('vmware-'));
     assert.equal(names.length, 600);
-    // Sparse .vswp: create then SETATTR size 1 GiB costs no space.
     const out = await run('nfs-ls', [`nfs://127.0.0.1/lifeboat?version=3&nfsport=${s.nfsPort}&mountport=${s.mountPort}`]);
     assert.match(out.stdout, /esx/);
+    // A .vswp: CREATE then SETATTR size 1 GiB is a sparse file that costs no space.
+    const c2 = await RpcTestClient.connect(s.nfsPort);
+    const sw = new XdrWriter().opaque(session).string('vm-1a2b.vswp').u32(0);
+    for (let i = 0; i < 6; i++) sw.u32(0);
+    const swr = await c2.call(NFS_PROGRAM, 3, 8, sw.toBuffer());
+    assert.equal(status(swr), 0);
+    swr.bool();
+    const swap = Buffer.from(swr.opaque(64));
+    const setSize = new XdrWriter().opaque(swap).u32(0).u32(0).u32(0).u32(1).u64(BigInt(1024 * MiB)).u32(0).u32(0).u32(0);
+    assert.equal(status(await c2.call(NFS_PROGRAM, 3, 2, setSize.toBuffer())), 0);
+    c2.close();
+    const { stat } = await import('node:fs/promises');
+    const st = await stat(join(repo, 'cache', 'instant', 'esx', 'files', 'vm-1a2b.vswp'));
+    assert.equal(st.size, 1024 * MiB);
+    assert.ok(st.blocks * 512 < MiB, 'sparse');
   } finally {
     if (s) await kill9(s);
     await cleanup();
@@ -208,6 +222,25 @@ test('serve: busy default ports move to the next free one; a second server regis
     }
   }),
 );
+
+test('serve: --allow refuses other clients on every connection; the control API stays on loopback', async () => {
+  const { dir, cleanup } = await tempDir();
+  let s: Server | undefined;
+  try {
+    const repo = await repoWithPoint(dir, randomBytes(rng(5), MiB));
+    s = await startServer(repo, ['--no-portmap', '--allow', '10.0.0.0/8']);
+    await startSession(repo, 'x');
+    await assert.rejects(run('nfs-ls', [`nfs://127.0.0.1/lifeboat/x?version=3&nfsport=${s.nfsPort}&mountport=${s.mountPort}`]), '127.0.0.1 is not in 10.0.0.0/8');
+    const c = await RpcTestClient.connect(s.nfsPort);
+    await c.closed;
+    const bad = await cli(['serve', '--repo', repo, '--allow', '10.0.0.0/33', '--no-portmap']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /LFB_ERR_INVALID_ARGUMENT/);
+  } finally {
+    if (s) await kill9(s);
+    await cleanup();
+  }
+});
 
 test('serve: with a system rpcbind on 111, registers with it, QEMU finds the datastore, and unregisters on stop', { timeout: 5 * 60_000 }, () =>
   withPort111(async () => {

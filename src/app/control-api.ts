@@ -14,6 +14,8 @@ export interface ControlInfo {
   readonly nfsPort: number;
   readonly mountPort: number;
   readonly portmap: string;
+  /** The name clients use for this server in nfs:// URLs. */
+  readonly host: string;
 }
 
 export function controlFile(repoRoot: string): string {
@@ -39,7 +41,7 @@ export async function startControlApi(repoRoot: string, ir: InstantRecovery, por
         const body = JSON.parse(await readBody(req)) as { job: string; point: string; name?: string; cacheDir?: string };
         const started = performance.now();
         const info = await ir.start(body.job, body.point, { name: body.name, cacheDir: body.cacheDir });
-        return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started) });
+        return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started), host: ports.host });
       }
       const m = /^\/sessions\/([^/]+)$/.exec(url.pathname);
       if (req.method === 'DELETE' && m) {

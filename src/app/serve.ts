@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Clock } from '../core/clock.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -104,7 +105,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
             : `on ${pmPort} kept another server's registration (clients reach this one with explicit ports: nfsport=${nfsPort}, mountport=${mountPort})`;
       }
     }
-    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode });
+    const host = opts.bind === '0.0.0.0' || opts.bind === '::' ? hostname() : opts.bind;
+    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
     closers.push(() => control.close());
     opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; allow ${opts.allow}`);
     for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);

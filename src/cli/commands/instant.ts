@@ -13,7 +13,7 @@ export const instantStart: Command = {
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
     const cacheDir = optionalString(ctx, 'cache-dir');
-    const s = await callControl<SessionInfo & { publishMs: number }>(repo, 'POST', '/sessions', {
+    const s = await callControl<SessionInfo & { publishMs: number; host: string }>(repo, 'POST', '/sessions', {
       job: ctx.args[0],
       point: requireString(ctx, 'point'),
       name: optionalString(ctx, 'name'),
@@ -21,7 +21,7 @@ export const instantStart: Command = {
     });
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(s));
     ctx.out(`session ${s.name}: point ${s.pointId} of ${s.job} published in ${s.publishMs} ms`);
-    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  nfs://<this-host>${d.nfsPath}`);
+    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  nfs://${s.host}${d.nfsPath}`);
     ctx.out(`  VM: ${s.vmx}; writes go to ${s.dir}`);
   },
 };
