@@ -1,6 +1,7 @@
 import { NFS3ERR_NOT_SYNC, NfsError } from '../nfs-errors.js';
 import { readHandle, readSattr, writeFattr, writePostOpAttr, writeWcc } from '../wire.js';
-import { MAX_IO, attrsOrNone, respond, type NfsProcedure } from './context.js';
+import type { XdrWriter } from '../../rpc/xdr.js';
+import { MAX_IO, attrsOrNone, respond, type NfsContext, type NfsProcedure } from './context.js';
 
 /** RFC 1813 §3.3.1 GETATTR: the hot path of every client (ESXi's heartbeat). */
 export const getattr: NfsProcedure = async (a, out, ctx) => {
@@ -71,83 +72,55 @@ export const access: NfsProcedure = async (a, out, ctx) => {
   );
 };
 
+/**
+ * The shape of FSSTAT, FSINFO, PATHCONF and READLINK: one handle in; out, the
+ * object's post-op attributes then a body (or, on failure, the attributes only).
+ */
+function attributesAnd(body: (ctx: NfsContext, h: Buffer) => Promise<(w: XdrWriter) => void>): NfsProcedure {
+  return async (a, out, ctx) => {
+    const h = readHandle(a);
+    a.end();
+    await respond(
+      ctx,
+      out,
+      async () => {
+        const [attr, more] = await Promise.all([ctx.fs.getattr(h), body(ctx, h)]);
+        return (w) => {
+          writePostOpAttr(w, attr, ctx.fsid);
+          more(w);
+        };
+      },
+      async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
+    );
+  };
+}
+
 /** §3.3.18 FSSTAT: space of the storage behind the export (ESXi needs room for .vswp). */
-export const fsstat: NfsProcedure = async (a, out, ctx) => {
-  const h = readHandle(a);
-  a.end();
-  await respond(
-    ctx,
-    out,
-    async () => {
-      const [attr, s] = await Promise.all([ctx.fs.getattr(h), ctx.fs.fsstat(h)]);
-      return (w) => {
-        writePostOpAttr(w, attr, ctx.fsid);
-        w.u64(s.tbytes).u64(s.fbytes).u64(s.abytes).u64(s.tfiles).u64(s.ffiles).u64(s.afiles).u32(0);
-      };
-    },
-    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
-  );
-};
+export const fsstat = attributesAnd(async (ctx, h) => {
+  const s = await ctx.fs.fsstat(h);
+  return (w) => w.u64(s.tbytes).u64(s.fbytes).u64(s.abytes).u64(s.tfiles).u64(s.ffiles).u64(s.afiles).u32(0);
+});
 
 export const FSF3_HOMOGENEOUS = 0x8;
 export const FSF3_CANSETTIME = 0x10;
 
 /** §3.3.19 FSINFO: 1 MiB reads and writes (the Linux and libnfs maximum). */
-export const fsinfo: NfsProcedure = async (a, out, ctx) => {
-  const h = readHandle(a);
-  a.end();
-  await respond(
-    ctx,
-    out,
-    async () => {
-      const attr = await ctx.fs.getattr(h);
-      return (w) => {
-        writePostOpAttr(w, attr, ctx.fsid);
-        w.u32(MAX_IO).u32(MAX_IO).u32(4096); // rtmax rtpref rtmult
-        w.u32(MAX_IO).u32(MAX_IO).u32(4096); // wtmax wtpref wtmult
-        w.u32(64 * 1024); // dtpref
-        w.u64(2n ** 50n); // maxfilesize: 1 PiB
-        w.u32(0).u32(1_000_000); // time_delta: 1 ms
-        w.u32(FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
-      };
-    },
-    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
-  );
-};
+export const fsinfo = attributesAnd(async () => (w) => {
+  w.u32(MAX_IO).u32(MAX_IO).u32(4096); // rtmax rtpref rtmult
+  w.u32(MAX_IO).u32(MAX_IO).u32(4096); // wtmax wtpref wtmult
+  w.u32(64 * 1024); // dtpref
+  w.u64(2n ** 50n); // maxfilesize: 1 PiB
+  w.u32(0).u32(1_000_000); // time_delta: 1 ms
+  w.u32(FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
+});
 
-/** §3.3.20 PATHCONF. */
-export const pathconf: NfsProcedure = async (a, out, ctx) => {
-  const h = readHandle(a);
-  a.end();
-  await respond(
-    ctx,
-    out,
-    async () => {
-      const attr = await ctx.fs.getattr(h);
-      return (w) => {
-        writePostOpAttr(w, attr, ctx.fsid);
-        w.u32(1).u32(255).bool(true).bool(true).bool(false).bool(true); // linkmax name_max no_trunc chown_restricted case_insensitive case_preserving
-      };
-    },
-    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
-  );
-};
+/** §3.3.20 PATHCONF: linkmax, name_max, no_trunc, chown_restricted, case_insensitive, case_preserving. */
+export const pathconf = attributesAnd(async () => (w) => {
+  w.u32(1).u32(255).bool(true).bool(true).bool(false).bool(true);
+});
 
 /** §3.3.5 READLINK: this file system has no symbolic links it can resolve. */
-export const readlink: NfsProcedure = async (a, out, ctx) => {
-  const h = readHandle(a);
-  a.end();
-  await respond(
-    ctx,
-    out,
-    async () => {
-      const target = await ctx.fs.readlink(h);
-      const attr = await attrsOrNone(ctx, h);
-      return (w) => {
-        writePostOpAttr(w, attr, ctx.fsid);
-        w.string(target);
-      };
-    },
-    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
-  );
-};
+export const readlink = attributesAnd(async (ctx, h) => {
+  const target = await ctx.fs.readlink(h);
+  return (w) => w.string(target);
+});

@@ -34,12 +34,17 @@ function nameBytes(name: string): number {
   return 4 + n + ((4 - (n % 4)) % 4);
 }
 
-export const readdir: NfsProcedure = async (a, out, ctx) => {
-  const dir = readHandle(a);
-  const cookie = a.u64('cookie');
-  a.fixedOpaque(8, 'cookieverf');
-  const count = a.u32('count');
-  a.end();
+/**
+ * Pages a listing from `cookie`: entries are encoded while `fits` accepts
+ * their size; TOOSMALL if not even one fits.
+ */
+async function page(
+  ctx: NfsContext,
+  out: XdrWriter,
+  dir: Buffer,
+  cookie: bigint,
+  encode: (w: XdrWriter, e: Listed) => Promise<number | undefined>,
+): Promise<void> {
   await respond(
     ctx,
     out,
@@ -47,28 +52,42 @@ export const readdir: NfsProcedure = async (a, out, ctx) => {
       const attr = await ctx.fs.getattr(dir);
       const all = (await listing(ctx, dir, attr)).filter((e) => e.cookie > cookie);
       const w = new XdrWriter();
-      let used = FIXED_REPLY;
       let n = 0;
       for (const e of all) {
-        const size = 4 + 8 + nameBytes(e.name) + 8;
-        if (used + size > count) break;
-        w.bool(true).u64(e.fileid).string(e.name).u64(e.cookie);
-        used += size;
+        if ((await encode(w, e)) === undefined) break;
         n += 1;
       }
       if (n === 0 && all.length > 0) throw new NfsError(NFS3ERR_TOOSMALL);
       const eof = n === all.length;
-      return (out2) => {
-        writePostOpAttr(out2, attr, ctx.fsid);
-        out2.u64(0n);
-        for (const c of w.toChunks()) out2.fixedOpaque(c);
-        out2.bool(false).bool(eof);
+      return (o) => {
+        writePostOpAttr(o, attr, ctx.fsid);
+        o.u64(0n); // cookieverf: always zero, never checked
+        for (const c of w.toChunks()) o.fixedOpaque(c);
+        o.bool(false).bool(eof);
       };
     },
     async (w) => writePostOpAttr(w, await attrsOrNone(ctx, dir), ctx.fsid),
   );
+}
+
+/** §3.3.16 READDIR: names and fileids within `count` bytes. */
+export const readdir: NfsProcedure = async (a, out, ctx) => {
+  const dir = readHandle(a);
+  const cookie = a.u64('cookie');
+  a.fixedOpaque(8, 'cookieverf');
+  const count = a.u32('count');
+  a.end();
+  let used = FIXED_REPLY;
+  await page(ctx, out, dir, cookie, async (w, e) => {
+    const size = 4 + 8 + nameBytes(e.name) + 8;
+    if (used + size > count) return undefined;
+    w.bool(true).u64(e.fileid).string(e.name).u64(e.cookie);
+    used += size;
+    return size;
+  });
 };
 
+/** §3.3.17 READDIRPLUS: also each entry's attributes and handle, within dircount and maxcount. */
 export const readdirplus: NfsProcedure = async (a, out, ctx) => {
   const dir = readHandle(a);
   const cookie = a.u64('cookie');
@@ -76,39 +95,20 @@ export const readdirplus: NfsProcedure = async (a, out, ctx) => {
   const dircount = a.u32('dircount');
   const maxcount = a.u32('maxcount');
   a.end();
-  await respond(
-    ctx,
-    out,
-    async () => {
-      const attr = await ctx.fs.getattr(dir);
-      const all = (await listing(ctx, dir, attr)).filter((e) => e.cookie > cookie);
-      const w = new XdrWriter();
-      let used = FIXED_REPLY;
-      let dirUsed = 0;
-      let n = 0;
-      for (const e of all) {
-        const h = await ctx.fs.lookup(dir, e.name);
-        const eattr = await ctx.fs.getattr(h);
-        const dirSize = 8 + nameBytes(e.name) + 8;
-        const size = 4 + dirSize + 4 + 84 + 4 + 4 + h.length + ((4 - (h.length % 4)) % 4);
-        if (used + size > maxcount || dirUsed + dirSize > dircount) break;
-        w.bool(true).u64(e.fileid).string(e.name).u64(e.cookie);
-        w.bool(true);
-        writeFattr(w, eattr, ctx.fsid);
-        w.bool(true).opaque(h);
-        used += size;
-        dirUsed += dirSize;
-        n += 1;
-      }
-      if (n === 0 && all.length > 0) throw new NfsError(NFS3ERR_TOOSMALL);
-      const eof = n === all.length;
-      return (out2) => {
-        writePostOpAttr(out2, attr, ctx.fsid);
-        out2.u64(0n);
-        for (const c of w.toChunks()) out2.fixedOpaque(c);
-        out2.bool(false).bool(eof);
-      };
-    },
-    async (w) => writePostOpAttr(w, await attrsOrNone(ctx, dir), ctx.fsid),
-  );
+  let used = FIXED_REPLY;
+  let dirUsed = 0;
+  await page(ctx, out, dir, cookie, async (w, e) => {
+    const h = await ctx.fs.lookup(dir, e.name);
+    const eattr = await ctx.fs.getattr(h);
+    const dirSize = 8 + nameBytes(e.name) + 8;
+    const size = 4 + dirSize + 4 + 84 + 4 + 4 + h.length + ((4 - (h.length % 4)) % 4);
+    if (used + size > maxcount || dirUsed + dirSize > dircount) return undefined;
+    w.bool(true).u64(e.fileid).string(e.name).u64(e.cookie);
+    w.bool(true);
+    writeFattr(w, eattr, ctx.fsid);
+    w.bool(true).opaque(h);
+    used += size;
+    dirUsed += dirSize;
+    return size;
+  });
 };
