@@ -19,13 +19,15 @@ const ALLOWED = {
   // NFSv3 and MOUNT over the NfsFileSystem interface: never the repository.
   nfs: ['core', 'rpc'],
   // Instant recovery: the only place restore points, overlays and the datastore meet.
-  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs'],
+  // NBD over NbdExports: never the repository.
+  nbd: ['core'],
+  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs', 'nbd'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
-  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'recovery'],
+  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'recovery'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'recovery'],
+  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'nbd', 'recovery'],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

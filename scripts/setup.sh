@@ -11,11 +11,11 @@ export DEBIAN_FRONTEND=noninteractive
 # qemu-utils (+ qemu-block-extra for nfs://): qcow2 restores and the tests' qemu-img; e2fsprogs: the demo and
 # benchmark images; restic and borgbackup: the benchmark's reference tools;
 # util-linux (losetup) and time: block-device and memory tests; rpcbind (for
-# rpcinfo) and libnfs-utils: real ONC RPC / NFS clients for the protocol tests; python3/make/g++:
+# rpcinfo), libnfs-utils, libnbd-bin and nbd-client: real RPC, NFS and NBD clients for the protocol tests; python3/make/g++:
 # node-gyp for the SEEK_DATA helper; qemu-system-x86, busybox-static, syslinux, mtools,
 # dosfstools, fdisk, cpio, openssl: the boot test's tiny VM (test/fixtures/make-boot-image.sh);
 # nfs-ganesha: the reference server of bench/nfs-bench.
-PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs"
+PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils libnbd-bin nbd-client busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

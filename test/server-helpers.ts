@@ -5,20 +5,21 @@ export interface Server {
   proc: ChildProcess;
   nfsPort: number;
   mountPort: number;
+  nbdPort: number;
   /** Everything the server printed so far. */
   log: () => string;
 }
 
 /** Starts `lifeboat serve` as a real process; resolves once it has said its ports. */
 export async function startServer(repo: string, args: string[] = [], opts: { defaultPorts?: boolean } = {}): Promise<Server> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const log = { text: () => out };
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   for (let i = 0; i < 100; i++) {
-    const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+)/.exec(out);
-    if (m) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), log: log.text };
+    const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+).*NBD on [\d.]+:(\d+)/.exec(out);
+    if (m) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), log: log.text };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -4,6 +4,7 @@ import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../nfs/index.js';
 import { InstantRecovery } from '../recovery/index.js';
+import { NbdServer } from '../nbd/index.js';
 import { Repository } from '../repository/index.js';
 import { IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PortmapRegistry, RpcServer, pmapRegister, portmapProgram, type Mapping } from '../rpc/index.js';
 import { AllowList } from './allow-list.js';
@@ -17,6 +18,8 @@ export interface ServeOptions {
   readonly mountPort?: number | undefined;
   readonly portmapPort?: number | undefined;
   readonly portmap: boolean;
+  readonly nbdPort?: number | undefined;
+  readonly nbdBind?: string | undefined;
   readonly allow: string;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -43,6 +46,20 @@ async function listenNear(server: RpcServer, wanted: number, explicit: boolean, 
     }
   }
   throw new LifeboatError('LFB_ERR_PORT_IN_USE', `${what}: no free port from ${wanted} to ${wanted + 99}`);
+}
+
+async function listenNbd(server: NbdServer, wanted: number, explicit: boolean, host: string, say: (l: string) => void): Promise<number> {
+  for (let port = wanted; port < wanted + 100; port++) {
+    try {
+      const got = await server.listen(port, host);
+      if (port !== wanted) say(`NBD: port ${wanted} is in use, serving on ${got} instead`);
+      return got;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      if (explicit) throw new LifeboatError('LFB_ERR_PORT_IN_USE', `NBD: port ${wanted} is in use`);
+    }
+  }
+  throw new LifeboatError('LFB_ERR_PORT_IN_USE', `NBD: no free port from ${wanted}`);
 }
 
 /**
@@ -106,9 +123,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       }
     }
     const host = opts.bind === '0.0.0.0' || opts.bind === '::' ? hostname() : opts.bind;
+    const nbd = new NbdServer({ exports: recovery.nbdExports(), logger: opts.logger, accept: (a) => allow.allows(a) });
+    const nbdPort = await listenNbd(nbd, opts.nbdPort ?? 10809, opts.nbdPort !== undefined, opts.nbdBind ?? opts.bind, opts.say);
+    closers.push(() => nbd.close());
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
     closers.push(() => control.close());
-    opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; allow ${opts.allow}`);
+    opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`);
     for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);
     return {
       control: control.info,

@@ -3,7 +3,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import { sha256 } from '../format/checksum.js';
-import type { BlockDevice, ReadableDisk } from './block-device.js';
+import { pushExtent, type BlockDevice, type Extent, type ReadableDisk } from './block-device.js';
 
 export const OVERLAY_DATA = 'overlay.data';
 export const OVERLAY_MAP = 'overlay.map';
@@ -128,6 +128,22 @@ export class CowOverlay implements BlockDevice {
       if (fromOverlay) await this.data.read(out, pos - offset, n, pos);
       else (await this.base.read(pos, n)).copy(out, pos - offset);
       pos = end;
+    }
+    return out;
+  }
+
+  /** Written granules are data; the rest is whatever the base says (all data if it cannot say). */
+  extents(offset: number, length: number): Extent[] {
+    this.check(offset, length);
+    const out: Extent[] = [];
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end && out.length < 4096) {
+      const g = Math.floor(pos / this.granule);
+      const to = Math.min(end, (g + 1) * this.granule);
+      if (this.isWritten(g) || !this.base.extents) pushExtent(out, to - pos, false);
+      else for (const e of this.base.extents(pos, to - pos)) pushExtent(out, e.length, e.hole);
+      pos = to;
     }
     return out;
   }

@@ -6,6 +6,7 @@ import { newUuid } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
 import { CowOverlay } from '../blockdev/index.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
+import type { NbdExports } from '../nbd/index.js';
 import { SessionStore, type SessionRecord } from './session-store.js';
 import { DatastoreFileSystem, type DatastoreDisk } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
@@ -130,6 +131,19 @@ export class InstantRecovery {
     });
     await this.fs.addSession({ id: rec.id, name: rec.name, filesDir: join(rec.dir, 'files'), disks, createdMs: created });
     this.open.set(rec.name, { rec, bases, overlays });
+  }
+
+  /** The sessions' disks as NBD exports named <session>/<disk>: the same overlay NFS writes to. */
+  nbdExports(): NbdExports {
+    return {
+      list: () => [...this.open.values()].flatMap((o) => o.rec.disks.map((d) => ({ name: `${o.rec.name}/${d.name}`, description: `${o.rec.job} point ${o.rec.pointId}` }))),
+      open: (name) => {
+        const [session, disk] = name.split('/');
+        const o = session === undefined ? undefined : this.open.get(session);
+        const i = o ? o.rec.disks.findIndex((d) => d.name === disk) : -1;
+        return o && i >= 0 ? o.overlays[i] : undefined;
+      },
+    };
   }
 
   list(): SessionInfo[] {

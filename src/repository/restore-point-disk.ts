@@ -91,6 +91,23 @@ export class RestorePointDisk implements VirtualDisk {
     return this.layerOf[blockIndex] !== 0;
   }
 
+  /** Allocation by block: blocks the point stores are data, the others holes. */
+  extents(offset: number, length: number): { length: number; hole: boolean }[] {
+    const out: { length: number; hole: boolean }[] = [];
+    let pos = offset;
+    const end = Math.min(offset + length, this.size);
+    while (pos < end) {
+      const bi = Math.floor(pos / this.blockSize);
+      const to = Math.min(end, (bi + 1) * this.blockSize);
+      const hole = this.layerOf[bi] === 0;
+      const last = out[out.length - 1];
+      if (last && last.hole === hole) last.length += to - pos;
+      else out.push({ length: to - pos, hole });
+      pos = to;
+    }
+    return out;
+  }
+
   *allocatedBlocks(): Iterable<number> {
     for (let i = 0; i < this.blockCount; i++) if (this.layerOf[i] !== 0) yield i;
   }

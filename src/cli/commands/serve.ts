@@ -12,7 +12,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 
 export const serve: Command = {
   name: 'serve',
-  usage: 'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--allow <cidr,…>]',
+  usage: 'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>]',
   summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
   positionals: [],
   options: {
@@ -22,6 +22,8 @@ export const serve: Command = {
     'mount-port': { type: 'string' },
     'portmap-port': { type: 'string' },
     'no-portmap': { type: 'boolean' },
+    'nbd-port': { type: 'string' },
+    'nbd-bind': { type: 'string' },
     allow: { type: 'string' },
   },
   async run(ctx) {
@@ -32,6 +34,8 @@ export const serve: Command = {
       mountPort: port(optionalString(ctx, 'mount-port'), '--mount-port'),
       portmapPort: port(optionalString(ctx, 'portmap-port'), '--portmap-port'),
       portmap: ctx.values['no-portmap'] !== true,
+      nbdPort: port(optionalString(ctx, 'nbd-port'), '--nbd-port'),
+      nbdBind: optionalString(ctx, 'nbd-bind'),
       allow: optionalString(ctx, 'allow') ?? AllowList.LOOPBACK,
       clock: ctx.service.clock,
       logger: createLogger((process.env['LIFEBOAT_LOG'] as 'info' | undefined) ?? 'info'),

@@ -1,0 +1,3 @@
+export * from './wire.js';
+export * from './export.js';
+export * from './nbd-server.js';
