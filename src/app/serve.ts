@@ -32,12 +32,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Listens on `wanted`, or — when it is a default — the next free port after it. */
-async function listenNear(server: RpcServer, wanted: number, explicit: boolean, host: string, what: string, say: (l: string) => void, udp: boolean): Promise<number> {
+/**
+ * Listens on `wanted`, or — when it is a default rather than the user's
+ * choice — on the next free port after it, and says so.
+ */
+async function listenNear(listen: (port: number) => Promise<number>, wanted: number, explicit: boolean, what: string, say: (l: string) => void): Promise<number> {
   for (let port = wanted; port < wanted + 100; port++) {
     try {
-      const got = await server.listen(port, host);
-      if (udp) await server.listenUdp(got, host).catch(() => undefined);
+      const got = await listen(port);
       if (port !== wanted) say(`${what}: port ${wanted} is in use, serving on ${got} instead`);
       return got;
     } catch (err) {
@@ -46,20 +48,6 @@ async function listenNear(server: RpcServer, wanted: number, explicit: boolean, 
     }
   }
   throw new LifeboatError('LFB_ERR_PORT_IN_USE', `${what}: no free port from ${wanted} to ${wanted + 99}`);
-}
-
-async function listenNbd(server: NbdServer, wanted: number, explicit: boolean, host: string, say: (l: string) => void): Promise<number> {
-  for (let port = wanted; port < wanted + 100; port++) {
-    try {
-      const got = await server.listen(port, host);
-      if (port !== wanted) say(`NBD: port ${wanted} is in use, serving on ${got} instead`);
-      return got;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      if (explicit) throw new LifeboatError('LFB_ERR_PORT_IN_USE', `NBD: port ${wanted} is in use`);
-    }
-  }
-  throw new LifeboatError('LFB_ERR_PORT_IN_USE', `NBD: no free port from ${wanted}`);
 }
 
 /**
@@ -84,9 +72,19 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   mount.register(mountProgram(recovery.fs));
   const closers: (() => Promise<void>)[] = [];
   try {
-    const nfsPort = await listenNear(nfs, opts.nfsPort ?? 2049, opts.nfsPort !== undefined, opts.bind, 'NFS', opts.say, false);
+    const nfsPort = await listenNear((p) => nfs.listen(p, opts.bind), opts.nfsPort ?? 2049, opts.nfsPort !== undefined, 'NFS', opts.say);
     closers.push(() => nfs.close());
-    const mountPort = await listenNear(mount, opts.mountPort ?? 1058, opts.mountPort !== undefined, opts.bind, 'MOUNT', opts.say, true);
+    const mountPort = await listenNear(
+      async (p) => {
+        const got = await mount.listen(p, opts.bind);
+        await mount.listenUdp(got, opts.bind).catch(() => undefined); // MOUNT over UDP too, when the port is free there
+        return got;
+      },
+      opts.mountPort ?? 1058,
+      opts.mountPort !== undefined,
+      'MOUNT',
+      opts.say,
+    );
     closers.push(() => mount.close());
     const mappings: Mapping[] = [
       { prog: NFS_PROGRAM, vers: 3, prot: IPPROTO_TCP, port: nfsPort },
@@ -124,7 +122,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     }
     const host = opts.bind === '0.0.0.0' || opts.bind === '::' ? hostname() : opts.bind;
     const nbd = new NbdServer({ exports: recovery.nbdExports(), logger: opts.logger, accept: (a) => allow.allows(a) });
-    const nbdPort = await listenNbd(nbd, opts.nbdPort ?? 10809, opts.nbdPort !== undefined, opts.nbdBind ?? opts.bind, opts.say);
+    const nbdPort = await listenNear((p) => nbd.listen(p, opts.nbdBind ?? opts.bind), opts.nbdPort ?? 10809, opts.nbdPort !== undefined, 'NBD', opts.say);
     closers.push(() => nbd.close());
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
     closers.push(() => control.close());

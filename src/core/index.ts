@@ -4,3 +4,4 @@ export * from './ids.js';
 export * from './log.js';
 export * from './crash-point.js';
 export * from './units.js';
+export * from './listen.js';

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { listenTcp } from '../core/listen.js';
 import type { NbdDevice, NbdExports } from './export.js';
 import { SocketReader } from './socket-reader.js';
 import * as W from './wire.js';
@@ -40,17 +41,8 @@ export class NbdServer {
   constructor(private readonly opts: NbdServerOptions) {}
 
   async listen(port: number, host: string): Promise<number> {
-    const server = createServer((s) => this.onConnection(s));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = server.address();
-    return typeof a === 'object' && a ? a.port : port;
+    this.server = createServer((s) => this.onConnection(s));
+    return listenTcp(this.server, port, host);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
+import { listenTcp } from '../core/listen.js';
 import { RecordReader, RecordTooLargeError, recordHeader } from './record-marking.js';
 import {
   AUTH_BADCRED,
@@ -72,17 +73,8 @@ export class RpcServer {
   }
 
   async listen(port: number, host: string): Promise<number> {
-    const server = createServer((s) => this.onConnection(s));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address();
-    return typeof addr === 'object' && addr !== null ? addr.port : port;
+    this.server = createServer((s) => this.onConnection(s));
+    return listenTcp(this.server, port, host);
   }
 
   /**
