@@ -1,5 +1,5 @@
 import { open, lstat, mkdir, readdir, rename, rmdir, statfs, truncate, unlink, utimes, chmod, type FileHandle } from 'node:fs/promises';
-import { constants as fsc, type Stats } from 'node:fs';
+import { constants as fsc, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { BlockDevice } from '../blockdev/block-device.js';
 import type { Clock } from '../core/clock.js';
@@ -120,15 +120,15 @@ export class DatastoreFileSystem implements NfsFileSystem {
   }
 
   /** Path of a real file or directory from its handle; STALE if it is gone. */
-  private async realPath(live: Live, ino: bigint): Promise<{ path: string; rel: string; st: Stats }> {
+  private async realPath(live: Live, ino: bigint): Promise<{ path: string; rel: string; st: BigIntStats }> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const rel = live.paths.get(ino);
       if (rel !== undefined) {
         const path = join(live.s.filesDir, rel);
         try {
-          const st = await lstat(path);
-          const big = await lstat(path, { bigint: true });
-          if (big.ino === ino) return { path, rel, st };
+          // One lstat: bigint, for the exact inode (GETATTR of lock files is ESXi's heartbeat).
+          const st = await lstat(path, { bigint: true });
+          if (st.ino === ino) return { path, rel, st };
         } catch {
           /* moved or gone: rescan once */
         }
@@ -168,16 +168,16 @@ export class DatastoreFileSystem implements NfsFileSystem {
     const { st } = await this.realPath(live, d.id);
     return {
       type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file',
-      mode: st.mode & 0o7777,
-      nlink: st.nlink,
-      uid: st.uid,
-      gid: st.gid,
-      size: st.size,
-      used: st.blocks * 512,
+      mode: Number(st.mode) & 0o7777,
+      nlink: Number(st.nlink),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: Number(st.size),
+      used: Number(st.blocks) * 512,
       fileid: d.id,
-      atimeMs: st.atimeMs,
-      mtimeMs: st.mtimeMs,
-      ctimeMs: st.ctimeMs,
+      atimeMs: Number(st.atimeMs),
+      mtimeMs: Number(st.mtimeMs),
+      ctimeMs: Number(st.ctimeMs),
     };
   }
 
