@@ -26,10 +26,18 @@ export interface BlockResult {
 export interface DecodeTask {
   readonly op: 'decode';
   readonly id: number;
-  readonly stored: ArrayBuffer;
+  /** The stored bytes, or where the worker reads them itself. */
+  readonly stored: ArrayBuffer | StoredAt;
   readonly codec: CodecName;
   readonly rawLength: number;
   readonly digest: Uint8Array;
+}
+
+/** A stored block's place in an open file. */
+export interface StoredAt {
+  readonly fd: number;
+  readonly position: number;
+  readonly length: number;
 }
 
 /** data is null when the block is damaged; problem says how. */
@@ -37,6 +45,15 @@ export interface DecodeResult {
   readonly id: number;
   readonly data: ArrayBuffer | null;
   readonly problem: string | null;
+}
+
+/**
+ * A copy with its own 32-byte ArrayBuffer. Digests are views into a whole
+ * block table, and postMessage clones a view's entire ArrayBuffer: without
+ * this, every block sent to a worker would drag its table along.
+ */
+function detached(view: Uint8Array): Uint8Array {
+  return new Uint8Array(view);
 }
 
 interface Pending {
@@ -94,13 +111,19 @@ export class BlockWorkerPool {
 
   /** Hash (and compress if changed) a block. Transfers `buffer` to a worker; it comes back in the result. */
   async run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting): Promise<BlockResult> {
-    const r = await this.post<BlockResult>((id) => ({ op: 'encode', id, buffer, length, previousDigest, compression }), [buffer]);
+    const previous = previousDigest === null ? null : detached(previousDigest);
+    const r = await this.post<BlockResult>((id) => ({ op: 'encode', id, buffer, length, previousDigest: previous, compression }), [buffer]);
     return { ...r, digest: Buffer.from(r.digest) };
   }
 
-  /** Decompress and verify a stored block. Transfers `stored`. */
-  decode(stored: ArrayBuffer, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<DecodeResult> {
-    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest }), [stored]);
+  /**
+   * Decompress and verify a stored block. Given bytes, transfers them; given
+   * a place in an open file, the worker reads it there (the descriptor must
+   * stay open until this settles), which spares the main thread an
+   * allocation and a thread-pool round trip per block.
+   */
+  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<DecodeResult> {
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest) }), stored instanceof ArrayBuffer ? [stored] : []);
   }
 
   async close(): Promise<void> {

@@ -2,13 +2,14 @@
  * Worker thread of the block pipelines. Two jobs, both CPU-bound:
  *  - encode (backup): hash a block, and compress it unless its digest equals
  *    the one it had at the previous point;
- *  - decode (restore, reads): decompress a stored block and check its digest.
+ *  - decode (restore, reads): decompress a stored block and verify it.
  * Buffers are transferred, not copied, in both directions.
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { compressBlock, decompressBlock } from './codec.js';
-import type { BlockTask, BlockResult, DecodeTask, DecodeResult } from './block-pool.js';
+import { compressBlock, verifyingDecode } from './codec.js';
+import { readSync } from 'node:fs';
+import type { BlockTask, BlockResult, DecodeTask, DecodeResult, StoredAt } from './block-pool.js';
 
 const port = parentPort;
 if (port === null) throw new Error('block-worker must run in a worker thread');
@@ -33,21 +34,37 @@ function encode(t: BlockTask): void {
   port!.postMessage(result, [t.buffer, stored]);
 }
 
-function decode(t: DecodeTask): void {
-  const stored = Buffer.from(t.stored);
-  let data: Buffer;
+/** Reused for blocks the worker reads itself: stored bytes are consumed before the next task. */
+let readBuffer = Buffer.allocUnsafeSlow(0);
+
+/** Reads a stored block from an open file into the reused buffer; a problem string if it cannot. */
+function readStored(at: StoredAt): Buffer | string {
+  if (readBuffer.length < at.length) readBuffer = Buffer.allocUnsafeSlow(Math.max(at.length, 2 * readBuffer.length));
+  const into = readBuffer.subarray(0, at.length);
   try {
-    data = decompressBlock(t.codec, stored, t.rawLength);
+    let done = 0;
+    while (done < at.length) {
+      const n = readSync(at.fd, into, done, at.length - done, at.position + done);
+      if (n === 0) return `cannot be read (only ${done} of ${at.length} bytes are in the file)`;
+      done += n;
+    }
   } catch (err) {
-    const r: DecodeResult = { id: t.id, data: null, problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
-    port!.postMessage(r);
+    return `cannot be read (${err instanceof Error ? err.message : String(err)})`;
+  }
+  return into;
+}
+
+function decode(t: DecodeTask): void {
+  const stored = t.stored instanceof ArrayBuffer ? Buffer.from(t.stored) : readStored(t.stored);
+  const r = typeof stored === 'string' ? { data: null, problem: stored } : verifyingDecode(t.codec, stored, t.rawLength, t.digest);
+  if (r.data === null) {
+    port!.postMessage({ id: t.id, data: null, problem: r.problem } satisfies DecodeResult);
     return;
   }
-  if (!createHash('sha256').update(data).digest().equals(Buffer.from(t.digest))) {
-    port!.postMessage({ id: t.id, data: null, problem: 'fails its checksum' } satisfies DecodeResult);
-    return;
-  }
-  const ab = toArrayBuffer(data === stored ? Buffer.from(data) : data);
+  // An uncompressed block is the input itself: copy it into a buffer of its own to hand over.
+  const own = r.data === stored ? Buffer.allocUnsafeSlow(r.data.length) : r.data;
+  if (own !== r.data) r.data.copy(own);
+  const ab = toArrayBuffer(own);
   port!.postMessage({ id: t.id, data: ab, problem: null } satisfies DecodeResult, [ab]);
 }
 

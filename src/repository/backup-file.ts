@@ -1,9 +1,8 @@
 import { basename } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
-import { decompressBlock } from '../compress/codec.js';
-import type {
-  BlockTable} from '../format/index.js';
+import { verifyingDecode } from '../compress/codec.js';
 import {
+  type BlockTable,
   DATA_START,
   PAGE,
   SLOT_OFFSETS,
@@ -12,7 +11,6 @@ import {
   decodeSlot,
   pickSlot,
   rootDigest,
-  sha256,
   type FileHeader,
   type Root,
   type Slot,
@@ -36,6 +34,11 @@ export class BackupFileReader {
 
   get name(): string {
     return basename(this.path);
+  }
+
+  /** The open descriptor, for block workers reading stored blocks directly. Valid until close(). */
+  get fd(): number {
+    return this.file.fd;
   }
 
   static async open(path: string, opts: { writable?: boolean } = {}): Promise<BackupFileReader> {
@@ -105,14 +108,9 @@ export class BackupFileReader {
   }
 
   decodeStored(table: BlockTable, slot: number, stored: Buffer, rawLength: number): Buffer {
-    let data: Buffer;
-    try {
-      data = decompressBlock(table.codec(slot), stored, rawLength);
-    } catch (err) {
-      throw this.blockError(table, slot, `cannot be decompressed (${err instanceof Error ? err.message : String(err)})`);
-    }
-    if (!sha256(data).equals(table.digest(slot))) throw this.blockError(table, slot, 'fails its checksum');
-    return data;
+    const r = verifyingDecode(table.codec(slot), stored, rawLength, table.digest(slot));
+    if (r.data === null) throw this.blockError(table, slot, r.problem);
+    return r.data;
   }
 
   blockError(table: BlockTable, slot: number, what: string): LifeboatError {

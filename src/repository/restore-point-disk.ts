@@ -7,7 +7,11 @@ import type { ChainFile } from './job-state.js';
 export interface VirtualDisk {
   readonly size: number;
   readonly blockSize: number;
-  /** Reads `length` bytes at `offset`; reading past the end is an error. */
+  /**
+   * Reads `length` bytes at `offset`; reading past the end is an error. The
+   * buffer may be shared with a cache (or be the disk's zero block): callers
+   * must copy before they modify it.
+   */
   read(offset: number, length: number): Promise<Buffer>;
   /** Allocated (non-zero) blocks, in order. */
   allocatedBlocks(): Iterable<number>;
@@ -35,6 +39,11 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly inflight = new Map<number, Promise<Buffer>>();
   /** The last block a read ended in, to detect sequential readers and read ahead. */
   private lastBlockRead = -2;
+  /** Blocks being decoded by workers reading our descriptors, and who waits for none to be. */
+  private decoding = 0;
+  private idle: (() => void) | undefined;
+  /** One block of zeros, handed out (as views) for every hole: holes cost no allocation. */
+  private zeroBlock: Buffer | undefined;
 
   private constructor(
     private readonly layers: BackupFileReader[],
@@ -87,6 +96,11 @@ export class RestorePointDisk implements VirtualDisk {
     return Math.min(this.blockSize, this.size - blockIndex * this.blockSize);
   }
 
+  private zeros(length: number): Buffer {
+    this.zeroBlock ??= Buffer.alloc(this.blockSize);
+    return this.zeroBlock.subarray(0, length);
+  }
+
   isAllocated(blockIndex: number): boolean {
     return this.layerOf[blockIndex] !== 0;
   }
@@ -119,11 +133,11 @@ export class RestorePointDisk implements VirtualDisk {
     return this.layers[l - 1]!.root.tables[this.disk]!.digest(this.slotOf[blockIndex]!);
   }
 
-  /** One whole block (the last one may be short), verified. A zero block is a fresh zero buffer. */
+  /** One whole block (the last one may be short), verified. Shared: see VirtualDisk.read. */
   async readBlock(blockIndex: number): Promise<Buffer> {
     const len = this.rawLength(blockIndex);
     const l = this.layerOf[blockIndex]!;
-    if (l === 0) return Buffer.alloc(len);
+    if (l === 0) return this.zeros(len);
     const hit = this.cache.get(blockIndex);
     if (hit) {
       this.cache.delete(blockIndex);
@@ -148,15 +162,26 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** Reads and verifies a stored block, in a worker when there is a pool (the main thread keeps serving). */
-  private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+  private decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
     const layer = this.layers[l - 1]!;
     const slot = this.slotOf[blockIndex]!;
     if (this.pool === undefined) return layer.readBlock(this.disk, slot, len);
+    return this.decodeInWorker(this.pool, layer, slot, len);
+  }
+
+  /** The worker reads the stored bytes from the layer's descriptor itself; close() waits for it. */
+  private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number): Promise<Buffer> {
     const table = layer.root.tables[this.disk]!;
-    const stored = await layer.readStored(table, slot);
-    const r = await this.pool.decode(stored.buffer as ArrayBuffer, table.codec(slot), len, table.digest(slot));
-    if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
-    return Buffer.from(r.data);
+    this.decoding += 1;
+    try {
+      const at = { fd: layer.fd, position: table.offset(slot), length: table.storedLength(slot) };
+      const r = await pool.decode(at, table.codec(slot), len, table.digest(slot));
+      if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
+      return Buffer.from(r.data);
+    } finally {
+      this.decoding -= 1;
+      if (this.decoding === 0) this.idle?.();
+    }
   }
 
   /** A sequential reader finds the next blocks already decoding. Failures surface when they are read. */
@@ -185,15 +210,8 @@ export class RestorePointDisk implements VirtualDisk {
     const start = (bi: number): Promise<{ blockIndex: number; data: Buffer }> => {
       const len = this.rawLength(bi);
       const l = this.layerOf[bi]!;
-      if (l === 0) return Promise.resolve({ blockIndex: bi, data: Buffer.alloc(len) });
-      const layer = this.layers[l - 1]!;
-      const table = layer.root.tables[this.disk]!;
-      const slot = this.slotOf[bi]!;
-      return layer.readStored(table, slot).then(async (stored) => {
-        const r = await pool.decode(stored.buffer as ArrayBuffer, table.codec(slot), len, table.digest(slot));
-        if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
-        return { blockIndex: bi, data: Buffer.from(r.data) };
-      });
+      if (l === 0) return Promise.resolve({ blockIndex: bi, data: this.zeros(len) });
+      return this.decodeInWorker(pool, this.layers[l - 1]!, this.slotOf[bi]!, len).then((data) => ({ blockIndex: bi, data }));
     };
     try {
       for (;;) {
@@ -220,8 +238,8 @@ export class RestorePointDisk implements VirtualDisk {
     const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
     if (this.cacheLimit > 0 && (first === this.lastBlockRead || first === this.lastBlockRead + 1)) this.readAhead(last + 1);
     this.lastBlockRead = last;
-    if (first === last && length > 0 && this.layerOf[first] !== 0) {
-      // Within one block: a view of the (cached) block, no copy.
+    if (first === last && length > 0) {
+      // Within one block: a view of the (cached or zero) block, no copy.
       const within = offset - first * this.blockSize;
       return (await this.readBlock(first)).subarray(within, within + length);
     }
@@ -239,6 +257,8 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   async close(): Promise<void> {
+    // Workers may be reading our descriptors: they must not be closed (and reused) under them.
+    if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
     this.cache.clear();
     await Promise.all(this.layers.map((l) => l.close()));
   }

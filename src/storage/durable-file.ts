@@ -16,6 +16,14 @@ export class DurableFile {
     private readonly fh: FileHandle,
   ) {}
 
+  /**
+   * The descriptor, for block workers that read stored blocks themselves
+   * (one thread hop per block instead of two). Valid until close().
+   */
+  get fd(): number {
+    return this.fh.fd;
+  }
+
   static async create(path: string): Promise<DurableFile> {
     crashPoint();
     try {
