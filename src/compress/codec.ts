@@ -1,5 +1,6 @@
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
-import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
+import { createRequire } from 'node:module';
+import { compress as zstdCompress } from 'zstd-napi';
 import { createHash } from 'node:crypto';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
@@ -47,6 +48,24 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
   return out.length < data.length ? { codec: s.codec, bytes: out } : { codec: 'none', bytes: data };
 }
 
+// The low-level binding: it decompresses into a buffer we size from the block
+// table, so a damaged frame header can never ask for a huge allocation.
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+let zstdContext = new zstdBinding.DCtx();
+
+function zstdDecompress(stored: Buffer, rawLength: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(rawLength);
+  let n: number;
+  try {
+    n = zstdContext.decompress(out, stored);
+  } catch (err) {
+    // A failed frame leaves the context mid-frame, refusing every later one: start afresh.
+    zstdContext = new zstdBinding.DCtx();
+    throw err;
+  }
+  return n === rawLength ? out : out.subarray(0, n);
+}
+
 /** Decompresses a stored block; throws (to be reported as a corrupt block) on any mismatch. */
 export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: number): Buffer {
   let out: Buffer;
@@ -55,10 +74,12 @@ export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: num
       out = stored;
       break;
     case 'lz4':
+      // lz4-napi allocates what the 4-byte size prefix says: check it first.
+      if (stored.length < 4 || stored.readUInt32LE(0) !== rawLength) throw new Error(`the lz4 size prefix does not say ${rawLength} bytes`);
       out = lz4Uncompress(stored);
       break;
     case 'zstd':
-      out = zstdDecompress(stored);
+      out = zstdDecompress(stored, rawLength);
       break;
   }
   if (out.length !== rawLength) throw new Error(`decompressed ${out.length} bytes, expected ${rawLength}`);

@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { compress as zstdCompress } from 'zstd-napi';
+import { compressBlock, verifyingDecode, zstdFrameHasChecksum } from '../src/compress/codec.js';
+import { prng } from '../src/testing/prng.js';
+
+/** A compressible 1 MiB block: runs of pseudo-random bytes. */
+function sampleBlock(seed: number): Buffer {
+  const rand = prng(seed);
+  const b = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < b.length; i += 64) b.fill(Math.floor(rand() * 256), i, i + 1 + Math.floor(rand() * 63));
+  return b;
+}
+
+const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+test('zstd blocks carry a frame checksum, and every flipped byte is caught by it or by SHA-256', () => {
+  const block = sampleBlock(1);
+  const { codec, bytes } = compressBlock({ codec: 'zstd', level: 1 }, block);
+  assert.equal(codec, 'zstd');
+  assert.ok(zstdFrameHasChecksum(bytes));
+  const good = verifyingDecode('zstd', bytes, block.length, sha(block));
+  assert.ok(good.data?.equals(block));
+  const rand = prng(2);
+  for (let k = 0; k < 300; k++) {
+    const damaged = Buffer.from(bytes);
+    const at = k < 12 ? k : Math.floor(rand() * damaged.length);
+    damaged[at] = damaged[at]! ^ (1 << Math.floor(rand() * 8));
+    const r = verifyingDecode('zstd', damaged, block.length, sha(block));
+    // Either refused, or (never, but if the flip was a no-op) the exact block.
+    if (r.data !== null) assert.ok(r.data.equals(block), `byte ${at}: wrong data came back`);
+  }
+  // A damaged frame must not poison the decoder for the blocks after it.
+  assert.ok(verifyingDecode('zstd', bytes, block.length, sha(block)).data?.equals(block));
+});
+
+test('zstd frames without a checksum (older files) are verified by SHA-256', () => {
+  const block = sampleBlock(3);
+  const bytes = zstdCompress(block, { compressionLevel: 1 });
+  assert.equal(zstdFrameHasChecksum(bytes), false);
+  assert.ok(verifyingDecode('zstd', bytes, block.length, sha(block)).data?.equals(block));
+  const wrongDigest = Buffer.alloc(32, 1);
+  assert.equal(verifyingDecode('zstd', bytes, block.length, wrongDigest).problem, 'fails its checksum');
+});
+
+test('uncompressed and lz4 blocks are verified by SHA-256', () => {
+  const block = sampleBlock(4);
+  for (const s of [{ codec: 'none', level: 0 }, { codec: 'lz4', level: 0 }] as const) {
+    const { codec, bytes } = compressBlock(s, block);
+    assert.ok(verifyingDecode(codec, bytes, block.length, sha(block)).data?.equals(block));
+    const damaged = Buffer.from(bytes);
+    damaged[damaged.length - 100] = damaged[damaged.length - 100]! ^ 0x10;
+    assert.equal(verifyingDecode(codec, damaged, block.length, sha(block)).data, null);
+  }
+});
