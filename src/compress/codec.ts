@@ -1,6 +1,7 @@
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
 import { createRequire } from 'node:module';
 import { compress as zstdCompress } from 'zstd-napi';
+import type { DCtx } from 'zstd-napi/binding.js';
 import { createHash } from 'node:crypto';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
@@ -50,7 +51,7 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
 
 // The low-level binding: it decompresses into a buffer we size from the block
 // table, so a damaged frame header can never ask for a huge allocation.
-const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as { DCtx: new () => DCtx };
 let zstdContext = new zstdBinding.DCtx();
 
 function zstdDecompress(stored: Buffer, rawLength: number): Buffer {
