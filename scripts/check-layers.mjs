@@ -21,13 +21,15 @@ const ALLOWED = {
   // Instant recovery: the only place restore points, overlays and the datastore meet.
   // NBD over NbdExports: never the repository.
   nbd: ['core'],
-  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs', 'nbd'],
+  // QEMU: QMP, command lines, supervised VM processes. Knows VM configurations, not the repository.
+  qemu: ['core', 'format'],
+  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs', 'nbd', 'qemu'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
-  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'recovery'],
+  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'nbd', 'recovery'],
+  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'nbd', 'qemu', 'recovery'],
 };
 // Pure layers: no I/O of their own.
 const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };

@@ -4,7 +4,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
 import { writeFileAtomic } from '../storage/index.js';
-import type { InstantRecovery } from '../recovery/index.js';
+import type { InstantRecovery, StartOptions } from '../recovery/index.js';
 
 /** Where a running server tells the CLI how to reach it: <repo>/instant/control.json (mode 0600). */
 export interface ControlInfo {
@@ -25,7 +25,9 @@ export function controlFile(repoRoot: string): string {
 /**
  * The local control API: JSON over HTTP on loopback, authenticated by a
  * bearer token kept in the repository (readable only by its owner).
- *   GET /sessions · POST /sessions {job, point, name?, cacheDir?} · DELETE /sessions/<name>
+ *   GET /sessions · POST /sessions {job, point, name?, cacheDir?, disks?, boot?} ·
+ *   GET /sessions/<name> · DELETE /sessions/<name> ·
+ *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format, rate?, finish}
  */
 export async function startControlApi(repoRoot: string, ir: InstantRecovery, ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>): Promise<{ close(): Promise<void>; info: ControlInfo }> {
   const token = randomBytes(24).toString('hex');
@@ -38,15 +40,28 @@ export async function startControlApi(repoRoot: string, ir: InstantRecovery, por
     try {
       if (req.method === 'GET' && url.pathname === '/sessions') return send(res, 200, ir.list());
       if (req.method === 'POST' && url.pathname === '/sessions') {
-        const body = JSON.parse(await readBody(req)) as { job: string; point: string; name?: string; cacheDir?: string };
+        const body = JSON.parse(await readBody(req)) as { job: string; point: string; name?: string; cacheDir?: string; disks?: number[]; boot?: StartOptions['boot'] };
         const started = performance.now();
-        const info = await ir.start(body.job, body.point, { name: body.name, cacheDir: body.cacheDir });
+        const info = await ir.start(body.job, body.point, { name: body.name, cacheDir: body.cacheDir, disks: body.disks, boot: body.boot });
         return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started), host: ports.host });
       }
-      const m = /^\/sessions\/([^/]+)$/.exec(url.pathname);
-      if (req.method === 'DELETE' && m) {
-        await ir.stop(decodeURIComponent(m[1]!));
-        return send(res, 200, { stopped: decodeURIComponent(m[1]!) });
+      const m = /^\/sessions\/([^/]+)(\/disks|\/migrate)?$/.exec(url.pathname);
+      const name = m ? decodeURIComponent(m[1]!) : '';
+      if (req.method === 'GET' && m && !m[2]) {
+        ir.session(name);
+        return send(res, 200, ir.info(name));
+      }
+      if (req.method === 'DELETE' && m && !m[2]) {
+        await ir.stop(name);
+        return send(res, 200, { stopped: name });
+      }
+      if (req.method === 'POST' && m?.[2] === '/disks') {
+        const body = JSON.parse(await readBody(req)) as { size: number; name?: string };
+        return send(res, 201, await ir.addDisk(name, body.size, body.name));
+      }
+      if (req.method === 'POST' && m?.[2] === '/migrate') {
+        const body = JSON.parse(await readBody(req)) as { to?: string; format?: 'raw' | 'qcow2'; rate?: number; finish?: boolean };
+        return send(res, 200, await ir.migrate(name, { to: body.to, format: body.format ?? 'raw', rateBytesPerSec: body.rate ?? null, finish: body.finish === true }));
       }
       return send(res, 404, { code: 'LFB_ERR_USAGE', message: `no route ${req.method} ${url.pathname}` });
     } catch (err) {

@@ -124,6 +124,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     const nbd = new NbdServer({ exports: recovery.nbdExports(), logger: opts.logger, accept: (a) => allow.allows(a) });
     const nbdPort = await listenNear((p) => nbd.listen(p, opts.nbdBind ?? opts.bind), opts.nbdPort ?? 10809, opts.nbdPort !== undefined, 'NBD', opts.say);
     closers.push(() => nbd.close());
+    recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort);
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
     closers.push(() => control.close());
     opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`);

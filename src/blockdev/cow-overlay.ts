@@ -98,6 +98,18 @@ export class CowOverlay implements BlockDevice {
     this.pending.add(g);
   }
 
+  /** The byte ranges the overlay holds, in order (runs of written granules). */
+  *writtenRanges(): Iterable<{ offset: number; length: number }> {
+    const count = Math.ceil(this.size / this.granule);
+    for (let g = 0; g < count; g++) {
+      if (!this.isWritten(g)) continue;
+      const start = g;
+      while (g + 1 < count && this.isWritten(g + 1)) g++;
+      const offset = start * this.granule;
+      yield { offset, length: Math.min(this.size, (g + 1) * this.granule) - offset };
+    }
+  }
+
   /** Granules held by the overlay (kept as a count: GETATTR asks on every READ). */
   writtenGranules(): number {
     return this.writtenCount;

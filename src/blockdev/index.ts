@@ -1,2 +1,3 @@
 export * from './block-device.js';
 export * from './cow-overlay.js';
+export * from './zero-disk.js';

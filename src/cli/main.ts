@@ -10,10 +10,10 @@ import { repoInit } from './commands/repo-init.js';
 import { restore } from './commands/restore.js';
 import { retentionPlan } from './commands/retention-plan.js';
 import { serve } from './commands/serve.js';
-import { instantList, instantStart, instantStop } from './commands/instant.js';
+import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, retentionPlan, serve, instantStart, instantList, instantStop];
+const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, retentionPlan, serve, instantStart, instantList, instantStop, instantMigrate, instantAddDisk];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -50,6 +50,10 @@ function installCrashHandlers(): void {
 
 export async function main(argv: string[]): Promise<number> {
   installCrashHandlers();
+  // `lifeboat … | head`: a reader that stops early is not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT.ok);
+  });
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help() + '\n');
     return argv.length === 0 ? EXIT.usage : EXIT.ok;

@@ -46,6 +46,9 @@ export const ERROR_CODES = {
   LFB_ERR_TOOL_FAILED: 'Permanent',
   LFB_ERR_SERVER_NOT_RUNNING: 'NotFound',
   LFB_ERR_PORT_IN_USE: 'Conflict',
+  LFB_ERR_VM: 'Permanent',
+  LFB_ERR_MIGRATION: 'Permanent',
+  LFB_ERR_SESSION_NOT_FOUND: 'NotFound',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -4,7 +4,10 @@ import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { newUuid } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
-import { CowOverlay } from '../blockdev/index.js';
+import { CowOverlay, ZeroDisk, type ReadableDisk } from '../blockdev/index.js';
+import { QemuVm, kvmUsable, type Accel, type VmStatus } from '../qemu/index.js';
+import { SessionMigrations } from './session-migration.js';
+import type { MigrationState } from './migration.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import type { NbdExports } from '../nbd/index.js';
 import { SessionStore, type SessionRecord } from './session-store.js';
@@ -21,15 +24,33 @@ export interface SessionInfo {
   readonly createdAt: string;
   readonly dir: string;
   readonly vmx: string;
-  readonly disks: readonly { readonly name: string; readonly size: number; readonly nfsPath: string; readonly writtenBytes: number }[];
+  readonly disks: readonly { readonly name: string; readonly size: number; readonly nfsPath: string; readonly nbdExport: string; readonly writtenBytes: number }[];
   readonly state: 'running' | 'failed';
   readonly problem?: string;
+  /** The VM Lifeboat booted for this session (`--boot`). */
+  readonly vm?: VmStatus;
+  readonly migration?: MigrationState;
 }
 
-interface Open {
-  readonly rec: SessionRecord;
-  readonly bases: RestorePointDisk[];
+export interface BootOptions {
+  /** Default: kvm when /dev/kvm is usable (falling back to TCG if the guest fails under it), else tcg. */
+  readonly accel?: Accel | undefined;
+  readonly network?: string | undefined;
+}
+
+export interface StartOptions {
+  readonly name?: string | undefined;
+  readonly cacheDir?: string | undefined;
+  /** Publish only these disks of the point (indexes); default all. */
+  readonly disks?: readonly number[] | undefined;
+  readonly boot?: BootOptions | undefined;
+}
+
+export interface Open {
+  rec: SessionRecord;
+  readonly bases: ReadableDisk[];
   readonly overlays: CowOverlay[];
+  vm?: QemuVm;
 }
 
 /**
@@ -46,6 +67,9 @@ export class InstantRecovery {
   private readonly failed = new Map<string, { rec: SessionRecord; problem: string }>();
   /** Decodes backup blocks for every session, off the thread that serves NFS. */
   private readonly pool = new BlockWorkerPool();
+  /** Where this server's NBD exports are reached (a booted VM's disks go through it). */
+  private nbd: { host: string; port: number } | undefined;
+  readonly migrations: SessionMigrations;
 
   constructor(
     private readonly repo: Repository,
@@ -54,6 +78,20 @@ export class InstantRecovery {
   ) {
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
+    this.migrations = new SessionMigrations(logger, clock);
+  }
+
+  setNbdEndpoint(host: string, port: number): void {
+    this.nbd = { host: host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port };
+  }
+
+  /** The open session named `name`, or LFB_ERR_SESSION_NOT_FOUND. */
+  session(name: string): Open {
+    const o = this.open.get(name);
+    if (o) return o;
+    const f = this.failed.get(name);
+    if (f) throw new LifeboatError('LFB_ERR_SESSION_NOT_FOUND', `session "${name}" could not be reopened: ${f.problem}`);
+    throw new LifeboatError('LFB_ERR_SESSION_NOT_FOUND', `no instant-recovery session "${name}" (see \`lifeboat instant list\`)`);
   }
 
   /** Reopens every recorded session (after a restart). A session that cannot open is listed as failed. */
@@ -61,6 +99,10 @@ export class InstantRecovery {
     for (const rec of await this.store.list()) {
       try {
         await this.activate(rec);
+        const o = this.open.get(rec.name)!;
+        const vm = await QemuVm.attach(rec.dir, this.logger, this.clock);
+        if (vm) o.vm = vm;
+        await this.migrations.resume(o);
       } catch (err) {
         const problem = err instanceof Error ? err.message : String(err);
         this.failed.set(rec.name, { rec, problem });
@@ -69,7 +111,7 @@ export class InstantRecovery {
     }
   }
 
-  async start(job: string, point: string, opts: { name?: string | undefined; cacheDir?: string | undefined } = {}): Promise<SessionInfo> {
+  async start(job: string, point: string, opts: StartOptions = {}): Promise<SessionInfo> {
     const def = await loadJob(this.repo, job);
     const state = await scanJob(this.repo.jobDir(def.name));
     const p = resolvePoint(state, point);
@@ -79,6 +121,11 @@ export class InstantRecovery {
     const files = filesForPoint(state, p.id)!;
     const vm = files[files.length - 1]!.root.meta.vm;
     const dir = resolve(opts.cacheDir ?? join(this.repo.root, 'cache', 'instant'), name);
+    const chosen = opts.disks ?? p.diskSizes.map((_, i) => i);
+    for (const i of chosen) {
+      if (!Number.isInteger(i) || i < 0 || i >= p.diskSizes.length) throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `--disks: the point has disks 0 to ${p.diskSizes.length - 1}, no disk ${i}`);
+    }
+    if (opts.boot && !this.nbd) throw new LifeboatError('LFB_ERR_VM', 'this server has no NBD endpoint to boot a VM from');
     const rec: SessionRecord = {
       version: 1,
       id: newUuid(),
@@ -88,7 +135,7 @@ export class InstantRecovery {
       createdAt: this.clock.now().toISOString(),
       dir,
       vmName: vm.name,
-      disks: p.diskSizes.map((size, index) => ({ index, name: vm.disks[index]?.name ?? `disk${index}`, size })),
+      disks: [...new Set(chosen)].sort((a, b) => a - b).map((index) => ({ index, name: vm.disks[index]?.name ?? `disk${index}`, size: p.diskSizes[index]! })),
     };
     // The descriptors and .vmx are ordinary files of the session: the hypervisor may edit them.
     await mkdir(join(dir, 'files'), { recursive: true });
@@ -97,9 +144,69 @@ export class InstantRecovery {
     await this.store.save(rec);
     try {
       await this.activate(rec);
+      if (opts.boot) await this.boot(this.open.get(name)!, opts.boot);
     } catch (err) {
-      await this.store.remove(rec).catch(() => undefined);
+      await this.stop(name).catch(() => this.store.remove(rec).catch(() => undefined));
       throw err;
+    }
+    return this.info(name)!;
+  }
+
+  /** Boots the session's VM in QEMU from its NBD exports: the stored configuration, no network unless asked. */
+  private async boot(o: Open, b: BootOptions): Promise<void> {
+    const state = await scanJob(this.repo.jobDir(o.rec.job));
+    const files = filesForPoint(state, o.rec.pointId)!;
+    const vm = files[files.length - 1]!.root.meta.vm;
+    const accel = b.accel ?? (kvmUsable() ? 'kvm' : 'tcg');
+    o.vm = await QemuVm.launch(
+      {
+        vm,
+        disks: o.rec.disks.map((d) => ({ name: d.name, bus: vm.disks[d.index]?.bus ?? 'virtio', host: this.nbd!.host, port: this.nbd!.port, exportName: `${o.rec.name}/${d.name}` })),
+        accel,
+        network: b.network ?? 'none',
+        dir: o.rec.dir,
+      },
+      this.logger,
+      this.clock,
+    );
+  }
+
+  /**
+   * `instant migrate`: starts moving the session to production storage
+   * (QEMU's mirror for a booted VM, Lifeboat's copy otherwise), resumes a
+   * failed one, or with `finish` runs a copy's final pass.
+   */
+  async migrate(name: string, opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean }): Promise<SessionInfo> {
+    const o = this.session(name);
+    const current = this.migrations.state(o);
+    if (current?.state === 'failed') this.migrations.retry(o);
+    else if (!current) {
+      if (opts.to === undefined) throw new LifeboatError('LFB_ERR_USAGE', `session ${name} is not migrating yet: give --to <dir>`);
+      await this.migrations.start(o, { to: opts.to, format: opts.format, rateBytesPerSec: opts.rateBytesPerSec, vmName: safeFileName(o.rec.vmName) });
+    }
+    if (opts.finish) await this.migrations.finish(o);
+    return this.info(name)!;
+  }
+
+  /** Adds an empty disk (zeros, all writes in its overlay) to a session; a booted VM gets it hot-plugged. */
+  async addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
+    const o = this.session(name);
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--size must be a positive multiple of 512 bytes, not ${size}`);
+    const index = Math.max(...o.rec.disks.map((d) => d.index), 999) + 1;
+    const dn = diskName ?? `disk${index}`;
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(dn) || o.rec.disks.some((d) => d.name === dn)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `disk name "${dn}" is invalid or taken in session ${name}`);
+    const rec: SessionRecord = { ...o.rec, disks: [...o.rec.disks, { index, name: dn, size, blank: true }] };
+    await writeFile(join(rec.dir, 'files', `${dn}.vmdk`), vmdkDescriptor(dn, size));
+    await this.store.save(rec);
+    // Reopen the session with the new disk: handles of the others do not change (session id + position).
+    await this.closeOpen(o);
+    this.fs.removeSession(rec.id);
+    this.open.delete(name);
+    await this.activate(rec);
+    const reopened = this.open.get(name)!;
+    if (o.vm) {
+      reopened.vm = o.vm;
+      if (o.vm.running) await this.migrations.hotPlug(o.vm, rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
     }
     return this.info(name)!;
   }
@@ -108,17 +215,17 @@ export class InstantRecovery {
     const state = await scanJob(this.repo.jobDir(rec.job));
     const files = filesForPoint(state, rec.pointId);
     if (!files) throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `restore point ${rec.pointId} of job ${rec.job} is no longer in the repository`);
-    const bases: RestorePointDisk[] = [];
+    const bases: (RestorePointDisk | ZeroDisk)[] = [];
     const overlays: CowOverlay[] = [];
     try {
       for (const d of rec.disks) {
         // 256 MiB of decoded blocks per disk: a booting guest rereads the same blocks often.
-        const base = await RestorePointDisk.open(files, d.index, { pool: this.pool, cacheBytes: 256 * 1024 * 1024 });
+        const base = d.blank ? new ZeroDisk(d.size) : await RestorePointDisk.open(files, d.index, { pool: this.pool, cacheBytes: 256 * 1024 * 1024 });
         bases.push(base);
         overlays.push(await CowOverlay.open(base, join(rec.dir, `overlay-${d.index}`)));
       }
     } catch (err) {
-      await Promise.all([...overlays.map((o) => o.close()), ...bases.map((b) => b.close())]);
+      await Promise.all([...overlays.map((o) => o.close()), ...bases.map((b) => (b instanceof RestorePointDisk ? b.close() : undefined))]);
       throw err;
     }
     const created = Date.parse(rec.createdAt);
@@ -126,7 +233,7 @@ export class InstantRecovery {
       const base = bases[i]!;
       const ov = overlays[i]!;
       let allocated = 0;
-      for (const bi of base.allocatedBlocks()) allocated += base.rawLength(bi);
+      if (base instanceof RestorePointDisk) for (const bi of base.allocatedBlocks()) allocated += base.rawLength(bi);
       return { name: d.name, device: ov, mtimeMs: created, allocatedBytes: () => Math.min(ov.size, allocated + ov.writtenGranules() * ov.granule) };
     });
     await this.fs.addSession({ id: rec.id, name: rec.name, filesDir: join(rec.dir, 'files'), disks, createdMs: created });
@@ -162,30 +269,56 @@ export class InstantRecovery {
       createdAt: rec.createdAt,
       dir: rec.dir,
       vmx: `${EXPORT_PATH}/${rec.name}/${safeFileName(rec.vmName)}.vmx`,
-      disks: rec.disks.map((d, i) => ({ name: d.name, size: d.size, nfsPath: `${EXPORT_PATH}/${rec.name}/${d.name}-flat.vmdk`, writtenBytes: o ? o.overlays[i]!.writtenGranules() * o.overlays[i]!.granule : 0 })),
+      disks: rec.disks.map((d, i) => ({
+        name: d.name,
+        size: d.size,
+        nfsPath: `${EXPORT_PATH}/${rec.name}/${d.name}-flat.vmdk`,
+        nbdExport: `${rec.name}/${d.name}`,
+        writtenBytes: o ? o.overlays[i]!.writtenGranules() * o.overlays[i]!.granule : 0,
+      })),
       state: o ? 'running' : 'failed',
       ...(f ? { problem: f.problem } : {}),
+      ...(o?.vm ? { vm: o.vm.status() } : {}),
+      ...(o && this.migrations.state(o) ? { migration: this.migrations.state(o)! } : {}),
     };
   }
 
-  /** Stops a session: unpublishes it, discards its overlay and folder, releases its hold on the point. */
+  /**
+   * Stops a session: powers its VM off (unless a mirror migration moved it to
+   * production storage: then it keeps running there), unpublishes it,
+   * discards its overlay and folder, releases its hold on the point.
+   */
   async stop(name: string): Promise<void> {
     const o = this.open.get(name);
     const f = this.failed.get(name);
     const rec = o?.rec ?? f?.rec;
-    if (!rec) throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `no instant-recovery session "${name}" (see \`lifeboat instant list\`)`);
+    if (!rec) throw new LifeboatError('LFB_ERR_SESSION_NOT_FOUND', `no instant-recovery session "${name}" (see \`lifeboat instant list\`)`);
+    const m = o ? this.migrations.state(o) : undefined;
+    const released = o?.vm !== undefined && m?.mode === 'mirror' && m.state === 'done';
+    if (o) {
+      await this.migrations.cancel(o);
+      if (released) o.vm!.close();
+      else await o.vm?.powerOff();
+    }
     this.fs.removeSession(rec.id);
-    if (o) await Promise.all([...o.overlays.map((x) => x.close()), ...o.bases.map((b) => b.close())]);
+    if (o) await this.closeOpen(o);
     this.open.delete(name);
     this.failed.delete(name);
-    await this.store.remove(rec);
+    // A VM that now runs on production storage keeps its monitor sockets and logs.
+    await this.store.remove(rec, { keep: released ? /^vm[-.]/ : undefined });
   }
 
-  /** Flushes every overlay and closes (server shutdown); sessions stay recorded. */
+  private async closeOpen(o: Open): Promise<void> {
+    await Promise.all([...o.overlays.map((x) => x.close()), ...o.bases.map((b) => (b instanceof RestorePointDisk ? b.close() : undefined))]);
+  }
+
+  /** Flushes every overlay and closes (server shutdown); sessions stay recorded, booted VMs keep running. */
   async close(): Promise<void> {
     for (const o of this.open.values()) {
+      await this.migrations.cancel(o);
+      o.vm?.close();
       for (const ov of o.overlays) await ov.flush().catch(() => undefined);
-      await Promise.all([...o.overlays.map((x) => x.close()), ...o.bases.map((b) => b.close())]);
+      await this.closeOpen(o);
     }
     this.open.clear();
     await this.pool.close();

@@ -16,7 +16,8 @@ export interface SessionRecord {
   /** The session's folder: overlays and the real files of the datastore. */
   readonly dir: string;
   readonly vmName: string;
-  readonly disks: readonly { readonly index: number; readonly name: string; readonly size: number }[];
+  /** index: the point's disk; an empty disk added later (`instant add-disk`) has blank set and an index past the point's. */
+  readonly disks: readonly { readonly index: number; readonly name: string; readonly size: number; readonly blank?: boolean }[];
 }
 
 /**
@@ -59,9 +60,11 @@ export class SessionStore {
     await writeCheckedJson(join(this.sessionsDir(), `${rec.name}.json`), rec);
   }
 
-  async remove(rec: SessionRecord): Promise<void> {
+  /** Forgets a session and deletes its folder (but the entries matching `keep`, if given). */
+  async remove(rec: SessionRecord, opts: { keep?: RegExp | undefined } = {}): Promise<void> {
     await removeDurable(join(this.sessionsDir(), `${rec.name}.json`));
     await removeHold(this.jobDir(rec.job), `session-${rec.name}`);
-    await rm(rec.dir, { recursive: true, force: true });
+    if (opts.keep === undefined) return rm(rec.dir, { recursive: true, force: true });
+    for (const n of await readdir(rec.dir).catch(() => [] as string[])) if (!opts.keep.test(n)) await rm(join(rec.dir, n), { recursive: true, force: true });
   }
 }

@@ -1,28 +1,53 @@
 import { resolve } from 'node:path';
 import { callControl, type SessionInfo } from '../../app/index.js';
-import { formatBytes } from '../../core/units.js';
+import { LifeboatError } from '../../core/errors.js';
+import { formatBytes, parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { optionalString, requireString } from '../command.js';
 
 export const instantStart: Command = {
   name: 'instant start',
-  usage: 'instant start <job> --repo <dir> --point <id|latest> [--name <session>] [--cache-dir <dir>] [--json]',
-  summary: 'publish a restore point on the NFS datastore, without restoring it',
+  usage:
+    'instant start <job> --repo <dir> --point <id|latest> [--name <session>] [--cache-dir <dir>] [--disks <n,…>] [--boot [--accel kvm|tcg] [--network none|isolated|<qemu -nic spec>]] [--json]',
+  summary: 'publish a restore point on the NFS datastore and over NBD, without restoring it; --boot also runs the VM',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, point: { type: 'string' }, name: { type: 'string' }, 'cache-dir': { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string' },
+    point: { type: 'string' },
+    name: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    disks: { type: 'string' },
+    boot: { type: 'boolean' },
+    accel: { type: 'string' },
+    network: { type: 'string' },
+    json: { type: 'boolean' },
+  },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
     const cacheDir = optionalString(ctx, 'cache-dir');
+    const accel = optionalString(ctx, 'accel');
+    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
+    const network = optionalString(ctx, 'network');
+    const boot = ctx.values['boot'] === true;
+    if (!boot && (accel !== undefined || network !== undefined)) throw new LifeboatError('LFB_ERR_USAGE', '--accel and --network only go with --boot');
+    const disksText = optionalString(ctx, 'disks');
+    const disks = disksText === undefined ? undefined : disksText.split(',').map((x) => {
+      if (!/^\d+$/.test(x.trim())) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disks: "${x}" is not a disk number (e.g. --disks 0,2)`);
+      return Number(x);
+    });
     const s = await callControl<SessionInfo & { publishMs: number; host: string }>(repo, 'POST', '/sessions', {
       job: ctx.args[0],
       point: requireString(ctx, 'point'),
       name: optionalString(ctx, 'name'),
       cacheDir: cacheDir === undefined ? undefined : resolve(cacheDir),
+      disks,
+      boot: boot ? { accel, network } : undefined,
     });
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(s));
     ctx.out(`session ${s.name}: point ${s.pointId} of ${s.job} published in ${s.publishMs} ms`);
-    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  nfs://${s.host}${d.nfsPath}`);
+    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  nfs://${s.host}${d.nfsPath}  nbd export ${d.nbdExport}`);
     ctx.out(`  VM: ${s.vmx}; writes go to ${s.dir}`);
+    if (s.vm) ctx.out(`  booted: QEMU pid ${s.vm.pid}, ${s.vm.accel}, network ${s.vm.network}; serial console ${s.vm.serialLog}; QMP ${s.vm.qmpSocket}`);
   },
 };
 
@@ -39,6 +64,8 @@ export const instantList: Command = {
     for (const s of list) {
       ctx.out(`${s.name}  ${s.state}  job ${s.job} point ${s.pointId}  since ${s.createdAt}${s.problem ? `  (${s.problem})` : ''}`);
       for (const d of s.disks) ctx.out(`  ${d.nfsPath}  ${formatBytes(d.size)}, ${formatBytes(d.writtenBytes)} written`);
+      if (s.vm) ctx.out(`  VM: ${s.vm.state}${s.vm.exit ? ` (${s.vm.exit})` : ''}, pid ${s.vm.pid}, ${s.vm.accel}${s.vm.accelNote ? ` (${s.vm.accelNote})` : ''}, serial ${s.vm.serialLog}`);
+      if (s.migration) ctx.out(`  migration to ${s.migration.to} (${s.migration.mode}, ${s.migration.format}): ${describeMigration(s.migration)}`);
     }
   },
 };
@@ -46,11 +73,80 @@ export const instantList: Command = {
 export const instantStop: Command = {
   name: 'instant stop',
   usage: 'instant stop <session> --repo <dir>',
-  summary: 'unpublish a session and discard its writes',
+  summary: 'power off its VM, unpublish a session and discard its writes',
   positionals: ['session'],
   options: { repo: { type: 'string' } },
   async run(ctx) {
     await callControl(resolve(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
+  },
+};
+
+type Migration = NonNullable<SessionInfo['migration']>;
+
+function describeMigration(m: Migration): string {
+  const total = m.disks.reduce((a, d) => a + d.size, 0);
+  const done = m.disks.reduce((a, d) => a + d.copied, 0);
+  const pct = total === 0 ? 100 : Math.floor((done / total) * 100);
+  return `${m.state} ${pct}% (${formatBytes(done)} of ${formatBytes(total)})${m.problem ? `: ${m.problem}` : ''}`;
+}
+
+export const instantMigrate: Command = {
+  name: 'instant migrate',
+  usage: 'instant migrate <session> --repo <dir> [--to <dir>] [--format raw|qcow2] [--rate <MB/s>] [--finish] [--no-wait]',
+  summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
+  positionals: ['session'],
+  options: {
+    repo: { type: 'string' },
+    to: { type: 'string' },
+    format: { type: 'string' },
+    rate: { type: 'string' },
+    finish: { type: 'boolean' },
+    'no-wait': { type: 'boolean' },
+  },
+  async run(ctx) {
+    const repo = resolve(requireString(ctx, 'repo'));
+    const name = ctx.args[0]!;
+    const format = optionalString(ctx, 'format') ?? 'raw';
+    if (format !== 'raw' && format !== 'qcow2') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--format must be raw or qcow2, not "${format}"`);
+    const rateText = optionalString(ctx, 'rate');
+    const rate = rateText === undefined ? undefined : Number(rateText);
+    if (rate !== undefined && !(rate > 0)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--rate must be a positive number of MB/s, not "${rateText}"`);
+    const to = optionalString(ctx, 'to');
+    const path = `/sessions/${encodeURIComponent(name)}`;
+    let s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { to: to === undefined ? undefined : resolve(to), format, rate: rate === undefined ? undefined : rate * 1e6, finish: false });
+    if (ctx.values['no-wait'] !== true) {
+      // Progress on the terminal until the copy is in step (or done, or failed).
+      let last = '';
+      while (s.migration && s.migration.state === 'copying') {
+        const line = describeMigration(s.migration);
+        if (line !== last) ctx.progress(`migrating ${name}: ${line}`);
+        last = line;
+        await new Promise((r) => setTimeout(r, 500));
+        s = await callControl<SessionInfo>(repo, 'GET', path);
+      }
+    }
+    if (ctx.values['finish'] === true) s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { format, finish: true });
+    const m = s.migration;
+    if (!m) throw new LifeboatError('LFB_ERR_INTERNAL', 'the server reports no migration');
+    if (m.state === 'failed') throw new LifeboatError('LFB_ERR_MIGRATION', `migration of ${name} failed: ${m.problem ?? 'unknown'}; run the same command again to resume`);
+    ctx.out(`migration of ${name} to ${m.to}: ${describeMigration(m)}`);
+    for (const d of m.disks) ctx.out(`  ${d.name}: ${d.target}`);
+    if (m.state === 'synced') ctx.out(`  in step; detach the VM from the datastore, then run \`lifeboat instant migrate ${name} --repo ${repo} --finish\``);
+    if (m.state === 'done' && m.mode === 'mirror') ctx.out('  the VM runs on the production disks; `instant stop` releases the session and leaves it running');
+  },
+};
+
+export const instantAddDisk: Command = {
+  name: 'instant add-disk',
+  usage: 'instant add-disk <session> --repo <dir> --size <bytes|K|M|G|T> [--name <disk>]',
+  summary: 'add an empty disk to a session (hot-plugged into a booted VM)',
+  positionals: ['session'],
+  options: { repo: { type: 'string' }, size: { type: 'string' }, name: { type: 'string' } },
+  async run(ctx) {
+    const size = parseSize(requireString(ctx, 'size'), '--size');
+    const s = await callControl<SessionInfo>(resolve(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, { size, name: optionalString(ctx, 'name') });
+    const d = s.disks[s.disks.length - 1]!;
+    ctx.out(`session ${s.name}: added ${d.name} (${formatBytes(d.size)}): ${d.nfsPath}, nbd export ${d.nbdExport}`);
   },
 };

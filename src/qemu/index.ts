@@ -1,0 +1,3 @@
+export * from './qmp.js';
+export * from './command-line.js';
+export * from './qemu-vm.js';
