@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 # node-gyp for the SEEK_DATA helper; qemu-system-x86, busybox-static, syslinux, mtools,
 # dosfstools, fdisk, cpio, openssl: the boot test's tiny VM (test/fixtures/make-boot-image.sh);
 # nfs-ganesha: the reference server of bench/nfs-bench.
-PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils libnbd-bin nbd-client busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs"
+PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils libnbd-bin nbd-client busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs nbdkit fio"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
