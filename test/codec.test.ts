@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { compress as zstdCompress } from 'zstd-napi';
-import { compressBlock, verifyingDecode, zstdFrameHasChecksum } from '../src/compress/codec.js';
+import { ZSTD_FRAME_BYTES, compressBlock, decodeZstdRange, verifyingDecode, zstdFrameHasChecksum, zstdFrameList } from '../src/compress/codec.js';
 import { prng } from '../src/testing/prng.js';
 
 /** A compressible 1 MiB block: runs of pseudo-random bytes. */
@@ -53,4 +53,43 @@ test('uncompressed and lz4 blocks are verified by SHA-256', () => {
     damaged[damaged.length - 100] = damaged[damaged.length - 100]! ^ 0x10;
     assert.equal(verifyingDecode(codec, damaged, block.length, sha(block)).data, null);
   }
+});
+
+test('a zstd block is a sequence of 64 KiB frames: whole-block decode reads them all, a range decodes only its frames', () => {
+  const block = sampleBlock(5);
+  const { bytes } = compressBlock({ codec: 'zstd', level: 1 }, block);
+  const frames = zstdFrameList(bytes)!;
+  assert.equal(frames.length, block.length / ZSTD_FRAME_BYTES);
+  assert.ok(frames.every((f) => f.checksum && f.contentSize === ZSTD_FRAME_BYTES));
+  assert.equal(frames.reduce((a, f) => a + f.length, 0), bytes.length);
+  assert.ok(verifyingDecode('zstd', bytes, block.length, sha(block)).data?.equals(block));
+  const rand = prng(6);
+  for (let k = 0; k < 50; k++) {
+    const from = Math.floor(rand() * (block.length - 1));
+    const to = Math.min(block.length, from + 1 + Math.floor(rand() * 200_000));
+    const r = decodeZstdRange(bytes, block.length, from, to);
+    assert.ok(r && 'data' in r);
+    assert.equal(r.start % ZSTD_FRAME_BYTES, 0);
+    assert.ok(r.start <= from && r.start + r.data.length >= to);
+    assert.ok(r.data.equals(block.subarray(r.start, r.start + r.data.length)));
+  }
+  // A flipped byte inside frame 3 fails a read of frame 3, and the whole-block decode.
+  const damaged = Buffer.from(bytes);
+  const f3 = frames[3]!;
+  const at3 = f3.offset + Math.floor(f3.length / 2);
+  damaged[at3] = damaged[at3]! ^ 0x40;
+  const bad = decodeZstdRange(damaged, block.length, 3 * ZSTD_FRAME_BYTES + 10, 3 * ZSTD_FRAME_BYTES + 4106);
+  assert.ok(bad === undefined || 'problem' in bad, 'damaged frame decoded');
+  assert.equal(verifyingDecode('zstd', damaged, block.length, sha(block)).data, null);
+  // Frames that were not touched still read.
+  const good = decodeZstdRange(damaged, block.length, 0, 4096);
+  assert.ok(good && 'data' in good && good.data.equals(block.subarray(0, good.data.length)));
+});
+
+test('blocks not stored in frames (single frame, no content size) are read whole', () => {
+  const block = sampleBlock(7);
+  const single = zstdCompress(block, { compressionLevel: 1, checksumFlag: true, contentSizeFlag: false });
+  assert.equal(zstdFrameList(single), undefined);
+  assert.equal(decodeZstdRange(single, block.length, 0, 4096), undefined);
+  assert.ok(verifyingDecode('zstd', single, block.length, sha(block)).data?.equals(block));
 });

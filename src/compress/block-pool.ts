@@ -31,6 +31,8 @@ export interface DecodeTask {
   readonly codec: CodecName;
   readonly rawLength: number;
   readonly digest: Uint8Array;
+  /** Only this part of the block is wanted: the worker may decode just the frames that cover it. */
+  readonly range?: { readonly from: number; readonly to: number } | undefined;
 }
 
 /** A stored block's place in an open file. */
@@ -45,6 +47,8 @@ export interface DecodeResult {
   readonly id: number;
   readonly data: ArrayBuffer | null;
   readonly problem: string | null;
+  /** Where `data` starts in the block: 0 for a whole block, a frame boundary for a range. */
+  readonly start?: number;
 }
 
 /**
@@ -122,8 +126,8 @@ export class BlockWorkerPool {
    * stay open until this settles), which spares the main thread an
    * allocation and a thread-pool round trip per block.
    */
-  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<DecodeResult> {
-    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest) }), stored instanceof ArrayBuffer ? [stored] : []);
+  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: { from: number; to: number }): Promise<DecodeResult> {
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range }), stored instanceof ArrayBuffer ? [stored] : []);
   }
 
   async close(): Promise<void> {

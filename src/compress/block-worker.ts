@@ -7,7 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { compressBlock, verifyingDecode } from './codec.js';
+import { compressBlock, decodeZstdRange, verifyingDecode } from './codec.js';
 import { readSync } from 'node:fs';
 import type { BlockTask, BlockResult, DecodeTask, DecodeResult, StoredAt } from './block-pool.js';
 
@@ -56,6 +56,18 @@ function readStored(at: StoredAt): Buffer | string {
 
 function decode(t: DecodeTask): void {
   const stored = t.stored instanceof ArrayBuffer ? Buffer.from(t.stored) : readStored(t.stored);
+  if (typeof stored !== 'string' && t.range && t.codec === 'zstd') {
+    const part = decodeZstdRange(stored, t.rawLength, t.range.from, t.range.to);
+    if (part && 'problem' in part) {
+      port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
+      return;
+    }
+    if (part) {
+      const ab = toArrayBuffer(part.data);
+      port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start } satisfies DecodeResult, [ab]);
+      return;
+    }
+  }
   const r = typeof stored === 'string' ? { data: null, problem: stored } : verifyingDecode(t.codec, stored, t.rawLength, t.digest);
   if (r.data === null) {
     port!.postMessage({ id: t.id, data: null, problem: r.problem } satisfies DecodeResult);
@@ -65,7 +77,7 @@ function decode(t: DecodeTask): void {
   const own = r.data === stored ? Buffer.allocUnsafeSlow(r.data.length) : r.data;
   if (own !== r.data) r.data.copy(own);
   const ab = toArrayBuffer(own);
-  port!.postMessage({ id: t.id, data: ab, problem: null } satisfies DecodeResult, [ab]);
+  port!.postMessage({ id: t.id, data: ab, problem: null, start: 0 } satisfies DecodeResult, [ab]);
 }
 
 port.on('message', (t: BlockTask | DecodeTask) => {

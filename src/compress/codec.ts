@@ -29,6 +29,24 @@ export function formatCompression(s: CompressionSetting): string {
 }
 
 /**
+ * A zstd block is stored as independent frames of ZSTD_FRAME_BYTES of content
+ * each, concatenated: a valid zstd stream that whole-block decoding reads in
+ * one call, and of which a random read decodes only the frames it touches
+ * (a 4 KiB read costs one 64 KiB frame, not a 1 MiB block). Every frame
+ * carries its content size and an XXH64 of its content, which decompression
+ * checks at ~1/10 the cost of the SHA-256 in the block table.
+ */
+export const ZSTD_FRAME_BYTES = 64 * 1024;
+
+function zstdFrames(data: Buffer, level: number): Buffer {
+  const params = { compressionLevel: level, checksumFlag: true };
+  if (data.length <= ZSTD_FRAME_BYTES) return zstdCompress(data, params);
+  const parts: Buffer[] = [];
+  for (let at = 0; at < data.length; at += ZSTD_FRAME_BYTES) parts.push(zstdCompress(data.subarray(at, at + ZSTD_FRAME_BYTES), params));
+  return Buffer.concat(parts);
+}
+
+/**
  * Compresses one block. If compression does not shrink it, the block is kept
  * as it is (codec "none"), so incompressible data costs no decode time later.
  */
@@ -41,9 +59,7 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
       out = lz4Compress(data);
       break;
     case 'zstd':
-      // The frame carries an XXH64 of its content, which decompression checks
-      // at ~1/10 the cost of the SHA-256 in the block table (see verifyingDecode).
-      out = zstdCompress(data, { compressionLevel: s.level, checksumFlag: true });
+      out = zstdFrames(data, s.level);
       break;
   }
   return out.length < data.length ? { codec: s.codec, bytes: out } : { codec: 'none', bytes: data };
@@ -87,9 +103,97 @@ export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: num
   return out;
 }
 
-/** True for a zstd frame whose header says it carries a content checksum (RFC 8878 §3.1.1.1.1, bit 2). */
+/** One zstd frame of a stored block: where it is, what it holds. */
+export interface ZstdFrame {
+  readonly offset: number;
+  readonly length: number;
+  readonly contentSize: number;
+  readonly checksum: boolean;
+}
+
+/**
+ * Walks the frames of a stored zstd block by their headers (RFC 8878 §3.1.1),
+ * without decompressing. Undefined when the bytes are not a sequence of
+ * frames that each state their content size (older single-frame blocks
+ * without it, or damage): callers then decode the whole block.
+ */
+export function zstdFrameList(stored: Uint8Array): ZstdFrame[] | undefined {
+  const frames: ZstdFrame[] = [];
+  let at = 0;
+  while (at < stored.length) {
+    const start = at;
+    if (at + 5 > stored.length || stored[at] !== 0x28 || stored[at + 1] !== 0xb5 || stored[at + 2] !== 0x2f || stored[at + 3] !== 0xfd) return undefined;
+    const fhd = stored[at + 4]!;
+    at += 5;
+    const fcsFlag = fhd >> 6;
+    const singleSegment = (fhd & 0x20) !== 0;
+    const checksum = (fhd & 0x04) !== 0;
+    if (!singleSegment) at += 1;
+    at += [0, 1, 2, 4][fhd & 3]!;
+    const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][fcsFlag]!;
+    if (fcsBytes === 0 || at + fcsBytes > stored.length) return undefined;
+    let contentSize = 0;
+    for (let i = fcsBytes - 1; i >= 0; i--) contentSize = contentSize * 256 + stored[at + i]!;
+    if (fcsBytes === 2) contentSize += 256;
+    at += fcsBytes;
+    for (;;) {
+      if (at + 3 > stored.length) return undefined;
+      const h = stored[at]! | (stored[at + 1]! << 8) | (stored[at + 2]! << 16);
+      const type = (h >> 1) & 3;
+      if (type === 3) return undefined;
+      at += 3 + (type === 1 ? 1 : h >>> 3);
+      if (h & 1) break;
+    }
+    if (checksum) at += 4;
+    if (at > stored.length) return undefined;
+    frames.push({ offset: start, length: at - start, contentSize, checksum });
+  }
+  return frames;
+}
+
+/** True when every frame of a stored zstd block carries a content checksum. */
 export function zstdFrameHasChecksum(stored: Uint8Array): boolean {
+  const frames = zstdFrameList(stored);
+  if (frames) return frames.length > 0 && frames.every((f) => f.checksum);
+  // A single frame without a stated content size: its own header says.
   return stored.length > 4 && stored[0] === 0x28 && stored[1] === 0xb5 && stored[2] === 0x2f && stored[3] === 0xfd && (stored[4]! & 0x04) !== 0;
+}
+
+/**
+ * Decodes only the frames of a stored zstd block that cover [from, to) of
+ * its content, each proven by its own checksum. Returns the decoded bytes
+ * and the content offset they start at, or undefined when the block cannot
+ * be read that way (not framed, or a frame without checksum): the caller
+ * then decodes and verifies the whole block.
+ */
+export function decodeZstdRange(stored: Buffer, rawLength: number, from: number, to: number): { data: Buffer; start: number } | { problem: string } | undefined {
+  const frames = zstdFrameList(stored);
+  if (!frames || !frames.every((f) => f.checksum) || frames.reduce((a, f) => a + f.contentSize, 0) !== rawLength) return undefined;
+  let pos = 0;
+  let first = -1;
+  let last = -1;
+  let start = 0;
+  let end = 0;
+  frames.forEach((f, i) => {
+    if (pos + f.contentSize > from && pos < to) {
+      if (first < 0) {
+        first = i;
+        start = pos;
+      }
+      last = i;
+      end = pos + f.contentSize;
+    }
+    pos += f.contentSize;
+  });
+  if (first < 0) return undefined;
+  const span = stored.subarray(frames[first]!.offset, frames[last]!.offset + frames[last]!.length);
+  try {
+    const data = zstdDecompress(span, end - start);
+    if (data.length !== end - start) return { problem: `decompressed ${data.length} bytes of frames holding ${end - start}` };
+    return { data, start };
+  } catch (err) {
+    return { problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
+  }
 }
 
 /**

@@ -20,6 +20,9 @@ export interface VirtualDisk {
   close(): Promise<void>;
 }
 
+/** Reads up to this size that do not follow the previous one decode only the frames they touch. */
+const RANDOM_READ_MAX = 128 * 1024;
+
 /**
  * One disk of one restore point, resolved through its chain. Opening builds a
  * per-block map (layer + entry slot: 6 bytes a block) from the block tables of
@@ -171,13 +174,18 @@ export class RestorePointDisk implements VirtualDisk {
 
   /** The worker reads the stored bytes from the layer's descriptor itself; close() waits for it. */
   private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number): Promise<Buffer> {
+    return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined)).data;
+  }
+
+  /** As decodeInWorker, or only the frames covering `range` when the block is stored in frames. */
+  private async decodeRangeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, range: { from: number; to: number } | undefined): Promise<{ data: Buffer; start: number }> {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
     try {
       const at = { fd: layer.fd, position: table.offset(slot), length: table.storedLength(slot) };
-      const r = await pool.decode(at, table.codec(slot), len, table.digest(slot));
+      const r = await pool.decode(at, table.codec(slot), len, table.digest(slot), range);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
-      return Buffer.from(r.data);
+      return { data: Buffer.from(r.data), start: r.start ?? 0 };
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
@@ -236,8 +244,12 @@ export class RestorePointDisk implements VirtualDisk {
     }
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
-    if (this.cacheLimit > 0 && (first === this.lastBlockRead || first === this.lastBlockRead + 1)) this.readAhead(last + 1);
+    const sequential = first === this.lastBlockRead || first === this.lastBlockRead + 1;
+    if (this.cacheLimit > 0 && sequential) this.readAhead(last + 1);
     this.lastBlockRead = last;
+    if (first === last && length > 0 && !sequential && length <= RANDOM_READ_MAX && this.pool && this.layerOf[first] !== 0 && !this.cache.has(first) && !this.inflight.has(first)) {
+      return this.readWithin(this.pool, first, offset - first * this.blockSize, length);
+    }
     if (first === last && length > 0) {
       // Within one block: a view of the (cached or zero) block, no copy.
       const within = offset - first * this.blockSize;
@@ -254,6 +266,22 @@ export class RestorePointDisk implements VirtualDisk {
       done += n;
     }
     return out;
+  }
+
+  /**
+   * A small random read of a block nobody has decoded: only the frames that
+   * cover it are decoded (when the block is stored in frames), and nothing is
+   * cached. A block that is not framed comes back whole and is cached.
+   */
+  private async readWithin(pool: BlockWorkerPool, blockIndex: number, within: number, length: number): Promise<Buffer> {
+    const layer = this.layers[this.layerOf[blockIndex]! - 1]!;
+    const len = this.rawLength(blockIndex);
+    const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length });
+    if (r.start === 0 && r.data.length === len && this.cacheLimit > 0) {
+      this.cache.set(blockIndex, r.data);
+      if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
+    }
+    return r.data.subarray(within - r.start, within - r.start + length);
   }
 
   async close(): Promise<void> {
