@@ -61,6 +61,9 @@ test('crash: kill -9 at ≥ 50 moments of full, increment and merge loses no res
         if (!model[job].has(p.id)) unknown.push(p.id);
         assert.ok((await readPoint(repo, job, p.id)).equals(want), `${where}: point ${p.id} of ${job} restores wrong bytes`);
       }
+      // The health check agrees: every stored block of every file checks out.
+      const health = await cli(['verify', job, '--repo', repo, '--all'], env);
+      assert.equal(health.code, 0, `${where}: verify --all: ${health.stdout}${health.stderr}`);
       return unknown;
     };
 

@@ -8,7 +8,7 @@ import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
 import { planChains } from '../methods/retention-run.js';
 import { validateVmConfig } from '../methods/vm-config.js';
-import { Repository, createJob, filesForPoint, loadJob, resolvePoint, scanJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo } from '../repository/index.js';
+import { Repository, createJob, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { RawDiskSource } from '../source/index.js';
@@ -102,6 +102,12 @@ export class LifeboatService {
         if (!vanished || attempt >= 3) throw err;
       }
     }
+  }
+
+  /** `lifeboat verify`: the health check of one point's files, or of every file of the job. */
+  async verify(repoDir: string, job: string, opts: { point?: string | undefined; all: boolean; onProgress?: (p: VerifyProgress) => void }): Promise<VerifyResult> {
+    const { state } = await this.jobState(repoDir, job);
+    return verifyJob(state, { point: opts.point, all: opts.all }, opts.onProgress);
   }
 
   async restore(

@@ -31,6 +31,8 @@ export interface DecodeTask {
   readonly codec: CodecName;
   readonly rawLength: number;
   readonly digest: Uint8Array;
+  /** Check the SHA-256 even when the frames carry their own checksums (health checks). */
+  readonly strict?: boolean | undefined;
   /** Only this part of the block is wanted: the worker may decode just the frames that cover it. */
   readonly range?: { readonly from: number; readonly to: number } | undefined;
 }
@@ -126,8 +128,8 @@ export class BlockWorkerPool {
    * stay open until this settles), which spares the main thread an
    * allocation and a thread-pool round trip per block.
    */
-  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: { from: number; to: number }): Promise<DecodeResult> {
-    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range }), stored instanceof ArrayBuffer ? [stored] : []);
+  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: { from: number; to: number }, strict?: boolean): Promise<DecodeResult> {
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range, strict }), stored instanceof ArrayBuffer ? [stored] : []);
   }
 
   async close(): Promise<void> {

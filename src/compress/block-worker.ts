@@ -68,7 +68,7 @@ function decode(t: DecodeTask): void {
       return;
     }
   }
-  const r = typeof stored === 'string' ? { data: null, problem: stored } : verifyingDecode(t.codec, stored, t.rawLength, t.digest);
+  const r = typeof stored === 'string' ? { data: null, problem: stored } : verifyingDecode(t.codec, stored, t.rawLength, t.digest, t.strict === true);
   if (r.data === null) {
     port!.postMessage({ id: t.id, data: null, problem: r.problem } satisfies DecodeResult);
     return;

@@ -201,16 +201,17 @@ export function decodeZstdRange(stored: Buffer, rawLength: number, from: number,
  * A zstd frame with a content checksum is proven by decompression itself;
  * anything else by its SHA-256 digest. If a flipped bit clears the frame's
  * checksum flag, the SHA-256 path runs; if one sets it, the frame no longer
- * parses. Either way, damaged data never comes back as a block.
+ * parses. Either way, damaged data never comes back as a block. `strict`
+ * (health checks) checks the SHA-256 whatever the frames say.
  */
-export function verifyingDecode(codec: CodecName, stored: Buffer, rawLength: number, digest: Uint8Array): { data: Buffer; problem: null } | { data: null; problem: string } {
+export function verifyingDecode(codec: CodecName, stored: Buffer, rawLength: number, digest: Uint8Array, strict = false): { data: Buffer; problem: null } | { data: null; problem: string } {
   let data: Buffer;
   try {
     data = decompressBlock(codec, stored, rawLength);
   } catch (err) {
     return { data: null, problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
   }
-  if (codec === 'zstd' && zstdFrameHasChecksum(stored)) return { data, problem: null };
+  if (!strict && codec === 'zstd' && zstdFrameHasChecksum(stored)) return { data, problem: null };
   if (!createHash('sha256').update(data).digest().equals(digest)) return { data: null, problem: 'fails its checksum' };
   return { data, problem: null };
 }

@@ -8,3 +8,4 @@ export * from './job-state.js';
 export * from './restore-point-disk.js';
 export * from './holds.js';
 export * from './point-ref.js';
+export * from './verify.js';
