@@ -39,3 +39,42 @@ test('forever: nothing to do within retention; keep ∪ removed = all', () => {
   assert.deepEqual(plan.actions, []);
   assert.deepEqual(plan.kept.map((k) => k.id), ['a1', 'a2', 'a3']);
 });
+
+/** Points one a day from 2026-01-(firstDay), at 22:00 UTC. */
+function dailyChain(id: string, firstDay: number, n: number, firstSeq = firstDay): PlanChain {
+  return { chainId: id, points: Array.from({ length: n }, (_, i) => ({ id: `${id}${firstDay + i}`, seq: firstSeq + i, createdAt: new Date(Date.UTC(2026, 0, firstDay + i, 22)).toISOString() })) };
+}
+
+test('by days (golden): the last N days plus today, at least 3 points, and the reason for each', () => {
+  // Ten daily points, Jan 1..10; planned on Jan 10 at 23:00 with 3 days: Jan 7..10 stay.
+  const plan = planRetention([dailyChain('a', 1, 10)], { method: 'forever', retainPoints: 7, retainDays: 3, now: '2026-01-10T23:00:00.000Z' });
+  assert.deepEqual(
+    plan.actions.map((a) => (a.type === 'merge' ? `${a.fullPointId}<-${a.incrementPointId}: ${a.reason}` : a.type)),
+    [1, 2, 3, 4, 5, 6].map((d) => `a${d}<-a${d + 1}: point a${d} is outside the last 3 days; it leaves, the full becomes point a${d + 1}`),
+  );
+  assert.deepEqual(plan.kept, [
+    { id: 'a7', reason: 'created within the last 3 days' },
+    { id: 'a8', reason: 'created within the last 3 days' },
+    { id: 'a9', reason: 'created within the last 3 days' },
+    { id: 'a10', reason: 'created within the last 3 days' },
+  ]);
+});
+
+test('by days: days without backups count, but the newest 3 points always stay', () => {
+  // Points on Jan 1..5, planned on Feb 1: all are old; the newest three stay.
+  const plan = planRetention([dailyChain('a', 1, 5)], { method: 'forever', retainPoints: 7, retainDays: 7, now: '2026-02-01T12:00:00.000Z' });
+  assert.deepEqual(plan.kept.map((k) => `${k.id}: ${k.reason}`), ['a3: one of the newest 3 points, kept whatever their age', 'a4: one of the newest 3 points, kept whatever their age', 'a5: one of the newest 3 points, kept whatever their age']);
+});
+
+test('by days, forward: an old chain goes once its newest point is older than the window', () => {
+  const chains = [dailyChain('a', 1, 4), dailyChain('b', 5, 4)];
+  // On Jan 10 with 3 days the window starts Jan 7: a4 (Jan 4) is out, chain a goes.
+  let plan = planRetention(chains, { method: 'forward', retainPoints: 7, retainDays: 3, now: '2026-01-10T08:00:00.000Z' });
+  assert.deepEqual(plan.actions.map((a) => a.type), ['delete-chain']);
+  assert.match((plan.actions[0] as { reason: string }).reason, /a4 is outside the last 3 days/);
+  assert.deepEqual(plan.kept.map((k) => k.id), ['b5', 'b6', 'b7', 'b8']);
+  assert.equal(plan.kept[0]!.reason, 'full that later points of chain b need');
+  // On Jan 7 a4 is within 3 days: the chain stays whole.
+  plan = planRetention(chains, { method: 'forward', retainPoints: 7, retainDays: 3, now: '2026-01-07T08:00:00.000Z' });
+  assert.deepEqual(plan.actions, []);
+});

@@ -8,7 +8,7 @@ import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
 import { planChains } from '../methods/retention-run.js';
 import { validateVmConfig } from '../methods/vm-config.js';
-import { Repository, createJob, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
+import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { RawDiskSource } from '../source/index.js';
@@ -28,7 +28,7 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; activeFullDays: Weekday[]; vmConfigFile?: string | undefined },
+    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; vmConfigFile?: string | undefined },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     const disks = spec.disks.map((d) => resolve(d));
@@ -49,6 +49,7 @@ export class LifeboatService {
       disks,
       method: spec.method,
       retainPoints: spec.retainPoints,
+      ...(spec.retainDays === undefined ? {} : { retainDays: spec.retainDays }),
       activeFullDays: spec.activeFullDays,
       blockSize: repo.config.blockSize,
       compression: repo.config.compression,
@@ -78,7 +79,7 @@ export class LifeboatService {
 
   async retentionPlan(repoDir: string, job: string): Promise<RetentionPlan> {
     const { job: def, state } = await this.jobState(repoDir, job);
-    return planRetention(planChains(state), { method: def.method, retainPoints: def.retainPoints });
+    return planRetention(planChains(state), retentionPolicy(def, this.clock.now()));
   }
 
   /**

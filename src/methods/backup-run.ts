@@ -59,7 +59,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     const decision = decideKind(job, state, now, opts.activeFull === true);
     const result = await writePoint(job, dir, state, decision, now, opts);
     state = await scanJob(dir);
-    const retention = await applyRetention(job, dir, state);
+    const retention = await applyRetention(job, dir, state, now);
     state = await scanJob(dir);
     await writeVbm(job, state, now);
     return { ...result, cleanedUp, retention };

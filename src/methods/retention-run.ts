@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { removeDurable } from '../storage/index.js';
-import type { JobDefinition } from '../repository/job.js';
+import { retentionPolicy, type JobDefinition } from '../repository/job.js';
 import { scanJob, type JobState } from '../repository/job-state.js';
 import { heldPoints } from '../repository/holds.js';
 import { planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
@@ -25,8 +25,8 @@ export function planChains(state: JobState): PlanChain[] {
  * a chain is deleted newest file first, so an interruption leaves a shorter
  * chain whose remaining points are all whole; a merge commits atomically.
  */
-export async function applyRetention(job: JobDefinition, dir: string, initial: JobState): Promise<AppliedAction[]> {
-  const plan = planRetention(planChains(initial), { method: job.method, retainPoints: job.retainPoints });
+export async function applyRetention(job: JobDefinition, dir: string, initial: JobState, now: Date): Promise<AppliedAction[]> {
+  const plan = planRetention(planChains(initial), retentionPolicy(job, now));
   const done: AppliedAction[] = [];
   const held = await heldPoints(dir);
   let state = initial;

@@ -21,6 +21,8 @@ export interface JobDefinition {
   readonly disks: readonly string[];
   readonly method: BackupMethod;
   readonly retainPoints: number;
+  /** Retention by days instead of points (at least 3 points are kept); absent = by points. */
+  readonly retainDays?: number | undefined;
   readonly activeFullDays: readonly Weekday[];
   readonly blockSize: number;
   readonly compression: string;
@@ -50,6 +52,7 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   }
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
   if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
+  if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
   await writeCheckedJson(join(dir, JOB_FILE), full);
@@ -64,4 +67,9 @@ export async function loadJob(repo: Repository, name: string): Promise<JobDefini
     throw new LifeboatError('LFB_ERR_JOB_NOT_FOUND', `no job "${name}" in ${repo.root}${known.length ? ` (jobs: ${known.join(', ')})` : ''}; create it with \`lifeboat job create\``, { details: { job: name } });
   }
   return readCheckedJson<JobDefinition>(path, 'LFB_ERR_JOB_CORRUPT');
+}
+
+/** The job's short-term retention, as the planner takes it, at time `now`. */
+export function retentionPolicy(job: JobDefinition, now: Date): { method: BackupMethod; retainPoints: number; retainDays?: number | undefined; now: string } {
+  return { method: job.method, retainPoints: job.retainPoints, retainDays: job.retainDays, now: now.toISOString() };
 }

@@ -18,7 +18,41 @@ export interface PlanChain {
 
 export interface RetentionPolicy {
   readonly method: 'forward' | 'forever';
+  /** Keep the newest N points. */
   readonly retainPoints: number;
+  /**
+   * Keep instead the points of the last N days (calendar days in UTC, today
+   * not counted, so a point lives N+1 days: Veeam's rule), and never fewer
+   * than the newest MIN_POINTS_BY_DAYS points.
+   */
+  readonly retainDays?: number | undefined;
+  /** The time the plan is made for (ISO); needed with retainDays. */
+  readonly now?: string | undefined;
+}
+
+/** With retention by days, at least this many points are always kept (Veeam's minimum). */
+export const MIN_POINTS_BY_DAYS = 3;
+
+const DAY_MS = 86_400_000;
+const dayNumber = (iso: string): number => Math.floor(Date.parse(iso) / DAY_MS);
+
+/** Which points the short-term policy retains, and the reason for each. */
+function retainedPoints(all: readonly PlanPoint[], policy: RetentionPolicy): Map<string, string> {
+  const out = new Map<string, string>();
+  if (policy.retainDays === undefined) {
+    for (const p of all.slice(0, policy.retainPoints)) out.set(p.id, `among the newest ${policy.retainPoints} points`);
+    return out;
+  }
+  if (policy.now === undefined) throw new Error('retention by days needs the time');
+  const today = dayNumber(policy.now);
+  for (const p of all) if (today - dayNumber(p.createdAt) <= policy.retainDays) out.set(p.id, `created within the last ${policy.retainDays} days`);
+  for (const p of all.slice(0, MIN_POINTS_BY_DAYS)) if (!out.has(p.id)) out.set(p.id, `one of the newest ${MIN_POINTS_BY_DAYS} points, kept whatever their age`);
+  return out;
+}
+
+/** How the policy reads in reasons ("the newest 7 points", "the last 14 days"). */
+function policyWords(policy: RetentionPolicy): string {
+  return policy.retainDays === undefined ? `the newest ${policy.retainPoints} points` : `the last ${policy.retainDays} days`;
 }
 
 export type RetentionAction =
@@ -35,11 +69,10 @@ export interface RetentionPlan {
 export function planRetention(chains: readonly PlanChain[], policy: RetentionPolicy): RetentionPlan {
   const ordered = [...chains].filter((c) => c.points.length > 0).sort((a, b) => a.points[0]!.seq - b.points[0]!.seq);
   const all = ordered.flatMap((c) => c.points).sort((a, b) => b.seq - a.seq);
-  const retained = new Set(all.slice(0, policy.retainPoints).map((p) => p.id));
+  const retained = retainedPoints(all, policy);
   const actions: RetentionAction[] = [];
   const keptReason = new Map<string, string>();
-  let total = all.length;
-  const n = policy.retainPoints;
+  const words = policyWords(policy);
 
   ordered.forEach((chain, ci) => {
     const isLatest = ci === ordered.length - 1;
@@ -47,23 +80,22 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
     // Forward rule (both methods, for chains other than the latest): a whole
     // chain goes only when its newest point has fallen out of retention.
     if (!isLatest && !retained.has(newest.id)) {
-      actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is older than the newest ${n} points` });
-      total -= chain.points.length;
+      actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}` });
       return;
     }
     let points = chain.points;
     if (policy.method === 'forever') {
-      // Forever forward: merge the oldest increment into the full while there
-      // are more points than retained; the full moves one point forward each time.
-      while (total > n && points.length > 1) {
+      // Forever forward: while the full's point is out of retention, merge the
+      // oldest increment into it; the full moves one point forward each time.
+      while (points.length > 1 && !retained.has(points[0]!.id)) {
         const [full, inc] = points as [PlanPoint, PlanPoint];
-        actions.push({ type: 'merge', chainId: chain.chainId, fullPointId: full.id, incrementPointId: inc.id, reason: `${total} points exceed retention of ${n}; point ${full.id} leaves, the full becomes point ${inc.id}` });
+        actions.push({ type: 'merge', chainId: chain.chainId, fullPointId: full.id, incrementPointId: inc.id, reason: `point ${full.id} is outside ${words}; it leaves, the full becomes point ${inc.id}` });
         points = points.slice(1);
-        total -= 1;
       }
     }
     for (const p of points) {
-      if (retained.has(p.id)) keptReason.set(p.id, `among the newest ${n} points`);
+      const why = retained.get(p.id);
+      if (why !== undefined) keptReason.set(p.id, why);
       else if (p === points[0]) keptReason.set(p.id, `full that later points of chain ${chain.chainId.slice(0, 8)} need`);
       else keptReason.set(p.id, `increment in a chain whose newest point ${newest.id} is retained`);
     }

@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N] [--active-full <weekday,…>] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -13,6 +13,7 @@ export const jobCreate: Command = {
     disk: { type: 'string', multiple: true },
     method: { type: 'string' },
     'retain-points': { type: 'string' },
+    'retain-days': { type: 'string' },
     'active-full': { type: 'string' },
     'vm-config': { type: 'string' },
   },
@@ -21,6 +22,9 @@ export const jobCreate: Command = {
     if (!(BACKUP_METHODS as readonly string[]).includes(method)) throw new LifeboatError('LFB_ERR_USAGE', `--method must be one of ${BACKUP_METHODS.join(', ')}`);
     const rp = optionalString(ctx, 'retain-points') ?? '7';
     if (!/^\d+$/.test(rp) || Number(rp) < 1) throw new LifeboatError('LFB_ERR_USAGE', `--retain-points must be a whole number ≥ 1, not "${rp}"`);
+    const rd = optionalString(ctx, 'retain-days');
+    if (rd !== undefined && optionalString(ctx, 'retain-points') !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--retain-points and --retain-days exclude each other');
+    if (rd !== undefined && (!/^\d+$/.test(rd) || Number(rd) < 1)) throw new LifeboatError('LFB_ERR_USAGE', `--retain-days must be a whole number ≥ 1, not "${rd}"`);
     const disks = (ctx.values['disk'] as string[] | undefined) ?? [];
     if (disks.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--disk is required (once per disk)');
     const job = await ctx.service.createJob(requireString(ctx, 'repo'), {
@@ -28,9 +32,10 @@ export const jobCreate: Command = {
       disks,
       method: method as BackupMethod,
       retainPoints: Number(rp),
+      retainDays: rd === undefined ? undefined : Number(rd),
       activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
-    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainPoints} points${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}`);
+    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}`);
   },
 };
