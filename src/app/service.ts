@@ -28,7 +28,7 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; vmConfigFile?: string | undefined },
+    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; vmConfigFile?: string | undefined },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     const disks = spec.disks.map((d) => resolve(d));
@@ -51,6 +51,7 @@ export class LifeboatService {
       retainPoints: spec.retainPoints,
       ...(spec.retainDays === undefined ? {} : { retainDays: spec.retainDays }),
       activeFullDays: spec.activeFullDays,
+      ...(spec.syntheticFullDays && spec.syntheticFullDays.length > 0 ? { syntheticFullDays: spec.syntheticFullDays } : {}),
       blockSize: repo.config.blockSize,
       compression: repo.config.compression,
       vm,

@@ -13,6 +13,7 @@ import type { Repository } from '../repository/repository.js';
 import { RawDiskSource, type DiskSource } from '../source/index.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
+import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
 
 export interface BackupProgress {
   readonly disk: number;
@@ -44,6 +45,8 @@ export interface BackupResult {
   readonly blocksDeduped: number;
   readonly cleanedUp: readonly string[];
   readonly retention: readonly AppliedAction[];
+  /** Set when today's increment was turned into a synthetic full. */
+  readonly synthetic?: SyntheticFullResult;
 }
 
 /** One backup run of a job: a full or an increment, then retention. One run per job at a time. */
@@ -59,10 +62,15 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     const decision = decideKind(job, state, now, opts.activeFull === true);
     const result = await writePoint(job, dir, state, decision, now, opts);
     state = await scanJob(dir);
+    let synthetic: SyntheticFullResult | undefined;
+    if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
+      synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
+      state = await scanJob(dir);
+    }
     const retention = await applyRetention(job, dir, state, now);
     state = await scanJob(dir);
     await writeVbm(job, state, now);
-    return { ...result, cleanedUp, retention };
+    return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}) };
   } finally {
     await lock.release();
   }
@@ -89,6 +97,12 @@ function decideKind(job: JobDefinition, state: JobState, now: Date, forced: bool
     if (!fullToday) return { kind: 'full', trigger: `scheduled active full (${weekdayOf(now)})` };
   }
   return { kind: 'increment', trigger: 'incremental run' };
+}
+
+/** A scheduled synthetic-full day with no full (active or synthetic) made yet that day: an active full wins the tie. */
+function syntheticDue(job: JobDefinition, state: JobState, now: Date): boolean {
+  if (!(job.syntheticFullDays ?? []).includes(weekdayOf(now))) return false;
+  return !state.chains.some((c) => sameUtcDay(new Date(c.full.header.createdAtMs), now));
 }
 
 function fileStamp(d: Date): string {

@@ -132,6 +132,17 @@ export async function scanJob(dir: string): Promise<JobState> {
     chains.push({ chainId, full, increments: linked });
   }
   chains.sort((a, b) => a.full.root.seq - b.full.root.seq);
+  // A synthetic full holds the same point as the increment it was built from
+  // (deleted right after; still here if the run died in between): the full wins.
+  const fullPoints = new Set(chains.map((c) => c.full.root.pointId));
+  for (let i = 0; i < chains.length; i++) {
+    const c = chains[i]!;
+    const tip = c.increments[c.increments.length - 1];
+    if (tip && fullPoints.has(tip.root.pointId)) {
+      redundant.push(tip.name);
+      chains[i] = { ...c, increments: c.increments.slice(0, -1) };
+    }
+  }
 
   const points: PointInfo[] = [];
   for (const c of chains) {

@@ -24,6 +24,8 @@ export interface JobDefinition {
   /** Retention by days instead of points (at least 3 points are kept); absent = by points. */
   readonly retainDays?: number | undefined;
   readonly activeFullDays: readonly Weekday[];
+  /** Forward incremental only: weekdays on which a synthetic full is built after the increment. */
+  readonly syntheticFullDays?: readonly Weekday[] | undefined;
   readonly blockSize: number;
   readonly compression: string;
   /** VM configuration given with --vm-config; missing fields are filled at each backup. */
@@ -53,6 +55,7 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
   if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
   if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
+  if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
   await writeCheckedJson(join(dir, JOB_FILE), full);

@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…>] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -15,6 +15,7 @@ export const jobCreate: Command = {
     'retain-points': { type: 'string' },
     'retain-days': { type: 'string' },
     'active-full': { type: 'string' },
+    'synthetic-full': { type: 'string' },
     'vm-config': { type: 'string' },
   },
   async run(ctx) {
@@ -34,8 +35,9 @@ export const jobCreate: Command = {
       retainPoints: Number(rp),
       retainDays: rd === undefined ? undefined : Number(rd),
       activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
+      syntheticFullDays: parseWeekdays(optionalString(ctx, 'synthetic-full') ?? '', '--synthetic-full'),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
-    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}`);
+    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}`);
   },
 };

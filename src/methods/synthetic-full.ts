@@ -1,0 +1,99 @@
+import { join } from 'node:path';
+import { newUuid } from '../core/ids.js';
+import { FILE_EXTENSIONS, FORMAT_CURRENT } from '../format/constants.js';
+import { removeDurable } from '../storage/index.js';
+import { BackupFileReader } from '../repository/backup-file.js';
+import { BackupFileWriter } from '../repository/backup-file-writer.js';
+import type { JobDefinition } from '../repository/job.js';
+import { filesForPoint, type JobState } from '../repository/job-state.js';
+import { LifeboatError } from '../core/errors.js';
+
+export interface SyntheticFullResult {
+  readonly pointId: string;
+  readonly file: string;
+  readonly removedIncrement: string;
+  readonly blocksCopied: number;
+  readonly bytesCopied: number;
+}
+
+/**
+ * Synthetic full (Veeam's order): the increment of today's run is already
+ * written; a new full holding the same point is built from the chain, without
+ * reading the source, by copying each block's stored bytes as they are (no
+ * recompression; each is verified before it is copied, so damage never
+ * spreads); then the increment is deleted. One read and one write per block.
+ *
+ * Crash safety: the full is written under a temporary name and renamed only
+ * when complete and synced. Until then the chain is untouched; after it, the
+ * point exists twice, and a scan treats the increment as redundant (the full
+ * supersedes it), so the next run deletes it if we die before doing so.
+ */
+export async function synthesizeFull(job: JobDefinition, dir: string, state: JobState, pointId: string, fileStamp: string): Promise<SyntheticFullResult> {
+  const files = filesForPoint(state, pointId);
+  const top = files?.[files.length - 1];
+  if (!files || !top || top.root.kind !== 'increment') throw new LifeboatError('LFB_ERR_INTERNAL', `point ${pointId} is not an increment to synthesize a full from`);
+  const readers: BackupFileReader[] = [];
+  let writer: BackupFileWriter | undefined;
+  try {
+    for (const f of files) readers.push(await BackupFileReader.open(f.path));
+    const blockSize = readers[0]!.header.blockSize;
+    const diskSizes = top.root.diskSizes;
+    const name = `${fileStamp}_${pointId}${FILE_EXTENSIONS.full}`;
+    writer = await BackupFileWriter.create(join(dir, name), {
+      formatVersion: FORMAT_CURRENT,
+      kind: 'full',
+      blockSize,
+      createdAtMs: top.root.createdAtMs,
+      fileId: newUuid(),
+      chainId: newUuid(),
+      jobId: job.jobId,
+      diskSizes,
+    });
+    let blocksCopied = 0;
+    for (let d = 0; d < diskSizes.length; d++) {
+      const size = diskSizes[d]!;
+      const blockCount = Math.ceil(size / blockSize);
+      // Which layer holds each block at this point (0 = zeros), and where in its table.
+      const layerOf = new Uint16Array(blockCount);
+      const slotOf = new Int32Array(blockCount);
+      readers.forEach((r, li) => {
+        const t = r.root.tables[d];
+        if (!t) return;
+        for (let i = 0; i < t.count; i++) {
+          const bi = t.blockIndex(i);
+          if (bi >= blockCount) continue;
+          layerOf[bi] = t.isZero(i) ? 0 : li + 1;
+          slotOf[bi] = i;
+        }
+      });
+      for (let bi = 0; bi < blockCount; bi++) {
+        const l = layerOf[bi]!;
+        if (l === 0) continue;
+        const r = readers[l - 1]!;
+        const t = r.root.tables[d]!;
+        const slot = slotOf[bi]!;
+        const stored = await r.readStored(t, slot);
+        r.decodeStored(t, slot, stored, Math.min(blockSize, size - bi * blockSize));
+        await writer.addBlock(d, bi, t.codec(slot), stored, t.digest(slot));
+        blocksCopied += 1;
+      }
+    }
+    const bytesCopied = writer.storedBytes;
+    await writer.commit({
+      kind: 'full',
+      seq: top.root.seq,
+      createdAtMs: top.root.createdAtMs,
+      pointId,
+      parentPointId: null,
+      mergedCount: 0,
+      diskSizes,
+      meta: { ...top.root.meta, trigger: `synthetic full (${top.root.meta.trigger ?? 'incremental run'} made first)` },
+    });
+    writer = undefined;
+    await removeDurable(top.path);
+    return { pointId, file: name, removedIncrement: top.name, blocksCopied, bytesCopied };
+  } finally {
+    if (writer) await writer.abort();
+    await Promise.all(readers.map((r) => r.close()));
+  }
+}
