@@ -3,7 +3,7 @@ import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
 import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
-import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
+import { FILE_EXTENSIONS, FORMAT_CURRENT, type CodecName, type FileKind } from '../format/constants.js';
 import { LockFile } from '../storage/index.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob, type JobDefinition } from '../repository/job.js';
@@ -14,6 +14,7 @@ import { RawDiskSource, type DiskSource } from '../source/index.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
+import { reverseIncrement } from './reverse-run.js';
 
 export interface BackupProgress {
   readonly disk: number;
@@ -60,7 +61,13 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     if (cleanedUp.length > 0) state = await scanJob(dir);
     const now = opts.clock.now();
     const decision = decideKind(job, state, now, opts.activeFull === true);
-    const result = await writePoint(job, dir, state, decision, now, opts);
+    let result: Omit<BackupResult, 'cleanedUp' | 'retention'> | undefined;
+    const latestChain = state.chains[state.chains.length - 1];
+    if (job.method === 'reverse' && decision.kind === 'increment' && latestChain && latestChain.increments.length === 0) {
+      const r = await reverseIncrement(job, dir, state, latestChain, now, opts, 'reverse incremental run');
+      if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
+    }
+    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts);
     state = await scanJob(dir);
     let synthetic: SyntheticFullResult | undefined;
     if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
@@ -105,7 +112,7 @@ function syntheticDue(job: JobDefinition, state: JobState, now: Date): boolean {
   return !state.chains.some((c) => sameUtcDay(new Date(c.full.header.createdAtMs), now));
 }
 
-function fileStamp(d: Date): string {
+export function fileStamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
@@ -173,11 +180,17 @@ type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi:
  * with the previous point, compress → write in order. A bounded window of
  * blocks is in flight, so memory is window × block size whatever the disk size.
  */
-async function backupDisk(
+/** Where the pipeline puts changed blocks: a new backup file, or (reverse incremental) the full and a rollback. */
+export interface BlockSink {
+  addBlock(disk: number, blockIndex: number, codec: CodecName, stored: Buffer, digest: Buffer): Promise<void>;
+  addZero(disk: number, blockIndex: number): void | Promise<void>;
+}
+
+export async function backupDisk(
   src: DiskSource,
   disk: number,
   diskCount: number,
-  writer: BackupFileWriter,
+  writer: BlockSink,
   prev: RestorePointDisk | null,
   blockSize: number,
   compression: CompressionSetting,
@@ -194,7 +207,7 @@ async function backupDisk(
 
   const drainOne = async (): Promise<void> => {
     const o = await queue.shift()!;
-    if (o.kind === 'zero') writer.addZero(disk, o.bi);
+    if (o.kind === 'zero') await writer.addZero(disk, o.bi);
     if (o.kind !== 'data') return;
     free.push(o.r.buffer);
     if (o.r.unchanged) totals.blocksUnchanged += 1;

@@ -21,6 +21,11 @@ export interface Chain {
   readonly full: ChainFile;
   /** Increments that link to the full, in order. */
   readonly increments: readonly ChainFile[];
+  /**
+   * Reverse incremental: rollbacks (.vrb), newest first. The full holds the
+   * newest point; each rollback takes the point after it back one point.
+   */
+  readonly rollbacks: readonly ChainFile[];
 }
 
 /** A restore point as users see it (`lifeboat points`). */
@@ -114,10 +119,22 @@ export async function scanJob(dir: string): Promise<JobState> {
   for (const [chainId, list] of byChain) {
     const fulls = list.filter((f) => f.root.kind === 'full');
     const incs = list.filter((f) => f.root.kind === 'increment').sort((a, b) => a.root.seq - b.root.seq);
+    const rbs = list.filter((f) => f.root.kind === 'rollback').sort((a, b) => b.root.seq - a.root.seq);
     const full = fulls[0];
     if (full === undefined || fulls.length > 1) {
-      orphans.push(...incs.map((f) => f.name));
+      orphans.push(...incs.map((f) => f.name), ...rbs.map((f) => f.name));
       continue;
+    }
+    // Rollbacks link from the full's point backwards. One that holds the full's
+    // own point was written by a run that died before committing the full.
+    const rollbacks: ChainFile[] = [];
+    let newer = full.root.pointId;
+    for (const rb of rbs) {
+      if (rb.root.pointId === full.root.pointId || rb.root.seq >= full.root.seq) redundant.push(rb.name);
+      else if (rb.root.parentPointId === newer) {
+        rollbacks.push(rb);
+        newer = rb.root.pointId;
+      } else orphans.push(rb.name);
     }
     const merged = new Set(full.root.meta.mergedPointIds ?? []);
     const linked: ChainFile[] = [];
@@ -129,7 +146,7 @@ export async function scanJob(dir: string): Promise<JobState> {
         tip = inc.root.pointId;
       } else orphans.push(inc.name);
     }
-    chains.push({ chainId, full, increments: linked });
+    chains.push({ chainId, full, increments: linked, rollbacks });
   }
   chains.sort((a, b) => a.full.root.seq - b.full.root.seq);
   // A synthetic full holds the same point as the increment it was built from
@@ -146,7 +163,7 @@ export async function scanJob(dir: string): Promise<JobState> {
 
   const points: PointInfo[] = [];
   for (const c of chains) {
-    for (const f of [c.full, ...c.increments]) {
+    for (const f of [...c.rollbacks, c.full, ...c.increments]) {
       points.push({
         id: f.root.pointId,
         seq: f.root.seq,
@@ -192,6 +209,9 @@ export function filesForPoint(state: JobState, pointId: string): ChainFile[] | u
   for (const c of state.chains) {
     const files = [c.full];
     if (c.full.root.pointId === pointId) return files;
+    // A rolled-back point: the full, then the rollbacks from the newest down to it.
+    const k = c.rollbacks.findIndex((r) => r.root.pointId === pointId);
+    if (k >= 0) return [c.full, ...c.rollbacks.slice(0, k + 1)];
     for (const inc of c.increments) {
       files.push(inc);
       if (inc.root.pointId === pointId) return files;

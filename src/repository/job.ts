@@ -8,7 +8,7 @@ import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import type { Repository } from './repository.js';
 
 export const JOB_FILE = 'job.json';
-export const BACKUP_METHODS = ['forward', 'forever'] as const;
+export const BACKUP_METHODS = ['forward', 'forever', 'reverse'] as const;
 export type BackupMethod = (typeof BACKUP_METHODS)[number];
 
 /** What a job protects and how. Stored in jobs/<job>/job.json. */

@@ -10,14 +10,18 @@ export interface PlanPoint {
   readonly createdAt: string;
 }
 
-/** A chain: its full's point first, then its increments in order. */
+/**
+ * A chain's points, oldest first: a forward chain's full then its increments;
+ * a reverse chain's rollbacks then its full (which holds the newest point).
+ */
 export interface PlanChain {
   readonly chainId: string;
   readonly points: readonly PlanPoint[];
+  readonly reverse?: boolean | undefined;
 }
 
 export interface RetentionPolicy {
-  readonly method: 'forward' | 'forever';
+  readonly method: 'forward' | 'forever' | 'reverse';
   /** Keep the newest N points. */
   readonly retainPoints: number;
   /**
@@ -57,7 +61,8 @@ function policyWords(policy: RetentionPolicy): string {
 
 export type RetentionAction =
   | { readonly type: 'delete-chain'; readonly chainId: string; readonly pointIds: readonly string[]; readonly reason: string }
-  | { readonly type: 'merge'; readonly chainId: string; readonly fullPointId: string; readonly incrementPointId: string; readonly reason: string };
+  | { readonly type: 'merge'; readonly chainId: string; readonly fullPointId: string; readonly incrementPointId: string; readonly reason: string }
+  | { readonly type: 'delete-rollback'; readonly chainId: string; readonly pointId: string; readonly reason: string };
 
 export interface RetentionPlan {
   /** In the order they must run. */
@@ -81,6 +86,16 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
     // chain goes only when its newest point has fallen out of retention.
     if (!isLatest && !retained.has(newest.id)) {
       actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}` });
+      return;
+    }
+    if (chain.reverse) {
+      // Reverse incremental: the oldest rollbacks go at once; nothing depends on them.
+      let points = chain.points;
+      while (points.length > 1 && !retained.has(points[0]!.id)) {
+        actions.push({ type: 'delete-rollback', chainId: chain.chainId, pointId: points[0]!.id, reason: `point ${points[0]!.id} is outside ${words}` });
+        points = points.slice(1);
+      }
+      for (const p of points) keptReason.set(p.id, retained.get(p.id) ?? (p === newest ? `the full of chain ${chain.chainId.slice(0, 8)}, holding its newest point` : 'rollback that an older retained point needs'));
       return;
     }
     let points = chain.points;

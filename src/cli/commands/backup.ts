@@ -27,6 +27,7 @@ export const backup: Command = {
     for (const a of r.retention) {
       if (a.skipped !== undefined) ctx.out(`  retention: postponed (${a.skipped}) — ${a.action.reason}`);
       else if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
+      else if (a.action.type === 'delete-rollback') ctx.out(`  retention: deleted rollback ${a.action.pointId} — ${a.action.reason}`);
       else ctx.out(`  retention: merged ${a.action.incrementPointId} into the full (${a.merge?.blocksCopied ?? 0} blocks copied) — ${a.action.reason}`);
     }
   },

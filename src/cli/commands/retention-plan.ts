@@ -14,7 +14,11 @@ export const retentionPlan: Command = {
       return;
     }
     if (plan.actions.length === 0) ctx.out('nothing to do');
-    for (const a of plan.actions) ctx.out(a.type === 'merge' ? `merge ${a.incrementPointId} into full ${a.fullPointId}: ${a.reason}` : `delete chain ${a.chainId} (${a.pointIds.join(', ')}): ${a.reason}`);
+    for (const a of plan.actions) {
+      if (a.type === 'merge') ctx.out(`merge ${a.incrementPointId} into full ${a.fullPointId}: ${a.reason}`);
+      else if (a.type === 'delete-rollback') ctx.out(`delete rollback ${a.pointId}: ${a.reason}`);
+      else ctx.out(`delete chain ${a.chainId} (${a.pointIds.join(', ')}): ${a.reason}`);
+    }
     for (const k of plan.kept) ctx.out(`keep ${k.id}: ${k.reason}`);
   },
 };

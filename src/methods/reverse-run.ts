@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { newPointId, newUuid } from '../core/ids.js';
+import { BlockWorkerPool, parseCompression } from '../compress/index.js';
+import { BlockTableBuilder, type BlockTable } from '../format/index.js';
+import { FILE_EXTENSIONS, FORMAT_CURRENT, type CodecName } from '../format/constants.js';
+import { BackupFileReader } from '../repository/backup-file.js';
+import { BackupFileWriter } from '../repository/backup-file-writer.js';
+import { commitRoot } from '../repository/commit.js';
+import type { JobDefinition } from '../repository/job.js';
+import type { Chain, JobState } from '../repository/job-state.js';
+import { RestorePointDisk } from '../repository/restore-point-disk.js';
+import { RawDiskSource, type DiskSource } from '../source/index.js';
+import { backupDisk, fileStamp, type BackupOptions, type BlockSink } from './backup-run.js';
+import { resolveVmConfig } from './vm-config.js';
+
+export interface ReverseRunResult {
+  readonly pointId: string;
+  readonly file: string;
+  readonly rollback: string;
+  readonly bytesRead: number;
+  readonly bytesStored: number;
+  readonly blocksStored: number;
+  readonly blocksZero: number;
+  readonly blocksUnchanged: number;
+  readonly blocksDeduped: number;
+  /** Old versions moved into the rollback (read from the full, written to the .vrb). */
+  readonly blocksRolledBack: number;
+}
+
+type Change = { readonly codec: CodecName; readonly offset: number; readonly length: number; readonly digest: Buffer } | null;
+
+/**
+ * Reverse incremental run: the full is brought forward to the new point in
+ * place, and the blocks it replaces go into a new rollback (.vrb) that takes
+ * the new point back to the old one. Per changed block: one read (the old
+ * version, from the full), two writes (it into the rollback, the new one
+ * into the full).
+ *
+ * Order, for crash safety: new blocks are appended after the full's committed
+ * end (invisible until its next commit); the rollback is written under a
+ * temporary name, synced, renamed; only then is the full's new root
+ * committed through its other slot. Die before the rename: the full still
+ * holds the old point and the temporary file is cleaned up. Die after it but
+ * before the commit: the rollback holds the full's own point, and the scan
+ * treats it as redundant. Returns undefined when the disks changed size: the
+ * caller makes an active full instead.
+ */
+export async function reverseIncrement(job: JobDefinition, dir: string, state: JobState, chain: Chain, now: Date, opts: BackupOptions, trigger: string): Promise<ReverseRunResult | undefined> {
+  const sources: DiskSource[] = [];
+  let full: BackupFileReader | undefined;
+  let prevDisks: RestorePointDisk[] = [];
+  let rollback: BackupFileWriter | undefined;
+  const pool = new BlockWorkerPool(opts.workers);
+  try {
+    for (const p of job.disks) sources.push(await RawDiskSource.open(p));
+    full = await BackupFileReader.open(chain.full.path, { writable: true });
+    const f = full;
+    if (sources.length !== f.root.diskSizes.length || sources.some((s, i) => s.size !== f.root.diskSizes[i])) return undefined;
+    const blockSize = f.header.blockSize;
+    prevDisks = await Promise.all(sources.map((_, d) => RestorePointDisk.open([chain.full], d, { cacheBytes: 0 })));
+    const pointId = newPointId();
+    const rbName = `${fileStamp(new Date(f.root.createdAtMs))}_${f.root.pointId}${FILE_EXTENSIONS.rollback}`;
+    rollback = await BackupFileWriter.create(join(dir, rbName), {
+      formatVersion: FORMAT_CURRENT,
+      kind: 'rollback',
+      blockSize,
+      createdAtMs: f.root.createdAtMs,
+      fileId: newUuid(),
+      chainId: chain.chainId,
+      jobId: job.jobId,
+      diskSizes: f.root.diskSizes,
+    });
+    const rb = rollback;
+    let position = f.slot.fileEnd;
+    let bytesStored = 0;
+    let blocksDeduped = 0;
+    let blocksRolledBack = 0;
+    const changes = sources.map(() => new Map<number, Change>());
+    const byDigest = f.root.tables.map((t) => {
+      const m = new Map<string, number>();
+      for (let i = 0; i < t.count; i++) m.set(t.digest(i).toString('latin1'), i);
+      return m;
+    });
+    const moveOld = async (d: number, bi: number): Promise<void> => {
+      const t = f.root.tables[d]!;
+      const slot = t.find(bi, Math.ceil(f.root.diskSizes[d]! / blockSize));
+      if (slot < 0 || t.isZero(slot)) {
+        rb.addZero(d, bi);
+        return;
+      }
+      const stored = await f.readStored(t, slot);
+      // Verified before it moves: a damaged block must not spread into the rollback.
+      f.decodeStored(t, slot, stored, Math.min(blockSize, f.root.diskSizes[d]! - bi * blockSize));
+      await rb.addBlock(d, bi, t.codec(slot), stored, t.digest(slot));
+      blocksRolledBack += 1;
+    };
+    const sink: BlockSink = {
+      async addBlock(d, bi, codec, stored, digest) {
+        await moveOld(d, bi);
+        const t = f.root.tables[d]!;
+        const same = byDigest[d]!.get(digest.toString('latin1'));
+        if (same !== undefined) {
+          changes[d]!.set(bi, { codec: t.codec(same), offset: t.offset(same), length: t.storedLength(same), digest });
+          blocksDeduped += 1;
+          return;
+        }
+        await f.handle.write(stored, position);
+        changes[d]!.set(bi, { codec, offset: position, length: stored.length, digest });
+        position += stored.length;
+        bytesStored += stored.length;
+      },
+      async addZero(d, bi) {
+        await moveOld(d, bi);
+        changes[d]!.set(bi, null);
+      },
+    };
+    const compression = parseCompression(job.compression);
+    const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
+    for (let d = 0; d < sources.length; d++) await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
+
+    const tables = f.root.tables.map((t, d) => applyChanges(t, changes[d]!));
+    const vm = resolveVmConfig(job.name, job.vm, sources.map((s) => ({ path: s.path, size: s.size })));
+    const seq = Math.max(0, ...state.points.map((p) => p.seq)) + 1;
+    await rb.commit({ kind: 'rollback', seq: f.root.seq, createdAtMs: f.root.createdAtMs, pointId: f.root.pointId, parentPointId: pointId, mergedCount: 0, diskSizes: f.root.diskSizes, meta: f.root.meta });
+    rollback = undefined;
+    const { fileEnd } = await commitRoot(
+      f.handle,
+      { kind: 'full', seq, createdAtMs: now.getTime(), pointId, parentPointId: null, mergedCount: f.root.mergedCount, diskSizes: f.root.diskSizes, meta: { vm, trigger } },
+      tables,
+      position,
+      { slotIndex: f.slotIndex === 0 ? 1 : 0, generation: f.slot.generation + 1 },
+    );
+    // Bytes past the committed end are leftovers of an interrupted run.
+    if ((await f.handle.size()) > fileEnd) await f.handle.truncate(fileEnd);
+    return { pointId, file: chain.full.name, rollback: rbName, bytesRead: totals.bytesRead, bytesStored, blocksStored: totals.blocksStored, blocksZero: totals.blocksZero, blocksUnchanged: totals.blocksUnchanged, blocksDeduped, blocksRolledBack };
+  } finally {
+    if (rollback) await rollback.abort();
+    await pool.close();
+    await Promise.all([...sources.map((s) => s.close()), ...prevDisks.map((p) => p.close())]);
+    await full?.close();
+  }
+}
+
+/** The full's table at the new point: unchanged entries kept, changed ones replaced, zeroed ones dropped. */
+function applyChanges(t: BlockTable, changes: Map<number, Change>): BlockTable {
+  const out = new BlockTableBuilder(t.count + changes.size);
+  const changed = [...changes.keys()].sort((a, b) => a - b);
+  let ci = 0;
+  for (let i = 0; i <= t.count; i++) {
+    const bi = i < t.count ? t.blockIndex(i) : Infinity;
+    while (ci < changed.length && changed[ci]! < bi) {
+      const c = changes.get(changed[ci]!)!;
+      if (c) out.addData(changed[ci]!, c.codec, c.offset, c.length, c.digest);
+      ci += 1;
+    }
+    if (i === t.count) break;
+    if (ci < changed.length && changed[ci] === bi) {
+      const c = changes.get(bi)!;
+      if (c) out.addData(bi, c.codec, c.offset, c.length, c.digest);
+      ci += 1;
+    } else if (!t.isZero(i)) out.addRaw(t.raw(i));
+  }
+  return out.build();
+}
