@@ -15,12 +15,14 @@ const BS = 256 * 1024;
  * After every run, every point the repository lists must read back exactly
  * the bytes its disks had at that run, and retention must hold.
  */
-for (const [i, seed] of [11, 24, 37, 42].entries()) {
-  test(`model: random runs, seed ${seed}`, async () => {
+for (const [i, seed] of [11, 24, 37, 42, 55, 68].entries()) {
+  const method = (['forward', 'forever', 'reverse'] as const)[i % 3]!;
+  // Seeds 55 and 68 keep days instead of points; 42 also makes synthetic fulls on Saturdays.
+  const byDays = i >= 4;
+  test(`model: random runs, seed ${seed}, ${method}${byDays ? ', retention by days' : ''}`, async () => {
     const rand = rng(seed);
     const { dir, cleanup } = await tempDir();
     try {
-      const method = i % 2 === 0 ? 'forward' : 'forever';
       const retain = 2 + Math.floor(rand() * 4);
       const diskCount = 1 + Math.floor(rand() * 2);
       const disks: { path: string; data: Buffer }[] = [];
@@ -37,7 +39,17 @@ for (const [i, seed] of [11, 24, 37, 42].entries()) {
       const day0 = Date.parse('2026-01-05T10:00:00Z');
       let svc = new LifeboatService(fixedClock(new Date(day0)));
       await svc.initRepository(repo, BS, parseCompression(seed === 37 ? 'lz4' : 'zstd:1'));
-      await svc.createJob(repo, { name: 'vm', disks: disks.map((d) => d.path), method, retainPoints: retain, activeFullDays: i >= 2 ? ['wed'] : [] });
+      // One run a day: keeping N days keeps N+1 points (today counts), and never fewer than 3.
+      await svc.createJob(repo, {
+        name: 'vm',
+        disks: disks.map((d) => d.path),
+        method,
+        retainPoints: retain,
+        ...(byDays ? { retainDays: retain - 1 } : {}),
+        activeFullDays: i >= 2 ? ['wed'] : [],
+        ...(seed === 42 ? { syntheticFullDays: ['sat' as const] } : {}),
+      });
+      const maxKept = byDays ? Math.max(retain, 3) : retain;
 
       const expected = new Map<string, Buffer[]>();
       const runs = 22;
@@ -74,7 +86,7 @@ for (const [i, seed] of [11, 24, 37, 42].entries()) {
         const made = [...expected.keys()];
         const mustHave = made.slice(Math.max(0, made.length - retain));
         for (const id of mustHave) assert.ok(points.some((p) => p.id === id), `run ${run}: retained point ${id} missing`);
-        if (method === 'forever' && state.chains.length === 1) assert.ok(points.length <= retain, `forever keeps at most ${retain} points (has ${points.length})`);
+        if (method !== 'forward' && state.chains.length === 1) assert.ok(points.length <= maxKept, `${method} keeps at most ${maxKept} points (has ${points.length})`);
         for (const c of state.chains.slice(0, -1)) {
           const newest = c.increments.length ? c.increments[c.increments.length - 1]! : c.full;
           assert.ok(mustHave.includes(newest.root.pointId), 'an older chain survives only while its newest point is retained');

@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…>] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…>] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
