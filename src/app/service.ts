@@ -7,6 +7,7 @@ import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
 import { planChains } from '../methods/retention-run.js';
+import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
 import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
@@ -104,6 +105,11 @@ export class LifeboatService {
         if (!vanished || attempt >= 3) throw err;
       }
     }
+  }
+
+  /** `lifeboat compact`: drops the dead space merges and reverse runs leave in backup files. */
+  async compact(repoDir: string, job: string, opts: { waitMs?: number } = {}): Promise<CompactResult> {
+    return compactJob(await Repository.open(repoDir), job, this.clock, opts);
   }
 
   /** `lifeboat verify`: the health check of one point's files, or of every file of the job. */

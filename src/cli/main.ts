@@ -11,10 +11,11 @@ import { restore } from './commands/restore.js';
 import { retentionPlan } from './commands/retention-plan.js';
 import { serve } from './commands/serve.js';
 import { verify } from './commands/verify.js';
+import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, verify, retentionPlan, serve, instantStart, instantList, instantStop, instantMigrate, instantAddDisk];
+const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, verify, compact, retentionPlan, serve, instantStart, instantList, instantStop, instantMigrate, instantAddDisk];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { DATA_START } from '../format/index.js';
+import { LockFile } from '../storage/index.js';
+import { BackupFileReader } from '../repository/backup-file.js';
+import { BackupFileWriter } from '../repository/backup-file-writer.js';
+import { loadJob } from '../repository/job.js';
+import { cleanupJob, scanJob, writeVbm } from '../repository/job-state.js';
+import type { Repository } from '../repository/repository.js';
+import type { Clock } from '../core/clock.js';
+
+export interface CompactedFile {
+  readonly file: string;
+  readonly bytesBefore: number;
+  readonly bytesAfter: number;
+}
+
+export interface CompactResult {
+  readonly files: readonly CompactedFile[];
+  readonly bytesReclaimed: number;
+}
+
+/**
+ * `lifeboat compact`: rewrites every backup file whose committed root
+ * references less than the data it holds (space left by merges and
+ * reverse-incremental runs) into a new file with only the referenced blocks,
+ * verified and copied as stored, and the same point, chain and root. The new
+ * file is written under a temporary name, synced, then renamed over the old
+ * one: a crash leaves either file whole. Readers that have the old file open
+ * (instant recovery) keep reading it until they close it.
+ */
+export async function compactJob(repo: Repository, jobName: string, clock: Clock, opts: { waitMs?: number } = {}): Promise<CompactResult> {
+  const job = await loadJob(repo, jobName);
+  const dir = repo.jobDir(job.name);
+  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  try {
+    let state = await scanJob(dir);
+    if ((await cleanupJob(state)).length > 0) state = await scanJob(dir);
+    const files: CompactedFile[] = [];
+    for (const f of state.chains.flatMap((c) => [c.full, ...c.increments, ...c.rollbacks])) {
+      const r = await BackupFileReader.open(f.path);
+      let writer: BackupFileWriter | undefined;
+      try {
+        const referenced = new Map<number, number>();
+        for (const t of r.root.tables) for (let i = 0; i < t.count; i++) if (!t.isZero(i)) referenced.set(t.offset(i), t.storedLength(i));
+        const live = [...referenced.values()].reduce((a, b) => a + b, 0);
+        const dead = r.slot.fileEnd - DATA_START - r.slot.rootLength - live;
+        if (dead <= 0) continue;
+        const before = (await stat(f.path)).size;
+        writer = await BackupFileWriter.create(f.path, r.header);
+        for (let d = 0; d < r.root.tables.length; d++) {
+          const t = r.root.tables[d]!;
+          const size = r.root.diskSizes[d]!;
+          for (let i = 0; i < t.count; i++) {
+            const bi = t.blockIndex(i);
+            if (t.isZero(i)) {
+              writer.addZero(d, bi);
+              continue;
+            }
+            const stored = await r.readStored(t, i);
+            r.decodeStored(t, i, stored, Math.min(r.header.blockSize, size - bi * r.header.blockSize));
+            await writer.addBlock(d, bi, t.codec(i), stored, t.digest(i));
+          }
+        }
+        const root = r.root;
+        await writer.commit({ kind: root.kind, seq: root.seq, createdAtMs: root.createdAtMs, pointId: root.pointId, parentPointId: root.parentPointId, mergedCount: root.mergedCount, diskSizes: root.diskSizes, meta: root.meta });
+        writer = undefined;
+        files.push({ file: f.name, bytesBefore: before, bytesAfter: (await stat(f.path)).size });
+      } finally {
+        if (writer) await writer.abort();
+        await r.close();
+      }
+    }
+    await writeVbm(job, await scanJob(dir), clock.now());
+    return { files, bytesReclaimed: files.reduce((a, f) => a + f.bytesBefore - f.bytesAfter, 0) };
+  } finally {
+    await lock.release();
+  }
+}
