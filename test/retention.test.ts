@@ -78,3 +78,26 @@ test('by days, forward: an old chain goes once its newest point is older than th
   plan = planRetention(chains, { method: 'forward', retainPoints: 7, retainDays: 3, now: '2026-01-07T08:00:00.000Z' });
   assert.deepEqual(plan.actions, []);
 });
+
+test('GFS (golden): first full of each week and month flagged, kept for their periods; their increments go, unflagged chains go whole', () => {
+  // Ten weekly chains, a full every Monday from 2026-01-05 and increments Tue..Fri.
+  const chains: PlanChain[] = Array.from({ length: 10 }, (_, w) => dailyChain(`w${w}-`, 5 + 7 * w, 5));
+  const plan = planRetention(chains, { method: 'forward', retainPoints: 3, now: '2026-03-13T23:00:00.000Z', gfs: { weekly: 4, monthly: 2, yearly: 0 } });
+  const byChain = new Map(plan.actions.map((a) => [a.chainId, a.type]));
+  // January's chains and the unflagged February week go whole.
+  for (const w of [0, 1, 2, 3, 5]) assert.equal(byChain.get(`w${w}-`), 'delete-chain', `chain ${w}`);
+  // Feb 2 (first of February), Feb 16, Feb 23, Mar 2 (weekly and first of March) keep their full only.
+  for (const w of [4, 6, 7, 8]) assert.equal(byChain.get(`w${w}-`), 'delete-increments', `chain ${w}`);
+  assert.equal(byChain.has('w9-'), false, 'the latest chain stays whole');
+  const reasons = new Map(plan.kept.map((k) => [k.id, k.reason]));
+  assert.equal(reasons.get('w4-33'), 'monthly GFS full (2026-02; 2 kept)');
+  assert.equal(reasons.get('w6-47'), 'weekly GFS full (week of 2026-02-16; 4 kept)');
+  assert.equal(reasons.get('w8-61'), 'weekly GFS full (week of 2026-03-02; 4 kept)');
+  assert.deepEqual(plan.kept.map((k) => k.id), ['w4-33', 'w6-47', 'w7-54', 'w8-61', 'w9-68', 'w9-69', 'w9-70', 'w9-71', 'w9-72']);
+});
+
+test('GFS with forever forward: a flagged full is never merged into', () => {
+  const plan = planRetention([dailyChain('a', 5, 8)], { method: 'forever', retainPoints: 3, now: '2026-01-12T23:00:00.000Z', gfs: { weekly: 2, monthly: 0, yearly: 0 } });
+  assert.deepEqual(plan.actions, [], 'the full (Jan 5, flagged weekly) blocks every merge');
+  assert.equal(plan.kept[0]!.reason, 'weekly GFS full (week of 2026-01-05; 2 kept)');
+});

@@ -16,7 +16,7 @@ export interface AppliedAction {
 export function planChains(state: JobState): PlanChain[] {
   return state.chains.map((c) => ({
     chainId: c.chainId,
-    points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ id: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString() })),
+    points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ id: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString(), merged: f.root.mergedCount > 0 })),
     reverse: c.rollbacks.length > 0,
   }));
 }
@@ -35,7 +35,7 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
     const chain = state.chains.find((c) => c.chainId === action.chainId);
     if (!chain) continue;
     // A point served by instant recovery is never destroyed; retention catches up after the session ends.
-    const destroyed = action.type === 'delete-chain' ? action.pointIds : action.type === 'merge' ? [action.fullPointId] : [action.pointId];
+    const destroyed = action.type === 'delete-chain' || action.type === 'delete-increments' ? action.pointIds : action.type === 'merge' ? [action.fullPointId] : [action.pointId];
     const holder = held.get('*') ?? destroyed.map((p) => held.get(p)).find((h) => h !== undefined);
     if (holder !== undefined) {
       done.push({ action, skipped: `point held by ${holder}` });
@@ -47,6 +47,9 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
       for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name));
       for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name));
       await removeDurable(join(dir, chain.full.name));
+      done.push({ action });
+    } else if (action.type === 'delete-increments') {
+      for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name));
       done.push({ action });
     } else if (action.type === 'delete-rollback') {
       const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);

@@ -24,6 +24,8 @@ export interface JobDefinition {
   /** Retention by days instead of points (at least 3 points are kept); absent = by points. */
   readonly retainDays?: number | undefined;
   readonly activeFullDays: readonly Weekday[];
+  /** Long-term retention of fulls (forward and forever chains). */
+  readonly gfs?: { readonly weekly: number; readonly monthly: number; readonly yearly: number } | undefined;
   /** Forward incremental only: weekdays on which a synthetic full is built after the increment. */
   readonly syntheticFullDays?: readonly Weekday[] | undefined;
   readonly blockSize: number;
@@ -55,6 +57,7 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
   if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
   if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
+  if (def.gfs && def.method === 'reverse') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--gfs does not apply to reverse-incremental chains (their full always moves to the newest point)');
   if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
@@ -73,6 +76,17 @@ export async function loadJob(repo: Repository, name: string): Promise<JobDefini
 }
 
 /** The job's short-term retention, as the planner takes it, at time `now`. */
-export function retentionPolicy(job: JobDefinition, now: Date): { method: BackupMethod; retainPoints: number; retainDays?: number | undefined; now: string } {
-  return { method: job.method, retainPoints: job.retainPoints, retainDays: job.retainDays, now: now.toISOString() };
+export function retentionPolicy(job: JobDefinition, now: Date): { method: BackupMethod; retainPoints: number; retainDays?: number | undefined; now: string; gfs?: JobDefinition['gfs'] } {
+  return { method: job.method, retainPoints: job.retainPoints, retainDays: job.retainDays, now: now.toISOString(), gfs: job.gfs };
+}
+
+/** Parses `weekly=4,monthly=12,yearly=3` (any subset). */
+export function parseGfs(text: string): { weekly: number; monthly: number; yearly: number } {
+  const out = { weekly: 0, monthly: 0, yearly: 0 };
+  for (const part of text.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    const m = /^(weekly|monthly|yearly)=(\d+)$/.exec(part);
+    if (!m) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--gfs: "${part}" is not weekly=N, monthly=N or yearly=N`);
+    out[m[1] as 'weekly' | 'monthly' | 'yearly'] = Number(m[2]);
+  }
+  return out;
 }

@@ -8,6 +8,8 @@ export interface PlanPoint {
   readonly id: string;
   readonly seq: number;
   readonly createdAt: string;
+  /** A full that forever-forward merges moved past the point it was made as: it carries no GFS flag. */
+  readonly merged?: boolean | undefined;
 }
 
 /**
@@ -30,8 +32,16 @@ export interface RetentionPolicy {
    * than the newest MIN_POINTS_BY_DAYS points.
    */
   readonly retainDays?: number | undefined;
-  /** The time the plan is made for (ISO); needed with retainDays. */
+  /** The time the plan is made for (ISO); needed with retainDays and gfs. */
   readonly now?: string | undefined;
+  /** Long-term retention: how many weekly, monthly and yearly fulls to keep. */
+  readonly gfs?: GfsPolicy | undefined;
+}
+
+export interface GfsPolicy {
+  readonly weekly: number;
+  readonly monthly: number;
+  readonly yearly: number;
 }
 
 /** With retention by days, at least this many points are always kept (Veeam's minimum). */
@@ -54,6 +64,45 @@ function retainedPoints(all: readonly PlanPoint[], policy: RetentionPolicy): Map
   return out;
 }
 
+/** Monday 00:00 UTC of the week of `ms`, as a day number. */
+const weekOf = (iso: string): number => {
+  const day = dayNumber(iso);
+  return day - ((new Date(day * DAY_MS).getUTCDay() + 6) % 7);
+};
+const monthOf = (iso: string): number => {
+  const d = new Date(iso);
+  return d.getUTCFullYear() * 12 + d.getUTCMonth();
+};
+const yearOf = (iso: string): number => new Date(iso).getUTCFullYear();
+
+/**
+ * GFS flags, from the fulls alone (no stored state, so a plan is the same
+ * whoever computes it): the first full of each week, month and year is
+ * flagged, and a flag holds while its period is among the newest N periods
+ * up to now. A flagged full is kept whatever the short-term policy says.
+ */
+function gfsFlags(fulls: readonly PlanPoint[], gfs: GfsPolicy, now: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const byAge = [...fulls].sort((a, b) => a.seq - b.seq);
+  const periods: [string, number, (iso: string) => number, (n: number) => string][] = [
+    ['weekly', gfs.weekly, (iso) => weekOf(iso) / 7, (n) => `week of ${new Date(n * 7 * DAY_MS).toISOString().slice(0, 10)}`],
+    ['monthly', gfs.monthly, monthOf, (n) => `${Math.floor(n / 12)}-${String((n % 12) + 1).padStart(2, '0')}`],
+    ['yearly', gfs.yearly, yearOf, (n) => String(n)],
+  ];
+  for (const [name, keep, periodOf, label] of periods) {
+    if (keep <= 0) continue;
+    const current = periodOf(now);
+    const seen = new Set<number>();
+    for (const f of byAge) {
+      const p = periodOf(f.createdAt);
+      if (seen.has(p)) continue;
+      seen.add(p);
+      if (current - p < keep && !out.has(f.id)) out.set(f.id, `${name} GFS full (${label(p)}; ${keep} kept)`);
+    }
+  }
+  return out;
+}
+
 /** How the policy reads in reasons ("the newest 7 points", "the last 14 days"). */
 function policyWords(policy: RetentionPolicy): string {
   return policy.retainDays === undefined ? `the newest ${policy.retainPoints} points` : `the last ${policy.retainDays} days`;
@@ -62,7 +111,9 @@ function policyWords(policy: RetentionPolicy): string {
 export type RetentionAction =
   | { readonly type: 'delete-chain'; readonly chainId: string; readonly pointIds: readonly string[]; readonly reason: string }
   | { readonly type: 'merge'; readonly chainId: string; readonly fullPointId: string; readonly incrementPointId: string; readonly reason: string }
-  | { readonly type: 'delete-rollback'; readonly chainId: string; readonly pointId: string; readonly reason: string };
+  | { readonly type: 'delete-rollback'; readonly chainId: string; readonly pointId: string; readonly reason: string }
+  /** A forward chain whose full is kept by GFS loses its increments only. */
+  | { readonly type: 'delete-increments'; readonly chainId: string; readonly pointIds: readonly string[]; readonly reason: string };
 
 export interface RetentionPlan {
   /** In the order they must run. */
@@ -75,6 +126,11 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
   const ordered = [...chains].filter((c) => c.points.length > 0).sort((a, b) => a.points[0]!.seq - b.points[0]!.seq);
   const all = ordered.flatMap((c) => c.points).sort((a, b) => b.seq - a.seq);
   const retained = retainedPoints(all, policy);
+  if (policy.gfs) {
+    if (policy.now === undefined) throw new Error('GFS retention needs the time');
+    // Only fulls made as fulls (a chain's first point) carry flags; a merged full has moved on.
+    for (const [id, why] of gfsFlags(ordered.map((c) => c.points[0]!).filter((p) => !p.merged), policy.gfs, policy.now)) if (!retained.has(id)) retained.set(id, why);
+  }
   const actions: RetentionAction[] = [];
   const keptReason = new Map<string, string>();
   const words = policyWords(policy);
@@ -84,7 +140,14 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
     const newest = chain.points[chain.points.length - 1]!;
     // Forward rule (both methods, for chains other than the latest): a whole
     // chain goes only when its newest point has fallen out of retention.
-    if (!isLatest && !retained.has(newest.id)) {
+    if (!isLatest && !retained.has(newest.id) && !chain.reverse && retained.has(chain.points[0]!.id) && chain.points.length > 1) {
+      // The full is kept by GFS: its increments go, newest first.
+      const incs = chain.points.slice(1);
+      actions.push({ type: 'delete-increments', chainId: chain.chainId, pointIds: incs.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}; the full stays for GFS` });
+      keptReason.set(chain.points[0]!.id, retained.get(chain.points[0]!.id)!);
+      return;
+    }
+    if (!isLatest && !retained.has(newest.id) && !retained.has(chain.points[0]!.id)) {
       actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}` });
       return;
     }

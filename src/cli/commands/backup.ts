@@ -28,6 +28,7 @@ export const backup: Command = {
       if (a.skipped !== undefined) ctx.out(`  retention: postponed (${a.skipped}) — ${a.action.reason}`);
       else if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
       else if (a.action.type === 'delete-rollback') ctx.out(`  retention: deleted rollback ${a.action.pointId} — ${a.action.reason}`);
+      else if (a.action.type === 'delete-increments') ctx.out(`  retention: deleted ${a.action.pointIds.length} increment(s), kept their GFS full — ${a.action.reason}`);
       else ctx.out(`  retention: merged ${a.action.incrementPointId} into the full (${a.merge?.blocksCopied ?? 0} blocks copied) — ${a.action.reason}`);
     }
   },

@@ -17,6 +17,7 @@ export const retentionPlan: Command = {
     for (const a of plan.actions) {
       if (a.type === 'merge') ctx.out(`merge ${a.incrementPointId} into full ${a.fullPointId}: ${a.reason}`);
       else if (a.type === 'delete-rollback') ctx.out(`delete rollback ${a.pointId}: ${a.reason}`);
+      else if (a.type === 'delete-increments') ctx.out(`delete increments ${a.pointIds.join(', ')} of chain ${a.chainId}: ${a.reason}`);
       else ctx.out(`delete chain ${a.chainId} (${a.pointIds.join(', ')}): ${a.reason}`);
     }
     for (const k of plan.kept) ctx.out(`keep ${k.id}: ${k.reason}`);
