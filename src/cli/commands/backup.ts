@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { requireString } from '../command.js';
@@ -17,7 +18,7 @@ export const backup: Command = {
     });
     const secs = Number(process.hrtime.bigint() - started) / 1e9;
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify({ ...r, seconds: secs }));
+      ctx.out(JSON.stringify({ ...r, seconds: secs, io: processIo() }));
       return;
     }
     ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
@@ -33,3 +34,14 @@ export const backup: Command = {
     }
   },
 };
+
+/** This process's bytes through read/write system calls (Linux /proc/self/io), for benchmarks; null elsewhere. */
+function processIo(): { readBytes: number; writtenBytes: number } | null {
+  try {
+    const text = readFileSync('/proc/self/io', 'utf8');
+    const get = (k: string): number => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    return { readBytes: get('rchar'), writtenBytes: get('wchar') };
+  } catch {
+    return null;
+  }
+}
