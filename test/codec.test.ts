@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { compress as zstdCompress } from 'zstd-napi';
-import { ZSTD_FRAME_BYTES, compressBlock, decodeZstdRange, verifyingDecode, zstdFrameHasChecksum, zstdFrameList } from '../src/compress/codec.js';
+import { ZSTD_FRAME_BYTES, compressBlock, decodeZstdFrames, decodeZstdRange, verifyingDecode, zstdFrameHasChecksum, zstdFrameList } from '../src/compress/codec.js';
 import { prng } from '../src/testing/prng.js';
 
 /** A compressible 1 MiB block: runs of pseudo-random bytes. */
@@ -92,4 +92,21 @@ test('blocks not stored in frames (single frame, no content size) are read whole
   assert.equal(zstdFrameList(single), undefined);
   assert.equal(decodeZstdRange(single, block.length, 0, 4096), undefined);
   assert.ok(verifyingDecode('zstd', single, block.length, sha(block)).data?.equals(block));
+});
+
+test('frame boundaries from one range decode let a later read decode just its frames', () => {
+  const block = sampleBlock(9);
+  const { bytes } = compressBlock({ codec: 'zstd', level: 1 }, block);
+  const first = decodeZstdRange(bytes, block.length, 70_000, 70_100);
+  assert.ok(first && 'bounds' in first && first.bounds);
+  const b = first.bounds;
+  assert.equal(b.length, block.length / ZSTD_FRAME_BYTES + 1);
+  for (const [from, to] of [[0, 10], [200_000, 330_000], [block.length - 5, block.length]] as const) {
+    const f = Math.floor(from / ZSTD_FRAME_BYTES);
+    const l = Math.floor((to - 1) / ZSTD_FRAME_BYTES);
+    const r = decodeZstdFrames(bytes.subarray(b[f]!, b[l + 1]!), f, l, block.length);
+    assert.ok('data' in r);
+    assert.ok(r.data.equals(block.subarray(r.start, r.start + r.data.length)));
+    assert.ok(r.start <= from && r.start + r.data.length >= to);
+  }
 });

@@ -34,7 +34,14 @@ export interface DecodeTask {
   /** Check the SHA-256 even when the frames carry their own checksums (health checks). */
   readonly strict?: boolean | undefined;
   /** Only this part of the block is wanted: the worker may decode just the frames that cover it. */
-  readonly range?: { readonly from: number; readonly to: number } | undefined;
+  readonly range?: DecodeRange | undefined;
+}
+
+/** Part of a block wanted; `bounds`: its frames' stored boundaries, from an earlier decode of it. */
+export interface DecodeRange {
+  readonly from: number;
+  readonly to: number;
+  readonly bounds?: Int32Array | undefined;
 }
 
 /** A stored block's place in an open file. */
@@ -51,6 +58,8 @@ export interface DecodeResult {
   readonly problem: string | null;
   /** Where `data` starts in the block: 0 for a whole block, a frame boundary for a range. */
   readonly start?: number;
+  /** The block's frame boundaries in its stored bytes, when a range decode walked them. */
+  readonly bounds?: Int32Array;
 }
 
 /**
@@ -128,7 +137,7 @@ export class BlockWorkerPool {
    * stay open until this settles), which spares the main thread an
    * allocation and a thread-pool round trip per block.
    */
-  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: { from: number; to: number }, strict?: boolean): Promise<DecodeResult> {
+  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: DecodeRange, strict?: boolean): Promise<DecodeResult> {
     return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range, strict }), stored instanceof ArrayBuffer ? [stored] : []);
   }
 

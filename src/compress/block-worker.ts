@@ -7,7 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { compressBlock, decodeZstdRange, verifyingDecode } from './codec.js';
+import { ZSTD_FRAME_BYTES, compressBlock, decodeZstdFrames, decodeZstdRange, verifyingDecode } from './codec.js';
 import { readSync } from 'node:fs';
 import type { BlockTask, BlockResult, DecodeTask, DecodeResult, StoredAt } from './block-pool.js';
 
@@ -54,7 +54,23 @@ function readStored(at: StoredAt): Buffer | string {
   return into;
 }
 
+/** A range of a block whose frame boundaries are known: read and decode just those frames. */
+function decodeKnownFrames(t: DecodeTask, at: StoredAt, bounds: Int32Array): void {
+  const n = bounds.length - 1;
+  const first = Math.min(n - 1, Math.floor(t.range!.from / ZSTD_FRAME_BYTES));
+  const last = Math.min(n - 1, Math.floor((t.range!.to - 1) / ZSTD_FRAME_BYTES));
+  const span = readStored({ fd: at.fd, position: at.position + bounds[first]!, length: bounds[last + 1]! - bounds[first]! });
+  const part = typeof span === 'string' ? { problem: span } : decodeZstdFrames(span, first, last, t.rawLength);
+  if ('problem' in part) {
+    port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
+    return;
+  }
+  const ab = toArrayBuffer(part.data);
+  port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start } satisfies DecodeResult, [ab]);
+}
+
 function decode(t: DecodeTask): void {
+  if (t.range?.bounds && t.codec === 'zstd' && !(t.stored instanceof ArrayBuffer)) return decodeKnownFrames(t, t.stored, t.range.bounds);
   const stored = t.stored instanceof ArrayBuffer ? Buffer.from(t.stored) : readStored(t.stored);
   if (typeof stored !== 'string' && t.range && t.codec === 'zstd') {
     const part = decodeZstdRange(stored, t.rawLength, t.range.from, t.range.to);
@@ -64,7 +80,7 @@ function decode(t: DecodeTask): void {
     }
     if (part) {
       const ab = toArrayBuffer(part.data);
-      port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start } satisfies DecodeResult, [ab]);
+      port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start, ...(part.bounds ? { bounds: part.bounds } : {}) } satisfies DecodeResult, [ab]);
       return;
     }
   }

@@ -166,9 +166,13 @@ export function zstdFrameHasChecksum(stored: Uint8Array): boolean {
  * be read that way (not framed, or a frame without checksum): the caller
  * then decodes and verifies the whole block.
  */
-export function decodeZstdRange(stored: Buffer, rawLength: number, from: number, to: number): { data: Buffer; start: number } | { problem: string } | undefined {
+export function decodeZstdRange(stored: Buffer, rawLength: number, from: number, to: number): { data: Buffer; start: number; bounds?: Int32Array } | { problem: string } | undefined {
   const frames = zstdFrameList(stored);
   if (!frames || !frames.every((f) => f.checksum) || frames.reduce((a, f) => a + f.contentSize, 0) !== rawLength) return undefined;
+  // Frames of ZSTD_FRAME_BYTES each (the last may be shorter): their stored boundaries
+  // let later reads of this block fetch only the frames they need.
+  const uniform = frames.every((f, i) => (i < frames.length - 1 ? f.contentSize === ZSTD_FRAME_BYTES : f.contentSize <= ZSTD_FRAME_BYTES));
+  const bounds = uniform ? Int32Array.from([...frames.map((f) => f.offset), stored.length]) : undefined;
   let pos = 0;
   let first = -1;
   let last = -1;
@@ -190,7 +194,7 @@ export function decodeZstdRange(stored: Buffer, rawLength: number, from: number,
   try {
     const data = zstdDecompress(span, end - start);
     if (data.length !== end - start) return { problem: `decompressed ${data.length} bytes of frames holding ${end - start}` };
-    return { data, start };
+    return bounds ? { data, start, bounds } : { data, start };
   } catch (err) {
     return { problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
   }
@@ -214,4 +218,21 @@ export function verifyingDecode(codec: CodecName, stored: Buffer, rawLength: num
   if (!strict && codec === 'zstd' && zstdFrameHasChecksum(stored)) return { data, problem: null };
   if (!createHash('sha256').update(data).digest().equals(digest)) return { data: null, problem: 'fails its checksum' };
   return { data, problem: null };
+}
+
+/**
+ * Decodes frames [first, last] of a block stored as uniform ZSTD_FRAME_BYTES
+ * frames, given only their stored bytes (found through boundaries from an
+ * earlier walk). Each frame proves itself by its checksum.
+ */
+export function decodeZstdFrames(span: Buffer, first: number, last: number, rawLength: number): { data: Buffer; start: number } | { problem: string } {
+  const start = first * ZSTD_FRAME_BYTES;
+  const end = Math.min(rawLength, (last + 1) * ZSTD_FRAME_BYTES);
+  try {
+    const data = zstdDecompress(span, end - start);
+    if (data.length !== end - start) return { problem: `decompressed ${data.length} bytes of frames holding ${end - start}` };
+    return { data, start };
+  } catch (err) {
+    return { problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
+  }
 }

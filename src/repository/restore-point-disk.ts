@@ -1,5 +1,5 @@
 import { LifeboatError, queued } from '../core/errors.js';
-import type { BlockWorkerPool } from '../compress/block-pool.js';
+import type { BlockWorkerPool, DecodeRange } from '../compress/block-pool.js';
 import { BackupFileReader } from './backup-file.js';
 import type { ChainFile } from './job-state.js';
 
@@ -22,6 +22,8 @@ export interface VirtualDisk {
 
 /** Reads up to this size that do not follow the previous one decode only the frames they touch. */
 const RANDOM_READ_MAX = 128 * 1024;
+/** Blocks whose frame boundaries are remembered (~100 bytes each). */
+const FRAME_BOUNDS_KEPT = 65536;
 
 /**
  * One disk of one restore point, resolved through its chain. Opening builds a
@@ -42,6 +44,8 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly inflight = new Map<number, Promise<Buffer>>();
   /** The last block a read ended in, to detect sequential readers and read ahead. */
   private lastBlockRead = -2;
+  /** Stored frame boundaries of blocks read at random, so the next random read fetches one frame. */
+  private readonly frameBounds = new Map<number, Int32Array>();
   /** Blocks being decoded by workers reading our descriptors, and who waits for none to be. */
   private decoding = 0;
   private idle: (() => void) | undefined;
@@ -178,14 +182,14 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** As decodeInWorker, or only the frames covering `range` when the block is stored in frames. */
-  private async decodeRangeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, range: { from: number; to: number } | undefined): Promise<{ data: Buffer; start: number }> {
+  private async decodeRangeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, range: DecodeRange | undefined): Promise<{ data: Buffer; start: number; bounds?: Int32Array | undefined }> {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
     try {
       const at = { fd: layer.fd, position: table.offset(slot), length: table.storedLength(slot) };
       const r = await pool.decode(at, table.codec(slot), len, table.digest(slot), range);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
-      return { data: Buffer.from(r.data), start: r.start ?? 0 };
+      return { data: Buffer.from(r.data), start: r.start ?? 0, bounds: r.bounds };
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
@@ -276,7 +280,12 @@ export class RestorePointDisk implements VirtualDisk {
   private async readWithin(pool: BlockWorkerPool, blockIndex: number, within: number, length: number): Promise<Buffer> {
     const layer = this.layers[this.layerOf[blockIndex]! - 1]!;
     const len = this.rawLength(blockIndex);
-    const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length });
+    const bounds = this.frameBounds.get(blockIndex);
+    const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length, bounds });
+    if (r.bounds && !bounds) {
+      this.frameBounds.set(blockIndex, r.bounds);
+      if (this.frameBounds.size > FRAME_BOUNDS_KEPT) this.frameBounds.delete(this.frameBounds.keys().next().value as number);
+    }
     if (r.start === 0 && r.data.length === len && this.cacheLimit > 0) {
       this.cache.set(blockIndex, r.data);
       if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
