@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LifeboatError, fromFsError } from '../core/errors.js';
+import { fromFsError } from '../core/errors.js';
+import { qemuImg } from '../core/qemu-img.js';
 import type { CowOverlay } from '../blockdev/index.js';
 import { renameDurable, writeFileAtomic } from '../storage/index.js';
 
@@ -129,18 +129,8 @@ export async function finishCopy(dev: CowOverlay, disk: MigrationDisk, format: M
   }
   if (format === 'qcow2') {
     const tmp = `${disk.target}.partial`;
-    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', disk.copyPath, tmp]);
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', disk.copyPath, tmp], 'migration to qcow2');
     await renameDurable(tmp, disk.target);
     await rm(disk.copyPath, { force: true });
   }
-}
-
-export function qemuImg(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new LifeboatError('LFB_ERR_TOOL_MISSING', 'migration needs qemu-img: install qemu-utils') : e));
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-img ${args[0]}: ${err.trim()}`))));
-  });
 }

@@ -6,7 +6,8 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import { nodeName, type QemuVm } from '../qemu/index.js';
 import type { Open } from './instant-recovery.js';
-import { copyPass, finishCopy, loadMigration, qemuImg, saveMigration, targetPath, type MigrationFormat, type MigrationState } from './migration.js';
+import { qemuImg } from '../core/qemu-img.js';
+import { copyPass, finishCopy, loadMigration, saveMigration, targetPath, type MigrationFormat, type MigrationState } from './migration.js';
 
 interface Running {
   readonly state: MigrationState;
@@ -144,7 +145,7 @@ export class SessionMigrations {
     for (let i = 0; i < s.disks.length; i++) {
       const d = s.disks[i]!;
       if (jobs.some((j) => j.device === jobId(i)) || (await onProd(i))) continue;
-      if (!existsSync(d.target)) await qemuImg(['create', '-q', '-f', s.format, d.target, String(d.size)]);
+      if (!existsSync(d.target)) await qemuImg(['create', '-q', '-f', s.format, d.target, String(d.size)], 'migration');
       try {
         await qmp.execute('blockdev-add', { driver: s.format, 'node-name': prodNode(i), file: { driver: 'file', filename: d.target } });
       } catch (err) {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { qemuImg } from '../core/qemu-img.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import type { VirtualDisk } from '../repository/restore-point-disk.js';
 
@@ -42,7 +43,7 @@ export async function restoreDisk(
     const rawTmp = `${partial}.raw`;
     try {
       const r = await writeRaw(disk, rawTmp, { sparse: true, truncate: true, onProgress: opts.onProgress });
-      await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawTmp, partial]);
+      await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawTmp, partial], 'qcow2 output');
       await rename(partial, target);
       return r;
     } finally {
@@ -91,14 +92,3 @@ async function writeRaw(
   return { bytesWritten };
 }
 
-function qemuImg(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('qemu-img', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new LifeboatError('LFB_ERR_TOOL_MISSING', 'qcow2 output needs qemu-img: install the qemu-utils package (apt-get install qemu-utils)') : e),
-    );
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-img ${args[0]} failed (exit ${code}): ${err.trim()}`))));
-  });
-}
