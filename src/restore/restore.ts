@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { qemuImg } from '../core/qemu-img.js';
