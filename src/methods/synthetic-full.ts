@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { newUuid } from '../core/ids.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT } from '../format/constants.js';
 import { removeDurable } from '../storage/index.js';
-import { BackupFileReader } from '../repository/backup-file.js';
+import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import type { JobDefinition } from '../repository/job.js';
 import { filesForPoint, type JobState } from '../repository/job-state.js';
@@ -32,11 +32,9 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
   const files = filesForPoint(state, pointId);
   const top = files?.[files.length - 1];
   if (!files || !top || top.root.kind !== 'increment') throw new LifeboatError('LFB_ERR_INTERNAL', `point ${pointId} is not an increment to synthesize a full from`);
-  const readers: BackupFileReader[] = [];
   let writer: BackupFileWriter | undefined;
   try {
-    for (const f of files) readers.push(await BackupFileReader.open(f.path));
-    const blockSize = readers[0]!.header.blockSize;
+    const blockSize = files[0]!.header.blockSize;
     const diskSizes = top.root.diskSizes;
     const name = `${fileStamp}_${pointId}${FILE_EXTENSIONS.full}`;
     writer = await BackupFileWriter.create(join(dir, name), {
@@ -51,31 +49,19 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
     });
     let blocksCopied = 0;
     for (let d = 0; d < diskSizes.length; d++) {
-      const size = diskSizes[d]!;
-      const blockCount = Math.ceil(size / blockSize);
-      // Which layer holds each block at this point (0 = zeros), and where in its table.
-      const layerOf = new Uint16Array(blockCount);
-      const slotOf = new Int32Array(blockCount);
-      readers.forEach((r, li) => {
-        const t = r.root.tables[d];
-        if (!t) return;
-        for (let i = 0; i < t.count; i++) {
-          const bi = t.blockIndex(i);
-          if (bi >= blockCount) continue;
-          layerOf[bi] = t.isZero(i) ? 0 : li + 1;
-          slotOf[bi] = i;
+      // The point's block map (the same one reads use) says which file holds each block.
+      const point = await RestorePointDisk.open(files, d, { cacheBytes: 0 });
+      try {
+        for (const bi of point.allocatedBlocks()) {
+          const { file, slot } = point.storedBlock(bi)!;
+          const t = file.root.tables[d]!;
+          const stored = await file.readStored(t, slot);
+          file.decodeStored(t, slot, stored, point.rawLength(bi));
+          await writer.addBlock(d, bi, t.codec(slot), stored, t.digest(slot));
+          blocksCopied += 1;
         }
-      });
-      for (let bi = 0; bi < blockCount; bi++) {
-        const l = layerOf[bi]!;
-        if (l === 0) continue;
-        const r = readers[l - 1]!;
-        const t = r.root.tables[d]!;
-        const slot = slotOf[bi]!;
-        const stored = await r.readStored(t, slot);
-        r.decodeStored(t, slot, stored, Math.min(blockSize, size - bi * blockSize));
-        await writer.addBlock(d, bi, t.codec(slot), stored, t.digest(slot));
-        blocksCopied += 1;
+      } finally {
+        await point.close();
       }
     }
     const bytesCopied = writer.storedBytes;
@@ -94,6 +80,5 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
     return { pointId, file: name, removedIncrement: top.name, blocksCopied, bytesCopied };
   } finally {
     if (writer) await writer.abort();
-    await Promise.all(readers.map((r) => r.close()));
   }
 }

@@ -133,6 +133,12 @@ export class RestorePointDisk implements VirtualDisk {
     for (let i = 0; i < this.blockCount; i++) if (this.layerOf[i] !== 0) yield i;
   }
 
+  /** Where a block's stored bytes are at this point (file and table slot), or undefined for zeros. */
+  storedBlock(blockIndex: number): { readonly file: BackupFileReader; readonly slot: number } | undefined {
+    const l = blockIndex < this.blockCount ? this.layerOf[blockIndex]! : 0;
+    return l === 0 ? undefined : { file: this.layers[l - 1]!, slot: this.slotOf[blockIndex]! };
+  }
+
   /** The digest of a block at this point, or null if it reads as zeros. Used for change detection. */
   digestOf(blockIndex: number): Buffer | null {
     const l = blockIndex < this.blockCount ? this.layerOf[blockIndex]! : 0;
