@@ -11,25 +11,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { MiB, lifeboat, work } from './bench-util.js';
 import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
-
-const MiB = 1024 * 1024;
-const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
-const bin = resolve('bin/lifeboat.js');
 
 interface RunResult {
   bytesRead: number;
   bytesStored: number;
   seconds: number;
   io: { readBytes: number; writtenBytes: number };
-  synthetic?: { bytesCopied: number };
-  retention: { merge?: { bytesCopied: number } }[];
-}
-
-function lifeboat(args: string[], now?: string): string {
-  return execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...(now ? { LIFEBOAT_NOW: now } : {}) } });
 }
 
 function dirBytes(dir: string): number {

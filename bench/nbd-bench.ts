@@ -8,32 +8,12 @@
  *   npm run bench:nbd
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { MiB, best, lifeboat, seconds, waitFor, work, bin } from './bench-util.js';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { buildSampleImage } from './sample-image.js';
 
-const MiB = 1024 * 1024;
-const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
-const bin = resolve('bin/lifeboat.js');
-const lifeboat = (...args: string[]): string => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-
-function seconds(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr?.toString()}`);
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-const best = (f: () => number, n = 2): number => Math.min(...Array.from({ length: n }, f));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** fio 4 KiB random reads through its NBD engine, 32 in flight: IOPS. */
 function fioIops(uri: string, size: number): number {
@@ -69,21 +49,21 @@ async function main(): Promise<void> {
   const size = statSync(image).size;
   const repo = join(work, 'nbd-repo');
   rmSync(repo, { recursive: true, force: true });
-  lifeboat('repo', 'init', repo);
-  lifeboat('job', 'create', 'vm', '--repo', repo, '--disk', image);
-  lifeboat('backup', 'vm', '--repo', repo);
+  lifeboat(['repo', 'init', repo]);
+  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
+  lifeboat(['backup', 'vm', '--repo', repo]);
   // The same disk in a repository of 256 KiB blocks: a random 4 KiB read decodes a quarter as much.
   const repo256 = join(work, 'nbd-repo-256k');
   rmSync(repo256, { recursive: true, force: true });
-  lifeboat('repo', 'init', repo256, '--block-size', '256K');
-  lifeboat('job', 'create', 'vm', '--repo', repo256, '--disk', image);
-  lifeboat('backup', 'vm', '--repo', repo256);
+  lifeboat(['repo', 'init', repo256, '--block-size', '256K']);
+  lifeboat(['job', 'create', 'vm', '--repo', repo256, '--disk', image]);
+  lifeboat(['backup', 'vm', '--repo', repo256]);
   // The boot image of the tests.
   const bootImg = join(work, 'boot.img');
   if (!existsSync(bootImg)) execFileSync('bash', ['test/fixtures/make-boot-image.sh', bootImg, join(work, 'boot-build')], { stdio: 'ignore' });
   writeFileSync(join(work, 'boot-vm.json'), JSON.stringify({ memoryMiB: 256, vcpus: 1 }));
-  lifeboat('job', 'create', 'boot', '--repo', repo, '--disk', bootImg, '--vm-config', join(work, 'boot-vm.json'));
-  lifeboat('backup', 'boot', '--repo', repo);
+  lifeboat(['job', 'create', 'boot', '--repo', repo, '--disk', bootImg, '--vm-config', join(work, 'boot-vm.json')]);
+  lifeboat(['backup', 'boot', '--repo', repo]);
 
   const procs: ChildProcess[] = [];
   const results: Record<string, Record<string, number>> = { nbdkit: {}, lifeboat: {} };
@@ -94,12 +74,12 @@ async function main(): Promise<void> {
     const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058', '--no-portmap', '--nbd-port', '10811'], { stdio: 'ignore' });
     procs.push(server);
     await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
-    lifeboat('instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench');
+    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
     const server256 = spawn(process.execPath, [bin, 'serve', '--repo', repo256, '--bind', '127.0.0.1', '--nfs-port', '12050', '--mount-port', '11059', '--no-portmap', '--nbd-port', '10812'], { stdio: 'ignore' });
     procs.push(server256);
     await waitFor(() => existsSync(join(repo256, 'instant', 'control.json')), 'lifeboat serve (256 KiB blocks)');
-    lifeboat('instant', 'start', 'vm', '--repo', repo256, '--point', 'latest', '--name', 'bench');
-    lifeboat('instant', 'start', 'boot', '--repo', repo, '--point', 'latest', '--name', 'bootbench');
+    lifeboat(['instant', 'start', 'vm', '--repo', repo256, '--point', 'latest', '--name', 'bench']);
+    lifeboat(['instant', 'start', 'boot', '--repo', repo, '--point', 'latest', '--name', 'bootbench']);
     const measure = (who: 'nbdkit' | 'lifeboat', uri: string): void => {
       results[who]!['nbdcopy MB/s'] = size / 1e6 / best(() => seconds('nbdcopy', [uri, 'null:']));
       results[who]!['qemu-img convert MB/s'] = size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]));

@@ -7,35 +7,15 @@
  *
  * Also times `instant start` of a 1 TiB sparse disk with a 10-point chain.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { MiB, best, lifeboat, seconds, waitFor, work, bin } from './bench-util.js';
 import { existsSync, linkSync, mkdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { XdrWriter } from '../src/rpc/xdr.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
 import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
 
-const MiB = 1024 * 1024;
-const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
-const bin = resolve('bin/lifeboat.js');
-const lifeboat = (...args: string[]): string => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-
-function seconds(cmd: string, args: string[]): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr?.toString()}`);
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-const best = (f: () => number, n = 2): number => Math.min(...Array.from({ length: n }, f));
-
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Random 4 KiB READs with 32 in flight, from one TCP connection: IOPS. */
 const AUTH = { cred: { stamp: 1, machineName: 'bench', uid: 0, gid: 0, gids: [0] } };
@@ -83,9 +63,9 @@ async function main(): Promise<void> {
   const size = statSync(image).size;
   const repo = join(work, 'nfs-repo');
   rmSync(repo, { recursive: true, force: true });
-  lifeboat('repo', 'init', repo);
-  lifeboat('job', 'create', 'vm', '--repo', repo, '--disk', image);
-  lifeboat('backup', 'vm', '--repo', repo);
+  lifeboat(['repo', 'init', repo]);
+  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
+  lifeboat(['backup', 'vm', '--repo', repo]);
   const exportDir = join(work, 'ganesha-export');
   rmSync(exportDir, { recursive: true, force: true });
   mkdirSync(exportDir);
@@ -119,7 +99,7 @@ LOG { Default_Log_Level = EVENT; }
     const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058'], { stdio: 'ignore' });
     procs.push(server);
     await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
-    lifeboat('instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench');
+    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
     const url = 'nfs://127.0.0.1/lifeboat/bench/disk0-flat.vmdk';
     measure('lifeboat', url, '?version=3&nfsport=12049&mountport=11058');
     results['lifeboat']!['random 4K IOPS'] = await randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size);
@@ -129,15 +109,15 @@ LOG { Default_Log_Level = EVENT; }
     rmSync(big, { force: true });
     writeFileSync(big, '');
     truncateSync(big, 1024 * 1024 * MiB);
-    lifeboat('job', 'create', 'tib', '--repo', repo, '--disk', big, '--retain-points', '20');
+    lifeboat(['job', 'create', 'tib', '--repo', repo, '--disk', big, '--retain-points', '20']);
     const rand = prng(3);
     for (let i = 0; i < 10; i++) {
       const fd = openSync(big, 'r+');
       for (let k = 0; k < 20; k++) writeSync(fd, Buffer.alloc(MiB, i + k + 1), 0, MiB, Math.floor(rand() * 1024 * 1024) * MiB);
       closeSync(fd);
-      lifeboat('backup', 'tib', '--repo', repo);
+      lifeboat(['backup', 'tib', '--repo', repo]);
     }
-    const started = JSON.parse(lifeboat('instant', 'start', 'tib', '--repo', repo, '--point', 'latest', '--name', 'tib', '--json')) as { publishMs: number };
+    const started = JSON.parse(lifeboat(['instant', 'start', 'tib', '--repo', repo, '--point', 'latest', '--name', 'tib', '--json'])) as { publishMs: number };
     results['lifeboat']!['instant start 1 TiB, 10 points (ms)'] = started.publishMs;
     server.kill('SIGTERM');
     await new Promise((r) => server.on('close', r));

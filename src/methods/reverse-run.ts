@@ -10,22 +10,15 @@ import type { JobDefinition } from '../repository/job.js';
 import type { Chain, JobState } from '../repository/job-state.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import { RawDiskSource, type DiskSource } from '../source/index.js';
-import { backupDisk, fileStamp, type BackupOptions, type BlockSink } from './backup-run.js';
+import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type BlockSink } from './backup-run.js';
 import { resolveVmConfig } from './vm-config.js';
 
-export interface ReverseRunResult {
-  readonly pointId: string;
-  readonly file: string;
+/** What a reverse run reports: a backup run's counters, plus the rollback it wrote. */
+export type ReverseRunResult = Omit<BackupResult, 'kind' | 'trigger' | 'cleanedUp' | 'retention' | 'synthetic'> & {
   readonly rollback: string;
-  readonly bytesRead: number;
-  readonly bytesStored: number;
-  readonly blocksStored: number;
-  readonly blocksZero: number;
-  readonly blocksUnchanged: number;
-  readonly blocksDeduped: number;
   /** Old versions moved into the rollback (read from the full, written to the .vrb). */
   readonly blocksRolledBack: number;
-}
+};
 
 type Change = { readonly codec: CodecName; readonly offset: number; readonly length: number; readonly digest: Buffer } | null;
 

@@ -1,0 +1,30 @@
+/** What every benchmark script shares: where it works, how it calls Lifeboat, how it times a tool. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+
+export const MiB = 1024 * 1024;
+export const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
+export const bin = resolve('bin/lifeboat.js');
+
+/** Runs the `lifeboat` command; `now` pins its clock (LIFEBOAT_NOW). */
+export function lifeboat(args: string[], now?: string): string {
+  return execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...(now ? { LIFEBOAT_NOW: now } : {}) } });
+}
+
+/** Wall seconds of one run of a tool (its stdout discarded); throws with its stderr if it fails. */
+export function seconds(cmd: string, args: string[]): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr?.toString()}`);
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+export const best = (f: () => number, n = 2): number => Math.min(...Array.from({ length: n }, f));
+
+export async function waitFor(check: () => boolean, what: string, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
