@@ -29,7 +29,7 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
+    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     const disks = spec.disks.map((d) => resolve(d));
@@ -53,6 +53,7 @@ export class LifeboatService {
       ...(spec.retainDays === undefined ? {} : { retainDays: spec.retainDays }),
       activeFullDays: spec.activeFullDays,
       ...(spec.syntheticFullDays && spec.syntheticFullDays.length > 0 ? { syntheticFullDays: spec.syntheticFullDays } : {}),
+      ...(spec.transformToRollbacks ? { transformToRollbacks: true } : {}),
       ...(spec.gfs ? { gfs: spec.gfs } : {}),
       blockSize: repo.config.blockSize,
       compression: repo.config.compression,

@@ -36,6 +36,11 @@ export interface RootMeta {
   readonly mergedPointIds?: readonly string[];
   /** Reason for this point: "scheduled", "manual", "active-full"… */
   readonly trigger?: string;
+  /**
+   * A synthetic full: the chain it was built from and that chain's newest
+   * point before it (the one a transform links the new rollbacks to).
+   */
+  readonly synthesizedFrom?: { readonly chainId: string; readonly previousPointId: string };
 }
 
 export interface VmDiskConfig {

@@ -15,6 +15,7 @@ import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
 import { reverseIncrement } from './reverse-run.js';
+import { chainToTransform, transformObstacle, transformToRollbacks, type TransformResult } from './transform.js';
 
 export interface BackupProgress {
   readonly disk: number;
@@ -48,6 +49,8 @@ export interface BackupResult {
   readonly retention: readonly AppliedAction[];
   /** Set when today's increment was turned into a synthetic full. */
   readonly synthetic?: SyntheticFullResult;
+  /** With --transform-to-rollbacks: the older chain turned into rollbacks, or why it could not be. */
+  readonly transform?: TransformResult | { readonly skipped: string };
 }
 
 /** One backup run of a job: a full or an increment, then retention. One run per job at a time. */
@@ -74,10 +77,18 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
       state = await scanJob(dir);
     }
+    // Also after an interrupted run: a pending transform is found from the files alone.
+    let transform: BackupResult['transform'];
+    const pending = job.transformToRollbacks ? chainToTransform(state) : undefined;
+    if (pending) {
+      const obstacle = transformObstacle(pending.older, pending.newer);
+      transform = obstacle ? { skipped: obstacle } : await transformToRollbacks(job, dir, state, pending.older, pending.newer);
+      state = await scanJob(dir);
+    }
     const retention = await applyRetention(job, dir, state, now);
     state = await scanJob(dir);
     await writeVbm(job, state, now);
-    return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}) };
+    return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}), ...(transform ? { transform } : {}) };
   } finally {
     await lock.release();
   }

@@ -17,7 +17,7 @@ export function planChains(state: JobState): PlanChain[] {
   return state.chains.map((c) => ({
     chainId: c.chainId,
     points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ id: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString(), merged: f.root.mergedCount > 0 })),
-    reverse: c.rollbacks.length > 0,
+    rollbacks: c.rollbacks.length,
   }));
 }
 

@@ -73,7 +73,11 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
       parentPointId: null,
       mergedCount: 0,
       diskSizes,
-      meta: { ...top.root.meta, trigger: `synthetic full (${top.root.meta.trigger ?? 'incremental run'} made first)` },
+      meta: {
+        ...top.root.meta,
+        trigger: `synthetic full (${top.root.meta.trigger ?? 'incremental run'} made first)`,
+        synthesizedFrom: { chainId: top.header.chainId, previousPointId: top.root.parentPointId ?? files[0]!.root.pointId },
+      },
     });
     writer = undefined;
     await removeDurable(top.path);

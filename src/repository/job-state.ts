@@ -116,13 +116,17 @@ export async function scanJob(dir: string): Promise<JobState> {
   const chains: Chain[] = [];
   const redundant: string[] = [];
   const orphans: string[] = [];
+  /** Rollbacks whose own chain has no full: a transform may have linked them to a later chain. */
+  const loose: ChainFile[] = [];
   for (const [chainId, list] of byChain) {
     const fulls = list.filter((f) => f.root.kind === 'full');
     const incs = list.filter((f) => f.root.kind === 'increment').sort((a, b) => a.root.seq - b.root.seq);
     const rbs = list.filter((f) => f.root.kind === 'rollback').sort((a, b) => b.root.seq - a.root.seq);
     const full = fulls[0];
     if (full === undefined || fulls.length > 1) {
-      orphans.push(...incs.map((f) => f.name), ...rbs.map((f) => f.name));
+      orphans.push(...incs.map((f) => f.name));
+      if (full === undefined) loose.push(...rbs);
+      else orphans.push(...rbs.map((f) => f.name));
       continue;
     }
     // Rollbacks link from the full's point backwards. One that holds the full's
@@ -161,6 +165,9 @@ export async function scanJob(dir: string): Promise<JobState> {
     }
   }
 
+  settleTransforms(chains, redundant, loose);
+  attachLooseRollbacks(chains, loose, orphans);
+
   const points: PointInfo[] = [];
   for (const c of chains) {
     for (const f of [...c.rollbacks, c.full, ...c.increments]) {
@@ -192,6 +199,65 @@ export async function scanJob(dir: string): Promise<JobState> {
   }
   unavailable.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   return { dir, chains, points, damaged, redundant, orphans, temporary, unavailable };
+}
+
+/**
+ * A transform into rollbacks (methods/transform.ts) holds an old chain's
+ * points twice while it runs: in the old chain, and as rollbacks of a later
+ * full. When every point of the old chain has its rollback, the transform got
+ * that far and the old chain is redundant (listed so that deleting in order
+ * never leaves a file whose base is gone). Otherwise it was interrupted: the
+ * old chain is whole and the later chain's rollbacks from the first such one
+ * on are redundant; the next run starts the transform again.
+ */
+function settleTransforms(chains: Chain[], redundant: string[], loose: ChainFile[]): void {
+  const rolledBackIn = new Map<string, Chain>();
+  for (const c of chains) for (const r of c.rollbacks) rolledBackIn.set(r.root.pointId, c);
+  if (rolledBackIn.size === 0) return;
+  for (const old of [...chains]) {
+    // A transform rewrites the full and increments; the old chain's own rollbacks stay and link on.
+    const own = [old.full, ...old.increments];
+    const held = own.filter((f) => (rolledBackIn.get(f.root.pointId)?.full.root.seq ?? -1) > old.full.root.seq);
+    if (held.length === 0) continue;
+    if (held.length === own.length) {
+      redundant.push(...[...old.increments].reverse().map((f) => f.name), old.full.name);
+      chains.splice(chains.indexOf(old), 1);
+      loose.push(...old.rollbacks);
+      continue;
+    }
+    const ids = new Set(held.map((f) => f.root.pointId));
+    for (let i = 0; i < chains.length; i++) {
+      const c = chains[i]!;
+      const cut = c.rollbacks.findIndex((r) => ids.has(r.root.pointId));
+      if (cut < 0 || c === old) continue;
+      redundant.push(...c.rollbacks.slice(cut).reverse().map((f) => f.name));
+      chains[i] = { ...c, rollbacks: c.rollbacks.slice(0, cut) };
+    }
+  }
+}
+
+/**
+ * Rollbacks left without their full by a transform (the old full became a
+ * rollback of a later one) continue the chain that now holds the point they
+ * lead to: each links to the oldest point of a chain by its parent point.
+ */
+function attachLooseRollbacks(chains: Chain[], loose: readonly ChainFile[], orphans: string[]): void {
+  const byParent = new Map<string, ChainFile[]>();
+  for (const rb of loose) byParent.set(rb.root.parentPointId ?? '', [...(byParent.get(rb.root.parentPointId ?? '') ?? []), rb]);
+  const used = new Set<ChainFile>();
+  for (let i = 0; i < chains.length; i++) {
+    const c = chains[i]!;
+    const rollbacks = [...c.rollbacks];
+    for (;;) {
+      const oldest = rollbacks[rollbacks.length - 1] ?? c.full;
+      const next = (byParent.get(oldest.root.pointId) ?? []).filter((r) => !used.has(r) && r.root.seq < oldest.root.seq).sort((a, b) => b.root.seq - a.root.seq)[0];
+      if (next === undefined) break;
+      used.add(next);
+      rollbacks.push(next);
+    }
+    if (rollbacks.length > c.rollbacks.length) chains[i] = { ...c, rollbacks };
+  }
+  orphans.push(...loose.filter((r) => !used.has(r)).map((r) => r.name));
 }
 
 /** Removes what an interrupted run left behind. Call only while holding the job lock. */
@@ -232,7 +298,7 @@ export async function writeVbm(job: JobDefinition, state: JobState, now: Date): 
     writtenAt: now.toISOString(),
     chains: state.chains.map((c) => ({
       chainId: c.chainId,
-      files: [c.full, ...c.increments].map((f) => ({ file: f.name, kind: f.root.kind, pointId: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString() })),
+      files: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ file: f.name, kind: f.root.kind, pointId: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString() })),
     })),
     points: state.points,
     damaged: state.damaged,

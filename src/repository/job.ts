@@ -28,6 +28,8 @@ export interface JobDefinition {
   readonly gfs?: { readonly weekly: number; readonly monthly: number; readonly yearly: number } | undefined;
   /** Forward incremental only: weekdays on which a synthetic full is built after the increment. */
   readonly syntheticFullDays?: readonly Weekday[] | undefined;
+  /** With synthetic fulls: the chain a synthetic full was built from becomes rollbacks of it (one full kept). */
+  readonly transformToRollbacks?: boolean | undefined;
   readonly blockSize: number;
   readonly compression: string;
   /** VM configuration given with --vm-config; missing fields are filled at each backup. */
@@ -59,6 +61,8 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
   if (def.gfs && def.method === 'reverse') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--gfs does not apply to reverse-incremental chains (their full always moves to the newest point)');
   if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
+  if (def.transformToRollbacks && (def.syntheticFullDays?.length ?? 0) === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks needs --synthetic-full <weekday,…> (the transform follows each synthetic full)');
+  if (def.transformToRollbacks && def.gfs) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks and --gfs exclude each other: GFS keeps old fulls, the transform turns them into rollbacks');
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
   await writeCheckedJson(join(dir, JOB_FILE), full);

@@ -13,12 +13,17 @@ export interface PlanPoint {
 }
 
 /**
- * A chain's points, oldest first: a forward chain's full then its increments;
- * a reverse chain's rollbacks then its full (which holds the newest point).
+ * A chain's points, oldest first: its rollbacks, its full, its increments. A
+ * forward chain has no rollbacks; a reverse chain has no increments (its full
+ * holds the newest point); a chain that older chains were transformed into
+ * has both.
  */
 export interface PlanChain {
   readonly chainId: string;
   readonly points: readonly PlanPoint[];
+  /** How many of the first points are rollbacks. */
+  readonly rollbacks?: number | undefined;
+  /** Shorthand for a reverse chain: every point but the last is a rollback. */
   readonly reverse?: boolean | undefined;
 }
 
@@ -138,9 +143,10 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
   ordered.forEach((chain, ci) => {
     const isLatest = ci === ordered.length - 1;
     const newest = chain.points[chain.points.length - 1]!;
+    const rollbackCount = chain.rollbacks ?? (chain.reverse ? chain.points.length - 1 : 0);
     // Forward rule (both methods, for chains other than the latest): a whole
     // chain goes only when its newest point has fallen out of retention.
-    if (!isLatest && !retained.has(newest.id) && !chain.reverse && retained.has(chain.points[0]!.id) && chain.points.length > 1) {
+    if (!isLatest && !retained.has(newest.id) && rollbackCount === 0 && retained.has(chain.points[0]!.id) && chain.points.length > 1) {
       // The full is kept by GFS: its increments go, newest first.
       const incs = chain.points.slice(1);
       actions.push({ type: 'delete-increments', chainId: chain.chainId, pointIds: incs.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}; the full stays for GFS` });
@@ -151,17 +157,22 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
       actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}` });
       return;
     }
-    if (chain.reverse) {
-      // Reverse incremental: the oldest rollbacks go at once; nothing depends on them.
-      let points = chain.points;
-      while (points.length > 1 && !retained.has(points[0]!.id)) {
+    let points = chain.points;
+    if (rollbackCount > 0) {
+      // Rollbacks: the oldest go at once; nothing depends on them.
+      let left = rollbackCount;
+      while (left > 0 && !retained.has(points[0]!.id)) {
         actions.push({ type: 'delete-rollback', chainId: chain.chainId, pointId: points[0]!.id, reason: `point ${points[0]!.id} is outside ${words}` });
         points = points.slice(1);
+        left -= 1;
       }
-      for (const p of points) keptReason.set(p.id, retained.get(p.id) ?? (p === newest ? `the full of chain ${chain.chainId.slice(0, 8)}, holding its newest point` : 'rollback that an older retained point needs'));
-      return;
+      for (const p of points.slice(0, left)) keptReason.set(p.id, retained.get(p.id) ?? 'rollback that an older retained point needs');
+      points = points.slice(left);
+      if (points.length === 1) {
+        keptReason.set(newest.id, retained.get(newest.id) ?? `the full of chain ${chain.chainId.slice(0, 8)}, holding its newest point`);
+        return;
+      }
     }
-    let points = chain.points;
     if (policy.method === 'forever') {
       // Forever forward: while the full's point is out of retention, merge the
       // oldest increment into it; the full moves one point forward each time.

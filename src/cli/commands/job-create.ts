@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…>] [--gfs weekly=N,monthly=N,yearly=N] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -16,6 +16,7 @@ export const jobCreate: Command = {
     'retain-days': { type: 'string' },
     'active-full': { type: 'string' },
     'synthetic-full': { type: 'string' },
+    'transform-to-rollbacks': { type: 'boolean' },
     gfs: { type: 'string' },
     'vm-config': { type: 'string' },
   },
@@ -37,9 +38,10 @@ export const jobCreate: Command = {
       retainDays: rd === undefined ? undefined : Number(rd),
       activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
       syntheticFullDays: parseWeekdays(optionalString(ctx, 'synthetic-full') ?? '', '--synthetic-full'),
+      transformToRollbacks: ctx.values['transform-to-rollbacks'] === true,
       gfs: optionalString(ctx, 'gfs') === undefined ? undefined : parseGfs(optionalString(ctx, 'gfs')!),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
-    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}`);
+    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}`);
   },
 };
