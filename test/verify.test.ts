@@ -87,3 +87,65 @@ test('verify: every flipped byte in stored blocks is reported with file and offs
     await cleanup();
   }
 });
+
+test('verify --repair: damaged blocks of the latest point are read again from the source into a new point; older damaged points stay marked and refused', { timeout: 5 * 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(22);
+    const disk = join(dir, 'disk.img');
+    const content = randomBytes(rand, 4 * 1024 * 1024);
+    await writeFile(disk, content);
+    const repo = join(dir, 'repo');
+    assert.equal((await cli(['repo', 'init', repo, '--block-size', '256K'])).code, 0);
+    assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk])).code, 0);
+    const ids: string[] = [];
+    const backup = async (): Promise<void> => {
+      const r = await cli(['backup', 'vm', '--repo', repo, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      ids.push((JSON.parse(r.stdout) as { pointId: string }).pointId);
+    };
+    await backup();
+    // The increment rewrites block 1 only: the full's block 1 is damaged for the first point alone.
+    const b1 = randomBytes(rand, 256 * 1024);
+    b1.copy(content, 256 * 1024);
+    await writeAt(disk, b1, 256 * 1024);
+    await backup();
+    const jobDir = join(repo, 'jobs', 'vm');
+    const full = (await readdir(jobDir)).find((n) => n.endsWith('.vbk'))!;
+    const r = await BackupFileReader.open(join(jobDir, full));
+    const t = r.root.tables[0]!;
+    const slotOf = (bi: number): number => Array.from({ length: t.count }, (_, i) => i).find((i) => t.blockIndex(i) === bi)!;
+    const damage = [1, 5, 9].map((bi) => t.offset(slotOf(bi)) + 100);
+    await r.close();
+    for (const at of damage) await flipByte(join(jobDir, full), at, 0x10);
+
+    // A plain check marks both points (the newest still reads blocks 5 and 9 from the full).
+    const check = await cli(['verify', 'vm', '--repo', repo, '--all', '--json']);
+    assert.equal(check.code, 4);
+    const marked = (JSON.parse(check.stdout) as { damagedPoints: { id: string; damage: { blockCount: number } }[] }).damagedPoints;
+    assert.deepEqual(Object.fromEntries(marked.map((m) => [m.id, m.damage.blockCount])), { [ids[0]!]: 3, [ids[1]!]: 2 });
+    const listed = JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as { id: string; available: boolean; code?: string }[];
+    assert.deepEqual(listed.map((p) => [p.available, p.code]), [[false, 'LFB_ERR_BLOCK_CORRUPT'], [false, 'LFB_ERR_BLOCK_CORRUPT']]);
+    const refused = await cli(['restore', 'vm', '--repo', repo, '--point', ids[1]!, '--to', join(dir, 'x.img')]);
+    assert.equal(refused.code, 4);
+    assert.match(refused.stderr, /verify --repair/);
+
+    const rep = await cli(['verify', 'vm', '--repo', repo, '--repair']);
+    assert.equal(rep.code, 0, rep.stdout + rep.stderr);
+    assert.match(rep.stdout, /repair: new increment \w+ \(repair: 2 damaged block\(s\).*it verifies whole/);
+    const after = JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as { id: string; available: boolean }[];
+    assert.equal(after.length, 3);
+    assert.deepEqual(after.map((p) => p.available), [false, false, true]);
+    const out = join(dir, 'out.img');
+    assert.equal((await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', out])).code, 0);
+    const { readFile } = await import('node:fs/promises');
+    assert.ok((await readFile(out)).equals(content), 'the repaired point is the source, bit for bit');
+    // The next run builds on the repaired point as usual, and a full check still names the two old points.
+    await backup();
+    const again = await cli(['verify', 'vm', '--repo', repo, '--all', '--json']);
+    assert.equal(again.code, 4);
+    assert.deepEqual((JSON.parse(again.stdout) as { damagedPoints: { id: string }[] }).damagedPoints.map((d) => d.id).sort(), [ids[0]!, ids[1]!].sort());
+  } finally {
+    await cleanup();
+  }
+});

@@ -9,7 +9,7 @@ import { runBackup, type BackupProgress, type BackupResult } from '../methods/ba
 import { planChains } from '../methods/retention-run.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
-import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, RestorePointDisk, type BackupMethod, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
+import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, damageByPoint, recordHealth, RestorePointDisk, type BackupMethod, type PointDamage, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { RawDiskSource } from '../source/index.js';
@@ -114,10 +114,37 @@ export class LifeboatService {
     return compactJob(await Repository.open(repoDir), job, this.clock, opts);
   }
 
-  /** `lifeboat verify`: the health check of one point's files, or of every file of the job. */
-  async verify(repoDir: string, job: string, opts: { point?: string | undefined; all: boolean; onProgress?: (p: VerifyProgress) => void }): Promise<VerifyResult> {
+  /**
+   * `lifeboat verify`: the health check of one point's files, or of every
+   * file of the job. Points found damaged are marked in the job's health
+   * record (and never served); points found whole are cleared. With
+   * `repair`, a damaged latest point is followed at once by a backup run
+   * that reads the damaged blocks again from the source, and the new point
+   * is checked in turn. Older damaged points cannot be repaired (the source
+   * has moved on): they stay marked.
+   */
+  async verify(
+    repoDir: string,
+    job: string,
+    opts: { point?: string | undefined; all: boolean; repair?: boolean; onProgress?: (p: VerifyProgress) => void; onBackupProgress?: (p: BackupProgress) => void },
+  ): Promise<VerifyResult & { damagedPoints: readonly { id: string; damage: PointDamage }[]; repair?: { backup: BackupResult; check: VerifyResult; whole: boolean } | { skipped: string } }> {
     const { state } = await this.jobState(repoDir, job);
-    return verifyJob(state, { point: opts.point, all: opts.all }, opts.onProgress);
+    const r = await verifyJob(state, { point: opts.point, all: opts.all }, opts.onProgress);
+    const damage = await damageByPoint(state, r.points, r.problems, this.clock.now());
+    await recordHealth(state, r.points, damage);
+    const damagedPoints = [...damage].map(([id, d]) => ({ id, damage: d }));
+    if (!opts.repair || r.problems.length === 0) return { ...r, damagedPoints };
+    const latest = state.points[state.points.length - 1];
+    if (!latest || !damage.has(latest.id)) {
+      return { ...r, damagedPoints, repair: { skipped: latest && r.points.includes(latest.id) ? `the latest point ${latest.id} is whole; older points cannot be made again from today's source` : 'the latest point was not checked (use --all or --point latest)' } };
+    }
+    const backup = await this.backup(repoDir, job, opts.onBackupProgress ? { onProgress: opts.onBackupProgress } : {});
+    const after = (await this.jobState(repoDir, job)).state;
+    const check = await verifyJob(after, { point: backup.pointId, all: false });
+    // The files may still hold damaged blocks the new point does not read: it is whole if it reads none.
+    const left = await damageByPoint(after, check.points, check.problems, this.clock.now());
+    await recordHealth(after, check.points, left);
+    return { ...r, damagedPoints, repair: { backup, check, whole: left.size === 0 } };
   }
 
   async restore(

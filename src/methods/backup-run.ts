@@ -63,14 +63,14 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir);
     const now = opts.clock.now();
-    const decision = decideKind(job, state, now, opts.activeFull === true);
+    const { decision, repair } = repairDecision(job, state, decideKind(job, state, now, opts.activeFull === true));
     let result: Omit<BackupResult, 'cleanedUp' | 'retention'> | undefined;
     const latestChain = state.chains[state.chains.length - 1];
     if (job.method === 'reverse' && decision.kind === 'increment' && latestChain && latestChain.increments.length === 0) {
       const r = await reverseIncrement(job, dir, state, latestChain, now, opts, 'reverse incremental run');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
     }
-    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts);
+    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts, repair);
     state = await scanJob(dir);
     let synthetic: SyntheticFullResult | undefined;
     if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
@@ -97,6 +97,28 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
 interface Decision {
   readonly kind: 'full' | 'increment';
   readonly trigger: string;
+}
+
+/** Blocks (by disk) to read from the source and store whatever the previous point's digest says. */
+type RepairBlocks = ReadonlyMap<number, ReadonlySet<number>>;
+
+/**
+ * When the health check marked the latest point damaged, this run repairs
+ * it: an increment that stores the damaged blocks again, read from the
+ * source (so the new point is whole), or an active full when the damage is
+ * not a known list of blocks (a file that cannot be opened) or the chain is
+ * reverse incremental (its in-place update would move damaged blocks).
+ */
+function repairDecision(job: JobDefinition, state: JobState, decision: Decision): { decision: Decision; repair?: RepairBlocks } {
+  const latest = state.points[state.points.length - 1];
+  const damage = latest && state.damagedPoints.get(latest.id);
+  if (!damage || decision.kind === 'full') return { decision };
+  if (damage.files.length > 0 || damage.blockCount > damage.blocks.length || job.method === 'reverse') {
+    return { decision: { kind: 'full', trigger: `repair: the latest point ${latest.id} is damaged, so an active full` } };
+  }
+  const repair = new Map<number, Set<number>>();
+  for (const b of damage.blocks) repair.set(b.disk, (repair.get(b.disk) ?? new Set()).add(b.block));
+  return { decision: { kind: 'increment', trigger: `repair: ${damage.blockCount} damaged block(s) of point ${latest.id} read again from the source` }, repair };
 }
 
 function sameUtcDay(a: Date, b: Date): boolean {
@@ -127,7 +149,7 @@ export function fileStamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions): Promise<Omit<BackupResult, 'cleanedUp' | 'retention'>> {
+async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions, repair?: RepairBlocks): Promise<Omit<BackupResult, 'cleanedUp' | 'retention'>> {
   const sources: DiskSource[] = [];
   const previous: RestorePointDisk[] = [];
   const pool = new BlockWorkerPool(opts.workers);
@@ -159,7 +181,11 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
     const compression = parseCompression(job.compression);
     const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
     for (let d = 0; d < sources.length; d++) {
-      await backupDisk(sources[d]!, d, sources.length, writer, previous[d] ?? null, blockSize, compression, pool, totals, opts.onProgress);
+      const prev = previous[d] ?? null;
+      const forced = repair?.get(d);
+      // A damaged block never matches: it is stored again (or recorded as zero) from the source.
+      const base: PreviousPoint | null = prev && forced ? { digestOf: (bi) => (forced.has(bi) ? NEVER_MATCHES : prev.digestOf(bi)) } : prev;
+      await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress);
     }
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
     const vm = resolveVmConfig(job.name, job.vm, sources.map((s) => ({ path: s.path, size: s.size })));
@@ -197,12 +223,19 @@ export interface BlockSink {
   addZero(disk: number, blockIndex: number): void | Promise<void>;
 }
 
+/** What the pipeline needs of the point it compares with: each block's digest (null = zeros). */
+export interface PreviousPoint {
+  digestOf(blockIndex: number): Buffer | null;
+}
+
+const NEVER_MATCHES = Buffer.alloc(32, 0xff);
+
 export async function backupDisk(
   src: DiskSource,
   disk: number,
   diskCount: number,
   writer: BlockSink,
-  prev: RestorePointDisk | null,
+  prev: PreviousPoint | null,
   blockSize: number,
   compression: CompressionSetting,
   pool: BlockWorkerPool,

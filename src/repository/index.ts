@@ -9,3 +9,4 @@ export * from './restore-point-disk.js';
 export * from './holds.js';
 export * from './point-ref.js';
 export * from './verify.js';
+export * from './health.js';

@@ -6,6 +6,7 @@ import type { FileHeader, Root, VmConfig } from '../format/index.js';
 import { removeDurable } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { writeCheckedJson } from './checked-json.js';
+import { readHealth, type PointDamage } from './health.js';
 import type { JobDefinition } from './job.js';
 
 /** A committed backup file, as its header and root describe it. */
@@ -58,6 +59,8 @@ export interface JobState {
   readonly temporary: readonly string[];
   /** Points that exist as files but cannot be restored (damaged file, or a broken link), with why. */
   readonly unavailable: readonly UnavailablePoint[];
+  /** Points the last health check (`verify`) found damaged: never served, until a check finds them whole. */
+  readonly damagedPoints: ReadonlyMap<string, PointDamage>;
 }
 
 export interface UnavailablePoint {
@@ -198,7 +201,9 @@ export async function scanJob(dir: string): Promise<JobState> {
     }
   }
   unavailable.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  return { dir, chains, points, damaged, redundant, orphans, temporary, unavailable };
+  const known = new Set(points.map((p) => p.id));
+  const damagedPoints = new Map([...(await readHealth(dir))].filter(([id]) => known.has(id)));
+  return { dir, chains, points, damaged, redundant, orphans, temporary, unavailable, damagedPoints };
 }
 
 /**

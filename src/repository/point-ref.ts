@@ -1,8 +1,23 @@
 import { LifeboatError } from '../core/errors.js';
+import { describeDamage } from './health.js';
 import type { JobState, PointInfo } from './job-state.js';
 
-/** `latest`, a full id, or a unique id prefix of ≥ 4 characters. */
-export function resolvePoint(state: JobState, ref: string): PointInfo {
+/**
+ * `latest`, a full id, or a unique id prefix of ≥ 4 characters. A point the
+ * health check marked damaged is refused (unless `allowDamaged`, for verify).
+ */
+export function resolvePoint(state: JobState, ref: string, opts: { allowDamaged?: boolean } = {}): PointInfo {
+  const p = findPoint(state, ref);
+  const damage = opts.allowDamaged ? undefined : state.damagedPoints.get(p.id);
+  if (damage) {
+    throw new LifeboatError(damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT', `restore point ${p.id} cannot be restored: ${describeDamage(damage)}. Choose another point (\`lifeboat points\`); \`lifeboat verify --repair\` makes a new whole point from the source`, {
+      details: { point: p.id },
+    });
+  }
+  return p;
+}
+
+function findPoint(state: JobState, ref: string): PointInfo {
   const bad = state.unavailable.find((u) => u.id === ref || (ref.length >= 4 && u.id.startsWith(ref)));
   if (bad && !state.points.some((p) => p.id.startsWith(ref))) {
     throw new LifeboatError(bad.code === 'LFB_ERR_CHAIN_BROKEN' ? 'LFB_ERR_CHAIN_BROKEN' : 'LFB_ERR_FILE_CORRUPT', `restore point ${bad.id} cannot be restored: ${bad.problem}`, { details: { point: bad.id, file: bad.file } });

@@ -40,11 +40,11 @@ export async function verifyJob(state: JobState, which: { point?: string | undef
   let files: ChainFile[];
   let points: string[];
   if (which.all) {
-    files = state.chains.flatMap((c) => [c.full, ...c.increments]);
+    files = state.chains.flatMap((c) => [c.full, ...c.increments, ...c.rollbacks]);
     points = state.points.map((p) => p.id);
   } else {
     if (state.points.length === 0 && problems.length > 0) return { files: 0, blocks: 0, storedBytes: 0, points: [], problems };
-    const p = resolvePoint(state, which.point ?? 'latest');
+    const p = resolvePoint(state, which.point ?? 'latest', { allowDamaged: true });
     files = filesForPoint(state, p.id)!;
     points = [p.id];
   }

@@ -1,4 +1,5 @@
 import { formatBytes } from '../../core/units.js';
+import { describeDamage } from '../../repository/index.js';
 import type { Command } from '../command.js';
 import { requireString } from '../command.js';
 
@@ -11,7 +12,10 @@ export const points: Command = {
   async run(ctx) {
     const { points: list, state } = await ctx.service.points(requireString(ctx, 'repo'), ctx.args[0]!);
     const rows = [
-      ...list.map((p) => ({ ...p, available: true as const })),
+      ...list.map((p) => {
+        const damage = state.damagedPoints.get(p.id);
+        return damage ? { ...p, available: false as const, problem: describeDamage(damage), code: damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT' } : { ...p, available: true as const };
+      }),
       ...state.unavailable.map((u) => ({ id: u.id, createdAt: u.createdAt, kind: u.kind, file: u.file, available: false as const, problem: u.problem, code: u.code })),
     ].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if (ctx.values['json'] === true) {
@@ -24,6 +28,6 @@ export const points: Command = {
       }
     }
     // Problems go to stderr too, on a terminal or not: a damaged backup must never go unnoticed.
-    for (const u of state.unavailable) process.stderr.write(`lifeboat: warning: point ${u.id} is not restorable: ${u.problem} [${u.code}]\n`);
+    for (const u of rows) if (!u.available) process.stderr.write(`lifeboat: warning: point ${u.id} is not restorable: ${u.problem} [${u.code}]\n`);
   },
 };
