@@ -5,7 +5,8 @@
  * (from the process's own read/write system-call counters, minus the
  * source it read), and the repository's size after ten runs. Veeam's I/O
  * per changed block: forward 1 write; merge and synthetic full 1 read +
- * 1 write; reverse 1 read + 2 writes.
+ * 1 write; reverse 1 read + 2 writes; transform 2 reads + 2 writes (the
+ * transform's own cost is the difference between the last two rows).
  *
  *   npm run bench:methods
  */
@@ -44,6 +45,7 @@ const METHODS = [
   { name: 'forever (merge)', args: ['--method', 'forever', '--retain-points', '5'] },
   { name: 'reverse', args: ['--method', 'reverse', '--retain-points', '20'] },
   { name: 'forward + synthetic full', args: ['--method', 'forward', '--retain-points', '20', '--synthetic-full', 'mon,tue,wed,thu,fri,sat,sun'] },
+  { name: '  … + transform', args: ['--method', 'forward', '--retain-points', '20', '--synthetic-full', 'mon,tue,wed,thu,fri,sat,sun', '--transform-to-rollbacks'] },
 ];
 
 function main(): void {
@@ -53,6 +55,7 @@ function main(): void {
   const size = statSync(pristine).size;
   console.log(`${size / MiB} MiB image, ~5% of blocks rewritten before each of runs 2–10\n`);
   console.log('method                      s/run   repo read/changed   repo written/changed   size after 10 runs');
+  const rows: { reads: number; writes: number }[] = [];
   for (const m of METHODS) {
     const image = join(work, 'methods-run.img');
     // Not sparse: every byte of the source is read, so the run's own reads minus its source are the repository's.
@@ -77,9 +80,12 @@ function main(): void {
       writes += r.io.writtenBytes;
       changed += r.bytesStored;
     }
+    rows.push({ reads: reads / changed, writes: writes / changed });
     const line = `${m.name.padEnd(26)}${(secs / 9).toFixed(2).padStart(6)}${(reads / changed).toFixed(2).padStart(20)}${(writes / changed).toFixed(2).padStart(23)}${`${(dirBytes(join(repo, 'jobs', 'vm')) / 1e6).toFixed(0)} MB`.padStart(21)}`;
     console.log(line);
   }
+  const [syn, tr] = rows.slice(-2) as [{ reads: number; writes: number }, { reads: number; writes: number }];
+  console.log(`${'transform alone'.padEnd(26)}${''.padStart(6)}${(tr.reads - syn.reads).toFixed(2).padStart(20)}${(tr.writes - syn.writes).toFixed(2).padStart(23)}`);
   console.log('\nReads and writes are per byte of changed data the run stored (compressed); a synthetic run copies the whole point, so its ratio is far above 1 by nature: compare its s/run.');
 }
 

@@ -9,7 +9,8 @@ const ALLOWED = {
   format: ['core'],
   storage: ['core'],
   compress: ['core', 'format'],
-  source: ['core'],
+  // Sources: raw files and devices, and NBD exports (images through a private qemu-nbd).
+  source: ['core', 'nbd'],
   repository: ['core', 'format', 'storage', 'compress'],
   retention: [],
   // ONC RPC, XDR and the portmapper: protocol code, no repository.

@@ -11,8 +11,9 @@ import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
 import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, damageByPoint, recordHealth, RestorePointDisk, type BackupMethod, type PointDamage, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
-import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
-import { RawDiskSource } from '../source/index.js';
+import { RESTORE_FORMATS, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
+import { isNbdUri } from '../source/index.js';
+import { parseNbdUri } from '../nbd/index.js';
 
 /**
  * The service facade: every user-facing operation, once. The CLI (and later
@@ -29,11 +30,16 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
+    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; cbt?: boolean | undefined; diskFormat?: string | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
-    const disks = spec.disks.map((d) => resolve(d));
-    for (const d of disks) (await RawDiskSource.open(d)).close().catch(() => undefined);
+    const disks = spec.disks.map((d) => (isNbdUri(d) ? d : resolve(d)));
+    for (const d of disks) {
+      if (isNbdUri(d)) parseNbdUri(d);
+      else await stat(d).catch((err: NodeJS.ErrnoException) => {
+        throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, { details: { disk: d } });
+      });
+    }
     let vm = null;
     if (spec.vmConfigFile !== undefined) {
       let doc: unknown;
@@ -54,6 +60,8 @@ export class LifeboatService {
       activeFullDays: spec.activeFullDays,
       ...(spec.syntheticFullDays && spec.syntheticFullDays.length > 0 ? { syntheticFullDays: spec.syntheticFullDays } : {}),
       ...(spec.transformToRollbacks ? { transformToRollbacks: true } : {}),
+      ...(spec.cbt ? { cbt: true } : {}),
+      ...(spec.diskFormat ? { diskFormat: spec.diskFormat } : {}),
       ...(spec.gfs ? { gfs: spec.gfs } : {}),
       blockSize: repo.config.blockSize,
       compression: repo.config.compression,
@@ -150,8 +158,8 @@ export class LifeboatService {
   async restore(
     repoDir: string,
     job: string,
-    opts: { point: string; to: string; disk?: string | undefined; format: RestoreFormat; force: boolean; onProgress?: (p: RestoreProgress & { disk: string }) => void },
-  ): Promise<{ point: PointInfo; targets: { disk: string; path: string; bytesWritten: number }[] }> {
+    opts: { point: string; to: string; disk?: string | undefined; format?: RestoreFormat | undefined; force: boolean; onProgress?: (p: RestoreProgress & { disk: string }) => void },
+  ): Promise<{ point: PointInfo; targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] }> {
     const { state } = await this.jobState(repoDir, job);
     const p = resolvePoint(state, opts.point);
     const diskCount = p.diskSizes.length;
@@ -159,18 +167,20 @@ export class LifeboatService {
     const intoDir = opts.disk === undefined && diskCount > 1;
     if (intoDir) {
       const st = await stat(opts.to).catch(() => undefined);
-      if (!st?.isDirectory()) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.${opts.format}), or choose one with --disk`);
+      if (!st?.isDirectory()) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`);
     }
-    const targets: { disk: string; path: string; bytesWritten: number }[] = [];
+    const targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] = [];
     // One worker pool decodes blocks for every disk of the restore.
     const pool = new BlockWorkerPool();
     try {
       for (const d of which) {
         const opened = await this.openPointDisk(repoDir, job, p.id, d, pool);
         try {
-          const path = intoDir ? resolve(opts.to, `${opened.diskName}.${opts.format}`) : resolve(opts.to);
-          const r = await restoreDisk(opened.disk, path, { format: opts.format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
-          targets.push({ disk: opened.diskName, path, bytesWritten: r.bytesWritten });
+          const source = p.vm.disks[opened.diskIndex]?.format;
+          const format = opts.format ?? ((RESTORE_FORMATS as readonly string[]).includes(source ?? '') ? (source as RestoreFormat) : 'raw');
+          const path = intoDir ? resolve(opts.to, `${opened.diskName}.${format}`) : resolve(opts.to);
+          const r = await restoreDisk(opened.disk, path, { format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
+          targets.push({ disk: opened.diskName, path, format, bytesWritten: r.bytesWritten });
         } finally {
           await opened.disk.close();
         }

@@ -49,6 +49,7 @@ export const ERROR_CODES = {
   LFB_ERR_VM: 'Permanent',
   LFB_ERR_MIGRATION: 'Permanent',
   LFB_ERR_SESSION_NOT_FOUND: 'NotFound',
+  LFB_ERR_CBT: 'Permanent',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -41,6 +41,8 @@ export interface RootMeta {
    * point before it (the one a transform links the new rollbacks to).
    */
   readonly synthesizedFrom?: { readonly chainId: string; readonly previousPointId: string };
+  /** Per disk: how this run found what changed (full read, hash compare, or a dirty bitmap), and the bitmap for the next run. */
+  readonly changes?: readonly { readonly method: 'full' | 'hash' | 'cbt'; readonly bitmap?: string; readonly note?: string }[];
 }
 
 export interface VmDiskConfig {
@@ -48,6 +50,8 @@ export interface VmDiskConfig {
   readonly bus: 'virtio' | 'scsi' | 'sata' | 'ide' | 'nvme';
   readonly sizeBytes: number;
   readonly source?: string;
+  /** The source's format (raw, qcow2, vmdk, vhdx, …; nbd for an export): what restore writes by default. */
+  readonly format?: string;
 }
 
 export interface VmConfig {

@@ -10,7 +10,8 @@ import { loadJob, type JobDefinition } from '../repository/job.js';
 import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../repository/job-state.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
-import { RawDiskSource, type DiskSource } from '../source/index.js';
+import type { DiskSource, OpenedSource } from '../source/index.js';
+import { openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
@@ -150,19 +151,22 @@ export function fileStamp(d: Date): string {
 }
 
 async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions, repair?: RepairBlocks): Promise<Omit<BackupResult, 'cleanedUp' | 'retention'>> {
-  const sources: DiskSource[] = [];
+  let opened: OpenedSource[] = [];
   const previous: RestorePointDisk[] = [];
   const pool = new BlockWorkerPool(opts.workers);
   let writer: BackupFileWriter | undefined;
   try {
-    for (const p of job.disks) sources.push(await RawDiskSource.open(p));
     const latestChain = state.chains[state.chains.length - 1];
     const parent = decision.kind === 'increment' ? state.points[state.points.length - 1] : undefined;
-    if (parent) {
-      const files = filesForPoint(state, parent.id)!;
-      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(files, d, { cacheBytes: 0 }));
-    }
+    const parentFiles = parent ? filesForPoint(state, parent.id)! : undefined;
     const pointId = newPointId();
+    // CBT bitmaps track from the newest point, whatever kind this run is.
+    const newest = state.points[state.points.length - 1];
+    opened = await openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined });
+    const sources = opened.map((o) => o.source);
+    if (parentFiles) {
+      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0 }));
+    }
     const kind: FileKind = decision.kind;
     const chainId = kind === 'full' ? newUuid() : latestChain!.chainId;
     const blockSize = kind === 'full' ? job.blockSize : latestChain!.full.header.blockSize;
@@ -184,11 +188,13 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
       const prev = previous[d] ?? null;
       const forced = repair?.get(d);
       // A damaged block never matches: it is stored again (or recorded as zero) from the source.
-      const base: PreviousPoint | null = prev && forced ? { digestOf: (bi) => (forced.has(bi) ? NEVER_MATCHES : prev.digestOf(bi)) } : prev;
+      const base: PreviousPoint | null = prev && forced ? { size: prev.size, digestOf: (bi) => (forced.has(bi) ? NEVER_MATCHES : prev.digestOf(bi)) } : prev;
       await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress);
     }
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
-    const vm = resolveVmConfig(job.name, job.vm, sources.map((s) => ({ path: s.path, size: s.size })));
+    const vm = resolveVmConfig(job.name, job.vm, opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
+    // Without a parent every block was read: whatever tracking was set up, this point's changes are a full read.
+    const changes = trackingOf(opened).map((t) => (parent ? t : { method: 'full' as const, ...(t.bitmap ? { bitmap: t.bitmap } : {}) }));
     await writer.commit({
       kind,
       seq,
@@ -197,8 +203,12 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
       parentPointId: parent?.id ?? null,
       mergedCount: 0,
       diskSizes,
-      meta: { vm, trigger: decision.trigger },
+      meta: { vm, trigger: decision.trigger, changes },
     });
+    // Old bitmaps go once the image is closed (qemu-img needs its write lock).
+    await Promise.all(opened.map((o) => o.source.close()));
+    for (const o of opened) await o.committed();
+    opened = [];
     const stored = writer.storedBytes;
     const deduped = writer.dedupedBlocks;
     writer = undefined;
@@ -206,7 +216,7 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
   } finally {
     if (writer) await writer.abort();
     await pool.close();
-    await Promise.all([...sources.map((s) => s.close()), ...previous.map((p) => p.close())]);
+    await Promise.all([...opened.map((o) => o.source.close()), ...previous.map((p) => p.close())]);
   }
 }
 
@@ -225,6 +235,7 @@ export interface BlockSink {
 
 /** What the pipeline needs of the point it compares with: each block's digest (null = zeros). */
 export interface PreviousPoint {
+  readonly size: number;
   digestOf(blockIndex: number): Buffer | null;
 }
 
@@ -264,6 +275,11 @@ export async function backupDisk(
   for (let bi = 0; bi < blockCount; bi++) {
     const offset = bi * blockSize;
     const len = Math.min(blockSize, src.size - offset);
+    if (prev !== null && prev.size === src.size && src.isUnchanged?.(offset, len) === true) {
+      // Changed-block tracking: not written since the previous point, so not even read.
+      totals.blocksUnchanged += 1;
+      continue;
+    }
     if (src.isHole(offset, len)) {
       // A hole of a sparse image: zeros, known without reading them.
       totals.bytesRead += len;

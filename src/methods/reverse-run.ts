@@ -9,7 +9,8 @@ import { commitRoot } from '../repository/commit.js';
 import type { JobDefinition } from '../repository/job.js';
 import type { Chain, JobState } from '../repository/job-state.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
-import { RawDiskSource, type DiskSource } from '../source/index.js';
+import type { OpenedSource } from '../source/index.js';
+import { openJobSources, trackingOf } from './job-sources.js';
 import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type BlockSink } from './backup-run.js';
 import { resolveVmConfig } from './vm-config.js';
 
@@ -39,19 +40,20 @@ type Change = { readonly codec: CodecName; readonly offset: number; readonly len
  * caller makes an active full instead.
  */
 export async function reverseIncrement(job: JobDefinition, dir: string, state: JobState, chain: Chain, now: Date, opts: BackupOptions, trigger: string): Promise<ReverseRunResult | undefined> {
-  const sources: DiskSource[] = [];
+  let opened: OpenedSource[] = [];
   let full: BackupFileReader | undefined;
   let prevDisks: RestorePointDisk[] = [];
   let rollback: BackupFileWriter | undefined;
   const pool = new BlockWorkerPool(opts.workers);
   try {
-    for (const p of job.disks) sources.push(await RawDiskSource.open(p));
+    const pointId = newPointId();
+    opened = await openJobSources(job, pointId, chain.full);
+    const sources = opened.map((o) => o.source);
     full = await BackupFileReader.open(chain.full.path, { writable: true });
     const f = full;
     if (sources.length !== f.root.diskSizes.length || sources.some((s, i) => s.size !== f.root.diskSizes[i])) return undefined;
     const blockSize = f.header.blockSize;
     prevDisks = await Promise.all(sources.map((_, d) => RestorePointDisk.open([chain.full], d, { cacheBytes: 0 })));
-    const pointId = newPointId();
     const rbName = `${fileStamp(new Date(f.root.createdAtMs))}_${f.root.pointId}${FILE_EXTENSIONS.rollback}`;
     rollback = await BackupFileWriter.create(join(dir, rbName), {
       formatVersion: FORMAT_CURRENT,
@@ -112,24 +114,27 @@ export async function reverseIncrement(job: JobDefinition, dir: string, state: J
     for (let d = 0; d < sources.length; d++) await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
 
     const tables = f.root.tables.map((t, d) => applyChanges(t, changes[d]!));
-    const vm = resolveVmConfig(job.name, job.vm, sources.map((s) => ({ path: s.path, size: s.size })));
+    const vm = resolveVmConfig(job.name, job.vm, opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
     const seq = Math.max(0, ...state.points.map((p) => p.seq)) + 1;
     await rb.commit({ kind: 'rollback', seq: f.root.seq, createdAtMs: f.root.createdAtMs, pointId: f.root.pointId, parentPointId: pointId, mergedCount: 0, diskSizes: f.root.diskSizes, meta: f.root.meta });
     rollback = undefined;
     const { fileEnd } = await commitRoot(
       f.handle,
-      { kind: 'full', seq, createdAtMs: now.getTime(), pointId, parentPointId: null, mergedCount: f.root.mergedCount, diskSizes: f.root.diskSizes, meta: { vm, trigger } },
+      { kind: 'full', seq, createdAtMs: now.getTime(), pointId, parentPointId: null, mergedCount: f.root.mergedCount, diskSizes: f.root.diskSizes, meta: { vm, trigger, changes: trackingOf(opened) } },
       tables,
       position,
       { slotIndex: f.slotIndex === 0 ? 1 : 0, generation: f.slot.generation + 1 },
     );
     // Bytes past the committed end are leftovers of an interrupted run.
     if ((await f.handle.size()) > fileEnd) await f.handle.truncate(fileEnd);
+    await Promise.all(opened.map((o) => o.source.close()));
+    for (const o of opened) await o.committed();
+    opened = [];
     return { pointId, file: chain.full.name, rollback: rbName, bytesRead: totals.bytesRead, bytesStored, blocksStored: totals.blocksStored, blocksZero: totals.blocksZero, blocksUnchanged: totals.blocksUnchanged, blocksDeduped, blocksRolledBack };
   } finally {
     if (rollback) await rollback.abort();
     await pool.close();
-    await Promise.all([...sources.map((s) => s.close()), ...prevDisks.map((p) => p.close())]);
+    await Promise.all([...opened.map((o) => o.source.close()), ...prevDisks.map((p) => p.close())]);
     await full?.close();
   }
 }

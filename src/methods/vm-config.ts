@@ -8,7 +8,7 @@ const BUSES = ['virtio', 'scsi', 'sata', 'ide', 'nvme'] as const;
  * The VM configuration stored with every restore point: what the user gave
  * with --vm-config, completed with defaults that boot a typical Linux guest.
  */
-export function resolveVmConfig(jobName: string, given: Partial<VmConfig> | null, disks: readonly { path: string; size: number }[]): VmConfig {
+export function resolveVmConfig(jobName: string, given: Partial<VmConfig> | null, disks: readonly { path: string; size: number; format?: string }[]): VmConfig {
   const g = given ?? {};
   const vm: VmConfig = {
     name: g.name ?? jobName,
@@ -18,7 +18,7 @@ export function resolveVmConfig(jobName: string, given: Partial<VmConfig> | null
     machine: g.machine ?? 'q35',
     disks: disks.map((d, i): VmDiskConfig => {
       const gd = g.disks?.[i];
-      return { name: gd?.name ?? `disk${i}`, bus: gd?.bus ?? 'virtio', sizeBytes: d.size, source: basename(d.path) };
+      return { name: gd?.name ?? `disk${i}`, bus: gd?.bus ?? 'virtio', sizeBytes: d.size, source: /^nbd/.test(d.path) ? d.path : basename(d.path), ...(d.format ? { format: d.format } : {}) };
     }),
   };
   return vm;

@@ -1,3 +1,4 @@
 export * from './wire.js';
 export * from './export.js';
 export * from './nbd-server.js';
+export * from './nbd-client.js';

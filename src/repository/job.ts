@@ -30,6 +30,10 @@ export interface JobDefinition {
   readonly syntheticFullDays?: readonly Weekday[] | undefined;
   /** With synthetic fulls: the chain a synthetic full was built from becomes rollbacks of it (one full kept). */
   readonly transformToRollbacks?: boolean | undefined;
+  /** Changed-block tracking through persistent dirty bitmaps of qcow2 images (falls back to hashes). */
+  readonly cbt?: boolean | undefined;
+  /** Format of the disk images when not detected (raw, qcow2, vmdk, vhdx, vdi). */
+  readonly diskFormat?: string | undefined;
   readonly blockSize: number;
   readonly compression: string;
   /** VM configuration given with --vm-config; missing fields are filled at each backup. */
@@ -63,6 +67,7 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
   if (def.transformToRollbacks && (def.syntheticFullDays?.length ?? 0) === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks needs --synthetic-full <weekday,…> (the transform follows each synthetic full)');
   if (def.transformToRollbacks && def.gfs) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks and --gfs exclude each other: GFS keeps old fulls, the transform turns them into rollbacks');
+  if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
   await writeCheckedJson(join(dir, JOB_FILE), full);

@@ -4,7 +4,7 @@ import { qemuImg } from '../core/qemu-img.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import type { VirtualDisk } from '../repository/restore-point-disk.js';
 
-export const RESTORE_FORMATS = ['raw', 'qcow2'] as const;
+export const RESTORE_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi'] as const;
 export type RestoreFormat = (typeof RESTORE_FORMATS)[number];
 
 export interface RestoreProgress {
@@ -15,7 +15,8 @@ export interface RestoreProgress {
 /**
  * Writes a virtual disk to a file or block device. A raw file target is
  * sparse (zero blocks are not written) and appears under its name only when
- * complete; qcow2 goes through `qemu-img convert`. The backup is only read.
+ * complete; qcow2, vmdk, vhdx and vdi go through `qemu-img convert`. The
+ * backup is only read.
  */
 export async function restoreDisk(
   disk: VirtualDisk,
@@ -42,7 +43,7 @@ export async function restoreDisk(
     const rawTmp = `${partial}.raw`;
     try {
       const r = await writeRaw(disk, rawTmp, { sparse: true, truncate: true, onProgress: opts.onProgress });
-      await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', rawTmp, partial], 'qcow2 output');
+      await qemuImg(['convert', '-q', '-f', 'raw', '-O', opts.format, rawTmp, partial], `${opts.format} output`);
       await rename(partial, target);
       return r;
     } finally {

@@ -13,6 +13,12 @@ export interface DiskSource {
    * without storage). False when unknown: the caller reads and checks.
    */
   isHole(offset: number, length: number): boolean;
+  /**
+   * Changed-block tracking: whether the range is known not to have been
+   * written since the previous point (so it is not read at all). Absent or
+   * false when unknown.
+   */
+  isUnchanged?(offset: number, length: number): boolean;
   close(): Promise<void>;
 }
 

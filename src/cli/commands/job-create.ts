@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path> [--disk <path> …] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -18,6 +18,8 @@ export const jobCreate: Command = {
     'synthetic-full': { type: 'string' },
     'transform-to-rollbacks': { type: 'boolean' },
     gfs: { type: 'string' },
+    cbt: { type: 'boolean' },
+    'disk-format': { type: 'string' },
     'vm-config': { type: 'string' },
   },
   async run(ctx) {
@@ -39,9 +41,11 @@ export const jobCreate: Command = {
       activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
       syntheticFullDays: parseWeekdays(optionalString(ctx, 'synthetic-full') ?? '', '--synthetic-full'),
       transformToRollbacks: ctx.values['transform-to-rollbacks'] === true,
+      cbt: ctx.values['cbt'] === true,
+      diskFormat: optionalString(ctx, 'disk-format'),
       gfs: optionalString(ctx, 'gfs') === undefined ? undefined : parseGfs(optionalString(ctx, 'gfs')!),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
-    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}`);
+    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}`);
   },
 };

@@ -6,21 +6,22 @@ import { optionalString, requireString } from '../command.js';
 
 export const restore: Command = {
   name: 'restore',
-  usage: 'restore <job> --repo <dir> --point <id|latest> --to <path> [--disk <n|name>] [--format raw|qcow2] [--force]',
+  usage: 'restore <job> --repo <dir> --point <id|latest> --to <path> [--disk <n|name>] [--format raw|qcow2|vmdk|vhdx|vdi] [--force]',
   summary: 'restore a point to disk images',
   positionals: ['job'],
   options: { repo: { type: 'string' }, point: { type: 'string' }, to: { type: 'string' }, disk: { type: 'string' }, format: { type: 'string' }, force: { type: 'boolean' } },
   async run(ctx) {
-    const format = optionalString(ctx, 'format') ?? 'raw';
-    if (!(RESTORE_FORMATS as readonly string[]).includes(format)) throw new LifeboatError('LFB_ERR_USAGE', `--format must be raw or qcow2`);
+    // Default: each disk in the format it was backed up from.
+    const format = optionalString(ctx, 'format');
+    if (format !== undefined && !(RESTORE_FORMATS as readonly string[]).includes(format)) throw new LifeboatError('LFB_ERR_USAGE', `--format must be one of ${RESTORE_FORMATS.join(', ')}`);
     const r = await ctx.service.restore(requireString(ctx, 'repo'), ctx.args[0]!, {
       point: requireString(ctx, 'point'),
       to: requireString(ctx, 'to'),
       disk: optionalString(ctx, 'disk'),
-      format: format as RestoreFormat,
+      format: format as RestoreFormat | undefined,
       force: ctx.values['force'] === true,
       onProgress: (p) => ctx.progress(`${p.disk}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}`),
     });
-    for (const t of r.targets) ctx.out(`restored point ${r.point.id} disk ${t.disk} → ${t.path} (${formatBytes(t.bytesWritten)} of data written)`);
+    for (const t of r.targets) ctx.out(`restored point ${r.point.id} disk ${t.disk} → ${t.path} (${t.format}, ${formatBytes(t.bytesWritten)} of data written)`);
   },
 };

@@ -1,0 +1,107 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import { qemuImg } from '../core/qemu-img.js';
+import type { NbdAddress } from '../nbd/nbd-client.js';
+
+/** Image formats read through qemu-nbd (raw files and devices are read directly). */
+export const IMAGE_FORMATS = ['qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'] as const;
+
+export interface ImageBitmap {
+  readonly name: string;
+  readonly flags: readonly string[];
+  readonly granularity: number;
+}
+
+export interface ImageInfo {
+  readonly format: string;
+  readonly virtualSize: number;
+  readonly bitmaps: readonly ImageBitmap[];
+}
+
+/**
+ * The format an image file starts with, from its magic, without running
+ * anything: 'raw' when none matches (qemu's own probe treats it so too).
+ */
+export async function sniffFormat(path: string): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(72);
+    await fh.read(b, 0, 72, 0);
+    if (b.subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))) return 'qcow2';
+    if (b.subarray(0, 4).toString('latin1') === 'KDMV' || b.subarray(0, 21).toString('latin1') === '# Disk DescriptorFile') return 'vmdk';
+    if (b.subarray(0, 8).toString('latin1') === 'vhdxfile') return 'vhdx';
+    if (b.readUInt32LE(64) === 0xbeda107f) return 'vdi';
+    if (b.subarray(0, 8).toString('latin1') === 'conectix') return 'vpc';
+    if (b.subarray(0, 4).toString('latin1') === 'QED\0') return 'qed';
+    return 'raw';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `qemu-img info` of an image: format, virtual size and persistent dirty bitmaps. */
+export async function imageInfo(path: string, format?: string): Promise<ImageInfo> {
+  const out = await qemuImg(['info', '--output=json', ...(format ? ['-f', format] : []), path], `reading image ${path}`);
+  const j = JSON.parse(out) as { format: string; 'virtual-size': number; 'format-specific'?: { data?: { bitmaps?: { name: string; flags: string[]; granularity: number }[] } } };
+  return { format: j.format, virtualSize: j['virtual-size'], bitmaps: (j['format-specific']?.data?.bitmaps ?? []).map((b) => ({ name: b.name, flags: b.flags, granularity: b.granularity })) };
+}
+
+/**
+ * Serves an image read-only over a private unix socket with qemu-nbd, for one
+ * run: reads see the disk as the guest does (a qcow2 backing chain included).
+ * `bitmaps` are exposed as `qemu:dirty-bitmap:<name>` contexts.
+ */
+export async function serveImage(path: string, format: string, bitmaps: readonly string[]): Promise<{ address: NbdAddress; stop: () => Promise<void> }> {
+  await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${err.code ?? String(err)}`, { details: { disk: path } });
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nbd-'));
+  const socket = join(dir, 'nbd.sock');
+  const args = ['--read-only', `--format=${format}`, `--socket=${socket}`, '--shared=4', '--persistent', '--cache=none', ...bitmaps.flatMap((b) => ['-B', b]), path];
+  let child;
+  try {
+    child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw new LifeboatError('LFB_ERR_TOOL_MISSING', `qemu-nbd cannot be started (${(err as Error).message}); install qemu-utils`, { cause: err });
+  }
+  let stderr = '';
+  let exited: string | undefined;
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.on('error', (err) => (exited = `cannot start qemu-nbd: ${err.message} (install qemu-utils)`));
+  child.on('exit', (code, signal) => (exited ??= `qemu-nbd exited (${signal ?? code})`));
+  const stop = async (): Promise<void> => {
+    if (exited === undefined) {
+      const gone = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  // Polled every 20 ms, for up to 15 s.
+  for (let attempt = 0; ; attempt++) {
+    if (exited !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+      const locked = /lock/i.test(stderr);
+      throw new LifeboatError(locked ? 'LFB_ERR_DISK_READ' : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
+    }
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(socket);
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return { address: { socket, exportName: '' }, stop };
+    if (attempt > 750) {
+      await stop();
+      throw new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-nbd did not start serving ${path} within 15 s: ${stderr.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

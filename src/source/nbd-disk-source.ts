@@ -1,0 +1,103 @@
+import { LifeboatError } from '../core/errors.js';
+import { NbdClient, describeNbd, type NbdAddress } from '../nbd/nbd-client.js';
+import { BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../nbd/wire.js';
+import type { DiskSource } from './raw-disk-source.js';
+import { RangeSet } from './range-set.js';
+
+const DIRTY = 1;
+/** Reads kept in flight ahead of the consumer (the pipeline asks for one block at a time). */
+const READ_AHEAD = 8;
+
+export const dirtyBitmapContext = (bitmap: string): string => `qemu:dirty-bitmap:${bitmap}`;
+
+/**
+ * A disk read over NBD: an export of any NBD server, or an image file served
+ * by a private qemu-nbd. The allocation map (`base:allocation`) is fetched at
+ * open, so holes and zero ranges are never read; with a dirty bitmap, so is
+ * the map of what changed, and unchanged blocks are not read either.
+ */
+export class NbdDiskSource implements DiskSource {
+  private readonly ahead = new Map<number, Promise<Buffer>>();
+
+  private constructor(
+    readonly path: string,
+    private readonly client: NbdClient,
+    private readonly zeros: RangeSet,
+    /** Ranges written since the bitmap's point; undefined without a bitmap. */
+    readonly dirty: RangeSet | undefined,
+    private readonly onClose: (() => Promise<void>) | undefined,
+  ) {}
+
+  get size(): number {
+    return this.client.size;
+  }
+
+  /**
+   * Connects and fetches the maps. `dirtyBitmaps`: bitmap names whose union
+   * is the change map (a bitmap and its check twin must agree: see cbt.ts).
+   */
+  static async open(path: string, address: NbdAddress, opts: { dirtyBitmaps?: readonly string[]; onClose?: () => Promise<void> } = {}): Promise<NbdDiskSource> {
+    const bitmaps = opts.dirtyBitmaps ?? [];
+    const client = await NbdClient.connect(address, { metaContexts: [BASE_ALLOCATION, ...bitmaps.map(dirtyBitmapContext)] });
+    try {
+      let zeros = new RangeSet([]);
+      if (client.contexts.has(BASE_ALLOCATION)) {
+        zeros = new RangeSet((await client.mapAll(BASE_ALLOCATION)).filter((e) => e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)).map((e) => [e.offset, e.offset + e.length] as const));
+      }
+      let dirty: RangeSet | undefined;
+      for (const b of bitmaps) {
+        if (!client.contexts.has(dirtyBitmapContext(b))) {
+          throw new LifeboatError('LFB_ERR_CBT', `${describeNbd(address)} does not expose dirty bitmap "${b}"`, { details: { disk: path } });
+        }
+      }
+      if (bitmaps.length > 0) {
+        const maps = await Promise.all(bitmaps.map(async (b) => new RangeSet((await client.mapAll(dirtyBitmapContext(b))).filter((e) => e.flags & DIRTY).map((e) => [e.offset, e.offset + e.length] as const))));
+        if (maps.some((m) => !m.equals(maps[0]!))) throw new LifeboatError('LFB_ERR_CBT', `dirty bitmaps ${bitmaps.join(' and ')} of ${path} disagree (one was cleared or replaced)`, { details: { disk: path } });
+        dirty = maps[0]!;
+      }
+      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose);
+    } catch (err) {
+      await client.close();
+      await opts.onClose?.();
+      throw err;
+    }
+  }
+
+  isHole(offset: number, length: number): boolean {
+    return this.zeros.covers(offset, length);
+  }
+
+  /** With a dirty bitmap: whether nothing in the range was written since the bitmap's point. */
+  isUnchanged(offset: number, length: number): boolean {
+    return this.dirty !== undefined && !this.dirty.intersects(offset, length);
+  }
+
+  async read(into: Buffer, offset: number): Promise<number> {
+    const n = Math.max(0, Math.min(into.length, this.size - offset));
+    const early = this.ahead.get(offset);
+    this.ahead.delete(offset);
+    if (early && (await early).length === n) (await early).copy(into, 0, 0, n);
+    else await this.client.read(into.subarray(0, n), offset);
+    this.readAhead(offset + into.length, into.length);
+    return n;
+  }
+
+  /** Keeps the next reads of this size (that will be asked: not holes, not unchanged) in flight. */
+  private readAhead(from: number, step: number): void {
+    for (let at = from, k = 0; at < this.size && k < READ_AHEAD * 4 && this.ahead.size < READ_AHEAD; at += step, k++) {
+      const len = Math.min(step, this.size - at);
+      if (this.ahead.has(at) || this.isHole(at, len) || this.isUnchanged(at, len)) continue;
+      const buf = Buffer.allocUnsafe(len);
+      const p = this.client.read(buf, at).then(() => buf);
+      p.catch(() => undefined); // surfaces when (if) the pipeline asks for it
+      this.ahead.set(at, p);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.ahead.values());
+    this.ahead.clear();
+    await this.client.close();
+    await this.onClose?.();
+  }
+}
