@@ -9,8 +9,8 @@ const ALLOWED = {
   format: ['core'],
   storage: ['core'],
   compress: ['core', 'format'],
-  // Sources: raw files and devices, and NBD exports (images through a private qemu-nbd).
-  source: ['core', 'nbd'],
+  // Sources: raw files and devices, NBD exports (images through a private qemu-nbd), running VMs over QMP.
+  source: ['core', 'nbd', 'qemu'],
   repository: ['core', 'format', 'storage', 'compress'],
   retention: [],
   // ONC RPC, XDR and the portmapper: protocol code, no repository.

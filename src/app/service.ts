@@ -12,7 +12,7 @@ import { validateVmConfig } from '../methods/vm-config.js';
 import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, damageByPoint, recordHealth, RestorePointDisk, type BackupMethod, type PointDamage, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { RESTORE_FORMATS, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
-import { isNbdUri } from '../source/index.js';
+import { isNbdUri, isQmpUri, parseQmpUri, qmpUri } from '../source/index.js';
 import { parseNbdUri } from '../nbd/index.js';
 
 /**
@@ -30,12 +30,15 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; cbt?: boolean | undefined; diskFormat?: string | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
+    spec: { name: string; disks: string[]; qmp?: string | undefined; drives?: string[] | undefined; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; cbt?: boolean | undefined; diskFormat?: string | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
-    const disks = spec.disks.map((d) => (isNbdUri(d) ? d : resolve(d)));
+    // A running VM's drives are disks like any other: qmp:///<monitor socket>?drive=<node-name>.
+    const drives = spec.qmp === undefined ? [] : (spec.drives ?? []).map((d) => qmpUri(resolve(spec.qmp!), d));
+    const disks = [...spec.disks.map((d) => (isNbdUri(d) || isQmpUri(d) ? d : resolve(d))), ...drives];
     for (const d of disks) {
       if (isNbdUri(d)) parseNbdUri(d);
+      else if (isQmpUri(d)) parseQmpUri(d);
       else await stat(d).catch((err: NodeJS.ErrnoException) => {
         throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, { details: { disk: d } });
       });

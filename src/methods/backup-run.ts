@@ -11,7 +11,7 @@ import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
 import type { DiskSource, OpenedSource } from '../source/index.js';
-import { openJobSources, trackingOf } from './job-sources.js';
+import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
@@ -192,7 +192,7 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
       await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress);
     }
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
-    const vm = resolveVmConfig(job.name, job.vm, opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
+    const vm = resolveVmConfig(job.name, givenVm(job, opened), opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
     // Without a parent every block was read: whatever tracking was set up, this point's changes are a full read.
     const changes = trackingOf(opened).map((t) => (parent ? t : { method: 'full' as const, ...(t.bitmap ? { bitmap: t.bitmap } : {}) }));
     await writer.commit({

@@ -1,6 +1,7 @@
 import type { ChainFile } from '../repository/job-state.js';
 import type { JobDefinition } from '../repository/job.js';
-import { openDiskSource, type ChangeTracking, type OpenedSource } from '../source/index.js';
+import type { VmConfig } from '../format/root.js';
+import { isQmpUri, openDiskSource, openRunningDrive, type ChangeTracking, type OpenedSource } from '../source/index.js';
 
 /**
  * Opens every disk of a job for one run. With --cbt, the previous point's
@@ -13,7 +14,12 @@ export async function openJobSources(job: JobDefinition, pointId: string, previo
     for (let d = 0; d < job.disks.length; d++) {
       const before: ChangeTracking | undefined = previous?.root.meta.changes?.[d];
       const prev = previous === undefined ? undefined : opts.readAll ? { method: 'hash' as const } : (before ?? { method: 'hash' as const });
-      opened.push(await openDiskSource(job.disks[d]!, { format: job.diskFormat, cbt: job.cbt ? { jobId: job.jobId, pointId, previous: prev } : undefined }));
+      const spec = job.disks[d]!;
+      opened.push(
+        isQmpUri(spec)
+          ? await openRunningDrive(spec, { jobId: job.jobId, pointId, previous: prev, cbt: job.cbt === true })
+          : await openDiskSource(spec, { format: job.diskFormat, cbt: job.cbt ? { jobId: job.jobId, pointId, previous: prev } : undefined }),
+      );
     }
     return opened;
   } catch (err) {
@@ -25,4 +31,10 @@ export async function openJobSources(job: JobDefinition, pointId: string, previo
 /** What a point records of its disks' change tracking. */
 export function trackingOf(opened: readonly OpenedSource[]): ChangeTracking[] {
   return opened.map((o) => o.tracking);
+}
+
+/** The VM configuration the user gave, completed with what a running VM's monitor tells. */
+export function givenVm(job: JobDefinition, opened: readonly OpenedSource[]): Partial<VmConfig> | null {
+  const facts = opened.find((o) => o.facts)?.facts;
+  return facts ? { vcpus: facts.vcpus, memoryMiB: facts.memoryMiB, ...(job.vm ?? {}) } : job.vm;
 }

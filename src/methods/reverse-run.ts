@@ -10,7 +10,7 @@ import type { JobDefinition } from '../repository/job.js';
 import type { Chain, JobState } from '../repository/job-state.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { OpenedSource } from '../source/index.js';
-import { openJobSources, trackingOf } from './job-sources.js';
+import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type BlockSink } from './backup-run.js';
 import { resolveVmConfig } from './vm-config.js';
 
@@ -114,7 +114,7 @@ export async function reverseIncrement(job: JobDefinition, dir: string, state: J
     for (let d = 0; d < sources.length; d++) await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
 
     const tables = f.root.tables.map((t, d) => applyChanges(t, changes[d]!));
-    const vm = resolveVmConfig(job.name, job.vm, opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
+    const vm = resolveVmConfig(job.name, givenVm(job, opened), opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
     const seq = Math.max(0, ...state.points.map((p) => p.seq)) + 1;
     await rb.commit({ kind: 'rollback', seq: f.root.seq, createdAtMs: f.root.createdAtMs, pointId: f.root.pointId, parentPointId: pointId, mergedCount: 0, diskSizes: f.root.diskSizes, meta: f.root.meta });
     rollback = undefined;

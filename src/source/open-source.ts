@@ -26,6 +26,8 @@ export interface OpenedSource {
    * are removed by the next run's.
    */
   readonly committed: () => Promise<void>;
+  /** A running VM's vCPUs and memory, as QMP tells them. */
+  readonly facts?: { readonly vcpus: number; readonly memoryMiB: number };
 }
 
 export const isNbdUri = (spec: string): boolean => /^nbd(\+unix)?:\/\//.test(spec);

@@ -5,7 +5,7 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
+  usage: 'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -19,6 +19,8 @@ export const jobCreate: Command = {
     'transform-to-rollbacks': { type: 'boolean' },
     gfs: { type: 'string' },
     cbt: { type: 'boolean' },
+    qmp: { type: 'string' },
+    drive: { type: 'string', multiple: true },
     'disk-format': { type: 'string' },
     'vm-config': { type: 'string' },
   },
@@ -30,11 +32,15 @@ export const jobCreate: Command = {
     const rd = optionalString(ctx, 'retain-days');
     if (rd !== undefined && optionalString(ctx, 'retain-points') !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--retain-points and --retain-days exclude each other');
     if (rd !== undefined && (!/^\d+$/.test(rd) || Number(rd) < 1)) throw new LifeboatError('LFB_ERR_USAGE', `--retain-days must be a whole number ≥ 1, not "${rd}"`);
+    const qmp = optionalString(ctx, 'qmp');
+    const drives = (ctx.values['drive'] as string[] | undefined) ?? [];
+    if ((qmp === undefined) !== (drives.length === 0)) throw new LifeboatError('LFB_ERR_USAGE', '--qmp <monitor socket> and --drive <node-name> go together (a running VM)');
     const disks = (ctx.values['disk'] as string[] | undefined) ?? [];
-    if (disks.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--disk is required (once per disk)');
+    if (disks.length === 0 && drives.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--disk is required (once per disk), or --qmp with --drive');
     const job = await ctx.service.createJob(requireString(ctx, 'repo'), {
       name: ctx.args[0]!,
       disks,
+      ...(qmp !== undefined ? { qmp, drives } : {}),
       method: method as BackupMethod,
       retainPoints: Number(rp),
       retainDays: rd === undefined ? undefined : Number(rd),
