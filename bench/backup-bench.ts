@@ -15,13 +15,14 @@ import { join, resolve } from 'node:path';
 import { compress as zstdCompress } from 'zstd-napi';
 import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
+import { duBytes, referenceToolEnv } from './bench-util.js';
 
 const MiB = 1024 * 1024;
 const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
 const imageMiB = Number(process.env['BENCH_IMAGE_MIB'] ?? 2048);
 const dataMiB = Number(process.env['BENCH_DATA_MIB'] ?? 1200);
 const bin = resolve('bin/lifeboat.js');
-const env = { ...process.env, RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: '', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+const env = referenceToolEnv;
 
 function timed(cmd: string, args: string[]): number {
   const t0 = process.hrtime.bigint();
@@ -30,14 +31,6 @@ function timed(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-function duBytes(dir: string): number {
-  let total = 0;
-  for (const n of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, n.name);
-    total += n.isDirectory() ? duBytes(p) : statSync(p).size;
-  }
-  return total;
-}
 
 interface Tool {
   readonly name: string;

@@ -1,6 +1,7 @@
 /** What every benchmark script shares: where it works, how it calls Lifeboat, how it times a tool. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 export const MiB = 1024 * 1024;
 export const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
@@ -27,4 +28,17 @@ export async function waitFor(check: () => boolean, what: string, tries = 200): 
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The environment restic and borg run in: unencrypted throwaway repositories, no prompts. */
+export const referenceToolEnv = { ...process.env, RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: '', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+
+/** Bytes of every file below `dir`: a repository's size. */
+export function duBytes(dir: string): number {
+  let total = 0;
+  for (const n of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, n.name);
+    total += n.isDirectory() ? duBytes(p) : statSync(p).size;
+  }
+  return total;
 }

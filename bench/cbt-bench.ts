@@ -10,13 +10,13 @@
  *   npm run bench:cbt
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MiB, bin, work } from './bench-util.js';
+import { MiB, bin, duBytes, referenceToolEnv, work } from './bench-util.js';
 import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
 
-const env = { ...process.env, RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: '', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+const env = referenceToolEnv;
 
 function run(cmd: string, args: string[]): { secs: number; out: string } {
   const t0 = process.hrtime.bigint();
@@ -25,14 +25,6 @@ function run(cmd: string, args: string[]): { secs: number; out: string } {
   return { secs: Number(process.hrtime.bigint() - t0) / 1e9, out: r.stdout.toString() };
 }
 
-function duBytes(dir: string): number {
-  let total = 0;
-  for (const n of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, n.name);
-    total += n.isDirectory() ? duBytes(p) : statSync(p).size;
-  }
-  return total;
-}
 
 interface Row {
   tool: string;

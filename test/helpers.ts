@@ -83,3 +83,35 @@ export async function withPort111<T>(fn: () => Promise<T>): Promise<T> {
     await lock.release();
   }
 }
+
+export const MiB = 1024 * 1024;
+
+/** What `backup --json` reports that tests look at. */
+export interface BackupRun {
+  readonly pointId: string;
+  readonly kind: string;
+  readonly bytesRead: number;
+  readonly blocksStored: number;
+  readonly blocksUnchanged: number;
+}
+
+/** One `lifeboat backup <job> --json` that must succeed. */
+export async function backupJson(repo: string, job: string, env: Record<string, string> = {}): Promise<BackupRun> {
+  const r = await cli(['backup', job, '--repo', repo, '--json'], env);
+  if (r.code !== 0) throw new Error(`backup ${job} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as BackupRun;
+}
+
+/** A point as `points --json` lists it. */
+export interface ListedPoint {
+  readonly id: string;
+  readonly kind: string;
+  readonly file: string;
+  readonly chainId: string;
+  readonly available: boolean;
+}
+
+/** The job's restorable points, oldest first. */
+export async function availablePoints(repo: string, job = 'vm'): Promise<ListedPoint[]> {
+  return (JSON.parse((await cli(['points', job, '--repo', repo, '--json'])).stdout) as ListedPoint[]).filter((p) => p.available);
+}

@@ -4,16 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QmpClient } from '../src/qemu/qmp.js';
-import { cli, randomBytes, rng, tempDir } from './helpers.js';
-
-const MiB = 1024 * 1024;
-
-interface Run {
-  pointId: string;
-  kind: string;
-  bytesRead: number;
-  blocksStored: number;
-}
+import { MiB, backupJson, cli, randomBytes, rng, tempDir } from './helpers.js';
 
 test('running VM: backups through QMP fleecing while the guest writes; each point consistent and exact; CBT from QEMU bitmaps; no temporary node left', { timeout: 5 * 60_000 }, async () => {
   const { dir, cleanup } = await tempDir();
@@ -51,11 +42,7 @@ test('running VM: backups through QMP fleecing while the guest writes; each poin
     assert.equal((await cli(['repo', 'init', repo])).code, 0);
     const c = await cli(['job', 'create', 'vm', '--repo', repo, '--qmp', ours, '--drive', 'drive0', '--cbt']);
     assert.equal(c.code, 0, c.stderr);
-    const backup = async (): Promise<Run> => {
-      const r = await cli(['backup', 'vm', '--repo', repo, '--json']);
-      assert.equal(r.code, 0, r.stderr);
-      return JSON.parse(r.stdout) as Run;
-    };
+    const backup = (): ReturnType<typeof backupJson> => backupJson(repo, 'vm');
     const restored = async (point: string): Promise<Buffer> => {
       const out = join(dir, `${point}.raw`);
       const r = await cli(['restore', 'vm', '--repo', repo, '--point', point, '--to', out, '--format', 'raw']);

@@ -4,23 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { cli, randomBytes, rng, tempDir } from './helpers.js';
-
-const MiB = 1024 * 1024;
-
-interface Run {
-  pointId: string;
-  kind: string;
-  bytesRead: number;
-  blocksStored: number;
-  blocksUnchanged: number;
-}
-
-async function backup(repo: string, job: string): Promise<Run> {
-  const r = await cli(['backup', job, '--repo', repo, '--json']);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout) as Run;
-}
+import { MiB, backupJson as backup, cli, randomBytes, rng, tempDir } from './helpers.js';
 
 /** How the point's changes were found, from its file's root (as `points --json` shows the file). */
 async function changesOf(repo: string, job: string, pointId: string): Promise<{ method: string; note?: string; bitmap?: string }> {

@@ -2,15 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli, randomBytes, readPoint, rng, tempDir, writeAt } from './helpers.js';
+import { availablePoints, cli, randomBytes, readPoint, rng, tempDir, writeAt, type ListedPoint } from './helpers.js';
 
-interface Point {
-  id: string;
-  kind: string;
-  file: string;
-  chainId: string;
-  available: boolean;
-}
+type Point = ListedPoint;
 
 const dayAt = (day: number): string => new Date(Date.UTC(2026, 0, day, 20)).toISOString(); // Jan 2026: the 5th is a Monday
 
@@ -34,9 +28,7 @@ async function mutate(disk: string, content: Buffer, rand: () => number): Promis
   }
 }
 
-async function points(repo: string): Promise<Point[]> {
-  return (JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as Point[]).filter((p) => p.available);
-}
+const points = (repo: string): Promise<Point[]> => availablePoints(repo);
 
 test('synthetic full on its weekday: the increment becomes a new full built from the chain, later increments build on it', { timeout: 5 * 60_000 }, async () => {
   const { dir, cleanup } = await tempDir();

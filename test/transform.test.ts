@@ -2,21 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli, randomBytes, readPoint, rng, tempDir, writeAt } from './helpers.js';
+import { availablePoints, cli, randomBytes, readPoint, rng, tempDir, writeAt, type ListedPoint } from './helpers.js';
 
-interface Point {
-  id: string;
-  kind: string;
-  file: string;
-  chainId: string;
-  available: boolean;
-}
+type Point = ListedPoint;
 
 const dayAt = (day: number, hour = 20): string => new Date(Date.UTC(2026, 0, day, hour)).toISOString(); // Jan 2026: the 5th is a Monday
 
-async function points(repo: string): Promise<Point[]> {
-  return (JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as Point[]).filter((p) => p.available);
-}
+const points = (repo: string): Promise<Point[]> => availablePoints(repo);
 
 async function mutate(disk: string, content: { data: Buffer }, rand: () => number): Promise<void> {
   for (let k = 0; k < 3; k++) {
