@@ -15,11 +15,16 @@ const BS = 256 * 1024;
  * After every run, every point the repository lists must read back exactly
  * the bytes its disks had at that run, and retention must hold.
  */
-for (const [i, seed] of [11, 24, 37, 42, 55, 68].entries()) {
-  const method = (['forward', 'forever', 'reverse'] as const)[i % 3]!;
-  // Seeds 55 and 68 keep days instead of points; 42 also makes synthetic fulls on Saturdays.
-  const byDays = i >= 4;
-  test(`model: random runs, seed ${seed}, ${method}${byDays ? ', retention by days' : ''}`, async () => {
+// Seeds 55 and 68 keep days instead of points; 42 also makes synthetic fulls on Saturdays;
+// 79 and 97 keep GFS fulls over four simulated months; 83 transforms its chains into rollbacks.
+const SEEDS = [11, 24, 37, 42, 55, 68, 79, 83, 97];
+for (const [i, seed] of SEEDS.entries()) {
+  const method = seed === 83 ? 'forward' : seed === 97 ? 'forever' : (['forward', 'forever', 'reverse'] as const)[i % 3]!;
+  const byDays = i === 4 || i === 5;
+  const gfs = seed === 79 || seed === 97 ? { weekly: 3, monthly: 2, yearly: 0 } : undefined;
+  const transform = seed === 83;
+  const label = [method, byDays ? 'retention by days' : '', gfs ? 'GFS over four months' : '', transform ? 'synthetic fulls transformed into rollbacks' : ''].filter((x) => x !== '').join(', ');
+  test(`model: random runs, seed ${seed}, ${label}`, async () => {
     const rand = rng(seed);
     const { dir, cleanup } = await tempDir();
     try {
@@ -46,13 +51,15 @@ for (const [i, seed] of [11, 24, 37, 42, 55, 68].entries()) {
         method,
         retainPoints: retain,
         ...(byDays ? { retainDays: retain - 1 } : {}),
-        activeFullDays: i >= 2 ? ['wed'] : [],
-        ...(seed === 42 ? { syntheticFullDays: ['sat' as const] } : {}),
+        activeFullDays: gfs ? ['mon'] : i >= 2 && !transform ? ['wed'] : [],
+        ...(seed === 42 || transform ? { syntheticFullDays: ['sat' as const] } : {}),
+        ...(transform ? { transformToRollbacks: true } : {}),
+        ...(gfs ? { gfs } : {}),
       });
       const maxKept = byDays ? Math.max(retain, 3) : retain;
 
       const expected = new Map<string, Buffer[]>();
-      const runs = 22;
+      const runs = gfs ? 120 : 22;
       for (let run = 0; run < runs; run++) {
         svc = new LifeboatService(fixedClock(new Date(day0 + run * 86_400_000)));
         // Mutate like a guest: scattered writes, zeroed ranges, duplicated blocks, growth.
@@ -74,7 +81,8 @@ for (const [i, seed] of [11, 24, 37, 42, 55, 68].entries()) {
             await truncate(disk.path, grown.length);
           }
         }
-        const activeFull = rand() < 0.12;
+        // Active fulls come from the schedule alone where the test counts chains.
+        const activeFull = !gfs && !transform && rand() < 0.12;
         const r = await svc.backup(repo, 'vm', { activeFull });
         expected.set(r.pointId, disks.map((d) => Buffer.from(d.data)));
 
@@ -86,8 +94,18 @@ for (const [i, seed] of [11, 24, 37, 42, 55, 68].entries()) {
         const made = [...expected.keys()];
         const mustHave = made.slice(Math.max(0, made.length - retain));
         for (const id of mustHave) assert.ok(points.some((p) => p.id === id), `run ${run}: retained point ${id} missing`);
-        if (method !== 'forward' && state.chains.length === 1) assert.ok(points.length <= maxKept, `${method} keeps at most ${maxKept} points (has ${points.length})`);
-        for (const c of state.chains.slice(0, -1)) {
+        if (method !== 'forward' && !gfs && state.chains.length === 1) assert.ok(points.length <= maxKept, `${method} keeps at most ${maxKept} points (has ${points.length})`);
+        // What remains is what the planner promised: nothing left to do, and a reason for every point.
+        const plan = await svc.retentionPlan(repo, 'vm');
+        assert.deepEqual(plan.actions, [], `run ${run}: retention left work undone`);
+        assert.deepEqual(plan.kept.map((k) => k.id).sort(), points.map((p) => p.id).sort(), `run ${run}: kept points differ from the plan`);
+        if (transform) assert.ok(state.chains.length === 1 && state.chains[0]!.increments.length <= 6, `run ${run}: one chain, transformed weekly`);
+        if (gfs) {
+          // Flagged fulls outlive short-term retention, for their periods only.
+          const fulls = state.chains.map((c) => c.full.root.pointId);
+          assert.ok(fulls.length <= 1 + gfs.weekly + gfs.monthly + 1, `run ${run}: ${fulls.length} fulls kept`);
+        }
+        for (const c of gfs ? [] : state.chains.slice(0, -1)) {
           const newest = c.increments.length ? c.increments[c.increments.length - 1]! : c.full;
           assert.ok(mustHave.includes(newest.root.pointId), 'an older chain survives only while its newest point is retained');
         }
