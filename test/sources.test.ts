@@ -111,6 +111,19 @@ test('vmdk and vhdx sources (qemu-img convert of a raw disk) back up and restore
       assert.equal(inc.blocksStored, 2);
       await restoresEqual(repo, fmt, dir, img, `out.${fmt}`);
     }
+    // A qcow2 overlay on a backing file reads as the guest sees it: base bytes where the overlay has none.
+    const base = join(dir, 'base.qcow2');
+    const top = join(dir, 'top.qcow2');
+    execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, base]);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+    qemuIo(top, 'write -P 0x24 1M 64k');
+    assert.equal((await cli(['job', 'create', 'chain', '--repo', repo, '--disk', top])).code, 0);
+    await backup(repo, 'chain');
+    const flat = join(dir, 'chain.raw');
+    assert.equal((await cli(['restore', 'chain', '--repo', repo, '--point', 'latest', '--to', flat, '--format', 'raw'])).code, 0);
+    const expected = Buffer.from(content);
+    expected.fill(0x24, MiB, MiB + 65536);
+    assert.ok((await readFile(flat)).equals(expected), 'the backing chain as the guest sees it');
   } finally {
     await cleanup();
   }
