@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LifeboatError } from '../core/errors.js';
-import type { LifeboatService } from '../app/index.js';
+import type { LifeboatService } from '../app/service.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

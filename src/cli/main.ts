@@ -1,4 +1,5 @@
-import { LifeboatService } from '../app/index.js';
+// The service alone: the server side (protocols, instant recovery) loads only for `serve`, so short commands start fast.
+import { LifeboatService } from '../app/service.js';
 import { clockFromEnv } from '../core/clock.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { parseCommandArgs, type Command } from './command.js';

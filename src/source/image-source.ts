@@ -105,3 +105,49 @@ export async function serveImage(path: string, format: string, bitmaps: readonly
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Opens a qcow2 image in a private qemu-storage-daemon for one run, with a
+ * QMP monitor: how changed-block tracking manages an offline image's
+ * persistent bitmaps and exports it, in one process (the same QMP steps as
+ * for a running VM). The image is opened read-write because persistent
+ * bitmaps are written into it; no data is ever written. `stop` ends the
+ * daemon cleanly, which stores the bitmaps.
+ */
+export async function startStorageDaemon(path: string): Promise<{ qmpSocket: string; node: string; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-qsd-'));
+  const qmpSocket = join(dir, 'qmp.sock');
+  const node = 'lifeboat-disk';
+  const child = spawn(
+    'qemu-storage-daemon',
+    ['--blockdev', `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`, '--blockdev', `driver=qcow2,node-name=${node},file=lifeboat-file`, '--chardev', `socket,id=lifeboat-qmp,path=${qmpSocket},server=on,wait=off`, '--monitor', 'chardev=lifeboat-qmp'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  let exited: string | undefined;
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.on('error', (err) => (exited = `cannot start qemu-storage-daemon: ${err.message} (install qemu-system-common)`));
+  child.on('exit', (code, signal) => (exited ??= `qemu-storage-daemon exited (${signal ?? code})`));
+  const stop = async (): Promise<void> => {
+    if (exited === undefined) {
+      const gone = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  // Polled every 20 ms, for up to 15 s.
+  for (let attempt = 0; ; attempt++) {
+    if (exited !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+      const locked = /lock/i.test(stderr);
+      throw new LifeboatError(locked ? 'LFB_ERR_CBT' : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
+    }
+    if (await stat(qmpSocket).then(() => true, () => false)) return { qmpSocket, node, stop };
+    if (attempt > 750) {
+      await stop();
+      throw new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-storage-daemon did not start for ${path} within 15 s: ${stderr.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

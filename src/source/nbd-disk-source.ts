@@ -1,4 +1,3 @@
-import { LifeboatError } from '../core/errors.js';
 import { NbdClient, describeNbd, type NbdAddress } from '../nbd/nbd-client.js';
 import { BASE_ALLOCATION, NBD_STATE_HOLE, NBD_STATE_ZERO } from '../nbd/wire.js';
 import type { DiskSource } from './raw-disk-source.js';
@@ -23,9 +22,11 @@ export class NbdDiskSource implements DiskSource {
     readonly path: string,
     private readonly client: NbdClient,
     private readonly zeros: RangeSet,
-    /** Ranges written since the bitmap's point; undefined without a bitmap. */
+    /** Ranges written since the bitmap's point; undefined without a (trustworthy) bitmap. */
     readonly dirty: RangeSet | undefined,
     private readonly onClose: (() => Promise<void>) | undefined,
+    /** Why the dirty bitmaps asked for cannot be used (every block is then read). */
+    readonly cbtProblem: string | undefined,
   ) {}
 
   get size(): number {
@@ -33,8 +34,9 @@ export class NbdDiskSource implements DiskSource {
   }
 
   /**
-   * Connects and fetches the maps. `dirtyBitmaps`: bitmap names whose union
-   * is the change map (a bitmap and its check twin must agree: see cbt.ts).
+   * Connects and fetches the maps. `dirtyBitmaps`: a bitmap and its check
+   * twin, which must agree; if they do not (or are not exposed), the source
+   * has no change map and says why in `cbtProblem`.
    */
   static async open(path: string, address: NbdAddress, opts: { dirtyBitmaps?: readonly string[]; onClose?: () => Promise<void> } = {}): Promise<NbdDiskSource> {
     const bitmaps = opts.dirtyBitmaps ?? [];
@@ -45,17 +47,13 @@ export class NbdDiskSource implements DiskSource {
         zeros = new RangeSet((await client.mapAll(BASE_ALLOCATION)).filter((e) => e.flags & (NBD_STATE_HOLE | NBD_STATE_ZERO)).map((e) => [e.offset, e.offset + e.length] as const));
       }
       let dirty: RangeSet | undefined;
-      for (const b of bitmaps) {
-        if (!client.contexts.has(dirtyBitmapContext(b))) {
-          throw new LifeboatError('LFB_ERR_CBT', `${describeNbd(address)} does not expose dirty bitmap "${b}"`, { details: { disk: path } });
-        }
-      }
-      if (bitmaps.length > 0) {
+      let problem = bitmaps.filter((b) => !client.contexts.has(dirtyBitmapContext(b))).map((b) => `${describeNbd(address)} does not expose dirty bitmap "${b}"`)[0];
+      if (bitmaps.length > 0 && problem === undefined) {
         const maps = await Promise.all(bitmaps.map(async (b) => new RangeSet((await client.mapAll(dirtyBitmapContext(b))).filter((e) => e.flags & DIRTY).map((e) => [e.offset, e.offset + e.length] as const))));
-        if (maps.some((m) => !m.equals(maps[0]!))) throw new LifeboatError('LFB_ERR_CBT', `dirty bitmaps ${bitmaps.join(' and ')} of ${path} disagree (one was cleared or replaced)`, { details: { disk: path } });
-        dirty = maps[0]!;
+        if (maps.some((m) => !m.equals(maps[0]!))) problem = `dirty bitmaps ${bitmaps.join(' and ')} of ${path} disagree (one was cleared or replaced)`;
+        else dirty = maps[0]!;
       }
-      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose);
+      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose, problem);
     } catch (err) {
       await client.close();
       await opts.onClose?.();

@@ -1,8 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
-import { qemuImg } from '../core/qemu-img.js';
 import { parseNbdUri } from '../nbd/nbd-client.js';
-import { imageInfo, serveImage, sniffFormat, type ImageInfo } from './image-source.js';
+import { serveImage, sniffFormat, startStorageDaemon } from './image-source.js';
+import { openRunningDrive, qmpUri } from './running-vm-source.js';
 import { NbdDiskSource } from './nbd-disk-source.js';
 import { RawDiskSource, type DiskSource } from './raw-disk-source.js';
 
@@ -32,23 +32,21 @@ export interface OpenedSource {
 
 export const isNbdUri = (spec: string): boolean => /^nbd(\+unix)?:\/\//.test(spec);
 
-/** The bitmap a job keeps in an image for its point `pointId` (and a check twin): several jobs may share an image. */
-export const cbtBitmap = (jobId: string, pointId: string): string => `${cbtPrefix(jobId)}${pointId}`;
-const cbtPrefix = (jobId: string): string => `lifeboat-${jobId.slice(0, 8)}-`;
-const twin = (bitmap: string): string => `${bitmap}-check`;
 
 /**
  * Opens a job's disk for one run: a raw file or device directly; an image
  * (qcow2, vmdk, vhdx, vdi…) through a private qemu-nbd; an nbd:// export
  * through the NBD client.
  *
- * With `cbt` (qcow2 images): two enabled persistent bitmaps are added for
- * the new point before anything is read, so no write can fall between two
- * points, and the bitmaps of the previous point are read to skip unchanged
- * blocks. They are checked first: present, not marked in-use (a crash while
- * a VM wrote), and equal to their twin (a `bitmap --clear` of one shows).
- * Anything wrong, and the run compares hashes instead and says why: changes
- * are never missed. Old bitmaps are removed only after the point commits.
+ * With `cbt` (qcow2 images), the image is opened by a private
+ * qemu-storage-daemon and handled over QMP like a running VM's drive
+ * (running-vm-source.ts): two persistent bitmaps (one a check twin) are
+ * added for the new point before anything is read, so no write can fall
+ * between two points, and the previous point's bitmaps, once checked
+ * (present, consistent, recording, equal to their twin, so a `bitmap
+ * --clear` of one shows), say which blocks to read. Anything wrong, and the
+ * run compares hashes instead and says why: changes are never missed. A
+ * run removes the job's bitmaps older than the previous point's.
  */
 export async function openDiskSource(spec: string, opts: { format?: string | undefined; cbt?: { jobId: string; pointId: string; previous: ChangeTracking | undefined } | undefined }): Promise<OpenedSource> {
   const noop = async (): Promise<void> => undefined;
@@ -64,59 +62,23 @@ export async function openDiskSource(spec: string, opts: { format?: string | und
   if (format === 'raw') {
     return { source: await RawDiskSource.open(spec), format, tracking: opts.cbt ? hashOr('CBT needs a qcow2 image (raw files have no dirty bitmaps)') : plain(opts), committed: noop };
   }
-  let tracking: ChangeTracking = plain(opts);
-  let readBitmaps: string[] = [];
-  let committed = noop;
-  if (opts.cbt) {
-    const info = await imageInfo(spec, format);
-    const next = cbtBitmap(opts.cbt.jobId, opts.cbt.pointId);
-    const why = format !== 'qcow2' ? `CBT needs a qcow2 image, not ${format}` : checkBitmap(info, opts.cbt.previous?.bitmap);
-    if (format === 'qcow2') {
-      try {
-        for (const b of [next, twin(next)]) if (!info.bitmaps.some((x) => x.name === b)) await qemuImg(['bitmap', '--add', '--enable', '-f', 'qcow2', spec, b], 'changed-block tracking');
-        committed = () => retireBitmaps(spec, cbtPrefix(opts.cbt!.jobId), next).catch(() => undefined);
-        tracking = why === undefined ? { method: 'cbt', bitmap: next } : { ...hashOr(why), bitmap: next };
-        if (why === undefined) readBitmaps = [opts.cbt.previous!.bitmap!, twin(opts.cbt.previous!.bitmap!)];
-      } catch (err) {
-        if (!isLifeboatError(err)) throw err;
-        tracking = hashOr(`bitmap ${next} cannot be added (${err.message.split('\n')[0]}); is a running VM using the image? Use --qmp`);
-      }
-    } else tracking = hashOr(why!);
+  if (opts.cbt && format === 'qcow2') {
+    // Bitmaps are managed over QMP by a private qemu-storage-daemon: one process for the whole run.
+    try {
+      const daemon = await startStorageDaemon(spec);
+      return await openRunningDrive(qmpUri(daemon.qmpSocket, daemon.node), { jobId: opts.cbt.jobId, pointId: opts.cbt.pointId, previous: opts.cbt.previous, cbt: true, offline: { onClose: daemon.stop, path: spec } });
+    } catch (err) {
+      if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;
+      const served = await serveImage(spec, format, []);
+      const source = await NbdDiskSource.open(spec, served.address, { onClose: served.stop });
+      return { source, format, tracking: hashOr(err.message), committed: noop };
+    }
   }
-  const served = await serveImage(spec, format, readBitmaps);
-  try {
-    const source = await NbdDiskSource.open(spec, served.address, { dirtyBitmaps: readBitmaps, onClose: served.stop });
-    return { source, format, tracking, committed };
-  } catch (err) {
-    if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;
-    // The bitmap and its twin disagree: read everything and compare hashes.
-    const again = await serveImage(spec, format, []);
-    const source = await NbdDiskSource.open(spec, again.address, { onClose: again.stop });
-    return { source, format, tracking: { ...hashOr(err.message), ...(tracking.bitmap ? { bitmap: tracking.bitmap } : {}) }, committed };
-  }
+  const served = await serveImage(spec, format, []);
+  const source = await NbdDiskSource.open(spec, served.address, { onClose: served.stop });
+  return { source, format, tracking: opts.cbt ? hashOr(`CBT needs a qcow2 image, not ${format}`) : plain(opts), committed: noop };
 }
 
 function plain(opts: { cbt?: { previous: ChangeTracking | undefined } | undefined }): ChangeTracking {
   return { method: opts.cbt?.previous === undefined ? 'full' : 'hash' };
-}
-
-/** Why the previous point's bitmap cannot be trusted, or undefined if it can. */
-function checkBitmap(info: ImageInfo, name: string | undefined): string | undefined {
-  if (name === undefined) return 'no bitmap from the previous point (the first CBT run, or the previous run could not add one)';
-  for (const n of [name, twin(name)]) {
-    const b = info.bitmaps.find((x) => x.name === n);
-    if (!b) return `bitmap ${n} is missing (the image was replaced or the bitmap removed)`;
-    if (b.flags.includes('in-use')) return `bitmap ${n} is inconsistent (the image was not closed cleanly while it tracked writes)`;
-    if (!b.flags.includes('auto')) return `bitmap ${n} is disabled: writes may have gone untracked`;
-  }
-  return undefined;
-}
-
-/** Removes every bitmap of the job in the image but the newest point's. */
-async function retireBitmaps(path: string, prefix: string, keep: string): Promise<void> {
-  const info = await imageInfo(path, 'qcow2');
-  for (const b of info.bitmaps) {
-    if (!b.name.startsWith(prefix) || b.name === keep || b.name === twin(keep)) continue;
-    await qemuImg(['bitmap', '--remove', '-f', 'qcow2', path, b.name], 'changed-block tracking');
-  }
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { LifeboatError } from '../core/errors.js';
 import { qemuImg } from '../core/qemu-img.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { NbdDiskSource } from './nbd-disk-source.js';
@@ -59,7 +59,22 @@ const SNAP = 'lifeboat-snapshot';
  * source closes, also after a failure; the previous point's bitmaps go only
  * once the new point is committed.
  */
-export async function openRunningDrive(spec: string, opts: { jobId: string; pointId: string; previous: ChangeTracking | undefined; cbt: boolean }): Promise<OpenedSource & { facts: RunningVmFacts }> {
+export async function openRunningDrive(
+  spec: string,
+  opts: {
+    jobId: string;
+    pointId: string;
+    previous: ChangeTracking | undefined;
+    cbt: boolean;
+    /**
+     * An image no guest writes to, opened by our own qemu-storage-daemon: no
+     * fleecing, the node is exported as it is; older bitmaps are retired at
+     * the start of the run (over this monitor, instead of another process
+     * after the commit), and `onClose` stops the daemon.
+     */
+    offline?: { readonly onClose: () => Promise<void>; readonly path: string };
+  },
+): Promise<OpenedSource & { facts?: RunningVmFacts }> {
   const { socket, node } = parseQmpUri(spec);
   const qmp = await QmpClient.connect(socket);
   const dir = await mkdtemp(join(tmpdir(), 'lifeboat-fleece-'));
@@ -67,6 +82,7 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
   const cleanup = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     qmp.close();
+    await opts.offline?.onClose();
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -81,11 +97,22 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
     const persistent = info.drv === 'qcow2';
     const why = !opts.cbt ? undefined : checkBitmap(info, opts.previous?.bitmap);
 
-    const overlay = join(dir, 'fleece.qcow2');
-    await qemuImg(['create', '-q', '-f', 'qcow2', overlay, String(size)], 'backing up a running VM');
-    await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': FLEECE, file: { driver: 'file', filename: overlay }, backing: node });
-    cleanups.push(() => qmp.execute('blockdev-del', { 'node-name': FLEECE }));
-    const actions: { type: string; data: Record<string, unknown> }[] = [{ type: 'blockdev-backup', data: { 'job-id': JOB, device: node, target: FLEECE, sync: 'none', 'auto-dismiss': false } }];
+    const actions: { type: string; data: Record<string, unknown> }[] = [];
+    let exported = node;
+    if (opts.offline) {
+      // Bitmaps of older points (and of runs that died) go now; the previous point's stays until the next run.
+      for (const b of info['dirty-bitmaps'] ?? []) {
+        const keep = opts.previous?.bitmap;
+        if (b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep)))) await qmp.execute('block-dirty-bitmap-remove', { node, name: b.name });
+      }
+    } else {
+      const overlay = join(dir, 'fleece.qcow2');
+      await qemuImg(['create', '-q', '-f', 'qcow2', overlay, String(size)], 'backing up a running VM');
+      await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': FLEECE, file: { driver: 'file', filename: overlay }, backing: node });
+      cleanups.push(() => qmp.execute('blockdev-del', { 'node-name': FLEECE }));
+      actions.push({ type: 'blockdev-backup', data: { 'job-id': JOB, device: node, target: FLEECE, sync: 'none', 'auto-dismiss': false } });
+      exported = FLEECE;
+    }
     if (opts.cbt) for (const b of [next, twin(next)]) actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: b, persistent } });
     // The previous point's bitmaps stay enabled and untouched (still right if this run fails); frozen copies are exported.
     const readBitmaps = opts.cbt && why === undefined ? [SNAP, twin(SNAP)] : [];
@@ -98,8 +125,8 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
         for (const b of readBitmaps) await qmp.execute('block-dirty-bitmap-remove', { node, name: b }).catch(() => undefined);
       });
     }
-    await qmp.execute('transaction', { actions });
-    cleanups.push(async () => {
+    if (actions.length > 0) await qmp.execute('transaction', { actions });
+    if (!opts.offline) cleanups.push(async () => {
       await qmp.execute('block-job-cancel', { device: JOB, force: true }).catch(() => undefined);
       for (let i = 0; i < 500; i++) {
         const jobs = await qmp.execute<{ id: string; status: string }[]>('query-jobs');
@@ -113,7 +140,7 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
     const nbdSocket = join(dir, 'nbd.sock');
     await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: nbdSocket } } });
     cleanups.push(() => qmp.execute('nbd-server-stop'));
-    await qmp.execute('block-export-add', { type: 'nbd', id: EXPORT, 'node-name': FLEECE, name: 'fleece', writable: false, ...(readBitmaps.length ? { bitmaps: readBitmaps } : {}) });
+    await qmp.execute('block-export-add', { type: 'nbd', id: EXPORT, 'node-name': exported, name: 'fleece', writable: false, ...(readBitmaps.length ? { bitmaps: readBitmaps } : {}) });
     cleanups.push(async () => {
       const gone = new Promise<void>((r) => {
         const off = qmp.onEvent((e) => {
@@ -131,19 +158,14 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
       await gone;
     });
 
-    const vcpus = (await qmp.execute<unknown[]>('query-cpus-fast')).length;
-    const memoryMiB = Math.round((await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'] / 1048576);
+    const facts = opts.offline
+      ? undefined
+      : { vcpus: (await qmp.execute<unknown[]>('query-cpus-fast')).length, memoryMiB: Math.round((await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'] / 1048576) };
     const hash = (note: string): ChangeTracking => ({ method: opts.previous === undefined ? 'full' : 'hash', note, ...(opts.cbt ? { bitmap: next } : {}) });
     let tracking: ChangeTracking = !opts.cbt ? { method: opts.previous === undefined ? 'full' : 'hash' } : why === undefined ? { method: 'cbt', bitmap: next } : hash(why);
-    let source: NbdDiskSource;
-    try {
-      source = await NbdDiskSource.open(spec, { socket: nbdSocket, exportName: 'fleece' }, { dirtyBitmaps: readBitmaps, onClose: cleanup });
-    } catch (err) {
-      if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;
-      source = await NbdDiskSource.open(spec, { socket: nbdSocket, exportName: 'fleece' }, { onClose: cleanup });
-      tracking = hash(err.message);
-    }
-    const committed = async (): Promise<void> => {
+    const source = await NbdDiskSource.open(opts.offline?.path ?? spec, { socket: nbdSocket, exportName: 'fleece' }, { dirtyBitmaps: readBitmaps, onClose: cleanup });
+    if (source.cbtProblem !== undefined) tracking = hash(source.cbtProblem);
+    const committed = opts.offline ? async (): Promise<void> => undefined : async (): Promise<void> => {
       // The point is in: the bitmaps of older points of this job go (the monitor connection is new: the old one closed with the source).
       const q = await QmpClient.connect(socket).catch(() => undefined);
       if (!q) return;
@@ -156,7 +178,7 @@ export async function openRunningDrive(spec: string, opts: { jobId: string; poin
         q.close();
       }
     };
-    return { source, format: info.drv, tracking, committed, facts: { vcpus, memoryMiB } };
+    return { source, format: info.drv, tracking, committed, ...(facts ? { facts } : {}) };
   } catch (err) {
     await cleanup();
     throw err;

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { callControl, type SessionInfo } from '../../app/index.js';
+import { callControl } from '../../app/control-api.js';
+import type { SessionInfo } from '../../app/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes, parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';

@@ -1,4 +1,4 @@
-import { AllowList, serve as startServer } from '../../app/index.js';
+import { AllowList } from '../../app/allow-list.js';
 import { LifeboatError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import type { Command } from '../command.js';
@@ -27,6 +27,7 @@ export const serve: Command = {
     allow: { type: 'string' },
   },
   async run(ctx) {
+    const { serve: startServer } = await import('../../app/serve.js');
     const running = await startServer({
       repo: requireString(ctx, 'repo'),
       bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
