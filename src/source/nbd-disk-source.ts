@@ -82,7 +82,8 @@ export class NbdDiskSource implements DiskSource {
 
   /** Keeps the next reads of this size (that will be asked: not holes, not unchanged) in flight. */
   private readAhead(from: number, step: number): void {
-    for (let at = from, k = 0; at < this.size && k < READ_AHEAD * 4 && this.ahead.size < READ_AHEAD; at += step, k++) {
+    // Skipping holes and unchanged blocks costs a lookup each: look far ahead for the next blocks to read.
+    for (let at = from, k = 0; at < this.size && k < 4096 && this.ahead.size < READ_AHEAD; at += step, k++) {
       const len = Math.min(step, this.size - at);
       if (this.ahead.has(at) || this.isHole(at, len) || this.isUnchanged(at, len)) continue;
       const buf = Buffer.allocUnsafe(len);
