@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { MiB, backupJson as backup, cli, randomBytes, rng, tempDir } from './helpers.js';
 
@@ -142,11 +142,15 @@ async function freePort(): Promise<number> {
 
 async function nbdkit(args: string[], port: number): Promise<ChildProcess> {
   const p = spawn('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore' });
+  // Ready when it accepts a connection (probing by binding the port ourselves could steal it from nbdkit).
   for (let i = 0; i < 200; i++) {
     const ok = await new Promise<boolean>((r) => {
-      const s = createServer();
-      s.once('error', () => r(true));
-      s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
     });
     if (ok) return p;
     await new Promise((r) => setTimeout(r, 25));

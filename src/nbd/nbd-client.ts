@@ -246,7 +246,7 @@ export class NbdClient {
             p.reject(this.replyError(p, error, ''));
             continue;
           }
-          if (p.kind === 'read') (await this.reader.read(p.into!.length)).copy(p.into!);
+          if (p.kind === 'read') await this.reader.readInto(p.into!);
           p.resolve();
           continue;
         }
@@ -259,15 +259,19 @@ export class NbdClient {
         const p = this.pending.get(cookie);
         if (!p) throw new Error(`reply to an unknown request ${cookie}`);
         if (length > MAX_PAYLOAD + 64) throw new Error(`reply chunk of ${length} bytes`);
+        if (type === NBD_REPLY_TYPE_OFFSET_DATA && p.into && length >= 8) {
+          // Data lands in the caller's buffer straight from the socket's chunks.
+          const at = Number((await this.reader.read(8)).readBigUInt64BE(0)) - p.offset;
+          if (at < 0 || at + length - 8 > p.into.length) throw new Error('read reply outside the request');
+          await this.reader.readInto(p.into.subarray(at, at + length - 8));
+          if (flags & NBD_REPLY_FLAG_DONE) this.settle(cookie, p);
+          continue;
+        }
         const body = await this.reader.read(length);
         if (type & 0x8000) {
           const error = body.readUInt32BE(0);
           const msgLen = body.readUInt16BE(4);
           p.error ??= `${errnoName(error)}${msgLen > 0 ? `: ${body.subarray(6, 6 + msgLen).toString('utf8')}` : ''}`;
-        } else if (type === NBD_REPLY_TYPE_OFFSET_DATA && p.into) {
-          const at = Number(body.readBigUInt64BE(0)) - p.offset;
-          if (at < 0 || at + length - 8 > p.into.length) throw new Error('read reply outside the request');
-          body.copy(p.into, at, 8);
         } else if (type === NBD_REPLY_TYPE_OFFSET_HOLE && p.into) {
           const at = Number(body.readBigUInt64BE(0)) - p.offset;
           const n = body.readUInt32BE(8);
@@ -282,15 +286,17 @@ export class NbdClient {
             at += len;
           }
         } else if (type !== NBD_REPLY_TYPE_NONE) throw new Error(`unexpected reply chunk type ${type}`);
-        if (flags & NBD_REPLY_FLAG_DONE) {
-          this.pending.delete(cookie);
-          if (p.error) p.reject(this.replyError(p, 0, p.error));
-          else p.resolve();
-        }
+        if (flags & NBD_REPLY_FLAG_DONE) this.settle(cookie, p);
       }
     } catch (err) {
       this.fail(this.closing ? 'connection closed' : `connection lost: ${(err as Error).message}`);
     }
+  }
+
+  private settle(cookie: bigint, p: Pending): void {
+    this.pending.delete(cookie);
+    if (p.error) p.reject(this.replyError(p, 0, p.error));
+    else p.resolve();
   }
 
   private take(cookie: bigint): Pending {

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 export class SocketReader {
   private chunks: Buffer[] = [];
   private have = 0;
-  private waiting: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private waiting: { n: number; into?: Buffer | undefined; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private closed: Error | undefined;
 
   constructor(
@@ -34,23 +34,23 @@ export class SocketReader {
     if (!w) return;
     if (this.have >= w.n) {
       this.waiting = undefined;
-      w.resolve(this.take(w.n));
+      w.resolve(this.take(w.n, w.into));
     } else if (this.closed) {
       this.waiting = undefined;
       w.reject(this.closed);
     }
   }
 
-  private take(n: number): Buffer {
+  private take(n: number, into?: Buffer): Buffer {
     // Copy only what is asked: a 16-byte header must not concatenate megabytes of buffered payload.
     const first = this.chunks[0]!;
     let out: Buffer;
-    if (first.length >= n) {
+    if (into === undefined && first.length >= n) {
       out = first.subarray(0, n);
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = into ?? Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
         const c = this.chunks[0]!;
@@ -64,6 +64,17 @@ export class SocketReader {
     this.have -= n;
     if (this.have <= this.highWater && this.socket.isPaused()) this.socket.resume();
     return out;
+  }
+
+  /** Fills `into` with the next bytes, copied once from the socket's chunks. */
+  readInto(into: Buffer): Promise<Buffer> {
+    const n = into.length;
+    if (n === 0) return Promise.resolve(into);
+    if (this.have >= n) return Promise.resolve(this.take(n, into));
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      this.waiting = { n, into, resolve, reject };
+    });
   }
 
   read(n: number): Promise<Buffer> {
