@@ -53,15 +53,15 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
 /**
  * Serves an image read-only over a private unix socket with qemu-nbd, for one
  * run: reads see the disk as the guest does (a qcow2 backing chain included).
- * `bitmaps` are exposed as `qemu:dirty-bitmap:<name>` contexts.
+ * (Images with changed-block tracking go through startStorageDaemon instead.)
  */
-export async function serveImage(path: string, format: string, bitmaps: readonly string[]): Promise<{ address: NbdAddress; stop: () => Promise<void> }> {
+export async function serveImage(path: string, format: string): Promise<{ address: NbdAddress; stop: () => Promise<void> }> {
   await stat(path).catch((err: NodeJS.ErrnoException) => {
     throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${err.code ?? String(err)}`, { details: { disk: path } });
   });
   const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nbd-'));
   const socket = join(dir, 'nbd.sock');
-  const args = ['--read-only', `--format=${format}`, `--socket=${socket}`, '--shared=4', '--persistent', '--cache=none', ...bitmaps.flatMap((b) => ['-B', b]), path];
+  const args = ['--read-only', `--format=${format}`, `--socket=${socket}`, '--shared=4', '--persistent', '--cache=none', path];
   let child;
   try {
     child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });

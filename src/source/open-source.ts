@@ -69,12 +69,12 @@ export async function openDiskSource(spec: string, opts: { format?: string | und
       return await openRunningDrive(qmpUri(daemon.qmpSocket, daemon.node), { jobId: opts.cbt.jobId, pointId: opts.cbt.pointId, previous: opts.cbt.previous, cbt: true, offline: { onClose: daemon.stop, path: spec } });
     } catch (err) {
       if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;
-      const served = await serveImage(spec, format, []);
+      const served = await serveImage(spec, format);
       const source = await NbdDiskSource.open(spec, served.address, { onClose: served.stop });
       return { source, format, tracking: hashOr(err.message), committed: noop };
     }
   }
-  const served = await serveImage(spec, format, []);
+  const served = await serveImage(spec, format);
   const source = await NbdDiskSource.open(spec, served.address, { onClose: served.stop });
   return { source, format, tracking: opts.cbt ? hashOr(`CBT needs a qcow2 image, not ${format}`) : plain(opts), committed: noop };
 }
