@@ -76,7 +76,7 @@ test('instant start --boot: QEMU boots the point from the NBD exports, its seria
   try {
     const { repo, sum } = await bootableRepo(dir, 'one');
     const before = await sha256Of(await backupFiles(repo, 'vm'));
-    server = await startServer(repo);
+    server = await startServer(repo, ['--no-portmap']); // port 111 belongs to the tests that hold withPort111
     const s = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'booted', '--boot', '--accel', 'tcg']);
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stdout, /booted: QEMU pid \d+, tcg, network none/);
@@ -101,7 +101,7 @@ test('--accel kvm runs the guest under KVM, or falls back to TCG and says why', 
   let server: Server | undefined;
   try {
     const { repo, sum } = await bootableRepo(dir, 'one');
-    server = await startServer(repo);
+    server = await startServer(repo, ['--no-portmap']); // port 111 belongs to the tests that hold withPort111
     const s = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'k', '--boot', '--accel', 'kvm']);
     assert.equal(s.code, 0, s.stderr);
     const info = (await sessions(repo))[0]!;
@@ -123,7 +123,7 @@ test('instant migrate moves a running VM to production storage with QEMU mirror;
   try {
     const { repo, image, sum } = await bootableRepo(dir, 'two');
     const before = await sha256Of(await backupFiles(repo, 'vm'));
-    server = await startServer(repo);
+    server = await startServer(repo, ['--no-portmap']); // port 111 belongs to the tests that hold withPort111
     assert.equal((await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'mv', '--boot', '--accel', 'tcg'])).code, 0);
     const info = (await sessions(repo))[0]!;
     pid = info.vm!.pid;
@@ -181,7 +181,7 @@ test('copy migration of a session: --disks, add-disk, kill -9 mid-copy, resume, 
     assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', d0, '--disk', d1])).code, 0);
     assert.equal((await cli(['backup', 'vm', '--repo', repo])).code, 0);
     const before = await sha256Of(await backupFiles(repo, 'vm'));
-    server = await startServer(repo);
+    server = await startServer(repo, ['--no-portmap']); // port 111 belongs to the tests that hold withPort111
     // Only disk 1 (instant disk recovery), then an extra empty disk.
     assert.equal((await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'cp', '--disks', '1'])).code, 0);
     let info = (await sessions(repo))[0]!;
@@ -208,7 +208,7 @@ test('copy migration of a session: --disks, add-disk, kill -9 mid-copy, resume, 
     await kill9(server);
     server = undefined;
     assert.ok(copied < 96 * 1024 * 1024, 'the kill came before the end of the copy');
-    server = await startServer(repo);
+    server = await startServer(repo, ['--no-portmap']); // port 111 belongs to the tests that hold withPort111
     await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x63 94371840 8192', nbd('cp/disk1')]);
     info = await until('the resumed copy', async () => {
       const s = (await sessions(repo))[0]!;

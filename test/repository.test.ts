@@ -93,7 +93,7 @@ test('defaults: a VM config is stored even without --vm-config', async () => {
     await svc.backup(repo, 'web', {});
     const vm = (await svc.points(repo, 'web')).points[0]!.vm;
     assert.deepEqual({ ...vm, disks: undefined }, { name: 'web', vcpus: 2, memoryMiB: 2048, firmware: 'bios', machine: 'q35', disks: undefined });
-    assert.deepEqual(vm.disks, [{ name: 'disk0', bus: 'virtio', sizeBytes: MiB, source: 'web.img' }]);
+    assert.deepEqual(vm.disks, [{ name: 'disk0', bus: 'virtio', sizeBytes: MiB, source: 'web.img', format: 'raw' }]);
   } finally {
     await cleanup();
   }
