@@ -115,3 +115,12 @@ export interface ListedPoint {
 export async function availablePoints(repo: string, job = 'vm'): Promise<ListedPoint[]> {
   return (JSON.parse((await cli(['points', job, '--repo', repo, '--json'])).stdout) as ListedPoint[]).filter((p) => p.available);
 }
+
+/** A raw disk of `sizeMiB` MiB, zeros but for random stretches of `length` bytes at the given MiB offsets; returns its bytes. */
+export async function writeRawDisk(path: string, rand: () => number, sizeMiB: number, atMiB: readonly number[], length: number): Promise<Buffer> {
+  const content = Buffer.alloc(sizeMiB * MiB);
+  for (const at of atMiB) randomBytes(rand, length).copy(content, at * MiB);
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(path, content);
+  return content;
+}

@@ -1,18 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QmpClient } from '../src/qemu/qmp.js';
-import { MiB, backupJson, cli, randomBytes, rng, tempDir } from './helpers.js';
+import { MiB, backupJson, cli, rng, tempDir, writeRawDisk } from './helpers.js';
 
 test('running VM: backups through QMP fleecing while the guest writes; each point consistent and exact; CBT from QEMU bitmaps; no temporary node left', { timeout: 5 * 60_000 }, async () => {
   const { dir, cleanup } = await tempDir();
   const rand = rng(81);
   const raw = join(dir, 'disk.raw');
-  const content = Buffer.alloc(32 * MiB);
-  for (const at of [0, 7, 13, 26]) randomBytes(rand, 2 * MiB + 777).copy(content, at * MiB);
-  await writeFile(raw, content);
+  const content = await writeRawDisk(raw, rand, 32, [0, 7, 13, 26], 2 * MiB + 777);
   const img = join(dir, 'disk.qcow2');
   execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, img]);
   const ours = join(dir, 'lifeboat.qmp');

@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { MiB, backupJson as backup, cli, randomBytes, rng, tempDir } from './helpers.js';
+import { MiB, backupJson as backup, cli, randomBytes, rng, tempDir, writeRawDisk } from './helpers.js';
 
 /** How the point's changes were found, from its file's root (as `points --json` shows the file). */
 async function changesOf(repo: string, job: string, pointId: string): Promise<{ method: string; note?: string; bitmap?: string }> {
@@ -97,9 +97,7 @@ test('vmdk and vhdx sources (qemu-img convert of a raw disk) back up and restore
   try {
     const rand = rng(61);
     const raw = join(dir, 'disk.raw');
-    const content = Buffer.alloc(24 * MiB);
-    for (const at of [0, 5, 11, 17]) randomBytes(rand, 3 * MiB + 12345).copy(content, at * MiB);
-    await writeFile(raw, content);
+    const content = await writeRawDisk(raw, rand, 24, [0, 5, 11, 17], 3 * MiB + 12345);
     const repo = join(dir, 'repo');
     assert.equal((await cli(['repo', 'init', repo, '--block-size', '256K'])).code, 0);
     for (const fmt of ['vmdk', 'vhdx']) {

@@ -51,29 +51,19 @@ export async function imageInfo(path: string, format?: string): Promise<ImageInf
 }
 
 /**
- * Serves an image read-only over a private unix socket with qemu-nbd, for one
- * run: reads see the disk as the guest does (a qcow2 backing chain included).
- * (Images with changed-block tracking go through startStorageDaemon instead.)
+ * Runs a QEMU helper (qemu-nbd, qemu-storage-daemon) in a private temporary
+ * folder for one run: resolves once `ready(dir)` says it serves, fails with
+ * its own words if it exits first (`lockedCode` when it could not lock the
+ * image), and `stop` ends it and removes the folder.
  */
-export async function serveImage(path: string, format: string): Promise<{ address: NbdAddress; stop: () => Promise<void> }> {
-  await stat(path).catch((err: NodeJS.ErrnoException) => {
-    throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${err.code ?? String(err)}`, { details: { disk: path } });
-  });
-  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nbd-'));
-  const socket = join(dir, 'nbd.sock');
-  const args = ['--read-only', `--format=${format}`, `--socket=${socket}`, '--shared=4', '--persistent', '--cache=none', path];
-  let child;
-  try {
-    child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw new LifeboatError('LFB_ERR_TOOL_MISSING', `qemu-nbd cannot be started (${(err as Error).message}); install qemu-utils`, { cause: err });
-  }
+async function runHelper(tool: string, pkg: string, path: string, args: (dir: string) => string[], ready: (dir: string) => Promise<boolean>, lockedCode: 'LFB_ERR_DISK_READ' | 'LFB_ERR_CBT'): Promise<{ dir: string; stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `lifeboat-${tool}-`));
+  const child = spawn(tool, args(dir), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let exited: string | undefined;
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.on('error', (err) => (exited = `cannot start qemu-nbd: ${err.message} (install qemu-utils)`));
-  child.on('exit', (code, signal) => (exited ??= `qemu-nbd exited (${signal ?? code})`));
+  child.on('error', (err) => (exited = `cannot start ${tool}: ${err.message} (install ${pkg})`));
+  child.on('exit', (code, signal) => (exited ??= `${tool} exited (${signal ?? code})`));
   const stop = async (): Promise<void> => {
     if (exited === undefined) {
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
@@ -87,23 +77,39 @@ export async function serveImage(path: string, format: string): Promise<{ addres
     if (exited !== undefined) {
       await rm(dir, { recursive: true, force: true });
       const locked = /lock/i.test(stderr);
-      throw new LifeboatError(locked ? 'LFB_ERR_DISK_READ' : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
+      const missing = exited.startsWith('cannot start');
+      throw new LifeboatError(missing ? 'LFB_ERR_TOOL_MISSING' : locked ? lockedCode : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
     }
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(socket);
+    if (await ready(dir)) return { dir, stop };
+    if (attempt > 750) {
+      await stop();
+      throw new LifeboatError('LFB_ERR_TOOL_FAILED', `${tool} did not start for ${path} within 15 s: ${stderr.trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Serves an image read-only over a private unix socket with qemu-nbd, for one
+ * run: reads see the disk as the guest does (a qcow2 backing chain included).
+ * (Images with changed-block tracking go through startStorageDaemon instead.)
+ */
+export async function serveImage(path: string, format: string): Promise<{ address: NbdAddress; stop: () => Promise<void> }> {
+  await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${err.code ?? String(err)}`, { details: { disk: path } });
+  });
+  const socketIn = (dir: string): string => join(dir, 'nbd.sock');
+  const accepts = (dir: string): Promise<boolean> =>
+    new Promise<boolean>((r) => {
+      const s = connect(socketIn(dir));
       s.once('connect', () => {
         s.destroy();
         r(true);
       });
       s.once('error', () => r(false));
     });
-    if (ok) return { address: { socket, exportName: '' }, stop };
-    if (attempt > 750) {
-      await stop();
-      throw new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-nbd did not start serving ${path} within 15 s: ${stderr.trim()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const { dir, stop } = await runHelper('qemu-nbd', 'qemu-utils', path, (d) => ['--read-only', `--format=${format}`, `--socket=${socketIn(d)}`, '--shared=4', '--persistent', '--cache=none', path], accepts, 'LFB_ERR_DISK_READ');
+  return { address: { socket: socketIn(dir), exportName: '' }, stop };
 }
 
 /**
@@ -115,39 +121,14 @@ export async function serveImage(path: string, format: string): Promise<{ addres
  * daemon cleanly, which stores the bitmaps.
  */
 export async function startStorageDaemon(path: string): Promise<{ qmpSocket: string; node: string; stop: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-qsd-'));
-  const qmpSocket = join(dir, 'qmp.sock');
   const node = 'lifeboat-disk';
-  const child = spawn(
-    'qemu-storage-daemon',
-    ['--blockdev', `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`, '--blockdev', `driver=qcow2,node-name=${node},file=lifeboat-file`, '--chardev', `socket,id=lifeboat-qmp,path=${qmpSocket},server=on,wait=off`, '--monitor', 'chardev=lifeboat-qmp'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  let exited: string | undefined;
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.on('error', (err) => (exited = `cannot start qemu-storage-daemon: ${err.message} (install qemu-system-common)`));
-  child.on('exit', (code, signal) => (exited ??= `qemu-storage-daemon exited (${signal ?? code})`));
-  const stop = async (): Promise<void> => {
-    if (exited === undefined) {
-      const gone = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      await gone;
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  // Polled every 20 ms, for up to 15 s.
-  for (let attempt = 0; ; attempt++) {
-    if (exited !== undefined) {
-      await rm(dir, { recursive: true, force: true });
-      const locked = /lock/i.test(stderr);
-      throw new LifeboatError(locked ? 'LFB_ERR_CBT' : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
-    }
-    if (await stat(qmpSocket).then(() => true, () => false)) return { qmpSocket, node, stop };
-    if (attempt > 750) {
-      await stop();
-      throw new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-storage-daemon did not start for ${path} within 15 s: ${stderr.trim()}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const socketIn = (dir: string): string => join(dir, 'qmp.sock');
+  const args = (dir: string): string[] => [
+    '--blockdev', `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`,
+    '--blockdev', `driver=qcow2,node-name=${node},file=lifeboat-file`,
+    '--chardev', `socket,id=lifeboat-qmp,path=${socketIn(dir)},server=on,wait=off`,
+    '--monitor', 'chardev=lifeboat-qmp',
+  ];
+  const { dir, stop } = await runHelper('qemu-storage-daemon', 'qemu-system-common', path, args, (d) => stat(socketIn(d)).then(() => true, () => false), 'LFB_ERR_CBT');
+  return { qmpSocket: socketIn(dir), node, stop };
 }
