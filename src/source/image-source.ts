@@ -4,23 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
-import { qemuImg } from '../core/qemu-img.js';
 import type { NbdAddress } from '../nbd/nbd-client.js';
-
-/** Image formats read through qemu-nbd (raw files and devices are read directly). */
-export const IMAGE_FORMATS = ['qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'] as const;
-
-export interface ImageBitmap {
-  readonly name: string;
-  readonly flags: readonly string[];
-  readonly granularity: number;
-}
-
-export interface ImageInfo {
-  readonly format: string;
-  readonly virtualSize: number;
-  readonly bitmaps: readonly ImageBitmap[];
-}
 
 /**
  * The format an image file starts with, from its magic, without running
@@ -41,13 +25,6 @@ export async function sniffFormat(path: string): Promise<string> {
   } finally {
     await fh.close();
   }
-}
-
-/** `qemu-img info` of an image: format, virtual size and persistent dirty bitmaps. */
-export async function imageInfo(path: string, format?: string): Promise<ImageInfo> {
-  const out = await qemuImg(['info', '--output=json', ...(format ? ['-f', format] : []), path], `reading image ${path}`);
-  const j = JSON.parse(out) as { format: string; 'virtual-size': number; 'format-specific'?: { data?: { bitmaps?: { name: string; flags: string[]; granularity: number }[] } } };
-  return { format: j.format, virtualSize: j['virtual-size'], bitmaps: (j['format-specific']?.data?.bitmaps ?? []).map((b) => ({ name: b.name, flags: b.flags, granularity: b.granularity })) };
 }
 
 /**

@@ -72,9 +72,10 @@ export class NbdDiskSource implements DiskSource {
 
   async read(into: Buffer, offset: number): Promise<number> {
     const n = Math.max(0, Math.min(into.length, this.size - offset));
-    const early = this.ahead.get(offset);
+    const pending = this.ahead.get(offset);
     this.ahead.delete(offset);
-    if (early && (await early).length === n) (await early).copy(into, 0, 0, n);
+    const early = pending && (await pending);
+    if (early && early.length === n) early.copy(into, 0, 0, n);
     else await this.client.read(into.subarray(0, n), offset);
     this.readAhead(offset + into.length, into.length);
     return n;
