@@ -1,10 +1,16 @@
-import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from 'lz4-napi';
 import { createRequire } from 'node:module';
-import { compress as zstdCompress } from 'zstd-napi';
-import type { DCtx } from 'zstd-napi/binding.js';
+import type { CCtx, CParameter, DCtx } from 'zstd-napi/binding.js';
+import type * as Lz4 from 'lz4-napi';
 import { createHash } from 'node:crypto';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
+
+// The low-level zstd binding: contexts and buffers we manage ourselves.
+const require = createRequire(import.meta.url);
+const zstdBinding = require('zstd-napi/binding.js') as { DCtx: new () => DCtx; CCtx: new () => CCtx; CParameter: typeof CParameter; compressBound: (n: number) => number };
+// lz4 loads only for repositories that use it (loading it costs every thread ~10 ms).
+let lz4Module: typeof Lz4 | undefined;
+const lz4 = (): typeof Lz4 => (lz4Module ??= require('lz4-napi') as typeof Lz4);
 
 export interface CompressionSetting {
   readonly codec: CodecName;
@@ -38,12 +44,31 @@ export function formatCompression(s: CompressionSetting): string {
  */
 export const ZSTD_FRAME_BYTES = 64 * 1024;
 
+/**
+ * One compression context and one output buffer per thread, kept warm:
+ * frames are compressed back to back into the scratch buffer, and the block
+ * leaves it in one copy of exactly its stored size.
+ */
+let compressor: { cctx: CCtx; level: number } | undefined;
+let scratch = Buffer.alloc(0);
+
 function zstdFrames(data: Buffer, level: number): Buffer {
-  const params = { compressionLevel: level, checksumFlag: true };
-  if (data.length <= ZSTD_FRAME_BYTES) return zstdCompress(data, params);
-  const parts: Buffer[] = [];
-  for (let at = 0; at < data.length; at += ZSTD_FRAME_BYTES) parts.push(zstdCompress(data.subarray(at, at + ZSTD_FRAME_BYTES), params));
-  return Buffer.concat(parts);
+  if (compressor?.level !== level) {
+    const cctx = new zstdBinding.CCtx();
+    cctx.setParameter(zstdBinding.CParameter.compressionLevel, level);
+    cctx.setParameter(zstdBinding.CParameter.checksumFlag, 1);
+    compressor = { cctx, level };
+  }
+  const frames = Math.ceil(data.length / ZSTD_FRAME_BYTES);
+  const bound = frames * zstdBinding.compressBound(ZSTD_FRAME_BYTES);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  let end = 0;
+  for (let at = 0; at < data.length; at += ZSTD_FRAME_BYTES) {
+    end += compressor.cctx.compress2(scratch.subarray(end), data.subarray(at, at + ZSTD_FRAME_BYTES));
+  }
+  const out = Buffer.allocUnsafeSlow(end);
+  scratch.copy(out, 0, 0, end);
+  return out;
 }
 
 /**
@@ -56,7 +81,7 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
     case 'none':
       return { codec: 'none', bytes: data };
     case 'lz4':
-      out = lz4Compress(data);
+      out = lz4().compressSync(data);
       break;
     case 'zstd':
       out = zstdFrames(data, s.level);
@@ -65,9 +90,8 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
   return out.length < data.length ? { codec: s.codec, bytes: out } : { codec: 'none', bytes: data };
 }
 
-// The low-level binding: it decompresses into a buffer we size from the block
-// table, so a damaged frame header can never ask for a huge allocation.
-const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as { DCtx: new () => DCtx };
+// Decompression goes into a buffer we size from the block table, so a
+// damaged frame header can never ask for a huge allocation.
 let zstdContext = new zstdBinding.DCtx();
 
 function zstdDecompress(stored: Buffer, rawLength: number): Buffer {
@@ -93,7 +117,7 @@ export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: num
     case 'lz4':
       // lz4-napi allocates what the 4-byte size prefix says: check it first.
       if (stored.length < 4 || stored.readUInt32LE(0) !== rawLength) throw new Error(`the lz4 size prefix does not say ${rawLength} bytes`);
-      out = lz4Uncompress(stored);
+      out = lz4().uncompressSync(stored);
       break;
     case 'zstd':
       out = zstdDecompress(stored, rawLength);

@@ -5,3 +5,4 @@ export * from './log.js';
 export * from './crash-point.js';
 export * from './units.js';
 export * from './listen.js';
+export * from './step-times.js';

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
+import { StepTimes } from '../core/step-times.js';
 import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT, type CodecName, type FileKind } from '../format/constants.js';
 import { LockFile } from '../storage/index.js';
@@ -52,31 +53,39 @@ export interface BackupResult {
   readonly synthetic?: SyntheticFullResult;
   /** With --transform-to-rollbacks: the older chain turned into rollbacks, or why it could not be. */
   readonly transform?: TransformResult | { readonly skipped: string };
+  /** Milliseconds of wall time by step of the run (scan, open, data, commit, retention, …). */
+  readonly steps: Record<string, number>;
 }
 
 /** One backup run of a job: a full or an increment, then retention. One run per job at a time. */
 export async function runBackup(repo: Repository, jobName: string, opts: BackupOptions): Promise<BackupResult> {
+  const steps = new StepTimes();
   const job = await loadJob(repo, jobName);
   const dir = repo.jobDir(job.name);
   const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  steps.lap('lock');
   try {
     let state = await scanJob(dir);
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir);
+    steps.lap('scan');
     const now = opts.clock.now();
     const { decision, repair } = repairDecision(job, state, decideKind(job, state, now, opts.activeFull === true));
-    let result: Omit<BackupResult, 'cleanedUp' | 'retention'> | undefined;
+    let result: Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'> | undefined;
     const latestChain = state.chains[state.chains.length - 1];
     if (job.method === 'reverse' && decision.kind === 'increment' && latestChain && latestChain.increments.length === 0) {
       const r = await reverseIncrement(job, dir, state, latestChain, now, opts, 'reverse incremental run');
+      steps.lap('reverse');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
     }
-    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts, repair);
+    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts, steps, repair);
     state = await scanJob(dir);
+    steps.lap('scan');
     let synthetic: SyntheticFullResult | undefined;
     if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
       synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
       state = await scanJob(dir);
+      steps.lap('synthetic full');
     }
     // Also after an interrupted run: a pending transform is found from the files alone.
     let transform: BackupResult['transform'];
@@ -85,11 +94,14 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       const obstacle = transformObstacle(pending.older, pending.newer);
       transform = obstacle ? { skipped: obstacle } : await transformToRollbacks(job, dir, state, pending.older, pending.newer);
       state = await scanJob(dir);
+      steps.lap('transform');
     }
     const retention = await applyRetention(job, dir, state, now);
     state = await scanJob(dir);
+    steps.lap('retention');
     await writeVbm(job, state, now);
-    return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}), ...(transform ? { transform } : {}) };
+    steps.lap('metadata');
+    return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}), ...(transform ? { transform } : {}), steps: steps.toJSON() };
   } finally {
     await lock.release();
   }
@@ -150,7 +162,7 @@ export function fileStamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions, repair?: RepairBlocks): Promise<Omit<BackupResult, 'cleanedUp' | 'retention'>> {
+async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions, steps: StepTimes, repair?: RepairBlocks): Promise<Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'>> {
   let opened: OpenedSource[] = [];
   const previous: RestorePointDisk[] = [];
   const pool = new BlockWorkerPool(opts.workers);
@@ -164,9 +176,11 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
     const newest = state.points[state.points.length - 1];
     opened = await openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined });
     const sources = opened.map((o) => o.source);
+    steps.lap('open source');
     if (parentFiles) {
       for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0 }));
     }
+    steps.lap('open previous point');
     const kind: FileKind = decision.kind;
     const chainId = kind === 'full' ? newUuid() : latestChain!.chainId;
     const blockSize = kind === 'full' ? job.blockSize : latestChain!.full.header.blockSize;
@@ -191,6 +205,7 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
       const base: PreviousPoint | null = prev && forced ? { size: prev.size, digestOf: (bi) => (forced.has(bi) ? NEVER_MATCHES : prev.digestOf(bi)) } : prev;
       await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress);
     }
+    steps.lap('data');
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
     const vm = resolveVmConfig(job.name, givenVm(job, opened), opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
     // Without a parent every block was read: whatever tracking was set up, this point's changes are a full read.
@@ -205,10 +220,12 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
       diskSizes,
       meta: { vm, trigger: decision.trigger, changes },
     });
+    steps.lap('commit');
     // Old bitmaps go once the image is closed (qemu-img needs its write lock).
     await Promise.all(opened.map((o) => o.source.close()));
     for (const o of opened) await o.committed();
     opened = [];
+    steps.lap('close source');
     const stored = writer.storedBytes;
     const deduped = writer.dedupedBlocks;
     writer = undefined;
@@ -222,11 +239,6 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
 
 type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: BlockResult };
 
-/**
- * The block pipeline of one disk: read → zero check → (worker) hash, compare
- * with the previous point, compress → write in order. A bounded window of
- * blocks is in flight, so memory is window × block size whatever the disk size.
- */
 /** Where the pipeline puts changed blocks: a new backup file, or (reverse incremental) the full and a rollback. */
 export interface BlockSink {
   addBlock(disk: number, blockIndex: number, codec: CodecName, stored: Buffer, digest: Buffer): Promise<void>;
@@ -241,6 +253,13 @@ export interface PreviousPoint {
 
 const NEVER_MATCHES = Buffer.alloc(32, 0xff);
 
+/**
+ * The block pipeline of one disk: read → zero check → (worker) hash, compare
+ * with the previous point, compress → write in order. A bounded window of
+ * blocks is in flight, reads included (several requests to an NBD server, or
+ * preads, at once), so memory is window × block size whatever the disk size,
+ * and each block is read straight into the buffer the worker gets.
+ */
 export async function backupDisk(
   src: DiskSource,
   disk: number,
@@ -272,22 +291,7 @@ export async function backupDisk(
     }
   };
 
-  for (let bi = 0; bi < blockCount; bi++) {
-    const offset = bi * blockSize;
-    const len = Math.min(blockSize, src.size - offset);
-    if (prev !== null && prev.size === src.size && src.isUnchanged?.(offset, len) === true) {
-      // Changed-block tracking: not written since the previous point, so not even read.
-      totals.blocksUnchanged += 1;
-      continue;
-    }
-    if (src.isHole(offset, len)) {
-      // A hole of a sparse image: zeros, known without reading them.
-      totals.bytesRead += len;
-      totals.blocksZero += 1;
-      if (prev !== null && prev.digestOf(bi) !== null) queue.push(Promise.resolve({ kind: 'zero', bi }));
-      if (queue.length >= window) await drainOne();
-      continue;
-    }
+  const readBlock = async (bi: number, offset: number, len: number): Promise<Outcome> => {
     const ab = free.pop() ?? new ArrayBuffer(blockSize);
     const buf = Buffer.from(ab, 0, len);
     const got = await src.read(buf, offset);
@@ -299,14 +303,29 @@ export async function backupDisk(
       // Zero blocks are never stored; an increment records only that a block became zero.
       free.push(ab);
       totals.blocksZero += 1;
-      queue.push(Promise.resolve(prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' }));
+      return prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' };
+    }
+    const r = await pool.run(ab, len, prev === null ? null : prev.digestOf(bi), compression);
+    return { kind: 'data', bi, r };
+  };
+
+  for (let bi = 0; bi < blockCount; bi++) {
+    const offset = bi * blockSize;
+    const len = Math.min(blockSize, src.size - offset);
+    if (prev !== null && prev.size === src.size && src.isUnchanged?.(offset, len) === true) {
+      // Changed-block tracking: not written since the previous point, so not even read.
+      totals.blocksUnchanged += 1;
+    } else if (src.isHole(offset, len)) {
+      // A hole of a sparse image: zeros, known without reading them.
+      totals.bytesRead += len;
+      totals.blocksZero += 1;
+      if (prev !== null && prev.digestOf(bi) !== null) queue.push(Promise.resolve({ kind: 'zero', bi }));
     } else {
-      const prevDigest = prev === null ? null : prev.digestOf(bi);
-      queue.push(queued(pool.run(ab, len, prevDigest, compression).then((r): Outcome => ({ kind: 'data', bi, r }))));
+      queue.push(queued(readBlock(bi, offset, len)));
     }
     while (queue.length >= window) await drainOne();
-    if (onProgress && (totals.bytesRead - lastReport >= 64 * 1024 * 1024 || bi === blockCount - 1)) {
-      lastReport = totals.bytesRead;
+    if (onProgress && (offset + len - lastReport >= 64 * 1024 * 1024 || bi === blockCount - 1)) {
+      lastReport = offset + len;
       onProgress({ disk, diskCount, bytesDone: offset + len, bytesTotal: src.size });
     }
   }

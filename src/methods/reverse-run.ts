@@ -15,7 +15,7 @@ import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type Bloc
 import { resolveVmConfig } from './vm-config.js';
 
 /** What a reverse run reports: a backup run's counters, plus the rollback it wrote. */
-export type ReverseRunResult = Omit<BackupResult, 'kind' | 'trigger' | 'cleanedUp' | 'retention' | 'synthetic'> & {
+export type ReverseRunResult = Omit<BackupResult, 'kind' | 'trigger' | 'cleanedUp' | 'retention' | 'synthetic' | 'steps'> & {
   readonly rollback: string;
   /** Old versions moved into the rollback (read from the full, written to the .vrb). */
   readonly blocksRolledBack: number;

@@ -15,10 +15,15 @@ export async function commitRoot(
   tables: readonly BlockTable[],
   rootOffset: number,
   next: { slotIndex: 0 | 1; generation: number },
+  /**
+   * The file is still under its temporary name: nothing reads it before it is
+   * renamed, so root and slot go down with one fsync (before the rename).
+   */
+  unpublished = false,
 ): Promise<{ fileEnd: number }> {
   const root = encodeRoot(info, tables);
   await file.write(root, rootOffset);
-  await file.sync();
+  if (!unpublished) await file.sync();
   const fileEnd = rootOffset + root.length;
   const slot = encodeSlot({ generation: next.generation, rootOffset, rootLength: root.length, fileEnd, rootDigest: rootDigest(root) });
   await file.write(slot, SLOT_OFFSETS[next.slotIndex]);

@@ -90,7 +90,8 @@ export async function openRunningDrive(
     const info = nodes.find((n) => n['node-name'] === node);
     if (!info) throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `the VM behind ${socket} has no block node "${node}" (nodes: ${nodes.map((n) => n['node-name']).filter((n) => !n.startsWith('#')).join(', ')})`, { details: { disk: spec } });
     // A run killed with -9 cannot clean up: what it left goes now (the job lock says no run of ours is in progress).
-    await removeLeftovers(qmp, node, nodes);
+    // Our own storage daemon has just started: nothing can be left in it.
+    if (!opts.offline) await removeLeftovers(qmp, node, nodes);
     const size = info.image['virtual-size'];
     const prefix = `lifeboat-${opts.jobId.slice(0, 8)}-`;
     const next = `${prefix}${opts.pointId}`;
