@@ -93,13 +93,23 @@ export interface BackupRun {
   readonly bytesRead: number;
   readonly blocksStored: number;
   readonly blocksUnchanged: number;
+  readonly seconds: number;
+  readonly steps: Record<string, number>;
 }
 
-/** One `lifeboat backup <job> --json` that must succeed. */
+/** One `lifeboat backup <job> --json` that must succeed; its time by step must add up. */
 export async function backupJson(repo: string, job: string, env: Record<string, string> = {}): Promise<BackupRun> {
   const r = await cli(['backup', job, '--repo', repo, '--json'], env);
   if (r.code !== 0) throw new Error(`backup ${job} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as BackupRun;
+  const run = JSON.parse(r.stdout) as BackupRun;
+  const steps = Object.entries(run.steps);
+  // A reverse incremental run updates the full in place: its data step is "reverse".
+  for (const want of ['scan', run.steps['reverse'] === undefined ? 'data' : 'reverse', 'retention']) {
+    if (run.steps[want] === undefined) throw new Error(`backup ${job}: no "${want}" in its steps ${JSON.stringify(run.steps)}`);
+  }
+  const sum = steps.reduce((a, [, ms]) => a + ms, 0);
+  if (steps.some(([, ms]) => !(ms >= 0)) || sum > run.seconds * 1000 + 1) throw new Error(`backup ${job}: steps ${JSON.stringify(run.steps)} do not fit in ${run.seconds} s`);
+  return run;
 }
 
 /** A point as `points --json` lists it. */

@@ -23,6 +23,7 @@ export const backup: Command = {
     }
     ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
     ctx.out(`  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
+    ctx.out(`  time by step: ${Object.entries(r.steps).filter(([, ms]) => ms >= 5).map(([step, ms]) => `${step} ${(ms / 1000).toFixed(2)} s`).join(', ')}`);
     if (r.synthetic) ctx.out(`  synthetic full → ${r.synthetic.file}: ${r.synthetic.blocksCopied} stored blocks copied (${formatBytes(r.synthetic.bytesCopied)}), no source read; ${r.synthetic.removedIncrement} removed`);
     if (r.transform && 'skipped' in r.transform) ctx.out(`  transform into rollbacks skipped: ${r.transform.skipped}`);
     else if (r.transform) ctx.out(`  chain ${r.transform.chainId.slice(0, 8)} transformed into ${r.transform.rollbacks.length} rollback(s): ${r.transform.blocksCopied} stored blocks copied (${formatBytes(r.transform.bytesCopied)}); ${r.transform.removed.length} file(s) removed`);
