@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCompression } from '../src/compress/codec.js';
 import { BackupFileReader } from '../src/repository/index.js';
@@ -191,6 +191,40 @@ test('many damaged blocks in the read-ahead window: a clean error, never a crash
       assert.match(r.stderr, /block 0 \(file offset 12288\) fails its checksum.*\[LFB_ERR_BLOCK_CORRUPT\]/);
     }
   } finally {
+    await cleanup();
+  }
+});
+
+test('a write-back that fails while a backup file is written fails the run (LFB_ERR_IO), leaves no point, and the next run succeeds', async () => {
+  const { dir, cleanup } = await tempDir();
+  // The background fdatasync of a file being written: Linux reports a write-back error to one
+  // fsync only, so an error it meets must not be lost before the commit's own fsync.
+  const fh = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
+  await fh.close();
+  const realDatasync = proto.datasync;
+  try {
+    const disk = join(dir, 'd.img');
+    const data = randomBytes(rng(7), 24 * 1024 * KiB); // incompressible: 24 MiB stored, write-behind every 8 MiB
+    await writeFile(disk, data);
+    const svc = serviceAt('2026-01-01T00:00:00Z');
+    const repo = join(dir, 'r');
+    await svc.initRepository(repo, 1024 * KiB, parseCompression('none'));
+    await svc.createJob(repo, { name: 'j', disks: [disk], method: 'forward', retainPoints: 5, activeFullDays: [] });
+    let failed = 0;
+    proto.datasync = function () {
+      failed += 1;
+      return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    };
+    await assert.rejects(svc.backup(repo, 'j', {}), (e: Error & { code?: string }) => e.code === 'LFB_ERR_IO' && /fsync/.test(e.message));
+    assert.ok(failed >= 1, 'the write-back ran');
+    proto.datasync = realDatasync;
+    assert.deepEqual((await readdir(join(repo, 'jobs', 'j'))).filter((n) => /\.vbk/.test(n)), [], 'no backup file, not even a temporary one');
+    const r = await svc.backup(repo, 'j', {});
+    assert.equal(r.kind, 'full');
+    assert.ok((await readPoint(repo, 'j', 'latest')).equals(data));
+  } finally {
+    proto.datasync = realDatasync;
     await cleanup();
   }
 });
