@@ -6,7 +6,10 @@ import { nextDataExtent } from './data-extents.js';
 export interface DiskSource {
   readonly path: string;
   readonly size: number;
-  /** Fills `into` with the bytes at `offset` (short only at the end of the disk). */
+  /**
+   * Fills `into` with the bytes at `offset` (short only at the end of the
+   * disk). Calls overlap: the backup pipeline keeps several reads in flight.
+   */
   read(into: Buffer, offset: number): Promise<number>;
   /**
    * Whether [offset, offset+length) is known to be a hole (reads as zeros
