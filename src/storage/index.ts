@@ -1,2 +1,3 @@
 export * from './durable-file.js';
 export * from './lock-file.js';
+export * from './storage.js';

@@ -1,0 +1,192 @@
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { fromFsError } from '../core/errors.js';
+
+/**
+ * The storage seam: every byte the repository and the instant-recovery
+ * overlays write goes through one of these. It is small on purpose (kopia's
+ * blob storage, restic's backend): open, pread, pwrite, sync, rename, remove,
+ * list. Errors leave it classified as LifeboatErrors (ENOSPC and EDQUOT →
+ * LFB_ERR_NO_SPACE, anything else → LFB_ERR_IO with the errno in its
+ * details), so no caller looks at errno. FaultyStorage wraps one to make
+ * chosen calls fail in tests; encryption and object storage plug in here.
+ */
+export interface StorageFile {
+  readonly path: string;
+  /** Fills `into` from `position`; returns the count read (less only at end of file). */
+  pread(into: Buffer, position: number): Promise<number>;
+  /** Writes all of `data` at `position`, or throws (a short write is an error). */
+  pwrite(data: Uint8Array, position: number): Promise<void>;
+  /** fsync: the file's data and metadata are durable when it returns. */
+  sync(): Promise<void>;
+  /** fdatasync: the file's data (and its size) are durable when it returns. */
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * `read`: an existing file, read only. `write`: an existing file, read and
+ * write. `create`: read and write, created if absent (never truncated).
+ * `replace`: read and write, created or truncated to nothing.
+ */
+export type OpenMode = 'read' | 'write' | 'create' | 'replace';
+
+export type StorageOp = 'open' | 'pread' | 'pwrite' | 'sync' | 'datasync' | 'truncate' | 'size' | 'close' | 'rename' | 'remove' | 'list' | 'syncDir' | 'mkdir';
+
+export interface Storage {
+  open(path: string, mode: OpenMode): Promise<StorageFile>;
+  /** rename(2); not durable until syncDir() of the target's folder. */
+  rename(from: string, to: string): Promise<void>;
+  /** unlink(2); false when there was nothing to remove. */
+  remove(path: string): Promise<boolean>;
+  /** The names in a folder, sorted; [] when the folder does not exist. */
+  list(dir: string): Promise<string[]>;
+  /** fsync of a folder: names created, renamed or removed in it are durable. */
+  syncDir(dir: string): Promise<void>;
+  /** mkdir -p with mode 0700 for new folders. */
+  mkdir(dir: string): Promise<void>;
+}
+
+const OPEN_FLAGS: Record<OpenMode, number> = {
+  read: fsc.O_RDONLY,
+  write: fsc.O_RDWR,
+  create: fsc.O_RDWR | fsc.O_CREAT,
+  replace: fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC,
+};
+
+class LocalFile implements StorageFile {
+  constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+  ) {}
+
+  async pread(into: Buffer, position: number): Promise<number> {
+    try {
+      let done = 0;
+      while (done < into.length) {
+        const { bytesRead } = await this.fh.read(into, done, into.length - done, position + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done;
+    } catch (err) {
+      throw fromFsError(err, 'read', this.path);
+    }
+  }
+
+  async pwrite(data: Uint8Array, position: number): Promise<void> {
+    try {
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
+        if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw fromFsError(err, 'write', this.path);
+    }
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.fh.sync();
+    } catch (err) {
+      throw fromFsError(err, 'fsync', this.path);
+    }
+  }
+
+  async datasync(): Promise<void> {
+    try {
+      await this.fh.datasync();
+    } catch (err) {
+      throw fromFsError(err, 'fdatasync', this.path);
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    try {
+      await this.fh.truncate(length);
+    } catch (err) {
+      throw fromFsError(err, 'truncate', this.path);
+    }
+  }
+
+  async size(): Promise<number> {
+    try {
+      return (await this.fh.stat()).size;
+    } catch (err) {
+      throw fromFsError(err, 'stat', this.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.fh.close();
+    } catch (err) {
+      throw fromFsError(err, 'close', this.path);
+    }
+  }
+}
+
+/** Files on a local file system (POSIX semantics, fsync for durability). */
+export class LocalStorage implements Storage {
+  async open(path: string, mode: OpenMode): Promise<StorageFile> {
+    try {
+      return new LocalFile(path, await open(path, OPEN_FLAGS[mode], 0o600));
+    } catch (err) {
+      throw fromFsError(err, 'open', path);
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    try {
+      await rename(from, to);
+    } catch (err) {
+      throw fromFsError(err, 'rename', from);
+    }
+  }
+
+  async remove(path: string): Promise<boolean> {
+    try {
+      await unlink(path);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fromFsError(err, 'remove', path);
+    }
+  }
+
+  async list(dir: string): Promise<string[]> {
+    try {
+      return (await readdir(dir)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw fromFsError(err, 'list', dir);
+    }
+  }
+
+  async syncDir(dir: string): Promise<void> {
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(dir, fsc.O_RDONLY);
+      await fh.sync();
+    } catch (err) {
+      throw fromFsError(err, 'fsync folder', dir);
+    } finally {
+      await fh?.close().catch(() => undefined);
+    }
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw fromFsError(err, 'create folder', dir);
+    }
+  }
+}
+
+/** The local file system, shared: LocalStorage holds no state. */
+export const localStorage: Storage = new LocalStorage();
