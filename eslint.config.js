@@ -19,7 +19,12 @@ export default tseslint.config(
   {
     // node:test's test() returns a promise the runner tracks itself.
     files: ['test/**/*.ts'],
-    rules: { '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] }] },
+    rules: {
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }] },
+      ],
+    },
   },
   {
     // Time comes from the Clock (src/core/clock.ts), so LIFEBOAT_NOW pins it everywhere.

@@ -31,7 +31,6 @@ function timed(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-
 interface Tool {
   readonly name: string;
   init(): void;
@@ -148,7 +147,9 @@ function main(): void {
   scenario('guest-4k');
 
   const imageBytes = statSync(image).size;
-  console.log(`\nimage ${(imageBytes / MiB).toFixed(0)} MiB; 5% scenario changed ${(m.changedBytes / MiB).toFixed(0)} MiB (${(m.changedCompressed / MiB).toFixed(1)} MiB after zstd-1); guest-4k wrote ${scattered / 1024} KiB`);
+  console.log(
+    `\nimage ${(imageBytes / MiB).toFixed(0)} MiB; 5% scenario changed ${(m.changedBytes / MiB).toFixed(0)} MiB (${(m.changedCompressed / MiB).toFixed(1)} MiB after zstd-1); guest-4k wrote ${scattered / 1024} KiB`,
+  );
   console.log('scenario    tool       seconds  MB/s (image)  ×restic speed  stored MB  stored/changed');
   for (const [sc, byTool] of Object.entries(results)) {
     const ref = byTool['restic']!;

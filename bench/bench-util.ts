@@ -31,7 +31,13 @@ export async function waitFor(check: () => boolean, what: string, tries = 200): 
 }
 
 /** The environment restic and borg run in: unencrypted throwaway repositories, no prompts. */
-export const referenceToolEnv = { ...process.env, RESTIC_PASSWORD: 'bench', BORG_PASSPHRASE: '', BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes' };
+export const referenceToolEnv = {
+  ...process.env,
+  RESTIC_PASSWORD: 'bench',
+  BORG_PASSPHRASE: '',
+  BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes',
+  BORG_RELOCATED_REPO_ACCESS_IS_OK: 'yes',
+};
 
 /** Bytes of every file below `dir`: a repository's size. */
 export function duBytes(dir: string): number {

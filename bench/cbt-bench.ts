@@ -30,7 +30,6 @@ function run(cmd: string, args: string[]): { secs: number; out: string } {
   return { secs: Number(process.hrtime.bigint() - t0) / 1e9, out: r.stdout.toString() };
 }
 
-
 interface Row {
   tool: string;
   fullSecs: number;
@@ -65,7 +64,12 @@ function main(): void {
     const j = JSON.parse(r.out) as { bytesRead: number; bytesStored: number; seconds: number };
     return { secs: r.secs, engine: j.seconds, read: j.bytesRead, stored: j.bytesStored };
   };
-  const fulls = { cbt: lb('cbt'), hash: lb('hash'), restic: run('restic', ['--repo', rs, 'backup', '--quiet', img]).secs, borg: run('borg', ['create', `${bg}::a0`, img]).secs };
+  const fulls = {
+    cbt: lb('cbt'),
+    hash: lb('hash'),
+    restic: run('restic', ['--repo', rs, 'backup', '--quiet', img]).secs,
+    borg: run('borg', ['create', `${bg}::a0`, img]).secs,
+  };
   const resticBefore = duBytes(rs);
   const borgBefore = duBytes(bg);
 
@@ -93,22 +97,44 @@ function main(): void {
 
   const rows: Row[] = [];
   const cbt = lb('cbt');
-  rows.push({ tool: 'lifeboat --cbt', fullSecs: fulls.cbt.secs, incSecs: cbt.secs, engine: { full: fulls.cbt.engine, inc: cbt.engine }, incRead: cbt.read, incStored: cbt.stored });
+  rows.push({
+    tool: 'lifeboat --cbt',
+    fullSecs: fulls.cbt.secs,
+    incSecs: cbt.secs,
+    engine: { full: fulls.cbt.engine, inc: cbt.engine },
+    incRead: cbt.read,
+    incStored: cbt.stored,
+  });
   const hash = lb('hash');
-  rows.push({ tool: 'lifeboat (hashes)', fullSecs: fulls.hash.secs, incSecs: hash.secs, engine: { full: fulls.hash.engine, inc: hash.engine }, incRead: hash.read, incStored: hash.stored });
+  rows.push({
+    tool: 'lifeboat (hashes)',
+    fullSecs: fulls.hash.secs,
+    incSecs: hash.secs,
+    engine: { full: fulls.hash.engine, inc: hash.engine },
+    incRead: hash.read,
+    incStored: hash.stored,
+  });
   const fileSize = statSync(img).size;
   const r = run('restic', ['--repo', rs, 'backup', '--quiet', img]);
   rows.push({ tool: 'restic', fullSecs: fulls.restic, incSecs: r.secs, incRead: fileSize, incStored: duBytes(rs) - resticBefore });
   const b = run('borg', ['create', `${bg}::a1`, img]);
   rows.push({ tool: 'borg', fullSecs: fulls.borg, incSecs: b.secs, incRead: fileSize, incStored: duBytes(bg) - borgBefore });
 
-  console.log(`\n${size / MiB} MiB qcow2 (${(fileSize / 1e6).toFixed(0)} MB file), ${Math.ceil(blocks * 0.05)} of ${blocks} 1 MiB blocks rewritten through qemu-io\n`);
+  console.log(
+    `\n${size / MiB} MiB qcow2 (${(fileSize / 1e6).toFixed(0)} MB file), ${Math.ceil(blocks * 0.05)} of ${blocks} 1 MiB blocks rewritten through qemu-io\n`,
+  );
   console.log('tool                 full s   incr s   incr/full   source read MB   stored MB');
   for (const x of rows) {
-    console.log(`${x.tool.padEnd(19)}${x.fullSecs.toFixed(2).padStart(8)}${x.incSecs.toFixed(2).padStart(9)}${`${((x.incSecs / x.fullSecs) * 100).toFixed(1)}%`.padStart(12)}${(x.incRead / 1e6).toFixed(0).padStart(17)}${(x.incStored / 1e6).toFixed(1).padStart(12)}`);
+    console.log(
+      `${x.tool.padEnd(19)}${x.fullSecs.toFixed(2).padStart(8)}${x.incSecs.toFixed(2).padStart(9)}${`${((x.incSecs / x.fullSecs) * 100).toFixed(1)}%`.padStart(12)}${(x.incRead / 1e6).toFixed(0).padStart(17)}${(x.incStored / 1e6).toFixed(1).padStart(12)}`,
+    );
   }
   console.log('\nWithout the CLI start-up (the run inside the process, as `serve` would schedule it):');
-  for (const x of rows) if (x.engine) console.log(`${x.tool.padEnd(19)}${x.engine.full.toFixed(2).padStart(8)}${x.engine.inc.toFixed(2).padStart(9)}${`${((x.engine.inc / x.engine.full) * 100).toFixed(1)}%`.padStart(12)}`);
+  for (const x of rows)
+    if (x.engine)
+      console.log(
+        `${x.tool.padEnd(19)}${x.engine.full.toFixed(2).padStart(8)}${x.engine.inc.toFixed(2).padStart(9)}${`${((x.engine.inc / x.engine.full) * 100).toFixed(1)}%`.padStart(12)}`,
+      );
   console.log('\nrestic and borg read the whole changed file (its size is shown). Target: lifeboat --cbt incr/full ≤ 10%.');
 }
 

@@ -47,5 +47,7 @@ for (const s of settings) {
   for (const o of out) decompressBlock(o.codec, o.bytes, MiB);
   const dt = Number(process.hrtime.bigint() - t0) / 1e9;
   const name = s.codec === 'zstd' ? `zstd:${s.level}` : s.codec;
-  console.log(`${name.padEnd(10)}${(raw / 1e6 / ct).toFixed(0).padStart(13)}  ${(raw / 1e6 / dt).toFixed(0).padStart(15)}  ${(raw / stored).toFixed(2).padStart(5)}`);
+  console.log(
+    `${name.padEnd(10)}${(raw / 1e6 / ct).toFixed(0).padStart(13)}  ${(raw / 1e6 / dt).toFixed(0).padStart(15)}  ${(raw / stored).toFixed(2).padStart(5)}`,
+  );
 }

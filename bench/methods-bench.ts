@@ -25,7 +25,9 @@ interface RunResult {
 }
 
 function dirBytes(dir: string): number {
-  return readdirSync(dir).filter((n) => /\.(vbk|vib|vrb)$/.test(n)).reduce((a, n) => a + statSync(join(dir, n)).size, 0);
+  return readdirSync(dir)
+    .filter((n) => /\.(vbk|vib|vrb)$/.test(n))
+    .reduce((a, n) => a + statSync(join(dir, n)).size, 0);
 }
 
 /** Rewrites ~5% of the image's 1 MiB blocks with fresh, compressible bytes. */
@@ -45,7 +47,10 @@ const METHODS = [
   { name: 'forever (merge)', args: ['--method', 'forever', '--retain-points', '5'] },
   { name: 'reverse', args: ['--method', 'reverse', '--retain-points', '20'] },
   { name: 'forward + synthetic full', args: ['--method', 'forward', '--retain-points', '20', '--synthetic-full', 'mon,tue,wed,thu,fri,sat,sun'] },
-  { name: '  … + transform', args: ['--method', 'forward', '--retain-points', '20', '--synthetic-full', 'mon,tue,wed,thu,fri,sat,sun', '--transform-to-rollbacks'] },
+  {
+    name: '  … + transform',
+    args: ['--method', 'forward', '--retain-points', '20', '--synthetic-full', 'mon,tue,wed,thu,fri,sat,sun', '--transform-to-rollbacks'],
+  },
 ];
 
 function main(): void {
@@ -85,8 +90,12 @@ function main(): void {
     console.log(line);
   }
   const [syn, tr] = rows.slice(-2) as [{ reads: number; writes: number }, { reads: number; writes: number }];
-  console.log(`${'transform alone'.padEnd(26)}${''.padStart(6)}${(tr.reads - syn.reads).toFixed(2).padStart(20)}${(tr.writes - syn.writes).toFixed(2).padStart(23)}`);
-  console.log('\nReads and writes are per byte of changed data the run stored (compressed); a synthetic run copies the whole point, so its ratio is far above 1 by nature: compare its s/run.');
+  console.log(
+    `${'transform alone'.padEnd(26)}${''.padStart(6)}${(tr.reads - syn.reads).toFixed(2).padStart(20)}${(tr.writes - syn.writes).toFixed(2).padStart(23)}`,
+  );
+  console.log(
+    '\nReads and writes are per byte of changed data the run stored (compressed); a synthetic run copies the whole point, so its ratio is far above 1 by nature: compare its s/run.',
+  );
 }
 
 main();

@@ -17,7 +17,22 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 
 /** fio 4 KiB random reads through its NBD engine, 32 in flight: IOPS. */
 function fioIops(uri: string, size: number): number {
-  const r = spawnSync('fio', ['--name=rr', '--ioengine=nbd', `--uri=${uri}`, '--rw=randread', '--bs=4k', '--iodepth=32', `--size=${size}`, '--time_based', '--runtime=8', '--output-format=json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(
+    'fio',
+    [
+      '--name=rr',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      '--rw=randread',
+      '--bs=4k',
+      '--iodepth=32',
+      `--size=${size}`,
+      '--time_based',
+      '--runtime=8',
+      '--output-format=json',
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 26 },
+  );
   if (r.status !== 0) throw new Error(`fio: ${r.stderr}`);
   // fio's nbd engine prints "connected to NBD server" before the JSON.
   const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { read: { iops: number } }[] };
@@ -27,7 +42,11 @@ function fioIops(uri: string, size: number): number {
 /** Seconds from QEMU's start to the guest's DISK-OK line (TCG, the same arguments but the drive). */
 async function bootSeconds(drive: string): Promise<number> {
   const t0 = process.hrtime.bigint();
-  const q = spawn('qemu-system-x86_64', ['-accel', 'tcg', '-m', '256', '-smp', '1', '-nic', 'none', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-drive', drive], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const q = spawn(
+    'qemu-system-x86_64',
+    ['-accel', 'tcg', '-m', '256', '-smp', '1', '-nic', 'none', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-drive', drive],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
   let out = '';
   q.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const closed = new Promise((r) => q.on('close', r));
@@ -71,18 +90,27 @@ async function main(): Promise<void> {
     const nbdkit = spawn('nbdkit', ['-f', '-r', '-i', '127.0.0.1', '-p', '10810', 'file', image], { stdio: 'ignore' });
     procs.push(nbdkit);
     await waitFor(() => spawnSync('nbdinfo', ['--size', 'nbd://127.0.0.1:10810']).status === 0, 'nbdkit');
-    const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058', '--no-portmap', '--nbd-port', '10811'], { stdio: 'ignore' });
+    const server = spawn(
+      process.execPath,
+      [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058', '--no-portmap', '--nbd-port', '10811'],
+      { stdio: 'ignore' },
+    );
     procs.push(server);
     await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
     lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
-    const server256 = spawn(process.execPath, [bin, 'serve', '--repo', repo256, '--bind', '127.0.0.1', '--nfs-port', '12050', '--mount-port', '11059', '--no-portmap', '--nbd-port', '10812'], { stdio: 'ignore' });
+    const server256 = spawn(
+      process.execPath,
+      [bin, 'serve', '--repo', repo256, '--bind', '127.0.0.1', '--nfs-port', '12050', '--mount-port', '11059', '--no-portmap', '--nbd-port', '10812'],
+      { stdio: 'ignore' },
+    );
     procs.push(server256);
     await waitFor(() => existsSync(join(repo256, 'instant', 'control.json')), 'lifeboat serve (256 KiB blocks)');
     lifeboat(['instant', 'start', 'vm', '--repo', repo256, '--point', 'latest', '--name', 'bench']);
     lifeboat(['instant', 'start', 'boot', '--repo', repo, '--point', 'latest', '--name', 'bootbench']);
     const measure = (who: 'nbdkit' | 'lifeboat', uri: string): void => {
       results[who]!['nbdcopy MB/s'] = size / 1e6 / best(() => seconds('nbdcopy', [uri, 'null:']));
-      results[who]!['qemu-img convert MB/s'] = size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]));
+      results[who]!['qemu-img convert MB/s'] =
+        size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]));
       results[who]!['fio randread 4K IOPS'] = fioIops(uri, size);
     };
     measure('nbdkit', 'nbd://127.0.0.1:10810');
@@ -107,7 +135,9 @@ async function main(): Promise<void> {
     console.log(`${k.padEnd(27)}${g.toFixed(0).padStart(9)}  ${l.toFixed(0).padStart(11)}  ${(l / g).toFixed(2).padStart(16)}`);
   }
   const r256 = results['lifeboat']!['fio randread 4K IOPS, 256 KiB blocks']!;
-  console.log(`${'  same, 256 KiB blocks'.padEnd(27)}${''.padStart(9)}  ${r256.toFixed(0).padStart(11)}  ${(r256 / results['nbdkit']!['fio randread 4K IOPS']!).toFixed(2).padStart(16)}`);
+  console.log(
+    `${'  same, 256 KiB blocks'.padEnd(27)}${''.padStart(9)}  ${r256.toFixed(0).padStart(11)}  ${(r256 / results['nbdkit']!['fio randread 4K IOPS']!).toFixed(2).padStart(16)}`,
+  );
   const bl = results['nbdkit']!['boot s (local raw file)']!;
   const bs = results['lifeboat']!['boot s (from session over NBD)']!;
   console.log(`boot to DISK-OK (TCG, median of 3): local file ${bl.toFixed(2)} s, session over NBD ${bs.toFixed(2)} s, ratio ${(bs / bl).toFixed(2)}`);

@@ -16,21 +16,28 @@ import { RpcTestClient } from '../src/testing/rpc-client.js';
 import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
 
-
 /** Random 4 KiB READs with 32 in flight, from one TCP connection: IOPS. */
 const AUTH = { cred: { stamp: 1, machineName: 'bench', uid: 0, gid: 0, gids: [0] } };
 
 async function randomReads(mountPort: number, nfsPort: number, exportPath: string, names: string[], size: number): Promise<number> {
   const m = await RpcTestClient.connect(mountPort);
   const mr = await m.call(100005, 3, 1, new XdrWriter().string(exportPath).toBuffer(), AUTH);
-  mr.u32(); mr.u32(); mr.u32(); mr.opaque(400); mr.u32();
+  mr.u32();
+  mr.u32();
+  mr.u32();
+  mr.opaque(400);
+  mr.u32();
   if (mr.u32() !== 0) throw new Error('MNT failed');
   let h = Buffer.from(mr.opaque(64));
   m.close();
   const c = await RpcTestClient.connect(nfsPort);
   for (const n of names) {
     const l = await c.call(100003, 3, 3, new XdrWriter().opaque(h).string(n).toBuffer(), AUTH);
-    l.u32(); l.u32(); l.u32(); l.opaque(400); l.u32();
+    l.u32();
+    l.u32();
+    l.u32();
+    l.opaque(400);
+    l.u32();
     if (l.u32() !== 0) throw new Error(`LOOKUP ${n} failed`);
     h = Buffer.from(l.opaque(64));
   }
@@ -43,7 +50,11 @@ async function randomReads(mountPort: number, nfsPort: number, exportPath: strin
       issued += 1;
       const off = Math.floor(rand() * (size / 4096)) * 4096;
       const r = await c.call(100003, 3, 6, new XdrWriter().opaque(h).u64(BigInt(off)).u32(4096).toBuffer(), AUTH);
-      r.u32(); r.u32(); r.u32(); r.opaque(400); r.u32();
+      r.u32();
+      r.u32();
+      r.u32();
+      r.opaque(400);
+      r.u32();
       if (r.u32() !== 0) throw new Error('READ failed');
     }
   };
@@ -89,14 +100,17 @@ LOG { Default_Log_Level = EVENT; }
     await waitFor(() => /100003\s+3\s+tcp\s+2049/.test(spawnSync('rpcinfo', ['-p', '127.0.0.1']).stdout.toString()), 'ganesha');
     const measure = (who: 'ganesha' | 'lifeboat', url: string, explicit: string): void => {
       results[who]!['nfs-cat MB/s'] = size / 1e6 / best(() => seconds('sh', ['-c', `nfs-cat '${url}${explicit}' > /dev/null`]));
-      results[who]!['qemu-img convert MB/s'] = size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]));
+      results[who]!['qemu-img convert MB/s'] =
+        size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]));
     };
     measure('ganesha', 'nfs://127.0.0.1/export/img.raw', '?version=3&nfsport=2049&mountport=20048');
     results['ganesha']!['random 4K IOPS'] = await randomReads(20048, 2049, '/export', ['img.raw'], size);
     ganesha.kill('SIGTERM');
     await new Promise((r) => ganesha.on('close', r));
 
-    const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058'], { stdio: 'ignore' });
+    const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058'], {
+      stdio: 'ignore',
+    });
     procs.push(server);
     await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
     lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);

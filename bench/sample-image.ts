@@ -7,7 +7,12 @@ import { dirname, join, relative } from 'node:path';
  * about `dataBytes` of real OS files (copied from /usr), the rest free space.
  * Uses mkfs.ext4 -d, so no mount (and no root) is needed.
  */
-export function buildSampleImage(image: string, imageBytes: number, dataBytes: number, roots = ['/usr/lib', '/usr/share', '/usr/bin']): { files: number; bytes: number } {
+export function buildSampleImage(
+  image: string,
+  imageBytes: number,
+  dataBytes: number,
+  roots = ['/usr/lib', '/usr/share', '/usr/bin'],
+): { files: number; bytes: number } {
   const staging = `${image}.staging`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });

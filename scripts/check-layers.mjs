@@ -30,10 +30,29 @@ const ALLOWED = {
   app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery'],
   cli: ['core', 'app', 'compress', 'repository', 'restore'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
-  testing: ['core', 'format', 'storage', 'compress', 'source', 'repository', 'retention', 'methods', 'restore', 'rpc', 'blockdev', 'nfs', 'nbd', 'qemu', 'recovery'],
+  testing: [
+    'core',
+    'format',
+    'storage',
+    'compress',
+    'source',
+    'repository',
+    'retention',
+    'methods',
+    'restore',
+    'rpc',
+    'blockdev',
+    'nfs',
+    'nbd',
+    'qemu',
+    'recovery',
+  ],
 };
 // Pure layers: no I/O of their own.
-const NO_IO = { format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'], retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'] };
+const NO_IO = {
+  format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'],
+  retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'],
+};
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');
 const problems = [];

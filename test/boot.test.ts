@@ -34,7 +34,24 @@ test('boot: a VM boots from a restore point over nfs:// and reads its disk bit-e
       assert.equal(s.code, 0, s.stderr);
       const qemu = spawn(
         'qemu-system-x86_64',
-        ['-accel', 'tcg', '-m', '256', '-smp', '1', '-nic', 'none', '-nographic', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-drive', 'file=nfs://127.0.0.1/lifeboat/boot/disk0-flat.vmdk,format=raw,if=virtio'],
+        [
+          '-accel',
+          'tcg',
+          '-m',
+          '256',
+          '-smp',
+          '1',
+          '-nic',
+          'none',
+          '-nographic',
+          '-serial',
+          'stdio',
+          '-monitor',
+          'none',
+          '-no-reboot',
+          '-drive',
+          'file=nfs://127.0.0.1/lifeboat/boot/disk0-flat.vmdk,format=raw,if=virtio',
+        ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let serial = '';

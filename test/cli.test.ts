@@ -57,7 +57,10 @@ test('cli: forward chain end to end, raw and qcow2 restores of every point', asy
     const list = JSON.parse(ok(await cli(['points', 'web', '--repo', repo, '--json']), 'points')) as Record<string, unknown>[];
     assert.equal(list.length, 3);
     for (const p of list) for (const k of ['id', 'createdAt', 'kind', 'file']) assert.ok(k in p, `points --json lacks ${k}`);
-    assert.deepEqual(list.map((p) => p['kind']), ['full', 'increment', 'increment']);
+    assert.deepEqual(
+      list.map((p) => p['kind']),
+      ['full', 'increment', 'increment'],
+    );
     assert.equal(list[0]!['createdAt'], '2026-06-01T08:00:00.000Z');
 
     const before = await snapshot(join(repo, 'jobs', 'web'));
@@ -138,7 +141,10 @@ test('cli: damaged backup files are reported with a stable code, never restored 
     const pts = await cli(['points', 'db', '--repo', repo, '--json']);
     assert.match(pts.stderr, /LFB_ERR_FILE_TRUNCATED/);
     const rows = JSON.parse(pts.stdout) as { available: boolean; code?: string }[];
-    assert.deepEqual(rows.map((x) => x.available), [true, false]);
+    assert.deepEqual(
+      rows.map((x) => x.available),
+      [true, false],
+    );
     fails(await cli(['restore', 'db', '--repo', repo, '--point', 'latest', '--to', join(dir, 'l.raw')]), 4, 'LFB_ERR_FILE_CORRUPT');
     // A full with a damaged root: the file is reported, its chain's points unavailable.
     const f2 = await open(join(jobDir, vbk), 'r+');
@@ -172,12 +178,34 @@ test('cli: multi-disk job, vm config, schedule by weekday, forward retention', a
     const d1 = join(dir, 'data.img');
     await writeFile(d0, randomBytes(rand, 3 * MiB + 4096));
     await writeFile(d1, Buffer.alloc(2 * MiB));
-    await writeFile(join(dir, 'vm.json'), JSON.stringify({ name: 'erp01', vcpus: 4, memoryMiB: 8192, firmware: 'uefi', disks: [{ name: 'system', bus: 'scsi' }, { name: 'data' }] }));
+    await writeFile(
+      join(dir, 'vm.json'),
+      JSON.stringify({ name: 'erp01', vcpus: 4, memoryMiB: 8192, firmware: 'uefi', disks: [{ name: 'system', bus: 'scsi' }, { name: 'data' }] }),
+    );
     await writeFile(join(dir, 'bad.json'), JSON.stringify({ vcpus: 0 }));
     ok(await cli(['repo', 'init', repo]), 'init');
     fails(await cli(['job', 'create', 'erp', '--repo', repo, '--disk', d0, '--vm-config', join(dir, 'bad.json')]), 2, 'LFB_ERR_INVALID_ARGUMENT');
     fails(await cli(['job', 'create', 'erp', '--repo', repo, '--disk', d0, '--active-full', 'someday']), 2, 'LFB_ERR_INVALID_ARGUMENT');
-    ok(await cli(['job', 'create', 'erp', '--repo', repo, '--disk', d0, '--disk', d1, '--retain-points', '2', '--active-full', 'wed', '--vm-config', join(dir, 'vm.json')]), 'job');
+    ok(
+      await cli([
+        'job',
+        'create',
+        'erp',
+        '--repo',
+        repo,
+        '--disk',
+        d0,
+        '--disk',
+        d1,
+        '--retain-points',
+        '2',
+        '--active-full',
+        'wed',
+        '--vm-config',
+        join(dir, 'vm.json'),
+      ]),
+      'job',
+    );
     assert.equal(ok(await cli(['job', 'list', '--repo', repo]), 'list').trim(), 'erp');
     // 2026-06-01 is a Monday.
     const days = ['2026-06-01', '2026-06-02', '2026-06-03', '2026-06-03', '2026-06-04', '2026-06-05'];
@@ -203,7 +231,10 @@ test('cli: multi-disk job, vm config, schedule by weekday, forward retention', a
     assert.ok((await readFile(join(dir, 'data-only.raw'))).equals(await readFile(d1)));
     const vbm = JSON.parse(await readFile(join(repo, 'jobs', 'erp', 'erp.vbm'), 'utf8')) as { body: { chains: unknown[] } };
     assert.equal(vbm.body.chains.length, 1);
-    const plan = JSON.parse(ok(await cli(['retention', 'plan', 'erp', '--repo', repo, '--json']), 'plan')) as { actions: unknown[]; kept: { reason: string }[] };
+    const plan = JSON.parse(ok(await cli(['retention', 'plan', 'erp', '--repo', repo, '--json']), 'plan')) as {
+      actions: unknown[];
+      kept: { reason: string }[];
+    };
     assert.deepEqual(plan.actions, []);
     assert.equal(plan.kept.length, 4);
   } finally {
@@ -252,7 +283,11 @@ test('cli: a full disk is a clear error and leaves no half point', async () => {
     ok(await cli(['job', 'create', 'j', '--repo', repo, '--disk', disk]), 'job');
     fails(await cli(['backup', 'j', '--repo', repo]), 6, 'LFB_ERR_NO_SPACE');
     const files = await readdir(join(repo, 'jobs', 'j'));
-    assert.deepEqual(files.filter((f) => /\.(vbk|vib|tmp)$/.test(f)), [], `left behind: ${files.join(', ')}`);
+    assert.deepEqual(
+      files.filter((f) => /\.(vbk|vib|tmp)$/.test(f)),
+      [],
+      `left behind: ${files.join(', ')}`,
+    );
   } finally {
     execFileSync('umount', [mnt]);
     await cleanup();

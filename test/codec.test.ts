@@ -2,7 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { compress as zstdCompress } from 'zstd-napi';
-import { ZSTD_FRAME_BYTES, compressBlock, decodeZstdFrames, decodeZstdRange, verifyingDecode, zstdFrameHasChecksum, zstdFrameList } from '../src/compress/codec.js';
+import {
+  ZSTD_FRAME_BYTES,
+  compressBlock,
+  decodeZstdFrames,
+  decodeZstdRange,
+  verifyingDecode,
+  zstdFrameHasChecksum,
+  zstdFrameList,
+} from '../src/compress/codec.js';
 import { prng } from '../src/testing/prng.js';
 
 /** A compressible 1 MiB block: runs of pseudo-random bytes. */
@@ -46,7 +54,10 @@ test('zstd frames without a checksum (older files) are verified by SHA-256', () 
 
 test('uncompressed and lz4 blocks are verified by SHA-256', () => {
   const block = sampleBlock(4);
-  for (const s of [{ codec: 'none', level: 0 }, { codec: 'lz4', level: 0 }] as const) {
+  for (const s of [
+    { codec: 'none', level: 0 },
+    { codec: 'lz4', level: 0 },
+  ] as const) {
     const { codec, bytes } = compressBlock(s, block);
     assert.ok(verifyingDecode(codec, bytes, block.length, sha(block)).data?.equals(block));
     const damaged = Buffer.from(bytes);
@@ -61,7 +72,10 @@ test('a zstd block is a sequence of 64 KiB frames: whole-block decode reads them
   const frames = zstdFrameList(bytes)!;
   assert.equal(frames.length, block.length / ZSTD_FRAME_BYTES);
   assert.ok(frames.every((f) => f.checksum && f.contentSize === ZSTD_FRAME_BYTES));
-  assert.equal(frames.reduce((a, f) => a + f.length, 0), bytes.length);
+  assert.equal(
+    frames.reduce((a, f) => a + f.length, 0),
+    bytes.length,
+  );
   assert.ok(verifyingDecode('zstd', bytes, block.length, sha(block)).data?.equals(block));
   const rand = prng(6);
   for (let k = 0; k < 50; k++) {
@@ -101,7 +115,11 @@ test('frame boundaries from one range decode let a later read decode just its fr
   assert.ok(first && 'bounds' in first && first.bounds);
   const b = first.bounds;
   assert.equal(b.length, block.length / ZSTD_FRAME_BYTES + 1);
-  for (const [from, to] of [[0, 10], [200_000, 330_000], [block.length - 5, block.length]] as const) {
+  for (const [from, to] of [
+    [0, 10],
+    [200_000, 330_000],
+    [block.length - 5, block.length],
+  ] as const) {
     const f = Math.floor(from / ZSTD_FRAME_BYTES);
     const l = Math.floor((to - 1) / ZSTD_FRAME_BYTES);
     const r = decodeZstdFrames(bytes.subarray(b[f]!, b[l + 1]!), f, l, block.length);

@@ -70,7 +70,11 @@ test('crash: kill -9 at ≥ 50 moments of full, increment and merge loses no res
     const backup = async (job: 'fwd' | 'ffi', extra: string[], crashAt?: number): Promise<{ killed: boolean; steps: number }> => {
       const report = join(dir, 'steps');
       await writeFile(report, '0');
-      const r = await cli(['backup', job, '--repo', repo, ...extra], { ...env, LIFEBOAT_CRASH_REPORT: report, ...(crashAt ? { LIFEBOAT_CRASH_AT: String(crashAt) } : {}) });
+      const r = await cli(['backup', job, '--repo', repo, ...extra], {
+        ...env,
+        LIFEBOAT_CRASH_REPORT: report,
+        ...(crashAt ? { LIFEBOAT_CRASH_AT: String(crashAt) } : {}),
+      });
       if (r.signal === 'SIGKILL') return { killed: true, steps: 0 };
       assert.equal(r.code, 0, `backup ${job} failed: ${r.stderr}`);
       return { killed: false, steps: Number(await readFile(report, 'utf8')) };

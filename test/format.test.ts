@@ -21,7 +21,16 @@ import {
   type RootInfo,
 } from '../src/format/index.js';
 
-const header: FileHeader = { formatVersion: FORMAT_CURRENT, kind: 'increment', blockSize: 1 << 20, createdAtMs: 1_700_000_000_123, fileId: newUuid(), chainId: newUuid(), jobId: newUuid(), diskSizes: [10 * 2 ** 30, 12345] };
+const header: FileHeader = {
+  formatVersion: FORMAT_CURRENT,
+  kind: 'increment',
+  blockSize: 1 << 20,
+  createdAtMs: 1_700_000_000_123,
+  fileId: newUuid(),
+  chainId: newUuid(),
+  jobId: newUuid(),
+  diskSizes: [10 * 2 ** 30, 12345],
+};
 
 test('header round-trips and is exactly one page', () => {
   const b = encodeHeader(header);
@@ -34,17 +43,27 @@ test('header: any flipped byte in the checksummed area is detected', () => {
   for (const at of [0, 9, 12, 30, 80, 500, PAGE - 33, PAGE - 1]) {
     const c = Buffer.from(b);
     c[at] = c[at]! ^ 0x40;
-    assert.throws(() => decodeHeader(c, 'x.vib'), (e) => isLifeboatError(e) && (e.code === 'LFB_ERR_FILE_CORRUPT'), `byte ${at}`);
+    assert.throws(
+      () => decodeHeader(c, 'x.vib'),
+      (e) => isLifeboatError(e) && e.code === 'LFB_ERR_FILE_CORRUPT',
+      `byte ${at}`,
+    );
   }
 });
 
 test('header: a newer format version is refused with its own code', () => {
   const b = encodeHeader({ ...header, formatVersion: FORMAT_CURRENT + 1 });
-  assert.throws(() => decodeHeader(b, 'x.vbk'), (e) => isLifeboatError(e, 'LFB_ERR_FILE_VERSION'));
+  assert.throws(
+    () => decodeHeader(b, 'x.vbk'),
+    (e) => isLifeboatError(e, 'LFB_ERR_FILE_VERSION'),
+  );
 });
 
 test('header: a truncated header is reported as truncation', () => {
-  assert.throws(() => decodeHeader(encodeHeader(header).subarray(0, 100), 'x.vbk'), (e) => isLifeboatError(e, 'LFB_ERR_FILE_TRUNCATED'));
+  assert.throws(
+    () => decodeHeader(encodeHeader(header).subarray(0, 100), 'x.vbk'),
+    (e) => isLifeboatError(e, 'LFB_ERR_FILE_TRUNCATED'),
+  );
 });
 
 test('slots: the valid slot with the higher generation wins; torn slots are ignored', () => {
@@ -69,7 +88,16 @@ test('root with block tables round-trips; tables find blocks in O(1)', () => {
   t0.addZero(7);
   t0.addData(9, 'lz4', DATA_START + 77, 10, sha256(Buffer.from('x')));
   const t1 = new BlockTableBuilder();
-  const info: RootInfo = { kind: 'increment', seq: 5, createdAtMs: 1_700_000_000_000, pointId: 'a1b2c3d4e5f6', parentPointId: '0102030405ff', mergedCount: 0, diskSizes: [10 << 20, 1 << 20], meta: { vm: { name: 'vm', vcpus: 1, memoryMiB: 512, firmware: 'bios', disks: [] }, trigger: 't' } };
+  const info: RootInfo = {
+    kind: 'increment',
+    seq: 5,
+    createdAtMs: 1_700_000_000_000,
+    pointId: 'a1b2c3d4e5f6',
+    parentPointId: '0102030405ff',
+    mergedCount: 0,
+    diskSizes: [10 << 20, 1 << 20],
+    meta: { vm: { name: 'vm', vcpus: 1, memoryMiB: 512, firmware: 'bios', disks: [] }, trigger: 't' },
+  };
   const enc = encodeRoot(info, [t0.build(), t1.build()]);
   const root = decodeRoot(enc, 'x');
   assert.equal(root.pointId, info.pointId);
@@ -96,9 +124,27 @@ test('root with block tables round-trips; tables find blocks in O(1)', () => {
 test('root: truncation and trailing bytes are corruption', () => {
   const t = new BlockTableBuilder();
   t.addZero(1);
-  const enc = encodeRoot({ kind: 'full', seq: 1, createdAtMs: 0, pointId: '000000000001', parentPointId: null, mergedCount: 0, diskSizes: [4 << 20], meta: { vm: { name: 'v', vcpus: 1, memoryMiB: 64, firmware: 'bios', disks: [] } } }, [t.build()]);
-  assert.throws(() => decodeRoot(enc.subarray(0, enc.length - ENTRY_SIZE), 'x'), (e) => isLifeboatError(e, 'LFB_ERR_FILE_CORRUPT'));
-  assert.throws(() => decodeRoot(Buffer.concat([enc, Buffer.alloc(8)]), 'x'), (e) => isLifeboatError(e, 'LFB_ERR_FILE_CORRUPT'));
+  const enc = encodeRoot(
+    {
+      kind: 'full',
+      seq: 1,
+      createdAtMs: 0,
+      pointId: '000000000001',
+      parentPointId: null,
+      mergedCount: 0,
+      diskSizes: [4 << 20],
+      meta: { vm: { name: 'v', vcpus: 1, memoryMiB: 64, firmware: 'bios', disks: [] } },
+    },
+    [t.build()],
+  );
+  assert.throws(
+    () => decodeRoot(enc.subarray(0, enc.length - ENTRY_SIZE), 'x'),
+    (e) => isLifeboatError(e, 'LFB_ERR_FILE_CORRUPT'),
+  );
+  assert.throws(
+    () => decodeRoot(Buffer.concat([enc, Buffer.alloc(8)]), 'x'),
+    (e) => isLifeboatError(e, 'LFB_ERR_FILE_CORRUPT'),
+  );
 });
 
 test('block table builder refuses out-of-order blocks', () => {

@@ -108,7 +108,8 @@ export async function backupJson(repo: string, job: string, env: Record<string, 
     if (run.steps[want] === undefined) throw new Error(`backup ${job}: no "${want}" in its steps ${JSON.stringify(run.steps)}`);
   }
   const sum = steps.reduce((a, [, ms]) => a + ms, 0);
-  if (steps.some(([, ms]) => !(ms >= 0)) || sum > run.seconds * 1000 + 1) throw new Error(`backup ${job}: steps ${JSON.stringify(run.steps)} do not fit in ${run.seconds} s`);
+  if (steps.some(([, ms]) => !(ms >= 0)) || sum > run.seconds * 1000 + 1)
+    throw new Error(`backup ${job}: steps ${JSON.stringify(run.steps)} do not fit in ${run.seconds} s`);
   return run;
 }
 

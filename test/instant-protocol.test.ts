@@ -146,7 +146,16 @@ test('datastore: ESXi lock-file dance, a large folder, and what may not be done 
     assert.equal(status(swr), 0);
     swr.bool();
     const swap = Buffer.from(swr.opaque(64));
-    const setSize = new XdrWriter().opaque(swap).u32(0).u32(0).u32(0).u32(1).u64(BigInt(1024 * MiB)).u32(0).u32(0).u32(0);
+    const setSize = new XdrWriter()
+      .opaque(swap)
+      .u32(0)
+      .u32(0)
+      .u32(0)
+      .u32(1)
+      .u64(BigInt(1024 * MiB))
+      .u32(0)
+      .u32(0)
+      .u32(0);
     assert.equal(status(await c2.call(NFS_PROGRAM, 3, 2, setSize.toBuffer())), 0);
     c2.close();
     const { stat } = await import('node:fs/promises');
@@ -159,68 +168,90 @@ test('datastore: ESXi lock-file dance, a large folder, and what may not be done 
   }
 });
 
-test('serve: busy default ports move to the next free one; a second server registers with the first portmapper; QEMU patterns survive a restart', { timeout: 10 * 60_000 }, () =>
-  withPort111(async () => {
-    const { dir, cleanup } = await tempDir();
-    const servers: Server[] = [];
-    try {
-      const disk = randomBytes(rng(3), 16 * MiB);
-      const repoA = await repoWithPoint(join(dir), disk);
-      const dirB = join(dir, 'b');
-      await (await import('node:fs/promises')).mkdir(dirB);
-      const repoB = await repoWithPoint(dirB, randomBytes(rng(4), 2 * MiB));
-      const a = await startServer(repoA, [], { defaultPorts: true });
-      servers.push(a);
-      const b = await startServer(repoB, [], { defaultPorts: true });
-      servers.push(b);
-      assert.notEqual(b.nfsPort, a.nfsPort);
-      assert.match(b.log(), /port \d+ is in use, serving on \d+ instead/);
-      assert.match(b.log(), /on 111 kept another server's registration/, 'the first server keeps its programs on 111');
-      const explicit = await cli(['serve', '--repo', repoB, '--nfs-port', String(a.nfsPort), '--no-portmap']);
-      assert.equal(explicit.code, 5);
-      assert.match(explicit.stderr, /LFB_ERR_PORT_IN_USE/);
-      // The first server's programs are still what port 111 answers.
-      const pm = (await run('rpcinfo', ['-p', '127.0.0.1'])).stdout;
-      assert.match(pm, new RegExp(`100003\\s+3\\s+tcp\\s+${a.nfsPort}`));
-      assert.match(pm, new RegExp(`100005\\s+3\\s+tcp\\s+${a.mountPort}`));
-      // …and the second is reachable with explicit ports.
-      const viaPorts = (await run('nfs-ls', [`nfs://127.0.0.1/lifeboat?version=3&nfsport=${b.nfsPort}&mountport=${b.mountPort}`])).stdout;
-      assert.equal(typeof viaPorts, 'string');
-      await kill9(servers.pop()!);
+test(
+  'serve: busy default ports move to the next free one; a second server registers with the first portmapper; QEMU patterns survive a restart',
+  { timeout: 10 * 60_000 },
+  () =>
+    withPort111(async () => {
+      const { dir, cleanup } = await tempDir();
+      const servers: Server[] = [];
+      try {
+        const disk = randomBytes(rng(3), 16 * MiB);
+        const repoA = await repoWithPoint(join(dir), disk);
+        const dirB = join(dir, 'b');
+        await (await import('node:fs/promises')).mkdir(dirB);
+        const repoB = await repoWithPoint(dirB, randomBytes(rng(4), 2 * MiB));
+        const a = await startServer(repoA, [], { defaultPorts: true });
+        servers.push(a);
+        const b = await startServer(repoB, [], { defaultPorts: true });
+        servers.push(b);
+        assert.notEqual(b.nfsPort, a.nfsPort);
+        assert.match(b.log(), /port \d+ is in use, serving on \d+ instead/);
+        assert.match(b.log(), /on 111 kept another server's registration/, 'the first server keeps its programs on 111');
+        const explicit = await cli(['serve', '--repo', repoB, '--nfs-port', String(a.nfsPort), '--no-portmap']);
+        assert.equal(explicit.code, 5);
+        assert.match(explicit.stderr, /LFB_ERR_PORT_IN_USE/);
+        // The first server's programs are still what port 111 answers.
+        const pm = (await run('rpcinfo', ['-p', '127.0.0.1'])).stdout;
+        assert.match(pm, new RegExp(`100003\\s+3\\s+tcp\\s+${a.nfsPort}`));
+        assert.match(pm, new RegExp(`100005\\s+3\\s+tcp\\s+${a.mountPort}`));
+        // …and the second is reachable with explicit ports.
+        const viaPorts = (await run('nfs-ls', [`nfs://127.0.0.1/lifeboat?version=3&nfsport=${b.nfsPort}&mountport=${b.mountPort}`])).stdout;
+        assert.equal(typeof viaPorts, 'string');
+        await kill9(servers.pop()!);
 
-      await startSession(repoA, 'q');
-      const restored = join(dir, 'restored.raw');
-      assert.equal((await cli(['restore', 'vm', '--repo', repoA, '--point', 'latest', '--to', restored])).code, 0);
-      const cat = (await run('nfs-cat', [`nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk?version=3&nfsport=${a.nfsPort}&mountport=${a.mountPort}`], { encoding: 'buffer', maxBuffer: 64 * MiB })).stdout;
-      assert.ok(cat.equals(await readFile(restored)), 'nfs-cat equals lifeboat restore');
-      const url = 'nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk';
-      const patterns: [number, number, number][] = [
-        [0, 512, 0x11],
-        [4096 + 7 * 512, 4096, 0x22],
-        [MiB - 2048, 8192, 0x33],
-        [9 * MiB + 65536, 3 * MiB, 0x44],
-        [16 * MiB - 4096, 4096, 0x55],
-      ];
-      await run('qemu-io', ['-f', 'raw', ...patterns.flatMap(([o, l, p]) => ['-c', `write -P 0x${p.toString(16)} ${o} ${l}`]), '-c', 'flush', url]);
-      const readBack = async (): Promise<void> => {
-        const out = (await run('qemu-io', ['-f', 'raw', ...patterns.flatMap(([o, l, p]) => ['-c', `read -P 0x${p.toString(16)} ${o} ${l}`]), '-c', `read -P 0 ${16 * MiB - 8192} 0`, url])).stdout;
-        assert.doesNotMatch(out, /Pattern verification failed/, out);
-        assert.equal((out.match(/read \d+\/\d+ bytes/g) ?? []).length, patterns.length + 1);
-      };
-      await readBack(); // a new connection
-      await kill9(servers.pop()!);
-      servers.push(await startServer(repoA, [], { defaultPorts: true }));
-      await readBack(); // after kill -9 and restart
-      // And what was not written still equals the backup.
-      const after = (await run('nfs-cat', [`nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk?version=3&nfsport=${servers[0]!.nfsPort}&mountport=${servers[0]!.mountPort}`], { encoding: 'buffer', maxBuffer: 64 * MiB })).stdout;
-      const want = await readFile(restored);
-      for (const [o, l, p] of patterns) want.fill(p, o, o + l);
-      assert.ok(after.equals(want));
-    } finally {
-      for (const s of servers) await kill9(s);
-      await cleanup();
-    }
-  }),
+        await startSession(repoA, 'q');
+        const restored = join(dir, 'restored.raw');
+        assert.equal((await cli(['restore', 'vm', '--repo', repoA, '--point', 'latest', '--to', restored])).code, 0);
+        const cat = (
+          await run('nfs-cat', [`nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk?version=3&nfsport=${a.nfsPort}&mountport=${a.mountPort}`], {
+            encoding: 'buffer',
+            maxBuffer: 64 * MiB,
+          })
+        ).stdout;
+        assert.ok(cat.equals(await readFile(restored)), 'nfs-cat equals lifeboat restore');
+        const url = 'nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk';
+        const patterns: [number, number, number][] = [
+          [0, 512, 0x11],
+          [4096 + 7 * 512, 4096, 0x22],
+          [MiB - 2048, 8192, 0x33],
+          [9 * MiB + 65536, 3 * MiB, 0x44],
+          [16 * MiB - 4096, 4096, 0x55],
+        ];
+        await run('qemu-io', ['-f', 'raw', ...patterns.flatMap(([o, l, p]) => ['-c', `write -P 0x${p.toString(16)} ${o} ${l}`]), '-c', 'flush', url]);
+        const readBack = async (): Promise<void> => {
+          const out = (
+            await run('qemu-io', [
+              '-f',
+              'raw',
+              ...patterns.flatMap(([o, l, p]) => ['-c', `read -P 0x${p.toString(16)} ${o} ${l}`]),
+              '-c',
+              `read -P 0 ${16 * MiB - 8192} 0`,
+              url,
+            ])
+          ).stdout;
+          assert.doesNotMatch(out, /Pattern verification failed/, out);
+          assert.equal((out.match(/read \d+\/\d+ bytes/g) ?? []).length, patterns.length + 1);
+        };
+        await readBack(); // a new connection
+        await kill9(servers.pop()!);
+        servers.push(await startServer(repoA, [], { defaultPorts: true }));
+        await readBack(); // after kill -9 and restart
+        // And what was not written still equals the backup.
+        const after = (
+          await run('nfs-cat', [`nfs://127.0.0.1/lifeboat/q/disk0-flat.vmdk?version=3&nfsport=${servers[0]!.nfsPort}&mountport=${servers[0]!.mountPort}`], {
+            encoding: 'buffer',
+            maxBuffer: 64 * MiB,
+          })
+        ).stdout;
+        const want = await readFile(restored);
+        for (const [o, l, p] of patterns) want.fill(p, o, o + l);
+        assert.ok(after.equals(want));
+      } finally {
+        for (const s of servers) await kill9(s);
+        await cleanup();
+      }
+    }),
 );
 
 test('serve: --allow refuses other clients on every connection; the control API stays on loopback', async () => {
@@ -230,7 +261,10 @@ test('serve: --allow refuses other clients on every connection; the control API 
     const repo = await repoWithPoint(dir, randomBytes(rng(5), MiB));
     s = await startServer(repo, ['--no-portmap', '--allow', '10.0.0.0/8']);
     await startSession(repo, 'x');
-    await assert.rejects(run('nfs-ls', [`nfs://127.0.0.1/lifeboat/x?version=3&nfsport=${s.nfsPort}&mountport=${s.mountPort}`]), '127.0.0.1 is not in 10.0.0.0/8');
+    await assert.rejects(
+      run('nfs-ls', [`nfs://127.0.0.1/lifeboat/x?version=3&nfsport=${s.nfsPort}&mountport=${s.mountPort}`]),
+      '127.0.0.1 is not in 10.0.0.0/8',
+    );
     const c = await RpcTestClient.connect(s.nfsPort);
     await c.closed;
     const bad = await cli(['serve', '--repo', repo, '--allow', '10.0.0.0/33', '--no-portmap']);
@@ -250,7 +284,13 @@ test('serve: with a system rpcbind on 111, registers with it, QEMU finds the dat
     let s: Server | undefined;
     try {
       for (let i = 0; i < 50; i++) {
-        if (await run('rpcinfo', ['-p', '127.0.0.1']).then(() => true, () => false)) break;
+        if (
+          await run('rpcinfo', ['-p', '127.0.0.1']).then(
+            () => true,
+            () => false,
+          )
+        )
+          break;
         await new Promise((r) => setTimeout(r, 100));
       }
       const disk = randomBytes(rng(9), 4 * MiB);
@@ -259,7 +299,9 @@ test('serve: with a system rpcbind on 111, registers with it, QEMU finds the dat
       assert.match(s.log(), /registered with the portmapper on 111/);
       assert.match((await run('rpcinfo', ['-p', '127.0.0.1'])).stdout, new RegExp(`100003\\s+3\\s+tcp\\s+${s.nfsPort}\\s+nfs`));
       await startSession(repo, 'r');
-      const info = JSON.parse((await run('qemu-img', ['info', '--output=json', '-f', 'raw', 'nfs://127.0.0.1/lifeboat/r/disk0-flat.vmdk'])).stdout) as { 'virtual-size': number };
+      const info = JSON.parse((await run('qemu-img', ['info', '--output=json', '-f', 'raw', 'nfs://127.0.0.1/lifeboat/r/disk0-flat.vmdk'])).stdout) as {
+        'virtual-size': number;
+      };
       assert.equal(info['virtual-size'], disk.length);
       const done = new Promise((r) => s!.proc.on('close', r));
       s.proc.kill('SIGTERM');

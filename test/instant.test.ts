@@ -61,7 +61,8 @@ test('instant recovery: publish points over NFS, write to the overlay, survive k
       assert.equal(dup.code, 2);
 
       const q = `?version=3&nfsport=${server.nfsPort}&mountport=${server.mountPort}`;
-      const cat = async (path: string): Promise<Buffer> => (await run('nfs-cat', [`nfs://127.0.0.1${path}${q}`], { encoding: 'buffer', maxBuffer: 64 * MiB })).stdout;
+      const cat = async (path: string): Promise<Buffer> =>
+        (await run('nfs-cat', [`nfs://127.0.0.1${path}${q}`], { encoding: 'buffer', maxBuffer: 64 * MiB })).stdout;
       assert.ok((await cat('/lifeboat/s1/disk0-flat.vmdk')).equals(v2), 'latest point, byte-exact over NFS');
       assert.ok((await cat('/lifeboat/old/disk0-flat.vmdk')).equals(v1), 'the older point');
       const ls = (await run('nfs-ls', [`nfs://127.0.0.1/lifeboat/s1${q}`])).stdout;
@@ -90,7 +91,10 @@ test('instant recovery: publish points over NFS, write to the overlay, survive k
       assert.equal(b3.code, 0, b3.stderr);
       assert.match(b3.stdout, /retention: postponed \(point held by session-old\)/);
       const pts = JSON.parse((await cli(['points', 'web', '--repo', repo, '--json'])).stdout) as { id: string }[];
-      assert.ok(pts.some((p) => p.id === p1), 'the held point is still there');
+      assert.ok(
+        pts.some((p) => p.id === p1),
+        'the held point is still there',
+      );
       const afterBackup = await digestTree(jobDir);
 
       // A handle taken before a kill -9 still works after the restart, and the overlay kept its flushed data.
@@ -119,7 +123,10 @@ test('instant recovery: publish points over NFS, write to the overlay, survive k
       assert.equal((await cli(['instant', 'stop', 's1', '--repo', repo])).code, 0);
       assert.equal((await cli(['instant', 'stop', 'old', '--repo', repo])).code, 0);
       const list = JSON.parse((await cli(['instant', 'list', '--repo', repo, '--json'])).stdout) as { name: string }[];
-      assert.deepEqual(list.map((s) => s.name), ['s2']);
+      assert.deepEqual(
+        list.map((s) => s.name),
+        ['s2'],
+      );
       await assert.rejects(stat(join(repo, 'cache', 'instant', 's1')));
       await assert.rejects(stat(join(dir, 'prod-storage', 'old')));
       assert.doesNotMatch((await run('nfs-ls', [`nfs://127.0.0.1/lifeboat${q2}`])).stdout, /\bs1\b/);

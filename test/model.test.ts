@@ -23,7 +23,9 @@ for (const [i, seed] of SEEDS.entries()) {
   const byDays = i === 4 || i === 5;
   const gfs = seed === 79 || seed === 97 ? { weekly: 3, monthly: 2, yearly: 0 } : undefined;
   const transform = seed === 83;
-  const label = [method, byDays ? 'retention by days' : '', gfs ? 'GFS over four months' : '', transform ? 'synthetic fulls transformed into rollbacks' : ''].filter((x) => x !== '').join(', ');
+  const label = [method, byDays ? 'retention by days' : '', gfs ? 'GFS over four months' : '', transform ? 'synthetic fulls transformed into rollbacks' : '']
+    .filter((x) => x !== '')
+    .join(', ');
   test(`model: random runs, seed ${seed}, ${label}`, async () => {
     const rand = rng(seed);
     const { dir, cleanup } = await tempDir();
@@ -84,7 +86,10 @@ for (const [i, seed] of SEEDS.entries()) {
         // Active fulls come from the schedule alone where the test counts chains.
         const activeFull = !gfs && !transform && rand() < 0.12;
         const r = await svc.backup(repo, 'vm', { activeFull });
-        expected.set(r.pointId, disks.map((d) => Buffer.from(d.data)));
+        expected.set(
+          r.pointId,
+          disks.map((d) => Buffer.from(d.data)),
+        );
 
         const { points, state } = await svc.points(repo, 'vm');
         assert.equal(state.damaged.length, 0, 'no damaged files');
@@ -93,8 +98,13 @@ for (const [i, seed] of SEEDS.entries()) {
         // The newest `retain` points must all exist.
         const made = [...expected.keys()];
         const mustHave = made.slice(Math.max(0, made.length - retain));
-        for (const id of mustHave) assert.ok(points.some((p) => p.id === id), `run ${run}: retained point ${id} missing`);
-        if (method !== 'forward' && !gfs && state.chains.length === 1) assert.ok(points.length <= maxKept, `${method} keeps at most ${maxKept} points (has ${points.length})`);
+        for (const id of mustHave)
+          assert.ok(
+            points.some((p) => p.id === id),
+            `run ${run}: retained point ${id} missing`,
+          );
+        if (method !== 'forward' && !gfs && state.chains.length === 1)
+          assert.ok(points.length <= maxKept, `${method} keeps at most ${maxKept} points (has ${points.length})`);
         // What remains is what the planner promised: nothing left to do, and a reason for every point.
         const plan = await svc.retentionPlan(repo, 'vm');
         assert.deepEqual(plan.actions, [], `run ${run}: retention left work undone`);

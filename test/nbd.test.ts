@@ -39,7 +39,9 @@ test('nbd: nbdinfo, nbdcopy, qemu-img and nbd-client against session disks; NBD 
     assert.equal((await cli(['instant', 'start', 'db', '--repo', repo, '--point', 'latest', '--name', 's'])).code, 0);
     const uri = `nbd://127.0.0.1:${s.nbdPort}/s/disk0`;
 
-    const info = JSON.parse((await run('nbdinfo', ['--json', uri])).stdout) as { exports: { 'export-size': number; contexts: string[]; can_multi_conn: boolean }[] };
+    const info = JSON.parse((await run('nbdinfo', ['--json', uri])).stdout) as {
+      exports: { 'export-size': number; contexts: string[]; can_multi_conn: boolean }[];
+    };
     assert.equal(info.exports[0]!['export-size'], 12 * MiB);
     assert.ok(info.exports[0]!.contexts.includes('base:allocation'));
     const list = (await run('nbdinfo', ['--list', `nbd://127.0.0.1:${s.nbdPort}`])).stdout;

@@ -42,7 +42,10 @@ test('nfs: libnfs clients (nfs-ls, nfs-cat, nfs-cp) read, list and write through
     const cat = await run('nfs-cat', [`nfs://127.0.0.1/export/disk.raw${q}`], { encoding: 'buffer', maxBuffer: 64 * MiB });
     assert.ok(cat.stdout.equals(disk), 'nfs-cat returns the file bytes');
     const ls = (await run('nfs-ls', [`nfs://127.0.0.1/export/sub${q}`])).stdout;
-    const names = ls.split('\n').map((l) => l.trim().split(/\s+/).pop()).filter((n) => n?.startsWith('file-'));
+    const names = ls
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).pop())
+      .filter((n) => n?.startsWith('file-'));
     assert.equal(names.length, 300, 'every entry listed once, across READDIRPLUS pages');
     assert.equal(new Set(names).size, 300);
     const up = randomBytes(rng(6), 2 * MiB + 7);
@@ -92,7 +95,13 @@ test('nfs: bad handles, bad names, READ eof, exact ACCESS bits, one write verifi
     assert.equal(status(await call(3, new XdrWriter().opaque(root).string('missing'))), 2, 'NOENT');
 
     // READ that reaches the end carries eof even with data.
-    let r = await call(6, new XdrWriter().opaque(file).u64(BigInt(disk.length - 100)).u32(4096));
+    let r = await call(
+      6,
+      new XdrWriter()
+        .opaque(file)
+        .u64(BigInt(disk.length - 100))
+        .u32(4096),
+    );
     assert.equal(status(r), 0);
     assert.equal(r.bool(), true);
     r.fixedOpaque(84);
@@ -163,32 +172,33 @@ test('nfs: bad handles, bad names, READ eof, exact ACCESS bits, one write verifi
   }
 });
 
-test('nfs: QEMU reads and writes a disk through nfs:// and the portmapper on 111', () => withPort111(async () => {
-  const { fs, disk } = await populated();
-  const { port, server } = await serve(fs);
-  const registry = new PortmapRegistry();
-  registry.set({ prog: MOUNT_PROGRAM, vers: 3, prot: IPPROTO_TCP, port });
-  registry.set({ prog: NFS_PROGRAM, vers: 3, prot: IPPROTO_TCP, port });
-  const pmap = new RpcServer({ logger });
-  pmap.register(portmapProgram(registry));
-  await pmap.listen(111, '127.0.0.1');
-  const { dir, cleanup } = await tempDir();
-  try {
-    const url = 'nfs://127.0.0.1/export/disk.raw';
-    const info = (await run('qemu-img', ['info', '--output=json', '-f', 'raw', url])).stdout;
-    assert.equal((JSON.parse(info) as { 'virtual-size': number })['virtual-size'], disk.length);
-    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', url, join(dir, 'out.raw')]);
-    assert.ok((await readFile(join(dir, 'out.raw'))).equals(disk), 'qemu-img convert nfs:// is byte-exact');
-    await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 4096 65536', url]);
-    const h = await fs.lookup(fs.mount('/export')!, 'disk.raw');
-    const got = await fs.read(h, 0, disk.length);
-    assert.ok(got.subarray(4096, 4096 + 65536).equals(Buffer.alloc(65536, 0x5a)), 'qemu-io write landed');
-    assert.ok(got.subarray(0, 4096).equals(disk.subarray(0, 4096)));
-    const check = (await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 4096 65536', url])).stdout;
-    assert.match(check, /read 65536\/65536 bytes/);
-  } finally {
-    await pmap.close();
-    await server.close();
-    await cleanup();
-  }
-}));
+test('nfs: QEMU reads and writes a disk through nfs:// and the portmapper on 111', () =>
+  withPort111(async () => {
+    const { fs, disk } = await populated();
+    const { port, server } = await serve(fs);
+    const registry = new PortmapRegistry();
+    registry.set({ prog: MOUNT_PROGRAM, vers: 3, prot: IPPROTO_TCP, port });
+    registry.set({ prog: NFS_PROGRAM, vers: 3, prot: IPPROTO_TCP, port });
+    const pmap = new RpcServer({ logger });
+    pmap.register(portmapProgram(registry));
+    await pmap.listen(111, '127.0.0.1');
+    const { dir, cleanup } = await tempDir();
+    try {
+      const url = 'nfs://127.0.0.1/export/disk.raw';
+      const info = (await run('qemu-img', ['info', '--output=json', '-f', 'raw', url])).stdout;
+      assert.equal((JSON.parse(info) as { 'virtual-size': number })['virtual-size'], disk.length);
+      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', url, join(dir, 'out.raw')]);
+      assert.ok((await readFile(join(dir, 'out.raw'))).equals(disk), 'qemu-img convert nfs:// is byte-exact');
+      await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 4096 65536', url]);
+      const h = await fs.lookup(fs.mount('/export')!, 'disk.raw');
+      const got = await fs.read(h, 0, disk.length);
+      assert.ok(got.subarray(4096, 4096 + 65536).equals(Buffer.alloc(65536, 0x5a)), 'qemu-io write landed');
+      assert.ok(got.subarray(0, 4096).equals(disk.subarray(0, 4096)));
+      const check = (await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 4096 65536', url])).stdout;
+      assert.match(check, /read 65536\/65536 bytes/);
+    } finally {
+      await pmap.close();
+      await server.close();
+      await cleanup();
+    }
+  }));

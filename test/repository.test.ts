@@ -41,7 +41,10 @@ test('increments: blocks that become zero, disks that grow or shrink, and the st
   try {
     const disk = join(dir, 'd.img');
     await writeFile(disk, randomBytes(rand, 3 * MiB + 100));
-    await writeFile(join(dir, 'vm.json'), JSON.stringify({ name: 'db1', vcpus: 8, memoryMiB: 16384, firmware: 'uefi', disks: [{ name: 'root', bus: 'nvme' }] }));
+    await writeFile(
+      join(dir, 'vm.json'),
+      JSON.stringify({ name: 'db1', vcpus: 8, memoryMiB: 16384, firmware: 'uefi', disks: [{ name: 'root', bus: 'nvme' }] }),
+    );
     const repo = join(dir, 'r');
     const svc = serviceAt('2026-01-01T00:00:00Z');
     await svc.initRepository(repo, 1 * MiB, parseCompression('zstd:3'));
@@ -62,7 +65,10 @@ test('increments: blocks that become zero, disks that grow or shrink, and the st
     const { points } = await svc.points(repo, 'j');
     assert.equal(points.length, 2);
     assert.equal(points[0]!.kind, 'full', 'merged full');
-    assert.deepEqual(points.map((p) => p.diskSizes[0]), [5 * MiB + 7, 2 * MiB - 3]);
+    assert.deepEqual(
+      points.map((p) => p.diskSizes[0]),
+      [5 * MiB + 7, 2 * MiB - 3],
+    );
     assert.ok((await readPoint(repo, 'j', points[0]!.id)).equals(states[2]!));
     assert.ok((await readPoint(repo, 'j', points[1]!.id)).equals(states[3]!));
     const vm = points[1]!.vm;
@@ -70,7 +76,10 @@ test('increments: blocks that become zero, disks that grow or shrink, and the st
     assert.equal(vm.vcpus, 8);
     assert.equal(vm.memoryMiB, 16384);
     assert.equal(vm.firmware, 'uefi');
-    assert.deepEqual(vm.disks.map((d) => [d.name, d.bus, d.sizeBytes]), [['root', 'nvme', 2 * MiB - 3]]);
+    assert.deepEqual(
+      vm.disks.map((d) => [d.name, d.bus, d.sizeBytes]),
+      [['root', 'nvme', 2 * MiB - 3]],
+    );
     // The merged full records what it absorbed, and opens at its newest committed root.
     const full = await BackupFileReader.open(join(repo, 'jobs', 'j', points[0]!.file));
     assert.equal(full.root.mergedCount, 2);
@@ -149,7 +158,11 @@ test('a 2 TiB sparse disk backs up and restores without memory growing with its 
     await writeAt(disk, randomBytes(rand, 4096), 3 * 1024 * MiB);
     const incr = await rss([BIN, 'backup', 'big', '--repo', repo]);
     // Block map of 2 Mi blocks is ~20 MiB; Node and the worker threads take the rest.
-    for (const [what, bytes] of [['full', full], ['increment', incr]] as const) assert.ok(bytes < 400 * MiB, `${what} backup peak RSS ${(bytes / MiB).toFixed(0)} MiB`);
+    for (const [what, bytes] of [
+      ['full', full],
+      ['increment', incr],
+    ] as const)
+      assert.ok(bytes < 400 * MiB, `${what} backup peak RSS ${(bytes / MiB).toFixed(0)} MiB`);
     const out = join(dir, 'restored.img');
     t.diagnostic(`peak RSS: full ${(full / MiB).toFixed(0)} MiB, increment ${(incr / MiB).toFixed(0)} MiB`);
     const restoreRss = await rss([BIN, 'restore', 'big', '--repo', repo, '--point', 'latest', '--to', out]);
@@ -182,7 +195,12 @@ test('many damaged blocks in the read-ahead window: a clean error, never a crash
     assert.equal((await cli(['repo', 'init', repo, '--block-size', '256K', '--compression', 'none'])).code, 0);
     assert.equal((await cli(['job', 'create', 'j', '--repo', repo, '--disk', disk])).code, 0);
     assert.equal((await cli(['backup', 'j', '--repo', repo])).code, 0);
-    const file = join(repo, 'jobs', 'j', (await readdir(join(repo, 'jobs', 'j'))).find((n) => n.endsWith('.vbk'))!);
+    const file = join(
+      repo,
+      'jobs',
+      'j',
+      (await readdir(join(repo, 'jobs', 'j'))).find((n) => n.endsWith('.vbk'))!,
+    );
     // Damage every stored block (the data area starts at 12288; blocks are stored uncompressed).
     for (let b = 0; b < 32; b++) await writeAt(file, Buffer.from('damaged!'), 12288 + b * 256 * KiB + 1000);
     for (let i = 0; i < 4; i++) {
@@ -219,7 +237,11 @@ test('a write-back that fails while a backup file is written fails the run (LFB_
     await assert.rejects(svc.backup(repo, 'j', {}), (e: Error & { code?: string }) => e.code === 'LFB_ERR_IO' && /fsync/.test(e.message));
     assert.ok(failed >= 1, 'the write-back ran');
     proto.datasync = realDatasync;
-    assert.deepEqual((await readdir(join(repo, 'jobs', 'j'))).filter((n) => /\.vbk/.test(n)), [], 'no backup file, not even a temporary one');
+    assert.deepEqual(
+      (await readdir(join(repo, 'jobs', 'j'))).filter((n) => /\.vbk/.test(n)),
+      [],
+      'no backup file, not even a temporary one',
+    );
     const r = await svc.backup(repo, 'j', {});
     assert.equal(r.kind, 'full');
     assert.ok((await readPoint(repo, 'j', 'latest')).equals(data));

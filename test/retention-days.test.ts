@@ -42,9 +42,15 @@ test('retention by days over two simulated weeks, both methods: the promised poi
         assert.equal(b.code, 0, b.stderr);
         const points = (JSON.parse((await cli(['points', j, '--repo', repo, '--json'])).stdout) as Point[]).filter((p) => p.available);
         model[j].set(points[points.length - 1]!.id, Buffer.from(content[j]));
-        const plan = JSON.parse((await cli(['retention', 'plan', j, '--repo', repo, '--json'], { LIFEBOAT_NOW: now })).stdout) as { actions: unknown[]; kept: { id: string }[] };
+        const plan = JSON.parse((await cli(['retention', 'plan', j, '--repo', repo, '--json'], { LIFEBOAT_NOW: now })).stdout) as {
+          actions: unknown[];
+          kept: { id: string }[];
+        };
         assert.deepEqual(plan.actions, [], `day ${day} ${j}: the run left retention work undone`);
-        assert.deepEqual(plan.kept.map((k) => k.id), points.map((p) => p.id));
+        assert.deepEqual(
+          plan.kept.map((k) => k.id),
+          points.map((p) => p.id),
+        );
         // The window: days day-3 .. day (points at 21:30 each day), never fewer than 3.
         const inWindow = points.filter((p) => day - new Date(p.createdAt).getUTCDate() <= 3);
         if (j === 'ffi') assert.equal(points.length, Math.min(4, day - 4), `day ${day}: forever keeps exactly the window`);

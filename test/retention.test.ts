@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { planRetention, type PlanChain } from '../src/retention/index.js';
 
 function chain(id: string, firstSeq: number, n: number): PlanChain {
-  return { chainId: id, points: Array.from({ length: n }, (_, i) => ({ id: `${id}${firstSeq + i}`, seq: firstSeq + i, createdAt: new Date(Date.UTC(2026, 0, firstSeq + i)).toISOString() })) };
+  return {
+    chainId: id,
+    points: Array.from({ length: n }, (_, i) => ({
+      id: `${id}${firstSeq + i}`,
+      seq: firstSeq + i,
+      createdAt: new Date(Date.UTC(2026, 0, firstSeq + i)).toISOString(),
+    })),
+  };
 }
 
 test('forward: an old chain goes only when its newest point is out of retention', () => {
@@ -14,7 +21,10 @@ test('forward: an old chain goes only when its newest point is out of retention'
   plan = planRetention([chain('a', 1, 4), chain('b', 5, 3)], { method: 'forward', retainPoints: 3 });
   assert.equal(plan.actions.length, 1);
   assert.equal(plan.actions[0]!.type, 'delete-chain');
-  assert.deepEqual(plan.kept.map((k) => k.id), ['b5', 'b6', 'b7']);
+  assert.deepEqual(
+    plan.kept.map((k) => k.id),
+    ['b5', 'b6', 'b7'],
+  );
 });
 
 test('forward: the latest chain is never deleted, however long', () => {
@@ -29,7 +39,10 @@ test('forever: merges the oldest increments until the points fit', () => {
     plan.actions.map((a) => (a.type === 'merge' ? `${a.fullPointId}<-${a.incrementPointId}` : a.type)),
     ['a1<-a2', 'a2<-a3'],
   );
-  assert.deepEqual(plan.kept.map((k) => k.id), ['a3', 'a4', 'a5', 'a6']);
+  assert.deepEqual(
+    plan.kept.map((k) => k.id),
+    ['a3', 'a4', 'a5', 'a6'],
+  );
   for (const k of plan.kept) assert.equal(k.reason, 'among the newest 4 points');
 });
 
@@ -37,12 +50,22 @@ test('forever: nothing to do within retention; keep ∪ removed = all', () => {
   const chains = [chain('a', 1, 3)];
   const plan = planRetention(chains, { method: 'forever', retainPoints: 3 });
   assert.deepEqual(plan.actions, []);
-  assert.deepEqual(plan.kept.map((k) => k.id), ['a1', 'a2', 'a3']);
+  assert.deepEqual(
+    plan.kept.map((k) => k.id),
+    ['a1', 'a2', 'a3'],
+  );
 });
 
 /** Points one a day from 2026-01-(firstDay), at 22:00 UTC. */
 function dailyChain(id: string, firstDay: number, n: number, firstSeq = firstDay): PlanChain {
-  return { chainId: id, points: Array.from({ length: n }, (_, i) => ({ id: `${id}${firstDay + i}`, seq: firstSeq + i, createdAt: new Date(Date.UTC(2026, 0, firstDay + i, 22)).toISOString() })) };
+  return {
+    chainId: id,
+    points: Array.from({ length: n }, (_, i) => ({
+      id: `${id}${firstDay + i}`,
+      seq: firstSeq + i,
+      createdAt: new Date(Date.UTC(2026, 0, firstDay + i, 22)).toISOString(),
+    })),
+  };
 }
 
 test('by days (golden): the last N days plus today, at least 3 points, and the reason for each', () => {
@@ -63,16 +86,29 @@ test('by days (golden): the last N days plus today, at least 3 points, and the r
 test('by days: days without backups count, but the newest 3 points always stay', () => {
   // Points on Jan 1..5, planned on Feb 1: all are old; the newest three stay.
   const plan = planRetention([dailyChain('a', 1, 5)], { method: 'forever', retainPoints: 7, retainDays: 7, now: '2026-02-01T12:00:00.000Z' });
-  assert.deepEqual(plan.kept.map((k) => `${k.id}: ${k.reason}`), ['a3: one of the newest 3 points, kept whatever their age', 'a4: one of the newest 3 points, kept whatever their age', 'a5: one of the newest 3 points, kept whatever their age']);
+  assert.deepEqual(
+    plan.kept.map((k) => `${k.id}: ${k.reason}`),
+    [
+      'a3: one of the newest 3 points, kept whatever their age',
+      'a4: one of the newest 3 points, kept whatever their age',
+      'a5: one of the newest 3 points, kept whatever their age',
+    ],
+  );
 });
 
 test('by days, forward: an old chain goes once its newest point is older than the window', () => {
   const chains = [dailyChain('a', 1, 4), dailyChain('b', 5, 4)];
   // On Jan 10 with 3 days the window starts Jan 7: a4 (Jan 4) is out, chain a goes.
   let plan = planRetention(chains, { method: 'forward', retainPoints: 7, retainDays: 3, now: '2026-01-10T08:00:00.000Z' });
-  assert.deepEqual(plan.actions.map((a) => a.type), ['delete-chain']);
+  assert.deepEqual(
+    plan.actions.map((a) => a.type),
+    ['delete-chain'],
+  );
   assert.match((plan.actions[0] as { reason: string }).reason, /a4 is outside the last 3 days/);
-  assert.deepEqual(plan.kept.map((k) => k.id), ['b5', 'b6', 'b7', 'b8']);
+  assert.deepEqual(
+    plan.kept.map((k) => k.id),
+    ['b5', 'b6', 'b7', 'b8'],
+  );
   assert.equal(plan.kept[0]!.reason, 'full that later points of chain b need');
   // On Jan 7 a4 is within 3 days: the chain stays whole.
   plan = planRetention(chains, { method: 'forward', retainPoints: 7, retainDays: 3, now: '2026-01-07T08:00:00.000Z' });
@@ -93,11 +129,19 @@ test('GFS (golden): first full of each week and month flagged, kept for their pe
   assert.equal(reasons.get('w4-33'), 'monthly GFS full (2026-02; 2 kept)');
   assert.equal(reasons.get('w6-47'), 'weekly GFS full (week of 2026-02-16; 4 kept)');
   assert.equal(reasons.get('w8-61'), 'weekly GFS full (week of 2026-03-02; 4 kept)');
-  assert.deepEqual(plan.kept.map((k) => k.id), ['w4-33', 'w6-47', 'w7-54', 'w8-61', 'w9-68', 'w9-69', 'w9-70', 'w9-71', 'w9-72']);
+  assert.deepEqual(
+    plan.kept.map((k) => k.id),
+    ['w4-33', 'w6-47', 'w7-54', 'w8-61', 'w9-68', 'w9-69', 'w9-70', 'w9-71', 'w9-72'],
+  );
 });
 
 test('GFS with forever forward: a flagged full is never merged into', () => {
-  const plan = planRetention([dailyChain('a', 5, 8)], { method: 'forever', retainPoints: 3, now: '2026-01-12T23:00:00.000Z', gfs: { weekly: 2, monthly: 0, yearly: 0 } });
+  const plan = planRetention([dailyChain('a', 5, 8)], {
+    method: 'forever',
+    retainPoints: 3,
+    now: '2026-01-12T23:00:00.000Z',
+    gfs: { weekly: 2, monthly: 0, yearly: 0 },
+  });
   assert.deepEqual(plan.actions, [], 'the full (Jan 5, flagged weekly) blocks every merge');
   assert.equal(plan.kept[0]!.reason, 'weekly GFS full (week of 2026-01-05; 2 kept)');
 });

@@ -26,7 +26,14 @@ const run = promisify(execFile);
 const logger = createLogger('error');
 
 test('xdr: round trip, padding, and lengths checked before use', () => {
-  const w = new XdrWriter().u32(7).i32(-2).u64(2n ** 40n + 3n).bool(true).string('héllo').opaque(Buffer.alloc(2000, 1)).fixedOpaque(Buffer.from([1, 2, 3]));
+  const w = new XdrWriter()
+    .u32(7)
+    .i32(-2)
+    .u64(2n ** 40n + 3n)
+    .bool(true)
+    .string('héllo')
+    .opaque(Buffer.alloc(2000, 1))
+    .fixedOpaque(Buffer.from([1, 2, 3]));
   const b = w.toBuffer();
   assert.equal(b.length % 4, 0);
   const r = new XdrReader(b);
@@ -49,7 +56,9 @@ test('xdr: round trip, padding, and lengths checked before use', () => {
 test('record marking: any split of any fragmenting reassembles the same records', () => {
   const rand = prng(99);
   for (let trial = 0; trial < 200; trial++) {
-    const records = Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Buffer.from(Array.from({ length: Math.floor(rand() * 3000) }, () => Math.floor(rand() * 256))));
+    const records = Array.from({ length: 1 + Math.floor(rand() * 5) }, () =>
+      Buffer.from(Array.from({ length: Math.floor(rand() * 3000) }, () => Math.floor(rand() * 256))),
+    );
     const wire: Buffer[] = [];
     for (const rec of records) {
       // Cut each record into 1-4 fragments.
@@ -66,12 +75,16 @@ test('record marking: any split of any fragmenting reassembles the same records'
     const all = Buffer.concat(wire);
     const reader = new RecordReader(1 << 20);
     const got: Buffer[] = [];
-    for (let at = 0; at < all.length; ) {
+    for (let at = 0; at < all.length;) {
       const n = 1 + Math.floor(rand() * 700);
       got.push(...reader.feed(all.subarray(at, at + n)));
       at += n;
     }
-    assert.deepEqual(got.map((g) => g.toString('hex')), records.map((r) => r.toString('hex')), `trial ${trial}`);
+    assert.deepEqual(
+      got.map((g) => g.toString('hex')),
+      records.map((r) => r.toString('hex')),
+      `trial ${trial}`,
+    );
     assert.equal(reader.buffered, 0);
   }
   const capped = new RecordReader(100);
@@ -104,7 +117,12 @@ function testProgram(): { prog: number; name: string; versions: Map<number, Map<
               out.u32(ms);
             },
           ],
-          [3, () => { throw new Error('boom'); }],
+          [
+            3,
+            () => {
+              throw new Error('boom');
+            },
+          ],
         ]),
       ],
       [3, new Map<number, Procedure>([[0, (a) => a.end()]])],
@@ -112,7 +130,10 @@ function testProgram(): { prog: number; name: string; versions: Map<number, Map<
   };
 }
 
-async function withServer(fn: (port: number, server: RpcServer) => Promise<void>, opts: Partial<ConstructorParameters<typeof RpcServer>[0]> = {}): Promise<void> {
+async function withServer(
+  fn: (port: number, server: RpcServer) => Promise<void>,
+  opts: Partial<ConstructorParameters<typeof RpcServer>[0]> = {},
+): Promise<void> {
   const server = new RpcServer({ logger, maxRecordBytes: 64 * 1024, maxInFlight: 8, ...opts });
   server.register(testProgram());
   const port = await server.listen(0, '127.0.0.1');
@@ -213,46 +234,47 @@ test('rpc server: a broken or oversized frame closes that connection only; refus
   );
 });
 
-test('portmapper: GETPORT, SET/UNSET, DUMP, and real rpcinfo against it on port 111', () => withPort111(async () => {
-  const registry = new PortmapRegistry();
-  const server = new RpcServer({ logger });
-  server.register(portmapProgram(registry));
-  registry.set({ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: 111 });
-  await server.listen(111, '127.0.0.1');
-  await server.listenUdp(111, '127.0.0.1');
-  try {
-    const c = await RpcTestClient.connect(111);
-    const mapping = (prog: number, vers: number, port: number): Buffer => new XdrWriter().u32(prog).u32(vers).u32(IPPROTO_TCP).u32(port).toBuffer();
-    let r = await c.call(PMAP_PROG, 2, 1, mapping(100003, 3, 2049));
-    assert.equal(acceptStat(r), 0);
-    assert.equal(r.bool(), true, 'SET from loopback');
-    r = await c.call(PMAP_PROG, 2, 1, mapping(100005, 3, 1058));
-    assert.equal(acceptStat(r), 0);
-    r = await c.call(PMAP_PROG, 2, 3, mapping(100003, 3, 0));
-    assert.equal(acceptStat(r), 0);
-    assert.equal(r.u32(), 2049, 'GETPORT');
-    r = await c.call(PMAP_PROG, 2, 3, mapping(100003, 4, 0));
-    acceptStat(r);
-    assert.equal(r.u32(), 0, 'not registered: port 0');
-    assert.equal(acceptStat(await c.call(PMAP_PROG, 2, 5)), 3, 'CALLIT is not offered');
-    r = await c.call(PMAP_PROG, 4, 0);
-    assert.equal(acceptStat(r), 2, 'rpcbind v3/v4: PROG_MISMATCH 2..2');
-    assert.deepEqual([r.u32(), r.u32()], [2, 2]);
+test('portmapper: GETPORT, SET/UNSET, DUMP, and real rpcinfo against it on port 111', () =>
+  withPort111(async () => {
+    const registry = new PortmapRegistry();
+    const server = new RpcServer({ logger });
+    server.register(portmapProgram(registry));
+    registry.set({ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: 111 });
+    await server.listen(111, '127.0.0.1');
+    await server.listenUdp(111, '127.0.0.1');
+    try {
+      const c = await RpcTestClient.connect(111);
+      const mapping = (prog: number, vers: number, port: number): Buffer => new XdrWriter().u32(prog).u32(vers).u32(IPPROTO_TCP).u32(port).toBuffer();
+      let r = await c.call(PMAP_PROG, 2, 1, mapping(100003, 3, 2049));
+      assert.equal(acceptStat(r), 0);
+      assert.equal(r.bool(), true, 'SET from loopback');
+      r = await c.call(PMAP_PROG, 2, 1, mapping(100005, 3, 1058));
+      assert.equal(acceptStat(r), 0);
+      r = await c.call(PMAP_PROG, 2, 3, mapping(100003, 3, 0));
+      assert.equal(acceptStat(r), 0);
+      assert.equal(r.u32(), 2049, 'GETPORT');
+      r = await c.call(PMAP_PROG, 2, 3, mapping(100003, 4, 0));
+      acceptStat(r);
+      assert.equal(r.u32(), 0, 'not registered: port 0');
+      assert.equal(acceptStat(await c.call(PMAP_PROG, 2, 5)), 3, 'CALLIT is not offered');
+      r = await c.call(PMAP_PROG, 4, 0);
+      assert.equal(acceptStat(r), 2, 'rpcbind v3/v4: PROG_MISMATCH 2..2');
+      assert.deepEqual([r.u32(), r.u32()], [2, 2]);
 
-    // Real clients from Debian's rpcbind package.
-    const dump = (await run('rpcinfo', ['-p', '127.0.0.1'])).stdout;
-    assert.match(dump, /100003\s+3\s+tcp\s+2049/);
-    assert.match(dump, /100005\s+3\s+tcp\s+1058/);
-    assert.match(dump, /100000\s+2\s+tcp\s+111\s+portmapper/);
-    const ping = (await run('rpcinfo', ['-T', 'tcp', '-n', '111', '127.0.0.1', '100000', '2'])).stdout;
-    assert.match(ping, /program 100000 version 2 ready and waiting/);
+      // Real clients from Debian's rpcbind package.
+      const dump = (await run('rpcinfo', ['-p', '127.0.0.1'])).stdout;
+      assert.match(dump, /100003\s+3\s+tcp\s+2049/);
+      assert.match(dump, /100005\s+3\s+tcp\s+1058/);
+      assert.match(dump, /100000\s+2\s+tcp\s+111\s+portmapper/);
+      const ping = (await run('rpcinfo', ['-T', 'tcp', '-n', '111', '127.0.0.1', '100000', '2'])).stdout;
+      assert.match(ping, /program 100000 version 2 ready and waiting/);
 
-    r = await c.call(PMAP_PROG, 2, 2, mapping(100005, 3, 0));
-    acceptStat(r);
-    assert.equal(r.bool(), true, 'UNSET');
-    assert.doesNotMatch((await run('rpcinfo', ['-p', '127.0.0.1'])).stdout, /100005/);
-    c.close();
-  } finally {
-    await server.close();
-  }
-}));
+      r = await c.call(PMAP_PROG, 2, 2, mapping(100005, 3, 0));
+      acceptStat(r);
+      assert.equal(r.bool(), true, 'UNSET');
+      assert.doesNotMatch((await run('rpcinfo', ['-p', '127.0.0.1'])).stdout, /100005/);
+      c.close();
+    } finally {
+      await server.close();
+    }
+  }));

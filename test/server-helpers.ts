@@ -12,7 +12,11 @@ export interface Server {
 
 /** Starts `lifeboat serve` as a real process; resolves once it has said its ports. */
 export async function startServer(repo: string, args: string[] = [], opts: { defaultPorts?: boolean } = {}): Promise<Server> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0']), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    process.execPath,
+    [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0']), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   const log = { text: () => out };
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -32,4 +36,3 @@ export async function kill9(s: Server): Promise<void> {
   s.proc.kill('SIGKILL');
   await done;
 }
-

@@ -17,7 +17,12 @@ async function changesOf(repo: string, job: string, pointId: string): Promise<{ 
 const qemuIo = (img: string, ...cmds: string[]): void => {
   execFileSync('qemu-io', ['-f', 'qcow2', ...cmds.flatMap((c) => ['-c', c]), img], { stdio: 'ignore' });
 };
-const bitmaps = (img: string): string[] => ((JSON.parse(execFileSync('qemu-img', ['info', '--output=json', img]).toString()) as { 'format-specific': { data: { bitmaps?: { name: string }[] } } })['format-specific'].data.bitmaps ?? []).map((b) => b.name);
+const bitmaps = (img: string): string[] =>
+  (
+    (JSON.parse(execFileSync('qemu-img', ['info', '--output=json', img]).toString()) as { 'format-specific': { data: { bitmaps?: { name: string }[] } } })[
+      'format-specific'
+    ].data.bitmaps ?? []
+  ).map((b) => b.name);
 
 async function restoresEqual(repo: string, job: string, dir: string, image: string, name: string): Promise<void> {
   const out = join(dir, name);
@@ -30,67 +35,77 @@ async function restoresEqual(repo: string, job: string, dir: string, image: stri
   execFileSync('qemu-img', ['compare', '-q', image, out]);
 }
 
-test('qcow2 with CBT: increments read only the dirty blocks; a cleared bitmap or a replaced image falls back to hashes, always exact', { timeout: 5 * 60_000 }, async () => {
-  const { dir, cleanup } = await tempDir();
-  try {
-    const img = join(dir, 'vm.qcow2');
-    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', img, '64M']);
-    qemuIo(img, 'write -P 0x11 0 8M', 'write -P 0x22 20M 3M', 'write -P 0x5a 50M 1M');
-    const repo = join(dir, 'repo');
-    assert.equal((await cli(['repo', 'init', repo])).code, 0);
-    assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', img, '--cbt'])).code, 0);
-    const full = await backup(repo, 'vm');
-    assert.equal(full.kind, 'full');
-    assert.equal((await changesOf(repo, 'vm', full.pointId)).method, 'full');
-    assert.equal(bitmaps(img).length, 2, 'a bitmap and its check twin');
+test(
+  'qcow2 with CBT: increments read only the dirty blocks; a cleared bitmap or a replaced image falls back to hashes, always exact',
+  { timeout: 5 * 60_000 },
+  async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const img = join(dir, 'vm.qcow2');
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', img, '64M']);
+      qemuIo(img, 'write -P 0x11 0 8M', 'write -P 0x22 20M 3M', 'write -P 0x5a 50M 1M');
+      const repo = join(dir, 'repo');
+      assert.equal((await cli(['repo', 'init', repo])).code, 0);
+      assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', img, '--cbt'])).code, 0);
+      const full = await backup(repo, 'vm');
+      assert.equal(full.kind, 'full');
+      assert.equal((await changesOf(repo, 'vm', full.pointId)).method, 'full');
+      assert.equal(bitmaps(img).length, 2, 'a bitmap and its check twin');
 
-    // Guest-style writes in three 1 MiB blocks (one write spans two of them).
-    qemuIo(img, 'write -P 0x33 4M 100k', 'write -P 0x44 40M 4k', 'write -P 0x66 59M 1200k');
-    const inc = await backup(repo, 'vm');
-    assert.equal((await changesOf(repo, 'vm', inc.pointId)).method, 'cbt');
-    assert.equal(inc.bytesRead, 4 * MiB, 'only the four dirty blocks are read');
-    assert.equal(inc.blocksStored, 4);
-    assert.equal(inc.blocksUnchanged, 60);
-    await restoresEqual(repo, 'vm', dir, img, 'r1.qcow2');
-    // The newest point's pair, and the previous point's until the next run retires it.
-    assert.deepEqual(bitmaps(img).filter((b) => b.includes(inc.pointId)).length, 2);
-    assert.ok(bitmaps(img).length <= 4, bitmaps(img).join(', '));
+      // Guest-style writes in three 1 MiB blocks (one write spans two of them).
+      qemuIo(img, 'write -P 0x33 4M 100k', 'write -P 0x44 40M 4k', 'write -P 0x66 59M 1200k');
+      const inc = await backup(repo, 'vm');
+      assert.equal((await changesOf(repo, 'vm', inc.pointId)).method, 'cbt');
+      assert.equal(inc.bytesRead, 4 * MiB, 'only the four dirty blocks are read');
+      assert.equal(inc.blocksStored, 4);
+      assert.equal(inc.blocksUnchanged, 60);
+      await restoresEqual(repo, 'vm', dir, img, 'r1.qcow2');
+      // The newest point's pair, and the previous point's until the next run retires it.
+      assert.deepEqual(bitmaps(img).filter((b) => b.includes(inc.pointId)).length, 2);
+      assert.ok(bitmaps(img).length <= 4, bitmaps(img).join(', '));
 
-    // A write, the bitmap cleared, another write: the twin disagrees, so hashes.
-    qemuIo(img, 'write -P 0x77 10M 64k');
-    execFileSync('qemu-img', ['bitmap', '--clear', img, bitmaps(img).find((b) => b.endsWith(inc.pointId))!]);
-    qemuIo(img, 'write -P 0x78 30M 64k');
-    const cleared = await backup(repo, 'vm');
-    const c1 = await changesOf(repo, 'vm', cleared.pointId);
-    assert.equal(c1.method, 'hash');
-    assert.match(c1.note ?? '', /disagree/);
-    assert.equal(cleared.blocksStored, 2, 'both writes found');
-    await restoresEqual(repo, 'vm', dir, img, 'r2.qcow2');
+      // A write, the bitmap cleared, another write: the twin disagrees, so hashes.
+      qemuIo(img, 'write -P 0x77 10M 64k');
+      execFileSync('qemu-img', ['bitmap', '--clear', img, bitmaps(img).find((b) => b.endsWith(inc.pointId))!]);
+      qemuIo(img, 'write -P 0x78 30M 64k');
+      const cleared = await backup(repo, 'vm');
+      const c1 = await changesOf(repo, 'vm', cleared.pointId);
+      assert.equal(c1.method, 'hash');
+      assert.match(c1.note ?? '', /disagree/);
+      assert.equal(cleared.blocksStored, 2, 'both writes found');
+      await restoresEqual(repo, 'vm', dir, img, 'r2.qcow2');
 
-    // Back to CBT on the next run.
-    qemuIo(img, 'write -P 0x79 12M 64k');
-    const again = await backup(repo, 'vm');
-    assert.equal((await changesOf(repo, 'vm', again.pointId)).method, 'cbt');
-    assert.equal(again.bytesRead, MiB);
-    assert.ok(bitmaps(img).every((b) => b.includes(cleared.pointId) || b.includes(again.pointId)), `older bitmaps retired: ${bitmaps(img).join(', ')}`);
+      // Back to CBT on the next run.
+      qemuIo(img, 'write -P 0x79 12M 64k');
+      const again = await backup(repo, 'vm');
+      assert.equal((await changesOf(repo, 'vm', again.pointId)).method, 'cbt');
+      assert.equal(again.bytesRead, MiB);
+      assert.ok(
+        bitmaps(img).every((b) => b.includes(cleared.pointId) || b.includes(again.pointId)),
+        `older bitmaps retired: ${bitmaps(img).join(', ')}`,
+      );
 
-    // The image replaced by a copy with the same bytes and no bitmaps, then written.
-    const copy = join(dir, 'copy.qcow2');
-    execFileSync('qemu-img', ['convert', '-q', '-O', 'qcow2', img, copy]);
-    execFileSync('mv', [copy, img]);
-    qemuIo(img, 'write -P 0x7a 33M 64k');
-    const replaced = await backup(repo, 'vm');
-    const c2 = await changesOf(repo, 'vm', replaced.pointId);
-    assert.equal(c2.method, 'hash');
-    assert.match(c2.note ?? '', /missing/);
-    assert.equal(replaced.blocksStored, 1);
-    await restoresEqual(repo, 'vm', dir, img, 'r3.qcow2');
-    const pts = JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as { vm: { disks: { format: string }[] } }[];
-    assert.ok(pts.every((p) => p.vm.disks[0]!.format === 'qcow2'), 'points record the source format');
-  } finally {
-    await cleanup();
-  }
-});
+      // The image replaced by a copy with the same bytes and no bitmaps, then written.
+      const copy = join(dir, 'copy.qcow2');
+      execFileSync('qemu-img', ['convert', '-q', '-O', 'qcow2', img, copy]);
+      execFileSync('mv', [copy, img]);
+      qemuIo(img, 'write -P 0x7a 33M 64k');
+      const replaced = await backup(repo, 'vm');
+      const c2 = await changesOf(repo, 'vm', replaced.pointId);
+      assert.equal(c2.method, 'hash');
+      assert.match(c2.note ?? '', /missing/);
+      assert.equal(replaced.blocksStored, 1);
+      await restoresEqual(repo, 'vm', dir, img, 'r3.qcow2');
+      const pts = JSON.parse((await cli(['points', 'vm', '--repo', repo, '--json'])).stdout) as { vm: { disks: { format: string }[] } }[];
+      assert.ok(
+        pts.every((p) => p.vm.disks[0]!.format === 'qcow2'),
+        'points record the source format',
+      );
+    } finally {
+      await cleanup();
+    }
+  },
+);
 
 test('vmdk and vhdx sources (qemu-img convert of a raw disk) back up and restore to the same format', { timeout: 5 * 60_000 }, async () => {
   const { dir, cleanup } = await tempDir();
@@ -156,52 +171,56 @@ async function nbdkit(args: string[], port: number): Promise<ChildProcess> {
   throw new Error('nbdkit did not start');
 }
 
-test('nbd:// source: backed up through the NBD client (holes skipped); a dropped connection fails the run clearly with no half point; the next run succeeds', { timeout: 5 * 60_000 }, async () => {
-  const { dir, cleanup } = await tempDir();
-  const procs: ChildProcess[] = [];
-  try {
-    const rand = rng(62);
-    const raw = join(dir, 'disk.raw');
-    const content = Buffer.alloc(48 * MiB);
-    for (let at = 0; at < 48; at += 6) randomBytes(rand, 2 * MiB).copy(content, at * MiB);
-    await writeFile(raw, content);
-    execFileSync('truncate', ['-s', String(content.length), raw]);
-    const port = await freePort();
-    procs.push(await nbdkit(['file', `file=${raw}`], port));
-    const repo = join(dir, 'repo');
-    assert.equal((await cli(['repo', 'init', repo])).code, 0);
-    const uri = `nbd://127.0.0.1:${port}`;
-    assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', uri])).code, 0);
-    const full = await backup(repo, 'vm');
-    assert.equal(full.blocksStored, 16);
-    const out = join(dir, 'out.raw');
-    assert.equal((await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', out])).code, 0);
-    assert.ok((await readFile(out)).equals(content));
+test(
+  'nbd:// source: backed up through the NBD client (holes skipped); a dropped connection fails the run clearly with no half point; the next run succeeds',
+  { timeout: 5 * 60_000 },
+  async () => {
+    const { dir, cleanup } = await tempDir();
+    const procs: ChildProcess[] = [];
+    try {
+      const rand = rng(62);
+      const raw = join(dir, 'disk.raw');
+      const content = Buffer.alloc(48 * MiB);
+      for (let at = 0; at < 48; at += 6) randomBytes(rand, 2 * MiB).copy(content, at * MiB);
+      await writeFile(raw, content);
+      execFileSync('truncate', ['-s', String(content.length), raw]);
+      const port = await freePort();
+      procs.push(await nbdkit(['file', `file=${raw}`], port));
+      const repo = join(dir, 'repo');
+      assert.equal((await cli(['repo', 'init', repo])).code, 0);
+      const uri = `nbd://127.0.0.1:${port}`;
+      assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', uri])).code, 0);
+      const full = await backup(repo, 'vm');
+      assert.equal(full.blocksStored, 16);
+      const out = join(dir, 'out.raw');
+      assert.equal((await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', out])).code, 0);
+      assert.ok((await readFile(out)).equals(content));
 
-    // The server goes away in the middle of the next run.
-    procs.pop()!.kill('SIGKILL');
-    const slow = await nbdkit(['--filter=delay', 'file', `file=${raw}`, 'delay-read=100ms'], port);
-    procs.push(slow);
-    content.fill(0x5c, 30 * MiB, 31 * MiB);
-    await writeFile(raw, content);
-    const run = cli(['backup', 'vm', '--repo', repo]);
-    await new Promise((r) => setTimeout(r, 700));
-    slow.kill('SIGKILL');
-    const failed = await run;
-    assert.equal(failed.code, 1, failed.stderr);
-    assert.match(failed.stderr, /LFB_ERR_DISK_READ/);
-    assert.match(failed.stderr, /connection (lost|closed)/);
-    const files = (await readdir(join(repo, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib|vrb)$/.test(n));
-    assert.equal(files.length, 1, 'no half point');
+      // The server goes away in the middle of the next run.
+      procs.pop()!.kill('SIGKILL');
+      const slow = await nbdkit(['--filter=delay', 'file', `file=${raw}`, 'delay-read=100ms'], port);
+      procs.push(slow);
+      content.fill(0x5c, 30 * MiB, 31 * MiB);
+      await writeFile(raw, content);
+      const run = cli(['backup', 'vm', '--repo', repo]);
+      await new Promise((r) => setTimeout(r, 700));
+      slow.kill('SIGKILL');
+      const failed = await run;
+      assert.equal(failed.code, 1, failed.stderr);
+      assert.match(failed.stderr, /LFB_ERR_DISK_READ/);
+      assert.match(failed.stderr, /connection (lost|closed)/);
+      const files = (await readdir(join(repo, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib|vrb)$/.test(n));
+      assert.equal(files.length, 1, 'no half point');
 
-    procs.push(await nbdkit(['file', `file=${raw}`], port));
-    const next = await backup(repo, 'vm');
-    assert.equal(next.kind, 'increment');
-    assert.equal(next.blocksStored, 1);
-    assert.equal((await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', join(dir, 'out2.raw')])).code, 0);
-    assert.ok((await readFile(join(dir, 'out2.raw'))).equals(content));
-  } finally {
-    for (const p of procs) p.kill('SIGKILL');
-    await cleanup();
-  }
-});
+      procs.push(await nbdkit(['file', `file=${raw}`], port));
+      const next = await backup(repo, 'vm');
+      assert.equal(next.kind, 'increment');
+      assert.equal(next.blocksStored, 1);
+      assert.equal((await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', join(dir, 'out2.raw')])).code, 0);
+      assert.ok((await readFile(join(dir, 'out2.raw'))).equals(content));
+    } finally {
+      for (const p of procs) p.kill('SIGKILL');
+      await cleanup();
+    }
+  },
+);

@@ -29,7 +29,11 @@ export function controlFile(repoRoot: string): string {
  *   GET /sessions/<name> · DELETE /sessions/<name> ·
  *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format, rate?, finish}
  */
-export async function startControlApi(repoRoot: string, ir: InstantRecovery, ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>): Promise<{ close(): Promise<void>; info: ControlInfo }> {
+export async function startControlApi(
+  repoRoot: string,
+  ir: InstantRecovery,
+  ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>,
+): Promise<{ close(): Promise<void>; info: ControlInfo }> {
   const token = randomBytes(24).toString('hex');
   const server: Server = createServer((req, res) => {
     void handle(req, res).catch((err: unknown) => send(res, 500, { code: 'LFB_ERR_INTERNAL', message: String(err) }));
@@ -40,7 +44,14 @@ export async function startControlApi(repoRoot: string, ir: InstantRecovery, por
     try {
       if (req.method === 'GET' && url.pathname === '/sessions') return send(res, 200, ir.list());
       if (req.method === 'POST' && url.pathname === '/sessions') {
-        const body = JSON.parse(await readBody(req)) as { job: string; point: string; name?: string; cacheDir?: string; disks?: number[]; boot?: StartOptions['boot'] };
+        const body = JSON.parse(await readBody(req)) as {
+          job: string;
+          point: string;
+          name?: string;
+          cacheDir?: string;
+          disks?: number[];
+          boot?: StartOptions['boot'];
+        };
         const started = performance.now();
         const info = await ir.start(body.job, body.point, { name: body.name, cacheDir: body.cacheDir, disks: body.disks, boot: body.boot });
         return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started), host: ports.host });
@@ -61,7 +72,11 @@ export async function startControlApi(repoRoot: string, ir: InstantRecovery, por
       }
       if (req.method === 'POST' && m?.[2] === '/migrate') {
         const body = JSON.parse(await readBody(req)) as { to?: string; format?: 'raw' | 'qcow2'; rate?: number; finish?: boolean };
-        return send(res, 200, await ir.migrate(name, { to: body.to, format: body.format ?? 'raw', rateBytesPerSec: body.rate ?? null, finish: body.finish === true }));
+        return send(
+          res,
+          200,
+          await ir.migrate(name, { to: body.to, format: body.format ?? 'raw', rateBytesPerSec: body.rate ?? null, finish: body.finish === true }),
+        );
       }
       return send(res, 404, { code: 'LFB_ERR_USAGE', message: `no route ${req.method} ${url.pathname}` });
     } catch (err) {
@@ -106,7 +121,10 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
   try {
     info = JSON.parse(await readFile(controlFile(repoRoot), 'utf8')) as ControlInfo;
   } catch {
-    throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `no Lifeboat server is running for ${repoRoot}; start one with \`lifeboat serve --repo ${repoRoot}\``);
+    throw new LifeboatError(
+      'LFB_ERR_SERVER_NOT_RUNNING',
+      `no Lifeboat server is running for ${repoRoot}; start one with \`lifeboat serve --repo ${repoRoot}\``,
+    );
   }
   let res: Response;
   try {
@@ -116,7 +134,10 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch {
-    throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``);
+    throw new LifeboatError(
+      'LFB_ERR_SERVER_NOT_RUNNING',
+      `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
+    );
   }
   const json = (await res.json()) as T & { code?: ErrorCode; message?: string };
   if (!res.ok) throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.status}`);

@@ -36,7 +36,13 @@ export interface RunningServer {
  * Listens on `wanted`, or — when it is a default rather than the user's
  * choice — on the next free port after it, and says so.
  */
-async function listenNear(listen: (port: number) => Promise<number>, wanted: number, explicit: boolean, what: string, say: (l: string) => void): Promise<number> {
+async function listenNear(
+  listen: (port: number) => Promise<number>,
+  wanted: number,
+  explicit: boolean,
+  what: string,
+  say: (l: string) => void,
+): Promise<number> {
   for (let port = wanted; port < wanted + 100; port++) {
     try {
       const got = await listen(port);
@@ -65,7 +71,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   nfs.register(
     nfsProgram(recovery.fs, {
       // A damaged backup block is answered NFS3ERR_IO, never wrong bytes, and logged with its file and block.
-      onServerError: (err, status) => opts.logger.error(`nfs: answered ${status === 5 ? 'NFS3ERR_IO' : `nfsstat3 ${status}`}: ${err instanceof Error ? err.message : String(err)}`, isLifeboatError(err) ? { ...err.details, code: err.code } : {}),
+      onServerError: (err, status) =>
+        opts.logger.error(
+          `nfs: answered ${status === 5 ? 'NFS3ERR_IO' : `nfsstat3 ${status}`}: ${err instanceof Error ? err.message : String(err)}`,
+          isLifeboatError(err) ? { ...err.details, code: err.code } : {},
+        ),
     }),
   );
   const mount = new RpcServer(rpcOpts);
@@ -95,7 +105,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     if (opts.portmap) {
       const pmPort = opts.portmapPort ?? 111;
       const registry = new PortmapRegistry();
-      for (const m of [{ prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: pmPort }, { prog: PMAP_PROG, vers: 2, prot: IPPROTO_UDP, port: pmPort }, ...mappings]) registry.set(m, { owned: true });
+      for (const m of [
+        { prog: PMAP_PROG, vers: 2, prot: IPPROTO_TCP, port: pmPort },
+        { prog: PMAP_PROG, vers: 2, prot: IPPROTO_UDP, port: pmPort },
+        ...mappings,
+      ])
+        registry.set(m, { owned: true });
       const pm = new RpcServer({ logger: opts.logger });
       pm.register(portmapProgram(registry));
       try {
@@ -108,11 +123,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         await pm.close();
         // A system rpcbind (or another Lifeboat) holds the port: register with it instead,
         // replacing what a previous run of ours may have left (UNSET once per program).
-        for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM]) await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
+        for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM])
+          await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
         const refused: Mapping[] = [];
         for (const m of mappings) if (!(await pmapRegister(m, { port: pmPort }).catch(() => false))) refused.push(m);
         closers.push(async () => {
-          for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM]) await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
+          for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM])
+            await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
         });
         portmapMode =
           refused.length === 0
@@ -127,7 +144,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort);
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
     closers.push(() => control.close());
-    opts.say(`serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`);
+    opts.say(
+      `serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,
+    );
     for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);
     return {
       control: control.info,

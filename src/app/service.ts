@@ -9,7 +9,26 @@ import { runBackup, type BackupProgress, type BackupResult } from '../methods/ba
 import { planChains } from '../methods/retention-run.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
-import { Repository, createJob, retentionPolicy, filesForPoint, loadJob, resolvePoint, scanJob, verifyJob, damageByPoint, recordHealth, RestorePointDisk, type BackupMethod, type PointDamage, type JobDefinition, type JobState, type PointInfo, type VerifyProgress, type VerifyResult } from '../repository/index.js';
+import {
+  Repository,
+  createJob,
+  retentionPolicy,
+  filesForPoint,
+  loadJob,
+  resolvePoint,
+  scanJob,
+  verifyJob,
+  damageByPoint,
+  recordHealth,
+  RestorePointDisk,
+  type BackupMethod,
+  type PointDamage,
+  type JobDefinition,
+  type JobState,
+  type PointInfo,
+  type VerifyProgress,
+  type VerifyResult,
+} from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { RESTORE_FORMATS, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { isNbdUri, isQmpUri, parseQmpUri, qmpUri } from '../source/index.js';
@@ -30,7 +49,22 @@ export class LifeboatService {
 
   async createJob(
     repoDir: string,
-    spec: { name: string; disks: string[]; qmp?: string | undefined; drives?: string[] | undefined; method: BackupMethod; retainPoints: number; retainDays?: number | undefined; activeFullDays: Weekday[]; syntheticFullDays?: Weekday[] | undefined; transformToRollbacks?: boolean | undefined; cbt?: boolean | undefined; diskFormat?: string | undefined; gfs?: { weekly: number; monthly: number; yearly: number } | undefined; vmConfigFile?: string | undefined },
+    spec: {
+      name: string;
+      disks: string[];
+      qmp?: string | undefined;
+      drives?: string[] | undefined;
+      method: BackupMethod;
+      retainPoints: number;
+      retainDays?: number | undefined;
+      activeFullDays: Weekday[];
+      syntheticFullDays?: Weekday[] | undefined;
+      transformToRollbacks?: boolean | undefined;
+      cbt?: boolean | undefined;
+      diskFormat?: string | undefined;
+      gfs?: { weekly: number; monthly: number; yearly: number } | undefined;
+      vmConfigFile?: string | undefined;
+    },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     // A running VM's drives are disks like any other: qmp:///<monitor socket>?drive=<node-name>.
@@ -39,9 +73,12 @@ export class LifeboatService {
     for (const d of disks) {
       if (isNbdUri(d)) parseNbdUri(d);
       else if (isQmpUri(d)) parseQmpUri(d);
-      else await stat(d).catch((err: NodeJS.ErrnoException) => {
-        throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, { details: { disk: d } });
-      });
+      else
+        await stat(d).catch((err: NodeJS.ErrnoException) => {
+          throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, {
+            details: { disk: d },
+          });
+        });
     }
     let vm = null;
     if (spec.vmConfigFile !== undefined) {
@@ -103,7 +140,13 @@ export class LifeboatService {
    * stay readable (append-only data, open descriptors), so a vanished file just
    * means scanning again.
    */
-  async openPointDisk(repoDir: string, job: string, point: string, disk: string | undefined, pool?: BlockWorkerPool): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
+  async openPointDisk(
+    repoDir: string,
+    job: string,
+    point: string,
+    disk: string | undefined,
+    pool?: BlockWorkerPool,
+  ): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
     for (let attempt = 1; ; attempt++) {
       const { state } = await this.jobState(repoDir, job);
       const p = resolvePoint(state, point);
@@ -112,7 +155,12 @@ export class LifeboatService {
       const names = top.root.meta.vm.disks.map((d) => d.name);
       const diskIndex = resolveDisk(disk, names);
       try {
-        return { disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}), point: p, diskIndex, diskName: names[diskIndex] ?? `disk${diskIndex}` };
+        return {
+          disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}),
+          point: p,
+          diskIndex,
+          diskName: names[diskIndex] ?? `disk${diskIndex}`,
+        };
       } catch (err) {
         const vanished = isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT';
         if (!vanished || attempt >= 3) throw err;
@@ -137,8 +185,19 @@ export class LifeboatService {
   async verify(
     repoDir: string,
     job: string,
-    opts: { point?: string | undefined; all: boolean; repair?: boolean; onProgress?: (p: VerifyProgress) => void; onBackupProgress?: (p: BackupProgress) => void },
-  ): Promise<VerifyResult & { damagedPoints: readonly { id: string; damage: PointDamage }[]; repair?: { backup: BackupResult; check: VerifyResult; whole: boolean } | { skipped: string } }> {
+    opts: {
+      point?: string | undefined;
+      all: boolean;
+      repair?: boolean;
+      onProgress?: (p: VerifyProgress) => void;
+      onBackupProgress?: (p: BackupProgress) => void;
+    },
+  ): Promise<
+    VerifyResult & {
+      damagedPoints: readonly { id: string; damage: PointDamage }[];
+      repair?: { backup: BackupResult; check: VerifyResult; whole: boolean } | { skipped: string };
+    }
+  > {
     const { state } = await this.jobState(repoDir, job);
     const r = await verifyJob(state, { point: opts.point, all: opts.all }, opts.onProgress);
     const damage = await damageByPoint(state, r.points, r.problems, this.clock.now());
@@ -147,7 +206,16 @@ export class LifeboatService {
     if (!opts.repair || r.problems.length === 0) return { ...r, damagedPoints };
     const latest = state.points[state.points.length - 1];
     if (!latest || !damage.has(latest.id)) {
-      return { ...r, damagedPoints, repair: { skipped: latest && r.points.includes(latest.id) ? `the latest point ${latest.id} is whole; older points cannot be made again from today's source` : 'the latest point was not checked (use --all or --point latest)' } };
+      return {
+        ...r,
+        damagedPoints,
+        repair: {
+          skipped:
+            latest && r.points.includes(latest.id)
+              ? `the latest point ${latest.id} is whole; older points cannot be made again from today's source`
+              : 'the latest point was not checked (use --all or --point latest)',
+        },
+      };
     }
     const backup = await this.backup(repoDir, job, opts.onBackupProgress ? { onProgress: opts.onBackupProgress } : {});
     const after = (await this.jobState(repoDir, job)).state;
@@ -161,7 +229,14 @@ export class LifeboatService {
   async restore(
     repoDir: string,
     job: string,
-    opts: { point: string; to: string; disk?: string | undefined; format?: RestoreFormat | undefined; force: boolean; onProgress?: (p: RestoreProgress & { disk: string }) => void },
+    opts: {
+      point: string;
+      to: string;
+      disk?: string | undefined;
+      format?: RestoreFormat | undefined;
+      force: boolean;
+      onProgress?: (p: RestoreProgress & { disk: string }) => void;
+    },
   ): Promise<{ point: PointInfo; targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] }> {
     const { state } = await this.jobState(repoDir, job);
     const p = resolvePoint(state, opts.point);
@@ -170,7 +245,11 @@ export class LifeboatService {
     const intoDir = opts.disk === undefined && diskCount > 1;
     if (intoDir) {
       const st = await stat(opts.to).catch(() => undefined);
-      if (!st?.isDirectory()) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`);
+      if (!st?.isDirectory())
+        throw new LifeboatError(
+          'LFB_ERR_INVALID_ARGUMENT',
+          `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`,
+        );
     }
     const targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] = [];
     // One worker pool decodes blocks for every disk of the restore.
@@ -182,7 +261,11 @@ export class LifeboatService {
           const source = p.vm.disks[opened.diskIndex]?.format;
           const format = opts.format ?? ((RESTORE_FORMATS as readonly string[]).includes(source ?? '') ? (source as RestoreFormat) : 'raw');
           const path = intoDir ? resolve(opts.to, `${opened.diskName}.${format}`) : resolve(opts.to);
-          const r = await restoreDisk(opened.disk, path, { format, force: opts.force, onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }) });
+          const r = await restoreDisk(opened.disk, path, {
+            format,
+            force: opts.force,
+            onProgress: (pr) => opts.onProgress?.({ ...pr, disk: opened.diskName }),
+          });
           targets.push({ disk: opened.diskName, path, format, bytesWritten: r.bytesWritten });
         } finally {
           await opened.disk.close();

@@ -79,8 +79,8 @@ export class CowOverlay implements BlockDevice {
         mapEnd = replay(bytes, written, granules);
       }
       const ov = new CowOverlay(base, dir, granule, data, map, written, mapEnd);
-    for (const b of written) for (let x = b; x; x &= x - 1) ov.writtenCount += 1;
-    return ov;
+      for (const b of written) for (let x = b; x; x &= x - 1) ov.writtenCount += 1;
+      return ov;
     } catch (err) {
       await data?.close();
       await map?.close();
@@ -246,7 +246,12 @@ function replay(bytes: Buffer, written: Uint8Array, granules: number): number {
     const body = 16 + 8 * n;
     if (at + body > bytes.length) break;
     const list = bytes.subarray(at + 16, at + body);
-    if (!sha256(list).subarray(0, 8).equals(bytes.subarray(at + 8, at + 16))) break;
+    if (
+      !sha256(list)
+        .subarray(0, 8)
+        .equals(bytes.subarray(at + 8, at + 16))
+    )
+      break;
     for (let i = 0; i < n; i++) {
       const g = Number(list.readBigUInt64LE(8 * i));
       if (g < granules) written[g >> 3]! |= 1 << (g & 7);

@@ -31,7 +31,10 @@ export function parseCommandArgs(cmd: Command, argv: string[]): { values: Comman
     throw new LifeboatError('LFB_ERR_USAGE', `${(err as Error).message.replace(/\. To specify.*$/s, '')}\nusage: lifeboat ${cmd.usage}`);
   }
   if (parsed.values['help'] !== true && parsed.positionals.length !== cmd.positionals.length) {
-    throw new LifeboatError('LFB_ERR_USAGE', `lifeboat ${cmd.name} takes ${cmd.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments'}\nusage: lifeboat ${cmd.usage}`);
+    throw new LifeboatError(
+      'LFB_ERR_USAGE',
+      `lifeboat ${cmd.name} takes ${cmd.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments'}\nusage: lifeboat ${cmd.usage}`,
+    );
   }
   return { values: parsed.values, args: parsed.positionals };
 }

@@ -16,7 +16,23 @@ import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [repoInit, jobCreate, jobList, backup, points, restore, verify, compact, retentionPlan, serve, instantStart, instantList, instantStop, instantMigrate, instantAddDisk];
+const COMMANDS: readonly Command[] = [
+  repoInit,
+  jobCreate,
+  jobList,
+  backup,
+  points,
+  restore,
+  verify,
+  compact,
+  retentionPlan,
+  serve,
+  instantStart,
+  instantList,
+  instantStop,
+  instantMigrate,
+  instantAddDisk,
+];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -137,8 +137,18 @@ export class BlockWorkerPool {
    * stay open until this settles), which spares the main thread an
    * allocation and a thread-pool round trip per block.
    */
-  decode(stored: ArrayBuffer | StoredAt, codec: CodecName, rawLength: number, digest: Uint8Array, range?: DecodeRange, strict?: boolean): Promise<DecodeResult> {
-    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range, strict }), stored instanceof ArrayBuffer ? [stored] : []);
+  decode(
+    stored: ArrayBuffer | StoredAt,
+    codec: CodecName,
+    rawLength: number,
+    digest: Uint8Array,
+    range?: DecodeRange,
+    strict?: boolean,
+  ): Promise<DecodeResult> {
+    return this.post<DecodeResult>(
+      (id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range, strict }),
+      stored instanceof ArrayBuffer ? [stored] : [],
+    );
   }
 
   async close(): Promise<void> {

@@ -101,6 +101,9 @@ port.on('message', (t: BlockTask | DecodeTask) => {
     if (t.op === 'decode') decode(t);
     else encode(t);
   } catch (err) {
-    port.postMessage({ id: t.id, error: err instanceof Error ? err.message : String(err), buffer: t.op === 'encode' ? t.buffer : undefined }, t.op === 'encode' ? [t.buffer] : []);
+    port.postMessage(
+      { id: t.id, error: err instanceof Error ? err.message : String(err), buffer: t.op === 'encode' ? t.buffer : undefined },
+      t.op === 'encode' ? [t.buffer] : [],
+    );
   }
 });

@@ -7,7 +7,12 @@ import type { CodecName } from '../format/constants.js';
 
 // The low-level zstd binding: contexts and buffers we manage ourselves.
 const require = createRequire(import.meta.url);
-const zstdBinding = require('zstd-napi/binding.js') as { DCtx: new () => DCtx; CCtx: new () => CCtx; CParameter: typeof CParameter; compressBound: (n: number) => number };
+const zstdBinding = require('zstd-napi/binding.js') as {
+  DCtx: new () => DCtx;
+  CCtx: new () => CCtx;
+  CParameter: typeof CParameter;
+  compressBound: (n: number) => number;
+};
 // lz4 loads only for repositories that use it (loading it costs every thread ~10 ms).
 let lz4Module: typeof Lz4 | undefined;
 const lz4 = (): typeof Lz4 => (lz4Module ??= require('lz4-napi') as typeof Lz4);
@@ -26,7 +31,8 @@ export function parseCompression(text: string): CompressionSetting {
   const codec = m[1] as CodecName;
   if (m[2] !== undefined && codec !== 'zstd') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: only zstd takes a level`);
   const level = m[2] === undefined ? (codec === 'zstd' ? 1 : 0) : Number(m[2]);
-  if (codec === 'zstd' && (level < -7 || level > 19)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: zstd level ${level} is outside -7..19`);
+  if (codec === 'zstd' && (level < -7 || level > 19))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--compression: zstd level ${level} is outside -7..19`);
   return { codec, level };
 }
 
@@ -190,7 +196,12 @@ export function zstdFrameHasChecksum(stored: Uint8Array): boolean {
  * be read that way (not framed, or a frame without checksum): the caller
  * then decodes and verifies the whole block.
  */
-export function decodeZstdRange(stored: Buffer, rawLength: number, from: number, to: number): { data: Buffer; start: number; bounds?: Int32Array } | { problem: string } | undefined {
+export function decodeZstdRange(
+  stored: Buffer,
+  rawLength: number,
+  from: number,
+  to: number,
+): { data: Buffer; start: number; bounds?: Int32Array } | { problem: string } | undefined {
   const frames = zstdFrameList(stored);
   if (!frames || !frames.every((f) => f.checksum) || frames.reduce((a, f) => a + f.contentSize, 0) !== rawLength) return undefined;
   // Frames of ZSTD_FRAME_BYTES each (the last may be shorter): their stored boundaries
@@ -232,7 +243,13 @@ export function decodeZstdRange(stored: Buffer, rawLength: number, from: number,
  * parses. Either way, damaged data never comes back as a block. `strict`
  * (health checks) checks the SHA-256 whatever the frames say.
  */
-export function verifyingDecode(codec: CodecName, stored: Buffer, rawLength: number, digest: Uint8Array, strict = false): { data: Buffer; problem: null } | { data: null; problem: string } {
+export function verifyingDecode(
+  codec: CodecName,
+  stored: Buffer,
+  rawLength: number,
+  digest: Uint8Array,
+  strict = false,
+): { data: Buffer; problem: null } | { data: null; problem: string } {
   let data: Buffer;
   try {
     data = decompressBlock(codec, stored, rawLength);

@@ -4,17 +4,7 @@
  * a test checks that the two agree in both directions.
  */
 
-export const ERROR_CATEGORIES = [
-  'NotFound',
-  'Invalid',
-  'Conflict',
-  'Unsupported',
-  'Transient',
-  'Permanent',
-  'Corrupt',
-  'NoSpace',
-  'Aborted',
-] as const;
+export const ERROR_CATEGORIES = ['NotFound', 'Invalid', 'Conflict', 'Unsupported', 'Transient', 'Permanent', 'Corrupt', 'NoSpace', 'Aborted'] as const;
 export type ErrorCategory = (typeof ERROR_CATEGORIES)[number];
 
 /** code → category. Codes are public API: never rename one, only add. */

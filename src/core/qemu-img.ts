@@ -14,8 +14,14 @@ export function qemuImg(args: string[], purpose: string): Promise<string> {
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'ENOENT' ? new LifeboatError('LFB_ERR_TOOL_MISSING', `${purpose} needs qemu-img: install the qemu-utils package (apt-get install qemu-utils)`) : e),
+      reject(
+        e.code === 'ENOENT'
+          ? new LifeboatError('LFB_ERR_TOOL_MISSING', `${purpose} needs qemu-img: install the qemu-utils package (apt-get install qemu-utils)`)
+          : e,
+      ),
     );
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-img ${args[0]} failed (exit ${code}): ${err.trim()}`))));
+    p.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `qemu-img ${args[0]} failed (exit ${code}): ${err.trim()}`)),
+    );
   });
 }

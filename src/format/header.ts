@@ -41,7 +41,9 @@ export function encodeHeader(h: FileHeader): Buffer {
 /** Decodes and validates a header page; `name` is used in error messages. */
 export function decodeHeader(b: Buffer, name: string): FileHeader {
   if (b.length < PAGE) {
-    throw new LifeboatError('LFB_ERR_FILE_TRUNCATED', `${name}: file is ${b.length} bytes, shorter than its header; the file is truncated`, { details: { file: name } });
+    throw new LifeboatError('LFB_ERR_FILE_TRUNCATED', `${name}: file is ${b.length} bytes, shorter than its header; the file is truncated`, {
+      details: { file: name },
+    });
   }
   if (!b.subarray(0, 8).equals(FILE_MAGIC)) {
     throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: not a Lifeboat backup file (bad magic)`, { details: { file: name } });
@@ -51,7 +53,11 @@ export function decodeHeader(b: Buffer, name: string): FileHeader {
   }
   const formatVersion = b.readUInt16LE(8);
   if (formatVersion < FORMAT_MIN || formatVersion > FORMAT_CURRENT) {
-    throw new LifeboatError('LFB_ERR_FILE_VERSION', `${name}: format version ${formatVersion} is not supported by this Lifeboat (reads ${FORMAT_MIN}..${FORMAT_CURRENT}); upgrade Lifeboat`, { details: { file: name, formatVersion } });
+    throw new LifeboatError(
+      'LFB_ERR_FILE_VERSION',
+      `${name}: format version ${formatVersion} is not supported by this Lifeboat (reads ${FORMAT_MIN}..${FORMAT_CURRENT}); upgrade Lifeboat`,
+      { details: { file: name, formatVersion } },
+    );
   }
   const kind = FILE_KINDS[b.readUInt8(10) - 1];
   const diskCount = b.readUInt16LE(72);

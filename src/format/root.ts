@@ -117,13 +117,18 @@ export function rootDigest(root: Buffer): Buffer {
 }
 
 function corrupt(name: string, what: string): LifeboatError {
-  return new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: metadata root ${what}; the file is damaged (run \`lifeboat points\` to see which restore points depend on it)`, { details: { file: name } });
+  return new LifeboatError(
+    'LFB_ERR_FILE_CORRUPT',
+    `${name}: metadata root ${what}; the file is damaged (run \`lifeboat points\` to see which restore points depend on it)`,
+    { details: { file: name } },
+  );
 }
 
 /** Decodes a root whose digest was already checked against its slot. */
 export function decodeRoot(b: Buffer, name: string): Root {
   if (b.length < FIXED || !b.subarray(0, 8).equals(ROOT_MAGIC)) throw corrupt(name, 'has a bad magic');
-  if (b.readUInt16LE(8) !== 1) throw new LifeboatError('LFB_ERR_FILE_VERSION', `${name}: root version ${b.readUInt16LE(8)} is not supported`, { details: { file: name } });
+  if (b.readUInt16LE(8) !== 1)
+    throw new LifeboatError('LFB_ERR_FILE_VERSION', `${name}: root version ${b.readUInt16LE(8)} is not supported`, { details: { file: name } });
   const kind = FILE_KINDS[b.readUInt8(10) - 1];
   const diskCount = b.readUInt16LE(44);
   if (kind === undefined || diskCount === 0 || diskCount > MAX_DISKS) throw corrupt(name, 'has an invalid kind or disk count');

@@ -78,7 +78,18 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       steps.lap('reverse');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
     }
-    result ??= await writePoint(job, dir, state, result === undefined && job.method === 'reverse' && decision.kind === 'increment' ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' } : decision, now, opts, steps, repair);
+    result ??= await writePoint(
+      job,
+      dir,
+      state,
+      result === undefined && job.method === 'reverse' && decision.kind === 'increment'
+        ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' }
+        : decision,
+      now,
+      opts,
+      steps,
+      repair,
+    );
     state = await scanJob(dir);
     steps.lap('scan');
     let synthetic: SyntheticFullResult | undefined;
@@ -159,10 +170,22 @@ function syntheticDue(job: JobDefinition, state: JobState, now: Date): boolean {
 }
 
 export function fileStamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
-async function writePoint(job: JobDefinition, dir: string, state: JobState, decision: Decision, now: Date, opts: BackupOptions, steps: StepTimes, repair?: RepairBlocks): Promise<Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'>> {
+async function writePoint(
+  job: JobDefinition,
+  dir: string,
+  state: JobState,
+  decision: Decision,
+  now: Date,
+  opts: BackupOptions,
+  steps: StepTimes,
+  repair?: RepairBlocks,
+): Promise<Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'>> {
   let opened: OpenedSource[] = [];
   const previous: RestorePointDisk[] = [];
   const pool = new BlockWorkerPool(opts.workers);
@@ -207,7 +230,11 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
     }
     steps.lap('data');
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
-    const vm = resolveVmConfig(job.name, givenVm(job, opened), opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
+    const vm = resolveVmConfig(
+      job.name,
+      givenVm(job, opened),
+      opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })),
+    );
     // Without a parent every block was read: whatever tracking was set up, this point's changes are a full read.
     const changes = trackingOf(opened).map((t) => (parent ? t : { method: 'full' as const, ...(t.bitmap ? { bitmap: t.bitmap } : {}) }));
     await writer.commit({
@@ -229,7 +256,18 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
     const stored = writer.storedBytes;
     const deduped = writer.dedupedBlocks;
     writer = undefined;
-    return { pointId, kind, file: name, trigger: decision.trigger, bytesRead: totals.bytesRead, bytesStored: stored, blocksStored: totals.blocksStored, blocksZero: totals.blocksZero, blocksUnchanged: totals.blocksUnchanged, blocksDeduped: deduped };
+    return {
+      pointId,
+      kind,
+      file: name,
+      trigger: decision.trigger,
+      bytesRead: totals.bytesRead,
+      bytesStored: stored,
+      blocksStored: totals.blocksStored,
+      blocksZero: totals.blocksZero,
+      blocksUnchanged: totals.blocksUnchanged,
+      blocksDeduped: deduped,
+    };
   } finally {
     if (writer) await writer.abort();
     await pool.close();
@@ -237,7 +275,8 @@ async function writePoint(job: JobDefinition, dir: string, state: JobState, deci
   }
 }
 
-type Outcome = { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: BlockResult };
+type Outcome =
+  { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: BlockResult };
 
 /** Where the pipeline puts changed blocks: a new backup file, or (reverse incremental) the full and a rollback. */
 export interface BlockSink {
@@ -296,7 +335,9 @@ export async function backupDisk(
     const buf = Buffer.from(ab, 0, len);
     const got = await src.read(buf, offset);
     if (got !== len) {
-      throw new LifeboatError('LFB_ERR_DISK_READ', `disk ${src.path} ended at ${offset + got} while reading block ${bi}; its size changed during the backup`, { details: { disk: src.path, offset: offset + got } });
+      throw new LifeboatError('LFB_ERR_DISK_READ', `disk ${src.path} ended at ${offset + got} while reading block ${bi}; its size changed during the backup`, {
+        details: { disk: src.path, offset: offset + got },
+      });
     }
     totals.bytesRead += len;
     if (buf.equals(zeros.subarray(0, len))) {

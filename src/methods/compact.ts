@@ -63,7 +63,16 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
           }
         }
         const root = r.root;
-        await writer.commit({ kind: root.kind, seq: root.seq, createdAtMs: root.createdAtMs, pointId: root.pointId, parentPointId: root.parentPointId, mergedCount: root.mergedCount, diskSizes: root.diskSizes, meta: root.meta });
+        await writer.commit({
+          kind: root.kind,
+          seq: root.seq,
+          createdAtMs: root.createdAtMs,
+          pointId: root.pointId,
+          parentPointId: root.parentPointId,
+          mergedCount: root.mergedCount,
+          diskSizes: root.diskSizes,
+          meta: root.meta,
+        });
         writer = undefined;
         files.push({ file: f.name, bytesBefore: before, bytesAfter: (await stat(f.path)).size });
       } finally {

@@ -8,7 +8,12 @@ import { isQmpUri, openDiskSource, openRunningDrive, type ChangeTracking, type O
  * record says which bitmap tracks writes since it; `readAll` (a repair run)
  * turns CBT reading off, since blocks to repair need not be dirty.
  */
-export async function openJobSources(job: JobDefinition, pointId: string, previous: ChainFile | undefined, opts: { readAll?: boolean } = {}): Promise<OpenedSource[]> {
+export async function openJobSources(
+  job: JobDefinition,
+  pointId: string,
+  previous: ChainFile | undefined,
+  opts: { readAll?: boolean } = {},
+): Promise<OpenedSource[]> {
   const opened: OpenedSource[] = [];
   try {
     for (let d = 0; d < job.disks.length; d++) {

@@ -16,7 +16,12 @@ export interface AppliedAction {
 export function planChains(state: JobState): PlanChain[] {
   return state.chains.map((c) => ({
     chainId: c.chainId,
-    points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ id: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString(), merged: f.root.mergedCount > 0 })),
+    points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({
+      id: f.root.pointId,
+      seq: f.root.seq,
+      createdAt: new Date(f.root.createdAtMs).toISOString(),
+      merged: f.root.mergedCount > 0,
+    })),
     rollbacks: c.rollbacks.length,
   }));
 }
@@ -35,7 +40,12 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
     const chain = state.chains.find((c) => c.chainId === action.chainId);
     if (!chain) continue;
     // A point served by instant recovery is never destroyed; retention catches up after the session ends.
-    const destroyed = action.type === 'delete-chain' || action.type === 'delete-increments' ? action.pointIds : action.type === 'merge' ? [action.fullPointId] : [action.pointId];
+    const destroyed =
+      action.type === 'delete-chain' || action.type === 'delete-increments'
+        ? action.pointIds
+        : action.type === 'merge'
+          ? [action.fullPointId]
+          : [action.pointId];
     const holder = held.get('*') ?? destroyed.map((p) => held.get(p)).find((h) => h !== undefined);
     if (holder !== undefined) {
       done.push({ action, skipped: `point held by ${holder}` });

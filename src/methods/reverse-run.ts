@@ -39,7 +39,15 @@ type Change = { readonly codec: CodecName; readonly offset: number; readonly len
  * treats it as redundant. Returns undefined when the disks changed size: the
  * caller makes an active full instead.
  */
-export async function reverseIncrement(job: JobDefinition, dir: string, state: JobState, chain: Chain, now: Date, opts: BackupOptions, trigger: string): Promise<ReverseRunResult | undefined> {
+export async function reverseIncrement(
+  job: JobDefinition,
+  dir: string,
+  state: JobState,
+  chain: Chain,
+  now: Date,
+  opts: BackupOptions,
+  trigger: string,
+): Promise<ReverseRunResult | undefined> {
   let opened: OpenedSource[] = [];
   let full: BackupFileReader | undefined;
   let prevDisks: RestorePointDisk[] = [];
@@ -111,16 +119,39 @@ export async function reverseIncrement(job: JobDefinition, dir: string, state: J
     };
     const compression = parseCompression(job.compression);
     const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
-    for (let d = 0; d < sources.length; d++) await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
+    for (let d = 0; d < sources.length; d++)
+      await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
 
     const tables = f.root.tables.map((t, d) => applyChanges(t, changes[d]!));
-    const vm = resolveVmConfig(job.name, givenVm(job, opened), opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })));
+    const vm = resolveVmConfig(
+      job.name,
+      givenVm(job, opened),
+      opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })),
+    );
     const seq = Math.max(0, ...state.points.map((p) => p.seq)) + 1;
-    await rb.commit({ kind: 'rollback', seq: f.root.seq, createdAtMs: f.root.createdAtMs, pointId: f.root.pointId, parentPointId: pointId, mergedCount: 0, diskSizes: f.root.diskSizes, meta: f.root.meta });
+    await rb.commit({
+      kind: 'rollback',
+      seq: f.root.seq,
+      createdAtMs: f.root.createdAtMs,
+      pointId: f.root.pointId,
+      parentPointId: pointId,
+      mergedCount: 0,
+      diskSizes: f.root.diskSizes,
+      meta: f.root.meta,
+    });
     rollback = undefined;
     const { fileEnd } = await commitRoot(
       f.handle,
-      { kind: 'full', seq, createdAtMs: now.getTime(), pointId, parentPointId: null, mergedCount: f.root.mergedCount, diskSizes: f.root.diskSizes, meta: { vm, trigger, changes: trackingOf(opened) } },
+      {
+        kind: 'full',
+        seq,
+        createdAtMs: now.getTime(),
+        pointId,
+        parentPointId: null,
+        mergedCount: f.root.mergedCount,
+        diskSizes: f.root.diskSizes,
+        meta: { vm, trigger, changes: trackingOf(opened) },
+      },
       tables,
       position,
       { slotIndex: f.slotIndex === 0 ? 1 : 0, generation: f.slot.generation + 1 },
@@ -130,7 +161,18 @@ export async function reverseIncrement(job: JobDefinition, dir: string, state: J
     await Promise.all(opened.map((o) => o.source.close()));
     for (const o of opened) await o.committed();
     opened = [];
-    return { pointId, file: chain.full.name, rollback: rbName, bytesRead: totals.bytesRead, bytesStored, blocksStored: totals.blocksStored, blocksZero: totals.blocksZero, blocksUnchanged: totals.blocksUnchanged, blocksDeduped, blocksRolledBack };
+    return {
+      pointId,
+      file: chain.full.name,
+      rollback: rbName,
+      bytesRead: totals.bytesRead,
+      bytesStored,
+      blocksStored: totals.blocksStored,
+      blocksZero: totals.blocksZero,
+      blocksUnchanged: totals.blocksUnchanged,
+      blocksDeduped,
+      blocksRolledBack,
+    };
   } finally {
     if (rollback) await rollback.abort();
     await pool.close();

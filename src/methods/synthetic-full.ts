@@ -31,7 +31,8 @@ export interface SyntheticFullResult {
 export async function synthesizeFull(job: JobDefinition, dir: string, state: JobState, pointId: string, fileStamp: string): Promise<SyntheticFullResult> {
   const files = filesForPoint(state, pointId);
   const top = files?.[files.length - 1];
-  if (!files || !top || top.root.kind !== 'increment') throw new LifeboatError('LFB_ERR_INTERNAL', `point ${pointId} is not an increment to synthesize a full from`);
+  if (!files || !top || top.root.kind !== 'increment')
+    throw new LifeboatError('LFB_ERR_INTERNAL', `point ${pointId} is not an increment to synthesize a full from`);
   let writer: BackupFileWriter | undefined;
   try {
     const blockSize = files[0]!.header.blockSize;

@@ -145,7 +145,16 @@ async function writeRollback(
       }
     }
     const bytes = writer.storedBytes;
-    await writer.commit({ kind: 'rollback', seq: root.seq, createdAtMs: root.createdAtMs, pointId: root.pointId, parentPointId, mergedCount: 0, diskSizes: root.diskSizes, meta: { vm: root.meta.vm, ...(root.meta.trigger === undefined ? {} : { trigger: root.meta.trigger }) } });
+    await writer.commit({
+      kind: 'rollback',
+      seq: root.seq,
+      createdAtMs: root.createdAtMs,
+      pointId: root.pointId,
+      parentPointId,
+      mergedCount: 0,
+      diskSizes: root.diskSizes,
+      meta: { vm: root.meta.vm, ...(root.meta.trigger === undefined ? {} : { trigger: root.meta.trigger }) },
+    });
     writer = undefined;
     return { blocks, bytes };
   } finally {

@@ -18,7 +18,13 @@ export function resolveVmConfig(jobName: string, given: Partial<VmConfig> | null
     machine: g.machine ?? 'q35',
     disks: disks.map((d, i): VmDiskConfig => {
       const gd = g.disks?.[i];
-      return { name: gd?.name ?? `disk${i}`, bus: gd?.bus ?? 'virtio', sizeBytes: d.size, source: /^nbd/.test(d.path) ? d.path : basename(d.path), ...(d.format ? { format: d.format } : {}) };
+      return {
+        name: gd?.name ?? `disk${i}`,
+        bus: gd?.bus ?? 'virtio',
+        sizeBytes: d.size,
+        source: /^nbd/.test(d.path) ? d.path : basename(d.path),
+        ...(d.format ? { format: d.format } : {}),
+      };
     }),
   };
   return vm;
@@ -34,7 +40,8 @@ export function validateVmConfig(doc: unknown, file: string): Partial<VmConfig> 
   const known = ['name', 'vcpus', 'memoryMiB', 'firmware', 'machine', 'disks'];
   for (const k of Object.keys(o)) if (!known.includes(k)) bad(`unknown field "${k}" (fields: ${known.join(', ')})`);
   if (o['name'] !== undefined && (typeof o['name'] !== 'string' || o['name'] === '')) bad('name must be a non-empty string');
-  if (o['vcpus'] !== undefined && (!Number.isInteger(o['vcpus']) || (o['vcpus'] as number) < 1 || (o['vcpus'] as number) > 512)) bad('vcpus must be a whole number from 1 to 512');
+  if (o['vcpus'] !== undefined && (!Number.isInteger(o['vcpus']) || (o['vcpus'] as number) < 1 || (o['vcpus'] as number) > 512))
+    bad('vcpus must be a whole number from 1 to 512');
   if (o['memoryMiB'] !== undefined && (!Number.isInteger(o['memoryMiB']) || (o['memoryMiB'] as number) < 16)) bad('memoryMiB must be a whole number ≥ 16');
   if (o['firmware'] !== undefined && o['firmware'] !== 'bios' && o['firmware'] !== 'uefi') bad('firmware must be "bios" or "uefi"');
   if (o['machine'] !== undefined && typeof o['machine'] !== 'string') bad('machine must be a string');
@@ -43,7 +50,8 @@ export function validateVmConfig(doc: unknown, file: string): Partial<VmConfig> 
     (o['disks'] as unknown[]).forEach((d, i) => {
       if (typeof d !== 'object' || d === null) bad(`disks[${i}] must be an object`);
       const dd = d as Record<string, unknown>;
-      if (dd['name'] !== undefined && (typeof dd['name'] !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(dd['name']))) bad(`disks[${i}].name must be 1-64 letters, digits, '.', '_' or '-'`);
+      if (dd['name'] !== undefined && (typeof dd['name'] !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(dd['name'])))
+        bad(`disks[${i}].name must be 1-64 letters, digits, '.', '_' or '-'`);
       if (dd['bus'] !== undefined && !(BUSES as readonly unknown[]).includes(dd['bus'])) bad(`disks[${i}].bus must be one of ${BUSES.join(', ')}`);
     });
   }

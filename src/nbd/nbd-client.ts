@@ -109,7 +109,9 @@ export class NbdClient {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = address.socket ? connect(address.socket) : connect(address.port ?? 10809, address.host ?? '127.0.0.1');
       s.once('connect', () => resolve(s));
-      s.once('error', (err) => reject(new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `cannot connect to ${where}: ${err.message}`, { cause: err, details: { disk: where } })));
+      s.once('error', (err) =>
+        reject(new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `cannot connect to ${where}: ${err.message}`, { cause: err, details: { disk: where } })),
+      );
     });
     socket.setNoDelay(true);
     const reader = new SocketReader(socket);
@@ -167,7 +169,11 @@ export class NbdClient {
       let size = -1;
       for (const r of await option(NBD_OPT_GO, go)) {
         if (r.type >= 0x80000000) {
-          throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `${where}: the server refused export "${address.exportName}"${r.data.length ? `: ${r.data.toString('utf8')}` : ''}`, { details: { disk: where } });
+          throw new LifeboatError(
+            'LFB_ERR_DISK_NOT_FOUND',
+            `${where}: the server refused export "${address.exportName}"${r.data.length ? `: ${r.data.toString('utf8')}` : ''}`,
+            { details: { disk: where } },
+          );
         }
         if (r.type === NBD_REP_INFO && r.data.readUInt16BE(0) === NBD_INFO_EXPORT) size = Number(r.data.readBigUInt64BE(2));
       }
@@ -308,7 +314,11 @@ export class NbdClient {
 
   private replyError(p: Pending, errno: number, text: string): LifeboatError {
     const where = describeNbd(this.address);
-    return new LifeboatError('LFB_ERR_DISK_READ', `${where}: ${p.kind === 'read' ? 'read' : 'block status'} at offset ${p.offset} failed: ${text || errnoName(errno)}`, { details: { disk: where, offset: p.offset } });
+    return new LifeboatError(
+      'LFB_ERR_DISK_READ',
+      `${where}: ${p.kind === 'read' ? 'read' : 'block status'} at offset ${p.offset} failed: ${text || errnoName(errno)}`,
+      { details: { disk: where, offset: p.offset } },
+    );
   }
 
   private fail(why: string): void {
@@ -342,5 +352,8 @@ export class NbdClient {
 }
 
 function errnoName(e: number): string {
-  return ({ 1: 'EPERM', 5: 'EIO', 12: 'ENOMEM', 22: 'EINVAL', 28: 'ENOSPC', 75: 'EOVERFLOW', 95: 'ENOTSUP', 108: 'ESHUTDOWN' } as Record<number, string>)[e] ?? `error ${e}`;
+  return (
+    ({ 1: 'EPERM', 5: 'EIO', 12: 'ENOMEM', 22: 'EINVAL', 28: 'ENOSPC', 75: 'EOVERFLOW', 95: 'ENOTSUP', 108: 'ESHUTDOWN' } as Record<number, string>)[e] ??
+    `error ${e}`
+  );
 }

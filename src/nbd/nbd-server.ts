@@ -15,7 +15,12 @@ export interface NbdServerOptions {
 }
 
 const TRANSMISSION_FLAGS =
-  W.NBD_FLAG_HAS_FLAGS | W.NBD_FLAG_SEND_FLUSH | W.NBD_FLAG_SEND_FUA | W.NBD_FLAG_SEND_TRIM | W.NBD_FLAG_SEND_WRITE_ZEROES | W.NBD_FLAG_SEND_CACHE |
+  W.NBD_FLAG_HAS_FLAGS |
+  W.NBD_FLAG_SEND_FLUSH |
+  W.NBD_FLAG_SEND_FUA |
+  W.NBD_FLAG_SEND_TRIM |
+  W.NBD_FLAG_SEND_WRITE_ZEROES |
+  W.NBD_FLAG_SEND_CACHE |
   // Every connection to an export shares its one overlay, so flushes are seen by all.
   W.NBD_FLAG_CAN_MULTI_CONN;
 const CONTEXT_ID = 1;
@@ -178,7 +183,12 @@ export class NbdServer {
             this.optionReply(socket, opt, W.NBD_REP_ERR_INVALID);
             break;
           }
-          const wanted = q.queries.length === 0 ? (opt === W.NBD_OPT_LIST_META_CONTEXT ? [W.BASE_ALLOCATION] : []) : q.queries.filter((x) => x === W.BASE_ALLOCATION || x === 'base:');
+          const wanted =
+            q.queries.length === 0
+              ? opt === W.NBD_OPT_LIST_META_CONTEXT
+                ? [W.BASE_ALLOCATION]
+                : []
+              : q.queries.filter((x) => x === W.BASE_ALLOCATION || x === 'base:');
           if (opt === W.NBD_OPT_SET_META_CONTEXT) allocation = wanted.length > 0;
           if (wanted.length > 0) {
             const id = Buffer.alloc(4);
@@ -230,7 +240,16 @@ export class NbdServer {
     }
   }
 
-  private async run(socket: Socket, s: Session, type: number, flags: number, cookie: Buffer, offset: number, length: number, payload: Buffer | undefined): Promise<void> {
+  private async run(
+    socket: Socket,
+    s: Session,
+    type: number,
+    flags: number,
+    cookie: Buffer,
+    offset: number,
+    length: number,
+    payload: Buffer | undefined,
+  ): Promise<void> {
     const dev = s.device;
     const inRange = offset + length <= dev.size;
     try {

@@ -21,7 +21,10 @@ async function resolveMountPath(fs: NfsFileSystem, path: string): Promise<Buffer
   if (exp === undefined) return MNT3ERR_NOENT;
   let h = fs.mount(exp);
   if (!h) return MNT3ERR_NOENT;
-  for (const part of path.slice(exp.length).split('/').filter((p) => p !== '')) {
+  for (const part of path
+    .slice(exp.length)
+    .split('/')
+    .filter((p) => p !== '')) {
     if (part === '..' || part === '.') return MNT3ERR_NOENT;
     try {
       h = await fs.lookup(h, part);

@@ -63,7 +63,12 @@ const TABLE: readonly [number, NfsProcedure | null, EmptyFailure][] = [
  * program instance, i.e. per server start (RFC 1813 §3.3.7).
  */
 export function nfsProgram(fs: NfsFileSystem, opts: { fsid?: bigint; onServerError?: (err: unknown, status: number) => void } = {}): RpcProgram {
-  const ctx: NfsContext = { fs, fsid: opts.fsid ?? 0x4c464254n, writeVerifier: randomBytes(8), ...(opts.onServerError ? { onServerError: opts.onServerError } : {}) };
+  const ctx: NfsContext = {
+    fs,
+    fsid: opts.fsid ?? 0x4c464254n,
+    writeVerifier: randomBytes(8),
+    ...(opts.onServerError ? { onServerError: opts.onServerError } : {}),
+  };
   const procs = new Map<number, Procedure>();
   for (const [num, proc, failure] of TABLE) {
     if (proc === null) {

@@ -50,7 +50,13 @@ function readTime(r: XdrReader): number {
 }
 
 export function writeFattr(w: XdrWriter, a: NfsAttr, fsid: bigint): void {
-  w.u32(FTYPE[a.type]).u32(a.mode & 0o7777).u32(a.nlink).u32(a.uid).u32(a.gid).u64(a.size).u64(a.used);
+  w.u32(FTYPE[a.type])
+    .u32(a.mode & 0o7777)
+    .u32(a.nlink)
+    .u32(a.uid)
+    .u32(a.gid)
+    .u64(a.size)
+    .u64(a.used);
   w.u32(0).u32(0); // rdev
   w.u64(fsid).u64(a.fileid);
   writeTime(w, a.atimeMs);

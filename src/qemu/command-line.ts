@@ -44,16 +44,26 @@ const OVMF = ['/usr/share/ovmf/OVMF.fd', '/usr/share/qemu/OVMF.fd'];
 export function qemuArgs(l: VmLaunch): string[] {
   const f = vmFiles(l.dir);
   const args = [
-    '-name', l.vm.name,
-    '-machine', `${l.vm.machine},accel=${l.accel}`,
-    '-m', String(l.vm.memoryMiB),
-    '-smp', String(l.vm.vcpus),
-    '-display', 'none',
-    '-monitor', 'none',
-    '-serial', `file:${f.serial}`,
-    '-qmp', `unix:${f.qmp},server=on,wait=off`,
-    '-qmp', `unix:${f.ownQmp},server=on,wait=off`,
-    '-pidfile', f.pid,
+    '-name',
+    l.vm.name,
+    '-machine',
+    `${l.vm.machine},accel=${l.accel}`,
+    '-m',
+    String(l.vm.memoryMiB),
+    '-smp',
+    String(l.vm.vcpus),
+    '-display',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    `file:${f.serial}`,
+    '-qmp',
+    `unix:${f.qmp},server=on,wait=off`,
+    '-qmp',
+    `unix:${f.ownQmp},server=on,wait=off`,
+    '-pidfile',
+    f.pid,
   ];
   if (l.vm.firmware === 'uefi') {
     const fw = OVMF.find((p) => existsSync(p));
@@ -67,7 +77,16 @@ export function qemuArgs(l: VmLaunch): string[] {
   let ahci = false;
   l.disks.forEach((d, i) => {
     // reconnect-delay: if `lifeboat serve` restarts, the guest's I/O waits instead of failing.
-    args.push('-blockdev', JSON.stringify({ driver: 'nbd', 'node-name': nodeName(i), server: { type: 'inet', host: d.host, port: String(d.port) }, export: d.exportName, 'reconnect-delay': 60 }));
+    args.push(
+      '-blockdev',
+      JSON.stringify({
+        driver: 'nbd',
+        'node-name': nodeName(i),
+        server: { type: 'inet', host: d.host, port: String(d.port) },
+        export: d.exportName,
+        'reconnect-delay': 60,
+      }),
+    );
     const boot = `bootindex=${i + 1}`;
     switch (d.bus) {
       case 'virtio':

@@ -126,12 +126,19 @@ export class QemuVm {
   status(): VmStatus {
     const f = vmFiles(this.dir);
     const running = this.running;
-    return { ...this.rec, state: running ? 'running' : 'exited', ...(running ? {} : { exit: this.exit ?? 'QEMU exited' }), serialLog: f.serial, qmpSocket: f.qmp };
+    return {
+      ...this.rec,
+      state: running ? 'running' : 'exited',
+      ...(running ? {} : { exit: this.exit ?? 'QEMU exited' }),
+      serialLog: f.serial,
+      qmpSocket: f.qmp,
+    };
   }
 
   /** The VM's QMP monitor (one connection, kept). */
   async qmp(): Promise<QmpClient> {
-    if (!this.running) throw new LifeboatError('LFB_ERR_VM', `the recovered VM is not running (${this.exit ?? 'QEMU exited'}); see ${vmFiles(this.dir).qemuLog}`);
+    if (!this.running)
+      throw new LifeboatError('LFB_ERR_VM', `the recovered VM is not running (${this.exit ?? 'QEMU exited'}); see ${vmFiles(this.dir).qemuLog}`);
     if (!this.monitor) {
       const m = await QmpClient.connect(vmFiles(this.dir).ownQmp);
       this.monitor = m;
@@ -222,7 +229,8 @@ async function start(l: VmLaunch, clock: Clock): Promise<VmRecord> {
     child.unref();
     for (let i = 0; i < 200; i++) {
       await sleep(50);
-      if (spawnError?.code === 'ENOENT') throw new LifeboatError('LFB_ERR_TOOL_MISSING', 'booting a recovered VM needs qemu-system-x86_64: install qemu-system-x86');
+      if (spawnError?.code === 'ENOENT')
+        throw new LifeboatError('LFB_ERR_TOOL_MISSING', 'booting a recovered VM needs qemu-system-x86_64: install qemu-system-x86');
       if (spawnError) throw new LifeboatError('LFB_ERR_VM', `cannot start QEMU: ${spawnError.message}`);
       if (exited !== undefined) {
         const tail = existsSync(f.qemuLog) ? readFileSync(f.qemuLog, 'utf8').trim().split('\n').slice(-5).join(' | ') : '';

@@ -139,7 +139,7 @@ export class DatastoreFileSystem implements NfsFileSystem {
   }
 
   private sessionFileid(live: Live): bigint {
-    return VIRTUAL | (live.key.readBigUInt64BE(0) >> 8n << 8n);
+    return VIRTUAL | ((live.key.readBigUInt64BE(0) >> 8n) << 8n);
   }
 
   // ---- NfsFileSystem ----
@@ -154,7 +154,19 @@ export class DatastoreFileSystem implements NfsFileSystem {
 
   async getattr(h: Buffer): Promise<NfsAttr> {
     const d = this.decode(h);
-    const dirAttr = (fileid: bigint, ms: number): NfsAttr => ({ type: 'dir', mode: 0o755, nlink: 2, uid: 0, gid: 0, size: 4096, used: 4096, fileid, atimeMs: ms, mtimeMs: ms, ctimeMs: ms });
+    const dirAttr = (fileid: bigint, ms: number): NfsAttr => ({
+      type: 'dir',
+      mode: 0o755,
+      nlink: 2,
+      uid: 0,
+      gid: 0,
+      size: 4096,
+      used: 4096,
+      fileid,
+      atimeMs: ms,
+      mtimeMs: ms,
+      ctimeMs: ms,
+    });
     if (d.kind === KIND_ROOT) return dirAttr(1n, this.rootMtimeMs);
     const live = d.live!;
     if (d.kind === KIND_SESSION) {
@@ -163,7 +175,19 @@ export class DatastoreFileSystem implements NfsFileSystem {
     }
     if (d.kind === KIND_DISK) {
       const disk = live.s.disks[Number(d.id)]!;
-      return { type: 'file', mode: 0o644, nlink: 1, uid: 0, gid: 0, size: disk.device.size, used: disk.allocatedBytes(), fileid: this.sessionFileid(live) + d.id + 1n, atimeMs: disk.mtimeMs, mtimeMs: disk.mtimeMs, ctimeMs: disk.mtimeMs };
+      return {
+        type: 'file',
+        mode: 0o644,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        size: disk.device.size,
+        used: disk.allocatedBytes(),
+        fileid: this.sessionFileid(live) + d.id + 1n,
+        atimeMs: disk.mtimeMs,
+        mtimeMs: disk.mtimeMs,
+        ctimeMs: disk.mtimeMs,
+      };
     }
     const { st } = await this.realPath(live, d.id);
     return {
@@ -186,7 +210,8 @@ export class DatastoreFileSystem implements NfsFileSystem {
     if (d.kind === KIND_ROOT || d.kind === KIND_SESSION) return;
     if (d.kind === KIND_DISK) {
       // The disk's size is the backup's; times are accepted and ignored.
-      if (set.size !== undefined && set.size !== d.live!.s.disks[Number(d.id)]!.device.size) throw new NfsError(NFS3ERR_INVAL, 'a recovered disk cannot be resized');
+      if (set.size !== undefined && set.size !== d.live!.s.disks[Number(d.id)]!.device.size)
+        throw new NfsError(NFS3ERR_INVAL, 'a recovered disk cannot be resized');
       return;
     }
     const { path } = await this.realPath(d.live!, d.id);
@@ -230,7 +255,8 @@ export class DatastoreFileSystem implements NfsFileSystem {
     }
     const { live, rel } = at;
     if (name === '.') return dir;
-    if (name === '..') return rel === '' ? this.handle(KIND_ROOT, undefined, 0n) : this.realHandle(live, rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
+    if (name === '..')
+      return rel === '' ? this.handle(KIND_ROOT, undefined, 0n) : this.realHandle(live, rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
     const di = this.diskIndex(live, rel, name);
     if (di >= 0) return this.handle(KIND_DISK, live.key, BigInt(di));
     const child = rel === '' ? name : `${rel}/${name}`;
@@ -359,7 +385,8 @@ export class DatastoreFileSystem implements NfsFileSystem {
     const to = await this.dirOf(toDir);
     if (from.root || to.root) throw new NfsError(NFS3ERR_ACCES);
     if (from.live !== to.live) throw new NfsError(NFS3ERR_XDEV);
-    if (this.diskIndex(from.live, from.rel, fromName) >= 0 || this.diskIndex(to.live, to.rel, toName) >= 0) throw new NfsError(NFS3ERR_ACCES, 'recovered disks keep their names');
+    if (this.diskIndex(from.live, from.rel, fromName) >= 0 || this.diskIndex(to.live, to.rel, toName) >= 0)
+      throw new NfsError(NFS3ERR_ACCES, 'recovered disks keep their names');
     const src = join(from.live.s.filesDir, from.rel === '' ? fromName : `${from.rel}/${fromName}`);
     const dst = join(to.live.s.filesDir, to.rel === '' ? toName : `${to.rel}/${toName}`);
     await rename(src, dst);
@@ -368,7 +395,8 @@ export class DatastoreFileSystem implements NfsFileSystem {
 
   async readdir(dir: Buffer): Promise<readonly DirEntry[]> {
     const at = await this.dirOf(dir);
-    if (at.root) return [...this.sessions.values()].sort((a, b) => (a.s.name < b.s.name ? -1 : 1)).map((l) => ({ name: l.s.name, fileid: this.sessionFileid(l) }));
+    if (at.root)
+      return [...this.sessions.values()].sort((a, b) => (a.s.name < b.s.name ? -1 : 1)).map((l) => ({ name: l.s.name, fileid: this.sessionFileid(l) }));
     const { live, rel } = at;
     const out: DirEntry[] = rel === '' ? live.s.disks.map((d, i) => ({ name: `${d.name}-flat.vmdk`, fileid: this.sessionFileid(live) + BigInt(i) + 1n })) : [];
     for (const n of (await readdir(join(live.s.filesDir, rel))).sort()) {

@@ -24,7 +24,13 @@ export interface SessionInfo {
   readonly createdAt: string;
   readonly dir: string;
   readonly vmx: string;
-  readonly disks: readonly { readonly name: string; readonly size: number; readonly nfsPath: string; readonly nbdExport: string; readonly writtenBytes: number }[];
+  readonly disks: readonly {
+    readonly name: string;
+    readonly size: number;
+    readonly nfsPath: string;
+    readonly nbdExport: string;
+    readonly writtenBytes: number;
+  }[];
   readonly state: 'running' | 'failed';
   readonly problem?: string;
   /** The VM Lifeboat booted for this session (`--boot`). */
@@ -123,7 +129,8 @@ export class InstantRecovery {
     const dir = resolve(opts.cacheDir ?? join(this.repo.root, 'cache', 'instant'), name);
     const chosen = opts.disks ?? p.diskSizes.map((_, i) => i);
     for (const i of chosen) {
-      if (!Number.isInteger(i) || i < 0 || i >= p.diskSizes.length) throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `--disks: the point has disks 0 to ${p.diskSizes.length - 1}, no disk ${i}`);
+      if (!Number.isInteger(i) || i < 0 || i >= p.diskSizes.length)
+        throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `--disks: the point has disks 0 to ${p.diskSizes.length - 1}, no disk ${i}`);
     }
     if (opts.boot && !this.nbd) throw new LifeboatError('LFB_ERR_VM', 'this server has no NBD endpoint to boot a VM from');
     const rec: SessionRecord = {
@@ -161,7 +168,13 @@ export class InstantRecovery {
     o.vm = await QemuVm.launch(
       {
         vm,
-        disks: o.rec.disks.map((d) => ({ name: d.name, bus: vm.disks[d.index]?.bus ?? 'virtio', host: this.nbd!.host, port: this.nbd!.port, exportName: `${o.rec.name}/${d.name}` })),
+        disks: o.rec.disks.map((d) => ({
+          name: d.name,
+          bus: vm.disks[d.index]?.bus ?? 'virtio',
+          host: this.nbd!.host,
+          port: this.nbd!.port,
+          exportName: `${o.rec.name}/${d.name}`,
+        })),
         accel,
         network: b.network ?? 'none',
         dir: o.rec.dir,
@@ -176,7 +189,10 @@ export class InstantRecovery {
    * (QEMU's mirror for a booted VM, Lifeboat's copy otherwise), resumes a
    * failed one, or with `finish` runs a copy's final pass.
    */
-  async migrate(name: string, opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean }): Promise<SessionInfo> {
+  async migrate(
+    name: string,
+    opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean },
+  ): Promise<SessionInfo> {
     const o = this.session(name);
     const current = this.migrations.state(o);
     if (current?.state === 'failed') this.migrations.retry(o);
@@ -191,10 +207,12 @@ export class InstantRecovery {
   /** Adds an empty disk (zeros, all writes in its overlay) to a session; a booted VM gets it hot-plugged. */
   async addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
     const o = this.session(name);
-    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--size must be a positive multiple of 512 bytes, not ${size}`);
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0)
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--size must be a positive multiple of 512 bytes, not ${size}`);
     const index = Math.max(...o.rec.disks.map((d) => d.index), 999) + 1;
     const dn = diskName ?? `disk${index}`;
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(dn) || o.rec.disks.some((d) => d.name === dn)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `disk name "${dn}" is invalid or taken in session ${name}`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(dn) || o.rec.disks.some((d) => d.name === dn))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `disk name "${dn}" is invalid or taken in session ${name}`);
     const rec: SessionRecord = { ...o.rec, disks: [...o.rec.disks, { index, name: dn, size, blank: true }] };
     await writeFile(join(rec.dir, 'files', `${dn}.vmdk`), vmdkDescriptor(dn, size));
     await this.store.save(rec);
@@ -243,7 +261,10 @@ export class InstantRecovery {
   /** The sessions' disks as NBD exports named <session>/<disk>: the same overlay NFS writes to. */
   nbdExports(): NbdExports {
     return {
-      list: () => [...this.open.values()].flatMap((o) => o.rec.disks.map((d) => ({ name: `${o.rec.name}/${d.name}`, description: `${o.rec.job} point ${o.rec.pointId}` }))),
+      list: () =>
+        [...this.open.values()].flatMap((o) =>
+          o.rec.disks.map((d) => ({ name: `${o.rec.name}/${d.name}`, description: `${o.rec.job} point ${o.rec.pointId}` })),
+        ),
       open: (name) => {
         const [session, disk] = name.split('/');
         const o = session === undefined ? undefined : this.open.get(session);

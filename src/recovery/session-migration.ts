@@ -40,7 +40,8 @@ export class SessionMigrations {
   async start(o: Open, opts: { to: string; format: MigrationFormat; rateBytesPerSec: number | null; vmName: string }): Promise<MigrationState> {
     const existing = this.running.get(o.rec.name);
     if (existing && existing.state.state !== 'failed') {
-      if (existing.state.to !== resolve(opts.to)) throw new LifeboatError('LFB_ERR_MIGRATION', `session ${o.rec.name} is already migrating to ${existing.state.to}`);
+      if (existing.state.to !== resolve(opts.to))
+        throw new LifeboatError('LFB_ERR_MIGRATION', `session ${o.rec.name} is already migrating to ${existing.state.to}`);
       return existing.state;
     }
     const to = resolve(opts.to);
@@ -51,9 +52,19 @@ export class SessionMigrations {
       return { name: d.name, size: d.size, target, copyPath: mode === 'copy' && opts.format === 'qcow2' ? `${target}.raw-partial` : target, copied: 0 };
     });
     for (const d of disks) {
-      if (existsSync(d.target) || existsSync(d.copyPath)) throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${d.target} already exists; choose another --to or remove it`);
+      if (existsSync(d.target) || existsSync(d.copyPath))
+        throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${d.target} already exists; choose another --to or remove it`);
     }
-    const state: MigrationState = { version: 1, to, format: opts.format, mode, state: 'copying', rateBytesPerSec: opts.rateBytesPerSec, disks, startedAt: this.clock.now().toISOString() };
+    const state: MigrationState = {
+      version: 1,
+      to,
+      format: opts.format,
+      mode,
+      state: 'copying',
+      rateBytesPerSec: opts.rateBytesPerSec,
+      disks,
+      startedAt: this.clock.now().toISOString(),
+    };
     await saveMigration(o.rec.dir, state);
     this.run(o, state);
     return state;
@@ -86,7 +97,11 @@ export class SessionMigrations {
   private async copy(o: Open, r: Running): Promise<void> {
     const s = r.state;
     for (let i = 0; i < s.disks.length; i++) {
-      await copyPass(o.overlays[i]!, s.disks[i]!, { rateBytesPerSec: s.rateBytesPerSec, stopped: () => r.stopped, checkpoint: () => saveMigration(o.rec.dir, s) });
+      await copyPass(o.overlays[i]!, s.disks[i]!, {
+        rateBytesPerSec: s.rateBytesPerSec,
+        stopped: () => r.stopped,
+        checkpoint: () => saveMigration(o.rec.dir, s),
+      });
       if (r.stopped) return;
     }
     s.state = 'synced';
@@ -100,7 +115,8 @@ export class SessionMigrations {
    */
   async finish(o: Open): Promise<MigrationState> {
     const r = this.running.get(o.rec.name);
-    if (!r) throw new LifeboatError('LFB_ERR_MIGRATION', `session ${o.rec.name} is not migrating; start with \`lifeboat instant migrate ${o.rec.name} --to <dir>\``);
+    if (!r)
+      throw new LifeboatError('LFB_ERR_MIGRATION', `session ${o.rec.name} is not migrating; start with \`lifeboat instant migrate ${o.rec.name} --to <dir>\``);
     const s = r.state;
     if (s.mode === 'mirror') {
       await r.task;
@@ -108,7 +124,11 @@ export class SessionMigrations {
     }
     if (s.state === 'copying') await r.task;
     if (s.state === 'done') return s;
-    if (s.state !== 'synced') throw new LifeboatError('LFB_ERR_MIGRATION', `the migration of ${o.rec.name} is ${s.state}${s.problem ? ` (${s.problem})` : ''}; run \`instant migrate\` again to resume it`);
+    if (s.state !== 'synced')
+      throw new LifeboatError(
+        'LFB_ERR_MIGRATION',
+        `the migration of ${o.rec.name} is ${s.state}${s.problem ? ` (${s.problem})` : ''}; run \`instant migrate\` again to resume it`,
+      );
     s.state = 'finishing';
     await saveMigration(o.rec.dir, s);
     for (let i = 0; i < s.disks.length; i++) {
@@ -140,7 +160,8 @@ export class SessionMigrations {
       const blocks = await qmp.execute<{ qdev?: string; inserted?: { 'node-name'?: string } }[]>('query-block');
       return new Map(blocks.map((b) => [b.qdev ?? '', b.inserted?.['node-name'] ?? '']));
     };
-    const onProd = async (i: number): Promise<boolean> => [...(await inserted()).entries()].some(([qdev, node]) => qdev.includes(`dev-${nodeName(i)}`) && node === prodNode(i));
+    const onProd = async (i: number): Promise<boolean> =>
+      [...(await inserted()).entries()].some(([qdev, node]) => qdev.includes(`dev-${nodeName(i)}`) && node === prodNode(i));
     let jobs = await qmp.execute<{ device: string; len: number; offset: number; ready: boolean }[]>('query-block-jobs');
     for (let i = 0; i < s.disks.length; i++) {
       const d = s.disks[i]!;
@@ -174,7 +195,8 @@ export class SessionMigrations {
       await sleep(100);
     }
     for (let i = 0; i < s.disks.length; i++) {
-      if (!(await onProd(i))) throw new LifeboatError('LFB_ERR_MIGRATION', `disk ${s.disks[i]!.name}: the mirror ended but the VM is not on ${s.disks[i]!.target}`);
+      if (!(await onProd(i)))
+        throw new LifeboatError('LFB_ERR_MIGRATION', `disk ${s.disks[i]!.name}: the mirror ended but the VM is not on ${s.disks[i]!.target}`);
       s.disks[i]!.copied = s.disks[i]!.size;
     }
     s.state = 'done';
@@ -186,7 +208,13 @@ export class SessionMigrations {
   /** Attaches a new session disk to a running VM: its NBD export as a block node, then a virtio disk. */
   async hotPlug(vm: QemuVm, i: number, nbd: { host: string; port: number }, exportName: string): Promise<void> {
     const qmp = await vm.qmp();
-    await qmp.execute('blockdev-add', { driver: 'nbd', 'node-name': nodeName(i), server: { type: 'inet', host: nbd.host, port: String(nbd.port) }, export: exportName, 'reconnect-delay': 60 });
+    await qmp.execute('blockdev-add', {
+      driver: 'nbd',
+      'node-name': nodeName(i),
+      server: { type: 'inet', host: nbd.host, port: String(nbd.port) },
+      export: exportName,
+      'reconnect-delay': 60,
+    });
     await qmp.execute('device_add', { driver: 'virtio-blk-pci', drive: nodeName(i), id: `dev-${nodeName(i)}` });
   }
 

@@ -83,7 +83,14 @@ export class BackupFileWriter {
   }
 
   async commit(info: RootInfo): Promise<void> {
-    await commitRoot(this.file, info, this.tables.map((t) => t.build()), this.position, { slotIndex: 0, generation: 1 }, true);
+    await commitRoot(
+      this.file,
+      info,
+      this.tables.map((t) => t.build()),
+      this.position,
+      { slotIndex: 0, generation: 1 },
+      true,
+    );
     await this.file.close();
     await renameDurable(this.tmpPath, this.finalPath);
   }

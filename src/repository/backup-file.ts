@@ -57,7 +57,9 @@ export class BackupFileReader {
     const pages = Buffer.alloc(DATA_START);
     const got = await file.read(pages, 0);
     if (got < DATA_START) {
-      throw new LifeboatError('LFB_ERR_FILE_TRUNCATED', `${name}: file is ${size} bytes, shorter than its header and commit slots; the file is truncated`, { details: { file: name, size } });
+      throw new LifeboatError('LFB_ERR_FILE_TRUNCATED', `${name}: file is ${size} bytes, shorter than its header and commit slots; the file is truncated`, {
+        details: { file: name, size },
+      });
     }
     const header = decodeHeader(pages.subarray(0, PAGE), name);
     const a = decodeSlot(pages.subarray(SLOT_OFFSETS[0], SLOT_OFFSETS[0] + PAGE));
@@ -68,7 +70,11 @@ export class BackupFileReader {
     }
     const { slot } = picked;
     if (slot.fileEnd > size) {
-      throw new LifeboatError('LFB_ERR_FILE_TRUNCATED', `${name}: file is ${size} bytes but its committed content ends at ${slot.fileEnd}; the file is truncated`, { details: { file: name, size, expected: slot.fileEnd } });
+      throw new LifeboatError(
+        'LFB_ERR_FILE_TRUNCATED',
+        `${name}: file is ${size} bytes but its committed content ends at ${slot.fileEnd}; the file is truncated`,
+        { details: { file: name, size, expected: slot.fileEnd } },
+      );
     }
     if (slot.rootOffset < DATA_START || slot.rootOffset + slot.rootLength > slot.fileEnd) {
       throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: commit slot points outside the file`, { details: { file: name } });
@@ -76,11 +82,15 @@ export class BackupFileReader {
     const rootBytes = Buffer.alloc(slot.rootLength);
     await file.read(rootBytes, slot.rootOffset);
     if (!rootDigest(rootBytes).equals(slot.rootDigest)) {
-      throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: metadata root at offset ${slot.rootOffset} fails its checksum; the file is damaged`, { details: { file: name, offset: slot.rootOffset } });
+      throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: metadata root at offset ${slot.rootOffset} fails its checksum; the file is damaged`, {
+        details: { file: name, offset: slot.rootOffset },
+      });
     }
     const root = decodeRoot(rootBytes, name);
     if (root.tables.length !== header.diskSizes.length) {
-      throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: root lists ${root.tables.length} disks, header ${header.diskSizes.length}`, { details: { file: name } });
+      throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: root lists ${root.tables.length} disks, header ${header.diskSizes.length}`, {
+        details: { file: name },
+      });
     }
     root.tables.forEach((t, d) => {
       const blockCount = Math.ceil(root.diskSizes[d]! / header.blockSize);
@@ -117,9 +127,13 @@ export class BackupFileReader {
     const block = table.blockIndex(slot);
     const offset = table.offset(slot);
     const disk = this.root.tables.indexOf(table);
-    return new LifeboatError('LFB_ERR_BLOCK_CORRUPT', `${this.name}: disk ${disk} block ${block} (file offset ${offset}) ${what}; this restore point cannot be read bit-exact from this file`, {
-      details: { file: this.name, disk, block, offset },
-    });
+    return new LifeboatError(
+      'LFB_ERR_BLOCK_CORRUPT',
+      `${this.name}: disk ${disk} block ${block} (file offset ${offset}) ${what}; this restore point cannot be read bit-exact from this file`,
+      {
+        details: { file: this.name, disk, block, offset },
+      },
+    );
   }
 
   /** The underlying file, for the in-place updater. */

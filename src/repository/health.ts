@@ -46,7 +46,12 @@ export async function readHealth(dir: string): Promise<ReadonlyMap<string, Point
  * problems verify found: a point reads block b of disk d from one file and
  * offset (its block map says which), and is damaged if that copy is.
  */
-export async function damageByPoint(state: JobState, pointIds: readonly string[], problems: readonly VerifyProblem[], now: Date): Promise<Map<string, PointDamage>> {
+export async function damageByPoint(
+  state: JobState,
+  pointIds: readonly string[],
+  problems: readonly VerifyProblem[],
+  now: Date,
+): Promise<Map<string, PointDamage>> {
   const badCopies = new Set(problems.filter((p) => p.offset !== undefined).map((p) => `${p.file}\0${p.offset}`));
   const badFiles = new Set(problems.filter((p) => p.offset === undefined).map((p) => p.file));
   const out = new Map<string, PointDamage>();
@@ -90,6 +95,9 @@ export async function recordHealth(state: JobState, checked: readonly string[], 
 
 /** One line on a damaged point, for messages. */
 export function describeDamage(d: PointDamage): string {
-  const what = d.files.length > 0 ? `file(s) ${d.files.join(', ')} cannot be read` : `${d.blockCount} of its blocks are damaged (first: disk ${d.blocks[0]?.disk}, block ${d.blocks[0]?.block} in ${d.blocks[0]?.file})`;
+  const what =
+    d.files.length > 0
+      ? `file(s) ${d.files.join(', ')} cannot be read`
+      : `${d.blockCount} of its blocks are damaged (first: disk ${d.blocks[0]?.disk}, block ${d.blocks[0]?.block} in ${d.blocks[0]?.file})`;
   return `verify found it damaged on ${d.checkedAt}: ${what}`;
 }

@@ -197,7 +197,14 @@ export async function scanJob(dir: string): Promise<JobState> {
   const orphanChains = new Set(files.filter((f) => orphans.includes(f.name)).map((f) => f.header.chainId));
   for (const f of files) {
     if (orphans.includes(f.name) || (orphanChains.has(f.header.chainId) && f.root.kind === 'full' && !chains.some((c) => c.full === f))) {
-      unavailable.push({ id: f.root.pointId, createdAt: new Date(f.root.createdAtMs).toISOString(), kind: f.root.kind, file: f.name, code: 'LFB_ERR_CHAIN_BROKEN', problem: `${f.name}: the point it builds on (${f.root.parentPointId ?? 'its full'}) is missing or damaged` });
+      unavailable.push({
+        id: f.root.pointId,
+        createdAt: new Date(f.root.createdAtMs).toISOString(),
+        kind: f.root.kind,
+        file: f.name,
+        code: 'LFB_ERR_CHAIN_BROKEN',
+        problem: `${f.name}: the point it builds on (${f.root.parentPointId ?? 'its full'}) is missing or damaged`,
+      });
     }
   }
   unavailable.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
@@ -235,7 +242,12 @@ function settleTransforms(chains: Chain[], redundant: string[], loose: ChainFile
       const c = chains[i]!;
       const cut = c.rollbacks.findIndex((r) => ids.has(r.root.pointId));
       if (cut < 0 || c === old) continue;
-      redundant.push(...c.rollbacks.slice(cut).reverse().map((f) => f.name));
+      redundant.push(
+        ...c.rollbacks
+          .slice(cut)
+          .reverse()
+          .map((f) => f.name),
+      );
       chains[i] = { ...c, rollbacks: c.rollbacks.slice(0, cut) };
     }
   }
@@ -255,7 +267,9 @@ function attachLooseRollbacks(chains: Chain[], loose: readonly ChainFile[], orph
     const rollbacks = [...c.rollbacks];
     for (;;) {
       const oldest = rollbacks[rollbacks.length - 1] ?? c.full;
-      const next = (byParent.get(oldest.root.pointId) ?? []).filter((r) => !used.has(r) && r.root.seq < oldest.root.seq).sort((a, b) => b.root.seq - a.root.seq)[0];
+      const next = (byParent.get(oldest.root.pointId) ?? [])
+        .filter((r) => !used.has(r) && r.root.seq < oldest.root.seq)
+        .sort((a, b) => b.root.seq - a.root.seq)[0];
       if (next === undefined) break;
       used.add(next);
       rollbacks.push(next);
@@ -303,7 +317,13 @@ export async function writeVbm(job: JobDefinition, state: JobState, now: Date): 
     writtenAt: now.toISOString(),
     chains: state.chains.map((c) => ({
       chainId: c.chainId,
-      files: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({ file: f.name, kind: f.root.kind, pointId: f.root.pointId, seq: f.root.seq, createdAt: new Date(f.root.createdAtMs).toISOString() })),
+      files: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({
+        file: f.name,
+        kind: f.root.kind,
+        pointId: f.root.pointId,
+        seq: f.root.seq,
+        createdAt: new Date(f.root.createdAtMs).toISOString(),
+      })),
     })),
     points: state.points,
     damaged: state.damaged,

@@ -42,14 +42,21 @@ export interface JobDefinition {
 
 export function validateJobName(name: string): void {
   if (!JOB_NAME_RE.test(name)) {
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `job name "${name}" must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    throw new LifeboatError(
+      'LFB_ERR_INVALID_ARGUMENT',
+      `job name "${name}" must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
   }
 }
 
 export function parseWeekdays(text: string, flag: string): Weekday[] {
-  const days = text.split(',').map((d) => d.trim().toLowerCase().slice(0, 3)).filter((d) => d !== '');
+  const days = text
+    .split(',')
+    .map((d) => d.trim().toLowerCase().slice(0, 3))
+    .filter((d) => d !== '');
   for (const d of days) {
-    if (!(WEEKDAYS as readonly string[]).includes(d)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${flag}: "${d}" is not a weekday (use mon,tue,wed,thu,fri,sat,sun)`);
+    if (!(WEEKDAYS as readonly string[]).includes(d))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${flag}: "${d}" is not a weekday (use mon,tue,wed,thu,fri,sat,sun)`);
   }
   return [...new Set(days)] as Weekday[];
 }
@@ -61,13 +68,26 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
     throw new LifeboatError('LFB_ERR_JOB_EXISTS', `job "${def.name}" already exists in ${repo.root}`, { details: { job: def.name } });
   }
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
-  if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
-  if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
-  if (def.gfs && def.method === 'reverse') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--gfs does not apply to reverse-incremental chains (their full always moves to the newest point)');
-  if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
-  if (def.transformToRollbacks && (def.syntheticFullDays?.length ?? 0) === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks needs --synthetic-full <weekday,…> (the transform follows each synthetic full)');
-  if (def.transformToRollbacks && def.gfs) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--transform-to-rollbacks and --gfs exclude each other: GFS keeps old fulls, the transform turns them into rollbacks');
-  if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
+  if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
+  if (def.retainDays !== undefined && (!Number.isInteger(def.retainDays) || def.retainDays < 1))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
+  if (def.gfs && def.method === 'reverse')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--gfs does not apply to reverse-incremental chains (their full always moves to the newest point)');
+  if ((def.syntheticFullDays?.length ?? 0) > 0 && def.method !== 'forward')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--synthetic-full needs --method forward (a forever-forward chain has one full by design)');
+  if (def.transformToRollbacks && (def.syntheticFullDays?.length ?? 0) === 0)
+    throw new LifeboatError(
+      'LFB_ERR_INVALID_ARGUMENT',
+      '--transform-to-rollbacks needs --synthetic-full <weekday,…> (the transform follows each synthetic full)',
+    );
+  if (def.transformToRollbacks && def.gfs)
+    throw new LifeboatError(
+      'LFB_ERR_INVALID_ARGUMENT',
+      '--transform-to-rollbacks and --gfs exclude each other: GFS keeps old fulls, the transform turns them into rollbacks',
+    );
+  if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await mkdir(dir, { recursive: true });
   await writeCheckedJson(join(dir, JOB_FILE), full);
@@ -79,20 +99,30 @@ export async function loadJob(repo: Repository, name: string): Promise<JobDefini
   const path = join(repo.jobDir(name), JOB_FILE);
   if (!(await stat(path).catch(() => undefined))) {
     const known = await repo.listJobs();
-    throw new LifeboatError('LFB_ERR_JOB_NOT_FOUND', `no job "${name}" in ${repo.root}${known.length ? ` (jobs: ${known.join(', ')})` : ''}; create it with \`lifeboat job create\``, { details: { job: name } });
+    throw new LifeboatError(
+      'LFB_ERR_JOB_NOT_FOUND',
+      `no job "${name}" in ${repo.root}${known.length ? ` (jobs: ${known.join(', ')})` : ''}; create it with \`lifeboat job create\``,
+      { details: { job: name } },
+    );
   }
   return readCheckedJson<JobDefinition>(path, 'LFB_ERR_JOB_CORRUPT');
 }
 
 /** The job's short-term retention, as the planner takes it, at time `now`. */
-export function retentionPolicy(job: JobDefinition, now: Date): { method: BackupMethod; retainPoints: number; retainDays?: number | undefined; now: string; gfs?: JobDefinition['gfs'] } {
+export function retentionPolicy(
+  job: JobDefinition,
+  now: Date,
+): { method: BackupMethod; retainPoints: number; retainDays?: number | undefined; now: string; gfs?: JobDefinition['gfs'] } {
   return { method: job.method, retainPoints: job.retainPoints, retainDays: job.retainDays, now: now.toISOString(), gfs: job.gfs };
 }
 
 /** Parses `weekly=4,monthly=12,yearly=3` (any subset). */
 export function parseGfs(text: string): { weekly: number; monthly: number; yearly: number } {
   const out = { weekly: 0, monthly: 0, yearly: 0 };
-  for (const part of text.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+  for (const part of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '')) {
     const m = /^(weekly|monthly|yearly)=(\d+)$/.exec(part);
     if (!m) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--gfs: "${part}" is not weekly=N, monthly=N or yearly=N`);
     out[m[1] as 'weekly' | 'monthly' | 'yearly'] = Number(m[2]);

@@ -10,9 +10,13 @@ export function resolvePoint(state: JobState, ref: string, opts: { allowDamaged?
   const p = findPoint(state, ref);
   const damage = opts.allowDamaged ? undefined : state.damagedPoints.get(p.id);
   if (damage) {
-    throw new LifeboatError(damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT', `restore point ${p.id} cannot be restored: ${describeDamage(damage)}. Choose another point (\`lifeboat points\`); \`lifeboat verify --repair\` makes a new whole point from the source`, {
-      details: { point: p.id },
-    });
+    throw new LifeboatError(
+      damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT',
+      `restore point ${p.id} cannot be restored: ${describeDamage(damage)}. Choose another point (\`lifeboat points\`); \`lifeboat verify --repair\` makes a new whole point from the source`,
+      {
+        details: { point: p.id },
+      },
+    );
   }
   return p;
 }
@@ -20,14 +24,22 @@ export function resolvePoint(state: JobState, ref: string, opts: { allowDamaged?
 function findPoint(state: JobState, ref: string): PointInfo {
   const bad = state.unavailable.find((u) => u.id === ref || (ref.length >= 4 && u.id.startsWith(ref)));
   if (bad && !state.points.some((p) => p.id.startsWith(ref))) {
-    throw new LifeboatError(bad.code === 'LFB_ERR_CHAIN_BROKEN' ? 'LFB_ERR_CHAIN_BROKEN' : 'LFB_ERR_FILE_CORRUPT', `restore point ${bad.id} cannot be restored: ${bad.problem}`, { details: { point: bad.id, file: bad.file } });
+    throw new LifeboatError(
+      bad.code === 'LFB_ERR_CHAIN_BROKEN' ? 'LFB_ERR_CHAIN_BROKEN' : 'LFB_ERR_FILE_CORRUPT',
+      `restore point ${bad.id} cannot be restored: ${bad.problem}`,
+      { details: { point: bad.id, file: bad.file } },
+    );
   }
   if (ref === 'latest') {
     const latest = state.points[state.points.length - 1];
     const newestBad = state.unavailable[state.unavailable.length - 1];
     // Never answer "latest" with an older point because the newest one is damaged.
     if (newestBad && (latest === undefined || newestBad.createdAt > latest.createdAt)) {
-      throw new LifeboatError(newestBad.code === 'LFB_ERR_CHAIN_BROKEN' ? 'LFB_ERR_CHAIN_BROKEN' : 'LFB_ERR_FILE_CORRUPT', `the latest restore point ${newestBad.id} cannot be restored: ${newestBad.problem}. Choose an earlier point explicitly with --point (see \`lifeboat points\`)`, { details: { point: newestBad.id, file: newestBad.file } });
+      throw new LifeboatError(
+        newestBad.code === 'LFB_ERR_CHAIN_BROKEN' ? 'LFB_ERR_CHAIN_BROKEN' : 'LFB_ERR_FILE_CORRUPT',
+        `the latest restore point ${newestBad.id} cannot be restored: ${newestBad.problem}. Choose an earlier point explicitly with --point (see \`lifeboat points\`)`,
+        { details: { point: newestBad.id, file: newestBad.file } },
+      );
     }
   }
   if (state.points.length === 0) {

@@ -50,7 +50,8 @@ export class Repository {
     const existing = await stat(join(root, REPO_CONFIG)).catch(() => undefined);
     if (existing) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
     const entries = await readdir(root).catch(() => [] as string[]);
-    if (entries.length > 0) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
+    if (entries.length > 0)
+      throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
     await mkdir(join(root, 'jobs'), { recursive: true });
     await mkdir(join(root, 'cache'), { recursive: true });
     const config: RepositoryConfig = {
@@ -70,18 +71,29 @@ export class Repository {
     const path = join(root, REPO_CONFIG);
     const exists = await stat(path).catch(() => undefined);
     if (!exists) {
-      throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `${root} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``, { details: { repo: root } });
+      throw new LifeboatError(
+        'LFB_ERR_REPO_NOT_FOUND',
+        `${root} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``,
+        { details: { repo: root } },
+      );
     }
     const config = await readCheckedJson<RepositoryConfig>(path, 'LFB_ERR_REPO_CORRUPT');
     if (config.format !== REPO_FORMAT) throw new LifeboatError('LFB_ERR_REPO_CORRUPT', `${path}: not a Lifeboat repository config`);
     if (config.version !== REPO_VERSION) {
-      throw new LifeboatError('LFB_ERR_REPO_VERSION', `${root}: repository format version ${config.version} is not supported by this Lifeboat (supports ${REPO_VERSION}); use a matching Lifeboat release`, { details: { repo: root, version: config.version } });
+      throw new LifeboatError(
+        'LFB_ERR_REPO_VERSION',
+        `${root}: repository format version ${config.version} is not supported by this Lifeboat (supports ${REPO_VERSION}); use a matching Lifeboat release`,
+        { details: { repo: root, version: config.version } },
+      );
     }
     return new Repository(root, config);
   }
 
   async listJobs(): Promise<string[]> {
     const names = await readdir(this.jobsDir(), { withFileTypes: true }).catch(() => []);
-    return names.filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    return names
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
   }
 }

@@ -188,7 +188,13 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** As decodeInWorker, or only the frames covering `range` when the block is stored in frames. */
-  private async decodeRangeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, range: DecodeRange | undefined): Promise<{ data: Buffer; start: number; bounds?: Int32Array | undefined }> {
+  private async decodeRangeInWorker(
+    pool: BlockWorkerPool,
+    layer: BackupFileReader,
+    slot: number,
+    len: number,
+    range: DecodeRange | undefined,
+  ): Promise<{ data: Buffer; start: number; bounds?: Int32Array | undefined }> {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
     try {
@@ -257,7 +263,16 @@ export class RestorePointDisk implements VirtualDisk {
     const sequential = first === this.lastBlockRead || first === this.lastBlockRead + 1;
     if (this.cacheLimit > 0 && sequential) this.readAhead(last + 1);
     this.lastBlockRead = last;
-    if (first === last && length > 0 && !sequential && length <= RANDOM_READ_MAX && this.pool && this.layerOf[first] !== 0 && !this.cache.has(first) && !this.inflight.has(first)) {
+    if (
+      first === last &&
+      length > 0 &&
+      !sequential &&
+      length <= RANDOM_READ_MAX &&
+      this.pool &&
+      this.layerOf[first] !== 0 &&
+      !this.cache.has(first) &&
+      !this.inflight.has(first)
+    ) {
       return this.readWithin(this.pool, first, offset - first * this.blockSize, length);
     }
     if (first === last && length > 0) {

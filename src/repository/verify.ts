@@ -34,7 +34,11 @@ export interface VerifyProgress {
  * every file's header, slots and root (by opening it). Each stored block is
  * checked once however many entries share it. Never writes anything.
  */
-export async function verifyJob(state: JobState, which: { point?: string | undefined; all: boolean }, onProgress?: (p: VerifyProgress) => void): Promise<VerifyResult> {
+export async function verifyJob(
+  state: JobState,
+  which: { point?: string | undefined; all: boolean },
+  onProgress?: (p: VerifyProgress) => void,
+): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
   for (const d of state.damaged) problems.push({ file: d.file, code: d.code, message: d.message });
   let files: ChainFile[];

@@ -71,7 +71,11 @@ async function writeRaw(
     if (opts.truncate) await fh.truncate(disk.size);
     const bs = disk.blockSize;
     const count = Math.ceil(disk.size / bs);
-    const blocks: Iterable<number> = opts.sparse ? disk.allocatedBlocks() : (function* () { for (let i = 0; i < count; i++) yield i; })();
+    const blocks: Iterable<number> = opts.sparse
+      ? disk.allocatedBlocks()
+      : (function* () {
+          for (let i = 0; i < count; i++) yield i;
+        })();
     let lastReport = 0;
     for await (const { blockIndex, data } of disk.readBlocks(blocks)) {
       const off = blockIndex * bs;
@@ -91,4 +95,3 @@ async function writeRaw(
   }
   return { bytesWritten };
 }
-

@@ -65,7 +65,8 @@ function retainedPoints(all: readonly PlanPoint[], policy: RetentionPolicy): Map
   if (policy.now === undefined) throw new Error('retention by days needs the time');
   const today = dayNumber(policy.now);
   for (const p of all) if (today - dayNumber(p.createdAt) <= policy.retainDays) out.set(p.id, `created within the last ${policy.retainDays} days`);
-  for (const p of all.slice(0, MIN_POINTS_BY_DAYS)) if (!out.has(p.id)) out.set(p.id, `one of the newest ${MIN_POINTS_BY_DAYS} points, kept whatever their age`);
+  for (const p of all.slice(0, MIN_POINTS_BY_DAYS))
+    if (!out.has(p.id)) out.set(p.id, `one of the newest ${MIN_POINTS_BY_DAYS} points, kept whatever their age`);
   return out;
 }
 
@@ -134,7 +135,12 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
   if (policy.gfs) {
     if (policy.now === undefined) throw new Error('GFS retention needs the time');
     // Only fulls made as fulls (a chain's first point) carry flags; a merged full has moved on.
-    for (const [id, why] of gfsFlags(ordered.map((c) => c.points[0]!).filter((p) => !p.merged), policy.gfs, policy.now)) if (!retained.has(id)) retained.set(id, why);
+    for (const [id, why] of gfsFlags(
+      ordered.map((c) => c.points[0]!).filter((p) => !p.merged),
+      policy.gfs,
+      policy.now,
+    ))
+      if (!retained.has(id)) retained.set(id, why);
   }
   const actions: RetentionAction[] = [];
   const keptReason = new Map<string, string>();
@@ -149,12 +155,22 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
     if (!isLatest && !retained.has(newest.id) && rollbackCount === 0 && retained.has(chain.points[0]!.id) && chain.points.length > 1) {
       // The full is kept by GFS: its increments go, newest first.
       const incs = chain.points.slice(1);
-      actions.push({ type: 'delete-increments', chainId: chain.chainId, pointIds: incs.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}; the full stays for GFS` });
+      actions.push({
+        type: 'delete-increments',
+        chainId: chain.chainId,
+        pointIds: incs.map((p) => p.id),
+        reason: `its newest point ${newest.id} is outside ${words}; the full stays for GFS`,
+      });
       keptReason.set(chain.points[0]!.id, retained.get(chain.points[0]!.id)!);
       return;
     }
     if (!isLatest && !retained.has(newest.id) && !retained.has(chain.points[0]!.id)) {
-      actions.push({ type: 'delete-chain', chainId: chain.chainId, pointIds: chain.points.map((p) => p.id), reason: `its newest point ${newest.id} is outside ${words}` });
+      actions.push({
+        type: 'delete-chain',
+        chainId: chain.chainId,
+        pointIds: chain.points.map((p) => p.id),
+        reason: `its newest point ${newest.id} is outside ${words}`,
+      });
       return;
     }
     let points = chain.points;
@@ -178,7 +194,13 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
       // oldest increment into it; the full moves one point forward each time.
       while (points.length > 1 && !retained.has(points[0]!.id)) {
         const [full, inc] = points as [PlanPoint, PlanPoint];
-        actions.push({ type: 'merge', chainId: chain.chainId, fullPointId: full.id, incrementPointId: inc.id, reason: `point ${full.id} is outside ${words}; it leaves, the full becomes point ${inc.id}` });
+        actions.push({
+          type: 'merge',
+          chainId: chain.chainId,
+          fullPointId: full.id,
+          incrementPointId: inc.id,
+          reason: `point ${full.id} is outside ${words}; it leaves, the full becomes point ${inc.id}`,
+        });
         points = points.slice(1);
       }
     }

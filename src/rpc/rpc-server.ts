@@ -195,7 +195,12 @@ export class RpcServer {
       return out;
     } catch (err) {
       if (err instanceof XdrError) return acceptedReply(call.xid, GARBAGE_ARGS);
-      this.opts.logger.error('rpc: procedure failed', { prog: program.name, vers: call.vers, proc: call.proc, error: err instanceof Error ? err.message : String(err) });
+      this.opts.logger.error('rpc: procedure failed', {
+        prog: program.name,
+        vers: call.vers,
+        proc: call.proc,
+        error: err instanceof Error ? err.message : String(err),
+      });
       return acceptedReply(call.xid, SYSTEM_ERR);
     }
   }

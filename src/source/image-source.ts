@@ -33,7 +33,14 @@ export async function sniffFormat(path: string): Promise<string> {
  * its own words if it exits first (`lockedCode` when it could not lock the
  * image), and `stop` ends it and removes the folder.
  */
-async function runHelper(tool: string, pkg: string, path: string, args: (dir: string) => string[], ready: (dir: string) => Promise<boolean>, lockedCode: 'LFB_ERR_DISK_READ' | 'LFB_ERR_CBT'): Promise<{ dir: string; stop: () => Promise<void> }> {
+async function runHelper(
+  tool: string,
+  pkg: string,
+  path: string,
+  args: (dir: string) => string[],
+  ready: (dir: string) => Promise<boolean>,
+  lockedCode: 'LFB_ERR_DISK_READ' | 'LFB_ERR_CBT',
+): Promise<{ dir: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `lifeboat-${tool}-`));
   const child = spawn(tool, args(dir), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -56,7 +63,11 @@ async function runHelper(tool: string, pkg: string, path: string, args: (dir: st
       await rm(dir, { recursive: true, force: true });
       const locked = /lock/i.test(stderr);
       const missing = exited.startsWith('cannot start');
-      throw new LifeboatError(missing ? 'LFB_ERR_TOOL_MISSING' : locked ? lockedCode : 'LFB_ERR_TOOL_FAILED', `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`, { details: { disk: path } });
+      throw new LifeboatError(
+        missing ? 'LFB_ERR_TOOL_MISSING' : locked ? lockedCode : 'LFB_ERR_TOOL_FAILED',
+        `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`,
+        { details: { disk: path } },
+      );
     }
     if (await ready(dir)) return { dir, stop };
     if (performance.now() - started > 15_000) {
@@ -86,7 +97,14 @@ export async function serveImage(path: string, format: string): Promise<{ addres
       });
       s.once('error', () => r(false));
     });
-  const { dir, stop } = await runHelper('qemu-nbd', 'qemu-utils', path, (d) => ['--read-only', `--format=${format}`, `--socket=${socketIn(d)}`, '--shared=4', '--persistent', '--cache=none', path], accepts, 'LFB_ERR_DISK_READ');
+  const { dir, stop } = await runHelper(
+    'qemu-nbd',
+    'qemu-utils',
+    path,
+    (d) => ['--read-only', `--format=${format}`, `--socket=${socketIn(d)}`, '--shared=4', '--persistent', '--cache=none', path],
+    accepts,
+    'LFB_ERR_DISK_READ',
+  );
   return { address: { socket: socketIn(dir), exportName: '' }, stop };
 }
 
@@ -102,11 +120,26 @@ export async function startStorageDaemon(path: string): Promise<{ qmpSocket: str
   const node = 'lifeboat-disk';
   const socketIn = (dir: string): string => join(dir, 'qmp.sock');
   const args = (dir: string): string[] => [
-    '--blockdev', `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`,
-    '--blockdev', `driver=qcow2,node-name=${node},file=lifeboat-file`,
-    '--chardev', `socket,id=lifeboat-qmp,path=${socketIn(dir)},server=on,wait=off`,
-    '--monitor', 'chardev=lifeboat-qmp',
+    '--blockdev',
+    `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`,
+    '--blockdev',
+    `driver=qcow2,node-name=${node},file=lifeboat-file`,
+    '--chardev',
+    `socket,id=lifeboat-qmp,path=${socketIn(dir)},server=on,wait=off`,
+    '--monitor',
+    'chardev=lifeboat-qmp',
   ];
-  const { dir, stop } = await runHelper('qemu-storage-daemon', 'qemu-system-common', path, args, (d) => stat(socketIn(d)).then(() => true, () => false), 'LFB_ERR_CBT');
+  const { dir, stop } = await runHelper(
+    'qemu-storage-daemon',
+    'qemu-system-common',
+    path,
+    args,
+    (d) =>
+      stat(socketIn(d)).then(
+        () => true,
+        () => false,
+      ),
+    'LFB_ERR_CBT',
+  );
   return { qmpSocket: socketIn(dir), node, stop };
 }

@@ -40,8 +40,11 @@ export class NbdDiskSource implements DiskSource {
     const client = await NbdClient.connect(address, { metaContexts: [BASE_ALLOCATION, ...bitmaps.map(dirtyBitmapContext)] });
     try {
       // The maps are asked for together: their requests share the connection.
-      const rangesOf = async (context: string, flags: number): Promise<RangeSet> => new RangeSet((await client.mapAll(context)).filter((e) => e.flags & flags).map((e) => [e.offset, e.offset + e.length] as const));
-      let problem = bitmaps.filter((b) => !client.contexts.has(dirtyBitmapContext(b))).map((b) => `${describeNbd(address)} does not expose dirty bitmap "${b}"`)[0];
+      const rangesOf = async (context: string, flags: number): Promise<RangeSet> =>
+        new RangeSet((await client.mapAll(context)).filter((e) => e.flags & flags).map((e) => [e.offset, e.offset + e.length] as const));
+      let problem = bitmaps
+        .filter((b) => !client.contexts.has(dirtyBitmapContext(b)))
+        .map((b) => `${describeNbd(address)} does not expose dirty bitmap "${b}"`)[0];
       const [zeros, ...maps] = await Promise.all([
         client.contexts.has(BASE_ALLOCATION) ? rangesOf(BASE_ALLOCATION, NBD_STATE_HOLE | NBD_STATE_ZERO) : new RangeSet([]),
         ...(problem === undefined ? bitmaps.map((b) => rangesOf(dirtyBitmapContext(b), DIRTY)) : []),

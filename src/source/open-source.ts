@@ -32,7 +32,6 @@ export interface OpenedSource {
 
 export const isNbdUri = (spec: string): boolean => /^nbd(\+unix)?:\/\//.test(spec);
 
-
 /**
  * Opens a job's disk for one run: a raw file or device directly; an image
  * (qcow2, vmdk, vhdx, vdi…) through a private qemu-nbd; an nbd:// export
@@ -48,25 +47,47 @@ export const isNbdUri = (spec: string): boolean => /^nbd(\+unix)?:\/\//.test(spe
  * run compares hashes instead and says why: changes are never missed. A
  * run removes the job's bitmaps older than the previous point's.
  */
-export async function openDiskSource(spec: string, opts: { format?: string | undefined; cbt?: { jobId: string; pointId: string; previous: ChangeTracking | undefined } | undefined }): Promise<OpenedSource> {
+export async function openDiskSource(
+  spec: string,
+  opts: { format?: string | undefined; cbt?: { jobId: string; pointId: string; previous: ChangeTracking | undefined } | undefined },
+): Promise<OpenedSource> {
   const noop = async (): Promise<void> => undefined;
   const hashOr = (why: string): ChangeTracking => (opts.cbt?.previous === undefined ? { method: 'full', note: why } : { method: 'hash', note: why });
   if (isNbdUri(spec)) {
     const source = await NbdDiskSource.open(spec, parseNbdUri(spec));
-    return { source, format: 'nbd', tracking: opts.cbt ? hashOr('CBT on an nbd:// source needs --qmp (Lifeboat manages the bitmaps)') : plain(opts), committed: noop };
+    return {
+      source,
+      format: 'nbd',
+      tracking: opts.cbt ? hashOr('CBT on an nbd:// source needs --qmp (Lifeboat manages the bitmaps)') : plain(opts),
+      committed: noop,
+    };
   }
   const st = await stat(spec).catch((err: NodeJS.ErrnoException) => {
-    throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${spec} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, { cause: err, details: { disk: spec } });
+    throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${spec} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, {
+      cause: err,
+      details: { disk: spec },
+    });
   });
   const format = opts.format ?? (st.isFile() ? await sniffFormat(spec) : 'raw');
   if (format === 'raw') {
-    return { source: await RawDiskSource.open(spec), format, tracking: opts.cbt ? hashOr('CBT needs a qcow2 image (raw files have no dirty bitmaps)') : plain(opts), committed: noop };
+    return {
+      source: await RawDiskSource.open(spec),
+      format,
+      tracking: opts.cbt ? hashOr('CBT needs a qcow2 image (raw files have no dirty bitmaps)') : plain(opts),
+      committed: noop,
+    };
   }
   if (opts.cbt && format === 'qcow2') {
     // Bitmaps are managed over QMP by a private qemu-storage-daemon: one process for the whole run.
     try {
       const daemon = await startStorageDaemon(spec);
-      return await openRunningDrive(qmpUri(daemon.qmpSocket, daemon.node), { jobId: opts.cbt.jobId, pointId: opts.cbt.pointId, previous: opts.cbt.previous, cbt: true, offline: { onClose: daemon.stop, path: spec } });
+      return await openRunningDrive(qmpUri(daemon.qmpSocket, daemon.node), {
+        jobId: opts.cbt.jobId,
+        pointId: opts.cbt.pointId,
+        previous: opts.cbt.previous,
+        cbt: true,
+        offline: { onClose: daemon.stop, path: spec },
+      });
     } catch (err) {
       if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;
       const served = await serveImage(spec, format);

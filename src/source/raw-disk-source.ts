@@ -56,7 +56,11 @@ export class RawDiskSource implements DiskSource {
     try {
       st = await stat(path);
     } catch (err) {
-      throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${(err as NodeJS.ErrnoException).code ?? String(err)}; check the path given with --disk`, { cause: err, details: { disk: path } });
+      throw new LifeboatError(
+        'LFB_ERR_DISK_NOT_FOUND',
+        `disk ${path} cannot be opened: ${(err as NodeJS.ErrnoException).code ?? String(err)}; check the path given with --disk`,
+        { cause: err, details: { disk: path } },
+      );
     }
     if (!st.isFile() && !st.isBlockDevice()) {
       throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} is neither a raw image file nor a block device`, { details: { disk: path } });
@@ -75,7 +79,10 @@ export class RawDiskSource implements DiskSource {
         done += bytesRead;
       }
     } catch (err) {
-      throw new LifeboatError('LFB_ERR_DISK_READ', `reading disk ${this.path} at offset ${offset + done} failed: ${(err as Error).message}`, { cause: err, details: { disk: this.path, offset: offset + done } });
+      throw new LifeboatError('LFB_ERR_DISK_READ', `reading disk ${this.path} at offset ${offset + done} failed: ${(err as Error).message}`, {
+        cause: err,
+        details: { disk: this.path, offset: offset + done },
+      });
     }
     return done;
   }

@@ -22,7 +22,8 @@ export function qmpUri(socket: string, node: string): string {
 export function parseQmpUri(spec: string): RunningDrive {
   const u = new URL(spec);
   const node = u.searchParams.get('drive');
-  if (u.protocol !== 'qmp:' || !node || u.pathname === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `"${spec}" is not qmp:///<monitor socket>?drive=<node-name>`);
+  if (u.protocol !== 'qmp:' || !node || u.pathname === '')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `"${spec}" is not qmp:///<monitor socket>?drive=<node-name>`);
   return { socket: decodeURIComponent(u.pathname), node };
 }
 
@@ -88,7 +89,15 @@ export async function openRunningDrive(
   try {
     const nodes = await qmp.execute<NodeInfo[]>('query-named-block-nodes');
     const info = nodes.find((n) => n['node-name'] === node);
-    if (!info) throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `the VM behind ${socket} has no block node "${node}" (nodes: ${nodes.map((n) => n['node-name']).filter((n) => !n.startsWith('#')).join(', ')})`, { details: { disk: spec } });
+    if (!info)
+      throw new LifeboatError(
+        'LFB_ERR_DISK_NOT_FOUND',
+        `the VM behind ${socket} has no block node "${node}" (nodes: ${nodes
+          .map((n) => n['node-name'])
+          .filter((n) => !n.startsWith('#'))
+          .join(', ')})`,
+        { details: { disk: spec } },
+      );
     // A run killed with -9 cannot clean up: what it left goes now (the job lock says no run of ours is in progress).
     // Our own storage daemon has just started: nothing can be left in it.
     if (!opts.offline) await removeLeftovers(qmp, node, nodes);
@@ -104,7 +113,8 @@ export async function openRunningDrive(
       // Bitmaps of older points (and of runs that died) go now; the previous point's stays until the next run.
       for (const b of info['dirty-bitmaps'] ?? []) {
         const keep = opts.previous?.bitmap;
-        if (b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep)))) await qmp.execute('block-dirty-bitmap-remove', { node, name: b.name });
+        if (b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep))))
+          await qmp.execute('block-dirty-bitmap-remove', { node, name: b.name });
       }
     } else {
       const overlay = join(dir, 'fleece.qcow2');
@@ -118,7 +128,10 @@ export async function openRunningDrive(
     // The previous point's bitmaps stay enabled and untouched (still right if this run fails); frozen copies are exported.
     const readBitmaps = opts.cbt && why === undefined ? [SNAP, twin(SNAP)] : [];
     if (readBitmaps.length > 0) {
-      for (const [copy, from] of [[SNAP, opts.previous!.bitmap!], [twin(SNAP), twin(opts.previous!.bitmap!)]] as const) {
+      for (const [copy, from] of [
+        [SNAP, opts.previous!.bitmap!],
+        [twin(SNAP), twin(opts.previous!.bitmap!)],
+      ] as const) {
         actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: copy, persistent: false, disabled: true } });
         actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: copy, bitmaps: [from] } });
       }
@@ -127,21 +140,29 @@ export async function openRunningDrive(
       });
     }
     if (actions.length > 0) await qmp.execute('transaction', { actions });
-    if (!opts.offline) cleanups.push(async () => {
-      await qmp.execute('block-job-cancel', { device: JOB, force: true }).catch(() => undefined);
-      for (let i = 0; i < 500; i++) {
-        const jobs = await qmp.execute<{ id: string; status: string }[]>('query-jobs');
-        const j = jobs.find((x) => x.id === JOB);
-        if (!j) return;
-        if (j.status === 'concluded' || j.status === 'null') await qmp.execute('job-dismiss', { id: JOB }).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    });
+    if (!opts.offline)
+      cleanups.push(async () => {
+        await qmp.execute('block-job-cancel', { device: JOB, force: true }).catch(() => undefined);
+        for (let i = 0; i < 500; i++) {
+          const jobs = await qmp.execute<{ id: string; status: string }[]>('query-jobs');
+          const j = jobs.find((x) => x.id === JOB);
+          if (!j) return;
+          if (j.status === 'concluded' || j.status === 'null') await qmp.execute('job-dismiss', { id: JOB }).catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      });
 
     const nbdSocket = join(dir, 'nbd.sock');
     await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: nbdSocket } } });
     cleanups.push(() => qmp.execute('nbd-server-stop'));
-    await qmp.execute('block-export-add', { type: 'nbd', id: EXPORT, 'node-name': exported, name: 'fleece', writable: false, ...(readBitmaps.length ? { bitmaps: readBitmaps } : {}) });
+    await qmp.execute('block-export-add', {
+      type: 'nbd',
+      id: EXPORT,
+      'node-name': exported,
+      name: 'fleece',
+      writable: false,
+      ...(readBitmaps.length ? { bitmaps: readBitmaps } : {}),
+    });
     cleanups.push(async () => {
       const gone = new Promise<void>((r) => {
         const off = qmp.onEvent((e) => {
@@ -161,24 +182,38 @@ export async function openRunningDrive(
 
     const facts = opts.offline
       ? undefined
-      : { vcpus: (await qmp.execute<unknown[]>('query-cpus-fast')).length, memoryMiB: Math.round((await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'] / 1048576) };
+      : {
+          vcpus: (await qmp.execute<unknown[]>('query-cpus-fast')).length,
+          memoryMiB: Math.round((await qmp.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'] / 1048576),
+        };
     const hash = (note: string): ChangeTracking => ({ method: opts.previous === undefined ? 'full' : 'hash', note, ...(opts.cbt ? { bitmap: next } : {}) });
-    let tracking: ChangeTracking = !opts.cbt ? { method: opts.previous === undefined ? 'full' : 'hash' } : why === undefined ? { method: 'cbt', bitmap: next } : hash(why);
-    const source = await NbdDiskSource.open(opts.offline?.path ?? spec, { socket: nbdSocket, exportName: 'fleece' }, { dirtyBitmaps: readBitmaps, onClose: cleanup });
+    let tracking: ChangeTracking = !opts.cbt
+      ? { method: opts.previous === undefined ? 'full' : 'hash' }
+      : why === undefined
+        ? { method: 'cbt', bitmap: next }
+        : hash(why);
+    const source = await NbdDiskSource.open(
+      opts.offline?.path ?? spec,
+      { socket: nbdSocket, exportName: 'fleece' },
+      { dirtyBitmaps: readBitmaps, onClose: cleanup },
+    );
     if (source.cbtProblem !== undefined) tracking = hash(source.cbtProblem);
-    const committed = opts.offline ? async (): Promise<void> => undefined : async (): Promise<void> => {
-      // The point is in: the bitmaps of older points of this job go (the monitor connection is new: the old one closed with the source).
-      const q = await QmpClient.connect(socket).catch(() => undefined);
-      if (!q) return;
-      try {
-        const n = (await q.execute<NodeInfo[]>('query-named-block-nodes')).find((x) => x['node-name'] === node);
-        for (const b of n?.['dirty-bitmaps'] ?? []) {
-          if (b.name.startsWith(prefix) && b.name !== next && b.name !== twin(next)) await q.execute('block-dirty-bitmap-remove', { node, name: b.name }).catch(() => undefined);
-        }
-      } finally {
-        q.close();
-      }
-    };
+    const committed = opts.offline
+      ? async (): Promise<void> => undefined
+      : async (): Promise<void> => {
+          // The point is in: the bitmaps of older points of this job go (the monitor connection is new: the old one closed with the source).
+          const q = await QmpClient.connect(socket).catch(() => undefined);
+          if (!q) return;
+          try {
+            const n = (await q.execute<NodeInfo[]>('query-named-block-nodes')).find((x) => x['node-name'] === node);
+            for (const b of n?.['dirty-bitmaps'] ?? []) {
+              if (b.name.startsWith(prefix) && b.name !== next && b.name !== twin(next))
+                await q.execute('block-dirty-bitmap-remove', { node, name: b.name }).catch(() => undefined);
+            }
+          } finally {
+            q.close();
+          }
+        };
     return { source, format: info.drv, tracking, committed, ...(facts ? { facts } : {}) };
   } catch (err) {
     await cleanup();
@@ -209,10 +244,18 @@ async function removeLeftovers(qmp: QmpClient, node: string, nodes: readonly Nod
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-  for (const b of [SNAP, twin(SNAP)]) if (nodes.find((n) => n['node-name'] === node)?.['dirty-bitmaps']?.some((x) => x.name === b)) await qmp.execute('block-dirty-bitmap-remove', { node, name: b }).catch(ignore);
+  for (const b of [SNAP, twin(SNAP)])
+    if (nodes.find((n) => n['node-name'] === node)?.['dirty-bitmaps']?.some((x) => x.name === b))
+      await qmp.execute('block-dirty-bitmap-remove', { node, name: b }).catch(ignore);
   for (let i = 0; i < 100 && nodes.some((n) => n['node-name'] === FLEECE); i++) {
     // The export goes asynchronously; the node can be deleted once nothing uses it.
-    if (await qmp.execute('blockdev-del', { 'node-name': FLEECE }).then(() => true, () => false)) break;
+    if (
+      await qmp.execute('blockdev-del', { 'node-name': FLEECE }).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 20));
   }
 }

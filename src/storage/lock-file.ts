@@ -32,7 +32,11 @@ export class LockFile {
         continue;
       }
       if (Date.now() >= deadline) {
-        throw new LifeboatError('LFB_ERR_JOB_LOCKED', `${what} is busy: process ${holder.pid} on ${holder.host} holds ${path} since ${holder.since}; wait for it to finish (or pass --wait)`, { details: { path, pid: holder.pid } });
+        throw new LifeboatError(
+          'LFB_ERR_JOB_LOCKED',
+          `${what} is busy: process ${holder.pid} on ${holder.host} holds ${path} since ${holder.since}; wait for it to finish (or pass --wait)`,
+          { details: { path, pid: holder.pid } },
+        );
       }
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -1,4 +1,14 @@
-import { NFS3ERR_BADHANDLE, NFS3ERR_EXIST, NFS3ERR_INVAL, NFS3ERR_ISDIR, NFS3ERR_NOENT, NFS3ERR_NOTDIR, NFS3ERR_NOTEMPTY, NFS3ERR_STALE, NfsError } from '../nfs/nfs-errors.js';
+import {
+  NFS3ERR_BADHANDLE,
+  NFS3ERR_EXIST,
+  NFS3ERR_INVAL,
+  NFS3ERR_ISDIR,
+  NFS3ERR_NOENT,
+  NFS3ERR_NOTDIR,
+  NFS3ERR_NOTEMPTY,
+  NFS3ERR_STALE,
+  NfsError,
+} from '../nfs/nfs-errors.js';
 import type { CreateHow, DirEntry, FsStat, NfsAttr, NfsFileSystem, SetAttr } from '../nfs/file-system.js';
 
 interface Node {
@@ -32,7 +42,19 @@ export class MemoryFileSystem implements NfsFileSystem {
 
   private node(id: bigint, type: 'file' | 'dir', parent: bigint): Node {
     const now = Date.now();
-    return { id, type, parent, data: Buffer.alloc(0), children: new Map(), mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, atimeMs: now, mtimeMs: now, ctimeMs: now };
+    return {
+      id,
+      type,
+      parent,
+      data: Buffer.alloc(0),
+      children: new Map(),
+      mode: type === 'dir' ? 0o755 : 0o644,
+      uid: 0,
+      gid: 0,
+      atimeMs: now,
+      mtimeMs: now,
+      ctimeMs: now,
+    };
   }
 
   handle(id: bigint): Buffer {
@@ -65,7 +87,19 @@ export class MemoryFileSystem implements NfsFileSystem {
 
   async getattr(h: Buffer): Promise<NfsAttr> {
     const n = this.get(h);
-    return { type: n.type, mode: n.mode, nlink: n.type === 'dir' ? 2 : 1, uid: n.uid, gid: n.gid, size: n.data.length, used: n.data.length, fileid: n.id, atimeMs: n.atimeMs, mtimeMs: n.mtimeMs, ctimeMs: n.ctimeMs };
+    return {
+      type: n.type,
+      mode: n.mode,
+      nlink: n.type === 'dir' ? 2 : 1,
+      uid: n.uid,
+      gid: n.gid,
+      size: n.data.length,
+      used: n.data.length,
+      fileid: n.id,
+      atimeMs: n.atimeMs,
+      mtimeMs: n.mtimeMs,
+      ctimeMs: n.ctimeMs,
+    };
   }
 
   async setattr(h: Buffer, s: SetAttr): Promise<void> {

@@ -33,7 +33,13 @@ export class RpcTestClient {
   }
 
   /** Sends a call; resolves with a reader positioned after the xid of the reply. */
-  call(prog: number, vers: number, proc: number, args: Buffer = Buffer.alloc(0), opts: { cred?: AuthSys; xid?: number; rpcvers?: number } = {}): Promise<XdrReader> {
+  call(
+    prog: number,
+    vers: number,
+    proc: number,
+    args: Buffer = Buffer.alloc(0),
+    opts: { cred?: AuthSys; xid?: number; rpcvers?: number } = {},
+  ): Promise<XdrReader> {
     const xid = opts.xid ?? this.nextXid++;
     const msg = encodeCall(xid, prog, vers, proc, args, opts.cred);
     if (opts.rpcvers !== undefined) msg.writeUInt32BE(opts.rpcvers, 8);

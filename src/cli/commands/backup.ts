@@ -14,7 +14,10 @@ export const backup: Command = {
     const r = await ctx.service.backup(requireString(ctx, 'repo'), ctx.args[0]!, {
       activeFull: ctx.values['active-full'] === true,
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
-      onProgress: (p) => ctx.progress(`disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`),
+      onProgress: (p) =>
+        ctx.progress(
+          `disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`,
+        ),
     });
     const secs = Number(process.hrtime.bigint() - started) / 1e9;
     if (ctx.values['json'] === true) {
@@ -22,17 +25,31 @@ export const backup: Command = {
       return;
     }
     ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
-    ctx.out(`  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`);
-    ctx.out(`  time by step: ${Object.entries(r.steps).filter(([, ms]) => ms >= 5).map(([step, ms]) => `${step} ${(ms / 1000).toFixed(2)} s`).join(', ')}`);
-    if (r.synthetic) ctx.out(`  synthetic full → ${r.synthetic.file}: ${r.synthetic.blocksCopied} stored blocks copied (${formatBytes(r.synthetic.bytesCopied)}), no source read; ${r.synthetic.removedIncrement} removed`);
+    ctx.out(
+      `  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`,
+    );
+    ctx.out(
+      `  time by step: ${Object.entries(r.steps)
+        .filter(([, ms]) => ms >= 5)
+        .map(([step, ms]) => `${step} ${(ms / 1000).toFixed(2)} s`)
+        .join(', ')}`,
+    );
+    if (r.synthetic)
+      ctx.out(
+        `  synthetic full → ${r.synthetic.file}: ${r.synthetic.blocksCopied} stored blocks copied (${formatBytes(r.synthetic.bytesCopied)}), no source read; ${r.synthetic.removedIncrement} removed`,
+      );
     if (r.transform && 'skipped' in r.transform) ctx.out(`  transform into rollbacks skipped: ${r.transform.skipped}`);
-    else if (r.transform) ctx.out(`  chain ${r.transform.chainId.slice(0, 8)} transformed into ${r.transform.rollbacks.length} rollback(s): ${r.transform.blocksCopied} stored blocks copied (${formatBytes(r.transform.bytesCopied)}); ${r.transform.removed.length} file(s) removed`);
+    else if (r.transform)
+      ctx.out(
+        `  chain ${r.transform.chainId.slice(0, 8)} transformed into ${r.transform.rollbacks.length} rollback(s): ${r.transform.blocksCopied} stored blocks copied (${formatBytes(r.transform.bytesCopied)}); ${r.transform.removed.length} file(s) removed`,
+      );
     for (const n of r.cleanedUp) ctx.out(`  removed ${n} left by an interrupted run`);
     for (const a of r.retention) {
       if (a.skipped !== undefined) ctx.out(`  retention: postponed (${a.skipped}) — ${a.action.reason}`);
       else if (a.action.type === 'delete-chain') ctx.out(`  retention: deleted chain of ${a.action.pointIds.length} point(s) — ${a.action.reason}`);
       else if (a.action.type === 'delete-rollback') ctx.out(`  retention: deleted rollback ${a.action.pointId} — ${a.action.reason}`);
-      else if (a.action.type === 'delete-increments') ctx.out(`  retention: deleted ${a.action.pointIds.length} increment(s), kept their GFS full — ${a.action.reason}`);
+      else if (a.action.type === 'delete-increments')
+        ctx.out(`  retention: deleted ${a.action.pointIds.length} increment(s), kept their GFS full — ${a.action.reason}`);
       else ctx.out(`  retention: merged ${a.action.incrementPointId} into the full (${a.merge?.blocksCopied ?? 0} blocks copied) — ${a.action.reason}`);
     }
   },

@@ -27,15 +27,19 @@ export const instantStart: Command = {
     const repo = resolve(requireString(ctx, 'repo'));
     const cacheDir = optionalString(ctx, 'cache-dir');
     const accel = optionalString(ctx, 'accel');
-    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
+    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
     const network = optionalString(ctx, 'network');
     const boot = ctx.values['boot'] === true;
     if (!boot && (accel !== undefined || network !== undefined)) throw new LifeboatError('LFB_ERR_USAGE', '--accel and --network only go with --boot');
     const disksText = optionalString(ctx, 'disks');
-    const disks = disksText === undefined ? undefined : disksText.split(',').map((x) => {
-      if (!/^\d+$/.test(x.trim())) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disks: "${x}" is not a disk number (e.g. --disks 0,2)`);
-      return Number(x);
-    });
+    const disks =
+      disksText === undefined
+        ? undefined
+        : disksText.split(',').map((x) => {
+            if (!/^\d+$/.test(x.trim())) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disks: "${x}" is not a disk number (e.g. --disks 0,2)`);
+            return Number(x);
+          });
     const s = await callControl<SessionInfo & { publishMs: number; host: string }>(repo, 'POST', '/sessions', {
       job: ctx.args[0],
       point: requireString(ctx, 'point'),
@@ -65,7 +69,10 @@ export const instantList: Command = {
     for (const s of list) {
       ctx.out(`${s.name}  ${s.state}  job ${s.job} point ${s.pointId}  since ${s.createdAt}${s.problem ? `  (${s.problem})` : ''}`);
       for (const d of s.disks) ctx.out(`  ${d.nfsPath}  ${formatBytes(d.size)}, ${formatBytes(d.writtenBytes)} written`);
-      if (s.vm) ctx.out(`  VM: ${s.vm.state}${s.vm.exit ? ` (${s.vm.exit})` : ''}, pid ${s.vm.pid}, ${s.vm.accel}${s.vm.accelNote ? ` (${s.vm.accelNote})` : ''}, serial ${s.vm.serialLog}`);
+      if (s.vm)
+        ctx.out(
+          `  VM: ${s.vm.state}${s.vm.exit ? ` (${s.vm.exit})` : ''}, pid ${s.vm.pid}, ${s.vm.accel}${s.vm.accelNote ? ` (${s.vm.accelNote})` : ''}, serial ${s.vm.serialLog}`,
+        );
       if (s.migration) ctx.out(`  migration to ${s.migration.to} (${s.migration.mode}, ${s.migration.format}): ${describeMigration(s.migration)}`);
     }
   },
@@ -115,7 +122,12 @@ export const instantMigrate: Command = {
     if (rate !== undefined && !(rate > 0)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--rate must be a positive number of MB/s, not "${rateText}"`);
     const to = optionalString(ctx, 'to');
     const path = `/sessions/${encodeURIComponent(name)}`;
-    let s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { to: to === undefined ? undefined : resolve(to), format, rate: rate === undefined ? undefined : rate * 1e6, finish: false });
+    let s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, {
+      to: to === undefined ? undefined : resolve(to),
+      format,
+      rate: rate === undefined ? undefined : rate * 1e6,
+      finish: false,
+    });
     if (ctx.values['no-wait'] !== true) {
       // Progress on the terminal until the copy is in step (or done, or failed).
       let last = '';
@@ -130,7 +142,8 @@ export const instantMigrate: Command = {
     if (ctx.values['finish'] === true) s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { format, finish: true });
     const m = s.migration;
     if (!m) throw new LifeboatError('LFB_ERR_INTERNAL', 'the server reports no migration');
-    if (m.state === 'failed') throw new LifeboatError('LFB_ERR_MIGRATION', `migration of ${name} failed: ${m.problem ?? 'unknown'}; run the same command again to resume`);
+    if (m.state === 'failed')
+      throw new LifeboatError('LFB_ERR_MIGRATION', `migration of ${name} failed: ${m.problem ?? 'unknown'}; run the same command again to resume`);
     ctx.out(`migration of ${name} to ${m.to}: ${describeMigration(m)}`);
     for (const d of m.disks) ctx.out(`  ${d.name}: ${d.target}`);
     if (m.state === 'synced') ctx.out(`  in step; detach the VM from the datastore, then run \`lifeboat instant migrate ${name} --repo ${repo} --finish\``);
@@ -146,7 +159,10 @@ export const instantAddDisk: Command = {
   options: { repo: { type: 'string' }, size: { type: 'string' }, name: { type: 'string' } },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');
-    const s = await callControl<SessionInfo>(resolve(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, { size, name: optionalString(ctx, 'name') });
+    const s = await callControl<SessionInfo>(resolve(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, {
+      size,
+      name: optionalString(ctx, 'name'),
+    });
     const d = s.disks[s.disks.length - 1]!;
     ctx.out(`session ${s.name}: added ${d.name} (${formatBytes(d.size)}): ${d.nfsPath}, nbd export ${d.nbdExport}`);
   },

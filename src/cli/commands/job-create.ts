@@ -5,7 +5,8 @@ import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
-  usage: 'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
+  usage:
+    'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -26,15 +27,19 @@ export const jobCreate: Command = {
   },
   async run(ctx) {
     const method = optionalString(ctx, 'method') ?? 'forward';
-    if (!(BACKUP_METHODS as readonly string[]).includes(method)) throw new LifeboatError('LFB_ERR_USAGE', `--method must be one of ${BACKUP_METHODS.join(', ')}`);
+    if (!(BACKUP_METHODS as readonly string[]).includes(method))
+      throw new LifeboatError('LFB_ERR_USAGE', `--method must be one of ${BACKUP_METHODS.join(', ')}`);
     const rp = optionalString(ctx, 'retain-points') ?? '7';
     if (!/^\d+$/.test(rp) || Number(rp) < 1) throw new LifeboatError('LFB_ERR_USAGE', `--retain-points must be a whole number ≥ 1, not "${rp}"`);
     const rd = optionalString(ctx, 'retain-days');
-    if (rd !== undefined && optionalString(ctx, 'retain-points') !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--retain-points and --retain-days exclude each other');
-    if (rd !== undefined && (!/^\d+$/.test(rd) || Number(rd) < 1)) throw new LifeboatError('LFB_ERR_USAGE', `--retain-days must be a whole number ≥ 1, not "${rd}"`);
+    if (rd !== undefined && optionalString(ctx, 'retain-points') !== undefined)
+      throw new LifeboatError('LFB_ERR_USAGE', '--retain-points and --retain-days exclude each other');
+    if (rd !== undefined && (!/^\d+$/.test(rd) || Number(rd) < 1))
+      throw new LifeboatError('LFB_ERR_USAGE', `--retain-days must be a whole number ≥ 1, not "${rd}"`);
     const qmp = optionalString(ctx, 'qmp');
     const drives = (ctx.values['drive'] as string[] | undefined) ?? [];
-    if ((qmp === undefined) !== (drives.length === 0)) throw new LifeboatError('LFB_ERR_USAGE', '--qmp <monitor socket> and --drive <node-name> go together (a running VM)');
+    if ((qmp === undefined) !== (drives.length === 0))
+      throw new LifeboatError('LFB_ERR_USAGE', '--qmp <monitor socket> and --drive <node-name> go together (a running VM)');
     const disks = (ctx.values['disk'] as string[] | undefined) ?? [];
     if (disks.length === 0 && drives.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--disk is required (once per disk), or --qmp with --drive');
     const job = await ctx.service.createJob(requireString(ctx, 'repo'), {
@@ -52,6 +57,8 @@ export const jobCreate: Command = {
       gfs: optionalString(ctx, 'gfs') === undefined ? undefined : parseGfs(optionalString(ctx, 'gfs')!),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
-    ctx.out(`created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}`);
+    ctx.out(
+      `created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}`,
+    );
   },
 };

@@ -14,9 +14,24 @@ export const points: Command = {
     const rows = [
       ...list.map((p) => {
         const damage = state.damagedPoints.get(p.id);
-        return damage ? { ...p, available: false as const, problem: describeDamage(damage), code: damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT' } : { ...p, available: true as const };
+        return damage
+          ? {
+              ...p,
+              available: false as const,
+              problem: describeDamage(damage),
+              code: damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT',
+            }
+          : { ...p, available: true as const };
       }),
-      ...state.unavailable.map((u) => ({ id: u.id, createdAt: u.createdAt, kind: u.kind, file: u.file, available: false as const, problem: u.problem, code: u.code })),
+      ...state.unavailable.map((u) => ({
+        id: u.id,
+        createdAt: u.createdAt,
+        kind: u.kind,
+        file: u.file,
+        available: false as const,
+        problem: u.problem,
+        code: u.code,
+      })),
     ].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if (ctx.values['json'] === true) {
       ctx.out(JSON.stringify(rows, null, 2));

@@ -9,11 +9,19 @@ export const restore: Command = {
   usage: 'restore <job> --repo <dir> --point <id|latest> --to <path> [--disk <n|name>] [--format raw|qcow2|vmdk|vhdx|vdi] [--force]',
   summary: 'restore a point to disk images',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, point: { type: 'string' }, to: { type: 'string' }, disk: { type: 'string' }, format: { type: 'string' }, force: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string' },
+    point: { type: 'string' },
+    to: { type: 'string' },
+    disk: { type: 'string' },
+    format: { type: 'string' },
+    force: { type: 'boolean' },
+  },
   async run(ctx) {
     // Default: each disk in the format it was backed up from.
     const format = optionalString(ctx, 'format');
-    if (format !== undefined && !(RESTORE_FORMATS as readonly string[]).includes(format)) throw new LifeboatError('LFB_ERR_USAGE', `--format must be one of ${RESTORE_FORMATS.join(', ')}`);
+    if (format !== undefined && !(RESTORE_FORMATS as readonly string[]).includes(format))
+      throw new LifeboatError('LFB_ERR_USAGE', `--format must be one of ${RESTORE_FORMATS.join(', ')}`);
     const r = await ctx.service.restore(requireString(ctx, 'repo'), ctx.args[0]!, {
       point: requireString(ctx, 'point'),
       to: requireString(ctx, 'to'),

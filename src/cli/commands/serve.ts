@@ -12,7 +12,8 @@ function port(text: string | undefined, flag: string): number | undefined {
 
 export const serve: Command = {
   name: 'serve',
-  usage: 'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>]',
+  usage:
+    'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>]',
   summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
   positionals: [],
   options: {

@@ -18,13 +18,18 @@ export const verify: Command = {
       point,
       all,
       repair: ctx.values['repair'] === true,
-      onBackupProgress: (p) => ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${Math.floor((p.bytesDone / Math.max(1, p.bytesTotal)) * 100)}%`),
-      onProgress: (p) => ctx.progress(`verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)`),
+      onBackupProgress: (p) =>
+        ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${Math.floor((p.bytesDone / Math.max(1, p.bytesTotal)) * 100)}%`),
+      onProgress: (p) =>
+        ctx.progress(`verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)`),
     });
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(r, null, 2));
     else {
-      for (const p of r.problems) ctx.out(`CORRUPT ${p.file}${p.offset !== undefined ? ` at file offset ${p.offset} (disk ${p.disk}, block ${p.block})` : ''}: ${p.message} [${p.code}]`);
-      ctx.out(`${r.problems.length === 0 ? 'OK' : `${r.problems.length} problem(s)`}: ${r.blocks} stored blocks (${formatBytes(r.storedBytes)}) in ${r.files} file(s), ${r.points.length} point(s) checked`);
+      for (const p of r.problems)
+        ctx.out(`CORRUPT ${p.file}${p.offset !== undefined ? ` at file offset ${p.offset} (disk ${p.disk}, block ${p.block})` : ''}: ${p.message} [${p.code}]`);
+      ctx.out(
+        `${r.problems.length === 0 ? 'OK' : `${r.problems.length} problem(s)`}: ${r.blocks} stored blocks (${formatBytes(r.storedBytes)}) in ${r.files} file(s), ${r.points.length} point(s) checked`,
+      );
       for (const d of r.damagedPoints) ctx.out(`point ${d.id} marked damaged: ${describeDamage(d.damage)}`);
       if (r.repair && 'skipped' in r.repair) ctx.out(`repair: nothing to do: ${r.repair.skipped}`);
       else if (r.repair) {
@@ -35,7 +40,10 @@ export const verify: Command = {
     const repaired = r.repair !== undefined && 'whole' in r.repair && r.repair.whole;
     if (r.problems.length > 0 && !repaired) {
       const blocks = r.problems.some((p) => p.code === 'LFB_ERR_BLOCK_CORRUPT');
-      throw new LifeboatError(blocks ? 'LFB_ERR_BLOCK_CORRUPT' : 'LFB_ERR_FILE_CORRUPT', `verify found ${r.problems.length} problem(s) in job ${ctx.args[0]}; restore another point, or back up again`);
+      throw new LifeboatError(
+        blocks ? 'LFB_ERR_BLOCK_CORRUPT' : 'LFB_ERR_FILE_CORRUPT',
+        `verify found ${r.problems.length} problem(s) in job ${ctx.args[0]}; restore another point, or back up again`,
+      );
     }
   },
 };

@@ -20,7 +20,12 @@ export type NfsProcedure = (args: XdrReader, out: XdrWriter, ctx: NfsContext) =>
  * Runs a procedure body; on failure writes the nfsstat3 and the procedure's
  * failure body (RFC 1813: most failures still carry attributes).
  */
-export async function respond(ctx: NfsContext, out: XdrWriter, ok: () => Promise<(w: XdrWriter) => void>, fail: (w: XdrWriter) => Promise<void> | void): Promise<void> {
+export async function respond(
+  ctx: NfsContext,
+  out: XdrWriter,
+  ok: () => Promise<(w: XdrWriter) => void>,
+  fail: (w: XdrWriter) => Promise<void> | void,
+): Promise<void> {
   let body: (w: XdrWriter) => void;
   try {
     body = await ok();

@@ -53,7 +53,9 @@ export const write: NfsProcedure = async (a, out, ctx) => {
       const after = await ctx.fs.getattr(h);
       return (w) => {
         writeWcc(w, after, ctx.fsid);
-        w.u32(data.length).u32(stable === UNSTABLE ? UNSTABLE : FILE_SYNC).fixedOpaque(ctx.writeVerifier);
+        w.u32(data.length)
+          .u32(stable === UNSTABLE ? UNSTABLE : FILE_SYNC)
+          .fixedOpaque(ctx.writeVerifier);
       };
     },
     async (w) => writeWcc(w, await attrsOrNone(ctx, h), ctx.fsid),
