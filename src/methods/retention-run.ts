@@ -36,9 +36,15 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
   const done: AppliedAction[] = [];
   const held = await heldPoints(dir);
   let state = initial;
+  /** Chains whose remaining actions are skipped: one of their points is held. */
+  const stopped = new Set<string>();
   for (const action of plan.actions) {
     const chain = state.chains.find((c) => c.chainId === action.chainId);
     if (!chain) continue;
+    if (stopped.has(action.chainId)) {
+      done.push({ action, skipped: 'an earlier action of this chain is held' });
+      continue;
+    }
     // A point served by instant recovery is never destroyed; retention catches up after the session ends.
     const destroyed =
       action.type === 'delete-chain' || action.type === 'delete-increments'
@@ -49,8 +55,9 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
     const holder = held.get('*') ?? destroyed.map((p) => held.get(p)).find((h) => h !== undefined);
     if (holder !== undefined) {
       done.push({ action, skipped: `point held by ${holder}` });
-      // Later merges of this chain build on this one: stop here for the chain.
-      break;
+      // Later merges of this chain build on this one: stop here for the chain (other chains go on).
+      stopped.add(action.chainId);
+      continue;
     }
     if (action.type === 'delete-chain') {
       // Newest dependants first: an interruption leaves a shorter chain whose points are whole.
