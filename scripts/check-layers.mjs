@@ -16,7 +16,7 @@ const ALLOWED = {
   // ONC RPC, XDR and the portmapper: protocol code, no repository.
   rpc: ['core'],
   // Virtual disks and the copy-on-write overlay: no repository, no protocol.
-  blockdev: ['core', 'format'],
+  blockdev: ['core', 'format', 'storage'],
   // NFSv3 and MOUNT over the NfsFileSystem interface: never the repository.
   nfs: ['core', 'rpc'],
   // Instant recovery: the only place restore points, overlays and the datastore meet.

@@ -1,90 +1,112 @@
-import { constants as fsc } from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LifeboatError, fromFsError } from '../core/errors.js';
-import { sha256 } from '../format/checksum.js';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { localStorage, type Storage, type StorageFile } from '../storage/storage.js';
 import { pushExtent, type BlockDevice, type Extent, type ReadableDisk } from './block-device.js';
+import { MAP_HEADER, compactMap, encodeBatches, mapHeader, replayMap } from './overlay-map.js';
 
 export const OVERLAY_DATA = 'overlay.data';
 export const OVERLAY_MAP = 'overlay.map';
-const MAP_MAGIC = 0x4c464f4d; // "LFOM"
-const BATCH_MAGIC = 0x4c46424d; // "LFBM"
-const MAP_HEADER = 32;
+
+export interface OverlayOptions {
+  /** Bytes per granule, a power of two ≥ 4096 (default 64 KiB). */
+  readonly granule?: number | undefined;
+  /** Where the overlay's two files live (default: the local file system). */
+  readonly storage?: Storage | undefined;
+}
 
 /**
  * A copy-on-write overlay over a read-only disk (nbdkit's cow filter, made
- * persistent). Writes land in a sparse data file at their own offsets;
- * a map records which granules (64 KiB by default) the overlay holds. A write
- * that covers part of an unwritten granule first copies that granule from the
- * base — so a 4 KiB write copies 64 KiB, never a whole 1 MiB backup block.
- *
- * Durability: the map is an append-only log of checksummed batches of granule
- * numbers. flush() fsyncs the data file, then appends the granules written
- * since the last flush and fsyncs the log: after a crash, every granule of a
- * completed flush is there with its data, and a torn last batch is ignored.
+ * persistent). Writes land in a sparse data file at their own offsets; a map
+ * records which granules (64 KiB by default) the overlay holds. A write that
+ * covers part of an unwritten granule first copies that granule from the
+ * base, so a 4 KiB write copies 64 KiB, never a whole 1 MiB backup block.
  * The base is never written.
+ *
+ * Durability (docs/design.md §Overlay):
+ * - flush() makes every write that completed before it was called durable.
+ *   Flushes run one at a time in call order; a flush called while another
+ *   runs joins the next one (group commit). Each fdatasyncs the data file,
+ *   then appends the granules first written since the last flush to the map
+ *   log and fdatasyncs it. Only then does mapEnd move.
+ * - A failed map append or map sync puts its granules back: the next flush
+ *   logs them again, at the same place.
+ * - A failed data sync means the kernel may have dropped written pages:
+ *   the overlay refuses every later write and flush (LFB_ERR_IO) until it
+ *   is opened again, so no COMMIT or FLUSH reports success over lost data.
+ * - A granule's first write holds the granule's lock (whole-granule writes
+ *   too), so a concurrent fill from the base never lands over newer bytes.
  */
 export class CowOverlay implements BlockDevice {
   readonly size: number;
-  private readonly written: Uint8Array;
-  private readonly pending = new Set<number>();
   private writtenCount = 0;
+  /** Granules first written since the last successful flush took them (each granule is marked once in its life). */
+  private pending: number[] = [];
   private readonly locks = new Map<number, Promise<void>>();
-  private mapEnd: number;
+  /** The flush running or last run (settled or not); the next one starts after it. */
+  private flushTail: Promise<void> = Promise.resolve();
+  /** A flush queued behind the running one, not yet started: later callers join it. */
+  private queuedFlush: Promise<void> | undefined;
+  /** Set when a data sync failed: written bytes may be lost, so nothing may be acknowledged any more. */
+  private broken: LifeboatError | undefined;
+  /** Reads, writes and flushes in progress; close() waits for them. */
+  private readonly active = new Set<Promise<unknown>>();
   private closed = false;
 
   private constructor(
     private readonly base: ReadableDisk,
     readonly dir: string,
     readonly granule: number,
-    private readonly data: FileHandle,
-    private readonly map: FileHandle,
-    written: Uint8Array,
-    mapEnd: number,
+    private readonly data: StorageFile,
+    private readonly map: StorageFile,
+    private readonly written: Uint8Array,
+    private mapEnd: number,
   ) {
     this.size = base.size;
-    this.written = written;
-    this.mapEnd = mapEnd;
+    for (const b of written) for (let x = b; x; x &= x - 1) this.writtenCount += 1;
   }
 
-  /** Opens the overlay in `dir`, creating it if absent; replays its map. */
-  static async open(base: ReadableDisk, dir: string, opts: { granule?: number } = {}): Promise<CowOverlay> {
+  /** Opens the overlay in `dir`, creating it if absent; replays its map (and compacts it when it has grown long). */
+  static async open(base: ReadableDisk, dir: string, opts: OverlayOptions = {}): Promise<CowOverlay> {
     const granule = opts.granule ?? 64 * 1024;
+    const storage = opts.storage ?? localStorage;
     if (granule < 4096 || (granule & (granule - 1)) !== 0) throw new RangeError(`granule ${granule} must be a power of two ≥ 4096`);
-    await mkdir(dir, { recursive: true });
+    await storage.mkdir(dir);
     const granules = Math.ceil(base.size / granule);
     const written = new Uint8Array(Math.ceil(granules / 8));
-    let data: FileHandle | undefined;
-    let map: FileHandle | undefined;
+    const mapPath = join(dir, OVERLAY_MAP);
+    let data: StorageFile | undefined;
+    let map: StorageFile | undefined;
     try {
-      data = await open(join(dir, OVERLAY_DATA), fsc.O_RDWR | fsc.O_CREAT, 0o600);
-      if ((await data.stat()).size !== base.size) await data.truncate(base.size);
-      map = await open(join(dir, OVERLAY_MAP), fsc.O_RDWR | fsc.O_CREAT, 0o600);
-      const bytes = await map.readFile();
+      data = await storage.open(join(dir, OVERLAY_DATA), 'create');
+      if ((await data.size()) !== base.size) await data.truncate(base.size);
+      map = await storage.open(mapPath, 'create');
       let mapEnd: number;
-      if (bytes.length < MAP_HEADER) {
-        const h = Buffer.alloc(MAP_HEADER);
-        h.writeUInt32LE(MAP_MAGIC, 0);
-        h.writeUInt32LE(granule, 4);
-        h.writeBigUInt64LE(BigInt(base.size), 8);
-        await map.write(h, 0, MAP_HEADER, 0);
+      if ((await map.size()) < MAP_HEADER) {
+        // New (or never completed): a header, synced, and both names made durable.
+        await map.pwrite(mapHeader(granule, base.size), 0);
         await map.truncate(MAP_HEADER);
         await map.sync();
+        await storage.syncDir(dir);
         mapEnd = MAP_HEADER;
       } else {
-        if (bytes.readUInt32LE(0) !== MAP_MAGIC) throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${join(dir, OVERLAY_MAP)}: not an overlay map`);
-        if (bytes.readUInt32LE(4) !== granule || Number(bytes.readBigUInt64LE(8)) !== base.size) {
-          throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${join(dir, OVERLAY_MAP)}: made for another disk size or granule`);
+        const log = await replayMap(map, mapPath, granule, base.size, written);
+        mapEnd = log.end;
+        let count = 0;
+        for (const b of written) for (let x = b; x; x &= x - 1) count += 1;
+        const compactBytes = MAP_HEADER + 16 * Math.ceil(count / 65536) + 8 * count;
+        if (log.batches > 1 && log.bytes > 2 * compactBytes + 64 * 1024) {
+          await map.close();
+          map = undefined;
+          mapEnd = await compactMap(storage, dir, mapPath, mapHeader(granule, base.size), written);
+          map = await storage.open(mapPath, 'write');
         }
-        mapEnd = replay(bytes, written, granules);
       }
-      const ov = new CowOverlay(base, dir, granule, data, map, written, mapEnd);
-      for (const b of written) for (let x = b; x; x &= x - 1) ov.writtenCount += 1;
-      return ov;
+      return new CowOverlay(base, dir, granule, data, map, written, mapEnd);
     } catch (err) {
-      await data?.close();
-      await map?.close();
-      throw fromFsError(err, 'open overlay', dir);
+      await data?.close().catch(() => undefined);
+      await map?.close().catch(() => undefined);
+      if (isLifeboatError(err)) throw err;
+      throw new LifeboatError('LFB_ERR_IO', `open overlay ${dir}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
@@ -93,9 +115,10 @@ export class CowOverlay implements BlockDevice {
   }
 
   private mark(g: number): void {
-    if (!this.isWritten(g)) this.writtenCount += 1;
+    if (this.isWritten(g)) return;
+    this.writtenCount += 1;
     this.written[g >> 3]! |= 1 << (g & 7);
-    this.pending.add(g);
+    this.pending.push(g);
   }
 
   /** The byte ranges the overlay holds, in order (runs of written granules). */
@@ -117,17 +140,33 @@ export class CowOverlay implements BlockDevice {
 
   private check(offset: number, length: number): void {
     if (this.closed) throw new LifeboatError('LFB_ERR_INTERNAL', 'overlay is closed');
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `range ${offset}+${length} is outside the disk (${this.size} bytes)`);
     }
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    this.check(offset, length);
+  /** Runs `op` as one of the operations close() waits for. */
+  private track<T>(op: Promise<T>): Promise<T> {
+    this.active.add(op);
+    const done = (): void => void this.active.delete(op);
+    op.then(done, done);
+    return op;
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    try {
+      this.check(offset, length);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (this.writtenCount === 0 || this.untouched(offset, length)) {
       // Nothing of the range was written: the base's bytes as they are, no copy.
       return this.base.read(offset, length);
     }
+    return this.track(this.readMixed(offset, length));
+  }
+
+  private async readMixed(offset: number, length: number): Promise<Buffer> {
     const out = Buffer.alloc(length);
     let pos = offset;
     while (pos < offset + length) {
@@ -137,7 +176,7 @@ export class CowOverlay implements BlockDevice {
       let end = Math.min(offset + length, (g + 1) * this.granule);
       while (end < offset + length && this.isWritten(Math.floor(end / this.granule)) === fromOverlay) end = Math.min(offset + length, end + this.granule);
       const n = end - pos;
-      if (fromOverlay) await this.data.read(out, pos - offset, n, pos);
+      if (fromOverlay) await this.data.pread(out.subarray(pos - offset, pos - offset + n), pos);
       else (await this.base.read(pos, n)).copy(out, pos - offset);
       pos = end;
     }
@@ -166,8 +205,17 @@ export class CowOverlay implements BlockDevice {
     return true;
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
-    this.check(offset, data.length);
+  write(offset: number, data: Buffer): Promise<void> {
+    try {
+      this.check(offset, data.length);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    if (this.broken) return Promise.reject(this.broken);
+    return this.track(this.writeGranules(offset, data));
+  }
+
+  private async writeGranules(offset: number, data: Buffer): Promise<void> {
     let pos = offset;
     const end = offset + data.length;
     while (pos < end) {
@@ -176,34 +224,35 @@ export class CowOverlay implements BlockDevice {
       const gEnd = Math.min(gStart + this.granule, this.size);
       const to = Math.min(end, gEnd);
       const piece = data.subarray(pos - offset, to - offset);
-      if (this.isWritten(g) || (pos === gStart && to === gEnd)) {
-        await this.data.write(piece, 0, piece.length, pos);
-        if (!this.isWritten(g)) this.mark(g);
-      } else {
-        await this.fill(g, gStart, gEnd, pos, piece);
-      }
+      if (this.isWritten(g)) await this.data.pwrite(piece, pos);
+      else await this.firstWrite(g, gStart, gEnd, pos, piece);
       pos = to;
     }
   }
 
-  /** First write into part of a granule: copy it from the base, apply the write, then mark it. */
-  private async fill(g: number, gStart: number, gEnd: number, pos: number, piece: Buffer): Promise<void> {
+  /**
+   * A write into a granule the overlay does not hold yet, under the granule's
+   * lock: a partial one copies the granule from the base around it. The
+   * granule is marked only once its bytes are in the data file.
+   */
+  private async firstWrite(g: number, gStart: number, gEnd: number, pos: number, piece: Buffer): Promise<void> {
     for (;;) {
       const busy = this.locks.get(g);
       if (!busy) break;
       await busy;
     }
-    if (this.isWritten(g)) {
-      await this.data.write(piece, 0, piece.length, pos);
-      return;
-    }
+    if (this.isWritten(g)) return this.data.pwrite(piece, pos);
     let release!: () => void;
     this.locks.set(g, new Promise<void>((r) => (release = r)));
     try {
-      // A copy: the base may hand out a view of its shared block cache, which must never change.
-      const whole = Buffer.from(await this.base.read(gStart, gEnd - gStart));
-      piece.copy(whole, pos - gStart);
-      await this.data.write(whole, 0, whole.length, gStart);
+      if (pos === gStart && pos + piece.length === gEnd) {
+        await this.data.pwrite(piece, pos);
+      } else {
+        // A copy: the base may hand out a view of its shared block cache, which must never change.
+        const whole = Buffer.from(await this.base.read(gStart, gEnd - gStart));
+        piece.copy(whole, pos - gStart);
+        await this.data.pwrite(whole, gStart);
+      }
       this.mark(g);
     } finally {
       this.locks.delete(g);
@@ -211,52 +260,55 @@ export class CowOverlay implements BlockDevice {
     }
   }
 
-  async flush(): Promise<void> {
-    if (this.pending.size === 0) {
-      await this.data.sync();
-      return;
-    }
-    const gs = [...this.pending];
-    this.pending.clear();
-    await this.data.sync();
-    const batch = Buffer.alloc(16 + 8 * gs.length);
-    batch.writeUInt32LE(BATCH_MAGIC, 0);
-    batch.writeUInt32LE(gs.length, 4);
-    gs.forEach((g, i) => batch.writeBigUInt64LE(BigInt(g), 16 + 8 * i));
-    sha256(batch.subarray(16)).copy(batch, 8, 0, 8);
-    await this.map.write(batch, 0, batch.length, this.mapEnd);
-    await this.map.sync();
-    this.mapEnd += batch.length;
+  /** Makes every write that completed before this call durable (see the class comment). */
+  flush(): Promise<void> {
+    if (this.closed) return Promise.reject(new LifeboatError('LFB_ERR_INTERNAL', 'overlay is closed'));
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.queuedFlush) return this.queuedFlush;
+    const next = this.flushTail.then(
+      () => this.flushNow(),
+      () => this.flushNow(),
+    );
+    this.queuedFlush = next;
+    this.flushTail = next;
+    return this.track(next);
   }
 
+  private async flushNow(): Promise<void> {
+    // From here on, callers queue a new flush: this one may not cover their writes.
+    this.queuedFlush = undefined;
+    if (this.broken) throw this.broken;
+    const gs = this.pending;
+    this.pending = [];
+    try {
+      await this.data.datasync();
+    } catch (err) {
+      this.broken = new LifeboatError(
+        'LFB_ERR_IO',
+        `overlay ${this.dir}: written data may be lost (syncing the data file failed: ${err instanceof Error ? err.message : String(err)}); ` +
+          'writes to this disk are refused until the server opens the session again',
+        { cause: err, details: { dir: this.dir } },
+      );
+      throw this.broken;
+    }
+    if (gs.length === 0) return;
+    const batches = encodeBatches(gs);
+    try {
+      await this.map.pwrite(batches, this.mapEnd);
+      await this.map.datasync();
+    } catch (err) {
+      // Their data is durable; the next flush logs them again, over whatever this one left.
+      for (const g of gs) this.pending.push(g);
+      throw err;
+    }
+    this.mapEnd += batches.length;
+  }
+
+  /** Waits for every operation in progress, then closes the files; unflushed writes stay unlogged. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.data.close();
-    await this.map.close();
+    while (this.active.size > 0) await Promise.allSettled([...this.active]);
+    await Promise.allSettled([this.data.close(), this.map.close()]);
   }
-}
-
-/** Applies every whole, valid batch of the log; returns where the valid log ends. */
-function replay(bytes: Buffer, written: Uint8Array, granules: number): number {
-  let at = MAP_HEADER;
-  while (at + 16 <= bytes.length) {
-    if (bytes.readUInt32LE(at) !== BATCH_MAGIC) break;
-    const n = bytes.readUInt32LE(at + 4);
-    const body = 16 + 8 * n;
-    if (at + body > bytes.length) break;
-    const list = bytes.subarray(at + 16, at + body);
-    if (
-      !sha256(list)
-        .subarray(0, 8)
-        .equals(bytes.subarray(at + 8, at + 16))
-    )
-      break;
-    for (let i = 0; i < n; i++) {
-      const g = Number(list.readBigUInt64LE(8 * i));
-      if (g < granules) written[g >> 3]! |= 1 << (g & 7);
-    }
-    at += body;
-  }
-  return at;
 }
