@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyRetention } from '../src/methods/retention-run.js';
-import { Repository, loadJob, scanJob, writeHold } from '../src/repository/index.js';
+import { Repository, heldPoints, loadJob, scanJob, withHoldsLock, writeHold } from '../src/repository/index.js';
 import { MiB, cli, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 
 /** A forward job whose every run is an active full: one chain per run. Returns the repository and the chains' point ids, oldest first. */
@@ -42,6 +42,27 @@ test('retention: a held point stops only its own chain; the next chain is still 
     );
     const left = (await scanJob(jobDir)).chains.map((c) => c.full.root.pointId);
     assert.deepEqual(left, [points[0], points[2]], 'the held chain stays, the second chain is gone, the newest stays');
+  } finally {
+    await cleanup();
+  }
+});
+test('retention reads the holds under the holds lock: a hold written while it waits protects the point', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const { repo, jobDir, points } = await threeChains(dir);
+    const job = { ...(await loadJob(await Repository.open(repo), 'j')), retainPoints: 1 };
+    let retention: Promise<unknown> | undefined;
+    await withHoldsLock(jobDir, 'test', async () => {
+      // A session that got the lock first: retention must wait for it, then see its hold.
+      retention = applyRetention(job, jobDir, await scanJob(jobDir), new Date('2026-06-04T08:00:00Z'));
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal((await scanJob(jobDir)).chains.length, 3, 'nothing deleted while a session holds the holds lock');
+      await writeHold(jobDir, 'session-s', points[1]!);
+    });
+    await retention;
+    assert.equal((await heldPoints(jobDir)).get(points[1]!), 'session-s');
+    const left = (await scanJob(jobDir)).chains.map((c) => c.full.root.pointId);
+    assert.deepEqual(left, [points[1], points[2]], 'the first chain is gone, the held one stays');
   } finally {
     await cleanup();
   }

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { removeDurable } from '../storage/index.js';
 import { retentionPolicy, type JobDefinition } from '../repository/job.js';
-import { scanJob, type JobState } from '../repository/job-state.js';
-import { heldPoints } from '../repository/holds.js';
+import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
+import { heldPoints, withHoldsLock } from '../repository/holds.js';
 import { planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
 
@@ -26,15 +26,20 @@ export function planChains(state: JobState): PlanChain[] {
   }));
 }
 
+/** How long retention waits for a session that is writing its hold (a few file writes). */
+const HOLDS_WAIT_MS = 60_000;
+
 /**
  * Carries out the retention plan. Each action is crash-safe on its own:
  * a chain is deleted newest file first, so an interruption leaves a shorter
  * chain whose remaining points are all whole; a merge commits atomically.
+ * Each action reads the holds and runs under the holds lock, so a session
+ * that holds a point before or while retention runs is never left serving
+ * deleted files.
  */
 export async function applyRetention(job: JobDefinition, dir: string, initial: JobState, now: Date): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), retentionPolicy(job, now));
   const done: AppliedAction[] = [];
-  const held = await heldPoints(dir);
   let state = initial;
   /** Chains whose remaining actions are skipped: one of their points is held. */
   const stopped = new Set<string>();
@@ -45,38 +50,50 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
       done.push({ action, skipped: 'an earlier action of this chain is held' });
       continue;
     }
-    // A point served by instant recovery is never destroyed; retention catches up after the session ends.
-    const destroyed =
-      action.type === 'delete-chain' || action.type === 'delete-increments'
-        ? action.pointIds
-        : action.type === 'merge'
-          ? [action.fullPointId]
-          : [action.pointId];
-    const holder = held.get('*') ?? destroyed.map((p) => held.get(p)).find((h) => h !== undefined);
-    if (holder !== undefined) {
-      done.push({ action, skipped: `point held by ${holder}` });
-      // Later merges of this chain build on this one: stop here for the chain (other chains go on).
-      stopped.add(action.chainId);
-      continue;
-    }
-    if (action.type === 'delete-chain') {
-      // Newest dependants first: an interruption leaves a shorter chain whose points are whole.
-      for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name));
-      for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name));
-      await removeDurable(join(dir, chain.full.name));
-      done.push({ action });
-    } else if (action.type === 'delete-increments') {
-      for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name));
-      done.push({ action });
-    } else if (action.type === 'delete-rollback') {
-      const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);
-      if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await removeDurable(join(dir, rb.name));
-      done.push({ action });
-    } else {
-      const merge = await mergeOldestIncrement(chain);
-      done.push({ action, merge });
-    }
-    state = await scanJob(dir);
+    const applied = await withHoldsLock(
+      dir,
+      `job "${job.name}"`,
+      async () => {
+        // A point served by instant recovery is never destroyed; retention catches up after the session ends.
+        const held = await heldPoints(dir);
+        const holder =
+          held.get('*') ??
+          destroyedBy(action)
+            .map((p) => held.get(p))
+            .find((h) => h !== undefined);
+        return holder !== undefined ? { action, skipped: `point held by ${holder}` } : carryOut(action, chain, dir);
+      },
+      { waitMs: HOLDS_WAIT_MS },
+    );
+    done.push(applied);
+    // Later merges of this chain build on a held one: stop here for the chain (other chains go on).
+    if (applied.skipped !== undefined) stopped.add(action.chainId);
+    else state = await scanJob(dir);
   }
   return done;
+}
+
+function destroyedBy(action: RetentionAction): readonly string[] {
+  return action.type === 'delete-chain' || action.type === 'delete-increments'
+    ? action.pointIds
+    : action.type === 'merge'
+      ? [action.fullPointId]
+      : [action.pointId];
+}
+
+async function carryOut(action: RetentionAction, chain: Chain, dir: string): Promise<AppliedAction> {
+  if (action.type === 'delete-chain') {
+    // Newest dependants first: an interruption leaves a shorter chain whose points are whole.
+    for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name));
+    for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name));
+    await removeDurable(join(dir, chain.full.name));
+  } else if (action.type === 'delete-increments') {
+    for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name));
+  } else if (action.type === 'delete-rollback') {
+    const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);
+    if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await removeDurable(join(dir, rb.name));
+  } else {
+    return { action, merge: await mergeOldestIncrement(chain) };
+  }
+  return { action };
 }

@@ -1,11 +1,15 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeDurable } from '../storage/index.js';
+import { LockFile, removeDurable } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 
 /**
  * A hold protects a restore point from retention while something uses it
- * (an instant-recovery session): jobs/<job>/holds/<holder>.json.
+ * (an instant-recovery session): jobs/<job>/holds/<holder>.json. A new hold
+ * is written under the holds lock, and retention reads the holds and carries
+ * out each action under it: a retention run that read the holds before a
+ * session's hold existed has finished that action before the session can
+ * look at the point, and one that comes later sees the hold.
  */
 export async function writeHold(jobDir: string, holder: string, pointId: string): Promise<void> {
   await mkdir(join(jobDir, 'holds'), { recursive: true });
@@ -29,4 +33,40 @@ export async function heldPoints(jobDir: string): Promise<Map<string, string>> {
     }
   }
   return held;
+}
+
+/**
+ * jobs/<job>/holds.lock: orders new holds against retention's actions. Not
+ * the job lock: a backup holds that for its whole run, and a session must
+ * not wait for a backup to publish a point.
+ */
+export const HOLDS_LOCK = 'holds.lock';
+
+/** Callers in this process queue here first: LockFile orders processes, not the calls of one. */
+const queues = new Map<string, Promise<void>>();
+
+/**
+ * Runs `fn` holding the job's holds lock. `waitMs` bounds the wait for
+ * another process (LFB_ERR_JOB_LOCKED after it); callers in this process
+ * wait their turn.
+ */
+export async function withHoldsLock<T>(jobDir: string, what: string, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+  const path = join(jobDir, HOLDS_LOCK);
+  const before = queues.get(path) ?? Promise.resolve();
+  let done!: () => void;
+  const mine = new Promise<void>((r) => (done = r));
+  const tail = before.then(() => mine);
+  queues.set(path, tail);
+  try {
+    await before;
+    const lock = await LockFile.acquire(path, `the holds of ${what}`, { waitMs: opts.waitMs ?? 0 });
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  } finally {
+    done();
+    if (queues.get(path) === tail) queues.delete(path);
+  }
 }
