@@ -83,10 +83,17 @@ export function writePostOpFh(w: XdrWriter, h: Buffer | undefined): void {
   else w.bool(true).opaque(h);
 }
 
+/**
+ * The mode bits a client may set: permissions only. Files are owned by the
+ * server's user (root when it serves port 111), so setuid, setgid and sticky
+ * bits from a client are dropped here, for every file system.
+ */
+export const SETTABLE_MODE_BITS = 0o777;
+
 /** sattr3 (RFC 1813 §2.5). */
 export function readSattr(r: XdrReader): SetAttr {
   const s: { -readonly [K in keyof SetAttr]: SetAttr[K] } = {};
-  if (r.bool('set_mode')) s.mode = r.u32('mode');
+  if (r.bool('set_mode')) s.mode = r.u32('mode') & SETTABLE_MODE_BITS;
   if (r.bool('set_uid')) s.uid = r.u32('uid');
   if (r.bool('set_gid')) s.gid = r.u32('gid');
   if (r.bool('set_size')) {

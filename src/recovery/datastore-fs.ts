@@ -46,6 +46,15 @@ const KIND_DISK = 3;
 const KIND_FILE = 4;
 const HANDLE_VERSION = 1;
 const VIRTUAL = 1n << 63n;
+/**
+ * The only mode bits a client may set: the server runs as root when it serves
+ * port 111, so a setuid, setgid or sticky bit set through NFS would make a
+ * session file run as root on the host.
+ */
+const PERMISSION_BITS = 0o777;
+const SET_ID_AND_STICKY = 0o7000;
+/** Opening a session file never follows a symbolic link out of the session folder. */
+const NO_FOLLOW = fsc.O_NOFOLLOW;
 
 interface Live {
   readonly s: DatastoreSession;
@@ -88,8 +97,11 @@ export class DatastoreFileSystem implements NfsFileSystem {
   private async rescan(live: Live): Promise<void> {
     const paths = new Map<bigint, string>();
     const walk = async (rel: string): Promise<void> => {
-      const st = await lstat(join(live.s.filesDir, rel), { bigint: true });
+      const path = join(live.s.filesDir, rel);
+      const st = await lstat(path, { bigint: true });
       paths.set(st.ino, rel);
+      // Left by an older server, or by hand: a session file is never set-id.
+      if ((st.isFile() || st.isDirectory()) && (Number(st.mode) & SET_ID_AND_STICKY) !== 0) await chmod(path, Number(st.mode) & PERMISSION_BITS);
       if (!st.isDirectory()) return;
       for (const n of await readdir(join(live.s.filesDir, rel))) await walk(rel === '' ? n : `${rel}/${n}`);
     };
@@ -214,9 +226,11 @@ export class DatastoreFileSystem implements NfsFileSystem {
         throw new NfsError(NFS3ERR_INVAL, 'a recovered disk cannot be resized');
       return;
     }
-    const { path } = await this.realPath(d.live!, d.id);
+    const { path, st } = await this.realPath(d.live!, d.id);
+    // chmod, truncate and utimes follow symbolic links: a link is never changed (nor what it points to).
+    if (st.isSymbolicLink()) throw new NfsError(NFS3ERR_INVAL, 'a symbolic link has no attributes to set');
     if (set.size !== undefined) await truncate(path, set.size);
-    if (set.mode !== undefined) await chmod(path, set.mode & 0o7777);
+    if (set.mode !== undefined) await chmod(path, set.mode & PERMISSION_BITS);
     if (set.atime !== undefined || set.mtime !== undefined) {
       const st = await lstat(path);
       const t = (v: SetAttr['atime'], cur: number): Date => new Date(v === undefined ? cur : v === 'server' ? this.clock.now().getTime() : v);
@@ -280,7 +294,7 @@ export class DatastoreFileSystem implements NfsFileSystem {
     }
     if (d.kind !== KIND_FILE) throw new NfsError(NFS3ERR_ISDIR);
     const { path } = await this.realPath(d.live!, d.id);
-    const fh = await open(path, 'r');
+    const fh = await open(path, fsc.O_RDONLY | NO_FOLLOW);
     try {
       const buf = Buffer.alloc(count);
       const { bytesRead } = await fh.read(buf, 0, count, offset);
@@ -302,7 +316,7 @@ export class DatastoreFileSystem implements NfsFileSystem {
     }
     if (d.kind !== KIND_FILE) throw new NfsError(NFS3ERR_ISDIR);
     const { path } = await this.realPath(d.live!, d.id);
-    const fh = await open(path, 'r+');
+    const fh = await open(path, fsc.O_RDWR | NO_FOLLOW);
     try {
       await fh.write(data, 0, data.length, offset);
       if (stable) await fh.sync();
@@ -316,8 +330,8 @@ export class DatastoreFileSystem implements NfsFileSystem {
     if (d.kind === KIND_DISK) return d.live!.s.disks[Number(d.id)]!.device.flush();
     if (d.kind !== KIND_FILE) return;
     const { path, st } = await this.realPath(d.live!, d.id);
-    if (st.isDirectory()) return;
-    const fh = await open(path, 'r');
+    if (!st.isFile()) return;
+    const fh = await open(path, fsc.O_RDONLY | NO_FOLLOW);
     try {
       await fh.sync();
     } finally {
@@ -337,7 +351,7 @@ export class DatastoreFileSystem implements NfsFileSystem {
     const { live, rel, path } = await this.inSession(dir, name);
     let fh: FileHandle;
     try {
-      fh = await open(path, how.mode === 'unchecked' ? fsc.O_RDWR | fsc.O_CREAT : fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+      fh = await open(path, how.mode === 'unchecked' ? fsc.O_RDWR | fsc.O_CREAT | NO_FOLLOW : fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o644);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || how.mode !== 'exclusive') throw err;
       // A retransmitted EXCLUSIVE create: same verifier (kept in the times) → success.
@@ -345,20 +359,25 @@ export class DatastoreFileSystem implements NfsFileSystem {
       if (Math.floor(st.mtimeMs / 1000) !== how.verifier.readUInt32BE(0) % 2 ** 31) throw new NfsError(NFS3ERR_EXIST);
       return this.realHandle(live, rel);
     }
-    await fh.close();
-    if (how.mode === 'exclusive') {
-      const t = new Date((how.verifier.readUInt32BE(0) % 2 ** 31) * 1000);
-      await utimes(path, t, t);
-    } else if (how.attrs.size !== undefined || how.attrs.mode !== undefined) {
-      if (how.attrs.size !== undefined) await truncate(path, how.attrs.size);
-      if (how.attrs.mode !== undefined) await chmod(path, how.attrs.mode & 0o7777);
+    try {
+      if (how.mode === 'exclusive') {
+        const t = new Date((how.verifier.readUInt32BE(0) % 2 ** 31) * 1000);
+        await fh.utimes(t, t);
+      } else {
+        if (how.attrs.size !== undefined) await fh.truncate(how.attrs.size);
+        if (how.attrs.mode !== undefined) await fh.chmod(how.attrs.mode & PERMISSION_BITS);
+      }
+    } finally {
+      await fh.close();
     }
     return this.realHandle(live, rel);
   }
 
   async mkdir(dir: Buffer, name: string, attrs: SetAttr): Promise<Buffer> {
     const { live, rel, path } = await this.inSession(dir, name);
-    await mkdir(path, { mode: attrs.mode ?? 0o755 });
+    await mkdir(path, { mode: 0o700 });
+    // chmod, not mkdir's mode: mkdir keeps the sticky bit and inherits setgid from the parent.
+    await chmod(path, (attrs.mode ?? 0o755) & PERMISSION_BITS);
     return this.realHandle(live, rel);
   }
 

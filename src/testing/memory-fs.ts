@@ -111,7 +111,7 @@ export class MemoryFileSystem implements NfsFileSystem {
       n.data = d;
       n.mtimeMs = Date.now();
     }
-    if (s.mode !== undefined) n.mode = s.mode;
+    if (s.mode !== undefined) n.mode = s.mode & 0o777;
     if (s.uid !== undefined) n.uid = s.uid;
     if (s.gid !== undefined) n.gid = s.gid;
     if (s.atime !== undefined) n.atimeMs = s.atime === 'server' ? Date.now() : s.atime;
@@ -180,7 +180,7 @@ export class MemoryFileSystem implements NfsFileSystem {
     const d = this.dir(dirH);
     if (d.children.has(name)) throw new NfsError(NFS3ERR_EXIST);
     const n = this.add(d, name, 'dir');
-    if (attrs.mode !== undefined) n.mode = attrs.mode;
+    if (attrs.mode !== undefined) n.mode = attrs.mode & 0o777;
     return this.handle(n.id);
   }
 
