@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
 import { listenTcp } from '../core/listen.js';
-import { RecordReader, RecordTooLargeError, recordHeader } from './record-marking.js';
+import { RecordMarkingError, RecordReader, recordHeader } from './record-marking.js';
 import {
   AUTH_BADCRED,
   GARBAGE_ARGS,
@@ -120,12 +120,38 @@ export class RpcServer {
     this.sockets.add(socket);
     socket.setNoDelay(true);
     const reader = new RecordReader(this.maxRecord);
+    const peer = { remoteAddress, remotePort: socket.remotePort ?? 0 };
     let inFlight = 0;
     let waitingForDrain = false;
-    const updateFlow = (): void => {
+    /**
+     * Dispatches received records while a slot is free, then reads more only
+     * if every received record is dispatched: records beyond maxInFlight wait
+     * in the reader, and the paused socket bounds how many bytes that is.
+     */
+    const pump = (): void => {
+      try {
+        while (!socket.destroyed && inFlight < this.maxInFlight && !waitingForDrain) {
+          const record = reader.next();
+          if (record === undefined) break;
+          dispatch(record);
+        }
+      } catch (err) {
+        this.opts.logger.warn('rpc: closing connection', { remoteAddress, reason: err instanceof RecordMarkingError ? err.message : String(err) });
+        socket.destroy();
+        return;
+      }
       const stop = inFlight >= this.maxInFlight || waitingForDrain;
       if (stop && !socket.isPaused()) socket.pause();
       else if (!stop && socket.isPaused()) socket.resume();
+    };
+    const dispatch = (record: Buffer): void => {
+      inFlight += 1;
+      void this.handle(record, peer).then((reply) => {
+        inFlight -= 1;
+        if (reply) send(reply);
+        else socket.destroy(); // not even an xid: the stream cannot be trusted
+        pump();
+      });
     };
     const send = (w: XdrWriter): void => {
       if (socket.destroyed) return;
@@ -137,32 +163,15 @@ export class RpcServer {
       socket.uncork();
       if (!ok && !waitingForDrain) {
         waitingForDrain = true;
-        updateFlow();
         socket.once('drain', () => {
           waitingForDrain = false;
-          updateFlow();
+          pump();
         });
       }
     };
     socket.on('data', (chunk: Buffer) => {
-      let records: Buffer[];
-      try {
-        records = reader.feed(chunk);
-      } catch (err) {
-        this.opts.logger.warn('rpc: closing connection', { remoteAddress, reason: err instanceof RecordTooLargeError ? err.message : String(err) });
-        socket.destroy();
-        return;
-      }
-      for (const record of records) {
-        inFlight += 1;
-        updateFlow();
-        void this.handle(record, { remoteAddress, remotePort: socket.remotePort ?? 0 }).then((reply) => {
-          inFlight -= 1;
-          if (reply) send(reply);
-          else socket.destroy(); // not even an xid: the stream cannot be trusted
-          updateFlow();
-        });
-      }
+      reader.push(chunk);
+      pump();
     });
     socket.on('error', () => undefined);
     socket.on('close', () => this.sockets.delete(socket));
