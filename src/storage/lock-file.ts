@@ -1,4 +1,6 @@
-import { link, readFile, unlink, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { link, open, readdir, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { hostname } from 'node:os';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 
@@ -6,31 +8,39 @@ import { LifeboatError, fromFsError } from '../core/errors.js';
  * An exclusive lock held as a file created with O_EXCL. It records the
  * holder's pid and host; a lock whose process is gone (kill -9) is stale and
  * is taken over, so a crashed run never blocks the next one.
+ *
+ * Taking over is race-free: a lock file is never rewritten in place (it is
+ * written under a private name and hard-linked into place), so its inode and
+ * content identify it (`key`). Only the process that created
+ * `<lock>.break-<key>` exclusively may remove the lock file with that key, and
+ * only after seeing, while holding it, that the lock file still has that key
+ * and a dead holder. Two processes that both saw the same stale lock cannot
+ * both remove it, and neither can remove the fresh lock that replaced it. A
+ * breaker that died holding its break file is succeeded one level up
+ * (`<break file>-<its key>`), so no file is ever removed on the strength of a
+ * look that may be out of date.
  */
 export class LockFile {
-  private constructor(readonly path: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly nonce: string,
+  ) {}
 
-  static async acquire(path: string, what: string, opts: { waitMs?: number } = {}): Promise<LockFile> {
+  static async acquire(path: string, what: string, opts: { waitMs?: number; pollMs?: number } = {}): Promise<LockFile> {
     const deadline = Date.now() + (opts.waitMs ?? 0);
+    const pollMs = opts.pollMs ?? 200;
+    const nonce = randomBytes(8).toString('hex');
     for (;;) {
-      // The content is written under a private name and hard-linked into place, so
-      // a lock file is never seen half-written.
-      const tmp = `${path}.${process.pid}.tmp`;
-      try {
-        await writeFile(tmp, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
-        await link(tmp, path);
-        return new LockFile(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromFsError(err, 'create lock', path);
-      } finally {
-        await unlink(tmp).catch(() => undefined);
-      }
-      const holder = await readHolder(path);
-      if (holder === undefined || (holder.host === hostname() && !processAlive(holder.pid))) {
-        // Stale: its owner died without releasing it. Remove and try again.
-        await unlink(path).catch(() => undefined);
+      if (await createExclusive(path, holderText(nonce))) return new LockFile(path, nonce);
+      const seen = await look(path);
+      if (seen === undefined) continue; // released between our attempt and our look
+      if (isStale(seen.holder)) {
+        if (await breakStale(path, seen)) continue;
+        // Another live process is taking it over: see who wins.
+        await sleep(pollMs);
         continue;
       }
+      const holder = seen.holder!;
       if (Date.now() >= deadline) {
         throw new LifeboatError(
           'LFB_ERR_JOB_LOCKED',
@@ -38,12 +48,14 @@ export class LockFile {
           { details: { path, pid: holder.pid } },
         );
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(pollMs);
     }
   }
 
+  /** Removes the lock file if it is still ours (it always is, unless someone removed it by hand). */
   async release(): Promise<void> {
-    await unlink(this.path).catch(() => undefined);
+    const seen = await look(this.path).catch(() => undefined);
+    if (seen?.holder?.nonce === this.nonce) await unlink(this.path).catch(() => undefined);
   }
 }
 
@@ -51,16 +63,115 @@ interface Holder {
   pid: number;
   host: string;
   since: string;
+  /** Random per acquisition: no two lock files ever have the same content. */
+  nonce?: string;
 }
 
-async function readHolder(path: string): Promise<Holder | undefined> {
+/** What a lock (or break) file says, and `key`: this one file, from its inode and content. */
+interface Seen {
+  readonly holder: Holder | undefined;
+  readonly key: string;
+}
+
+function holderText(nonce: string): string {
+  return JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), nonce } satisfies Holder);
+}
+
+/** Creates `path` with `text`, all at once; false if it exists. */
+async function createExclusive(path: string, text: string): Promise<boolean> {
+  // Named apart from every lock and break file name (removeBreakFiles goes by prefix).
+  const tmp = join(dirname(path), `.${process.pid}.${randomBytes(6).toString('hex')}.${basename(path)}.tmp`);
   try {
-    const h = JSON.parse(await readFile(path, 'utf8')) as Holder;
-    return typeof h.pid === 'number' ? h : undefined;
+    await writeFile(tmp, text, { flag: 'wx' });
+    await link(tmp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw fromFsError(err, 'create lock', path);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** The file at `path` (content and inode read through one descriptor), or undefined if there is none. */
+async function look(path: string): Promise<Seen | undefined> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fromFsError(err, 'read lock', path);
+  }
+  try {
+    const { ino } = await fh.stat();
+    const text = await fh.readFile('utf8');
+    return { holder: parseHolder(text), key: createHash('sha256').update(`${ino}\n${text}`).digest('hex').slice(0, 16) };
+  } finally {
+    await fh.close();
+  }
+}
+
+function parseHolder(text: string): Holder | undefined {
+  try {
+    const h = JSON.parse(text) as Holder;
+    return typeof h.pid === 'number' && typeof h.host === 'string' ? h : undefined;
   } catch {
-    // Unreadable or half-written by a process killed while creating it.
+    // Unreadable: emptied by a power loss before it reached the disk.
     return undefined;
   }
+}
+
+function isStale(holder: Holder | undefined): boolean {
+  return holder === undefined || (holder.host === hostname() && !processAlive(holder.pid));
+}
+
+/** Levels of dead breakers to climb before giving up (each one needs a kill at a precise moment). */
+const MAX_BREAK_LEVELS = 8;
+
+/**
+ * Removes the stale lock file seen as `stale`, if it is still there. Returns
+ * false when a live process is already doing so (the caller waits and looks
+ * again), true when the caller should simply try again.
+ */
+async function breakStale(path: string, stale: Seen): Promise<boolean> {
+  let name = `${path}.break-${stale.key}`;
+  for (let level = 0; level < MAX_BREAK_LEVELS;) {
+    if (await createExclusive(name, holderText(randomBytes(8).toString('hex')))) {
+      try {
+        const now = await look(path);
+        if (now?.key === stale.key && isStale(now.holder)) {
+          await unlink(path).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw fromFsError(err, 'remove stale lock', path);
+          });
+          await removeBreakFiles(path, stale.key);
+        }
+      } finally {
+        await unlink(name).catch(() => undefined);
+      }
+      return true;
+    }
+    const breaker = await look(name);
+    if (breaker === undefined) continue; // it just finished; the lock file has changed
+    if (!isStale(breaker.holder)) return false;
+    // That breaker died holding its break file: everyone who sees it dead competes for the next name.
+    name = `${name}-${breaker.key}`;
+    level++;
+  }
+  throw new LifeboatError(
+    'LFB_ERR_JOB_LOCKED',
+    `the stale lock ${path} cannot be taken over: ${MAX_BREAK_LEVELS} processes died taking it over; remove ${path} and ${path}.break-* by hand`,
+    { details: { path } },
+  );
+}
+
+/**
+ * Once the lock file with `key` is gone, every break file for it is litter:
+ * that key never comes back, so whoever holds one finds nothing to remove.
+ */
+async function removeBreakFiles(path: string, key: string): Promise<void> {
+  const prefix = `${basename(path)}.break-${key}`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  for (const n of names) if (n.startsWith(prefix)) await unlink(join(dirname(path), n)).catch(() => undefined);
 }
 
 function processAlive(pid: number): boolean {
@@ -70,4 +181,8 @@ function processAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
