@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, lstat, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LifeboatError } from '../src/core/errors.js';
+import { NfsError, nfsStatusOf } from '../src/nfs/index.js';
 import { XdrWriter } from '../src/rpc/xdr.js';
 import { nfsTempDir, sattrMode, testDatastore } from './nfs-harness.js';
 
@@ -81,4 +83,73 @@ test('nfs modes: a symbolic link in a session folder is never followed by SETATT
   } finally {
     await cleanup();
   }
+});
+
+const WRITE = 7;
+const COMMIT = 21;
+const NFS3ERR_IO = 5;
+const NFS3ERR_NOSPC = 28;
+
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: from the device`), { code });
+}
+
+test('nfs errors: a session disk that runs out of space answers WRITE and COMMIT with NFS3ERR_NOSPC, not NFS3ERR_IO', async () => {
+  const { dir, cleanup } = await nfsTempDir();
+  try {
+    const ds = await testDatastore(dir);
+    const cases: [string, unknown, number][] = [
+      ['LFB_ERR_NO_SPACE', new LifeboatError('LFB_ERR_NO_SPACE', 'overlay: no space left'), NFS3ERR_NOSPC],
+      ['raw ENOSPC', errno('ENOSPC'), NFS3ERR_NOSPC],
+      ['raw EDQUOT', errno('EDQUOT'), NFS3ERR_NOSPC],
+      ['LFB_ERR_IO wrapping ENOSPC', new LifeboatError('LFB_ERR_IO', 'overlay write', { cause: errno('ENOSPC') }), NFS3ERR_NOSPC],
+      ['EROFS', errno('EROFS'), 30],
+      ['LFB_ERR_IO with errno EROFS', new LifeboatError('LFB_ERR_IO', 'overlay write', { details: { errno: 'EROFS' } }), 30],
+      ['LFB_ERR_BLOCK_CORRUPT', new LifeboatError('LFB_ERR_BLOCK_CORRUPT', 'block 3'), NFS3ERR_IO],
+      ['unknown', new Error('something else'), NFS3ERR_IO],
+    ];
+    for (const [what, err, expected] of cases) {
+      ds.disk.failWith = err;
+      const w = await ds.nfs.nfs(WRITE, new XdrWriter().opaque(ds.diskHandle).u64(4096n).u32(3).u32(2).opaque(Buffer.from('abc')));
+      assert.equal(w.status, expected, `WRITE, device fails with ${what}`);
+      const c = await ds.nfs.nfs(COMMIT, new XdrWriter().opaque(ds.diskHandle).u64(0n).u32(0));
+      assert.equal(c.status, expected, `COMMIT, device fails with ${what}`);
+    }
+    ds.disk.failWith = undefined;
+    assert.equal((await ds.nfs.nfs(WRITE, new XdrWriter().opaque(ds.diskHandle).u64(4096n).u32(3).u32(2).opaque(Buffer.from('abc')))).status, 0);
+    assert.equal(ds.disk.bytes.subarray(4096, 4099).toString(), 'abc');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('nfs errors: one mapping from errors to nfsstat3', () => {
+  const table: [unknown, number][] = [
+    [errno('ENOENT'), 2],
+    [errno('EEXIST'), 17],
+    [errno('ENOTDIR'), 20],
+    [errno('EISDIR'), 21],
+    [errno('ENOTEMPTY'), 66],
+    [errno('EACCES'), 13],
+    [errno('EPERM'), 1],
+    [errno('EFBIG'), 27],
+    [errno('ENAMETOOLONG'), 63],
+    [errno('ENOSPC'), 28],
+    [errno('EDQUOT'), 28],
+    [errno('EROFS'), 30],
+    [errno('EXDEV'), 18],
+    [errno('ESTALE'), 70],
+    [errno('EINVAL'), 22],
+    [errno('EIO'), 5],
+    [new LifeboatError('LFB_ERR_NO_SPACE', 'full'), 28],
+    [new LifeboatError('LFB_ERR_BLOCK_CORRUPT', 'bad block'), 5],
+    [new LifeboatError('LFB_ERR_FILE_CORRUPT', 'bad file', { cause: errno('ENOSPC') }), 5],
+    [new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'outside the disk'), 22],
+    [new LifeboatError('LFB_ERR_IO', 'read', { cause: new LifeboatError('LFB_ERR_NO_SPACE', 'full') }), 28],
+    [new NfsError(70), 70],
+    [new TypeError('not an errno'), 5],
+    ['a string', 5],
+    [undefined, 5],
+  ];
+  for (const [err, status] of table) assert.equal(nfsStatusOf(err), status, `${String((err as { code?: string })?.code ?? err)}`);
 });
