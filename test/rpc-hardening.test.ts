@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { connect, createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { listenTcp } from '../src/core/listen.js';
 import { createLogger } from '../src/core/log.js';
 import type { XdrReader } from '../src/rpc/index.js';
 import { RpcServer, encodeCall, recordHeader, type Procedure, type RpcServerOptions } from '../src/rpc/index.js';
@@ -98,4 +101,121 @@ test('rpc server: 1000 calls in one write never run more than maxInFlight at onc
     },
     gated.program,
   );
+});
+
+/** Resolves true if the socket is closed by the peer within `ms`. */
+async function closedWithin(c: RpcTestClient, ms: number): Promise<boolean> {
+  return Promise.race([c.closed.then(() => true), sleep(ms).then(() => false)]);
+}
+
+test('rpc server: connection number maxConnections + 1 is closed at once while the others stay served', async () => {
+  await withRpcServer({ maxConnections: 3 }, async (port) => {
+    const kept = await Promise.all([1, 2, 3].map(() => RpcTestClient.connect(port)));
+    try {
+      for (const c of kept) assert.equal(replyStatus(await c.call(GATED_PROG, 1, 0)), 0);
+      const extra = await RpcTestClient.connect(port);
+      assert.equal(await closedWithin(extra, 2000), true, 'the connection over the cap is closed');
+      for (const c of kept) assert.equal(replyStatus(await c.call(GATED_PROG, 1, 0)), 0, 'the others are still served');
+      // A closed connection frees its place.
+      kept.pop()!.close();
+      await sleep(100);
+      const again = await RpcTestClient.connect(port);
+      assert.equal(replyStatus(await again.call(GATED_PROG, 1, 0)), 0);
+      again.close();
+    } finally {
+      for (const c of kept) c.close();
+    }
+  });
+});
+
+test('rpc server: an idle connection is closed after idleTimeoutMs; one with a call in progress is not', async () => {
+  const gated = gatedProgram();
+  await withRpcServer(
+    { idleTimeoutMs: 150 },
+    async (port) => {
+      const idle = await RpcTestClient.connect(port);
+      const busy = await RpcTestClient.connect(port);
+      try {
+        const reply = busy.call(GATED_PROG, 1, 1);
+        assert.equal(await closedWithin(idle, 2000), true, 'the idle connection is closed');
+        assert.equal(await closedWithin(busy, 400), false, 'a connection waiting for its reply stays open');
+        gated.open();
+        assert.equal(replyStatus(await reply), 0);
+        assert.equal(await closedWithin(busy, 2000), true, 'once answered and idle, it is closed too');
+      } finally {
+        gated.open();
+        idle.close();
+        busy.close();
+      }
+    },
+    gated.program,
+  );
+});
+
+/** Linux: whether the server's end of an established connection on `port` has its keepalive timer running (/proc/net/tcp "tr" 2). */
+async function keepaliveTimerRunning(port: number): Promise<boolean | undefined> {
+  let table: string;
+  try {
+    table = await readFile('/proc/net/tcp', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === '01') return f[5]!.startsWith('02:');
+  }
+  assert.fail(`no established connection on port ${port} in /proc/net/tcp`);
+}
+
+test('rpc server: accepted connections have TCP keepalive on', async (t) => {
+  await withRpcServer({}, async (port) => {
+    const c = await RpcTestClient.connect(port);
+    try {
+      assert.equal(replyStatus(await c.call(GATED_PROG, 1, 0)), 0);
+      const running = await keepaliveTimerRunning(port);
+      if (running === undefined) return t.skip('no /proc/net/tcp here');
+      assert.equal(running, true, 'keepalive timer on the server side');
+    } finally {
+      c.close();
+    }
+  });
+});
+
+test('listenTcp: an error on a listening server is reported, not thrown, and the server keeps accepting', async () => {
+  const server = createServer((s) => s.end('hi'));
+  const seen: string[] = [];
+  const port = await listenTcp(server, 0, '127.0.0.1', { onError: (err) => seen.push(err.message) });
+  try {
+    assert.doesNotThrow(() => server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' })));
+    assert.deepEqual(seen, ['accept EMFILE']);
+    const got = await new Promise<string>((resolve, reject) => {
+      const c = connect(port, '127.0.0.1');
+      let text = '';
+      c.on('data', (d: Buffer) => (text += d.toString()));
+      c.on('end', () => resolve(text));
+      c.on('error', reject);
+    });
+    assert.equal(got, 'hi');
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test('rpc server: an accept error on its listener is logged and the server keeps serving', async () => {
+  const logged: string[] = [];
+  const capture = { ...logger, error: (msg: string, fields?: Record<string, unknown>) => logged.push(`${msg} ${JSON.stringify(fields)}`) };
+  await withRpcServer({ logger: capture }, async (port, server) => {
+    // The net.Server is private; an EMFILE from accept reaches it as an 'error' event.
+    const listener = (server as unknown as { server: Server }).server;
+    assert.doesNotThrow(() => listener.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' })));
+    assert.equal(logged.length, 1);
+    assert.match(logged[0]!, /EMFILE/);
+    const c = await RpcTestClient.connect(port);
+    try {
+      assert.equal(replyStatus(await c.call(GATED_PROG, 1, 0)), 0);
+    } finally {
+      c.close();
+    }
+  });
 });

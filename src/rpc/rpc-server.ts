@@ -46,7 +46,30 @@ export interface RpcServerOptions {
   readonly accept?: (remoteAddress: string) => boolean;
   /** Credential check per call; false answers AUTH_ERROR (AUTH_BADCRED). */
   readonly authorize?: (cred: Credentials) => boolean;
+  /** Open TCP connections per listener; one more is closed at once. Default DEFAULT_MAX_CONNECTIONS. */
+  readonly maxConnections?: number;
+  /** A connection with no call in progress and no traffic for this long is closed; 0 = never. Default DEFAULT_IDLE_TIMEOUT_MS. */
+  readonly idleTimeoutMs?: number;
+  /** TCP keepalive's first probe after this much silence; 0 = keepalive off. Default DEFAULT_KEEPALIVE_MS. */
+  readonly keepAliveMs?: number;
 }
+
+/**
+ * Connections per listener. ESXi, Linux and QEMU's libnfs open a few per
+ * mounted host; 256 leaves room for many hosts while bounding what a
+ * connection flood can hold (each connection may hold up to maxRecordBytes).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+/**
+ * Idle connections are closed after 6 minutes, as Linux's nfsd does with its
+ * temporary transports: NFS clients reconnect on their next call, and ESXi's
+ * heartbeat (every 12 s) keeps a mounted datastore's connection busy anyway.
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 6 * 60_000;
+/** Keepalive finds peers that vanished (host power-off, cable pulled) while a call keeps the idle timer off. */
+export const DEFAULT_KEEPALIVE_MS = 60_000;
+/** Refused connections are logged at most this often (with a count), so a connection flood cannot flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * ONC RPC over TCP (RFC 5531): record marking, dispatch to registered
@@ -62,10 +85,18 @@ export class RpcServer {
   private udp: UdpSocket | undefined;
   private readonly maxRecord: number;
   private readonly maxInFlight: number;
+  private readonly maxConnections: number;
+  private readonly idleTimeoutMs: number;
+  private readonly keepAliveMs: number;
+  private refusalsUnlogged = 0;
+  private refusalLoggedAt = -Infinity;
 
   constructor(private readonly opts: RpcServerOptions) {
     this.maxRecord = opts.maxRecordBytes ?? 2 * 1024 * 1024;
     this.maxInFlight = opts.maxInFlight ?? 64;
+    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
   }
 
   register(program: RpcProgram): void {
@@ -74,7 +105,10 @@ export class RpcServer {
 
   async listen(port: number, host: string): Promise<number> {
     this.server = createServer((s) => this.onConnection(s));
-    return listenTcp(this.server, port, host);
+    return listenTcp(this.server, port, host, {
+      // An accept failure (ENOBUFS, EPERM, EMFILE...) concerns one connection; the listener stays up.
+      onError: (err) => this.opts.logger.error('rpc: accepting a connection failed', { port, error: err.message, code: (err as NodeJS.ErrnoException).code }),
+    });
   }
 
   /**
@@ -113,12 +147,16 @@ export class RpcServer {
   private onConnection(socket: Socket): void {
     const remoteAddress = socket.remoteAddress ?? '';
     if (this.opts.accept && !this.opts.accept(remoteAddress)) {
-      this.opts.logger.warn('rpc: connection refused by the allow list', { remoteAddress });
-      socket.destroy();
+      this.refuse(socket, 'refused by the allow list', remoteAddress);
+      return;
+    }
+    if (this.sockets.size >= this.maxConnections) {
+      this.refuse(socket, `over the limit of ${this.maxConnections} connections`, remoteAddress);
       return;
     }
     this.sockets.add(socket);
     socket.setNoDelay(true);
+    if (this.keepAliveMs > 0) socket.setKeepAlive(true, this.keepAliveMs);
     const reader = new RecordReader(this.maxRecord);
     const peer = { remoteAddress, remotePort: socket.remotePort ?? 0 };
     let inFlight = 0;
@@ -173,8 +211,28 @@ export class RpcServer {
       reader.push(chunk);
       pump();
     });
+    if (this.idleTimeoutMs > 0) {
+      // Fires after idleTimeoutMs without reads or writes; a reply written later re-arms it.
+      socket.setTimeout(this.idleTimeoutMs);
+      socket.on('timeout', () => {
+        if (inFlight > 0) return;
+        this.opts.logger.debug('rpc: closing idle connection', { remoteAddress });
+        socket.destroy();
+      });
+    }
     socket.on('error', () => undefined);
     socket.on('close', () => this.sockets.delete(socket));
+  }
+
+  /** Closes a connection at once; the log says so at most every REFUSAL_LOG_INTERVAL_MS. */
+  private refuse(socket: Socket, reason: string, remoteAddress: string): void {
+    socket.destroy();
+    this.refusalsUnlogged += 1;
+    const now = performance.now();
+    if (now - this.refusalLoggedAt < REFUSAL_LOG_INTERVAL_MS) return;
+    this.opts.logger.warn(`rpc: connection ${reason}`, { remoteAddress, refusedSinceLastReport: this.refusalsUnlogged });
+    this.refusalsUnlogged = 0;
+    this.refusalLoggedAt = now;
   }
 
   /** Never rejects: every failure becomes the reply RFC 5531 prescribes, or undefined for an unusable record. */
