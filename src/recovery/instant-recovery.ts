@@ -1,63 +1,24 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { newUuid } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
-import { CowOverlay, ZeroDisk, type ReadableDisk } from '../blockdev/index.js';
-import { QemuVm, kvmUsable, type Accel, type VmStatus } from '../qemu/index.js';
+import { CowOverlay, ZeroDisk } from '../blockdev/index.js';
+import { QemuVm, kvmUsable } from '../qemu/index.js';
 import { SessionMigrations } from './session-migration.js';
-import type { MigrationState } from './migration.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import type { NbdExports } from '../nbd/index.js';
 import { SessionStore, type SessionRecord } from './session-store.js';
-import { DatastoreFileSystem, type DatastoreDisk } from './datastore-fs.js';
+import { DatastoreFileSystem, type DatastoreDisk, type DatastoreSession } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
-import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type Repository } from '../repository/index.js';
+import { migrationTarget, newSessionDir } from './session-paths.js';
+import type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
+import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
+
+export type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
 
 export const EXPORT_PATH = '/lifeboat';
-
-export interface SessionInfo {
-  readonly name: string;
-  readonly job: string;
-  readonly pointId: string;
-  readonly createdAt: string;
-  readonly dir: string;
-  readonly vmx: string;
-  readonly disks: readonly {
-    readonly name: string;
-    readonly size: number;
-    readonly nfsPath: string;
-    readonly nbdExport: string;
-    readonly writtenBytes: number;
-  }[];
-  readonly state: 'running' | 'failed';
-  readonly problem?: string;
-  /** The VM Lifeboat booted for this session (`--boot`). */
-  readonly vm?: VmStatus;
-  readonly migration?: MigrationState;
-}
-
-export interface BootOptions {
-  /** Default: kvm when /dev/kvm is usable (falling back to TCG if the guest fails under it), else tcg. */
-  readonly accel?: Accel | undefined;
-  readonly network?: string | undefined;
-}
-
-export interface StartOptions {
-  readonly name?: string | undefined;
-  readonly cacheDir?: string | undefined;
-  /** Publish only these disks of the point (indexes); default all. */
-  readonly disks?: readonly number[] | undefined;
-  readonly boot?: BootOptions | undefined;
-}
-
-export interface Open {
-  rec: SessionRecord;
-  readonly bases: ReadableDisk[];
-  readonly overlays: CowOverlay[];
-  vm?: QemuVm;
-}
 
 /**
  * Instant-recovery sessions: a restore point's disks, each a RestorePointDisk
@@ -71,6 +32,12 @@ export class InstantRecovery {
   private readonly store: SessionStore;
   private readonly open = new Map<string, Open>();
   private readonly failed = new Map<string, { rec: SessionRecord; problem: string }>();
+  /**
+   * The operation running on each session (start, add-disk, migrate, stop):
+   * the next one waits for it, so two calls never build two overlays on one
+   * map file or record a disk twice.
+   */
+  private readonly busy = new Map<string, Promise<unknown>>();
   /** Decodes backup blocks for every session, off the thread that serves NFS. */
   private readonly pool = new BlockWorkerPool();
   /** Where this server's NBD exports are reached (a booted VM's disks go through it). */
@@ -117,43 +84,61 @@ export class InstantRecovery {
     }
   }
 
+  /** Runs `fn` after every operation already running on session `name`, and before any that comes later. */
+  private async serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.busy.get(name) ?? Promise.resolve();
+    const run = before.then(fn);
+    const tail = run.catch(() => undefined);
+    this.busy.set(name, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.busy.get(name) === tail) this.busy.delete(name);
+    }
+  }
+
   async start(job: string, point: string, opts: StartOptions = {}): Promise<SessionInfo> {
     const def = await loadJob(this.repo, job);
     const state = await scanJob(this.repo.jobDir(def.name));
     const p = resolvePoint(state, point);
     const name = opts.name ?? `${def.name}-${p.id.slice(0, 6)}-${this.clock.now().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     SessionStore.validateName(name);
+    return this.serial(name, () => this.startSession(def.name, state, p, name, opts));
+  }
+
+  private async startSession(job: string, state: JobState, p: PointInfo, name: string, opts: StartOptions): Promise<SessionInfo> {
     if (this.open.has(name) || this.failed.has(name)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `a session named "${name}" already exists`);
     const files = filesForPoint(state, p.id)!;
     const vm = files[files.length - 1]!.root.meta.vm;
-    const dir = resolve(opts.cacheDir ?? join(this.repo.root, 'cache', 'instant'), name);
     const chosen = opts.disks ?? p.diskSizes.map((_, i) => i);
     for (const i of chosen) {
       if (!Number.isInteger(i) || i < 0 || i >= p.diskSizes.length)
         throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `--disks: the point has disks 0 to ${p.diskSizes.length - 1}, no disk ${i}`);
     }
     if (opts.boot && !this.nbd) throw new LifeboatError('LFB_ERR_VM', 'this server has no NBD endpoint to boot a VM from');
+    const dir = await newSessionDir(this.repo.root, name, opts.cacheDir);
     const rec: SessionRecord = {
       version: 1,
       id: newUuid(),
       name,
-      job: def.name,
+      job,
       pointId: p.id,
       createdAt: this.clock.now().toISOString(),
       dir,
       vmName: vm.name,
       disks: [...new Set(chosen)].sort((a, b) => a - b).map((index) => ({ index, name: vm.disks[index]?.name ?? `disk${index}`, size: p.diskSizes[index]! })),
     };
-    // The descriptors and .vmx are ordinary files of the session: the hypervisor may edit them.
-    await mkdir(join(dir, 'files'), { recursive: true });
-    for (const d of rec.disks) await writeFile(join(dir, 'files', `${d.name}.vmdk`), vmdkDescriptor(d.name, d.size));
-    await writeFile(join(dir, 'files', `${safeFileName(vm.name)}.vmx`), vmx(vm));
-    await this.store.save(rec);
+    await this.store.create(rec);
     try {
+      // The descriptors and .vmx are ordinary files of the session: the hypervisor may edit them.
+      await mkdir(join(dir, 'files'), { recursive: true });
+      for (const d of rec.disks) await writeFile(join(dir, 'files', `${d.name}.vmdk`), vmdkDescriptor(d.name, d.size));
+      await writeFile(join(dir, 'files', `${safeFileName(vm.name)}.vmx`), vmx(vm));
+      // Looks the point up again now that it is held: retention may have removed it before.
       await this.activate(rec);
       if (opts.boot) await this.boot(this.open.get(name)!, opts.boot);
     } catch (err) {
-      await this.stop(name).catch(() => this.store.remove(rec).catch(() => undefined));
+      await (this.open.has(name) ? this.stopSession(name) : this.store.remove(rec)).catch(() => undefined);
       throw err;
     }
     return this.info(name)!;
@@ -193,19 +178,33 @@ export class InstantRecovery {
     name: string,
     opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean },
   ): Promise<SessionInfo> {
-    const o = this.session(name);
-    const current = this.migrations.state(o);
-    if (current?.state === 'failed') this.migrations.retry(o);
-    else if (!current) {
-      if (opts.to === undefined) throw new LifeboatError('LFB_ERR_USAGE', `session ${name} is not migrating yet: give --to <dir>`);
-      await this.migrations.start(o, { to: opts.to, format: opts.format, rateBytesPerSec: opts.rateBytesPerSec, vmName: safeFileName(o.rec.vmName) });
-    }
+    const o = await this.serial(name, async () => {
+      const o = this.session(name);
+      const current = this.migrations.state(o);
+      if (current?.state === 'failed') this.migrations.retry(o);
+      else if (!current) {
+        if (opts.to === undefined) throw new LifeboatError('LFB_ERR_USAGE', `session ${name} is not migrating yet: give --to <dir>`);
+        const to = await migrationTarget(this.repo.root, o.rec.dir, opts.to);
+        await this.migrations.start(o, { to, format: opts.format, rateBytesPerSec: opts.rateBytesPerSec, vmName: safeFileName(o.rec.vmName) });
+      }
+      return o;
+    });
+    // The final pass waits for the copy: stop and add-disk need not wait for it.
     if (opts.finish) await this.migrations.finish(o);
     return this.info(name)!;
   }
 
-  /** Adds an empty disk (zeros, all writes in its overlay) to a session; a booted VM gets it hot-plugged. */
-  async addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
+  /**
+   * Adds an empty disk (zeros, all writes in its overlay) to a session; a
+   * booted VM gets it hot-plugged. The session's other disks are not touched:
+   * their overlays (with writes not yet flushed) keep serving the NBD
+   * connections and NFS handles that have them.
+   */
+  addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
+    return this.serial(name, () => this.addDiskNow(name, size, diskName));
+  }
+
+  private async addDiskNow(name: string, size: number, diskName: string | undefined): Promise<SessionInfo> {
     const o = this.session(name);
     if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0)
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--size must be a positive multiple of 512 bytes, not ${size}`);
@@ -213,19 +212,29 @@ export class InstantRecovery {
     const dn = diskName ?? `disk${index}`;
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(dn) || o.rec.disks.some((d) => d.name === dn))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `disk name "${dn}" is invalid or taken in session ${name}`);
+    const overlayDir = join(o.rec.dir, `overlay-${index}`);
+    const descriptor = join(o.rec.dir, 'files', `${dn}.vmdk`);
+    // An overlay folder of a disk the record does not list is what an add that failed left: never reuse its data.
+    await rm(overlayDir, { recursive: true, force: true });
+    const base = new ZeroDisk(size);
+    const ov = await CowOverlay.open(base, overlayDir);
     const rec: SessionRecord = { ...o.rec, disks: [...o.rec.disks, { index, name: dn, size, blank: true }] };
-    await writeFile(join(rec.dir, 'files', `${dn}.vmdk`), vmdkDescriptor(dn, size));
-    await this.store.save(rec);
-    // Reopen the session with the new disk: handles of the others do not change (session id + position).
-    await this.closeOpen(o);
-    this.fs.removeSession(rec.id);
-    this.open.delete(name);
-    await this.activate(rec);
-    const reopened = this.open.get(name)!;
-    if (o.vm) {
-      reopened.vm = o.vm;
-      if (o.vm.running) await this.migrations.hotPlug(o.vm, rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
+    try {
+      await writeFile(descriptor, vmdkDescriptor(dn, size));
+      await this.store.update(rec);
+    } catch (err) {
+      await ov.close().catch(() => undefined);
+      await rm(overlayDir, { recursive: true, force: true }).catch(() => undefined);
+      await rm(descriptor, { force: true }).catch(() => undefined);
+      throw err;
     }
+    // Appended: the other disks keep their positions, so their NFS handles stay valid.
+    o.rec = rec;
+    o.bases.push(base);
+    o.overlays.push(ov);
+    o.disks.push(datastoreDisk(rec.disks[rec.disks.length - 1]!, base, ov, Date.parse(rec.createdAt)));
+    await this.fs.addSession(datastoreSession(o));
+    if (o.vm?.running) await this.migrations.hotPlug(o.vm, rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
     return this.info(name)!;
   }
 
@@ -247,15 +256,9 @@ export class InstantRecovery {
       throw err;
     }
     const created = Date.parse(rec.createdAt);
-    const disks: DatastoreDisk[] = rec.disks.map((d, i) => {
-      const base = bases[i]!;
-      const ov = overlays[i]!;
-      let allocated = 0;
-      if (base instanceof RestorePointDisk) for (const bi of base.allocatedBlocks()) allocated += base.rawLength(bi);
-      return { name: d.name, device: ov, mtimeMs: created, allocatedBytes: () => Math.min(ov.size, allocated + ov.writtenGranules() * ov.granule) };
-    });
-    await this.fs.addSession({ id: rec.id, name: rec.name, filesDir: join(rec.dir, 'files'), disks, createdMs: created });
-    this.open.set(rec.name, { rec, bases, overlays });
+    const o: Open = { rec, bases, overlays, disks: rec.disks.map((d, i) => datastoreDisk(d, bases[i]!, overlays[i]!, created)) };
+    await this.fs.addSession(datastoreSession(o));
+    this.open.set(rec.name, o);
   }
 
   /** The sessions' disks as NBD exports named <session>/<disk>: the same overlay NFS writes to. */
@@ -307,9 +310,14 @@ export class InstantRecovery {
   /**
    * Stops a session: powers its VM off (unless a mirror migration moved it to
    * production storage: then it keeps running there), unpublishes it,
-   * discards its overlay and folder, releases its hold on the point.
+   * discards its overlays and what else it made in its folder, releases its
+   * hold on the point.
    */
-  async stop(name: string): Promise<void> {
+  stop(name: string): Promise<void> {
+    return this.serial(name, () => this.stopSession(name));
+  }
+
+  private async stopSession(name: string): Promise<void> {
     const o = this.open.get(name);
     const f = this.failed.get(name);
     const rec = o?.rec ?? f?.rec;
@@ -326,7 +334,7 @@ export class InstantRecovery {
     this.open.delete(name);
     this.failed.delete(name);
     // A VM that now runs on production storage keeps its monitor sockets and logs.
-    await this.store.remove(rec, { keep: released ? /^vm[-.]/ : undefined });
+    await this.store.remove(rec, { keepVm: released });
   }
 
   private async closeOpen(o: Open): Promise<void> {
@@ -335,6 +343,8 @@ export class InstantRecovery {
 
   /** Flushes every overlay and closes (server shutdown); sessions stay recorded, booted VMs keep running. */
   async close(): Promise<void> {
+    // Operations under way finish first: a half-added disk is not left behind.
+    while (this.busy.size > 0) await Promise.all(this.busy.values());
     for (const o of this.open.values()) {
       await this.migrations.cancel(o);
       o.vm?.close();
@@ -344,6 +354,16 @@ export class InstantRecovery {
     this.open.clear();
     await this.pool.close();
   }
+}
+
+function datastoreDisk(d: SessionRecord['disks'][number], base: RestorePointDisk | ZeroDisk, ov: CowOverlay, createdMs: number): DatastoreDisk {
+  let allocated = 0;
+  if (base instanceof RestorePointDisk) for (const bi of base.allocatedBlocks()) allocated += base.rawLength(bi);
+  return { name: d.name, device: ov, mtimeMs: createdMs, allocatedBytes: () => Math.min(ov.size, allocated + ov.writtenGranules() * ov.granule) };
+}
+
+function datastoreSession(o: Open): DatastoreSession {
+  return { id: o.rec.id, name: o.rec.name, filesDir: join(o.rec.dir, 'files'), disks: [...o.disks], createdMs: Date.parse(o.rec.createdAt) };
 }
 
 function safeFileName(s: string): string {

@@ -1,9 +1,25 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE } from '../core/ids.js';
-import { readCheckedJson, removeHold, writeCheckedJson, writeHold } from '../repository/index.js';
+import { vmFiles } from '../qemu/index.js';
+import { readCheckedJson, removeHold, withHoldsLock, writeCheckedJson, writeHold } from '../repository/index.js';
 import { removeDurable } from '../storage/index.js';
+
+/** How long a new session waits for retention to finish the action it is carrying out. */
+const HOLD_WAIT_MS = 60_000;
+
+const VM_FILES = new Set(Object.values(vmFiles('')).map((p) => basename(p)));
+
+/**
+ * The entries a session makes in its folder: the datastore's real files,
+ * one overlay folder per disk, the migration's state, the booted VM's
+ * sockets, logs and record. Stop removes these and nothing else.
+ */
+function madeBySession(entry: string): boolean {
+  return entry === 'files' || /^overlay-\d+$/.test(entry) || /^migration\.json(\.\d+\.tmp)?$/.test(entry) || VM_FILES.has(entry);
+}
 
 /** An instant-recovery session as stored: enough to reopen it after a restart. */
 export interface SessionRecord {
@@ -53,18 +69,39 @@ export class SessionStore {
     return out;
   }
 
-  async save(rec: SessionRecord): Promise<void> {
-    await mkdir(this.sessionsDir(), { recursive: true });
-    // The hold first: a point is protected before it is served.
-    await writeHold(this.jobDir(rec.job), `session-${rec.name}`, rec.pointId);
-    await writeCheckedJson(join(this.sessionsDir(), `${rec.name}.json`), rec);
+  private recordPath(name: string): string {
+    return join(this.sessionsDir(), `${name}.json`);
   }
 
-  /** Forgets a session and deletes its folder (but the entries matching `keep`, if given). */
-  async remove(rec: SessionRecord, opts: { keep?: RegExp | undefined } = {}): Promise<void> {
-    await removeDurable(join(this.sessionsDir(), `${rec.name}.json`));
+  /**
+   * Records a new session. Its hold comes first (a point is protected before
+   * it is served), written under the holds lock: the caller looks the point up
+   * again afterwards, and retention either finished with it or sees the hold.
+   */
+  async create(rec: SessionRecord): Promise<void> {
+    if (existsSync(this.recordPath(rec.name))) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `a session named "${rec.name}" already exists`);
+    await mkdir(this.sessionsDir(), { recursive: true });
+    await withHoldsLock(this.jobDir(rec.job), `job "${rec.job}"`, () => writeHold(this.jobDir(rec.job), `session-${rec.name}`, rec.pointId), {
+      waitMs: HOLD_WAIT_MS,
+    });
+    await writeCheckedJson(this.recordPath(rec.name), rec);
+  }
+
+  /** Records a change of a recorded session (a disk added); its point and hold stay. */
+  async update(rec: SessionRecord): Promise<void> {
+    await writeCheckedJson(this.recordPath(rec.name), rec);
+  }
+
+  /**
+   * Forgets a session and deletes what it made in its folder, then the folder
+   * if nothing else is left in it. With `keepVm`, the booted VM's files stay
+   * (the VM runs on production storage now).
+   */
+  async remove(rec: SessionRecord, opts: { keepVm?: boolean } = {}): Promise<void> {
+    await removeDurable(this.recordPath(rec.name));
     await removeHold(this.jobDir(rec.job), `session-${rec.name}`);
-    if (opts.keep === undefined) return rm(rec.dir, { recursive: true, force: true });
-    for (const n of await readdir(rec.dir).catch(() => [] as string[])) if (!opts.keep.test(n)) await rm(join(rec.dir, n), { recursive: true, force: true });
+    for (const n of await readdir(rec.dir).catch(() => [] as string[]))
+      if (madeBySession(n) && !(opts.keepVm === true && VM_FILES.has(n))) await rm(join(rec.dir, n), { recursive: true, force: true });
+    await rmdir(rec.dir).catch(() => undefined);
   }
 }
