@@ -5,72 +5,11 @@ import { connect, createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listenTcp } from '../src/core/listen.js';
 import { createLogger } from '../src/core/log.js';
-import type { XdrReader } from '../src/rpc/index.js';
-import { RpcServer, encodeCall, recordHeader, type Procedure, type RpcServerOptions } from '../src/rpc/index.js';
+import { encodeCall, recordHeader } from '../src/rpc/index.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
+import { GATED_PROG, closedWithin, gatedProgram, replyStatus, withRpcServer } from './rpc-helpers.js';
 
 const logger = createLogger('error');
-const GATED_PROG = 0x20000ffe;
-
-/** A program whose procedure 1 waits for the test to open a gate, counting how many run at once. */
-function gatedProgram(): {
-  program: { prog: number; name: string; versions: Map<number, Map<number, Procedure>> };
-  running: () => number;
-  peak: () => number;
-  started: () => number;
-  open: () => void;
-} {
-  let running = 0;
-  let peak = 0;
-  let started = 0;
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const procs = new Map<number, Procedure>([
-    [0, (a) => a.end()],
-    [
-      1,
-      async (a, out) => {
-        a.end();
-        running += 1;
-        started += 1;
-        peak = Math.max(peak, running);
-        await gate;
-        running -= 1;
-        out.u32(started);
-      },
-    ],
-  ]);
-  return {
-    program: { prog: GATED_PROG, name: 'gated', versions: new Map([[1, procs]]) },
-    running: () => running,
-    peak: () => peak,
-    started: () => started,
-    open: () => release(),
-  };
-}
-
-async function withRpcServer(
-  opts: Partial<RpcServerOptions>,
-  fn: (port: number, server: RpcServer) => Promise<void>,
-  program = gatedProgram().program,
-): Promise<void> {
-  const server = new RpcServer({ logger, ...opts });
-  server.register(program);
-  const port = await server.listen(0, '127.0.0.1');
-  try {
-    await fn(port, server);
-  } finally {
-    await server.close();
-  }
-}
-
-function replyStatus(r: XdrReader): number {
-  assert.equal(r.u32(), 1, 'REPLY');
-  assert.equal(r.u32(), 0, 'MSG_ACCEPTED');
-  r.u32();
-  r.opaque(400);
-  return r.u32();
-}
 
 test('rpc server: 1000 calls in one write never run more than maxInFlight at once, and all are answered', async () => {
   const gated = gatedProgram();
@@ -102,11 +41,6 @@ test('rpc server: 1000 calls in one write never run more than maxInFlight at onc
     gated.program,
   );
 });
-
-/** Resolves true if the socket is closed by the peer within `ms`. */
-async function closedWithin(c: RpcTestClient, ms: number): Promise<boolean> {
-  return Promise.race([c.closed.then(() => true), sleep(ms).then(() => false)]);
-}
 
 test('rpc server: connection number maxConnections + 1 is closed at once while the others stay served', async () => {
   await withRpcServer({ maxConnections: 3 }, async (port) => {

@@ -52,6 +52,8 @@ export interface RpcServerOptions {
   readonly idleTimeoutMs?: number;
   /** TCP keepalive's first probe after this much silence; 0 = keepalive off. Default DEFAULT_KEEPALIVE_MS. */
   readonly keepAliveMs?: number;
+  /** UDP calls in progress at once (all peers); datagrams beyond it are dropped, as UDP allows. Default DEFAULT_MAX_UDP_IN_FLIGHT. */
+  readonly maxUdpInFlight?: number;
 }
 
 /**
@@ -68,6 +70,8 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_IDLE_TIMEOUT_MS = 6 * 60_000;
 /** Keepalive finds peers that vanished (host power-off, cable pulled) while a call keeps the idle timer off. */
 export const DEFAULT_KEEPALIVE_MS = 60_000;
+/** UDP carries only the portmapper and MOUNT here, both quick: 64 calls at once is plenty, and the client retransmits a dropped one. */
+export const DEFAULT_MAX_UDP_IN_FLIGHT = 64;
 /** Refused connections are logged at most this often (with a count), so a connection flood cannot flood the log. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
@@ -88,6 +92,8 @@ export class RpcServer {
   private readonly maxConnections: number;
   private readonly idleTimeoutMs: number;
   private readonly keepAliveMs: number;
+  private readonly maxUdpInFlight: number;
+  private udpInFlight = 0;
   private refusalsUnlogged = 0;
   private refusalLoggedAt = -Infinity;
 
@@ -97,6 +103,7 @@ export class RpcServer {
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
+    this.maxUdpInFlight = opts.maxUdpInFlight ?? DEFAULT_MAX_UDP_IN_FLIGHT;
   }
 
   register(program: RpcProgram): void {
@@ -127,20 +134,30 @@ export class RpcServer {
       });
     });
     udp.on('error', (err) => this.opts.logger.warn('rpc: udp error', { error: err.message }));
+    let open = true;
+    udp.once('close', () => (open = false));
     udp.on('message', (msg, rinfo) => {
       if (this.opts.accept && !this.opts.accept(rinfo.address)) return;
       if (msg.length > this.maxRecord) return;
+      // Dropped, not queued: a flood must not pile up pending calls, and the client retransmits.
+      if (this.udpInFlight >= this.maxUdpInFlight) return;
+      this.udpInFlight += 1;
       void this.handle(msg, { remoteAddress: rinfo.address, remotePort: rinfo.port }).then((reply) => {
-        if (reply) udp.send(reply.toBuffer(), rinfo.port, rinfo.address);
+        this.udpInFlight -= 1;
+        // A reply that cannot be sent (socket closed meanwhile, too big for a datagram) is dropped.
+        if (reply && open) udp.send(reply.toBuffer(), rinfo.port, rinfo.address, () => undefined);
       });
     });
   }
 
+  /** Stops listening and drops every connection; calling it again does nothing. */
   async close(): Promise<void> {
     const udp = this.udp;
+    this.udp = undefined;
     if (udp) await new Promise<void>((r) => udp.close(() => r()));
     for (const s of this.sockets) s.destroy();
     const server = this.server;
+    this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
