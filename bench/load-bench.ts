@@ -16,6 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { prng } from '../src/testing/prng.js';
 import { MiB, bin, lifeboat, work } from './bench-util.js';
@@ -120,6 +121,18 @@ function memoryOf(pid: number): { rss: number; hwm: number } {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSecondsOf(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 const mib = (bytes: number): string => (bytes / MiB).toFixed(0);
 
 async function main(): Promise<void> {
@@ -156,6 +169,7 @@ async function main(): Promise<void> {
       `load: ${clientCount} clients on ${sessionCount} sessions of a ${diskMiB} MiB disk for ${seconds} s (set up in ${((Date.now() - setupStart) / 1000).toFixed(1)} s; serve pid ${server.proc.pid})`,
     );
     const started = Date.now();
+    const cpuBefore = cpuSecondsOf(server.proc.pid!);
     const live = (run = new Run(started + seconds * 1000));
     const clients = kinds.map(async (k, id) => {
       const session = sessions[id % sessionCount]!;
@@ -192,6 +206,9 @@ async function main(): Promise<void> {
     const { hwm } = memoryOf(server.proc.pid!);
     peakRss = Math.max(peakRss, hwm);
     report([...tallies.values()], elapsed, live.firstErrors, peakRss);
+    console.log(
+      `serve used ${(cpuSecondsOf(server.proc.pid!) - cpuBefore).toFixed(1)} CPU s in the run (machine: ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(1)})`,
+    );
   } finally {
     clearInterval(sampler);
     run?.killAll();
