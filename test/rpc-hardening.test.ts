@@ -153,3 +153,46 @@ test('rpc server: an accept error on its listener is logged and the server keeps
     }
   });
 });
+
+test('rpc server: request bytes in flight across connections stay within maxRequestBytesInFlight', async () => {
+  const gated = gatedProgram();
+  // Calls of about 400 bytes: procedure 1 takes no arguments, so the bulk is an AUTH_SYS credential.
+  await withRpcServer(
+    { maxRequestBytesInFlight: 8 * 1024 },
+    async (port) => {
+      const clients = await Promise.all([1, 2, 3].map(() => RpcTestClient.connect(port)));
+      try {
+        const cred = { stamp: 0, machineName: 'x'.repeat(255), uid: 0, gid: 0, gids: Array.from({ length: 16 }, (_, i) => i) };
+        const replies = clients.flatMap((c) => Array.from({ length: 20 }, () => c.call(GATED_PROG, 1, 1, Buffer.alloc(0), { cred })));
+        const recordBytes = encodeCall(1, GATED_PROG, 1, 1, Buffer.alloc(0), cred).length;
+        for (let waited = 0; gated.running() < 3 && waited < 5000; waited += 10) await sleep(10);
+        await sleep(300);
+        // Within the budget, plus one call per connection that had none in progress (so no connection starves).
+        const allowed = Math.ceil((8 * 1024) / recordBytes) + clients.length;
+        assert.ok(gated.peak() <= allowed, `calls of ${recordBytes} bytes running at once: ${gated.peak()} (at most ${allowed})`);
+        assert.ok(gated.peak() >= clients.length, 'every connection got a call in');
+        gated.open();
+        assert.equal((await Promise.all(replies)).filter((r) => replyStatus(r) === 0).length, 60);
+      } finally {
+        gated.open();
+        for (const c of clients) c.close();
+      }
+    },
+    gated.program,
+  );
+});
+
+test('rpc server: a connection sending empty fragments forever is closed', async () => {
+  await withRpcServer({}, async (port) => {
+    const flood = await RpcTestClient.connect(port);
+    const good = await RpcTestClient.connect(port);
+    try {
+      for (let i = 0; i < 64 && !flood.socket.destroyed; i++) flood.raw(Buffer.alloc(64 * 1024));
+      assert.equal(await closedWithin(flood, 2000), true);
+      assert.equal(replyStatus(await good.call(GATED_PROG, 1, 0)), 0, 'the other connection is unaffected');
+    } finally {
+      flood.close();
+      good.close();
+    }
+  });
+});

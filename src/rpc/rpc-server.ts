@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
 import { listenTcp } from '../core/listen.js';
-import { RecordMarkingError, RecordReader, recordHeader } from './record-marking.js';
+import { DEFAULT_MAX_FRAGMENTS, RecordMarkingError, RecordReader, recordHeader } from './record-marking.js';
 import {
   AUTH_BADCRED,
   GARBAGE_ARGS,
@@ -52,6 +52,14 @@ export interface RpcServerOptions {
   readonly idleTimeoutMs?: number;
   /** TCP keepalive's first probe after this much silence; 0 = keepalive off. Default DEFAULT_KEEPALIVE_MS. */
   readonly keepAliveMs?: number;
+  /**
+   * Request bytes of calls in progress, all connections together; beyond it a
+   * connection takes no further record until calls finish, except that one
+   * with no call in progress may always start one. Default DEFAULT_MAX_REQUEST_BYTES_IN_FLIGHT.
+   */
+  readonly maxRequestBytesInFlight?: number;
+  /** Fragments one request record may have. Default DEFAULT_MAX_FRAGMENTS (record-marking.ts). */
+  readonly maxFragmentsPerRecord?: number;
   /** UDP calls in progress at once (all peers); datagrams beyond it are dropped, as UDP allows. Default DEFAULT_MAX_UDP_IN_FLIGHT. */
   readonly maxUdpInFlight?: number;
 }
@@ -70,6 +78,12 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_IDLE_TIMEOUT_MS = 6 * 60_000;
 /** Keepalive finds peers that vanished (host power-off, cable pulled) while a call keeps the idle timer off. */
 export const DEFAULT_KEEPALIVE_MS = 60_000;
+/**
+ * 128 MiB of requests in progress per server: 120 NFS WRITEs of 1 MiB at
+ * once, far more than a LAN needs to stay busy, while per-connection limits
+ * alone would allow maxConnections x maxInFlight x maxRecordBytes (GiBs).
+ */
+export const DEFAULT_MAX_REQUEST_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 /** UDP carries only the portmapper and MOUNT here, both quick: 64 calls at once is plenty, and the client retransmits a dropped one. */
 export const DEFAULT_MAX_UDP_IN_FLIGHT = 64;
 /** Refused connections are logged at most this often (with a count), so a connection flood cannot flood the log. */
@@ -93,6 +107,12 @@ export class RpcServer {
   private readonly idleTimeoutMs: number;
   private readonly keepAliveMs: number;
   private readonly maxUdpInFlight: number;
+  private readonly maxRequestBytes: number;
+  private readonly maxFragments: number;
+  /** Request bytes of the calls in progress on all connections. */
+  private requestBytesInFlight = 0;
+  /** Connections paused for the byte budget: each is pumped again when calls finish. */
+  private readonly waitingForBudget = new Set<() => void>();
   private udpInFlight = 0;
   private refusalsUnlogged = 0;
   private refusalLoggedAt = -Infinity;
@@ -104,6 +124,8 @@ export class RpcServer {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.keepAliveMs = opts.keepAliveMs ?? DEFAULT_KEEPALIVE_MS;
     this.maxUdpInFlight = opts.maxUdpInFlight ?? DEFAULT_MAX_UDP_IN_FLIGHT;
+    this.maxRequestBytes = opts.maxRequestBytesInFlight ?? DEFAULT_MAX_REQUEST_BYTES_IN_FLIGHT;
+    this.maxFragments = opts.maxFragmentsPerRecord ?? DEFAULT_MAX_FRAGMENTS;
   }
 
   register(program: RpcProgram): void {
@@ -174,18 +196,21 @@ export class RpcServer {
     this.sockets.add(socket);
     socket.setNoDelay(true);
     if (this.keepAliveMs > 0) socket.setKeepAlive(true, this.keepAliveMs);
-    const reader = new RecordReader(this.maxRecord);
+    const reader = new RecordReader(this.maxRecord, { maxFragments: this.maxFragments });
     const peer = { remoteAddress, remotePort: socket.remotePort ?? 0 };
     let inFlight = 0;
     let waitingForDrain = false;
+    const overBudget = (): boolean => inFlight > 0 && this.requestBytesInFlight >= this.maxRequestBytes;
+    const mayStart = (): boolean => inFlight < this.maxInFlight && !waitingForDrain && !overBudget();
     /**
-     * Dispatches received records while a slot is free, then reads more only
-     * if every received record is dispatched: records beyond maxInFlight wait
-     * in the reader, and the paused socket bounds how many bytes that is.
+     * Dispatches received records while a call may start, then reads more
+     * only if every received record is dispatched: records beyond the limits
+     * wait in the reader, and the paused socket bounds how many bytes that is.
      */
     const pump = (): void => {
+      this.waitingForBudget.delete(pump);
       try {
-        while (!socket.destroyed && inFlight < this.maxInFlight && !waitingForDrain) {
+        while (!socket.destroyed && mayStart()) {
           const record = reader.next();
           if (record === undefined) break;
           dispatch(record);
@@ -195,17 +220,22 @@ export class RpcServer {
         socket.destroy();
         return;
       }
-      const stop = inFlight >= this.maxInFlight || waitingForDrain;
+      if (socket.destroyed) return;
+      const stop = !mayStart();
+      if (stop && overBudget()) this.waitingForBudget.add(pump);
       if (stop && !socket.isPaused()) socket.pause();
       else if (!stop && socket.isPaused()) socket.resume();
     };
     const dispatch = (record: Buffer): void => {
       inFlight += 1;
+      this.requestBytesInFlight += record.length;
       void this.handle(record, peer).then((reply) => {
         inFlight -= 1;
+        this.requestBytesInFlight -= record.length;
         if (reply) send(reply);
         else socket.destroy(); // not even an xid: the stream cannot be trusted
         pump();
+        this.wakeBudgetWaiters();
       });
     };
     const send = (w: XdrWriter): void => {
@@ -238,7 +268,18 @@ export class RpcServer {
       });
     }
     socket.on('error', () => undefined);
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.waitingForBudget.delete(pump);
+    });
+  }
+
+  /** Lets connections paused for the byte budget take records again, while it lasts. */
+  private wakeBudgetWaiters(): void {
+    for (const pump of [...this.waitingForBudget]) {
+      if (this.requestBytesInFlight >= this.maxRequestBytes) return;
+      pump();
+    }
   }
 
   /** Closes a connection at once; the log says so at most every REFUSAL_LOG_INTERVAL_MS. */
