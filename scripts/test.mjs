@@ -1,0 +1,46 @@
+// Runs the compiled tests (dist/test/*.test.js) with node's test runner.
+//   node scripts/test.mjs          every test: what CI runs (root, QEMU, ports 111 and up)
+//   node scripts/test.mjs --unit   the fast tier: no root, no QEMU, no listening port; under a minute
+//   node scripts/test.mjs <name>…  the named files only (e.g. overlay-model)
+// The fast tier is a list, not a naming rule, so that moving a test between tiers is one line here.
+import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+
+const UNIT = [
+  'codec',
+  'errors-doc',
+  'format',
+  'retention',
+  'cow-overlay',
+  'overlay-durability',
+  'overlay-model',
+  'rpc-record-marking',
+  'nfs-hardening',
+  'fuzz',
+];
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const dir = join(root, 'dist', 'test');
+const all = readdirSync(dir)
+  .filter((n) => n.endsWith('.test.js'))
+  .map((n) => n.slice(0, -'.test.js'.length))
+  .sort();
+const args = process.argv.slice(2);
+let chosen;
+if (args.includes('--unit')) {
+  const missing = UNIT.filter((n) => !all.includes(n));
+  if (missing.length) {
+    console.error(`scripts/test.mjs: the fast tier names tests that do not exist: ${missing.join(', ')}`);
+    process.exit(2);
+  }
+  chosen = UNIT;
+} else if (args.length > 0) {
+  chosen = args.map((a) => a.replace(/\.test\.(js|ts)$/, ''));
+} else {
+  chosen = all;
+}
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...chosen.map((n) => join(dir, `${n}.test.js`))], {
+  stdio: 'inherit',
+});
+process.exit(r.status ?? 1);
