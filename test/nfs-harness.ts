@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { BlockDevice } from '../src/blockdev/block-device.js';
 import { systemClock } from '../src/core/clock.js';
 import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram, type NfsFileSystem } from '../src/nfs/index.js';
-import { DatastoreFileSystem } from '../src/recovery/datastore-fs.js';
+import { DatastoreFileSystem, type DatastoreFsOptions } from '../src/recovery/datastore-fs.js';
 import type { RpcProgram } from '../src/rpc/rpc-server.js';
 import { XdrError, XdrReader, XdrWriter } from '../src/rpc/xdr.js';
 
@@ -88,11 +89,11 @@ export interface TestDatastore {
 }
 
 /** A datastore with one session "vm1" (files in `dir`/files, one 1 MiB disk "vm1-flat.vmdk"). */
-export async function testDatastore(dir: string, prepare?: (filesDir: string) => Promise<void>): Promise<TestDatastore> {
+export async function testDatastore(dir: string, prepare?: (filesDir: string) => Promise<void>, opts: DatastoreFsOptions = {}): Promise<TestDatastore> {
   const filesDir = join(dir, 'files');
   await mkdir(filesDir, { recursive: true });
   await prepare?.(filesDir);
-  const fs = new DatastoreFileSystem('/lifeboat', dir, systemClock);
+  const fs = new DatastoreFileSystem('/lifeboat', dir, systemClock, opts);
   const disk = new FailingDisk(1 << 20);
   await fs.addSession({ id: randomUUID(), name: 'vm1', filesDir, disks: [{ name: 'vm1', device: disk, allocatedBytes: () => 0, mtimeMs: 0 }], createdMs: 0 });
   const root = fs.mount('/lifeboat')!;
@@ -105,4 +106,34 @@ export async function testDatastore(dir: string, prepare?: (filesDir: string) =>
 export async function nfsTempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nfs-'));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Counts calls of node:fs/promises functions made by any module (the ESM
+ * bindings are updated with syncBuiltinESMExports), to check a cost without
+ * timing it. restore() puts the originals back.
+ */
+export function countFsCalls(names: readonly string[] = ['lstat', 'readdir', 'stat']): { counts: Record<string, number>; restore: () => void } {
+  const fsp = require('node:fs/promises') as Record<string, (...args: unknown[]) => unknown>;
+  const counts: Record<string, number> = {};
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const name of names) {
+    const original = fsp[name]!;
+    originals.set(name, original);
+    counts[name] = 0;
+    fsp[name] = (...args: unknown[]) => {
+      counts[name]! += 1;
+      return original(...args);
+    };
+  }
+  syncBuiltinESMExports();
+  return {
+    counts,
+    restore: () => {
+      for (const [name, original] of originals) fsp[name] = original;
+      syncBuiltinESMExports();
+    },
+  };
 }

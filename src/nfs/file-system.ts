@@ -38,6 +38,8 @@ export type CreateHow = { readonly mode: 'unchecked' | 'guarded'; readonly attrs
 export interface DirEntry {
   readonly name: string;
   readonly fileid: bigint;
+  /** The entry's handle, if the file system knows it while listing (READDIRPLUS then needs no LOOKUP). */
+  readonly handle?: Buffer;
 }
 
 export interface FsStat {
@@ -68,7 +70,11 @@ export interface NfsFileSystem {
   remove(dir: Buffer, name: string): Promise<void>;
   rmdir(dir: Buffer, name: string): Promise<void>;
   rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void>;
-  /** The whole listing in a stable order (the server pages it by cookie = index + 1), without `.`/`..`. */
+  /**
+   * The whole listing, in any order, without `.`/`..`. Return the same array
+   * object while the folder is unchanged: the server indexes a listing once
+   * (by array identity) and then serves each page at the cost of that page.
+   */
   readdir(dir: Buffer): Promise<readonly DirEntry[]>;
   fsstat(h: Buffer): Promise<FsStat>;
 }

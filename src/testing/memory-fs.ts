@@ -24,6 +24,8 @@ interface Node {
   mtimeMs: number;
   ctimeMs: number;
   verifier?: Buffer;
+  /** The listing handed out while the folder is unchanged (the server indexes it once). */
+  listing?: readonly DirEntry[];
 }
 
 /**
@@ -156,6 +158,7 @@ export class MemoryFileSystem implements NfsFileSystem {
     const n = this.node(this.nextId++, type, d.id);
     this.nodes.set(n.id, n);
     d.children.set(name, n.id);
+    d.listing = undefined;
     d.mtimeMs = d.ctimeMs = Date.now();
     return n;
   }
@@ -190,6 +193,7 @@ export class MemoryFileSystem implements NfsFileSystem {
     if (id === undefined) throw new NfsError(NFS3ERR_NOENT);
     if (this.nodes.get(id)!.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
     d.children.delete(name);
+    d.listing = undefined;
     this.nodes.delete(id);
   }
 
@@ -201,6 +205,7 @@ export class MemoryFileSystem implements NfsFileSystem {
     if (n.type !== 'dir') throw new NfsError(NFS3ERR_NOTDIR);
     if (n.children.size > 0) throw new NfsError(NFS3ERR_NOTEMPTY);
     d.children.delete(name);
+    d.listing = undefined;
     this.nodes.delete(id);
   }
 
@@ -213,12 +218,14 @@ export class MemoryFileSystem implements NfsFileSystem {
     if (replaced !== undefined && replaced !== id) this.nodes.delete(replaced);
     from.children.delete(fromName);
     to.children.set(toName, id);
+    from.listing = to.listing = undefined;
     this.nodes.get(id)!.parent = to.id;
   }
 
   async readdir(dirH: Buffer): Promise<readonly DirEntry[]> {
     const d = this.dir(dirH);
-    return [...d.children].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, fileid]) => ({ name, fileid }));
+    d.listing ??= [...d.children].map(([name, fileid]) => ({ name, fileid, handle: this.handle(fileid) }));
+    return d.listing;
   }
 
   async fsstat(): Promise<FsStat> {
