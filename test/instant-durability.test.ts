@@ -92,37 +92,53 @@ async function readDisk(children: Children, s: Server, dir: string): Promise<Buf
 }
 
 /**
- * What the disk may hold: acknowledged writes exactly, unacknowledged ones
- * byte by byte either old or new, every other byte the backup's. Returns
- * the acknowledged writes that are missing and any byte that is neither.
+ * What the disk may hold. `writes` are in the order they were sent (writes
+ * to the same bytes never overlap in time). Per byte, an acknowledged write
+ * is all that may be there, until a later write; an unacknowledged one may
+ * or may not be there; bytes never written are the backup's. Returns the
+ * acknowledged writes found missing and any other byte that is wrong.
  */
 function compare(disk: Buffer, base: Buffer, writes: readonly DiskWrite[]): { lost: DiskWrite[]; foreign: string[] } {
   assert.equal(disk.length, base.length, 'disk size');
-  const lost: DiskWrite[] = [];
+  const lost = new Set<DiskWrite>();
   const foreign: string[] = [];
-  const sorted = [...writes].sort((a, b) => a.offset - b.offset);
-  let pos = 0;
-  const untouchedUpTo = (end: number): void => {
-    if (pos < end && !disk.subarray(pos, end).equals(base.subarray(pos, end))) {
-      let at = pos;
-      while (disk[at] === base[at]) at++;
-      foreign.push(`byte ${at} (no write there) is 0x${disk[at]!.toString(16)}, the backup has 0x${base[at]!.toString(16)}`);
-    }
-  };
-  for (const w of sorted) {
-    assert.ok(w.offset >= pos, 'writes of a test never overlap');
-    untouchedUpTo(w.offset);
-    const got = disk.subarray(w.offset, w.offset + w.length);
-    if (w.acked) {
-      if (got.some((x) => x !== w.pattern)) lost.push(w);
-    } else {
-      const at = got.findIndex((x, i) => x !== w.pattern && x !== base[w.offset + i]);
-      if (at >= 0) foreign.push(`byte ${w.offset + at} of an unacknowledged ${w.via} write is 0x${got[at]!.toString(16)}`);
-    }
-    pos = w.offset + w.length;
+  const byRegion = new Map<number, DiskWrite[]>();
+  for (const w of writes) {
+    const r = Math.floor(w.offset / REGION);
+    assert.equal(Math.floor((w.offset + w.length - 1) / REGION), r, 'a write stays in its region');
+    byRegion.set(r, [...(byRegion.get(r) ?? []), w]);
   }
-  untouchedUpTo(disk.length);
-  return { lost, foreign };
+  for (let r = 0; r * REGION < disk.length; r++) {
+    const [start, end] = [r * REGION, Math.min(disk.length, (r + 1) * REGION)];
+    const ws = byRegion.get(r) ?? [];
+    // Segments between the edges of writes: each lies wholly inside or outside every write.
+    const edges = [...new Set([start, end, ...ws.flatMap((w) => [w.offset, w.offset + w.length])])].sort((a, b) => a - b);
+    for (let e = 0; e + 1 < edges.length; e++) {
+      const [from, to] = [edges[e]!, edges[e + 1]!];
+      let settled: DiskWrite | undefined;
+      let maybe: DiskWrite[] = [];
+      for (const w of ws) {
+        if (w.offset > from || w.offset + w.length < to) continue;
+        if (w.acked) {
+          settled = w;
+          maybe = [];
+        } else maybe.push(w);
+      }
+      if (!settled && maybe.length === 0 && disk.subarray(from, to).equals(base.subarray(from, to))) continue;
+      const patterns = new Set([...(settled ? [settled] : []), ...maybe].map((w) => w.pattern));
+      for (let at = from; at < to; at++) {
+        const b = disk[at]!;
+        if (patterns.has(b) || (!settled && b === base[at])) continue;
+        if (settled) lost.add(settled);
+        else
+          foreign.push(
+            `byte ${at} is 0x${b.toString(16)}; ${maybe.length ? 'an unacknowledged write or ' : ''}the backup's 0x${base[at]!.toString(16)} may be there`,
+          );
+        break;
+      }
+    }
+  }
+  return { lost: [...lost], foreign };
 }
 
 const describe = (ws: readonly DiskWrite[]): string =>
@@ -209,15 +225,21 @@ async function waitForServer(live: Live): Promise<Server | undefined> {
   return live.stopping ? undefined : live.server;
 }
 
-/** One qemu-io per region: a 64 KiB and a 4 KiB write (each FUA or not, at random), then a flush. */
+/** The n-th batch of a writer: its region (going round them) and two fills that differ from the region's previous ones. */
+function nth(regions: readonly number[], n: number): { r: number; patterns: [number, number] } {
+  return { r: regions[n % regions.length]!, patterns: [1 + ((2 * n) % 255), 1 + ((2 * n + 1) % 255)] };
+}
+
+/** One qemu-io per batch: a 64 KiB and a 4 KiB write in a region (each FUA or not, at random), then a flush. */
 async function nbdWriter(live: Live, children: Children, regions: readonly number[], rand: () => number, writes: DiskWrite[]): Promise<void> {
-  for (const r of regions) {
+  for (let n = 0; ; n++) {
     const s = await waitForServer(live);
     if (!s) return;
+    const { r, patterns } = nth(regions, n);
     const fua = [rand() < 0.5, rand() < 0.5];
     const batch: DiskWrite[] = [
-      { via: 'nbd', offset: r * REGION, length: GRANULE, pattern: 1 + (r % 255), acked: false },
-      { via: 'nbd', offset: r * REGION + GRANULE + 4 * KiB * Math.floor(rand() * 16), length: 4 * KiB, pattern: 255 - (r % 255), acked: false },
+      { via: 'nbd', offset: r * REGION, length: GRANULE, pattern: patterns[0], acked: false },
+      { via: 'nbd', offset: r * REGION + GRANULE + 4 * KiB * Math.floor(rand() * 16), length: 4 * KiB, pattern: patterns[1], acked: false },
     ];
     writes.push(...batch);
     const cmds = batch.flatMap((w, i) => ['-c', `write ${fua[i] ? '-f ' : ''}-P 0x${w.pattern.toString(16)} ${w.offset} ${w.length}`]);
@@ -228,17 +250,18 @@ async function nbdWriter(live: Live, children: Children, regions: readonly numbe
   }
 }
 
-/** Per region, a whole-granule and an unaligned partial FILE_SYNC WRITE, both in flight at once. */
+/** Going round its regions: a whole-granule and an unaligned partial FILE_SYNC WRITE, both in flight at once. */
 async function nfsWriter(live: Live, regions: readonly number[], rand: () => number, writes: DiskWrite[]): Promise<void> {
   let client: { c: NfsDiskClient; generation: number } | undefined;
   try {
-    for (const r of regions) {
+    for (let n = 0; ; n++) {
       const s = await waitForServer(live);
       if (!s) return;
+      const { r, patterns } = nth(regions, n);
       const partLength = 512 + Math.floor(rand() * 4000);
       const batch: DiskWrite[] = [
-        { via: 'nfs', offset: r * REGION, length: GRANULE, pattern: 1 + (r % 255), acked: false },
-        { via: 'nfs', offset: r * REGION + GRANULE + Math.floor(rand() * (GRANULE - partLength)), length: partLength, pattern: 255 - (r % 255), acked: false },
+        { via: 'nfs', offset: r * REGION, length: GRANULE, pattern: patterns[0], acked: false },
+        { via: 'nfs', offset: r * REGION + GRANULE + Math.floor(rand() * (GRANULE - partLength)), length: partLength, pattern: patterns[1], acked: false },
       ];
       writes.push(...batch);
       try {
