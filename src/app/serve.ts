@@ -21,6 +21,8 @@ export interface ServeOptions {
   readonly nbdPort?: number | undefined;
   readonly nbdBind?: string | undefined;
   readonly allow: string;
+  /** Bytes of decoded backup blocks all sessions keep together (InstantRecovery's default when undefined). */
+  readonly cacheBudgetBytes?: number | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly say: (line: string) => void;
@@ -64,7 +66,7 @@ async function listenNear(
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const repo = await Repository.open(opts.repo);
   const allow = AllowList.parse(opts.allow);
-  const recovery = new InstantRecovery(repo, opts.clock, opts.logger);
+  const recovery = new InstantRecovery(repo, opts.clock, opts.logger, { cacheBudgetBytes: opts.cacheBudgetBytes });
   await recovery.loadSessions();
   const rpcOpts = { logger: opts.logger, accept: (a: string) => allow.allows(a), maxRecordBytes: 1024 * 1024 + 64 * 1024 };
   const nfs = new RpcServer(rpcOpts);

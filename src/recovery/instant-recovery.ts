@@ -13,12 +13,21 @@ import { SessionStore, type SessionRecord } from './session-store.js';
 import { DatastoreFileSystem, type DatastoreDisk, type DatastoreSession } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
+import { BlockCache } from '../repository/block-cache.js';
 import type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
 
 export type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
 
 export const EXPORT_PATH = '/lifeboat';
+
+/** Decoded backup blocks all sessions of a server keep, together, by default. */
+export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024;
+
+export interface InstantRecoveryOptions {
+  /** Bytes of decoded backup blocks kept for all sessions together (default DEFAULT_CACHE_BUDGET); 0 keeps none. */
+  readonly cacheBudgetBytes?: number | undefined;
+}
 
 /**
  * Instant-recovery sessions: a restore point's disks, each a RestorePointDisk
@@ -43,12 +52,20 @@ export class InstantRecovery {
   /** Where this server's NBD exports are reached (a booted VM's disks go through it). */
   private nbd: { host: string; port: number } | undefined;
   readonly migrations: SessionMigrations;
+  /**
+   * Decoded blocks of every session's disks, under one budget: a booting
+   * guest rereads the same blocks often, and ten sessions of four disks
+   * must not each keep their own.
+   */
+  readonly blockCache: BlockCache;
 
   constructor(
     private readonly repo: Repository,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    opts: InstantRecoveryOptions = {},
   ) {
+    this.blockCache = new BlockCache(opts.cacheBudgetBytes ?? DEFAULT_CACHE_BUDGET);
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
     this.migrations = new SessionMigrations(logger, clock);
@@ -246,8 +263,7 @@ export class InstantRecovery {
     const overlays: CowOverlay[] = [];
     try {
       for (const d of rec.disks) {
-        // 256 MiB of decoded blocks per disk: a booting guest rereads the same blocks often.
-        const base = d.blank ? new ZeroDisk(d.size) : await RestorePointDisk.open(files, d.index, { pool: this.pool, cacheBytes: 256 * 1024 * 1024 });
+        const base = d.blank ? new ZeroDisk(d.size) : await RestorePointDisk.open(files, d.index, { pool: this.pool, cache: this.blockCache });
         bases.push(base);
         overlays.push(await CowOverlay.open(base, join(rec.dir, `overlay-${d.index}`)));
       }

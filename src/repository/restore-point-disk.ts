@@ -1,6 +1,7 @@
 import { LifeboatError, queued } from '../core/errors.js';
 import type { BlockWorkerPool, DecodeRange } from '../compress/block-pool.js';
 import { BackupFileReader } from './backup-file.js';
+import { BlockCache, type DiskBlockCache } from './block-cache.js';
 import type { ChainFile } from './job-state.js';
 
 /** A read-only virtual disk: what the restore and instant-recovery layers see. */
@@ -38,8 +39,7 @@ export class RestorePointDisk implements VirtualDisk {
   /** 0 = zeros; k = layers[k-1]. */
   private readonly layerOf: Uint16Array;
   private readonly slotOf: Int32Array;
-  private readonly cache = new Map<number, Buffer>();
-  private readonly cacheLimit: number;
+  private readonly cache: DiskBlockCache;
   /** Blocks being decoded: concurrent readers of one block share one decode. */
   private readonly inflight = new Map<number, Promise<Buffer>>();
   /** The last block a read ended in, to detect sequential readers and read ahead. */
@@ -55,7 +55,7 @@ export class RestorePointDisk implements VirtualDisk {
   private constructor(
     private readonly layers: BackupFileReader[],
     readonly disk: number,
-    cacheBytes: number,
+    cache: BlockCache | number,
     private readonly pool: BlockWorkerPool | undefined,
   ) {
     const top = layers[layers.length - 1]!;
@@ -73,11 +73,20 @@ export class RestorePointDisk implements VirtualDisk {
         this.slotOf[bi] = i;
       }
     });
-    this.cacheLimit = Math.max(1, Math.floor(cacheBytes / this.blockSize));
+    // A disk with a cache of its own keeps at least one block.
+    this.cache = (typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache).forDisk();
   }
 
-  /** Opens disk `disk` of the point whose files are `files` (full first). */
-  static async open(files: readonly ChainFile[], disk: number, opts: { cacheBytes?: number; pool?: BlockWorkerPool } = {}): Promise<RestorePointDisk> {
+  /**
+   * Opens disk `disk` of the point whose files are `files` (full first).
+   * Decoded blocks go to `cache` (shared with other disks under one budget)
+   * or, without it, to a cache of the disk's own of `cacheBytes`.
+   */
+  static async open(
+    files: readonly ChainFile[],
+    disk: number,
+    opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool } = {},
+  ): Promise<RestorePointDisk> {
     const layers: BackupFileReader[] = [];
     try {
       for (const f of files) layers.push(await BackupFileReader.open(f.path));
@@ -96,7 +105,7 @@ export class RestorePointDisk implements VirtualDisk {
       await Promise.all(layers.map((l) => l.close()));
       throw new LifeboatError(problem.startsWith('the point') ? 'LFB_ERR_DISK_NOT_FOUND' : 'LFB_ERR_CHAIN_BROKEN', problem);
     }
-    return new RestorePointDisk(layers, disk, opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool);
+    return new RestorePointDisk(layers, disk, opts.cache ?? opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool);
   }
 
   rawLength(blockIndex: number): number {
@@ -152,18 +161,11 @@ export class RestorePointDisk implements VirtualDisk {
     const l = this.layerOf[blockIndex]!;
     if (l === 0) return this.zeros(len);
     const hit = this.cache.get(blockIndex);
-    if (hit) {
-      this.cache.delete(blockIndex);
-      this.cache.set(blockIndex, hit);
-      return hit;
-    }
+    if (hit) return hit;
     const running = this.inflight.get(blockIndex);
     if (running) return running;
     const p = this.decodeBlock(blockIndex, l, len).then((data) => {
-      if (this.cacheLimit > 0) {
-        this.cache.set(blockIndex, data);
-        if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
-      }
+      this.cache.set(blockIndex, data);
       return data;
     });
     this.inflight.set(blockIndex, p);
@@ -261,7 +263,7 @@ export class RestorePointDisk implements VirtualDisk {
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
     const sequential = first === this.lastBlockRead || first === this.lastBlockRead + 1;
-    if (this.cacheLimit > 0 && sequential) this.readAhead(last + 1);
+    if (this.cache.enabled && sequential) this.readAhead(last + 1);
     this.lastBlockRead = last;
     if (
       first === last &&
@@ -307,17 +309,14 @@ export class RestorePointDisk implements VirtualDisk {
       this.frameBounds.set(blockIndex, r.bounds);
       if (this.frameBounds.size > FRAME_BOUNDS_KEPT) this.frameBounds.delete(this.frameBounds.keys().next().value as number);
     }
-    if (r.start === 0 && r.data.length === len && this.cacheLimit > 0) {
-      this.cache.set(blockIndex, r.data);
-      if (this.cache.size > this.cacheLimit) this.cache.delete(this.cache.keys().next().value as number);
-    }
+    if (r.start === 0 && r.data.length === len) this.cache.set(blockIndex, r.data);
     return r.data.subarray(within - r.start, within - r.start + length);
   }
 
   async close(): Promise<void> {
     // Workers may be reading our descriptors: they must not be closed (and reused) under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
-    this.cache.clear();
+    this.cache.close();
     await Promise.all(this.layers.map((l) => l.close()));
   }
 }

@@ -1,6 +1,7 @@
 import { AllowList } from '../../app/allow-list.js';
 import { LifeboatError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
+import { parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { optionalString, requireString } from '../command.js';
 
@@ -13,7 +14,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>]',
+    'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
   summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
   positionals: [],
   options: {
@@ -26,9 +27,11 @@ export const serve: Command = {
     'nbd-port': { type: 'string' },
     'nbd-bind': { type: 'string' },
     allow: { type: 'string' },
+    'cache-budget': { type: 'string' },
   },
   async run(ctx) {
     const { serve: startServer } = await import('../../app/serve.js');
+    const budget = optionalString(ctx, 'cache-budget');
     const running = await startServer({
       repo: requireString(ctx, 'repo'),
       bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
@@ -39,6 +42,8 @@ export const serve: Command = {
       nbdPort: port(optionalString(ctx, 'nbd-port'), '--nbd-port'),
       nbdBind: optionalString(ctx, 'nbd-bind'),
       allow: optionalString(ctx, 'allow') ?? AllowList.LOOPBACK,
+      // Decoded backup blocks, all sessions together (default 512M).
+      cacheBudgetBytes: budget === undefined ? undefined : parseSize(budget, '--cache-budget'),
       clock: ctx.service.clock,
       logger: createLogger((process.env['LIFEBOAT_LOG'] as 'info' | undefined) ?? 'info'),
       say: ctx.out,
