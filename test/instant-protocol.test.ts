@@ -188,9 +188,6 @@ test(
         assert.notEqual(b.nfsPort, a.nfsPort);
         assert.match(b.log(), /port \d+ is in use, serving on \d+ instead/);
         assert.match(b.log(), /on 111 kept another server's registration/, 'the first server keeps its programs on 111');
-        const explicit = await cli(['serve', '--repo', repoB, '--nfs-port', String(a.nfsPort), '--no-portmap']);
-        assert.equal(explicit.code, 5);
-        assert.match(explicit.stderr, /LFB_ERR_PORT_IN_USE/);
         // The first server's programs are still what port 111 answers.
         const pm = (await run('rpcinfo', ['-p', '127.0.0.1'])).stdout;
         assert.match(pm, new RegExp(`100003\\s+3\\s+tcp\\s+${a.nfsPort}`));
@@ -199,6 +196,10 @@ test(
         const viaPorts = (await run('nfs-ls', [`nfs://127.0.0.1/lifeboat?version=3&nfsport=${b.nfsPort}&mountport=${b.mountPort}`])).stdout;
         assert.equal(typeof viaPorts, 'string');
         await kill9(servers.pop()!);
+        // A port given explicitly that is taken is an error (repoB's own server is gone: one server per repository).
+        const explicit = await cli(['serve', '--repo', repoB, '--nfs-port', String(a.nfsPort), '--no-portmap']);
+        assert.equal(explicit.code, 5);
+        assert.match(explicit.stderr, /LFB_ERR_PORT_IN_USE/);
 
         await startSession(repoA, 'q');
         const restored = join(dir, 'restored.raw');

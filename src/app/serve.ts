@@ -1,4 +1,6 @@
+import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -6,9 +8,11 @@ import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../nfs/ind
 import { InstantRecovery } from '../recovery/index.js';
 import { NbdServer } from '../nbd/index.js';
 import { Repository } from '../repository/index.js';
-import { IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PortmapRegistry, RpcServer, pmapRegister, portmapProgram, type Mapping } from '../rpc/index.js';
+import { IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PortmapRegistry, RpcServer, portmapProgram, type Mapping } from '../rpc/index.js';
+import { LockFile } from '../storage/index.js';
 import { AllowList } from './allow-list.js';
-import { startControlApi, type ControlInfo } from './control-api.js';
+import { controlFile, startControlApi, type ControlInfo } from './control-api.js';
+import { registerWithPortmapper } from './portmap-registration.js';
 
 export interface ServeOptions {
   readonly repo: string;
@@ -59,15 +63,53 @@ async function listenNear(
 }
 
 /**
+ * One server per repository: two would open the same session overlays and
+ * write the same map files. The lock lives as long as the server (a killed
+ * one leaves it stale, and the next start takes it over).
+ */
+async function lockRepository(root: string): Promise<LockFile> {
+  await mkdir(join(root, 'instant'), { recursive: true, mode: 0o700 });
+  try {
+    return await LockFile.acquire(join(root, 'instant', 'server.lock'), `the server of ${root}`);
+  } catch (err) {
+    if (!isLifeboatError(err, 'LFB_ERR_JOB_LOCKED')) throw err;
+    const pid = err.details['pid'] as number;
+    const host = err.details['host'] as string;
+    const info = await readFile(controlFile(root), 'utf8')
+      .then((t) => JSON.parse(t) as ControlInfo)
+      .catch(() => undefined);
+    const where =
+      info?.pid === pid
+        ? `: NFS on port ${info.nfsPort}, MOUNT on ${info.mountPort}${info.nbdPort ? `, NBD on ${info.nbdPort}` : ''}, control API on 127.0.0.1:${info.port}`
+        : ' (still starting)';
+    throw new LifeboatError(
+      'LFB_ERR_SERVER_RUNNING',
+      `a Lifeboat server already serves ${root}: process ${pid} on ${host}${where}; stop it first (one server per repository)`,
+      { details: { pid, host, ...(info?.pid === pid ? { nfsPort: info.nfsPort, mountPort: info.mountPort, controlPort: info.port } : {}) } },
+    );
+  }
+}
+
+/**
  * `lifeboat serve`: the vPower-style NFS datastore of a repository — a
- * portmapper (or registration with the system's), MOUNT v3, NFSv3, and the
- * local control API — in one process.
+ * portmapper (or registration with the system's), MOUNT v3, NFSv3, NBD and
+ * the local control API — in one process. Every listener but the control API
+ * refuses a peer outside `allow` when it connects, loopback included (the
+ * default allow list is loopback only); the control API answers loopback
+ * peers only.
  */
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
-  const repo = await Repository.open(opts.repo);
   const allow = AllowList.parse(opts.allow);
+  const repo = await Repository.open(opts.repo);
+  const lock = await lockRepository(repo.root);
   const recovery = new InstantRecovery(repo, opts.clock, opts.logger, { cacheBudgetBytes: opts.cacheBudgetBytes });
-  await recovery.loadSessions();
+  try {
+    await recovery.loadSessions();
+  } catch (err) {
+    await recovery.close().catch(() => undefined);
+    await lock.release();
+    throw err;
+  }
   const rpcOpts = { logger: opts.logger, accept: (a: string) => allow.allows(a), maxRecordBytes: 1024 * 1024 + 64 * 1024 };
   const nfs = new RpcServer(rpcOpts);
   nfs.register(
@@ -113,7 +155,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         ...mappings,
       ])
         registry.set(m, { owned: true });
-      const pm = new RpcServer({ logger: opts.logger });
+      // SET and UNSET come from loopback only (the registry's rule); anyone outside the allow list is refused at accept.
+      const pm = new RpcServer({ logger: opts.logger, accept: (a: string) => allow.allows(a) });
       pm.register(portmapProgram(registry));
       try {
         await pm.listen(pmPort, opts.bind);
@@ -123,20 +166,15 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
         await pm.close();
-        // A system rpcbind (or another Lifeboat) holds the port: register with it instead,
-        // replacing what a previous run of ours may have left (UNSET once per program).
-        for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM])
-          await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
-        const refused: Mapping[] = [];
-        for (const m of mappings) if (!(await pmapRegister(m, { port: pmPort }).catch(() => false))) refused.push(m);
-        closers.push(async () => {
-          for (const prog of [NFS_PROGRAM, MOUNT_PROGRAM])
-            await pmapRegister({ prog, vers: 3, prot: IPPROTO_TCP, port: 0 }, { unset: true, port: pmPort }).catch(() => false);
+        // A system rpcbind (or another Lifeboat) holds the port: register with it, removing only what is ours.
+        const registration = await registerWithPortmapper({
+          portmapPort: pmPort,
+          repoRoot: repo.root,
+          mappings,
+          explicitPorts: `nfsport=${nfsPort}, mountport=${mountPort}`,
         });
-        portmapMode =
-          refused.length === 0
-            ? `registered with the portmapper on ${pmPort}`
-            : `on ${pmPort} kept another server's registration (clients reach this one with explicit ports: nfsport=${nfsPort}, mountport=${mountPort})`;
+        closers.push(() => registration.unregister());
+        portmapMode = registration.mode;
       }
     }
     const host = opts.bind === '0.0.0.0' || opts.bind === '::' ? hostname() : opts.bind;
@@ -144,7 +182,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     const nbdPort = await listenNear((p) => nbd.listen(p, opts.nbdBind ?? opts.bind), opts.nbdPort ?? 10809, opts.nbdPort !== undefined, 'NBD', opts.say);
     closers.push(() => nbd.close());
     recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort);
-    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, portmap: portmapMode, host });
+    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, nbdPort, portmap: portmapMode, host }, { logger: opts.logger });
     closers.push(() => control.close());
     opts.say(
       `serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,
@@ -156,11 +194,13 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       close: async () => {
         for (const c of closers.reverse()) await c().catch(() => undefined);
         await recovery.close();
+        await lock.release();
       },
     };
   } catch (err) {
     for (const c of closers.reverse()) await c().catch(() => undefined);
     await recovery.close();
+    await lock.release();
     throw err;
   }
 }

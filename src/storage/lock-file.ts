@@ -45,7 +45,7 @@ export class LockFile {
         throw new LifeboatError(
           'LFB_ERR_JOB_LOCKED',
           `${what} is busy: process ${holder.pid} on ${holder.host} holds ${path} since ${holder.since}; wait for it to finish (or pass --wait)`,
-          { details: { path, pid: holder.pid } },
+          { details: { path, pid: holder.pid, host: holder.host } },
         );
       }
       await sleep(pollMs);
