@@ -2,7 +2,8 @@ import type { Socket } from 'node:net';
 
 /**
  * Awaitable exact-size reads from a socket, with backpressure: when more
- * than `highWater` bytes are buffered the socket stops being read.
+ * than `highWater` bytes are buffered the socket stops being read (unless a
+ * read waits for more than that), and the rest waits in the kernel.
  */
 export class SocketReader {
   private chunks: Buffer[] = [];
@@ -17,8 +18,8 @@ export class SocketReader {
     socket.on('data', (d: Buffer) => {
       this.chunks.push(d);
       this.have += d.length;
-      if (this.have > this.highWater) socket.pause();
       this.settle();
+      this.flow();
     });
     const end = (): void => {
       this.closed ??= new Error('connection closed');
@@ -27,6 +28,14 @@ export class SocketReader {
     socket.on('end', end);
     socket.on('close', end);
     socket.on('error', end);
+  }
+
+  /** Pauses the socket while enough is buffered, resumes it while a read is short of bytes. */
+  private flow(): void {
+    const starving = this.waiting !== undefined && this.have < this.waiting.n;
+    if (this.have > this.highWater && !starving) {
+      if (!this.socket.isPaused()) this.socket.pause();
+    } else if (this.socket.isPaused()) this.socket.resume();
   }
 
   private settle(): void {
@@ -62,7 +71,7 @@ export class SocketReader {
       }
     }
     this.have -= n;
-    if (this.have <= this.highWater && this.socket.isPaused()) this.socket.resume();
+    this.flow();
     return out;
   }
 
@@ -74,6 +83,7 @@ export class SocketReader {
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
       this.waiting = { n, into, resolve, reject };
+      this.flow();
     });
   }
 
@@ -83,6 +93,7 @@ export class SocketReader {
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
       this.waiting = { n, resolve, reject };
+      this.flow();
     });
   }
 }

@@ -1,0 +1,2 @@
+/** A peer broke the protocol in a way that ends its connection (and only that one). */
+export class NbdProtocolError extends Error {}

@@ -1,0 +1,176 @@
+import type { Socket } from 'node:net';
+import type { NbdExports } from './export.js';
+import { NbdProtocolError } from './nbd-errors.js';
+import type { NegotiatedExport } from './nbd-transmission.js';
+import type { SocketReader } from './socket-reader.js';
+import * as W from './wire.js';
+
+export const TRANSMISSION_FLAGS =
+  W.NBD_FLAG_HAS_FLAGS |
+  W.NBD_FLAG_SEND_FLUSH |
+  W.NBD_FLAG_SEND_FUA |
+  W.NBD_FLAG_SEND_TRIM |
+  W.NBD_FLAG_SEND_WRITE_ZEROES |
+  W.NBD_FLAG_SEND_CACHE |
+  // Every connection to an export shares its one overlay, so flushes are seen by all.
+  W.NBD_FLAG_CAN_MULTI_CONN;
+
+/** The id of base:allocation in BLOCK_STATUS replies. */
+export const CONTEXT_ID = 1;
+
+function optionReply(socket: Socket, opt: number, type: number, data: Buffer = Buffer.alloc(0)): void {
+  const h = Buffer.alloc(20);
+  h.writeBigUInt64BE(W.REPLY_MAGIC, 0);
+  h.writeUInt32BE(opt, 8);
+  h.writeUInt32BE(type, 12);
+  h.writeUInt32BE(data.length, 16);
+  socket.write(Buffer.concat([h, data]));
+}
+
+/**
+ * The fixed newstyle handshake: greeting, then options until the client picks
+ * an export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME) or aborts (undefined).
+ */
+export async function negotiate(socket: Socket, r: SocketReader, exports: NbdExports): Promise<NegotiatedExport | undefined> {
+  const hello = Buffer.alloc(18);
+  hello.writeBigUInt64BE(W.NBDMAGIC, 0);
+  hello.writeBigUInt64BE(W.IHAVEOPT, 8);
+  hello.writeUInt16BE(W.NBD_FLAG_FIXED_NEWSTYLE | W.NBD_FLAG_NO_ZEROES, 16);
+  socket.write(hello);
+  const clientFlags = (await r.read(4)).readUInt32BE(0);
+  if ((clientFlags & ~(W.NBD_FLAG_C_FIXED_NEWSTYLE | W.NBD_FLAG_C_NO_ZEROES)) !== 0) throw new NbdProtocolError(`unknown client flags ${clientFlags}`);
+  const noZeroes = (clientFlags & W.NBD_FLAG_C_NO_ZEROES) !== 0;
+  let structured = false;
+  let allocation = false;
+  for (;;) {
+    const head = await r.read(16);
+    if (head.readBigUInt64BE(0) !== W.IHAVEOPT) throw new NbdProtocolError('bad option magic');
+    const opt = head.readUInt32BE(8);
+    const len = head.readUInt32BE(12);
+    if (len > 65536) throw new NbdProtocolError(`option ${opt} of ${len} bytes`);
+    const data = await r.read(len);
+    switch (opt) {
+      case W.NBD_OPT_EXPORT_NAME: {
+        const device = exports.open(data.toString('utf8'));
+        if (!device) throw new NbdProtocolError(`no export "${data.toString('utf8')}"`);
+        const out = Buffer.alloc(noZeroes ? 10 : 134);
+        out.writeBigUInt64BE(BigInt(device.size), 0);
+        out.writeUInt16BE(TRANSMISSION_FLAGS, 8);
+        socket.write(out);
+        return { device, structured, allocation };
+      }
+      case W.NBD_OPT_ABORT:
+        optionReply(socket, opt, W.NBD_REP_ACK);
+        return undefined;
+      case W.NBD_OPT_LIST:
+        if (len !== 0) {
+          optionReply(socket, opt, W.NBD_REP_ERR_INVALID);
+          break;
+        }
+        for (const e of exports.list()) {
+          const name = Buffer.from(e.name);
+          const desc = Buffer.from(e.description);
+          const d = Buffer.alloc(4);
+          d.writeUInt32BE(name.length);
+          optionReply(socket, opt, W.NBD_REP_SERVER, Buffer.concat([d, name, desc]));
+        }
+        optionReply(socket, opt, W.NBD_REP_ACK);
+        break;
+      case W.NBD_OPT_INFO:
+      case W.NBD_OPT_GO: {
+        const parsed = parseNameAndInfos(data);
+        if (!parsed) {
+          optionReply(socket, opt, W.NBD_REP_ERR_INVALID);
+          break;
+        }
+        const device = exports.open(parsed.name);
+        if (!device) {
+          optionReply(socket, opt, W.NBD_REP_ERR_UNKNOWN, Buffer.from(`no export "${parsed.name}"`));
+          break;
+        }
+        const info = Buffer.alloc(12);
+        info.writeUInt16BE(W.NBD_INFO_EXPORT, 0);
+        info.writeBigUInt64BE(BigInt(device.size), 2);
+        info.writeUInt16BE(TRANSMISSION_FLAGS, 10);
+        optionReply(socket, opt, W.NBD_REP_INFO, info);
+        if (parsed.infos.includes(W.NBD_INFO_BLOCK_SIZE)) {
+          const bs = Buffer.alloc(14);
+          bs.writeUInt16BE(W.NBD_INFO_BLOCK_SIZE, 0);
+          bs.writeUInt32BE(1, 2);
+          bs.writeUInt32BE(4096, 6);
+          bs.writeUInt32BE(W.MAX_PAYLOAD, 10);
+          optionReply(socket, opt, W.NBD_REP_INFO, bs);
+        }
+        if (parsed.infos.includes(W.NBD_INFO_NAME)) {
+          const n = Buffer.alloc(2);
+          n.writeUInt16BE(W.NBD_INFO_NAME);
+          optionReply(socket, opt, W.NBD_REP_INFO, Buffer.concat([n, Buffer.from(parsed.name)]));
+        }
+        optionReply(socket, opt, W.NBD_REP_ACK);
+        if (opt === W.NBD_OPT_GO) return { device, structured, allocation };
+        break;
+      }
+      case W.NBD_OPT_STRUCTURED_REPLY:
+        if (len !== 0) optionReply(socket, opt, W.NBD_REP_ERR_INVALID);
+        else {
+          structured = true;
+          optionReply(socket, opt, W.NBD_REP_ACK);
+        }
+        break;
+      case W.NBD_OPT_LIST_META_CONTEXT:
+      case W.NBD_OPT_SET_META_CONTEXT: {
+        const q = parseMetaQuery(data);
+        if (!q || (opt === W.NBD_OPT_SET_META_CONTEXT && !structured)) {
+          optionReply(socket, opt, W.NBD_REP_ERR_INVALID);
+          break;
+        }
+        const wanted =
+          q.queries.length === 0
+            ? opt === W.NBD_OPT_LIST_META_CONTEXT
+              ? [W.BASE_ALLOCATION]
+              : []
+            : q.queries.filter((x) => x === W.BASE_ALLOCATION || x === 'base:');
+        if (opt === W.NBD_OPT_SET_META_CONTEXT) allocation = wanted.length > 0;
+        if (wanted.length > 0) {
+          const id = Buffer.alloc(4);
+          id.writeUInt32BE(CONTEXT_ID);
+          optionReply(socket, opt, W.NBD_REP_META_CONTEXT, Buffer.concat([id, Buffer.from(W.BASE_ALLOCATION)]));
+        }
+        optionReply(socket, opt, W.NBD_REP_ACK);
+        break;
+      }
+      default:
+        optionReply(socket, opt, W.NBD_REP_ERR_UNSUP);
+    }
+  }
+}
+
+function parseNameAndInfos(d: Buffer): { name: string; infos: number[] } | undefined {
+  if (d.length < 6) return undefined;
+  const n = d.readUInt32BE(0);
+  if (4 + n + 2 > d.length) return undefined;
+  const name = d.subarray(4, 4 + n).toString('utf8');
+  const count = d.readUInt16BE(4 + n);
+  if (4 + n + 2 + 2 * count !== d.length) return undefined;
+  const infos: number[] = [];
+  for (let i = 0; i < count; i++) infos.push(d.readUInt16BE(4 + n + 2 + 2 * i));
+  return { name, infos };
+}
+
+function parseMetaQuery(d: Buffer): { name: string; queries: string[] } | undefined {
+  if (d.length < 8) return undefined;
+  const n = d.readUInt32BE(0);
+  if (4 + n + 4 > d.length) return undefined;
+  const name = d.subarray(4, 4 + n).toString('utf8');
+  const count = d.readUInt32BE(4 + n);
+  let at = 8 + n;
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > d.length) return undefined;
+    const l = d.readUInt32BE(at);
+    if (at + 4 + l > d.length) return undefined;
+    queries.push(d.subarray(at + 4, at + 4 + l).toString('utf8'));
+    at += 4 + l;
+  }
+  return at === d.length ? { name, queries } : undefined;
+}
