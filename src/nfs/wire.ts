@@ -1,5 +1,5 @@
 import { XdrError, type XdrReader, type XdrWriter } from '../rpc/xdr.js';
-import { NFS3ERR_BADHANDLE, NFS3ERR_INVAL, NFS3ERR_NAMETOOLONG, NfsError } from './nfs-errors.js';
+import { NFS3ERR_BADHANDLE, NFS3ERR_FBIG, NFS3ERR_INVAL, NFS3ERR_NAMETOOLONG, NfsError } from './nfs-errors.js';
 import type { CreateHow, FileType, NfsAttr, SetAttr } from './file-system.js';
 
 /** RFC 1813 wire types and their codecs. */
@@ -12,6 +12,8 @@ export const NFS3_COOKIEVERFSIZE = 8;
 export const NFS3_WRITEVERFSIZE = 8;
 export const NFS3_CREATEVERFSIZE = 8;
 export const MAX_NAME = 255;
+/** Largest file size and write end accepted (FSINFO's maxfilesize): past it, FBIG before any file system call. */
+export const MAX_FILE_SIZE = 2 ** 50;
 
 const FTYPE: Record<FileType, number> = { file: 1, dir: 2, symlink: 5 };
 
@@ -22,11 +24,16 @@ export function readHandle(r: XdrReader): Buffer {
   return Buffer.from(h);
 }
 
-/** filename3, checked: no empty names, no '/', no NUL, at most 255 bytes. */
+/**
+ * filename3, checked: no empty names, no '/', no NUL, at most 255 bytes, and
+ * valid UTF-8 (decoding would otherwise turn different byte strings into one
+ * name, so a client could reach a file by a name it was never given).
+ */
 export function readName(r: XdrReader): string {
   const raw = r.opaque(1024, 'filename3');
   if (raw.length > MAX_NAME) throw new NfsError(NFS3ERR_NAMETOOLONG, 'name longer than 255 bytes');
   const name = raw.toString('utf8');
+  if (!Buffer.from(name, 'utf8').equals(raw)) throw new NfsError(NFS3ERR_INVAL, 'name is not valid UTF-8');
   if (name.length === 0 || name.includes('/') || name.includes('\0')) throw new NfsError(NFS3ERR_INVAL, `invalid name ${JSON.stringify(name)}`);
   return name;
 }
@@ -46,6 +53,7 @@ function writeTime(w: XdrWriter, ms: number): void {
 function readTime(r: XdrReader): number {
   const s = r.u32('seconds');
   const ns = r.u32('nseconds');
+  if (ns >= 1e9) throw new NfsError(NFS3ERR_INVAL, `nseconds ${ns}`);
   return s * 1000 + Math.floor(ns / 1e6);
 }
 
@@ -98,7 +106,7 @@ export function readSattr(r: XdrReader): SetAttr {
   if (r.bool('set_gid')) s.gid = r.u32('gid');
   if (r.bool('set_size')) {
     const size = r.u64('size');
-    if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new NfsError(NFS3ERR_INVAL, 'size too large');
+    if (size > BigInt(MAX_FILE_SIZE)) throw new NfsError(NFS3ERR_FBIG, `size ${size} is past the largest file`);
     s.size = Number(size);
   }
   for (const k of ['atime', 'mtime'] as const) {

@@ -7,6 +7,7 @@ import type { Clock } from '../core/clock.js';
 import {
   NFS3ERR_ACCES,
   NFS3ERR_EXIST,
+  NFS3ERR_FBIG,
   NFS3ERR_INVAL,
   NFS3ERR_ISDIR,
   NFS3ERR_NOENT,
@@ -280,7 +281,7 @@ export class DatastoreFileSystem implements NfsFileSystem {
     const d = this.decode(h);
     if (d.kind === KIND_DISK) {
       const disk = d.live!.s.disks[Number(d.id)]!;
-      if (offset + data.length > disk.device.size) throw new NfsError(NFS3ERR_INVAL, 'write past the end of a recovered disk');
+      if (offset + data.length > disk.device.size) throw new NfsError(NFS3ERR_FBIG, 'write past the end of a recovered disk');
       await disk.device.write(offset, data);
       disk.mtimeMs = this.clock.now().getTime();
       if (stable) await disk.device.flush();

@@ -1,6 +1,7 @@
 import {
   NFS3ERR_BADHANDLE,
   NFS3ERR_EXIST,
+  NFS3ERR_FBIG,
   NFS3ERR_INVAL,
   NFS3ERR_ISDIR,
   NFS3ERR_NOENT,
@@ -38,7 +39,15 @@ export class MemoryFileSystem implements NfsFileSystem {
   private nextId = 2n;
   commits = 0;
 
-  constructor(private readonly exportPath = '/export') {
+  /**
+   * @param maxFileBytes past it, FBIG (as a real file system answers past its
+   *   limit): a hostile SETATTR size or WRITE offset tests the server, not how
+   *   much memory the test double can allocate.
+   */
+  constructor(
+    private readonly exportPath = '/export',
+    private readonly maxFileBytes = 64 * 1024 * 1024,
+  ) {
     this.nodes.set(1n, this.node(1n, 'dir', 1n));
   }
 
@@ -71,6 +80,10 @@ export class MemoryFileSystem implements NfsFileSystem {
     const n = this.nodes.get(h.readBigUInt64BE(1));
     if (!n) throw new NfsError(NFS3ERR_STALE);
     return n;
+  }
+
+  private checkSize(size: number): void {
+    if (size > this.maxFileBytes) throw new NfsError(NFS3ERR_FBIG, `files hold at most ${this.maxFileBytes} bytes`);
   }
 
   private dir(h: Buffer): Node {
@@ -108,6 +121,7 @@ export class MemoryFileSystem implements NfsFileSystem {
     const n = this.get(h);
     if (s.size !== undefined) {
       if (n.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
+      this.checkSize(s.size);
       const d = Buffer.alloc(s.size);
       n.data.copy(d, 0, 0, Math.min(s.size, n.data.length));
       n.data = d;
@@ -141,6 +155,8 @@ export class MemoryFileSystem implements NfsFileSystem {
 
   async write(h: Buffer, offset: number, data: Buffer): Promise<void> {
     const n = this.get(h);
+    if (n.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
+    this.checkSize(offset + data.length);
     if (offset + data.length > n.data.length) {
       const d = Buffer.alloc(offset + data.length);
       n.data.copy(d);

@@ -1,5 +1,5 @@
 import { NFS3ERR_NOT_SYNC, NfsError } from '../nfs-errors.js';
-import { readHandle, readSattr, writeFattr, writePostOpAttr, writeWcc } from '../wire.js';
+import { MAX_FILE_SIZE, readHandle, readSattr, writeFattr, writePostOpAttr, writeWcc } from '../wire.js';
 import type { XdrWriter } from '../../rpc/xdr.js';
 import { MAX_IO, attrsOrNone, respond, type NfsContext, type NfsProcedure } from './context.js';
 import { MAX_DIR_REPLY } from './directories.js';
@@ -110,7 +110,7 @@ export const fsinfo = attributesAnd(async () => (w) => {
   w.u32(MAX_IO).u32(MAX_IO).u32(4096); // rtmax rtpref rtmult
   w.u32(MAX_IO).u32(MAX_IO).u32(4096); // wtmax wtpref wtmult
   w.u32(MAX_DIR_REPLY); // dtpref: the largest directory reply we send
-  w.u64(2n ** 50n); // maxfilesize: 1 PiB
+  w.u64(MAX_FILE_SIZE); // maxfilesize: 1 PiB
   w.u32(0).u32(1_000_000); // time_delta: 1 ms
   w.u32(FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
 });

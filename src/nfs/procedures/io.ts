@@ -1,5 +1,5 @@
-import { NFS3ERR_INVAL, NFS3ERR_ISDIR, NfsError } from '../nfs-errors.js';
-import { readHandle, readOffset, writePostOpAttr, writeWcc } from '../wire.js';
+import { NFS3ERR_FBIG, NFS3ERR_INVAL, NFS3ERR_ISDIR, NfsError } from '../nfs-errors.js';
+import { MAX_FILE_SIZE, readHandle, readOffset, writePostOpAttr, writeWcc } from '../wire.js';
 import { MAX_IO, attrsOrNone, respond, type NfsProcedure } from './context.js';
 
 const UNSTABLE = 0;
@@ -46,6 +46,7 @@ export const write: NfsProcedure = async (a, out, ctx) => {
     out,
     async () => {
       if (count !== data.length || stable > FILE_SYNC) throw new NfsError(NFS3ERR_INVAL, 'count does not match the data');
+      if (offset + data.length > MAX_FILE_SIZE) throw new NfsError(NFS3ERR_FBIG, 'write past the largest file');
       const attr = await ctx.fs.getattr(h);
       if (attr.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
       if (attr.type !== 'file') throw new NfsError(NFS3ERR_INVAL);
