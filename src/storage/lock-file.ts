@@ -31,7 +31,7 @@ export class LockFile {
     const pollMs = opts.pollMs ?? 200;
     const nonce = randomBytes(8).toString('hex');
     for (;;) {
-      if (await createExclusive(path, holderText(nonce))) return new LockFile(path, nonce);
+      if (await createExclusive(path, holderText(nonce), path)) return new LockFile(path, nonce);
       const seen = await look(path);
       if (seen === undefined) continue; // released between our attempt and our look
       if (isStale(seen.holder)) {
@@ -77,10 +77,14 @@ function holderText(nonce: string): string {
   return JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), nonce } satisfies Holder);
 }
 
-/** Creates `path` with `text`, all at once; false if it exists. */
-async function createExclusive(path: string, text: string): Promise<boolean> {
-  // Named apart from every lock and break file name (removeBreakFiles goes by prefix).
-  const tmp = join(dirname(path), `.${process.pid}.${randomBytes(6).toString('hex')}.${basename(path)}.tmp`);
+/**
+ * Creates `path` with `text`, all at once; false if it exists. The content is
+ * written under a private name beside `lock` first: `<lock>.<pid>.<random>.tmp`,
+ * which no break file name starts with (removeBreakFiles goes by prefix) and
+ * which a job folder's cleanup of `.*.tmp` leftovers does not touch.
+ */
+async function createExclusive(path: string, text: string, lock: string): Promise<boolean> {
+  const tmp = `${lock}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, text, { flag: 'wx' });
     await link(tmp, path);
@@ -136,7 +140,7 @@ const MAX_BREAK_LEVELS = 8;
 async function breakStale(path: string, stale: Seen): Promise<boolean> {
   let name = `${path}.break-${stale.key}`;
   for (let level = 0; level < MAX_BREAK_LEVELS;) {
-    if (await createExclusive(name, holderText(randomBytes(8).toString('hex')))) {
+    if (await createExclusive(name, holderText(randomBytes(8).toString('hex')), path)) {
       try {
         const now = await look(path);
         if (now?.key === stale.key && isStale(now.holder)) {
