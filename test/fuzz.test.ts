@@ -20,7 +20,7 @@ function findingLines(r: FuzzReport): string[] {
 }
 
 test(
-  'fuzz: 10^4 seeded inputs across record marking, RPC calls, NFS, MOUNT, portmap and NBD find nothing, with the heap bounded',
+  'fuzz: 10^4 seeded inputs across record marking, RPC calls, NFS (in-memory and datastore), MOUNT, portmap and NBD find nothing, with the heap bounded',
   { timeout: 10 * 60_000 },
   async () => {
     const report = await runFuzz({ seed: 12, iterations: 10_000, targets: allTargets() });

@@ -1,4 +1,5 @@
 /** Protocol fuzzing (tests and `npm run fuzz` only): every target, the loop, the mutators. */
+import { datastoreTarget } from './datastore-target.js';
 import { nbdTarget } from './nbd-target.js';
 import { mountTarget, nfsTarget, portmapTarget, recordMarkingTarget, rpcCallTarget } from './rpc-targets.js';
 import type { FuzzTarget } from './target.js';
@@ -6,11 +7,12 @@ import type { FuzzTarget } from './target.js';
 export * from './harness.js';
 export * from './mutate.js';
 export * from './target.js';
+export { datastoreTarget } from './datastore-target.js';
 export { nbdTarget } from './nbd-target.js';
 export { FUZZ_MAX_RECORD, mountTarget, nfsTarget, portmapTarget, recordMarkingTarget, rpcCallTarget } from './rpc-targets.js';
 
 /** Every target, in the order reports list them. */
 export function allTargets(): FuzzTarget[] {
-  return [recordMarkingTarget(), rpcCallTarget(), nfsTarget(), mountTarget(), portmapTarget(), nbdTarget()];
+  return [recordMarkingTarget(), rpcCallTarget(), nfsTarget(), datastoreTarget(), mountTarget(), portmapTarget(), nbdTarget()];
 }
 export { MOUNT_PROCEDURE_NAMES, NFS_PROCEDURE_NAMES, PMAP_PROCEDURE_NAMES } from './xdr-gen.js';

@@ -63,7 +63,21 @@ export interface Sample {
 export const INTERESTING_U32 = [
   0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 255, 256, 1023, 1024, 1025, 4095, 4096, 65535, 65536, 65537, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xffff_fffe, 0xffff_ffff,
 ] as const;
-const INTERESTING_U64 = [0n, 1n, 2n ** 32n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n - 1n, 2n ** 63n, 2n ** 64n - 1n] as const;
+/** For 64-bit fields: file systems' limits (ext4's 16 TiB, FSINFO's 2^50), JavaScript's 2^53, the sign bit. */
+const INTERESTING_U64 = [
+  0n,
+  1n,
+  2n ** 32n,
+  2n ** 44n,
+  2n ** 50n - 1n,
+  2n ** 50n,
+  2n ** 53n - 1n,
+  2n ** 53n,
+  2n ** 53n + 1n,
+  2n ** 63n - 1n,
+  2n ** 63n,
+  2n ** 64n - 1n,
+] as const;
 const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x2f /* '/' */, 0x2e /* '.' */] as const;
 
 /** Largest input a mutation may produce: inputs stay small so a million of them run in minutes. */

@@ -10,8 +10,9 @@
  */
 import { connect } from 'node:net';
 import type { Logger } from '../../core/log.js';
-import { NbdServer, type Extent, type NbdDevice, type NbdExports } from '../../nbd/index.js';
+import { NbdServer, type NbdExports } from '../../nbd/index.js';
 import * as W from '../../nbd/wire.js';
+import { CheckedDisk } from './checked-disk.js';
 import { Rand, inputSeed, type Sample } from './mutate.js';
 import { FuzzFailure, type FuzzTarget, type Verdict } from './target.js';
 
@@ -20,45 +21,6 @@ const EXPORTS = [
   { name: 'disk0', description: 'fuzz disk' },
   { name: 's/disk1', description: '' },
 ];
-
-/** An in-memory disk that records every call outside its bounds (the server must check ranges first). */
-class CheckedDisk implements NbdDevice {
-  readonly size = DISK_BYTES;
-  private data: Buffer | undefined;
-
-  constructor(private readonly violations: string[]) {}
-
-  private check(op: string, offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      this.violations.push(`${op}(${offset}, ${length}) on a disk of ${this.size} bytes`);
-      throw new RangeError(`${op} outside the disk`);
-    }
-  }
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    this.check('read', offset, length);
-    return this.data ? Buffer.from(this.data.subarray(offset, offset + length)) : Buffer.alloc(length);
-  }
-
-  async write(offset: number, data: Buffer): Promise<void> {
-    this.check('write', offset, data.length);
-    this.data ??= Buffer.alloc(this.size);
-    data.copy(this.data, offset);
-  }
-
-  async flush(): Promise<void> {}
-
-  extents(offset: number, length: number): Extent[] {
-    this.check('extents', offset, length);
-    const half = Math.min(length, Math.max(1, 4096 - (offset % 4096)));
-    return half < length
-      ? [
-          { length: half, hole: false },
-          { length: length - half, hole: true },
-        ]
-      : [{ length, hole: this.data === undefined }];
-  }
-}
 
 /** What one connection did to the server's collaborators. */
 interface Observed {
@@ -206,7 +168,7 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
     open: (name) => {
       if (!EXPORTS.some((e) => e.name === name)) return undefined;
       observed.opened += 1;
-      return new CheckedDisk(observed.violations);
+      return new CheckedDisk(DISK_BYTES, observed.violations);
     },
   };
   let server: NbdServer | undefined;

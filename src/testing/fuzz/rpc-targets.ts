@@ -141,7 +141,7 @@ const CALL_CONTEXT: CallContext = {
   remotePort: 700,
 };
 
-interface Programs {
+export interface Programs {
   readonly byNumber: Map<number, RpcProgram>;
   /** Server faults that are not NfsErrors or LifeboatErrors (internal errors answered as SERVERFAULT). */
   readonly faults: unknown[];
@@ -171,7 +171,7 @@ async function programs(): Promise<Programs> {
 }
 
 /** Calls one procedure as RpcServer does; XdrError is GARBAGE_ARGS, any other escape is a finding. */
-async function callProcedure(programs: Programs, prog: number, vers: number, proc: number, args: XdrReader, valid: boolean): Promise<Verdict> {
+export async function callProcedure(programs: Programs, prog: number, vers: number, proc: number, args: XdrReader, valid: boolean): Promise<Verdict> {
   const program = programs.byNumber.get(prog);
   const handler = program?.versions.get(vers)?.get(proc);
   if (!program || !handler) return 'rejected'; // PROG_UNAVAIL, PROG_MISMATCH or PROC_UNAVAIL
