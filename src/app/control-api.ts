@@ -123,7 +123,9 @@ export async function startControlApi(
     info,
     close: () =>
       (closed ??= (async () => {
-        await new Promise((r) => server.close(r));
+        const stopped = new Promise((r) => server.close(r));
+        server.closeAllConnections(); // a peer still sending a refused body would hold close() up to the request timeout
+        await stopped;
         await removeOwnControlFile(controlFile(repoRoot), token);
       })()),
   };
