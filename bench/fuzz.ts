@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz [-- --seed N --iterations N --targets a,b --no-minimize]`:
+ * `npm run fuzz [-- --seed N --iterations N --targets a,b --valid-share 0.1 --no-minimize]`:
  * generated and mutated inputs for record marking, RPC call decoding, every
  * NFS/MOUNT/portmapper procedure and the NBD handshake and commands, in this
  * process (heap capped by --max-old-space-size). Prints inputs per target,
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     iterations: { type: 'string', default: '1000000' },
     targets: { type: 'string' },
+    'valid-share': { type: 'string', default: '0.1' },
     'no-minimize': { type: 'boolean', default: false },
   },
 });
@@ -27,7 +28,8 @@ const targets = allTargets().filter((t) => wanted === undefined || wanted.includ
 if (targets.length === 0) throw new Error(`no target among ${allTargets().map((t) => t.name)}`);
 
 console.log(`fuzz: seed ${seed}, ${iterations} inputs, targets ${targets.map((t) => t.name).join(', ')}`);
-const report = await runFuzz({ seed, iterations, targets, minimize: !values['no-minimize'], progress: (line) => console.log(`  ${line}`) });
+const validShare = Number(values['valid-share']);
+const report = await runFuzz({ seed, iterations, targets, validShare, minimize: !values['no-minimize'], progress: (line) => console.log(`  ${line}`) });
 print(report);
 process.exitCode = report.findings.length > 0 ? 1 : 0;
 

@@ -5,6 +5,7 @@ import {
   NFS_PROCEDURE_NAMES,
   PMAP_PROCEDURE_NAMES,
   allTargets,
+  checkValidSession,
   mountTarget,
   nfsTarget,
   portmapTarget,
@@ -91,4 +92,44 @@ test('fuzz: an escaped exception, an unhandled rejection and a hang are findings
   assert.equal(hang?.kind, 'hang');
   assert.equal(hang.input[0], 0xef, 'the input that hung (hangs are not shrunk: each replay costs the full timeout)');
   assert.ok(report.targets['throws']!.failed > 0 && report.targets['throws']!.accepted > 0);
+});
+
+test('fuzz: the NBD oracle accepts a complete answer to a well-formed session and names a reply that is missing', () => {
+  const option = (opt: number, data: Buffer): Buffer => {
+    const h = Buffer.alloc(16);
+    h.writeBigUInt64BE(0x49484156454f5054n);
+    h.writeUInt32BE(opt, 8);
+    h.writeUInt32BE(data.length, 12);
+    return Buffer.concat([h, data]);
+  };
+  const request = (type: number, cookie: number, length: number): Buffer => {
+    const h = Buffer.alloc(28);
+    h.writeUInt32BE(0x25609513);
+    h.writeUInt16BE(type, 6);
+    h.writeUInt32BE(cookie, 8);
+    h.writeUInt32BE(length, 24);
+    return h;
+  };
+  const go = Buffer.from('000000056469736b300000', 'hex'); // name "disk0", no info requests
+  const input = Buffer.concat([Buffer.from([0, 0, 0, 3]), option(7, go), request(0, 1, 512), request(3, 2, 0), request(2, 3, 0)]);
+  const optionReply = (type: number, data: Buffer): Buffer => {
+    const h = Buffer.alloc(20);
+    h.writeBigUInt64BE(0x3e889045565a9n);
+    h.writeUInt32BE(7, 8);
+    h.writeUInt32BE(type, 12);
+    h.writeUInt32BE(data.length, 16);
+    return Buffer.concat([h, data]);
+  };
+  const simple = (cookie: number, data = Buffer.alloc(0)): Buffer => {
+    const h = Buffer.alloc(16);
+    h.writeUInt32BE(0x67446698);
+    h.writeUInt32BE(cookie, 8);
+    return Buffer.concat([h, data]);
+  };
+  const greeting = Buffer.from('4e42444d41474943' + '49484156454f5054' + '0003', 'hex');
+  const handshake = Buffer.concat([greeting, optionReply(3, Buffer.alloc(12)), optionReply(1, Buffer.alloc(0))]);
+  assert.equal(checkValidSession(input, Buffer.concat([handshake, simple(2), simple(1, Buffer.alloc(512))])), undefined, 'replies in any order');
+  assert.match(checkValidSession(input, Buffer.concat([handshake, simple(1, Buffer.alloc(512))])) ?? '', /1 of 2 requests got no reply/);
+  assert.match(checkValidSession(input, Buffer.concat([handshake, simple(9)])) ?? '', /no open request/);
+  assert.match(checkValidSession(input, greeting) ?? '', /stopped before the reply to option 7/);
 });

@@ -16,3 +16,4 @@ export function allTargets(): FuzzTarget[] {
   return [recordMarkingTarget(), rpcCallTarget(), nfsTarget(), datastoreTarget(), mountTarget(), portmapTarget(), nbdTarget()];
 }
 export { MOUNT_PROCEDURE_NAMES, NFS_PROCEDURE_NAMES, PMAP_PROCEDURE_NAMES } from './xdr-gen.js';
+export { checkValidSession } from './nbd-replies.js';

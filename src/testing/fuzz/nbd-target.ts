@@ -13,10 +13,12 @@ import type { Logger } from '../../core/log.js';
 import { NbdServer, type NbdExports } from '../../nbd/index.js';
 import * as W from '../../nbd/wire.js';
 import { CheckedDisk } from './checked-disk.js';
+import { checkValidSession } from './nbd-replies.js';
 import { Rand, inputSeed, type Sample } from './mutate.js';
-import { FuzzFailure, type FuzzTarget, type Verdict } from './target.js';
+import { FuzzFailure, type FuzzTarget, type RunContext, type Verdict } from './target.js';
 
 const DISK_BYTES = 1024 * 1024;
+const OUTPUT_CAP = 64 * 1024 * 1024;
 const EXPORTS = [
   { name: 'disk0', description: 'fuzz disk' },
   { name: 's/disk1', description: '' },
@@ -174,23 +176,24 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
   let server: NbdServer | undefined;
   let port = 0;
 
-  const play = (input: Buffer): Promise<{ greeting: Buffer; closed: boolean }> =>
+  /** Plays the input as one client; collects what the server sent (the first 64 MiB). */
+  const play = (input: Buffer): Promise<{ output: Buffer; closed: boolean }> =>
     new Promise((resolve) => {
       const c = connect(port, '127.0.0.1');
-      const head: Buffer[] = [];
-      let got = 0;
+      const got: Buffer[] = [];
+      let bytes = 0;
       c.on('data', (d: Buffer) => {
-        if (got < GREETING.length) head.push(d);
-        got += d.length;
+        if (bytes < OUTPUT_CAP) got.push(d);
+        bytes += d.length;
       });
       c.on('error', () => undefined);
       const timer = setTimeout(() => {
         c.destroy();
-        resolve({ greeting: Buffer.concat(head), closed: false });
+        resolve({ output: Buffer.concat(got), closed: false });
       }, closeWithinMs);
       c.on('close', () => {
         clearTimeout(timer);
-        resolve({ greeting: Buffer.concat(head), closed: true });
+        resolve({ output: Buffer.concat(got), closed: true });
       });
       // Written in pieces where the input's hash says, so headers arrive split across reads too.
       const split = new Rand(inputSeed(input));
@@ -215,16 +218,18 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
       await server?.close();
       server = undefined;
     },
-    async run(input: Buffer): Promise<Verdict> {
+    async run(input: Buffer, ctx: RunContext): Promise<Verdict> {
       if (!server) throw new Error('nbd target used before start()');
       observed = { violations: [], errors: [], opened: 0 };
       const seen = observed;
-      const { greeting, closed } = await play(input);
+      const { output, closed } = await play(input);
+      const greeting = output.subarray(0, GREETING.length);
       if (!closed) throw new FuzzFailure('hang', `the server kept the connection open ${closeWithinMs} ms after the client's EOF`);
       if (seen.violations.length > 0) throw new FuzzFailure('oracle', `the server asked the disk for ${seen.violations[0]}`);
       if (seen.errors.length > 0) throw new FuzzFailure('oracle', `the server logged an error for a disk that never failed: ${seen.errors[0]}`);
-      if (!greeting.subarray(0, 16).equals(GREETING))
-        throw new FuzzFailure('oracle', `greeting ${greeting.subarray(0, 16).toString('hex')} is not NBDMAGIC IHAVEOPT`);
+      if (!greeting.equals(GREETING)) throw new FuzzFailure('oracle', `greeting ${greeting.toString('hex')} is not NBDMAGIC IHAVEOPT`);
+      const violation = ctx.valid ? checkValidSession(input, output) : undefined;
+      if (violation) throw new FuzzFailure('oracle', `a well-formed session: ${violation}`);
       return seen.opened > 0 ? 'accepted' : 'rejected';
     },
   };
