@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
-import type { CompressionSetting } from './codec.js';
+import { ZSTD_FRAME_BYTES, type CompressionSetting } from './codec.js';
 
 export interface BlockTask {
   readonly op: 'encode';
@@ -26,8 +26,8 @@ export interface BlockResult {
 export interface DecodeTask {
   readonly op: 'decode';
   readonly id: number;
-  /** The stored bytes, or where the worker reads them itself. */
-  readonly stored: ArrayBuffer | StoredAt;
+  /** The stored bytes: the whole block's, or with `range.bounds`, those of the frames knownFrames() picks. */
+  readonly stored: ArrayBuffer;
   readonly codec: CodecName;
   readonly rawLength: number;
   readonly digest: Uint8Array;
@@ -44,11 +44,27 @@ export interface DecodeRange {
   readonly bounds?: Int32Array | undefined;
 }
 
-/** A stored block's place in an open file. */
-export interface StoredAt {
-  readonly fd: number;
-  readonly position: number;
-  readonly length: number;
+/**
+ * The frames of a zstd block that cover `range` when its frame boundaries are
+ * known: their indexes, and where they lie in the stored bytes. The reader
+ * reads just [start, end) of the stored block; the worker decodes frames
+ * first..last of it. Undefined: the whole stored block is needed.
+ */
+export function knownFrames(
+  codec: CodecName,
+  range: DecodeRange | undefined,
+): { readonly first: number; readonly last: number; readonly start: number; readonly end: number } | undefined {
+  const bounds = range?.bounds;
+  if (codec !== 'zstd' || range === undefined || bounds === undefined) return undefined;
+  const n = bounds.length - 1;
+  const first = Math.min(n - 1, Math.floor(range.from / ZSTD_FRAME_BYTES));
+  const last = Math.min(n - 1, Math.floor((range.to - 1) / ZSTD_FRAME_BYTES));
+  return { first, last, start: bounds[first]!, end: bounds[last + 1]! };
+}
+
+/** The ArrayBuffer of exactly these bytes, to transfer: the buffer's own when it spans all of it, else a copy. */
+export function ownArrayBuffer(b: Uint8Array): ArrayBuffer {
+  return (b.byteOffset === 0 && b.buffer.byteLength === b.length ? b.buffer : b.buffer.slice(b.byteOffset, b.byteOffset + b.length)) as ArrayBuffer;
 }
 
 /** data is null when the block is damaged; problem says how. */
@@ -132,23 +148,15 @@ export class BlockWorkerPool {
   }
 
   /**
-   * Decompress and verify a stored block. Given bytes, transfers them; given
-   * a place in an open file, the worker reads it there (the descriptor must
-   * stay open until this settles), which spares the main thread an
-   * allocation and a thread-pool round trip per block.
+   * Decompress and verify a stored block. Workers get bytes, never file
+   * descriptors: the caller reads the stored bytes through its Storage, and
+   * they are transferred to the worker (no copy when `stored` spans its own
+   * ArrayBuffer, as BackupFileReader's reads do; `stored` is unusable after).
+   * With `range.bounds`, `stored` holds just the frames knownFrames() names.
    */
-  decode(
-    stored: ArrayBuffer | StoredAt,
-    codec: CodecName,
-    rawLength: number,
-    digest: Uint8Array,
-    range?: DecodeRange,
-    strict?: boolean,
-  ): Promise<DecodeResult> {
-    return this.post<DecodeResult>(
-      (id) => ({ op: 'decode', id, stored, codec, rawLength, digest: detached(digest), range, strict }),
-      stored instanceof ArrayBuffer ? [stored] : [],
-    );
+  decode(stored: Uint8Array, codec: CodecName, rawLength: number, digest: Uint8Array, range?: DecodeRange, strict?: boolean): Promise<DecodeResult> {
+    const bytes = ownArrayBuffer(stored);
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored: bytes, codec, rawLength, digest: detached(digest), range, strict }), [bytes]);
   }
 
   async close(): Promise<void> {

@@ -34,6 +34,8 @@ export interface BackupOptions {
   readonly onProgress?: (p: BackupProgress) => void;
   /** Workers for hashing and compression (default: one per core). */
   readonly workers?: number;
+  /** A pool to use instead of starting one (kept open): runs one after another share its workers. */
+  readonly pool?: BlockWorkerPool;
 }
 
 export interface BackupResult {
@@ -64,10 +66,11 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   const dir = repo.jobDir(job.name);
   const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
   steps.lap('lock');
+  const storage = repo.storage;
   try {
-    let state = await scanJob(dir);
+    let state = await scanJob(dir, storage);
     const cleanedUp = await cleanupJob(state);
-    if (cleanedUp.length > 0) state = await scanJob(dir);
+    if (cleanedUp.length > 0) state = await scanJob(dir, storage);
     steps.lap('scan');
     const now = opts.clock.now();
     const { decision, repair } = repairDecision(job, state, decideKind(job, state, now, opts.activeFull === true));
@@ -90,12 +93,12 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       steps,
       repair,
     );
-    state = await scanJob(dir);
+    state = await scanJob(dir, storage);
     steps.lap('scan');
     let synthetic: SyntheticFullResult | undefined;
     if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
       synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
-      state = await scanJob(dir);
+      state = await scanJob(dir, storage);
       steps.lap('synthetic full');
     }
     // Also after an interrupted run: a pending transform is found from the files alone.
@@ -104,11 +107,11 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     if (pending) {
       const obstacle = transformObstacle(pending.older, pending.newer);
       transform = obstacle ? { skipped: obstacle } : await transformToRollbacks(job, dir, state, pending.older, pending.newer);
-      state = await scanJob(dir);
+      state = await scanJob(dir, storage);
       steps.lap('transform');
     }
     const retention = await applyRetention(job, dir, state, now);
-    state = await scanJob(dir);
+    state = await scanJob(dir, storage);
     steps.lap('retention');
     await writeVbm(job, state, now);
     steps.lap('metadata');
@@ -188,7 +191,7 @@ async function writePoint(
 ): Promise<Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'>> {
   let opened: OpenedSource[] = [];
   const previous: RestorePointDisk[] = [];
-  const pool = new BlockWorkerPool(opts.workers);
+  const pool = opts.pool ?? new BlockWorkerPool(opts.workers);
   let writer: BackupFileWriter | undefined;
   try {
     const latestChain = state.chains[state.chains.length - 1];
@@ -201,7 +204,7 @@ async function writePoint(
     const sources = opened.map((o) => o.source);
     steps.lap('open source');
     if (parentFiles) {
-      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0 }));
+      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0, storage: state.storage }));
     }
     steps.lap('open previous point');
     const kind: FileKind = decision.kind;
@@ -209,16 +212,20 @@ async function writePoint(
     const blockSize = kind === 'full' ? job.blockSize : latestChain!.full.header.blockSize;
     const name = `${fileStamp(now)}_${pointId}${FILE_EXTENSIONS[kind]}`;
     const diskSizes = sources.map((s) => s.size);
-    writer = await BackupFileWriter.create(join(dir, name), {
-      formatVersion: FORMAT_CURRENT,
-      kind,
-      blockSize,
-      createdAtMs: now.getTime(),
-      fileId: newUuid(),
-      chainId,
-      jobId: job.jobId,
-      diskSizes,
-    });
+    writer = await BackupFileWriter.create(
+      join(dir, name),
+      {
+        formatVersion: FORMAT_CURRENT,
+        kind,
+        blockSize,
+        createdAtMs: now.getTime(),
+        fileId: newUuid(),
+        chainId,
+        jobId: job.jobId,
+        diskSizes,
+      },
+      state.storage,
+    );
     const compression = parseCompression(job.compression);
     const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
     for (let d = 0; d < sources.length; d++) {
@@ -270,7 +277,7 @@ async function writePoint(
     };
   } finally {
     if (writer) await writer.abort();
-    await pool.close();
+    if (pool !== opts.pool) await pool.close();
     await Promise.all([...opened.map((o) => o.source.close()), ...previous.map((p) => p.close())]);
   }
 }

@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
 import { DATA_START } from '../format/index.js';
 import { LockFile } from '../storage/index.js';
 import { BackupFileReader } from '../repository/backup-file.js';
@@ -33,12 +32,13 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
   const job = await loadJob(repo, jobName);
   const dir = repo.jobDir(job.name);
   const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  const storage = repo.storage;
   try {
-    let state = await scanJob(dir);
-    if ((await cleanupJob(state)).length > 0) state = await scanJob(dir);
+    let state = await scanJob(dir, storage);
+    if ((await cleanupJob(state)).length > 0) state = await scanJob(dir, storage);
     const files: CompactedFile[] = [];
     for (const f of state.chains.flatMap((c) => [c.full, ...c.increments, ...c.rollbacks])) {
-      const r = await BackupFileReader.open(f.path);
+      const r = await BackupFileReader.open(f.path, { storage });
       let writer: BackupFileWriter | undefined;
       try {
         const referenced = new Map<number, number>();
@@ -46,8 +46,8 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
         const live = [...referenced.values()].reduce((a, b) => a + b, 0);
         const dead = r.slot.fileEnd - DATA_START - r.slot.rootLength - live;
         if (dead <= 0) continue;
-        const before = (await stat(f.path)).size;
-        writer = await BackupFileWriter.create(f.path, r.header);
+        const before = await r.handle.size();
+        writer = await BackupFileWriter.create(f.path, r.header, storage);
         for (let d = 0; d < r.root.tables.length; d++) {
           const t = r.root.tables[d]!;
           const size = r.root.diskSizes[d]!;
@@ -63,7 +63,7 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
           }
         }
         const root = r.root;
-        await writer.commit({
+        const { fileEnd } = await writer.commit({
           kind: root.kind,
           seq: root.seq,
           createdAtMs: root.createdAtMs,
@@ -74,13 +74,13 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
           meta: root.meta,
         });
         writer = undefined;
-        files.push({ file: f.name, bytesBefore: before, bytesAfter: (await stat(f.path)).size });
+        files.push({ file: f.name, bytesBefore: before, bytesAfter: fileEnd });
       } finally {
         if (writer) await writer.abort();
         await r.close();
       }
     }
-    await writeVbm(job, await scanJob(dir), clock.now());
+    await writeVbm(job, await scanJob(dir, storage), clock.now());
     return { files, bytesReclaimed: files.reduce((a, f) => a + f.bytesBefore - f.bytesAfter, 0) };
   } finally {
     await lock.release();

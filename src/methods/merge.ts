@@ -1,6 +1,6 @@
 import { LifeboatError } from '../core/errors.js';
 import { BlockTableBuilder, type BlockTable, type RootInfo } from '../format/index.js';
-import { removeDurable } from '../storage/index.js';
+import { localStorage, removeDurable, type Storage } from '../storage/index.js';
 import { BackupFileReader } from '../repository/backup-file.js';
 import { commitRoot } from '../repository/commit.js';
 import type { Chain } from '../repository/job-state.js';
@@ -24,11 +24,14 @@ export interface MergeResult {
  * byte it references, is untouched; after it, the increment is redundant and
  * the next scan deletes it if we die before doing so.
  */
-export async function mergeOldestIncrement(chain: Chain): Promise<MergeResult> {
+export async function mergeOldestIncrement(chain: Chain, storage: Storage = localStorage): Promise<MergeResult> {
   const incFile = chain.increments[0];
   if (incFile === undefined) throw new LifeboatError('LFB_ERR_INTERNAL', `chain ${chain.chainId} has no increment to merge`);
-  const full = await BackupFileReader.open(chain.full.path, { writable: true });
-  const inc = await BackupFileReader.open(incFile.path);
+  const full = await BackupFileReader.open(chain.full.path, { writable: true, storage });
+  const inc = await BackupFileReader.open(incFile.path, { storage }).catch(async (err: unknown) => {
+    await full.close().catch(() => undefined);
+    throw err;
+  });
   try {
     if (inc.root.parentPointId !== full.root.pointId) {
       throw new LifeboatError('LFB_ERR_CHAIN_BROKEN', `${inc.name} is not the next point after ${full.name}; refusing to merge`);
@@ -102,7 +105,7 @@ export async function mergeOldestIncrement(chain: Chain): Promise<MergeResult> {
     if ((await full.handle.size()) > fileEnd) await full.handle.truncate(fileEnd);
     await full.close();
     await inc.close();
-    await removeDurable(inc.path);
+    await removeDurable(inc.path, storage);
     return { mergedPointId: inc.root.pointId, blocksCopied, blocksReferenced, bytesCopied };
   } catch (err) {
     await full.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { removeDurable } from '../storage/index.js';
+import { removeDurable, type Storage } from '../storage/index.js';
 import { retentionPolicy, type JobDefinition } from '../repository/job.js';
 import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
@@ -61,14 +61,14 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
           destroyedBy(action)
             .map((p) => held.get(p))
             .find((h) => h !== undefined);
-        return holder !== undefined ? { action, skipped: `point held by ${holder}` } : carryOut(action, chain, dir);
+        return holder !== undefined ? { action, skipped: `point held by ${holder}` } : carryOut(action, chain, dir, state.storage);
       },
       { waitMs: HOLDS_WAIT_MS },
     );
     done.push(applied);
     // Later merges of this chain build on a held one: stop here for the chain (other chains go on).
     if (applied.skipped !== undefined) stopped.add(action.chainId);
-    else state = await scanJob(dir);
+    else state = await scanJob(dir, state.storage);
   }
   return done;
 }
@@ -81,19 +81,19 @@ function destroyedBy(action: RetentionAction): readonly string[] {
       : [action.pointId];
 }
 
-async function carryOut(action: RetentionAction, chain: Chain, dir: string): Promise<AppliedAction> {
+async function carryOut(action: RetentionAction, chain: Chain, dir: string, storage: Storage): Promise<AppliedAction> {
   if (action.type === 'delete-chain') {
     // Newest dependants first: an interruption leaves a shorter chain whose points are whole.
-    for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name));
-    for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name));
-    await removeDurable(join(dir, chain.full.name));
+    for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name), storage);
+    for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name), storage);
+    await removeDurable(join(dir, chain.full.name), storage);
   } else if (action.type === 'delete-increments') {
-    for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name));
+    for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name), storage);
   } else if (action.type === 'delete-rollback') {
     const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);
-    if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await removeDurable(join(dir, rb.name));
+    if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await removeDurable(join(dir, rb.name), storage);
   } else {
-    return { action, merge: await mergeOldestIncrement(chain) };
+    return { action, merge: await mergeOldestIncrement(chain, storage) };
   }
   return { action };
 }

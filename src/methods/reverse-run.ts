@@ -52,27 +52,31 @@ export async function reverseIncrement(
   let full: BackupFileReader | undefined;
   let prevDisks: RestorePointDisk[] = [];
   let rollback: BackupFileWriter | undefined;
-  const pool = new BlockWorkerPool(opts.workers);
+  const pool = opts.pool ?? new BlockWorkerPool(opts.workers);
   try {
     const pointId = newPointId();
     opened = await openJobSources(job, pointId, chain.full);
     const sources = opened.map((o) => o.source);
-    full = await BackupFileReader.open(chain.full.path, { writable: true });
+    full = await BackupFileReader.open(chain.full.path, { writable: true, storage: state.storage });
     const f = full;
     if (sources.length !== f.root.diskSizes.length || sources.some((s, i) => s.size !== f.root.diskSizes[i])) return undefined;
     const blockSize = f.header.blockSize;
-    prevDisks = await Promise.all(sources.map((_, d) => RestorePointDisk.open([chain.full], d, { cacheBytes: 0 })));
+    prevDisks = await Promise.all(sources.map((_, d) => RestorePointDisk.open([chain.full], d, { cacheBytes: 0, storage: state.storage })));
     const rbName = `${fileStamp(new Date(f.root.createdAtMs))}_${f.root.pointId}${FILE_EXTENSIONS.rollback}`;
-    rollback = await BackupFileWriter.create(join(dir, rbName), {
-      formatVersion: FORMAT_CURRENT,
-      kind: 'rollback',
-      blockSize,
-      createdAtMs: f.root.createdAtMs,
-      fileId: newUuid(),
-      chainId: chain.chainId,
-      jobId: job.jobId,
-      diskSizes: f.root.diskSizes,
-    });
+    rollback = await BackupFileWriter.create(
+      join(dir, rbName),
+      {
+        formatVersion: FORMAT_CURRENT,
+        kind: 'rollback',
+        blockSize,
+        createdAtMs: f.root.createdAtMs,
+        fileId: newUuid(),
+        chainId: chain.chainId,
+        jobId: job.jobId,
+        diskSizes: f.root.diskSizes,
+      },
+      state.storage,
+    );
     const rb = rollback;
     let position = f.slot.fileEnd;
     let bytesStored = 0;
@@ -175,7 +179,7 @@ export async function reverseIncrement(
     };
   } finally {
     if (rollback) await rollback.abort();
-    await pool.close();
+    if (pool !== opts.pool) await pool.close();
     await Promise.all([...opened.map((o) => o.source.close()), ...prevDisks.map((p) => p.close())]);
     await full?.close();
   }

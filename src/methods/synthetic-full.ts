@@ -38,20 +38,24 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
     const blockSize = files[0]!.header.blockSize;
     const diskSizes = top.root.diskSizes;
     const name = `${fileStamp}_${pointId}${FILE_EXTENSIONS.full}`;
-    writer = await BackupFileWriter.create(join(dir, name), {
-      formatVersion: FORMAT_CURRENT,
-      kind: 'full',
-      blockSize,
-      createdAtMs: top.root.createdAtMs,
-      fileId: newUuid(),
-      chainId: newUuid(),
-      jobId: job.jobId,
-      diskSizes,
-    });
+    writer = await BackupFileWriter.create(
+      join(dir, name),
+      {
+        formatVersion: FORMAT_CURRENT,
+        kind: 'full',
+        blockSize,
+        createdAtMs: top.root.createdAtMs,
+        fileId: newUuid(),
+        chainId: newUuid(),
+        jobId: job.jobId,
+        diskSizes,
+      },
+      state.storage,
+    );
     let blocksCopied = 0;
     for (let d = 0; d < diskSizes.length; d++) {
       // The point's block map (the same one reads use) says which file holds each block.
-      const point = await RestorePointDisk.open(files, d, { cacheBytes: 0 });
+      const point = await RestorePointDisk.open(files, d, { cacheBytes: 0, storage: state.storage });
       try {
         for (const bi of point.allocatedBlocks()) {
           const { file, slot } = point.storedBlock(bi)!;
@@ -81,7 +85,7 @@ export async function synthesizeFull(job: JobDefinition, dir: string, state: Job
       },
     });
     writer = undefined;
-    await removeDurable(top.path);
+    await removeDurable(top.path, state.storage);
     return { pointId, file: name, removedIncrement: top.name, blocksCopied, bytesCopied };
   } finally {
     if (writer) await writer.abort();

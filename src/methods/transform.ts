@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { newUuid } from '../core/ids.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT } from '../format/constants.js';
-import { removeDurable } from '../storage/index.js';
+import { removeDurable, type Storage } from '../storage/index.js';
 import { BackupFileReader } from '../repository/backup-file.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import type { JobDefinition } from '../repository/job.js';
@@ -73,11 +73,11 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
   for (let k = points.length - 1; k >= 0; k--) {
     const p = points[k]!;
     const name = `${fileStamp(new Date(p.root.createdAtMs))}_${p.root.pointId}${FILE_EXTENSIONS.rollback}`;
-    const copied = await writeRollback(job, dir, filesForPoint(state, p.root.pointId)!, above, p, newer.chainId, abovePointId, name);
+    const copied = await writeRollback(job, dir, state.storage, filesForPoint(state, p.root.pointId)!, above, p, newer.chainId, abovePointId, name);
     blocksCopied += copied.blocks;
     bytesCopied += copied.bytes;
     written.push(name);
-    const r = await BackupFileReader.open(join(dir, name));
+    const r = await BackupFileReader.open(join(dir, name), { storage: state.storage });
     await r.close();
     above = [...above, { name, path: join(dir, name), header: r.header, root: r.root }];
     abovePointId = p.root.pointId;
@@ -85,7 +85,7 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
   // Increments depend on the full: newest first, the full last.
   const removed: string[] = [];
   for (const f of [...[...older.increments].reverse(), older.full]) {
-    await removeDurable(f.path);
+    await removeDurable(f.path, state.storage);
     removed.push(f.name);
   }
   return { chainId: older.chainId, into: newer.chainId, rollbacks: written, removed, blocksCopied, bytesCopied };
@@ -95,6 +95,7 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
 async function writeRollback(
   job: JobDefinition,
   dir: string,
+  storage: Storage,
   pointFiles: readonly ChainFile[],
   above: readonly ChainFile[],
   point: ChainFile,
@@ -103,21 +104,25 @@ async function writeRollback(
   name: string,
 ): Promise<{ blocks: number; bytes: number }> {
   const { root } = point;
-  let writer: BackupFileWriter | undefined = await BackupFileWriter.create(join(dir, name), {
-    formatVersion: FORMAT_CURRENT,
-    kind: 'rollback',
-    blockSize: point.header.blockSize,
-    createdAtMs: root.createdAtMs,
-    fileId: newUuid(),
-    chainId,
-    jobId: job.jobId,
-    diskSizes: root.diskSizes,
-  });
+  let writer: BackupFileWriter | undefined = await BackupFileWriter.create(
+    join(dir, name),
+    {
+      formatVersion: FORMAT_CURRENT,
+      kind: 'rollback',
+      blockSize: point.header.blockSize,
+      createdAtMs: root.createdAtMs,
+      fileId: newUuid(),
+      chainId,
+      jobId: job.jobId,
+      diskSizes: root.diskSizes,
+    },
+    storage,
+  );
   let blocks = 0;
   try {
     for (let d = 0; d < root.diskSizes.length; d++) {
-      const mine = await RestorePointDisk.open(pointFiles, d, { cacheBytes: 0 });
-      const theirs = await RestorePointDisk.open(above, d, { cacheBytes: 0 });
+      const mine = await RestorePointDisk.open(pointFiles, d, { cacheBytes: 0, storage });
+      const theirs = await RestorePointDisk.open(above, d, { cacheBytes: 0, storage });
       try {
         for (let bi = 0; bi < mine.blockCount; bi++) {
           const digest = mine.digestOf(bi);

@@ -1,7 +1,7 @@
 import { basename, dirname, join } from 'node:path';
 import type { CodecName } from '../format/constants.js';
 import { BlockTableBuilder, DATA_START, PAGE, encodeHeader, type FileHeader, type RootInfo } from '../format/index.js';
-import { DurableFile, removeDurable, renameDurable } from '../storage/index.js';
+import { DurableFile, removeDurable, renameDurable, type Storage } from '../storage/index.js';
 import { commitRoot } from './commit.js';
 
 /** Bytes written between two background write-backs of a file being written. */
@@ -35,6 +35,7 @@ export class BackupFileWriter {
     readonly tmpPath: string,
     readonly header: FileHeader,
     private readonly file: DurableFile,
+    private readonly storage: Storage,
   ) {
     this.tables = header.diskSizes.map(() => new BlockTableBuilder(256));
   }
@@ -43,14 +44,20 @@ export class BackupFileWriter {
     return join(dirname(finalPath), `.${basename(finalPath)}.tmp`);
   }
 
-  static async create(finalPath: string, header: FileHeader): Promise<BackupFileWriter> {
+  /** Starts the file under its temporary name in `storage` (the repository's). */
+  static async create(finalPath: string, header: FileHeader, storage: Storage): Promise<BackupFileWriter> {
     const tmp = BackupFileWriter.tmpPathFor(finalPath);
-    const file = await DurableFile.create(tmp);
-    const w = new BackupFileWriter(finalPath, tmp, header, file);
+    const file = await DurableFile.create(tmp, storage);
+    const w = new BackupFileWriter(finalPath, tmp, header, file, storage);
     // Header, then two empty slot pages: a file with no valid slot is never a point.
     const pages = Buffer.alloc(DATA_START);
     encodeHeader(header).copy(pages, 0, 0, PAGE);
-    await file.write(pages, 0);
+    try {
+      await file.write(pages, 0);
+    } catch (err) {
+      await w.abort();
+      throw err;
+    }
     return w;
   }
 
@@ -82,8 +89,9 @@ export class BackupFileWriter {
     this.tables[disk]!.addZero(blockIndex);
   }
 
-  async commit(info: RootInfo): Promise<void> {
-    await commitRoot(
+  /** Makes the file durable and gives it its final name; returns its size. */
+  async commit(info: RootInfo): Promise<{ fileEnd: number }> {
+    const { fileEnd } = await commitRoot(
       this.file,
       info,
       this.tables.map((t) => t.build()),
@@ -92,11 +100,13 @@ export class BackupFileWriter {
       true,
     );
     await this.file.close();
-    await renameDurable(this.tmpPath, this.finalPath);
+    await renameDurable(this.tmpPath, this.finalPath, this.storage);
+    return { fileEnd };
   }
 
+  /** Drops an unfinished file (best effort: what is left is cleaned up by the next run of the job). */
   async abort(): Promise<void> {
     await this.file.close().catch(() => undefined);
-    await removeDurable(this.tmpPath).catch(() => undefined);
+    await removeDurable(this.tmpPath, this.storage).catch(() => undefined);
   }
 }

@@ -15,7 +15,7 @@ import {
   type Root,
   type Slot,
 } from '../format/index.js';
-import { DurableFile } from '../storage/index.js';
+import { DurableFile, localStorage, type Storage } from '../storage/index.js';
 
 /**
  * A backup file opened for reading at its committed root. Opening reads the
@@ -36,17 +36,14 @@ export class BackupFileReader {
     return basename(this.path);
   }
 
-  /** The open descriptor, for block workers reading stored blocks directly. Valid until close(). */
-  get fd(): number {
-    return this.file.fd;
-  }
-
-  static async open(path: string, opts: { writable?: boolean } = {}): Promise<BackupFileReader> {
-    const file = opts.writable ? await DurableFile.openReadWrite(path) : await DurableFile.openRead(path);
+  /** Opens the file in `storage` (the repository's; the local file system by default). */
+  static async open(path: string, opts: { writable?: boolean; storage?: Storage } = {}): Promise<BackupFileReader> {
+    const storage = opts.storage ?? localStorage;
+    const file = opts.writable ? await DurableFile.openReadWrite(path, storage) : await DurableFile.openRead(path, storage);
     try {
       return await BackupFileReader.load(path, file);
     } catch (err) {
-      await file.close();
+      await file.close().catch(() => undefined);
       throw err;
     }
   }
@@ -102,11 +99,18 @@ export class BackupFileReader {
 
   /** The stored (compressed) bytes of entry `slot` of disk `disk`'s table. */
   async readStored(table: BlockTable, slot: number): Promise<Buffer> {
-    const len = table.storedLength(slot);
-    // Its own ArrayBuffer (never a slice of Node's shared pool): it may be transferred to a worker.
-    const buf = Buffer.allocUnsafeSlow(len);
-    const got = await this.file.read(buf, table.offset(slot));
-    if (got !== len) throw this.blockError(table, slot, `only ${got} of ${len} bytes could be read`);
+    return this.readStoredPart(table, slot, 0, table.storedLength(slot));
+  }
+
+  /**
+   * `length` stored bytes of entry `slot`, from `from` bytes into it (the
+   * frames a small read needs). In a buffer with its own ArrayBuffer, never a
+   * slice of Node's shared pool: it is transferred to a worker as it is.
+   */
+  async readStoredPart(table: BlockTable, slot: number, from: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafeSlow(length);
+    const got = await this.file.read(buf, table.offset(slot) + from);
+    if (got !== length) throw this.blockError(table, slot, `cannot be read: only ${got} of ${length} bytes are in the file`);
     return buf;
   }
 

@@ -1,21 +1,20 @@
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { LifeboatError, type ErrorCode } from '../core/errors.js';
 import { sha256 } from '../format/checksum.js';
-import { writeFileAtomic } from '../storage/index.js';
+import { localStorage, readWholeFile, writeFileAtomic, type Storage } from '../storage/index.js';
 
 /**
  * Small metadata files (repository config, job definition, .vbm) are JSON
  * wrapped with the SHA-256 of their body, written atomically.
  */
-export async function writeCheckedJson(path: string, body: unknown): Promise<void> {
+export async function writeCheckedJson(path: string, body: unknown, storage: Storage = localStorage): Promise<void> {
   const text = JSON.stringify(body);
   const doc = { sha256: sha256(Buffer.from(text)).toString('hex'), body };
-  await writeFileAtomic(path, Buffer.from(JSON.stringify(doc, null, 2) + '\n'));
+  await writeFileAtomic(path, Buffer.from(JSON.stringify(doc, null, 2) + '\n'), storage);
 }
 
-export async function readCheckedJson<T>(path: string, corruptCode: ErrorCode): Promise<T> {
-  const raw = await readFile(path, 'utf8');
+export async function readCheckedJson<T>(path: string, corruptCode: ErrorCode, storage: Storage = localStorage): Promise<T> {
+  const raw = (await readWholeFile(path, storage)).toString('utf8');
   let doc: { sha256?: unknown; body?: unknown };
   try {
     doc = JSON.parse(raw) as typeof doc;

@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isLifeboatError } from '../core/errors.js';
+import { localStorage, type Storage } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import { filesForPoint, type JobState } from './job-state.js';
 import { RestorePointDisk } from './restore-point-disk.js';
@@ -30,14 +31,14 @@ const MAX_BLOCKS_LISTED = 1000;
  * last `verify` found damaged. It only ever adds refusals: losing or damaging
  * it loses nothing, since reads check every block anyway.
  */
-export async function readHealth(dir: string): Promise<ReadonlyMap<string, PointDamage>> {
-  const path = join(dir, HEALTH_FILE);
-  if (!(await readFile(path).catch(() => undefined))) return new Map();
+export async function readHealth(dir: string, storage: Storage = localStorage): Promise<ReadonlyMap<string, PointDamage>> {
   try {
-    const r = await readCheckedJson<HealthRecord>(path, 'LFB_ERR_JOB_CORRUPT');
+    const r = await readCheckedJson<HealthRecord>(join(dir, HEALTH_FILE), 'LFB_ERR_JOB_CORRUPT', storage);
     return new Map(Object.entries(r.points ?? {}));
-  } catch {
-    return new Map();
+  } catch (err) {
+    // No record, or a damaged one: nothing refused. A failing device is reported (a record we cannot read may refuse points).
+    if (isLifeboatError(err, 'LFB_ERR_JOB_CORRUPT') || (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT')) return new Map();
+    throw err;
   }
 }
 
@@ -64,7 +65,7 @@ export async function damageByPoint(
     if (brokenFiles.length === 0 && badCopies.size > 0) {
       const top = files[files.length - 1]!;
       for (let d = 0; d < top.root.diskSizes.length; d++) {
-        const disk = await RestorePointDisk.open(files, d, { cacheBytes: 0 });
+        const disk = await RestorePointDisk.open(files, d, { cacheBytes: 0, storage: state.storage });
         try {
           for (const bi of disk.allocatedBlocks()) {
             const { file, slot } = disk.storedBlock(bi)!;
@@ -84,13 +85,13 @@ export async function damageByPoint(
 
 /** Records what a check of `checked` found: damaged points are marked, whole ones cleared; points that no longer exist are dropped. */
 export async function recordHealth(state: JobState, checked: readonly string[], damage: ReadonlyMap<string, PointDamage>): Promise<void> {
-  const before = await readHealth(state.dir);
+  const before = await readHealth(state.dir, state.storage);
   const exists = new Set([...state.points.map((p) => p.id), ...state.unavailable.map((u) => u.id)]);
   const points: Record<string, PointDamage> = {};
   for (const [id, d] of before) if (exists.has(id) && !checked.includes(id)) points[id] = d;
   for (const [id, d] of damage) points[id] = d;
   if (before.size === 0 && Object.keys(points).length === 0) return;
-  await writeCheckedJson(join(state.dir, HEALTH_FILE), { format: 'lifeboat-health', version: 1, points } satisfies HealthRecord);
+  await writeCheckedJson(join(state.dir, HEALTH_FILE), { format: 'lifeboat-health', version: 1, points } satisfies HealthRecord, state.storage);
 }
 
 /** One line on a damaged point, for messages. */

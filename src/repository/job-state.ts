@@ -1,9 +1,8 @@
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isLifeboatError } from '../core/errors.js';
 import type { FileKind } from '../format/constants.js';
 import type { FileHeader, Root, VmConfig } from '../format/index.js';
-import { removeDurable } from '../storage/index.js';
+import { localStorage, removeDurable, type Storage } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { writeCheckedJson } from './checked-json.js';
 import { readHealth, type PointDamage } from './health.js';
@@ -45,6 +44,8 @@ export interface PointInfo {
 
 export interface JobState {
   readonly dir: string;
+  /** Where the job's files are (the repository's storage): everything done with this state reads and writes through it. */
+  readonly storage: Storage;
   /** Oldest chain first. */
   readonly chains: readonly Chain[];
   /** Every restorable point, oldest first. */
@@ -91,8 +92,8 @@ const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
  * the .vbm is only a summary written from this. Cost: header + root of every
  * file, never their data.
  */
-export async function scanJob(dir: string): Promise<JobState> {
-  const names = (await readdir(dir)).sort();
+export async function scanJob(dir: string, storage: Storage = localStorage): Promise<JobState> {
+  const names = await storage.list(dir);
   const files: ChainFile[] = [];
   const damaged: { file: string; code: string; message: string }[] = [];
   const temporary = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
@@ -100,7 +101,7 @@ export async function scanJob(dir: string): Promise<JobState> {
     if (name.startsWith('.') || !BACKUP_FILE_RE.test(name)) continue;
     const path = join(dir, name);
     try {
-      const r = await BackupFileReader.open(path);
+      const r = await BackupFileReader.open(path, { storage });
       await r.close();
       files.push({ name, path, header: r.header, root: r.root });
     } catch (err) {
@@ -209,8 +210,8 @@ export async function scanJob(dir: string): Promise<JobState> {
   }
   unavailable.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   const known = new Set(points.map((p) => p.id));
-  const damagedPoints = new Map([...(await readHealth(dir))].filter(([id]) => known.has(id)));
-  return { dir, chains, points, damaged, redundant, orphans, temporary, unavailable, damagedPoints };
+  const damagedPoints = new Map([...(await readHealth(dir, storage))].filter(([id]) => known.has(id)));
+  return { dir, storage, chains, points, damaged, redundant, orphans, temporary, unavailable, damagedPoints };
 }
 
 /**
@@ -283,7 +284,7 @@ function attachLooseRollbacks(chains: Chain[], loose: readonly ChainFile[], orph
 export async function cleanupJob(state: JobState): Promise<string[]> {
   const removed: string[] = [];
   for (const n of [...state.temporary, ...state.redundant]) {
-    await removeDurable(join(state.dir, n));
+    await removeDurable(join(state.dir, n), state.storage);
     removed.push(n);
   }
   return removed;
@@ -309,23 +310,27 @@ export const VBM_SUFFIX = '.vbm';
 
 /** Writes the job's metadata summary (the role of Veeam's .vbm). Derived: losing it loses nothing. */
 export async function writeVbm(job: JobDefinition, state: JobState, now: Date): Promise<void> {
-  await writeCheckedJson(join(state.dir, `${job.name}${VBM_SUFFIX}`), {
-    format: 'lifeboat-vbm',
-    version: 1,
-    job: job.name,
-    jobId: job.jobId,
-    writtenAt: now.toISOString(),
-    chains: state.chains.map((c) => ({
-      chainId: c.chainId,
-      files: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({
-        file: f.name,
-        kind: f.root.kind,
-        pointId: f.root.pointId,
-        seq: f.root.seq,
-        createdAt: new Date(f.root.createdAtMs).toISOString(),
+  await writeCheckedJson(
+    join(state.dir, `${job.name}${VBM_SUFFIX}`),
+    {
+      format: 'lifeboat-vbm',
+      version: 1,
+      job: job.name,
+      jobId: job.jobId,
+      writtenAt: now.toISOString(),
+      chains: state.chains.map((c) => ({
+        chainId: c.chainId,
+        files: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({
+          file: f.name,
+          kind: f.root.kind,
+          pointId: f.root.pointId,
+          seq: f.root.seq,
+          createdAt: new Date(f.root.createdAtMs).toISOString(),
+        })),
       })),
-    })),
-    points: state.points,
-    damaged: state.damaged,
-  });
+      points: state.points,
+      damaged: state.damaged,
+    },
+    state.storage,
+  );
 }

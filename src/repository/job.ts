@@ -1,4 +1,3 @@
-import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE, newUuid } from '../core/ids.js';
@@ -64,7 +63,7 @@ export function parseWeekdays(text: string, flag: string): Weekday[] {
 export async function createJob(repo: Repository, def: Omit<JobDefinition, 'version' | 'jobId'>): Promise<JobDefinition> {
   validateJobName(def.name);
   const dir = repo.jobDir(def.name);
-  if (await stat(join(dir, JOB_FILE)).catch(() => undefined)) {
+  if ((await repo.storage.list(dir)).includes(JOB_FILE)) {
     throw new LifeboatError('LFB_ERR_JOB_EXISTS', `job "${def.name}" already exists in ${repo.root}`, { details: { job: def.name } });
   }
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
@@ -89,15 +88,15 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
-  await mkdir(dir, { recursive: true });
-  await writeCheckedJson(join(dir, JOB_FILE), full);
+  await repo.storage.mkdir(dir);
+  await writeCheckedJson(join(dir, JOB_FILE), full, repo.storage);
   return full;
 }
 
 export async function loadJob(repo: Repository, name: string): Promise<JobDefinition> {
   validateJobName(name);
   const path = join(repo.jobDir(name), JOB_FILE);
-  if (!(await stat(path).catch(() => undefined))) {
+  if (!(await repo.storage.list(repo.jobDir(name))).includes(JOB_FILE)) {
     const known = await repo.listJobs();
     throw new LifeboatError(
       'LFB_ERR_JOB_NOT_FOUND',
@@ -105,7 +104,7 @@ export async function loadJob(repo: Repository, name: string): Promise<JobDefini
       { details: { job: name } },
     );
   }
-  return readCheckedJson<JobDefinition>(path, 'LFB_ERR_JOB_CORRUPT');
+  return readCheckedJson<JobDefinition>(path, 'LFB_ERR_JOB_CORRUPT', repo.storage);
 }
 
 /** The job's short-term retention, as the planner takes it, at time `now`. */

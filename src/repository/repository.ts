@@ -1,9 +1,10 @@
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
 import { formatCompression, parseCompression, type CompressionSetting } from '../compress/codec.js';
 import { BLOCK_SIZES } from '../format/constants.js';
+import { localStorage, type Storage } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 
 export const REPO_CONFIG = 'lifeboat.json';
@@ -20,14 +21,22 @@ export interface RepositoryConfig {
   readonly compression: string;
 }
 
+/** Where a repository's files are: the local file system unless a test (or, later, encryption or object storage) says otherwise. */
+export interface RepositoryOptions {
+  readonly storage?: Storage | undefined;
+}
+
 /**
  * A repository: a folder with lifeboat.json and jobs/<job>/. Everything in it
- * is described by its files; cache/ may be deleted at any time.
+ * is described by its files; cache/ may be deleted at any time. Every file of
+ * it is read and written through `storage`, which every operation on the
+ * repository (backup runs, merges, compact, verify) passes down.
  */
 export class Repository {
   private constructor(
     readonly root: string,
     readonly config: RepositoryConfig,
+    readonly storage: Storage,
   ) {}
 
   get compression(): CompressionSetting {
@@ -42,18 +51,18 @@ export class Repository {
     return join(this.root, 'jobs', job);
   }
 
-  static async init(dir: string, opts: { blockSize: number; compression: CompressionSetting; now: Date }): Promise<Repository> {
+  static async init(dir: string, opts: { blockSize: number; compression: CompressionSetting; now: Date } & RepositoryOptions): Promise<Repository> {
     const root = resolve(dir);
+    const storage = opts.storage ?? localStorage;
     if (!(BLOCK_SIZES as readonly number[]).includes(opts.blockSize)) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--block-size must be one of 256K, 512K, 1M, 4M`);
     }
-    const existing = await stat(join(root, REPO_CONFIG)).catch(() => undefined);
-    if (existing) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
-    const entries = await readdir(root).catch(() => [] as string[]);
+    const entries = await storage.list(root).catch(() => [] as string[]);
+    if (entries.includes(REPO_CONFIG)) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
     if (entries.length > 0)
       throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
-    await mkdir(join(root, 'jobs'), { recursive: true });
-    await mkdir(join(root, 'cache'), { recursive: true });
+    await storage.mkdir(join(root, 'jobs'));
+    await storage.mkdir(join(root, 'cache'));
     const config: RepositoryConfig = {
       format: REPO_FORMAT,
       version: REPO_VERSION,
@@ -62,22 +71,27 @@ export class Repository {
       blockSize: opts.blockSize,
       compression: formatCompression(opts.compression),
     };
-    await writeCheckedJson(join(root, REPO_CONFIG), config);
-    return new Repository(root, config);
+    await writeCheckedJson(join(root, REPO_CONFIG), config, storage);
+    return new Repository(root, config, storage);
   }
 
-  static async open(dir: string): Promise<Repository> {
+  static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
     const root = resolve(dir);
+    const storage = opts.storage ?? localStorage;
     const path = join(root, REPO_CONFIG);
-    const exists = await stat(path).catch(() => undefined);
-    if (!exists) {
+    // A path that is a file is no repository either; any other failure to list is an I/O error, reported as one.
+    const names = await storage.list(root).catch((err: unknown) => {
+      if (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOTDIR') return [] as string[];
+      throw err;
+    });
+    if (!names.includes(REPO_CONFIG)) {
       throw new LifeboatError(
         'LFB_ERR_REPO_NOT_FOUND',
         `${root} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``,
         { details: { repo: root } },
       );
     }
-    const config = await readCheckedJson<RepositoryConfig>(path, 'LFB_ERR_REPO_CORRUPT');
+    const config = await readCheckedJson<RepositoryConfig>(path, 'LFB_ERR_REPO_CORRUPT', storage);
     if (config.format !== REPO_FORMAT) throw new LifeboatError('LFB_ERR_REPO_CORRUPT', `${path}: not a Lifeboat repository config`);
     if (config.version !== REPO_VERSION) {
       throw new LifeboatError(
@@ -86,7 +100,7 @@ export class Repository {
         { details: { repo: root, version: config.version } },
       );
     }
-    return new Repository(root, config);
+    return new Repository(root, config, storage);
   }
 
   async listJobs(): Promise<string[]> {

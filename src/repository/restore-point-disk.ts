@@ -1,5 +1,6 @@
 import { LifeboatError, queued } from '../core/errors.js';
-import type { BlockWorkerPool, DecodeRange } from '../compress/block-pool.js';
+import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress/block-pool.js';
+import type { Storage } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { BlockCache, type DiskBlockCache } from './block-cache.js';
 import type { ChainFile } from './job-state.js';
@@ -46,7 +47,7 @@ export class RestorePointDisk implements VirtualDisk {
   private lastBlockRead = -2;
   /** Stored frame boundaries of blocks read at random, so the next random read fetches one frame. */
   private readonly frameBounds = new Map<number, Int32Array>();
-  /** Blocks being decoded by workers reading our descriptors, and who waits for none to be. */
+  /** Blocks being read and decoded for a worker, and who waits for none to be (close() must not pull files from under them). */
   private decoding = 0;
   private idle: (() => void) | undefined;
   /** One block of zeros, handed out (as views) for every hole: holes cost no allocation. */
@@ -85,11 +86,11 @@ export class RestorePointDisk implements VirtualDisk {
   static async open(
     files: readonly ChainFile[],
     disk: number,
-    opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool } = {},
+    opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool; storage?: Storage } = {},
   ): Promise<RestorePointDisk> {
     const layers: BackupFileReader[] = [];
     try {
-      for (const f of files) layers.push(await BackupFileReader.open(f.path));
+      for (const f of files) layers.push(await BackupFileReader.open(f.path, opts.storage ? { storage: opts.storage } : {}));
     } catch (err) {
       await Promise.all(layers.map((l) => l.close()));
       throw err;
@@ -184,7 +185,7 @@ export class RestorePointDisk implements VirtualDisk {
     return this.decodeInWorker(this.pool, layer, slot, len);
   }
 
-  /** The worker reads the stored bytes from the layer's descriptor itself; close() waits for it. */
+  /** The stored bytes are read here (through the layer's Storage) and handed to a worker to decode; close() waits for both. */
   private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number): Promise<Buffer> {
     return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined)).data;
   }
@@ -200,8 +201,10 @@ export class RestorePointDisk implements VirtualDisk {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
     try {
-      const at = { fd: layer.fd, position: table.offset(slot), length: table.storedLength(slot) };
-      const r = await pool.decode(at, table.codec(slot), len, table.digest(slot), range);
+      // With known frame boundaries, a small read fetches only the frames it needs.
+      const frames = knownFrames(table.codec(slot), range);
+      const stored = frames ? await layer.readStoredPart(table, slot, frames.start, frames.end - frames.start) : await layer.readStored(table, slot);
+      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
       return { data: Buffer.from(r.data), start: r.start ?? 0, bounds: r.bounds };
     } finally {
@@ -314,7 +317,7 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   async close(): Promise<void> {
-    // Workers may be reading our descriptors: they must not be closed (and reused) under them.
+    // Reads for workers may be in flight: the files must not be closed under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
     this.cache.close();
     await Promise.all(this.layers.map((l) => l.close()));

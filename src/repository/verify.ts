@@ -38,6 +38,8 @@ export async function verifyJob(
   state: JobState,
   which: { point?: string | undefined; all: boolean },
   onProgress?: (p: VerifyProgress) => void,
+  /** Workers to decode with (kept open); default: a pool of its own. */
+  sharedPool?: BlockWorkerPool,
 ): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
   for (const d of state.damaged) problems.push({ file: d.file, code: d.code, message: d.message });
@@ -53,13 +55,13 @@ export async function verifyJob(
     points = [p.id];
   }
   const readers: { file: ChainFile; reader: BackupFileReader }[] = [];
-  const pool = new BlockWorkerPool();
+  const pool = sharedPool ?? new BlockWorkerPool();
   let blocks = 0;
   let storedBytes = 0;
   try {
     for (const f of files) {
       try {
-        readers.push({ file: f, reader: await BackupFileReader.open(f.path) });
+        readers.push({ file: f, reader: await BackupFileReader.open(f.path, { storage: state.storage }) });
       } catch (err) {
         if (!isLifeboatError(err)) throw err;
         problems.push({ file: f.name, code: err.code, message: err.message });
@@ -84,15 +86,23 @@ export async function verifyJob(
           blocks += 1;
           storedBytes += t.storedLength(slot);
           const job = (async (): Promise<void> => {
-            const at = { fd: reader.fd, position: t.offset(slot), length: t.storedLength(slot) };
-            const r = await pool.decode(at, t.codec(slot), rawLength, t.digest(slot), undefined, true);
-            if (r.data === null) {
-              const e = reader.blockError(t, slot, r.problem ?? 'is damaged');
-              problems.push({ file: reader.name, code: e.code, message: e.message, disk, block: bi, offset: t.offset(slot) });
+            // A block that cannot be read (past the end, or the device fails) is as lost as one that fails its checksum.
+            let e: LifeboatError | undefined;
+            try {
+              const r = await pool.decode(await reader.readStored(t, slot), t.codec(slot), rawLength, t.digest(slot), undefined, true);
+              if (r.data === null) e = reader.blockError(t, slot, r.problem ?? 'is damaged');
+            } catch (err) {
+              if (!isLifeboatError(err) || err.code === 'LFB_ERR_INTERNAL') throw err;
+              e = err.code === 'LFB_ERR_BLOCK_CORRUPT' ? err : reader.blockError(t, slot, `cannot be read (${err.message})`);
             }
+            if (e) problems.push({ file: reader.name, code: e.code, message: e.message, disk, block: bi, offset: t.offset(slot) });
           })();
           inflight.add(job);
-          void job.finally(() => inflight.delete(job));
+          // Settled either way (a failure surfaces through the race or Promise.all below, never as an unhandled rejection).
+          void job.then(
+            () => inflight.delete(job),
+            () => inflight.delete(job),
+          );
           if (inflight.size >= window) await Promise.race(inflight);
           if (onProgress && done - lastReport >= 64) {
             lastReport = done;
@@ -105,7 +115,7 @@ export async function verifyJob(
     onProgress?.({ blocksDone: total, blocksTotal: total });
   } finally {
     await Promise.all(readers.map((r) => r.reader.close()));
-    await pool.close();
+    if (pool !== sharedPool) await pool.close();
   }
   if (files.length === 0 && problems.length === 0) throw new LifeboatError('LFB_ERR_NO_POINTS', 'the job has no backup files to verify');
   problems.sort((a, b) => a.file.localeCompare(b.file) || (a.offset ?? -1) - (b.offset ?? -1));

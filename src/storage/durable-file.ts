@@ -1,90 +1,54 @@
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
 import { dirname } from 'node:path';
 import { crashPoint } from '../core/crash-point.js';
-import { fromFsError } from '../core/errors.js';
+import { LifeboatError, fromFsError } from '../core/errors.js';
+import { localStorage, type Storage, type StorageFile } from './storage.js';
 
 /**
- * The storage seam for backup files on a local filesystem. Every step that
- * changes what is on disk passes a crash point, so the crash tests can kill
- * the process between any two of them. Errors leave here as LifeboatErrors
- * (ENOSPC → LFB_ERR_NO_SPACE): higher layers never look at errno.
+ * A backup file being written or read, on a Storage (the repository's). A
+ * thin layer over StorageFile that adds what the repository relies on: every
+ * step that changes what is on disk passes a crash point (so the crash tests
+ * can kill the process between any two of them), and write-behind. Errors
+ * leave the Storage as LifeboatErrors (ENOSPC → LFB_ERR_NO_SPACE): higher
+ * layers never look at errno.
  */
 export class DurableFile {
   /** A write-back started by writeBehind() and not yet awaited; its failure, kept for sync(). */
   private writeBack: Promise<void> | undefined;
   private writeBackError: unknown;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly file: StorageFile,
   ) {}
 
-  /**
-   * The descriptor, for block workers that read stored blocks themselves
-   * (one thread hop per block instead of two). Valid until close().
-   */
-  get fd(): number {
-    return this.fh.fd;
-  }
-
-  static async create(path: string): Promise<DurableFile> {
+  /** Creates the file, or truncates it to nothing. */
+  static async create(path: string, storage: Storage = localStorage): Promise<DurableFile> {
     crashPoint();
-    try {
-      return new DurableFile(path, await open(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC, 0o644));
-    } catch (err) {
-      throw fromFsError(err, 'create', path);
-    }
+    return new DurableFile(path, await storage.open(path, 'replace'));
   }
 
-  static async openReadWrite(path: string): Promise<DurableFile> {
-    try {
-      return new DurableFile(path, await open(path, fsc.O_RDWR));
-    } catch (err) {
-      throw fromFsError(err, 'open', path);
-    }
+  static async openReadWrite(path: string, storage: Storage = localStorage): Promise<DurableFile> {
+    return new DurableFile(path, await storage.open(path, 'write'));
   }
 
-  static async openRead(path: string): Promise<DurableFile> {
-    try {
-      return new DurableFile(path, await open(path, fsc.O_RDONLY));
-    } catch (err) {
-      throw fromFsError(err, 'open', path);
-    }
+  static async openRead(path: string, storage: Storage = localStorage): Promise<DurableFile> {
+    return new DurableFile(path, await storage.open(path, 'read'));
   }
 
-  /** Writes all of `data` at `position` (loops over short writes). */
+  /** Writes all of `data` at `position`; a short write is an error. */
   async write(data: Uint8Array, position: number): Promise<void> {
     crashPoint();
-    try {
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
-        if (bytesWritten <= 0) throw new Error('short write');
-        done += bytesWritten;
-      }
-    } catch (err) {
-      throw fromFsError(err, 'write', this.path);
-    }
+    await this.file.pwrite(data, position);
   }
 
   /** Fills `into` from `position`; returns the byte count read (less only at end of file). */
-  async read(into: Buffer, position: number): Promise<number> {
-    try {
-      let done = 0;
-      while (done < into.length) {
-        const { bytesRead } = await this.fh.read(into, done, into.length - done, position + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return done;
-    } catch (err) {
-      throw fromFsError(err, 'read', this.path);
-    }
+  read(into: Buffer, position: number): Promise<number> {
+    return this.file.pread(into, position);
   }
 
-  async size(): Promise<number> {
-    return (await this.fh.stat()).size;
+  size(): Promise<number> {
+    return this.file.size();
   }
 
   /**
@@ -96,7 +60,7 @@ export class DurableFile {
    */
   writeBehind(): void {
     if (this.writeBack !== undefined) return;
-    this.writeBack = this.fh.datasync().then(
+    this.writeBack = this.file.datasync().then(
       () => {
         this.writeBack = undefined;
       },
@@ -109,66 +73,85 @@ export class DurableFile {
 
   async sync(): Promise<void> {
     crashPoint();
-    try {
-      await this.writeBack;
-      if (this.writeBackError !== undefined) throw this.writeBackError;
-      await this.fh.sync();
-    } catch (err) {
-      throw fromFsError(err, 'fsync', this.path);
+    await this.writeBack;
+    // Once a write-back failed, nothing written before it is known to be on the device: never again report success.
+    if (this.writeBackError !== undefined) {
+      const cause = fromFsError(this.writeBackError, 'write-back', this.path);
+      throw new LifeboatError(cause.code, `fsync ${this.path}: a background write-back failed (${cause.message})`, { cause, details: cause.details });
     }
+    await this.file.sync();
   }
 
   async truncate(length: number): Promise<void> {
     crashPoint();
-    await this.fh.truncate(length);
+    await this.file.truncate(length);
   }
 
-  async close(): Promise<void> {
-    await this.writeBack;
-    await this.fh.close();
+  /** Closes once: later calls (an abort after a failed commit) return the first call's outcome. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.writeBack;
+      await this.file.close();
+    })();
+    return this.closing;
   }
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+/** fsync of a folder: names created, renamed or removed in it survive a crash. */
+export async function fsyncDir(dir: string, storage: Storage = localStorage): Promise<void> {
   crashPoint();
-  const fh = await open(dir, fsc.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  await storage.syncDir(dir);
 }
 
 /** rename + fsync of the folder: after it returns, the new name survives a crash. */
-export async function renameDurable(from: string, to: string): Promise<void> {
+export async function renameDurable(from: string, to: string, storage: Storage = localStorage): Promise<void> {
   crashPoint();
-  try {
-    await rename(from, to);
-  } catch (err) {
-    throw fromFsError(err, 'rename', from);
-  }
-  await fsyncDir(dirname(to));
+  await storage.rename(from, to);
+  await fsyncDir(dirname(to), storage);
 }
 
-export async function removeDurable(path: string): Promise<void> {
+/** unlink + fsync of the folder; nothing to remove is not an error. */
+export async function removeDurable(path: string, storage: Storage = localStorage): Promise<void> {
   crashPoint();
-  try {
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'remove', path);
-  }
-  await fsyncDir(dirname(path));
+  await storage.remove(path);
+  await fsyncDir(dirname(path), storage);
 }
 
-/** Writes a whole small file atomically: temp name, fsync, rename, fsync folder. */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
+/**
+ * Writes a whole small file atomically: temporary name, fsync, rename, fsync
+ * of the folder. On failure the temporary file is removed (if it can be), so
+ * a full disk or a failing device leaves no litter.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array, storage: Storage = localStorage): Promise<void> {
   const tmp = `${path}.${process.pid}.tmp`;
-  const f = await DurableFile.create(tmp);
   try {
-    await f.write(data, 0);
-    await f.sync();
-  } finally {
+    const f = await DurableFile.create(tmp, storage);
+    try {
+      await f.write(data, 0);
+      await f.sync();
+    } catch (err) {
+      await f.close().catch(() => undefined);
+      throw err;
+    }
     await f.close();
+    await renameDurable(tmp, path, storage);
+  } catch (err) {
+    await storage.remove(tmp).catch(() => undefined);
+    throw err;
   }
-  await renameDurable(tmp, path);
+}
+
+/** The whole content of a small file (metadata: configs, job definitions, health records). */
+export async function readWholeFile(path: string, storage: Storage = localStorage): Promise<Buffer> {
+  const f = await storage.open(path, 'read');
+  let out: Buffer;
+  try {
+    out = Buffer.alloc(await f.size());
+    out = out.subarray(0, await f.pread(out, 0));
+  } catch (err) {
+    await f.close().catch(() => undefined);
+    throw err;
+  }
+  await f.close();
+  return out;
 }
