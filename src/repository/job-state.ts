@@ -106,6 +106,11 @@ export async function scanJob(dir: string, storage: Storage = localStorage): Pro
       files.push({ name, path, header: r.header, root: r.root });
     } catch (err) {
       if (!isLifeboatError(err)) throw err;
+      // Removed since it was listed (a merge or retention of another process): it is simply gone.
+      if (err.code === 'LFB_ERR_IO' && err.details['errno'] === 'ENOENT') continue;
+      // A failing device says nothing about the file: taking it for damaged would make a run build
+      // on a wrong view of the chain (a new full, an increment on an older point). The scan fails instead.
+      if (err.code === 'LFB_ERR_IO' || err.code === 'LFB_ERR_NO_SPACE') throw err;
       damaged.push({ file: name, code: err.code, message: err.message });
     }
   }
