@@ -15,6 +15,7 @@ import type { DiskSource, OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
+import { closeAll } from './close-all.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
 import { reverseIncrement } from './reverse-run.js';
 import { chainToTransform, transformObstacle, transformToRollbacks, type TransformResult } from './transform.js';
@@ -278,7 +279,7 @@ async function writePoint(
   } finally {
     if (writer) await writer.abort();
     if (pool !== opts.pool) await pool.close();
-    await Promise.all([...opened.map((o) => o.source.close()), ...previous.map((p) => p.close())]);
+    await closeAll([...opened.map((o) => o.source.close()), ...previous.map((p) => p.close())]);
   }
 }
 

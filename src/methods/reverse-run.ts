@@ -13,6 +13,7 @@ import type { OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type BlockSink } from './backup-run.js';
 import { resolveVmConfig } from './vm-config.js';
+import { closeAll } from './close-all.js';
 
 /** What a reverse run reports: a backup run's counters, plus the rollback it wrote. */
 export type ReverseRunResult = Omit<BackupResult, 'kind' | 'trigger' | 'cleanedUp' | 'retention' | 'synthetic' | 'steps'> & {
@@ -180,8 +181,7 @@ export async function reverseIncrement(
   } finally {
     if (rollback) await rollback.abort();
     if (pool !== opts.pool) await pool.close();
-    await Promise.all([...opened.map((o) => o.source.close()), ...prevDisks.map((p) => p.close())]);
-    await full?.close();
+    await closeAll([...opened.map((o) => o.source.close()), ...prevDisks.map((p) => p.close()), ...(full ? [full.close()] : [])]);
   }
 }
 

@@ -114,8 +114,11 @@ export async function verifyJob(
     }
     onProgress?.({ blocksDone: total, blocksTotal: total });
   } finally {
-    await Promise.all(readers.map((r) => r.reader.close()));
-    if (pool !== sharedPool) await pool.close();
+    try {
+      await Promise.all(readers.map((r) => r.reader.close()));
+    } finally {
+      if (pool !== sharedPool) await pool.close();
+    }
   }
   if (files.length === 0 && problems.length === 0) throw new LifeboatError('LFB_ERR_NO_POINTS', 'the job has no backup files to verify');
   problems.sort((a, b) => a.file.localeCompare(b.file) || (a.offset ?? -1) - (b.offset ?? -1));
