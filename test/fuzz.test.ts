@@ -4,7 +4,7 @@ import {
   MOUNT_PROCEDURE_NAMES,
   NFS_PROCEDURE_NAMES,
   PMAP_PROCEDURE_NAMES,
-  allTargets,
+  portFreeTargets,
   checkValidSession,
   mountTarget,
   nfsTarget,
@@ -21,11 +21,11 @@ function findingLines(r: FuzzReport): string[] {
 }
 
 test(
-  'fuzz: 10^4 seeded inputs across record marking, RPC calls, NFS (in-memory and datastore), MOUNT, portmap and NBD find nothing, with the heap bounded',
+  'fuzz: 10^4 seeded inputs across record marking, RPC calls, NFS (in-memory and datastore), MOUNT, portmap and NBD (unix socket) find nothing, with the heap bounded',
   { timeout: 10 * 60_000 },
   async () => {
-    const report = await runFuzz({ seed: 12, iterations: 10_000, targets: allTargets() });
-    assert.deepEqual(findingLines(report), [], 'no finding (replay one with `npm run fuzz -- --seed 12 --iterations 10000`)');
+    const report = await runFuzz({ seed: 12, iterations: 10_000, targets: portFreeTargets() });
+    assert.deepEqual(findingLines(report), [], 'no finding (each line shows the shrunk input as hex)');
     for (const [name, s] of Object.entries(report.targets)) {
       assert.ok(s.inputs > 100, `${name}: ${s.inputs} inputs`);
       assert.ok(s.valid > 0 && s.accepted > 0 && s.rejected > 0, `${name}: valid ${s.valid}, accepted ${s.accepted}, rejected ${s.rejected}`);
@@ -33,6 +33,7 @@ test(
     }
     const procedures: [string, readonly string[]][] = [
       ['nfs', NFS_PROCEDURE_NAMES],
+      ['datastore', NFS_PROCEDURE_NAMES],
       ['mount', MOUNT_PROCEDURE_NAMES],
       ['portmap', PMAP_PROCEDURE_NAMES],
     ];

@@ -1,14 +1,18 @@
 /**
  * Fuzz target for the NBD server: each input is everything a client sends on
  * one connection (client flags, options, then commands), played against an
- * NbdServer on loopback (port 0) over a small in-memory export. The server
- * takes connections only from its listener, so the input goes over TCP.
+ * NbdServer over a small in-memory export through a unix socket in a
+ * temporary folder (the server takes connections only from a listener; a
+ * unix socket needs no port).
  * Findings: the connection not closing after the client's EOF (hang), the
  * device asked for bytes outside the disk, an error logged for a request the
  * device did not fail, a greeting that is not NBD, plus whatever the harness
  * sees escape (uncaught exceptions, unhandled rejections).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from '../../core/log.js';
 import { NbdServer, type NbdExports } from '../../nbd/index.js';
 import * as W from '../../nbd/wire.js';
@@ -174,12 +178,12 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
     },
   };
   let server: NbdServer | undefined;
-  let port = 0;
+  let dir: string | undefined;
 
   /** Plays the input as one client; collects what the server sent (the first 64 MiB). */
   const play = (input: Buffer): Promise<{ output: Buffer; closed: boolean }> =>
     new Promise((resolve) => {
-      const c = connect(port, '127.0.0.1');
+      const c = connect(join(dir!, 'nbd.sock'));
       const got: Buffer[] = [];
       let bytes = 0;
       c.on('data', (d: Buffer) => {
@@ -211,12 +215,15 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
     generate: session,
     label: (input) => (input.length >= 28 && input.indexOf(Buffer.from([0x25, 0x60, 0x95, 0x13])) >= 0 ? 'commands' : 'handshake'),
     async start() {
+      dir = await mkdtemp(join(tmpdir(), 'lifeboat-fuzz-nbd-'));
       server = new NbdServer({ exports, logger });
-      port = await server.listen(0, '127.0.0.1');
+      await server.listenUnix(join(dir, 'nbd.sock'));
     },
     async stop() {
       await server?.close();
       server = undefined;
+      if (dir) await rm(dir, { recursive: true, force: true });
+      dir = undefined;
     },
     async run(input: Buffer, ctx: RunContext): Promise<Verdict> {
       if (!server) throw new Error('nbd target used before start()');
