@@ -7,7 +7,7 @@
  * rebuilt every REBUILD_EVERY inputs that may have changed it, and a finding
  * that depends on earlier inputs is reported as not reproducing alone.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../core/clock.js';
@@ -23,12 +23,25 @@ import { NFS_PROCEDURE_NAMES, nfsArgs, procedureSample, type NfsArgEnv } from '.
 
 const SESSION_ID = '6c696665-626f-6174-2066-757a7a000001';
 const REBUILD_EVERY = 64;
+/** SETATTR, CREATE, MKDIR: the procedures that carry a mode. */
+const SETS_MODE = new Set([2, 8, 9]);
+
+/** Files and folders under `dir` with a set-id or sticky bit (never allowed on a session file: issue 12, defect 8). */
+async function setIdFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(e.parentPath, e.name);
+    const mode = (await lstat(path)).mode;
+    if ((mode & 0o7000) !== 0) found.push(`${path} mode ${mode.toString(8)}`);
+  }
+  return found;
+}
 const NAMES = ['vm', 'vm.vmx', 'vm.nvram', 'logs', 'vmware.log', 'disk0-flat.vmdk', 'disk1-flat.vmdk', 'disk0.vmdk', 'new-file', 'new-dir', '.', '..'];
 
 interface Fixture {
   readonly programs: Programs;
   readonly handles: readonly Buffer[];
-  readonly violations: string[];
+  readonly filesDir: string;
 }
 
 /** Builds the session's files afresh in `dir` and learns the handles of everything in it. */
@@ -63,8 +76,8 @@ async function build(dir: string): Promise<Fixture> {
   const onServerError = (err: unknown): void => {
     if (!(err instanceof NfsError) && !isLifeboatError(err)) faults.push(err);
   };
-  const programs: Programs = { byNumber: new Map([[100003, nfsProgram(fs, { onServerError })]]), faults, dirty: false };
-  return { programs, handles, violations };
+  const programs: Programs = { byNumber: new Map([[100003, nfsProgram(fs, { onServerError })]]), faults, violations, dirty: false };
+  return { programs, handles, filesDir };
 }
 
 export function datastoreTarget(): FuzzTarget {
@@ -97,11 +110,13 @@ export function datastoreTarget(): FuzzTarget {
       if (!dir || !fixture) throw new Error('datastore target used before start()');
       if (input.length < 4) return 'rejected';
       if (fixture.programs.dirty && ++dirtyRuns % REBUILD_EVERY === 0) fixture = await build(dir);
-      const { programs, violations } = fixture;
-      programs.dirty = false;
-      programs.faults.length = 0;
-      const verdict = await callProcedure(programs, 100003, 3, input.readUInt32BE(0), new XdrReader(input, 4), ctx.valid);
-      if (violations.length > 0) throw new FuzzFailure('oracle', `the datastore asked a disk for ${violations.splice(0)[0]}`);
+      const proc = input.readUInt32BE(0);
+      fixture.programs.dirty = false;
+      const verdict = await callProcedure(fixture.programs, 100003, 3, proc, new XdrReader(input, 4), ctx.valid);
+      if (SETS_MODE.has(proc)) {
+        const marked = await setIdFiles(fixture.filesDir);
+        if (marked.length > 0) throw new FuzzFailure('oracle', `a session file became set-id or sticky: ${marked[0]}`);
+      }
       return verdict;
     },
   };

@@ -25,9 +25,20 @@ export function fixtureHandle(id: number): Buffer {
 export const FIXTURE_NODE_IDS = Array.from({ length: 34 }, (_, i) => i + 1);
 export const FIXTURE_NAMES = ['disk.raw', 'sub', 'empty', 'deep', 'g', 'f-00', 'f-07', 'f-23', 'new-file', 'new-dir', '.', '..'] as const;
 
-/** A MemoryFileSystem whose files hold at most MAX_FIXTURE_FILE bytes (past it, FBIG). */
+/**
+ * A MemoryFileSystem whose files hold at most MAX_FIXTURE_FILE bytes (past
+ * it, FBIG), and that notes every set-id or sticky bit the server passes on
+ * (the wire drops them for every file system: issue 12, defect 8).
+ */
 class CappedFileSystem implements NfsFileSystem {
-  constructor(private readonly inner: NfsFileSystem) {}
+  constructor(
+    private readonly inner: NfsFileSystem,
+    private readonly violations: string[],
+  ) {}
+
+  private checkMode(op: string, set: SetAttr): void {
+    if (set.mode !== undefined && (set.mode & 0o7000) !== 0) this.violations.push(`${op} was given mode ${set.mode.toString(8)} (set-id or sticky bits)`);
+  }
 
   private checkSize(size: number | undefined): void {
     if (size !== undefined && size > MAX_FIXTURE_FILE) throw new NfsError(NFS3ERR_FBIG, `fixture files hold at most ${MAX_FIXTURE_FILE} bytes`);
@@ -43,6 +54,7 @@ class CappedFileSystem implements NfsFileSystem {
     return this.inner.getattr(h);
   }
   async setattr(h: Buffer, set: SetAttr): Promise<void> {
+    this.checkMode('setattr', set);
     this.checkSize(set.size);
     return this.inner.setattr(h, set);
   }
@@ -63,10 +75,14 @@ class CappedFileSystem implements NfsFileSystem {
     return this.inner.commit(h);
   }
   async create(dir: Buffer, name: string, how: CreateHow): Promise<Buffer> {
-    if (how.mode !== 'exclusive') this.checkSize(how.attrs.size);
+    if (how.mode !== 'exclusive') {
+      this.checkMode('create', how.attrs);
+      this.checkSize(how.attrs.size);
+    }
     return this.inner.create(dir, name, how);
   }
   async mkdir(dir: Buffer, name: string, attrs: SetAttr): Promise<Buffer> {
+    this.checkMode('mkdir', attrs);
     return this.inner.mkdir(dir, name, attrs);
   }
   remove(dir: Buffer, name: string): Promise<void> {
@@ -93,7 +109,7 @@ const DISK_BYTES = Buffer.from(Array.from({ length: 8192 }, (_, i) => (i * 31) &
  * are fixed by the creation order: root 1, disk.raw 2, sub 3, f-xx 4-27,
  * empty 28, deep 29, g 30.
  */
-export async function nfsFixture(): Promise<NfsFileSystem> {
+export async function nfsFixture(violations: string[]): Promise<NfsFileSystem> {
   const mem = new MemoryFileSystem(EXPORT_PATH);
   const root = mem.mount(EXPORT_PATH)!;
   const disk = await mem.create(root, 'disk.raw', { mode: 'unchecked', attrs: {} });
@@ -103,7 +119,7 @@ export async function nfsFixture(): Promise<NfsFileSystem> {
   await mem.mkdir(root, 'empty', {});
   const deep = await mem.mkdir(sub, 'deep', {});
   await mem.create(deep, 'g', { mode: 'guarded', attrs: {} });
-  return new CappedFileSystem(mem);
+  return new CappedFileSystem(mem, violations);
 }
 
 /** A portmapper table as a server holding NFS and MOUNT has it. */

@@ -130,11 +130,13 @@ export function rpcServerTarget(opts: { closeWithinMs?: number } = {}): FuzzTarg
       if (++runs % REBUILD_EVERY === 0) await install();
       errors.length = 0;
       programs.faults.length = 0;
+      programs.violations.length = 0;
       const expected = ctx.valid ? callXids(input) : [];
       const { output, closed } = await play(input, expected.length);
       if (errors.length > 0) throw new FuzzFailure('exception', `the server logged: ${errors[0]}`);
       if (programs.faults.length > 0)
         throw new FuzzFailure('exception', `an internal error was answered as a server fault: ${String(programs.faults[0])}`, programs.faults[0]);
+      if (programs.violations.length > 0) throw new FuzzFailure('oracle', programs.violations[0]!);
       if (!closed) throw new FuzzFailure('hang', `the connection stayed open ${closeWithinMs} ms after the client's EOF`);
       let replies: Buffer[];
       try {

@@ -152,6 +152,8 @@ export interface Programs {
   readonly byNumber: Map<number, RpcProgram>;
   /** Server faults that are not NfsErrors or LifeboatErrors (internal errors answered as SERVERFAULT). */
   readonly faults: unknown[];
+  /** Contracts the fixtures saw broken (set-id bits passed on, a disk asked for bytes outside it). */
+  readonly violations: string[];
   /** A procedure that may change the fixtures ran: the next input gets new ones. */
   dirty: boolean;
 }
@@ -174,12 +176,13 @@ async function programs(): Promise<Programs> {
 /** NFS, MOUNT and the portmapper over new fixtures. */
 export async function newPrograms(): Promise<Programs> {
   const faults: unknown[] = [];
-  const fs: NfsFileSystem = await nfsFixture();
+  const violations: string[] = [];
+  const fs: NfsFileSystem = await nfsFixture(violations);
   const onServerError = (err: unknown): void => {
     if (!(err instanceof NfsError) && !isLifeboatError(err)) faults.push(err);
   };
   const list = [nfsProgram(fs, { onServerError }), mountProgram(fs), portmapProgram(portmapFixture())];
-  return { byNumber: new Map(list.map((p) => [p.prog, p])), faults, dirty: false };
+  return { byNumber: new Map(list.map((p) => [p.prog, p])), faults, violations, dirty: false };
 }
 
 /** Calls one procedure as RpcServer does; XdrError is GARBAGE_ARGS, any other escape is a finding. */
@@ -188,6 +191,8 @@ export async function callProcedure(programs: Programs, prog: number, vers: numb
   const handler = program?.versions.get(vers)?.get(proc);
   if (!program || !handler) return 'rejected'; // PROG_UNAVAIL, PROG_MISMATCH or PROC_UNAVAIL
   const faults = programs.faults;
+  faults.length = 0;
+  programs.violations.length = 0;
   if (MUTATING.get(prog)?.has(proc)) programs.dirty = true;
   const out = new XdrWriter();
   const what = `${program.name} v${vers} procedure ${proc}`;
@@ -199,6 +204,7 @@ export async function callProcedure(programs: Programs, prog: number, vers: numb
     return 'rejected';
   }
   if (faults.length > 0) throw new FuzzFailure('exception', `${what}: an internal error was answered as a server fault: ${String(faults[0])}`, faults[0]);
+  if (programs.violations.length > 0) throw new FuzzFailure('oracle', `${what}: ${programs.violations.splice(0)[0]}`);
   if (out.length % 4 !== 0) throw new FuzzFailure('oracle', `${what}: reply of ${out.length} bytes is not XDR-aligned`);
   if (program.prog === 100003 && proc !== 0) {
     const status = out.toBuffer().readUInt32BE(0);
