@@ -71,6 +71,14 @@ function planted(): FuzzTarget[] {
       if (input.includes(0xcd)) void Promise.reject(new RangeError('planted rejection'));
       return 'accepted';
     }),
+    base('exits', async (input) => {
+      if (input.includes(0x42) && input.includes(0x43)) process.exit(3);
+      return 'accepted';
+    }),
+    base('throws-later', async (input) => {
+      if (input.includes(0x44) && input.includes(0x45)) setImmediate(() => input.readUInt32BE(input.length));
+      return 'rejected';
+    }),
     base('hangs', async (input) => {
       if (input[0] === 0xef) await new Promise(() => undefined);
       return 'accepted';
@@ -78,22 +86,33 @@ function planted(): FuzzTarget[] {
   ];
 }
 
-test('fuzz: an escaped exception, an unhandled rejection and a hang are findings, each with a minimal input', { timeout: 60_000 }, async () => {
-  const report = await runFuzz({ seed: 3, iterations: 3000, targets: planted(), hangMs: 200 });
-  const byTarget = new Map(report.findings.map((f) => [f.target, f]));
-  const thrown = byTarget.get('throws');
-  assert.equal(thrown?.kind, 'exception');
-  assert.match(thrown.message, /TypeError: planted/);
-  assert.equal(thrown.input.toString('hex'), 'ab', 'shrunk to the one byte that matters');
-  const rejection = byTarget.get('rejects-later');
-  assert.equal(rejection?.kind, 'unhandled-rejection');
-  assert.ok(rejection.reproduced, 'attributed to its input by replaying the suspects');
-  assert.equal(rejection.input.toString('hex'), 'cd');
-  const hang = byTarget.get('hangs');
-  assert.equal(hang?.kind, 'hang');
-  assert.equal(hang.input[0], 0xef, 'the input that hung (hangs are not shrunk: each replay costs the full timeout)');
-  assert.ok(report.targets['throws']!.failed > 0 && report.targets['throws']!.accepted > 0);
-});
+test(
+  'fuzz: an escaped exception, an unhandled rejection, an uncaught exception, process.exit and a hang are findings, each with a minimal input',
+  { timeout: 60_000 },
+  async () => {
+    const report = await runFuzz({ seed: 3, iterations: 3000, targets: planted(), hangMs: 200 });
+    const byTarget = new Map(report.findings.map((f) => [f.target, f]));
+    const thrown = byTarget.get('throws');
+    assert.equal(thrown?.kind, 'exception');
+    assert.match(thrown.message, /TypeError: planted/);
+    assert.equal(thrown.input.toString('hex'), 'ab', 'shrunk to the one byte that matters');
+    const rejection = byTarget.get('rejects-later');
+    assert.equal(rejection?.kind, 'unhandled-rejection');
+    assert.ok(rejection.reproduced, 'attributed to its input by replaying the suspects');
+    assert.equal(rejection.input.toString('hex'), 'cd');
+    const exit = report.findings.find((f) => f.target === 'exits' && f.kind === 'process-exit');
+    assert.ok(exit, 'process.exit is trapped and reported');
+    assert.equal(exit.input.length, 2, `shrunk to the two bytes that matter: ${exit.input.toString('hex')}`);
+    const uncaught = byTarget.get('throws-later');
+    assert.equal(uncaught?.kind, 'uncaught-exception');
+    assert.match(uncaught.message, /ERR_OUT_OF_RANGE|out of range/);
+    assert.equal(uncaught.input.length, 2);
+    const hang = byTarget.get('hangs');
+    assert.equal(hang?.kind, 'hang');
+    assert.equal(hang.input[0], 0xef, 'the input that hung (hangs are not shrunk: each replay costs the full timeout)');
+    assert.ok(report.targets['throws']!.failed > 0 && report.targets['throws']!.accepted > 0);
+  },
+);
 
 test('fuzz: the NBD oracle accepts a complete answer to a well-formed session and names a reply that is missing', () => {
   const option = (opt: number, data: Buffer): Buffer => {
