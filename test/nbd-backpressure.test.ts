@@ -13,12 +13,20 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NbdServerOptions } from '../src/nbd/nbd-server.js';
 import * as W from '../src/nbd/wire.js';
-import { tempDir } from './helpers.js';
+import { nbdTempDir } from './nbd-devices.js';
 import { NbdPeer } from './nbd-peer.js';
 
 const MiB = 1 << 20;
 const CHILD = fileURLToPath(new URL('./nbd-server-child.js', import.meta.url));
+
+interface ChildConfig {
+  readonly size: number;
+  readonly block: number;
+  readonly gated?: boolean;
+  readonly options?: Partial<Omit<NbdServerOptions, 'exports' | 'logger' | 'accept'>>;
+}
 
 interface DeviceStats {
   readonly reads: number;
@@ -48,7 +56,7 @@ class ServerChild {
     child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));
   }
 
-  static async start(config: { socket: string; size: number; block: number; gated?: boolean }): Promise<ServerChild> {
+  static async start(config: ChildConfig & { socket: string }): Promise<ServerChild> {
     const s = new ServerChild(spawn(process.execPath, [CHILD, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] }));
     await Promise.race([s.ready, s.ended]);
     return s;
@@ -105,8 +113,8 @@ async function peakGrowthUntilQuiet(server: ServerChild, base: number, progress:
   }
 }
 
-async function withChild(config: { size: number; block: number; gated?: boolean }, fn: (server: ServerChild, path: string) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = await tempDir('lifeboat-nbd-');
+async function withChild(config: ChildConfig, fn: (server: ServerChild, path: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await nbdTempDir();
   const path = join(dir, 'nbd.sock');
   let server: ServerChild | undefined;
   try {
@@ -223,6 +231,51 @@ test('nbd backpressure: WRITE payloads are not read ahead of a device that is no
       assert.equal((await server.stats()).writes, count);
     } finally {
       peer.destroy();
+    }
+  });
+});
+
+test('nbd backpressure: connections that never read share one server-wide budget (256 MiB by default)', { timeout: 300_000 }, async () => {
+  const clients = 6;
+  const perClient = 10;
+  const len = W.MAX_PAYLOAD;
+  await withChild({ size: clients * perClient * len, block: len }, async (server, path) => {
+    const peers: NbdPeer[] = [];
+    try {
+      for (let c = 0; c < clients; c++) {
+        const p = await NbdPeer.connect(path);
+        peers.push(p);
+        await p.open('d');
+        p.socket.pause();
+      }
+      server.resetPeak();
+      const base = server.memory().rss;
+      peers.forEach((p, c) => {
+        for (let i = 0; i < perClient; i++) {
+          const n = c * perClient + i;
+          p.sendRequest({ type: W.NBD_CMD_READ, cookie: BigInt(n), offset: n * len, length: len });
+        }
+      });
+      const growth = await peakGrowthUntilQuiet(server, base, async () => (await server.stats()).reads, 1500, 1024 * MiB);
+      const { reads } = await server.stats();
+      console.log(`${clients} connections: server took ${reads} READs of 32 MiB; peak RSS growth ${(growth / MiB).toFixed(0)} MiB`);
+      // 64 MiB per connection alone would allow 12 READs (384 MiB).
+      assert.ok(reads <= 8, `${reads} READs of 32 MiB held at once`);
+      assert.ok(growth < 320 * MiB, `server RSS grew ${(growth / MiB).toFixed(0)} MiB`);
+      await Promise.all(
+        peers.map(async (p) => {
+          p.socket.resume();
+          for (let i = 0; i < perClient; i++) {
+            const r = await p.readSimpleReply(() => len);
+            assert.equal(r.error, 0);
+            assert.equal(r.data[0], Number(r.cookie) & 0xff);
+            assert.equal(r.data[len - 1], Number(r.cookie) & 0xff);
+          }
+        }),
+      );
+      assert.equal((await server.stats()).reads, clients * perClient);
+    } finally {
+      for (const p of peers) p.destroy();
     }
   });
 });

@@ -1,9 +1,10 @@
 /** NbdDevices and a server harness for the NBD tests. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../src/core/log.js';
 import type { NbdDevice } from '../src/nbd/export.js';
 import { NbdServer, type NbdServerOptions } from '../src/nbd/nbd-server.js';
-import { tempDir } from './helpers.js';
 
 export interface CountingDevice extends NbdDevice {
   /** Calls of read and write that have started. */
@@ -94,13 +95,22 @@ export function capturingLogger(): CapturingLogger {
   return { lines, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }
 
+/**
+ * A temporary folder. Like tempDir() in helpers.ts, without loading the whole
+ * application: the NBD tests depend on src/nbd and src/core only.
+ */
+export async function nbdTempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-nbd-'));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
 /** An NbdServer on a unix socket in a temporary folder, closed whatever happens. */
 export async function withServer(
   devices: Record<string, NbdDevice>,
   opts: Partial<NbdServerOptions>,
   fn: (path: string, server: NbdServer, logger: CapturingLogger) => Promise<void>,
 ): Promise<void> {
-  const { dir, cleanup } = await tempDir('lifeboat-nbd-');
+  const { dir, cleanup } = await nbdTempDir();
   const logger = capturingLogger();
   const server = new NbdServer({
     exports: { list: () => Object.keys(devices).map((name) => ({ name, description: `device ${name}` })), open: (n) => devices[n] },

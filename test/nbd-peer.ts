@@ -40,21 +40,24 @@ export class NbdPeer {
   received = 0;
   readonly closed: Promise<void>;
 
-  private constructor(readonly socket: Socket) {
+  private constructor(
+    readonly socket: Socket,
+    readAhead: number,
+  ) {
     socket.on('error', () => undefined);
     socket.on('data', (d: Buffer) => (this.received += d.length));
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    this.reader = new SocketReader(socket);
+    this.reader = new SocketReader(socket, readAhead);
   }
 
-  /** Connects to a unix socket path, or to a TCP port on 127.0.0.1. */
-  static connect(where: string | number): Promise<NbdPeer> {
+  /** Connects to a unix socket path, or to a TCP port on 127.0.0.1; `readAhead`: bytes buffered before the socket is paused. */
+  static connect(where: string | number, readAhead = 64 * 1024 * 1024): Promise<NbdPeer> {
     return new Promise((resolve, reject) => {
       const s = typeof where === 'string' ? connect(where) : connect(where, '127.0.0.1');
       s.once('error', reject);
       s.once('connect', () => {
         s.off('error', reject);
-        resolve(new NbdPeer(s));
+        resolve(new NbdPeer(s, readAhead));
       });
     });
   }

@@ -15,14 +15,18 @@ export class ByteBudget {
     return this.used;
   }
 
+  /** Takes `n` bytes (at most the whole budget) if they are free now and nobody waits before. */
+  tryTake(n: number): boolean {
+    const k = Math.min(n, this.max);
+    if (k !== 0 && (this.waiting.length > 0 || this.used + k > this.max)) return false;
+    this.used += k;
+    return true;
+  }
+
   /** Takes `n` bytes (at most the whole budget), waiting until they are free. */
   take(n: number): Promise<void> {
-    const k = Math.min(n, this.max);
-    if (k === 0 || (this.waiting.length === 0 && this.used + k <= this.max)) {
-      this.used += k;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push({ n: k, resolve }));
+    if (this.tryTake(n)) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push({ n: Math.min(n, this.max), resolve }));
   }
 
   /** Gives back what `take(n)` took. */

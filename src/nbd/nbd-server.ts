@@ -12,7 +12,18 @@ import * as W from './wire.js';
 export interface NbdServerOptions {
   readonly exports: NbdExports;
   readonly logger: Logger;
+  /** Checked at accept, before the greeting (TCP listeners only). */
   readonly accept?: (remoteAddress: string) => boolean;
+  /** Connections open at once, handshaking or not; more are closed at accept. */
+  readonly maxConnections?: number;
+  /** A client must have picked an export this long after connecting. */
+  readonly handshakeTimeoutMs?: number;
+  /** A connection with no request for this long is closed; 0: never (a booted VM may sit idle for hours). */
+  readonly idleTimeoutMs?: number;
+  /** A connection whose replies the client has not read for this long is closed, giving back its bytes in flight. */
+  readonly replyStallTimeoutMs?: number;
+  /** TCP keepalive probes after this much silence, so a client whose host vanished is found out; 0: off. */
+  readonly keepAliveMs?: number;
   /** Requests of one connection in flight at once (received, reply not yet taken by the kernel). */
   readonly maxInFlight?: number;
   /** Payload bytes of one connection in flight at once (READ data not yet taken by the kernel, WRITE data not yet written). */
@@ -22,15 +33,24 @@ export interface NbdServerOptions {
 }
 
 export const NBD_SERVER_DEFAULTS = {
+  maxConnections: 128,
+  handshakeTimeoutMs: 30_000,
+  idleTimeoutMs: 0,
+  replyStallTimeoutMs: 120_000,
+  keepAliveMs: 60_000,
   maxInFlight: 64,
   maxInFlightBytes: 64 * 1024 * 1024,
   maxInFlightBytesTotal: 256 * 1024 * 1024,
 } as const;
 
+type Settings = { -readonly [K in keyof typeof NBD_SERVER_DEFAULTS]: number };
+
 /** Request bytes read from a socket ahead of the server: more waits in the kernel, where TCP flow control holds the client. */
 const READ_AHEAD = 256 * 1024;
 /** How long a client that was told goodbye may take to read its last replies. */
 const LINGER_MS = 10_000;
+/** The same complaint (refused connections, accept errors) is logged at most this often. */
+const COMPLAINT_INTERVAL_MS = 10_000;
 
 /**
  * An NBD server (fixed newstyle handshake, simple and structured replies,
@@ -40,23 +60,32 @@ const LINGER_MS = 10_000;
 export class NbdServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly settings: Settings;
   private readonly budget: ByteBudget;
+  private readonly refusals: Complaint;
+  private readonly acceptErrors: Complaint;
 
   constructor(private readonly opts: NbdServerOptions) {
+    const s = { ...NBD_SERVER_DEFAULTS } as Settings;
+    for (const k of Object.keys(s) as (keyof Settings)[]) s[k] = opts[k] ?? s[k];
+    this.settings = s;
     // The server-wide budget is never smaller than one largest request, which must always be able to run.
-    this.budget = new ByteBudget(Math.max(opts.maxInFlightBytesTotal ?? NBD_SERVER_DEFAULTS.maxInFlightBytesTotal, W.MAX_PAYLOAD));
+    this.budget = new ByteBudget(Math.max(s.maxInFlightBytesTotal, W.MAX_PAYLOAD));
+    this.refusals = new Complaint((n) => opts.logger.warn(`nbd: refused ${n} connection(s) over the cap of ${s.maxConnections} connections`));
+    this.acceptErrors = new Complaint((n, err) => opts.logger.error(`nbd: accepting a connection failed ${n} time(s): ${describe(err)}`));
   }
 
   async listen(port: number, host: string): Promise<number> {
-    this.server = createServer((s) => this.onConnection(s, true));
-    return listenTcp(this.server, port, host);
+    const server = this.createListener(true);
+    const bound = await listenTcp(server, port, host);
+    this.watch(server);
+    return bound;
   }
 
   /** Listens on a unix socket (nbd+unix:///export?socket=path): local clients, and tests that need no TCP port. */
   async listenUnix(path: string): Promise<void> {
     // A unix socket's peers are local users the socket file's mode admits: no address to check.
-    const server = createServer((s) => this.onConnection(s, false));
-    this.server = server;
+    const server = this.createListener(false);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => {
@@ -64,6 +93,7 @@ export class NbdServer {
         resolve();
       });
     });
+    this.watch(server);
   }
 
   async close(): Promise<void> {
@@ -72,24 +102,48 @@ export class NbdServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
+  private createListener(checkAddress: boolean): Server {
+    this.server = createServer((s) => this.onConnection(s, checkAddress));
+    return this.server;
+  }
+
+  /** Once listening, an error on the listener is a failed accept (EMFILE, ENOBUFS...): logged, never the end of the process. */
+  private watch(server: Server): void {
+    server.on('error', (err) => this.acceptErrors.add(err));
+  }
+
   private onConnection(socket: Socket, checkAddress: boolean): void {
+    socket.on('error', () => undefined);
     if (checkAddress && this.opts.accept && !this.opts.accept(socket.remoteAddress ?? '')) {
+      socket.destroy();
+      return;
+    }
+    if (this.sockets.size >= this.settings.maxConnections) {
+      this.refusals.add();
       socket.destroy();
       return;
     }
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    socket.on('error', () => undefined);
     socket.setNoDelay(true);
+    if (this.settings.keepAliveMs > 0) socket.setKeepAlive(true, this.settings.keepAliveMs);
+    const handshakeDeadline = setTimeout(() => {
+      this.opts.logger.info('nbd: closing a connection that did not finish its handshake', { afterMs: this.settings.handshakeTimeoutMs });
+      socket.destroy();
+    }, this.settings.handshakeTimeoutMs);
     const reader = new SocketReader(socket, READ_AHEAD);
     void (async () => {
       let clean = false;
       try {
         const session = await negotiate(socket, reader, this.opts.exports);
+        clearTimeout(handshakeDeadline);
         if (session) {
+          const s = this.settings;
           const limits = {
-            maxRequests: this.opts.maxInFlight ?? NBD_SERVER_DEFAULTS.maxInFlight,
-            maxBytes: this.opts.maxInFlightBytes ?? NBD_SERVER_DEFAULTS.maxInFlightBytes,
+            maxRequests: s.maxInFlight,
+            maxBytes: s.maxInFlightBytes,
+            idleTimeoutMs: s.idleTimeoutMs,
+            replyStallTimeoutMs: s.replyStallTimeoutMs,
           };
           await new Transmission(socket, reader, session, limits, this.budget, this.opts.logger).serve();
         }
@@ -97,6 +151,7 @@ export class NbdServer {
       } catch (err) {
         if (err instanceof NbdProtocolError) this.opts.logger.warn('nbd: closing connection', { reason: err.message });
       } finally {
+        clearTimeout(handshakeDeadline);
         if (clean) goodbye(socket);
         else socket.destroy();
       }
@@ -110,4 +165,37 @@ function goodbye(socket: Socket): void {
   const t = setTimeout(() => socket.destroy(), LINGER_MS);
   t.unref();
   socket.once('close', () => clearTimeout(t));
+}
+
+/** Counts a repeated event and reports it at most once per COMPLAINT_INTERVAL_MS, so a flood cannot flood the log. */
+class Complaint {
+  private count = 0;
+  private last: unknown;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly report: (count: number, last: unknown) => void) {}
+
+  add(detail?: unknown): void {
+    this.count += 1;
+    this.last = detail;
+    if (this.timer) return;
+    this.flush();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.count > 0) this.flush();
+    }, COMPLAINT_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  private flush(): void {
+    const n = this.count;
+    this.count = 0;
+    this.report(n, this.last);
+  }
+}
+
+function describe(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return code && !message.includes(code) ? `${code} ${message}` : message;
 }

@@ -5,6 +5,7 @@ import type { NbdDevice } from './export.js';
 import type { ByteBudget } from './nbd-budget.js';
 import { NbdProtocolError } from './nbd-errors.js';
 import { CONTEXT_ID } from './nbd-handshake.js';
+import { ReplyQueue } from './nbd-reply-queue.js';
 import type { SocketReader } from './socket-reader.js';
 import * as W from './wire.js';
 
@@ -21,6 +22,10 @@ export interface TransmissionLimits {
   readonly maxRequests: number;
   /** Payload bytes in flight: READ data being read or queued in the socket, WRITE data read ahead of the device. */
   readonly maxBytes: number;
+  /** Close the connection after this long without a request in flight; 0: never. */
+  readonly idleTimeoutMs: number;
+  /** Close the connection when replies have waited this long for the client to read them; 0: never. */
+  readonly replyStallTimeoutMs: number;
 }
 
 /** Extents in one BLOCK_STATUS reply at most; the client asks again from where the reply ends. */
@@ -73,6 +78,8 @@ export class Transmission {
   private readonly running = new Set<Promise<void>>();
   private wake: (() => void) | undefined;
   private closed = false;
+  private readonly replies: ReplyQueue;
+  private lastActivityAt = performance.now();
 
   constructor(
     private readonly socket: Socket,
@@ -82,11 +89,28 @@ export class Transmission {
     private readonly budget: ByteBudget,
     private readonly logger: Logger,
   ) {
+    this.replies = new ReplyQueue(socket);
+    const timeouts = [limits.idleTimeoutMs, limits.replyStallTimeoutMs].filter((t) => t > 0);
+    const watchdog = timeouts.length > 0 ? setInterval(() => this.checkTimeouts(), Math.max(20, Math.min(...timeouts) / 4)) : undefined;
+    watchdog?.unref();
     socket.once('close', () => {
+      clearInterval(watchdog);
       this.closed = true;
       for (const h of [...this.holds]) this.release(h);
       this.wakeLoop();
     });
+  }
+
+  private checkTimeouts(): void {
+    const now = performance.now();
+    const { idleTimeoutMs: idle, replyStallTimeoutMs: stall } = this.limits;
+    if (stall > 0 && this.replies.stalledMs(now) >= stall) {
+      this.logger.warn('nbd: closing a connection whose client does not read its replies', { afterMs: stall });
+      this.socket.destroy();
+    } else if (idle > 0 && this.requests === 0 && now - this.lastActivityAt >= idle) {
+      this.logger.info('nbd: closing an idle connection', { afterMs: idle });
+      this.socket.destroy();
+    }
   }
 
   /** Reads and answers requests until NBD_CMD_DISC (resolves once all are answered) or until the connection breaks (rejects). */
@@ -94,6 +118,7 @@ export class Transmission {
     const size = BigInt(this.session.device.size);
     for (;;) {
       const h = await this.reader.read(28);
+      this.lastActivityAt = performance.now();
       if (h.readUInt32BE(0) !== W.NBD_REQUEST_MAGIC) throw new NbdProtocolError('bad request magic');
       const flags = h.readUInt16BE(4);
       const type = h.readUInt16BE(6);
@@ -120,11 +145,18 @@ export class Transmission {
   /** Waits for room for one more request of `bytes`, then takes it. */
   private async admit(bytes: number): Promise<Hold> {
     // A request larger than the whole allowance still runs, alone.
+    // While it waits, nothing more is read (the reader resumes the socket at
+    // its next read), so a client cannot look alive to the stall timeout by
+    // trickling requests while its replies wait.
     while (this.requests >= this.limits.maxRequests || (this.bytes > 0 && this.bytes + bytes > this.limits.maxBytes)) {
       if (this.closed) throw new Error('connection closed');
+      this.socket.pause();
       await new Promise<void>((r) => (this.wake = r));
     }
-    await this.budget.take(bytes);
+    if (!this.budget.tryTake(bytes)) {
+      this.socket.pause();
+      await this.budget.take(bytes);
+    }
     if (this.closed) {
       this.budget.give(bytes);
       throw new Error('connection closed');
@@ -141,6 +173,7 @@ export class Transmission {
     this.requests -= 1;
     this.bytes -= hold.bytes;
     this.budget.give(hold.bytes);
+    this.lastActivityAt = performance.now();
     this.wakeLoop();
   }
 
@@ -218,10 +251,7 @@ export class Transmission {
   private send(hold: Hold, parts: Buffer[]): void {
     hold.replied = true;
     if (this.socket.destroyed) return this.release(hold);
-    this.socket.cork();
-    for (let i = 0; i < parts.length - 1; i++) this.socket.write(parts[i]!);
-    this.socket.write(parts[parts.length - 1]!, () => this.release(hold));
-    this.socket.uncork();
+    this.replies.write(parts, () => this.release(hold));
   }
 
   private simple(hold: Hold, cookie: Buffer, error: number, data?: Buffer): void {
