@@ -12,7 +12,7 @@ test('faults: a full backup fails cleanly at every storage call, and the next ru
     const r = await faultSweep(
       work,
       async () => {
-        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10 }, 0, 1200);
+        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10 }, [], 1200);
         return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 0) };
       },
       { others: 24 },
@@ -31,7 +31,7 @@ test('faults: an incremental backup fails cleanly at every storage call; earlier
     const r = await faultSweep(
       work,
       async () => {
-        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10 }, 2, 1202);
+        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10 }, [0, 1], 1202);
         return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 2) };
       },
       { others: 24 },

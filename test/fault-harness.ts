@@ -85,6 +85,21 @@ export const unsyncedStorage: Storage = {
 
 const EXPECTED_CODE: Record<Fault, string> = { EIO: 'LFB_ERR_IO', 'fsync-lost': 'LFB_ERR_IO', ENOSPC: 'LFB_ERR_NO_SPACE', 'short-write': 'LFB_ERR_NO_SPACE' };
 
+const READS: ReadonlySet<string> = new Set(['pread', 'size', 'close', 'list']);
+
+/**
+ * For runs of many calls: every call that can change the repository (open,
+ * pwrite, sync, truncate, rename, remove, mkdir) and every `k`-th of the
+ * calls that only read (pread, size, close, list; most of them the scans
+ * re-reading each file's header and root), by position in the run.
+ */
+export function changesAndEveryKthRead(k: number): (calls: readonly StorageCall[]) => number[] {
+  return (calls) => {
+    let reads = 0;
+    return calls.flatMap((c, i) => (!READS.has(c.op) || reads++ % k === 0 ? [i] : []));
+  };
+}
+
 /** `count` indexes out of `n`, evenly spread, first and last included (all of them when count ≥ n). */
 export function spread(n: number, count: number): number[] {
   if (count >= n) return Array.from({ length: n }, (_, i) => i);
@@ -102,9 +117,11 @@ export async function faultSweep(work: string, build: () => Promise<FaultScenari
   const scenario = await build();
   await rm(template, { recursive: true, force: true });
   await cp(work, template, { recursive: true });
+  // Runs change only the job's folder: copying just it back spares copying the disks each time.
+  const jobDir = join('repo', 'jobs', scenario.job);
   const fresh = async (): Promise<void> => {
-    await rm(work, { recursive: true, force: true });
-    await cp(template, work, { recursive: true });
+    await rm(join(work, jobDir), { recursive: true, force: true });
+    await cp(join(template, jobDir), join(work, jobDir), { recursive: true });
   };
   // One worker pool for every run and check: starting workers would take most of the time.
   const pool = new BlockWorkerPool(1);
@@ -265,12 +282,12 @@ export interface JobTemplate {
 
 /**
  * A repository in `<work>/repo` with job "vm" (one disk, `<work>/disk0.img`)
- * and a backup run on each of days 0 … runs-1, the disk changing after each.
+ * and a backup run on each of `days`, the disk changing after each.
  */
 export async function jobTemplate(
   work: string,
   def: Pick<JobDefinition, 'method' | 'retainPoints'> & Partial<Pick<JobDefinition, 'syntheticFullDays' | 'transformToRollbacks'>>,
-  runs: number,
+  days: readonly number[],
   seed: number,
 ): Promise<JobTemplate> {
   const rand = rng(seed);
@@ -292,8 +309,8 @@ export async function jobTemplate(
   const expected = new Map<string, Buffer[]>();
   const pool = new BlockWorkerPool(1);
   try {
-    for (let r = 0; r < runs; r++) {
-      const res = await runBackup(repo, 'vm', { clock: fixedClock(day(r)), pool });
+    for (const [r, n] of days.entries()) {
+      const res = await runBackup(repo, 'vm', { clock: fixedClock(day(n)), pool });
       expected.set(res.pointId, [Buffer.from(disk)]);
       mutate(disk, rand, r);
       await writeFile(diskPath, disk);

@@ -18,7 +18,7 @@ test('faults: a forever-forward run (increment + merge into the full) fails clea
     const r = await faultSweep(
       work,
       async () => {
-        const t = await jobTemplate(work, { method: 'forever', retainPoints: 2 }, 2, 1300);
+        const t = await jobTemplate(work, { method: 'forever', retainPoints: 2 }, [0, 1], 1300);
         assert.equal(t.expected.size, 2);
         return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 2) };
       },

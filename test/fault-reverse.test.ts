@@ -18,7 +18,7 @@ test('faults: a reverse-incremental run fails cleanly at every storage call', { 
     const r = await faultSweep(
       work,
       async () => {
-        const t = await jobTemplate(work, { method: 'reverse', retainPoints: 5 }, 2, 1400);
+        const t = await jobTemplate(work, { method: 'reverse', retainPoints: 5 }, [0, 1], 1400);
         assert.equal(t.expected.size, 2);
         return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 2) };
       },

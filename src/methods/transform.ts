@@ -122,7 +122,10 @@ async function writeRollback(
   try {
     for (let d = 0; d < root.diskSizes.length; d++) {
       const mine = await RestorePointDisk.open(pointFiles, d, { cacheBytes: 0, storage });
-      const theirs = await RestorePointDisk.open(above, d, { cacheBytes: 0, storage });
+      const theirs = await RestorePointDisk.open(above, d, { cacheBytes: 0, storage }).catch(async (err: unknown) => {
+        await mine.close().catch(() => undefined);
+        throw err;
+      });
       try {
         for (let bi = 0; bi < mine.blockCount; bi++) {
           const digest = mine.digestOf(bi);
