@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
-import { isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { NbdDevice } from './export.js';
 import type { ByteBudget } from './nbd-budget.js';
-import { NbdProtocolError } from './nbd-errors.js';
+import { NbdProtocolError, nbdErrorOf } from './nbd-errors.js';
 import { CONTEXT_ID } from './nbd-handshake.js';
 import { ReplyQueue } from './nbd-reply-queue.js';
 import type { SocketReader } from './socket-reader.js';
@@ -189,9 +188,12 @@ export class Transmission {
       await this.run(hold, q, payload);
     } catch (err) {
       if (hold.replied) return;
-      const code = isLifeboatError(err) ? (err.category === 'NoSpace' ? W.NBD_ENOSPC : err.category === 'Invalid' ? W.NBD_EINVAL : W.NBD_EIO) : W.NBD_EIO;
-      if (code === W.NBD_EIO) this.logger.error(`nbd: answered EIO: ${err instanceof Error ? err.message : String(err)}`);
-      this.error(hold, q, code, err instanceof Error ? err.message : 'error');
+      const code = nbdErrorOf(err);
+      const message = err instanceof Error ? err.message : String(err);
+      // EIO is the server's own failure; the others (a full disk above all) the client is told and may act on.
+      if (code === W.NBD_EIO) this.logger.error(`nbd: answered EIO: ${message}`);
+      else this.logger.warn(`nbd: answered error ${code}: ${message}`);
+      this.error(hold, q, code, message);
     } finally {
       if (!hold.replied) this.release(hold);
     }
@@ -211,7 +213,8 @@ export class Transmission {
         return this.send(hold, [h, off, data]);
       }
       case W.NBD_CMD_WRITE:
-        if (!q.inRange) return this.error(hold, q, W.NBD_EINVAL, 'write outside the disk');
+        // The protocol asks for ENOSPC when a write goes past the end of the disk.
+        if (!q.inRange) return this.error(hold, q, W.NBD_ENOSPC, 'write outside the disk');
         await dev.write(q.offset, payload!);
         if (q.flags & W.NBD_CMD_FLAG_FUA) await dev.flush();
         return this.simple(hold, q.cookie, 0);
@@ -223,7 +226,7 @@ export class Transmission {
         // TRIM is a hint (the overlay keeps what it has); CACHE is a prefetch hint.
         return this.simple(hold, q.cookie, q.inRange ? 0 : W.NBD_EINVAL);
       case W.NBD_CMD_WRITE_ZEROES: {
-        if (!q.inRange) return this.simple(hold, q.cookie, W.NBD_EINVAL);
+        if (!q.inRange) return this.simple(hold, q.cookie, W.NBD_ENOSPC);
         const zeros = Buffer.alloc(Math.min(q.length, ZERO_CHUNK));
         for (let done = 0; done < q.length; done += zeros.length) await dev.write(q.offset + done, zeros.subarray(0, Math.min(zeros.length, q.length - done)));
         if (q.flags & W.NBD_CMD_FLAG_FUA) await dev.flush();

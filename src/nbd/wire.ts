@@ -60,9 +60,12 @@ export const NBD_REPLY_TYPE_ERROR = (1 << 15) + 1;
 
 export const NBD_EPERM = 1;
 export const NBD_EIO = 5;
+export const NBD_ENOMEM = 12;
 export const NBD_EINVAL = 22;
 export const NBD_ENOSPC = 28;
+export const NBD_EOVERFLOW = 75;
 export const NBD_ENOTSUP = 95;
+export const NBD_ESHUTDOWN = 108;
 
 export const NBD_STATE_HOLE = 1 << 0;
 export const NBD_STATE_ZERO = 1 << 1;
