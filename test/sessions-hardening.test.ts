@@ -222,3 +222,27 @@ test('migration targets: absolute, outside the repository and the session folder
     await ir.stop('m');
   });
 });
+
+test(
+  'a hold left by a crash before its session was recorded is removed when the sessions are loaded; a recorded session keeps its hold',
+  { timeout: 120_000 },
+  async () => {
+    await withRecovery(async (ir, { repo }) => {
+      await ir.start('j', 'latest', { name: 'kept' });
+      const jobDir = join(repo, 'jobs', 'j');
+      const pointId = [...(await heldPoints(jobDir)).keys()][0]!;
+      // What a server killed between writing the hold and the session's record leaves.
+      await writeFile(join(jobDir, 'holds', 'session-orphan.json'), await readFile(join(jobDir, 'holds', 'session-kept.json')));
+      await ir.close();
+      const again = await openRecovery(repo);
+      try {
+        await again.loadSessions();
+        const holds = (await readdir(join(jobDir, 'holds'))).sort();
+        assert.deepEqual(holds, ['session-kept.json'], 'only the recorded session still holds its point');
+        assert.equal((await heldPoints(jobDir)).get(pointId), 'session-kept');
+      } finally {
+        await again.close();
+      }
+    });
+  },
+);

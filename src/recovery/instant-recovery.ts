@@ -86,6 +86,8 @@ export class InstantRecovery {
 
   /** Reopens every recorded session (after a restart). A session that cannot open is listed as failed. */
   async loadSessions(): Promise<void> {
+    for (const orphan of await this.store.removeOrphanHolds())
+      this.logger.warn('instant recovery: removed the hold of a session that was never recorded', { session: orphan });
     for (const rec of await this.store.list()) {
       try {
         await this.activate(rec);

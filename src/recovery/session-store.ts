@@ -87,6 +87,26 @@ export class SessionStore {
     await writeCheckedJson(this.recordPath(rec.name), rec);
   }
 
+  /**
+   * Removes the holds of sessions that have no record: what a server killed
+   * between writing a session's hold and its record leaves, which would keep
+   * retention from the point for ever. A record that exists but cannot be
+   * read keeps its hold (its overlay may hold a guest's writes).
+   */
+  async removeOrphanHolds(): Promise<string[]> {
+    const jobsDir = join(this.repoRoot, 'jobs');
+    const removed: string[] = [];
+    for (const job of await readdir(jobsDir).catch(() => [] as string[])) {
+      for (const n of await readdir(join(jobsDir, job, 'holds')).catch(() => [] as string[])) {
+        const m = /^session-(.+)\.json$/.exec(n);
+        if (!m || existsSync(this.recordPath(m[1]!))) continue;
+        await withHoldsLock(this.jobDir(job), `job "${job}"`, () => removeHold(this.jobDir(job), `session-${m[1]!}`), { waitMs: HOLD_WAIT_MS });
+        removed.push(`${job}/${m[1]!}`);
+      }
+    }
+    return removed;
+  }
+
   /** Records a change of a recorded session (a disk added); its point and hold stay. */
   async update(rec: SessionRecord): Promise<void> {
     await writeCheckedJson(this.recordPath(rec.name), rec);
