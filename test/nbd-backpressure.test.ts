@@ -25,6 +25,8 @@ interface ChildConfig {
   readonly size: number;
   readonly block: number;
   readonly gated?: boolean;
+  /** More export names for NBD_OPT_LIST, with long descriptions. */
+  readonly listed?: number;
   readonly options?: Partial<Omit<NbdServerOptions, 'exports' | 'logger' | 'accept'>>;
 }
 
@@ -276,6 +278,48 @@ test('nbd backpressure: connections that never read share one server-wide budget
       assert.equal((await server.stats()).reads, clients * perClient);
     } finally {
       for (const p of peers) p.destroy();
+    }
+  });
+});
+
+test('nbd backpressure: a client flooding NBD_OPT_LIST without reading the answers keeps server memory bounded', { timeout: 300_000 }, async () => {
+  const floods = 5000;
+  // 500 names with long descriptions: about 75 KB per answer, 375 MB for the flood.
+  await withChild({ size: MiB, block: MiB, listed: 500 }, async (server, path) => {
+    const peer = await NbdPeer.connect(path);
+    try {
+      await peer.greet();
+      peer.socket.pause();
+      server.resetPeak();
+      const base = server.memory().rss;
+      const one = Buffer.alloc(16);
+      one.writeBigUInt64BE(W.IHAVEOPT, 0);
+      one.writeUInt32BE(W.NBD_OPT_LIST, 8);
+      peer.socket.write(Buffer.concat(Array.from({ length: floods }, () => one)));
+      let last = -1;
+      const growth = await peakGrowthUntilQuiet(
+        server,
+        base,
+        async () => {
+          // Progress is the server's memory moving; stats do not count options.
+          const now = Math.round(server.memory().rss / MiB);
+          last = now;
+          return now;
+        },
+        1500,
+        1024 * MiB,
+      );
+      console.log(`NBD_OPT_LIST flood: peak RSS growth ${(growth / MiB).toFixed(0)} MiB (rss now ${last} MiB)`);
+      assert.ok(growth < 64 * MiB, `server RSS grew ${(growth / MiB).toFixed(0)} MiB`);
+      // Reading resumes the flood's answers; the first few are whole.
+      peer.socket.resume();
+      for (let i = 0; i < 3; i++) {
+        const replies = await peer.readOptionReplies();
+        assert.equal(replies.length, 502);
+        assert.equal(replies.at(-1)!.type, W.NBD_REP_ACK);
+      }
+    } finally {
+      peer.destroy();
     }
   });
 });

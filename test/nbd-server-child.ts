@@ -2,8 +2,9 @@
  * An NbdServer in a process of its own, for tests that measure the server's
  * memory (VmHWM) without the test's own buffers in the count.
  *
- * argv[2]: JSON { socket, size, block, gated?, options? } serving one
- * patternDevice as export "d". Prints "ready" when listening. Reads lines on
+ * argv[2]: JSON { socket, size, block, gated?, listed?, options? } serving one
+ * patternDevice as export "d" (and, in NBD_OPT_LIST, `listed` more names
+ * with long descriptions). Prints "ready" when listening. Reads lines on
  * stdin: "open" lets gated device calls proceed; "stats <seq>" prints the
  * device's counters and seq as one JSON line.
  */
@@ -17,6 +18,7 @@ interface ChildConfig {
   readonly size: number;
   readonly block: number;
   readonly gated?: boolean;
+  readonly listed?: number;
   readonly options?: Partial<NbdServerOptions>;
 }
 
@@ -24,8 +26,10 @@ const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 let open!: () => void;
 const opened = new Promise<void>((r) => (open = r));
 const dev = patternDevice(config.size, config.block, config.gated ? () => opened : undefined);
+const names = [{ name: 'd', description: '' }];
+for (let i = 0; i < (config.listed ?? 0); i++) names.push({ name: `session-${i}/disk0`, description: `job ${i} point ${'x'.repeat(100)}` });
 const server = new NbdServer({
-  exports: { list: () => [{ name: 'd', description: '' }], open: (n) => (n === 'd' ? dev : undefined) },
+  exports: { list: () => names, open: (n) => (n === 'd' ? dev : undefined) },
   logger: createLogger(),
   ...config.options,
 });

@@ -6,7 +6,7 @@ import { ByteBudget } from './nbd-budget.js';
 import { NbdProtocolError } from './nbd-errors.js';
 import { negotiate } from './nbd-handshake.js';
 import { Transmission } from './nbd-transmission.js';
-import { SocketReader } from './socket-reader.js';
+import { ConnectionClosed, SocketReader } from './socket-reader.js';
 import * as W from './wire.js';
 
 export interface NbdServerOptions {
@@ -150,6 +150,7 @@ export class NbdServer {
         clean = true;
       } catch (err) {
         if (err instanceof NbdProtocolError) this.opts.logger.warn('nbd: closing connection', { reason: err.message });
+        else if (!(err instanceof ConnectionClosed)) this.opts.logger.error(`nbd: closing connection after an unexpected error: ${describe(err)}`);
       } finally {
         clearTimeout(handshakeDeadline);
         if (clean) goodbye(socket);

@@ -5,7 +5,7 @@ import type { ByteBudget } from './nbd-budget.js';
 import { NbdProtocolError, nbdErrorOf } from './nbd-errors.js';
 import { CONTEXT_ID } from './nbd-handshake.js';
 import { ReplyQueue } from './nbd-reply-queue.js';
-import type { SocketReader } from './socket-reader.js';
+import { ConnectionClosed, type SocketReader } from './socket-reader.js';
 import * as W from './wire.js';
 
 /** What the handshake settled for one connection. */
@@ -45,6 +45,22 @@ interface Request {
 class Hold {
   replied = false;
   constructor(readonly bytes: number) {}
+}
+
+/**
+ * Command flags each command may carry. FUA is valid on every command (the
+ * protocol says so; some clients set it on reads); DF and FAST_ZERO are not
+ * advertised, so never valid.
+ */
+function allowedFlags(type: number): number {
+  switch (type) {
+    case W.NBD_CMD_WRITE_ZEROES:
+      return W.NBD_CMD_FLAG_FUA | W.NBD_CMD_FLAG_NO_HOLE;
+    case W.NBD_CMD_BLOCK_STATUS:
+      return W.NBD_CMD_FLAG_FUA | W.NBD_CMD_FLAG_REQ_ONE;
+    default:
+      return W.NBD_CMD_FLAG_FUA;
+  }
 }
 
 /** The bytes a request holds while in flight: its payload either way, or the server's scratch space. */
@@ -148,7 +164,7 @@ export class Transmission {
     // its next read), so a client cannot look alive to the stall timeout by
     // trickling requests while its replies wait.
     while (this.requests >= this.limits.maxRequests || (this.bytes > 0 && this.bytes + bytes > this.limits.maxBytes)) {
-      if (this.closed) throw new Error('connection closed');
+      if (this.closed) throw new ConnectionClosed();
       this.socket.pause();
       await new Promise<void>((r) => (this.wake = r));
     }
@@ -158,7 +174,7 @@ export class Transmission {
     }
     if (this.closed) {
       this.budget.give(bytes);
-      throw new Error('connection closed');
+      throw new ConnectionClosed();
     }
     const hold = new Hold(bytes);
     this.holds.add(hold);
@@ -202,9 +218,11 @@ export class Transmission {
   private async run(hold: Hold, q: Request, payload: Buffer | undefined): Promise<void> {
     const dev = this.session.device;
     const s = this.session;
+    if ((q.flags & ~allowedFlags(q.type)) !== 0) return this.error(hold, q, W.NBD_EINVAL, `flags ${q.flags} are not valid on command ${q.type}`);
     switch (q.type) {
       case W.NBD_CMD_READ: {
-        if (!q.inRange || q.length > W.MAX_PAYLOAD) return this.error(hold, q, W.NBD_EINVAL, 'read outside the disk or too large');
+        // Zero bytes cannot be answered in structured mode (a data chunk carries at least one), so they are refused in both.
+        if (!q.inRange || q.length === 0 || q.length > W.MAX_PAYLOAD) return this.error(hold, q, W.NBD_EINVAL, 'read outside the disk, empty or too large');
         const data = await dev.read(q.offset, q.length);
         if (!s.structured) return this.simple(hold, q.cookie, 0, data);
         const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + data.length);

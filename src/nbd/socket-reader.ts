@@ -1,5 +1,12 @@
 import type { Socket } from 'node:net';
 
+/** The peer closed the connection (or it broke) before the bytes a read waited for arrived. */
+export class ConnectionClosed extends Error {
+  constructor() {
+    super('connection closed');
+  }
+}
+
 /**
  * Awaitable exact-size reads from a socket, with backpressure: when more
  * than `highWater` bytes are buffered the socket stops being read (unless a
@@ -22,7 +29,7 @@ export class SocketReader {
       this.flow();
     });
     const end = (): void => {
-      this.closed ??= new Error('connection closed');
+      this.closed ??= new ConnectionClosed();
       this.settle();
     };
     socket.on('end', end);

@@ -42,7 +42,10 @@ export const NBD_FLAG_CAN_MULTI_CONN = 1 << 8;
 export const NBD_FLAG_SEND_CACHE = 1 << 10;
 
 export const NBD_CMD_FLAG_FUA = 1 << 0;
+export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
+export const NBD_CMD_FLAG_DF = 1 << 2;
 export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
+export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
 
 export const NBD_CMD_READ = 0;
 export const NBD_CMD_WRITE = 1;
