@@ -10,6 +10,7 @@ import {
   nfsTarget,
   portmapTarget,
   runFuzz,
+  type Finding,
   type FuzzReport,
   type FuzzTarget,
 } from '../src/testing/fuzz/index.js';
@@ -80,7 +81,7 @@ function planted(): FuzzTarget[] {
       return 'rejected';
     }),
     base('hangs', async (input) => {
-      if (input[0] === 0xef) await new Promise(() => undefined);
+      if (input[0] === 0xef && input[1]! < 0x80) await new Promise(() => undefined);
       return 'accepted';
     }),
   ];
@@ -90,24 +91,25 @@ test(
   'fuzz: an escaped exception, an unhandled rejection, an uncaught exception, process.exit and a hang are findings, each with a minimal input',
   { timeout: 60_000 },
   async () => {
-    const report = await runFuzz({ seed: 3, iterations: 3000, targets: planted(), hangMs: 200 });
-    const byTarget = new Map(report.findings.map((f) => [f.target, f]));
-    const thrown = byTarget.get('throws');
+    const report = await runFuzz({ seed: 3, iterations: 3000, targets: planted(), hangMs: 500 });
+    // Looked up by target and kind: on a loaded machine a slow input of another target may also be reported as a hang.
+    const finding = (target: string, kind: string): Finding | undefined => report.findings.find((f) => f.target === target && f.kind === kind);
+    const thrown = finding('throws', 'exception');
     assert.equal(thrown?.kind, 'exception');
     assert.match(thrown.message, /TypeError: planted/);
     assert.equal(thrown.input.toString('hex'), 'ab', 'shrunk to the one byte that matters');
-    const rejection = byTarget.get('rejects-later');
+    const rejection = finding('rejects-later', 'unhandled-rejection');
     assert.equal(rejection?.kind, 'unhandled-rejection');
     assert.ok(rejection.reproduced, 'attributed to its input by replaying the suspects');
     assert.equal(rejection.input.toString('hex'), 'cd');
     const exit = report.findings.find((f) => f.target === 'exits' && f.kind === 'process-exit');
     assert.ok(exit, 'process.exit is trapped and reported');
     assert.equal(exit.input.length, 2, `shrunk to the two bytes that matter: ${exit.input.toString('hex')}`);
-    const uncaught = byTarget.get('throws-later');
+    const uncaught = finding('throws-later', 'uncaught-exception');
     assert.equal(uncaught?.kind, 'uncaught-exception');
     assert.match(uncaught.message, /ERR_OUT_OF_RANGE|out of range/);
     assert.equal(uncaught.input.length, 2);
-    const hang = byTarget.get('hangs');
+    const hang = finding('hangs', 'hang');
     assert.equal(hang?.kind, 'hang');
     assert.equal(hang.input[0], 0xef, 'the input that hung (hangs are not shrunk: each replay costs the full timeout)');
     assert.ok(report.targets['throws']!.failed > 0 && report.targets['throws']!.accepted > 0);
