@@ -299,7 +299,8 @@ test('nbd hostile: collaborators that throw (exports, extents) fail the request 
 });
 
 test('nbd hostile: replies to requests in flight are delivered before the server closes after NBD_CMD_DISC or NBD_OPT_ABORT', { timeout: 30_000 }, async () => {
-  const dev = memoryDevice(MiB, { read: () => sleep(300) });
+  const dev = memoryDevice(W.MAX_PAYLOAD, { read: () => sleep(300) });
+  dev.bytes.fill(0x44);
   await noEscapes(() =>
     withServer({ d: dev }, {}, async (path) => {
       const p = await opened(path, 'd');
@@ -312,6 +313,18 @@ test('nbd hostile: replies to requests in flight are delivered before the server
         await p.closed;
       } finally {
         p.destroy();
+      }
+      // A reply larger than what the server hands the socket at once.
+      const big = await opened(path, 'd');
+      try {
+        big.sendRequest({ type: W.NBD_CMD_READ, cookie: 3n, offset: 0, length: W.MAX_PAYLOAD });
+        big.sendRequest({ type: W.NBD_CMD_DISC, cookie: 4n, offset: 0, length: 0 });
+        const r = await big.readSimpleReply(() => W.MAX_PAYLOAD);
+        assert.equal(r.data.length, W.MAX_PAYLOAD);
+        assert.equal(r.data[W.MAX_PAYLOAD - 1], 0x44);
+        await big.closed;
+      } finally {
+        big.destroy();
       }
       const a = await NbdPeer.connect(path);
       try {

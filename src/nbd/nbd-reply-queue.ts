@@ -20,6 +20,7 @@ export class ReplyQueue {
   private readonly queue: Reply[] = [];
   private handed = 0;
   private progressAt = 0;
+  private readonly whenEmpty: (() => void)[] = [];
 
   constructor(private readonly socket: Socket) {}
 
@@ -37,6 +38,12 @@ export class ReplyQueue {
     return this.idle() ? 0 : now - this.progressAt;
   }
 
+  /** Resolves once every queued reply is in the socket (so socket.end() sends them all), or the socket is gone. */
+  allHanded(): Promise<void> {
+    if (this.queue.length === 0 || this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => this.whenEmpty.push(resolve));
+  }
+
   private idle(): boolean {
     return this.queue.length === 0 && this.handed === 0;
   }
@@ -45,9 +52,12 @@ export class ReplyQueue {
     if (this.socket.destroyed) {
       // Nothing will be sent: the requests' holds are given back now.
       for (const r of this.queue.splice(0)) r.sent();
+    }
+    if (this.queue.length === 0) {
+      for (const w of this.whenEmpty.splice(0)) w();
       return;
     }
-    if (this.queue.length === 0 || this.handed >= WINDOW) return;
+    if (this.handed >= WINDOW) return;
     // Corked, the pieces of this round go to the kernel in one writev.
     this.socket.cork();
     while (this.queue.length > 0 && this.handed < WINDOW) {

@@ -67,6 +67,8 @@ function allowedFlags(type: number): number {
 function requestBytes(type: number, length: number): number {
   switch (type) {
     case W.NBD_CMD_READ:
+      // A longer READ is refused without reading anything.
+      return length <= W.MAX_PAYLOAD ? length : 0;
     case W.NBD_CMD_WRITE:
       return length;
     case W.NBD_CMD_WRITE_ZEROES:
@@ -143,6 +145,7 @@ export class Transmission {
       const length = h.readUInt32BE(24);
       if (type === W.NBD_CMD_DISC) {
         await Promise.all(this.running);
+        await this.replies.allHanded();
         return;
       }
       if (type === W.NBD_CMD_WRITE && length > W.MAX_PAYLOAD) throw new NbdProtocolError(`write of ${length} bytes`);
