@@ -50,8 +50,8 @@ test('increments: blocks that become zero, disks that grow or shrink, and the st
     await svc.initRepository(repo, 1 * MiB, parseCompression('zstd:3'));
     await svc.createJob(repo, { name: 'j', disks: [disk], method: 'forever', retainPoints: 2, activeFullDays: [], vmConfigFile: join(dir, 'vm.json') });
     const states: Buffer[] = [];
-    const step = async (): Promise<void> => {
-      await svc.backup(repo, 'j', {});
+    const step = async (opts: { acceptSourceChange?: boolean } = {}): Promise<void> => {
+      await svc.backup(repo, 'j', opts);
       states.push(await readFile(disk));
     };
     await step();
@@ -61,7 +61,8 @@ test('increments: blocks that become zero, disks that grow or shrink, and the st
     await writeAt(disk, randomBytes(rand, 1000), 5 * MiB - 1000);
     await step();
     await truncate(disk, 2 * MiB - 3); // shrinks
-    await step();
+    await assert.rejects(step(), (err: Error & { code?: string }) => err.code === 'LFB_ERR_SOURCE_CHANGED', 'less than half: refused unless accepted');
+    await step({ acceptSourceChange: true });
     const { points } = await svc.points(repo, 'j');
     assert.equal(points.length, 2);
     assert.equal(points[0]!.kind, 'full', 'merged full');

@@ -113,7 +113,11 @@ export class LifeboatService {
     return (await Repository.open(repoDir)).listJobs();
   }
 
-  async backup(repoDir: string, job: string, opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void }): Promise<BackupResult> {
+  async backup(
+    repoDir: string,
+    job: string,
+    opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void; acceptSourceChange?: boolean },
+  ): Promise<BackupResult> {
     const repo = await Repository.open(repoDir);
     return runBackup(repo, job, { clock: this.clock, ...opts });
   }

@@ -16,6 +16,7 @@ import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { closeAll } from './close-all.js';
+import { checkSourceChange } from './source-change.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
 import { reverseIncrement } from './reverse-run.js';
 import { chainToTransform, transformObstacle, transformToRollbacks, type TransformResult } from './transform.js';
@@ -37,6 +38,8 @@ export interface BackupOptions {
   readonly workers?: number;
   /** A pool to use instead of starting one (kept open): runs one after another share its workers. */
   readonly pool?: BlockWorkerPool;
+  /** Back up a source that shrank to less than half or changed format since the newest point (refused otherwise). */
+  readonly acceptSourceChange?: boolean;
 }
 
 export interface BackupResult {
@@ -202,6 +205,7 @@ async function writePoint(
     // CBT bitmaps track from the newest point, whatever kind this run is.
     const newest = state.points[state.points.length - 1];
     opened = await openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined });
+    if (opts.acceptSourceChange !== true) checkSourceChange(job.name, newest, opened);
     const sources = opened.map((o) => o.source);
     steps.lap('open source');
     if (parentFiles) {

@@ -14,6 +14,7 @@ import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { backupDisk, fileStamp, type BackupOptions, type BackupResult, type BlockSink } from './backup-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { closeAll } from './close-all.js';
+import { checkSourceChange } from './source-change.js';
 
 /** What a reverse run reports: a backup run's counters, plus the rollback it wrote. */
 export type ReverseRunResult = Omit<BackupResult, 'kind' | 'trigger' | 'cleanedUp' | 'retention' | 'synthetic' | 'steps'> & {
@@ -57,6 +58,7 @@ export async function reverseIncrement(
   try {
     const pointId = newPointId();
     opened = await openJobSources(job, pointId, chain.full);
+    if (opts.acceptSourceChange !== true) checkSourceChange(job.name, state.points.at(-1), opened);
     const sources = opened.map((o) => o.source);
     full = await BackupFileReader.open(chain.full.path, { writable: true, storage: state.storage });
     const f = full;

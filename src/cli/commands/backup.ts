@@ -5,15 +5,23 @@ import { requireString } from '../command.js';
 
 export const backup: Command = {
   name: 'backup',
-  usage: 'backup <job> --repo <dir> [--active-full] [--wait] [--json]',
+  usage: 'backup <job> --repo <dir> [--active-full] [--wait] [--accept-source-change] [--json]',
   summary: 'run the job: a full the first time, then increments',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, 'active-full': { type: 'boolean' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string' },
+    'active-full': { type: 'boolean' },
+    wait: { type: 'boolean' },
+    'accept-source-change': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
   async run(ctx) {
     const started = process.hrtime.bigint();
     const r = await ctx.service.backup(requireString(ctx, 'repo'), ctx.args[0]!, {
       activeFull: ctx.values['active-full'] === true,
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
+      // A source that shrank to less than half or changed format is refused unless the user says it is intended.
+      acceptSourceChange: ctx.values['accept-source-change'] === true,
       onProgress: (p) =>
         ctx.progress(
           `disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`,
