@@ -9,9 +9,12 @@ import { runBackup, type BackupProgress, type BackupResult } from '../methods/ba
 import { planChains } from '../methods/retention-run.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
+import type { VmConfig } from '../format/root.js';
 import {
   Repository,
   createJob,
+  deleteJob,
+  updateJob,
   retentionPolicy,
   filesForPoint,
   loadJob,
@@ -24,13 +27,14 @@ import {
   type BackupMethod,
   type PointDamage,
   type JobDefinition,
+  type JobSettings,
   type JobState,
   type PointInfo,
   type VerifyProgress,
   type VerifyResult,
 } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
-import { RESTORE_FORMATS, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
+import { RESTORE_FORMATS, formatFromExtension, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { isNbdUri, isQmpUri, parseQmpUri, qmpUri } from '../source/index.js';
 import { parseNbdUri } from '../nbd/index.js';
 
@@ -67,29 +71,8 @@ export class LifeboatService {
     },
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
-    // A running VM's drives are disks like any other: qmp:///<monitor socket>?drive=<node-name>.
-    const drives = spec.qmp === undefined ? [] : (spec.drives ?? []).map((d) => qmpUri(resolve(spec.qmp!), d));
-    const disks = [...spec.disks.map((d) => (isNbdUri(d) || isQmpUri(d) ? d : resolve(d))), ...drives];
-    for (const d of disks) {
-      if (isNbdUri(d)) parseNbdUri(d);
-      else if (isQmpUri(d)) parseQmpUri(d);
-      else
-        await stat(d).catch((err: NodeJS.ErrnoException) => {
-          throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, {
-            details: { disk: d },
-          });
-        });
-    }
-    let vm = null;
-    if (spec.vmConfigFile !== undefined) {
-      let doc: unknown;
-      try {
-        doc = JSON.parse(await readFile(spec.vmConfigFile, 'utf8'));
-      } catch (err) {
-        throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm-config ${spec.vmConfigFile}: ${(err as Error).message}`);
-      }
-      vm = validateVmConfig(doc, spec.vmConfigFile);
-    }
+    const disks = await resolveJobDisks(spec.disks, spec.qmp, spec.drives);
+    const vm = spec.vmConfigFile === undefined ? null : await readVmConfig(spec.vmConfigFile);
     return createJob(repo, {
       name: spec.name,
       createdAt: this.clock.now().toISOString(),
@@ -113,10 +96,66 @@ export class LifeboatService {
     return (await Repository.open(repoDir)).listJobs();
   }
 
+  /** `job show`: the job's settings and how many restore points it has. */
+  async showJob(repoDir: string, name: string): Promise<{ job: JobDefinition; points: number; damagedFiles: number }> {
+    const { job, state } = await this.jobState(repoDir, name);
+    return { job, points: state.points.length, damagedFiles: state.damaged.length };
+  }
+
+  /**
+   * `job set`: changes the given settings of a job, checked by the rules of
+   * `job create`, under the job lock (never in the middle of a backup run).
+   * Retention by points and by days replace each other.
+   */
+  async setJob(
+    repoDir: string,
+    name: string,
+    changes: {
+      disks?: string[] | undefined;
+      qmp?: string | undefined;
+      drives?: string[] | undefined;
+      method?: BackupMethod | undefined;
+      retainPoints?: number | undefined;
+      retainDays?: number | undefined;
+      activeFullDays?: Weekday[] | undefined;
+      syntheticFullDays?: Weekday[] | undefined;
+      transformToRollbacks?: boolean | undefined;
+      cbt?: boolean | undefined;
+      diskFormat?: string | undefined;
+      /** null: no GFS any more. */
+      gfs?: { weekly: number; monthly: number; yearly: number } | null | undefined;
+      vmConfigFile?: string | undefined;
+    },
+    opts: { waitMs?: number } = {},
+  ): Promise<{ before: JobDefinition; after: JobDefinition }> {
+    const repo = await Repository.open(repoDir);
+    const newDisks =
+      changes.disks !== undefined || changes.qmp !== undefined ? await resolveJobDisks(changes.disks ?? [], changes.qmp, changes.drives) : undefined;
+    const vm = changes.vmConfigFile === undefined ? undefined : await readVmConfig(changes.vmConfigFile);
+    const set: { -readonly [K in keyof JobSettings]?: JobSettings[K] } = {};
+    if (newDisks !== undefined) set.disks = newDisks;
+    if (changes.method !== undefined) set.method = changes.method;
+    if (changes.retainPoints !== undefined) Object.assign(set, { retainPoints: changes.retainPoints, retainDays: undefined });
+    if (changes.retainDays !== undefined) set.retainDays = changes.retainDays;
+    if (changes.activeFullDays !== undefined) set.activeFullDays = changes.activeFullDays;
+    if (changes.syntheticFullDays !== undefined) set.syntheticFullDays = changes.syntheticFullDays.length > 0 ? changes.syntheticFullDays : undefined;
+    if (changes.transformToRollbacks !== undefined) set.transformToRollbacks = changes.transformToRollbacks || undefined;
+    if (changes.cbt !== undefined) set.cbt = changes.cbt || undefined;
+    if (changes.diskFormat !== undefined) set.diskFormat = changes.diskFormat;
+    if (changes.gfs !== undefined) set.gfs = changes.gfs ?? undefined;
+    if (vm !== undefined) set.vm = vm;
+    return updateJob(repo, name, () => set, opts);
+  }
+
+  /** `job delete`: the job's folder; its points only with `withPoints`, never while a session holds one. */
+  async deleteJob(repoDir: string, name: string, opts: { withPoints: boolean; waitMs?: number }): Promise<{ pointsDeleted: number; filesDeleted: number }> {
+    return deleteJob(await Repository.open(repoDir), name, { ...opts, repoArg: repoDir });
+  }
+
   async backup(
     repoDir: string,
     job: string,
-    opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void; acceptSourceChange?: boolean },
+    opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void; acceptSourceChange?: boolean; signal?: AbortSignal },
   ): Promise<BackupResult> {
     const repo = await Repository.open(repoDir);
     return runBackup(repo, job, { clock: this.clock, ...opts });
@@ -246,15 +285,15 @@ export class LifeboatService {
     const p = resolvePoint(state, opts.point);
     const diskCount = p.diskSizes.length;
     const which = opts.disk !== undefined ? [opts.disk] : diskCount === 1 ? ['0'] : Array.from({ length: diskCount }, (_, i) => String(i));
-    const intoDir = opts.disk === undefined && diskCount > 1;
-    if (intoDir) {
-      const st = await stat(opts.to).catch(() => undefined);
-      if (!st?.isDirectory())
-        throw new LifeboatError(
-          'LFB_ERR_INVALID_ARGUMENT',
-          `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`,
-        );
-    }
+    // --to names a folder when it ends in '/' or is one: each disk is written in it as <disk>.<format>.
+    const intoDir = opts.to.endsWith('/') || (await stat(opts.to).catch(() => undefined))?.isDirectory() === true;
+    if (intoDir && !(await stat(opts.to).catch(() => undefined))?.isDirectory())
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--to ${opts.to} names a folder that does not exist; create it first`, { details: { to: opts.to } });
+    if (!intoDir && which.length > 1)
+      throw new LifeboatError(
+        'LFB_ERR_INVALID_ARGUMENT',
+        `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`,
+      );
     const targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] = [];
     // One worker pool decodes blocks for every disk of the restore.
     const pool = new BlockWorkerPool();
@@ -263,7 +302,11 @@ export class LifeboatService {
         const opened = await this.openPointDisk(repoDir, job, p.id, d, pool);
         try {
           const source = p.vm.disks[opened.diskIndex]?.format;
-          const format = opts.format ?? ((RESTORE_FORMATS as readonly string[]).includes(source ?? '') ? (source as RestoreFormat) : 'raw');
+          // --format, else the target's extension, else the format the disk was backed up from.
+          const format =
+            opts.format ??
+            (intoDir ? undefined : formatFromExtension(opts.to)) ??
+            ((RESTORE_FORMATS as readonly string[]).includes(source ?? '') ? (source as RestoreFormat) : 'raw');
           const path = intoDir ? resolve(opts.to, `${opened.diskName}.${format}`) : resolve(opts.to);
           const r = await restoreDisk(opened.disk, path, {
             format,
@@ -291,4 +334,31 @@ function resolveDisk(ref: string | undefined, names: readonly string[]): number 
   const byName = names.indexOf(ref);
   if (byName >= 0) return byName;
   throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `no disk "${ref}" in this point (disks: ${names.map((n, i) => `${i}=${n}`).join(', ')})`);
+}
+
+/** The disks of a job as stored: paths made absolute and checked, a running VM's drives as qmp:///<monitor socket>?drive=<node-name>. */
+async function resolveJobDisks(given: readonly string[], qmp: string | undefined, drives: readonly string[] | undefined): Promise<string[]> {
+  const vmDrives = qmp === undefined ? [] : (drives ?? []).map((d) => qmpUri(resolve(qmp), d));
+  const disks = [...given.map((d) => (isNbdUri(d) || isQmpUri(d) ? d : resolve(d))), ...vmDrives];
+  for (const d of disks) {
+    if (isNbdUri(d)) parseNbdUri(d);
+    else if (isQmpUri(d)) parseQmpUri(d);
+    else
+      await stat(d).catch((err: NodeJS.ErrnoException) => {
+        throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, {
+          details: { disk: d },
+        });
+      });
+  }
+  return disks;
+}
+
+async function readVmConfig(file: string): Promise<Partial<VmConfig>> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm-config ${file}: ${(err as Error).message}`);
+  }
+  return validateVmConfig(doc, file);
 }

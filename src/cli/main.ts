@@ -6,6 +6,9 @@ import { parseCommandArgs, type Command } from './command.js';
 import { backup } from './commands/backup.js';
 import { jobCreate } from './commands/job-create.js';
 import { jobList } from './commands/job-list.js';
+import { jobShow } from './commands/job-show.js';
+import { jobSet } from './commands/job-set.js';
+import { jobDelete } from './commands/job-delete.js';
 import { points } from './commands/points.js';
 import { repoInit } from './commands/repo-init.js';
 import { restore } from './commands/restore.js';
@@ -20,6 +23,9 @@ const COMMANDS: readonly Command[] = [
   repoInit,
   jobCreate,
   jobList,
+  jobShow,
+  jobSet,
+  jobDelete,
   backup,
   points,
   restore,
@@ -43,7 +49,7 @@ function help(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Environment: LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
+    'Environment: LIFEBOAT_REPO=<dir> stands for --repo when it is not given; LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
   ].join('\n');
 }
 
@@ -90,6 +96,12 @@ export async function main(argv: string[]): Promise<number> {
     if (values['help'] === true) {
       process.stdout.write(`usage: lifeboat ${found.cmd.usage}\n`);
       return EXIT.ok;
+    }
+    const envRepo = process.env['LIFEBOAT_REPO'];
+    if (found.cmd.options['repo'] !== undefined && values['repo'] === undefined) {
+      if (envRepo === undefined || envRepo === '')
+        throw new LifeboatError('LFB_ERR_USAGE', `--repo <dir> is required (or set LIFEBOAT_REPO)\nusage: lifeboat ${found.cmd.usage}`);
+      values['repo'] = envRepo;
     }
     const service = new LifeboatService(clockFromEnv());
     await found.cmd.run({

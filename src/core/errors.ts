@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   LFB_ERR_JOB_EXISTS: 'Conflict',
   LFB_ERR_JOB_LOCKED: 'Conflict',
   LFB_ERR_JOB_CORRUPT: 'Corrupt',
+  LFB_ERR_JOB_HAS_POINTS: 'Conflict',
+  LFB_ERR_POINT_HELD: 'Conflict',
   LFB_ERR_POINT_NOT_FOUND: 'NotFound',
   LFB_ERR_POINT_AMBIGUOUS: 'Invalid',
   LFB_ERR_NO_POINTS: 'NotFound',

@@ -4,6 +4,7 @@ export * from './commit.js';
 export * from './checked-json.js';
 export * from './repository.js';
 export * from './job.js';
+export * from './job-edit.js';
 export * from './job-state.js';
 export * from './restore-point-disk.js';
 export * from './holds.js';

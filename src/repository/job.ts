@@ -66,6 +66,15 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
   if ((await repo.storage.list(dir)).includes(JOB_FILE)) {
     throw new LifeboatError('LFB_ERR_JOB_EXISTS', `job "${def.name}" already exists in ${repo.root}`, { details: { job: def.name } });
   }
+  validateJobSettings(def);
+  const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
+  await repo.storage.mkdir(dir);
+  await writeCheckedJson(join(dir, JOB_FILE), full, repo.storage);
+  return full;
+}
+
+/** The rules a job's settings obey, for `job create` and `job set` alike. */
+export function validateJobSettings(def: Omit<JobDefinition, 'version' | 'jobId'>): void {
   if (def.disks.length === 0) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs at least one --disk');
   if (!Number.isInteger(def.retainPoints) || def.retainPoints < 1)
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-points must be a whole number ≥ 1');
@@ -87,10 +96,6 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
     );
   if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
-  const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
-  await repo.storage.mkdir(dir);
-  await writeCheckedJson(join(dir, JOB_FILE), full, repo.storage);
-  return full;
 }
 
 export async function loadJob(repo: Repository, name: string): Promise<JobDefinition> {

@@ -7,6 +7,13 @@ import type { VirtualDisk } from '../repository/restore-point-disk.js';
 export const RESTORE_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi'] as const;
 export type RestoreFormat = (typeof RESTORE_FORMATS)[number];
 
+/** The image format a restore target's name asks for (web01.qcow2 → qcow2, .img and .raw → raw), if it names one. */
+export function formatFromExtension(path: string): RestoreFormat | undefined {
+  const ext = /\.([a-z0-9]+)$/i.exec(path)?.[1]?.toLowerCase();
+  if (ext === 'img') return 'raw';
+  return (RESTORE_FORMATS as readonly string[]).includes(ext ?? '') ? (ext as RestoreFormat) : undefined;
+}
+
 export interface RestoreProgress {
   readonly bytesDone: number;
   readonly bytesTotal: number;
