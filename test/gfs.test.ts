@@ -70,3 +70,59 @@ for (const method of ['forward', 'forever'] as const) {
     },
   );
 }
+
+/**
+ * The reported case: forever forward, 2 days kept, weekly=2, no full day
+ * scheduled. The job's one full used to be merged away once its week left
+ * GFS, leaving no GFS point. Now the first run of each week makes a synthetic
+ * full, and the weekly fulls of the newest two weeks are always there.
+ */
+test('GFS with no full day scheduled, forever, retain-days 2, weekly=2: every week of the newest two keeps a full, never merged away', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(79);
+    const disk = join(dir, 'disk.img');
+    const content = randomBytes(rand, 2 * BS + 500);
+    await writeFile(disk, content);
+    const repo = join(dir, 'repo');
+    const day0 = Date.parse('2026-03-04T20:00:00Z'); // a Wednesday
+    let svc = new LifeboatService(fixedClock(new Date(day0)));
+    await svc.initRepository(repo, BS, parseCompression('zstd:1'));
+    await svc.createJob(repo, {
+      name: 'vm',
+      disks: [disk],
+      method: 'forever',
+      retainPoints: 7,
+      retainDays: 2,
+      activeFullDays: [],
+      gfs: { weekly: 2, monthly: 0, yearly: 0 },
+    });
+    const model = new Map<string, Buffer>();
+    const monday = (ms: number): string => {
+      const d = new Date(ms - ((new Date(ms).getUTCDay() + 6) % 7) * DAY);
+      return d.toISOString().slice(0, 10);
+    };
+    for (let day = 0; day < 22; day++) {
+      const now = day0 + day * DAY;
+      svc = new LifeboatService(fixedClock(new Date(now)));
+      const off = Math.floor(rand() * (content.length - 5000));
+      const chunk = randomBytes(rand, 5000);
+      chunk.copy(content, off);
+      await writeAt(disk, chunk, off);
+      const r = await svc.backup(repo, 'vm', {});
+      model.set(r.pointId, Buffer.from(content));
+      const plan = await svc.retentionPlan(repo, 'vm');
+      assert.deepEqual(plan.actions, [], `day ${day}: retention left work undone`);
+      const { points, state } = await svc.points(repo, 'vm');
+      // Fulls made as fulls (a merged full has moved on from its point), by week.
+      const weeks = [...new Set(state.chains.filter((c) => c.full.root.mergedCount === 0).map((c) => monday(c.full.root.createdAtMs)))];
+      // The weeks the job has run in, newest two: each has its GFS full.
+      const want = [...new Set([now - 7 * DAY, now].filter((t) => t >= day0 - ((new Date(day0).getUTCDay() + 6) % 7) * DAY).map(monday))];
+      for (const w of want) assert.ok(weeks.includes(w), `day ${day}: no full of the week of ${w} (fulls: ${weeks.join(', ')})`);
+      assert.ok(points.length <= 16, `day ${day}: ${points.length} points (two weeks of chains at most)`);
+      for (const p of points) assert.ok((await readPoint(repo, 'vm', p.id)).equals(model.get(p.id)!), `day ${day}: point ${p.id} differs`);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -13,7 +13,7 @@ import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
 import type { DiskSource, OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
-import { applyRetention, type AppliedAction } from './retention-run.js';
+import { applyRetention, gfsSyntheticFullDue, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { closeAll } from './close-all.js';
 import { checkSourceChange } from './source-change.js';
@@ -100,7 +100,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     state = await scanJob(dir, storage);
     steps.lap('scan');
     let synthetic: SyntheticFullResult | undefined;
-    if (decision.kind === 'increment' && syntheticDue(job, state, now)) {
+    // GFS with no full day scheduled: the first run of each GFS period makes the full GFS keeps.
+    if (decision.kind === 'increment' && (syntheticDue(job, state, now) || gfsSyntheticFullDue(job, state, now) !== undefined)) {
       synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
       state = await scanJob(dir, storage);
       steps.lap('synthetic full');

@@ -3,7 +3,7 @@ import { removeDurable, type Storage } from '../storage/index.js';
 import { retentionPolicy, type JobDefinition } from '../repository/job.js';
 import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
-import { planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
+import { gfsFullDue, planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
 
 export interface AppliedAction {
@@ -24,6 +24,16 @@ export function planChains(state: JobState): PlanChain[] {
     })),
     rollbacks: c.rollbacks.length,
   }));
+}
+
+/**
+ * Why this run's increment must become a synthetic full so that GFS has a
+ * full to keep (see gfsFullDue), or undefined. Only for jobs with GFS and no
+ * full day scheduled: a scheduled full already starts a chain every week.
+ */
+export function gfsSyntheticFullDue(job: JobDefinition, state: JobState, now: Date): string | undefined {
+  if (!job.gfs || job.method === 'reverse' || job.activeFullDays.length > 0 || (job.syntheticFullDays?.length ?? 0) > 0) return undefined;
+  return gfsFullDue(planChains(state), job.gfs, now.toISOString());
 }
 
 /** How long retention waits for a session that is writing its hold (a few file writes). */

@@ -109,6 +109,32 @@ function gfsFlags(fulls: readonly PlanPoint[], gfs: GfsPolicy, now: string): Map
   return out;
 }
 
+/**
+ * A job that keeps GFS fulls but schedules no full day needs fulls made for
+ * it: a forever-forward chain has one full, which moves forward with every
+ * merge and so never stays a GFS point, and a forward chain with no full day
+ * never starts another. When no full made as a full (not merged) exists yet in
+ * the current period of a GFS kind kept (week, month, year), this run's point becomes a
+ * synthetic full. Returns why, or undefined when none is due. Pure, like the plan.
+ */
+export function gfsFullDue(chains: readonly PlanChain[], gfs: GfsPolicy, now: string): string | undefined {
+  const kinds: [string, number, (iso: string) => number][] = [
+    ['week', gfs.weekly, weekOf],
+    ['month', gfs.monthly, monthOf],
+    ['year', gfs.yearly, yearOf],
+  ];
+  const fulls = chains
+    .filter((c) => c.points.length > 0)
+    .map((c) => c.points[0]!)
+    .filter((f) => !f.merged);
+  for (const [name, keep, periodOf] of kinds) {
+    if (keep <= 0) continue;
+    const current = periodOf(now);
+    if (!fulls.some((f) => periodOf(f.createdAt) === current)) return `no full made as a full yet this ${name}, and GFS keeps one per ${name}`;
+  }
+  return undefined;
+}
+
 /** How the policy reads in reasons ("the newest 7 points", "the last 14 days"). */
 function policyWords(policy: RetentionPolicy): string {
   return policy.retainDays === undefined ? `the newest ${policy.retainPoints} points` : `the last ${policy.retainDays} days`;
