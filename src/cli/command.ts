@@ -21,6 +21,8 @@ export interface CommandContext {
   readonly args: readonly string[];
   readonly out: (line: string) => void;
   readonly progress: (line: string) => void;
+  /** Aborted by SIGINT or SIGTERM (reason: the signal's name) for the commands that stop at safe points. */
+  readonly signal: AbortSignal;
 }
 
 export function parseCommandArgs(cmd: Command, argv: string[]): { values: CommandContext['values']; args: string[] } {

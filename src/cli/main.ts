@@ -18,6 +18,7 @@ import { verify } from './commands/verify.js';
 import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
 const COMMANDS: readonly Command[] = [
   repoInit,
@@ -89,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const isTty = process.stderr.isTTY === true;
   let progressShown = false;
+  let interrupts: ReturnType<typeof catchInterrupts> | undefined;
   try {
     const found = findCommand(argv);
     if (!found) throw new LifeboatError('LFB_ERR_USAGE', `unknown command "${argv.slice(0, 2).join(' ')}"\n\n${help()}`);
@@ -104,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
       values['repo'] = envRepo;
     }
     const service = new LifeboatService(clockFromEnv());
+    interrupts = STOPS_AT_SAFE_POINTS.has(found.cmd.name) ? catchInterrupts() : undefined;
     await found.cmd.run({
       service,
       values,
@@ -119,16 +122,24 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`\r\x1b[K${line}`);
         progressShown = true;
       },
+      signal: interrupts?.signal ?? new AbortController().signal,
     });
     if (progressShown) process.stderr.write('\r\x1b[K');
     return EXIT.ok;
   } catch (err) {
     if (progressShown) process.stderr.write('\n');
+    const interrupted = interrupts && interruptOutcome(err, interrupts.signal);
+    if (interrupted) {
+      process.stderr.write(`lifeboat: ${interrupted.error.message} [${interrupted.error.code}]\n`);
+      return interrupted.exit;
+    }
     if (isLifeboatError(err)) {
       process.stderr.write(`lifeboat: ${err.message} [${err.code}]\n`);
       return exitCodeFor(err);
     }
     process.stderr.write(`lifeboat: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)} [LFB_ERR_INTERNAL]\n`);
     return EXIT.failure;
+  } finally {
+    interrupts?.dispose();
   }
 }

@@ -3,6 +3,7 @@ import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
 import { StepTimes } from '../core/step-times.js';
+import { throwIfInterrupted } from '../core/cancel.js';
 import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT, type CodecName, type FileKind } from '../format/constants.js';
 import { LockFile } from '../storage/index.js';
@@ -40,6 +41,8 @@ export interface BackupOptions {
   readonly pool?: BlockWorkerPool;
   /** Back up a source that shrank to less than half or changed format since the newest point (refused otherwise). */
   readonly acceptSourceChange?: boolean;
+  /** Aborted (SIGINT, SIGTERM): the run stops at its next safe point with LFB_ERR_INTERRUPTED. */
+  readonly signal?: AbortSignal;
 }
 
 export interface BackupResult {
@@ -76,6 +79,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir, storage);
     steps.lap('scan');
+    throwIfInterrupted(opts.signal);
     const now = opts.clock.now();
     const { decision, repair } = repairDecision(job, state, decideKind(job, state, now, opts.activeFull === true));
     let result: Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'> | undefined;
@@ -99,6 +103,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     );
     state = await scanJob(dir, storage);
     steps.lap('scan');
+    // The point is committed: stopping here leaves it whole, and the next run does what this one skips.
+    throwIfInterrupted(opts.signal);
     let synthetic: SyntheticFullResult | undefined;
     // GFS with no full day scheduled: the first run of each GFS period makes the full GFS keeps.
     if (decision.kind === 'increment' && (syntheticDue(job, state, now) || gfsSyntheticFullDue(job, state, now) !== undefined)) {
@@ -108,6 +114,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     }
     // Also after an interrupted run: a pending transform is found from the files alone.
     let transform: BackupResult['transform'];
+    throwIfInterrupted(opts.signal);
     const pending = job.transformToRollbacks ? chainToTransform(state) : undefined;
     if (pending) {
       const obstacle = transformObstacle(pending.older, pending.newer);
@@ -115,6 +122,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       state = await scanJob(dir, storage);
       steps.lap('transform');
     }
+    throwIfInterrupted(opts.signal);
     const retention = await applyRetention(job, dir, state, now);
     state = await scanJob(dir, storage);
     steps.lap('retention');
@@ -239,7 +247,7 @@ async function writePoint(
       const forced = repair?.get(d);
       // A damaged block never matches: it is stored again (or recorded as zero) from the source.
       const base: PreviousPoint | null = prev && forced ? { size: prev.size, digestOf: (bi) => (forced.has(bi) ? NEVER_MATCHES : prev.digestOf(bi)) } : prev;
-      await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress);
+      await backupDisk(sources[d]!, d, sources.length, writer, base, blockSize, compression, pool, totals, opts.onProgress, opts.signal);
     }
     steps.lap('data');
     const seq = Math.max(0, ...state.points.map((p) => p.seq), ...state.chains.map((c) => c.full.root.seq)) + 1;
@@ -323,6 +331,7 @@ export async function backupDisk(
   pool: BlockWorkerPool,
   totals: { bytesRead: number; blocksStored: number; blocksZero: number; blocksUnchanged: number },
   onProgress: BackupOptions['onProgress'],
+  signal?: AbortSignal,
 ): Promise<void> {
   const blockCount = Math.ceil(src.size / blockSize);
   const zeros = Buffer.alloc(blockSize);
@@ -364,6 +373,11 @@ export async function backupDisk(
   };
 
   for (let bi = 0; bi < blockCount; bi++) {
+    if (signal?.aborted === true) {
+      // Between blocks is safe: once the reads and hashing in flight settle, the caller's cleanup drops the unfinished file.
+      await Promise.allSettled(queue);
+      throwIfInterrupted(signal);
+    }
     const offset = bi * blockSize;
     const len = Math.min(blockSize, src.size - offset);
     if (prev !== null && prev.size === src.size && src.isUnchanged?.(offset, len) === true) {

@@ -127,7 +127,7 @@ export async function reverseIncrement(
     const compression = parseCompression(job.compression);
     const totals = { bytesRead: 0, blocksStored: 0, blocksZero: 0, blocksUnchanged: 0 };
     for (let d = 0; d < sources.length; d++)
-      await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress);
+      await backupDisk(sources[d]!, d, sources.length, sink, prevDisks[d]!, blockSize, compression, pool, totals, opts.onProgress, opts.signal);
 
     const tables = f.root.tables.map((t, d) => applyChanges(t, changes[d]!));
     const vm = resolveVmConfig(

@@ -22,6 +22,7 @@ export const backup: Command = {
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
       // A source that shrank to less than half or changed format is refused unless the user says it is intended.
       acceptSourceChange: ctx.values['accept-source-change'] === true,
+      signal: ctx.signal,
       onProgress: (p) =>
         ctx.progress(
           `disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`,

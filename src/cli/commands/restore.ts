@@ -1,3 +1,4 @@
+import { throwIfInterrupted } from '../../core/cancel.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import { RESTORE_FORMATS, type RestoreFormat } from '../../restore/index.js';
@@ -28,7 +29,11 @@ export const restore: Command = {
       disk: optionalString(ctx, 'disk'),
       format: format as RestoreFormat | undefined,
       force: ctx.values['force'] === true,
-      onProgress: (p) => ctx.progress(`${p.disk}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}`),
+      onProgress: (p) => {
+        // Progress comes between writes: an interrupt stops there, and restore removes its unfinished target.
+        throwIfInterrupted(ctx.signal);
+        ctx.progress(`${p.disk}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}`);
+      },
     });
     for (const t of r.targets) ctx.out(`restored point ${r.point.id} disk ${t.disk} → ${t.path} (${t.format}, ${formatBytes(t.bytesWritten)} of data written)`);
   },

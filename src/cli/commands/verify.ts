@@ -1,3 +1,4 @@
+import { throwIfInterrupted } from '../../core/cancel.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
@@ -18,10 +19,16 @@ export const verify: Command = {
       point,
       all,
       repair: ctx.values['repair'] === true,
-      onBackupProgress: (p) =>
-        ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${Math.floor((p.bytesDone / Math.max(1, p.bytesTotal)) * 100)}%`),
-      onProgress: (p) =>
-        ctx.progress(`verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)`),
+      onBackupProgress: (p) => {
+        // Progress comes between blocks: an interrupt stops the repair run there, as it stops a backup.
+        throwIfInterrupted(ctx.signal);
+        ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${Math.floor((p.bytesDone / Math.max(1, p.bytesTotal)) * 100)}%`);
+      },
+      onProgress: (p) => {
+        // Between blocks too; a check that did not finish records no health.
+        throwIfInterrupted(ctx.signal);
+        ctx.progress(`verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)`);
+      },
     });
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(r, null, 2));
     else {
