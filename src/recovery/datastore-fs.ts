@@ -25,7 +25,8 @@ import {
 import { KIND_DISK, KIND_FILE, KIND_ROOT, KIND_SESSION, childRel, encodeHandle, parseHandle, sessionFileid } from './datastore-handles.js';
 import { createRealFile, makeRealDir, readRealFile, realAttr, setRealAttrs, syncRealFile, virtualDirAttr, writeRealFile } from './datastore-files.js';
 import { SessionIndex, type Located } from './datastore-index.js';
-import { ListingCache, mapLimited } from './datastore-listing.js';
+import { mapLimited } from '../core/map-limited.js';
+import { ListingCache } from './datastore-listing.js';
 
 /** A disk of a session: its overlay device and what the datastore shows. */
 export interface DatastoreDisk {

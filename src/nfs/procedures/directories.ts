@@ -4,6 +4,7 @@ import { MAX_HANDLE, readHandle, writeFattr, writePostOpAttr } from '../wire.js'
 import { XdrWriter } from '../../rpc/xdr.js';
 import { attrsOrNone, respond, type NfsContext, type NfsProcedure } from './context.js';
 import { cookieIndex, firstAfter, type CookieIndex } from './cookies.js';
+import { mapLimited } from '../../core/map-limited.js';
 
 /**
  * READDIR and READDIRPLUS (RFC 1813 §3.3.16-17). Cookies: 1 = ".", 2 = "..",
@@ -113,20 +114,6 @@ export const readdir: NfsProcedure = async (a, out, ctx) => {
     },
   );
 };
-
-/** Runs `fn` over `items` with at most `limit` calls in flight; results in order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 /** An entry's handle and attributes for READDIRPLUS; none if it vanished since the listing was made. */
 async function handleAndAttrs(ctx: NfsContext, dir: Buffer, e: Listed): Promise<{ h: Buffer; attr: NfsAttr } | undefined> {
