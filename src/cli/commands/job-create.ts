@@ -1,12 +1,13 @@
 import { LifeboatError } from '../../core/errors.js';
 import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../../repository/job.js';
+import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
 import type { Command } from '../command.js';
 import { optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
   usage:
-    'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>]',
+    'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>] [--json]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -24,9 +25,13 @@ export const jobCreate: Command = {
     drive: { type: 'string', multiple: true },
     'disk-format': { type: 'string' },
     'vm-config': { type: 'string' },
+    json: { type: 'boolean' },
   },
   async run(ctx) {
-    const method = optionalString(ctx, 'method') ?? 'forward';
+    const activeFullDays = parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full');
+    const syntheticFullDays = parseWeekdays(optionalString(ctx, 'synthetic-full') ?? '', '--synthetic-full');
+    // No --method: a method whose retention bounds storage (see defaultMethod).
+    const method = optionalString(ctx, 'method') ?? defaultMethod(activeFullDays, syntheticFullDays);
     if (!(BACKUP_METHODS as readonly string[]).includes(method))
       throw new LifeboatError('LFB_ERR_USAGE', `--method must be one of ${BACKUP_METHODS.join(', ')}`);
     const rp = optionalString(ctx, 'retain-points') ?? '7';
@@ -49,14 +54,20 @@ export const jobCreate: Command = {
       method: method as BackupMethod,
       retainPoints: Number(rp),
       retainDays: rd === undefined ? undefined : Number(rd),
-      activeFullDays: parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full'),
-      syntheticFullDays: parseWeekdays(optionalString(ctx, 'synthetic-full') ?? '', '--synthetic-full'),
+      activeFullDays,
+      syntheticFullDays,
       transformToRollbacks: ctx.values['transform-to-rollbacks'] === true,
       cbt: ctx.values['cbt'] === true,
       diskFormat: optionalString(ctx, 'disk-format'),
       gfs: optionalString(ctx, 'gfs') === undefined ? undefined : parseGfs(optionalString(ctx, 'gfs')!),
       vmConfigFile: optionalString(ctx, 'vm-config'),
     });
+    const warnings = retentionWarnings(job);
+    for (const w of warnings) process.stderr.write(`lifeboat: warning: ${w}\n`);
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify({ ...job, warnings }, null, 2));
+      return;
+    }
     ctx.out(
       `created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}`,
     );
