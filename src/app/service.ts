@@ -161,10 +161,10 @@ export class LifeboatService {
     return runBackup(repo, job, { clock: this.clock, ...opts });
   }
 
-  async jobState(repoDir: string, job: string): Promise<{ job: JobDefinition; state: JobState }> {
+  async jobState(repoDir: string, job: string): Promise<{ job: JobDefinition; state: JobState; repo: Repository }> {
     const repo = await Repository.open(repoDir);
     const def = await loadJob(repo, job);
-    return { job: def, state: await scanJob(repo.jobDir(def.name)) };
+    return { job: def, state: await scanJob(repo.jobDir(def.name), repo.storage), repo };
   }
 
   async points(repoDir: string, job: string): Promise<{ points: readonly PointInfo[]; state: JobState }> {
@@ -191,7 +191,7 @@ export class LifeboatService {
     pool?: BlockWorkerPool,
   ): Promise<{ disk: RestorePointDisk; point: PointInfo; diskIndex: number; diskName: string }> {
     for (let attempt = 1; ; attempt++) {
-      const { state } = await this.jobState(repoDir, job);
+      const { state, repo } = await this.jobState(repoDir, job);
       const p = resolvePoint(state, point);
       const files = filesForPoint(state, p.id)!;
       const top = files[files.length - 1]!;
@@ -199,7 +199,7 @@ export class LifeboatService {
       const diskIndex = resolveDisk(disk, names);
       try {
         return {
-          disk: await RestorePointDisk.open(files, diskIndex, pool ? { pool } : {}),
+          disk: await RestorePointDisk.open(files, diskIndex, { storage: repo.storage, ...(pool ? { pool } : {}) }),
           point: p,
           diskIndex,
           diskName: names[diskIndex] ?? `disk${diskIndex}`,

@@ -118,7 +118,7 @@ export class InstantRecovery {
 
   async start(job: string, point: string, opts: StartOptions = {}): Promise<SessionInfo> {
     const def = await loadJob(this.repo, job);
-    const state = await scanJob(this.repo.jobDir(def.name));
+    const state = await scanJob(this.repo.jobDir(def.name), this.repo.storage);
     const p = resolvePoint(state, point);
     const name = opts.name ?? `${def.name}-${p.id.slice(0, 6)}-${this.clock.now().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     SessionStore.validateName(name);
@@ -165,7 +165,7 @@ export class InstantRecovery {
 
   /** Boots the session's VM in QEMU from its NBD exports: the stored configuration, no network unless asked. */
   private async boot(o: Open, b: BootOptions): Promise<void> {
-    const state = await scanJob(this.repo.jobDir(o.rec.job));
+    const state = await scanJob(this.repo.jobDir(o.rec.job), this.repo.storage);
     const files = filesForPoint(state, o.rec.pointId)!;
     const vm = files[files.length - 1]!.root.meta.vm;
     const accel = b.accel ?? (kvmUsable() ? 'kvm' : 'tcg');
@@ -258,14 +258,16 @@ export class InstantRecovery {
   }
 
   private async activate(rec: SessionRecord): Promise<void> {
-    const state = await scanJob(this.repo.jobDir(rec.job));
+    const state = await scanJob(this.repo.jobDir(rec.job), this.repo.storage);
     const files = filesForPoint(state, rec.pointId);
     if (!files) throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `restore point ${rec.pointId} of job ${rec.job} is no longer in the repository`);
     const bases: (RestorePointDisk | ZeroDisk)[] = [];
     const overlays: CowOverlay[] = [];
     try {
       for (const d of rec.disks) {
-        const base = d.blank ? new ZeroDisk(d.size) : await RestorePointDisk.open(files, d.index, { pool: this.pool, cache: this.blockCache });
+        const base = d.blank
+          ? new ZeroDisk(d.size)
+          : await RestorePointDisk.open(files, d.index, { pool: this.pool, cache: this.blockCache, storage: this.repo.storage });
         bases.push(base);
         overlays.push(await CowOverlay.open(base, join(rec.dir, `overlay-${d.index}`)));
       }
