@@ -1,10 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { jobCreate } from '../src/cli/commands/job-create.js';
-import { JOB_SET_FLAGS } from '../src/cli/commands/job-set.js';
+import { JOB_SET_HANDLED } from '../src/cli/commands/job-set.js';
+import { readCheckedJson, writeCheckedJson } from '../src/repository/checked-json.js';
 import { removeHold, writeHold } from '../src/repository/holds.js';
 import { LockFile } from '../src/storage/lock-file.js';
 import { cli, randomBytes, rng, tempDir, type CliResult } from './helpers.js';
@@ -93,8 +94,12 @@ test('job set: changes what is given, checked as job create checks it; a refused
   assert.equal(j.cbt, undefined);
   assert.equal(j.gfs, undefined);
   assert.deepEqual(j.activeFullDays, ['sun']);
-  ok(await run(['job', 'set', 'edit', '--repo', repo, '--active-full', 'none']), 'job set 3');
+  // Forward with no full day and no GFS never deletes anything: job set warns as job create does.
+  const unbounded = await run(['job', 'set', 'edit', '--repo', repo, '--method', 'forward', '--active-full', 'none', '--json']);
+  assert.ok((JSON.parse(ok(unbounded, 'job set 3')) as { warnings: string[] }).warnings.length > 0);
+  assert.match(unbounded.stderr, /warning/);
   assert.deepEqual((await show('edit')).activeFullDays, []);
+  ok(await run(['job', 'set', 'edit', '--repo', repo, '--method', 'forever']), 'job set back to forever');
 
   const saved = await readFile(jobFile);
   // The rules of job create, on the job as it would become (refusals change nothing, so they run side by side).
@@ -124,8 +129,7 @@ test('job set: changes what is given, checked as job create checks it; a refused
 });
 
 test('job set: every flag of job create can be changed', () => {
-  const settable = new Set<string>(JOB_SET_FLAGS);
-  for (const flag of Object.keys(jobCreate.options)) assert.ok(settable.has(flag), `job set does not handle --${flag} of job create`);
+  for (const flag of Object.keys(jobCreate.options)) assert.ok(JOB_SET_HANDLED.has(flag), `job set does not handle --${flag} of job create`);
 });
 
 test('job set and job delete wait for the job lock: a running backup is never changed under it', async () => {
@@ -211,4 +215,40 @@ test('restore --to <folder>/ writes <folder>/<disk>.<format>; --to a file takes 
   const forced = join(dir, 'forced.qcow2');
   ok(await run(['restore', 'web', '--repo', repo, '--point', 'latest', '--to', forced, '--format', 'raw']), 'restore --format raw');
   assert.deepEqual(await readFile(forced), diskData);
+});
+
+test('a backup waiting for the job lock runs with the settings a job set wrote meanwhile, and finds a job deleted meanwhile gone', async () => {
+  const other = join(dir, 'other.img');
+  const otherData = randomBytes(rng(29), 1 << 20);
+  await writeFile(other, otherData);
+  ok(await run(['job', 'create', 'race', '--repo', repo, '--disk', disk, '--method', 'forward', '--retain-points', '7']), 'job create race');
+  const jobDir = join(repo, 'jobs', 'race');
+  // What job set does under the lock, while a backup started before waits for it.
+  let lock = await LockFile.acquire(join(jobDir, 'lock'), 'test');
+  let waiting: Promise<CliResult>;
+  try {
+    waiting = run(['backup', 'race', '--repo', repo, '--wait']);
+    await new Promise((r) => setTimeout(r, 2000)); // the backup has read job.json and waits for the lock
+    ok(await run(['job', 'show', 'race', '--repo', repo]), 'show'); // (reads are not locked)
+    const def = await readCheckedJson<Record<string, unknown>>(join(jobDir, 'job.json'), 'LFB_ERR_JOB_CORRUPT');
+    await writeCheckedJson(join(jobDir, 'job.json'), { ...def, disks: [other] });
+  } finally {
+    await lock.release();
+  }
+  ok(await waiting, 'backup after the change');
+  const restored = join(dir, 'race.raw');
+  ok(await run(['restore', 'race', '--repo', repo, '--point', 'latest', '--to', restored]), 'restore race');
+  assert.deepEqual(await readFile(restored), otherData, 'the backup read the disk job set put in');
+
+  // What job delete does under the lock.
+  lock = await LockFile.acquire(join(jobDir, 'lock'), 'test');
+  try {
+    waiting = run(['backup', 'race', '--repo', repo, '--wait']);
+    await new Promise((r) => setTimeout(r, 2000));
+    await rm(jobDir, { recursive: true, force: true });
+  } finally {
+    await lock.release();
+  }
+  fails(await waiting, 3, 'LFB_ERR_JOB_NOT_FOUND');
+  await assert.rejects(stat(jobDir), { code: 'ENOENT' });
 });

@@ -69,12 +69,17 @@ export interface BackupResult {
 /** One backup run of a job: a full or an increment, then retention. One run per job at a time. */
 export async function runBackup(repo: Repository, jobName: string, opts: BackupOptions): Promise<BackupResult> {
   const steps = new StepTimes();
-  const job = await loadJob(repo, jobName);
-  const dir = repo.jobDir(job.name);
-  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  const dir = repo.jobDir((await loadJob(repo, jobName)).name);
+  // A job deleted while we waited has no folder left to lock: say so as loadJob does.
+  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${jobName}"`, { waitMs: opts.waitMs ?? 0 }).catch(async (err: unknown) => {
+    await loadJob(repo, jobName);
+    throw err;
+  });
   steps.lap('lock');
   const storage = repo.storage;
   try {
+    // Read again under the lock: a `job set` or `job delete` that finished while we waited is what counts.
+    const job = await loadJob(repo, jobName);
     let state = await scanJob(dir, storage);
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir, storage);

@@ -38,7 +38,9 @@ export async function updateJob(
   change: (now: JobDefinition) => Partial<JobSettings>,
   opts: { waitMs?: number } = {},
 ): Promise<{ before: JobDefinition; after: JobDefinition }> {
-  await loadJob(repo, name);
+  // A change the rules refuse is refused at once, without waiting for a running backup; checked again under the lock.
+  const now = await loadJob(repo, name);
+  validateJobSettings(withoutUndefined({ ...now, ...change(now) }) as unknown as JobDefinition);
   return withJobLock(
     repo,
     name,

@@ -1,4 +1,5 @@
 import { LifeboatError } from '../../core/errors.js';
+import { retentionWarnings } from '../../repository/job-defaults.js';
 import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../../repository/job.js';
 import type { Command, CommandContext } from '../command.js';
 import { optionalString, requireString } from '../command.js';
@@ -22,6 +23,9 @@ export const JOB_SET_FLAGS = [
   'disk-format',
   'vm-config',
 ] as const;
+
+/** Every flag job set acts on: the settings, their negations, and its own. */
+export const JOB_SET_HANDLED: ReadonlySet<string> = new Set<string>([...JOB_SET_FLAGS, 'no-cbt', 'no-transform-to-rollbacks', 'wait', 'json', 'help']);
 
 /** A whole number ≥ 1, or a usage error naming the flag (as `job create` says it). */
 function count(ctx: CommandContext, flag: string): number | undefined {
@@ -59,8 +63,7 @@ export const jobSet: Command = {
     json: { type: 'boolean' },
   },
   async run(ctx) {
-    const handled = new Set<string>([...JOB_SET_FLAGS, 'no-cbt', 'no-transform-to-rollbacks', 'wait', 'json', 'help']);
-    const unhandled = Object.keys(ctx.values).filter((k) => ctx.values[k] !== undefined && !handled.has(k));
+    const unhandled = Object.keys(ctx.values).filter((k) => ctx.values[k] !== undefined && !JOB_SET_HANDLED.has(k));
     if (unhandled.length > 0) throw new LifeboatError('LFB_ERR_USAGE', `${unhandled.map((k) => `--${k}`).join(', ')} cannot be changed by job set`);
     const method = optionalString(ctx, 'method');
     if (method !== undefined && !(BACKUP_METHODS as readonly string[]).includes(method))
@@ -95,8 +98,11 @@ export const jobSet: Command = {
     const { before, after } = await ctx.service.setJob(requireString(ctx, 'repo'), ctx.args[0]!, changes, {
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
     });
+    // As job create warns: a change can leave a job whose retention never deletes anything.
+    const warnings = retentionWarnings(after);
+    for (const w of warnings) process.stderr.write(`lifeboat: warning: ${w}\n`);
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify(after));
+      ctx.out(JSON.stringify({ ...after, warnings }));
       return;
     }
     const was = new Map(describeJob(before));
