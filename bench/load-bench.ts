@@ -92,7 +92,24 @@ interface Served {
 async function serve(repo: string): Promise<Served> {
   const proc = spawn(
     process.execPath,
-    [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0', '--no-portmap', ...serveArgs],
+    [
+      bin,
+      'serve',
+      '--repo',
+      repo,
+      '--bind',
+      '127.0.0.1',
+      '--nfs-port',
+      '0',
+      '--mount-port',
+      '0',
+      '--nbd-port',
+      '0',
+      '--no-portmap',
+      '--cache-budget',
+      `${cacheMiB}M`,
+      ...serveArgs,
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
