@@ -7,7 +7,8 @@ import { optionalString, requireString } from '../command.js';
 
 export const restore: Command = {
   name: 'restore',
-  usage: 'restore <job> --repo <dir> --point <id|latest> --to <path> [--disk <n|name>] [--format raw|qcow2|vmdk|vhdx|vdi] [--force]',
+  usage:
+    "restore <job> --repo <dir> --point <id|latest> --to <file|folder/> [--disk <n|name>] [--format raw|qcow2|vmdk|vhdx|vdi] [--force]   (into a folder: <folder>/<disk>.<format>; format: --format, else the file's extension, else the source's)",
   summary: 'restore a point to disk images',
   positionals: ['job'],
   options: {
