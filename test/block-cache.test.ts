@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
@@ -8,7 +7,7 @@ import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { BlockCache } from '../src/repository/block-cache.js';
-import { MiB, cli, randomBytes, rng, tempDir } from './helpers.js';
+import { MiB, cli, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 test('block cache: one budget across disks, least recently used out first, never over budget', () => {
   const cache = new BlockCache(10);
@@ -60,18 +59,8 @@ test('instant recovery: the sessions of a server share one cache budget; reads s
     return decode.apply(this, args);
   };
   try {
-    const repo = join(dir, 'repo');
-    const disk = join(dir, 'vm.img');
     const content = randomBytes(rng(14), diskBytes);
-    await writeFile(disk, content);
-    for (const args of [
-      ['repo', 'init', repo],
-      ['job', 'create', 'j', '--repo', repo, '--disk', disk],
-      ['backup', 'j', '--repo', repo],
-    ]) {
-      const r = await cli(args);
-      assert.equal(r.code, 0, r.stderr);
-    }
+    const repo = await repoWithPoint(dir, content, 'j');
     const ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { cacheBudgetBytes: budget });
     opened = ir;
     for (let s = 0; s < sessions; s++) await ir.start('j', 'latest', { name: `s${s}` });

@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -10,24 +10,15 @@ import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
-import { cli, MiB, randomBytes, rng, tempDir } from './helpers.js';
+import { MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 const PORTS = { nfsPort: 2049, mountPort: 1058, portmap: 'off', host: '127.0.0.1' };
 
 /** A repository with one job ("vm", one 1 MiB disk) and one point, and a real InstantRecovery on it. */
 async function withRecovery(fn: (repo: string, ir: InstantRecovery) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await tempDir();
-  const repo = join(dir, 'repo');
   try {
-    await writeFile(join(dir, 'vm.img'), randomBytes(rng(3), MiB));
-    for (const args of [
-      ['repo', 'init', repo],
-      ['job', 'create', 'vm', '--repo', repo, '--disk', join(dir, 'vm.img')],
-      ['backup', 'vm', '--repo', repo],
-    ]) {
-      const r = await cli(args);
-      assert.equal(r.code, 0, r.stderr);
-    }
+    const repo = await repoWithPoint(dir, randomBytes(rng(3), MiB));
     const ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'));
     try {
       await fn(repo, ir);

@@ -1,5 +1,6 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,7 +132,22 @@ export async function availablePoints(repo: string, job = 'vm'): Promise<ListedP
 export async function writeRawDisk(path: string, rand: () => number, sizeMiB: number, atMiB: readonly number[], length: number): Promise<Buffer> {
   const content = Buffer.alloc(sizeMiB * MiB);
   for (const at of atMiB) randomBytes(rand, length).copy(content, at * MiB);
-  const { writeFile } = await import('node:fs/promises');
   await writeFile(path, content);
   return content;
+}
+
+/** A repository at `<dir>/repo` with job `job` (one disk, `<dir>/vm.img`, holding `content`) and one point, made through the CLI; returns its path. */
+export async function repoWithPoint(dir: string, content: Buffer, job = 'vm'): Promise<string> {
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'vm.img');
+  await writeFile(disk, content);
+  for (const args of [
+    ['repo', 'init', repo],
+    ['job', 'create', job, '--repo', repo, '--disk', disk],
+    ['backup', job, '--repo', repo],
+  ]) {
+    const r = await cli(args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return repo;
 }

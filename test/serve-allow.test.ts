@@ -2,28 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { ControlInfo } from '../src/app/control-api.js';
 import { encodeCall, recordHeader } from '../src/rpc/index.js';
-import { BIN, cli, MiB, randomBytes, rng, tempDir } from './helpers.js';
+import { BIN, cli, MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
-
-async function repoWithPoint(dir: string): Promise<string> {
-  const repo = join(dir, 'repo');
-  await writeFile(join(dir, 'vm.img'), randomBytes(rng(7), MiB));
-  for (const args of [
-    ['repo', 'init', repo],
-    ['job', 'create', 'vm', '--repo', repo, '--disk', join(dir, 'vm.img')],
-    ['backup', 'vm', '--repo', repo],
-  ]) {
-    const r = await cli(args);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  return repo;
-}
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -95,7 +81,7 @@ test('serve --allow: the portmapper, MOUNT, NFS and NBD refuse a peer outside th
   const { dir, cleanup } = await tempDir();
   let s: Server | undefined;
   try {
-    const repo = await repoWithPoint(dir);
+    const repo = await repoWithPoint(dir, randomBytes(rng(7), MiB));
     const pmPort = await freePort();
     // Loopback is outside the list; this machine's own address (when it has one) is in it.
     const allow = ['10.0.0.0/8', ...(OWN_ADDRESS ? [`${OWN_ADDRESS}/32`] : [])].join(',');
@@ -134,7 +120,7 @@ test('serve: a second server for the same repository refuses to start and names 
   let first: Server | undefined;
   let second: Server | undefined;
   try {
-    const repo = await repoWithPoint(dir);
+    const repo = await repoWithPoint(dir, randomBytes(rng(7), MiB));
     first = await startServer(repo, ['--no-portmap']);
     const control = JSON.parse(await readFile(join(repo, 'instant', 'control.json'), 'utf8')) as ControlInfo;
     assert.equal(control.pid, first.proc.pid);

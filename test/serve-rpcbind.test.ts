@@ -2,12 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { writeFile } from 'node:fs/promises';
 import { createServer, type Server as TcpServer } from 'node:net';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { IPPROTO_TCP, IPPROTO_UDP, pmapRegister, type Mapping } from '../src/rpc/index.js';
-import { cli, MiB, randomBytes, rng, tempDir, withPort111 } from './helpers.js';
+import { MiB, randomBytes, repoWithPoint, rng, tempDir, withPort111 } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
 const run = promisify(execFile);
@@ -72,20 +70,6 @@ async function stop(s: Server): Promise<void> {
   await done;
 }
 
-async function repoWithPoint(dir: string): Promise<string> {
-  const repo = join(dir, 'repo');
-  await writeFile(join(dir, 'vm.img'), randomBytes(rng(11), MiB));
-  for (const args of [
-    ['repo', 'init', repo],
-    ['job', 'create', 'vm', '--repo', repo, '--disk', join(dir, 'vm.img')],
-    ['backup', 'vm', '--repo', repo],
-  ]) {
-    const r = await cli(args);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  return repo;
-}
-
 const ours = (s: Server): string[] => [`${NFS} 3 tcp ${s.nfsPort}`, `${MOUNT} 3 tcp ${s.mountPort}`, `${MOUNT} 3 udp ${s.mountPort}`].sort();
 
 test('serve with a system rpcbind: removes only its own registrations, at start and at stop', { timeout: 3 * 60_000 }, () =>
@@ -105,7 +89,7 @@ test('serve with a system rpcbind: removes only its own registrations, at start 
         i++
       )
         await new Promise((r) => setTimeout(r, 100));
-      const repo = await repoWithPoint(dir);
+      const repo = await repoWithPoint(dir, randomBytes(rng(11), MiB));
 
       // 1. Another live NFS server is registered: serve keeps its mappings, registers nothing, and says how to reach it.
       foreign = await foreignServer();

@@ -8,25 +8,7 @@ import { isLifeboatError } from '../src/core/errors.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository, heldPoints, withHoldsLock } from '../src/repository/index.js';
-import { MiB, cli, randomBytes, rng, tempDir } from './helpers.js';
-
-/** A repository with job "j" (one 2 MiB disk, one point); returns its path and the disk's bytes. */
-async function repoWithPoint(dir: string): Promise<{ repo: string; content: Buffer }> {
-  const repo = join(dir, 'repo');
-  const disk = join(dir, 'vm.img');
-  const content = Buffer.alloc(2 * MiB);
-  randomBytes(rng(12), 512 * 1024).copy(content, 256 * 1024);
-  await writeFile(disk, content);
-  for (const args of [
-    ['repo', 'init', repo],
-    ['job', 'create', 'j', '--repo', repo, '--disk', disk],
-    ['backup', 'j', '--repo', repo],
-  ]) {
-    const r = await cli(args);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  return { repo, content };
-}
+import { MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 async function openRecovery(repo: string): Promise<InstantRecovery> {
   return new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'));
@@ -37,7 +19,10 @@ async function withRecovery(fn: (ir: InstantRecovery, ctx: { dir: string; repo: 
   const { dir, cleanup } = await tempDir();
   let ir: InstantRecovery | undefined;
   try {
-    const { repo, content } = await repoWithPoint(dir);
+    // Job "j": one 2 MiB disk, one point.
+    const content = Buffer.alloc(2 * MiB);
+    randomBytes(rng(12), 512 * 1024).copy(content, 256 * 1024);
+    const repo = await repoWithPoint(dir, content, 'j');
     ir = await openRecovery(repo);
     await fn(ir, { dir, repo, content });
   } finally {
