@@ -210,3 +210,17 @@ export function inputSeed(b: Buffer): number {
   for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   return h >>> 0;
 }
+
+/**
+ * Writes `input` to a connection in pieces where the input's hash says (half
+ * the time whole, else 1 to 64 bytes at a time), so headers arrive split
+ * across reads too, the same way each time the input is replayed.
+ */
+export function writeInPieces(to: { write(piece: Buffer): unknown }, input: Buffer): void {
+  const split = new Rand(inputSeed(input));
+  for (let at = 0; at < input.length;) {
+    const n = split.chance(0.5) ? input.length : split.range(1, 64);
+    to.write(input.subarray(at, at + n));
+    at += n;
+  }
+}

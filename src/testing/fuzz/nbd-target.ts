@@ -18,7 +18,8 @@ import { NbdServer, type NbdExports } from '../../nbd/index.js';
 import * as W from '../../nbd/wire.js';
 import { CheckedDisk } from './checked-disk.js';
 import { checkValidSession } from './nbd-replies.js';
-import { Rand, inputSeed, type Sample } from './mutate.js';
+import type { Rand } from './mutate.js';
+import { writeInPieces, type Sample } from './mutate.js';
 import { FuzzFailure, type FuzzTarget, type RunContext, type Verdict } from './target.js';
 
 const DISK_BYTES = 1024 * 1024;
@@ -199,13 +200,7 @@ export function nbdTarget(opts: { closeWithinMs?: number } = {}): FuzzTarget {
         clearTimeout(timer);
         resolve({ output: Buffer.concat(got), closed: true });
       });
-      // Written in pieces where the input's hash says, so headers arrive split across reads too.
-      const split = new Rand(inputSeed(input));
-      for (let at = 0; at < input.length;) {
-        const n = split.chance(0.5) ? input.length : split.range(1, 64);
-        c.write(input.subarray(at, at + n));
-        at += n;
-      }
+      writeInPieces(c, input);
       c.end();
     });
 

@@ -10,7 +10,8 @@
 import { connect } from 'node:net';
 import type { Logger } from '../../core/log.js';
 import { RecordReader, RpcServer } from '../../rpc/index.js';
-import { Rand, inputSeed, type Sample } from './mutate.js';
+import type { Rand } from './mutate.js';
+import { writeInPieces, type Sample } from './mutate.js';
 import { newPrograms, type Programs } from './rpc-targets.js';
 import { FuzzFailure, type FuzzTarget, type RunContext, type Verdict } from './target.js';
 import { callSample } from './xdr-gen.js';
@@ -103,12 +104,7 @@ export function rpcServerTarget(opts: { closeWithinMs?: number } = {}): FuzzTarg
         clearTimeout(timer);
         resolve({ output: Buffer.concat(got), closed: true });
       });
-      const split = new Rand(inputSeed(input));
-      for (let at = 0; at < input.length;) {
-        const n = split.chance(0.5) ? input.length : split.range(1, 64);
-        c.write(input.subarray(at, at + n));
-        at += n;
-      }
+      writeInPieces(c, input);
       if (replies === 0) end();
     });
 
