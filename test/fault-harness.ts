@@ -29,7 +29,7 @@ import { runBackup } from '../src/methods/backup-run.js';
 import { createJob, filesForPoint, Repository, RestorePointDisk, scanJob, verifyJob, type JobDefinition, type JobState } from '../src/repository/index.js';
 import { localStorage, type Storage } from '../src/storage/index.js';
 import { FaultyStorage, type Fault, type FaultRule, type StorageCall } from '../src/testing/faulty-storage.js';
-import { randomBytes, rng } from './helpers.js';
+import { randomBytes, rng, tempDir } from './helpers.js';
 
 export interface FaultScenario {
   /** The job the operation works on, in `<work>/repo`. */
@@ -327,4 +327,25 @@ export async function jobTemplate(
 /** The operation most scenarios test: the job's backup run on day `n`. */
 export function backupOn(repoDir: string, n: number): FaultScenario['run'] {
   return async (storage, pool) => runBackup(await Repository.open(repoDir, { storage }), 'vm', { clock: fixedClock(day(n)), pool });
+}
+
+/** The scenario of a backup run on day `n` of job "vm" in the template `t`. */
+export function backupScenario(t: JobTemplate, n: number): FaultScenario {
+  return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, n) };
+}
+
+/**
+ * `faultSweep` in a temporary folder that is removed afterwards; `build` gets
+ * the sweep's work folder. Logs the sweep's numbers under `label`.
+ */
+export async function sweepInTempDir(label: string, build: (work: string) => Promise<FaultScenario>, plan: FaultPlan): Promise<SweepReport> {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const work = join(dir, 'w');
+    const r = await faultSweep(work, () => build(work), plan);
+    console.log(`${label}: ${r.calls} storage calls, ${r.injected} faults injected (${r.failed} failed cleanly, ${r.completed} completed)`, r.byOp);
+    return r;
+  } finally {
+    await cleanup();
+  }
 }

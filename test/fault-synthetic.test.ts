@@ -1,8 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { backupOn, changesAndEveryKthRead, faultSweep, jobTemplate } from './fault-harness.js';
-import { tempDir } from './helpers.js';
+import { backupScenario, changesAndEveryKthRead, jobTemplate, sweepInTempDir } from './fault-harness.js';
 
 /**
  * Forward incremental with synthetic fulls on Saturdays, a full and an
@@ -15,23 +13,10 @@ import { tempDir } from './helpers.js';
  * lost fsyncs at 24 calls spread over the run.
  */
 test('faults: a run with a synthetic full fails cleanly at every storage call that changes the repository (reads sampled)', { timeout: 120_000 }, async () => {
-  const { dir, cleanup } = await tempDir();
-  try {
-    const work = join(dir, 'w');
-    const r = await faultSweep(
-      work,
-      async () => {
-        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10, syntheticFullDays: ['sat'] }, [0, 1], 1500);
-        return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 5) };
-      },
-      { eioAt: changesAndEveryKthRead(2), others: 24 },
-    );
-    console.log(
-      `run with a synthetic full: ${r.calls} storage calls, ${r.injected} faults injected (${r.failed} failed cleanly, ${r.completed} completed)`,
-      r.byOp,
-    );
-    assert.ok(r.calls > 40 && r.failed > r.calls / 2);
-  } finally {
-    await cleanup();
-  }
+  const r = await sweepInTempDir(
+    'run with a synthetic full',
+    async (work) => backupScenario(await jobTemplate(work, { method: 'forward', retainPoints: 10, syntheticFullDays: ['sat'] }, [0, 1], 1500), 5),
+    { eioAt: changesAndEveryKthRead(2), others: 24 },
+  );
+  assert.ok(r.calls > 40 && r.failed > r.calls / 2);
 });

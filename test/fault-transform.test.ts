@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { JOB_FILE, Repository, loadJob, writeCheckedJson } from '../src/repository/index.js';
-import { backupOn, changesAndEveryKthRead, faultSweep, jobTemplate } from './fault-harness.js';
-import { tempDir } from './helpers.js';
+import { backupScenario, changesAndEveryKthRead, jobTemplate, sweepInTempDir } from './fault-harness.js';
 
 /**
  * The repository holds Monday's chain (full, increment) and Saturday's
@@ -20,27 +19,17 @@ test(
   'faults: a run that transforms the previous chain into rollbacks fails cleanly at every call that changes the repository (reads sampled)',
   { timeout: 120_000 },
   async () => {
-    const { dir, cleanup } = await tempDir();
-    try {
-      const work = join(dir, 'w');
-      const r = await faultSweep(
-        work,
-        async () => {
-          const t = await jobTemplate(work, { method: 'forward', retainPoints: 10, syntheticFullDays: ['sat'] }, [0, 1, 5], 1600);
-          const repo = await Repository.open(t.repoDir);
-          const job = await loadJob(repo, 'vm');
-          await writeCheckedJson(join(repo.jobDir('vm'), JOB_FILE), { ...job, transformToRollbacks: true });
-          return { job: 'vm', expected: t.expected, current: t.current, run: backupOn(t.repoDir, 6) };
-        },
-        { eioAt: changesAndEveryKthRead(3), others: 24 },
-      );
-      console.log(
-        `run with a transform into rollbacks: ${r.calls} storage calls, ${r.injected} faults injected (${r.failed} failed cleanly, ${r.completed} completed)`,
-        r.byOp,
-      );
-      assert.ok(r.calls > 40 && r.failed > r.calls / 2);
-    } finally {
-      await cleanup();
-    }
+    const r = await sweepInTempDir(
+      'run with a transform into rollbacks',
+      async (work) => {
+        const t = await jobTemplate(work, { method: 'forward', retainPoints: 10, syntheticFullDays: ['sat'] }, [0, 1, 5], 1600);
+        const repo = await Repository.open(t.repoDir);
+        const job = await loadJob(repo, 'vm');
+        await writeCheckedJson(join(repo.jobDir('vm'), JOB_FILE), { ...job, transformToRollbacks: true });
+        return backupScenario(t, 6);
+      },
+      { eioAt: changesAndEveryKthRead(3), others: 24 },
+    );
+    assert.ok(r.calls > 40 && r.failed > r.calls / 2);
   },
 );
