@@ -203,7 +203,9 @@ test(
       content.fill(0x5c, 30 * MiB, 31 * MiB);
       await writeFile(raw, content);
       const run = cli(['backup', 'vm', '--repo', repo]);
-      await new Promise((r) => setTimeout(r, 700));
+      // Drop the server once the run is writing its new file (a fixed delay killed it before a slow start connected).
+      for (let i = 0; i < 600 && !(await readdir(join(repo, 'jobs', 'vm'))).some((n) => n.endsWith('.tmp')); i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
       slow.kill('SIGKILL');
       const failed = await run;
       assert.equal(failed.code, 1, failed.stderr);
