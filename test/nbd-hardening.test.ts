@@ -157,7 +157,7 @@ test(
 
 test('nbd: a client reading a large reply slowly, but reading, is not taken for one that stalls', { timeout: 60_000 }, async () => {
   const len = W.MAX_PAYLOAD;
-  await withServer({ d: patternDevice(2 * len, len) }, { replyStallTimeoutMs: 500 }, async (path) => {
+  await withServer({ d: patternDevice(2 * len, len) }, { replyStallTimeoutMs: 1500 }, async (path) => {
     const peer = await NbdPeer.connect(path, 256 * 1024);
     try {
       await peer.open('d');
@@ -165,7 +165,7 @@ test('nbd: a client reading a large reply slowly, but reading, is not taken for 
       const h = await peer.reader.read(16);
       assert.equal(h.readUInt32BE(4), 0);
       const started = performance.now();
-      // 1 MiB every 100 ms: over 3 s for the reply, against a 500 ms stall timeout.
+      // 1 MiB every 100 ms: over 3 s for the reply, against a 1.5 s stall timeout (wide enough for a loaded machine's timers).
       for (let at = 0; at < len; at += MiB) {
         const piece = await peer.reader.read(MiB);
         assert.equal(piece[0], 1);
