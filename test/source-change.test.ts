@@ -22,12 +22,12 @@ async function pointIds(repo: string): Promise<string[]> {
   return (JSON.parse(ok(await cli(['points', 'vm', '--repo', repo, '--json']), 'points')) as { id: string }[]).map((p) => p.id);
 }
 
-/** A repository with one job on `disk` and one point of `content`. */
-async function firstPoint(dir: string, disk: string, content: Buffer): Promise<string> {
+/** A repository with one job on `disk` (`job create` options: `jobArgs`) and one point of `content`. */
+async function firstPoint(dir: string, disk: string, content: Buffer, jobArgs: string[] = []): Promise<string> {
   const repo = join(dir, 'repo');
   await writeFile(disk, content);
   ok(await cli(['repo', 'init', repo, '--block-size', '512K', '--compression', 'lz4']), 'init');
-  ok(await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--retain-points', '3']), 'job create');
+  ok(await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--retain-points', '3', ...jobArgs]), 'job create');
   ok(await cli(['backup', 'vm', '--repo', repo], { LIFEBOAT_NOW: '2026-06-01T08:00:00Z' }), 'first backup');
   return repo;
 }
@@ -71,34 +71,37 @@ test('source change: a source that lost more than half its size fails before wri
   }
 });
 
-test('source change: a source whose format changed fails before writing anything, unless --accept-source-change', async () => {
-  const { dir, cleanup } = await tempDir();
-  try {
-    const raw = join(dir, 'vm.img');
-    const content = randomBytes(rng(14), 4 * MiB);
-    const repo = await firstPoint(dir, raw, content);
-    const [first] = await pointIds(repo);
-    const jobDir = join(repo, 'jobs', 'vm');
-    const filesBefore = (await readdir(jobDir)).sort();
+// A reverse run updates the full in place when the sizes are equal: it checks the format on its own path.
+for (const method of ['forward', 'reverse']) {
+  test(`source change (${method}): a source whose format changed fails before writing anything, unless --accept-source-change`, async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const raw = join(dir, 'vm.img');
+      const content = randomBytes(rng(14), 4 * MiB);
+      const repo = await firstPoint(dir, raw, content, ['--method', method]);
+      const [first] = await pointIds(repo);
+      const jobDir = join(repo, 'jobs', 'vm');
+      const filesBefore = (await readdir(jobDir)).sort();
 
-    // Same path, same virtual size, now a qcow2 image.
-    const qcow2 = join(dir, 'vm.qcow2');
-    execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
-    await rm(raw);
-    execFileSync('mv', [qcow2, raw]);
-    const r = await cli(['backup', 'vm', '--repo', repo], { LIFEBOAT_NOW: '2026-06-02T08:00:00Z' });
-    assert.equal(r.code, 5, `exit ${r.code}: ${r.stderr}`);
-    assert.match(r.stderr, /\[LFB_ERR_SOURCE_CHANGED\]/);
-    assert.match(r.stderr, /raw/);
-    assert.match(r.stderr, /qcow2/);
-    assert.deepEqual((await readdir(jobDir)).sort(), filesBefore, 'nothing written, no lock left');
+      // Same path, same virtual size, now a qcow2 image.
+      const qcow2 = join(dir, 'vm.qcow2');
+      execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+      await rm(raw);
+      execFileSync('mv', [qcow2, raw]);
+      const r = await cli(['backup', 'vm', '--repo', repo], { LIFEBOAT_NOW: '2026-06-02T08:00:00Z' });
+      assert.equal(r.code, 5, `exit ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, /\[LFB_ERR_SOURCE_CHANGED\]/);
+      assert.match(r.stderr, /raw/);
+      assert.match(r.stderr, /qcow2/);
+      assert.deepEqual((await readdir(jobDir)).sort(), filesBefore, 'nothing written, no lock left');
 
-    ok(await cli(['backup', 'vm', '--repo', repo, '--accept-source-change'], { LIFEBOAT_NOW: '2026-06-02T09:00:00Z' }), 'accepted');
-    const ids = await pointIds(repo);
-    assert.deepEqual(ids.slice(0, 1), [first]);
-    assert.equal(ids.length, 2);
-    for (const id of ids) assert.ok((await restored(dir, repo, id)).equals(content), `point ${id} restores bit-exact`);
-  } finally {
-    await cleanup();
-  }
-});
+      ok(await cli(['backup', 'vm', '--repo', repo, '--accept-source-change'], { LIFEBOAT_NOW: '2026-06-02T09:00:00Z' }), 'accepted');
+      const ids = await pointIds(repo);
+      assert.deepEqual(ids.slice(0, 1), [first]);
+      assert.equal(ids.length, 2);
+      for (const id of ids) assert.ok((await restored(dir, repo, id)).equals(content), `point ${id} restores bit-exact`);
+    } finally {
+      await cleanup();
+    }
+  });
+}
