@@ -17,7 +17,22 @@ const UNIT = [
   'overlay-model',
   'rpc-record-marking',
   'nfs-hardening',
+  'nfs-decoders',
+  'nbd-hardening',
+  'nbd-hostile',
+  'nbd-errors',
+  'nbd-flush',
   'fuzz',
+  'fuzz-regressions',
+  'lock-file',
+  'retention-run',
+  'block-cache',
+  'fault-durable-file',
+  'fault-backup',
+  'retention-defaults-model',
+  'instant-storage',
+  'nfs-listing',
+  'sessions-hardening',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
