@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { callControl } from '../../app/control-api.js';
+import { readFile } from 'node:fs/promises';
+import { callControl, controlFile, type ControlInfo } from '../../app/control-api.js';
 import type { SessionInfo } from '../../app/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes, parseSize } from '../../core/units.js';
@@ -13,15 +14,19 @@ export const instantStart: Command = {
   summary: 'publish a restore point on the NFS datastore and over NBD, without restoring it; --boot also runs the VM',
   positionals: ['job'],
   options: {
-    repo: { type: 'string' },
-    point: { type: 'string' },
-    name: { type: 'string' },
-    'cache-dir': { type: 'string' },
-    disks: { type: 'string' },
-    boot: { type: 'boolean' },
-    accel: { type: 'string' },
-    network: { type: 'string' },
-    json: { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    point: { type: 'string', description: 'the restore point: an id (or unique prefix) or latest' },
+    name: { type: 'string', description: 'session name', defaultText: '<job>-<point id>-<time>' },
+    'cache-dir': {
+      type: 'string',
+      description: "absolute folder, outside the repository, for the session's write overlay",
+      defaultText: "the repository's sessions folder",
+    },
+    disks: { type: 'string', description: 'publish only these disk numbers, comma-separated (e.g. 0,2)', defaultText: 'every disk' },
+    boot: { type: 'boolean', description: 'also run the VM in QEMU on the published disks', defaultText: 'publish only' },
+    accel: { type: 'string', description: 'with --boot: kvm or tcg', defaultText: 'kvm when usable, else tcg' },
+    network: { type: 'string', description: 'with --boot: none, isolated, or a QEMU -nic spec', defaultText: 'none' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -50,7 +55,12 @@ export const instantStart: Command = {
     });
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(s));
     ctx.out(`session ${s.name}: point ${s.pointId} of ${s.job} published in ${s.publishMs} ms`);
-    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  nfs://${s.host}${d.nfsPath}  nbd export ${d.nbdExport}`);
+    const ports = await nfsPorts(repo);
+    for (const d of s.disks) ctx.out(`  ${d.name}: ${d.nfsPath} (${formatBytes(d.size)})  ${nfsUrl(s.host, d.nfsPath, ports)}  nbd export ${d.nbdExport}`);
+    if (ports && !portmapperListsThisServer(ports))
+      ctx.out(
+        `  the nfs:// URLs name the ports because no portmapper on 111 lists this server (libnfs tools accept them; QEMU 7.2's nfs driver does not and needs \`serve\` with the portmapper on 111)`,
+      );
     ctx.out(`  VM: ${s.vmx}; writes go to ${s.dir}`);
     if (s.vm) ctx.out(`  booted: QEMU pid ${s.vm.pid}, ${s.vm.accel}, network ${s.vm.network}; serial console ${s.vm.serialLog}; QMP ${s.vm.qmpSocket}`);
   },
@@ -61,7 +71,10 @@ export const instantList: Command = {
   usage: 'instant list --repo <dir> [--json]',
   summary: 'list instant-recovery sessions',
   positionals: [],
-  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const list = await callControl<SessionInfo[]>(resolve(requireString(ctx, 'repo')), 'GET', '/sessions');
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(list, null, 2));
@@ -83,12 +96,37 @@ export const instantStop: Command = {
   usage: 'instant stop <session> --repo <dir>',
   summary: 'power off its VM, unpublish a session and discard its writes',
   positionals: ['session'],
-  options: { repo: { type: 'string' } },
+  options: { repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' } },
   async run(ctx) {
     await callControl(resolve(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
   },
 };
+
+/** The server's NFS and MOUNT ports and portmapper mode, from its control file (undefined if it cannot be read). */
+async function nfsPorts(repo: string): Promise<Pick<ControlInfo, 'nfsPort' | 'mountPort' | 'portmap'> | undefined> {
+  try {
+    return JSON.parse(await readFile(controlFile(repo), 'utf8')) as ControlInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** libnfs clients (and QEMU) look NFS and MOUNT up with the portmapper on 111; only one that lists this server's ports finds them. */
+function portmapperListsThisServer(ports: Pick<ControlInfo, 'portmap'>): boolean {
+  return /^(serving on|registered with the portmapper on) 111$/.test(ports.portmap);
+}
+
+/**
+ * The nfs:// URL a client uses as printed: libnfs URL syntax, with
+ * `?nfsport=N&mountport=M` when no portmapper on 111 can tell the client the
+ * ports (libnfs then skips the portmapper).
+ */
+function nfsUrl(host: string, path: string, ports: Pick<ControlInfo, 'nfsPort' | 'mountPort' | 'portmap'> | undefined): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  const query = ports === undefined || portmapperListsThisServer(ports) ? '' : `?nfsport=${ports.nfsPort}&mountport=${ports.mountPort}`;
+  return `nfs://${h}${path}${query}`;
+}
 
 type Migration = NonNullable<SessionInfo['migration']>;
 
@@ -105,12 +143,12 @@ export const instantMigrate: Command = {
   summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
   positionals: ['session'],
   options: {
-    repo: { type: 'string' },
-    to: { type: 'string' },
-    format: { type: 'string' },
-    rate: { type: 'string' },
-    finish: { type: 'boolean' },
-    'no-wait': { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    to: { type: 'string', description: 'production folder the disks are copied to (needed to start; a resumed migration keeps its folder)' },
+    format: { type: 'string', description: 'format of the migrated disks: raw or qcow2', defaultText: 'raw' },
+    rate: { type: 'string', description: 'copy rate limit in MB/s', defaultText: 'unlimited' },
+    finish: { type: 'boolean', description: 'complete the migration once the copy is in step (clients detached)', defaultText: 'copy and stay in step' },
+    'no-wait': { type: 'boolean', description: 'return at once instead of showing progress until the copy is in step', defaultText: 'wait' },
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -156,7 +194,11 @@ export const instantAddDisk: Command = {
   usage: 'instant add-disk <session> --repo <dir> --size <bytes|K|M|G|T> [--name <disk>]',
   summary: 'add an empty disk to a session (hot-plugged into a booted VM)',
   positionals: ['session'],
-  options: { repo: { type: 'string' }, size: { type: 'string' }, name: { type: 'string' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    size: { type: 'string', description: 'size of the new disk (bytes, or with K, M, G, T), a multiple of 512' },
+    name: { type: 'string', description: 'disk name', defaultText: 'disk<n>' },
+  },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');
     const s = await callControl<SessionInfo>(resolve(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, {
