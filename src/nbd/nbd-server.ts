@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Logger } from '../core/log.js';
+import { withFields, type Logger } from '../core/log.js';
 import { listenTcp } from '../core/listen.js';
 import type { NbdExports } from './export.js';
 import { ByteBudget } from './nbd-budget.js';
@@ -124,20 +124,42 @@ export class NbdServer {
       return;
     }
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    // Every line about this connection names its client, and once it chose an export, the session and disk too.
+    let log = withFields(this.opts.logger, { client });
+    log.debug('nbd: connection opened');
+    const opened = performance.now();
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      log.debug('nbd: connection closed', { afterMs: Math.round(performance.now() - opened) });
+    });
     socket.setNoDelay(true);
     if (this.settings.keepAliveMs > 0) socket.setKeepAlive(true, this.settings.keepAliveMs);
     const handshakeDeadline = setTimeout(() => {
-      this.opts.logger.info('nbd: closing a connection that did not finish its handshake', { afterMs: this.settings.handshakeTimeoutMs });
+      log.info('nbd: closing a connection that did not finish its handshake', { afterMs: this.settings.handshakeTimeoutMs });
       socket.destroy();
     }, this.settings.handshakeTimeoutMs);
     const reader = new SocketReader(socket, READ_AHEAD);
     void (async () => {
       let clean = false;
       try {
-        const session = await negotiate(socket, reader, this.opts.exports);
+        let chosen = '';
+        const exports = this.opts.exports;
+        // The export a client ends the handshake with is the last one it opened (GO or EXPORT_NAME open it last).
+        const recording: NbdExports = {
+          list: () => exports.list(),
+          open: (name) => {
+            const device = exports.open(name);
+            if (device) chosen = name;
+            else log.debug('nbd: no such export', { export: name.slice(0, 200) });
+            return device;
+          },
+        };
+        const session = await negotiate(socket, reader, recording);
         clearTimeout(handshakeDeadline);
         if (session) {
+          log = withFields(this.opts.logger, { ...exportFields(chosen), client });
+          log.info('nbd: client attached');
           const s = this.settings;
           const limits = {
             maxRequests: s.maxInFlight,
@@ -145,12 +167,12 @@ export class NbdServer {
             idleTimeoutMs: s.idleTimeoutMs,
             replyStallTimeoutMs: s.replyStallTimeoutMs,
           };
-          await new Transmission(socket, reader, session, limits, this.budget, this.opts.logger).serve();
+          await new Transmission(socket, reader, session, limits, this.budget, log).serve();
         }
         clean = true;
       } catch (err) {
-        if (err instanceof NbdProtocolError) this.opts.logger.warn('nbd: closing connection', { reason: err.message });
-        else if (!(err instanceof ConnectionClosed)) this.opts.logger.error(`nbd: closing connection after an unexpected error: ${describe(err)}`);
+        if (err instanceof NbdProtocolError) log.warn('nbd: closing connection', { reason: err.message });
+        else if (!(err instanceof ConnectionClosed)) log.error(`nbd: closing connection after an unexpected error: ${describe(err)}`);
       } finally {
         clearTimeout(handshakeDeadline);
         if (clean) goodbye(socket);
@@ -193,6 +215,12 @@ class Complaint {
     this.count = 0;
     this.report(n, this.last);
   }
+}
+
+/** Export names are `<session>/<disk>` (recovery/); any other name is logged as it is. */
+function exportFields(name: string): Record<string, string> {
+  const slash = name.lastIndexOf('/');
+  return slash > 0 ? { export: name, session: name.slice(0, slash), disk: name.slice(slash + 1) } : { export: name };
 }
 
 function describe(err: unknown): string {

@@ -31,6 +31,8 @@ export interface TransmissionLimits {
 const MAX_EXTENTS = 16384;
 /** WRITE_ZEROES writes this much at a time. */
 const ZERO_CHUNK = 1024 * 1024;
+/** A flush slower than this is worth a log line: the overlay's storage is struggling. */
+const SLOW_FLUSH_MS = 1000;
 
 interface Request {
   readonly type: number;
@@ -218,6 +220,14 @@ export class Transmission {
     }
   }
 
+  /** Flushes the device; one that takes over SLOW_FLUSH_MS is logged (with the connection's session, disk and client). */
+  private async flush(): Promise<void> {
+    const started = performance.now();
+    await this.session.device.flush();
+    const ms = Math.round(performance.now() - started);
+    if (ms > SLOW_FLUSH_MS) this.logger.info('nbd: slow flush', { ms });
+  }
+
   private async run(hold: Hold, q: Request, payload: Buffer | undefined): Promise<void> {
     const dev = this.session.device;
     const s = this.session;
@@ -237,10 +247,10 @@ export class Transmission {
         // The protocol asks for ENOSPC when a write goes past the end of the disk.
         if (!q.inRange) return this.error(hold, q, W.NBD_ENOSPC, 'write outside the disk');
         await dev.write(q.offset, payload!);
-        if (q.flags & W.NBD_CMD_FLAG_FUA) await dev.flush();
+        if (q.flags & W.NBD_CMD_FLAG_FUA) await this.flush();
         return this.simple(hold, q.cookie, 0);
       case W.NBD_CMD_FLUSH:
-        await dev.flush();
+        await this.flush();
         return this.simple(hold, q.cookie, 0);
       case W.NBD_CMD_TRIM:
       case W.NBD_CMD_CACHE:
@@ -250,7 +260,7 @@ export class Transmission {
         if (!q.inRange) return this.simple(hold, q.cookie, W.NBD_ENOSPC);
         const zeros = Buffer.alloc(Math.min(q.length, ZERO_CHUNK));
         for (let done = 0; done < q.length; done += zeros.length) await dev.write(q.offset + done, zeros.subarray(0, Math.min(zeros.length, q.length - done)));
-        if (q.flags & W.NBD_CMD_FLAG_FUA) await dev.flush();
+        if (q.flags & W.NBD_CMD_FLAG_FUA) await this.flush();
         return this.simple(hold, q.cookie, 0);
       }
       case W.NBD_CMD_BLOCK_STATUS: {

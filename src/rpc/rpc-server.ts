@@ -198,6 +198,10 @@ export class RpcServer {
     if (this.keepAliveMs > 0) socket.setKeepAlive(true, this.keepAliveMs);
     const reader = new RecordReader(this.maxRecord, { maxFragments: this.maxFragments });
     const peer = { remoteAddress, remotePort: socket.remotePort ?? 0 };
+    const who = { protocol: this.protocolName(), client: `${remoteAddress}:${peer.remotePort}` };
+    this.opts.logger.debug('rpc: connection opened', who);
+    const openedAt = performance.now();
+    let calls = 0;
     let inFlight = 0;
     let waitingForDrain = false;
     const overBudget = (): boolean => inFlight > 0 && this.requestBytesInFlight >= this.maxRequestBytes;
@@ -216,7 +220,7 @@ export class RpcServer {
           dispatch(record);
         }
       } catch (err) {
-        this.opts.logger.warn('rpc: closing connection', { remoteAddress, reason: err instanceof RecordMarkingError ? err.message : String(err) });
+        this.opts.logger.warn('rpc: closing connection', { ...who, reason: err instanceof RecordMarkingError ? err.message : String(err) });
         socket.destroy();
         return;
       }
@@ -227,6 +231,7 @@ export class RpcServer {
       else if (!stop && socket.isPaused()) socket.resume();
     };
     const dispatch = (record: Buffer): void => {
+      calls += 1;
       inFlight += 1;
       this.requestBytesInFlight += record.length;
       void this.handle(record, peer).then((reply) => {
@@ -263,7 +268,7 @@ export class RpcServer {
       socket.setTimeout(this.idleTimeoutMs);
       socket.on('timeout', () => {
         if (inFlight > 0) return;
-        this.opts.logger.debug('rpc: closing idle connection', { remoteAddress });
+        this.opts.logger.debug('rpc: closing idle connection', who);
         socket.destroy();
       });
     }
@@ -271,7 +276,13 @@ export class RpcServer {
     socket.on('close', () => {
       this.sockets.delete(socket);
       this.waitingForBudget.delete(pump);
+      this.opts.logger.debug('rpc: connection closed', { ...who, calls, afterMs: Math.round(performance.now() - openedAt) });
     });
+  }
+
+  /** What the log calls this listener: the names of its programs (nfs, mount, portmap…). */
+  private protocolName(): string {
+    return [...this.programs.values()].map((p) => p.name).join('+') || 'rpc';
   }
 
   /** Lets connections paused for the byte budget take records again, while it lasts. */
@@ -321,6 +332,7 @@ export class RpcServer {
     } catch (err) {
       if (err instanceof XdrError) return acceptedReply(call.xid, GARBAGE_ARGS);
       this.opts.logger.error('rpc: procedure failed', {
+        client: `${peer.remoteAddress}:${peer.remotePort}`,
         prog: program.name,
         vers: call.vers,
         proc: call.proc,
