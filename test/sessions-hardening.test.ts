@@ -91,7 +91,7 @@ test('two starts with one name: exactly one succeeds, the other is refused', { t
     const results = await Promise.allSettled([ir.start('j', 'latest', { name: 'c' }), ir.start('j', 'latest', { name: 'c' })]);
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results));
     const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
-    assert.ok(coded('LFB_ERR_INVALID_ARGUMENT', /already exists/)(refused.reason), String(refused.reason));
+    assert.ok(coded('LFB_ERR_SESSION_EXISTS', /already exists/)(refused.reason), String(refused.reason));
     assert.equal(ir.list().length, 1);
     // The survivor works: it reads its base and takes writes.
     const ov = ir.session('c').overlays[0]!;

@@ -122,13 +122,11 @@ export class InstantRecovery {
     const p = resolvePoint(state, point);
     const name = opts.name ?? `${def.name}-${p.id.slice(0, 6)}-${this.clock.now().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     SessionStore.validateName(name);
-    const info = await this.serial(name, () => this.startSession(def.name, state, p, name, opts));
-    this.logger.info('instant recovery: session started', { session: name, job: def.name, point: p.id, disks: info.disks.map((d) => d.name) });
-    return info;
+    return this.serial(name, () => this.startSession(def.name, state, p, name, opts));
   }
 
   private async startSession(job: string, state: JobState, p: PointInfo, name: string, opts: StartOptions): Promise<SessionInfo> {
-    if (this.open.has(name) || this.failed.has(name)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `a session named "${name}" already exists`);
+    if (this.open.has(name) || this.failed.has(name)) throw new LifeboatError('LFB_ERR_SESSION_EXISTS', `a session named "${name}" already exists`);
     const files = filesForPoint(state, p.id)!;
     const vm = files[files.length - 1]!.root.meta.vm;
     const chosen = opts.disks ?? p.diskSizes.map((_, i) => i);
@@ -221,10 +219,8 @@ export class InstantRecovery {
    * their overlays (with writes not yet flushed) keep serving the NBD
    * connections and NFS handles that have them.
    */
-  async addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
-    const info = await this.serial(name, () => this.addDiskNow(name, size, diskName));
-    this.logger.info('instant recovery: disk added', { session: name, disk: info.disks[info.disks.length - 1]?.name, size });
-    return info;
+  addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
+    return this.serial(name, () => this.addDiskNow(name, size, diskName));
   }
 
   private async addDiskNow(name: string, size: number, diskName: string | undefined): Promise<SessionInfo> {
@@ -337,9 +333,8 @@ export class InstantRecovery {
    * discards its overlays and what else it made in its folder, releases its
    * hold on the point.
    */
-  async stop(name: string): Promise<void> {
-    await this.serial(name, () => this.stopSession(name));
-    this.logger.info('instant recovery: session stopped', { session: name });
+  stop(name: string): Promise<void> {
+    return this.serial(name, () => this.stopSession(name));
   }
 
   private async stopSession(name: string): Promise<void> {
