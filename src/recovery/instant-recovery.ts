@@ -122,7 +122,9 @@ export class InstantRecovery {
     const p = resolvePoint(state, point);
     const name = opts.name ?? `${def.name}-${p.id.slice(0, 6)}-${this.clock.now().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     SessionStore.validateName(name);
-    return this.serial(name, () => this.startSession(def.name, state, p, name, opts));
+    const info = await this.serial(name, () => this.startSession(def.name, state, p, name, opts));
+    this.logger.info('instant recovery: session started', { session: name, job: def.name, point: p.id, disks: info.disks.map((d) => d.name) });
+    return info;
   }
 
   private async startSession(job: string, state: JobState, p: PointInfo, name: string, opts: StartOptions): Promise<SessionInfo> {
@@ -219,8 +221,10 @@ export class InstantRecovery {
    * their overlays (with writes not yet flushed) keep serving the NBD
    * connections and NFS handles that have them.
    */
-  addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
-    return this.serial(name, () => this.addDiskNow(name, size, diskName));
+  async addDisk(name: string, size: number, diskName?: string): Promise<SessionInfo> {
+    const info = await this.serial(name, () => this.addDiskNow(name, size, diskName));
+    this.logger.info('instant recovery: disk added', { session: name, disk: info.disks[info.disks.length - 1]?.name, size });
+    return info;
   }
 
   private async addDiskNow(name: string, size: number, diskName: string | undefined): Promise<SessionInfo> {
@@ -333,8 +337,9 @@ export class InstantRecovery {
    * discards its overlays and what else it made in its folder, releases its
    * hold on the point.
    */
-  stop(name: string): Promise<void> {
-    return this.serial(name, () => this.stopSession(name));
+  async stop(name: string): Promise<void> {
+    await this.serial(name, () => this.stopSession(name));
+    this.logger.info('instant recovery: session stopped', { session: name });
   }
 
   private async stopSession(name: string): Promise<void> {
