@@ -2,7 +2,18 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LifeboatError } from '../core/errors.js';
 import type { LifeboatService } from '../app/service.js';
 
-export type Options = NonNullable<ParseArgsConfig['options']>;
+/** One flag: what parseArgs needs, plus what `--help` prints. */
+export interface OptionSpec {
+  readonly type: 'string' | 'boolean';
+  readonly multiple?: boolean;
+  readonly short?: string;
+  /** What the flag does, for `--help`. */
+  readonly description: string;
+  /** What applies when the flag is not given, in words (e.g. "1M", "off"); absent when the flag is required or has no default. */
+  readonly defaultText?: string;
+}
+
+export type Options = Readonly<Record<string, OptionSpec>>;
 
 export interface Command {
   /** e.g. "repo init" */
@@ -28,17 +39,39 @@ export interface CommandContext {
 export function parseCommandArgs(cmd: Command, argv: string[]): { values: CommandContext['values']; args: string[] } {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: parseArgsOptions(cmd.options), allowPositionals: true, strict: true });
   } catch (err) {
-    throw new LifeboatError('LFB_ERR_USAGE', `${(err as Error).message.replace(/\. To specify.*$/s, '')}\nusage: lifeboat ${cmd.usage}`);
+    throw usageError(cmd, (err as Error).message.replace(/\. To specify.*$/s, ''));
   }
   if (parsed.values['help'] !== true && parsed.positionals.length !== cmd.positionals.length) {
-    throw new LifeboatError(
-      'LFB_ERR_USAGE',
-      `lifeboat ${cmd.name} takes ${cmd.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments'}\nusage: lifeboat ${cmd.usage}`,
-    );
+    throw usageError(cmd, `lifeboat ${cmd.name} takes ${cmd.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments'}`);
   }
-  return { values: parsed.values, args: parsed.positionals };
+  // parseArgs types values from a generic table; a `multiple` flag here is always a string one, so its values are string[].
+  return { values: parsed.values as CommandContext['values'], args: parsed.positionals };
+}
+
+/** The option table as parseArgs takes it (its own keys only), with --help added. */
+function parseArgsOptions(options: Options): NonNullable<ParseArgsConfig['options']> {
+  const out: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, o] of Object.entries(options))
+    out[name] = { type: o.type, ...(o.multiple === true ? { multiple: true } : {}), ...(o.short !== undefined ? { short: o.short } : {}) };
+  return out;
+}
+
+/** A usage mistake: what is wrong, the short usage line and where the full help is; never the whole help. */
+export function usageError(cmd: Pick<Command, 'name' | 'usage'>, problem: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_USAGE', `${problem}\nusage: lifeboat ${cmd.usage}\nsee lifeboat ${cmd.name} --help`);
+}
+
+/** `lifeboat <command> --help`: usage, summary, then every flag with what it does and its default. */
+export function commandHelp(cmd: Command): string {
+  const rows = Object.entries(cmd.options).map(([name, o]) => {
+    const flag = `--${name}${o.type === 'string' ? ' <value>' : ''}${o.multiple === true ? ' (repeatable)' : ''}`;
+    return { flag, text: `${o.description}${o.defaultText !== undefined ? ` (default: ${o.defaultText})` : ''}` };
+  });
+  rows.push({ flag: '--help, -h', text: 'show this help' });
+  const width = Math.max(...rows.map((r) => r.flag.length));
+  return [`usage: lifeboat ${cmd.usage}`, '', cmd.summary, '', 'options:', ...rows.map((r) => `  ${r.flag.padEnd(width)}  ${r.text}`)].join('\n');
 }
 
 export function requireString(ctx: CommandContext, flag: string): string {

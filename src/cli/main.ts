@@ -2,7 +2,7 @@
 import { LifeboatService } from '../app/service.js';
 import { clockFromEnv } from '../core/clock.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
-import { parseCommandArgs, type Command } from './command.js';
+import { commandHelp, parseCommandArgs, usageError, type Command } from './command.js';
 import { backup } from './commands/backup.js';
 import { jobCreate } from './commands/job-create.js';
 import { jobList } from './commands/job-list.js';
@@ -20,7 +20,7 @@ import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop 
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
-const COMMANDS: readonly Command[] = [
+export const COMMANDS: readonly Command[] = [
   repoInit,
   jobCreate,
   jobList,
@@ -64,6 +64,29 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
   return undefined;
 }
 
+/** Levenshtein distance: how many one-letter edits turn a into b. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** The command closest to what was typed (one or two words), if it is close enough to be a typo. */
+export function closestCommand(argv: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const c of COMMANDS) {
+    const typed = argv.slice(0, c.name.split(' ').length).join(' ');
+    const distance = editDistance(typed, c.name);
+    if (best === undefined || distance < best.distance) best = { name: c.name, distance };
+  }
+  // A typo changes a few letters; beyond that the guess would be noise.
+  return best !== undefined && best.distance <= Math.max(2, Math.floor(best.name.length / 3)) ? best.name : undefined;
+}
+
 /** Last resort: a bug that escapes every handler still ends with a clear, coded message. */
 function installCrashHandlers(): void {
   const die = (err: unknown): void => {
@@ -91,18 +114,25 @@ export async function main(argv: string[]): Promise<number> {
   const isTty = process.stderr.isTTY === true;
   let progressShown = false;
   let interrupts: ReturnType<typeof catchInterrupts> | undefined;
+  let command: Command | undefined;
   try {
     const found = findCommand(argv);
-    if (!found) throw new LifeboatError('LFB_ERR_USAGE', `unknown command "${argv.slice(0, 2).join(' ')}"\n\n${help()}`);
+    if (!found) {
+      const guess = closestCommand(argv);
+      throw new LifeboatError(
+        'LFB_ERR_USAGE',
+        `unknown command "${argv.slice(0, 2).join(' ')}"${guess !== undefined ? `; did you mean "lifeboat ${guess}"?` : ''}\nsee lifeboat --help for the commands`,
+      );
+    }
+    command = found.cmd;
     const { values, args } = parseCommandArgs(found.cmd, found.rest);
     if (values['help'] === true) {
-      process.stdout.write(`usage: lifeboat ${found.cmd.usage}\n`);
+      process.stdout.write(commandHelp(found.cmd) + '\n');
       return EXIT.ok;
     }
     const envRepo = process.env['LIFEBOAT_REPO'];
     if (found.cmd.options['repo'] !== undefined && values['repo'] === undefined) {
-      if (envRepo === undefined || envRepo === '')
-        throw new LifeboatError('LFB_ERR_USAGE', `--repo <dir> is required (or set LIFEBOAT_REPO)\nusage: lifeboat ${found.cmd.usage}`);
+      if (envRepo === undefined || envRepo === '') throw usageError(found.cmd, '--repo <dir> is required (or set LIFEBOAT_REPO)');
       values['repo'] = envRepo;
     }
     const service = new LifeboatService(clockFromEnv());
@@ -134,7 +164,9 @@ export async function main(argv: string[]): Promise<number> {
       return interrupted.exit;
     }
     if (isLifeboatError(err)) {
-      process.stderr.write(`lifeboat: ${err.message} [${err.code}]\n`);
+      // Every usage mistake points to the command's full help (the error itself stays short).
+      const hint = err.code === 'LFB_ERR_USAGE' && command !== undefined && !err.message.includes('--help') ? `\nsee lifeboat ${command.name} --help` : '';
+      process.stderr.write(`lifeboat: ${err.message}${hint} [${err.code}]\n`);
       return exitCodeFor(err);
     }
     process.stderr.write(`lifeboat: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)} [LFB_ERR_INTERNAL]\n`);

@@ -9,11 +9,19 @@ export const backup: Command = {
   summary: 'run the job: a full the first time, then increments',
   positionals: ['job'],
   options: {
-    repo: { type: 'string' },
-    'active-full': { type: 'boolean' },
-    wait: { type: 'boolean' },
-    'accept-source-change': { type: 'boolean' },
-    json: { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    'active-full': { type: 'boolean', description: 'read the whole source and start a new chain', defaultText: 'as the job schedules' },
+    wait: {
+      type: 'boolean',
+      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
+      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
+    },
+    'accept-source-change': {
+      type: 'boolean',
+      description: 'accept a source that lost more than half its size or changed format',
+      defaultText: 'refuse with LFB_ERR_SOURCE_CHANGED',
+    },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const started = process.hrtime.bigint();

@@ -7,7 +7,15 @@ export const compact: Command = {
   usage: 'compact <job> --repo <dir> [--wait] [--json]',
   summary: 'rewrite backup files that merges and reverse runs left with dead space, and report what was reclaimed',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    wait: {
+      type: 'boolean',
+      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
+      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
+    },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const r = await ctx.service.compact(requireString(ctx, 'repo'), ctx.args[0]!, { waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0 });
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(r, null, 2));

@@ -14,15 +14,19 @@ export const instantStart: Command = {
   summary: 'publish a restore point on the NFS datastore and over NBD, without restoring it; --boot also runs the VM',
   positionals: ['job'],
   options: {
-    repo: { type: 'string' },
-    point: { type: 'string' },
-    name: { type: 'string' },
-    'cache-dir': { type: 'string' },
-    disks: { type: 'string' },
-    boot: { type: 'boolean' },
-    accel: { type: 'string' },
-    network: { type: 'string' },
-    json: { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    point: { type: 'string', description: 'the restore point: an id (or unique prefix) or latest' },
+    name: { type: 'string', description: 'session name', defaultText: '<job>-<point id>-<time>' },
+    'cache-dir': {
+      type: 'string',
+      description: "absolute folder, outside the repository, for the session's write overlay",
+      defaultText: "the repository's sessions folder",
+    },
+    disks: { type: 'string', description: 'publish only these disk numbers, comma-separated (e.g. 0,2)', defaultText: 'every disk' },
+    boot: { type: 'boolean', description: 'also run the VM in QEMU on the published disks', defaultText: 'publish only' },
+    accel: { type: 'string', description: 'with --boot: kvm or tcg', defaultText: 'kvm when usable, else tcg' },
+    network: { type: 'string', description: 'with --boot: none, isolated, or a QEMU -nic spec', defaultText: 'none' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -67,7 +71,10 @@ export const instantList: Command = {
   usage: 'instant list --repo <dir> [--json]',
   summary: 'list instant-recovery sessions',
   positionals: [],
-  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const list = await callControl<SessionInfo[]>(resolve(requireString(ctx, 'repo')), 'GET', '/sessions');
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(list, null, 2));
@@ -89,7 +96,7 @@ export const instantStop: Command = {
   usage: 'instant stop <session> --repo <dir>',
   summary: 'power off its VM, unpublish a session and discard its writes',
   positionals: ['session'],
-  options: { repo: { type: 'string' } },
+  options: { repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' } },
   async run(ctx) {
     await callControl(resolve(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
@@ -136,12 +143,12 @@ export const instantMigrate: Command = {
   summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
   positionals: ['session'],
   options: {
-    repo: { type: 'string' },
-    to: { type: 'string' },
-    format: { type: 'string' },
-    rate: { type: 'string' },
-    finish: { type: 'boolean' },
-    'no-wait': { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    to: { type: 'string', description: 'production folder the disks are copied to (needed to start; a resumed migration keeps its folder)' },
+    format: { type: 'string', description: 'format of the migrated disks: raw or qcow2', defaultText: 'raw' },
+    rate: { type: 'string', description: 'copy rate limit in MB/s', defaultText: 'unlimited' },
+    finish: { type: 'boolean', description: 'complete the migration once the copy is in step (clients detached)', defaultText: 'copy and stay in step' },
+    'no-wait': { type: 'boolean', description: 'return at once instead of showing progress until the copy is in step', defaultText: 'wait' },
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -187,7 +194,11 @@ export const instantAddDisk: Command = {
   usage: 'instant add-disk <session> --repo <dir> --size <bytes|K|M|G|T> [--name <disk>]',
   summary: 'add an empty disk to a session (hot-plugged into a booted VM)',
   positionals: ['session'],
-  options: { repo: { type: 'string' }, size: { type: 'string' }, name: { type: 'string' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    size: { type: 'string', description: 'size of the new disk (bytes, or with K, M, G, T), a multiple of 512' },
+    name: { type: 'string', description: 'disk name', defaultText: 'disk<n>' },
+  },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');
     const s = await callControl<SessionInfo>(resolve(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, {

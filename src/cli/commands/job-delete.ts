@@ -6,7 +6,16 @@ export const jobDelete: Command = {
   usage: 'job delete <job> --repo <dir> [--with-points] [--wait] [--json]',
   summary: 'delete a job (its restore points only with --with-points)',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, 'with-points': { type: 'boolean' }, wait: { type: 'boolean' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    'with-points': { type: 'boolean', description: "delete the job's restore points and backup files too", defaultText: 'refuse while the job has points' },
+    wait: {
+      type: 'boolean',
+      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
+      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
+    },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const name = ctx.args[0]!;
     const r = await ctx.service.deleteJob(requireString(ctx, 'repo'), name, {

@@ -6,7 +6,7 @@ export const jobList: Command = {
   usage: 'job list --repo <dir>',
   summary: 'list the jobs of a repository',
   positionals: [],
-  options: { repo: { type: 'string' } },
+  options: { repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' } },
   async run(ctx) {
     for (const name of await ctx.service.listJobs(requireString(ctx, 'repo'))) ctx.out(name);
   },

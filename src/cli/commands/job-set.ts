@@ -57,10 +57,14 @@ export const jobSet: Command = {
   positionals: ['job'],
   options: {
     ...jobCreate.options,
-    'no-cbt': { type: 'boolean' },
-    'no-transform-to-rollbacks': { type: 'boolean' },
-    wait: { type: 'boolean' },
-    json: { type: 'boolean' },
+    'no-cbt': { type: 'boolean', description: 'turn changed-block tracking off' },
+    'no-transform-to-rollbacks': { type: 'boolean', description: 'stop turning older chains into rollbacks' },
+    wait: {
+      type: 'boolean',
+      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
+      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
+    },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const unhandled = Object.keys(ctx.values).filter((k) => ctx.values[k] !== undefined && !JOB_SET_HANDLED.has(k));

@@ -29,7 +29,10 @@ export const jobShow: Command = {
   usage: 'job show <job> --repo <dir> [--json]',
   summary: "show a job's settings",
   positionals: ['job'],
-  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const { job, points, damagedFiles } = await ctx.service.showJob(requireString(ctx, 'repo'), ctx.args[0]!);
     if (ctx.values['json'] === true) {

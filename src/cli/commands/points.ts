@@ -8,7 +8,10 @@ export const points: Command = {
   usage: 'points <job> --repo <dir> [--json]',
   summary: 'list restore points',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const { points: list, state } = await ctx.service.points(requireString(ctx, 'repo'), ctx.args[0]!);
     const rows = [

@@ -8,7 +8,14 @@ export const repoInit: Command = {
   usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]]',
   summary: 'create a repository',
   positionals: ['dir'],
-  options: { 'block-size': { type: 'string' }, compression: { type: 'string' } },
+  options: {
+    'block-size': { type: 'string', description: 'size of the blocks backups are cut into and deduplicated by: 256K, 512K, 1M or 4M', defaultText: '1M' },
+    compression: {
+      type: 'string',
+      description: 'codec for stored blocks: none, lz4 or zstd[:LEVEL] (LEVEL -7..19)',
+      defaultText: formatCompression(DEFAULT_COMPRESSION),
+    },
+  },
   async run(ctx) {
     const bs = parseSize(optionalString(ctx, 'block-size') ?? '1M', '--block-size');
     const c = ctx.values['compression'] === undefined ? DEFAULT_COMPRESSION : parseCompression(String(ctx.values['compression']));

@@ -12,12 +12,12 @@ export const restore: Command = {
   summary: 'restore a point to disk images',
   positionals: ['job'],
   options: {
-    repo: { type: 'string' },
-    point: { type: 'string' },
-    to: { type: 'string' },
-    disk: { type: 'string' },
-    format: { type: 'string' },
-    force: { type: 'boolean' },
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    point: { type: 'string', description: 'the restore point: an id (or unique prefix) or latest' },
+    to: { type: 'string', description: 'target file or block device, or an existing folder ending in / (one <disk>.<format> per disk)' },
+    disk: { type: 'string', description: 'restore only this disk (number or name)', defaultText: 'every disk' },
+    format: { type: 'string', description: 'image format: raw, qcow2, vmdk, vhdx or vdi', defaultText: "the --to file's extension, else the source's format" },
+    force: { type: 'boolean', description: 'overwrite an existing target', defaultText: 'refuse with LFB_ERR_TARGET_EXISTS' },
   },
   async run(ctx) {
     // Default: each disk in the format it was backed up from.

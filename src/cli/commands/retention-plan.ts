@@ -6,7 +6,10 @@ export const retentionPlan: Command = {
   usage: 'retention plan <job> --repo <dir> [--json]',
   summary: 'show what retention would do now, changing nothing',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const plan = await ctx.service.retentionPlan(requireString(ctx, 'repo'), ctx.args[0]!);
     if (ctx.values['json'] === true) {

@@ -10,7 +10,13 @@ export const verify: Command = {
   usage: 'verify <job> --repo <dir> [--point <id|latest> | --all] [--repair] [--json]',
   summary: 'health check: read every block a point needs (or every file of the job) and check its SHA-256',
   positionals: ['job'],
-  options: { repo: { type: 'string' }, point: { type: 'string' }, all: { type: 'boolean' }, repair: { type: 'boolean' }, json: { type: 'boolean' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    point: { type: 'string', description: 'the restore point to check: an id (or unique prefix) or latest', defaultText: 'latest' },
+    all: { type: 'boolean', description: 'check every backup file of the job instead of one point', defaultText: 'one point' },
+    repair: { type: 'boolean', description: 'after damage is found, back up again from the source so a whole point exists', defaultText: 'report only' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     const all = ctx.values['all'] === true;
     const point = optionalString(ctx, 'point');
