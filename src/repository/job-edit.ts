@@ -105,7 +105,8 @@ export async function deleteJob(
         }
         await removeDurable(join(dir, JOB_FILE), repo.storage);
         try {
-          await rm(dir, { recursive: true, force: true });
+          // A backup waiting for the lock may add its lock attempt's temporary file meanwhile: rm retries on ENOTEMPTY.
+          await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
         } catch (err) {
           throw fromFsError(err, 'delete job folder', dir);
         }
