@@ -42,6 +42,7 @@ test('serve with LIFEBOAT_LOG=debug: timestamped lines name the session, disk an
     s = await startServer(repo, ['--no-portmap']);
     if (before === undefined) delete process.env['LIFEBOAT_LOG'];
     else process.env['LIFEBOAT_LOG'] = before;
+    assert.equal(fieldsOf(await waitForLine(s, /serve: started/))['nbdPort'], s.nbdPort);
     const started = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'logs']);
     assert.equal(started.code, 0, started.stderr);
     assert.equal(fieldsOf(await waitForLine(s, /instant recovery: session started/))['session'], 'logs');

@@ -188,6 +188,16 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       `serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,
     );
     for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);
+    // The same facts as the line above, timestamped in the log, so a log file shows when each server ran.
+    opts.logger.info('serve: started', {
+      repo: repo.root,
+      pid: process.pid,
+      nfsPort,
+      mountPort,
+      nbdPort,
+      portmap: portmapMode,
+      sessions: recovery.list().length,
+    });
     return {
       control: control.info,
       recovery,
@@ -195,6 +205,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         for (const c of closers.reverse()) await c().catch(() => undefined);
         await recovery.close();
         await lock.release();
+        opts.logger.info('serve: stopped', { repo: repo.root });
       },
     };
   } catch (err) {
