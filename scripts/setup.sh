@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Quiet unless something fails: apt and npm write to a log, shown only when a step fails.
+LOG_DIR="$(mktemp -d)"
+LOG="$LOG_DIR/setup.log"
+trap 'status=$?; if [ "$status" != 0 ]; then echo "setup.sh failed (exit $status); its log ($LOG):" >&2; cat "$LOG" >&2; else rm -rf "$LOG_DIR"; fi' EXIT
+
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
@@ -19,9 +24,11 @@ PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcb
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  echo "installing Debian packages:$missing"
+  $SUDO apt-get update -qq >>"$LOG" 2>&1
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >>"$LOG" 2>&1
 fi
 
 node -e 'const [M]=process.versions.node.split(".").map(Number); if (M < 20) { console.error("Lifeboat needs Node.js >= 20, found " + process.version); process.exit(1) }'
-npm ci --no-audit --no-fund
+echo "installing npm dependencies and building"
+npm ci --no-audit --no-fund >>"$LOG" 2>&1
