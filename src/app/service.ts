@@ -36,6 +36,7 @@ import {
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { RESTORE_FORMATS, formatFromExtension, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { isNbdUri, isQmpUri, parseQmpUri, qmpUri } from '../source/index.js';
+import { refuseUntrackableCbt } from './cbt-support.js';
 import { parseNbdUri } from '../nbd/index.js';
 
 /**
@@ -72,6 +73,7 @@ export class LifeboatService {
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     const disks = await resolveJobDisks(spec.disks, spec.qmp, spec.drives);
+    if (spec.cbt === true) await refuseUntrackableCbt(disks, spec.diskFormat);
     const vm = spec.vmConfigFile === undefined ? null : await readVmConfig(spec.vmConfigFile);
     return createJob(repo, {
       name: spec.name,
@@ -144,6 +146,11 @@ export class LifeboatService {
     if (changes.diskFormat !== undefined) set.diskFormat = changes.diskFormat;
     if (changes.gfs !== undefined) set.gfs = changes.gfs ?? undefined;
     if (vm !== undefined) set.vm = vm;
+    if (changes.cbt === true || (changes.cbt === undefined && (newDisks !== undefined || changes.diskFormat !== undefined))) {
+      // Checked against the disks and format the job will have, before anything is written.
+      const job = await loadJob(repo, name);
+      if (changes.cbt ?? job.cbt === true) await refuseUntrackableCbt(set.disks ?? job.disks, set.diskFormat ?? job.diskFormat);
+    }
     return updateJob(repo, name, () => set, opts);
   }
 

@@ -11,6 +11,7 @@ import { jobSet } from './commands/job-set.js';
 import { jobDelete } from './commands/job-delete.js';
 import { points } from './commands/points.js';
 import { repoInit } from './commands/repo-init.js';
+import { repoInfo } from './commands/repo-info.js';
 import { restore } from './commands/restore.js';
 import { retentionPlan } from './commands/retention-plan.js';
 import { serve } from './commands/serve.js';
@@ -22,6 +23,7 @@ import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './inter
 
 export const COMMANDS: readonly Command[] = [
   repoInit,
+  repoInfo,
   jobCreate,
   jobList,
   jobShow,

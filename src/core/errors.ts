@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   LFB_ERR_SESSION_NOT_FOUND: 'NotFound',
   LFB_ERR_SESSION_EXISTS: 'Conflict',
   LFB_ERR_CBT: 'Permanent',
+  LFB_ERR_CBT_UNSUPPORTED: 'Invalid',
   LFB_ERR_SOURCE_CHANGED: 'Conflict',
   LFB_ERR_INTERRUPTED: 'Aborted',
   LFB_ERR_INTERNAL: 'Permanent',

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { requireString } from '../command.js';
+import { changesOf, describeChanges, filesByPoint } from '../point-report.js';
+import { formatRate, ProgressMeter } from '../progress.js';
 
 export const backup: Command = {
   name: 'backup',
@@ -25,25 +27,32 @@ export const backup: Command = {
   },
   async run(ctx) {
     const started = process.hrtime.bigint();
-    const r = await ctx.service.backup(requireString(ctx, 'repo'), ctx.args[0]!, {
+    const repo = requireString(ctx, 'repo');
+    const job = ctx.args[0]!;
+    let meter: { disk: number; meter: ProgressMeter } | undefined;
+    const r = await ctx.service.backup(repo, job, {
       activeFull: ctx.values['active-full'] === true,
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
       // A source that shrank to less than half or changed format is refused unless the user says it is intended.
       acceptSourceChange: ctx.values['accept-source-change'] === true,
       signal: ctx.signal,
-      onProgress: (p) =>
-        ctx.progress(
-          `disk ${p.disk + 1}/${p.diskCount}: ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / Math.max(1, p.bytesTotal))}%)`,
-        ),
+      onProgress: (p) => {
+        if (meter?.disk !== p.disk) meter = { disk: p.disk, meter: new ProgressMeter() };
+        ctx.progress(`disk ${p.disk + 1}/${p.diskCount}: ${meter.meter.line(p.bytesDone, p.bytesTotal)}`);
+      },
     });
     const secs = Number(process.hrtime.bigint() - started) / 1e9;
+    // How the changes were found (full read, hashes, dirty bitmap) and why CBT fell back, as the point records it.
+    const { state } = await ctx.service.points(repo, job);
+    const changes = changesOf(filesByPoint(state).get(r.pointId));
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify({ ...r, seconds: secs, io: processIo() }));
+      ctx.out(JSON.stringify({ ...r, changes, seconds: secs, io: processIo() }));
       return;
     }
     ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
+    ctx.out(`  changes found by ${describeChanges(changes).replace(/^(full|hash|cbt): (.*)$/, '$1 ($2)')}`);
     ctx.out(
-      `  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatBytes(r.bytesRead / Math.max(secs, 1e-6))}/s); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`,
+      `  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatRate(r.bytesRead / Math.max(secs, 1e-6))}); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`,
     );
     ctx.out(
       `  time by step: ${Object.entries(r.steps)

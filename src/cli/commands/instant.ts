@@ -93,12 +93,16 @@ export const instantList: Command = {
 
 export const instantStop: Command = {
   name: 'instant stop',
-  usage: 'instant stop <session> --repo <dir>',
+  usage: 'instant stop <session> --repo <dir> [--json]',
   summary: 'power off its VM, unpublish a session and discard its writes',
   positionals: ['session'],
-  options: { repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' } },
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
   async run(ctx) {
     await callControl(resolve(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
+    if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ session: ctx.args[0], stopped: true, overlayDiscarded: true }));
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
   },
 };
@@ -139,7 +143,7 @@ function describeMigration(m: Migration): string {
 
 export const instantMigrate: Command = {
   name: 'instant migrate',
-  usage: 'instant migrate <session> --repo <dir> [--to <dir>] [--format raw|qcow2] [--rate <MB/s>] [--finish] [--no-wait]',
+  usage: 'instant migrate <session> --repo <dir> [--to <dir>] [--format raw|qcow2] [--rate <MB/s>] [--finish] [--no-wait] [--json]',
   summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
   positionals: ['session'],
   options: {
@@ -149,6 +153,7 @@ export const instantMigrate: Command = {
     rate: { type: 'string', description: 'copy rate limit in MB/s', defaultText: 'unlimited' },
     finish: { type: 'boolean', description: 'complete the migration once the copy is in step (clients detached)', defaultText: 'copy and stay in step' },
     'no-wait': { type: 'boolean', description: 'return at once instead of showing progress until the copy is in step', defaultText: 'wait' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -182,6 +187,7 @@ export const instantMigrate: Command = {
     if (!m) throw new LifeboatError('LFB_ERR_INTERNAL', 'the server reports no migration');
     if (m.state === 'failed')
       throw new LifeboatError('LFB_ERR_MIGRATION', `migration of ${name} failed: ${m.problem ?? 'unknown'}; run the same command again to resume`);
+    if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ session: name, migration: m }));
     ctx.out(`migration of ${name} to ${m.to}: ${describeMigration(m)}`);
     for (const d of m.disks) ctx.out(`  ${d.name}: ${d.target}`);
     if (m.state === 'synced') ctx.out(`  in step; detach the VM from the datastore, then run \`lifeboat instant migrate ${name} --repo ${repo} --finish\``);
@@ -191,13 +197,14 @@ export const instantMigrate: Command = {
 
 export const instantAddDisk: Command = {
   name: 'instant add-disk',
-  usage: 'instant add-disk <session> --repo <dir> --size <bytes|K|M|G|T> [--name <disk>]',
+  usage: 'instant add-disk <session> --repo <dir> --size <bytes|K|M|G|T> [--name <disk>] [--json]',
   summary: 'add an empty disk to a session (hot-plugged into a booted VM)',
   positionals: ['session'],
   options: {
     repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
     size: { type: 'string', description: 'size of the new disk (bytes, or with K, M, G, T), a multiple of 512' },
     name: { type: 'string', description: 'disk name', defaultText: 'disk<n>' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');
@@ -206,6 +213,7 @@ export const instantAddDisk: Command = {
       name: optionalString(ctx, 'name'),
     });
     const d = s.disks[s.disks.length - 1]!;
+    if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ session: s.name, disk: d }));
     ctx.out(`session ${s.name}: added ${d.name} (${formatBytes(d.size)}): ${d.nfsPath}, nbd export ${d.nbdExport}`);
   },
 };

@@ -2,6 +2,7 @@ import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
 import type { Command } from '../command.js';
 import { requireString } from '../command.js';
+import { changesOf, describeChanges, filesByPoint, storedBytes } from '../point-report.js';
 
 export const points: Command = {
   name: 'points',
@@ -36,13 +37,30 @@ export const points: Command = {
         code: u.code,
       })),
     ].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    // How each point's changes were found, and what its file takes on disk beside the disks' size.
+    const files = filesByPoint(state);
+    const sizes = new Map<string, number | null>();
+    for (const p of rows) if (!sizes.has(p.file)) sizes.set(p.file, await storedBytes(state, p.file).catch(() => null));
+    const reported = rows.map((p) => ({ ...p, storedBytes: sizes.get(p.file) ?? null, changes: changesOf(files.get(p.id)) }));
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify(rows, null, 2));
+      ctx.out(JSON.stringify(reported, null, 2));
     } else {
-      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'SIZE'.padEnd(11), 'FILE'].join(''));
-      for (const p of rows) {
+      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'DISK'.padEnd(11), 'STORED'.padEnd(11), 'FILE'.padEnd(30), 'CHANGES'].join(''));
+      for (const p of reported) {
         const size = 'diskSizes' in p ? formatBytes(p.diskSizes.reduce((a, b) => a + b, 0)) : '-';
-        ctx.out([p.id.padEnd(14), p.createdAt.padEnd(26), p.kind.padEnd(11), size.padEnd(11), p.file, p.available ? '' : `  UNAVAILABLE [${p.code}]`].join(''));
+        const stored = p.storedBytes === null ? '-' : formatBytes(p.storedBytes);
+        ctx.out(
+          [
+            p.id.padEnd(14),
+            p.createdAt.padEnd(26),
+            p.kind.padEnd(11),
+            size.padEnd(11),
+            stored.padEnd(11),
+            p.file.padEnd(30),
+            describeChanges(p.changes),
+            p.available ? '' : `  UNAVAILABLE [${p.code}]`,
+          ].join(''),
+        );
       }
     }
     // Problems go to stderr too, on a terminal or not: a damaged backup must never go unnoticed.

@@ -1,0 +1,53 @@
+import { statfs } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fromFsError } from '../../core/errors.js';
+import { formatBytes } from '../../core/units.js';
+import type { Command } from '../command.js';
+import { requireString } from '../command.js';
+import { storedBytes } from '../point-report.js';
+
+export const repoInfo: Command = {
+  name: 'repo info',
+  usage: 'repo info --repo <dir> [--json]',
+  summary: "show each job's points and bytes of backup files, and the free space of the repository's file system",
+  positionals: [],
+  options: {
+    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+  },
+  async run(ctx) {
+    const repo = resolve(requireString(ctx, 'repo'));
+    const jobs = [];
+    for (const name of await ctx.service.listJobs(repo)) {
+      const { points, state } = await ctx.service.points(repo, name);
+      // Every backup file of the job, damaged ones too: they take space until repaired or deleted.
+      const files = new Set<string>([
+        ...state.chains.flatMap((c) => [...c.rollbacks, c.full, ...c.increments].map((f) => f.name)),
+        ...state.damaged.map((d) => d.file),
+      ]);
+      let bytes = 0;
+      for (const f of files) bytes += await storedBytes(state, f).catch(() => 0);
+      jobs.push({ name, points: points.length, unavailablePoints: state.unavailable.length, files: files.size, bytes });
+    }
+    const fs = await statfs(repo).catch((err: unknown) => {
+      throw fromFsError(err, 'reading the free space of', repo);
+    });
+    const doc = {
+      repo,
+      jobs,
+      bytes: jobs.reduce((a, j) => a + j.bytes, 0),
+      // What an unprivileged writer can still use (bavail), as df shows it.
+      freeBytes: fs.bavail * fs.bsize,
+      totalBytes: fs.blocks * fs.bsize,
+    };
+    if (ctx.values['json'] === true) return ctx.out(JSON.stringify(doc, null, 2));
+    ctx.out(`repository ${repo}`);
+    const width = Math.max(3, ...jobs.map((j) => j.name.length));
+    for (const j of jobs)
+      ctx.out(
+        `  ${j.name.padEnd(width)}  ${j.points} point${j.points === 1 ? '' : 's'}${j.unavailablePoints > 0 ? ` (+${j.unavailablePoints} unavailable)` : ''}, ${j.files} file${j.files === 1 ? '' : 's'}, ${formatBytes(j.bytes)}`,
+      );
+    if (jobs.length === 0) ctx.out('  no jobs');
+    ctx.out(`  total ${formatBytes(doc.bytes)} in backup files; file system: ${formatBytes(doc.freeBytes)} free of ${formatBytes(doc.totalBytes)}`);
+  },
+};
