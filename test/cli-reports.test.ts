@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cli, MiB, randomBytes, rng, tempDir } from './helpers.js';
-import { formatEta, formatRate } from '../src/cli/progress.js';
+import { formatEta, formatRate, ProgressMeter } from '../src/cli/progress.js';
 
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 
@@ -125,5 +125,17 @@ describe('CLI reports', () => {
     assert.equal(formatEta(125), '2 min 5 s');
     assert.equal(formatEta(3 * 3600 + 60), '3 h 1 min');
     assert.equal(formatEta(Infinity), '?');
+  });
+
+  it('rates a transfer by what it moved since its first progress line (a resumed copy too)', () => {
+    let now = 100;
+    const meter = new ProgressMeter(() => now);
+    assert.equal(meter.line(20e6, 100e6), '19.1 MiB / 95.4 MiB (20%)');
+    now += 2;
+    assert.equal(meter.line(60e6, 100e6), '57.2 MiB / 95.4 MiB (60%), 20.0 MB/s, ETA 2 s');
+    const blocks = new ProgressMeter(() => now);
+    assert.equal(blocks.eta(0, 1000), undefined);
+    now += 10;
+    assert.equal(blocks.eta(100, 1000), '1 min 30 s');
   });
 });

@@ -26,17 +26,36 @@ export function formatEta(seconds: number): string {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
-/** Measures one transfer from its creation; `line` says where it stands. */
+/**
+ * Measures one transfer from the first progress it sees: a resumed copy that
+ * starts half done is rated by what it moves now, not by what was done before.
+ */
 export class ProgressMeter {
-  private readonly startedNs = process.hrtime.bigint();
+  private first: { seconds: number; done: number } | undefined;
 
+  /** `now`: seconds on a monotonic clock (a parameter so tests can drive it). */
+  constructor(private readonly now: () => number = () => Number(process.hrtime.bigint()) / 1e9) {}
+
+  /** "12.0 MiB / 64.0 MiB (18%), 41.9 MB/s, ETA 1 s" (rate and ETA once half a second has passed). */
   line(bytesDone: number, bytesTotal: number): string {
-    const secs = Number(process.hrtime.bigint() - this.startedNs) / 1e9;
     const pct = Math.floor((100 * bytesDone) / Math.max(1, bytesTotal));
     const base = `${formatBytes(bytesDone)} / ${formatBytes(bytesTotal)} (${pct}%)`;
+    const rate = this.rate(bytesDone);
+    return rate === undefined ? base : `${base}, ${formatRate(rate)}, ETA ${formatEta((bytesTotal - bytesDone) / rate)}`;
+  }
+
+  /** Time left for `done` of `total` units of any kind (blocks, bytes), at the rate seen so far; undefined until there is one. */
+  eta(done: number, total: number): string | undefined {
+    const rate = this.rate(done);
+    return rate === undefined ? undefined : formatEta((total - done) / rate);
+  }
+
+  private rate(done: number): number | undefined {
+    const t = this.now();
+    if (this.first === undefined) this.first = { seconds: t, done };
+    const secs = t - this.first.seconds;
+    const moved = done - this.first.done;
     // The first half second says little about the rate.
-    if (secs < 0.5 || bytesDone <= 0) return base;
-    const rate = bytesDone / secs;
-    return `${base}, ${formatRate(rate)}, ETA ${formatEta((bytesTotal - bytesDone) / rate)}`;
+    return secs < 0.5 || moved <= 0 ? undefined : moved / secs;
   }
 }

@@ -6,6 +6,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { formatBytes, parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { optionalString, requireString } from '../command.js';
+import { ProgressMeter } from '../progress.js';
 
 export const instantStart: Command = {
   name: 'instant start',
@@ -174,8 +175,13 @@ export const instantMigrate: Command = {
     if (ctx.values['no-wait'] !== true) {
       // Progress on the terminal until the copy is in step (or done, or failed).
       let last = '';
+      const meter = new ProgressMeter();
       while (s.migration && s.migration.state === 'copying') {
-        const line = describeMigration(s.migration);
+        const m = s.migration;
+        const line = `${m.state} ${meter.line(
+          m.disks.reduce((a, d) => a + d.copied, 0),
+          m.disks.reduce((a, d) => a + d.size, 0),
+        )}`;
         if (line !== last) ctx.progress(`migrating ${name}: ${line}`);
         last = line;
         await new Promise((r) => setTimeout(r, 500));

@@ -4,6 +4,7 @@ import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
 import type { Command } from '../command.js';
 import { optionalString, requireString } from '../command.js';
+import { ProgressMeter } from '../progress.js';
 
 export const verify: Command = {
   name: 'verify',
@@ -21,6 +22,8 @@ export const verify: Command = {
     const all = ctx.values['all'] === true;
     const point = optionalString(ctx, 'point');
     if (all && point !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--point and --all exclude each other');
+    let repairMeter: { disk: number; meter: ProgressMeter } | undefined;
+    const blockMeter = new ProgressMeter();
     const r = await ctx.service.verify(requireString(ctx, 'repo'), ctx.args[0]!, {
       point,
       all,
@@ -28,12 +31,16 @@ export const verify: Command = {
       onBackupProgress: (p) => {
         // Progress comes between blocks: an interrupt stops the repair run there, as it stops a backup.
         throwIfInterrupted(ctx.signal);
-        ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${Math.floor((p.bytesDone / Math.max(1, p.bytesTotal)) * 100)}%`);
+        if (repairMeter?.disk !== p.disk) repairMeter = { disk: p.disk, meter: new ProgressMeter() };
+        ctx.progress(`repair: reading the source, disk ${p.disk + 1} of ${p.diskCount}: ${repairMeter.meter.line(p.bytesDone, p.bytesTotal)}`);
       },
       onProgress: (p) => {
         // Between blocks too; a check that did not finish records no health.
         throwIfInterrupted(ctx.signal);
-        ctx.progress(`verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)`);
+        const eta = blockMeter.eta(p.blocksDone, p.blocksTotal);
+        ctx.progress(
+          `verifying: ${p.blocksDone} of ${p.blocksTotal} blocks (${Math.floor((p.blocksDone / Math.max(1, p.blocksTotal)) * 100)}%)${eta === undefined ? '' : `, ETA ${eta}`}`,
+        );
       },
     });
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(r, null, 2));
