@@ -115,6 +115,13 @@ describe('CLI reports', () => {
     }
   });
 
+  it('repo init answers in JSON', async () => {
+    const other = join(dir, 'other-repo');
+    const r = await cli(['repo', 'init', other, '--block-size', '256K', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { repo: other, blockSize: 256 * 1024, compression: 'zstd:1' });
+  });
+
   it('formats rates and ETAs for progress lines', () => {
     assert.equal(formatRate(0), '0 B/s');
     assert.equal(formatRate(1536), '1.54 KB/s');

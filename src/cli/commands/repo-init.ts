@@ -5,7 +5,7 @@ import { optionalString } from '../command.js';
 
 export const repoInit: Command = {
   name: 'repo init',
-  usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]]',
+  usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]] [--json]',
   summary: 'create a repository',
   positionals: ['dir'],
   options: {
@@ -15,11 +15,13 @@ export const repoInit: Command = {
       description: 'codec for stored blocks: none, lz4 or zstd[:LEVEL] (LEVEL -7..19)',
       defaultText: formatCompression(DEFAULT_COMPRESSION),
     },
+    json: { type: 'boolean', description: 'print the repository created as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const bs = parseSize(optionalString(ctx, 'block-size') ?? '1M', '--block-size');
     const c = ctx.values['compression'] === undefined ? DEFAULT_COMPRESSION : parseCompression(String(ctx.values['compression']));
     const repo = await ctx.service.initRepository(ctx.args[0]!, bs, c);
+    if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ repo: repo.root, blockSize: bs, compression: formatCompression(c) }));
     ctx.out(`created repository ${repo.root} (block size ${formatBytes(bs)}, compression ${formatCompression(c)})`);
   },
 };
