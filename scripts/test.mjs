@@ -33,6 +33,8 @@ const UNIT = [
   'instant-storage',
   'nfs-listing',
   'sessions-hardening',
+  'cli-help',
+  'cli-reports',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
