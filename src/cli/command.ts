@@ -15,6 +15,17 @@ export interface OptionSpec {
 
 export type Options = Readonly<Record<string, OptionSpec>>;
 
+/** --repo, which most commands take. */
+export const REPO_OPTION: OptionSpec = { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' };
+/** --json, on every command that reports something. */
+export const JSON_OPTION: OptionSpec = { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' };
+/** --wait, on the commands that take a job's lock. */
+export const WAIT_OPTION: OptionSpec = {
+  type: 'boolean',
+  description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
+  defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
+};
+
 export interface Command {
   /** e.g. "repo init" */
   readonly name: string;

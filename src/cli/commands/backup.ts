@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint } from '../point-report.js';
 import { formatRate, ProgressMeter } from '../progress.js';
 
@@ -11,19 +11,15 @@ export const backup: Command = {
   summary: 'run the job: a full the first time, then increments',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     'active-full': { type: 'boolean', description: 'read the whole source and start a new chain', defaultText: 'as the job schedules' },
-    wait: {
-      type: 'boolean',
-      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
-      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
-    },
+    wait: WAIT_OPTION,
     'accept-source-change': {
       type: 'boolean',
       description: 'accept a source that lost more than half its size or changed format',
       defaultText: 'refuse with LFB_ERR_SOURCE_CHANGED',
     },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const started = process.hrtime.bigint();

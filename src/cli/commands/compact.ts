@@ -1,6 +1,6 @@
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command.js';
 
 export const compact: Command = {
   name: 'compact',
@@ -8,13 +8,9 @@ export const compact: Command = {
   summary: 'rewrite backup files that merges and reverse runs left with dead space, and report what was reclaimed',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    wait: {
-      type: 'boolean',
-      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
-      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
-    },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    wait: WAIT_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const r = await ctx.service.compact(requireString(ctx, 'repo'), ctx.args[0]!, { waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0 });

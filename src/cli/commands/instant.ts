@@ -5,7 +5,7 @@ import type { SessionInfo } from '../../app/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes, parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
 import { ProgressMeter } from '../progress.js';
 
 export const instantStart: Command = {
@@ -15,7 +15,7 @@ export const instantStart: Command = {
   summary: 'publish a restore point on the NFS datastore and over NBD, without restoring it; --boot also runs the VM',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     point: { type: 'string', description: 'the restore point: an id (or unique prefix) or latest' },
     name: { type: 'string', description: 'session name', defaultText: '<job>-<point id>-<time>' },
     'cache-dir': {
@@ -27,7 +27,7 @@ export const instantStart: Command = {
     boot: { type: 'boolean', description: 'also run the VM in QEMU on the published disks', defaultText: 'publish only' },
     accel: { type: 'string', description: 'with --boot: kvm or tcg', defaultText: 'kvm when usable, else tcg' },
     network: { type: 'string', description: 'with --boot: none, isolated, or a QEMU -nic spec', defaultText: 'none' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -73,8 +73,8 @@ export const instantList: Command = {
   summary: 'list instant-recovery sessions',
   positionals: [],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const list = await callControl<SessionInfo[]>(resolve(requireString(ctx, 'repo')), 'GET', '/sessions');
@@ -98,8 +98,8 @@ export const instantStop: Command = {
   summary: 'power off its VM, unpublish a session and discard its writes',
   positionals: ['session'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     await callControl(resolve(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
@@ -148,13 +148,13 @@ export const instantMigrate: Command = {
   summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
   positionals: ['session'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     to: { type: 'string', description: 'production folder the disks are copied to (needed to start; a resumed migration keeps its folder)' },
     format: { type: 'string', description: 'format of the migrated disks: raw or qcow2', defaultText: 'raw' },
     rate: { type: 'string', description: 'copy rate limit in MB/s', defaultText: 'unlimited' },
     finish: { type: 'boolean', description: 'complete the migration once the copy is in step (clients detached)', defaultText: 'copy and stay in step' },
     'no-wait': { type: 'boolean', description: 'return at once instead of showing progress until the copy is in step', defaultText: 'wait' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
@@ -207,10 +207,10 @@ export const instantAddDisk: Command = {
   summary: 'add an empty disk to a session (hot-plugged into a booted VM)',
   positionals: ['session'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     size: { type: 'string', description: 'size of the new disk (bytes, or with K, M, G, T), a multiple of 512' },
     name: { type: 'string', description: 'disk name', defaultText: 'disk<n>' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');

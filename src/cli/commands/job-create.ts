@@ -2,7 +2,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../../repository/job.js';
 import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
 import type { Command } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
 
 export const jobCreate: Command = {
   name: 'job create',
@@ -11,7 +11,7 @@ export const jobCreate: Command = {
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     disk: { type: 'string', multiple: true, description: 'a source disk: an image file, a block device or an nbd:// URI, once per disk' },
     method: {
       type: 'string',
@@ -37,7 +37,7 @@ export const jobCreate: Command = {
       description: 'JSON file of the VM settings (CPUs, memory, firmware) stored with each point',
       defaultText: 'from the source at each backup',
     },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const activeFullDays = parseWeekdays(optionalString(ctx, 'active-full') ?? '', '--active-full');

@@ -1,5 +1,5 @@
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command.js';
 
 export const jobDelete: Command = {
   name: 'job delete',
@@ -7,14 +7,10 @@ export const jobDelete: Command = {
   summary: 'delete a job (its restore points only with --with-points)',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     'with-points': { type: 'boolean', description: "delete the job's restore points and backup files too", defaultText: 'refuse while the job has points' },
-    wait: {
-      type: 'boolean',
-      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
-      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
-    },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    wait: WAIT_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const name = ctx.args[0]!;

@@ -1,5 +1,5 @@
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { REPO_OPTION, requireString } from '../command.js';
 
 export const jobList: Command = {
   name: 'job list',
@@ -7,7 +7,7 @@ export const jobList: Command = {
   summary: 'list the jobs of a repository',
   positionals: [],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     json: { type: 'boolean', description: 'print each job with its method, disks and number of points as JSON', defaultText: 'one name a line' },
   },
   async run(ctx) {

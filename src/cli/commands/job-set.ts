@@ -2,7 +2,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { retentionWarnings } from '../../repository/job-defaults.js';
 import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../../repository/job.js';
 import type { Command, CommandContext } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { JSON_OPTION, WAIT_OPTION, optionalString, requireString } from '../command.js';
 import { jobCreate } from './job-create.js';
 import { describeJob } from './job-show.js';
 
@@ -59,12 +59,8 @@ export const jobSet: Command = {
     ...jobCreate.options,
     'no-cbt': { type: 'boolean', description: 'turn changed-block tracking off' },
     'no-transform-to-rollbacks': { type: 'boolean', description: 'stop turning older chains into rollbacks' },
-    wait: {
-      type: 'boolean',
-      description: 'wait up to 6 hours for a running backup, job set or job delete of the job to finish',
-      defaultText: 'fail at once with LFB_ERR_JOB_LOCKED',
-    },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    wait: WAIT_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const unhandled = Object.keys(ctx.values).filter((k) => ctx.values[k] !== undefined && !JOB_SET_HANDLED.has(k));

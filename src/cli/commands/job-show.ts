@@ -1,7 +1,7 @@
 import { formatBytes } from '../../core/units.js';
 import type { JobDefinition } from '../../repository/index.js';
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 
 /** A job's settings as people read them, one [label, value] per setting `job create` and `job set` take. */
 export function describeJob(job: JobDefinition): [string, string][] {
@@ -30,8 +30,8 @@ export const jobShow: Command = {
   summary: "show a job's settings",
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const { job, points, damagedFiles } = await ctx.service.showJob(requireString(ctx, 'repo'), ctx.args[0]!);

@@ -1,7 +1,7 @@
 import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint, storedBytes } from '../point-report.js';
 
 export const points: Command = {
@@ -10,8 +10,8 @@ export const points: Command = {
   summary: 'list restore points',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const { points: list, state } = await ctx.service.points(requireString(ctx, 'repo'), ctx.args[0]!);

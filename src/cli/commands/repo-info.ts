@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { fromFsError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { storedBytes } from '../point-report.js';
 
 export const repoInfo: Command = {
@@ -12,8 +12,8 @@ export const repoInfo: Command = {
   summary: "show each job's points and bytes of backup files, and the free space of the repository's file system",
   positionals: [],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));

@@ -3,7 +3,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import { RESTORE_FORMATS, type RestoreFormat } from '../../restore/index.js';
 import type { Command } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { REPO_OPTION, optionalString, requireString } from '../command.js';
 import { ProgressMeter } from '../progress.js';
 
 export const restore: Command = {
@@ -13,7 +13,7 @@ export const restore: Command = {
   summary: 'restore a point to disk images',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     point: { type: 'string', description: 'the restore point: an id (or unique prefix) or latest' },
     to: { type: 'string', description: 'target file or block device, or an existing folder ending in / (one <disk>.<format> per disk)' },
     disk: { type: 'string', description: 'restore only this disk (number or name)', defaultText: 'every disk' },

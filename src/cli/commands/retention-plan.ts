@@ -1,5 +1,5 @@
 import type { Command } from '../command.js';
-import { requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 
 export const retentionPlan: Command = {
   name: 'retention plan',
@@ -7,8 +7,8 @@ export const retentionPlan: Command = {
   summary: 'show what retention would do now, changing nothing',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    repo: REPO_OPTION,
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const plan = await ctx.service.retentionPlan(requireString(ctx, 'repo'), ctx.args[0]!);

@@ -3,7 +3,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { REPO_OPTION, optionalString, requireString } from '../command.js';
 
 function port(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
@@ -18,7 +18,7 @@ export const serve: Command = {
   summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
   positionals: [],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     bind: { type: 'string', description: 'address the NFS, MOUNT and portmapper services listen on', defaultText: '0.0.0.0' },
     'nfs-port': { type: 'string', description: 'NFS port; given explicitly, a taken port is an error', defaultText: '2049, else the next free one' },
     'mount-port': { type: 'string', description: 'MOUNT port; given explicitly, a taken port is an error', defaultText: '1058, else the next free one' },

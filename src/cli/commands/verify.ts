@@ -3,7 +3,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
 import type { Command } from '../command.js';
-import { optionalString, requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
 import { ProgressMeter } from '../progress.js';
 
 export const verify: Command = {
@@ -12,11 +12,11 @@ export const verify: Command = {
   summary: 'health check: read every block a point needs (or every file of the job) and check its SHA-256',
   positionals: ['job'],
   options: {
-    repo: { type: 'string', description: 'the repository folder', defaultText: '$LIFEBOAT_REPO' },
+    repo: REPO_OPTION,
     point: { type: 'string', description: 'the restore point to check: an id (or unique prefix) or latest', defaultText: 'latest' },
     all: { type: 'boolean', description: 'check every backup file of the job instead of one point', defaultText: 'one point' },
     repair: { type: 'boolean', description: 'after damage is found, back up again from the source so a whole point exists', defaultText: 'report only' },
-    json: { type: 'boolean', description: 'print the result as JSON', defaultText: 'human-readable text' },
+    json: JSON_OPTION,
   },
   async run(ctx) {
     const all = ctx.values['all'] === true;
