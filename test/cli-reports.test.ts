@@ -95,9 +95,22 @@ describe('CLI reports', () => {
     assert.match(text.stdout, /free/);
   });
 
+  it('an increment without CBT says its changes were found by hash, and the points table keeps its columns apart', async () => {
+    assert.equal((await cli(['job', 'create', 'plain', '--repo', repo, '--disk', raw, '--method', 'forward', '--retain-points', '5'])).code, 0);
+    for (let i = 0; i < 2; i++) assert.equal((await cli(['backup', 'plain', '--repo', repo])).code, 0);
+    const rows = JSON.parse((await cli(['points', 'plain', '--repo', repo, '--json'])).stdout) as { kind: string; changes: { method: string }[] }[];
+    assert.deepEqual(
+      rows.map((r) => `${r.kind} ${r.changes[0]!.method}`),
+      ['full full', 'increment hash'],
+    );
+    const human = (await cli(['points', 'plain', '--repo', repo])).stdout;
+    assert.doesNotMatch(human, /\.(vbk|vib)(full|hash|cbt)/, 'the FILE and CHANGES columns run together');
+    assert.match(human, /\.vib\s+hash/);
+  });
+
   it('job list and restore answer in JSON; instant commands accept --json', async () => {
     const jobs = JSON.parse((await cli(['job', 'list', '--repo', repo, '--json'])).stdout) as { name: string; points: number }[];
-    assert.deepEqual(jobs.map((j) => j.name).sort(), ['cbtjob', 'vm']);
+    assert.deepEqual(jobs.map((j) => j.name).sort(), ['cbtjob', 'plain', 'vm']);
     const target = join(dir, 'restored.img');
     const r = await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', target, '--format', 'raw', '--json']);
     assert.equal(r.code, 0, r.stderr);

@@ -262,7 +262,10 @@ async function writePoint(
       opened.map((o) => ({ path: o.source.path, size: o.source.size, format: o.format })),
     );
     // Without a parent every block was read: whatever tracking was set up, this point's changes are a full read.
-    const changes = trackingOf(opened).map((t) => (parent ? t : { method: 'full' as const, ...(t.bitmap ? { bitmap: t.bitmap } : {}) }));
+    // With one, every block read was compared with the parent's digest: at least a hash comparison.
+    const changes = trackingOf(opened).map((t) =>
+      parent ? (t.method === 'full' ? { ...t, method: 'hash' as const } : t) : { method: 'full' as const, ...(t.bitmap ? { bitmap: t.bitmap } : {}) },
+    );
     await writer.commit({
       kind,
       seq,

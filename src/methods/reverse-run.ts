@@ -157,7 +157,7 @@ export async function reverseIncrement(
         parentPointId: null,
         mergedCount: f.root.mergedCount,
         diskSizes: f.root.diskSizes,
-        meta: { vm, trigger, changes: trackingOf(opened) },
+        meta: { vm, trigger, changes: trackingOf(opened).map((t) => (t.method === 'full' ? { ...t, method: 'hash' as const } : t)) },
       },
       tables,
       position,

@@ -45,7 +45,9 @@ export const points: Command = {
     if (ctx.values['json'] === true) {
       ctx.out(JSON.stringify(reported, null, 2));
     } else {
-      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'DISK'.padEnd(11), 'STORED'.padEnd(11), 'FILE'.padEnd(30), 'CHANGES'].join(''));
+      // File names are longer than the other columns and vary: the column is as wide as the longest.
+      const fileWidth = Math.max(6, ...reported.map((p) => p.file.length)) + 2;
+      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'DISK'.padEnd(11), 'STORED'.padEnd(11), 'FILE'.padEnd(fileWidth), 'CHANGES'].join(''));
       for (const p of reported) {
         const size = 'diskSizes' in p ? formatBytes(p.diskSizes.reduce((a, b) => a + b, 0)) : '-';
         const stored = p.storedBytes === null ? '-' : formatBytes(p.storedBytes);
@@ -56,7 +58,7 @@ export const points: Command = {
             p.kind.padEnd(11),
             size.padEnd(11),
             stored.padEnd(11),
-            p.file.padEnd(30),
+            p.file.padEnd(fileWidth),
             describeChanges(p.changes),
             p.available ? '' : `  UNAVAILABLE [${p.code}]`,
           ].join(''),
