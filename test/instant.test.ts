@@ -58,7 +58,8 @@ test('instant recovery: publish points over NFS, write to the overlay, survive k
       assert.ok(s1.publishMs < 1000, `published in ${s1.publishMs} ms`);
       assert.equal(s1.disks[0]!.nfsPath, '/lifeboat/s1/disk0-flat.vmdk');
       const dup = await cli(['instant', 'start', 'web', '--repo', repo, '--point', 'latest', '--name', 's1']);
-      assert.equal(dup.code, 2);
+      assert.equal(dup.code, 5, dup.stderr);
+      assert.match(dup.stderr, /LFB_ERR_SESSION_EXISTS/);
 
       const q = `?version=3&nfsport=${server.nfsPort}&mountport=${server.mountPort}`;
       const cat = async (path: string): Promise<Buffer> =>
