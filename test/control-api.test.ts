@@ -1,16 +1,15 @@
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { controlFile, startControlApi, type ControlInfo } from '../src/app/control-api.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
-import { MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
+import { MiB, nonLoopbackAddress, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 const PORTS = { nfsPort: 2049, mountPort: 1058, portmap: 'off', host: '127.0.0.1' };
 
@@ -198,11 +197,8 @@ test('control API: a server removes only its own control file', async () => {
   });
 });
 
-test('control API: a peer that is not on loopback is refused at accept', async (t: TestContext) => {
-  const own = Object.values(networkInterfaces())
-    .flat()
-    .find((i) => i?.family === 'IPv4' && !i.internal)?.address;
-  if (own === undefined) return t.skip('this machine has no non-loopback IPv4 address to connect from');
+test('control API: a peer that is not on loopback is refused at accept', async () => {
+  const { address: own, cleanup: dropAddress } = await nonLoopbackAddress();
   await withRecovery(async (repo, ir) => {
     const api = await startControlApi(repo, ir, PORTS);
     try {
@@ -220,5 +216,5 @@ test('control API: a peer that is not on loopback is refused at accept', async (
     } finally {
       await api.close();
     }
-  });
+  }).finally(dropAddress);
 });

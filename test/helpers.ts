@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LifeboatService } from '../src/app/index.js';
@@ -150,4 +150,20 @@ export async function repoWithPoint(dir: string, content: Buffer, job = 'vm'): P
     assert.equal(r.code, 0, r.stderr);
   }
   return repo;
+}
+
+/**
+ * An IPv4 address of this machine that is not loopback, to connect from (a
+ * peer the allow lists see as remote). A machine without one gets
+ * an address of 192.0.2.0/24 (TEST-NET-1, never routed) on lo for the test's time; that
+ * needs root, as the suite does.
+ */
+export async function nonLoopbackAddress(): Promise<{ address: string; cleanup: () => Promise<void> }> {
+  const own = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i?.family === 'IPv4' && !i.internal)?.address;
+  if (own !== undefined) return { address: own, cleanup: async () => undefined };
+  const address = `192.0.2.${10 + (process.pid % 240)}`; // one per test process: files run side by side
+  execFileSync('ip', ['addr', 'replace', `${address}/32`, 'dev', 'lo']);
+  return { address, cleanup: async () => void execFileSync('ip', ['addr', 'del', `${address}/32`, 'dev', 'lo'], { stdio: 'ignore' }) };
 }

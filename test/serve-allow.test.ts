@@ -4,11 +4,10 @@ import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { ControlInfo } from '../src/app/control-api.js';
 import { encodeCall, recordHeader } from '../src/rpc/index.js';
-import { BIN, cli, MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
+import { BIN, cli, MiB, nonLoopbackAddress, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
 async function freePort(): Promise<number> {
@@ -20,9 +19,6 @@ async function freePort(): Promise<number> {
 }
 
 /** This machine's own non-loopback IPv4 address: Linux carries a connection from it to 127.0.0.1 over lo. */
-const OWN_ADDRESS = Object.values(networkInterfaces())
-  .flat()
-  .find((i) => i?.family === 'IPv4' && !i.internal)?.address;
 
 /** An RPC NULL call (procedure 0) in one record, as a TCP client sends it. */
 function nullCall(prog: number, vers: number): Buffer {
@@ -79,12 +75,13 @@ function udpNull(port: number, from: string, ms = 1000): Promise<number> {
 
 test('serve --allow: the portmapper, MOUNT, NFS and NBD refuse a peer outside the list at accept; the local CLI still drives the server', async () => {
   const { dir, cleanup } = await tempDir();
+  const { address: OWN_ADDRESS, cleanup: dropAddress } = await nonLoopbackAddress();
   let s: Server | undefined;
   try {
     const repo = await repoWithPoint(dir, randomBytes(rng(7), MiB));
     const pmPort = await freePort();
-    // Loopback is outside the list; this machine's own address (when it has one) is in it.
-    const allow = ['10.0.0.0/8', ...(OWN_ADDRESS ? [`${OWN_ADDRESS}/32`] : [])].join(',');
+    // Loopback is outside the list; this machine's own address is in it.
+    const allow = `10.0.0.0/8,${OWN_ADDRESS}/32`;
     s = await startServer(repo, ['--allow', allow, '--portmap-port', String(pmPort)]);
     assert.match(s.log(), new RegExp(`portmapper serving on ${pmPort}`));
     const listeners: [string, number, Buffer | undefined][] = [
@@ -96,13 +93,11 @@ test('serve --allow: the portmapper, MOUNT, NFS and NBD refuse a peer outside th
     for (const [what, port, hello] of listeners) {
       const refused = await talk(port, hello);
       assert.deepEqual(refused, { bytes: 0, closedByServer: true }, `${what} on ${port}: a loopback peer is closed on before any byte`);
-      if (OWN_ADDRESS) {
-        const allowed = await talk(port, hello, OWN_ADDRESS);
-        assert.ok(allowed.bytes > 0, `${what} on ${port} answers a peer in the list (${OWN_ADDRESS})`);
-      }
+      const allowed = await talk(port, hello, OWN_ADDRESS);
+      assert.ok(allowed.bytes > 0, `${what} on ${port} answers a peer in the list (${OWN_ADDRESS})`);
     }
     assert.equal(await udpNull(pmPort, '127.0.0.1'), 0, 'the portmapper over UDP does not answer a loopback peer');
-    if (OWN_ADDRESS) assert.ok((await udpNull(pmPort, OWN_ADDRESS)) > 0, 'the portmapper over UDP answers a peer in the list');
+    assert.ok((await udpNull(pmPort, OWN_ADDRESS)) > 0, 'the portmapper over UDP answers a peer in the list');
     // The control API is loopback-only by design and not subject to --allow: the CLI works.
     const started = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'a1']);
     assert.equal(started.code, 0, started.stderr);
@@ -111,6 +106,7 @@ test('serve --allow: the portmapper, MOUNT, NFS and NBD refuse a peer outside th
     assert.match(list.stdout, /^a1\s+running/m);
   } finally {
     if (s) await kill9(s);
+    await dropAddress();
     await cleanup();
   }
 });
