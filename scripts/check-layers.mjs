@@ -28,7 +28,15 @@ const ALLOWED = {
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
   app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery'],
-  cli: ['core', 'app', 'compress', 'repository', 'restore'],
+  // The catalog of runs, jobs, points, users and tokens: one interface, SQLite and PostgreSQL behind it.
+  catalog: ['core'],
+  // The scheduler's decisions (pure): next fire times, windows, retries, chaining, the task cap.
+  schedule: ['core'],
+  // Passwords, API tokens, console sessions, login rate limits.
+  auth: ['core', 'catalog'],
+  // The service: the scheduler's runtime, runs recorded in the catalog, the HTTP API.
+  service: ['core', 'format', 'storage', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
+  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [
     'core',
@@ -52,6 +60,7 @@ const ALLOWED = {
 const NO_IO = {
   format: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'],
   retention: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'],
+  schedule: ['node:fs', 'node:fs/promises', 'node:net', 'node:child_process'],
 };
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');

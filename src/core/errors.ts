@@ -47,6 +47,15 @@ export const ERROR_CODES = {
   LFB_ERR_CBT_UNSUPPORTED: 'Invalid',
   LFB_ERR_SOURCE_CHANGED: 'Conflict',
   LFB_ERR_INTERRUPTED: 'Aborted',
+  LFB_ERR_CLIENTS_ATTACHED: 'Conflict',
+  LFB_ERR_UNAUTHENTICATED: 'Invalid',
+  LFB_ERR_FORBIDDEN: 'Invalid',
+  LFB_ERR_RATE_LIMITED: 'Transient',
+  LFB_ERR_CATALOG: 'Permanent',
+  LFB_ERR_CATALOG_VERSION: 'Unsupported',
+  LFB_ERR_RUN_NOT_FOUND: 'NotFound',
+  LFB_ERR_USER_NOT_FOUND: 'NotFound',
+  LFB_ERR_USER_EXISTS: 'Conflict',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

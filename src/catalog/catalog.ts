@@ -1,0 +1,198 @@
+/**
+ * The catalog: what the service remembers beside the repositories. Every run
+ * and task with its log, the jobs and points it last saw in each repository
+ * (a cache the repositories can rebuild: the backup files stay the truth),
+ * and the server's users, API tokens and console sessions.
+ *
+ * One interface, several databases (SQLite embedded, PostgreSQL for several
+ * servers): test/catalog-conformance.test.ts runs the same suite on each.
+ * Times are ISO-8601 strings in UTC; sizes are bytes (numbers: below 2^53).
+ */
+
+export const RUN_STATES = ['queued', 'running', 'succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+/** What started a run. `after` is a run chained after another job's run. */
+export const RUN_TRIGGERS = ['schedule', 'retry', 'manual', 'api', 'after', 'missed'] as const;
+export type RunTrigger = (typeof RUN_TRIGGERS)[number];
+
+export const CHANGE_METHODS = ['cbt', 'hash', 'full'] as const;
+export type ChangeMethod = (typeof CHANGE_METHODS)[number];
+
+export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
+export interface RunRecord {
+  /** Assigned by the catalog: increasing, unique. */
+  readonly id: number;
+  /** The repository's root folder. */
+  readonly repo: string;
+  readonly job: string;
+  readonly trigger: RunTrigger;
+  /** 1 for the first try; a retry of a failed run has the next number. */
+  readonly attempt: number;
+  /** The run this one retries, if any. */
+  readonly retryOf: number | null;
+  readonly state: RunState;
+  readonly queuedAt: string;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly bytesRead: number;
+  readonly bytesStored: number;
+  /** Milliseconds by step (scan, open, data, commit, retention, …). */
+  readonly steps: Readonly<Record<string, number>>;
+  readonly errorCode: string | null;
+  readonly errorMessage: string | null;
+  /** The restore point the run made. */
+  readonly pointId: string | null;
+  readonly changeMethod: ChangeMethod | null;
+  /** Why the changes were found that way (e.g. why CBT fell back). */
+  readonly changeReason: string | null;
+}
+
+export type NewRun = Pick<RunRecord, 'repo' | 'job' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'>;
+/** What a run's progress or end changes. */
+export type RunUpdate = Partial<Omit<RunRecord, 'id' | 'repo' | 'job' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'>>;
+
+/** One disk of a run. */
+export interface TaskRecord {
+  readonly runId: number;
+  readonly disk: number;
+  readonly diskName: string;
+  readonly state: RunState;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly bytesRead: number;
+  readonly bytesStored: number;
+}
+
+export interface LogLine {
+  readonly runId: number;
+  /** 1, 2, 3… within the run. */
+  readonly seq: number;
+  readonly at: string;
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
+  readonly message: string;
+}
+
+export interface RunFilter {
+  readonly repo?: string;
+  readonly job?: string;
+  readonly states?: readonly RunState[];
+  /** Runs queued at or after this time. */
+  readonly since?: string;
+  /** Newest first; at most this many (default 50, at most 1000). */
+  readonly limit?: number;
+  /** Runs with an id below this (the `next` of the previous page). */
+  readonly before?: number;
+}
+
+export interface RunPage {
+  readonly runs: readonly RunRecord[];
+  /** Pass as `before` for the next page; null when this was the last. */
+  readonly next: number | null;
+}
+
+/** A job as the catalog last saw it in its repository (job.json is the truth). */
+export interface JobRecord {
+  readonly repo: string;
+  readonly name: string;
+  readonly jobId: string;
+  /** The job definition (job.json) as JSON. */
+  readonly definition: Readonly<Record<string, unknown>>;
+  readonly updatedAt: string;
+}
+
+/** A restore point as the catalog last saw it (the backup files are the truth). */
+export interface PointRecord {
+  readonly repo: string;
+  readonly job: string;
+  readonly pointId: string;
+  readonly seq: number;
+  readonly createdAt: string;
+  readonly kind: 'full' | 'increment' | 'rollback';
+  readonly file: string;
+  readonly chainId: string;
+  readonly diskBytes: number;
+  readonly storedBytes: number;
+  /** GFS flags the retention plan gives the point. */
+  readonly gfs: readonly ('weekly' | 'monthly' | 'yearly')[];
+  readonly health: 'ok' | 'damaged' | 'unavailable';
+  readonly changeMethod: ChangeMethod | null;
+}
+
+export interface UserRecord {
+  readonly name: string;
+  readonly role: UserRole;
+  /** A self-describing password hash (e.g. `scrypt$…`); never the password. */
+  readonly passwordHash: string;
+  readonly createdAt: string;
+}
+
+export interface TokenRecord {
+  /** Public id (shown in listings); the secret part is only ever stored hashed. */
+  readonly id: string;
+  readonly user: string;
+  readonly name: string;
+  /** SHA-256 (hex) of the whole token. */
+  readonly hash: string;
+  readonly createdAt: string;
+  readonly lastUsedAt: string | null;
+}
+
+/** A console login. */
+export interface WebSessionRecord {
+  /** SHA-256 (hex) of the cookie's value: a stolen catalog does not yield live cookies. */
+  readonly idHash: string;
+  readonly user: string;
+  readonly csrfToken: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+}
+
+export interface Catalog {
+  /** The schema version this catalog is at (migrations bring an older one up at open). */
+  schemaVersion(): Promise<number>;
+
+  createRun(run: NewRun): Promise<RunRecord>;
+  updateRun(id: number, change: RunUpdate): Promise<RunRecord>;
+  /** LFB_ERR_RUN_NOT_FOUND when there is none. */
+  getRun(id: number): Promise<RunRecord>;
+  listRuns(filter?: RunFilter): Promise<RunPage>;
+  /** Runs left `running` or `queued` by a server that died: marked `interrupted` (returned). */
+  interruptUnfinished(at: string): Promise<readonly RunRecord[]>;
+
+  putTask(task: TaskRecord): Promise<void>;
+  listTasks(runId: number): Promise<readonly TaskRecord[]>;
+
+  /** Appends lines to a run's log; their seq is assigned in order. */
+  appendLog(runId: number, lines: readonly Omit<LogLine, 'runId' | 'seq'>[]): Promise<void>;
+  /** Lines with seq above `afterSeq`, oldest first, at most `limit` (default 1000). */
+  readLog(runId: number, afterSeq?: number, limit?: number): Promise<readonly LogLine[]>;
+
+  putJob(job: JobRecord): Promise<void>;
+  deleteJob(repo: string, name: string): Promise<void>;
+  listJobs(repo?: string): Promise<readonly JobRecord[]>;
+
+  /** Replaces everything recorded of one job's points with `points`. */
+  replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void>;
+  listPoints(repo: string, job: string): Promise<readonly PointRecord[]>;
+
+  addUser(user: UserRecord): Promise<void>;
+  getUser(name: string): Promise<UserRecord | undefined>;
+  listUsers(): Promise<readonly UserRecord[]>;
+  deleteUser(name: string): Promise<void>;
+
+  addToken(token: TokenRecord): Promise<void>;
+  findToken(hash: string): Promise<TokenRecord | undefined>;
+  touchToken(id: string, at: string): Promise<void>;
+  listTokens(user?: string): Promise<readonly TokenRecord[]>;
+  deleteToken(id: string): Promise<void>;
+
+  addWebSession(s: WebSessionRecord): Promise<void>;
+  findWebSession(idHash: string): Promise<WebSessionRecord | undefined>;
+  deleteWebSession(idHash: string): Promise<void>;
+  deleteExpiredWebSessions(now: string): Promise<number>;
+
+  close(): Promise<void>;
+}
