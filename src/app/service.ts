@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Weekday } from '../core/clock.js';
+import { formatDuration, formatWindow, localTimeZone, nextFire, parseDuration, parseWindow } from '../core/schedule-text.js';
 import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
@@ -69,7 +70,7 @@ export class LifeboatService {
       diskFormat?: string | undefined;
       gfs?: { weekly: number; monthly: number; yearly: number } | undefined;
       vmConfigFile?: string | undefined;
-    },
+    } & ScheduleSettingsChange,
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
     const disks = await resolveJobDisks(spec.disks, spec.qmp, spec.drives);
@@ -88,6 +89,7 @@ export class LifeboatService {
       ...(spec.cbt ? { cbt: true } : {}),
       ...(spec.diskFormat ? { diskFormat: spec.diskFormat } : {}),
       ...(spec.gfs ? { gfs: spec.gfs } : {}),
+      ...withoutUndefined(scheduleSettings(spec)),
       blockSize: repo.config.blockSize,
       compression: repo.config.compression,
       vm,
@@ -99,9 +101,20 @@ export class LifeboatService {
   }
 
   /** `job show`: the job's settings and how many restore points it has. */
-  async showJob(repoDir: string, name: string): Promise<{ job: JobDefinition; points: number; damagedFiles: number }> {
+  async showJob(
+    repoDir: string,
+    name: string,
+  ): Promise<{ job: JobDefinition; points: number; damagedFiles: number; nextRunAt: string | null; timeZone: string }> {
     const { job, state } = await this.jobState(repoDir, name);
-    return { job, points: state.points.length, damagedFiles: state.damaged.length };
+    // When a server would next start it by its schedule (in the server's time zone), if it has one and is enabled.
+    const next = job.schedule === undefined || job.disabled === true ? null : nextFire(job.schedule, this.clock.now().getTime());
+    return {
+      job,
+      points: state.points.length,
+      damagedFiles: state.damaged.length,
+      nextRunAt: next === null ? null : new Date(next).toISOString(),
+      timeZone: localTimeZone(),
+    };
   }
 
   /**
@@ -127,7 +140,7 @@ export class LifeboatService {
       /** null: no GFS any more. */
       gfs?: { weekly: number; monthly: number; yearly: number } | null | undefined;
       vmConfigFile?: string | undefined;
-    },
+    } & ScheduleSettingsChange,
     opts: { waitMs?: number } = {},
   ): Promise<{ before: JobDefinition; after: JobDefinition }> {
     const repo = await Repository.open(repoDir);
@@ -146,6 +159,7 @@ export class LifeboatService {
     if (changes.diskFormat !== undefined) set.diskFormat = changes.diskFormat;
     if (changes.gfs !== undefined) set.gfs = changes.gfs ?? undefined;
     if (vm !== undefined) set.vm = vm;
+    Object.assign(set, scheduleSettings(changes));
     if (changes.cbt === true || (changes.cbt === undefined && (newDisks !== undefined || changes.diskFormat !== undefined))) {
       // Checked against the disks and format the job will have, before anything is written.
       const job = await loadJob(repo, name);
@@ -341,6 +355,32 @@ function resolveDisk(ref: string | undefined, names: readonly string[]): number 
   const byName = names.indexOf(ref);
   if (byName >= 0) return byName;
   throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `no disk "${ref}" in this point (disks: ${names.map((n, i) => `${i}=${n}`).join(', ')})`);
+}
+
+/** The schedule settings `job create` and `job set` take; null clears a setting (no schedule, no window, no chaining). */
+export interface ScheduleSettingsChange {
+  schedule?: string | null | undefined;
+  window?: string | null | undefined;
+  retries?: number | undefined;
+  retryDelay?: string | undefined;
+  after?: string | null | undefined;
+  disabled?: boolean | undefined;
+}
+
+/** The settings as job.json stores them: window and delay in their canonical form, cleared ones (and `disabled: false`) undefined. */
+function scheduleSettings(c: ScheduleSettingsChange): Pick<JobSettings, 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled'> {
+  const out: { -readonly [K in 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled']?: JobSettings[K] } = {};
+  if (c.schedule !== undefined) out.schedule = c.schedule === null ? undefined : c.schedule.trim();
+  if (c.window !== undefined) out.window = c.window === null ? undefined : formatWindow(parseWindow(c.window));
+  if (c.retries !== undefined) out.retries = c.retries;
+  if (c.retryDelay !== undefined) out.retryDelay = formatDuration(parseDuration(c.retryDelay));
+  if (c.after !== undefined) out.after = c.after ?? undefined;
+  if (c.disabled !== undefined) out.disabled = c.disabled || undefined;
+  return out;
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** The disks of a job as stored: paths made absolute and checked, a running VM's drives as qmp:///<monitor socket>?drive=<node-name>. */

@@ -4,7 +4,7 @@ import { LifeboatError, fromFsError } from '../core/errors.js';
 import { LockFile, removeDurable } from '../storage/index.js';
 import { writeCheckedJson } from './checked-json.js';
 import { heldPoints, withHoldsLock } from './holds.js';
-import { JOB_FILE, loadJob, validateJobName, validateJobSettings, type JobDefinition } from './job.js';
+import { JOB_FILE, checkAfter, loadJob, validateJobName, validateJobSettings, type JobDefinition } from './job.js';
 import { scanJob } from './job-state.js';
 import type { Repository } from './repository.js';
 
@@ -40,7 +40,9 @@ export async function updateJob(
 ): Promise<{ before: JobDefinition; after: JobDefinition }> {
   // A change the rules refuse is refused at once, without waiting for a running backup; checked again under the lock.
   const now = await loadJob(repo, name);
-  validateJobSettings(withoutUndefined({ ...now, ...change(now) }) as unknown as JobDefinition);
+  const planned = withoutUndefined({ ...now, ...change(now) }) as unknown as JobDefinition;
+  validateJobSettings(planned);
+  if (planned.after !== undefined && planned.after !== now.after) await checkAfter(repo, name, planned.after);
   return withJobLock(
     repo,
     name,
@@ -48,6 +50,7 @@ export async function updateJob(
       const before = await loadJob(repo, name);
       const after = withoutUndefined({ ...before, ...change(before) }) as unknown as JobDefinition;
       validateJobSettings(after);
+      if (after.after !== undefined && after.after !== before.after) await checkAfter(repo, name, after.after);
       await writeCheckedJson(join(repo.jobDir(name), JOB_FILE), after, repo.storage);
       return { before, after };
     },

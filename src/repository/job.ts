@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE, newUuid } from '../core/ids.js';
 import { WEEKDAYS, type Weekday } from '../core/clock.js';
+import { parseCron, parseDuration, parseWindow } from '../core/schedule-text.js';
 import type { VmConfig } from '../format/root.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import type { Repository } from './repository.js';
@@ -37,7 +38,21 @@ export interface JobDefinition {
   readonly compression: string;
   /** VM configuration given with --vm-config; missing fields are filled at each backup. */
   readonly vm: Partial<VmConfig> | null;
+  /** When `lifeboat serve` runs the job: a cron expression (5 fields, or 6 with seconds first); absent = never by itself. */
+  readonly schedule?: string | undefined;
+  /** The daily time window (HH:MM-HH:MM, may wrap midnight) in which the server starts and runs it; absent = any time. */
+  readonly window?: string | undefined;
+  /** How many more times the server tries a failed run; absent = DEFAULT_RETRIES. */
+  readonly retries?: number | undefined;
+  /** How long after a failed run the server tries again (e.g. 10m); absent = DEFAULT_RETRY_DELAY. */
+  readonly retryDelay?: string | undefined;
+  /** Another job of the repository: the server runs this one when a run of that one succeeds (or ends with warnings). */
+  readonly after?: string | undefined;
+  /** The server queues no run of it by itself (schedule, retry, chaining); runs asked for by hand still run. */
+  readonly disabled?: boolean | undefined;
 }
+
+export const MAX_RETRIES = 100;
 
 export function validateJobName(name: string): void {
   if (!JOB_NAME_RE.test(name)) {
@@ -67,6 +82,7 @@ export async function createJob(repo: Repository, def: Omit<JobDefinition, 'vers
     throw new LifeboatError('LFB_ERR_JOB_EXISTS', `job "${def.name}" already exists in ${repo.root}`, { details: { job: def.name } });
   }
   validateJobSettings(def);
+  if (def.after !== undefined) await checkAfter(repo, def.name, def.after);
   const full: JobDefinition = { version: 1, jobId: newUuid(), ...def };
   await repo.storage.mkdir(dir);
   await writeCheckedJson(join(dir, JOB_FILE), full, repo.storage);
@@ -94,8 +110,39 @@ export function validateJobSettings(def: Omit<JobDefinition, 'version' | 'jobId'
       'LFB_ERR_INVALID_ARGUMENT',
       '--transform-to-rollbacks and --gfs exclude each other: GFS keeps old fulls, the transform turns them into rollbacks',
     );
+  if (def.schedule !== undefined) parseCron(def.schedule, '--schedule');
+  if (def.window !== undefined) parseWindow(def.window, '--window');
+  if (def.retries !== undefined && (!Number.isInteger(def.retries) || def.retries < 0 || def.retries > MAX_RETRIES))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--retries must be a whole number from 0 to ${MAX_RETRIES}, not ${String(def.retries)}`);
+  if (def.retryDelay !== undefined) parseDuration(def.retryDelay, '--retry-delay');
+  if (def.after !== undefined) {
+    if (!JOB_NAME_RE.test(def.after)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: "${def.after}" is not a job name`);
+    if (def.after === def.name) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: job "${def.name}" cannot run after itself`);
+  }
+  if (def.disabled !== undefined && typeof def.disabled !== 'boolean')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--disabled is on or off (true or false in job.json)');
   if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--disk-format must be one of raw, qcow2, vmdk, vhdx, vdi, vpc, qed, not "${def.diskFormat}"`);
+}
+
+/**
+ * `after` must name a job of the same repository, and following the chain
+ * from it must not come back to `name` (a loop would run its jobs forever).
+ */
+export async function checkAfter(repo: Repository, name: string, after: string): Promise<void> {
+  const jobs = new Set(await repo.listJobs());
+  const seen = [name];
+  for (let next: string | undefined = after; next !== undefined;) {
+    if (!jobs.has(next))
+      throw new LifeboatError(
+        'LFB_ERR_INVALID_ARGUMENT',
+        next === after ? `--after: no job "${after}" in ${repo.root}` : `--after: job "${seen.at(-1)!}" runs after "${next}", which does not exist`,
+        { details: { job: next } },
+      );
+    if (seen.includes(next)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: a loop of jobs (${[...seen, next].join(' → ')}) would run forever`);
+    seen.push(next);
+    next = (await loadJob(repo, next)).after;
+  }
 }
 
 export async function loadJob(repo: Repository, name: string): Promise<JobDefinition> {

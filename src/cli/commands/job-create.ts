@@ -3,11 +3,12 @@ import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../.
 import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
+import { SCHEDULE_OPTIONS, scheduleFlags } from './job-schedule-flags.js';
 
 export const jobCreate: Command = {
   name: 'job create',
   usage:
-    'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>] [--json]',
+    'job create <job> --repo <dir> --disk <path|nbd-uri> [--disk … ] [--method forward|forever|reverse] [--retain-points N | --retain-days N] [--active-full <weekday,…>] [--synthetic-full <weekday,…> [--transform-to-rollbacks]] [--gfs weekly=N,monthly=N,yearly=N] [--qmp <socket> --drive <node-name> …] [--cbt] [--disk-format raw|qcow2|vmdk|vhdx|vdi] [--vm-config <file>] [--schedule <cron>] [--window HH:MM-HH:MM] [--retries N] [--retry-delay <duration>] [--after <job>] [--disabled] [--json]',
   summary: 'define a job protecting one VM',
   positionals: ['job'],
   options: {
@@ -37,6 +38,7 @@ export const jobCreate: Command = {
       description: 'JSON file of the VM settings (CPUs, memory, firmware) stored with each point',
       defaultText: 'from the source at each backup',
     },
+    ...SCHEDULE_OPTIONS,
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -73,6 +75,7 @@ export const jobCreate: Command = {
       diskFormat: optionalString(ctx, 'disk-format'),
       gfs: optionalString(ctx, 'gfs') === undefined ? undefined : parseGfs(optionalString(ctx, 'gfs')!),
       vmConfigFile: optionalString(ctx, 'vm-config'),
+      ...scheduleFlags(ctx),
     });
     const warnings = retentionWarnings(job);
     for (const w of warnings) process.stderr.write(`lifeboat: warning: ${w}\n`);
@@ -81,7 +84,7 @@ export const jobCreate: Command = {
       return;
     }
     ctx.out(
-      `created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}`,
+      `created job ${job.name}: ${job.disks.length} disk(s), ${job.method} incremental, keep ${job.retainDays === undefined ? `${job.retainPoints} points` : `${job.retainDays} days (at least 3 points)`}${job.activeFullDays.length ? `, active full on ${job.activeFullDays.join(',')}` : ''}${job.syntheticFullDays?.length ? `, synthetic full on ${job.syntheticFullDays.join(',')}` : ''}${job.transformToRollbacks ? ', older chains transformed into rollbacks' : ''}${job.cbt ? ', changed-block tracking' : ''}${job.schedule !== undefined ? `, scheduled "${job.schedule}"` : ''}${job.window !== undefined ? ` in ${job.window}` : ''}${job.after !== undefined ? `, after job ${job.after}` : ''}${job.disabled ? ', disabled' : ''}`,
     );
   },
 };

@@ -4,6 +4,7 @@ import { BACKUP_METHODS, parseGfs, parseWeekdays, type BackupMethod } from '../.
 import type { Command, CommandContext } from '../command.js';
 import { JSON_OPTION, WAIT_OPTION, optionalString, requireString } from '../command.js';
 import { jobCreate } from './job-create.js';
+import { SCHEDULE_CLEAR_OPTIONS, scheduleFlags } from './job-schedule-flags.js';
 import { describeJob } from './job-show.js';
 
 /** The flags of `job create` that `job set` changes; any other given flag is refused, never silently ignored. */
@@ -22,10 +23,24 @@ export const JOB_SET_FLAGS = [
   'drive',
   'disk-format',
   'vm-config',
+  'schedule',
+  'window',
+  'retries',
+  'retry-delay',
+  'after',
+  'disabled',
 ] as const;
 
 /** Every flag job set acts on: the settings, their negations, and its own. */
-export const JOB_SET_HANDLED: ReadonlySet<string> = new Set<string>([...JOB_SET_FLAGS, 'no-cbt', 'no-transform-to-rollbacks', 'wait', 'json', 'help']);
+export const JOB_SET_HANDLED: ReadonlySet<string> = new Set<string>([
+  ...JOB_SET_FLAGS,
+  ...Object.keys(SCHEDULE_CLEAR_OPTIONS),
+  'no-cbt',
+  'no-transform-to-rollbacks',
+  'wait',
+  'json',
+  'help',
+]);
 
 /** A whole number ≥ 1, or a usage error naming the flag (as `job create` says it). */
 function count(ctx: CommandContext, flag: string): number | undefined {
@@ -52,13 +67,14 @@ function weekdays(ctx: CommandContext, flag: string): ReturnType<typeof parseWee
 export const jobSet: Command = {
   name: 'job set',
   usage:
-    'job set <job> --repo <dir> [any flag of job create: --disk … | --method … | --retain-points N | --retain-days N | --active-full <weekday,…|none> | --synthetic-full <weekday,…|none> | --[no-]transform-to-rollbacks | --gfs weekly=N,…|none | --qmp <socket> --drive <node-name> … | --[no-]cbt | --disk-format … | --vm-config <file>] [--wait] [--json]',
+    'job set <job> --repo <dir> [any flag of job create: --disk … | --method … | --retain-points N | --retain-days N | --active-full <weekday,…|none> | --synthetic-full <weekday,…|none> | --[no-]transform-to-rollbacks | --gfs weekly=N,…|none | --qmp <socket> --drive <node-name> … | --[no-]cbt | --disk-format … | --vm-config <file> | --schedule <cron> | --no-schedule | --window HH:MM-HH:MM | --no-window | --retries N | --retry-delay <duration> | --after <job> | --no-after | --disabled | --enabled] [--wait] [--json]',
   summary: "change a job's settings (checked as job create checks them)",
   positionals: ['job'],
   options: {
     ...jobCreate.options,
     'no-cbt': { type: 'boolean', description: 'turn changed-block tracking off' },
     'no-transform-to-rollbacks': { type: 'boolean', description: 'stop turning older chains into rollbacks' },
+    ...SCHEDULE_CLEAR_OPTIONS,
     wait: WAIT_OPTION,
     json: JSON_OPTION,
   },
@@ -92,6 +108,7 @@ export const jobSet: Command = {
       diskFormat: optionalString(ctx, 'disk-format'),
       gfs: gfsText === undefined ? undefined : ['', 'none'].includes(gfsText.trim().toLowerCase()) ? null : parseGfs(gfsText),
       vmConfigFile: optionalString(ctx, 'vm-config'),
+      ...scheduleFlags(ctx),
     };
     if (Object.values(changes).every((v) => v === undefined))
       throw new LifeboatError('LFB_ERR_USAGE', `nothing to change: give the flags to change, as for job create\nusage: lifeboat ${jobSet.usage}`);

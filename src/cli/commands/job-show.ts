@@ -1,4 +1,5 @@
 import { formatBytes } from '../../core/units.js';
+import { DEFAULT_RETRIES, DEFAULT_RETRY_DELAY } from '../../core/schedule-text.js';
 import type { JobDefinition } from '../../repository/index.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
@@ -21,6 +22,11 @@ export function describeJob(job: JobDefinition): [string, string][] {
     ['changed-block tracking', job.cbt ? 'on' : 'off'],
     ['disk format', job.diskFormat ?? 'detected'],
     ['vm config', job.vm ? JSON.stringify(job.vm) : 'from the source at each backup'],
+    ['schedule', job.schedule ?? 'none (runs only when asked)'],
+    ['window', job.window ?? 'any time'],
+    ['retries', `${job.retries ?? DEFAULT_RETRIES}, ${job.retryDelay ?? DEFAULT_RETRY_DELAY} apart`],
+    ['after', job.after === undefined ? 'no other job' : `job ${job.after} succeeds`],
+    ['enabled', job.disabled === true ? 'no (the server starts no run by itself)' : 'yes'],
   ];
 }
 
@@ -34,9 +40,11 @@ export const jobShow: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const { job, points, damagedFiles } = await ctx.service.showJob(requireString(ctx, 'repo'), ctx.args[0]!);
+    const { job, points, damagedFiles, nextRunAt, timeZone } = await ctx.service.showJob(requireString(ctx, 'repo'), ctx.args[0]!);
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify({ ...job, points, damagedFiles }));
+      // The retry settings as they apply (job.json leaves defaults out); nextRunAt is null without an enabled schedule.
+      const retries = { retries: job.retries ?? DEFAULT_RETRIES, retryDelay: job.retryDelay ?? DEFAULT_RETRY_DELAY };
+      ctx.out(JSON.stringify({ ...job, ...retries, points, damagedFiles, nextRunAt, timeZone }));
       return;
     }
     const rows: [string, string][] = [
@@ -45,6 +53,16 @@ export const jobShow: Command = {
       ['compression', job.compression],
       ['created', job.createdAt],
       ['id', job.jobId],
+      [
+        'next run',
+        nextRunAt !== null
+          ? `${nextRunAt} (schedule in ${timeZone})`
+          : job.schedule === undefined
+            ? 'none (no schedule)'
+            : job.disabled === true
+              ? 'none (disabled)'
+              : 'none (the schedule fires no more)',
+      ],
       ['restore points', `${points}${damagedFiles > 0 ? ` (${damagedFiles} damaged file(s): see \`lifeboat verify\`)` : ''}`],
     ];
     const width = Math.max(...rows.map(([label]) => label.length));
