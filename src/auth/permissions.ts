@@ -1,0 +1,43 @@
+/**
+ * What each role may do. Three levels, each role holding the ones before it:
+ *   read       every GET: repositories, jobs, runs, points, plans, sessions, logs (viewer, operator, admin)
+ *   operate    run and stop jobs, verify, restore, instant sessions: start, stop, add a disk, migrate (operator, admin)
+ *   administer create, change and delete jobs and repositories; users and other users' tokens (admin)
+ */
+import { USER_ROLES, type UserRole } from '../catalog/catalog.js';
+import { LifeboatError } from '../core/errors.js';
+
+export const PERMISSIONS = ['read', 'operate', 'administer'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
+  viewer: ['read'],
+  operator: ['read', 'operate'],
+  admin: ['read', 'operate', 'administer'],
+};
+
+export function isUserRole(text: string): text is UserRole {
+  return (USER_ROLES as readonly string[]).includes(text);
+}
+
+/** A role the catalog does not know (a damaged row) may do nothing. */
+export function roleAllows(role: string, permission: Permission): boolean {
+  return isUserRole(role) && ROLE_PERMISSIONS[role].includes(permission);
+}
+
+/** Whether the role may change anything at all (viewers may not). */
+export function canChange(role: string): boolean {
+  return roleAllows(role, 'operate');
+}
+
+/** LFB_ERR_FORBIDDEN unless the role has the permission. */
+export function requirePermission(who: { readonly user: string; readonly role: string }, permission: Permission): void {
+  if (!roleAllows(who.role, permission))
+    throw new LifeboatError(
+      'LFB_ERR_FORBIDDEN',
+      `user ${who.user} (${who.role}) may not ${permission === 'administer' ? 'administer the server' : 'change anything'}: this needs the ${permission === 'administer' ? 'admin' : 'operator or admin'} role`,
+      {
+        details: { user: who.user, role: who.role, needs: permission },
+      },
+    );
+}
