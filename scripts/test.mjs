@@ -35,6 +35,7 @@ const UNIT = [
   'sessions-hardening',
   'cli-help',
   'cli-reports',
+  'overlay-seal',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

@@ -37,7 +37,7 @@ const LOOPBACK = AllowList.parse(AllowList.LOOPBACK);
  * local CLI drives the server, never a network service.
  *   GET /sessions · POST /sessions {job, point, name?, cacheDir?, disks?, boot?} ·
  *   GET /sessions/<name> · DELETE /sessions/<name> ·
- *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?}
+ *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?}
  * Errors: {code, message} with 400 (bad request, LFB_ERR_USAGE for a body
  * that is not what the route takes), 401 (token), 404 (no such session or
  * route), 413 (body over 64 KiB), 500 (a bug).

@@ -24,6 +24,8 @@ export interface MigrateRequest {
   readonly format: 'raw' | 'qcow2';
   readonly rateBytesPerSec: number | null;
   readonly finish: boolean;
+  /** With finish: close NBD connections and refuse writes instead of refusing to finish. */
+  readonly force: boolean;
 }
 
 function usage(route: string, message: string): LifeboatError {
@@ -147,13 +149,14 @@ export function parseAddDiskRequest(text: string): AddDiskRequest {
   return { size, name: f.string('name', 'a string (the disk name)') };
 }
 
-/** POST /sessions/<name>/migrate {to?, format?, rate?, finish?} */
+/** POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?} */
 export function parseMigrateRequest(text: string): MigrateRequest {
-  const f = objectBody('POST /sessions/<name>/migrate', text, ['to', 'format', 'rate', 'finish']);
+  const f = objectBody('POST /sessions/<name>/migrate', text, ['to', 'format', 'rate', 'finish', 'force']);
   return {
     to: f.absolutePath('to'),
     format: f.oneOf('format', ['raw', 'qcow2'] as const) ?? 'raw',
     rateBytesPerSec: f.positiveNumber('rate', 'a positive number (bytes per second)') ?? null,
     finish: f.boolean('finish') ?? false,
+    force: f.boolean('force') ?? false,
   };
 }

@@ -120,6 +120,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
           `nfs: answered ${status === 5 ? 'NFS3ERR_IO' : `nfsstat3 ${status}`}: ${err instanceof Error ? err.message : String(err)}`,
           isLifeboatError(err) ? { ...err.details, code: err.code } : {},
         ),
+      // Who uses which session's disks: `instant migrate --finish` must not copy under a writer.
+      onCall: (handle, address) => recovery.clients.noteNfsCall(handle, address),
     }),
   );
   const mount = new RpcServer(rpcOpts);
@@ -178,10 +180,10 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       }
     }
     const host = opts.bind === '0.0.0.0' || opts.bind === '::' ? hostname() : opts.bind;
-    const nbd = new NbdServer({ exports: recovery.nbdExports(), logger: opts.logger, accept: (a) => allow.allows(a) });
+    const nbd = new NbdServer({ exports: recovery.nbdExports(), logger: opts.logger, clock: opts.clock, accept: (a) => allow.allows(a) });
     const nbdPort = await listenNear((p) => nbd.listen(p, opts.nbdBind ?? opts.bind), opts.nbdPort ?? 10809, opts.nbdPort !== undefined, 'NBD', opts.say);
     closers.push(() => nbd.close());
-    recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort);
+    recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort, nbd);
     const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, nbdPort, portmap: portmapMode, host }, { logger: opts.logger });
     closers.push(() => control.close());
     opts.say(

@@ -48,6 +48,10 @@ export class CowOverlay implements BlockDevice {
   private queuedFlush: Promise<void> | undefined;
   /** Set when a data sync failed: written bytes may be lost, so nothing may be acknowledged any more. */
   private broken: LifeboatError | undefined;
+  /** Set while the disk takes no writes (a migration's final copy and after): every write fails with it. */
+  private sealed: LifeboatError | undefined;
+  /** Writes in progress; seal() waits for them. */
+  private readonly writing = new Set<Promise<unknown>>();
   /** Reads, writes and flushes in progress; close() waits for them. */
   private readonly active = new Set<Promise<unknown>>();
   private closed = false;
@@ -212,7 +216,31 @@ export class CowOverlay implements BlockDevice {
       return Promise.reject(err as Error);
     }
     if (this.broken) return Promise.reject(this.broken);
-    return this.track(this.writeGranules(offset, data));
+    if (this.sealed) return Promise.reject(this.sealed);
+    const w = this.track(this.writeGranules(offset, data));
+    this.writing.add(w);
+    const done = (): void => void this.writing.delete(w);
+    w.then(done, done);
+    return w;
+  }
+
+  /**
+   * Refuses every later write with `reason` (errno EROFS: NFS3ERR_ROFS,
+   * NBD EPERM) and resolves once the writes already under way have landed,
+   * so what the overlay holds no longer changes. Reads and flushes go on.
+   */
+  async seal(reason: string): Promise<void> {
+    this.sealed ??= new LifeboatError('LFB_ERR_MIGRATION', reason, { details: { errno: 'EROFS', dir: this.dir } });
+    while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
+  }
+
+  /** Takes writes again (a final copy that failed). */
+  unseal(): void {
+    this.sealed = undefined;
+  }
+
+  get isSealed(): boolean {
+    return this.sealed !== undefined;
   }
 
   private async writeGranules(offset: number, data: Buffer): Promise<void> {

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { withFields, type Logger } from '../core/log.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { listenTcp } from '../core/listen.js';
 import type { NbdExports } from './export.js';
 import { ByteBudget } from './nbd-budget.js';
@@ -12,6 +13,8 @@ import * as W from './wire.js';
 export interface NbdServerOptions {
   readonly exports: NbdExports;
   readonly logger: Logger;
+  /** Where connection times come from (default the system's). */
+  readonly clock?: Clock;
   /** Checked at accept, before the greeting (TCP listeners only). */
   readonly accept?: (remoteAddress: string) => boolean;
   /** Connections open at once, handshaking or not; more are closed at accept. */
@@ -43,6 +46,14 @@ export const NBD_SERVER_DEFAULTS = {
   maxInFlightBytesTotal: 256 * 1024 * 1024,
 } as const;
 
+/** A connection that finished its handshake: which export it uses, from where, since when. */
+export interface AttachedClient {
+  readonly export: string;
+  /** address:port */
+  readonly client: string;
+  readonly since: Date;
+}
+
 type Settings = { -readonly [K in keyof typeof NBD_SERVER_DEFAULTS]: number };
 
 /** Request bytes read from a socket ahead of the server: more waits in the kernel, where TCP flow control holds the client. */
@@ -60,6 +71,7 @@ const COMPLAINT_INTERVAL_MS = 10_000;
 export class NbdServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly attached = new Map<Socket, AttachedClient>();
   private readonly settings: Settings;
   private readonly budget: ByteBudget;
   private readonly refusals: Complaint;
@@ -102,6 +114,28 @@ export class NbdServer {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
+  /** The connections serving an export, e.g. for `instant migrate --finish`, which must not run under a writer. */
+  clients(): AttachedClient[] {
+    return [...this.attached.values()];
+  }
+
+  /**
+   * Closes every connection whose export `match` picks. Requests already
+   * handed to the export finish there; their replies are lost with the
+   * connection, so the client never sees them acknowledged.
+   */
+  async disconnect(match: (exportName: string) => boolean): Promise<number> {
+    const gone: Promise<void>[] = [];
+    for (const [socket, c] of this.attached) {
+      if (!match(c.export)) continue;
+      this.opts.logger.info('nbd: closing a connection on request', { export: c.export, client: c.client });
+      gone.push(new Promise<void>((r) => (socket.destroyed ? r() : socket.once('close', () => r()))));
+      socket.destroy();
+    }
+    await Promise.all(gone);
+    return gone.length;
+  }
+
   private createListener(checkAddress: boolean): Server {
     this.server = createServer((s) => this.onConnection(s, checkAddress));
     return this.server;
@@ -131,6 +165,7 @@ export class NbdServer {
     const opened = performance.now();
     socket.on('close', () => {
       this.sockets.delete(socket);
+      this.attached.delete(socket);
       log.debug('nbd: connection closed', { afterMs: Math.round(performance.now() - opened) });
     });
     socket.setNoDelay(true);
@@ -160,6 +195,7 @@ export class NbdServer {
         if (session) {
           log = withFields(this.opts.logger, { ...exportFields(chosen), client });
           log.info('nbd: client attached');
+          if (!socket.destroyed) this.attached.set(socket, { export: chosen, client, since: (this.opts.clock ?? systemClock).now() });
           const s = this.settings;
           const limits = {
             maxRequests: s.maxInFlight,

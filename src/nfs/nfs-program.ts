@@ -8,7 +8,7 @@ import { type NfsContext, type NfsProcedure } from './procedures/context.js';
 import { readdir, readdirplus } from './procedures/directories.js';
 import { commit, read, write } from './procedures/io.js';
 import { create, link, lookup, mkdir, mknod, remove, rename, rmdir, symlink } from './procedures/names.js';
-import { NFS_PROGRAM, NFS_V3 } from './wire.js';
+import { NFS3_FHSIZE, NFS_PROGRAM, NFS_V3 } from './wire.js';
 
 /** The shape of a procedure's failure body when nothing is known (RFC 1813 §3.3). */
 type EmptyFailure = 'none' | 'attr' | 'wcc' | 'wcc2' | 'attr+wcc';
@@ -62,7 +62,18 @@ const TABLE: readonly [number, NfsProcedure | null, EmptyFailure][] = [
  * NFSv3 as an RPC program over a file system. One write verifier per
  * program instance, i.e. per server start (RFC 1813 §3.3.7).
  */
-export function nfsProgram(fs: NfsFileSystem, opts: { fsid?: bigint; onServerError?: (err: unknown, status: number) => void } = {}): RpcProgram {
+export interface NfsProgramOptions {
+  readonly fsid?: bigint;
+  readonly onServerError?: (err: unknown, status: number) => void;
+  /**
+   * Told of every call with the handle it names first (every NFSv3
+   * procedure's arguments start with one) and the client's address: how
+   * the server knows who still uses a file, in a protocol without opens.
+   */
+  readonly onCall?: (handle: Buffer, clientAddress: string) => void;
+}
+
+export function nfsProgram(fs: NfsFileSystem, opts: NfsProgramOptions = {}): RpcProgram {
   const ctx: NfsContext = {
     fs,
     fsid: opts.fsid ?? 0x4c464254n,
@@ -75,7 +86,15 @@ export function nfsProgram(fs: NfsFileSystem, opts: { fsid?: bigint; onServerErr
       procs.set(num, (a) => a.end());
       continue;
     }
-    procs.set(num, async (args, out) => {
+    const onCall = opts.onCall;
+    procs.set(num, async (args, out, call) => {
+      if (onCall) {
+        try {
+          onCall(args.fork().opaque(NFS3_FHSIZE, 'nfs_fh3'), call.remoteAddress);
+        } catch {
+          // A malformed handle: the procedure itself answers it.
+        }
+      }
       try {
         await proc(args, out, ctx);
       } catch (err) {

@@ -14,6 +14,7 @@ import { DatastoreFileSystem, type DatastoreDisk, type DatastoreSession } from '
 import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
 import { BlockCache } from '../repository/block-cache.js';
+import { SessionClients, describeClients, type NbdConnections } from './session-clients.js';
 import type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
 
@@ -58,6 +59,8 @@ export class InstantRecovery {
    * must not each keep their own.
    */
   readonly blockCache: BlockCache;
+  /** Who uses each session's disks over NFS and NBD. */
+  readonly clients: SessionClients;
 
   constructor(
     private readonly repo: Repository,
@@ -69,10 +72,12 @@ export class InstantRecovery {
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
     this.migrations = new SessionMigrations(logger, clock);
+    this.clients = new SessionClients(clock);
   }
 
-  setNbdEndpoint(host: string, port: number): void {
+  setNbdEndpoint(host: string, port: number, connections?: NbdConnections): void {
     this.nbd = { host: host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port };
+    if (connections) this.clients.setNbd(connections);
   }
 
   /** The open session named `name`, or LFB_ERR_SESSION_NOT_FOUND. */
@@ -197,7 +202,7 @@ export class InstantRecovery {
    */
   async migrate(
     name: string,
-    opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean },
+    opts: { to?: string | undefined; format: 'raw' | 'qcow2'; rateBytesPerSec: number | null; finish: boolean; force?: boolean },
   ): Promise<SessionInfo> {
     const o = await this.serial(name, async () => {
       const o = this.session(name);
@@ -211,8 +216,47 @@ export class InstantRecovery {
       return o;
     });
     // The final pass waits for the copy: stop and add-disk need not wait for it.
-    if (opts.finish) await this.migrations.finish(o);
+    if (opts.finish) {
+      const force = opts.force === true;
+      // A booted VM is moved by QEMU's mirror: its guest is the client, and stays one.
+      if (this.migrations.state(o)?.mode !== 'mirror') await this.refuseAttached(o, force);
+      await this.migrations.finish(o, {
+        // From here on the overlays change no more: nothing is acknowledged that the final copy could miss.
+        beforeFinalCopy: async () => {
+          await this.refuseAttached(o, force);
+          const reason = `session ${name} is being migrated to production storage: its disks take no more writes`;
+          await Promise.all(o.overlays.map((ov) => ov.seal(reason)));
+          const closed = await this.clients.detachNbd(name);
+          if (closed > 0) this.logger.warn('instant recovery: closed NBD connections for the final copy (--force)', { session: name, connections: closed });
+        },
+        afterFailedCopy: () => o.overlays.forEach((ov) => ov.unseal()),
+      });
+    }
     return this.info(name)!;
+  }
+
+  /**
+   * LFB_ERR_CLIENTS_ATTACHED while NFS or NBD clients use the session, unless
+   * forced. A client that has just closed its NBD connection may not be gone
+   * from the server's view yet: that gets a moment.
+   */
+  private async refuseAttached(o: Open, force: boolean): Promise<void> {
+    let clients = this.clients.list(o.rec.name);
+    for (let i = 0; i < 20 && !force && clients.some((c) => c.protocol === 'nbd'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      clients = this.clients.list(o.rec.name);
+    }
+    if (clients.length === 0) return;
+    if (force) {
+      this.logger.warn('instant recovery: finishing a migration with clients attached (--force)', { session: o.rec.name, clients: describeClients(clients) });
+      return;
+    }
+    throw new LifeboatError(
+      'LFB_ERR_CLIENTS_ATTACHED',
+      `session ${o.rec.name} is in use: ${describeClients(clients)}; shut the VM down or detach them (an NFS client counts until a minute after its last call), ` +
+        'or add --force to close their connections and refuse their writes',
+      { details: { clients } },
+    );
   }
 
   /**
@@ -257,6 +301,11 @@ export class InstantRecovery {
     o.overlays.push(ov);
     o.disks.push(datastoreDisk(rec.disks[rec.disks.length - 1]!, base, ov, Date.parse(rec.createdAt)));
     await this.fs.addSession(datastoreSession(o));
+    this.clients.track(
+      rec.id,
+      rec.name,
+      rec.disks.map((d) => d.name),
+    );
     if (o.vm?.running) await this.migrations.hotPlug(o.vm, rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
     return this.info(name)!;
   }
@@ -282,6 +331,11 @@ export class InstantRecovery {
     const created = Date.parse(rec.createdAt);
     const o: Open = { rec, bases, overlays, disks: rec.disks.map((d, i) => datastoreDisk(d, bases[i]!, overlays[i]!, created)) };
     await this.fs.addSession(datastoreSession(o));
+    this.clients.track(
+      rec.id,
+      rec.name,
+      rec.disks.map((d) => d.name),
+    );
     this.open.set(rec.name, o);
   }
 
@@ -355,6 +409,7 @@ export class InstantRecovery {
       else await o.vm?.powerOff();
     }
     this.fs.removeSession(rec.id);
+    this.clients.forget(rec.id);
     if (o) await this.closeOpen(o);
     this.open.delete(name);
     this.failed.delete(name);

@@ -78,7 +78,12 @@ export class SessionMigrations {
       if (state.state === 'finishing') state.state = 'synced';
       this.logger.info('instant recovery: resuming a migration', { session: o.rec.name, to: state.to });
       this.run(o, state);
-    } else this.running.set(o.rec.name, { state, stopped: false, task: undefined });
+    } else {
+      // A finished copy migration: production has the disks, the session must not take writes it would never see.
+      if (state.mode === 'copy' && state.state === 'done')
+        for (const ov of o.overlays) await ov.seal(`session ${o.rec.name} was migrated to ${state.to}: its disks take no more writes`);
+      this.running.set(o.rec.name, { state, stopped: false, task: undefined });
+    }
   }
 
   private run(o: Open, state: MigrationState): void {
@@ -113,7 +118,7 @@ export class SessionMigrations {
    * what the overlay holds is copied again, then the files are durable (and
    * converted to qcow2 if asked). Waits for the first pass if it still runs.
    */
-  async finish(o: Open): Promise<MigrationState> {
+  async finish(o: Open, hooks: { beforeFinalCopy?: () => Promise<void>; afterFailedCopy?: () => void } = {}): Promise<MigrationState> {
     const r = this.running.get(o.rec.name);
     if (!r)
       throw new LifeboatError('LFB_ERR_MIGRATION', `session ${o.rec.name} is not migrating; start with \`lifeboat instant migrate ${o.rec.name} --to <dir>\``);
@@ -129,11 +134,20 @@ export class SessionMigrations {
         'LFB_ERR_MIGRATION',
         `the migration of ${o.rec.name} is ${s.state}${s.problem ? ` (${s.problem})` : ''}; run \`instant migrate\` again to resume it`,
       );
-    s.state = 'finishing';
-    await saveMigration(o.rec.dir, s);
-    for (let i = 0; i < s.disks.length; i++) {
-      await o.overlays[i]!.flush();
-      await finishCopy(o.overlays[i]!, s.disks[i]!, s.format);
+    await hooks.beforeFinalCopy?.();
+    try {
+      s.state = 'finishing';
+      await saveMigration(o.rec.dir, s);
+      for (let i = 0; i < s.disks.length; i++) {
+        await o.overlays[i]!.flush();
+        await finishCopy(o.overlays[i]!, s.disks[i]!, s.format);
+      }
+    } catch (err) {
+      // The copy made so far stays; the session takes writes again and a later --finish copies anew.
+      s.state = 'synced';
+      await saveMigration(o.rec.dir, s).catch(() => undefined);
+      hooks.afterFailedCopy?.();
+      throw err;
     }
     s.state = 'done';
     s.finishedAt = this.clock.now().toISOString();

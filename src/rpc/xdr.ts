@@ -24,6 +24,11 @@ export class XdrReader {
     return this.pos;
   }
 
+  /** A reader of the same bytes from here on, so a caller can look ahead without consuming. */
+  fork(): XdrReader {
+    return new XdrReader(this.buf, this.pos);
+  }
+
   get remaining(): number {
     return this.buf.length - this.pos;
   }

@@ -144,7 +144,7 @@ function describeMigration(m: Migration): string {
 
 export const instantMigrate: Command = {
   name: 'instant migrate',
-  usage: 'instant migrate <session> --repo <dir> [--to <dir>] [--format raw|qcow2] [--rate <MB/s>] [--finish] [--no-wait] [--json]',
+  usage: 'instant migrate <session> --repo <dir> [--to <dir>] [--format raw|qcow2] [--rate <MB/s>] [--finish [--force]] [--no-wait] [--json]',
   summary: 'move a session to production storage: a booted VM keeps running (QEMU mirror); others are copied, then --finish once detached',
   positionals: ['session'],
   options: {
@@ -152,11 +152,21 @@ export const instantMigrate: Command = {
     to: { type: 'string', description: 'production folder the disks are copied to (needed to start; a resumed migration keeps its folder)' },
     format: { type: 'string', description: 'format of the migrated disks: raw or qcow2', defaultText: 'raw' },
     rate: { type: 'string', description: 'copy rate limit in MB/s', defaultText: 'unlimited' },
-    finish: { type: 'boolean', description: 'complete the migration once the copy is in step (clients detached)', defaultText: 'copy and stay in step' },
+    finish: {
+      type: 'boolean',
+      description: 'complete the migration: refused while NFS or NBD clients use the session (they are listed); the session then takes no more writes',
+      defaultText: 'copy and stay in step',
+    },
+    force: {
+      type: 'boolean',
+      description: 'with --finish: close the NBD connections and refuse every later write instead of refusing to finish',
+      defaultText: 'refuse',
+    },
     'no-wait': { type: 'boolean', description: 'return at once instead of showing progress until the copy is in step', defaultText: 'wait' },
     json: JSON_OPTION,
   },
   async run(ctx) {
+    if (ctx.values['force'] === true && ctx.values['finish'] !== true) throw new LifeboatError('LFB_ERR_USAGE', '--force goes with --finish');
     const repo = resolve(requireString(ctx, 'repo'));
     const name = ctx.args[0]!;
     const format = optionalString(ctx, 'format') ?? 'raw';
@@ -188,7 +198,8 @@ export const instantMigrate: Command = {
         s = await callControl<SessionInfo>(repo, 'GET', path);
       }
     }
-    if (ctx.values['finish'] === true) s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { format, finish: true });
+    if (ctx.values['finish'] === true)
+      s = await callControl<SessionInfo>(repo, 'POST', `${path}/migrate`, { format, finish: true, force: ctx.values['force'] === true });
     const m = s.migration;
     if (!m) throw new LifeboatError('LFB_ERR_INTERNAL', 'the server reports no migration');
     if (m.state === 'failed')
