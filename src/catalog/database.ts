@@ -1,0 +1,192 @@
+/**
+ * The two databases the catalog runs on, each as a Kysely instance plus the
+ * little that differs between them: how a write transaction takes its lock,
+ * how migrations keep out of each other's way, and how the connection opens.
+ */
+import { chmod, mkdir, open, realpath } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import { LifeboatError } from '../core/errors.js';
+import type { CatalogSchema, DatabaseKind } from './schema.js';
+
+export interface CatalogDatabase {
+  readonly kind: DatabaseKind;
+  readonly db: Kysely<CatalogSchema>;
+  /** Where the catalog is, fit for messages: never a password. */
+  readonly label: string;
+  /**
+   * Runs `fn` in a transaction that writes. In SQLite it holds the database's
+   * write lock from its first statement, so a read-then-write (the next log
+   * seq) cannot be overtaken by another writer.
+   */
+  write<T>(fn: (trx: Kysely<CatalogSchema>) => Promise<T>): Promise<T>;
+  /** Called first in a migration's transaction: two servers never migrate at once. */
+  lockSchema(trx: Kysely<CatalogSchema>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How long a SQLite writer waits for another process's write lock. */
+const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+/** Connections per PostgreSQL pool. */
+const PG_POOL_SIZE = 10;
+/** pg_advisory_xact_lock key of the catalog's migrations ("LFBC" as bytes). */
+const PG_MIGRATION_LOCK_KEY = 0x4c464243;
+
+export type CatalogSpec = { readonly kind: 'sqlite'; readonly file: string } | { readonly kind: 'postgres'; readonly url: string };
+
+/**
+ * `sqlite:<file>`, `sqlite::memory:`, `postgres://…` / `postgresql://…`, or a
+ * folder (the server's state folder: the catalog is `<dir>/catalog.db`).
+ */
+export function parseCatalogSpec(spec: string): CatalogSpec & { readonly folder?: string } {
+  if (spec === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'catalog: empty location (a folder, sqlite:<file> or postgres://…)');
+  if (/^postgres(ql)?:\/\//i.test(spec)) return { kind: 'postgres', url: spec };
+  if (spec.startsWith('sqlite:')) {
+    let file = spec.slice('sqlite:'.length);
+    // sqlite:///abs/path is the URL spelling of sqlite:/abs/path.
+    if (file.startsWith('//')) file = file.slice(2);
+    if (file === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'catalog: sqlite: needs a file name (sqlite:<file>)');
+    return { kind: 'sqlite', file: file === ':memory:' ? file : resolve(file) };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+    throw new LifeboatError(
+      'LFB_ERR_INVALID_ARGUMENT',
+      `catalog: unknown kind of database ${JSON.stringify(spec.split(':')[0])} (a folder, sqlite:<file> or postgres://…)`,
+    );
+  }
+  const folder = resolve(spec);
+  return { kind: 'sqlite', file: join(folder, 'catalog.db'), folder };
+}
+
+/** The URL without its password (in the authority or as ?password=), for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
+    return u.toString();
+  } catch {
+    // Not parseable, so we cannot tell which part is the password: show none of it.
+    return `${url.split(':')[0]}://…`;
+  }
+}
+
+/** A database's own error as LFB_ERR_CATALOG, with its words and where. */
+export function catalogError(label: string, err: unknown): LifeboatError {
+  if (err instanceof LifeboatError) return err;
+  const words = err instanceof Error ? err.message : String(err);
+  return new LifeboatError('LFB_ERR_CATALOG', `catalog ${label}: ${words}`, { cause: err });
+}
+
+export async function openDatabase(spec: CatalogSpec & { readonly folder?: string }): Promise<CatalogDatabase> {
+  return spec.kind === 'sqlite' ? openSqlite(spec.file, spec.folder) : openPostgres(spec.url);
+}
+
+// SQLite -----------------------------------------------------------------------
+
+/**
+ * Write transactions per database file in this process, one at a time. A
+ * writer waiting for SQLite's lock blocks the event loop (better-sqlite3 is
+ * synchronous); if the holder were another catalog in this same process it
+ * could never finish. Across processes the busy timeout does the waiting.
+ */
+const sqliteWriteQueues = new Map<string, Promise<unknown>>();
+
+function oneWriterAtATime<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const before = sqliteWriteQueues.get(file) ?? Promise.resolve();
+  const mine = before.then(fn, fn);
+  const settled = mine.then(
+    () => undefined,
+    () => undefined,
+  );
+  sqliteWriteQueues.set(file, settled);
+  void settled.then(() => {
+    if (sqliteWriteQueues.get(file) === settled) sqliteWriteQueues.delete(file);
+  });
+  return mine;
+}
+
+async function openSqlite(file: string, folder: string | undefined): Promise<CatalogDatabase> {
+  const label = file;
+  let key = file;
+  let handle: BetterSqlite3.Database;
+  try {
+    if (file !== ':memory:') {
+      // Password hashes, token hashes and session ids live here: owner only.
+      if (folder !== undefined) {
+        await mkdir(folder, { recursive: true, mode: 0o700 });
+        await chmod(folder, 0o700);
+      }
+      await (await open(file, 'a', 0o600)).close();
+      await chmod(file, 0o600);
+      key = await realpath(file);
+    }
+    handle = new BetterSqlite3(file, { timeout: SQLITE_BUSY_TIMEOUT_MS });
+  } catch (err) {
+    throw catalogError(label, err);
+  }
+  try {
+    // WAL: readers never wait for the writer. NORMAL is durable across a crash of
+    // the process; a power loss may lose the last transactions, which a
+    // `catalog rebuild` recovers from the repositories (the truth).
+    handle.pragma('journal_mode = WAL');
+    handle.pragma('synchronous = NORMAL');
+  } catch (err) {
+    handle.close();
+    throw catalogError(label, err);
+  }
+  const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: handle }) });
+  return {
+    kind: 'sqlite',
+    db,
+    label,
+    write: (fn) =>
+      oneWriterAtATime(key, () =>
+        db.connection().execute(async (conn) => {
+          await sql`begin immediate`.execute(conn);
+          try {
+            const result = await fn(conn);
+            await sql`commit`.execute(conn);
+            return result;
+          } catch (err) {
+            if (handle.inTransaction) await sql`rollback`.execute(conn);
+            throw err;
+          }
+        }),
+      ),
+    lockSchema: async () => {
+      // `begin immediate` already holds the write lock.
+    },
+    close: () => db.destroy(),
+  };
+}
+
+// PostgreSQL -------------------------------------------------------------------
+
+/** int8 (OID 20) as a number, not a string: sizes stay below 2^53 (catalog.ts). */
+const PG_INT8_OID = 20;
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === PG_INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+async function openPostgres(url: string): Promise<CatalogDatabase> {
+  const label = redactUrl(url);
+  const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE, types: pgTypes });
+  // An idle connection the server dropped must not crash the process: the
+  // next query reconnects or reports the failure as LFB_ERR_CATALOG.
+  pool.on('error', () => undefined);
+  const db = new Kysely<CatalogSchema>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    kind: 'postgres',
+    db,
+    label,
+    write: (fn) => db.transaction().execute(fn),
+    lockSchema: async (trx) => {
+      await sql`select pg_advisory_xact_lock(${PG_MIGRATION_LOCK_KEY})`.execute(trx);
+    },
+    close: () => db.destroy(),
+  };
+}

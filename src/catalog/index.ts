@@ -1,0 +1,2 @@
+export * from './catalog.js';
+export { openCatalog, type OpenCatalogOptions } from './open.js';

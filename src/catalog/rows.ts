@@ -1,0 +1,174 @@
+/**
+ * Rows ↔ records: the one place that knows how catalog.ts's records are
+ * spelled in the tables (snake_case columns, JSON text, nullable columns).
+ */
+import type { Selectable } from 'kysely';
+import { LifeboatError } from '../core/errors.js';
+import type {
+  ChangeMethod,
+  JobRecord,
+  LogLine,
+  PointRecord,
+  RunRecord,
+  RunState,
+  RunTrigger,
+  RunUpdate,
+  TaskRecord,
+  TokenRecord,
+  UserRecord,
+  UserRole,
+  WebSessionRecord,
+} from './catalog.js';
+import type { ApiTokensTable, JobsTable, LogLinesTable, PointsTable, RunsTable, TasksTable, UsersTable, WebSessionsTable } from './schema.js';
+
+function parseJson<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new LifeboatError('LFB_ERR_CATALOG', `catalog: the stored ${what} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function runFromRow(r: Selectable<RunsTable>): RunRecord {
+  return {
+    id: r.id,
+    repo: r.repo,
+    job: r.job,
+    trigger: r.trigger as RunTrigger,
+    attempt: r.attempt,
+    retryOf: r.retry_of,
+    state: r.state as RunState,
+    queuedAt: r.queued_at,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    bytesRead: r.bytes_read,
+    bytesStored: r.bytes_stored,
+    steps: parseJson<Record<string, number>>(r.steps, `steps of run ${r.id}`),
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    pointId: r.point_id,
+    changeMethod: r.change_method as ChangeMethod | null,
+    changeReason: r.change_reason,
+  };
+}
+
+/** The columns a RunUpdate changes (only the fields it has). */
+export function runUpdateColumns(change: RunUpdate): Partial<Omit<RunsTable, 'id'>> {
+  const columns: Partial<Omit<RunsTable, 'id'>> = {};
+  if (change.state !== undefined) columns.state = change.state;
+  if (change.startedAt !== undefined) columns.started_at = change.startedAt;
+  if (change.endedAt !== undefined) columns.ended_at = change.endedAt;
+  if (change.bytesRead !== undefined) columns.bytes_read = change.bytesRead;
+  if (change.bytesStored !== undefined) columns.bytes_stored = change.bytesStored;
+  if (change.steps !== undefined) columns.steps = JSON.stringify(change.steps);
+  if (change.errorCode !== undefined) columns.error_code = change.errorCode;
+  if (change.errorMessage !== undefined) columns.error_message = change.errorMessage;
+  if (change.pointId !== undefined) columns.point_id = change.pointId;
+  if (change.changeMethod !== undefined) columns.change_method = change.changeMethod;
+  if (change.changeReason !== undefined) columns.change_reason = change.changeReason;
+  return columns;
+}
+
+export function taskToRow(t: TaskRecord): TasksTable {
+  return {
+    run_id: t.runId,
+    disk: t.disk,
+    disk_name: t.diskName,
+    state: t.state,
+    started_at: t.startedAt,
+    ended_at: t.endedAt,
+    bytes_read: t.bytesRead,
+    bytes_stored: t.bytesStored,
+  };
+}
+
+export function taskFromRow(r: Selectable<TasksTable>): TaskRecord {
+  return {
+    runId: r.run_id,
+    disk: r.disk,
+    diskName: r.disk_name,
+    state: r.state as RunState,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    bytesRead: r.bytes_read,
+    bytesStored: r.bytes_stored,
+  };
+}
+
+export function logLineFromRow(r: Selectable<LogLinesTable>): LogLine {
+  return { runId: r.run_id, seq: r.seq, at: r.at, level: r.level as LogLine['level'], message: r.message };
+}
+
+export function jobToRow(j: JobRecord): JobsTable {
+  return { repo: j.repo, name: j.name, job_id: j.jobId, definition: JSON.stringify(j.definition), updated_at: j.updatedAt };
+}
+
+export function jobFromRow(r: Selectable<JobsTable>): JobRecord {
+  return {
+    repo: r.repo,
+    name: r.name,
+    jobId: r.job_id,
+    definition: parseJson<Record<string, unknown>>(r.definition, `definition of job ${r.name}`),
+    updatedAt: r.updated_at,
+  };
+}
+
+export function pointToRow(p: PointRecord): PointsTable {
+  return {
+    repo: p.repo,
+    job: p.job,
+    point_id: p.pointId,
+    seq: p.seq,
+    created_at: p.createdAt,
+    kind: p.kind,
+    file: p.file,
+    chain_id: p.chainId,
+    disk_bytes: p.diskBytes,
+    stored_bytes: p.storedBytes,
+    gfs: JSON.stringify(p.gfs),
+    health: p.health,
+    change_method: p.changeMethod,
+  };
+}
+
+export function pointFromRow(r: Selectable<PointsTable>): PointRecord {
+  return {
+    repo: r.repo,
+    job: r.job,
+    pointId: r.point_id,
+    seq: r.seq,
+    createdAt: r.created_at,
+    kind: r.kind as PointRecord['kind'],
+    file: r.file,
+    chainId: r.chain_id,
+    diskBytes: r.disk_bytes,
+    storedBytes: r.stored_bytes,
+    gfs: parseJson<PointRecord['gfs']>(r.gfs, `GFS flags of point ${r.point_id}`),
+    health: r.health as PointRecord['health'],
+    changeMethod: r.change_method as ChangeMethod | null,
+  };
+}
+
+export function userToRow(u: UserRecord): UsersTable {
+  return { name: u.name, role: u.role, password_hash: u.passwordHash, created_at: u.createdAt };
+}
+
+export function userFromRow(r: Selectable<UsersTable>): UserRecord {
+  return { name: r.name, role: r.role as UserRole, passwordHash: r.password_hash, createdAt: r.created_at };
+}
+
+export function tokenToRow(t: TokenRecord): ApiTokensTable {
+  return { id: t.id, user_name: t.user, name: t.name, hash: t.hash, created_at: t.createdAt, last_used_at: t.lastUsedAt };
+}
+
+export function tokenFromRow(r: Selectable<ApiTokensTable>): TokenRecord {
+  return { id: r.id, user: r.user_name, name: r.name, hash: r.hash, createdAt: r.created_at, lastUsedAt: r.last_used_at };
+}
+
+export function webSessionToRow(s: WebSessionRecord): WebSessionsTable {
+  return { id_hash: s.idHash, user_name: s.user, csrf_token: s.csrfToken, created_at: s.createdAt, expires_at: s.expiresAt };
+}
+
+export function webSessionFromRow(r: Selectable<WebSessionsTable>): WebSessionRecord {
+  return { idHash: r.id_hash, user: r.user_name, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+}

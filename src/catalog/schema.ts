@@ -1,0 +1,119 @@
+/**
+ * The catalog's tables as Kysely sees them at the newest schema version
+ * (src/catalog/migrations/ builds them step by step). Column names are
+ * snake_case; src/catalog/sql-catalog.ts maps rows to the records of
+ * catalog.ts. Times are ISO-8601 UTC strings (they sort as text, in both
+ * databases); JSON columns (steps, gfs, definition) are text.
+ */
+import type { Generated } from 'kysely';
+
+export interface SchemaVersionTable {
+  version: number;
+  description: string;
+  applied_at: string;
+}
+
+export interface RunsTable {
+  id: Generated<number>;
+  repo: string;
+  job: string;
+  trigger: string;
+  attempt: number;
+  retry_of: number | null;
+  state: string;
+  queued_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  bytes_read: number;
+  bytes_stored: number;
+  /** JSON object: milliseconds by step. */
+  steps: string;
+  error_code: string | null;
+  error_message: string | null;
+  point_id: string | null;
+  change_method: string | null;
+  change_reason: string | null;
+}
+
+export interface TasksTable {
+  run_id: number;
+  disk: number;
+  disk_name: string;
+  state: string;
+  started_at: string | null;
+  ended_at: string | null;
+  bytes_read: number;
+  bytes_stored: number;
+}
+
+export interface LogLinesTable {
+  run_id: number;
+  seq: number;
+  at: string;
+  level: string;
+  message: string;
+}
+
+export interface JobsTable {
+  repo: string;
+  name: string;
+  job_id: string;
+  /** job.json as JSON text. */
+  definition: string;
+  updated_at: string;
+}
+
+export interface PointsTable {
+  repo: string;
+  job: string;
+  point_id: string;
+  seq: number;
+  created_at: string;
+  kind: string;
+  file: string;
+  chain_id: string;
+  disk_bytes: number;
+  stored_bytes: number;
+  /** JSON array of GFS flags. */
+  gfs: string;
+  health: string;
+  change_method: string | null;
+}
+
+export interface UsersTable {
+  name: string;
+  role: string;
+  password_hash: string;
+  created_at: string;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  user_name: string;
+  name: string;
+  hash: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
+export interface WebSessionsTable {
+  id_hash: string;
+  user_name: string;
+  csrf_token: string;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface CatalogSchema {
+  catalog_schema: SchemaVersionTable;
+  runs: RunsTable;
+  tasks: TasksTable;
+  log_lines: LogLinesTable;
+  jobs: JobsTable;
+  points: PointsTable;
+  users: UsersTable;
+  api_tokens: ApiTokensTable;
+  web_sessions: WebSessionsTable;
+}
+
+export type DatabaseKind = 'sqlite' | 'postgres';

@@ -1,0 +1,437 @@
+/**
+ * The Catalog on a Kysely database: the same queries for SQLite and
+ * PostgreSQL (database.ts holds the few differences). Every database failure
+ * leaves as LFB_ERR_CATALOG with the database's own words.
+ */
+import { LifeboatError } from '../core/errors.js';
+import {
+  RUN_STATES,
+  RUN_TRIGGERS,
+  USER_ROLES,
+  type Catalog,
+  type JobRecord,
+  type LogLine,
+  type NewRun,
+  type PointRecord,
+  type RunFilter,
+  type RunPage,
+  type RunRecord,
+  type RunUpdate,
+  type TaskRecord,
+  type TokenRecord,
+  type UserRecord,
+  type WebSessionRecord,
+} from './catalog.js';
+import { catalogError, type CatalogDatabase } from './database.js';
+import { readSchemaVersion } from './migrate.js';
+import * as rows from './rows.js';
+
+const DEFAULT_RUN_PAGE = 50;
+const MAX_RUN_PAGE = 1000;
+const DEFAULT_LOG_PAGE = 1000;
+const MAX_LOG_PAGE = 10_000;
+/** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
+const INSERT_CHUNK = 500;
+const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
+/** What a run left unfinished by a dead server gets as its error. */
+const INTERRUPTED_CODE = 'LFB_ERR_INTERRUPTED';
+const INTERRUPTED_MESSAGE = 'the server stopped before the run ended';
+
+function invalid(message: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `catalog: ${message}`);
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw invalid(`${what} ${JSON.stringify(value)} is not one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function pageSize(limit: number | undefined, fallback: number, max: number, what: string): number {
+  if (limit === undefined) return fallback;
+  if (!Number.isInteger(limit) || limit < 1) throw invalid(`${what} limit must be a whole number of at least 1 (got ${limit})`);
+  return Math.min(limit, max);
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function runNotFound(id: number): LifeboatError {
+  return new LifeboatError('LFB_ERR_RUN_NOT_FOUND', `no run ${id} in the catalog`, { details: { run: id } });
+}
+
+function userNotFound(name: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_USER_NOT_FOUND', `no user ${JSON.stringify(name)}`, { details: { user: name } });
+}
+
+export class SqlCatalog implements Catalog {
+  private closed = false;
+
+  constructor(private readonly database: CatalogDatabase) {}
+
+  private get db() {
+    return this.database.db;
+  }
+
+  /** Runs a catalog operation; any database error becomes LFB_ERR_CATALOG. */
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new LifeboatError('LFB_ERR_CATALOG', `catalog ${this.database.label} is closed`);
+    try {
+      return await fn();
+    } catch (err) {
+      throw catalogError(this.database.label, err);
+    }
+  }
+
+  schemaVersion(): Promise<number> {
+    return this.guard(() => readSchemaVersion(this.db));
+  }
+
+  // Runs ----------------------------------------------------------------------
+
+  createRun(run: NewRun): Promise<RunRecord> {
+    oneOf(run.trigger, RUN_TRIGGERS, 'trigger');
+    if (!Number.isInteger(run.attempt) || run.attempt < 1) throw invalid(`attempt must be a whole number of at least 1 (got ${run.attempt})`);
+    return this.guard(async () => {
+      const row = await this.db
+        .insertInto('runs')
+        .values({
+          repo: run.repo,
+          job: run.job,
+          trigger: run.trigger,
+          attempt: run.attempt,
+          retry_of: run.retryOf,
+          state: 'queued',
+          queued_at: run.queuedAt,
+          started_at: null,
+          ended_at: null,
+          bytes_read: 0,
+          bytes_stored: 0,
+          steps: '{}',
+          error_code: null,
+          error_message: null,
+          point_id: null,
+          change_method: null,
+          change_reason: null,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return rows.runFromRow(row);
+    });
+  }
+
+  updateRun(id: number, change: RunUpdate): Promise<RunRecord> {
+    if (change.state !== undefined) oneOf(change.state, RUN_STATES, 'state');
+    const columns = rows.runUpdateColumns(change);
+    if (Object.keys(columns).length === 0) return this.getRun(id);
+    return this.guard(async () => {
+      const row = await this.db.updateTable('runs').set(columns).where('id', '=', id).returningAll().executeTakeFirst();
+      if (row === undefined) throw runNotFound(id);
+      return rows.runFromRow(row);
+    });
+  }
+
+  getRun(id: number): Promise<RunRecord> {
+    return this.guard(async () => {
+      const row = await this.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined) throw runNotFound(id);
+      return rows.runFromRow(row);
+    });
+  }
+
+  listRuns(filter: RunFilter = {}): Promise<RunPage> {
+    const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
+    for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
+    if (filter.states !== undefined && filter.states.length === 0) return Promise.resolve({ runs: [], next: null });
+    return this.guard(async () => {
+      let q = this.db.selectFrom('runs').selectAll();
+      if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
+      if (filter.job !== undefined) q = q.where('job', '=', filter.job);
+      if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
+      if (filter.since !== undefined) q = q.where('queued_at', '>=', filter.since);
+      if (filter.before !== undefined) q = q.where('id', '<', filter.before);
+      // One row more than the page tells whether another page follows.
+      const found = await q
+        .orderBy('id', 'desc')
+        .limit(limit + 1)
+        .execute();
+      const page = found.slice(0, limit).map(rows.runFromRow);
+      return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
+    });
+  }
+
+  interruptUnfinished(at: string): Promise<readonly RunRecord[]> {
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        const unfinished = ['running', 'queued'];
+        await trx
+          .updateTable('tasks')
+          .set((eb) => ({ state: 'interrupted', ended_at: eb.fn.coalesce('ended_at', eb.val(at)) }))
+          .where('state', 'in', unfinished)
+          .execute();
+        const changed = await trx
+          .updateTable('runs')
+          .set((eb) => ({
+            state: 'interrupted',
+            ended_at: eb.fn.coalesce('ended_at', eb.val(at)),
+            error_code: eb.fn.coalesce('error_code', eb.val(INTERRUPTED_CODE)),
+            error_message: eb.fn.coalesce('error_message', eb.val(INTERRUPTED_MESSAGE)),
+          }))
+          .where('state', 'in', unfinished)
+          .returningAll()
+          .execute();
+        return changed.map(rows.runFromRow).sort((a, b) => a.id - b.id);
+      }),
+    );
+  }
+
+  // Tasks and logs ------------------------------------------------------------
+
+  putTask(task: TaskRecord): Promise<void> {
+    oneOf(task.state, RUN_STATES, 'state');
+    const row = rows.taskToRow(task);
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        await this.lockRun(trx, task.runId);
+        const { run_id: _runId, disk: _disk, ...rest } = row;
+        await trx
+          .insertInto('tasks')
+          .values(row)
+          .onConflict((oc) => oc.columns(['run_id', 'disk']).doUpdateSet(rest))
+          .execute();
+      }),
+    );
+  }
+
+  listTasks(runId: number): Promise<readonly TaskRecord[]> {
+    return this.guard(async () => {
+      const found = await this.db.selectFrom('tasks').selectAll().where('run_id', '=', runId).orderBy('disk').execute();
+      return found.map(rows.taskFromRow);
+    });
+  }
+
+  appendLog(runId: number, lines: readonly Omit<LogLine, 'runId' | 'seq'>[]): Promise<void> {
+    for (const l of lines) oneOf(l.level, LOG_LEVELS, 'log level');
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        // Locking the run orders concurrent appenders (PostgreSQL); SQLite's
+        // write transaction already holds the database's one write lock.
+        await this.lockRun(trx, runId);
+        const last = await trx
+          .selectFrom('log_lines')
+          .select((eb) => eb.fn.max('seq').as('seq'))
+          .where('run_id', '=', runId)
+          .executeTakeFirst();
+        let seq = Number(last?.seq ?? 0);
+        for (const chunk of chunks(lines, INSERT_CHUNK)) {
+          await trx
+            .insertInto('log_lines')
+            .values(chunk.map((l) => ({ run_id: runId, seq: ++seq, at: l.at, level: l.level, message: l.message })))
+            .execute();
+        }
+      }),
+    );
+  }
+
+  readLog(runId: number, afterSeq = 0, limit?: number): Promise<readonly LogLine[]> {
+    const n = pageSize(limit, DEFAULT_LOG_PAGE, MAX_LOG_PAGE, 'log');
+    return this.guard(async () => {
+      const found = await this.db.selectFrom('log_lines').selectAll().where('run_id', '=', runId).where('seq', '>', afterSeq).orderBy('seq').limit(n).execute();
+      return found.map(rows.logLineFromRow);
+    });
+  }
+
+  /** In a write transaction: the run exists (else LFB_ERR_RUN_NOT_FOUND), locked until commit. */
+  private async lockRun(trx: CatalogDatabase['db'], runId: number): Promise<void> {
+    const found = await trx
+      .selectFrom('runs')
+      .select('id')
+      .where('id', '=', runId)
+      .$if(this.database.kind === 'postgres', (q) => q.forUpdate())
+      .executeTakeFirst();
+    if (found === undefined) throw runNotFound(runId);
+  }
+
+  // Jobs and points -----------------------------------------------------------
+
+  putJob(job: JobRecord): Promise<void> {
+    const row = rows.jobToRow(job);
+    const { repo: _repo, name: _name, ...rest } = row;
+    return this.guard(async () => {
+      await this.db
+        .insertInto('jobs')
+        .values(row)
+        .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet(rest))
+        .execute();
+    });
+  }
+
+  /** Forgets the job and the points recorded for it. */
+  deleteJob(repo: string, name: string): Promise<void> {
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', name).execute();
+        await trx.deleteFrom('jobs').where('repo', '=', repo).where('name', '=', name).execute();
+      }),
+    );
+  }
+
+  listJobs(repo?: string): Promise<readonly JobRecord[]> {
+    return this.guard(async () => {
+      const found = await this.db
+        .selectFrom('jobs')
+        .selectAll()
+        .$if(repo !== undefined, (q) => q.where('repo', '=', repo!))
+        .orderBy('repo')
+        .orderBy('name')
+        .execute();
+      return found.map(rows.jobFromRow);
+    });
+  }
+
+  replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void> {
+    const stray = points.find((p) => p.repo !== repo || p.job !== job);
+    if (stray !== undefined) throw invalid(`point ${stray.pointId} belongs to ${stray.repo} ${stray.job}, not to ${repo} ${job}`);
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', job).execute();
+        for (const chunk of chunks(points, INSERT_CHUNK)) {
+          await trx.insertInto('points').values(chunk.map(rows.pointToRow)).execute();
+        }
+      }),
+    );
+  }
+
+  listPoints(repo: string, job: string): Promise<readonly PointRecord[]> {
+    return this.guard(async () => {
+      const found = await this.db.selectFrom('points').selectAll().where('repo', '=', repo).where('job', '=', job).orderBy('seq').execute();
+      return found.map(rows.pointFromRow);
+    });
+  }
+
+  // Users, tokens, console sessions ------------------------------------------
+
+  addUser(user: UserRecord): Promise<void> {
+    oneOf(user.role, USER_ROLES, 'role');
+    return this.guard(async () => {
+      const result = await this.db
+        .insertInto('users')
+        .values(rows.userToRow(user))
+        .onConflict((oc) => oc.column('name').doNothing())
+        .executeTakeFirst();
+      if (Number(result.numInsertedOrUpdatedRows ?? 0) === 0) {
+        throw new LifeboatError('LFB_ERR_USER_EXISTS', `user ${JSON.stringify(user.name)} exists`, { details: { user: user.name } });
+      }
+    });
+  }
+
+  getUser(name: string): Promise<UserRecord | undefined> {
+    return this.guard(async () => {
+      const row = await this.db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+      return row === undefined ? undefined : rows.userFromRow(row);
+    });
+  }
+
+  listUsers(): Promise<readonly UserRecord[]> {
+    return this.guard(async () => (await this.db.selectFrom('users').selectAll().orderBy('name').execute()).map(rows.userFromRow));
+  }
+
+  /** Deletes the user with its tokens and console sessions; LFB_ERR_USER_NOT_FOUND when there is none. */
+  deleteUser(name: string): Promise<void> {
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        const result = await trx.deleteFrom('users').where('name', '=', name).executeTakeFirst();
+        if (Number(result.numDeletedRows) === 0) throw userNotFound(name);
+        await trx.deleteFrom('api_tokens').where('user_name', '=', name).execute();
+        await trx.deleteFrom('web_sessions').where('user_name', '=', name).execute();
+      }),
+    );
+  }
+
+  /** LFB_ERR_USER_NOT_FOUND when the token's user does not exist. */
+  addToken(token: TokenRecord): Promise<void> {
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        await this.requireUser(trx, token.user);
+        await trx.insertInto('api_tokens').values(rows.tokenToRow(token)).execute();
+      }),
+    );
+  }
+
+  findToken(hash: string): Promise<TokenRecord | undefined> {
+    return this.guard(async () => {
+      const row = await this.db.selectFrom('api_tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+      return row === undefined ? undefined : rows.tokenFromRow(row);
+    });
+  }
+
+  touchToken(id: string, at: string): Promise<void> {
+    return this.guard(async () => {
+      await this.db.updateTable('api_tokens').set({ last_used_at: at }).where('id', '=', id).execute();
+    });
+  }
+
+  listTokens(user?: string): Promise<readonly TokenRecord[]> {
+    return this.guard(async () => {
+      const found = await this.db
+        .selectFrom('api_tokens')
+        .selectAll()
+        .$if(user !== undefined, (q) => q.where('user_name', '=', user!))
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute();
+      return found.map(rows.tokenFromRow);
+    });
+  }
+
+  deleteToken(id: string): Promise<void> {
+    return this.guard(async () => {
+      await this.db.deleteFrom('api_tokens').where('id', '=', id).execute();
+    });
+  }
+
+  /** LFB_ERR_USER_NOT_FOUND when the session's user does not exist. */
+  addWebSession(s: WebSessionRecord): Promise<void> {
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        await this.requireUser(trx, s.user);
+        await trx.insertInto('web_sessions').values(rows.webSessionToRow(s)).execute();
+      }),
+    );
+  }
+
+  /** The session as stored, expired or not: the caller compares expiresAt with its clock. */
+  findWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
+    return this.guard(async () => {
+      const row = await this.db.selectFrom('web_sessions').selectAll().where('id_hash', '=', idHash).executeTakeFirst();
+      return row === undefined ? undefined : rows.webSessionFromRow(row);
+    });
+  }
+
+  deleteWebSession(idHash: string): Promise<void> {
+    return this.guard(async () => {
+      await this.db.deleteFrom('web_sessions').where('id_hash', '=', idHash).execute();
+    });
+  }
+
+  /** Deletes sessions that expired at or before `now`; returns how many. */
+  deleteExpiredWebSessions(now: string): Promise<number> {
+    return this.guard(async () => {
+      const result = await this.db.deleteFrom('web_sessions').where('expires_at', '<=', now).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    });
+  }
+
+  private async requireUser(trx: CatalogDatabase['db'], name: string): Promise<void> {
+    const found = await trx.selectFrom('users').select('name').where('name', '=', name).executeTakeFirst();
+    if (found === undefined) throw userNotFound(name);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.database.close();
+  }
+}
