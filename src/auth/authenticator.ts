@@ -14,7 +14,7 @@ import { LoginRateLimiter, loginKeys } from './rate-limit.js';
 import { constantTimeEqual, DEFAULT_SESSION_TTL_MS, isWellFormedCookieValue, makeWebSession, parseApiToken, sha256Hex, tokenMatches } from './tokens.js';
 
 export const SESSION_COOKIE = 'lifeboat_session';
-export const CSRF_HEADER = 'x-csrf-token';
+export const CSRF_HEADER = 'x-csrf-token' as const;
 /** Methods that change nothing: a cookie request with one of these needs no CSRF token. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** A token's last use is written at most this often (a script polling every second would otherwise write every second). */
@@ -23,12 +23,11 @@ const TOUCH_INTERVAL_MS = 60_000;
 /** A header as Node gives it: absent, one value, or (repeated) several. */
 export type HeaderValue = string | readonly string[] | undefined;
 
-export interface RequestCredentials {
-  readonly method: string;
+/** The request headers authentication reads, by their lower-case names (Node's IncomingHttpHeaders fits). */
+export interface AuthHeaders {
   readonly authorization?: HeaderValue;
   readonly cookie?: HeaderValue;
-  /** The `x-csrf-token` header. */
-  readonly csrfToken?: HeaderValue;
+  readonly 'x-csrf-token'?: HeaderValue;
 }
 
 export interface Principal {
@@ -44,8 +43,8 @@ export interface Principal {
 export interface LoginResult {
   readonly user: string;
   readonly role: UserRole;
-  /** For the Set-Cookie header (sessionCookie()); never stored. */
-  readonly cookieValue: string;
+  /** The session cookie's secret value, for the Set-Cookie header (sessionCookie()); only its SHA-256 is stored. */
+  readonly sessionId: string;
   readonly csrfToken: string;
   readonly expiresAt: string;
 }
@@ -87,9 +86,9 @@ export function cookieValue(header: HeaderValue, name: string): string | undefin
 }
 
 /** The Set-Cookie header for a new console session. `secure`: served over HTTPS (the browser then never sends it in clear). */
-export function sessionCookie(login: Pick<LoginResult, 'cookieValue' | 'expiresAt'>, opts: { secure: boolean; now: Date }): string {
+export function sessionCookie(login: Pick<LoginResult, 'sessionId' | 'expiresAt'>, opts: { secure: boolean; now: Date }): string {
   const maxAge = Math.max(0, Math.floor((Date.parse(login.expiresAt) - opts.now.getTime()) / 1000));
-  return `${SESSION_COOKIE}=${login.cookieValue}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${opts.secure ? '; Secure' : ''}`;
+  return `${SESSION_COOKIE}=${login.sessionId}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${opts.secure ? '; Secure' : ''}`;
 }
 
 /** The Set-Cookie header that makes the browser drop the session cookie (logout). */
@@ -99,6 +98,7 @@ export function clearedSessionCookie(opts: { secure: boolean }): string {
 
 export class Authenticator {
   readonly limiter: LoginRateLimiter;
+  readonly cookieName = SESSION_COOKIE;
   private readonly clock: Clock;
   private readonly sessionTtlMs: number;
   /** Verified against when the user does not exist, so that a wrong name takes as long as a wrong password. */
@@ -118,11 +118,11 @@ export class Authenticator {
    * be valid: it never falls back to the cookie). LFB_ERR_UNAUTHENTICATED without valid credentials;
    * LFB_ERR_FORBIDDEN for a cookie request that changes something without the session's CSRF token.
    */
-  async authenticate(req: RequestCredentials): Promise<Principal> {
-    const authorization = single(req.authorization, 'authorization');
+  async authenticate(headers: AuthHeaders, method: string): Promise<Principal> {
+    const authorization = single(headers.authorization, 'authorization');
     if (authorization !== undefined) return this.byToken(authorization);
-    const cookie = cookieValue(req.cookie, SESSION_COOKIE);
-    if (cookie !== undefined) return this.byCookie(cookie, req);
+    const cookie = cookieValue(headers.cookie, SESSION_COOKIE);
+    if (cookie !== undefined) return this.byCookie(cookie, headers, method);
     throw unauthenticated('this needs an API token (Authorization: Bearer …) or a console login');
   }
 
@@ -144,7 +144,7 @@ export class Authenticator {
     await this.catalog.deleteExpiredWebSessions(this.clock.now().toISOString());
     const made = makeWebSession(user.name, this.clock, this.sessionTtlMs);
     await this.catalog.addWebSession(made.record);
-    return { user: user.name, role: user.role, cookieValue: made.cookieValue, csrfToken: made.record.csrfToken, expiresAt: made.record.expiresAt };
+    return { user: user.name, role: user.role, sessionId: made.cookieValue, csrfToken: made.record.csrfToken, expiresAt: made.record.expiresAt };
   }
 
   /** Ends the console session of the request's cookie, if there is one (logging out twice is not an error). */
@@ -172,7 +172,7 @@ export class Authenticator {
     return { user: user.name, role: user.role, via: 'token', tokenId: record.id };
   }
 
-  private async byCookie(value: string, req: RequestCredentials): Promise<Principal> {
+  private async byCookie(value: string, headers: AuthHeaders, method: string): Promise<Principal> {
     if (!isWellFormedCookieValue(value)) throw unauthenticated('the session cookie is not valid; log in again');
     const idHash = sha256Hex(value);
     const session = await this.catalog.findWebSession(idHash);
@@ -182,8 +182,8 @@ export class Authenticator {
       throw unauthenticated('the console session has expired; log in again');
     }
     const user = await this.liveUser(session.user, session.createdAt);
-    if (!SAFE_METHODS.has(req.method.toUpperCase())) {
-      const csrf = single(req.csrfToken, CSRF_HEADER);
+    if (!SAFE_METHODS.has(method.toUpperCase())) {
+      const csrf = single(headers[CSRF_HEADER], CSRF_HEADER);
       if (csrf === undefined || !constantTimeEqual(csrf, session.csrfToken))
         throw new LifeboatError('LFB_ERR_FORBIDDEN', `a change made with a session cookie needs the session's ${CSRF_HEADER} header`);
     }

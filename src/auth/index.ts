@@ -39,6 +39,6 @@ export {
   type HeaderValue,
   type LoginResult,
   type Principal,
-  type RequestCredentials,
+  type AuthHeaders,
 } from './authenticator.js';
 export { certificateNames, loadTlsFiles, selfSignedCertificate, type TlsFiles } from './tls.js';
