@@ -37,7 +37,7 @@ test('the self-signed certificate is made once in the state folder (key 0600, na
   }
 });
 
-test('a pair that does not belong together is refused when given, and replaced when it is the state folder's own', async () => {
+test("a pair that does not belong together is refused when given, and replaced when it is the state folder's own", async () => {
   const a = await tempDir();
   const b = await tempDir();
   try {
