@@ -109,6 +109,41 @@ function gfsFlags(fulls: readonly PlanPoint[], gfs: GfsPolicy, now: string): Map
   return out;
 }
 
+export type GfsKind = 'weekly' | 'monthly' | 'yearly';
+
+/**
+ * Every GFS flag each full holds now (a full can be the first of its week and
+ * of its month), by the rule gfsFlags keeps them: for reports (the points a
+ * job keeps long-term). Fulls merged forward carry none.
+ */
+export function gfsFlagsByPoint(chains: readonly PlanChain[], gfs: GfsPolicy, now: string): Map<string, GfsKind[]> {
+  const fulls = chains
+    .filter((c) => c.points.length > 0)
+    .map((c) => c.points[0]!)
+    .filter((p) => !p.merged)
+    .sort((a, b) => a.seq - b.seq);
+  const out = new Map<string, GfsKind[]>();
+  const periods: [GfsKind, number, (iso: string) => number][] = [
+    ['weekly', gfs.weekly, weekOf],
+    ['monthly', gfs.monthly, monthOf],
+    ['yearly', gfs.yearly, yearOf],
+  ];
+  for (const [kind, keep, periodOf] of periods) {
+    if (keep <= 0) continue;
+    // weekOf counts days: a week is 7 of them.
+    const step = kind === 'weekly' ? 7 : 1;
+    const current = periodOf(now) / step;
+    const seen = new Set<number>();
+    for (const f of fulls) {
+      const p = periodOf(f.createdAt) / step;
+      if (seen.has(p)) continue;
+      seen.add(p);
+      if (current - p < keep) out.set(f.id, [...(out.get(f.id) ?? []), kind]);
+    }
+  }
+  return out;
+}
+
 /**
  * A job that keeps GFS fulls but schedules no full day needs fulls made for
  * it: a forever-forward chain has one full, which moves forward with every

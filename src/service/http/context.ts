@@ -1,0 +1,66 @@
+/**
+ * What every route file shares: the dependencies, and the repositories by
+ * the short names URLs use (the folder's base name; a second folder with the
+ * same base name gets -2, -3… in the order given).
+ */
+import { basename, resolve } from 'node:path';
+import { LifeboatError } from '../../core/errors.js';
+import type { InstantRecovery } from '../../recovery/index.js';
+import type { HttpApiDeps } from './deps.js';
+
+export const API_PREFIX = '/api/v1';
+
+export interface ApiContext {
+  readonly deps: HttpApiDeps;
+  /** name → root, in the order given. */
+  readonly repos: ReadonlyMap<string, string>;
+  /** The root of the repository a URL names, or LFB_ERR_REPO_NOT_FOUND. */
+  repoRoot(name: string): string;
+  /** The URL name of a repository root (the root itself when this server does not serve it). */
+  repoName(root: string): string;
+  /** The sessions of a repository, or LFB_ERR_SERVER_NOT_RUNNING when this server runs no instant recovery for it. */
+  recovery(name: string): InstantRecovery;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function repoNames(roots: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const given of roots) {
+    const root = resolve(given);
+    if ([...out.values()].includes(root)) continue;
+    let base = basename(root)
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '');
+    if (!NAME_RE.test(base)) base = 'repo';
+    base = base.slice(0, 60);
+    let name = base;
+    for (let n = 2; out.has(name); n++) name = `${base}-${n}`;
+    out.set(name, root);
+  }
+  return out;
+}
+
+export function apiContext(deps: HttpApiDeps): ApiContext {
+  const repos = repoNames(deps.repos);
+  const byRoot = new Map([...repos].map(([name, root]) => [root, name]));
+  const recoveries = new Map([...(deps.recovery ?? new Map<string, InstantRecovery>())].map(([root, r]) => [resolve(root), r]));
+  const repoRoot = (name: string): string => {
+    const root = repos.get(name);
+    if (root === undefined)
+      throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server has no repository "${name}" (see GET /api/v1/repositories)`, { details: { repo: name } });
+    return root;
+  };
+  return {
+    deps,
+    repos,
+    repoRoot,
+    repoName: (root) => byRoot.get(resolve(root)) ?? root,
+    recovery(name) {
+      const root = repoRoot(name);
+      const r = recoveries.get(root);
+      if (r === undefined) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `this server runs no instant recovery for repository "${name}"`);
+      return r;
+    },
+  };
+}

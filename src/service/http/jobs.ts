@@ -1,0 +1,220 @@
+/**
+ * Jobs of a repository: list, one, create, change, delete, run now, stop.
+ * job.json in the repository is the truth; the catalog's copy is refreshed
+ * on each change (a failed refresh is logged, never fails the change).
+ */
+import { Type } from 'typebox';
+import { LifeboatError } from '../../core/errors.js';
+import type { Weekday } from '../../core/clock.js';
+import { RUN_STATES, type RunRecord } from '../../catalog/catalog.js';
+import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
+import type { JobDefinition } from '../../repository/index.js';
+import type { ApiServer } from './api.js';
+import { API_PREFIX, type ApiContext } from './context.js';
+import { ERROR_RESPONSES, JobChangeBody, JobCreateBody, JobCreated, JobDeleteQuery, JobDeleted, JobParams, JobSummary, RepoParams } from './schemas.js';
+
+const ACTIVE = RUN_STATES.filter((s) => s === 'queued' || s === 'running');
+
+/** The catalog's copy of a job (a cache: a failure is logged, the repository already changed). */
+async function cacheJob(ctx: ApiContext, root: string, job: JobDefinition | undefined, name: string): Promise<void> {
+  try {
+    if (job === undefined) await ctx.deps.catalog.deleteJob(root, name);
+    else
+      await ctx.deps.catalog.putJob({
+        repo: root,
+        name: job.name,
+        jobId: job.jobId,
+        definition: job as unknown as Record<string, unknown>,
+        updatedAt: ctx.deps.clock.now().toISOString(),
+      });
+  } catch (err) {
+    ctx.deps.logger.warn('http: the catalog did not take a job change', { repo: root, job: name, error: err instanceof Error ? err.message : String(err) });
+  }
+}
+
+/** The rules `job create` checks before the service does (the service checks the rest). */
+function checkCreate(b: JobCreateBody): void {
+  if (b.retainPoints !== undefined && b.retainDays !== undefined)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'retainPoints and retainDays exclude each other');
+  if ((b.qmp === undefined) !== (b.drives === undefined || b.drives.length === 0))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'qmp (a monitor socket) and drives (node names) go together');
+  if ((b.disks?.length ?? 0) === 0 && (b.drives?.length ?? 0) === 0)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'a job needs disks, or qmp with drives');
+}
+
+export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
+  const { service } = ctx.deps;
+  const summary = async (repo: string, name: string) => {
+    const s = await service.showJob(ctx.repoRoot(repo), name);
+    return { repo, job: s.job, points: s.points, damagedFiles: s.damagedFiles, nextRunAt: s.nextRunAt };
+  };
+
+  app.get(
+    `${API_PREFIX}/repositories/:repo/jobs`,
+    {
+      schema: {
+        summary: 'The jobs of a repository',
+        tags: ['jobs'],
+        params: RepoParams,
+        response: { 200: Type.Object({ jobs: Type.Array(JobSummary) }, { additionalProperties: false }), ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const root = ctx.repoRoot(request.params.repo);
+      const jobs = [];
+      for (const name of await service.listJobs(root)) jobs.push(await summary(request.params.repo, name));
+      return { jobs };
+    },
+  );
+
+  app.get(
+    `${API_PREFIX}/repositories/:repo/jobs/:job`,
+    { schema: { summary: 'One job', tags: ['jobs'], params: JobParams, response: { 200: JobSummary, ...ERROR_RESPONSES } } },
+    async (request) => summary(request.params.repo, request.params.job),
+  );
+
+  app.post(
+    `${API_PREFIX}/repositories/:repo/jobs`,
+    {
+      config: { role: 'admin' },
+      schema: {
+        summary: 'Create a job (as `lifeboat job create`)',
+        tags: ['jobs'],
+        params: RepoParams,
+        body: JobCreateBody,
+        response: { 201: JobCreated, ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      checkCreate(b);
+      const root = ctx.repoRoot(request.params.repo);
+      const activeFullDays = (b.activeFullDays ?? []) as Weekday[];
+      const syntheticFullDays = (b.syntheticFullDays ?? []) as Weekday[];
+      const job = await service.createJob(root, {
+        name: b.name,
+        disks: b.disks ?? [],
+        ...(b.qmp !== undefined ? { qmp: b.qmp, drives: b.drives } : {}),
+        method: b.method ?? defaultMethod(activeFullDays, syntheticFullDays),
+        retainPoints: b.retainPoints ?? 7,
+        retainDays: b.retainDays,
+        activeFullDays,
+        syntheticFullDays,
+        transformToRollbacks: b.transformToRollbacks,
+        cbt: b.cbt,
+        diskFormat: b.diskFormat,
+        gfs: b.gfs,
+        vmConfigFile: b.vmConfigFile,
+        schedule: b.schedule,
+        window: b.window,
+        retries: b.retries,
+        retryDelay: b.retryDelay,
+        after: b.after,
+        disabled: b.disabled,
+      });
+      await cacheJob(ctx, root, job, job.name);
+      return reply.code(201).send({ repo: request.params.repo, job, warnings: retentionWarnings(job) });
+    },
+  );
+
+  app.patch(
+    `${API_PREFIX}/repositories/:repo/jobs/:job`,
+    {
+      config: { role: 'admin' },
+      schema: {
+        summary: 'Change a job (as `lifeboat job set`): only what is given; null clears a setting',
+        description: 'Refused with 409 LFB_ERR_JOB_LOCKED while a backup of the job runs.',
+        tags: ['jobs'],
+        params: JobParams,
+        body: JobChangeBody,
+        response: {
+          200: Type.Object({ repo: Type.String(), before: Type.Ref('Job'), after: Type.Ref('Job') }, { additionalProperties: false }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (request) => {
+      const b = request.body;
+      if (b.retainPoints !== undefined && b.retainDays !== undefined)
+        throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'retainPoints and retainDays exclude each other');
+      const root = ctx.repoRoot(request.params.repo);
+      const r = await service.setJob(root, request.params.job, {
+        ...b,
+        activeFullDays: b.activeFullDays as Weekday[] | undefined,
+        syntheticFullDays: b.syntheticFullDays as Weekday[] | undefined,
+      });
+      await cacheJob(ctx, root, r.after, r.after.name);
+      return { repo: request.params.repo, before: r.before, after: r.after };
+    },
+  );
+
+  app.delete(
+    `${API_PREFIX}/repositories/:repo/jobs/:job`,
+    {
+      config: { role: 'admin' },
+      schema: {
+        summary: 'Delete a job; its backup files only with withPoints=true',
+        tags: ['jobs'],
+        params: JobParams,
+        querystring: JobDeleteQuery,
+        response: { 200: JobDeleted, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const root = ctx.repoRoot(request.params.repo);
+      const r = await service.deleteJob(root, request.params.job, { withPoints: request.query.withPoints === true });
+      await cacheJob(ctx, root, undefined, request.params.job);
+      return r;
+    },
+  );
+
+  app.post(
+    `${API_PREFIX}/repositories/:repo/jobs/:job/run`,
+    {
+      schema: {
+        summary: 'Run the job now; the run goes on after the answer (follow GET /runs/{id}/events)',
+        tags: ['jobs'],
+        params: JobParams,
+        response: { 202: Type.Ref('Run'), ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const root = ctx.repoRoot(request.params.repo);
+      // A job that does not exist is 404 before anything is queued.
+      await service.showJob(root, request.params.job);
+      const run = await runner(ctx).runNow(root, request.params.job, 'api');
+      return reply.code(202).send(run);
+    },
+  );
+
+  app.post(
+    `${API_PREFIX}/repositories/:repo/jobs/:job/stop`,
+    {
+      schema: {
+        summary: "Stop the job's queued and running runs (they end as stopped)",
+        tags: ['jobs'],
+        params: JobParams,
+        response: { 200: Type.Object({ stopped: Type.Array(Type.Integer()) }, { additionalProperties: false }), ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const root = ctx.repoRoot(request.params.repo);
+      await service.showJob(root, request.params.job);
+      const r = runner(ctx);
+      const active: RunRecord[] = [];
+      for (let before: number | undefined; ;) {
+        const page = await ctx.deps.catalog.listRuns({ repo: root, job: request.params.job, states: ACTIVE, limit: 1000, ...(before ? { before } : {}) });
+        active.push(...page.runs);
+        if (page.next === null) break;
+        before = page.next;
+      }
+      for (const run of active) await r.stop(run.id);
+      return { stopped: active.map((run) => run.id) };
+    },
+  );
+}
+
+export function runner(ctx: ApiContext): NonNullable<ApiContext['deps']['runner']> {
+  if (ctx.deps.runner === undefined) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'this server runs no jobs (it was started without a scheduler)');
+  return ctx.deps.runner;
+}

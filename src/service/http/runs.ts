@@ -1,0 +1,126 @@
+/**
+ * Runs from the catalog: the list with filters and paging, one run with its
+ * tasks and log, stop, and its live progress as Server-Sent Events.
+ */
+import { Type } from 'typebox';
+import type { RunRecord, RunState } from '../../catalog/catalog.js';
+import type { ApiServer } from './api.js';
+import { API_PREFIX, type ApiContext } from './context.js';
+import { runner } from './jobs.js';
+import { ERROR_RESPONSES, EVENT_STREAM, RunDetail, RunDetailQuery, RunListQuery, RunPage, RunParams } from './schemas.js';
+import { pollInto, type EventStreams } from './sse.js';
+
+const FINISHED: readonly RunState[] = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'];
+/** Log lines one poll sends at most: a run that logs fast is caught up over a few polls. */
+const LOG_BATCH = 500;
+
+export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams): void {
+  const { catalog } = ctx.deps;
+  const pollMs = ctx.deps.events?.pollMs ?? 500;
+  const keepaliveMs = ctx.deps.events?.keepaliveMs ?? 15_000;
+  const view = (r: RunRecord): RunRecord => ({ ...r });
+
+  app.get(
+    `${API_PREFIX}/runs`,
+    {
+      schema: {
+        summary: 'Runs, newest first; page with before=<next of the previous page>',
+        tags: ['runs'],
+        querystring: RunListQuery,
+        response: { 200: RunPage, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const page = await catalog.listRuns({
+        ...(q.repo !== undefined ? { repo: ctx.repoRoot(q.repo) } : {}),
+        ...(q.job !== undefined ? { job: q.job } : {}),
+        ...(q.state !== undefined ? { states: q.state } : {}),
+        ...(q.since !== undefined ? { since: new Date(q.since).toISOString() } : {}),
+        limit: q.limit ?? 50,
+        ...(q.before !== undefined ? { before: q.before } : {}),
+      });
+      return { runs: page.runs.map(view), next: page.next };
+    },
+  );
+
+  app.get(
+    `${API_PREFIX}/runs/:id`,
+    {
+      schema: {
+        summary: 'One run with its tasks (one per disk) and its log',
+        tags: ['runs'],
+        params: RunParams,
+        querystring: RunDetailQuery,
+        response: { 200: RunDetail, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const id = request.params.id;
+      const run = await catalog.getRun(id);
+      const [tasks, log] = await Promise.all([catalog.listTasks(id), catalog.readLog(id, request.query.logAfter ?? 0, request.query.logLimit ?? 1000)]);
+      return { run: view(run), tasks: [...tasks], log: [...log] };
+    },
+  );
+
+  app.post(
+    `${API_PREFIX}/runs/:id/stop`,
+    {
+      schema: {
+        summary: 'Stop a queued or running run (it ends as stopped)',
+        tags: ['runs'],
+        params: RunParams,
+        response: { 200: Type.Ref('Run'), ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const id = request.params.id;
+      await catalog.getRun(id);
+      await runner(ctx).stop(id);
+      return view(await catalog.getRun(id));
+    },
+  );
+
+  app.get(
+    `${API_PREFIX}/runs/:id/events`,
+    {
+      schema: {
+        summary:
+          'Live progress of a run as Server-Sent Events: `run` (the record, when it changes), `log` (each new line), `progress` (bytes of the current disk), `end` (the run finished; the stream closes)',
+        tags: ['runs'],
+        params: RunParams,
+        querystring: Type.Object(
+          { logAfter: Type.Optional(Type.Integer({ minimum: 0, description: 'log lines already seen' })) },
+          { additionalProperties: false },
+        ),
+        response: { ...EVENT_STREAM, ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const id = request.params.id;
+      // A run that does not exist is an ordinary 404, before the stream opens.
+      await catalog.getRun(id);
+      const stream = streams.start(request, reply, keepaliveMs);
+      const unwatch = ctx.deps.runner?.watch?.(id, (p) => stream.send('progress', p));
+      if (unwatch) stream.onClose(unwatch);
+      let lastRun = '';
+      let seq = request.query.logAfter ?? 0;
+      pollInto(stream, pollMs, async () => {
+        const run = await catalog.getRun(id);
+        for (;;) {
+          const lines = await catalog.readLog(id, seq, LOG_BATCH);
+          for (const l of lines) stream.send('log', l);
+          seq = lines.at(-1)?.seq ?? seq;
+          // A finished run's log is sent whole before `end`.
+          if (lines.length < LOG_BATCH || !FINISHED.includes(run.state)) break;
+        }
+        const text = JSON.stringify(run);
+        if (text !== lastRun) stream.send('run', run);
+        lastRun = text;
+        if (!FINISHED.includes(run.state)) return false;
+        stream.send('end', { id, state: run.state });
+        return true;
+      });
+    },
+  );
+}
