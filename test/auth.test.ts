@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Catalog, TokenRecord, UserRecord, WebSessionRecord } from '../src/catalog/catalog.js';
+import { openCatalog, type Catalog } from '../src/catalog/index.js';
 import type { Clock } from '../src/core/clock.js';
 import { isLifeboatError, type ErrorCode } from '../src/core/errors.js';
 import {
@@ -25,9 +25,8 @@ import {
   sha256Hex,
   tokenMatches,
   verifyPassword,
-  type AccountCatalog,
-  type AuthCatalog,
 } from '../src/auth/index.js';
+import { tempDir } from './helpers.js';
 
 /** A clock the test moves by hand. */
 function manualClock(iso = '2026-03-01T10:00:00.000Z'): Clock & { advance(ms: number): void } {
@@ -206,62 +205,22 @@ test('roles: viewers read, operators operate, admins administer', () => {
   requirePermission({ user: 'a', role: 'admin' }, 'administer');
 });
 
-/** The users, tokens and sessions of a catalog, in memory: the same contract the SQLite catalog keeps. */
-class MemoryAuthCatalog implements AuthCatalog, AccountCatalog {
-  readonly users = new Map<string, UserRecord>();
-  readonly tokens = new Map<string, TokenRecord>();
-  readonly sessions = new Map<string, WebSessionRecord>();
-  touches = 0;
-  async addUser(u: UserRecord): Promise<void> {
-    this.users.set(u.name, u);
-  }
-  async getUser(name: string): Promise<UserRecord | undefined> {
-    return this.users.get(name);
-  }
-  async listUsers(): Promise<readonly UserRecord[]> {
-    return [...this.users.values()];
-  }
-  async deleteUser(name: string): Promise<void> {
-    this.users.delete(name);
-  }
-  async addToken(t: TokenRecord): Promise<void> {
-    this.tokens.set(t.id, t);
-  }
-  async findToken(hash: string): Promise<TokenRecord | undefined> {
-    return [...this.tokens.values()].find((t) => t.hash === hash);
-  }
-  async touchToken(id: string, at: string): Promise<void> {
-    this.touches++;
-    const t = this.tokens.get(id);
-    if (t) this.tokens.set(id, { ...t, lastUsedAt: at });
-  }
-  async listTokens(user?: string): Promise<readonly TokenRecord[]> {
-    return [...this.tokens.values()].filter((t) => user === undefined || t.user === user);
-  }
-  async deleteToken(id: string): Promise<void> {
-    this.tokens.delete(id);
-  }
-  async addWebSession(s: WebSessionRecord): Promise<void> {
-    this.sessions.set(s.idHash, s);
-  }
-  async findWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
-    return this.sessions.get(idHash);
-  }
-  async deleteWebSession(idHash: string): Promise<void> {
-    this.sessions.delete(idHash);
-  }
-  async deleteExpiredWebSessions(now: string): Promise<number> {
-    let n = 0;
-    for (const [k, s] of this.sessions) if (s.expiresAt <= now) n += Number(this.sessions.delete(k));
-    return n;
-  }
-}
-
-type TestCatalog = AuthCatalog & AccountCatalog & Pick<Catalog, 'close'>;
-
-/** The catalogs the authenticator is tested over. */
-const CATALOGS: { name: string; open: () => Promise<TestCatalog> }[] = [
-  { name: 'memory', open: async () => Object.assign(new MemoryAuthCatalog(), { close: async () => undefined }) },
+/** The catalogs the authenticator is tested over (the conformance suite holds them to one contract). */
+const CATALOGS: { name: string; open: () => Promise<Catalog> }[] = [
+  {
+    name: 'SQLite',
+    open: async () => {
+      const { dir, cleanup } = await tempDir();
+      const catalog = await openCatalog(dir);
+      const closeCatalog = catalog.close.bind(catalog);
+      return Object.assign(catalog, {
+        close: async () => {
+          await closeCatalog();
+          await cleanup();
+        },
+      });
+    },
+  },
 ];
 
 for (const { name, open } of CATALOGS) {
