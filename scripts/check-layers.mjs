@@ -54,6 +54,7 @@ const ALLOWED = {
     'nbd',
     'qemu',
     'recovery',
+    'catalog',
   ],
 };
 // Pure layers: no I/O of their own.

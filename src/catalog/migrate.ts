@@ -10,7 +10,7 @@ import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/index.js';
 import type { CatalogSchema } from './schema.js';
 
 /** The version recorded in the catalog; 0 for an empty database. */
-export async function readSchemaVersion(db: Kysely<CatalogSchema>): Promise<number> {
+export async function readSchemaVersion(db: Kysely<Pick<CatalogSchema, 'catalog_schema'>>): Promise<number> {
   const tables = await db.introspection.getTables();
   if (!tables.some((t) => t.name === 'catalog_schema')) return 0;
   const row = await db

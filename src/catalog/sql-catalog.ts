@@ -85,13 +85,13 @@ export class SqlCatalog implements Catalog {
     }
   }
 
-  schemaVersion(): Promise<number> {
+  async schemaVersion(): Promise<number> {
     return this.guard(() => readSchemaVersion(this.db));
   }
 
   // Runs ----------------------------------------------------------------------
 
-  createRun(run: NewRun): Promise<RunRecord> {
+  async createRun(run: NewRun): Promise<RunRecord> {
     oneOf(run.trigger, RUN_TRIGGERS, 'trigger');
     if (!Number.isInteger(run.attempt) || run.attempt < 1) throw invalid(`attempt must be a whole number of at least 1 (got ${run.attempt})`);
     return this.guard(async () => {
@@ -122,7 +122,7 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  updateRun(id: number, change: RunUpdate): Promise<RunRecord> {
+  async updateRun(id: number, change: RunUpdate): Promise<RunRecord> {
     if (change.state !== undefined) oneOf(change.state, RUN_STATES, 'state');
     const columns = rows.runUpdateColumns(change);
     if (Object.keys(columns).length === 0) return this.getRun(id);
@@ -133,7 +133,7 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  getRun(id: number): Promise<RunRecord> {
+  async getRun(id: number): Promise<RunRecord> {
     return this.guard(async () => {
       const row = await this.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
       if (row === undefined) throw runNotFound(id);
@@ -141,10 +141,10 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  listRuns(filter: RunFilter = {}): Promise<RunPage> {
+  async listRuns(filter: RunFilter = {}): Promise<RunPage> {
     const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
     for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
-    if (filter.states !== undefined && filter.states.length === 0) return Promise.resolve({ runs: [], next: null });
+    if (filter.states !== undefined && filter.states.length === 0) return { runs: [], next: null };
     return this.guard(async () => {
       let q = this.db.selectFrom('runs').selectAll();
       if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
@@ -162,7 +162,7 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  interruptUnfinished(at: string): Promise<readonly RunRecord[]> {
+  async interruptUnfinished(at: string): Promise<readonly RunRecord[]> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         const unfinished = ['running', 'queued'];
@@ -189,30 +189,38 @@ export class SqlCatalog implements Catalog {
 
   // Tasks and logs ------------------------------------------------------------
 
-  putTask(task: TaskRecord): Promise<void> {
+  async putTask(task: TaskRecord): Promise<void> {
     oneOf(task.state, RUN_STATES, 'state');
     const row = rows.taskToRow(task);
     return this.guard(() =>
       this.database.write(async (trx) => {
         await this.lockRun(trx, task.runId);
-        const { run_id: _runId, disk: _disk, ...rest } = row;
         await trx
           .insertInto('tasks')
           .values(row)
-          .onConflict((oc) => oc.columns(['run_id', 'disk']).doUpdateSet(rest))
+          .onConflict((oc) =>
+            oc.columns(['run_id', 'disk']).doUpdateSet({
+              disk_name: row.disk_name,
+              state: row.state,
+              started_at: row.started_at,
+              ended_at: row.ended_at,
+              bytes_read: row.bytes_read,
+              bytes_stored: row.bytes_stored,
+            }),
+          )
           .execute();
       }),
     );
   }
 
-  listTasks(runId: number): Promise<readonly TaskRecord[]> {
+  async listTasks(runId: number): Promise<readonly TaskRecord[]> {
     return this.guard(async () => {
       const found = await this.db.selectFrom('tasks').selectAll().where('run_id', '=', runId).orderBy('disk').execute();
       return found.map(rows.taskFromRow);
     });
   }
 
-  appendLog(runId: number, lines: readonly Omit<LogLine, 'runId' | 'seq'>[]): Promise<void> {
+  async appendLog(runId: number, lines: readonly Omit<LogLine, 'runId' | 'seq'>[]): Promise<void> {
     for (const l of lines) oneOf(l.level, LOG_LEVELS, 'log level');
     return this.guard(() =>
       this.database.write(async (trx) => {
@@ -235,7 +243,7 @@ export class SqlCatalog implements Catalog {
     );
   }
 
-  readLog(runId: number, afterSeq = 0, limit?: number): Promise<readonly LogLine[]> {
+  async readLog(runId: number, afterSeq = 0, limit?: number): Promise<readonly LogLine[]> {
     const n = pageSize(limit, DEFAULT_LOG_PAGE, MAX_LOG_PAGE, 'log');
     return this.guard(async () => {
       const found = await this.db.selectFrom('log_lines').selectAll().where('run_id', '=', runId).where('seq', '>', afterSeq).orderBy('seq').limit(n).execute();
@@ -256,20 +264,19 @@ export class SqlCatalog implements Catalog {
 
   // Jobs and points -----------------------------------------------------------
 
-  putJob(job: JobRecord): Promise<void> {
+  async putJob(job: JobRecord): Promise<void> {
     const row = rows.jobToRow(job);
-    const { repo: _repo, name: _name, ...rest } = row;
     return this.guard(async () => {
       await this.db
         .insertInto('jobs')
         .values(row)
-        .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet(rest))
+        .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet({ job_id: row.job_id, definition: row.definition, updated_at: row.updated_at }))
         .execute();
     });
   }
 
   /** Forgets the job and the points recorded for it. */
-  deleteJob(repo: string, name: string): Promise<void> {
+  async deleteJob(repo: string, name: string): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', name).execute();
@@ -278,7 +285,7 @@ export class SqlCatalog implements Catalog {
     );
   }
 
-  listJobs(repo?: string): Promise<readonly JobRecord[]> {
+  async listJobs(repo?: string): Promise<readonly JobRecord[]> {
     return this.guard(async () => {
       const found = await this.db
         .selectFrom('jobs')
@@ -291,7 +298,7 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void> {
+  async replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void> {
     const stray = points.find((p) => p.repo !== repo || p.job !== job);
     if (stray !== undefined) throw invalid(`point ${stray.pointId} belongs to ${stray.repo} ${stray.job}, not to ${repo} ${job}`);
     return this.guard(() =>
@@ -304,7 +311,7 @@ export class SqlCatalog implements Catalog {
     );
   }
 
-  listPoints(repo: string, job: string): Promise<readonly PointRecord[]> {
+  async listPoints(repo: string, job: string): Promise<readonly PointRecord[]> {
     return this.guard(async () => {
       const found = await this.db.selectFrom('points').selectAll().where('repo', '=', repo).where('job', '=', job).orderBy('seq').execute();
       return found.map(rows.pointFromRow);
@@ -313,7 +320,7 @@ export class SqlCatalog implements Catalog {
 
   // Users, tokens, console sessions ------------------------------------------
 
-  addUser(user: UserRecord): Promise<void> {
+  async addUser(user: UserRecord): Promise<void> {
     oneOf(user.role, USER_ROLES, 'role');
     return this.guard(async () => {
       const result = await this.db
@@ -327,19 +334,19 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  getUser(name: string): Promise<UserRecord | undefined> {
+  async getUser(name: string): Promise<UserRecord | undefined> {
     return this.guard(async () => {
       const row = await this.db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
       return row === undefined ? undefined : rows.userFromRow(row);
     });
   }
 
-  listUsers(): Promise<readonly UserRecord[]> {
+  async listUsers(): Promise<readonly UserRecord[]> {
     return this.guard(async () => (await this.db.selectFrom('users').selectAll().orderBy('name').execute()).map(rows.userFromRow));
   }
 
   /** Deletes the user with its tokens and console sessions; LFB_ERR_USER_NOT_FOUND when there is none. */
-  deleteUser(name: string): Promise<void> {
+  async deleteUser(name: string): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         const result = await trx.deleteFrom('users').where('name', '=', name).executeTakeFirst();
@@ -351,7 +358,7 @@ export class SqlCatalog implements Catalog {
   }
 
   /** LFB_ERR_USER_NOT_FOUND when the token's user does not exist. */
-  addToken(token: TokenRecord): Promise<void> {
+  async addToken(token: TokenRecord): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         await this.requireUser(trx, token.user);
@@ -360,20 +367,20 @@ export class SqlCatalog implements Catalog {
     );
   }
 
-  findToken(hash: string): Promise<TokenRecord | undefined> {
+  async findToken(hash: string): Promise<TokenRecord | undefined> {
     return this.guard(async () => {
       const row = await this.db.selectFrom('api_tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
       return row === undefined ? undefined : rows.tokenFromRow(row);
     });
   }
 
-  touchToken(id: string, at: string): Promise<void> {
+  async touchToken(id: string, at: string): Promise<void> {
     return this.guard(async () => {
       await this.db.updateTable('api_tokens').set({ last_used_at: at }).where('id', '=', id).execute();
     });
   }
 
-  listTokens(user?: string): Promise<readonly TokenRecord[]> {
+  async listTokens(user?: string): Promise<readonly TokenRecord[]> {
     return this.guard(async () => {
       const found = await this.db
         .selectFrom('api_tokens')
@@ -386,14 +393,14 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  deleteToken(id: string): Promise<void> {
+  async deleteToken(id: string): Promise<void> {
     return this.guard(async () => {
       await this.db.deleteFrom('api_tokens').where('id', '=', id).execute();
     });
   }
 
   /** LFB_ERR_USER_NOT_FOUND when the session's user does not exist. */
-  addWebSession(s: WebSessionRecord): Promise<void> {
+  async addWebSession(s: WebSessionRecord): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         await this.requireUser(trx, s.user);
@@ -403,21 +410,21 @@ export class SqlCatalog implements Catalog {
   }
 
   /** The session as stored, expired or not: the caller compares expiresAt with its clock. */
-  findWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
+  async findWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
     return this.guard(async () => {
       const row = await this.db.selectFrom('web_sessions').selectAll().where('id_hash', '=', idHash).executeTakeFirst();
       return row === undefined ? undefined : rows.webSessionFromRow(row);
     });
   }
 
-  deleteWebSession(idHash: string): Promise<void> {
+  async deleteWebSession(idHash: string): Promise<void> {
     return this.guard(async () => {
       await this.db.deleteFrom('web_sessions').where('id_hash', '=', idHash).execute();
     });
   }
 
   /** Deletes sessions that expired at or before `now`; returns how many. */
-  deleteExpiredWebSessions(now: string): Promise<number> {
+  async deleteExpiredWebSessions(now: string): Promise<number> {
     return this.guard(async () => {
       const result = await this.db.deleteFrom('web_sessions').where('expires_at', '<=', now).executeTakeFirst();
       return Number(result.numDeletedRows);

@@ -1,0 +1,232 @@
+/**
+ * Migration tests every catalog database passes: an old catalog opens with
+ * this code and keeps its data, a newer one is refused, and servers that open
+ * an empty database at the same time migrate it once.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Generated, Kysely } from 'kysely';
+import { openDatabase, parseCatalogSpec } from '../catalog/database.js';
+import { migrateCatalog, readSchemaVersion } from '../catalog/migrate.js';
+import { LATEST_SCHEMA_VERSION } from '../catalog/migrations/index.js';
+import { openCatalog } from '../catalog/open.js';
+import { at, rejectsWith } from './catalog-conformance.js';
+
+export interface EmptyDatabase {
+  /** What openCatalog takes to reach it. */
+  readonly spec: string;
+  cleanup(): Promise<void>;
+}
+
+/** The tables of schema version 1 that the test fills: what a Lifeboat of that version wrote. */
+interface V1Schema {
+  runs: {
+    id: Generated<number>;
+    repo: string;
+    job: string;
+    trigger: string;
+    attempt: number;
+    retry_of: number | null;
+    state: string;
+    queued_at: string;
+    started_at: string | null;
+    ended_at: string | null;
+    bytes_read: number;
+    bytes_stored: number;
+    steps: string;
+    error_code: string | null;
+    error_message: string | null;
+    point_id: string | null;
+  };
+  log_lines: { run_id: number; seq: number; at: string; level: string; message: string };
+  points: {
+    repo: string;
+    job: string;
+    point_id: string;
+    seq: number;
+    created_at: string;
+    kind: string;
+    file: string;
+    chain_id: string;
+    disk_bytes: number;
+    stored_bytes: number;
+    gfs: string;
+    health: string;
+  };
+  users: { name: string; role: string; password_hash: string; created_at: string };
+  catalog_schema: { version: number; description: string; applied_at: string };
+}
+
+async function withDatabase(makeDatabase: () => Promise<EmptyDatabase>, body: (spec: string) => Promise<void>): Promise<void> {
+  const database = await makeDatabase();
+  try {
+    await body(database.spec);
+  } finally {
+    await database.cleanup();
+  }
+}
+
+/** Opens the raw database (no migration to the newest) for `body`. */
+async function raw<T>(spec: string, body: (db: Kysely<V1Schema>, migrateTo: (version: number) => Promise<number>) => Promise<T>): Promise<T> {
+  const database = await openDatabase(parseCatalogSpec(spec));
+  try {
+    return await body(database.db as unknown as Kysely<V1Schema>, (version) => migrateCatalog(database, at(0), version));
+  } finally {
+    await database.close();
+  }
+}
+
+export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<EmptyDatabase>): void {
+  test(`${name}: a version 1 catalog with data opens with this code, is migrated, and keeps its data`, () =>
+    withDatabase(makeDatabase, async (spec) => {
+      const runId = await raw(spec, async (db, migrateTo) => {
+        assert.equal(await migrateTo(1), 1);
+        assert.equal(await readSchemaVersion(db), 1);
+        const run = await db
+          .insertInto('runs')
+          .values({
+            repo: '/repos/a',
+            job: 'web',
+            trigger: 'schedule',
+            attempt: 1,
+            retry_of: null,
+            state: 'succeeded',
+            queued_at: at(1),
+            started_at: at(2),
+            ended_at: at(3),
+            bytes_read: 2 ** 40,
+            bytes_stored: 2 ** 33,
+            steps: '{"data":1200}',
+            error_code: null,
+            error_message: null,
+            point_id: 'p-1',
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        const id = run.id;
+        await db
+          .insertInto('log_lines')
+          .values([
+            { run_id: id, seq: 1, at: at(2), level: 'info', message: 'started' },
+            { run_id: id, seq: 2, at: at(3), level: 'info', message: 'done' },
+          ])
+          .execute();
+        await db
+          .insertInto('points')
+          .values({
+            repo: '/repos/a',
+            job: 'web',
+            point_id: 'p-1',
+            seq: 1,
+            created_at: at(3),
+            kind: 'full',
+            file: 'web-1.lbk',
+            chain_id: 'c-1',
+            disk_bytes: 2 ** 34,
+            stored_bytes: 2 ** 33,
+            gfs: '["weekly"]',
+            health: 'ok',
+          })
+          .execute();
+        await db
+          .insertInto('users')
+          .values({ name: 'amy', role: 'admin', password_hash: 'scrypt$x', created_at: at(0) })
+          .execute();
+        return id;
+      });
+
+      const catalog = await openCatalog(spec);
+      try {
+        assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+        const run = await catalog.getRun(runId);
+        assert.deepEqual(
+          { ...run, id: 0 },
+          {
+            id: 0,
+            repo: '/repos/a',
+            job: 'web',
+            trigger: 'schedule',
+            attempt: 1,
+            retryOf: null,
+            state: 'succeeded',
+            queuedAt: at(1),
+            startedAt: at(2),
+            endedAt: at(3),
+            bytesRead: 2 ** 40,
+            bytesStored: 2 ** 33,
+            steps: { data: 1200 },
+            errorCode: null,
+            errorMessage: null,
+            pointId: 'p-1',
+            changeMethod: null,
+            changeReason: null,
+          },
+        );
+        assert.deepEqual(
+          (await catalog.readLog(runId)).map((l) => [l.seq, l.message]),
+          [
+            [1, 'started'],
+            [2, 'done'],
+          ],
+        );
+        const [p] = await catalog.listPoints('/repos/a', 'web');
+        assert.equal(p?.pointId, 'p-1');
+        assert.deepEqual(p?.gfs, ['weekly']);
+        assert.equal(p?.changeMethod, null, 'version 2 added the column; old points have none');
+        assert.equal((await catalog.getUser('amy'))?.role, 'admin');
+        // What versions 2 and 3 brought works on the migrated data.
+        const changed = await catalog.updateRun(runId, { changeMethod: 'full', changeReason: 'first point of the chain' });
+        assert.equal(changed.changeMethod, 'full');
+        assert.deepEqual(
+          (await catalog.listRuns({ job: 'web', states: ['succeeded'] })).runs.map((r) => r.id),
+          [runId],
+        );
+        await catalog.appendLog(runId, [{ at: at(4), level: 'warn', message: 'after the upgrade' }]);
+        assert.equal((await catalog.readLog(runId, 2))[0]?.seq, 3);
+        assert.ok((await catalog.createRun({ repo: '/repos/a', job: 'web', trigger: 'manual', attempt: 1, retryOf: null, queuedAt: at(9) })).id > runId);
+      } finally {
+        await catalog.close();
+      }
+      const versions = await raw(spec, (db) => db.selectFrom('catalog_schema').select('version').orderBy('version').execute());
+      assert.deepEqual(
+        versions.map((v) => v.version),
+        Array.from({ length: LATEST_SCHEMA_VERSION }, (_, i) => i + 1),
+      );
+    }));
+
+  test(`${name}: a catalog written by a newer Lifeboat is refused with LFB_ERR_CATALOG_VERSION and left as it is`, () =>
+    withDatabase(makeDatabase, async (spec) => {
+      await (await openCatalog(spec)).close();
+      const newer = LATEST_SCHEMA_VERSION + 1;
+      await raw(spec, (db) =>
+        db
+          .insertInto('catalog_schema')
+          .values({ version: newer, description: 'from the future', applied_at: at(0) })
+          .execute(),
+      );
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(openCatalog(spec), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'LFB_ERR_CATALOG_VERSION');
+          assert.match(err.message, new RegExp(`version ${newer}\\b.*up to version ${LATEST_SCHEMA_VERSION}`));
+          return true;
+        });
+      }
+      assert.equal(await raw(spec, (db) => readSchemaVersion(db)), newer);
+      await rejectsWith(
+        raw(spec, (_db, migrateTo) => migrateTo(newer)),
+        'LFB_ERR_INVALID_ARGUMENT',
+      );
+    }));
+
+  test(`${name}: servers opening one empty database at once migrate it once`, () =>
+    withDatabase(makeDatabase, async (spec) => {
+      const catalogs = await Promise.all([openCatalog(spec), openCatalog(spec), openCatalog(spec)]);
+      try {
+        for (const c of catalogs) assert.equal(await c.schemaVersion(), LATEST_SCHEMA_VERSION);
+      } finally {
+        for (const c of catalogs) await c.close();
+      }
+      const versions = await raw(spec, (db) => db.selectFrom('catalog_schema').select('version').execute());
+      assert.equal(versions.length, LATEST_SCHEMA_VERSION);
+    }));
+}
