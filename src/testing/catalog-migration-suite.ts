@@ -77,7 +77,7 @@ async function raw<T>(spec: string, body: (db: Kysely<V1Schema>, migrateTo: (ver
 }
 
 export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<EmptyDatabase>): void {
-  test(`${name}: a version 1 catalog with data opens with this code, is migrated, and keeps its data`, () =>
+  void test(`${name}: a version 1 catalog with data opens with this code, is migrated, and keeps its data`, () =>
     withDatabase(makeDatabase, async (spec) => {
       const runId = await raw(spec, async (db, migrateTo) => {
         assert.equal(await migrateTo(1), 1);
@@ -194,7 +194,7 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
       );
     }));
 
-  test(`${name}: a catalog written by a newer Lifeboat is refused with LFB_ERR_CATALOG_VERSION and left as it is`, () =>
+  void test(`${name}: a catalog written by a newer Lifeboat is refused with LFB_ERR_CATALOG_VERSION and left as it is`, () =>
     withDatabase(makeDatabase, async (spec) => {
       await (await openCatalog(spec)).close();
       const newer = LATEST_SCHEMA_VERSION + 1;
@@ -218,7 +218,7 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
       );
     }));
 
-  test(`${name}: servers opening one empty database at once migrate it once`, () =>
+  void test(`${name}: servers opening one empty database at once migrate it once`, () =>
     withDatabase(makeDatabase, async (spec) => {
       const catalogs = await Promise.all([openCatalog(spec), openCatalog(spec), openCatalog(spec)]);
       try {
