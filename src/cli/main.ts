@@ -18,6 +18,8 @@ import { serve } from './commands/serve.js';
 import { verify } from './commands/verify.js';
 import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
+import { userAdd, userDelete, userList } from './commands/user.js';
+import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
@@ -41,6 +43,12 @@ export const COMMANDS: readonly Command[] = [
   instantStop,
   instantMigrate,
   instantAddDisk,
+  userAdd,
+  userList,
+  userDelete,
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
 ];
 
 function help(): string {
@@ -52,7 +60,7 @@ function help(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Environment: LIFEBOAT_REPO=<dir> stands for --repo when it is not given; LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
+    'Environment: LIFEBOAT_REPO=<dir> stands for --repo when it is not given; LIFEBOAT_STATE_DIR=<dir> for --state-dir; LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
   ].join('\n');
 }
 

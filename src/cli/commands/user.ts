@@ -1,0 +1,71 @@
+import { addUser, checkRole, checkUserName, deleteUser } from '../../auth/index.js';
+import { JSON_OPTION, requireString, type Command } from '../command.js';
+import { readNewPassword } from '../password-input.js';
+import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
+
+export const userAdd: Command = {
+  name: 'user add',
+  usage: 'user add <name> --role admin|operator|viewer [--state-dir <dir>] [--password-stdin] [--json]',
+  summary: "add a user of the server's HTTP API and console",
+  positionals: ['name'],
+  options: {
+    role: {
+      type: 'string',
+      description: 'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users',
+    },
+    'state-dir': STATE_DIR_OPTION,
+    'password-stdin': {
+      type: 'boolean',
+      description: 'read the password from standard input (one trailing line end is dropped)',
+      defaultText: 'ask twice at the terminal, without echo',
+    },
+    json: JSON_OPTION,
+  },
+  async run(ctx) {
+    const name = ctx.args[0]!;
+    // Name and role are checked before the password is asked for.
+    checkUserName(name);
+    const role = checkRole(requireString(ctx, 'role'));
+    const password = await readNewPassword(name, ctx.values['password-stdin'] === true);
+    const user = await withStateCatalog(ctx, true, (catalog) => addUser(catalog, name, role, password, ctx.service.clock));
+    ctx.out(
+      ctx.values['json'] === true ? JSON.stringify({ name: user.name, role: user.role, createdAt: user.createdAt }) : `added user ${user.name} (${user.role})`,
+    );
+  },
+};
+
+export const userList: Command = {
+  name: 'user list',
+  usage: 'user list [--state-dir <dir>] [--json]',
+  summary: "list the server's users with their roles",
+  positionals: [],
+  options: { 'state-dir': STATE_DIR_OPTION, json: JSON_OPTION },
+  async run(ctx) {
+    const users = await withStateCatalog(ctx, false, (catalog) => catalog.listUsers());
+    const shown = users.map((u) => ({ name: u.name, role: u.role, createdAt: u.createdAt }));
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify(shown, null, 2));
+      return;
+    }
+    if (shown.length === 0) {
+      ctx.out('no users (lifeboat user add <name> --role admin adds one)');
+      return;
+    }
+    const width = Math.max(4, ...shown.map((u) => u.name.length));
+    ctx.out(`${'NAME'.padEnd(width)}  ${'ROLE'.padEnd(8)}  CREATED`);
+    for (const u of shown) ctx.out(`${u.name.padEnd(width)}  ${u.role.padEnd(8)}  ${u.createdAt}`);
+  },
+};
+
+export const userDelete: Command = {
+  name: 'user delete',
+  usage: 'user delete <name> [--state-dir <dir>] [--json]',
+  summary: 'delete a user with their API tokens and console sessions',
+  positionals: ['name'],
+  options: { 'state-dir': STATE_DIR_OPTION, json: JSON_OPTION },
+  async run(ctx) {
+    const name = ctx.args[0]!;
+    const r = await withStateCatalog(ctx, false, (catalog) => deleteUser(catalog, name));
+    ctx.out(ctx.values['json'] === true ? JSON.stringify({ name, ...r }) : `deleted user ${name} (${r.tokensRevoked} API token(s) revoked)`);
+  },
+};
