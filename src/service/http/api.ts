@@ -19,7 +19,7 @@ import type { UserRole } from '../../catalog/catalog.js';
 import { API_PREFIX, apiContext } from './context.js';
 import type { HttpApiDeps, Principal } from './deps.js';
 import { errorReply } from './errors.js';
-import { ErrorBody, JobDefinition, Migration, RunRecord, Session } from './schemas.js';
+import { ERROR_RESPONSES, ErrorBody, JobDefinition, Migration, RunRecord, Session } from './schemas.js';
 import { EventStreams } from './sse.js';
 import { authRoutes } from './auth.js';
 import { repositoryRoutes } from './repositories.js';
@@ -149,7 +149,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
     `${API_PREFIX}/openapi.json`,
     {
       config: { role: 'public' },
-      schema: { summary: 'This document', tags: ['meta'], response: { 200: { type: 'object', additionalProperties: true } } },
+      schema: { summary: 'This document', tags: ['meta'], response: { 200: { type: 'object', additionalProperties: true }, ...ERROR_RESPONSES } },
     },
     async () => app.swagger() as unknown as Record<string, unknown>,
   );

@@ -12,7 +12,7 @@ import type { Static } from 'typebox';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { fileBytes } from './repositories.js';
-import type { Point} from './schemas.js';
+import type { Point } from './schemas.js';
 import { ERROR_RESPONSES, JobParams, PointList, RestoreBody, RestoreReply, RetentionPlan, VerifyBody, VerifyReply } from './schemas.js';
 
 type PointView = Static<typeof Point>;

@@ -8,7 +8,7 @@ import { LifeboatError } from '../../core/errors.js';
 import type { InstantRecovery, SessionInfo } from '../../recovery/index.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
-import type { Session} from './schemas.js';
+import type { Session } from './schemas.js';
 import { AddDiskBody, ERROR_RESPONSES, EVENT_STREAM, MigrateBody, SessionList, SessionParams, SessionQuery, SessionStartBody } from './schemas.js';
 import { pollInto, type EventStreams } from './sse.js';
 

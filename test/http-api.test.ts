@@ -1,0 +1,285 @@
+/**
+ * The HTTP API through fastify's inject (no listening socket): the OpenAPI
+ * document, authentication and roles on every route of it, errors, and a
+ * job created, backed up, listed, verified and restored through the API,
+ * every response validated against the served document.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { OpenApiValidator, fill, makeFixture, parseEvents, type Fixture } from './http-api-fixture.js';
+
+let fx: Fixture;
+let doc: OpenApiValidator;
+
+before(async () => {
+  fx = await makeFixture();
+  doc = await OpenApiValidator.fetch(fx.api);
+});
+after(async () => {
+  await fx?.close();
+});
+
+const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+
+/** Path values that name nothing that exists: every route answers before doing anything. */
+const NOWHERE = { repo: 'backups', job: 'no-such-job', id: '999999', name: 'no-such-session' };
+/** The routes anyone may call. */
+const PUBLIC = ['GET /api/v1/openapi.json', 'POST /api/v1/login'];
+/** Changes a viewer may make: only ending their own login. */
+const VIEWER_MAY_CHANGE = ['POST /api/v1/logout'];
+
+test('GET /api/v1/openapi.json: an OpenAPI 3.1 document, without authentication, every operation with responses and the error schema', () => {
+  const d = doc.doc as unknown as { openapi: string; components: { schemas: Record<string, unknown> } };
+  assert.equal(d.openapi, '3.1.0');
+  assert.ok('Error' in d.components.schemas);
+  const ops = doc.operations();
+  assert.ok(ops.length >= 25, `only ${ops.length} operations`);
+  for (const [method, path] of ops) {
+    const op = doc.doc.paths[path]![method.toLowerCase()]!;
+    assert.ok('4XX' in op.responses && '5XX' in op.responses, `${method} ${path} lists no error responses`);
+    assert.ok(typeof op['x-lifeboat-role'] === 'string', `${method} ${path} says no role`);
+  }
+});
+
+test('every route of the document: 401 without credentials, except the document and login (and no other route is public)', async () => {
+  const publicInDoc = doc
+    .operations()
+    .filter(([m, p]) => (doc.doc.paths[p]![m.toLowerCase()]!.security ?? [{}]).length === 0)
+    .map(([m, p]) => `${m} ${p}`);
+  assert.deepEqual(publicInDoc.sort(), [...PUBLIC].sort());
+  for (const [method, path] of doc.operations()) {
+    if (PUBLIC.includes(`${method} ${path}`)) continue;
+    for (const headers of [{}, bearer('lfb_nope_nope'), { cookie: 'lifeboat_session=forged' }]) {
+      const res = await fx.api.inject({ method: method as 'GET', url: fill(path, NOWHERE), headers, ...(method === 'GET' ? {} : { payload: {} }) });
+      assert.equal(res.statusCode, 401, `${method} ${path} with ${JSON.stringify(headers)}: ${res.statusCode} ${res.body}`);
+      const body = doc.check(method, path, res) as { code: string };
+      assert.equal(body.code, 'LFB_ERR_UNAUTHENTICATED');
+    }
+  }
+});
+
+test('every route that changes something: 403 for a viewer; every admin route: 403 for an operator; reads pass for a viewer', async () => {
+  let checked = 0;
+  for (const [method, path] of doc.operations()) {
+    const op = `${method} ${path}`;
+    if (PUBLIC.includes(op)) continue;
+    const role = doc.doc.paths[path]![method.toLowerCase()]!['x-lifeboat-role'];
+    const send = async (token: string) =>
+      fx.api.inject({ method: method as 'GET', url: fill(path, NOWHERE), headers: bearer(token), ...(method === 'GET' ? {} : { payload: {} }) });
+    if (method === 'GET') {
+      assert.equal(role, 'viewer', `${op} reads, so viewers may call it`);
+      const res = await send(fx.tokens.viewer);
+      assert.ok(res.statusCode !== 401 && res.statusCode !== 403, `${op} refused a viewer: ${res.body}`);
+      doc.check(method, path, res);
+      continue;
+    }
+    if (VIEWER_MAY_CHANGE.includes(op)) continue;
+    const res = await send(fx.tokens.viewer);
+    assert.equal(res.statusCode, 403, `${op} as viewer: ${res.statusCode} ${res.body}`);
+    assert.equal((doc.check(method, path, res) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
+    checked++;
+    if (role === 'admin') {
+      const asOperator = await send(fx.tokens.operator);
+      assert.equal(asOperator.statusCode, 403, `${op} as operator: ${asOperator.statusCode} ${asOperator.body}`);
+    }
+  }
+  assert.ok(checked >= 12, `only ${checked} changing routes`);
+});
+
+test('bad input is 422 {code, message}; unknown routes 404 in the same shape', async () => {
+  const admin = bearer(fx.tokens.admin);
+  const jobs = '/api/v1/repositories/{repo}/jobs';
+  const cases: { method: 'GET' | 'POST' | 'PATCH'; path: string; url: string; payload?: unknown; headers?: Record<string, string> }[] = [
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retainPoints: 0 } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], surprise: true } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: '../etc', disks: [fx.source] } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retainPoints: 3, retainDays: 3 } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: '{"name": ', headers: { 'content-type': 'application/json' } },
+    { method: 'GET', path: '/api/v1/runs', url: '/api/v1/runs?limit=abc' },
+    { method: 'GET', path: '/api/v1/runs', url: '/api/v1/runs?state=sleeping' },
+    { method: 'GET', path: '/api/v1/runs', url: '/api/v1/runs?since=yesterday' },
+    { method: 'GET', path: '/api/v1/runs/{id}', url: '/api/v1/runs/abc' },
+    { method: 'PATCH', path: '/api/v1/repositories/{repo}/jobs/{job}', url: fill('/api/v1/repositories/{repo}/jobs/{job}', NOWHERE), payload: {} },
+  ];
+  for (const c of cases) {
+    const res = await fx.api.inject({
+      method: c.method,
+      url: c.url,
+      headers: { ...admin, ...c.headers },
+      ...(c.payload === undefined ? {} : { payload: c.payload as string }),
+    });
+    assert.equal(res.statusCode, 422, `${c.method} ${c.url} ${JSON.stringify(c.payload)}: ${res.statusCode} ${res.body}`);
+    const body = doc.check(c.method, c.path, res) as { code: string; message: string };
+    assert.equal(body.code, 'LFB_ERR_INVALID_ARGUMENT');
+    assert.ok(body.message.length > 0);
+  }
+  for (const [method, url] of [
+    ['GET', '/api/v1/nothing'],
+    ['DELETE', '/api/v1/runs'],
+    ['GET', '/elsewhere'],
+  ] as const) {
+    const res = await fx.api.inject({ method, url, headers: admin });
+    assert.equal(res.statusCode, 404);
+    assert.deepEqual(Object.keys(res.json()).sort(), ['code', 'message']);
+    assert.equal(res.json().code, 'LFB_ERR_ROUTE_NOT_FOUND');
+  }
+  const missing = await fx.api.inject({ method: 'GET', url: '/api/v1/repositories/elsewhere', headers: admin });
+  assert.equal(missing.statusCode, 404);
+  assert.equal((doc.check('GET', '/api/v1/repositories/{repo}', missing) as { code: string }).code, 'LFB_ERR_REPO_NOT_FOUND');
+});
+
+test('a job created, backed up and restored through the API: the restore is byte-exact; runs, points, plan, verify and usage validate', async () => {
+  const admin = bearer(fx.tokens.admin);
+  const operator = bearer(fx.tokens.operator);
+  const viewer = bearer(fx.tokens.viewer);
+  const J = { repo: fx.repoName, job: 'web01' };
+
+  const created = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs', J),
+    headers: admin,
+    payload: { name: 'web01', disks: [fx.source], retainPoints: 5, gfs: { weekly: 2, monthly: 0, yearly: 0 } },
+  });
+  assert.equal(created.statusCode, 201, created.body);
+  const job = doc.check('POST', '/api/v1/repositories/{repo}/jobs', created) as { job: { name: string; method: string; disks: string[] } };
+  assert.equal(job.job.name, 'web01');
+  assert.equal(job.job.method, 'forever');
+  assert.deepEqual(job.job.disks, [fx.source]);
+  assert.equal((await fx.catalog.listJobs(fx.repo)).map((j) => j.name).join(), 'web01', 'the catalog has the new job');
+
+  const again = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs', J),
+    headers: admin,
+    payload: { name: 'web01', disks: [fx.source] },
+  });
+  assert.equal(again.statusCode, 409);
+  assert.equal((doc.check('POST', '/api/v1/repositories/{repo}/jobs', again) as { code: string }).code, 'LFB_ERR_JOB_EXISTS');
+
+  // Two runs: a full, then an increment after a change in the source.
+  const pointIds: string[] = [];
+  const contents = [await readFile(fx.source)];
+  for (let i = 0; i < 2; i++) {
+    const started = await fx.api.inject({ method: 'POST', url: fill('/api/v1/repositories/{repo}/jobs/{job}/run', J), headers: operator });
+    assert.equal(started.statusCode, 202, started.body);
+    const run = doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', started) as { id: number; trigger: string; state: string };
+    assert.equal(run.trigger, 'api');
+    // The event stream ends when the run does: its payload is every event.
+    const events = await fx.api.inject({ method: 'GET', url: `/api/v1/runs/${run.id}/events`, headers: viewer });
+    assert.equal(events.statusCode, 200);
+    assert.match(String(events.headers['content-type']), /^text\/event-stream/);
+    const parsed = parseEvents(events.body);
+    const end = parsed.find((e) => e.event === 'end');
+    assert.deepEqual(end?.data, { id: run.id, state: 'succeeded' }, events.body);
+    assert.ok(
+      parsed.some((e) => e.event === 'log' && /^made (full|increment)/.test((e.data as { message: string }).message)),
+      'the log lines came as events',
+    );
+    const detail = await fx.api.inject({ method: 'GET', url: `/api/v1/runs/${run.id}`, headers: viewer });
+    const d = doc.check('GET', '/api/v1/runs/{id}', detail) as { run: { state: string; pointId: string; bytesRead: number }; log: { message: string }[] };
+    assert.equal(d.run.state, 'succeeded');
+    assert.ok(d.run.bytesRead > 0);
+    assert.equal(d.log.length, 2);
+    pointIds.push(d.run.pointId);
+    if (i === 0) {
+      const changed = Buffer.from(contents[0]!);
+      changed.fill(7, 0, 4096);
+      changed.fill(9, 2 * 1024 * 1024 - 100, 2 * 1024 * 1024 + 100);
+      await writeFile(fx.source, changed);
+      contents.push(changed);
+    }
+  }
+
+  const runs = await fx.api.inject({ method: 'GET', url: `/api/v1/runs?repo=${fx.repoName}&job=web01&state=succeeded&limit=1`, headers: viewer });
+  const page1 = doc.check('GET', '/api/v1/runs', runs) as { runs: { id: number }[]; next: number | null };
+  assert.equal(page1.runs.length, 1);
+  assert.notEqual(page1.next, null);
+  const page2 = doc.check(
+    'GET',
+    '/api/v1/runs',
+    await fx.api.inject({ method: 'GET', url: `/api/v1/runs?job=web01&limit=1&before=${page1.next}`, headers: viewer }),
+  ) as {
+    runs: { id: number }[];
+  };
+  assert.equal(page2.runs.length, 1);
+  assert.ok(page2.runs[0]!.id < page1.runs[0]!.id, 'newest first, the next page older');
+
+  const pts = await fx.api.inject({ method: 'GET', url: fill('/api/v1/repositories/{repo}/jobs/{job}/points', J), headers: viewer });
+  const list = doc.check('GET', '/api/v1/repositories/{repo}/jobs/{job}/points', pts) as {
+    points: { id: string; kind: string; health: string; changeMethod: string; gfs: string[]; storedBytes: number; diskBytes: number; chainId: string }[];
+  };
+  assert.deepEqual(
+    list.points.map((p) => p.id),
+    pointIds,
+  );
+  assert.deepEqual(
+    list.points.map((p) => [p.kind, p.health, p.changeMethod]),
+    [
+      ['full', 'ok', 'full'],
+      ['increment', 'ok', 'hash'],
+    ],
+  );
+  assert.deepEqual(list.points[0]!.gfs, ['weekly'], 'the full is this week’s GFS full');
+  assert.equal(list.points[0]!.diskBytes, 3 * 1024 * 1024);
+  assert.ok(list.points[1]!.storedBytes < list.points[0]!.storedBytes, 'the increment stores less than the full');
+  assert.equal(list.points[0]!.chainId, list.points[1]!.chainId);
+  assert.equal((await fx.catalog.listPoints(fx.repo, 'web01')).length, 2, 'the catalog has the points read');
+
+  const plan = await fx.api.inject({ method: 'GET', url: fill('/api/v1/repositories/{repo}/jobs/{job}/retention-plan', J), headers: viewer });
+  const p = doc.check('GET', '/api/v1/repositories/{repo}/jobs/{job}/retention-plan', plan) as { actions: unknown[]; kept: { id: string }[] };
+  assert.deepEqual(p.actions, []);
+  assert.deepEqual(p.kept.map((k) => k.id).sort(), [...pointIds].sort());
+
+  const verified = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs/{job}/verify', J),
+    headers: operator,
+    payload: { all: true },
+  });
+  const v = doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/verify', verified) as { ok: boolean; points: string[]; problems: unknown[] };
+  assert.equal(v.ok, true);
+  assert.deepEqual(v.problems, []);
+  assert.equal(v.points.length, 2);
+
+  const out = join(fx.dir, 'restored');
+  await mkdir(out);
+  for (const [i, id] of pointIds.entries()) {
+    const restored = await fx.api.inject({
+      method: 'POST',
+      url: fill('/api/v1/repositories/{repo}/jobs/{job}/restore', J),
+      headers: operator,
+      payload: { point: id, to: join(out, `p${i}.raw`) },
+    });
+    const r = doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/restore', restored) as { pointId: string; targets: { path: string }[] };
+    assert.equal(r.pointId, id);
+    const got = await readFile(r.targets[0]!.path);
+    assert.equal(got.length, contents[i]!.length);
+    assert.ok(got.equals(contents[i]!), `point ${i} restores byte-exact`);
+  }
+  const exists = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs/{job}/restore', J),
+    headers: operator,
+    payload: { to: join(out, 'p1.raw') },
+  });
+  assert.equal(exists.statusCode, 409);
+  assert.equal((doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/restore', exists) as { code: string }).code, 'LFB_ERR_TARGET_EXISTS');
+
+  const usage = await fx.api.inject({ method: 'GET', url: '/api/v1/repositories', headers: viewer });
+  const u = doc.check('GET', '/api/v1/repositories', usage) as {
+    repositories: { name: string; jobs: { name: string; points: number; bytes: number }[]; freeBytes: number }[];
+  };
+  assert.equal(u.repositories[0]!.name, fx.repoName);
+  assert.deepEqual(
+    u.repositories[0]!.jobs.map((j) => [j.name, j.points]),
+    [['web01', 2]],
+  );
+  assert.equal(
+    u.repositories[0]!.jobs[0]!.bytes,
+    list.points.reduce((a, pt) => a + pt.storedBytes, 0),
+  );
+  assert.ok(u.repositories[0]!.freeBytes > 0);
+});
