@@ -98,5 +98,8 @@ test('a PostgreSQL URL in a message never shows its password', () => {
     'postgresql://lifeboat@db.example/cat?password=***&sslmode=require',
   );
   assert.equal(redactUrl('postgres:///cat?host=/run/postgresql'), 'postgres:///cat?host=/run/postgresql');
+  assert.equal(redactUrl('postgres://u:s3cret@/cat?host=/run/postgresql'), 'postgres://u:***@/cat?host=/run/postgresql');
+  assert.equal(redactUrl('postgres://u:s3/c@ret@db.example/cat'), 'postgres://u:***@db.example/cat');
+  assert.equal(redactUrl('postgres://db.example:5432/cat'), 'postgres://db.example:5432/cat');
   assert.ok(!redactUrl('postgres://u:s3cret@[bad').includes('s3cret'));
 });

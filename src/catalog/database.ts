@@ -60,17 +60,18 @@ export function parseCatalogSpec(spec: string): CatalogSpec & { readonly folder?
   return { kind: 'sqlite', file: join(folder, 'catalog.db'), folder };
 }
 
-/** The URL without its password (in the authority or as ?password=), for messages. */
+/**
+ * The URL without its password (in the authority or as ?password=), for
+ * messages. By pattern, not by URL parsing: libpq's URLs (an empty host with a
+ * user, `postgres://u:pw@/db?host=/run/postgresql`) are not WHATWG URLs.
+ */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
-    return u.toString();
-  } catch {
-    // Not parseable, so we cannot tell which part is the password: show none of it.
-    return `${url.split(':')[0]}://…`;
-  }
+  return (
+    url
+      // scheme://user:password@ … up to the last @ before the query (a password may hold / or @).
+      .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*):[^?#]*@/i, '$1:***@')
+      .replace(/([?&]password=)[^&#]*/gi, '$1***')
+  );
 }
 
 /** A database's own error as LFB_ERR_CATALOG, with its words and where. */
