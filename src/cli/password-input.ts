@@ -31,10 +31,11 @@ export async function readPasswordFrom(input: Readable): Promise<string> {
 
 /** One line typed at the terminal, not echoed. Backspace and Ctrl-U edit; Ctrl-C and Ctrl-D (on an empty line) give up. */
 export function promptHidden(prompt: string, input: ReadStream, output: NodeJS.WritableStream): Promise<string> {
-  output.write(prompt);
+  // Echo goes off before the prompt shows: an answer typed the moment it appears must not be echoed.
   input.setRawMode(true);
   input.setEncoding('utf8');
   input.resume();
+  output.write(prompt);
   return new Promise((resolve, reject) => {
     let typed: string[] = [];
     const finish = (err: LifeboatError | undefined): void => {
