@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { OpenApiValidator, fill, makeFixture, parseEvents, type Fixture } from './http-api-fixture.js';
+import { Repository, JOB_LOCK } from '../src/repository/index.js';
+import { LockFile } from '../src/storage/index.js';
+import { OpenApiValidator, PASSWORD, fill, makeFixture, parseEvents, type Fixture } from './http-api-fixture.js';
 
 let fx: Fixture;
 let doc: OpenApiValidator;
@@ -282,4 +284,126 @@ test('a job created, backed up and restored through the API: the restore is byte
     list.points.reduce((a, pt) => a + pt.storedBytes, 0),
   );
   assert.ok(u.repositories[0]!.freeBytes > 0);
+});
+
+test('console login: an HttpOnly SameSite=Strict cookie (not Secure over plain HTTP) and a CSRF token that changes need; logout ends it', async () => {
+  const wrong = await fx.api.inject({ method: 'POST', url: '/api/v1/login', payload: { user: 'operator', password: 'not the password' } });
+  assert.equal(wrong.statusCode, 401);
+  assert.equal((doc.check('POST', '/api/v1/login', wrong) as { code: string }).code, 'LFB_ERR_UNAUTHENTICATED');
+  assert.equal(wrong.headers['set-cookie'], undefined);
+
+  const login = await fx.api.inject({ method: 'POST', url: '/api/v1/login', payload: { user: 'operator', password: PASSWORD } });
+  const body = doc.check('POST', '/api/v1/login', login) as { user: string; role: string; csrfToken: string };
+  assert.equal(body.role, 'operator');
+  const setCookie = String(login.headers['set-cookie']);
+  assert.match(setCookie, /^lifeboat_session=[^;]+;/);
+  assert.match(setCookie, /; HttpOnly/);
+  assert.match(setCookie, /; SameSite=Strict/);
+  assert.doesNotMatch(setCookie, /Secure/);
+  const cookie = setCookie.split(';')[0]!;
+
+  const me = await fx.api.inject({ method: 'GET', url: '/api/v1/me', headers: { cookie } });
+  assert.deepEqual(doc.check('GET', '/api/v1/me', me), { user: 'operator', role: 'operator', via: 'cookie' });
+  // A change with the cookie alone (what a forged cross-site form sends) is refused.
+  const url = '/api/v1/repositories/backups/jobs/no-such-job/run';
+  const forged = await fx.api.inject({ method: 'POST', url, headers: { cookie } });
+  assert.equal(forged.statusCode, 403);
+  assert.equal((doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', forged) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
+  const withCsrf = await fx.api.inject({ method: 'POST', url, headers: { cookie, 'x-csrf-token': body.csrfToken } });
+  assert.equal(withCsrf.statusCode, 404, 'authorized: the job does not exist');
+  assert.equal((doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', withCsrf) as { code: string }).code, 'LFB_ERR_JOB_NOT_FOUND');
+
+  const logout = await fx.api.inject({ method: 'POST', url: '/api/v1/logout', headers: { cookie, 'x-csrf-token': body.csrfToken } });
+  assert.equal(logout.statusCode, 204);
+  doc.check('POST', '/api/v1/logout', logout);
+  assert.match(String(logout.headers['set-cookie']), /^lifeboat_session=; .*Max-Age=0/);
+  const after = await fx.api.inject({ method: 'GET', url: '/api/v1/me', headers: { cookie } });
+  assert.equal(after.statusCode, 401);
+});
+
+test('failed logins are rate limited: 429 with Retry-After, from that address and for that name', async () => {
+  const attempt = (remoteAddress: string, user: string) =>
+    fx.api.inject({ method: 'POST', url: '/api/v1/login', remoteAddress, payload: { user, password: 'guess guess' } });
+  const codes: number[] = [];
+  for (let i = 0; i < 6; i++) codes.push((await attempt('192.0.2.7', 'admin')).statusCode);
+  assert.deepEqual(codes, [401, 401, 401, 401, 401, 429]);
+  const limited = await attempt('192.0.2.7', 'someone-else');
+  assert.equal(limited.statusCode, 429);
+  assert.equal((doc.check('POST', '/api/v1/login', limited) as { code: string }).code, 'LFB_ERR_RATE_LIMITED');
+  assert.match(String(limited.headers['retry-after']), /^\d+$/);
+  // The right password does not get through the lockout either.
+  const right = await fx.api.inject({ method: 'POST', url: '/api/v1/login', remoteAddress: '192.0.2.7', payload: { user: 'viewer', password: PASSWORD } });
+  assert.equal(right.statusCode, 429);
+});
+
+test('jobs: change (409 while the job is locked), list, stop a run, delete', async () => {
+  const admin = bearer(fx.tokens.admin);
+  const J = { repo: fx.repoName, job: 'db01' };
+  const created = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs', J),
+    headers: admin,
+    payload: { name: 'db01', disks: [fx.source], activeFullDays: ['sun'], schedule: '0 2 * * *', window: '01:00-05:00' },
+  });
+  const c = doc.check('POST', '/api/v1/repositories/{repo}/jobs', created) as { job: { method: string; schedule: string }; warnings: string[] };
+  assert.equal(c.job.method, 'forward', "job create's default with a full day");
+  assert.equal(c.job.schedule, '0 2 * * *');
+
+  const jobUrl = fill('/api/v1/repositories/{repo}/jobs/{job}', J);
+  const repo = await Repository.open(fx.repo);
+  const lock = await LockFile.acquire(join(repo.jobDir('db01'), JOB_LOCK), 'a backup of db01 (test)');
+  try {
+    const locked = await fx.api.inject({ method: 'PATCH', url: jobUrl, headers: admin, payload: { retainPoints: 9 } });
+    assert.equal(locked.statusCode, 409);
+    assert.equal((doc.check('PATCH', '/api/v1/repositories/{repo}/jobs/{job}', locked) as { code: string }).code, 'LFB_ERR_JOB_LOCKED');
+  } finally {
+    await lock.release();
+  }
+  const changed = await fx.api.inject({ method: 'PATCH', url: jobUrl, headers: admin, payload: { retainPoints: 9, schedule: null, disabled: true } });
+  const ch = doc.check('PATCH', '/api/v1/repositories/{repo}/jobs/{job}', changed) as {
+    before: { retainPoints: number; schedule?: string };
+    after: { retainPoints: number; schedule?: string; disabled?: boolean };
+  };
+  assert.equal(ch.before.retainPoints, 7);
+  assert.equal(ch.after.retainPoints, 9);
+  assert.equal(ch.before.schedule, '0 2 * * *');
+  assert.equal(ch.after.schedule, undefined);
+  assert.equal(ch.after.disabled, true);
+  const cached = (await fx.catalog.listJobs(fx.repo)).find((j) => j.name === 'db01');
+  assert.equal(cached?.definition['retainPoints'], 9, "the catalog's copy follows the change");
+
+  const list = await fx.api.inject({ method: 'GET', url: fill('/api/v1/repositories/{repo}/jobs', J), headers: bearer(fx.tokens.viewer) });
+  const l = doc.check('GET', '/api/v1/repositories/{repo}/jobs', list) as { jobs: { job: { name: string }; points: number; nextRunAt: string | null }[] };
+  assert.ok(l.jobs.some((j) => j.job.name === 'db01' && j.points === 0 && j.nextRunAt === null));
+
+  // A run while another writer holds the job's lock fails, and the catalog says why.
+  const held = await LockFile.acquire(join(repo.jobDir('db01'), JOB_LOCK), 'a backup of db01 (test)');
+  let runId: number;
+  try {
+    const run = await fx.api.inject({ method: 'POST', url: `${jobUrl}/run`, headers: bearer(fx.tokens.operator) });
+    runId = (doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', run) as { id: number }).id;
+    await fx.runner.ended(runId);
+  } finally {
+    await held.release();
+  }
+  const failed = doc.check('GET', '/api/v1/runs/{id}', await fx.api.inject({ method: 'GET', url: `/api/v1/runs/${runId}`, headers: admin })) as {
+    run: { state: string; errorCode: string };
+  };
+  assert.deepEqual([failed.run.state, failed.run.errorCode], ['failed', 'LFB_ERR_JOB_LOCKED']);
+
+  const stopEnded = await fx.api.inject({ method: 'POST', url: `/api/v1/runs/${runId}/stop`, headers: bearer(fx.tokens.operator) });
+  assert.equal(stopEnded.statusCode, 422);
+  assert.match((doc.check('POST', '/api/v1/runs/{id}/stop', stopEnded) as { message: string }).message, /already ended \(failed\)/);
+  const stopNothing = await fx.api.inject({ method: 'POST', url: `${jobUrl}/stop`, headers: bearer(fx.tokens.operator) });
+  assert.deepEqual(doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/stop', stopNothing), { stopped: [] });
+
+  const deleted = await fx.api.inject({ method: 'DELETE', url: jobUrl, headers: admin });
+  assert.deepEqual(doc.check('DELETE', '/api/v1/repositories/{repo}/jobs/{job}', deleted), { pointsDeleted: 0, filesDeleted: 0 });
+  assert.equal(
+    (await fx.catalog.listJobs(fx.repo)).find((j) => j.name === 'db01'),
+    undefined,
+  );
+  const gone = await fx.api.inject({ method: 'GET', url: jobUrl, headers: admin });
+  assert.equal(gone.statusCode, 404);
+  assert.equal((doc.check('GET', '/api/v1/repositories/{repo}/jobs/{job}', gone) as { code: string }).code, 'LFB_ERR_JOB_NOT_FOUND');
 });

@@ -4,6 +4,7 @@
  */
 import { Type } from 'typebox';
 import type { RunRecord, RunState } from '../../catalog/catalog.js';
+import { LifeboatError } from '../../core/errors.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { runner } from './jobs.js';
@@ -75,7 +76,8 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
     },
     async (request) => {
       const id = request.params.id;
-      await catalog.getRun(id);
+      const run = await catalog.getRun(id);
+      if (FINISHED.includes(run.state)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${id} has already ended (${run.state})`);
       await runner(ctx).stop(id);
       return view(await catalog.getRun(id));
     },
