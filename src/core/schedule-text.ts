@@ -46,7 +46,24 @@ export function parseCron(expr: string, flag = '--schedule', timezone?: string):
 
 /** The first time `expr` fires strictly after `after` (ms since the epoch), or null if it never does. */
 export function nextFire(expr: string, after: number, timezone?: string): number | null {
-  return parseCron(expr, '--schedule', timezone).nextRun(new Date(after))?.getTime() ?? null;
+  return nextRunAfter(parseCron(expr, '--schedule', timezone), after);
+}
+
+/**
+ * The interval the last answer of nextRunAfter holds for, per expression: the
+ * next fire after any time in [from, next) is `next`. A scheduler asks again
+ * and again as its clock moves between two fires; croner's search (in a time
+ * zone, through Intl) is then done once per fire, not once per question.
+ */
+const lastAnswer = new WeakMap<Cron, { from: number; next: number | null }>();
+
+/** croner's nextRun strictly after `after`, remembered between fires. */
+export function nextRunAfter(cron: Cron, after: number): number | null {
+  const known = lastAnswer.get(cron);
+  if (known !== undefined && after >= known.from && (known.next === null || after < known.next)) return known.next;
+  const next = cron.nextRun(new Date(after))?.getTime() ?? null;
+  lastAnswer.set(cron, { from: after, next });
+  return next;
 }
 
 /** A daily time window in minutes after local midnight; `end < start` wraps midnight (22:00-06:00). */

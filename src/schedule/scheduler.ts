@@ -1,5 +1,14 @@
 import { LifeboatError } from '../core/errors.js';
-import { DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, localTimeZone, parseCron, parseDuration, parseWindow, type TimeWindow } from '../core/schedule-text.js';
+import {
+  DEFAULT_RETRIES,
+  DEFAULT_RETRY_DELAY,
+  localTimeZone,
+  nextRunAfter,
+  parseCron,
+  parseDuration,
+  parseWindow,
+  type TimeWindow,
+} from '../core/schedule-text.js';
 import type { Cron } from 'croner';
 import { nextWindowClose, nextWindowOpen, windowOpen } from './window.js';
 
@@ -161,8 +170,8 @@ export function decide(input: ScheduleInput): ScheduleDecision {
   for (const p of jobs.values()) {
     if (p.cron === null || !p.usable) continue;
     const seen = firesBetween(p.cron, since, now);
-    const next = p.cron.nextRun(new Date(now));
-    if (next !== null && !p.job.disabled) dueTimes.push(next.getTime());
+    const next = nextRunAfter(p.cron, now);
+    if (next !== null && p.job.disabled !== true) dueTimes.push(next);
     if (seen === null) continue;
     const note = { job: p.job.key, fireAt: seen.latest, count: seen.count };
     const missed = input.startup === true && seen.latest < now;
@@ -223,6 +232,7 @@ export function decide(input: ScheduleInput): ScheduleDecision {
     used += slots(r);
     runningJobs.add(r.job);
     start.push(r.id);
+    if (w !== null) dueTimes.push(nextWindowClose(w, now, tz)); // it is stopped then, if still going
   }
 
   // Stops: a run the server queued does not go on past its window.
@@ -244,12 +254,12 @@ function endOf(r: KnownRun): number {
 
 /** The latest fire in (since, now] and how many there were; null if none. */
 function firesBetween(cron: Cron, since: number, now: number): { latest: number; count: number } | null {
-  let at = cron.nextRun(new Date(since));
-  if (at === null || at.getTime() > now) return null;
-  let latest = at.getTime();
+  let at = nextRunAfter(cron, since);
+  if (at === null || at > now) return null;
+  let latest = at;
   let count = 0;
-  while (at !== null && at.getTime() <= now) {
-    latest = at.getTime();
+  while (at !== null && at <= now) {
+    latest = at;
     count++;
     if (count >= FIRE_COUNT_LIMIT) {
       // A long outage of a frequent schedule: find the latest fire from the other end.
@@ -257,7 +267,7 @@ function firesBetween(cron: Cron, since: number, now: number): { latest: number;
       if (last !== undefined && last.getTime() <= now && last.getTime() > latest) latest = last.getTime();
       break;
     }
-    at = cron.nextRun(at);
+    at = nextRunAfter(cron, at);
   }
   return { latest, count };
 }

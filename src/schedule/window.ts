@@ -1,4 +1,4 @@
-import { parseCron, type TimeWindow } from '../core/schedule-text.js';
+import { nextRunAfter, parseCron, type TimeWindow } from '../core/schedule-text.js';
 
 /**
  * Daily time windows in a time zone: whether one is open at an instant, and
@@ -37,10 +37,10 @@ function edge(minutes: number): string {
 
 /** The first time after `after` at which the window opens. */
 export function nextWindowOpen(w: TimeWindow, after: number, timeZone: string): number {
-  return parseCron(edge(w.start), '--window', timeZone).nextRun(new Date(after))!.getTime();
+  return nextRunAfter(parseCron(edge(w.start), '--window', timeZone), after)!;
 }
 
 /** The first time after `after` at which the window closes. */
 export function nextWindowClose(w: TimeWindow, after: number, timeZone: string): number {
-  return parseCron(edge(w.end), '--window', timeZone).nextRun(new Date(after))!.getTime();
+  return nextRunAfter(parseCron(edge(w.end), '--window', timeZone), after)!;
 }
