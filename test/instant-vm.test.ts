@@ -149,6 +149,24 @@ test('instant migrate moves a running VM to production storage with QEMU mirror;
     const info = (await sessions(repo))[0]!;
     pid = info.vm!.pid;
     await until('the guest to stay up', () => serialSays(info.vm!.serialLog, /STAYING/));
+    // add-disk hot-plugs into a free PCIe root port of the q35 VM: the guest sees the disk and writes to it.
+    const added = await cli(['instant', 'add-disk', 'mv', '--repo', repo, '--size', '4M', '--name', 'extra']);
+    assert.equal(added.code, 0, added.stderr);
+    await until('the guest to see the new disk', () => serialSays(info.vm!.serialLog, /HOTPLUG vdc 8192/), 60_000);
+    const marked = await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read -v 0 16', `nbd://127.0.0.1:${server.nbdPort}/mv/extra`]);
+    assert.match(marked.stdout, /48 4f 54 50 4c 55 47 2d 76 64 63/, 'the guest wrote to the hot-plugged disk through the session');
+    // Three more fill the free ports; the next fails and leaves nothing behind, and migration still works.
+    for (const n of ['e2', 'e3', 'e4']) assert.equal((await cli(['instant', 'add-disk', 'mv', '--repo', repo, '--size', '1M', '--name', n])).code, 0);
+    const full = await cli(['instant', 'add-disk', 'mv', '--repo', repo, '--size', '1M', '--name', 'e5']);
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /no free hot-plug slot.*\[LFB_ERR_VM\]/);
+    assert.deepEqual(
+      (await sessions(repo))[0]!.disks.map((d) => d.name),
+      ['disk0', 'disk1', 'extra', 'e2', 'e3', 'e4'],
+    );
+    assert.ok(!(await readdir(info.dir)).includes('overlay-1004'), 'the failed disk left no overlay');
+    assert.ok(!(await readdir(join(info.dir, 'files'))).includes('e5.vmdk'), 'nor a descriptor');
+    assert.doesNotMatch((await run('nbdinfo', ['--list', `nbd://127.0.0.1:${server.nbdPort}`])).stdout, /mv\/e5/);
     // Writes through the guest's own disk device (QEMU's qemu-io on the virtio backend), before and after the move.
     const qmp = await QmpClient.connect(info.vm!.qmpSocket);
     const hmp = (cmd: string): Promise<string> => qmp.execute<string>('human-monitor-command', { 'command-line': cmd });

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import type { VmConfig, VmDiskConfig } from '../format/root.js';
+import { hotplugPortArgs } from './hotplug.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -70,6 +71,7 @@ export function qemuArgs(l: VmLaunch): string[] {
     if (!fw) throw new LifeboatError('LFB_ERR_TOOL_MISSING', 'the VM boots with UEFI firmware: install OVMF (apt-get install ovmf)');
     args.push('-bios', fw);
   }
+  args.push(...hotplugPortArgs(l.vm.machine ?? 'q35'));
   if (l.network === 'none') args.push('-nic', 'none');
   else if (l.network === 'isolated') args.push('-nic', 'user,restrict=on,model=virtio-net-pci');
   else args.push('-nic', l.network);

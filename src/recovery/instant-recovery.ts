@@ -5,17 +5,19 @@ import type { Clock } from '../core/clock.js';
 import { newUuid } from '../core/ids.js';
 import type { Logger } from '../core/log.js';
 import { CowOverlay, ZeroDisk } from '../blockdev/index.js';
-import { QemuVm, kvmUsable } from '../qemu/index.js';
+import { QemuVm, hotPlugNbdDisk } from '../qemu/index.js';
 import { SessionMigrations } from './session-migration.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import type { NbdExports } from '../nbd/index.js';
 import { SessionStore, type SessionRecord } from './session-store.js';
-import { DatastoreFileSystem, type DatastoreDisk, type DatastoreSession } from './datastore-fs.js';
+import { DatastoreFileSystem } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
 import { BlockCache } from '../repository/block-cache.js';
-import { SessionClients, describeClients, type NbdConnections } from './session-clients.js';
-import type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
+import { SessionClients, type NbdConnections } from './session-clients.js';
+import { bootSession } from './session-boot.js';
+import { datastoreDisk, datastoreSession, safeFileName } from './session-publish.js';
+import type { Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
 
 export type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
@@ -162,37 +164,12 @@ export class InstantRecovery {
       await writeFile(join(dir, 'files', `${safeFileName(vm.name)}.vmx`), vmx(vm));
       // Looks the point up again now that it is held: retention may have removed it before.
       await this.activate(rec);
-      if (opts.boot) await this.boot(this.open.get(name)!, opts.boot);
+      if (opts.boot) await bootSession(this.repo, this.open.get(name)!, opts.boot, this.nbd!, this.logger, this.clock);
     } catch (err) {
       await (this.open.has(name) ? this.stopSession(name) : this.store.remove(rec)).catch(() => undefined);
       throw err;
     }
     return this.info(name)!;
-  }
-
-  /** Boots the session's VM in QEMU from its NBD exports: the stored configuration, no network unless asked. */
-  private async boot(o: Open, b: BootOptions): Promise<void> {
-    const state = await scanJob(this.repo.jobDir(o.rec.job), this.repo.storage);
-    const files = filesForPoint(state, o.rec.pointId)!;
-    const vm = files[files.length - 1]!.root.meta.vm;
-    const accel = b.accel ?? (kvmUsable() ? 'kvm' : 'tcg');
-    o.vm = await QemuVm.launch(
-      {
-        vm,
-        disks: o.rec.disks.map((d) => ({
-          name: d.name,
-          bus: vm.disks[d.index]?.bus ?? 'virtio',
-          host: this.nbd!.host,
-          port: this.nbd!.port,
-          exportName: `${o.rec.name}/${d.name}`,
-        })),
-        accel,
-        network: b.network ?? 'none',
-        dir: o.rec.dir,
-      },
-      this.logger,
-      this.clock,
-    );
   }
 
   /**
@@ -219,11 +196,11 @@ export class InstantRecovery {
     if (opts.finish) {
       const force = opts.force === true;
       // A booted VM is moved by QEMU's mirror: its guest is the client, and stays one.
-      if (this.migrations.state(o)?.mode !== 'mirror') await this.refuseAttached(o, force);
+      if (this.migrations.state(o)?.mode !== 'mirror') await this.clients.refuseAttached(o.rec.name, force, this.logger);
       await this.migrations.finish(o, {
         // From here on the overlays change no more: nothing is acknowledged that the final copy could miss.
         beforeFinalCopy: async () => {
-          await this.refuseAttached(o, force);
+          await this.clients.refuseAttached(o.rec.name, force, this.logger);
           const reason = `session ${name} is being migrated to production storage: its disks take no more writes`;
           await Promise.all(o.overlays.map((ov) => ov.seal(reason)));
           const closed = await this.clients.detachNbd(name);
@@ -233,30 +210,6 @@ export class InstantRecovery {
       });
     }
     return this.info(name)!;
-  }
-
-  /**
-   * LFB_ERR_CLIENTS_ATTACHED while NFS or NBD clients use the session, unless
-   * forced. A client that has just closed its NBD connection may not be gone
-   * from the server's view yet: that gets a moment.
-   */
-  private async refuseAttached(o: Open, force: boolean): Promise<void> {
-    let clients = this.clients.list(o.rec.name);
-    for (let i = 0; i < 20 && !force && clients.some((c) => c.protocol === 'nbd'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      clients = this.clients.list(o.rec.name);
-    }
-    if (clients.length === 0) return;
-    if (force) {
-      this.logger.warn('instant recovery: finishing a migration with clients attached (--force)', { session: o.rec.name, clients: describeClients(clients) });
-      return;
-    }
-    throw new LifeboatError(
-      'LFB_ERR_CLIENTS_ATTACHED',
-      `session ${o.rec.name} is in use: ${describeClients(clients)}; shut the VM down or detach them (an NFS client counts until a minute after its last call), ` +
-        'or add --force to close their connections and refuse their writes',
-      { details: { clients } },
-    );
   }
 
   /**
@@ -296,18 +249,42 @@ export class InstantRecovery {
       throw err;
     }
     // Appended: the other disks keep their positions, so their NFS handles stay valid.
+    const before = o.rec;
+    await this.publish(o, rec, { base, ov });
+    if (o.vm?.running) {
+      try {
+        await hotPlugNbdDisk(await o.vm.qmp(), rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
+      } catch (err) {
+        // All or nothing: a disk the VM does not have must not be listed, published or migrated.
+        await this.store.update(before);
+        await this.publish(o, before, undefined);
+        await ov.close().catch(() => undefined);
+        await rm(overlayDir, { recursive: true, force: true }).catch(() => undefined);
+        await rm(descriptor, { force: true }).catch(() => undefined);
+        throw err;
+      }
+    }
+    return this.info(name)!;
+  }
+
+  /** Makes `rec` the session's record, with a disk appended (`added`) or the last one taken away. */
+  private async publish(o: Open, rec: SessionRecord, added: { base: ZeroDisk; ov: CowOverlay } | undefined): Promise<void> {
     o.rec = rec;
-    o.bases.push(base);
-    o.overlays.push(ov);
-    o.disks.push(datastoreDisk(rec.disks[rec.disks.length - 1]!, base, ov, Date.parse(rec.createdAt)));
+    if (added) {
+      o.bases.push(added.base);
+      o.overlays.push(added.ov);
+      o.disks.push(datastoreDisk(rec.disks[rec.disks.length - 1]!, added.base, added.ov, Date.parse(rec.createdAt)));
+    } else {
+      o.bases.pop();
+      o.overlays.pop();
+      o.disks.pop();
+    }
     await this.fs.addSession(datastoreSession(o));
     this.clients.track(
       rec.id,
       rec.name,
       rec.disks.map((d) => d.name),
     );
-    if (o.vm?.running) await this.migrations.hotPlug(o.vm, rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
-    return this.info(name)!;
   }
 
   private async activate(rec: SessionRecord): Promise<void> {
@@ -434,18 +411,4 @@ export class InstantRecovery {
     this.open.clear();
     await this.pool.close();
   }
-}
-
-function datastoreDisk(d: SessionRecord['disks'][number], base: RestorePointDisk | ZeroDisk, ov: CowOverlay, createdMs: number): DatastoreDisk {
-  let allocated = 0;
-  if (base instanceof RestorePointDisk) for (const bi of base.allocatedBlocks()) allocated += base.rawLength(bi);
-  return { name: d.name, device: ov, mtimeMs: createdMs, allocatedBytes: () => Math.min(ov.size, allocated + ov.writtenGranules() * ov.granule) };
-}
-
-function datastoreSession(o: Open): DatastoreSession {
-  return { id: o.rec.id, name: o.rec.name, filesDir: join(o.rec.dir, 'files'), disks: [...o.disks], createdMs: Date.parse(o.rec.createdAt) };
-}
-
-function safeFileName(s: string): string {
-  return s.replace(/[^A-Za-z0-9._-]/g, '_') || 'vm';
 }

@@ -1,4 +1,6 @@
 import type { Clock } from '../core/clock.js';
+import { LifeboatError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { KIND_DISK, parseHandle } from './datastore-handles.js';
 
 /** A client using a session's disks, as `instant migrate --finish` lists it. */
@@ -85,6 +87,30 @@ export class SessionClients {
       if (now - c.lastMs < NFS_ATTACHED_MS) out.push({ protocol: 'nfs', client: address, disk: c.disk, since: new Date(c.lastMs).toISOString() });
     }
     return out;
+  }
+
+  /**
+   * LFB_ERR_CLIENTS_ATTACHED while NFS or NBD clients use the session, unless
+   * forced (then logged). A client that has just closed its NBD connection
+   * may not be gone from the server's view yet: that gets a moment.
+   */
+  async refuseAttached(name: string, force: boolean, logger: Logger): Promise<void> {
+    let clients = this.list(name);
+    for (let i = 0; i < 20 && !force && clients.some((c) => c.protocol === 'nbd'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      clients = this.list(name);
+    }
+    if (clients.length === 0) return;
+    if (force) {
+      logger.warn('instant recovery: finishing a migration with clients attached (--force)', { session: name, clients: describeClients(clients) });
+      return;
+    }
+    throw new LifeboatError(
+      'LFB_ERR_CLIENTS_ATTACHED',
+      `session ${name} is in use: ${describeClients(clients)}; shut the VM down or detach them (an NFS client counts until a minute after its last call), ` +
+        'or add --force to close their connections and refuse their writes',
+      { details: { clients } },
+    );
   }
 
   /** Closes the session's NBD connections (NFS has none to close: its writes are refused by the sealed overlays). */

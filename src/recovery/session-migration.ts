@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import { nodeName, type QemuVm } from '../qemu/index.js';
+import { nodeName } from '../qemu/index.js';
 import type { Open } from './instant-recovery.js';
 import { qemuImg } from '../core/qemu-img.js';
 import { copyPass, finishCopy, loadMigration, saveMigration, targetPath, type MigrationFormat, type MigrationState } from './migration.js';
@@ -217,19 +217,6 @@ export class SessionMigrations {
     s.finishedAt = this.clock.now().toISOString();
     await saveMigration(o.rec.dir, s);
     this.logger.info('instant recovery: VM moved to production storage', { session: o.rec.name, to: s.to });
-  }
-
-  /** Attaches a new session disk to a running VM: its NBD export as a block node, then a virtio disk. */
-  async hotPlug(vm: QemuVm, i: number, nbd: { host: string; port: number }, exportName: string): Promise<void> {
-    const qmp = await vm.qmp();
-    await qmp.execute('blockdev-add', {
-      driver: 'nbd',
-      'node-name': nodeName(i),
-      server: { type: 'inet', host: nbd.host, port: String(nbd.port) },
-      export: exportName,
-      'reconnect-delay': 60,
-    });
-    await qmp.execute('device_add', { driver: 'virtio-blk-pci', drive: nodeName(i), id: `dev-${nodeName(i)}` });
   }
 
   /** Stops background work (server shutdown or session stop); recorded progress stays. */
