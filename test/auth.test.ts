@@ -11,6 +11,7 @@ import {
   createToken,
   deleteUser,
   hashPassword,
+  hashQueue,
   LoginRateLimiter,
   loginKeys,
   makeApiToken,
@@ -81,6 +82,14 @@ test('passwords under 8 characters or empty are refused; a damaged stored hash i
     parts.slice(0, 5).join('$') + '$',
   ])
     await rejectsWith(verifyPassword('12345678', bad), 'LFB_ERR_CATALOG');
+});
+
+test('at most two hashes run at once; the others wait their turn and all finish', async () => {
+  const stored = await hashPassword('queue test password', FAST);
+  const checks = Array.from({ length: 6 }, (_, i) => verifyPassword(i % 2 === 0 ? 'queue test password' : 'wrong password!', stored));
+  assert.deepEqual(hashQueue(), { running: 2, waiting: 4 });
+  assert.deepEqual(await Promise.all(checks), [true, false, true, false, true, false]);
+  assert.deepEqual(hashQueue(), { running: 0, waiting: 0 });
 });
 
 test('API tokens: lfb_<8 hex>_<43 base64url>; only the SHA-256 of the whole token is kept', () => {

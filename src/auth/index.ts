@@ -5,6 +5,7 @@ export {
   MAX_PASSWORD_LENGTH,
   checkNewPassword,
   hashPassword,
+  hashQueue,
   parsePasswordHash,
   verifyPassword,
   type ScryptParams,

@@ -34,7 +34,38 @@ const MAX_N = 2 ** 20;
 const MAX_R = 32;
 const MAX_P = 16;
 
+/**
+ * scrypt runs on libuv's thread pool (4 threads by default), which file reads and writes share: a burst
+ * of logins from many addresses must not take all of it from running backups. At most two hashes run
+ * at once; the rest wait their turn.
+ */
+const MAX_CONCURRENT_HASHES = 2;
+let hashesRunning = 0;
+const waitingForHash: (() => void)[] = [];
+
+async function fewHashesAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  if (hashesRunning >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waitingForHash.push(resolve));
+  else hashesRunning++;
+  try {
+    return await fn();
+  } finally {
+    // The slot passes straight to the next waiter (the count stays), or is given back.
+    const next = waitingForHash.shift();
+    if (next) next();
+    else hashesRunning--;
+  }
+}
+
+/** How many hashes run and how many wait (for tests and metrics). */
+export function hashQueue(): { readonly running: number; readonly waiting: number } {
+  return { running: hashesRunning, waiting: waitingForHash.length };
+}
+
 function scryptAsync(password: string, salt: Buffer, keyLength: number, params: ScryptParams): Promise<Buffer> {
+  return fewHashesAtATime(() => scryptOnce(password, salt, keyLength, params));
+}
+
+function scryptOnce(password: string, salt: Buffer, keyLength: number, params: ScryptParams): Promise<Buffer> {
   // maxmem: node refuses anything above 32 MiB by default, which is exactly 2^15 · 8 · 128; leave headroom.
   const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 2 * 128 * params.N * params.r + 1024 * 1024 };
   return new Promise((resolve, reject) => {
