@@ -97,6 +97,10 @@ test('bad input is 422 {code, message}; unknown routes 404 in the same shape', a
   const cases: { method: 'GET' | 'POST' | 'PATCH'; path: string; url: string; payload?: unknown; headers?: Record<string, string> }[] = [
     { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retainPoints: 0 } },
     { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], surprise: true } },
+    // JSON bodies are not coerced: a string is not a number, null is not 0, a string is not a list.
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retainPoints: '5' } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retries: null } },
+    { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: fx.source } },
     { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: '../etc', disks: [fx.source] } },
     { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: { name: 'x', disks: [fx.source], retainPoints: 3, retainDays: 3 } },
     { method: 'POST', path: jobs, url: fill(jobs, NOWHERE), payload: '{"name": ', headers: { 'content-type': 'application/json' } },

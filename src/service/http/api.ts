@@ -10,7 +10,10 @@
  * `role`; default viewer for GET, operator for the rest), and the OpenAPI
  * document says it too (`x-lifeboat-role`, and `security`).
  */
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifySchemaCompiler } from 'fastify';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { TSchema } from 'typebox';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { LifeboatError } from '../../core/errors.js';
@@ -29,6 +32,9 @@ import { runRoutes } from './runs.js';
 import { sessionRoutes } from './sessions.js';
 
 export type { HttpApiDeps } from './deps.js';
+
+// ajv-formats is CommonJS: under NodeNext its default export is the module object, callable.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 export type HttpApi = FastifyInstance;
 export type ApiServer = ReturnType<typeof plainServer>;
 
@@ -52,8 +58,8 @@ const BODY_LIMIT = 64 * 1024;
 const SERVER_OPTIONS = {
   logger: false,
   bodyLimit: BODY_LIMIT,
-  // Query strings like ?state=running&state=failed arrive as arrays; numbers and booleans are coerced by the schema.
-  ajv: { customOptions: { coerceTypes: 'array' as const, removeAdditional: false, allErrors: false } },
+  // HEAD would open event streams; nothing here needs it.
+  exposeHeadRoutes: false,
   // Live event streams must not keep a closing server waiting.
   forceCloseConnections: true,
   return503OnClosing: true,
@@ -69,6 +75,23 @@ function baseServer(https: HttpApiDeps['https']): ApiServer {
   return Fastify({ ...SERVER_OPTIONS, https: { cert: https.cert, key: https.key } }).withTypeProvider<TypeBoxTypeProvider>() as unknown as ApiServer;
 }
 
+/**
+ * Request validation. Paths and query strings are text: their numbers and
+ * booleans are coerced by the schema, and a repeated parameter is an array.
+ * JSON bodies are typed already and are taken as they are: coercing them
+ * would turn `"retries": null` into 0 or a string into a one-element list.
+ */
+function requestValidators(shared: readonly object[]): FastifySchemaCompiler<TSchema> {
+  const make = (coerce: boolean): Ajv => {
+    const ajv = addFormats(new Ajv({ coerceTypes: coerce ? 'array' : false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false }));
+    for (const s of shared) ajv.addSchema(s);
+    return ajv;
+  };
+  const text = make(true);
+  const json = make(false);
+  return ({ schema, httpPart }) => (httpPart === 'body' ? json : text).compile(schema);
+}
+
 function roleOf(method: string | readonly string[], config: { role?: RouteRole } | undefined): RouteRole {
   if (config?.role !== undefined) return config.role;
   const methods = typeof method === 'string' ? [method] : method;
@@ -82,7 +105,9 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   const auth = deps.auth;
 
   app.decorateRequest('principal', undefined);
-  for (const s of [ErrorBody, JobDefinition, RunRecord, Migration, Session]) app.addSchema(s);
+  const shared = [ErrorBody, JobDefinition, RunRecord, Migration, Session];
+  for (const s of shared) app.addSchema(s);
+  app.setValidatorCompiler(requestValidators(shared));
 
   await app.register(swagger, {
     openapi: {
@@ -144,6 +169,17 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
       .send({ code: 'LFB_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
   app.addHook('preClose', async () => streams.closeAll());
+  // LIFEBOAT_LOG=debug: one line per request, with who made it.
+  app.addHook('onResponse', async (request, reply) => {
+    deps.logger.debug('http: request', {
+      method: request.method,
+      url: request.url.split('?')[0],
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      ...(request.principal ? { user: request.principal.user } : {}),
+      client: request.ip,
+    });
+  });
 
   app.get(
     `${API_PREFIX}/openapi.json`,
