@@ -6,7 +6,7 @@
 import { basename, resolve } from 'node:path';
 import { LifeboatError } from '../../core/errors.js';
 import type { InstantRecovery } from '../../recovery/index.js';
-import type { HttpApiDeps } from './deps.js';
+import type { HttpApiDeps, JobRunner } from './deps.js';
 
 export const API_PREFIX = '/api/v1';
 
@@ -20,6 +20,8 @@ export interface ApiContext {
   repoName(root: string): string;
   /** The sessions of a repository, or LFB_ERR_SERVER_NOT_RUNNING when this server runs no instant recovery for it. */
   recovery(name: string): InstantRecovery;
+  /** What starts and stops runs, or LFB_ERR_SERVER_NOT_RUNNING when this server runs no jobs. */
+  runner(): JobRunner;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -61,6 +63,10 @@ export function apiContext(deps: HttpApiDeps): ApiContext {
       const r = recoveries.get(root);
       if (r === undefined) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `this server runs no instant recovery for repository "${name}"`);
       return r;
+    },
+    runner() {
+      if (deps.runner === undefined) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'this server runs no jobs (it was started without a scheduler)');
+      return deps.runner;
     },
   };
 }

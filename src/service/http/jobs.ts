@@ -11,6 +11,7 @@ import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.
 import type { JobDefinition } from '../../repository/index.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
+import { runView } from './runs.js';
 import { ERROR_RESPONSES, JobChangeBody, JobCreateBody, JobCreated, JobDeleteQuery, JobDeleted, JobParams, JobSummary, RepoParams } from './schemas.js';
 
 const ACTIVE = RUN_STATES.filter((s) => s === 'queued' || s === 'running');
@@ -182,8 +183,8 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
       const root = ctx.repoRoot(request.params.repo);
       // A job that does not exist is 404 before anything is queued.
       await service.showJob(root, request.params.job);
-      const run = await runner(ctx).runNow(root, request.params.job, 'api');
-      return reply.code(202).send(run);
+      const run = await ctx.runner().runNow(root, request.params.job, 'api');
+      return reply.code(202).send(runView(ctx, run));
     },
   );
 
@@ -200,7 +201,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
       await service.showJob(root, request.params.job);
-      const r = runner(ctx);
+      const r = ctx.runner();
       const active: RunRecord[] = [];
       for (let before: number | undefined; ;) {
         const page = await ctx.deps.catalog.listRuns({ repo: root, job: request.params.job, states: ACTIVE, limit: 1000, ...(before ? { before } : {}) });
@@ -212,9 +213,4 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
       return { stopped: active.map((run) => run.id) };
     },
   );
-}
-
-export function runner(ctx: ApiContext): NonNullable<ApiContext['deps']['runner']> {
-  if (ctx.deps.runner === undefined) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'this server runs no jobs (it was started without a scheduler)');
-  return ctx.deps.runner;
 }

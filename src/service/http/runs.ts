@@ -7,7 +7,6 @@ import type { RunRecord, RunState } from '../../catalog/catalog.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
-import { runner } from './jobs.js';
 import { ERROR_RESPONSES, EVENT_STREAM, RunDetail, RunDetailQuery, RunListQuery, RunPage, RunParams } from './schemas.js';
 import { pollInto, type EventStreams } from './sse.js';
 
@@ -15,11 +14,16 @@ const FINISHED: readonly RunState[] = ['succeeded', 'warning', 'failed', 'interr
 /** Log lines one poll sends at most: a run that logs fast is caught up over a few polls. */
 const LOG_BATCH = 500;
 
+/** A run as the API shows it: the catalog's record with the repository's URL name. */
+export function runView(ctx: ApiContext, r: RunRecord): RunRecord & { repoName: string } {
+  return { ...r, repoName: ctx.repoName(r.repo) };
+}
+
 export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams): void {
   const { catalog } = ctx.deps;
   const pollMs = ctx.deps.events?.pollMs ?? 500;
   const keepaliveMs = ctx.deps.events?.keepaliveMs ?? 15_000;
-  const view = (r: RunRecord): RunRecord => ({ ...r });
+  const view = (r: RunRecord) => runView(ctx, r);
 
   app.get(
     `${API_PREFIX}/runs`,
@@ -78,7 +82,7 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
       const id = request.params.id;
       const run = await catalog.getRun(id);
       if (FINISHED.includes(run.state)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${id} has already ended (${run.state})`);
-      await runner(ctx).stop(id);
+      await ctx.runner().stop(id);
       return view(await catalog.getRun(id));
     },
   );

@@ -195,6 +195,7 @@ export const RunRecord = Type.Object(
   {
     id: Type.Integer(),
     repo: Type.String({ description: "the repository's folder" }),
+    repoName: Type.String({ description: "the repository's name in URLs (its folder when this server does not serve it)" }),
     job: Type.String(),
     trigger: RunTrigger,
     attempt: Type.Integer(),
