@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { parseCatalogSpec, redactUrl } from '../src/catalog/database.js';
 import { openCatalog } from '../src/catalog/open.js';
-import { catalogConformanceSuite, newRun, rejectsWith } from '../src/testing/catalog-conformance.js';
+import { at, catalogConformanceSuite, newRun, rejectsWith } from '../src/testing/catalog-conformance.js';
 import { catalogMigrationSuite } from '../src/testing/catalog-migration-suite.js';
 import { tempDir } from './helpers.js';
 
@@ -39,6 +40,52 @@ test('sqlite: a state folder holds catalog.db, the folder 0700 and the file 0600
       assert.equal(check.pragma('journal_mode', { simple: true }), 'wal');
     } finally {
       check.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('sqlite: writers in two threads (two connections, as two processes) keep log seq unique and each append whole', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-catalog-');
+  try {
+    const spec = join(dir, 'state');
+    const catalog = await openCatalog(spec);
+    try {
+      const run = await catalog.createRun(newRun('web', 0));
+      const batches = 150;
+      const writers = ['a', 'b'].map(
+        (tag) =>
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(new URL('./catalog-writer-worker.js', import.meta.url), { workerData: { spec, runId: run.id, batches, tag } });
+            worker.once('error', reject);
+            worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`writer ${tag} exited with ${code}`))));
+          }),
+      );
+      // This thread writes too, through its own connection.
+      for (let i = 0; i < batches; i++)
+        await catalog.appendLog(
+          run.id,
+          [0, 1, 2].map((k) => ({ at: at(i), level: 'info' as const, message: `c${i}:${k}` })),
+        );
+      await Promise.all(writers);
+      const log = await catalog.readLog(run.id, 0, 10_000);
+      assert.deepEqual(
+        log.map((l) => l.seq),
+        Array.from({ length: 3 * 3 * batches }, (_, i) => i + 1),
+      );
+      for (let i = 0; i < log.length; i += 3) {
+        const batch = log[i]!.message.split(':')[0];
+        assert.deepEqual(
+          log.slice(i, i + 3).map((l) => l.message),
+          [0, 1, 2].map((k) => `${batch}:${k}`),
+        );
+      }
+      for (const tag of ['a', 'b']) assert.equal(log.filter((l) => l.message.startsWith(tag)).length, 3 * batches);
+      const ids = (await catalog.listRuns({ limit: 1000 })).runs.map((r) => r.id);
+      assert.equal(new Set(ids).size, 2 * batches + 1);
+    } finally {
+      await catalog.close();
     }
   } finally {
     await cleanup();
