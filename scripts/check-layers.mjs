@@ -35,7 +35,7 @@ const ALLOWED = {
   // Passwords, API tokens, console sessions, login rate limits.
   auth: ['core', 'catalog'],
   // The service: the scheduler's runtime, runs recorded in the catalog, the HTTP API.
-  service: ['core', 'format', 'storage', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
+  service: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
   cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [

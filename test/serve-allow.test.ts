@@ -122,7 +122,26 @@ test('serve: a second server for the same repository refuses to start and names 
     assert.equal(control.pid, first.proc.pid);
     const other = spawn(
       process.execPath,
-      [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--no-portmap', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0'],
+      [
+        BIN,
+        'serve',
+        '--repo',
+        repo,
+        '--bind',
+        '127.0.0.1',
+        '--no-portmap',
+        '--nfs-port',
+        '0',
+        '--mount-port',
+        '0',
+        '--nbd-port',
+        '0',
+        '--state-dir',
+        `${repo}.state`,
+        '--http-port',
+        '0',
+        '--no-tls',
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },

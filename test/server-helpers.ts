@@ -6,6 +6,8 @@ export interface Server {
   nfsPort: number;
   mountPort: number;
   nbdPort: number;
+  /** The HTTP API's base URL (…/api/v1). */
+  httpUrl: string;
   /** Everything the server printed so far. */
   log: () => string;
 }
@@ -14,7 +16,20 @@ export interface Server {
 export async function startServer(repo: string, args: string[] = [], opts: { defaultPorts?: boolean } = {}): Promise<Server> {
   const proc = spawn(
     process.execPath,
-    [BIN, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0']), ...args],
+    [
+      BIN,
+      'serve',
+      '--repo',
+      repo,
+      '--bind',
+      '127.0.0.1',
+      ...(opts.defaultPorts ? [] : ['--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0']),
+      // Each server its own state folder (catalog, heartbeat) and an ephemeral plain-HTTP API port, unless the test says otherwise.
+      ...(args.includes('--state-dir') ? [] : ['--state-dir', `${repo}.state`]),
+      ...(args.includes('--http-port') ? [] : ['--http-port', '0']),
+      ...(args.includes('--tls-cert') || args.includes('--no-tls') ? [] : ['--no-tls']),
+      ...args,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -23,7 +38,8 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   for (let i = 0; i < 100; i++) {
     const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+).*NBD on [\d.]+:(\d+)/.exec(out);
-    if (m) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), log: log.text };
+    const h = /HTTP API on (\S+)/.exec(out);
+    if (m && h) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), httpUrl: h[1]!, log: log.text };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -33,6 +33,8 @@ export interface ServeOptions {
 }
 
 export interface RunningServer {
+  /** The repository's root folder, absolute. */
+  readonly repoRoot: string;
   readonly control: ControlInfo;
   readonly recovery: InstantRecovery;
   close(): Promise<void>;
@@ -42,7 +44,7 @@ export interface RunningServer {
  * Listens on `wanted`, or — when it is a default rather than the user's
  * choice — on the next free port after it, and says so.
  */
-async function listenNear(
+export async function listenNear(
   listen: (port: number) => Promise<number>,
   wanted: number,
   explicit: boolean,
@@ -201,6 +203,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       sessions: recovery.list().length,
     });
     return {
+      repoRoot: repo.root,
       control: control.info,
       recovery,
       close: async () => {

@@ -176,7 +176,15 @@ export class LifeboatService {
   async backup(
     repoDir: string,
     job: string,
-    opts: { activeFull?: boolean; waitMs?: number; onProgress?: (p: BackupProgress) => void; acceptSourceChange?: boolean; signal?: AbortSignal },
+    opts: {
+      activeFull?: boolean;
+      waitMs?: number;
+      onProgress?: (p: BackupProgress) => void;
+      acceptSourceChange?: boolean;
+      signal?: AbortSignal;
+      /** A warm pool the server keeps for every run (one is started and stopped per run otherwise). */
+      pool?: BlockWorkerPool;
+    },
   ): Promise<BackupResult> {
     const repo = await Repository.open(repoDir);
     return runBackup(repo, job, { clock: this.clock, ...opts });

@@ -159,8 +159,8 @@ export interface Catalog {
   /** LFB_ERR_RUN_NOT_FOUND when there is none. */
   getRun(id: number): Promise<RunRecord>;
   listRuns(filter?: RunFilter): Promise<RunPage>;
-  /** Runs left `running` or `queued` by a server that died: marked `interrupted` (returned). */
-  interruptUnfinished(at: string): Promise<readonly RunRecord[]>;
+  /** Runs left `running` or `queued` by a server that died: marked `interrupted` (returned); only those of `repos` when given. */
+  interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]>;
 
   putTask(task: TaskRecord): Promise<void>;
   listTasks(runId: number): Promise<readonly TaskRecord[]>;

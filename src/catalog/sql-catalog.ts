@@ -162,16 +162,21 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  async interruptUnfinished(at: string): Promise<readonly RunRecord[]> {
+  async interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]> {
+    if (repos !== undefined && repos.length === 0) return [];
     return this.guard(() =>
       this.database.write(async (trx) => {
         const unfinished = ['running', 'queued'];
+        // Only the given repositories' runs: other servers sharing the catalog have theirs under way.
+        const mine = trx.selectFrom('runs').select('id').where('state', 'in', unfinished);
+        const ofRepos = repos === undefined ? mine : mine.where('repo', 'in', [...repos]);
         await trx
           .updateTable('tasks')
           .set((eb) => ({ state: 'interrupted', ended_at: eb.fn.coalesce('ended_at', eb.val(at)) }))
           .where('state', 'in', unfinished)
+          .where('run_id', 'in', ofRepos)
           .execute();
-        const changed = await trx
+        let runs = trx
           .updateTable('runs')
           .set((eb) => ({
             state: 'interrupted',
@@ -179,9 +184,9 @@ export class SqlCatalog implements Catalog {
             error_code: eb.fn.coalesce('error_code', eb.val(INTERRUPTED_CODE)),
             error_message: eb.fn.coalesce('error_message', eb.val(INTERRUPTED_MESSAGE)),
           }))
-          .where('state', 'in', unfinished)
-          .returningAll()
-          .execute();
+          .where('state', 'in', unfinished);
+        if (repos !== undefined) runs = runs.where('repo', 'in', [...repos]);
+        const changed = await runs.returningAll().execute();
         return changed.map(rows.runFromRow).sort((a, b) => a.id - b.id);
       }),
     );
@@ -279,6 +284,7 @@ export class SqlCatalog implements Catalog {
   async deleteJob(repo: string, name: string): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
+        await this.database.lockExclusive(trx, 'points');
         await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', name).execute();
         await trx.deleteFrom('jobs').where('repo', '=', repo).where('name', '=', name).execute();
       }),
@@ -303,6 +309,9 @@ export class SqlCatalog implements Catalog {
     if (stray !== undefined) throw invalid(`point ${stray.pointId} belongs to ${stray.repo} ${stray.job}, not to ${repo} ${job}`);
     return this.guard(() =>
       this.database.write(async (trx) => {
+        // Two replacements at once would each delete what the other had not yet
+        // written, then both insert: a mix of the two sets, or a duplicate key.
+        await this.database.lockExclusive(trx, 'points');
         await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', job).execute();
         for (const chunk of chunks(points, INSERT_CHUNK)) {
           await trx.insertInto('points').values(chunk.map(rows.pointToRow)).execute();

@@ -1,9 +1,11 @@
+import { resolve } from 'node:path';
 import { AllowList } from '../../app/allow-list.js';
 import { LifeboatError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
 import { REPO_OPTION, optionalString, requireString } from '../command.js';
+import { STATE_DIR_OPTION, stateDirOf } from '../state-dir.js';
 
 function port(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
@@ -14,8 +16,8 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
-  summary: 'run the instant-recovery server (NFSv3 datastore) until stopped',
+    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--catalog <url>] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
+  summary: 'run the server until stopped: jobs on their schedules, the HTTP API, and instant recovery (NFSv3 datastore, NBD)',
   positionals: [],
   options: {
     repo: REPO_OPTION,
@@ -28,11 +30,47 @@ export const serve: Command = {
     'nbd-bind': { type: 'string', description: 'address the NBD server listens on', defaultText: 'the --bind address' },
     allow: { type: 'string', description: 'client addresses allowed, as IPv4 addresses or CIDRs, comma-separated', defaultText: AllowList.LOOPBACK },
     'cache-budget': { type: 'string', description: 'memory for decoded backup blocks, all sessions together (e.g. 256M, 1G)', defaultText: '512M' },
+    'state-dir': STATE_DIR_OPTION,
+    catalog: { type: 'string', description: 'the catalog database: postgres://… (or a folder for SQLite)', defaultText: 'SQLite in the state folder' },
+    'http-port': { type: 'string', description: 'HTTP API port; given explicitly, a taken port is an error', defaultText: '9443, else the next free one' },
+    'http-bind': { type: 'string', description: 'address the HTTP API listens on', defaultText: '127.0.0.1' },
+    'tls-cert': {
+      type: 'string',
+      description: 'HTTPS certificate (PEM) of the API, with --tls-key',
+      defaultText: 'self-signed, made in the state folder at first start',
+    },
+    'tls-key': { type: 'string', description: 'private key (PEM) of --tls-cert' },
+    'no-tls': { type: 'boolean', description: 'plain HTTP (only for a loopback --http-bind)', defaultText: 'HTTPS' },
+    'max-tasks': { type: 'string', description: 'disk tasks running at once, over all jobs', defaultText: '4' },
+    'no-scheduler': {
+      type: 'boolean',
+      description: 'run no job by schedule (runs asked for through the API or the CLI still run)',
+      defaultText: 'schedules run',
+    },
   },
   async run(ctx) {
-    const { serve: startServer } = await import('../../app/serve.js');
+    const { startService } = await import('../../service/service-server.js');
     const budget = optionalString(ctx, 'cache-budget');
-    const running = await startServer({
+    const httpBind = optionalString(ctx, 'http-bind') ?? '127.0.0.1';
+    const cert = optionalString(ctx, 'tls-cert');
+    const key = optionalString(ctx, 'tls-key');
+    if ((cert === undefined) !== (key === undefined)) throw new LifeboatError('LFB_ERR_USAGE', '--tls-cert and --tls-key go together');
+    const noTls = ctx.values['no-tls'] === true;
+    if (noTls && cert !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--no-tls and --tls-cert exclude each other');
+    if (noTls && !AllowList.parse(AllowList.LOOPBACK).allows(httpBind))
+      throw new LifeboatError('LFB_ERR_USAGE', `--no-tls serves passwords and tokens in clear: only on a loopback --http-bind, not ${httpBind}`);
+    const maxTasksText = optionalString(ctx, 'max-tasks');
+    const maxTasks = maxTasksText === undefined ? undefined : Number(maxTasksText);
+    if (maxTasks !== undefined && !(Number.isInteger(maxTasks) && maxTasks >= 1 && maxTasks <= 256))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--max-tasks must be a whole number from 1 to 256, not "${maxTasksText}"`);
+    const running = await startService({
+      stateDir: resolve(stateDirOf(ctx)),
+      catalog: optionalString(ctx, 'catalog'),
+      httpPort: port(optionalString(ctx, 'http-port'), '--http-port'),
+      httpBind,
+      tls: noTls ? 'none' : cert !== undefined && key !== undefined ? { certPath: cert, keyPath: key } : 'self-signed',
+      maxTasks,
+      noScheduler: ctx.values['no-scheduler'] === true,
       repo: requireString(ctx, 'repo'),
       bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
       nfsPort: port(optionalString(ctx, 'nfs-port'), '--nfs-port'),
@@ -53,7 +91,7 @@ export const serve: Command = {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
-    ctx.out('stopping: flushing overlays');
+    ctx.out('stopping: running backups stop at their next safe point, overlays are flushed');
     await running.close();
   },
 };

@@ -1,0 +1,157 @@
+import type { LifeboatService } from '../../app/service.js';
+import type { Catalog, ChangeMethod, LogLine, RunRecord, RunState, RunUpdate } from '../../catalog/catalog.js';
+import type { Clock } from '../../core/clock.js';
+import { LifeboatError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
+import type { BlockWorkerPool } from '../../compress/block-pool.js';
+import type { RunProgress } from '../http/deps.js';
+
+/** Why a running run was told to stop: it ends `stopped` (a person, a closing window) or `interrupted` (the server stops). */
+export type StopReason = 'stopped' | 'window-closed' | 'shutdown';
+
+const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
+
+/** A progress line in the run's log at most this often. */
+const LOG_PROGRESS_EVERY_MS = 10_000;
+
+/**
+ * One run of a job inside the server: recorded in the catalog from start to
+ * end (tasks per disk, log lines, bytes, steps, the point and how its changes
+ * were found), stoppable at the backup's next safe point.
+ */
+export class RunExecution {
+  private readonly controller = new AbortController();
+  private stopReason: StopReason | undefined;
+  private readonly listeners = new Set<(p: RunProgress) => void>();
+  private lastLogged = 0;
+  /** Bytes of each disk gone through so far. */
+  private readonly diskDone: number[] = [];
+  readonly done: Promise<RunRecord>;
+
+  constructor(
+    private readonly run: RunRecord,
+    private readonly deps: { catalog: Catalog; service: LifeboatService; clock: Clock; logger: Logger; pool?: BlockWorkerPool | undefined },
+  ) {
+    this.done = this.execute();
+  }
+
+  get id(): number {
+    return this.run.id;
+  }
+
+  stop(reason: StopReason): void {
+    this.stopReason ??= reason;
+    this.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', reason === 'shutdown' ? 'the server is stopping' : `stopped (${reason})`));
+  }
+
+  watch(listener: (p: RunProgress) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private now(): string {
+    return this.deps.clock.now().toISOString();
+  }
+
+  private async log(level: LogLine['level'], message: string): Promise<void> {
+    await this.deps.catalog.appendLog(this.run.id, [{ at: this.now(), level, message }]).catch((err: unknown) => {
+      this.deps.logger.error('service: could not append to a run log', { run: this.run.id, problem: err instanceof Error ? err.message : String(err) });
+    });
+  }
+
+  private async execute(): Promise<RunRecord> {
+    const { catalog, service } = this.deps;
+    const { repo, job } = this.run;
+    const startedAt = this.now();
+    await catalog.updateRun(this.run.id, { state: 'running', startedAt });
+    await this.log('info', `run ${this.run.id} of ${job} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`);
+    let disks: readonly string[] = [];
+    try {
+      disks = (await service.showJob(repo, job)).job.disks;
+    } catch {
+      // The run itself reports a missing job with its code.
+    }
+    const diskName = (i: number): string => disks[i]?.split('/').pop() ?? `disk${i}`;
+    for (let i = 0; i < disks.length; i++)
+      await catalog.putTask({ runId: this.run.id, disk: i, diskName: diskName(i), state: 'running', startedAt, endedAt: null, bytesRead: 0, bytesStored: 0 });
+    let result: BackupResult | undefined;
+    let error: unknown;
+    try {
+      result = await service.backup(repo, job, {
+        signal: this.controller.signal,
+        onProgress: (p) => this.progress(p),
+        ...(this.deps.pool ? { pool: this.deps.pool } : {}),
+      });
+    } catch (err) {
+      error = err;
+    }
+    const endedAt = this.now();
+    let change: RunUpdate & { state: RunState };
+    if (result) {
+      const found = await this.changesOf(result.pointId);
+      const state: RunState = found.fellBack ? 'warning' : 'succeeded';
+      change = {
+        state,
+        endedAt,
+        bytesRead: result.bytesRead,
+        bytesStored: result.bytesStored,
+        steps: result.steps,
+        pointId: result.pointId,
+        changeMethod: found.method,
+        changeReason: found.reason,
+      };
+      await this.log(
+        state === 'warning' ? 'warn' : 'info',
+        `${state}: point ${result.pointId} (${result.kind}, ${result.file}); ${result.bytesRead} bytes read, ${result.bytesStored} stored; changes found by ${found.method ?? 'unknown'}${found.reason ? ` (${found.reason})` : ''}`,
+      );
+    } else {
+      const err = error instanceof LifeboatError ? error : new LifeboatError('LFB_ERR_INTERNAL', error instanceof Error ? error.message : String(error));
+      const state: RunState = err.code === 'LFB_ERR_INTERRUPTED' && this.stopReason ? STATE_FOR[this.stopReason] : 'failed';
+      change = { state, endedAt, errorCode: err.code, errorMessage: err.message };
+      await this.log(state === 'failed' ? 'error' : 'warn', `${state}: ${err.message} [${err.code}]`);
+    }
+    for (let i = 0; i < disks.length; i++)
+      await catalog.putTask({
+        runId: this.run.id,
+        disk: i,
+        diskName: diskName(i),
+        state: change.state,
+        startedAt,
+        endedAt,
+        // Per disk the backup reports how far it got; what was stored is known for the run as a whole.
+        bytesRead: this.diskDone[i] ?? 0,
+        bytesStored: disks.length === 1 ? (change.bytesStored ?? 0) : 0,
+      });
+    return catalog.updateRun(this.run.id, change);
+  }
+
+  private progress(p: BackupProgress): void {
+    this.diskDone[p.disk] = p.bytesDone;
+    for (const l of this.listeners) l(p);
+    const now = this.deps.clock.now().getTime();
+    if (now - this.lastLogged >= LOG_PROGRESS_EVERY_MS) {
+      this.lastLogged = now;
+      const pct = p.bytesTotal > 0 ? Math.floor((p.bytesDone / p.bytesTotal) * 100) : 100;
+      void this.log('debug', `disk ${p.disk + 1} of ${p.diskCount}: ${pct}% (${p.bytesDone} of ${p.bytesTotal} bytes)`);
+    }
+  }
+
+  /** How the point's changes were found, as its backup file records it; `fellBack` when CBT was set up and not used. */
+  private async changesOf(pointId: string): Promise<{ method: ChangeMethod | null; reason: string | null; fellBack: boolean }> {
+    try {
+      const { job, state } = await this.deps.service.jobState(this.run.repo, this.run.job);
+      const file = [...state.chains.flatMap((c) => [c.full, ...c.increments, ...c.rollbacks])].find((f) => f.root.pointId === pointId);
+      const changes = file?.root.meta.changes ?? [];
+      if (changes.length === 0) return { method: null, reason: null, fellBack: false };
+      // The weakest method of its disks says what the run did.
+      const order: ChangeMethod[] = ['full', 'hash', 'cbt'];
+      const method = changes.map((c) => c.method).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
+      const notes = changes.map((c) => c.note).filter((n): n is string => n !== undefined);
+      const parent = file!.root.parentPointId !== null;
+      return { method, reason: notes.length ? notes.join('; ') : null, fellBack: job.cbt === true && parent && method !== 'cbt' };
+    } catch {
+      return { method: null, reason: null, fellBack: false };
+    }
+  }
+}

@@ -1,0 +1,293 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LifeboatService } from '../../app/service.js';
+import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
+import type { Clock } from '../../core/clock.js';
+import { LifeboatError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { DEFAULT_MAX_TASKS, decide, type KnownRun, type ScheduledJob } from '../../schedule/index.js';
+import type { JobRunner, RunProgress } from '../http/deps.js';
+import { RunExecution } from './run-execution.js';
+import type { BlockWorkerPool } from '../../compress/block-pool.js';
+
+export interface ServiceRuntimeOptions {
+  readonly catalog: Catalog;
+  readonly service: LifeboatService;
+  /** Repository roots whose jobs this server runs. */
+  readonly repos: readonly string[];
+  /** Where the scheduler keeps its heartbeat (the time it last decided), to find runs missed while it was down. */
+  readonly stateDir: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Running disk tasks at most (default 4). */
+  readonly maxTasks?: number | undefined;
+  readonly timeZone?: string | undefined;
+  /** Told of every run that ended (webhooks, the journal line). */
+  readonly onRunEnded?: ((run: RunRecord) => void | Promise<void>) | undefined;
+  /** The server's warm worker pool: every run hashes and compresses on it. */
+  readonly pool?: BlockWorkerPool | undefined;
+  /** The longest the scheduler sleeps: it also rereads the jobs (a `job set` from the CLI) this often. */
+  readonly maxSleepMs?: number | undefined;
+}
+
+/** One heartbeat per set of repositories: servers of other repositories may share the state folder. */
+const heartbeatFile = (repos: readonly string[]): string => `scheduler-${createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12)}.json`;
+const DEFAULT_MAX_SLEEP_MS = 30_000;
+
+/** A job's key for the scheduler: repository and name (never shown). */
+const jobKey = (repo: string, job: string): string => `${repo}\n${job}`;
+const splitKey = (key: string): { repo: string; job: string } => {
+  const i = key.lastIndexOf('\n');
+  return { repo: key.slice(0, i), job: key.slice(i + 1) };
+};
+
+/**
+ * The scheduler's runtime: asks `decide` (src/schedule) what to do, records
+ * runs in the catalog, starts them inside this process (never more disk
+ * tasks than the cap), stops them when their window closes, retries and
+ * chains them. Also the API's JobRunner (run now, stop, watch).
+ */
+export class ServiceRuntime implements JobRunner {
+  private readonly running = new Map<number, RunExecution>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private again = false;
+  private closing = false;
+  private since = 0;
+  private startup = true;
+  private readonly reported = new Set<string>();
+
+  constructor(private readonly opts: ServiceRuntimeOptions) {}
+
+  /** Marks what a killed server left running as interrupted, then starts deciding. */
+  async start(): Promise<void> {
+    const now = this.opts.clock.now();
+    for (const r of await this.opts.catalog.interruptUnfinished(now.toISOString(), this.opts.repos)) {
+      this.opts.logger.warn('service: a run was interrupted by the end of the previous server', { run: r.id, job: r.job, repo: r.repo });
+      await this.opts.catalog
+        .appendLog(r.id, [
+          { at: now.toISOString(), level: 'warn', message: 'interrupted: the server ended while the run was going (it is retried per its policy)' },
+        ])
+        .catch(() => undefined);
+    }
+    this.since = (await this.readHeartbeat()) ?? now.getTime();
+    this.tick();
+  }
+
+  async runNow(repo: string, job: string, trigger: RunTrigger): Promise<RunRecord> {
+    if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
+    if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
+    // The job must exist: a typo is an error now, not a failed run later.
+    await this.opts.service.showJob(repo, job);
+    const run = await this.opts.catalog.createRun({ repo, job, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
+    this.tick();
+    return run;
+  }
+
+  async stop(runId: number): Promise<void> {
+    const run = await this.opts.catalog.getRun(runId);
+    const exec = this.running.get(runId);
+    if (exec) {
+      exec.stop('stopped');
+      await exec.done;
+      return;
+    }
+    if (run.state === 'queued') {
+      await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
+      await this.opts.catalog.appendLog(runId, [{ at: this.opts.clock.now().toISOString(), level: 'info', message: 'stopped before it started' }]);
+      return;
+    }
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${run.state}): there is nothing to stop`);
+  }
+
+  watch(runId: number, listener: (p: RunProgress) => void): () => void {
+    return this.running.get(runId)?.watch(listener) ?? (() => undefined);
+  }
+
+  /** Runs in progress (ids). */
+  runningIds(): number[] {
+    return [...this.running.keys()];
+  }
+
+  /** Stops deciding; running runs stop at their next safe point and end `interrupted` (retried at the next start). */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    for (const e of this.running.values()) e.stop('shutdown');
+    await Promise.allSettled([...this.running.values()].map((e) => e.done));
+    await this.writeHeartbeat(this.opts.clock.now().getTime());
+  }
+
+  /** Decides now (coalescing calls made while a decision runs). */
+  tick(): void {
+    if (this.closing) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = this.decideNow()
+      .catch((err: unknown) => this.opts.logger.error('service: the scheduler failed a round', { problem: err instanceof Error ? err.message : String(err) }))
+      .finally(() => {
+        this.ticking = undefined;
+        if (this.again) {
+          this.again = false;
+          this.tick();
+        }
+      });
+  }
+
+  private async decideNow(): Promise<void> {
+    const { catalog, clock } = this.opts;
+    const now = clock.now().getTime();
+    const jobs = await this.jobs();
+    const runs = await this.knownRuns(jobs);
+    const d = decide({
+      jobs,
+      runs,
+      since: this.since,
+      now,
+      startup: this.startup,
+      maxTasks: this.opts.maxTasks ?? DEFAULT_MAX_TASKS,
+      ...(this.opts.timeZone ? { timeZone: this.opts.timeZone } : {}),
+    });
+    this.startup = false;
+    this.since = now;
+    for (const p of d.problems)
+      this.reportOnce(`${p.job}\n${p.message}`, () => this.opts.logger.warn('service: a job cannot be scheduled', { ...splitKey(p.job), problem: p.message }));
+    for (const f of d.fires)
+      if (f.outcome !== 'queued') this.opts.logger.debug('service: schedule fire', { ...splitKey(f.job), outcome: f.outcome, count: f.count });
+    for (const q of d.queue) {
+      const { repo, job } = splitKey(q.job);
+      const run = await catalog.createRun({ repo, job, trigger: q.trigger, attempt: q.attempt, retryOf: q.retryOf, queuedAt: new Date(now).toISOString() });
+      this.opts.logger.info('service: run queued', { run: run.id, repo, job, trigger: q.trigger, attempt: q.attempt });
+    }
+    for (const s of d.stop) {
+      const e = this.running.get(s.runId);
+      if (e) {
+        this.opts.logger.info('service: stopping a run: its window closed', { run: s.runId });
+        e.stop('window-closed');
+      }
+    }
+    for (const id of d.start) if (!this.running.has(id)) await this.begin(id);
+    await this.writeHeartbeat(now);
+    const wait = d.queue.length > 0 ? 0 : Math.min(this.opts.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS, d.nextAt === null ? Infinity : Math.max(0, d.nextAt - now));
+    if (this.timer) clearTimeout(this.timer);
+    if (!this.closing) {
+      this.timer = setTimeout(() => this.tick(), wait);
+      this.timer.unref();
+    }
+  }
+
+  private async begin(id: number): Promise<void> {
+    const run = await this.opts.catalog.getRun(id);
+    if (run.state !== 'queued') return;
+    const exec = new RunExecution(run, this.opts);
+    this.running.set(id, exec);
+    this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
+    void exec.done
+      .then(
+        async (ended) => {
+          this.opts.logger[ended.state === 'failed' ? 'error' : 'info']('service: run ended', {
+            run: id,
+            repo: ended.repo,
+            job: ended.job,
+            state: ended.state,
+            ...(ended.errorCode ? { code: ended.errorCode } : {}),
+          });
+          await this.opts.onRunEnded?.(ended);
+        },
+        (err: unknown) => this.opts.logger.error('service: recording a run failed', { run: id, problem: err instanceof Error ? err.message : String(err) }),
+      )
+      .finally(() => {
+        this.running.delete(id);
+        this.tick();
+      });
+  }
+
+  /** Every job of every repository, as the scheduler sees it (job.json is read each round: `job set` from the CLI counts at once). */
+  private async jobs(): Promise<ScheduledJob[]> {
+    const out: ScheduledJob[] = [];
+    for (const repo of this.opts.repos) {
+      let names: string[];
+      try {
+        names = await this.opts.service.listJobs(repo);
+      } catch (err) {
+        this.reportOnce(`${repo}\nlist`, () => this.opts.logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) }));
+        continue;
+      }
+      for (const name of names) {
+        try {
+          const { job } = await this.opts.service.showJob(repo, name);
+          out.push({
+            key: jobKey(repo, name),
+            schedule: job.schedule,
+            window: job.window,
+            retries: job.retries,
+            retryDelay: job.retryDelay,
+            after: job.after === undefined ? undefined : jobKey(repo, job.after),
+            disabled: job.disabled,
+            tasks: job.disks.length,
+          });
+        } catch (err) {
+          this.reportOnce(`${repo}\n${name}`, () => this.opts.logger.error('service: cannot read a job', { repo, job: name, problem: String(err) }));
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Queued and running runs, and each job's latest runs (retries and chaining look at the latest end). */
+  private async knownRuns(jobs: readonly ScheduledJob[]): Promise<KnownRun[]> {
+    const seen = new Map<number, RunRecord>();
+    for (const repo of this.opts.repos) {
+      for (const r of (await this.opts.catalog.listRuns({ repo, states: ['queued', 'running'], limit: 1000 })).runs) seen.set(r.id, r);
+    }
+    for (const j of jobs) {
+      const { repo, job } = splitKey(j.key);
+      for (const r of (await this.opts.catalog.listRuns({ repo, job, limit: 3 })).runs) seen.set(r.id, r);
+    }
+    const tasks = new Map(jobs.map((j) => [j.key, j.tasks]));
+    const ms = (t: string | null): number | null => (t === null ? null : Date.parse(t));
+    return [...seen.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((r) => ({
+        id: r.id,
+        job: jobKey(r.repo, r.job),
+        trigger: r.trigger,
+        attempt: r.attempt,
+        state: r.state,
+        queuedAt: Date.parse(r.queuedAt),
+        startedAt: ms(r.startedAt),
+        endedAt: ms(r.endedAt),
+        tasks: tasks.get(jobKey(r.repo, r.job)) ?? 1,
+      }));
+  }
+
+  private reportOnce(key: string, report: () => void): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    report();
+  }
+
+  private async readHeartbeat(): Promise<number | undefined> {
+    try {
+      const t = JSON.parse(await readFile(join(this.opts.stateDir, heartbeatFile(this.opts.repos)), 'utf8')) as { lastSeen?: unknown };
+      return typeof t.lastSeen === 'string' && Number.isFinite(Date.parse(t.lastSeen)) ? Date.parse(t.lastSeen) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeHeartbeat(at: number): Promise<void> {
+    const path = join(this.opts.stateDir, heartbeatFile(this.opts.repos));
+    try {
+      await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
+      await writeFile(`${path}.tmp`, JSON.stringify({ lastSeen: new Date(at).toISOString() }));
+      await rename(`${path}.tmp`, path);
+    } catch (err) {
+      this.reportOnce('heartbeat', () => this.opts.logger.warn('service: cannot write the scheduler heartbeat', { path, problem: String(err) }));
+    }
+  }
+}

@@ -1,0 +1,114 @@
+import { chmod, mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { LifeboatService } from '../app/service.js';
+import { BlockWorkerPool } from '../compress/block-pool.js';
+import { listenNear, serve, type RunningServer, type ServeOptions } from '../app/serve.js';
+import { Authenticator, loadTlsFiles, selfSignedCertificate } from '../auth/index.js';
+import { openCatalog, type Catalog, type RunRecord } from '../catalog/index.js';
+import { LifeboatError, fromFsError } from '../core/errors.js';
+import { createHttpApi, type ApiServer } from './http/api.js';
+import { ServiceRuntime } from './runtime/service-runtime.js';
+import { runEndedLine } from './runtime/run-report.js';
+
+export const DEFAULT_HTTP_PORT = 9443;
+
+export interface ServiceOptions extends ServeOptions {
+  /** The server's own folder: catalog (SQLite), TLS certificate, scheduler heartbeat. */
+  readonly stateDir: string;
+  /** A catalog other than the state folder's SQLite one (e.g. postgres://…). */
+  readonly catalog?: string | undefined;
+  /** undefined: DEFAULT_HTTP_PORT, or the next free one. */
+  readonly httpPort?: number | undefined;
+  readonly httpBind: string;
+  /** `self-signed` (made at first start in the state folder), files, or none (plain HTTP, for loopback). */
+  readonly tls: 'self-signed' | 'none' | { readonly certPath: string; readonly keyPath: string };
+  readonly maxTasks?: number | undefined;
+  /** Run no jobs by schedule (the API and the CLI hand-off still run them). */
+  readonly noScheduler?: boolean | undefined;
+}
+
+export interface RunningService {
+  readonly server: RunningServer;
+  readonly catalog: Catalog;
+  readonly runtime: ServiceRuntime;
+  readonly http: { readonly url: string; readonly port: number };
+  close(): Promise<void>;
+}
+
+/**
+ * `lifeboat serve`: the instant-recovery server of a repository (src/app),
+ * plus the service on top of it: the catalog, the scheduler's runtime running
+ * the repository's jobs, and the authenticated HTTP API.
+ */
+export async function startService(opts: ServiceOptions): Promise<RunningService> {
+  await mkdir(opts.stateDir, { recursive: true, mode: 0o700 }).catch((e: unknown) =>
+    Promise.reject(fromFsError(e, 'creating the state folder', opts.stateDir)),
+  );
+  await chmod(opts.stateDir, 0o700).catch(() => undefined);
+  const server = await serve(opts);
+  const closers: (() => Promise<unknown>)[] = [() => server.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
+  };
+  try {
+    const catalog = await openCatalog(opts.catalog ?? opts.stateDir, { clock: opts.clock });
+    closers.push(() => catalog.close());
+    const service = new LifeboatService(opts.clock);
+    // Warm for every run: a scheduled increment pays no worker start-up.
+    const pool = new BlockWorkerPool();
+    closers.push(() => pool.close());
+    const repo = server.repoRoot;
+    const runtime = new ServiceRuntime({
+      catalog,
+      service,
+      repos: [repo],
+      stateDir: opts.stateDir,
+      clock: opts.clock,
+      logger: opts.logger,
+      maxTasks: opts.maxTasks,
+      pool,
+      onRunEnded: (run: RunRecord) => void process.stderr.write(`${runEndedLine(run)}\n`),
+    });
+    const https =
+      opts.tls === 'none'
+        ? undefined
+        : opts.tls === 'self-signed'
+          ? await selfSignedCertificate(opts.stateDir, { clock: opts.clock, hostName: hostname() })
+          : await loadTlsFiles(opts.tls.certPath, opts.tls.keyPath);
+    const api: ApiServer = await createHttpApi({
+      service,
+      repos: [repo],
+      recovery: new Map([[repo, server.recovery]]),
+      catalog,
+      auth: new Authenticator(catalog, { clock: opts.clock }),
+      runner: runtime,
+      clock: opts.clock,
+      logger: opts.logger,
+      https: https ? { cert: https.cert, key: https.key } : undefined,
+    });
+    closers.push(() => api.close());
+    const port = await listenNear(
+      async (p) => {
+        await api.listen({ port: p, host: opts.httpBind });
+        return (api.server.address() as AddressInfo).port;
+      },
+      opts.httpPort ?? DEFAULT_HTTP_PORT,
+      opts.httpPort !== undefined,
+      'HTTP API',
+      opts.say,
+    );
+    const url = `${https ? 'https' : 'http'}://${opts.httpBind.includes(':') ? `[${opts.httpBind}]` : opts.httpBind}:${port}/api/v1`;
+    if (!opts.noScheduler) await runtime.start();
+    // The runtime stops first: its runs end recorded before the catalog closes.
+    closers.push(() => runtime.close());
+    opts.say(
+      `HTTP API on ${url} (${https ? 'TLS' : 'plain HTTP'}); catalog ${opts.catalog ? 'as given' : `in ${opts.stateDir}`}; jobs ${opts.noScheduler ? 'by request only' : 'on their schedules'}`,
+    );
+    opts.logger.info('serve: service started', { http: url, stateDir: opts.stateDir, maxTasks: opts.maxTasks ?? 4 });
+    return { server, catalog, runtime, http: { url, port }, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err instanceof LifeboatError ? err : new LifeboatError('LFB_ERR_INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+  }
+}
