@@ -22,8 +22,12 @@ export interface CatalogDatabase {
    * seq) cannot be overtaken by another writer.
    */
   write<T>(fn: (trx: Kysely<CatalogSchema>) => Promise<T>): Promise<T>;
-  /** Called first in a migration's transaction: two servers never migrate at once. */
-  lockSchema(trx: Kysely<CatalogSchema>): Promise<void>;
+  /**
+   * In a write transaction: holds `what` until the transaction ends, so two
+   * servers never migrate at once (`schema`) or interleave two replacements of
+   * points (`points`: a delete and inserts that must not mix).
+   */
+  lockExclusive(trx: Kysely<CatalogSchema>, what: ExclusiveLock): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -31,8 +35,9 @@ export interface CatalogDatabase {
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 /** Connections per PostgreSQL pool. */
 const PG_POOL_SIZE = 10;
-/** pg_advisory_xact_lock key of the catalog's migrations ("LFBC" as bytes). */
-const PG_MIGRATION_LOCK_KEY = 0x4c464243;
+export type ExclusiveLock = 'schema' | 'points';
+/** pg_advisory_xact_lock keys ("LFBC", "LFBP" as bytes). */
+const PG_LOCK_KEYS: Readonly<Record<ExclusiveLock, number>> = { schema: 0x4c464243, points: 0x4c464250 };
 
 export type CatalogSpec = { readonly kind: 'sqlite'; readonly file: string } | { readonly kind: 'postgres'; readonly url: string };
 
@@ -157,8 +162,8 @@ async function openSqlite(file: string, folder: string | undefined): Promise<Cat
           }
         }),
       ),
-    lockSchema: async () => {
-      // `begin immediate` already holds the write lock.
+    lockExclusive: async () => {
+      // `begin immediate` already holds the database's one write lock.
     },
     close: () => db.destroy(),
   };
@@ -185,8 +190,8 @@ async function openPostgres(url: string): Promise<CatalogDatabase> {
     db,
     label,
     write: (fn) => db.transaction().execute(fn),
-    lockSchema: async (trx) => {
-      await sql`select pg_advisory_xact_lock(${PG_MIGRATION_LOCK_KEY})`.execute(trx);
+    lockExclusive: async (trx, what) => {
+      await sql`select pg_advisory_xact_lock(${PG_LOCK_KEYS[what]})`.execute(trx);
     },
     close: () => db.destroy(),
   };

@@ -29,7 +29,7 @@ export async function migrateCatalog(database: CatalogDatabase, now: string, tar
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `catalog: no schema version ${target} (this Lifeboat knows 1 to ${LATEST_SCHEMA_VERSION})`);
   }
   return database.write(async (trx) => {
-    await database.lockSchema(trx);
+    await database.lockExclusive(trx, 'schema');
     await trx.schema
       .createTable('catalog_schema')
       .ifNotExists()

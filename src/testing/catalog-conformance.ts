@@ -385,6 +385,20 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
     await rejectsWith(c.replacePoints('/repos/a', 'web', [point('db', 1)]), 'LFB_ERR_INVALID_ARGUMENT');
   });
 
+  t('two catalogs replacing one job’s points at once leave exactly one of the two sets', async (c, openAnother) => {
+    const second = await openAnother();
+    const setA = Array.from({ length: 40 }, (_, i) => point('web', i + 1, { file: `a-${i}.lbk` }));
+    const setB = Array.from({ length: 30 }, (_, i) => point('web', i + 11, { file: `b-${i}.lbk` }));
+    for (let round = 0; round < 5; round++) {
+      await Promise.all([c.replacePoints('/repos/a', 'web', setA), second.replacePoints('/repos/a', 'web', setB), c.replacePoints('/repos/a', 'web', setA)]);
+      const now = await second.listPoints('/repos/a', 'web');
+      assert.ok(
+        JSON.stringify(now) === JSON.stringify(setA) || JSON.stringify(now) === JSON.stringify(setB),
+        `one whole set, not a mix: ${now.map((p) => p.file).join(' ')}`,
+      );
+    }
+  });
+
   t('users: add, get, list by name, delete (with their tokens and sessions); a name twice is LFB_ERR_USER_EXISTS', async (c) => {
     await c.addUser(user('zoe', 'viewer'));
     await c.addUser(user('amy', 'admin'));
