@@ -280,6 +280,27 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
     assert.deepEqual(await c.interruptUnfinished(at(61)), []);
   });
 
+  t('interruptUnfinished with repositories touches only their runs and tasks (other servers’ runs go on)', async (c) => {
+    const mine = await c.updateRun((await c.createRun(newRun('web', 0, '/repos/mine'))).id, { state: 'running', startedAt: at(1) });
+    const theirs = await c.updateRun((await c.createRun(newRun('web', 0, '/repos/theirs'))).id, { state: 'running', startedAt: at(1) });
+    const queuedMine = await c.createRun(newRun('db', 0, '/repos/mine2'));
+    for (const run of [mine, theirs]) {
+      await c.putTask({ runId: run.id, disk: 0, diskName: 'sda', state: 'running', startedAt: at(1), endedAt: null, bytesRead: 0, bytesStored: 0 });
+    }
+    assert.deepEqual(await c.interruptUnfinished(at(60), []), []);
+    const interrupted = await c.interruptUnfinished(at(60), ['/repos/mine', '/repos/mine2']);
+    assert.deepEqual(
+      interrupted.map((r) => [r.id, r.state]),
+      [
+        [mine.id, 'interrupted'],
+        [queuedMine.id, 'interrupted'],
+      ],
+    );
+    assert.deepEqual(await c.getRun(theirs.id), theirs);
+    assert.equal((await c.listTasks(theirs.id))[0]!.state, 'running');
+    assert.equal((await c.listTasks(mine.id))[0]!.state, 'interrupted');
+  });
+
   t('putTask records and replaces a run’s tasks; listTasks orders them by disk', async (c) => {
     const run = await c.createRun(newRun('web', 0));
     const other = await c.createRun(newRun('db', 0));
