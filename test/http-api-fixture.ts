@@ -152,6 +152,8 @@ export async function makeFixture(opts: { https?: HttpApiDeps['https']; events?:
     logger,
     ...(opts.https ? { https: opts.https } : {}),
     events: opts.events ?? { pollMs: 20, keepaliveMs: 1000 },
+    // Operators restore and migrate into these; restored/ and production/ are made by the tests that use them.
+    targetFolders: [join(dir, 'restored'), join(dir, 'production')],
   };
   const api = await createHttpApi(deps);
   return {

@@ -54,6 +54,15 @@ test('a session started, listed, given a disk, migrated (followed as events to t
   const s = doc.check('POST', '/api/v1/sessions', start) as SessionView;
   assert.deepEqual([s.name, s.repo, s.pointId, s.disks.length], ['web01-ir', fx.repoName, pointId, 1]);
 
+  // A -nic setting beyond none and isolated (a tap runs its script as the server's user) is for admins.
+  const tap = await fx.api.inject({
+    method: 'POST',
+    url: '/api/v1/sessions',
+    headers: operator,
+    payload: { repo: fx.repoName, job: 'web01', name: 'web01-vm', boot: { network: 'tap,script=/tmp/x.sh' } },
+  });
+  assert.equal(tap.statusCode, 403);
+  assert.equal((doc.check('POST', '/api/v1/sessions', tap) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
   const dup = await fx.api.inject({
     method: 'POST',
     url: '/api/v1/sessions',
@@ -91,6 +100,9 @@ test('a session started, listed, given a disk, migrated (followed as events to t
 
   const to = join(fx.dir, 'production');
   await mkdir(to);
+  const outside = await fx.api.inject({ method: 'POST', url: '/api/v1/sessions/web01-ir/migrate', headers: operator, payload: { to: fx.dir } });
+  assert.equal(outside.statusCode, 403, 'operators migrate only into the target folders');
+  assert.equal((doc.check('POST', '/api/v1/sessions/{name}/migrate', outside) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
   const migrating = await fx.api.inject({ method: 'POST', url: '/api/v1/sessions/web01-ir/migrate', headers: operator, payload: { to, format: 'raw' } });
   const m = doc.check('POST', '/api/v1/sessions/{name}/migrate', migrating) as SessionView;
   assert.equal(m.migration?.disks.length, 2);

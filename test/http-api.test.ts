@@ -6,9 +6,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
 import { Repository, JOB_LOCK } from '../src/repository/index.js';
 import { LockFile } from '../src/storage/index.js';
 import { OpenApiValidator, PASSWORD, fill, makeFixture, parseEvents, type Fixture } from './http-api-fixture.js';
@@ -265,6 +264,21 @@ test('a job created, backed up and restored through the API: the restore is byte
     assert.equal(got.length, contents[i]!.length);
     assert.ok(got.equals(contents[i]!), `point ${i} restores byte-exact`);
   }
+  // Operators write only into the server's target folders, also through a link that leads out; admins anywhere.
+  await symlink(fx.dir, join(out, 'escape'));
+  for (const to of [join(fx.dir, 'elsewhere.raw'), join(out, 'escape', 'elsewhere.raw'), join(out, '..', 'elsewhere.raw')]) {
+    const refused = await fx.api.inject({ method: 'POST', url: fill('/api/v1/repositories/{repo}/jobs/{job}/restore', J), headers: operator, payload: { to } });
+    assert.equal(refused.statusCode, 403, `${to}: ${refused.body}`);
+    assert.equal((doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/restore', refused) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
+  }
+  const byAdmin = await fx.api.inject({
+    method: 'POST',
+    url: fill('/api/v1/repositories/{repo}/jobs/{job}/restore', J),
+    headers: admin,
+    payload: { to: join(fx.dir, 'elsewhere.raw') },
+  });
+  assert.equal(byAdmin.statusCode, 200, byAdmin.body);
+  assert.ok((await readFile(join(fx.dir, 'elsewhere.raw'))).equals(contents[1]!));
   const exists = await fx.api.inject({
     method: 'POST',
     url: fill('/api/v1/repositories/{repo}/jobs/{job}/restore', J),

@@ -54,6 +54,8 @@ export interface HttpApiDeps {
   readonly logger: Logger;
   /** HTTPS: the certificate and key (PEM). The session cookie is then `Secure`. Without it the server speaks plain HTTP (`--no-tls`, loopback). */
   readonly https?: { readonly cert: Buffer | string; readonly key: Buffer | string } | undefined;
+  /** Folders operators may restore and migrate into (admins may name any path); none: only admins choose where the server writes. */
+  readonly targetFolders?: readonly string[] | undefined;
   /** Server-Sent Events: how often the catalog is polled and a keepalive comment sent (ms). */
   readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number } | undefined;
 }

@@ -12,6 +12,7 @@ import type { Static } from 'typebox';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { fileBytes } from './repositories.js';
+import { checkWriteTarget } from './targets.js';
 import type { Point } from './schemas.js';
 import { ERROR_RESPONSES, JobParams, PointList, RestoreBody, RestoreReply, RetentionPlan, VerifyBody, VerifyReply } from './schemas.js';
 
@@ -180,6 +181,7 @@ export function pointRoutes(app: ApiServer, ctx: ApiContext): void {
     {
       schema: {
         summary: 'Restore a point to a path on the server (raw or qcow2); answers when the disks are written',
+        description: "Operators may restore only into the server's target folders (403 elsewhere); admins anywhere.",
         tags: ['points'],
         params: JobParams,
         body: RestoreBody,
@@ -188,6 +190,7 @@ export function pointRoutes(app: ApiServer, ctx: ApiContext): void {
     },
     async (request) => {
       const b = request.body;
+      await checkWriteTarget(ctx, request.principal!, b.to, 'restore');
       const r = await service.restore(ctx.repoRoot(request.params.repo), request.params.job, {
         point: b.point ?? 'latest',
         to: b.to,

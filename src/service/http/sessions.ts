@@ -11,6 +11,7 @@ import { API_PREFIX, type ApiContext } from './context.js';
 import type { Session } from './schemas.js';
 import { AddDiskBody, ERROR_RESPONSES, EVENT_STREAM, MigrateBody, SessionList, SessionParams, SessionQuery, SessionStartBody } from './schemas.js';
 import { pollInto, type EventStreams } from './sse.js';
+import { checkBootNetwork, checkWriteTarget } from './targets.js';
 
 type SessionView = Static<typeof Session>;
 
@@ -93,6 +94,7 @@ export function sessionRoutes(app: ApiServer, ctx: ApiContext, streams: EventStr
     },
     async (request, reply) => {
       const b = request.body;
+      checkBootNetwork(request.principal!, b.boot?.network);
       const info = await ctx.recovery(b.repo).start(b.job, b.point ?? 'latest', {
         name: b.name,
         disks: b.disks,
@@ -153,6 +155,7 @@ export function sessionRoutes(app: ApiServer, ctx: ApiContext, streams: EventStr
     async (request) => {
       const f = find(request.params.name, request.query.repo);
       const b = request.body;
+      if (b.to !== undefined) await checkWriteTarget(ctx, request.principal!, b.to, 'migrate');
       const info = await f.recovery.migrate(request.params.name, {
         to: b.to,
         format: b.format ?? 'raw',
