@@ -5,7 +5,8 @@
  * and the server's users, API tokens and console sessions.
  *
  * One interface, several databases (SQLite embedded, PostgreSQL for several
- * servers): test/catalog-conformance.test.ts runs the same suite on each.
+ * servers): src/testing/catalog-conformance.ts is the suite each passes
+ * (test/catalog-sqlite.test.ts, test/catalog-postgres.test.ts).
  * Times are ISO-8601 strings in UTC; sizes are bytes (numbers: below 2^53).
  */
 

@@ -33,6 +33,8 @@ export interface CatalogDatabase {
 
 /** How long a SQLite writer waits for another process's write lock. */
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+/** A server that does not answer fails the call instead of leaving it waiting for the OS's TCP timeout. */
+const PG_CONNECT_TIMEOUT_MS = 10_000;
 /** Connections per PostgreSQL pool. */
 const PG_POOL_SIZE = 10;
 export type ExclusiveLock = 'schema' | 'points';
@@ -180,7 +182,7 @@ const pgTypes = {
 
 async function openPostgres(url: string): Promise<CatalogDatabase> {
   const label = redactUrl(url);
-  const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE, types: pgTypes });
+  const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, types: pgTypes });
   // An idle connection the server dropped must not crash the process: the
   // next query reconnects or reports the failure as LFB_ERR_CATALOG.
   pool.on('error', () => undefined);
