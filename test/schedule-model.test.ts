@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AUTOMATIC_TRIGGERS, decide, type KnownRun, type ScheduledJob } from '../src/schedule/index.js';
+import { AUTOMATIC_TRIGGERS, FIRE_COUNT_LIMIT, decide, type KnownRun, type ScheduledJob } from '../src/schedule/index.js';
 import { prng } from '../src/testing/prng.js';
 import { DAY, HOUR, MIN, Simulation, iso, type DecisionRecord, type SimRun } from './schedule-sim.js';
 
@@ -332,6 +332,16 @@ test('missed fires (the server was down) run once at start-up if the window is s
   const late = decide({ jobs: jobs.slice(0, 1), runs: [], since: lastSeen, now: at('2026-06-02T07:00:00Z'), startup: true, timeZone: 'UTC' });
   assert.deepEqual(late.fires, [{ job: 'nightly', fireAt: at('2026-06-01T22:00:00Z'), count: 1, outcome: 'missed-outside-window' }]);
   assert.deepEqual([late.queue, late.nextAt], [[], at('2026-06-02T22:00:00Z')]);
+  // A day down with a schedule of every second: the fires are counted up to FIRE_COUNT_LIMIT, the latest is found all the same.
+  const day = decide({
+    jobs: [{ key: 'sec', schedule: '* * * * * *', tasks: 1 }],
+    runs: [],
+    since: lastSeen,
+    now: lastSeen + DAY + 500,
+    startup: true,
+    timeZone: 'UTC',
+  });
+  assert.deepEqual(day.fires, [{ job: 'sec', fireAt: lastSeen + DAY, count: FIRE_COUNT_LIMIT, outcome: 'queued' }]);
   // A run the crash interrupted is retried after the delay, from the start-up on.
   const restart = at('2026-06-02T07:00:00Z');
   const interrupted: KnownRun = { id: 7, job: 'quarter', trigger: 'schedule', attempt: 1, state: 'interrupted', queuedAt: lastSeen, endedAt: restart };

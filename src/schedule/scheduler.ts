@@ -122,7 +122,7 @@ export interface ScheduleDecision {
   readonly problems: readonly { readonly job: string; readonly message: string }[];
 }
 
-export const FIRE_COUNT_LIMIT = 10_000;
+export const FIRE_COUNT_LIMIT = 1000;
 
 interface ParsedJob {
   readonly job: ScheduledJob;
