@@ -7,7 +7,7 @@
  * share of it.
  *
  *   npm run bench:catalog                      SQLite, and PostgreSQL 15 when run as root with Debian's postgresql
- *   npm run bench:catalog -- --sqlite-only
+ *   npm run bench:catalog -- --sqlite-only      (or --postgres-only)
  *   BENCH_RUNS=100000 BENCH_POINTS=10000 BENCH_SAMPLES=300 (the defaults)
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -193,5 +193,5 @@ async function benchPostgres(): Promise<void> {
 }
 
 console.log(`catalog benchmark: ${RUNS} runs, ${POINTS} points, ${JOBS} jobs; ${SAMPLES} samples a query`);
-await benchSqlite();
+if (!process.argv.includes('--postgres-only')) await benchSqlite();
 if (!process.argv.includes('--sqlite-only')) await benchPostgres();
