@@ -25,7 +25,7 @@ before(async () => {
   certDir = await tempDir('lifeboat-http-tls-');
   const tls = await selfSignedCertificate(join(certDir.dir, 'state'), { clock: systemClock });
   ca = tls.cert;
-  fx = await makeFixture({ https: { cert: tls.cert, key: tls.key }, events: { pollMs: 20, keepaliveMs: 50 } });
+  fx = await makeFixture({ https: { cert: tls.cert, key: tls.key }, events: { pollMs: 20, keepaliveMs: 50, maxStreams: 2 } });
   await fx.api.listen({ port: 0, host: '127.0.0.1' });
   port = (fx.api.server.address() as AddressInfo).port;
 });
@@ -51,29 +51,33 @@ function send(method: string, path: string, headers: Record<string, string> = {}
   });
 }
 
-/** Opens an event stream and reads it until `until` says enough (or it ends); returns what came and the open request. */
-function openStream(path: string, token: string, until: (text: string) => boolean): Promise<{ text: string; ended: Promise<void>; close: () => void }> {
+/**
+ * Opens an event stream and reads it until `until` says enough (or it ends). A refused stream
+ * (any status but 200) is read to its end.
+ */
+function openStream(
+  path: string,
+  token: string,
+  until: (text: string) => boolean,
+): Promise<{ status: number; text: string; ended: Promise<void>; close: () => void }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest({ host: '127.0.0.1', port, path, ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      assert.equal(res.statusCode, 200);
-      assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+      const status = res.statusCode ?? 0;
+      if (status === 200) assert.match(String(res.headers['content-type']), /^text\/event-stream/);
       let text = '';
       let done = false;
       const ended = new Promise<void>((r) => res.on('close', () => r()));
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        resolve({ status, text, ended, close: () => req.destroy() });
+      };
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
         text += d;
-        if (!done && until(text)) {
-          done = true;
-          resolve({ text, ended, close: () => req.destroy() });
-        }
+        if (status === 200 && until(text)) finish();
       });
-      res.on('end', () => {
-        if (!done) {
-          done = true;
-          resolve({ text, ended, close: () => req.destroy() });
-        }
-      });
+      res.on('end', finish);
     });
     req.on('error', reject);
     req.end();
@@ -125,6 +129,30 @@ test("a run's event stream on a real socket: the run, keepalive comments, the ru
   await again.ended;
   assert.match(again.text, /event: end\ndata: \{"id":\d+,"state":"stopped"\}\n\n$/);
   assert.ok(!fx.runner.watchers.has(queued.id));
+});
+
+test('event streams are capped: one beyond the cap is 429, and a closed one frees its place', { timeout: 30_000 }, async () => {
+  const run = await fx.catalog.createRun({ repo: fx.repo, job: 'web01', trigger: 'manual', attempt: 1, retryOf: null, queuedAt: new Date().toISOString() });
+  const path = `/api/v1/runs/${run.id}/events`;
+  const first = await openStream(path, fx.tokens.viewer, (t) => t.includes('event: run'));
+  const second = await openStream(path, fx.tokens.viewer, (t) => t.includes('event: run'));
+  const third = await openStream(path, fx.tokens.viewer, (t) => t.includes('event: run'));
+  assert.equal(third.status, 429, third.text);
+  assert.equal((JSON.parse(third.text) as { code: string }).code, 'LFB_ERR_RATE_LIMITED');
+  const missing = await openStream('/api/v1/runs/999999/events', fx.tokens.viewer, () => false);
+  assert.equal(missing.status, 404, 'a stream that cannot open is answered as any request');
+  first.close();
+  await first.ended;
+  // The server sees the socket close a moment after the client: a place comes free then.
+  let again = await openStream(path, fx.tokens.viewer, (t) => t.includes('event: run'));
+  for (let i = 0; i < 100 && again.status === 429; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    again = await openStream(path, fx.tokens.viewer, (t) => t.includes('event: run'));
+  }
+  assert.equal(again.status, 200, 'a place came free');
+  again.close();
+  second.close();
+  await Promise.all([again.ended, second.ended]);
 });
 
 test('closing the server ends the event streams still open', async () => {

@@ -52,6 +52,8 @@ declare module 'fastify' {
   }
 }
 
+/** Event streams open at once, all clients together (a console keeps one or two). */
+const DEFAULT_MAX_STREAMS = 256;
 /** Largest request body: job settings and restore targets, never data. */
 const BODY_LIMIT = 64 * 1024;
 
@@ -101,7 +103,7 @@ function roleOf(method: string | readonly string[], config: { role?: RouteRole }
 export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   const app = baseServer(deps.https);
   const ctx = apiContext(deps);
-  const streams = new EventStreams();
+  const streams = new EventStreams(deps.events?.maxStreams ?? DEFAULT_MAX_STREAMS);
   const auth = deps.auth;
 
   app.decorateRequest('principal', undefined);

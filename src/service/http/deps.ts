@@ -57,5 +57,5 @@ export interface HttpApiDeps {
   /** Folders operators may restore and migrate into (admins may name any path); none: only admins choose where the server writes. */
   readonly targetFolders?: readonly string[] | undefined;
   /** Server-Sent Events: how often the catalog is polled and a keepalive comment sent (ms). */
-  readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number } | undefined;
+  readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number; readonly maxStreams?: number } | undefined;
 }

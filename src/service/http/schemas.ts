@@ -220,7 +220,7 @@ export const RunListQuery = Type.Object(
   {
     repo: Type.Optional(Name),
     job: Type.Optional(Name),
-    state: Type.Optional(Type.Array(RunState, { description: 'one or more states (repeat the parameter)' })),
+    state: Type.Optional(Type.Array(RunState, { maxItems: 7, description: 'one or more states (repeat the parameter)' })),
     since: Type.Optional(Type.String({ format: 'date-time', description: 'runs queued at or after this time' })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
     before: Type.Optional(Type.Integer({ minimum: 1, description: "the previous page's next" })),

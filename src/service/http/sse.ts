@@ -5,6 +5,7 @@
  * an idle stream; when the client goes, the stream's cleanups run at once.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LifeboatError } from '../../core/errors.js';
 
 export interface EventStream {
   send(event: string, data: unknown): void;
@@ -18,7 +19,14 @@ export interface EventStream {
 export class EventStreams {
   private readonly open = new Set<EventStream>();
 
+  /** At most `max` streams at once: each holds a socket and polls the catalog. */
+  constructor(private readonly max: number) {}
+
   start(request: FastifyRequest, reply: FastifyReply, keepaliveMs: number): EventStream {
+    if (this.open.size >= this.max)
+      throw new LifeboatError('LFB_ERR_RATE_LIMITED', `this server has ${this.open.size} event streams open, its most; close one or try again later`, {
+        details: { retryAfterSeconds: 5 },
+      });
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
