@@ -6,7 +6,8 @@ import { LifeboatError, fromFsError, isLifeboatError, type ErrorCode } from '../
 import type { Logger } from '../core/log.js';
 import type { InstantRecovery } from '../recovery/index.js';
 import { AllowList } from './allow-list.js';
-import { parseAddDiskRequest, parseMigrateRequest, parseStartRequest } from './control-requests.js';
+import { parseAddDiskRequest, parseMigrateRequest, parseRunRequest, parseStartRequest } from './control-requests.js';
+import type { ControlRuns } from './control-runs.js';
 
 /** Where a running server tells the CLI how to reach it: <repo>/instant/control.json (mode 0600). */
 export interface ControlInfo {
@@ -37,7 +38,8 @@ const LOOPBACK = AllowList.parse(AllowList.LOOPBACK);
  * local CLI drives the server, never a network service.
  *   GET /sessions · POST /sessions {job, point, name?, cacheDir?, disks?, boot?} ·
  *   GET /sessions/<name> · DELETE /sessions/<name> ·
- *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?}
+ *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?} ·
+ *   POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} · GET /runs/<id> · DELETE /runs/<id> (backups handed to the service)
  * Errors: {code, message} with 400 (bad request, LFB_ERR_USAGE for a body
  * that is not what the route takes), 401 (token), 404 (no such session or
  * route), 413 (body over 64 KiB), 500 (a bug).
@@ -46,7 +48,7 @@ export async function startControlApi(
   repoRoot: string,
   ir: InstantRecovery,
   ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>,
-  opts: { logger?: Logger } = {},
+  opts: { logger?: Logger; runs?: () => ControlRuns | undefined } = {},
 ): Promise<{ close(): Promise<void>; info: ControlInfo }> {
   const token = randomBytes(24).toString('hex');
   // Both sides hashed to 32 bytes: timingSafeEqual needs equal lengths, and the compare then tells nothing about the token.
@@ -68,6 +70,17 @@ export async function startControlApi(
       const started = performance.now();
       const info = await ir.start(body.job, body.point, body.options);
       return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started), host: ports.host });
+    }
+    const runs = opts.runs?.();
+    const r = /^\/runs(?:\/(\d{1,15}))?$/.exec(url.pathname);
+    if (r) {
+      if (!runs) return send(res, 404, { code: 'LFB_ERR_SERVER_NOT_RUNNING', message: 'this server runs no jobs' });
+      if (req.method === 'POST' && !r[1]) return send(res, 202, await runs.start(parseRunRequest(await readBody(req))));
+      if (req.method === 'GET' && r[1]) return send(res, 200, await runs.get(Number(r[1])));
+      if (req.method === 'DELETE' && r[1]) {
+        await runs.stop(Number(r[1]));
+        return send(res, 200, { stopped: Number(r[1]) });
+      }
     }
     const m = /^\/sessions\/([^/]+)(\/disks|\/migrate)?$/.exec(url.pathname);
     const name = m ? decodeURIComponent(m[1]!) : '';

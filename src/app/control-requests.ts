@@ -1,4 +1,5 @@
 import { isAbsolute } from 'node:path';
+import type { HandOffRequest } from './control-runs.js';
 import { LifeboatError } from '../core/errors.js';
 import type { StartOptions } from '../recovery/index.js';
 
@@ -158,5 +159,19 @@ export function parseMigrateRequest(text: string): MigrateRequest {
     rateBytesPerSec: f.positiveNumber('rate', 'a positive number (bytes per second)') ?? null,
     finish: f.boolean('finish') ?? false,
     force: f.boolean('force') ?? false,
+  };
+}
+
+/** POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} */
+export function parseRunRequest(text: string): HandOffRequest {
+  const route = 'POST /runs';
+  const f = objectBody(route, text, ['job', 'activeFull', 'acceptSourceChange', 'waitMs']);
+  const job = f.string('job', 'a job name');
+  if (job === undefined) throw usage(route, '"job" must be a job name');
+  return {
+    job,
+    activeFull: f.boolean('activeFull') ?? false,
+    acceptSourceChange: f.boolean('acceptSourceChange') ?? false,
+    waitMs: f.positiveInteger('waitMs', 'a positive integer (milliseconds)') ?? 0,
   };
 }

@@ -13,6 +13,7 @@ import { LockFile } from '../storage/index.js';
 import { AllowList } from './allow-list.js';
 import { controlFile, startControlApi, type ControlInfo } from './control-api.js';
 import { registerWithPortmapper } from './portmap-registration.js';
+import type { ControlRuns } from './control-runs.js';
 
 export interface ServeOptions {
   readonly repo: string;
@@ -30,6 +31,8 @@ export interface ServeOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly say: (line: string) => void;
+  /** Backups the CLI hands to this server (the service's runtime, once it runs). */
+  readonly controlRuns?: (() => ControlRuns | undefined) | undefined;
 }
 
 export interface RunningServer {
@@ -186,7 +189,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     const nbdPort = await listenNear((p) => nbd.listen(p, opts.nbdBind ?? opts.bind), opts.nbdPort ?? 10809, opts.nbdPort !== undefined, 'NBD', opts.say);
     closers.push(() => nbd.close());
     recovery.setNbdEndpoint(opts.nbdBind ?? opts.bind, nbdPort, nbd);
-    const control = await startControlApi(repo.root, recovery, { nfsPort, mountPort, nbdPort, portmap: portmapMode, host }, { logger: opts.logger });
+    const control = await startControlApi(
+      repo.root,
+      recovery,
+      { nfsPort, mountPort, nbdPort, portmap: portmapMode, host },
+      { logger: opts.logger, ...(opts.controlRuns ? { runs: opts.controlRuns } : {}) },
+    );
     closers.push(() => control.close());
     opts.say(
       `serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,

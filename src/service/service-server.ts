@@ -10,6 +10,8 @@ import { LifeboatError, fromFsError } from '../core/errors.js';
 import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
 import { runEndedLine } from './runtime/run-report.js';
+import { handOff } from './runtime/hand-off.js';
+import type { ControlRuns } from '../app/control-runs.js';
 
 export const DEFAULT_HTTP_PORT = 9443;
 
@@ -46,7 +48,9 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     Promise.reject(fromFsError(e, 'creating the state folder', opts.stateDir)),
   );
   await chmod(opts.stateDir, 0o700).catch(() => undefined);
-  const server = await serve(opts);
+  // Backups the CLI hands over: answered once the runtime runs.
+  let runs: ControlRuns | undefined;
+  const server = await serve({ ...opts, controlRuns: () => runs });
   const closers: (() => Promise<unknown>)[] = [() => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
@@ -67,6 +71,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       clock: opts.clock,
       logger: opts.logger,
       maxTasks: opts.maxTasks,
+      schedules: opts.noScheduler !== true,
       pool,
       onRunEnded: (run: RunRecord) => void process.stderr.write(`${runEndedLine(run)}\n`),
     });
@@ -99,7 +104,8 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       opts.say,
     );
     const url = `${https ? 'https' : 'http'}://${opts.httpBind.includes(':') ? `[${opts.httpBind}]` : opts.httpBind}:${port}/api/v1`;
-    if (!opts.noScheduler) await runtime.start();
+    await runtime.start();
+    runs = handOff(runtime, catalog, repo);
     // The runtime stops first: its runs end recorded before the catalog closes.
     closers.push(() => runtime.close());
     opts.say(

@@ -4,6 +4,7 @@ import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint } from '../point-report.js';
 import { formatRate, ProgressMeter } from '../progress.js';
+import { backupThroughServer } from '../hand-off.js';
 
 export const backup: Command = {
   name: 'backup',
@@ -26,26 +27,34 @@ export const backup: Command = {
     const repo = requireString(ctx, 'repo');
     const job = ctx.args[0]!;
     let meter: { disk: number; meter: ProgressMeter } | undefined;
-    const r = await ctx.service.backup(repo, job, {
+    const asked = {
       activeFull: ctx.values['active-full'] === true,
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
       // A source that shrank to less than half or changed format is refused unless the user says it is intended.
       acceptSourceChange: ctx.values['accept-source-change'] === true,
-      signal: ctx.signal,
-      onProgress: (p) => {
-        if (meter?.disk !== p.disk) meter = { disk: p.disk, meter: new ProgressMeter() };
-        ctx.progress(`disk ${p.disk + 1}/${p.diskCount}: ${meter.meter.line(p.bytesDone, p.bytesTotal)}`);
-      },
-    });
+    };
+    // A server running for the repository runs the job (recorded in its catalog, under its task cap); this process follows.
+    const handed = await backupThroughServer(ctx, repo, { job, ...asked });
+    const r =
+      handed?.result ??
+      (await ctx.service.backup(repo, job, {
+        ...asked,
+        signal: ctx.signal,
+        onProgress: (p) => {
+          if (meter?.disk !== p.disk) meter = { disk: p.disk, meter: new ProgressMeter() };
+          ctx.progress(`disk ${p.disk + 1}/${p.diskCount}: ${meter.meter.line(p.bytesDone, p.bytesTotal)}`);
+        },
+      }));
+    const serverRun = handed ? { serverRun: handed.runId } : {};
     const secs = Number(process.hrtime.bigint() - started) / 1e9;
     // How the changes were found (full read, hashes, dirty bitmap) and why CBT fell back, as the point records it.
     const { state } = await ctx.service.points(repo, job);
     const changes = changesOf(filesByPoint(state).get(r.pointId));
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify({ ...r, changes, seconds: secs, io: processIo() }));
+      ctx.out(JSON.stringify({ ...r, changes, seconds: secs, io: processIo(), ...serverRun }));
       return;
     }
-    ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})`);
+    ctx.out(`${r.kind} ${r.pointId} → ${r.file} (${r.trigger})${handed ? `, run ${handed.runId} of the server` : ''}`);
     ctx.out(`  changes found by ${describeChanges(changes).replace(/^(full|hash|cbt): (.*)$/, '$1 ($2)')}`);
     ctx.out(
       `  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatRate(r.bytesRead / Math.max(secs, 1e-6))}); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`,

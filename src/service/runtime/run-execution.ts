@@ -20,8 +20,19 @@ const LOG_PROGRESS_EVERY_MS = 10_000;
  * end (tasks per disk, log lines, bytes, steps, the point and how its changes
  * were found), stoppable at the backup's next safe point.
  */
+/** How a run backs up, when a person asked for more than the job's own settings. */
+export interface RunOptions {
+  readonly activeFull?: boolean | undefined;
+  readonly acceptSourceChange?: boolean | undefined;
+  readonly waitMs?: number | undefined;
+}
+
 export class RunExecution {
   private readonly controller = new AbortController();
+  /** The latest progress, for those who poll (the CLI following a handed-off run). */
+  lastProgress: BackupProgress | undefined;
+  /** What the backup returned, when it succeeded. */
+  result: BackupResult | undefined;
   private stopReason: StopReason | undefined;
   private readonly listeners = new Set<(p: RunProgress) => void>();
   private lastLogged = 0;
@@ -32,6 +43,7 @@ export class RunExecution {
   constructor(
     private readonly run: RunRecord,
     private readonly deps: { catalog: Catalog; service: LifeboatService; clock: Clock; logger: Logger; pool?: BlockWorkerPool | undefined },
+    private readonly options: RunOptions = {},
   ) {
     this.done = this.execute();
   }
@@ -82,7 +94,11 @@ export class RunExecution {
         signal: this.controller.signal,
         onProgress: (p) => this.progress(p),
         ...(this.deps.pool ? { pool: this.deps.pool } : {}),
+        ...(this.options.activeFull ? { activeFull: true } : {}),
+        ...(this.options.acceptSourceChange ? { acceptSourceChange: true } : {}),
+        ...(this.options.waitMs ? { waitMs: this.options.waitMs } : {}),
       });
+      this.result = result;
     } catch (err) {
       error = err;
     }
@@ -128,6 +144,7 @@ export class RunExecution {
 
   private progress(p: BackupProgress): void {
     this.diskDone[p.disk] = p.bytesDone;
+    this.lastProgress = p;
     for (const l of this.listeners) l(p);
     const now = this.deps.clock.now().getTime();
     if (now - this.lastLogged >= LOG_PROGRESS_EVERY_MS) {

@@ -8,7 +8,9 @@ import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { DEFAULT_MAX_TASKS, decide, type KnownRun, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
-import { RunExecution } from './run-execution.js';
+import { Repository, loadJob } from '../../repository/index.js';
+import { RunExecution, type RunOptions } from './run-execution.js';
+import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
 
 export interface ServiceRuntimeOptions {
@@ -25,6 +27,8 @@ export interface ServiceRuntimeOptions {
   readonly timeZone?: string | undefined;
   /** Told of every run that ended (webhooks, the journal line). */
   readonly onRunEnded?: ((run: RunRecord) => void | Promise<void>) | undefined;
+  /** False: no run is queued by a schedule or a chain (runs asked for still run). Default true. */
+  readonly schedules?: boolean | undefined;
   /** The server's warm worker pool: every run hashes and compresses on it. */
   readonly pool?: BlockWorkerPool | undefined;
   /** The longest the scheduler sleeps: it also rereads the jobs (a `job set` from the CLI) this often. */
@@ -34,6 +38,8 @@ export interface ServiceRuntimeOptions {
 /** One heartbeat per set of repositories: servers of other repositories may share the state folder. */
 const heartbeatFile = (repos: readonly string[]): string => `scheduler-${createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12)}.json`;
 const DEFAULT_MAX_SLEEP_MS = 30_000;
+const MAX_RESULTS_KEPT = 64;
+const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
 
 /** A job's key for the scheduler: repository and name (never shown). */
 const jobKey = (repo: string, job: string): string => `${repo}\n${job}`;
@@ -50,6 +56,10 @@ const splitKey = (key: string): { repo: string; job: string } => {
  */
 export class ServiceRuntime implements JobRunner {
   private readonly running = new Map<number, RunExecution>();
+  /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
+  private readonly options = new Map<number, RunOptions>();
+  /** The backup results of the latest runs, for a CLI that handed its run over and asks how it went. */
+  private readonly results = new Map<number, BackupResult>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -75,12 +85,13 @@ export class ServiceRuntime implements JobRunner {
     this.tick();
   }
 
-  async runNow(repo: string, job: string, trigger: RunTrigger): Promise<RunRecord> {
+  async runNow(repo: string, job: string, trigger: RunTrigger, options?: RunOptions): Promise<RunRecord> {
     if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
     // The job must exist: a typo is an error now, not a failed run later.
     await this.opts.service.showJob(repo, job);
     const run = await this.opts.catalog.createRun({ repo, job, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
+    if (options) this.options.set(run.id, options);
     this.tick();
     return run;
   }
@@ -103,6 +114,21 @@ export class ServiceRuntime implements JobRunner {
 
   watch(runId: number, listener: (p: RunProgress) => void): () => void {
     return this.running.get(runId)?.watch(listener) ?? (() => undefined);
+  }
+
+  /** A running run's latest progress, if it has one. */
+  progressOf(runId: number): BackupProgress | undefined {
+    return this.running.get(runId)?.lastProgress;
+  }
+
+  /** What a recent run's backup returned (kept for the latest runs only). */
+  resultOf(runId: number): BackupResult | undefined {
+    return this.results.get(runId);
+  }
+
+  /** Runs going now. */
+  runningCount(): number {
+    return this.running.size;
   }
 
   /** Runs in progress (ids). */
@@ -183,7 +209,8 @@ export class ServiceRuntime implements JobRunner {
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
     if (run.state !== 'queued') return;
-    const exec = new RunExecution(run, this.opts);
+    const exec = new RunExecution(run, this.opts, this.options.get(id));
+    this.options.delete(id);
     this.running.set(id, exec);
     this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
     void exec.done
@@ -201,6 +228,11 @@ export class ServiceRuntime implements JobRunner {
         (err: unknown) => this.opts.logger.error('service: recording a run failed', { run: id, problem: err instanceof Error ? err.message : String(err) }),
       )
       .finally(() => {
+        if (exec.result) {
+          this.results.set(id, exec.result);
+          // A CLI asks right after the end: the latest few are plenty.
+          if (this.results.size > MAX_RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
+        }
         this.running.delete(id);
         this.tick();
       });
@@ -211,7 +243,9 @@ export class ServiceRuntime implements JobRunner {
     const out: ScheduledJob[] = [];
     for (const repo of this.opts.repos) {
       let names: string[];
+      let opened: Repository;
       try {
+        opened = await Repository.open(repo);
         names = await this.opts.service.listJobs(repo);
       } catch (err) {
         this.reportOnce(`${repo}\nlist`, () => this.opts.logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) }));
@@ -219,14 +253,16 @@ export class ServiceRuntime implements JobRunner {
       }
       for (const name of names) {
         try {
-          const { job } = await this.opts.service.showJob(repo, name);
+          // job.json alone (showJob would scan the backup files each round).
+          const job = await loadJob(opened, name);
+          const scheduled = this.opts.schedules !== false;
           out.push({
             key: jobKey(repo, name),
-            schedule: job.schedule,
+            schedule: scheduled ? job.schedule : undefined,
             window: job.window,
             retries: job.retries,
             retryDelay: job.retryDelay,
-            after: job.after === undefined ? undefined : jobKey(repo, job.after),
+            after: job.after === undefined || !scheduled ? undefined : jobKey(repo, job.after),
             disabled: job.disabled,
             tasks: job.disks.length,
           });
@@ -244,9 +280,10 @@ export class ServiceRuntime implements JobRunner {
     for (const repo of this.opts.repos) {
       for (const r of (await this.opts.catalog.listRuns({ repo, states: ['queued', 'running'], limit: 1000 })).runs) seen.set(r.id, r);
     }
+    // Each job's latest ended run: retries and chaining look at it.
     for (const j of jobs) {
       const { repo, job } = splitKey(j.key);
-      for (const r of (await this.opts.catalog.listRuns({ repo, job, limit: 3 })).runs) seen.set(r.id, r);
+      for (const r of (await this.opts.catalog.listRuns({ repo, job, states: ENDED, limit: 1 })).runs) seen.set(r.id, r);
     }
     const tasks = new Map(jobs.map((j) => [j.key, j.tasks]));
     const ms = (t: string | null): number | null => (t === null ? null : Date.parse(t));

@@ -1,0 +1,31 @@
+import type { ControlRuns, HandedOffRun, HandOffRequest } from '../../app/control-runs.js';
+import type { Catalog } from '../../catalog/catalog.js';
+import type { ServiceRuntime } from './service-runtime.js';
+
+/**
+ * The control API's runs (src/app/control-runs.ts) over the runtime: a
+ * `lifeboat backup` while this server runs becomes a manual run here,
+ * recorded and capped like any other, and the CLI follows it.
+ */
+export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string): ControlRuns {
+  return {
+    async start(req: HandOffRequest) {
+      const run = await runtime.runNow(repo, req.job, 'manual', { activeFull: req.activeFull, acceptSourceChange: req.acceptSourceChange, waitMs: req.waitMs });
+      return { id: run.id };
+    },
+    async get(id: number): Promise<HandedOffRun> {
+      const run = await catalog.getRun(id);
+      const progress = runtime.progressOf(id);
+      const result = runtime.resultOf(id);
+      return {
+        id,
+        state: run.state,
+        ...(run.state === 'queued' ? { waitingFor: runtime.runningCount() } : {}),
+        ...(progress ? { progress } : {}),
+        ...(result ? { result } : {}),
+        ...(run.errorCode ? { error: { code: run.errorCode, message: run.errorMessage ?? run.errorCode } } : {}),
+      };
+    },
+    stop: (id: number) => runtime.stop(id),
+  };
+}
