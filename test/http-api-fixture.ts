@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { LightMyRequestResponse } from 'fastify';
 import { LifeboatService } from '../src/app/index.js';
@@ -199,6 +200,16 @@ export class OpenApiValidator {
     return Object.entries(this.doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => [m.toUpperCase(), path] as [string, string]));
   }
 
+  /** The compiled JSON schema of one response of one operation. */
+  schemaOf(method: string, template: string, status: string): ValidateFunction {
+    const pointer = ['paths', template, method.toLowerCase(), 'responses', status, 'content', 'application/json', 'schema']
+      .map((p) => encodeURIComponent(p.replace(/~/g, '~0').replace(/\//g, '~1')))
+      .join('/');
+    const validate = this.ajv.getSchema(`openapi#/${pointer}`);
+    assert.ok(validate, `no schema at ${pointer}`);
+    return validate;
+  }
+
   /** The response of `method template` with this status, validated; its body parsed. */
   check(method: string, template: string, res: LightMyRequestResponse): unknown {
     const op = this.doc.paths[template]?.[method.toLowerCase()];
@@ -214,11 +225,7 @@ export class OpenApiValidator {
     const type = String(res.headers['content-type'] ?? '').split(';')[0]!;
     assert.ok(type in content, `${method} ${template} ${status} answered ${type}; the document lists ${Object.keys(content).join(', ')}`);
     if (type !== 'application/json') return res.body;
-    const pointer = ['paths', template, method.toLowerCase(), 'responses', key, 'content', 'application/json', 'schema']
-      .map((p) => encodeURIComponent(p.replace(/~/g, '~0').replace(/\//g, '~1')))
-      .join('/');
-    const validate = this.ajv.getSchema(`openapi#/${pointer}`);
-    assert.ok(validate, `no schema at ${pointer}`);
+    const validate = this.schemaOf(method, template, key);
     const body: unknown = res.json();
     assert.ok(validate(body), `${method} ${template} ${status}: ${this.ajv.errorsText(validate.errors)}\n${res.body.slice(0, 500)}`);
     return body;

@@ -32,7 +32,10 @@ const PUBLIC = ['GET /api/v1/openapi.json', 'POST /api/v1/login'];
 /** Changes a viewer may make: only ending their own login. */
 const VIEWER_MAY_CHANGE = ['POST /api/v1/logout'];
 
-test('GET /api/v1/openapi.json: an OpenAPI 3.1 document, without authentication, every operation with responses and the error schema', () => {
+test('GET /api/v1/openapi.json: an OpenAPI 3.1 document, without authentication, every operation with responses and the error schema', async () => {
+  const served = await fx.api.inject({ method: 'GET', url: '/api/v1/openapi.json' });
+  assert.equal(served.headers['cache-control'], 'no-store');
+  assert.equal(served.headers['x-content-type-options'], 'nosniff');
   const d = doc.doc as unknown as { openapi: string; components: { schemas: Record<string, unknown> } };
   assert.equal(d.openapi, '3.1.0');
   assert.ok('Error' in d.components.schemas);
@@ -42,6 +45,8 @@ test('GET /api/v1/openapi.json: an OpenAPI 3.1 document, without authentication,
     const op = doc.doc.paths[path]![method.toLowerCase()]!;
     assert.ok('4XX' in op.responses && '5XX' in op.responses, `${method} ${path} lists no error responses`);
     assert.ok(typeof op['x-lifeboat-role'] === 'string', `${method} ${path} says no role`);
+    // Every JSON response schema compiles (its $refs resolve inside the document).
+    for (const status of Object.keys(op.responses)) if (op.responses[status]!.content?.['application/json']) assert.ok(doc.schemaOf(method, path, status));
   }
 });
 

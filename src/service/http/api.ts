@@ -171,6 +171,11 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
       .send({ code: 'LFB_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
   app.addHook('preClose', async () => streams.closeAll());
+  // Answers carry job settings, paths and tokens: never cached, never sniffed as another type.
+  app.addHook('onSend', async (_request, reply) => {
+    if (!reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store');
+    void reply.header('x-content-type-options', 'nosniff');
+  });
   // LIFEBOAT_LOG=debug: one line per request, with who made it.
   app.addHook('onResponse', async (request, reply) => {
     deps.logger.debug('http: request', {

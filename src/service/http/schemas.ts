@@ -19,7 +19,10 @@ export const ErrorBody = Type.Object(
 );
 
 /** Every route answers errors in the same shape: listed for each status class. */
-export const ERROR_RESPONSES = { '4xx': Type.Ref('Error'), '5xx': Type.Ref('Error') } as const;
+export const ERROR_RESPONSES = {
+  '4xx': Type.Ref('Error', { description: 'refused: {code, message} (401 credentials, 403 role or CSRF, 404, 409 conflict, 422 bad input, 429 rate)' }),
+  '5xx': Type.Ref('Error', { description: 'failed: {code, message}' }),
+} as const;
 
 export const Role = literals(USER_ROLES);
 export const RunState = literals(RUN_STATES);
