@@ -1,0 +1,495 @@
+/**
+ * The service end to end: real `lifeboat serve` processes running jobs on
+ * their schedules by themselves, the runs read back through the HTTP API
+ * (every response validated against the served OpenAPI document). A job on
+ * a seconds-level schedule; a missing source retried until it is back; ten
+ * jobs under --max-tasks 2; kill -9 mid-run and a restart; SIGTERM mid-run.
+ * Every server and child process is stopped in every outcome.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LightMyRequestResponse } from 'fastify';
+import { BIN, MiB, cli, tempDir, type CliResult } from './helpers.js';
+import { OpenApiValidator, fill } from './http-api-fixture.js';
+import { kill9, startServer, type Server } from './server-helpers.js';
+
+const PASSWORD = 'e2e horse battery staple';
+
+interface Run {
+  id: number;
+  repo: string;
+  repoName: string;
+  job: string;
+  trigger: string;
+  attempt: number;
+  retryOf: number | null;
+  state: string;
+  queuedAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  bytesRead: number;
+  bytesStored: number;
+  errorCode: string | null;
+  errorMessage: string | null;
+  pointId: string | null;
+  changeMethod: string | null;
+}
+interface RunDetail {
+  run: Run;
+  tasks: { disk: number; state: string }[];
+  log: { seq: number; level: string; message: string }[];
+}
+
+function ok(r: CliResult, what: string): string {
+  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+const lifeboat = async (args: string[]): Promise<string> => ok(await cli(args), args.slice(0, 2).join(' '));
+
+/** `lifeboat user add` with the password on standard input. */
+function cliWithInput(args: string[], input: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    p.stdin.end(input);
+  });
+}
+
+/** An admin and an API token in the state folder the server of `repo` uses (startServer's `${repo}.state`). */
+async function adminToken(repo: string): Promise<string> {
+  const stateDir = `${repo}.state`;
+  ok(await cliWithInput(['user', 'add', 'ops', '--role', 'admin', '--state-dir', stateDir, '--password-stdin'], `${PASSWORD}\n`), 'user add');
+  const created = JSON.parse(await lifeboat(['token', 'create', '--user', 'ops', '--state-dir', stateDir, '--json'])) as { token: string };
+  return created.token;
+}
+
+/** A source disk of `mib` MiB of base64 text: it compresses, so a run spends measurable time on it (random bytes are stored as they are). Returns its SHA-256. */
+async function writeTextDisk(path: string, mib: number): Promise<string> {
+  const hash = createHash('sha256');
+  const fh = await open(path, 'w');
+  try {
+    // 768 KiB of random bytes are 1 MiB of base64.
+    for (let i = 0; i < mib; i++) {
+      const chunk = Buffer.from(randomBytes(768 * 1024).toString('base64'));
+      hash.update(chunk);
+      await fh.write(chunk);
+    }
+  } finally {
+    await fh.close();
+  }
+  return hash.digest('hex');
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The HTTP API of a running server, every answer checked against its OpenAPI document. */
+class Api {
+  private constructor(
+    private readonly base: string,
+    private readonly token: string,
+    private readonly doc: OpenApiValidator,
+  ) {}
+
+  static async connect(httpUrl: string, token: string): Promise<Api> {
+    const res = await fetch(`${httpUrl}/openapi.json`);
+    assert.equal(res.status, 200);
+    return new Api(httpUrl.replace(/\/api\/v1$/, ''), token, new OpenApiValidator((await res.json()) as ConstructorParameters<typeof OpenApiValidator>[0]));
+  }
+
+  /** `template` as the document names it (/api/v1/runs/{id}); the answer must have status `want`. */
+  async call<T>(method: string, template: string, params: Record<string, string> = {}, query: Record<string, string> = {}, want = 200): Promise<T> {
+    const qs = new URLSearchParams(query).toString();
+    const res = await fetch(`${this.base}${fill(template, params)}${qs ? `?${qs}` : ''}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}` },
+    });
+    const body = await res.text();
+    assert.equal(res.status, want, `${method} ${template}: ${res.status} ${body}`);
+    const shim = {
+      statusCode: res.status,
+      body,
+      headers: { 'content-type': res.headers.get('content-type') ?? '' },
+      json: () => JSON.parse(body) as unknown,
+    } as unknown as LightMyRequestResponse;
+    return this.doc.check(method, template, shim) as T;
+  }
+
+  /** The job's runs, oldest first. */
+  async runs(job: string): Promise<Run[]> {
+    const page = await this.call<{ runs: Run[]; next: number | null }>('GET', '/api/v1/runs', {}, { job, limit: '200' });
+    assert.equal(page.next, null, 'more runs than one page');
+    return page.runs.sort((a, b) => a.id - b.id);
+  }
+
+  run(id: number): Promise<RunDetail> {
+    return this.call<RunDetail>('GET', '/api/v1/runs/{id}', { id: String(id) });
+  }
+}
+
+/** Polls `probe` until it returns a value (not undefined); fails after `ms` with what it saw last. */
+async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A cron expression (seconds first) firing once a minute, `aheadMs` from now: it cannot fire again within the minute the scenario needs. */
+function oncePerMinuteFrom(aheadMs: number): string {
+  return `${new Date(Date.now() + aheadMs).getSeconds()} * * * * *`;
+}
+
+/** The servers a test started: whatever still runs is killed when the test ends, however it ends. */
+function serversOf(t: TestContext): { start: (repo: string, args?: string[]) => Promise<Server & { stderr: () => string }> } {
+  const started: Server[] = [];
+  t.after(async () => {
+    for (const s of started) if (s.proc.exitCode === null && s.proc.signalCode === null) await kill9(s);
+  });
+  return {
+    async start(repo, args = []) {
+      const s = await startServer(repo, ['--no-portmap', ...args]);
+      started.push(s);
+      // Only standard error: where journald reads the one line per run.
+      let stderr = '';
+      s.proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      return { ...s, stderr: () => stderr };
+    },
+  };
+}
+
+const ended = (r: Run): boolean => !['queued', 'running'].includes(r.state);
+
+test('a job on a seconds-level schedule runs by itself, again and again; its runs, their log and the journald line are there', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-tick-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'tick.img');
+  await writeTextDisk(disk, 4);
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), lifeboat(['job', 'create', 'tick', '--repo', repo, '--disk', disk, '--schedule', '*/2 * * * * *'])]);
+  const server = await servers.start(repo);
+  const api = await Api.connect(server.httpUrl, token);
+
+  const runs = await waitFor('two succeeded runs of tick', 30_000, async () => {
+    const all = await api.runs('tick');
+    return all.filter((r) => r.state === 'succeeded').length >= 2 ? all : undefined;
+  });
+  const done = runs.filter((r) => r.state === 'succeeded');
+  for (const r of runs) assert.equal(r.trigger, 'schedule', `run ${r.id} was started by ${r.trigger}`);
+  assert.deepEqual(
+    runs.filter(ended).map((r) => r.state),
+    done.map(() => 'succeeded'),
+    'every ended run succeeded',
+  );
+  for (const r of done) {
+    assert.match(r.pointId ?? '', /^[0-9a-f]{12}$/, `run ${r.id} names no point`);
+    assert.equal(r.attempt, 1);
+    assert.equal(r.retryOf, null);
+    assert.equal(r.bytesRead, 4 * MiB, `run ${r.id} read ${r.bytesRead} bytes`);
+    assert.ok(r.startedAt !== null && r.endedAt !== null && r.startedAt <= r.endedAt && r.queuedAt <= r.startedAt);
+    assert.equal(r.errorCode, null);
+    assert.equal(r.repoName, 'repo');
+  }
+  // The first run reads everything; the next ones compare block hashes (nothing changed: nothing new is stored).
+  assert.equal(done[0]!.changeMethod, 'full');
+  assert.ok(done[0]!.bytesStored > 0);
+  for (const r of done.slice(1)) assert.equal(r.changeMethod, 'hash', `run ${r.id} found its changes by ${r.changeMethod}`);
+  assert.notEqual(done[0]!.pointId, done[1]!.pointId);
+  // Two fires of the schedule, not one run queued twice.
+  assert.ok(Date.parse(done[1]!.queuedAt) - Date.parse(done[0]!.queuedAt) >= 1000, `queued at ${done[0]!.queuedAt} and ${done[1]!.queuedAt}`);
+
+  // One run with its tasks and its log.
+  const second = await api.run(done[1]!.id);
+  assert.equal(second.run.id, done[1]!.id);
+  assert.deepEqual(
+    second.tasks.map((k) => [k.disk, k.state]),
+    [[0, 'succeeded']],
+  );
+  assert.ok(second.log.length >= 2, `log: ${JSON.stringify(second.log)}`);
+  assert.match(second.log[0]!.message, /started \(schedule\)/);
+  assert.ok(
+    second.log.some((l) => l.message.includes(`succeeded: point ${done[1]!.pointId}`) && l.message.includes('changes found by hash')),
+    JSON.stringify(second.log),
+  );
+
+  // The journald line of each ended run on standard error.
+  await waitFor('the journal line of the second run', 5000, async () => (server.stderr().includes(`run=${done[1]!.id} `) ? true : undefined));
+  const line = server
+    .stderr()
+    .split('\n')
+    .find((l) => l.includes(`run=${done[1]!.id} `));
+  assert.match(
+    line ?? '',
+    new RegExp(`^<6>lifeboat run=${done[1]!.id} job=tick repo=\\S+ state=succeeded trigger=schedule .*point=${done[1]!.pointId} changes=hash`),
+  );
+});
+
+test('a missing source fails, is retried after its delay, and succeeds once it is back', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-retry-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'flaky.img');
+  const away = join(dir, 'flaky.away');
+  await writeTextDisk(disk, 2);
+  await lifeboat(['repo', 'init', repo]);
+  const token = await adminToken(repo);
+  // Retries follow only runs the server started: the first run comes from the schedule, once a minute a few seconds
+  // from now (the retries, two seconds apart, are over long before it fires again).
+  const schedule = oncePerMinuteFrom(7000);
+  await lifeboat(['job', 'create', 'flaky', '--repo', repo, '--disk', disk, '--schedule', schedule, '--retries', '3', '--retry-delay', '2s']);
+  await rename(disk, away);
+  const server = await servers.start(repo);
+  const api = await Api.connect(server.httpUrl, token);
+
+  // The first run and its first retry fail; then the source comes back.
+  await waitFor('two failed runs', 75_000, async () => ((await api.runs('flaky')).filter((r) => r.state === 'failed').length >= 2 ? true : undefined), 50);
+  await rename(away, disk);
+  const runs = await waitFor('a run that succeeds', 20_000, async () => {
+    const all = await api.runs('flaky');
+    return all.some((r) => r.state === 'succeeded' || r.attempt > 4) ? all : undefined;
+  });
+  const last = runs.at(-1)!;
+  assert.equal(last.state, 'succeeded', JSON.stringify(runs, null, 1));
+  assert.ok(runs.length >= 3 && runs.length <= 4, `${runs.length} runs`);
+  assert.equal(runs[0]!.trigger, 'schedule');
+  assert.equal(runs[0]!.attempt, 1);
+  assert.equal(runs[0]!.retryOf, null);
+  for (const [i, r] of runs.entries()) {
+    if (r !== last) {
+      assert.equal(r.state, 'failed');
+      assert.equal(r.errorCode, 'LFB_ERR_DISK_NOT_FOUND', `run ${r.id}: ${r.errorCode} ${r.errorMessage}`);
+      assert.ok(r.errorMessage?.includes(disk), r.errorMessage ?? '');
+      assert.equal(r.pointId, null);
+    }
+    if (i === 0) continue;
+    const before = runs[i - 1]!;
+    assert.equal(r.trigger, 'retry');
+    assert.equal(r.attempt, i + 1);
+    assert.equal(r.retryOf, before.id);
+    const waited = Date.parse(r.queuedAt) - Date.parse(before.endedAt!);
+    assert.ok(waited >= 2000 && waited < 8000, `run ${r.id} was queued ${waited} ms after run ${before.id} ended`);
+  }
+  assert.match(last.pointId ?? '', /^[0-9a-f]{12}$/);
+  assert.equal(last.changeMethod, 'full');
+  assert.equal(last.errorCode, null);
+  const failedLog = await api.run(runs[0]!.id);
+  assert.ok(
+    failedLog.log.some((l) => l.level === 'error' && l.message.includes('[LFB_ERR_DISK_NOT_FOUND]')),
+    JSON.stringify(failedLog.log),
+  );
+  assert.match(server.stderr(), new RegExp(`<3>lifeboat run=${runs[0]!.id} job=flaky .*state=failed trigger=schedule .*code=LFB_ERR_DISK_NOT_FOUND`));
+  assert.match(server.stderr(), new RegExp(`<6>lifeboat run=${last.id} job=flaky .*state=succeeded trigger=retry attempt=${last.attempt} `));
+
+  // A run that succeeded is not retried.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal((await api.runs('flaky')).length, runs.length);
+});
+
+test('ten jobs fired by the same schedule under --max-tasks 2: never more than two run at once, all ten succeed', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-cap-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const names = Array.from({ length: 10 }, (_, i) => `vm${i}`);
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), ...names.map((n) => writeTextDisk(join(dir, `${n}.img`), 32))]);
+  // Every ten seconds: the first fire after the start queues all ten at once (later fires queue more runs; the cap holds for them too).
+  const schedule = '*/10 * * * * *';
+  // Two at a time: the CLI's start-up is most of a job create.
+  for (let i = 0; i < names.length; i += 2)
+    await Promise.all(
+      names.slice(i, i + 2).map((n) => lifeboat(['job', 'create', n, '--repo', repo, '--disk', join(dir, `${n}.img`), '--schedule', schedule])),
+    );
+  const server = await servers.start(repo, ['--max-tasks', '2']);
+  const api = await Api.connect(server.httpUrl, token);
+
+  const first = await waitFor(
+    'a succeeded run of every job',
+    60_000,
+    async () => {
+      const out: Run[] = [];
+      for (const n of names) {
+        const r = (await api.runs(n))[0];
+        if (r === undefined || !ended(r)) return undefined;
+        out.push(r);
+      }
+      return out;
+    },
+    250,
+  );
+  for (const r of first) {
+    assert.equal(r.state, 'succeeded', `${r.job}: ${r.state} ${r.errorCode} ${r.errorMessage}`);
+    assert.equal(r.trigger, 'schedule');
+    assert.equal(r.bytesRead, 32 * MiB);
+  }
+  // One fire queued them all at once; they started in the order they were queued.
+  assert.equal(new Set(first.map((r) => r.queuedAt)).size, 1, `queued at ${first.map((r) => r.queuedAt).join(', ')}`);
+  const byId = [...first].sort((a, b) => a.id - b.id);
+  for (let i = 1; i < byId.length; i++) assert.ok(byId[i]!.startedAt! >= byId[i - 1]!.startedAt!, `run ${byId[i]!.id} started before run ${byId[i - 1]!.id}`);
+
+  // From the catalog's start and end times of every run so far: how many ran at once, at most (an end before a start
+  // at the same instant; a run still going has not ended).
+  const all = (await Promise.all(names.map((n) => api.runs(n)))).flat().filter((r) => r.startedAt !== null);
+  const events = all.flatMap((r) => [
+    { at: Date.parse(r.startedAt!), step: 1 },
+    { at: r.endedAt === null ? Infinity : Date.parse(r.endedAt), step: -1 },
+  ]);
+  events.sort((a, b) => a.at - b.at || a.step - b.step);
+  let running = 0;
+  let most = 0;
+  for (const e of events) most = Math.max(most, (running += e.step));
+  const spans = all
+    .sort((a, b) => a.id - b.id)
+    .map((r) => `${r.job} ${r.startedAt!.slice(17, 23)}-${r.endedAt?.slice(17, 23) ?? 'now'}`)
+    .join(', ');
+  assert.equal(most, 2, `at most ${most} at once: ${spans}`);
+  t.diagnostic(`runs (seconds): ${spans}`);
+});
+
+test('kill -9 of serve mid-run: at the restart the run is interrupted, retried by itself, and every point restores bit-exact', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-kill-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'db.img');
+  const SIZE_MIB = 512;
+  /** The source's SHA-256 when each point was made. */
+  const contentOf = new Map<string, string>();
+  const backupByHand = async (): Promise<void> => {
+    const made = JSON.parse(await lifeboat(['backup', 'db', '--repo', repo, '--json'])) as { pointId: string };
+    contentOf.set(made.pointId, await sha256File(disk));
+  };
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), writeTextDisk(disk, SIZE_MIB)]);
+  await lifeboat(['job', 'create', 'db', '--repo', repo, '--disk', disk, '--retries', '3', '--retry-delay', '2s']);
+  await backupByHand();
+  const fh = await open(disk, 'r+');
+  await fh.write(randomBytes(3 * MiB), 0, 3 * MiB, 200 * MiB).finally(() => fh.close());
+  await backupByHand();
+  // New content everywhere: the scheduled run compresses the whole disk, which takes seconds.
+  const finalContent = await writeTextDisk(disk, SIZE_MIB);
+  await lifeboat(['job', 'set', 'db', '--repo', repo, '--schedule', oncePerMinuteFrom(5000)]);
+  let server = await servers.start(repo);
+  let api = await Api.connect(server.httpUrl, token);
+
+  const victim = await waitFor(
+    'the scheduled run to be running',
+    75_000,
+    async () => (await api.runs('db')).find((r) => r.state === 'running' || ended(r)),
+    50,
+  );
+  assert.equal(victim.state, 'running', `the run ended before the kill: ${JSON.stringify(victim)}`);
+  assert.equal(victim.trigger, 'schedule');
+  await new Promise((r) => setTimeout(r, 500)); // into its data
+  await kill9(server);
+
+  server = await servers.start(repo);
+  api = await Api.connect(server.httpUrl, token);
+  const interrupted = (await api.run(victim.id)).run;
+  assert.equal(interrupted.state, 'interrupted', JSON.stringify(interrupted));
+  assert.equal(interrupted.errorCode, 'LFB_ERR_INTERRUPTED');
+  assert.equal(interrupted.pointId, null);
+  assert.ok(interrupted.endedAt !== null);
+  const retried = await waitFor(
+    'the retry to end',
+    60_000,
+    async () => {
+      const r = (await api.runs('db')).find((x) => x.retryOf === victim.id);
+      return r !== undefined && ended(r) ? r : undefined;
+    },
+    250,
+  );
+  assert.equal(retried.trigger, 'retry');
+  assert.equal(retried.attempt, 2);
+  assert.equal(retried.state, 'succeeded', `${retried.errorCode} ${retried.errorMessage}`);
+  assert.ok(Date.parse(retried.queuedAt) - Date.parse(interrupted.endedAt!) >= 2000, 'the retry waited its delay');
+  contentOf.set(retried.pointId!, finalContent);
+  assert.match(server.stderr(), new RegExp(`<6>lifeboat run=${retried.id} job=db .*state=succeeded trigger=retry attempt=2 `));
+  const log = await api.run(victim.id);
+  assert.ok(
+    log.log.some((l) => l.level === 'warn' && l.message.startsWith('interrupted')),
+    JSON.stringify(log.log),
+  );
+  await kill9(server);
+
+  // Every point: the two made by hand before the kill, and the retry's. The killed run left none.
+  const points = (JSON.parse(await lifeboat(['points', 'db', '--repo', repo, '--json'])) as { id: string; available: boolean }[]).filter((p) => p.available);
+  assert.deepEqual(
+    points.map((p) => p.id),
+    [...contentOf.keys()],
+  );
+  for (const [point, sha] of contentOf) {
+    const to = join(dir, `restored-${point}.img`);
+    await lifeboat(['restore', 'db', '--repo', repo, '--point', point, '--to', to, '--format', 'raw']);
+    assert.equal(await sha256File(to), sha, `point ${point} does not restore the source as it was`);
+    await rm(to);
+  }
+});
+
+test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-term-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'app.img');
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), writeTextDisk(disk, 512)]);
+  await lifeboat(['job', 'create', 'app', '--repo', repo, '--disk', disk]);
+  const server = await servers.start(repo);
+  const api = await Api.connect(server.httpUrl, token);
+
+  const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
+  await waitFor('the run to be running', 30_000, async () => ((await api.run(asked.id)).run.state === 'running' ? true : undefined), 50);
+  await new Promise((r) => setTimeout(r, 500)); // into its data
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    server.proc.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const termAt = Date.now();
+  server.proc.kill('SIGTERM');
+  const how = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 15_000))]);
+  const seconds = (Date.now() - termAt) / 1000;
+  assert.notEqual(how, 'late', `serve did not exit within 15 s of SIGTERM:\n${server.log()}`);
+  assert.deepEqual(how, { code: 0, signal: null }, server.log());
+  assert.ok(seconds < 5, `serve took ${seconds} s to exit`);
+  t.diagnostic(`serve exited ${seconds.toFixed(2)} s after SIGTERM`);
+  assert.match(server.stderr(), new RegExp(`<4>lifeboat run=${asked.id} job=app .*state=interrupted trigger=api .*code=LFB_ERR_INTERRUPTED`));
+
+  // Nothing is left locked: a backup by hand right after goes through.
+  const made = JSON.parse(await lifeboat(['backup', 'app', '--repo', repo, '--json'])) as { pointId: string; kind: string };
+  assert.equal(made.kind, 'full');
+
+  // The catalog says so too, after a restart (no retry: a person asked for that run).
+  const again = await servers.start(repo);
+  const api2 = await Api.connect(again.httpUrl, token);
+  const run = (await api2.run(asked.id)).run;
+  assert.equal(run.state, 'interrupted');
+  assert.equal(run.errorCode, 'LFB_ERR_INTERRUPTED');
+  assert.equal(run.pointId, null);
+  assert.deepEqual(
+    (await api2.runs('app')).map((r) => r.id),
+    [asked.id],
+  );
+  const restored = join(dir, 'restored.img');
+  await lifeboat(['restore', 'app', '--repo', repo, '--point', made.pointId, '--to', restored, '--format', 'raw']);
+  assert.equal(await sha256File(restored), await sha256File(disk));
+});
