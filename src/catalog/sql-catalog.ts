@@ -52,6 +52,17 @@ function pageSize(limit: number | undefined, fallback: number, max: number, what
   return Math.min(limit, max);
 }
 
+/**
+ * Times are compared as text, which is only right when both sides are spelled
+ * as toISOString() spells them: a time given another way (no milliseconds, an
+ * offset) is respelled first.
+ */
+function isoInstant(value: string, what: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw invalid(`${what} ${JSON.stringify(value)} is not an ISO-8601 time`);
+  return new Date(ms).toISOString();
+}
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -145,12 +156,13 @@ export class SqlCatalog implements Catalog {
     const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
     for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
     if (filter.states !== undefined && filter.states.length === 0) return { runs: [], next: null };
+    const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
     return this.guard(async () => {
       let q = this.db.selectFrom('runs').selectAll();
       if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
       if (filter.job !== undefined) q = q.where('job', '=', filter.job);
       if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
-      if (filter.since !== undefined) q = q.where('queued_at', '>=', filter.since);
+      if (since !== undefined) q = q.where('queued_at', '>=', since);
       if (filter.before !== undefined) q = q.where('id', '<', filter.before);
       // One row more than the page tells whether another page follows.
       const found = await q
@@ -435,7 +447,7 @@ export class SqlCatalog implements Catalog {
   /** Deletes sessions that expired at or before `now`; returns how many. */
   async deleteExpiredWebSessions(now: string): Promise<number> {
     return this.guard(async () => {
-      const result = await this.db.deleteFrom('web_sessions').where('expires_at', '<=', now).executeTakeFirst();
+      const result = await this.db.deleteFrom('web_sessions').where('expires_at', '<=', isoInstant(now, 'now')).executeTakeFirst();
       return Number(result.numDeletedRows);
     });
   }

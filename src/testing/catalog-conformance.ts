@@ -243,6 +243,18 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
       await all({ since: at(100) }),
       expect((r) => r.queuedAt >= at(100)),
     );
+    // Another spelling of the same instant (no milliseconds, an offset) filters the same.
+    const sinceOffset = new Date(Date.parse(at(100)) + 2 * 3600_000).toISOString().replace(/\.000Z$/, '+02:00');
+    assert.deepEqual(
+      await all({ since: sinceOffset }),
+      expect((r) => r.queuedAt >= at(100)),
+      sinceOffset,
+    );
+    assert.deepEqual(
+      await all({ since: at(100).replace('.000Z', 'Z') }),
+      expect((r) => r.queuedAt >= at(100)),
+    );
+    await rejectsWith(c.listRuns({ since: 'yesterday' }), 'LFB_ERR_INVALID_ARGUMENT');
     assert.deepEqual(
       await all({ job: 'db', states: ['failed'], since: at(30), repo: '/repos/a' }),
       expect((r) => r.job === 'db' && r.state === 'failed' && r.queuedAt >= at(30) && r.repo === '/repos/a'),
