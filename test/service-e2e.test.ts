@@ -493,3 +493,50 @@ test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded in
   await lifeboat(['restore', 'app', '--repo', repo, '--point', made.pointId, '--to', restored, '--format', 'raw']);
   assert.equal(await sha256File(restored), await sha256File(disk));
 });
+
+test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and a run a killed server left is marked interrupted', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-nosched-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), writeTextDisk(join(dir, 'big.img'), 512), writeTextDisk(join(dir, 'often.img'), 1)]);
+  await lifeboat(['job', 'create', 'big', '--repo', repo, '--disk', join(dir, 'big.img')]);
+  await lifeboat(['job', 'create', 'often', '--repo', repo, '--disk', join(dir, 'often.img'), '--schedule', '*/2 * * * * *']);
+  let server = await servers.start(repo, ['--no-scheduler']);
+  let api = await Api.connect(server.httpUrl, token);
+
+  const killed = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'big' }, {}, 202);
+  const seen = await waitFor('the run to be running', 30_000, async () => ((await api.run(killed.id)).run.state === 'queued' ? undefined : true), 50);
+  assert.equal(seen, true);
+  assert.equal((await api.run(killed.id)).run.state, 'running');
+  await kill9(server);
+
+  server = await servers.start(repo, ['--no-scheduler']);
+  api = await Api.connect(server.httpUrl, token);
+  const left = (await api.run(killed.id)).run;
+  assert.equal(left.state, 'interrupted', 'the run the killed server left is interrupted');
+  assert.equal(left.errorCode, 'LFB_ERR_INTERRUPTED');
+  // The job runs again when asked (the old run holds nothing).
+  const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'big' }, {}, 202);
+  const done = await waitFor(
+    'the run asked for to end',
+    60_000,
+    async () => {
+      const r = (await api.run(asked.id)).run;
+      return ended(r) ? r : undefined;
+    },
+    250,
+  );
+  assert.equal(done.state, 'succeeded', `${done.errorCode} ${done.errorMessage}`);
+  // Its schedule fired every two seconds all along: no run of it, not even one "missed".
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(await api.runs('often'), []);
+  assert.deepEqual(
+    (await api.runs('big')).map((r) => [r.id, r.trigger, r.state]),
+    [
+      [killed.id, 'api', 'interrupted'],
+      [asked.id, 'api', 'succeeded'],
+    ],
+  );
+});
