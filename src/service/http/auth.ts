@@ -48,10 +48,16 @@ export function authRoutes(app: ApiServer, ctx: ApiContext): void {
 
   app.get(
     `${API_PREFIX}/me`,
-    { schema: { summary: 'Who is asking, with which role', tags: ['auth'], response: { 200: Me, ...ERROR_RESPONSES } } },
+    {
+      schema: {
+        summary: 'Who is asking, with which role (and, for a console session, its CSRF token and end)',
+        tags: ['auth'],
+        response: { 200: Me, ...ERROR_RESPONSES },
+      },
+    },
     async (request) => {
       const p = request.principal!;
-      return { user: p.user, role: p.role, via: p.via };
+      return { user: p.user, role: p.role, via: p.via, ...(p.session ? { csrfToken: p.session.csrfToken, expiresAt: p.session.expiresAt } : {}) };
     },
   );
 }

@@ -40,7 +40,16 @@ export const JobParams = Type.Object({ repo: Name, job: Name }, { additionalProp
 export const RunParams = Type.Object({ id: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
 export const SessionParams = Type.Object({ name: Name }, { additionalProperties: false });
 
-export const Me = Type.Object({ user: Type.String(), role: Role, via: literals(['token', 'cookie']) }, { additionalProperties: false });
+export const Me = Type.Object(
+  {
+    user: Type.String(),
+    role: Role,
+    via: literals(['token', 'cookie']),
+    csrfToken: Type.Optional(Type.String({ description: "a console session's CSRF token (via cookie), for a console that reloaded" })),
+    expiresAt: Type.Optional(Time),
+  },
+  { additionalProperties: false },
+);
 
 export const LoginBody = Type.Object(
   { user: Type.String({ minLength: 1, maxLength: 128 }), password: Type.String({ minLength: 1, maxLength: 1024 }) },
