@@ -2,40 +2,17 @@
  * What every Catalog implementation must do, as node:test tests: run from
  * test/catalog-sqlite.test.ts and test/catalog-postgres.test.ts with a
  * factory for each database. A new implementation passes this suite or is
- * not a catalog.
+ * not a catalog. Runs, tasks and logs are here; the other records in
+ * catalog-conformance-records.ts.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Catalog, NewRun, PointRecord, RunRecord, TokenRecord, UserRecord, WebSessionRecord } from '../catalog/catalog.js';
+import type { Catalog, RunRecord } from '../catalog/catalog.js';
 import { LATEST_SCHEMA_VERSION } from '../catalog/migrations/index.js';
-import { isLifeboatError, type ErrorCode } from '../core/errors.js';
+import { recordConformanceTests } from './catalog-conformance-records.js';
+import { at, newRun, rejectsWith, type CatalogFactory, type ConformanceTest } from './catalog-fixtures.js';
 
-export interface CatalogFixture {
-  /** Opens a catalog on this fixture's database: the first call finds it empty; later calls are further connections to the same data. */
-  open(): Promise<Catalog>;
-  /** Removes the database (every catalog from open() is closed by then). */
-  cleanup(): Promise<void>;
-}
-
-/** Makes a fresh, empty database for one test. */
-export type CatalogFactory = () => Promise<CatalogFixture>;
-
-const T0 = Date.parse('2026-03-01T00:00:00.000Z');
-/** The time `minutes` after T0, as the catalog stores times. */
-export function at(minutes: number): string {
-  return new Date(T0 + minutes * 60_000).toISOString();
-}
-
-export function newRun(job: string, minutes: number, repo = '/repos/a'): NewRun {
-  return { repo, job, trigger: 'schedule', attempt: 1, retryOf: null, queuedAt: at(minutes) };
-}
-
-export async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(isLifeboatError(err, code), `expected ${code}, got ${String(err)}`);
-    return true;
-  });
-}
+export { at, newRun, rejectsWith, type CatalogFactory, type CatalogFixture } from './catalog-fixtures.js';
 
 /** Runs `body` on a fresh empty catalog (and the fixture, for more connections); closes everything after. */
 function withCatalog(factory: CatalogFactory, body: (catalog: Catalog, openAnother: () => Promise<Catalog>) => Promise<void>): () => Promise<void> {
@@ -56,43 +33,10 @@ function withCatalog(factory: CatalogFactory, body: (catalog: Catalog, openAnoth
   };
 }
 
-const user = (name: string, role: UserRecord['role'] = 'operator'): UserRecord => ({ name, role, passwordHash: `scrypt$salt$${name}`, createdAt: at(0) });
-const token = (id: string, userName: string, minutes = 0): TokenRecord => ({
-  id,
-  user: userName,
-  name: `token ${id}`,
-  hash: `hash-${id}`,
-  createdAt: at(minutes),
-  lastUsedAt: null,
-});
-const webSession = (idHash: string, userName: string, expiresMinutes: number): WebSessionRecord => ({
-  idHash,
-  user: userName,
-  csrfToken: `csrf-${idHash}`,
-  createdAt: at(0),
-  expiresAt: at(expiresMinutes),
-});
-const point = (job: string, seq: number, extra: Partial<PointRecord> = {}): PointRecord => ({
-  repo: '/repos/a',
-  job,
-  pointId: `${job}-p${seq}`,
-  seq,
-  createdAt: at(seq),
-  kind: seq === 1 ? 'full' : 'increment',
-  file: `${job}-${seq}.lbk`,
-  chainId: 'chain-1',
-  diskBytes: 10 * 2 ** 30,
-  storedBytes: 2 ** 33 + seq,
-  gfs: [],
-  health: 'ok',
-  changeMethod: seq === 1 ? 'full' : 'cbt',
-  ...extra,
-});
-
 /** Registers the conformance tests for one implementation, named `<name>: …`. */
 export function catalogConformanceSuite(name: string, factory: CatalogFactory): void {
   // node:test tracks the test's promise itself.
-  const t = (title: string, body: (catalog: Catalog, openAnother: () => Promise<Catalog>) => Promise<void>): void => {
+  const t: ConformanceTest = (title, body) => {
     void test(`${name}: ${title}`, withCatalog(factory, body));
   };
 
@@ -381,128 +325,5 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
     assert.equal(new Set([...ids, run.id]).size, 21, 'run ids are unique across catalogs');
   });
 
-  t('jobs: putJob adds and replaces, listJobs filters by repository, deleteJob forgets the job and its points', async (c) => {
-    const job = (repo: string, name: string, retries: number) => ({
-      repo,
-      name,
-      jobId: `${name}-id`,
-      definition: { source: `/dev/${name}`, retries, tags: ['a'] },
-      updatedAt: at(retries),
-    });
-    await c.putJob(job('/repos/b', 'web', 1));
-    await c.putJob(job('/repos/a', 'web', 1));
-    await c.putJob(job('/repos/a', 'db', 1));
-    await c.putJob(job('/repos/a', 'web', 3));
-    assert.deepEqual(await c.listJobs(), [job('/repos/a', 'db', 1), job('/repos/a', 'web', 3), job('/repos/b', 'web', 1)]);
-    assert.deepEqual(await c.listJobs('/repos/b'), [job('/repos/b', 'web', 1)]);
-    await c.replacePoints('/repos/a', 'web', [point('web', 1)]);
-    await c.deleteJob('/repos/a', 'web');
-    assert.deepEqual(await c.listJobs('/repos/a'), [job('/repos/a', 'db', 1)]);
-    assert.deepEqual(await c.listPoints('/repos/a', 'web'), []);
-    await c.deleteJob('/repos/a', 'nope');
-  });
-
-  t('replacePoints replaces one job’s points and no other’s; listPoints orders by seq', async (c) => {
-    const first = [point('web', 2, { gfs: ['weekly', 'monthly'] }), point('web', 1)];
-    await c.replacePoints('/repos/a', 'web', first);
-    await c.replacePoints('/repos/a', 'db', [point('db', 1)]);
-    assert.deepEqual(await c.listPoints('/repos/a', 'web'), [first[1], first[0]]);
-    const second = Array.from({ length: 600 }, (_, i) =>
-      point('web', i + 3, { health: i === 5 ? 'damaged' : 'ok', changeMethod: i === 7 ? null : 'hash', kind: i === 9 ? 'rollback' : 'increment' }),
-    );
-    await c.replacePoints('/repos/a', 'web', second);
-    assert.deepEqual(await c.listPoints('/repos/a', 'web'), second);
-    assert.deepEqual(await c.listPoints('/repos/a', 'db'), [point('db', 1)]);
-    await c.replacePoints('/repos/a', 'web', []);
-    assert.deepEqual(await c.listPoints('/repos/a', 'web'), []);
-    await rejectsWith(c.replacePoints('/repos/a', 'web', [point('db', 1)]), 'LFB_ERR_INVALID_ARGUMENT');
-  });
-
-  t('two catalogs replacing one job’s points at once leave exactly one of the two sets', async (c, openAnother) => {
-    const second = await openAnother();
-    const setA = Array.from({ length: 40 }, (_, i) => point('web', i + 1, { file: `a-${i}.lbk` }));
-    const setB = Array.from({ length: 30 }, (_, i) => point('web', i + 11, { file: `b-${i}.lbk` }));
-    for (let round = 0; round < 5; round++) {
-      await Promise.all([c.replacePoints('/repos/a', 'web', setA), second.replacePoints('/repos/a', 'web', setB), c.replacePoints('/repos/a', 'web', setA)]);
-      const now = await second.listPoints('/repos/a', 'web');
-      assert.ok(
-        JSON.stringify(now) === JSON.stringify(setA) || JSON.stringify(now) === JSON.stringify(setB),
-        `one whole set, not a mix: ${now.map((p) => p.file).join(' ')}`,
-      );
-    }
-  });
-
-  t('users: add, get, list by name, delete (with their tokens and sessions); a name twice is LFB_ERR_USER_EXISTS', async (c) => {
-    await c.addUser(user('zoe', 'viewer'));
-    await c.addUser(user('amy', 'admin'));
-    await rejectsWith(c.addUser({ ...user('amy', 'viewer'), passwordHash: 'other' }), 'LFB_ERR_USER_EXISTS');
-    assert.deepEqual(await c.getUser('amy'), user('amy', 'admin'), 'the first amy is kept');
-    assert.equal(await c.getUser('bob'), undefined);
-    assert.deepEqual(await c.listUsers(), [user('amy', 'admin'), user('zoe', 'viewer')]);
-    await c.addToken(token('t1', 'zoe'));
-    await c.addToken(token('t2', 'amy'));
-    await c.addWebSession(webSession('s1', 'zoe', 60));
-    await c.deleteUser('zoe');
-    assert.equal(await c.getUser('zoe'), undefined);
-    assert.equal(await c.findToken('hash-t1'), undefined);
-    assert.equal(await c.findWebSession('s1'), undefined);
-    assert.deepEqual(await c.listTokens(), [token('t2', 'amy')]);
-    await rejectsWith(c.deleteUser('zoe'), 'LFB_ERR_USER_NOT_FOUND');
-    await rejectsWith(c.addUser({ ...user('eve'), role: 'root' as UserRecord['role'] }), 'LFB_ERR_INVALID_ARGUMENT');
-  });
-
-  t('tokens: add, find by hash, touch, list by user, delete', async (c) => {
-    await c.addUser(user('amy'));
-    await c.addUser(user('bob'));
-    await c.addToken(token('t2', 'amy', 2));
-    await c.addToken(token('t1', 'amy', 1));
-    await c.addToken(token('t3', 'bob', 3));
-    await rejectsWith(c.addToken(token('t4', 'nobody')), 'LFB_ERR_USER_NOT_FOUND');
-    assert.deepEqual(await c.findToken('hash-t2'), token('t2', 'amy', 2));
-    assert.equal(await c.findToken('hash-none'), undefined);
-    await c.touchToken('t2', at(50));
-    assert.equal((await c.findToken('hash-t2'))!.lastUsedAt, at(50));
-    assert.deepEqual(
-      (await c.listTokens('amy')).map((t) => t.id),
-      ['t1', 't2'],
-    );
-    assert.deepEqual(
-      (await c.listTokens()).map((t) => t.id),
-      ['t1', 't2', 't3'],
-    );
-    await c.deleteToken('t2');
-    assert.equal(await c.findToken('hash-t2'), undefined);
-    assert.deepEqual(
-      (await c.listTokens()).map((t) => t.id),
-      ['t1', 't3'],
-    );
-  });
-
-  t('console sessions: add, find, delete, and expired ones go (at their expiry time, not before)', async (c) => {
-    await c.addUser(user('amy'));
-    await c.addWebSession(webSession('s-old', 'amy', 10));
-    await c.addWebSession(webSession('s-edge', 'amy', 20));
-    await c.addWebSession(webSession('s-new', 'amy', 30));
-    await rejectsWith(c.addWebSession(webSession('s-x', 'nobody', 30)), 'LFB_ERR_USER_NOT_FOUND');
-    assert.deepEqual(await c.findWebSession('s-new'), webSession('s-new', 'amy', 30));
-    assert.equal(await c.deleteExpiredWebSessions(at(5)), 0);
-    assert.equal(await c.deleteExpiredWebSessions(at(20)), 2);
-    assert.equal(await c.findWebSession('s-old'), undefined);
-    assert.equal(await c.findWebSession('s-edge'), undefined);
-    assert.ok(await c.findWebSession('s-new'));
-    await c.deleteWebSession('s-new');
-    assert.equal(await c.findWebSession('s-new'), undefined);
-    assert.equal(await c.deleteExpiredWebSessions(at(1000)), 0);
-  });
-
-  t('data written by one catalog is there for the next one opened on the database', async (c, openAnother) => {
-    const run = await c.createRun(newRun('web', 0));
-    await c.addUser(user('amy'));
-    await c.close();
-    const again = await openAnother();
-    assert.deepEqual(await again.getRun(run.id), run);
-    assert.deepEqual(await again.getUser('amy'), user('amy'));
-    assert.ok((await again.createRun(newRun('web', 1))).id > run.id);
-    await rejectsWith(c.getRun(run.id), 'LFB_ERR_CATALOG');
-  });
+  recordConformanceTests(t);
 }
