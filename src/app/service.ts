@@ -373,17 +373,19 @@ export interface ScheduleSettingsChange {
   retryDelay?: string | undefined;
   after?: string | null | undefined;
   disabled?: boolean | undefined;
+  webhook?: string | null | undefined;
 }
 
 /** The settings as job.json stores them: window and delay in their canonical form, cleared ones (and `disabled: false`) undefined. */
-function scheduleSettings(c: ScheduleSettingsChange): Pick<JobSettings, 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled'> {
-  const out: { -readonly [K in 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled']?: JobSettings[K] } = {};
+function scheduleSettings(c: ScheduleSettingsChange): Pick<JobSettings, 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook'> {
+  const out: { -readonly [K in 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook']?: JobSettings[K] } = {};
   if (c.schedule !== undefined) out.schedule = c.schedule === null ? undefined : c.schedule.trim();
   if (c.window !== undefined) out.window = c.window === null ? undefined : formatWindow(parseWindow(c.window));
   if (c.retries !== undefined) out.retries = c.retries;
   if (c.retryDelay !== undefined) out.retryDelay = formatDuration(parseDuration(c.retryDelay));
   if (c.after !== undefined) out.after = c.after ?? undefined;
   if (c.disabled !== undefined) out.disabled = c.disabled || undefined;
+  if (c.webhook !== undefined) out.webhook = c.webhook ?? undefined;
   return out;
 }
 

@@ -50,6 +50,8 @@ export interface JobDefinition {
   readonly after?: string | undefined;
   /** The server queues no run of it by itself (schedule, retry, chaining); runs asked for by hand still run. */
   readonly disabled?: boolean | undefined;
+  /** An http(s) URL the server POSTs each ended run to (JSON), retried a few times. */
+  readonly webhook?: string | undefined;
 }
 
 export const MAX_RETRIES = 100;
@@ -119,6 +121,7 @@ export function validateJobSettings(def: Omit<JobDefinition, 'version' | 'jobId'
     if (!JOB_NAME_RE.test(def.after)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: "${def.after}" is not a job name`);
     if (def.after === def.name) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: job "${def.name}" cannot run after itself`);
   }
+  if (def.webhook !== undefined) checkWebhook(def.webhook);
   if (def.disabled !== undefined && typeof def.disabled !== 'boolean')
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--disabled is on or off (true or false in job.json)');
   if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))
@@ -179,4 +182,21 @@ export function parseGfs(text: string): { weekly: number; monthly: number; yearl
     out[m[1] as 'weekly' | 'monthly' | 'yearly'] = Number(m[2]);
   }
   return out;
+}
+
+/** A webhook is an absolute http or https URL (no credentials in it: they would show in `job show` and logs). */
+export function checkWebhook(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--webhook: "${url}" is not a URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--webhook must be an http or https URL, not ${u.protocol}`);
+  if (u.username !== '' || u.password !== '')
+    throw new LifeboatError(
+      'LFB_ERR_INVALID_ARGUMENT',
+      '--webhook: put no user or password in the URL (it is shown by `job show`); use a secret path or query instead',
+    );
 }

@@ -11,6 +11,7 @@ import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
 import { runEndedLine } from './runtime/run-report.js';
 import { handOff } from './runtime/hand-off.js';
+import { postRunEnded } from './runtime/webhooks.js';
 import type { ControlRuns } from '../app/control-runs.js';
 
 export const DEFAULT_HTTP_PORT = 9443;
@@ -26,6 +27,8 @@ export interface ServiceOptions extends ServeOptions {
   /** `self-signed` (made at first start in the state folder), files, or none (plain HTTP, for loopback). */
   readonly tls: 'self-signed' | 'none' | { readonly certPath: string; readonly keyPath: string };
   readonly maxTasks?: number | undefined;
+  /** Waits between webhook tries (tests shorten them). */
+  readonly webhookRetryDelaysMs?: readonly number[] | undefined;
   /** Run no jobs by schedule (the API and the CLI hand-off still run them). */
   readonly noScheduler?: boolean | undefined;
 }
@@ -59,6 +62,14 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     const catalog = await openCatalog(opts.catalog ?? opts.stateDir, { clock: opts.clock });
     closers.push(() => catalog.close());
     const service = new LifeboatService(opts.clock);
+    // The job's webhook, if it has one, hears of every ended run (in the background: a slow receiver never holds a run up).
+    const notify = async (run: RunRecord): Promise<void> => {
+      const url = await service.showJob(run.repo, run.job).then(
+        (j) => j.job.webhook,
+        () => undefined,
+      );
+      if (url !== undefined) await postRunEnded(url, run, opts.logger, opts.webhookRetryDelaysMs);
+    };
     // Warm for every run: a scheduled increment pays no worker start-up.
     const pool = new BlockWorkerPool();
     closers.push(() => pool.close());
@@ -73,7 +84,10 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       maxTasks: opts.maxTasks,
       schedules: opts.noScheduler !== true,
       pool,
-      onRunEnded: (run: RunRecord) => void process.stderr.write(`${runEndedLine(run)}\n`),
+      onRunEnded: (run: RunRecord) => {
+        process.stderr.write(`${runEndedLine(run)}\n`);
+        void notify(run);
+      },
     });
     const https =
       opts.tls === 'none'

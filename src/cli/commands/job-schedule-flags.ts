@@ -15,6 +15,7 @@ export const SCHEDULE_OPTIONS: Record<string, OptionSpec> = {
   'retry-delay': { type: 'string', description: 'how long the server waits before trying again: 30s, 10m, 1h…', defaultText: '10m' },
   after: { type: 'string', description: 'another job of the repository: run this one when a run of that one succeeds', defaultText: 'none' },
   disabled: { type: 'boolean', description: 'the server starts no run of the job by itself (runs asked for still run)', defaultText: 'enabled' },
+  webhook: { type: 'string', description: 'an http(s) URL the server POSTs each ended run to, as JSON (retried 3 times)', defaultText: 'none' },
 };
 
 /** What `job set` adds: a way back to each default. */
@@ -23,6 +24,7 @@ export const SCHEDULE_CLEAR_OPTIONS: Record<string, OptionSpec> = {
   'no-window': { type: 'boolean', description: 'the server may run the job at any time' },
   'no-after': { type: 'boolean', description: 'no longer run after another job' },
   enabled: { type: 'boolean', description: 'the server runs the job by itself again (undoes --disabled)' },
+  'no-webhook': { type: 'boolean', description: 'no longer POST ended runs anywhere' },
 };
 
 /** The schedule settings given on the command line; undefined for each one not given, null for a cleared one. */
@@ -45,5 +47,6 @@ export function scheduleFlags(ctx: CommandContext): ScheduleSettingsChange {
     retryDelay: optionalString(ctx, 'retry-delay'),
     after: cleared('after'),
     disabled: disabled ? true : enabled ? false : undefined,
+    webhook: cleared('webhook'),
   };
 }

@@ -27,6 +27,7 @@ export function describeJob(job: JobDefinition): [string, string][] {
     ['retries', `${job.retries ?? DEFAULT_RETRIES}, ${job.retryDelay ?? DEFAULT_RETRY_DELAY} apart`],
     ['after', job.after === undefined ? 'no other job' : `job ${job.after} succeeds`],
     ['enabled', job.disabled === true ? 'no (the server starts no run by itself)' : 'yes'],
+    ['webhook', job.webhook ?? 'none'],
   ];
 }
 
