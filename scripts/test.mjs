@@ -36,6 +36,11 @@ const UNIT = [
   'cli-help',
   'cli-reports',
   'overlay-seal',
+  'auth',
+  'auth-tls',
+  'schedule-model',
+  'catalog-sqlite',
+  'http-errors',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

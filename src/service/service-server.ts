@@ -95,12 +95,16 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
         : opts.tls === 'self-signed'
           ? await selfSignedCertificate(opts.stateDir, { clock: opts.clock, hostName: hostname() })
           : await loadTlsFiles(opts.tls.certPath, opts.tls.keyPath);
+    const auth = new Authenticator(catalog, { clock: opts.clock });
+    // Expired console logins leave the catalog hourly.
+    const prune = setInterval(() => void auth.pruneSessions().catch(() => undefined), 3600_000).unref();
+    closers.push(async () => clearInterval(prune));
     const api: ApiServer = await createHttpApi({
       service,
       repos: [repo],
       recovery: new Map([[repo, server.recovery]]),
       catalog,
-      auth: new Authenticator(catalog, { clock: opts.clock }),
+      auth,
       runner: runtime,
       clock: opts.clock,
       logger: opts.logger,
