@@ -20,6 +20,7 @@ import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
 import { userAdd, userDelete, userList } from './commands/user.js';
 import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
+import { catalogRebuild } from './commands/catalog.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
@@ -49,6 +50,7 @@ export const COMMANDS: readonly Command[] = [
   tokenCreate,
   tokenList,
   tokenRevoke,
+  catalogRebuild,
 ];
 
 function help(): string {

@@ -9,6 +9,7 @@ import type { Weekday } from '../../core/clock.js';
 import { RUN_STATES, type RunRecord } from '../../catalog/catalog.js';
 import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
 import type { JobDefinition } from '../../repository/index.js';
+import { jobRecord } from '../catalog-sync.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { runView } from './runs.js';
@@ -20,14 +21,7 @@ const ACTIVE = RUN_STATES.filter((s) => s === 'queued' || s === 'running');
 async function cacheJob(ctx: ApiContext, root: string, job: JobDefinition | undefined, name: string): Promise<void> {
   try {
     if (job === undefined) await ctx.deps.catalog.deleteJob(root, name);
-    else
-      await ctx.deps.catalog.putJob({
-        repo: root,
-        name: job.name,
-        jobId: job.jobId,
-        definition: job as unknown as Record<string, unknown>,
-        updatedAt: ctx.deps.clock.now().toISOString(),
-      });
+    else await ctx.deps.catalog.putJob(jobRecord(root, job, ctx.deps.clock.now()));
   } catch (err) {
     ctx.deps.logger.warn('http: the catalog did not take a job change', { repo: root, job: name, error: err instanceof Error ? err.message : String(err) });
   }

@@ -1,26 +1,11 @@
 /** The repositories this server serves, with what each job's backup files take and the space left (as `lifeboat repo info`). */
 import { statfs } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { fromFsError } from '../../core/errors.js';
-import type { JobState } from '../../repository/index.js';
+import { fileBytes } from '../catalog-sync.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage } from './schemas.js';
-
-/** Bytes a backup file takes (its length), through the repository's storage; null when it cannot be read. */
-export async function fileBytes(state: JobState, file: string): Promise<number | null> {
-  try {
-    const f = await state.storage.open(join(state.dir, file), 'read');
-    try {
-      return await f.size();
-    } finally {
-      await f.close();
-    }
-  } catch {
-    return null;
-  }
-}
 
 async function usage(ctx: ApiContext, name: string, root: string): Promise<Static<typeof RepositoryUsage>> {
   const jobs = [];

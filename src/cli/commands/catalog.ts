@@ -1,0 +1,47 @@
+import { openCatalog, type Catalog } from '../../catalog/index.js';
+import { LifeboatError } from '../../core/errors.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString, type Command, type CommandContext } from '../command.js';
+import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
+
+/** The catalog --catalog names (a database URL), else the state folder's, which must exist. */
+async function withCatalog<T>(ctx: CommandContext, fn: (catalog: Catalog) => Promise<T>): Promise<T> {
+  const url = optionalString(ctx, 'catalog');
+  if (url === undefined) return withStateCatalog(ctx, false, fn);
+  if (ctx.values['state-dir'] !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--catalog and --state-dir exclude each other');
+  const catalog = await openCatalog(url, { clock: ctx.service.clock });
+  try {
+    return await fn(catalog);
+  } finally {
+    await catalog.close();
+  }
+}
+
+export const catalogRebuild: Command = {
+  name: 'catalog rebuild',
+  usage: 'catalog rebuild --repo <dir> [--state-dir <dir> | --catalog <url>] [--json]',
+  summary: "remake the catalog's jobs and points of a repository from its files (runs are kept)",
+  positionals: [],
+  options: {
+    repo: REPO_OPTION,
+    'state-dir': STATE_DIR_OPTION,
+    catalog: {
+      type: 'string',
+      description: 'the catalog database: postgres://… (or a folder for SQLite), as serve --catalog',
+      defaultText: 'SQLite in the state folder',
+    },
+    json: JSON_OPTION,
+  },
+  async run(ctx) {
+    const repo = requireString(ctx, 'repo');
+    // The service layer (the API's point builder) loads only for this command.
+    const { rebuildCatalog } = await import('../../service/catalog-sync.js');
+    const r = await withCatalog(ctx, (catalog) => rebuildCatalog(catalog, ctx.service, repo));
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify({ repo: r.repo, jobs: r.jobs, points: r.points, removed: r.removed }));
+      return;
+    }
+    ctx.out(`catalog of ${r.repo}: ${r.jobs} job${r.jobs === 1 ? '' : 's'}, ${r.points} point${r.points === 1 ? '' : 's'} recorded from the repository`);
+    if (r.removed.length > 0)
+      ctx.out(`removed ${r.removed.length} job${r.removed.length === 1 ? '' : 's'} the repository no longer has: ${r.removed.join(', ')}`);
+  },
+};
