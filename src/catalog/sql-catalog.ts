@@ -22,6 +22,7 @@ import {
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
+import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, userNotFound } from './checks.js';
 import { catalogError, type CatalogDatabase } from './database.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
@@ -36,46 +37,6 @@ const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error
 /** What a run left unfinished by a dead server gets as its error. */
 const INTERRUPTED_CODE = 'LFB_ERR_INTERRUPTED';
 const INTERRUPTED_MESSAGE = 'the server stopped before the run ended';
-
-function invalid(message: string): LifeboatError {
-  return new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `catalog: ${message}`);
-}
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw invalid(`${what} ${JSON.stringify(value)} is not one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
-function pageSize(limit: number | undefined, fallback: number, max: number, what: string): number {
-  if (limit === undefined) return fallback;
-  if (!Number.isInteger(limit) || limit < 1) throw invalid(`${what} limit must be a whole number of at least 1 (got ${limit})`);
-  return Math.min(limit, max);
-}
-
-/**
- * Times are compared as text, which is only right when both sides are spelled
- * as toISOString() spells them: a time given another way (no milliseconds, an
- * offset) is respelled first.
- */
-function isoInstant(value: string, what: string): string {
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw invalid(`${what} ${JSON.stringify(value)} is not an ISO-8601 time`);
-  return new Date(ms).toISOString();
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-function runNotFound(id: number): LifeboatError {
-  return new LifeboatError('LFB_ERR_RUN_NOT_FOUND', `no run ${id} in the catalog`, { details: { run: id } });
-}
-
-function userNotFound(name: string): LifeboatError {
-  return new LifeboatError('LFB_ERR_USER_NOT_FOUND', `no user ${JSON.stringify(name)}`, { details: { user: name } });
-}
 
 export class SqlCatalog implements Catalog {
   private closed = false;

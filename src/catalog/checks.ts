@@ -1,0 +1,42 @@
+/** Argument checks and the not-found errors of the catalog's calls. */
+import { LifeboatError } from '../core/errors.js';
+
+export function invalid(message: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `catalog: ${message}`);
+}
+
+export function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw invalid(`${what} ${JSON.stringify(value)} is not one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+export function pageSize(limit: number | undefined, fallback: number, max: number, what: string): number {
+  if (limit === undefined) return fallback;
+  if (!Number.isInteger(limit) || limit < 1) throw invalid(`${what} limit must be a whole number of at least 1 (got ${limit})`);
+  return Math.min(limit, max);
+}
+
+/**
+ * Times are compared as text, which is only right when both sides are spelled
+ * as toISOString() spells them: a time given another way (no milliseconds, an
+ * offset) is respelled first.
+ */
+export function isoInstant(value: string, what: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw invalid(`${what} ${JSON.stringify(value)} is not an ISO-8601 time`);
+  return new Date(ms).toISOString();
+}
+
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export function runNotFound(id: number): LifeboatError {
+  return new LifeboatError('LFB_ERR_RUN_NOT_FOUND', `no run ${id} in the catalog`, { details: { run: id } });
+}
+
+export function userNotFound(name: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_USER_NOT_FOUND', `no user ${JSON.stringify(name)}`, { details: { user: name } });
+}
