@@ -51,33 +51,55 @@ function send(method: string, path: string, headers: Record<string, string> = {}
   });
 }
 
+interface OpenedStream {
+  readonly status: number;
+  /** Everything received so far (it grows while the stream is open). */
+  readonly text: string;
+  readonly ended: Promise<void>;
+  /** Resolves once what has come satisfies `until` (or the stream ended). */
+  more(until: (text: string) => boolean): Promise<string>;
+  close(): void;
+}
+
 /**
  * Opens an event stream and reads it until `until` says enough (or it ends). A refused stream
  * (any status but 200) is read to its end.
  */
-function openStream(
-  path: string,
-  token: string,
-  until: (text: string) => boolean,
-): Promise<{ status: number; text: string; ended: Promise<void>; close: () => void }> {
+function openStream(path: string, token: string, until: (text: string) => boolean): Promise<OpenedStream> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest({ host: '127.0.0.1', port, path, ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
       const status = res.statusCode ?? 0;
       if (status === 200) assert.match(String(res.headers['content-type']), /^text\/event-stream/);
       let text = '';
-      let done = false;
+      let over = false;
+      const waiters: { until: (t: string) => boolean; resolve: (t: string) => void }[] = [];
+      const settle = (): void => {
+        for (const w of [...waiters])
+          if (over || w.until(text)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(text);
+          }
+      };
       const ended = new Promise<void>((r) => res.on('close', () => r()));
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        resolve({ status, text, ended, close: () => req.destroy() });
+      const stream: OpenedStream = {
+        status,
+        get text() {
+          return text;
+        },
+        ended,
+        more: (u) => new Promise((r) => (waiters.push({ until: u, resolve: r }), settle())),
+        close: () => req.destroy(),
       };
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
         text += d;
-        if (status === 200 && until(text)) finish();
+        settle();
       });
-      res.on('end', finish);
+      res.on('close', () => {
+        over = true;
+        settle();
+      });
+      void stream.more(status === 200 ? until : () => false).then(() => resolve(stream));
     });
     req.on('error', reject);
     req.end();
@@ -107,7 +129,8 @@ test('HTTPS with the self-signed certificate; plain HTTP on the port gets no API
   assert.match(cookie, /SameSite=Strict/);
   assert.match(cookie, /; Secure/);
   const me = await send('GET', '/api/v1/me', { cookie: cookie.split(';')[0]! });
-  assert.deepEqual(JSON.parse(me.text), { user: 'viewer', role: 'viewer', via: 'cookie' });
+  const who = JSON.parse(me.text) as { user: string; via: string; csrfToken: string };
+  assert.deepEqual([who.user, who.via, who.csrfToken], ['viewer', 'cookie', (JSON.parse(login.text) as { csrfToken: string }).csrfToken]);
 });
 
 test("a run's event stream on a real socket: the run, keepalive comments, the runner's watch released when the client goes; a finished run's stream ends by itself", async () => {
@@ -121,6 +144,12 @@ test("a run's event stream on a real socket: the run, keepalive comments, the ru
   assert.match(s.text, /event: log\ndata: \{"runId":\d+,"seq":1,.*"message":"reading disk 1"\}/);
   assert.match(s.text, /event: run\ndata: \{"id":\d+.*"state":"running"/);
   assert.equal(fx.runner.watchers.get(queued.id)?.size, 1, 'the stream follows the runner');
+  for (const w of fx.runner.watchers.get(queued.id)!) w({ disk: 0, diskCount: 1, bytesDone: 1048576, bytesTotal: 3145728 });
+  assert.match(
+    await s.more((t) => t.includes('event: progress')),
+    /event: progress\ndata: \{"disk":0,"diskCount":1,"bytesDone":1048576,"bytesTotal":3145728\}\n\n/,
+    "the runner's progress reaches the client as it comes",
+  );
   s.close();
   await waitFor('the stream to release the runner', () => !fx.runner.watchers.has(queued.id));
 
