@@ -12,9 +12,10 @@
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Catalog, PointRecord, RunFilter, RunState } from '../src/catalog/catalog.js';
+import type { Catalog, RunFilter } from '../src/catalog/catalog.js';
 import { openCatalog } from '../src/catalog/open.js';
 import { PG_BIN, startPostgresCluster } from '../src/testing/postgres-cluster.js';
+import { fillCatalog, fillJobName, fillRepoOf, minutes, type CatalogShape } from './catalog-fill.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 100_000);
 const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
@@ -23,72 +24,10 @@ const JOBS = 50;
 const WRITERS = 4;
 const work = resolve(process.env['BENCH_DIR'] ?? 'bench-work');
 
-const T0 = Date.parse('2026-01-01T00:00:00Z');
-const minutes = (m: number) => new Date(T0 + m * 60_000).toISOString();
-const jobName = (i: number) => `vm-${String(i % JOBS).padStart(2, '0')}`;
-const repoOf = (i: number) => `/srv/backup/repo-${i % 2}`;
-/** Most runs succeed; a few warn, fail, are interrupted or stopped. */
-function endState(i: number): RunState {
-  const r = (i * 2654435761) % 1000;
-  if (r < 30) return 'failed';
-  if (r < 80) return 'warning';
-  if (r < 83) return 'interrupted';
-  if (r < 85) return 'stopped';
-  return 'succeeded';
-}
-
-async function inParallel(n: number, width: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await fn(next++);
-    }),
-  );
-}
-
-async function fill(catalog: Catalog, width: number): Promise<void> {
-  const t0 = performance.now();
-  await inParallel(RUNS, width, async (i) => {
-    const run = await catalog.createRun({
-      repo: repoOf(i),
-      job: jobName(i),
-      trigger: i % 7 === 0 ? 'manual' : 'schedule',
-      attempt: 1,
-      retryOf: null,
-      queuedAt: minutes(i),
-    });
-    await catalog.updateRun(run.id, {
-      state: endState(i),
-      startedAt: minutes(i),
-      endedAt: minutes(i + 5),
-      bytesRead: 2 ** 30,
-      bytesStored: 2 ** 26,
-      steps: { scan: 200, data: 4000, commit: 50 },
-      changeMethod: 'cbt',
-      pointId: `p-${i}`,
-    });
-  });
-  const perJob = Math.ceil(POINTS / JOBS);
-  for (let j = 0; j < JOBS; j++) {
-    const points: PointRecord[] = Array.from({ length: perJob }, (_, s) => ({
-      repo: repoOf(j),
-      job: jobName(j),
-      pointId: `p-${j}-${s}`,
-      seq: s + 1,
-      createdAt: minutes(s * 60),
-      kind: s % 30 === 0 ? 'full' : 'increment',
-      file: `${jobName(j)}-${s + 1}.lbk`,
-      chainId: `c-${Math.floor(s / 30)}`,
-      diskBytes: 2 ** 34,
-      storedBytes: 2 ** 28,
-      gfs: s % 7 === 0 ? ['weekly'] : [],
-      health: 'ok',
-      changeMethod: s % 30 === 0 ? 'full' : 'cbt',
-    }));
-    await catalog.replacePoints(repoOf(j), jobName(j), points);
-  }
-  console.log(`  filled ${RUNS} runs and ${perJob * JOBS} points in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-}
+const SHAPE: CatalogShape = { runs: RUNS, points: POINTS, jobs: JOBS, repos: ['/srv/backup/repo-0', '/srv/backup/repo-1'] };
+const jobName = (i: number) => fillJobName(i, SHAPE);
+const repoOf = (i: number) => fillRepoOf(i, SHAPE);
+const fill = (catalog: Catalog, width: number) => fillCatalog(catalog, SHAPE, width);
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 

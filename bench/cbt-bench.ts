@@ -15,11 +15,11 @@
  *   npm run bench:cbt                 (BENCH_CBT_GIB=1 npm run bench:cbt)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MiB, bin, duBytes, referenceToolEnv, work } from './bench-util.js';
-import { prng } from '../src/testing/prng.js';
 import { buildSampleImage } from './sample-image.js';
+import { rewriteFivePercent } from './cbt-changes.js';
 
 const env = referenceToolEnv;
 
@@ -74,26 +74,7 @@ function main(): void {
   const borgBefore = duBytes(bg);
 
   // ~5% of the 1 MiB blocks rewritten through QEMU, with bytes of real files (as compressible as the image's own).
-  const rand = prng(11);
-  const blocks = Math.floor(size / MiB);
-  const cmds: string[] = [];
-  const srcDir = join(work, 'cbt-src');
-  rmSync(srcDir, { recursive: true, force: true });
-  mkdirSync(srcDir);
-  // New data: 64 MiB of the image's own files (from its middle), salted below.
-  const sample = Buffer.alloc(64 * MiB);
-  const fd = openSync(raw, 'r');
-  readSync(fd, sample, 0, sample.length, 256 * MiB);
-  closeSync(fd);
-  for (let k = 0; k < Math.ceil(blocks * 0.05); k++) {
-    const file = join(srcDir, `b${k}`);
-    const from = Math.floor(rand() * 63) * MiB;
-    const chunk = Buffer.from(sample.subarray(from, from + MiB));
-    for (let i = 0; i < chunk.length; i += 512) chunk[i] = (chunk[i]! + k + 1) & 0xff;
-    writeFileSync(file, chunk);
-    cmds.push('-c', `write -s ${file} ${Math.floor(rand() * blocks) * MiB} ${MiB}`);
-  }
-  execFileSync('qemu-io', ['-f', 'qcow2', ...cmds, img], { stdio: 'ignore' });
+  const { blocks } = rewriteFivePercent(raw, img, join(work, 'cbt-src'));
 
   const rows: Row[] = [];
   const cbt = lb('cbt');
