@@ -1,0 +1,271 @@
+/**
+ * The service benchmark: a real `lifeboat serve` (its scheduler runtime,
+ * SQLite catalog and HTTP API), two measurements in one run.
+ *
+ * 1. CBT incremental of a 1 GiB qcow2 of real files after ~5% of its 1 MiB
+ *    blocks were rewritten through qemu-io, run by the server (API POST
+ *    run-now): full and incremental, timed from the catalog's startedAt →
+ *    endedAt and as wall time from the request to the end seen by polling.
+ *    Target: incremental ≤ 10% of the full. For comparison the same change
+ *    taken by `lifeboat backup` handed to the server, and by the CLI alone
+ *    (no server: Node's start-up and module loading in every run). Three jobs
+ *    on the one image, each with its own dirty bitmaps.
+ * 2. The list endpoints (runs with filters and paging, a job's points, the
+ *    jobs) over a catalog of 100k runs and 10k points (filled before the
+ *    server starts, by bench:catalog's fill), p50/p99 of a few hundred
+ *    requests each, idle and while 4 backups of 256 MiB sources run (each
+ *    started again as soon as it ends). Target: p99 < 20 ms.
+ *
+ *   npm run bench:service
+ *   BENCH_RUNS=100000 BENCH_POINTS=10000 BENCH_SAMPLES=300 (the defaults)
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { openCatalog } from '../src/catalog/open.js';
+import { MiB, bin, work } from './bench-util.js';
+import { fillCatalog, fillJobName, minutes, type CatalogShape } from './catalog-fill.js';
+import { rewriteFivePercent } from './cbt-changes.js';
+import { buildSampleImage } from './sample-image.js';
+import { ApiClient, adminToken, catalogMs, startServe, waitForRun, type RunView, type Served } from './service-server.js';
+
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 100_000);
+const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
+const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 300);
+const LOAD_JOBS = 4;
+const LOAD_MIB = 256;
+/** How often the bench looks whether a timed run has ended (the wall time's resolution). */
+const POLL_MS = 10;
+
+const dir = join(work, 'service');
+const repo = join(dir, 'repo');
+const stateDir = join(dir, 'state');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
+function lifeboat(args: string[]): { secs: number; out: string } {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`lifeboat ${args.join(' ')} failed: ${r.stderr.toString()}`);
+  return { secs: (performance.now() - t0) / 1000, out: r.stdout.toString() };
+}
+
+/** The 1 GiB raw image of real files (bench:methods' and BENCH_CBT_GIB=1 bench:cbt's), made once. */
+function sampleImage(): string {
+  const raw = join(work, 'methods.img');
+  if (!existsSync(raw)) buildSampleImage(raw, 1024 * MiB, 700 * MiB, ['/usr/lib', '/usr/share', '/usr/bin', '/usr/libexec', '/usr/sbin', '/opt']);
+  return raw;
+}
+
+/** `count` raw disks of `mib` MiB, slices of the sample image (real files, some free space). */
+function loadSources(raw: string, count: number, mib: number): string[] {
+  const buf = Buffer.alloc(MiB);
+  return Array.from({ length: count }, (_, k) => {
+    const path = join(dir, `load-${k}.img`);
+    const from = openSync(raw, 'r');
+    const to = openSync(path, 'w');
+    for (let i = 0; i < mib; i++) {
+      readSync(from, buf, 0, MiB, ((k * mib + i) % 1024) * MiB);
+      writeSync(to, buf);
+    }
+    closeSync(from);
+    closeSync(to);
+    return path;
+  });
+}
+
+interface Timed {
+  /** Catalog startedAt → endedAt, ms. */
+  catalog: number;
+  /** Request (or command) → end, ms. */
+  wall: number;
+  run: RunView;
+}
+
+/** A run asked for through the API (POST run-now), followed to its end. */
+async function runByApi(api: ApiClient, repoName: string, job: string): Promise<Timed> {
+  const t0 = performance.now();
+  const { body } = await api.call<RunView>('POST', `/api/v1/repositories/${repoName}/jobs/${job}/run`, 202);
+  const { run, seenAt } = await waitForRun(api, body.id, POLL_MS);
+  if (run.state !== 'succeeded') throw new Error(`run ${run.id} of ${job}: ${run.state} ${run.errorCode ?? ''} ${run.errorMessage ?? ''}`);
+  return { catalog: catalogMs(run), wall: seenAt - t0, run };
+}
+
+/** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
+async function runByHandOff(api: ApiClient, job: string): Promise<Timed> {
+  const r = lifeboat(['backup', job, '--repo', repo, '--json']);
+  const { serverRun } = JSON.parse(r.out) as { serverRun?: number };
+  if (serverRun === undefined) throw new Error(`lifeboat backup ${job} ran by itself, not through the server`);
+  const { body } = await api.call<{ run: RunView }>('GET', `/api/v1/runs/${serverRun}?logLimit=1`);
+  return { catalog: catalogMs(body.run), wall: r.secs * 1000, run: body.run };
+}
+
+/** `lifeboat backup` with no server: wall time and the run's own `seconds` (without Node's start-up). */
+function runByCli(job: string): { wall: number; inProcess: number; changeMethod: string } {
+  const r = lifeboat(['backup', job, '--repo', repo, '--json']);
+  const j = JSON.parse(r.out) as { seconds: number; changes?: { method: string }[]; serverRun?: number };
+  if (j.serverRun !== undefined) throw new Error('a server still runs for the repository');
+  return { wall: r.secs * 1000, inProcess: j.seconds * 1000, changeMethod: j.changes?.map((c) => c.method).join(',') ?? '?' };
+}
+
+const pct = (inc: number, full: number) => `${((inc / full) * 100).toFixed(1)}%`;
+const s = (ms: number) => (ms / 1000).toFixed(2);
+
+async function withServer<T>(token: string, fn: (api: ApiClient, repoName: string, served: Served) => Promise<T>): Promise<T> {
+  const served = await startServe(repo, stateDir);
+  const api = new ApiClient(served.base, token);
+  try {
+    const { body } = await api.call<{ repositories: { name: string; root: string }[] }>('GET', '/api/v1/repositories');
+    return await fn(api, body.repositories[0]!.name, served);
+  } finally {
+    api.close();
+    await served.stop();
+  }
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+/** Each endpoint once per round, `SAMPLES` rounds (after 20 unmeasured): p50 and p99 by endpoint. */
+async function sampleEndpoints(
+  api: ApiClient,
+  endpoints: readonly (readonly [string, string])[],
+): Promise<Map<string, { p50: number; p99: number; max: number }>> {
+  for (let i = 0; i < 20; i++) for (const [, path] of endpoints) await api.call('GET', path);
+  const ms = new Map<string, number[]>(endpoints.map(([label]) => [label, []]));
+  for (let i = 0; i < SAMPLES; i++) for (const [label, path] of endpoints) ms.get(label)!.push((await api.call('GET', path)).ms);
+  return new Map(
+    [...ms].map(([label, xs]) => {
+      xs.sort((a, b) => a - b);
+      return [label, { p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.at(-1)! }];
+    }),
+  );
+}
+
+/** 4 backups kept running: each job started again (through the API) as soon as its run ends. */
+function keepBackupsRunning(api: ApiClient, repoName: string, jobs: readonly string[]): () => Promise<{ runs: number; bytesRead: number }> {
+  let stop = false;
+  let runs = 0;
+  let bytesRead = 0;
+  const loops = jobs.map(async (job) => {
+    while (!stop) {
+      const { body } = await api.call<RunView>('POST', `/api/v1/repositories/${repoName}/jobs/${job}/run`, 202);
+      const { run } = await waitForRun(api, body.id, 200);
+      if (run.state !== 'succeeded') throw new Error(`load run ${run.id} of ${job}: ${run.state} ${run.errorMessage ?? ''}`);
+      runs += 1;
+      bytesRead += run.bytesRead;
+    }
+  });
+  return async () => {
+    stop = true;
+    await Promise.all(loops);
+    return { runs, bytesRead };
+  };
+}
+
+async function main(): Promise<void> {
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  console.log(`service benchmark ${new Date().toISOString()}, commit ${commit}, ${cpus().length} CPUs, load average ${load()} at the start`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const raw = sampleImage();
+  const img = join(dir, 'cbt.qcow2');
+  execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, img]);
+  const sources = loadSources(raw, LOAD_JOBS, LOAD_MIB);
+  lifeboat(['repo', 'init', repo]);
+  for (const job of ['cbt-api', 'cbt-handoff', 'cbt-cli']) lifeboat(['job', 'create', job, '--repo', repo, '--disk', img, '--cbt']);
+  const loadJobs = sources.map((src, k) => {
+    lifeboat(['job', 'create', `load-${k}`, '--repo', repo, '--disk', src]);
+    return `load-${k}`;
+  });
+
+  // The catalog, filled before the server opens it: the runs and points of 50 jobs, half in this repository.
+  const shape: CatalogShape = { runs: RUNS, points: POINTS, jobs: 50, repos: [repo, '/srv/backup/elsewhere'] };
+  const catalog = await openCatalog(stateDir);
+  try {
+    await fillCatalog(catalog, shape, 1);
+  } finally {
+    await catalog.close();
+  }
+  const token = await adminToken(stateDir);
+
+  // Fulls: the CLI alone first (no server yet), then through the server.
+  const cliFull = runByCli('cbt-cli');
+  const [apiFull, handFull] = await withServer(token, async (api, repoName) => [
+    await runByApi(api, repoName, 'cbt-api'),
+    await runByHandOff(api, 'cbt-handoff'),
+  ]);
+  const { rewritten, blocks } = rewriteFivePercent(raw, img, join(dir, 'changes'));
+  const cliInc = runByCli('cbt-cli');
+  const loadAtCbt = load();
+  const { apiInc, handInc, latency, loadAtIdle, loadAtBusy, busy } = await withServer(token, async (api, repoName) => {
+    const apiInc = await runByApi(api, repoName, 'cbt-api');
+    const handInc = await runByHandOff(api, 'cbt-handoff');
+    const middle = Math.floor(RUNS / 2);
+    const endpoints = [
+      ['GET /runs (newest 50)', '/api/v1/runs'],
+      ['GET /runs?job', `/api/v1/runs?job=${fillJobName(8, shape)}`],
+      ['GET /runs?repo&state=failed', `/api/v1/runs?repo=${repoName}&state=failed`],
+      ['GET /runs?job&state×2&since', `/api/v1/runs?job=${fillJobName(4, shape)}&state=failed&state=warning&since=${minutes(middle)}`],
+      ['GET /runs?before (deep page)', `/api/v1/runs?before=${middle}&limit=50`],
+      ['GET /runs?limit=1000', '/api/v1/runs?limit=1000'],
+      ['GET /repositories/R/jobs (7 jobs)', `/api/v1/repositories/${repoName}/jobs`],
+      ['GET …/jobs/cbt-api/points', `/api/v1/repositories/${repoName}/jobs/cbt-api/points`],
+    ] as const;
+    const loadAtIdle = load();
+    const idle = await sampleEndpoints(api, endpoints);
+    const stopBackups = keepBackupsRunning(api, repoName, loadJobs);
+    // Let all 4 get going before the first sample.
+    await new Promise((r) => setTimeout(r, 1500));
+    const during = await sampleEndpoints(api, endpoints);
+    const loadAtBusy = load();
+    const busy = await stopBackups();
+    return {
+      apiInc,
+      handInc,
+      loadAtIdle,
+      loadAtBusy,
+      busy,
+      latency: endpoints.map(([label]) => ({ label, idle: idle.get(label)!, during: during.get(label)! })),
+    };
+  });
+
+  for (const [what, t] of [
+    ['API full', apiFull],
+    ['API incremental', apiInc],
+    ['hand-off incremental', handInc],
+  ] as const)
+    if (t.run.changeMethod !== (what === 'API full' ? 'full' : 'cbt')) console.log(`  note: the ${what} found its changes by ${t.run.changeMethod}`);
+
+  console.log(`\n1. CBT incremental, 1 GiB qcow2 of real files, ${rewritten} of ${blocks} 1 MiB blocks rewritten (load average ${loadAtCbt})`);
+  console.log(`${'how'.padEnd(44)}${'full s'.padStart(8)}${'incr s'.padStart(9)}${'incr/full'.padStart(11)}`);
+  const row = (how: string, full: number, inc: number) =>
+    console.log(`${how.padEnd(44)}${s(full).padStart(8)}${s(inc).padStart(9)}${pct(inc, full).padStart(11)}`);
+  row('server, API run-now: catalog start→end', apiFull.catalog, apiInc.catalog);
+  row('server, API run-now: request→end seen', apiFull.wall, apiInc.wall);
+  row('lifeboat backup handed to the server: catalog', handFull.catalog, handInc.catalog);
+  row('lifeboat backup handed to the server: wall', handFull.wall, handInc.wall);
+  row('lifeboat backup alone (no server): wall', cliFull.wall, cliInc.wall);
+  row('lifeboat backup alone: in-process seconds', cliFull.inProcess, cliInc.inProcess);
+  console.log(`  incremental steps in the server (ms): ${JSON.stringify(apiInc.run.steps)}; read ${(apiInc.run.bytesRead / 1e6).toFixed(0)} MB`);
+  console.log('  target: server incremental ≤ 10% of the full');
+
+  console.log(`\n2. list endpoints over ${RUNS} runs and ${POINTS} points (SQLite), ${SAMPLES} requests each, one keep-alive connection, ms`);
+  console.log(
+    `   idle: load average ${loadAtIdle}; during ${LOAD_JOBS} backups of ${LOAD_MIB} MiB: load average ${loadAtBusy}, ${busy.runs} runs ended, ${(busy.bytesRead / 1e9).toFixed(1)} GB read`,
+  );
+  console.log(
+    `${'endpoint'.padEnd(36)}${'idle p50'.padStart(9)}${'p99'.padStart(8)}${'max'.padStart(8)}${'busy p50'.padStart(10)}${'p99'.padStart(8)}${'max'.padStart(8)}`,
+  );
+  const f = (x: number, w: number) => x.toFixed(1).padStart(w);
+  for (const l of latency)
+    console.log(
+      `${l.label.padEnd(36)}${f(l.idle.p50, 9)}${f(l.idle.p99, 8)}${f(l.idle.max, 8)}${f(l.during.p50, 10)}${f(l.during.p99, 8)}${f(l.during.max, 8)}`,
+    );
+  console.log('  target: p99 < 20 ms while 4 backups run');
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();

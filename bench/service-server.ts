@@ -1,0 +1,144 @@
+/**
+ * What bench:service drives: a real `lifeboat serve` process (plain HTTP on
+ * an ephemeral port, jobs by request only), an admin's API token, and a
+ * keep-alive HTTP client that times each request.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { bin } from './bench-util.js';
+
+export interface Served {
+  readonly proc: ChildProcess;
+  /** e.g. http://127.0.0.1:40123 (without /api/v1). */
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `lifeboat serve` for `repo` with its catalog in `stateDir`; resolves once the HTTP API listens. */
+export function startServe(repo: string, stateDir: string): Promise<Served> {
+  const args = ['serve', '--repo', repo, '--state-dir', stateDir, '--no-scheduler', '--http-port', '0', '--no-tls'];
+  args.push('--no-portmap', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0');
+  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(killer);
+    }
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new Error(`serve did not start in 60 s:\n${output}`));
+    }, 60_000);
+    const look = (d: Buffer): void => {
+      output += d.toString();
+      const m = /HTTP API on (http:\/\/\S+?)(\/api\/v1)?[;\s]/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, base: m[1]!, stop });
+      }
+    };
+    proc.stdout.on('data', look);
+    proc.stderr.on('data', look);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${code}) before it listened:\n${output}`));
+    });
+  });
+}
+
+/** Runs `lifeboat args…` with `input` on standard input; its standard output, or an error with its standard error. */
+export function lifeboatWithInput(args: string[], input = ''): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`lifeboat ${args.slice(0, 2).join(' ')}: exit ${code}\n${err}`))));
+    p.stdin.end(input);
+  });
+}
+
+/** An admin user and an API token in `stateDir`'s catalog. */
+export async function adminToken(stateDir: string): Promise<string> {
+  await lifeboatWithInput(['user', 'add', 'bench', '--role', 'admin', '--state-dir', stateDir, '--password-stdin'], 'bench-password-1234\n');
+  const created = JSON.parse(await lifeboatWithInput(['token', 'create', '--user', 'bench', '--state-dir', stateDir, '--json'])) as { token: string };
+  return created.token;
+}
+
+export interface Answer<T> {
+  readonly status: number;
+  readonly body: T;
+  /** From the request's start to its answer's last byte. */
+  readonly ms: number;
+}
+
+/** One keep-alive connection to the API, as a console or a script holds it. */
+export class ApiClient {
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
+
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+  ) {}
+
+  call<T>(method: string, path: string, want = 200): Promise<Answer<T>> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = request(`${this.base}${path}`, { method, agent: this.agent, headers: { authorization: `Bearer ${this.token}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const ms = performance.now() - t0;
+          const text = Buffer.concat(chunks).toString();
+          if (res.statusCode !== want) reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`));
+          else resolve({ status: res.statusCode, body: JSON.parse(text) as T, ms });
+        });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export interface RunView {
+  id: number;
+  state: string;
+  queuedAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  bytesRead: number;
+  bytesStored: number;
+  steps: Record<string, number>;
+  changeMethod: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+}
+
+const ACTIVE = new Set(['queued', 'running']);
+
+/** Polls run `id` every `pollMs` until it has ended; the record, and when its end was seen. */
+export async function waitForRun(api: ApiClient, id: number, pollMs: number): Promise<{ run: RunView; seenAt: number }> {
+  for (;;) {
+    const { body } = await api.call<{ run: RunView }>('GET', `/api/v1/runs/${id}?logLimit=1`);
+    if (!ACTIVE.has(body.run.state)) return { run: body.run, seenAt: performance.now() };
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/** Catalog milliseconds from start to end of an ended run. */
+export function catalogMs(run: RunView): number {
+  if (run.startedAt === null || run.endedAt === null) throw new Error(`run ${run.id} has no start or end (${run.state})`);
+  return Date.parse(run.endedAt) - Date.parse(run.startedAt);
+}
