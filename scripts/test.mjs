@@ -41,6 +41,9 @@ const UNIT = [
   'schedule-model',
   'catalog-sqlite',
   'http-errors',
+  'http-api',
+  'http-api-sessions',
+  'cli-catalog',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

@@ -27,6 +27,8 @@ export interface ServiceOptions extends ServeOptions {
   /** `self-signed` (made at first start in the state folder), files, or none (plain HTTP, for loopback). */
   readonly tls: 'self-signed' | 'none' | { readonly certPath: string; readonly keyPath: string };
   readonly maxTasks?: number | undefined;
+  /** Folders operators may restore and migrate into through the API (admins may name any path). */
+  readonly targetFolders?: readonly string[] | undefined;
   /** Waits between webhook tries (tests shorten them). */
   readonly webhookRetryDelaysMs?: readonly number[] | undefined;
   /** Run no jobs by schedule (the API and the CLI hand-off still run them). */
@@ -109,6 +111,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       clock: opts.clock,
       logger: opts.logger,
       https: https ? { cert: https.cert, key: https.key } : undefined,
+      targetFolders: opts.targetFolders,
     });
     closers.push(() => api.close());
     const port = await listenNear(

@@ -16,7 +16,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--catalog <url>] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
+    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
   summary: 'run the server until stopped: jobs on their schedules, the HTTP API, and instant recovery (NFSv3 datastore, NBD)',
   positionals: [],
   options: {
@@ -42,6 +42,12 @@ export const serve: Command = {
     'tls-key': { type: 'string', description: 'private key (PEM) of --tls-cert' },
     'no-tls': { type: 'boolean', description: 'plain HTTP (only for a loopback --http-bind)', defaultText: 'HTTPS' },
     'max-tasks': { type: 'string', description: 'disk tasks running at once, over all jobs', defaultText: '4' },
+    'target-folder': {
+      type: 'string',
+      multiple: true,
+      description: 'a folder operators may restore and migrate into through the HTTP API, once per folder (admins may name any path)',
+      defaultText: 'none: admins only',
+    },
     'no-scheduler': {
       type: 'boolean',
       description: 'run no job by schedule (runs asked for through the API or the CLI still run)',
@@ -71,6 +77,7 @@ export const serve: Command = {
       tls: noTls ? 'none' : cert !== undefined && key !== undefined ? { certPath: cert, keyPath: key } : 'self-signed',
       maxTasks,
       noScheduler: ctx.values['no-scheduler'] === true,
+      targetFolders: ((ctx.values['target-folder'] as string[] | undefined) ?? []).map((f) => resolve(f)),
       repo: requireString(ctx, 'repo'),
       bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
       nfsPort: port(optionalString(ctx, 'nfs-port'), '--nfs-port'),
