@@ -294,7 +294,8 @@ export class ServiceRuntime implements JobRunner {
         job: jobKey(r.repo, r.job),
         trigger: r.trigger,
         attempt: r.attempt,
-        state: r.state,
+        // A run this process started is running, even before its first catalog write lands: the cap must count it.
+        state: this.running.has(r.id) && (r.state === 'queued' || r.state === 'running') ? 'running' : r.state,
         queuedAt: Date.parse(r.queuedAt),
         startedAt: ms(r.startedAt),
         endedAt: ms(r.endedAt),
