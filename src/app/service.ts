@@ -3,7 +3,10 @@ import { resolve } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Weekday } from '../core/clock.js';
-import { formatDuration, formatWindow, localTimeZone, nextFire, parseDuration, parseWindow } from '../core/schedule-text.js';
+import { localTimeZone, nextFire } from '../core/schedule-text.js';
+import { scheduleSettings, withoutUndefined, type ScheduleSettingsChange } from './schedule-settings.js';
+
+export type { ScheduleSettingsChange };
 import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
@@ -363,34 +366,6 @@ function resolveDisk(ref: string | undefined, names: readonly string[]): number 
   const byName = names.indexOf(ref);
   if (byName >= 0) return byName;
   throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `no disk "${ref}" in this point (disks: ${names.map((n, i) => `${i}=${n}`).join(', ')})`);
-}
-
-/** The schedule settings `job create` and `job set` take; null clears a setting (no schedule, no window, no chaining). */
-export interface ScheduleSettingsChange {
-  schedule?: string | null | undefined;
-  window?: string | null | undefined;
-  retries?: number | undefined;
-  retryDelay?: string | undefined;
-  after?: string | null | undefined;
-  disabled?: boolean | undefined;
-  webhook?: string | null | undefined;
-}
-
-/** The settings as job.json stores them: window and delay in their canonical form, cleared ones (and `disabled: false`) undefined. */
-function scheduleSettings(c: ScheduleSettingsChange): Pick<JobSettings, 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook'> {
-  const out: { -readonly [K in 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook']?: JobSettings[K] } = {};
-  if (c.schedule !== undefined) out.schedule = c.schedule === null ? undefined : c.schedule.trim();
-  if (c.window !== undefined) out.window = c.window === null ? undefined : formatWindow(parseWindow(c.window));
-  if (c.retries !== undefined) out.retries = c.retries;
-  if (c.retryDelay !== undefined) out.retryDelay = formatDuration(parseDuration(c.retryDelay));
-  if (c.after !== undefined) out.after = c.after ?? undefined;
-  if (c.disabled !== undefined) out.disabled = c.disabled || undefined;
-  if (c.webhook !== undefined) out.webhook = c.webhook ?? undefined;
-  return out;
-}
-
-function withoutUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** The disks of a job as stored: paths made absolute and checked, a running VM's drives as qmp:///<monitor socket>?drive=<node-name>. */
