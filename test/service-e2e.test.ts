@@ -433,6 +433,8 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
   assert.equal(interrupted.errorCode, 'LFB_ERR_INTERRUPTED');
   assert.equal(interrupted.pointId, null);
   assert.ok(interrupted.endedAt !== null);
+  // Its end has its journal line too, written when the new server found it (before the API listened: the whole output is searched).
+  assert.match(server.log(), new RegExp(`<4>lifeboat run=${victim.id} job=db .*state=interrupted trigger=schedule .*code=LFB_ERR_INTERRUPTED`));
   const retried = await waitFor(
     'the retry to end',
     60_000,

@@ -80,6 +80,10 @@ export class ServiceRuntime implements JobRunner {
           { at: now.toISOString(), level: 'warn', message: 'interrupted: the server ended while the run was going (it is retried per its policy)' },
         ])
         .catch(() => undefined);
+      // Its end is known only now: it gets its journal line (and notifications) as every ended run does.
+      await Promise.resolve()
+        .then(() => this.opts.onRunEnded?.(r))
+        .catch((err: unknown) => this.opts.logger.error('service: reporting an interrupted run failed', { run: r.id, problem: String(err) }));
     }
     this.since = (await this.readHeartbeat()) ?? now.getTime();
     this.tick();
