@@ -44,6 +44,7 @@ const UNIT = [
   'http-api',
   'http-api-sessions',
   'cli-catalog',
+  'service-runtime',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

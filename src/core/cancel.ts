@@ -14,6 +14,11 @@ export type InterruptSignal = keyof typeof INTERRUPT_SIGNALS;
 
 export function interruptedError(signal: AbortSignal): LifeboatError {
   const reason: unknown = signal.reason;
+  // A stop with its own words (the service: a closing window, a request, the server stopping).
+  if (reason instanceof LifeboatError)
+    return new LifeboatError('LFB_ERR_INTERRUPTED', `${reason.message}; the run stopped at a safe point and left no temporary file or lock`, {
+      details: reason.details,
+    });
   const name = typeof reason === 'string' && reason in INTERRUPT_SIGNALS ? reason : 'SIGINT';
   return new LifeboatError('LFB_ERR_INTERRUPTED', `interrupted by ${name}; the run stopped at a safe point and left no temporary file or lock`, {
     details: { signal: name },

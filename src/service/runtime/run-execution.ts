@@ -12,6 +12,12 @@ export type StopReason = 'stopped' | 'window-closed' | 'shutdown';
 
 const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
 
+const STOP_WORDS: Record<StopReason, string> = {
+  stopped: 'a person stopped it',
+  'window-closed': 'its window closed',
+  shutdown: 'the server is stopping',
+};
+
 /** A progress line in the run's log at most this often. */
 const LOG_PROGRESS_EVERY_MS = 10_000;
 
@@ -54,7 +60,7 @@ export class RunExecution {
 
   stop(reason: StopReason): void {
     this.stopReason ??= reason;
-    this.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', reason === 'shutdown' ? 'the server is stopping' : `stopped (${reason})`));
+    this.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', STOP_WORDS[reason], { details: { reason } }));
   }
 
   watch(listener: (p: RunProgress) => void): () => void {
