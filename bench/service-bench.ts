@@ -18,11 +18,15 @@
  *
  *   npm run bench:service
  *   BENCH_RUNS=100000 BENCH_POINTS=10000 BENCH_SAMPLES=300 (the defaults)
+ *   BENCH_PROFILE=1: the servers run with --cpu-prof (profiles in
+ *   bench-work/service-profile, with the phases' times) and report their
+ *   event-loop delay in each phase (bench/loop-delay.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { openCatalog } from '../src/catalog/open.js';
 import { MiB, bin, work } from './bench-util.js';
 import { fillCatalog, fillJobName, minutes, type CatalogShape } from './catalog-fill.js';
@@ -38,6 +42,9 @@ const LOAD_MIB = 256;
 /** How often the bench looks whether a timed run has ended (the wall time's resolution). */
 const POLL_MS = 10;
 
+const PROFILE = process.env['BENCH_PROFILE'] === '1';
+const profileDir = join(work, 'service-profile');
+const loopDelayFile = join(profileDir, 'loop-delay.txt');
 const dir = join(work, 'service');
 const repo = join(dir, 'repo');
 const stateDir = join(dir, 'state');
@@ -115,7 +122,8 @@ const pct = (inc: number, full: number) => `${((inc / full) * 100).toFixed(1)}%`
 const s = (ms: number) => (ms / 1000).toFixed(2);
 
 async function withServer<T>(token: string, fn: (api: ApiClient, repoName: string, served: Served) => Promise<T>): Promise<T> {
-  const served = await startServe(repo, stateDir);
+  const nodeArgs = PROFILE ? ['--import', pathToFileURL(resolve('dist/bench/loop-delay.js')).href, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const served = await startServe(repo, stateDir, nodeArgs);
   const api = new ApiClient(served.base, token);
   try {
     const { body } = await api.call<{ repositories: { name: string; root: string }[] }>('GET', '/api/v1/repositories');
@@ -165,7 +173,28 @@ function keepBackupsRunning(api: ApiClient, repoName: string, jobs: readonly str
   };
 }
 
+/** A phase's start and end (epoch ms), written beside the profiles. */
+function phase(name: string, from: number, to: number): void {
+  if (PROFILE) appendFileSync(join(profileDir, 'phases.txt'), `${name} ${from} ${to}\n`);
+}
+
+/** The server's event-loop delay over a phase: the worst 500 ms interval's p99, and the longest delay (ms). */
+function loopDelay(from: number, to: number): string {
+  const lines = readFileSync(loopDelayFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').map(Number))
+    .filter(([at]) => at! > from && at! <= to + 500);
+  const p50s = lines.map((l) => l[1]!).sort((a, b) => a - b);
+  return `median of intervals' p50 ${percentile(p50s, 50).toFixed(1)}, worst interval p99 ${Math.max(...lines.map((l) => l[2]!)).toFixed(1)}, longest ${Math.max(...lines.map((l) => l[3]!)).toFixed(1)}`;
+}
+
 async function main(): Promise<void> {
+  if (PROFILE) {
+    rmSync(profileDir, { recursive: true, force: true });
+    mkdirSync(profileDir, { recursive: true });
+    process.env['BENCH_LOOP_DELAY_FILE'] = loopDelayFile;
+  }
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   console.log(`service benchmark ${new Date().toISOString()}, commit ${commit}, ${cpus().length} CPUs, load average ${load()} at the start`);
   rmSync(dir, { recursive: true, force: true });
@@ -215,11 +244,15 @@ async function main(): Promise<void> {
       ['GET …/jobs/cbt-api/points', `/api/v1/repositories/${repoName}/jobs/cbt-api/points`],
     ] as const;
     const loadAtIdle = load();
+    const idleFrom = Date.now();
     const idle = await sampleEndpoints(api, endpoints);
+    phase('idle', idleFrom, Date.now());
     const stopBackups = keepBackupsRunning(api, repoName, loadJobs);
     // Let all 4 get going before the first sample.
     await new Promise((r) => setTimeout(r, 1500));
+    const busyFrom = Date.now();
     const during = await sampleEndpoints(api, endpoints);
+    phase('busy', busyFrom, Date.now());
     const loadAtBusy = load();
     const busy = await stopBackups();
     return {
@@ -265,6 +298,13 @@ async function main(): Promise<void> {
       `${l.label.padEnd(36)}${f(l.idle.p50, 9)}${f(l.idle.p99, 8)}${f(l.idle.max, 8)}${f(l.during.p50, 10)}${f(l.during.p99, 8)}${f(l.during.max, 8)}`,
     );
   console.log('  target: p99 < 20 ms while 4 backups run');
+  if (PROFILE) {
+    for (const line of readFileSync(join(profileDir, 'phases.txt'), 'utf8').trim().split('\n')) {
+      const [name, from, to] = line.split(' ');
+      console.log(`  server event-loop delay, ${name} (ms): ${loopDelay(Number(from), Number(to))}`);
+    }
+    console.log(`  CPU profiles of the servers and the phases' times in ${profileDir}`);
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -14,11 +14,11 @@ export interface Served {
   stop(): Promise<void>;
 }
 
-/** Starts `lifeboat serve` for `repo` with its catalog in `stateDir`; resolves once the HTTP API listens. */
-export function startServe(repo: string, stateDir: string): Promise<Served> {
+/** Starts `lifeboat serve` for `repo` with its catalog in `stateDir` (`nodeArgs` before the script); resolves once the HTTP API listens. */
+export function startServe(repo: string, stateDir: string, nodeArgs: readonly string[] = []): Promise<Served> {
   const args = ['serve', '--repo', repo, '--state-dir', stateDir, '--no-scheduler', '--http-port', '0', '--no-tls'];
   args.push('--no-portmap', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0');
-  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   const stop = async (): Promise<void> => {
