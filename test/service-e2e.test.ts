@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { BIN, MiB, cli, tempDir, type CliResult } from './helpers.js';
@@ -139,6 +139,50 @@ class Api {
   run(id: number): Promise<RunDetail> {
     return this.call<RunDetail>('GET', '/api/v1/runs/{id}', { id: String(id) });
   }
+
+  /**
+   * Waits until run `id` is running, then follows its events until a progress
+   * event says its data is partly done (one comes every 64 MiB): a kill right
+   * after lands in the middle of the data, however fast the machine is.
+   */
+  async midway(id: number, ms = 60_000): Promise<{ bytesDone: number; bytesTotal: number }> {
+    const state = await waitFor(
+      `run ${id} to start`,
+      ms,
+      async () => {
+        const r = (await this.run(id)).run;
+        return r.state === 'queued' ? undefined : r.state;
+      },
+      20,
+    );
+    assert.equal(state, 'running', `run ${id} ended before the test could follow it`);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    try {
+      const res = await fetch(`${this.base}/api/v1/runs/${id}/events`, { headers: { authorization: `Bearer ${this.token}` }, signal: abort.signal });
+      assert.equal(res.status, 200);
+      const decoder = new TextDecoder();
+      let text = '';
+      for await (const chunk of res.body!) {
+        text += decoder.decode(chunk as Uint8Array, { stream: true });
+        for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+          const block = text.slice(0, end);
+          text = text.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1] ?? 'null';
+          if (event === 'end') assert.fail(`run ${id} ended before the test saw it midway: ${data}`);
+          if (event !== 'progress') continue;
+          const p = JSON.parse(data) as { bytesDone: number; bytesTotal: number };
+          assert.ok(p.bytesDone < p.bytesTotal, `run ${id}: the first progress seen is its last (${data}); give it a bigger disk`);
+          return p;
+        }
+      }
+      return assert.fail(`the events of run ${id} stopped before any progress`);
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
+  }
 }
 
 /** Polls `probe` until it returns a value (not undefined); fails after `ms` with what it saw last. */
@@ -181,10 +225,7 @@ function serversOf(t: TestContext): { start: (repo: string, args?: string[]) => 
   };
 }
 
-/**
- * MiB of a source whose run is stopped or killed midway: base64 text compresses at roughly 100 MiB/s per core on
- * the machines we measured, so a full of it lasts seconds (the kill lands within half a second of its start).
- */
+/** MiB of a source whose run is stopped or killed midway (Api.midway): four progress events, the first at a quarter. */
 const LONG_RUN_MIB = 256;
 
 const ended = (r: Run): boolean => !['queued', 'running'].includes(r.state);
@@ -415,15 +456,9 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
   let server = await servers.start(repo);
   let api = await Api.connect(server.httpUrl, token);
 
-  const victim = await waitFor(
-    'the scheduled run to be running',
-    75_000,
-    async () => (await api.runs('db')).find((r) => r.state === 'running' || ended(r)),
-    50,
-  );
-  assert.equal(victim.state, 'running', `the run ended before the kill: ${JSON.stringify(victim)}`);
+  const victim = await waitFor('the scheduled run', 75_000, async () => (await api.runs('db'))[0], 20);
   assert.equal(victim.trigger, 'schedule');
-  await new Promise((r) => setTimeout(r, 300)); // into its data
+  await api.midway(victim.id);
   await kill9(server);
 
   server = await servers.start(repo);
@@ -457,6 +492,11 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
   );
   await kill9(server);
 
+  // The killed run's temporary backup file went with the retry.
+  assert.deepEqual(
+    (await readdir(join(repo, 'jobs', 'db'))).filter((n) => n.endsWith('.tmp')),
+    [],
+  );
   // Every point: the two made by hand before the kill, and the retry's. The killed run left none.
   const points = (JSON.parse(await lifeboat(['points', 'db', '--repo', repo, '--json'])) as { id: string; available: boolean }[]).filter((p) => p.available);
   assert.deepEqual(
@@ -484,8 +524,7 @@ test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded in
   const api = await Api.connect(server.httpUrl, token);
 
   const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
-  await waitFor('the run to be running', 30_000, async () => ((await api.run(asked.id)).run.state === 'running' ? true : undefined), 50);
-  await new Promise((r) => setTimeout(r, 300)); // into its data
+  await api.midway(asked.id);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     server.proc.on('exit', (code, signal) => resolve({ code, signal })),
   );
@@ -499,7 +538,8 @@ test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded in
   t.diagnostic(`serve exited ${seconds.toFixed(2)} s after SIGTERM`);
   assert.match(server.stderr(), new RegExp(`<4>lifeboat run=${asked.id} job=app .*state=interrupted trigger=api .*code=LFB_ERR_INTERRUPTED`));
 
-  // Nothing is left locked: a backup by hand right after goes through.
+  // Nothing is left behind (the run stopped at a safe point), nor locked: a backup by hand right after goes through.
+  assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
   const made = JSON.parse(await lifeboat(['backup', 'app', '--repo', repo, '--json'])) as { pointId: string; kind: string };
   assert.equal(made.kind, 'full');
 
@@ -532,9 +572,7 @@ test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and
   let api = await Api.connect(server.httpUrl, token);
 
   const killed = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'big' }, {}, 202);
-  const seen = await waitFor('the run to be running', 30_000, async () => ((await api.run(killed.id)).run.state === 'queued' ? undefined : true), 50);
-  assert.equal(seen, true);
-  assert.equal((await api.run(killed.id)).run.state, 'running');
+  await api.midway(killed.id);
   await kill9(server);
 
   server = await servers.start(repo, ['--no-scheduler']);
