@@ -112,19 +112,27 @@ class Api {
   }
 
   /** `template` as the document names it (/api/v1/runs/{id}); the answer must have status `want`. */
-  async call<T>(method: string, template: string, params: Record<string, string> = {}, query: Record<string, string> = {}, want = 200): Promise<T> {
+  async call<T>(
+    method: string,
+    template: string,
+    params: Record<string, string> = {},
+    query: Record<string, string> = {},
+    want = 200,
+    body?: unknown,
+  ): Promise<T> {
     const qs = new URLSearchParams(query).toString();
     const res = await fetch(`${this.base}${fill(template, params)}${qs ? `?${qs}` : ''}`, {
       method,
-      headers: { authorization: `Bearer ${this.token}` },
+      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-    const body = await res.text();
-    assert.equal(res.status, want, `${method} ${template}: ${res.status} ${body}`);
+    const text = await res.text();
+    assert.equal(res.status, want, `${method} ${template}: ${res.status} ${text}`);
     const shim = {
       statusCode: res.status,
-      body,
+      body: text,
       headers: { 'content-type': res.headers.get('content-type') ?? '' },
-      json: () => JSON.parse(body) as unknown,
+      json: () => JSON.parse(text) as unknown,
     } as unknown as LightMyRequestResponse;
     return this.doc.check(method, template, shim) as T;
   }
@@ -306,6 +314,25 @@ test('a job on a seconds-level schedule runs by itself, again and again; its run
     line ?? '',
     new RegExp(`^<6>lifeboat run=${done[1]!.id} job=tick repo=\\S+ state=succeeded trigger=schedule .*point=${done[1]!.pointId} changes=hash`),
   );
+});
+
+test('a job created through the API with a schedule runs at its first fire: the scheduler asks again when a job changes', async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-e2e-apijob-');
+  t.after(cleanup);
+  const servers = serversOf(t);
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'web.img');
+  await lifeboat(['repo', 'init', repo]);
+  const [token] = await Promise.all([adminToken(repo), writeTextDisk(disk, 1)]);
+  // No job yet: nothing is due, and the scheduler sleeps its longest (30 s).
+  const server = await servers.start(repo);
+  const api = await Api.connect(server.httpUrl, token);
+  const createdAt = Date.now();
+  await api.call('POST', '/api/v1/repositories/{repo}/jobs', { repo: 'repo' }, {}, 201, { name: 'web', disks: [disk], schedule: '*/2 * * * * *' });
+  const run = await waitFor('a run of the new job', 8000, async () => (await api.runs('web')).find(ended));
+  assert.equal(run.trigger, 'schedule');
+  assert.equal(run.state, 'succeeded', `${run.errorCode} ${run.errorMessage}`);
+  assert.ok(Date.parse(run.queuedAt) - createdAt < 4000, `queued ${Date.parse(run.queuedAt) - createdAt} ms after the job was created`);
 });
 
 test('a missing source fails, is retried after its delay, and succeeds once it is back', async (t) => {

@@ -39,6 +39,8 @@ export interface JobRunner {
   stop(runId: number): Promise<void>;
   /** Progress events of a running run until it ends; returns the unsubscribe. Optional: without it, events come from the catalog alone. */
   watch?(runId: number, listener: (p: RunProgress) => void): () => void;
+  /** A job was created, changed or deleted through the API: its schedule counts from now, not from the scheduler's next round. */
+  jobChanged?(repo: string, job: string): void;
 }
 
 export interface HttpApiDeps {

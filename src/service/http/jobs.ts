@@ -17,8 +17,9 @@ import { ERROR_RESPONSES, JobChangeBody, JobCreateBody, JobCreated, JobDeleteQue
 
 const ACTIVE = RUN_STATES.filter((s) => s === 'queued' || s === 'running');
 
-/** The catalog's copy of a job (a cache: a failure is logged, the repository already changed). */
+/** The catalog's copy of a job (a cache: a failure is logged, the repository already changed); the scheduler is told. */
 async function cacheJob(ctx: ApiContext, root: string, job: JobDefinition | undefined, name: string): Promise<void> {
+  ctx.deps.runner?.jobChanged?.(root, name);
   try {
     if (job === undefined) await ctx.deps.catalog.deleteJob(root, name);
     else await ctx.deps.catalog.putJob(jobRecord(root, job, ctx.deps.clock.now()));

@@ -120,6 +120,11 @@ export class ServiceRuntime implements JobRunner {
     return this.running.get(runId)?.watch(listener) ?? (() => undefined);
   }
 
+  /** The scheduler decides again at once: a new or changed schedule is not left until its next round (up to maxSleepMs). */
+  jobChanged(): void {
+    this.tick();
+  }
+
   /** A running run's latest progress, if it has one. */
   progressOf(runId: number): BackupProgress | undefined {
     return this.running.get(runId)?.lastProgress;
