@@ -538,7 +538,7 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
   }
 });
 
-test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked', async (t) => {
+test('a run stopped through the API ends stopped; SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked', async (t) => {
   const { dir, cleanup } = await tempDir('lifeboat-e2e-term-');
   t.after(cleanup);
   const servers = serversOf(t);
@@ -549,6 +549,17 @@ test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded in
   await lifeboat(['job', 'create', 'app', '--repo', repo, '--disk', disk]);
   const server = await servers.start(repo);
   const api = await Api.connect(server.httpUrl, token);
+
+  // Stopped through the API midway: it ends stopped at a safe point, leaving nothing behind.
+  const first = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
+  await api.midway(first.id);
+  const stopped = await api.call<Run>('POST', '/api/v1/runs/{id}/stop', { id: String(first.id) });
+  assert.equal(stopped.state, 'stopped', JSON.stringify(stopped));
+  assert.equal(stopped.errorCode, 'LFB_ERR_INTERRUPTED');
+  assert.equal(stopped.pointId, null);
+  assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
+  await waitFor('the journal line of the stopped run', 5000, async () => (server.stderr().includes(`run=${first.id} `) ? true : undefined));
+  assert.match(server.stderr(), new RegExp(`<5>lifeboat run=${first.id} job=app .*state=stopped trigger=api `));
 
   const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
   await api.midway(asked.id);
@@ -578,8 +589,11 @@ test('SIGTERM during a run: serve exits 0 within seconds, the run is recorded in
   assert.equal(run.errorCode, 'LFB_ERR_INTERRUPTED');
   assert.equal(run.pointId, null);
   assert.deepEqual(
-    (await api2.runs('app')).map((r) => r.id),
-    [asked.id],
+    (await api2.runs('app')).map((r) => [r.id, r.state]),
+    [
+      [first.id, 'stopped'],
+      [asked.id, 'interrupted'],
+    ],
   );
   const restored = join(dir, 'restored.img');
   await lifeboat(['restore', 'app', '--repo', repo, '--point', made.pointId, '--to', restored, '--format', 'raw']);
