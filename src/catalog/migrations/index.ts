@@ -2,10 +2,11 @@ import type { Migration } from './migration.js';
 import { v001CoreTables } from './v001-core-tables.js';
 import { v002ChangeMethod } from './v002-change-method.js';
 import { v003ListIndexes } from './v003-list-indexes.js';
+import { v004RunsRepoStateIndex } from './v004-runs-repo-state-index.js';
 
 export type { Migration } from './migration.js';
 
 /** Every schema version in order; the last is what this Lifeboat writes. */
-export const MIGRATIONS: readonly Migration[] = [v001CoreTables, v002ChangeMethod, v003ListIndexes];
+export const MIGRATIONS: readonly Migration[] = [v001CoreTables, v002ChangeMethod, v003ListIndexes, v004RunsRepoStateIndex];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
