@@ -81,9 +81,7 @@ export class ServiceRuntime implements JobRunner {
         ])
         .catch(() => undefined);
       // Its end is known only now: it gets its journal line (and notifications) as every ended run does.
-      await Promise.resolve()
-        .then(() => this.opts.onRunEnded?.(r))
-        .catch((err: unknown) => this.opts.logger.error('service: reporting an interrupted run failed', { run: r.id, problem: String(err) }));
+      await this.notifyEnded(r);
     }
     this.since = (await this.readHeartbeat()) ?? now.getTime();
     this.tick();
@@ -232,7 +230,7 @@ export class ServiceRuntime implements JobRunner {
             state: ended.state,
             ...(ended.errorCode ? { code: ended.errorCode } : {}),
           });
-          await this.opts.onRunEnded?.(ended);
+          await this.notifyEnded(ended);
         },
         (err: unknown) => this.opts.logger.error('service: recording a run failed', { run: id, problem: err instanceof Error ? err.message : String(err) }),
       )
@@ -245,6 +243,15 @@ export class ServiceRuntime implements JobRunner {
         this.running.delete(id);
         this.tick();
       });
+  }
+
+  /** Tells onRunEnded (the journal line, webhooks) of a run's end: a notifier that throws or rejects is logged, it never ends the server. */
+  private async notifyEnded(run: RunRecord): Promise<void> {
+    try {
+      await this.opts.onRunEnded?.(run);
+    } catch (err) {
+      this.opts.logger.error('service: reporting the end of a run failed', { run: run.id, problem: err instanceof Error ? err.message : String(err) });
+    }
   }
 
   /** Every job of every repository, as the scheduler sees it (job.json is read each round: `job set` from the CLI counts at once). */

@@ -1,0 +1,80 @@
+/**
+ * What the runtime tells of ended runs (onRunEnded: the journal line, and
+ * webhooks) cannot take the server down: a notifier that throws or rejects
+ * is logged, and the runtime goes on running jobs. In the test's process, a
+ * SQLite catalog in a temporary folder; no root, QEMU or listening port.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LifeboatService } from '../src/app/service.js';
+import { openCatalog, type RunRecord } from '../src/catalog/index.js';
+import { systemClock } from '../src/core/clock.js';
+import type { Logger } from '../src/core/log.js';
+import { ServiceRuntime } from '../src/service/runtime/service-runtime.js';
+import { cli, randomBytes, rng, tempDir } from './helpers.js';
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const how of ['throws', 'rejects'] as const) {
+  test(`a notifier of ended runs that ${how} is logged; the runtime goes on`, async (t) => {
+    const { dir, cleanup } = await tempDir('lifeboat-runtime-notify-');
+    t.after(cleanup);
+    const repo = join(dir, 'repo');
+    const disk = join(dir, 'vm.img');
+    await writeFile(disk, randomBytes(rng(3), 1024 * 1024));
+    for (const args of [
+      ['repo', 'init', repo],
+      ['job', 'create', 'vm', '--repo', repo, '--disk', disk],
+    ]) {
+      const r = await cli(args);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const catalog = await openCatalog(join(dir, 'state'));
+    t.after(() => catalog.close());
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    t.after(() => void process.off('unhandledRejection', onUnhandled));
+    const errors: string[] = [];
+    const logger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: (message) => void errors.push(message) };
+    const told: number[] = [];
+    const runtime = new ServiceRuntime({
+      catalog,
+      service: new LifeboatService(systemClock),
+      repos: [repo],
+      stateDir: join(dir, 'state'),
+      clock: systemClock,
+      logger,
+      onRunEnded: (run: RunRecord) => {
+        told.push(run.id);
+        if (how === 'throws') throw new Error('the webhook is down');
+        return Promise.reject(new Error('the webhook is down'));
+      },
+    });
+    await runtime.start();
+    t.after(() => runtime.close());
+
+    for (let i = 0; i < 2; i++) {
+      const run = await runtime.runNow(repo, 'vm', 'manual');
+      const ended = await until(`run ${run.id} to end`, async () => {
+        const r = await catalog.getRun(run.id);
+        return r.state === 'queued' || r.state === 'running' ? undefined : r;
+      });
+      assert.equal(ended.state, 'succeeded');
+      await until(`run ${run.id} to be told`, async () => (told.includes(run.id) && runtime.runningIds().length === 0 ? true : undefined));
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(unhandled, []);
+    assert.equal(errors.filter((e) => e.includes('reporting')).length, 2, errors.join('\n'));
+  });
+}
