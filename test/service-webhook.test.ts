@@ -40,7 +40,10 @@ test(
         assert.equal(r.code, 2, r.stderr);
         assert.match(r.stderr, why);
       }
-      assert.equal((await cli(['job', 'create', 'j', '--repo', repo, '--disk', img, '--webhook', url])).code, 0);
+      // Given at create, changed by set.
+      assert.equal((await cli(['job', 'create', 'j', '--repo', repo, '--disk', img, '--webhook', 'http://127.0.0.1:9/old'])).code, 0);
+      const set = await cli(['job', 'set', 'j', '--repo', repo, '--webhook', url]);
+      assert.equal(set.code, 0, set.stderr);
       const shown = await cli(['job', 'show', 'j', '--repo', repo]);
       assert.equal(shown.code, 0, shown.stderr);
       assert.match(shown.stdout, /^ {2}webhook: +http:\/\/127\.0\.0\.1:\d+\/hooks\/secret-path$/m);

@@ -29,6 +29,7 @@ export const JOB_SET_FLAGS = [
   'retry-delay',
   'after',
   'disabled',
+  'webhook',
 ] as const;
 
 /** Every flag job set acts on: the settings, their negations, and its own. */
