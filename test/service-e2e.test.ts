@@ -3,250 +3,35 @@
  * their schedules by themselves, the runs read back through the HTTP API
  * (every response validated against the served OpenAPI document). A job on
  * a seconds-level schedule; a missing source retried until it is back; ten
- * jobs under --max-tasks 2; kill -9 mid-run and a restart; SIGTERM mid-run.
- * Every server and child process is stopped in every outcome.
+ * jobs under --max-tasks 2; kill -9 mid-run and a restart; a stop through
+ * the API and SIGTERM mid-run; --no-scheduler; a fire missed while the
+ * server was down; a job created through the API. Every server and child
+ * process is stopped in every outcome.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LightMyRequestResponse } from 'fastify';
-import { BIN, MiB, cli, tempDir, type CliResult } from './helpers.js';
-import { OpenApiValidator, fill } from './http-api-fixture.js';
-import { kill9, startServer, type Server } from './server-helpers.js';
-
-const PASSWORD = 'e2e horse battery staple';
-
-interface Run {
-  id: number;
-  repo: string;
-  repoName: string;
-  job: string;
-  trigger: string;
-  attempt: number;
-  retryOf: number | null;
-  state: string;
-  queuedAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  bytesRead: number;
-  bytesStored: number;
-  errorCode: string | null;
-  errorMessage: string | null;
-  pointId: string | null;
-  changeMethod: string | null;
-}
-interface RunDetail {
-  run: Run;
-  tasks: { disk: number; state: string }[];
-  log: { seq: number; level: string; message: string }[];
-}
-
-function ok(r: CliResult, what: string): string {
-  assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stdout}${r.stderr}`);
-  return r.stdout;
-}
-
-const lifeboat = async (args: string[]): Promise<string> => ok(await cli(args), args.slice(0, 2).join(' '));
-
-/** `lifeboat user add` with the password on standard input. */
-function cliWithInput(args: string[], input: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    p.stdin.end(input);
-  });
-}
-
-/** An admin and an API token in the state folder the server of `repo` uses (startServer's `${repo}.state`). */
-async function adminToken(repo: string): Promise<string> {
-  const stateDir = `${repo}.state`;
-  ok(await cliWithInput(['user', 'add', 'ops', '--role', 'admin', '--state-dir', stateDir, '--password-stdin'], `${PASSWORD}\n`), 'user add');
-  const created = JSON.parse(await lifeboat(['token', 'create', '--user', 'ops', '--state-dir', stateDir, '--json'])) as { token: string };
-  return created.token;
-}
-
-/** A source disk of `mib` MiB of base64 text: it compresses, so a run spends measurable time on it (random bytes are stored as they are). Returns its SHA-256. */
-async function writeTextDisk(path: string, mib: number): Promise<string> {
-  const hash = createHash('sha256');
-  const fh = await open(path, 'w');
-  try {
-    // 768 KiB of random bytes are 1 MiB of base64.
-    for (let i = 0; i < mib; i++) {
-      const chunk = Buffer.from(randomBytes(768 * 1024).toString('base64'));
-      hash.update(chunk);
-      await fh.write(chunk);
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/** The HTTP API of a running server, every answer checked against its OpenAPI document. */
-class Api {
-  private constructor(
-    private readonly base: string,
-    private readonly token: string,
-    private readonly doc: OpenApiValidator,
-  ) {}
-
-  static async connect(httpUrl: string, token: string): Promise<Api> {
-    const res = await fetch(`${httpUrl}/openapi.json`);
-    assert.equal(res.status, 200);
-    return new Api(httpUrl.replace(/\/api\/v1$/, ''), token, new OpenApiValidator((await res.json()) as ConstructorParameters<typeof OpenApiValidator>[0]));
-  }
-
-  /** `template` as the document names it (/api/v1/runs/{id}); the answer must have status `want`. */
-  async call<T>(
-    method: string,
-    template: string,
-    params: Record<string, string> = {},
-    query: Record<string, string> = {},
-    want = 200,
-    body?: unknown,
-  ): Promise<T> {
-    const qs = new URLSearchParams(query).toString();
-    const res = await fetch(`${this.base}${fill(template, params)}${qs ? `?${qs}` : ''}`, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    assert.equal(res.status, want, `${method} ${template}: ${res.status} ${text}`);
-    const shim = {
-      statusCode: res.status,
-      body: text,
-      headers: { 'content-type': res.headers.get('content-type') ?? '' },
-      json: () => JSON.parse(text) as unknown,
-    } as unknown as LightMyRequestResponse;
-    return this.doc.check(method, template, shim) as T;
-  }
-
-  /** The job's runs, oldest first. */
-  async runs(job: string): Promise<Run[]> {
-    const page = await this.call<{ runs: Run[]; next: number | null }>('GET', '/api/v1/runs', {}, { job, limit: '200' });
-    assert.equal(page.next, null, 'more runs than one page');
-    return page.runs.sort((a, b) => a.id - b.id);
-  }
-
-  /** `job set --schedule` through the API: the scheduler takes it at once. */
-  async setSchedule(job: string, schedule: string): Promise<void> {
-    await this.call('PATCH', '/api/v1/repositories/{repo}/jobs/{job}', { repo: 'repo', job }, {}, 200, { schedule });
-  }
-
-  run(id: number): Promise<RunDetail> {
-    return this.call<RunDetail>('GET', '/api/v1/runs/{id}', { id: String(id) });
-  }
-
-  /**
-   * Waits until run `id` is running, then follows its events until a progress
-   * event says its data is partly done (one comes every 64 MiB): a kill right
-   * after lands in the middle of the data, however fast the machine is.
-   */
-  async midway(id: number, ms = 60_000): Promise<{ bytesDone: number; bytesTotal: number }> {
-    const state = await waitFor(
-      `run ${id} to start`,
-      ms,
-      async () => {
-        const r = (await this.run(id)).run;
-        return r.state === 'queued' ? undefined : r.state;
-      },
-      20,
-    );
-    assert.equal(state, 'running', `run ${id} ended before the test could follow it`);
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), ms);
-    try {
-      const res = await fetch(`${this.base}/api/v1/runs/${id}/events`, { headers: { authorization: `Bearer ${this.token}` }, signal: abort.signal });
-      assert.equal(res.status, 200);
-      const decoder = new TextDecoder();
-      let text = '';
-      for await (const chunk of res.body!) {
-        text += decoder.decode(chunk as Uint8Array, { stream: true });
-        for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
-          const block = text.slice(0, end);
-          text = text.slice(end + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1] ?? 'null';
-          if (event === 'end') assert.fail(`run ${id} ended before the test saw it midway: ${data}`);
-          if (event !== 'progress') continue;
-          const p = JSON.parse(data) as { bytesDone: number; bytesTotal: number };
-          assert.ok(p.bytesDone < p.bytesTotal, `run ${id}: the first progress seen is its last (${data}); give it a bigger disk`);
-          return p;
-        }
-      }
-      return assert.fail(`the events of run ${id} stopped before any progress`);
-    } finally {
-      clearTimeout(timer);
-      abort.abort();
-    }
-  }
-}
-
-/** Polls `probe` until it returns a value (not undefined); fails after `ms` with what it saw last. */
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** A cron expression (seconds first) firing once a minute, `aheadMs` from now: it cannot fire again within the minute the scenario needs. */
-function oncePerMinuteFrom(aheadMs: number): string {
-  return oncePerMinuteAt(aheadMs).cron;
-}
-
-/** The same, with the time of its next fire (ms). */
-function oncePerMinuteAt(aheadMs: number): { cron: string; at: number } {
-  const at = Math.floor((Date.now() + aheadMs) / 1000) * 1000;
-  return { cron: `${new Date(at).getSeconds()} * * * * *`, at };
-}
-
-/** The servers a test started: whatever still runs is killed when the test ends, however it ends. */
-function serversOf(t: TestContext): { start: (repo: string, args?: string[]) => Promise<Server & { stderr: () => string }> } {
-  const started: Server[] = [];
-  t.after(async () => {
-    for (const s of started) if (s.proc.exitCode === null && s.proc.signalCode === null) await kill9(s);
-  });
-  return {
-    async start(repo, args = []) {
-      const s = await startServer(repo, ['--no-portmap', ...args]);
-      started.push(s);
-      // Only standard error: where journald reads the one line per run.
-      let stderr = '';
-      s.proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      return { ...s, stderr: () => stderr };
-    },
-  };
-}
-
-/** MiB of a source whose run is stopped or killed midway (Api.midway): four progress events, the first at a quarter. */
-const LONG_RUN_MIB = 256;
-
-const ended = (r: Run): boolean => !['queued', 'running'].includes(r.state);
+import { MiB } from './helpers.js';
+import { kill9 } from './server-helpers.js';
+import {
+  Api,
+  LONG_RUN_MIB,
+  adminToken,
+  ended,
+  lifeboat,
+  oncePerMinuteAt,
+  oncePerMinuteFrom,
+  scenario,
+  sha256File,
+  waitFor,
+  writeTextDisk,
+  type Run,
+} from './service-e2e-helpers.js';
 
 test('a job on a seconds-level schedule runs by itself, again and again; its runs, their log and the journald line are there', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-tick-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-tick-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'tick.img');
   await writeTextDisk(disk, 4);
@@ -322,9 +107,7 @@ test('a job on a seconds-level schedule runs by itself, again and again; its run
 });
 
 test('a job created through the API with a schedule runs at its first fire: the scheduler asks again when a job changes', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-apijob-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-apijob-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'web.img');
   await lifeboat(['repo', 'init', repo]);
@@ -341,9 +124,7 @@ test('a job created through the API with a schedule runs at its first fire: the 
 });
 
 test('a missing source fails, is retried after its delay, and succeeds once it is back', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-retry-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-retry-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'flaky.img');
   const away = join(dir, 'flaky.away');
@@ -403,9 +184,7 @@ test('a missing source fails, is retried after its delay, and succeeds once it i
 });
 
 test('ten jobs fired by the same schedule under --max-tasks 2: never more than two run at once, all ten succeed', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-cap-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-cap-');
   const repo = join(dir, 'repo');
   const names = Array.from({ length: 10 }, (_, i) => `vm${i}`);
   await lifeboat(['repo', 'init', repo]);
@@ -464,9 +243,7 @@ test('ten jobs fired by the same schedule under --max-tasks 2: never more than t
 });
 
 test('kill -9 of serve mid-run: at the restart the run is interrupted, retried by itself, and every point restores bit-exact', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-kill-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-kill-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'db.img');
   /** The source's SHA-256 when each point was made. */
@@ -544,9 +321,7 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
 });
 
 test('a run stopped through the API ends stopped; SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-term-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-term-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'app.img');
   await lifeboat(['repo', 'init', repo]);
@@ -606,9 +381,7 @@ test('a run stopped through the API ends stopped; SIGTERM during a run: serve ex
 });
 
 test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and a run a killed server left is marked interrupted', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-nosched-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-nosched-');
   const repo = join(dir, 'repo');
   await lifeboat(['repo', 'init', repo]);
   const [token] = await Promise.all([adminToken(repo), writeTextDisk(join(dir, 'big.img'), LONG_RUN_MIB), writeTextDisk(join(dir, 'often.img'), 1)]);
@@ -651,9 +424,7 @@ test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and
 });
 
 test('a schedule missed while serve was down runs once at the next start, unless its window is closed by then', async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-e2e-missed-');
-  t.after(cleanup);
-  const servers = serversOf(t);
+  const { dir, servers } = await scenario(t, 'lifeboat-e2e-missed-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'late.img');
   await lifeboat(['repo', 'init', repo]);
