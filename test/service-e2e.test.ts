@@ -30,7 +30,10 @@ import {
   type Run,
 } from './service-e2e-helpers.js';
 
-test('a job on a seconds-level schedule runs by itself, again and again; its runs, their log and the journald line are there', async (t) => {
+/** A case that hangs (a server that stops answering) fails after this long; its after hook still kills its servers. */
+const CASE = { timeout: 150_000 };
+
+test('a job on a seconds-level schedule runs by itself, again and again; its runs, their log and the journald line are there', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-tick-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'tick.img');
@@ -106,7 +109,7 @@ test('a job on a seconds-level schedule runs by itself, again and again; its run
   );
 });
 
-test('a job created through the API with a schedule runs at its first fire: the scheduler asks again when a job changes', async (t) => {
+test('a job created through the API with a schedule runs at its first fire: the scheduler asks again when a job changes', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-apijob-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'web.img');
@@ -123,7 +126,7 @@ test('a job created through the API with a schedule runs at its first fire: the 
   assert.ok(Date.parse(run.queuedAt) - createdAt < 4000, `queued ${Date.parse(run.queuedAt) - createdAt} ms after the job was created`);
 });
 
-test('a missing source fails, is retried after its delay, and succeeds once it is back', async (t) => {
+test('a missing source fails, is retried after its delay, and succeeds once it is back', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-retry-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'flaky.img');
@@ -183,7 +186,7 @@ test('a missing source fails, is retried after its delay, and succeeds once it i
   assert.equal((await api.runs('flaky')).length, runs.length);
 });
 
-test('ten jobs fired by the same schedule under --max-tasks 2: never more than two run at once, all ten succeed', async (t) => {
+test('ten jobs fired by the same schedule under --max-tasks 2: never more than two run at once, all ten succeed', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-cap-');
   const repo = join(dir, 'repo');
   const names = Array.from({ length: 10 }, (_, i) => `vm${i}`);
@@ -242,7 +245,7 @@ test('ten jobs fired by the same schedule under --max-tasks 2: never more than t
   t.diagnostic(`runs (seconds): ${spans}`);
 });
 
-test('kill -9 of serve mid-run: at the restart the run is interrupted, retried by itself, and every point restores bit-exact', async (t) => {
+test('kill -9 of serve mid-run: at the restart the run is interrupted, retried by itself, and every point restores bit-exact', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-kill-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'db.img');
@@ -320,67 +323,71 @@ test('kill -9 of serve mid-run: at the restart the run is interrupted, retried b
   }
 });
 
-test('a run stopped through the API ends stopped; SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked', async (t) => {
-  const { dir, servers } = await scenario(t, 'lifeboat-e2e-term-');
-  const repo = join(dir, 'repo');
-  const disk = join(dir, 'app.img');
-  await lifeboat(['repo', 'init', repo]);
-  const [token] = await Promise.all([adminToken(repo), writeTextDisk(disk, LONG_RUN_MIB)]);
-  await lifeboat(['job', 'create', 'app', '--repo', repo, '--disk', disk]);
-  const server = await servers.start(repo);
-  const api = await Api.connect(server.httpUrl, token);
+test(
+  'a run stopped through the API ends stopped; SIGTERM during a run: serve exits 0 within seconds, the run is recorded interrupted, nothing stays locked',
+  CASE,
+  async (t) => {
+    const { dir, servers } = await scenario(t, 'lifeboat-e2e-term-');
+    const repo = join(dir, 'repo');
+    const disk = join(dir, 'app.img');
+    await lifeboat(['repo', 'init', repo]);
+    const [token] = await Promise.all([adminToken(repo), writeTextDisk(disk, LONG_RUN_MIB)]);
+    await lifeboat(['job', 'create', 'app', '--repo', repo, '--disk', disk]);
+    const server = await servers.start(repo);
+    const api = await Api.connect(server.httpUrl, token);
 
-  // Stopped through the API midway: it ends stopped at a safe point, leaving nothing behind.
-  const first = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
-  await api.midway(first.id);
-  const stopped = await api.call<Run>('POST', '/api/v1/runs/{id}/stop', { id: String(first.id) });
-  assert.equal(stopped.state, 'stopped', JSON.stringify(stopped));
-  assert.equal(stopped.errorCode, 'LFB_ERR_INTERRUPTED');
-  assert.equal(stopped.pointId, null);
-  assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
-  await waitFor('the journal line of the stopped run', 5000, async () => (server.stderr().includes(`run=${first.id} `) ? true : undefined));
-  assert.match(server.stderr(), new RegExp(`<5>lifeboat run=${first.id} job=app .*state=stopped trigger=api `));
+    // Stopped through the API midway: it ends stopped at a safe point, leaving nothing behind.
+    const first = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
+    await api.midway(first.id);
+    const stopped = await api.call<Run>('POST', '/api/v1/runs/{id}/stop', { id: String(first.id) });
+    assert.equal(stopped.state, 'stopped', JSON.stringify(stopped));
+    assert.equal(stopped.errorCode, 'LFB_ERR_INTERRUPTED');
+    assert.equal(stopped.pointId, null);
+    assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
+    await waitFor('the journal line of the stopped run', 5000, async () => (server.stderr().includes(`run=${first.id} `) ? true : undefined));
+    assert.match(server.stderr(), new RegExp(`<5>lifeboat run=${first.id} job=app .*state=stopped trigger=api `));
 
-  const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
-  await api.midway(asked.id);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    server.proc.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const termAt = Date.now();
-  server.proc.kill('SIGTERM');
-  const how = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 15_000))]);
-  const seconds = (Date.now() - termAt) / 1000;
-  assert.notEqual(how, 'late', `serve did not exit within 15 s of SIGTERM:\n${server.log()}`);
-  assert.deepEqual(how, { code: 0, signal: null }, server.log());
-  assert.ok(seconds < 5, `serve took ${seconds} s to exit`);
-  t.diagnostic(`serve exited ${seconds.toFixed(2)} s after SIGTERM`);
-  assert.match(server.stderr(), new RegExp(`<4>lifeboat run=${asked.id} job=app .*state=interrupted trigger=api .*code=LFB_ERR_INTERRUPTED`));
+    const asked = await api.call<Run>('POST', '/api/v1/repositories/{repo}/jobs/{job}/run', { repo: 'repo', job: 'app' }, {}, 202);
+    await api.midway(asked.id);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      server.proc.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+    const termAt = Date.now();
+    server.proc.kill('SIGTERM');
+    const how = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 15_000))]);
+    const seconds = (Date.now() - termAt) / 1000;
+    assert.notEqual(how, 'late', `serve did not exit within 15 s of SIGTERM:\n${server.log()}`);
+    assert.deepEqual(how, { code: 0, signal: null }, server.log());
+    assert.ok(seconds < 5, `serve took ${seconds} s to exit`);
+    t.diagnostic(`serve exited ${seconds.toFixed(2)} s after SIGTERM`);
+    assert.match(server.stderr(), new RegExp(`<4>lifeboat run=${asked.id} job=app .*state=interrupted trigger=api .*code=LFB_ERR_INTERRUPTED`));
 
-  // Nothing is left behind (the run stopped at a safe point), nor locked: a backup by hand right after goes through.
-  assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
-  const made = JSON.parse(await lifeboat(['backup', 'app', '--repo', repo, '--json'])) as { pointId: string; kind: string };
-  assert.equal(made.kind, 'full');
+    // Nothing is left behind (the run stopped at a safe point), nor locked: a backup by hand right after goes through.
+    assert.deepEqual(await readdir(join(repo, 'jobs', 'app')), ['job.json']);
+    const made = JSON.parse(await lifeboat(['backup', 'app', '--repo', repo, '--json'])) as { pointId: string; kind: string };
+    assert.equal(made.kind, 'full');
 
-  // The catalog says so too, after a restart (no retry: a person asked for that run).
-  const again = await servers.start(repo);
-  const api2 = await Api.connect(again.httpUrl, token);
-  const run = (await api2.run(asked.id)).run;
-  assert.equal(run.state, 'interrupted');
-  assert.equal(run.errorCode, 'LFB_ERR_INTERRUPTED');
-  assert.equal(run.pointId, null);
-  assert.deepEqual(
-    (await api2.runs('app')).map((r) => [r.id, r.state]),
-    [
-      [first.id, 'stopped'],
-      [asked.id, 'interrupted'],
-    ],
-  );
-  const restored = join(dir, 'restored.img');
-  await lifeboat(['restore', 'app', '--repo', repo, '--point', made.pointId, '--to', restored, '--format', 'raw']);
-  assert.equal(await sha256File(restored), await sha256File(disk));
-});
+    // The catalog says so too, after a restart (no retry: a person asked for that run).
+    const again = await servers.start(repo);
+    const api2 = await Api.connect(again.httpUrl, token);
+    const run = (await api2.run(asked.id)).run;
+    assert.equal(run.state, 'interrupted');
+    assert.equal(run.errorCode, 'LFB_ERR_INTERRUPTED');
+    assert.equal(run.pointId, null);
+    assert.deepEqual(
+      (await api2.runs('app')).map((r) => [r.id, r.state]),
+      [
+        [first.id, 'stopped'],
+        [asked.id, 'interrupted'],
+      ],
+    );
+    const restored = join(dir, 'restored.img');
+    await lifeboat(['restore', 'app', '--repo', repo, '--point', made.pointId, '--to', restored, '--format', 'raw']);
+    assert.equal(await sha256File(restored), await sha256File(disk));
+  },
+);
 
-test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and a run a killed server left is marked interrupted', async (t) => {
+test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and a run a killed server left is marked interrupted', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-nosched-');
   const repo = join(dir, 'repo');
   await lifeboat(['repo', 'init', repo]);
@@ -423,7 +430,7 @@ test('serve --no-scheduler: runs asked for run, no job runs by its schedule, and
   );
 });
 
-test('a schedule missed while serve was down runs once at the next start, unless its window is closed by then', async (t) => {
+test('a schedule missed while serve was down runs once at the next start, unless its window is closed by then', CASE, async (t) => {
   const { dir, servers } = await scenario(t, 'lifeboat-e2e-missed-');
   const repo = join(dir, 'repo');
   const disk = join(dir, 'late.img');
