@@ -155,8 +155,11 @@ async function freePort(): Promise<number> {
 
 async function nbdkit(args: string[], port: number): Promise<ChildProcess> {
   const p = spawn('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore' });
-  // Ready when it accepts a connection (probing by binding the port ourselves could steal it from nbdkit).
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  // Ready when it accepts a connection (probing by binding the port ourselves could steal it from nbdkit),
+  // and still alive: an nbdkit that found the port taken exits, and the probe then reached whoever took it.
   for (let i = 0; i < 200; i++) {
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`nbdkit exited at start (port ${port} taken?)`);
     const ok = await new Promise<boolean>((r) => {
       const s = connect(port, '127.0.0.1');
       s.once('connect', () => {
@@ -165,10 +168,26 @@ async function nbdkit(args: string[], port: number): Promise<ChildProcess> {
       });
       s.once('error', () => r(false));
     });
-    if (ok) return p;
+    if (ok) {
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 100))]);
+      if (p.exitCode === null && p.signalCode === null) return p;
+      throw new Error(`nbdkit exited at start (port ${port} taken?)`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error('nbdkit did not start');
+}
+
+/** nbdkit on a free port: another test's server may take a port between freePort() and nbdkit's bind, so try a few. */
+async function nbdkitOnFreePort(args: string[]): Promise<{ proc: ChildProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { proc: await nbdkit(args, port), port };
+    } catch (err) {
+      if (attempt >= 5) throw err;
+    }
+  }
 }
 
 test(
@@ -184,8 +203,9 @@ test(
       for (let at = 0; at < 48; at += 6) randomBytes(rand, 2 * MiB).copy(content, at * MiB);
       await writeFile(raw, content);
       execFileSync('truncate', ['-s', String(content.length), raw]);
-      const port = await freePort();
-      procs.push(await nbdkit(['file', `file=${raw}`], port));
+      const first = await nbdkitOnFreePort(['file', `file=${raw}`]);
+      const port = first.port;
+      procs.push(first.proc);
       const repo = join(dir, 'repo');
       assert.equal((await cli(['repo', 'init', repo])).code, 0);
       const uri = `nbd://127.0.0.1:${port}`;
