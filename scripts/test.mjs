@@ -45,6 +45,8 @@ const UNIT = [
   'http-api-sessions',
   'cli-catalog',
   'service-runtime',
+  'service-runtime-notify',
+  'catalog-query-plans',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
