@@ -8,19 +8,7 @@ import { openCatalog } from '../src/catalog/index.js';
 import { systemClock } from '../src/core/clock.js';
 import { BIN, cli, tempDir, type CliResult } from './helpers.js';
 
-/** The real binary with `input` on its standard input (a pipe: not a terminal). */
-function cliWithInput(args: string[], input: string, env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    p.stdin.end(input);
-  });
-}
+const cliWithInput = (args: string[], input: string, env: Record<string, string> = {}): Promise<CliResult> => cli(args, env, input);
 
 /**
  * The real binary on a pseudo-terminal (util-linux `script`), answering each prompt that appears with the

@@ -21,17 +21,29 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real `lifeboat` command as a child process. */
-export function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs the real `lifeboat` command as a child process; `input`, if given, is its standard input (a pipe: not a terminal). */
+export function cli(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', reject);
     p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    if (input !== undefined) p.stdin!.end(input);
   });
+}
+
+/** Polls `f` until it gives a value (every 50 ms by default), or fails naming `what` after `ms`. */
+export async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000, everyMs = 50): Promise<T> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
 
 /** A deterministic PRNG, so a failing model run can be replayed from its seed. */

@@ -8,12 +8,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { QmpClient } from '../src/qemu/qmp.js';
-import { cli, rng, randomBytes, tempDir, writeAt } from './helpers.js';
+import { cli, rng, randomBytes, tempDir, until as untilHelper, writeAt } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
 const run = promisify(execFile);
 const MAKE_IMAGE = fileURLToPath(new URL('../../test/fixtures/make-boot-image.sh', import.meta.url));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Info {
   name: string;
@@ -29,15 +28,8 @@ async function sessions(repo: string): Promise<Info[]> {
   return JSON.parse(r.stdout) as Info[];
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 180_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+/** The VM boots under TCG: waits are long, polls every 200 ms. */
+const until = <T>(what: string, f: () => Promise<T | undefined>, ms = 180_000): Promise<T> => untilHelper(what, f, ms, 200);
 
 const serialSays = (path: string, re: RegExp): Promise<string | undefined> =>
   readFile(path, 'utf8').then(

@@ -6,13 +6,12 @@
  * however a test ends.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { BIN, cli, tempDir, type CliResult } from './helpers.js';
+import { cli, tempDir, type CliResult } from './helpers.js';
 import { OpenApiValidator, fill } from './http-api-fixture.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
@@ -51,18 +50,7 @@ function ok(r: CliResult, what: string): string {
 export const lifeboat = async (args: string[]): Promise<string> => ok(await cli(args), args.slice(0, 2).join(' '));
 
 /** `lifeboat user add` with the password on standard input. */
-function cliWithInput(args: string[], input: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    p.stdin.end(input);
-  });
-}
+const cliWithInput = (args: string[], input: string): Promise<CliResult> => cli(args, {}, input);
 
 /** An admin and an API token in the state folder the server of `repo` uses (startServer's `${repo}.state`). */
 export async function adminToken(repo: string): Promise<string> {

@@ -13,17 +13,7 @@ import { openCatalog, type Catalog, type RunRecord } from '../src/catalog/index.
 import { systemClock } from '../src/core/clock.js';
 import type { Logger } from '../src/core/log.js';
 import { ServiceRuntime } from '../src/service/runtime/service-runtime.js';
-import { cli, randomBytes, rng, tempDir } from './helpers.js';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { cli, randomBytes, rng, tempDir, until } from './helpers.js';
 
 for (const how of ['throws', 'rejects'] as const) {
   test(`a notifier of ended runs that ${how} is logged; the runtime goes on`, async (t) => {

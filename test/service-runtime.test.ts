@@ -6,7 +6,7 @@ import { LifeboatService } from '../src/app/service.js';
 import { openCatalog, type Catalog, type RunRecord } from '../src/catalog/index.js';
 import type { Logger } from '../src/core/log.js';
 import { ServiceRuntime } from '../src/service/runtime/service-runtime.js';
-import { cli, rng, randomBytes, tempDir } from './helpers.js';
+import { cli, rng, randomBytes, tempDir, until } from './helpers.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -15,16 +15,6 @@ class ManualClock {
   constructor(public t: number) {}
   now(): Date {
     return new Date(this.t);
-  }
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
