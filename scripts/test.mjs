@@ -28,7 +28,6 @@ const UNIT = [
   'retention-run',
   'block-cache',
   'fault-durable-file',
-  'fault-backup',
   'retention-defaults-model',
   'instant-storage',
   'nfs-listing',
@@ -43,8 +42,6 @@ const UNIT = [
   'http-errors',
   'http-api',
   'http-api-sessions',
-  'cli-catalog',
-  'service-runtime',
   'service-runtime-notify',
   'catalog-query-plans',
 ];
