@@ -12,8 +12,13 @@ export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = '10m';
 
 /** The server's own time zone, the default for schedules and windows. */
+let zoneFor: { tz: string | undefined; zone: string } | undefined;
+
 export function localTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+  // Building an Intl.DateTimeFormat costs ~0.1 ms, and the scheduler asks every round for every job: once per TZ value.
+  const tz = process.env['TZ'];
+  if (zoneFor === undefined || zoneFor.tz !== tz) zoneFor = { tz, zone: Intl.DateTimeFormat().resolvedOptions().timeZone };
+  return zoneFor.zone;
 }
 
 const cronCache = new Map<string, Cron>();
