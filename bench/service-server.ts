@@ -1,3 +1,4 @@
+import type { RunRecord } from '../src/catalog/index.js';
 /**
  * What bench:service drives: a real `lifeboat serve` process (plain HTTP on
  * an ephemeral port, jobs by request only), an admin's API token, and a
@@ -112,19 +113,11 @@ export class ApiClient {
   }
 }
 
-export interface RunView {
-  id: number;
-  state: string;
-  queuedAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  bytesRead: number;
-  bytesStored: number;
-  steps: Record<string, number>;
-  changeMethod: string | null;
-  errorCode: string | null;
-  errorMessage: string | null;
-}
+/** The fields of a run (the catalog's record) the benchmark reads. */
+export type RunView = Pick<
+  RunRecord,
+  'id' | 'state' | 'queuedAt' | 'startedAt' | 'endedAt' | 'bytesRead' | 'bytesStored' | 'steps' | 'changeMethod' | 'errorCode' | 'errorMessage'
+>;
 
 const ACTIVE = new Set(['queued', 'running']);
 

@@ -1,3 +1,4 @@
+import type { RunRecord } from '../src/catalog/index.js';
 /**
  * What the service's end-to-end tests (test/service-e2e.test.ts) share: the
  * CLI, an admin's API token, source disks that take time to back up, the
@@ -17,25 +18,8 @@ import { kill9, startServer, type Server } from './server-helpers.js';
 
 const PASSWORD = 'e2e horse battery staple';
 
-export interface Run {
-  id: number;
-  repo: string;
-  repoName: string;
-  job: string;
-  trigger: string;
-  attempt: number;
-  retryOf: number | null;
-  state: string;
-  queuedAt: string;
-  startedAt: string | null;
-  endedAt: string | null;
-  bytesRead: number;
-  bytesStored: number;
-  errorCode: string | null;
-  errorMessage: string | null;
-  pointId: string | null;
-  changeMethod: string | null;
-}
+/** A run as the API shows it: the catalog's record and the repository's name in URLs. */
+export type Run = RunRecord & { readonly repoName: string };
 export interface RunDetail {
   run: Run;
   tasks: { disk: number; state: string }[];
