@@ -10,6 +10,8 @@ export interface Server {
   httpUrl: string;
   /** Everything the server printed so far. */
   log: () => string;
+  /** Resolves when the process has exited (whenever that was: before or after a caller starts waiting). */
+  exited: Promise<void>;
 }
 
 /** Starts `lifeboat serve` as a real process; resolves once it has said its ports. */
@@ -32,6 +34,8 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // 'exit', not 'close': a child of the server (a booted VM) may hold its output pipes open after it died.
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   let out = '';
   const log = { text: () => out };
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -39,7 +43,7 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
   for (let i = 0; i < 100; i++) {
     const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+).*NBD on [\d.]+:(\d+)/.exec(out);
     const h = /HTTP API on (\S+)/.exec(out);
-    if (m && h) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), httpUrl: h[1]!, log: log.text };
+    if (m && h) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), httpUrl: h[1]!, log: log.text, exited };
     if (proc.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -47,8 +51,8 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
   throw new Error(`server did not start: ${out}`);
 }
 
+/** Kills the server with SIGKILL and waits for its exit; returns at once for a server that has already exited (waiting for a 'close' that came before never ended). */
 export async function kill9(s: Server): Promise<void> {
-  const done = new Promise((r) => s.proc.on('close', r));
   s.proc.kill('SIGKILL');
-  await done;
+  await s.exited;
 }
