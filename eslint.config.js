@@ -27,6 +27,17 @@ export default tseslint.config(
     },
   },
   {
+    // The web console: browser code with its own tsconfig (DOM, Preact's JSX), bundled by esbuild.
+    files: ['web/**/*.ts', 'web/**/*.tsx'],
+    languageOptions: { parserOptions: { project: './web/tsconfig.json', tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { attributes: false } }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
     // Time comes from the Clock (src/core/clock.ts), so LIFEBOAT_NOW pins it everywhere.
     files: ['src/**/*.ts'],
     ignores: ['src/core/clock.ts', 'src/storage/lock-file.ts', 'src/testing/**'],

@@ -65,6 +65,7 @@ const NO_IO = {
 };
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');
+const web = resolve(root, '..', 'web');
 const problems = [];
 function walk(dir) {
   for (const n of readdirSync(dir)) {
@@ -81,12 +82,28 @@ function check(file) {
     if (NO_IO[from]?.includes(spec)) problems.push(`${relative(root, file)}: ${from}/ must not import ${spec}`);
     if (!spec.startsWith('.')) continue;
     const target = relative(root, resolve(dirname(file), spec)).split('/')[0];
+    // The web console (web/) is browser code that talks to the server only through the HTTP API.
+    if (!relative(web, resolve(dirname(file), spec)).startsWith('..')) problems.push(`${relative(root, file)}: src/ must not import web/ (${spec})`);
     if (target === from || target.startsWith('..')) continue;
     if (!(from in ALLOWED)) problems.push(`${relative(root, file)}: folder ${from}/ has no layer rule in scripts/check-layers.mjs`);
     else if (!ALLOWED[from].includes(target)) problems.push(`${relative(root, file)}: ${from}/ may not import ${target}/ (${spec})`);
   }
 }
 walk(root);
+// And the console imports nothing of the server: npm packages and its own files only.
+function walkWeb(dir) {
+  for (const n of readdirSync(dir)) {
+    const p = join(dir, n);
+    if (statSync(p).isDirectory()) walkWeb(p);
+    else if (/\.tsx?$/.test(p))
+      for (const m of readFileSync(p, 'utf8').matchAll(/(?:import|export)[^'"]*from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)) {
+        const spec = m[1] ?? m[2];
+        if (spec.startsWith('.') && relative(web, resolve(dirname(p), spec)).startsWith('..'))
+          problems.push(`${relative(dirname(web), p)}: web/ may import only its own files and npm packages (${spec})`);
+      }
+  }
+}
+walkWeb(web);
 if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);

@@ -30,6 +30,7 @@ import { jobRoutes } from './jobs.js';
 import { pointRoutes } from './points.js';
 import { runRoutes } from './runs.js';
 import { sessionRoutes } from './sessions.js';
+import { serveConsole } from './console.js';
 
 export type { HttpApiDeps } from './deps.js';
 
@@ -107,6 +108,8 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   const auth = deps.auth;
 
   app.decorateRequest('principal', undefined);
+  // First: its security headers go on every answer, and its files are registered before the OpenAPI document collects routes.
+  await serveConsole(app, { https: deps.https !== undefined });
   const shared = [ErrorBody, JobDefinition, RunRecord, Migration, Session];
   for (const s of shared) app.addSchema(s);
   app.setValidatorCompiler(requestValidators(shared));

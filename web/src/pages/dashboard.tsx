@@ -1,0 +1,227 @@
+import type { ComponentType } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { api, query } from '../api';
+import type { RepositoryUsage, Run, RunPage, UsageSample } from '../api-types';
+import { age, bytes, percent } from '../format';
+import { type JobRow, loadJobs, loadRepositories } from '../jobs-data';
+import { href } from '../routes';
+import { overallFraction, useRunEvents } from '../run-events';
+import { ErrorNote, ProgressBar, StateBadge } from '../ui';
+import { JobTable } from './jobs';
+
+const DAY_MS = 24 * 3600 * 1000;
+/** A repository whose file system has less than this share free is near full. */
+const NEAR_FULL = 0.1;
+/** How often the dashboard asks for runs that started since (their progress then comes live). */
+const RUNNING_POLL_MS = 3000;
+
+interface Alert {
+  key: string;
+  bad: boolean;
+  text: string;
+  link?: string;
+}
+
+/** What needs a look: failed or warning runs, damaged points, jobs without a point in 24 h, repositories near full. */
+export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsage[], now = Date.now()): Alert[] {
+  const out: Alert[] = [];
+  for (const r of rows) {
+    const name = `${r.repo}/${r.summary.job.name}`;
+    const job = href('jobs', r.repo, r.summary.job.name);
+    if (r.lastRun?.state === 'failed')
+      out.push({
+        key: `f-${name}`,
+        bad: true,
+        text: `${name}: last run failed${r.lastRun.errorCode ? ` (${r.lastRun.errorCode})` : ''}`,
+        link: href('runs', r.lastRun.id),
+      });
+    else if (r.lastRun?.state === 'warning')
+      out.push({ key: `w-${name}`, bad: false, text: `${name}: last run ended with a warning`, link: href('runs', r.lastRun.id) });
+    const damaged = (r.summary.damagedPoints ?? 0) + r.summary.damagedFiles;
+    if (damaged > 0)
+      out.push({
+        key: `d-${name}`,
+        bad: true,
+        text: `${name}: ${damaged} damaged point${damaged === 1 ? '' : 's'} or file${damaged === 1 ? '' : 's'}`,
+        link: href('jobs', r.repo, r.summary.job.name, 'points'),
+      });
+    if (!r.summary.job.disabled && (r.lastPoint === null || now - Date.parse(r.lastPoint.createdAt) > DAY_MS))
+      out.push({
+        key: `p-${name}`,
+        bad: false,
+        text: r.lastPoint ? `${name}: no point in 24 h (last ${age(r.lastPoint.createdAt, now)})` : `${name}: no restore point yet`,
+        link: job,
+      });
+  }
+  for (const repo of repos)
+    if (repo.totalBytes > 0 && repo.freeBytes / repo.totalBytes < NEAR_FULL)
+      out.push({ key: `r-${repo.name}`, bad: true, text: `repository ${repo.name} is near full: ${bytes(repo.freeBytes)} free of ${bytes(repo.totalBytes)}` });
+  return out;
+}
+
+/**
+ * The capacity chart's data: the repository's usage over the last 30 days.
+ * The one place the chart's source is chosen: today the current usage (one
+ * sample), until the server samples usage over time
+ * (GET /repositories/{repo}/usage-history).
+ */
+async function capacitySamples(repo: RepositoryUsage): Promise<UsageSample[]> {
+  return [{ at: new Date().toISOString(), bytes: repo.bytes, freeBytes: repo.freeBytes, totalBytes: repo.totalBytes }];
+}
+
+function RunningRow({ run }: { run: Run }) {
+  const live = useRunEvents(run.id, true);
+  const current = live.run ?? run;
+  const fraction = overallFraction(live.progress, current);
+  return (
+    <tr>
+      <td>
+        <a href={href('runs', run.id)}>#{run.id}</a>
+      </td>
+      <td>
+        {run.repoName}/{run.job}
+      </td>
+      <td>
+        <StateBadge state={current.state} />
+      </td>
+      <td class="progress-cell">
+        <ProgressBar label={`Run ${run.id} of ${run.repoName}/${run.job}`} value={Math.round(fraction * 1000)} max={1000} />
+      </td>
+    </tr>
+  );
+}
+
+function Running() {
+  const [runs, setRuns] = useState<Run[]>([]);
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let live = true;
+    const poll = (): void => {
+      api.get<RunPage>(`/runs${query({ state: ['running', 'queued'], limit: 50 })}`).then(
+        (p) => {
+          if (!live) return;
+          setRuns(p.runs);
+          setError(undefined);
+          timer = setTimeout(poll, RUNNING_POLL_MS);
+        },
+        (e: unknown) => live && setError(e),
+      );
+    };
+    poll();
+    return () => {
+      live = false;
+      clearTimeout(timer);
+    };
+  }, []);
+  return (
+    <section class="card" aria-labelledby="running-title">
+      <h2 id="running-title">Running</h2>
+      <ErrorNote error={error} />
+      {runs.length === 0 ? (
+        <p class="muted">Nothing is running.</p>
+      ) : (
+        <div class="table-wrap">
+          <table aria-label="Running and queued runs">
+            <thead>
+              <tr>
+                <th>run</th>
+                <th>job</th>
+                <th>state</th>
+                <th>progress</th>
+              </tr>
+            </thead>
+            <tbody>
+              {runs.map((r) => (
+                <RunningRow key={r.id} run={r} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+type Chart = ComponentType<{ samples: UsageSample[]; label: string }>;
+
+function Capacity({ repo }: { repo: RepositoryUsage }) {
+  const [chart, setChart] = useState<Chart>();
+  const [samples, setSamples] = useState<UsageSample[]>();
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    // uPlot is loaded here only: the login page and the other pages do without it.
+    import('./capacity-chart').then((m) => setChart(() => m.CapacityChart), setError);
+    capacitySamples(repo).then(setSamples, setError);
+  }, [repo]);
+  const Chart = chart;
+  return (
+    <section class="card" aria-labelledby={`cap-${repo.name}`}>
+      <h2 id={`cap-${repo.name}`}>Repository {repo.name}</h2>
+      <dl class="stats">
+        <div>
+          <dt>backup files</dt>
+          <dd>{bytes(repo.bytes)}</dd>
+        </div>
+        <div>
+          <dt>free</dt>
+          <dd>
+            {bytes(repo.freeBytes)} ({percent(repo.freeBytes, repo.totalBytes)})
+          </dd>
+        </div>
+        <div>
+          <dt>file system</dt>
+          <dd>{bytes(repo.totalBytes)}</dd>
+        </div>
+      </dl>
+      <ErrorNote error={error} />
+      {Chart && samples && <Chart samples={samples} label={`Capacity of repository ${repo.name} over time`} />}
+    </section>
+  );
+}
+
+/** At a glance: every job's last result, what needs a look, what runs now, how full the repositories are. */
+export function DashboardPage() {
+  const [repos, setRepos] = useState<RepositoryUsage[]>();
+  const [rows, setRows] = useState<JobRow[]>();
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    loadRepositories().then((r) => {
+      setRepos(r);
+      return loadJobs(r.map((x) => x.name)).then(setRows);
+    }, setError);
+  }, []);
+  const alerts = rows && repos ? alertsOf(rows, repos) : [];
+  return (
+    <>
+      <h1>Dashboard</h1>
+      <ErrorNote error={error} />
+      <section class="card" aria-labelledby="alerts-title">
+        <h2 id="alerts-title">Alerts</h2>
+        {rows === undefined ? (
+          <p aria-busy="true">Loading…</p>
+        ) : alerts.length === 0 ? (
+          <p class="muted">Nothing needs a look.</p>
+        ) : (
+          <ul class="alerts">
+            {alerts.map((a) => (
+              <li key={a.key} class={a.bad ? 'alert-bad' : undefined}>
+                {a.link ? <a href={a.link}>{a.text}</a> : a.text}
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
+      <Running />
+      <section aria-labelledby="dash-jobs">
+        <h2 id="dash-jobs">Jobs</h2>
+        {rows !== undefined && (rows.length === 0 ? <p class="muted">No jobs yet.</p> : <JobTable rows={rows} />)}
+      </section>
+      <div class="grid">
+        {repos?.map((r) => (
+          <Capacity key={r.name} repo={r} />
+        ))}
+      </div>
+    </>
+  );
+}
