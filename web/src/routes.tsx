@@ -9,6 +9,8 @@ import { DashboardPage } from './pages/dashboard';
 import { JobsPage, JobPage } from './pages/jobs';
 import { JobFormPage } from './pages/job-form';
 import { RunPage } from './pages/run';
+import { PointsPage } from './pages/points';
+import { RestorePage } from './pages/restore';
 
 export interface Route {
   path: string;
@@ -24,6 +26,8 @@ export const routes: Route[] = [
   { path: '/jobs/:repo/:job', title: 'Job', view: (p) => <JobPage repo={p['repo']!} job={p['job']!} /> },
   { path: '/jobs/:repo/:job/edit', title: 'Edit job', view: (p) => <JobFormPage repo={p['repo']!} job={p['job']!} /> },
   { path: '/runs/:id', title: 'Run', view: (p) => <RunPage id={Number(p['id'])} /> },
+  { path: '/jobs/:repo/:job/points', title: 'Restore points', view: (p) => <PointsPage repo={p['repo']!} job={p['job']!} /> },
+  { path: '/restore/:repo/:job/:point', title: 'Restore', view: (p) => <RestorePage repo={p['repo']!} job={p['job']!} point={p['point']!} /> },
 ];
 
 /** The route a hash path names, with its params; undefined when none does. */
