@@ -2,13 +2,14 @@ import { chmod, mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { LifeboatService } from '../app/service.js';
-import { BlockWorkerPool } from '../compress/block-pool.js';
 import { listenNear, serve, type RunningServer, type ServeOptions } from '../app/serve.js';
 import { Authenticator, loadTlsFiles, selfSignedCertificate } from '../auth/index.js';
 import { openCatalog, type Catalog, type RunRecord } from '../catalog/index.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
+import { DataMover } from './runtime/data-mover.js';
+import { Repository, loadJob } from '../repository/index.js';
 import { runEndedLine } from './runtime/run-report.js';
 import { handOff } from './runtime/hand-off.js';
 import { postRunEnded } from './runtime/webhooks.js';
@@ -33,7 +34,12 @@ export interface ServiceOptions extends ServeOptions {
   readonly webhookRetryDelaysMs?: readonly number[] | undefined;
   /** Run no jobs by schedule (the API and the CLI hand-off still run them). */
   readonly noScheduler?: boolean | undefined;
+  /** Nice levels the backups' thread and its block workers run below the server (default DEFAULT_BACKUP_NICE; 0: the same priority). */
+  readonly backupNice?: number | undefined;
 }
+
+/** Backups yield the CPU to the API, the scheduler and instant recovery's reads by this many nice levels. */
+export const DEFAULT_BACKUP_NICE = 10;
 
 export interface RunningService {
   readonly server: RunningServer;
@@ -66,15 +72,19 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     const service = new LifeboatService(opts.clock);
     // The job's webhook, if it has one, hears of every ended run (in the background: a slow receiver never holds a run up).
     const notify = async (run: RunRecord): Promise<void> => {
-      const url = await service.showJob(run.repo, run.job).then(
-        (j) => j.job.webhook,
-        () => undefined,
-      );
+      // job.json alone (showJob would scan every backup file of the job on this thread).
+      const url = await Repository.open(run.repo)
+        .then((r) => loadJob(r, run.job))
+        .then(
+          (j) => j.webhook,
+          () => undefined,
+        );
       if (url !== undefined) await postRunEnded(url, run, opts.logger, opts.webhookRetryDelaysMs);
     };
-    // Warm for every run: a scheduled increment pays no worker start-up.
-    const pool = new BlockWorkerPool();
-    closers.push(() => pool.close());
+    // Backups run off this thread, warm for every run: a scheduled increment pays no module loading or worker start-up.
+    const mover = new DataMover({ logger: opts.logger, nice: opts.backupNice ?? DEFAULT_BACKUP_NICE });
+    closers.push(() => mover.close());
+    await mover.start();
     const repo = server.repoRoot;
     const runtime = new ServiceRuntime({
       catalog,
@@ -85,7 +95,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       logger: opts.logger,
       maxTasks: opts.maxTasks,
       schedules: opts.noScheduler !== true,
-      pool,
+      runner: mover,
       onRunEnded: (run: RunRecord) => {
         process.stderr.write(`${runEndedLine(run)}\n`);
         void notify(run);

@@ -16,7 +16,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
+    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--backup-nice N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
   summary: 'run the server until stopped: jobs on their schedules, the HTTP API, and instant recovery (NFSv3 datastore, NBD)',
   positionals: [],
   options: {
@@ -42,6 +42,11 @@ export const serve: Command = {
     'tls-key': { type: 'string', description: 'private key (PEM) of --tls-cert' },
     'no-tls': { type: 'boolean', description: 'plain HTTP (only for a loopback --http-bind)', defaultText: 'HTTPS' },
     'max-tasks': { type: 'string', description: 'disk tasks running at once, over all jobs', defaultText: '4' },
+    'backup-nice': {
+      type: 'string',
+      description: 'nice levels (0-19) the backups run below the server, so the API and instant recovery win the CPU; 0: the same priority',
+      defaultText: '10',
+    },
     'target-folder': {
       type: 'string',
       multiple: true,
@@ -69,6 +74,10 @@ export const serve: Command = {
     const maxTasks = maxTasksText === undefined ? undefined : Number(maxTasksText);
     if (maxTasks !== undefined && !(Number.isInteger(maxTasks) && maxTasks >= 1 && maxTasks <= 256))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--max-tasks must be a whole number from 1 to 256, not "${maxTasksText}"`);
+    const niceText = optionalString(ctx, 'backup-nice');
+    const backupNice = niceText === undefined ? undefined : Number(niceText);
+    if (backupNice !== undefined && !(/^\d+$/.test(niceText!) && backupNice <= 19))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--backup-nice must be a whole number from 0 to 19, not "${niceText}"`);
     const running = await startService({
       stateDir: resolve(stateDirOf(ctx)),
       catalog: optionalString(ctx, 'catalog'),
@@ -76,6 +85,7 @@ export const serve: Command = {
       httpBind,
       tls: noTls ? 'none' : cert !== undefined && key !== undefined ? { certPath: cert, keyPath: key } : 'self-signed',
       maxTasks,
+      backupNice,
       noScheduler: ctx.values['no-scheduler'] === true,
       targetFolders: ((ctx.values['target-folder'] as string[] | undefined) ?? []).map((f) => resolve(f)),
       repo: requireString(ctx, 'repo'),

@@ -1,11 +1,11 @@
-import type { LifeboatService } from '../../app/service.js';
-import type { Catalog, ChangeMethod, LogLine, RunRecord, RunState, RunUpdate } from '../../catalog/catalog.js';
+import type { Catalog, LogLine, RunRecord, RunState, RunUpdate } from '../../catalog/catalog.js';
 import type { Clock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
-import type { BlockWorkerPool } from '../../compress/block-pool.js';
+import { Repository, loadJob } from '../../repository/index.js';
 import type { RunProgress } from '../http/deps.js';
+import type { BackupOutcome, BackupRunner } from './backup-runner.js';
 
 /** Why a running run was told to stop: it ends `stopped` (a person, a closing window) or `interrupted` (the server stops). */
 export type StopReason = 'stopped' | 'window-closed' | 'shutdown';
@@ -48,7 +48,7 @@ export class RunExecution {
 
   constructor(
     private readonly run: RunRecord,
-    private readonly deps: { catalog: Catalog; service: LifeboatService; clock: Clock; logger: Logger; pool?: BlockWorkerPool | undefined },
+    private readonly deps: { catalog: Catalog; runner: BackupRunner; clock: Clock; logger: Logger },
     private readonly options: RunOptions = {},
   ) {
     this.done = this.execute();
@@ -79,39 +79,44 @@ export class RunExecution {
   }
 
   private async execute(): Promise<RunRecord> {
-    const { catalog, service } = this.deps;
+    const { catalog, runner } = this.deps;
     const { repo, job } = this.run;
     const startedAt = this.now();
     await catalog.updateRun(this.run.id, { state: 'running', startedAt });
-    await this.log('info', `run ${this.run.id} of ${job} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`);
+    const started = this.log(
+      'info',
+      `run ${this.run.id} of ${job} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`,
+    );
+    // The backup starts at once; its tasks are written while it opens its sources.
+    const backup = runner
+      .backup(repo, job, {
+        signal: this.controller.signal,
+        onProgress: (p) => this.progress(p),
+        activeFull: this.options.activeFull,
+        acceptSourceChange: this.options.acceptSourceChange,
+        waitMs: this.options.waitMs,
+      })
+      .then(
+        (outcome): { outcome: BackupOutcome } | { error: unknown } => ({ outcome }),
+        (error: unknown) => ({ error }),
+      );
+    await started;
     let disks: readonly string[] = [];
     try {
-      disks = (await service.showJob(repo, job)).job.disks;
+      // job.json alone: the disks name the run's tasks (the backup reads it again under the job lock).
+      disks = (await loadJob(await Repository.open(repo), job)).disks;
     } catch {
       // The run itself reports a missing job with its code.
     }
     const diskName = (i: number): string => disks[i]?.split('/').pop() ?? `disk${i}`;
     for (let i = 0; i < disks.length; i++)
       await catalog.putTask({ runId: this.run.id, disk: i, diskName: diskName(i), state: 'running', startedAt, endedAt: null, bytesRead: 0, bytesStored: 0 });
-    let result: BackupResult | undefined;
-    let error: unknown;
-    try {
-      result = await service.backup(repo, job, {
-        signal: this.controller.signal,
-        onProgress: (p) => this.progress(p),
-        ...(this.deps.pool ? { pool: this.deps.pool } : {}),
-        ...(this.options.activeFull ? { activeFull: true } : {}),
-        ...(this.options.acceptSourceChange ? { acceptSourceChange: true } : {}),
-        ...(this.options.waitMs ? { waitMs: this.options.waitMs } : {}),
-      });
-      this.result = result;
-    } catch (err) {
-      error = err;
-    }
+    const ended = await backup;
     const endedAt = this.now();
     let change: RunUpdate & { state: RunState };
-    if (result) {
-      const found = await this.changesOf(result.pointId);
+    if ('outcome' in ended) {
+      const { result, changes: found } = ended.outcome;
+      this.result = result;
       const state: RunState = found.fellBack ? 'warning' : 'succeeded';
       change = {
         state,
@@ -128,6 +133,7 @@ export class RunExecution {
         `${state}: point ${result.pointId} (${result.kind}, ${result.file}); ${result.bytesRead} bytes read, ${result.bytesStored} stored; changes found by ${found.method ?? 'unknown'}${found.reason ? ` (${found.reason})` : ''}`,
       );
     } else {
+      const { error } = ended;
       const err = error instanceof LifeboatError ? error : new LifeboatError('LFB_ERR_INTERNAL', error instanceof Error ? error.message : String(error));
       const state: RunState = err.code === 'LFB_ERR_INTERRUPTED' && this.stopReason ? STATE_FOR[this.stopReason] : 'failed';
       change = { state, endedAt, errorCode: err.code, errorMessage: err.message };
@@ -157,24 +163,6 @@ export class RunExecution {
       this.lastLogged = now;
       const pct = p.bytesTotal > 0 ? Math.floor((p.bytesDone / p.bytesTotal) * 100) : 100;
       void this.log('debug', `disk ${p.disk + 1} of ${p.diskCount}: ${pct}% (${p.bytesDone} of ${p.bytesTotal} bytes)`);
-    }
-  }
-
-  /** How the point's changes were found, as its backup file records it; `fellBack` when CBT was set up and not used. */
-  private async changesOf(pointId: string): Promise<{ method: ChangeMethod | null; reason: string | null; fellBack: boolean }> {
-    try {
-      const { job, state } = await this.deps.service.jobState(this.run.repo, this.run.job);
-      const file = [...state.chains.flatMap((c) => [c.full, ...c.increments, ...c.rollbacks])].find((f) => f.root.pointId === pointId);
-      const changes = file?.root.meta.changes ?? [];
-      if (changes.length === 0) return { method: null, reason: null, fellBack: false };
-      // The weakest method of its disks says what the run did.
-      const order: ChangeMethod[] = ['full', 'hash', 'cbt'];
-      const method = changes.map((c) => c.method).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
-      const notes = changes.map((c) => c.note).filter((n): n is string => n !== undefined);
-      const parent = file!.root.parentPointId !== null;
-      return { method, reason: notes.length ? notes.join('; ') : null, fellBack: job.cbt === true && parent && method !== 'cbt' };
-    } catch {
-      return { method: null, reason: null, fellBack: false };
     }
   }
 }

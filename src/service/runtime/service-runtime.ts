@@ -12,6 +12,7 @@ import { Repository, loadJob } from '../../repository/index.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
+import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
 
 export interface ServiceRuntimeOptions {
   readonly catalog: Catalog;
@@ -29,7 +30,9 @@ export interface ServiceRuntimeOptions {
   readonly onRunEnded?: ((run: RunRecord) => void | Promise<void>) | undefined;
   /** False: no run is queued by a schedule or a chain (runs asked for still run). Default true. */
   readonly schedules?: boolean | undefined;
-  /** The server's warm worker pool: every run hashes and compresses on it. */
+  /** Where the backups run: the server's data mover (data-mover.ts). Default: on this thread, hashing and compressing on `pool`. */
+  readonly runner?: BackupRunner | undefined;
+  /** A warm worker pool for backups run on this thread (without it each run starts its own). */
   readonly pool?: BlockWorkerPool | undefined;
   /** The longest the scheduler sleeps: it also rereads the jobs (a `job set` from the CLI) this often. */
   readonly maxSleepMs?: number | undefined;
@@ -67,8 +70,11 @@ export class ServiceRuntime implements JobRunner {
   private since = 0;
   private startup = true;
   private readonly reported = new Set<string>();
+  private readonly runner: BackupRunner;
 
-  constructor(private readonly opts: ServiceRuntimeOptions) {}
+  constructor(private readonly opts: ServiceRuntimeOptions) {
+    this.runner = opts.runner ?? new InProcessBackupRunner(opts.service, opts.pool);
+  }
 
   /** Marks what a killed server left running as interrupted, then starts deciding. */
   async start(): Promise<void> {
@@ -90,8 +96,8 @@ export class ServiceRuntime implements JobRunner {
   async runNow(repo: string, job: string, trigger: RunTrigger, options?: RunOptions): Promise<RunRecord> {
     if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
-    // The job must exist: a typo is an error now, not a failed run later.
-    await this.opts.service.showJob(repo, job);
+    // The job must exist: a typo is an error now, not a failed run later (job.json alone: showJob would scan the backup files).
+    await loadJob(await Repository.open(repo), job);
     const run = await this.opts.catalog.createRun({ repo, job, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
     if (options) this.options.set(run.id, options);
     this.tick();
@@ -216,7 +222,7 @@ export class ServiceRuntime implements JobRunner {
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
     if (run.state !== 'queued') return;
-    const exec = new RunExecution(run, this.opts, this.options.get(id));
+    const exec = new RunExecution(run, { ...this.opts, runner: this.runner }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
