@@ -43,14 +43,11 @@ export function PointTable({
               <th scope="col">Kind</th>
               <th scope="col">Chain</th>
               <th scope="col">Stored</th>
-              <th scope="col">Disks</th>
               <th scope="col">GFS</th>
               <th scope="col">Health</th>
               <th scope="col">Changes found by</th>
               <th scope="col">Retention</th>
-              <th scope="col">
-                <span class="visually-hidden">Actions</span>
-              </th>
+              <th scope="col" aria-label="Actions" />
             </tr>
           </thead>
           <tbody>
@@ -69,14 +66,15 @@ export function PointTable({
                   <code>{short(p.chainId)}</code>
                 </td>
                 <td>{bytes(p.storedBytes)}</td>
-                <td>{bytes(p.diskBytes)}</td>
                 <td>{p.gfs.length === 0 ? '—' : <abbr title={p.gfs.join(', ')}>{p.gfs.map((g) => GFS_LETTER[g]).join(' ')}</abbr>}</td>
-                <td>
+                <td class="wrap">
                   <StateBadge state={p.health} />
                   {p.problem && <div class="point-problem">{p.problem}</div>}
                 </td>
-                <td>{changeText(p)}</td>
-                <td>{planned.get(p.id) ?? kept.get(p.id) ?? '—'}</td>
+                <td class="wrap" data-col="changes">
+                  {changeText(p)}
+                </td>
+                <td class="wrap">{planned.get(p.id) ?? kept.get(p.id) ?? '—'}</td>
                 <td>
                   {p.health === 'ok' && (
                     <a

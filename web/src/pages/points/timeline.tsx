@@ -15,14 +15,17 @@ import type { JSX } from 'preact';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { GFS_LETTER, chainSpans, short, type Point } from './model';
 
-const COL = 28;
+/** A column's width: wider when few points fill the view, never narrower than this. */
+const MIN_COL = 28;
+const MAX_COL = 72;
 const HEIGHT = 150;
 const MARK_Y = 80;
 const GFS_Y = 38;
 const AXIS_Y = 136;
 /** Columns drawn beyond each edge of the view, so a fast scroll shows no gap. */
 const OVERSCAN = 8;
-const LABEL_EVERY = 4;
+/** Room a time label needs on the axis, px. */
+const LABEL_PX = 96;
 
 function radius(stored: number | null, max: number): number {
   if (stored === null || max <= 0) return 4;
@@ -60,6 +63,8 @@ export function Timeline({
   const [view, setView] = useState({ left: 0, width: 1280 });
   const spans = useMemo(() => chainSpans(points), [points]);
   const maxStored = useMemo(() => points.reduce((m, p) => Math.max(m, p.storedBytes ?? 0), 0), [points]);
+  const COL = Math.min(MAX_COL, Math.max(MIN_COL, Math.floor(view.width / Math.max(points.length, 1))));
+  const labelEvery = Math.ceil(LABEL_PX / COL);
   const width = Math.max(points.length * COL, 1);
 
   // Start at the newest points (the right end); follow the box's width.
@@ -80,7 +85,7 @@ export function Timeline({
     const x = selected * COL;
     if (x < el.scrollLeft) el.scrollLeft = x;
     else if (x + COL > el.scrollLeft + el.clientWidth) el.scrollLeft = x + COL - el.clientWidth;
-  }, [selected]);
+  }, [selected, COL]);
 
   const first = Math.max(0, Math.floor(view.left / COL) - OVERSCAN);
   const last = Math.min(points.length - 1, Math.ceil((view.left + view.width) / COL) + OVERSCAN);
@@ -133,7 +138,7 @@ export function Timeline({
                 height={AXIS_Y - 12}
               />
               {s.to > s.from && <line class="tl-chain-line" x1={s.from * COL + COL / 2} x2={s.to * COL + COL / 2} y1={MARK_Y} y2={MARK_Y} />}
-              {s.to - s.from >= 2 && (
+              {(s.to - s.from + 1) * COL >= 90 && (
                 <text class="tl-chain-label" x={Math.max(s.from * COL, view.left) + 4} y={14}>
                   {s.chainId === null ? 'unavailable' : `chain ${short(s.chainId)}`}
                 </text>
@@ -172,7 +177,7 @@ export function Timeline({
         <g aria-hidden="true">
           <line class="tl-axis" x1={0} x2={width} y1={AXIS_Y - 12} y2={AXIS_Y - 12} />
           {shown
-            .filter((i) => i % LABEL_EVERY === 0)
+            .filter((i) => i % labelEvery === 0)
             .map((i) => (
               <g key={`t${i}`}>
                 <line class="tl-tick" x1={i * COL + COL / 2} x2={i * COL + COL / 2} y1={AXIS_Y - 12} y2={AXIS_Y - 7} />
