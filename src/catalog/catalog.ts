@@ -120,6 +120,52 @@ export interface PointRecord {
   readonly gfs: readonly ('weekly' | 'monthly' | 'yearly')[];
   readonly health: 'ok' | 'damaged' | 'unavailable';
   readonly changeMethod: ChangeMethod | null;
+  /** What the API shows of the point beyond these fields (JSON the catalog stores as given), when the reader recorded it. */
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * What the catalog last read of a job in its repository: the signature of
+ * the job folder it read (its files' names, sizes and modification times,
+ * so a reader can tell without opening a file whether the copy is still
+ * that of the files), when, and the summary of the points it recorded.
+ */
+export interface JobReadRecord {
+  readonly repo: string;
+  readonly job: string;
+  readonly signature: string;
+  readonly readAt: string;
+  /** Restorable points (health ok or damaged): unavailable ones are not counted. */
+  readonly points: number;
+  readonly damagedPoints: number;
+  readonly unavailablePoints: number;
+  /** Backup files that could not be read at all. */
+  readonly damagedFiles: number;
+  /** What the job's backup files take, all of them. */
+  readonly storedBytes: number;
+  /** The newest restorable point, if any. */
+  readonly lastPointId: string | null;
+  readonly lastPointAt: string | null;
+}
+
+/** A repository's usage at one time. */
+export interface UsageSample {
+  readonly repo: string;
+  readonly at: string;
+  /** What the repository's backup files take. */
+  readonly bytes: number;
+  /** The file system's space left for the repository, and its size. */
+  readonly freeBytes: number;
+  readonly totalBytes: number;
+}
+
+export interface UsageSampleFilter {
+  /** Samples at or after this time. */
+  readonly since?: string;
+  /** Samples at or before this time. */
+  readonly until?: string;
+  /** The newest this many of the period (default 1000, at most 10000), returned oldest first. */
+  readonly limit?: number;
 }
 
 export interface UserRecord {
@@ -178,6 +224,22 @@ export interface Catalog {
   /** Replaces everything recorded of one job's points with `points`. */
   replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void>;
   listPoints(repo: string, job: string): Promise<readonly PointRecord[]>;
+
+  /**
+   * Records a job as read from its repository, in one transaction: its
+   * definition (as putJob), its points (as replacePoints) and the read's
+   * signature and summary. A reader sees all of it or none.
+   */
+  recordJobRead(job: JobRecord, points: readonly PointRecord[], read: JobReadRecord): Promise<void>;
+  /** The reads recorded for a repository's jobs, by job name. deleteJob forgets a job's. */
+  listJobReads(repo: string): Promise<readonly JobReadRecord[]>;
+
+  /** Records a usage sample; a second sample of one repository at the same time replaces the first. */
+  addUsageSample(sample: UsageSample): Promise<void>;
+  /** A repository's samples in a period, oldest first (see UsageSampleFilter.limit). */
+  listUsageSamples(repo: string, filter?: UsageSampleFilter): Promise<readonly UsageSample[]>;
+  /** Forgets every repository's samples older than `before`; returns how many. */
+  deleteUsageSamplesBefore(before: string): Promise<number>;
 
   addUser(user: UserRecord): Promise<void>;
   getUser(name: string): Promise<UserRecord | undefined>;

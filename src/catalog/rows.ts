@@ -6,6 +6,7 @@ import type { Selectable } from 'kysely';
 import { LifeboatError } from '../core/errors.js';
 import type {
   ChangeMethod,
+  JobReadRecord,
   JobRecord,
   LogLine,
   PointRecord,
@@ -16,10 +17,22 @@ import type {
   TaskRecord,
   TokenRecord,
   UserRecord,
+  UsageSample,
   UserRole,
   WebSessionRecord,
 } from './catalog.js';
-import type { ApiTokensTable, JobsTable, LogLinesTable, PointsTable, RunsTable, TasksTable, UsersTable, WebSessionsTable } from './schema.js';
+import type {
+  ApiTokensTable,
+  JobReadsTable,
+  JobsTable,
+  UsageSamplesTable,
+  LogLinesTable,
+  PointsTable,
+  RunsTable,
+  TasksTable,
+  UsersTable,
+  WebSessionsTable,
+} from './schema.js';
 
 function parseJson<T>(text: string, what: string): T {
   try {
@@ -128,6 +141,7 @@ export function pointToRow(p: PointRecord): PointsTable {
     gfs: JSON.stringify(p.gfs),
     health: p.health,
     change_method: p.changeMethod,
+    detail: p.detail === undefined ? null : JSON.stringify(p.detail),
   };
 }
 
@@ -146,7 +160,48 @@ export function pointFromRow(r: Selectable<PointsTable>): PointRecord {
     gfs: parseJson<PointRecord['gfs']>(r.gfs, `GFS flags of point ${r.point_id}`),
     health: r.health as PointRecord['health'],
     changeMethod: r.change_method as ChangeMethod | null,
+    ...(r.detail === null ? {} : { detail: parseJson<Record<string, unknown>>(r.detail, `detail of point ${r.point_id}`) }),
   };
+}
+
+export function jobReadToRow(r: JobReadRecord): JobReadsTable {
+  return {
+    repo: r.repo,
+    job: r.job,
+    signature: r.signature,
+    read_at: r.readAt,
+    points: r.points,
+    damaged_points: r.damagedPoints,
+    unavailable_points: r.unavailablePoints,
+    damaged_files: r.damagedFiles,
+    stored_bytes: r.storedBytes,
+    last_point_id: r.lastPointId,
+    last_point_at: r.lastPointAt,
+  };
+}
+
+export function jobReadFromRow(r: Selectable<JobReadsTable>): JobReadRecord {
+  return {
+    repo: r.repo,
+    job: r.job,
+    signature: r.signature,
+    readAt: r.read_at,
+    points: r.points,
+    damagedPoints: r.damaged_points,
+    unavailablePoints: r.unavailable_points,
+    damagedFiles: r.damaged_files,
+    storedBytes: r.stored_bytes,
+    lastPointId: r.last_point_id,
+    lastPointAt: r.last_point_at,
+  };
+}
+
+export function usageSampleToRow(s: UsageSample): UsageSamplesTable {
+  return { repo: s.repo, at: s.at, bytes: s.bytes, free_bytes: s.freeBytes, total_bytes: s.totalBytes };
+}
+
+export function usageSampleFromRow(r: Selectable<UsageSamplesTable>): UsageSample {
+  return { repo: r.repo, at: r.at, bytes: r.bytes, freeBytes: r.free_bytes, totalBytes: r.total_bytes };
 }
 
 export function userToRow(u: UserRecord): UsersTable {

@@ -78,6 +78,30 @@ export interface PointsTable {
   gfs: string;
   health: string;
   change_method: string | null;
+  /** JSON object: what the API shows beyond the columns; null for points recorded without it. */
+  detail: string | null;
+}
+
+export interface JobReadsTable {
+  repo: string;
+  job: string;
+  signature: string;
+  read_at: string;
+  points: number;
+  damaged_points: number;
+  unavailable_points: number;
+  damaged_files: number;
+  stored_bytes: number;
+  last_point_id: string | null;
+  last_point_at: string | null;
+}
+
+export interface UsageSamplesTable {
+  repo: string;
+  at: string;
+  bytes: number;
+  free_bytes: number;
+  total_bytes: number;
 }
 
 export interface UsersTable {
@@ -111,6 +135,8 @@ export interface CatalogSchema {
   log_lines: LogLinesTable;
   jobs: JobsTable;
   points: PointsTable;
+  job_reads: JobReadsTable;
+  usage_samples: UsageSamplesTable;
   users: UsersTable;
   api_tokens: ApiTokensTable;
   web_sessions: WebSessionsTable;

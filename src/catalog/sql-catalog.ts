@@ -9,6 +9,7 @@ import {
   RUN_TRIGGERS,
   USER_ROLES,
   type Catalog,
+  type JobReadRecord,
   type JobRecord,
   type LogLine,
   type NewRun,
@@ -19,6 +20,8 @@ import {
   type RunUpdate,
   type TaskRecord,
   type TokenRecord,
+  type UsageSample,
+  type UsageSampleFilter,
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
@@ -30,6 +33,8 @@ import * as rows from './rows.js';
 const DEFAULT_RUN_PAGE = 50;
 const MAX_RUN_PAGE = 1000;
 const DEFAULT_LOG_PAGE = 1000;
+const DEFAULT_USAGE_SAMPLES = 1000;
+const MAX_USAGE_SAMPLES = 10_000;
 const MAX_LOG_PAGE = 10_000;
 /** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
 const INSERT_CHUNK = 500;
@@ -37,6 +42,12 @@ const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error
 /** What a run left unfinished by a dead server gets as its error. */
 const INTERRUPTED_CODE = 'LFB_ERR_INTERRUPTED';
 const INTERRUPTED_MESSAGE = 'the server stopped before the run ended';
+
+/** Every point given for one job's replacement belongs to that job. */
+function checkPointsOf(repo: string, job: string, points: readonly PointRecord[]): void {
+  const stray = points.find((p) => p.repo !== repo || p.job !== job);
+  if (stray !== undefined) throw invalid(`point ${stray.pointId} belongs to ${stray.repo} ${stray.job}, not to ${repo} ${job}`);
+}
 
 export class SqlCatalog implements Catalog {
   private closed = false;
@@ -253,12 +264,13 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  /** Forgets the job and the points recorded for it. */
+  /** Forgets the job, the points recorded for it and its read. */
   async deleteJob(repo: string, name: string): Promise<void> {
     return this.guard(() =>
       this.database.write(async (trx) => {
         await this.database.lockExclusive(trx, 'points');
         await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', name).execute();
+        await trx.deleteFrom('job_reads').where('repo', '=', repo).where('job', '=', name).execute();
         await trx.deleteFrom('jobs').where('repo', '=', repo).where('name', '=', name).execute();
       }),
     );
@@ -278,19 +290,95 @@ export class SqlCatalog implements Catalog {
   }
 
   async replacePoints(repo: string, job: string, points: readonly PointRecord[]): Promise<void> {
-    const stray = points.find((p) => p.repo !== repo || p.job !== job);
-    if (stray !== undefined) throw invalid(`point ${stray.pointId} belongs to ${stray.repo} ${stray.job}, not to ${repo} ${job}`);
+    checkPointsOf(repo, job, points);
+    return this.guard(() => this.database.write((trx) => this.writePoints(trx, repo, job, points)));
+  }
+
+  /** In a write transaction: the job's points become `points`. */
+  private async writePoints(trx: CatalogDatabase['db'], repo: string, job: string, points: readonly PointRecord[]): Promise<void> {
+    // Two replacements at once would each delete what the other had not yet
+    // written, then both insert: a mix of the two sets, or a duplicate key.
+    await this.database.lockExclusive(trx, 'points');
+    await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', job).execute();
+    for (const chunk of chunks(points, INSERT_CHUNK)) {
+      await trx.insertInto('points').values(chunk.map(rows.pointToRow)).execute();
+    }
+  }
+
+  async recordJobRead(job: JobRecord, points: readonly PointRecord[], read: JobReadRecord): Promise<void> {
+    if (read.repo !== job.repo || read.job !== job.name) throw invalid(`the read of ${read.repo} ${read.job} is not of job ${job.repo} ${job.name}`);
+    checkPointsOf(job.repo, job.name, points);
+    const jobRow = rows.jobToRow(job);
+    const readRow = rows.jobReadToRow(read);
     return this.guard(() =>
       this.database.write(async (trx) => {
-        // Two replacements at once would each delete what the other had not yet
-        // written, then both insert: a mix of the two sets, or a duplicate key.
-        await this.database.lockExclusive(trx, 'points');
-        await trx.deleteFrom('points').where('repo', '=', repo).where('job', '=', job).execute();
-        for (const chunk of chunks(points, INSERT_CHUNK)) {
-          await trx.insertInto('points').values(chunk.map(rows.pointToRow)).execute();
-        }
+        await trx
+          .insertInto('jobs')
+          .values(jobRow)
+          .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet({ job_id: jobRow.job_id, definition: jobRow.definition, updated_at: jobRow.updated_at }))
+          .execute();
+        await this.writePoints(trx, job.repo, job.name, points);
+        await trx
+          .insertInto('job_reads')
+          .values(readRow)
+          .onConflict((oc) =>
+            oc.columns(['repo', 'job']).doUpdateSet({
+              signature: readRow.signature,
+              read_at: readRow.read_at,
+              points: readRow.points,
+              damaged_points: readRow.damaged_points,
+              unavailable_points: readRow.unavailable_points,
+              damaged_files: readRow.damaged_files,
+              stored_bytes: readRow.stored_bytes,
+              last_point_id: readRow.last_point_id,
+              last_point_at: readRow.last_point_at,
+            }),
+          )
+          .execute();
       }),
     );
+  }
+
+  async listJobReads(repo: string): Promise<readonly JobReadRecord[]> {
+    return this.guard(async () => {
+      const found = await this.db.selectFrom('job_reads').selectAll().where('repo', '=', repo).orderBy('job').execute();
+      return found.map(rows.jobReadFromRow);
+    });
+  }
+
+  // Usage samples ---------------------------------------------------------------
+
+  async addUsageSample(sample: UsageSample): Promise<void> {
+    const row = rows.usageSampleToRow({ ...sample, at: isoInstant(sample.at, 'at') });
+    return this.guard(async () => {
+      await this.db
+        .insertInto('usage_samples')
+        .values(row)
+        .onConflict((oc) => oc.columns(['repo', 'at']).doUpdateSet({ bytes: row.bytes, free_bytes: row.free_bytes, total_bytes: row.total_bytes }))
+        .execute();
+    });
+  }
+
+  async listUsageSamples(repo: string, filter: UsageSampleFilter = {}): Promise<readonly UsageSample[]> {
+    const limit = pageSize(filter.limit, DEFAULT_USAGE_SAMPLES, MAX_USAGE_SAMPLES, 'usage sample');
+    const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
+    const until = filter.until === undefined ? undefined : isoInstant(filter.until, 'until');
+    return this.guard(async () => {
+      let q = this.db.selectFrom('usage_samples').selectAll().where('repo', '=', repo);
+      if (since !== undefined) q = q.where('at', '>=', since);
+      if (until !== undefined) q = q.where('at', '<=', until);
+      // The newest of the period: a chart of a long period still ends now.
+      const found = await q.orderBy('at', 'desc').limit(limit).execute();
+      return found.reverse().map(rows.usageSampleFromRow);
+    });
+  }
+
+  async deleteUsageSamplesBefore(before: string): Promise<number> {
+    const when = isoInstant(before, 'before');
+    return this.guard(async () => {
+      const result = await this.db.deleteFrom('usage_samples').where('at', '<', when).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    });
   }
 
   async listPoints(repo: string, job: string): Promise<readonly PointRecord[]> {

@@ -1,16 +1,17 @@
 /**
  * The catalog's copy of a repository's jobs and points, made from the
  * repository itself: the backup files are the truth, the catalog a cache of
- * what they hold. Shared by the HTTP API (which refreshes a job's points
- * whenever it lists them) and `lifeboat catalog rebuild` (which remakes a
- * repository's whole copy).
+ * what they hold. Shared by the HTTP API (catalog-freshness.ts: a job is read
+ * again when its folder's signature changed) and `lifeboat catalog rebuild`
+ * (which remakes a repository's whole copy).
  */
 import { join, resolve } from 'node:path';
 import type { LifeboatService } from '../app/service.js';
-import type { Catalog, ChangeMethod, JobRecord, PointRecord } from '../catalog/catalog.js';
+import type { Catalog, ChangeMethod, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
 import { planChains } from '../methods/retention-run.js';
 import { describeDamage, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
 import { gfsFlagsByPoint, type GfsKind } from '../retention/index.js';
+import { jobFolderSignature } from './job-signature.js';
 
 /** How one disk's changes were found for a point (and why, when CBT was not used although asked for). */
 export interface DiskChangeView {
@@ -65,14 +66,19 @@ function seqOf(state: JobState, id: string): number {
   return state.points.find((p) => p.id === id)?.seq ?? -1;
 }
 
-/** Every point of a scanned job, oldest first: restorable, damaged and unavailable ones. GFS flags are those of `now`. */
-export async function pointViewsOf(def: JobDefinition, state: JobState, now: Date): Promise<PointView[]> {
+/**
+ * Every point of a scanned job, oldest first: restorable, damaged and
+ * unavailable ones. GFS flags are those of `now`. `knownBytes`: backup files'
+ * sizes already known (from the folder's signature), so those files are not
+ * opened for their size.
+ */
+export async function pointViewsOf(def: JobDefinition, state: JobState, now: Date, knownBytes?: ReadonlyMap<string, number>): Promise<PointView[]> {
   const byPoint = new Map<string, ChainFile>();
   for (const c of state.chains) for (const f of [...c.rollbacks, c.full, ...c.increments]) byPoint.set(f.root.pointId, f);
   const flags: Map<string, GfsKind[]> = def.gfs ? gfsFlagsByPoint(planChains(state), def.gfs, now.toISOString()) : new Map();
   const sizes = new Map<string, number | null>();
   const sizeOf = async (file: string): Promise<number | null> => {
-    if (!sizes.has(file)) sizes.set(file, await fileBytes(state, file));
+    if (!sizes.has(file)) sizes.set(file, knownBytes?.get(file) ?? (await fileBytes(state, file)));
     return sizes.get(file)!;
   };
   const out: PointView[] = [];
@@ -119,29 +125,91 @@ export async function pointViewsOf(def: JobDefinition, state: JobState, now: Dat
   return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
-/** Every point of a job, read from the repository at `root` (see pointViewsOf). */
-export async function pointViews(service: LifeboatService, root: string, job: string, now: Date): Promise<PointView[]> {
-  const { job: def, state } = await service.jobState(root, job);
-  return pointViewsOf(def, state, now);
+/** What a PointView has beyond a PointRecord's fields: the record's `detail`. */
+interface PointDetail {
+  parentId: string | null;
+  diskSizes: number[];
+  storedBytes: number | null;
+  problem?: string;
+  problemCode?: string;
+  changes: DiskChangeView[];
 }
 
-/** The catalog's rows for a job's points. */
+/** The catalog's rows for a job's points (each with its detail: the view comes back whole from the catalog). */
 export function pointRecords(root: string, job: string, points: readonly PointView[]): PointRecord[] {
-  return points.map((p) => ({
-    repo: root,
-    job,
-    pointId: p.id,
-    seq: p.seq,
-    createdAt: p.createdAt,
-    kind: p.kind,
-    file: p.file,
-    chainId: p.chainId ?? '',
-    diskBytes: p.diskBytes,
-    storedBytes: p.storedBytes ?? 0,
-    gfs: p.gfs,
-    health: p.health,
-    changeMethod: p.changeMethod,
-  }));
+  return points.map((p) => {
+    const detail: PointDetail = {
+      parentId: p.parentId,
+      diskSizes: p.diskSizes,
+      storedBytes: p.storedBytes,
+      ...(p.problem === undefined ? {} : { problem: p.problem }),
+      ...(p.problemCode === undefined ? {} : { problemCode: p.problemCode }),
+      changes: p.changes,
+    };
+    return {
+      repo: root,
+      job,
+      pointId: p.id,
+      seq: p.seq,
+      createdAt: p.createdAt,
+      kind: p.kind,
+      file: p.file,
+      chainId: p.chainId ?? '',
+      diskBytes: p.diskBytes,
+      storedBytes: p.storedBytes ?? 0,
+      gfs: p.gfs,
+      health: p.health,
+      changeMethod: p.changeMethod,
+      detail: detail as unknown as Record<string, unknown>,
+    };
+  });
+}
+
+/** The API's view of a point the catalog recorded (with its detail, as pointRecords writes it), oldest first by pointsInOrder. */
+export function pointViewOf(r: PointRecord): PointView {
+  const d = (r.detail ?? {}) as Partial<PointDetail>;
+  return {
+    id: r.pointId,
+    seq: r.seq,
+    createdAt: r.createdAt,
+    kind: r.kind,
+    file: r.file,
+    chainId: r.chainId === '' ? null : r.chainId,
+    parentId: d.parentId ?? null,
+    diskSizes: d.diskSizes ?? [],
+    diskBytes: r.diskBytes,
+    storedBytes: d.storedBytes === undefined ? r.storedBytes : d.storedBytes,
+    gfs: [...r.gfs],
+    health: r.health,
+    ...(d.problem === undefined ? {} : { problem: d.problem }),
+    ...(d.problemCode === undefined ? {} : { problemCode: d.problemCode }),
+    changes: d.changes ?? [],
+    changeMethod: r.changeMethod,
+  };
+}
+
+/** Points as the API lists them: oldest first (unavailable points have no sequence number to order by). */
+export function pointsInOrder(points: readonly PointView[]): PointView[] {
+  return [...points].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.seq - b.seq);
+}
+
+/** The summary a job's read records: counts, bytes and the newest restorable point. */
+export function jobReadSummary(
+  views: readonly PointView[],
+  damagedFiles: number,
+  backupBytes: number,
+): Omit<JobReadRecord, 'repo' | 'job' | 'signature' | 'readAt'> {
+  const restorable = views.filter((v) => v.health !== 'unavailable');
+  const last = pointsInOrder(restorable).at(-1);
+  return {
+    points: restorable.length,
+    damagedPoints: views.filter((v) => v.health === 'damaged').length,
+    unavailablePoints: views.length - restorable.length,
+    damagedFiles,
+    storedBytes: backupBytes,
+    lastPointId: last?.id ?? null,
+    lastPointAt: last?.createdAt ?? null,
+  };
 }
 
 /** The catalog's row for a job (its definition as job.json holds it). */
@@ -169,17 +237,28 @@ export interface CatalogRebuild {
 export async function rebuildCatalog(catalog: Catalog, service: LifeboatService, repoDir: string): Promise<CatalogRebuild> {
   const root = resolve(repoDir);
   const now = service.clock.now();
-  const read: { job: JobRecord; points: PointRecord[] }[] = [];
+  const read: { job: JobRecord; points: PointRecord[]; read: JobReadRecord }[] = [];
   for (const name of await service.listJobs(root)) {
+    // Taken before the read: a change during it leaves the recorded signature behind the folder, and the API reads the job again.
+    const sig = await jobFolderSignature(root, name, now);
     const { job: def, state } = await service.jobState(root, name);
-    read.push({ job: jobRecord(root, def, now), points: pointRecords(root, def.name, await pointViewsOf(def, state, now)) });
+    const views = await pointViewsOf(def, state, now, sig?.fileBytes);
+    read.push({
+      job: jobRecord(root, def, now),
+      points: pointRecords(root, def.name, views),
+      read: {
+        repo: root,
+        job: def.name,
+        // A folder that lost its job.json during the read: no signature matches it, so the API reads the job again.
+        signature: sig?.signature ?? '',
+        readAt: now.toISOString(),
+        ...jobReadSummary(views, state.damaged.length, sig?.backupBytes ?? 0),
+      },
+    });
   }
   const names = new Set(read.map((r) => r.job.name));
   const removed = (await catalog.listJobs(root)).map((j) => j.name).filter((name) => !names.has(name));
   for (const name of removed) await catalog.deleteJob(root, name);
-  for (const r of read) {
-    await catalog.putJob(r.job);
-    await catalog.replacePoints(root, r.job.name, r.points);
-  }
+  for (const r of read) await catalog.recordJobRead(r.job, r.points, r.read);
   return { repo: root, jobs: read.length, points: read.reduce((a, r) => a + r.points.length, 0), removed };
 }

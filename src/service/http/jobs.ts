@@ -1,17 +1,22 @@
 /**
  * Jobs of a repository: list, one, create, change, delete, run now, stop.
- * job.json in the repository is the truth; the catalog's copy is refreshed
- * on each change (a failed refresh is logged, never fails the change).
+ * job.json in the repository is the truth. The listings answer from the
+ * catalog's copy, read again first for each job whose folder changed
+ * (src/service/catalog-freshness.ts); a change through the API also updates
+ * the copy at once (a failed update is logged, never fails the change).
  */
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 import { LifeboatError } from '../../core/errors.js';
 import type { Weekday } from '../../core/clock.js';
 import { RUN_STATES, type RunRecord } from '../../catalog/catalog.js';
+import { nextFire } from '../../core/schedule-text.js';
 import { defaultMethod, retentionWarnings } from '../../repository/job-defaults.js';
 import type { JobDefinition } from '../../repository/index.js';
 import { jobRecord } from '../catalog-sync.js';
+import { CatalogFreshness, catalogFreshnessOf, type FreshJob } from '../catalog-freshness.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
+import type { HttpApiDeps } from './deps.js';
 import { runView } from './runs.js';
 import { ERROR_RESPONSES, JobChangeBody, JobCreateBody, JobCreated, JobDeleteQuery, JobDeleted, JobParams, JobSummary, RepoParams } from './schemas.js';
 
@@ -28,6 +33,36 @@ async function cacheJob(ctx: ApiContext, root: string, job: JobDefinition | unde
   }
 }
 
+/** The catalog reader the job and point listings of one server share (its reads in flight, its counter). */
+export function freshness(deps: HttpApiDeps): CatalogFreshness {
+  return catalogFreshnessOf(deps, () => new CatalogFreshness({ catalog: deps.catalog, clock: deps.clock }));
+}
+
+/** A job as the listings show it: the catalog's copy and read, its newest run, and when its schedule next starts it. */
+async function jobSummary(ctx: ApiContext, repo: string, root: string, fresh: FreshJob): Promise<Static<typeof JobSummary>> {
+  const job = fresh.job.definition as unknown as JobDefinition;
+  const { read } = fresh;
+  const now = ctx.deps.clock.now();
+  const [last] = (await ctx.deps.catalog.listRuns({ repo: root, job: job.name, limit: 1 })).runs;
+  // When a server would start it by its schedule (in the server's time zone), if it has one and is enabled.
+  const next = job.schedule === undefined || job.disabled === true ? null : nextFire(job.schedule, now.getTime());
+  return {
+    repo,
+    job: job as unknown as Static<typeof JobSummary>['job'],
+    points: read.points,
+    damagedFiles: read.damagedFiles,
+    nextRunAt: next === null ? null : new Date(next).toISOString(),
+    damagedPoints: read.damagedPoints,
+    unavailablePoints: read.unavailablePoints,
+    storedBytes: read.storedBytes,
+    lastRun: last === undefined ? null : { id: last.id, state: last.state, endedAt: last.endedAt, errorCode: last.errorCode },
+    lastPoint:
+      read.lastPointId === null || read.lastPointAt === null
+        ? null
+        : { id: read.lastPointId, createdAt: read.lastPointAt, ageSeconds: Math.max(0, Math.floor((now.getTime() - Date.parse(read.lastPointAt)) / 1000)) },
+  };
+}
+
 /** The rules `job create` checks before the service does (the service checks the rest). */
 function checkCreate(b: JobCreateBody): void {
   if (b.retainPoints !== undefined && b.retainDays !== undefined)
@@ -40,10 +75,6 @@ function checkCreate(b: JobCreateBody): void {
 
 export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
   const { service } = ctx.deps;
-  const summary = async (repo: string, name: string) => {
-    const s = await service.showJob(ctx.repoRoot(repo), name);
-    return { repo, job: s.job, points: s.points, damagedFiles: s.damagedFiles, nextRunAt: s.nextRunAt };
-  };
 
   app.get(
     `${API_PREFIX}/repositories/:repo/jobs`,
@@ -57,16 +88,18 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     },
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
-      // Each job's files are read at once, not one job after another: the listing costs the slowest job, not their sum.
-      const jobs = await Promise.all((await service.listJobs(root)).map((name) => summary(request.params.repo, name)));
-      return { jobs };
+      const fresh = await freshness(ctx.deps).jobs(root);
+      return { jobs: await Promise.all(fresh.map((f) => jobSummary(ctx, request.params.repo, root, f))) };
     },
   );
 
   app.get(
     `${API_PREFIX}/repositories/:repo/jobs/:job`,
     { schema: { summary: 'One job', tags: ['jobs'], params: JobParams, response: { 200: JobSummary, ...ERROR_RESPONSES } } },
-    async (request) => summary(request.params.repo, request.params.job),
+    async (request) => {
+      const root = ctx.repoRoot(request.params.repo);
+      return jobSummary(ctx, request.params.repo, root, await freshness(ctx.deps).job(root, request.params.job));
+    },
   );
 
   app.post(

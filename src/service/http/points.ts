@@ -1,22 +1,16 @@
 /**
- * A job's restore points, its retention plan, verify and restore. Points are
- * read from the repository (the backup files are the truth) and the
- * catalog's copy of them is replaced with what was read.
+ * A job's restore points, its retention plan, verify and restore. The point
+ * listing answers from the catalog's copy, read again first when the job's
+ * folder changed (src/service/catalog-freshness.ts): the backup files stay
+ * the truth, and an unchanged job's listing opens none of them.
  */
 import { LifeboatError } from '../../core/errors.js';
-import { pointRecords, pointViews, type PointView } from '../catalog-sync.js';
+import { pointViewOf, pointsInOrder } from '../catalog-sync.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
+import { freshness } from './jobs.js';
 import { checkWriteTarget } from './targets.js';
 import { ERROR_RESPONSES, JobParams, PointList, RestoreBody, RestoreReply, RetentionPlan, VerifyBody, VerifyReply } from './schemas.js';
-
-async function cachePoints(ctx: ApiContext, root: string, job: string, points: readonly PointView[]): Promise<void> {
-  try {
-    await ctx.deps.catalog.replacePoints(root, job, pointRecords(root, job, points));
-  } catch (err) {
-    ctx.deps.logger.warn('http: the catalog did not take the points read', { repo: root, job, error: err instanceof Error ? err.message : String(err) });
-  }
-}
 
 export function pointRoutes(app: ApiServer, ctx: ApiContext): void {
   const { service } = ctx.deps;
@@ -33,9 +27,8 @@ export function pointRoutes(app: ApiServer, ctx: ApiContext): void {
     },
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
-      const points = await pointViews(service, root, request.params.job, ctx.deps.clock.now());
-      await cachePoints(ctx, root, request.params.job, points);
-      return { repo: request.params.repo, job: request.params.job, points };
+      const { points } = await freshness(ctx.deps).points(root, request.params.job);
+      return { repo: request.params.repo, job: request.params.job, points: pointsInOrder(points.map(pointViewOf)) };
     },
   );
 

@@ -5,7 +5,17 @@ import { fromFsError } from '../../core/errors.js';
 import { fileBytes } from '../catalog-sync.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
-import { ERROR_RESPONSES, RepoParams, RepositoryUsage } from './schemas.js';
+import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
+import { UsageSampler, usageSamplerOf } from '../usage-sampler.js';
+import type { HttpApiDeps } from './deps.js';
+
+/** How far back a usage listing goes when not told. */
+const DEFAULT_USAGE_PERIOD_MS = 30 * 24 * 3600_000;
+
+/** The usage sampler of one server (made the first time it is asked for). */
+export function usageSampler(deps: HttpApiDeps): UsageSampler {
+  return usageSamplerOf(deps, () => new UsageSampler({ catalog: deps.catalog, clock: deps.clock, logger: deps.logger, repos: deps.repos }));
+}
 
 async function usage(ctx: ApiContext, name: string, root: string): Promise<Static<typeof RepositoryUsage>> {
   const jobs = [];
@@ -34,6 +44,11 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
 }
 
 export function repositoryRoutes(app: ApiServer, ctx: ApiContext): void {
+  // The server samples its repositories' usage while it is up.
+  const sampler = usageSampler(ctx.deps);
+  app.addHook('onReady', async () => sampler.start());
+  app.addHook('onClose', async () => sampler.stop());
+
   app.get(
     `${API_PREFIX}/repositories`,
     {
@@ -54,5 +69,31 @@ export function repositoryRoutes(app: ApiServer, ctx: ApiContext): void {
     `${API_PREFIX}/repositories/:repo`,
     { schema: { summary: 'One repository', tags: ['repositories'], params: RepoParams, response: { 200: RepositoryUsage, ...ERROR_RESPONSES } } },
     async (request) => usage(ctx, request.params.repo, ctx.repoRoot(request.params.repo)),
+  );
+
+  app.get(
+    `${API_PREFIX}/repositories/:repo/usage`,
+    {
+      schema: {
+        summary: "The repository's usage over a period, for capacity charts",
+        description:
+          'Samples of the bytes its backup files take and the free and total bytes of its file system: taken by the server within a minute of any change of the backup files and at least hourly, kept 400 days.',
+        tags: ['repositories'],
+        params: RepoParams,
+        querystring: UsageSampleQuery,
+        response: { 200: UsageSamples, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      const root = ctx.repoRoot(request.params.repo);
+      const until = request.query.until ?? ctx.deps.clock.now().toISOString();
+      const since = request.query.since ?? new Date(Date.parse(until) - DEFAULT_USAGE_PERIOD_MS).toISOString();
+      const samples = await ctx.deps.catalog.listUsageSamples(root, {
+        since,
+        until,
+        ...(request.query.limit === undefined ? {} : { limit: request.query.limit }),
+      });
+      return { repo: request.params.repo, samples: samples.map((s) => ({ at: s.at, bytes: s.bytes, freeBytes: s.freeBytes, totalBytes: s.totalBytes })) };
+    },
   );
 }

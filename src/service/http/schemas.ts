@@ -188,9 +188,24 @@ export const JobSummary = Type.Object(
   {
     repo: Name,
     job: Type.Ref('Job'),
-    points: Type.Integer(),
-    damagedFiles: Type.Integer(),
+    points: Type.Integer({ description: 'restorable points (damaged ones too; unavailable ones not)' }),
+    damagedFiles: Type.Integer({ description: 'backup files that cannot be read at all' }),
     nextRunAt: nullable(Time),
+    damagedPoints: Type.Integer({ description: 'points whose data a verify found damaged' }),
+    unavailablePoints: Type.Integer({ description: 'points that cannot be restored (a file of their chain is missing or unreadable)' }),
+    storedBytes: Type.Integer({ description: "what the job's backup files take, all of them" }),
+    lastRun: nullable(
+      Type.Object(
+        { id: Type.Integer(), state: RunState, endedAt: nullable(Time), errorCode: nullable(Type.String()) },
+        { additionalProperties: false, description: "the job's newest run in the catalog (queued or running ones too)" },
+      ),
+    ),
+    lastPoint: nullable(
+      Type.Object(
+        { id: Type.String(), createdAt: Time, ageSeconds: Type.Integer({ minimum: 0, description: 'seconds from createdAt to the answer' }) },
+        { additionalProperties: false, description: 'the newest restorable point' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -292,6 +307,34 @@ export const Point = Type.Object(
   },
   { additionalProperties: false },
 );
+export const UsageSampleQuery = Type.Object(
+  {
+    since: Type.Optional(Type.String({ format: 'date-time', description: 'samples at or after (default: 30 days before until)' })),
+    until: Type.Optional(Type.String({ format: 'date-time', description: 'samples at or before (default: now)' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'the newest this many of the period (default 1000)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const UsageSamples = Type.Object(
+  {
+    repo: Name,
+    samples: Type.Array(
+      Type.Object(
+        {
+          at: Time,
+          bytes: Type.Integer({ description: "what the repository's backup files took" }),
+          freeBytes: Type.Integer(),
+          totalBytes: Type.Integer(),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'oldest first' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const PointList = Type.Object({ repo: Name, job: Type.String(), points: Type.Array(Point) }, { additionalProperties: false });
 
 export const RetentionPlan = Type.Object(

@@ -1,0 +1,140 @@
+/**
+ * The API's jobs and points come from the catalog, kept true to the backup
+ * files cheaply. Each job's catalog copy records the signature of the job
+ * folder it was read from (job-signature.ts: one listing and a stat of each
+ * file, none opened). A request compares it with the folder's signature now
+ * and reads again only the jobs that changed (a backup by the CLI alone, a
+ * `job set`, retention, a merge, a file deleted by hand). Jobs that appeared
+ * in the repository are read; jobs that vanished are forgotten. Requests for
+ * one changed job share one read.
+ */
+import type { Catalog, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
+import type { Clock } from '../core/clock.js';
+import { LifeboatError } from '../core/errors.js';
+import { Repository, loadJob, scanJob, validateJobName } from '../repository/index.js';
+import { localStorage, type Storage } from '../storage/index.js';
+import { jobRecord, jobReadSummary, pointRecords, pointViewsOf } from './catalog-sync.js';
+import { jobFolderSignature, jobFolderNames, type JobFolderSignature } from './job-signature.js';
+
+/** A job as the catalog has it, checked against its folder. */
+export interface FreshJob {
+  readonly job: JobRecord;
+  readonly read: JobReadRecord;
+}
+
+export interface CatalogFreshnessOptions {
+  readonly catalog: Catalog;
+  readonly clock: Clock;
+  /** What backup files are read through when a job is read again (a counting or failing one in tests). */
+  readonly storage?: Storage | undefined;
+}
+
+function jobNotFound(root: string, name: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_JOB_NOT_FOUND', `no job "${name}" in ${root}; create it with \`lifeboat job create\``, { details: { job: name } });
+}
+
+export class CatalogFreshness {
+  /** How many times a job's files were read (scanned): what a request of an unchanged job must not add to. */
+  jobReads = 0;
+  private readonly reading = new Map<string, { readonly signature: string; readonly done: Promise<void> }>();
+  private readonly storage: Storage;
+
+  constructor(private readonly opts: CatalogFreshnessOptions) {
+    this.storage = opts.storage ?? localStorage;
+  }
+
+  private get catalog(): Catalog {
+    return this.opts.catalog;
+  }
+
+  /** The repository's jobs, by name, each read again first if its folder changed; vanished jobs are forgotten. */
+  async jobs(root: string): Promise<FreshJob[]> {
+    const now = this.opts.clock.now();
+    const names = await jobFolderNames(root);
+    const [signatures, reads] = await Promise.all([Promise.all(names.map((n) => jobFolderSignature(root, n, now))), this.catalog.listJobReads(root)]);
+    const known = new Map(reads.map((r) => [r.job, r.signature]));
+    const present = new Map<string, JobFolderSignature>();
+    names.forEach((n, i) => {
+      // A folder without job.json is no job (yet: `job create` writes it last).
+      if (signatures[i] !== undefined) present.set(n, signatures[i]);
+    });
+    const stale = [...present].filter(([n, sig]) => known.get(n) !== sig.signature);
+    await Promise.all(stale.map(([n, sig]) => this.readAgain(root, n, sig)));
+    const jobs = await this.catalog.listJobs(root);
+    for (const j of jobs) if (!present.has(j.name)) await this.catalog.deleteJob(root, j.name);
+    const fresh = stale.length === 0 ? reads : await this.catalog.listJobReads(root);
+    const byName = new Map(fresh.map((r) => [r.job, r]));
+    return jobs.filter((j) => present.has(j.name) && byName.has(j.name)).map((j) => ({ job: j, read: byName.get(j.name)! }));
+  }
+
+  /** One job, read again first if its folder changed; LFB_ERR_JOB_NOT_FOUND (and forgotten) when it has no folder or job.json. */
+  async job(root: string, name: string): Promise<FreshJob> {
+    validateJobName(name);
+    const [sig, reads] = await Promise.all([jobFolderSignature(root, name, this.opts.clock.now()), this.catalog.listJobReads(root)]);
+    let read = reads.find((r) => r.job === name);
+    if (sig === undefined) {
+      if (read !== undefined || (await this.catalog.listJobs(root)).some((j) => j.name === name)) await this.catalog.deleteJob(root, name);
+      throw jobNotFound(root, name);
+    }
+    if (read?.signature !== sig.signature) {
+      await this.readAgain(root, name, sig);
+      read = (await this.catalog.listJobReads(root)).find((r) => r.job === name);
+    }
+    const job = (await this.catalog.listJobs(root)).find((j) => j.name === name);
+    // Deleted between the read and here (by another request that saw the folder gone).
+    if (job === undefined || read === undefined) throw jobNotFound(root, name);
+    return { job, read };
+  }
+
+  /** A job's points as the catalog has them, read again first if the job's folder changed. */
+  async points(root: string, name: string): Promise<{ fresh: FreshJob; points: readonly PointRecord[] }> {
+    const fresh = await this.job(root, name);
+    return { fresh, points: await this.catalog.listPoints(root, name) };
+  }
+
+  /**
+   * Reads the job's files and records them with `sig`, taken before the read:
+   * a change during the read leaves the recorded signature older than the
+   * folder, so the next request reads again. Requests that find the same
+   * signature stale share one read.
+   */
+  private readAgain(root: string, name: string, sig: JobFolderSignature): Promise<void> {
+    const key = `${root}\0${name}`;
+    const under = this.reading.get(key);
+    if (under !== undefined && under.signature === sig.signature) return under.done;
+    const done = this.read(root, name, sig).finally(() => {
+      if (this.reading.get(key)?.done === done) this.reading.delete(key);
+    });
+    this.reading.set(key, { signature: sig.signature, done });
+    return done;
+  }
+
+  private async read(root: string, name: string, sig: JobFolderSignature): Promise<void> {
+    this.jobReads++;
+    const repo = await Repository.open(root, { storage: this.storage });
+    const def = await loadJob(repo, name);
+    const state = await scanJob(repo.jobDir(def.name), repo.storage);
+    const now = this.opts.clock.now();
+    const views = await pointViewsOf(def, state, now, sig.fileBytes);
+    await this.catalog.recordJobRead(jobRecord(root, def, now), pointRecords(root, def.name, views), {
+      repo: root,
+      job: def.name,
+      signature: sig.signature,
+      readAt: now.toISOString(),
+      ...jobReadSummary(views, state.damaged.length, sig.backupBytes),
+    });
+  }
+}
+
+/** One freshness per set of API dependencies: the routes of one server share its reads in flight and its counter. */
+const byOwner = new WeakMap<object, CatalogFreshness>();
+
+/** The freshness of `owner` (the API's dependencies), made with `make` the first time. */
+export function catalogFreshnessOf(owner: object, make: () => CatalogFreshness): CatalogFreshness {
+  let f = byOwner.get(owner);
+  if (f === undefined) {
+    f = make();
+    byOwner.set(owner, f);
+  }
+  return f;
+}

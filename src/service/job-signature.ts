@@ -1,0 +1,84 @@
+/**
+ * The signature of a job folder: what tells, without opening a file, whether
+ * the catalog's copy of a job is still that of its files. It covers every
+ * file a job's read depends on (job.json, health.json, the backup files) by
+ * name, size, modification time (nanoseconds) and inode, and the UTC day,
+ * because a point's GFS flags depend on the day a listing is made. Files
+ * being written (.name.tmp) and the .vbm summary are left out: they say
+ * nothing a read uses, and a backup in progress would change the signature
+ * with every block written.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromFsError } from '../core/errors.js';
+import { HEALTH_FILE, JOB_FILE } from '../repository/index.js';
+
+/** The backup files scanJob reads (src/repository/job-state.ts). */
+const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
+
+export interface JobFolderSignature {
+  readonly signature: string;
+  /** Each backup file's size, by name, as stat gave it. */
+  readonly fileBytes: ReadonlyMap<string, number>;
+  /** Their sum: what the job's backup files take. */
+  readonly backupBytes: number;
+}
+
+const isBackupFile = (name: string): boolean => !name.startsWith('.') && BACKUP_FILE_RE.test(name);
+
+/** The folders under the repository's jobs/ (each a job once it has its job.json), sorted. */
+export async function jobFolderNames(root: string): Promise<string[]> {
+  const dir = join(root, 'jobs');
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromFsError(err, 'listing', dir);
+  });
+  return entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+}
+
+/** Stats of the named files; a file removed since the listing is left out (the signature then differs from any with it). */
+async function statAll(dir: string, names: readonly string[]): Promise<{ name: string; size: bigint; mtimeNs: bigint; ino: bigint }[]> {
+  const found = await Promise.all(
+    names.map(async (name) => {
+      try {
+        const s = await stat(join(dir, name), { bigint: true });
+        return { name, size: s.size, mtimeNs: s.mtimeNs, ino: s.ino };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw fromFsError(err, 'stat', join(dir, name));
+      }
+    }),
+  );
+  return found.filter((f) => f !== undefined);
+}
+
+/** The job folder's signature at `now`; undefined when the folder or its job.json is not there. */
+export async function jobFolderSignature(root: string, job: string, now: Date): Promise<JobFolderSignature | undefined> {
+  const dir = join(root, 'jobs', job);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw fromFsError(err, 'listing', dir);
+  }
+  if (!names.includes(JOB_FILE)) return undefined;
+  const files = await statAll(
+    dir,
+    names.filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n)),
+  );
+  if (!files.some((f) => f.name === JOB_FILE)) return undefined;
+  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\n`);
+  const fileBytes = new Map<string, number>();
+  for (const f of files) {
+    hash.update(`${f.name}\t${f.size}\t${f.mtimeNs}\t${f.ino}\n`);
+    if (isBackupFile(f.name)) fileBytes.set(f.name, Number(f.size));
+  }
+  return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0) };
+}
