@@ -66,8 +66,9 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
     if (res.status === 401 && path !== '/login') onUnauthenticated?.();
     throw err;
   }
-  if (res.status === 204) return undefined as T;
-  return (await res.json()) as T;
+  // Read to the end even when empty (204): an answer left unread is reported as an aborted request.
+  const text = await res.text();
+  return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
 export const api = {

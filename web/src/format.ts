@@ -11,7 +11,7 @@ export function bytes(n: number | null | undefined): string {
     v /= 1000;
     u++;
   }
-  return `${v.toFixed(v >= 100 ? 0 : 1)} ${UNITS[u]}`;
+  return `${v.toFixed(1)} ${UNITS[u]}`;
 }
 
 /** A rate in bytes per second. */

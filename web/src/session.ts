@@ -70,13 +70,15 @@ export function useSessionKnown(): boolean {
 }
 
 function useMeOrUnknown(): Me | null | undefined {
-  const [, rerender] = useState(0);
+  const [seen, setSeen] = useState(current);
   useEffect(() => {
-    const l = (): void => rerender((n) => n + 1);
+    const l = (): void => setSeen(current);
     listeners.add(l);
+    // The session may have changed between this render and the listener's start (GET /me answered first).
+    l();
     return () => void listeners.delete(l);
   }, []);
-  return current;
+  return seen;
 }
 
 /** The logged-in user and role, or null. */

@@ -186,10 +186,13 @@ export function DashboardPage() {
   const [rows, setRows] = useState<JobRow[]>();
   const [error, setError] = useState<unknown>();
   useEffect(() => {
-    loadRepositories().then((r) => {
-      setRepos(r);
-      return loadJobs(r.map((x) => x.name)).then(setRows);
-    }, setError);
+    loadRepositories()
+      .then((r) => {
+        setRepos(r);
+        return loadJobs(r.map((x) => x.name));
+      })
+      .then(setRows)
+      .catch(setError);
   }, []);
   const alerts = rows && repos ? alertsOf(rows, repos) : [];
   return (

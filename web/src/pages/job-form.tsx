@@ -9,7 +9,8 @@ interface Form {
   repo: string;
   name: string;
   disks: string;
-  method: 'forward' | 'forever' | 'reverse';
+  /** '': the API's default (forward with full days, else forever forward). */
+  method: '' | 'forward' | 'forever' | 'reverse';
   schedule: string;
   window: string;
   retainBy: 'points' | 'days';
@@ -89,7 +90,7 @@ const EMPTY: Form = {
   repo: '',
   name: '',
   disks: '',
-  method: 'forward',
+  method: '',
   schedule: '',
   window: '',
   retainBy: 'points',
@@ -118,7 +119,7 @@ function createBody(f: Form): Record<string, unknown> {
       .split('\n')
       .map((d) => d.trim())
       .filter(Boolean),
-    method: f.method,
+    ...(f.method !== '' ? { method: f.method } : {}),
     ...(f.schedule.trim() ? { schedule: f.schedule.trim() } : {}),
     ...(f.window.trim() ? { window: f.window.trim() } : {}),
     ...(f.retainBy === 'days' ? { retainDays: num(f.retain) } : { retainPoints: num(f.retain) }),
@@ -268,6 +269,7 @@ export function JobFormPage({ repo, job }: { repo?: string; job?: string }) {
           <Field label="Method" error={err('method')}>
             {(a) => (
               <select {...a} name="method" value={form.method} onChange={(e) => set('method', e.currentTarget.value as Form['method'])}>
+                {!editing && <option value="">chosen by the full days</option>}
                 <option value="forward">forward incremental</option>
                 <option value="forever">forever forward</option>
                 <option value="reverse">reverse incremental</option>
