@@ -78,7 +78,7 @@ after(async () => {
   await fx.close();
 });
 
-test('a GET of an unchanged job opens no backup file and reads no job; a change is read once', async () => {
+test('GETs of an unchanged job (points, the job, the jobs, the repositories) open no backup file and read no job; a change is read once', async () => {
   await createJob('web01');
   await cliBackup('web01');
   await cliBackup('web01');
@@ -90,6 +90,11 @@ test('a GET of an unchanged job opens no backup file and reads no job; a change 
     assert.equal((await points('web01')).length, 2);
     assert.equal((await oneJob('web01')).points, 2);
     assert.equal((await jobs()).length, 1);
+    const usage = (await get('/api/v1/repositories')) as { repositories: { jobs: { name: string; points: number }[] }[] };
+    assert.deepEqual(
+      usage.repositories[0]!.jobs.map((j) => [j.name, j.points]),
+      [['web01', 2]],
+    );
   }
   assert.equal(backupFilesOpened() - opened, 0, 'no backup file opened for an unchanged job');
   assert.equal(reader.jobReads, reads, 'no job read again');
@@ -208,6 +213,8 @@ test('repository usage is sampled into the catalog and listed for a period, olde
   assert.ok(last.totalBytes >= last.freeBytes && last.freeBytes > 0);
   const jobBytes = (await jobs()).reduce((a, j) => a + j.storedBytes, 0);
   assert.equal(last.bytes, jobBytes, "the sum of the jobs' backup files");
+  const repos = (await get('/api/v1/repositories')) as { repositories: { bytes: number }[] };
+  assert.equal(repos.repositories[0]!.bytes, last.bytes, 'what GET /repositories says now');
   // Nothing changed: no new sample before the hour is up.
   await sampler.check();
   const again = (await get('/api/v1/repositories/{repo}/usage')) as { samples: unknown[] };

@@ -29,6 +29,7 @@ import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, userNotFound
 import { catalogError, type CatalogDatabase } from './database.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
+import { deleteUsageSamples, insertUsageSample, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
 const DEFAULT_RUN_PAGE = 50;
 const MAX_RUN_PAGE = 1000;
@@ -254,14 +255,7 @@ export class SqlCatalog implements Catalog {
   // Jobs and points -----------------------------------------------------------
 
   async putJob(job: JobRecord): Promise<void> {
-    const row = rows.jobToRow(job);
-    return this.guard(async () => {
-      await this.db
-        .insertInto('jobs')
-        .values(row)
-        .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet({ job_id: row.job_id, definition: row.definition, updated_at: row.updated_at }))
-        .execute();
-    });
+    return this.guard(() => upsertJob(this.db, job));
   }
 
   /** Forgets the job, the points recorded for it and its read. */
@@ -308,77 +302,17 @@ export class SqlCatalog implements Catalog {
   async recordJobRead(job: JobRecord, points: readonly PointRecord[], read: JobReadRecord): Promise<void> {
     if (read.repo !== job.repo || read.job !== job.name) throw invalid(`the read of ${read.repo} ${read.job} is not of job ${job.repo} ${job.name}`);
     checkPointsOf(job.repo, job.name, points);
-    const jobRow = rows.jobToRow(job);
-    const readRow = rows.jobReadToRow(read);
     return this.guard(() =>
       this.database.write(async (trx) => {
-        await trx
-          .insertInto('jobs')
-          .values(jobRow)
-          .onConflict((oc) => oc.columns(['repo', 'name']).doUpdateSet({ job_id: jobRow.job_id, definition: jobRow.definition, updated_at: jobRow.updated_at }))
-          .execute();
+        await upsertJob(trx, job);
         await this.writePoints(trx, job.repo, job.name, points);
-        await trx
-          .insertInto('job_reads')
-          .values(readRow)
-          .onConflict((oc) =>
-            oc.columns(['repo', 'job']).doUpdateSet({
-              signature: readRow.signature,
-              read_at: readRow.read_at,
-              points: readRow.points,
-              damaged_points: readRow.damaged_points,
-              unavailable_points: readRow.unavailable_points,
-              damaged_files: readRow.damaged_files,
-              stored_bytes: readRow.stored_bytes,
-              last_point_id: readRow.last_point_id,
-              last_point_at: readRow.last_point_at,
-            }),
-          )
-          .execute();
+        await upsertJobRead(trx, read);
       }),
     );
   }
 
   async listJobReads(repo: string): Promise<readonly JobReadRecord[]> {
-    return this.guard(async () => {
-      const found = await this.db.selectFrom('job_reads').selectAll().where('repo', '=', repo).orderBy('job').execute();
-      return found.map(rows.jobReadFromRow);
-    });
-  }
-
-  // Usage samples ---------------------------------------------------------------
-
-  async addUsageSample(sample: UsageSample): Promise<void> {
-    const row = rows.usageSampleToRow({ ...sample, at: isoInstant(sample.at, 'at') });
-    return this.guard(async () => {
-      await this.db
-        .insertInto('usage_samples')
-        .values(row)
-        .onConflict((oc) => oc.columns(['repo', 'at']).doUpdateSet({ bytes: row.bytes, free_bytes: row.free_bytes, total_bytes: row.total_bytes }))
-        .execute();
-    });
-  }
-
-  async listUsageSamples(repo: string, filter: UsageSampleFilter = {}): Promise<readonly UsageSample[]> {
-    const limit = pageSize(filter.limit, DEFAULT_USAGE_SAMPLES, MAX_USAGE_SAMPLES, 'usage sample');
-    const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
-    const until = filter.until === undefined ? undefined : isoInstant(filter.until, 'until');
-    return this.guard(async () => {
-      let q = this.db.selectFrom('usage_samples').selectAll().where('repo', '=', repo);
-      if (since !== undefined) q = q.where('at', '>=', since);
-      if (until !== undefined) q = q.where('at', '<=', until);
-      // The newest of the period: a chart of a long period still ends now.
-      const found = await q.orderBy('at', 'desc').limit(limit).execute();
-      return found.reverse().map(rows.usageSampleFromRow);
-    });
-  }
-
-  async deleteUsageSamplesBefore(before: string): Promise<number> {
-    const when = isoInstant(before, 'before');
-    return this.guard(async () => {
-      const result = await this.db.deleteFrom('usage_samples').where('at', '<', when).executeTakeFirst();
-      return Number(result.numDeletedRows);
-    });
+    return this.guard(() => readsOf(this.db, repo));
   }
 
   async listPoints(repo: string, job: string): Promise<readonly PointRecord[]> {
@@ -386,6 +320,25 @@ export class SqlCatalog implements Catalog {
       const found = await this.db.selectFrom('points').selectAll().where('repo', '=', repo).where('job', '=', job).orderBy('seq').execute();
       return found.map(rows.pointFromRow);
     });
+  }
+
+  // Usage samples ---------------------------------------------------------------
+
+  async addUsageSample(sample: UsageSample): Promise<void> {
+    const at = isoInstant(sample.at, 'at');
+    return this.guard(() => insertUsageSample(this.db, { ...sample, at }));
+  }
+
+  async listUsageSamples(repo: string, filter: UsageSampleFilter = {}): Promise<readonly UsageSample[]> {
+    const limit = pageSize(filter.limit, DEFAULT_USAGE_SAMPLES, MAX_USAGE_SAMPLES, 'usage sample');
+    const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
+    const until = filter.until === undefined ? undefined : isoInstant(filter.until, 'until');
+    return this.guard(() => usageSamplesOf(this.db, repo, since, until, limit));
+  }
+
+  async deleteUsageSamplesBefore(before: string): Promise<number> {
+    const when = isoInstant(before, 'before');
+    return this.guard(() => deleteUsageSamples(this.db, when));
   }
 
   // Users, tokens, console sessions ------------------------------------------

@@ -20,6 +20,8 @@ import { jobFolderSignature, jobFolderNames, type JobFolderSignature } from './j
 export interface FreshJob {
   readonly job: JobRecord;
   readonly read: JobReadRecord;
+  /** The folder as the request found it (its backup files' sizes among it). */
+  readonly folder: JobFolderSignature;
 }
 
 export interface CatalogFreshnessOptions {
@@ -64,7 +66,7 @@ export class CatalogFreshness {
     for (const j of jobs) if (!present.has(j.name)) await this.catalog.deleteJob(root, j.name);
     const fresh = stale.length === 0 ? reads : await this.catalog.listJobReads(root);
     const byName = new Map(fresh.map((r) => [r.job, r]));
-    return jobs.filter((j) => present.has(j.name) && byName.has(j.name)).map((j) => ({ job: j, read: byName.get(j.name)! }));
+    return jobs.filter((j) => present.has(j.name) && byName.has(j.name)).map((j) => ({ job: j, read: byName.get(j.name)!, folder: present.get(j.name)! }));
   }
 
   /** One job, read again first if its folder changed; LFB_ERR_JOB_NOT_FOUND (and forgotten) when it has no folder or job.json. */
@@ -83,7 +85,7 @@ export class CatalogFreshness {
     const job = (await this.catalog.listJobs(root)).find((j) => j.name === name);
     // Deleted between the read and here (by another request that saw the folder gone).
     if (job === undefined || read === undefined) throw jobNotFound(root, name);
-    return { job, read };
+    return { job, read, folder: sig };
   }
 
   /** A job's points as the catalog has them, read again first if the job's folder changed. */

@@ -1,13 +1,16 @@
-/** The repositories this server serves, with what each job's backup files take and the space left (as `lifeboat repo info`). */
+/**
+ * The repositories this server serves, with what each job's backup files take
+ * and the space left (as `lifeboat repo info`), and their usage over time.
+ */
 import { statfs } from 'node:fs/promises';
 import { Type, type Static } from 'typebox';
 import { fromFsError } from '../../core/errors.js';
-import { fileBytes } from '../catalog-sync.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
 import { UsageSampler, usageSamplerOf } from '../usage-sampler.js';
 import type { HttpApiDeps } from './deps.js';
+import { freshness } from './jobs.js';
 
 /** How far back a usage listing goes when not told. */
 const DEFAULT_USAGE_PERIOD_MS = 30 * 24 * 3600_000;
@@ -18,18 +21,14 @@ export function usageSampler(deps: HttpApiDeps): UsageSampler {
 }
 
 async function usage(ctx: ApiContext, name: string, root: string): Promise<Static<typeof RepositoryUsage>> {
-  const jobs = [];
-  for (const job of await ctx.deps.service.listJobs(root)) {
-    const { points, state } = await ctx.deps.service.points(root, job);
-    // Every backup file of the job, damaged ones too: they take space until repaired or deleted.
-    const files = new Set<string>([
-      ...state.chains.flatMap((c) => [...c.rollbacks, c.full, ...c.increments].map((f) => f.name)),
-      ...state.damaged.map((d) => d.file),
-    ]);
-    let bytes = 0;
-    for (const f of files) bytes += (await fileBytes(state, f)) ?? 0;
-    jobs.push({ name: job, points: points.length, unavailablePoints: state.unavailable.length, files: files.size, bytes });
-  }
+  // From the catalog, checked against the job folders (the files' sizes from their stats: no backup file is opened).
+  const jobs = (await freshness(ctx.deps).jobs(root)).map((f) => ({
+    name: f.job.name,
+    points: f.read.points,
+    unavailablePoints: f.read.unavailablePoints,
+    files: f.folder.fileBytes.size,
+    bytes: f.folder.backupBytes,
+  }));
   const fs = await statfs(root).catch((err: unknown) => {
     throw fromFsError(err, 'reading the free space of', root);
   });
