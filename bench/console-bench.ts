@@ -29,7 +29,9 @@
  * it gets over HTTPS) is read from dist/console's .br files.
  *
  *   npm run bench:console
- *   BENCH_LOADS=5 (the default), BENCH_JOB=vm-07 (the timeline's job)
+ *   BENCH_LOADS=5 (the default), BENCH_JOB=vm-07 (the timeline's job);
+ *   BENCH_JOBS=200, BENCH_POINTS_PER_JOB=50, BENCH_RUNS=100000 (a smaller set
+ *   for a quick look; BENCH_DIR=… keeps it apart from the real one)
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -44,9 +46,9 @@ import { work } from './bench-util.js';
 import { fillCatalog, fillJobName, type CatalogShape } from './catalog-fill.js';
 import { lifeboatWithInput, startServe } from './service-server.js';
 
-const JOBS = 200;
-const POINTS_PER_JOB = 50;
-const RUNS = 100_000;
+const JOBS = Number(process.env['BENCH_JOBS'] ?? 200);
+const POINTS_PER_JOB = Number(process.env['BENCH_POINTS_PER_JOB'] ?? 50);
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 100_000);
 const LOADS = Number(process.env['BENCH_LOADS'] ?? 5);
 const DISK_BYTES = 1024 * 1024;
 const BLOCK = 256 * 1024;
@@ -177,9 +179,21 @@ async function load(page: Page, url: string, selector: string): Promise<Load> {
   const script = await page.evaluateOnNewDocument(watchFor, selector);
   try {
     await page.goto(url, { waitUntil: 'domcontentloaded' });
-    await page.waitForFunction(() => (window as unknown as { __drawnAt?: number }).__drawnAt !== undefined, { timeout: 30_000, polling: 50 });
-    // Let lazily loaded chunks and the rest of the page's requests end before the resources are counted.
-    await page.waitForNetworkIdle({ idleTime: 200, timeout: 30_000 });
+    await page
+      .waitForFunction(() => (window as unknown as { __drawnAt?: number }).__drawnAt !== undefined, { timeout: 30_000, polling: 50 })
+      .catch(async (err: unknown) => {
+        const text = await page.evaluate(() => document.querySelector('main')?.textContent ?? '').catch(() => '');
+        throw new Error(`${url}: nothing matched ${selector} in 30 s; the page shows: ${text.slice(0, 500)}`, { cause: err });
+      });
+    // Let lazily loaded chunks load before the resources are counted: until no new resource for 300 ms
+    // (not network idle: the dashboard keeps an event stream open).
+    let seen = -1;
+    for (let i = 0; i < 20; i++) {
+      const now = await page.evaluate(() => performance.getEntriesByType('resource').length);
+      if (now === seen) break;
+      seen = now;
+      await new Promise((r) => setTimeout(r, 300));
+    }
     return await page.evaluate(() => {
       const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
       const assets = (performance.getEntriesByType('resource') as PerformanceResourceTiming[]).filter((r) => /\.(js|css)(\?|$)/.test(r.name));
@@ -221,6 +235,13 @@ async function main(): Promise<void> {
   console.log(`console benchmark ${new Date().toISOString()}, commit ${commit}, ${cpus().length} CPUs, load average ${loadavg()[0]!.toFixed(2)}`);
   await makeSet();
   const served = await startServe(repo, stateDir);
+  // The server's errors, shown if a page does not draw (an API answer of 500 says only that the log has the details).
+  const serverErrors: string[] = [];
+  const onServerOutput = (d: Buffer): void => {
+    for (const line of d.toString().split('\n')) if (/\b(error|ERROR)\b/.test(line)) serverErrors.push(line);
+  };
+  served.proc.stdout?.on('data', onServerOutput);
+  served.proc.stderr?.on('data', onServerOutput);
   let browser: Browser | undefined;
   try {
     browser = await puppeteer.launch({
@@ -245,7 +266,12 @@ async function main(): Promise<void> {
       for (const cache of [true, false]) {
         await page.setCacheEnabled(cache);
         const loads: Load[] = [];
-        for (let i = 0; i < LOADS; i++) loads.push(await load(page, p.url, p.selector));
+        for (let i = 0; i < LOADS; i++)
+          loads.push(
+            await load(page, p.url, p.selector).catch((err: unknown) => {
+              throw new Error(`${String(err)}\nthe server's errors:\n${serverErrors.join('\n')}`, { cause: err });
+            }),
+          );
         const cold = loads[loads.length - 1]!;
         const range = (xs: number[]) => `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
         console.log(
