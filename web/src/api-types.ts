@@ -49,19 +49,22 @@ export interface LastRun {
 export interface LastPoint {
   id: string;
   createdAt: string;
+  ageSeconds: number;
 }
 
-/** GET /repositories/{repo}/jobs: each job. Fields after nextRunAt are optional: older servers do not send them. */
+/** GET /repositories/{repo}/jobs: each job. */
 export interface JobSummary {
   repo: string;
   job: JobDefinition;
+  /** Restorable points (damaged ones too). */
   points: number;
   damagedFiles: number;
   nextRunAt: string | null;
-  lastRun?: LastRun | null;
-  lastPoint?: LastPoint | null;
-  storedBytes?: number;
-  damagedPoints?: number;
+  damagedPoints: number;
+  unavailablePoints: number;
+  storedBytes: number;
+  lastRun: LastRun | null;
+  lastPoint: LastPoint | null;
 }
 
 export interface RepositoryUsage {

@@ -22,19 +22,28 @@ export function CapacityChart({ samples, label }: { samples: UsageSample[]; labe
     const taken = samples.map((s) => s.totalBytes - s.freeBytes);
     const total = samples.map((s) => s.totalBytes);
     const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--border'), width: 1 }, ticks: { stroke: cssVar('--border') } };
+    const fromZero = (_u: uPlot, _min: number, max: number): uPlot.Range.MinMax => [0, Math.max(1, max) * 1.05];
+    // Two scales: the backup files on the left (small beside a big file system), the file system on the right.
     const opts: uPlot.Options = {
       width: Math.max(280, el.clientWidth),
       height: 220,
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.05] } },
-      axes: [axis, { ...axis, size: 70, values: (_u, ticks) => ticks.map((t) => bytes(t)) }],
+      scales: {
+        // A single sample (a new server) gets an hour before it, so it is not drawn on an axis of years.
+        x: { time: true, range: (_u, min, max) => (max - min < 60 ? [min - 3600, max + 60] : [min, max]) },
+        files: { range: fromZero },
+        fs: { range: fromZero },
+      },
+      axes: [
+        axis,
+        { ...axis, scale: 'files', size: 70, values: (_u, ticks) => ticks.map((t) => bytes(t)) },
+        { ...axis, scale: 'fs', side: 1, size: 70, grid: { show: false }, values: (_u, ticks) => ticks.map((t) => bytes(t)) },
+      ],
       series: [
         {},
-        { label: 'backup files', stroke: cssVar('--accent'), width: 2, fill: 'rgba(90,162,240,0.15)', value: (_u, v) => bytes(v) },
-        { label: 'file system used', stroke: cssVar('--warn'), width: 1.5, value: (_u, v) => bytes(v) },
-        { label: 'file system size', stroke: cssVar('--bad'), width: 1, dash: [6, 4], value: (_u, v) => bytes(v) },
+        { label: 'backup files', scale: 'files', stroke: cssVar('--accent'), width: 2, value: (_u, v) => bytes(v) },
+        { label: 'file system used', scale: 'fs', stroke: cssVar('--warn'), width: 1.5, value: (_u, v) => bytes(v) },
+        { label: 'file system size', scale: 'fs', stroke: cssVar('--bad'), width: 1, dash: [6, 4], value: (_u, v) => bytes(v) },
       ],
-      // One sample draws as a point; more as lines.
-      ...(samples.length === 1 ? { cursor: { show: false } } : {}),
     };
     const plot = new uPlot(opts, [xs, used, taken, total], el);
     const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(280, el.clientWidth), height: 220 }));

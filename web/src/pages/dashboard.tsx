@@ -1,6 +1,6 @@
 import type { ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, query } from '../api';
+import { api, query, seg } from '../api';
 import type { RepositoryUsage, Run, RunPage, UsageSample } from '../api-types';
 import { age, bytes, percent } from '../format';
 import { type JobRow, loadJobs, loadRepositories } from '../jobs-data';
@@ -37,7 +37,7 @@ export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsag
       });
     else if (r.lastRun?.state === 'warning')
       out.push({ key: `w-${name}`, bad: false, text: `${name}: last run ended with a warning`, link: href('runs', r.lastRun.id) });
-    const damaged = (r.summary.damagedPoints ?? 0) + r.summary.damagedFiles;
+    const damaged = r.summary.damagedPoints + r.summary.damagedFiles;
     if (damaged > 0)
       out.push({
         key: `d-${name}`,
@@ -59,14 +59,18 @@ export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsag
   return out;
 }
 
+/** How far back the capacity chart goes. */
+const CAPACITY_DAYS = 30;
+
 /**
- * The capacity chart's data: the repository's usage over the last 30 days.
- * The one place the chart's source is chosen: today the current usage (one
- * sample), until the server samples usage over time
- * (GET /repositories/{repo}/usage-history).
+ * The capacity chart's data: the samples the server took of the
+ * repository's usage over the last 30 days (GET /repositories/{repo}/usage),
+ * ending with the usage now.
  */
 async function capacitySamples(repo: RepositoryUsage): Promise<UsageSample[]> {
-  return [{ at: new Date().toISOString(), bytes: repo.bytes, freeBytes: repo.freeBytes, totalBytes: repo.totalBytes }];
+  const since = new Date(Date.now() - CAPACITY_DAYS * DAY_MS).toISOString();
+  const { samples } = await api.get<{ samples: UsageSample[] }>(`/repositories/${seg(repo.name)}/usage${query({ since })}`);
+  return [...samples, { at: new Date().toISOString(), bytes: repo.bytes, freeBytes: repo.freeBytes, totalBytes: repo.totalBytes }];
 }
 
 function RunningRow({ run }: { run: Run }) {

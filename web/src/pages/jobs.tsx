@@ -43,6 +43,7 @@ export function JobTable({ rows }: { rows: JobRow[] }) {
             <th>last point</th>
             <th>next run</th>
             <th class="num">points</th>
+            <th class="num">stored</th>
             <th>schedule</th>
           </tr>
         </thead>
@@ -58,7 +59,11 @@ export function JobTable({ rows }: { rows: JobRow[] }) {
               <td>{r.lastRun ? <a href={href('runs', r.lastRun.id)}>{<StateBadge state={r.lastRun.state} />}</a> : <span class="muted">never run</span>}</td>
               <td title={r.lastPoint ? time(r.lastPoint.createdAt) : undefined}>{r.lastPoint ? age(r.lastPoint.createdAt) : '—'}</td>
               <td title={r.summary.nextRunAt ? time(r.summary.nextRunAt) : undefined}>{r.summary.nextRunAt ? age(r.summary.nextRunAt) : '—'}</td>
-              <td class="num">{r.summary.points}</td>
+              <td class="num">
+                {r.summary.points}
+                {r.summary.damagedPoints > 0 && <small class="badge badge-damaged"> {r.summary.damagedPoints} damaged</small>}
+              </td>
+              <td class="num">{bytes(r.summary.storedBytes)}</td>
               <td>
                 <code>{r.summary.job.schedule ?? '—'}</code>
               </td>

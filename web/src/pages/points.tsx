@@ -69,17 +69,21 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
   const [n, setN] = useState(0);
   const reload = useCallback(() => setN((x) => x + 1), []);
 
+  // The points and the plan are asked for at once; the timeline is drawn as soon as the points are here.
   useEffect(() => {
     let live = true;
     const base = `/repositories/${seg(repo)}/jobs/${seg(job)}`;
-    Promise.all([api.get<PointList>(`${base}/points`), api.get<RetentionPlan>(`${base}/retention-plan`)]).then(
-      ([list, p]) => {
+    api.get<PointList>(`${base}/points`).then(
+      (list) => {
         if (!live) return;
         setPoints(list.points);
-        setPlan(p);
         setError(undefined);
         setSelected((s) => (s >= 0 && s < list.points.length ? s : list.points.length - 1));
       },
+      (e: unknown) => live && setError(e),
+    );
+    api.get<RetentionPlan>(`${base}/retention-plan`).then(
+      (p) => live && setPlan(p),
       (e: unknown) => live && setError(e),
     );
     return () => {
@@ -97,7 +101,7 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
   const stored = list.reduce((a, p) => a + (p.storedBytes ?? 0), 0);
 
   return (
-    <section class="points-page" aria-labelledby="points-title" data-ready={points && plan ? 'true' : undefined}>
+    <section class="points-page" aria-labelledby="points-title" data-ready={points ? 'true' : undefined}>
       <header class="page-head">
         <h1 id="points-title">
           Restore points of <a href={`#/jobs/${seg(repo)}/${seg(job)}`}>{job}</a>
