@@ -158,7 +158,7 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
 
     // The retention plan beside it: every reason the API gives is shown.
     const plan = await apiGet<{ kept: { id: string; reason: string }[]; actions: unknown[] }>(page, `/repositories/${con.repoName}/jobs/vm/retention-plan`);
-    const planText = await page.$eval('.retention-plan', (e) => e.textContent ?? '');
+    const planText = await (await page.waitForSelector('.retention-plan'))!.evaluate((e) => e.textContent ?? '');
     assert.ok(plan.kept.length > 0);
     for (const k of plan.kept) assert.ok(planText.includes(k.reason), `plan shows "${k.reason}"`);
 
