@@ -7,9 +7,11 @@
  */
 import { appendFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
 
 const file = process.env['BENCH_LOOP_DELAY_FILE'];
-if (file !== undefined) {
+// Node runs --import modules in every worker thread too: block workers and the data mover block their own loops by design.
+if (file !== undefined && isMainThread) {
   const histogram = monitorEventLoopDelay({ resolution: 5 });
   histogram.enable();
   setInterval(() => {
