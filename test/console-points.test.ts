@@ -170,6 +170,15 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
     assert.match(await page.$eval('.point-card', (e) => e.textContent ?? ''), /damaged/);
     assert.equal(await page.$eval('.timeline', (e) => e.getAttribute('aria-activedescendant')), 'tl-point-1');
     await con.screenshot(page, 'points');
+    // On a phone's width the page stacks and does not grow sideways (the timeline and the table scroll inside their boxes).
+    await page.setViewport({ width: 390, height: 844 });
+    await page
+      .waitForFunction(() => document.documentElement.scrollWidth <= 391, { timeout: 5000 })
+      .catch(async () => {
+        assert.fail(`the points page is ${await page.evaluate(() => document.documentElement.scrollWidth)} px wide at 390 px`);
+      });
+    await con.screenshot(page, 'points-phone');
+    await page.setViewport({ width: 1280, height: 900 });
 
     // Restore the newest point through the form: outside the target folder the server refuses and the page says why.
     await page.keyboard.press('End');
