@@ -21,15 +21,17 @@ export interface VmLaunch {
   readonly accel: Accel;
   /** "none" (default), "isolated" (user-mode NIC that reaches nothing outside), or a `-nic` spec. */
   readonly network: string;
-  /** Folder for the QMP socket, serial log and pid file. */
+  /** Folder for the QMP and VNC sockets, serial log and pid file. */
   readonly dir: string;
 }
 
-export const vmFiles = (dir: string): { qmp: string; ownQmp: string; serial: string; qemuLog: string; pid: string; state: string } => ({
+export const vmFiles = (dir: string): { qmp: string; ownQmp: string; vnc: string; serial: string; qemuLog: string; pid: string; state: string } => ({
   /** The monitor for the user (QEMU takes one client per QMP socket). */
   qmp: join(dir, 'vm-qmp.sock'),
   /** Lifeboat's own monitor connection: supervision, fallback, migration. */
   ownQmp: join(dir, 'vm-qmp-lifeboat.sock'),
+  /** The VM's screen (VNC/RFB), on a unix socket only: the server bridges it to the console, no TCP port is ever opened. */
+  vnc: join(dir, 'vm-vnc.sock'),
   serial: join(dir, 'vm-serial.log'),
   qemuLog: join(dir, 'vm-qemu.log'),
   pid: join(dir, 'vm.pid'),
@@ -55,6 +57,8 @@ export function qemuArgs(l: VmLaunch): string[] {
     String(l.vm.vcpus),
     '-display',
     'none',
+    '-vnc',
+    `unix:${f.vnc}`,
     '-monitor',
     'none',
     '-serial',

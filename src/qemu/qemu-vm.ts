@@ -15,6 +15,8 @@ export interface VmRecord {
   readonly accelNote?: string;
   readonly network: string;
   readonly startedAt: string;
+  /** The VNC unix socket of the VM's screen; absent for a VM an older server booted without one. */
+  readonly vncSocket?: string;
 }
 
 export interface VmStatus extends VmRecord {
@@ -217,6 +219,7 @@ async function start(l: VmLaunch, clock: Clock): Promise<VmRecord> {
   const f = vmFiles(l.dir);
   await rm(f.qmp, { force: true });
   await rm(f.ownQmp, { force: true });
+  await rm(f.vnc, { force: true });
   await rm(f.pid, { force: true });
   const args = qemuArgs(l);
   const log = openSync(f.qemuLog, 'a');
@@ -242,7 +245,7 @@ async function start(l: VmLaunch, clock: Clock): Promise<VmRecord> {
         } catch {
           continue;
         }
-        return { pid: child.pid, accel: l.accel, network: l.network, startedAt: clock.now().toISOString() };
+        return { pid: child.pid, accel: l.accel, network: l.network, startedAt: clock.now().toISOString(), vncSocket: f.vnc };
       }
     }
     child.kill('SIGKILL');

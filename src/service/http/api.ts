@@ -31,6 +31,7 @@ import { pointRoutes } from './points.js';
 import { runRoutes } from './runs.js';
 import { sessionRoutes } from './sessions.js';
 import { serveConsole } from './console.js';
+import { screenRoutes } from './screen.js';
 
 export type { HttpApiDeps } from './deps.js';
 
@@ -206,6 +207,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   pointRoutes(app, ctx);
   runRoutes(app, ctx, streams);
   sessionRoutes(app, ctx, streams);
+  await screenRoutes(app, ctx);
   await app.ready();
   return app;
 }

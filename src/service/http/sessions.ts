@@ -31,36 +31,40 @@ function view(repo: string, s: SessionInfo): SessionView {
   };
 }
 
+/** Every repository with instant recovery on this server, by URL name. */
+function served(ctx: ApiContext): [string, InstantRecovery][] {
+  return [...ctx.repos.keys()].flatMap((name) => {
+    try {
+      return [[name, ctx.recovery(name)] as [string, InstantRecovery]];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** The session named `name` (in `repo` when given; else the one repository that has it). */
+export function findSession(ctx: ApiContext, name: string, repo: string | undefined): { repo: string; recovery: InstantRecovery; info: SessionInfo } {
+  const where = repo !== undefined ? [[repo, ctx.recovery(repo)] as [string, InstantRecovery]] : served(ctx);
+  const found = where.flatMap(([r, rec]) => {
+    const info = rec.info(name);
+    return info ? [{ repo: r, recovery: rec, info }] : [];
+  });
+  if (found.length === 0) throw new LifeboatError('LFB_ERR_SESSION_NOT_FOUND', `no instant-recovery session "${name}" (see GET /api/v1/sessions)`);
+  if (found.length > 1)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `repositories ${found.map((f) => f.repo).join(' and ')} both have a session "${name}": add ?repo=`);
+  return found[0]!;
+}
+
 export function sessionRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams): void {
   const pollMs = ctx.deps.events?.pollMs ?? 500;
   const keepaliveMs = ctx.deps.events?.keepaliveMs ?? 15_000;
-  /** Every repository with instant recovery on this server, by URL name. */
-  const served = (): [string, InstantRecovery][] =>
-    [...ctx.repos.keys()].flatMap((name) => {
-      try {
-        return [[name, ctx.recovery(name)] as [string, InstantRecovery]];
-      } catch {
-        return [];
-      }
-    });
-  /** The session named `name` (in `repo` when given; else the one repository that has it). */
-  const find = (name: string, repo: string | undefined): { repo: string; recovery: InstantRecovery; info: SessionInfo } => {
-    const where = repo !== undefined ? [[repo, ctx.recovery(repo)] as [string, InstantRecovery]] : served();
-    const found = where.flatMap(([r, rec]) => {
-      const info = rec.info(name);
-      return info ? [{ repo: r, recovery: rec, info }] : [];
-    });
-    if (found.length === 0) throw new LifeboatError('LFB_ERR_SESSION_NOT_FOUND', `no instant-recovery session "${name}" (see GET /api/v1/sessions)`);
-    if (found.length > 1)
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `repositories ${found.map((f) => f.repo).join(' and ')} both have a session "${name}": add ?repo=`);
-    return found[0]!;
-  };
+  const find = (name: string, repo: string | undefined) => findSession(ctx, name, repo);
 
   app.get(
     `${API_PREFIX}/sessions`,
     { schema: { summary: 'Instant-recovery sessions', tags: ['sessions'], querystring: SessionQuery, response: { 200: SessionList, ...ERROR_RESPONSES } } },
     async (request) => {
-      const where = request.query.repo !== undefined ? [[request.query.repo, ctx.recovery(request.query.repo)] as const] : served();
+      const where = request.query.repo !== undefined ? [[request.query.repo, ctx.recovery(request.query.repo)] as const] : served(ctx);
       return { sessions: where.flatMap(([repo, rec]) => rec.list().map((s) => view(repo, s))) };
     },
   );
