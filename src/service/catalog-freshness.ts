@@ -14,7 +14,7 @@ import { LifeboatError } from '../core/errors.js';
 import { Repository, loadJob, scanJob, validateJobName } from '../repository/index.js';
 import { localStorage, type Storage } from '../storage/index.js';
 import { jobRecord, jobReadSummary, pointRecords, pointViewsOf } from './catalog-sync.js';
-import { jobFolderSignature, jobFolderNames, type JobFolderSignature } from './job-signature.js';
+import { jobFolderSignature, jobFolderNames, recordedSignature, type JobFolderSignature } from './job-signature.js';
 
 /** A job as the catalog has it, checked against its folder. */
 export interface FreshJob {
@@ -121,7 +121,7 @@ export class CatalogFreshness {
     await this.catalog.recordJobRead(jobRecord(root, def, now), pointRecords(root, def.name, views), {
       repo: root,
       job: def.name,
-      signature: sig.signature,
+      signature: recordedSignature(sig),
       readAt: now.toISOString(),
       ...jobReadSummary(views, state.damaged.length, sig.backupBytes),
     });

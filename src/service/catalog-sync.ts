@@ -11,7 +11,7 @@ import type { Catalog, ChangeMethod, JobReadRecord, JobRecord, PointRecord } fro
 import { planChains } from '../methods/retention-run.js';
 import { describeDamage, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
 import { gfsFlagsByPoint, type GfsKind } from '../retention/index.js';
-import { jobFolderSignature } from './job-signature.js';
+import { jobFolderSignature, recordedSignature } from './job-signature.js';
 
 /** How one disk's changes were found for a point (and why, when CBT was not used although asked for). */
 export interface DiskChangeView {
@@ -250,7 +250,7 @@ export async function rebuildCatalog(catalog: Catalog, service: LifeboatService,
         repo: root,
         job: def.name,
         // A folder that lost its job.json during the read: no signature matches it, so the API reads the job again.
-        signature: sig?.signature ?? '',
+        signature: sig === undefined ? '' : recordedSignature(sig),
         readAt: now.toISOString(),
         ...jobReadSummary(views, state.damaged.length, sig?.backupBytes ?? 0),
       },

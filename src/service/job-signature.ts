@@ -7,12 +7,22 @@
  * being written (.name.tmp) and the .vbm summary are left out: they say
  * nothing a read uses, and a backup in progress would change the signature
  * with every block written.
+ *
+ * A file changed twice within its file system's timestamp granularity keeps
+ * its modification time; when its size stays too, the signature would not
+ * change. So, as git does for its index, a signature taken while a file's
+ * modification time is within RACY_NS of the taking is `racy`: a read made
+ * with it is recorded as such and never taken for fresh, so the job is read
+ * again once the files have been quiet that long.
  */
 import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE } from '../repository/index.js';
+
+/** Longer than any file system's timestamp step (ext4 and XFS: a clock tick; some: a second). */
+const RACY_NS = 1_000_000_000n;
 
 /** The backup files scanJob reads (src/repository/job-state.ts). */
 const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
@@ -23,6 +33,13 @@ export interface JobFolderSignature {
   readonly fileBytes: ReadonlyMap<string, number>;
   /** Their sum: what the job's backup files take. */
   readonly backupBytes: number;
+  /** A file changed too recently for its modification time to tell a further change: a read with this signature is not to be trusted later. */
+  readonly racy: boolean;
+}
+
+/** How a read taken with `sig` is recorded: a racy one never equals a signature taken later. */
+export function recordedSignature(sig: JobFolderSignature): string {
+  return sig.racy ? `racy-${sig.signature}` : sig.signature;
 }
 
 const isBackupFile = (name: string): boolean => !name.startsWith('.') && BACKUP_FILE_RE.test(name);
@@ -76,9 +93,13 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\n`);
   const fileBytes = new Map<string, number>();
+  // `now` is the server's clock: the real time in a server, as the file system's times are.
+  const quietSince = BigInt(now.getTime()) * 1_000_000n - RACY_NS;
+  let racy = false;
   for (const f of files) {
+    if (f.mtimeNs > quietSince) racy = true;
     hash.update(`${f.name}\t${f.size}\t${f.mtimeNs}\t${f.ino}\n`);
     if (isBackupFile(f.name)) fileBytes.set(f.name, Number(f.size));
   }
-  return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0) };
+  return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0), racy };
 }
