@@ -156,6 +156,19 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await page.waitForFunction(() => location.hash === '#/jobs/repo/vm');
   await page.waitForFunction(() => document.querySelector('main')?.textContent?.includes('30 2 * * *') === true);
 
+  // A second run, followed from the dashboard: its row in Running has a live progress bar, then it leaves.
+  const again = await page.waitForSelector('xpath/.//button[normalize-space()="Run now"]');
+  await again!.click();
+  await page.waitForFunction(() => /^#\/runs\/\d+$/.test(location.hash));
+  await go(page, '#/');
+  await page.waitForFunction(
+    () => Number(document.querySelector('table[aria-label="Running and queued runs"] [role=progressbar]')?.getAttribute('aria-valuenow') ?? 0) > 0,
+    { timeout: 30_000 },
+  );
+  await c.screenshot(page, 'dashboard-running');
+  await page.waitForFunction(() => document.body.innerText.includes('Nothing is running.'), { timeout: 90_000 });
+  // The job listing the dashboard loaded while the run went on is read again.
+  await go(page, '#/jobs');
   await go(page, '#/');
   await page.waitForSelector('table[aria-label="Jobs"] tbody tr');
   assert.match(await text(page, 'table[aria-label="Jobs"] tbody'), /repo\/vm\s+succeeded/);
