@@ -61,6 +61,7 @@ const repo = join(dir, 'backups');
 const stateDir = join(dir, 'state');
 const disks = join(dir, 'disks');
 const madeFile = join(dir, 'made.json');
+const SCREENSHOTS = resolve('test-output/console');
 const SHAPE: CatalogShape = { runs: RUNS, points: 0, jobs: JOBS, repos: [repo] };
 const jobName = (j: number): string => fillJobName(j, SHAPE);
 const TIMELINE_JOB = process.env['BENCH_JOB'] ?? jobName(7);
@@ -283,6 +284,20 @@ async function main(): Promise<void> {
       }
     }
     console.log('  targets: data drawn < 500 ms (median), compressed JS+CSS < 250 KB per page');
+    // Screenshots of a full set's pages (the tests' jobs have a few points): the dashboard, a forward job's timeline (GFS flags, 5 chains) and a reverse one's (rollbacks).
+    await page.setCacheEnabled(true);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    const shots: [string, string, string][] = [
+      ['bench-dashboard', pages[0]!.url, pages[0]!.selector],
+      ['bench-timeline-forward', pages[1]!.url, pages[1]!.selector],
+      ['bench-timeline-reverse', `${served.base}/#/jobs/${repoName}/${jobName(4)}/points`, pages[1]!.selector],
+    ];
+    for (const [name, url, selector] of shots) {
+      await load(page, url, selector);
+      await page.waitForSelector('.retention-plan', { timeout: 10_000 }).catch(() => undefined);
+      await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
+    }
+    console.log(`  screenshots: ${shots.map(([n]) => `${n}.png`).join(', ')} in ${SCREENSHOTS}`);
   } finally {
     await browser?.close();
     await served.stop();

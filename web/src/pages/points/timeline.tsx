@@ -20,7 +20,8 @@ const MIN_COL = 28;
 const MAX_COL = 72;
 const HEIGHT = 150;
 const MARK_Y = 80;
-const GFS_Y = 38;
+/** The lowest GFS letter's baseline: just above the largest mark; more letters stack upwards, below the chain's label. */
+const GFS_Y = MARK_Y - 17;
 const AXIS_Y = 136;
 /** Columns drawn beyond each edge of the view, so a fast scroll shows no gap. */
 const OVERSCAN = 8;
@@ -167,7 +168,7 @@ export function Timeline({
               {i === selected && <rect class="tl-cursor" x={i * COL + 1} y={22} width={COL - 2} height={AXIS_Y - 36} rx={3} />}
               <Mark p={p} x={x} r={radius(p.storedBytes, maxStored)} />
               {p.gfs.map((g, k) => (
-                <text key={g} class={`tl-gfs tl-gfs-${g}`} x={x} y={GFS_Y - k * 11} text-anchor="middle">
+                <text key={g} class={`tl-gfs tl-gfs-${g}`} x={x} y={GFS_Y - k * 12} text-anchor="middle">
                   {GFS_LETTER[g]}
                 </text>
               ))}
