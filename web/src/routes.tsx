@@ -11,6 +11,8 @@ import { JobFormPage } from './pages/job-form';
 import { RunPage } from './pages/run';
 import { PointsPage } from './pages/points';
 import { RestorePage } from './pages/restore';
+import { SessionsPage } from './pages/sessions';
+import { ScreenPage } from './pages/screen';
 
 export interface Route {
   path: string;
@@ -28,6 +30,8 @@ export const routes: Route[] = [
   { path: '/runs/:id', title: 'Run', view: (p) => <RunPage id={Number(p['id'])} /> },
   { path: '/jobs/:repo/:job/points', title: 'Restore points', view: (p) => <PointsPage repo={p['repo']!} job={p['job']!} /> },
   { path: '/restore/:repo/:job/:point', title: 'Restore', view: (p) => <RestorePage repo={p['repo']!} job={p['job']!} point={p['point']!} /> },
+  { path: '/sessions', title: 'Sessions', nav: 'Sessions', view: () => <SessionsPage /> },
+  { path: '/sessions/:repo/:name/screen', title: 'Screen', view: (p) => <ScreenPage repo={p['repo']!} name={p['name']!} /> },
 ];
 
 /** The route a hash path names, with its params; undefined when none does. */

@@ -1,0 +1,309 @@
+/**
+ * One instant-recovery session: its state, disks (NFS and NBD paths, what
+ * each overlay holds), the VM Lifeboat booted, overlay growth, and what an
+ * operator may do: open the screen, add a disk, migrate (progress followed
+ * live over Server-Sent Events), stop (after a confirmation).
+ */
+import { useEffect, useState } from 'preact/hooks';
+import { api, events } from '../../api';
+import { age, bytes, rate, time } from '../../format';
+import { href } from '../../routes';
+import { canOperate, useMe } from '../../session';
+import { Button, CopyButton, Dialog, ErrorNote, Field, ProgressBar, StateBadge } from '../../ui';
+import { hasScreen, migrating, migrationProgress, noScreenReason, overlayBytes, sessionPath, type Session } from './model';
+
+const UNITS = { MB: 1e6, GB: 1e9, GiB: 2 ** 30 } as const;
+
+function AddDiskDialog({ session, open, onClose, onDone }: { session: Session; open: boolean; onClose: () => void; onDone: (s: Session) => void }) {
+  const [size, setSize] = useState('1');
+  const [unit, setUnit] = useState<keyof typeof UNITS>('GB');
+  const [name, setName] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const n = Number(size);
+  // Whole 512-byte sectors, as the API takes them.
+  const bytesWanted = Math.ceil((n * UNITS[unit]) / 512) * 512;
+  const sizeError = size !== '' && !(n > 0 && Number.isFinite(n)) ? 'a positive number' : undefined;
+  const submit = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    if (sizeError || size === '') return;
+    setBusy(true);
+    setError(undefined);
+    try {
+      onDone(await api.post<Session>(sessionPath(session, '/disks'), { size: bytesWanted, ...(name !== '' ? { name } : {}) }));
+      onClose();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog open={open} title={`Add a disk to ${session.name}`} onClose={onClose}>
+      <form class="form" onSubmit={(e) => void submit(e)} data-form="add-disk">
+        <p class="hint">An empty disk, published like the others{session.vm?.state === 'running' ? ' and hot-plugged into the running VM' : ''}.</p>
+        <div class="form-grid">
+          <Field label="Size" error={sizeError} hint={bytesWanted > 0 ? `${bytes(bytesWanted)}` : undefined}>
+            {(p) => <input {...p} name="size" type="number" min="0" step="any" required value={size} onInput={(e) => setSize(e.currentTarget.value)} />}
+          </Field>
+          <Field label="Unit">
+            {(p) => (
+              <select {...p} name="unit" value={unit} onChange={(e) => setUnit(e.currentTarget.value as keyof typeof UNITS)}>
+                {Object.keys(UNITS).map((u) => (
+                  <option key={u} value={u}>
+                    {u}
+                  </option>
+                ))}
+              </select>
+            )}
+          </Field>
+          <Field label="Disk name" hint="optional">
+            {(p) => <input {...p} name="disk-name" type="text" value={name} onInput={(e) => setName(e.currentTarget.value)} />}
+          </Field>
+        </div>
+        <ErrorNote error={error} />
+        <div class="form-actions">
+          <Button type="submit" kind="primary" mutating busy={busy}>
+            Add disk
+          </Button>
+          <Button onClick={onClose}>Cancel</Button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+function MigrateDialog({ session, open, onClose, onDone }: { session: Session; open: boolean; onClose: () => void; onDone: (s: Session) => void }) {
+  const [to, setTo] = useState('');
+  const [format, setFormat] = useState<'raw' | 'qcow2'>('raw');
+  const [mbps, setMbps] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const toError = to !== '' && !to.startsWith('/') ? 'an absolute folder on the server (starting with /)' : undefined;
+  const rateError = mbps !== '' && !(Number(mbps) > 0) ? 'a positive number, or empty for no limit' : undefined;
+  const submit = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    if (to === '' || toError || rateError) return;
+    setBusy(true);
+    setError(undefined);
+    try {
+      onDone(await api.post<Session>(sessionPath(session, '/migrate'), { to, format, ...(mbps !== '' ? { rate: Number(mbps) * 1e6 } : {}) }));
+      onClose();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog open={open} title={`Migrate ${session.name} to production storage`} onClose={onClose}>
+      <form class="form" onSubmit={(e) => void submit(e)} data-form="migrate">
+        <p class="hint">Copies every disk to the folder while the session keeps running; finish when the copy is in sync.</p>
+        <Field label="To folder" hint="on the server" error={toError}>
+          {(p) => <input {...p} name="to" type="text" required value={to} placeholder="/srv/vms/web01/" onInput={(e) => setTo(e.currentTarget.value)} />}
+        </Field>
+        <div class="form-grid">
+          <Field label="Format">
+            {(p) => (
+              <select {...p} name="format" value={format} onChange={(e) => setFormat(e.currentTarget.value as 'raw' | 'qcow2')}>
+                <option value="raw">raw</option>
+                <option value="qcow2">qcow2</option>
+              </select>
+            )}
+          </Field>
+          <Field label="Rate limit (MB/s)" hint="empty: no limit" error={rateError}>
+            {(p) => <input {...p} name="rate" type="number" min="0" step="any" value={mbps} onInput={(e) => setMbps(e.currentTarget.value)} />}
+          </Field>
+        </div>
+        <ErrorNote error={error} />
+        <div class="form-actions">
+          <Button type="submit" kind="primary" mutating busy={busy}>
+            Start migration
+          </Button>
+          <Button onClick={onClose}>Cancel</Button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+function StopDialog({ session, open, onClose, onDone }: { session: Session; open: boolean; onClose: () => void; onDone: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const stop = async (): Promise<void> => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api.del(sessionPath(session));
+      onClose();
+      onDone();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const written = overlayBytes(session);
+  return (
+    <Dialog open={open} title={`Stop session ${session.name}?`} onClose={onClose}>
+      <p>
+        {session.vm?.state === 'running' ? 'Its VM is powered off, ' : ''}
+        its overlays ({bytes(written)} written since it started) are discarded and its point is released. This cannot be undone.
+      </p>
+      <ErrorNote error={error} />
+      <div class="form-actions">
+        <Button kind="danger" mutating busy={busy} onClick={() => void stop()} data-action="confirm-stop">
+          Stop session
+        </Button>
+        <Button onClick={onClose}>Cancel</Button>
+      </div>
+    </Dialog>
+  );
+}
+
+/** A migration's progress: live from the session's event stream while it moves. */
+function MigrationStatus({ session, onChange }: { session: Session; onChange: (s: Session) => void }) {
+  const m = session.migration!;
+  const live = migrating(m);
+  const [error, setError] = useState<unknown>();
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (!live) return;
+    return events(sessionPath(session, '/events'), { session: (d) => onChange(d as Session) });
+  }, [session.repo, session.name, live]);
+  const { copied, total } = migrationProgress(m);
+  const finish = async (): Promise<void> => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      onChange(await api.post<Session>(sessionPath(session, '/migrate'), { finish: true }));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="session-migration" data-migration={m.state}>
+      <h3>
+        Migration to <code>{m.to}</code> ({m.format}, {m.mode}) <StateBadge state={m.state} />
+      </h3>
+      <ProgressBar value={copied} max={total} label={`Migration of ${session.name}`} text={`${bytes(copied)} of ${bytes(total)}`} />
+      {m.rateBytesPerSec !== null && <p class="muted">limited to {rate(m.rateBytesPerSec)}</p>}
+      {m.problem && <p class="point-problem">{m.problem}</p>}
+      {(m.state === 'copying' || m.state === 'synced') && (
+        <Button mutating busy={busy || m.state === 'copying'} onClick={() => void finish()} title="the final pass: the VM then runs from the target">
+          {m.state === 'copying' ? 'Finish (when in sync)' : 'Finish migration'}
+        </Button>
+      )}
+      <ErrorNote error={error} />
+    </div>
+  );
+}
+
+export function SessionCard({
+  session,
+  growth,
+  onChange,
+  onStopped,
+}: {
+  session: Session;
+  growth: number | undefined;
+  onChange: (s: Session) => void;
+  onStopped: () => void;
+}) {
+  const me = useMe();
+  const [dialog, setDialog] = useState<'disk' | 'migrate' | 'stop' | null>(null);
+  const s = session;
+  const vm = s.vm;
+  const screenWhyNot = noScreenReason(s);
+  const titleId = `session-${s.repo}-${s.name}`;
+  return (
+    <article class="card session" aria-labelledby={titleId} data-session={s.name}>
+      <header class="session-head">
+        <h2 id={titleId}>{s.name}</h2>
+        <StateBadge state={s.state} />
+        <span class="muted">
+          {s.repo} / {s.job} · point <code title={s.pointId}>{s.pointId.slice(0, 8)}</code> · started {age(s.createdAt)}
+        </span>
+      </header>
+      {s.problem && <p class="point-problem">{s.problem}</p>}
+      <dl class="stats session-stats">
+        <div>
+          <dt>Overlay</dt>
+          <dd data-stat="overlay">{bytes(overlayBytes(s))}</dd>
+        </div>
+        <div>
+          <dt>Overlay growth</dt>
+          <dd data-stat="growth" title="bytes the overlays took per second since the last look (new data written; reads are not counted)">
+            {rate(growth)}
+          </dd>
+        </div>
+        <div>
+          <dt>VM</dt>
+          <dd data-stat="vm">
+            {vm ? (
+              <>
+                <StateBadge state={vm.state} /> {vm.accel}, network {vm.network}, pid {vm.pid}
+              </>
+            ) : (
+              'not booted here'
+            )}
+          </dd>
+        </div>
+      </dl>
+      {vm?.accelNote && <p class="muted">{vm.accelNote}</p>}
+      {vm?.exit && <p class="muted">VM: {vm.exit}</p>}
+      <div class="table-wrap">
+        <table aria-label={`Disks of ${s.name}`}>
+          <thead>
+            <tr>
+              <th>disk</th>
+              <th class="num">size</th>
+              <th class="num">overlay</th>
+              <th>NFS path</th>
+              <th>NBD export</th>
+            </tr>
+          </thead>
+          <tbody>
+            {s.disks.map((d) => (
+              <tr key={d.name}>
+                <td>{d.name}</td>
+                <td class="num">{bytes(d.size)}</td>
+                <td class="num">{bytes(d.writtenBytes)}</td>
+                <td>
+                  <code class="path">{d.nfsPath}</code> <CopyButton text={d.nfsPath} />
+                </td>
+                <td>
+                  <code class="path">{d.nbdExport}</code> <CopyButton text={d.nbdExport} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {s.migration && <MigrationStatus session={s} onChange={onChange} />}
+      <div class="toolbar session-actions">
+        {canOperate(me) && hasScreen(s) && (
+          <a class="btn btn-primary" href={href('sessions', s.repo, s.name, 'screen')}>
+            Screen
+          </a>
+        )}
+        {canOperate(me) && vm && screenWhyNot && <span class="muted">No screen: {screenWhyNot}</span>}
+        <Button mutating onClick={() => setDialog('disk')}>
+          Add disk
+        </Button>
+        <Button mutating onClick={() => setDialog('migrate')} disabled={migrating(s.migration)}>
+          Migrate
+        </Button>
+        <Button mutating kind="danger" onClick={() => setDialog('stop')}>
+          Stop
+        </Button>
+      </div>
+      <AddDiskDialog session={s} open={dialog === 'disk'} onClose={() => setDialog(null)} onDone={onChange} />
+      <MigrateDialog session={s} open={dialog === 'migrate'} onClose={() => setDialog(null)} onDone={onChange} />
+      <StopDialog session={s} open={dialog === 'stop'} onClose={() => setDialog(null)} onDone={onStopped} />
+      <p class="muted session-started">Started {time(s.createdAt)}</p>
+    </article>
+  );
+}
