@@ -107,6 +107,55 @@ test('user add, list and delete through the real binary; passwords only hashed, 
   }
 });
 
+test('user set changes a role or a password: the new password logs in, the old one and its console logins no longer work', async () => {
+  const { dir, cleanup } = await tempDir();
+  const env = { LIFEBOAT_STATE_DIR: dir };
+  try {
+    const added = await cliWithInput(['user', 'add', 'dana', '--role', 'viewer', '--password-stdin'], 'dana first password\n', env);
+    assert.equal(added.code, 0, added.stderr);
+    const login = async (password: string): Promise<string> => {
+      const catalog = await openCatalog(dir);
+      try {
+        const auth = new Authenticator(catalog, { clock: systemClock });
+        const s = await auth.login('dana', password, '127.0.0.1');
+        return `${s.role} ${s.sessionId}`;
+      } finally {
+        await catalog.close();
+      }
+    };
+    const before = (await login('dana first password')).split(' ')[1]!;
+
+    const role = await cli(['user', 'set', 'dana', '--role', 'operator', '--json'], env);
+    assert.equal(role.code, 0, role.stderr);
+    assert.deepEqual(JSON.parse(role.stdout), { name: 'dana', role: 'operator', passwordChanged: false });
+    assert.match(await login('dana first password'), /^operator /);
+
+    const pw = await cliWithInput(['user', 'set', 'dana', '--password-stdin'], 'dana second password\n', env);
+    assert.equal(pw.code, 0, pw.stderr);
+    assert.equal(pw.stdout, 'changed user dana: password (its console logins ended)\n');
+    assert.match(await login('dana second password'), /^operator /);
+    await assert.rejects(login('dana first password'), /LFB_ERR_UNAUTHENTICATED|wrong/i);
+    // The console login made with the old password ends with it.
+    const catalog = await openCatalog(dir);
+    try {
+      const auth = new Authenticator(catalog, { clock: systemClock });
+      await assert.rejects(
+        auth.authenticate({ cookie: `lifeboat_session=${before}` }, 'GET'),
+        (e: Error & { code?: string }) => e.code === 'LFB_ERR_UNAUTHENTICATED',
+      );
+    } finally {
+      await catalog.close();
+    }
+
+    assertFails(await cli(['user', 'set', 'dana'], env), 2, 'LFB_ERR_USAGE');
+    assertFails(await cli(['user', 'set', 'dana', '--role', 'root'], env), 2, 'LFB_ERR_INVALID_ARGUMENT');
+    assertFails(await cli(['user', 'set', 'nobody', '--role', 'admin'], env), 3, 'LFB_ERR_USER_NOT_FOUND');
+    assertFails(await cliWithInput(['user', 'set', 'dana', '--password-stdin'], 'short\n', env), 2, 'LFB_ERR_INVALID_ARGUMENT');
+  } finally {
+    await cleanup();
+  }
+});
+
 test('token create prints a token once (only its hash is kept); it authenticates until revoked or its user is deleted', async () => {
   const { dir, cleanup } = await tempDir();
   const env = { LIFEBOAT_STATE_DIR: dir };

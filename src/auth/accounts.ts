@@ -10,7 +10,7 @@ import { isUserRole } from './permissions.js';
 import { makeApiToken, MAX_TOKEN_NAME_LENGTH } from './tokens.js';
 
 /** The part of the catalog user and token management uses. */
-export type AccountCatalog = Pick<Catalog, 'addUser' | 'getUser' | 'listUsers' | 'deleteUser' | 'addToken' | 'listTokens' | 'deleteToken'>;
+export type AccountCatalog = Pick<Catalog, 'addUser' | 'getUser' | 'listUsers' | 'deleteUser' | 'updateUser' | 'addToken' | 'listTokens' | 'deleteToken'>;
 
 /** Letters, digits, `.`, `_`, `-`; starting with a letter or digit; at most 64. */
 const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -59,6 +59,25 @@ export async function deleteUser(catalog: AccountCatalog, name: string): Promise
   for (const t of tokens) await catalog.deleteToken(t.id);
   await catalog.deleteUser(name);
   return { tokensRevoked: tokens.length };
+}
+
+/**
+ * A user's new role and/or password (checked and hashed as at `user add`). A new password ends the
+ * user's console logins (API tokens stay: revoke them with `token revoke`); a new role counts from the
+ * user's next request, since every request reads the user.
+ */
+export async function changeUser(
+  catalog: AccountCatalog,
+  name: string,
+  change: { role?: string | undefined; password?: string | undefined },
+  params?: ScryptParams,
+): Promise<UserRecord> {
+  const role = change.role === undefined ? undefined : checkRole(change.role);
+  if (role === undefined && change.password === undefined)
+    throw new LifeboatError('LFB_ERR_USAGE', 'nothing to change: give a new role, a new password, or both');
+  await requireUser(catalog, name);
+  const passwordHash = change.password === undefined ? undefined : await hashPassword(change.password, params);
+  return catalog.updateUser(name, { role, passwordHash });
 }
 
 /** A new API token for an existing user: the token (to show once) and its record (as stored). */

@@ -27,7 +27,18 @@ export {
 } from './tokens.js';
 export { DEFAULT_RATE_LIMITS, LoginRateLimiter, addressKey, loginKeys, type RateLimitOptions } from './rate-limit.js';
 export { PERMISSIONS, canChange, isUserRole, requirePermission, roleAllows, type Permission } from './permissions.js';
-export { addUser, checkRole, type AccountCatalog, checkUserName, createToken, deleteUser, isValidUserName, requireUser, revokeToken } from './accounts.js';
+export {
+  addUser,
+  changeUser,
+  checkRole,
+  type AccountCatalog,
+  checkUserName,
+  createToken,
+  deleteUser,
+  isValidUserName,
+  requireUser,
+  revokeToken,
+} from './accounts.js';
 export {
   Authenticator,
   CSRF_HEADER,

@@ -188,6 +188,12 @@ export interface TokenRecord {
 }
 
 /** A console login. */
+/** What updateUser may change. */
+export interface UserChange {
+  readonly role?: UserRole | undefined;
+  readonly passwordHash?: string | undefined;
+}
+
 export interface WebSessionRecord {
   /** SHA-256 (hex) of the cookie's value: a stolen catalog does not yield live cookies. */
   readonly idHash: string;
@@ -245,6 +251,12 @@ export interface Catalog {
   getUser(name: string): Promise<UserRecord | undefined>;
   listUsers(): Promise<readonly UserRecord[]>;
   deleteUser(name: string): Promise<void>;
+  /**
+   * Changes a user's role and/or password hash and returns the user as now stored; a new password
+   * hash ends the user's console sessions in the same transaction (API tokens stay). LFB_ERR_USER_NOT_FOUND
+   * when there is no such user.
+   */
+  updateUser(name: string, change: UserChange): Promise<UserRecord>;
 
   addToken(token: TokenRecord): Promise<void>;
   findToken(hash: string): Promise<TokenRecord | undefined>;

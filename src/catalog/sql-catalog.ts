@@ -22,6 +22,7 @@ import {
   type TokenRecord,
   type UsageSample,
   type UsageSampleFilter,
+  type UserChange,
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
@@ -376,6 +377,27 @@ export class SqlCatalog implements Catalog {
         if (Number(result.numDeletedRows) === 0) throw userNotFound(name);
         await trx.deleteFrom('api_tokens').where('user_name', '=', name).execute();
         await trx.deleteFrom('web_sessions').where('user_name', '=', name).execute();
+      }),
+    );
+  }
+
+  async updateUser(name: string, change: UserChange): Promise<UserRecord> {
+    if (change.role !== undefined) oneOf(change.role, USER_ROLES, 'role');
+    return this.guard(() =>
+      this.database.write(async (trx) => {
+        const found = await trx.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+        if (found === undefined) throw userNotFound(name);
+        const now = rows.userFromRow(found);
+        const next: UserRecord = {
+          ...now,
+          ...(change.role !== undefined ? { role: change.role } : {}),
+          ...(change.passwordHash !== undefined ? { passwordHash: change.passwordHash } : {}),
+        };
+        const row = rows.userToRow(next);
+        await trx.updateTable('users').set({ role: row.role, password_hash: row.password_hash }).where('name', '=', name).execute();
+        // A password is changed when it may be known to someone else: logins made with the old one end with it.
+        if (change.passwordHash !== undefined) await trx.deleteFrom('web_sessions').where('user_name', '=', name).execute();
+        return next;
       }),
     );
   }

@@ -18,7 +18,7 @@ import { serve } from './commands/serve.js';
 import { verify } from './commands/verify.js';
 import { compact } from './commands/compact.js';
 import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop } from './commands/instant.js';
-import { userAdd, userDelete, userList } from './commands/user.js';
+import { userAdd, userDelete, userList, userSet } from './commands/user.js';
 import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
 import { catalogRebuild } from './commands/catalog.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
@@ -46,6 +46,7 @@ export const COMMANDS: readonly Command[] = [
   instantAddDisk,
   userAdd,
   userList,
+  userSet,
   userDelete,
   tokenCreate,
   tokenList,

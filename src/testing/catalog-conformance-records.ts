@@ -77,6 +77,27 @@ export function recordConformanceTests(t: ConformanceTest): void {
     await rejectsWith(c.addUser({ ...user('eve'), role: 'root' as UserRecord['role'] }), 'LFB_ERR_INVALID_ARGUMENT');
   });
 
+  t('updateUser changes the role or the password hash; a new password ends the console sessions, tokens stay', async (c) => {
+    await c.addUser(user('amy', 'viewer'));
+    await c.addUser(user('bob', 'viewer'));
+    await c.addToken(token('t1', 'amy'));
+    await c.addWebSession(webSession('s1', 'amy', 60));
+    await c.addWebSession(webSession('s2', 'bob', 60));
+    assert.deepEqual(await c.updateUser('amy', { role: 'operator' }), { ...user('amy', 'viewer'), role: 'operator' });
+    assert.equal((await c.getUser('amy'))!.role, 'operator');
+    assert.notEqual(await c.findWebSession('s1'), undefined, 'a role change keeps the logins (the role is read at each request)');
+    const changed = await c.updateUser('amy', { passwordHash: 'new-hash' });
+    assert.deepEqual(changed, { ...user('amy', 'viewer'), role: 'operator', passwordHash: 'new-hash' });
+    assert.equal((await c.getUser('amy'))!.passwordHash, 'new-hash');
+    assert.equal(await c.findWebSession('s1'), undefined, 'a new password ends the console sessions');
+    assert.notEqual(await c.findWebSession('s2'), undefined, "another user's are kept");
+    assert.deepEqual(await c.findToken('hash-t1'), token('t1', 'amy'), 'API tokens stay');
+    assert.equal((await c.getUser('bob'))!.role, 'viewer');
+    await rejectsWith(c.updateUser('nobody', { role: 'admin' }), 'LFB_ERR_USER_NOT_FOUND');
+    await rejectsWith(c.updateUser('amy', { role: 'root' as UserRecord['role'] }), 'LFB_ERR_INVALID_ARGUMENT');
+    assert.equal((await c.getUser('amy'))!.role, 'operator');
+  });
+
   t('tokens: add, find by hash, touch, list by user, delete', async (c) => {
     await c.addUser(user('amy'));
     await c.addUser(user('bob'));

@@ -1,4 +1,5 @@
-import { addUser, checkRole, checkUserName, deleteUser } from '../../auth/index.js';
+import { addUser, changeUser, checkRole, checkUserName, deleteUser } from '../../auth/index.js';
+import { LifeboatError } from '../../core/errors.js';
 import { JSON_OPTION, requireString, type Command } from '../command.js';
 import { readNewPassword } from '../password-input.js';
 import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
@@ -31,6 +32,42 @@ export const userAdd: Command = {
     ctx.out(
       ctx.values['json'] === true ? JSON.stringify({ name: user.name, role: user.role, createdAt: user.createdAt }) : `added user ${user.name} (${user.role})`,
     );
+  },
+};
+
+export const userSet: Command = {
+  name: 'user set',
+  usage: 'user set <name> [--role admin|operator|viewer] [--password | --password-stdin] [--state-dir <dir>] [--json]',
+  summary: "change a user's role or password (a new password ends their console logins; API tokens stay)",
+  positionals: ['name'],
+  options: {
+    role: { type: 'string', description: "the new role (counts from the user's next request)", defaultText: 'unchanged' },
+    password: { type: 'boolean', description: 'ask for a new password twice at the terminal, without echo' },
+    'password-stdin': { type: 'boolean', description: 'read the new password from standard input (one trailing line end is dropped)' },
+    'state-dir': STATE_DIR_OPTION,
+    json: JSON_OPTION,
+  },
+  async run(ctx) {
+    const name = ctx.args[0]!;
+    checkUserName(name);
+    const roleText = ctx.values['role'];
+    const role = typeof roleText === 'string' ? checkRole(roleText) : undefined;
+    const fromStdin = ctx.values['password-stdin'] === true;
+    const newPassword = fromStdin || ctx.values['password'] === true;
+    if (role === undefined && !newPassword)
+      throw new LifeboatError('LFB_ERR_USAGE', 'user set: give --role, --password (asked at the terminal) or --password-stdin');
+    // The user must exist before a password is asked for.
+    await withStateCatalog(ctx, false, async (catalog) => {
+      if (!(await catalog.getUser(name))) throw new LifeboatError('LFB_ERR_USER_NOT_FOUND', `no user ${name}`, { details: { user: name } });
+    });
+    const password = newPassword ? await readNewPassword(name, fromStdin) : undefined;
+    const user = await withStateCatalog(ctx, false, (catalog) => changeUser(catalog, name, { role, password }));
+    if (ctx.values['json'] === true) {
+      ctx.out(JSON.stringify({ name: user.name, role: user.role, passwordChanged: password !== undefined }));
+      return;
+    }
+    const what = [...(role !== undefined ? [`role ${user.role}`] : []), ...(password !== undefined ? ['password (its console logins ended)'] : [])];
+    ctx.out(`changed user ${user.name}: ${what.join(', ')}`);
   },
 };
 
