@@ -5,7 +5,7 @@
 // request. In process (fastify's inject), SQLite catalog, the CLI as a child
 // process: no root, no QEMU, no listening port.
 import assert from 'node:assert/strict';
-import { readdir, rm, stat, unlink } from 'node:fs/promises';
+import { appendFile, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CatalogFreshness, catalogFreshnessOf } from '../src/service/catalog-freshness.js';
@@ -117,6 +117,18 @@ test('GETs of an unchanged job (points, the job, the jobs, the repositories) ope
   assert.equal(reader.jobReads, reads + 2);
   await Promise.all([points('web01'), jobs(), oneJob('web01')]);
   assert.equal(reader.jobReads, reads + 2);
+});
+
+test('a full written in place (as a merge does: the folder itself does not change) is read again', async () => {
+  const dir = join(fx.repo, 'jobs', 'web01');
+  const [full] = (await readdir(dir)).filter((n) => n.endsWith('.vbk'));
+  await quiet();
+  const before = await oneJob('web01');
+  const reads = reader.jobReads;
+  await appendFile(join(dir, full!), Buffer.alloc(1));
+  const after = await oneJob('web01');
+  assert.equal(reader.jobReads, reads + 1, 'read again');
+  assert.equal(after.storedBytes, before.storedBytes + 1);
 });
 
 test('a backup by the CLI alone shows in GET points and in the job listing', async () => {

@@ -2,18 +2,22 @@
  * The signature of a job folder: what tells, without opening a file, whether
  * the catalog's copy of a job is still that of its files. It covers every
  * file a job's read depends on (job.json, health.json, the backup files) by
- * name, size, modification time (nanoseconds) and inode, and the UTC day,
- * because a point's GFS flags depend on the day a listing is made. Files
- * being written (.name.tmp) and the .vbm summary are left out: they say
- * nothing a read uses, and a backup in progress would change the signature
- * with every block written.
+ * name, size, modification time (nanoseconds) and inode, the folder's own
+ * time and inode, and the UTC day, because a point's GFS flags depend on the
+ * day a listing is made. Files being written (.name.tmp) and the .vbm summary
+ * are left out: they say nothing a read uses, and a backup in progress would
+ * change the signature with every block written.
+ *
+ * Cost per job and request: one stat of the folder and one of each full;
+ * the folder is listed and its other files stat'ed again only when its own
+ * time changed (SettledFolder below says why that is enough).
  *
  * A file changed twice within its file system's timestamp granularity keeps
  * its modification time; when its size stays too, the signature would not
- * change. So, as git does for its index, a signature taken while a file's
- * modification time is within RACY_NS of the taking is `racy`: a read made
- * with it is recorded as such and never taken for fresh, so the job is read
- * again once the files have been quiet that long.
+ * change. So, as git does for its index, a signature taken while the folder's
+ * or a file's modification time is within RACY_NS of the taking is `racy`: a
+ * read made with it is recorded as such and never taken for fresh, so the job
+ * is read again once the files have been quiet that long.
  */
 import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
@@ -58,7 +62,7 @@ export async function jobFolderNames(root: string): Promise<string[]> {
 }
 
 /** Stats of the named files; a file removed since the listing is left out (the signature then differs from any with it). */
-async function statAll(dir: string, names: readonly string[]): Promise<{ name: string; size: bigint; mtimeNs: bigint; ino: bigint }[]> {
+async function statAll(dir: string, names: readonly string[]): Promise<FileStat[]> {
   const found = await Promise.all(
     names.map(async (name) => {
       try {
@@ -73,29 +77,71 @@ async function statAll(dir: string, names: readonly string[]): Promise<{ name: s
   return found.filter((f) => f !== undefined);
 }
 
+type FileStat = { name: string; size: bigint; mtimeNs: bigint; ino: bigint };
+
+/**
+ * What a folder held the last time it was listed, while its own modification
+ * time and inode stay the same: its names, and the stats of every file but
+ * the fulls. Lifeboat writes files under a temporary name and renames them
+ * (job.json, health.json, increments, rollbacks): each such change is a
+ * change of the folder. Only a full (.vbk) is written in place (a merge, a
+ * reverse-incremental run), so only fulls are stat'ed on every request.
+ */
+interface SettledFolder {
+  readonly mtimeNs: bigint;
+  readonly ino: bigint;
+  readonly names: readonly string[];
+  readonly settled: readonly FileStat[];
+}
+const settledFolders = new Map<string, SettledFolder>();
+
+const isFull = (name: string): boolean => isBackupFile(name) && name.endsWith('.vbk');
+
 /** The job folder's signature at `now`; undefined when the folder or its job.json is not there. */
 export async function jobFolderSignature(root: string, job: string, now: Date): Promise<JobFolderSignature | undefined> {
   const dir = join(root, 'jobs', job);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw fromFsError(err, 'listing', dir);
-  }
-  if (!names.includes(JOB_FILE)) return undefined;
-  const files = await statAll(
-    dir,
-    names.filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n)),
-  );
-  if (!files.some((f) => f.name === JOB_FILE)) return undefined;
-  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\n`);
-  const fileBytes = new Map<string, number>();
   // `now` is the server's clock: the real time in a server, as the file system's times are.
   const quietSince = BigInt(now.getTime()) * 1_000_000n - RACY_NS;
-  let racy = false;
+  let folder;
+  try {
+    folder = await stat(dir, { bigint: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fromFsError(err, 'stat', dir);
+    settledFolders.delete(dir);
+    return undefined;
+  }
+  if (!folder.isDirectory()) return undefined;
+  let known = settledFolders.get(dir);
+  if (known === undefined || known.mtimeNs !== folder.mtimeNs || known.ino !== folder.ino) {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n)).sort();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw fromFsError(err, 'listing', dir);
+    }
+    known = {
+      mtimeNs: folder.mtimeNs,
+      ino: folder.ino,
+      names,
+      settled: await statAll(
+        dir,
+        names.filter((n) => !isFull(n)),
+      ),
+    };
+    // A folder changed within the timestamp step may change again under the same time: not kept.
+    if (folder.mtimeNs <= quietSince) settledFolders.set(dir, known);
+    else settledFolders.delete(dir);
+  }
+  if (!known.names.includes(JOB_FILE)) return undefined;
+  const files = [...known.settled, ...(await statAll(dir, known.names.filter(isFull)))];
+  if (!files.some((f) => f.name === JOB_FILE)) return undefined;
+  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n`);
+  const fileBytes = new Map<string, number>();
+  let racy = folder.mtimeNs > quietSince;
   for (const f of files) {
     if (f.mtimeNs > quietSince) racy = true;
     hash.update(`${f.name}\t${f.size}\t${f.mtimeNs}\t${f.ino}\n`);
