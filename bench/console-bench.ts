@@ -107,13 +107,22 @@ async function makeSet(): Promise<void> {
     return;
   }
   const t0 = performance.now();
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(disks, { recursive: true });
   const start = Date.now() - POINTS_PER_JOB * HOURS_BETWEEN_POINTS * 3600_000;
-  await new LifeboatService(new SteppedClock(start)).initRepository(repo, BLOCK, DEFAULT_COMPRESSION);
+  // A making that stopped half-way goes on: finished jobs stay, a half-made one is made again.
+  const resume = existsSync(join(repo, 'jobs'));
+  if (!resume) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(disks, { recursive: true });
+    await new LifeboatService(new SteppedClock(start)).initRepository(repo, BLOCK, DEFAULT_COMPRESSION);
+  }
+  const made = resume ? new Set(await new LifeboatService(new SteppedClock(start)).listJobs(repo)) : new Set<string>();
   await inParallel(JOBS, 2, async (j) => {
     const clock = new SteppedClock(start + j * 60_000);
     const service = new LifeboatService(clock);
+    if (made.has(jobName(j))) {
+      if ((await service.points(repo, jobName(j))).points.length === POINTS_PER_JOB) return;
+      await service.deleteJob(repo, jobName(j), { withPoints: true });
+    }
     const disk = join(disks, `${jobName(j)}.img`);
     writeFileSync(disk, noise(j + 1, DISK_BYTES));
     const reverse = j % 5 === 4;
