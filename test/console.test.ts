@@ -15,7 +15,8 @@ import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
 import { type Console, consoleRoutes, startConsole } from './console-harness.js';
 
-const DISK_MIB = 256;
+// The server reports progress every 64 MiB read: 8 steps, so the page sees some between start and end even on a fast machine.
+const DISK_MIB = 512;
 let c: Console;
 let disk: string;
 /** What the run test made, for the viewer's walk. */
@@ -128,7 +129,7 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await page.waitForSelector('table[aria-label="Time by step"] tbody tr');
   const stats = await text(page, '.stats');
   assert.match(stats, /result\s+succeeded/);
-  assert.match(stats, /bytes read\s+268\.4 MB/);
+  assert.match(stats, /bytes read\s+536\.9 MB/);
   assert.ok((await page.$$('table[aria-label="Time by step"] tbody tr')).length >= 2, 'the run has steps');
   assert.ok((await page.$$('.log > div')).length >= 2, 'the run has log lines');
   made.pointId = (await text(page, '.stats div:last-child dd')).trim();
@@ -232,6 +233,30 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
   // Logging out shows the login page again.
   await page.click('xpath/.//button[normalize-space()="Log out"]');
   await page.waitForSelector('input[name=username]');
+  c.assertClean(page);
+  await page.close();
+});
+
+// Last in the file: it locks logins from this address out for the server's remaining life.
+test('after repeated wrong passwords the login page shows the rate limit the API answers', async () => {
+  const page = await c.newPage();
+  await page.goto(c.url, { waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('input[name=username]');
+  await page.type('input[name=username]', 'operator');
+  // Five failures are refused as wrong (the fifth locks the address and the name), the sixth as too many.
+  for (let i = 1; i <= 6; i++) {
+    const status = i <= 5 ? 401 : 429;
+    c.expect(page, { method: 'POST', path: '/api/v1/login', status });
+    await page.type('input[name=password]', `wrong ${i}`);
+    const answered = page.waitForResponse((r) => r.url().endsWith('/api/v1/login'));
+    // The keyboard submits the form too.
+    await page.keyboard.press('Enter');
+    assert.equal((await answered).status(), status);
+    await page.waitForFunction(() => (document.querySelector('input[name=password]') as HTMLInputElement | null)?.value === '');
+  }
+  await page.waitForFunction(() => document.querySelector('.error-note')?.textContent?.includes('LFB_ERR_RATE_LIMITED') === true);
+  assert.match(await text(page, '.error-note'), /too many failed logins; try again in \d+ s/);
+  await c.screenshot(page, 'login-rate-limited');
   c.assertClean(page);
   await page.close();
 });

@@ -25,7 +25,7 @@ export function overallFraction(p: Progress | undefined, run: Run | undefined): 
   return Math.min(1, (p.disk + disk) / p.diskCount);
 }
 
-/** Follows run `id` while `follow` is true (a finished run needs no stream). */
+/** Follows run `id` while `follow` is true, with the log lines after `logAfter` (read when the stream opens). */
 export function useRunEvents(id: number, follow: boolean, logAfter = 0): LiveRun {
   const [state, setState] = useState<LiveRun>({ run: undefined, log: [], progress: undefined, ended: false, error: undefined });
   useEffect(() => {

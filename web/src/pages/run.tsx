@@ -66,18 +66,29 @@ function Log({ lines }: { lines: LogLine[] }) {
   );
 }
 
+/** The log lines of the first read and of the stream (which sends the whole log again), once each, in order. */
+function mergeLog(a: readonly LogLine[], b: readonly LogLine[]): LogLine[] {
+  const bySeq = new Map<number, LogLine>();
+  for (const l of [...a, ...b]) bySeq.set(l.seq, l);
+  return [...bySeq.values()].sort((x, y) => x.seq - y.seq);
+}
+
 /** One run: result, time by step, bytes, change method, log; live (SSE) while it runs. */
 export function RunPage({ id }: { id: number }) {
   const loaded = useApi<RunDetail>(`/runs/${id}`);
   const first = loaded.data;
-  const follow = first !== undefined && !FINISHED_STATES.includes(first.run.state);
-  const live = useRunEvents(id, follow, first?.log.at(-1)?.seq ?? 0);
+  // The stream opens at once, beside the first read (not after it): a short run's progress is seen from its start.
+  // A finished run's stream sends the record, the log and `end`, and closes.
+  const live = useRunEvents(id, true);
   const [stopError, setStopError] = useState<unknown>();
   const [stopping, setStopping] = useState(false);
-  // When the stream has ended, the tasks' final numbers come from one more read.
+  const runningState = (live.run ?? first?.run)?.state;
+  const sawRunning = useRef(false);
+  if (runningState !== undefined && !FINISHED_STATES.includes(runningState)) sawRunning.current = true;
+  // When a run seen running has ended, the tasks' final numbers come from one more read.
   const [final, setFinal] = useState<RunDetail | undefined>();
   useEffect(() => {
-    if (!live.ended) return;
+    if (!live.ended || !sawRunning.current) return;
     api.get<RunDetail>(`/runs/${id}`).then(setFinal, () => undefined);
   }, [live.ended, id]);
 
@@ -85,10 +96,10 @@ export function RunPage({ id }: { id: number }) {
   if (!first) return <p aria-busy="true">Loading run {id}…</p>;
   const run = final?.run ?? live.run ?? first.run;
   const tasks = final?.tasks ?? first.tasks;
-  const log = final ? final.log : [...first.log, ...live.log];
+  const log = final ? final.log : mergeLog(first.log, live.log);
   const running = !FINISHED_STATES.includes(run.state);
   const fraction = overallFraction(live.progress, run);
-  const showBar = follow || running;
+  const showBar = running || sawRunning.current;
 
   const stop = async (): Promise<void> => {
     setStopping(true);
