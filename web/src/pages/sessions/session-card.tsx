@@ -98,7 +98,11 @@ function MigrateDialog({ session, open, onClose, onDone }: { session: Session; o
   return (
     <Dialog open={open} title={`Migrate ${session.name} to production storage`} onClose={onClose}>
       <form class="form" onSubmit={(e) => void submit(e)} data-form="migrate">
-        <p class="hint">Copies every disk to the folder while the session keeps running; finish when the copy is in sync.</p>
+        <p class="hint">
+          {session.vm?.state === 'running'
+            ? 'QEMU mirrors every disk into the folder while the VM runs, then the VM runs on those files: stopping the session afterwards leaves it running.'
+            : 'Copies every disk into the folder while the session keeps serving; when the copy is in sync, Finish makes the final pass (clients must have detached).'}
+        </p>
         <Field label="To folder" hint="on the server" error={toError}>
           {(p) => <input {...p} name="to" type="text" required value={to} placeholder="/srv/vms/web01/" onInput={(e) => setTo(e.currentTarget.value)} />}
         </Field>
@@ -144,10 +148,12 @@ function StopDialog({ session, open, onClose, onDone }: { session: Session; open
     }
   };
   const written = overlayBytes(session);
+  // A VM QEMU has mirrored to production storage is no longer the session's: stop lets it run.
+  const released = session.vm?.state === 'running' && session.migration?.mode === 'mirror' && session.migration.state === 'done';
   return (
     <Dialog open={open} title={`Stop session ${session.name}?`} onClose={onClose}>
       <p>
-        {session.vm?.state === 'running' ? 'Its VM is powered off, ' : ''}
+        {released ? 'Its VM keeps running on the migrated disks; ' : session.vm?.state === 'running' ? 'Its VM is powered off, ' : ''}
         its overlays ({bytes(written)} written since it started) are discarded and its point is released. This cannot be undone.
       </p>
       <ErrorNote error={error} />
@@ -191,7 +197,7 @@ function MigrationStatus({ session, onChange }: { session: Session; onChange: (s
       <ProgressBar value={copied} max={total} label={`Migration of ${session.name}`} text={`${bytes(copied)} of ${bytes(total)}`} />
       {m.rateBytesPerSec !== null && <p class="muted">limited to {rate(m.rateBytesPerSec)}</p>}
       {m.problem && <p class="point-problem">{m.problem}</p>}
-      {(m.state === 'copying' || m.state === 'synced') && (
+      {m.mode === 'copy' && (m.state === 'copying' || m.state === 'synced') && (
         <Button mutating busy={busy || m.state === 'copying'} onClick={() => void finish()} title="the final pass: the VM then runs from the target">
           {m.state === 'copying' ? 'Finish (when in sync)' : 'Finish migration'}
         </Button>
