@@ -52,13 +52,13 @@ const text = (page: Page, selector: string): Promise<string> => page.$eval(selec
 /** Every progress bar value the page shows from now on (hash changes keep the document, so the record survives navigation). */
 async function recordProgress(page: Page): Promise<void> {
   await page.evaluate(() => {
-    const seen: { now: number; max: number }[] = [];
+    const seen: { now: number; max: number; at: number }[] = [];
     (window as unknown as { progressSeen: typeof seen }).progressSeen = seen;
     const note = (): void => {
       for (const bar of document.querySelectorAll('[role=progressbar]')) {
         const now = Number(bar.getAttribute('aria-valuenow'));
         const max = Number(bar.getAttribute('aria-valuemax'));
-        if (seen.at(-1)?.now !== now) seen.push({ now, max });
+        if (seen.at(-1)?.now !== now) seen.push({ now, max, at: Math.round(performance.now()) });
       }
     };
     new MutationObserver(note).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow'] });
@@ -83,7 +83,7 @@ test('a wrong password shows the API error on the login page', async () => {
   await page.close();
 });
 
-test('an admin creates a job through the form, runs it and watches it to the end', async () => {
+test('an admin creates a job through the form, runs it and watches it to the end', async (t) => {
   const page = await c.newPage();
   await c.login(page, 'admin');
   await page.waitForSelector('#alerts-title');
@@ -118,7 +118,8 @@ test('an admin creates a job through the form, runs it and watches it to the end
   made.runId = Number((await page.evaluate(() => location.hash)).split('/').at(-1));
   await page.waitForSelector('#run-title');
   await page.waitForFunction(() => document.querySelector('#run-title .badge')?.textContent === 'succeeded', { timeout: 90_000 });
-  const seen = await page.evaluate(() => (window as unknown as { progressSeen: { now: number; max: number }[] }).progressSeen);
+  const seen = await page.evaluate(() => (window as unknown as { progressSeen: { now: number; max: number; at: number }[] }).progressSeen);
+  t.diagnostic(`progress bar values (ms since load): ${seen.map((s) => `${s.now}@${s.at}`).join(' ')}`);
   assert.ok(
     seen.some((s) => s.now > 0 && s.now < s.max),
     `the progress bar showed a value between start and end: ${JSON.stringify(seen)}`,
@@ -211,6 +212,18 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
         visible: (e as HTMLElement).offsetParent !== null,
       })),
     );
+    // Every control has a name a screen reader reads: a label, aria-label(ledby), or its text.
+    const unnamed = await page.$$eval('button, input:not([type=hidden]), select, textarea, [role=button]', (els) =>
+      els
+        .filter((e) => {
+          const labels = (e as HTMLInputElement).labels;
+          const named = (labels && labels.length > 0) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.getAttribute('title');
+          const text = e.tagName === 'BUTTON' || e.getAttribute('role') === 'button' ? (e as HTMLElement).innerText.trim() : '';
+          return !named && text === '';
+        })
+        .map((e) => e.outerHTML.slice(0, 120)),
+    );
+    assert.deepEqual(unnamed, [], `${path}: controls without a label`);
     const enabledMutating = controls.filter((x) => x.mutating && !x.disabled);
     assert.deepEqual(enabledMutating, [], `${path}: mutating controls a viewer can press`);
     // The rest must only read: pressing each sends no change to the server (a change the page forgot to mark would).

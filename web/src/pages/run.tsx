@@ -92,11 +92,11 @@ export function RunPage({ id }: { id: number }) {
     api.get<RunDetail>(`/runs/${id}`).then(setFinal, () => undefined);
   }, [live.ended, id]);
 
-  if (loaded.error) return <ErrorNote error={loaded.error} />;
-  if (!first) return <p aria-busy="true">Loading run {id}…</p>;
-  const run = final?.run ?? live.run ?? first.run;
-  const tasks = final?.tasks ?? first.tasks;
-  const log = final ? final.log : mergeLog(first.log, live.log);
+  // The page shows as soon as either the read or the stream has the run: the stream's progress may come first.
+  const run = final?.run ?? live.run ?? first?.run;
+  if (!run) return loaded.error ? <ErrorNote error={loaded.error} /> : <p aria-busy="true">Loading run {id}…</p>;
+  const tasks = final?.tasks ?? first?.tasks ?? [];
+  const log = final ? final.log : mergeLog(first?.log ?? [], live.log);
   const running = !FINISHED_STATES.includes(run.state);
   const fraction = overallFraction(live.progress, run);
   const showBar = running || sawRunning.current;
