@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
@@ -48,6 +48,25 @@ async function go(page: Page, hash: string): Promise<void> {
 }
 
 const text = (page: Page, selector: string): Promise<string> => page.$eval(selector, (e) => (e as HTMLElement).innerText);
+
+/** A call of the API from the logged-in page (its cookie and CSRF token), as the console itself makes them; returns the status. */
+async function callApi(page: Page, method: string, path: string, body?: unknown): Promise<number> {
+  return page.evaluate(
+    async (method, path, body) => {
+      const me = (await (await fetch('/api/v1/me')).json()) as { csrfToken: string };
+      const res = await fetch(`/api/v1${path}`, {
+        method,
+        headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrfToken },
+        body: JSON.stringify(body ?? {}),
+      });
+      await res.text();
+      return res.status;
+    },
+    method,
+    path,
+    body,
+  );
+}
 
 /** Every progress bar value the page shows from now on (hash changes keep the document, so the record survives navigation). */
 async function recordProgress(page: Page): Promise<void> {
@@ -88,6 +107,13 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await c.login(page, 'admin');
   await page.waitForSelector('#alerts-title');
   await c.screenshot(page, 'dashboard-empty');
+
+  // A job whose disk is gone by the time it runs: its failed run and its missing point are the dashboard's alerts.
+  const gone = join(c.dir, 'gone.img');
+  await writeFile(gone, Buffer.alloc(1024 * 1024));
+  assert.equal(await callApi(page, 'POST', `/repositories/${c.repoName}/jobs`, { name: 'gone', disks: [gone], retainPoints: 2 }), 201);
+  await rm(gone);
+  assert.equal(await callApi(page, 'POST', `/repositories/${c.repoName}/jobs/gone/run`), 202);
 
   // The form: a bad value comes back from the API and is shown at its field.
   await go(page, '#/jobs/new');
@@ -176,6 +202,10 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await go(page, '#/');
   await page.waitForSelector('table[aria-label="Jobs"] tbody tr');
   assert.match(await text(page, 'table[aria-label="Jobs"] tbody'), /repo\/vm\s+succeeded/);
+  const alerts = await text(page, '.alerts');
+  assert.match(alerts, /repo\/gone: last run failed \(LFB_ERR_[A-Z_]+\)/);
+  assert.match(alerts, /repo\/gone: no restore point yet/);
+  assert.doesNotMatch(alerts, /repo\/vm/);
   await page.waitForSelector('.chart canvas');
   await c.screenshot(page, 'dashboard');
   await page.setViewport({ width: 390, height: 844 });
