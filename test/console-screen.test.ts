@@ -186,6 +186,9 @@ test('a viewer sees the session listed, and no screen: no link, no connection', 
   await page.goto(`${con.url}#/sessions`);
   await page.waitForSelector(`article[data-session="${SESSION}"]`);
   assert.equal(await page.$(`article[data-session="${SESSION}"] a[href$="/screen"]`), null);
+  const pressable = await page.$$eval('button[data-mutating]:not([disabled])', (els) => els.map((e) => (e as HTMLElement).innerText));
+  assert.deepEqual(pressable, []);
+  await con.screenshot(page, 'sessions-viewer');
   const sockets: string[] = [];
   page.on('request', (r) => {
     if (r.url().includes('/screen')) sockets.push(r.url());

@@ -156,6 +156,16 @@ function closed(ws: WebSocket): Promise<{ code: number; reason: string }> {
   return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
 }
 
+test('the OpenAPI document lists the screen route with the operator role, so the table-driven 401/403 tests of test/http-api.test.ts cover it', async () => {
+  const doc = (await api.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json() as {
+    paths: Record<string, Record<string, { 'x-lifeboat-role'?: string; parameters?: { name: string; in: string }[] }>>;
+  };
+  const op = doc.paths['/api/v1/sessions/{name}/screen']?.['get'];
+  assert.ok(op, Object.keys(doc.paths).join(', '));
+  assert.equal(op['x-lifeboat-role'], 'operator');
+  assert.deepEqual(op.parameters?.map((p) => `${p.in} ${p.name}`).sort(), ['path name', 'query repo']);
+});
+
 test('who may open a screen: 401 without credentials, 403 for a viewer, 403 for a cookie from another origin or none; an operator and a cookie from the own origin get RFB', async () => {
   sessions.set('vm1', sessionInfo('vm1', { vncSocket: vnc.path }));
   try {
