@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { truncate, writeFile } from 'node:fs/promises';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,7 @@ const SESSION = 'screen-vm';
 
 interface ApiSession {
   name: string;
-  vm?: { pid: number; state: string; accel: string; vncSocket?: string };
+  vm?: { pid: number; state: string; accel: string; vncSocket?: string; serialLog: string };
 }
 
 let con: Console;
@@ -246,6 +246,9 @@ test('add a disk from the console: hot-plugged into the running VM, listed with 
       ['extra', 4_000_256],
     ],
   );
+  // The guest sees the new disk (it marks each hot-plugged disk and prints its size in sectors).
+  const serialLog = sessions.find((s) => s.name === SESSION)!.vm!.serialLog;
+  await until('the guest to see the added disk', () => readFile(serialLog, 'utf8').then((t) => (/HOTPLUG vdc 7813/.test(t) ? true : undefined)), 120_000, 500);
   con.assertClean(page);
   await page.close();
 });
@@ -286,6 +289,13 @@ test(
     await page.click(`xpath/.//article[@data-session="copy-vm"]//button[normalize-space()="Finish migration"]`);
     await page.waitForSelector(`${card} [data-migration=done]`, { timeout: 120_000 });
     assert.deepEqual(await progress(), { now: total, max: total, state: 'done' });
+
+    // A session without a VM has no screen: its page says why and opens no WebSocket.
+    await page.goto(`${con.url}#/sessions/${con.repoName}/copy-vm/screen`);
+    await page.waitForSelector('section.screen-page[data-status=unavailable]');
+    assert.match(await page.$eval('section.screen-page', (e) => (e as HTMLElement).innerText), /No screen: this session has no VM Lifeboat booted/);
+    await page.goto(`${con.url}#/sessions`);
+    await page.waitForSelector(`${card} [data-migration=done]`);
 
     // A phone's width: nothing wider than the screen.
     await page.setViewport({ width: 390, height: 844 });
