@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import type { InstantRecovery, SessionInfo } from '../src/recovery/index.js';
+import { selfSignedCertificate } from '../src/auth/index.js';
+import { systemClock } from '../src/core/clock.js';
 import { createHttpApi, type ApiServer } from '../src/service/http/api.js';
 import { MAX_VIEWERS } from '../src/service/http/screen.js';
 import { PASSWORD, makeFixture, type Fixture } from './http-api-fixture.js';
@@ -300,5 +302,36 @@ test(`at most ${MAX_VIEWERS} screens per session (409 LFB_ERR_SCREEN_BUSY); each
   } finally {
     for (const ws of open) ws.terminate();
     sessions.clear();
+  }
+});
+
+test('over HTTPS the own origin is https://<host>: a cookie from the http:// page of the same host and port is refused', async () => {
+  const tls = await selfSignedCertificate(join(fx.dir, 'tls-state'), { clock: systemClock });
+  const stub = { info: (n: string) => sessions.get(n), list: () => [...sessions.values()] } as unknown as InstantRecovery;
+  const secure = await createHttpApi({ ...fx.deps, https: { cert: tls.cert, key: tls.key }, recovery: new Map([[fx.repo, stub]]) });
+  sessions.set('vm3', sessionInfo('vm3', { vncSocket: vnc.path }));
+  try {
+    await secure.listen({ host: '127.0.0.1', port: 0 });
+    const host = `127.0.0.1:${(secure.server.address() as AddressInfo).port}`;
+    const login = await secure.inject({ method: 'POST', url: '/api/v1/login', payload: { user: 'operator', password: PASSWORD } });
+    const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+    const open = (origin: string): Promise<{ status: number } | { rfb: string }> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`wss://${host}/api/v1/sessions/vm3/screen`, { headers: { cookie }, origin, ca: tls.cert });
+        ws.once('message', (d: Buffer) => {
+          ws.close();
+          resolve({ rfb: d.toString() });
+        });
+        ws.once('unexpected-response', (req, res) => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0 });
+        });
+        ws.once('error', reject);
+      });
+    assert.deepEqual(await open(`http://${host}`), { status: 403 });
+    assert.deepEqual(await open(`https://${host}`), { rfb: RFB_VERSION });
+  } finally {
+    sessions.clear();
+    await secure.close();
   }
 });
