@@ -213,6 +213,18 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await go(page, '#/jobs');
   await page.waitForSelector('table[aria-label="Jobs"] tbody tr');
   await c.screenshot(page, 'jobs');
+
+  // Stop, at a phone's width: a run stopped from its page midway ends stopped.
+  await writeRandomDisk(disk, DISK_MIB);
+  await go(page, '#/jobs/repo/vm');
+  const third = await page.waitForSelector('xpath/.//button[normalize-space()="Run now"]');
+  await third!.click();
+  await page.waitForFunction(() => /^#\/runs\/\d+$/.test(location.hash));
+  // The button shows while the run is queued or running (its 512 MiB of new data take seconds).
+  const stop = await page.waitForSelector('xpath/.//button[normalize-space()="Stop run"]');
+  await stop!.click();
+  await page.waitForFunction(() => document.querySelector('#run-title .badge')?.textContent === 'stopped', { timeout: 30_000 });
+  await c.screenshot(page, 'run-stopped-phone');
   c.assertClean(page);
   await page.close();
 });
