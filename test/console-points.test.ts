@@ -179,6 +179,12 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
       });
     await con.screenshot(page, 'points-phone');
     await page.setViewport({ width: 1280, height: 900 });
+    // Dark, as the system asks: the damaged point is still red, the others not.
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
+    const darkFills = await page.$$eval('.tl-point .tl-mark', (ms) => ms.map((m) => getComputedStyle(m).fill));
+    assert.deepEqual(darkFills.map(isRed), [false, true, false, false], darkFills.join(' '));
+    await con.screenshot(page, 'points-dark');
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
 
     // Restore the newest point through the form: outside the target folder the server refuses and the page says why.
     await page.keyboard.press('End');
