@@ -161,8 +161,14 @@ test('the console starts an instant session with boot, lists it, and shows the V
   assert.match(card, /disk0/);
   await con.screenshot(page, 'sessions');
 
+  // noVNC is a chunk of its own, loaded by the screen page alone.
+  const chunks: string[] = [];
+  page.on('request', (r) => {
+    if (/\/chunks\/rfb-[^/]+\.js$/.test(new URL(r.url()).pathname)) chunks.push(r.url());
+  });
   await page.click(`article[data-session="${SESSION}"] a[href$="/screen"]`);
   await page.waitForSelector('section.screen-page[data-status=connected]', { timeout: 60_000 });
+  assert.equal(chunks.length, 1, `noVNC's chunk requested ${chunks.length} times after the sessions page`);
   const t0 = performance.now();
   const pixels = await until(
     'non-blank pixels in the noVNC canvas',

@@ -47,6 +47,9 @@ export function SessionsPage() {
   /** A session as an action or its event stream answered it: shown at once, without waiting for the next reading. */
   const replace = (s: Session): void => setSessions((list) => (list ?? []).map((x) => (x.repo === s.repo && x.name === s.name ? s : x)));
 
+  // Oldest first, whatever order an answer had: a card does not move under the pointer when the list is read again.
+  const ordered = [...(sessions ?? [])].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.repo.localeCompare(b.repo) || a.name.localeCompare(b.name));
+
   return (
     <section class="sessions-page" aria-labelledby="sessions-title" data-ready={sessions || error ? 'true' : undefined}>
       <header class="page-head toolbar">
@@ -57,7 +60,7 @@ export function SessionsPage() {
       <ErrorNote error={error} />
       {sessions && sessions.length === 0 && <p class="muted">No sessions. Start one below, or from a restore point.</p>}
       <div class="session-list">
-        {(sessions ?? []).map((s) => (
+        {ordered.map((s) => (
           <SessionCard key={`${s.repo}/${s.name}`} session={s} growth={growth.get(`${s.repo}/${s.name}`)} onChange={replace} onStopped={reload} />
         ))}
       </div>
