@@ -269,9 +269,13 @@ async function main(): Promise<void> {
     await page.setViewport({ width: 1280, height: 800 });
     const repoName = basename(repo);
     const encodings = new Set<string>();
+    // Answers >= 400 and page errors, shown if a page does not draw (a build that replaced dist/console under the server: 404s).
+    const pageProblems: string[] = [];
     page.on('response', (r) => {
       if (/\.(js|css)$/.test(new URL(r.url()).pathname)) encodings.add(r.headers()['content-encoding'] ?? 'identity');
+      if (r.status() >= 400) pageProblems.push(`${r.status()} ${r.url()}`);
     });
+    page.on('pageerror', (e) => pageProblems.push(`page error: ${e instanceof Error ? e.message : String(e)}`));
     const pages = [
       // The dashboard is drawn when its jobs' rows are (each job's row links to the job).
       { name: 'dashboard', url: `${served.base}/#/`, selector: `main a[href^="#/jobs/${repoName}/"]` },
@@ -290,7 +294,9 @@ async function main(): Promise<void> {
         for (let i = 0; i < LOADS; i++)
           loads.push(
             await load(page, p.url, p.selector).catch((err: unknown) => {
-              throw new Error(`${String(err)}\nthe server's errors:\n${serverErrors.join('\n')}`, { cause: err });
+              throw new Error(`${String(err)}\nthe page's problems:\n${pageProblems.join('\n')}\nthe server's errors:\n${serverErrors.join('\n')}`, {
+                cause: err,
+              });
             }),
           );
         const cold = loads[loads.length - 1]!;
