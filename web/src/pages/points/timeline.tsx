@@ -139,7 +139,7 @@ export function Timeline({
                 height={AXIS_Y - 12}
               />
               {s.to > s.from && <line class="tl-chain-line" x1={s.from * COL + COL / 2} x2={s.to * COL + COL / 2} y1={MARK_Y} y2={MARK_Y} />}
-              {(s.to - s.from + 1) * COL >= 90 && (
+              {(s.to + 1) * COL - Math.max(s.from * COL, view.left) >= 90 && (
                 <text class="tl-chain-label" x={Math.max(s.from * COL, view.left) + 4} y={14}>
                   {s.chainId === null ? 'unavailable' : `chain ${short(s.chainId)}`}
                 </text>
