@@ -178,6 +178,10 @@ test('the console starts an instant session with boot, lists it, and shows the V
   );
   console.log(`# ${pixels} pixels drawn in the canvas ${Math.round(performance.now() - t0)} ms after noVNC connected`);
   await con.screenshot(page, 'screen');
+  // From the keyboard: the button gives the canvas the focus, where noVNC takes keys for the VM.
+  await page.focus('xpath/.//button[normalize-space()="Type into the screen"]');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'CANVAS');
   // Leaving the page closes its connection.
   await page.goto(`${con.url}#/sessions`);
   await page.waitForSelector(`article[data-session="${SESSION}"]`);

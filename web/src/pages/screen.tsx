@@ -101,6 +101,10 @@ export function ScreenPage({ repo, name }: { repo: string; name: string }) {
             <Button mutating disabled={status !== 'connected'} onClick={() => rfb.current?.sendCtrlAltDel()}>
               Send Ctrl-Alt-Del
             </Button>
+            {/* The canvas takes keys once focused: from the keyboard too, not only by a click. */}
+            <Button disabled={status !== 'connected'} onClick={() => rfb.current?.focus()}>
+              Type into the screen
+            </Button>
             <Button aria-pressed={scale ? 'true' : 'false'} onClick={() => setScale((x) => !x)}>
               Scale to fit
             </Button>
