@@ -306,6 +306,12 @@ test(
     assert.match(await page.$eval('section.screen-page', (e) => (e as HTMLElement).innerText), /No screen: this session has no VM Lifeboat booted/);
     await page.goto(`${con.url}#/sessions`);
     await page.waitForSelector(`${card} [data-migration=done]`);
+    await page.waitForSelector('form[data-form=start-session] select[name=job] option[value=vm]');
+
+    // Dark, as the system says.
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
+    await con.screenshot(page, 'sessions-dark');
+    await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
 
     // A phone's width: nothing wider than the screen.
     await page.setViewport({ width: 390, height: 844 });
@@ -331,6 +337,11 @@ test(
 
 test('stopping the session from the console powers the VM off and closes its screen', { timeout: 3 * 60_000 }, async (t) => {
   if (vmPid === undefined) return t.skip('needs the session the first test started');
+  // Someone watches the screen while another stops the session.
+  const screen = await con.newPage();
+  await con.login(screen, 'operator');
+  await screen.goto(`${con.url}#/sessions/${con.repoName}/${SESSION}/screen`);
+  await screen.waitForSelector('section.screen-page[data-status=connected]', { timeout: 60_000 });
   const page = await con.newPage();
   await con.login(page, 'operator');
   await page.goto(`${con.url}#/sessions`);
@@ -344,6 +355,11 @@ test('stopping the session from the console powers the VM off and closes its scr
   const { sessions } = await apiGet<{ sessions: ApiSession[] }>(page, '/sessions');
   assert.ok(!sessions.some((s) => s.name === SESSION), JSON.stringify(sessions));
   await until('QEMU to be gone', async () => (alive(vmPid!) ? undefined : true), 30_000, 200);
+  await screen.waitForSelector('section.screen-page[data-status=disconnected]', { timeout: 10_000 });
+  assert.match(await screen.$eval('[data-screen-status]', (e) => (e as HTMLElement).innerText), /^Disconnected: the VM or its session stopped/);
+  await con.screenshot(screen, 'screen-stopped');
+  con.assertClean(screen);
+  await screen.close();
   if (watcher) {
     const closed = await watcher.closed;
     assert.equal(closed.code, 1000, JSON.stringify(closed));
