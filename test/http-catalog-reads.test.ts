@@ -60,7 +60,7 @@ async function createJob(name: string, extra: Record<string, unknown> = {}): Pro
   assert.equal(res.statusCode, 201, res.body);
 }
 
-/** Longer than job-signature.ts's RACY_NS: files changed before it are trusted by their times. */
+/** Longer than job-signature.ts's racy windows (on a file system with nanosecond times): files changed before it are trusted by their times. */
 const quiet = () => new Promise((resolve) => setTimeout(resolve, 1100));
 
 /** A backup by `lifeboat backup` alone: the server hears nothing of it. */

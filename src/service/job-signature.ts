@@ -15,7 +15,8 @@
  * A file changed twice within its file system's timestamp granularity keeps
  * its modification time; when its size stays too, the signature would not
  * change. So, as git does for its index, a signature taken while the folder's
- * or a file's modification time is within RACY_NS of the taking is `racy`: a
+ * or a file's modification time is within the file system's step of the
+ * taking (racyWithin) is `racy`: a
  * read made with it is recorded as such and never taken for fresh, so the job
  * is read again once the files have been quiet that long.
  */
@@ -25,8 +26,20 @@ import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE } from '../repository/index.js';
 
-/** Longer than any file system's timestamp step (ext4 and XFS: a clock tick; some: a second). */
-const RACY_NS = 1_000_000_000n;
+/** Longer than the timestamp step of file systems that keep whole seconds (or two: FAT). */
+const COARSE_RACY_NS = 2_000_000_000n;
+/** File systems with nanosecond times (ext4, XFS, btrfs) step them by a clock tick: a few milliseconds. */
+const FINE_RACY_NS = 50_000_000n;
+
+/**
+ * Whether a modification time is too close to `nowNs` to tell a further
+ * change. A time with no fraction of a second comes from a file system that
+ * keeps whole seconds (or two, FAT) — or, once in a billion, by chance: then
+ * the wide window only costs one more read.
+ */
+function racyWithin(mtimeNs: bigint, nowNs: bigint): boolean {
+  return mtimeNs > nowNs - (mtimeNs % 1_000_000_000n === 0n ? COARSE_RACY_NS : FINE_RACY_NS);
+}
 
 /** The backup files scanJob reads (src/repository/job-state.ts). */
 const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
@@ -101,7 +114,7 @@ const isFull = (name: string): boolean => isBackupFile(name) && name.endsWith('.
 export async function jobFolderSignature(root: string, job: string, now: Date): Promise<JobFolderSignature | undefined> {
   const dir = join(root, 'jobs', job);
   // `now` is the server's clock: the real time in a server, as the file system's times are.
-  const quietSince = BigInt(now.getTime()) * 1_000_000n - RACY_NS;
+  const nowNs = BigInt(now.getTime()) * 1_000_000n;
   let folder;
   try {
     folder = await stat(dir, { bigint: true });
@@ -132,7 +145,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
       ),
     };
     // A folder changed within the timestamp step may change again under the same time: not kept.
-    if (folder.mtimeNs <= quietSince) settledFolders.set(dir, known);
+    if (!racyWithin(folder.mtimeNs, nowNs)) settledFolders.set(dir, known);
     else settledFolders.delete(dir);
   }
   if (!known.names.includes(JOB_FILE)) return undefined;
@@ -141,9 +154,9 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n`);
   const fileBytes = new Map<string, number>();
-  let racy = folder.mtimeNs > quietSince;
+  let racy = racyWithin(folder.mtimeNs, nowNs);
   for (const f of files) {
-    if (f.mtimeNs > quietSince) racy = true;
+    if (racyWithin(f.mtimeNs, nowNs)) racy = true;
     hash.update(`${f.name}\t${f.size}\t${f.mtimeNs}\t${f.ino}\n`);
     if (isBackupFile(f.name)) fileBytes.set(f.name, Number(f.size));
   }
