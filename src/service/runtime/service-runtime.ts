@@ -263,34 +263,42 @@ export class ServiceRuntime implements JobRunner {
   /** Every job of every repository, as the scheduler sees it (job.json is read each round: `job set` from the CLI counts at once). */
   private async jobs(): Promise<ScheduledJob[]> {
     const out: ScheduledJob[] = [];
+    const scheduled = this.opts.schedules !== false;
     for (const repo of this.opts.repos) {
       let names: string[];
       let opened: Repository;
       try {
         opened = await Repository.open(repo);
-        names = await this.opts.service.listJobs(repo);
+        names = await opened.listJobs();
       } catch (err) {
         this.reportOnce(`${repo}\nlist`, () => this.opts.logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) }));
         continue;
       }
-      for (const name of names) {
-        try {
-          // job.json alone (showJob would scan the backup files each round).
-          const job = await loadJob(opened, name);
-          const scheduled = this.opts.schedules !== false;
-          out.push({
-            key: jobKey(repo, name),
-            schedule: scheduled ? job.schedule : undefined,
-            window: job.window,
-            retries: job.retries,
-            retryDelay: job.retryDelay,
-            after: job.after === undefined || !scheduled ? undefined : jobKey(repo, job.after),
-            disabled: job.disabled,
-            tasks: job.disks.length,
-          });
-        } catch (err) {
-          this.reportOnce(`${repo}\n${name}`, () => this.opts.logger.error('service: cannot read a job', { repo, job: name, problem: String(err) }));
+      // job.json alone (showJob would scan the backup files each round), all jobs' at once: a run asked for waits for this round.
+      const loaded = await Promise.all(
+        names.map((name) =>
+          loadJob(opened, name).then(
+            (job) => ({ name, job }),
+            (err: unknown) => ({ name, err }),
+          ),
+        ),
+      );
+      for (const l of loaded) {
+        if ('err' in l) {
+          this.reportOnce(`${repo}\n${l.name}`, () => this.opts.logger.error('service: cannot read a job', { repo, job: l.name, problem: String(l.err) }));
+          continue;
         }
+        const { name, job } = l;
+        out.push({
+          key: jobKey(repo, name),
+          schedule: scheduled ? job.schedule : undefined,
+          window: job.window,
+          retries: job.retries,
+          retryDelay: job.retryDelay,
+          after: job.after === undefined || !scheduled ? undefined : jobKey(repo, job.after),
+          disabled: job.disabled,
+          tasks: job.disks.length,
+        });
       }
     }
     return out;
