@@ -92,6 +92,7 @@ test(
       const s = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'booted', '--boot', '--accel', 'tcg']);
       assert.equal(s.code, 0, s.stderr);
       assert.match(s.stdout, /booted: QEMU pid \d+, tcg, network none/);
+      assert.match(s.stdout, /; screen \(VNC\) \S+\/vm-vnc\.sock$/m);
       const info = (await sessions(repo))[0]!;
       assert.equal(info.vm?.accel, 'tcg');
       const serial = await until('the boot marker', () => serialSays(info.vm!.serialLog, /DISK-(OK|BAD|NONE)/));

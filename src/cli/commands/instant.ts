@@ -63,7 +63,10 @@ export const instantStart: Command = {
         `  the nfs:// URLs name the ports because no portmapper on 111 lists this server (libnfs tools accept them; QEMU 7.2's nfs driver does not and needs \`serve\` with the portmapper on 111)`,
       );
     ctx.out(`  VM: ${s.vmx}; writes go to ${s.dir}`);
-    if (s.vm) ctx.out(`  booted: QEMU pid ${s.vm.pid}, ${s.vm.accel}, network ${s.vm.network}; serial console ${s.vm.serialLog}; QMP ${s.vm.qmpSocket}`);
+    if (s.vm)
+      ctx.out(
+        `  booted: QEMU pid ${s.vm.pid}, ${s.vm.accel}, network ${s.vm.network}; serial console ${s.vm.serialLog}; QMP ${s.vm.qmpSocket}${s.vm.vncSocket ? `; screen (VNC) ${s.vm.vncSocket}` : ''}`,
+      );
   },
 };
 
