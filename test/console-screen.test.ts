@@ -356,7 +356,10 @@ test('stopping the session from the console powers the VM off and closes its scr
   assert.ok(!sessions.some((s) => s.name === SESSION), JSON.stringify(sessions));
   await until('QEMU to be gone', async () => (alive(vmPid!) ? undefined : true), 30_000, 200);
   await screen.waitForSelector('section.screen-page[data-status=disconnected]', { timeout: 10_000 });
-  assert.match(await screen.$eval('[data-screen-status]', (e) => (e as HTMLElement).innerText), /^Disconnected: the VM or its session stopped/);
+  // Then the page asks the server why: the session is gone.
+  await screen.waitForFunction(() => document.querySelector('[data-screen-status]')?.textContent === 'Disconnected: the session was stopped', {
+    timeout: 10_000,
+  });
   await con.screenshot(screen, 'screen-stopped');
   con.assertClean(screen);
   await screen.close();

@@ -66,6 +66,21 @@ export function ScreenPage({ repo, name }: { repo: string; name: string }) {
           const clean = (e as CustomEvent<{ clean: boolean }>).detail.clean;
           setStatus('disconnected');
           setDetail(clean ? 'the VM or its session stopped, or the server closed the screen' : 'the connection to the screen was lost');
+          // Why, as the server sees it (the list, so that a stopped session is no error answer). The screen closes as
+          // QEMU quits, a moment before the session is gone or its VM seen stopped: asked again a few times.
+          const explain = (tries: number): void =>
+            void api.get<{ sessions: Session[] }>(`/sessions${query({ repo })}`).then(
+              (r) => {
+                if (!live) return;
+                const now = r.sessions.find((x) => x.name === name);
+                setSession(now);
+                if (now === undefined) setDetail('the session was stopped');
+                else if (now.vm?.state !== 'running') setDetail(`the VM stopped (${now.vm?.exit ?? 'exited'})`);
+                else if (tries > 1) setTimeout(() => live && explain(tries - 1), 1000);
+              },
+              () => undefined,
+            );
+          explain(5);
         });
         connection.addEventListener('securityfailure', (e) => {
           if (live) setDetail(`the VM's VNC server refused: ${(e as CustomEvent<{ reason?: string }>).detail.reason ?? 'security failure'}`);
