@@ -21,7 +21,7 @@
  * is read again once the files have been quiet that long.
  */
 import { createHash } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE } from '../repository/index.js';
@@ -64,10 +64,13 @@ const isBackupFile = (name: string): boolean => !name.startsWith('.') && BACKUP_
 /** The folders under the repository's jobs/ (each a job once it has its job.json), sorted. */
 export async function jobFolderNames(root: string): Promise<string[]> {
   const dir = join(root, 'jobs');
-  const entries = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw fromFsError(err, 'listing', dir);
-  });
+  }
   return entries
     .filter((e) => e.isDirectory())
     .map((e) => e.name)
@@ -75,19 +78,17 @@ export async function jobFolderNames(root: string): Promise<string[]> {
 }
 
 /** Stats of the named files; a file removed since the listing is left out (the signature then differs from any with it). */
-async function statAll(dir: string, names: readonly string[]): Promise<FileStat[]> {
-  const found = await Promise.all(
-    names.map(async (name) => {
-      try {
-        const s = await stat(join(dir, name), { bigint: true });
-        return { name, size: s.size, mtimeNs: s.mtimeNs, ino: s.ino };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw fromFsError(err, 'stat', join(dir, name));
-      }
-    }),
-  );
-  return found.filter((f) => f !== undefined);
+function statAll(dir: string, names: readonly string[]): FileStat[] {
+  const found: FileStat[] = [];
+  for (const name of names) {
+    try {
+      const s = statSync(join(dir, name), { bigint: true });
+      found.push({ name, size: s.size, mtimeNs: s.mtimeNs, ino: s.ino });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(err, 'stat', join(dir, name));
+    }
+  }
+  return found;
 }
 
 type FileStat = { name: string; size: bigint; mtimeNs: bigint; ino: bigint };
@@ -117,7 +118,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   const nowNs = BigInt(now.getTime()) * 1_000_000n;
   let folder;
   try {
-    folder = await stat(dir, { bigint: true });
+    folder = statSync(dir, { bigint: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fromFsError(err, 'stat', dir);
@@ -129,7 +130,9 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   if (known === undefined || known.mtimeNs !== folder.mtimeNs || known.ino !== folder.ino) {
     let names: string[];
     try {
-      names = (await readdir(dir)).filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n)).sort();
+      names = readdirSync(dir)
+        .filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n))
+        .sort();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -149,7 +152,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
     else settledFolders.delete(dir);
   }
   if (!known.names.includes(JOB_FILE)) return undefined;
-  const files = [...known.settled, ...(await statAll(dir, known.names.filter(isFull)))];
+  const files = [...known.settled, ...statAll(dir, known.names.filter(isFull))];
   if (!files.some((f) => f.name === JOB_FILE)) return undefined;
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n`);
