@@ -356,10 +356,11 @@ test('stopping the session from the console powers the VM off and closes its scr
   assert.ok(!sessions.some((s) => s.name === SESSION), JSON.stringify(sessions));
   await until('QEMU to be gone', async () => (alive(vmPid!) ? undefined : true), 30_000, 200);
   await screen.waitForSelector('section.screen-page[data-status=disconnected]', { timeout: 10_000 });
-  // Then the page asks the server why: the session is gone.
-  await screen.waitForFunction(() => document.querySelector('[data-screen-status]')?.textContent === 'Disconnected: the session was stopped', {
-    timeout: 10_000,
-  });
+  // Then the page asks the server why: the VM stopped, or (a moment later) the session is gone.
+  await screen.waitForFunction(
+    () => /^Disconnected: (the session was stopped|the VM stopped \(.+\))$/.test(document.querySelector('[data-screen-status]')?.textContent ?? ''),
+    { timeout: 20_000 },
+  );
   await con.screenshot(screen, 'screen-stopped');
   con.assertClean(screen);
   await screen.close();

@@ -67,7 +67,7 @@ export function ScreenPage({ repo, name }: { repo: string; name: string }) {
           setStatus('disconnected');
           setDetail(clean ? 'the VM or its session stopped, or the server closed the screen' : 'the connection to the screen was lost');
           // Why, as the server sees it (the list, so that a stopped session is no error answer). The screen closes as
-          // QEMU quits, a moment before the session is gone or its VM seen stopped: asked again a few times.
+          // QEMU quits, a moment before the session is gone or its VM seen stopped: asked again for a while.
           const explain = (tries: number): void =>
             void api.get<{ sessions: Session[] }>(`/sessions${query({ repo })}`).then(
               (r) => {
@@ -80,7 +80,7 @@ export function ScreenPage({ repo, name }: { repo: string; name: string }) {
               },
               () => undefined,
             );
-          explain(5);
+          explain(10);
         });
         connection.addEventListener('securityfailure', (e) => {
           if (live) setDetail(`the VM's VNC server refused: ${(e as CustomEvent<{ reason?: string }>).detail.reason ?? 'security failure'}`);
