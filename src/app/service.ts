@@ -103,6 +103,11 @@ export class LifeboatService {
     return (await Repository.open(repoDir)).listJobs();
   }
 
+  /** A job's settings from its job.json alone (no backup file read); LFB_ERR_JOB_NOT_FOUND when there is no such job. */
+  async jobDefinition(repoDir: string, name: string): Promise<JobDefinition> {
+    return loadJob(await Repository.open(repoDir), name);
+  }
+
   /** `job show`: the job's settings and how many restore points it has. */
   async showJob(
     repoDir: string,

@@ -209,8 +209,8 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     },
     async (request, reply) => {
       const root = ctx.repoRoot(request.params.repo);
-      // A job that does not exist is 404 before anything is queued.
-      await service.showJob(root, request.params.job);
+      // A job that does not exist is 404 before anything is queued (job.json alone: the backup files are not read for this).
+      await service.jobDefinition(root, request.params.job);
       const run = await ctx.runner().runNow(root, request.params.job, 'api');
       return reply.code(202).send(runView(ctx, run));
     },
@@ -228,7 +228,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     },
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
-      await service.showJob(root, request.params.job);
+      await service.jobDefinition(root, request.params.job);
       const r = ctx.runner();
       const active: RunRecord[] = [];
       for (let before: number | undefined; ;) {
