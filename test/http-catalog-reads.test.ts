@@ -138,6 +138,29 @@ test('a full written in place (as a merge does: the folder itself does not chang
   assert.equal(after.storedBytes, before.storedBytes + 1);
 });
 
+test('refresh() (the server calls it when a run ends) reads a changed job once, so the next request reads nothing; an unchanged job is not read', async () => {
+  await createJob('refreshed');
+  await quiet();
+  await points('refreshed');
+  let reads = reader.jobReads;
+  await reader.refresh(fx.repo, 'refreshed');
+  assert.equal(reader.jobReads, reads, 'an unchanged job is not read');
+  await cliBackup('refreshed');
+  await quiet();
+  await reader.refresh(fx.repo, 'refreshed');
+  assert.equal(reader.jobReads, reads + 1, 'the changed job is read by refresh');
+  reads = reader.jobReads;
+  const opened = backupFilesOpened();
+  assert.equal((await points('refreshed')).length, 1);
+  assert.equal((await oneJob('refreshed')).points, 1);
+  assert.equal(reader.jobReads, reads, 'the requests after it read nothing');
+  assert.equal(backupFilesOpened(), opened, 'and open no backup file');
+  await reader.refresh(fx.repo, 'no-such-job');
+  // The other cases count the repository's jobs.
+  await rm(join(fx.repo, 'jobs', 'refreshed'), { recursive: true });
+  await jobs();
+});
+
 test('a backup by the CLI alone shows in GET points and in the job listing', async () => {
   const before = await points('web01');
   await cliBackup('web01');

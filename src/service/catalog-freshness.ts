@@ -95,6 +95,19 @@ export class CatalogFreshness {
   }
 
   /**
+   * Reads a job again now if its folder changed since its catalog copy. The
+   * server calls it when one of its runs ends, so the next request finds the
+   * job fresh instead of reading the new point's files itself (a request that
+   * comes during this read shares it). A job gone from the repository is left
+   * for the next request to forget.
+   */
+  async refresh(root: string, name: string): Promise<void> {
+    const [sig, reads] = await Promise.all([jobFolderSignature(root, name, this.opts.clock.now()), this.catalog.listJobReads(root)]);
+    if (sig === undefined) return;
+    if (reads.find((r) => r.job === name)?.signature !== sig.signature) await this.readAgain(root, name, sig);
+  }
+
+  /**
    * Reads the job's files and records them with `sig`, taken before the read:
    * a change during the read leaves the recorded signature older than the
    * folder, so the next request reads again. Requests that find the same

@@ -8,6 +8,7 @@ import { openCatalog, type Catalog, type RunRecord } from '../catalog/index.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
+import { CatalogFreshness } from './catalog-freshness.js';
 import { DataMover } from './runtime/data-mover.js';
 import { Repository, loadJob } from '../repository/index.js';
 import { runEndedLine } from './runtime/run-report.js';
@@ -86,6 +87,12 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     closers.push(() => mover.close());
     await mover.start();
     const repo = server.repoRoot;
+    // One reader of jobs and points for the API and the runtime: a run's end refreshes its job's catalog copy, off the request path.
+    const freshness = new CatalogFreshness({ catalog, clock: opts.clock });
+    const refresh = (run: RunRecord): void =>
+      void freshness
+        .refresh(run.repo, run.job)
+        .catch((err: unknown) => opts.logger.warn('service: refreshing the catalog after a run failed', { run: run.id, problem: String(err) }));
     const runtime = new ServiceRuntime({
       catalog,
       service,
@@ -98,6 +105,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       runner: mover,
       onRunEnded: (run: RunRecord) => {
         process.stderr.write(`${runEndedLine(run)}\n`);
+        refresh(run);
         void notify(run);
       },
     });
@@ -122,6 +130,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       logger: opts.logger,
       https: https ? { cert: https.cert, key: https.key } : undefined,
       targetFolders: opts.targetFolders,
+      freshness,
     });
     closers.push(() => api.close());
     const port = await listenNear(

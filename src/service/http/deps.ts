@@ -9,6 +9,7 @@ import type { LifeboatService } from '../../app/service.js';
 import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
 import type { Authenticator, Principal } from '../../auth/index.js';
 import type { InstantRecovery } from '../../recovery/index.js';
+import type { CatalogFreshness } from '../catalog-freshness.js';
 
 /**
  * Authentication as the API uses it: src/auth's Authenticator. `authenticate`
@@ -58,6 +59,8 @@ export interface HttpApiDeps {
   readonly https?: { readonly cert: Buffer | string; readonly key: Buffer | string } | undefined;
   /** Folders operators may restore and migrate into (admins may name any path); none: only admins choose where the server writes. */
   readonly targetFolders?: readonly string[] | undefined;
+  /** The catalog reader of jobs and points the server shares with its runtime (which refreshes a job when a run of it ends); one is made if not given. */
+  readonly freshness?: CatalogFreshness | undefined;
   /** Server-Sent Events: how often the catalog is polled and a keepalive comment sent (ms). */
   readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number; readonly maxStreams?: number } | undefined;
 }

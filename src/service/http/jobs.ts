@@ -35,7 +35,7 @@ async function cacheJob(ctx: ApiContext, root: string, job: JobDefinition | unde
 
 /** The catalog reader the job and point listings of one server share (its reads in flight, its counter). */
 export function freshness(deps: HttpApiDeps): CatalogFreshness {
-  return catalogFreshnessOf(deps, () => new CatalogFreshness({ catalog: deps.catalog, clock: deps.clock }));
+  return deps.freshness ?? catalogFreshnessOf(deps, () => new CatalogFreshness({ catalog: deps.catalog, clock: deps.clock }));
 }
 
 /** A job as the listings show it: the catalog's copy and read, its newest run, and when its schedule next starts it. */
