@@ -44,6 +44,7 @@ const UNIT = [
   'http-api-sessions',
   'service-runtime-notify',
   'catalog-query-plans',
+  'http-console',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
