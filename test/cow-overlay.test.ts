@@ -80,6 +80,29 @@ test('overlay: a 4 KiB write copies one granule, not a backup block; concurrent 
   }
 });
 
+test('overlay: ioBytes counts the bytes read and written through it (the session I/O rates), refused ones not; a reopened overlay counts from zero', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const base = memoryBase(randomBytes(rng(5), 1024 * KiB));
+    let ov = await CowOverlay.open(base, join(dir, 'ov'));
+    assert.deepEqual(ov.ioBytes(), { readBytes: 0, writtenBytes: 0 });
+    await ov.read(0, 4 * KiB);
+    await ov.write(100, Buffer.alloc(300, 1));
+    await ov.read(64 * KiB - 10, 20);
+    await ov.write(200 * KiB, Buffer.alloc(64 * KiB, 2));
+    await assert.rejects(ov.read(1024 * KiB - 1, 2));
+    await assert.rejects(ov.write(1024 * KiB, Buffer.alloc(1)));
+    assert.deepEqual(ov.ioBytes(), { readBytes: 4 * KiB + 20, writtenBytes: 300 + 64 * KiB });
+    await ov.flush();
+    await ov.close();
+    ov = await CowOverlay.open(base, join(dir, 'ov'));
+    assert.deepEqual(ov.ioBytes(), { readBytes: 0, writtenBytes: 0 });
+    await ov.close();
+  } finally {
+    await cleanup();
+  }
+});
+
 test('overlay: after a crash, flushed writes survive and unflushed ones are old or new, never garbage; a torn log tail is ignored', async () => {
   const { dir, cleanup } = await tempDir();
   try {

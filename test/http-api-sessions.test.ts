@@ -80,6 +80,22 @@ test('a session started, listed, given a disk, migrated (followed as events to t
     ['web01-ir'],
   );
 
+  // Client I/O is counted per disk (the console's read and write rates) and the overlays' free space is given (its near-full alert).
+  const overlay = fx.recovery.session('web01-ir').overlays[0]!;
+  const head = await overlay.read(0, 8192);
+  // The point's own bytes written back: the migration below still copies the point, byte for byte.
+  await overlay.write(4096, Buffer.from(head.subarray(4096, 4096 + 512)));
+  const counted = doc.check('GET', '/api/v1/sessions', await fx.api.inject({ method: 'GET', url: '/api/v1/sessions', headers: viewer })) as {
+    sessions: (SessionView & {
+      disks: { io: { readBytes: number; writtenBytes: number } }[];
+      overlayFreeBytes: number | null;
+      overlayTotalBytes: number | null;
+    })[];
+  };
+  assert.deepEqual(counted.sessions[0]!.disks[0]!.io, { readBytes: 8192, writtenBytes: 512 });
+  const { overlayFreeBytes: free, overlayTotalBytes: total } = counted.sessions[0]!;
+  assert.ok(free !== null && total !== null && free > 0 && free <= total, `overlay space ${free} of ${total}`);
+
   const added = await fx.api.inject({
     method: 'POST',
     url: '/api/v1/sessions/web01-ir/disks',

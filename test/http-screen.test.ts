@@ -81,6 +81,8 @@ function sessionInfo(name: string, vm: Partial<NonNullable<SessionInfo['vm']>> |
     dir: fx.dir,
     vmx: `${name}.vmx`,
     disks: [],
+    overlayFreeBytes: null,
+    overlayTotalBytes: null,
     state: 'running',
     ...(vm
       ? {

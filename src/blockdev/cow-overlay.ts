@@ -55,6 +55,8 @@ export class CowOverlay implements BlockDevice {
   /** Reads, writes and flushes in progress; close() waits for them. */
   private readonly active = new Set<Promise<unknown>>();
   private closed = false;
+  /** Bytes read and written through the overlay since it was opened (whatever protocol asked): the session's I/O. */
+  private io = { readBytes: 0, writtenBytes: 0 };
 
   private constructor(
     private readonly base: ReadableDisk,
@@ -157,12 +159,18 @@ export class CowOverlay implements BlockDevice {
     return op;
   }
 
+  /** Bytes read and written through the overlay since it was opened (a read or write is counted when it is asked for and valid). */
+  ioBytes(): { readonly readBytes: number; readonly writtenBytes: number } {
+    return { ...this.io };
+  }
+
   read(offset: number, length: number): Promise<Buffer> {
     try {
       this.check(offset, length);
     } catch (err) {
       return Promise.reject(err as Error);
     }
+    this.io.readBytes += length;
     if (this.writtenCount === 0 || this.untouched(offset, length)) {
       // Nothing of the range was written: the base's bytes as they are, no copy.
       return this.base.read(offset, length);
@@ -217,6 +225,7 @@ export class CowOverlay implements BlockDevice {
     }
     if (this.broken) return Promise.reject(this.broken);
     if (this.sealed) return Promise.reject(this.sealed);
+    this.io.writtenBytes += data.length;
     const w = this.track(this.writeGranules(offset, data));
     this.writing.add(w);
     const done = (): void => void this.writing.delete(w);

@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
@@ -354,7 +355,9 @@ export class InstantRecovery {
         nfsPath: `${EXPORT_PATH}/${rec.name}/${d.name}-flat.vmdk`,
         nbdExport: `${rec.name}/${d.name}`,
         writtenBytes: o ? o.overlays[i]!.writtenGranules() * o.overlays[i]!.granule : 0,
+        io: o ? o.overlays[i]!.ioBytes() : { readBytes: 0, writtenBytes: 0 },
       })),
+      ...overlaySpace(rec.dir),
       state: o ? 'running' : 'failed',
       ...(f ? { problem: f.problem } : {}),
       ...(o?.vm ? { vm: o.vm.status() } : {}),
@@ -410,5 +413,15 @@ export class InstantRecovery {
     }
     this.open.clear();
     await this.pool.close();
+  }
+}
+
+/** How full the file system of a session's overlays is (one statfs; null where it cannot be asked, e.g. the folder is gone). */
+function overlaySpace(dir: string): { overlayFreeBytes: number | null; overlayTotalBytes: number | null } {
+  try {
+    const fs = statfsSync(dir);
+    return { overlayFreeBytes: fs.bavail * fs.bsize, overlayTotalBytes: fs.blocks * fs.bsize };
+  } catch {
+    return { overlayFreeBytes: null, overlayTotalBytes: null };
   }
 }

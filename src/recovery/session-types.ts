@@ -17,7 +17,13 @@ export interface SessionInfo {
     readonly nfsPath: string;
     readonly nbdExport: string;
     readonly writtenBytes: number;
+    /** Bytes clients read from and wrote to the disk (NFS and NBD alike) since this server opened the session: rates come from two readings. */
+    readonly io: { readonly readBytes: number; readonly writtenBytes: number };
   }[];
+  /** Free bytes of the file system holding the session's overlays (null when it cannot be asked). */
+  readonly overlayFreeBytes: number | null;
+  /** Size of that file system (null when it cannot be asked). */
+  readonly overlayTotalBytes: number | null;
   readonly state: 'running' | 'failed';
   readonly problem?: string;
   /** The VM Lifeboat booted for this session (`--boot`). */

@@ -453,10 +453,25 @@ export const Session = Type.Object(
     vmx: Type.String(),
     disks: Type.Array(
       Type.Object(
-        { name: Type.String(), size: Type.Integer(), nfsPath: Type.String(), nbdExport: Type.String(), writtenBytes: Type.Integer() },
+        {
+          name: Type.String(),
+          size: Type.Integer(),
+          nfsPath: Type.String(),
+          nbdExport: Type.String(),
+          writtenBytes: Type.Integer({ description: 'what the overlay holds: the granules written, whole' }),
+          io: Type.Object(
+            { readBytes: Type.Integer(), writtenBytes: Type.Integer() },
+            {
+              additionalProperties: false,
+              description: 'bytes clients read and wrote (NFS and NBD) since this server opened the session; a rate is the difference of two readings',
+            },
+          ),
+        },
         { additionalProperties: false },
       ),
     ),
+    overlayFreeBytes: Type.Union([Type.Integer(), Type.Null()], { description: "free bytes of the file system holding the session's overlays" }),
+    overlayTotalBytes: Type.Union([Type.Integer(), Type.Null()], { description: 'the size of that file system' }),
     vm: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'the VM Lifeboat booted for the session' })),
     migration: Type.Optional(Type.Ref('Migration')),
   },

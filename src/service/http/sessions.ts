@@ -25,7 +25,9 @@ function view(repo: string, s: SessionInfo): SessionView {
     state: s.state,
     ...(s.problem !== undefined ? { problem: s.problem } : {}),
     vmx: s.vmx,
-    disks: s.disks.map((d) => ({ ...d })),
+    disks: s.disks.map((d) => ({ ...d, io: { ...d.io } })),
+    overlayFreeBytes: s.overlayFreeBytes,
+    overlayTotalBytes: s.overlayTotalBytes,
     ...(s.vm !== undefined ? { vm: { ...s.vm } } : {}),
     ...(s.migration !== undefined ? { migration: { ...s.migration, disks: s.migration.disks.map((d) => ({ ...d })) } } : {}),
   };

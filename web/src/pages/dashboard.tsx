@@ -8,6 +8,7 @@ import { href } from '../routes';
 import { overallFraction, useRunEvents } from '../run-events';
 import { ErrorNote, ProgressBar, StateBadge } from '../ui';
 import { JobTable } from './jobs';
+import { overlayNearFull, type Session } from './sessions/model';
 
 const DAY_MS = 24 * 3600 * 1000;
 /** A repository whose file system has less than this share free is near full. */
@@ -22,8 +23,8 @@ interface Alert {
   link?: string;
 }
 
-/** What needs a look: failed or warning runs, damaged points, jobs without a point in 24 h, repositories near full. */
-export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsage[], now = Date.now()): Alert[] {
+/** What needs a look: failed or warning runs, damaged points, jobs without a point in 24 h, repositories and instant-recovery overlays near full. */
+export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsage[], sessions: readonly Session[] = [], now = Date.now()): Alert[] {
   const out: Alert[] = [];
   for (const r of rows) {
     const name = `${r.repo}/${r.summary.job.name}`;
@@ -56,6 +57,14 @@ export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsag
   for (const repo of repos)
     if (repo.totalBytes > 0 && repo.freeBytes / repo.totalBytes < NEAR_FULL)
       out.push({ key: `r-${repo.name}`, bad: true, text: `repository ${repo.name} is near full: ${bytes(repo.freeBytes)} free of ${bytes(repo.totalBytes)}` });
+  for (const session of sessions)
+    if (overlayNearFull(session))
+      out.push({
+        key: `o-${session.repo}/${session.name}`,
+        bad: true,
+        text: `instant-recovery session ${session.name}: its overlays' file system is near full (${bytes(session.overlayFreeBytes ?? 0)} free of ${bytes(session.overlayTotalBytes ?? 0)}); writes fail when it is full`,
+        link: href('sessions'),
+      });
   return out;
 }
 
@@ -188,8 +197,11 @@ function Capacity({ repo }: { repo: RepositoryUsage }) {
 export function DashboardPage() {
   const [repos, setRepos] = useState<RepositoryUsage[]>();
   const [rows, setRows] = useState<JobRow[]>();
+  const [sessions, setSessions] = useState<Session[]>([]);
   const [error, setError] = useState<unknown>();
   useEffect(() => {
+    // Asked beside the jobs, not before them: the alerts about overlays come when they come.
+    api.get<{ sessions: Session[] }>('/sessions').then((r) => setSessions(r.sessions), setError);
     loadRepositories()
       .then((r) => {
         setRepos(r);
@@ -198,7 +210,7 @@ export function DashboardPage() {
       .then(setRows)
       .catch(setError);
   }, []);
-  const alerts = rows && repos ? alertsOf(rows, repos) : [];
+  const alerts = rows && repos ? alertsOf(rows, repos, sessions) : [];
   return (
     <>
       <h1>Dashboard</h1>

@@ -1,14 +1,14 @@
 /**
  * Instant-recovery sessions: every session of every repository with its
- * state, disks, overlay size and growth, its VM, and its migration; start
+ * state, disks, overlay size and growth, client read and write rates, its VM, and its migration; start
  * one (optionally booting its VM), and per session add a disk, migrate,
  * stop, and open the VM's screen. The list is read again every few seconds
- * (overlay growth is the difference between two readings).
+ * (the rates are differences between two readings).
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
 import { Button, ErrorNote } from '../ui';
-import { GrowthMeter, type Session } from './sessions/model';
+import { RateMeter, type Session, type SessionRates } from './sessions/model';
 import { SessionCard } from './sessions/session-card';
 import { StartSessionForm } from './sessions/start-form';
 
@@ -16,9 +16,9 @@ const POLL_MS = 3000;
 
 export function SessionsPage() {
   const [sessions, setSessions] = useState<Session[] | undefined>();
-  const [growth, setGrowth] = useState<Map<string, number>>(new Map());
+  const [rates, setRates] = useState<Map<string, SessionRates>>(new Map());
   const [error, setError] = useState<unknown>();
-  const meter = useRef(new GrowthMeter());
+  const meter = useRef(new RateMeter());
   const [n, setN] = useState(0);
   const reload = (): void => setN((x) => x + 1);
 
@@ -30,7 +30,7 @@ export function SessionsPage() {
         const r = await api.get<{ sessions: Session[] }>('/sessions');
         if (!live) return;
         setSessions(r.sessions);
-        setGrowth(meter.current.update(r.sessions, performance.now()));
+        setRates(meter.current.update(r.sessions, performance.now()));
         setError(undefined);
       } catch (err) {
         if (live) setError(err);
@@ -61,7 +61,7 @@ export function SessionsPage() {
       {sessions && sessions.length === 0 && <p class="muted">No sessions. Start one below, or from a restore point.</p>}
       <div class="session-list">
         {ordered.map((s) => (
-          <SessionCard key={`${s.repo}/${s.name}`} session={s} growth={growth.get(`${s.repo}/${s.name}`)} onChange={replace} onStopped={reload} />
+          <SessionCard key={`${s.repo}/${s.name}`} session={s} rates={rates.get(`${s.repo}/${s.name}`)} onChange={replace} onStopped={reload} />
         ))}
       </div>
       <StartSessionForm

@@ -11,6 +11,8 @@ export interface SessionDisk {
   nbdExport: string;
   /** Bytes the overlay holds: what clients and the VM wrote. */
   writtenBytes: number;
+  /** Bytes clients read and wrote (NFS and NBD) since the server opened the session. */
+  io: { readBytes: number; writtenBytes: number };
 }
 
 export interface SessionVm {
@@ -49,6 +51,9 @@ export interface Session {
   problem?: string;
   vmx: string;
   disks: SessionDisk[];
+  /** Free bytes and size of the file system holding the overlays (null when the server could not ask). */
+  overlayFreeBytes: number | null;
+  overlayTotalBytes: number | null;
   vm?: SessionVm;
   migration?: Migration;
 }
@@ -78,26 +83,47 @@ export function noScreenReason(s: Session): string | undefined {
   return undefined;
 }
 
+/** Rates of one session between two listings (bytes per second). */
+export interface SessionRates {
+  /** What the overlays took: new data written. */
+  readonly growth: number;
+  /** What clients read and wrote, NFS and NBD alike (a rewrite of the same bytes counts each time). */
+  readonly read: number;
+  readonly write: number;
+}
+
+const sumIo = (s: Session, k: 'readBytes' | 'writtenBytes'): number => s.disks.reduce((a, d) => a + (d.io?.[k] ?? 0), 0);
+
 /**
- * Overlay growth between two listings of the sessions: bytes per second the
- * overlays took since the last look (the API counts what was written, not
- * each read or write, so this is the rate of new data, not of all I/O).
+ * Rates between two listings of the sessions: overlay growth and client
+ * reads and writes per second since the last look. A counter that went down
+ * (the server restarted and counts from zero) gives no rate until the next look.
  */
-export class GrowthMeter {
-  private last = new Map<string, { at: number; bytes: number }>();
+export class RateMeter {
+  private last = new Map<string, { at: number; overlay: number; read: number; write: number }>();
 
   /** Rates by session key (repo/name), from a new listing taken at `at` (ms). */
-  update(sessions: readonly Session[], at: number): Map<string, number> {
-    const rates = new Map<string, number>();
-    const next = new Map<string, { at: number; bytes: number }>();
+  update(sessions: readonly Session[], at: number): Map<string, SessionRates> {
+    const rates = new Map<string, SessionRates>();
+    const next = new Map<string, { at: number; overlay: number; read: number; write: number }>();
     for (const s of sessions) {
       const key = `${s.repo}/${s.name}`;
-      const bytes = overlayBytes(s);
+      const now = { at, overlay: overlayBytes(s), read: sumIo(s, 'readBytes'), write: sumIo(s, 'writtenBytes') };
       const before = this.last.get(key);
-      if (before && at > before.at) rates.set(key, Math.max(0, ((bytes - before.bytes) * 1000) / (at - before.at)));
-      next.set(key, { at, bytes });
+      if (before && at > before.at && now.read >= before.read && now.write >= before.write) {
+        const per = (a: number, b: number): number => Math.max(0, ((a - b) * 1000) / (at - before.at));
+        rates.set(key, { growth: per(now.overlay, before.overlay), read: per(now.read, before.read), write: per(now.write, before.write) });
+      }
+      next.set(key, now);
     }
     this.last = next;
     return rates;
   }
 }
+
+/** A session whose overlays' file system has less than this share free is near full. */
+export const OVERLAY_NEAR_FULL = 0.1;
+
+/** Whether the file system holding the session's overlays is near full. */
+export const overlayNearFull = (s: Session): boolean =>
+  s.overlayFreeBytes !== null && s.overlayTotalBytes !== null && s.overlayTotalBytes > 0 && s.overlayFreeBytes / s.overlayTotalBytes < OVERLAY_NEAR_FULL;

@@ -10,7 +10,7 @@ import { age, bytes, rate, time } from '../../format';
 import { href } from '../../routes';
 import { canOperate, useMe } from '../../session';
 import { Button, CopyButton, Dialog, ErrorNote, Field, ProgressBar, StateBadge } from '../../ui';
-import { hasScreen, migrating, migrationProgress, noScreenReason, overlayBytes, sessionPath, type Session } from './model';
+import { hasScreen, migrating, migrationProgress, noScreenReason, overlayBytes, overlayNearFull, sessionPath, type Session, type SessionRates } from './model';
 
 const UNITS = { MB: 1e6, GB: 1e9, GiB: 2 ** 30 } as const;
 
@@ -209,12 +209,12 @@ function MigrationStatus({ session, onChange }: { session: Session; onChange: (s
 
 export function SessionCard({
   session,
-  growth,
+  rates,
   onChange,
   onStopped,
 }: {
   session: Session;
-  growth: number | undefined;
+  rates: SessionRates | undefined;
   onChange: (s: Session) => void;
   onStopped: () => void;
 }) {
@@ -241,10 +241,30 @@ export function SessionCard({
         </div>
         <div>
           <dt>Overlay growth</dt>
-          <dd data-stat="growth" title="bytes the overlays took per second since the last look (new data written; reads are not counted)">
-            {rate(growth)}
+          <dd data-stat="growth" title="bytes the overlays took per second since the last look (new data written)">
+            {rate(rates?.growth)}
           </dd>
         </div>
+        <div>
+          <dt>Reads</dt>
+          <dd data-stat="read" title="bytes clients read per second since the last look (NFS and NBD)">
+            {rate(rates?.read)}
+          </dd>
+        </div>
+        <div>
+          <dt>Writes</dt>
+          <dd data-stat="write" title="bytes clients wrote per second since the last look (NFS and NBD)">
+            {rate(rates?.write)}
+          </dd>
+        </div>
+        {s.overlayFreeBytes !== null && (
+          <div>
+            <dt>Overlay space free</dt>
+            <dd data-stat="overlay-free" class={overlayNearFull(s) ? 'alert-bad' : undefined}>
+              {bytes(s.overlayFreeBytes)}
+            </dd>
+          </div>
+        )}
         <div>
           <dt>VM</dt>
           <dd data-stat="vm">
