@@ -125,6 +125,16 @@ test('GETs of an unchanged job (points, the job, the jobs, the repositories) ope
   assert.equal(reader.jobReads, reads + (racy ? 3 : 2));
 });
 
+test("GET /jobs lists every repository's jobs as GET /repositories/{repo}/jobs does", async () => {
+  const all = ((await get('/api/v1/jobs')) as { jobs: (JobSummary & { repo: string })[] }).jobs;
+  const one = (await jobs()) as (JobSummary & { repo: string })[];
+  assert.ok(one.length > 0);
+  assert.deepEqual(
+    all.map((j) => [j.repo, j.job.name, j.points, j.lastRun?.id ?? null]),
+    one.map((j) => [j.repo, j.job.name, j.points, j.lastRun?.id ?? null]),
+  );
+});
+
 test('a full written in place (as a merge does: the folder itself does not change) is read again', async () => {
   const dir = join(fx.repo, 'jobs', 'web01');
   const [full] = (await readdir(dir)).filter((n) => n.endsWith('.vbk'));

@@ -1,9 +1,8 @@
 /**
  * Every job of every repository with what the dashboard and the jobs list
- * show (last run, last point, next run): one GET /repositories/{repo}/jobs
- * per repository.
+ * show (last run, last point, next run): GET /jobs, all repositories at once.
  */
-import { api, seg } from './api';
+import { api } from './api';
 import type { JobSummary, LastPoint, LastRun, RepositoryUsage } from './api-types';
 
 export interface JobRow {
@@ -17,12 +16,8 @@ export async function loadRepositories(): Promise<RepositoryUsage[]> {
   return (await api.get<{ repositories: RepositoryUsage[] }>('/repositories')).repositories;
 }
 
-export async function loadJobs(repos: readonly string[]): Promise<JobRow[]> {
-  const perRepo = await Promise.all(
-    repos.map(async (repo) => {
-      const { jobs } = await api.get<{ jobs: JobSummary[] }>(`/repositories/${seg(repo)}/jobs`);
-      return jobs.map((s) => ({ repo, summary: s, lastRun: s.lastRun, lastPoint: s.lastPoint }));
-    }),
-  );
-  return perRepo.flat();
+/** Every job of every repository in one request (GET /jobs), so a page need not wait for the repositories first. */
+export async function loadJobs(): Promise<JobRow[]> {
+  const { jobs } = await api.get<{ jobs: JobSummary[] }>('/jobs');
+  return jobs.map((s) => ({ repo: s.repo, summary: s, lastRun: s.lastRun, lastPoint: s.lastPoint }));
 }

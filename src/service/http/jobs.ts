@@ -77,6 +77,23 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
   const { service } = ctx.deps;
 
   app.get(
+    `${API_PREFIX}/jobs`,
+    {
+      schema: {
+        summary: 'The jobs of every repository this server serves (what GET /repositories/{repo}/jobs gives, for all of them in one answer)',
+        tags: ['jobs'],
+        response: { 200: Type.Object({ jobs: Type.Array(JobSummary) }, { additionalProperties: false }), ...ERROR_RESPONSES },
+      },
+    },
+    async () => {
+      const perRepo = await Promise.all(
+        [...ctx.repos].map(async ([name, root]) => Promise.all((await freshness(ctx.deps).jobs(root)).map((f) => jobSummary(ctx, name, root, f)))),
+      );
+      return { jobs: perRepo.flat() };
+    },
+  );
+
+  app.get(
     `${API_PREFIX}/repositories/:repo/jobs`,
     {
       schema: {

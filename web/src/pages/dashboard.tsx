@@ -200,15 +200,10 @@ export function DashboardPage() {
   const [sessions, setSessions] = useState<Session[]>([]);
   const [error, setError] = useState<unknown>();
   useEffect(() => {
-    // Asked beside the jobs, not before them: the alerts about overlays come when they come.
+    // The jobs, the repositories and the sessions are asked for at once: the job table does not wait for the others.
+    loadJobs().then(setRows, setError);
+    loadRepositories().then(setRepos, setError);
     api.get<{ sessions: Session[] }>('/sessions').then((r) => setSessions(r.sessions), setError);
-    loadRepositories()
-      .then((r) => {
-        setRepos(r);
-        return loadJobs(r.map((x) => x.name));
-      })
-      .then(setRows)
-      .catch(setError);
   }, []);
   const alerts = rows && repos ? alertsOf(rows, repos, sessions) : [];
   return (
@@ -217,7 +212,7 @@ export function DashboardPage() {
       <ErrorNote error={error} />
       <section class="card" aria-labelledby="alerts-title">
         <h2 id="alerts-title">Alerts</h2>
-        {rows === undefined ? (
+        {rows === undefined || repos === undefined ? (
           <p aria-busy="true">Loading…</p>
         ) : alerts.length === 0 ? (
           <p class="muted">Nothing needs a look.</p>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, query, seg } from '../api';
 import type { JobSummary, RunPage } from '../api-types';
 import { age, bytes, duration, time } from '../format';
-import { type JobRow, loadJobs, loadRepositories } from '../jobs-data';
+import { type JobRow, loadJobs } from '../jobs-data';
 import { href } from '../routes';
 import { Button, ErrorNote, StateBadge, useApi } from '../ui';
 
@@ -11,9 +11,7 @@ export function JobsPage() {
   const [rows, setRows] = useState<JobRow[] | undefined>();
   const [error, setError] = useState<unknown>();
   useEffect(() => {
-    loadRepositories()
-      .then((repos) => loadJobs(repos.map((r) => r.name)))
-      .then(setRows, setError);
+    loadJobs().then(setRows, setError);
   }, []);
   return (
     <section aria-labelledby="jobs-title">
