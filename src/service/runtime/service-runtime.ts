@@ -59,6 +59,12 @@ const splitKey = (key: string): { repo: string; job: string } => {
  */
 export class ServiceRuntime implements JobRunner {
   private readonly running = new Map<number, RunExecution>();
+  /**
+   * Watchers of runs not started yet, by run: the console opens a run's event
+   * stream right after asking for the run, which may still be queued (behind
+   * the task cap, or a busy machine). They move to the run when it starts.
+   */
+  private readonly waiting = new Map<number, Set<{ listener: (p: RunProgress) => void; detach?: () => void }>>();
   /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
   private readonly options = new Map<number, RunOptions>();
   /** The backup results of the latest runs, for a CLI that handed its run over and asks how it went. */
@@ -121,7 +127,17 @@ export class ServiceRuntime implements JobRunner {
   }
 
   watch(runId: number, listener: (p: RunProgress) => void): () => void {
-    return this.running.get(runId)?.watch(listener) ?? (() => undefined);
+    const exec = this.running.get(runId);
+    if (exec) return exec.watch(listener);
+    const watcher: { listener: (p: RunProgress) => void; detach?: () => void } = { listener };
+    const set = this.waiting.get(runId) ?? new Set();
+    set.add(watcher);
+    this.waiting.set(runId, set);
+    return () => {
+      watcher.detach?.();
+      set.delete(watcher);
+      if (set.size === 0 && this.waiting.get(runId) === set) this.waiting.delete(runId);
+    };
   }
 
   /** The scheduler decides again at once: a new or changed schedule is not left until its next round (up to maxSleepMs). */
@@ -225,6 +241,9 @@ export class ServiceRuntime implements JobRunner {
     const exec = new RunExecution(run, { ...this.opts, runner: this.runner }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
+    // Before the run's first await has returned: no progress is sent before its watchers are attached.
+    for (const w of this.waiting.get(id) ?? []) w.detach = exec.watch(w.listener);
+    this.waiting.delete(id);
     this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
     void exec.done
       .then(
