@@ -10,7 +10,7 @@
  * and is stopped however the test ends.
  */
 import assert from 'node:assert/strict';
-import { open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
@@ -89,7 +89,10 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
 
   // The first chain's increment gets a flipped byte; verify finds it and marks the point damaged.
   const jobDir = join(repo, 'jobs', 'vm');
-  const files = (await readdir(jobDir)).filter((n) => /\.(vbk|vib)$/.test(n)).sort();
+  // In the order they were written: names start with the second they were made in, and four backups of a small disk share seconds.
+  const names = (await readdir(jobDir)).filter((n) => /\.(vbk|vib)$/.test(n));
+  const written = new Map(await Promise.all(names.map(async (n) => [n, (await stat(join(jobDir, n))).mtimeMs] as const)));
+  const files = names.sort((a, b) => written.get(a)! - written.get(b)!);
   assert.equal(files.length, 4, files.join(' '));
   assert.match(files[1]!, /\.vib$/);
   await corruptOneBlock(join(jobDir, files[1]!));
