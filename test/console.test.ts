@@ -163,6 +163,13 @@ test('an admin creates a job through the form, runs it and watches it to the end
   assert.match(made.pointId, /\S/);
   await c.screenshot(page, 'run');
 
+  // The point the run made is in the job's timeline: one full, the one the run page names.
+  await go(page, '#/jobs/repo/vm/points');
+  await page.waitForSelector('.points-page[data-ready] .tl-point');
+  assert.deepEqual(await page.$$eval('.tl-point', (gs) => gs.map((g) => [g.getAttribute('data-point'), g.getAttribute('data-kind')])), [
+    [made.pointId, 'full'],
+  ]);
+
   // The job's page lists the run in its history; the dashboard shows the job's result.
   await go(page, '#/jobs/repo/vm');
   await page.waitForSelector('table[aria-label="Runs of the job"] tbody tr');
