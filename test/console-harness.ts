@@ -193,6 +193,15 @@ export async function startConsole(opts: { serverArgs?: string[] } = {}): Promis
 }
 
 /** The hash paths routes.tsx declares (`/jobs/:repo/:job`), read from its source: the list a viewer's walk covers. */
+/** GETs a path of the API (…/api/v1<path>) from the page, with its login cookie. */
+export async function apiGet<T>(page: Page, path: string): Promise<T> {
+  return page.evaluate(async (p) => {
+    const r = await fetch(`/api/v1${p}`, { credentials: 'same-origin' });
+    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
+    return r.json() as Promise<unknown>;
+  }, path) as Promise<T>;
+}
+
 export async function consoleRoutes(): Promise<string[]> {
   const text = await readFile(fileURLToPath(new URL('../../web/src/routes.tsx', import.meta.url)), 'utf8');
   return [...text.matchAll(/\{\s*path:\s*'([^']+)'/g)].map((m) => m[1]!);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
 import { BackupFileReader } from '../src/repository/backup-file.js';
-import { startConsole, type Console } from './console-harness.js';
+import { apiGet, startConsole, type Console } from './console-harness.js';
 import { cli, MiB, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 
 interface ApiPoint {
@@ -38,15 +38,6 @@ after(async () => {
   await con?.close();
   await targets?.cleanup();
 });
-
-/** GETs a path of the API with the page's login cookie. */
-async function apiGet<T>(page: Page, path: string): Promise<T> {
-  return page.evaluate(async (p) => {
-    const r = await fetch(`/api/v1${p}`, { credentials: 'same-origin' });
-    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
-    return r.json() as Promise<unknown>;
-  }, path) as Promise<T>;
-}
 
 /** Flips one bit of a stored (non-zero) block of a backup file. */
 async function corruptOneBlock(path: string): Promise<void> {

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Page } from 'puppeteer-core';
 import WebSocket from 'ws';
-import { passwordOf, startConsole, type Console, type Role } from './console-harness.js';
+import { apiGet, passwordOf, startConsole, type Console, type Role } from './console-harness.js';
 import { cli, tempDir, until } from './helpers.js';
 
 const run = promisify(execFile);
@@ -70,15 +70,6 @@ after(async () => {
   await con?.close();
   await targets?.cleanup();
 });
-
-/** GETs a path of the API with the page's login cookie. */
-async function apiGet<T>(page: Page, path: string): Promise<T> {
-  return page.evaluate(async (p) => {
-    const r = await fetch(`/api/v1${p}`, { credentials: 'same-origin' });
-    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
-    return r.json() as Promise<unknown>;
-  }, path) as Promise<T>;
-}
 
 /** A login cookie of `role`, as the login form would get it. */
 async function cookieOf(role: Role): Promise<string> {

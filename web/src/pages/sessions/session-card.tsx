@@ -62,14 +62,21 @@ function AddDiskDialog({ session, open, onClose, onDone }: { session: Session; o
           </Field>
         </div>
         <ErrorNote error={error} />
-        <div class="form-actions">
-          <Button type="submit" kind="primary" mutating busy={busy}>
-            Add disk
-          </Button>
-          <Button onClick={onClose}>Cancel</Button>
-        </div>
+        <DialogActions label="Add disk" busy={busy} onCancel={onClose} />
       </form>
     </Dialog>
+  );
+}
+
+/** A dialog form's submit button (it changes something: disabled for viewers) and its Cancel. */
+function DialogActions({ label, busy, onCancel }: { label: string; busy: boolean; onCancel: () => void }) {
+  return (
+    <div class="form-actions">
+      <Button type="submit" kind="primary" mutating busy={busy}>
+        {label}
+      </Button>
+      <Button onClick={onCancel}>Cancel</Button>
+    </div>
   );
 }
 
@@ -120,12 +127,7 @@ function MigrateDialog({ session, open, onClose, onDone }: { session: Session; o
           </Field>
         </div>
         <ErrorNote error={error} />
-        <div class="form-actions">
-          <Button type="submit" kind="primary" mutating busy={busy}>
-            Start migration
-          </Button>
-          <Button onClick={onClose}>Cancel</Button>
-        </div>
+        <DialogActions label="Start migration" busy={busy} onCancel={onClose} />
       </form>
     </Dialog>
   );
