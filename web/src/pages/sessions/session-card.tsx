@@ -209,6 +209,18 @@ function MigrationStatus({ session, onChange }: { session: Session; onChange: (s
   );
 }
 
+/** One rate of a session, as bytes per second ('—' until two readings were taken). */
+function RateStat({ label, stat, value, title }: { label: string; stat: string; value: number | undefined; title: string }) {
+  return (
+    <div>
+      <dt>{label}</dt>
+      <dd data-stat={stat} title={title}>
+        {rate(value)}
+      </dd>
+    </div>
+  );
+}
+
 export function SessionCard({
   session,
   rates,
@@ -241,24 +253,14 @@ export function SessionCard({
           <dt>Overlay</dt>
           <dd data-stat="overlay">{bytes(overlayBytes(s))}</dd>
         </div>
-        <div>
-          <dt>Overlay growth</dt>
-          <dd data-stat="growth" title="bytes the overlays took per second since the last look (new data written)">
-            {rate(rates?.growth)}
-          </dd>
-        </div>
-        <div>
-          <dt>Reads</dt>
-          <dd data-stat="read" title="bytes clients read per second since the last look (NFS and NBD)">
-            {rate(rates?.read)}
-          </dd>
-        </div>
-        <div>
-          <dt>Writes</dt>
-          <dd data-stat="write" title="bytes clients wrote per second since the last look (NFS and NBD)">
-            {rate(rates?.write)}
-          </dd>
-        </div>
+        <RateStat
+          label="Overlay growth"
+          stat="growth"
+          value={rates?.growth}
+          title="bytes the overlays took per second since the last look (new data written)"
+        />
+        <RateStat label="Reads" stat="read" value={rates?.read} title="bytes clients read per second since the last look (NFS and NBD)" />
+        <RateStat label="Writes" stat="write" value={rates?.write} title="bytes clients wrote per second since the last look (NFS and NBD)" />
         {s.overlayFreeBytes !== null && (
           <div>
             <dt>Overlay space free</dt>
