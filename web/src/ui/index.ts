@@ -6,3 +6,4 @@ export { ErrorNote } from './error-note';
 export { CopyButton } from './copy-button';
 export { StateBadge } from './state-badge';
 export { useApi, type Loaded } from './use-api';
+export { useAction, type Action } from './use-action';

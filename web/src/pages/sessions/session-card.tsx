@@ -9,7 +9,7 @@ import { api, events } from '../../api';
 import { age, bytes, rate, time } from '../../format';
 import { href } from '../../routes';
 import { canOperate, useMe } from '../../session';
-import { Button, CopyButton, Dialog, ErrorNote, Field, ProgressBar, StateBadge } from '../../ui';
+import { Button, CopyButton, Dialog, ErrorNote, Field, ProgressBar, StateBadge, useAction } from '../../ui';
 import { hasScreen, migrating, migrationProgress, noScreenReason, overlayBytes, overlayNearFull, sessionPath, type Session, type SessionRates } from './model';
 
 const UNITS = { MB: 1e6, GB: 1e9, GiB: 2 ** 30 } as const;
@@ -18,8 +18,7 @@ function AddDiskDialog({ session, open, onClose, onDone }: { session: Session; o
   const [size, setSize] = useState('1');
   const [unit, setUnit] = useState<keyof typeof UNITS>('GB');
   const [name, setName] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const { busy, error, run } = useAction();
   const n = Number(size);
   // Whole 512-byte sectors, as the API takes them.
   const bytesWanted = Math.ceil((n * UNITS[unit]) / 512) * 512;
@@ -27,16 +26,10 @@ function AddDiskDialog({ session, open, onClose, onDone }: { session: Session; o
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
     if (sizeError || size === '') return;
-    setBusy(true);
-    setError(undefined);
-    try {
+    await run(async () => {
       onDone(await api.post<Session>(sessionPath(session, '/disks'), { size: bytesWanted, ...(name !== '' ? { name } : {}) }));
       onClose();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Dialog open={open} title={`Add a disk to ${session.name}`} onClose={onClose}>
@@ -84,23 +77,16 @@ function MigrateDialog({ session, open, onClose, onDone }: { session: Session; o
   const [to, setTo] = useState('');
   const [format, setFormat] = useState<'raw' | 'qcow2'>('raw');
   const [mbps, setMbps] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const { busy, error, run } = useAction();
   const toError = to !== '' && !to.startsWith('/') ? 'an absolute folder on the server (starting with /)' : undefined;
   const rateError = mbps !== '' && !(Number(mbps) > 0) ? 'a positive number, or empty for no limit' : undefined;
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
     if (to === '' || toError || rateError) return;
-    setBusy(true);
-    setError(undefined);
-    try {
+    await run(async () => {
       onDone(await api.post<Session>(sessionPath(session, '/migrate'), { to, format, ...(mbps !== '' ? { rate: Number(mbps) * 1e6 } : {}) }));
       onClose();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Dialog open={open} title={`Migrate ${session.name} to production storage`} onClose={onClose}>
@@ -134,21 +120,13 @@ function MigrateDialog({ session, open, onClose, onDone }: { session: Session; o
 }
 
 function StopDialog({ session, open, onClose, onDone }: { session: Session; open: boolean; onClose: () => void; onDone: () => void }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
-  const stop = async (): Promise<void> => {
-    setBusy(true);
-    setError(undefined);
-    try {
+  const { busy, error, run } = useAction();
+  const stop = (): Promise<void> =>
+    run(async () => {
       await api.del(sessionPath(session));
       onClose();
       onDone();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const written = overlayBytes(session);
   // A VM QEMU has mirrored to production storage is no longer the session's: stop lets it run.
   const released = session.vm?.state === 'running' && session.migration?.mode === 'mirror' && session.migration.state === 'done';
@@ -173,24 +151,13 @@ function StopDialog({ session, open, onClose, onDone }: { session: Session; open
 function MigrationStatus({ session, onChange }: { session: Session; onChange: (s: Session) => void }) {
   const m = session.migration!;
   const live = migrating(m);
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   useEffect(() => {
     if (!live) return;
     return events(sessionPath(session, '/events'), { session: (d) => onChange(d as Session) });
   }, [session.repo, session.name, live]);
   const { copied, total } = migrationProgress(m);
-  const finish = async (): Promise<void> => {
-    setBusy(true);
-    setError(undefined);
-    try {
-      onChange(await api.post<Session>(sessionPath(session, '/migrate'), { finish: true }));
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const finish = (): Promise<void> => run(async () => onChange(await api.post<Session>(sessionPath(session, '/migrate'), { finish: true })));
   return (
     <div class="session-migration" data-migration={m.state}>
       <h3>
