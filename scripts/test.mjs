@@ -4,7 +4,7 @@
 //   node scripts/test.mjs <name>…  the named files only (e.g. overlay-model)
 // The fast tier is a list, not a naming rule, so that moving a test between tiers is one line here.
 import { readdirSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 
 const UNIT = [
@@ -45,6 +45,7 @@ const UNIT = [
   'service-runtime-notify',
   'catalog-query-plans',
   'http-console',
+  'qmp-deadlines',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
@@ -67,7 +68,27 @@ if (args.includes('--unit')) {
 } else {
   chosen = all;
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...chosen.map((n) => join(dir, `${n}.test.js`))], {
-  stdio: 'inherit',
-});
-process.exit(r.status ?? 1);
+// Every file has a deadline (a test that hangs fails its file instead of holding the whole run),
+// and the runner gets a process group of its own: whatever a test started and left running is named
+// and killed at the end, so a leaked QEMU or helper cannot keep the run (or CI's output pipe) open.
+const FILE_TIMEOUT_MS = 20 * 60_000;
+const runner = spawn(
+  process.execPath,
+  ['--test', '--test-concurrency=2', `--test-timeout=${FILE_TIMEOUT_MS}`, '--test-reporter=spec', ...chosen.map((n) => join(dir, `${n}.test.js`))],
+  { stdio: 'inherit', detached: true },
+);
+const killGroup = (signal) => {
+  try {
+    process.kill(-runner.pid, signal);
+  } catch {
+    // the group is empty
+  }
+};
+for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => killGroup(s));
+const status = await new Promise((resolve) => runner.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
+const left = spawnSync('ps', ['-o', 'pid=,args=', '-g', String(runner.pid)], { encoding: 'utf8' }).stdout.trim();
+if (left) {
+  console.error(`scripts/test.mjs: processes the tests left running, now killed:\n${left}`);
+  killGroup('SIGKILL');
+}
+process.exit(status);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,16 +21,31 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the real `lifeboat` command as a child process; `input`, if given, is its standard input (a pipe: not a terminal). */
-export function cli(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
+/**
+ * Runs the real `lifeboat` command as a child process; `input`, if given, is its standard input (a pipe: not a terminal).
+ * A command still running after `timeoutMs` (default 5 min) is killed and fails the test with its arguments, its
+ * standard error so far and the processes it had started, so that a hang names itself instead of holding the run.
+ */
+export function cli(args: string[], env: Record<string, string> = {}, input?: string, timeoutMs = 5 * 60_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => {
+      const children = spawnSync('ps', ['-o', 'pid,stat,wchan:24,args', '--ppid', String(p.pid)], { encoding: 'utf8' }).stdout;
+      p.kill('SIGKILL');
+      reject(new Error(`lifeboat ${args.join(' ')} did not end within ${timeoutMs} ms; killed.\nstderr: ${stderr.slice(-4000)}\nits processes:\n${children}`));
+    }, timeoutMs);
     p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    p.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
     if (input !== undefined) p.stdin!.end(input);
   });
 }

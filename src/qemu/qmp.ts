@@ -43,15 +43,45 @@ export class QmpClient {
       });
     });
     const c = new QmpClient(socket);
-    await c.greeting();
-    await c.execute('qmp_capabilities');
+    try {
+      await c.greeting(path, timeoutMs);
+      await c.execute('qmp_capabilities');
+    } catch (err) {
+      c.close();
+      throw err;
+    }
     return c;
   }
 
   private greeted: (() => void) | undefined;
-  private greeting(): Promise<void> {
-    return new Promise((resolve) => (this.greeted = resolve));
+  /**
+   * QEMU greets a client once its main loop accepts the connection. A monitor
+   * that already serves another client accepts the connection into the
+   * socket's backlog and never greets: hence the deadline.
+   */
+  private greeting(path: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new LifeboatError(
+              'LFB_ERR_VM',
+              `QEMU monitor ${path} accepted the connection but sent no greeting within ${timeoutMs} ms (is another client connected to it?)`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.greeted = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.greetingFailed = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+    });
   }
+  private greetingFailed: ((e: Error) => void) | undefined;
 
   private onData(chunk: string): void {
     this.buffered += chunk;
@@ -80,15 +110,35 @@ export class QmpClient {
 
   private fail(e: Error): void {
     this.closedError ??= e;
+    this.greetingFailed?.(e);
     for (const w of this.waiting.values()) w.reject(e);
     this.waiting.clear();
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+  /**
+   * Runs one command. QEMU answers monitor commands from its main loop, in
+   * milliseconds even for block jobs (they report through events); one that
+   * gets no answer within `timeoutMs` fails instead of holding its caller.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 60_000): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = `lfb-${this.nextId++}`;
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new LifeboatError('LFB_ERR_VM', `QEMU did not answer ${command} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+        command,
+      });
       this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
     });
   }

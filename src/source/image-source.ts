@@ -48,11 +48,15 @@ async function runHelper(
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.on('error', (err) => (exited = `cannot start ${tool}: ${err.message} (install ${pkg})`));
   child.on('exit', (code, signal) => (exited ??= `${tool} exited (${signal ?? code})`));
+  // SIGTERM lets the helper close the image cleanly (qemu-storage-daemon stores its bitmaps then);
+  // one still running 20 s later is killed, so a stuck helper cannot hold the run forever.
   const stop = async (): Promise<void> => {
     if (exited === undefined) {
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await gone;
+      clearTimeout(timer);
     }
     await rm(dir, { recursive: true, force: true });
   };
