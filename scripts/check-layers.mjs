@@ -25,9 +25,12 @@ const ALLOWED = {
   // QEMU: QMP, command lines, supervised VM processes. Knows VM configurations, not the repository.
   qemu: ['core', 'format'],
   recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs', 'nbd', 'qemu'],
+  // The virtual lab (SureBackup, sandboxes): network namespaces, taps, dnsmasq, tests of lab VMs.
+  // VMs come through the LabSessions seam (instant sessions of the server), never from the repository.
+  lab: ['core', 'qemu'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
-  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery'],
+  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery', 'lab'],
   // The catalog of runs, jobs, points, users and tokens: one interface, SQLite and PostgreSQL behind it.
   catalog: ['core'],
   // The scheduler's decisions (pure): next fire times, windows, retries, chaining, the task cap.
@@ -36,7 +39,7 @@ const ALLOWED = {
   auth: ['core', 'catalog'],
   // The service: the scheduler's runtime, runs recorded in the catalog, the HTTP API.
   service: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
-  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service'],
+  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [
     'core',
