@@ -60,6 +60,7 @@ export const ERROR_CODES = {
   LFB_ERR_ROUTE_NOT_FOUND: 'NotFound',
   LFB_ERR_NO_SCREEN: 'Conflict',
   LFB_ERR_SCREEN_BUSY: 'Conflict',
+  LFB_ERR_SUREBACKUP_FAILED: 'Corrupt',
   LFB_ERR_LAB: 'Permanent',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
