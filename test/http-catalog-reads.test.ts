@@ -286,3 +286,30 @@ test('repository usage is sampled into the catalog and listed for a period, olde
   const empty = (await get('/api/v1/repositories/{repo}/usage', {}, '?until=2001-01-01T00:00:00Z')) as { samples: unknown[] };
   assert.deepEqual(empty.samples, []);
 });
+
+test("a job one of the server's runs is writing keeps its catalog copy until the run ends; then it is read once", async () => {
+  await createJob('busy01');
+  await cliBackup('busy01');
+  await quiet();
+  let writing = false;
+  const r = new CatalogFreshness({
+    catalog: fx.catalog,
+    clock: fx.deps.clock,
+    storage,
+    writing: (root, job) => writing && root === fx.repo && job === 'busy01',
+  });
+  const pointsIn = async (): Promise<number[]> => [
+    (await r.jobs(fx.repo)).find((j) => j.job.name === 'busy01')!.read.points,
+    (await r.job(fx.repo, 'busy01')).read.points,
+  ];
+  assert.deepEqual(await pointsIn(), [1, 1]);
+  writing = true;
+  await cliBackup('busy01');
+  await quiet();
+  const reads = r.jobReads;
+  assert.deepEqual(await pointsIn(), [1, 1], 'the copy from before the run while it writes');
+  assert.equal(r.jobReads, reads, 'no read of a job being written');
+  writing = false;
+  assert.deepEqual(await pointsIn(), [2, 2]);
+  assert.equal(r.jobReads, reads + 1, 'one read once the run ended');
+});

@@ -88,7 +88,9 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     await mover.start();
     const repo = server.repoRoot;
     // One reader of jobs and points for the API and the runtime: a run's end refreshes its job's catalog copy, off the request path.
-    const freshness = new CatalogFreshness({ catalog, clock: opts.clock });
+    // A job one of this server's runs is writing keeps its catalog copy until the run ends (and `refresh` reads it).
+    let isRunning = (_root: string, _job: string): boolean => false;
+    const freshness = new CatalogFreshness({ catalog, clock: opts.clock, writing: (root, job) => isRunning(root, job) });
     const refresh = (run: RunRecord): void =>
       void freshness
         .refresh(run.repo, run.job)
@@ -109,6 +111,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
         void notify(run);
       },
     });
+    isRunning = (root, job) => runtime.isRunning(root, job);
     const https =
       opts.tls === 'none'
         ? undefined

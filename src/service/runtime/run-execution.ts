@@ -47,7 +47,7 @@ export class RunExecution {
   readonly done: Promise<RunRecord>;
 
   constructor(
-    private readonly run: RunRecord,
+    readonly run: RunRecord,
     private readonly deps: { catalog: Catalog; runner: BackupRunner; clock: Clock; logger: Logger },
     private readonly options: RunOptions = {},
   ) {

@@ -155,6 +155,12 @@ export class ServiceRuntime implements JobRunner {
     return this.results.get(runId);
   }
 
+  /** Whether a run of this server is going for the job now (its backup files are being written). */
+  isRunning(repo: string, job: string): boolean {
+    for (const exec of this.running.values()) if (exec.run.repo === repo && exec.run.job === job) return true;
+    return false;
+  }
+
   /** Runs going now. */
   runningCount(): number {
     return this.running.size;
