@@ -25,13 +25,17 @@ export interface VmLaunch {
   readonly dir: string;
 }
 
-export const vmFiles = (dir: string): { qmp: string; ownQmp: string; vnc: string; serial: string; qemuLog: string; pid: string; state: string } => ({
+export const vmFiles = (
+  dir: string,
+): { qmp: string; ownQmp: string; vnc: string; qga: string; serial: string; qemuLog: string; pid: string; state: string } => ({
   /** The monitor for the user (QEMU takes one client per QMP socket). */
   qmp: join(dir, 'vm-qmp.sock'),
   /** Lifeboat's own monitor connection: supervision, fallback, migration. */
   ownQmp: join(dir, 'vm-qmp-lifeboat.sock'),
   /** The VM's screen (VNC/RFB), on a unix socket only: the server bridges it to the console, no TCP port is ever opened. */
   vnc: join(dir, 'vm-vnc.sock'),
+  /** The guest agent's channel (virtio-serial port org.qemu.guest_agent.0): answers only when the guest runs qemu-ga. */
+  qga: join(dir, 'vm-qga.sock'),
   serial: join(dir, 'vm-serial.log'),
   qemuLog: join(dir, 'vm-qemu.log'),
   pid: join(dir, 'vm.pid'),
@@ -69,6 +73,13 @@ export function qemuArgs(l: VmLaunch): string[] {
     `unix:${f.ownQmp},server=on,wait=off`,
     '-pidfile',
     f.pid,
+    // Every booted VM gets the guest agent's channel: a lab's heartbeat asks the agent when the guest runs one.
+    '-chardev',
+    `socket,id=lfb-qga,path=${f.qga},server=on,wait=off`,
+    '-device',
+    'virtio-serial-pci,id=lfb-vserial',
+    '-device',
+    'virtserialport,chardev=lfb-qga,name=org.qemu.guest_agent.0',
   ];
   if (l.vm.firmware === 'uefi') {
     const fw = OVMF.find((p) => existsSync(p));

@@ -25,6 +25,8 @@ export interface VmStatus extends VmRecord {
   readonly exit?: string;
   readonly serialLog: string;
   readonly qmpSocket: string;
+  /** The guest agent's socket (answers when the guest runs qemu-ga). */
+  readonly qgaSocket: string;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -134,6 +136,7 @@ export class QemuVm {
       ...(running ? {} : { exit: this.exit ?? 'QEMU exited' }),
       serialLog: f.serial,
       qmpSocket: f.qmp,
+      qgaSocket: f.qga,
     };
   }
 
