@@ -1,0 +1,3 @@
+export * from './leftovers.js';
+export * from './network.js';
+export * from './types.js';
