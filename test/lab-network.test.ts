@@ -338,6 +338,17 @@ test('lab errors: a missing tool, not root, a failing ip step and a bad plan say
     await assert.rejects(createLabNetwork({ ...opts, hosts: [WEB, { ...DB, ip: WEB.ip }] }), (e: unknown) => isLifeboatError(e, 'LFB_ERR_INVALID_ARGUMENT'));
     await assert.rejects(createLabNetwork({ ...opts, subnet: '10.99.0.0/16' }), (e: unknown) => isLifeboatError(e, 'LFB_ERR_INVALID_ARGUMENT'));
 
+    // dnsmasq refuses to start (its log file cannot be opened): its words are in the error, and nothing is left.
+    const broken = { ...opts, id: newId() };
+    await mkdir(join(dir, `lab-${broken.id}.dnsmasq.log`));
+    await assert.rejects(
+      createLabNetwork(broken),
+      (e: unknown) =>
+        isLifeboatError(e, 'LFB_ERR_LAB') && /starting dnsmasq in lfb-lab-\w+: `ip netns exec .*dnsmasq .*` ended \(exit \d+\): .*log/is.test(e.message),
+    );
+    assert.ok(!(await netnsNames()).includes(`lfb-lab-${broken.id}`));
+    assert.ok(!existsSync(join(dir, `lab-${broken.id}.json`)));
+
     const lab = await createLabNetwork(opts);
     try {
       await assert.rejects(
