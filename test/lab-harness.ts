@@ -9,7 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -272,11 +272,8 @@ export interface CountingListener {
 /** A TCP listener in the host's namespace on `host` (0.0.0.0 by default), port 0, counting connections. */
 export async function listenOnHost(host = '0.0.0.0'): Promise<CountingListener> {
   let count = 0;
-  const sockets = new Set<Socket>();
   const server = createServer((s) => {
     count++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
     s.destroy();
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
