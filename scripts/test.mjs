@@ -46,6 +46,7 @@ const UNIT = [
   'catalog-query-plans',
   'http-console',
   'qmp-deadlines',
+  'lab-plan',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
