@@ -373,11 +373,17 @@ test('the PNG checks: size from the header, one colour told apart', () => {
   assert.equal(pngSize(Buffer.from('P6\n720 400\n255\n'.padEnd(32))), undefined);
 });
 
-test("screenshot of a real QEMU (TCG, SeaBIOS's screen): a PNG of the VGA text screen, not one colour; a dead monitor fails", async () => {
+test("a real QEMU (TCG, SeaBIOS's screen): a PNG of the VGA text screen, not one colour; no agent on its channel fails the heartbeat; a dead monitor fails", async () => {
   const qmpSock = join(dir, 'vm-qmp.sock');
+  const qgaSock = join(dir, 'vm-qga.sock');
   const qemu = spawn(
     'qemu-system-x86_64',
-    ['-accel', 'tcg', '-m', '64', '-nodefaults', '-vga', 'std', '-display', 'none', '-no-reboot', '-qmp', `unix:${qmpSock},server=on,wait=off`],
+    [
+      ...['-accel', 'tcg', '-m', '64', '-nodefaults', '-vga', 'std', '-display', 'none', '-no-reboot', '-qmp', `unix:${qmpSock},server=on,wait=off`],
+      // The guest-agent channel of a booted lab VM, with no agent behind it (no guest OS).
+      ...['-chardev', `socket,id=lfb-qga,path=${qgaSock},server=on,wait=off`, '-device', 'virtio-serial-pci'],
+      ...['-device', 'virtserialport,chardev=lfb-qga,name=org.qemu.guest_agent.0'],
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -410,6 +416,11 @@ test("screenshot of a real QEMU (TCG, SeaBIOS's screen): a PNG of the VGA text s
     const size = pngSize(bytes)!;
     assert.ok(['720x400', '640x480'].includes(`${size.width}x${size.height}`), `${size.width}x${size.height}`);
     assert.deepEqual({ width: shot.width, height: shot.height }, size);
+
+    // QEMU's chardev accepts the connection but nobody answers: the heartbeat fails at its deadline saying so.
+    const hb = await heartbeat({ qgaSocket: qgaSock, serialLog: join(dir, 'vm-serial.log'), timeoutMs: 1_200 });
+    assert.equal(hb.ok, false);
+    assert.match(hb.detail, /^no heartbeat within 1\.2 s; guest agent: the guest agent did not answer guest-sync-delimited within the deadline; /);
   } finally {
     await stopDaemon(qemu);
   }
