@@ -62,6 +62,8 @@ export const ERROR_CODES = {
   LFB_ERR_SCREEN_BUSY: 'Conflict',
   LFB_ERR_SUREBACKUP_FAILED: 'Corrupt',
   LFB_ERR_LAB: 'Permanent',
+  LFB_ERR_SANDBOX_NOT_FOUND: 'NotFound',
+  LFB_ERR_SANDBOX_EXISTS: 'Conflict',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 
