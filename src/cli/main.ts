@@ -21,6 +21,7 @@ import { instantAddDisk, instantList, instantMigrate, instantStart, instantStop 
 import { userAdd, userDelete, userList, userSet } from './commands/user.js';
 import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
 import { catalogRebuild } from './commands/catalog.js';
+import { surebackupRun } from './commands/surebackup.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
@@ -44,6 +45,7 @@ export const COMMANDS: readonly Command[] = [
   instantStop,
   instantMigrate,
   instantAddDisk,
+  surebackupRun,
   userAdd,
   userList,
   userSet,

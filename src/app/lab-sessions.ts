@@ -1,0 +1,40 @@
+import { join } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import type { LabSession, LabSessions } from '../lab/types.js';
+import { callControl } from './control-api.js';
+import type { SessionInfo } from './index.js';
+
+/** Where the labs of a repository's SureBackup runs and sandboxes keep their records: one folder, so each removes what the other's killed runs left. */
+export const labStateDir = (repoRoot: string): string => join(repoRoot, 'surebackup', 'labs');
+
+/**
+ * The lab's VMs as instant sessions of the repository's running `serve`,
+ * over its local control API: booted from NBD exports of the point, writes
+ * into the session's overlay, never into a backup file.
+ */
+export function controlApiLabSessions(repoRoot: string): LabSessions {
+  return {
+    async start(req): Promise<LabSession> {
+      const s = await callControl<SessionInfo>(repoRoot, 'POST', '/sessions', {
+        job: req.job,
+        point: req.point,
+        name: req.name,
+        boot: { accel: req.accel, network: req.network },
+      });
+      if (!s.vm) throw new LifeboatError('LFB_ERR_VM', `the server started session ${s.name} without its VM; is it an older \`lifeboat serve\`? Restart it`);
+      return { name: s.name, pointId: s.pointId, serialLog: s.vm.serialLog, qmpSocket: s.vm.qmpSocket, qgaSocket: s.vm.qgaSocket, pid: s.vm.pid };
+    },
+    async stop(name): Promise<void> {
+      try {
+        await callControl(repoRoot, 'DELETE', `/sessions/${encodeURIComponent(name)}`);
+      } catch (err) {
+        // Already gone is what stopping wants.
+        if (err instanceof LifeboatError && err.category === 'NotFound') return;
+        throw err;
+      }
+    },
+    async list(): Promise<string[]> {
+      return (await callControl<SessionInfo[]>(repoRoot, 'GET', '/sessions')).map((s) => s.name);
+    },
+  };
+}

@@ -1,0 +1,164 @@
+import { resolve, join } from 'node:path';
+import { callControl } from '../../app/control-api.js';
+import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
+import { LifeboatError } from '../../core/errors.js';
+import { newLabId } from '../../lab/lab-plan.js';
+import { runSureBackup, type SureBackupResult } from '../../lab/surebackup.js';
+import type { LabTestResult, LabVmSpec } from '../../lab/types.js';
+import type { Command, CommandContext } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
+
+const DEFAULT_TIMEOUT_S = 300;
+
+export const surebackupRun: Command = {
+  name: 'surebackup run',
+  usage:
+    'surebackup run --repo <dir> --vm <job>[@<point>] [--vm …] [--wait-for <job>]… [--serial-pattern REGEX] [--port <job>:<port>]… [--http <job>:<url>]… [--script <file>]… [--timeout <s>] [--accel kvm|tcg] [--report-dir <dir>] [--json]',
+  summary: 'boot restore points from the backup in an isolated lab, test them (heartbeat, ping, ports, HTTP, scripts, verify), report, remove the lab',
+  positionals: [],
+  options: {
+    repo: REPO_OPTION,
+    vm: { type: 'string', multiple: true, description: 'a VM of the group, in boot order: <job> (latest point) or <job>@<point id>' },
+    'wait-for': {
+      type: 'string',
+      multiple: true,
+      description: 'later VMs start only once this job passed its heartbeat (a DNS or database server)',
+      defaultText: 'all start at once',
+    },
+    'serial-pattern': {
+      type: 'string',
+      description: 'regex on the serial console meaning "booted", for guests without the QEMU guest agent',
+      defaultText: 'the guest agent only',
+    },
+    port: { type: 'string', multiple: true, description: '<job>:<port>: the TCP port must accept a connection from inside the lab', defaultText: 'none' },
+    http: {
+      type: 'string',
+      multiple: true,
+      description: "<job>:<url>: the URL must answer 2xx or 3xx from inside the lab; {ip} stands for the VM's address",
+      defaultText: 'none',
+    },
+    script: {
+      type: 'string',
+      multiple: true,
+      description: 'run for every VM inside the lab with VM_NAME, VM_IP, POINT_ID in its environment; exit 0 passes',
+      defaultText: 'none',
+    },
+    timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_TIMEOUT_S) },
+    accel: { type: 'string', description: 'kvm or tcg', defaultText: 'kvm when usable, else tcg' },
+    'report-dir': { type: 'string', description: 'folder for report.json and the screenshots', defaultText: '<repo>/surebackup/<lab id>' },
+    json: JSON_OPTION,
+  },
+  async run(ctx) {
+    const repo = resolve(requireString(ctx, 'repo'));
+    const vms = parseGroup(ctx);
+    const accel = optionalString(ctx, 'accel');
+    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
+    // The server must be up before anything is made: the lab's VMs are its sessions.
+    await callControl(repo, 'GET', '/sessions');
+    const labId = newLabId();
+    const reportDirText = optionalString(ctx, 'report-dir');
+    const reportDir = reportDirText === undefined ? join(repo, 'surebackup', labId) : resolve(reportDirText);
+    // ctx.signal: SIGINT and SIGTERM (main catches them for this command) stop the run, which removes its lab first.
+    const report = await runSureBackup({
+      sessions: controlApiLabSessions(repo),
+      vms,
+      stateDir: labStateDir(repo),
+      reportDir,
+      labId,
+      ...(accel !== undefined ? { accel } : {}),
+      verify: (job, pointId) => verifyPoint(ctx, repo, job, pointId),
+      onProgress: (line) => ctx.progress(line),
+      signal: ctx.signal,
+      clock: ctx.service.clock,
+    });
+    if (ctx.values['json'] === true) ctx.out(JSON.stringify(report));
+    else for (const line of describe(report)) ctx.out(line);
+    if (!report.ok) {
+      const bad = report.vms.filter((v) => !v.booted || v.tests.some((t) => !t.ok)).map((v) => v.job);
+      throw new LifeboatError('LFB_ERR_SUREBACKUP_FAILED', `SureBackup found failed tests for ${bad.join(', ')}; see ${join(reportDir, 'report.json')}`, {
+        details: { reportDir, failed: bad },
+      });
+    }
+  },
+};
+
+/** The group from --vm, --wait-for, --port, --http, --script, --serial-pattern, --timeout. */
+function parseGroup(ctx: CommandContext): LabVmSpec[] {
+  const list = (name: string): string[] => (ctx.values[name] as string[] | undefined) ?? [];
+  const vmTexts = list('vm');
+  if (vmTexts.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--vm <job>[@<point>] is required (once per VM of the group)');
+  const timeoutText = optionalString(ctx, 'timeout');
+  const timeout = timeoutText === undefined ? DEFAULT_TIMEOUT_S : Number(timeoutText);
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--timeout must be a positive number of seconds, not "${timeoutText}"`);
+  const serialPattern = optionalString(ctx, 'serial-pattern');
+  if (serialPattern !== undefined) {
+    try {
+      new RegExp(serialPattern);
+    } catch (err) {
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--serial-pattern is not a regular expression: ${(err as Error).message}`);
+    }
+  }
+  const group = vmTexts.map((t) => {
+    const at = t.indexOf('@');
+    const job = at < 0 ? t : t.slice(0, at);
+    const point = at < 0 ? 'latest' : t.slice(at + 1);
+    if (job === '' || point === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm "${t}": give <job> or <job>@<point>`);
+    return { job, point };
+  });
+  const jobs = new Set(group.map((g) => g.job));
+  const byJob = (flag: string, text: string): [string, string] => {
+    const i = text.indexOf(':');
+    const job = text.slice(0, i);
+    if (i <= 0 || i === text.length - 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--${flag} "${text}": give <job>:<value>`);
+    if (!jobs.has(job)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--${flag} "${text}": ${job} is not a --vm of the group`);
+    return [job, text.slice(i + 1)];
+  };
+  const ports = list('port').map((t) => {
+    const [job, p] = byJob('port', t);
+    if (!/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535)
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--port "${t}": ${p} is not a TCP port`);
+    return { job, port: Number(p) };
+  });
+  const urls = list('http').map((t) => {
+    const [job, url] = byJob('http', t);
+    if (!/^https?:\/\//.test(url)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--http "${t}": the URL must start with http:// or https://`);
+    return { job, url };
+  });
+  const waitFor = new Set(list('wait-for'));
+  for (const w of waitFor) if (!jobs.has(w)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--wait-for ${w}: not a --vm of the group`);
+  const scripts = list('script').map((f) => resolve(f));
+  return group.map((g) => ({
+    job: g.job,
+    point: g.point,
+    bootTimeoutS: timeout,
+    ...(serialPattern !== undefined ? { serialPattern } : {}),
+    ports: ports.filter((p) => p.job === g.job).map((p) => p.port),
+    urls: urls.filter((u) => u.job === g.job).map((u) => u.url),
+    scripts,
+    waitForIt: waitFor.has(g.job),
+  }));
+}
+
+/** The app's verify of one point (read every block it needs, check each SHA-256), as a lab test. */
+async function verifyPoint(ctx: CommandContext, repo: string, job: string, pointId: string): Promise<LabTestResult> {
+  const started = performance.now();
+  const r = await ctx.service.verify(repo, job, { point: pointId, all: false });
+  const ms = Math.round(performance.now() - started);
+  if (r.problems.length === 0) return { name: 'verify', ok: true, detail: `${r.blocks} stored blocks of point ${pointId} read and checked`, ms };
+  const first = r.problems[0]!;
+  return { name: 'verify', ok: false, detail: `${r.problems.length} problem(s), first: ${first.file}: ${first.message} [${first.code}]`, ms };
+}
+
+/** The readable report. */
+function describe(r: SureBackupResult): string[] {
+  const lines = [`SureBackup lab ${r.id}: ${r.ok ? 'every test passed' : 'FAILED'} (${r.vms.length} VM(s))`];
+  for (const v of r.vms) {
+    lines.push(`${v.job} @ ${v.point}  ${v.name} ${v.ip}  ${v.booted ? `booted in ${v.seconds} s` : 'did not boot'}`);
+    if (v.note !== undefined) lines.push(`  note: ${v.note}`);
+    for (const t of v.tests) lines.push(`  ${t.ok ? 'ok  ' : 'FAIL'}  ${t.name}: ${t.detail}`);
+  }
+  lines.push(`report: ${join(r.reportDir, 'report.json')}`);
+  return lines;
+}
