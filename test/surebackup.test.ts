@@ -15,8 +15,11 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
 interface JsonReport {
   ok: boolean;
   id: string;
+  startedAt: string;
+  endedAt: string;
   reportDir: string;
   vms: {
+    note?: string;
     job: string;
     point: string;
     name: string;
@@ -166,27 +169,44 @@ test(
   },
 );
 
-test('a point whose kernel is damaged does not boot: exit 4, booted false, the heartbeat says why (readable report)', { timeout: 5 * 60_000 }, async (t) => {
-  const reportDir = join(ctx.dir, 'report-broken');
-  const r = await cli(['surebackup', 'run', '--repo', ctx.repo, '--accel', 'tcg', '--vm', 'broken', '--timeout', '40', '--report-dir', reportDir]);
-  assert.equal(r.code, 4, r.stderr);
-  assert.match(r.stderr, /LFB_ERR_SUREBACKUP_FAILED/);
-  assert.match(r.stdout, /^SureBackup lab [0-9a-f]{6}: FAILED/m);
-  assert.match(r.stdout, /^broken @ \S+ {2}broken 10\.99\.0\.10 {2}did not boot$/m);
-  assert.match(r.stdout, /^ {2}FAIL {2}heartbeat: /m);
-  const report = parse(await readFile(join(reportDir, 'report.json'), 'utf8'));
-  assert.equal(report.ok, false);
-  const vm = report.vms[0]!;
-  assert.equal(vm.booted, false);
-  const hb = vm.tests.find((x) => x.name === 'heartbeat')!;
-  assert.equal(hb.ok, false);
-  // Why, and what the console showed last: a person sees the guest never got to its init.
-  assert.match(hb.detail, /serial log ends/);
-  t.diagnostic(`heartbeat: ${hb.detail}`);
-  assert.equal(vm.tests.find((x) => x.name === 'ping')?.detail, 'not run: the VM did not pass its heartbeat');
-  assert.equal(vm.tests.find((x) => x.name === 'verify')?.ok, true, 'the blocks are whole: the backup holds a broken guest faithfully');
-  assert.deepEqual(await leftovers(), []);
-});
+test(
+  'a point whose kernel is damaged does not boot: exit 4, booted false, the heartbeat says why; a VM waiting for it is still tried (readable report)',
+  { timeout: 5 * 60_000 },
+  async (t) => {
+    const reportDir = join(ctx.dir, 'report-broken');
+    const r = await cli([
+      ...['surebackup', 'run', '--repo', ctx.repo, '--accel', 'tcg', '--vm', 'broken', '--vm', 'web', '--wait-for', 'broken'],
+      ...['--http', 'web:http://{ip}/', '--timeout', '40', '--report-dir', reportDir],
+    ]);
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /LFB_ERR_SUREBACKUP_FAILED/);
+    assert.match(r.stdout, /^SureBackup lab [0-9a-f]{6}: FAILED/m);
+    assert.match(r.stdout, /^broken @ \S+ {2}broken 10\.99\.0\.10 {2}did not boot$/m);
+    assert.match(r.stdout, /^ {2}FAIL {2}heartbeat: /m);
+    const report = parse(await readFile(join(reportDir, 'report.json'), 'utf8'));
+    assert.equal(report.ok, false);
+    const vm = report.vms[0]!;
+    assert.equal(vm.booted, false);
+    const hb = vm.tests.find((x) => x.name === 'heartbeat')!;
+    assert.equal(hb.ok, false);
+    // Why, and what the console showed last: a person sees the guest never got to its init.
+    assert.match(hb.detail, /serial log ends/);
+    t.diagnostic(`heartbeat: ${hb.detail}`);
+    assert.equal(vm.tests.find((x) => x.name === 'ping')?.detail, 'not run: the VM did not pass its heartbeat');
+    assert.equal(vm.tests.find((x) => x.name === 'verify')?.ok, true, 'the blocks are whole: the backup holds a broken guest faithfully');
+    // web waited for broken's heartbeat to fail (40 s), then booted and passed, and the report says why it started anyway.
+    const web = report.vms[1]!;
+    assert.equal(web.booted, true);
+    assert.ok(
+      web.tests.every((x) => x.ok),
+      JSON.stringify(web.tests),
+    );
+    assert.match(web.note ?? '', /broken, which it waits for, did not pass its heartbeat/);
+    assert.match(r.stdout, /^ {2}note: started although broken/m);
+    assert.ok(Date.parse(report.endedAt) - Date.parse(report.startedAt) >= 40_000 + web.seconds * 1000);
+    assert.deepEqual(await leftovers(), []);
+  },
+);
 
 test('without a running serve: LFB_ERR_SERVER_NOT_RUNNING, and nothing is made', async () => {
   const repo = join(ctx.dir, 'repo-unserved');
