@@ -59,6 +59,7 @@ export const surebackupRun: Command = {
     const labId = newLabId();
     const reportDirText = optionalString(ctx, 'report-dir');
     const reportDir = reportDirText === undefined ? join(repo, 'surebackup', labId) : resolve(reportDirText);
+    let verifying: Promise<void> = Promise.resolve();
     // ctx.signal: SIGINT and SIGTERM (main catches them for this command) stop the run, which removes its lab first.
     const report = await runSureBackup({
       sessions: controlApiLabSessions(repo),
@@ -67,7 +68,15 @@ export const surebackupRun: Command = {
       reportDir,
       labId,
       ...(accel !== undefined ? { accel } : {}),
-      verify: (job, pointId) => verifyPoint(ctx, repo, job, pointId),
+      verify: (job, pointId) => {
+        // One verify at a time: each rewrites its job's health record, and two VMs may be points of one job.
+        const mine = verifying.then(() => verifyPoint(ctx, repo, job, pointId));
+        verifying = mine.then(
+          () => undefined,
+          () => undefined,
+        );
+        return mine;
+      },
       onProgress: (line) => ctx.progress(line),
       signal: ctx.signal,
       clock: ctx.service.clock,
