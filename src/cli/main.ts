@@ -22,6 +22,7 @@ import { userAdd, userDelete, userList, userSet } from './commands/user.js';
 import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
 import { catalogRebuild } from './commands/catalog.js';
 import { surebackupRun } from './commands/surebackup.js';
+import { sandboxList, sandboxStart, sandboxStop } from './commands/sandbox.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
@@ -46,6 +47,9 @@ export const COMMANDS: readonly Command[] = [
   instantMigrate,
   instantAddDisk,
   surebackupRun,
+  sandboxStart,
+  sandboxList,
+  sandboxStop,
   userAdd,
   userList,
   userSet,
