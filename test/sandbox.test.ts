@@ -95,10 +95,16 @@ before(async () => {
   const init = await cli(['repo', 'init', ctx.repo]);
   assert.equal(init.code, 0, init.stderr);
   const good = await buildLabImage(join(t.dir, 'lab-good.img'), join(t.dir, 'lab-build'));
-  const created = await cli(['job', 'create', 'web', '--repo', ctx.repo, '--disk', good, '--vm-config', join(t.dir, 'vm.json')]);
-  assert.equal(created.code, 0, created.stderr);
-  const b = await cli(['backup', 'web', '--repo', ctx.repo]);
-  assert.equal(b.code, 0, b.stderr);
+  const damaged = await buildLabImage(join(t.dir, 'lab-damaged.img'), join(t.dir, 'lab-build'), { damaged: true });
+  for (const [job, image] of [
+    ['web', good],
+    ['broken', damaged],
+  ] as const) {
+    const created = await cli(['job', 'create', job, '--repo', ctx.repo, '--disk', image, '--vm-config', join(t.dir, 'vm.json')]);
+    assert.equal(created.code, 0, created.stderr);
+    const b = await cli(['backup', job, '--repo', ctx.repo]);
+    assert.equal(b.code, 0, b.stderr);
+  }
   ctx.server = await startServer(ctx.repo, ['--no-portmap']);
 });
 
@@ -212,4 +218,20 @@ test('a sandbox whose keeper is killed with -9 is removed by the next sandbox st
   const stop = await sandbox(['stop', 'b']);
   assert.equal(stop.code, 0, stop.stderr);
   assert.deepEqual(await leftovers(), []);
+});
+
+test('a start that fails says why with its code and leaves nothing: no such job, a VM without heartbeat', { timeout: 8 * 60_000 }, async () => {
+  const nojob = await sandbox(['start', 'nojob', '--vm', 'nosuch', '--accel', 'tcg']);
+  assert.equal(nojob.code, 3, nojob.stderr);
+  assert.match(nojob.stderr, /nosuch/);
+  assert.match(nojob.stderr, /LFB_ERR_JOB_NOT_FOUND/);
+  assert.deepEqual(await leftovers(), []);
+
+  // The damaged kernel never brings up its guest agent: no heartbeat within --timeout.
+  const broken = await sandbox(['start', 'broken', '--vm', 'broken', '--accel', 'tcg', '--timeout', '20', '--forward', '0=broken:80']);
+  assert.equal(broken.code, 1, broken.stderr);
+  assert.match(broken.stderr, /broken.*did not pass its heartbeat within 20 s/);
+  assert.match(broken.stderr, /LFB_ERR_VM/);
+  assert.deepEqual(await leftovers(), []);
+  assert.deepEqual(await listed(), []);
 });
