@@ -64,6 +64,8 @@ export const ERROR_CODES = {
   LFB_ERR_LAB: 'Permanent',
   LFB_ERR_SANDBOX_NOT_FOUND: 'NotFound',
   LFB_ERR_SANDBOX_EXISTS: 'Conflict',
+  LFB_ERR_REPORT_NOT_FOUND: 'NotFound',
+  LFB_ERR_SCREENSHOT_NOT_FOUND: 'NotFound',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 
