@@ -166,6 +166,13 @@ test('a lab hands out the planned address, answers ping and DNS, reaches nothing
     assert.match(await ok('ip', 'netns', 'exec', client, 'busybox', 'nslookup', 'db', GATEWAY), /Address: 10\.99\.0\.24/);
     const outsideName = await lab.exec('busybox', ['nslookup', 'example.com', GATEWAY], { timeoutMs: 10_000 });
     assert.notEqual(outsideName.code, 0, outsideName.stdout);
+    // A program run in the lab without naming a server (a test script, node) resolves the VMs' names through the system's resolver.
+    assert.equal(readFileSync(`/etc/netns/${lab.netns}/resolv.conf`, 'utf8'), `nameserver ${GATEWAY}\nsearch lab\n`);
+    const getent = await lab.exec('getent', ['hosts', 'db'], { timeoutMs: 10_000 });
+    assert.equal(getent.code, 0, getent.stderr);
+    assert.match(getent.stdout, /^10\.99\.0\.24\s+db/);
+    const lookup = await lab.exec(process.execPath, ['-e', "require('dns').lookup('web.lab',(e,a)=>console.log(e?e.code:a))"], { timeoutMs: 10_000 });
+    assert.equal(lookup.stdout.trim(), WEB.ip, lookup.stderr);
 
     // Isolation: a listener on the host's loopback and one in another namespace the host reaches.
     await ok('ip', 'netns', 'add', outside);
@@ -216,6 +223,7 @@ test('a lab hands out the planned address, answers ping and DNS, reaches nothing
     );
     assert.ok(!running(dnsmasqPid), 'dnsmasq ended');
     assert.ok(!existsSync(join(dir, `lab-${id}.json`)), 'record removed');
+    assert.ok(!existsSync(`/etc/netns/${lab.netns}`), "the namespace's resolv.conf removed");
     await lab.destroy();
   } finally {
     await lab.destroy().catch(() => undefined);
@@ -266,6 +274,7 @@ test('a lab whose owner was killed is removed by removeLeftoverLabs, a live one 
     assert.ok((await netnsNames()).includes(`lfb-lab-${dead}`), 'the kill left the namespace');
     assert.ok((await hostLinks()).includes(`lfb${dead}t0`), 'the kill left the host tap');
     assert.ok(running(rec.dnsmasq.pid), 'the kill left dnsmasq');
+    assert.ok(existsSync(`/etc/netns/lfb-lab-${dead}/resolv.conf`), "the kill left the namespace's resolv.conf");
 
     // A namespace with no record and no owner mark, with a process still inside.
     await ok('ip', 'netns', 'add', orphanNs);
@@ -298,7 +307,9 @@ test('a lab whose owner was killed is removed by removeLeftoverLabs, a live one 
     assert.ok(!running(rec.dnsmasq.pid), 'dnsmasq killed');
     assert.ok(!running(sleeper.pid), 'the process in the unrecorded namespace killed');
     assert.ok(!existsSync(join(dir, `lab-${dead}.json`)), 'record removed');
+    assert.ok(!existsSync(`/etc/netns/lfb-lab-${dead}`), 'its resolv.conf removed');
     assert.ok(names.includes(liveLab.netns), 'the live lab stays');
+    assert.ok(existsSync(`/etc/netns/${liveLab.netns}/resolv.conf`), "the live lab's resolv.conf stays");
     assert.ok(existsSync(join(dir, `lab-${live}.json`)));
     const again = await removeLeftoverLabs(dir);
     assert.deepEqual(again.errors, []);

@@ -6,10 +6,12 @@
  * the bridge. The record is written before each thing is made, so a kill at
  * any point leaves nothing removeLeftoverLabs cannot find.
  */
-import { LifeboatError, systemClock } from '../core/index.js';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LifeboatError, fromFsError, systemClock } from '../core/index.js';
 import type { ExecResult, LabHost, LabNetwork, LabNetworkOptions } from './types.js';
 import { assertRoot, execInNetns, findTool, ip, killAll, linkDelete, linkExists, netnsAdd, netnsDelete, netnsExists, netnsPids } from './netns.js';
-import { dnsmasqFiles, LAB_BRIDGE, removeDnsmasqFiles, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
+import { dnsmasqFiles, LAB_BRIDGE, LAB_DOMAIN, removeDnsmasqFiles, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
 import {
   createLabRecord,
   labRecordPath,
@@ -29,6 +31,12 @@ const EXEC_TIMEOUT_MS = 60_000;
 
 export const labNetnsName = (id: string): string => `lfb-lab-${id}`;
 export const labTapName = (id: string, index: number): string => `lfb${id}t${index}`;
+/**
+ * `ip netns exec` bind-mounts the files of /etc/netns/<ns>/ over /etc: a lab's
+ * resolv.conf there makes programs run inside it (test scripts, node) resolve
+ * the VMs' names through the lab's dnsmasq instead of the host's resolver.
+ */
+export const labEtcDir = (netns: string): string => join('/etc/netns', netns);
 
 /** The alias put on the namespace's loopback: names the owner even when the record is lost. */
 export const ownerAlias = (owner: ProcessRef): string => `lifeboat-lab owner=${owner.pid}:${owner.start}`;
@@ -95,6 +103,7 @@ export async function createLabNetwork(opts: LabNetworkOptions): Promise<LabNetw
     await ip(['-n', netns, 'link', 'add', 'name', LAB_BRIDGE, 'type', 'bridge'], `making the bridge of ${netns}`);
     await ip(['-n', netns, 'addr', 'add', `${gateway}/24`, 'dev', LAB_BRIDGE], `giving the bridge of ${netns} its address`);
     await ip(['-n', netns, 'link', 'set', 'dev', LAB_BRIDGE, 'up'], `bringing up the bridge of ${netns}`);
+    await writeResolvConf(netns, gateway);
     const files = dnsmasqFiles(stateDir, id);
     const dns = await startDnsmasq({ netns, gateway, subnetBase: `${prefix}.0`, hosts: opts.hosts, files });
     lab.dnsmasq = dns;
@@ -104,6 +113,16 @@ export async function createLabNetwork(opts: LabNetworkOptions): Promise<LabNetw
     throw err;
   }
   return lab;
+}
+
+async function writeResolvConf(netns: string, gateway: string): Promise<void> {
+  const dir = labEtcDir(netns);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'resolv.conf'), `nameserver ${gateway}\nsearch ${LAB_DOMAIN}\n`);
+  } catch (err) {
+    throw fromFsError(err, `writing the resolver configuration of ${netns}`, dir);
+  }
 }
 
 class Lab implements LabNetwork {
@@ -171,8 +190,8 @@ class Lab implements LabNetwork {
 }
 
 /**
- * Removes a lab's processes, taps and namespace; each step tolerates what is
- * already gone. Shared by destroy() and removeLeftoverLabs.
+ * Removes a lab's processes, taps, namespace and its /etc/netns folder; each
+ * step tolerates what is already gone. Shared by destroy() and removeLeftoverLabs.
  */
 export async function removeLab(o: { netns: string; taps: readonly string[]; dnsmasq: ProcessRef | undefined }): Promise<void> {
   if (o.dnsmasq) await stopDnsmasq(o.dnsmasq);
@@ -187,6 +206,9 @@ export async function removeLab(o: { netns: string; taps: readonly string[]; dns
     if (await linkExists(tap)) await linkDelete(tap);
   }
   await netnsDelete(o.netns);
+  await rm(labEtcDir(o.netns), { recursive: true, force: true }).catch((err: unknown) => {
+    throw fromFsError(err, `removing the resolver configuration of ${o.netns}`, labEtcDir(o.netns));
+  });
 }
 
 async function waitGone(pids: readonly number[]): Promise<void> {
