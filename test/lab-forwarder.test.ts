@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { tempDir, until } from './helpers.js';
 import { withNetns } from './lab-harness.js';
-import { checkForwardHost, isLoopbackHost, parseForward, startLabForward, type LabForward } from '../src/lab/forwarder.js';
+import { checkForwardHost, isLoopbackHost, parseForward, removeStaleForwardSockets, startLabForward, type LabForward } from '../src/lab/forwarder.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
 const MiB = 1024 * 1024;
@@ -244,6 +244,36 @@ test('close() ends the relay and removes its socket; a forward whose owner is SI
       owner.kill('SIGKILL');
       if (relayPid !== undefined && running(relayPid)) process.kill(relayPid, 'SIGKILL');
       echo.child.kill('SIGKILL');
+    }
+  });
+});
+
+test('removeStaleForwardSockets removes the socket of a relay killed with its owner, and leaves a live one', { timeout: 60_000 }, async () => {
+  await withForward(async ({ netns, fwd, echoPort }) => {
+    const dir = fwd.socketPath.replace(/\/[^/]+$/, '');
+    // Owner and relay in one process group, killed together: the relay cannot remove its socket.
+    const script = `const {startLabForward}=await import(${JSON.stringify(FORWARDER_JS)});const f=await startLabForward({netns:${JSON.stringify(netns)},socketDir:${JSON.stringify(dir)},listenHost:'127.0.0.1',listenPort:0,targetIp:'10.99.0.1',targetPort:${echoPort}});process.stdout.write(JSON.stringify({pid:f.relayPid,socket:f.socketPath})+'\\n');setInterval(()=>{},1000);`;
+    const owner = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    owner.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    let relayPid: number | undefined;
+    try {
+      const info = await until(
+        "the owner's forward",
+        async () => (out.includes('\n') ? (JSON.parse(out) as { pid: number; socket: string }) : undefined),
+        15_000,
+      );
+      relayPid = info.pid;
+      process.kill(-owner.pid!, 'SIGKILL');
+      await until('the relay is killed', async () => (running(info.pid) ? undefined : true), 10_000);
+      assert.equal(existsSync(info.socket), true, 'the killed relay removed its socket (then this case proves nothing)');
+      assert.deepEqual(await removeStaleForwardSockets(dir), [info.socket]);
+      assert.equal(existsSync(info.socket), false);
+      assert.equal(existsSync(fwd.socketPath), true, 'the live forward lost its socket');
+      assert.equal(sha(await echoThrough(fwd.listen.port, Buffer.from('alive'))), sha(Buffer.from('alive')));
+    } finally {
+      owner.kill('SIGKILL');
+      if (relayPid !== undefined && running(relayPid)) process.kill(relayPid, 'SIGKILL');
     }
   });
 });

@@ -3,12 +3,12 @@
 // --forward reaches its web server from the host's loopback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { cli, tempDir, until } from './helpers.js';
+import { BIN, cli, tempDir, until } from './helpers.js';
 import { buildLabImage } from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
@@ -234,4 +234,34 @@ test('a start that fails says why with its code and leaves nothing: no such job,
   assert.match(broken.stderr, /LFB_ERR_VM/);
   assert.deepEqual(await leftovers(), []);
   assert.deepEqual(await listed(), []);
+});
+
+test('SIGTERM to sandbox start while its VM boots: the keeper removes what it made, exit 143', { timeout: 8 * 60_000 }, async () => {
+  const child = spawn(process.execPath, [BIN, 'sandbox', 'start', 'intr', '--repo', ctx.repo, '--vm', 'web', '--accel', 'tcg', '--timeout', '180'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+  try {
+    // Once its session runs (QEMU started), before the heartbeat.
+    const status = await until(
+      "the sandbox's VM started",
+      async () => {
+        const s = JSON.parse(await readFile(join(ctx.repo, 'surebackup', 'sandboxes', 'intr.json'), 'utf8').catch(() => 'null')) as Status | null;
+        if (s?.labId) ids.add(s.labId);
+        if (s) keepers.add(s.owner.pid);
+        return s?.vms[0]?.pid !== undefined && s.state === 'starting' ? s : undefined;
+      },
+      120_000,
+      50,
+    );
+    child.kill('SIGTERM');
+    assert.equal(await exited, 143, stderr);
+    assert.match(stderr, /LFB_ERR_INTERRUPTED/);
+    assert.equal(running(status.owner.pid), false, 'the keeper still runs');
+    assert.deepEqual(await leftovers(), []);
+  } finally {
+    child.kill('SIGKILL');
+  }
 });

@@ -9,7 +9,7 @@
  * backpressure and half-close; an error on any hop closes both ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -214,4 +214,27 @@ async function listenOnHost(host: string, port: number, socketPath: string, max:
     server.listen(port, host, () => resolve());
   });
   return { server, active };
+}
+
+/**
+ * Removes the relay sockets in `dir` that nothing listens on: a relay killed
+ * with -9 together with its owner (both in one process group) could not
+ * remove its own. A socket whose relay runs accepts, and is left alone.
+ */
+export async function removeStaleForwardSockets(dir: string): Promise<string[]> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^fwd-[0-9a-f]+\.sock$/.test(n));
+  const removed: string[] = [];
+  for (const n of names) {
+    const path = join(dir, n);
+    const stale = await new Promise<boolean>((resolve) => {
+      const s = connect({ path });
+      s.once('connect', () => (s.destroy(), resolve(false)));
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+    });
+    if (stale) {
+      await rm(path, { force: true });
+      removed.push(path);
+    }
+  }
+  return removed;
 }

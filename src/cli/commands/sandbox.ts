@@ -7,7 +7,7 @@ import { callControl } from '../../app/control-api.js';
 import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
 import { systemClock } from '../../core/clock.js';
 import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
-import { checkForwardHost, parseForward } from '../../lab/forwarder.js';
+import { checkForwardHost, parseForward, removeStaleForwardSockets } from '../../lab/forwarder.js';
 import { isAlive, processStart } from '../../lab/lab-record.js';
 import { removeLeftoverLabs } from '../../lab/leftovers.js';
 import {
@@ -82,7 +82,7 @@ export const sandboxStart: Command = {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw exists(spec.name, undefined);
       throw err;
     }
-    const status = await startKeeper(repo, spec, (l) => ctx.progress(l));
+    const status = await startKeeper(repo, spec, ctx.signal, (l) => ctx.progress(l));
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ ...status, alive: true }));
     for (const line of describe({ ...status, alive: true })) ctx.out(line);
     ctx.out(`stop it with: lifeboat sandbox stop ${spec.name} --repo ${repo}`);
@@ -124,6 +124,7 @@ export const sandboxStop: Command = {
     // A keeper killed with -9 (or one that could not remove everything) left its lab: removed here as after any killed lab.
     const left = await removeLeftoverLabs(labStateDir(repo), { stopSession: (n) => controlApiLabSessions(repo).stop(n) });
     if (status !== undefined) await waitQemuGone(status);
+    await removeStaleForwardSockets(labStateDir(repo));
     await removeSandboxFiles(dir, name);
     if (left.errors.length > 0)
       throw new LifeboatError('LFB_ERR_LAB', `sandbox ${name}: not everything could be removed: ${left.errors.join('; ')}`, {
@@ -198,6 +199,7 @@ async function removeDeadSandboxes(repo: string, sessions: LabSessions, progress
     await waitQemuGone(s);
     await removeSandboxFiles(dir, s.name);
   }
+  await removeStaleForwardSockets(labStateDir(repo));
   // A spec whose keeper never wrote a status (it could not start at all).
   for (const n of await readdir(dir)) {
     const m = /^(.+)\.spec\.json$/.exec(n);
@@ -208,7 +210,7 @@ async function removeDeadSandboxes(repo: string, sessions: LabSessions, progress
 }
 
 /** Starts the keeper detached (its output to the sandbox's log) and waits until the sandbox runs or its start failed. */
-async function startKeeper(repo: string, spec: SandboxSpec, progress: (line: string) => void): Promise<SandboxStatus> {
+async function startKeeper(repo: string, spec: SandboxSpec, signal: AbortSignal, progress: (line: string) => void): Promise<SandboxStatus> {
   const dir = sandboxesDir(repo);
   const files = sandboxFiles(dir, spec.name);
   const logFd = openSync(files.log, 'a', 0o600);
@@ -241,6 +243,17 @@ async function startKeeper(repo: string, spec: SandboxSpec, progress: (line: str
         await removeSandboxFiles(dir, spec.name);
         throw new LifeboatError('LFB_ERR_LAB', `the keeper of sandbox ${spec.name} ended (${exit}) before the sandbox ran: ${await logTail()}`, {
           details: { name: spec.name, log: files.log },
+        });
+      }
+      if (signal.aborted) {
+        // Ctrl-C while it starts: the sandbox is not wanted (the keeper, in a process group of its own, did not get the signal).
+        progress(`sandbox ${spec.name}: interrupted; removing what it made`);
+        child.kill('SIGTERM');
+        await waitExit(() => exit !== undefined, STOP_WAIT_MS);
+        await removeSandboxFiles(dir, spec.name);
+        const name = String(signal.reason);
+        throw new LifeboatError('LFB_ERR_INTERRUPTED', `interrupted by ${name} while sandbox ${spec.name} started; it was removed`, {
+          details: { signal: name, name: spec.name },
         });
       }
       if (performance.now() > deadline) {
