@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -270,6 +270,26 @@ test('heartbeat through the serial console: the pattern written 300 ms later (in
   assert.equal(r.ok, true, r.detail);
   assert.equal(r.detail, 'serial console matched /LAB-UP \\S+/: "LAB-UP 10.99.0.10"');
   assert.ok(r.ms >= 250 && r.ms < 3_000, `ms ${r.ms}`);
+});
+
+test('heartbeat through the serial console: a match followed by 200 KiB in one burst, and one at the end of a 600 MiB log (memory stays bounded)', async () => {
+  const burst = join(dir, 'burst.log');
+  await writeFile(burst, `boot\r\nLAB-UP 10.99.0.10\r\n${'kernel chatter\r\n'.repeat(12_800)}`);
+  const r = await heartbeat({ serialLog: burst, serialPattern: 'LAB-UP \\S+', timeoutMs: 5_000 });
+  assert.equal(r.ok, true, r.detail);
+  assert.equal(r.detail, 'serial console matched /LAB-UP \\S+/: "LAB-UP 10.99.0.10"');
+
+  // A guest that floods its console: the log is read piece by piece, never whole (a 600 MiB string cannot even be made).
+  const huge = join(dir, 'huge.log');
+  await writeFile(huge, '');
+  await truncate(huge, 600 * 1024 * 1024);
+  await appendFile(huge, '\r\nLAB-UP 10.99.0.11\r\n');
+  const rssBefore = process.memoryUsage().rss;
+  const big = await heartbeat({ serialLog: huge, serialPattern: 'LAB-UP \\S+', timeoutMs: 30_000 });
+  assert.equal(big.ok, true, big.detail);
+  assert.match(big.detail, /"LAB-UP 10\.99\.0\.11"$/);
+  const grewMiB = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
+  assert.ok(grewMiB < 64, `the heartbeat held ${grewMiB.toFixed(0)} MiB`);
 });
 
 test('heartbeat fails at its deadline with both reasons and the end of the serial log; a stop ends it early', async () => {

@@ -18,6 +18,10 @@ export const NETNS_CHECK = fileURLToPath(new URL('./netns-check.js', import.meta
 
 const SERIAL_TAIL = 300;
 const SERIAL_POLL_MS = 200;
+/** Bytes of the serial log read at once. */
+const SERIAL_CHUNK = 1 << 20;
+/** Text kept between pieces: longer than any line a pattern could need to span. */
+const SERIAL_WINDOW = 65_536;
 const QGA_RETRY_MS = 500;
 /** Time for node to start inside the namespace, on top of the checker's own deadline. */
 const CHECKER_SLACK_MS = 5_000;
@@ -123,6 +127,7 @@ export async function heartbeat(opts: HeartbeatOptions): Promise<LabTestResult> 
     let offset = 0;
     let text = '';
     const decoder = new StringDecoder('utf8');
+    const buf = Buffer.alloc(SERIAL_CHUNK);
     while (!stop.signal.aborted) {
       try {
         const { size } = await stat(opts.serialLog);
@@ -131,20 +136,24 @@ export async function heartbeat(opts: HeartbeatOptions): Promise<LabTestResult> 
         if (size > offset) {
           const fh = await open(opts.serialLog, 'r');
           try {
-            const buf = Buffer.alloc(size - offset);
-            const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-            offset += bytesRead;
-            // Keep a window large enough for any line the pattern could span.
-            text = (text + decoder.write(buf.subarray(0, bytesRead))).slice(-65_536);
+            // Piece by piece: a guest flooding its console must not make this process hold the whole log.
+            while (offset < size && !stop.signal.aborted) {
+              const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - offset), offset);
+              if (bytesRead === 0) break;
+              offset += bytesRead;
+              // The pattern is tried on the whole new piece before the window is cut to what a line could span.
+              text += decoder.write(buf.subarray(0, bytesRead));
+              const m = re.exec(text);
+              if (m) {
+                const lineStart = text.lastIndexOf('\n', m.index) + 1;
+                const lineEnd = text.indexOf('\n', m.index + m[0].length);
+                const line = cleanConsoleText(text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd)).slice(0, 160);
+                return `serial console matched /${re.source}/: ${JSON.stringify(line)}`;
+              }
+              text = text.slice(-SERIAL_WINDOW);
+            }
           } finally {
             await fh.close();
-          }
-          const m = re.exec(text);
-          if (m) {
-            const lineStart = text.lastIndexOf('\n', m.index) + 1;
-            const lineEnd = text.indexOf('\n', m.index + m[0].length);
-            const line = cleanConsoleText(text.slice(lineStart, lineEnd < 0 ? undefined : lineEnd)).slice(0, 160);
-            return `serial console matched /${re.source}/: ${JSON.stringify(line)}`;
           }
         }
       } catch (e) {
