@@ -203,6 +203,67 @@ export interface WebSessionRecord {
   readonly expiresAt: string;
 }
 
+/** One test of a lab VM in a SureBackup report. */
+export interface LabTestRecord {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly ms: number;
+}
+
+/** One VM of a SureBackup report. */
+export interface LabVmRecord {
+  readonly job: string;
+  /** The point it booted (a point id; the asked-for text, e.g. "latest", when no session started). */
+  readonly point: string;
+  readonly name: string;
+  readonly ip: string;
+  readonly booted: boolean;
+  readonly seconds: number;
+  readonly note?: string;
+  readonly tests: readonly LabTestRecord[];
+  /** The PNG's path as the run wrote it (the API serves it only from inside the report's folder). */
+  readonly screenshot?: string;
+}
+
+/** A SureBackup run's report as the server recorded it. */
+export interface LabReportRecord {
+  /** The repository's root folder. */
+  readonly repo: string;
+  /** The lab's id: unique within the repository (a report recorded again under its id replaces the first). */
+  readonly id: string;
+  readonly startedAt: string;
+  readonly endedAt: string;
+  readonly ok: boolean;
+  /** The folder of report.json and the screenshots. */
+  readonly reportDir: string;
+  readonly vms: readonly LabVmRecord[];
+}
+
+export interface LabReportFilter {
+  readonly repo: string;
+  /** Newest recorded first; at most this many (default 50, at most 1000). */
+  readonly limit?: number;
+  /** Reports recorded before the one with this id (the `next` of the previous page). */
+  readonly before?: string;
+}
+
+export interface LabReportPage {
+  readonly reports: readonly LabReportRecord[];
+  /** Pass as `before` for the next page; null when this was the last. */
+  readonly next: string | null;
+}
+
+/** A point's newest SureBackup result. */
+export interface LabPointResult {
+  readonly point: string;
+  /** The report's endedAt. */
+  readonly lastTestedAt: string;
+  /** Every VM of that report booted from the point passed every test. */
+  readonly ok: boolean;
+  readonly reportId: string;
+}
+
 export interface Catalog {
   /** The schema version this catalog is at (migrations bring an older one up at open). */
   schemaVersion(): Promise<number>;
@@ -268,6 +329,15 @@ export interface Catalog {
   findWebSession(idHash: string): Promise<WebSessionRecord | undefined>;
   deleteWebSession(idHash: string): Promise<void>;
   deleteExpiredWebSessions(now: string): Promise<number>;
+
+  /** Records a SureBackup report; one with the same repository and id is replaced (the same run recorded twice). */
+  recordLabReport(report: LabReportRecord): Promise<void>;
+  /** A repository's reports, newest recorded first; `before` naming no report is LFB_ERR_REPORT_NOT_FOUND. */
+  listLabReports(filter: LabReportFilter): Promise<LabReportPage>;
+  /** LFB_ERR_REPORT_NOT_FOUND when the repository has no report with that id. */
+  getLabReport(repo: string, id: string): Promise<LabReportRecord>;
+  /** Each point of the job with its newest SureBackup result, newest tested first. */
+  latestLabResults(repo: string, job: string): Promise<readonly LabPointResult[]>;
 
   close(): Promise<void>;
 }

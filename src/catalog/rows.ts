@@ -8,6 +8,8 @@ import type {
   ChangeMethod,
   JobReadRecord,
   JobRecord,
+  LabReportRecord,
+  LabVmRecord,
   LogLine,
   PointRecord,
   RunRecord,
@@ -25,6 +27,8 @@ import type {
   ApiTokensTable,
   JobReadsTable,
   JobsTable,
+  LabReportsTable,
+  LabVmResultsTable,
   UsageSamplesTable,
   LogLinesTable,
   PointsTable,
@@ -226,4 +230,35 @@ export function webSessionToRow(s: WebSessionRecord): WebSessionsTable {
 
 export function webSessionFromRow(r: Selectable<WebSessionsTable>): WebSessionRecord {
   return { idHash: r.id_hash, user: r.user_name, csrfToken: r.csrf_token, createdAt: r.created_at, expiresAt: r.expires_at };
+}
+
+/** A VM passed when it booted and every test of it passed. */
+export const labVmOk = (v: LabVmRecord): boolean => v.booted && v.tests.every((t) => t.ok);
+
+export function labReportToRow(r: LabReportRecord): Omit<LabReportsTable, 'seq'> {
+  return {
+    repo: r.repo,
+    id: r.id,
+    started_at: r.startedAt,
+    ended_at: r.endedAt,
+    ok: r.ok ? 1 : 0,
+    report_dir: r.reportDir,
+    vms: JSON.stringify(r.vms),
+  };
+}
+
+export function labReportFromRow(r: Selectable<LabReportsTable>): LabReportRecord {
+  return {
+    repo: r.repo,
+    id: r.id,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    ok: Number(r.ok) === 1,
+    reportDir: r.report_dir,
+    vms: parseJson<LabVmRecord[]>(r.vms, `VMs of report ${r.id}`),
+  };
+}
+
+export function labVmResultRows(r: LabReportRecord, reportSeq: number): LabVmResultsTable[] {
+  return r.vms.map((v, vm) => ({ report_seq: reportSeq, vm, repo: r.repo, job: v.job, point_id: v.point, ok: labVmOk(v) ? 1 : 0, tested_at: r.endedAt }));
 }

@@ -104,6 +104,30 @@ export interface UsageSamplesTable {
   total_bytes: number;
 }
 
+/** A SureBackup report; `vms` is the report's VMs with their tests as JSON text. */
+export interface LabReportsTable {
+  seq: Generated<number>;
+  repo: string;
+  id: string;
+  started_at: string;
+  ended_at: string;
+  /** 1 when every VM booted and passed every test, else 0 (SQLite has no boolean). */
+  ok: number;
+  report_dir: string;
+  vms: string;
+}
+
+/** One VM's outcome in a report, by job and point: what a point's newest SureBackup result is read from. */
+export interface LabVmResultsTable {
+  report_seq: number;
+  vm: number;
+  repo: string;
+  job: string;
+  point_id: string;
+  ok: number;
+  tested_at: string;
+}
+
 export interface UsersTable {
   name: string;
   role: string;
@@ -137,6 +161,8 @@ export interface CatalogSchema {
   points: PointsTable;
   job_reads: JobReadsTable;
   usage_samples: UsageSamplesTable;
+  lab_reports: LabReportsTable;
+  lab_vm_results: LabVmResultsTable;
   users: UsersTable;
   api_tokens: ApiTokensTable;
   web_sessions: WebSessionsTable;

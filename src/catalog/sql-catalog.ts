@@ -11,6 +11,10 @@ import {
   type Catalog,
   type JobReadRecord,
   type JobRecord,
+  type LabPointResult,
+  type LabReportFilter,
+  type LabReportPage,
+  type LabReportRecord,
   type LogLine,
   type NewRun,
   type PointRecord,
@@ -30,6 +34,7 @@ import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, userNotFound
 import { catalogError, type CatalogDatabase } from './database.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
+import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
 import { deleteUsageSamples, insertUsageSample, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
 const DEFAULT_RUN_PAGE = 50;
@@ -38,6 +43,8 @@ const DEFAULT_LOG_PAGE = 1000;
 const DEFAULT_USAGE_SAMPLES = 1000;
 const MAX_USAGE_SAMPLES = 10_000;
 const MAX_LOG_PAGE = 10_000;
+const DEFAULT_REPORT_PAGE = 50;
+const MAX_REPORT_PAGE = 1000;
 /** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
 const INSERT_CHUNK = 500;
 const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
@@ -340,6 +347,27 @@ export class SqlCatalog implements Catalog {
   async deleteUsageSamplesBefore(before: string): Promise<number> {
     const when = isoInstant(before, 'before');
     return this.guard(() => deleteUsageSamples(this.db, when));
+  }
+
+  // SureBackup reports ---------------------------------------------------------
+
+  async recordLabReport(report: LabReportRecord): Promise<void> {
+    if (report.id === '' || report.id.length > 128) throw invalid(`a report id is 1 to 128 characters (got ${JSON.stringify(report.id)})`);
+    const checked = { ...report, startedAt: isoInstant(report.startedAt, 'startedAt'), endedAt: isoInstant(report.endedAt, 'endedAt') };
+    return this.guard(() => this.database.write((trx) => writeLabReport(trx, checked)));
+  }
+
+  async listLabReports(filter: LabReportFilter): Promise<LabReportPage> {
+    const limit = pageSize(filter.limit, DEFAULT_REPORT_PAGE, MAX_REPORT_PAGE, 'report list');
+    return this.guard(() => labReportsOf(this.db, filter.repo, limit, filter.before));
+  }
+
+  async getLabReport(repo: string, id: string): Promise<LabReportRecord> {
+    return this.guard(() => labReportOf(this.db, repo, id));
+  }
+
+  async latestLabResults(repo: string, job: string): Promise<readonly LabPointResult[]> {
+    return this.guard(() => latestResultsOf(this.db, repo, job));
   }
 
   // Users, tokens, console sessions ------------------------------------------

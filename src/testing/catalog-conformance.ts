@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Catalog, RunRecord } from '../catalog/catalog.js';
 import { LATEST_SCHEMA_VERSION } from '../catalog/migrations/index.js';
+import { labConformanceTests } from './catalog-conformance-lab.js';
 import { readConformanceTests } from './catalog-conformance-reads.js';
 import { recordConformanceTests } from './catalog-conformance-records.js';
 import { at, newRun, rejectsWith, type CatalogFactory, type ConformanceTest } from './catalog-fixtures.js';
@@ -328,4 +329,5 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
 
   recordConformanceTests(t);
   readConformanceTests(t);
+  labConformanceTests(t);
 }

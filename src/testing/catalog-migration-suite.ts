@@ -11,6 +11,7 @@ import { migrateCatalog, readSchemaVersion } from '../catalog/migrate.js';
 import { LATEST_SCHEMA_VERSION } from '../catalog/migrations/index.js';
 import { openCatalog } from '../catalog/open.js';
 import { at, rejectsWith } from './catalog-conformance.js';
+import { labReport } from './catalog-conformance-lab.js';
 
 export interface EmptyDatabase {
   /** What openCatalog takes to reach it. */
@@ -192,6 +193,36 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
         versions.map((v) => v.version),
         Array.from({ length: LATEST_SCHEMA_VERSION }, (_, i) => i + 1),
       );
+    }));
+
+  void test(`${name}: a version 5 catalog opens, gains the SureBackup report tables, and keeps its runs`, () =>
+    withDatabase(makeDatabase, async (spec) => {
+      await raw(spec, async (db, migrateTo) => {
+        assert.equal(await migrateTo(5), 5);
+        const tables = (await db.introspection.getTables()).map((t) => t.name);
+        assert.ok(!tables.includes('lab_reports'), 'version 5 has no report table');
+      });
+      const catalog = await openCatalog(spec);
+      try {
+        assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+        assert.deepEqual(await catalog.listLabReports({ repo: '/repos/a' }), { reports: [], next: null });
+        const report = labReport('c0ffee', 1, [
+          {
+            job: 'web',
+            point: 'p-1',
+            name: 'web',
+            ip: '10.99.0.10',
+            booted: true,
+            seconds: 8,
+            tests: [{ name: 'heartbeat', ok: true, detail: 'ok', ms: 8000 }],
+          },
+        ]);
+        await catalog.recordLabReport(report);
+        assert.deepEqual(await catalog.getLabReport('/repos/a', 'c0ffee'), report);
+        assert.deepEqual(await catalog.latestLabResults('/repos/a', 'web'), [{ point: 'p-1', lastTestedAt: at(2), ok: true, reportId: 'c0ffee' }]);
+      } finally {
+        await catalog.close();
+      }
     }));
 
   void test(`${name}: a catalog written by a newer Lifeboat is refused with LFB_ERR_CATALOG_VERSION and left as it is`, () =>

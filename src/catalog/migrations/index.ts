@@ -4,10 +4,18 @@ import { v002ChangeMethod } from './v002-change-method.js';
 import { v003ListIndexes } from './v003-list-indexes.js';
 import { v004RunsRepoStateIndex } from './v004-runs-repo-state-index.js';
 import { v005JobReadsUsageSamples } from './v005-job-reads-usage-samples.js';
+import { v006LabReports } from './v006-lab-reports.js';
 
 export type { Migration } from './migration.js';
 
 /** Every schema version in order; the last is what this Lifeboat writes. */
-export const MIGRATIONS: readonly Migration[] = [v001CoreTables, v002ChangeMethod, v003ListIndexes, v004RunsRepoStateIndex, v005JobReadsUsageSamples];
+export const MIGRATIONS: readonly Migration[] = [
+  v001CoreTables,
+  v002ChangeMethod,
+  v003ListIndexes,
+  v004RunsRepoStateIndex,
+  v005JobReadsUsageSamples,
+  v006LabReports,
+];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
