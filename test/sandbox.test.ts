@@ -21,7 +21,7 @@ interface Status {
   labId: string;
   netns: string;
   owner: { pid: number; start: string };
-  vms: { job: string; point: string; name: string; ip: string; session: string; pid: number }[];
+  vms: { job: string; point: string; name: string; ip: string; session: string; pid: number; running?: boolean }[];
   forwards: { listen: string; host: string; port: number; job: string; to: string }[];
 }
 
@@ -151,6 +151,7 @@ test(
     assert.equal(l[0]!.name, 'demo');
     assert.equal(l[0]!.alive, true);
     assert.equal(l[0]!.state, 'running');
+    assert.equal(l[0]!.vms[0]!.running, true);
     const text = await sandbox(['list']);
     assert.match(text.stdout, /sandbox demo: running/);
     assert.match(text.stdout, /forward 127\.0\.0\.1:\d+ -> web 10\.99\.0\.\d+:80/);
@@ -202,6 +203,8 @@ test('a sandbox whose keeper is killed with -9 is removed by the next sandbox st
   assert.ok(killed.includes(`namespace ${a.netns}`) && killed.includes('session sbx-a-0'), `a killed keeper leaves its lab: ${killed.join(', ')}`);
   const l = await listed();
   assert.equal(l.find((s) => s.name === 'a')?.alive, false);
+  // Its VM is the server's session: it runs on until the lab is removed.
+  assert.equal(l.find((s) => s.name === 'a')?.vms[0]?.running, true);
 
   const b = await start('b');
   assert.deepEqual(
@@ -211,6 +214,12 @@ test('a sandbox whose keeper is killed with -9 is removed by the next sandbox st
   const afterStart = await leftovers();
   for (const gone of [`namespace ${a.netns}`, 'session sbx-a-0', 'sandbox file a.json'])
     assert.ok(!afterStart.includes(gone), `${gone} left after the next start: ${afterStart.join(', ')}`);
+
+  // A VM that dies (its QEMU killed) shows in the list; the sandbox holds the rest.
+  process.kill(b.vms[0]!.pid, 'SIGKILL');
+  await until('the list shows the VM ended', async () => ((await listed())[0]?.vms[0]?.running === false ? true : undefined), 10_000);
+  assert.equal((await listed())[0]!.alive, true);
+  assert.match((await sandbox(['list'])).stdout, /session sbx-b-0 {2}\(its VM is not running\)/);
 
   process.kill(b.owner.pid, 'SIGKILL');
   await until('the keeper ends', async () => (running(b.owner.pid) ? undefined : true), 10_000);

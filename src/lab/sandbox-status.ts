@@ -6,11 +6,12 @@
  * named with its start time as well as its pid, so a reused pid is never taken
  * for a live keeper.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError, fromFsError } from '../core/index.js';
 import type { LabForwardSpec } from './forwarder.js';
-import { isAlive, type ProcessRef } from './lab-record.js';
+import { isAlive, processStart, type ProcessRef } from './lab-record.js';
 
 export interface SandboxSpec {
   readonly version: 1;
@@ -133,8 +134,20 @@ export async function removeSandboxFiles(dir: string, name: string): Promise<voi
 /** Whether the keeper a status names still runs. */
 export const keeperAlive = (s: Pick<SandboxStatus, 'owner'>): boolean => isAlive(s.owner);
 
-/** Every sandbox of a folder with whether its keeper runs. */
-export async function listSandboxes(dir: string): Promise<(SandboxStatus & { alive: boolean })[]> {
+/** Whether a QEMU process of that pid runs (a pid reused by another program is not it). */
+function qemuRuns(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system') && processStart(pid) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+export type ListedSandbox = SandboxStatus & { readonly alive: boolean; readonly vms: readonly (SandboxVmStatus & { readonly running: boolean })[] };
+
+/** Every sandbox of a folder with whether its keeper runs, and each VM's QEMU. */
+export async function listSandboxes(dir: string): Promise<ListedSandbox[]> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -142,12 +155,12 @@ export async function listSandboxes(dir: string): Promise<(SandboxStatus & { ali
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw fromFsError(err, 'listing the sandboxes', dir);
   }
-  const out: (SandboxStatus & { alive: boolean })[] = [];
+  const out: ListedSandbox[] = [];
   for (const n of names.sort()) {
     const m = /^([a-z0-9][a-z0-9-]*)\.json$/.exec(n);
     if (!m || n.endsWith('.spec.json')) continue;
     const s = await readSandboxStatus(dir, m[1]!);
-    if (s) out.push({ ...s, alive: keeperAlive(s) });
+    if (s) out.push({ ...s, alive: keeperAlive(s), vms: s.vms.map((v) => ({ ...v, running: qemuRuns(v.pid) })) });
   }
   return out;
 }

@@ -315,10 +315,11 @@ async function stopKeeper(s: SandboxStatus): Promise<void> {
 }
 
 /** The readable lines of one sandbox. */
-function describe(s: SandboxStatus & { alive: boolean }): string[] {
+function describe(s: SandboxStatus & { alive: boolean; vms: readonly (SandboxStatus['vms'][number] & { running?: boolean })[] }): string[] {
   const state = s.alive ? s.state : 'left by a keeper that ended (removed by the next sandbox start, or sandbox stop)';
   const lines = [`sandbox ${s.name}: ${state}${s.labId ? `, lab ${s.labId} (${s.netns})` : ''}, keeper pid ${s.owner.pid}, since ${s.startedAt}`];
-  for (const v of s.vms) lines.push(`  ${v.job} @ ${v.point}  ${v.name} ${v.ip}  session ${v.session}`);
+  for (const v of s.vms)
+    lines.push(`  ${v.job} @ ${v.point}  ${v.name} ${v.ip}  session ${v.session}${v.running === false ? '  (its VM is not running)' : ''}`);
   for (const f of s.forwards) lines.push(`  forward ${f.listen} -> ${f.job} ${f.to}`);
   if (s.error) lines.push(`  error: ${s.error.message} [${s.error.code}]`);
   return lines;
