@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { LifeboatError } from '../core/errors.js';
+import { connectUnixSocket } from '../qemu/unix-socket.js';
 
 /**
  * A client of the QEMU guest agent over the unix socket of its chardev
@@ -32,21 +33,7 @@ export class GuestAgentClient {
 
   /** Connects to the chardev's socket (QEMU accepts as soon as it runs, whether or not an agent runs in the guest). */
   static async connect(path: string, timeoutMs = 5_000): Promise<GuestAgentClient> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(path);
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new LifeboatError('LFB_ERR_VM', `guest agent socket ${path} did not accept a connection within ${timeoutMs} ms`));
-      }, timeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      s.once('error', (e) => {
-        clearTimeout(timer);
-        reject(new LifeboatError('LFB_ERR_VM', `cannot reach the guest agent socket ${path}: ${e.message}`));
-      });
-    });
+    const socket = await connectUnixSocket(path, timeoutMs, 'the guest agent socket');
     return new GuestAgentClient(socket, path);
   }
 

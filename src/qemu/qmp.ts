@@ -1,5 +1,6 @@
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { LifeboatError } from '../core/errors.js';
+import { connectUnixSocket } from './unix-socket.js';
 
 export interface QmpEvent {
   readonly event: string;
@@ -27,21 +28,7 @@ export class QmpClient {
 
   /** Connects, waits for the greeting and leaves capabilities negotiation mode. */
   static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection(path);
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new LifeboatError('LFB_ERR_VM', `QEMU monitor ${path} did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      s.once('error', (e) => {
-        clearTimeout(timer);
-        reject(new LifeboatError('LFB_ERR_VM', `cannot reach the QEMU monitor ${path}: ${e.message}`));
-      });
-    });
+    const socket = await connectUnixSocket(path, timeoutMs, 'the QEMU monitor');
     const c = new QmpClient(socket);
     try {
       await c.greeting(path, timeoutMs);
