@@ -15,6 +15,11 @@ import { connectUnixSocket } from '../qemu/unix-socket.js';
  * everything until the answer carrying that id (the agent puts 0xFF before
  * it). The chardev serves one client at a time: close the client when done.
  */
+/** The longest answer kept: guest-ping and guest-sync answers are a few bytes; guest-get-osinfo and the like a few KiB. */
+const MAX_LINE = 1 << 20;
+/** Answers waiting to be read: a client asks one thing at a time, so more is a flood. */
+const MAX_QUEUED = 1000;
+
 export class GuestAgentClient {
   private buffered = '';
   private readonly messages: Record<string, unknown>[] = [];
@@ -77,6 +82,7 @@ export class GuestAgentClient {
   }
 
   private onData(chunk: string): void {
+    if (this.closedError) return;
     // 0xFF only ever delimits (it is never valid in JSON text): drop it.
     this.buffered += chunk.replaceAll('\xff', '');
     for (let nl = this.buffered.indexOf('\n'); nl >= 0; nl = this.buffered.indexOf('\n')) {
@@ -90,7 +96,17 @@ export class GuestAgentClient {
         // A torn line from an earlier client's conversation: the sync skips past it.
       }
     }
+    // A broken or hostile guest may write without end: what is kept stays bounded, and such an agent is given up on.
+    if (this.buffered.length > MAX_LINE) return this.abandon(`the guest agent sent more than ${MAX_LINE / (1 << 20)} MiB without a line end`);
+    if (this.messages.length > MAX_QUEUED) return this.abandon(`the guest agent sent more than ${MAX_QUEUED} messages unasked`);
     if (this.messages.length > 0) this.waiter?.();
+  }
+
+  private abandon(why: string): void {
+    this.buffered = '';
+    this.messages.length = 0;
+    this.fail(new LifeboatError('LFB_ERR_VM', `${why} on ${this.path}`));
+    this.socket.destroy();
   }
 
   private fail(e: Error): void {
