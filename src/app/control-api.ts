@@ -8,6 +8,7 @@ import type { InstantRecovery } from '../recovery/index.js';
 import { AllowList } from './allow-list.js';
 import { parseAddDiskRequest, parseMigrateRequest, parseRunRequest, parseStartRequest } from './control-requests.js';
 import type { ControlRuns } from './control-runs.js';
+import { MAX_REPORT_BODY_BYTES, parseLabReport, type ControlLabReports } from './control-lab-reports.js';
 
 /** Where a running server tells the CLI how to reach it: <repo>/instant/control.json (mode 0600). */
 export interface ControlInfo {
@@ -39,7 +40,8 @@ const LOOPBACK = AllowList.parse(AllowList.LOOPBACK);
  *   GET /sessions · POST /sessions {job, point, name?, cacheDir?, disks?, boot?} ·
  *   GET /sessions/<name> · DELETE /sessions/<name> ·
  *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?} ·
- *   POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} · GET /runs/<id> · DELETE /runs/<id> (backups handed to the service)
+ *   POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} · GET /runs/<id> · DELETE /runs/<id> (backups handed to the service) ·
+ *   POST /surebackup/reports {the report of `surebackup run`} (recorded in the service's catalog; bodies up to 1 MiB)
  * Errors: {code, message} with 400 (bad request, LFB_ERR_USAGE for a body
  * that is not what the route takes), 401 (token), 404 (no such session or
  * route), 413 (body over 64 KiB), 500 (a bug).
@@ -48,7 +50,7 @@ export async function startControlApi(
   repoRoot: string,
   ir: InstantRecovery,
   ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>,
-  opts: { logger?: Logger; runs?: () => ControlRuns | undefined } = {},
+  opts: { logger?: Logger; runs?: () => ControlRuns | undefined; labReports?: () => ControlLabReports | undefined } = {},
 ): Promise<{ close(): Promise<void>; info: ControlInfo }> {
   const token = randomBytes(24).toString('hex');
   // Both sides hashed to 32 bytes: timingSafeEqual needs equal lengths, and the compare then tells nothing about the token.
@@ -70,6 +72,11 @@ export async function startControlApi(
       const started = performance.now();
       const info = await ir.start(body.job, body.point, body.options);
       return send(res, 201, { ...info, publishMs: Math.round(performance.now() - started), host: ports.host });
+    }
+    if (req.method === 'POST' && url.pathname === '/surebackup/reports') {
+      const reports = opts.labReports?.();
+      if (!reports) return send(res, 404, { code: 'LFB_ERR_SERVER_NOT_RUNNING', message: 'this server keeps no catalog of SureBackup reports' });
+      return send(res, 201, await reports.record(parseLabReport(await readBody(req, MAX_REPORT_BODY_BYTES))));
     }
     const runs = opts.runs?.();
     const r = /^\/runs(?:\/(\d{1,15}))?$/.exec(url.pathname);
@@ -186,8 +193,8 @@ async function removeOwnControlFile(path: string, token: string): Promise<void> 
 }
 
 class BodyTooLarge extends Error {
-  constructor() {
-    super(`the request body is larger than ${MAX_CONTROL_BODY_BYTES} bytes`);
+  constructor(max: number) {
+    super(`the request body is larger than ${max} bytes`);
   }
 }
 
@@ -196,17 +203,17 @@ class BodyTooLarge extends Error {
  * larger is refused (413) without reading it into memory; what the peer still
  * sends is discarded by the HTTP server (and cut off by its request timeout).
  */
-function readBody(req: IncomingMessage): Promise<string> {
-  if (Number(req.headers['content-length'] ?? 0) > MAX_CONTROL_BODY_BYTES) return Promise.reject(new BodyTooLarge());
+function readBody(req: IncomingMessage, max = MAX_CONTROL_BODY_BYTES): Promise<string> {
+  if (Number(req.headers['content-length'] ?? 0) > max) return Promise.reject(new BodyTooLarge(max));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (d: Buffer): void => {
       size += d.length;
-      if (size <= MAX_CONTROL_BODY_BYTES) return void chunks.push(d);
+      if (size <= max) return void chunks.push(d);
       req.off('data', onData);
       req.resume(); // keep discarding, so the 413 reaches a client still sending
-      reject(new BodyTooLarge());
+      reject(new BodyTooLarge(max));
     };
     req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));

@@ -2,5 +2,6 @@ export * from './service.js';
 export * from './serve.js';
 export * from './control-api.js';
 export * from './control-runs.js';
+export * from './control-lab-reports.js';
 export * from './allow-list.js';
 export type { SessionInfo } from '../recovery/index.js';

@@ -14,6 +14,7 @@ import { AllowList } from './allow-list.js';
 import { controlFile, startControlApi, type ControlInfo } from './control-api.js';
 import { registerWithPortmapper } from './portmap-registration.js';
 import type { ControlRuns } from './control-runs.js';
+import type { ControlLabReports } from './control-lab-reports.js';
 
 export interface ServeOptions {
   readonly repo: string;
@@ -33,6 +34,8 @@ export interface ServeOptions {
   readonly say: (line: string) => void;
   /** Backups the CLI hands to this server (the service's runtime, once it runs). */
   readonly controlRuns?: (() => ControlRuns | undefined) | undefined;
+  /** Where the SureBackup reports the CLI hands over are recorded (the service's catalog, once it is open). */
+  readonly controlLabReports?: (() => ControlLabReports | undefined) | undefined;
 }
 
 export interface RunningServer {
@@ -193,7 +196,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       repo.root,
       recovery,
       { nfsPort, mountPort, nbdPort, portmap: portmapMode, host },
-      { logger: opts.logger, ...(opts.controlRuns ? { runs: opts.controlRuns } : {}) },
+      {
+        logger: opts.logger,
+        ...(opts.controlRuns ? { runs: opts.controlRuns } : {}),
+        ...(opts.controlLabReports ? { labReports: opts.controlLabReports } : {}),
+      },
     );
     closers.push(() => control.close());
     opts.say(

@@ -15,6 +15,8 @@ import { runEndedLine } from './runtime/run-report.js';
 import { handOff } from './runtime/hand-off.js';
 import { postRunEnded } from './runtime/webhooks.js';
 import type { ControlRuns } from '../app/control-runs.js';
+import type { ControlLabReports } from '../app/control-lab-reports.js';
+import { labReportsInCatalog } from './lab-reports.js';
 
 export const DEFAULT_HTTP_PORT = 9443;
 
@@ -62,7 +64,9 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   await chmod(opts.stateDir, 0o700).catch(() => undefined);
   // Backups the CLI hands over: answered once the runtime runs.
   let runs: ControlRuns | undefined;
-  const server = await serve({ ...opts, controlRuns: () => runs });
+  // SureBackup reports the CLI hands over: recorded once the catalog is open.
+  let labReports: ControlLabReports | undefined;
+  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports });
   const closers: (() => Promise<unknown>)[] = [() => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
@@ -70,6 +74,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   try {
     const catalog = await openCatalog(opts.catalog ?? opts.stateDir, { clock: opts.clock });
     closers.push(() => catalog.close());
+    labReports = labReportsInCatalog(catalog, server.repoRoot);
     const service = new LifeboatService(opts.clock);
     // The job's webhook, if it has one, hears of every ended run (in the background: a slow receiver never holds a run up).
     const notify = async (run: RunRecord): Promise<void> => {

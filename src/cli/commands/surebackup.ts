@@ -81,6 +81,7 @@ export const surebackupRun: Command = {
       signal: ctx.signal,
       clock: ctx.service.clock,
     });
+    await recordReport(repo, report);
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(report));
     else for (const line of describe(report)) ctx.out(line);
     if (!report.ok) {
@@ -148,6 +149,17 @@ function parseGroup(ctx: CommandContext): LabVmSpec[] {
     scripts,
     waitForIt: waitFor.has(g.job),
   }));
+}
+
+/** Hands the report to the server for its catalog (the API and the console show it); a failure is a warning: the run's outcome stands. */
+async function recordReport(repo: string, report: SureBackupResult): Promise<void> {
+  try {
+    await callControl(repo, 'POST', '/surebackup/reports', report);
+  } catch (err) {
+    process.stderr.write(
+      `lifeboat: warning: the server did not record the report (${err instanceof Error ? err.message : String(err)}); it is in ${report.reportDir}\n`,
+    );
+  }
 }
 
 /** The app's verify of one point (read every block it needs, check each SHA-256), as a lab test. */

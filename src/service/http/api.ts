@@ -32,6 +32,7 @@ import { runRoutes } from './runs.js';
 import { sessionRoutes } from './sessions.js';
 import { serveConsole } from './console.js';
 import { screenRoutes } from './screen.js';
+import { surebackupRoutes } from './surebackup.js';
 
 export type { HttpApiDeps } from './deps.js';
 
@@ -207,6 +208,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   pointRoutes(app, ctx);
   runRoutes(app, ctx, streams);
   sessionRoutes(app, ctx, streams);
+  surebackupRoutes(app, ctx);
   await screenRoutes(app, ctx);
   await app.ready();
   return app;
