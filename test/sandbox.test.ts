@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, cli, tempDir, until } from './helpers.js';
@@ -235,6 +236,19 @@ test('a start that fails says why with its code and leaves nothing: no such job,
   assert.match(nojob.stderr, /nosuch/);
   assert.match(nojob.stderr, /LFB_ERR_JOB_NOT_FOUND/);
   assert.deepEqual(await leftovers(), []);
+
+  // A forward's port in use fails the start before any VM boots.
+  const held = createServer();
+  await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+  try {
+    const port = (held.address() as { port: number }).port;
+    const busy = await sandbox(['start', 'busy', '--vm', 'web', '--accel', 'tcg', '--forward', `127.0.0.1:${port}=web:80`]);
+    assert.equal(busy.code, 5, busy.stderr);
+    assert.match(busy.stderr, /LFB_ERR_PORT_IN_USE/);
+    assert.deepEqual(await leftovers(), []);
+  } finally {
+    held.close();
+  }
 
   // The damaged kernel never brings up its guest agent: no heartbeat within --timeout.
   const broken = await sandbox(['start', 'broken', '--vm', 'broken', '--accel', 'tcg', '--timeout', '20', '--forward', '0=broken:80']);

@@ -205,10 +205,15 @@ async function listenOnHost(host: string, port: number, socketPath: string, max:
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(
-        new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--forward ${host}:${port}: cannot listen there (${e.code ?? e.message})`, {
-          cause: e,
-          details: { host, port },
-        }),
+        e.code === 'EADDRINUSE'
+          ? new LifeboatError('LFB_ERR_PORT_IN_USE', `--forward ${host}:${port}: the port is in use; choose another, or 0 for any free one`, {
+              cause: e,
+              details: { host, port },
+            })
+          : new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--forward ${host}:${port}: cannot listen there (${e.code ?? e.message})`, {
+              cause: e,
+              details: { host, port },
+            }),
       ),
     );
     server.listen(port, host, () => resolve());

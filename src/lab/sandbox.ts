@@ -96,6 +96,26 @@ export async function keepSandbox(o: KeepSandboxOptions): Promise<void> {
       session: sandboxSessionName(spec.name, i),
     }));
     await publish({ labId: id, netns: net.netns, vms });
+    // Forwards first: a port in use fails the start before any VM boots (a relay connects only per connection).
+    const forwardStatus: SandboxForwardStatus[] = [];
+    for (const f of spec.forwards) {
+      const target = vms[spec.vms.findIndex((v) => v.job === f.job)];
+      if (target === undefined) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--forward to ${f.job}: not a --vm of the sandbox`);
+      const fwd = await startLabForward({
+        netns: net.netns,
+        socketDir: o.stateDir,
+        listenHost: f.host,
+        listenPort: f.port,
+        targetIp: target.ip,
+        targetPort: f.toPort,
+        allowNonLoopback: spec.forwardAny,
+      });
+      forwards.push(fwd);
+      const listen = `${f.host.includes(':') ? `[${f.host}]` : f.host}:${fwd.listen.port}`;
+      forwardStatus.push({ listen, host: f.host, port: fwd.listen.port, job: f.job, to: fwd.target });
+      progress(`forward ${listen} -> ${f.job} ${fwd.target}`);
+    }
+    await publish({ forwards: forwardStatus });
     const beats: Promise<void>[] = [];
     for (const [i, v] of spec.vms.entries()) {
       throwIfAborted(o.signal);
@@ -132,25 +152,7 @@ export async function keepSandbox(o: KeepSandboxOptions): Promise<void> {
     }
     await Promise.all(beats);
     throwIfAborted(o.signal);
-    const forwardStatus: SandboxForwardStatus[] = [];
-    for (const f of spec.forwards) {
-      const target = vms[spec.vms.findIndex((v) => v.job === f.job)];
-      if (target === undefined) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--forward to ${f.job}: not a --vm of the sandbox`);
-      const fwd = await startLabForward({
-        netns: net.netns,
-        socketDir: o.stateDir,
-        listenHost: f.host,
-        listenPort: f.port,
-        targetIp: target.ip,
-        targetPort: f.toPort,
-        allowNonLoopback: spec.forwardAny,
-      });
-      forwards.push(fwd);
-      const listen = `${f.host.includes(':') ? `[${f.host}]` : f.host}:${fwd.listen.port}`;
-      forwardStatus.push({ listen, host: f.host, port: fwd.listen.port, job: f.job, to: fwd.target });
-      progress(`forward ${listen} -> ${f.job} ${fwd.target}`);
-    }
-    await publish({ state: 'running', readyAt: systemClock.now().toISOString(), forwards: forwardStatus });
+    await publish({ state: 'running', readyAt: systemClock.now().toISOString() });
     progress(`sandbox ${spec.name} running`);
     await holdUntilAborted(o.signal, vms, progress);
   } catch (err) {
