@@ -13,6 +13,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
+import { callControl, startControlApi } from '../src/app/control-api.js';
 import { parseLabReport, type HandedLabReport } from '../src/app/control-lab-reports.js';
 import { isLifeboatError } from '../src/core/errors.js';
 import { labReportsInCatalog } from '../src/service/lab-reports.js';
@@ -284,5 +285,36 @@ test('the control API body is checked field by field; ok is taken from the VMs',
       (err: unknown) => isLifeboatError(err, 'LFB_ERR_USAGE') && words.test((err as Error).message),
       String(words),
     );
+  }
+});
+
+test('the control API route: a report POSTed as the CLI does is recorded; too large is 413; a server without a catalog says so', async () => {
+  const ports = { nfsPort: 0, mountPort: 0, portmap: 'none', host: '127.0.0.1' };
+  const dir = join(reportsRoot, 'fff666');
+  const handed = report('fff666', 400, dir, [join(dir, 'web.png')]);
+  const api = await startControlApi(fx.repo, fx.recovery, ports, { labReports: () => labReportsInCatalog(fx.catalog, fx.repo) });
+  try {
+    assert.deepEqual(await callControl(fx.repo, 'POST', '/surebackup/reports', { ...handed, ok: false }), { id: 'fff666' });
+    const listed = doc.check('GET', REPORTS, await get(`/api/v1/repositories/${fx.repoName}/surebackup/reports?limit=1`)) as {
+      reports: { id: string; ok: boolean }[];
+    };
+    assert.deepEqual(listed.reports, [{ ...listed.reports[0], id: 'fff666', ok: true }]);
+    const huge = {
+      ...handed,
+      vms: [{ ...handed.vms[0]!, tests: Array.from({ length: 40 }, () => ({ name: 'x', ok: true, detail: 'y'.repeat(30_000), ms: 1 })) }],
+    };
+    await assert.rejects(
+      callControl(fx.repo, 'POST', '/surebackup/reports', huge),
+      (err: unknown) => isLifeboatError(err, 'LFB_ERR_USAGE') && /larger than 1048576/.test(String(err)),
+    );
+    await assert.rejects(callControl(fx.repo, 'POST', '/surebackup/reports', { ...handed, id: '' }), (err: unknown) => isLifeboatError(err, 'LFB_ERR_USAGE'));
+  } finally {
+    await api.close();
+  }
+  const bare = await startControlApi(fx.repo, fx.recovery, ports);
+  try {
+    await assert.rejects(callControl(fx.repo, 'POST', '/surebackup/reports', handed), (err: unknown) => isLifeboatError(err, 'LFB_ERR_SERVER_NOT_RUNNING'));
+  } finally {
+    await bare.close();
   }
 });
