@@ -102,7 +102,11 @@ export async function runSureBackup(o: SureBackupOptions): Promise<SureBackupRes
     for (const r of runs) {
       if (!r.session) continue;
       const png = join(o.reportDir, `${r.host.name}.png`);
-      const shot = await screenshot(r.session.qmpSocket, png, SCREENSHOT_MS).catch((err: unknown) => failed('screenshot', message(err)));
+      // A signal must not wait out a monitor that does not answer (up to SCREENSHOT_MS per VM).
+      const shot = await Promise.race([
+        screenshot(r.session.qmpSocket, png, SCREENSHOT_MS).catch((err: unknown) => failed('screenshot', message(err))),
+        aborted.promise,
+      ]);
       r.tests.push(shot);
       if (shot.ok) r.screenshot = png;
     }
