@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { LifeboatError } from '../core/index.js';
 import { findTool } from './netns.js';
+import { joinSockets } from './socket-join.js';
 
 export const NETNS_RELAY = fileURLToPath(new URL('./netns-relay.js', import.meta.url));
 /** Connections one forward carries at once; more are closed at once (a runaway client cannot exhaust the host). */
@@ -177,18 +178,6 @@ async function stopRelay(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), RELAY_STOP_MS);
   await gone;
   clearTimeout(timer);
-}
-
-/** Joins two sockets both ways with backpressure and half-close; an error on either destroys both. */
-function joinSockets(a: Socket, b: Socket): void {
-  const fail = (): void => {
-    a.destroy();
-    b.destroy();
-  };
-  a.on('error', fail);
-  b.on('error', fail);
-  a.pipe(b);
-  b.pipe(a);
 }
 
 async function listenOnHost(host: string, port: number, socketPath: string, max: number): Promise<{ server: Server; active: Set<Socket> }> {

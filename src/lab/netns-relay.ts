@@ -7,12 +7,13 @@
  * reaches too) and relays each connection to <ip>:<port> on the lab's network,
  * which only a process inside the namespace can reach. Prints `listening` once
  * ready. Ends when its standard input closes: its owner stopped it or died
- * (even by SIGKILL), so a relay never outlives its forward. Only node:*
- * imports: it runs as a script.
+ * (even by SIGKILL), so a relay never outlives its forward. It imports only
+ * node:* and socket-join.js: it runs as a script, without the rest of Lifeboat.
  */
 import { rmSync, rmdirSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
+import { joinSockets } from './socket-join.js';
 
 const [socketPath, ip, portText, maxText] = process.argv.slice(2);
 if (socketPath === undefined || ip === undefined || !/^\d{1,5}$/.test(portText ?? '') || !/^\d{1,5}$/.test(maxText ?? '')) {
@@ -20,29 +21,12 @@ if (socketPath === undefined || ip === undefined || !/^\d{1,5}$/.test(portText ?
   process.exit(2);
 }
 
-/**
- * Joins two sockets both ways: pipe() keeps backpressure (a slow reader pauses
- * the writer) and passes an end on (half-close: each side may finish sending
- * and still receive); both sockets allow half-open, so each closes once both
- * directions are done. An error on either destroys both.
- */
-function join(a: Socket, b: Socket): void {
-  const fail = (): void => {
-    a.destroy();
-    b.destroy();
-  };
-  a.on('error', fail);
-  b.on('error', fail);
-  a.pipe(b);
-  b.pipe(a);
-}
-
 const open = new Set<Socket>();
 const server = createServer({ allowHalfOpen: true }, (client) => {
   open.add(client);
   client.on('close', () => open.delete(client));
   const upstream = connect({ host: ip, port: Number(portText), allowHalfOpen: true });
-  join(client, upstream);
+  joinSockets(client, upstream);
 });
 server.maxConnections = Number(maxText);
 server.on('error', (e) => {
