@@ -13,6 +13,7 @@ import { PointsPage } from './pages/points';
 import { RestorePage } from './pages/restore';
 import { SessionsPage } from './pages/sessions';
 import { ScreenPage } from './pages/screen';
+import { SureBackupPage, SureBackupReportPage } from './pages/surebackup';
 
 export interface Route {
   path: string;
@@ -32,6 +33,9 @@ export const routes: Route[] = [
   { path: '/restore/:repo/:job/:point', title: 'Restore', view: (p) => <RestorePage repo={p['repo']!} job={p['job']!} point={p['point']!} /> },
   { path: '/sessions', title: 'Sessions', nav: 'Sessions', view: () => <SessionsPage /> },
   { path: '/sessions/:repo/:name/screen', title: 'Screen', view: (p) => <ScreenPage repo={p['repo']!} name={p['name']!} /> },
+  { path: '/surebackup', title: 'SureBackup', nav: 'SureBackup', view: () => <SureBackupPage /> },
+  { path: '/surebackup/:repo', title: 'SureBackup', view: (p) => <SureBackupPage repo={p['repo']!} /> },
+  { path: '/surebackup/:repo/:report', title: 'SureBackup report', view: (p) => <SureBackupReportPage repo={p['repo']!} id={p['report']!} /> },
 ];
 
 /** The route a hash path names, with its params; undefined when none does. */

@@ -9,6 +9,7 @@ import { overallFraction, useRunEvents } from '../run-events';
 import { ErrorNote, ProgressBar, StateBadge } from '../ui';
 import { JobTable } from './jobs';
 import { overlayNearFull, type Session } from './sessions/model';
+import { reportHref, reportsPath, type ReportPage, type ReportSummary } from './surebackup/model';
 
 const DAY_MS = 24 * 3600 * 1000;
 /** A repository whose file system has less than this share free is near full. */
@@ -23,8 +24,18 @@ interface Alert {
   link?: string;
 }
 
-/** What needs a look: failed or warning runs, damaged points, jobs without a point in 24 h, repositories and instant-recovery overlays near full. */
-export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsage[], sessions: readonly Session[] = [], now = Date.now()): Alert[] {
+/**
+ * What needs a look: failed or warning runs, damaged points, jobs without a
+ * point in 24 h, repositories and instant-recovery overlays near full, and
+ * repositories whose newest SureBackup report failed.
+ */
+export function alertsOf(
+  rows: readonly JobRow[],
+  repos: readonly RepositoryUsage[],
+  sessions: readonly Session[] = [],
+  newestReports: readonly ReportSummary[] = [],
+  now = Date.now(),
+): Alert[] {
   const out: Alert[] = [];
   for (const r of rows) {
     const name = `${r.repo}/${r.summary.job.name}`;
@@ -65,7 +76,23 @@ export function alertsOf(rows: readonly JobRow[], repos: readonly RepositoryUsag
         text: `instant-recovery session ${session.name}: its overlays' file system is near full (${bytes(session.overlayFreeBytes ?? 0)} free of ${bytes(session.overlayTotalBytes ?? 0)}); writes fail when it is full`,
         link: href('sessions'),
       });
+  for (const r of newestReports)
+    if (!r.ok) {
+      const vms = r.vms.filter((vm) => !vm.booted || vm.failed > 0).map((vm) => vm.name);
+      out.push({
+        key: `s-${r.repo}`,
+        bad: true,
+        text: `repository ${r.repo}: the newest SureBackup run failed (${age(r.startedAt, now)}${vms.length > 0 ? `; ${vms.join(', ')}` : ''})`,
+        link: reportHref(r.repo, r.id),
+      });
+    }
   return out;
+}
+
+/** Each repository's newest SureBackup report (none for a repository that has none). */
+async function newestReports(repos: readonly RepositoryUsage[]): Promise<ReportSummary[]> {
+  const pages = await Promise.all(repos.map((r) => api.get<ReportPage>(`${reportsPath(r.name)}${query({ limit: 1 })}`)));
+  return pages.flatMap((p) => p.reports.slice(0, 1));
 }
 
 /** How far back the capacity chart goes. */
@@ -198,14 +225,18 @@ export function DashboardPage() {
   const [repos, setRepos] = useState<RepositoryUsage[]>();
   const [rows, setRows] = useState<JobRow[]>();
   const [sessions, setSessions] = useState<Session[]>([]);
+  const [reports, setReports] = useState<ReportSummary[]>([]);
   const [error, setError] = useState<unknown>();
   useEffect(() => {
     // The jobs, the repositories and the sessions are asked for at once: the job table does not wait for the others.
     loadJobs().then(setRows, setError);
-    loadRepositories().then(setRepos, setError);
+    loadRepositories().then((rs) => {
+      setRepos(rs);
+      newestReports(rs).then(setReports, setError);
+    }, setError);
     api.get<{ sessions: Session[] }>('/sessions').then((r) => setSessions(r.sessions), setError);
   }, []);
-  const alerts = rows && repos ? alertsOf(rows, repos, sessions) : [];
+  const alerts = rows && repos ? alertsOf(rows, repos, sessions, reports) : [];
   return (
     <>
       <h1>Dashboard</h1>

@@ -12,10 +12,12 @@ import { changeText, chainSpans, describe, GFS_LETTER, KIND_WORDS, plannedFor, s
 import { PlanPanel } from './points/plan';
 import { PointTable } from './points/table';
 import { Legend, Timeline } from './points/timeline';
+import { testedPointsPath, type TestedPoint } from './surebackup/model';
+import { TestedMark } from './surebackup/result-mark';
 
 const restoreHref = (repo: string, job: string, id: string): string => `#/restore/${seg(repo)}/${seg(job)}/${seg(id)}`;
 
-function PointCard({ repo, job, p, why }: { repo: string; job: string; p: Point; why: string | undefined }) {
+function PointCard({ repo, job, p, why, tested }: { repo: string; job: string; p: Point; why: string | undefined; tested: TestedPoint | undefined }) {
   return (
     <div class={`point-card point-card-${p.health}`} aria-live="polite" data-point={p.id}>
       <h3>
@@ -48,6 +50,14 @@ function PointCard({ repo, job, p, why }: { repo: string; job: string; p: Point;
             </dd>
           </>
         )}
+        {tested && (
+          <>
+            <dt>SureBackup</dt>
+            <dd>
+              <TestedMark repo={repo} t={tested} /> {time(tested.lastTestedAt)}
+            </dd>
+          </>
+        )}
         {why && (
           <>
             <dt>Retention</dt>
@@ -63,6 +73,7 @@ function PointCard({ repo, job, p, why }: { repo: string; job: string; p: Point;
 export function PointsPage({ repo, job }: { repo: string; job: string }) {
   const [points, setPoints] = useState<Point[] | undefined>();
   const [plan, setPlan] = useState<RetentionPlan | undefined>();
+  const [tested, setTested] = useState<ReadonlyMap<string, TestedPoint>>(new Map());
   const [error, setError] = useState<unknown>();
   const [selected, setSelected] = useState(-1);
   const [hovered, setHovered] = useState<number | null>(null);
@@ -84,6 +95,10 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
     );
     api.get<RetentionPlan>(`${base}/retention-plan`).then(
       (p) => live && setPlan(p),
+      (e: unknown) => live && setError(e),
+    );
+    api.get<{ points: TestedPoint[] }>(testedPointsPath(repo, job)).then(
+      (r) => live && setTested(new Map(r.points.map((t) => [t.point, t]))),
       (e: unknown) => live && setError(e),
     );
     return () => {
@@ -134,11 +149,13 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
               describe={(i) => describe(list[i]!, kept.get(list[i]!.id), planned.get(list[i]!.id))}
             />
           )}
-          {shown && <PointCard repo={repo} job={job} p={shown} why={why(shown)} />}
+          {shown && <PointCard repo={repo} job={job} p={shown} why={why(shown)} tested={tested.get(shown.id)} />}
         </div>
         {plan && <PlanPanel plan={plan} />}
       </div>
-      {points && list.length > 0 && <PointTable repo={repo} job={job} points={list} kept={kept} planned={planned} selected={list[selected]?.id} />}
+      {points && list.length > 0 && (
+        <PointTable repo={repo} job={job} points={list} kept={kept} planned={planned} tested={tested} selected={list[selected]?.id} />
+      )}
     </section>
   );
 }

@@ -6,6 +6,8 @@
 import { useState } from 'preact/hooks';
 import { bytes, time } from '../../format';
 import { StateBadge } from '../../ui';
+import type { TestedPoint } from '../surebackup/model';
+import { TestedMark } from '../surebackup/result-mark';
 import { GFS_LETTER, KIND_WORDS, changeText, short, type Point } from './model';
 
 const PAGE = 50;
@@ -16,6 +18,7 @@ export function PointTable({
   points,
   kept,
   planned,
+  tested,
   selected,
 }: {
   repo: string;
@@ -23,6 +26,8 @@ export function PointTable({
   points: readonly Point[];
   kept: ReadonlyMap<string, string>;
   planned: ReadonlyMap<string, string>;
+  /** Each point's newest SureBackup result, by point id. */
+  tested: ReadonlyMap<string, TestedPoint>;
   selected: string | undefined;
 }) {
   const [page, setPage] = useState(0);
@@ -47,6 +52,7 @@ export function PointTable({
               <th scope="col">Health</th>
               <th scope="col">Changes found by</th>
               <th scope="col">Retention</th>
+              <th scope="col">SureBackup</th>
               <th scope="col" aria-label="Actions" />
             </tr>
           </thead>
@@ -75,6 +81,7 @@ export function PointTable({
                   {changeText(p)}
                 </td>
                 <td class="wrap">{planned.get(p.id) ?? kept.get(p.id) ?? '—'}</td>
+                <td data-col="surebackup">{tested.has(p.id) ? <TestedMark repo={repo} t={tested.get(p.id)!} /> : '—'}</td>
                 <td>
                   {p.health === 'ok' && (
                     <a
