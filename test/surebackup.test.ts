@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { BIN, cli, tempDir, until } from './helpers.js';
 import { buildLabImage, buildLabImages, hostExternalAddress, listenInNetns, listenOnHost, withReachableNetns } from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
+import { adminToken } from './service-e2e-helpers.js';
 
 const run = promisify(execFile);
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -164,6 +165,13 @@ test(
     }
     assert.match(report.vms[0]!.tests.find((t) => t.name === 'heartbeat')!.detail, /guest agent|serial/);
     assert.deepEqual(JSON.parse(await readFile(join(reportDir, 'report.json'), 'utf8')).ok, true);
+    // The run handed its report to the server: the HTTP API lists it.
+    const listed = await fetch(`${ctx.server!.httpUrl}/repositories/repo/surebackup/reports`, {
+      headers: { authorization: `Bearer ${await adminToken(ctx.repo)}` },
+    });
+    const body = (await listed.json()) as { reports: { id: string; ok: boolean; vms: unknown[] }[] };
+    const newest = body.reports[0];
+    assert.deepEqual([newest?.id, newest?.ok, newest?.vms.length], [report.id, true, 2], `${JSON.stringify(body)}\n${r.stderr}`);
     assert.deepEqual(await leftovers(), []);
     t.diagnostic(`two-VM group: ${Math.round(performance.now() - started) / 1000} s; boots ${report.vms.map((v) => v.seconds).join(' s, ')} s`);
   },

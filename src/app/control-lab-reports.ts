@@ -31,10 +31,13 @@ function usage(message: string): LifeboatError {
 
 type Json = Record<string, unknown>;
 
-function object(v: unknown, where: string, known: readonly string[], required: readonly string[]): Json {
+/**
+ * Fields this server does not know are left out, not refused: the lab's tests may report more
+ * (a screenshot's size), and a newer CLI's report still reaches an older server.
+ */
+function object(v: unknown, where: string, required: readonly string[]): Json {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw usage(`${where} must be a JSON object`);
   const o = v as Json;
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw usage(`unknown field "${where === 'the body' ? '' : `${where}.`}${k}"`);
   for (const k of required) if (o[k] === undefined || o[k] === null) throw usage(`"${where === 'the body' ? '' : `${where}.`}${k}" is missing`);
   return o;
 }
@@ -70,14 +73,13 @@ function list(o: Json, k: string, where: string, max: number): unknown[] {
 }
 
 function test(v: unknown, where: string): LabTestResult {
-  const o = object(v, where, ['name', 'ok', 'detail', 'ms'], ['name', 'ok', 'detail', 'ms']);
+  const o = object(v, where, ['name', 'ok', 'detail', 'ms']);
   const p = `${where}.`;
   return { name: text(o, 'name', p, 4096), ok: bool(o, 'ok', p), detail: text(o, 'detail', p), ms: num(o, 'ms', p) };
 }
 
 function vm(v: unknown, where: string): LabVmReport & { note?: string } {
-  const known = ['job', 'point', 'name', 'ip', 'booted', 'seconds', 'tests', 'screenshot', 'note'];
-  const o = object(v, where, known, ['job', 'point', 'name', 'ip', 'booted', 'seconds', 'tests']);
+  const o = object(v, where, ['job', 'point', 'name', 'ip', 'booted', 'seconds', 'tests']);
   const p = `${where}.`;
   const screenshot = o['screenshot'] === undefined ? undefined : text(o, 'screenshot', p, 4096);
   if (screenshot !== undefined && (!isAbsolute(screenshot) || screenshot.includes('\0'))) throw usage(`"${p}screenshot" must be an absolute path`);
@@ -97,7 +99,7 @@ function vm(v: unknown, where: string): LabVmReport & { note?: string } {
 
 /**
  * POST /surebackup/reports {id, startedAt, endedAt, ok, reportDir, vms: [{job, point, name, ip, booted, seconds, note?, tests, screenshot?}]},
- * checked field by field. `ok` is taken from the VMs (every one booted and passed every test), not from the body.
+ * checked field by field (what it keeps is what the catalog records). `ok` is taken from the VMs (every one booted and passed every test), not from the body.
  */
 export function parseLabReport(body: string): HandedLabReport {
   let parsed: unknown;
@@ -106,7 +108,7 @@ export function parseLabReport(body: string): HandedLabReport {
   } catch (err) {
     throw usage(`the body is not valid JSON (${(err as Error).message})`);
   }
-  const o = object(parsed, 'the body', ['id', 'startedAt', 'endedAt', 'ok', 'reportDir', 'vms'], ['id', 'startedAt', 'endedAt', 'reportDir', 'vms']);
+  const o = object(parsed, 'the body', ['id', 'startedAt', 'endedAt', 'reportDir', 'vms']);
   const id = text(o, 'id', '', 128);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw usage(`"id" must be letters, digits, . _ - (the lab's id), not ${JSON.stringify(id)}`);
   const reportDir = text(o, 'reportDir', '', 4096);
