@@ -135,7 +135,7 @@ export async function removeSandboxFiles(dir: string, name: string): Promise<voi
 export const keeperAlive = (s: Pick<SandboxStatus, 'owner'>): boolean => isAlive(s.owner);
 
 /** Whether a QEMU process of that pid runs (a pid reused by another program is not it). */
-function qemuRuns(pid: number | undefined): boolean {
+export function qemuRuns(pid: number | undefined): boolean {
   if (pid === undefined) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system') && processStart(pid) !== undefined;

@@ -1,18 +1,19 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callControl } from '../../app/control-api.js';
 import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
 import { systemClock } from '../../core/clock.js';
-import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
+import { ERROR_CODES, LifeboatError, isLifeboatError, type ErrorCode } from '../../core/errors.js';
 import { checkForwardHost, parseForward, removeStaleForwardSockets } from '../../lab/forwarder.js';
-import { isAlive, processStart } from '../../lab/lab-record.js';
+import { isAlive } from '../../lab/lab-record.js';
 import { removeLeftoverLabs } from '../../lab/leftovers.js';
 import {
   keeperAlive,
   listSandboxes,
+  qemuRuns,
   readSandboxSpec,
   readSandboxStatus,
   removeSandboxFiles,
@@ -121,15 +122,26 @@ export const sandboxStop: Command = {
       ctx.progress(`sandbox ${name}: asking its keeper (pid ${status.owner.pid}) to remove it`);
       await stopKeeper(status);
     }
-    // A keeper killed with -9 (or one that could not remove everything) left its lab: removed here as after any killed lab.
-    const left = await removeLeftoverLabs(labStateDir(repo), { stopSession: (n) => controlApiLabSessions(repo).stop(n) });
+    // A keeper killed with -9 left its lab: removed here as after any killed lab.
+    const sessions = controlApiLabSessions(repo);
+    const left = await removeLeftoverLabs(labStateDir(repo), { stopSession: (n) => sessions.stop(n) });
+    const errors = [...left.errors];
+    // A keeper that could not stop a session (the server down) removed its lab's record with its network: the status still names them.
+    for (const v of status?.vms ?? []) {
+      try {
+        await sessions.stop(v.session);
+      } catch (err) {
+        // No server and no QEMU of that session left: nothing of it runs.
+        if (isLifeboatError(err, 'LFB_ERR_SERVER_NOT_RUNNING') && !qemuRuns(v.pid)) continue;
+        errors.push(`stopping session ${v.session}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (errors.length > 0)
+      // The files stay, so that `sandbox stop` can be run again once the cause is fixed.
+      throw new LifeboatError('LFB_ERR_LAB', `sandbox ${name}: not everything could be removed: ${errors.join('; ')}`, { details: { errors } });
     if (status !== undefined) await waitQemuGone(status);
     await removeStaleForwardSockets(labStateDir(repo));
     await removeSandboxFiles(dir, name);
-    if (left.errors.length > 0)
-      throw new LifeboatError('LFB_ERR_LAB', `sandbox ${name}: not everything could be removed: ${left.errors.join('; ')}`, {
-        details: { errors: left.errors },
-      });
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ name, stopped: true, removedLabs: left.removed }));
     ctx.out(`sandbox ${name} stopped and removed`);
   },
@@ -287,15 +299,8 @@ async function waitExit(done: () => boolean, ms: number): Promise<boolean> {
 
 /** Waits (up to 15 s) until the QEMU processes of a sandbox's stopped sessions are gone (a pid reused since is not waited for). */
 async function waitQemuGone(s: SandboxStatus): Promise<void> {
-  const qemu = (pid: number): boolean => {
-    try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system');
-    } catch {
-      return false;
-    }
-  };
-  const pids = s.vms.flatMap((v) => (v.pid !== undefined && qemu(v.pid) ? [v.pid] : []));
-  await waitExit(() => pids.every((p) => !qemu(p) || processStart(p) === undefined), 15_000);
+  const pids = s.vms.flatMap((v) => (qemuRuns(v.pid) ? [v.pid!] : []));
+  await waitExit(() => pids.every((p) => !qemuRuns(p)), 15_000);
 }
 
 /** SIGTERM to the keeper (it removes the sandbox, then exits); SIGKILL if it has not ended after 3 minutes. */
