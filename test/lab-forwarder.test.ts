@@ -8,17 +8,23 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { tempDir, until } from './helpers.js';
 import { withNetns } from './lab-harness.js';
 import { checkForwardHost, isLoopbackHost, parseForward, removeStaleForwardSockets, startLabForward, type LabForward } from '../src/lab/forwarder.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
 const MiB = 1024 * 1024;
-/** Runs a program; its exit status is not an error (pgrep finding nothing exits 1). */
-const run = (file: string, args: string[]): Promise<{ stdout: string }> =>
-  new Promise((resolve) => execFile(file, args, { timeout: 10_000 }, (_err, stdout) => resolve({ stdout })));
+/** Pids of the relays running now (from /proc: no procps needed). */
+async function relayPids(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p) || !running(Number(p))) continue;
+    const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('netns-relay.js')) pids.push(Number(p));
+  }
+  return pids;
+}
 const FORWARDER_JS = fileURLToPath(new URL('../src/lab/forwarder.js', import.meta.url));
 const ECHO = `const s=require('net').createServer({allowHalfOpen:true},c=>{c.on('error',()=>{});c.pipe(c)});s.listen(0,process.argv[1],()=>process.stdout.write('P'+s.address().port+'\\n'));process.stdin.on('end',()=>process.exit(0)).resume();`;
 
@@ -290,12 +296,12 @@ test('a port in use fails with LFB_ERR_PORT_IN_USE and leaves no relay or socket
   try {
     const port = (held.address() as { port: number }).port;
     await withNetns([], async ({ netns, gateway }) => {
-      const before = (await run('pgrep', ['-f', 'netns-relay.js'])).stdout;
+      const before = await relayPids();
       await assert.rejects(
         startLabForward({ netns, socketDir: dir, listenHost: '127.0.0.1', listenPort: port, targetIp: gateway, targetPort: 80 }),
         (e: unknown) => isLifeboatError(e, 'LFB_ERR_PORT_IN_USE') && new RegExp(`127\\.0\\.0\\.1:${port}`).test((e as Error).message),
       );
-      assert.equal((await run('pgrep', ['-f', 'netns-relay.js'])).stdout, before, 'a relay was left');
+      assert.deepEqual(await relayPids(), before, 'a relay was left');
       assert.deepEqual(await readdir(dir), []);
     });
   } finally {
