@@ -324,6 +324,47 @@ test('a lab whose owner was killed is removed by removeLeftoverLabs, a live one 
   }
 });
 
+test('two labs made at once with one id (two state folders, or one): one is refused, and its failure leaves the other whole', async () => {
+  const a = await tempDir('lfb-lab-race-a-');
+  const b = await tempDir('lfb-lab-race-b-');
+  try {
+    for (const dirs of [
+      [a.dir, b.dir],
+      [a.dir, a.dir],
+    ]) {
+      const id = newId();
+      const made: Awaited<ReturnType<typeof createLabNetwork>>[] = [];
+      try {
+        const results = await Promise.allSettled(
+          dirs.map(async (stateDir) => {
+            const lab = await createLabNetwork({ id, subnet: SUBNET, hosts: [WEB], stateDir });
+            made.push(lab);
+          }),
+        );
+        const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+        assert.equal(made.length, 1, refused.map(String).join('\n'));
+        assert.ok(isLifeboatError(refused[0], 'LFB_ERR_LAB'), String(refused[0]));
+        // The lab that was made still has its namespace, dnsmasq, resolver file and record.
+        const lab = made[0]!;
+        assert.ok((await netnsNames()).includes(lab.netns), 'the namespace of the lab that was made');
+        const r = await lab.exec('busybox', ['nslookup', 'web', GATEWAY], { timeoutMs: 10_000 });
+        assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+        assert.ok(existsSync(`/etc/netns/${lab.netns}/resolv.conf`));
+        assert.ok(
+          dirs.some((d) => existsSync(join(d, `lab-${id}.json`))),
+          'its record',
+        );
+      } finally {
+        for (const lab of made) await lab.destroy().catch(() => undefined);
+        await dropNetns(`lfb-lab-${id}`);
+      }
+    }
+  } finally {
+    await a.cleanup();
+    await b.cleanup();
+  }
+});
+
 test('lab errors: a missing tool, not root, a failing ip step and a bad plan say what and why', async () => {
   const { dir, cleanup } = await tempDir('lfb-lab-err-');
   const savedPath = process.env['PATH'];

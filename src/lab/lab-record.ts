@@ -5,7 +5,7 @@
  * all. The owner is a pid with its start time: a pid reused by another process
  * after a reboot or a wrap is not taken for the owner.
  */
-import { open, readFile, readdir, rename, unlink, mkdir } from 'node:fs/promises';
+import { link, open, readFile, readdir, rename, unlink, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LifeboatError, fromFsError } from '../core/index.js';
@@ -69,8 +69,12 @@ function serialized<T>(file: string, fn: () => Promise<T>): Promise<T> {
   return next;
 }
 
-/** Writes the record durably: a temporary file, fsync, rename, fsync of the folder. */
-async function writeDurably(file: string, rec: LabRecord): Promise<void> {
+/**
+ * Writes the record durably: a temporary file, fsync, rename, fsync of the
+ * folder. `exclusive` links the file into place instead, which fails when a
+ * record is there already (another process making a lab of the same id).
+ */
+async function writeDurably(file: string, rec: LabRecord, exclusive = false): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   try {
     const fh = await open(tmp, 'w', 0o600);
@@ -80,7 +84,13 @@ async function writeDurably(file: string, rec: LabRecord): Promise<void> {
     } finally {
       await fh.close();
     }
-    await rename(tmp, file);
+    if (exclusive) {
+      try {
+        await link(tmp, file);
+      } finally {
+        await unlink(tmp).catch(() => undefined);
+      }
+    } else await rename(tmp, file);
     const dir = await open(join(file, '..'), 'r');
     try {
       await dir.sync();
@@ -89,6 +99,11 @@ async function writeDurably(file: string, rec: LabRecord): Promise<void> {
     }
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new LifeboatError('LFB_ERR_LAB', `making lab ${rec.id}: its record ${file} exists (another lab of this id is being made)`, {
+        cause: err,
+        details: { file },
+      });
     throw fromFsError(err, 'writing the lab record', file);
   }
 }
@@ -115,7 +130,7 @@ export async function createLabRecord(stateDir: string, rec: LabRecord): Promise
     throw fromFsError(err, 'making the lab state folder', stateDir);
   });
   const file = labRecordPath(stateDir, rec.id);
-  await serialized(file, () => writeDurably(file, rec));
+  await serialized(file, () => writeDurably(file, rec, true));
 }
 
 /** Changes a record in place; a record already removed stays removed (undefined is returned). */

@@ -94,8 +94,10 @@ export async function createLabNetwork(opts: LabNetworkOptions): Promise<LabNetw
   const rec: LabRecord = { version: 1, id, netns, subnet: opts.subnet, owner, createdAt: systemClock.now().toISOString(), taps: [], sessions: [] };
   await createLabRecord(stateDir, rec);
   const lab = new Lab(opts, netns, gateway);
+  let madeNetns = false;
   try {
     await netnsAdd(netns);
+    madeNetns = true;
     await ip(['-n', netns, 'link', 'set', 'dev', 'lo', 'alias', ownerAlias(owner)], `marking ${netns} with its owner`);
     await ip(['-n', netns, 'link', 'set', 'dev', 'lo', 'up'], `bringing up the loopback of ${netns}`);
     // A new namespace starts with forwarding off; set it anyway, so the lab's isolation never rests on a host default.
@@ -109,7 +111,9 @@ export async function createLabNetwork(opts: LabNetworkOptions): Promise<LabNetw
     lab.dnsmasq = dns;
     await updateLabRecord(stateDir, id, (r) => ({ ...r, dnsmasq: dns }));
   } catch (err) {
-    await lab.destroy().catch(() => undefined);
+    // A namespace this call did not make (one of the same name made meanwhile by another process) is not its to remove.
+    if (madeNetns) await lab.destroy().catch(() => undefined);
+    else await removeLabRecord(stateDir, id).catch(() => undefined);
     throw err;
   }
   return lab;
