@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { BIN, cli, tempDir, until } from './helpers.js';
 import { buildLabImage, buildLabImages, hostExternalAddress, listenInNetns, listenOnHost, withReachableNetns } from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
+import { removeLeftoverLabs } from '../src/lab/leftovers.js';
 import { adminToken } from './service-e2e-helpers.js';
 
 const run = promisify(execFile);
@@ -68,6 +69,9 @@ after(async () => {
       for (const name of await sessionNames().catch(() => [])) await cli(['instant', 'stop', name, '--repo', ctx.repo]);
       await kill9(ctx.server);
     }
+    // The runs are dead by now: removeLeftoverLabs takes their labs whole (dnsmasq, taps, namespace, records);
+    // deleting only the namespaces' names would leave dnsmasq running in a namespace nobody can name.
+    await removeLeftoverLabs(join(ctx.repo, 'surebackup', 'labs')).catch(() => undefined);
     for (const ns of await labNamespaces()) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   } finally {
     await ctx.cleanup?.();
@@ -105,6 +109,31 @@ async function leftovers(): Promise<string[]> {
   return left;
 }
 
+/** A two-VM run (web, db) as a child of its own, to be killed or signalled while its VMs boot. */
+function spawnRun(): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
+  const child = spawn(process.execPath, [BIN, 'surebackup', 'run', '--repo', ctx.repo, '--accel', 'tcg', '--vm', 'web', '--vm', 'db', '--timeout', '180'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return { child, exited, stderr: () => stderr };
+}
+
+/** Waits until the run started both VMs (two sb- sessions of the server), and notes their lab for leftovers(). */
+async function bothVmsStarted(): Promise<void> {
+  const names = await until(
+    'the run to start both VMs',
+    async () => {
+      const n = (await sessionNames()).filter((s) => s.startsWith('sb-'));
+      return n.length === 2 ? n : undefined;
+    },
+    120_000,
+    250,
+  );
+  for (const n of names) ids.add(/^sb-([0-9a-f]+)-/.exec(n)![1]!);
+}
+
 function parse(stdout: string): JsonReport {
   const r = JSON.parse(stdout) as JsonReport;
   ids.add(r.id);
@@ -136,6 +165,9 @@ test(
       'web:http://{ip}/',
       '--http',
       'db:http://{ip}/',
+      // By name: the lab's resolv.conf sends the probe's lookup to the lab's dnsmasq.
+      '--http',
+      'web:http://web.lab/',
       '--script',
       script,
       '--timeout',
@@ -154,7 +186,7 @@ test(
       ],
     );
     const names = (job: string): string[] => report.vms.find((v) => v.job === job)!.tests.map((t) => t.name);
-    for (const n of ['heartbeat', 'ping', 'tcp:80', 'http:http://10.99.0.10/', `script:${script}`, 'verify', 'screenshot'])
+    for (const n of ['heartbeat', 'ping', 'tcp:80', 'http:http://10.99.0.10/', 'http:http://web.lab/', `script:${script}`, 'verify', 'screenshot'])
       assert.ok(names('web').includes(n), `web ran ${n}: ${names('web').join(', ')}`);
     assert.ok(names('db').includes('http:http://10.99.0.11/'), 'each VM gets its own {ip}');
     for (const v of report.vms) {
@@ -226,22 +258,9 @@ test('without a running serve: LFB_ERR_SERVER_NOT_RUNNING, and nothing is made',
 });
 
 test('kill -9 of a run while its VMs boot: the next run removes what it left and passes', { timeout: 8 * 60_000 }, async () => {
-  const child = spawn(process.execPath, [BIN, 'surebackup', 'run', '--repo', ctx.repo, '--accel', 'tcg', '--vm', 'web', '--vm', 'db', '--timeout', '180'], {
-    stdio: 'ignore',
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const { child, exited } = spawnRun();
   try {
-    // Both VMs started: QEMU runs for each, the lab's namespace exists.
-    const names = await until(
-      'the run to start both VMs',
-      async () => {
-        const n = (await sessionNames()).filter((s) => s.startsWith('sb-'));
-        return n.length === 2 ? n : undefined;
-      },
-      120_000,
-      250,
-    );
-    for (const n of names) ids.add(/^sb-([0-9a-f]+)-/.exec(n)![1]!);
+    await bothVmsStarted();
   } finally {
     child.kill('SIGKILL');
     await exited;
@@ -255,29 +274,15 @@ test('kill -9 of a run while its VMs boot: the next run removes what it left and
 });
 
 test('SIGTERM while the VMs boot: the run removes its lab before it exits (143)', { timeout: 5 * 60_000 }, async () => {
-  const child = spawn(process.execPath, [BIN, 'surebackup', 'run', '--repo', ctx.repo, '--accel', 'tcg', '--vm', 'web', '--vm', 'db', '--timeout', '180'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const { child, exited, stderr } = spawnRun();
   try {
-    const names = await until(
-      'the run to start both VMs',
-      async () => {
-        const n = (await sessionNames()).filter((s) => s.startsWith('sb-'));
-        return n.length === 2 ? n : undefined;
-      },
-      120_000,
-      250,
-    );
-    for (const n of names) ids.add(/^sb-([0-9a-f]+)-/.exec(n)![1]!);
+    await bothVmsStarted();
     child.kill('SIGTERM');
-    assert.equal(await exited, 143, stderr);
+    assert.equal(await exited, 143, stderr());
   } finally {
     child.kill('SIGKILL');
   }
-  assert.match(stderr, /LFB_ERR_INTERRUPTED/);
+  assert.match(stderr(), /LFB_ERR_INTERRUPTED/);
   assert.deepEqual(await leftovers(), []);
 });
 
