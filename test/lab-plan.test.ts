@@ -33,3 +33,9 @@ test('names and subnets the plan refuses or repairs', () => {
     /at most 240/,
   );
 });
+
+test("a report's id is the run's UTC start and its lab's id, so report folders never repeat and sort by date", async () => {
+  const { reportIdOf } = await import('../src/lab/surebackup.js');
+  assert.equal(reportIdOf(new Date('2026-12-02T13:15:03.250Z'), 'a3f09c'), '20261202-131503-a3f09c');
+  assert.ok(reportIdOf(new Date('2026-12-02T09:00:00Z'), 'ffffff') < reportIdOf(new Date('2026-12-02T10:00:00Z'), '000000'));
+});

@@ -29,6 +29,8 @@ export interface SureBackupOptions {
   readonly signal?: AbortSignal;
   /** Fixed lab id (the CLI names the report folder after it); default random. */
   readonly labId?: string;
+  /** The report's id (default: reportIdOf(start, lab id)). */
+  readonly reportId?: string;
   /** The report's startedAt and endedAt. */
   readonly clock?: Clock;
 }
@@ -129,7 +131,7 @@ export async function runSureBackup(o: SureBackupOptions): Promise<SureBackupRes
     ...(r.note !== undefined ? { note: r.note } : {}),
   }));
   const report: SureBackupResult = {
-    id,
+    id: o.reportId ?? reportIdOf(startedAt, id),
     startedAt: startedAt.toISOString(),
     endedAt: clock.now().toISOString(),
     vms,
@@ -140,6 +142,18 @@ export async function runSureBackup(o: SureBackupOptions): Promise<SureBackupRes
   await writeFile(`${file}.tmp`, JSON.stringify(report, null, 2) + '\n');
   await rename(`${file}.tmp`, file);
   return report;
+}
+
+/**
+ * A report's id: the UTC time the run started and its lab's id
+ * (`20261202-131503-a3f09c`). The lab id alone (6 hex digits, short for
+ * interface names) would repeat once in a few thousand runs and a report
+ * folder named by it would then be written over; the time also sorts the
+ * report folders by date.
+ */
+export function reportIdOf(startedAt: Date, labId: string): string {
+  const t = startedAt.toISOString();
+  return `${t.slice(0, 10).replace(/-/g, '')}-${t.slice(11, 19).replace(/:/g, '')}-${labId}`;
 }
 
 /** What killed runs left: their labs (with their sessions, through the server) and `sb-` sessions no live lab owns. */

@@ -3,7 +3,7 @@ import { callControl } from '../../app/control-api.js';
 import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
 import { LifeboatError } from '../../core/errors.js';
 import { newLabId } from '../../lab/lab-plan.js';
-import { runSureBackup, type SureBackupResult } from '../../lab/surebackup.js';
+import { reportIdOf, runSureBackup, type SureBackupResult } from '../../lab/surebackup.js';
 import type { LabTestResult, LabVmSpec } from '../../lab/types.js';
 import type { Command, CommandContext } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
@@ -45,7 +45,7 @@ export const surebackupRun: Command = {
     },
     timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_TIMEOUT_S) },
     accel: { type: 'string', description: 'kvm or tcg', defaultText: 'kvm when usable, else tcg' },
-    'report-dir': { type: 'string', description: 'folder for report.json and the screenshots', defaultText: '<repo>/surebackup/<lab id>' },
+    'report-dir': { type: 'string', description: 'folder for report.json and the screenshots', defaultText: '<repo>/surebackup/<date>-<time>-<lab id>' },
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -57,8 +57,9 @@ export const surebackupRun: Command = {
     // The server must be up before anything is made: the lab's VMs are its sessions.
     await callControl(repo, 'GET', '/sessions');
     const labId = newLabId();
+    const reportId = reportIdOf(ctx.service.clock.now(), labId);
     const reportDirText = optionalString(ctx, 'report-dir');
-    const reportDir = reportDirText === undefined ? join(repo, 'surebackup', labId) : resolve(reportDirText);
+    const reportDir = reportDirText === undefined ? join(repo, 'surebackup', reportId) : resolve(reportDirText);
     let verifying: Promise<void> = Promise.resolve();
     // ctx.signal: SIGINT and SIGTERM (main catches them for this command) stop the run, which removes its lab first.
     const report = await runSureBackup({
@@ -67,6 +68,7 @@ export const surebackupRun: Command = {
       stateDir: labStateDir(repo),
       reportDir,
       labId,
+      reportId,
       ...(accel !== undefined ? { accel } : {}),
       verify: (job, pointId) => {
         // One verify at a time: each rewrites its job's health record, and two VMs may be points of one job.
