@@ -30,8 +30,9 @@ import {
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
-import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, userNotFound } from './checks.js';
+import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound } from './checks.js';
 import { catalogError, type CatalogDatabase } from './database.js';
+import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
 import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
@@ -374,139 +375,66 @@ export class SqlCatalog implements Catalog {
 
   async addUser(user: UserRecord): Promise<void> {
     oneOf(user.role, USER_ROLES, 'role');
-    return this.guard(async () => {
-      const result = await this.db
-        .insertInto('users')
-        .values(rows.userToRow(user))
-        .onConflict((oc) => oc.column('name').doNothing())
-        .executeTakeFirst();
-      if (Number(result.numInsertedOrUpdatedRows ?? 0) === 0) {
-        throw new LifeboatError('LFB_ERR_USER_EXISTS', `user ${JSON.stringify(user.name)} exists`, { details: { user: user.name } });
-      }
-    });
+    return this.guard(() => accounts.insertUser(this.db, user));
   }
 
   async getUser(name: string): Promise<UserRecord | undefined> {
-    return this.guard(async () => {
-      const row = await this.db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
-      return row === undefined ? undefined : rows.userFromRow(row);
-    });
+    return this.guard(() => accounts.userNamed(this.db, name));
   }
 
   async listUsers(): Promise<readonly UserRecord[]> {
-    return this.guard(async () => (await this.db.selectFrom('users').selectAll().orderBy('name').execute()).map(rows.userFromRow));
+    return this.guard(() => accounts.allUsers(this.db));
   }
 
   /** Deletes the user with its tokens and console sessions; LFB_ERR_USER_NOT_FOUND when there is none. */
   async deleteUser(name: string): Promise<void> {
-    return this.guard(() =>
-      this.database.write(async (trx) => {
-        const result = await trx.deleteFrom('users').where('name', '=', name).executeTakeFirst();
-        if (Number(result.numDeletedRows) === 0) throw userNotFound(name);
-        await trx.deleteFrom('api_tokens').where('user_name', '=', name).execute();
-        await trx.deleteFrom('web_sessions').where('user_name', '=', name).execute();
-      }),
-    );
+    return this.guard(() => this.database.write((trx) => accounts.removeUser(trx, name)));
   }
 
   async updateUser(name: string, change: UserChange): Promise<UserRecord> {
     if (change.role !== undefined) oneOf(change.role, USER_ROLES, 'role');
-    return this.guard(() =>
-      this.database.write(async (trx) => {
-        const found = await trx.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
-        if (found === undefined) throw userNotFound(name);
-        const now = rows.userFromRow(found);
-        const next: UserRecord = {
-          ...now,
-          ...(change.role !== undefined ? { role: change.role } : {}),
-          ...(change.passwordHash !== undefined ? { passwordHash: change.passwordHash } : {}),
-        };
-        const row = rows.userToRow(next);
-        await trx.updateTable('users').set({ role: row.role, password_hash: row.password_hash }).where('name', '=', name).execute();
-        // A password is changed when it may be known to someone else: logins made with the old one end with it.
-        if (change.passwordHash !== undefined) await trx.deleteFrom('web_sessions').where('user_name', '=', name).execute();
-        return next;
-      }),
-    );
+    return this.guard(() => this.database.write((trx) => accounts.changeUser(trx, name, change)));
   }
 
   /** LFB_ERR_USER_NOT_FOUND when the token's user does not exist. */
   async addToken(token: TokenRecord): Promise<void> {
-    return this.guard(() =>
-      this.database.write(async (trx) => {
-        await this.requireUser(trx, token.user);
-        await trx.insertInto('api_tokens').values(rows.tokenToRow(token)).execute();
-      }),
-    );
+    return this.guard(() => this.database.write((trx) => accounts.insertToken(trx, token)));
   }
 
   async findToken(hash: string): Promise<TokenRecord | undefined> {
-    return this.guard(async () => {
-      const row = await this.db.selectFrom('api_tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
-      return row === undefined ? undefined : rows.tokenFromRow(row);
-    });
+    return this.guard(() => accounts.tokenWithHash(this.db, hash));
   }
 
   async touchToken(id: string, at: string): Promise<void> {
-    return this.guard(async () => {
-      await this.db.updateTable('api_tokens').set({ last_used_at: at }).where('id', '=', id).execute();
-    });
+    return this.guard(() => accounts.markTokenUsed(this.db, id, at));
   }
 
   async listTokens(user?: string): Promise<readonly TokenRecord[]> {
-    return this.guard(async () => {
-      const found = await this.db
-        .selectFrom('api_tokens')
-        .selectAll()
-        .$if(user !== undefined, (q) => q.where('user_name', '=', user!))
-        .orderBy('created_at')
-        .orderBy('id')
-        .execute();
-      return found.map(rows.tokenFromRow);
-    });
+    return this.guard(() => accounts.tokensOf(this.db, user));
   }
 
   async deleteToken(id: string): Promise<void> {
-    return this.guard(async () => {
-      await this.db.deleteFrom('api_tokens').where('id', '=', id).execute();
-    });
+    return this.guard(() => accounts.removeToken(this.db, id));
   }
 
   /** LFB_ERR_USER_NOT_FOUND when the session's user does not exist. */
   async addWebSession(s: WebSessionRecord): Promise<void> {
-    return this.guard(() =>
-      this.database.write(async (trx) => {
-        await this.requireUser(trx, s.user);
-        await trx.insertInto('web_sessions').values(rows.webSessionToRow(s)).execute();
-      }),
-    );
+    return this.guard(() => this.database.write((trx) => accounts.insertWebSession(trx, s)));
   }
 
   /** The session as stored, expired or not: the caller compares expiresAt with its clock. */
   async findWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
-    return this.guard(async () => {
-      const row = await this.db.selectFrom('web_sessions').selectAll().where('id_hash', '=', idHash).executeTakeFirst();
-      return row === undefined ? undefined : rows.webSessionFromRow(row);
-    });
+    return this.guard(() => accounts.webSessionWithHash(this.db, idHash));
   }
 
   async deleteWebSession(idHash: string): Promise<void> {
-    return this.guard(async () => {
-      await this.db.deleteFrom('web_sessions').where('id_hash', '=', idHash).execute();
-    });
+    return this.guard(() => accounts.removeWebSession(this.db, idHash));
   }
 
   /** Deletes sessions that expired at or before `now`; returns how many. */
   async deleteExpiredWebSessions(now: string): Promise<number> {
-    return this.guard(async () => {
-      const result = await this.db.deleteFrom('web_sessions').where('expires_at', '<=', isoInstant(now, 'now')).executeTakeFirst();
-      return Number(result.numDeletedRows);
-    });
-  }
-
-  private async requireUser(trx: CatalogDatabase['db'], name: string): Promise<void> {
-    const found = await trx.selectFrom('users').select('name').where('name', '=', name).executeTakeFirst();
-    if (found === undefined) throw userNotFound(name);
+    const at = isoInstant(now, 'now');
+    return this.guard(() => accounts.removeWebSessionsExpiredBy(this.db, at));
   }
 
   async close(): Promise<void> {
