@@ -10,7 +10,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { readFile, readdir } from 'node:fs/promises';
 import { tempDir, until } from './helpers.js';
-import { withNetns } from './lab-harness.js';
+import { isRunning, withNetns } from './lab-harness.js';
 import { checkForwardHost, isLoopbackHost, parseForward, removeStaleForwardSockets, startLabForward, type LabForward } from '../src/lab/forwarder.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
 async function relayPids(): Promise<number[]> {
   const pids: number[] = [];
   for (const p of await readdir('/proc')) {
-    if (!/^\d+$/.test(p) || !running(Number(p))) continue;
+    if (!/^\d+$/.test(p) || !isRunning(Number(p))) continue;
     const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
     if (cmd.includes('netns-relay.js')) pids.push(Number(p));
   }
@@ -27,16 +27,6 @@ async function relayPids(): Promise<number[]> {
 }
 const FORWARDER_JS = fileURLToPath(new URL('../src/lab/forwarder.js', import.meta.url));
 const ECHO = `const s=require('net').createServer({allowHalfOpen:true},c=>{c.on('error',()=>{});c.pipe(c)});s.listen(0,process.argv[1],()=>process.stdout.write('P'+s.address().port+'\\n'));process.stdin.on('end',()=>process.exit(0)).resume();`;
-
-/** Alive and not a zombie. */
-const running = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return false;
-  }
-};
 
 const rssMiB = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
@@ -217,10 +207,10 @@ test('a refused target closes the client; connections over the cap are closed', 
 
 test('close() ends the relay and removes its socket; a forward whose owner is SIGKILLed loses its relay too', { timeout: 60_000 }, async () => {
   await withForward(async ({ fwd }) => {
-    assert.equal(running(fwd.relayPid), true);
+    assert.equal(isRunning(fwd.relayPid), true);
     assert.equal(existsSync(fwd.socketPath), true);
     await fwd.close();
-    assert.equal(running(fwd.relayPid), false, 'the relay still runs after close()');
+    assert.equal(isRunning(fwd.relayPid), false, 'the relay still runs after close()');
     assert.equal(existsSync(fwd.socketPath), false, 'the relay socket is left');
     const refused = await new Promise<boolean>((r) => {
       const s = connect({ port: fwd.listen.port, host: '127.0.0.1' });
@@ -248,12 +238,12 @@ test('close() ends the relay and removes its socket; a forward whose owner is SI
       relayPid = info.pid;
       assert.equal(sha(await echoThrough(info.port, Buffer.from('ping'))), sha(Buffer.from('ping')));
       owner.kill('SIGKILL');
-      await until('the relay ends with its owner', async () => (running(info.pid) ? undefined : true), 10_000);
+      await until('the relay ends with its owner', async () => (isRunning(info.pid) ? undefined : true), 10_000);
       assert.equal(existsSync(info.socket), false, 'the relay socket is left');
       assert.equal(existsSync(info.socket.replace(/\/[^/]+$/, '')), false, "the relay's private folder is left");
     } finally {
       owner.kill('SIGKILL');
-      if (relayPid !== undefined && running(relayPid)) process.kill(relayPid, 'SIGKILL');
+      if (relayPid !== undefined && isRunning(relayPid)) process.kill(relayPid, 'SIGKILL');
       echo.child.kill('SIGKILL');
     }
   });
@@ -276,7 +266,7 @@ test('removeStaleForwardSockets removes the socket of a relay killed with its ow
       );
       relayPid = info.pid;
       process.kill(-owner.pid!, 'SIGKILL');
-      await until('the relay is killed', async () => (running(info.pid) ? undefined : true), 10_000);
+      await until('the relay is killed', async () => (isRunning(info.pid) ? undefined : true), 10_000);
       assert.equal(existsSync(info.socket), true, 'the killed relay removed its socket (then this case proves nothing)');
       assert.deepEqual(await removeStaleForwardSockets(dir), [info.socket]);
       assert.equal(existsSync(info.socket), false);
@@ -284,7 +274,7 @@ test('removeStaleForwardSockets removes the socket of a relay killed with its ow
       assert.equal(sha(await echoThrough(fwd.listen.port, Buffer.from('alive'))), sha(Buffer.from('alive')));
     } finally {
       owner.kill('SIGKILL');
-      if (relayPid !== undefined && running(relayPid)) process.kill(relayPid, 'SIGKILL');
+      if (relayPid !== undefined && isRunning(relayPid)) process.kill(relayPid, 'SIGKILL');
     }
   });
 });

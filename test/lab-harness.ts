@@ -2,14 +2,14 @@
  * Helpers for the virtual lab's tests and benchmark: the lab's guest images (test/fixtures/make-lab-image.sh),
  * booting one straight from its local file (the baseline that booting from the backup is compared with),
  * a throw-away network namespace with a bridge and dnsmasq that does not depend on src/lab, listeners
- * outside the lab for the isolation probe, and a guest-agent ping. Everything they make is removed in
- * every outcome.
+ * outside the lab for the isolation probe (the guest-agent ping is in lab-qga.ts). Everything they make is
+ * removed in every outcome.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -358,59 +358,14 @@ export async function withReachableNetns<T>(fn: (o: { netns: string; ip: string 
   }
 }
 
-/**
- * Asks the guest agent on `socket` for guest-ping, after the guest-sync-delimited handshake the protocol asks
- * for (a 0xFF marks where the answer to our sync starts, past anything stale). Retries until `ms` pass;
- * returns the raw answer line to guest-ping.
- */
-export async function qgaPing(socket: string, ms = 30_000): Promise<string> {
-  const deadline = performance.now() + ms;
-  let last = '';
-  while (performance.now() < deadline) {
-    const id = randomBytes(4).readUInt32BE(0) >>> 1;
-    try {
-      return await qgaExchange(socket, id, Math.min(5000, Math.max(500, deadline - performance.now())));
-    } catch (err) {
-      last = (err as Error).message;
-      await sleep(500);
-    }
+/** Whether `pid` runs (alive and not a zombie). */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
+  } catch {
+    return false;
   }
-  throw new Error(`no guest-ping answer on ${socket} within ${ms} ms: ${last}`);
-}
-
-function qgaExchange(path: string, id: number, ms: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    let buf = Buffer.alloc(0);
-    let synced = false;
-    const timer = setTimeout(() => finish(new Error(synced ? 'guest-ping unanswered' : 'guest-sync-delimited unanswered')), ms);
-    const finish = (err: Error | undefined, value?: string): void => {
-      clearTimeout(timer);
-      s.destroy();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    s.on('error', (err) => finish(err));
-    s.on('connect', () => s.write(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`));
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (!synced) {
-        const ff = buf.lastIndexOf(0xff);
-        if (ff < 0) return;
-        const text = buf.subarray(ff + 1).toString();
-        const nl = text.indexOf('\n');
-        if (nl < 0) return;
-        const line = text.slice(0, nl);
-        if (!line.includes(`"return": ${id}`)) return void finish(new Error(`unexpected sync answer ${line}`));
-        synced = true;
-        buf = Buffer.from(text.slice(nl + 1));
-        s.write('{"execute":"guest-ping"}\n');
-      }
-      const text = buf.toString();
-      const nl = text.indexOf('\n');
-      if (synced && nl >= 0) finish(undefined, text.slice(0, nl).trim());
-    });
-  });
 }
 
 async function ip(args: string[]): Promise<void> {

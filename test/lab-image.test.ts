@@ -17,11 +17,11 @@ import {
   httpGetIn,
   listenInNetns,
   listenOnHost,
-  qgaPing,
   withNetns,
   withReachableNetns,
   type CountingListener,
 } from './lab-harness.js';
+import { qgaPing } from './lab-qga.js';
 
 let dir = '';
 let cleanup = async (): Promise<void> => undefined;

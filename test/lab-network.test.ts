@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './helpers.js';
+import { isRunning } from './lab-harness.js';
 import { createLabNetwork, removeLeftoverLabs, type LabHost } from '../src/lab/index.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
@@ -38,15 +39,6 @@ async function ok(file: string, ...args: string[]): Promise<string> {
 
 const netnsNames = async (): Promise<string[]> => (await ok('ip', 'netns', 'list')).split('\n').map((l) => l.split(' ')[0] ?? '');
 const hostLinks = async (): Promise<string[]> => [...(await ok('ip', '-o', 'link', 'show')).matchAll(/^\d+:\s+([^:@\s]+)/gm)].map((m) => m[1]!);
-/** Alive and not a zombie. */
-const running = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return false;
-  }
-};
 
 /** Removes a namespace the test made, with whatever still runs in it. */
 async function dropNetns(ns: string): Promise<void> {
@@ -221,7 +213,7 @@ test('a lab hands out the planned address, answers ping and DNS, reaches nothing
       [],
       'no tap left in the host',
     );
-    assert.ok(!running(dnsmasqPid), 'dnsmasq ended');
+    assert.ok(!isRunning(dnsmasqPid), 'dnsmasq ended');
     assert.ok(!existsSync(join(dir, `lab-${id}.json`)), 'record removed');
     assert.ok(!existsSync(`/etc/netns/${lab.netns}`), "the namespace's resolv.conf removed");
     await lab.destroy();
@@ -273,14 +265,14 @@ test('a lab whose owner was killed is removed by removeLeftoverLabs, a live one 
     assert.deepEqual(rec.sessions, [`sb-${dead}-0`]);
     assert.ok((await netnsNames()).includes(`lfb-lab-${dead}`), 'the kill left the namespace');
     assert.ok((await hostLinks()).includes(`lfb${dead}t0`), 'the kill left the host tap');
-    assert.ok(running(rec.dnsmasq.pid), 'the kill left dnsmasq');
+    assert.ok(isRunning(rec.dnsmasq.pid), 'the kill left dnsmasq');
     assert.ok(existsSync(`/etc/netns/lfb-lab-${dead}/resolv.conf`), "the kill left the namespace's resolv.conf");
 
     // A namespace with no record and no owner mark, with a process still inside.
     await ok('ip', 'netns', 'add', orphanNs);
     sleeper = spawn('ip', ['netns', 'exec', orphanNs, 'sleep', '60'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 200));
-    assert.ok(sleeper.pid !== undefined && running(sleeper.pid));
+    assert.ok(sleeper.pid !== undefined && isRunning(sleeper.pid));
 
     liveLab = await createLabNetwork({ id: live, subnet: SUBNET, hosts: [DB], stateDir: dir });
 
@@ -304,8 +296,8 @@ test('a lab whose owner was killed is removed by removeLeftoverLabs, a live one 
       [],
       'taps removed',
     );
-    assert.ok(!running(rec.dnsmasq.pid), 'dnsmasq killed');
-    assert.ok(!running(sleeper.pid), 'the process in the unrecorded namespace killed');
+    assert.ok(!isRunning(rec.dnsmasq.pid), 'dnsmasq killed');
+    assert.ok(!isRunning(sleeper.pid), 'the process in the unrecorded namespace killed');
     assert.ok(!existsSync(join(dir, `lab-${dead}.json`)), 'record removed');
     assert.ok(!existsSync(`/etc/netns/lfb-lab-${dead}`), 'its resolv.conf removed');
     assert.ok(names.includes(liveLab.netns), 'the live lab stays');
