@@ -8,7 +8,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { readFile, readdir } from 'node:fs/promises';
+import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tempDir, until } from './helpers.js';
 import { isRunning, withNetns } from './lab-harness.js';
 import { checkForwardHost, isLoopbackHost, parseForward, removeStaleForwardSockets, startLabForward, type LabForward } from '../src/lab/forwarder.js';
@@ -296,6 +297,25 @@ test('a port in use fails with LFB_ERR_PORT_IN_USE and leaves no relay or socket
     });
   } finally {
     held.close();
+    await cleanup();
+  }
+});
+
+test('an ip that cannot be run fails the forward with LFB_ERR_LAB instead of crashing this process', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-fwd-');
+  const savedPath = process.env['PATH'];
+  try {
+    // Found on PATH and executable, but its interpreter does not exist: spawn() reports the failure as an 'error' event.
+    await writeFile(join(dir, 'ip'), '#!/nonexistent/interpreter\n');
+    await chmod(join(dir, 'ip'), 0o755);
+    process.env['PATH'] = `${dir}:${savedPath ?? ''}`;
+    await assert.rejects(
+      startLabForward({ netns: 'lfb-lab-none', socketDir: dir, listenHost: '127.0.0.1', listenPort: 0, targetIp: '10.99.0.10', targetPort: 80 }),
+      (e: unknown) => isLifeboatError(e, 'LFB_ERR_LAB') && /did not start: .*ENOENT/.test((e as Error).message),
+    );
+    assert.deepEqual((await readdir(dir)).sort(), ['ip']);
+  } finally {
+    process.env['PATH'] = savedPath;
     await cleanup();
   }
 });

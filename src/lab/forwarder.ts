@@ -153,13 +153,16 @@ async function startRelay(netns: string, socketPath: string, ip: string, port: n
   });
   // The relay's stdin is its lifeline: an error writing to it (the relay gone) is not this process's failure.
   child.stdin!.on('error', () => undefined);
+  // A program that cannot be run is reported as an event: unheard, it would end this whole process.
+  let spawnError: string | undefined;
+  child.on('error', (e) => (spawnError ??= e.message));
   const started = performance.now();
   while (!out.includes('listening\n')) {
-    if (child.exitCode !== null || child.signalCode !== null || performance.now() - started > RELAY_START_MS) {
-      await stopRelay(child);
+    if (spawnError !== undefined || child.exitCode !== null || child.signalCode !== null || performance.now() - started > RELAY_START_MS) {
+      if (spawnError === undefined) await stopRelay(child);
       throw new LifeboatError(
         'LFB_ERR_LAB',
-        `the forward's relay to ${ip}:${port} inside ${netns} did not start: ${err.trim() || `no answer within ${RELAY_START_MS / 1000} s`}`,
+        `the forward's relay to ${ip}:${port} inside ${netns} did not start: ${spawnError ?? (err.trim() || `no answer within ${RELAY_START_MS / 1000} s`)}`,
         {
           details: { netns, ip, port },
         },
