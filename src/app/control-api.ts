@@ -228,7 +228,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** CLI side: calls the running server of a repository. */
-export async function callControl<T>(repoRoot: string, method: string, path: string, body?: unknown): Promise<T> {
+export async function callControl<T>(repoRoot: string, method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
   let info: ControlInfo;
   try {
     info = JSON.parse(await readFile(controlFile(repoRoot), 'utf8')) as ControlInfo;
@@ -243,20 +243,34 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
       `no Lifeboat server is running for ${repoRoot}; start one with \`lifeboat serve --repo ${repoRoot}\``,
     );
   }
+  // A server that accepts and never answers (stopped, hung) fails the call at the deadline instead of holding it.
+  const signal = opts.timeoutMs === undefined ? undefined : AbortSignal.timeout(opts.timeoutMs);
+  const noAnswer = (): LifeboatError =>
+    new LifeboatError(
+      'LFB_ERR_SERVER_NOT_RUNNING',
+      signal?.aborted
+        ? `the Lifeboat server of ${repoRoot} (pid ${info.pid}) did not answer ${method} ${path} within ${(opts.timeoutMs! / 1000).toFixed(1)} s`
+        : `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
+    );
   let res: Response;
+  let json: T & { code?: ErrorCode; message?: string };
   try {
     res = await fetch(`http://127.0.0.1:${info.port}${path}`, {
       method,
       headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      ...(signal ? { signal } : {}),
     });
   } catch {
-    throw new LifeboatError(
-      'LFB_ERR_SERVER_NOT_RUNNING',
-      `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
-    );
+    throw noAnswer();
   }
-  const json = (await res.json()) as T & { code?: ErrorCode; message?: string };
+  try {
+    json = (await res.json()) as T & { code?: ErrorCode; message?: string };
+  } catch (err) {
+    // The deadline may fall while the body comes; any other failure to read it is the server's answer.
+    if (signal?.aborted) throw noAnswer();
+    throw err;
+  }
   if (!res.ok) throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.status}`);
   return json;
 }
