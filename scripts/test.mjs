@@ -47,6 +47,7 @@ const UNIT = [
   'http-console',
   'qmp-deadlines',
   'lab-plan',
+  'lab-sessions',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
