@@ -269,6 +269,15 @@ test('removeStaleForwardSockets removes the socket of a relay killed with its ow
       process.kill(-owner.pid!, 'SIGKILL');
       await until('the relay is killed', async () => (isRunning(info.pid) ? undefined : true), 10_000);
       assert.equal(existsSync(info.socket), true, 'the killed relay removed its socket (then this case proves nothing)');
+      // The relay's main thread shows as a zombie before its other threads have let go of its files: its listening
+      // socket accepts for a moment more (seen on a loaded machine). Stale means refused, so wait for that first.
+      const refused = (): Promise<boolean> =>
+        new Promise((resolve) => {
+          const c = connect({ path: info.socket });
+          c.once('connect', () => (c.destroy(), resolve(false)));
+          c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+        });
+      await until('the dead relay closed its socket', async () => ((await refused()) ? true : undefined), 10_000);
       assert.deepEqual(await removeStaleForwardSockets(dir), [info.socket]);
       assert.equal(existsSync(info.socket), false);
       assert.equal(existsSync(fwd.socketPath), true, 'the live forward lost its socket');
