@@ -221,7 +221,7 @@ test(
     ]);
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, /LFB_ERR_SUREBACKUP_FAILED/);
-    assert.match(r.stdout, /^SureBackup lab \d{8}-\d{6}-[0-9a-f]{6}: FAILED/m);
+    assert.match(r.stdout, /^SureBackup report \d{8}-\d{6}-[0-9a-f]{6}: FAILED/m);
     assert.match(r.stdout, /^broken @ \S+ {2}broken 10\.99\.0\.10 {2}did not boot$/m);
     assert.match(r.stdout, /^ {2}FAIL {2}heartbeat: /m);
     const report = parse(await readFile(join(reportDir, 'report.json'), 'utf8'));

@@ -24,12 +24,12 @@ import {
 } from '../../lab/sandbox-status.js';
 import type { LabSessions } from '../../lab/types.js';
 import type { Command, CommandContext } from '../command.js';
-import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
+import { DEFAULT_BOOT_TIMEOUT_S, labBootFlags } from '../lab-flags.js';
 
 /** The sandboxes' spec, status and log files; their labs' records are with SureBackup's (labStateDir). */
 export const sandboxesDir = (repo: string): string => join(repo, 'surebackup', 'sandboxes');
 const KEEPER = fileURLToPath(new URL('../sandbox-keeper.js', import.meta.url));
-const DEFAULT_TIMEOUT_S = 300;
 /** Beyond the boot timeout: making the lab, the sessions' start, the forwards. */
 const START_SLACK_S = 120;
 const STOP_WAIT_MS = 180_000;
@@ -60,7 +60,7 @@ export const sandboxStart: Command = {
       description: 'regex on the serial console meaning "booted", for guests without the QEMU guest agent',
       defaultText: 'the guest agent only',
     },
-    timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_TIMEOUT_S) },
+    timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_BOOT_TIMEOUT_S) },
     accel: { type: 'string', description: 'kvm or tcg', defaultText: 'kvm when usable, else tcg' },
     json: JSON_OPTION,
   },
@@ -165,21 +165,7 @@ function parseSpec(ctx: CommandContext): SandboxSpec {
     checkForwardHost(f.host, forwardAny);
     return f;
   });
-  const timeoutText = optionalString(ctx, 'timeout');
-  const bootTimeoutS = timeoutText === undefined ? DEFAULT_TIMEOUT_S : Number(timeoutText);
-  if (!Number.isFinite(bootTimeoutS) || bootTimeoutS <= 0)
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--timeout must be a positive number of seconds, not "${timeoutText}"`);
-  const accel = optionalString(ctx, 'accel');
-  if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
-  const serialPattern = optionalString(ctx, 'serial-pattern');
-  if (serialPattern !== undefined) {
-    try {
-      new RegExp(serialPattern);
-    } catch (err) {
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--serial-pattern is not a regular expression: ${(err as Error).message}`);
-    }
-  }
+  const { bootTimeoutS, serialPattern, accel } = labBootFlags(ctx);
   return {
     version: 1,
     name,

@@ -6,9 +6,8 @@ import { newLabId } from '../../lab/lab-plan.js';
 import { reportIdOf, runSureBackup, type SureBackupResult } from '../../lab/surebackup.js';
 import type { LabTestResult, LabVmSpec } from '../../lab/types.js';
 import type { Command, CommandContext } from '../command.js';
+import { DEFAULT_BOOT_TIMEOUT_S, labBootFlags } from '../lab-flags.js';
 import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
-
-const DEFAULT_TIMEOUT_S = 300;
 
 export const surebackupRun: Command = {
   name: 'surebackup run',
@@ -43,17 +42,15 @@ export const surebackupRun: Command = {
       description: 'run for every VM inside the lab with VM_NAME, VM_IP, POINT_ID in its environment; exit 0 passes',
       defaultText: 'none',
     },
-    timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_TIMEOUT_S) },
+    timeout: { type: 'string', description: 'seconds each VM has to pass its heartbeat', defaultText: String(DEFAULT_BOOT_TIMEOUT_S) },
     accel: { type: 'string', description: 'kvm or tcg', defaultText: 'kvm when usable, else tcg' },
     'report-dir': { type: 'string', description: 'folder for report.json and the screenshots', defaultText: '<repo>/surebackup/<date>-<time>-<lab id>' },
     json: JSON_OPTION,
   },
   async run(ctx) {
     const repo = resolve(requireString(ctx, 'repo'));
+    const { accel } = labBootFlags(ctx);
     const vms = parseGroup(ctx);
-    const accel = optionalString(ctx, 'accel');
-    if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
     // The server must be up before anything is made: the lab's VMs are its sessions.
     await callControl(repo, 'GET', '/sessions');
     const labId = newLabId();
@@ -100,18 +97,7 @@ function parseGroup(ctx: CommandContext): LabVmSpec[] {
   const list = (name: string): string[] => (ctx.values[name] as string[] | undefined) ?? [];
   const vmTexts = list('vm');
   if (vmTexts.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--vm <job>[@<point>] is required (once per VM of the group)');
-  const timeoutText = optionalString(ctx, 'timeout');
-  const timeout = timeoutText === undefined ? DEFAULT_TIMEOUT_S : Number(timeoutText);
-  if (!Number.isFinite(timeout) || timeout <= 0)
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--timeout must be a positive number of seconds, not "${timeoutText}"`);
-  const serialPattern = optionalString(ctx, 'serial-pattern');
-  if (serialPattern !== undefined) {
-    try {
-      new RegExp(serialPattern);
-    } catch (err) {
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--serial-pattern is not a regular expression: ${(err as Error).message}`);
-    }
-  }
+  const { bootTimeoutS: timeout, serialPattern } = labBootFlags(ctx);
   const group = vmTexts.map((t) => {
     const at = t.indexOf('@');
     const job = at < 0 ? t : t.slice(0, at);
@@ -176,7 +162,7 @@ async function verifyPoint(ctx: CommandContext, repo: string, job: string, point
 
 /** The readable report. */
 function describe(r: SureBackupResult): string[] {
-  const lines = [`SureBackup lab ${r.id}: ${r.ok ? 'every test passed' : 'FAILED'} (${r.vms.length} VM(s))`];
+  const lines = [`SureBackup report ${r.id}: ${r.ok ? 'every test passed' : 'FAILED'} (${r.vms.length} VM(s))`];
   for (const v of r.vms) {
     lines.push(`${v.job} @ ${v.point}  ${v.name} ${v.ip}  ${v.booted ? `booted in ${v.seconds} s` : 'did not boot'}`);
     if (v.note !== undefined) lines.push(`  note: ${v.note}`);
