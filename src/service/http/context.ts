@@ -57,7 +57,8 @@ export function apiContext(deps: HttpApiDeps): ApiContext {
     deps,
     repos,
     repoRoot,
-    repoName: (root) => byRoot.get(resolve(root)) ?? root,
+    // The catalog keeps resolved roots: a page of 1000 runs asks 1000 times, so path.resolve only when the root is not one as given.
+    repoName: (root) => byRoot.get(root) ?? byRoot.get(resolve(root)) ?? root,
     recovery(name) {
       const root = repoRoot(name);
       const r = recoveries.get(root);
