@@ -222,6 +222,9 @@ async function startKeeper(repo: string, spec: SandboxSpec, signal: AbortSignal,
   let shown = 0;
   try {
     for (;;) {
+      // Whether the keeper had ended is taken before its status is read: it writes its last status (a failure
+      // and why) and then exits, so a status read after its end is its last word.
+      const ended = exit !== undefined;
       const s = await readSandboxStatus(dir, spec.name).catch(() => undefined);
       if (s !== undefined && s.owner.pid === child.pid) {
         if (s.vms.length > shown) progress(`sandbox ${spec.name}: ${s.vms.map((v) => `${v.job} ${v.ip}`).join(', ')} (${s.state})`);
@@ -237,7 +240,7 @@ async function startKeeper(repo: string, spec: SandboxSpec, signal: AbortSignal,
           });
         }
       }
-      if (exit !== undefined) {
+      if (ended) {
         await removeSandboxFiles(dir, spec.name);
         throw new LifeboatError('LFB_ERR_LAB', `the keeper of sandbox ${spec.name} ended (${exit}) before the sandbox ran: ${await logTail()}`, {
           details: { name: spec.name, log: files.log },
