@@ -31,6 +31,12 @@ const LISTINGS: { what: string; sql: string; args: unknown[]; search: RegExp }[]
     args: ['/srv/a', 'vm-1', ...ENDED, 2],
     search: /USING (COVERING )?INDEX \S+ \(repo=\? AND job=\?/,
   },
+  {
+    what: "each job's newest run (GET jobs, one statement for a repository's jobs)",
+    sql: `select * from "runs" where "id" in (select max("id") as "id" from "runs" where "repo" = ? and "job" = ? union all select max("id") as "id" from "runs" where "repo" = ? and "job" = ?)`,
+    args: ['/srv/a', 'vm-1', '/srv/a', 'vm-2'],
+    search: /^SEARCH runs USING INTEGER PRIMARY KEY \(rowid=\?\).*SEARCH runs USING (COVERING )?INDEX runs_repo_job_id \(repo=\? AND job=\?\)/,
+  },
 ];
 
 test('sqlite: the run listings the scheduler and the API ask for search an index on each of their filters', async () => {

@@ -273,6 +273,8 @@ export interface Catalog {
   /** LFB_ERR_RUN_NOT_FOUND when there is none. */
   getRun(id: number): Promise<RunRecord>;
   listRuns(filter?: RunFilter): Promise<RunPage>;
+  /** Each named job's newest run in the repository (jobs without a run are absent): the job listings' last result, in one statement. */
+  latestRuns(repo: string, jobs: readonly string[]): Promise<ReadonlyMap<string, RunRecord>>;
   /** Runs left `running` or `queued` by a server that died: marked `interrupted` (returned); only those of `repos` when given. */
   interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]>;
 

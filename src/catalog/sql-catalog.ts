@@ -36,7 +36,7 @@ import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
 import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
-import { deleteUsageSamples, insertUsageSample, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
+import { deleteUsageSamples, insertUsageSample, latestRunsOf, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
 const DEFAULT_RUN_PAGE = 50;
 const MAX_RUN_PAGE = 1000;
@@ -48,6 +48,7 @@ const DEFAULT_REPORT_PAGE = 50;
 const MAX_REPORT_PAGE = 1000;
 /** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
 const INSERT_CHUNK = 500;
+const LATEST_RUNS_SLICE = 400;
 const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
 /** What a run left unfinished by a dead server gets as its error. */
 const INTERRUPTED_CODE = 'LFB_ERR_INTERRUPTED';
@@ -154,6 +155,14 @@ export class SqlCatalog implements Catalog {
       const page = found.slice(0, limit).map(rows.runFromRow);
       return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
     });
+  }
+
+  async latestRuns(repo: string, jobs: readonly string[]): Promise<ReadonlyMap<string, RunRecord>> {
+    const found = new Map<string, RunRecord>();
+    // A compound select has at most 500 terms in SQLite: long lists go in slices.
+    for (const slice of chunks([...new Set(jobs)], LATEST_RUNS_SLICE))
+      for (const r of await this.guard(() => latestRunsOf(this.db, repo, slice))) found.set(r.job, r);
+    return found;
   }
 
   async interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]> {

@@ -4,7 +4,7 @@
  * transaction it is given).
  */
 import type { Kysely } from 'kysely';
-import type { JobReadRecord, JobRecord, UsageSample } from './catalog.js';
+import type { JobReadRecord, JobRecord, RunRecord, UsageSample } from './catalog.js';
 import * as rows from './rows.js';
 import type { CatalogSchema } from './schema.js';
 
@@ -38,6 +38,24 @@ export async function upsertJobRead(db: Db, read: JobReadRecord): Promise<void> 
       }),
     )
     .execute();
+}
+
+/**
+ * Each job's newest run: a max(id) per job, each an index search on runs (repo, job, id),
+ * joined into one statement (one round trip whatever the number of jobs).
+ */
+export async function latestRunsOf(db: Db, repo: string, jobs: readonly string[]): Promise<RunRecord[]> {
+  if (jobs.length === 0) return [];
+  const newest = (job: string) =>
+    db
+      .selectFrom('runs')
+      .select((eb) => eb.fn.max('id').as('id'))
+      .where('repo', '=', repo)
+      .where('job', '=', job);
+  let ids = newest(jobs[0]!);
+  for (const job of jobs.slice(1)) ids = ids.unionAll(newest(job));
+  const found = await db.selectFrom('runs').selectAll().where('id', 'in', ids).execute();
+  return found.map(rows.runFromRow);
 }
 
 export async function readsOf(db: Db, repo: string): Promise<JobReadRecord[]> {

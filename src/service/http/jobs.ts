@@ -38,12 +38,20 @@ export function freshness(deps: HttpApiDeps): CatalogFreshness {
   return deps.freshness ?? catalogFreshnessOf(deps, () => new CatalogFreshness({ catalog: deps.catalog, clock: deps.clock }));
 }
 
+/** The listings of a repository's jobs: each job's newest run comes from one catalog statement for them all. */
+async function jobSummaries(ctx: ApiContext, repo: string, root: string, fresh: readonly FreshJob[]): Promise<Static<typeof JobSummary>[]> {
+  const latest = await ctx.deps.catalog.latestRuns(
+    root,
+    fresh.map((f) => f.job.name),
+  );
+  return fresh.map((f) => jobSummary(ctx, repo, f, latest.get(f.job.name)));
+}
+
 /** A job as the listings show it: the catalog's copy and read, its newest run, and when its schedule next starts it. */
-async function jobSummary(ctx: ApiContext, repo: string, root: string, fresh: FreshJob): Promise<Static<typeof JobSummary>> {
+function jobSummary(ctx: ApiContext, repo: string, fresh: FreshJob, last: RunRecord | undefined): Static<typeof JobSummary> {
   const job = fresh.job.definition as unknown as JobDefinition;
   const { read } = fresh;
   const now = ctx.deps.clock.now();
-  const [last] = (await ctx.deps.catalog.listRuns({ repo: root, job: job.name, limit: 1 })).runs;
   // When a server would start it by its schedule (in the server's time zone), if it has one and is enabled.
   const next = job.schedule === undefined || job.disabled === true ? null : nextFire(job.schedule, now.getTime());
   return {
@@ -86,9 +94,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
       },
     },
     async () => {
-      const perRepo = await Promise.all(
-        [...ctx.repos].map(async ([name, root]) => Promise.all((await freshness(ctx.deps).jobs(root)).map((f) => jobSummary(ctx, name, root, f)))),
-      );
+      const perRepo = await Promise.all([...ctx.repos].map(async ([name, root]) => jobSummaries(ctx, name, root, await freshness(ctx.deps).jobs(root))));
       return { jobs: perRepo.flat() };
     },
   );
@@ -106,7 +112,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
       const fresh = await freshness(ctx.deps).jobs(root);
-      return { jobs: await Promise.all(fresh.map((f) => jobSummary(ctx, request.params.repo, root, f))) };
+      return { jobs: await jobSummaries(ctx, request.params.repo, root, fresh) };
     },
   );
 
@@ -115,7 +121,9 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     { schema: { summary: 'One job', tags: ['jobs'], params: JobParams, response: { 200: JobSummary, ...ERROR_RESPONSES } } },
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
-      return jobSummary(ctx, request.params.repo, root, await freshness(ctx.deps).job(root, request.params.job));
+      const fresh = await freshness(ctx.deps).job(root, request.params.job);
+      const [only] = await jobSummaries(ctx, request.params.repo, root, [fresh]);
+      return only!;
     },
   );
 
