@@ -66,6 +66,11 @@ export const ERROR_CODES = {
   LFB_ERR_SANDBOX_EXISTS: 'Conflict',
   LFB_ERR_REPORT_NOT_FOUND: 'NotFound',
   LFB_ERR_SCREENSHOT_NOT_FOUND: 'NotFound',
+  LFB_ERR_NO_FILESYSTEM: 'NotFound',
+  LFB_ERR_FS_NOT_FOUND: 'NotFound',
+  LFB_ERR_FILE_NOT_FOUND: 'NotFound',
+  LFB_ERR_MOUNT_NOT_FOUND: 'NotFound',
+  LFB_ERR_GUESTFS: 'Permanent',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 
