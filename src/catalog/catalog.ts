@@ -17,6 +17,10 @@ export type RunState = (typeof RUN_STATES)[number];
 export const RUN_TRIGGERS = ['schedule', 'retry', 'manual', 'api', 'after', 'missed'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
 
+/** What a run does: back up a job, or boot and test a SureBackup job's group (its `job` is then the SureBackup job's name). */
+export const RUN_KINDS = ['backup', 'surebackup'] as const;
+export type RunKind = (typeof RUN_KINDS)[number];
+
 export const CHANGE_METHODS = ['cbt', 'hash', 'full'] as const;
 export type ChangeMethod = (typeof CHANGE_METHODS)[number];
 
@@ -29,6 +33,7 @@ export interface RunRecord {
   /** The repository's root folder. */
   readonly repo: string;
   readonly job: string;
+  readonly kind: RunKind;
   readonly trigger: RunTrigger;
   /** 1 for the first try; a retry of a failed run has the next number. */
   readonly attempt: number;
@@ -49,11 +54,14 @@ export interface RunRecord {
   readonly changeMethod: ChangeMethod | null;
   /** Why the changes were found that way (e.g. why CBT fell back). */
   readonly changeReason: string | null;
+  /** A SureBackup run's report (getLabReport(repo, reportId)). */
+  readonly reportId: string | null;
 }
 
-export type NewRun = Pick<RunRecord, 'repo' | 'job' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'>;
+/** `kind` defaults to 'backup'. */
+export type NewRun = Pick<RunRecord, 'repo' | 'job' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'> & { readonly kind?: RunKind | undefined };
 /** What a run's progress or end changes. */
-export type RunUpdate = Partial<Omit<RunRecord, 'id' | 'repo' | 'job' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'>>;
+export type RunUpdate = Partial<Omit<RunRecord, 'id' | 'repo' | 'job' | 'kind' | 'trigger' | 'attempt' | 'retryOf' | 'queuedAt'>>;
 
 /** One disk of a run. */
 export interface TaskRecord {
@@ -79,6 +87,8 @@ export interface LogLine {
 export interface RunFilter {
   readonly repo?: string;
   readonly job?: string;
+  /** Only runs of this kind (default: both). */
+  readonly kind?: RunKind;
   readonly states?: readonly RunState[];
   /** Runs queued at or after this time. */
   readonly since?: string;
@@ -238,6 +248,8 @@ export interface LabReportRecord {
   /** The folder of report.json and the screenshots. */
   readonly reportDir: string;
   readonly vms: readonly LabVmRecord[];
+  /** The SureBackup job's run that made it (absent for a `surebackup run` of the CLI). */
+  readonly runId?: number;
 }
 
 export interface LabReportFilter {

@@ -12,6 +12,7 @@ import type {
   LabVmRecord,
   LogLine,
   PointRecord,
+  RunKind,
   RunRecord,
   RunState,
   RunTrigger,
@@ -51,6 +52,7 @@ export function runFromRow(r: Selectable<RunsTable>): RunRecord {
     id: r.id,
     repo: r.repo,
     job: r.job,
+    kind: r.kind as RunKind,
     trigger: r.trigger as RunTrigger,
     attempt: r.attempt,
     retryOf: r.retry_of,
@@ -66,12 +68,13 @@ export function runFromRow(r: Selectable<RunsTable>): RunRecord {
     pointId: r.point_id,
     changeMethod: r.change_method as ChangeMethod | null,
     changeReason: r.change_reason,
+    reportId: r.report_id,
   };
 }
 
 /** The columns a RunUpdate changes (only the fields it has). */
-export function runUpdateColumns(change: RunUpdate): Partial<Omit<RunsTable, 'id'>> {
-  const columns: Partial<Omit<RunsTable, 'id'>> = {};
+export function runUpdateColumns(change: RunUpdate): Partial<Omit<RunsTable, 'id' | 'kind'>> {
+  const columns: Partial<Omit<RunsTable, 'id' | 'kind'>> = {};
   if (change.state !== undefined) columns.state = change.state;
   if (change.startedAt !== undefined) columns.started_at = change.startedAt;
   if (change.endedAt !== undefined) columns.ended_at = change.endedAt;
@@ -83,6 +86,7 @@ export function runUpdateColumns(change: RunUpdate): Partial<Omit<RunsTable, 'id
   if (change.pointId !== undefined) columns.point_id = change.pointId;
   if (change.changeMethod !== undefined) columns.change_method = change.changeMethod;
   if (change.changeReason !== undefined) columns.change_reason = change.changeReason;
+  if (change.reportId !== undefined) columns.report_id = change.reportId;
   return columns;
 }
 
@@ -244,6 +248,7 @@ export function labReportToRow(r: LabReportRecord): Omit<LabReportsTable, 'seq'>
     ok: r.ok ? 1 : 0,
     report_dir: r.reportDir,
     vms: JSON.stringify(r.vms),
+    run_id: r.runId ?? null,
   };
 }
 
@@ -256,6 +261,7 @@ export function labReportFromRow(r: Selectable<LabReportsTable>): LabReportRecor
     ok: Number(r.ok) === 1,
     reportDir: r.report_dir,
     vms: parseJson<LabVmRecord[]>(r.vms, `VMs of report ${r.id}`),
+    ...(r.run_id !== null ? { runId: Number(r.run_id) } : {}),
   };
 }
 

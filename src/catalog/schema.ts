@@ -33,6 +33,9 @@ export interface RunsTable {
   point_id: string | null;
   change_method: string | null;
   change_reason: string | null;
+  /** 'backup' or 'surebackup' (version 7; older runs are backups). */
+  kind: Generated<string>;
+  report_id: string | null;
 }
 
 export interface TasksTable {
@@ -115,6 +118,8 @@ export interface LabReportsTable {
   ok: number;
   report_dir: string;
   vms: string;
+  /** The SureBackup job's run that made it (version 7); null for a report of `surebackup run`. */
+  run_id: number | null;
 }
 
 /** One VM's outcome in a report, by job and point: what a point's newest SureBackup result is read from. */

@@ -6,6 +6,7 @@
 import { LifeboatError } from '../core/errors.js';
 import {
   RUN_STATES,
+  RUN_KINDS,
   RUN_TRIGGERS,
   USER_ROLES,
   type Catalog,
@@ -87,6 +88,7 @@ export class SqlCatalog implements Catalog {
 
   async createRun(run: NewRun): Promise<RunRecord> {
     oneOf(run.trigger, RUN_TRIGGERS, 'trigger');
+    if (run.kind !== undefined) oneOf(run.kind, RUN_KINDS, 'kind');
     if (!Number.isInteger(run.attempt) || run.attempt < 1) throw invalid(`attempt must be a whole number of at least 1 (got ${run.attempt})`);
     return this.guard(async () => {
       const row = await this.db
@@ -109,6 +111,8 @@ export class SqlCatalog implements Catalog {
           point_id: null,
           change_method: null,
           change_reason: null,
+          kind: run.kind ?? 'backup',
+          report_id: null,
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -144,6 +148,7 @@ export class SqlCatalog implements Catalog {
       let q = this.db.selectFrom('runs').selectAll();
       if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
       if (filter.job !== undefined) q = q.where('job', '=', filter.job);
+      if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
       if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
       if (since !== undefined) q = q.where('queued_at', '>=', since);
       if (filter.before !== undefined) q = q.where('id', '<', filter.before);

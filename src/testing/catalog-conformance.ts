@@ -62,6 +62,7 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
         id: 0,
         repo: '/repos/a',
         job: 'web',
+        kind: 'backup',
         trigger: 'retry',
         attempt: 2,
         retryOf: 1,
@@ -77,6 +78,7 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
         pointId: null,
         changeMethod: null,
         changeReason: null,
+        reportId: null,
       },
     );
     assert.deepEqual(await c.getRun(last.id), last);

@@ -146,6 +146,7 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
             id: 0,
             repo: '/repos/a',
             job: 'web',
+            kind: 'backup',
             trigger: 'schedule',
             attempt: 1,
             retryOf: null,
@@ -161,6 +162,7 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
             pointId: 'p-1',
             changeMethod: null,
             changeReason: null,
+            reportId: null,
           },
         );
         assert.deepEqual(
@@ -220,6 +222,71 @@ export function catalogMigrationSuite(name: string, makeDatabase: () => Promise<
         await catalog.recordLabReport(report);
         assert.deepEqual(await catalog.getLabReport('/repos/a', 'c0ffee'), report);
         assert.deepEqual(await catalog.latestLabResults('/repos/a', 'web'), [{ point: 'p-1', lastTestedAt: at(2), ok: true, reportId: 'c0ffee' }]);
+      } finally {
+        await catalog.close();
+      }
+    }));
+
+  void test(`${name}: a version 6 catalog opens, its runs become backups, and SureBackup runs and reports name each other`, () =>
+    withDatabase(makeDatabase, async (spec) => {
+      const oldRun = await raw(spec, async (db, migrateTo) => {
+        assert.equal(await migrateTo(6), 6);
+        const columns = (await db.introspection.getTables()).find((t) => t.name === 'runs')!.columns.map((c) => c.name);
+        assert.ok(!columns.includes('kind'), 'version 6 has no run kind');
+        const made = await db
+          .insertInto('runs')
+          .values({
+            repo: '/repos/a',
+            job: 'web',
+            trigger: 'schedule',
+            attempt: 1,
+            retry_of: null,
+            state: 'succeeded',
+            queued_at: at(1),
+            started_at: at(2),
+            ended_at: at(3),
+            bytes_read: 1,
+            bytes_stored: 1,
+            steps: '{}',
+            error_code: null,
+            error_message: null,
+            point_id: 'p-1',
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        return made.id;
+      });
+      const catalog = await openCatalog(spec);
+      try {
+        assert.equal(await catalog.schemaVersion(), LATEST_SCHEMA_VERSION);
+        const old = await catalog.getRun(oldRun);
+        assert.equal(old.kind, 'backup', 'runs before version 7 are backups');
+        assert.equal(old.reportId, null);
+        // A SureBackup job named as the backup job: the kind tells their runs apart.
+        const sb = await catalog.createRun({ repo: '/repos/a', job: 'web', kind: 'surebackup', trigger: 'after', attempt: 1, retryOf: null, queuedAt: at(4) });
+        assert.equal(sb.kind, 'surebackup');
+        assert.deepEqual(
+          (await catalog.listRuns({ repo: '/repos/a', job: 'web', kind: 'backup' })).runs.map((r) => r.id),
+          [oldRun],
+        );
+        assert.deepEqual(
+          (await catalog.listRuns({ repo: '/repos/a', job: 'web', kind: 'surebackup' })).runs.map((r) => r.id),
+          [sb.id],
+        );
+        assert.equal((await catalog.listRuns({ repo: '/repos/a', job: 'web' })).runs.length, 2, 'both kinds without a filter');
+        await rejectsWith(
+          catalog.createRun({ repo: '/repos/a', job: 'web', kind: 'restore' as 'backup', trigger: 'manual', attempt: 1, retryOf: null, queuedAt: at(5) }),
+          'LFB_ERR_INVALID_ARGUMENT',
+        );
+        const report = { ...labReport('f00d01', 6, []), runId: sb.id };
+        await catalog.recordLabReport(report);
+        const ended = await catalog.updateRun(sb.id, { state: 'succeeded', endedAt: at(7), reportId: report.id });
+        assert.equal(ended.reportId, 'f00d01');
+        assert.equal(ended.kind, 'surebackup', 'an update keeps the kind');
+        assert.deepEqual(await catalog.getLabReport('/repos/a', ended.reportId!), report);
+        const cliReport = labReport('f00d02', 8, []);
+        await catalog.recordLabReport(cliReport);
+        assert.equal((await catalog.getLabReport('/repos/a', 'f00d02')).runId, undefined, 'a report of the CLI has no run');
       } finally {
         await catalog.close();
       }

@@ -5,6 +5,7 @@ import { v003ListIndexes } from './v003-list-indexes.js';
 import { v004RunsRepoStateIndex } from './v004-runs-repo-state-index.js';
 import { v005JobReadsUsageSamples } from './v005-job-reads-usage-samples.js';
 import { v006LabReports } from './v006-lab-reports.js';
+import { v007RunKind } from './v007-run-kind.js';
 
 export type { Migration } from './migration.js';
 
@@ -16,6 +17,7 @@ export const MIGRATIONS: readonly Migration[] = [
   v004RunsRepoStateIndex,
   v005JobReadsUsageSamples,
   v006LabReports,
+  v007RunKind,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
