@@ -48,6 +48,7 @@ const UNIT = [
   'qmp-deadlines',
   'lab-plan',
   'lab-sessions',
+  'contrib-systemd',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
