@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   LFB_ERR_REPO_EXISTS: 'Conflict',
   LFB_ERR_REPO_VERSION: 'Unsupported',
   LFB_ERR_REPO_CORRUPT: 'Corrupt',
+  LFB_ERR_IMMUTABLE: 'Conflict',
+  LFB_ERR_IMMUTABLE_UNSUPPORTED: 'Unsupported',
   LFB_ERR_JOB_NOT_FOUND: 'NotFound',
   LFB_ERR_JOB_EXISTS: 'Conflict',
   LFB_ERR_JOB_LOCKED: 'Conflict',
