@@ -165,11 +165,13 @@ export function parseMigrateRequest(text: string): MigrateRequest {
 /** POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} */
 export function parseRunRequest(text: string): HandOffRequest {
   const route = 'POST /runs';
-  const f = objectBody(route, text, ['job', 'activeFull', 'acceptSourceChange', 'waitMs']);
+  const f = objectBody(route, text, ['job', 'activeFull', 'acceptSourceChange', 'waitMs', 'kind']);
   const job = f.string('job', 'a job name');
   if (job === undefined) throw usage(route, '"job" must be a job name');
+  const kind = f.oneOf('kind', ['backup', 'surebackup'] as const);
   return {
     job,
+    ...(kind === 'surebackup' ? { kind } : {}),
     activeFull: f.boolean('activeFull') ?? false,
     acceptSourceChange: f.boolean('acceptSourceChange') ?? false,
     waitMs: f.positiveInteger('waitMs', 'a positive integer (milliseconds)') ?? 0,

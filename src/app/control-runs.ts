@@ -5,6 +5,8 @@ export type { BackupProgress, BackupResult };
 /** What `lifeboat backup` asks of a running server instead of running the job itself. */
 export interface HandOffRequest {
   readonly job: string;
+  /** 'surebackup': `job` is a SureBackup job of the repository (`surebackup job run`); default a backup job. */
+  readonly kind?: 'backup' | 'surebackup';
   readonly activeFull: boolean;
   readonly acceptSourceChange: boolean;
   /** Wait this long for the job's lock instead of failing at once (--wait). */
@@ -21,6 +23,8 @@ export interface HandedOffRun {
   /** When it succeeded (or warned): what a local run would have returned. */
   readonly result?: BackupResult;
   readonly error?: { readonly code: string; readonly message: string };
+  /** A SureBackup job's run, once its report is recorded. */
+  readonly labReport?: { readonly id: string; readonly ok: boolean; readonly reportDir: string };
 }
 
 /**

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { LabSession, LabSessions } from '../lab/types.js';
 import { callControl } from './control-api.js';
-import type { SessionInfo } from './index.js';
+import type { InstantRecovery, SessionInfo } from '../recovery/index.js';
 
 /** Where the labs of a repository's SureBackup runs and sandboxes keep their records: one folder, so each removes what the other's killed runs left. */
 export const labStateDir = (repoRoot: string): string => join(repoRoot, 'surebackup', 'labs');
@@ -47,5 +47,29 @@ export function controlApiLabSessions(repoRoot: string, opts: { deadlineMs?: num
     async list(): Promise<string[]> {
       return (await callControl<SessionInfo[]>(repoRoot, 'GET', '/sessions', undefined, within(LIST_MS))).map((s) => s.name);
     },
+  };
+}
+
+/**
+ * The lab's VMs as instant sessions of this process's own InstantRecovery
+ * (the server running a SureBackup job): the same sessions the control API
+ * starts, without a round trip over HTTP to itself.
+ */
+export function inProcessLabSessions(ir: InstantRecovery): LabSessions {
+  return {
+    async start(req): Promise<LabSession> {
+      const s = await ir.start(req.job, req.point, { name: req.name, boot: { accel: req.accel, network: req.network } });
+      if (!s.vm) throw new LifeboatError('LFB_ERR_VM', `session ${s.name} started without its VM`);
+      return { name: s.name, pointId: s.pointId, serialLog: s.vm.serialLog, qmpSocket: s.vm.qmpSocket, qgaSocket: s.vm.qgaSocket, pid: s.vm.pid };
+    },
+    async stop(name): Promise<void> {
+      try {
+        await ir.stop(name);
+      } catch (err) {
+        if (isLifeboatError(err, 'LFB_ERR_SESSION_NOT_FOUND')) return;
+        throw err;
+      }
+    },
+    list: async (): Promise<string[]> => ir.list().map((s) => s.name),
   };
 }

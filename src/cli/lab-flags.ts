@@ -1,11 +1,11 @@
 import { LifeboatError } from '../core/errors.js';
+import { checkBootSettings, DEFAULT_BOOT_TIMEOUT_S } from '../lab/lab-group.js';
 import type { CommandContext } from './command.js';
 import { optionalString } from './command.js';
 
-/** Seconds a lab VM has to pass its heartbeat unless --timeout says otherwise (`surebackup run`, `sandbox start`). */
-export const DEFAULT_BOOT_TIMEOUT_S = 300;
+export { DEFAULT_BOOT_TIMEOUT_S };
 
-/** The flags `surebackup run` and `sandbox start` share for booting a lab's VMs, checked before anything is made. */
+/** The flags `surebackup run`, `surebackup job create|set` and `sandbox start` share for booting a lab's VMs, checked before anything is made. */
 export function labBootFlags(ctx: CommandContext): { bootTimeoutS: number; serialPattern?: string; accel?: 'kvm' | 'tcg' } {
   const timeoutText = optionalString(ctx, 'timeout');
   const bootTimeoutS = timeoutText === undefined ? DEFAULT_BOOT_TIMEOUT_S : Number(timeoutText);
@@ -15,12 +15,6 @@ export function labBootFlags(ctx: CommandContext): { bootTimeoutS: number; seria
   if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--accel must be kvm or tcg, not "${accel}"`);
   const serialPattern = optionalString(ctx, 'serial-pattern');
-  if (serialPattern !== undefined) {
-    try {
-      new RegExp(serialPattern);
-    } catch (err) {
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--serial-pattern is not a regular expression: ${(err as Error).message}`);
-    }
-  }
+  checkBootSettings(bootTimeoutS, serialPattern);
   return { bootTimeoutS, ...(serialPattern !== undefined ? { serialPattern } : {}), ...(accel !== undefined ? { accel } : {}) };
 }

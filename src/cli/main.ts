@@ -22,6 +22,14 @@ import { userAdd, userDelete, userList, userSet } from './commands/user.js';
 import { tokenCreate, tokenList, tokenRevoke } from './commands/token.js';
 import { catalogRebuild } from './commands/catalog.js';
 import { surebackupRun } from './commands/surebackup.js';
+import {
+  surebackupJobCreate,
+  surebackupJobDelete,
+  surebackupJobList,
+  surebackupJobRun,
+  surebackupJobSet,
+  surebackupJobShow,
+} from './commands/surebackup-job.js';
 import { sandboxList, sandboxStart, sandboxStop } from './commands/sandbox.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
@@ -47,6 +55,12 @@ export const COMMANDS: readonly Command[] = [
   instantMigrate,
   instantAddDisk,
   surebackupRun,
+  surebackupJobCreate,
+  surebackupJobSet,
+  surebackupJobShow,
+  surebackupJobList,
+  surebackupJobDelete,
+  surebackupJobRun,
   sandboxStart,
   sandboxList,
   sandboxStop,
@@ -73,9 +87,9 @@ function help(): string {
   ].join('\n');
 }
 
-/** Finds the command whose words start argv (two-word commands first). */
+/** Finds the command whose words start argv (longest names first: `surebackup job run` before `surebackup run`). */
 function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefined {
-  for (const words of [2, 1]) {
+  for (const words of [3, 2, 1]) {
     const name = argv.slice(0, words).join(' ');
     const cmd = COMMANDS.find((c) => c.name === name);
     if (cmd) return { cmd, rest: argv.slice(words) };

@@ -110,8 +110,12 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       maxTasks: opts.maxTasks,
       schedules: opts.noScheduler !== true,
       runner: mover,
+      // SureBackup jobs boot their labs as this server's own instant sessions.
+      recovery: (root) => (root === repo ? server.recovery : undefined),
       onRunEnded: (run: RunRecord) => {
         process.stderr.write(`${runEndedLine(run)}\n`);
+        // A SureBackup run changed no backup job (its name may be a backup job's).
+        if (run.kind === 'surebackup') return;
         refresh(run);
         void notify(run);
       },

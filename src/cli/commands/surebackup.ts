@@ -4,6 +4,7 @@ import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
 import { LifeboatError } from '../../core/errors.js';
 import { newLabId } from '../../lab/lab-plan.js';
 import { reportIdOf, runSureBackup, type SureBackupResult } from '../../lab/surebackup.js';
+import { parseLabGroup } from '../../lab/lab-group.js';
 import type { LabTestResult, LabVmSpec } from '../../lab/types.js';
 import type { Command, CommandContext } from '../command.js';
 import { DEFAULT_BOOT_TIMEOUT_S, labBootFlags } from '../lab-flags.js';
@@ -92,51 +93,19 @@ export const surebackupRun: Command = {
   },
 };
 
-/** The group from --vm, --wait-for, --port, --http, --script, --serial-pattern, --timeout. */
+/** The group from --vm, --wait-for, --port, --http, --script, --serial-pattern, --timeout (the rules SureBackup jobs share: src/lab/lab-group.ts). */
 function parseGroup(ctx: CommandContext): LabVmSpec[] {
   const list = (name: string): string[] => (ctx.values[name] as string[] | undefined) ?? [];
-  const vmTexts = list('vm');
-  if (vmTexts.length === 0) throw new LifeboatError('LFB_ERR_USAGE', '--vm <job>[@<point>] is required (once per VM of the group)');
-  const { bootTimeoutS: timeout, serialPattern } = labBootFlags(ctx);
-  const group = vmTexts.map((t) => {
-    const at = t.indexOf('@');
-    const job = at < 0 ? t : t.slice(0, at);
-    const point = at < 0 ? 'latest' : t.slice(at + 1);
-    if (job === '' || point === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm "${t}": give <job> or <job>@<point>`);
-    return { job, point };
+  const { bootTimeoutS, serialPattern } = labBootFlags(ctx);
+  return parseLabGroup({
+    vms: list('vm'),
+    waitFor: list('wait-for'),
+    ports: list('port'),
+    http: list('http'),
+    scripts: list('script'),
+    bootTimeoutS,
+    serialPattern,
   });
-  const jobs = new Set(group.map((g) => g.job));
-  const byJob = (flag: string, text: string): [string, string] => {
-    const i = text.indexOf(':');
-    const job = text.slice(0, i);
-    if (i <= 0 || i === text.length - 1) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--${flag} "${text}": give <job>:<value>`);
-    if (!jobs.has(job)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--${flag} "${text}": ${job} is not a --vm of the group`);
-    return [job, text.slice(i + 1)];
-  };
-  const ports = list('port').map((t) => {
-    const [job, p] = byJob('port', t);
-    if (!/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535)
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--port "${t}": ${p} is not a TCP port`);
-    return { job, port: Number(p) };
-  });
-  const urls = list('http').map((t) => {
-    const [job, url] = byJob('http', t);
-    if (!/^https?:\/\//.test(url)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--http "${t}": the URL must start with http:// or https://`);
-    return { job, url };
-  });
-  const waitFor = new Set(list('wait-for'));
-  for (const w of waitFor) if (!jobs.has(w)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--wait-for ${w}: not a --vm of the group`);
-  const scripts = list('script').map((f) => resolve(f));
-  return group.map((g) => ({
-    job: g.job,
-    point: g.point,
-    bootTimeoutS: timeout,
-    ...(serialPattern !== undefined ? { serialPattern } : {}),
-    ports: ports.filter((p) => p.job === g.job).map((p) => p.port),
-    urls: urls.filter((u) => u.job === g.job).map((u) => u.url),
-    scripts,
-    waitForIt: waitFor.has(g.job),
-  }));
 }
 
 /** Hands the report to the server for its catalog (the API and the console show it); a failure is a warning: the run's outcome stands. */
@@ -161,7 +130,7 @@ async function verifyPoint(ctx: CommandContext, repo: string, job: string, point
 }
 
 /** The readable report. */
-function describe(r: SureBackupResult): string[] {
+export function describe(r: SureBackupResult): string[] {
   const lines = [`SureBackup report ${r.id}: ${r.ok ? 'every test passed' : 'FAILED'} (${r.vms.length} VM(s))`];
   for (const v of r.vms) {
     lines.push(`${v.job} @ ${v.point}  ${v.name} ${v.ip}  ${v.booted ? `booted in ${v.seconds} s` : 'did not boot'}`);

@@ -33,6 +33,7 @@ import { sessionRoutes } from './sessions.js';
 import { serveConsole } from './console.js';
 import { screenRoutes } from './screen.js';
 import { surebackupRoutes } from './surebackup.js';
+import { surebackupJobRoutes } from './surebackup-jobs.js';
 
 export type { HttpApiDeps } from './deps.js';
 
@@ -209,6 +210,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   runRoutes(app, ctx, streams);
   sessionRoutes(app, ctx, streams);
   surebackupRoutes(app, ctx);
+  surebackupJobRoutes(app, ctx);
   await screenRoutes(app, ctx);
   await app.ready();
   return app;

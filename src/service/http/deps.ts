@@ -42,6 +42,8 @@ export interface JobRunner {
   watch?(runId: number, listener: (p: RunProgress) => void): () => void;
   /** A job was created, changed or deleted through the API: its schedule counts from now, not from the scheduler's next round. */
   jobChanged?(repo: string, job: string): void;
+  /** Queues a run of a SureBackup job (kind 'surebackup'); optional: without it SureBackup jobs run only by the scheduler of a server that has it. */
+  runSureBackupNow?(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord>;
 }
 
 export interface HttpApiDeps {

@@ -223,7 +223,8 @@ export const RunRecord = Type.Object(
     id: Type.Integer(),
     repo: Type.String({ description: "the repository's folder" }),
     repoName: Type.String({ description: "the repository's name in URLs (its folder when this server does not serve it)" }),
-    job: Type.String(),
+    job: Type.String({ description: 'the backup job, or the SureBackup job of a surebackup run' }),
+    kind: Type.Union([Type.Literal('backup'), Type.Literal('surebackup')], { description: 'a backup, or a SureBackup job booting and testing its group' }),
     trigger: RunTrigger,
     attempt: Type.Integer(),
     retryOf: nullable(Type.Integer()),
@@ -239,6 +240,7 @@ export const RunRecord = Type.Object(
     pointId: nullable(Type.String()),
     changeMethod: nullable(ChangeMethod),
     changeReason: nullable(Type.String()),
+    reportId: nullable(Type.String({ description: "a SureBackup run's report" })),
   },
   { $id: 'Run', additionalProperties: false },
 );

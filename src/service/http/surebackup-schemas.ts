@@ -34,6 +34,7 @@ export const ReportSummary = Type.Object(
     startedAt: Time,
     endedAt: Time,
     ok: Type.Boolean({ description: 'every VM booted and passed every test' }),
+    runId: Type.Optional(Type.Integer({ description: "the SureBackup job's run that made it (absent for a `surebackup run` of the CLI)" })),
     vms: Type.Array(
       Type.Object(
         {
@@ -74,6 +75,7 @@ export const ReportDetail = Type.Object(
     endedAt: Time,
     ok: Type.Boolean(),
     reportDir: Type.String({ description: 'the folder of report.json and the screenshots on the server' }),
+    runId: Type.Optional(Type.Integer({ description: "the SureBackup job's run that made it (absent for a `surebackup run` of the CLI)" })),
     vms: Type.Array(
       Type.Object(
         {
@@ -112,3 +114,47 @@ export const PNG_RESPONSE = {
     content: { 'image/png': { schema: Type.String({ contentMediaType: 'image/png' }) } },
   },
 } as const;
+
+export const SureBackupJobParams = Type.Object({ repo: Name, name: Name }, { additionalProperties: false });
+
+export const SureBackupJobView = Type.Object(
+  {
+    name: Name,
+    vms: Type.Array(Type.String(), { description: '<job>[@<point>] in boot order' }),
+    waitFor: Type.Array(Type.String()),
+    ports: Type.Array(Type.String(), { description: '<job>:<port>' }),
+    http: Type.Array(Type.String(), { description: '<job>:<url>' }),
+    scripts: Type.Array(Type.String()),
+    serialPattern: Type.Union([Type.String(), Type.Null()]),
+    timeoutS: Type.Number({ description: 'seconds each VM has to pass its heartbeat' }),
+    accel: Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Null()], { description: 'null: kvm when usable, else tcg' }),
+    everyPoint: Type.Boolean({ description: 'each VM without @point boots the oldest point of its job not tested yet' }),
+    schedule: Type.Union([Type.String(), Type.Null()]),
+    window: Type.Union([Type.String(), Type.Null()]),
+    retries: Type.Integer(),
+    retryDelay: Type.String(),
+    after: Type.Union([Type.String(), Type.Null()], { description: 'the backup job whose successful runs queue this one' }),
+    disabled: Type.Boolean(),
+    nextRunAt: Type.Union([Time, Type.Null()], { description: 'the next scheduled run (null without an enabled schedule)' }),
+    lastRun: Type.Union(
+      [
+        Type.Object(
+          {
+            id: Type.Integer(),
+            state: Type.String(),
+            queuedAt: Time,
+            endedAt: Type.Union([Time, Type.Null()]),
+            reportId: Type.Union([Type.String(), Type.Null()]),
+            errorCode: Type.Union([Type.String(), Type.Null()]),
+          },
+          { additionalProperties: false },
+        ),
+        Type.Null(),
+      ],
+      { description: "the job's newest run (queued or running ones too)" },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const SureBackupJobList = Type.Object({ jobs: Type.Array(SureBackupJobView) }, { additionalProperties: false });

@@ -102,6 +102,7 @@ export function surebackupRoutes(app: ApiServer, ctx: ApiContext): void {
           startedAt: r.startedAt,
           endedAt: r.endedAt,
           ok: r.ok,
+          ...(r.runId !== undefined ? { runId: r.runId } : {}),
           vms: r.vms.map((v) => {
             const passed = v.tests.filter((t) => t.ok).length;
             return { job: v.job, point: v.point, name: v.name, ip: v.ip, booted: v.booted, seconds: v.seconds, passed, failed: v.tests.length - passed };
@@ -132,6 +133,7 @@ export function surebackupRoutes(app: ApiServer, ctx: ApiContext): void {
         endedAt: r.endedAt,
         ok: r.ok,
         reportDir: r.reportDir,
+        ...(r.runId !== undefined ? { runId: r.runId } : {}),
         vms: r.vms.map((v) => ({
           job: v.job,
           point: v.point,

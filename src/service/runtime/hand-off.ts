@@ -10,6 +10,7 @@ import type { ServiceRuntime } from './service-runtime.js';
 export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string): ControlRuns {
   return {
     async start(req: HandOffRequest) {
+      if (req.kind === 'surebackup') return { id: (await runtime.runSureBackupNow(repo, req.job, 'manual')).id };
       const run = await runtime.runNow(repo, req.job, 'manual', { activeFull: req.activeFull, acceptSourceChange: req.acceptSourceChange, waitMs: req.waitMs });
       return { id: run.id };
     },
@@ -17,12 +18,14 @@ export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string)
       const run = await catalog.getRun(id);
       const progress = runtime.progressOf(id);
       const result = runtime.resultOf(id);
+      const report = run.reportId === null ? undefined : await catalog.getLabReport(run.repo, run.reportId).catch(() => undefined);
       return {
         id,
         state: run.state,
         ...(run.state === 'queued' ? { waitingFor: runtime.runningCount() } : {}),
         ...(progress ? { progress } : {}),
         ...(result ? { result } : {}),
+        ...(report ? { labReport: { id: report.id, ok: report.ok, reportDir: report.reportDir } } : {}),
         ...(run.errorCode ? { error: { code: run.errorCode, message: run.errorMessage ?? run.errorCode } } : {}),
       };
     },

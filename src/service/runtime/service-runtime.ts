@@ -13,6 +13,10 @@ import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
 import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
+import type { InstantRecovery } from '../../recovery/index.js';
+import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
+import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
+import { runtimeKey, splitRuntimeKey, sureBackupScheduledJobs } from './surebackup-schedule.js';
 
 export interface ServiceRuntimeOptions {
   readonly catalog: Catalog;
@@ -36,7 +40,12 @@ export interface ServiceRuntimeOptions {
   readonly pool?: BlockWorkerPool | undefined;
   /** The longest the scheduler sleeps: it also rereads the jobs (a `job set` from the CLI) this often. */
   readonly maxSleepMs?: number | undefined;
+  /** Where SureBackup jobs' lab VMs run: the repository's instant sessions (without them their runs fail with LFB_ERR_SERVER_NOT_RUNNING). */
+  readonly recovery?: ((repo: string) => InstantRecovery | undefined) | undefined;
 }
+
+/** A backup run or a SureBackup job's run, as the runtime drives it. */
+type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress' | 'result'>;
 
 /** One heartbeat per set of repositories: servers of other repositories may share the state folder. */
 const heartbeatFile = (repos: readonly string[]): string => `scheduler-${createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12)}.json`;
@@ -44,11 +53,11 @@ const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
 
-/** A job's key for the scheduler: repository and name (never shown). */
-const jobKey = (repo: string, job: string): string => `${repo}\n${job}`;
-const splitKey = (key: string): { repo: string; job: string } => {
-  const i = key.lastIndexOf('\n');
-  return { repo: key.slice(0, i), job: key.slice(i + 1) };
+/** A backup job's key for the scheduler: repository and name (never shown); SureBackup jobs' keys differ (surebackup-schedule.ts). */
+const jobKey = (repo: string, job: string): string => runtimeKey('backup', repo, job);
+const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' } => {
+  const k = splitRuntimeKey(key);
+  return { repo: k.repo, job: k.job, ...(k.kind === 'surebackup' ? { kind: k.kind } : {}) };
 };
 
 /**
@@ -58,7 +67,7 @@ const splitKey = (key: string): { repo: string; job: string } => {
  * chains them. Also the API's JobRunner (run now, stop, watch).
  */
 export class ServiceRuntime implements JobRunner {
-  private readonly running = new Map<number, RunExecution>();
+  private readonly running = new Map<number, Execution>();
   /**
    * Watchers of runs not started yet, by run: the console opens a run's event
    * stream right after asking for the run, which may still be queued (behind
@@ -110,6 +119,24 @@ export class ServiceRuntime implements JobRunner {
     return run;
   }
 
+  /** A SureBackup job's run now (`surebackup job run`, the API's run-now). */
+  async runSureBackupNow(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord> {
+    if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
+    if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
+    await loadSureBackupJob(repo, name);
+    const run = await this.opts.catalog.createRun({
+      repo,
+      job: name,
+      kind: 'surebackup',
+      trigger,
+      attempt: 1,
+      retryOf: null,
+      queuedAt: this.opts.clock.now().toISOString(),
+    });
+    this.tick();
+    return run;
+  }
+
   async stop(runId: number): Promise<void> {
     const run = await this.opts.catalog.getRun(runId);
     const exec = this.running.get(runId);
@@ -157,7 +184,7 @@ export class ServiceRuntime implements JobRunner {
 
   /** Whether a run of this server is going for the job now (its backup files are being written). */
   isRunning(repo: string, job: string): boolean {
-    for (const exec of this.running.values()) if (exec.run.repo === repo && exec.run.job === job) return true;
+    for (const exec of this.running.values()) if (exec.run.kind !== 'surebackup' && exec.run.repo === repo && exec.run.job === job) return true;
     return false;
   }
 
@@ -220,9 +247,17 @@ export class ServiceRuntime implements JobRunner {
     for (const f of d.fires)
       if (f.outcome !== 'queued') this.opts.logger.debug('service: schedule fire', { ...splitKey(f.job), outcome: f.outcome, count: f.count });
     for (const q of d.queue) {
-      const { repo, job } = splitKey(q.job);
-      const run = await catalog.createRun({ repo, job, trigger: q.trigger, attempt: q.attempt, retryOf: q.retryOf, queuedAt: new Date(now).toISOString() });
-      this.opts.logger.info('service: run queued', { run: run.id, repo, job, trigger: q.trigger, attempt: q.attempt });
+      const { repo, job, kind } = splitKey(q.job);
+      const run = await catalog.createRun({
+        repo,
+        job,
+        ...(kind ? { kind } : {}),
+        trigger: q.trigger,
+        attempt: q.attempt,
+        retryOf: q.retryOf,
+        queuedAt: new Date(now).toISOString(),
+      });
+      this.opts.logger.info('service: run queued', { run: run.id, repo, job, ...(kind ? { kind } : {}), trigger: q.trigger, attempt: q.attempt });
     }
     for (const s of d.stop) {
       const e = this.running.get(s.runId);
@@ -244,7 +279,7 @@ export class ServiceRuntime implements JobRunner {
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
     if (run.state !== 'queued') return;
-    const exec = new RunExecution(run, { ...this.opts, runner: this.runner }, this.options.get(id));
+    const exec = run.kind === 'surebackup' ? this.sureBackupExecution(run) : new RunExecution(run, { ...this.opts, runner: this.runner }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
@@ -274,6 +309,16 @@ export class ServiceRuntime implements JobRunner {
         this.running.delete(id);
         this.tick();
       });
+  }
+
+  private sureBackupExecution(run: RunRecord): Execution {
+    const recovery = this.opts.recovery?.(run.repo);
+    if (recovery) return new SureBackupExecution(run, { ...this.opts, recovery });
+    return new FailedExecution(
+      run,
+      this.opts,
+      new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `this server runs no instant sessions for ${run.repo}: SureBackup jobs cannot boot`),
+    );
   }
 
   /** Tells onRunEnded (the journal line, webhooks) of a run's end: a notifier that throws or rejects is logged, it never ends the server. */
@@ -325,6 +370,13 @@ export class ServiceRuntime implements JobRunner {
           tasks: job.disks.length,
         });
       }
+      out.push(
+        ...(await sureBackupScheduledJobs(repo, scheduled, (name, err) =>
+          this.reportOnce(`${repo}\nsurebackup\n${name}`, () =>
+            this.opts.logger.error('service: cannot read a SureBackup job', { repo, surebackupJob: name, problem: String(err) }),
+          ),
+        )),
+      );
     }
     return out;
   }
@@ -337,8 +389,8 @@ export class ServiceRuntime implements JobRunner {
     }
     // Each job's latest ended run: retries and chaining look at it.
     for (const j of jobs) {
-      const { repo, job } = splitKey(j.key);
-      for (const r of (await this.opts.catalog.listRuns({ repo, job, states: ENDED, limit: 1 })).runs) seen.set(r.id, r);
+      const { repo, job, kind } = splitKey(j.key);
+      for (const r of (await this.opts.catalog.listRuns({ repo, job, kind: kind ?? 'backup', states: ENDED, limit: 1 })).runs) seen.set(r.id, r);
     }
     const tasks = new Map(jobs.map((j) => [j.key, j.tasks]));
     const ms = (t: string | null): number | null => (t === null ? null : Date.parse(t));
@@ -346,7 +398,7 @@ export class ServiceRuntime implements JobRunner {
       .sort((a, b) => a.id - b.id)
       .map((r) => ({
         id: r.id,
-        job: jobKey(r.repo, r.job),
+        job: runtimeKey(r.kind, r.repo, r.job),
         trigger: r.trigger,
         attempt: r.attempt,
         // A run this process started is running, even before its first catalog write lands: the cap must count it.
@@ -354,7 +406,7 @@ export class ServiceRuntime implements JobRunner {
         queuedAt: Date.parse(r.queuedAt),
         startedAt: ms(r.startedAt),
         endedAt: ms(r.endedAt),
-        tasks: tasks.get(jobKey(r.repo, r.job)) ?? 1,
+        tasks: tasks.get(runtimeKey(r.kind, r.repo, r.job)) ?? 1,
       }));
   }
 

@@ -1,0 +1,219 @@
+/**
+ * A SureBackup job run by the server itself, end to end: a real `serve`, a
+ * backup job with two points, and a SureBackup job with --every-point on a
+ * schedule of seconds. The server runs it twice on its own: the first run
+ * boots the older point, the second the newer (read back from the API's runs
+ * and reports, linked both ways); `surebackup job run` then hands a third run
+ * to the server, which boots the latest point again and says so. Nothing is
+ * left: namespaces, taps, QEMU processes, sessions, lab records.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { cli, tempDir, until } from './helpers.js';
+import { buildLabImage } from './lab-harness.js';
+import { kill9, startServer, type Server } from './server-helpers.js';
+import { removeLeftoverLabs } from '../src/lab/leftovers.js';
+import { adminToken } from './service-e2e-helpers.js';
+
+const run = promisify(execFile);
+
+interface ApiRun {
+  id: number;
+  job: string;
+  kind: string;
+  trigger: string;
+  state: string;
+  reportId: string | null;
+  errorCode: string | null;
+}
+interface ApiReport {
+  id: string;
+  ok: boolean;
+  runId?: number;
+  vms: { job: string; point: string; booted: boolean; tests: { name: string; ok: boolean }[] }[];
+}
+
+const ctx: { dir: string; repo: string; server?: Server; token: string; repoName: string; cleanup?: () => Promise<void> } = {
+  dir: '',
+  repo: '',
+  token: '',
+  repoName: '',
+};
+const points: string[] = [];
+/** Lab ids of this file's runs (the last part of their report ids). */
+const ids = new Set<string>();
+
+async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await fetch(`${ctx.server!.httpUrl}${path}`, { ...init, headers: { authorization: `Bearer ${ctx.token}`, ...(init.headers ?? {}) } });
+  const body = (await res.json()) as T;
+  assert.ok(res.ok, `${path}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+const sbRuns = async (): Promise<ApiRun[]> =>
+  (await api<{ runs: ApiRun[] }>(`/runs?job=nightly&limit=50`)).runs.filter((r) => r.kind === 'surebackup').sort((a, b) => a.id - b.id);
+
+const report = (id: string): Promise<ApiReport> => api<ApiReport>(`/repositories/${ctx.repoName}/surebackup/reports/${id}`);
+
+async function runLog(id: number): Promise<string[]> {
+  return (await api<{ log: { message: string }[] }>(`/runs/${id}`)).log.map((l) => l.message);
+}
+
+async function sessionNames(): Promise<string[]> {
+  const r = await cli(['instant', 'list', '--repo', ctx.repo, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { name: string }[]).map((s) => s.name);
+}
+
+async function labNamespaces(): Promise<string[]> {
+  const out = (await run('ip', ['netns', 'list'], { timeout: 10_000 })).stdout;
+  return [...ids].map((id) => `lfb-lab-${id}`).filter((ns) => new RegExp(`^${ns}\\b`, 'm').test(out));
+}
+
+/** Everything a lab could leave: namespace, taps, QEMU processes, sessions, session folders, lab records. */
+async function leftovers(): Promise<string[]> {
+  const left: string[] = [...(await labNamespaces())];
+  const links = (await run('ip', ['-o', 'link', 'show'], { timeout: 10_000 })).stdout;
+  for (const id of ids) for (const m of links.matchAll(new RegExp(`^\\d+: (lfb${id}t\\d+)`, 'gm'))) left.push(`tap ${m[1]}`);
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('qemu-system') && cmd.includes('sb-')) left.push(`QEMU pid ${pid}`);
+  }
+  for (const s of await sessionNames()) if (s.startsWith('sb-')) left.push(`session ${s}`);
+  for (const d of [join(ctx.repo, 'cache', 'instant'), join(ctx.repo, 'instant', 'sessions')])
+    for (const e of await readdir(d).catch(() => [] as string[])) if (e.startsWith('sb-')) left.push(`${d}/${e}`);
+  for (const e of await readdir(join(ctx.repo, 'surebackup', 'labs')).catch(() => [] as string[])) left.push(`record ${e}`);
+  return left;
+}
+
+before(async () => {
+  const t = await tempDir('lifeboat-sbjobs-');
+  ctx.dir = t.dir;
+  ctx.cleanup = t.cleanup;
+  ctx.repo = join(t.dir, 'repo');
+  await writeFile(join(t.dir, 'vm.json'), JSON.stringify({ memoryMiB: 256, vcpus: 1 }));
+  const init = await cli(['repo', 'init', ctx.repo]);
+  assert.equal(init.code, 0, init.stderr);
+  const image = await buildLabImage(join(t.dir, 'lab-good.img'), join(t.dir, 'lab-build'));
+  const created = await cli(['job', 'create', 'web', '--repo', ctx.repo, '--disk', image, '--vm-config', join(t.dir, 'vm.json')]);
+  assert.equal(created.code, 0, created.stderr);
+  for (let i = 0; i < 2; i++) {
+    const b = await cli(['backup', 'web', '--repo', ctx.repo, '--json']);
+    assert.equal(b.code, 0, b.stderr);
+    points.push((JSON.parse(b.stdout) as { pointId: string }).pointId);
+  }
+  // Defined before the server starts: its first round schedules it (a job made later is read within the scheduler's longest sleep).
+  const sb = await cli([
+    'surebackup',
+    'job',
+    'create',
+    'nightly',
+    '--repo',
+    ctx.repo,
+    '--vm',
+    'web',
+    '--every-point',
+    '--schedule',
+    '*/2 * * * * *',
+    '--timeout',
+    '180',
+    '--accel',
+    'tcg',
+  ]);
+  assert.equal(sb.code, 0, sb.stderr);
+  ctx.server = await startServer(ctx.repo, ['--no-portmap']);
+  ctx.token = await adminToken(ctx.repo);
+  ctx.repoName = (await api<{ repositories: { name: string }[] }>('/repositories')).repositories[0]!.name;
+});
+
+after(async () => {
+  try {
+    if (ctx.server) {
+      for (const name of await sessionNames().catch(() => [])) await cli(['instant', 'stop', name, '--repo', ctx.repo]);
+      await kill9(ctx.server);
+    }
+    await removeLeftoverLabs(join(ctx.repo, 'surebackup', 'labs')).catch(() => undefined);
+    for (const ns of await labNamespaces()) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+  } finally {
+    await ctx.cleanup?.();
+  }
+});
+
+void test('the server runs a SureBackup job with --every-point by itself: older point first, then the newer; a run asked for tests the latest again', async () => {
+  assert.equal(points.length, 2);
+  // The scheduler starts the first run within seconds; the second follows once the first ended (fires in between coalesce).
+  const firstTwo = await until(
+    'two SureBackup runs',
+    async () => {
+      const runs = await sbRuns();
+      return runs.length >= 2 ? runs : undefined;
+    },
+    6 * 60_000,
+    500,
+  );
+  // No third run by the schedule: the check of this file ends with one asked for.
+  const set = await cli(['surebackup', 'job', 'set', 'nightly', '--repo', ctx.repo, '--disabled']);
+  assert.equal(set.code, 0, set.stderr);
+  const ended = await until(
+    'the second run to end',
+    async () => {
+      const runs = (await sbRuns()).slice(0, 2);
+      return runs.every((r) => r.state !== 'queued' && r.state !== 'running') ? runs : undefined;
+    },
+    5 * 60_000,
+    500,
+  );
+  assert.deepEqual(
+    ended.map((r) => [r.id, r.kind, r.trigger, r.state, r.errorCode]),
+    firstTwo.slice(0, 2).map((r) => [r.id, 'surebackup', 'schedule', 'succeeded', null]),
+  );
+  const tested: string[] = [];
+  for (const r of ended) {
+    assert.ok(r.reportId, `run ${r.id} names its report`);
+    ids.add(r.reportId.split('-').pop()!);
+    const rep = await report(r.reportId);
+    assert.equal(rep.runId, r.id, 'the report names its run');
+    assert.equal(rep.ok, true);
+    assert.equal(rep.vms.length, 1);
+    assert.equal(rep.vms[0]!.job, 'web');
+    assert.ok(rep.vms[0]!.booted);
+    assert.deepEqual(
+      rep.vms[0]!.tests.map((t) => [t.name, t.ok]),
+      [
+        ['heartbeat', true],
+        ['ping', true],
+        ['verify', true],
+        ['screenshot', true],
+      ],
+    );
+    tested.push(rep.vms[0]!.point);
+  }
+  assert.deepEqual(tested, points, 'the first run booted the older point, the second the newer');
+  assert.ok((await runLog(ended[0]!.id)).some((l) => l === `web: testing point ${points[0]}, the oldest not tested yet`));
+  // Each point's newest result, as the points timeline reads it.
+  const results = await api<{ points: { point: string; ok: boolean }[] }>(`/repositories/${ctx.repoName}/jobs/web/surebackup`);
+  assert.deepEqual(results.points.map((p) => [p.point, p.ok]).sort(), points.map((p) => [p, true]).sort());
+  // The job as the API shows it: its last run, no next run while disabled.
+  const job = await api<{ name: string; everyPoint: boolean; disabled: boolean; nextRunAt: string | null; lastRun: { id: number } | null; retries: number }>(
+    `/repositories/${ctx.repoName}/surebackup/jobs/nightly`,
+  );
+  assert.deepEqual([job.everyPoint, job.disabled, job.nextRunAt, job.lastRun?.id, job.retries], [true, true, null, ended[1]!.id, 0]);
+
+  // Every point has a result: a run asked for boots the latest again, and says so. The CLI hands it to the server and follows it.
+  const asked = await cli(['surebackup', 'job', 'run', 'nightly', '--repo', ctx.repo, '--json'], {}, undefined, 5 * 60_000);
+  assert.equal(asked.code, 0, asked.stderr);
+  const out = JSON.parse(asked.stdout) as { run: number; state: string; report: { id: string; ok: boolean } };
+  assert.equal(out.state, 'succeeded');
+  ids.add(out.report.id.split('-').pop()!);
+  const third = (await sbRuns()).find((r) => r.id === out.run)!;
+  assert.deepEqual([third.trigger, third.reportId], ['manual', out.report.id]);
+  assert.equal((await report(out.report.id)).vms[0]!.point, points[1]);
+  assert.ok((await runLog(out.run)).some((l) => l === `web: every point has been tested; testing the latest point ${points[1]} again`));
+
+  assert.deepEqual(await leftovers(), []);
+});
