@@ -11,6 +11,8 @@ import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
 import { planChains } from '../methods/retention-run.js';
+import { immutableRetentionPlan } from '../methods/immutable-retention.js';
+import { refuseRewritingJob } from '../repository/immutability.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
 import { validateVmConfig } from '../methods/vm-config.js';
 import type { VmConfig } from '../format/root.js';
@@ -30,6 +32,7 @@ import {
   RestorePointDisk,
   type BackupMethod,
   type PointDamage,
+  type RepositoryConfig,
   type JobDefinition,
   type JobSettings,
   type JobState,
@@ -52,8 +55,8 @@ export { resolvePoint };
 export class LifeboatService {
   constructor(readonly clock: Clock) {}
 
-  async initRepository(dir: string, blockSize: number, compression: CompressionSetting): Promise<Repository> {
-    return Repository.init(dir, { blockSize, compression, now: this.clock.now() });
+  async initRepository(dir: string, blockSize: number, compression: CompressionSetting, opts: { immutableDays?: number } = {}): Promise<Repository> {
+    return Repository.init(dir, { blockSize, compression, now: this.clock.now(), ...opts });
   }
 
   async createJob(
@@ -76,6 +79,7 @@ export class LifeboatService {
     } & ScheduleSettingsChange,
   ): Promise<JobDefinition> {
     const repo = await Repository.open(repoDir);
+    refuseRewritingJob(repo, spec);
     const disks = await resolveJobDisks(spec.disks, spec.qmp, spec.drives);
     if (spec.cbt === true) await refuseUntrackableCbt(disks, spec.diskFormat);
     const vm = spec.vmConfigFile === undefined ? null : await readVmConfig(spec.vmConfigFile);
@@ -97,6 +101,11 @@ export class LifeboatService {
       compression: repo.config.compression,
       vm,
     });
+  }
+
+  /** The repository's settings (lifeboat.json). */
+  async repositoryConfig(repoDir: string): Promise<RepositoryConfig> {
+    return (await Repository.open(repoDir)).config;
   }
 
   async listJobs(repoDir: string): Promise<string[]> {
@@ -178,7 +187,7 @@ export class LifeboatService {
 
   /** `job delete`: the job's folder; its points only with `withPoints`, never while a session holds one. */
   async deleteJob(repoDir: string, name: string, opts: { withPoints: boolean; waitMs?: number }): Promise<{ pointsDeleted: number; filesDeleted: number }> {
-    return deleteJob(await Repository.open(repoDir), name, { ...opts, repoArg: repoDir });
+    return deleteJob(await Repository.open(repoDir), name, { ...opts, repoArg: repoDir, now: this.clock.now() });
   }
 
   async backup(
@@ -210,8 +219,10 @@ export class LifeboatService {
   }
 
   async retentionPlan(repoDir: string, job: string): Promise<RetentionPlan> {
-    const { job: def, state } = await this.jobState(repoDir, job);
-    return planRetention(planChains(state), retentionPolicy(def, this.clock.now()));
+    const { job: def, state, repo } = await this.jobState(repoDir, job);
+    const now = this.clock.now();
+    // On an immutable repository, what retention would delete before its date stays, with that reason.
+    return immutableRetentionPlan(repo, state, planRetention(planChains(state), retentionPolicy(def, now)), now);
   }
 
   /**
