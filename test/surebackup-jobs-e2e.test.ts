@@ -217,3 +217,53 @@ void test('the server runs a SureBackup job with --every-point by itself: older 
 
   assert.deepEqual(await leftovers(), []);
 });
+
+void test('a SureBackup job whose test fails ends failed with LFB_ERR_SUREBACKUP_FAILED (exit 4); a run stopped while it boots ends stopped with its lab removed', async () => {
+  // Nothing listens on port 9 of the guest: its TCP test fails, the VM itself boots.
+  const made = await cli([
+    'surebackup',
+    'job',
+    'create',
+    'closed-port',
+    '--repo',
+    ctx.repo,
+    '--vm',
+    `web@${points[0]!}`,
+    '--port',
+    'web:9',
+    '--timeout',
+    '180',
+    '--accel',
+    'tcg',
+  ]);
+  assert.equal(made.code, 0, made.stderr);
+  const failed = await cli(['surebackup', 'job', 'run', 'closed-port', '--repo', ctx.repo], {}, undefined, 5 * 60_000);
+  assert.equal(failed.code, 4, failed.stderr);
+  assert.match(failed.stderr, /LFB_ERR_SUREBACKUP_FAILED/);
+  const failedRun = (await api<{ runs: ApiRun[] }>('/runs?job=closed-port')).runs[0]!;
+  assert.deepEqual([failedRun.kind, failedRun.state, failedRun.errorCode], ['surebackup', 'failed', 'LFB_ERR_SUREBACKUP_FAILED']);
+  ids.add(failedRun.reportId!.split('-').pop()!);
+  const rep = await report(failedRun.reportId!);
+  assert.equal(rep.ok, false);
+  assert.deepEqual(rep.vms[0]!.tests.find((t) => t.name === 'tcp:9')?.ok, false);
+  assert.equal(rep.vms[0]!.point, points[0], 'a VM with @point boots that point');
+
+  // Run now through the API, stopped through the API once its VM is starting.
+  const started = await api<ApiRun>(`/repositories/${ctx.repoName}/surebackup/jobs/closed-port/run`, { method: 'POST' });
+  assert.equal(started.kind, 'surebackup');
+  await until('the stopped run to start its VM', async () => ((await sessionNames()).some((s) => s.startsWith('sb-')) ? true : undefined), 60_000, 200);
+  for (const s of await sessionNames()) if (s.startsWith('sb-')) ids.add(s.split('-')[1]!);
+  await api(`/runs/${started.id}/stop`, { method: 'POST' });
+  const stopped = await until(
+    'the run to end',
+    async () => {
+      const r = (await api<{ run: ApiRun }>(`/runs/${started.id}`)).run;
+      return r.state === 'queued' || r.state === 'running' ? undefined : r;
+    },
+    60_000,
+    200,
+  );
+  assert.deepEqual([stopped.state, stopped.errorCode, stopped.reportId], ['stopped', 'LFB_ERR_INTERRUPTED', null]);
+  assert.ok((await runLog(started.id)).some((l) => /a person stopped it; the lab was removed/.test(l)));
+  assert.deepEqual(await leftovers(), []);
+});
