@@ -168,6 +168,24 @@ test(
       // Through the control API's route, as `surebackup run` hands its report over at its end; the older first.
       for (const r of [passed, failed]) assert.deepEqual(await callControl(con.repo, 'POST', '/surebackup/reports', r), { id: r.id });
 
+      // A SureBackup job, shown above the reports with when it runs and its next run.
+      const sbJob = await cli([
+        'surebackup',
+        'job',
+        'create',
+        'nightly',
+        '--repo',
+        con.repo,
+        '--vm',
+        'web',
+        '--every-point',
+        '--after',
+        'web',
+        '--schedule',
+        '0 3 * * *',
+      ]);
+      assert.equal(sbJob.code, 0, sbJob.stderr);
+
       // The list: both reports, newest first; the failed one says so in words and with a sign, not by colour alone.
       await page.goto(`${con.url}#/surebackup/${con.repoName}`);
       await page.waitForSelector('.sb-page[data-ready] .sb-reports');
@@ -189,6 +207,14 @@ test(
       assert.doesNotMatch(rows[1]!.cls, /row-failed/);
       assert.deepEqual(rows[0]!.vms, ['web: booted in 9.1 s, 2 passed, ✗ 2 failed', 'db: did not boot (gave up after 5 min 0 s), 0 passed, ✗ 2 failed']);
       assert.deepEqual(rows[1]!.vms, ['web: booted in 8.4 s, 5 passed, 0 failed']);
+      await page.waitForSelector('.sb-jobs[data-ready] tr[data-sb-job="nightly"]');
+      const jobCells = await page.$$eval('.sb-job-table tbody tr', (trs) =>
+        trs.map((tr) => [...tr.querySelectorAll('th, td')].map((c) => c.textContent ?? '')),
+      );
+      assert.equal(jobCells.length, 1);
+      assert.deepEqual(jobCells[0]!.slice(0, 3), ['nightly', 'web (every point)', 'schedule 0 3 * * *, after backup job web']);
+      assert.notEqual(jobCells[0]![3], '—', 'a scheduled job shows its next run');
+      assert.equal(jobCells[0]![4], 'never run');
       await con.screenshot(page, 'surebackup-list');
 
       // The keyboard reaches the failed report's link from the page's top, and Enter opens it.

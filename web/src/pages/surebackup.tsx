@@ -10,6 +10,7 @@ import { time } from '../format';
 import { loadRepositories } from '../jobs-data';
 import { Button, ErrorNote } from '../ui';
 import { ResultMark } from './surebackup/result-mark';
+import { SureBackupJobs } from './surebackup/jobs';
 import { bootText, reportHref, reportsHref, reportsPath, runTime, type ReportPage, type ReportSummary } from './surebackup/model';
 
 export { SureBackupReportPage } from './surebackup/report';
@@ -125,6 +126,7 @@ export function SureBackupPage({ repo: wanted }: { repo?: string }) {
       <RepoSwitch repo={repo ?? ''} repos={repos ?? []} />
       <ErrorNote error={error} />
       {repos !== undefined && repos.length === 0 && <p class="muted">The server has no repository.</p>}
+      {repo !== undefined && <SureBackupJobs repo={repo} refresh={n} />}
       {reports !== undefined && list.length === 0 && (
         <p class="muted">
           No SureBackup run has reported to this server yet: <code>lifeboat surebackup run --repo …</code> boots points in an isolated lab, tests them and
