@@ -12,6 +12,7 @@ import { loadJob, type JobDefinition } from '../repository/job.js';
 import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../repository/job-state.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
+import { guardImmutableBackup, sealJobFiles } from '../repository/immutability.js';
 import type { DiskSource, OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, gfsSyntheticFullDue, type AppliedAction } from './retention-run.js';
@@ -80,9 +81,13 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   try {
     // Read again under the lock: a `job set` or `job delete` that finished while we waited is what counts.
     const job = await loadJob(repo, jobName);
+    // An immutable repository: refused before anything is written if the job would rewrite files or the attribute cannot be set.
+    await guardImmutableBackup(repo, job);
     let state = await scanJob(dir, storage);
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir, storage);
+    // Files a crash left unsealed (committed, then killed before the end of the run) are sealed now.
+    await sealJobFiles(repo, job, state, opts.clock.now());
     steps.lap('scan');
     throwIfInterrupted(opts.signal);
     const now = opts.clock.now();
@@ -127,8 +132,10 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       state = await scanJob(dir, storage);
       steps.lap('transform');
     }
+    // Sealed once the run's files are final (a synthetic full deletes the increment it was made from).
+    if ((await sealJobFiles(repo, job, state, now)).length > 0) steps.lap('seal');
     throwIfInterrupted(opts.signal);
-    const retention = await applyRetention(job, dir, state, now);
+    const retention = await applyRetention(job, dir, state, now, { immutable: repo.config.immutableDays !== undefined });
     state = await scanJob(dir, storage);
     steps.lap('retention');
     await writeVbm(job, state, now);

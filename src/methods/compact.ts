@@ -6,6 +6,7 @@ import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob } from '../repository/job.js';
 import { cleanupJob, scanJob, writeVbm } from '../repository/job-state.js';
 import type { Repository } from '../repository/repository.js';
+import { refuseOnImmutable } from '../repository/immutability.js';
 import type { Clock } from '../core/clock.js';
 
 export interface CompactedFile {
@@ -30,6 +31,7 @@ export interface CompactResult {
  */
 export async function compactJob(repo: Repository, jobName: string, clock: Clock, opts: { waitMs?: number } = {}): Promise<CompactResult> {
   const job = await loadJob(repo, jobName);
+  refuseOnImmutable(repo, 'compact', 'compact rewrites committed backup files (forward chains leave no dead space to drop)');
   const dir = repo.jobDir(job.name);
   const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
   const storage = repo.storage;

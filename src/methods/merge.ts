@@ -4,6 +4,8 @@ import { localStorage, removeDurable, type Storage } from '../storage/index.js';
 import { BackupFileReader } from '../repository/backup-file.js';
 import { commitRoot } from '../repository/commit.js';
 import type { Chain } from '../repository/job-state.js';
+import { refuseSealedJob } from '../repository/immutability.js';
+import { dirname } from 'node:path';
 
 export interface MergeResult {
   readonly mergedPointId: string;
@@ -27,6 +29,7 @@ export interface MergeResult {
 export async function mergeOldestIncrement(chain: Chain, storage: Storage = localStorage): Promise<MergeResult> {
   const incFile = chain.increments[0];
   if (incFile === undefined) throw new LifeboatError('LFB_ERR_INTERNAL', `chain ${chain.chainId} has no increment to merge`);
+  await refuseSealedJob(dirname(chain.full.path), storage, 'a forever-forward merge');
   const full = await BackupFileReader.open(chain.full.path, { writable: true, storage });
   const inc = await BackupFileReader.open(incFile.path, { storage }).catch(async (err: unknown) => {
     await full.close().catch(() => undefined);

@@ -5,6 +5,9 @@ import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
 import { gfsFullDue, planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
+import { forgetDeleted, readImmutableRecord } from '../repository/immutability.js';
+import { unlockForDelete } from '../storage/immutable-flag.js';
+import { filesDeletedBy, immutableObstacle } from './immutable-retention.js';
 
 export interface AppliedAction {
   readonly action: RetentionAction;
@@ -45,10 +48,20 @@ const HOLDS_WAIT_MS = 60_000;
  * chain whose remaining points are all whole; a merge commits atomically.
  * Each action reads the holds and runs under the holds lock, so a session
  * that holds a point before or while retention runs is never left serving
- * deleted files.
+ * deleted files. On an immutable repository (`immutable`), an action whose
+ * files' dates have not come is skipped ("immutable until …"); otherwise
+ * each file is unlocked just before it is deleted, and a file a crash left
+ * unlocked is deleted by the next run (its date has come).
  */
-export async function applyRetention(job: JobDefinition, dir: string, initial: JobState, now: Date): Promise<AppliedAction[]> {
+export async function applyRetention(
+  job: JobDefinition,
+  dir: string,
+  initial: JobState,
+  now: Date,
+  opts: { immutable?: boolean } = {},
+): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), retentionPolicy(job, now));
+  const record = opts.immutable === true ? await readImmutableRecord(dir, initial.storage) : undefined;
   const done: AppliedAction[] = [];
   let state = initial;
   /** Chains whose remaining actions are skipped: one of their points is held. */
@@ -71,7 +84,13 @@ export async function applyRetention(job: JobDefinition, dir: string, initial: J
           destroyedBy(action)
             .map((p) => held.get(p))
             .find((h) => h !== undefined);
-        return holder !== undefined ? { action, skipped: `point held by ${holder}` } : carryOut(action, chain, dir, state.storage);
+        if (holder !== undefined) return { action, skipped: `point held by ${holder}` };
+        const obstacle = record && immutableObstacle(action, chain, record, now);
+        if (obstacle !== undefined) return { action, skipped: obstacle };
+        if (record && action.type === 'merge') return { action, skipped: 'an immutable repository never merges into a committed full' };
+        const applied = await carryOut(action, chain, dir, state.storage, record !== undefined);
+        if (record) await forgetDeleted(dir, filesDeletedBy(action, chain), state.storage);
+        return applied;
       },
       { waitMs: HOLDS_WAIT_MS },
     );
@@ -91,17 +110,21 @@ function destroyedBy(action: RetentionAction): readonly string[] {
       : [action.pointId];
 }
 
-async function carryOut(action: RetentionAction, chain: Chain, dir: string, storage: Storage): Promise<AppliedAction> {
+async function carryOut(action: RetentionAction, chain: Chain, dir: string, storage: Storage, immutable: boolean): Promise<AppliedAction> {
+  const remove = async (path: string, s: Storage): Promise<void> => {
+    if (immutable) await unlockForDelete(path);
+    await removeDurable(path, s);
+  };
   if (action.type === 'delete-chain') {
     // Newest dependants first: an interruption leaves a shorter chain whose points are whole.
-    for (const f of [...chain.increments].reverse()) await removeDurable(join(dir, f.name), storage);
-    for (const f of [...chain.rollbacks].reverse()) await removeDurable(join(dir, f.name), storage);
-    await removeDurable(join(dir, chain.full.name), storage);
+    for (const f of [...chain.increments].reverse()) await remove(join(dir, f.name), storage);
+    for (const f of [...chain.rollbacks].reverse()) await remove(join(dir, f.name), storage);
+    await remove(join(dir, chain.full.name), storage);
   } else if (action.type === 'delete-increments') {
-    for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await removeDurable(join(dir, f.name), storage);
+    for (const f of [...chain.increments].reverse()) if (action.pointIds.includes(f.root.pointId)) await remove(join(dir, f.name), storage);
   } else if (action.type === 'delete-rollback') {
     const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);
-    if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await removeDurable(join(dir, rb.name), storage);
+    if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await remove(join(dir, rb.name), storage);
   } else {
     return { action, merge: await mergeOldestIncrement(chain, storage) };
   }

@@ -8,6 +8,7 @@ import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { commitRoot } from '../repository/commit.js';
 import type { JobDefinition } from '../repository/job.js';
 import type { Chain, JobState } from '../repository/job-state.js';
+import { refuseSealedJob } from '../repository/immutability.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
@@ -50,6 +51,7 @@ export async function reverseIncrement(
   opts: BackupOptions,
   trigger: string,
 ): Promise<ReverseRunResult | undefined> {
+  await refuseSealedJob(dir, state.storage, 'a reverse-incremental run');
   let opened: OpenedSource[] = [];
   let full: BackupFileReader | undefined;
   let prevDisks: RestorePointDisk[] = [];

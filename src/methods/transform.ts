@@ -6,6 +6,7 @@ import { BackupFileReader } from '../repository/backup-file.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import type { JobDefinition } from '../repository/job.js';
 import { filesForPoint, type Chain, type ChainFile, type JobState } from '../repository/job-state.js';
+import { refuseSealedJob } from '../repository/immutability.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import { fileStamp } from './backup-run.js';
 
@@ -62,6 +63,7 @@ export function transformObstacle(older: Chain, newer: Chain): string | undefine
  * starts the transform again. Every point stays restorable throughout.
  */
 export async function transformToRollbacks(job: JobDefinition, dir: string, state: JobState, older: Chain, newer: Chain): Promise<TransformResult> {
+  await refuseSealedJob(dir, state.storage, 'a transform into rollbacks');
   // Oldest first. The old chain's own rollbacks (from an earlier transform)
   // need no rewriting: they lead to the old full's point, which becomes a rollback.
   const points = [older.full, ...older.increments];

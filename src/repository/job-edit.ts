@@ -6,6 +6,7 @@ import { writeCheckedJson } from './checked-json.js';
 import { heldPoints, withHoldsLock } from './holds.js';
 import { JOB_FILE, checkAfter, loadJob, validateJobName, validateJobSettings, type JobDefinition } from './job.js';
 import { scanJob } from './job-state.js';
+import { refuseRewritingJob, unlockJobForDelete } from './immutability.js';
 import type { Repository } from './repository.js';
 
 /**
@@ -42,6 +43,7 @@ export async function updateJob(
   const now = await loadJob(repo, name);
   const planned = withoutUndefined({ ...now, ...change(now) }) as unknown as JobDefinition;
   validateJobSettings(planned);
+  refuseRewritingJob(repo, planned);
   if (planned.after !== undefined && planned.after !== now.after) await checkAfter(repo, name, planned.after);
   return withJobLock(
     repo,
@@ -50,6 +52,7 @@ export async function updateJob(
       const before = await loadJob(repo, name);
       const after = withoutUndefined({ ...before, ...change(before) }) as unknown as JobDefinition;
       validateJobSettings(after);
+      refuseRewritingJob(repo, after);
       if (after.after !== undefined && after.after !== before.after) await checkAfter(repo, name, after.after);
       await writeCheckedJson(join(repo.jobDir(name), JOB_FILE), after, repo.storage);
       return { before, after };
@@ -73,7 +76,7 @@ function withoutUndefined(o: Record<string, unknown>): Record<string, unknown> {
 export async function deleteJob(
   repo: Repository,
   name: string,
-  opts: { withPoints: boolean; waitMs?: number; repoArg?: string },
+  opts: { withPoints: boolean; waitMs?: number; repoArg?: string; now: Date },
 ): Promise<{ pointsDeleted: number; filesDeleted: number }> {
   validateJobName(name);
   if (!(await repo.listJobs()).includes(name)) await loadJob(repo, name); // throws LFB_ERR_JOB_NOT_FOUND with the list of jobs
@@ -106,6 +109,8 @@ export async function deleteJob(
             { details: { job: name, points: state.points.length, files: files.length } },
           );
         }
+        // On an immutable repository: refused while a file's date has not come (before anything goes), else unlocked.
+        await unlockJobForDelete(repo, name, files, opts.now);
         await removeDurable(join(dir, JOB_FILE), repo.storage);
         try {
           // A backup waiting for the lock may add its lock attempt's temporary file meanwhile: rm retries on ENOTEMPTY.

@@ -1,10 +1,11 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
 import { formatCompression, parseCompression, type CompressionSetting } from '../compress/codec.js';
 import { BLOCK_SIZES } from '../format/constants.js';
 import { localStorage, type Storage } from '../storage/index.js';
+import { probeImmutable } from '../storage/immutable-flag.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 
 export const REPO_CONFIG = 'lifeboat.json';
@@ -19,6 +20,12 @@ export interface RepositoryConfig {
   readonly blockSize: number;
   /** e.g. "zstd:1", "lz4", "none" */
   readonly compression: string;
+  /**
+   * An immutable (hardened) repository: each committed backup file gets the
+   * file system's immutable attribute for at least this many days
+   * (repository/immutability.ts). Absent in repositories made without it.
+   */
+  readonly immutableDays?: number | undefined;
 }
 
 /** Where a repository's files are: the local file system unless a test (or, later, encryption or object storage) says otherwise. */
@@ -51,18 +58,35 @@ export class Repository {
     return join(this.root, 'jobs', job);
   }
 
-  static async init(dir: string, opts: { blockSize: number; compression: CompressionSetting; now: Date } & RepositoryOptions): Promise<Repository> {
+  static async init(
+    dir: string,
+    opts: { blockSize: number; compression: CompressionSetting; now: Date; immutableDays?: number | undefined } & RepositoryOptions,
+  ): Promise<Repository> {
     const root = resolve(dir);
     const storage = opts.storage ?? localStorage;
     if (!(BLOCK_SIZES as readonly number[]).includes(opts.blockSize)) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--block-size must be one of 256K, 512K, 1M, 4M`);
     }
+    if (opts.immutableDays !== undefined && (!Number.isInteger(opts.immutableDays) || opts.immutableDays < 1))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--immutable-days must be a whole number ≥ 1, not ${String(opts.immutableDays)}`);
     const entries = await storage.list(root).catch(() => [] as string[]);
     if (entries.includes(REPO_CONFIG)) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
     if (entries.length > 0)
       throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
+    const existed = await stat(root).then(
+      () => true,
+      () => false,
+    );
     await storage.mkdir(join(root, 'jobs'));
     await storage.mkdir(join(root, 'cache'));
+    if (opts.immutableDays !== undefined) {
+      // Proven on a probe file before the repository exists: a file system that cannot never gets a repository that pretends.
+      await probeImmutable(join(root, 'cache')).catch(async (err: unknown) => {
+        await rm(existed ? join(root, 'jobs') : root, { recursive: true, force: true });
+        if (existed) await rm(join(root, 'cache'), { recursive: true, force: true });
+        throw err;
+      });
+    }
     const config: RepositoryConfig = {
       format: REPO_FORMAT,
       version: REPO_VERSION,
@@ -70,6 +94,7 @@ export class Repository {
       createdAt: opts.now.toISOString(),
       blockSize: opts.blockSize,
       compression: formatCompression(opts.compression),
+      ...(opts.immutableDays === undefined ? {} : { immutableDays: opts.immutableDays }),
     };
     await writeCheckedJson(join(root, REPO_CONFIG), config, storage);
     return new Repository(root, config, storage);

@@ -32,8 +32,10 @@ export const repoInfo: Command = {
     const fs = await statfs(repo).catch((err: unknown) => {
       throw fromFsError(err, 'reading the free space of', repo);
     });
+    const immutableDays = (await ctx.service.repositoryConfig(repo)).immutableDays;
     const doc = {
       repo,
+      ...(immutableDays === undefined ? {} : { immutableDays }),
       jobs,
       bytes: jobs.reduce((a, j) => a + j.bytes, 0),
       // What an unprivileged writer can still use (bavail), as df shows it.
@@ -41,7 +43,9 @@ export const repoInfo: Command = {
       totalBytes: fs.blocks * fs.bsize,
     };
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(doc, null, 2));
-    ctx.out(`repository ${repo}`);
+    ctx.out(
+      `repository ${repo}${immutableDays === undefined ? '' : ` (immutable: each backup file is kept immutable for at least ${immutableDays} day(s) and until retention may delete it)`}`,
+    );
     const width = Math.max(3, ...jobs.map((j) => j.name.length));
     for (const j of jobs)
       ctx.out(

@@ -5,7 +5,7 @@ import { optionalString } from '../command.js';
 
 export const repoInit: Command = {
   name: 'repo init',
-  usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]] [--json]',
+  usage: 'repo init <dir> [--block-size 256K|512K|1M|4M] [--compression none|lz4|zstd[:LEVEL]] [--immutable-days N] [--json]',
   summary: 'create a repository',
   positionals: ['dir'],
   options: {
@@ -15,13 +15,26 @@ export const repoInit: Command = {
       description: 'codec for stored blocks: none, lz4 or zstd[:LEVEL] (LEVEL -7..19)',
       defaultText: formatCompression(DEFAULT_COMPRESSION),
     },
+    'immutable-days': {
+      type: 'string',
+      description:
+        "an immutable (hardened) repository: each backup file, once committed, gets the file system's immutable attribute (ext4/xfs, root) for at least N days (N ≥ 1) and until retention may delete it; only forward incremental jobs run there",
+      defaultText: 'backup files stay mutable',
+    },
     json: { type: 'boolean', description: 'print the repository created as JSON', defaultText: 'human-readable text' },
   },
   async run(ctx) {
     const bs = parseSize(optionalString(ctx, 'block-size') ?? '1M', '--block-size');
     const c = ctx.values['compression'] === undefined ? DEFAULT_COMPRESSION : parseCompression(String(ctx.values['compression']));
-    const repo = await ctx.service.initRepository(ctx.args[0]!, bs, c);
-    if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ repo: repo.root, blockSize: bs, compression: formatCompression(c) }));
-    ctx.out(`created repository ${repo.root} (block size ${formatBytes(bs)}, compression ${formatCompression(c)})`);
+    const days = optionalString(ctx, 'immutable-days');
+    const immutableDays = days === undefined ? undefined : /^\d+$/.test(days) ? Number(days) : NaN;
+    const repo = await ctx.service.initRepository(ctx.args[0]!, bs, c, immutableDays === undefined ? {} : { immutableDays });
+    if (ctx.values['json'] === true)
+      return ctx.out(
+        JSON.stringify({ repo: repo.root, blockSize: bs, compression: formatCompression(c), ...(immutableDays === undefined ? {} : { immutableDays }) }),
+      );
+    ctx.out(
+      `created repository ${repo.root} (block size ${formatBytes(bs)}, compression ${formatCompression(c)}${immutableDays === undefined ? '' : `, immutable backup files for at least ${immutableDays} day(s)`})`,
+    );
   },
 };

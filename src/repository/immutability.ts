@@ -1,0 +1,172 @@
+import { join } from 'node:path';
+import { LifeboatError } from '../core/errors.js';
+import { immutableFiles, probeImmutable, setImmutable } from '../storage/immutable-flag.js';
+import type { Storage } from '../storage/index.js';
+import { readCheckedJson, writeCheckedJson } from './checked-json.js';
+import { immutableUntil } from './immutable-until.js';
+import type { JobDefinition } from './job.js';
+import type { JobState } from './job-state.js';
+import type { Repository } from './repository.js';
+
+/**
+ * An immutable (hardened) repository (`repo init --immutable-days N`): each
+ * backup file, once committed, gets the file system's immutable attribute,
+ * and jobs/<job>/immutable.json records until when (docs/format.md). Only
+ * what never changes a committed file runs there (docs/design.md
+ * §Immutable repositories).
+ */
+export const IMMUTABLE_RECORD = 'immutable.json';
+
+interface RecordBody {
+  readonly format: 'lifeboat-immutable';
+  readonly version: 1;
+  /** backup file name → immutable until (ISO). */
+  readonly files: Record<string, string>;
+}
+
+export function immutableDaysOf(repo: Repository): number | undefined {
+  return repo.config.immutableDays;
+}
+
+/** file name → immutable-until date. No record (nothing sealed yet) is an empty map. */
+export async function readImmutableRecord(dir: string, storage: Storage): Promise<Map<string, Date>> {
+  if (!(await storage.list(dir).catch(() => [] as string[])).includes(IMMUTABLE_RECORD)) return new Map();
+  const body = await readCheckedJson<RecordBody>(join(dir, IMMUTABLE_RECORD), 'LFB_ERR_JOB_CORRUPT', storage);
+  return new Map(Object.entries(body.files).map(([name, until]) => [name, new Date(until)]));
+}
+
+async function writeImmutableRecord(dir: string, record: ReadonlyMap<string, Date>, storage: Storage): Promise<void> {
+  const files = Object.fromEntries([...record].sort(([a], [b]) => a.localeCompare(b)).map(([n, d]) => [n, d.toISOString()]));
+  await writeCheckedJson(join(dir, IMMUTABLE_RECORD), { format: 'lifeboat-immutable', version: 1, files } satisfies RecordBody, storage);
+}
+
+/** Drops the record's entries of files that are gone (deleted by retention or `job delete`). */
+export async function forgetDeleted(dir: string, names: readonly string[], storage: Storage): Promise<void> {
+  const record = await readImmutableRecord(dir, storage);
+  const before = record.size;
+  for (const n of names) record.delete(n);
+  if (record.size !== before) await writeImmutableRecord(dir, record, storage);
+}
+
+/** The latest immutable-until date among `names` that has not come yet at `now`, or undefined. */
+export function blockedUntil(record: ReadonlyMap<string, Date>, names: readonly string[], now: Date): Date | undefined {
+  let latest: Date | undefined;
+  for (const n of names) {
+    const d = record.get(n);
+    if (d !== undefined && d.getTime() > now.getTime() && (latest === undefined || d > latest)) latest = d;
+  }
+  return latest;
+}
+
+const WHY =
+  'an immutable repository runs only methods that never change a committed backup file: forward incremental with active or synthetic fulls (docs/design.md §Immutable repositories)';
+
+/** Refuses, on an immutable repository, a job whose method or settings rewrite committed files. */
+export function refuseRewritingJob(repo: Repository, def: Pick<JobDefinition, 'method' | 'transformToRollbacks'> & { readonly name: string }): void {
+  if (immutableDaysOf(repo) === undefined) return;
+  if (def.method !== 'forward') {
+    const what =
+      def.method === 'forever'
+        ? 'forever forward incremental merges the oldest increment into the full in place'
+        : 'reverse incremental rewrites the full at every run';
+    throw new LifeboatError(
+      'LFB_ERR_IMMUTABLE',
+      `job "${def.name}": ${repo.root} is an immutable repository and ${what}; ${WHY}. Use --method forward --active-full <weekdays> (or --synthetic-full)`,
+      { details: { job: def.name, method: def.method } },
+    );
+  }
+  if (def.transformToRollbacks === true) {
+    throw new LifeboatError(
+      'LFB_ERR_IMMUTABLE',
+      `job "${def.name}": ${repo.root} is an immutable repository and --transform-to-rollbacks rewrites the older chain into rollbacks; ${WHY}`,
+      { details: { job: def.name } },
+    );
+  }
+}
+
+/** Refuses a command that rewrites committed files (compact) on an immutable repository. */
+export function refuseOnImmutable(repo: Repository, command: string, what: string): void {
+  if (immutableDaysOf(repo) === undefined) return;
+  throw new LifeboatError('LFB_ERR_IMMUTABLE', `${command}: ${repo.root} is an immutable repository and ${what}; ${WHY}`, {
+    details: { repo: repo.root, command },
+  });
+}
+
+/** Before a backup run on an immutable repository: the job must not rewrite files, and the file system must still enforce the attribute. */
+export async function guardImmutableBackup(repo: Repository, job: JobDefinition): Promise<void> {
+  if (immutableDaysOf(repo) === undefined) return;
+  refuseRewritingJob(repo, job);
+  await probeImmutable(join(repo.root, 'cache'));
+}
+
+/**
+ * Seals the job's committed backup files that are not sealed yet: each gets
+ * its date in the record (written durably first, so a crash never leaves an
+ * immutable file without a date), then the attribute. Files whose date has
+ * not come and lost the attribute (a crash between the record and chattr)
+ * get it again; files whose date has come are left as they are (retention
+ * may be unlocking them). Returns the names sealed now.
+ */
+export async function sealJobFiles(repo: Repository, job: JobDefinition, state: JobState, now: Date): Promise<string[]> {
+  const days = immutableDaysOf(repo);
+  if (days === undefined) return [];
+  const { dir, storage } = state;
+  const record = await readImmutableRecord(dir, storage);
+  const present = new Set(await storage.list(dir));
+  let changed = false;
+  for (const n of [...record.keys()]) {
+    if (present.has(n)) continue;
+    record.delete(n);
+    changed = true;
+  }
+  const sealed: string[] = [];
+  for (const f of state.chains.flatMap((c) => [...c.rollbacks, c.full, ...c.increments])) {
+    if (record.has(f.name)) continue;
+    record.set(f.name, immutableUntil({ createdAt: new Date(f.root.createdAtMs), sealedAt: now, immutableDays: days, retainDays: job.retainDays }));
+    sealed.push(f.name);
+    changed = true;
+  }
+  if (changed) await writeImmutableRecord(dir, record, storage);
+  const due = [...record].filter(([, until]) => until.getTime() > now.getTime()).map(([n]) => join(dir, n));
+  const flagged = await immutableFiles(due);
+  await setImmutable(
+    due.filter((p) => !flagged.has(p)),
+    true,
+  );
+  return sealed;
+}
+
+/**
+ * Before `job delete --with-points`: refuses while a backup file's date has
+ * not come, else clears the attribute of every backup file so they can go.
+ */
+export async function unlockJobForDelete(repo: Repository, job: string, names: readonly string[], now: Date): Promise<void> {
+  if (immutableDaysOf(repo) === undefined || names.length === 0) return;
+  const dir = repo.jobDir(job);
+  const record = await readImmutableRecord(dir, repo.storage);
+  const until = blockedUntil(record, names, now);
+  if (until !== undefined) {
+    const still = names.filter((n) => (record.get(n)?.getTime() ?? 0) > now.getTime());
+    throw new LifeboatError(
+      'LFB_ERR_IMMUTABLE',
+      `job "${job}" cannot be deleted with its points: ${still.length} backup file(s) of it are immutable until ${until.toISOString()} (the first: ${still[0]!}, until ${record.get(still[0]!)!.toISOString()}); nothing was deleted`,
+      { details: { job, until: until.toISOString(), files: still } },
+    );
+  }
+  const paths = names.map((n) => join(dir, n));
+  const flagged = await immutableFiles(paths);
+  await setImmutable(
+    paths.filter((p) => flagged.has(p)),
+    false,
+  );
+}
+
+/**
+ * The last guard of a method that rewrites committed files (merge, reverse
+ * run, transform): a job folder with an immutability record is on an
+ * immutable repository, whatever the caller checked before.
+ */
+export async function refuseSealedJob(dir: string, storage: Storage, what: string): Promise<void> {
+  if (!(await storage.list(dir).catch(() => [] as string[])).includes(IMMUTABLE_RECORD)) return;
+  throw new LifeboatError('LFB_ERR_IMMUTABLE', `${what} would rewrite committed backup files in ${dir}, which are immutable; ${WHY}`, { details: { dir } });
+}
