@@ -267,3 +267,47 @@ void test('a SureBackup job whose test fails ends failed with LFB_ERR_SUREBACKUP
   assert.ok((await runLog(started.id)).some((l) => /a person stopped it; the lab was removed/.test(l)));
   assert.deepEqual(await leftovers(), []);
 });
+
+void test('a SureBackup job --after a backup job runs when a backup of it succeeds, and --every-point boots the point that backup made', async () => {
+  const made = await cli([
+    'surebackup',
+    'job',
+    'create',
+    'after-web',
+    '--repo',
+    ctx.repo,
+    '--vm',
+    'web',
+    '--every-point',
+    '--after',
+    'web',
+    '--timeout',
+    '180',
+    '--accel',
+    'tcg',
+  ]);
+  assert.equal(made.code, 0, made.stderr);
+  const unknown = await cli(['surebackup', 'job', 'create', 'after-none', '--repo', ctx.repo, '--vm', 'web', '--after', 'nosuchjob']);
+  assert.equal(unknown.code, 3, 'an --after that names no backup job is refused');
+  // Handed to the server (it runs for the repository): its success queues the SureBackup job.
+  const b = await cli(['backup', 'web', '--repo', ctx.repo, '--json']);
+  assert.equal(b.code, 0, b.stderr);
+  const newPoint = (JSON.parse(b.stdout) as { pointId: string; serverRun?: number }).pointId;
+  const sb = await until(
+    'the SureBackup run after the backup',
+    async () => {
+      const r = (await api<{ runs: ApiRun[] }>('/runs?job=after-web')).runs.find((x) => x.kind === 'surebackup');
+      return r && r.state !== 'queued' && r.state !== 'running' ? r : undefined;
+    },
+    4 * 60_000,
+    500,
+  );
+  assert.deepEqual([sb.trigger, sb.state], ['after', 'succeeded']);
+  ids.add(sb.reportId!.split('-').pop()!);
+  assert.equal((await report(sb.reportId!)).vms[0]!.point, newPoint, 'the new point is the one not tested yet');
+  // The backup's own run is a backup run of the same catalog.
+  const backups = (await api<{ runs: ApiRun[] }>('/runs?job=web')).runs;
+  assert.ok(backups.some((r) => r.kind === 'backup' && r.state === 'succeeded'));
+  assert.ok(backups.every((r) => r.kind === 'backup'));
+  assert.deepEqual(await leftovers(), []);
+});
