@@ -32,10 +32,12 @@ const LISTINGS: { what: string; sql: string; args: unknown[]; search: RegExp }[]
     search: /USING (COVERING )?INDEX \S+ \(repo=\? AND job=\?/,
   },
   {
-    what: "each job's newest run (GET jobs, one statement for a repository's jobs)",
-    sql: `select * from "runs" where "id" in (select max("id") as "id" from "runs" where "repo" = ? and "job" = ? union all select max("id") as "id" from "runs" where "repo" = ? and "job" = ?)`,
-    args: ['/srv/a', 'vm-1', '/srv/a', 'vm-2'],
-    search: /^SEARCH runs USING INTEGER PRIMARY KEY \(rowid=\?\).*SEARCH runs USING (COVERING )?INDEX runs_repo_job_id \(repo=\? AND job=\?\)/,
+    what: "each backup job's newest run (GET jobs, one statement for a repository's jobs)",
+    sql: `select * from "runs" where "id" in (select "newest"."id" from (select "id" from "runs" where "repo" = ? and "job" = ? and "kind" = ? order by "id" desc limit ?) as "newest" union all select "newest"."id" from (select "id" from "runs" where "repo" = ? and "job" = ? and "kind" = ? order by "id" desc limit ?) as "newest")`,
+    args: ['/srv/a', 'vm-1', 'backup', 1, '/srv/a', 'vm-2', 'backup', 1],
+    // No temporary B-tree: each job's runs are walked from the newest, never sorted.
+    search:
+      /^SEARCH runs USING INTEGER PRIMARY KEY \(rowid=\?\)(?:(?!TEMP B-TREE).)*SEARCH runs USING INDEX runs_repo_job_id \(repo=\? AND job=\?\)(?:(?!TEMP B-TREE).)*$/,
   },
 ];
 

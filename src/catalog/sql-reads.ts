@@ -41,17 +41,27 @@ export async function upsertJobRead(db: Db, read: JobReadRecord): Promise<void> 
 }
 
 /**
- * Each job's newest run: a max(id) per job, each an index search on runs (repo, job, id),
+ * Each backup job's newest run: one index search per job on runs (repo, job, id),
  * joined into one statement (one round trip whatever the number of jobs).
  */
 export async function latestRunsOf(db: Db, repo: string, jobs: readonly string[]): Promise<RunRecord[]> {
   if (jobs.length === 0) return [];
+  // Backup runs only (a SureBackup job may have a backup job's name). Newest first with a limit, not max(id):
+  // the index (repo, job, id) is walked from its end and stops at the first backup run.
   const newest = (job: string) =>
     db
-      .selectFrom('runs')
-      .select((eb) => eb.fn.max('id').as('id'))
-      .where('repo', '=', repo)
-      .where('job', '=', job);
+      .selectFrom((sub) =>
+        sub
+          .selectFrom('runs')
+          .select('id')
+          .where('repo', '=', repo)
+          .where('job', '=', job)
+          .where('kind', '=', 'backup')
+          .orderBy('id', 'desc')
+          .limit(1)
+          .as('newest'),
+      )
+      .select('newest.id');
   let ids = newest(jobs[0]!);
   for (const job of jobs.slice(1)) ids = ids.unionAll(newest(job));
   const found = await db.selectFrom('runs').selectAll().where('id', 'in', ids).execute();

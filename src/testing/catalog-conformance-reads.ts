@@ -39,23 +39,28 @@ const sample = (repo: string, minutes: number, bytes: number): UsageSample => ({
 });
 
 export function readConformanceTests(t: ConformanceTest): void {
-  t('latestRuns: each named job’s newest run of the repository, none for a job without runs, other repositories’ runs ignored', async (c) => {
-    const ids: Record<string, number> = {};
-    for (let i = 0; i < 30; i++) {
-      const job = `vm-${i % 3}`;
-      const run = await c.createRun(newRun(job, i));
-      ids[job] = run.id;
-      await c.createRun(newRun(job, i, '/repos/other'));
-    }
-    await c.updateRun(ids['vm-1']!, { state: 'failed', errorCode: 'LFB_ERR_SOURCE' });
-    const names = Array.from({ length: 450 }, (_, i) => `vm-${i}`);
-    const latest = await c.latestRuns('/repos/a', names);
-    assert.deepEqual([...latest.keys()].sort(), ['vm-0', 'vm-1', 'vm-2']);
-    for (const job of ['vm-0', 'vm-1', 'vm-2']) assert.deepEqual(latest.get(job), await c.getRun(ids[job]!));
-    assert.equal(latest.get('vm-1')!.state, 'failed');
-    assert.equal((await c.latestRuns('/repos/a', [])).size, 0);
-    assert.equal((await c.latestRuns('/repos/none', ['vm-0'])).size, 0);
-  });
+  t(
+    'latestRuns: each named backup job’s newest run of the repository, none for a job without runs, other repositories’ and SureBackup runs ignored',
+    async (c) => {
+      const ids: Record<string, number> = {};
+      for (let i = 0; i < 30; i++) {
+        const job = `vm-${i % 3}`;
+        const run = await c.createRun(newRun(job, i));
+        ids[job] = run.id;
+        await c.createRun(newRun(job, i, '/repos/other'));
+      }
+      await c.updateRun(ids['vm-1']!, { state: 'failed', errorCode: 'LFB_ERR_SOURCE' });
+      // A SureBackup job may share a backup job's name: its runs are not the backup job's.
+      await c.createRun({ ...newRun('vm-2', 40), kind: 'surebackup' });
+      const names = Array.from({ length: 450 }, (_, i) => `vm-${i}`);
+      const latest = await c.latestRuns('/repos/a', names);
+      assert.deepEqual([...latest.keys()].sort(), ['vm-0', 'vm-1', 'vm-2']);
+      for (const job of ['vm-0', 'vm-1', 'vm-2']) assert.deepEqual(latest.get(job), await c.getRun(ids[job]!));
+      assert.equal(latest.get('vm-1')!.state, 'failed');
+      assert.equal((await c.latestRuns('/repos/a', [])).size, 0);
+      assert.equal((await c.latestRuns('/repos/none', ['vm-0'])).size, 0);
+    },
+  );
 
   t('recordJobRead records the job, replaces its points and its read at once; deleteJob forgets the read', async (c) => {
     const detail = { parentId: 'web-p1', diskSizes: [2 ** 34, 512], problem: 'block 7 of disk 0 does not match its hash ✗', changes: [{ method: 'hash' }] };
