@@ -82,7 +82,8 @@ async function leftovers(): Promise<string[]> {
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('qemu-system') && cmd.includes('sb-')) left.push(`QEMU pid ${pid}`);
+    // This file's labs only: other tests may boot labs on the machine at the same time.
+    if (cmd.includes('qemu-system') && [...ids].some((id) => cmd.includes(`sb-${id}-`))) left.push(`QEMU pid ${pid}`);
   }
   for (const s of await sessionNames()) if (s.startsWith('sb-')) left.push(`session ${s}`);
   for (const d of [join(ctx.repo, 'cache', 'instant'), join(ctx.repo, 'instant', 'sessions')])
@@ -310,4 +311,24 @@ void test('a SureBackup job --after a backup job runs when a backup of it succee
   assert.ok(backups.some((r) => r.kind === 'backup' && r.state === 'succeeded'));
   assert.ok(backups.every((r) => r.kind === 'backup'));
   assert.deepEqual(await leftovers(), []);
+});
+
+void test('SIGTERM to serve while a SureBackup run boots: the lab is removed, the run ends interrupted, and the next server starts clean', async () => {
+  const started = await api<ApiRun>(`/repositories/${ctx.repoName}/surebackup/jobs/after-web/run`, { method: 'POST' });
+  await until('the run to start its VM', async () => ((await sessionNames()).some((s) => s.startsWith('sb-')) ? true : undefined), 60_000, 200);
+  for (const s of await sessionNames()) if (s.startsWith('sb-')) ids.add(s.split('-')[1]!);
+  ctx.server!.proc.kill('SIGTERM');
+  await ctx.server!.exited;
+  assert.equal(ctx.server!.proc.exitCode !== null || ctx.server!.proc.signalCode !== null, true);
+  ctx.server = await startServer(ctx.repo, ['--no-portmap']);
+  const r = (await api<{ run: ApiRun }>(`/runs/${started.id}`)).run;
+  assert.deepEqual([r.kind, r.state, r.errorCode], ['surebackup', 'interrupted', 'LFB_ERR_INTERRUPTED']);
+  assert.ok((await runLog(started.id)).some((l) => /the server is stopping; the lab was removed/.test(l)));
+  assert.deepEqual(await leftovers(), []);
+  // Not retried: a SureBackup job's default is no retries.
+  await new Promise((res) => setTimeout(res, 3000));
+  assert.deepEqual(
+    (await api<{ runs: ApiRun[] }>('/runs?job=after-web')).runs.filter((x) => x.state === 'queued' || x.state === 'running'),
+    [],
+  );
 });
