@@ -5,6 +5,7 @@
 // system or a process that cannot set the attribute gets no repository and no backup.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, readdir, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -224,5 +225,12 @@ test('a file system or a process that cannot set the immutable attribute gets no
     assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forward', '--active-full', 'sun'])).code, 0);
     refused(await noCap(['backup', 'vm', '--repo', repo]), 'LFB_ERR_IMMUTABLE_UNSUPPORTED', 1);
     assert.deepEqual(await backupFiles(join(repo, 'jobs', 'vm')), [], 'no mutable backup file written');
+    // A job.json edited by hand to a method that rewrites files is refused by the run itself.
+    const jobFile = join(repo, 'jobs', 'vm', 'job.json');
+    const doc = JSON.parse(await readFile(jobFile, 'utf8')) as { sha256: string; body: Record<string, unknown> };
+    const body = { ...doc.body, method: 'forever' };
+    await writeFile(jobFile, JSON.stringify({ sha256: createHash('sha256').update(JSON.stringify(body)).digest('hex'), body }));
+    refused(await cli(['backup', 'vm', '--repo', repo]), 'LFB_ERR_IMMUTABLE', 5);
+    assert.deepEqual(await backupFiles(join(repo, 'jobs', 'vm')), []);
   });
 });
