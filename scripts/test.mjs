@@ -49,6 +49,7 @@ const UNIT = [
   'lab-plan',
   'lab-sessions',
   'contrib-systemd',
+  'immutable-until',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
