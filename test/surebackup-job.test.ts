@@ -145,6 +145,8 @@ void test('SureBackup job files: created once, changed, listed, read back, refus
     assert.equal((await sureBackupScheduledJobs(repo, true, (n) => void problems.push(n))).length, 1);
     assert.deepEqual(problems, ['broken']);
     assert.deepEqual(await listSureBackupJobNames(repo), ['broken', 'nightly']);
+    await deleteSureBackupJob(repo, 'broken');
+    await assert.rejects(deleteSureBackupJob(repo, 'broken'), code('LFB_ERR_JOB_NOT_FOUND'));
     await deleteSureBackupJob(repo, 'nightly');
     await assert.rejects(loadSureBackupJob(repo, 'nightly'), code('LFB_ERR_JOB_NOT_FOUND'));
   } finally {

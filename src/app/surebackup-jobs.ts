@@ -191,7 +191,15 @@ export async function saveSureBackupJob(repoRoot: string, job: SureBackupJob, op
   return j;
 }
 
+/** Removes the job's file; a hand-edited file that no longer reads is removed too (that is how it is mended). */
 export async function deleteSureBackupJob(repoRoot: string, name: string): Promise<void> {
-  await loadSureBackupJob(repoRoot, name);
-  await removeDurable(fileOf(repoRoot, name));
+  checkSureBackupJobName(name);
+  const path = fileOf(repoRoot, name);
+  const exists = await readFile(path).then(
+    () => true,
+    () => false,
+  );
+  if (!exists)
+    throw new LifeboatError('LFB_ERR_JOB_NOT_FOUND', `no SureBackup job "${name}" in ${repoRoot}`, { details: { surebackupJob: name, repo: repoRoot } });
+  await removeDurable(path);
 }
