@@ -37,6 +37,23 @@ export interface DecodeTask {
   readonly range?: DecodeRange | undefined;
 }
 
+/** Check a stored block without keeping what it decodes to: the stored bytes come back as they went, to be written as they are. */
+export interface VerifyTask {
+  readonly op: 'verify';
+  readonly id: number;
+  readonly stored: ArrayBuffer;
+  readonly codec: CodecName;
+  readonly rawLength: number;
+  readonly digest: Uint8Array;
+}
+
+/** problem is null when the block decompresses and matches its SHA-256; `stored` is the task's buffer, handed back. */
+export interface VerifyResult {
+  readonly id: number;
+  readonly stored: ArrayBuffer;
+  readonly problem: string | null;
+}
+
 /** Part of a block wanted; `bounds`: its frames' stored boundaries, from an earlier decode of it. */
 export interface DecodeRange {
   readonly from: number;
@@ -129,7 +146,7 @@ export class BlockWorkerPool {
     this.pending.clear();
   }
 
-  private post<R>(make: (id: number) => BlockTask | DecodeTask, transfer: ArrayBuffer[]): Promise<R> {
+  private post<R>(make: (id: number) => BlockTask | DecodeTask | VerifyTask, transfer: ArrayBuffer[]): Promise<R> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     const w = this.workers[this.next]!;
@@ -157,6 +174,20 @@ export class BlockWorkerPool {
   decode(stored: Uint8Array, codec: CodecName, rawLength: number, digest: Uint8Array, range?: DecodeRange, strict?: boolean): Promise<DecodeResult> {
     const bytes = ownArrayBuffer(stored);
     return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored: bytes, codec, rawLength, digest: detached(digest), range, strict }), [bytes]);
+  }
+
+  /**
+   * The verified copy of a stored block (synthetic full, merge, transform,
+   * compact, backup copy): a worker decompresses it and checks the SHA-256 of
+   * the plaintext against `digest` (always, even when frames carry their own
+   * checksums), and hands the stored bytes back untouched to be written as
+   * they are: no recompression. `stored` is transferred (unusable after); use
+   * the returned buffer.
+   */
+  async verifyStored(stored: Uint8Array, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<{ stored: Buffer; problem: string | null }> {
+    const bytes = ownArrayBuffer(stored);
+    const r = await this.post<VerifyResult>((id) => ({ op: 'verify', id, stored: bytes, codec, rawLength, digest: detached(digest) }), [bytes]);
+    return { stored: Buffer.from(r.stored), problem: r.problem };
   }
 
   async close(): Promise<void> {

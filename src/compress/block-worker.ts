@@ -2,7 +2,8 @@
  * Worker thread of the block pipelines. Two jobs, both CPU-bound:
  *  - encode (backup): hash a block, and compress it unless its digest equals
  *    the one it had at the previous point;
- *  - decode (restore, reads): decompress a stored block and verify it.
+ *  - decode (restore, reads): decompress a stored block and verify it;
+ *  - verify (copies of stored blocks): the same check, the stored bytes handed back as they came.
  * Buffers are transferred, not copied, in both directions. Workers never
  * touch files: the main thread reads stored blocks through the repository's
  * Storage and hands over the bytes.
@@ -10,7 +11,16 @@
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import { compressBlock, decodeZstdFrames, decodeZstdRange, verifyingDecode } from './codec.js';
-import { knownFrames, ownArrayBuffer, type BlockTask, type BlockResult, type DecodeTask, type DecodeResult } from './block-pool.js';
+import {
+  knownFrames,
+  ownArrayBuffer,
+  type BlockTask,
+  type BlockResult,
+  type DecodeTask,
+  type DecodeResult,
+  type VerifyTask,
+  type VerifyResult,
+} from './block-pool.js';
 
 const port = parentPort;
 if (port === null) throw new Error('block-worker must run in a worker thread');
@@ -68,9 +78,16 @@ function decode(t: DecodeTask): void {
   port!.postMessage({ id: t.id, data: ab, problem: null, start: 0 } satisfies DecodeResult, [ab]);
 }
 
-port.on('message', (t: BlockTask | DecodeTask) => {
+function verify(t: VerifyTask): void {
+  // What it decodes to is dropped: only the verdict and the stored bytes go back.
+  const r = verifyingDecode(t.codec, Buffer.from(t.stored), t.rawLength, t.digest, true);
+  port!.postMessage({ id: t.id, stored: t.stored, problem: r.problem } satisfies VerifyResult, [t.stored]);
+}
+
+port.on('message', (t: BlockTask | DecodeTask | VerifyTask) => {
   try {
     if (t.op === 'decode') decode(t);
+    else if (t.op === 'verify') verify(t);
     else encode(t);
   } catch (err) {
     port.postMessage(
