@@ -14,6 +14,8 @@ import { planChains } from '../methods/retention-run.js';
 import { immutableRetentionPlan } from '../methods/immutable-retention.js';
 import { refuseRewritingJob } from '../repository/immutability.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
+import { createCopyJob, deleteCopyJob, listCopyJobs, loadCopyJob, type CopyJobDefinition, type CopySettings } from '../methods/copy-job.js';
+import { runCopy, type CopyProgress, type CopyResult } from '../methods/copy-run.js';
 import { validateVmConfig } from '../methods/vm-config.js';
 import type { VmConfig } from '../format/root.js';
 import {
@@ -205,6 +207,32 @@ export class LifeboatService {
   ): Promise<BackupResult> {
     const repo = await Repository.open(repoDir);
     return runBackup(repo, job, { clock: this.clock, ...opts });
+  }
+
+  /** `copy create`: records a copy job in repoDir, making the target repository and its job when missing. */
+  async createCopyJob(repoDir: string, settings: CopySettings): Promise<CopyJobDefinition> {
+    return createCopyJob(repoDir, settings, this.clock.now());
+  }
+
+  async copyJob(repoDir: string, name: string): Promise<CopyJobDefinition> {
+    return loadCopyJob(await Repository.open(repoDir), name);
+  }
+
+  async listCopyJobs(repoDir: string): Promise<CopyJobDefinition[]> {
+    return listCopyJobs(await Repository.open(repoDir));
+  }
+
+  async deleteCopyJob(repoDir: string, name: string): Promise<void> {
+    await deleteCopyJob(await Repository.open(repoDir), name);
+  }
+
+  /** `copy run`: the function the scheduler is to call too. */
+  async runCopy(
+    repoDir: string,
+    name: string,
+    opts: { waitMs?: number; onProgress?: (p: CopyProgress) => void; signal?: AbortSignal; pool?: BlockWorkerPool } = {},
+  ): Promise<CopyResult> {
+    return runCopy(repoDir, name, { clock: this.clock, ...opts });
   }
 
   async jobState(repoDir: string, job: string): Promise<{ job: JobDefinition; state: JobState; repo: Repository }> {
