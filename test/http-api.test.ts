@@ -428,8 +428,29 @@ test('jobs: change (409 while the job is locked), list, stop a run, delete', asy
   const stopEnded = await fx.api.inject({ method: 'POST', url: `/api/v1/runs/${runId}/stop`, headers: bearer(fx.tokens.operator) });
   assert.equal(stopEnded.statusCode, 422);
   assert.match((doc.check('POST', '/api/v1/runs/{id}/stop', stopEnded) as { message: string }).message, /already ended \(failed\)/);
-  const stopNothing = await fx.api.inject({ method: 'POST', url: `${jobUrl}/stop`, headers: bearer(fx.tokens.operator) });
-  assert.deepEqual(doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/stop', stopNothing), { stopped: [] });
+  // A SureBackup job may have a backup job's name: its queued run is not this job's to stop, nor in its history.
+  const sure = await fx.catalog.createRun({
+    repo: fx.repo,
+    job: 'db01',
+    kind: 'surebackup',
+    trigger: 'manual',
+    attempt: 1,
+    retryOf: null,
+    queuedAt: new Date().toISOString(),
+  });
+  try {
+    const stopNothing = await fx.api.inject({ method: 'POST', url: `${jobUrl}/stop`, headers: bearer(fx.tokens.operator) });
+    assert.deepEqual(doc.check('POST', '/api/v1/repositories/{repo}/jobs/{job}/stop', stopNothing), { stopped: [] });
+    assert.equal((await fx.catalog.getRun(sure.id)).state, 'queued');
+    const ids = async (kind: string): Promise<number[]> => {
+      const res = await fx.api.inject({ method: 'GET', url: `/api/v1/runs?repo=${fx.repoName}&job=db01&kind=${kind}`, headers: admin });
+      return (doc.check('GET', '/api/v1/runs', res) as { runs: { id: number; kind: string }[] }).runs.map((r) => r.id);
+    };
+    assert.deepEqual(await ids('backup'), [runId]);
+    assert.deepEqual(await ids('surebackup'), [sure.id]);
+  } finally {
+    await fx.catalog.updateRun(sure.id, { state: 'stopped', endedAt: new Date().toISOString() });
+  }
 
   const deleted = await fx.api.inject({ method: 'DELETE', url: jobUrl, headers: admin });
   assert.deepEqual(doc.check('DELETE', '/api/v1/repositories/{repo}/jobs/{job}', deleted), { pointsDeleted: 0, filesDeleted: 0 });

@@ -245,7 +245,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
     `${API_PREFIX}/repositories/:repo/jobs/:job/stop`,
     {
       schema: {
-        summary: "Stop the job's queued and running runs (they end as stopped)",
+        summary: "Stop the job's queued and running backup runs (they end as stopped; a SureBackup job's runs are not touched)",
         tags: ['jobs'],
         params: JobParams,
         response: { 200: Type.Object({ stopped: Type.Array(Type.Integer()) }, { additionalProperties: false }), ...ERROR_RESPONSES },
@@ -257,7 +257,15 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
       const r = ctx.runner();
       const active: RunRecord[] = [];
       for (let before: number | undefined; ;) {
-        const page = await ctx.deps.catalog.listRuns({ repo: root, job: request.params.job, states: ACTIVE, limit: 1000, ...(before ? { before } : {}) });
+        // Backup runs only: a SureBackup job of the same name is not this job.
+        const page = await ctx.deps.catalog.listRuns({
+          repo: root,
+          job: request.params.job,
+          kind: 'backup',
+          states: ACTIVE,
+          limit: 1000,
+          ...(before ? { before } : {}),
+        });
         active.push(...page.runs);
         if (page.next === null) break;
         before = page.next;

@@ -50,6 +50,7 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
       const page = await catalog.listRuns({
         ...(q.repo !== undefined ? { repo: ctx.repoRoot(q.repo) } : {}),
         ...(q.job !== undefined ? { job: q.job } : {}),
+        ...(q.kind !== undefined ? { kind: q.kind } : {}),
         ...(q.state !== undefined ? { states: q.state } : {}),
         ...(q.since !== undefined ? { since: new Date(q.since).toISOString() } : {}),
         limit: q.limit ?? 50,

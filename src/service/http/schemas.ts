@@ -249,6 +249,11 @@ export const RunListQuery = Type.Object(
   {
     repo: Type.Optional(Name),
     job: Type.Optional(Name),
+    kind: Type.Optional(
+      Type.Union([Type.Literal('backup'), Type.Literal('surebackup')], {
+        description: "only backup runs or only SureBackup runs (a SureBackup job may have a backup job's name); default both",
+      }),
+    ),
     state: Type.Optional(Type.Array(RunState, { maxItems: 7, description: 'one or more states (repeat the parameter)' })),
     since: Type.Optional(Type.String({ format: 'date-time', description: 'runs queued at or after this time' })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
