@@ -31,6 +31,7 @@ import {
   surebackupJobShow,
 } from './commands/surebackup-job.js';
 import { sandboxList, sandboxStart, sandboxStop } from './commands/sandbox.js';
+import { copyCreate, copyDelete, copyList, copyRun, copyShow } from './commands/copy.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
 
@@ -72,6 +73,11 @@ export const COMMANDS: readonly Command[] = [
   tokenList,
   tokenRevoke,
   catalogRebuild,
+  copyCreate,
+  copyShow,
+  copyList,
+  copyDelete,
+  copyRun,
 ];
 
 function help(): string {
