@@ -28,6 +28,8 @@ const ALLOWED = {
   // The virtual lab (SureBackup, sandboxes): network namespaces, taps, dnsmasq, tests of lab VMs.
   // VMs come through the LabSessions seam (instant sessions of the server), never from the repository.
   lab: ['core', 'qemu'],
+  // File-level recovery: a libguestfs appliance reads a point's disks over NBD; guest file systems are never parsed here.
+  files: ['core', 'nbd', 'repository'],
   methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
   app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery', 'lab'],
@@ -39,7 +41,7 @@ const ALLOWED = {
   auth: ['core', 'catalog'],
   // The service: the scheduler's runtime, runs recorded in the catalog, the HTTP API.
   service: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
-  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab'],
+  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab', 'files'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [
     'core',

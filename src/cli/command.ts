@@ -34,6 +34,8 @@ export interface Command {
   readonly options: Options;
   /** Number of positional arguments the command takes. */
   readonly positionals: readonly string[];
+  /** Positional arguments that may follow the required ones (e.g. `files ls <job> [<path>]`). */
+  readonly optionalPositionals?: readonly string[];
   run(ctx: CommandContext): Promise<void>;
 }
 
@@ -54,8 +56,11 @@ export function parseCommandArgs(cmd: Command, argv: string[]): { values: Comman
   } catch (err) {
     throw usageError(cmd, (err as Error).message.replace(/\. To specify.*$/s, ''));
   }
-  if (parsed.values['help'] !== true && parsed.positionals.length !== cmd.positionals.length) {
-    throw usageError(cmd, `lifeboat ${cmd.name} takes ${cmd.positionals.map((p) => `<${p}>`).join(' ') || 'no arguments'}`);
+  const optional = cmd.optionalPositionals ?? [];
+  const n = parsed.positionals.length;
+  if (parsed.values['help'] !== true && (n < cmd.positionals.length || n > cmd.positionals.length + optional.length)) {
+    const words = [...cmd.positionals.map((p) => `<${p}>`), ...optional.map((p) => `[<${p}>]`)];
+    throw usageError(cmd, `lifeboat ${cmd.name} takes ${words.join(' ') || 'no arguments'}`);
   }
   // parseArgs types values from a generic table; a `multiple` flag here is always a string one, so its values are string[].
   return { values: parsed.values as CommandContext['values'], args: parsed.positionals };

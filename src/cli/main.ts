@@ -31,6 +31,8 @@ import {
   surebackupJobShow,
 } from './commands/surebackup-job.js';
 import { sandboxList, sandboxStart, sandboxStop } from './commands/sandbox.js';
+import { filesFind, filesGet, filesLs } from './commands/files.js';
+import { filesMount, filesUmount } from './commands/files-mount.js';
 import { copyCreate, copyDelete, copyList, copyRun, copyShow } from './commands/copy.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
@@ -78,6 +80,11 @@ export const COMMANDS: readonly Command[] = [
   copyList,
   copyDelete,
   copyRun,
+  filesLs,
+  filesGet,
+  filesFind,
+  filesMount,
+  filesUmount,
 ];
 
 function help(): string {

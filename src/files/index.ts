@@ -1,0 +1,7 @@
+export * from './paths.js';
+export * from './browse.js';
+export * from './operations.js';
+export * from './session.js';
+export * from './records.js';
+export * from './point-export.js';
+export { alive, endProcess, isMountPoint, unmountFuse } from './guestfish.js';
