@@ -13,6 +13,7 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
+import { openCatalog } from '../src/catalog/index.js';
 import { type Console, consoleRoutes, startConsole } from './console-harness.js';
 
 // The server reports progress every 64 MiB read: 8 steps, so the page sees some between start and end even on a fast machine.
@@ -170,10 +171,24 @@ test('an admin creates a job through the form, runs it and watches it to the end
     [made.pointId, 'full'],
   ]);
 
+  // A SureBackup job named as the backup job: its run is not in the backup job's history.
+  const catalog = await openCatalog(`${join(c.dir, 'repo')}.state`);
+  let sureRun: number;
+  try {
+    const now = new Date().toISOString();
+    sureRun = (
+      await catalog.createRun({ repo: join(c.dir, 'repo'), job: 'vm', kind: 'surebackup', trigger: 'manual', attempt: 1, retryOf: null, queuedAt: now })
+    ).id;
+    await catalog.updateRun(sureRun, { state: 'failed', startedAt: now, endedAt: now, errorCode: 'LFB_ERR_SUREBACKUP_FAILED' });
+  } finally {
+    await catalog.close();
+  }
+
   // The job's page lists the run in its history; the dashboard shows the job's result.
   await go(page, '#/jobs/repo/vm');
   await page.waitForSelector('table[aria-label="Runs of the job"] tbody tr');
   assert.match(await text(page, 'table[aria-label="Runs of the job"] tbody'), new RegExp(`#${made.runId}\\s+succeeded`));
+  assert.doesNotMatch(await text(page, 'table[aria-label="Runs of the job"] tbody'), new RegExp(`#${sureRun}\\b`));
   await c.screenshot(page, 'job');
 
   // Edit: a schedule the API refuses is shown at the schedule field, a good one is saved.

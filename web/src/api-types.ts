@@ -80,7 +80,9 @@ export interface Run {
   id: number;
   repo: string;
   repoName: string;
+  /** The backup job, or the SureBackup job of a surebackup run (which may have a backup job's name). */
   job: string;
+  kind: 'backup' | 'surebackup';
   trigger: string;
   attempt: number;
   retryOf: number | null;
@@ -96,6 +98,8 @@ export interface Run {
   pointId: string | null;
   changeMethod: string | null;
   changeReason: string | null;
+  /** A SureBackup run's report. */
+  reportId: string | null;
 }
 export interface RunPage {
   runs: Run[];

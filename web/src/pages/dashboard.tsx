@@ -120,6 +120,7 @@ function RunningRow({ run }: { run: Run }) {
       </td>
       <td>
         {run.repoName}/{run.job}
+        {run.kind === 'surebackup' && <small class="muted"> SureBackup</small>}
       </td>
       <td>
         <StateBadge state={current.state} />

@@ -79,7 +79,8 @@ const PAGE = 20;
 function History({ repo, job, reloadKey }: { repo: string; job: string; reloadKey: number }) {
   const [pages, setPages] = useState<(number | undefined)[]>([undefined]);
   const before = pages.at(-1);
-  const page = useApi<RunPage>(`/runs${query({ repo, job, limit: PAGE, before })}`);
+  // Backup runs only: a SureBackup job of the same name has runs of its own (on the SureBackup page).
+  const page = useApi<RunPage>(`/runs${query({ repo, job, kind: 'backup', limit: PAGE, before })}`);
   const { reload } = page;
   useEffect(() => {
     if (reloadKey > 0) reload();

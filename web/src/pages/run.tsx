@@ -120,9 +120,16 @@ export function RunPage({ id }: { id: number }) {
           Run {run.id} <StateBadge state={run.state} />
         </h1>
         <span class="spacer" />
-        <a href={href('jobs', run.repoName, run.job)}>
-          Job {run.repoName}/{run.job}
-        </a>
+        {run.kind === 'surebackup' ? (
+          // A SureBackup job's run: its job (and report) are on the SureBackup page, not a backup job's of the same name.
+          <a href={run.reportId === null ? href('surebackup', run.repoName) : href('surebackup', run.repoName, run.reportId)}>
+            SureBackup job {run.repoName}/{run.job}
+          </a>
+        ) : (
+          <a href={href('jobs', run.repoName, run.job)}>
+            Job {run.repoName}/{run.job}
+          </a>
+        )}
         {running && (
           <Button mutating kind="danger" busy={stopping} onClick={() => void stop()}>
             Stop run
