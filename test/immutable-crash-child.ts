@@ -8,5 +8,5 @@ const [repoDir, jobName, nowIso] = process.argv.slice(2) as [string, string, str
 const repo = await Repository.open(repoDir);
 const job = await loadJob(repo, jobName);
 const dir = repo.jobDir(job.name);
-const done = await applyRetention(job, dir, await scanJob(dir, repo.storage), new Date(nowIso), { immutable: true });
+const done = await applyRetention(job, dir, await scanJob(dir, repo.storage), new Date(nowIso), { immutableDays: repo.config.immutableDays });
 process.stdout.write(JSON.stringify(done));

@@ -10,6 +10,7 @@ import { mkdir, open, readFile, readdir, truncate, unlink, writeFile } from 'nod
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { writeCheckedJson } from '../src/repository/checked-json.js';
 import { BIN, MiB, cli, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./immutable-crash-child.js', import.meta.url));
@@ -145,6 +146,25 @@ test('immutable repository on ext4: EPERM before the date, retention after it, r
     assert.doesNotMatch(plan.stdout, /^delete/m);
     refused(await cli(['job', 'delete', 'vm', '--repo', repo, '--with-points'], at(T0 + DAY)), 'LFB_ERR_IMMUTABLE', 5);
     assert.equal((await backupFiles(jobDir)).length, 3);
+
+    // immutable.json and lifeboat.json are the only records of the dates: one back-dated or deleted by hand unlocks
+    // nothing early (each file's name, which its attribute keeps, dates it), and lifeboat.json cannot be edited.
+    await expectEperm('overwrite of lifeboat.json', () => open(join(repo, 'lifeboat.json'), 'r+').then((f) => f.close()));
+    const recordPath = join(jobDir, 'immutable.json');
+    const recorded = await readFile(recordPath);
+    const files = (JSON.parse(recorded.toString('utf8')) as { body: { files: Record<string, string> } }).body.files;
+    const backdated = Object.fromEntries(Object.keys(files).map((n) => [n, '2000-01-01T00:00:00.000Z']));
+    await writeCheckedJson(recordPath, { format: 'lifeboat-immutable', version: 1, files: backdated });
+    const tamperedPlan = await cli(['retention', 'plan', 'vm', '--repo', repo], at(T0 + DAY));
+    assert.equal(tamperedPlan.code, 0, tamperedPlan.stderr);
+    assert.match(tamperedPlan.stdout, new RegExp(`keep ${a.pointId}: immutable until ${untilA}`));
+    refused(await cli(['job', 'delete', 'vm', '--repo', repo, '--with-points'], at(T0 + DAY)), 'LFB_ERR_IMMUTABLE', 5);
+    await unlink(recordPath);
+    refused(await cli(['job', 'delete', 'vm', '--repo', repo, '--with-points'], at(T0 + DAY)), 'LFB_ERR_IMMUTABLE', 5);
+    const kept = await backupFiles(jobDir);
+    assert.equal(kept.length, 3);
+    for (const f of kept) assert.equal(await immutable(join(jobDir, f)), true, `${f} is still immutable`);
+    await writeFile(recordPath, recorded);
 
     // Day 2, after A's date: a retention killed between unlocking a file and deleting it…
     const t2 = T0 + 2 * DAY + 2 * 3600_000;

@@ -1,6 +1,7 @@
 // The immutable-until date rule of an immutable repository (pure; docs/design.md §Immutable repositories).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { nameFloor, untilOf } from '../src/repository/immutability.js';
 import { DAY_MS, immutableUntil } from '../src/repository/immutable-until.js';
 import { prng } from '../src/testing/prng.js';
 
@@ -51,4 +52,16 @@ test('the date is never before sealing time plus the days, whatever the inputs',
       assert.ok(until >= (Math.floor(created / DAY_MS) + retainDays + 1) * DAY_MS);
     }
   }
+});
+
+test("a file's name bounds its date whatever immutable.json says (a back-dated or deleted entry)", () => {
+  const name = '20260105T100302Z_d1d62d6a7b69.vib';
+  assert.equal(nameFloor(name, 2)?.toISOString(), '2026-01-07T10:03:02.000Z');
+  assert.equal(nameFloor('d1d62d6a7b69.vib', 2), undefined);
+  const backdated = new Map([[name, t('2000-01-01T00:00:00Z')]]);
+  assert.equal(untilOf(backdated, name, 2)?.toISOString(), '2026-01-07T10:03:02.000Z');
+  assert.equal(untilOf(new Map(), name, 2)?.toISOString(), '2026-01-07T10:03:02.000Z');
+  // A later recorded date (retention by days) stands.
+  const later = new Map([[name, t('2026-01-13T00:00:00Z')]]);
+  assert.equal(untilOf(later, name, 2)?.toISOString(), '2026-01-13T00:00:00.000Z');
 });

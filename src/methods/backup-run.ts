@@ -135,7 +135,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     // Sealed once the run's files are final (a synthetic full deletes the increment it was made from).
     if ((await sealJobFiles(repo, job, state, now)).length > 0) steps.lap('seal');
     throwIfInterrupted(opts.signal);
-    const retention = await applyRetention(job, dir, state, now, { immutable: repo.config.immutableDays !== undefined });
+    const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays });
     state = await scanJob(dir, storage);
     steps.lap('retention');
     await writeVbm(job, state, now);

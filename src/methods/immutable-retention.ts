@@ -12,8 +12,14 @@ export function filesDeletedBy(action: RetentionAction, chain: Chain): string[] 
 }
 
 /** Why an action must wait on an immutable repository ("immutable until …"), or undefined when its files may go. */
-export function immutableObstacle(action: RetentionAction, chain: Chain, record: ReadonlyMap<string, Date>, now: Date): string | undefined {
-  const until = blockedUntil(record, filesDeletedBy(action, chain), now);
+export function immutableObstacle(
+  action: RetentionAction,
+  chain: Chain,
+  record: ReadonlyMap<string, Date>,
+  now: Date,
+  immutableDays?: number,
+): string | undefined {
+  const until = blockedUntil(record, filesDeletedBy(action, chain), now, immutableDays);
   return until === undefined ? undefined : `immutable until ${until.toISOString()}`;
 }
 
@@ -31,7 +37,8 @@ function pointsOf(action: RetentionAction): readonly string[] {
  * until when and what retention will do then.
  */
 export async function immutableRetentionPlan(repo: Repository, state: JobState, plan: RetentionPlan, now: Date): Promise<RetentionPlan> {
-  if (immutableDaysOf(repo) === undefined) return plan;
+  const days = immutableDaysOf(repo);
+  if (days === undefined) return plan;
   const record = await readImmutableRecord(state.dir, state.storage);
   const actions: RetentionAction[] = [];
   const kept = [...plan.kept];
@@ -39,7 +46,7 @@ export async function immutableRetentionPlan(repo: Repository, state: JobState, 
   for (const a of plan.actions) {
     const chain = state.chains.find((c) => c.chainId === a.chainId);
     const obstacle =
-      chain === undefined ? undefined : waiting.has(a.chainId) ? 'an earlier action of this chain waits' : immutableObstacle(a, chain, record, now);
+      chain === undefined ? undefined : waiting.has(a.chainId) ? 'an earlier action of this chain waits' : immutableObstacle(a, chain, record, now, days);
     if (obstacle === undefined) {
       actions.push(a);
       continue;

@@ -48,7 +48,7 @@ const HOLDS_WAIT_MS = 60_000;
  * chain whose remaining points are all whole; a merge commits atomically.
  * Each action reads the holds and runs under the holds lock, so a session
  * that holds a point before or while retention runs is never left serving
- * deleted files. On an immutable repository (`immutable`), an action whose
+ * deleted files. On an immutable repository (`immutableDays`), an action whose
  * files' dates have not come is skipped ("immutable until …"); otherwise
  * each file is unlocked just before it is deleted, and a file a crash left
  * unlocked is deleted by the next run (its date has come).
@@ -58,10 +58,12 @@ export async function applyRetention(
   dir: string,
   initial: JobState,
   now: Date,
-  opts: { immutable?: boolean } = {},
+  opts: { immutable?: boolean; immutableDays?: number | undefined } = {},
 ): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), retentionPolicy(job, now));
-  const record = opts.immutable === true ? await readImmutableRecord(dir, initial.storage) : undefined;
+  // `immutableDays` also bounds each file's date by its name (immutability.ts nameFloor); `immutable` alone trusts immutable.json.
+  const days = opts.immutableDays;
+  const record = opts.immutable === true || days !== undefined ? await readImmutableRecord(dir, initial.storage) : undefined;
   const done: AppliedAction[] = [];
   let state = initial;
   /** Chains whose remaining actions are skipped: one of their points is held. */
@@ -85,7 +87,7 @@ export async function applyRetention(
             .map((p) => held.get(p))
             .find((h) => h !== undefined);
         if (holder !== undefined) return { action, skipped: `point held by ${holder}` };
-        const obstacle = record && immutableObstacle(action, chain, record, now);
+        const obstacle = record && immutableObstacle(action, chain, record, now, days);
         if (obstacle !== undefined) return { action, skipped: obstacle };
         if (record && action.type === 'merge') return { action, skipped: 'an immutable repository never merges into a committed full' };
         const applied = await carryOut(action, chain, dir, state.storage, record !== undefined);

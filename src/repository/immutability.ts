@@ -3,7 +3,7 @@ import { LifeboatError } from '../core/errors.js';
 import { immutableFiles, probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import type { Storage } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
-import { immutableUntil } from './immutable-until.js';
+import { DAY_MS, immutableUntil } from './immutable-until.js';
 import type { JobDefinition } from './job.js';
 import type { JobState } from './job-state.js';
 import type { Repository } from './repository.js';
@@ -48,11 +48,36 @@ export async function forgetDeleted(dir: string, names: readonly string[], stora
   if (record.size !== before) await writeImmutableRecord(dir, record, storage);
 }
 
+const NAME_STAMP = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z_/;
+
+/**
+ * The earliest a backup file may lose its attribute whatever immutable.json
+ * says: the time in its name (its run's time, `<stamp>_<point>.<ext>`) plus
+ * the repository's days. immutable.json and job.json are ordinary files that
+ * whoever can write the folder can back-date or delete; a sealed file's name
+ * cannot change (no rename or link of an immutable file) and lifeboat.json is
+ * sealed at `repo init`, so this bound holds against them.
+ */
+export function nameFloor(name: string, immutableDays: number): Date | undefined {
+  const m = NAME_STAMP.exec(name);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, sec] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec) + immutableDays * DAY_MS);
+}
+
+/** A backup file's immutable-until date: the later of its record's and its name's floor (with the days; undefined when it has neither). */
+export function untilOf(record: ReadonlyMap<string, Date>, name: string, immutableDays: number | undefined): Date | undefined {
+  const recorded = record.get(name);
+  const floor = immutableDays === undefined ? undefined : nameFloor(name, immutableDays);
+  if (recorded === undefined || floor === undefined) return recorded ?? floor;
+  return recorded > floor ? recorded : floor;
+}
+
 /** The latest immutable-until date among `names` that has not come yet at `now`, or undefined. */
-export function blockedUntil(record: ReadonlyMap<string, Date>, names: readonly string[], now: Date): Date | undefined {
+export function blockedUntil(record: ReadonlyMap<string, Date>, names: readonly string[], now: Date, immutableDays: number | undefined): Date | undefined {
   let latest: Date | undefined;
   for (const n of names) {
-    const d = record.get(n);
+    const d = untilOf(record, n, immutableDays);
     if (d !== undefined && d.getTime() > now.getTime() && (latest === undefined || d > latest)) latest = d;
   }
   return latest;
@@ -127,7 +152,7 @@ export async function sealJobFiles(repo: Repository, job: JobDefinition, state: 
     changed = true;
   }
   if (changed) await writeImmutableRecord(dir, record, storage);
-  const due = [...record].filter(([, until]) => until.getTime() > now.getTime()).map(([n]) => join(dir, n));
+  const due = [...record.keys()].filter((n) => (untilOf(record, n, days)?.getTime() ?? 0) > now.getTime()).map((n) => join(dir, n));
   const flagged = await immutableFiles(due);
   await setImmutable(
     due.filter((p) => !flagged.has(p)),
@@ -142,14 +167,15 @@ export async function sealJobFiles(repo: Repository, job: JobDefinition, state: 
  */
 export async function unlockJobForDelete(repo: Repository, job: string, names: readonly string[], now: Date): Promise<void> {
   if (immutableDaysOf(repo) === undefined || names.length === 0) return;
+  const days = immutableDaysOf(repo)!;
   const dir = repo.jobDir(job);
   const record = await readImmutableRecord(dir, repo.storage);
-  const until = blockedUntil(record, names, now);
+  const until = blockedUntil(record, names, now, days);
   if (until !== undefined) {
-    const still = names.filter((n) => (record.get(n)?.getTime() ?? 0) > now.getTime());
+    const still = names.filter((n) => (untilOf(record, n, days)?.getTime() ?? 0) > now.getTime());
     throw new LifeboatError(
       'LFB_ERR_IMMUTABLE',
-      `job "${job}" cannot be deleted with its points: ${still.length} backup file(s) of it are immutable until ${until.toISOString()} (the first: ${still[0]!}, until ${record.get(still[0]!)!.toISOString()}); nothing was deleted`,
+      `job "${job}" cannot be deleted with its points: ${still.length} backup file(s) of it are immutable until ${until.toISOString()} (the first: ${still[0]!}, until ${untilOf(record, still[0]!, days)!.toISOString()}); nothing was deleted`,
       { details: { job, until: until.toISOString(), files: still } },
     );
   }

@@ -5,7 +5,7 @@ import { newUuid } from '../core/ids.js';
 import { formatCompression, parseCompression, type CompressionSetting } from '../compress/codec.js';
 import { BLOCK_SIZES } from '../format/constants.js';
 import { localStorage, type Storage } from '../storage/index.js';
-import { probeImmutable } from '../storage/immutable-flag.js';
+import { probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 
 export const REPO_CONFIG = 'lifeboat.json';
@@ -97,6 +97,8 @@ export class Repository {
       ...(opts.immutableDays === undefined ? {} : { immutableDays: opts.immutableDays }),
     };
     await writeCheckedJson(join(root, REPO_CONFIG), config, storage);
+    // Sealed for good: its immutableDays bounds every file's date (immutability.ts nameFloor), so it must not be lowered.
+    if (opts.immutableDays !== undefined) await setImmutable([join(root, REPO_CONFIG)], true);
     return new Repository(root, config, storage);
   }
 
