@@ -9,11 +9,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { cli, tempDir, until } from './helpers.js';
+import { BIN, cli, tempDir, until } from './helpers.js';
 import { buildLabImage } from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 import { removeLeftoverLabs } from '../src/lab/leftovers.js';
@@ -266,6 +266,23 @@ void test('a SureBackup job whose test fails ends failed with LFB_ERR_SUREBACKUP
   );
   assert.deepEqual([stopped.state, stopped.errorCode, stopped.reportId], ['stopped', 'LFB_ERR_INTERRUPTED', null]);
   assert.ok((await runLog(started.id)).some((l) => /a person stopped it; the lab was removed/.test(l)));
+  assert.deepEqual(await leftovers(), []);
+
+  // Ctrl-C of `surebackup job run` stops the server's run (as Ctrl-C of a handed-off backup does), exit 130.
+  const child = spawn(process.execPath, [BIN, 'surebackup', 'job', 'run', 'closed-port', '--repo', ctx.repo], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | string | null>((r) => child.on('exit', (code, signal) => r(code ?? signal)));
+  try {
+    await until('the run of the CLI to start its VM', async () => ((await sessionNames()).some((s) => s.startsWith('sb-')) ? true : undefined), 60_000, 200);
+    for (const s of await sessionNames()) if (s.startsWith('sb-')) ids.add(s.split('-')[1]!);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, err);
+  } finally {
+    child.kill('SIGKILL');
+  }
+  const cliRun = (await api<{ runs: ApiRun[] }>('/runs?job=closed-port')).runs[0]!;
+  assert.deepEqual([cliRun.state, cliRun.errorCode], ['stopped', 'LFB_ERR_INTERRUPTED']);
   assert.deepEqual(await leftovers(), []);
 });
 
