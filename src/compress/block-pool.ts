@@ -120,11 +120,18 @@ export class BlockWorkerPool {
   private next = 0;
   private nextId = 1;
   private failed: Error | undefined;
+  /** Settle when each worker has loaded its module (or failed to start): close() waits for them. */
+  private readonly started: Promise<void>[] = [];
 
   constructor(size = Math.max(1, Math.min(8, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./block-worker.js', import.meta.url));
-      w.on('message', (m: { id: number; error?: string }) => {
+      let loaded: () => void = () => undefined;
+      this.started.push(new Promise<void>((r) => (loaded = r)));
+      w.once('error', () => loaded());
+      w.once('exit', () => loaded());
+      w.on('message', (m: { id: number; error?: string; ready?: true }) => {
+        if (m.ready === true) return loaded();
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
@@ -191,6 +198,9 @@ export class BlockWorkerPool {
   }
 
   async close(): Promise<void> {
+    // A worker terminated while it loads its module leaves the module's file open: a pool closed right after it was
+    // started (a run that fails at once) would leak a descriptor.
+    await Promise.all(this.started);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -96,3 +96,6 @@ port.on('message', (t: BlockTask | DecodeTask | VerifyTask) => {
     );
   }
 });
+
+// Loaded: the pool may terminate this worker from now on without leaving its module file open.
+port.postMessage({ ready: true });
