@@ -10,7 +10,10 @@ import { mkdir, open, readFile, readdir, truncate, unlink, writeFile } from 'nod
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { fixedClock } from '../src/core/clock.js';
+import { runBackup, type BackupProgress } from '../src/methods/backup-run.js';
 import { writeCheckedJson } from '../src/repository/checked-json.js';
+import { Repository } from '../src/repository/repository.js';
 import { BIN, MiB, cli, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./immutable-crash-child.js', import.meta.url));
@@ -252,5 +255,54 @@ test('a file system or a process that cannot set the immutable attribute gets no
     await writeFile(jobFile, JSON.stringify({ sha256: createHash('sha256').update(JSON.stringify(body)).digest('hex'), body }));
     refused(await cli(['backup', 'vm', '--repo', repo]), 'LFB_ERR_IMMUTABLE', 5);
     assert.deepEqual(await backupFiles(join(repo, 'jobs', 'vm')), []);
+  });
+});
+
+test('a run stopped after its point was committed (stop, window close, SIGTERM) leaves that point sealed', async () => {
+  await withExt4(async (mnt, dir) => {
+    const repoDir = join(mnt, 'repo');
+    const disk = join(dir, 'vm.img');
+    await writeFile(disk, randomBytes(rng(9), 3 * MiB));
+    assert.equal((await cli(['repo', 'init', repoDir, '--immutable-days', '2'])).code, 0);
+    const create = await cli([
+      'job',
+      'create',
+      'vm',
+      '--repo',
+      repoDir,
+      '--disk',
+      disk,
+      '--method',
+      'forward',
+      '--active-full',
+      'sun',
+      '--synthetic-full',
+      'mon',
+    ]);
+    assert.equal(create.code, 0, create.stderr);
+    const repo = await Repository.open(repoDir);
+    const stopAtEnd = (): { signal: AbortSignal; onProgress: (p: BackupProgress) => void } => {
+      const ac = new AbortController();
+      // The last block read: the point is committed before the run next looks at the signal.
+      return { signal: ac.signal, onProgress: (p) => p.bytesDone === p.bytesTotal && ac.abort('SIGTERM') };
+    };
+    // A full, then (on Monday) an increment stopped before its synthetic full.
+    const full = await runBackup(repo, 'vm', { clock: fixedClock(new Date(T0 - DAY)), workers: 1, ...stopAtEnd() }).then(
+      () => assert.fail('the run was stopped'),
+      (err: { code?: string }) => err,
+    );
+    assert.equal(full.code, 'LFB_ERR_INTERRUPTED');
+    await writeAt(disk, randomBytes(rng(10), MiB), MiB);
+    const inc = await runBackup(repo, 'vm', { clock: fixedClock(new Date(T0)), workers: 1, ...stopAtEnd() }).then(
+      () => assert.fail('the run was stopped'),
+      (err: { code?: string }) => err,
+    );
+    assert.equal(inc.code, 'LFB_ERR_INTERRUPTED');
+    const files = await backupFiles(join(repoDir, 'jobs', 'vm'));
+    assert.deepEqual(
+      files.map((f) => f.slice(-4)),
+      ['.vbk', '.vib'],
+    );
+    for (const f of files) assert.equal(await immutable(join(repoDir, 'jobs', 'vm', f)), true, `${f} is immutable after a stopped run`);
   });
 });

@@ -113,8 +113,13 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     );
     state = await scanJob(dir, storage);
     steps.lap('scan');
+    /** After the commit: a stopped run seals what it committed first (an immutable repository has no mutable point until a next run). */
+    const stopIfInterrupted = async (): Promise<void> => {
+      if (opts.signal?.aborted === true) await sealJobFiles(repo, job, state, opts.clock.now());
+      throwIfInterrupted(opts.signal);
+    };
     // The point is committed: stopping here leaves it whole, and the next run does what this one skips.
-    throwIfInterrupted(opts.signal);
+    await stopIfInterrupted();
     let synthetic: SyntheticFullResult | undefined;
     // GFS with no full day scheduled: the first run of each GFS period makes the full GFS keeps.
     if (decision.kind === 'increment' && (syntheticDue(job, state, now) || gfsSyntheticFullDue(job, state, now) !== undefined)) {
@@ -124,7 +129,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     }
     // Also after an interrupted run: a pending transform is found from the files alone.
     let transform: BackupResult['transform'];
-    throwIfInterrupted(opts.signal);
+    await stopIfInterrupted();
     const pending = job.transformToRollbacks ? chainToTransform(state) : undefined;
     if (pending) {
       const obstacle = transformObstacle(pending.older, pending.newer);
@@ -134,7 +139,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     }
     // Sealed once the run's files are final (a synthetic full deletes the increment it was made from).
     if ((await sealJobFiles(repo, job, state, now)).length > 0) steps.lap('seal');
-    throwIfInterrupted(opts.signal);
+    await stopIfInterrupted();
     const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays });
     state = await scanJob(dir, storage);
     steps.lap('retention');
