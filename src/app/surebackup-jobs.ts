@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE } from '../core/ids.js';
-import { formatDuration, formatWindow, parseCron, parseDuration, parseWindow } from '../core/schedule-text.js';
+import { formatDuration, formatWindow, parseCron, parseDuration, parseWindow, type ScheduleSettings } from '../core/schedule-text.js';
 import { DEFAULT_BOOT_TIMEOUT_S, parseLabGroup, parseVmText } from '../lab/lab-group.js';
 import type { LabVmSpec } from '../lab/types.js';
 
@@ -15,7 +15,8 @@ import { removeDurable, writeFileAtomic } from '../storage/index.js';
  * (`<repo>/surebackup/jobs/<name>.json`). The group is kept as the texts of
  * `surebackup run`'s flags and checked by the same rules (src/lab/lab-group.ts).
  */
-export interface SureBackupJob {
+/** Its retries default to SUREBACKUP_DEFAULT_RETRIES. */
+export interface SureBackupJob extends ScheduleSettings {
   readonly name: string;
   /** `<job>[@<point>]` in boot order. */
   readonly vms: readonly string[];
@@ -30,14 +31,6 @@ export interface SureBackupJob {
   readonly accel?: 'kvm' | 'tcg' | undefined;
   /** Each VM without `@point` boots the oldest point of its job without a SureBackup result. */
   readonly everyPoint?: boolean | undefined;
-  readonly schedule?: string | undefined;
-  readonly window?: string | undefined;
-  /** Default SUREBACKUP_DEFAULT_RETRIES. */
-  readonly retries?: number | undefined;
-  readonly retryDelay?: string | undefined;
-  /** A backup job of the repository: each of its successful runs queues this one. */
-  readonly after?: string | undefined;
-  readonly disabled?: boolean | undefined;
 }
 
 /**

@@ -8,6 +8,22 @@ import { LifeboatError } from './errors.js';
  */
 
 /** Retry defaults, as Veeam's: 3 more tries, 10 minutes apart. */
+/** When the server runs a job by itself: the settings backup jobs (job.json) and SureBackup jobs share. */
+export interface ScheduleSettings {
+  /** A cron expression (5 fields, or 6 with seconds first); absent = never by itself. */
+  readonly schedule?: string | undefined;
+  /** The daily time window (HH:MM-HH:MM, may wrap midnight) in which the server starts and runs it; absent = any time. */
+  readonly window?: string | undefined;
+  /** How many more times the server tries a failed run; absent = the kind of job's default. */
+  readonly retries?: number | undefined;
+  /** How long after a failed run the server tries again (e.g. 10m); absent = DEFAULT_RETRY_DELAY. */
+  readonly retryDelay?: string | undefined;
+  /** The backup job whose successful runs (or runs with warnings) queue this one. */
+  readonly after?: string | undefined;
+  /** The server queues no run of it by itself (schedule, retry, chaining); runs asked for by hand still run. */
+  readonly disabled?: boolean | undefined;
+}
+
 export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = '10m';
 

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE, newUuid } from '../core/ids.js';
 import { WEEKDAYS, type Weekday } from '../core/clock.js';
-import { parseCron, parseDuration, parseWindow } from '../core/schedule-text.js';
+import { parseCron, parseDuration, parseWindow, type ScheduleSettings } from '../core/schedule-text.js';
 import type { VmConfig } from '../format/root.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import type { Repository } from './repository.js';
@@ -12,7 +12,8 @@ export const BACKUP_METHODS = ['forward', 'forever', 'reverse'] as const;
 export type BackupMethod = (typeof BACKUP_METHODS)[number];
 
 /** What a job protects and how. Stored in jobs/<job>/job.json. */
-export interface JobDefinition {
+/** A backup job (job.json); its retries default to DEFAULT_RETRIES. */
+export interface JobDefinition extends ScheduleSettings {
   readonly version: 1;
   readonly jobId: string;
   readonly name: string;
@@ -38,18 +39,6 @@ export interface JobDefinition {
   readonly compression: string;
   /** VM configuration given with --vm-config; missing fields are filled at each backup. */
   readonly vm: Partial<VmConfig> | null;
-  /** When `lifeboat serve` runs the job: a cron expression (5 fields, or 6 with seconds first); absent = never by itself. */
-  readonly schedule?: string | undefined;
-  /** The daily time window (HH:MM-HH:MM, may wrap midnight) in which the server starts and runs it; absent = any time. */
-  readonly window?: string | undefined;
-  /** How many more times the server tries a failed run; absent = DEFAULT_RETRIES. */
-  readonly retries?: number | undefined;
-  /** How long after a failed run the server tries again (e.g. 10m); absent = DEFAULT_RETRY_DELAY. */
-  readonly retryDelay?: string | undefined;
-  /** Another job of the repository: the server runs this one when a run of that one succeeds (or ends with warnings). */
-  readonly after?: string | undefined;
-  /** The server queues no run of it by itself (schedule, retry, chaining); runs asked for by hand still run. */
-  readonly disabled?: boolean | undefined;
   /** An http(s) URL the server POSTs each ended run to (JSON), retried a few times. */
   readonly webhook?: string | undefined;
 }

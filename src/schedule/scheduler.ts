@@ -7,6 +7,7 @@ import {
   parseCron,
   parseDuration,
   parseWindow,
+  type ScheduleSettings,
   type TimeWindow,
 } from '../core/schedule-text.js';
 import type { Cron } from 'croner';
@@ -30,21 +31,12 @@ export const AUTOMATIC_TRIGGERS: ReadonlySet<RunTrigger> = new Set<RunTrigger>([
 
 export const DEFAULT_MAX_TASKS = 4;
 
-/** One job as the scheduler sees it: its settings as job.json stores them. */
-export interface ScheduledJob {
+/** One job as the scheduler sees it: its settings as its file stores them (retries absent = DEFAULT_RETRIES), `after` as a key. */
+export interface ScheduledJob extends ScheduleSettings {
   /** Unique on the server (the runtime's choice, e.g. repository and job name); runs name their job by it. */
   readonly key: string;
-  /** Cron expression (5 fields, or 6 with seconds first); absent = no runs by schedule. */
-  readonly schedule?: string | undefined;
-  /** HH:MM-HH:MM; absent = any time. */
-  readonly window?: string | undefined;
-  /** Absent = DEFAULT_RETRIES. */
-  readonly retries?: number | undefined;
-  /** A duration (10m, 30s, 1h); absent = DEFAULT_RETRY_DELAY. */
-  readonly retryDelay?: string | undefined;
   /** The key of the job whose successful runs queue this one. */
   readonly after?: string | undefined;
-  readonly disabled?: boolean | undefined;
   /** Disk tasks a run takes (the job's disks). */
   readonly tasks: number;
 }
