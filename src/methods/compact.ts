@@ -8,6 +8,8 @@ import { cleanupJob, scanJob, writeVbm } from '../repository/job-state.js';
 import type { Repository } from '../repository/repository.js';
 import { refuseOnImmutable } from '../repository/immutability.js';
 import type { Clock } from '../core/clock.js';
+import { BlockWorkerPool } from '../compress/block-pool.js';
+import { copyVerified, type CopyStep } from './verified-copy.js';
 
 export interface CompactedFile {
   readonly file: string;
@@ -24,7 +26,7 @@ export interface CompactResult {
  * `lifeboat compact`: rewrites every backup file whose committed root
  * references less than the data it holds (space left by merges and
  * reverse-incremental runs) into a new file with only the referenced blocks,
- * verified and copied as stored, and the same point, chain and root. The new
+ * verified (in the worker pool) and copied as stored, and the same point, chain and root. The new
  * file is written under a temporary name, synced, then renamed over the old
  * one: a crash leaves either file whole. Readers that have the old file open
  * (instant recovery) keep reading it until they close it.
@@ -35,6 +37,8 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
   const dir = repo.jobDir(job.name);
   const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
   const storage = repo.storage;
+  // Blocks are checked in workers (decompress + SHA-256) while the main thread reads and writes.
+  const pool = new BlockWorkerPool();
   try {
     let state = await scanJob(dir, storage);
     if ((await cleanupJob(state)).length > 0) state = await scanJob(dir, storage);
@@ -50,19 +54,21 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
         if (dead <= 0) continue;
         const before = await r.handle.size();
         writer = await BackupFileWriter.create(f.path, r.header, storage);
+        const w = writer;
         for (let d = 0; d < r.root.tables.length; d++) {
           const t = r.root.tables[d]!;
           const size = r.root.diskSizes[d]!;
-          for (let i = 0; i < t.count; i++) {
-            const bi = t.blockIndex(i);
-            if (t.isZero(i)) {
-              writer.addZero(d, bi);
-              continue;
+          const steps = function* (): Iterable<CopyStep<number>> {
+            for (let i = 0; i < t.count; i++) {
+              const bi = t.blockIndex(i);
+              if (t.isZero(i)) yield { tag: bi };
+              else yield { copy: { file: r, table: t, slot: i, rawLength: Math.min(r.header.blockSize, size - bi * r.header.blockSize) }, tag: bi };
             }
-            const stored = await r.readStored(t, i);
-            r.decodeStored(t, i, stored, Math.min(r.header.blockSize, size - bi * r.header.blockSize));
-            await writer.addBlock(d, bi, t.codec(i), stored, t.digest(i));
-          }
+          };
+          await copyVerified(pool, steps(), async (bi, block) => {
+            if (block === undefined) w.addZero(d, bi);
+            else await w.addBlock(d, bi, block.codec, block.stored, block.digest);
+          });
         }
         const root = r.root;
         const { fileEnd } = await writer.commit({
@@ -85,6 +91,7 @@ export async function compactJob(repo: Repository, jobName: string, clock: Clock
     await writeVbm(job, await scanJob(dir, storage), clock.now());
     return { files, bytesReclaimed: files.reduce((a, f) => a + f.bytesBefore - f.bytesAfter, 0) };
   } finally {
+    await pool.close();
     await lock.release();
   }
 }
