@@ -40,7 +40,22 @@ const ALLOWED = {
   // Passwords, API tokens, console sessions, login rate limits.
   auth: ['core', 'catalog'],
   // The service: the scheduler's runtime, runs recorded in the catalog, the HTTP API.
-  service: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'app', 'catalog', 'schedule', 'auth', 'recovery'],
+  service: [
+    'core',
+    'format',
+    'storage',
+    'compress',
+    'repository',
+    'retention',
+    'methods',
+    'restore',
+    'app',
+    'catalog',
+    'schedule',
+    'auth',
+    'recovery',
+    'files',
+  ],
   cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab', 'files'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [

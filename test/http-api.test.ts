@@ -26,7 +26,7 @@ after(async () => {
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
 
 /** Path values that name nothing that exists: every route answers before doing anything. */
-const NOWHERE = { repo: 'backups', job: 'no-such-job', id: '999999', name: 'no-such-session', index: '0' };
+const NOWHERE = { repo: 'backups', job: 'no-such-job', id: '999999', name: 'no-such-session', index: '0', point: 'latest' };
 /** The routes anyone may call. */
 const PUBLIC = ['GET /api/v1/openapi.json', 'POST /api/v1/login'];
 /** Changes a viewer may make: only ending their own login. */

@@ -39,6 +39,8 @@ export interface ServiceOptions extends ServeOptions {
   readonly noScheduler?: boolean | undefined;
   /** Nice levels the backups' thread and its block workers run below the server (default DEFAULT_BACKUP_NICE; 0: the same priority). */
   readonly backupNice?: number | undefined;
+  /** File-level recovery: a point's file session closes after this long unused (default 10 min). */
+  readonly filesIdleTimeoutMs?: number | undefined;
 }
 
 /** Backups yield the CPU to the API, the scheduler and instant recovery's reads by this many nice levels. */
@@ -143,6 +145,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       https: https ? { cert: https.cert, key: https.key } : undefined,
       targetFolders: opts.targetFolders,
       freshness,
+      filesIdleTimeoutMs: opts.filesIdleTimeoutMs,
     });
     closers.push(() => api.close());
     const port = await listenNear(

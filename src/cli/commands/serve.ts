@@ -3,6 +3,7 @@ import { AllowList } from '../../app/allow-list.js';
 import { LifeboatError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseSize } from '../../core/units.js';
+import { parseDuration } from '../../core/schedule-text.js';
 import type { Command } from '../command.js';
 import { REPO_OPTION, optionalString, requireString } from '../command.js';
 import { STATE_DIR_OPTION, stateDirOf } from '../state-dir.js';
@@ -16,7 +17,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--backup-nice N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>]',
+    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--backup-nice N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>] [--files-idle-timeout <duration>]',
   summary: 'run the server until stopped: jobs on their schedules, the HTTP API, and instant recovery (NFSv3 datastore, NBD)',
   positionals: [],
   options: {
@@ -53,6 +54,11 @@ export const serve: Command = {
       description: 'a folder operators may restore and migrate into through the HTTP API, once per folder (admins may name any path)',
       defaultText: 'none: admins only',
     },
+    'files-idle-timeout': {
+      type: 'string',
+      description: "file-level recovery through the API: a point's file session (its appliance) closes after this long unused (e.g. 30s, 10m, 1h)",
+      defaultText: '10m',
+    },
     'no-scheduler': {
       type: 'boolean',
       description: 'run no job by schedule (runs asked for through the API or the CLI still run)',
@@ -78,7 +84,10 @@ export const serve: Command = {
     const backupNice = niceText === undefined ? undefined : Number(niceText);
     if (backupNice !== undefined && !(/^\d+$/.test(niceText!) && backupNice <= 19))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--backup-nice must be a whole number from 0 to 19, not "${niceText}"`);
+    const idleText = optionalString(ctx, 'files-idle-timeout');
+    const filesIdleTimeoutMs = idleText === undefined ? undefined : parseDuration(idleText, '--files-idle-timeout');
     const running = await startService({
+      filesIdleTimeoutMs,
       stateDir: resolve(stateDirOf(ctx)),
       catalog: optionalString(ctx, 'catalog'),
       httpPort: port(optionalString(ctx, 'http-port'), '--http-port'),

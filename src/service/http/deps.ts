@@ -63,6 +63,10 @@ export interface HttpApiDeps {
   readonly targetFolders?: readonly string[] | undefined;
   /** The catalog reader of jobs and points the server shares with its runtime (which refreshes a job when a run of it ends); one is made if not given. */
   readonly freshness?: CatalogFreshness | undefined;
+  /** File-level recovery: a point's file session closes after this long unused (default 10 min). */
+  readonly filesIdleTimeoutMs?: number | undefined;
+  /** File sessions open at once (default 4). */
+  readonly maxFileSessions?: number | undefined;
   /** Server-Sent Events: how often the catalog is polled and a keepalive comment sent (ms). */
   readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number; readonly maxStreams?: number } | undefined;
 }
