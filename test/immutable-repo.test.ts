@@ -306,3 +306,24 @@ test('a run stopped after its point was committed (stop, window close, SIGTERM) 
     for (const f of files) assert.equal(await immutable(join(repoDir, 'jobs', 'vm', f)), true, `${f} is immutable after a stopped run`);
   });
 });
+
+test("a long run's files are immutable for the days from when they are sealed, not from when the run started", async () => {
+  await withExt4(async (mnt, dir) => {
+    const repoDir = join(mnt, 'repo');
+    const disk = join(dir, 'vm.img');
+    await writeFile(disk, randomBytes(rng(11), 2 * MiB));
+    assert.equal((await cli(['repo', 'init', repoDir, '--immutable-days', '2'])).code, 0);
+    assert.equal((await cli(['job', 'create', 'vm', '--repo', repoDir, '--disk', disk, '--method', 'forward', '--active-full', 'sun'])).code, 0);
+    // The clock moves 5 hours on while the data is read (a long full).
+    let t = T0;
+    const r = await runBackup(await Repository.open(repoDir), 'vm', {
+      clock: { now: () => new Date(t) },
+      workers: 1,
+      onProgress: (p) => {
+        if (p.bytesDone === p.bytesTotal) t = T0 + 5 * 3600_000;
+      },
+    });
+    const record = JSON.parse(await readFile(join(repoDir, 'jobs', 'vm', 'immutable.json'), 'utf8')) as { body: { files: Record<string, string> } };
+    assert.equal(record.body.files[r.file], new Date(T0 + 5 * 3600_000 + 2 * DAY).toISOString());
+  });
+});

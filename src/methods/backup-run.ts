@@ -137,8 +137,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       state = await scanJob(dir, storage);
       steps.lap('transform');
     }
-    // Sealed once the run's files are final (a synthetic full deletes the increment it was made from).
-    if ((await sealJobFiles(repo, job, state, now)).length > 0) steps.lap('seal');
+    // Sealed once the run's files are final (a synthetic full deletes the increment it was made from), dated from now, not the run's start.
+    if ((await sealJobFiles(repo, job, state, opts.clock.now())).length > 0) steps.lap('seal');
     await stopIfInterrupted();
     const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays });
     state = await scanJob(dir, storage);
