@@ -1,5 +1,19 @@
 import type { ControlLabReports, HandedLabReport } from '../app/control-lab-reports.js';
-import type { Catalog, LabReportRecord } from '../catalog/catalog.js';
+import type { Catalog, LabReportRecord, LabVmRecord } from '../catalog/catalog.js';
+
+/** A VM's part of a report without its screenshot, field by field (what the catalog keeps and the API shows of it). */
+export function vmResults(v: Omit<LabVmRecord, 'screenshot'>): Omit<LabVmRecord, 'screenshot'> {
+  return {
+    job: v.job,
+    point: v.point,
+    name: v.name,
+    ip: v.ip,
+    booted: v.booted,
+    seconds: v.seconds,
+    ...(v.note !== undefined ? { note: v.note } : {}),
+    tests: v.tests.map((t) => ({ name: t.name, ok: t.ok, detail: t.detail, ms: t.ms })),
+  };
+}
 
 /** A report as the catalog records it; `runId` links it to the SureBackup job's run that made it. */
 function reportRecord(repo: string, report: HandedLabReport, runId?: number): LabReportRecord {
@@ -10,17 +24,7 @@ function reportRecord(repo: string, report: HandedLabReport, runId?: number): La
     endedAt: report.endedAt,
     ok: report.ok,
     reportDir: report.reportDir,
-    vms: report.vms.map((v) => ({
-      job: v.job,
-      point: v.point,
-      name: v.name,
-      ip: v.ip,
-      booted: v.booted,
-      seconds: v.seconds,
-      ...(v.note !== undefined ? { note: v.note } : {}),
-      tests: v.tests.map((t) => ({ name: t.name, ok: t.ok, detail: t.detail, ms: t.ms })),
-      ...(v.screenshot !== undefined ? { screenshot: v.screenshot } : {}),
-    })),
+    vms: report.vms.map((v) => ({ ...vmResults(v), ...(v.screenshot !== undefined ? { screenshot: v.screenshot } : {}) })),
     ...(runId !== undefined ? { runId } : {}),
   };
 }

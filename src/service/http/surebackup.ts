@@ -15,6 +15,7 @@ import type { LabReportRecord, LabVmRecord } from '../../catalog/catalog.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
+import { vmResults } from '../lab-reports.js';
 import { ERROR_RESPONSES, JobParams, RepoParams } from './schemas.js';
 import { PNG_RESPONSE, PointResults, ReportDetail, ReportListQuery, ReportPage, ReportParams, ScreenshotParams } from './surebackup-schemas.js';
 
@@ -134,17 +135,7 @@ export function surebackupRoutes(app: ApiServer, ctx: ApiContext): void {
         ok: r.ok,
         reportDir: r.reportDir,
         ...(r.runId !== undefined ? { runId: r.runId } : {}),
-        vms: r.vms.map((v) => ({
-          job: v.job,
-          point: v.point,
-          name: v.name,
-          ip: v.ip,
-          booted: v.booted,
-          seconds: v.seconds,
-          ...(v.note !== undefined ? { note: v.note } : {}),
-          tests: v.tests.map((t) => ({ name: t.name, ok: t.ok, detail: t.detail, ms: t.ms })),
-          screenshot: servablePath(root, r, v) !== undefined,
-        })),
+        vms: r.vms.map((v) => ({ ...vmResults(v), screenshot: servablePath(root, r, v) !== undefined })),
       };
     },
   );
