@@ -14,6 +14,7 @@ import { RestorePage } from './pages/restore';
 import { SessionsPage } from './pages/sessions';
 import { ScreenPage } from './pages/screen';
 import { SureBackupPage, SureBackupReportPage } from './pages/surebackup';
+import { FilesPage } from './pages/files';
 
 export interface Route {
   path: string;
@@ -31,6 +32,7 @@ export const routes: Route[] = [
   { path: '/runs/:id', title: 'Run', view: (p) => <RunPage id={Number(p['id'])} /> },
   { path: '/jobs/:repo/:job/points', title: 'Restore points', view: (p) => <PointsPage repo={p['repo']!} job={p['job']!} /> },
   { path: '/restore/:repo/:job/:point', title: 'Restore', view: (p) => <RestorePage repo={p['repo']!} job={p['job']!} point={p['point']!} /> },
+  { path: '/files/:repo/:job/:point', title: 'Files', view: (p) => <FilesPage repo={p['repo']!} job={p['job']!} point={p['point']!} /> },
   { path: '/sessions', title: 'Sessions', nav: 'Sessions', view: () => <SessionsPage /> },
   { path: '/sessions/:repo/:name/screen', title: 'Screen', view: (p) => <ScreenPage repo={p['repo']!} name={p['name']!} /> },
   { path: '/surebackup', title: 'SureBackup', nav: 'SureBackup', view: () => <SureBackupPage /> },

@@ -16,6 +16,7 @@ import { testedPointsPath, type TestedPoint } from './surebackup/model';
 import { TestedMark } from './surebackup/result-mark';
 
 const restoreHref = (repo: string, job: string, id: string): string => `#/restore/${seg(repo)}/${seg(job)}/${seg(id)}`;
+const filesHref = (repo: string, job: string, id: string): string => `#/files/${seg(repo)}/${seg(job)}/${seg(id)}`;
 
 function PointCard({ repo, job, p, why, tested }: { repo: string; job: string; p: Point; why: string | undefined; tested: TestedPoint | undefined }) {
   return (
@@ -65,7 +66,11 @@ function PointCard({ repo, job, p, why, tested }: { repo: string; job: string; p
           </>
         )}
       </dl>
-      {p.health === 'ok' && <a href={restoreHref(repo, job, p.id)}>Restore from this point…</a>}
+      {p.health === 'ok' && (
+        <p>
+          <a href={restoreHref(repo, job, p.id)}>Restore from this point…</a> · <a href={filesHref(repo, job, p.id)}>Browse its files…</a>
+        </p>
+      )}
     </div>
   );
 }
