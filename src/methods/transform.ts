@@ -9,6 +9,8 @@ import { filesForPoint, type Chain, type ChainFile, type JobState } from '../rep
 import { refuseSealedJob } from '../repository/immutability.js';
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import { fileStamp } from './backup-run.js';
+import { BlockWorkerPool } from '../compress/block-pool.js';
+import { copyVerified, type CopyStep } from './verified-copy.js';
 
 export interface TransformResult {
   /** The chain that became rollbacks (its files are gone). */
@@ -72,17 +74,23 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
   const written: string[] = [];
   let blocksCopied = 0;
   let bytesCopied = 0;
-  for (let k = points.length - 1; k >= 0; k--) {
-    const p = points[k]!;
-    const name = `${fileStamp(new Date(p.root.createdAtMs))}_${p.root.pointId}${FILE_EXTENSIONS.rollback}`;
-    const copied = await writeRollback(job, dir, state.storage, filesForPoint(state, p.root.pointId)!, above, p, newer.chainId, abovePointId, name);
-    blocksCopied += copied.blocks;
-    bytesCopied += copied.bytes;
-    written.push(name);
-    const r = await BackupFileReader.open(join(dir, name), { storage: state.storage });
-    await r.close();
-    above = [...above, { name, path: join(dir, name), header: r.header, root: r.root }];
-    abovePointId = p.root.pointId;
+  // Blocks are checked in workers (decompress + SHA-256) while the main thread reads and writes.
+  const pool = new BlockWorkerPool();
+  try {
+    for (let k = points.length - 1; k >= 0; k--) {
+      const p = points[k]!;
+      const name = `${fileStamp(new Date(p.root.createdAtMs))}_${p.root.pointId}${FILE_EXTENSIONS.rollback}`;
+      const copied = await writeRollback(job, dir, state.storage, filesForPoint(state, p.root.pointId)!, above, p, newer.chainId, abovePointId, name, pool);
+      blocksCopied += copied.blocks;
+      bytesCopied += copied.bytes;
+      written.push(name);
+      const r = await BackupFileReader.open(join(dir, name), { storage: state.storage });
+      await r.close();
+      above = [...above, { name, path: join(dir, name), header: r.header, root: r.root }];
+      abovePointId = p.root.pointId;
+    }
+  } finally {
+    await pool.close();
   }
   // Increments depend on the full: newest first, the full last.
   const removed: string[] = [];
@@ -104,6 +112,7 @@ async function writeRollback(
   chainId: string,
   parentPointId: string,
   name: string,
+  pool: BlockWorkerPool,
 ): Promise<{ blocks: number; bytes: number }> {
   const { root } = point;
   let writer: BackupFileWriter | undefined = await BackupFileWriter.create(
@@ -129,27 +138,33 @@ async function writeRollback(
         throw err;
       });
       try {
-        for (let bi = 0; bi < mine.blockCount; bi++) {
-          const digest = mine.digestOf(bi);
-          // Past the newer point's end (or at a last block cut at another
-          // length), what the layers below hold is not what the newer point
-          // reads as: always write an entry there.
-          if (bi < theirs.blockCount && mine.rawLength(bi) === theirs.rawLength(bi)) {
-            const other = theirs.digestOf(bi);
-            if (digest === null ? other === null : other !== null && digest.equals(other)) continue;
+        const steps = function* (): Iterable<CopyStep<number>> {
+          for (let bi = 0; bi < mine.blockCount; bi++) {
+            const digest = mine.digestOf(bi);
+            // Past the newer point's end (or at a last block cut at another
+            // length), what the layers below hold is not what the newer point
+            // reads as: always write an entry there.
+            if (bi < theirs.blockCount && mine.rawLength(bi) === theirs.rawLength(bi)) {
+              const other = theirs.digestOf(bi);
+              if (digest === null ? other === null : other !== null && digest.equals(other)) continue;
+            }
+            if (digest === null) {
+              yield { tag: bi };
+              continue;
+            }
+            const { file, slot } = mine.storedBlock(bi)!;
+            yield { copy: { file, table: file.root.tables[d]!, slot, rawLength: mine.rawLength(bi) }, tag: bi };
           }
-          if (digest === null) {
-            writer.addZero(d, bi);
-            continue;
+        };
+        const w = writer;
+        // Verified in a worker before it is copied: damage must not spread into the rollback.
+        await copyVerified(pool, steps(), async (bi, block) => {
+          if (block === undefined) w.addZero(d, bi);
+          else {
+            await w.addBlock(d, bi, block.codec, block.stored, block.digest);
+            blocks += 1;
           }
-          const { file, slot } = mine.storedBlock(bi)!;
-          const t = file.root.tables[d]!;
-          const stored = await file.readStored(t, slot);
-          // Verified before it is copied: damage must not spread into the rollback.
-          file.decodeStored(t, slot, stored, mine.rawLength(bi));
-          await writer.addBlock(d, bi, t.codec(slot), stored, digest);
-          blocks += 1;
-        }
+        });
       } finally {
         await Promise.all([mine.close(), theirs.close()]);
       }
