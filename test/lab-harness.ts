@@ -375,3 +375,30 @@ async function ip(args: string[]): Promise<void> {
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** The namespaces of the labs of these ids that exist now. */
+export async function labNamespaces(ids: ReadonlySet<string>): Promise<string[]> {
+  const out = (await run('ip', ['netns', 'list'], { timeout: 10_000 })).stdout;
+  return [...ids].map((id) => `lfb-lab-${id}`).filter((ns) => new RegExp(`^${ns}\\b`, 'm').test(out));
+}
+
+/**
+ * Everything a SureBackup lab of these ids could leave: its namespace, taps, QEMU processes, the server's `sb-`
+ * sessions and their folders, and the lab records. Only these ids' namespaces, taps and QEMU processes: other
+ * tests may boot labs on the machine at the same time.
+ */
+export async function labLeftovers(o: { repo: string; ids: ReadonlySet<string>; sessionNames: () => Promise<string[]> }): Promise<string[]> {
+  const left = await labNamespaces(o.ids);
+  const links = (await run('ip', ['-o', 'link', 'show'], { timeout: 10_000 })).stdout;
+  for (const id of o.ids) for (const m of links.matchAll(new RegExp(`^\\d+: (lfb${id}t\\d+)`, 'gm'))) left.push(`tap ${m[1]}`);
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('qemu-system') && [...o.ids].some((id) => cmd.includes(`sb-${id}-`))) left.push(`QEMU pid ${pid}`);
+  }
+  for (const s of await o.sessionNames()) if (s.startsWith('sb-')) left.push(`session ${s}`);
+  for (const d of [join(o.repo, 'cache', 'instant'), join(o.repo, 'instant', 'sessions')])
+    for (const e of await readdir(d).catch(() => [] as string[])) if (e.startsWith('sb-')) left.push(`${d}/${e}`);
+  for (const e of await readdir(join(o.repo, 'surebackup', 'labs')).catch(() => [] as string[])) left.push(`record ${e}`);
+  return left;
+}

@@ -10,11 +10,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, cli, tempDir, until } from './helpers.js';
-import { buildLabImage } from './lab-harness.js';
+import { buildLabImage, labLeftovers, labNamespaces } from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 import { removeLeftoverLabs } from '../src/lab/leftovers.js';
 import { adminToken } from './service-e2e-helpers.js';
@@ -69,28 +69,8 @@ async function sessionNames(): Promise<string[]> {
   return (JSON.parse(r.stdout) as { name: string }[]).map((s) => s.name);
 }
 
-async function labNamespaces(): Promise<string[]> {
-  const out = (await run('ip', ['netns', 'list'], { timeout: 10_000 })).stdout;
-  return [...ids].map((id) => `lfb-lab-${id}`).filter((ns) => new RegExp(`^${ns}\\b`, 'm').test(out));
-}
-
-/** Everything a lab could leave: namespace, taps, QEMU processes, sessions, session folders, lab records. */
-async function leftovers(): Promise<string[]> {
-  const left: string[] = [...(await labNamespaces())];
-  const links = (await run('ip', ['-o', 'link', 'show'], { timeout: 10_000 })).stdout;
-  for (const id of ids) for (const m of links.matchAll(new RegExp(`^\\d+: (lfb${id}t\\d+)`, 'gm'))) left.push(`tap ${m[1]}`);
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    // This file's labs only: other tests may boot labs on the machine at the same time.
-    if (cmd.includes('qemu-system') && [...ids].some((id) => cmd.includes(`sb-${id}-`))) left.push(`QEMU pid ${pid}`);
-  }
-  for (const s of await sessionNames()) if (s.startsWith('sb-')) left.push(`session ${s}`);
-  for (const d of [join(ctx.repo, 'cache', 'instant'), join(ctx.repo, 'instant', 'sessions')])
-    for (const e of await readdir(d).catch(() => [] as string[])) if (e.startsWith('sb-')) left.push(`${d}/${e}`);
-  for (const e of await readdir(join(ctx.repo, 'surebackup', 'labs')).catch(() => [] as string[])) left.push(`record ${e}`);
-  return left;
-}
+/** Everything this file's labs could leave (test/lab-harness.ts). */
+const leftovers = (): Promise<string[]> => labLeftovers({ repo: ctx.repo, ids, sessionNames });
 
 before(async () => {
   const t = await tempDir('lifeboat-sbjobs-');
@@ -139,7 +119,7 @@ after(async () => {
       await kill9(ctx.server);
     }
     await removeLeftoverLabs(join(ctx.repo, 'surebackup', 'labs')).catch(() => undefined);
-    for (const ns of await labNamespaces()) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    for (const ns of await labNamespaces(ids)) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   } finally {
     await ctx.cleanup?.();
   }

@@ -2,11 +2,20 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BIN, cli, tempDir, until } from './helpers.js';
-import { buildLabImage, buildLabImages, hostExternalAddress, listenInNetns, listenOnHost, withReachableNetns } from './lab-harness.js';
+import {
+  buildLabImage,
+  buildLabImages,
+  hostExternalAddress,
+  labLeftovers,
+  labNamespaces,
+  listenInNetns,
+  listenOnHost,
+  withReachableNetns,
+} from './lab-harness.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 import { removeLeftoverLabs } from '../src/lab/leftovers.js';
 import { adminToken } from './service-e2e-helpers.js';
@@ -72,7 +81,7 @@ after(async () => {
     // The runs are dead by now: removeLeftoverLabs takes their labs whole (dnsmasq, taps, namespace, records);
     // deleting only the namespaces' names would leave dnsmasq running in a namespace nobody can name.
     await removeLeftoverLabs(join(ctx.repo, 'surebackup', 'labs')).catch(() => undefined);
-    for (const ns of await labNamespaces()) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+    for (const ns of await labNamespaces(ids)) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   } finally {
     await ctx.cleanup?.();
   }
@@ -87,27 +96,8 @@ async function sessionNames(): Promise<string[]> {
 /** The lab ids this file's runs used (from their report folders and the records of killed ones). */
 const ids = new Set<string>();
 
-async function labNamespaces(): Promise<string[]> {
-  const out = (await run('ip', ['netns', 'list'], { timeout: 10_000 })).stdout;
-  return [...ids].map((id) => `lfb-lab-${id}`).filter((ns) => new RegExp(`^${ns}\\b`, 'm').test(out));
-}
-
-/** Everything a lab of these ids could leave: namespace, taps, QEMU processes, sessions, session folders, records. */
-async function leftovers(): Promise<string[]> {
-  const left: string[] = [...(await labNamespaces())];
-  const links = (await run('ip', ['-o', 'link', 'show'], { timeout: 10_000 })).stdout;
-  for (const id of ids) for (const m of links.matchAll(new RegExp(`^\\d+: (lfb${id}t\\d+)`, 'gm'))) left.push(`tap ${m[1]}`);
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('qemu-system') && [...ids].some((id) => cmd.includes(`sb-${id}-`))) left.push(`QEMU pid ${pid}`);
-  }
-  for (const s of await sessionNames()) if (s.startsWith('sb-')) left.push(`session ${s}`);
-  for (const d of [join(ctx.repo, 'cache', 'instant'), join(ctx.repo, 'instant', 'sessions')])
-    for (const e of await readdir(d).catch(() => [] as string[])) if (e.startsWith('sb-')) left.push(`${d}/${e}`);
-  for (const e of await readdir(join(ctx.repo, 'surebackup', 'labs')).catch(() => [] as string[])) left.push(`record ${e}`);
-  return left;
-}
+/** Everything this file's labs could leave (test/lab-harness.ts). */
+const leftovers = (): Promise<string[]> => labLeftovers({ repo: ctx.repo, ids, sessionNames });
 
 /** A two-VM run (web, db) as a child of its own, to be killed or signalled while its VMs boot. */
 function spawnRun(): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
