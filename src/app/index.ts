@@ -5,3 +5,4 @@ export * from './control-runs.js';
 export * from './control-lab-reports.js';
 export * from './allow-list.js';
 export type { SessionInfo } from '../recovery/index.js';
+export type { CopyJobDefinition } from '../methods/copy-job.js';

@@ -1,7 +1,7 @@
 import { formatBytes } from '../../core/units.js';
 import { LifeboatError } from '../../core/errors.js';
 import { parseGfs } from '../../repository/job.js';
-import type { CopyJobDefinition } from '../../methods/copy-job.js';
+import type { CopyJobDefinition } from '../../app/index.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, optionalString, requireString } from '../command.js';
 
