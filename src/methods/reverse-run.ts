@@ -100,10 +100,15 @@ export async function reverseIncrement(
         rb.addZero(d, bi);
         return;
       }
-      const stored = await f.readStored(t, slot);
-      // Verified before it moves: a damaged block must not spread into the rollback.
-      f.decodeStored(t, slot, stored, Math.min(blockSize, f.root.diskSizes[d]! - bi * blockSize));
-      await rb.addBlock(d, bi, t.codec(slot), stored, t.digest(slot));
+      // Verified (in a worker of the run's pool) before it moves: a damaged block must not spread into the rollback.
+      const checked = await pool.verifyStored(
+        await f.readStored(t, slot),
+        t.codec(slot),
+        Math.min(blockSize, f.root.diskSizes[d]! - bi * blockSize),
+        t.digest(slot),
+      );
+      if (checked.problem !== null) throw f.blockError(t, slot, checked.problem);
+      await rb.addBlock(d, bi, t.codec(slot), checked.stored, t.digest(slot));
       blocksRolledBack += 1;
     };
     const sink: BlockSink = {
