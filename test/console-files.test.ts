@@ -68,6 +68,11 @@ after(async () => {
 test('from the point card to a folder and a downloaded file, as a viewer', async () => {
   const page = await con.newPage();
   await con.login(page, 'viewer');
+  // Browsing and downloading are reads: a viewer's page sends no change.
+  const changes: string[] = [];
+  page.on('request', (r) => {
+    if (r.method() !== 'GET') changes.push(`${r.method()} ${r.url()}`);
+  });
   await page.goto(`${con.url}#/jobs/${con.repoName}/vm/points`, { waitUntil: 'domcontentloaded' });
   const link = await page.waitForSelector('xpath/.//a[normalize-space()="Browse its files…"]');
   await link!.click();
@@ -90,7 +95,7 @@ test('from the point card to a folder and a downloaded file, as a viewer', async
   await page.waitForSelector('table[aria-label="Entries of disk0p1:/home/ann"]');
   const names = await page.$$eval('tr[data-entry]', (rows) => rows.map((r) => r.getAttribute('data-entry')));
   assert.deepEqual(names, ['notes.txt', 'report.bin']);
-  assert.deepEqual(await page.$$eval('nav[aria-label=Breadcrumb] li', (lis) => lis.map((l) => (l.textContent ?? '').replace(/[\s/]+/g, ' ').trim())), [
+  assert.deepEqual(await page.$$eval('nav[aria-label=Breadcrumb] > span', (lis) => lis.map((l) => (l.textContent ?? '').replace(/[\s/]+/g, ' ').trim())), [
     'Volumes',
     'disk0p1',
     'home',
@@ -118,6 +123,12 @@ test('from the point card to a folder and a downloaded file, as a viewer', async
   // Breadcrumbs lead back.
   await (await page.waitForSelector('xpath/.//nav[@aria-label="Breadcrumb"]//button[normalize-space()="home"]'))!.click();
   await page.waitForSelector('table[aria-label="Entries of disk0p1:/home"]');
+  assert.deepEqual(changes, [], 'a viewer browsing files sent a change');
+  // Every control has a name a screen reader reads.
+  const unnamed = await page.$$eval('button, a', (els) =>
+    els.filter((e) => !e.getAttribute('aria-label') && (e as HTMLElement).innerText.trim() === '').map((e) => e.outerHTML.slice(0, 120)),
+  );
+  assert.deepEqual(unnamed, []);
   con.assertClean(page);
   await page.close();
 });

@@ -265,6 +265,8 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
     const params = [...route.matchAll(/:(\w+)/g)].map((m) => m[1]!);
     // A route of something the test did not make (an instant-recovery session) is left out.
     if (params.some((p) => values[p] === undefined)) continue;
+    // The file browser boots an appliance for the point, whose disk of random bytes holds no file system: test/console-files walks it as a viewer.
+    if (route.startsWith('/files/')) continue;
     const path = route.replace(/:(\w+)/g, (_m, p: string) => encodeURIComponent(values[p]!));
     await go(page, `#${path}`);
     await page.waitForNetworkIdle({ idleTime: 400, timeout: 15_000 }).catch(() => undefined);

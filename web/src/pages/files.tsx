@@ -81,31 +81,29 @@ export function FilesPage({ repo, job, point }: { repo: string; job: string; poi
           Files of <a href={`#/jobs/${seg(repo)}/${seg(job)}/points`}>{job}</a> at point <code>{data?.pointId.slice(0, 12) ?? point}</code>
         </h1>
       </header>
-      <nav aria-label="Breadcrumb" class="breadcrumbs">
-        <ol>
-          <li>
-            {path === undefined ? (
-              <span aria-current="page">Volumes</span>
-            ) : (
-              <button type="button" class="btn btn-plain" onClick={() => setPath(undefined)}>
-                Volumes
-              </button>
-            )}
-          </li>
-          {path !== undefined &&
-            crumbs(path).map((c, i, all) => (
-              <li key={c.path}>
-                {' / '}
-                {i === all.length - 1 ? (
-                  <span aria-current="page">{c.label}</span>
-                ) : (
-                  <button type="button" class="btn btn-plain" onClick={() => setPath(c.path)}>
-                    {c.label}
-                  </button>
-                )}
-              </li>
-            ))}
-        </ol>
+      <nav aria-label="Breadcrumb" class="toolbar">
+        <span>
+          {path === undefined ? (
+            <span aria-current="page">Volumes</span>
+          ) : (
+            <button type="button" class="btn btn-plain" onClick={() => setPath(undefined)}>
+              Volumes
+            </button>
+          )}
+        </span>
+        {path !== undefined &&
+          crumbs(path).map((c, i, all) => (
+            <span key={c.path}>
+              {'/ '}
+              {i === all.length - 1 ? (
+                <span aria-current="page">{c.label}</span>
+              ) : (
+                <button type="button" class="btn btn-plain" onClick={() => setPath(c.path)}>
+                  {c.label}
+                </button>
+              )}
+            </span>
+          ))}
       </nav>
       <ErrorNote error={error} />
       {loading && !data && <Opening />}
