@@ -58,12 +58,12 @@ export async function applyRetention(
   dir: string,
   initial: JobState,
   now: Date,
-  opts: { immutable?: boolean; immutableDays?: number | undefined } = {},
+  opts: { immutableDays?: number | undefined } = {},
 ): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), retentionPolicy(job, now));
-  // `immutableDays` also bounds each file's date by its name (immutability.ts nameFloor); `immutable` alone trusts immutable.json.
+  // An immutable repository: each file's date is the later of its immutable.json entry and its name's time plus the days (immutability.ts nameFloor).
   const days = opts.immutableDays;
-  const record = opts.immutable === true || days !== undefined ? await readImmutableRecord(dir, initial.storage) : undefined;
+  const record = days !== undefined ? await readImmutableRecord(dir, initial.storage) : undefined;
   const done: AppliedAction[] = [];
   let state = initial;
   /** Chains whose remaining actions are skipped: one of their points is held. */
