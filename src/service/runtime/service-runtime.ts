@@ -1,6 +1,3 @@
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { LifeboatService } from '../../app/service.js';
 import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
 import type { Clock } from '../../core/clock.js';
@@ -9,6 +6,8 @@ import type { Logger } from '../../core/log.js';
 import { DEFAULT_MAX_TASKS, decide, type KnownRun, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
+import { backupScheduledJobs } from './scheduled-jobs.js';
+import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
@@ -47,14 +46,10 @@ export interface ServiceRuntimeOptions {
 /** A backup run or a SureBackup job's run, as the runtime drives it. */
 type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress' | 'result'>;
 
-/** One heartbeat per set of repositories: servers of other repositories may share the state folder. */
-const heartbeatFile = (repos: readonly string[]): string => `scheduler-${createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12)}.json`;
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
 
-/** A backup job's key for the scheduler: repository and name (never shown); SureBackup jobs' keys differ (surebackup-schedule.ts). */
-const jobKey = (repo: string, job: string): string => runtimeKey('backup', repo, job);
 const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' } => {
   const k = splitRuntimeKey(key);
   return { repo: k.repo, job: k.job, ...(k.kind === 'surebackup' ? { kind: k.kind } : {}) };
@@ -330,50 +325,20 @@ export class ServiceRuntime implements JobRunner {
     }
   }
 
-  /** Every job of every repository, as the scheduler sees it (job.json is read each round: `job set` from the CLI counts at once). */
+  /** Every job of every repository, backup and SureBackup, as the scheduler sees it (their files are read each round). */
   private async jobs(): Promise<ScheduledJob[]> {
     const out: ScheduledJob[] = [];
     const scheduled = this.opts.schedules !== false;
+    const { logger } = this.opts;
     for (const repo of this.opts.repos) {
-      let names: string[];
-      let opened: Repository;
-      try {
-        opened = await Repository.open(repo);
-        names = await opened.listJobs();
-      } catch (err) {
-        this.reportOnce(`${repo}\nlist`, () => this.opts.logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) }));
-        continue;
-      }
-      // job.json alone (showJob would scan the backup files each round), all jobs' at once: a run asked for waits for this round.
-      const loaded = await Promise.all(
-        names.map((name) =>
-          loadJob(opened, name).then(
-            (job) => ({ name, job }),
-            (err: unknown) => ({ name, err }),
-          ),
-        ),
-      );
-      for (const l of loaded) {
-        if ('err' in l) {
-          this.reportOnce(`${repo}\n${l.name}`, () => this.opts.logger.error('service: cannot read a job', { repo, job: l.name, problem: String(l.err) }));
-          continue;
-        }
-        const { name, job } = l;
-        out.push({
-          key: jobKey(repo, name),
-          schedule: scheduled ? job.schedule : undefined,
-          window: job.window,
-          retries: job.retries,
-          retryDelay: job.retryDelay,
-          after: job.after === undefined || !scheduled ? undefined : jobKey(repo, job.after),
-          disabled: job.disabled,
-          tasks: job.disks.length,
-        });
-      }
       out.push(
+        ...(await backupScheduledJobs(repo, scheduled, {
+          list: (err) => this.reportOnce(`${repo}\nlist`, () => logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) })),
+          job: (name, err) => this.reportOnce(`${repo}\n${name}`, () => logger.error('service: cannot read a job', { repo, job: name, problem: String(err) })),
+        })),
         ...(await sureBackupScheduledJobs(repo, scheduled, (name, err) =>
           this.reportOnce(`${repo}\nsurebackup\n${name}`, () =>
-            this.opts.logger.error('service: cannot read a SureBackup job', { repo, surebackupJob: name, problem: String(err) }),
+            logger.error('service: cannot read a SureBackup job', { repo, surebackupJob: name, problem: String(err) }),
           ),
         )),
       );
@@ -417,22 +382,14 @@ export class ServiceRuntime implements JobRunner {
   }
 
   private async readHeartbeat(): Promise<number | undefined> {
-    try {
-      const t = JSON.parse(await readFile(join(this.opts.stateDir, heartbeatFile(this.opts.repos)), 'utf8')) as { lastSeen?: unknown };
-      return typeof t.lastSeen === 'string' && Number.isFinite(Date.parse(t.lastSeen)) ? Date.parse(t.lastSeen) : undefined;
-    } catch {
-      return undefined;
-    }
+    return readHeartbeat(this.opts.stateDir, this.opts.repos);
   }
 
   private async writeHeartbeat(at: number): Promise<void> {
-    const path = join(this.opts.stateDir, heartbeatFile(this.opts.repos));
-    try {
-      await mkdir(this.opts.stateDir, { recursive: true, mode: 0o700 });
-      await writeFile(`${path}.tmp`, JSON.stringify({ lastSeen: new Date(at).toISOString() }));
-      await rename(`${path}.tmp`, path);
-    } catch (err) {
-      this.reportOnce('heartbeat', () => this.opts.logger.warn('service: cannot write the scheduler heartbeat', { path, problem: String(err) }));
-    }
+    await writeHeartbeat(this.opts.stateDir, this.opts.repos, at).catch((err: unknown) =>
+      this.reportOnce('heartbeat', () =>
+        this.opts.logger.warn('service: cannot write the scheduler heartbeat', { stateDir: this.opts.stateDir, problem: String(err) }),
+      ),
+    );
   }
 }
