@@ -57,7 +57,8 @@ before(async () => {
   const a = join(tmp.dir, 'a.img');
   const b = join(tmp.dir, 'b.img');
   for (const img of [a, b]) sh('truncate', ['-s', '448M', img]);
-  // One appliance builds both disks: b is a copy of a before the LVM volume and with older file content.
+  // One appliance builds both disks: b is a copy of a made before a's newer file content and its LVM volume (a, which the
+  // appliance has partitioned, is the one changed afterwards: the copy's partitions need not have appeared yet).
   sh(
     'guestfish',
     ['-a', a, '-a', b],
@@ -70,7 +71,7 @@ mkfs vfat /dev/sda1 label:BOOT
 mkfs ext4 /dev/sda2 label:data
 mount /dev/sda2 /
 mkdir-p /etc/nested/deep
-write /etc/nested/deep/a.txt "newer content\\n"
+write /etc/nested/deep/a.txt "older\\n"
 write /etc/nested/b.txt "bbb\\n"
 ln-s nested/deep/a.txt /etc/link
 write /secret "s3cret\\n"
@@ -83,8 +84,8 @@ touch /old
 utimens /old ${MTIME} 0 ${MTIME} 0
 umount-all
 copy-device-to-device /dev/sda /dev/sdb sparse:true
-mount /dev/sdb2 /
-write /etc/nested/deep/a.txt "older\\n"
+mount /dev/sda2 /
+write /etc/nested/deep/a.txt "newer content\\n"
 umount-all
 pvcreate /dev/sda3
 vgcreate vg0 /dev/sda3
