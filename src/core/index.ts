@@ -6,3 +6,4 @@ export * from './crash-point.js';
 export * from './units.js';
 export * from './listen.js';
 export * from './step-times.js';
+export * from './process-alive.js';

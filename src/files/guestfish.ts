@@ -1,3 +1,4 @@
+import { processAlive } from '../core/process-alive.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,27 +13,18 @@ function tail(text: string): string {
   return t.length > STDERR_TAIL ? `…${t.slice(-STDERR_TAIL)}` : t;
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const end = performance.now() + ms;
   while (performance.now() < end) {
-    if (!alive(pid)) return true;
+    if (!processAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return !alive(pid);
+  return !processAlive(pid);
 }
 
 /** Ends a process we started (and recorded) if it still runs: TERM, then KILL. */
 export async function endProcess(pid: number | undefined, graceMs = 5000): Promise<void> {
-  if (pid === undefined || pid <= 0 || !alive(pid)) return;
+  if (pid === undefined || pid <= 0 || !processAlive(pid)) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
@@ -179,7 +171,7 @@ export class Guestfish {
   /** Ends the server and its appliance, whatever state they are in. */
   async shutdown(qemuPid: number | undefined): Promise<void> {
     if (this.runner && this.runner.exitCode === null) this.runner.kill('SIGKILL');
-    if (alive(this.pid)) await this.remote('exit').catch(() => undefined);
+    if (processAlive(this.pid)) await this.remote('exit').catch(() => undefined);
     await endProcess(this.pid);
     await endProcess(qemuPid);
   }

@@ -4,4 +4,4 @@ export * from './operations.js';
 export * from './session.js';
 export * from './records.js';
 export * from './point-export.js';
-export { alive, endProcess, isMountPoint, unmountFuse } from './guestfish.js';
+export { endProcess, isMountPoint, unmountFuse } from './guestfish.js';

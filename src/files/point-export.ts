@@ -1,3 +1,4 @@
+import { processAlive } from '../core/process-alive.js';
 import { chmod, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
@@ -40,21 +41,13 @@ function readOnly(disk: RestorePointDisk): NbdDevice {
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Holds of `files` runs whose process is gone (killed with -9): they would keep the point from retention forever. */
 async function removeStaleHolds(jobDir: string, job: string): Promise<void> {
   const names = await readdir(join(jobDir, 'holds')).catch(() => [] as string[]);
   for (const n of names) {
     const m = /^files-(\d+)-[0-9a-f]+\.json$/.exec(n);
-    if (m && !alive(Number(m[1]))) await withHoldsLock(jobDir, `job "${job}"`, () => removeHold(jobDir, n.slice(0, -'.json'.length)), { waitMs: HOLD_WAIT_MS });
+    if (m && !processAlive(Number(m[1])))
+      await withHoldsLock(jobDir, `job "${job}"`, () => removeHold(jobDir, n.slice(0, -'.json'.length)), { waitMs: HOLD_WAIT_MS });
   }
 }
 

@@ -1,7 +1,8 @@
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { alive, endProcess, isMountPoint, unmountFuse } from './guestfish.js';
+import { processAlive } from '../core/process-alive.js';
+import { endProcess, isMountPoint, unmountFuse } from './guestfish.js';
 
 /**
  * Every browse has a private folder under <tmp>/lifeboat-files/ with a record
@@ -66,7 +67,7 @@ export async function cleanUp(workDir: string, r: BrowseRecord | undefined): Pro
 export async function sweepStale(): Promise<number> {
   let n = 0;
   for (const { workDir, record } of await listRecords()) {
-    if (alive(record.ownerPid)) continue;
+    if (processAlive(record.ownerPid)) continue;
     await cleanUp(workDir, record);
     n++;
   }

@@ -1,3 +1,4 @@
+import { processAlive } from '../core/process-alive.js';
 import { execFile } from 'node:child_process';
 import { open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -75,7 +76,7 @@ const PROBE_PREFIX = 'immutable-probe-';
 export async function probeImmutable(dir: string): Promise<void> {
   for (const name of (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(PROBE_PREFIX))) {
     const pid = Number(name.slice(PROBE_PREFIX.length).split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) continue;
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) continue;
     await setImmutable([join(dir, name)], false).catch(() => undefined);
     await unlink(join(dir, name)).catch(() => undefined);
   }
@@ -112,15 +113,6 @@ export async function probeImmutable(dir: string): Promise<void> {
   } finally {
     await setImmutable([probe], false).catch(() => undefined);
     await unlink(probe).catch(() => undefined);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -1,3 +1,4 @@
+import { processAlive } from '../core/process-alive.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, open, readdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -176,15 +177,6 @@ async function removeBreakFiles(path: string, key: string): Promise<void> {
   const prefix = `${basename(path)}.break-${key}`;
   const names = await readdir(dirname(path)).catch(() => [] as string[]);
   for (const n of names) if (n.startsWith(prefix)) await unlink(join(dirname(path), n)).catch(() => undefined);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -4,7 +4,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
-import { alive, cleanUp, findMount, isMountPoint, sweepStale, type Volume } from '../../files/index.js';
+import { processAlive } from '../../core/process-alive.js';
+import { cleanUp, findMount, isMountPoint, sweepStale, type Volume } from '../../files/index.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { POINT_OPTION, stderrProgress, volumeLine } from './files-browse.js';
@@ -48,7 +49,7 @@ export const filesMount: Command = {
         reject(new LifeboatError('LFB_ERR_GUESTFS', `the mount keeper exited (${code}) before it was ready`));
       });
     }).catch(async (err: unknown) => {
-      if (child.pid !== undefined && alive(child.pid)) process.kill(child.pid, 'SIGTERM');
+      if (child.pid !== undefined && processAlive(child.pid)) process.kill(child.pid, 'SIGTERM');
       throw err;
     });
     child.stdout!.destroy();
@@ -80,10 +81,10 @@ export const filesUmount: Command = {
       throw new LifeboatError('LFB_ERR_MOUNT_NOT_FOUND', `no lifeboat files mount is recorded at ${dir}`);
     }
     const pid = m.record.ownerPid;
-    if (alive(pid)) {
+    if (processAlive(pid)) {
       process.kill(pid, 'SIGTERM');
       const end = performance.now() + STOP_TIMEOUT_MS;
-      while (alive(pid) && performance.now() < end) await new Promise((r) => setTimeout(r, 200));
+      while (processAlive(pid) && performance.now() < end) await new Promise((r) => setTimeout(r, 200));
     }
     // A keeper that was killed (-9) or did not stop in time: its processes and tree are ended here.
     await cleanUp(m.workDir, m.record);
