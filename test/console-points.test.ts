@@ -184,6 +184,24 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
     await page.keyboard.press('End');
     await Promise.all([page.waitForSelector('.restore-page[data-ready] form[data-form=restore]'), page.keyboard.press('Enter')]);
     assert.match(page.url(), new RegExp(`#/restore/${con.repoName}/vm/${points[3]!.id}$`));
+    // File-level recovery: a link to this point's file browser, the next keyboard stop after the instant-recovery form.
+    await page.focus('form[data-form=instant] button[type=submit]');
+    await page.keyboard.press('Tab');
+    const flr = await page.evaluate(() => {
+      const a = document.activeElement;
+      return {
+        inFlr: a?.closest('[aria-labelledby=flr-title]') !== null,
+        tag: a?.tagName,
+        href: a?.getAttribute('href'),
+        text: (a as HTMLElement | null)?.innerText,
+      };
+    });
+    assert.deepEqual(
+      { inFlr: flr.inFlr, tag: flr.tag, href: flr.href },
+      { inFlr: true, tag: 'A', href: `#/files/${con.repoName}/vm/${points[3]!.id}` },
+      `the file-level recovery link: ${JSON.stringify(flr)}`,
+    );
+    assert.match(flr.text ?? '', /\S/, 'the link has a name');
     con.expect(page, { method: 'POST', path: '/jobs/vm/restore', status: 403 });
     await page.type('form[data-form=restore] input[name=to]', join(con.dir, 'elsewhere.img'));
     await page.click('form[data-form=restore] button[type=submit]');

@@ -3,7 +3,8 @@
  * its disks to a path on the server (POST …/jobs/{job}/restore; the server
  * decides whether this user may write there and says why not), or an
  * instant-recovery session (POST /sessions) whose NFS and NBD paths are shown
- * as the API gives them, each with a copy button.
+ * as the API gives them, each with a copy button; and a link to the point's
+ * files (file-level recovery, files.tsx).
  */
 import { useState } from 'preact/hooks';
 import { api, seg } from '../api';
@@ -218,7 +219,10 @@ export function RestorePage({ repo, job, point }: { repo: string; job: string; p
           <InstantRecovery repo={repo} job={job} point={p.id} />
           <section class="card" aria-labelledby="flr-title">
             <h2 id="flr-title">File-level recovery</h2>
-            <p class="hint">Not available yet: reading single files out of a point's file systems comes with a later release.</p>
+            <p class="hint">Single files and folders out of the point's file systems, read through a small appliance the server boots.</p>
+            <p>
+              <a href={`#/files/${seg(repo)}/${seg(job)}/${seg(p.id)}`}>Browse the point's files…</a>
+            </p>
           </section>
         </div>
       )}
