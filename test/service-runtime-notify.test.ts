@@ -77,3 +77,65 @@ for (const how of ['throws', 'rejects'] as const) {
     assert.equal(errors.filter((e) => e.includes('reporting')).length, 2, errors.join('\n'));
   });
 }
+
+test("a backup run's end waits for beforeRunEnds (the server's catalog refresh), while its job still counts as written; a failing one is logged and the run ends all the same", async (t) => {
+  const { dir, cleanup } = await tempDir('lifeboat-runtime-before-end-');
+  const opened: { catalog?: Catalog; runtime?: ServiceRuntime } = {};
+  t.after(async () => {
+    try {
+      await opened.runtime?.close();
+      await opened.catalog?.close();
+    } finally {
+      await cleanup();
+    }
+  });
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'vm.img');
+  await writeFile(disk, randomBytes(rng(4), 1024 * 1024));
+  for (const args of [
+    ['repo', 'init', repo],
+    ['job', 'create', 'vm', '--repo', repo, '--disk', disk],
+  ]) {
+    const r = await cli(args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const catalog = await openCatalog(join(dir, 'state'));
+  opened.catalog = catalog;
+  const warnings: string[] = [];
+  const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (message) => void warnings.push(message), error: () => undefined };
+  const seen: { writing: boolean; state: string; endedAt: string | null; at: number }[] = [];
+  let fail = false;
+  const runtime: ServiceRuntime = new ServiceRuntime({
+    catalog,
+    service: new LifeboatService(systemClock),
+    repos: [repo],
+    stateDir: join(dir, 'state'),
+    clock: systemClock,
+    logger,
+    beforeRunEnds: async (root, job) => {
+      const run = (await catalog.listRuns({ repo: root, job, limit: 1 })).runs[0]!;
+      seen.push({ writing: runtime.isRunning(root, job), state: run.state, endedAt: run.endedAt, at: Date.now() });
+      await new Promise((r) => setTimeout(r, 300));
+      if (fail) throw new Error('the job folder cannot be read');
+    },
+  });
+  opened.runtime = runtime;
+  await runtime.start();
+  for (const failing of [false, true]) {
+    fail = failing;
+    const run = await runtime.runNow(repo, 'vm', 'manual');
+    const ended = await until(`run ${run.id} to end`, async () => {
+      const r = await catalog.getRun(run.id);
+      return r.state === 'queued' || r.state === 'running' ? undefined : r;
+    });
+    const endSeenAt = Date.now();
+    assert.equal(ended.state, 'succeeded');
+    const hook = seen.at(-1)!;
+    assert.deepEqual({ writing: hook.writing, state: hook.state, endedAt: hook.endedAt }, { writing: true, state: 'running', endedAt: null });
+    assert.ok(endSeenAt - hook.at >= 290, `the run was recorded ended ${endSeenAt - hook.at} ms after the hook began: it did not wait`);
+    // The recorded end is when the backup's work ended, not when the refresh did.
+    assert.ok(Date.parse(ended.endedAt!) <= hook.at, `endedAt ${ended.endedAt} is after the hook began`);
+  }
+  assert.equal(seen.length, 2);
+  assert.equal(warnings.filter((w) => w.includes('refreshing the catalog')).length, 1, warnings.join('\n'));
+});

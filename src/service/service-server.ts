@@ -94,14 +94,10 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     closers.push(() => mover.close());
     await mover.start();
     const repo = server.repoRoot;
-    // One reader of jobs and points for the API and the runtime: a run's end refreshes its job's catalog copy, off the request path.
-    // A job one of this server's runs is writing keeps its catalog copy until the run ends (and `refresh` reads it).
+    // One reader of jobs and points for the API and the runtime. A job one of this server's runs is writing keeps its
+    // catalog copy until the run's work ends; the run then reads the job again before it is recorded as ended.
     let isRunning = (_root: string, _job: string): boolean => false;
     const freshness = new CatalogFreshness({ catalog, clock: opts.clock, writing: (root, job) => isRunning(root, job) });
-    const refresh = (run: RunRecord): void =>
-      void freshness
-        .refresh(run.repo, run.job)
-        .catch((err: unknown) => opts.logger.warn('service: refreshing the catalog after a run failed', { run: run.id, problem: String(err) }));
     const runtime = new ServiceRuntime({
       catalog,
       service,
@@ -114,11 +110,11 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       runner: mover,
       // SureBackup jobs boot their labs as this server's own instant sessions.
       recovery: (root) => (root === repo ? server.recovery : undefined),
+      beforeRunEnds: (root, job) => freshness.refresh(root, job),
       onRunEnded: (run: RunRecord) => {
         process.stderr.write(`${runEndedLine(run)}\n`);
-        // A SureBackup run changed no backup job (its name may be a backup job's).
+        // A job's webhook is a backup job's: a SureBackup job of the same name does not post to it.
         if (run.kind === 'surebackup') return;
-        refresh(run);
         void notify(run);
       },
     });

@@ -48,7 +48,20 @@ export class RunExecution {
 
   constructor(
     readonly run: RunRecord,
-    private readonly deps: { catalog: Catalog; runner: BackupRunner; clock: Clock; logger: Logger },
+    private readonly deps: {
+      catalog: Catalog;
+      runner: BackupRunner;
+      clock: Clock;
+      logger: Logger;
+      /**
+       * Called once the backup has ended (its end time taken) and before the
+       * run is recorded as ended: the server reads the job's new files into
+       * its catalog copy here, while the job still counts as being written,
+       * so no listing waits for that read and none sees an ended run beside
+       * the job's old points. A failure is logged; the run ends all the same.
+       */
+      beforeEnd?: ((repo: string, job: string) => Promise<void>) | undefined;
+    },
     private readonly options: RunOptions = {},
   ) {
     this.done = this.execute();
@@ -151,6 +164,13 @@ export class RunExecution {
         bytesRead: this.diskDone[i] ?? 0,
         bytesStored: disks.length === 1 ? (change.bytesStored ?? 0) : 0,
       });
+    if (this.deps.beforeEnd)
+      await this.deps.beforeEnd(repo, job).catch((err: unknown) =>
+        this.deps.logger.warn('service: refreshing the catalog after a run failed', {
+          run: this.run.id,
+          problem: err instanceof Error ? err.message : String(err),
+        }),
+      );
     return catalog.updateRun(this.run.id, change);
   }
 

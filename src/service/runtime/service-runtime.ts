@@ -29,6 +29,8 @@ export interface ServiceRuntimeOptions {
   /** Running disk tasks at most (default 4). */
   readonly maxTasks?: number | undefined;
   readonly timeZone?: string | undefined;
+  /** Called when a backup run's work has ended, before it is recorded as ended (the server refreshes the job's catalog copy). */
+  readonly beforeRunEnds?: ((repo: string, job: string) => Promise<void>) | undefined;
   /** Told of every run that ended (webhooks, the journal line). */
   readonly onRunEnded?: ((run: RunRecord) => void | Promise<void>) | undefined;
   /** False: no run is queued by a schedule or a chain (runs asked for still run). Default true. */
@@ -274,7 +276,10 @@ export class ServiceRuntime implements JobRunner {
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
     if (run.state !== 'queued') return;
-    const exec = run.kind === 'surebackup' ? this.sureBackupExecution(run) : new RunExecution(run, { ...this.opts, runner: this.runner }, this.options.get(id));
+    const exec =
+      run.kind === 'surebackup'
+        ? this.sureBackupExecution(run)
+        : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
