@@ -99,6 +99,13 @@ for (const method of ['forward', 'forever'] as const) {
         (await targetPoints(target)).map((p) => p.sourcePointId),
         source,
       );
+      // `points --json` on the target names each point's source point.
+      const listed = JSON.parse(await ok(['points', 'vm', '--repo', target, '--json'])) as { id: string; copyOf?: { pointId: string; repoId: string } }[];
+      assert.deepEqual(
+        listed.map((p) => p.copyOf?.pointId),
+        source,
+      );
+      assert.ok(listed.every((p) => p.copyOf?.repoId !== undefined));
       const again = JSON.parse(await ok(['copy', 'run', 'off', '--repo', repo, '--json'])) as { copied: unknown[] };
       assert.equal(again.copied.length, 0, 'nothing new: nothing copied');
       // Forever-forward merges the source's oldest points away; the target keeps its own.

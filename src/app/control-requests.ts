@@ -168,10 +168,10 @@ export function parseRunRequest(text: string): HandOffRequest {
   const f = objectBody(route, text, ['job', 'activeFull', 'acceptSourceChange', 'waitMs', 'kind']);
   const job = f.string('job', 'a job name');
   if (job === undefined) throw usage(route, '"job" must be a job name');
-  const kind = f.oneOf('kind', ['backup', 'surebackup'] as const);
+  const kind = f.oneOf('kind', ['backup', 'surebackup', 'copy'] as const);
   return {
     job,
-    ...(kind === 'surebackup' ? { kind } : {}),
+    ...(kind === 'surebackup' || kind === 'copy' ? { kind } : {}),
     activeFull: f.boolean('activeFull') ?? false,
     acceptSourceChange: f.boolean('acceptSourceChange') ?? false,
     waitMs: f.positiveInteger('waitMs', 'a positive integer (milliseconds)') ?? 0,

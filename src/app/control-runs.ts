@@ -1,12 +1,13 @@
 import type { BackupProgress, BackupResult } from '../methods/backup-run.js';
+import type { CopyResult } from '../methods/copy-run.js';
 
 export type { BackupProgress, BackupResult };
 
 /** What `lifeboat backup` asks of a running server instead of running the job itself. */
 export interface HandOffRequest {
   readonly job: string;
-  /** 'surebackup': `job` is a SureBackup job of the repository (`surebackup job run`); default a backup job. */
-  readonly kind?: 'backup' | 'surebackup';
+  /** 'surebackup': `job` is a SureBackup job of the repository (`surebackup job run`); 'copy': a copy job (`copy run`); default a backup job. */
+  readonly kind?: 'backup' | 'surebackup' | 'copy';
   readonly activeFull: boolean;
   readonly acceptSourceChange: boolean;
   /** Wait this long for the job's lock instead of failing at once (--wait). */
@@ -22,6 +23,8 @@ export interface HandedOffRun {
   readonly progress?: BackupProgress;
   /** When it succeeded (or warned): what a local run would have returned. */
   readonly result?: BackupResult;
+  /** A copy job's run, when it succeeded: what a local `copy run` would have returned. */
+  readonly copyResult?: CopyResult;
   readonly error?: { readonly code: string; readonly message: string };
   /** A SureBackup job's run, once its report is recorded. */
   readonly labReport?: { readonly id: string; readonly ok: boolean; readonly reportDir: string };

@@ -17,8 +17,12 @@ export type RunState = (typeof RUN_STATES)[number];
 export const RUN_TRIGGERS = ['schedule', 'retry', 'manual', 'api', 'after', 'missed'] as const;
 export type RunTrigger = (typeof RUN_TRIGGERS)[number];
 
-/** What a run does: back up a job, or boot and test a SureBackup job's group (its `job` is then the SureBackup job's name). */
-export const RUN_KINDS = ['backup', 'surebackup'] as const;
+/**
+ * What a run does: back up a job, boot and test a SureBackup job's group, or
+ * copy a job's new points to another repository (its `job` is then the
+ * SureBackup job's or the copy job's name).
+ */
+export const RUN_KINDS = ['backup', 'surebackup', 'copy'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 
 export const CHANGE_METHODS = ['cbt', 'hash', 'full'] as const;

@@ -33,7 +33,7 @@ export interface RunsTable {
   point_id: string | null;
   change_method: string | null;
   change_reason: string | null;
-  /** 'backup' or 'surebackup' (version 7; older runs are backups). */
+  /** 'backup', 'surebackup' (version 7; older runs are backups) or 'copy' (a text column: no migration). */
   kind: Generated<string>;
   report_id: string | null;
 }

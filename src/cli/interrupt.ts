@@ -6,7 +6,15 @@ import { isLifeboatError, type LifeboatError } from '../core/errors.js';
  * steps) and clean up after themselves. Others keep Node's default: the
  * signal ends the process at once, which is as safe as a kill -9.
  */
-export const STOPS_AT_SAFE_POINTS: ReadonlySet<string> = new Set(['backup', 'restore', 'verify', 'surebackup run', 'surebackup job run', 'sandbox start']);
+export const STOPS_AT_SAFE_POINTS: ReadonlySet<string> = new Set([
+  'backup',
+  'restore',
+  'verify',
+  'surebackup run',
+  'surebackup job run',
+  'sandbox start',
+  'copy run',
+]);
 
 /**
  * Turns the first SIGINT or SIGTERM into an aborted signal (its reason is the

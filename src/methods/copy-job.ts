@@ -27,9 +27,11 @@ export interface CopyJobDefinition {
   readonly retainPoints: number;
   readonly retainDays?: number | undefined;
   readonly gfs?: { readonly weekly: number; readonly monthly: number; readonly yearly: number } | undefined;
-  /** When the server runs the copy (cron) and in which daily window: kept for the scheduler, which does not run copies yet. */
+  /** When `lifeboat serve` runs the copy by itself (cron) and in which daily window (runs start and go on inside it). */
   readonly schedule?: string | undefined;
   readonly window?: string | undefined;
+  /** The backup job of the source repository whose successful runs queue a run of the copy (usually `job`). */
+  readonly after?: string | undefined;
 }
 
 export type CopySettings = Omit<CopyJobDefinition, 'version' | 'copyId' | 'createdAt'>;
@@ -47,6 +49,7 @@ function validate(def: CopySettings): void {
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--retain-days must be a whole number ≥ 1');
   if (def.schedule !== undefined) parseCron(def.schedule, '--schedule');
   if (def.window !== undefined) parseWindow(def.window, '--window');
+  if (def.after !== undefined) validateJobName(def.after);
 }
 
 /** The target job's definition: forward incremental, the copy's retention, no source of its own (its points come by copy). */

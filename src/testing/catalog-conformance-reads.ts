@@ -52,6 +52,13 @@ export function readConformanceTests(t: ConformanceTest): void {
       await c.updateRun(ids['vm-1']!, { state: 'failed', errorCode: 'LFB_ERR_SOURCE' });
       // A SureBackup job may share a backup job's name: its runs are not the backup job's.
       await c.createRun({ ...newRun('vm-2', 40), kind: 'surebackup' });
+      // So may a copy job: its run keeps its kind, and a listing by kind finds it alone.
+      const copy = await c.createRun({ ...newRun('vm-0', 41), kind: 'copy' });
+      assert.equal((await c.getRun(copy.id)).kind, 'copy');
+      assert.deepEqual(
+        (await c.listRuns({ repo: '/repos/a', job: 'vm-0', kind: 'copy' })).runs.map((r) => r.id),
+        [copy.id],
+      );
       const names = Array.from({ length: 450 }, (_, i) => `vm-${i}`);
       const latest = await c.latestRuns('/repos/a', names);
       assert.deepEqual([...latest.keys()].sort(), ['vm-0', 'vm-1', 'vm-2']);

@@ -3,6 +3,7 @@ import { LifeboatError } from '../../core/errors.js';
 import { parseGfs } from '../../repository/job.js';
 import type { CopyJobDefinition } from '../../app/index.js';
 import type { Command } from '../command.js';
+import { copyThroughServer } from '../copy-hand-off.js';
 import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, optionalString, requireString } from '../command.js';
 
 function whole(ctx: Parameters<Command['run']>[0], flag: string): number | undefined {
@@ -22,6 +23,7 @@ function describeCopy(c: CopyJobDefinition): [string, string][] {
     ['gfs', gfs.length > 0 ? gfs.map(([k, n]) => `${k}=${n}`).join(',') : 'none'],
     ['schedule', c.schedule ?? 'none (runs only when asked)'],
     ['window', c.window ?? 'any time'],
+    ['after', c.after === undefined ? 'no job' : `each successful run of job ${c.after}`],
     ['created', c.createdAt],
     ['id', c.copyId],
   ];
@@ -35,7 +37,7 @@ function printRows(ctx: Parameters<Command['run']>[0], rows: [string, string][])
 export const copyCreate: Command = {
   name: 'copy create',
   usage:
-    'copy create <name> --repo <dir> --to-repo <dir> --job <job> [--retain-points N | --retain-days N] [--gfs weekly=N,monthly=N,yearly=N] [--schedule <cron>] [--window HH:MM-HH:MM] [--json]',
+    'copy create <name> --repo <dir> --to-repo <dir> --job <job> [--retain-points N | --retain-days N] [--gfs weekly=N,monthly=N,yearly=N] [--schedule <cron>] [--window HH:MM-HH:MM] [--after <job>] [--json]',
   summary: "a backup copy job: the job's points copied to a second repository",
   positionals: ['name'],
   options: {
@@ -49,8 +51,9 @@ export const copyCreate: Command = {
       defaultText: 'count points',
     },
     gfs: { type: 'string', description: 'long-term fulls kept on the target: weekly=N,monthly=N,yearly=N', defaultText: 'none' },
-    schedule: { type: 'string', description: 'when the server is to run the copy (cron; kept for the scheduler)', defaultText: 'only when asked' },
-    window: { type: 'string', description: 'the daily window the server is to run it in', defaultText: 'any time' },
+    schedule: { type: 'string', description: 'when `lifeboat serve` runs the copy by itself (cron)', defaultText: 'only when asked' },
+    window: { type: 'string', description: 'the daily window the server runs it in', defaultText: 'any time' },
+    after: { type: 'string', description: 'the server runs the copy after each successful run of this backup job (usually --job)', defaultText: 'no job' },
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -67,6 +70,7 @@ export const copyCreate: Command = {
       gfs: gfs === undefined ? undefined : parseGfs(gfs),
       schedule: optionalString(ctx, 'schedule'),
       window: optionalString(ctx, 'window'),
+      after: optionalString(ctx, 'after'),
     });
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(def));
     else ctx.out(`copy job ${def.name}: job ${def.job} → ${def.toRepo}`);
@@ -114,21 +118,29 @@ export const copyDelete: Command = {
 export const copyRun: Command = {
   name: 'copy run',
   usage: 'copy run <name> --repo <dir> [--wait] [--json]',
-  summary: "copy the job's new points to the target repository, then apply the target's retention",
+  summary: "copy the job's new points to the target repository, then apply the target's retention (through the running server, if one runs)",
   positionals: ['name'],
   options: { repo: REPO_OPTION, wait: WAIT_OPTION, json: JSON_OPTION },
   async run(ctx) {
     const started = process.hrtime.bigint();
-    const r = await ctx.service.runCopy(requireString(ctx, 'repo'), ctx.args[0]!, {
-      waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
-      signal: ctx.signal,
-      onProgress: (p) => ctx.progress(`point ${p.index}/${p.count} (${p.sourcePointId}) disk ${p.disk + 1}: block ${p.blocksDone}/${p.blocksTotal}`),
-    });
+    const repo = requireString(ctx, 'repo');
+    // Checked here first: a typo is an error of this command, not of the server.
+    await ctx.service.copyJob(repo, ctx.args[0]!);
+    // A server running for the repository runs the copy (its catalog records it); else this process copies.
+    const handed = await copyThroughServer(ctx, repo, ctx.args[0]!);
+    const r =
+      handed?.result ??
+      (await ctx.service.runCopy(repo, ctx.args[0]!, {
+        waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
+        signal: ctx.signal,
+        onProgress: (p) => ctx.progress(`point ${p.index}/${p.count} (${p.sourcePointId}) disk ${p.disk + 1}: block ${p.blocksDone}/${p.blocksTotal}`),
+      }));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (ctx.values['json'] === true) {
-      ctx.out(JSON.stringify({ ...r, seconds }));
+      ctx.out(JSON.stringify({ ...r, seconds, ...(handed ? { runId: handed.runId } : {}) }));
       return;
     }
+    if (handed) ctx.out(`copy run ${handed.runId} on the server`);
     if (r.copied.length === 0) ctx.out(`copy ${r.copy}: up to date (${r.target})`);
     for (const p of r.copied)
       ctx.out(

@@ -41,7 +41,12 @@ export const points: Command = {
     const files = filesByPoint(state);
     const sizes = new Map<string, number | null>();
     for (const p of rows) if (!sizes.has(p.file)) sizes.set(p.file, await storedBytes(state, p.file).catch(() => null));
-    const reported = rows.map((p) => ({ ...p, storedBytes: sizes.get(p.file) ?? null, changes: changesOf(files.get(p.id)) }));
+    // A point a copy job made records the source point it is a copy of (its root's meta.copyOf).
+    const copyOf = (id: string): unknown => (files.get(id)?.root.meta as { copyOf?: unknown } | undefined)?.copyOf;
+    const reported = rows.map((p) => {
+      const of = copyOf(p.id);
+      return { ...p, storedBytes: sizes.get(p.file) ?? null, changes: changesOf(files.get(p.id)), ...(of === undefined ? {} : { copyOf: of }) };
+    });
     if (ctx.values['json'] === true) {
       ctx.out(JSON.stringify(reported, null, 2));
     } else {

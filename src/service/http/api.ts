@@ -34,6 +34,7 @@ import { serveConsole } from './console.js';
 import { screenRoutes } from './screen.js';
 import { surebackupRoutes } from './surebackup.js';
 import { surebackupJobRoutes } from './surebackup-jobs.js';
+import { copyRoutes } from './copies.js';
 import { fileRoutes } from './files.js';
 
 export type { HttpApiDeps } from './deps.js';
@@ -212,6 +213,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   sessionRoutes(app, ctx, streams);
   surebackupRoutes(app, ctx);
   surebackupJobRoutes(app, ctx);
+  copyRoutes(app, ctx);
   fileRoutes(app, ctx);
   await screenRoutes(app, ctx);
   await app.ready();

@@ -10,6 +10,7 @@ import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
 import type { Authenticator, Principal } from '../../auth/index.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import type { CatalogFreshness } from '../catalog-freshness.js';
+import type { FileSessions } from '../file-sessions.js';
 
 /**
  * Authentication as the API uses it: src/auth's Authenticator. `authenticate`
@@ -44,6 +45,8 @@ export interface JobRunner {
   jobChanged?(repo: string, job: string): void;
   /** Queues a run of a SureBackup job (kind 'surebackup'); optional: without it SureBackup jobs run only by the scheduler of a server that has it. */
   runSureBackupNow?(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord>;
+  /** Queues a run of a copy job (kind 'copy'); optional as runSureBackupNow is. */
+  runCopyNow?(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord>;
 }
 
 export interface HttpApiDeps {
@@ -67,6 +70,8 @@ export interface HttpApiDeps {
   readonly filesIdleTimeoutMs?: number | undefined;
   /** File sessions open at once (default 4). */
   readonly maxFileSessions?: number | undefined;
+  /** The server's file sessions, shared with its control API (`lifeboat files` of the CLI); one is made from the two above if not given. */
+  readonly fileSessions?: FileSessions | undefined;
   /** Server-Sent Events: how often the catalog is polled and a keepalive comment sent (ms). */
   readonly events?: { readonly pollMs?: number; readonly keepaliveMs?: number; readonly maxStreams?: number } | undefined;
 }

@@ -4,7 +4,7 @@
  * document publishes, and (through Static) the handlers' TypeScript types.
  */
 import { Type, type Static, type TSchema } from 'typebox';
-import { CHANGE_METHODS, RUN_STATES, RUN_TRIGGERS, USER_ROLES } from '../../catalog/catalog.js';
+import { CHANGE_METHODS, RUN_KINDS, RUN_STATES, RUN_TRIGGERS, USER_ROLES } from '../../catalog/catalog.js';
 
 const literals = Type.Enum;
 const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -223,8 +223,8 @@ export const RunRecord = Type.Object(
     id: Type.Integer(),
     repo: Type.String({ description: "the repository's folder" }),
     repoName: Type.String({ description: "the repository's name in URLs (its folder when this server does not serve it)" }),
-    job: Type.String({ description: 'the backup job, or the SureBackup job of a surebackup run' }),
-    kind: Type.Union([Type.Literal('backup'), Type.Literal('surebackup')], { description: 'a backup, or a SureBackup job booting and testing its group' }),
+    job: Type.String({ description: 'the backup job, or the SureBackup or copy job of a surebackup or copy run' }),
+    kind: literals(RUN_KINDS, { description: "a backup, a SureBackup job booting and testing its group, or a copy job copying a job's new points" }),
     trigger: RunTrigger,
     attempt: Type.Integer(),
     retryOf: nullable(Type.Integer()),
@@ -250,8 +250,8 @@ export const RunListQuery = Type.Object(
     repo: Type.Optional(Name),
     job: Type.Optional(Name),
     kind: Type.Optional(
-      Type.Union([Type.Literal('backup'), Type.Literal('surebackup')], {
-        description: "only backup runs or only SureBackup runs (a SureBackup job may have a backup job's name); default both",
+      literals(RUN_KINDS, {
+        description: "only runs of this kind (a SureBackup or copy job may have a backup job's name); default all",
       }),
     ),
     state: Type.Optional(Type.Array(RunState, { maxItems: 7, description: 'one or more states (repeat the parameter)' })),

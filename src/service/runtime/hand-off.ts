@@ -11,6 +11,7 @@ export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string)
   return {
     async start(req: HandOffRequest) {
       if (req.kind === 'surebackup') return { id: (await runtime.runSureBackupNow(repo, req.job, 'manual')).id };
+      if (req.kind === 'copy') return { id: (await runtime.runCopyNow(repo, req.job, 'manual')).id };
       const run = await runtime.runNow(repo, req.job, 'manual', { activeFull: req.activeFull, acceptSourceChange: req.acceptSourceChange, waitMs: req.waitMs });
       return { id: run.id };
     },
@@ -18,6 +19,7 @@ export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string)
       const run = await catalog.getRun(id);
       const progress = runtime.progressOf(id);
       const result = runtime.resultOf(id);
+      const copyResult = runtime.copyResultOf(id);
       const report = run.reportId === null ? undefined : await catalog.getLabReport(run.repo, run.reportId).catch(() => undefined);
       return {
         id,
@@ -25,6 +27,7 @@ export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string)
         ...(run.state === 'queued' ? { waitingFor: runtime.runningCount() } : {}),
         ...(progress ? { progress } : {}),
         ...(result ? { result } : {}),
+        ...(copyResult ? { copyResult } : {}),
         ...(report ? { labReport: { id: report.id, ok: report.ok, reportDir: report.reportDir } } : {}),
         ...(run.errorCode ? { error: { code: run.errorCode, message: run.errorMessage ?? run.errorCode } } : {}),
       };

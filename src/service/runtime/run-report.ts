@@ -24,7 +24,7 @@ function field(key: string, value: string | number): string {
  */
 export function runEndedLine(run: RunRecord): string {
   const parts = ['lifeboat', field('run', run.id), field('job', run.job), field('repo', run.repo), field('state', run.state), field('trigger', run.trigger)];
-  if (run.kind === 'surebackup') parts.push(field('kind', run.kind));
+  if (run.kind !== 'backup') parts.push(field('kind', run.kind));
   if (run.attempt > 1) parts.push(field('attempt', run.attempt));
   if (run.reportId) parts.push(field('report', run.reportId));
   if (run.startedAt && run.endedAt) parts.push(field('seconds', ((Date.parse(run.endedAt) - Date.parse(run.startedAt)) / 1000).toFixed(1)));

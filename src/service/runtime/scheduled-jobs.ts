@@ -1,6 +1,8 @@
 import { Repository, loadJob } from '../../repository/index.js';
 import type { ScheduledJob } from '../../schedule/index.js';
-import { runtimeKey } from './surebackup-schedule.js';
+import type { Logger } from '../../core/log.js';
+import { copyScheduledJobs } from './copy-schedule.js';
+import { runtimeKey, sureBackupScheduledJobs } from './surebackup-schedule.js';
 
 /**
  * A repository's backup jobs as the scheduler sees them, read from job.json
@@ -47,6 +49,35 @@ export async function backupScheduledJobs(
       disabled: job.disabled,
       tasks: job.disks.length,
     });
+  }
+  return out;
+}
+
+/**
+ * Every job of every repository the server runs, backup, SureBackup and copy,
+ * as the scheduler sees them; a problem reading one is logged once (`once`
+ * is keyed by the problem).
+ */
+export async function serverScheduledJobs(
+  repos: readonly string[],
+  scheduled: boolean,
+  logger: Logger,
+  once: (key: string, report: () => void) => void,
+): Promise<ScheduledJob[]> {
+  const out: ScheduledJob[] = [];
+  for (const repo of repos) {
+    out.push(
+      ...(await backupScheduledJobs(repo, scheduled, {
+        list: (err) => once(`${repo}\nlist`, () => logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) })),
+        job: (name, err) => once(`${repo}\n${name}`, () => logger.error('service: cannot read a job', { repo, job: name, problem: String(err) })),
+      })),
+      ...(await sureBackupScheduledJobs(repo, scheduled, (name, err) =>
+        once(`${repo}\nsurebackup\n${name}`, () => logger.error('service: cannot read a SureBackup job', { repo, surebackupJob: name, problem: String(err) })),
+      )),
+      ...(await copyScheduledJobs(repo, scheduled, (name, err) =>
+        once(`${repo}\ncopy\n${name}`, () => logger.error('service: cannot read a copy job', { repo, copyJob: name, problem: String(err) })),
+      )),
+    );
   }
   return out;
 }

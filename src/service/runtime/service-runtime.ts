@@ -6,7 +6,7 @@ import type { Logger } from '../../core/log.js';
 import { DEFAULT_MAX_TASKS, decide, type KnownRun, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
-import { backupScheduledJobs } from './scheduled-jobs.js';
+import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
@@ -15,7 +15,9 @@ import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
-import { runtimeKey, splitRuntimeKey, sureBackupScheduledJobs } from './surebackup-schedule.js';
+import { runtimeKey, splitRuntimeKey } from './surebackup-schedule.js';
+import { CopyExecution } from './copy-execution.js';
+import type { CopyResult } from '../../methods/copy-run.js';
 
 export interface ServiceRuntimeOptions {
   readonly catalog: Catalog;
@@ -45,16 +47,16 @@ export interface ServiceRuntimeOptions {
   readonly recovery?: ((repo: string) => InstantRecovery | undefined) | undefined;
 }
 
-/** A backup run or a SureBackup job's run, as the runtime drives it. */
-type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress' | 'result'>;
+/** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
+type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & { readonly result: BackupResult | CopyResult | undefined };
 
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
 
-const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' } => {
+const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' | 'copy' } => {
   const k = splitRuntimeKey(key);
-  return { repo: k.repo, job: k.job, ...(k.kind === 'surebackup' ? { kind: k.kind } : {}) };
+  return { repo: k.repo, job: k.job, ...(k.kind !== 'backup' ? { kind: k.kind } : {}) };
 };
 
 /**
@@ -73,8 +75,8 @@ export class ServiceRuntime implements JobRunner {
   private readonly waiting = new Map<number, Set<{ listener: (p: RunProgress) => void; detach?: () => void }>>();
   /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
   private readonly options = new Map<number, RunOptions>();
-  /** The backup results of the latest runs, for a CLI that handed its run over and asks how it went. */
-  private readonly results = new Map<number, BackupResult>();
+  /** The backup (or copy) results of the latest runs, for a CLI that handed its run over and asks how it went. */
+  private readonly results = new Map<number, BackupResult | CopyResult>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -118,18 +120,19 @@ export class ServiceRuntime implements JobRunner {
 
   /** A SureBackup job's run now (`surebackup job run`, the API's run-now). */
   async runSureBackupNow(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord> {
+    return this.queueNow(repo, name, 'surebackup', trigger, () => loadSureBackupJob(repo, name));
+  }
+
+  /** A copy job's run now (`copy run` handed over, the API's run-now). */
+  async runCopyNow(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord> {
+    return this.queueNow(repo, name, 'copy', trigger, () => this.opts.service.copyJob(repo, name));
+  }
+
+  private async queueNow(repo: string, job: string, kind: 'surebackup' | 'copy', trigger: RunTrigger, exists: () => Promise<unknown>): Promise<RunRecord> {
     if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
-    await loadSureBackupJob(repo, name);
-    const run = await this.opts.catalog.createRun({
-      repo,
-      job: name,
-      kind: 'surebackup',
-      trigger,
-      attempt: 1,
-      retryOf: null,
-      queuedAt: this.opts.clock.now().toISOString(),
-    });
+    await exists();
+    const run = await this.opts.catalog.createRun({ repo, job, kind, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
     this.tick();
     return run;
   }
@@ -176,12 +179,19 @@ export class ServiceRuntime implements JobRunner {
 
   /** What a recent run's backup returned (kept for the latest runs only). */
   resultOf(runId: number): BackupResult | undefined {
-    return this.results.get(runId);
+    const r = this.results.get(runId);
+    return r && !('copied' in r) ? r : undefined;
+  }
+
+  /** What a recent copy run returned (kept for the latest runs only). */
+  copyResultOf(runId: number): CopyResult | undefined {
+    const r = this.results.get(runId);
+    return r && 'copied' in r ? r : undefined;
   }
 
   /** Whether a run of this server is going for the job now (its backup files are being written). */
   isRunning(repo: string, job: string): boolean {
-    for (const exec of this.running.values()) if (exec.run.kind !== 'surebackup' && exec.run.repo === repo && exec.run.job === job) return true;
+    for (const exec of this.running.values()) if (exec.run.kind === 'backup' && exec.run.repo === repo && exec.run.job === job) return true;
     return false;
   }
 
@@ -279,7 +289,9 @@ export class ServiceRuntime implements JobRunner {
     const exec =
       run.kind === 'surebackup'
         ? this.sureBackupExecution(run)
-        : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
+        : run.kind === 'copy'
+          ? new CopyExecution(run, this.opts)
+          : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
@@ -330,25 +342,9 @@ export class ServiceRuntime implements JobRunner {
     }
   }
 
-  /** Every job of every repository, backup and SureBackup, as the scheduler sees it (their files are read each round). */
+  /** Every job of every repository, backup, SureBackup and copy, as the scheduler sees it (their files are read each round). */
   private async jobs(): Promise<ScheduledJob[]> {
-    const out: ScheduledJob[] = [];
-    const scheduled = this.opts.schedules !== false;
-    const { logger } = this.opts;
-    for (const repo of this.opts.repos) {
-      out.push(
-        ...(await backupScheduledJobs(repo, scheduled, {
-          list: (err) => this.reportOnce(`${repo}\nlist`, () => logger.error('service: cannot list the jobs of a repository', { repo, problem: String(err) })),
-          job: (name, err) => this.reportOnce(`${repo}\n${name}`, () => logger.error('service: cannot read a job', { repo, job: name, problem: String(err) })),
-        })),
-        ...(await sureBackupScheduledJobs(repo, scheduled, (name, err) =>
-          this.reportOnce(`${repo}\nsurebackup\n${name}`, () =>
-            logger.error('service: cannot read a SureBackup job', { repo, surebackupJob: name, problem: String(err) }),
-          ),
-        )),
-      );
-    }
-    return out;
+    return serverScheduledJobs(this.opts.repos, this.opts.schedules !== false, this.opts.logger, (key, report) => this.reportOnce(key, report));
   }
 
   /** Queued and running runs, and each job's latest runs (retries and chaining look at the latest end). */

@@ -3,19 +3,21 @@ import type { RunKind } from '../../catalog/catalog.js';
 import type { ScheduledJob } from '../../schedule/index.js';
 
 /**
- * SureBackup jobs as the scheduler sees them. Their keys start with
- * `surebackup:`, which no backup job's key does (those start with the
- * repository's absolute path), so a SureBackup job and a backup job of the
- * same name are two jobs to decide().
+ * A job's key for the scheduler. Keys of SureBackup jobs start with
+ * `surebackup:` and those of copy jobs with `copy:`, which no backup job's
+ * key does (those start with the repository's absolute path), so a
+ * SureBackup job, a copy job and a backup job of the same name are three
+ * jobs to decide().
  */
-const SB_PREFIX = 'surebackup:';
+const PREFIXES: Readonly<Record<Exclude<RunKind, 'backup'>, string>> = { surebackup: 'surebackup:', copy: 'copy:' };
 
 /** A job's key for the scheduler: its kind, repository and name (never shown). */
-export const runtimeKey = (kind: RunKind, repo: string, job: string): string => `${kind === 'surebackup' ? SB_PREFIX : ''}${repo}\n${job}`;
+export const runtimeKey = (kind: RunKind, repo: string, job: string): string => `${kind === 'backup' ? '' : PREFIXES[kind]}${repo}\n${job}`;
 
 export function splitRuntimeKey(key: string): { kind: RunKind; repo: string; job: string } {
-  const kind: RunKind = key.startsWith(SB_PREFIX) ? 'surebackup' : 'backup';
-  const rest = kind === 'surebackup' ? key.slice(SB_PREFIX.length) : key;
+  const found = (Object.entries(PREFIXES) as [Exclude<RunKind, 'backup'>, string][]).find(([, p]) => key.startsWith(p));
+  const kind: RunKind = found?.[0] ?? 'backup';
+  const rest = found ? key.slice(found[1].length) : key;
   const i = rest.lastIndexOf('\n');
   return { kind, repo: rest.slice(0, i), job: rest.slice(i + 1) };
 }
