@@ -154,7 +154,7 @@ void test('SureBackup job files: created once, changed, listed, read back, refus
   }
 });
 
-void test('scheduler keys: a SureBackup job and a backup job of one name never share a key', () => {
+void test('scheduler keys: a SureBackup job, a copy job and a backup job of one name never share a key', () => {
   const b = runtimeKey('backup', '/repos/a', 'web');
   const s = runtimeKey('surebackup', '/repos/a', 'web');
   assert.notEqual(b, s);
@@ -162,4 +162,9 @@ void test('scheduler keys: a SureBackup job and a backup job of one name never s
   assert.deepEqual(splitRuntimeKey(s), { kind: 'surebackup', repo: '/repos/a', job: 'web' });
   // A repository folder named like the prefix is still a backup job's repository (keys of backups start with an absolute path).
   assert.deepEqual(splitRuntimeKey(runtimeKey('backup', '/surebackup:x', 'web')), { kind: 'backup', repo: '/surebackup:x', job: 'web' });
+  // Nor does a copy job of that name share either key.
+  const c = runtimeKey('copy', '/repos/a', 'web');
+  assert.equal(new Set([b, s, c]).size, 3);
+  assert.deepEqual(splitRuntimeKey(c), { kind: 'copy', repo: '/repos/a', job: 'web' });
+  assert.deepEqual(splitRuntimeKey(runtimeKey('backup', '/copy:x', 'web')), { kind: 'backup', repo: '/copy:x', job: 'web' });
 });

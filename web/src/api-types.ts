@@ -82,7 +82,7 @@ export interface Run {
   repoName: string;
   /** The backup job, or the SureBackup job of a surebackup run (which may have a backup job's name). */
   job: string;
-  kind: 'backup' | 'surebackup';
+  kind: 'backup' | 'surebackup' | 'copy';
   trigger: string;
   attempt: number;
   retryOf: number | null;

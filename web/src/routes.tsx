@@ -15,6 +15,7 @@ import { SessionsPage } from './pages/sessions';
 import { ScreenPage } from './pages/screen';
 import { SureBackupPage, SureBackupReportPage } from './pages/surebackup';
 import { FilesPage } from './pages/files';
+import { CopiesPage } from './pages/copies';
 
 export interface Route {
   path: string;
@@ -37,6 +38,8 @@ export const routes: Route[] = [
   { path: '/sessions/:repo/:name/screen', title: 'Screen', view: (p) => <ScreenPage repo={p['repo']!} name={p['name']!} /> },
   { path: '/surebackup', title: 'SureBackup', nav: 'SureBackup', view: () => <SureBackupPage /> },
   { path: '/surebackup/:repo', title: 'SureBackup', view: (p) => <SureBackupPage repo={p['repo']!} /> },
+  { path: '/copies', title: 'Copies', nav: 'Copies', view: () => <CopiesPage /> },
+  { path: '/copies/:repo', title: 'Copies', view: (p) => <CopiesPage repo={p['repo']!} /> },
   { path: '/surebackup/:repo/:report', title: 'SureBackup report', view: (p) => <SureBackupReportPage repo={p['repo']!} id={p['report']!} /> },
 ];
 

@@ -1,0 +1,59 @@
+/**
+ * The console's copy jobs page in Chromium: a repository's copy job with its
+ * target and "never run here"; an operator's "Run now" opens the copy run's
+ * page, which ends succeeded, and the list then links its last run; a
+ * viewer's "Run now" is disabled.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cli, randomBytes, rng, MiB } from './helpers.js';
+import { startConsole, type Console } from './console-harness.js';
+
+let c: Console;
+before(async () => {
+  c = await startConsole();
+});
+after(async () => {
+  await c?.close();
+});
+
+async function ok(args: string[]): Promise<void> {
+  const r = await cli(args);
+  assert.equal(r.code, 0, `lifeboat ${args.join(' ')}: ${r.stderr}`);
+}
+
+test('copies page: the copy job, Run now as an operator opens its run, the last run linked; disabled for a viewer', { timeout: 120_000 }, async () => {
+  const disk = join(c.dir, 'vm.img');
+  await writeFile(disk, randomBytes(rng(18), 2 * MiB));
+  const target = join(c.dir, 'offsite');
+  await ok(['job', 'create', 'vm', '--repo', c.repo, '--disk', disk]);
+  await ok(['backup', 'vm', '--repo', c.repo]);
+  await ok(['copy', 'create', 'off', '--repo', c.repo, '--to-repo', target, '--job', 'vm']);
+
+  const page = await c.newPage();
+  await c.login(page, 'operator');
+  await page.evaluate(() => (location.hash = '#/copies'));
+  const row = await page.waitForSelector('.copies-page[data-ready] tr[data-copy=off]');
+  assert.match(
+    (await row!.evaluate((e) => (e as HTMLElement).innerText)) ?? '',
+    new RegExp(`vm\\s+${target.replace(/[/.]/g, '\\$&')}\\s+only when asked.*never run here`, 's'),
+  );
+  await Promise.all([page.waitForFunction(() => /^#\/runs\/\d+$/.test(location.hash)), page.click('tr[data-copy=off] button[data-mutating]')]);
+  const runId = Number(/\d+$/.exec(await page.evaluate(() => location.hash))![0]);
+  await page.waitForFunction(() => document.querySelector('#run-title .badge')?.textContent === 'succeeded', { timeout: 60_000 });
+  await page.evaluate(() => (location.hash = '#/copies'));
+  await page.waitForSelector(`.copies-page[data-ready] tr[data-copy=off][data-last-state=succeeded] a[href="#/runs/${runId}"]`);
+  await c.screenshot(page, 'copies');
+  c.assertClean(page);
+  await page.close();
+
+  const viewer = await c.newPage();
+  await c.login(viewer, 'viewer');
+  await viewer.evaluate(() => (location.hash = '#/copies'));
+  await viewer.waitForSelector('.copies-page[data-ready] tr[data-copy=off]');
+  assert.equal(await viewer.$eval('tr[data-copy=off] button[data-mutating]', (b) => (b as HTMLButtonElement).disabled), true);
+  c.assertClean(viewer);
+  await viewer.close();
+});
