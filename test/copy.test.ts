@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupFileReader } from '../src/repository/backup-file.js';
 import { scanJob } from '../src/repository/job-state.js';
 import { copyOfFile } from '../src/methods/copy-run.js';
-import { cli, randomBytes, readPoint, rng, tempDir, writeAt, MiB } from './helpers.js';
+import { BIN, cli, randomBytes, readPoint, rng, tempDir, writeAt, MiB } from './helpers.js';
 
 const BS = 256 * 1024;
 
@@ -227,6 +229,55 @@ test('copy model: daily backups over three weeks, copy runs killed at random mom
       names.filter((n) => n.endsWith('.tmp')),
       [],
     );
+  } finally {
+    await cleanup();
+  }
+});
+
+test('copy run: Ctrl-C stops at a safe point (exit 130) and leaves no half point; the next run copies the point whole', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const disk = join(dir, 'big.img');
+    const fh = await open(disk, 'w');
+    try {
+      for (let i = 0; i < 16; i++) await fh.write(cryptoRandomBytes(16 * MiB));
+    } finally {
+      await fh.close();
+    }
+    const repo = join(dir, 'src');
+    await ok(['repo', 'init', repo]);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk]);
+    const made = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'])) as { pointId: string };
+    const target = join(dir, 'dst');
+    await ok(['copy', 'create', 'off', '--repo', repo, '--to-repo', target, '--job', 'vm']);
+    const jobDir = join(target, 'jobs', 'vm');
+    const child = spawn(process.execPath, [BIN, 'copy', 'run', 'off', '--repo', repo], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    // Once the point's temporary file is there, the copy is under way.
+    let seen = false;
+    for (let i = 0; i < 3000 && !seen && child.exitCode === null; i++) {
+      seen = (await readdir(jobDir).catch(() => [] as string[])).some((n) => n.endsWith('.tmp'));
+      if (!seen) await new Promise((res) => setTimeout(res, 10));
+    }
+    assert.ok(seen, `the copy's temporary file never appeared: ${err}`);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, err);
+    assert.match(err, /LFB_ERR_INTERRUPTED/);
+    assert.deepEqual(await targetPoints(target), [], 'no point on the target');
+    assert.deepEqual(
+      (await readdir(jobDir)).filter((n) => n.endsWith('.tmp')),
+      [],
+      'the temporary file is removed',
+    );
+    // Nothing left locked: the next run copies the point whole.
+    await ok(['copy', 'run', 'off', '--repo', repo]);
+    assert.deepEqual(
+      (await targetPoints(target)).map((p) => p.sourcePointId),
+      [made.pointId],
+    );
+    assert.equal((await cli(['verify', 'vm', '--repo', target])).code, 0);
   } finally {
     await cleanup();
   }
