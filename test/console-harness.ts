@@ -3,9 +3,10 @@
  * HTTP on loopback) with a repository and the users admin, operator and
  * viewer made through the real CLI, and one headless Chromium (Debian's,
  * driven by puppeteer-core). Every page it opens collects console errors,
- * uncaught page errors, failed requests and answers >= 400 the test did not
- * expect; a test asserts there were none (assertClean). Screenshots go to
- * test-output/console/<name>.png.
+ * uncaught page errors, failed requests, answers >= 400 the test did not
+ * expect, requests to another origin (every asset comes from the server: no
+ * CDN) and API calls outside the public /api/v1; a test asserts there were
+ * none (assertClean). Screenshots go to test-output/console/<name>.png.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -77,7 +78,18 @@ function selfAborted(url: string, errorText: string | undefined): boolean {
   return errorText === 'net::ERR_ABORTED' && new URL(url).pathname.endsWith('/events');
 }
 
-function watch(page: Page, w: Watch): void {
+/** Kinds of request a page makes to the API: each must go to the public API (…/api/v1/…). */
+const API_REQUESTS = new Set(['fetch', 'xhr', 'eventsource', 'websocket']);
+
+function watch(page: Page, w: Watch, origin: string): void {
+  // Every asset comes from the server itself (no CDN), and the page calls only the public API.
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.protocol === 'data:' || u.protocol === 'blob:' || u.protocol === 'about:') return;
+    if (u.origin !== origin) w.problems.push(`request to another origin: ${r.method()} ${r.url()}`);
+    else if (API_REQUESTS.has(r.resourceType()) && !u.pathname.startsWith('/api/v1/'))
+      w.problems.push(`a call outside the public API: ${r.method()} ${r.url()}`);
+  });
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     // Chromium logs every answer >= 400 as a console error too: those are judged by their answer below.
@@ -164,7 +176,7 @@ export async function startConsole(opts: { serverArgs?: string[] } = {}): Promis
       await page.setViewport(viewport);
       const w: Watch = { problems: [], expected: [] };
       watches.set(page, w);
-      watch(page, w);
+      watch(page, w, new URL(url).origin);
       page.setDefaultTimeout(20_000);
       return page;
     },

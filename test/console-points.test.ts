@@ -24,6 +24,7 @@ interface ApiPoint {
   chainId: string | null;
   health: string;
   changeMethod: string | null;
+  gfs: string[];
 }
 
 let con: Console;
@@ -69,7 +70,7 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
   const disk = join(con.dir, 'vm.img');
   await writeFile(disk, randomBytes(rand, 4 * MiB));
   const repo = con.repo;
-  await run(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forward', '--active-full', 'sun']);
+  await run(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forward', '--active-full', 'sun', '--gfs', 'weekly=2,monthly=1']);
   await run(['backup', 'vm', '--repo', repo]);
   await writeAt(disk, randomBytes(rand, 300_000), 1 * MiB);
   await run(['backup', 'vm', '--repo', repo]);
@@ -77,6 +78,13 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
   await writeAt(disk, randomBytes(rand, 300_000), 2 * MiB + 4096);
   await run(['backup', 'vm', '--repo', repo]);
   const newestBytes = await readFile(disk);
+  // A reverse-incremental job: its older point is a rollback.
+  const rvDisk = join(con.dir, 'rv.img');
+  await writeFile(rvDisk, randomBytes(rand, 1 * MiB));
+  await run(['job', 'create', 'rv', '--repo', repo, '--disk', rvDisk, '--method', 'reverse']);
+  await run(['backup', 'rv', '--repo', repo]);
+  await writeAt(rvDisk, randomBytes(rand, 100_000), 4096);
+  await run(['backup', 'rv', '--repo', repo]);
 
   // The first chain's increment gets a flipped byte; verify finds it and marks the point damaged.
   const jobDir = join(repo, 'jobs', 'vm');
@@ -93,6 +101,9 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
   let session: string | undefined;
   try {
     await con.login(page, 'operator');
+    // The dashboard, where the login lands, alerts on the damaged point.
+    const damagedAlert = await page.waitForSelector(`xpath/.//ul[@class="alerts"]/li[contains(., "${con.repoName}/vm: ") and contains(., "damaged point")]`);
+    assert.match((await damagedAlert!.evaluate((e) => e.className)) ?? '', /alert-bad/);
     const listed = await apiGet<{ points: ApiPoint[] }>(page, `/repositories/${con.repoName}/jobs/vm/points`);
     const points = listed.points;
     assert.deepEqual(
@@ -126,6 +137,20 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
     };
     assert.ok(isRed(marks[1]!.fill), `damaged point's fill ${marks[1]!.fill}`);
     for (const m of [marks[0]!, marks[2]!, marks[3]!]) assert.ok(!isRed(m.fill), `healthy point's fill ${m.fill}`);
+    // Each mark's size follows the bytes its file stores: a full of 4 MiB of random bytes is larger than an increment of 300 kB.
+    const areas = await page.$$eval('.tl-point .tl-mark', (ms) => ms.map((m) => (m as SVGGraphicsElement).getBBox()).map((b) => b.width * b.height));
+    assert.ok(areas[0]! > 2 * areas[1]! && areas[2]! > 2 * areas[3]!, `mark areas ${areas.join(' ')}`);
+    // GFS flags as letters above their points, as the API gives them; some point has one.
+    const letters = await page.$$eval('.tl-point', (gs) => gs.map((g) => [...g.querySelectorAll('.tl-gfs')].map((t) => t.textContent).join('')));
+    const letter: Record<string, string> = { weekly: 'W', monthly: 'M', yearly: 'Y' };
+    assert.deepEqual(
+      letters,
+      points.map((p) => p.gfs.map((g) => letter[g]).join('')),
+    );
+    assert.ok(
+      letters.some((l) => l !== ''),
+      `a GFS flag shown: ${JSON.stringify(points.map((p) => p.gfs))}`,
+    );
     assert.equal(await page.$$eval('.tl-band-0, .tl-band-1', (b) => b.length), 2);
     assert.match(await page.$eval('[data-summary]', (e) => e.textContent ?? ''), /4 points in 2 chains.*1 damaged/);
 
@@ -179,6 +204,18 @@ test('points timeline, retention plan, restore and instant recovery in Chromium'
     assert.deepEqual(darkFills.map(isRed), [false, true, false, false], darkFills.join(' '));
     await con.screenshot(page, 'points-dark');
     await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
+
+    // The reverse-incremental job: its full is the newest point, the older one a rollback drawn as a diamond.
+    await page.goto(`${con.url}#/jobs/${con.repoName}/rv/points`);
+    await page.waitForSelector('.points-page[data-ready] .tl-point');
+    assert.deepEqual(await page.$$eval('.tl-point', (gs) => gs.map((g) => [g.getAttribute('data-kind'), g.querySelector('.tl-mark')!.tagName])), [
+      ['rollback', 'path'],
+      ['full', 'rect'],
+    ]);
+    await con.screenshot(page, 'points-reverse');
+    await page.goto(`${con.url}#/jobs/${con.repoName}/vm/points`);
+    await page.waitForSelector('.points-page[data-ready] .tl-point');
+    await page.focus('.timeline');
 
     // Restore the newest point through the form: outside the target folder the server refuses and the page says why.
     await page.keyboard.press('End');
