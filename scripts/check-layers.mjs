@@ -8,10 +8,12 @@ const ALLOWED = {
   core: [],
   format: ['core'],
   storage: ['core'],
-  compress: ['core', 'format'],
+  // Encryption at rest: key files' crypto, sealing, keyed digests, the in-memory keyring. Below everything that reads blocks.
+  crypto: ['core'],
+  compress: ['core', 'format', 'crypto'],
   // Sources: raw files and devices, NBD exports (images through a private qemu-nbd), running VMs over QMP.
   source: ['core', 'nbd', 'qemu'],
-  repository: ['core', 'format', 'storage', 'compress'],
+  repository: ['core', 'format', 'storage', 'compress', 'crypto'],
   retention: [],
   // ONC RPC, XDR and the portmapper: protocol code, no repository.
   rpc: ['core'],
@@ -24,15 +26,32 @@ const ALLOWED = {
   nbd: ['core'],
   // QEMU: QMP, command lines, supervised VM processes. Knows VM configurations, not the repository.
   qemu: ['core', 'format'],
-  recovery: ['core', 'format', 'storage', 'compress', 'repository', 'blockdev', 'nfs', 'nbd', 'qemu'],
+  recovery: ['core', 'format', 'storage', 'compress', 'crypto', 'repository', 'blockdev', 'nfs', 'nbd', 'qemu'],
   // The virtual lab (SureBackup, sandboxes): network namespaces, taps, dnsmasq, tests of lab VMs.
   // VMs come through the LabSessions seam (instant sessions of the server), never from the repository.
   lab: ['core', 'qemu'],
   // File-level recovery: a libguestfs appliance reads a point's disks over NBD; guest file systems are never parsed here.
   files: ['core', 'nbd', 'repository'],
-  methods: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'source'],
+  methods: ['core', 'format', 'storage', 'compress', 'crypto', 'repository', 'retention', 'source'],
   restore: ['core', 'repository'],
-  app: ['core', 'format', 'storage', 'compress', 'repository', 'retention', 'methods', 'restore', 'source', 'rpc', 'nfs', 'nbd', 'qemu', 'recovery', 'lab'],
+  app: [
+    'core',
+    'format',
+    'storage',
+    'compress',
+    'crypto',
+    'repository',
+    'retention',
+    'methods',
+    'restore',
+    'source',
+    'rpc',
+    'nfs',
+    'nbd',
+    'qemu',
+    'recovery',
+    'lab',
+  ],
   // The catalog of runs, jobs, points, users and tokens: one interface, SQLite and PostgreSQL behind it.
   catalog: ['core'],
   // The scheduler's decisions (pure): next fire times, windows, retries, chaining, the task cap.
@@ -56,10 +75,11 @@ const ALLOWED = {
     'recovery',
     'files',
   ],
-  cli: ['core', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab', 'files'],
+  cli: ['core', 'crypto', 'app', 'compress', 'repository', 'restore', 'catalog', 'schedule', 'auth', 'service', 'lab', 'files'],
   // Test and benchmark support: may use any layer below app; no production folder may import it.
   testing: [
     'core',
+    'crypto',
     'format',
     'storage',
     'compress',

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fixedClock } from '../src/core/clock.js';
 import { LifeboatService } from '../src/app/index.js';
 import { parseCompression } from '../src/compress/codec.js';
+import { Repository } from '../src/repository/repository.js';
 import { randomBytes, readPoint, rng, tempDir, writeAt } from './helpers.js';
 
 const BS = 256 * 1024;
@@ -18,12 +19,19 @@ const BS = 256 * 1024;
 // Seeds 55 and 68 keep days instead of points; 42 also makes synthetic fulls on Saturdays;
 // 79 and 97 keep GFS fulls over four simulated months; 83 transforms its chains into rollbacks.
 const SEEDS = [11, 24, 37, 42, 55, 68, 79, 83, 97];
-for (const [i, seed] of SEEDS.entries()) {
+// Encrypted repositories (repo init --encrypt): a forever-forward and a reverse-incremental seed (lz4) again, sealed.
+const ENCRYPTED = new Set([24, 37]);
+const CASES = [
+  ...SEEDS.map((seed, i) => ({ seed, i, encrypted: false })),
+  ...SEEDS.flatMap((seed, i) => (ENCRYPTED.has(seed) ? [{ seed, i, encrypted: true }] : [])),
+];
+for (const { seed, i, encrypted } of CASES) {
   const method = seed === 83 ? 'forward' : seed === 97 ? 'forever' : (['forward', 'forever', 'reverse'] as const)[i % 3]!;
   const byDays = i === 4 || i === 5;
   const gfs = seed === 79 || seed === 97 ? { weekly: 3, monthly: 2, yearly: 0 } : undefined;
   const transform = seed === 83;
   const label = [method, byDays ? 'retention by days' : '', gfs ? 'GFS over four months' : '', transform ? 'synthetic fulls transformed into rollbacks' : '']
+    .concat(encrypted ? ['encrypted repository'] : [])
     .filter((x) => x !== '')
     .join(', ');
   test(`model: random runs, seed ${seed}, ${label}`, async () => {
@@ -45,7 +53,10 @@ for (const [i, seed] of SEEDS.entries()) {
       const repo = join(dir, 'repo');
       const day0 = Date.parse('2026-01-05T10:00:00Z');
       let svc = new LifeboatService(fixedClock(new Date(day0)));
-      await svc.initRepository(repo, BS, parseCompression(seed === 37 ? 'lz4' : 'zstd:1'));
+      const compression = parseCompression(seed === 37 ? 'lz4' : 'zstd:1');
+      // An encrypted repository's keys stay in this process's keyring: every later open finds them.
+      if (encrypted) await Repository.init(repo, { blockSize: BS, compression, now: new Date(day0), encrypt: { password: `model ${seed}`, recovery: false } });
+      else await svc.initRepository(repo, BS, compression);
       // One run a day: keeping N days keeps N+1 points (today counts), and never fewer than 3.
       await svc.createJob(repo, {
         name: 'vm',

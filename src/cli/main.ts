@@ -12,6 +12,7 @@ import { jobDelete } from './commands/job-delete.js';
 import { points } from './commands/points.js';
 import { repoInit } from './commands/repo-init.js';
 import { repoInfo } from './commands/repo-info.js';
+import { repoKeyExport, repoPasswd } from './commands/repo-key.js';
 import { restore } from './commands/restore.js';
 import { retentionPlan } from './commands/retention-plan.js';
 import { serve } from './commands/serve.js';
@@ -36,10 +37,13 @@ import { filesMount, filesUmount } from './commands/files-mount.js';
 import { copyCreate, copyDelete, copyList, copyRun, copyShow } from './commands/copy.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { catchInterrupts, interruptOutcome, STOPS_AT_SAFE_POINTS } from './interrupt.js';
+import { installPasswordSource, takePasswordFileFlag } from './repo-password.js';
 
 export const COMMANDS: readonly Command[] = [
   repoInit,
   repoInfo,
+  repoPasswd,
+  repoKeyExport,
   jobCreate,
   jobList,
   jobShow,
@@ -96,7 +100,7 @@ function help(): string {
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Environment: LIFEBOAT_REPO=<dir> stands for --repo when it is not given; LIFEBOAT_STATE_DIR=<dir> for --state-dir; LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn.',
+    'Environment: LIFEBOAT_REPO=<dir> stands for --repo when it is not given; LIFEBOAT_STATE_DIR=<dir> for --state-dir; LIFEBOAT_NOW=<ISO time> pins the clock (a testing aid); LIFEBOAT_LOG=debug|info|warn; LIFEBOAT_PASSWORD_FILE=<file> (or --password-file <file> on any command) holds the password of an encrypted repository (asked on a terminal otherwise).',
   ].join('\n');
 }
 
@@ -143,12 +147,13 @@ function installCrashHandlers(): void {
   process.on('uncaughtException', die);
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(given: string[]): Promise<number> {
   installCrashHandlers();
   // `lifeboat … | head`: a reader that stops early is not an error of ours.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(EXIT.ok);
   });
+  let argv = given;
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help() + '\n');
     return argv.length === 0 ? EXIT.usage : EXIT.ok;
@@ -162,6 +167,10 @@ export async function main(argv: string[]): Promise<number> {
   let interrupts: ReturnType<typeof catchInterrupts> | undefined;
   let command: Command | undefined;
   try {
+    // Any command may open an encrypted repository: its password file is one flag for all of them.
+    const taken = takePasswordFileFlag(argv);
+    argv = taken.argv;
+    installPasswordSource(taken.file);
     const found = findCommand(argv);
     if (!found) {
       const guess = closestCommand(argv);

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
+import type { BlockKeys } from '../crypto/seal.js';
 import { ZSTD_FRAME_BYTES, type CompressionSetting } from './codec.js';
 
 export interface BlockTask {
@@ -11,6 +12,8 @@ export interface BlockTask {
   readonly length: number;
   readonly previousDigest: Uint8Array | null;
   readonly compression: CompressionSetting;
+  /** An encrypted repository's keys: the digest is keyed and the stored bytes sealed. */
+  readonly keys?: BlockKeys | undefined;
 }
 
 export interface BlockResult {
@@ -35,6 +38,8 @@ export interface DecodeTask {
   readonly strict?: boolean | undefined;
   /** Only this part of the block is wanted: the worker may decode just the frames that cover it. */
   readonly range?: DecodeRange | undefined;
+  /** A sealed block: opened (its tag checked) before anything else. */
+  readonly keys?: BlockKeys | undefined;
 }
 
 /** Check a stored block without keeping what it decodes to: the stored bytes come back as they went, to be written as they are. */
@@ -45,6 +50,7 @@ export interface VerifyTask {
   readonly codec: CodecName;
   readonly rawLength: number;
   readonly digest: Uint8Array;
+  readonly keys?: BlockKeys | undefined;
 }
 
 /** problem is null when the block decompresses and matches its SHA-256; `stored` is the task's buffer, handed back. */
@@ -72,6 +78,7 @@ export function knownFrames(
   range: DecodeRange | undefined,
 ): { readonly first: number; readonly last: number; readonly start: number; readonly end: number } | undefined {
   const bounds = range?.bounds;
+  // A sealed block has no bounds (its tag covers the whole stored block): it is always read whole.
   if (codec !== 'zstd' || range === undefined || bounds === undefined) return undefined;
   const n = bounds.length - 1;
   const first = Math.min(n - 1, Math.floor(range.from / ZSTD_FRAME_BYTES));
@@ -165,9 +172,9 @@ export class BlockWorkerPool {
   }
 
   /** Hash (and compress if changed) a block. Transfers `buffer` to a worker; it comes back in the result. */
-  async run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting): Promise<BlockResult> {
+  async run(buffer: ArrayBuffer, length: number, previousDigest: Uint8Array | null, compression: CompressionSetting, keys?: BlockKeys): Promise<BlockResult> {
     const previous = previousDigest === null ? null : detached(previousDigest);
-    const r = await this.post<BlockResult>((id) => ({ op: 'encode', id, buffer, length, previousDigest: previous, compression }), [buffer]);
+    const r = await this.post<BlockResult>((id) => ({ op: 'encode', id, buffer, length, previousDigest: previous, compression, keys }), [buffer]);
     return { ...r, digest: Buffer.from(r.digest) };
   }
 
@@ -178,9 +185,17 @@ export class BlockWorkerPool {
    * ArrayBuffer, as BackupFileReader's reads do; `stored` is unusable after).
    * With `range.bounds`, `stored` holds just the frames knownFrames() names.
    */
-  decode(stored: Uint8Array, codec: CodecName, rawLength: number, digest: Uint8Array, range?: DecodeRange, strict?: boolean): Promise<DecodeResult> {
+  decode(
+    stored: Uint8Array,
+    codec: CodecName,
+    rawLength: number,
+    digest: Uint8Array,
+    range?: DecodeRange,
+    strict?: boolean,
+    keys?: BlockKeys,
+  ): Promise<DecodeResult> {
     const bytes = ownArrayBuffer(stored);
-    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored: bytes, codec, rawLength, digest: detached(digest), range, strict }), [bytes]);
+    return this.post<DecodeResult>((id) => ({ op: 'decode', id, stored: bytes, codec, rawLength, digest: detached(digest), range, strict, keys }), [bytes]);
   }
 
   /**
@@ -191,9 +206,15 @@ export class BlockWorkerPool {
    * they are: no recompression. `stored` is transferred (unusable after); use
    * the returned buffer.
    */
-  async verifyStored(stored: Uint8Array, codec: CodecName, rawLength: number, digest: Uint8Array): Promise<{ stored: Buffer; problem: string | null }> {
+  async verifyStored(
+    stored: Uint8Array,
+    codec: CodecName,
+    rawLength: number,
+    digest: Uint8Array,
+    keys?: BlockKeys,
+  ): Promise<{ stored: Buffer; problem: string | null }> {
     const bytes = ownArrayBuffer(stored);
-    const r = await this.post<VerifyResult>((id) => ({ op: 'verify', id, stored: bytes, codec, rawLength, digest: detached(digest) }), [bytes]);
+    const r = await this.post<VerifyResult>((id) => ({ op: 'verify', id, stored: bytes, codec, rawLength, digest: detached(digest), keys }), [bytes]);
     return { stored: Buffer.from(r.stored), problem: r.problem };
   }
 

@@ -10,7 +10,8 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { compressBlock, decodeZstdFrames, decodeZstdRange, verifyingDecode } from './codec.js';
+import { compressBlock, decodeOpened, decodeZstdFrames, decodeZstdRange, openStoredBlock, SEAL_PROBLEM, verifyingDecode } from './codec.js';
+import { keyedDigest, sealBytes } from '../crypto/seal.js';
 import {
   knownFrames,
   ownArrayBuffer,
@@ -27,7 +28,7 @@ if (port === null) throw new Error('block-worker must run in a worker thread');
 
 function encode(t: BlockTask): void {
   const data = Buffer.from(t.buffer, 0, t.length);
-  const digest = createHash('sha256').update(data).digest();
+  const digest = t.keys ? keyedDigest(t.keys.mac, data) : createHash('sha256').update(data).digest();
   const unchanged = t.previousDigest !== null && digest.equals(Buffer.from(t.previousDigest));
   if (unchanged) {
     const result: BlockResult = { id: t.id, digest, unchanged: true, codec: 'none', stored: null, buffer: t.buffer };
@@ -35,8 +36,8 @@ function encode(t: BlockTask): void {
     return;
   }
   const c = compressBlock(t.compression, data);
-  // A block stored as it is must be copied before its input buffer goes back to the pool.
-  const stored = ownArrayBuffer(c.bytes === data ? Buffer.from(data) : c.bytes);
+  // A block stored as it is must be copied before its input buffer goes back to the pool (sealing makes new bytes anyway).
+  const stored = ownArrayBuffer(t.keys ? sealBytes(t.keys.seal, c.bytes, digest) : c.bytes === data ? Buffer.from(data) : c.bytes);
   const result: BlockResult = { id: t.id, digest, unchanged: false, codec: c.codec, stored, buffer: t.buffer };
   port!.postMessage(result, [t.buffer, stored]);
 }
@@ -52,7 +53,36 @@ function decodeKnownFrames(t: DecodeTask, frames: { first: number; last: number 
   port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start } satisfies DecodeResult, [ab]);
 }
 
+/** A sealed block: opened whole (tag checked), then decoded as a plain one; no frame bounds go back (it is never read in part). */
+function decodeSealed(t: DecodeTask & { keys: NonNullable<DecodeTask['keys']> }): void {
+  const plain = openStoredBlock(t.keys, Buffer.from(t.stored), t.digest);
+  if (plain === null) {
+    port!.postMessage({ id: t.id, data: null, problem: SEAL_PROBLEM } satisfies DecodeResult);
+    return;
+  }
+  if (t.range && t.codec === 'zstd') {
+    const part = decodeZstdRange(plain, t.rawLength, t.range.from, t.range.to);
+    if (part && 'problem' in part) {
+      port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
+      return;
+    }
+    if (part) {
+      const ab = ownArrayBuffer(part.data);
+      port!.postMessage({ id: t.id, data: ab, problem: null, start: part.start } satisfies DecodeResult, [ab]);
+      return;
+    }
+  }
+  const r = decodeOpened(t.codec, plain, t.rawLength, t.digest, t.strict === true, t.keys);
+  if (r.data === null) {
+    port!.postMessage({ id: t.id, data: null, problem: r.problem } satisfies DecodeResult);
+    return;
+  }
+  const ab = ownArrayBuffer(r.data);
+  port!.postMessage({ id: t.id, data: ab, problem: null, start: 0 } satisfies DecodeResult, [ab]);
+}
+
 function decode(t: DecodeTask): void {
+  if (t.keys) return decodeSealed({ ...t, keys: t.keys });
   const frames = knownFrames(t.codec, t.range);
   if (frames) return decodeKnownFrames(t, frames);
   const stored = Buffer.from(t.stored);
@@ -80,7 +110,7 @@ function decode(t: DecodeTask): void {
 
 function verify(t: VerifyTask): void {
   // What it decodes to is dropped: only the verdict and the stored bytes go back.
-  const r = verifyingDecode(t.codec, Buffer.from(t.stored), t.rawLength, t.digest, true);
+  const r = verifyingDecode(t.codec, Buffer.from(t.stored), t.rawLength, t.digest, true, t.keys);
   port!.postMessage({ id: t.id, stored: t.stored, problem: r.problem } satisfies VerifyResult, [t.stored]);
 }
 

@@ -3,6 +3,7 @@ import type { CCtx, CParameter, DCtx } from 'zstd-napi/binding.js';
 import type * as Lz4 from 'lz4-napi';
 import { createHash } from 'node:crypto';
 import { LifeboatError } from '../core/errors.js';
+import { keyedDigest, openBytes, type BlockKeys } from '../crypto/seal.js';
 import type { CodecName } from '../format/constants.js';
 
 // The low-level zstd binding: contexts and buffers we manage ourselves.
@@ -249,12 +250,44 @@ export function verifyingDecode(
   rawLength: number,
   digest: Uint8Array,
   strict = false,
+  keys?: BlockKeys,
+): { data: Buffer; problem: null } | { data: null; problem: string } {
+  if (keys === undefined) return decodeOpened(codec, stored, rawLength, digest, strict);
+  const plain = openStoredBlock(keys, stored, digest);
+  if (plain === null) return { data: null, problem: SEAL_PROBLEM };
+  return decodeOpened(codec, plain, rawLength, digest, strict, keys);
+}
+
+/** What a block whose AES-GCM tag fails is reported as: damaged, like one that fails its checksum. */
+export const SEAL_PROBLEM = 'fails its authentication tag (damaged or tampered with)';
+
+/** The compressed bytes of a sealed block (its keyed digest is the tag's associated data), or null when the tag fails. */
+export function openStoredBlock(keys: BlockKeys, stored: Uint8Array, digest: Uint8Array): Buffer | null {
+  return openBytes(keys.seal, stored, digest);
+}
+
+/**
+ * verifyingDecode of bytes already opened (or never sealed). A sealed block's
+ * tag already proved its bytes, so its keyed digest is checked only when
+ * `strict` (health checks, verified copies).
+ */
+export function decodeOpened(
+  codec: CodecName,
+  stored: Buffer,
+  rawLength: number,
+  digest: Uint8Array,
+  strict = false,
+  keys?: BlockKeys,
 ): { data: Buffer; problem: null } | { data: null; problem: string } {
   let data: Buffer;
   try {
     data = decompressBlock(codec, stored, rawLength);
   } catch (err) {
     return { data: null, problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
+  }
+  if (keys !== undefined) {
+    if (strict && !keyedDigest(keys.mac, data).equals(digest)) return { data: null, problem: 'fails its checksum' };
+    return { data, problem: null };
   }
   if (!strict && codec === 'zstd' && zstdFrameHasChecksum(stored)) return { data, problem: null };
   if (!createHash('sha256').update(data).digest().equals(digest)) return { data: null, problem: 'fails its checksum' };

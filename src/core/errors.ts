@@ -73,6 +73,9 @@ export const ERROR_CODES = {
   LFB_ERR_FILE_NOT_FOUND: 'NotFound',
   LFB_ERR_MOUNT_NOT_FOUND: 'NotFound',
   LFB_ERR_GUESTFS: 'Permanent',
+  LFB_ERR_PASSWORD_REQUIRED: 'Invalid',
+  LFB_ERR_WRONG_PASSWORD: 'Invalid',
+  LFB_ERR_KEY_MISMATCH: 'Conflict',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

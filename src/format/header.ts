@@ -17,9 +17,17 @@ export interface FileHeader {
   readonly chainId: string;
   readonly jobId: string;
   readonly diskSizes: readonly number[];
+  /**
+   * A sealed file (encrypted repository): the id of the key its blocks and
+   * roots are sealed with. Byte 11 bit 0 says sealed, the id is at KEY_ID_AT.
+   * Absent: a plain file, byte for byte as before encryption existed.
+   */
+  readonly keyId?: string | undefined;
 }
 
 const CHECKSUM_AT = PAGE - 32;
+const SEALED_AT = 11;
+const KEY_ID_AT = PAGE - 96;
 
 export function encodeHeader(h: FileHeader): Buffer {
   if (h.diskSizes.length === 0 || h.diskSizes.length > MAX_DISKS) throw new RangeError(`disk count ${h.diskSizes.length}`);
@@ -34,6 +42,10 @@ export function encodeHeader(h: FileHeader): Buffer {
   uuidToBytes(h.jobId).copy(b, 56);
   b.writeUInt16LE(h.diskSizes.length, 72);
   h.diskSizes.forEach((s, i) => b.writeBigUInt64LE(BigInt(s), 80 + 8 * i));
+  if (h.keyId !== undefined) {
+    b[SEALED_AT] = 1;
+    uuidToBytes(h.keyId).copy(b, KEY_ID_AT);
+  }
   sha256(b.subarray(0, CHECKSUM_AT)).copy(b, CHECKSUM_AT);
   return b;
 }
@@ -75,5 +87,6 @@ export function decodeHeader(b: Buffer, name: string): FileHeader {
     chainId: bytesToUuid(b.subarray(40, 56)),
     jobId: bytesToUuid(b.subarray(56, 72)),
     diskSizes,
+    ...((b[SEALED_AT]! & 1) !== 0 ? { keyId: bytesToUuid(b.subarray(KEY_ID_AT, KEY_ID_AT + 16)) } : {}),
   };
 }

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { BlockKeys } from '../crypto/seal.js';
 import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
@@ -323,6 +324,8 @@ type Outcome =
 export interface BlockSink {
   addBlock(disk: number, blockIndex: number, codec: CodecName, stored: Buffer, digest: Buffer): Promise<void>;
   addZero(disk: number, blockIndex: number): void | Promise<void>;
+  /** An encrypted repository's keys: blocks are digested with its keyed digest and sealed in the pool. */
+  readonly keys?: BlockKeys | undefined;
 }
 
 /** What the pipeline needs of the point it compares with: each block's digest (null = zeros). */
@@ -388,7 +391,7 @@ export async function backupDisk(
       totals.blocksZero += 1;
       return prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' };
     }
-    const r = await pool.run(ab, len, prev === null ? null : prev.digestOf(bi), compression);
+    const r = await pool.run(ab, len, prev === null ? null : prev.digestOf(bi), compression, writer.keys);
     return { kind: 'data', bi, r };
   };
 

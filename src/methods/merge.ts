@@ -110,10 +110,18 @@ export async function mergeOldestIncrement(chain: Chain, storage: Storage = loca
       meta: { ...inc.root.meta, mergedPointIds: [...(full.root.meta.mergedPointIds ?? []), inc.root.pointId] },
     };
     // Data first (fsynced inside commitRoot together with the root), then the slot.
-    const { fileEnd } = await commitRoot(full.handle, info, tables, position, {
-      slotIndex: full.slotIndex === 0 ? 1 : 0,
-      generation: full.slot.generation + 1,
-    });
+    const { fileEnd } = await commitRoot(
+      full.handle,
+      info,
+      tables,
+      position,
+      {
+        slotIndex: full.slotIndex === 0 ? 1 : 0,
+        generation: full.slot.generation + 1,
+      },
+      false,
+      full.keys,
+    );
     // Bytes past the committed end are leftovers of an interrupted merge.
     if ((await full.handle.size()) > fileEnd) await full.handle.truncate(fileEnd);
     await full.close();

@@ -106,12 +106,14 @@ export async function reverseIncrement(
         t.codec(slot),
         Math.min(blockSize, f.root.diskSizes[d]! - bi * blockSize),
         t.digest(slot),
+        f.keys,
       );
       if (checked.problem !== null) throw f.blockError(t, slot, checked.problem);
       await rb.addBlock(d, bi, t.codec(slot), checked.stored, t.digest(slot));
       blocksRolledBack += 1;
     };
     const sink: BlockSink = {
+      keys: f.keys,
       async addBlock(d, bi, codec, stored, digest) {
         await moveOld(d, bi);
         const t = f.root.tables[d]!;
@@ -169,6 +171,8 @@ export async function reverseIncrement(
       tables,
       position,
       { slotIndex: f.slotIndex === 0 ? 1 : 0, generation: f.slot.generation + 1 },
+      false,
+      f.keys,
     );
     // Bytes past the committed end are leftovers of an interrupted run.
     if ((await f.handle.size()) > fileEnd) await f.handle.truncate(fileEnd);

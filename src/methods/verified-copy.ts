@@ -47,7 +47,7 @@ export async function copyVerified<T>(
     if (ref === undefined) return { tag: step.tag, block: undefined };
     const { file, table, slot } = ref;
     const digest = table.digest(slot);
-    const r = await pool.verifyStored(await file.readStored(table, slot), table.codec(slot), ref.rawLength, digest);
+    const r = await pool.verifyStored(await file.readStored(table, slot), table.codec(slot), ref.rawLength, digest, file.keys);
     if (r.problem !== null) throw file.blockError(table, slot, r.problem);
     return { tag: step.tag, block: { codec: table.codec(slot), stored: r.stored, digest: Buffer.from(digest) } };
   };

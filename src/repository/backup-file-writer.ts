@@ -3,6 +3,8 @@ import type { CodecName } from '../format/constants.js';
 import { BlockTableBuilder, DATA_START, PAGE, encodeHeader, type FileHeader, type RootInfo } from '../format/index.js';
 import { DurableFile, removeDurable, renameDurable, type Storage } from '../storage/index.js';
 import { commitRoot } from './commit.js';
+import { keysForPath } from '../crypto/keyring.js';
+import type { BlockKeys } from '../crypto/seal.js';
 
 /** Bytes written between two background write-backs of a file being written. */
 const WRITE_BEHIND_BYTES = 8 * 1024 * 1024;
@@ -36,6 +38,8 @@ export class BackupFileWriter {
     readonly header: FileHeader,
     private readonly file: DurableFile,
     private readonly storage: Storage,
+    /** An encrypted repository's keys: blocks come sealed from the pool (or copied sealed), the root is sealed at commit. */
+    readonly keys: BlockKeys | undefined,
   ) {
     this.tables = header.diskSizes.map(() => new BlockTableBuilder(256));
   }
@@ -45,10 +49,14 @@ export class BackupFileWriter {
   }
 
   /** Starts the file under its temporary name in `storage` (the repository's). */
-  static async create(finalPath: string, header: FileHeader, storage: Storage): Promise<BackupFileWriter> {
+  static async create(finalPath: string, given: FileHeader, storage: Storage): Promise<BackupFileWriter> {
+    // A file in an encrypted repository is sealed with its keys, whatever header it was given (compact passes an old file's).
+    const keys = keysForPath(finalPath);
+    const plain: FileHeader = { ...given, keyId: undefined };
+    const header: FileHeader = keys === undefined ? plain : { ...given, keyId: keys.keyId };
     const tmp = BackupFileWriter.tmpPathFor(finalPath);
     const file = await DurableFile.create(tmp, storage);
-    const w = new BackupFileWriter(finalPath, tmp, header, file, storage);
+    const w = new BackupFileWriter(finalPath, tmp, header, file, storage, keys);
     // Header, then two empty slot pages: a file with no valid slot is never a point.
     const pages = Buffer.alloc(DATA_START);
     encodeHeader(header).copy(pages, 0, 0, PAGE);
@@ -98,6 +106,7 @@ export class BackupFileWriter {
       this.position,
       { slotIndex: 0, generation: 1 },
       true,
+      this.keys,
     );
     await this.file.close();
     await renameDurable(this.tmpPath, this.finalPath, this.storage);

@@ -16,6 +16,9 @@ import {
   type Slot,
 } from '../format/index.js';
 import { DurableFile, localStorage, type Storage } from '../storage/index.js';
+import { openBytes, type BlockKeys } from '../crypto/seal.js';
+import { keysFor } from '../crypto/keyring.js';
+import { ROOT_AAD } from './commit.js';
 
 /**
  * A backup file opened for reading at its committed root. Opening reads the
@@ -30,6 +33,8 @@ export class BackupFileReader {
     readonly slotIndex: 0 | 1,
     readonly root: Root,
     private readonly file: DurableFile,
+    /** A sealed file's keys (its header names them); undefined for a plain file. */
+    readonly keys: BlockKeys | undefined,
   ) {}
 
   get name(): string {
@@ -83,7 +88,21 @@ export class BackupFileReader {
         details: { file: name, offset: slot.rootOffset },
       });
     }
-    const root = decodeRoot(rootBytes, name);
+    const keys = header.keyId === undefined ? undefined : keysFor(header.keyId, name);
+    let plainRoot: Buffer = rootBytes;
+    if (keys !== undefined) {
+      const opened = openBytes(keys.seal, rootBytes, ROOT_AAD);
+      if (opened === null)
+        throw new LifeboatError(
+          'LFB_ERR_FILE_CORRUPT',
+          `${name}: sealed metadata root at offset ${slot.rootOffset} fails its authentication tag; the file is damaged`,
+          {
+            details: { file: name, offset: slot.rootOffset },
+          },
+        );
+      plainRoot = opened;
+    }
+    const root = decodeRoot(plainRoot, name);
     if (root.tables.length !== header.diskSizes.length) {
       throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: root lists ${root.tables.length} disks, header ${header.diskSizes.length}`, {
         details: { file: name },
@@ -94,7 +113,7 @@ export class BackupFileReader {
       const problem = t.validate(blockCount, DATA_START, slot.rootOffset);
       if (problem) throw new LifeboatError('LFB_ERR_FILE_CORRUPT', `${name}: disk ${d} block table: ${problem}`, { details: { file: name, disk: d } });
     });
-    return new BackupFileReader(path, header, slot, picked.index, root, file);
+    return new BackupFileReader(path, header, slot, picked.index, root, file, keys);
   }
 
   /** The stored (compressed) bytes of entry `slot` of disk `disk`'s table. */
@@ -122,7 +141,7 @@ export class BackupFileReader {
   }
 
   decodeStored(table: BlockTable, slot: number, stored: Buffer, rawLength: number): Buffer {
-    const r = verifyingDecode(table.codec(slot), stored, rawLength, table.digest(slot));
+    const r = verifyingDecode(table.codec(slot), stored, rawLength, table.digest(slot), false, this.keys);
     if (r.data === null) throw this.blockError(table, slot, r.problem);
     return r.data;
   }

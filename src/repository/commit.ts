@@ -1,5 +1,9 @@
 import { SLOT_OFFSETS, encodeRoot, encodeSlot, rootDigest, type BlockTable, type RootInfo } from '../format/index.js';
 import type { DurableFile } from '../storage/index.js';
+import { sealBytes, type BlockKeys } from '../crypto/seal.js';
+
+/** The associated data of a sealed root: a root's bytes can never pass for a block's. */
+export const ROOT_AAD = Buffer.from('lifeboat-root-v1');
 
 /**
  * The one commit protocol of backup files (docs/format.md §Commit):
@@ -20,8 +24,11 @@ export async function commitRoot(
    * renamed, so root and slot go down with one fsync (before the rename).
    */
   unpublished = false,
+  /** A sealed file: the root (block tables, VM configuration) is sealed; the slot's SHA-256 is of the sealed bytes. */
+  keys?: BlockKeys,
 ): Promise<{ fileEnd: number }> {
-  const root = encodeRoot(info, tables);
+  const plain = encodeRoot(info, tables);
+  const root = keys === undefined ? plain : sealBytes(keys.seal, plain, ROOT_AAD);
   await file.write(root, rootOffset);
   if (!unpublished) await file.sync();
   const fileEnd = rootOffset + root.length;

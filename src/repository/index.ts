@@ -11,3 +11,4 @@ export * from './holds.js';
 export * from './point-ref.js';
 export * from './verify.js';
 export * from './health.js';
+export * from './repo-keys.js';

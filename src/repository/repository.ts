@@ -7,6 +7,8 @@ import { BLOCK_SIZES } from '../format/constants.js';
 import { localStorage, type Storage } from '../storage/index.js';
 import { probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
+import { newKeyFile, rememberKeys, type BlockKeys } from '../crypto/index.js';
+import { KEY_FILE, readKeyFile, unlockRepository, writeKeyFile, type EncryptionConfig } from './repo-keys.js';
 
 export const REPO_CONFIG = 'lifeboat.json';
 export const REPO_FORMAT = 'lifeboat-repository';
@@ -26,11 +28,18 @@ export interface RepositoryConfig {
    * (repository/immutability.ts). Absent in repositories made without it.
    */
   readonly immutableDays?: number | undefined;
+  /** An encrypted repository (`repo init --encrypt`): its key's id; the wrapped key is in keys/key.json. Absent: plain. */
+  readonly encryption?: EncryptionConfig | undefined;
 }
+
+/** How `repo init` encrypts: a new key wrapped by `password` (and a recovery key), or the key file of another repository (a copy target). */
+export type InitEncryption = { readonly password: string; readonly recovery: boolean } | { readonly keyFrom: Repository };
 
 /** Where a repository's files are: the local file system unless a test (or, later, encryption or object storage) says otherwise. */
 export interface RepositoryOptions {
   readonly storage?: Storage | undefined;
+  /** Open an encrypted repository without unlocking it (`repo key export`, `repo passwd`): its backup files cannot be read then. */
+  readonly locked?: boolean | undefined;
 }
 
 /**
@@ -44,6 +53,10 @@ export class Repository {
     readonly root: string,
     readonly config: RepositoryConfig,
     readonly storage: Storage,
+    /** An encrypted repository's keys once unlocked (also in the process's keyring); undefined for a plain or locked one. */
+    readonly keys: BlockKeys | undefined = undefined,
+    /** `repo init --encrypt --recovery-key`: the recovery key, to be printed once; never stored. */
+    readonly recoveryKey: string | undefined = undefined,
   ) {}
 
   get compression(): CompressionSetting {
@@ -60,7 +73,13 @@ export class Repository {
 
   static async init(
     dir: string,
-    opts: { blockSize: number; compression: CompressionSetting; now: Date; immutableDays?: number | undefined } & RepositoryOptions,
+    opts: {
+      blockSize: number;
+      compression: CompressionSetting;
+      now: Date;
+      immutableDays?: number | undefined;
+      encrypt?: InitEncryption | undefined;
+    } & RepositoryOptions,
   ): Promise<Repository> {
     const root = resolve(dir);
     const storage = opts.storage ?? localStorage;
@@ -87,6 +106,26 @@ export class Repository {
         throw err;
       });
     }
+    // The key file goes down before lifeboat.json: a repository that says it is encrypted always has its key.
+    let keys: BlockKeys | undefined;
+    let recoveryKey: string | undefined;
+    let encryption: EncryptionConfig | undefined;
+    if (opts.encrypt !== undefined) {
+      if ('keyFrom' in opts.encrypt) {
+        const from = opts.encrypt.keyFrom;
+        const enc = from.config.encryption;
+        if (enc === undefined) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--key-from: ${from.root} is not an encrypted repository`);
+        await writeKeyFile(root, await readKeyFile(from.root, enc.keyId, from.storage), storage);
+        encryption = enc;
+        keys = from.keys;
+      } else {
+        const made = newKeyFile(opts.encrypt.password, opts.now, opts.encrypt.recovery);
+        await writeKeyFile(root, made.file, storage);
+        encryption = { keyId: made.file.keyId, cipher: 'aes-256-gcm', digest: 'hmac-sha256' };
+        keys = made.keys;
+        recoveryKey = made.recoveryKey;
+      }
+    }
     const config: RepositoryConfig = {
       format: REPO_FORMAT,
       version: REPO_VERSION,
@@ -95,11 +134,14 @@ export class Repository {
       blockSize: opts.blockSize,
       compression: formatCompression(opts.compression),
       ...(opts.immutableDays === undefined ? {} : { immutableDays: opts.immutableDays }),
+      ...(encryption === undefined ? {} : { encryption }),
     };
     await writeCheckedJson(join(root, REPO_CONFIG), config, storage);
     // Sealed for good: its immutableDays bounds every file's date (immutability.ts nameFloor), so it must not be lowered.
     if (opts.immutableDays !== undefined) await setImmutable([join(root, REPO_CONFIG)], true);
-    return new Repository(root, config, storage);
+    if (keys !== undefined) rememberKeys(root, keys);
+    else if (encryption !== undefined) keys = await unlockRepository(root, encryption, storage);
+    return new Repository(root, config, storage, keys, recoveryKey);
   }
 
   static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
@@ -127,7 +169,14 @@ export class Repository {
         { details: { repo: root, version: config.version } },
       );
     }
-    return new Repository(root, config, storage);
+    // Unlocked at once: a missing or wrong password stops the command before any work.
+    const keys = config.encryption !== undefined && opts.locked !== true ? await unlockRepository(root, config.encryption, storage) : undefined;
+    return new Repository(root, config, storage, keys);
+  }
+
+  /** The key file of an encrypted repository (its wrapped key material). */
+  keyFilePath(): string {
+    return join(this.root, KEY_FILE);
   }
 
   async listJobs(): Promise<string[]> {

@@ -204,7 +204,7 @@ export class RestorePointDisk implements VirtualDisk {
       // With known frame boundaries, a small read fetches only the frames it needs.
       const frames = knownFrames(table.codec(slot), range);
       const stored = frames ? await layer.readStoredPart(table, slot, frames.start, frames.end - frames.start) : await layer.readStored(table, slot);
-      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range);
+      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range, false, layer.keys);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
       return { data: Buffer.from(r.data), start: r.start ?? 0, bounds: r.bounds };
     } finally {

@@ -89,7 +89,7 @@ export async function verifyJob(
             // A block that cannot be read (past the end, or the device fails) is as lost as one that fails its checksum.
             let e: LifeboatError | undefined;
             try {
-              const r = await pool.decode(await reader.readStored(t, slot), t.codec(slot), rawLength, t.digest(slot), undefined, true);
+              const r = await pool.decode(await reader.readStored(t, slot), t.codec(slot), rawLength, t.digest(slot), undefined, true, reader.keys);
               if (r.data === null) e = reader.blockError(t, slot, r.problem ?? 'is damaged');
             } catch (err) {
               if (!isLifeboatError(err) || err.code === 'LFB_ERR_INTERNAL') throw err;
