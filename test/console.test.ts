@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'puppeteer-core';
 import { openCatalog } from '../src/catalog/index.js';
-import { type Console, consoleRoutes, startConsole } from './console-harness.js';
+import { apiGet, type Console, consoleRoutes, startConsole } from './console-harness.js';
 
 // The server reports progress every 64 MiB read: 8 steps, so the page sees some between start and end even on a fast machine.
 const DISK_MIB = 512;
@@ -67,6 +67,59 @@ async function callApi(page: Page, method: string, path: string, body?: unknown)
     path,
     body,
   );
+}
+
+/** How many px the page is wider than its window (0: nothing goes sideways), and the first elements that stick out. */
+async function overflow(page: Page): Promise<{ px: number; wide: string[] }> {
+  // A chart follows the new width when its ResizeObserver fires: give the page a moment to lay out again.
+  await page.waitForFunction(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth, { timeout: 5000 }).catch(() => undefined);
+  return page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const wide = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > width + 1)
+      .sort((a, b) => b.getBoundingClientRect().right - a.getBoundingClientRect().right)
+      .slice(0, 6)
+      .map((e) => `${e.tagName.toLowerCase()}.${String(e.className)} ${Math.round(e.getBoundingClientRect().right)}`);
+    return { px: document.documentElement.scrollWidth - width, wide };
+  });
+}
+
+/** The relative luminance (0 black … 1 white) of the page's background and text, and of its first card's background. */
+async function schemeColors(page: Page): Promise<{ bg: number; text: number; card: number | null }> {
+  return page.evaluate(() => {
+    const lum = (c: string): number => {
+      const [r = 0, g = 0, b = 0] = (c.match(/[\d.]+/g) ?? []).map(Number);
+      return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    };
+    const body = getComputedStyle(document.body);
+    const card = document.querySelector('.card');
+    return { bg: lum(body.backgroundColor), text: lum(body.color), card: card ? lum(getComputedStyle(card).backgroundColor) : null };
+  });
+}
+
+/** A digest of the capacity chart's pixels: what it drew, in the colours it drew it. */
+async function chartPixels(page: Page): Promise<string> {
+  return page.evaluate(() => {
+    const canvas = document.querySelector<HTMLCanvasElement>('.chart canvas');
+    if (!canvas) return '';
+    const d = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    // FNV-1a over the bytes, and how many pixels are not transparent.
+    let h = 0x811c9dc5;
+    let drawn = 0;
+    for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i]!, 0x01000193) >>> 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i]! > 0) drawn++;
+    return `${h.toString(16)}/${drawn}`;
+  });
+}
+
+/** Dark as the system asks, then light again: the page's colours follow. */
+async function assertFollowsScheme(page: Page, what: string): Promise<void> {
+  await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
+  const dark = await schemeColors(page);
+  await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
+  const light = await schemeColors(page);
+  const ok = dark.bg < 0.2 && dark.text > 0.7 && (dark.card ?? 0) < 0.3 && light.bg > 0.8 && light.text < 0.3 && (light.card ?? 1) > 0.8;
+  assert.ok(ok, `${what}: dark ${JSON.stringify(dark)}, light ${JSON.stringify(light)}`);
 }
 
 /** Every progress bar value the page shows from now on (hash changes keep the document, so the record survives navigation). */
@@ -223,14 +276,35 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await go(page, '#/jobs');
   await go(page, '#/');
   await page.waitForSelector('table[aria-label="Jobs"] tbody tr');
-  assert.match(await text(page, 'table[aria-label="Jobs"] tbody'), /repo\/vm\s+succeeded/);
+  // Each job's last result, last point's age and next run.
+  const vmRow = await page.$$eval('table[aria-label="Jobs"] tbody tr', (trs) =>
+    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText.trim())).find((cells) => cells[0] === 'repo/vm'),
+  );
+  assert.ok(vmRow, 'the dashboard lists repo/vm');
+  assert.equal(vmRow[1], 'succeeded');
+  assert.match(vmRow[2]!, /^(now|\d+ (s|min) ago)$/, `last point: ${vmRow.join(' | ')}`);
+  // Its schedule (30 2 * * *) runs it again within a day.
+  assert.match(vmRow[3]!, /^in \d+ (s|min|h)$/, `next run: ${vmRow.join(' | ')}`);
   const alerts = await text(page, '.alerts');
   assert.match(alerts, /repo\/gone: last run failed \(LFB_ERR_[A-Z_]+\)/);
   assert.match(alerts, /repo\/gone: no restore point yet/);
   assert.doesNotMatch(alerts, /repo\/vm/);
   await page.waitForSelector('.chart canvas');
   await c.screenshot(page, 'dashboard');
+  await assertFollowsScheme(page, 'the dashboard');
+  // The chart is drawn again in the dark colours when the system switches, and in the light ones when it switches back.
+  const lightChart = await chartPixels(page);
+  await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
+  await page.waitForSelector('.chart[data-scheme=dark] canvas', { timeout: 5000 });
+  const darkChart = await chartPixels(page);
+  assert.notEqual(darkChart, lightChart, 'the chart is drawn in other colours in the dark');
+  await c.screenshot(page, 'dashboard-dark');
+  await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
+  await page.waitForSelector('.chart[data-scheme=light] canvas', { timeout: 5000 });
+  assert.equal(await chartPixels(page), lightChart, 'the chart is drawn as before in the light');
   await page.setViewport({ width: 390, height: 844 });
+  const phone = await overflow(page);
+  assert.ok(phone.px <= 0, `the dashboard is ${phone.px} px wider than a phone: ${phone.wide.join(', ')}`);
   await c.screenshot(page, 'dashboard-phone');
   await go(page, '#/jobs');
   await page.waitForSelector('table[aria-label="Jobs"] tbody tr');
@@ -290,6 +364,12 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
         .map((e) => e.outerHTML.slice(0, 120)),
     );
     assert.deepEqual(unnamed, [], `${path}: controls without a label`);
+    const unnamedLinks = await page.$$eval('a[href], img', (els) =>
+      els
+        .filter((e) => (e.tagName === 'IMG' ? !e.hasAttribute('alt') : !e.getAttribute('aria-label') && (e as HTMLElement).innerText.trim() === ''))
+        .map((e) => e.outerHTML.slice(0, 120)),
+    );
+    assert.deepEqual(unnamedLinks, [], `${path}: links without a name or images without alt text`);
     const enabledMutating = controls.filter((x) => x.mutating && !x.disabled);
     assert.deepEqual(enabledMutating, [], `${path}: mutating controls a viewer can press`);
     // The rest must only read: pressing each sends no change to the server (a change the page forgot to mark would).
@@ -304,7 +384,15 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
     }
     await page.waitForNetworkIdle({ idleTime: 300, timeout: 10_000 }).catch(() => undefined);
     assert.deepEqual(changes, [], `${path}: a viewer's click sent a change`);
-    await c.screenshot(page, `viewer${path.replace(/[^A-Za-z0-9]+/g, '-').replace(/-$/, '') || '-dashboard'}`);
+    const shot = `viewer${path.replace(/[^A-Za-z0-9]+/g, '-').replace(/-$/, '') || '-dashboard'}`;
+    await c.screenshot(page, shot);
+    // A phone's width: nothing goes sideways (wide tables scroll inside their boxes).
+    await page.setViewport({ width: 390, height: 844 });
+    const wide = await overflow(page);
+    assert.ok(wide.px <= 0, `${path} is ${wide.px} px wider than a phone: ${wide.wide.join(', ')}`);
+    await c.screenshot(page, `${shot}-phone`);
+    await page.setViewport({ width: 1280, height: 900 });
+    await assertFollowsScheme(page, path);
     walked.push(route);
   }
   assert.ok(walked.includes('/') && walked.includes('/jobs/:repo/:job') && walked.includes('/runs/:id'), `walked ${walked.join(', ')}`);
@@ -312,6 +400,76 @@ test('a viewer finds no enabled control that changes anything on any page', asyn
   // Logging out shows the login page again.
   await page.click('xpath/.//button[normalize-space()="Log out"]');
   await page.waitForSelector('input[name=username]');
+  c.assertClean(page);
+  await page.close();
+});
+
+test('the job form sets every setting, shows the API refusing CBT at its field, and clears settings on edit', async () => {
+  const page = await c.newPage();
+  await c.login(page, 'admin');
+  await go(page, '#/jobs/new');
+  await page.waitForSelector('select[name=repo] option');
+  await page.type('input[name=name]', 'every-setting');
+  await page.type('textarea[name=disks]', disk);
+  await page.select('select[name=method]', 'forward');
+  await page.type('input[name=schedule]', '0 3 1 1 *');
+  await page.type('input[name=window]', '20:00-06:00');
+  await page.select('select[name=retainBy]', 'days');
+  await page.$eval('input[name=retain]', (e) => ((e as HTMLInputElement).value = ''));
+  await page.type('input[name=retain]', '14');
+  await page.click('input[name=gfs]');
+  for (const [field, n] of [
+    ['gfsWeekly', '4'],
+    ['gfsMonthly', '3'],
+    ['gfsYearly', '1'],
+  ] as const) {
+    await page.$eval(`input[name=${field}]`, (e) => ((e as HTMLInputElement).value = ''));
+    await page.type(`input[name=${field}]`, n);
+  }
+  await page.click('input[name="Active full days-sun"]');
+  await page.click('input[name="Synthetic full days-wed"]');
+  await page.type('input[name=retries]', '2');
+  await page.type('input[name=retryDelay]', '10m');
+  // A raw image cannot track changes: the API refuses CBT, and the form shows why at the CBT box.
+  await page.click('input[name=cbt]');
+  c.expect(page, { method: 'POST', path: `/api/v1/repositories/${c.repoName}/jobs`, status: 422 });
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('small.field-error');
+  assert.match(await text(page, 'small.field-error'), /--cbt needs disks that can track changes/);
+  await page.click('input[name=cbt]');
+  await page.click('form button[type=submit]');
+  await page.waitForFunction(() => location.hash === '#/jobs/repo/every-setting');
+  type Def = Record<string, unknown>;
+  const pick = (j: Def): Def =>
+    Object.fromEntries(
+      ['method', 'schedule', 'window', 'retainDays', 'gfs', 'activeFullDays', 'syntheticFullDays', 'retries', 'retryDelay', 'cbt'].map((k) => [k, j[k]]),
+    );
+  const created = await apiGet<{ job: Def }>(page, `/repositories/${c.repoName}/jobs/every-setting`);
+  assert.deepEqual(pick(created.job), {
+    method: 'forward',
+    schedule: '0 3 1 1 *',
+    window: '20:00-06:00',
+    retainDays: 14,
+    gfs: { weekly: 4, monthly: 3, yearly: 1 },
+    activeFullDays: ['sun'],
+    syntheticFullDays: ['wed'],
+    retries: 2,
+    retryDelay: '10m',
+    cbt: pick(created.job)['cbt'] === undefined ? undefined : false,
+  });
+
+  // Edit: the window emptied and GFS unticked are cleared in the job, the rest kept.
+  await go(page, '#/jobs/repo/every-setting/edit');
+  await page.waitForSelector('input[name=gfs]:checked');
+  assert.equal(await page.$eval('input[name=window]', (e) => (e as HTMLInputElement).value), '20:00-06:00');
+  await page.$eval('input[name=window]', (e) => ((e as HTMLInputElement).value = ''));
+  await page.type('input[name=window]', ' ');
+  await page.click('input[name=gfs]');
+  await c.screenshot(page, 'job-form-edit');
+  await page.click('form button[type=submit]');
+  await page.waitForFunction(() => location.hash === '#/jobs/repo/every-setting');
+  const edited = await apiGet<{ job: Def }>(page, `/repositories/${c.repoName}/jobs/every-setting`);
+  assert.deepEqual(pick(edited.job), { ...pick(created.job), window: undefined, gfs: undefined });
   c.assertClean(page);
   await page.close();
 });

@@ -3,7 +3,7 @@
  * files take and the file system's size. Loaded only by the dashboard (a
  * dynamic import: uPlot is a chunk of its own).
  */
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { bytes } from '../format';
 import type { UsageSample } from '../api-types';
@@ -12,8 +12,24 @@ function cssVar(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
 }
 
+const DARK = '(prefers-color-scheme: dark)';
+
+/** Whether the system asks for dark colours now (changes while the page is open). */
+function useDark(): boolean {
+  const [dark, setDark] = useState(() => matchMedia(DARK).matches);
+  useEffect(() => {
+    const mq = matchMedia(DARK);
+    const on = (e: MediaQueryListEvent): void => setDark(e.matches);
+    mq.addEventListener('change', on);
+    return () => mq.removeEventListener('change', on);
+  }, []);
+  return dark;
+}
+
 export function CapacityChart({ samples, label }: { samples: UsageSample[]; label: string }) {
   const box = useRef<HTMLDivElement>(null);
+  // The canvas is drawn in the colours of the moment: drawn again when the system switches between light and dark.
+  const dark = useDark();
   useEffect(() => {
     const el = box.current;
     if (!el || samples.length === 0) return;
@@ -52,6 +68,6 @@ export function CapacityChart({ samples, label }: { samples: UsageSample[]; labe
       resize.disconnect();
       plot.destroy();
     };
-  }, [samples]);
-  return <div class="chart" ref={box} role="img" aria-label={label} />;
+  }, [samples, dark]);
+  return <div class="chart" ref={box} role="img" aria-label={label} data-scheme={dark ? 'dark' : 'light'} />;
 }
