@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startConsole, type Console } from './console-harness.js';
+import { apiGet, startConsole, type Console } from './console-harness.js';
 import { cli, MiB, randomBytes, rng } from './helpers.js';
 
 let con: Console;
@@ -18,7 +18,7 @@ before(async () => {
 });
 after(async () => {
   // The session first (its overlays are on the tmpfs), then the mount, then the server and the browser.
-  await cli(['instant', 'stop', 'tight', '--repo', con.repo]).catch(() => undefined);
+  if (con) await cli(['instant', 'stop', 'tight', '--repo', con.repo]).catch(() => undefined);
   if (mounted) execFileSync('umount', ['-l', mounted]);
   await con?.close();
 });
@@ -55,6 +55,26 @@ test(
     await page.goto(`${con.url}#/sessions`);
     const free = await page.waitForSelector('[data-session=tight] [data-stat=overlay-free]');
     assert.match((await free!.evaluate((e) => `${e.className} ${e.textContent ?? ''}`)) ?? '', /alert-bad .*[kM]B/);
+
+    // Real NBD clients read the session's disk and write 64 KiB to it: the card shows read and write rates and the overlay's size.
+    const { sessions } = await apiGet<{ sessions: { name: string; disks: { nbdExport: string }[] }[] }>(page, '/sessions');
+    const uri = `nbd://127.0.0.1:${con.server.nbdPort}/${sessions.find((s) => s.name === 'tight')!.disks[0]!.nbdExport}`;
+    const stat = (name: string): Promise<string> => page.$eval(`[data-session=tight] [data-stat=${name}]`, (e) => e.textContent ?? '');
+    const rate = /^[1-9][\d.]* [kM]?B\/s$/;
+    const until = Date.now() + 30_000;
+    let seen = { read: '', write: '' };
+    // The rates are the difference of two readings of the list (every 3 s): keep reading until both show.
+    while (Date.now() < until) {
+      // The same 64 KiB each time: the overlay on its nearly full tmpfs does not grow past them.
+      execFileSync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 0 64k', uri], { timeout: 30_000 });
+      execFileSync('nbdcopy', [uri, 'null:'], { timeout: 30_000 });
+      seen = { read: await stat('read'), write: await stat('write') };
+      if (rate.test(seen.read) && rate.test(seen.write)) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(rate.test(seen.read) && rate.test(seen.write), `read and write rates ${JSON.stringify(seen)}`);
+    assert.match(await stat('overlay'), /^[1-9][\d.]* [kM]?B$/);
+    await con.screenshot(page, 'sessions-io');
     con.assertClean(page);
     await page.close();
   },
