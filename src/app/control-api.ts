@@ -9,6 +9,7 @@ import { AllowList } from './allow-list.js';
 import { parseAddDiskRequest, parseMigrateRequest, parseRunRequest, parseStartRequest } from './control-requests.js';
 import type { ControlRuns } from './control-runs.js';
 import { MAX_REPORT_BODY_BYTES, parseLabReport, type ControlLabReports } from './control-lab-reports.js';
+import { handleFilesRoute, type ControlFiles } from './control-files.js';
 
 /** Where a running server tells the CLI how to reach it: <repo>/instant/control.json (mode 0600). */
 export interface ControlInfo {
@@ -41,7 +42,8 @@ const LOOPBACK = AllowList.parse(AllowList.LOOPBACK);
  *   GET /sessions/<name> · DELETE /sessions/<name> ·
  *   POST /sessions/<name>/disks {size, name?} · POST /sessions/<name>/migrate {to?, format?, rate?, finish?, force?} ·
  *   POST /runs {job, activeFull?, acceptSourceChange?, waitMs?} · GET /runs/<id> · DELETE /runs/<id> (backups handed to the service) ·
- *   POST /surebackup/reports {the report of `surebackup run`} (recorded in the service's catalog; bodies up to 1 MiB)
+ *   POST /surebackup/reports {the report of `surebackup run`} (recorded in the service's catalog; bodies up to 1 MiB) ·
+ *   POST /files/ls|find|copy (file-level recovery through the server's file sessions: control-files.ts)
  * Errors: {code, message} with 400 (bad request, LFB_ERR_USAGE for a body
  * that is not what the route takes), 401 (token), 404 (no such session or
  * route), 413 (body over 64 KiB), 500 (a bug).
@@ -50,7 +52,12 @@ export async function startControlApi(
   repoRoot: string,
   ir: InstantRecovery,
   ports: Omit<ControlInfo, 'pid' | 'port' | 'token'>,
-  opts: { logger?: Logger; runs?: () => ControlRuns | undefined; labReports?: () => ControlLabReports | undefined } = {},
+  opts: {
+    logger?: Logger;
+    runs?: () => ControlRuns | undefined;
+    labReports?: () => ControlLabReports | undefined;
+    files?: () => ControlFiles | undefined;
+  } = {},
 ): Promise<{ close(): Promise<void>; info: ControlInfo }> {
   const token = randomBytes(24).toString('hex');
   // Both sides hashed to 32 bytes: timingSafeEqual needs equal lengths, and the compare then tells nothing about the token.
@@ -78,6 +85,8 @@ export async function startControlApi(
       if (!reports) return send(res, 404, { code: 'LFB_ERR_SERVER_NOT_RUNNING', message: 'this server keeps no catalog of SureBackup reports' });
       return send(res, 201, await reports.record(parseLabReport(await readBody(req, MAX_REPORT_BODY_BYTES))));
     }
+    const reply = (status: number, body: unknown): void => send(res, status, body);
+    if (await handleFilesRoute(req, res, url.pathname, opts.files?.(), () => readBody(req), reply)) return;
     const runs = opts.runs?.();
     const r = /^\/runs(?:\/(\d{1,15}))?$/.exec(url.pathname);
     if (r) {

@@ -177,3 +177,26 @@ export function parseRunRequest(text: string): HandOffRequest {
     waitMs: f.positiveInteger('waitMs', 'a positive integer (milliseconds)') ?? 0,
   };
 }
+
+/** What `lifeboat files ls|find|get` ask of a running server. */
+export interface FilesRequest {
+  readonly job: string;
+  readonly point: string;
+  /** A guest path, `<fs id>:/…` or `/…`. */
+  readonly path?: string;
+  /** find: the shell pattern. */
+  readonly name?: string;
+}
+
+/** POST /files/ls|find|copy {job, point, path?, name?} */
+export function parseFilesRequest(route: string, text: string): FilesRequest {
+  const f = objectBody(route, text, ['job', 'point', 'path', 'name']);
+  const path = f.string('path', 'a guest path');
+  const name = f.string('name', 'a shell pattern');
+  return {
+    job: f.requiredString('job', 'a job name'),
+    point: f.requiredString('point', 'a point id or latest'),
+    ...(path !== undefined ? { path } : {}),
+    ...(name !== undefined ? { name } : {}),
+  };
+}

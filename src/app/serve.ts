@@ -15,6 +15,7 @@ import { controlFile, startControlApi, type ControlInfo } from './control-api.js
 import { registerWithPortmapper } from './portmap-registration.js';
 import type { ControlRuns } from './control-runs.js';
 import type { ControlLabReports } from './control-lab-reports.js';
+import type { ControlFiles } from './control-files.js';
 
 export interface ServeOptions {
   readonly repo: string;
@@ -36,6 +37,8 @@ export interface ServeOptions {
   readonly controlRuns?: (() => ControlRuns | undefined) | undefined;
   /** Where the SureBackup reports the CLI hands over are recorded (the service's catalog, once it is open). */
   readonly controlLabReports?: (() => ControlLabReports | undefined) | undefined;
+  /** `lifeboat files ls|get|find` the CLI hands to this server (the service's file sessions). */
+  readonly controlFiles?: (() => ControlFiles | undefined) | undefined;
 }
 
 export interface RunningServer {
@@ -200,6 +203,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         logger: opts.logger,
         ...(opts.controlRuns ? { runs: opts.controlRuns } : {}),
         ...(opts.controlLabReports ? { labReports: opts.controlLabReports } : {}),
+        ...(opts.controlFiles ? { files: opts.controlFiles } : {}),
       },
     );
     closers.push(() => control.close());

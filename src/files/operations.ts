@@ -21,7 +21,7 @@ export interface FileEntry {
   readonly target?: string;
 }
 
-function typeOf(st: Stats): FileEntry['type'] {
+export function typeOf(st: Stats): FileEntry['type'] {
   if (st.isDirectory()) return 'directory';
   if (st.isSymbolicLink()) return 'symlink';
   if (st.isBlockDevice()) return 'block-device';

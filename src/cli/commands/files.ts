@@ -1,9 +1,45 @@
 import { resolve } from 'node:path';
-import { find, get, list, parseGuestPath, tar } from '../../files/index.js';
+import { find, get, list, parseGuestPath, tar, type FileEntry, type Volume } from '../../files/index.js';
 import { LifeboatError } from '../../core/errors.js';
-import type { Command } from '../command.js';
-import { JSON_OPTION, REPO_OPTION, optionalString } from '../command.js';
-import { POINT_OPTION, entryLine, guestPathArg, volumeLine, withBrowse } from './files-browse.js';
+import type { Command, CommandContext } from '../command.js';
+import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
+import { findThroughServer, getThroughServer, lsThroughServer, tarThroughServer } from '../files-hand-off.js';
+import { POINT_OPTION, entryLine, guestPathArg, stderrProgress, volumeLine, withBrowse } from './files-browse.js';
+
+/** The job, repository and point of the command line, as a running server is asked for them. */
+function serverRequest(ctx: CommandContext): { repo: string; job: string; point: string } {
+  const repo = requireString(ctx, 'repo');
+  const point = requireString(ctx, 'point');
+  return { repo, job: ctx.args[0]!, point };
+}
+
+/** `files ls`'s output, the same whether the point was read here or by a running server. */
+function printLs(
+  ctx: CommandContext,
+  json: boolean,
+  pointId: string,
+  path: string | undefined,
+  r: { volumes?: readonly Volume[]; entries?: readonly FileEntry[] },
+): void {
+  if (path === undefined) {
+    if (json) return ctx.out(JSON.stringify({ point: pointId, volumes: r.volumes }));
+    ctx.out(`point ${pointId}:`);
+    for (const v of r.volumes ?? []) ctx.out(`  ${volumeLine(v)}`);
+    return;
+  }
+  if (json) return ctx.out(JSON.stringify({ point: pointId, path, entries: r.entries }));
+  for (const e of r.entries ?? []) ctx.out(entryLine(e));
+}
+
+function printGet(ctx: CommandContext, pointId: string, r: { source: string; type: string }, to: string): void {
+  if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ point: pointId, source: r.source, type: r.type, to }));
+  ctx.out(`copied ${r.source} (${r.type}) of point ${pointId} → ${to}`);
+}
+
+function printFind(ctx: CommandContext, pointId: string, name: string, found: readonly string[]): void {
+  if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ point: pointId, name, found }));
+  for (const f of found) ctx.out(f);
+}
 
 export const filesLs: Command = {
   name: 'files ls',
@@ -16,18 +52,12 @@ export const filesLs: Command = {
     const json = ctx.values['json'] === true;
     const path = ctx.args[1];
     const gp = path === undefined ? undefined : parseGuestPath(path);
-    await withBrowse(ctx, async (b) => {
-      if (gp === undefined) {
-        const volumes = b.browse.volumes;
-        if (json) return ctx.out(JSON.stringify({ point: b.pointId, volumes }));
-        ctx.out(`point ${b.pointId}:`);
-        for (const v of volumes) ctx.out(`  ${volumeLine(v)}`);
-        return;
-      }
-      const entries = await list(b.browse, gp);
-      if (json) return ctx.out(JSON.stringify({ point: b.pointId, path, entries }));
-      for (const e of entries) ctx.out(entryLine(e));
-    });
+    const { repo, ...req } = serverRequest(ctx);
+    const served = await lsThroughServer(repo, stderrProgress, { ...req, ...(path !== undefined ? { path } : {}) });
+    if (served !== undefined) return printLs(ctx, json, served.pointId, path, served);
+    await withBrowse(ctx, async (b) =>
+      printLs(ctx, json, b.pointId, path, gp === undefined ? { volumes: b.browse.volumes } : { entries: await list(b.browse, gp) }),
+    );
   },
 };
 
@@ -48,11 +78,17 @@ export const filesGet: Command = {
     const to = optionalString(ctx, 'to');
     const asTar = ctx.values['tar'] === true;
     if ((to === undefined) === !asTar) throw new LifeboatError('LFB_ERR_USAGE', 'give either --to <local path> or --tar');
+    const { repo, ...req } = serverRequest(ctx);
+    const request = { ...req, path: guestPathArg(ctx, 1) };
+    if (asTar) {
+      if ((await tarThroughServer(repo, stderrProgress, request, process.stdout)) !== undefined) return;
+    } else {
+      const served = await getThroughServer(repo, stderrProgress, request, resolve(to!));
+      if (served !== undefined) return printGet(ctx, served.pointId, served, resolve(to!));
+    }
     await withBrowse(ctx, async (b) => {
       if (asTar) return tar(b.browse, gp, process.stdout);
-      const r = await get(b.browse, gp, resolve(to!));
-      if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ point: b.pointId, source: r.source, type: r.type, to: resolve(to!) }));
-      ctx.out(`copied ${r.source} (${r.type}) of point ${b.pointId} → ${resolve(to!)}`);
+      printGet(ctx, b.pointId, await get(b.browse, gp, resolve(to!)), resolve(to!));
     });
   },
 };
@@ -73,12 +109,15 @@ export const filesFind: Command = {
     const name = optionalString(ctx, 'name');
     if (name === undefined) throw new LifeboatError('LFB_ERR_USAGE', '--name <glob> is required');
     const path = ctx.args[1];
+    if (path !== undefined) parseGuestPath(path);
+    const { repo, ...req } = serverRequest(ctx);
+    const served = await findThroughServer(repo, stderrProgress, { ...req, name, ...(path !== undefined ? { path } : {}) });
+    if (served !== undefined) return printFind(ctx, served.pointId, name, served.found);
     await withBrowse(ctx, async (b) => {
       const starts = path !== undefined ? [parseGuestPath(path)] : b.browse.fsIds().map((fsId) => ({ fsId, path: '/' }));
       const found: string[] = [];
       for (const s of starts) found.push(...(await find(b.browse, s, name)));
-      if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ point: b.pointId, name, found }));
-      for (const f of found) ctx.out(f);
+      printFind(ctx, b.pointId, name, found);
     });
   },
 };

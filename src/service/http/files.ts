@@ -31,7 +31,7 @@ const volumeView = ({ id, kind, type, size, label, mounted, problem }: Volume) =
  * out of its file system's folder: the tree is the guest's, but the host
  * resolves a symlink inside it against the host's root.
  */
-async function locateInside(b: OpenedBrowse, pathText: string) {
+export async function locateInside(b: OpenedBrowse, pathText: string) {
   const at = await locate(b.browse, parseGuestPath(pathText));
   const root = await realpath(b.browse.root(at.fsId));
   const real = await realpath(at.st.isSymbolicLink() ? dirname(at.host) : at.host);
@@ -47,8 +47,8 @@ function contentDisposition(name: string): string {
 
 export function fileRoutes(app: ApiServer, ctx: ApiContext): void {
   const { deps } = ctx;
-  // The API owns the sessions: closing it (serve stopping, in every outcome) ends them.
-  const files = new FileSessions({ idleMs: deps.filesIdleTimeoutMs, max: deps.maxFileSessions, clock: deps.clock, logger: deps.logger });
+  // The API owns the sessions (the server's, shared with its control API, or its own): closing it (serve stopping, in every outcome) ends them.
+  const files = deps.fileSessions ?? new FileSessions({ idleMs: deps.filesIdleTimeoutMs, max: deps.maxFileSessions, clock: deps.clock, logger: deps.logger });
   app.addHook('onClose', () => files.closeAll());
   const base = `${API_PREFIX}/repositories/:repo/jobs/:job/points/:point/files`;
   const lease = (p: { repo: string; job: string; point: string }) => files.acquire(p.repo, ctx.repoRoot(p.repo), p.job, p.point);

@@ -1,0 +1,132 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { LifeboatError, type ErrorCode } from '../core/errors.js';
+import { controlFile, type ControlInfo } from './control-api.js';
+import { parseFilesRequest, type FilesRequest } from './control-requests.js';
+
+export type { FilesRequest };
+
+/** What a copy out of a point is, before its bytes (a tar) come. */
+export interface FilesCopyHead {
+  readonly pointId: string;
+  /** The guest path, `<fs id>:/…`. */
+  readonly source: string;
+  /** file, directory, symlink… (src/files' FileEntry type). */
+  readonly type: string;
+  /** The archive's one top entry: the path's last part, or `.` for a file system's root. */
+  readonly entry: string;
+}
+
+/** A copy out of a point: its head, then a tar (pax, numeric owners, sparse) of the path. */
+export interface FilesCopy extends FilesCopyHead {
+  readonly stream: Readable;
+  /** Resolves when the archive is whole; rejects (LFB_ERR_TOOL_FAILED) when tar failed on the way. */
+  readonly done: Promise<void>;
+  /** The caller went away: stop reading. */
+  cancel(): void;
+}
+
+/**
+ * File-level recovery through the control API: `lifeboat files ls|get|find`
+ * while a server runs for the repository use the server's file session of
+ * the point (its appliance boots once), not an appliance of their own. The
+ * service (src/service) implements it over its FileSessions. Volumes and
+ * entries are src/files' Volume and FileEntry, as JSON.
+ */
+export interface ControlFiles {
+  ls(req: FilesRequest): Promise<{ readonly pointId: string; readonly volumes?: readonly unknown[]; readonly entries?: readonly unknown[] }>;
+  find(req: FilesRequest & { readonly name: string }): Promise<{ readonly pointId: string; readonly found: readonly string[] }>;
+  copy(req: FilesRequest & { readonly path: string }): Promise<FilesCopy>;
+}
+
+/** The header that carries a copy's head (JSON, URI-encoded: guest names are UTF-8). */
+const COPY_HEAD = 'x-lifeboat-copy';
+
+/**
+ * POST /files/ls {job, point, path?} · POST /files/find {job, point, path?, name} ·
+ * POST /files/copy {job, point, path}: 200 with a tar as the body and its head in the x-lifeboat-copy header.
+ * False when the route is not one of these.
+ */
+export async function handleFilesRoute(
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathname: string,
+  files: ControlFiles | undefined,
+  readBody: () => Promise<string>,
+  send: (status: number, body: unknown) => void,
+): Promise<boolean> {
+  const m = /^\/files\/(ls|find|copy)$/.exec(pathname);
+  if (!m || req.method !== 'POST') return false;
+  const route = `POST ${pathname}`;
+  if (!files) {
+    send(404, { code: 'LFB_ERR_SERVER_NOT_RUNNING', message: 'this server has no file-level recovery sessions' });
+    return true;
+  }
+  const body = parseFilesRequest(route, await readBody());
+  if (m[1] === 'ls') {
+    send(200, await files.ls(body));
+    return true;
+  }
+  if (m[1] === 'find') {
+    if (body.name === undefined) throw new LifeboatError('LFB_ERR_USAGE', `${route}: "name" must be a shell pattern`);
+    send(200, await files.find({ ...body, name: body.name }));
+    return true;
+  }
+  if (body.path === undefined) throw new LifeboatError('LFB_ERR_USAGE', `${route}: "path" must be a guest path`);
+  const copy = await files.copy({ ...body, path: body.path });
+  const head: FilesCopyHead = { pointId: copy.pointId, source: copy.source, type: copy.type, entry: copy.entry };
+  res.writeHead(200, { 'content-type': 'application/x-tar', [COPY_HEAD]: encodeURIComponent(JSON.stringify(head)) });
+  // The CLI went away (Ctrl-C): the tar stops.
+  res.on('close', () => {
+    if (!res.writableFinished) copy.cancel();
+  });
+  copy.stream.pipe(res, { end: false });
+  copy.done.then(
+    () => res.end(),
+    // Too late for a status: a response cut before its last chunk tells the CLI.
+    () => res.destroy(),
+  );
+  return true;
+}
+
+async function controlInfo(repoRoot: string): Promise<ControlInfo> {
+  try {
+    return JSON.parse(await readFile(controlFile(repoRoot), 'utf8')) as ControlInfo;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES')
+      throw new LifeboatError(
+        'LFB_ERR_USAGE',
+        `${controlFile(repoRoot)} (the server's token) is readable only by the user running \`lifeboat serve\`; run this command as that user`,
+      );
+    throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `no Lifeboat server is running for ${repoRoot}`);
+  }
+}
+
+/**
+ * CLI side of POST /files/copy: the copy's head and its tar as a stream.
+ * LFB_ERR_SERVER_NOT_RUNNING when no server answers (the CLI then reads the point itself).
+ */
+export async function copyThroughControl(
+  repoRoot: string,
+  req: FilesRequest & { readonly path: string },
+): Promise<FilesCopyHead & { readonly body: Readable }> {
+  const info = await controlInfo(repoRoot);
+  let res: Response;
+  try {
+    res = await fetch(`http://127.0.0.1:${info.port}/files/copy`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(req),
+    });
+  } catch {
+    throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer`);
+  }
+  const head = res.headers.get(COPY_HEAD);
+  if (!res.ok || head === null || res.body === null) {
+    const json = (await res.json().catch(() => ({}))) as { code?: ErrorCode; message?: string };
+    throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.status}`);
+  }
+  return { ...(JSON.parse(decodeURIComponent(head)) as FilesCopyHead), body: Readable.fromWeb(res.body as WebReadableStream) };
+}
