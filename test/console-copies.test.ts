@@ -43,6 +43,8 @@ test('copies page: the copy job, Run now as an operator opens its run, the last 
   await Promise.all([page.waitForFunction(() => /^#\/runs\/\d+$/.test(location.hash)), page.click('tr[data-copy=off] button[data-mutating]')]);
   const runId = Number(/\d+$/.exec(await page.evaluate(() => location.hash))![0]);
   await page.waitForFunction(() => document.querySelector('#run-title .badge')?.textContent === 'succeeded', { timeout: 60_000 });
+  // The run's page names its copy job, linked to the Copies page (not to the backup job "vm").
+  assert.equal(await page.$eval(`a[href="#/copies/${c.repoName}"]`, (a) => (a as HTMLElement).innerText), `Copy job ${c.repoName}/off`);
   await page.evaluate(() => (location.hash = '#/copies'));
   await page.waitForSelector(`.copies-page[data-ready] tr[data-copy=off][data-last-state=succeeded] a[href="#/runs/${runId}"]`);
   await c.screenshot(page, 'copies');

@@ -17,9 +17,6 @@ import { postRunEnded } from './runtime/webhooks.js';
 import type { ControlRuns } from '../app/control-runs.js';
 import type { ControlLabReports } from '../app/control-lab-reports.js';
 import { labReportsInCatalog } from './lab-reports.js';
-import type { ControlFiles } from '../app/control-files.js';
-import { FileSessions } from './file-sessions.js';
-import { controlFiles } from './control-files.js';
 
 export const DEFAULT_HTTP_PORT = 9443;
 
@@ -71,10 +68,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   let runs: ControlRuns | undefined;
   // SureBackup reports the CLI hands over: recorded once the catalog is open.
   let labReports: ControlLabReports | undefined;
-  // File-level recovery: one set of file sessions for the HTTP API and the CLI's `lifeboat files` (through the control API).
-  const fileSessions = new FileSessions({ idleMs: opts.filesIdleTimeoutMs, clock: opts.clock, logger: opts.logger });
-  let files: ControlFiles | undefined;
-  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
+  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports });
   const closers: (() => Promise<unknown>)[] = [() => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
@@ -119,8 +113,8 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       beforeRunEnds: (root, job) => freshness.refresh(root, job),
       onRunEnded: (run: RunRecord) => {
         process.stderr.write(`${runEndedLine(run)}\n`);
-        // A job's webhook is a backup job's: a SureBackup job of the same name does not post to it.
-        if (run.kind === 'surebackup') return;
+        // A job's webhook is a backup job's: a SureBackup or copy job of the same name does not post to it.
+        if (run.kind !== 'backup') return;
         void notify(run);
       },
     });
@@ -147,10 +141,9 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       https: https ? { cert: https.cert, key: https.key } : undefined,
       targetFolders: opts.targetFolders,
       freshness,
-      fileSessions,
+      filesIdleTimeoutMs: opts.filesIdleTimeoutMs,
     });
     closers.push(() => api.close());
-    files = controlFiles(fileSessions, repo, opts.logger);
     const port = await listenNear(
       async (p) => {
         await api.listen({ port: p, host: opts.httpBind });

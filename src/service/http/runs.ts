@@ -132,7 +132,7 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
           if (lines.length < LOG_BATCH || !FINISHED.includes(run.state)) break;
         }
         const text = JSON.stringify(run);
-        if (text !== lastRun) stream.send('run', run);
+        if (text !== lastRun) stream.send('run', view(run));
         lastRun = text;
         if (!FINISHED.includes(run.state)) return false;
         stream.send('end', { id, state: run.state });

@@ -121,6 +121,7 @@ function RunningRow({ run }: { run: Run }) {
       <td>
         {run.repoName}/{run.job}
         {run.kind === 'surebackup' && <small class="muted"> SureBackup</small>}
+        {run.kind === 'copy' && <small class="muted"> copy</small>}
       </td>
       <td>
         <StateBadge state={current.state} />

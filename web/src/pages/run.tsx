@@ -125,6 +125,11 @@ export function RunPage({ id }: { id: number }) {
           <a href={run.reportId === null ? href('surebackup', run.repoName) : href('surebackup', run.repoName, run.reportId)}>
             SureBackup job {run.repoName}/{run.job}
           </a>
+        ) : run.kind === 'copy' ? (
+          // A copy job's run: its job is on the Copies page (a backup job of the same name is another job).
+          <a href={href('copies', run.repoName)}>
+            Copy job {run.repoName}/{run.job}
+          </a>
         ) : (
           <a href={href('jobs', run.repoName, run.job)}>
             Job {run.repoName}/{run.job}
