@@ -17,6 +17,9 @@ import { postRunEnded } from './runtime/webhooks.js';
 import type { ControlRuns } from '../app/control-runs.js';
 import type { ControlLabReports } from '../app/control-lab-reports.js';
 import { labReportsInCatalog } from './lab-reports.js';
+import type { ControlFiles } from '../app/control-files.js';
+import { FileSessions } from './file-sessions.js';
+import { controlFiles } from './control-files.js';
 
 export const DEFAULT_HTTP_PORT = 9443;
 
@@ -68,7 +71,10 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   let runs: ControlRuns | undefined;
   // SureBackup reports the CLI hands over: recorded once the catalog is open.
   let labReports: ControlLabReports | undefined;
-  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports });
+  // File-level recovery: one set of file sessions for the HTTP API and the CLI's `lifeboat files` (through the control API).
+  const fileSessions = new FileSessions({ idleMs: opts.filesIdleTimeoutMs, clock: opts.clock, logger: opts.logger });
+  let files: ControlFiles | undefined;
+  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
   const closers: (() => Promise<unknown>)[] = [() => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
@@ -141,9 +147,10 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       https: https ? { cert: https.cert, key: https.key } : undefined,
       targetFolders: opts.targetFolders,
       freshness,
-      filesIdleTimeoutMs: opts.filesIdleTimeoutMs,
+      fileSessions,
     });
     closers.push(() => api.close());
+    files = controlFiles(fileSessions, repo, opts.logger);
     const port = await listenNear(
       async (p) => {
         await api.listen({ port: p, host: opts.httpBind });
