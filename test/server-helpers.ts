@@ -40,7 +40,9 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
   const log = { text: () => out };
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 100; i++) {
+  // Long enough for a loaded 2-core machine (a serve has taken 25 s to open its API there); a server that exits fails at once.
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
     const m = /NFS on [\d.]+:(\d+), MOUNT on (\d+).*NBD on [\d.]+:(\d+)/.exec(out);
     const h = /HTTP API on (\S+)/.exec(out);
     if (m && h) return { proc, nfsPort: Number(m[1]), mountPort: Number(m[2]), nbdPort: Number(m[3]), httpUrl: h[1]!, log: log.text, exited };
@@ -48,7 +50,7 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
     await new Promise((r) => setTimeout(r, 100));
   }
   proc.kill('SIGKILL');
-  throw new Error(`server did not start: ${out}`);
+  throw new Error(`server did not start within 60 s or exited (code ${proc.exitCode}): ${out}`);
 }
 
 /** Kills the server with SIGKILL and waits for its exit; returns at once for a server that has already exited (waiting for a 'close' that came before never ended). */
