@@ -4,7 +4,7 @@
  * is logged, and the runtime goes on running jobs. In the test's process, a
  * SQLite catalog in a temporary folder; no root, QEMU or listening port.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,31 +15,41 @@ import type { Logger } from '../src/core/log.js';
 import { ServiceRuntime } from '../src/service/runtime/service-runtime.js';
 import { cli, randomBytes, rng, tempDir, until } from './helpers.js';
 
+/** A repository with one job `vm` of a 1 MiB disk, and a catalog; the runtime the test makes is closed with them in every outcome. */
+async function setUp(
+  t: TestContext,
+  prefix: string,
+  seed: number,
+): Promise<{ dir: string; repo: string; catalog: Catalog; opened: { runtime?: ServiceRuntime } }> {
+  const { dir, cleanup } = await tempDir(prefix);
+  const opened: { catalog?: Catalog; runtime?: ServiceRuntime } = {};
+  // One hook, in this order: the folder goes once nothing writes into it (a failing hook skips the ones after it).
+  t.after(async () => {
+    try {
+      await opened.runtime?.close();
+      await opened.catalog?.close();
+    } finally {
+      await cleanup();
+    }
+  });
+  const repo = join(dir, 'repo');
+  const disk = join(dir, 'vm.img');
+  await writeFile(disk, randomBytes(rng(seed), 1024 * 1024));
+  for (const args of [
+    ['repo', 'init', repo],
+    ['job', 'create', 'vm', '--repo', repo, '--disk', disk],
+  ]) {
+    const r = await cli(args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const catalog = await openCatalog(join(dir, 'state'));
+  opened.catalog = catalog;
+  return { dir, repo, catalog, opened };
+}
+
 for (const how of ['throws', 'rejects'] as const) {
   test(`a notifier of ended runs that ${how} is logged; the runtime goes on`, async (t) => {
-    const { dir, cleanup } = await tempDir('lifeboat-runtime-notify-');
-    const opened: { catalog?: Catalog; runtime?: ServiceRuntime } = {};
-    // One hook, in this order: the folder goes once nothing writes into it (a failing hook skips the ones after it).
-    t.after(async () => {
-      try {
-        await opened.runtime?.close();
-        await opened.catalog?.close();
-      } finally {
-        await cleanup();
-      }
-    });
-    const repo = join(dir, 'repo');
-    const disk = join(dir, 'vm.img');
-    await writeFile(disk, randomBytes(rng(3), 1024 * 1024));
-    for (const args of [
-      ['repo', 'init', repo],
-      ['job', 'create', 'vm', '--repo', repo, '--disk', disk],
-    ]) {
-      const r = await cli(args);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    const catalog = await openCatalog(join(dir, 'state'));
-    opened.catalog = catalog;
+    const { dir, repo, catalog, opened } = await setUp(t, 'lifeboat-runtime-notify-', 3);
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
@@ -79,28 +89,7 @@ for (const how of ['throws', 'rejects'] as const) {
 }
 
 test("a backup run's end waits for beforeRunEnds (the server's catalog refresh), while its job still counts as written; a failing one is logged and the run ends all the same", async (t) => {
-  const { dir, cleanup } = await tempDir('lifeboat-runtime-before-end-');
-  const opened: { catalog?: Catalog; runtime?: ServiceRuntime } = {};
-  t.after(async () => {
-    try {
-      await opened.runtime?.close();
-      await opened.catalog?.close();
-    } finally {
-      await cleanup();
-    }
-  });
-  const repo = join(dir, 'repo');
-  const disk = join(dir, 'vm.img');
-  await writeFile(disk, randomBytes(rng(4), 1024 * 1024));
-  for (const args of [
-    ['repo', 'init', repo],
-    ['job', 'create', 'vm', '--repo', repo, '--disk', disk],
-  ]) {
-    const r = await cli(args);
-    assert.equal(r.code, 0, r.stderr);
-  }
-  const catalog = await openCatalog(join(dir, 'state'));
-  opened.catalog = catalog;
+  const { dir, repo, catalog, opened } = await setUp(t, 'lifeboat-runtime-before-end-', 4);
   const warnings: string[] = [];
   const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (message) => void warnings.push(message), error: () => undefined };
   const seen: { writing: boolean; state: string; endedAt: string | null; at: number }[] = [];
