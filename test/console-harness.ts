@@ -123,11 +123,20 @@ async function addUser(stateDir: string, role: Role): Promise<void> {
 /**
  * A server and a browser for one test file. `serverArgs` go to `lifeboat
  * serve` (startServer adds the ports, the state folder and --no-tls).
+ * `repo` puts the repository (and the server's state beside it) in a
+ * folder of the test's (a small file system it mounted; the test removes
+ * it), not in the harness's temporary folder. `beforeServe` runs once the
+ * repository and its users exist and before the server starts (a backup
+ * the CLI makes then is its own, not handed to the server: its clock may be
+ * pinned with LIFEBOAT_NOW); it gets the repository and the harness's
+ * temporary folder.
  * Call close() in an after hook: it stops both however the tests ended.
  */
-export async function startConsole(opts: { serverArgs?: string[] } = {}): Promise<Console> {
+export async function startConsole(
+  opts: { serverArgs?: string[]; repo?: string; beforeServe?: (repo: string, dir: string) => Promise<void> } = {},
+): Promise<Console> {
   const tmp = await tempDir('lifeboat-console-');
-  const repo = join(tmp.dir, 'repo');
+  const repo = opts.repo ?? join(tmp.dir, 'repo');
   let server: Server | undefined;
   let browser: Browser | undefined;
   const close = async (): Promise<void> => {
@@ -139,6 +148,7 @@ export async function startConsole(opts: { serverArgs?: string[] } = {}): Promis
     const init = await cli(['repo', 'init', repo]);
     assert.equal(init.code, 0, init.stderr);
     for (const role of ROLES) await addUser(`${repo}.state`, role);
+    await opts.beforeServe?.(repo, tmp.dir);
     server = await startServer(repo, ['--no-portmap', ...(opts.serverArgs ?? [])]);
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
