@@ -74,10 +74,14 @@ test('from the point card to a folder and a downloaded file, as a viewer', async
     if (r.method() !== 'GET') changes.push(`${r.method()} ${r.url()}`);
   });
   await page.goto(`${con.url}#/jobs/${con.repoName}/vm/points`, { waitUntil: 'domcontentloaded' });
+  // The card grows as the retention plan and the tests arrive: click once the page is settled, or the link may move
+  // between Puppeteer's measuring and its click (as it did once under CI's load, and the click opened nothing).
+  await page.waitForSelector('.points-page[data-ready]');
   const link = await page.waitForSelector('xpath/.//a[normalize-space()="Browse its files…"]');
   await link!.click();
-  // The first request waits for the appliance: the page says so meanwhile.
-  await page.waitForSelector('.files-opening[role=status]', { timeout: 10_000 });
+  // The first request waits for the appliance: the page says so meanwhile (or, if the server refused, says why).
+  await page.waitForSelector('.files-opening[role=status], .files-page .error-note', { timeout: 30_000 });
+  assert.equal(await page.$eval('.files-page', (e) => e.querySelector('.error-note')?.textContent ?? ''), '', 'the files page shows an error');
   await page.waitForSelector('table[aria-label="Volumes of the point"]', { timeout: 240_000 });
   assert.match(await page.$eval('#files-title', (e) => e.textContent ?? ''), new RegExp(pointId.slice(0, 12)));
   await con.screenshot(page, 'files-volumes');

@@ -80,6 +80,9 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
   const [plan, setPlan] = useState<RetentionPlan | undefined>();
   const [tested, setTested] = useState<ReadonlyMap<string, TestedPoint>>(new Map());
   const [error, setError] = useState<unknown>();
+  // Answers still awaited (points, plan, tested): the card grows as the plan and the tests arrive, so the page
+  // says it is settled (data-ready) only when all three are in and its links stop moving under a pointer.
+  const [awaited, setAwaited] = useState(3);
   const [selected, setSelected] = useState(-1);
   const [hovered, setHovered] = useState<number | null>(null);
   const [n, setN] = useState(0);
@@ -88,24 +91,35 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
   // The points and the plan are asked for at once; the timeline is drawn as soon as the points are here.
   useEffect(() => {
     let live = true;
+    setAwaited(3);
+    const arrived = () => live && setAwaited((a) => a - 1);
     const base = `/repositories/${seg(repo)}/jobs/${seg(job)}`;
-    api.get<PointList>(`${base}/points`).then(
-      (list) => {
-        if (!live) return;
-        setPoints(list.points);
-        setError(undefined);
-        setSelected((s) => (s >= 0 && s < list.points.length ? s : list.points.length - 1));
-      },
-      (e: unknown) => live && setError(e),
-    );
-    api.get<RetentionPlan>(`${base}/retention-plan`).then(
-      (p) => live && setPlan(p),
-      (e: unknown) => live && setError(e),
-    );
-    api.get<{ points: TestedPoint[] }>(testedPointsPath(repo, job)).then(
-      (r) => live && setTested(new Map(r.points.map((t) => [t.point, t]))),
-      (e: unknown) => live && setError(e),
-    );
+    api
+      .get<PointList>(`${base}/points`)
+      .then(
+        (list) => {
+          if (!live) return;
+          setPoints(list.points);
+          setError(undefined);
+          setSelected((s) => (s >= 0 && s < list.points.length ? s : list.points.length - 1));
+        },
+        (e: unknown) => live && setError(e),
+      )
+      .finally(arrived);
+    api
+      .get<RetentionPlan>(`${base}/retention-plan`)
+      .then(
+        (p) => live && setPlan(p),
+        (e: unknown) => live && setError(e),
+      )
+      .finally(arrived);
+    api
+      .get<{ points: TestedPoint[] }>(testedPointsPath(repo, job))
+      .then(
+        (r) => live && setTested(new Map(r.points.map((t) => [t.point, t]))),
+        (e: unknown) => live && setError(e),
+      )
+      .finally(arrived);
     return () => {
       live = false;
     };
@@ -121,7 +135,7 @@ export function PointsPage({ repo, job }: { repo: string; job: string }) {
   const stored = list.reduce((a, p) => a + (p.storedBytes ?? 0), 0);
 
   return (
-    <section class="points-page" aria-labelledby="points-title" data-ready={points ? 'true' : undefined}>
+    <section class="points-page" aria-labelledby="points-title" data-ready={points && awaited === 0 ? 'true' : undefined}>
       <header class="page-head">
         <h1 id="points-title">
           Restore points of <a href={`#/jobs/${seg(repo)}/${seg(job)}`}>{job}</a>
