@@ -48,7 +48,14 @@ test('crash: kill -9 at ≥ 50 moments of full, increment and merge loses no res
       }
     };
 
-    const verify = async (job: 'fwd' | 'ffi', allowedGone: Set<string>, where: string): Promise<string[]> => {
+    /**
+     * After a kill (`whole`): every point restores bit-exact and verify --all passes. After the clean run that
+     * follows: no point is lost or damaged, and the points that run could write restore bit-exact (its new point;
+     * every point of the forever-forward job, whose merge rewrites the full). The forward job's older points are
+     * files no later run opens for writing, read whole after every kill: reading them again after each clean run
+     * made this test quadratic in its ~100 points.
+     */
+    const verify = async (job: 'fwd' | 'ffi', allowedGone: Set<string>, where: string, whole = true): Promise<string[]> => {
       const { points, state } = await serviceAt('2026-03-04T10:00:00Z').points(repo, job);
       assert.deepEqual(state.damaged, [], `${where}: damaged files`);
       const listed = new Set(points.map((p) => p.id));
@@ -56,11 +63,13 @@ test('crash: kill -9 at ≥ 50 moments of full, increment and merge loses no res
         if (!allowedGone.has(id)) assert.ok(listed.has(id), `${where}: point ${id} of ${job} was lost`);
       }
       const unknown: string[] = [];
-      for (const p of points) {
+      for (const [i, p] of points.entries()) {
         const want = model[job].get(p.id) ?? contents.get(disks[job])!; // a point the killed run completed holds the current disk
         if (!model[job].has(p.id)) unknown.push(p.id);
+        if (!whole && job === 'fwd' && i < points.length - 1) continue;
         assert.ok((await readPoint(repo, job, p.id)).equals(want), `${where}: point ${p.id} of ${job} restores wrong bytes`);
       }
+      if (!whole) return unknown;
       // The health check agrees: every stored block of every file checks out.
       const health = await cli(['verify', job, '--repo', repo, '--all'], env);
       assert.equal(health.code, 0, `${where}: verify --all: ${health.stdout}${health.stderr}`);
@@ -127,7 +136,7 @@ test('crash: kill -9 at ≥ 50 moments of full, increment and merge loses no res
         // The next run must succeed and be exact.
         await backup(phase.job, []);
         await recordLatest(phase.job);
-        await verify(phase.job, new Set(), `${phase.name}: run after the kill at step ${at}`);
+        await verify(phase.job, new Set(), `${phase.name}: run after the kill at step ${at}`, false);
       }
     }
 
