@@ -51,6 +51,7 @@ const UNIT = [
   'lab-sessions',
   'contrib-systemd',
   'immutable-until',
+  'control-no-answer',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

@@ -11,7 +11,7 @@ import { controlApiLabSessions } from '../src/app/lab-sessions.js';
 import { controlFile } from '../src/app/control-api.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
-test('a server that never answers: start, stop and list fail at their deadline with LFB_ERR_SERVER_NOT_RUNNING', { timeout: 30_000 }, async () => {
+test('a server that never answers: start, stop and list fail at their deadline with LFB_ERR_SERVER_NO_ANSWER', { timeout: 30_000 }, async () => {
   const { dir, cleanup } = await tempDir('lifeboat-lab-sessions-');
   const held = new Set<Socket>();
   const silent = createServer((s) => {
@@ -35,7 +35,7 @@ test('a server that never answers: start, stop and list fail at their deadline w
       await assert.rejects(
         call(),
         (e: unknown) =>
-          isLifeboatError(e, 'LFB_ERR_SERVER_NOT_RUNNING') && /did not answer (POST|DELETE|GET) \/sessions\S* within 0\.3 s/.test((e as Error).message),
+          isLifeboatError(e, 'LFB_ERR_SERVER_NO_ANSWER') && /did not answer (POST|DELETE|GET) \/sessions\S* within 0\.3 s/.test((e as Error).message),
         what,
       );
       assert.ok(performance.now() - started < 3_000, `${what} waited ${Math.round(performance.now() - started)} ms`);

@@ -237,6 +237,26 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** CLI side: calls the running server of a repository. */
+/**
+ * A control call that failed before its answer, as the CLI's error: nobody listening on the control file's port
+ * (a killed server's file) is LFB_ERR_SERVER_NOT_RUNNING, and the CLI may do the work itself; a server that took
+ * the request and cut it, or passed the deadline (`deadlineMs`), or fetch's own 300 s wait for the answer's head,
+ * is LFB_ERR_SERVER_NO_ANSWER: the server may still be doing the work, so the CLI must not do it a second time.
+ */
+export function controlCallError(err: unknown, repoRoot: string, pid: number, call: string, deadlineMs?: number): LifeboatError {
+  const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
+  if (deadlineMs === undefined && (cause?.code === 'ECONNREFUSED' || cause?.code === 'EADDRNOTAVAIL'))
+    return new LifeboatError(
+      'LFB_ERR_SERVER_NOT_RUNNING',
+      `the Lifeboat server of ${repoRoot} (pid ${pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
+    );
+  const why =
+    deadlineMs !== undefined
+      ? `did not answer ${call} within ${(deadlineMs / 1000).toFixed(1)} s`
+      : `gave no answer to ${call} (${cause?.code ?? (err instanceof Error ? err.message : String(err))})`;
+  return new LifeboatError('LFB_ERR_SERVER_NO_ANSWER', `the Lifeboat server of ${repoRoot} (pid ${pid}) ${why}; see its log, then ask again`);
+}
+
 export async function callControl<T>(repoRoot: string, method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
   let info: ControlInfo;
   try {
@@ -254,13 +274,6 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
   }
   // A server that accepts and never answers (stopped, hung) fails the call at the deadline instead of holding it.
   const signal = opts.timeoutMs === undefined ? undefined : AbortSignal.timeout(opts.timeoutMs);
-  const noAnswer = (): LifeboatError =>
-    new LifeboatError(
-      'LFB_ERR_SERVER_NOT_RUNNING',
-      signal?.aborted
-        ? `the Lifeboat server of ${repoRoot} (pid ${info.pid}) did not answer ${method} ${path} within ${(opts.timeoutMs! / 1000).toFixed(1)} s`
-        : `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
-    );
   let res: Response;
   let json: T & { code?: ErrorCode; message?: string };
   try {
@@ -270,15 +283,9 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       ...(signal ? { signal } : {}),
     });
-  } catch {
-    throw noAnswer();
-  }
-  try {
     json = (await res.json()) as T & { code?: ErrorCode; message?: string };
   } catch (err) {
-    // The deadline may fall while the body comes; any other failure to read it is the server's answer.
-    if (signal?.aborted) throw noAnswer();
-    throw err;
+    throw controlCallError(err, repoRoot, info.pid, `${method} ${path}`, signal?.aborted ? opts.timeoutMs : undefined);
   }
   if (!res.ok) throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.status}`);
   return json;

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { LifeboatError, type ErrorCode } from '../core/errors.js';
-import { controlFile, type ControlInfo } from './control-api.js';
+import { controlCallError, controlFile, type ControlInfo } from './control-api.js';
 import { parseFilesRequest, type FilesRequest } from './control-requests.js';
 
 export type { FilesRequest };
@@ -106,7 +106,8 @@ async function controlInfo(repoRoot: string): Promise<ControlInfo> {
 
 /**
  * CLI side of POST /files/copy: the copy's head and its tar as a stream.
- * LFB_ERR_SERVER_NOT_RUNNING when no server answers (the CLI then reads the point itself).
+ * LFB_ERR_SERVER_NOT_RUNNING when no server listens (the CLI then reads the point itself), LFB_ERR_SERVER_NO_ANSWER
+ * when it took the request and gave no answer.
  */
 export async function copyThroughControl(
   repoRoot: string,
@@ -120,8 +121,8 @@ export async function copyThroughControl(
       headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
       body: JSON.stringify(req),
     });
-  } catch {
-    throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `the Lifeboat server of ${repoRoot} (pid ${info.pid}) does not answer`);
+  } catch (err) {
+    throw controlCallError(err, repoRoot, info.pid, 'POST /files/copy');
   }
   const head = res.headers.get(COPY_HEAD);
   if (!res.ok || head === null || res.body === null) {

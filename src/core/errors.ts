@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   LFB_ERR_TOOL_MISSING: 'NotFound',
   LFB_ERR_TOOL_FAILED: 'Permanent',
   LFB_ERR_SERVER_NOT_RUNNING: 'NotFound',
+  LFB_ERR_SERVER_NO_ANSWER: 'Transient',
   LFB_ERR_SERVER_RUNNING: 'Conflict',
   LFB_ERR_PORT_IN_USE: 'Conflict',
   LFB_ERR_VM: 'Permanent',

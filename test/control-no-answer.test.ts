@@ -1,0 +1,82 @@
+// The CLI's calls to a running server's control API: a server that is not there (its control file names a port
+// nobody listens on) is LFB_ERR_SERVER_NOT_RUNNING, and `files ls|find|get` then read the point themselves; a server
+// that took the request and gave no answer (a cut connection, a deadline) is LFB_ERR_SERVER_NO_ANSWER, and the CLI
+// says so instead of booting a second appliance beside the server's, still opening. In process, no root.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { tempDir } from './helpers.js';
+import { callControl, controlFile } from '../src/app/control-api.js';
+import { copyThroughControl } from '../src/app/control-files.js';
+import { isLifeboatError } from '../src/core/errors.js';
+import { lsThroughServer, getThroughServer } from '../src/cli/files-hand-off.js';
+
+/** A loopback server that reads each request and then cuts the connection without a byte of answer. */
+async function cutter(): Promise<{ port: number; close: () => Promise<void> }> {
+  const held = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    held.add(s);
+    s.on('error', () => undefined);
+    s.once('data', () => s.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      for (const s of held) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function pointControlFileAt(dir: string, port: number): Promise<void> {
+  await mkdir(join(dir, 'instant'), { recursive: true });
+  await writeFile(controlFile(dir), JSON.stringify({ pid: process.pid, port, token: 't', nfsPort: 0 }));
+}
+
+const req = { job: 'vm', point: 'latest', path: 'disk0p1:/etc' };
+
+test('a control file whose server is gone: LFB_ERR_SERVER_NOT_RUNNING, and files ls reads the point itself', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-control-gone-');
+  try {
+    await pointControlFileAt(dir, await freePort());
+    await assert.rejects(callControl(dir, 'GET', '/sessions'), (e: unknown) => isLifeboatError(e, 'LFB_ERR_SERVER_NOT_RUNNING'));
+    await assert.rejects(copyThroughControl(dir, req), (e: unknown) => isLifeboatError(e, 'LFB_ERR_SERVER_NOT_RUNNING'));
+    assert.equal(await lsThroughServer(dir, () => undefined, req), undefined, 'files ls falls back to its own appliance');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a server that takes the request and cuts it: LFB_ERR_SERVER_NO_ANSWER, and files ls|get do not fall back', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-control-cut-');
+  const s = await cutter();
+  try {
+    await pointControlFileAt(dir, s.port);
+    const noAnswer = (e: unknown): boolean =>
+      isLifeboatError(e, 'LFB_ERR_SERVER_NO_ANSWER') && /gave no answer to POST \/files\/(ls|copy)/.test((e as Error).message);
+    await assert.rejects(callControl(dir, 'POST', '/files/ls', req), noAnswer);
+    await assert.rejects(copyThroughControl(dir, req), noAnswer);
+    await assert.rejects(
+      lsThroughServer(dir, () => undefined, req),
+      noAnswer,
+    );
+    await assert.rejects(
+      getThroughServer(dir, () => undefined, req, join(dir, 'out')),
+      noAnswer,
+    );
+  } finally {
+    await s.close();
+    await cleanup();
+  }
+});
