@@ -95,14 +95,28 @@ export async function createCopyJob(sourceRoot: string, settings: CopySettings, 
 async function openOrInitTarget(source: Repository, toRepo: string, now: Date): Promise<Repository> {
   const target = await Repository.open(toRepo).catch(async (err: unknown) => {
     if (!(err instanceof LifeboatError) || err.code !== 'LFB_ERR_REPO_NOT_FOUND') throw err;
-    return Repository.init(toRepo, { blockSize: source.config.blockSize, compression: parseCompression(source.config.compression), now });
+    // An encrypted source's copy is encrypted with the same key (its sealed blocks are copied as they are).
+    return Repository.init(toRepo, {
+      blockSize: source.config.blockSize,
+      compression: parseCompression(source.config.compression),
+      now,
+      encrypt: source.config.encryption === undefined ? undefined : { keyFrom: source },
+    });
   });
   checkTarget(source, target);
   return target;
 }
 
-/** Copied blocks keep their size: a target of another block size cannot hold them. */
+/** Copied blocks keep their size and their seal: a target of another block size, or without the source's key, cannot hold them. */
 export function checkTarget(source: Repository, target: Repository): void {
+  if (source.config.encryption?.keyId !== target.config.encryption?.keyId)
+    throw new LifeboatError(
+      'LFB_ERR_KEY_MISMATCH',
+      source.config.encryption === undefined
+        ? `${target.root} is encrypted but ${source.root} is not: a copy target of a plain repository must be plain`
+        : `${source.root} is encrypted and ${target.root} does not share its key: name a new folder (copy create makes it with the key) or one made with \`lifeboat repo init <dir> --key-from ${source.root}\``,
+      { details: { repo: target.root } },
+    );
   if (target.config.blockSize !== source.config.blockSize)
     throw new LifeboatError(
       'LFB_ERR_INVALID_ARGUMENT',

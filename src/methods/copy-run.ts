@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { LifeboatError } from '../core/errors.js';
 import { newPointId, newUuid } from '../core/ids.js';
 import type { Clock } from '../core/clock.js';
 import { throwIfInterrupted } from '../core/cancel.js';
@@ -101,15 +100,6 @@ export async function runCopy(sourceRoot: string, name: string, opts: CopyOption
   const sourceJob = await loadJob(source, def.job);
   const target = await Repository.open(def.toRepo);
   checkTarget(source, target);
-  // Stored blocks are copied as they are: sealed ones can only land where the same key opens them.
-  if (source.config.encryption?.keyId !== target.config.encryption?.keyId)
-    throw new LifeboatError(
-      'LFB_ERR_KEY_MISMATCH',
-      source.config.encryption === undefined
-        ? `${target.root} is encrypted but ${source.root} is not: a copy target of a plain repository must be plain`
-        : `${source.root} is encrypted and ${target.root} does not share its key: make the target with \`lifeboat repo init <dir> --key-from ${source.root}\``,
-      { details: { repo: target.root } },
-    );
   const targetJob = await ensureTargetJob(target, def, sourceJob, opts.clock.now());
   await guardImmutableBackup(target, targetJob);
   const targetDir = target.jobDir(def.job);
