@@ -59,3 +59,11 @@ export async function changeRepositoryPassword(
   const dataKey = unwrapDataKey(file, secret);
   await writeKeyFile(root, rewrapKeyFile(file, dataKey, newPassword), storage);
 }
+
+/** The keys of an unlocked repository, as another thread (the server's data mover) receives them. */
+export type RepositoryKeys = BlockKeys;
+
+/** Keys unlocked elsewhere in this process (by the server's main thread) made known to this thread's keyring. */
+export function adoptRepositoryKeys(root: string, keys: RepositoryKeys): void {
+  rememberKeys(root, keys);
+}

@@ -12,6 +12,7 @@ import { LifeboatService } from '../../app/service.js';
 import { BlockWorkerPool } from '../../compress/block-pool.js';
 import { clockFromEnv } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
+import { adoptRepositoryKeys } from '../../repository/index.js';
 import type { BackupProgress } from '../../methods/backup-run.js';
 import { InProcessBackupRunner, errorFromWire, errorToWire } from './backup-runner.js';
 import type { MoverRequest, MoverMessage, MoverThreadData } from './data-mover.js';
@@ -74,6 +75,7 @@ async function backup(req: Extract<MoverRequest, { type: 'backup' }>): Promise<v
   const controller = new AbortController();
   runs.set(req.id, controller);
   const pacer = new ProgressPacer(req.id);
+  if (req.keys !== undefined) adoptRepositoryKeys(req.repo, req.keys);
   try {
     const outcome = await runner.backup(req.repo, req.job, {
       signal: controller.signal,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { systemClock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
+import type { RepositoryKeys } from '../../repository/index.js';
 import type { Logger } from '../../core/log.js';
 import type { BackupProgress } from '../../methods/backup-run.js';
 import { Repository } from '../../repository/index.js';
@@ -27,6 +28,11 @@ export type MoverRequest =
       readonly activeFull?: boolean | undefined;
       readonly acceptSourceChange?: boolean | undefined;
       readonly waitMs?: number | undefined;
+      /**
+       * An encrypted repository's keys, unlocked in the server's thread (serve --password-file): the thread's own
+       * keyring (module state, one per thread) is empty, and it has no password source of its own.
+       */
+      readonly keys?: RepositoryKeys | undefined;
     }
   | { readonly type: 'stop'; readonly id: number; readonly error: WireError }
   | { readonly type: 'close' };
@@ -95,6 +101,8 @@ export class DataMover implements BackupRunner {
 
   async backup(repo: string, job: string, request: BackupRequest): Promise<BackupOutcome> {
     if (this.closed) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
+    // Opening the repository here unlocks an encrypted one with the server's password (once; then from memory).
+    const { keys } = await Repository.open(repo);
     const thread = this.current();
     const id = this.nextId++;
     return new Promise<BackupOutcome>((resolve, reject) => {
@@ -113,6 +121,7 @@ export class DataMover implements BackupRunner {
         activeFull: request.activeFull,
         acceptSourceChange: request.acceptSourceChange,
         waitMs: request.waitMs,
+        keys,
       } satisfies MoverRequest);
     });
   }
