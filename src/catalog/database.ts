@@ -5,9 +5,8 @@
  */
 import { chmod, mkdir, open, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase } from 'kysely';
-import pg from 'pg';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Kysely, SqliteDatabase } from 'kysely';
 import { LifeboatError } from '../core/errors.js';
 import type { CatalogSchema, DatabaseKind } from './schema.js';
 
@@ -88,6 +87,14 @@ export function catalogError(label: string, err: unknown): LifeboatError {
   return new LifeboatError('LFB_ERR_CATALOG', `catalog ${label}: ${words}`, { cause: err });
 }
 
+/**
+ * The drivers load with the first catalog a process opens, not with every module that names the catalog's types:
+ * kysely alone is 263 ES modules, and a CLI command that opens no catalog (backup, restore, --help) spent most of its
+ * start-up loading them (1.2 s of a `--help` on a busy machine, mostly module resolution).
+ */
+const sqliteDrivers = async () => ({ kysely: await import('kysely'), BetterSqlite3: (await import('better-sqlite3')).default });
+const postgresDrivers = async () => ({ kysely: await import('kysely'), pg: (await import('pg')).default });
+
 export async function openDatabase(spec: CatalogSpec & { readonly folder?: string }): Promise<CatalogDatabase> {
   return spec.kind === 'sqlite' ? openSqlite(spec.file, spec.folder) : openPostgres(spec.url);
 }
@@ -145,6 +152,10 @@ function oneWriterAtATime<T>(file: string, fn: () => Promise<T>): Promise<T> {
 }
 
 async function openSqlite(file: string, folder: string | undefined): Promise<CatalogDatabase> {
+  const {
+    kysely: { Kysely, SqliteDialect, sql },
+    BetterSqlite3,
+  } = await sqliteDrivers();
   const label = file;
   let key = file;
   let handle: BetterSqlite3.Database;
@@ -203,12 +214,16 @@ async function openSqlite(file: string, folder: string | undefined): Promise<Cat
 
 /** int8 (OID 20) as a number, not a string: sizes stay below 2^53 (catalog.ts). */
 const PG_INT8_OID = 20;
-const pgTypes = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === PG_INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
 
 async function openPostgres(url: string): Promise<CatalogDatabase> {
+  const {
+    kysely: { Kysely, PostgresDialect, sql },
+    pg,
+  } = await postgresDrivers();
+  const pgTypes = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === PG_INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+  };
   const label = redactUrl(url);
   const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, types: pgTypes });
   // An idle connection the server dropped must not crash the process: the
