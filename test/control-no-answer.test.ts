@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { tempDir } from './helpers.js';
+import { freePort, tempDir } from './helpers.js';
 import { callControl, controlFile } from '../src/app/control-api.js';
 import { copyThroughControl } from '../src/app/control-files.js';
 import { isLifeboatError } from '../src/core/errors.js';
@@ -29,14 +29,6 @@ async function cutter(): Promise<{ port: number; close: () => Promise<void> }> {
       await new Promise((r) => server.close(r));
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 async function pointControlFileAt(dir: string, port: number): Promise<void> {

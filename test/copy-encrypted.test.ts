@@ -6,25 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli, randomBytes, rng, tempDir, writeAt, type CliResult } from './helpers.js';
+import { cli, expectOk, filesUnder, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 
 const BS = 256 * 1024;
 const MARKER = 'LIFEBOAT-COPY-PLAINTEXT-MARKER-51c2';
 
-const ok = (r: CliResult, what: string): CliResult => {
-  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
-  return r;
-};
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
+const ok = expectOk;
 
 test('copy of an encrypted repository: the target is made with its key, a plain target is refused, points restore from the target alone', async (t) => {
   const { dir, cleanup } = await tempDir('lifeboat-copy-encrypted-');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BackupFileReader } from '../src/repository/backup-file.js';
 import { Repository } from '../src/repository/repository.js';
-import { cli, randomBytes, rng, tempDir, writeAt, type CliResult } from './helpers.js';
+import { cli, expectOk, filesUnder, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
 const run = promisify(execFile);
@@ -19,20 +19,7 @@ const BS = 256 * 1024;
 const SIZE = 40 * BS + 1234;
 const MARKER = 'LIFEBOAT-PLAINTEXT-MARKER-7f3a9c';
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
-
-const ok = (r: CliResult, what: string): CliResult => {
-  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
-  return r;
-};
+const ok = expectOk;
 
 /**
  * One encrypted repository through the CLI: init --encrypt, forever-forward and

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +52,32 @@ export function cli(args: string[], env: Record<string, string> = {}, input?: st
 }
 
 /** Polls `f` until it gives a value (every 50 ms by default), or fails naming `what` after `ms`. */
+/** `r` when the command exited 0; else the test fails with `what` and the command's standard error. */
+export function expectOk(r: CliResult, what: string): CliResult {
+  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+  return r;
+}
+
+/** Every regular file under `dir`, at any depth (a repository's files, to search their bytes). */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** A loopback TCP port nobody listens on right now (bound, then released). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 export async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000, everyMs = 50): Promise<T> {
   const deadline = performance.now() + ms;
   for (;;) {

@@ -3,20 +3,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { ControlInfo } from '../src/app/control-api.js';
 import { encodeCall, recordHeader } from '../src/rpc/index.js';
-import { BIN, cli, MiB, nonLoopbackAddress, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
+import { BIN, cli, freePort, MiB, nonLoopbackAddress, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** This machine's own non-loopback IPv4 address: Linux carries a connection from it to 127.0.0.1 over lo. */
 

@@ -4,28 +4,15 @@
 // bit-exact with the password, and no repository file holds the source's plaintext marker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli, randomBytes, rng, tempDir, writeAt, type CliResult } from './helpers.js';
+import { cli, expectOk, filesUnder, randomBytes, rng, tempDir, writeAt } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
 const BS = 256 * 1024;
 const MARKER = 'LIFEBOAT-SERVER-PLAINTEXT-MARKER-9e41';
 
-const ok = (r: CliResult, what: string): CliResult => {
-  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
-  return r;
-};
-
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out;
-}
+const ok = expectOk;
 
 test('serve --password-file: backups of an encrypted repository run in the server and restore bit-exact', { timeout: 5 * 60_000 }, async (t) => {
   const { dir, cleanup } = await tempDir('lifeboat-service-encrypted-');
