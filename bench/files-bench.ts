@@ -96,6 +96,8 @@ async function main(): Promise<void> {
     const big = seconds(process.execPath, [bin, 'files', 'get', 'vm', '/big.bin', '--repo', repo, '--point', 'latest', '--to', join(out, 'lb-big.bin')]);
     const many = seconds(process.execPath, [bin, 'files', 'get', 'vm', '/many', '--repo', repo, '--point', 'latest', '--to', join(out, 'lb-many')]);
     lb = { firstListing, big, many };
+    // The commands ran synchronously: the server's log lines of that time are read on this loop's next turns.
+    await new Promise((r) => setTimeout(r, 500));
     if ((server.log().match(/files: session opened/g) ?? []).length !== 1)
       throw new Error(`the commands did not use one session of the server:\n${server.log()}`);
   } finally {
