@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { BackupFileReader } from '../src/repository/backup-file.js';
 import { Repository } from '../src/repository/repository.js';
 import { cli, expectOk, filesUnder, randomBytes, rng, tempDir, writeAt } from './helpers.js';
-import { kill9, startServer, type Server } from './server-helpers.js';
+import { startServer, type Server } from './server-helpers.js';
 
 const run = promisify(execFile);
 // The server's file-level recovery boots a libguestfs appliance: under TCG (KVM aborts on some CI hosts).
@@ -168,7 +168,13 @@ test('encryption at rest: an encrypted repository end to end', { timeout: 10 * 6
     );
     ok(await cli(['instant', 'stop', 's', '--repo', repo], env), 'instant stop');
   } finally {
-    if (server) await kill9(server);
+    // SIGTERM: serve closes its file session (the appliance files ls booted) as it stops; a kill -9 would leave it running.
+    if (server && server.proc.exitCode === null) {
+      server.proc.kill('SIGTERM');
+      const t = setTimeout(() => server?.proc.kill('SIGKILL'), 60_000);
+      await server.exited;
+      clearTimeout(t);
+    }
   }
 
   // A tampered ciphertext byte: verify reports the block damaged, restore fails and never writes wrong data.
