@@ -61,6 +61,7 @@ const all = readdirSync(dir)
   .map((n) => n.slice(0, -'.test.js'.length))
   .sort();
 const args = process.argv.slice(2);
+const named = args.filter((a) => !a.startsWith('--'));
 let chosen;
 if (args.includes('--unit')) {
   const missing = UNIT.filter((n) => !all.includes(n));
@@ -69,8 +70,8 @@ if (args.includes('--unit')) {
     process.exit(2);
   }
   chosen = UNIT;
-} else if (args.filter((a) => a !== '--list').length > 0) {
-  chosen = args.filter((a) => a !== '--list').map((a) => a.replace(/\.test\.(js|ts)$/, ''));
+} else if (named.length > 0) {
+  chosen = named.map((a) => a.replace(/\.test\.(js|ts)$/, ''));
 } else {
   chosen = fullRunOrder(all);
 }

@@ -236,7 +236,6 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-/** CLI side: calls the running server of a repository. */
 /**
  * A control call that failed before its answer, as the CLI's error: nobody listening on the control file's port
  * (a killed server's file) is LFB_ERR_SERVER_NOT_RUNNING, and the CLI may do the work itself; a server that took
@@ -257,6 +256,7 @@ export function controlCallError(err: unknown, repoRoot: string, pid: number, ca
   return new LifeboatError('LFB_ERR_SERVER_NO_ANSWER', `the Lifeboat server of ${repoRoot} (pid ${pid}) ${why}; see its log, then ask again`);
 }
 
+/** CLI side: calls the running server of a repository. */
 export async function callControl<T>(repoRoot: string, method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
   let info: ControlInfo;
   try {
