@@ -293,14 +293,15 @@ test('an admin creates a job through the form, runs it and watches it to the end
   await c.screenshot(page, 'dashboard');
   await assertFollowsScheme(page, 'the dashboard');
   // The chart is drawn again in the dark colours when the system switches, and in the light ones when it switches back.
+  await page.waitForSelector('.chart[data-drawn=light] canvas', { timeout: 5000 });
   const lightChart = await chartPixels(page);
   await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }]);
-  await page.waitForSelector('.chart[data-scheme=dark] canvas', { timeout: 5000 });
+  await page.waitForSelector('.chart[data-drawn=dark] canvas', { timeout: 5000 });
   const darkChart = await chartPixels(page);
   assert.notEqual(darkChart, lightChart, 'the chart is drawn in other colours in the dark');
   await c.screenshot(page, 'dashboard-dark');
   await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'light' }]);
-  await page.waitForSelector('.chart[data-scheme=light] canvas', { timeout: 5000 });
+  await page.waitForSelector('.chart[data-drawn=light] canvas', { timeout: 5000 });
   assert.equal(await chartPixels(page), lightChart, 'the chart is drawn as before in the light');
   await page.setViewport({ width: 390, height: 844 });
   const phone = await overflow(page);

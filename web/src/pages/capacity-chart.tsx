@@ -40,7 +40,10 @@ export function CapacityChart({ samples, label }: { samples: UsageSample[]; labe
     const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--border'), width: 1 }, ticks: { stroke: cssVar('--border') } };
     const fromZero = (_u: uPlot, _min: number, max: number): uPlot.Range.MinMax => [0, Math.max(1, max) * 1.05];
     // Two scales: the backup files on the left (small beside a big file system), the file system on the right.
+    const scheme = dark ? 'dark' : 'light';
     const opts: uPlot.Options = {
+      // data-drawn says which colours the canvas holds now: data-scheme changes at render, the canvas only when this effect has drawn.
+      hooks: { draw: [() => (el.dataset['drawn'] = scheme)] },
       width: Math.max(280, el.clientWidth),
       height: 220,
       scales: {
