@@ -19,6 +19,8 @@ export interface Served {
 export function startServe(repo: string, stateDir: string, nodeArgs: readonly string[] = []): Promise<Served> {
   const args = ['serve', '--repo', repo, '--state-dir', stateDir, '--no-scheduler', '--http-port', '0', '--no-tls'];
   args.push('--no-portmap', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0');
+  // BENCH_SERVE_ARGS: more flags for the server (e.g. "--backup-nice 19"), to compare settings in the same bench.
+  args.push(...(process.env['BENCH_SERVE_ARGS'] ?? '').split(' ').filter((a) => a !== ''));
   const proc = spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));

@@ -25,7 +25,8 @@ const ok = expectOk;
  * One encrypted repository through the CLI: init --encrypt, forever-forward and
  * forward jobs, restores bit-exact, verify, wrong and missing passwords,
  * no plaintext in any repository file, repo passwd and the recovery key, key
- * export, a tampered block, and an NBD read of an instant-recovery session.
+ * export, a tampered block, NBD and NFS reads of an instant-recovery session, and
+ * file-level recovery through the server and through files mount.
  */
 test('encryption at rest: an encrypted repository end to end', { timeout: 10 * 60_000 }, async (t) => {
   const { dir, cleanup } = await tempDir();
@@ -166,6 +167,11 @@ test('encryption at rest: an encrypted repository end to end', { timeout: 10 * 6
       got.subarray(want.length).every((x) => x === 0),
       'past the disk: zeros (the export is rounded to sectors)',
     );
+    // The same session over NFS (ports given, no portmapper): the flat disk is the point's bytes.
+    const nfs = `nfs://127.0.0.1/lifeboat/s/disk0-flat.vmdk?version=3&nfsport=${server.nfsPort}&mountport=${server.mountPort}`;
+    const viaNfs = (await run('nfs-cat', [nfs], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
+    assert.equal(viaNfs.length, want.length, 'the NFS file is the disk');
+    assert.ok(viaNfs.equals(want), 'NFS read of an encrypted point is the disk at that point');
     ok(await cli(['instant', 'stop', 's', '--repo', repo], env), 'instant stop');
   } finally {
     // SIGTERM: serve closes its file session (the appliance files ls booted) as it stops; a kill -9 would leave it running.
@@ -175,6 +181,23 @@ test('encryption at rest: an encrypted repository end to end', { timeout: 10 * 6
       await server.exited;
       clearTimeout(t);
     }
+  }
+
+  // files mount runs in a keeper process of its own: the password given to the command (here --password-file,
+  // no LIFEBOAT_PASSWORD_FILE) unlocks the repository there too; without one, nothing is started.
+  const mnt = join(dir, 'mnt');
+  const locked = await cli(['files', 'mount', 'fs', mnt, '--repo', repo, '--point', 'latest']);
+  assert.equal(locked.code, 2, locked.stderr);
+  assert.match(locked.stderr, /LFB_ERR_PASSWORD_REQUIRED/);
+  const badMount = await cli(['files', 'mount', 'fs', mnt, '--repo', repo, '--point', 'latest', '--password-file', wrong]);
+  assert.match(badMount.stderr, /LFB_ERR_WRONG_PASSWORD/);
+  const mounted = await cli(['files', 'mount', 'fs', mnt, '--repo', repo, '--point', 'latest', '--password-file', pw, '--json']);
+  try {
+    assert.equal(mounted.code, 0, mounted.stderr);
+    const fsId = (JSON.parse(mounted.stdout) as { volumes: { id: string }[] }).volumes[0]!.id;
+    assert.ok((await readFile(join(mnt, fsId, 'etc', 'secret.bin'))).equals(secret), 'the file under the mount is the guest file');
+  } finally {
+    if (mounted.code === 0) ok(await cli(['files', 'umount', mnt]), 'files umount');
   }
 
   // A tampered ciphertext byte: verify reports the block damaged, restore fails and never writes wrong data.

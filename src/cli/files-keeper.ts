@@ -3,15 +3,19 @@
  *
  *   node files-keeper.js <repo> <job> <point> <dir>
  *
+ * Its standard input holds the keys of an encrypted repository, unlocked by
+ * the command (which had the password), or nothing for a plain one.
  * Opens a browse of the point with its tree at <dir> and keeps it until
  * SIGTERM or SIGINT (`lifeboat files umount <dir>`), or until the tree is
  * unmounted by other means; then closes everything and exits. Its first line
  * on standard output is `ready <json>` or `failed <json>`, for the command
  * that started it; nothing is written after.
  */
+import { text } from 'node:stream/consumers';
 import { createLogger } from '../core/log.js';
 import { isLifeboatError } from '../core/errors.js';
 import { ephemeralSource, isMountPoint, openBrowse, type OpenedBrowse } from '../files/index.js';
+import { adoptRepositoryKeys, repositoryKeysFromText } from '../repository/index.js';
 
 const [repo, job, point, dir] = process.argv.slice(2);
 if (repo === undefined || job === undefined || point === undefined || dir === undefined) {
@@ -28,6 +32,8 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abo
 
 let opened: OpenedBrowse | undefined;
 try {
+  const keys = (await text(process.stdin)).trim();
+  if (keys !== '') adoptRepositoryKeys(repo, repositoryKeysFromText(keys));
   opened = await openBrowse((workDir) => ephemeralSource(repo, job, point, workDir, createLogger()), { mountAt: dir });
   process.stdout.write(
     `ready ${JSON.stringify({ pid: process.pid, point: opened.pointId, dir, volumes: opened.browse.volumes, guestfishPid: opened.browse.guestfishPid, qemuPid: opened.browse.qemuPid })}\n`,

@@ -63,7 +63,30 @@ export async function changeRepositoryPassword(
 /** The keys of an unlocked repository, as another thread (the server's data mover) receives them. */
 export type RepositoryKeys = BlockKeys;
 
-/** Keys unlocked elsewhere in this process (by the server's main thread) made known to this thread's keyring. */
+/** Keys unlocked elsewhere (the server's main thread, or the command that started this process) made known to this thread's keyring. */
 export function adoptRepositoryKeys(root: string, keys: RepositoryKeys): void {
   rememberKeys(root, keys);
+}
+
+/** Unlocked keys as one line of text, for a process this one starts (written to its standard input, never its arguments or environment). */
+export function repositoryKeysText(keys: RepositoryKeys): string {
+  return JSON.stringify({ keyId: keys.keyId, seal: Buffer.from(keys.seal).toString('base64'), mac: Buffer.from(keys.mac).toString('base64') });
+}
+
+/** The keys repositoryKeysText wrote; LFB_ERR_INVALID_ARGUMENT when the text is not such keys. */
+export function repositoryKeysFromText(text: string): RepositoryKeys {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = undefined;
+  }
+  const o = (typeof v === 'object' && v !== null ? v : {}) as { keyId?: unknown; seal?: unknown; mac?: unknown };
+  if (typeof o.keyId !== 'string' || typeof o.seal !== 'string' || typeof o.mac !== 'string')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'the repository keys handed to this process are not keys');
+  const seal = Buffer.from(o.seal, 'base64');
+  const mac = Buffer.from(o.mac, 'base64');
+  if (seal.length !== 32 || mac.length !== 32)
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', 'the repository keys handed to this process have the wrong length');
+  return { keyId: o.keyId, seal, mac };
 }

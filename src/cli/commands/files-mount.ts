@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
 import { processAlive } from '../../core/process-alive.js';
 import { cleanUp, findMount, isMountPoint, sweepStale, type Volume } from '../../files/index.js';
+import { Repository, repositoryKeysText } from '../../repository/index.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { POINT_OPTION, stderrProgress, volumeLine } from './files-browse.js';
@@ -29,11 +30,17 @@ export const filesMount: Command = {
     await mkdir(dir, { recursive: true });
     if ((await isMountPoint(dir)) || (await readdir(dir)).length > 0)
       throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${dir} must be an empty folder that is not a mount point`);
+    const repo = resolve(requireString(ctx, 'repo'));
+    // Unlocked here, where the password was given (--password-file, LIFEBOAT_PASSWORD_FILE or the terminal):
+    // a wrong or missing one fails before anything starts, and the keeper gets the keys on its standard input.
+    const { keys } = await Repository.open(repo);
     stderrProgress('starting the keeper; the appliance boots (about 15 to 30 s without KVM)');
-    const child = spawn(process.execPath, [KEEPER, resolve(requireString(ctx, 'repo')), ctx.args[0]!, point, dir], {
+    const child = spawn(process.execPath, [KEEPER, repo, ctx.args[0]!, point, dir], {
       detached: true,
-      stdio: ['ignore', 'pipe', 'ignore'],
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(keys === undefined ? '' : `${repositoryKeysText(keys)}\n`);
     const first = await new Promise<string>((resolveLine, reject) => {
       const rl = createInterface({ input: child.stdout! });
       const t = setTimeout(
