@@ -223,6 +223,13 @@ test('a disk with no file system: LFB_ERR_NO_FILESYSTEM, and the server goes on;
   assert.equal(none.code, 'LFB_ERR_NO_FILESYSTEM');
   assert.deepEqual((await sessions()).sessions, []);
   await noAppliance();
+  // A point never changes: the next request gets the same answer at once, without booting another appliance (12-30 s).
+  const t0 = Date.now();
+  const again = await api.call<{ code: string; message: string }>('GET', FILES, { repo: 'repo', job: 'blank', point: 'latest' }, {}, 404);
+  assert.equal(again.code, 'LFB_ERR_NO_FILESYSTEM');
+  assert.match(again.message, /found when point \S+ was opened at/);
+  assert.ok(Date.now() - t0 < 5000, `the remembered answer took ${Date.now() - t0} ms`);
+  assert.deepEqual(appliances(), [], 'no appliance was started for the remembered answer');
 
   const vol = await api.call<Listing>('GET', FILES, { repo: 'repo', job: 'vm', point: 'latest' });
   assert.equal(vol.volumes.find((v) => v.id === 'disk0p1')!.mounted, true);

@@ -17,9 +17,15 @@
  * need the same thread pool to read backup files. So every FUSE fs call of
  * the server goes through one queue (`fuse`), one at a time, and bulk reads
  * (downloads) run in child processes (cat, tar), never in the pool.
+ *
+ * An open that fails for what the point holds (its disks have no file system
+ * the appliance can mount) is remembered: a point never changes, so the next
+ * request for it gets the same answer at once instead of booting another
+ * appliance to find it again. Other failures (the appliance could not start,
+ * the server was stopping) are tried again by the next request.
  */
 import { resolve } from 'node:path';
-import { LifeboatError } from '../core/errors.js';
+import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import { ephemeralSource, openBrowse, type OpenedBrowse } from '../files/index.js';
@@ -27,6 +33,10 @@ import { Repository, loadJob, resolvePoint, scanJob } from '../repository/index.
 
 export const DEFAULT_FILES_IDLE_MS = 10 * 60_000;
 export const DEFAULT_MAX_FILE_SESSIONS = 4;
+/** Failures a point's own bytes cause: the same for every later open of that point. */
+const FAILURES_OF_THE_POINT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['LFB_ERR_NO_FILESYSTEM']);
+/** How many failed points are remembered (the oldest forgotten first): bounded whatever clients ask for. */
+const MAX_REMEMBERED_FAILURES = 1000;
 
 export interface FileSessionInfo {
   readonly repo: string;
@@ -63,6 +73,8 @@ export interface FileSessionLease {
 export class FileSessions {
   private readonly entries = new Map<string, Entry>();
   private readonly closing = new Set<Promise<void>>();
+  /** Points whose open failed for what they hold, by session key, oldest first. */
+  private readonly failedOpens = new Map<string, { readonly error: LifeboatError; readonly at: Date }>();
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
@@ -97,6 +109,15 @@ export class FileSessions {
     if (this.stopped) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     const pointId = await this.pointIdOf(root, job, pointRef);
     const key = `${root}\0${job}\0${pointId}`;
+    const failed = this.failedOpens.get(key);
+    if (failed !== undefined)
+      throw new LifeboatError(
+        failed.error.code,
+        `${failed.error.message} (found when point ${pointId} was opened at ${failed.at.toISOString()}; a point does not change)`,
+        {
+          details: { ...failed.error.details, foundAt: failed.at.toISOString() },
+        },
+      );
     let e = this.entries.get(key);
     if (e === undefined) {
       this.makeRoom();
@@ -110,9 +131,10 @@ export class FileSessions {
           made.ready = true;
           this.o.logger.info('files: session opened', { repo: repoName, job, point: pointId, fileSystems: b.browse.fsIds() });
         },
-        // A failed open leaves nothing: the next request tries again.
-        () => {
+        // A failed open leaves no session; only a failure of the point itself is remembered.
+        (err: unknown) => {
           if (this.entries.get(key) === made) this.entries.delete(key);
+          if (isLifeboatError(err) && FAILURES_OF_THE_POINT.has(err.code)) this.rememberFailure(key, job, pointId, err);
         },
       );
     }
@@ -141,6 +163,17 @@ export class FileSessions {
         if (entry.inFlight === 0 && this.entries.get(key) === entry) entry.timer = setTimeout(() => void this.closeEntry(entry, 'idle'), this.idleMs).unref();
       },
     };
+  }
+
+  private rememberFailure(key: string, job: string, pointId: string, error: LifeboatError): void {
+    this.failedOpens.delete(key);
+    this.failedOpens.set(key, { error, at: this.o.clock.now() });
+    if (this.failedOpens.size > MAX_REMEMBERED_FAILURES) this.failedOpens.delete(this.failedOpens.keys().next().value!);
+    this.o.logger.info('files: the point cannot be opened for what it holds; later requests get this answer without an appliance', {
+      job,
+      point: pointId,
+      code: error.code,
+    });
   }
 
   /** At the cap, the least recently used session no request uses is closed; with none, the request is refused. */
