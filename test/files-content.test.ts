@@ -237,16 +237,13 @@ function assertEntries(entries: Entry[], tree: Map<string, Node>, dir: string, w
   assert.deepEqual(bad.slice(0, 20), [], `${what}: ${bad.length} entries differ from the source`);
 }
 
-/** Which fields each file system keeps: NTFS has no POSIX modes or owners (ntfs-3g shows 0777, root). */
 /**
  * Which fields each file system keeps: NTFS has no POSIX modes or owners (ntfs-3g shows 0777, root).
- * Hard links (nlink, sameInode) are not compared: a download gives each name of a hard-linked file its own
- * copy (seen 2026-12-02: links/hard1 and hard2 share inode 12 in the ext4 image, the tar of links/ holds two
- * files with nlink 1; the FUSE tree of libguestfs mount-local seems not to pass the guest's inode numbers).
- * Issue 17 asks for them kept: open.
+ * ext4's hard links (links/hard1 and hard2) come out as links (nlink, sameInode): the server's tree passes
+ * the guest's inode numbers (mount-local's use_ino); before, each name came out as a copy of its own.
  */
 const KEPT: (keyof Node)[][] = [
-  ['type', 'mode', 'uid', 'gid', 'mtimeNs', 'size', 'sha256', 'target'],
+  ['type', 'mode', 'uid', 'gid', 'mtimeNs', 'size', 'sha256', 'target', 'nlink', 'sameInode'],
   ['type', 'mtimeNs', 'size', 'sha256', 'target'],
   ['type', 'mode', 'uid', 'gid', 'mtimeNs', 'size', 'sha256', 'target'],
 ];

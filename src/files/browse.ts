@@ -34,6 +34,16 @@ export interface BrowseOptions {
   readonly progress?: (line: string) => void;
   /** Told the processes as soon as they exist, so a kill -9 of this process can be cleaned up after. */
   readonly onProcesses?: (p: { guestfishPid: number; qemuPid?: number }) => Promise<void>;
+  /**
+   * The tree shows the guest's inode numbers (FUSE `use_ino`), so that tar and
+   * cp see hard links and keep them. Only for a tree Lifeboat reads one file
+   * system at a time (files ls|get|find): all file systems share the tree's
+   * one device, and a walk across two of them (or across btrfs subvolumes,
+   * whose numbers overlap) would take files that merely share a number for
+   * links of each other. So never for `files mount`'s tree, which any tool may
+   * walk whole, and not when a btrfs file system has subvolumes.
+   */
+  readonly guestInodes?: boolean;
 }
 
 /** Types that are never mounted: they hold no files (swap) or libguestfs does not know them. */
@@ -61,6 +71,8 @@ export class BrowseSession {
     private readonly gf: Guestfish,
     readonly qemuPid: number | undefined,
     private readonly workDir: string,
+    /** Whether the tree shows the guest's inode numbers (hard links kept; BrowseOptions.guestInodes). */
+    readonly guestInodes: boolean,
   ) {}
 
   get guestfishPid(): number {
@@ -124,8 +136,9 @@ export class BrowseSession {
           `the point's disks hold no readable file system (${all.map((v) => `${v.id}: ${v.problem ?? v.type ?? 'nothing known'}`).join('; ') || 'no disks'})`,
           { details: { volumes: all } },
         );
-      await gf.must('mount-local', o.mountAt, 'readonly:true');
-      const s = new BrowseSession(all, o.mountAt, gf, qemuPid, o.workDir);
+      const inodes = o.guestInodes === true && (await oneInodeSpaceEach(gf, all));
+      await gf.must('mount-local', o.mountAt, 'readonly:true', ...(inodes ? ['options:use_ino'] : []));
+      const s = new BrowseSession(all, o.mountAt, gf, qemuPid, o.workDir, inodes);
       gf.serveMountLocal((stderr) => (s.runnerEnded = stderr));
       return s;
     } catch (err) {
@@ -150,6 +163,16 @@ export class BrowseSession {
   get ended(): string | undefined {
     return this.runnerEnded;
   }
+}
+
+/** True when no mounted btrfs file system has subvolumes (or snapshots): each file system then numbers its inodes once. */
+async function oneInodeSpaceEach(gf: Guestfish, volumes: readonly Volume[]): Promise<boolean> {
+  for (const v of volumes.filter((x) => x.mounted && x.type === 'btrfs')) {
+    const r = await gf.remote('btrfs-subvolume-list', mountDirOf(v.id));
+    // A list that cannot be read counts as subvolumes: without use_ino nothing is wrong, only hard links are copies.
+    if (!r.ok || r.stdout.trim() !== '') return false;
+  }
+  return true;
 }
 
 async function sizeOf(gf: Guestfish, device: string): Promise<number> {

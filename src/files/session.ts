@@ -49,6 +49,8 @@ export async function openBrowse(
       drives: src.drives,
       workDir,
       mountAt,
+      // A private tree is read one file system at a time; a tree at the caller's folder may be walked whole.
+      guestInodes: opts.mountAt === undefined,
       ...(opts.progress ? { progress: opts.progress } : {}),
       onProcesses: (p) => writeRecord(workDir, { ...base, ...p }),
     });
