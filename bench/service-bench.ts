@@ -20,7 +20,7 @@
  *
  *   npm run bench:service
  *   BENCH_RUNS=100000 BENCH_POINTS=10000 BENCH_SAMPLES=300 (the defaults)
- *   BENCH_SERVE_ARGS="--backup-nice 19": more flags for the servers (bench/service-server.ts)
+ *   BENCH_SERVE_ARGS="--backup-nice 19": more flags for the servers, split at spaces (no quoting)
  *   BENCH_PROFILE=1: the servers run with --cpu-prof (profiles in
  *   bench-work/service-profile, with the phases' times) and report their
  *   event-loop delay in each phase (bench/loop-delay.ts).

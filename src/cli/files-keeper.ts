@@ -32,7 +32,8 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => stop.abo
 
 let opened: OpenedBrowse | undefined;
 try {
-  const keys = (await text(process.stdin)).trim();
+  // Started by hand from a terminal, it has no keys to read (and would wait for an end of input forever).
+  const keys = process.stdin.isTTY === true ? '' : (await text(process.stdin)).trim();
   if (keys !== '') adoptRepositoryKeys(repo, repositoryKeysFromText(keys));
   opened = await openBrowse((workDir) => ephemeralSource(repo, job, point, workDir, createLogger()), { mountAt: dir });
   process.stdout.write(

@@ -130,6 +130,11 @@ export class BrowseSession {
       const all = volumes.map((v) =>
         mounted.has(v.id) ? { ...v, mounted: mounted.get(v.id) === undefined, ...(mounted.get(v.id) ? { problem: mounted.get(v.id)! } : {}) } : v,
       );
+      // Only an appliance that still answers has found the disks unreadable; one that died or hung on the way failed itself.
+      if (!all.some((v) => v.mounted) && !(await gf.remote('ping-daemon')).ok)
+        throw new LifeboatError('LFB_ERR_GUESTFS', 'the libguestfs appliance stopped answering while it mounted the file systems', {
+          details: { volumes: all },
+        });
       if (!all.some((v) => v.mounted))
         throw new LifeboatError(
           'LFB_ERR_NO_FILESYSTEM',
@@ -165,9 +170,19 @@ export class BrowseSession {
   }
 }
 
-/** True when no mounted btrfs file system has subvolumes (or snapshots): each file system then numbers its inodes once. */
+/** File systems whose inode numbers name one file each within the file system (btrfs: only without subvolumes). */
+const ONE_INODE_SPACE = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'ntfs', 'vfat', 'exfat', 'btrfs']);
+
+/**
+ * True when every mounted file system numbers its inodes once: all are of a
+ * known kind and no btrfs has subvolumes (or snapshots). One that may repeat a
+ * number (iso9660's empty files, another kind's snapshots) turns the guest's
+ * numbers off for the whole tree.
+ */
 async function oneInodeSpaceEach(gf: Guestfish, volumes: readonly Volume[]): Promise<boolean> {
-  for (const v of volumes.filter((x) => x.mounted && x.type === 'btrfs')) {
+  const mounted = volumes.filter((x) => x.mounted);
+  if (!mounted.every((v) => v.type !== undefined && ONE_INODE_SPACE.has(v.type))) return false;
+  for (const v of mounted.filter((x) => x.type === 'btrfs')) {
     const r = await gf.remote('btrfs-subvolume-list', mountDirOf(v.id));
     // A list that cannot be read counts as subvolumes: without use_ino nothing is wrong, only hard links are copies.
     if (!r.ok || r.stdout.trim() !== '') return false;

@@ -19,10 +19,13 @@
  * (downloads) run in child processes (cat, tar), never in the pool.
  *
  * An open that fails for what the point holds (its disks have no file system
- * the appliance can mount) is remembered: a point never changes, so the next
- * request for it gets the same answer at once instead of booting another
- * appliance to find it again. Other failures (the appliance could not start,
- * the server was stopping) are tried again by the next request.
+ * an appliance that still answers can mount) is remembered for the idle time:
+ * a point never changes, so requests for it meanwhile get the same answer at
+ * once instead of booting another appliance each to find it again. The time
+ * bounds a wrong memory (a read error the appliance took for a damaged file
+ * system), and closing the point's session (DELETE) forgets it at once. Other
+ * failures (the appliance could not start, the server was stopping) are tried
+ * again by the next request.
  */
 import { resolve } from 'node:path';
 import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
@@ -109,16 +112,8 @@ export class FileSessions {
     if (this.stopped) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     const pointId = await this.pointIdOf(root, job, pointRef);
     const key = `${root}\0${job}\0${pointId}`;
-    const failed = this.failedOpens.get(key);
-    if (failed !== undefined)
-      throw new LifeboatError(
-        failed.error.code,
-        `${failed.error.message} (found when point ${pointId} was opened at ${failed.at.toISOString()}; a point does not change)`,
-        {
-          details: { ...failed.error.details, foundAt: failed.at.toISOString() },
-        },
-      );
     let e = this.entries.get(key);
+    if (e === undefined) this.throwIfRemembered(key, pointId);
     if (e === undefined) {
       this.makeRoom();
       const opening = openBrowse((workDir) => ephemeralSource(root, job, pointId, workDir, this.o.logger));
@@ -129,7 +124,14 @@ export class FileSessions {
       opening.then(
         (b) => {
           made.ready = true;
-          this.o.logger.info('files: session opened', { repo: repoName, job, point: pointId, fileSystems: b.browse.fsIds() });
+          this.failedOpens.delete(key);
+          this.o.logger.info('files: session opened', {
+            repo: repoName,
+            job,
+            point: pointId,
+            fileSystems: b.browse.fsIds(),
+            guestInodes: b.browse.guestInodes,
+          });
         },
         // A failed open leaves no session; only a failure of the point itself is remembered.
         (err: unknown) => {
@@ -165,11 +167,27 @@ export class FileSessions {
     };
   }
 
+  /** A remembered failure of the point's open, still within its time, thrown again (saying when it was found). */
+  private throwIfRemembered(key: string, pointId: string): void {
+    const failed = this.failedOpens.get(key);
+    if (failed === undefined) return;
+    const until = new Date(failed.at.getTime() + this.idleMs);
+    if (this.o.clock.now() >= until) {
+      this.failedOpens.delete(key);
+      return;
+    }
+    throw new LifeboatError(
+      failed.error.code,
+      `${failed.error.message} (found when point ${pointId} was opened at ${failed.at.toISOString()}; the same answer until ${until.toISOString()}, or until its files session is closed)`,
+      { details: { ...failed.error.details, foundAt: failed.at.toISOString() } },
+    );
+  }
+
   private rememberFailure(key: string, job: string, pointId: string, error: LifeboatError): void {
     this.failedOpens.delete(key);
     this.failedOpens.set(key, { error, at: this.o.clock.now() });
     if (this.failedOpens.size > MAX_REMEMBERED_FAILURES) this.failedOpens.delete(this.failedOpens.keys().next().value!);
-    this.o.logger.info('files: the point cannot be opened for what it holds; later requests get this answer without an appliance', {
+    this.o.logger.info('files: the point cannot be opened for what it holds; requests within the idle time get this answer without an appliance', {
       job,
       point: pointId,
       code: error.code,
@@ -205,11 +223,13 @@ export class FileSessions {
     return done;
   }
 
-  /** Closes the point's session (waiting for it to end); false when there is none. */
+  /** Closes the point's session (waiting for it to end) and forgets a failure of its open; false when there was neither. */
   async close(root: string, job: string, pointRef: string): Promise<boolean> {
     const pointId = await this.pointIdOf(root, job, pointRef);
-    const e = this.entries.get(`${root}\0${job}\0${pointId}`);
-    if (e === undefined) return false;
+    const key = `${root}\0${job}\0${pointId}`;
+    const forgot = this.failedOpens.delete(key);
+    const e = this.entries.get(key);
+    if (e === undefined) return forgot;
     await this.closeEntry(e, 'asked');
     return true;
   }

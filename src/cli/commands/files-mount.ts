@@ -25,15 +25,15 @@ export const filesMount: Command = {
   async run(ctx) {
     const dir = resolve(ctx.args[1]!);
     const point = requireString(ctx, 'point');
+    const repo = resolve(requireString(ctx, 'repo'));
+    // Unlocked here, where the password was given (--password-file, LIFEBOAT_PASSWORD_FILE or the terminal):
+    // a wrong or missing one fails before anything is made, and the keeper gets the keys on its standard input.
+    const { keys } = await Repository.open(repo);
     await sweepStale();
     if (await findMount(dir)) throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `a point is already mounted at ${dir}; lifeboat files umount ${dir} first`);
     await mkdir(dir, { recursive: true });
     if ((await isMountPoint(dir)) || (await readdir(dir)).length > 0)
       throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${dir} must be an empty folder that is not a mount point`);
-    const repo = resolve(requireString(ctx, 'repo'));
-    // Unlocked here, where the password was given (--password-file, LIFEBOAT_PASSWORD_FILE or the terminal):
-    // a wrong or missing one fails before anything starts, and the keeper gets the keys on its standard input.
-    const { keys } = await Repository.open(repo);
     stderrProgress('starting the keeper; the appliance boots (about 15 to 30 s without KVM)');
     const child = spawn(process.execPath, [KEEPER, repo, ctx.args[0]!, point, dir], {
       detached: true,
