@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { MiB, backupJson as backup, cli, randomBytes, rng, tempDir, writeRawDisk } from './helpers.js';
+import { nbdkit, nbdkitOnFreePort } from './nbdkit.js';
 
 /** How the point's changes were found, from its file's root (as `points --json` shows the file). */
 async function changesOf(repo: string, job: string, pointId: string): Promise<{ method: string; note?: string; bitmap?: string }> {
@@ -144,51 +144,6 @@ test('vmdk and vhdx sources (qemu-img convert of a raw disk) back up and restore
     await cleanup();
   }
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function nbdkit(args: string[], port: number): Promise<ChildProcess> {
-  const p = spawn('nbdkit', ['-f', '-i', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore' });
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  // Ready when it accepts a connection (probing by binding the port ourselves could steal it from nbdkit),
-  // and still alive: an nbdkit that found the port taken exits, and the probe then reached whoever took it.
-  for (let i = 0; i < 200; i++) {
-    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`nbdkit exited at start (port ${port} taken?)`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) {
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 100))]);
-      if (p.exitCode === null && p.signalCode === null) return p;
-      throw new Error(`nbdkit exited at start (port ${port} taken?)`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('nbdkit did not start');
-}
-
-/** nbdkit on a free port: another test's server may take a port between freePort() and nbdkit's bind, so try a few. */
-async function nbdkitOnFreePort(args: string[]): Promise<{ proc: ChildProcess; port: number }> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    try {
-      return { proc: await nbdkit(args, port), port };
-    } catch (err) {
-      if (attempt >= 5) throw err;
-    }
-  }
-}
 
 test(
   'nbd:// source: backed up through the NBD client (holes skipped); a dropped connection fails the run clearly with no half point; the next run succeeds',
