@@ -1,6 +1,7 @@
 // A run's live progress reaches whoever watches it, also when the watch
 // began while the run was still queued: the console opens a run's event
-// stream right after "Run now", and under load the run starts later. In
+// stream right after "Run now", and under load the run starts later. A stop
+// of a queued run holds even when the scheduler was about to start it. In
 // process (the runtime with its in-process runner, SQLite catalog): no root,
 // QEMU or port.
 import { test } from 'node:test';
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatService } from '../src/app/service.js';
-import { openCatalog } from '../src/catalog/index.js';
+import { type Catalog, openCatalog } from '../src/catalog/index.js';
 import { systemClock } from '../src/core/clock.js';
 import type { Logger } from '../src/core/log.js';
 import type { RunProgress } from '../src/service/http/deps.js';
@@ -65,6 +66,58 @@ test('watch() of a queued run gets its progress once it starts; an unwatch befor
   } finally {
     await runtime?.close();
     await catalog.close();
+    await cleanup();
+  }
+});
+
+test('a queued run stopped while the scheduler starts it ends stopped and never runs, even when the catalog answers late', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const real = await openCatalog(join(dir, 'state'));
+  // Every read of a run answers 100 ms late, with what the catalog held when asked (as a catalog on a network
+  // can): the scheduler's start and the stop then both read "queued" before either has acted on it.
+  const catalog: Catalog = new Proxy(real, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (prop !== 'getRun' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v;
+      return async (id: number): Promise<unknown> => {
+        const answer = await target.getRun(id);
+        await new Promise((r) => setTimeout(r, 100));
+        return answer;
+      };
+    },
+  });
+  let runtime: ServiceRuntime | undefined;
+  try {
+    const repo = join(dir, 'repo');
+    assert.equal((await cli(['repo', 'init', repo])).code, 0);
+    const disk = join(dir, 'vm.img');
+    await writeFile(disk, randomBytes(rng(3), 8 * 1024 * 1024));
+    assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk])).code, 0);
+    const rt = new ServiceRuntime({
+      catalog,
+      service: new LifeboatService(systemClock),
+      repos: [repo],
+      stateDir: join(dir, 'state'),
+      clock: systemClock,
+      logger: quiet,
+      maxTasks: 1,
+      schedules: false,
+    });
+    runtime = rt;
+    await rt.start();
+    for (let i = 0; i < 5; i++) {
+      const run = await rt.runNow(repo, 'vm', 'api');
+      // The stop comes a moment after the start has begun reading the run: a click on Stop right after Run now.
+      await new Promise((r) => setTimeout(r, 20 * i));
+      await rt.stop(run.id);
+      // A start that read "queued" before the stop was written acts within its read's 100 ms.
+      await new Promise((r) => setTimeout(r, 600));
+      const after = await real.getRun(run.id);
+      assert.equal(after.state, 'stopped', `run ${run.id} (stop ${20 * i} ms after the start): stopped, not ${after.state}`);
+    }
+  } finally {
+    await runtime?.close();
+    await real.close();
     await cleanup();
   }
 });

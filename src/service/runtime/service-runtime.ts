@@ -52,6 +52,8 @@ type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastPro
 
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
+/** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
+const MAX_STOPS_KEPT = 1024;
 const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
 
 const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' | 'copy' } => {
@@ -77,6 +79,13 @@ export class ServiceRuntime implements JobRunner {
   private readonly options = new Map<number, RunOptions>();
   /** The backup (or copy) results of the latest runs, for a CLI that handed its run over and asks how it went. */
   private readonly results = new Map<number, BackupResult | CopyResult>();
+  /**
+   * Queued runs a person stopped. A start reads its run from the catalog
+   * before it begins, and a read answered before the stop was written still
+   * says queued: the start looks here once its read is back, so a stop that
+   * was answered is never followed by the run.
+   */
+  private readonly stoppedBeforeStart = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -138,18 +147,29 @@ export class ServiceRuntime implements JobRunner {
   }
 
   async stop(runId: number): Promise<void> {
-    const run = await this.opts.catalog.getRun(runId);
     const exec = this.running.get(runId);
     if (exec) {
       exec.stop('stopped');
       await exec.done;
       return;
     }
+    // Not started, and from here on it never starts: begin() checks this set after its read of the run.
+    const known = this.stoppedBeforeStart.has(runId);
+    this.stoppedBeforeStart.add(runId);
+    if (this.stoppedBeforeStart.size > MAX_STOPS_KEPT) this.stoppedBeforeStart.delete(this.stoppedBeforeStart.values().next().value!);
+    let run: RunRecord;
+    try {
+      run = await this.opts.catalog.getRun(runId);
+    } catch (err) {
+      if (!known) this.stoppedBeforeStart.delete(runId);
+      throw err;
+    }
     if (run.state === 'queued') {
       await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
       await this.opts.catalog.appendLog(runId, [{ at: this.opts.clock.now().toISOString(), level: 'info', message: 'stopped before it started' }]);
       return;
     }
+    if (!known) this.stoppedBeforeStart.delete(runId);
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${run.state}): there is nothing to stop`);
   }
 
@@ -285,7 +305,7 @@ export class ServiceRuntime implements JobRunner {
 
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
-    if (run.state !== 'queued') return;
+    if (run.state !== 'queued' || this.stoppedBeforeStart.has(id)) return;
     const exec =
       run.kind === 'surebackup'
         ? this.sureBackupExecution(run)
