@@ -130,6 +130,22 @@ test('a stop ends the backup inside the thread at its next safe point with its w
   assert.deepEqual(stopped.details, { reason: 'stopped' });
   assert.deepEqual(await readdir(join(repo, 'jobs', 'big')), ['job.json'], 'no temporary file, no lock');
 
+  // A stop that comes before the thread has the backup (the run was stopped while it was starting:
+  // its catalog record, the repository's opening) stops it all the same, and nothing is written.
+  for (const when of ['before the call', 'while the repository opens'] as const) {
+    const early = new AbortController();
+    const reason = new LifeboatError('LFB_ERR_INTERRUPTED', 'stopped as it started', { details: { reason: 'stopped' } });
+    if (when === 'before the call') early.abort(reason);
+    const call = mover.backup(repo, 'small', { signal: early.signal, onProgress: () => undefined });
+    if (when === 'while the repository opens') early.abort(reason);
+    const err = await call.then(
+      (r) => assert.fail(`a backup stopped ${when} ran to the end: point ${r.result.pointId}`),
+      (e: unknown) => e,
+    );
+    assert.ok(isLifeboatError(err, 'LFB_ERR_INTERRUPTED'), `${when}: ${String(err)}`);
+    assert.deepEqual(await readdir(join(repo, 'jobs', 'small')), ['job.json'], `${when}: no point, no temporary file, no lock`);
+  }
+
   // The same errors as a backup on this thread: code, message and details intact.
   const inProcess = new InProcessBackupRunner(new LifeboatService(systemClock));
   for (const job of ['nope', 'gone']) {

@@ -108,11 +108,6 @@ export class DataMover implements BackupRunner {
     return new Promise<BackupOutcome>((resolve, reject) => {
       thread.runs.set(id, { repo, job, request, startedAt: systemClock.now().getTime(), resolve, reject });
       thread.worker.ref();
-      const stop = (): void => {
-        if (!thread.ended) thread.worker.postMessage({ type: 'stop', id, error: errorToWire(request.signal.reason) } satisfies MoverRequest);
-      };
-      if (request.signal.aborted) stop();
-      else request.signal.addEventListener('abort', stop, { once: true });
       thread.worker.postMessage({
         type: 'backup',
         id,
@@ -123,6 +118,13 @@ export class DataMover implements BackupRunner {
         waitMs: request.waitMs,
         keys,
       } satisfies MoverRequest);
+      // After the backup: the thread takes messages in order, and a stop for a run it does not have yet is
+      // nothing to it, so a stop that came while the run was starting would have been lost.
+      const stop = (): void => {
+        if (!thread.ended) thread.worker.postMessage({ type: 'stop', id, error: errorToWire(request.signal.reason) } satisfies MoverRequest);
+      };
+      if (request.signal.aborted) stop();
+      else request.signal.addEventListener('abort', stop, { once: true });
     });
   }
 
