@@ -2,10 +2,10 @@
 // closest one, usage mistakes answered briefly, and exit codes as docs/errors.md says. No root, QEMU or ports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { COMMANDS, main } from '../src/cli/main.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { COMMAND_NAMES, loadCommands, main } from '../src/cli/main.js';
 import { EXIT, exitCodeFor } from '../src/cli/exit-codes.js';
 import { ERROR_CATEGORIES, ERROR_CODES, LifeboatError, type ErrorCode } from '../src/core/errors.js';
 import { cli, tempDir } from './helpers.js';
@@ -55,7 +55,7 @@ test('every command --help lists each flag of its option table with its descript
   const spawned = await cli(['backup', '--help']);
   assert.equal(spawned.code, 0, spawned.stderr);
   assert.equal(spawned.stdout, (await helpInProcess('backup')).stdout);
-  for (const cmd of COMMANDS) {
+  for (const cmd of await loadCommands()) {
     const r = await helpInProcess(cmd.name);
     assert.equal(r.code, 0, `${cmd.name} --help: ${r.stderr}`);
     assert.ok(r.stdout.startsWith(`usage: lifeboat ${cmd.usage}\n`), `${cmd.name} --help starts with its usage`);
@@ -72,6 +72,20 @@ test('every command --help lists each flag of its option table with its descript
     const listed = lines.flatMap((l) => /^ {2}--([a-z-]+)/.exec(l)?.[1] ?? []).filter((n) => n !== 'help');
     assert.deepEqual(listed.sort(), Object.keys(cmd.options).sort(), `${cmd.name} lists exactly its options`);
   }
+});
+
+test('the command table names every command of src/cli/commands, each in the module it loads', async () => {
+  const folder = fileURLToPath(new URL('../src/cli/commands/', import.meta.url));
+  const exported: string[] = [];
+  for (const file of (await readdir(folder)).filter((f) => f.endsWith('.js'))) {
+    const m = (await import(pathToFileURL(join(folder, file)).href)) as Record<string, unknown>;
+    for (const v of Object.values(m)) if (typeof v === 'object' && v !== null && 'run' in v && 'usage' in v && 'name' in v) exported.push(String(v.name));
+  }
+  assert.deepEqual([...COMMAND_NAMES].sort(), exported.sort());
+  assert.deepEqual(
+    (await loadCommands()).map((c) => c.name),
+    COMMAND_NAMES,
+  );
 });
 
 test('an unknown command suggests the closest one, briefly, with exit 2', async () => {

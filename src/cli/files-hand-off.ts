@@ -4,7 +4,9 @@ import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
-import { callControl, controlFile, copyThroughControl, type FilesRequest } from '../app/index.js';
+// The control modules alone: app/index.js would load the whole server (NFS, NBD, instant recovery) into every command.
+import { callControl, controlFile } from '../app/control-api.js';
+import { copyThroughControl, type FilesRequest } from '../app/control-files.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { FileEntry, Volume } from '../files/index.js';
 

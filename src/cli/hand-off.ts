@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
-import { callControl, type BackupResult, type HandedOffRun, type HandOffRequest } from '../app/index.js';
+// The control modules alone: app/index.js would load the whole server (NFS, NBD, instant recovery) into every command.
+import { callControl } from '../app/control-api.js';
+import type { BackupResult, HandedOffRun, HandOffRequest } from '../app/control-runs.js';
 import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
 import type { CommandContext } from './command.js';
 import { ProgressMeter } from './progress.js';

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import { callControl, type HandedOffRun } from '../../app/index.js';
+import { callControl } from '../../app/control-api.js';
+import type { HandedOffRun } from '../../app/control-runs.js';
 import {
   deleteSureBackupJob,
   listSureBackupJobNames,
