@@ -52,6 +52,7 @@ const UNIT = [
   'contrib-systemd',
   'immutable-until',
   'control-no-answer',
+  'control-files-gone',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

@@ -75,7 +75,15 @@ export async function handleFilesRoute(
     return true;
   }
   if (body.path === undefined) throw new LifeboatError('LFB_ERR_USAGE', `${route}: "path" must be a guest path`);
+  // The CLI may go away (Ctrl-C) while the copy is being prepared (an appliance boots): listened for from here,
+  // since a close that comes before anyone listens is not heard again.
+  let gone = false;
+  res.once('close', () => (gone = true));
   const copy = await files.copy({ ...body, path: body.path });
+  if (gone || res.destroyed) {
+    copy.cancel();
+    return true;
+  }
   const head: FilesCopyHead = { pointId: copy.pointId, source: copy.source, type: copy.type, entry: copy.entry };
   res.writeHead(200, { 'content-type': 'application/x-tar', [COPY_HEAD]: encodeURIComponent(JSON.stringify(head)) });
   // The CLI went away (Ctrl-C): the tar stops.
