@@ -53,6 +53,7 @@ const UNIT = [
   'immutable-until',
   'control-no-answer',
   'control-files-gone',
+  'sse-gone',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

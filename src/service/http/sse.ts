@@ -67,6 +67,9 @@ export class EventStreams {
       },
     };
     this.open.add(stream);
+    // A client that left while the request was authenticated or its run read has closed already, and a close
+    // that came before these listeners is not heard again: such a stream ends now.
+    if (request.raw.socket.destroyed || res.destroyed) close();
     return stream;
   }
 
