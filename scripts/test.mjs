@@ -54,6 +54,7 @@ const UNIT = [
   'control-no-answer',
   'control-files-gone',
   'sse-gone',
+  'http-job-stop',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

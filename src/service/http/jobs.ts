@@ -6,7 +6,7 @@
  * the copy at once (a failed update is logged, never fails the change).
  */
 import { Type, type Static } from 'typebox';
-import { LifeboatError } from '../../core/errors.js';
+import { LifeboatError, isLifeboatError } from '../../core/errors.js';
 import type { Weekday } from '../../core/clock.js';
 import { RUN_STATES, type RunRecord } from '../../catalog/catalog.js';
 import { nextFire } from '../../core/schedule-text.js';
@@ -270,8 +270,15 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
         if (page.next === null) break;
         before = page.next;
       }
-      for (const run of active) await r.stop(run.id);
-      return { stopped: active.map((run) => run.id) };
+      // All at once: each queued run is marked stopped before any stop waits for a running one to end (whose end
+      // could otherwise start it), and a run that ended by itself meanwhile keeps none of the others going.
+      const outcomes = await Promise.allSettled(active.map((run) => r.stop(run.id)));
+      const stopped: number[] = [];
+      for (const [i, o] of outcomes.entries()) {
+        if (o.status === 'fulfilled') stopped.push(active[i]!.id);
+        else if (!isLifeboatError(o.reason, 'LFB_ERR_INVALID_ARGUMENT')) throw o.reason;
+      }
+      return { stopped };
     },
   );
 }
