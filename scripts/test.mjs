@@ -55,6 +55,7 @@ const UNIT = [
   'control-files-gone',
   'sse-gone',
   'http-job-stop',
+  'file-sessions-stopping',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
