@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { BackupFileReader } from '../src/repository/backup-file.js';
 import { scanJob } from '../src/repository/job-state.js';
 import { copyOfFile } from '../src/methods/copy-run.js';
+import { LifeboatService } from '../src/app/service.js';
+import { systemClock } from '../src/core/clock.js';
+import { LifeboatError, isLifeboatError } from '../src/core/errors.js';
+import { LockFile } from '../src/storage/lock-file.js';
 import { BIN, cli, randomBytes, readPoint, rng, tempDir, writeAt, MiB } from './helpers.js';
 
 const BS = 256 * 1024;
@@ -278,6 +282,39 @@ test('copy run: Ctrl-C stops at a safe point (exit 130) and leaves no half point
       [made.pointId],
     );
     assert.equal((await cli(['verify', 'vm', '--repo', target])).code, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a copy run stopped while it waits for the job lock stops within a poll, also when it has nothing to copy', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const disk = join(dir, 'vm.img');
+    await writeFile(disk, randomBytes(rng(21), MiB));
+    const repo = join(dir, 'src');
+    await ok(['repo', 'init', repo]);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk]);
+    await ok(['backup', 'vm', '--repo', repo]);
+    await ok(['copy', 'create', 'off', '--repo', repo, '--to-repo', join(dir, 'dst'), '--job', 'vm']);
+    await ok(['copy', 'run', 'off', '--repo', repo]);
+    // A backup of the job holds its lock (the usual case: a copy chained after it); the copy waits for it.
+    const held = await LockFile.acquire(join(repo, 'jobs', 'vm', 'lock'), 'the test');
+    try {
+      const stop = new AbortController();
+      const run = new LifeboatService(systemClock).runCopy(repo, 'off', { waitMs: 10 * 60_000, signal: stop.signal });
+      await new Promise((r) => setTimeout(r, 300));
+      const from = performance.now();
+      stop.abort(new LifeboatError('LFB_ERR_INTERRUPTED', 'a person stopped it'));
+      const err = await run.then(
+        () => assert.fail('the copy ran to the end after its stop'),
+        (e: unknown) => e,
+      );
+      assert.ok(isLifeboatError(err, 'LFB_ERR_INTERRUPTED'), String(err));
+      assert.ok(performance.now() - from < 2000, `stopped after ${(performance.now() - from).toFixed(0)} ms`);
+    } finally {
+      await held.release();
+    }
   } finally {
     await cleanup();
   }

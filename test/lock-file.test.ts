@@ -104,3 +104,24 @@ test('lock: a live holder is never taken over; release removes only its own lock
     await cleanup();
   }
 });
+
+test('lock: a wait for a held lock ends with LFB_ERR_INTERRUPTED within a poll of its stop, holding nothing', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const path = join(dir, 'lock');
+    const held = await LockFile.acquire(path, 'the holder');
+    const stop = new AbortController();
+    const waiting = LockFile.acquire(path, 'the waiter', { waitMs: 60_000, pollMs: 50, signal: stop.signal });
+    await new Promise((r) => setTimeout(r, 120));
+    stop.abort();
+    const err = (await waiting.then(
+      () => assert.fail('the waiter took a held lock'),
+      (e: unknown) => e,
+    )) as LifeboatError;
+    assert.equal(err.code, 'LFB_ERR_INTERRUPTED');
+    await held.release();
+    assert.deepEqual(await readdir(dir), [], 'the waiter left no file');
+  } finally {
+    await cleanup();
+  }
+});

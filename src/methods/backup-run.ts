@@ -73,7 +73,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   const steps = new StepTimes();
   const dir = repo.jobDir((await loadJob(repo, jobName)).name);
   // A job deleted while we waited has no folder left to lock: say so as loadJob does.
-  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${jobName}"`, { waitMs: opts.waitMs ?? 0 }).catch(async (err: unknown) => {
+  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${jobName}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal }).catch(async (err: unknown) => {
     await loadJob(repo, jobName);
     throw err;
   });

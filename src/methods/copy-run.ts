@@ -105,9 +105,9 @@ export async function runCopy(sourceRoot: string, name: string, opts: CopyOption
   const targetDir = target.jobDir(def.job);
   const sourceDir = source.jobDir(def.job);
   const waitMs = opts.waitMs ?? 0;
-  const targetLock = await LockFile.acquire(join(targetDir, 'lock'), `job "${def.job}" of ${target.root}`, { waitMs });
+  const targetLock = await LockFile.acquire(join(targetDir, 'lock'), `job "${def.job}" of ${target.root}`, { waitMs, signal: opts.signal });
   try {
-    const sourceLock = await LockFile.acquire(join(sourceDir, 'lock'), `job "${def.job}"`, { waitMs });
+    const sourceLock = await LockFile.acquire(join(sourceDir, 'lock'), `job "${def.job}"`, { waitMs, signal: opts.signal });
     const pool = opts.pool ?? new BlockWorkerPool(opts.workers);
     try {
       let state = await scanJob(targetDir, target.storage);
@@ -116,6 +116,8 @@ export async function runCopy(sourceRoot: string, name: string, opts: CopyOption
       await sealJobFiles(target, targetJob, state, opts.clock.now());
       const sourceState = await scanJob(sourceDir, source.storage);
       const todo = pointsToCopy(state, sourceState);
+      // A stop that came while the locks were awaited holds even when there is nothing to copy.
+      throwIfInterrupted(opts.signal);
       const copied: CopiedPoint[] = [];
       for (const [i, point] of todo.entries()) {
         throwIfInterrupted(opts.signal);

@@ -1,3 +1,4 @@
+import { throwIfInterrupted } from '../core/cancel.js';
 import { processAlive } from '../core/process-alive.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, open, readdir, unlink, writeFile } from 'node:fs/promises';
@@ -27,11 +28,13 @@ export class LockFile {
     private readonly nonce: string,
   ) {}
 
-  static async acquire(path: string, what: string, opts: { waitMs?: number; pollMs?: number } = {}): Promise<LockFile> {
+  /** `signal`: a stop while it waits ends the wait (LFB_ERR_INTERRUPTED) within a poll, holding nothing. */
+  static async acquire(path: string, what: string, opts: { waitMs?: number; pollMs?: number; signal?: AbortSignal | undefined } = {}): Promise<LockFile> {
     const deadline = Date.now() + (opts.waitMs ?? 0);
     const pollMs = opts.pollMs ?? 200;
     const nonce = randomBytes(8).toString('hex');
     for (;;) {
+      throwIfInterrupted(opts.signal);
       if (await createExclusive(path, holderText(nonce), path)) return new LockFile(path, nonce);
       const seen = await look(path);
       if (seen === undefined) continue; // released between our attempt and our look
