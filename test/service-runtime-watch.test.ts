@@ -18,6 +18,20 @@ import { cli, rng, randomBytes, tempDir, until } from './helpers.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
+/** The server's runtime over one repository, one task at a time, runs only when asked (no schedules). */
+function oneTaskRuntime(catalog: Catalog, repo: string, dir: string): ServiceRuntime {
+  return new ServiceRuntime({
+    catalog,
+    service: new LifeboatService(systemClock),
+    repos: [repo],
+    stateDir: join(dir, 'state'),
+    clock: systemClock,
+    logger: quiet,
+    maxTasks: 1,
+    schedules: false,
+  });
+}
+
 test('watch() of a queued run gets its progress once it starts; an unwatch before the start is kept', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await tempDir();
   const catalog = await openCatalog(join(dir, 'state'));
@@ -34,16 +48,7 @@ test('watch() of a queued run gets its progress once it starts; an unwatch befor
       const r = await cli(['job', 'create', name, '--repo', repo, '--disk', disk]);
       assert.equal(r.code, 0, r.stderr);
     }
-    runtime = new ServiceRuntime({
-      catalog,
-      service: new LifeboatService(systemClock),
-      repos: [repo],
-      stateDir: join(dir, 'state'),
-      clock: systemClock,
-      logger: quiet,
-      maxTasks: 1,
-      schedules: false,
-    });
+    runtime = oneTaskRuntime(catalog, repo, dir);
     await runtime.start();
     const first = await runtime.runNow(repo, 'first', 'api');
     const second = await runtime.runNow(repo, 'second', 'api');
@@ -93,16 +98,7 @@ test('a queued run stopped while the scheduler starts it ends stopped and never 
     const disk = join(dir, 'vm.img');
     await writeFile(disk, randomBytes(rng(3), 8 * 1024 * 1024));
     assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk])).code, 0);
-    const rt = new ServiceRuntime({
-      catalog,
-      service: new LifeboatService(systemClock),
-      repos: [repo],
-      stateDir: join(dir, 'state'),
-      clock: systemClock,
-      logger: quiet,
-      maxTasks: 1,
-      schedules: false,
-    });
+    const rt = oneTaskRuntime(catalog, repo, dir);
     runtime = rt;
     await rt.start();
     for (let i = 0; i < 5; i++) {

@@ -165,7 +165,13 @@ export class ServiceRuntime implements JobRunner {
       throw err;
     }
     if (run.state === 'queued') {
-      await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
+      try {
+        await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
+      } catch (err) {
+        // Not recorded stopped: still queued, so it may start as before (the stop failed and says so).
+        if (!known) this.stoppedBeforeStart.delete(runId);
+        throw err;
+      }
       await this.opts.catalog.appendLog(runId, [{ at: this.opts.clock.now().toISOString(), level: 'info', message: 'stopped before it started' }]);
       return;
     }
