@@ -228,8 +228,6 @@ export class FileSessions {
   /** Closes the point's session (waiting for it to end) and forgets a failure of its open; false when there was neither. */
   async close(root: string, job: string, pointRef: string): Promise<boolean> {
     const pointId = await this.pointIdOf(root, job, pointRef);
-    // Again after the scan: a server that began stopping meanwhile has closed every session it had, not one made now.
-    if (this.stopped) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     const key = `${root}\0${job}\0${pointId}`;
     const forgot = this.failedOpens.delete(key);
     const e = this.entries.get(key);
