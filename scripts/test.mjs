@@ -28,6 +28,7 @@ const UNIT = [
   'lock-file',
   'retention-run',
   'block-cache',
+  'decoded-store',
   'fault-durable-file',
   'retention-defaults-model',
   'instant-storage',

@@ -61,7 +61,7 @@ test('instant recovery: the sessions of a server share one cache budget; reads s
   try {
     const content = randomBytes(rng(14), diskBytes);
     const repo = await repoWithPoint(dir, content, 'j');
-    const ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { cacheBudgetBytes: budget });
+    const ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { cacheBudgetBytes: budget, diskCacheBudgetBytes: 0 });
     opened = ir;
     for (let s = 0; s < sessions; s++) await ir.start('j', 'latest', { name: `s${s}` });
     const readAll = async (): Promise<void> => {

@@ -95,6 +95,13 @@ test('a session started, listed, given a disk, migrated (followed as events to t
   assert.deepEqual(counted.sessions[0]!.disks[0]!.io, { readBytes: 8192, writtenBytes: 512 });
   const { overlayFreeBytes: free, overlayTotalBytes: total } = counted.sessions[0]!;
   assert.ok(free !== null && total !== null && free > 0 && free <= total, `overlay space ${free} of ${total}`);
+  // The caches of decoded blocks, per repository: the read above missed the memory cache and went to the disk cache.
+  const { caches } = doc.check('GET', '/api/v1/sessions', await fx.api.inject({ method: 'GET', url: '/api/v1/sessions', headers: viewer })) as {
+    caches: { repo: string; memory: { misses: number; budgetBytes: number }; disk: { dir: string; misses: number; budgetBytes: number } | null }[];
+  };
+  assert.equal(caches.length, 1);
+  assert.ok(caches[0]!.memory.misses >= 1 && caches[0]!.memory.budgetBytes > 0, JSON.stringify(caches[0]));
+  assert.ok(caches[0]!.disk !== null && caches[0]!.disk.misses >= 1 && caches[0]!.disk.dir.endsWith('/cache/blocks'), JSON.stringify(caches[0]));
 
   const added = await fx.api.inject({
     method: 'POST',

@@ -119,6 +119,11 @@ test('instant recovery: publish points over NFS, write to the overlay, survive k
       const q2 = `?version=3&nfsport=${server.nfsPort}&mountport=${server.mountPort}`;
       const afterRestart = (await run('nfs-cat', [`nfs://127.0.0.1/lifeboat/s1/disk0-flat.vmdk${q2}`], { encoding: 'buffer', maxBuffer: 64 * MiB })).stdout;
       assert.ok(afterRestart.equals(expected), 'flushed overlay data survived kill -9');
+      // The blocks decoded before the kill were kept on local storage: the restarted server read them from there.
+      const listed = (await cli(['instant', 'list', '--repo', repo])).stdout;
+      assert.match(listed, /^memory cache: .+ of 512.0 MiB \(\d+ blocks\)/m);
+      const kept = /^disk cache: .+ of 2.0 GiB \((\d+) blocks\) in .+cache\/blocks, (\d+) hits/m.exec(listed);
+      assert.ok(kept && Number(kept[1]) > 0 && Number(kept[2]) > 0, listed);
 
       // Stop: the folder and overlay go, the hold is released, backup files never changed.
       assert.equal((await cli(['instant', 'stop', 's1', '--repo', repo])).code, 0);

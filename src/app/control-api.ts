@@ -74,6 +74,7 @@ export async function startControlApi(
     if (!authorized(req)) return send(res, 401, { code: 'LFB_ERR_USAGE', message: 'bad or missing token' });
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method === 'GET' && url.pathname === '/sessions') return send(res, 200, ir.list());
+    if (req.method === 'GET' && url.pathname === '/sessions/cache') return send(res, 200, ir.cacheStats());
     if (req.method === 'POST' && url.pathname === '/sessions') {
       const body = parseStartRequest(await readBody(req));
       const started = performance.now();

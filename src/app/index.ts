@@ -5,5 +5,5 @@ export * from './control-runs.js';
 export * from './control-lab-reports.js';
 export * from './control-files.js';
 export * from './allow-list.js';
-export type { SessionInfo } from '../recovery/index.js';
+export type { CacheStats, SessionInfo } from '../recovery/index.js';
 export type { CopyJobDefinition } from '../methods/copy-job.js';

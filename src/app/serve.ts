@@ -30,6 +30,8 @@ export interface ServeOptions {
   readonly allow: string;
   /** Bytes of decoded backup blocks all sessions keep together (InstantRecovery's default when undefined). */
   readonly cacheBudgetBytes?: number | undefined;
+  /** Bytes of decoded backup blocks kept on local storage across restarts (InstantRecovery's default when undefined; 0: none). */
+  readonly diskCacheBudgetBytes?: number | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly say: (line: string) => void;
@@ -113,7 +115,10 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const allow = AllowList.parse(opts.allow);
   const repo = await Repository.open(opts.repo);
   const lock = await lockRepository(repo.root);
-  const recovery = new InstantRecovery(repo, opts.clock, opts.logger, { cacheBudgetBytes: opts.cacheBudgetBytes });
+  const recovery = new InstantRecovery(repo, opts.clock, opts.logger, {
+    cacheBudgetBytes: opts.cacheBudgetBytes,
+    diskCacheBudgetBytes: opts.diskCacheBudgetBytes,
+  });
   try {
     await recovery.loadSessions();
   } catch (err) {

@@ -15,6 +15,7 @@ import { DatastoreFileSystem } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
 import { BlockCache } from '../repository/block-cache.js';
+import { DEFAULT_DISK_CACHE_BUDGET, SessionDiskCache, type CacheStats } from './session-disk-cache.js';
 import { SessionClients, type NbdConnections } from './session-clients.js';
 import { bootSession } from './session-boot.js';
 import { datastoreDisk, datastoreSession, safeFileName } from './session-publish.js';
@@ -22,6 +23,7 @@ import type { Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
 
 export type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
+export { DEFAULT_DISK_CACHE_BUDGET, type CacheStats } from './session-disk-cache.js';
 
 export const EXPORT_PATH = '/lifeboat';
 
@@ -29,8 +31,10 @@ export const EXPORT_PATH = '/lifeboat';
 export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024;
 
 export interface InstantRecoveryOptions {
-  /** Bytes of decoded backup blocks kept for all sessions together (default DEFAULT_CACHE_BUDGET); 0 keeps none. */
+  /** Bytes of decoded backup blocks kept in memory for all sessions together (default DEFAULT_CACHE_BUDGET); 0 keeps none. */
   readonly cacheBudgetBytes?: number | undefined;
+  /** Bytes of decoded backup blocks kept on local storage, across restarts (default DEFAULT_DISK_CACHE_BUDGET); 0 keeps none. */
+  readonly diskCacheBudgetBytes?: number | undefined;
 }
 
 /**
@@ -64,6 +68,8 @@ export class InstantRecovery {
   readonly blockCache: BlockCache;
   /** Who uses each session's disks over NFS and NBD. */
   readonly clients: SessionClients;
+  /** Decoded blocks kept on local storage for every session, across restarts. */
+  private readonly diskCache: SessionDiskCache;
 
   constructor(
     private readonly repo: Repository,
@@ -72,6 +78,7 @@ export class InstantRecovery {
     opts: InstantRecoveryOptions = {},
   ) {
     this.blockCache = new BlockCache(opts.cacheBudgetBytes ?? DEFAULT_CACHE_BUDGET);
+    this.diskCache = new SessionDiskCache(repo, opts.diskCacheBudgetBytes ?? DEFAULT_DISK_CACHE_BUDGET, clock, logger);
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
     this.migrations = new SessionMigrations(logger, clock);
@@ -294,11 +301,12 @@ export class InstantRecovery {
     if (!files) throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `restore point ${rec.pointId} of job ${rec.job} is no longer in the repository`);
     const bases: (RestorePointDisk | ZeroDisk)[] = [];
     const overlays: CowOverlay[] = [];
+    const decoded = await this.diskCache.store();
     try {
       for (const d of rec.disks) {
         const base = d.blank
           ? new ZeroDisk(d.size)
-          : await RestorePointDisk.open(files, d.index, { pool: this.pool, cache: this.blockCache, storage: this.repo.storage });
+          : await RestorePointDisk.open(files, d.index, { pool: this.pool, cache: this.blockCache, storage: this.repo.storage, decoded });
         bases.push(base);
         overlays.push(await CowOverlay.open(base, join(rec.dir, `overlay-${d.index}`)));
       }
@@ -331,6 +339,17 @@ export class InstantRecovery {
         return o && i >= 0 ? o.overlays[i] : undefined;
       },
     };
+  }
+
+  /** Bytes of decoded blocks the disk cache may keep (0: none). */
+  get diskCacheBudgetBytes(): number {
+    return this.diskCache.budgetBytes;
+  }
+
+  /** What the caches of decoded blocks hold, and how often reads found their block in them. */
+  cacheStats(): CacheStats {
+    const m = this.blockCache;
+    return { memory: { budgetBytes: m.budgetBytes, usedBytes: m.usedBytes, blocks: m.blockCount, hits: m.hits, misses: m.misses }, ...this.diskCache.stats() };
   }
 
   list(): SessionInfo[] {
@@ -412,6 +431,7 @@ export class InstantRecovery {
       await this.closeOpen(o);
     }
     this.open.clear();
+    await this.diskCache.close();
     await this.pool.close();
   }
 }

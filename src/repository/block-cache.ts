@@ -10,6 +10,9 @@ export class BlockCache {
   private readonly lru = new Map<Entry, true>();
   private used = 0;
   private peak = 0;
+  /** Reads that found their block here, and those that did not (holes are neither). */
+  hits = 0;
+  misses = 0;
 
   constructor(readonly budgetBytes: number) {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
@@ -84,10 +87,19 @@ export class DiskBlockCache {
     return this.entries.has(blockIndex);
   }
 
+  /** Counts a read that went past the cache (a small random read decodes only part of a block, and keeps none of it here). */
+  missed(): void {
+    this.shared.misses += 1;
+  }
+
   /** The block, now the most recently used; undefined if not held. */
   get(blockIndex: number): Buffer | undefined {
     const e = this.entries.get(blockIndex);
-    if (e === undefined) return undefined;
+    if (e === undefined) {
+      this.shared.misses += 1;
+      return undefined;
+    }
+    this.shared.hits += 1;
     this.shared.touch(e);
     return e.data;
   }

@@ -3,6 +3,7 @@ import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress
 import type { Storage } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { BlockCache, type DiskBlockCache } from './block-cache.js';
+import type { DecodedBlockStore } from './decoded-store.js';
 import type { ChainFile } from './job-state.js';
 
 /** A read-only virtual disk: what the restore and instant-recovery layers see. */
@@ -26,6 +27,8 @@ export interface VirtualDisk {
 const RANDOM_READ_MAX = 128 * 1024;
 /** Blocks whose frame boundaries are remembered (~100 bytes each). */
 const FRAME_BOUNDS_KEPT = 65536;
+/** Blocks read in part that wait to be decoded whole for the disk cache; more are not queued. */
+const FILLS_QUEUED = 64;
 
 /**
  * One disk of one restore point, resolved through its chain. Opening builds a
@@ -52,13 +55,21 @@ export class RestorePointDisk implements VirtualDisk {
   private idle: (() => void) | undefined;
   /** One block of zeros, handed out (as views) for every hole: holes cost no allocation. */
   private zeroBlock: Buffer | undefined;
+  /** Decoded blocks on local storage, kept across restarts; never for an encrypted point (it would hold the plaintext). */
+  private readonly decoded: DecodedBlockStore | undefined;
+  /** Blocks read in part, to be decoded whole, one at a time, so the disk cache has them next time. */
+  private readonly fills = new Set<number>();
+  private filling = false;
+  private closing = false;
 
   private constructor(
     private readonly layers: BackupFileReader[],
     readonly disk: number,
     cache: BlockCache | number,
     private readonly pool: BlockWorkerPool | undefined,
+    decoded: DecodedBlockStore | undefined,
   ) {
+    this.decoded = decoded !== undefined && layers.every((l) => l.keys === undefined) ? decoded : undefined;
     const top = layers[layers.length - 1]!;
     this.blockSize = top.header.blockSize;
     this.size = top.root.diskSizes[disk]!;
@@ -81,12 +92,14 @@ export class RestorePointDisk implements VirtualDisk {
   /**
    * Opens disk `disk` of the point whose files are `files` (full first).
    * Decoded blocks go to `cache` (shared with other disks under one budget)
-   * or, without it, to a cache of the disk's own of `cacheBytes`.
+   * or, without it, to a cache of the disk's own of `cacheBytes`; with
+   * `decoded`, also to local storage, where the next read of the same block
+   * (by this disk, another point's, or after a restart) finds it.
    */
   static async open(
     files: readonly ChainFile[],
     disk: number,
-    opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool; storage?: Storage } = {},
+    opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool; storage?: Storage; decoded?: DecodedBlockStore | undefined } = {},
   ): Promise<RestorePointDisk> {
     const layers: BackupFileReader[] = [];
     try {
@@ -106,7 +119,7 @@ export class RestorePointDisk implements VirtualDisk {
       await Promise.all(layers.map((l) => l.close()));
       throw new LifeboatError(problem.startsWith('the point') ? 'LFB_ERR_DISK_NOT_FOUND' : 'LFB_ERR_CHAIN_BROKEN', problem);
     }
-    return new RestorePointDisk(layers, disk, opts.cache ?? opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool);
+    return new RestorePointDisk(layers, disk, opts.cache ?? opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool, opts.decoded);
   }
 
   rawLength(blockIndex: number): number {
@@ -177,8 +190,20 @@ export class RestorePointDisk implements VirtualDisk {
     }
   }
 
+  /** The block from the disk cache, or decoded from the backup (and then kept in the disk cache). */
+  private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+    const store = this.decoded;
+    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len);
+    const digest = this.digestOf(blockIndex)!;
+    const kept = await store.readBlock(digest, len);
+    if (kept !== undefined) return kept;
+    const data = await this.decodeStoredBlock(blockIndex, l, len);
+    store.put(digest, data);
+    return data;
+  }
+
   /** Reads and verifies a stored block, in a worker when there is a pool (the main thread keeps serving). */
-  private decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+  private decodeStoredBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
     const layer = this.layers[l - 1]!;
     const slot = this.slotOf[blockIndex]!;
     if (this.pool === undefined) return layer.readBlock(this.disk, slot, len);
@@ -240,6 +265,8 @@ export class RestorePointDisk implements VirtualDisk {
       const len = this.rawLength(bi);
       const l = this.layerOf[bi]!;
       if (l === 0) return Promise.resolve({ blockIndex: bi, data: this.zeros(len) });
+      // A stream (a restore, a migration) takes what the disk cache has but adds nothing to it: it reads each block once.
+      if (this.decoded?.has(this.digestOf(bi)!, len)) return this.readKeptOrDecode(pool, bi, l, len).then((data) => ({ blockIndex: bi, data }));
       return this.decodeInWorker(pool, this.layers[l - 1]!, this.slotOf[bi]!, len).then((data) => ({ blockIndex: bi, data }));
     };
     try {
@@ -257,6 +284,10 @@ export class RestorePointDisk implements VirtualDisk {
       // Settle what is still in flight so no rejection goes unhandled.
       await Promise.allSettled(queue);
     }
+  }
+
+  private async readKeptOrDecode(pool: BlockWorkerPool, bi: number, l: number, len: number): Promise<Buffer> {
+    return (await this.decoded!.readBlock(this.digestOf(bi)!, len)) ?? this.decodeInWorker(pool, this.layers[l - 1]!, this.slotOf[bi]!, len);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -306,6 +337,16 @@ export class RestorePointDisk implements VirtualDisk {
   private async readWithin(pool: BlockWorkerPool, blockIndex: number, within: number, length: number): Promise<Buffer> {
     const layer = this.layers[this.layerOf[blockIndex]! - 1]!;
     const len = this.rawLength(blockIndex);
+    this.cache.missed();
+    const store = this.decoded;
+    if (store !== undefined) {
+      const digest = this.digestOf(blockIndex)!;
+      if (store.has(digest, len)) {
+        const kept = await store.readRange(digest, len, within, within + length);
+        if (kept !== undefined) return kept;
+      }
+      this.fillLater(blockIndex);
+    }
     const bounds = this.frameBounds.get(blockIndex);
     const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length, bounds });
     if (r.bounds && !bounds) {
@@ -316,7 +357,35 @@ export class RestorePointDisk implements VirtualDisk {
     return r.data.subarray(within - r.start, within - r.start + length);
   }
 
+  /**
+   * Queues a block read in part to be decoded whole (and so kept in the disk
+   * cache and the memory cache), one block at a time behind the client's own
+   * reads: the next boot, or the next read of this block, finds it decoded.
+   */
+  private fillLater(blockIndex: number): void {
+    if (this.closing || this.fills.size >= FILLS_QUEUED) return;
+    this.fills.add(blockIndex);
+    if (!this.filling) void this.fillQueued();
+  }
+
+  private async fillQueued(): Promise<void> {
+    this.filling = true;
+    try {
+      for (const bi of this.fills) {
+        if (this.closing) break;
+        this.fills.delete(bi);
+        if (this.cache.has(bi) || this.inflight.has(bi)) continue;
+        // A block that fails to decode fails its client's reads on its own; the fill just moves on.
+        await this.readBlock(bi).catch(() => undefined);
+      }
+    } finally {
+      this.filling = false;
+      this.fills.clear();
+    }
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     // Reads for workers may be in flight: the files must not be closed under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
     this.cache.close();

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { callControl, controlFile, type ControlInfo } from '../../app/control-api.js';
-import type { SessionInfo } from '../../app/index.js';
+import type { CacheStats, SessionInfo } from '../../app/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes, parseSize } from '../../core/units.js';
 import type { Command } from '../command.js';
@@ -80,7 +80,8 @@ export const instantList: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const list = await callControl<SessionInfo[]>(resolve(requireString(ctx, 'repo')), 'GET', '/sessions');
+    const repo = resolve(requireString(ctx, 'repo'));
+    const list = await callControl<SessionInfo[]>(repo, 'GET', '/sessions');
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(list, null, 2));
     if (list.length === 0) ctx.out('no sessions');
     for (const s of list) {
@@ -92,6 +93,7 @@ export const instantList: Command = {
         );
       if (s.migration) ctx.out(`  migration to ${s.migration.to} (${s.migration.mode}, ${s.migration.format}): ${describeMigration(s.migration)}`);
     }
+    for (const line of describeCaches(await callControl<CacheStats>(repo, 'GET', '/sessions/cache'))) ctx.out(line);
   },
 };
 
@@ -110,6 +112,20 @@ export const instantStop: Command = {
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
   },
 };
+
+/** Two lines on the caches of decoded blocks: what they hold and how often reads found their block there. */
+export function describeCaches(c: CacheStats): string[] {
+  const rate = (hits: number, misses: number): string =>
+    hits + misses === 0 ? 'no reads yet' : `${hits} hits, ${misses} misses (${Math.round((100 * hits) / (hits + misses))}% hits)`;
+  const m = c.memory;
+  const d = c.disk;
+  return [
+    `memory cache: ${formatBytes(m.usedBytes)} of ${formatBytes(m.budgetBytes)} (${m.blocks} blocks), ${rate(m.hits, m.misses)}`,
+    d === null
+      ? `disk cache: off (${c.diskOff ?? 'not opened'})`
+      : `disk cache: ${formatBytes(d.usedBytes)} of ${formatBytes(d.budgetBytes)} (${d.blocks} blocks) in ${d.dir}, ${rate(d.hits, d.misses)}${d.damaged > 0 ? `, ${d.damaged} damaged files removed` : ''}`,
+  ];
+}
 
 /** The server's NFS and MOUNT ports and portmapper mode, from its control file (undefined if it cannot be read). */
 async function nfsPorts(repo: string): Promise<Pick<ControlInfo, 'nfsPort' | 'mountPort' | 'portmap'> | undefined> {

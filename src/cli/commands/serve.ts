@@ -17,7 +17,7 @@ function port(text: string | undefined, flag: string): number | undefined {
 export const serve: Command = {
   name: 'serve',
   usage:
-    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--backup-nice N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>] [--files-idle-timeout <duration>]',
+    'serve --repo <dir> [--state-dir <dir>] [--http-port N] [--http-bind <addr>] [--tls-cert <pem> --tls-key <pem> | --no-tls] [--max-tasks N] [--backup-nice N] [--catalog <url>] [--target-folder <dir>…] [--no-scheduler] [--bind <addr>] [--nfs-port N] [--mount-port N] [--portmap-port N] [--no-portmap] [--nbd-port N] [--nbd-bind <addr>] [--allow <cidr,…>] [--cache-budget <size>] [--disk-cache <size>] [--files-idle-timeout <duration>]',
   summary: 'run the server until stopped: jobs on their schedules, the HTTP API, and instant recovery (NFSv3 datastore, NBD)',
   positionals: [],
   options: {
@@ -31,6 +31,12 @@ export const serve: Command = {
     'nbd-bind': { type: 'string', description: 'address the NBD server listens on', defaultText: 'the --bind address' },
     allow: { type: 'string', description: 'client addresses allowed, as IPv4 addresses or CIDRs, comma-separated', defaultText: AllowList.LOOPBACK },
     'cache-budget': { type: 'string', description: 'memory for decoded backup blocks, all sessions together (e.g. 256M, 1G)', defaultText: '512M' },
+    'disk-cache': {
+      type: 'string',
+      description:
+        "local storage for decoded backup blocks, kept across restarts in the repository's cache/blocks folder (0: none; never for an encrypted repository)",
+      defaultText: '2G',
+    },
     'state-dir': STATE_DIR_OPTION,
     catalog: { type: 'string', description: 'the catalog database: postgres://… (or a folder for SQLite)', defaultText: 'SQLite in the state folder' },
     'http-port': { type: 'string', description: 'HTTP API port; given explicitly, a taken port is an error', defaultText: '9443, else the next free one' },
@@ -68,6 +74,7 @@ export const serve: Command = {
   async run(ctx) {
     const { startService } = await import('../../service/service-server.js');
     const budget = optionalString(ctx, 'cache-budget');
+    const diskCache = optionalString(ctx, 'disk-cache');
     const httpBind = optionalString(ctx, 'http-bind') ?? '127.0.0.1';
     const cert = optionalString(ctx, 'tls-cert');
     const key = optionalString(ctx, 'tls-key');
@@ -108,6 +115,7 @@ export const serve: Command = {
       allow: optionalString(ctx, 'allow') ?? AllowList.LOOPBACK,
       // Decoded backup blocks, all sessions together (default 512M).
       cacheBudgetBytes: budget === undefined ? undefined : parseSize(budget, '--cache-budget'),
+      diskCacheBudgetBytes: diskCache === undefined ? undefined : parseSize(diskCache, '--disk-cache'),
       clock: ctx.service.clock,
       logger: createLogger((process.env['LIFEBOAT_LOG'] as 'info' | undefined) ?? 'info'),
       say: ctx.out,

@@ -484,7 +484,36 @@ export const Session = Type.Object(
   },
   { $id: 'Session', additionalProperties: false },
 );
-export const SessionList = Type.Object({ sessions: Type.Array(Type.Ref('Session')) }, { additionalProperties: false });
+const CacheCounts = {
+  budgetBytes: Type.Integer({ minimum: 0 }),
+  usedBytes: Type.Integer({ minimum: 0 }),
+  blocks: Type.Integer({ minimum: 0 }),
+  hits: Type.Integer({ minimum: 0 }),
+  misses: Type.Integer({ minimum: 0 }),
+};
+/** The caches of decoded blocks of one repository's sessions (memory, and local storage across restarts). */
+export const SessionCaches = Type.Object(
+  {
+    repo: Name,
+    memory: Type.Object(CacheCounts, { additionalProperties: false }),
+    disk: Type.Union([
+      Type.Object(
+        {
+          ...CacheCounts,
+          dir: Type.String(),
+          damaged: Type.Integer({ minimum: 0, description: 'files that failed their checksum and were removed' }),
+          written: Type.Integer({ minimum: 0 }),
+          skipped: Type.Integer({ minimum: 0, description: 'decoded blocks not kept (too many writes pending, or a write failed)' }),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Null(),
+    ]),
+    diskOff: Type.Optional(Type.String({ description: 'why there is no disk cache' })),
+  },
+  { additionalProperties: false },
+);
+export const SessionList = Type.Object({ sessions: Type.Array(Type.Ref('Session')), caches: Type.Array(SessionCaches) }, { additionalProperties: false });
 export const SessionStartBody = Type.Object(
   {
     repo: Name,

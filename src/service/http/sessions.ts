@@ -67,7 +67,13 @@ export function sessionRoutes(app: ApiServer, ctx: ApiContext, streams: EventStr
     { schema: { summary: 'Instant-recovery sessions', tags: ['sessions'], querystring: SessionQuery, response: { 200: SessionList, ...ERROR_RESPONSES } } },
     async (request) => {
       const where = request.query.repo !== undefined ? [[request.query.repo, ctx.recovery(request.query.repo)] as const] : served(ctx);
-      return { sessions: where.flatMap(([repo, rec]) => rec.list().map((s) => view(repo, s))) };
+      return {
+        sessions: where.flatMap(([repo, rec]) => rec.list().map((s) => view(repo, s))),
+        caches: where.map(([repo, rec]) => {
+          const c = rec.cacheStats();
+          return { repo, memory: { ...c.memory }, disk: c.disk === null ? null : { ...c.disk }, ...(c.diskOff !== undefined ? { diskOff: c.diskOff } : {}) };
+        }),
+      };
     },
   );
 

@@ -1,0 +1,355 @@
+import { crc32 } from 'node:zlib';
+import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { systemClock, type Clock } from '../core/clock.js';
+import type { Logger } from '../core/log.js';
+
+/**
+ * Decoded backup blocks kept on local storage, across restarts: the second
+ * boot of a point, tonight's SureBackup run of last night's point, or a
+ * migration after a boot read a block from here instead of decompressing it
+ * again. A block is filed under the digest its backup file records for it,
+ * so one block shared by several points or sessions is kept once.
+ *
+ * The backup is the truth: every piece read from here is checked against a
+ * CRC-32 written with it, and a file that fails is removed and the block
+ * decoded from the backup again. Nothing is fsynced: a file torn by a crash
+ * fails its check like any other damage.
+ *
+ * File layout (`<dir>/<2 hex>/<digest hex>-<length>`): a header of
+ * HEADER_FIXED bytes (magic, version, log2 of the piece size, data length,
+ * CRC-32 of the header), the CRC-32 of every PIECE_BYTES piece of the data,
+ * padding to a multiple of 4 KiB, then the data.
+ */
+
+/** Data is checked in pieces of this size: a small random read reads and checks one piece, not the whole block. */
+export const PIECE_BYTES = 16 * 1024;
+const PIECE_SHIFT = 14;
+const MAGIC = 0x4c424443; // "LBDC"
+const VERSION = 1;
+const HEADER_FIXED = 16;
+const ALIGN = 4096;
+/** Writes under way at once; a block decoded while this many are pending is not kept (reads never wait for the cache). */
+const MAX_PENDING_WRITES = 16;
+/** A hit moves the file's mtime (its place in the order kept across restarts) at most this often. */
+const TOUCH_EVERY_MS = 60_000;
+const NAME = /^([0-9a-f]{64})-(\d{1,10})$/;
+
+export interface DecodedStoreStats {
+  readonly dir: string;
+  readonly budgetBytes: number;
+  /** Bytes of the files held (headers included). */
+  readonly usedBytes: number;
+  readonly blocks: number;
+  readonly hits: number;
+  readonly misses: number;
+  /** Files that failed their check and were removed. */
+  readonly damaged: number;
+  readonly written: number;
+  /** Blocks not kept because writes were already pending or the file could not be written. */
+  readonly skipped: number;
+}
+
+interface Entry {
+  readonly key: string;
+  readonly path: string;
+  readonly length: number;
+  readonly fileBytes: number;
+  /** The pieces' checksums once a header has been read and checked (random reads). */
+  pieces: Uint32Array | undefined;
+  touchedAt: number;
+}
+
+function headerBytes(length: number): number {
+  const pieces = Math.ceil(length / PIECE_BYTES);
+  return Math.ceil((HEADER_FIXED + 4 * pieces) / ALIGN) * ALIGN;
+}
+
+function keyOf(digest: Uint8Array, length: number): string {
+  return `${Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex')}-${length}`;
+}
+
+export class DecodedBlockStore {
+  /** Least recently used first (a Map keeps insertion order). */
+  private readonly entries = new Map<string, Entry>();
+  private readonly writing = new Set<string>();
+  private readonly madeDirs = new Set<string>();
+  private pending = new Set<Promise<void>>();
+  private used = 0;
+  private counts = { hits: 0, misses: 0, damaged: 0, written: 0, skipped: 0 };
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly budgetBytes: number,
+    private readonly clock: Clock,
+    private readonly logger: Logger | undefined,
+  ) {}
+
+  /**
+   * Opens (making it if need be) the store in `dir`: the files already there
+   * are taken back, oldest mtime first out, trimmed to `budgetBytes`; what an
+   * interrupted write left is removed.
+   */
+  static async open(dir: string, budgetBytes: number, opts: { clock?: Clock; logger?: Logger } = {}): Promise<DecodedBlockStore> {
+    if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`disk cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
+    const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger);
+    await mkdir(dir, { recursive: true });
+    const found: { entry: Entry; mtime: number }[] = [];
+    for (const sub of await readdir(dir, { withFileTypes: true })) {
+      const at = join(dir, sub.name);
+      if (sub.isFile() && sub.name.startsWith('tmp-')) {
+        await unlink(at).catch(() => undefined);
+        continue;
+      }
+      if (!sub.isDirectory() || !/^[0-9a-f]{2}$/.test(sub.name)) continue;
+      store.madeDirs.add(sub.name);
+      for (const name of await readdir(at)) {
+        const m = NAME.exec(name);
+        if (!m || !m[1]!.startsWith(sub.name)) continue;
+        const path = join(at, name);
+        const st = await stat(path).catch(() => undefined);
+        if (!st?.isFile()) continue;
+        const length = Number(m[2]);
+        found.push({ entry: { key: name, path, length, fileBytes: st.size, pieces: undefined, touchedAt: st.mtimeMs }, mtime: st.mtimeMs });
+      }
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const f of found) {
+      store.entries.set(f.entry.key, f.entry);
+      store.used += f.entry.fileBytes;
+    }
+    await store.trim();
+    return store;
+  }
+
+  stats(): DecodedStoreStats {
+    return { dir: this.dir, budgetBytes: this.budgetBytes, usedBytes: this.used, blocks: this.entries.size, ...this.counts };
+  }
+
+  /** True if the block is held (a read may still find it damaged). */
+  has(digest: Uint8Array, length: number): boolean {
+    return this.entries.has(keyOf(digest, length));
+  }
+
+  /** The whole block, checked; undefined if it is not held or fails its check (then it is removed). */
+  async readBlock(digest: Uint8Array, length: number): Promise<Buffer | undefined> {
+    const e = this.lookup(digest, length);
+    if (e === undefined) return undefined;
+    const head = headerBytes(length);
+    let file: Buffer;
+    try {
+      file = await readWhole(e.path, head + length);
+    } catch (err) {
+      return this.lost(e, err);
+    }
+    const pieces = parseHeader(file, length);
+    if (typeof pieces === 'string') return this.damagedFile(e, pieces);
+    if (file.length < head + length) return this.damagedFile(e, `ends ${head + length - file.length} bytes early`);
+    const data = file.subarray(head, head + length);
+    for (let i = 0; i < pieces.length; i++) {
+      if (crc32(data.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)) !== pieces[i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
+    }
+    e.pieces = pieces;
+    this.hit(e);
+    return data;
+  }
+
+  /** Bytes [from, to) of the block, reading and checking only the pieces that cover them; undefined as readBlock. */
+  async readRange(digest: Uint8Array, length: number, from: number, to: number): Promise<Buffer | undefined> {
+    if (from < 0 || to > length || from >= to) throw new RangeError(`range ${from}..${to} of a ${length}-byte block`);
+    const e = this.lookup(digest, length);
+    if (e === undefined) return undefined;
+    const head = headerBytes(length);
+    const first = from >>> PIECE_SHIFT;
+    const last = (to - 1) >>> PIECE_SHIFT;
+    const start = first * PIECE_BYTES;
+    const end = Math.min(length, (last + 1) * PIECE_BYTES);
+    let fh;
+    try {
+      fh = await open(e.path, 'r');
+    } catch (err) {
+      return this.lost(e, err);
+    }
+    try {
+      if (e.pieces === undefined) {
+        const h = Buffer.allocUnsafe(head);
+        const { bytesRead } = await fh.read(h, 0, head, 0);
+        const pieces = parseHeader(h.subarray(0, bytesRead), length);
+        if (typeof pieces === 'string') return this.damagedFile(e, pieces);
+        e.pieces = pieces;
+      }
+      const buf = Buffer.allocUnsafe(end - start);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, head + start);
+      if (bytesRead !== buf.length) return this.damagedFile(e, `ends ${buf.length - bytesRead} bytes early`);
+      for (let i = first; i <= last; i++) {
+        const at = (i - first) * PIECE_BYTES;
+        if (crc32(buf.subarray(at, at + PIECE_BYTES)) !== e.pieces[i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
+      }
+      this.hit(e);
+      return buf.subarray(from - start, to - start);
+    } catch (err) {
+      return this.lost(e, err);
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Keeps a decoded block, in the background: the caller does not wait, and
+   * the block is dropped when too many writes are pending. `data` must not be
+   * changed afterwards (decoded blocks are never reused).
+   */
+  put(digest: Uint8Array, data: Buffer): void {
+    if (this.closed || this.budgetBytes === 0) return;
+    const key = keyOf(digest, data.length);
+    if (this.entries.has(key) || this.writing.has(key)) return;
+    const head = headerBytes(data.length);
+    if (head + data.length > this.budgetBytes) return;
+    if (this.pending.size >= MAX_PENDING_WRITES) {
+      this.counts.skipped += 1;
+      return;
+    }
+    this.writing.add(key);
+    const p = this.write(key, data, head)
+      .catch((err: unknown) => {
+        this.counts.skipped += 1;
+        this.logger?.warn('instant recovery: a decoded block could not be written to the disk cache', { dir: this.dir, problem: String(err) });
+      })
+      .finally(() => {
+        this.writing.delete(key);
+        this.pending.delete(p);
+      });
+    this.pending.add(p);
+  }
+
+  /** Waits for the writes under way (and those they make room for). */
+  async flushed(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
+  }
+
+  /** Waits for the writes under way; nothing is written after. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flushed();
+  }
+
+  private async write(key: string, data: Buffer, head: number): Promise<void> {
+    const header = Buffer.alloc(head);
+    const n = Math.ceil(data.length / PIECE_BYTES);
+    header.writeUInt32BE(MAGIC, 0);
+    header.writeUInt16BE(VERSION, 4);
+    header.writeUInt16BE(PIECE_SHIFT, 6);
+    header.writeUInt32BE(data.length, 8);
+    for (let i = 0; i < n; i++) header.writeUInt32BE(crc32(data.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)), HEADER_FIXED + 4 * i);
+    header.writeUInt32BE(headerCrc(header, n), 12);
+    const sub = key.slice(0, 2);
+    if (!this.madeDirs.has(sub)) {
+      await mkdir(join(this.dir, sub), { recursive: true });
+      this.madeDirs.add(sub);
+    }
+    const tmp = join(this.dir, `tmp-${randomBytes(8).toString('hex')}`);
+    const fh = await open(tmp, 'wx');
+    try {
+      await fh.writev([header, data]);
+    } finally {
+      await fh.close();
+    }
+    const path = join(this.dir, sub, key);
+    try {
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    const e: Entry = { key, path, length: data.length, fileBytes: head + data.length, pieces: undefined, touchedAt: this.clock.now().getTime() };
+    this.entries.set(key, e);
+    this.used += e.fileBytes;
+    this.counts.written += 1;
+    await this.trim();
+  }
+
+  /** Removes the least recently used files until the store fits its budget. */
+  private async trim(): Promise<void> {
+    for (const e of this.entries.values()) {
+      if (this.used <= this.budgetBytes) return;
+      this.forget(e);
+      await unlink(e.path).catch(() => undefined);
+    }
+  }
+
+  private lookup(digest: Uint8Array, length: number): Entry | undefined {
+    const e = this.entries.get(keyOf(digest, length));
+    if (e === undefined) this.counts.misses += 1;
+    return e;
+  }
+
+  private hit(e: Entry): void {
+    this.counts.hits += 1;
+    if (this.entries.get(e.key) !== e) return;
+    this.entries.delete(e.key);
+    this.entries.set(e.key, e);
+    const now = this.clock.now().getTime();
+    if (now - e.touchedAt >= TOUCH_EVERY_MS) {
+      e.touchedAt = now;
+      const t = new Date(now);
+      void utimes(e.path, t, t).catch(() => undefined);
+    }
+  }
+
+  private forget(e: Entry): void {
+    if (this.entries.get(e.key) !== e) return;
+    this.entries.delete(e.key);
+    this.used -= e.fileBytes;
+  }
+
+  /** The file went away (evicted while being opened) or could not be read: a miss. */
+  private lost(e: Entry, err: unknown): undefined {
+    this.counts.misses += 1;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return this.damagedFile(e, String(err));
+    this.forget(e);
+    return undefined;
+  }
+
+  private damagedFile(e: Entry, problem: string): undefined {
+    this.counts.damaged += 1;
+    this.logger?.warn('instant recovery: a block in the disk cache is damaged; it is removed and read from the backup', { file: e.path, problem });
+    this.forget(e);
+    void unlink(e.path).catch(() => undefined);
+    return undefined;
+  }
+}
+
+function headerCrc(header: Buffer, pieces: number): number {
+  return crc32(header.subarray(HEADER_FIXED, HEADER_FIXED + 4 * pieces), crc32(header.subarray(0, 12)));
+}
+
+/** The pieces' checksums, or what is wrong with the header. */
+function parseHeader(file: Buffer, length: number): Uint32Array | string {
+  const n = Math.ceil(length / PIECE_BYTES);
+  if (file.length < HEADER_FIXED + 4 * n) return 'is shorter than its header';
+  if (file.readUInt32BE(0) !== MAGIC || file.readUInt16BE(4) !== VERSION || file.readUInt16BE(6) !== PIECE_SHIFT) return 'has an unknown header';
+  if (file.readUInt32BE(8) !== length) return `holds ${file.readUInt32BE(8)} bytes, not ${length}`;
+  if (file.readUInt32BE(12) !== headerCrc(file, n)) return 'fails its header checksum';
+  const pieces = new Uint32Array(n);
+  for (let i = 0; i < n; i++) pieces[i] = file.readUInt32BE(HEADER_FIXED + 4 * i);
+  return pieces;
+}
+
+/** Reads exactly `bytes` bytes of the file (a longer or shorter file is damage the checks will see). */
+async function readWhole(path: string, bytes: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(bytes);
+    let got = 0;
+    while (got < bytes) {
+      const { bytesRead } = await fh.read(buf, got, bytes - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,223 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BlockWorkerPool } from '../src/compress/block-pool.js';
+import { systemClock } from '../src/core/clock.js';
+import { createLogger } from '../src/core/log.js';
+import { InstantRecovery } from '../src/recovery/index.js';
+import { Repository } from '../src/repository/index.js';
+import { DecodedBlockStore, PIECE_BYTES } from '../src/repository/decoded-store.js';
+import { MiB, cli, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
+
+const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+/** Every cache file under `dir` with its size. */
+async function files(dir: string): Promise<{ path: string; size: number }[]> {
+  const out: { path: string; size: number }[] = [];
+  for (const sub of await readdir(dir, { withFileTypes: true })) {
+    if (!sub.isDirectory()) continue;
+    for (const n of await readdir(join(dir, sub.name))) out.push({ path: join(dir, sub.name, n), size: (await stat(join(dir, sub.name, n))).size });
+  }
+  return out;
+}
+
+async function settle(store: DecodedBlockStore): Promise<void> {
+  // close() waits for the writes under way; a store reopened on the same folder sees them.
+  await store.close();
+}
+
+test('disk cache: blocks come back exact, whole and in ranges, and after a reopen', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(31);
+    const blocks = [randomBytes(rand, MiB), randomBytes(rand, 3 * PIECE_BYTES + 123), randomBytes(rand, 100)];
+    let store = await DecodedBlockStore.open(dir, 16 * MiB);
+    for (const b of blocks) store.put(sha(b), b);
+    store.put(sha(blocks[0]!), blocks[0]!);
+    await settle(store);
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    assert.equal(store.stats().blocks, 3, 'the files of the last run are taken back');
+    for (const b of blocks) {
+      assert.ok(store.has(sha(b), b.length));
+      assert.ok((await store.readBlock(sha(b), b.length))!.equals(b));
+      for (const [from, to] of [
+        [0, 1],
+        [b.length - 1, b.length],
+        [PIECE_BYTES - 10, PIECE_BYTES + 10],
+        [5, b.length],
+      ] as const) {
+        if (from < 0 || to > b.length || from >= to) continue;
+        assert.ok((await store.readRange(sha(b), b.length, from, to))!.equals(b.subarray(from, to)), `${b.length}: ${from}..${to}`);
+      }
+    }
+    assert.equal(await store.readBlock(sha(Buffer.from('not kept')), 8), undefined);
+    assert.equal(await store.readBlock(sha(blocks[2]!), 99), undefined, 'the length is part of the key');
+    const s = store.stats();
+    assert.equal(s.damaged, 0);
+    assert.equal(s.misses, 2);
+    assert.ok(s.hits >= 3 + 10, `hits ${s.hits}`);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('disk cache: a damaged or torn file is found, removed and not served', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(32);
+    const blocks = Array.from({ length: 5 }, () => randomBytes(rand, 256 * 1024));
+    let store = await DecodedBlockStore.open(dir, 16 * MiB);
+    for (const b of blocks) store.put(sha(b), b);
+    await settle(store);
+    const path = (b: Buffer): string => join(dir, sha(b).toString('hex').slice(0, 2), `${sha(b).toString('hex')}-${b.length}`);
+    // 0: one data byte flipped; 1: the header; 2: cut short; 3: emptied; 4: left alone.
+    const f0 = await readFile(path(blocks[0]!));
+    f0[f0.length - 1000]! ^= 1;
+    await writeFile(path(blocks[0]!), f0);
+    const f1 = await readFile(path(blocks[1]!));
+    f1[9]! ^= 0x80;
+    await writeFile(path(blocks[1]!), f1);
+    await writeFile(path(blocks[2]!), (await readFile(path(blocks[2]!))).subarray(0, 4096 + 1000));
+    await writeFile(path(blocks[3]!), Buffer.alloc(0));
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    assert.equal(await store.readBlock(sha(blocks[0]!), blocks[0]!.length), undefined);
+    assert.equal(await store.readRange(sha(blocks[1]!), blocks[1]!.length, 0, 10), undefined);
+    assert.equal(await store.readRange(sha(blocks[2]!), blocks[2]!.length, 200_000, 200_010), undefined);
+    assert.equal(await store.readBlock(sha(blocks[3]!), blocks[3]!.length), undefined);
+    assert.ok((await store.readBlock(sha(blocks[4]!), blocks[4]!.length))!.equals(blocks[4]!));
+    assert.equal(store.stats().damaged, 4);
+    assert.equal(store.stats().blocks, 1, 'the damaged files are forgotten');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await files(dir)).length, 1, 'and removed');
+    // A damaged block can be kept again.
+    store.put(sha(blocks[0]!), blocks[0]!);
+    await settle(store);
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    assert.ok((await store.readBlock(sha(blocks[0]!), blocks[0]!.length))!.equals(blocks[0]!));
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('disk cache: never over its budget, least recently used out first, and a smaller budget trims at open', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(33);
+    const budget = 4 * MiB;
+    const blocks = Array.from({ length: 12 }, () => randomBytes(rand, 512 * 1024));
+    let store = await DecodedBlockStore.open(dir, budget);
+    for (let i = 0; i < blocks.length; i++) {
+      store.put(sha(blocks[i]!), blocks[i]!);
+      await store.flushed();
+      // Block 0 is read after every write: it stays the most recently used.
+      if (i > 0) assert.ok(await store.readBlock(sha(blocks[0]!), blocks[0]!.length), `block 0 after ${i} writes`);
+      const onDisk = (await files(dir)).reduce((n, f) => n + f.size, 0);
+      assert.ok(onDisk <= budget, `${onDisk} bytes on disk, budget ${budget}`);
+      assert.ok(store.stats().usedBytes <= budget);
+    }
+    assert.equal(store.stats().blocks, 7, 'seven blocks of 512 KiB and their 4 KiB headers fit in 4 MiB');
+    assert.ok(store.has(sha(blocks[11]!), blocks[11]!.length));
+    assert.equal(store.has(sha(blocks[1]!), blocks[1]!.length), false);
+    assert.ok(store.has(sha(blocks[0]!), blocks[0]!.length));
+    await store.close();
+    await writeFile(join(dir, 'tmp-0123456789abcdef'), 'what a killed write left');
+    store = await DecodedBlockStore.open(dir, MiB);
+    assert.equal(store.stats().blocks, 1);
+    assert.ok((await files(dir)).reduce((n, f) => n + f.size, 0) <= MiB);
+    assert.equal(
+      (await readdir(dir)).some((n) => n.startsWith('tmp-')),
+      false,
+      'a leftover temporary file is removed',
+    );
+    await store.close();
+    store = await DecodedBlockStore.open(dir, 0);
+    store.put(sha(blocks[0]!), blocks[0]!);
+    await store.close();
+    assert.equal(store.stats().blocks, 0, 'a budget of 0 keeps nothing');
+  } finally {
+    await cleanup();
+  }
+});
+
+test(
+  'instant recovery: a restarted server reads what it decoded before from the disk cache, exact, even where the cache is damaged',
+  { timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = await tempDir();
+    const diskBytes = 8 * MiB;
+    let decodes = 0;
+    const decode = BlockWorkerPool.prototype.decode;
+    BlockWorkerPool.prototype.decode = function (this: BlockWorkerPool, ...args: Parameters<typeof decode>) {
+      decodes += 1;
+      return decode.apply(this, args);
+    };
+    let ir: InstantRecovery | undefined;
+    const open = async (): Promise<InstantRecovery> => {
+      ir = new InstantRecovery(await Repository.open(join(dir, 'repo')), systemClock, createLogger('error'), { cacheBudgetBytes: 16 * MiB });
+      await ir.loadSessions();
+      return ir;
+    };
+    try {
+      const content = randomBytes(rng(34), diskBytes);
+      const repo = await repoWithPoint(dir, content, 'j');
+      await open();
+      await ir!.start('j', 'latest', { name: 's' });
+      const ov = (): ReturnType<InstantRecovery['session']>['overlays'][number] => ir!.session('s').overlays[0]!;
+      // First the guest's small reads (4 KiB at random in blocks 0-3), then a sequential pass over blocks 4-7.
+      const rand = rng(35);
+      const small = Array.from({ length: 64 }, () => Math.floor(rand() * ((4 * MiB) / 4096)) * 4096);
+      for (const at of small) assert.ok((await ov().read(at, 4096)).equals(content.subarray(at, at + 4096)));
+      for (let at = 4 * MiB; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
+      const first = ir!.cacheStats();
+      assert.ok(first.memory.misses > 0);
+      await ir!.close();
+      const kept = await files(join(repo, 'cache', 'blocks'));
+      assert.equal(kept.length, 8, 'the blocks read in part were decoded whole in the background and kept too');
+
+      decodes = 0;
+      await open();
+      for (const at of small) assert.ok((await ov().read(at, 4096)).equals(content.subarray(at, at + 4096)));
+      for (let at = 0; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
+      assert.equal(decodes, 0, 'after the restart nothing was decoded from the backup');
+      const warm = ir!.cacheStats();
+      // Each block comes from the disk cache once at least; then the memory cache may hold it.
+      assert.ok(warm.disk !== null && warm.disk.hits >= 8, `disk cache hits ${warm.disk?.hits}`);
+      assert.equal(warm.disk.misses, 0);
+      assert.equal(warm.disk.damaged, 0);
+      await ir!.close();
+
+      // Damage every kept block: the reads decode from the backup and stay exact.
+      for (const f of kept) {
+        const b = await readFile(f.path);
+        b[b.length - 5]! ^= 0xff;
+        await writeFile(f.path, b);
+      }
+      decodes = 0;
+      await open();
+      for (let at = 0; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
+      assert.equal(ir!.cacheStats().disk!.damaged, 8);
+      assert.equal(decodes, 8);
+      await ir!.close();
+      ir = undefined;
+
+      // Nothing is ever kept without a budget.
+      ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { diskCacheBudgetBytes: 0 });
+      await ir.loadSessions();
+      assert.equal(ir.cacheStats().disk, null);
+      assert.match(ir.cacheStats().diskOff ?? '', /budget is 0/);
+      // The restore agrees with what the sessions served.
+      const out = join(dir, 'restored.img');
+      const r = await cli(['restore', 'j', '--repo', repo, '--point', 'latest', '--to', out]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok((await readFile(out)).equals(content));
+    } finally {
+      BlockWorkerPool.prototype.decode = decode;
+      await ir?.close();
+      await cleanup();
+    }
+  },
+);
