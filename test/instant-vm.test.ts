@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { QmpClient } from '../src/qemu/qmp.js';
+import { bootListPath, decodeBootList } from '../src/recovery/boot-prefetch.js';
 import { cli, rng, randomBytes, tempDir, until as untilHelper, writeAt } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
@@ -102,6 +103,22 @@ test(
       const stopped = await until('the VM to be seen stopped', async () => ((await sessions(repo))[0]!.vm?.state === 'exited' ? true : undefined), 60_000);
       assert.ok(stopped);
       assert.equal((await cli(['instant', 'stop', 'booted', '--repo', repo])).code, 0);
+      // The first boot's reads were noted for the job; a second boot finds its blocks decoded (prefetched, or kept on local storage).
+      const learnt = decodeBootList(await readFile(bootListPath(repo, 'vm', 0)));
+      assert.ok(Array.isArray(learnt) && learnt.length > 0, `boot list: ${String(learnt)}`);
+      const again = await cli(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'again', '--boot', '--accel', 'tcg']);
+      assert.equal(again.code, 0, again.stderr);
+      const second = (await sessions(repo)).find((x) => x.name === 'again')!;
+      assert.match(await until('the second boot marker', () => serialSays(second.vm!.serialLog, /DISK-(OK|BAD|NONE)/)), new RegExp(`DISK-OK ${sum}`));
+      const listed = (await cli(['instant', 'list', '--repo', repo])).stdout;
+      const hits = /^disk cache: .+, (\d+) hits, (\d+) misses/m.exec(listed);
+      assert.ok(hits && Number(hits[1]) > 0, listed);
+      await until(
+        'the second VM to be seen stopped',
+        async () => ((await sessions(repo)).find((x) => x.name === 'again')!.vm?.state === 'exited' ? true : undefined),
+        60_000,
+      );
+      assert.equal((await cli(['instant', 'stop', 'again', '--repo', repo])).code, 0);
       assert.deepEqual(await sha256Of(await backupFiles(repo, 'vm')), before);
     } finally {
       if (server) await kill9(server);

@@ -16,6 +16,7 @@ import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
 import { BlockCache } from '../repository/block-cache.js';
 import { DEFAULT_DISK_CACHE_BUDGET, SessionDiskCache, type CacheStats } from './session-disk-cache.js';
+import { BOOT_RECORD_MS, BootLearning } from './boot-prefetch.js';
 import { SessionClients, type NbdConnections } from './session-clients.js';
 import { bootSession } from './session-boot.js';
 import { datastoreDisk, datastoreSession, safeFileName } from './session-publish.js';
@@ -35,6 +36,8 @@ export interface InstantRecoveryOptions {
   readonly cacheBudgetBytes?: number | undefined;
   /** Bytes of decoded backup blocks kept on local storage, across restarts (default DEFAULT_DISK_CACHE_BUDGET); 0 keeps none. */
   readonly diskCacheBudgetBytes?: number | undefined;
+  /** How long after a session starts the blocks its clients read are noted for the next session's prefetch (default BOOT_RECORD_MS). */
+  readonly bootRecordMs?: number | undefined;
 }
 
 /**
@@ -70,6 +73,8 @@ export class InstantRecovery {
   readonly clients: SessionClients;
   /** Decoded blocks kept on local storage for every session, across restarts. */
   private readonly diskCache: SessionDiskCache;
+  /** What sessions read first, noted for the next session of their job to prefetch. */
+  private readonly bootLearning: BootLearning;
 
   constructor(
     private readonly repo: Repository,
@@ -78,6 +83,7 @@ export class InstantRecovery {
     opts: InstantRecoveryOptions = {},
   ) {
     this.blockCache = new BlockCache(opts.cacheBudgetBytes ?? DEFAULT_CACHE_BUDGET);
+    this.bootLearning = new BootLearning(repo.root, opts.bootRecordMs ?? BOOT_RECORD_MS, logger);
     this.diskCache = new SessionDiskCache(repo, opts.diskCacheBudgetBytes ?? DEFAULT_DISK_CACHE_BUDGET, clock, logger);
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
@@ -172,12 +178,18 @@ export class InstantRecovery {
       await writeFile(join(dir, 'files', `${safeFileName(vm.name)}.vmx`), vmx(vm));
       // Looks the point up again now that it is held: retention may have removed it before.
       await this.activate(rec);
+      await this.bootLearning.begin(this.open.get(name)!);
       if (opts.boot) await bootSession(this.repo, this.open.get(name)!, opts.boot, this.nbd!, this.logger, this.clock);
     } catch (err) {
       await (this.open.has(name) ? this.stopSession(name) : this.store.remove(rec)).catch(() => undefined);
       throw err;
     }
     return this.info(name)!;
+  }
+
+  /** Settles when session `name`'s boot prefetch is done (undefined: none runs, e.g. a session reopened after a restart). */
+  bootPrefetch(name: string): Promise<void> | undefined {
+    return this.bootLearning.prefetched(name);
   }
 
   /**
@@ -409,6 +421,7 @@ export class InstantRecovery {
     }
     this.fs.removeSession(rec.id);
     this.clients.forget(rec.id);
+    await this.bootLearning.end(name);
     if (o) await this.closeOpen(o);
     this.open.delete(name);
     this.failed.delete(name);
@@ -425,6 +438,7 @@ export class InstantRecovery {
     // Operations under way finish first: a half-added disk is not left behind.
     while (this.busy.size > 0) await Promise.all(this.busy.values());
     for (const o of this.open.values()) {
+      await this.bootLearning.end(o.rec.name);
       await this.migrations.cancel(o);
       o.vm?.close();
       for (const ov of o.overlays) await ov.flush().catch(() => undefined);

@@ -29,6 +29,8 @@ const RANDOM_READ_MAX = 128 * 1024;
 const FRAME_BOUNDS_KEPT = 65536;
 /** Blocks read in part that wait to be decoded whole for the disk cache; more are not queued. */
 const FILLS_QUEUED = 64;
+/** Blocks a prefetch may queue (the first ones of its list) and a recording may hold: 16 GiB of 1 MiB blocks. */
+export const PREFETCH_MAX_BLOCKS = 16384;
 
 /**
  * One disk of one restore point, resolved through its chain. Opening builds a
@@ -59,7 +61,9 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly decoded: DecodedBlockStore | undefined;
   /** Blocks read in part, to be decoded whole, one at a time, so the disk cache has them next time. */
   private readonly fills = new Set<number>();
-  private filling = false;
+  private filling: Promise<void> | undefined;
+  /** The blocks clients read, in the order first read, while a recording runs (boot prefetch learns from them). */
+  private recording: { readonly blocks: number[]; readonly seen: Set<number> } | undefined;
   private closing = false;
 
   private constructor(
@@ -299,6 +303,7 @@ export class RestorePointDisk implements VirtualDisk {
     const sequential = first === this.lastBlockRead || first === this.lastBlockRead + 1;
     if (this.cache.enabled && sequential) this.readAhead(last + 1);
     this.lastBlockRead = last;
+    if (this.recording !== undefined && length > 0) this.record(first, last);
     if (
       first === last &&
       length > 0 &&
@@ -362,25 +367,63 @@ export class RestorePointDisk implements VirtualDisk {
    * cache and the memory cache), one block at a time behind the client's own
    * reads: the next boot, or the next read of this block, finds it decoded.
    */
-  private fillLater(blockIndex: number): void {
-    if (this.closing || this.fills.size >= FILLS_QUEUED) return;
+  private fillLater(blockIndex: number, max = FILLS_QUEUED): void {
+    if (this.closing || this.fills.size >= max) return;
     this.fills.add(blockIndex);
-    if (!this.filling) void this.fillQueued();
+    this.filling ??= this.fillQueued();
   }
 
   private async fillQueued(): Promise<void> {
-    this.filling = true;
+    // Yields first, so that `filling` is set before the loop can end and clear it.
+    await Promise.resolve();
     try {
       for (const bi of this.fills) {
         if (this.closing) break;
         this.fills.delete(bi);
-        if (this.cache.has(bi) || this.inflight.has(bi)) continue;
+        if (this.layerOf[bi] === 0 || this.cache.has(bi) || this.inflight.has(bi)) continue;
+        if (this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi))) continue;
         // A block that fails to decode fails its client's reads on its own; the fill just moves on.
         await this.readBlock(bi).catch(() => undefined);
       }
     } finally {
-      this.filling = false;
+      this.filling = undefined;
       this.fills.clear();
+    }
+  }
+
+  /**
+   * Decodes `blocks` (the first PREFETCH_MAX_BLOCKS of them, in order) ahead
+   * of the client, one at a time behind its own reads, into the memory cache
+   * and the disk cache; blocks either already holds are skipped. Resolves
+   * when the queue is done (or the disk closes).
+   */
+  async prefetch(blocks: Iterable<number>): Promise<void> {
+    for (const bi of blocks) {
+      if (!Number.isSafeInteger(bi) || bi < 0 || bi >= this.blockCount) continue;
+      if (this.fills.size >= PREFETCH_MAX_BLOCKS) break;
+      this.fillLater(bi, PREFETCH_MAX_BLOCKS);
+    }
+    await this.filling;
+  }
+
+  /** Starts noting the blocks clients read (again from nothing). */
+  startRecording(): void {
+    this.recording = { blocks: [], seen: new Set() };
+  }
+
+  /** Ends the recording: the blocks read, in the order first read (empty if none ran). */
+  stopRecording(): number[] {
+    const r = this.recording;
+    this.recording = undefined;
+    return r?.blocks ?? [];
+  }
+
+  private record(first: number, last: number): void {
+    const r = this.recording!;
+    for (let bi = first; bi <= last && r.blocks.length < PREFETCH_MAX_BLOCKS; bi++) {
+      if (this.layerOf[bi] === 0 || r.seen.has(bi)) continue;
+      r.seen.add(bi);
+      r.blocks.push(bi);
     }
   }
 
