@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
+import { BlockTable } from '../src/format/index.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { DecodedBlockStore, PIECE_BYTES } from '../src/repository/decoded-store.js';
@@ -221,3 +222,99 @@ test(
     }
   },
 );
+
+test('disk cache: never over its budget on disk, even while many writes run at once', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(36);
+    const budget = 4 * MiB;
+    const store = await DecodedBlockStore.open(dir, budget);
+    let peak = 0;
+    let sampling = true;
+    const sample = async (): Promise<void> => {
+      while (sampling) {
+        let bytes = 0;
+        for (const n of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+          if (n.isFile()) bytes += (await stat(join(dir, n.name)).catch(() => ({ size: 0 }))).size;
+        }
+        bytes += (await files(dir).catch(() => [])).reduce((t, f) => t + f.size, 0);
+        peak = Math.max(peak, bytes);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const sampler = sample();
+    try {
+      for (let round = 0; round < 4; round++) {
+        for (let i = 0; i < 16; i++) {
+          const b = randomBytes(rand, 512 * 1024);
+          store.put(sha(b), b);
+        }
+        await store.flushed();
+      }
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    assert.ok(peak <= budget, `${peak} bytes on disk at the peak, budget ${budget}`);
+    assert.ok(store.stats().blocks > 0);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('disk cache: a write that fails leaves nothing behind and is not counted', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const b = randomBytes(rng(37), 300_000);
+    const hex = sha(b).toString('hex');
+    // The block's file name is taken by a folder: the rename at the end of the write fails.
+    await mkdir(join(dir, hex.slice(0, 2), `${hex}-${b.length}`, 'in-the-way'), { recursive: true });
+    const store = await DecodedBlockStore.open(dir, 16 * MiB);
+    store.put(sha(b), b);
+    await store.flushed();
+    const s = store.stats();
+    assert.equal(s.skipped, 1);
+    assert.equal(s.blocks, 0);
+    assert.equal(s.usedBytes, 0);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.startsWith('tmp-')),
+      [],
+      'the temporary file is removed',
+    );
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test('instant recovery: a block whose bytes do not match the digest its table records is never kept under that digest', { timeout: 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const digest = BlockTable.prototype.digest;
+  const wrong = sha(Buffer.from('some other block'));
+  // Block table slot 2 of every table claims another block's digest: its frame is intact, its digest is not its own.
+  BlockTable.prototype.digest = function (this: BlockTable, i: number) {
+    return i === 2 ? wrong : digest.call(this, i);
+  };
+  let ir: InstantRecovery | undefined;
+  try {
+    const content = randomBytes(rng(38), 4 * MiB);
+    const repo = await repoWithPoint(dir, content, 'j');
+    ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'));
+    await ir.start('j', 'latest', { name: 's' });
+    for (let at = 0; at < 4 * MiB; at += MiB)
+      await ir
+        .session('s')
+        .overlays[0]!.read(at, MiB)
+        .catch(() => undefined);
+    await ir.close();
+    const store = await DecodedBlockStore.open(join(repo, 'cache', 'blocks'), 16 * MiB);
+    assert.equal(store.has(wrong, MiB), false, 'the cache would serve these bytes to every point whose block really has that digest');
+    assert.equal(store.stats().blocks, 3);
+    await store.close();
+  } finally {
+    BlockTable.prototype.digest = digest;
+    await ir?.close();
+    await cleanup();
+  }
+});

@@ -170,6 +170,9 @@ test(
       );
       for (const inside of [repo, join(repo, 'jobs'), join(repo, 'jobs', 'j'), join(repo, 'instant')])
         await assert.rejects(ir.start('j', 'latest', { name: 'in', cacheDir: inside }), coded('LFB_ERR_INVALID_ARGUMENT', /repository/), inside);
+      // The caches of decoded blocks and boot lists are not sessions' folders: stopping the session would delete them.
+      for (const name of ['blocks', 'boot'])
+        await assert.rejects(ir.start('j', 'latest', { name, cacheDir: join(repo, 'cache') }), coded('LFB_ERR_INVALID_ARGUMENT', /cache/), name);
       // A folder that would contain the repository (cacheDir + name = the repository itself, or above it).
       await assert.rejects(ir.start('j', 'latest', { name: 'repo', cacheDir: dir }), coded('LFB_ERR_INVALID_ARGUMENT', /repository/));
       assert.equal(ir.list().length, 0);

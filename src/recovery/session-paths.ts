@@ -51,6 +51,14 @@ export async function newSessionDir(repoRoot: string, name: string, cacheDir: st
       'LFB_ERR_INVALID_ARGUMENT',
       `--cache-dir: the session folder ${dir} would be in or around the repository ${repoRoot} (only its cache/ folder may hold sessions)`,
     );
+  for (const own of ['blocks', 'boot']) {
+    const folder = await canonicalPath(join(repoRoot, 'cache', own));
+    if (isWithin(real, folder) || isWithin(folder, real))
+      throw new LifeboatError(
+        'LFB_ERR_INVALID_ARGUMENT',
+        `--cache-dir: the session folder ${dir} would be in or around the repository's cache/${own} folder, which holds ${own === 'blocks' ? 'decoded blocks' : 'boot lists'} for every session`,
+      );
+  }
   const st = await stat(real).catch(() => undefined);
   if (st && (!st.isDirectory() || (await readdir(real)).length > 0))
     throw new LifeboatError(

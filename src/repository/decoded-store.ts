@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -35,11 +35,17 @@ const MAX_PENDING_WRITES = 16;
 /** A hit moves the file's mtime (its place in the order kept across restarts) at most this often. */
 const TOUCH_EVERY_MS = 60_000;
 const NAME = /^([0-9a-f]{64})-(\d{1,10})$/;
+/** Nothing is written while the file system has less than this share free: the backups on it come first. */
+const MIN_FREE_SHARE = 0.1;
+/** How often the free space is asked. */
+const SPACE_CHECK_MS = 10_000;
+/** Errors that say nothing about the file: a read that meets one is a miss, and the file stays. */
+const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM']);
 
 export interface DecodedStoreStats {
   readonly dir: string;
   readonly budgetBytes: number;
-  /** Bytes of the files held (headers included). */
+  /** Bytes of the files held (headers included) and of the writes under way. */
   readonly usedBytes: number;
   readonly blocks: number;
   readonly hits: number;
@@ -76,7 +82,12 @@ export class DecodedBlockStore {
   private readonly writing = new Set<string>();
   private readonly madeDirs = new Set<string>();
   private pending = new Set<Promise<void>>();
+  /** Bytes of the files held, and of the writes under way (reserved before they start, so the disk never holds more than the budget). */
   private used = 0;
+  /** Removals run one after another: two writes making room at once would each remove files for the same bytes. */
+  private trimming: Promise<void> = Promise.resolve();
+  private spaceCheckedAt = -Infinity;
+  private spaceLow = false;
   private counts = { hits: 0, misses: 0, damaged: 0, written: 0, skipped: 0 };
   private closed = false;
 
@@ -206,14 +217,18 @@ export class DecodedBlockStore {
     const key = keyOf(digest, data.length);
     if (this.entries.has(key) || this.writing.has(key)) return;
     const head = headerBytes(data.length);
-    if (head + data.length > this.budgetBytes) return;
-    if (this.pending.size >= MAX_PENDING_WRITES) {
+    const fileBytes = head + data.length;
+    if (fileBytes > this.budgetBytes) return;
+    this.checkSpace();
+    if (this.pending.size >= MAX_PENDING_WRITES || this.spaceLow || this.reserved() + fileBytes > this.budgetBytes) {
       this.counts.skipped += 1;
       return;
     }
     this.writing.add(key);
+    this.used += fileBytes;
     const p = this.write(key, data, head)
       .catch((err: unknown) => {
+        this.used -= fileBytes;
         this.counts.skipped += 1;
         this.logger?.warn('instant recovery: a decoded block could not be written to the disk cache', { dir: this.dir, problem: String(err) });
       })
@@ -235,7 +250,32 @@ export class DecodedBlockStore {
     await this.flushed();
   }
 
+  /** Bytes reserved by the writes under way. */
+  private reserved(): number {
+    let n = 0;
+    for (const key of this.writing) n += headerBytes(Number(key.slice(65))) + Number(key.slice(65));
+    return n;
+  }
+
+  /** Refreshes (in the background, at most every SPACE_CHECK_MS) whether the file system is too full to write to. */
+  private checkSpace(): void {
+    const now = this.clock.now().getTime();
+    if (now - this.spaceCheckedAt < SPACE_CHECK_MS) return;
+    this.spaceCheckedAt = now;
+    void statfs(this.dir).then(
+      (fs) => {
+        const low = fs.bavail < fs.blocks * MIN_FREE_SHARE;
+        if (low && !this.spaceLow)
+          this.logger?.warn('instant recovery: the disk cache writes nothing while its file system is over 90% full', { dir: this.dir });
+        this.spaceLow = low;
+      },
+      () => undefined,
+    );
+  }
+
   private async write(key: string, data: Buffer, head: number): Promise<void> {
+    // Room first: the reservation made in put() is counted, so this removes older files until the new one fits.
+    await this.trim();
     const header = Buffer.alloc(head);
     const n = Math.ceil(data.length / PIECE_BYTES);
     header.writeUInt32BE(MAGIC, 0);
@@ -250,32 +290,49 @@ export class DecodedBlockStore {
       this.madeDirs.add(sub);
     }
     const tmp = join(this.dir, `tmp-${randomBytes(8).toString('hex')}`);
+    const path = join(this.dir, sub, key);
     const fh = await open(tmp, 'wx');
     try {
-      await fh.writev([header, data]);
-    } finally {
-      await fh.close();
-    }
-    const path = join(this.dir, sub, key);
-    try {
+      try {
+        await writeAll(fh, header, 0);
+        await writeAll(fh, data, head);
+      } finally {
+        await fh.close();
+      }
       await rename(tmp, path);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
+    // The bytes were reserved in put(): the entry takes them over.
     const e: Entry = { key, path, length: data.length, fileBytes: head + data.length, pieces: undefined, touchedAt: this.clock.now().getTime() };
     this.entries.set(key, e);
-    this.used += e.fileBytes;
     this.counts.written += 1;
-    await this.trim();
   }
 
   /** Removes the least recently used files until the store fits its budget. */
-  private async trim(): Promise<void> {
-    for (const e of this.entries.values()) {
+  private trim(): Promise<void> {
+    this.trimming = this.trimming.then(() => this.trimNow());
+    return this.trimming;
+  }
+
+  private async trimNow(): Promise<void> {
+    for (const e of [...this.entries.values()]) {
       if (this.used <= this.budgetBytes) return;
-      this.forget(e);
-      await unlink(e.path).catch(() => undefined);
+      if (this.entries.get(e.key) !== e) continue;
+      // Out of the map first (no reader picks it up again), but counted until the file is gone.
+      this.entries.delete(e.key);
+      try {
+        await unlink(e.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          // Still on disk: still counted, and tried again by the next trim.
+          this.entries.set(e.key, e);
+          this.logger?.warn('instant recovery: a file of the disk cache could not be removed', { file: e.path, problem: String(err) });
+          continue;
+        }
+      }
+      this.used -= e.fileBytes;
     }
   }
 
@@ -307,7 +364,9 @@ export class DecodedBlockStore {
   /** The file went away (evicted while being opened) or could not be read: a miss. */
   private lost(e: Entry, err: unknown): undefined {
     this.counts.misses += 1;
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return this.damagedFile(e, String(err));
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== undefined && TRANSIENT.has(code)) return undefined;
+    if (code !== 'ENOENT') return this.damagedFile(e, String(err));
     this.forget(e);
     return undefined;
   }
@@ -315,6 +374,8 @@ export class DecodedBlockStore {
   private damagedFile(e: Entry, problem: string): undefined {
     this.counts.damaged += 1;
     this.logger?.warn('instant recovery: a block in the disk cache is damaged; it is removed and read from the backup', { file: e.path, problem });
+    // An entry already replaced (or removed) is not ours to delete: the file at its path may be a newer, good one.
+    if (this.entries.get(e.key) !== e) return undefined;
     this.forget(e);
     void unlink(e.path).catch(() => undefined);
     return undefined;
@@ -335,6 +396,16 @@ function parseHeader(file: Buffer, length: number): Uint32Array | string {
   const pieces = new Uint32Array(n);
   for (let i = 0; i < n; i++) pieces[i] = file.readUInt32BE(HEADER_FIXED + 4 * i);
   return pieces;
+}
+
+/** Writes all of `buf` at `position` (a write may take less than it is given). */
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    if (bytesWritten === 0) throw new Error('the file system took no bytes');
+    done += bytesWritten;
+  }
 }
 
 /** Reads exactly `bytes` bytes of the file (a longer or shorter file is damage the checks will see). */

@@ -197,26 +197,35 @@ export class RestorePointDisk implements VirtualDisk {
   /** The block from the disk cache, or decoded from the backup (and then kept in the disk cache). */
   private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
     const store = this.decoded;
-    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len);
-    const digest = this.digestOf(blockIndex)!;
-    const kept = await store.readBlock(digest, len);
-    if (kept !== undefined) return kept;
-    const data = await this.decodeStoredBlock(blockIndex, l, len);
-    store.put(digest, data);
-    return data;
+    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len, false);
+    // Counted from here: close() must wait for a read that is still in the disk cache before it reaches the files.
+    this.decoding += 1;
+    try {
+      const digest = this.digestOf(blockIndex)!;
+      const kept = await store.readBlock(digest, len);
+      if (kept !== undefined) return kept;
+      // Strict: filed under its digest, the block may be served for any point whose block has that digest,
+      // so the SHA-256 is checked even where the zstd frame's own checksum would do for this point alone.
+      const data = await this.decodeStoredBlock(blockIndex, l, len, true);
+      store.put(digest, data);
+      return data;
+    } finally {
+      this.decoding -= 1;
+      if (this.decoding === 0) this.idle?.();
+    }
   }
 
   /** Reads and verifies a stored block, in a worker when there is a pool (the main thread keeps serving). */
-  private decodeStoredBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+  private decodeStoredBlock(blockIndex: number, l: number, len: number, strict: boolean): Promise<Buffer> {
     const layer = this.layers[l - 1]!;
     const slot = this.slotOf[blockIndex]!;
     if (this.pool === undefined) return layer.readBlock(this.disk, slot, len);
-    return this.decodeInWorker(this.pool, layer, slot, len);
+    return this.decodeInWorker(this.pool, layer, slot, len, strict);
   }
 
   /** The stored bytes are read here (through the layer's Storage) and handed to a worker to decode; close() waits for both. */
-  private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number): Promise<Buffer> {
-    return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined)).data;
+  private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, strict = false): Promise<Buffer> {
+    return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined, strict)).data;
   }
 
   /** As decodeInWorker, or only the frames covering `range` when the block is stored in frames. */
@@ -226,6 +235,7 @@ export class RestorePointDisk implements VirtualDisk {
     slot: number,
     len: number,
     range: DecodeRange | undefined,
+    strict = false,
   ): Promise<{ data: Buffer; start: number; bounds?: Int32Array | undefined }> {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
@@ -233,7 +243,7 @@ export class RestorePointDisk implements VirtualDisk {
       // With known frame boundaries, a small read fetches only the frames it needs.
       const frames = knownFrames(table.codec(slot), range);
       const stored = frames ? await layer.readStoredPart(table, slot, frames.start, frames.end - frames.start) : await layer.readStored(table, slot);
-      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range, false, layer.keys);
+      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range, strict, layer.keys);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
       return { data: Buffer.from(r.data), start: r.start ?? 0, bounds: r.bounds };
     } finally {
@@ -350,7 +360,6 @@ export class RestorePointDisk implements VirtualDisk {
         const kept = await store.readRange(digest, len, within, within + length);
         if (kept !== undefined) return kept;
       }
-      this.fillLater(blockIndex);
     }
     const bounds = this.frameBounds.get(blockIndex);
     const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length, bounds });
@@ -359,6 +368,8 @@ export class RestorePointDisk implements VirtualDisk {
       if (this.frameBounds.size > FRAME_BOUNDS_KEPT) this.frameBounds.delete(this.frameBounds.keys().next().value as number);
     }
     if (r.start === 0 && r.data.length === len) this.cache.set(blockIndex, r.data);
+    // After the client's answer, not beside it: the whole block is decoded for the caches in the background.
+    else if (this.decoded !== undefined) this.fillLater(blockIndex);
     return r.data.subarray(within - r.start, within - r.start + length);
   }
 
