@@ -2,8 +2,11 @@
  * Instant-recovery NBD benchmark: Lifeboat's NBD exports (reading a
  * compressed restore point through the session overlay) against
  * `nbdkit file` serving the same disk as a plain raw file. Same machine,
- * same clients, one run. Also compares booting the tiny test VM from a
- * session over NBD with booting it from the local raw file.
+ * same clients, one run: zstd:1 and lz4 repositories, each cold (a new
+ * server, an empty disk cache) and warm (the server restarted with the disk
+ * cache the cold reads left). Also compares booting the tiny test VM from a
+ * session over NBD (first boot, and the boots after it) with booting it from
+ * the local raw file.
  *
  *   npm run bench:nbd
  */
@@ -58,6 +61,86 @@ async function bootSeconds(drive: string): Promise<number> {
   return secs;
 }
 
+type Measures = Record<string, number>;
+const SEQ = ['nbdcopy MB/s', 'qemu-img convert MB/s'] as const;
+const RANDOM = 'fio randread 4K IOPS';
+
+function nbdcopyMBs(uri: string, size: number, runs: number): number {
+  return size / 1e6 / best(() => seconds('nbdcopy', [uri, 'null:']), runs);
+}
+
+function convertMBs(uri: string, size: number, runs: number): number {
+  return size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]), runs);
+}
+
+/** `lifeboat serve` on `repo` with its NBD server on `port`; its recorded sessions reopen. */
+async function startServe(repo: string, port: number): Promise<ChildProcess> {
+  rmSync(join(repo, 'instant', 'control.json'), { force: true });
+  const p = spawn(
+    process.execPath,
+    [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '0', '--mount-port', '0', '--no-portmap', '--nbd-port', String(port)],
+    {
+      stdio: 'ignore',
+    },
+  );
+  await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
+  return p;
+}
+
+/** Stops a server: SIGTERM (the disk cache's writes under way finish) or SIGKILL. */
+async function stopServe(p: ChildProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill(signal);
+  await exited;
+}
+
+/** The caches' line of `instant list` (hits, misses, what the disk cache holds). */
+function cacheLines(repo: string): string {
+  return lifeboat(['instant', 'list', '--repo', repo])
+    .split('\n')
+    .filter((l) => /cache:/.test(l))
+    .join('\n  ');
+}
+
+/**
+ * One repository (`compression`), through one session: cold (an empty disk
+ * cache, a new server: each figure is the first read) and warm (the server
+ * restarted with the disk cache the cold reads left).
+ */
+async function coldAndWarm(image: string, size: number, compression: string, port: number): Promise<{ cold: Measures; warm: Measures; caches: string }> {
+  const repo = join(work, `nbd-repo-${compression.replace(':', '')}`);
+  rmSync(repo, { recursive: true, force: true });
+  lifeboat(['repo', 'init', repo, '--compression', compression]);
+  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
+  lifeboat(['backup', 'vm', '--repo', repo]);
+  const uri = `nbd://127.0.0.1:${port}/bench/disk0`;
+  const cold: Measures = {};
+  const warm: Measures = {};
+  let server = await startServe(repo, port);
+  try {
+    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
+    const fresh = async (): Promise<void> => {
+      await stopServe(server, 'SIGKILL');
+      rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
+      server = await startServe(repo, port);
+    };
+    cold[RANDOM] = fioIops(uri, size);
+    await fresh();
+    cold[SEQ[0]] = nbdcopyMBs(uri, size, 1);
+    await fresh();
+    cold[SEQ[1]] = convertMBs(uri, size, 1);
+    await stopServe(server, 'SIGTERM');
+    server = await startServe(repo, port);
+    warm[SEQ[0]] = nbdcopyMBs(uri, size, 2);
+    warm[SEQ[1]] = convertMBs(uri, size, 2);
+    warm[RANDOM] = fioIops(uri, size);
+    return { cold, warm, caches: cacheLines(repo) };
+  } finally {
+    await stopServe(server, 'SIGKILL');
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   let image = join(work, 'vm.img');
@@ -66,18 +149,10 @@ async function main(): Promise<void> {
     if (!existsSync(image)) buildSampleImage(image, 1024 * MiB, 700 * MiB);
   }
   const size = statSync(image).size;
-  const repo = join(work, 'nbd-repo');
+  // The boot image of the tests, in a zstd:1 repository of its own.
+  const repo = join(work, 'nbd-repo-boot');
   rmSync(repo, { recursive: true, force: true });
   lifeboat(['repo', 'init', repo]);
-  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
-  lifeboat(['backup', 'vm', '--repo', repo]);
-  // The same disk in a repository of 256 KiB blocks: a random 4 KiB read decodes a quarter as much.
-  const repo256 = join(work, 'nbd-repo-256k');
-  rmSync(repo256, { recursive: true, force: true });
-  lifeboat(['repo', 'init', repo256, '--block-size', '256K']);
-  lifeboat(['job', 'create', 'vm', '--repo', repo256, '--disk', image]);
-  lifeboat(['backup', 'vm', '--repo', repo256]);
-  // The boot image of the tests.
   const bootImg = join(work, 'boot.img');
   if (!existsSync(bootImg)) execFileSync('bash', ['test/fixtures/make-boot-image.sh', bootImg, join(work, 'boot-build')], { stdio: 'ignore' });
   writeFileSync(join(work, 'boot-vm.json'), JSON.stringify({ memoryMiB: 256, vcpus: 1 }));
@@ -85,63 +160,51 @@ async function main(): Promise<void> {
   lifeboat(['backup', 'boot', '--repo', repo]);
 
   const procs: ChildProcess[] = [];
-  const results: Record<string, Record<string, number>> = { nbdkit: {}, lifeboat: {} };
+  const reference: Measures = {};
+  const lifeboatRuns: Record<string, { cold: Measures; warm: Measures; caches: string }> = {};
+  const boot: Measures = {};
   try {
     const nbdkit = spawn('nbdkit', ['-f', '-r', '-i', '127.0.0.1', '-p', '10810', 'file', image], { stdio: 'ignore' });
     procs.push(nbdkit);
     await waitFor(() => spawnSync('nbdinfo', ['--size', 'nbd://127.0.0.1:10810']).status === 0, 'nbdkit');
-    const server = spawn(
-      process.execPath,
-      [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058', '--no-portmap', '--nbd-port', '10811'],
-      { stdio: 'ignore' },
-    );
+    reference[SEQ[0]] = nbdcopyMBs('nbd://127.0.0.1:10810', size, 2);
+    reference[SEQ[1]] = convertMBs('nbd://127.0.0.1:10810', size, 2);
+    reference[RANDOM] = fioIops('nbd://127.0.0.1:10810', size);
+    for (const c of ['zstd:1', 'lz4']) lifeboatRuns[c] = await coldAndWarm(image, size, c, 10811);
+
+    // Boots: the second and third boot of the session find the first one's blocks decoded (boot prefetch, disk cache).
+    const server = await startServe(repo, 10813);
     procs.push(server);
-    await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
-    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
-    const server256 = spawn(
-      process.execPath,
-      [bin, 'serve', '--repo', repo256, '--bind', '127.0.0.1', '--nfs-port', '12050', '--mount-port', '11059', '--no-portmap', '--nbd-port', '10812'],
-      { stdio: 'ignore' },
-    );
-    procs.push(server256);
-    await waitFor(() => existsSync(join(repo256, 'instant', 'control.json')), 'lifeboat serve (256 KiB blocks)');
-    lifeboat(['instant', 'start', 'vm', '--repo', repo256, '--point', 'latest', '--name', 'bench']);
     lifeboat(['instant', 'start', 'boot', '--repo', repo, '--point', 'latest', '--name', 'bootbench']);
-    const measure = (who: 'nbdkit' | 'lifeboat', uri: string): void => {
-      results[who]!['nbdcopy MB/s'] = size / 1e6 / best(() => seconds('nbdcopy', [uri, 'null:']));
-      results[who]!['qemu-img convert MB/s'] =
-        size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]));
-      results[who]!['fio randread 4K IOPS'] = fioIops(uri, size);
-    };
-    measure('nbdkit', 'nbd://127.0.0.1:10810');
-    measure('lifeboat', 'nbd://127.0.0.1:10811/bench/disk0');
-    results['lifeboat']!['fio randread 4K IOPS, 256 KiB blocks'] = fioIops('nbd://127.0.0.1:10812/bench/disk0', size);
     const local: number[] = [];
     const fromSession: number[] = [];
     for (let i = 0; i < 3; i++) {
       local.push(await bootSeconds(`file=${bootImg},format=raw,if=virtio,readonly=on`));
-      fromSession.push(await bootSeconds('file=nbd://127.0.0.1:10811/bootbench/disk0,format=raw,if=virtio'));
+      fromSession.push(await bootSeconds('file=nbd://127.0.0.1:10813/bootbench/disk0,format=raw,if=virtio'));
     }
-    results['nbdkit']!['boot s (local raw file)'] = median(local);
-    results['lifeboat']!['boot s (from session over NBD)'] = median(fromSession);
+    boot['local'] = median(local);
+    boot['first'] = fromSession[0]!;
+    boot['later'] = median(fromSession.slice(1));
   } finally {
     for (const p of procs) p.kill('SIGKILL');
   }
-  console.log(`\n${(size / MiB).toFixed(0)} MiB disk: nbdkit serves the raw file; Lifeboat serves the compressed restore point (zstd:1)`);
-  console.log('measure                      nbdkit     lifeboat   lifeboat/nbdkit');
-  for (const k of ['nbdcopy MB/s', 'qemu-img convert MB/s', 'fio randread 4K IOPS']) {
-    const g = results['nbdkit']![k]!;
-    const l = results['lifeboat']![k]!;
-    console.log(`${k.padEnd(27)}${g.toFixed(0).padStart(9)}  ${l.toFixed(0).padStart(11)}  ${(l / g).toFixed(2).padStart(16)}`);
+  console.log(`\n${(size / MiB).toFixed(0)} MiB disk: nbdkit serves the raw file (page cache); Lifeboat serves the compressed restore point`);
+  console.log('cold: each figure is the first read by a new server with an empty disk cache; warm: a restarted server with the disk cache the cold reads left');
+  console.log('measure                      nbdkit   lifeboat (ratio)');
+  for (const [c, r] of Object.entries(lifeboatRuns)) {
+    for (const phase of ['cold', 'warm'] as const) {
+      for (const k of [...SEQ, RANDOM]) {
+        const g = reference[k]!;
+        const l = r[phase][k]!;
+        console.log(`${`${c} ${phase} ${k}`.padEnd(40)}${g.toFixed(0).padStart(8)}  ${l.toFixed(0).padStart(8)} (${(l / g).toFixed(2)}x)`);
+      }
+    }
+    console.log(`  ${r.caches}`);
   }
-  const r256 = results['lifeboat']!['fio randread 4K IOPS, 256 KiB blocks']!;
   console.log(
-    `${'  same, 256 KiB blocks'.padEnd(27)}${''.padStart(9)}  ${r256.toFixed(0).padStart(11)}  ${(r256 / results['nbdkit']!['fio randread 4K IOPS']!).toFixed(2).padStart(16)}`,
+    `boot to DISK-OK (TCG): local file ${boot['local']!.toFixed(2)} s (median of 3); session over NBD, first ${boot['first']!.toFixed(2)} s, later boots ${boot['later']!.toFixed(2)} s (ratio ${(boot['later']! / boot['local']!).toFixed(2)})`,
   );
-  const bl = results['nbdkit']!['boot s (local raw file)']!;
-  const bs = results['lifeboat']!['boot s (from session over NBD)']!;
-  console.log(`boot to DISK-OK (TCG, median of 3): local file ${bl.toFixed(2)} s, session over NBD ${bs.toFixed(2)} s, ratio ${(bs / bl).toFixed(2)}`);
-  writeFileSync(join(work, 'nbd-results.json'), JSON.stringify(results, null, 2));
+  writeFileSync(join(work, 'nbd-results.json'), JSON.stringify({ reference, lifeboat: lifeboatRuns, boot }, null, 2));
 }
 
 await main();

@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { mkdir, open, readdir, rename, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 
@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.js';
  * Decoded backup blocks kept on local storage, across restarts: the second
  * boot of a point, tonight's SureBackup run of last night's point, or a
  * migration after a boot read a block from here instead of decompressing it
- * again. A block is filed under the digest its backup file records for it,
+ * again. A block is filed under the digest (SHA-256) its backup file records for it, once its bytes are checked against it,
  * so one block shared by several points or sessions is kept once.
  *
  * The backup is the truth: every piece read from here is checked against a
@@ -55,6 +55,8 @@ export interface DecodedStoreStats {
   readonly written: number;
   /** Blocks not kept because writes were already pending or the file could not be written. */
   readonly skipped: number;
+  /** Blocks not kept because their bytes did not match the digest their backup file records (SHA-256). */
+  readonly mismatched: number;
 }
 
 interface Entry {
@@ -88,7 +90,7 @@ export class DecodedBlockStore {
   private trimming: Promise<void> = Promise.resolve();
   private spaceCheckedAt = -Infinity;
   private spaceLow = false;
-  private counts = { hits: 0, misses: 0, damaged: 0, written: 0, skipped: 0 };
+  private counts = { hits: 0, misses: 0, damaged: 0, written: 0, skipped: 0, mismatched: 0 };
   private closed = false;
 
   private constructor(
@@ -226,9 +228,10 @@ export class DecodedBlockStore {
     }
     this.writing.add(key);
     this.used += fileBytes;
-    const p = this.write(key, data, head)
+    const p = this.write(key, digest, data, head)
       .catch((err: unknown) => {
         this.used -= fileBytes;
+        if (err instanceof MismatchError) return;
         this.counts.skipped += 1;
         this.logger?.warn('instant recovery: a decoded block could not be written to the disk cache', { dir: this.dir, problem: String(err) });
       })
@@ -273,7 +276,16 @@ export class DecodedBlockStore {
     );
   }
 
-  private async write(key: string, data: Buffer, head: number): Promise<void> {
+  private async write(key: string, digest: Uint8Array, data: Buffer, head: number): Promise<void> {
+    // The block may be served for every point whose block has this digest: it must be that block.
+    const actual = Buffer.from(await webcrypto.subtle.digest('SHA-256', new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength)));
+    if (!actual.equals(digest)) {
+      this.counts.mismatched += 1;
+      this.logger?.warn('instant recovery: a decoded block does not match the digest its backup file records; it is not kept', {
+        digest: Buffer.from(digest).toString('hex'),
+      });
+      throw new MismatchError();
+    }
     // Room first: the reservation made in put() is counted, so this removes older files until the new one fits.
     await this.trim();
     const header = Buffer.alloc(head);
@@ -381,6 +393,8 @@ export class DecodedBlockStore {
     return undefined;
   }
 }
+
+class MismatchError extends Error {}
 
 function headerCrc(header: Buffer, pieces: number): number {
   return crc32(header.subarray(HEADER_FIXED, HEADER_FIXED + 4 * pieces), crc32(header.subarray(0, 12)));

@@ -204,9 +204,9 @@ export class RestorePointDisk implements VirtualDisk {
       const digest = this.digestOf(blockIndex)!;
       const kept = await store.readBlock(digest, len);
       if (kept !== undefined) return kept;
-      // Strict: filed under its digest, the block may be served for any point whose block has that digest,
-      // so the SHA-256 is checked even where the zstd frame's own checksum would do for this point alone.
-      const data = await this.decodeStoredBlock(blockIndex, l, len, true);
+      const data = await this.decodeStoredBlock(blockIndex, l, len, false);
+      // Filed under its digest, the block may be served for any point whose block has that digest: the store
+      // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
       store.put(digest, data);
       return data;
     } finally {

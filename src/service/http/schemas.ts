@@ -504,6 +504,7 @@ export const SessionCaches = Type.Object(
           damaged: Type.Integer({ minimum: 0, description: 'files that failed their checksum and were removed' }),
           written: Type.Integer({ minimum: 0 }),
           skipped: Type.Integer({ minimum: 0, description: 'decoded blocks not kept (too many writes pending, or a write failed)' }),
+          mismatched: Type.Integer({ minimum: 0, description: 'decoded blocks not kept because their SHA-256 is not the digest their backup file records' }),
         },
         { additionalProperties: false },
       ),
