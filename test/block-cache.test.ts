@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { BlockCache } from '../src/repository/block-cache.js';
+import { countDecodes } from './decode-counter.js';
 import { MiB, cli, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 test('block cache: one budget across disks, least recently used out first, never over budget', () => {
@@ -52,12 +52,7 @@ test('instant recovery: the sessions of a server share one cache budget; reads s
   const sessions = 8;
   let opened: InstantRecovery | undefined;
   // Counts block decodes: a block the cache still holds is not decoded again.
-  let decodes = 0;
-  const decode = BlockWorkerPool.prototype.decode;
-  BlockWorkerPool.prototype.decode = function (this: BlockWorkerPool, ...args: Parameters<typeof decode>) {
-    decodes += 1;
-    return decode.apply(this, args);
-  };
+  const decodes = countDecodes();
   try {
     const content = randomBytes(rng(14), diskBytes);
     const repo = await repoWithPoint(dir, content, 'j');
@@ -71,11 +66,11 @@ test('instant recovery: the sessions of a server share one cache budget; reads s
       }
     };
     await readAll();
-    decodes = 0;
+    decodes.count = 0;
     await readAll();
     // Per-disk caches would hold all 64 blocks and decode none of them again.
     const blocks = (sessions * diskBytes) / MiB;
-    assert.ok(decodes >= blocks - budget / MiB, `second pass over ${blocks} blocks decoded ${decodes}: the cache held more than its budget`);
+    assert.ok(decodes.count >= blocks - budget / MiB, `second pass over ${blocks} blocks decoded ${decodes.count}: the cache held more than its budget`);
     const rand = rng(15);
     for (let i = 0; i < 200; i++) {
       const ov = ir.session(`s${Math.floor(rand() * sessions)}`).overlays[0]!;
@@ -90,7 +85,7 @@ test('instant recovery: the sessions of a server share one cache budget; reads s
     await ir.stop('s1');
     assert.ok(ir.blockCache.usedBytes <= held, 'stopped sessions give their blocks back');
   } finally {
-    BlockWorkerPool.prototype.decode = decode;
+    decodes.restore();
     await opened?.close();
     await cleanup();
   }

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { bootListPath, decodeBootList, encodeBootList } from '../src/recovery/boot-prefetch.js';
 import { Repository } from '../src/repository/index.js';
+import { countDecodes } from './decode-counter.js';
 import { MiB, randomBytes, repoWithPoint, rng, tempDir } from './helpers.js';
 
 test('boot list: numbers round-trip; a damaged list is refused, not misread', () => {
@@ -25,12 +25,7 @@ test(
   { timeout: 120_000 },
   async () => {
     const { dir, cleanup } = await tempDir();
-    let decodes = 0;
-    const decode = BlockWorkerPool.prototype.decode;
-    BlockWorkerPool.prototype.decode = function (this: BlockWorkerPool, ...args: Parameters<typeof decode>) {
-      decodes += 1;
-      return decode.apply(this, args);
-    };
+    const decodes = countDecodes();
     let ir: InstantRecovery | undefined;
     try {
       const content = randomBytes(rng(41), 12 * MiB);
@@ -48,13 +43,13 @@ test(
       await ir.stop('first');
       assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [5, 2, 7, 9], 'the blocks first read, in order, once each');
 
-      decodes = 0;
+      decodes.count = 0;
       await ir.start('j', 'latest', { name: 'second' });
       await ir.bootPrefetch('second');
-      assert.equal(decodes, 4, 'the four blocks were decoded ahead');
+      assert.equal(decodes.count, 4, 'the four blocks were decoded ahead');
       const hitsBefore = ir.cacheStats().memory.hits;
       for (const b of [9, 7, 2, 5]) await read('second', b);
-      assert.equal(decodes, 4, 'and the guest found them decoded');
+      assert.equal(decodes.count, 4, 'and the guest found them decoded');
       assert.ok(ir.cacheStats().memory.hits - hitsBefore >= 4);
 
       // Reads after the recording time are not noted; a session nobody read from leaves the list alone.
@@ -73,10 +68,10 @@ test(
 
       // A damaged list means no prefetch, and the session works.
       await writeFile(bootListPath(repo, 'j', 0), 'garbage');
-      decodes = 0;
+      decodes.count = 0;
       await ir.start('j', 'latest', { name: 'fourth' });
       await ir.bootPrefetch('fourth');
-      assert.equal(decodes, 0);
+      assert.equal(decodes.count, 0);
       await read('fourth', 11);
       await ir.stop('fourth');
 
@@ -92,7 +87,7 @@ test(
       await read('fifth', 11);
       assert.equal(ir.cacheStats().disk?.hits, 1, 'block 11, read by the fourth session, was prefetched into the disk cache for the fifth');
     } finally {
-      BlockWorkerPool.prototype.decode = decode;
+      decodes.restore();
       await ir?.close();
       await cleanup();
     }

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { BlockTable } from '../src/format/index.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { DecodedBlockStore, PIECE_BYTES } from '../src/repository/decoded-store.js';
+import { countDecodes } from './decode-counter.js';
 import { MiB, cli, randomBytes, repoWithPoint, rng, tempDir, until } from './helpers.js';
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
@@ -150,12 +150,7 @@ test(
   async () => {
     const { dir, cleanup } = await tempDir();
     const diskBytes = 8 * MiB;
-    let decodes = 0;
-    const decode = BlockWorkerPool.prototype.decode;
-    BlockWorkerPool.prototype.decode = function (this: BlockWorkerPool, ...args: Parameters<typeof decode>) {
-      decodes += 1;
-      return decode.apply(this, args);
-    };
+    const decodes = countDecodes();
     let ir: InstantRecovery | undefined;
     const open = async (): Promise<InstantRecovery> => {
       ir = new InstantRecovery(await Repository.open(join(dir, 'repo')), systemClock, createLogger('error'), { cacheBudgetBytes: 16 * MiB });
@@ -179,11 +174,11 @@ test(
       const kept = await files(join(repo, 'cache', 'blocks'));
       assert.equal(kept.length, 8, 'the blocks read in part were decoded whole in the background and kept too');
 
-      decodes = 0;
+      decodes.count = 0;
       await open();
       for (const at of small) assert.ok((await ov().read(at, 4096)).equals(content.subarray(at, at + 4096)));
       for (let at = 0; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
-      assert.equal(decodes, 0, 'after the restart nothing was decoded from the backup');
+      assert.equal(decodes.count, 0, 'after the restart nothing was decoded from the backup');
       const warm = ir!.cacheStats();
       // Each block comes from the disk cache once at least; then the memory cache may hold it.
       assert.ok(warm.disk !== null && warm.disk.hits >= 8, `disk cache hits ${warm.disk?.hits}`);
@@ -197,11 +192,11 @@ test(
         b[b.length - 5]! ^= 0xff;
         await writeFile(f.path, b);
       }
-      decodes = 0;
+      decodes.count = 0;
       await open();
       for (let at = 0; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
       assert.equal(ir!.cacheStats().disk!.damaged, 8);
-      assert.equal(decodes, 8);
+      assert.equal(decodes.count, 8);
       await ir!.close();
       ir = undefined;
 
@@ -216,7 +211,7 @@ test(
       assert.equal(r.code, 0, r.stderr);
       assert.ok((await readFile(out)).equals(content));
     } finally {
-      BlockWorkerPool.prototype.decode = decode;
+      decodes.restore();
       await ir?.close();
       await cleanup();
     }
