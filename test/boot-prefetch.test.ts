@@ -56,6 +56,13 @@ test(
       await ir.close();
       ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { diskCacheBudgetBytes: 0, bootRecordMs: 300 });
       await ir.loadSessions();
+      // The time starts at the first read, not when the session is published (a hypervisor powers the VM on later).
+      await ir.start('j', 'latest', { name: 'late' });
+      await new Promise((r) => setTimeout(r, 500));
+      await read('late', 2);
+      await new Promise((r) => setTimeout(r, 700));
+      await ir.stop('late');
+      assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [2], 'a whole recording replaces the list');
       await ir.start('j', 'latest', { name: 'third' });
       await read('third', 1);
       await new Promise((r) => setTimeout(r, 700));
@@ -65,6 +72,14 @@ test(
       await ir.start('j', 'latest', { name: 'idle' });
       await ir.stop('idle');
       assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [1]);
+      // A session that ends before its time is up puts its blocks first and keeps the old list's after them.
+      await ir.close();
+      ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { diskCacheBudgetBytes: 0, bootRecordMs: 60_000 });
+      await ir.loadSessions();
+      await ir.start('j', 'latest', { name: 'short' });
+      await read('short', 6);
+      await ir.stop('short');
+      assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [6, 1]);
 
       // A damaged list means no prefetch, and the session works.
       await writeFile(bootListPath(repo, 'j', 0), 'garbage');

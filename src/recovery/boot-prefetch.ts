@@ -1,5 +1,5 @@
 import { crc32 } from 'node:zlib';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../core/log.js';
@@ -71,15 +71,22 @@ export async function saveBootList(repoRoot: string, job: string, disk: number, 
   const path = bootListPath(repoRoot, job, disk);
   await mkdir(join(path, '..'), { recursive: true });
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-  await writeFile(tmp, encodeBootList(blocks));
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, encodeBootList(blocks));
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**
  * One session's boot learning: its disks prefetch the job's lists at once,
- * and note what their clients read for `recordMs`; the lists are saved when
- * that time is up or the session ends first. A session nobody read from
- * leaves the old lists alone.
+ * and note what their clients read for `recordMs` from the first read. When
+ * that time is up the new lists replace the old; a session that ends sooner
+ * (a quick look at a file, a boot that failed) puts its blocks first and
+ * keeps the old list's after them, so a short session never loses a boot.
+ * A session nobody read from leaves the lists alone.
  */
 export class BootRecording {
   private timer: NodeJS.Timeout | undefined;
@@ -91,32 +98,47 @@ export class BootRecording {
     private readonly repoRoot: string,
     private readonly job: string,
     private readonly disks: readonly { readonly index: number; readonly base: RestorePointDisk }[],
-    lists: readonly (number[] | undefined)[],
+    private readonly lists: readonly (number[] | undefined)[],
+    /** Bytes of blocks a prefetch may decode: no more than the caches can hold, or the last ones would push out the first. */
+    prefetchBytes: number,
     recordMs: number,
     private readonly logger: Logger,
   ) {
-    this.prefetched = Promise.all(disks.map((d, i) => (lists[i] ? d.base.prefetch(lists[i]) : undefined))).then(() => undefined);
-    for (const d of disks) d.base.startRecording();
-    this.timer = setTimeout(() => void this.save(), recordMs);
-    this.timer.unref();
+    this.prefetched = Promise.all(
+      disks.map((d, i) => (lists[i] ? d.base.prefetch(lists[i].slice(0, Math.floor(prefetchBytes / d.base.blockSize))) : undefined)),
+    ).then(() => undefined);
+    const arm = (): void => {
+      if (this.timer !== undefined || this.saved !== undefined) return;
+      this.timer = setTimeout(() => void this.save(true), recordMs);
+      this.timer.unref();
+    };
+    for (const d of disks) d.base.startRecording(arm);
   }
 
-  /** Stops noting reads and saves the lists (once; never throws: a list is a hint). */
-  save(): Promise<void> {
+  /** Stops noting reads (for good) and saves the lists, whole (`complete`) or ahead of the old ones; never throws: a list is a hint. */
+  save(complete: boolean): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
     this.saved ??= (async () => {
-      for (const d of this.disks) {
+      for (const [i, d] of this.disks.entries()) {
         const blocks = d.base.stopRecording();
         if (blocks.length === 0) continue;
+        const seen = new Set(blocks);
+        const list = complete ? blocks : [...blocks, ...(this.lists[i] ?? []).filter((b) => !seen.has(b))].slice(0, PREFETCH_MAX_BLOCKS);
         try {
-          await saveBootList(this.repoRoot, this.job, d.index, blocks);
+          await saveBootList(this.repoRoot, this.job, d.index, list);
         } catch (err) {
           this.logger.warn('instant recovery: the boot list could not be saved', { job: this.job, disk: d.index, problem: String(err) });
         }
       }
     })();
     return this.saved;
+  }
+
+  /** Stops noting reads and saves nothing (a migration reads every block: that is not a boot). */
+  discard(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.saved ??= Promise.resolve();
+    for (const d of this.disks) d.base.stopRecording();
   }
 }
 
@@ -127,6 +149,8 @@ export class BootLearning {
   constructor(
     private readonly repoRoot: string,
     private readonly recordMs: number,
+    /** Bytes of blocks one disk's prefetch may decode. */
+    private readonly prefetchBytes: number,
     private readonly logger: Logger,
   ) {}
 
@@ -137,8 +161,8 @@ export class BootLearning {
       return base instanceof RestorePointDisk ? [{ index: d.index, base }] : [];
     });
     const lists = await Promise.all(disks.map((d) => loadBootList(this.repoRoot, o.rec.job, d.index, this.logger)));
-    void this.recordings.get(o.rec.name)?.save();
-    this.recordings.set(o.rec.name, new BootRecording(this.repoRoot, o.rec.job, disks, lists, this.recordMs, this.logger));
+    void this.recordings.get(o.rec.name)?.save(false);
+    this.recordings.set(o.rec.name, new BootRecording(this.repoRoot, o.rec.job, disks, lists, this.prefetchBytes, this.recordMs, this.logger));
   }
 
   prefetched(name: string): Promise<void> | undefined {
@@ -149,6 +173,11 @@ export class BootLearning {
   async end(name: string): Promise<void> {
     const r = this.recordings.get(name);
     this.recordings.delete(name);
-    await r?.save();
+    await r?.save(false);
+  }
+
+  /** Session `name` stops noting reads, and its lists are not saved (a migration starts). */
+  discard(name: string): void {
+    this.recordings.get(name)?.discard();
   }
 }

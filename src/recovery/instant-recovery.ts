@@ -83,8 +83,11 @@ export class InstantRecovery {
     opts: InstantRecoveryOptions = {},
   ) {
     this.blockCache = new BlockCache(opts.cacheBudgetBytes ?? DEFAULT_CACHE_BUDGET);
-    this.bootLearning = new BootLearning(repo.root, opts.bootRecordMs ?? BOOT_RECORD_MS, logger);
-    this.diskCache = new SessionDiskCache(repo, opts.diskCacheBudgetBytes ?? DEFAULT_DISK_CACHE_BUDGET, clock, logger);
+    const diskCacheBytes = opts.diskCacheBudgetBytes ?? DEFAULT_DISK_CACHE_BUDGET;
+    // A prefetch decodes no more than both caches can hold: memory (where the guest finds it first) and, when on, the disk.
+    const prefetchBytes = Math.min(this.blockCache.budgetBytes, diskCacheBytes > 0 ? diskCacheBytes : Infinity);
+    this.bootLearning = new BootLearning(repo.root, opts.bootRecordMs ?? BOOT_RECORD_MS, prefetchBytes, logger);
+    this.diskCache = new SessionDiskCache(repo, diskCacheBytes, clock, logger);
     this.store = new SessionStore(repo.root);
     this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
     this.migrations = new SessionMigrations(logger, clock);
@@ -208,6 +211,8 @@ export class InstantRecovery {
       else if (!current) {
         if (opts.to === undefined) throw new LifeboatError('LFB_ERR_USAGE', `session ${name} is not migrating yet: give --to <dir>`);
         const to = await migrationTarget(this.repo.root, o.rec.dir, opts.to);
+        // A migration reads every block: what the session reads from now on is not a boot.
+        this.bootLearning.discard(name);
         await this.migrations.start(o, { to, format: opts.format, rateBytesPerSec: opts.rateBytesPerSec, vmName: safeFileName(o.rec.vmName) });
       }
       return o;

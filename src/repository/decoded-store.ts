@@ -70,6 +70,8 @@ export class DecodedBlockStore {
   /** Least recently used first (a Map keeps insertion order). */
   private readonly entries = new Map<string, Entry>();
   private readonly writing = new Set<string>();
+  /** Files being removed: not written again until they are gone (their bytes are still counted). */
+  private readonly removing = new Set<string>();
   private readonly madeDirs = new Set<string>();
   private pending = new Set<Promise<void>>();
   /** Bytes of the files held, and of the writes under way (reserved before they start, so the disk never holds more than the budget). */
@@ -205,7 +207,7 @@ export class DecodedBlockStore {
   put(digest: Uint8Array, data: Buffer): void {
     if (this.closed || this.budgetBytes === 0) return;
     const key = keyOf(digest, data.length);
-    if (this.entries.has(key) || this.writing.has(key)) return;
+    if (this.entries.has(key) || this.writing.has(key) || this.removing.has(key)) return;
     const head = headerBytes(data.length);
     const fileBytes = head + data.length;
     if (fileBytes > this.budgetBytes) return;
@@ -276,6 +278,7 @@ export class DecodedBlockStore {
     }
     // Room first: the reservation made in put() is counted, so this removes older files until the new one fits.
     await this.trim();
+    if (this.used > this.budgetBytes) throw new Error('no room: files of the cache could not be removed');
     const header = encodeHeader(data, head);
     const sub = key.slice(0, 2);
     if (!this.madeDirs.has(sub)) {
@@ -315,6 +318,7 @@ export class DecodedBlockStore {
       if (this.entries.get(e.key) !== e) continue;
       // Out of the map first (no reader picks it up again), but counted until the file is gone.
       this.entries.delete(e.key);
+      this.removing.add(e.key);
       try {
         await unlink(e.path);
       } catch (err) {
@@ -324,6 +328,8 @@ export class DecodedBlockStore {
           this.logger?.warn('instant recovery: a file of the disk cache could not be removed', { file: e.path, problem: String(err) });
           continue;
         }
+      } finally {
+        this.removing.delete(e.key);
       }
       this.used -= e.fileBytes;
     }

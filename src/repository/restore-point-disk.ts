@@ -4,6 +4,7 @@ import type { Storage } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
 import { BlockCache, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
+import { BackgroundFills, ReadRecording } from './background-fills.js';
 import type { ChainFile } from './job-state.js';
 
 /** A read-only virtual disk: what the restore and instant-recovery layers see. */
@@ -60,11 +61,9 @@ export class RestorePointDisk implements VirtualDisk {
   /** Decoded blocks on local storage, kept across restarts; never for an encrypted point (it would hold the plaintext). */
   private readonly decoded: DecodedBlockStore | undefined;
   /** Blocks read in part, to be decoded whole, one at a time, so the disk cache has them next time. */
-  private readonly fills = new Set<number>();
-  private filling: Promise<void> | undefined;
+  private readonly fills: BackgroundFills;
   /** The blocks clients read, in the order first read, while a recording runs (boot prefetch learns from them). */
-  private recording: { readonly blocks: number[]; readonly seen: Set<number> } | undefined;
-  private closing = false;
+  private recording: ReadRecording | undefined;
 
   private constructor(
     private readonly layers: BackupFileReader[],
@@ -74,6 +73,12 @@ export class RestorePointDisk implements VirtualDisk {
     decoded: DecodedBlockStore | undefined,
   ) {
     this.decoded = decoded !== undefined && layers.every((l) => l.keys === undefined) ? decoded : undefined;
+    this.fills = new BackgroundFills(
+      (bi) => this.readBlock(bi),
+      (bi) => this.layerOf[bi] !== 0 && !this.cache.has(bi) && !this.inflight.has(bi) && !this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi)),
+      FILLS_QUEUED,
+      PREFETCH_MAX_BLOCKS,
+    );
     const top = layers[layers.length - 1]!;
     this.blockSize = top.header.blockSize;
     this.size = top.root.diskSizes[disk]!;
@@ -369,57 +374,24 @@ export class RestorePointDisk implements VirtualDisk {
     }
     if (r.start === 0 && r.data.length === len) this.cache.set(blockIndex, r.data);
     // After the client's answer, not beside it: the whole block is decoded for the caches in the background.
-    else if (this.decoded !== undefined) this.fillLater(blockIndex);
+    else if (this.decoded !== undefined) this.fills.addFill(blockIndex);
     return r.data.subarray(within - r.start, within - r.start + length);
   }
 
   /**
-   * Queues a block read in part to be decoded whole (and so kept in the disk
-   * cache and the memory cache), one block at a time behind the client's own
-   * reads: the next boot, or the next read of this block, finds it decoded.
+   * Decodes `blocks` (the first PREFETCH_MAX_BLOCKS of them, in order) ahead of the
+   * client, one at a time behind its own reads, into the memory cache and the
+   * disk cache; blocks either already holds are skipped. Resolves when the
+   * queue is done (or the disk closes).
    */
-  private fillLater(blockIndex: number, max = FILLS_QUEUED): void {
-    if (this.closing || this.fills.size >= max) return;
-    this.fills.add(blockIndex);
-    this.filling ??= this.fillQueued();
+  prefetch(blocks: Iterable<number>): Promise<void> {
+    const valid = [...blocks].filter((bi) => Number.isSafeInteger(bi) && bi >= 0 && bi < this.blockCount);
+    return this.fills.addPrefetch(valid);
   }
 
-  private async fillQueued(): Promise<void> {
-    // Yields first, so that `filling` is set before the loop can end and clear it.
-    await Promise.resolve();
-    try {
-      for (const bi of this.fills) {
-        if (this.closing) break;
-        this.fills.delete(bi);
-        if (this.layerOf[bi] === 0 || this.cache.has(bi) || this.inflight.has(bi)) continue;
-        if (this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi))) continue;
-        // A block that fails to decode fails its client's reads on its own; the fill just moves on.
-        await this.readBlock(bi).catch(() => undefined);
-      }
-    } finally {
-      this.filling = undefined;
-      this.fills.clear();
-    }
-  }
-
-  /**
-   * Decodes `blocks` (the first PREFETCH_MAX_BLOCKS of them, in order) ahead
-   * of the client, one at a time behind its own reads, into the memory cache
-   * and the disk cache; blocks either already holds are skipped. Resolves
-   * when the queue is done (or the disk closes).
-   */
-  async prefetch(blocks: Iterable<number>): Promise<void> {
-    for (const bi of blocks) {
-      if (!Number.isSafeInteger(bi) || bi < 0 || bi >= this.blockCount) continue;
-      if (this.fills.size >= PREFETCH_MAX_BLOCKS) break;
-      this.fillLater(bi, PREFETCH_MAX_BLOCKS);
-    }
-    await this.filling;
-  }
-
-  /** Starts noting the blocks clients read (again from nothing). */
-  startRecording(): void {
-    this.recording = { blocks: [], seen: new Set() };
+  /** Starts noting the blocks clients read (again from nothing); `onFirst` runs at the first. */
+  startRecording(onFirst?: () => void): void {
+    this.recording = new ReadRecording(PREFETCH_MAX_BLOCKS, onFirst);
   }
 
   /** Ends the recording: the blocks read, in the order first read (empty if none ran). */
@@ -430,16 +402,11 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   private record(first: number, last: number): void {
-    const r = this.recording!;
-    for (let bi = first; bi <= last && r.blocks.length < PREFETCH_MAX_BLOCKS; bi++) {
-      if (this.layerOf[bi] === 0 || r.seen.has(bi)) continue;
-      r.seen.add(bi);
-      r.blocks.push(bi);
-    }
+    for (let bi = first; bi <= last; bi++) if (this.layerOf[bi] !== 0) this.recording!.note(bi);
   }
 
   async close(): Promise<void> {
-    this.closing = true;
+    this.fills.stop();
     // Reads for workers may be in flight: the files must not be closed under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
     this.cache.close();
