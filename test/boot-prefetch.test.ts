@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { InstantRecovery } from '../src/recovery/index.js';
@@ -108,3 +109,28 @@ test(
     }
   },
 );
+
+test('boot prefetch: a session that starts a migration leaves the boot list alone (the copy reads every block)', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  let ir: InstantRecovery | undefined;
+  try {
+    const content = randomBytes(rng(42), 6 * MiB);
+    const repo = await repoWithPoint(dir, content, 'j');
+    ir = new InstantRecovery(await Repository.open(repo), systemClock, createLogger('error'), { bootRecordMs: 60_000 });
+    await ir.start('j', 'latest', { name: 'boot' });
+    await ir.session('boot').overlays[0]!.read(4 * MiB, 4096);
+    await ir.stop('boot');
+    assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [4]);
+    await ir.start('j', 'latest', { name: 'moving' });
+    await ir.session('moving').overlays[0]!.read(MiB, 4096);
+    await ir.migrate('moving', { to: join(dir, 'prod'), format: 'raw', rateBytesPerSec: null, finish: true });
+    const copied = (await readdir(join(dir, 'prod'))).filter((n) => n.endsWith('.raw'));
+    assert.equal(copied.length, 1, copied.join(', '));
+    assert.ok((await readFile(join(dir, 'prod', copied[0]!))).equals(content));
+    await ir.stop('moving');
+    assert.deepEqual(decodeBootList(await readFile(bootListPath(repo, 'j', 0))), [4]);
+  } finally {
+    await ir?.close();
+    await cleanup();
+  }
+});
