@@ -29,6 +29,7 @@ const UNIT = [
   'retention-run',
   'block-cache',
   'decoded-store',
+  'local-storage',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

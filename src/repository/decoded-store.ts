@@ -1,10 +1,10 @@
-import { crc32 } from 'node:zlib';
+import { crc32 } from '@node-rs/crc32';
 import { mkdir, open, readdir, rename, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, readWhole, writeAll } from './decoded-file.js';
+import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, readFileAt, readWhole, writeAll } from './decoded-file.js';
 
 export { PIECE_BYTES } from './decoded-file.js';
 
@@ -169,33 +169,27 @@ export class DecodedBlockStore {
     const last = (to - 1) >>> PIECE_SHIFT;
     const start = first * PIECE_BYTES;
     const end = Math.min(length, (last + 1) * PIECE_BYTES);
-    let fh;
     try {
-      fh = await open(e.path, 'r');
-    } catch (err) {
-      return this.lost(e, err);
-    }
-    try {
-      if (e.pieces === undefined) {
-        const h = Buffer.allocUnsafe(head);
-        const { bytesRead } = await fh.read(h, 0, head, 0);
-        const pieces = parseHeader(h.subarray(0, bytesRead), length);
-        if (typeof pieces === 'string') return this.damagedFile(e, pieces);
-        e.pieces = pieces;
-      }
+      // The header's checksums are read once, with the first range read of the file.
+      const h = e.pieces === undefined ? Buffer.allocUnsafe(head) : undefined;
       const buf = Buffer.allocUnsafe(end - start);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, head + start);
+      const counts = await readFileAt(e.path, ...(h ? [{ into: h, position: 0 }] : []), { into: buf, position: head + start });
+      let pieces = e.pieces;
+      if (h !== undefined) {
+        const parsed = parseHeader(h.subarray(0, counts[0]), length);
+        if (typeof parsed === 'string') return this.damagedFile(e, parsed);
+        pieces = e.pieces = parsed;
+      }
+      const bytesRead = counts[counts.length - 1]!;
       if (bytesRead !== buf.length) return this.damagedFile(e, `ends ${buf.length - bytesRead} bytes early`);
       for (let i = first; i <= last; i++) {
         const at = (i - first) * PIECE_BYTES;
-        if (crc32(buf.subarray(at, at + PIECE_BYTES)) !== e.pieces[i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
+        if (crc32(buf.subarray(at, at + PIECE_BYTES)) !== pieces![i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
       }
       this.hit(e);
       return buf.subarray(from - start, to - start);
     } catch (err) {
       return this.lost(e, err);
-    } finally {
-      await fh.close().catch(() => undefined);
     }
   }
 

@@ -1,4 +1,4 @@
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, read as fsRead, write as fsWrite } from 'node:fs';
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { fromFsError } from '../core/errors.js';
 
@@ -56,36 +56,60 @@ const OPEN_FLAGS: Record<OpenMode, number> = {
   replace: fsc.O_RDWR | fsc.O_CREAT | fsc.O_TRUNC,
 };
 
+/** pread(2) through libuv's callback API: a third less CPU per call than FileHandle.read's promise (small reads of a served disk). */
+export function readAt(fd: number, into: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fsRead(fd, into, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function writeAt(fd: number, data: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fsWrite(fd, data, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 class LocalFile implements StorageFile {
+  /** Reads and writes under way on the descriptor: close() waits for them (a descriptor closed under a read could be reused by another file). */
+  private busy = 0;
+  private idle: (() => void) | undefined;
+
   constructor(
     readonly path: string,
     private readonly fh: FileHandle,
   ) {}
 
+  private done(): void {
+    this.busy -= 1;
+    if (this.busy === 0) this.idle?.();
+  }
+
   async pread(into: Buffer, position: number): Promise<number> {
+    this.busy += 1;
     try {
       let done = 0;
       while (done < into.length) {
-        const { bytesRead } = await this.fh.read(into, done, into.length - done, position + done);
+        const bytesRead = await readAt(this.fh.fd, into, done, into.length - done, position + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
       return done;
     } catch (err) {
       throw fromFsError(err, 'read', this.path);
+    } finally {
+      this.done();
     }
   }
 
   async pwrite(data: Uint8Array, position: number): Promise<void> {
+    this.busy += 1;
     try {
       let done = 0;
       while (done < data.length) {
-        const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done);
+        const bytesWritten = await writeAt(this.fh.fd, data, done, data.length - done, position + done);
         if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
         done += bytesWritten;
       }
     } catch (err) {
       throw fromFsError(err, 'write', this.path);
+    } finally {
+      this.done();
     }
   }
 
@@ -122,6 +146,7 @@ class LocalFile implements StorageFile {
   }
 
   async close(): Promise<void> {
+    if (this.busy > 0) await new Promise<void>((r) => (this.idle = r));
     try {
       await this.fh.close();
     } catch (err) {
