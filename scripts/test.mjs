@@ -30,6 +30,7 @@ const UNIT = [
   'block-cache',
   'decoded-store',
   'local-storage',
+  'decoded-fds',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

@@ -1,7 +1,5 @@
 import { crc32 } from '@node-rs/crc32';
-import { close as fsClose, open as fsOpen } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { readAt } from '../storage/storage.js';
 
 /**
  * One file of the disk cache of decoded blocks (decoded-store.ts), named
@@ -64,34 +62,4 @@ export async function writeAll(fh: FileHandle, buf: Buffer, position: number): P
     if (bytesWritten === 0) throw new Error('the file system took no bytes');
     done += bytesWritten;
   }
-}
-
-/**
- * Fills each part's buffer from its position in the file at `path`, with one
- * open (callback API: no FileHandle per read); returns the counts read.
- */
-export async function readFileAt(path: string, ...parts: { into: Buffer; position: number }[]): Promise<number[]> {
-  const fd = await new Promise<number>((resolve, reject) => fsOpen(path, 'r', (err, n) => (err ? reject(err) : resolve(n))));
-  try {
-    const counts: number[] = [];
-    for (const { into, position } of parts) {
-      let got = 0;
-      while (got < into.length) {
-        const n = await readAt(fd, into, got, into.length - got, position + got);
-        if (n === 0) break;
-        got += n;
-      }
-      counts.push(got);
-    }
-    return counts;
-  } finally {
-    await new Promise<void>((resolve) => fsClose(fd, () => resolve()));
-  }
-}
-
-/** Reads exactly `bytes` bytes of the file (a longer or shorter file is damage the checks will see). */
-export async function readWhole(path: string, bytes: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(bytes);
-  const [got] = await readFileAt(path, { into: buf, position: 0 });
-  return buf.subarray(0, got);
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, readFileAt, readWhole, writeAll } from './decoded-file.js';
+import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, writeAll } from './decoded-file.js';
+import { OpenFiles, readParts } from './decoded-fds.js';
 
 export { PIECE_BYTES } from './decoded-file.js';
 
@@ -73,6 +74,8 @@ export class DecodedBlockStore {
   /** Files being removed: not written again until they are gone (their bytes are still counted). */
   private readonly removing = new Set<string>();
   private readonly madeDirs = new Set<string>();
+  /** Descriptors of the files read lately, kept open. */
+  private readonly files = new OpenFiles();
   private pending = new Set<Promise<void>>();
   /** Bytes of the files held, and of the writes under way (reserved before they start, so the disk never holds more than the budget). */
   private used = 0;
@@ -143,7 +146,9 @@ export class DecodedBlockStore {
     const head = headerBytes(length);
     let file: Buffer;
     try {
-      file = await readWhole(e.path, head + length);
+      const whole = Buffer.allocUnsafe(head + length);
+      const [got] = await this.files.use(e.key, e.path, (fd) => readParts(fd, [{ into: whole, position: 0 }]));
+      file = whole.subarray(0, got);
     } catch (err) {
       return this.lost(e, err);
     }
@@ -173,7 +178,8 @@ export class DecodedBlockStore {
       // The header's checksums are read once, with the first range read of the file.
       const h = e.pieces === undefined ? Buffer.allocUnsafe(head) : undefined;
       const buf = Buffer.allocUnsafe(end - start);
-      const counts = await readFileAt(e.path, ...(h ? [{ into: h, position: 0 }] : []), { into: buf, position: head + start });
+      const parts = [...(h ? [{ into: h, position: 0 }] : []), { into: buf, position: head + start }];
+      const counts = await this.files.use(e.key, e.path, (fd) => readParts(fd, parts));
       let pieces = e.pieces;
       if (h !== undefined) {
         const parsed = parseHeader(h.subarray(0, counts[0]), length);
@@ -235,6 +241,7 @@ export class DecodedBlockStore {
   async close(): Promise<void> {
     this.closed = true;
     await this.flushed();
+    this.files.closeAll();
   }
 
   /** Bytes reserved by the writes under way. */
@@ -290,6 +297,8 @@ export class DecodedBlockStore {
         await fh.close();
       }
       await rename(tmp, path);
+      // A descriptor still open on a file this one replaces would read the old one.
+      this.files.forget(key);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       throw err;
@@ -313,6 +322,8 @@ export class DecodedBlockStore {
       // Out of the map first (no reader picks it up again), but counted until the file is gone.
       this.entries.delete(e.key);
       this.removing.add(e.key);
+      // Its space comes back once the descriptor is closed too.
+      this.files.forget(e.key);
       try {
         await unlink(e.path);
       } catch (err) {
@@ -351,6 +362,7 @@ export class DecodedBlockStore {
   private forget(e: Entry): void {
     if (this.entries.get(e.key) !== e) return;
     this.entries.delete(e.key);
+    this.files.forget(e.key);
     this.used -= e.fileBytes;
   }
 

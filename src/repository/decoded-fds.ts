@@ -1,0 +1,108 @@
+import { close as fsClose, open as fsOpen } from 'node:fs';
+import { readAt } from '../storage/storage.js';
+
+/** Descriptors kept open at most: well under a default 1024-descriptor limit, shared with sockets and backup files. */
+export const OPEN_FILES_KEPT = 128;
+
+interface OpenFile {
+  readonly fd: Promise<number>;
+  users: number;
+  /** Out of the table: closed once the last user is done. */
+  dropped: boolean;
+}
+
+/**
+ * Open descriptors of the disk cache's files, least recently used out. A
+ * random 4 KiB read of a kept block is then one pread instead of an open, a
+ * pread and a close (each a trip through libuv's thread pool, and together
+ * most of the main thread's time per read). A file removed while open stays
+ * readable through its descriptor until it is closed: what it holds is still
+ * the block it was filed under.
+ */
+export class OpenFiles {
+  private readonly table = new Map<string, OpenFile>();
+
+  constructor(private readonly max = OPEN_FILES_KEPT) {}
+
+  /** Runs `fn` with a descriptor of `path` (opened if need be), kept open after unless it is dropped meanwhile. */
+  async use<T>(key: string, path: string, fn: (fd: number) => Promise<T>): Promise<T> {
+    let f = this.table.get(key);
+    if (f === undefined) {
+      f = { fd: openRead(path), users: 0, dropped: false };
+      this.table.set(key, f);
+      this.evict();
+    } else {
+      this.table.delete(key);
+      this.table.set(key, f);
+    }
+    f.users += 1;
+    try {
+      return await fn(await f.fd);
+    } catch (err) {
+      // A failed open (or read) is not kept: the next read opens afresh.
+      this.drop(key, f);
+      throw err;
+    } finally {
+      f.users -= 1;
+      if (f.dropped && f.users === 0) closeLater(f.fd);
+    }
+  }
+
+  /** Forgets the file's descriptor (the file is being removed or was found damaged): closed once idle. */
+  forget(key: string): void {
+    const f = this.table.get(key);
+    if (f !== undefined) this.drop(key, f);
+  }
+
+  /** Closes every descriptor once its reads are done. */
+  closeAll(): void {
+    for (const [key, f] of [...this.table]) this.drop(key, f);
+  }
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  private drop(key: string, f: OpenFile): void {
+    if (f.dropped) return;
+    f.dropped = true;
+    if (this.table.get(key) === f) this.table.delete(key);
+    if (f.users === 0) closeLater(f.fd);
+  }
+
+  private evict(): void {
+    for (const [key, f] of this.table) {
+      if (this.table.size <= this.max) return;
+      this.drop(key, f);
+    }
+  }
+}
+
+function openRead(path: string): Promise<number> {
+  const p = new Promise<number>((resolve, reject) => fsOpen(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))));
+  // A failed open is seen by its user; the table's copy of the promise must not count as unhandled.
+  p.catch(() => undefined);
+  return p;
+}
+
+function closeLater(fd: Promise<number>): void {
+  void fd.then(
+    (n) => fsClose(n, () => undefined),
+    () => undefined,
+  );
+}
+
+/** Fills each part's buffer from its position in the file; returns the counts read (less only at end of file). */
+export async function readParts(fd: number, parts: readonly { into: Buffer; position: number }[]): Promise<number[]> {
+  const counts: number[] = [];
+  for (const { into, position } of parts) {
+    let got = 0;
+    while (got < into.length) {
+      const n = await readAt(fd, into, got, into.length - got, position + got);
+      if (n === 0) break;
+      got += n;
+    }
+    counts.push(got);
+  }
+  return counts;
+}
