@@ -5,6 +5,8 @@ import { compress as zstdCompress } from 'zstd-napi';
 import {
   ZSTD_FRAME_BYTES,
   compressBlock,
+  decodeFrames,
+  decodeRange,
   decodeZstdFrames,
   decodeZstdRange,
   verifyingDecode,
@@ -12,6 +14,9 @@ import {
   zstdFrameList,
 } from '../src/compress/codec.js';
 import { prng } from '../src/testing/prng.js';
+import { LZ4_FRAME_BYTES, isLz4Framed, lz4 as loadLz4 } from '../src/compress/lz4-frames.js';
+
+const lz4 = loadLz4();
 
 /** A compressible 1 MiB block: runs of pseudo-random bytes. */
 function sampleBlock(seed: number): Buffer {
@@ -52,18 +57,63 @@ test('zstd frames without a checksum (older files) are verified by SHA-256', () 
   assert.equal(verifyingDecode('zstd', bytes, block.length, wrongDigest).problem, 'fails its checksum');
 });
 
-test('uncompressed and lz4 blocks are verified by SHA-256', () => {
+test('uncompressed blocks and lz4 blocks of one size-prefixed lz4 block (older files) are verified by SHA-256', () => {
   const block = sampleBlock(4);
-  for (const s of [
-    { codec: 'none', level: 0 },
-    { codec: 'lz4', level: 0 },
+  const none = compressBlock({ codec: 'none', level: 0 }, block);
+  for (const [codec, bytes] of [
+    ['none', none.bytes],
+    ['lz4', lz4.compressSync(block)],
   ] as const) {
-    const { codec, bytes } = compressBlock(s, block);
+    assert.equal(isLz4Framed(bytes), false);
     assert.ok(verifyingDecode(codec, bytes, block.length, sha(block)).data?.equals(block));
+    assert.equal(verifyingDecode(codec, bytes, block.length, Buffer.alloc(32, 1)).problem, 'fails its checksum');
     const damaged = Buffer.from(bytes);
     damaged[damaged.length - 100] = damaged[damaged.length - 100]! ^ 0x10;
     assert.equal(verifyingDecode(codec, damaged, block.length, sha(block)).data, null);
   }
+  // Read whole, not in part.
+  assert.equal(decodeRange('lz4', lz4.compressSync(block), block.length, 0, 4096), undefined);
+});
+
+test('lz4 blocks are stored in 64 KiB frames, each checked by a CRC-32: no SHA-256 per read, and every flipped byte is caught', () => {
+  const block = sampleBlock(11);
+  const { codec, bytes } = compressBlock({ codec: 'lz4', level: 0 }, block);
+  assert.equal(codec, 'lz4');
+  assert.ok(isLz4Framed(bytes));
+  // Proven by its frames: a wrong digest is not looked at, unless strict (verify, copies).
+  assert.ok(verifyingDecode('lz4', bytes, block.length, Buffer.alloc(32, 1)).data?.equals(block));
+  assert.equal(verifyingDecode('lz4', bytes, block.length, Buffer.alloc(32, 1), true).problem, 'fails its checksum');
+  assert.ok(verifyingDecode('lz4', bytes, block.length, sha(block), true).data?.equals(block));
+  const rand = prng(12);
+  for (let k = 0; k < 300; k++) {
+    const damaged = Buffer.from(bytes);
+    const at = k < 24 ? k : Math.floor(rand() * damaged.length);
+    damaged[at] = damaged[at]! ^ (1 << Math.floor(rand() * 8));
+    const r = verifyingDecode('lz4', damaged, block.length, sha(block));
+    if (r.data !== null) assert.ok(r.data.equals(block), `byte ${at}: wrong data came back`);
+    const part = decodeRange('lz4', damaged, block.length, 5 * LZ4_FRAME_BYTES + 7, 5 * LZ4_FRAME_BYTES + 4103);
+    if (part && 'data' in part) assert.ok(part.data.equals(block.subarray(part.start, part.start + part.data.length)), `byte ${at}: wrong range`);
+  }
+  // Ranges decode only their frames, and the boundaries let a later read fetch just those frames' bytes.
+  for (let k = 0; k < 50; k++) {
+    const from = Math.floor(rand() * (block.length - 1));
+    const to = Math.min(block.length, from + 1 + Math.floor(rand() * 200_000));
+    const r = decodeRange('lz4', bytes, block.length, from, to);
+    assert.ok(r && 'data' in r && r.bounds);
+    assert.equal(r.start % LZ4_FRAME_BYTES, 0);
+    assert.ok(r.start <= from && r.start + r.data.length >= to && r.data.length <= to - r.start + LZ4_FRAME_BYTES);
+    assert.ok(r.data.equals(block.subarray(r.start, r.start + r.data.length)));
+    const f = Math.floor(from / LZ4_FRAME_BYTES);
+    const l = Math.floor((to - 1) / LZ4_FRAME_BYTES);
+    const again = decodeFrames('lz4', bytes.subarray(r.bounds[f]!, r.bounds[l + 1]!), f, l, block.length);
+    assert.ok('data' in again && again.start === r.start && again.data.equals(r.data));
+  }
+  // A short last block has a short last frame.
+  const short = block.subarray(0, 3 * LZ4_FRAME_BYTES + 1000);
+  const s = compressBlock({ codec: 'lz4', level: 0 }, short);
+  assert.ok(verifyingDecode('lz4', s.bytes, short.length, sha(short)).data?.equals(short));
+  const tail = decodeRange('lz4', s.bytes, short.length, short.length - 10, short.length);
+  assert.ok(tail && 'data' in tail && tail.data.equals(short.subarray(3 * LZ4_FRAME_BYTES)));
 });
 
 test('a zstd block is a sequence of 64 KiB frames: whole-block decode reads them all, a range decodes only its frames', () => {

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { LifeboatError } from '../core/errors.js';
 import type { CodecName } from '../format/constants.js';
 import type { BlockKeys } from '../crypto/seal.js';
-import { ZSTD_FRAME_BYTES, type CompressionSetting } from './codec.js';
+import { frameBytesOf, type CompressionSetting } from './codec.js';
 
 export interface BlockTask {
   readonly op: 'encode';
@@ -68,7 +68,7 @@ export interface DecodeRange {
 }
 
 /**
- * The frames of a zstd block that cover `range` when its frame boundaries are
+ * The frames of a framed (zstd or lz4) block that cover `range` when its frame boundaries are
  * known: their indexes, and where they lie in the stored bytes. The reader
  * reads just [start, end) of the stored block; the worker decodes frames
  * first..last of it. Undefined: the whole stored block is needed.
@@ -79,10 +79,11 @@ export function knownFrames(
 ): { readonly first: number; readonly last: number; readonly start: number; readonly end: number } | undefined {
   const bounds = range?.bounds;
   // A sealed block has no bounds (its tag covers the whole stored block): it is always read whole.
-  if (codec !== 'zstd' || range === undefined || bounds === undefined) return undefined;
+  const frameBytes = frameBytesOf(codec);
+  if (frameBytes === undefined || range === undefined || bounds === undefined) return undefined;
   const n = bounds.length - 1;
-  const first = Math.min(n - 1, Math.floor(range.from / ZSTD_FRAME_BYTES));
-  const last = Math.min(n - 1, Math.floor((range.to - 1) / ZSTD_FRAME_BYTES));
+  const first = Math.min(n - 1, Math.floor(range.from / frameBytes));
+  const last = Math.min(n - 1, Math.floor((range.to - 1) / frameBytes));
   return { first, last, start: bounds[first]!, end: bounds[last + 1]! };
 }
 

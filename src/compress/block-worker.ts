@@ -10,7 +10,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { compressBlock, decodeOpened, decodeZstdFrames, decodeZstdRange, openStoredBlock, SEAL_PROBLEM, verifyingDecode } from './codec.js';
+import { compressBlock, decodeFrames, decodeOpened, decodeRange, openStoredBlock, SEAL_PROBLEM, verifyingDecode } from './codec.js';
 import { keyedDigest, sealBytes } from '../crypto/seal.js';
 import {
   knownFrames,
@@ -44,7 +44,7 @@ function encode(t: BlockTask): void {
 
 /** A range of a block whose frame boundaries are known: `stored` holds just the frames that cover it. */
 function decodeKnownFrames(t: DecodeTask, frames: { first: number; last: number }): void {
-  const part = decodeZstdFrames(Buffer.from(t.stored), frames.first, frames.last, t.rawLength);
+  const part = decodeFrames(t.codec, Buffer.from(t.stored), frames.first, frames.last, t.rawLength);
   if ('problem' in part) {
     port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
     return;
@@ -60,8 +60,8 @@ function decodeSealed(t: DecodeTask & { keys: NonNullable<DecodeTask['keys']> })
     port!.postMessage({ id: t.id, data: null, problem: SEAL_PROBLEM } satisfies DecodeResult);
     return;
   }
-  if (t.range && t.codec === 'zstd') {
-    const part = decodeZstdRange(plain, t.rawLength, t.range.from, t.range.to);
+  if (t.range) {
+    const part = decodeRange(t.codec, plain, t.rawLength, t.range.from, t.range.to);
     if (part && 'problem' in part) {
       port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
       return;
@@ -86,8 +86,8 @@ function decode(t: DecodeTask): void {
   const frames = knownFrames(t.codec, t.range);
   if (frames) return decodeKnownFrames(t, frames);
   const stored = Buffer.from(t.stored);
-  if (t.range && t.codec === 'zstd') {
-    const part = decodeZstdRange(stored, t.rawLength, t.range.from, t.range.to);
+  if (t.range) {
+    const part = decodeRange(t.codec, stored, t.rawLength, t.range.from, t.range.to);
     if (part && 'problem' in part) {
       port!.postMessage({ id: t.id, data: null, problem: part.problem } satisfies DecodeResult);
       return;

@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import type { CCtx, CParameter, DCtx } from 'zstd-napi/binding.js';
-import type * as Lz4 from 'lz4-napi';
 import { createHash } from 'node:crypto';
 import { LifeboatError } from '../core/errors.js';
 import { keyedDigest, openBytes, type BlockKeys } from '../crypto/seal.js';
 import type { CodecName } from '../format/constants.js';
+import { LZ4_FRAME_BYTES, decodeLz4Frames, decodeLz4Range, decompressLz4Frames, isLz4Framed, lz4, lz4Frames } from './lz4-frames.js';
 
 // The low-level zstd binding: contexts and buffers we manage ourselves.
 const require = createRequire(import.meta.url);
@@ -14,9 +14,6 @@ const zstdBinding = require('zstd-napi/binding.js') as {
   CParameter: typeof CParameter;
   compressBound: (n: number) => number;
 };
-// lz4 loads only for repositories that use it (loading it costs every thread ~10 ms).
-let lz4Module: typeof Lz4 | undefined;
-const lz4 = (): typeof Lz4 => (lz4Module ??= require('lz4-napi') as typeof Lz4);
 
 export interface CompressionSetting {
   readonly codec: CodecName;
@@ -88,7 +85,7 @@ export function compressBlock(s: CompressionSetting, data: Buffer): { codec: Cod
     case 'none':
       return { codec: 'none', bytes: data };
     case 'lz4':
-      out = lz4().compressSync(data);
+      out = lz4Frames(data);
       break;
     case 'zstd':
       out = zstdFrames(data, s.level);
@@ -122,7 +119,11 @@ export function decompressBlock(codec: CodecName, stored: Buffer, rawLength: num
       out = stored;
       break;
     case 'lz4':
-      // lz4-napi allocates what the 4-byte size prefix says: check it first.
+      if (isLz4Framed(stored)) {
+        out = decompressLz4Frames(stored, rawLength);
+        break;
+      }
+      // An older block: one lz4-napi block. lz4-napi allocates what its 4-byte size prefix says: check it first.
       if (stored.length < 4 || stored.readUInt32LE(0) !== rawLength) throw new Error(`the lz4 size prefix does not say ${rawLength} bytes`);
       out = lz4().uncompressSync(stored);
       break;
@@ -289,7 +290,8 @@ export function decodeOpened(
     if (strict && !keyedDigest(keys.mac, data).equals(digest)) return { data: null, problem: 'fails its checksum' };
     return { data, problem: null };
   }
-  if (!strict && codec === 'zstd' && zstdFrameHasChecksum(stored)) return { data, problem: null };
+  // Frames that carry their own checksums were checked by the decompression.
+  if (!strict && ((codec === 'zstd' && zstdFrameHasChecksum(stored)) || (codec === 'lz4' && isLz4Framed(stored)))) return { data, problem: null };
   if (!createHash('sha256').update(data).digest().equals(digest)) return { data: null, problem: 'fails its checksum' };
   return { data, problem: null };
 }
@@ -309,4 +311,33 @@ export function decodeZstdFrames(span: Buffer, first: number, last: number, rawL
   } catch (err) {
     return { problem: `cannot be decompressed (${err instanceof Error ? err.message : String(err)})` };
   }
+}
+
+/** Content bytes per frame of the codecs whose blocks are stored in uniform frames (a range read decodes only its frames). */
+export function frameBytesOf(codec: CodecName): number | undefined {
+  return codec === 'zstd' ? ZSTD_FRAME_BYTES : codec === 'lz4' ? LZ4_FRAME_BYTES : undefined;
+}
+
+/** decodeZstdRange or decodeLz4Range by codec; undefined when the block is read whole. */
+export function decodeRange(
+  codec: CodecName,
+  stored: Buffer,
+  rawLength: number,
+  from: number,
+  to: number,
+): { data: Buffer; start: number; bounds?: Int32Array } | { problem: string } | undefined {
+  if (codec === 'zstd') return decodeZstdRange(stored, rawLength, from, to);
+  if (codec === 'lz4') return decodeLz4Range(stored, rawLength, from, to);
+  return undefined;
+}
+
+/** decodeZstdFrames or decodeLz4Frames by codec: frames [first, last] from their stored bytes alone. */
+export function decodeFrames(
+  codec: CodecName,
+  span: Buffer,
+  first: number,
+  last: number,
+  rawLength: number,
+): { data: Buffer; start: number } | { problem: string } {
+  return codec === 'lz4' ? decodeLz4Frames(span, first, last, rawLength) : decodeZstdFrames(span, first, last, rawLength);
 }
