@@ -31,6 +31,7 @@ const UNIT = [
   'decoded-store',
   'local-storage',
   'decoded-fds',
+  'background-fills',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

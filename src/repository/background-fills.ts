@@ -1,7 +1,18 @@
 /**
+ * While clients read, a fill is followed by a pause this many times as long
+ * as it took: filling the caches for next time takes at most a quarter of the
+ * time from clients reading now (on two cores, unpaced fills halved a cold
+ * random reader's IOPS).
+ */
+const FILL_PACE = 3;
+/** Clients that read within this long are reading now. */
+const ACTIVE_MS = 100;
+
+/**
  * The blocks a disk decodes in the background, one at a time behind its
  * clients' own reads: first those a client read only in part (so the caches
- * have the whole block next time), then a boot prefetch's list. The two
+ * have the whole block next time), paced while clients read, then a boot
+ * prefetch's list (not paced: it must stay ahead of the guest). The two
  * queues are bounded apart, so a long prefetch never crowds out the fills.
  */
 export class BackgroundFills {
@@ -9,6 +20,8 @@ export class BackgroundFills {
   private readonly prefetches = new Set<number>();
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** When a client last read (performance.now()). */
+  private clientReadAt = -Infinity;
 
   constructor(
     /** Decodes block `bi` into the caches (its failure is the client's to meet, not ours). */
@@ -18,6 +31,11 @@ export class BackgroundFills {
     private readonly maxFills: number,
     private readonly maxPrefetches: number,
   ) {}
+
+  /** A client read: fills slow down for a while. */
+  noteClientRead(): void {
+    this.clientReadAt = performance.now();
+  }
 
   /** Queues a block read in part; dropped when the queue is full. */
   addFill(bi: number): void {
@@ -52,11 +70,16 @@ export class BackgroundFills {
     await Promise.resolve();
     try {
       for (;;) {
-        const queue = this.fills.size > 0 ? this.fills : this.prefetches;
+        const isFill = this.fills.size > 0;
+        const queue = isFill ? this.fills : this.prefetches;
         const next = queue.values().next();
         if (this.stopped || next.done === true) return;
         queue.delete(next.value);
-        if (this.wanted(next.value)) await this.fill(next.value).catch(() => undefined);
+        if (!this.wanted(next.value)) continue;
+        const t0 = performance.now();
+        await this.fill(next.value).catch(() => undefined);
+        const took = performance.now() - t0;
+        if (isFill && performance.now() - this.clientReadAt < ACTIVE_MS) await new Promise((r) => setTimeout(r, took * FILL_PACE).unref());
       }
     } finally {
       this.running = undefined;

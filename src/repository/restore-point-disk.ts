@@ -319,6 +319,7 @@ export class RestorePointDisk implements VirtualDisk {
     if (this.cache.enabled && sequential) this.readAhead(last + 1);
     this.lastBlockRead = last;
     if (this.recording !== undefined && length > 0) this.record(first, last);
+    this.fills.noteClientRead();
     if (
       first === last &&
       length > 0 &&
