@@ -1,4 +1,3 @@
-import { statfsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
@@ -19,14 +18,14 @@ import { DEFAULT_DISK_CACHE_BUDGET, SessionDiskCache, type CacheStats } from './
 import { BOOT_RECORD_MS, BootLearning } from './boot-prefetch.js';
 import { SessionClients, type NbdConnections } from './session-clients.js';
 import { bootSession } from './session-boot.js';
-import { datastoreDisk, datastoreSession, safeFileName } from './session-publish.js';
+import { EXPORT_PATH, datastoreDisk, datastoreSession, safeFileName, sessionExports, sessionInfo } from './session-publish.js';
 import type { Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
 
 export type { BootOptions, Open, SessionInfo, StartOptions } from './session-types.js';
 export { DEFAULT_DISK_CACHE_BUDGET, type CacheStats } from './session-disk-cache.js';
 
-export const EXPORT_PATH = '/lifeboat';
+export { EXPORT_PATH } from './session-publish.js';
 
 /** Decoded backup blocks all sessions of a server keep, together, by default. */
 export const DEFAULT_CACHE_BUDGET = 512 * 1024 * 1024;
@@ -344,18 +343,7 @@ export class InstantRecovery {
 
   /** The sessions' disks as NBD exports named <session>/<disk>: the same overlay NFS writes to. */
   nbdExports(): NbdExports {
-    return {
-      list: () =>
-        [...this.open.values()].flatMap((o) =>
-          o.rec.disks.map((d) => ({ name: `${o.rec.name}/${d.name}`, description: `${o.rec.job} point ${o.rec.pointId}` })),
-        ),
-      open: (name) => {
-        const [session, disk] = name.split('/');
-        const o = session === undefined ? undefined : this.open.get(session);
-        const i = o ? o.rec.disks.findIndex((d) => d.name === disk) : -1;
-        return o && i >= 0 ? o.overlays[i] : undefined;
-      },
-    };
+    return sessionExports(this.open);
   }
 
   /** Bytes of decoded blocks the disk cache may keep (0: none). */
@@ -377,28 +365,7 @@ export class InstantRecovery {
     const o = this.open.get(name);
     const f = this.failed.get(name);
     const rec = o?.rec ?? f?.rec;
-    if (!rec) return undefined;
-    return {
-      name: rec.name,
-      job: rec.job,
-      pointId: rec.pointId,
-      createdAt: rec.createdAt,
-      dir: rec.dir,
-      vmx: `${EXPORT_PATH}/${rec.name}/${safeFileName(rec.vmName)}.vmx`,
-      disks: rec.disks.map((d, i) => ({
-        name: d.name,
-        size: d.size,
-        nfsPath: `${EXPORT_PATH}/${rec.name}/${d.name}-flat.vmdk`,
-        nbdExport: `${rec.name}/${d.name}`,
-        writtenBytes: o ? o.overlays[i]!.writtenGranules() * o.overlays[i]!.granule : 0,
-        io: o ? o.overlays[i]!.ioBytes() : { readBytes: 0, writtenBytes: 0 },
-      })),
-      ...overlaySpace(rec.dir),
-      state: o ? 'running' : 'failed',
-      ...(f ? { problem: f.problem } : {}),
-      ...(o?.vm ? { vm: o.vm.status() } : {}),
-      ...(o && this.migrations.state(o) ? { migration: this.migrations.state(o)! } : {}),
-    };
+    return rec && sessionInfo(rec, o, f?.problem, o ? this.migrations.state(o) : undefined);
   }
 
   /**
@@ -456,11 +423,3 @@ export class InstantRecovery {
 }
 
 /** How full the file system of a session's overlays is (one statfs; null where it cannot be asked, e.g. the folder is gone). */
-function overlaySpace(dir: string): { overlayFreeBytes: number | null; overlayTotalBytes: number | null } {
-  try {
-    const fs = statfsSync(dir);
-    return { overlayFreeBytes: fs.bavail * fs.bsize, overlayTotalBytes: fs.blocks * fs.bsize };
-  } catch {
-    return { overlayFreeBytes: null, overlayTotalBytes: null };
-  }
-}

@@ -202,14 +202,14 @@ export class RestorePointDisk implements VirtualDisk {
   /** The block from the disk cache, or decoded from the backup (and then kept in the disk cache). */
   private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
     const store = this.decoded;
-    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len, false);
+    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len);
     // Counted from here: close() must wait for a read that is still in the disk cache before it reaches the files.
     this.decoding += 1;
     try {
       const digest = this.digestOf(blockIndex)!;
       const kept = await store.readBlock(digest, len);
       if (kept !== undefined) return kept;
-      const data = await this.decodeStoredBlock(blockIndex, l, len, false);
+      const data = await this.decodeStoredBlock(blockIndex, l, len);
       // Filed under its digest, the block may be served for any point whose block has that digest: the store
       // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
       store.put(digest, data);
@@ -221,16 +221,16 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** Reads and verifies a stored block, in a worker when there is a pool (the main thread keeps serving). */
-  private decodeStoredBlock(blockIndex: number, l: number, len: number, strict: boolean): Promise<Buffer> {
+  private decodeStoredBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
     const layer = this.layers[l - 1]!;
     const slot = this.slotOf[blockIndex]!;
     if (this.pool === undefined) return layer.readBlock(this.disk, slot, len);
-    return this.decodeInWorker(this.pool, layer, slot, len, strict);
+    return this.decodeInWorker(this.pool, layer, slot, len);
   }
 
   /** The stored bytes are read here (through the layer's Storage) and handed to a worker to decode; close() waits for both. */
-  private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number, strict = false): Promise<Buffer> {
-    return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined, strict)).data;
+  private async decodeInWorker(pool: BlockWorkerPool, layer: BackupFileReader, slot: number, len: number): Promise<Buffer> {
+    return (await this.decodeRangeInWorker(pool, layer, slot, len, undefined)).data;
   }
 
   /** As decodeInWorker, or only the frames covering `range` when the block is stored in frames. */
@@ -240,7 +240,6 @@ export class RestorePointDisk implements VirtualDisk {
     slot: number,
     len: number,
     range: DecodeRange | undefined,
-    strict = false,
   ): Promise<{ data: Buffer; start: number; bounds?: Int32Array | undefined }> {
     const table = layer.root.tables[this.disk]!;
     this.decoding += 1;
@@ -248,7 +247,7 @@ export class RestorePointDisk implements VirtualDisk {
       // With known frame boundaries, a small read fetches only the frames it needs.
       const frames = knownFrames(table.codec(slot), range);
       const stored = frames ? await layer.readStoredPart(table, slot, frames.start, frames.end - frames.start) : await layer.readStored(table, slot);
-      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range, strict, layer.keys);
+      const r = await pool.decode(stored, table.codec(slot), len, table.digest(slot), range, false, layer.keys);
       if (r.data === null) throw layer.blockError(table, slot, r.problem ?? 'is damaged');
       return { data: Buffer.from(r.data), start: r.start ?? 0, bounds: r.bounds };
     } finally {
@@ -361,11 +360,8 @@ export class RestorePointDisk implements VirtualDisk {
     this.cache.missed();
     const store = this.decoded;
     if (store !== undefined) {
-      const digest = this.digestOf(blockIndex)!;
-      if (store.has(digest, len)) {
-        const kept = await store.readRange(digest, len, within, within + length);
-        if (kept !== undefined) return kept;
-      }
+      const kept = await store.readRange(this.digestOf(blockIndex)!, len, within, within + length);
+      if (kept !== undefined) return kept;
     }
     const bounds = this.frameBounds.get(blockIndex);
     const r = await this.decodeRangeInWorker(pool, layer, this.slotOf[blockIndex]!, len, { from: within, to: within + length, bounds });
