@@ -7,6 +7,8 @@
 const FILL_PACE = 3;
 /** Clients that read within this long are reading now. */
 const ACTIVE_MS = 100;
+/** The longest pause (a fill held up by a storage stall says nothing about the next one). */
+const MAX_PAUSE_MS = 1000;
 
 /**
  * The blocks a disk decodes in the background, one at a time behind its
@@ -22,6 +24,8 @@ export class BackgroundFills {
   private stopped = false;
   /** When a client last read (performance.now()). */
   private clientReadAt = -Infinity;
+  /** No fill starts before this (performance.now()): the pause after the last one. */
+  private fillNotBefore = -Infinity;
 
   constructor(
     /** Decodes block `bi` into the caches (its failure is the client's to meet, not ours). */
@@ -70,16 +74,22 @@ export class BackgroundFills {
     await Promise.resolve();
     try {
       for (;;) {
-        const isFill = this.fills.size > 0;
-        const queue = isFill ? this.fills : this.prefetches;
+        if (this.stopped) return;
+        // A paced fill waits; a prefetch does not wait for it.
+        const fillDue = this.fills.size > 0 && performance.now() >= this.fillNotBefore;
+        const queue = fillDue || this.prefetches.size === 0 ? this.fills : this.prefetches;
         const next = queue.values().next();
-        if (this.stopped || next.done === true) return;
+        if (next.done === true) return;
+        if (queue === this.fills && !fillDue) {
+          await new Promise((r) => setTimeout(r, this.fillNotBefore - performance.now()).unref());
+          continue;
+        }
         queue.delete(next.value);
         if (!this.wanted(next.value)) continue;
         const t0 = performance.now();
         await this.fill(next.value).catch(() => undefined);
-        const took = performance.now() - t0;
-        if (isFill && performance.now() - this.clientReadAt < ACTIVE_MS) await new Promise((r) => setTimeout(r, took * FILL_PACE).unref());
+        const end = performance.now();
+        if (queue === this.fills && end - this.clientReadAt < ACTIVE_MS) this.fillNotBefore = end + Math.min(MAX_PAUSE_MS, (end - t0) * FILL_PACE);
       }
     } finally {
       this.running = undefined;
