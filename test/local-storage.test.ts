@@ -46,3 +46,23 @@ test('local storage: a read after close() fails with LFB_ERR_IO, not bytes of an
     await cleanup();
   }
 });
+
+test('local storage: close() called twice while a read runs resolves both times; a read started after close() fails', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    await writeFile(join(dir, 'f'), randomBytes(4 << 20));
+    const f = await localStorage.open(join(dir, 'f'), 'read');
+    const reading = f.pread(Buffer.alloc(4 << 20), 0);
+    const first = f.close();
+    const second = f.close();
+    const late = assert.rejects(f.pread(Buffer.alloc(16), 0), (e: unknown) => isLifeboatError(e) && e.code === 'LFB_ERR_IO');
+    const inTime = (p: Promise<unknown>): Promise<unknown> =>
+      Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('close() never returned')), 2000).unref())]);
+    assert.equal(await reading, 4 << 20);
+    await inTime(first);
+    await inTime(second);
+    await late;
+  } finally {
+    await cleanup();
+  }
+});

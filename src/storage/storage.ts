@@ -68,20 +68,32 @@ function writeAt(fd: number, data: Uint8Array, offset: number, length: number, p
 class LocalFile implements StorageFile {
   /** Reads and writes under way on the descriptor: close() waits for them (a descriptor closed under a read could be reused by another file). */
   private busy = 0;
-  private idle: (() => void) | undefined;
+  private readonly idle: (() => void)[] = [];
+  /** Set by the first close(): later calls share it, and no read or write starts after it. */
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly path: string,
     private readonly fh: FileHandle,
   ) {}
 
+  /** Counts an operation in; refused once close() has begun (FileHandle's EBADF). */
+  private enter(): void {
+    if (this.closing !== undefined) throw Object.assign(new Error('the file is closed'), { code: 'EBADF' });
+    this.busy += 1;
+  }
+
   private done(): void {
     this.busy -= 1;
-    if (this.busy === 0) this.idle?.();
+    if (this.busy === 0) for (const w of this.idle.splice(0)) w();
   }
 
   async pread(into: Buffer, position: number): Promise<number> {
-    this.busy += 1;
+    try {
+      this.enter();
+    } catch (err) {
+      throw fromFsError(err, 'read', this.path);
+    }
     try {
       let done = 0;
       while (done < into.length) {
@@ -98,7 +110,11 @@ class LocalFile implements StorageFile {
   }
 
   async pwrite(data: Uint8Array, position: number): Promise<void> {
-    this.busy += 1;
+    try {
+      this.enter();
+    } catch (err) {
+      throw fromFsError(err, 'write', this.path);
+    }
     try {
       let done = 0;
       while (done < data.length) {
@@ -145,8 +161,13 @@ class LocalFile implements StorageFile {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.busy > 0) await new Promise<void>((r) => (this.idle = r));
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    while (this.busy > 0) await new Promise<void>((r) => this.idle.push(r));
     try {
       await this.fh.close();
     } catch (err) {
