@@ -108,6 +108,14 @@ test('lz4 blocks are stored in 64 KiB frames, each checked by a CRC-32: no SHA-2
     const again = decodeFrames('lz4', bytes.subarray(r.bounds[f]!, r.bounds[l + 1]!), f, l, block.length);
     assert.ok('data' in again && again.start === r.start && again.data.equals(r.data));
   }
+  // Frames swapped within the block, or one copied over another, are caught (the index is in each frame's CRC-32).
+  const list = decodeRange('lz4', bytes, block.length, 0, 1);
+  assert.ok(list && 'bounds' in list && list.bounds);
+  const frame = (i: number): Buffer => bytes.subarray(list.bounds![i]!, list.bounds![i + 1]!);
+  const swapped = Buffer.concat([bytes.subarray(0, list.bounds[0]!), frame(1), frame(0), bytes.subarray(list.bounds[2]!)]);
+  assert.equal(verifyingDecode('lz4', swapped, block.length, sha(block)).data, null);
+  const copied = Buffer.concat([bytes.subarray(0, list.bounds[1]!), frame(0), bytes.subarray(list.bounds[2]!)]);
+  assert.equal(verifyingDecode('lz4', copied, block.length, sha(block)).data, null);
   // A short last block has a short last frame.
   const short = block.subarray(0, 3 * LZ4_FRAME_BYTES + 1000);
   const s = compressBlock({ codec: 'lz4', level: 0 }, short);

@@ -8,7 +8,10 @@ import type * as Lz4 from 'lz4-napi';
  * its content (@node-rs/crc32, several GB/s) instead of the block's SHA-256.
  *
  *   "LZ4F" | u32 LE content bytes per frame | frames
- *   frame: u32 LE stored length n | u32 LE CRC-32 of the content | n bytes: lz4-napi's size-prefixed block
+ *   frame: u32 LE stored length n | u32 LE CRC-32 of the frame's index (u32 LE) then its content | n bytes: lz4-napi's size-prefixed block
+ *
+ * The index is in the CRC so that frames swapped or copied within a block do
+ * not pass for good ones.
  *
  * lz4 looks back at most 64 KiB, so frames of 64 KiB cost almost nothing in
  * size. An older lz4 block (one size-prefixed lz4-napi block) starts with its
@@ -43,14 +46,22 @@ export function lz4Frames(data: Buffer): Buffer {
     const packed = lz4().compressSync(content);
     const fh = Buffer.alloc(FRAME_HEAD);
     fh.writeUInt32LE(packed.length, 0);
-    fh.writeUInt32LE(crc32(content), 4);
+    fh.writeUInt32LE(frameCrc(at / LZ4_FRAME_BYTES, content), 4);
     parts.push(fh, packed);
   }
   return Buffer.concat(parts);
 }
 
+/** The CRC-32 of frame `index`: over its index (u32 LE), then its content. */
+function frameCrc(index: number, content: Uint8Array): number {
+  const i = Buffer.alloc(4);
+  i.writeUInt32LE(index, 0);
+  return crc32(content, crc32(i));
+}
+
 /** One frame of a stored block: where it starts (its header) and ends, and the content it holds. */
 interface Lz4Frame {
+  readonly index: number;
   readonly offset: number;
   readonly end: number;
   readonly contentSize: number;
@@ -68,8 +79,8 @@ function frameList(stored: Buffer, rawLength: number): { frames: Lz4Frame[]; fra
     const end = at + FRAME_HEAD + stored.readUInt32LE(at);
     const size = stored.readUInt32LE(at + FRAME_HEAD);
     if (end > stored.length) return `frame ${frames.length} runs past the block`;
-    if (size !== Math.min(frameBytes, rawLength - content)) return `frame ${frames.length} holds ${size} bytes`;
-    frames.push({ offset: at, end, contentSize: size });
+    if (size === 0 || size !== Math.min(frameBytes, rawLength - content)) return `frame ${frames.length} holds ${size} bytes`;
+    frames.push({ index: frames.length, offset: at, end, contentSize: size });
     content += size;
     at = end;
   }
@@ -78,12 +89,12 @@ function frameList(stored: Buffer, rawLength: number): { frames: Lz4Frame[]; fra
 }
 
 /** The content of one frame whose bytes are stored[offset, end), checked against its CRC-32; throws if damaged. */
-function decodeFrame(stored: Buffer, offset: number, end: number, contentSize: number): Buffer {
+function decodeFrame(stored: Buffer, { index, offset, end, contentSize }: Lz4Frame): Buffer {
   const packed = stored.subarray(offset + FRAME_HEAD, end);
   // lz4-napi allocates what the 4-byte size prefix says: check it first.
   if (packed.length < 4 || packed.readUInt32LE(0) !== contentSize) throw new Error('a frame states a wrong size');
   const out = lz4().uncompressSync(packed);
-  if (out.length !== contentSize || crc32(out) !== stored.readUInt32LE(offset + 4)) throw new Error('a frame fails its CRC-32');
+  if (out.length !== contentSize || frameCrc(index, out) !== stored.readUInt32LE(offset + 4)) throw new Error('a frame fails its CRC-32');
   return out;
 }
 
@@ -94,7 +105,7 @@ export function decompressLz4Frames(stored: Buffer, rawLength: number): Buffer {
   const out = Buffer.allocUnsafeSlow(rawLength);
   let pos = 0;
   for (const f of list.frames) {
-    decodeFrame(stored, f.offset, f.end, f.contentSize).copy(out, pos);
+    decodeFrame(stored, f).copy(out, pos);
     pos += f.contentSize;
   }
   return out;
@@ -135,7 +146,9 @@ export function decodeLz4Frames(span: Buffer, first: number, last: number, rawLe
     if (at + FRAME_HEAD > span.length) return { problem: `frame ${i} is cut short` };
     const end = at + FRAME_HEAD + span.readUInt32LE(at);
     if (end > span.length) return { problem: `frame ${i} runs past its bounds` };
-    frames.push({ offset: at, end, contentSize: Math.min(LZ4_FRAME_BYTES, rawLength - i * LZ4_FRAME_BYTES) });
+    const contentSize = Math.min(LZ4_FRAME_BYTES, rawLength - i * LZ4_FRAME_BYTES);
+    if (contentSize <= 0) return { problem: `frame ${i} is past the block's end` };
+    frames.push({ index: i, offset: at, end, contentSize });
     at = end;
   }
   if (at !== span.length) return { problem: 'frames do not fill their bounds' };
@@ -144,11 +157,11 @@ export function decodeLz4Frames(span: Buffer, first: number, last: number, rawLe
 
 function decodeSpan(stored: Buffer, frames: readonly Lz4Frame[], start: number): { data: Buffer; start: number } | { problem: string } {
   try {
-    if (frames.length === 1) return { data: decodeFrame(stored, frames[0]!.offset, frames[0]!.end, frames[0]!.contentSize), start };
+    if (frames.length === 1) return { data: decodeFrame(stored, frames[0]!), start };
     const data = Buffer.allocUnsafeSlow(frames.reduce((a, f) => a + f.contentSize, 0));
     let pos = 0;
     for (const f of frames) {
-      decodeFrame(stored, f.offset, f.end, f.contentSize).copy(data, pos);
+      decodeFrame(stored, f).copy(data, pos);
       pos += f.contentSize;
     }
     return { data, start };
