@@ -27,8 +27,7 @@ test('disk-cache descriptors: at most the limit stay open, the least recently us
     // f19 was used last: it is still open, and reading it opens nothing.
     assert.equal(await read(19), 19);
     assert.equal(openCount() - before, 8);
-    files.closeAll();
-    await settle();
+    await files.closeAll();
     assert.equal(openCount(), before);
   } finally {
     await cleanup();

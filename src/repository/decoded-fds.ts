@@ -40,40 +40,41 @@ export class OpenFiles {
       return await fn(await f.fd);
     } catch (err) {
       // A failed open (or read) is not kept: the next read opens afresh.
-      this.drop(key, f);
+      void this.drop(key, f);
       throw err;
     } finally {
       f.users -= 1;
-      if (f.dropped && f.users === 0) closeLater(f.fd);
+      if (f.dropped && f.users === 0) void closeLater(f.fd);
     }
   }
 
   /** Forgets the file's descriptor (the file is being removed or was found damaged): closed once idle. */
   forget(key: string): void {
     const f = this.table.get(key);
-    if (f !== undefined) this.drop(key, f);
+    if (f !== undefined) void this.drop(key, f);
   }
 
-  /** Closes every descriptor once its reads are done. */
-  closeAll(): void {
-    for (const [key, f] of [...this.table]) this.drop(key, f);
+  /** Closes every descriptor once its reads are done; resolves when those not in use are closed. */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.table].map(([key, f]) => this.drop(key, f)));
   }
 
   get size(): number {
     return this.table.size;
   }
 
-  private drop(key: string, f: OpenFile): void {
-    if (f.dropped) return;
+  /** Out of the table; closed now if idle (the promise: when it is), else by its last user. */
+  private drop(key: string, f: OpenFile): Promise<void> | undefined {
+    if (f.dropped) return undefined;
     f.dropped = true;
     if (this.table.get(key) === f) this.table.delete(key);
-    if (f.users === 0) closeLater(f.fd);
+    return f.users === 0 ? closeLater(f.fd) : undefined;
   }
 
   private evict(): void {
     for (const [key, f] of this.table) {
       if (this.table.size <= this.max) return;
-      this.drop(key, f);
+      void this.drop(key, f);
     }
   }
 }
@@ -85,9 +86,10 @@ function openRead(path: string): Promise<number> {
   return p;
 }
 
-function closeLater(fd: Promise<number>): void {
-  void fd.then(
-    (n) => fsClose(n, () => undefined),
+/** Closes the descriptor once it is open; resolves when it is closed (or never opened). */
+function closeLater(fd: Promise<number>): Promise<void> {
+  return fd.then(
+    (n) => new Promise<void>((resolve) => fsClose(n, () => resolve())),
     () => undefined,
   );
 }

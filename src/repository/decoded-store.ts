@@ -241,7 +241,7 @@ export class DecodedBlockStore {
   async close(): Promise<void> {
     this.closed = true;
     await this.flushed();
-    this.files.closeAll();
+    await this.files.closeAll();
   }
 
   /** Bytes reserved by the writes under way. */
@@ -341,7 +341,8 @@ export class DecodedBlockStore {
   }
 
   private lookup(digest: Uint8Array, length: number): Entry | undefined {
-    const e = this.entries.get(keyOf(digest, length));
+    // Closed: nothing is read (a descriptor opened now would never be closed).
+    const e = this.closed ? undefined : this.entries.get(keyOf(digest, length));
     if (e === undefined) this.counts.misses += 1;
     return e;
   }
