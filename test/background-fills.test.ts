@@ -3,70 +3,79 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BackgroundFills } from '../src/repository/background-fills.js';
 
-/** Start and end times of each fill, each taking `ms`. */
-async function runFills(blocks: number[], ms: number, clientReading: boolean, prefetch = false): Promise<{ start: number; end: number }[]> {
-  const times: { start: number; end: number }[] = [];
+interface Done {
+  readonly bi: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Fills that each take `ms`, noting when each ran, and (when `reading`) a client that reads every 5 ms until stopped. */
+function timedFills(ms: number, reading: boolean): { fills: BackgroundFills; done: Done[]; stopReading: () => Promise<void> } {
+  const done: Done[] = [];
   const fills = new BackgroundFills(
-    async () => {
+    async (bi) => {
       const start = performance.now();
       await sleep(ms);
-      times.push({ start, end: performance.now() });
+      done.push({ bi, start, end: performance.now() });
     },
     () => true,
     64,
     64,
   );
-  let reading = clientReading;
+  let on = reading;
   const reader = (async () => {
-    while (reading) {
+    while (on) {
       fills.noteClientRead();
       await sleep(5);
     }
   })();
+  return {
+    fills,
+    done,
+    stopReading: async () => {
+      on = false;
+      await reader;
+    },
+  };
+}
+
+/** Start and end times of each fill, each taking `ms`. */
+async function runFills(blocks: number[], ms: number, clientReading: boolean, prefetch = false): Promise<Done[]> {
+  const { fills, done, stopReading } = timedFills(ms, clientReading);
   if (prefetch) await fills.addPrefetch(blocks);
   else {
     for (const bi of blocks) fills.addFill(bi);
-    while (times.length < blocks.length) await sleep(5);
+    while (done.length < blocks.length) await sleep(5);
   }
-  reading = false;
-  await reader;
-  return times;
+  await stopReading();
+  return done;
 }
 
+const gaps = (d: Done[]): number[] => d.slice(1).map((x, i) => x.start - d[i]!.end);
+
 test('background fills: while clients read, each fill is followed by a pause three times as long; idle, they run back to back', async () => {
-  const busy = await runFills([1, 2, 3], 30, true);
-  for (let i = 1; i < busy.length; i++) assert.ok(busy[i]!.start - busy[i - 1]!.end >= 75, `gap ${busy[i]!.start - busy[i - 1]!.end} ms after fill ${i}`);
-  const idle = await runFills([1, 2, 3], 30, false);
-  for (let i = 1; i < idle.length; i++) assert.ok(idle[i]!.start - idle[i - 1]!.end < 25, `gap ${idle[i]!.start - idle[i - 1]!.end} ms after fill ${i}`);
+  const busy = gaps(await runFills([1, 2, 3], 30, true));
+  assert.ok(
+    busy.every((g) => g >= 75),
+    `gaps ${busy.map((g) => g.toFixed(0)).join(', ')} ms`,
+  );
+  const idle = gaps(await runFills([1, 2, 3], 30, false));
+  assert.ok(
+    idle.every((g) => g < 25),
+    `gaps ${idle.map((g) => g.toFixed(0)).join(', ')} ms`,
+  );
   // A boot prefetch must stay ahead of the guest: never paced.
   const prefetch = await runFills([1, 2, 3], 30, true, true);
   assert.equal(prefetch.length, 3);
-  for (let i = 1; i < prefetch.length; i++) assert.ok(prefetch[i]!.start - prefetch[i - 1]!.end < 25);
+  assert.ok(gaps(prefetch).every((g) => g < 25));
 });
 
 test('background fills: a boot prefetch does not wait out the pauses of fills queued before it', async () => {
-  const done: { bi: number; end: number }[] = [];
-  const fills = new BackgroundFills(
-    async (bi) => {
-      await sleep(30);
-      done.push({ bi, end: performance.now() });
-    },
-    () => true,
-    64,
-    64,
-  );
-  let reading = true;
-  const reader = (async () => {
-    while (reading) {
-      fills.noteClientRead();
-      await sleep(5);
-    }
-  })();
+  const { fills, done, stopReading } = timedFills(30, true);
   const t0 = performance.now();
   for (const bi of [1, 2, 3, 4]) fills.addFill(bi);
   await fills.addPrefetch([100, 101, 102]);
-  reading = false;
-  await reader;
+  await stopReading();
   assert.equal(done.length, 7);
   // Fill 1, then the three prefetches during its pause, then the other fills paced: about 4 x 30 ms, not 4 x 120 ms.
   const prefetched = done.filter((d) => d.bi >= 100);

@@ -28,6 +28,17 @@ function sampleBlock(seed: number): Buffer {
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
+/** 300 copies of `bytes`, each with one bit flipped: in each of the first `head` bytes, then at random places. */
+function* flippedCopies(bytes: Buffer, seed: number, head: number): Generator<{ damaged: Buffer; at: number }> {
+  const rand = prng(seed);
+  for (let k = 0; k < 300; k++) {
+    const damaged = Buffer.from(bytes);
+    const at = k < head ? k : Math.floor(rand() * damaged.length);
+    damaged[at] = damaged[at]! ^ (1 << Math.floor(rand() * 8));
+    yield { damaged, at };
+  }
+}
+
 test('zstd blocks carry a frame checksum, and every flipped byte is caught by it or by SHA-256', () => {
   const block = sampleBlock(1);
   const { codec, bytes } = compressBlock({ codec: 'zstd', level: 1 }, block);
@@ -35,11 +46,7 @@ test('zstd blocks carry a frame checksum, and every flipped byte is caught by it
   assert.ok(zstdFrameHasChecksum(bytes));
   const good = verifyingDecode('zstd', bytes, block.length, sha(block));
   assert.ok(good.data?.equals(block));
-  const rand = prng(2);
-  for (let k = 0; k < 300; k++) {
-    const damaged = Buffer.from(bytes);
-    const at = k < 12 ? k : Math.floor(rand() * damaged.length);
-    damaged[at] = damaged[at]! ^ (1 << Math.floor(rand() * 8));
+  for (const { damaged, at } of flippedCopies(bytes, 2, 12)) {
     const r = verifyingDecode('zstd', damaged, block.length, sha(block));
     // Either refused, or (never, but if the flip was a no-op) the exact block.
     if (r.data !== null) assert.ok(r.data.equals(block), `byte ${at}: wrong data came back`);
@@ -84,17 +91,14 @@ test('lz4 blocks are stored in 64 KiB frames, each checked by a CRC-32: no SHA-2
   assert.ok(verifyingDecode('lz4', bytes, block.length, Buffer.alloc(32, 1)).data?.equals(block));
   assert.equal(verifyingDecode('lz4', bytes, block.length, Buffer.alloc(32, 1), true).problem, 'fails its checksum');
   assert.ok(verifyingDecode('lz4', bytes, block.length, sha(block), true).data?.equals(block));
-  const rand = prng(12);
-  for (let k = 0; k < 300; k++) {
-    const damaged = Buffer.from(bytes);
-    const at = k < 24 ? k : Math.floor(rand() * damaged.length);
-    damaged[at] = damaged[at]! ^ (1 << Math.floor(rand() * 8));
+  for (const { damaged, at } of flippedCopies(bytes, 12, 24)) {
     const r = verifyingDecode('lz4', damaged, block.length, sha(block));
     if (r.data !== null) assert.ok(r.data.equals(block), `byte ${at}: wrong data came back`);
     const part = decodeRange('lz4', damaged, block.length, 5 * LZ4_FRAME_BYTES + 7, 5 * LZ4_FRAME_BYTES + 4103);
     if (part && 'data' in part) assert.ok(part.data.equals(block.subarray(part.start, part.start + part.data.length)), `byte ${at}: wrong range`);
   }
   // Ranges decode only their frames, and the boundaries let a later read fetch just those frames' bytes.
+  const rand = prng(13);
   for (let k = 0; k < 50; k++) {
     const from = Math.floor(rand() * (block.length - 1));
     const to = Math.min(block.length, from + 1 + Math.floor(rand() * 200_000));
