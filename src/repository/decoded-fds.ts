@@ -1,5 +1,5 @@
 import { close as fsClose, open as fsOpen } from 'node:fs';
-import { readAt } from '../storage/storage.js';
+import { readFully } from '../storage/storage.js';
 
 /** Descriptors kept open at most: well under a default 1024-descriptor limit, shared with sockets and backup files. */
 export const OPEN_FILES_KEPT = 128;
@@ -97,14 +97,6 @@ function closeLater(fd: Promise<number>): Promise<void> {
 /** Fills each part's buffer from its position in the file; returns the counts read (less only at end of file). */
 export async function readParts(fd: number, parts: readonly { into: Buffer; position: number }[]): Promise<number[]> {
   const counts: number[] = [];
-  for (const { into, position } of parts) {
-    let got = 0;
-    while (got < into.length) {
-      const n = await readAt(fd, into, got, into.length - got, position + got);
-      if (n === 0) break;
-      got += n;
-    }
-    counts.push(got);
-  }
+  for (const { into, position } of parts) counts.push(await readFully(fd, into, position));
   return counts;
 }
