@@ -102,12 +102,6 @@ export async function openDatabase(spec: CatalogSpec & { readonly folder?: strin
 // SQLite -----------------------------------------------------------------------
 
 /**
- * Write transactions per database file in this process, one at a time. A
- * writer waiting for SQLite's lock blocks the event loop (better-sqlite3 is
- * synchronous); if the holder were another catalog in this same process it
- * could never finish. Across processes the busy timeout does the waiting.
- */
-/**
  * kysely prepares every query it runs, and better-sqlite3 compiles a
  * statement at each prepare; the catalog runs the same few dozen statements
  * again and again, so the compiled ones are kept (the newest 256 texts: IN
@@ -135,6 +129,12 @@ function keepingStatements(handle: BetterSqlite3.Database, max = 256): SqliteDat
   };
 }
 
+/**
+ * Write transactions per database file in this process, one at a time. A
+ * writer waiting for SQLite's lock blocks the event loop (better-sqlite3 is
+ * synchronous); if the holder were another catalog in this same process it
+ * could never finish. Across processes the busy timeout does the waiting.
+ */
 const sqliteWriteQueues = new Map<string, Promise<unknown>>();
 
 function oneWriterAtATime<T>(file: string, fn: () => Promise<T>): Promise<T> {

@@ -14,7 +14,6 @@ const FINISHED: readonly RunState[] = ['succeeded', 'warning', 'failed', 'interr
 /** Log lines one poll sends at most: a run that logs fast is caught up over a few polls. */
 const LOG_BATCH = 500;
 
-/** A run as the API shows it: the catalog's record with the repository's URL name. */
 /**
  * A page of up to 1000 runs is written with JSON.stringify, not the serializer
  * fastify builds from the response schema: for records that carry exactly the
@@ -24,6 +23,7 @@ const LOG_BATCH = 500;
  */
 const RECORDS_AS_THEY_ARE = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
 
+/** A run as the API shows it: the catalog's record with the repository's URL name. */
 export function runView(ctx: ApiContext, r: RunRecord): RunRecord & { repoName: string } {
   return { ...r, repoName: ctx.repoName(r.repo) };
 }
