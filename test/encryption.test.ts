@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -172,6 +173,10 @@ test('encryption at rest: an encrypted repository end to end', { timeout: 10 * 6
     const viaNfs = (await run('nfs-cat', [nfs], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
     assert.equal(viaNfs.length, want.length, 'the NFS file is the disk');
     assert.ok(viaNfs.equals(want), 'NFS read of an encrypted point is the disk at that point');
+    // Every block was decoded for those reads, and none of them went to the disk cache: it would hold them in the clear.
+    const list = ok(await cli(['instant', 'list', '--repo', repo], env), 'instant list');
+    assert.match(list.stdout, /disk cache: off \(the repository is encrypted/);
+    assert.ok(!existsSync(join(repo, 'cache', 'blocks')), 'no disk cache folder in an encrypted repository');
     ok(await cli(['instant', 'stop', 's', '--repo', repo], env), 'instant stop');
   } finally {
     // SIGTERM: serve closes its file session (the appliance files ls booted) as it stops; a kill -9 would leave it running.
