@@ -52,6 +52,8 @@ async function runFills(blocks: number[], ms: number, clientReading: boolean, pr
 }
 
 const gaps = (d: Done[]): number[] => d.slice(1).map((x, i) => x.start - d[i]!.end);
+/** An unpaced gap: well under the 90 ms pause after a 30 ms fill, with room for a busy machine's timer lateness. */
+const UNPACED_MS = 60;
 
 test('background fills: while clients read, each fill is followed by a pause three times as long; idle, they run back to back', async () => {
   const busy = gaps(await runFills([1, 2, 3], 30, true));
@@ -61,13 +63,13 @@ test('background fills: while clients read, each fill is followed by a pause thr
   );
   const idle = gaps(await runFills([1, 2, 3], 30, false));
   assert.ok(
-    idle.every((g) => g < 25),
+    idle.every((g) => g < UNPACED_MS),
     `gaps ${idle.map((g) => g.toFixed(0)).join(', ')} ms`,
   );
   // A boot prefetch must stay ahead of the guest: never paced.
   const prefetch = await runFills([1, 2, 3], 30, true, true);
   assert.equal(prefetch.length, 3);
-  assert.ok(gaps(prefetch).every((g) => g < 25));
+  assert.ok(gaps(prefetch).every((g) => g < UNPACED_MS));
 });
 
 test('background fills: a boot prefetch does not wait out the pauses of fills queued before it', async () => {
@@ -77,8 +79,8 @@ test('background fills: a boot prefetch does not wait out the pauses of fills qu
   await fills.addPrefetch([100, 101, 102]);
   await stopReading();
   assert.equal(done.length, 7);
-  // Fill 1, then the three prefetches during its pause, then the other fills paced: about 4 x 30 ms, not 4 x 120 ms.
+  // Fill 1, then the three prefetches during its pause: about 4 x 30 ms; behind the paced fills it would be over 4 x 120 ms.
   const prefetched = done.filter((d) => d.bi >= 100);
-  assert.ok(prefetched[2]!.end - t0 < 250, `the prefetch ended ${(prefetched[2]!.end - t0).toFixed(0)} ms after it was queued`);
+  assert.ok(prefetched[2]!.end - t0 < 350, `the prefetch ended ${(prefetched[2]!.end - t0).toFixed(0)} ms after it was queued`);
   assert.ok(done.findIndex((d) => d.bi >= 100) <= 1, `order ${done.map((d) => d.bi).join(',')}`);
 });

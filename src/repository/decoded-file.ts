@@ -5,10 +5,11 @@ import type { FileHandle } from 'node:fs/promises';
  * One file of the disk cache of decoded blocks (decoded-store.ts), named
  * `<dir>/<2 hex>/<digest hex>-<length>`.
  *
- * Layout: a header of
- * HEADER_FIXED bytes (magic, version, log2 of the piece size, data length,
- * CRC-32 of the header), the CRC-32 (computed with @node-rs/crc32: the zlib polynomial, at several GB/s with the CPU's carry-less multiply) of every PIECE_BYTES piece of the data,
- * padding to a multiple of 4 KiB, then the data.
+ * Layout: a header of HEADER_FIXED bytes (magic, version, log2 of the piece
+ * size, data length, CRC-32 of the header), the CRC-32 of every PIECE_BYTES
+ * piece of the data, padding to a multiple of 4 KiB, then the data. The
+ * CRC-32 is zlib's polynomial, computed by @node-rs/crc32 at several GB/s
+ * with the CPU's carry-less multiply.
  */
 
 /** Data is checked in pieces of this size: a small random read reads and checks one piece, not the whole block. */
