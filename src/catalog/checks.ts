@@ -27,6 +27,9 @@ export function isoInstant(value: string, what: string): string {
   return new Date(ms).toISOString();
 }
 
+/** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
+export const INSERT_CHUNK = 500;
+
 export function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));

@@ -31,12 +31,13 @@ import {
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
-import { chunks, invalid, isoInstant, oneOf, pageSize, runNotFound } from './checks.js';
+import { INSERT_CHUNK, chunks, invalid, isoInstant, oneOf, pageSize, runNotFound } from './checks.js';
 import { catalogError, type CatalogDatabase } from './database.js';
 import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
 import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
+import { appendLines, insertRun, lockRun, markInterrupted, runsNewestFirst, upsertTask } from './sql-runs.js';
 import { deleteUsageSamples, insertUsageSample, latestRunsOf, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
 const DEFAULT_RUN_PAGE = 50;
@@ -47,13 +48,8 @@ const MAX_USAGE_SAMPLES = 10_000;
 const MAX_LOG_PAGE = 10_000;
 const DEFAULT_REPORT_PAGE = 50;
 const MAX_REPORT_PAGE = 1000;
-/** Rows per INSERT: well below SQLite's 32766 bound variables at 13 columns a row. */
-const INSERT_CHUNK = 500;
 const LATEST_RUNS_SLICE = 400;
 const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
-/** What a run left unfinished by a dead server gets as its error. */
-const INTERRUPTED_CODE = 'LFB_ERR_INTERRUPTED';
-const INTERRUPTED_MESSAGE = 'the server stopped before the run ended';
 
 /** Every point given for one job's replacement belongs to that job. */
 function checkPointsOf(repo: string, job: string, points: readonly PointRecord[]): void {
@@ -91,31 +87,7 @@ export class SqlCatalog implements Catalog {
     if (run.kind !== undefined) oneOf(run.kind, RUN_KINDS, 'kind');
     if (!Number.isInteger(run.attempt) || run.attempt < 1) throw invalid(`attempt must be a whole number of at least 1 (got ${run.attempt})`);
     return this.guard(async () => {
-      const row = await this.db
-        .insertInto('runs')
-        .values({
-          repo: run.repo,
-          job: run.job,
-          trigger: run.trigger,
-          attempt: run.attempt,
-          retry_of: run.retryOf,
-          state: 'queued',
-          queued_at: run.queuedAt,
-          started_at: null,
-          ended_at: null,
-          bytes_read: 0,
-          bytes_stored: 0,
-          steps: '{}',
-          error_code: null,
-          error_message: null,
-          point_id: null,
-          change_method: null,
-          change_reason: null,
-          kind: run.kind ?? 'backup',
-          report_id: null,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const row = await insertRun(this.db, run);
       return rows.runFromRow(row);
     });
   }
@@ -145,18 +117,8 @@ export class SqlCatalog implements Catalog {
     if (filter.states !== undefined && filter.states.length === 0) return { runs: [], next: null };
     const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
     return this.guard(async () => {
-      let q = this.db.selectFrom('runs').selectAll();
-      if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
-      if (filter.job !== undefined) q = q.where('job', '=', filter.job);
-      if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
-      if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
-      if (since !== undefined) q = q.where('queued_at', '>=', since);
-      if (filter.before !== undefined) q = q.where('id', '<', filter.before);
       // One row more than the page tells whether another page follows.
-      const found = await q
-        .orderBy('id', 'desc')
-        .limit(limit + 1)
-        .execute();
+      const found = await runsNewestFirst(this.db, filter, since, limit + 1);
       const page = found.slice(0, limit).map(rows.runFromRow);
       return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
     });
@@ -172,32 +134,7 @@ export class SqlCatalog implements Catalog {
 
   async interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]> {
     if (repos !== undefined && repos.length === 0) return [];
-    return this.guard(() =>
-      this.database.write(async (trx) => {
-        const unfinished = ['running', 'queued'];
-        // Only the given repositories' runs: other servers sharing the catalog have theirs under way.
-        const mine = trx.selectFrom('runs').select('id').where('state', 'in', unfinished);
-        const ofRepos = repos === undefined ? mine : mine.where('repo', 'in', [...repos]);
-        await trx
-          .updateTable('tasks')
-          .set((eb) => ({ state: 'interrupted', ended_at: eb.fn.coalesce('ended_at', eb.val(at)) }))
-          .where('state', 'in', unfinished)
-          .where('run_id', 'in', ofRepos)
-          .execute();
-        let runs = trx
-          .updateTable('runs')
-          .set((eb) => ({
-            state: 'interrupted',
-            ended_at: eb.fn.coalesce('ended_at', eb.val(at)),
-            error_code: eb.fn.coalesce('error_code', eb.val(INTERRUPTED_CODE)),
-            error_message: eb.fn.coalesce('error_message', eb.val(INTERRUPTED_MESSAGE)),
-          }))
-          .where('state', 'in', unfinished);
-        if (repos !== undefined) runs = runs.where('repo', 'in', [...repos]);
-        const changed = await runs.returningAll().execute();
-        return changed.map(rows.runFromRow).sort((a, b) => a.id - b.id);
-      }),
-    );
+    return this.guard(() => this.database.write(async (trx) => (await markInterrupted(trx, at, repos)).map(rows.runFromRow).sort((a, b) => a.id - b.id)));
   }
 
   // Tasks and logs ------------------------------------------------------------
@@ -207,21 +144,8 @@ export class SqlCatalog implements Catalog {
     const row = rows.taskToRow(task);
     return this.guard(() =>
       this.database.write(async (trx) => {
-        await this.lockRun(trx, task.runId);
-        await trx
-          .insertInto('tasks')
-          .values(row)
-          .onConflict((oc) =>
-            oc.columns(['run_id', 'disk']).doUpdateSet({
-              disk_name: row.disk_name,
-              state: row.state,
-              started_at: row.started_at,
-              ended_at: row.ended_at,
-              bytes_read: row.bytes_read,
-              bytes_stored: row.bytes_stored,
-            }),
-          )
-          .execute();
+        await lockRun(trx, task.runId, this.database.kind);
+        await upsertTask(trx, row);
       }),
     );
   }
@@ -237,21 +161,8 @@ export class SqlCatalog implements Catalog {
     for (const l of lines) oneOf(l.level, LOG_LEVELS, 'log level');
     return this.guard(() =>
       this.database.write(async (trx) => {
-        // Locking the run orders concurrent appenders (PostgreSQL); SQLite's
-        // write transaction already holds the database's one write lock.
-        await this.lockRun(trx, runId);
-        const last = await trx
-          .selectFrom('log_lines')
-          .select((eb) => eb.fn.max('seq').as('seq'))
-          .where('run_id', '=', runId)
-          .executeTakeFirst();
-        let seq = Number(last?.seq ?? 0);
-        for (const chunk of chunks(lines, INSERT_CHUNK)) {
-          await trx
-            .insertInto('log_lines')
-            .values(chunk.map((l) => ({ run_id: runId, seq: ++seq, at: l.at, level: l.level, message: l.message })))
-            .execute();
-        }
+        await lockRun(trx, runId, this.database.kind);
+        await appendLines(trx, runId, lines);
       }),
     );
   }
@@ -262,17 +173,6 @@ export class SqlCatalog implements Catalog {
       const found = await this.db.selectFrom('log_lines').selectAll().where('run_id', '=', runId).where('seq', '>', afterSeq).orderBy('seq').limit(n).execute();
       return found.map(rows.logLineFromRow);
     });
-  }
-
-  /** In a write transaction: the run exists (else LFB_ERR_RUN_NOT_FOUND), locked until commit. */
-  private async lockRun(trx: CatalogDatabase['db'], runId: number): Promise<void> {
-    const found = await trx
-      .selectFrom('runs')
-      .select('id')
-      .where('id', '=', runId)
-      .$if(this.database.kind === 'postgres', (q) => q.forUpdate())
-      .executeTakeFirst();
-    if (found === undefined) throw runNotFound(runId);
   }
 
   // Jobs and points -----------------------------------------------------------
