@@ -14,21 +14,26 @@ const Window = Type.String({ minLength: 1, maxLength: 32, description: 'HH:MM-HH
 const Duration = Type.String({ minLength: 1, maxLength: 32, description: 'e.g. 30s, 10m, 1h' });
 const Weekdays = Type.Array(Weekday, { maxItems: 7 });
 
+/** The settings create and change take alike (each optional in both). */
+const SETTINGS = {
+  drives: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
+  method: Type.Optional(Method),
+  retainPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+  retainDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
+  activeFullDays: Type.Optional(Weekdays),
+  syntheticFullDays: Type.Optional(Weekdays),
+  transformToRollbacks: Type.Optional(Type.Boolean()),
+  cbt: Type.Optional(Type.Boolean()),
+  diskFormat: Type.Optional(DiskFormat),
+};
+
 /** `job create`'s settings; what is left out gets `job create`'s default. */
 export const JobCreateBody = Type.Object(
   {
     name: Name,
     disks: Type.Optional(Disks),
     qmp: Type.Optional(Type.String({ minLength: 1, description: "a running VM's QMP monitor socket (with drives)" })),
-    drives: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
-    method: Type.Optional(Method),
-    retainPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    retainDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    activeFullDays: Type.Optional(Weekdays),
-    syntheticFullDays: Type.Optional(Weekdays),
-    transformToRollbacks: Type.Optional(Type.Boolean()),
-    cbt: Type.Optional(Type.Boolean()),
-    diskFormat: Type.Optional(DiskFormat),
+    ...SETTINGS,
     gfs: Type.Optional(Gfs),
     vmConfigFile: Type.Optional(Type.String({ minLength: 1, description: 'a JSON file on the server with the VM settings' })),
     schedule: Type.Optional(Schedule),
@@ -47,15 +52,7 @@ export const JobChangeBody = Type.Object(
   {
     disks: Type.Optional(Disks),
     qmp: Type.Optional(Type.String({ minLength: 1 })),
-    drives: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
-    method: Type.Optional(Method),
-    retainPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    retainDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    activeFullDays: Type.Optional(Weekdays),
-    syntheticFullDays: Type.Optional(Weekdays),
-    transformToRollbacks: Type.Optional(Type.Boolean()),
-    cbt: Type.Optional(Type.Boolean()),
-    diskFormat: Type.Optional(DiskFormat),
+    ...SETTINGS,
     gfs: Type.Optional(nullable(Gfs)),
     vmConfigFile: Type.Optional(Type.String({ minLength: 1 })),
     schedule: Type.Optional(nullable(Schedule)),
