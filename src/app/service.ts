@@ -205,8 +205,15 @@ export class LifeboatService {
       pool?: BlockWorkerPool;
     },
   ): Promise<BackupResult> {
-    const repo = await Repository.open(repoDir);
-    return runBackup(repo, job, { clock: this.clock, ...opts });
+    // Without a warm pool, its workers start loading now, while the repository
+    // opens (an encrypted one derives its key on the thread pool meanwhile).
+    const pool = opts.pool ?? new BlockWorkerPool();
+    try {
+      const repo = await Repository.open(repoDir);
+      return await runBackup(repo, job, { clock: this.clock, ...opts, pool });
+    } finally {
+      if (pool !== opts.pool) await pool.close();
+    }
   }
 
   /** `copy create`: records a copy job in repoDir, making the target repository and its job when missing. */

@@ -42,7 +42,7 @@ export async function unlockRepository(root: string, enc: EncryptionConfig, stor
   }
   const file = await readKeyFile(root, enc.keyId, storage);
   const password = await askPassword(`repository ${root}`);
-  const keys = deriveBlockKeys(file.keyId, unwrapDataKey(file, { password }));
+  const keys = deriveBlockKeys(file.keyId, await unwrapDataKey(file, { password }));
   rememberKeys(root, keys);
   return keys;
 }
@@ -56,7 +56,7 @@ export async function changeRepositoryPassword(
   storage: Storage = localStorage,
 ): Promise<void> {
   const file = await readKeyFile(root, enc.keyId, storage);
-  const dataKey = unwrapDataKey(file, secret);
+  const dataKey = await unwrapDataKey(file, secret);
   await writeKeyFile(root, rewrapKeyFile(file, dataKey, newPassword), storage);
 }
 
