@@ -205,14 +205,15 @@ export class LifeboatService {
       pool?: BlockWorkerPool;
     },
   ): Promise<BackupResult> {
-    // Without a warm pool, its workers start loading now, while the repository
-    // opens (an encrypted one derives its key on the thread pool meanwhile).
-    const pool = opts.pool ?? new BlockWorkerPool();
+    // Without a warm pool, and with no job lock to wait for (idle workers are
+    // not held through a wait), the workers start loading now, while the
+    // repository opens: an encrypted one derives its key meanwhile.
+    const pool = opts.pool ?? (opts.waitMs ? undefined : new BlockWorkerPool());
     try {
       const repo = await Repository.open(repoDir);
-      return await runBackup(repo, job, { clock: this.clock, ...opts, pool });
+      return await runBackup(repo, job, { clock: this.clock, ...opts, ...(pool ? { pool } : {}) });
     } finally {
-      if (pool !== opts.pool) await pool.close();
+      if (pool !== undefined && pool !== opts.pool) await pool.close();
     }
   }
 

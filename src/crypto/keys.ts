@@ -34,7 +34,7 @@ function passwordKey(password: string, kdf: KeyFile['kdf']): Buffer {
 
 /**
  * The same key on libuv's thread pool: unlocking takes about 0.15 s, during
- * which the command goes on starting (its block workers load meanwhile).
+ * which other threads go on (a backup's block workers load meanwhile).
  */
 function passwordKeyLater(password: string, kdf: KeyFile['kdf']): Promise<Buffer> {
   return new Promise((resolve, reject) => scrypt(...scryptArgs(password, kdf), (err, key) => (err ? reject(err) : resolve(key))));

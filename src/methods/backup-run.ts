@@ -124,7 +124,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     let synthetic: SyntheticFullResult | undefined;
     // GFS with no full day scheduled: the first run of each GFS period makes the full GFS keeps.
     if (decision.kind === 'increment' && (syntheticDue(job, state, now) || gfsSyntheticFullDue(job, state, now) !== undefined)) {
-      synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now));
+      synthetic = await synthesizeFull(job, dir, state, result.pointId, fileStamp(now), { pool: opts.pool });
       state = await scanJob(dir, storage);
       steps.lap('synthetic full');
     }
@@ -134,7 +134,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     const pending = job.transformToRollbacks ? chainToTransform(state) : undefined;
     if (pending) {
       const obstacle = transformObstacle(pending.older, pending.newer);
-      transform = obstacle ? { skipped: obstacle } : await transformToRollbacks(job, dir, state, pending.older, pending.newer);
+      transform = obstacle ? { skipped: obstacle } : await transformToRollbacks(job, dir, state, pending.older, pending.newer, { pool: opts.pool });
       state = await scanJob(dir, storage);
       steps.lap('transform');
     }

@@ -64,7 +64,15 @@ export function transformObstacle(older: Chain, newer: Chain): string | undefine
  * (the transform finished), so the next run cleans up and, in the first case,
  * starts the transform again. Every point stays restorable throughout.
  */
-export async function transformToRollbacks(job: JobDefinition, dir: string, state: JobState, older: Chain, newer: Chain): Promise<TransformResult> {
+export async function transformToRollbacks(
+  job: JobDefinition,
+  dir: string,
+  state: JobState,
+  older: Chain,
+  newer: Chain,
+  /** A pool to use instead of starting one (kept open). */
+  opts: { pool?: BlockWorkerPool | undefined } = {},
+): Promise<TransformResult> {
   await refuseSealedJob(dir, state.storage, 'a transform into rollbacks');
   // Oldest first. The old chain's own rollbacks (from an earlier transform)
   // need no rewriting: they lead to the old full's point, which becomes a rollback.
@@ -75,7 +83,7 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
   let blocksCopied = 0;
   let bytesCopied = 0;
   // Blocks are checked in workers (decompress + SHA-256) while the main thread reads and writes.
-  const pool = new BlockWorkerPool();
+  const pool = opts.pool ?? new BlockWorkerPool();
   try {
     for (let k = points.length - 1; k >= 0; k--) {
       const p = points[k]!;
@@ -90,7 +98,7 @@ export async function transformToRollbacks(job: JobDefinition, dir: string, stat
       abovePointId = p.root.pointId;
     }
   } finally {
-    await pool.close();
+    if (pool !== opts.pool) await pool.close();
   }
   // Increments depend on the full: newest first, the full last.
   const removed: string[] = [];
