@@ -6,7 +6,7 @@
 import { chmod, mkdir, open, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { Kysely, SqliteDatabase } from 'kysely';
+import type { CompiledQuery, Kysely, SqliteDatabase } from 'kysely';
 import { LifeboatError } from '../core/errors.js';
 import type { CatalogSchema, DatabaseKind } from './schema.js';
 
@@ -27,6 +27,13 @@ export interface CatalogDatabase {
    * points (`points`: a delete and inserts that must not mix).
    */
   lockExclusive(trx: Kysely<CatalogSchema>, what: ExclusiveLock): Promise<void>;
+  /**
+   * Runs a read and gives its rows as arrays, in the order of its select list.
+   * For the longest listings: better-sqlite3 builds each row object in C++,
+   * 1.7 ms of the 3 ms a page of 1000 runs takes, where arrays mapped in
+   * JavaScript cost a fraction (measured in process, 2026-12-04).
+   */
+  arrays(query: CompiledQuery): Promise<unknown[][]>;
   close(): Promise<void>;
 }
 
@@ -110,20 +117,26 @@ export async function openDatabase(spec: CatalogSpec & { readonly folder?: strin
  * to its end at once (all or run, never a held iterator), so one compiled
  * statement serves every caller.
  */
-function keepingStatements(handle: BetterSqlite3.Database, max = 256): SqliteDatabase {
+function keptStatements(handle: BetterSqlite3.Database, rows: 'objects' | 'arrays', max = 256): (text: string) => BetterSqlite3.Statement {
   const kept = new Map<string, BetterSqlite3.Statement>();
+  return (text) => {
+    let statement = kept.get(text);
+    if (statement === undefined) {
+      statement = handle.prepare(text);
+      // A statement's row shape is its own setting: array statements are kept apart.
+      if (rows === 'arrays') statement.raw(true);
+      if (kept.size >= max) kept.delete(kept.keys().next().value!);
+    } else kept.delete(text);
+    kept.set(text, statement);
+    return statement;
+  };
+}
+
+function keepingStatements(handle: BetterSqlite3.Database): SqliteDatabase {
+  const prepare = keptStatements(handle, 'objects');
   return {
-    prepare(text: string) {
-      let statement = kept.get(text);
-      if (statement === undefined) {
-        statement = handle.prepare(text);
-        if (kept.size >= max) kept.delete(kept.keys().next().value!);
-      } else kept.delete(text);
-      kept.set(text, statement);
-      return statement;
-    },
+    prepare,
     close() {
-      kept.clear();
       handle.close();
     },
   };
@@ -185,8 +198,10 @@ async function openSqlite(file: string, folder: string | undefined): Promise<Cat
     throw catalogError(label, err);
   }
   const db = new Kysely<CatalogSchema>({ dialect: new SqliteDialect({ database: keepingStatements(handle) }) });
+  const arrayStatement = keptStatements(handle, 'arrays', 64);
   return {
     kind: 'sqlite',
+    arrays: async (query) => arrayStatement(query.sql).all(query.parameters as unknown[]) as unknown[][],
     db,
     label,
     write: (fn) =>
@@ -233,6 +248,7 @@ async function openPostgres(url: string): Promise<CatalogDatabase> {
   return {
     kind: 'postgres',
     db,
+    arrays: async (query) => (await pool.query({ text: query.sql, values: [...query.parameters], rowMode: 'array' })).rows as unknown[][],
     label,
     write: (fn) => db.transaction().execute(fn),
     lockExclusive: async (trx, what) => {

@@ -47,29 +47,59 @@ function parseJson<T>(text: string, what: string): T {
   }
 }
 
-export function runFromRow(r: Selectable<RunsTable>): RunRecord {
+/** The runs table's columns, in the order runFromColumns reads them. */
+export const RUN_COLUMNS = [
+  'id',
+  'repo',
+  'job',
+  'kind',
+  'trigger',
+  'attempt',
+  'retry_of',
+  'state',
+  'queued_at',
+  'started_at',
+  'ended_at',
+  'bytes_read',
+  'bytes_stored',
+  'steps',
+  'error_code',
+  'error_message',
+  'point_id',
+  'change_method',
+  'change_reason',
+  'report_id',
+] as const satisfies readonly (keyof RunsTable)[];
+
+/** A run from its columns in RUN_COLUMNS order (a listing's rows as arrays). */
+export function runFromColumns(c: readonly unknown[]): RunRecord {
   return {
-    id: r.id,
-    repo: r.repo,
-    job: r.job,
-    kind: r.kind as RunKind,
-    trigger: r.trigger as RunTrigger,
-    attempt: r.attempt,
-    retryOf: r.retry_of,
-    state: r.state as RunState,
-    queuedAt: r.queued_at,
-    startedAt: r.started_at,
-    endedAt: r.ended_at,
-    bytesRead: r.bytes_read,
-    bytesStored: r.bytes_stored,
-    steps: parseJson<Record<string, number>>(r.steps, `steps of run ${r.id}`),
-    errorCode: r.error_code,
-    errorMessage: r.error_message,
-    pointId: r.point_id,
-    changeMethod: r.change_method as ChangeMethod | null,
-    changeReason: r.change_reason,
-    reportId: r.report_id,
+    id: c[0] as number,
+    repo: c[1] as string,
+    job: c[2] as string,
+    kind: c[3] as RunKind,
+    trigger: c[4] as RunTrigger,
+    attempt: c[5] as number,
+    retryOf: c[6] as number | null,
+    state: c[7] as RunState,
+    queuedAt: c[8] as string,
+    startedAt: c[9] as string | null,
+    endedAt: c[10] as string | null,
+    bytesRead: c[11] as number,
+    bytesStored: c[12] as number,
+    steps: parseJson<Record<string, number>>(c[13] as string, `steps of run ${String(c[0])}`),
+    errorCode: c[14] as string | null,
+    errorMessage: c[15] as string | null,
+    pointId: c[16] as string | null,
+    changeMethod: c[17] as ChangeMethod | null,
+    changeReason: c[18] as string | null,
+    reportId: c[19] as string | null,
   };
+}
+
+/** A run from a row object: the same mapping, so a listing and a single read cannot drift apart. */
+export function runFromRow(r: Selectable<RunsTable>): RunRecord {
+  return runFromColumns(RUN_COLUMNS.map((k) => r[k]));
 }
 
 /** The columns a RunUpdate changes (only the fields it has). */

@@ -118,8 +118,8 @@ export class SqlCatalog implements Catalog {
     const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
     return this.guard(async () => {
       // One row more than the page tells whether another page follows.
-      const found = await runsNewestFirst(this.db, filter, since, limit + 1);
-      const page = found.slice(0, limit).map(rows.runFromRow);
+      const found = await runsNewestFirst(this.database, filter, since, limit + 1);
+      const page = found.slice(0, limit).map(rows.runFromColumns);
       return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
     });
   }

@@ -7,6 +7,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { LogLine, NewRun, RunFilter } from './catalog.js';
 import { INSERT_CHUNK, chunks, runNotFound } from './checks.js';
 import type { CatalogDatabase } from './database.js';
+import { RUN_COLUMNS } from './rows.js';
 import type { CatalogSchema, RunsTable, TasksTable } from './schema.js';
 
 type Db = Kysely<CatalogSchema>;
@@ -43,16 +44,16 @@ export function insertRun(db: Db, run: NewRun): Promise<Selectable<RunsTable>> {
     .executeTakeFirstOrThrow();
 }
 
-/** The newest `count` runs that pass the filter (`since` already an ISO instant), newest first. */
-export function runsNewestFirst(db: Db, filter: RunFilter, since: string | undefined, count: number): Promise<Selectable<RunsTable>[]> {
-  let q = db.selectFrom('runs').selectAll();
+/** The newest `count` runs that pass the filter (`since` already an ISO instant), newest first, as arrays of RUN_COLUMNS. */
+export function runsNewestFirst(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number): Promise<unknown[][]> {
+  let q = database.db.selectFrom('runs').select(RUN_COLUMNS);
   if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
   if (filter.job !== undefined) q = q.where('job', '=', filter.job);
   if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
   if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
   if (since !== undefined) q = q.where('queued_at', '>=', since);
   if (filter.before !== undefined) q = q.where('id', '<', filter.before);
-  return q.orderBy('id', 'desc').limit(count).execute();
+  return database.arrays(q.orderBy('id', 'desc').limit(count).compile());
 }
 
 /** In a write transaction: the queued and running runs (of `repos`, or all) and their tasks become interrupted; the runs changed. */

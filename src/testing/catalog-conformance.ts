@@ -107,8 +107,11 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
       pointId: 'p-7',
       changeMethod: 'hash',
       changeReason: 'the dirty bitmap was missing after a restart',
+      reportId: 'lab-3',
     });
     assert.deepEqual(await c.getRun(run.id), ended);
+    // A listing reads its rows another way (as arrays): every field must come out the same.
+    assert.deepEqual((await c.listRuns({ job: 'web' })).runs, [ended]);
     assert.equal(ended.bytesStored, 2 ** 52 + 1);
     assert.deepEqual(ended.steps, { scan: 120, data: 5400, commit: 30 });
     assert.equal(ended.startedAt, at(1));
