@@ -1,12 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Weekday } from '../core/clock.js';
 import { localTimeZone, nextFire } from '../core/schedule-text.js';
 import { scheduleSettings, withoutUndefined, type ScheduleSettingsChange } from './schedule-settings.js';
-
-export type { ScheduleSettingsChange };
 import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
@@ -16,8 +12,6 @@ import { refuseRewritingJob } from '../repository/immutability.js';
 import { compactJob, type CompactResult } from '../methods/compact.js';
 import { createCopyJob, deleteCopyJob, listCopyJobs, loadCopyJob, type CopyJobDefinition, type CopySettings } from '../methods/copy-job.js';
 import { runCopy, type CopyProgress, type CopyResult } from '../methods/copy-run.js';
-import { validateVmConfig } from '../methods/vm-config.js';
-import type { VmConfig } from '../format/root.js';
 import {
   Repository,
   createJob,
@@ -43,17 +37,18 @@ import {
   type VerifyResult,
 } from '../repository/index.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
-import { RESTORE_FORMATS, formatFromExtension, restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
-import { isNbdUri, isQmpUri, parseQmpUri, qmpUri } from '../source/index.js';
+import { restoreDisk, type RestoreFormat, type RestoreProgress } from '../restore/index.js';
 import { refuseUntrackableCbt } from './cbt-support.js';
-import { parseNbdUri } from '../nbd/index.js';
+import { readVmConfig, resolveJobDisks } from './job-inputs.js';
+import { diskIndexOf, planRestore } from './restore-plan.js';
 
-/**
- * The service facade: every user-facing operation, once. The CLI (and later
- * the HTTP API and the scheduler) call these and nothing deeper.
- */
+export type { ScheduleSettingsChange };
 export { resolvePoint };
 
+/**
+ * The service facade: every user-facing operation, once. The CLI, the HTTP
+ * API and the scheduler call these and nothing deeper.
+ */
 export class LifeboatService {
   constructor(readonly clock: Clock) {}
 
@@ -280,7 +275,7 @@ export class LifeboatService {
       const files = filesForPoint(state, p.id)!;
       const top = files[files.length - 1]!;
       const names = top.root.meta.vm.disks.map((d) => d.name);
-      const diskIndex = resolveDisk(disk, names);
+      const diskIndex = diskIndexOf(disk, names);
       try {
         return {
           disk: await RestorePointDisk.open(files, diskIndex, { storage: repo.storage, ...(pool ? { pool } : {}) }),
@@ -367,31 +362,15 @@ export class LifeboatService {
   ): Promise<{ point: PointInfo; targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] }> {
     const { state } = await this.jobState(repoDir, job);
     const p = resolvePoint(state, opts.point);
-    const diskCount = p.diskSizes.length;
-    const which = opts.disk !== undefined ? [opts.disk] : diskCount === 1 ? ['0'] : Array.from({ length: diskCount }, (_, i) => String(i));
-    // --to names a folder when it ends in '/' or is one: each disk is written in it as <disk>.<format>.
-    const intoDir = opts.to.endsWith('/') || (await stat(opts.to).catch(() => undefined))?.isDirectory() === true;
-    if (intoDir && !(await stat(opts.to).catch(() => undefined))?.isDirectory())
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--to ${opts.to} names a folder that does not exist; create it first`, { details: { to: opts.to } });
-    if (!intoDir && which.length > 1)
-      throw new LifeboatError(
-        'LFB_ERR_INVALID_ARGUMENT',
-        `point ${p.id} has ${diskCount} disks: --to must be an existing folder (each disk is written as <disk>.<format>), or choose one with --disk`,
-      );
+    const plan = await planRestore(p, opts);
     const targets: { disk: string; path: string; format: RestoreFormat; bytesWritten: number }[] = [];
     // One worker pool decodes blocks for every disk of the restore.
     const pool = new BlockWorkerPool();
     try {
-      for (const d of which) {
+      for (const d of plan.disks) {
         const opened = await this.openPointDisk(repoDir, job, p.id, d, pool);
         try {
-          const source = p.vm.disks[opened.diskIndex]?.format;
-          // --format, else the target's extension, else the format the disk was backed up from.
-          const format =
-            opts.format ??
-            (intoDir ? undefined : formatFromExtension(opts.to)) ??
-            ((RESTORE_FORMATS as readonly string[]).includes(source ?? '') ? (source as RestoreFormat) : 'raw');
-          const path = intoDir ? resolve(opts.to, `${opened.diskName}.${format}`) : resolve(opts.to);
+          const { path, format } = plan.target(opened.diskName, p.vm.disks[opened.diskIndex]?.format);
           const r = await restoreDisk(opened.disk, path, {
             format,
             force: opts.force,
@@ -407,42 +386,4 @@ export class LifeboatService {
     }
     return { point: p, targets };
   }
-}
-
-function resolveDisk(ref: string | undefined, names: readonly string[]): number {
-  if (ref === undefined) return 0;
-  if (/^\d+$/.test(ref)) {
-    const i = Number(ref);
-    if (i < names.length) return i;
-  }
-  const byName = names.indexOf(ref);
-  if (byName >= 0) return byName;
-  throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `no disk "${ref}" in this point (disks: ${names.map((n, i) => `${i}=${n}`).join(', ')})`);
-}
-
-/** The disks of a job as stored: paths made absolute and checked, a running VM's drives as qmp:///<monitor socket>?drive=<node-name>. */
-async function resolveJobDisks(given: readonly string[], qmp: string | undefined, drives: readonly string[] | undefined): Promise<string[]> {
-  const vmDrives = qmp === undefined ? [] : (drives ?? []).map((d) => qmpUri(resolve(qmp), d));
-  const disks = [...given.map((d) => (isNbdUri(d) || isQmpUri(d) ? d : resolve(d))), ...vmDrives];
-  for (const d of disks) {
-    if (isNbdUri(d)) parseNbdUri(d);
-    else if (isQmpUri(d)) parseQmpUri(d);
-    else
-      await stat(d).catch((err: NodeJS.ErrnoException) => {
-        throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${d} cannot be opened: ${err.code ?? String(err)}; check the path given with --disk`, {
-          details: { disk: d },
-        });
-      });
-  }
-  return disks;
-}
-
-async function readVmConfig(file: string): Promise<Partial<VmConfig>> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--vm-config ${file}: ${(err as Error).message}`);
-  }
-  return validateVmConfig(doc, file);
 }
