@@ -5,6 +5,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, writeAll } from './decoded-file.js';
+import { readFully } from '../storage/storage.js';
 import { OpenFiles, readParts } from './decoded-fds.js';
 
 export { PIECE_BYTES } from './decoded-file.js';
@@ -147,7 +148,7 @@ export class DecodedBlockStore {
     let file: Buffer;
     try {
       const whole = Buffer.allocUnsafe(head + length);
-      const [got] = await this.files.use(e.key, e.path, (fd) => readParts(fd, [{ into: whole, position: 0 }]));
+      const got = await this.files.use(e.key, e.path, (fd) => readFully(fd, whole, 0));
       file = whole.subarray(0, got);
     } catch (err) {
       return this.lost(e, err);
