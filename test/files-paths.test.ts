@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fsIdOf, parseGuestPath, pickFs } from '../src/files/paths.js';
+import { globMatcher } from '../src/files/glob.js';
+import { stringListItem } from '../src/files/guest-fs.js';
 import { isLifeboatError } from '../src/core/errors.js';
 
 test('fs ids: disks in order, partitions, LVs; devices not of the point have none', () => {
@@ -39,4 +41,25 @@ test('the file system of a path: its own id, or the only one; else LFB_ERR_FS_NO
     () => pickFs(parseGuestPath('disk0p9:/x'), ['disk0p1']),
     (e: unknown) => isLifeboatError(e, 'LFB_ERR_FS_NOT_FOUND'),
   );
+});
+
+test('find -name patterns: *, ?, sets, classes, escapes, leading dots, UTF-8', () => {
+  const m = (pattern: string, names: string[]): string[] => names.filter(globMatcher(pattern));
+  const names = ['a.txt', '.hidden.txt', 'b.conf', 'f1o', 'fxo', 'f/o', '*', 'naïve 文件.txt', 'x-y', 'Z9'];
+  assert.deepEqual(m('*.txt', names), ['a.txt', '.hidden.txt', 'naïve 文件.txt']);
+  assert.deepEqual(m('f?o', names), ['f1o', 'fxo', 'f/o']);
+  assert.deepEqual(m('[!a.]*', names), ['b.conf', 'f1o', 'fxo', 'f/o', '*', 'naïve 文件.txt', 'x-y', 'Z9']);
+  assert.deepEqual(m('f[[:digit:]]o', names), ['f1o']);
+  assert.deepEqual(m('\\*', names), ['*']);
+  assert.deepEqual(m('x[-]y', names), ['x-y']);
+  assert.deepEqual(m('[A-Z][0-9]', names), ['Z9']);
+  assert.deepEqual(m('na?ve*', names), ['naïve 文件.txt']);
+  assert.deepEqual(m('[unclosed', ['[unclosed']), ['[unclosed']);
+});
+
+test("guestfish string-list items: quotes, spaces and trailing backslashes survive guestfish's parser", () => {
+  assert.equal(stringListItem('a b'), "'a b'");
+  assert.equal(stringListItem("it's"), "'it\\'s'");
+  assert.equal(stringListItem('back\\'), "'back'\\");
+  assert.equal(stringListItem("x\\'y"), "'x\\\\'y'");
 });

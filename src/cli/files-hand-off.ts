@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
-import { lstat, mkdtemp, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
@@ -8,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { callControl, controlFile } from '../app/control-api.js';
 import { copyThroughControl, type FilesRequest } from '../app/control-files.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
+// The extraction alone: files/index.js would load the appliance's code (and the repository's) into every hand-off.
+import { extractArchive, refuseExisting } from '../files/extract.js';
 import type { FileEntry, Volume } from '../files/index.js';
 
 /**
@@ -64,10 +64,11 @@ export async function tarThroughServer(
 
 /**
  * `--to`: the server streams a tar of the path and this process extracts it
- * (GNU tar: modes, numeric owners when root, times, symlinks, hard links,
- * holes) into a new folder beside `to`, then renames it into place. The
- * server never writes where the CLI's caller names: the files are made with
- * this process's rights, under its own working folder.
+ * (src/files' extractArchive: GNU tar, modes, numeric owners when root, ns
+ * times, symlinks, hard links, holes) into a new folder beside `to`, then
+ * renames it into place. The server never writes where the CLI's caller
+ * names: the files are made with this process's rights, under its own
+ * working folder.
  */
 export async function getThroughServer(
   repo: string,
@@ -77,51 +78,12 @@ export async function getThroughServer(
 ): Promise<{ pointId: string; source: string; type: string } | undefined> {
   const copy = await orLocal(repo, progress, (root) => copyThroughControl(root, req));
   if (copy === undefined) return undefined;
-  const exists = await lstat(to).then(
-    () => true,
-    () => false,
-  );
-  if (exists || (copy.entry !== '.' && (copy.entry.includes('/') || copy.entry === '..' || copy.entry === ''))) {
-    copy.body.destroy();
-    if (exists) throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${to} exists; name a new path with --to`);
-    throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the server named the copy "${copy.entry}"`);
-  }
-  let work: string;
   try {
-    work = await mkdtemp(join(dirname(to), '.lifeboat-get-'));
+    await refuseExisting(to);
   } catch (err) {
     copy.body.destroy();
-    throw new LifeboatError('LFB_ERR_TOOL_FAILED', `cannot make a folder beside ${to}: ${(err as Error).message}`);
-  }
-  try {
-    // --ignore-zeros: tar reads its input to the end instead of exiting at the archive's end-of-file blocks, which would
-    // close the pipe before the server's padding is written (a cut copy, then, only when the server cut it).
-    const child = spawn('tar', ['-x', '-f', '-', '-C', work, '--ignore-zeros', '--preserve-permissions', '--numeric-owner'], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const exited = new Promise<number | null>((res, rej) => {
-      child.on('error', rej);
-      child.on('close', res);
-    });
-    const sent = pipeline(copy.body, child.stdin).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    const [problem, code] = await Promise.all([sent, exited]);
-    // tar's own failure first: it ends its input early, which the copy then sees as a cut.
-    if (code !== 0) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `tar failed (exit ${code}): ${stderr.trim()}`);
-    if (problem !== undefined) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the server's copy of ${copy.source} was cut off: ${String(problem)}`);
-    if (copy.entry === '.') {
-      await rename(work, to);
-    } else {
-      await rename(join(work, copy.entry), to);
-      await rm(work, { recursive: true, force: true });
-    }
-    return copy;
-  } catch (err) {
-    await rm(work, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
+  await extractArchive(copy.body, copy.entry, to, `${copy.source} from the server`);
+  return copy;
 }

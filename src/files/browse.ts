@@ -1,6 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
+import { GuestFs } from './guest-fs.js';
 import { Guestfish, guestfishEnv, isMountPoint, unmountFuse } from './guestfish.js';
 import { fsIdOf, mountDirOf } from './paths.js';
 
@@ -29,21 +30,16 @@ export interface BrowseOptions {
   readonly drives: readonly Drive[];
   /** A private folder for the appliance's temporary files. */
   readonly workDir: string;
-  /** Where the FUSE tree goes (an empty folder); each file system at <mountAt>/<fs id>. */
-  readonly mountAt: string;
+  /**
+   * `files mount`: the tree goes here (an empty folder), each file system at
+   * <mountAt>/<fs id>, served by mount-local (FUSE) until close(). Without
+   * it, the guestfish server stays free for the appliance's own calls
+   * (`guest`), which is how files ls|get|find read.
+   */
+  readonly mountAt?: string;
   readonly progress?: (line: string) => void;
   /** Told the processes as soon as they exist, so a kill -9 of this process can be cleaned up after. */
   readonly onProcesses?: (p: { guestfishPid: number; qemuPid?: number }) => Promise<void>;
-  /**
-   * The tree shows the guest's inode numbers (FUSE `use_ino`), so that tar and
-   * cp see hard links and keep them. Only for a tree Lifeboat reads one file
-   * system at a time (files ls|get|find): all file systems share the tree's
-   * one device, and a walk across two of them (or across btrfs subvolumes,
-   * whose numbers overlap) would take files that merely share a number for
-   * links of each other. So never for `files mount`'s tree, which any tool may
-   * walk whole, and not when a btrfs file system has subvolumes.
-   */
-  readonly guestInodes?: boolean;
 }
 
 /** Types that are never mounted: they hold no files (swap) or libguestfs does not know them. */
@@ -56,10 +52,11 @@ function serverArg(d: Drive): string {
 /**
  * One browse of a point's disks: one libguestfs appliance reads them over NBD
  * (read-only: libguestfs puts a throw-away qcow2 overlay of its own between
- * the appliance and the export), mounts every readable file system read-only
- * at its own folder and exposes the tree on the host with mount-local (FUSE).
- * The guest's file systems are parsed by the appliance's kernel only; on the
- * host they are ordinary folders.
+ * the appliance and the export) and mounts every readable file system
+ * read-only at its own folder. The guest's file systems are parsed by the
+ * appliance's kernel only. They are read through the appliance's calls
+ * (`guest`, guest-fs.ts), or, for `files mount`, exposed on the host as a
+ * FUSE tree (mount-local), which holds the guestfish server while mounted.
  */
 export class BrowseSession {
   private closed = false;
@@ -67,12 +64,11 @@ export class BrowseSession {
 
   private constructor(
     readonly volumes: readonly Volume[],
-    readonly mountAt: string,
+    /** The FUSE tree of `files mount`; undefined for a browse read through `guest`. */
+    readonly mountAt: string | undefined,
     private readonly gf: Guestfish,
     readonly qemuPid: number | undefined,
     private readonly workDir: string,
-    /** Whether the tree shows the guest's inode numbers (hard links kept; BrowseOptions.guestInodes). */
-    readonly guestInodes: boolean,
   ) {}
 
   get guestfishPid(): number {
@@ -83,16 +79,21 @@ export class BrowseSession {
     return this.volumes.filter((v) => v.mounted).map((v) => v.id);
   }
 
-  /** Where the file system `fsId` is on the host. */
-  root(fsId: string): string {
-    return join(this.mountAt, mountDirOf(fsId));
+  /** The guest's file systems through the appliance's calls; not while a FUSE tree holds the server. */
+  get guest(): GuestFs {
+    if (this.mountAt !== undefined)
+      throw new LifeboatError('LFB_ERR_INTERNAL', "a browse with a FUSE tree is read through the tree, not the appliance's calls");
+    if (this.closed) throw new LifeboatError('LFB_ERR_GUESTFS', 'the browse has been closed');
+    return (this.guestFs ??= new GuestFs(this.gf, this.workDir));
   }
+
+  private guestFs: GuestFs | undefined;
 
   static async open(o: BrowseOptions): Promise<BrowseSession> {
     const progress = o.progress ?? (() => undefined);
     const tmp = join(o.workDir, 'guestfs-tmp');
     await mkdir(tmp, { recursive: true, mode: 0o700 });
-    await mkdir(o.mountAt, { recursive: true });
+    if (o.mountAt !== undefined) await mkdir(o.mountAt, { recursive: true });
     const gf = await Guestfish.listen(guestfishEnv(tmp), join(o.workDir, 'guestfish.log'));
     let qemuPid: number | undefined;
     try {
@@ -141,24 +142,27 @@ export class BrowseSession {
           `the point's disks hold no readable file system (${all.map((v) => `${v.id}: ${v.problem ?? v.type ?? 'nothing known'}`).join('; ') || 'no disks'})`,
           { details: { volumes: all } },
         );
-      const inodes = o.guestInodes === true && (await oneInodeSpaceEach(gf, all));
-      await gf.must('mount-local', o.mountAt, 'readonly:true', ...(inodes ? ['options:use_ino'] : []));
-      const s = new BrowseSession(all, o.mountAt, gf, qemuPid, o.workDir, inodes);
-      gf.serveMountLocal((stderr) => (s.runnerEnded = stderr));
+      const s = new BrowseSession(all, o.mountAt, gf, qemuPid, o.workDir);
+      if (o.mountAt !== undefined) {
+        // FUSE's own inode numbers (not use_ino): the tree is one device, and a tool walking it whole must not take two
+        // files of different file systems (or btrfs subvolumes) that share a number for hard links of each other.
+        await gf.must('mount-local', o.mountAt, 'readonly:true');
+        gf.serveMountLocal((stderr) => (s.runnerEnded = stderr));
+      }
       return s;
     } catch (err) {
-      await unmountFuse(o.mountAt).catch(() => undefined);
+      if (o.mountAt !== undefined) await unmountFuse(o.mountAt).catch(() => undefined);
       await gf.shutdown(qemuPid);
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
   }
 
-  /** Unmounts the tree, ends the appliance and the guestfish server; safe to call twice. */
+  /** Unmounts the tree (if any), ends the appliance and the guestfish server; safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (await isMountPoint(this.mountAt).catch(() => false)) await unmountFuse(this.mountAt);
+    if (this.mountAt !== undefined && (await isMountPoint(this.mountAt).catch(() => false))) await unmountFuse(this.mountAt);
     await this.gf.waitMountLocalRun(10_000);
     await this.gf.shutdown(this.qemuPid);
     await rm(join(this.workDir, 'guestfs-tmp'), { recursive: true, force: true });
@@ -168,26 +172,6 @@ export class BrowseSession {
   get ended(): string | undefined {
     return this.runnerEnded;
   }
-}
-
-/** File systems whose inode numbers name one file each within the file system (btrfs: only without subvolumes). */
-const ONE_INODE_SPACE = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'ntfs', 'vfat', 'exfat', 'btrfs']);
-
-/**
- * True when every mounted file system numbers its inodes once: all are of a
- * known kind and no btrfs has subvolumes (or snapshots). One that may repeat a
- * number (iso9660's empty files, another kind's snapshots) turns the guest's
- * numbers off for the whole tree.
- */
-async function oneInodeSpaceEach(gf: Guestfish, volumes: readonly Volume[]): Promise<boolean> {
-  const mounted = volumes.filter((x) => x.mounted);
-  if (!mounted.every((v) => v.type !== undefined && ONE_INODE_SPACE.has(v.type))) return false;
-  for (const v of mounted.filter((x) => x.type === 'btrfs')) {
-    const r = await gf.remote('btrfs-subvolume-list', mountDirOf(v.id));
-    // A list that cannot be read counts as subvolumes: without use_ino nothing is wrong, only hard links are copies.
-    if (!r.ok || r.stdout.trim() !== '') return false;
-  }
-  return true;
 }
 
 async function sizeOf(gf: Guestfish, device: string): Promise<number> {

@@ -8,7 +8,7 @@ import { LifeboatError } from '../core/errors.js';
 const COMMAND_TIMEOUT_MS = 300_000;
 const STDERR_TAIL = 2000;
 
-function tail(text: string): string {
+export function tail(text: string): string {
   const t = text.trim();
   return t.length > STDERR_TAIL ? `…${t.slice(-STDERR_TAIL)}` : t;
 }
@@ -64,6 +64,7 @@ export interface RemoteResult {
  */
 export class Guestfish {
   private runner: ChildProcess | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
   private constructor(
     readonly pid: number,
     private readonly env: NodeJS.ProcessEnv,
@@ -107,13 +108,35 @@ export class Guestfish {
     return new Guestfish(Number(m[1]), env);
   }
 
-  /** Runs one command; never throws for the command's own failure (see `ok`). */
+  /**
+   * Runs one command; never throws for the command's own failure (see `ok`).
+   * Commands run one at a time, in the order asked: the server serves one
+   * client at a time anyway, and a command queued here is not yet timing
+   * out behind a long download. `signal` takes a command out of the queue
+   * before it starts (an aborted one resolves as failed); `onStart` is told
+   * when it starts.
+   */
   remote(cmd: string, ...args: string[]): Promise<RemoteResult> {
+    return this.queued(cmd, args, {});
+  }
+
+  queued(cmd: string, args: readonly string[], o: { timeoutMs?: number; signal?: AbortSignal; onStart?: () => void }): Promise<RemoteResult> {
+    const run = (): Promise<RemoteResult> => {
+      if (o.signal?.aborted === true) return Promise.resolve({ ok: false, stdout: '', stderr: 'cancelled before it started' });
+      o.onStart?.();
+      return this.exec(cmd, args, o.timeoutMs ?? COMMAND_TIMEOUT_MS);
+    };
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private exec(cmd: string, args: readonly string[], timeoutMs: number): Promise<RemoteResult> {
     return new Promise((resolve, reject) => {
       execFile(
         'guestfish',
         [`--remote=${this.pid}`, '--', `-${cmd}`, ...args],
-        { env: this.env, timeout: COMMAND_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 },
+        { env: this.env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
         (err, stdout, stderr) => {
           const failed = err !== null || stderr.includes('libguestfs: error:');
           if (err && stderr.includes('server is not running'))
@@ -171,7 +194,8 @@ export class Guestfish {
   /** Ends the server and its appliance, whatever state they are in. */
   async shutdown(qemuPid: number | undefined): Promise<void> {
     if (this.runner && this.runner.exitCode === null) this.runner.kill('SIGKILL');
-    if (processAlive(this.pid)) await this.remote('exit').catch(() => undefined);
+    // Not queued: a command still running (a download whose reader is gone) must not keep the server alive.
+    if (processAlive(this.pid)) await this.exec('exit', [], 5000).catch(() => undefined);
     await endProcess(this.pid);
     await endProcess(qemuPid);
   }

@@ -1,11 +1,13 @@
-import { execFile, spawn } from 'node:child_process';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { Writable } from 'node:stream';
-import type { Stats } from 'node:fs';
+import { posix } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
 import { LifeboatError } from '../core/errors.js';
 import type { BrowseSession } from './browse.js';
-import { pickFs, type GuestPath } from './paths.js';
+import { extractArchive, refuseExisting } from './extract.js';
+import type { GuestStat } from './guest-fs.js';
+import { globMatcher } from './glob.js';
+import { mountDirOf, pickFs, type GuestPath } from './paths.js';
+import { rewriteArchive, singleMemberArchive } from './tar-stream.js';
 
 export interface FileEntry {
   readonly name: string;
@@ -21,117 +23,161 @@ export interface FileEntry {
   readonly target?: string;
 }
 
-export function typeOf(st: Stats): FileEntry['type'] {
-  if (st.isDirectory()) return 'directory';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isBlockDevice()) return 'block-device';
-  if (st.isCharacterDevice()) return 'char-device';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  return 'file';
+/** A guest path found in the appliance. */
+export interface Located {
+  readonly fsId: string;
+  /** As the user names it, `<fs id>:/…`. */
+  readonly guest: string;
+  /** In the appliance, every symlink on the way resolved: `/<fs id>/…`. */
+  readonly path: string;
+  readonly st: GuestStat;
 }
 
-/** A guest path on the host's FUSE tree, which must exist; LFB_ERR_FILE_NOT_FOUND otherwise. */
-export async function locate(s: BrowseSession, p: GuestPath): Promise<{ fsId: string; host: string; guest: string; st: Stats }> {
+const notFound = (guest: string): LifeboatError =>
+  new LifeboatError('LFB_ERR_FILE_NOT_FOUND', `${guest} does not exist at this point`, { details: { path: guest } });
+
+/**
+ * A guest path, which must exist (LFB_ERR_FILE_NOT_FOUND otherwise). The
+ * folders on the way are resolved here, symlinks included, and a symlink
+ * that leads out of the path's file system is refused
+ * (LFB_ERR_INVALID_ARGUMENT): the appliance would resolve an absolute
+ * target against its own root, not the guest's. The last part is not
+ * followed (lstat).
+ */
+export async function locate(s: BrowseSession, p: GuestPath): Promise<Located> {
   const fsId = pickFs(p, s.fsIds());
-  const host = p.path === '/' ? s.root(fsId) : join(s.root(fsId), p.path);
-  try {
-    return { fsId, host, guest: `${fsId}:${p.path}`, st: await lstat(host) };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR')
-      throw new LifeboatError('LFB_ERR_FILE_NOT_FOUND', `${fsId}:${p.path} does not exist at this point`, { details: { path: `${fsId}:${p.path}` } });
-    throw err;
-  }
+  const guest = `${fsId}:${p.path}`;
+  const root = mountDirOf(fsId);
+  const parts = p.path.split('/').filter((x) => x !== '');
+  const last = parts.pop();
+  const dir = await s.guest.resolveDir(root, parts);
+  if (dir === 'outside')
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${guest} goes through a symlink that leaves its file system; name the path its target names`);
+  if (dir === 'missing') throw notFound(guest);
+  const path = last === undefined ? root : `${dir}/${last}`;
+  const st = await s.guest.lstat(path);
+  if (st === undefined) throw notFound(guest);
+  return { fsId, guest, path, st };
 }
 
-async function entry(host: string, name: string, guest: string): Promise<FileEntry> {
-  const st = await lstat(host);
-  const type = typeOf(st);
+function entryOf(name: string, guest: string, st: GuestStat, target: string | undefined): FileEntry {
   return {
     name,
     path: guest,
-    type,
+    type: st.type,
     size: st.size,
-    mode: st.mode & 0o7777,
+    mode: st.mode,
     uid: st.uid,
     gid: st.gid,
-    mtime: st.mtime.toISOString(),
-    ...(type === 'symlink' ? { target: await readlink(host) } : {}),
+    mtime: new Date(st.mtimeSec * 1000 + Math.floor(st.mtimeNsec / 1e6)).toISOString(),
+    ...(target !== undefined ? { target } : {}),
   };
 }
 
-/**
- * A folder's entries (or the one entry of a file), sorted by name. One call
- * at a time on purpose: with no server the NBD export answering the
- * appliance lives in this process, and its backup-file reads need the same
- * thread pool these FUSE calls wait in.
- */
+/** A folder's entries (or the one entry of anything else), sorted by name: ls0, then lstatnslist and readlinklist in batches. */
 export async function list(s: BrowseSession, p: GuestPath): Promise<FileEntry[]> {
   const at = await locate(s, p);
-  if (!at.st.isDirectory()) return [await entry(at.host, basename(at.guest), at.guest)];
-  const names = (await readdir(at.host)).sort();
+  if (at.st.type !== 'directory')
+    return [entryOf(posix.basename(p.path), at.guest, at.st, at.st.type === 'symlink' ? await s.guest.readlink(at.path) : undefined)];
+  const names = (await s.guest.readdir(at.path)).sort();
+  const stats = await s.guest.lstatList(at.path, names);
+  const links = names.filter((_, i) => stats[i]?.type === 'symlink');
+  const targets = new Map((await s.guest.readlinkList(at.path, links)).map((t, i) => [links[i]!, t]));
+  const prefix = `${at.fsId}:${p.path === '/' ? '' : p.path}/`;
   const out: FileEntry[] = [];
-  for (const n of names) out.push(await entry(join(at.host, n), n, `${at.fsId}:${p.path === '/' ? '' : p.path}/${n}`));
+  names.forEach((n, i) => {
+    // A name the appliance could not lstat (it went, or its inode is damaged) is left out, as ls does.
+    const st = stats[i];
+    if (st !== undefined) out.push(entryOf(n, prefix + n, st, targets.get(n)));
+  });
   return out;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `${cmd} failed: ${(stderr || err.message).trim().slice(-2000)}`));
-      else resolve(stdout);
-    });
-  });
+/** An archive being made; `done` settles once it was read whole, or failed. */
+export interface ArchiveStream {
+  readonly stream: Readable;
+  readonly done: Promise<void>;
+  /** The reader went away: the appliance's transfer stops. */
+  cancel(): void;
 }
 
-/** Hours: a copy of a large folder over a TCG appliance is slow, but a hung one must still end. */
-const COPY_TIMEOUT_MS = 6 * 3600_000;
+/**
+ * A tar (pax, owners as numbers, ns times, holes) of what `at` is, whose one
+ * top entry is `top`: a folder through the appliance's tar-out, anything
+ * else as one member (a file's bytes through download), both written again
+ * by tar-stream.ts (names under `top`, zero blocks as holes).
+ */
+export async function archive(s: BrowseSession, at: Located, top: string): Promise<ArchiveStream> {
+  if (at.st.type === 'directory') {
+    const out = await s.guest.streamOut('tar-out', (fifo) => [at.path, fifo, 'numericowner:true', 'xattrs:true'], at.guest);
+    return followed(rewriteArchive(out.stream, top), out.cancel);
+  }
+  if (at.st.type === 'socket') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${at.guest} is a socket: there is nothing to copy`);
+  if (at.st.type !== 'file') {
+    const target = at.st.type === 'symlink' ? await s.guest.readlink(at.path) : undefined;
+    return followed(rewriteArchive(singleMemberArchive(top, { ...at.st, ...(target !== undefined ? { target } : {}) }, undefined), '.'), () => undefined);
+  }
+  const out = await s.guest.streamOut('download', (fifo) => [at.path, fifo], at.guest);
+  return followed(rewriteArchive(singleMemberArchive(top, at.st, out.stream), '.'), out.cancel);
+}
+
+function followed(stream: Readable, cancelSource: () => void): ArchiveStream {
+  const done = finished(stream);
+  done.catch(() => undefined);
+  return {
+    stream,
+    done,
+    cancel: () => {
+      cancelSource();
+      stream.destroy();
+    },
+  };
+}
+
+/** A file's bytes as they are (download). */
+export async function fileStream(s: BrowseSession, at: Located): Promise<ArchiveStream> {
+  const out = await s.guest.streamOut('download', (fifo) => [at.path, fifo], at.guest);
+  return followed(out.stream, out.cancel);
+}
+
+/** The archive's top entry for a path: its last part, or `.` for a file system's root. */
+export function topEntry(p: GuestPath): string {
+  return p.path === '/' ? '.' : posix.basename(p.path);
+}
 
 /**
- * Copies a file or folder out with modes, owners, times and symlinks
- * (`cp -a`), writing zero runs as holes (`--sparse=always`), so a sparse file
- * stays sparse. cp runs in its own process, so the reads through FUSE never
- * wait on this process's thread pool.
+ * Copies a file or folder out with modes, owners, ns times, symlinks, hard
+ * links and holes: the archive of `archive`, extracted by GNU tar into a new
+ * folder beside `to` and renamed into place.
  */
 export async function get(s: BrowseSession, p: GuestPath, to: string): Promise<{ source: string; type: FileEntry['type'] }> {
   const at = await locate(s, p);
-  const exists = await lstat(to).then(
-    () => true,
-    () => false,
-  );
-  if (exists) throw new LifeboatError('LFB_ERR_TARGET_EXISTS', `${to} exists; name a new path with --to`);
-  await run('cp', ['-a', '--sparse=always', '--no-target-directory', '--', at.host, to], COPY_TIMEOUT_MS);
-  return { source: at.guest, type: typeOf(at.st) };
+  await refuseExisting(to);
+  const top = topEntry(p);
+  const a = await archive(s, at, top);
+  await extractArchive(a.stream, top, to, at.guest).catch((err: unknown) => {
+    a.cancel();
+    throw err;
+  });
+  return { source: at.guest, type: at.st.type };
 }
 
-/**
- * A tar of a file or folder to `out` (GNU tar in its own process: owners as
- * numbers, holes kept with --sparse, pax format for long names and
- * sub-second times). The archive's one top entry is the path's last part.
- */
+/** A tar of a file or folder to `out`; its one top entry is the path's last part (`.` for a file system's root). */
 export async function tar(s: BrowseSession, p: GuestPath, out: Writable): Promise<void> {
   const at = await locate(s, p);
-  const [cwd, name] = p.path === '/' ? [at.host, '.'] : [dirname(at.host), basename(at.host)];
-  const child = spawn('tar', ['-C', cwd, '-c', '-f', '-', '--sparse', '--numeric-owner', '--format=posix', '--', name], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-  child.stdout.pipe(out, { end: false });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
+  const a = await archive(s, at, topEntry(p));
+  await pipeline(a.stream, out, { end: false }).catch((err: unknown) => {
+    a.cancel();
+    throw err;
   });
-  if (code !== 0) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `tar failed (exit ${code}): ${stderr.trim()}`);
 }
 
-/** Paths under `p` whose name matches the shell glob `name` (find -name), as guest paths. */
+/** Paths under `p` (and `p` itself) whose name matches the shell glob `name`, as find -name does; sorted guest paths. */
 export async function find(s: BrowseSession, p: GuestPath, name: string): Promise<string[]> {
   const at = await locate(s, p);
-  const root = s.root(at.fsId);
-  const out = await run('find', [at.host, '-name', name, '-print0'], COPY_TIMEOUT_MS);
-  return out
-    .split('\0')
-    .filter((x) => x !== '')
-    .map((h) => `${at.fsId}:${h === root ? '/' : h.slice(root.length)}`)
-    .sort();
+  const matches = globMatcher(name);
+  const base = `${at.fsId}:${p.path === '/' ? '' : p.path}`;
+  const out = p.path !== '/' && matches(posix.basename(p.path)) ? [at.guest] : [];
+  if (at.st.type === 'directory') for (const rel of await s.guest.walk(at.path)) if (matches(posix.basename(rel))) out.push(base + rel);
+  return out.sort();
 }

@@ -7,12 +7,14 @@ import { endProcess, isMountPoint, unmountFuse } from './guestfish.js';
 /**
  * Every browse has a private folder under <tmp>/lifeboat-files/ with a record
  * of who owns it and what it started (record.json). A browse whose owner was
- * killed (-9) leaves its guestfish server, appliance and FUSE tree behind;
- * the next `lifeboat files` command ends them (sweepStale).
+ * killed (-9) leaves its guestfish server and appliance (and, for files
+ * mount, its FUSE tree) behind; the next `lifeboat files` command ends them
+ * (sweepStale).
  */
 export interface BrowseRecord {
   readonly ownerPid: number;
-  readonly mountAt: string;
+  /** files mount: where its FUSE tree is. */
+  readonly mountAt?: string;
   readonly guestfishPid?: number;
   readonly qemuPid?: number;
   /** `files mount`: the folder the user named. */
@@ -54,7 +56,7 @@ export async function listRecords(): Promise<{ workDir: string; record: BrowseRe
 /** Ends what a browse started and removes its folder (never while a FUSE tree is still mounted in it). */
 export async function cleanUp(workDir: string, r: BrowseRecord | undefined): Promise<void> {
   if (r) {
-    await unmountFuse(r.mountAt).catch(() => undefined);
+    if (r.mountAt !== undefined) await unmountFuse(r.mountAt).catch(() => undefined);
     await endProcess(r.guestfishPid);
     await endProcess(r.qemuPid);
   }
@@ -76,5 +78,5 @@ export async function sweepStale(): Promise<number> {
 
 export async function findMount(dir: string): Promise<{ workDir: string; record: BrowseRecord } | undefined> {
   const want = resolve(dir);
-  return (await listRecords()).find((x) => x.record.userMount === true && resolve(x.record.mountAt) === want);
+  return (await listRecords()).find((x) => x.record.userMount === true && x.record.mountAt !== undefined && resolve(x.record.mountAt) === want);
 }

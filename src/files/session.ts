@@ -16,7 +16,7 @@ export interface DriveSource {
 export interface OpenedBrowse {
   readonly browse: BrowseSession;
   readonly pointId: string;
-  /** The private folder (mode 0700) of this browse: the NBD socket, the appliance's temporary files, the tree, its record. */
+  /** The private folder (mode 0700) of this browse: the NBD socket, the appliance's temporary files, its pipes, its record. */
   readonly workDir: string;
   close(): Promise<void>;
 }
@@ -30,8 +30,9 @@ export async function ephemeralSource(repoDir: string, job: string, point: strin
 
 /**
  * Opens one browse: a private folder, the point's disks from `source`, one
- * appliance. Everything made is undone by close(), and by a failure on the
- * way; what a kill -9 leaves is undone by the next browse (sweepStale).
+ * appliance; with `mountAt` (files mount), its FUSE tree there. Everything
+ * made is undone by close(), and by a failure on the way; what a kill -9
+ * leaves is undone by the next browse (sweepStale).
  */
 export async function openBrowse(
   source: (workDir: string) => Promise<DriveSource>,
@@ -39,8 +40,8 @@ export async function openBrowse(
 ): Promise<OpenedBrowse> {
   await sweepStale();
   const workDir = await newWorkDir();
-  const mountAt = opts.mountAt ?? join(workDir, 'tree');
-  const base = { ownerPid: process.pid, mountAt, ...(opts.mountAt !== undefined ? { userMount: true } : {}) };
+  const mountAt = opts.mountAt;
+  const base = { ownerPid: process.pid, ...(mountAt !== undefined ? { mountAt, userMount: true } : {}) };
   await writeRecord(workDir, base);
   let src: DriveSource | undefined;
   try {
@@ -48,9 +49,7 @@ export async function openBrowse(
     const browse = await BrowseSession.open({
       drives: src.drives,
       workDir,
-      mountAt,
-      // A private tree is read one file system at a time; a tree at the caller's folder may be walked whole.
-      guestInodes: opts.mountAt === undefined,
+      ...(mountAt !== undefined ? { mountAt } : {}),
       ...(opts.progress ? { progress: opts.progress } : {}),
       onProcesses: (p) => writeRecord(workDir, { ...base, ...p }),
     });

@@ -2,18 +2,17 @@
  * The control API's file-level recovery (src/app/control-files.ts) over the
  * server's file sessions: `lifeboat files ls|get|find` while `serve` runs
  * use the point's session the HTTP API uses too, so its appliance boots
- * once for all of them. FUSE calls go through the sessions' one queue and
- * copies run in a child tar, as in the HTTP routes (src/service/http/files.ts).
+ * once for all of them. A copy is the archive the HTTP API downloads
+ * (src/files' archive: the appliance's tar-out or download, written again
+ * with holes), whose top entry is the path's last part, or `.` for a file
+ * system's root.
  */
-import { spawn } from 'node:child_process';
-import { basename, dirname } from 'node:path';
 import type { ControlFiles, FilesCopy } from '../app/index.js';
 import { LifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { find, list, parseGuestPath, typeOf } from '../files/index.js';
+import { archive, find, list, locate, parseGuestPath, topEntry } from '../files/index.js';
 import type { FileSessions } from './file-sessions.js';
 import { repoNames } from './http/context.js';
-import { locateInside } from './http/files.js';
 
 export function controlFiles(files: FileSessions, root: string, logger: Logger): ControlFiles {
   const repoName = [...repoNames([root]).keys()][0]!;
@@ -23,10 +22,8 @@ export function controlFiles(files: FileSessions, root: string, logger: Logger):
       const l = await lease(req.job, req.point);
       try {
         const b = l.browse;
-        const path = req.path;
-        if (path === undefined) return { pointId: b.pointId, volumes: b.browse.volumes };
-        const entries = await files.fuse(async () => list(b.browse, parseGuestPath((await locateInside(b, path)).guest)));
-        return { pointId: b.pointId, entries };
+        if (req.path === undefined) return { pointId: b.pointId, volumes: b.browse.volumes };
+        return { pointId: b.pointId, entries: await list(b.browse, parseGuestPath(req.path)) };
       } finally {
         l.release();
       }
@@ -36,9 +33,9 @@ export function controlFiles(files: FileSessions, root: string, logger: Logger):
       const l = await lease(req.job, req.point);
       try {
         const b = l.browse;
-        const starts = req.path !== undefined ? [req.path] : b.browse.fsIds().map((id) => `${id}:/`);
+        const starts = req.path !== undefined ? [parseGuestPath(req.path)] : b.browse.fsIds().map((fsId) => ({ fsId, path: '/' }));
         const found: string[] = [];
-        for (const s of starts) found.push(...(await files.fuse(async () => find(b.browse, parseGuestPath((await locateInside(b, s)).guest), req.name))));
+        for (const s of starts) found.push(...(await find(b.browse, s, req.name)));
         return { pointId: b.pointId, found };
       } finally {
         l.release();
@@ -49,35 +46,18 @@ export function controlFiles(files: FileSessions, root: string, logger: Logger):
       const l = await lease(req.job, req.point);
       try {
         const b = l.browse;
-        const at = await files.fuse(() => locateInside(b, req.path));
-        const rootOfFs = parseGuestPath(at.guest).path === '/';
-        // The same archive as `files get --tar` without a server (src/files' tar), from a child process: never this process's thread pool.
-        const [cwd, entry] = rootOfFs ? [at.host, '.'] : [dirname(at.host), basename(at.host)];
-        const child = spawn('tar', ['-C', cwd, '-c', '-f', '-', '--sparse', '--numeric-owner', '--format=posix', '--', entry], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stderr = '';
-        child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-        const done = new Promise<void>((resolve, reject) => {
-          child.on('error', reject);
-          child.on('close', (code) => {
-            if (code === 0) return resolve();
-            logger.warn('files: a copy for the CLI failed', { path: at.guest, code, stderr: stderr.trim() });
-            reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `tar failed (exit ${code}): ${stderr.trim()}`));
-          });
-        }).finally(() => l.release());
+        const p = parseGuestPath(req.path);
+        const at = await locate(b.browse, p);
+        const entry = topEntry(p);
+        const a = await archive(b.browse, at, entry);
+        const done = a.done
+          .catch((err: unknown) => {
+            logger.warn('files: a copy for the CLI failed', { path: at.guest, problem: String(err) });
+            throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the archive of ${at.guest} failed: ${String(err)}`);
+          })
+          .finally(() => l.release());
         done.catch(() => undefined);
-        return {
-          pointId: b.pointId,
-          source: at.guest,
-          type: typeOf(at.st),
-          entry,
-          stream: child.stdout,
-          done,
-          cancel: () => {
-            if (child.exitCode === null) child.kill('SIGTERM');
-          },
-        };
+        return { pointId: b.pointId, source: at.guest, type: at.st.type, entry, stream: a.stream, done, cancel: () => a.cancel() };
       } catch (err) {
         l.release();
         throw err;

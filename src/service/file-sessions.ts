@@ -1,6 +1,6 @@
 /**
  * File-level recovery sessions of the server: one browse (src/files: one
- * libguestfs appliance, the point's file systems as a FUSE tree) per
+ * libguestfs appliance, the point's file systems mounted in it) per
  * (repository, job, point), opened by the first request that needs it and
  * reused by every later one, since the appliance's boot takes 12 to 30 s
  * under TCG. A session ends after an idle time, on close(key), and when the
@@ -11,12 +11,11 @@
  * session no request is using; when every session is in use the request is
  * refused with LFB_ERR_RATE_LIMITED (429, retry later).
  *
- * The appliance reads the point over NBD served by this process. FUSE calls
- * from Node's fs block a libuv thread-pool thread until the appliance
- * answers, and the appliance waits for this process's NBD answers, which
- * need the same thread pool to read backup files. So every FUSE fs call of
- * the server goes through one queue (`fuse`), one at a time, and bulk reads
- * (downloads) run in child processes (cat, tar), never in the pool.
+ * The appliance reads the point over NBD served by this process, whose
+ * backup-file reads use libuv's thread pool. Requests read the guest through
+ * the appliance's own calls (src/files/guest-fs.ts: one guestfish command at
+ * a time per session, streams through a named pipe and a child `cat`), so
+ * nothing of theirs waits for the appliance in that pool.
  *
  * An open that fails for what the point holds (its disks have no file system
  * an appliance that still answers can mount) is remembered for the idle time:
@@ -78,7 +77,6 @@ export class FileSessions {
   private readonly closing = new Set<Promise<void>>();
   /** Points whose open failed for what they hold, by session key, oldest first. */
   private readonly failedOpens = new Map<string, { readonly error: LifeboatError; readonly at: Date }>();
-  private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(
@@ -91,13 +89,6 @@ export class FileSessions {
 
   get idleMs(): number {
     return this.o.idleMs ?? DEFAULT_FILES_IDLE_MS;
-  }
-
-  /** Runs `fn` (FUSE fs calls) after every earlier one has ended: one FUSE call of this server at a time (see the file's comment). */
-  fuse<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   /** The point's id: the session's key names the point itself, so `latest` and the id share one session. */
@@ -132,7 +123,6 @@ export class FileSessions {
             job,
             point: pointId,
             fileSystems: b.browse.fsIds(),
-            guestInodes: b.browse.guestInodes,
           });
         },
         // A failed open leaves no session; only a failure of the point itself is remembered.

@@ -1,15 +1,16 @@
 /**
  * File-level recovery over HTTP: a point's volumes and folders, downloads
- * of files (as they are) and folders (GNU tar), find, and the server's open
- * sessions (src/service/file-sessions.ts). The first request on a point
- * waits for its appliance (12 to 30 s under TCG); later ones reuse it.
- * Listing and downloading are reads (viewer); closing a session is operator.
+ * of files (as they are, the appliance's download) and folders (a tar: the
+ * appliance's tar-out written again with holes), find, and the server's
+ * open sessions (src/service/file-sessions.ts). The first request on a
+ * point waits for its appliance (12 to 30 s under TCG); later ones reuse
+ * it. A symlink on a path's way that leads out of its file system is
+ * refused (422, src/files' locate). Listing and downloading are reads
+ * (viewer); closing a session is operator.
  */
-import { spawn } from 'node:child_process';
-import { realpath } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { posix } from 'node:path';
 import { LifeboatError } from '../../core/errors.js';
-import { list, locate, find, parseGuestPath, type OpenedBrowse, type Volume } from '../../files/index.js';
+import { archive, fileStream, find, list, locate, parseGuestPath, type Volume } from '../../files/index.js';
 import { FileSessions } from '../file-sessions.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
@@ -25,20 +26,6 @@ const volumeView = ({ id, kind, type, size, label, mounted, problem }: Volume) =
   ...(label !== undefined ? { label } : {}),
   ...(problem !== undefined ? { problem } : {}),
 });
-
-/**
- * A guest path on the host's tree, refused when a symlink on the way leads
- * out of its file system's folder: the tree is the guest's, but the host
- * resolves a symlink inside it against the host's root.
- */
-export async function locateInside(b: OpenedBrowse, pathText: string) {
-  const at = await locate(b.browse, parseGuestPath(pathText));
-  const root = await realpath(b.browse.root(at.fsId));
-  const real = await realpath(at.st.isSymbolicLink() ? dirname(at.host) : at.host);
-  if (real !== root && !real.startsWith(`${root}/`))
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${at.guest} goes through a symlink that leaves its file system; name the path its target names`);
-  return at;
-}
 
 function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
@@ -72,10 +59,7 @@ export function fileRoutes(app: ApiServer, ctx: ApiContext): void {
         const out = { pointId: b.pointId, volumes: b.browse.volumes.map(volumeView) };
         const path = request.query.path;
         if (path === undefined) return out;
-        const entries = await files.fuse(async () => {
-          const at = await locateInside(b, path);
-          return list(b.browse, parseGuestPath(at.guest));
-        });
+        const entries = await list(b.browse, parseGuestPath(path));
         return { ...out, path, entries: entries.map((e) => ({ ...e })) };
       } finally {
         l.release();
@@ -99,34 +83,30 @@ export function fileRoutes(app: ApiServer, ctx: ApiContext): void {
       let handedOver = false;
       try {
         const b = l.browse;
-        const at = await files.fuse(() => locateInside(b, request.query.path));
-        const isDir = at.st.isDirectory();
-        if (!isDir && !at.st.isFile())
+        const p = parseGuestPath(request.query.path);
+        const at = await locate(b.browse, p);
+        const isDir = at.st.type === 'directory';
+        if (!isDir && at.st.type !== 'file')
           throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${at.guest} is not a file or folder (a symlink: download the path it names)`);
-        // Child processes read the FUSE tree: a large download never waits in (or fills) this process's thread pool.
-        const [cmd, args] = isDir
-          ? ['tar', ['-C', dirname(at.host), '-c', '-f', '-', '--sparse', '--numeric-owner', '--format=posix', '--', basename(at.host)]]
-          : ['cat', ['--', at.host]];
-        const child = spawn(cmd, args as string[], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stderr = '';
-        child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-        child.on('close', (code) => {
-          l.release();
-          // Too late for a status: a cut stream tells the client (no chunked terminator, or fewer bytes than Content-Length).
-          if (code !== 0) {
-            ctx.deps.logger.warn('files: download failed', { path: at.guest, command: cmd, code, stderr: stderr.trim() });
-            child.stdout.destroy(new Error(`${cmd} failed`));
-          }
-        });
-        // The client went away: stop reading.
+        // A file system's root is named after its id's last part (disk1, or root of vg0/root).
+        const name = p.path === '/' ? at.fsId.split('/').pop()! : posix.basename(p.path);
+        const out = isDir ? await archive(b.browse, at, name) : await fileStream(b.browse, at);
+        out.done.then(
+          () => l.release(),
+          (err: unknown) => {
+            l.release();
+            // Too late for a status: a cut stream tells the client (no chunked terminator, or fewer bytes than Content-Length).
+            ctx.deps.logger.warn('files: download failed', { path: at.guest, problem: String(err) });
+          },
+        );
+        // The client went away: the appliance's transfer stops.
         reply.raw.on('close', () => {
-          if (child.exitCode === null) child.kill('SIGTERM');
+          if (!reply.raw.writableFinished) out.cancel();
         });
         handedOver = true;
-        const name = at.guest.endsWith(':/') ? at.fsId.replace('/', '-') : basename(at.host);
         void reply.header('content-disposition', contentDisposition(isDir ? `${name}.tar` : name));
         if (!isDir) void reply.header('content-length', String(at.st.size));
-        return reply.type(isDir ? 'application/x-tar' : 'application/octet-stream').send(child.stdout);
+        return reply.type(isDir ? 'application/x-tar' : 'application/octet-stream').send(out.stream);
       } finally {
         if (!handedOver) l.release();
       }
@@ -150,14 +130,7 @@ export function fileRoutes(app: ApiServer, ctx: ApiContext): void {
         const b = l.browse;
         const roots = request.query.path !== undefined ? [request.query.path] : b.browse.fsIds().map((id) => `${id}:/`);
         const paths: string[] = [];
-        for (const r of roots) {
-          // Held in the FUSE queue throughout: find's own first look is an lstat in this process.
-          const found = await files.fuse(async () => {
-            await locateInside(b, r);
-            return find(b.browse, parseGuestPath(r), request.query.name);
-          });
-          paths.push(...found);
-        }
+        for (const r of roots) paths.push(...(await find(b.browse, parseGuestPath(r), request.query.name)));
         return { pointId: b.pointId, paths };
       } finally {
         l.release();
