@@ -10,9 +10,10 @@
  *     are handed to it (src/cli/files-hand-off.ts): time to the first listing
  *     is `lifeboat files ls <job> --point latest /` from the command's start
  *     (the point's NBD export, the appliance's boot, the disks inspected, the
- *     file systems mounted, the FUSE tree, the listing); then
- *     `files get … /big.bin --to` and `files get … /many --to` (the server's
- *     tar, extracted by the CLI) on the booted session.
+ *     file systems mounted, the listing); then `files get … /big.bin --to`
+ *     and `files get … /many --to` on the booted session (the appliance's
+ *     download and tar-out, written again by the server with holes, extracted
+ *     by the CLI).
  *   direct: `guestfish --listen --ro -a raw.img` (the same appliance, the same
  *     backend): time to the first listing is listen + run + mount-ro + ls /;
  *     then `download /big.bin` and `copy-out /many` on the booted appliance

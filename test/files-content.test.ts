@@ -239,8 +239,8 @@ function assertEntries(entries: Entry[], tree: Map<string, Node>, dir: string, w
 
 /**
  * Which fields each file system keeps: NTFS has no POSIX modes or owners (ntfs-3g shows 0777, root).
- * ext4's hard links (links/hard1 and hard2) come out as links (nlink, sameInode): the server's tree passes
- * the guest's inode numbers (mount-local's use_ino), so tar sees one file with two names.
+ * ext4's hard links (links/hard1 and hard2) come out as links (nlink, sameInode): the folder's tar is made
+ * by tar-out inside the appliance, which sees the guest's own inode numbers.
  */
 const KEPT: (keyof Node)[][] = [
   ['type', 'mode', 'uid', 'gid', 'mtimeNs', 'size', 'sha256', 'target', 'nlink', 'sameInode'],

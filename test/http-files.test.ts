@@ -170,8 +170,8 @@ test('volumes, a folder, a file and a folder downloaded, one appliance for every
     ['etc/', 'etc/link', 'etc/nested/', 'etc/nested/deep/', 'etc/nested/deep/a.txt'],
   );
 
-  // Downloads and listings at once all finish (FUSE calls wait in one queue, downloads read in child processes). This case passed with
-  // the queue removed too: the folders were in the appliance's cache by then, so no listing needed the NBD export; it guards, it does not prove.
+  // Downloads and listings at once all finish (the session's guestfish commands wait in one queue, and a download's bytes come
+  // through a named pipe read by a child cat, never Node's thread pool, which the NBD export's reads need). It guards, it does not prove.
   const started = Date.now();
   const parallel = await Promise.all([
     download(point, 'disk0p1:/big.bin'),

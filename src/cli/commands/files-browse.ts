@@ -15,7 +15,7 @@ export function stderrProgress(line: string): void {
 /**
  * Opens a browse of the point named on the command line, runs `fn`, and
  * closes it in every outcome, a SIGINT or SIGTERM included (which would
- * otherwise end this process and leave the appliance and the FUSE tree).
+ * otherwise end this process and leave the appliance behind).
  */
 export async function withBrowse<T>(ctx: CommandContext, fn: (b: OpenedBrowse) => Promise<T>, mountAt?: string): Promise<T> {
   const repo = requireString(ctx, 'repo');
