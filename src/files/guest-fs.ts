@@ -274,10 +274,21 @@ export class GuestFs {
         await rm(fifo, { force: true });
       }
     })();
+    let settled = false;
     done.then(
-      () => out.end(),
-      (err: Error) => out.destroy(err),
+      () => {
+        settled = true;
+        out.end();
+      },
+      (err: Error) => {
+        settled = true;
+        out.destroy(err);
+      },
     );
+    // Destroyed by its reader before the end: nobody reads the pipe any more.
+    out.once('close', () => {
+      if (!settled) cancel();
+    });
     const cancel = (): void => {
       if (cancelled || ended) return;
       cancelled = true;

@@ -121,7 +121,18 @@ export async function archive(s: BrowseSession, at: Located, top: string): Promi
   return followed(rewriteArchive(singleMemberArchive(top, at.st, out.stream), '.'), out.cancel);
 }
 
+/**
+ * `stream` with its end awaited and its source stopped once it is destroyed
+ * before its end (a reader that failed or went away): the appliance would
+ * otherwise wait, holding its guestfish server, for a reader that never
+ * comes back.
+ */
 function followed(stream: Readable, cancelSource: () => void): ArchiveStream {
+  let ended = false;
+  stream.once('end', () => (ended = true));
+  stream.once('close', () => {
+    if (!ended) cancelSource();
+  });
   const done = finished(stream);
   done.catch(() => undefined);
   return {
