@@ -309,7 +309,14 @@ test("a job one of the server's runs is writing keeps its catalog copy until the
   const reads = r.jobReads;
   assert.deepEqual(await pointsIn(), [1, 1], 'the copy from before the run while it writes');
   assert.equal(r.jobReads, reads, 'no read of a job being written');
+  // Nor a listing of its folder: the signature taken before the run stands (one backup file, not two).
+  const filesIn = async (): Promise<number[]> => [
+    (await r.jobs(fx.repo)).find((j) => j.job.name === 'busy01')!.folder.fileBytes.size,
+    (await r.job(fx.repo, 'busy01')).folder.fileBytes.size,
+  ];
+  assert.deepEqual(await filesIn(), [1, 1], 'the folder as it was before the run while it writes');
   writing = false;
   assert.deepEqual(await pointsIn(), [2, 2]);
   assert.equal(r.jobReads, reads + 1, 'one read once the run ended');
+  assert.deepEqual(await filesIn(), [2, 2]);
 });

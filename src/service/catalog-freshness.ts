@@ -48,6 +48,8 @@ export class CatalogFreshness {
   /** How many times a job's files were read (scanned): what a request of an unchanged job must not add to. */
   jobReads = 0;
   private readonly reading = new Map<string, { readonly signature: string; readonly done: Promise<void> }>();
+  /** Each job folder's signature as last taken, by root and name: what stands for a job being written. */
+  private readonly lastSignatures = new Map<string, JobFolderSignature>();
   private readonly storage: Storage;
 
   constructor(private readonly opts: CatalogFreshnessOptions) {
@@ -66,8 +68,9 @@ export class CatalogFreshness {
   async jobs(root: string): Promise<FreshJob[]> {
     const now = this.opts.clock.now();
     const names = await jobFolderNames(root);
-    const [signatures, reads] = await Promise.all([Promise.all(names.map((n) => jobFolderSignature(root, n, now))), this.catalog.listJobReads(root)]);
+    const reads = await this.catalog.listJobReads(root);
     const known = new Map(reads.map((r) => [r.job, r.signature]));
+    const signatures = await Promise.all(names.map((n) => this.signature(root, n, now, known.has(n))));
     const present = new Map<string, JobFolderSignature>();
     names.forEach((n, i) => {
       // A folder without job.json is no job (yet: `job create` writes it last).
@@ -85,8 +88,9 @@ export class CatalogFreshness {
   /** One job, read again first if its folder changed; LFB_ERR_JOB_NOT_FOUND (and forgotten) when it has no folder or job.json. */
   async job(root: string, name: string): Promise<FreshJob> {
     validateJobName(name);
-    const [sig, reads] = await Promise.all([jobFolderSignature(root, name, this.opts.clock.now()), this.catalog.listJobReads(root)]);
+    const reads = await this.catalog.listJobReads(root);
     let read = reads.find((r) => r.job === name);
+    const sig = await this.signature(root, name, this.opts.clock.now(), read !== undefined);
     if (sig === undefined) {
       if (read !== undefined || (await this.catalog.listJobs(root)).some((j) => j.name === name)) await this.catalog.deleteJob(root, name);
       throw jobNotFound(root, name);
@@ -99,6 +103,25 @@ export class CatalogFreshness {
     // Deleted between the read and here (by another request that saw the folder gone).
     if (job === undefined || read === undefined) throw jobNotFound(root, name);
     return { job, read, folder: sig };
+  }
+
+  /**
+   * The job folder's signature now; for a job one of this server's runs is
+   * writing (and that has a catalog copy), the one taken last instead: that
+   * copy stands until the run ends whatever the folder says, and the folder is
+   * the one being renamed into and synced, where a listing and stats would
+   * wait on the writes (the jobs listing's p99 while 4 backups run).
+   */
+  private async signature(root: string, name: string, now: Date, cataloged: boolean): Promise<JobFolderSignature | undefined> {
+    const key = `${root}\0${name}`;
+    if (cataloged && this.isWriting(root, name)) {
+      const kept = this.lastSignatures.get(key);
+      if (kept !== undefined) return kept;
+    }
+    const sig = await jobFolderSignature(root, name, now);
+    if (sig === undefined) this.lastSignatures.delete(key);
+    else this.lastSignatures.set(key, sig);
+    return sig;
   }
 
   /** A job's points as the catalog has them, read again first if the job's folder changed. */
@@ -115,7 +138,7 @@ export class CatalogFreshness {
    * for the next request to forget.
    */
   async refresh(root: string, name: string): Promise<void> {
-    const [sig, reads] = await Promise.all([jobFolderSignature(root, name, this.opts.clock.now()), this.catalog.listJobReads(root)]);
+    const [sig, reads] = await Promise.all([this.signature(root, name, this.opts.clock.now(), false), this.catalog.listJobReads(root)]);
     if (sig === undefined) return;
     if (reads.find((r) => r.job === name)?.signature !== sig.signature) await this.readAgain(root, name, sig);
   }
