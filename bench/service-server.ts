@@ -21,7 +21,9 @@ export function startServe(repo: string, stateDir: string, nodeArgs: readonly st
   args.push('--no-portmap', '--nfs-port', '0', '--mount-port', '0', '--nbd-port', '0');
   // BENCH_SERVE_ARGS: more flags for the server (e.g. "--backup-nice 19"), to compare settings in the same bench.
   args.push(...(process.env['BENCH_SERVE_ARGS'] ?? '').split(' ').filter((a) => a !== ''));
-  const proc = spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_SERVE_NODE_ARGS: Node's own flags for the server (e.g. "--single-threaded-gc"), split at spaces.
+  const nodeFlags = [...nodeArgs, ...(process.env['BENCH_SERVE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')];
+  const proc = spawn(process.execPath, [...nodeFlags, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   const stop = async (): Promise<void> => {

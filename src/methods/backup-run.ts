@@ -1,12 +1,10 @@
 import { join } from 'node:path';
-import type { BlockKeys } from '../crypto/seal.js';
-import { LifeboatError, queued } from '../core/errors.js';
 import { weekdayOf, type Clock } from '../core/clock.js';
 import { newPointId, newUuid } from '../core/ids.js';
 import { StepTimes } from '../core/step-times.js';
 import { throwIfInterrupted } from '../core/cancel.js';
-import { BlockWorkerPool, parseCompression, type BlockResult, type CompressionSetting } from '../compress/index.js';
-import { FILE_EXTENSIONS, FORMAT_CURRENT, type CodecName, type FileKind } from '../format/constants.js';
+import { BlockWorkerPool, parseCompression } from '../compress/index.js';
+import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
 import { LockFile } from '../storage/index.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob, type JobDefinition } from '../repository/job.js';
@@ -14,22 +12,18 @@ import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../
 import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
 import { guardImmutableBackup, sealJobFiles } from '../repository/immutability.js';
-import type { DiskSource, OpenedSource } from '../source/index.js';
+import type { OpenedSource } from '../source/index.js';
 import { givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, gfsSyntheticFullDue, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
+import { backupDisk, type BackupProgress, type PreviousPoint } from './block-pipeline.js';
 import { closeAll } from './close-all.js';
 import { checkSourceChange } from './source-change.js';
 import { synthesizeFull, type SyntheticFullResult } from './synthetic-full.js';
 import { reverseIncrement } from './reverse-run.js';
 import { chainToTransform, transformObstacle, transformToRollbacks, type TransformResult } from './transform.js';
 
-export interface BackupProgress {
-  readonly disk: number;
-  readonly diskCount: number;
-  readonly bytesDone: number;
-  readonly bytesTotal: number;
-}
+export type { BackupProgress } from './block-pipeline.js';
 
 export interface BackupOptions {
   readonly clock: Clock;
@@ -79,6 +73,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   });
   steps.lap('lock');
   const storage = repo.storage;
+  /** The new point's sources closing, which the steps after the commit do not wait for. */
+  let sourcesClosed: Promise<void> = Promise.resolve();
   try {
     // Read again under the lock: a `job set` or `job delete` that finished while we waited is what counts.
     const job = await loadJob(repo, jobName);
@@ -100,18 +96,22 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
       steps.lap('reverse');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
     }
-    result ??= await writePoint(
-      job,
-      dir,
-      state,
-      result === undefined && job.method === 'reverse' && decision.kind === 'increment'
-        ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' }
-        : decision,
-      now,
-      opts,
-      steps,
-      repair,
-    );
+    if (result === undefined) {
+      const { sourcesClosed: closing, ...point } = await writePoint(
+        job,
+        dir,
+        state,
+        job.method === 'reverse' && decision.kind === 'increment'
+          ? { kind: 'full', trigger: 'disk sizes changed (a reverse chain needs equal sizes)' }
+          : decision,
+        now,
+        opts,
+        steps,
+        repair,
+      );
+      result = point;
+      sourcesClosed = closing;
+    }
     state = await scanJob(dir, storage);
     steps.lap('scan');
     /** After the commit: a stopped run seals what it committed first (an immutable repository has no mutable point until a next run). */
@@ -146,8 +146,12 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     steps.lap('retention');
     await writeVbm(job, state, now);
     steps.lap('metadata');
+    await sourcesClosed;
+    steps.lap('close source');
     return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}), ...(transform ? { transform } : {}), steps: steps.toJSON() };
   } finally {
+    // Closed before the lock goes, whatever failed after the commit: the next run opens the same image.
+    await sourcesClosed.catch(() => undefined);
     await lock.release();
   }
 }
@@ -210,6 +214,9 @@ export function fileStamp(d: Date): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
+/** A point writePoint committed, and its sources' closing (still under way). */
+type WrittenPoint = Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'> & { readonly sourcesClosed: Promise<void> };
+
 async function writePoint(
   job: JobDefinition,
   dir: string,
@@ -219,7 +226,7 @@ async function writePoint(
   opts: BackupOptions,
   steps: StepTimes,
   repair?: RepairBlocks,
-): Promise<Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'>> {
+): Promise<WrittenPoint> {
   let opened: OpenedSource[] = [];
   const previous: RestorePointDisk[] = [];
   const pool = opts.pool ?? new BlockWorkerPool(opts.workers);
@@ -231,14 +238,22 @@ async function writePoint(
     const pointId = newPointId();
     // CBT bitmaps track from the newest point, whatever kind this run is.
     const newest = state.points[state.points.length - 1];
-    opened = await openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined });
+    // The source (a helper process to start, QMP and NBD round trips) and the previous point (its block tables) open side by side.
+    const openPrevious = async (): Promise<void> => {
+      // Each disk is kept as soon as it opens, so a failure on the way closes those already open.
+      if (parentFiles)
+        for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0, storage: state.storage }));
+    };
+    const [sourcesOpened, previousOpened] = await Promise.allSettled([
+      openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined }),
+      openPrevious(),
+    ]);
+    if (sourcesOpened.status === 'fulfilled') opened = sourcesOpened.value;
+    if (sourcesOpened.status === 'rejected') throw sourcesOpened.reason;
+    if (previousOpened.status === 'rejected') throw previousOpened.reason;
     if (opts.acceptSourceChange !== true) checkSourceChange(job.name, newest, opened);
     const sources = opened.map((o) => o.source);
-    steps.lap('open source');
-    if (parentFiles) {
-      for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0, storage: state.storage }));
-    }
-    steps.lap('open previous point');
+    steps.lap('open source and previous point');
     const kind: FileKind = decision.kind;
     const chainId = kind === 'full' ? newUuid() : latestChain!.chainId;
     const blockSize = kind === 'full' ? job.blockSize : latestChain!.full.header.blockSize;
@@ -290,15 +305,21 @@ async function writePoint(
       meta: { vm, trigger: decision.trigger, changes },
     });
     steps.lap('commit');
-    // Old bitmaps go once the image is closed (qemu-img needs its write lock).
-    await Promise.all(opened.map((o) => o.source.close()));
-    for (const o of opened) await o.committed();
+    // The point is in: the sources close (a storage daemon stores its bitmaps and flushes the image) while the run
+    // goes on to its scan, retention and metadata, which never touch them. Old bitmaps go once the image is closed
+    // (qemu-img needs its write lock). Handled at once, so a failure waits for runBackup's await, not the process's.
+    const closing = opened;
     opened = [];
-    steps.lap('close source');
+    const sourcesClosed = (async () => {
+      await closeAll(closing.map((o) => o.source.close()));
+      for (const o of closing) await o.committed();
+    })();
+    sourcesClosed.catch(() => undefined);
     const stored = writer.storedBytes;
     const deduped = writer.dedupedBlocks;
     writer = undefined;
     return {
+      sourcesClosed,
       pointId,
       kind,
       file: name,
@@ -317,108 +338,5 @@ async function writePoint(
   }
 }
 
-type Outcome =
-  { readonly kind: 'skip' } | { readonly kind: 'zero'; readonly bi: number } | { readonly kind: 'data'; readonly bi: number; readonly r: BlockResult };
-
-/** Where the pipeline puts changed blocks: a new backup file, or (reverse incremental) the full and a rollback. */
-export interface BlockSink {
-  addBlock(disk: number, blockIndex: number, codec: CodecName, stored: Buffer, digest: Buffer): Promise<void>;
-  addZero(disk: number, blockIndex: number): void | Promise<void>;
-  /** An encrypted repository's keys: blocks are digested with its keyed digest and sealed in the pool. */
-  readonly keys?: BlockKeys | undefined;
-}
-
-/** What the pipeline needs of the point it compares with: each block's digest (null = zeros). */
-export interface PreviousPoint {
-  readonly size: number;
-  digestOf(blockIndex: number): Buffer | null;
-}
-
+/** A damaged block's digest in a repair run: equal to no real digest, so the block is stored again. */
 const NEVER_MATCHES = Buffer.alloc(32, 0xff);
-
-/**
- * The block pipeline of one disk: read → zero check → (worker) hash, compare
- * with the previous point, compress → write in order. A bounded window of
- * blocks is in flight, reads included (several requests to an NBD server, or
- * preads, at once), so memory is window × block size whatever the disk size,
- * and each block is read straight into the buffer the worker gets.
- */
-export async function backupDisk(
-  src: DiskSource,
-  disk: number,
-  diskCount: number,
-  writer: BlockSink,
-  prev: PreviousPoint | null,
-  blockSize: number,
-  compression: CompressionSetting,
-  pool: BlockWorkerPool,
-  totals: { bytesRead: number; blocksStored: number; blocksZero: number; blocksUnchanged: number },
-  onProgress: BackupOptions['onProgress'],
-  signal?: AbortSignal,
-): Promise<void> {
-  const blockCount = Math.ceil(src.size / blockSize);
-  const zeros = Buffer.alloc(blockSize);
-  const free: ArrayBuffer[] = [];
-  const queue: Promise<Outcome>[] = [];
-  const window = pool.size * 4;
-  let lastReport = 0;
-
-  const drainOne = async (): Promise<void> => {
-    const o = await queue.shift()!;
-    if (o.kind === 'zero') await writer.addZero(disk, o.bi);
-    if (o.kind !== 'data') return;
-    free.push(o.r.buffer);
-    if (o.r.unchanged) totals.blocksUnchanged += 1;
-    else {
-      await writer.addBlock(disk, o.bi, o.r.codec, Buffer.from(o.r.stored!), o.r.digest);
-      totals.blocksStored += 1;
-    }
-  };
-
-  const readBlock = async (bi: number, offset: number, len: number): Promise<Outcome> => {
-    const ab = free.pop() ?? new ArrayBuffer(blockSize);
-    const buf = Buffer.from(ab, 0, len);
-    const got = await src.read(buf, offset);
-    if (got !== len) {
-      throw new LifeboatError('LFB_ERR_DISK_READ', `disk ${src.path} ended at ${offset + got} while reading block ${bi}; its size changed during the backup`, {
-        details: { disk: src.path, offset: offset + got },
-      });
-    }
-    totals.bytesRead += len;
-    if (buf.equals(zeros.subarray(0, len))) {
-      // Zero blocks are never stored; an increment records only that a block became zero.
-      free.push(ab);
-      totals.blocksZero += 1;
-      return prev !== null && prev.digestOf(bi) !== null ? { kind: 'zero', bi } : { kind: 'skip' };
-    }
-    const r = await pool.run(ab, len, prev === null ? null : prev.digestOf(bi), compression, writer.keys);
-    return { kind: 'data', bi, r };
-  };
-
-  for (let bi = 0; bi < blockCount; bi++) {
-    if (signal?.aborted === true) {
-      // Between blocks is safe: once the reads and hashing in flight settle, the caller's cleanup drops the unfinished file.
-      await Promise.allSettled(queue);
-      throwIfInterrupted(signal);
-    }
-    const offset = bi * blockSize;
-    const len = Math.min(blockSize, src.size - offset);
-    if (prev !== null && prev.size === src.size && src.isUnchanged?.(offset, len) === true) {
-      // Changed-block tracking: not written since the previous point, so not even read.
-      totals.blocksUnchanged += 1;
-    } else if (src.isHole(offset, len)) {
-      // A hole of a sparse image: zeros, known without reading them.
-      totals.bytesRead += len;
-      totals.blocksZero += 1;
-      if (prev !== null && prev.digestOf(bi) !== null) queue.push(Promise.resolve({ kind: 'zero', bi }));
-    } else {
-      queue.push(queued(readBlock(bi, offset, len)));
-    }
-    while (queue.length >= window) await drainOne();
-    if (onProgress && (offset + len - lastReport >= 64 * 1024 * 1024 || bi === blockCount - 1)) {
-      lastReport = offset + len;
-      onProgress({ disk, diskCount, bytesDone: offset + len, bytesTotal: src.size });
-    }
-  }
-  while (queue.length > 0) await drainOne();
-}
