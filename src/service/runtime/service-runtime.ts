@@ -3,7 +3,7 @@ import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
 import type { Clock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { DEFAULT_MAX_TASKS, decide, type KnownRun, type ScheduledJob } from '../../schedule/index.js';
+import { DEFAULT_MAX_TASKS, decide, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
 import { serverScheduledJobs } from './scheduled-jobs.js';
@@ -15,7 +15,7 @@ import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
-import { runtimeKey, splitRuntimeKey } from './surebackup-schedule.js';
+import { knownRuns, splitKey } from './known-runs.js';
 import { CopyExecution } from './copy-execution.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
@@ -54,12 +54,6 @@ const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 /** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
 const MAX_STOPS_KEPT = 1024;
-const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
-
-const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' | 'copy' } => {
-  const k = splitRuntimeKey(key);
-  return { repo: k.repo, job: k.job, ...(k.kind !== 'backup' ? { kind: k.kind } : {}) };
-};
 
 /**
  * The scheduler's runtime: asks `decide` (src/schedule) what to do, records
@@ -263,7 +257,7 @@ export class ServiceRuntime implements JobRunner {
     const { catalog, clock } = this.opts;
     const now = clock.now().getTime();
     const jobs = await this.jobs();
-    const runs = await this.knownRuns(jobs);
+    const runs = await knownRuns(this.opts.catalog, this.opts.repos, jobs, (id) => this.running.has(id));
     const d = decide({
       jobs,
       runs,
@@ -371,35 +365,6 @@ export class ServiceRuntime implements JobRunner {
   /** Every job of every repository, backup, SureBackup and copy, as the scheduler sees it (their files are read each round). */
   private async jobs(): Promise<ScheduledJob[]> {
     return serverScheduledJobs(this.opts.repos, this.opts.schedules !== false, this.opts.logger, (key, report) => this.reportOnce(key, report));
-  }
-
-  /** Queued and running runs, and each job's latest runs (retries and chaining look at the latest end). */
-  private async knownRuns(jobs: readonly ScheduledJob[]): Promise<KnownRun[]> {
-    const seen = new Map<number, RunRecord>();
-    for (const repo of this.opts.repos) {
-      for (const r of (await this.opts.catalog.listRuns({ repo, states: ['queued', 'running'], limit: 1000 })).runs) seen.set(r.id, r);
-    }
-    // Each job's latest ended run: retries and chaining look at it.
-    for (const j of jobs) {
-      const { repo, job, kind } = splitKey(j.key);
-      for (const r of (await this.opts.catalog.listRuns({ repo, job, kind: kind ?? 'backup', states: ENDED, limit: 1 })).runs) seen.set(r.id, r);
-    }
-    const tasks = new Map(jobs.map((j) => [j.key, j.tasks]));
-    const ms = (t: string | null): number | null => (t === null ? null : Date.parse(t));
-    return [...seen.values()]
-      .sort((a, b) => a.id - b.id)
-      .map((r) => ({
-        id: r.id,
-        job: runtimeKey(r.kind, r.repo, r.job),
-        trigger: r.trigger,
-        attempt: r.attempt,
-        // A run this process started is running, even before its first catalog write lands: the cap must count it.
-        state: this.running.has(r.id) && (r.state === 'queued' || r.state === 'running') ? 'running' : r.state,
-        queuedAt: Date.parse(r.queuedAt),
-        startedAt: ms(r.startedAt),
-        endedAt: ms(r.endedAt),
-        tasks: tasks.get(runtimeKey(r.kind, r.repo, r.job)) ?? 1,
-      }));
   }
 
   private reportOnce(key: string, report: () => void): void {
