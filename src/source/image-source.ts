@@ -60,7 +60,7 @@ async function runHelper(
     }
     await rm(dir, { recursive: true, force: true });
   };
-  // Polled every 5 ms at first (a helper is usually up in 20–40 ms), then every 20 ms, for up to 15 s.
+  // Polled every millisecond at first (a helper is usually up in 15–40 ms, and a run waits for it), then every 20 ms, for up to 15 s.
   const started = performance.now();
   for (let attempt = 0; ; attempt++) {
     if (exited !== undefined) {
@@ -78,7 +78,7 @@ async function runHelper(
       await stop();
       throw new LifeboatError('LFB_ERR_TOOL_FAILED', `${tool} did not start for ${path} within 15 s: ${stderr.trim()}`);
     }
-    await new Promise((r) => setTimeout(r, attempt < 40 ? 5 : 20));
+    await new Promise((r) => setTimeout(r, attempt < 200 ? 1 : 20));
   }
 }
 
@@ -92,21 +92,26 @@ export async function serveImage(path: string, format: string): Promise<{ addres
     throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `disk ${path} cannot be opened: ${err.code ?? String(err)}`, { details: { disk: path } });
   });
   const socketIn = (dir: string): string => join(dir, 'nbd.sock');
-  const accepts = (dir: string): Promise<boolean> =>
+  // qemu-nbd listens before it opens the image: a connection can be taken while it is about to exit (an image
+  // another QEMU holds), and its socket file stays after. Only its NBD greeting says the image is open.
+  const greets = (dir: string): Promise<boolean> =>
     new Promise<boolean>((r) => {
       const s = connect(socketIn(dir));
-      s.once('connect', () => {
+      const done = (served: boolean): void => {
         s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
+        r(served);
+      };
+      s.once('data', () => done(true));
+      s.once('error', () => done(false));
+      s.once('close', () => done(false));
+      s.setTimeout(1000, () => done(false));
     });
   const { dir, stop } = await runHelper(
     'qemu-nbd',
     'qemu-utils',
     path,
     (d) => ['--read-only', `--format=${format}`, `--socket=${socketIn(d)}`, '--shared=4', '--persistent', '--cache=none', path],
-    accepts,
+    greets,
     'LFB_ERR_DISK_READ',
   );
   return { address: { socket: socketIn(dir), exportName: '' }, stop };
@@ -120,7 +125,13 @@ export async function serveImage(path: string, format: string): Promise<{ addres
  * bitmaps are written into it; no data is ever written. `stop` ends the
  * daemon cleanly, which stores the bitmaps.
  */
-export async function startStorageDaemon(path: string): Promise<{ qmpSocket: string; node: string; stop: () => Promise<void> }> {
+export interface StorageDaemon {
+  readonly qmpSocket: string;
+  readonly node: string;
+  stop(): Promise<void>;
+}
+
+export async function startStorageDaemon(path: string): Promise<StorageDaemon> {
   const node = 'lifeboat-disk';
   const socketIn = (dir: string): string => join(dir, 'qmp.sock');
   const args = (dir: string): string[] => [
