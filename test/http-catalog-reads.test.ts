@@ -320,3 +320,27 @@ test("a job one of the server's runs is writing keeps its catalog copy until the
   assert.equal(r.jobReads, reads + 1, 'one read once the run ended');
   assert.deepEqual(await filesIn(), [2, 2]);
 });
+
+test("a job refreshed at the end of a server's run while its folder is too recent to trust is not read by a listing: it is read once in the background when quiet", async () => {
+  await createJob('settle01');
+  await cliBackup('settle01');
+  await quiet();
+  const r = new CatalogFreshness({ catalog: fx.catalog, clock: fx.deps.clock, storage, writing: () => false });
+  const pointsIn = async (): Promise<number> => (await r.jobs(fx.repo)).find((j) => j.job.name === 'settle01')!.read.points;
+  assert.equal(await pointsIn(), 1);
+  // The run's last writes (here: a backup, then a file made and removed in the folder) end just before its refresh.
+  await cliBackup('settle01');
+  const folder = join(fx.repo, 'jobs', 'settle01');
+  await appendFile(join(folder, '.settle.tmp'), 'x');
+  await unlink(join(folder, '.settle.tmp'));
+  await r.refresh(fx.repo, 'settle01');
+  const reads = r.jobReads;
+  assert.equal(await pointsIn(), 2, 'the refreshed copy');
+  assert.equal((await r.job(fx.repo, 'settle01')).read.points, 2);
+  assert.equal(r.jobReads, reads, 'no listing reads a job the server refreshed while its times settle');
+  for (let i = 0; i < 100 && r.jobReads === reads; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(r.jobReads, reads + 1, 'read once in the background once its times are trustworthy');
+  await quiet();
+  assert.equal(await pointsIn(), 2);
+  assert.equal(r.jobReads, reads + 1, 'and not again');
+});

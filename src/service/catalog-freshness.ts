@@ -40,6 +40,9 @@ export interface CatalogFreshnessOptions {
   readonly writing?: ((root: string, job: string) => boolean) | undefined;
 }
 
+/** How long a job refreshed with a racy signature waits before its next read (longer than the fine racy window of job-signature.ts). */
+const SETTLE_MS = 100;
+
 function jobNotFound(root: string, name: string): LifeboatError {
   return new LifeboatError('LFB_ERR_JOB_NOT_FOUND', `no job "${name}" in ${root}; create it with \`lifeboat job create\``, { details: { job: name } });
 }
@@ -50,14 +53,17 @@ export class CatalogFreshness {
   private readonly reading = new Map<string, { readonly signature: string; readonly done: Promise<void> }>();
   /** Each job folder's signature as last taken, by root and name: what stands for a job being written. */
   private readonly lastSignatures = new Map<string, JobFolderSignature>();
+  /** Jobs refreshed at the end of a run while their times were too recent to trust, each with its read to come. */
+  private readonly settling = new Map<string, NodeJS.Timeout>();
   private readonly storage: Storage;
 
   constructor(private readonly opts: CatalogFreshnessOptions) {
     this.storage = opts.storage ?? localStorage;
   }
 
+  /** Whether the job's catalog copy stands whatever its folder says: one of this server's runs writes it, or it settles after one. */
   private isWriting(root: string, name: string): boolean {
-    return this.opts.writing?.(root, name) === true;
+    return this.opts.writing?.(root, name) === true || this.settling.has(`${root}\0${name}`);
   }
 
   private get catalog(): Catalog {
@@ -138,9 +144,48 @@ export class CatalogFreshness {
    * for the next request to forget.
    */
   async refresh(root: string, name: string): Promise<void> {
+    if (await this.refreshOnce(root, name)) this.settle(root, name);
+  }
+
+  /**
+   * Reads the job again if its folder changed; true when the signature it
+   * went by was racy. `settling`: a folder still racy and unchanged since the
+   * last read waits for the next round instead (a file system that keeps
+   * whole seconds stays racy for two).
+   */
+  private async refreshOnce(root: string, name: string, settling = false): Promise<boolean> {
     const [sig, reads] = await Promise.all([this.signature(root, name, this.opts.clock.now(), false), this.catalog.listJobReads(root)]);
-    if (sig === undefined) return;
-    if (reads.find((r) => r.job === name)?.signature !== sig.signature) await this.readAgain(root, name, sig);
+    if (sig === undefined) return false;
+    const recorded = reads.find((r) => r.job === name)?.signature;
+    const unchanged = recorded === sig.signature || (settling && sig.racy && recorded === recordedSignature(sig));
+    if (!unchanged) await this.readAgain(root, name, sig);
+    return sig.racy;
+  }
+
+  /**
+   * A run's end comes right after its last writes, so its refresh is most
+   * often taken while the folder's times are too recent to trust (racy), and
+   * the next request would read the job again, inside the request (10–50 ms
+   * while backups run). Instead the copy the refresh made stands, and the job
+   * is read again here once its times have settled (again later while they
+   * keep changing). A change by another writer within the same timestamp
+   * step as the run's last write shows at that read, moments later.
+   */
+  private settle(root: string, name: string): void {
+    const key = `${root}\0${name}`;
+    if (this.settling.has(key)) return;
+    const timer = setTimeout(() => {
+      void this.refreshOnce(root, name, true).then(
+        (racy) => {
+          this.settling.delete(key);
+          // Still too recent: the folder kept changing, or its file system keeps whole seconds.
+          if (racy) this.settle(root, name);
+        },
+        () => this.settling.delete(key), // the next request reads the job itself
+      );
+    }, SETTLE_MS);
+    timer.unref();
+    this.settling.set(key, timer);
   }
 
   /**
