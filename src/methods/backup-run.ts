@@ -13,7 +13,7 @@ import { RestorePointDisk } from '../repository/restore-point-disk.js';
 import type { Repository } from '../repository/repository.js';
 import { guardImmutableBackup, sealJobFiles } from '../repository/immutability.js';
 import type { OpenedSource } from '../source/index.js';
-import { givenVm, openJobSources, trackingOf } from './job-sources.js';
+import { EarlyDaemons, givenVm, openJobSources, trackingOf } from './job-sources.js';
 import { applyRetention, gfsSyntheticFullDue, type AppliedAction } from './retention-run.js';
 import { resolveVmConfig } from './vm-config.js';
 import { backupDisk, type BackupProgress, type PreviousPoint } from './block-pipeline.js';
@@ -75,11 +75,14 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   const storage = repo.storage;
   /** The new point's sources closing, which the steps after the commit do not wait for. */
   let sourcesClosed: Promise<void> = Promise.resolve();
+  let early: EarlyDaemons | undefined;
   try {
     // Read again under the lock: a `job set` or `job delete` that finished while we waited is what counts.
     const job = await loadJob(repo, jobName);
     // An immutable repository: refused before anything is written if the job would rewrite files or the attribute cannot be set.
     await guardImmutableBackup(repo, job);
+    // A CBT qcow2 disk's storage daemon comes up while the job's files are scanned.
+    early = EarlyDaemons.start(job);
     let state = await scanJob(dir, storage);
     const cleanedUp = await cleanupJob(state);
     if (cleanedUp.length > 0) state = await scanJob(dir, storage);
@@ -92,6 +95,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     let result: Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'> | undefined;
     const latestChain = state.chains[state.chains.length - 1];
     if (job.method === 'reverse' && decision.kind === 'increment' && latestChain && latestChain.increments.length === 0) {
+      // The reverse run opens its sources itself: an early daemon would hold the image's lock against it.
+      await early.stop();
       const r = await reverseIncrement(job, dir, state, latestChain, now, opts, 'reverse incremental run');
       steps.lap('reverse');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };
@@ -107,6 +112,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
         now,
         opts,
         steps,
+        early,
         repair,
       );
       result = point;
@@ -151,6 +157,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     return { ...result, cleanedUp, retention, ...(synthetic ? { synthetic } : {}), ...(transform ? { transform } : {}), steps: steps.toJSON() };
   } finally {
     // Closed before the lock goes, whatever failed after the commit: the next run opens the same image.
+    await early?.stop();
     await sourcesClosed.catch(() => undefined);
     await lock.release();
   }
@@ -225,6 +232,7 @@ async function writePoint(
   now: Date,
   opts: BackupOptions,
   steps: StepTimes,
+  early: EarlyDaemons,
   repair?: RepairBlocks,
 ): Promise<WrittenPoint> {
   let opened: OpenedSource[] = [];
@@ -245,7 +253,7 @@ async function writePoint(
         for (let d = 0; d < job.disks.length; d++) previous.push(await RestorePointDisk.open(parentFiles, d, { cacheBytes: 0, storage: state.storage }));
     };
     const [sourcesOpened, previousOpened] = await Promise.allSettled([
-      openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined }),
+      openJobSources(job, pointId, newest ? filesForPoint(state, newest.id)!.at(-1) : undefined, { readAll: repair !== undefined, early }),
       openPrevious(),
     ]);
     if (sourcesOpened.status === 'fulfilled') opened = sourcesOpened.value;

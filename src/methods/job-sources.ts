@@ -1,7 +1,7 @@
 import type { ChainFile } from '../repository/job-state.js';
 import type { JobDefinition } from '../repository/job.js';
 import type { VmConfig } from '../format/root.js';
-import { isQmpUri, openDiskSource, openRunningDrive, type ChangeTracking, type OpenedSource } from '../source/index.js';
+import { isQmpUri, openDiskSource, openRunningDrive, startDaemonEarly, type ChangeTracking, type OpenedSource, type StorageDaemon } from '../source/index.js';
 
 /**
  * Opens every disk of a job for one run. With --cbt, the previous point's
@@ -12,7 +12,7 @@ export async function openJobSources(
   job: JobDefinition,
   pointId: string,
   previous: ChainFile | undefined,
-  opts: { readAll?: boolean } = {},
+  opts: { readAll?: boolean; early?: EarlyDaemons } = {},
 ): Promise<OpenedSource[]> {
   const opened: OpenedSource[] = [];
   try {
@@ -23,7 +23,11 @@ export async function openJobSources(
       opened.push(
         isQmpUri(spec)
           ? await openRunningDrive(spec, { jobId: job.jobId, pointId, previous: prev, cbt: job.cbt === true })
-          : await openDiskSource(spec, { format: job.diskFormat, cbt: job.cbt ? { jobId: job.jobId, pointId, previous: prev } : undefined }),
+          : await openDiskSource(spec, {
+              format: job.diskFormat,
+              cbt: job.cbt ? { jobId: job.jobId, pointId, previous: prev } : undefined,
+              daemon: opts.early?.take(d),
+            }),
       );
     }
     return opened;
@@ -42,4 +46,41 @@ export function trackingOf(opened: readonly OpenedSource[]): ChangeTracking[] {
 export function givenVm(job: JobDefinition, opened: readonly OpenedSource[]): Partial<VmConfig> | null {
   const facts = opened.find((o) => o.facts)?.facts;
   return facts ? { vcpus: facts.vcpus, memoryMiB: facts.memoryMiB, ...(job.vm ?? {}) } : job.vm;
+}
+
+/**
+ * The storage daemons of a CBT job's qcow2 disks, started as soon as the run
+ * holds the job's lock: each comes up while the run scans its files, and goes
+ * to its disk's opening (openJobSources), or is stopped (stop) if the run
+ * never gets there.
+ */
+export class EarlyDaemons {
+  private constructor(private readonly byDisk: Map<number, Promise<StorageDaemon | undefined>>) {}
+
+  static start(job: JobDefinition): EarlyDaemons {
+    const byDisk = new Map<number, Promise<StorageDaemon | undefined>>();
+    if (job.cbt === true) job.disks.forEach((spec, d) => byDisk.set(d, startDaemonEarly(spec, job.diskFormat)));
+    return new EarlyDaemons(byDisk);
+  }
+
+  /** Disk `d`'s daemon, now the caller's. */
+  take(d: number): Promise<StorageDaemon | undefined> | undefined {
+    const daemon = this.byDisk.get(d);
+    this.byDisk.delete(d);
+    return daemon;
+  }
+
+  /** Stops the daemons nobody took (they hold their images' write locks). */
+  async stop(): Promise<void> {
+    const left = [...this.byDisk.values()];
+    this.byDisk.clear();
+    await Promise.all(
+      left.map((p) =>
+        p.then(
+          (daemon) => daemon?.stop(),
+          () => undefined,
+        ),
+      ),
+    );
+  }
 }
