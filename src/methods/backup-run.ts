@@ -147,7 +147,7 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     // Sealed once the run's files are final (a synthetic full deletes the increment it was made from), dated from now, not the run's start.
     if ((await sealJobFiles(repo, job, state, opts.clock.now())).length > 0) steps.lap('seal');
     await stopIfInterrupted();
-    const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays });
+    const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays, pool: opts.pool });
     state = await scanJob(dir, storage);
     steps.lap('retention');
     await writeVbm(job, state, now);

@@ -131,7 +131,7 @@ export async function runCopy(sourceRoot: string, name: string, opts: CopyOption
       }
       await sourceLock.release();
       const now = opts.clock.now();
-      const retention = await applyRetention(targetJob, targetDir, state, now, { immutableDays: target.config.immutableDays });
+      const retention = await applyRetention(targetJob, targetDir, state, now, { immutableDays: target.config.immutableDays, pool });
       state = await scanJob(targetDir, target.storage);
       await writeVbm(targetJob, state, now);
       return { copy: def.name, job: def.job, target: target.root, copied, cleanedUp, retention };

@@ -5,6 +5,7 @@ import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
 import { gfsFullDue, planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
+import type { BlockWorkerPool } from '../compress/index.js';
 import { forgetDeleted, readImmutableRecord } from '../repository/immutability.js';
 import { unlockForDelete } from '../storage/immutable-flag.js';
 import { filesDeletedBy, immutableObstacle } from './immutable-retention.js';
@@ -58,7 +59,11 @@ export async function applyRetention(
   dir: string,
   initial: JobState,
   now: Date,
-  opts: { immutableDays?: number | undefined } = {},
+  opts: {
+    immutableDays?: number | undefined;
+    /** Workers for a merge's hashing and compression (the run's own): without it a merge starts a pool of its own. */
+    pool?: BlockWorkerPool | undefined;
+  } = {},
 ): Promise<AppliedAction[]> {
   const plan = planRetention(planChains(initial), retentionPolicy(job, now));
   // An immutable repository: each file's date is the later of its immutable.json entry and its name's time plus the days (immutability.ts nameFloor).
@@ -90,7 +95,7 @@ export async function applyRetention(
         const obstacle = record && immutableObstacle(action, chain, record, now, days);
         if (obstacle !== undefined) return { action, skipped: obstacle };
         if (record && action.type === 'merge') return { action, skipped: 'an immutable repository never merges into a committed full' };
-        const applied = await carryOut(action, chain, dir, state.storage, record !== undefined);
+        const applied = await carryOut(action, chain, dir, state.storage, record !== undefined, opts.pool);
         if (record) await forgetDeleted(dir, filesDeletedBy(action, chain), state.storage);
         return applied;
       },
@@ -112,7 +117,14 @@ function destroyedBy(action: RetentionAction): readonly string[] {
       : [action.pointId];
 }
 
-async function carryOut(action: RetentionAction, chain: Chain, dir: string, storage: Storage, immutable: boolean): Promise<AppliedAction> {
+async function carryOut(
+  action: RetentionAction,
+  chain: Chain,
+  dir: string,
+  storage: Storage,
+  immutable: boolean,
+  pool: BlockWorkerPool | undefined,
+): Promise<AppliedAction> {
   const remove = async (path: string, s: Storage): Promise<void> => {
     if (immutable) await unlockForDelete(path);
     await removeDurable(path, s);
@@ -128,7 +140,7 @@ async function carryOut(action: RetentionAction, chain: Chain, dir: string, stor
     const rb = chain.rollbacks.find((f) => f.root.pointId === action.pointId);
     if (rb && rb === chain.rollbacks[chain.rollbacks.length - 1]) await remove(join(dir, rb.name), storage);
   } else {
-    return { action, merge: await mergeOldestIncrement(chain, storage) };
+    return { action, merge: await mergeOldestIncrement(chain, storage, pool ? { pool } : {}) };
   }
   return { action };
 }
