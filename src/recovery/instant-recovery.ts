@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
@@ -18,6 +18,7 @@ import { DEFAULT_DISK_CACHE_BUDGET, SessionDiskCache, type CacheStats } from './
 import { BOOT_RECORD_MS, BootLearning } from './boot-prefetch.js';
 import { SessionClients, type NbdConnections } from './session-clients.js';
 import { bootSession } from './session-boot.js';
+import { makeBlankDisk } from './session-blank-disk.js';
 import { EXPORT_PATH, datastoreDisk, datastoreSession, safeFileName, sessionExports, sessionInfo } from './session-publish.js';
 import type { Open, SessionInfo, StartOptions } from './session-types.js';
 import { RestorePointDisk, filesForPoint, loadJob, resolvePoint, scanJob, type JobState, type PointInfo, type Repository } from '../repository/index.js';
@@ -250,41 +251,17 @@ export class InstantRecovery {
 
   private async addDiskNow(name: string, size: number, diskName: string | undefined): Promise<SessionInfo> {
     const o = this.session(name);
-    if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0)
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--size must be a positive multiple of 512 bytes, not ${size}`);
-    const index = Math.max(...o.rec.disks.map((d) => d.index), 999) + 1;
-    const dn = diskName ?? `disk${index}`;
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(dn) || o.rec.disks.some((d) => d.name === dn))
-      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `disk name "${dn}" is invalid or taken in session ${name}`);
-    const overlayDir = join(o.rec.dir, `overlay-${index}`);
-    const descriptor = join(o.rec.dir, 'files', `${dn}.vmdk`);
-    // An overlay folder of a disk the record does not list is what an add that failed left: never reuse its data.
-    await rm(overlayDir, { recursive: true, force: true });
-    const base = new ZeroDisk(size);
-    const ov = await CowOverlay.open(base, overlayDir);
-    const rec: SessionRecord = { ...o.rec, disks: [...o.rec.disks, { index, name: dn, size, blank: true }] };
-    try {
-      await writeFile(descriptor, vmdkDescriptor(dn, size));
-      await this.store.update(rec);
-    } catch (err) {
-      await ov.close().catch(() => undefined);
-      await rm(overlayDir, { recursive: true, force: true }).catch(() => undefined);
-      await rm(descriptor, { force: true }).catch(() => undefined);
-      throw err;
-    }
-    // Appended: the other disks keep their positions, so their NFS handles stay valid.
+    const disk = await makeBlankDisk(o, this.store, size, diskName);
     const before = o.rec;
-    await this.publish(o, rec, { base, ov });
+    await this.publish(o, disk.rec, { base: disk.base, ov: disk.ov });
     if (o.vm?.running) {
       try {
-        await hotPlugNbdDisk(await o.vm.qmp(), rec.disks.length - 1, this.nbd!, `${name}/${dn}`);
+        await hotPlugNbdDisk(await o.vm.qmp(), disk.rec.disks.length - 1, this.nbd!, `${name}/${disk.rec.disks.at(-1)!.name}`);
       } catch (err) {
         // All or nothing: a disk the VM does not have must not be listed, published or migrated.
         await this.store.update(before);
         await this.publish(o, before, undefined);
-        await ov.close().catch(() => undefined);
-        await rm(overlayDir, { recursive: true, force: true }).catch(() => undefined);
-        await rm(descriptor, { force: true }).catch(() => undefined);
+        await disk.discard();
         throw err;
       }
     }
