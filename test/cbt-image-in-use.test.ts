@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { availablePoints, backupJson, cli, tempDir, until } from './helpers.js';
+import { QmpClient } from '../src/qemu/qmp.js';
+import { startStorageDaemon } from '../src/source/image-source.js';
 
 const qemuIo = (img: string, ...cmds: string[]): void => {
   execFileSync('qemu-io', ['-f', 'qcow2', ...cmds.flatMap((c) => ['-c', c]), img], { stdio: 'ignore' });
@@ -43,19 +45,31 @@ test('a CBT run of a qcow2 image another QEMU holds fails clearly, leaves nothin
     assert.equal(full.kind, 'full');
 
     qemuIo(img, 'write -P 0x33 8M 64k');
-    // A VM's QEMU: the image open for writing, with its lock.
-    holder = spawn('qemu-storage-daemon', ['--blockdev', `driver=file,node-name=f,filename=${img}`, '--blockdev', 'driver=qcow2,node-name=d,file=f'], {
-      stdio: 'ignore',
-    });
+    // A VM's QEMU: the image open for writing, with its lock. Its monitor comes after the image in its options, so
+    // the monitor's socket listens once the image is locked (a poll with qemu-img would take the locks itself).
+    const monitor = join(dir, 'holder.sock');
+    holder = spawn(
+      'qemu-storage-daemon',
+      [
+        '--blockdev',
+        `driver=file,node-name=f,filename=${img}`,
+        '--blockdev',
+        'driver=qcow2,node-name=d,file=f',
+        '--chardev',
+        `socket,id=m,path=${monitor},server=on,wait=off`,
+        '--monitor',
+        'chardev=m',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let holderErr = '';
+    holder.stderr!.on('data', (d: Buffer) => (holderErr += d.toString()));
     const holderPid = holder.pid!;
-    await until('the image locked by the other process', async () => {
-      try {
-        execFileSync('qemu-img', ['info', img], { stdio: 'pipe' });
-        return undefined;
-      } catch {
-        return true;
-      }
+    const qmp = await until('the other process holding the image', async () => {
+      assert.equal(holder!.exitCode, null, `the holder exited: ${holderErr}`);
+      return QmpClient.connect(monitor).catch(() => undefined);
     });
+    qmp.close();
     const refused = await cli(['backup', 'vm', '--repo', repo]);
     assert.notEqual(refused.code, 0, 'the run cannot read an image another process writes');
     assert.match(refused.stderr, /LFB_ERR_DISK_READ/, refused.stderr);
@@ -75,6 +89,27 @@ test('a CBT run of a qcow2 image another QEMU holds fails clearly, leaves nothin
     execFileSync('qemu-img', ['compare', '-q', img, out]);
   } finally {
     holder?.kill('SIGKILL');
+    await cleanup();
+  }
+});
+
+test("a storage daemon's start resolves only once its monitor takes connections (100 starts, each connected to at once)", { timeout: 2 * 60_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const img = join(dir, 'ready.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1M']);
+    for (let i = 0; i < 100; i++) {
+      const daemon = await startStorageDaemon(img);
+      try {
+        // The socket file exists from the daemon's bind(), before its listen(): a start that went by the file alone
+        // let this connection be refused now and then.
+        const qmp = await QmpClient.connect(daemon.qmpSocket);
+        qmp.close();
+      } finally {
+        await daemon.stop();
+      }
+    }
+  } finally {
     await cleanup();
   }
 });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,6 +117,28 @@ export async function serveImage(path: string, format: string): Promise<{ addres
   return { address: { socket: socketIn(dir), exportName: '' }, stop };
 }
 
+/** A private qemu-storage-daemon with the image open, and its QMP monitor. */
+export interface StorageDaemon {
+  readonly qmpSocket: string;
+  readonly node: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Whether a unix socket is listening, from the kernel's table of unix sockets
+ * (/proc/net/unix), without connecting: a QMP monitor serves one client at a
+ * time and a probe's connection would be in the way of the real one.
+ */
+async function listening(path: string): Promise<boolean> {
+  const table = await readFile('/proc/net/unix', 'latin1').catch(() => '');
+  for (const line of table.split('\n')) {
+    // Num RefCount Protocol Flags Type St Inode Path; Flags has __SO_ACCEPTCON (0x10000) once listen() was called.
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8 && f.slice(7).join(' ') === path && (parseInt(f[3]!, 16) & 0x10000) !== 0) return true;
+  }
+  return false;
+}
+
 /**
  * Opens a qcow2 image in a private qemu-storage-daemon for one run, with a
  * QMP monitor: how changed-block tracking manages an offline image's
@@ -125,12 +147,6 @@ export async function serveImage(path: string, format: string): Promise<{ addres
  * bitmaps are written into it; no data is ever written. `stop` ends the
  * daemon cleanly, which stores the bitmaps.
  */
-export interface StorageDaemon {
-  readonly qmpSocket: string;
-  readonly node: string;
-  stop(): Promise<void>;
-}
-
 export async function startStorageDaemon(path: string): Promise<StorageDaemon> {
   const node = 'lifeboat-disk';
   const socketIn = (dir: string): string => join(dir, 'qmp.sock');
@@ -149,11 +165,9 @@ export async function startStorageDaemon(path: string): Promise<StorageDaemon> {
     'qemu-system-common',
     path,
     args,
-    (d) =>
-      stat(socketIn(d)).then(
-        () => true,
-        () => false,
-      ),
+    // The monitor's socket file exists from its bind(), a moment before its listen(): a client that came in between
+    // was refused. (The daemon opens its image before its monitor, so a locked image ends it before it listens.)
+    (d) => listening(socketIn(d)),
     'LFB_ERR_CBT',
   );
   return { qmpSocket: socketIn(dir), node, stop };
