@@ -95,8 +95,6 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     let result: Omit<BackupResult, 'cleanedUp' | 'retention' | 'steps'> | undefined;
     const latestChain = state.chains[state.chains.length - 1];
     if (job.method === 'reverse' && decision.kind === 'increment' && latestChain && latestChain.increments.length === 0) {
-      // The reverse run opens its sources itself: an early daemon would hold the image's lock against it.
-      await early.stop();
       const r = await reverseIncrement(job, dir, state, latestChain, now, opts, 'reverse incremental run');
       steps.lap('reverse');
       if (r) result = { ...r, kind: 'full', trigger: `reverse incremental run (old blocks into ${r.rollback})` };

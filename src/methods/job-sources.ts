@@ -1,4 +1,5 @@
 import type { ChainFile } from '../repository/job-state.js';
+import { closeAll } from './close-all.js';
 import type { JobDefinition } from '../repository/job.js';
 import type { VmConfig } from '../format/root.js';
 import { isQmpUri, openDiskSource, openRunningDrive, startDaemonEarly, type ChangeTracking, type OpenedSource, type StorageDaemon } from '../source/index.js';
@@ -32,7 +33,8 @@ export async function openJobSources(
     }
     return opened;
   } catch (err) {
-    await Promise.all(opened.map((o) => o.source.close()));
+    // Every source opened so far is closed before the run's lock goes, even when one close fails.
+    await closeAll(opened.map((o) => o.source.close())).catch(() => undefined);
     throw err;
   }
 }
@@ -59,7 +61,8 @@ export class EarlyDaemons {
 
   static start(job: JobDefinition): EarlyDaemons {
     const byDisk = new Map<number, Promise<StorageDaemon | undefined>>();
-    if (job.cbt === true) job.disks.forEach((spec, d) => byDisk.set(d, startDaemonEarly(spec, job.diskFormat)));
+    // A reverse-incremental run opens its sources itself (reverse-run.ts): nothing to start for it.
+    if (job.cbt === true && job.method !== 'reverse') job.disks.forEach((spec, d) => byDisk.set(d, startDaemonEarly(spec, job.diskFormat)));
     return new EarlyDaemons(byDisk);
   }
 
@@ -70,17 +73,10 @@ export class EarlyDaemons {
     return daemon;
   }
 
-  /** Stops the daemons nobody took (they hold their images' write locks). */
+  /** Stops the daemons nobody took (they hold their images' write locks); never fails, so a run's cleanup goes on. */
   async stop(): Promise<void> {
     const left = [...this.byDisk.values()];
     this.byDisk.clear();
-    await Promise.all(
-      left.map((p) =>
-        p.then(
-          (daemon) => daemon?.stop(),
-          () => undefined,
-        ),
-      ),
-    );
+    await Promise.allSettled(left.map((p) => p.then((daemon) => daemon?.stop())));
   }
 }

@@ -56,28 +56,30 @@ export async function openDiskSource(
     daemon?: Promise<StorageDaemon | undefined> | undefined;
   },
 ): Promise<OpenedSource> {
-  const daemon = opts.daemon;
-  let taken = false;
+  let early = opts.daemon;
+  // The early daemon holds the image's write lock: stopped before anything else opens the image (its format changed
+  // since it was started), and at the end if nothing took it. Its stop never fails the opening.
+  const release = async (): Promise<void> => {
+    const d = early;
+    early = undefined;
+    await d?.then((daemon) => daemon?.stop()).catch(() => undefined);
+  };
+  const take = async (): Promise<StorageDaemon> => {
+    const d = early;
+    early = undefined;
+    return (await d) ?? startStorageDaemon(spec);
+  };
   try {
-    const opened = await openDiskSourceWith(spec, opts, async () => {
-      taken = true;
-      return (await daemon) ?? startStorageDaemon(spec);
-    });
-    return opened;
+    return await openDiskSourceWith(spec, opts, { take, release });
   } finally {
-    // A daemon started for an image that turned out not to need one (its format changed meanwhile) goes.
-    if (!taken && daemon)
-      await daemon.then(
-        (d) => d?.stop(),
-        () => undefined,
-      );
+    await release();
   }
 }
 
 /**
  * Starts, ahead of the rest of a run, the storage daemon a CBT run opens a
  * qcow2 image through: it comes up (20–40 ms) while the run reads its own
- * files. Undefined when the disk is no qcow2 file (or cannot be read: its
+ * files. Undefined when the disk is no qcow2 file or is not there (its
  * opening says why). A failed start rejects as the start in openDiskSource
  * would, and its opening handles it the same way (a locked image is tried
  * read-only there); the promise is handled at once, so nobody need await it.
@@ -96,7 +98,7 @@ export function startDaemonEarly(spec: string, format: string | undefined): Prom
 async function openDiskSourceWith(
   spec: string,
   opts: { format?: string | undefined; cbt?: { jobId: string; pointId: string; previous: ChangeTracking | undefined } | undefined },
-  storageDaemon: () => Promise<StorageDaemon>,
+  daemon: { readonly take: () => Promise<StorageDaemon>; readonly release: () => Promise<void> },
 ): Promise<OpenedSource> {
   const noop = async (): Promise<void> => undefined;
   const hashOr = (why: string): ChangeTracking => (opts.cbt?.previous === undefined ? { method: 'full', note: why } : { method: 'hash', note: why });
@@ -116,6 +118,7 @@ async function openDiskSourceWith(
     });
   });
   const format = opts.format ?? (st.isFile() ? await sniffFormat(spec) : 'raw');
+  if (!(opts.cbt && format === 'qcow2')) await daemon.release();
   if (format === 'raw') {
     return {
       source: await RawDiskSource.open(spec),
@@ -127,13 +130,13 @@ async function openDiskSourceWith(
   if (opts.cbt && format === 'qcow2') {
     // Bitmaps are managed over QMP by a private qemu-storage-daemon: one process for the whole run.
     try {
-      const daemon = await storageDaemon();
-      return await openRunningDrive(qmpUri(daemon.qmpSocket, daemon.node), {
+      const started = await daemon.take();
+      return await openRunningDrive(qmpUri(started.qmpSocket, started.node), {
         jobId: opts.cbt.jobId,
         pointId: opts.cbt.pointId,
         previous: opts.cbt.previous,
         cbt: true,
-        offline: { onClose: daemon.stop, path: spec },
+        offline: { onClose: started.stop, path: spec },
       });
     } catch (err) {
       if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;

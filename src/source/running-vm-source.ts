@@ -77,8 +77,17 @@ export async function openRunningDrive(
   },
 ): Promise<OpenedSource & { facts?: RunningVmFacts }> {
   const { socket, node } = parseQmpUri(spec);
-  const qmp = await QmpClient.connect(socket);
-  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-fleece-'));
+  let qmp: QmpClient | undefined;
+  let dir: string;
+  try {
+    qmp = await QmpClient.connect(socket);
+    dir = await mkdtemp(join(tmpdir(), 'lifeboat-fleece-'));
+  } catch (err) {
+    qmp?.close();
+    // Our own storage daemon goes too: it holds the image's write lock.
+    await opts.offline?.onClose().catch(() => undefined);
+    throw err;
+  }
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
