@@ -5,7 +5,7 @@
 // request. In process (fastify's inject), SQLite catalog, the CLI as a child
 // process: no root, no QEMU, no listening port.
 import assert from 'node:assert/strict';
-import { appendFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { appendFile, readdir, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CatalogFreshness, catalogFreshnessOf } from '../src/service/catalog-freshness.js';
@@ -62,6 +62,12 @@ async function createJob(name: string, extra: Record<string, unknown> = {}): Pro
 
 /** Longer than job-signature.ts's racy windows (on a file system with nanosecond times): files changed before it are trusted by their times. */
 const quiet = () => new Promise((resolve) => setTimeout(resolve, 1100));
+
+/** Sets a folder's modification time 300 ms ahead: a signature taken until then is racy. */
+async function touchAhead(folder: string): Promise<void> {
+  const ahead = new Date(Date.now() + 300);
+  await utimes(folder, ahead, ahead);
+}
 
 /** A backup by `lifeboat backup` alone: the server hears nothing of it. */
 async function cliBackup(job: string): Promise<void> {
@@ -330,9 +336,8 @@ test("a job refreshed at the end of a server's run while its folder is too recen
   assert.equal(await pointsIn(), 1);
   // The run's last writes (here: a backup, then a file made and removed in the folder) end just before its refresh.
   await cliBackup('settle01');
-  const folder = join(fx.repo, 'jobs', 'settle01');
-  await appendFile(join(folder, '.settle.tmp'), 'x');
-  await unlink(join(folder, '.settle.tmp'));
+  // Its folder's time a moment ahead, so the refresh is racy however slow this machine is.
+  await touchAhead(join(fx.repo, 'jobs', 'settle01'));
   await r.refresh(fx.repo, 'settle01');
   const reads = r.jobReads;
   assert.equal(await pointsIn(), 2, 'the refreshed copy');
@@ -343,4 +348,16 @@ test("a job refreshed at the end of a server's run while its folder is too recen
   await quiet();
   assert.equal(await pointsIn(), 2);
   assert.equal(r.jobReads, reads + 1, 'and not again');
+});
+
+test('a server that stops cancels the background reads of jobs still settling', async () => {
+  await createJob('settle02');
+  await cliBackup('settle02');
+  const r = new CatalogFreshness({ catalog: fx.catalog, clock: fx.deps.clock, storage, writing: () => false });
+  await touchAhead(join(fx.repo, 'jobs', 'settle02'));
+  await r.refresh(fx.repo, 'settle02');
+  const reads = r.jobReads;
+  await r.close();
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.equal(r.jobReads, reads, 'no read after close');
 });

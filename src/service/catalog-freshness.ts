@@ -55,6 +55,9 @@ export class CatalogFreshness {
   private readonly lastSignatures = new Map<string, JobFolderSignature>();
   /** Jobs refreshed at the end of a run while their times were too recent to trust, each with its read to come. */
   private readonly settling = new Map<string, NodeJS.Timeout>();
+  /** Those reads under way. */
+  private readonly settleReads = new Set<Promise<unknown>>();
+  private closed = false;
   private readonly storage: Storage;
 
   constructor(private readonly opts: CatalogFreshnessOptions) {
@@ -173,9 +176,14 @@ export class CatalogFreshness {
    */
   private settle(root: string, name: string): void {
     const key = `${root}\0${name}`;
-    if (this.settling.has(key)) return;
+    if (this.closed || this.settling.has(key)) return;
     const timer = setTimeout(() => {
-      void this.refreshOnce(root, name, true).then(
+      // A run of the job started meanwhile: its refresh at its end takes over (no read of files being written).
+      if (this.opts.writing?.(root, name) === true) {
+        this.settling.delete(key);
+        return;
+      }
+      const read = this.refreshOnce(root, name, true).then(
         (racy) => {
           this.settling.delete(key);
           // Still too recent: the folder kept changing, or its file system keeps whole seconds.
@@ -183,9 +191,19 @@ export class CatalogFreshness {
         },
         () => this.settling.delete(key), // the next request reads the job itself
       );
+      this.settleReads.add(read);
+      void read.finally(() => this.settleReads.delete(read));
     }, SETTLE_MS);
     timer.unref();
     this.settling.set(key, timer);
+  }
+
+  /** Cancels the background reads to come and waits for one under way: the server closes its catalog next. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.settling.values()) clearTimeout(timer);
+    this.settling.clear();
+    await Promise.allSettled([...this.settleReads]);
   }
 
   /**

@@ -104,6 +104,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     // catalog copy until the run's work ends; the run then reads the job again before it is recorded as ended.
     let isRunning = (_root: string, _job: string): boolean => false;
     const freshness = new CatalogFreshness({ catalog, clock: opts.clock, writing: (root, job) => isRunning(root, job) });
+    closers.push(() => freshness.close());
     const runtime = new ServiceRuntime({
       catalog,
       service,
