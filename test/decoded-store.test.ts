@@ -226,14 +226,23 @@ test('disk cache: never over its budget on disk, even while many writes run at o
     const store = await DecodedBlockStore.open(dir, budget);
     let peak = 0;
     let sampling = true;
+    // A sample is not atomic: a temporary file stat'ed half written may be renamed into its folder before that folder
+    // is listed. Counted by inode (the rename keeps it), with the last size seen, each file counts once.
+    const sizeOf = async (path: string, byInode: Map<number, number>): Promise<void> => {
+      const st = await stat(path).catch(() => undefined);
+      if (st?.isFile()) byInode.set(st.ino, st.size);
+    };
     const sample = async (): Promise<void> => {
       while (sampling) {
-        let bytes = 0;
+        const byInode = new Map<number, number>();
         for (const n of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-          if (n.isFile()) bytes += (await stat(join(dir, n.name)).catch(() => ({ size: 0 }))).size;
+          if (n.isFile()) await sizeOf(join(dir, n.name), byInode);
+          else if (n.isDirectory()) for (const f of await readdir(join(dir, n.name)).catch(() => [])) await sizeOf(join(dir, n.name, f), byInode);
         }
-        bytes += (await files(dir).catch(() => [])).reduce((t, f) => t + f.size, 0);
-        peak = Math.max(peak, bytes);
+        peak = Math.max(
+          peak,
+          [...byInode.values()].reduce((t, b) => t + b, 0),
+        );
         await new Promise((r) => setImmediate(r));
       }
     };
