@@ -17,9 +17,32 @@ export interface FilesCopyHead {
   readonly type: string;
   /** The archive's one top entry: the path's last part, or `.` for a file system's root. */
   readonly entry: string;
+  /**
+   * What the body is: the archive itself (`archive`), or what it is made from
+   * as the appliance streams it, which the CLI makes the archive of (src/files'
+   * toArchive), so that the work is not that of the server's main thread,
+   * which serves the appliance's NBD reads: the folder's tar-out (`tar-out`:
+   * names `./…`, no holes) or the file's bytes (`file`, `stat` saying what it is).
+   * Absent: `archive`.
+   */
+  readonly form?: 'archive' | 'tar-out' | 'file';
+  /** What the path is (the guest's lstat: mode, owners, size, mtime in s and ns, rdev). */
+  readonly stat?: CopyStat;
 }
 
-/** A copy out of a point: its head, then a tar (pax, numeric owners, sparse) of the path. */
+/** src/files' MemberStat, as the control API carries it. */
+export interface CopyStat {
+  readonly type: 'file' | 'symlink' | 'directory' | 'block-device' | 'char-device' | 'fifo' | 'socket';
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+  readonly rdev: number;
+}
+
+/** A copy out of a point: its head, then its body (see `form`). */
 export interface FilesCopy extends FilesCopyHead {
   readonly stream: Readable;
   /** Resolves when the archive is whole; rejects (LFB_ERR_TOOL_FAILED) when tar failed on the way. */
@@ -84,7 +107,8 @@ export async function handleFilesRoute(
     copy.cancel();
     return true;
   }
-  const head: FilesCopyHead = { pointId: copy.pointId, source: copy.source, type: copy.type, entry: copy.entry };
+  const { pointId, source, type, entry, form, stat } = copy;
+  const head: FilesCopyHead = { pointId, source, type, entry, ...(form !== undefined ? { form } : {}), ...(stat !== undefined ? { stat } : {}) };
   res.writeHead(200, { 'content-type': 'application/x-tar', [COPY_HEAD]: encodeURIComponent(JSON.stringify(head)) });
   // The CLI went away (Ctrl-C): the tar stops.
   res.on('close', () => {

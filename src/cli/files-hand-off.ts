@@ -8,6 +8,7 @@ import { copyThroughControl, type FilesRequest } from '../app/control-files.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 // The extraction alone: files/index.js would load the appliance's code (and the repository's) into every hand-off.
 import { extractArchive, refuseExisting } from '../files/extract.js';
+import { toArchive } from '../files/operations.js';
 import type { FileEntry, Volume } from '../files/index.js';
 
 /**
@@ -47,7 +48,7 @@ export function findThroughServer(
   return orLocal(repo, progress, (root) => callControl(root, 'POST', '/files/find', req));
 }
 
-/** `--tar`: the server's archive to `out` (standard output), as it comes. */
+/** `--tar`: the archive of what the server streams (src/files' toArchive) to `out` (standard output). */
 export async function tarThroughServer(
   repo: string,
   progress: Progress,
@@ -56,14 +57,15 @@ export async function tarThroughServer(
 ): Promise<{ pointId: string } | undefined> {
   const copy = await orLocal(repo, progress, (root) => copyThroughControl(root, req));
   if (copy === undefined) return undefined;
-  await pipeline(copy.body, out, { end: false }).catch((err: unknown) => {
+  await pipeline(toArchive(copy.form, copy.body, copy.entry, copy.stat), out, { end: false }).catch((err: unknown) => {
     throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the server's tar of ${copy.source} was cut off: ${String(err)}`);
   });
   return copy;
 }
 
 /**
- * `--to`: the server streams a tar of the path and this process extracts it
+ * `--to`: the server streams what the archive of the path is made from, and
+ * this process makes the archive (toArchive) and extracts it
  * (src/files' extractArchive: GNU tar, modes, numeric owners when root, ns
  * times, symlinks, hard links, holes) into a new folder beside `to`, then
  * renames it into place. The server never writes where the CLI's caller
@@ -84,6 +86,6 @@ export async function getThroughServer(
     copy.body.destroy();
     throw err;
   }
-  await extractArchive(copy.body, copy.entry, to, `${copy.source} from the server`);
+  await extractArchive(toArchive(copy.form, copy.body, copy.entry, copy.stat), copy.entry, to, `${copy.source} from the server`);
   return copy;
 }

@@ -7,7 +7,7 @@ import { extractArchive, refuseExisting } from './extract.js';
 import type { GuestStat } from './guest-fs.js';
 import { globMatcher } from './glob.js';
 import { mountDirOf, pickFs, type GuestPath } from './paths.js';
-import { rewriteArchive, singleMemberArchive } from './tar-stream.js';
+import { rewriteArchive, singleMemberArchive, type MemberStat } from './tar-stream.js';
 
 export interface FileEntry {
   readonly name: string;
@@ -102,23 +102,46 @@ export interface ArchiveStream {
 }
 
 /**
- * A tar (pax, owners as numbers, ns times, holes) of what `at` is, whose one
- * top entry is `top`: a folder through the appliance's tar-out, anything
- * else as one member (a file's bytes through download), both written again
- * by tar-stream.ts (names under `top`, zero blocks as holes).
+ * What an archive of `at` is made from, as the appliance streams it: a
+ * folder's tar-out (`tar-out`), a file's bytes (`file`, with its lstat), or,
+ * for anything else, the finished one-member archive (`archive`).
+ * toArchive() makes the archive of it; a server hands it to the CLI as it
+ * is, so that this work is the CLI's, not that of the server's main thread,
+ * which serves the appliance's NBD reads.
  */
-export async function archive(s: BrowseSession, at: Located, top: string): Promise<ArchiveStream> {
-  if (at.st.type === 'directory') {
+export interface ArchiveSource extends ArchiveStream {
+  readonly form: 'tar-out' | 'file' | 'archive';
+  readonly stat: GuestStat;
+}
+
+export async function archiveSource(s: BrowseSession, at: Located, top: string): Promise<ArchiveSource> {
+  const { st } = at;
+  if (st.type === 'directory') {
     const out = await s.guest.streamOut('tar-out', (fifo) => [at.path, fifo, 'numericowner:true', 'xattrs:true'], at.guest);
-    return followed(rewriteArchive(out.stream, top), out.cancel);
+    return { ...followed(out.stream, out.cancel), form: 'tar-out', stat: st };
   }
-  if (at.st.type === 'socket') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${at.guest} is a socket: there is nothing to copy`);
-  if (at.st.type !== 'file') {
-    const target = at.st.type === 'symlink' ? await s.guest.readlink(at.path) : undefined;
-    return followed(rewriteArchive(singleMemberArchive(top, { ...at.st, ...(target !== undefined ? { target } : {}) }, undefined), '.'), () => undefined);
+  if (st.type === 'file') {
+    const out = await s.guest.streamOut('download', (fifo) => [at.path, fifo], at.guest);
+    return { ...followed(out.stream, out.cancel), form: 'file', stat: st };
   }
-  const out = await s.guest.streamOut('download', (fifo) => [at.path, fifo], at.guest);
-  return followed(rewriteArchive(singleMemberArchive(top, at.st, out.stream), '.'), out.cancel);
+  if (st.type === 'socket') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${at.guest} is a socket: there is nothing to copy`);
+  const target = st.type === 'symlink' ? await s.guest.readlink(at.path) : undefined;
+  const one = rewriteArchive(singleMemberArchive(top, { ...st, ...(target !== undefined ? { target } : {}) }, undefined), '.');
+  return { ...followed(one, () => undefined), form: 'archive', stat: st };
+}
+
+/** The archive (pax, owners as numbers, ns times, holes) whose one top entry is `top`, made from a source's stream by tar-stream.ts. */
+export function toArchive(form: ArchiveSource['form'] | undefined, stream: Readable, top: string, stat: MemberStat | undefined): Readable {
+  if (form === 'tar-out') return rewriteArchive(stream, top);
+  if (form !== 'file') return stream;
+  if (stat === undefined) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the copy of ${top} came without what it is (its stat)`);
+  return rewriteArchive(singleMemberArchive(top, stat, stream), '.');
+}
+
+/** A tar of what `at` is, whose one top entry is `top` (archiveSource, then toArchive). */
+export async function archive(s: BrowseSession, at: Located, top: string): Promise<ArchiveStream> {
+  const src = await archiveSource(s, at, top);
+  return followed(toArchive(src.form, src.stream, top, src.stat), src.cancel);
 }
 
 /**

@@ -2,15 +2,17 @@
  * The control API's file-level recovery (src/app/control-files.ts) over the
  * server's file sessions: `lifeboat files ls|get|find` while `serve` runs
  * use the point's session the HTTP API uses too, so its appliance boots
- * once for all of them. A copy is the archive the HTTP API downloads
- * (src/files' archive: the appliance's tar-out or download, written again
- * with holes), whose top entry is the path's last part, or `.` for a file
+ * once for all of them. A copy is what the archive of the path is made
+ * from (src/files' archiveSource: the appliance's tar-out of a folder, a
+ * file's download), passed on as it comes: the CLI writes it again (names,
+ * holes), not this process's main thread, which serves the appliance's NBD
+ * reads. The archive's top entry is the path's last part, or `.` for a file
  * system's root.
  */
 import type { ControlFiles, FilesCopy } from '../app/index.js';
 import { LifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { archive, find, list, locate, parseGuestPath, topEntry } from '../files/index.js';
+import { archiveSource, find, list, locate, parseGuestPath, topEntry } from '../files/index.js';
 import type { FileSessions } from './file-sessions.js';
 import { repoNames } from './http/context.js';
 
@@ -49,7 +51,7 @@ export function controlFiles(files: FileSessions, root: string, logger: Logger):
         const p = parseGuestPath(req.path);
         const at = await locate(b.browse, p);
         const entry = topEntry(p);
-        const a = await archive(b.browse, at, entry);
+        const a = await archiveSource(b.browse, at, entry);
         const done = a.done
           .catch((err: unknown) => {
             logger.warn('files: a copy for the CLI failed', { path: at.guest, problem: String(err) });
@@ -57,7 +59,9 @@ export function controlFiles(files: FileSessions, root: string, logger: Logger):
           })
           .finally(() => l.release());
         done.catch(() => undefined);
-        return { pointId: b.pointId, source: at.guest, type: at.st.type, entry, stream: a.stream, done, cancel: () => a.cancel() };
+        const { type, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev } = a.stat;
+        const stat = { type, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev };
+        return { pointId: b.pointId, source: at.guest, type, entry, form: a.form, stat, stream: a.stream, done, cancel: () => a.cancel() };
       } catch (err) {
         l.release();
         throw err;
