@@ -42,6 +42,8 @@ export interface BrowseOptions {
   readonly onProcesses?: (p: { guestfishPid: number; qemuPid?: number }) => Promise<void>;
 }
 
+const READAHEAD_SECTORS = 8192;
+
 /** Types that are never mounted: they hold no files (swap) or libguestfs does not know them. */
 const NOT_FILE_SYSTEMS = new Set(['unknown', 'swap', 'LVM2_member', 'crypto_LUKS']);
 
@@ -106,6 +108,10 @@ export class BrowseSession {
       await o.onProcesses?.({ guestfishPid: gf.pid, ...(qemuPid !== undefined ? { qemuPid } : {}) });
       progress(`appliance up in ${((performance.now() - started) / 1000).toFixed(1)} s; looking at the disks`);
       const volumes = await inspect(gf);
+      // 4 MiB of readahead instead of the kernel's 128 KiB: a file's download is then fewer, larger NBD requests, each a
+      // round trip to Lifeboat's export (a cold 200 MiB download took 3.5 s instead of 4.0 to 6.0 in-process, 5.3 to 5.7
+      // instead of 5.3 to 6.6 through serve, on a loaded 2-core machine; folders of small files gain nothing).
+      for (const v of volumes) await gf.remote('blockdev-setra', v.device, String(READAHEAD_SECTORS));
       const mountable = volumes.filter((v) => v.type !== undefined && v.kind !== 'disk' && !NOT_FILE_SYSTEMS.has(v.type));
       const wholeDisks = volumes.filter(
         (v) => v.kind === 'disk' && v.type !== undefined && !NOT_FILE_SYSTEMS.has(v.type) && !['gpt', 'msdos'].includes(v.type),
