@@ -86,6 +86,8 @@ export async function getThroughServer(
     copy.body.destroy();
     throw err;
   }
-  await extractArchive(toArchive(copy.form, copy.body, copy.entry, copy.stat), copy.entry, to, `${copy.source} from the server`);
+  // A folder's tar-out keeps its names (`./…`, extracted into the new folder itself): nothing to rename on the way.
+  const entry = copy.form === 'tar-out' ? '.' : copy.entry;
+  await extractArchive(toArchive(copy.form, copy.body, entry, copy.stat), entry, to, `${copy.source} from the server`);
   return copy;
 }

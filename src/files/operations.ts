@@ -187,7 +187,8 @@ export function topEntry(p: GuestPath): string {
 export async function get(s: BrowseSession, p: GuestPath, to: string): Promise<{ source: string; type: FileEntry['type'] }> {
   const at = await locate(s, p);
   await refuseExisting(to);
-  const top = topEntry(p);
+  // A folder's archive keeps tar-out's names (`./…`, extracted into the new folder itself): nothing to rename on the way.
+  const top = at.st.type === 'directory' ? '.' : topEntry(p);
   const a = await archive(s, at, top);
   await extractArchive(a.stream, top, to, at.guest).catch((err: unknown) => {
     a.cancel();

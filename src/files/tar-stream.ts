@@ -38,6 +38,8 @@ interface Member {
   readonly linkname: string;
   /** Bytes of data that follow the header in the archive. */
   readonly size: number;
+  /** The head as it was read (extended headers and the ustar header), to pass on when nothing in it changes. */
+  readonly raw: readonly Buffer[];
 }
 
 const typeflagOf = (m: Member): string => String.fromCharCode(m.header[156]!);
@@ -70,13 +72,16 @@ async function readHead(r: ChunkReader): Promise<Member | undefined> {
   let records: PaxRecord[] = [];
   let longName: string | undefined;
   let longLink: string | undefined;
+  const raw: Buffer[] = [];
   for (;;) {
     const h = await r.exact(BLOCK);
     if (h === undefined || h.every((b) => b === 0)) return undefined;
+    raw.push(h);
     const type = String.fromCharCode(h[156]!);
     const size = numberField(h, 124, 12);
     if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
       const data = (await r.exact(size + padding(size))) ?? Buffer.alloc(0);
+      raw.push(data);
       const body = data.subarray(0, size);
       if (type === 'x') records = [...records, ...parsePax(body)];
       else if (type === 'L') longName = field(body, 0, body.length);
@@ -94,6 +99,7 @@ async function readHead(r: ChunkReader): Promise<Member | undefined> {
       name: rec('path') ?? longName ?? ustarName,
       linkname: rec('linkpath') ?? longLink ?? field(h, 157, 100),
       size: paxSize !== undefined ? Number(paxSize) : size,
+      raw,
     };
   }
 }
@@ -125,7 +131,7 @@ function* zerosOf(n: number): Generator<Buffer> {
 }
 
 /** A regular member written out: sparse when its zero blocks add up to enough, else as it is (see the file's comment). */
-async function* regular(r: ChunkReader, m: Member, name: string): AsyncGenerator<Buffer> {
+async function* regular(r: ChunkReader, m: Member, name: string, keepHead: boolean): AsyncGenerator<Buffer> {
   const held: Held = { segments: [], heldBytes: 0 };
   let at = 0;
   while (at < m.size && held.heldBytes <= HELD_DATA_MAX) {
@@ -150,7 +156,7 @@ async function* regular(r: ChunkReader, m: Member, name: string): AsyncGenerator
     return;
   }
   // As it is: what was held, with its holes as zeros, then the rest as it comes.
-  yield head(m, name, name, m.linkname, m.size);
+  yield* keepHead ? m.raw : [head(m, name, name, m.linkname, m.size)];
   let written = 0;
   for (const s of held.segments) {
     yield* zerosOf(s.offset - written);
@@ -197,12 +203,14 @@ export function rewriteArchive(input: AsyncIterable<Buffer>, top: string): Reada
       const m = await readHead(r);
       if (m === undefined) break;
       const name = underTop(m.name, top);
+      // Under `.` the names stay: a head is passed on as it was read unless its member becomes sparse.
+      const keepHead = top === '.';
       if (isRegular(m)) {
-        yield* regular(r, m, name);
+        yield* regular(r, m, name, keepHead);
         continue;
       }
       const link = typeflagOf(m) === '1' ? underTop(m.linkname, top) : m.linkname;
-      yield head(m, name, name, link, m.size);
+      yield* keepHead ? m.raw : [head(m, name, name, link, m.size)];
       yield* passData(r, m.size + padding(m.size));
     }
     await r.drain();
@@ -276,7 +284,7 @@ export function singleMemberArchive(name: string, st: MemberStat, data: AsyncIte
     putOctal(h, 329, 8, major);
     putOctal(h, 337, 8, minor);
   }
-  const m: Member = { header: h, records, name, linkname: st.target ?? '', size };
+  const m: Member = { header: h, records, name, linkname: st.target ?? '', size, raw: [] };
   async function* run(): AsyncGenerator<Buffer> {
     yield head(m, name, name, m.linkname, size);
     if (data !== undefined) {
