@@ -61,6 +61,7 @@ const UNIT = [
   'sse-gone',
   'http-job-stop',
   'file-sessions-stopping',
+  'files-tar-stream',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
