@@ -30,7 +30,7 @@ export interface FilesCopyHead {
   readonly stat?: CopyStat;
 }
 
-/** src/files' MemberStat, as the control API carries it. */
+/** src/files' MemberStat, as the control API carries it (declared again here: the control client may not import src/files, check-layers.mjs). */
 export interface CopyStat {
   readonly type: 'file' | 'symlink' | 'directory' | 'block-device' | 'char-device' | 'fifo' | 'socket';
   readonly mode: number;
