@@ -77,6 +77,11 @@ export const ERROR_CODES = {
   LFB_ERR_PASSWORD_REQUIRED: 'Invalid',
   LFB_ERR_WRONG_PASSWORD: 'Invalid',
   LFB_ERR_KEY_MISMATCH: 'Conflict',
+  LFB_ERR_OBJECT_EXISTS: 'Conflict',
+  LFB_ERR_OBJECT_NOT_FOUND: 'NotFound',
+  LFB_ERR_STORE_TIMEOUT: 'Transient',
+  LFB_ERR_STORE_UNAVAILABLE: 'Transient',
+  LFB_ERR_STORE_DENIED: 'Permanent',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 
