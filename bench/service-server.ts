@@ -112,6 +112,38 @@ export class ApiClient {
     });
   }
 
+  /** Reads a Server-Sent Events stream on a connection of its own until `stop` says so for an event, or the stream ends. */
+  events(path: string, stop: (event: string, data: string) => boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${this.base}${path}`, { headers: { authorization: `Bearer ${this.token}` } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`GET ${path}: ${res.statusCode}`));
+          return;
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+          for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+            const block = text.slice(0, end).split('\n');
+            text = text.slice(end + 2);
+            const event = block.find((l) => l.startsWith('event: '))?.slice(7);
+            if (event !== undefined && stop(event, block.find((l) => l.startsWith('data: '))?.slice(6) ?? '')) {
+              req.destroy();
+              resolve();
+              return;
+            }
+          }
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   close(): void {
     this.agent.destroy();
   }
@@ -123,15 +155,17 @@ export type RunView = Pick<
   'id' | 'state' | 'queuedAt' | 'startedAt' | 'endedAt' | 'bytesRead' | 'bytesStored' | 'steps' | 'changeMethod' | 'errorCode' | 'errorMessage'
 >;
 
-const ACTIVE = new Set(['queued', 'running']);
-
-/** Polls run `id` every `pollMs` until it has ended; the record, and when its end was seen. */
-export async function waitForRun(api: ApiClient, id: number, pollMs: number): Promise<{ run: RunView; seenAt: number }> {
-  for (;;) {
-    const { body } = await api.call<{ run: RunView }>('GET', `/api/v1/runs/${id}?logLimit=1`);
-    if (!ACTIVE.has(body.run.state)) return { run: body.run, seenAt: performance.now() };
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
+/**
+ * Follows run `id` on its event stream (its own connection, as the console
+ * does) until `end`; the run's record, and when its end was seen. No polling:
+ * a GET every few milliseconds costs the server and this process more CPU
+ * than a small incremental backup, and backups run at a lower priority.
+ */
+export async function waitForRun(api: ApiClient, id: number): Promise<{ run: RunView; seenAt: number }> {
+  await api.events(`/api/v1/runs/${id}/events`, (event) => event === 'end');
+  const seenAt = performance.now();
+  const { body } = await api.call<{ run: RunView }>('GET', `/api/v1/runs/${id}?logLimit=1`);
+  return { run: body.run, seenAt };
 }
 
 /** Catalog milliseconds from start to end of an ended run. */

@@ -48,6 +48,7 @@ const UNIT = [
   'http-errors',
   'http-api',
   'http-api-sessions',
+  'run-events-end',
   'service-runtime-notify',
   'catalog-query-plans',
   'http-console',

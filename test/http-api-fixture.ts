@@ -65,11 +65,17 @@ export class InProcessRunner implements JobRunner {
     await this.finished.get(id);
   }
 
-  watch(id: number, listener: (p: RunProgress) => void): () => void {
+  watch(id: number, listener: (p: RunProgress) => void, ended?: () => void): () => void {
     const set = this.watchers.get(id) ?? new Set();
     this.watchers.set(id, set);
     set.add(listener);
+    let watching = true;
+    // As the server's runtime: told once the run's end is recorded.
+    void this.finished.get(id)?.then(() => {
+      if (watching) ended?.();
+    });
     return () => {
+      watching = false;
       set.delete(listener);
       if (set.size === 0) this.watchers.delete(id);
     };

@@ -39,8 +39,12 @@ export interface JobRunner {
   runNow(repo: string, job: string, trigger: RunTrigger): Promise<RunRecord>;
   /** Stops a queued or running run; it ends as `stopped`. LFB_ERR_RUN_NOT_FOUND when there is no such run. */
   stop(runId: number): Promise<void>;
-  /** Progress events of a running run until it ends; returns the unsubscribe. Optional: without it, events come from the catalog alone. */
-  watch?(runId: number, listener: (p: RunProgress) => void): () => void;
+  /**
+   * Progress events of a running run until it ends, and `ended` once its end
+   * is recorded in the catalog; returns the unsubscribe. Optional: without it,
+   * events come from the catalog alone.
+   */
+  watch?(runId: number, listener: (p: RunProgress) => void, ended?: () => void): () => void;
   /** A job was created, changed or deleted through the API: its schedule counts from now, not from the scheduler's next round. */
   jobChanged?(repo: string, job: string): void;
   /** Queues a run of a SureBackup job (kind 'surebackup'); optional: without it SureBackup jobs run only by the scheduler of a server that has it. */

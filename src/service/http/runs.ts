@@ -118,11 +118,9 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
       // A run that does not exist is an ordinary 404, before the stream opens.
       await catalog.getRun(id);
       const stream = streams.start(request, reply, keepaliveMs);
-      const unwatch = ctx.deps.runner?.watch?.(id, (p) => stream.send('progress', p));
-      if (unwatch) stream.onClose(unwatch);
       let lastRun = '';
       let seq = request.query.logAfter ?? 0;
-      pollInto(stream, pollMs, async () => {
+      const readNow = pollInto(stream, pollMs, async () => {
         const run = await catalog.getRun(id);
         for (;;) {
           const lines = await catalog.readLog(id, seq, LOG_BATCH);
@@ -138,6 +136,13 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
         stream.send('end', { id, state: run.state });
         return true;
       });
+      // The run's end is read as soon as it is recorded, not up to pollMs later.
+      const unwatch = ctx.deps.runner?.watch?.(
+        id,
+        (p) => stream.send('progress', p),
+        () => readNow(),
+      );
+      if (unwatch) stream.onClose(unwatch);
     },
   );
 }

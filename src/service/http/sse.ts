@@ -81,13 +81,23 @@ export class EventStreams {
 /**
  * Calls `tick` every `ms` until it returns true or the stream closes; one
  * tick at a time (a slow catalog never stacks calls). A tick that throws
- * ends the stream with an `error` event.
+ * ends the stream with an `error` event. The function returned ticks at once
+ * instead of at the next interval (what the stream follows has changed); a
+ * tick under way is followed by another.
  */
-export function pollInto(stream: EventStream, ms: number, tick: () => Promise<boolean>): void {
+export function pollInto(stream: EventStream, ms: number, tick: () => Promise<boolean>): () => void {
   let timer: NodeJS.Timeout | undefined;
+  let ticking = false;
+  let again = false;
   stream.onClose(() => clearTimeout(timer));
   const run = async (): Promise<void> => {
     if (stream.closed) return;
+    if (ticking) {
+      again = true;
+      return;
+    }
+    ticking = true;
+    clearTimeout(timer);
     let done: boolean;
     try {
       done = await tick();
@@ -99,8 +109,13 @@ export function pollInto(stream: EventStream, ms: number, tick: () => Promise<bo
       });
       done = true;
     }
+    ticking = false;
     if (done) stream.end();
-    else if (!stream.closed) timer = setTimeout(() => void run(), ms);
+    else if (again) {
+      again = false;
+      void run();
+    } else if (!stream.closed) timer = setTimeout(() => void run(), ms);
   };
   void run();
+  return () => void run();
 }

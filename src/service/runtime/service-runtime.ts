@@ -50,6 +50,27 @@ export interface ServiceRuntimeOptions {
 /** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
 type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & { readonly result: BackupResult | CopyResult | undefined };
 
+/** Who watches a run that has not started yet: attached to its execution when it starts. */
+interface Watcher {
+  readonly listener: (p: RunProgress) => void;
+  readonly ended: (() => void) | undefined;
+  detach?: () => void;
+}
+
+/** Progress of a running execution, and its recorded end (`done` settles after the catalog has the end). */
+function watchExecution(exec: Execution, listener: (p: RunProgress) => void, ended: (() => void) | undefined): () => void {
+  const detach = exec.watch(listener);
+  let watching = true;
+  const tell = (): void => {
+    if (watching) ended?.();
+  };
+  if (ended) void exec.done.then(tell, tell);
+  return () => {
+    watching = false;
+    detach();
+  };
+}
+
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 /** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
@@ -68,7 +89,7 @@ export class ServiceRuntime implements JobRunner {
    * stream right after asking for the run, which may still be queued (behind
    * the task cap, or a busy machine). They move to the run when it starts.
    */
-  private readonly waiting = new Map<number, Set<{ listener: (p: RunProgress) => void; detach?: () => void }>>();
+  private readonly waiting = new Map<number, Set<Watcher>>();
   /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
   private readonly options = new Map<number, RunOptions>();
   /** The backup (or copy) results of the latest runs, for a CLI that handed its run over and asks how it went. */
@@ -173,10 +194,10 @@ export class ServiceRuntime implements JobRunner {
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${run.state}): there is nothing to stop`);
   }
 
-  watch(runId: number, listener: (p: RunProgress) => void): () => void {
+  watch(runId: number, listener: (p: RunProgress) => void, ended?: () => void): () => void {
     const exec = this.running.get(runId);
-    if (exec) return exec.watch(listener);
-    const watcher: { listener: (p: RunProgress) => void; detach?: () => void } = { listener };
+    if (exec) return watchExecution(exec, listener, ended);
+    const watcher: Watcher = { listener, ended };
     const set = this.waiting.get(runId) ?? new Set();
     set.add(watcher);
     this.waiting.set(runId, set);
@@ -315,7 +336,7 @@ export class ServiceRuntime implements JobRunner {
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
-    for (const w of this.waiting.get(id) ?? []) w.detach = exec.watch(w.listener);
+    for (const w of this.waiting.get(id) ?? []) w.detach = watchExecution(exec, w.listener, w.ended);
     this.waiting.delete(id);
     this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
     void exec.done
