@@ -8,6 +8,8 @@ const ALLOWED = {
   core: [],
   format: ['core'],
   storage: ['core'],
+  // The object-store seam (S3 and a local folder): whole immutable objects, create-only commits. Below the repository.
+  objects: ['core', 'storage'],
   // Encryption at rest: key files' crypto, sealing, keyed digests, the in-memory keyring. Below everything that reads blocks.
   crypto: ['core'],
   compress: ['core', 'format', 'crypto'],
@@ -82,6 +84,7 @@ const ALLOWED = {
     'crypto',
     'format',
     'storage',
+    'objects',
     'compress',
     'source',
     'repository',

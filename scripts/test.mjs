@@ -63,6 +63,8 @@ const UNIT = [
   'http-job-stop',
   'file-sessions-stopping',
   'files-tar-stream',
+  'objects-local',
+  'objects-s3-config',
 ];
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');

@@ -1,0 +1,404 @@
+import { createHash } from 'node:crypto';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { systemClock } from '../core/clock.js';
+import { LifeboatError } from '../core/errors.js';
+import { Limiter } from './limiter.js';
+import {
+  checkObjectName,
+  checkObjectPrefix,
+  checkPutSize,
+  checkRange,
+  compareNames,
+  type ByteRange,
+  type ObjectHead,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+} from './object-store.js';
+import { formatS3Url, parseS3Url, s3ConnectionFromEnv, type S3Connection, type S3Location } from './s3-config.js';
+import { fromS3Error, isRetryable, s3ErrorName, s3Status } from './s3-errors.js';
+
+export interface S3StoreOptions {
+  /** Endpoint, region, credentials; default: the standard AWS environment (s3ConnectionFromEnv). */
+  readonly connection?: S3Connection;
+  /** Create the bucket when it does not exist (default true). */
+  readonly createBucket?: boolean;
+  /** The bucket must have object lock (created with it when missing); without it, open fails with LFB_ERR_IMMUTABLE_UNSUPPORTED. */
+  readonly objectLock?: boolean;
+  /** A request whose endpoint sends nothing for this long fails with LFB_ERR_STORE_TIMEOUT (default 30 s). */
+  readonly timeoutMs?: number;
+  /** Requests in flight at most, the store's calls together (default 8). */
+  readonly maxInFlight?: number;
+  /** Keys per ListObjectsV2 page (default and S3's maximum 1000). */
+  readonly listPageSize?: number;
+}
+
+const ATTEMPTS = 4;
+
+/**
+ * Objects in an S3 bucket under a key prefix, through @aws-sdk/client-s3.
+ * Settings that matter against radosgw (docs/design.md §The object-store
+ * seam): path-style addressing whenever an endpoint is given; checksums only
+ * when required (radosgw 16 cannot read the SDK's aws-chunked trailers) and
+ * Content-MD5 on every put instead, which radosgw verifies; no
+ * Expect: 100-continue (refusals of big bodies would arrive as EPIPE); a
+ * stall deadline on every request (radosgw never fails a request whose OSD
+ * is gone); our own retries (a timeout is never retried, and a create-only
+ * put whose earlier attempt may have landed checks what it wrote).
+ */
+export class S3ObjectStore implements ObjectStore {
+  readonly location: string;
+  private readonly limiter: Limiter;
+
+  private constructor(
+    private readonly client: S3Client,
+    private readonly where: S3Location,
+    private readonly endpoint: string,
+    private readonly timeoutMs: number,
+    private readonly pageSize: number,
+    maxInFlight: number,
+    /** Object lock is on for the bucket. */
+    readonly retention: boolean,
+    /** The bucket keeps versions (object lock implies it): delete removes each. */
+    private readonly versioned: boolean,
+  ) {
+    this.location = formatS3Url(where);
+    this.limiter = new Limiter(maxInFlight);
+  }
+
+  /** Opens `s3://bucket/prefix`, creating the bucket (with object lock when asked) if it does not exist. */
+  static async open(url: string, options: S3StoreOptions = {}): Promise<S3ObjectStore> {
+    const where = parseS3Url(url);
+    const conn = options.connection ?? s3ConnectionFromEnv();
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const maxInFlight = options.maxInFlight ?? 8;
+    const agent = { keepAlive: true, maxSockets: maxInFlight };
+    const client = new S3Client({
+      ...(conn.region !== undefined ? { region: conn.region } : {}),
+      ...(conn.endpoint !== undefined ? { endpoint: conn.endpoint, forcePathStyle: true } : {}),
+      ...(conn.credentials !== undefined ? { credentials: conn.credentials } : {}),
+      ...(conn.profile !== undefined ? { profile: conn.profile } : {}),
+      maxAttempts: 1,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      expectContinueHeader: false,
+      requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs, httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent) },
+    });
+    const endpoint = conn.endpoint ?? 'AWS S3';
+    const probe = new S3ObjectStore(client, where, endpoint, timeoutMs, 1000, maxInFlight, false, false);
+    try {
+      const { versioned, locked } = await probe.prepareBucket(conn, options);
+      return new S3ObjectStore(client, where, endpoint, timeoutMs, options.listPageSize ?? 1000, maxInFlight, locked, versioned);
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+  }
+
+  private async prepareBucket(conn: S3Connection, options: S3StoreOptions): Promise<{ versioned: boolean; locked: boolean }> {
+    const Bucket = this.where.bucket;
+    const bucketUrl = `s3://${Bucket}`;
+    let exists = true;
+    try {
+      await this.call('check bucket', bucketUrl, () => this.client.send(new HeadBucketCommand({ Bucket })));
+    } catch (err) {
+      if (!(err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_NOT_FOUND')) throw err;
+      exists = false;
+    }
+    if (!exists) {
+      if (options.createBucket === false)
+        throw new LifeboatError('LFB_ERR_OBJECT_NOT_FOUND', `bucket ${bucketUrl} does not exist at ${this.endpoint}`, { details: { bucket: Bucket } });
+      // A region other than us-east-1 must be named on AWS; S3 servers of our own (an endpoint) have their own zones.
+      const constraint = conn.endpoint === undefined && conn.region !== undefined && conn.region !== 'us-east-1';
+      try {
+        await this.call('create bucket', bucketUrl, () =>
+          this.client.send(
+            new CreateBucketCommand({
+              Bucket,
+              ...(options.objectLock === true ? { ObjectLockEnabledForBucket: true } : {}),
+              ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: conn.region as never } } : {}),
+            }),
+          ),
+        );
+      } catch (err) {
+        // Another opener created it meanwhile: what it has is checked below like any existing bucket.
+        if (!(err instanceof LifeboatError && err.details['s3Code'] === 'BucketAlreadyOwnedByYou')) throw err;
+      }
+    }
+    const versioning = await this.call('read versioning of', bucketUrl, () => this.client.send(new GetBucketVersioningCommand({ Bucket })));
+    let locked = false;
+    try {
+      const lock = await this.call('read object lock of', bucketUrl, () => this.client.send(new GetObjectLockConfigurationCommand({ Bucket })));
+      locked = lock.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    } catch (err) {
+      if (!(err instanceof LifeboatError && (err.code === 'LFB_ERR_IMMUTABLE_UNSUPPORTED' || err.code === 'LFB_ERR_OBJECT_NOT_FOUND'))) throw err;
+    }
+    if (options.objectLock === true && !locked)
+      throw new LifeboatError(
+        'LFB_ERR_IMMUTABLE_UNSUPPORTED',
+        `bucket ${bucketUrl} has no object lock, and S3 enables it only when a bucket is created: use a new bucket`,
+        { details: { bucket: Bucket } },
+      );
+    return { versioned: versioning.Status === 'Enabled' || versioning.Status === 'Suspended', locked };
+  }
+
+  private key(name: string): string {
+    return this.where.prefix + name;
+  }
+
+  private url(name: string): string {
+    return `s3://${this.where.bucket}/${this.key(name)}`;
+  }
+
+  /**
+   * One S3 call with a place among the requests in flight, retried with
+   * backoff after a reset connection or a 5xx (ATTEMPTS in all), and its
+   * failure mapped to a stable code. `fn` does the whole exchange, body
+   * included, so the place is held until the bytes are in.
+   */
+  private async call<T>(op: string, target: string, fn: (attempt: number) => Promise<T>): Promise<T> {
+    const release = await this.limiter.acquire();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await fn(attempt);
+        } catch (err) {
+          if (attempt < ATTEMPTS && isRetryable(err)) {
+            await sleep(50 * 2 ** attempt * (0.5 + Math.random()));
+            continue;
+          }
+          throw fromS3Error(err, { op, target, endpoint: this.endpoint, timeoutMs: this.timeoutMs });
+        }
+      }
+    } finally {
+      release();
+    }
+  }
+
+  async put(name: string, data: Uint8Array, options: PutOptions = {}): Promise<void> {
+    checkObjectName(name);
+    checkPutSize(name, data);
+    if (options.retainUntil !== undefined && !this.retention)
+      throw new LifeboatError(
+        'LFB_ERR_IMMUTABLE_UNSUPPORTED',
+        `put ${this.url(name)}: the bucket has no object lock, so no retention date can be kept; nothing was written`,
+        {
+          details: { name },
+        },
+      );
+    const md5 = createHash('md5').update(data).digest();
+    const createOnly = options.ifNoneMatch === '*';
+    let uncertain = false;
+    await this.call('put', this.url(name), async () => {
+      try {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.where.bucket,
+            Key: this.key(name),
+            Body: data,
+            ContentLength: data.length,
+            ContentMD5: md5.toString('base64'),
+            ...(createOnly ? { IfNoneMatch: '*' } : {}),
+            ...(options.retainUntil !== undefined ? { ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: options.retainUntil } : {}),
+          }),
+        );
+      } catch (err) {
+        // A create-only put refused after an attempt whose answer was lost: if the object holds our bytes, that attempt won.
+        if (createOnly && uncertain && (s3Status(err) === 412 || s3ErrorName(err) === 'PreconditionFailed')) {
+          const head = await this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) }));
+          if (head.ETag?.replace(/"/g, '') === md5.toString('hex')) return;
+        }
+        // AWS answers 409 to a create-only put racing another on the same key: ask again, one of them has won by then.
+        if (createOnly && s3ErrorName(err) === 'ConditionalRequestConflict')
+          throw Object.assign(new Error('conditional request conflict'), { code: 'ECONNRESET' });
+        if (isRetryable(err)) uncertain = true;
+        throw err;
+      }
+    });
+  }
+
+  async get(name: string, range?: ByteRange): Promise<Buffer> {
+    checkObjectName(name);
+    if (range !== undefined) checkRange(name, range);
+    return this.call('get', this.url(name), async () => {
+      let res;
+      try {
+        res = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.where.bucket,
+            Key: this.key(name),
+            ...(range !== undefined ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
+          }),
+        );
+      } catch (err) {
+        // 416: the object exists and the range starts at or after its end (or it is empty).
+        if (range !== undefined && (s3Status(err) === 416 || s3ErrorName(err) === 'InvalidRange')) return Buffer.alloc(0);
+        throw err;
+      }
+      const body = await readBody(res.Body as Readable | undefined, res.ContentLength, this.url(name));
+      if (range === undefined) return body;
+      const start = /^bytes (\d+)-/.exec(res.ContentRange ?? '')?.[1];
+      // A server that ignores Range sends the whole object with 200.
+      if (start === undefined) return body.subarray(range.offset, range.offset + range.length);
+      if (Number(start) !== range.offset)
+        throw new LifeboatError('LFB_ERR_IO', `get ${this.url(name)}: asked for bytes from ${range.offset}, the store answered ${res.ContentRange}`, {
+          details: { name },
+        });
+      return body;
+    });
+  }
+
+  async head(name: string): Promise<ObjectHead | undefined> {
+    checkObjectName(name);
+    try {
+      const res = await this.call('head', this.url(name), () => this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) })));
+      return { size: res.ContentLength ?? 0, ...(res.ObjectLockRetainUntilDate !== undefined ? { retainUntil: res.ObjectLockRetainUntilDate } : {}) };
+    } catch (err) {
+      if (err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    checkObjectPrefix(prefix);
+    let token: string | undefined;
+    do {
+      const page = await this.call('list', this.url(prefix), () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.where.bucket,
+            Prefix: this.key(prefix),
+            MaxKeys: this.pageSize,
+            ...(token !== undefined ? { ContinuationToken: token } : {}),
+          }),
+        ),
+      );
+      for (const o of page.Contents ?? []) {
+        const name = (o.Key ?? '').slice(this.where.prefix.length);
+        if (!validName(name)) continue; // a key written by something else, with a name no object here can have
+        yield { name, size: o.Size ?? 0 };
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async delete(name: string): Promise<void> {
+    checkObjectName(name);
+    const Key = this.key(name);
+    if (!this.versioned) {
+      await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key })));
+      return;
+    }
+    // A plain DELETE on a versioned bucket only adds a delete marker and keeps every byte: remove each version instead,
+    // oldest first, so that a version the lock keeps stops the delete with the object still reading as it did.
+    for (const versionId of (await this.versionsOf(name)).reverse()) {
+      try {
+        await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key, VersionId: versionId })));
+      } catch (err) {
+        if (err instanceof LifeboatError && err.code === 'LFB_ERR_STORE_DENIED') throw await this.lockedOrDenied(name, versionId, err);
+        throw err;
+      }
+    }
+  }
+
+  /** The ids of the key's versions and delete markers, newest first. */
+  private async versionsOf(name: string): Promise<string[]> {
+    const Key = this.key(name);
+    const ids: string[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      const page = await this.call('list versions of', this.url(name), () =>
+        this.client.send(
+          new ListObjectVersionsCommand({
+            Bucket: this.where.bucket,
+            Prefix: Key,
+            MaxKeys: 1000,
+            ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
+            ...(versionMarker !== undefined ? { VersionIdMarker: versionMarker } : {}),
+          }),
+        ),
+      );
+      const entries = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].filter((v) => v.Key === Key && v.VersionId !== undefined);
+      entries.sort((a, b) => (b.LastModified?.getTime() ?? 0) - (a.LastModified?.getTime() ?? 0));
+      for (const v of entries) ids.push(v.VersionId!);
+      // Keys come in order: once past this one (other keys share the prefix), nothing more of it follows.
+      const last = page.NextKeyMarker;
+      if (page.IsTruncated !== true || last === undefined || compareNames(last, Key) > 0) return ids;
+      keyMarker = last;
+      versionMarker = page.NextVersionIdMarker;
+    }
+  }
+
+  /** A refused delete of a version: LFB_ERR_IMMUTABLE with its date when object lock keeps it, else the refusal as it was. */
+  private async lockedOrDenied(name: string, versionId: string, denied: LifeboatError): Promise<LifeboatError> {
+    const head = await this.call('head', this.url(name), () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name), VersionId: versionId })),
+    ).catch(() => undefined);
+    const until = head?.ObjectLockRetainUntilDate;
+    if (until === undefined || until.getTime() <= systemClock.now().getTime()) return denied;
+    return new LifeboatError(
+      'LFB_ERR_IMMUTABLE',
+      `delete ${this.url(name)}: object lock (${head?.ObjectLockMode ?? 'retention'}) keeps this object until ${until.toISOString()}; nothing can delete it before then`,
+      { cause: denied, details: { name, versionId, retainUntil: until.toISOString(), mode: head?.ObjectLockMode } },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  /** Requests in flight now (tests check the bound). */
+  get inFlight(): number {
+    return this.limiter.inFlight;
+  }
+}
+
+function validName(name: string): boolean {
+  try {
+    checkObjectName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The body into one buffer of the announced length; a body that ends early or runs long is an error, not short data. */
+async function readBody(body: Readable | undefined, length: number | undefined, url: string): Promise<Buffer> {
+  if (body === undefined) return Buffer.alloc(0);
+  if (length === undefined) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  for await (const chunk of body) {
+    const c = chunk as Buffer;
+    if (at + c.length > length) {
+      body.destroy();
+      throw new LifeboatError('LFB_ERR_IO', `get ${url}: the body runs past its Content-Length of ${length}`, { details: { url } });
+    }
+    c.copy(out, at);
+    at += c.length;
+  }
+  // A cut connection: retried like a reset.
+  if (at !== length) throw Object.assign(new Error(`the body ended after ${at} of ${length} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+  return out;
+}
