@@ -11,12 +11,10 @@ import {
   GetObjectLockConfigurationCommand,
   HeadBucketCommand,
   HeadObjectCommand,
-  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { systemClock } from '../core/clock.js';
 import { LifeboatError } from '../core/errors.js';
 import { Limiter } from './limiter.js';
 import {
@@ -24,7 +22,6 @@ import {
   checkObjectPrefix,
   checkPutSize,
   checkRange,
-  compareNames,
   type ByteRange,
   type ObjectHead,
   type ObjectInfo,
@@ -33,6 +30,7 @@ import {
 } from './object-store.js';
 import { formatS3Url, parseS3Url, s3ConnectionFromEnv, type S3Connection, type S3Location } from './s3-config.js';
 import { fromS3Error, isRetryable, s3ErrorName, s3Status } from './s3-errors.js';
+import { deleteAllVersions, settleCreateOnly, type BucketAccess } from './s3-versions.js';
 
 export interface S3StoreOptions {
   /** Endpoint, region, credentials; default: the standard AWS environment (s3ConnectionFromEnv). */
@@ -65,6 +63,7 @@ const ATTEMPTS = 4;
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
   private readonly limiter: Limiter;
+  private readonly access: BucketAccess;
 
   private constructor(
     private readonly client: S3Client,
@@ -80,11 +79,15 @@ export class S3ObjectStore implements ObjectStore {
   ) {
     this.location = formatS3Url(where);
     this.limiter = new Limiter(maxInFlight);
+    this.access = { client, bucket: where.bucket, call: (op, target, fn) => this.call(op, target, fn) };
   }
 
   /** Opens `s3://bucket/prefix`, creating the bucket (with object lock when asked) if it does not exist. */
   static async open(url: string, options: S3StoreOptions = {}): Promise<S3ObjectStore> {
     const where = parseS3Url(url);
+    // The SDK warns on Node 20 that its releases of 2027 will need Node 22: package.json pins one that runs on 20,
+    // so the warning is no news to a user of Lifeboat's commands.
+    process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
     const conn = options.connection ?? s3ConnectionFromEnv();
     const timeoutMs = options.timeoutMs ?? 30_000;
     const maxInFlight = options.maxInFlight ?? 8;
@@ -204,10 +207,13 @@ export class S3ObjectStore implements ObjectStore {
       );
     const md5 = createHash('md5').update(data).digest();
     const createOnly = options.ifNoneMatch === '*';
+    // radosgw ignores If-None-Match on a versioned bucket: there the retention date comes after the check (s3-versions.ts).
+    const settleAfter = createOnly && this.versioned;
+    const retainNow = settleAfter ? undefined : options.retainUntil;
     let uncertain = false;
-    await this.call('put', this.url(name), async () => {
+    const versionId = await this.call('put', this.url(name), async () => {
       try {
-        await this.client.send(
+        const res = await this.client.send(
           new PutObjectCommand({
             Bucket: this.where.bucket,
             Key: this.key(name),
@@ -215,14 +221,15 @@ export class S3ObjectStore implements ObjectStore {
             ContentLength: data.length,
             ContentMD5: md5.toString('base64'),
             ...(createOnly ? { IfNoneMatch: '*' } : {}),
-            ...(options.retainUntil !== undefined ? { ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: options.retainUntil } : {}),
+            ...(retainNow !== undefined ? { ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: retainNow } : {}),
           }),
         );
+        return res.VersionId;
       } catch (err) {
         // A create-only put refused after an attempt whose answer was lost: if the object holds our bytes, that attempt won.
         if (createOnly && uncertain && (s3Status(err) === 412 || s3ErrorName(err) === 'PreconditionFailed')) {
           const head = await this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) }));
-          if (head.ETag?.replace(/"/g, '') === md5.toString('hex')) return;
+          if (head.ETag?.replace(/"/g, '') === md5.toString('hex')) return head.VersionId;
         }
         // AWS answers 409 to a create-only put racing another on the same key: ask again, one of them has won by then.
         if (createOnly && s3ErrorName(err) === 'ConditionalRequestConflict')
@@ -231,6 +238,10 @@ export class S3ObjectStore implements ObjectStore {
         throw err;
       }
     });
+    if (!settleAfter) return;
+    if (versionId === undefined)
+      throw new LifeboatError('LFB_ERR_IO', `put ${this.url(name)}: the versioned bucket gave the new object no version id`, { details: { name } });
+    await settleCreateOnly(this.access, this.key(name), this.url(name), versionId, md5.toString('hex'), uncertain, options.retainUntil);
   }
 
   async get(name: string, range?: ByteRange): Promise<Buffer> {
@@ -301,63 +312,8 @@ export class S3ObjectStore implements ObjectStore {
   async delete(name: string): Promise<void> {
     checkObjectName(name);
     const Key = this.key(name);
-    if (!this.versioned) {
-      await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key })));
-      return;
-    }
-    // A plain DELETE on a versioned bucket only adds a delete marker and keeps every byte: remove each version instead,
-    // oldest first, so that a version the lock keeps stops the delete with the object still reading as it did.
-    for (const versionId of (await this.versionsOf(name)).reverse()) {
-      try {
-        await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key, VersionId: versionId })));
-      } catch (err) {
-        if (err instanceof LifeboatError && err.code === 'LFB_ERR_STORE_DENIED') throw await this.lockedOrDenied(name, versionId, err);
-        throw err;
-      }
-    }
-  }
-
-  /** The ids of the key's versions and delete markers, newest first. */
-  private async versionsOf(name: string): Promise<string[]> {
-    const Key = this.key(name);
-    const ids: string[] = [];
-    let keyMarker: string | undefined;
-    let versionMarker: string | undefined;
-    for (;;) {
-      const page = await this.call('list versions of', this.url(name), () =>
-        this.client.send(
-          new ListObjectVersionsCommand({
-            Bucket: this.where.bucket,
-            Prefix: Key,
-            MaxKeys: 1000,
-            ...(keyMarker !== undefined ? { KeyMarker: keyMarker } : {}),
-            ...(versionMarker !== undefined ? { VersionIdMarker: versionMarker } : {}),
-          }),
-        ),
-      );
-      const entries = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].filter((v) => v.Key === Key && v.VersionId !== undefined);
-      entries.sort((a, b) => (b.LastModified?.getTime() ?? 0) - (a.LastModified?.getTime() ?? 0));
-      for (const v of entries) ids.push(v.VersionId!);
-      // Keys come in order: once past this one (other keys share the prefix), nothing more of it follows.
-      const last = page.NextKeyMarker;
-      if (page.IsTruncated !== true || last === undefined || compareNames(last, Key) > 0) return ids;
-      keyMarker = last;
-      versionMarker = page.NextVersionIdMarker;
-    }
-  }
-
-  /** A refused delete of a version: LFB_ERR_IMMUTABLE with its date when object lock keeps it, else the refusal as it was. */
-  private async lockedOrDenied(name: string, versionId: string, denied: LifeboatError): Promise<LifeboatError> {
-    const head = await this.call('head', this.url(name), () =>
-      this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name), VersionId: versionId })),
-    ).catch(() => undefined);
-    const until = head?.ObjectLockRetainUntilDate;
-    if (until === undefined || until.getTime() <= systemClock.now().getTime()) return denied;
-    return new LifeboatError(
-      'LFB_ERR_IMMUTABLE',
-      `delete ${this.url(name)}: object lock (${head?.ObjectLockMode ?? 'retention'}) keeps this object until ${until.toISOString()}; nothing can delete it before then`,
-      { cause: denied, details: { name, versionId, retainUntil: until.toISOString(), mode: head?.ObjectLockMode } },
-    );
+    if (this.versioned) return deleteAllVersions(this.access, Key, this.url(name));
+    await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key })));
   }
 
   async close(): Promise<void> {
