@@ -9,7 +9,7 @@
 # Everything (config, keys, monitor store, the OSD's BlueStore in a sparse file, logs, sockets) lives in
 # DIR, and every port is picked free at start, so several clusters can run side by side. With
 # CEPH_S3_OWNER_PID set, a watchdog stops the cluster once that process is gone (a test killed with -9).
-# Needs Debian's ceph-mon, ceph-osd, radosgw and ceph-common (scripts/setup.sh installs them). The recipe
+# Needs Debian's ceph-mon, ceph-osd, radosgw and ceph-common (scripts/setup.sh installs them) and python3. The recipe
 # and its pitfalls: docs/design.md §The object-store seam.
 set -euo pipefail
 
@@ -97,6 +97,17 @@ wait_for() {
 
 # Admin commands served by the (absent) manager hang forever: every call has a deadline.
 ceph_cli() { timeout 20 ceph -c "$CONF" "$@"; }
+
+# Any HTTP answer (python3 rather than curl, which setup.sh does not install).
+http_answers() {
+  python3 - "$1" <<'EOF'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass
+EOF
+}
 
 osd_up() { ceph_cli osd dump -f json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(o["up"] for o in d["osds"]) else 1)'; }
 
@@ -199,7 +210,7 @@ EOF
   ceph_cli auth get-or-create client.rgw.gw mon 'allow rw' osd 'allow rwx' -o "$W/rgw/keyring" >/dev/null
   setsid radosgw -c "$CONF" -n client.rgw.gw -f >"$W/log/rgw.out" 2>&1 </dev/null &
   echo "rgw $!" >>"$W/pids"
-  wait_for 30 "radosgw" curl -sf -o /dev/null "http://127.0.0.1:$RGW_PORT/"
+  wait_for 30 "radosgw" http_answers "http://127.0.0.1:$RGW_PORT/"
 
   timeout 20 radosgw-admin -c "$CONF" user create --uid=lifeboat --display-name=lifeboat \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null

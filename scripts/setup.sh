@@ -24,7 +24,9 @@ export DEBIAN_FRONTEND=noninteractive
 # openssl also makes serve's self-signed HTTPS certificate (src/auth/tls.ts, test/auth-tls.test.ts);
 # script (util-linux; Debian's bsdutils, an essential package) gives test/cli-users.test.ts a terminal for the password prompt.
 # chromium: the web console's tests drive it headless with puppeteer-core (no browser download from outside).
-PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils libnbd-bin nbd-client busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs nbdkit fio iproute2 postgresql chromium dnsmasq-base iputils-ping qemu-guest-agent systemd libguestfs-tools linux-image-amd64 libguestfs-xfs fuse3 ntfs-3g btrfs-progs"
+# ceph-mon, ceph-osd, radosgw, ceph-common: test/objects-s3.test.ts runs the object store on a one-node Ceph cluster with its
+# S3 gateway (scripts/ceph-s3.sh; no daemon runs outside the tests).
+PKGS="qemu-utils qemu-block-extra qemu-system-x86 e2fsprogs util-linux time rpcbind libnfs-utils libnbd-bin nbd-client busybox-static syslinux syslinux-common mtools dosfstools fdisk cpio openssl python3 make g++ restic borgbackup nfs-ganesha nfs-ganesha-vfs nbdkit fio iproute2 postgresql chromium dnsmasq-base iputils-ping qemu-guest-agent systemd libguestfs-tools linux-image-amd64 libguestfs-xfs fuse3 ntfs-3g btrfs-progs ceph-mon ceph-osd radosgw ceph-common"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -4,9 +4,9 @@
 import { after, before } from 'node:test';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { S3Connection } from '../src/objects/s3-config.js';
 
@@ -27,7 +27,6 @@ export interface CephS3 {
 function stopSync(dir: string): void {
   const r = spawnSync(SCRIPT, ['stop', dir], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) process.stderr.write(`ceph-s3.sh stop ${dir} failed (${r.status ?? r.signal}): ${r.stderr}\n`);
-  else rmSync(dirname(dir), { recursive: true, force: true });
 }
 
 /** Registers the start before the file's tests and the stop after them; the returned function gives the running cluster. */
@@ -45,7 +44,8 @@ export function useCephS3(): () => CephS3 {
     process.kill(process.pid, signal);
   };
   before(async () => {
-    dir = join(mkdtempSync(join(tmpdir(), 'lfb-ceph-')), 'cluster');
+    // The script builds in this (empty) folder and deletes it when it stops the cluster.
+    dir = mkdtempSync(join(tmpdir(), 'lfb-ceph-'));
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     process.once('exit', stop);
