@@ -1,7 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
 import { LifeboatError, type ErrorCode } from '../core/errors.js';
 import { controlCallError, controlFile, type ControlInfo } from './control-api.js';
 import { parseFilesRequest, type FilesRequest } from './control-requests.js';
@@ -146,20 +145,45 @@ export async function copyThroughControl(
   req: FilesRequest & { readonly path: string },
 ): Promise<FilesCopyHead & { readonly body: Readable }> {
   const info = await controlInfo(repoRoot);
-  let res: Response;
+  // node:http, not fetch: the body is a plain stream of the socket's chunks. Through fetch's web stream a 200 MiB
+  // copy cost this process 0.4 s of garbage collection, taken from the appliance that makes the copy (2 cores).
+  let res: IncomingMessage;
   try {
-    res = await fetch(`http://127.0.0.1:${info.port}/files/copy`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(req),
+    res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const call = request(
+        {
+          host: '127.0.0.1',
+          port: info.port,
+          path: '/files/copy',
+          method: 'POST',
+          headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
+        },
+        resolve,
+      );
+      call.on('error', reject);
+      call.end(JSON.stringify(req));
     });
   } catch (err) {
-    throw controlCallError(err, repoRoot, info.pid, 'POST /files/copy');
+    // controlCallError reads fetch's shape (the socket's error as the cause).
+    throw controlCallError({ cause: err }, repoRoot, info.pid, 'POST /files/copy');
   }
-  const head = res.headers.get(COPY_HEAD);
-  if (!res.ok || head === null || res.body === null) {
-    const json = (await res.json().catch(() => ({}))) as { code?: ErrorCode; message?: string };
-    throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.status}`);
+  const head = res.headers[COPY_HEAD];
+  if (res.statusCode !== 200 || typeof head !== 'string') {
+    const text = await readAll(res).catch(() => '');
+    let json: { code?: ErrorCode; message?: string } = {};
+    try {
+      json = JSON.parse(text) as typeof json;
+    } catch {
+      // Not JSON: the status says what there is to say.
+    }
+    throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.statusCode}`);
   }
-  return { ...(JSON.parse(decodeURIComponent(head)) as FilesCopyHead), body: Readable.fromWeb(res.body as WebReadableStream) };
+  return { ...(JSON.parse(decodeURIComponent(head)) as FilesCopyHead), body: res };
+}
+
+async function readAll(res: IncomingMessage): Promise<string> {
+  let text = '';
+  res.setEncoding('utf8');
+  for await (const chunk of res) text += chunk as string;
+  return text;
 }
