@@ -92,8 +92,10 @@ test('radosgw object lock: asked of a bucket created without it, open fails with
 });
 
 /** A TCP relay to radosgw that can freeze: while frozen it accepts and reads, and forwards and answers nothing. */
-async function relay(target: number): Promise<{ port: number; freeze(): void; busy: Set<Socket>; close(): Promise<void> }> {
+async function relay(target: number): Promise<{ port: number; freeze(): void; busy: Set<Socket>; state: { mostBusy: number }; close(): Promise<void> }> {
   let frozen = false;
+  // The most connections that held an unanswered request at once.
+  const state = { mostBusy: 0 };
   const busy = new Set<Socket>();
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
@@ -101,8 +103,11 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; bu
     const upstream = connect(target, '127.0.0.1');
     sockets.add(upstream);
     client.on('data', (d) => {
-      if (frozen) busy.add(client);
-      else upstream.write(d);
+      if (!frozen) upstream.write(d);
+      else {
+        busy.add(client);
+        state.mostBusy = Math.max(state.mostBusy, busy.size);
+      }
     });
     upstream.on('data', (d) => {
       if (!frozen) client.write(d);
@@ -122,6 +127,7 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; bu
       frozen = true;
     },
     busy,
+    state,
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise((r) => server.close(() => r()));
@@ -157,12 +163,13 @@ test('a stalled endpoint: every call fails with LFB_ERR_STORE_TIMEOUT within its
       assert.ok(took >= timeoutMs - 50 && took < timeoutMs + 1500, `${what}: failed after ${took} ms (deadline ${timeoutMs} ms)`);
       assert.match(err.message, /sent nothing for 1\.5 s/);
     }
-    // Ten at once: three requests reach the endpoint, the others wait their turn (and time out in turn).
+    // Ten at once: three requests reach the endpoint, the others wait their turn (and time out in turn, in four waves).
+    r.state.mostBusy = 0;
     const many = Array.from({ length: 10 }, (_, i) => store.head(`m${i}`).catch((e: unknown) => e));
-    await new Promise((res) => setTimeout(res, 700));
+    for (let waited = 0; r.busy.size < 3 && waited < 1000; waited += 10) await new Promise((res) => setTimeout(res, 10));
     assert.equal(store.inFlight, 3);
-    assert.equal(r.busy.size, 3, 'requests on the wire');
     for (const e of await Promise.all(many)) assert.equal((e as { code?: string }).code, 'LFB_ERR_STORE_TIMEOUT');
+    assert.equal(r.state.mostBusy, 3, 'at most (and here exactly) maxInFlight requests were on the wire at once');
   } finally {
     await store.close();
     await r.close();
