@@ -92,10 +92,18 @@ test('radosgw object lock: asked of a bucket created without it, open fails with
 });
 
 /** A TCP relay to radosgw that can freeze: while frozen it accepts and reads, and forwards and answers nothing. */
-async function relay(target: number): Promise<{ port: number; freeze(): void; busy: Set<Socket>; state: { mostBusy: number }; close(): Promise<void> }> {
+async function relay(target: number): Promise<{
+  port: number;
+  freeze(): void;
+  /** Freezes once this many more bytes of answers have gone through (in the middle of a body). */
+  freezeAfter(bytes: number): void;
+  busy: Set<Socket>;
+  state: { mostBusy: number };
+  close(): Promise<void>;
+}> {
   let frozen = false;
   // The most connections that held an unanswered request at once.
-  const state = { mostBusy: 0 };
+  const state: { mostBusy: number; answered: number; freezeAt?: number } = { mostBusy: 0, answered: 0 };
   const busy = new Set<Socket>();
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
@@ -110,7 +118,10 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; bu
       }
     });
     upstream.on('data', (d) => {
-      if (!frozen) client.write(d);
+      if (frozen) return;
+      client.write(d);
+      state.answered += d.length;
+      if (state.freezeAt !== undefined && state.answered >= state.freezeAt) frozen = true;
     });
     const end = (): void => {
       client.destroy();
@@ -125,6 +136,9 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; bu
     port: (server.address() as { port: number }).port,
     freeze: () => {
       frozen = true;
+    },
+    freezeAfter: (bytes) => {
+      state.freezeAt = state.answered + bytes;
     },
     busy,
     state,
@@ -146,6 +160,14 @@ test('a stalled endpoint: every call fails with LFB_ERR_STORE_TIMEOUT within its
   });
   try {
     await store.put('o', Buffer.from('before the stall'));
+    const big = Buffer.alloc(16 << 20, 7);
+    await store.put('big', big);
+    // Stalled in the middle of a body: 1 MiB of the 16 arrives, then nothing.
+    r.freezeAfter(1 << 20);
+    const started = Date.now();
+    const err = await rejectsWith(store.get('big'), 'LFB_ERR_STORE_TIMEOUT', 'a body stalled half way');
+    assert.ok(Date.now() - started < timeoutMs + 1500, `a body stalled half way: failed after ${Date.now() - started} ms`);
+    assert.match(err.message, /sent nothing for 1\.5 s/);
     r.freeze();
     const calls: [string, () => Promise<unknown>][] = [
       ['get', () => store.get('o')],
