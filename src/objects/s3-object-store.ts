@@ -58,7 +58,9 @@ const ATTEMPTS = 4;
  * Expect: 100-continue (refusals of big bodies would arrive as EPIPE); a
  * stall deadline on every request (radosgw never fails a request whose OSD
  * is gone); our own retries (a timeout is never retried, and a create-only
- * put whose earlier attempt may have landed checks what it wrote).
+ * put whose earlier attempt may have landed checks what it wrote). On a
+ * versioned bucket (every object-lock bucket) deletes and create-only puts
+ * go through s3-versions.ts.
  */
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
