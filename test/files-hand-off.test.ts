@@ -135,6 +135,15 @@ test(
       [],
       'no extraction folder left',
     );
+    // The session's export decodes with the server's pool and caches: the blocks the appliance read are in its disk cache.
+    let caches = '';
+    for (let i = 0; i < 40 && !/disk cache: .*\([1-9]\d* blocks?\)/.test(caches); i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 250));
+      const list = await cli(['instant', 'list', '--repo', repo]);
+      assert.equal(list.code, 0, list.stderr);
+      caches = list.stdout;
+    }
+    assert.match(caches, /disk cache: .*\([1-9]\d* blocks?\)/, "the appliance's reads went through the server's disk cache");
     // An existing target is refused with the local run's code and exit status.
     const exists = await cli(['files', 'get', 'vm', '/data/big.bin', '--repo', repo, '--point', 'latest', '--to', one]);
     assert.equal(exists.code, 5, exists.stderr);

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from '../core/log.js';
 import { Repository } from '../repository/index.js';
 import { BrowseSession, type Drive } from './browse.js';
-import { exportPoint } from './point-export.js';
+import { exportPoint, type PointReaders } from './point-export.js';
 import { cleanUp, newWorkDir, sweepStale, writeRecord } from './records.js';
 
 /** Where a point's disks are served from for one browse, and how that ends. */
@@ -22,9 +22,16 @@ export interface OpenedBrowse {
 }
 
 /** The point's disks from an in-process NBD server on a unix socket of `workDir` (no running server needed). */
-export async function ephemeralSource(repoDir: string, job: string, point: string, workDir: string, logger: Logger): Promise<DriveSource> {
+export async function ephemeralSource(
+  repoDir: string,
+  job: string,
+  point: string,
+  workDir: string,
+  logger: Logger,
+  readers?: PointReaders,
+): Promise<DriveSource> {
   const repo = await Repository.open(resolve(repoDir));
-  const ex = await exportPoint(repo, job, point, join(workDir, 'nbd'), logger);
+  const ex = await exportPoint(repo, job, point, join(workDir, 'nbd'), logger, readers);
   return { pointId: ex.point.id, drives: ex.exportNames.map((exportName) => ({ server: { socket: ex.socket }, exportName })), close: () => ex.close() };
 }
 

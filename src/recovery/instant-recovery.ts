@@ -14,6 +14,7 @@ import { DatastoreFileSystem } from './datastore-fs.js';
 import { vmdkDescriptor, vmx } from './vmware-files.js';
 import { migrationTarget, newSessionDir } from './session-paths.js';
 import { BlockCache } from '../repository/block-cache.js';
+import type { DecodedBlockStore } from '../repository/decoded-store.js';
 import { DEFAULT_DISK_CACHE_BUDGET, SessionDiskCache, type CacheStats } from './session-disk-cache.js';
 import { BOOT_RECORD_MS, BootLearning } from './boot-prefetch.js';
 import { SessionClients, type NbdConnections } from './session-clients.js';
@@ -286,6 +287,11 @@ export class InstantRecovery {
       rec.name,
       rec.disks.map((d) => d.name),
     );
+  }
+
+  /** The sessions' worker pool, block cache and disk cache, for this server's other readers of a point (file-level recovery). */
+  async pointReaders(): Promise<{ pool: BlockWorkerPool; cache: BlockCache; decoded: DecodedBlockStore | undefined }> {
+    return { pool: this.pool, cache: this.blockCache, decoded: await this.diskCache.store() };
   }
 
   private async activate(rec: SessionRecord): Promise<void> {

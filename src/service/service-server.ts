@@ -1,6 +1,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { LifeboatService } from '../app/service.js';
 import { listenNear, serve, type RunningServer, type ServeOptions } from '../app/serve.js';
 import { Authenticator, loadTlsFiles, selfSignedCertificate } from '../auth/index.js';
@@ -72,9 +73,17 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
   // SureBackup reports the CLI hands over: recorded once the catalog is open.
   let labReports: ControlLabReports | undefined;
   // File-level recovery: one set of file sessions for the HTTP API and the CLI's `lifeboat files` (through the control API).
-  const fileSessions = new FileSessions({ idleMs: opts.filesIdleTimeoutMs, clock: opts.clock, logger: opts.logger });
+  // The server, once it is up: its instant sessions' pool and caches are lent to the file sessions' exports.
+  const started: { server?: RunningServer } = {};
+  const fileSessions = new FileSessions({
+    idleMs: opts.filesIdleTimeoutMs,
+    clock: opts.clock,
+    logger: opts.logger,
+    readers: async (root) => (started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.pointReaders() : undefined),
+  });
   let files: ControlFiles | undefined;
   const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
+  started.server = server;
   const closers: (() => Promise<unknown>)[] = [() => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
