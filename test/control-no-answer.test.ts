@@ -72,3 +72,59 @@ test('a server that takes the request and cuts it: LFB_ERR_SERVER_NO_ANSWER, and
     await cleanup();
   }
 });
+
+/** A loopback server that reads each request and never answers (a server stopped with SIGSTOP, or hung). */
+async function silent(): Promise<{ port: number; close: () => Promise<void> }> {
+  const held = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    held.add(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      for (const s of held) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+test("a copy's head that never comes is LFB_ERR_SERVER_NO_ANSWER at the deadline; a body that pauses longer is not cut", async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-control-silent-');
+  const s = await silent();
+  try {
+    await pointControlFileAt(dir, s.port);
+    const t0 = performance.now();
+    await assert.rejects(
+      copyThroughControl(dir, req, { headTimeoutMs: 300 }),
+      (e: unknown) => isLifeboatError(e, 'LFB_ERR_SERVER_NO_ANSWER') && /POST \/files\/copy/.test((e as Error).message),
+    );
+    const waited = performance.now() - t0;
+    assert.ok(waited >= 250 && waited < 5000, `refused after ${waited.toFixed(0)} ms`);
+  } finally {
+    await s.close();
+  }
+  // The head at once, then the body after twice the head's deadline: a copy waits on the appliance as long as it takes.
+  const head = encodeURIComponent(JSON.stringify({ pointId: 'p', source: 'disk0p1:/etc', type: 'directory', entry: 'etc' }));
+  const slow: Server = createServer((sock) => {
+    sock.on('error', () => undefined);
+    sock.once('data', () => {
+      sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/x-tar\r\nx-lifeboat-copy: ${head}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n`);
+      sock.write('5\r\nfirst\r\n');
+      setTimeout(() => sock.end('6\r\nsecond\r\n0\r\n\r\n'), 600);
+    });
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+  try {
+    await pointControlFileAt(dir, (slow.address() as { port: number }).port);
+    const copy = await copyThroughControl(dir, req, { headTimeoutMs: 300 });
+    assert.equal(copy.entry, 'etc');
+    const chunks: Buffer[] = [];
+    for await (const c of copy.body) chunks.push(c as Buffer);
+    assert.equal(Buffer.concat(chunks).toString(), 'firstsecond');
+  } finally {
+    await new Promise((r) => slow.close(r));
+    await cleanup();
+  }
+});

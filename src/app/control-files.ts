@@ -65,6 +65,8 @@ export interface ControlFiles {
 
 /** The header that carries a copy's head (JSON, URI-encoded: guest names are UTF-8). */
 const COPY_HEAD = 'x-lifeboat-copy';
+/** How long a copy's answer may take to begin: the point's appliance may be booting on a loaded machine (fetch's 300 s before). */
+const COPY_HEAD_TIMEOUT_MS = 300_000;
 
 /**
  * POST /files/ls {job, point, path?} · POST /files/find {job, point, path?, name} ·
@@ -143,7 +145,9 @@ async function controlInfo(repoRoot: string): Promise<ControlInfo> {
 export async function copyThroughControl(
   repoRoot: string,
   req: FilesRequest & { readonly path: string },
+  opts: { readonly headTimeoutMs?: number } = {},
 ): Promise<FilesCopyHead & { readonly body: Readable }> {
+  const headTimeoutMs = opts.headTimeoutMs ?? COPY_HEAD_TIMEOUT_MS;
   const info = await controlInfo(repoRoot);
   // node:http, not fetch: the body is a plain stream of the socket's chunks. Through fetch's web stream a 200 MiB
   // copy cost this process 0.4 s of garbage collection, taken from the appliance that makes the copy (2 cores).
@@ -158,7 +162,14 @@ export async function copyThroughControl(
           method: 'POST',
           headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' },
         },
-        resolve,
+        (res) => {
+          // The head came: the body may pause as long as the appliance takes (the server ends a copy that fails).
+          call.setTimeout(0);
+          resolve(res);
+        },
+      );
+      call.setTimeout(headTimeoutMs, () =>
+        call.destroy(Object.assign(new Error(`no answer's head within ${(headTimeoutMs / 1000).toFixed(1)} s`), { code: 'ETIMEDOUT' })),
       );
       call.on('error', reject);
       call.end(JSON.stringify(req));
