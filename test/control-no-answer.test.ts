@@ -13,13 +13,13 @@ import { copyThroughControl } from '../src/app/control-files.js';
 import { isLifeboatError } from '../src/core/errors.js';
 import { lsThroughServer, getThroughServer } from '../src/cli/files-hand-off.js';
 
-/** A loopback server that reads each request and then cuts the connection without a byte of answer. */
-async function cutter(): Promise<{ port: number; close: () => Promise<void> }> {
+/** A loopback server whose connections `onSocket` handles; close() ends them all. */
+async function loopback(onSocket: (s: Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
   const held = new Set<Socket>();
   const server: Server = createServer((s) => {
     held.add(s);
     s.on('error', () => undefined);
-    s.once('data', () => s.destroy());
+    onSocket(s);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -30,6 +30,12 @@ async function cutter(): Promise<{ port: number; close: () => Promise<void> }> {
     },
   };
 }
+
+/** Reads each request and then cuts the connection without a byte of answer. */
+const cutter = () => loopback((s) => s.once('data', () => s.destroy()));
+
+/** Reads each request and never answers (a server stopped with SIGSTOP, or hung). */
+const silent = () => loopback(() => undefined);
 
 async function pointControlFileAt(dir: string, port: number): Promise<void> {
   await mkdir(join(dir, 'instant'), { recursive: true });
@@ -73,23 +79,6 @@ test('a server that takes the request and cuts it: LFB_ERR_SERVER_NO_ANSWER, and
   }
 });
 
-/** A loopback server that reads each request and never answers (a server stopped with SIGSTOP, or hung). */
-async function silent(): Promise<{ port: number; close: () => Promise<void> }> {
-  const held = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    held.add(s);
-    s.on('error', () => undefined);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    close: async () => {
-      for (const s of held) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
-
 test("a copy's head that never comes is LFB_ERR_SERVER_NO_ANSWER at the deadline; a body that pauses longer is not cut", async () => {
   const { dir, cleanup } = await tempDir('lifeboat-control-silent-');
   const s = await silent();
@@ -107,24 +96,22 @@ test("a copy's head that never comes is LFB_ERR_SERVER_NO_ANSWER at the deadline
   }
   // The head at once, then the body after twice the head's deadline: a copy waits on the appliance as long as it takes.
   const head = encodeURIComponent(JSON.stringify({ pointId: 'p', source: 'disk0p1:/etc', type: 'directory', entry: 'etc' }));
-  const slow: Server = createServer((sock) => {
-    sock.on('error', () => undefined);
+  const slow = await loopback((sock) =>
     sock.once('data', () => {
       sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/x-tar\r\nx-lifeboat-copy: ${head}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n`);
       sock.write('5\r\nfirst\r\n');
       setTimeout(() => sock.end('6\r\nsecond\r\n0\r\n\r\n'), 600);
-    });
-  });
-  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    }),
+  );
   try {
-    await pointControlFileAt(dir, (slow.address() as { port: number }).port);
+    await pointControlFileAt(dir, slow.port);
     const copy = await copyThroughControl(dir, req, { headTimeoutMs: 300 });
     assert.equal(copy.entry, 'etc');
     const chunks: Buffer[] = [];
     for await (const c of copy.body) chunks.push(c as Buffer);
     assert.equal(Buffer.concat(chunks).toString(), 'firstsecond');
   } finally {
-    await new Promise((r) => slow.close(r));
+    await slow.close();
     await cleanup();
   }
 });

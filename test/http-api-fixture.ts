@@ -246,6 +246,17 @@ export function fill(template: string, values: Record<string, string>): string {
   });
 }
 
+/** Job `web01` over the fixture's source disk, created through the API by the admin. */
+export async function createWeb01(fx: Fixture): Promise<void> {
+  const created = await fx.api.inject({
+    method: 'POST',
+    url: `/api/v1/repositories/${fx.repoName}/jobs`,
+    headers: { authorization: `Bearer ${fx.tokens.admin}` },
+    payload: { name: 'web01', disks: [fx.source] },
+  });
+  assert.equal(created.statusCode, 201, created.body);
+}
+
 /** The events of a Server-Sent Events body, comments left out. */
 export function parseEvents(text: string): { event: string; data: unknown }[] {
   return text

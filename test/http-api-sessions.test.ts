@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OpenApiValidator, makeFixture, parseEvents, type Fixture } from './http-api-fixture.js';
+import { OpenApiValidator, makeFixture, parseEvents, type Fixture, createWeb01 } from './http-api-fixture.js';
 
 let fx: Fixture;
 let doc: OpenApiValidator;
@@ -32,13 +32,7 @@ interface SessionView {
 test('a session started, listed, given a disk, migrated (followed as events to the end) and stopped through the API', async () => {
   const operator = { authorization: `Bearer ${fx.tokens.operator}` };
   const viewer = { authorization: `Bearer ${fx.tokens.viewer}` };
-  const created = await fx.api.inject({
-    method: 'POST',
-    url: `/api/v1/repositories/${fx.repoName}/jobs`,
-    headers: { authorization: `Bearer ${fx.tokens.admin}` },
-    payload: { name: 'web01', disks: [fx.source] },
-  });
-  assert.equal(created.statusCode, 201, created.body);
+  await createWeb01(fx);
   const run = (await fx.api.inject({ method: 'POST', url: `/api/v1/repositories/${fx.repoName}/jobs/web01/run`, headers: operator })).json<{ id: number }>();
   await fx.runner.ended(run.id);
   const pointId = (await fx.catalog.getRun(run.id)).pointId;

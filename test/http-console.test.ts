@@ -13,7 +13,7 @@ import { selfSignedCertificate } from '../src/auth/index.js';
 import { systemClock } from '../src/core/clock.js';
 import { CONTENT_SECURITY_POLICY } from '../src/service/http/console.js';
 import { tempDir } from './helpers.js';
-import { makeFixture, type Fixture } from './http-api-fixture.js';
+import { makeFixture, type Fixture, createWeb01 } from './http-api-fixture.js';
 
 let fx: Fixture;
 let tlsFx: Fixture;
@@ -88,13 +88,7 @@ test('every answer of the API carries the headers: a refusal, a 404, JSON, an ev
   assertHeaders(me, 'GET /me');
 
   // An event stream writes its own head (the reply is hijacked): the headers are on it too.
-  const created = await fx.api.inject({
-    method: 'POST',
-    url: `/api/v1/repositories/${fx.repoName}/jobs`,
-    headers: admin,
-    payload: { name: 'web01', disks: [fx.source] },
-  });
-  assert.equal(created.statusCode, 201, created.body);
+  await createWeb01(fx);
   const run = await fx.api.inject({ method: 'POST', url: `/api/v1/repositories/${fx.repoName}/jobs/web01/run`, headers: admin });
   assert.equal(run.statusCode, 202, run.body);
   const events = await fx.api.inject({ method: 'GET', url: `/api/v1/runs/${(JSON.parse(run.body) as { id: number }).id}/events`, headers: admin });

@@ -7,20 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeFixture, parseEvents } from './http-api-fixture.js';
+import { makeFixture, parseEvents, createWeb01 } from './http-api-fixture.js';
 
 test("a run's event stream ends when the run does, long before the stream's next catalog read", { timeout: 60_000 }, async () => {
   // The stream reads the catalog every 10 s: only the runner's word can end it sooner.
   const fx = await makeFixture({ events: { pollMs: 10_000, keepaliveMs: 60_000 } });
   try {
     const headers = { authorization: `Bearer ${fx.tokens.operator}` };
-    const created = await fx.api.inject({
-      method: 'POST',
-      url: `/api/v1/repositories/${fx.repoName}/jobs`,
-      headers: { authorization: `Bearer ${fx.tokens.admin}` },
-      payload: { name: 'web01', disks: [fx.source] },
-    });
-    assert.equal(created.statusCode, 201, created.body);
+    await createWeb01(fx);
     for (let i = 0; i < 3; i++) {
       const started = await fx.api.inject({ method: 'POST', url: `/api/v1/repositories/${fx.repoName}/jobs/web01/run`, headers });
       assert.equal(started.statusCode, 202, started.body);
