@@ -32,71 +32,67 @@ function oneTaskRuntime(catalog: Catalog, repo: string, dir: string): ServiceRun
   });
 }
 
-test(
-  'watch() of a queued run gets its progress once it starts and hears its end once recorded; an unwatch before the start is kept',
-  { timeout: 120_000 },
-  async () => {
-    const { dir, cleanup } = await tempDir();
-    const catalog = await openCatalog(join(dir, 'state'));
-    let runtime: ServiceRuntime | undefined;
-    try {
-      const repo = join(dir, 'repo');
-      assert.equal((await cli(['repo', 'init', repo])).code, 0);
-      for (const [name, seed] of [
-        ['first', 1],
-        ['second', 2],
-      ] as const) {
-        const disk = join(dir, `${name}.img`);
-        await writeFile(disk, randomBytes(rng(seed), 96 * 1024 * 1024));
-        const r = await cli(['job', 'create', name, '--repo', repo, '--disk', disk]);
-        assert.equal(r.code, 0, r.stderr);
-      }
-      runtime = oneTaskRuntime(catalog, repo, dir);
-      await runtime.start();
-      const first = await runtime.runNow(repo, 'first', 'api');
-      const second = await runtime.runNow(repo, 'second', 'api');
-      // The cap is one task: the second run waits in the queue while the first runs.
-      await until('the first run to be going', async () => ((await catalog.getRun(first.id)).state === 'running' ? true : undefined));
-      assert.equal((await catalog.getRun(second.id)).state, 'queued');
-      const seen: RunProgress[] = [];
-      const dropped: RunProgress[] = [];
-      // What the catalog held when each watcher heard the end: the end is recorded before it is told.
-      const endsHeard: string[] = [];
-      const firstEnds: string[] = [];
-      runtime.watch(
-        second.id,
-        (p) => seen.push(p),
-        () => void catalog.getRun(second.id).then((r) => endsHeard.push(r.state)),
-      );
-      runtime.watch(
-        first.id,
-        () => undefined,
-        () => void catalog.getRun(first.id).then((r) => firstEnds.push(r.state)),
-      );
-      const unwatch = runtime.watch(
-        second.id,
-        (p) => dropped.push(p),
-        () => endsHeard.push('unwatched'),
-      );
-      unwatch();
-      const ended = await until('the second run to end', async () => {
-        const r = await catalog.getRun(second.id);
-        return r.state === 'queued' || r.state === 'running' ? undefined : r;
-      });
-      assert.equal(ended.state, 'succeeded');
-      assert.ok(seen.length > 0, 'the watcher saw the run it watched while it was queued');
-      assert.equal(seen.at(-1)!.bytesDone, seen.at(-1)!.bytesTotal, 'up to its end');
-      assert.equal(dropped.length, 0, 'an unwatched listener hears nothing');
-      await until('the ends to be heard', async () => (endsHeard.length > 0 && firstEnds.length > 0 ? true : undefined), 5000);
-      assert.deepEqual(endsHeard, ['succeeded'], 'the watcher of the queued run heard its end once, after it was recorded; the unwatched one did not');
-      assert.deepEqual(firstEnds, ['succeeded'], 'so did the watcher of the running run');
-    } finally {
-      await runtime?.close();
-      await catalog.close();
-      await cleanup();
+test('watch() of a queued run: its progress once it starts, its end once recorded; an unwatch before the start holds', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const catalog = await openCatalog(join(dir, 'state'));
+  let runtime: ServiceRuntime | undefined;
+  try {
+    const repo = join(dir, 'repo');
+    assert.equal((await cli(['repo', 'init', repo])).code, 0);
+    for (const [name, seed] of [
+      ['first', 1],
+      ['second', 2],
+    ] as const) {
+      const disk = join(dir, `${name}.img`);
+      await writeFile(disk, randomBytes(rng(seed), 96 * 1024 * 1024));
+      const r = await cli(['job', 'create', name, '--repo', repo, '--disk', disk]);
+      assert.equal(r.code, 0, r.stderr);
     }
-  },
-);
+    runtime = oneTaskRuntime(catalog, repo, dir);
+    await runtime.start();
+    const first = await runtime.runNow(repo, 'first', 'api');
+    const second = await runtime.runNow(repo, 'second', 'api');
+    // The cap is one task: the second run waits in the queue while the first runs.
+    await until('the first run to be going', async () => ((await catalog.getRun(first.id)).state === 'running' ? true : undefined));
+    assert.equal((await catalog.getRun(second.id)).state, 'queued');
+    const seen: RunProgress[] = [];
+    const dropped: RunProgress[] = [];
+    // What the catalog held when each watcher heard the end: the end is recorded before it is told.
+    const endsHeard: string[] = [];
+    const firstEnds: string[] = [];
+    runtime.watch(
+      second.id,
+      (p) => seen.push(p),
+      () => void catalog.getRun(second.id).then((r) => endsHeard.push(r.state)),
+    );
+    runtime.watch(
+      first.id,
+      () => undefined,
+      () => void catalog.getRun(first.id).then((r) => firstEnds.push(r.state)),
+    );
+    const unwatch = runtime.watch(
+      second.id,
+      (p) => dropped.push(p),
+      () => endsHeard.push('unwatched'),
+    );
+    unwatch();
+    const ended = await until('the second run to end', async () => {
+      const r = await catalog.getRun(second.id);
+      return r.state === 'queued' || r.state === 'running' ? undefined : r;
+    });
+    assert.equal(ended.state, 'succeeded');
+    assert.ok(seen.length > 0, 'the watcher saw the run it watched while it was queued');
+    assert.equal(seen.at(-1)!.bytesDone, seen.at(-1)!.bytesTotal, 'up to its end');
+    assert.equal(dropped.length, 0, 'an unwatched listener hears nothing');
+    await until('the ends to be heard', async () => (endsHeard.length > 0 && firstEnds.length > 0 ? true : undefined), 5000);
+    assert.deepEqual(endsHeard, ['succeeded'], 'the watcher of the queued run heard its end once, after it was recorded; the unwatched one did not');
+    assert.deepEqual(firstEnds, ['succeeded'], 'so did the watcher of the running run');
+  } finally {
+    await runtime?.close();
+    await catalog.close();
+    await cleanup();
+  }
+});
 
 test('a queued run stopped while the scheduler starts it ends stopped and never runs, even when the catalog answers late', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await tempDir();
