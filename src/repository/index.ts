@@ -7,6 +7,7 @@ export * from './job.js';
 export * from './job-edit.js';
 export * from './job-state.js';
 export * from './restore-point-disk.js';
+export * from './virtual-disk.js';
 export * from './holds.js';
 export * from './point-ref.js';
 export * from './verify.js';

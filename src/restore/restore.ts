@@ -2,7 +2,7 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { qemuImg } from '../core/qemu-img.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
-import type { VirtualDisk } from '../repository/restore-point-disk.js';
+import type { VirtualDisk } from '../repository/virtual-disk.js';
 
 export const RESTORE_FORMATS = ['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi'] as const;
 export type RestoreFormat = (typeof RESTORE_FORMATS)[number];
