@@ -136,3 +136,39 @@ test('a queued run stopped while the scheduler starts it ends stopped and never 
     await cleanup();
   }
 });
+
+test('a queued run stopped before it starts: its watchers hear its end', { timeout: 120_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const catalog = await openCatalog(join(dir, 'state'));
+  let runtime: ServiceRuntime | undefined;
+  try {
+    const repo = join(dir, 'repo');
+    assert.equal((await cli(['repo', 'init', repo])).code, 0);
+    for (const [name, seed] of [
+      ['first', 4],
+      ['second', 5],
+    ] as const) {
+      const disk = join(dir, `${name}.img`);
+      await writeFile(disk, randomBytes(rng(seed), (name === 'first' ? 96 : 1) * 1024 * 1024));
+      assert.equal((await cli(['job', 'create', name, '--repo', repo, '--disk', disk])).code, 0);
+    }
+    runtime = oneTaskRuntime(catalog, repo, dir);
+    await runtime.start();
+    const first = await runtime.runNow(repo, 'first', 'api');
+    await until('the first run to be going', async () => ((await catalog.getRun(first.id)).state === 'running' ? true : undefined));
+    const second = await runtime.runNow(repo, 'second', 'api');
+    const heard: string[] = [];
+    runtime.watch(
+      second.id,
+      () => undefined,
+      () => void catalog.getRun(second.id).then((r) => heard.push(r.state)),
+    );
+    await runtime.stop(second.id);
+    await until('the end to be heard', async () => (heard.length > 0 ? true : undefined), 2000);
+    assert.deepEqual(heard, ['stopped']);
+  } finally {
+    await runtime?.close();
+    await catalog.close();
+    await cleanup();
+  }
+});

@@ -8,6 +8,7 @@ import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
 import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
+import { RunWatchers } from './run-watchers.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
@@ -50,27 +51,6 @@ export interface ServiceRuntimeOptions {
 /** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
 type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & { readonly result: BackupResult | CopyResult | undefined };
 
-/** Who watches a run that has not started yet: attached to its execution when it starts. */
-interface Watcher {
-  readonly listener: (p: RunProgress) => void;
-  readonly ended: (() => void) | undefined;
-  detach?: () => void;
-}
-
-/** Progress of a running execution, and its recorded end (`done` settles after the catalog has the end). */
-function watchExecution(exec: Execution, listener: (p: RunProgress) => void, ended: (() => void) | undefined): () => void {
-  const detach = exec.watch(listener);
-  let watching = true;
-  const tell = (): void => {
-    if (watching) ended?.();
-  };
-  if (ended) void exec.done.then(tell, tell);
-  return () => {
-    watching = false;
-    detach();
-  };
-}
-
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 /** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
@@ -84,12 +64,8 @@ const MAX_STOPS_KEPT = 1024;
  */
 export class ServiceRuntime implements JobRunner {
   private readonly running = new Map<number, Execution>();
-  /**
-   * Watchers of runs not started yet, by run: the console opens a run's event
-   * stream right after asking for the run, which may still be queued (behind
-   * the task cap, or a busy machine). They move to the run when it starts.
-   */
-  private readonly waiting = new Map<number, Set<Watcher>>();
+  /** Who watches which run, also from the queue. */
+  private readonly watchers = new RunWatchers();
   /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
   private readonly options = new Map<number, RunOptions>();
   /** The backup (or copy) results of the latest runs, for a CLI that handed its run over and asks how it went. */
@@ -188,6 +164,7 @@ export class ServiceRuntime implements JobRunner {
         throw err;
       }
       await this.opts.catalog.appendLog(runId, [{ at: this.opts.clock.now().toISOString(), level: 'info', message: 'stopped before it started' }]);
+      this.watchers.neverStarts(runId);
       return;
     }
     if (!known) this.stoppedBeforeStart.delete(runId);
@@ -195,17 +172,7 @@ export class ServiceRuntime implements JobRunner {
   }
 
   watch(runId: number, listener: (p: RunProgress) => void, ended?: () => void): () => void {
-    const exec = this.running.get(runId);
-    if (exec) return watchExecution(exec, listener, ended);
-    const watcher: Watcher = { listener, ended };
-    const set = this.waiting.get(runId) ?? new Set();
-    set.add(watcher);
-    this.waiting.set(runId, set);
-    return () => {
-      watcher.detach?.();
-      set.delete(watcher);
-      if (set.size === 0 && this.waiting.get(runId) === set) this.waiting.delete(runId);
-    };
+    return this.watchers.watch(runId, this.running.get(runId), listener, ended);
   }
 
   /** The scheduler decides again at once: a new or changed schedule is not left until its next round (up to maxSleepMs). */
@@ -326,7 +293,11 @@ export class ServiceRuntime implements JobRunner {
 
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
-    if (run.state !== 'queued' || this.stoppedBeforeStart.has(id)) return;
+    if (run.state !== 'queued' || this.stoppedBeforeStart.has(id)) {
+      // It will not start: whoever waits for it hears that now (a stop in progress tells them once it is recorded).
+      if (run.state !== 'queued') this.watchers.neverStarts(id);
+      return;
+    }
     const exec =
       run.kind === 'surebackup'
         ? this.sureBackupExecution(run)
@@ -336,8 +307,7 @@ export class ServiceRuntime implements JobRunner {
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
-    for (const w of this.waiting.get(id) ?? []) w.detach = watchExecution(exec, w.listener, w.ended);
-    this.waiting.delete(id);
+    this.watchers.started(id, exec);
     this.opts.logger.info('service: run started', { run: id, repo: run.repo, job: run.job, trigger: run.trigger });
     void exec.done
       .then(

@@ -1,0 +1,65 @@
+import type { RunProgress } from '../http/deps.js';
+
+/** What a watcher needs of a run's execution: its progress, and `done`, which settles once the catalog has its end. */
+export interface WatchedExecution {
+  watch(listener: (p: RunProgress) => void): () => void;
+  readonly done: Promise<unknown>;
+}
+
+/** Who watches a run that has not started yet: attached to its execution when it starts. */
+interface Watcher {
+  readonly listener: (p: RunProgress) => void;
+  readonly ended: (() => void) | undefined;
+  detach?: () => void;
+}
+
+/** Progress of a running execution, and its recorded end. */
+function watchExecution(exec: WatchedExecution, listener: (p: RunProgress) => void, ended: (() => void) | undefined): () => void {
+  const detach = exec.watch(listener);
+  let watching = true;
+  const tell = (): void => {
+    if (watching) ended?.();
+  };
+  if (ended) void exec.done.then(tell, tell);
+  return () => {
+    watching = false;
+    detach();
+  };
+}
+
+/**
+ * The watchers of runs, also of runs not started yet: the console opens a
+ * run's event stream right after asking for the run, which may still be
+ * queued (behind the task cap, or a busy machine). They move to the run when
+ * it starts, or hear its end when it never will.
+ */
+export class RunWatchers {
+  private readonly waiting = new Map<number, Set<Watcher>>();
+
+  /** Watches run `runId`: its execution if it runs, else from the queue. Returns the unwatch. */
+  watch(runId: number, exec: WatchedExecution | undefined, listener: (p: RunProgress) => void, ended?: () => void): () => void {
+    if (exec) return watchExecution(exec, listener, ended);
+    const watcher: Watcher = { listener, ended };
+    const set = this.waiting.get(runId) ?? new Set();
+    set.add(watcher);
+    this.waiting.set(runId, set);
+    return () => {
+      watcher.detach?.();
+      set.delete(watcher);
+      if (set.size === 0 && this.waiting.get(runId) === set) this.waiting.delete(runId);
+    };
+  }
+
+  /** The run started: its watchers follow its execution (called before the execution's first progress). */
+  started(runId: number, exec: WatchedExecution): void {
+    for (const w of this.waiting.get(runId) ?? []) w.detach = watchExecution(exec, w.listener, w.ended);
+    this.waiting.delete(runId);
+  }
+
+  /** The run will never start (stopped in the queue, or ended elsewhere): its watchers hear its end. */
+  neverStarts(runId: number): void {
+    const set = this.waiting.get(runId);
+    this.waiting.delete(runId);
+    for (const w of set ?? []) w.ended?.();
+  }
+}
