@@ -42,8 +42,6 @@ const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 300);
 const LOAD_JOBS = 4;
 const LOAD_MIB = 256;
-/** How often the bench looks whether a timed run has ended (the wall time's resolution). */
-
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 const profileDir = join(work, 'service-profile');
 const loopDelayFile = join(profileDir, 'loop-delay.txt');

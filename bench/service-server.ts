@@ -112,7 +112,7 @@ export class ApiClient {
     });
   }
 
-  /** Reads a Server-Sent Events stream on a connection of its own until `stop` says so for an event, or the stream ends. */
+  /** Reads a Server-Sent Events stream on a connection of its own until `stop` says so for an event (rejects if the stream ends first). */
   events(path: string, stop: (event: string, data: string) => boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       const req = request(`${this.base}${path}`, { headers: { authorization: `Bearer ${this.token}` } }, (res) => {
@@ -136,7 +136,8 @@ export class ApiClient {
             }
           }
         });
-        res.on('end', resolve);
+        // A stream that ends before the event asked for (an `error` event, a server stopping) is a failure of the bench.
+        res.on('end', () => reject(new Error(`GET ${path}: the stream ended before the event waited for`)));
         res.on('error', reject);
       });
       req.on('error', reject);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { freePort, tempDir } from './helpers.js';
+import { freePort, tempDir, until } from './helpers.js';
 import { callControl, controlFile } from '../src/app/control-api.js';
 import { copyThroughControl } from '../src/app/control-files.js';
 import { isLifeboatError } from '../src/core/errors.js';
@@ -112,6 +112,42 @@ test("a copy's head that never comes is LFB_ERR_SERVER_NO_ANSWER at the deadline
     assert.equal(Buffer.concat(chunks).toString(), 'firstsecond');
   } finally {
     await slow.close();
+    await cleanup();
+  }
+});
+
+test('a copy whose head cannot be read is LFB_ERR_INTERNAL, and its connection is let go', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-control-bad-head-');
+  let closed = false;
+  const bad = await loopback((sock) => {
+    sock.on('close', () => (closed = true));
+    sock.once('data', () => {
+      // A body that never ends: only the client's close ends the connection.
+      sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/x-tar\r\nx-lifeboat-copy: %E0%A4%A\r\ntransfer-encoding: chunked\r\n\r\n`);
+      sock.write('5\r\nfirst\r\n');
+    });
+  });
+  try {
+    await pointControlFileAt(dir, bad.port);
+    await assert.rejects(copyThroughControl(dir, req), (e: unknown) => isLifeboatError(e, 'LFB_ERR_INTERNAL') && /head/.test((e as Error).message));
+    await until('the connection to close', async () => (closed ? true : undefined), 2000);
+  } finally {
+    await bad.close();
+    await cleanup();
+  }
+});
+
+test('a head that never comes says so with its deadline', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-control-deadline-');
+  const s = await silent();
+  try {
+    await pointControlFileAt(dir, s.port);
+    await assert.rejects(
+      copyThroughControl(dir, req, { headTimeoutMs: 200 }),
+      (e: unknown) => isLifeboatError(e, 'LFB_ERR_SERVER_NO_ANSWER') && /did not answer POST \/files\/copy within 0\.2 s/.test((e as Error).message),
+    );
+  } finally {
+    await s.close();
     await cleanup();
   }
 });

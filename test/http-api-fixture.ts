@@ -71,9 +71,10 @@ export class InProcessRunner implements JobRunner {
     set.add(listener);
     let watching = true;
     // As the server's runtime: told once the run's end is recorded.
-    void this.finished.get(id)?.then(() => {
+    const tell = (): void => {
       if (watching) ended?.();
-    });
+    };
+    void this.finished.get(id)?.then(tell, tell);
     return () => {
       watching = false;
       set.delete(listener);

@@ -152,6 +152,7 @@ export async function copyThroughControl(
   // node:http, not fetch: the body is a plain stream of the socket's chunks. Through fetch's web stream a 200 MiB
   // copy cost this process 0.4 s of garbage collection, taken from the appliance that makes the copy (2 cores).
   let res: IncomingMessage;
+  let timedOut = false;
   try {
     res = await new Promise<IncomingMessage>((resolve, reject) => {
       const call = request(
@@ -168,15 +169,16 @@ export async function copyThroughControl(
           resolve(res);
         },
       );
-      call.setTimeout(headTimeoutMs, () =>
-        call.destroy(Object.assign(new Error(`no answer's head within ${(headTimeoutMs / 1000).toFixed(1)} s`), { code: 'ETIMEDOUT' })),
-      );
+      call.setTimeout(headTimeoutMs, () => {
+        timedOut = true;
+        call.destroy(Object.assign(new Error(`no answer's head within ${(headTimeoutMs / 1000).toFixed(1)} s`), { code: 'ETIMEDOUT' }));
+      });
       call.on('error', reject);
       call.end(JSON.stringify(req));
     });
   } catch (err) {
     // controlCallError reads fetch's shape (the socket's error as the cause).
-    throw controlCallError({ cause: err }, repoRoot, info.pid, 'POST /files/copy');
+    throw controlCallError({ cause: err }, repoRoot, info.pid, 'POST /files/copy', timedOut ? headTimeoutMs : undefined);
   }
   const head = res.headers[COPY_HEAD];
   if (res.statusCode !== 200 || typeof head !== 'string') {
@@ -189,7 +191,13 @@ export async function copyThroughControl(
     }
     throw new LifeboatError(json.code ?? 'LFB_ERR_INTERNAL', json.message ?? `HTTP ${res.statusCode}`);
   }
-  return { ...(JSON.parse(decodeURIComponent(head)) as FilesCopyHead), body: res };
+  try {
+    return { ...(JSON.parse(decodeURIComponent(head)) as FilesCopyHead), body: res };
+  } catch (err) {
+    // Nobody will read the body: the connection goes now, or it would keep this process and the server's copy waiting.
+    res.destroy();
+    throw new LifeboatError('LFB_ERR_INTERNAL', `the server's copy head cannot be read: ${(err as Error).message}`);
+  }
 }
 
 async function readAll(res: IncomingMessage): Promise<string> {

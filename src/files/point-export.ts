@@ -17,16 +17,17 @@ import {
   type Repository,
 } from '../repository/index.js';
 
-/** A point's disks as NBD exports `disk<n>`, read-only, on a unix socket of a private folder. */
 /**
- * What a running server lends the disks it exports (its instant sessions'
- * worker pool, block cache and disk cache): blocks are decoded and checked
- * off the thread that answers the appliance's reads, ahead of a sequential
- * reader, and a block a session or an earlier browse decoded is not decoded
- * again. Without them (a CLI alone) the export decodes on its own thread.
+ * What a running server lends the disks a browse exports (its instant
+ * sessions' worker pool, block cache and disk cache): blocks are decoded and
+ * checked off the thread that answers the appliance's reads, ahead of a
+ * sequential reader, and a block the disk cache holds (an instant session's,
+ * or an earlier browse's) is read from there instead of decoded again.
+ * Without them (a CLI alone) the export decodes on its own thread.
  */
-export type PointReaders = Pick<NonNullable<Parameters<typeof RestorePointDisk.open>[2]>, 'pool' | 'cache' | 'decoded'>;
+export type SharedDecoding = Pick<NonNullable<Parameters<typeof RestorePointDisk.open>[2]>, 'pool' | 'cache' | 'decoded'>;
 
+/** A point's disks as NBD exports `disk<n>`, read-only, on a unix socket of a private folder. */
 export interface PointExport {
   readonly point: PointInfo;
   readonly socket: string;
@@ -72,7 +73,7 @@ export async function exportPoint(
   pointRef: string,
   dir: string,
   logger: Logger,
-  readers: PointReaders = {},
+  shared: SharedDecoding = {},
 ): Promise<PointExport> {
   const def = await loadJob(repo, job);
   const jobDir = repo.jobDir(def.name);
@@ -92,7 +93,7 @@ export async function exportPoint(
     const state = await scanJob(jobDir, repo.storage);
     const files = filesForPoint(state, first.id);
     if (!files) throw new LifeboatError('LFB_ERR_POINT_NOT_FOUND', `restore point ${first.id} of job ${def.name} is no longer in the repository`);
-    for (let i = 0; i < first.diskSizes.length; i++) disks.push(await RestorePointDisk.open(files, i, { ...readers, storage: repo.storage }));
+    for (let i = 0; i < first.diskSizes.length; i++) disks.push(await RestorePointDisk.open(files, i, { ...shared, storage: repo.storage }));
     const names = disks.map((_, i) => `disk${i}`);
     const exports: NbdExports = {
       list: () => names.map((name) => ({ name, description: `${def.name} point ${first.id}` })),

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from '../core/log.js';
 import { Repository } from '../repository/index.js';
 import { BrowseSession, type Drive } from './browse.js';
-import { exportPoint, type PointReaders } from './point-export.js';
+import { exportPoint, type SharedDecoding } from './point-export.js';
 import { cleanUp, newWorkDir, sweepStale, writeRecord } from './records.js';
 
 /** Where a point's disks are served from for one browse, and how that ends. */
@@ -28,10 +28,10 @@ export async function ephemeralSource(
   point: string,
   workDir: string,
   logger: Logger,
-  readers?: PointReaders,
+  shared?: SharedDecoding,
 ): Promise<DriveSource> {
   const repo = await Repository.open(resolve(repoDir));
-  const ex = await exportPoint(repo, job, point, join(workDir, 'nbd'), logger, readers);
+  const ex = await exportPoint(repo, job, point, join(workDir, 'nbd'), logger, shared);
   return { pointId: ex.point.id, drives: ex.exportNames.map((exportName) => ({ server: { socket: ex.socket }, exportName })), close: () => ex.close() };
 }
 

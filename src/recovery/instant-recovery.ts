@@ -289,9 +289,13 @@ export class InstantRecovery {
     );
   }
 
-  /** The sessions' worker pool, block cache and disk cache, for this server's other readers of a point (file-level recovery). */
-  async pointReaders(): Promise<{ pool: BlockWorkerPool; cache: BlockCache; decoded: DecodedBlockStore | undefined }> {
-    return { pool: this.pool, cache: this.blockCache, decoded: await this.diskCache.store() };
+  /**
+   * The sessions' worker pool, block cache and disk cache, for this server's
+   * other readers of a point (file-level recovery). A block cache turned off
+   * (`--cache-budget 0`) is not lent: the reader keeps a small one of its own.
+   */
+  async sharedDecoding(): Promise<{ pool: BlockWorkerPool; cache?: BlockCache; decoded: DecodedBlockStore | undefined }> {
+    return { pool: this.pool, ...(this.blockCache.budgetBytes > 0 ? { cache: this.blockCache } : {}), decoded: await this.diskCache.store() };
   }
 
   private async activate(rec: SessionRecord): Promise<void> {

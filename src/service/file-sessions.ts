@@ -30,7 +30,7 @@ import { resolve } from 'node:path';
 import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import { ephemeralSource, openBrowse, type OpenedBrowse, type PointReaders } from '../files/index.js';
+import { ephemeralSource, openBrowse, type OpenedBrowse, type SharedDecoding } from '../files/index.js';
 import { Repository, loadJob, resolvePoint, scanJob } from '../repository/index.js';
 
 export const DEFAULT_FILES_IDLE_MS = 10 * 60_000;
@@ -85,8 +85,8 @@ export class FileSessions {
       readonly max?: number | undefined;
       readonly clock: Clock;
       readonly logger: Logger;
-      /** What the server's own readers of the repository at `root` lend a browse's export (undefined: it decodes alone). */
-      readonly readers?: ((root: string) => Promise<PointReaders | undefined>) | undefined;
+      /** The worker pool and caches the server shares with a browse of the repository at `root` (undefined: it decodes alone). */
+      readonly sharedDecoding?: ((root: string) => Promise<SharedDecoding | undefined>) | undefined;
     },
   ) {}
 
@@ -116,7 +116,7 @@ export class FileSessions {
     if (e === undefined) this.throwIfRemembered(key, pointId);
     if (e === undefined) {
       this.makeRoom();
-      const opening = openBrowse(async (workDir) => ephemeralSource(root, job, pointId, workDir, this.o.logger, await this.o.readers?.(root)));
+      const opening = openBrowse(async (workDir) => ephemeralSource(root, job, pointId, workDir, this.o.logger, await this.o.sharedDecoding?.(root)));
       const now = this.o.clock.now();
       const made: Entry = { key, repo: repoName, job, pointId, openedAt: now, lastUsed: now, inFlight: 0, ready: false, opening };
       e = made;

@@ -79,7 +79,8 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     idleMs: opts.filesIdleTimeoutMs,
     clock: opts.clock,
     logger: opts.logger,
-    readers: async (root) => (started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.pointReaders() : undefined),
+    sharedDecoding: async (root) =>
+      started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.sharedDecoding() : undefined,
   });
   let files: ControlFiles | undefined;
   const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });

@@ -30,7 +30,11 @@ export const serve: Command = {
     'nbd-port': { type: 'string', description: 'NBD port; given explicitly, a taken port is an error', defaultText: '10809, else the next free one' },
     'nbd-bind': { type: 'string', description: 'address the NBD server listens on', defaultText: 'the --bind address' },
     allow: { type: 'string', description: 'client addresses allowed, as IPv4 addresses or CIDRs, comma-separated', defaultText: AllowList.LOOPBACK },
-    'cache-budget': { type: 'string', description: 'memory for decoded backup blocks, all sessions together (e.g. 256M, 1G)', defaultText: '512M' },
+    'cache-budget': {
+      type: 'string',
+      description: 'memory for decoded backup blocks, all instant sessions and file-level browses together (e.g. 256M, 1G)',
+      defaultText: '512M',
+    },
     'disk-cache': {
       type: 'string',
       description:
