@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectVersionsCommand, PutBucketVersioningCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3ObjectStore, type S3StoreOptions } from '../src/objects/s3-object-store.js';
 import { useCephS3 } from './ceph-fixture.js';
 import { listAll, objectStoreConformance, rejectsWith } from './object-store-conformance.js';
@@ -41,12 +41,19 @@ test('radosgw: listing pages (7 keys a page here) join into one sorted listing; 
   }
 });
 
+/** Versions and delete markers of `key`, or (ending in '/') of every key under it. */
 function versionsOf(bucket: string, key: string): Promise<number> {
   const client = new S3Client({ ...ceph().connection, forcePathStyle: true });
   return client
     .send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }))
-    .then((r) => [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])].filter((v) => v.Key === key).length)
+    .then((r) => [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])].filter((v) => v.Key === key || (key.endsWith('/') && v.Key !== undefined)).length)
     .finally(() => client.destroy());
+}
+
+/** A PutObject of our own on `key`, past the store (a version it did not write). */
+function rawPut(bucket: string, key: string, body: string): Promise<unknown> {
+  const client = new S3Client({ ...ceph().connection, forcePathStyle: true });
+  return client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(body) })).finally(() => client.destroy());
 }
 
 test('radosgw object lock: an object put with COMPLIANCE retention cannot be deleted before its date (LFB_ERR_IMMUTABLE, the date in the message), and can after it', async () => {
@@ -63,9 +70,21 @@ test('radosgw object lock: an object put with COMPLIANCE retention cannot be del
     assert.equal(err.details['mode'], 'COMPLIANCE');
     assert.equal((await store.get('roots/1')).toString(), 'commit root', 'still there, unchanged');
     await rejectsWith(store.put('roots/1', Buffer.from('x'), { ifNoneMatch: '*' }), 'LFB_ERR_OBJECT_EXISTS');
-    // Without retention, a delete on this (versioned) bucket removes every version, not only the current one.
+    // A plain put does not replace a locked object either: its own version is removed again.
+    const locked = await rejectsWith(store.put('roots/1', Buffer.from('replacement')), 'LFB_ERR_IMMUTABLE');
+    assert.match(locked.message, /not replaced/);
+    assert.equal((await store.get('roots/1')).toString(), 'commit root');
+    assert.equal(await versionsOf(bucket, 'repo/roots/1'), 1);
+    // radosgw 16 ignores If-None-Match here: the store found so at open (a probe that leaves nothing behind) and emulates.
+    assert.equal(store.versioning, 'emulated');
+    assert.equal(await versionsOf(bucket, 'repo/'), 1, 'only roots/1: the probe key is gone');
+    // A plain put on this (versioned) bucket replaces: the older version is removed after the new one landed.
     await store.put('free', Buffer.from('v1'));
     await store.put('free', Buffer.from('v2'));
+    assert.equal(await versionsOf(bucket, 'repo/free'), 1);
+    assert.equal((await store.get('free')).toString(), 'v2');
+    // Without retention, a delete on this bucket removes every version and delete marker, not only the current one.
+    await rawPut(bucket, 'repo/free', 'younger');
     assert.equal(await versionsOf(bucket, 'repo/free'), 2);
     await store.delete('free');
     assert.equal(await versionsOf(bucket, 'repo/free'), 0, 'no version or delete marker left');
@@ -83,6 +102,7 @@ test('radosgw object lock: asked of a bucket created without it, open fails with
   const store = await open(bucket);
   try {
     assert.equal(store.retention, false);
+    assert.equal(store.versioning, 'plain');
     await rejectsWith(store.put('r', Buffer.from('x'), { retainUntil: new Date(Date.now() + 60_000) }), 'LFB_ERR_IMMUTABLE_UNSUPPORTED');
     assert.equal(await store.head('r'), undefined);
     await rejectsWith(open(bucket, { objectLock: true }), 'LFB_ERR_IMMUTABLE_UNSUPPORTED');
@@ -243,5 +263,132 @@ test('radosgw errors: wrong keys → LFB_ERR_STORE_DENIED; nothing listening →
     assert.equal(await store.head('big'), undefined);
   } finally {
     await store.close();
+  }
+});
+
+// ---- Versioned buckets: what readers see after create-only races, retried puts and failed retention (s3-versions.ts).
+
+/** The store's own S3 client, to inject faults with the SDK's middleware (tests only). */
+function clientOf(store: S3ObjectStore): S3Client {
+  return (store as unknown as { client: S3Client }).client;
+}
+
+function rawClient(): S3Client {
+  return new S3Client({ ...ceph().connection, forcePathStyle: true });
+}
+
+test('versioned bucket: a younger version left behind on a name (a loser that never removed its own) does not change what get, head and list return: the first writer', async () => {
+  const bucket = ceph().bucket('younger');
+  const store = await open(bucket, { objectLock: true });
+  const raw = rawClient();
+  try {
+    await store.put('roots/1', Buffer.from('first writer'), { ifNoneMatch: '*' });
+    // A loser's PUT that was never removed (it crashed, its delete timed out, or a default retention locked it).
+    await rawPut(bucket, 'repo/roots/1', 'the loser, longer');
+    assert.equal(await versionsOf(bucket, 'repo/roots/1'), 2);
+    assert.equal((await store.get('roots/1')).toString(), 'first writer');
+    assert.equal((await store.get('roots/1', { offset: 6, length: 100 })).toString(), 'writer');
+    assert.equal((await store.head('roots/1'))?.size, 'first writer'.length);
+    assert.deepEqual(await listAll(store, 'roots/'), [{ name: 'roots/1', size: 'first writer'.length }]);
+    await rejectsWith(store.put('roots/1', Buffer.from('third'), { ifNoneMatch: '*' }), 'LFB_ERR_OBJECT_EXISTS');
+    assert.equal((await store.get('roots/1')).toString(), 'first writer');
+  } finally {
+    raw.destroy();
+    await store.close();
+  }
+});
+
+let faults = 0;
+
+/** Makes the store's next `count` PutObject answers get lost after the object landed (a reset on the way back). */
+function loseAnswers(store: S3ObjectStore, count: number): { landed: number } {
+  const state = { landed: 0 };
+  clientOf(store).middlewareStack.add(
+    (next, context) => async (args) => {
+      const out = await next(args);
+      if (context.commandName === 'PutObjectCommand' && state.landed < count) {
+        state.landed += 1;
+        throw Object.assign(new Error('socket hang up (test: the answer was lost)'), { code: 'ECONNRESET' });
+      }
+      return out;
+    },
+    { step: 'initialize', name: `loseAnswers${++faults}` },
+  );
+  return state;
+}
+
+test('versioned bucket: a create-only put retried after lost answers leaves none of its attempts behind, whether it lost or won', async () => {
+  const bucket = ceph().bucket('retried');
+  const other = await open(bucket, { objectLock: true });
+  const store = await open(bucket, { objectLock: true });
+  try {
+    await other.put('roots/1', Buffer.from('other writer'), { ifNoneMatch: '*' });
+    const lost = loseAnswers(store, 2);
+    await rejectsWith(store.put('roots/1', Buffer.from('mine'), { ifNoneMatch: '*' }), 'LFB_ERR_OBJECT_EXISTS');
+    assert.equal(lost.landed, 2, 'two attempts landed without an answer, the third was answered');
+    assert.equal(await versionsOf(bucket, 'repo/roots/1'), 1, "only the other writer's version is left");
+    assert.equal((await store.get('roots/1')).toString(), 'other writer');
+    // Won: the first attempt is the winner, the later two are removed.
+    loseAnswers(store, 2);
+    await store.put('roots/2', Buffer.from('mine'), { ifNoneMatch: '*' });
+    assert.equal(await versionsOf(bucket, 'repo/roots/2'), 1, 'one version: the first attempt');
+    assert.equal((await store.get('roots/2')).toString(), 'mine');
+  } finally {
+    await other.close();
+    await store.close();
+  }
+});
+
+test('versioned bucket: a create-only put whose retention call failed is taken by its retry as its own (success, with the retention date), not as a loser', async () => {
+  const bucket = ceph().bucket('retain');
+  const store = await open(bucket, { objectLock: true });
+  try {
+    let refused = 0;
+    clientOf(store).middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'PutObjectRetentionCommand' && refused === 0) {
+          refused += 1;
+          throw Object.assign(new Error('Access Denied (test)'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'refuseRetention' },
+    );
+    const until = new Date(Date.now() + 5_000);
+    await rejectsWith(store.put('roots/1', Buffer.from('root'), { ifNoneMatch: '*', retainUntil: until }), 'LFB_ERR_STORE_DENIED');
+    assert.equal((await store.head('roots/1'))?.retainUntil, undefined, 'the root landed without its lock');
+    await store.put('roots/1', Buffer.from('root'), { ifNoneMatch: '*', retainUntil: until });
+    const head = await store.head('roots/1');
+    assert.ok(Math.abs((head?.retainUntil?.getTime() ?? 0) - until.getTime()) < 1000, `the retry set the lock: ${head?.retainUntil?.toISOString()}`);
+    assert.equal(await versionsOf(bucket, 'repo/roots/1'), 1);
+    await rejectsWith(store.put('roots/1', Buffer.from('other bytes'), { ifNoneMatch: '*', retainUntil: until }), 'LFB_ERR_OBJECT_EXISTS');
+    await new Promise((r) => setTimeout(r, until.getTime() - Date.now() + 1500));
+    await store.delete('roots/1');
+  } finally {
+    await store.close();
+  }
+});
+
+test('versioning suspended: create-only puts are refused with LFB_ERR_STORE_UNSUPPORTED (every PUT there overwrites the null version); other calls work', async () => {
+  const bucket = ceph().bucket('suspended');
+  const raw = rawClient();
+  try {
+    await raw.send(new CreateBucketCommand({ Bucket: bucket }));
+    await raw.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    await raw.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Suspended' } }));
+    const store = await open(bucket);
+    try {
+      await store.put('roots/1', Buffer.from('plain'));
+      const err = await rejectsWith(store.put('roots/2', Buffer.from('x'), { ifNoneMatch: '*' }), 'LFB_ERR_STORE_UNSUPPORTED');
+      assert.match(err.message, /versioning is Suspended/);
+      assert.equal(await store.head('roots/2'), undefined, 'nothing was written');
+      assert.equal((await store.get('roots/1')).toString(), 'plain');
+      await store.delete('roots/1');
+      assert.equal(await store.head('roots/1'), undefined);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    raw.destroy();
   }
 });

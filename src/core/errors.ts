@@ -82,6 +82,7 @@ export const ERROR_CODES = {
   LFB_ERR_STORE_TIMEOUT: 'Transient',
   LFB_ERR_STORE_UNAVAILABLE: 'Transient',
   LFB_ERR_STORE_DENIED: 'Permanent',
+  LFB_ERR_STORE_UNSUPPORTED: 'Unsupported',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -6,15 +6,19 @@ import { LifeboatError } from '../core/errors.js';
  * or a byte range), head, list by prefix, delete. A repository on object
  * storage never rewrites a file in place; it writes immutable objects and
  * commits by creating a new root object with `ifNoneMatch: '*'`, which the
- * store creates only if no object of that name exists, atomically: of two
- * writers racing for one name exactly one wins, the other gets
- * LFB_ERR_OBJECT_EXISTS.
+ * store creates only if no object of that name exists. Where the store can do
+ * that atomically (a local folder; S3 without versioning, or honouring
+ * If-None-Match) exactly one of two racing writers wins, the other gets
+ * LFB_ERR_OBJECT_EXISTS; on a versioned radosgw 16 bucket it is emulated
+ * (s3-versions.ts): readers agree on one winner, but two writers can both be
+ * told they won, so a repository verifies a root it reads (checksum, parent).
  *
  * Errors leave a store as LifeboatErrors with stable codes (docs/errors.md):
  * LFB_ERR_OBJECT_NOT_FOUND, LFB_ERR_OBJECT_EXISTS, LFB_ERR_INVALID_ARGUMENT
  * (a name refused by checkObjectName), LFB_ERR_IMMUTABLE (a delete before
  * the object's retention date), LFB_ERR_NO_SPACE, LFB_ERR_STORE_TIMEOUT,
- * LFB_ERR_STORE_UNAVAILABLE, LFB_ERR_STORE_DENIED, LFB_ERR_IO.
+ * LFB_ERR_STORE_UNAVAILABLE, LFB_ERR_STORE_DENIED, LFB_ERR_STORE_UNSUPPORTED,
+ * LFB_ERR_IO.
  */
 export interface ObjectStore {
   /** Where the objects are, for messages: `s3://bucket/prefix/` or a folder. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
@@ -30,7 +30,7 @@ import {
 } from './object-store.js';
 import { formatS3Url, parseS3Url, s3ConnectionFromEnv, type S3Connection, type S3Location } from './s3-config.js';
 import { fromS3Error, isRetryable, s3ErrorName, s3Status } from './s3-errors.js';
-import { deleteAllVersions, settleCreateOnly, type BucketAccess } from './s3-versions.js';
+import { deleteAllVersions, listVersions, settleCreateOnly, settlePlainPut, versionsByKey, winnerOf, type BucketAccess } from './s3-versions.js';
 
 export interface S3StoreOptions {
   /** Endpoint, region, credentials; default: the standard AWS environment (s3ConnectionFromEnv). */
@@ -50,6 +50,17 @@ export interface S3StoreOptions {
 const ATTEMPTS = 4;
 
 /**
+ * How the bucket keeps versions, as `open` found it. `plain`: versioning
+ * never enabled. `if-none-match`: versioning Enabled and If-None-Match: *
+ * honoured (the probe's second create was refused). `emulated`: versioning
+ * Enabled and If-None-Match ignored (radosgw 16), so create-only puts and
+ * readers follow "the oldest version since the newest delete marker wins"
+ * (s3-versions.ts). `suspended`: every PUT overwrites the `null` version;
+ * create-only puts are refused.
+ */
+export type BucketVersioning = 'plain' | 'if-none-match' | 'emulated' | 'suspended';
+
+/**
  * Objects in an S3 bucket under a key prefix, through @aws-sdk/client-s3.
  * Settings that matter against radosgw (docs/design.md §The object-store
  * seam): path-style addressing whenever an endpoint is given; checksums only
@@ -59,8 +70,10 @@ const ATTEMPTS = 4;
  * stall deadline on every request (radosgw never fails a request whose OSD
  * is gone); our own retries (a timeout is never retried, and a create-only
  * put whose earlier attempt may have landed checks what it wrote). On a
- * versioned bucket (every object-lock bucket) deletes and create-only puts
- * go through s3-versions.ts.
+ * versioned bucket (every object-lock bucket) deletes remove every version;
+ * where radosgw ignores If-None-Match there (`versioning: 'emulated'`), puts,
+ * get, head and list go through s3-versions.ts's rule: the oldest version
+ * since the newest delete marker is what a name holds.
  */
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
@@ -76,8 +89,8 @@ export class S3ObjectStore implements ObjectStore {
     maxInFlight: number,
     /** Object lock is on for the bucket. */
     readonly retention: boolean,
-    /** The bucket keeps versions (object lock implies it): delete removes each. */
-    private readonly versioned: boolean,
+    /** How the bucket keeps versions (the probe's answer at open). */
+    readonly versioning: BucketVersioning,
   ) {
     this.location = formatS3Url(where);
     this.limiter = new Limiter(maxInFlight);
@@ -106,17 +119,17 @@ export class S3ObjectStore implements ObjectStore {
       requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs, httpAgent: new HttpAgent(agent), httpsAgent: new HttpsAgent(agent) },
     });
     const endpoint = conn.endpoint ?? 'AWS S3';
-    const probe = new S3ObjectStore(client, where, endpoint, timeoutMs, 1000, maxInFlight, false, false);
+    const probe = new S3ObjectStore(client, where, endpoint, timeoutMs, 1000, maxInFlight, false, 'plain');
     try {
-      const { versioned, locked } = await probe.prepareBucket(conn, options);
-      return new S3ObjectStore(client, where, endpoint, timeoutMs, options.listPageSize ?? 1000, maxInFlight, locked, versioned);
+      const { versioning, locked } = await probe.prepareBucket(conn, options);
+      return new S3ObjectStore(client, where, endpoint, timeoutMs, options.listPageSize ?? 1000, maxInFlight, locked, versioning);
     } catch (err) {
       client.destroy();
       throw err;
     }
   }
 
-  private async prepareBucket(conn: S3Connection, options: S3StoreOptions): Promise<{ versioned: boolean; locked: boolean }> {
+  private async prepareBucket(conn: S3Connection, options: S3StoreOptions): Promise<{ versioning: BucketVersioning; locked: boolean }> {
     const Bucket = this.where.bucket;
     const bucketUrl = `s3://${Bucket}`;
     let exists = true;
@@ -160,7 +173,42 @@ export class S3ObjectStore implements ObjectStore {
         `bucket ${bucketUrl} has no object lock, and S3 enables it only when a bucket is created: use a new bucket`,
         { details: { bucket: Bucket } },
       );
-    return { versioned: versioning.Status === 'Enabled' || versioning.Status === 'Suspended', locked };
+    if (versioning.Status === 'Suspended') return { versioning: 'suspended', locked };
+    if (versioning.Status !== 'Enabled') return { versioning: 'plain', locked };
+    return { versioning: await this.probeIfNoneMatch(), locked };
+  }
+
+  /**
+   * Whether the versioned bucket honours If-None-Match: * : two create-only
+   * puts of one probe key, then its versions removed. The key ends in `/`,
+   * a name no object of a store can have (list skips it). When the probe
+   * cannot write (a user without the right), the store emulates: that is
+   * correct whether or not the header is honoured.
+   */
+  private async probeIfNoneMatch(): Promise<'if-none-match' | 'emulated'> {
+    const Key = `${this.where.prefix}.lifeboat-probe-${randomBytes(8).toString('hex')}/`;
+    const target = `s3://${this.where.bucket}/${Key}`;
+    const body = Buffer.from('probe');
+    const md5 = createHash('md5').update(body).digest('base64');
+    const create = (): Promise<unknown> =>
+      this.call('probe create-only put', target, () =>
+        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key, Body: body, ContentLength: body.length, ContentMD5: md5, IfNoneMatch: '*' })),
+      );
+    try {
+      await create();
+      try {
+        await create();
+        return 'emulated';
+      } catch (err) {
+        if (err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_EXISTS') return 'if-none-match';
+        throw err;
+      }
+    } catch (err) {
+      if (err instanceof LifeboatError && err.code === 'LFB_ERR_STORE_DENIED') return 'emulated';
+      throw err;
+    } finally {
+      await deleteAllVersions(this.access, Key, target, true).catch(() => undefined);
+    }
   }
 
   private key(name: string): string {
@@ -209,8 +257,15 @@ export class S3ObjectStore implements ObjectStore {
       );
     const md5 = createHash('md5').update(data).digest();
     const createOnly = options.ifNoneMatch === '*';
-    // radosgw ignores If-None-Match on a versioned bucket: there the retention date comes after the check (s3-versions.ts).
-    const settleAfter = createOnly && this.versioned;
+    if (createOnly && this.versioning === 'suspended')
+      throw new LifeboatError(
+        'LFB_ERR_STORE_UNSUPPORTED',
+        `put ${this.url(name)}: the bucket's versioning is Suspended, where every PUT overwrites the object's one "null" version, so a create-only put cannot be made; use a bucket with versioning Enabled or never enabled; nothing was written`,
+        { details: { name, bucket: this.where.bucket } },
+      );
+    // radosgw ignores If-None-Match on a versioned bucket: there every put is settled after it (s3-versions.ts),
+    // and the retention date comes after that.
+    const settleAfter = this.versioning === 'emulated';
     const retainNow = settleAfter ? undefined : options.retainUntil;
     let uncertain = false;
     const versionId = await this.call('put', this.url(name), async () => {
@@ -243,12 +298,38 @@ export class S3ObjectStore implements ObjectStore {
     if (!settleAfter) return;
     if (versionId === undefined)
       throw new LifeboatError('LFB_ERR_IO', `put ${this.url(name)}: the versioned bucket gave the new object no version id`, { details: { name } });
-    await settleCreateOnly(this.access, this.key(name), this.url(name), versionId, md5.toString('hex'), uncertain, options.retainUntil);
+    if (createOnly) await settleCreateOnly(this.access, this.key(name), this.url(name), versionId, md5.toString('hex'), uncertain, options.retainUntil);
+    else await settlePlainPut(this.access, this.key(name), this.url(name), versionId, options.retainUntil);
+  }
+
+  /**
+   * On an emulating bucket, runs `fn` with the version the name reads as
+   * (its winner); undefined when the name has none. The version can be
+   * removed between the listing and `fn` (a plain put replacing it, a
+   * delete): on LFB_ERR_OBJECT_NOT_FOUND the winner is looked up again.
+   */
+  private async onWinner<T>(name: string, fn: (versionId: string | undefined) => Promise<T>): Promise<T> {
+    if (this.versioning !== 'emulated') return fn(undefined);
+    for (let tries = 1; ; tries++) {
+      const winner = winnerOf(await listVersions(this.access, this.key(name), this.url(name)));
+      if (winner === undefined)
+        throw new LifeboatError('LFB_ERR_OBJECT_NOT_FOUND', `get ${this.url(name)}: no such object`, { details: { target: this.url(name) } });
+      try {
+        return await fn(winner.versionId);
+      } catch (err) {
+        if (tries < 3 && err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_NOT_FOUND') continue;
+        throw err;
+      }
+    }
   }
 
   async get(name: string, range?: ByteRange): Promise<Buffer> {
     checkObjectName(name);
     if (range !== undefined) checkRange(name, range);
+    return this.onWinner(name, (VersionId) => this.getVersion(name, VersionId, range));
+  }
+
+  private getVersion(name: string, versionId: string | undefined, range: ByteRange | undefined): Promise<Buffer> {
     return this.call('get', this.url(name), async () => {
       let res;
       try {
@@ -256,6 +337,7 @@ export class S3ObjectStore implements ObjectStore {
           new GetObjectCommand({
             Bucket: this.where.bucket,
             Key: this.key(name),
+            ...(versionId !== undefined ? { VersionId: versionId } : {}),
             ...(range !== undefined ? { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}),
           }),
         );
@@ -280,7 +362,11 @@ export class S3ObjectStore implements ObjectStore {
   async head(name: string): Promise<ObjectHead | undefined> {
     checkObjectName(name);
     try {
-      const res = await this.call('head', this.url(name), () => this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) })));
+      const res = await this.onWinner(name, (VersionId) =>
+        this.call('head', this.url(name), () =>
+          this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name), ...(VersionId !== undefined ? { VersionId } : {}) })),
+        ),
+      );
       return { size: res.ContentLength ?? 0, ...(res.ObjectLockRetainUntilDate !== undefined ? { retainUntil: res.ObjectLockRetainUntilDate } : {}) };
     } catch (err) {
       if (err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_NOT_FOUND') return undefined;
@@ -290,6 +376,16 @@ export class S3ObjectStore implements ObjectStore {
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     checkObjectPrefix(prefix);
+    if (this.versioning === 'emulated') {
+      // Each key's winner, and its size (a younger version left behind must not change it).
+      for await (const group of versionsByKey(this.access, this.key(prefix), this.url(prefix), this.pageSize)) {
+        const winner = winnerOf(group);
+        const name = group[0]!.key.slice(this.where.prefix.length);
+        if (winner === undefined || !validName(name)) continue;
+        yield { name, size: winner.size };
+      }
+      return;
+    }
     let token: string | undefined;
     do {
       const page = await this.call('list', this.url(prefix), () =>
@@ -314,7 +410,7 @@ export class S3ObjectStore implements ObjectStore {
   async delete(name: string): Promise<void> {
     checkObjectName(name);
     const Key = this.key(name);
-    if (this.versioned) return deleteAllVersions(this.access, Key, this.url(name));
+    if (this.versioning !== 'plain') return deleteAllVersions(this.access, Key, this.url(name), this.versioning === 'emulated');
     await this.call('delete', this.url(name), () => this.client.send(new DeleteObjectCommand({ Bucket: this.where.bucket, Key })));
   }
 
