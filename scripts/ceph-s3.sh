@@ -3,12 +3,15 @@
 #
 #   scripts/ceph-s3.sh start DIR   builds a cluster in the empty (or absent) folder DIR and prints its
 #                                  S3 endpoint and keys as `export NAME=value` lines (progress on stderr);
-#                                  on a folder whose cluster is alive it only prints them again
+#                                  on a folder whose cluster is alive it only prints them again; a folder
+#                                  left by a crashed cluster (it has a `pids` file) is cleared and built
+#                                  again; any other non-empty folder is refused (exit 2), never deleted
 #   scripts/ceph-s3.sh stop DIR    stops that cluster's daemons and deletes DIR
 #
 # Everything (config, keys, monitor store, the OSD's BlueStore in a sparse file, logs, sockets) lives in
 # DIR, and every port is picked free at start, so several clusters can run side by side. With
-# CEPH_S3_OWNER_PID set, a watchdog stops the cluster once that process is gone (a test killed with -9).
+# CEPH_S3_OWNER_PID set, a watchdog stops the cluster once that process is gone (a test killed with -9),
+# from the moment the folder has its `pids` file, so a start cut short by the owner's death leaves nothing.
 # Needs Debian's ceph-mon, ceph-osd, radosgw and ceph-common (scripts/setup.sh installs them) and python3. The recipe
 # and its pitfalls: docs/design.md §The object-store seam.
 set -euo pipefail
@@ -45,11 +48,27 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
+# Ceph daemons whose command line names this cluster's folder but that no pids line records (a start
+# killed between launching one and recording it).
+stray_daemons() {
+  local f pid comm
+  for f in /proc/[0-9]*/cmdline; do
+    pid="${f#/proc/}"
+    pid="${pid%/cmdline}"
+    comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
+    case "$comm" in ceph-mon | ceph-osd | radosgw) ;; *) continue ;; esac
+    if ours "$pid"; then echo "$pid"; fi
+  done
+}
+
 stop_all() {
-  local watchdog osd rgw
+  local watchdog start osd rgw
   watchdog="$(pid_of watchdog)"
   # The watchdog runs this very function as its last act: it must not kill itself.
   if [ -n "$watchdog" ] && [ "$watchdog" != "$$" ]; then stop_pid "$watchdog" KILL; fi
+  # A start still building (its owner died): stopped first, so it launches nothing more.
+  start="$(pid_of start)"
+  if [ -n "$start" ] && [ "$start" != "$$" ]; then stop_pid "$start" KILL; fi
   osd="$(pid_of osd)"
   rgw="$(pid_of rgw)"
   # radosgw ignores SIGTERM while it waits for an OSD that is gone: kill it outright then.
@@ -62,6 +81,7 @@ stop_all() {
     pid="$(pid_of "$name")"
     if [ -n "$pid" ]; then stop_pid "$pid"; fi
   done
+  for pid in $(stray_daemons); do stop_pid "$pid" KILL; done
 }
 
 show_logs() {
@@ -119,7 +139,14 @@ build() {
     }
   done
   mkdir -p "$W"/{run,log,crash,mon/a,osd/0,rgw}
-  : >"$W/pids"
+  echo "start $$" >"$W/pids"
+  if [ -n "${CEPH_S3_OWNER_PID:-}" ]; then
+    # From now on: an owner that dies during the build (a test killed with -9) is noticed within a second.
+    # The watchdog names $W on its command line, so stop_all recognises it as this cluster's.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; exec "$2" stop "$3"' \
+      ceph-s3-watchdog "$CEPH_S3_OWNER_PID" "$SELF" "$W" >/dev/null 2>&1 </dev/null &
+    echo "watchdog $!" >>"$W/pids"
+  fi
   # Two free ports (monitor, gateway) and the secrets; python's secrets, not `tr </dev/urandom | head` (SIGPIPE).
   read -r MON_PORT RGW_PORT FSID OSD_UUID ACCESS_KEY SECRET_KEY < <(python3 - <<'EOF'
 import secrets, socket, uuid
@@ -229,21 +256,24 @@ start)
     cat "$W/env"
     exit 0
   fi
-  # A folder left by a crashed cluster: what still runs is stopped and the folder built again.
-  if [ -e "$W" ]; then
+  # A folder left by a crashed cluster (it has a pids file): what still runs is stopped and the folder
+  # built again. Any other non-empty folder is not ours to delete.
+  if [ -f "$W/pids" ]; then
     stop_all
     rm -rf "$W"
+  elif [ -e "$W" ] && { [ ! -d "$W" ] || [ -n "$(ls -A "$W")" ]; }; then
+    log "$W exists and is not empty, and has no pids file: not a cluster folder; give an empty or absent folder"
+    exit 2
   fi
-  # Any failure of the build (set -e) shows the daemons' logs and leaves nothing running.
-  trap 'status=$?; if [ "$status" != 0 ]; then show_logs; stop_all; rm -rf "$W"; fi' EXIT
+  # A dead stderr (the owner killed with -9) must not kill this script with SIGPIPE before its trap has
+  # stopped the daemons: writes there fail with EPIPE instead, and the build fails (set -e).
+  trap '' PIPE
+  # Any failure of the build (set -e) leaves nothing running, then shows the daemons' logs if stderr is there.
+  trap 'status=$?; if [ "$status" != 0 ]; then stop_all; show_logs || true; rm -rf "$W"; fi' EXIT
   build
   trap - EXIT
-  if [ -n "${CEPH_S3_OWNER_PID:-}" ]; then
-    # The watchdog names $W on its command line, so stop_all recognises it as this cluster's.
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; exec "$2" stop "$3"' \
-      ceph-s3-watchdog "$CEPH_S3_OWNER_PID" "$SELF" "$W" >/dev/null 2>&1 </dev/null &
-    echo "watchdog $!" >>"$W/pids"
-  fi
+  # Built: the start is over, its pids line no longer names a live process of ours.
+  sed -i '/^start /d' "$W/pids"
   cat "$W/env"
   ;;
 stop)
