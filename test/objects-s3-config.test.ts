@@ -103,4 +103,14 @@ test('isRetryable: resets and 5xx are tried again; timeouts and 4xx never', () =
   assert.equal(isRetryable(sdkError('PreconditionFailed', 412)), false);
   assert.equal(isRetryable(sdkError('AccessDenied', 403)), false);
   assert.equal(isRetryable(sdkError('NoSuchKey', 404)), false);
+  // AWS's answer to a create-only put racing another on one key: one of them has won when asked again.
+  assert.equal(isRetryable(sdkError('ConditionalRequestConflict', 409)), true);
+});
+
+test('fromS3Error: a 409 ConditionalRequestConflict left after retries is a busy store, not an unreachable one; a bucket without an object-lock configuration (404) is LFB_ERR_IMMUTABLE_UNSUPPORTED', () => {
+  const conflict = fromS3Error(sdkError('ConditionalRequestConflict', 409), ctx);
+  assert.equal(conflict.code, 'LFB_ERR_STORE_UNAVAILABLE');
+  assert.doesNotMatch(conflict.message, /cannot reach/);
+  assert.match(conflict.message, /409 ConditionalRequestConflict/);
+  assert.equal(fromS3Error(sdkError('ObjectLockConfigurationNotFoundError', 404), ctx).code, 'LFB_ERR_IMMUTABLE_UNSUPPORTED');
 });

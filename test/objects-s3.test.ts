@@ -392,3 +392,56 @@ test('versioning suspended: create-only puts are refused with LFB_ERR_STORE_UNSU
     raw.destroy();
   }
 });
+
+test('a create-only put whose lost answer is retried finds its own object by its ETag; if the object is gone before that check, the put fails with LFB_ERR_OBJECT_EXISTS (the refusal), not OBJECT_NOT_FOUND', async () => {
+  const bucket = ceph().bucket('headgone');
+  const store = await open(bucket);
+  try {
+    loseAnswers(store, 1);
+    await store.put('roots/1', Buffer.from('mine'), { ifNoneMatch: '*' });
+    assert.equal((await store.get('roots/1')).toString(), 'mine');
+    loseAnswers(store, 1);
+    // Between the refused retry and its check, somebody deletes the object.
+    clientOf(store).middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'HeadObjectCommand') await store.delete('roots/2');
+        return next(args);
+      },
+      { step: 'initialize', name: `deleteBeforeHead${++faults}` },
+    );
+    await rejectsWith(store.put('roots/2', Buffer.from('mine'), { ifNoneMatch: '*' }), 'LFB_ERR_OBJECT_EXISTS');
+  } finally {
+    await store.close();
+  }
+});
+
+test('a call waiting out the back-off before its retry gives its place among the requests in flight back meanwhile', async () => {
+  const store = await open(ceph().bucket('backoff'), { maxInFlight: 1 });
+  try {
+    await store.put('o', Buffer.from('bytes'));
+    let failed = false;
+    clientOf(store).middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetObjectCommand' && !failed) {
+          failed = true;
+          throw Object.assign(new Error('Service Unavailable (test)'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: `failOnce${++faults}` },
+    );
+    let done = false;
+    let sawFree = false;
+    const got = store.get('o').finally(() => {
+      done = true;
+    });
+    while (!done) {
+      if (failed && !done && store.inFlight === 0) sawFree = true;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal((await got).toString(), 'bytes');
+    assert.ok(sawFree, 'the place was free during the back-off (50 to 150 ms)');
+  } finally {
+    await store.close();
+  }
+});

@@ -91,10 +91,16 @@ export function fromS3Error(err: unknown, ctx: S3CallContext): LifeboatError {
   if (status === 412 || name === 'PreconditionFailed')
     return make('LFB_ERR_OBJECT_EXISTS', 'an object of that name exists (create-only put); nothing was changed');
   if (name === 'NoSuchBucket') return make('LFB_ERR_OBJECT_NOT_FOUND', 'the bucket does not exist');
-  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return make('LFB_ERR_OBJECT_NOT_FOUND', 'no such object');
-  if (NO_SPACE.has(name)) return make('LFB_ERR_NO_SPACE', `the object store refused the write: ${name} (quota or capacity reached)`);
+  // Before the 404 check: AWS answers a bucket without an object-lock configuration with 404.
   if (name === 'InvalidBucketState' || name === 'ObjectLockConfigurationNotFoundError')
     return make('LFB_ERR_IMMUTABLE_UNSUPPORTED', `the bucket has no object lock (S3 enables it only when a bucket is created): ${why}`);
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return make('LFB_ERR_OBJECT_NOT_FOUND', 'no such object');
+  if (NO_SPACE.has(name)) return make('LFB_ERR_NO_SPACE', `the object store refused the write: ${name} (quota or capacity reached)`);
+  if (name === 'ConditionalRequestConflict')
+    return make(
+      'LFB_ERR_STORE_UNAVAILABLE',
+      `${ctx.endpoint} kept answering 409 ConditionalRequestConflict (another write of that name in progress) after retries`,
+    );
   if (DENIED.has(name) || status === 401 || status === 403)
     return make('LFB_ERR_STORE_DENIED', `${ctx.endpoint} refused the request: ${name}${why !== name ? ` (${why})` : ''}`);
   if (INVALID.has(name)) return make('LFB_ERR_INVALID_ARGUMENT', `the object store refused the name or size: ${name} (${why})`);
@@ -104,8 +110,8 @@ export function fromS3Error(err: unknown, ctx: S3CallContext): LifeboatError {
 }
 
 /**
- * Whether a failed attempt is worth another: a connection reset, or a 5xx
- * or SlowDown answer. Never a timeout (a stalled endpoint stays stalled, and
+ * Whether a failed attempt is worth another: a connection reset, a 5xx
+ * or SlowDown answer, or a 409 ConditionalRequestConflict. Never a timeout (a stalled endpoint stays stalled, and
  * the deadline is the caller's promise) nor a 4xx.
  */
 export function isRetryable(err: unknown): boolean {
@@ -113,5 +119,12 @@ export function isRetryable(err: unknown): boolean {
   if (e.code === 'ECONNRESET' || e.code === 'EPIPE' || e.code === 'ECONNREFUSED' || e.code === 'ERR_STREAM_PREMATURE_CLOSE') return true;
   const status = s3Status(err);
   const name = s3ErrorName(err);
-  return (status !== undefined && status >= 500) || name === 'SlowDown' || name === 'InternalError' || name === 'ServiceUnavailable';
+  // 409 ConditionalRequestConflict: AWS's answer to a create-only put racing another on one key; asked again, one has won.
+  return (
+    (status !== undefined && status >= 500) ||
+    name === 'SlowDown' ||
+    name === 'InternalError' ||
+    name === 'ServiceUnavailable' ||
+    name === 'ConditionalRequestConflict'
+  );
 }

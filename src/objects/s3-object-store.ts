@@ -39,7 +39,10 @@ export interface S3StoreOptions {
   readonly createBucket?: boolean;
   /** The bucket must have object lock (created with it when missing); without it, open fails with LFB_ERR_IMMUTABLE_UNSUPPORTED. */
   readonly objectLock?: boolean;
-  /** A request whose endpoint sends nothing for this long fails with LFB_ERR_STORE_TIMEOUT (default 30 s). */
+  /**
+   * A request whose endpoint sends nothing for this long fails with LFB_ERR_STORE_TIMEOUT (default 30 s).
+   * For 6 s and more the SDK arms its socket timer up to 3 s late, so such a failure comes by timeoutMs + 3 s.
+   */
   readonly timeoutMs?: number;
   /** Requests in flight at most, the store's calls together (default 8). */
   readonly maxInFlight?: number;
@@ -223,24 +226,26 @@ export class S3ObjectStore implements ObjectStore {
    * One S3 call with a place among the requests in flight, retried with
    * backoff after a reset connection or a 5xx (ATTEMPTS in all), and its
    * failure mapped to a stable code. `fn` does the whole exchange, body
-   * included, so the place is held until the bytes are in.
+   * included, so the place is held until the bytes are in; it is given back
+   * during the back-off between attempts.
    */
   private async call<T>(op: string, target: string, fn: (attempt: number) => Promise<T>): Promise<T> {
-    const release = await this.limiter.acquire();
-    try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await fn(attempt);
-        } catch (err) {
-          if (attempt < ATTEMPTS && isRetryable(err)) {
-            await sleep(50 * 2 ** attempt * (0.5 + Math.random()));
-            continue;
-          }
-          throw fromS3Error(err, { op, target, endpoint: this.endpoint, timeoutMs: this.timeoutMs });
-        }
+    for (let attempt = 1; ; attempt++) {
+      // The place is given back during the back-off sleep: a waiting call may use it meanwhile.
+      const release = await this.limiter.acquire();
+      let failure: unknown;
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        failure = err;
+      } finally {
+        release();
       }
-    } finally {
-      release();
+      if (attempt < ATTEMPTS && isRetryable(failure)) {
+        await sleep(50 * 2 ** attempt * (0.5 + Math.random()));
+        continue;
+      }
+      throw fromS3Error(failure, { op, target, endpoint: this.endpoint, timeoutMs: this.timeoutMs });
     }
   }
 
@@ -285,13 +290,24 @@ export class S3ObjectStore implements ObjectStore {
       } catch (err) {
         // A create-only put refused after an attempt whose answer was lost: if the object holds our bytes, that attempt won.
         if (createOnly && uncertain && (s3Status(err) === 412 || s3ErrorName(err) === 'PreconditionFailed')) {
-          const head = await this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) }));
+          let head;
+          try {
+            head = await this.client.send(new HeadObjectCommand({ Bucket: this.where.bucket, Key: this.key(name) }));
+          } catch (headErr) {
+            // Gone since the refusal (deleted meanwhile): the refusal stands, the put changed nothing.
+            if (s3Status(headErr) === 404 || s3ErrorName(headErr) === 'NotFound') throw err;
+            throw fromS3Error(headErr, {
+              op: 'head (after a refused retry of a put)',
+              target: this.url(name),
+              endpoint: this.endpoint,
+              timeoutMs: this.timeoutMs,
+            });
+          }
           if (head.ETag?.replace(/"/g, '') === md5.toString('hex')) return head.VersionId;
         }
-        // AWS answers 409 to a create-only put racing another on the same key: ask again, one of them has won by then.
-        if (createOnly && s3ErrorName(err) === 'ConditionalRequestConflict')
-          throw Object.assign(new Error('conditional request conflict'), { code: 'ECONNRESET' });
-        if (isRetryable(err)) uncertain = true;
+        // AWS answers 409 to a create-only put racing another on the same key (retried by call: one has won by then);
+        // the attempt changed nothing, so it does not make the outcome uncertain.
+        if (isRetryable(err) && s3ErrorName(err) !== 'ConditionalRequestConflict') uncertain = true;
         throw err;
       }
     });
