@@ -280,7 +280,6 @@ function rawClient(): S3Client {
 test('versioned bucket: a younger version left behind on a name (a loser that never removed its own) does not change what get, head and list return: the first writer', async () => {
   const bucket = ceph().bucket('younger');
   const store = await open(bucket, { objectLock: true });
-  const raw = rawClient();
   try {
     await store.put('roots/1', Buffer.from('first writer'), { ifNoneMatch: '*' });
     // A loser's PUT that was never removed (it crashed, its delete timed out, or a default retention locked it).
@@ -293,7 +292,27 @@ test('versioned bucket: a younger version left behind on a name (a loser that ne
     await rejectsWith(store.put('roots/1', Buffer.from('third'), { ifNoneMatch: '*' }), 'LFB_ERR_OBJECT_EXISTS');
     assert.equal((await store.get('roots/1')).toString(), 'first writer');
   } finally {
-    raw.destroy();
+    await store.close();
+  }
+});
+
+test('versioned bucket: list pages of 2 versions, where the versions of one key span pages, give each key once with the size of its winner', async () => {
+  const bucket = ceph().bucket('vpages');
+  const store = await open(bucket, { objectLock: true, listPageSize: 2 });
+  try {
+    const names = ['k/a', 'k/b', 'k/c', 'k/d'];
+    for (const n of names) await store.put(n, Buffer.from(`winner ${n}`), { ifNoneMatch: '*' });
+    // Younger versions left behind: 3 on k/b, 1 on k/c.
+    for (const [n, extra] of [
+      ['k/b', 3],
+      ['k/c', 1],
+    ] as const)
+      for (let i = 0; i < extra; i++) await rawPut(bucket, `repo/${n}`, `a much longer loser ${i}`);
+    assert.deepEqual(
+      await listAll(store, 'k/'),
+      names.map((name) => ({ name, size: `winner ${name}`.length })),
+    );
+  } finally {
     await store.close();
   }
 });
