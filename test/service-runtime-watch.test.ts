@@ -32,22 +32,28 @@ function oneTaskRuntime(catalog: Catalog, repo: string, dir: string): ServiceRun
   });
 }
 
+/** A repository in `dir` with one job per [name, seed, MiB] over a disk of that many random MiB; its path. */
+async function repoWithJobs(dir: string, jobs: readonly (readonly [string, number, number])[]): Promise<string> {
+  const repo = join(dir, 'repo');
+  assert.equal((await cli(['repo', 'init', repo])).code, 0);
+  for (const [name, seed, mib] of jobs) {
+    const disk = join(dir, `${name}.img`);
+    await writeFile(disk, randomBytes(rng(seed), mib * 1024 * 1024));
+    const r = await cli(['job', 'create', name, '--repo', repo, '--disk', disk]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return repo;
+}
+
 test('watch() of a queued run: its progress once it starts, its end once recorded; an unwatch before the start holds', { timeout: 120_000 }, async () => {
   const { dir, cleanup } = await tempDir();
   const catalog = await openCatalog(join(dir, 'state'));
   let runtime: ServiceRuntime | undefined;
   try {
-    const repo = join(dir, 'repo');
-    assert.equal((await cli(['repo', 'init', repo])).code, 0);
-    for (const [name, seed] of [
-      ['first', 1],
-      ['second', 2],
-    ] as const) {
-      const disk = join(dir, `${name}.img`);
-      await writeFile(disk, randomBytes(rng(seed), 96 * 1024 * 1024));
-      const r = await cli(['job', 'create', name, '--repo', repo, '--disk', disk]);
-      assert.equal(r.code, 0, r.stderr);
-    }
+    const repo = await repoWithJobs(dir, [
+      ['first', 1, 96],
+      ['second', 2, 96],
+    ]);
     runtime = oneTaskRuntime(catalog, repo, dir);
     await runtime.start();
     const first = await runtime.runNow(repo, 'first', 'api');
@@ -142,16 +148,11 @@ test('a queued run stopped before it starts: its watchers hear its end', { timeo
   const catalog = await openCatalog(join(dir, 'state'));
   let runtime: ServiceRuntime | undefined;
   try {
-    const repo = join(dir, 'repo');
-    assert.equal((await cli(['repo', 'init', repo])).code, 0);
-    for (const [name, seed] of [
-      ['first', 4],
-      ['second', 5],
-    ] as const) {
-      const disk = join(dir, `${name}.img`);
-      await writeFile(disk, randomBytes(rng(seed), (name === 'first' ? 96 : 1) * 1024 * 1024));
-      assert.equal((await cli(['job', 'create', name, '--repo', repo, '--disk', disk])).code, 0);
-    }
+    // The first runs long enough for the second to be stopped in the queue.
+    const repo = await repoWithJobs(dir, [
+      ['first', 4, 96],
+      ['second', 5, 1],
+    ]);
     runtime = oneTaskRuntime(catalog, repo, dir);
     await runtime.start();
     const first = await runtime.runNow(repo, 'first', 'api');
