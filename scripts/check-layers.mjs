@@ -53,6 +53,8 @@ const ALLOWED = {
     'qemu',
     'recovery',
     'lab',
+    // Types of file-level recovery for the control API (the server's file sessions are the service's).
+    'files',
   ],
   // The catalog of runs, jobs, points, users and tokens: one interface, SQLite and PostgreSQL behind it.
   catalog: ['core'],

@@ -2,6 +2,8 @@ import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { LifeboatError, type ErrorCode } from '../core/errors.js';
+// The type alone (erased at run time): the CLI's control client loads nothing of the appliance's code.
+import type { MemberStat } from '../files/tar-stream.js';
 import { controlCallError, controlFile, type ControlInfo } from './control-api.js';
 import { parseFilesRequest, type FilesRequest } from './control-requests.js';
 
@@ -29,17 +31,8 @@ export interface FilesCopyHead {
   readonly stat?: CopyStat;
 }
 
-/** src/files' MemberStat, as the control API carries it (declared again here: the control client may not import src/files, check-layers.mjs). */
-export interface CopyStat {
-  readonly type: 'file' | 'symlink' | 'directory' | 'block-device' | 'char-device' | 'fifo' | 'socket';
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
-  readonly rdev: number;
-}
+/** What the path is, as the control API carries it: src/files' MemberStat without a symlink's target (that is the copy's body). */
+export type CopyStat = Omit<MemberStat, 'target'>;
 
 /** A copy out of a point: its head, then its body (see `form`). */
 export interface FilesCopy extends FilesCopyHead {
