@@ -1,7 +1,7 @@
 import { processAlive } from '../core/process-alive.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { LifeboatError } from '../core/errors.js';
 
 /** How long one remote command may take (the appliance's boot is the longest: ~30 s under TCG). */
@@ -59,8 +59,11 @@ export interface RemoteResult {
  * One guestfish server (`guestfish --listen`) and its appliance, driven with
  * `guestfish --remote=<pid>` one command at a time. Every command is sent with
  * guestfish's `-` prefix: without it the server exits on the first failing
- * command (a file system that does not mount must not end the session); a
- * failure is then seen on standard error ("libguestfs: error:").
+ * command (a file system that does not mount must not end the session). The
+ * remote client then exits 0 and says nothing: the server prints a failure
+ * ("libguestfs: error:") on its own standard error, our log file, so each
+ * command's failure is what the log gained while it ran (commands run one at
+ * a time).
  */
 export class Guestfish {
   private runner: ChildProcess | undefined;
@@ -68,6 +71,7 @@ export class Guestfish {
   private constructor(
     readonly pid: number,
     private readonly env: NodeJS.ProcessEnv,
+    private readonly logFile: string,
   ) {}
 
   /**
@@ -105,7 +109,7 @@ export class Guestfish {
     const out = await readFile(logFile, 'utf8');
     const m = /GUESTFISH_PID=(\d+)/.exec(out);
     if (code !== 0 || !m) throw new LifeboatError('LFB_ERR_GUESTFS', `guestfish --listen failed (exit ${code}): ${tail(out)}`);
-    return new Guestfish(Number(m[1]), env);
+    return new Guestfish(Number(m[1]), env, logFile);
   }
 
   /**
@@ -131,20 +135,21 @@ export class Guestfish {
     return result;
   }
 
-  private exec(cmd: string, args: readonly string[], timeoutMs: number): Promise<RemoteResult> {
-    return new Promise((resolve, reject) => {
+  private async exec(cmd: string, args: readonly string[], timeoutMs: number): Promise<RemoteResult> {
+    const logFrom = await logSize(this.logFile);
+    const r = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) =>
       execFile(
         'guestfish',
         [`--remote=${this.pid}`, '--', `-${cmd}`, ...args],
         { env: this.env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
-        (err, stdout, stderr) => {
-          const failed = err !== null || stderr.includes('libguestfs: error:');
-          if (err && stderr.includes('server is not running'))
-            return reject(new LifeboatError('LFB_ERR_GUESTFS', `the guestfish server (pid ${this.pid}) has ended: ${tail(stderr)}`));
-          resolve({ ok: !failed, stdout, stderr: stderr || (err?.message ?? '') });
-        },
-      );
-    });
+        (err, stdout, stderr) => resolve({ err, stdout, stderr }),
+      ),
+    );
+    if (r.err && r.stderr.includes('server is not running'))
+      throw new LifeboatError('LFB_ERR_GUESTFS', `the guestfish server (pid ${this.pid}) has ended: ${tail(r.stderr)}`);
+    const serverSaid = await logSince(this.logFile, logFrom);
+    const stderr = [r.stderr, serverSaid].filter((t) => t !== '').join('\n') || (r.err?.message ?? '');
+    return { ok: r.err === null && !stderr.includes('libguestfs: error:'), stdout: r.stdout, stderr };
   }
 
   /** Runs one command; its failure is LFB_ERR_GUESTFS with guestfish's words. */
@@ -198,6 +203,25 @@ export class Guestfish {
     if (processAlive(this.pid)) await this.exec('exit', [], 5000).catch(() => undefined);
     await endProcess(this.pid);
     await endProcess(qemuPid);
+  }
+}
+
+async function logSize(file: string): Promise<number> {
+  return (await stat(file).catch(() => ({ size: 0 }))).size;
+}
+
+/** What the server wrote to its log from `from` on (at most the last STDERR_TAIL bytes of it). */
+async function logSince(file: string, from: number): Promise<string> {
+  const size = await logSize(file);
+  if (size <= from) return '';
+  const start = Math.max(from, size - STDERR_TAIL);
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(size - start);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, start);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
   }
 }
 
