@@ -30,6 +30,7 @@ const UNIT = [
   'block-cache',
   'decoded-store',
   'local-storage',
+  'storage-local',
   'decoded-fds',
   'background-fills',
   'boot-prefetch',
