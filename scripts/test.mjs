@@ -31,6 +31,8 @@ const UNIT = [
   'decoded-store',
   'local-storage',
   'storage-local',
+  'storage-objects',
+  'object-files-model',
   'decoded-fds',
   'background-fills',
   'boot-prefetch',

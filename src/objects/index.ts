@@ -5,3 +5,7 @@ export * from './s3-errors.js';
 export * from './s3-object-store.js';
 export * from './s3-versions.js';
 export * from './limiter.js';
+export * from './extent-map.js';
+export * from './file-root.js';
+export * from './object-file.js';
+export * from './object-files.js';

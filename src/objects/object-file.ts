@@ -1,0 +1,188 @@
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import type { StorageFile } from '../storage/storage.js';
+import type { ExtentMap } from './extent-map.js';
+import { inMemory, type Extent } from './extent-map.js';
+import { encodeRoot, newPackName, rootName } from './file-root.js';
+import type { ObjectStore } from './object-store.js';
+
+/**
+ * Bytes written and not yet in a pack, at most (then they are flushed into
+ * one): memory stays bounded however large the file a writer makes.
+ */
+export const PACK_BYTES = 16 * 1024 * 1024;
+
+/** A file's name in its store and its committed generation; rename moves an open file's to the new name. */
+export interface FilePlace {
+  rel: string;
+  generation: number;
+  /** Removed while open: its commits go nowhere, as an unlinked file's writes. */
+  unlinked: boolean;
+}
+
+export function noSuchFile(doing: string, path: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { details: { path, errno: 'ENOENT' } });
+}
+
+function closedFile(doing: string, path: string): LifeboatError {
+  return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: the file is closed`, { details: { path, errno: 'EBADF' } });
+}
+
+/**
+ * One open file of an ObjectFileStorage. Writes go to memory and, past
+ * PACK_BYTES, to a new pack; sync(), datasync() and close() commit: the
+ * rest goes to a pack, then a new root (the next generation, create-only)
+ * names every extent. Until then other readers see the previous root, and a
+ * crash leaves that root and some packs no root names (collect() removes
+ * them). Reads are ranged GETs of the packs, all of one read at once.
+ */
+export class ObjectFile implements StorageFile {
+  private version = 0;
+  private committedVersion = 0;
+  private unflushedBytes = 0;
+  /** Flushes and commits, one at a time. */
+  private serial: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly path: string,
+    private readonly store: ObjectStore,
+    readonly place: FilePlace,
+    private readonly map: ExtentMap,
+    private readonly writable: boolean,
+    private readonly hooks: { readonly now: () => number; readonly packBytes: number; readonly onClosed: (f: ObjectFile) => void },
+  ) {}
+
+  private check(doing: string, write: boolean): void {
+    if (this.closing !== undefined) throw closedFile(doing, this.path);
+    if (write && !this.writable)
+      throw new LifeboatError('LFB_ERR_IO', `${doing} ${this.path}: opened for reading only`, { details: { path: this.path, errno: 'EBADF' } });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  async pread(into: Buffer, position: number): Promise<number> {
+    this.check('read', false);
+    const size = this.map.size;
+    if (position >= size || into.length === 0) return 0;
+    const length = Math.min(into.length, size - position);
+    into.fill(0, 0, length);
+    await Promise.all(this.map.within(position, length).map((e) => this.readExtent(e, into, e.offset - position)));
+    return length;
+  }
+
+  private async readExtent(e: Extent, into: Buffer, at: number): Promise<void> {
+    // Read together: a flush moves a record from memory to its pack in one step.
+    const data = e.data;
+    const pack = e.pack;
+    if (data !== undefined) {
+      data.copy(into, at);
+      return;
+    }
+    let got: Buffer;
+    try {
+      got = await this.store.get(pack!, { offset: e.packOffset, length: e.length });
+    } catch (err) {
+      if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND'))
+        throw new LifeboatError('LFB_ERR_IO', `read ${this.path}: its pack ${pack} is gone`, { details: { path: this.path, object: pack } });
+      throw err;
+    }
+    if (got.length !== e.length)
+      throw new LifeboatError('LFB_ERR_IO', `read ${this.path}: pack ${pack} is shorter than its root says`, { details: { path: this.path, object: pack } });
+    got.copy(into, at);
+  }
+
+  async pwrite(data: Uint8Array, position: number): Promise<void> {
+    this.check('write', true);
+    if (data.length === 0) return;
+    // A copy: the caller may reuse its buffer as soon as this returns.
+    this.map.place(inMemory(position, Buffer.from(data)));
+    this.version++;
+    this.unflushedBytes += data.length;
+    if (this.unflushedBytes >= this.hooks.packBytes) await this.exclusive(() => this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    const records = this.map.unflushed();
+    if (records.length === 0) return;
+    const pack = newPackName(this.hooks.now());
+    await this.store.put(pack, Buffer.concat(records.map((r) => r.data!)));
+    let at = 0;
+    for (const r of records) {
+      r.pack = pack;
+      r.packOffset = at;
+      r.data = undefined;
+      at += r.length;
+    }
+    this.map.coalesce();
+    this.unflushedBytes = this.map.unflushed().reduce((n, r) => n + r.length, 0);
+  }
+
+  private async commit(): Promise<void> {
+    if (this.version === this.committedVersion) return;
+    // Writes may land during a flush: flush again until the view taken holds only flushed extents.
+    for (;;) {
+      await this.flush();
+      const extents = this.map.all();
+      if (extents.some((e) => e.pack === undefined)) continue;
+      const version = this.version;
+      const size = this.map.size;
+      if (this.place.unlinked) {
+        this.committedVersion = version;
+        return;
+      }
+      const next = this.place.generation + 1;
+      const name = rootName(this.place.rel, next);
+      try {
+        await this.store.put(name, encodeRoot(size, extents), { ifNoneMatch: '*' });
+      } catch (err) {
+        if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS'))
+          throw new LifeboatError('LFB_ERR_OBJECT_EXISTS', `commit ${this.path}: another writer committed this file first (generation ${next})`, {
+            details: { path: this.path, object: name },
+          });
+        throw err;
+      }
+      const previous = this.place.generation;
+      this.place.generation = next;
+      this.committedVersion = version;
+      // The older root is no longer read; one left by a failure here is removed by collect().
+      if (previous > 0) await this.store.delete(rootName(this.place.rel, previous)).catch(() => undefined);
+      return;
+    }
+  }
+
+  async sync(): Promise<void> {
+    this.check('fsync', false);
+    if (this.writable) await this.exclusive(() => this.commit());
+  }
+
+  datasync(): Promise<void> {
+    return this.sync();
+  }
+
+  async truncate(length: number): Promise<void> {
+    this.check('truncate', true);
+    this.map.truncate(length);
+    this.version++;
+  }
+
+  async size(): Promise<number> {
+    this.check('stat', false);
+    return this.map.size;
+  }
+
+  /** Commits what was written (as a local file's bytes are there for the next open after close). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        if (this.writable) await this.exclusive(() => this.commit());
+      } finally {
+        this.hooks.onClosed(this);
+      }
+    })();
+    return this.closing;
+  }
+}

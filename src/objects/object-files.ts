@@ -1,0 +1,228 @@
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import type { OpenMode, Storage, StorageFile } from '../storage/storage.js';
+import { ExtentMap } from './extent-map.js';
+import { DIR_MARK, PACKS, ROOTS, decodeRoot, dirMarkName, encodeRoot, generationOf, packTime, rootName } from './file-root.js';
+import { ObjectFile, PACK_BYTES, noSuchFile, type FilePlace } from './object-file.js';
+import type { ObjectStore } from './object-store.js';
+
+/** How old an unreferenced pack must be before collect() removes it: a writer may not have committed the root naming it yet. */
+export const DEFAULT_GRACE_MS = 6 * 60 * 60 * 1000;
+
+export interface ObjectFileOptions {
+  /** The clock of pack names (tests move it). */
+  readonly now?: () => number;
+  /** Unflushed bytes of an open file before they go to a pack (PACK_BYTES). */
+  readonly packBytes?: number;
+}
+
+export interface CollectReport {
+  readonly packsRemoved: number;
+  readonly bytesFreed: number;
+  readonly rootsRemoved: number;
+  readonly packsKept: number;
+}
+
+/**
+ * The storage seam on an object store: the files under `root` (a path that
+ * stands for the store; `s3://bucket/prefix` in messages) are kept as packs
+ * and roots (file-root.ts, object-file.ts), so everything written through
+ * the seam can live on S3 without ever overwriting an object. Folders are
+ * implicit in names, except those mkdir made (a mark object). A rename writes
+ * the source's root under the new name and then removes the old one: a crash
+ * between the two leaves both names, sharing packs. Nothing removes a pack
+ * but collect(), which keeps every pack any root names.
+ *
+ * Costs: list() of a folder reads every name below it (the store has no
+ * delimiter listing); open is a list and a GET of the root.
+ */
+export class ObjectFileStorage implements Storage {
+  /** Writable files open now, by name: rename and remove move or detach them. */
+  private readonly open_ = new Map<string, Set<ObjectFile>>();
+
+  constructor(
+    readonly store: ObjectStore,
+    readonly root: string,
+    private readonly options: ObjectFileOptions = {},
+  ) {}
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  /** The name under the store of `path` ('' for the root). */
+  private rel(path: string): string {
+    if (path === this.root) return '';
+    if (!path.startsWith(`${this.root}/`))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${path} is not under ${this.root} (${this.store.location})`, { details: { path } });
+    const rel = path.slice(this.root.length + 1);
+    if (rel.includes('#'))
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${path}: "#" cannot be in the name of a file on object storage`, { details: { path } });
+    return rel;
+  }
+
+  private fileRel(path: string): string {
+    const rel = this.rel(path);
+    if (rel === '') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${path} is the storage's root folder, not a file`, { details: { path } });
+    return rel;
+  }
+
+  /** Every committed generation of `rel` (normally one), lowest first. */
+  private async generations(rel: string): Promise<number[]> {
+    const out: number[] = [];
+    for await (const o of this.store.list(`${ROOTS}${rel}#`)) {
+      const g = generationOf(o.name, rel);
+      if (g !== undefined) out.push(g);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  async open(path: string, mode: OpenMode): Promise<StorageFile> {
+    const rel = this.fileRel(path);
+    const gens = await this.generations(rel);
+    const latest = gens[gens.length - 1];
+    let map: ExtentMap;
+    let generation: number;
+    if (latest === undefined || mode === 'replace') {
+      if (latest === undefined && (mode === 'read' || mode === 'write')) throw noSuchFile('open', path);
+      // Created (or emptied) at once, as open(2) would: the name is there before anything is written.
+      generation = (latest ?? 0) + 1;
+      try {
+        await this.store.put(rootName(rel, generation), encodeRoot(0, []), { ifNoneMatch: '*' });
+      } catch (err) {
+        if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS') && mode === 'create') return this.open(path, 'write');
+        throw err;
+      }
+      if (latest !== undefined) await this.store.delete(rootName(rel, latest)).catch(() => undefined);
+      map = new ExtentMap();
+    } else {
+      const name = rootName(rel, latest);
+      const root = decodeRoot(name, await this.store.get(name));
+      map = new ExtentMap(root.extents, root.size);
+      generation = latest;
+    }
+    const place: FilePlace = { rel, generation, unlinked: false };
+    const writable = mode !== 'read';
+    const file = new ObjectFile(path, this.store, place, map, writable, {
+      now: () => this.now(),
+      packBytes: this.options.packBytes ?? PACK_BYTES,
+      onClosed: (f) => this.forget(f),
+    });
+    if (writable) this.remember(file);
+    return file;
+  }
+
+  private remember(f: ObjectFile): void {
+    let set = this.open_.get(f.place.rel);
+    if (set === undefined) this.open_.set(f.place.rel, (set = new Set()));
+    set.add(f);
+  }
+
+  private forget(f: ObjectFile): void {
+    const set = this.open_.get(f.place.rel);
+    set?.delete(f);
+    if (set?.size === 0) this.open_.delete(f.place.rel);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const fromRel = this.fileRel(from);
+    const toRel = this.fileRel(to);
+    if (fromRel === toRel) return;
+    const fromGens = await this.generations(fromRel);
+    const latest = fromGens[fromGens.length - 1];
+    if (latest === undefined) throw noSuchFile('rename', from);
+    // A root does not name its file: the same bytes are the new name's root.
+    const bytes = await this.store.get(rootName(fromRel, latest));
+    decodeRoot(rootName(fromRel, latest), bytes);
+    const toGens = await this.generations(toRel);
+    const generation = (toGens[toGens.length - 1] ?? 0) + 1;
+    await this.store.put(rootName(toRel, generation), bytes, { ifNoneMatch: '*' });
+    for (const g of toGens) await this.store.delete(rootName(toRel, g)).catch(() => undefined);
+    for (const f of this.open_.get(toRel) ?? []) f.place.unlinked = true;
+    for (const g of fromGens) await this.store.delete(rootName(fromRel, g));
+    const moving = [...(this.open_.get(fromRel) ?? [])];
+    this.open_.delete(fromRel);
+    for (const f of moving) {
+      f.place.rel = toRel;
+      f.place.generation = generation;
+      this.remember(f);
+    }
+  }
+
+  async remove(path: string): Promise<boolean> {
+    const rel = this.fileRel(path);
+    const gens = await this.generations(rel);
+    if (gens.length === 0) return false;
+    for (const g of gens) await this.store.delete(rootName(rel, g));
+    for (const f of this.open_.get(rel) ?? []) f.place.unlinked = true;
+    return true;
+  }
+
+  async list(dir: string): Promise<string[]> {
+    const rel = this.rel(dir);
+    const prefix = rel === '' ? ROOTS : `${ROOTS}${rel}/`;
+    const names = new Set<string>();
+    for await (const o of this.store.list(prefix)) {
+      const rest = o.name.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      const hash = rest.indexOf('#');
+      names.add(slash >= 0 && (hash < 0 || slash < hash) ? rest.slice(0, slash) : rest.slice(0, hash));
+    }
+    names.delete('');
+    return [...names].sort();
+  }
+
+  /** Every commit is durable when its put returns: nothing to do. */
+  async syncDir(dir: string): Promise<void> {
+    this.rel(dir);
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    const rel = this.rel(dir);
+    if (rel === '') return;
+    const parts = rel.split('/');
+    for (let i = 1; i <= parts.length; i++) await this.store.put(dirMarkName(parts.slice(0, i).join('/')), Buffer.alloc(0));
+  }
+
+  /**
+   * Removes what no file needs: roots older than their file's latest, and
+   * packs no root names that are older than `graceMs` (younger ones may be a
+   * writer's that has not committed yet). Run it when no writer is older than
+   * the grace.
+   */
+  async collect(graceMs = DEFAULT_GRACE_MS): Promise<CollectReport> {
+    const latest = new Map<string, number>();
+    const stale: string[] = [];
+    for await (const o of this.store.list(ROOTS)) {
+      const hash = o.name.lastIndexOf('#');
+      const rel = o.name.slice(ROOTS.length, hash);
+      const mark = o.name.slice(hash + 1);
+      if (mark === DIR_MARK) continue;
+      const g = generationOf(o.name, rel);
+      if (g === undefined) continue;
+      const seen = latest.get(rel);
+      if (seen !== undefined) stale.push(rootName(rel, Math.min(seen, g)));
+      latest.set(rel, Math.max(seen ?? g, g));
+    }
+    const named = new Set<string>();
+    for (const [rel, g] of latest) {
+      const name = rootName(rel, g);
+      for (const e of decodeRoot(name, await this.store.get(name)).extents) named.add(e.pack!);
+    }
+    for (const name of stale) await this.store.delete(name);
+    let packsRemoved = 0;
+    let bytesFreed = 0;
+    let packsKept = 0;
+    const before = this.now() - graceMs;
+    for await (const o of this.store.list(PACKS)) {
+      const made = packTime(o.name);
+      if (named.has(o.name) || made === undefined || made > before) {
+        packsKept++;
+        continue;
+      }
+      await this.store.delete(o.name);
+      packsRemoved++;
+      bytesFreed += o.size;
+    }
+    return { packsRemoved, bytesFreed, rootsRemoved: stale.length, packsKept };
+  }
+}
