@@ -1,5 +1,5 @@
 // The S3 object store on a real Ceph RADOS Gateway (one cluster for this file, a bucket per test):
-// the conformance suite, object lock, stalled endpoints, the bound on requests in flight, error codes.
+// the conformance suites (object store, and storage seam on objects), object lock, stalled endpoints, the bound on requests in flight, error codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -7,6 +7,8 @@ import { CreateBucketCommand, ListObjectVersionsCommand, PutBucketVersioningComm
 import { S3ObjectStore, type S3StoreOptions } from '../src/objects/s3-object-store.js';
 import { useCephS3 } from './ceph-fixture.js';
 import { listAll, objectStoreConformance, rejectsWith } from './object-store-conformance.js';
+import { ObjectFileStorage } from '../src/objects/object-files.js';
+import { storageConformance } from './storage-conformance.js';
 
 const ceph = useCephS3();
 
@@ -16,6 +18,16 @@ const open = (bucket: string, options: S3StoreOptions = {}, prefix = 'repo'): Pr
 objectStoreConformance('ceph radosgw', () => open(ceph().bucket('conformance')));
 // Object lock makes a bucket versioned, where radosgw ignores If-None-Match: create-only works otherwise there (s3-versions.ts).
 objectStoreConformance('ceph radosgw, object-lock bucket', () => open(ceph().bucket('conformance-lock'), { objectLock: true }));
+
+// The storage seam on radosgw: files as packs and roots (packs of 64 KiB, so that the suite's writes flush many).
+for (const [label, objectLock] of [
+  ['object files on radosgw', false],
+  ['object files on radosgw, object-lock bucket', true],
+] as const)
+  storageConformance(label, async () => {
+    const store = await open(ceph().bucket(objectLock ? 'files-lock' : 'files'), { objectLock });
+    return { storage: new ObjectFileStorage(store, '/repo', { packBytes: 64 * 1024 }), root: '/repo/t', close: () => store.close() };
+  });
 
 test('radosgw: listing pages (7 keys a page here) join into one sorted listing; prefixes of one bucket see only their own objects', async () => {
   const bucket = ceph().bucket('pages');
