@@ -33,6 +33,7 @@ const UNIT = [
   'storage-local',
   'storage-objects',
   'object-files-model',
+  'object-files-crash',
   'decoded-fds',
   'background-fills',
   'boot-prefetch',
