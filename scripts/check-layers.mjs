@@ -15,7 +15,8 @@ const ALLOWED = {
   compress: ['core', 'format', 'crypto'],
   // Sources: raw files and devices, NBD exports (images through a private qemu-nbd), running VMs over QMP.
   source: ['core', 'nbd', 'qemu'],
-  repository: ['core', 'format', 'storage', 'compress', 'crypto'],
+  // A repository's files are on a local file system or, through the storage seam on objects, on S3.
+  repository: ['core', 'format', 'storage', 'objects', 'compress', 'crypto'],
   retention: [],
   // ONC RPC, XDR and the portmapper: protocol code, no repository.
   rpc: ['core'],

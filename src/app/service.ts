@@ -9,7 +9,10 @@ import { runBackup, type BackupProgress, type BackupResult } from '../methods/ba
 import { planChains } from '../methods/retention-run.js';
 import { immutableRetentionPlan } from '../methods/immutable-retention.js';
 import { refuseRewritingJob } from '../repository/immutability.js';
-import { compactJob, type CompactResult } from '../methods/compact.js';
+import { collectUnusedObjects, compactJob, type CompactResult } from '../methods/compact.js';
+
+/** What compact did on object storage: the collection's counts, or 'busy' when a job's run kept it from collecting. */
+export type CompactObjects = NonNullable<Awaited<ReturnType<typeof collectUnusedObjects>>>;
 import { createCopyJob, deleteCopyJob, listCopyJobs, loadCopyJob, type CopyJobDefinition, type CopySettings } from '../methods/copy-job.js';
 import { runCopy, type CopyProgress, type CopyResult } from '../methods/copy-run.js';
 import {
@@ -291,8 +294,11 @@ export class LifeboatService {
   }
 
   /** `lifeboat compact`: drops the dead space merges and reverse runs leave in backup files. */
-  async compact(repoDir: string, job: string, opts: { waitMs?: number } = {}): Promise<CompactResult> {
-    return compactJob(await Repository.open(repoDir), job, this.clock, opts);
+  async compact(repoDir: string, job: string, opts: { waitMs?: number; packGraceMs?: number } = {}): Promise<CompactResult & { objects?: CompactObjects }> {
+    const repo = await Repository.open(repoDir);
+    const r = await compactJob(repo, job, this.clock, opts);
+    const objects = await collectUnusedObjects(repo, opts.packGraceMs);
+    return objects === undefined ? r : { ...r, objects };
   }
 
   /**

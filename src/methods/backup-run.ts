@@ -5,7 +5,7 @@ import { StepTimes } from '../core/step-times.js';
 import { throwIfInterrupted } from '../core/cancel.js';
 import { BlockWorkerPool, parseCompression } from '../compress/index.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
-import { LockFile } from '../storage/index.js';
+import { lockAt } from '../storage/index.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob, type JobDefinition } from '../repository/job.js';
 import { cleanupJob, filesForPoint, scanJob, writeVbm, type JobState } from '../repository/job-state.js';
@@ -67,10 +67,12 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
   const steps = new StepTimes();
   const dir = repo.jobDir((await loadJob(repo, jobName)).name);
   // A job deleted while we waited has no folder left to lock: say so as loadJob does.
-  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${jobName}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal }).catch(async (err: unknown) => {
-    await loadJob(repo, jobName);
-    throw err;
-  });
+  const lock = await lockAt(repo.storage, join(dir, 'lock'), `job "${jobName}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal }).catch(
+    async (err: unknown) => {
+      await loadJob(repo, jobName);
+      throw err;
+    },
+  );
   steps.lap('lock');
   const storage = repo.storage;
   /** The new point's sources closing, which the steps after the commit do not wait for. */

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { DATA_START } from '../format/index.js';
-import { LockFile } from '../storage/index.js';
+import { lockAt, type LockFile } from '../storage/index.js';
+import { isObjectLocation } from '../repository/location.js';
 import { BackupFileReader } from '../repository/backup-file.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob } from '../repository/job.js';
@@ -31,11 +32,33 @@ export interface CompactResult {
  * one: a crash leaves either file whole. Readers that have the old file open
  * (instant recovery) keep reading it until they close it.
  */
+/**
+ * After a compact on object storage: the packs no file names any more go,
+ * with every job's lock held, so that no backup of this host is between
+ * writing a pack and committing the root that names it. A writer on another
+ * host is protected by `graceMs` alone (packs younger than it stay).
+ * Undefined on a folder, or when a job is busy (nothing is removed then).
+ */
+export async function collectUnusedObjects(repo: Repository, graceMs?: number): Promise<Awaited<ReturnType<Repository['collectObjects']>> | 'busy'> {
+  if (!isObjectLocation(repo.root)) return undefined;
+  const locks: LockFile[] = [];
+  try {
+    for (const name of await repo.listJobs()) {
+      const lock = await lockAt(repo.storage, join(repo.jobDir(name), 'lock'), `job "${name}"`).catch(() => undefined);
+      if (lock === undefined) return 'busy';
+      locks.push(lock);
+    }
+    return await repo.collectObjects(graceMs);
+  } finally {
+    for (const l of locks) await l.release();
+  }
+}
+
 export async function compactJob(repo: Repository, jobName: string, clock: Clock, opts: { waitMs?: number } = {}): Promise<CompactResult> {
   const job = await loadJob(repo, jobName);
   refuseOnImmutable(repo, 'compact', 'compact rewrites committed backup files (forward chains leave no dead space to drop)');
   const dir = repo.jobDir(job.name);
-  const lock = await LockFile.acquire(join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
+  const lock = await lockAt(repo.storage, join(dir, 'lock'), `job "${job.name}"`, { waitMs: opts.waitMs ?? 0 });
   const storage = repo.storage;
   // Blocks are checked in workers (decompress + SHA-256) while the main thread reads and writes.
   const pool = new BlockWorkerPool();

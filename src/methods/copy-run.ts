@@ -5,7 +5,7 @@ import { throwIfInterrupted } from '../core/cancel.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { FILE_EXTENSIONS, FORMAT_CURRENT, type FileKind } from '../format/constants.js';
 import type { RootMeta } from '../format/index.js';
-import { LockFile } from '../storage/index.js';
+import { lockAt } from '../storage/index.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob, type JobDefinition } from '../repository/job.js';
 import { cleanupJob, filesForPoint, scanJob, writeVbm, type Chain, type JobState, type PointInfo } from '../repository/job-state.js';
@@ -105,9 +105,9 @@ export async function runCopy(sourceRoot: string, name: string, opts: CopyOption
   const targetDir = target.jobDir(def.job);
   const sourceDir = source.jobDir(def.job);
   const waitMs = opts.waitMs ?? 0;
-  const targetLock = await LockFile.acquire(join(targetDir, 'lock'), `job "${def.job}" of ${target.root}`, { waitMs, signal: opts.signal });
+  const targetLock = await lockAt(target.storage, join(targetDir, 'lock'), `job "${def.job}" of ${target.root}`, { waitMs, signal: opts.signal });
   try {
-    const sourceLock = await LockFile.acquire(join(sourceDir, 'lock'), `job "${def.job}"`, { waitMs, signal: opts.signal });
+    const sourceLock = await lockAt(source.storage, join(sourceDir, 'lock'), `job "${def.job}"`, { waitMs, signal: opts.signal });
     const pool = opts.pool ?? new BlockWorkerPool(opts.workers);
     try {
       let state = await scanJob(targetDir, target.storage);

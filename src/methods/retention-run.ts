@@ -85,7 +85,7 @@ export async function applyRetention(
       `job "${job.name}"`,
       async () => {
         // A point served by instant recovery is never destroyed; retention catches up after the session ends.
-        const held = await heldPoints(dir);
+        const held = await heldPoints(dir, state.storage);
         const holder =
           held.get('*') ??
           destroyedBy(action)
@@ -99,7 +99,7 @@ export async function applyRetention(
         if (record) await forgetDeleted(dir, filesDeletedBy(action, chain), state.storage);
         return applied;
       },
-      { waitMs: HOLDS_WAIT_MS },
+      { waitMs: HOLDS_WAIT_MS, storage: state.storage },
     );
     done.push(applied);
     // Later merges of this chain build on a held one: stop here for the chain (other chains go on).

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { OpenMode, Storage, StorageFile } from '../storage/storage.js';
 import { ExtentMap } from './extent-map.js';
@@ -13,6 +16,8 @@ export interface ObjectFileOptions {
   readonly now?: () => number;
   /** Unflushed bytes of an open file before they go to a pack (PACK_BYTES). */
   readonly packBytes?: number;
+  /** This host's folder for the store's locks and caches (hostPath); default: one per store under the system's temporary folder. */
+  readonly hostDir?: string;
 }
 
 export interface CollectReport {
@@ -169,6 +174,20 @@ export class ObjectFileStorage implements Storage {
     }
     names.delete('');
     return [...names].sort();
+  }
+
+  hostPath(path: string): string {
+    const rel = this.rel(path);
+    const dir = this.options.hostDir ?? join(tmpdir(), 'lifeboat-objects', createHash('sha256').update(this.store.location).digest('hex').slice(0, 16));
+    return rel === '' ? dir : join(dir, rel);
+  }
+
+  async removeFolder(dir: string): Promise<void> {
+    const rel = this.fileRel(dir);
+    const names: string[] = [];
+    for await (const o of this.store.list(`${ROOTS}${rel}/`)) names.push(o.name);
+    for (const name of names) await this.store.delete(name);
+    await this.store.delete(dirMarkName(rel));
   }
 
   /** Every commit is durable when its put returns: nothing to do. */

@@ -1,6 +1,5 @@
-import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LockFile, removeDurable } from '../storage/index.js';
+import { localStorage, lockAt, removeDurable, type Storage } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 
 /**
@@ -11,22 +10,22 @@ import { readCheckedJson, writeCheckedJson } from './checked-json.js';
  * session's hold existed has finished that action before the session can
  * look at the point, and one that comes later sees the hold.
  */
-export async function writeHold(jobDir: string, holder: string, pointId: string): Promise<void> {
-  await mkdir(join(jobDir, 'holds'), { recursive: true });
-  await writeCheckedJson(join(jobDir, 'holds', `${holder}.json`), { holder, pointId });
+export async function writeHold(jobDir: string, holder: string, pointId: string, storage: Storage = localStorage): Promise<void> {
+  await storage.mkdir(join(jobDir, 'holds'));
+  await writeCheckedJson(join(jobDir, 'holds', `${holder}.json`), { holder, pointId }, storage);
 }
 
-export async function removeHold(jobDir: string, holder: string): Promise<void> {
-  await removeDurable(join(jobDir, 'holds', `${holder}.json`));
+export async function removeHold(jobDir: string, holder: string, storage: Storage = localStorage): Promise<void> {
+  await removeDurable(join(jobDir, 'holds', `${holder}.json`), storage);
 }
 
 /** point id → holder. A hold that cannot be read holds everything ('*'): safety first. */
-export async function heldPoints(jobDir: string): Promise<Map<string, string>> {
+export async function heldPoints(jobDir: string, storage: Storage = localStorage): Promise<Map<string, string>> {
   const dir = join(jobDir, 'holds');
   const held = new Map<string, string>();
-  for (const n of (await readdir(dir).catch(() => [] as string[])).filter((x) => x.endsWith('.json'))) {
+  for (const n of (await storage.list(dir)).filter((x) => x.endsWith('.json'))) {
     try {
-      const h = await readCheckedJson<{ holder: string; pointId: string }>(join(dir, n), 'LFB_ERR_JOB_CORRUPT');
+      const h = await readCheckedJson<{ holder: string; pointId: string }>(join(dir, n), 'LFB_ERR_JOB_CORRUPT', storage);
       held.set(h.pointId, h.holder);
     } catch {
       held.set('*', n);
@@ -50,8 +49,14 @@ const queues = new Map<string, Promise<void>>();
  * another process (LFB_ERR_JOB_LOCKED after it); callers in this process
  * wait their turn.
  */
-export async function withHoldsLock<T>(jobDir: string, what: string, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
-  const path = join(jobDir, HOLDS_LOCK);
+export async function withHoldsLock<T>(
+  jobDir: string,
+  what: string,
+  fn: () => Promise<T>,
+  opts: { waitMs?: number; storage?: Storage | undefined } = {},
+): Promise<T> {
+  const storage = opts.storage ?? localStorage;
+  const path = storage.hostPath?.(join(jobDir, HOLDS_LOCK)) ?? join(jobDir, HOLDS_LOCK);
   const before = queues.get(path) ?? Promise.resolve();
   let done!: () => void;
   const mine = new Promise<void>((r) => (done = r));
@@ -59,7 +64,7 @@ export async function withHoldsLock<T>(jobDir: string, what: string, fn: () => P
   queues.set(path, tail);
   try {
     await before;
-    const lock = await LockFile.acquire(path, `the holds of ${what}`, { waitMs: opts.waitMs ?? 0 });
+    const lock = await lockAt(storage, join(jobDir, HOLDS_LOCK), `the holds of ${what}`, { waitMs: opts.waitMs ?? 0 });
     try {
       return await fn();
     } finally {

@@ -13,3 +13,4 @@ export * from './point-ref.js';
 export * from './verify.js';
 export * from './health.js';
 export * from './repo-keys.js';
+export * from './location.js';

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError, fromFsError } from '../core/errors.js';
-import { LockFile, removeDurable } from '../storage/index.js';
+import { lockAt, removeDurable } from '../storage/index.js';
 import { writeCheckedJson } from './checked-json.js';
 import { heldPoints, withHoldsLock } from './holds.js';
 import { JOB_FILE, checkAfter, loadJob, validateJobName, validateJobSettings, type JobDefinition } from './job.js';
@@ -20,7 +20,7 @@ export const JOB_LOCK = 'lock';
 export type JobSettings = Omit<JobDefinition, 'version' | 'jobId' | 'name' | 'createdAt' | 'blockSize' | 'compression'>;
 
 async function withJobLock<T>(repo: Repository, name: string, fn: () => Promise<T>, waitMs: number): Promise<T> {
-  const lock = await LockFile.acquire(join(repo.jobDir(name), JOB_LOCK), `job "${name}"`, { waitMs });
+  const lock = await lockAt(repo.storage, join(repo.jobDir(name), JOB_LOCK), `job "${name}"`, { waitMs });
   try {
     return await fn();
   } finally {
@@ -86,40 +86,46 @@ export async function deleteJob(
     repo,
     name,
     () =>
-      withHoldsLock(dir, `job "${name}"`, async () => {
-        const held = await heldPoints(dir);
-        if (held.size > 0) {
-          const [point, holder] = [...held][0]!;
-          // Sessions hold as session-<name> (an unreadable hold is known by its file name, session-<name>.json).
-          const sessionName = /^session-(.+?)(?:\.json)?$/.exec(holder)?.[1];
-          throw new LifeboatError(
-            'LFB_ERR_POINT_HELD',
-            sessionName !== undefined
-              ? `job "${name}" cannot be deleted: instant-recovery session "${sessionName}" uses its point ${point}; stop it first (\`lifeboat instant stop ${sessionName} ${repoFlag}\`)`
-              : `job "${name}" cannot be deleted: ${holder} holds its point ${point === '*' ? '(an unreadable hold)' : point}; stop what uses it first`,
-            { details: { job: name, point, holder } },
-          );
-        }
-        const state = await scanJob(dir, repo.storage);
-        const files = (await repo.storage.list(dir)).filter((n) => !n.startsWith('.') && /\.(vbk|vib|vrb)$/.test(n));
-        if (files.length > 0 && !opts.withPoints) {
-          throw new LifeboatError(
-            'LFB_ERR_JOB_HAS_POINTS',
-            `job "${name}" has ${state.points.length} restore point(s) in ${files.length} backup file(s). To keep them, keep the job (\`lifeboat job set\` changes it; \`lifeboat restore\` copies a point out first); to delete them with the job, run \`lifeboat job delete ${name} ${repoFlag} --with-points\``,
-            { details: { job: name, points: state.points.length, files: files.length } },
-          );
-        }
-        // On an immutable repository: refused while a file's date has not come (before anything goes), else unlocked.
-        await unlockJobForDelete(repo, name, files, opts.now);
-        await removeDurable(join(dir, JOB_FILE), repo.storage);
-        try {
-          // A backup waiting for the lock may add its lock attempt's temporary file meanwhile: rm retries on ENOTEMPTY.
-          await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
-        } catch (err) {
-          throw fromFsError(err, 'delete job folder', dir);
-        }
-        return { pointsDeleted: state.points.length, filesDeleted: files.length };
-      }),
+      withHoldsLock(
+        dir,
+        `job "${name}"`,
+        async () => {
+          const held = await heldPoints(dir, repo.storage);
+          if (held.size > 0) {
+            const [point, holder] = [...held][0]!;
+            // Sessions hold as session-<name> (an unreadable hold is known by its file name, session-<name>.json).
+            const sessionName = /^session-(.+?)(?:\.json)?$/.exec(holder)?.[1];
+            throw new LifeboatError(
+              'LFB_ERR_POINT_HELD',
+              sessionName !== undefined
+                ? `job "${name}" cannot be deleted: instant-recovery session "${sessionName}" uses its point ${point}; stop it first (\`lifeboat instant stop ${sessionName} ${repoFlag}\`)`
+                : `job "${name}" cannot be deleted: ${holder} holds its point ${point === '*' ? '(an unreadable hold)' : point}; stop what uses it first`,
+              { details: { job: name, point, holder } },
+            );
+          }
+          const state = await scanJob(dir, repo.storage);
+          const files = (await repo.storage.list(dir)).filter((n) => !n.startsWith('.') && /\.(vbk|vib|vrb)$/.test(n));
+          if (files.length > 0 && !opts.withPoints) {
+            throw new LifeboatError(
+              'LFB_ERR_JOB_HAS_POINTS',
+              `job "${name}" has ${state.points.length} restore point(s) in ${files.length} backup file(s). To keep them, keep the job (\`lifeboat job set\` changes it; \`lifeboat restore\` copies a point out first); to delete them with the job, run \`lifeboat job delete ${name} ${repoFlag} --with-points\``,
+              { details: { job: name, points: state.points.length, files: files.length } },
+            );
+          }
+          // On an immutable repository: refused while a file's date has not come (before anything goes), else unlocked.
+          await unlockJobForDelete(repo, name, files, opts.now);
+          await removeDurable(join(dir, JOB_FILE), repo.storage);
+          try {
+            // A backup waiting for the lock may add its lock attempt's temporary file meanwhile: rm retries on ENOTEMPTY.
+            if (repo.storage.removeFolder !== undefined) await repo.storage.removeFolder(dir);
+            else await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+          } catch (err) {
+            throw fromFsError(err, 'delete job folder', dir);
+          }
+          return { pointsDeleted: state.points.length, filesDeleted: files.length };
+        },
+        { storage: repo.storage },
+      ),
     opts.waitMs ?? 0,
   );
 }

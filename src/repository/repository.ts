@@ -1,10 +1,12 @@
 import { readdir, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
 import { formatCompression, parseCompression, type CompressionSetting } from '../compress/codec.js';
 import { BLOCK_SIZES } from '../format/constants.js';
-import { localStorage, type Storage } from '../storage/index.js';
+import type { Storage } from '../storage/index.js';
+import { ObjectFileStorage, type CollectReport } from '../objects/object-files.js';
+import { isObjectLocation, locationText, openLocation } from './location.js';
 import { probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import { newKeyFile, rememberKeys, type BlockKeys } from '../crypto/index.js';
@@ -81,21 +83,30 @@ export class Repository {
       encrypt?: InitEncryption | undefined;
     } & RepositoryOptions,
   ): Promise<Repository> {
-    const root = resolve(dir);
-    const storage = opts.storage ?? localStorage;
+    const { root, storage } = await openLocation(dir, opts.storage);
     if (!(BLOCK_SIZES as readonly number[]).includes(opts.blockSize)) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--block-size must be one of 256K, 512K, 1M, 4M`);
     }
     if (opts.immutableDays !== undefined && (!Number.isInteger(opts.immutableDays) || opts.immutableDays < 1))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--immutable-days must be a whole number ≥ 1, not ${String(opts.immutableDays)}`);
+    if (opts.immutableDays !== undefined && isObjectLocation(root))
+      throw new LifeboatError(
+        'LFB_ERR_IMMUTABLE_UNSUPPORTED',
+        `--immutable-days is not available on object storage yet (${dir}): make the repository in a folder on a file system with the immutable attribute`,
+      );
     const entries = await storage.list(root).catch(() => [] as string[]);
-    if (entries.includes(REPO_CONFIG)) throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is already a Lifeboat repository`, { details: { repo: root } });
+    if (entries.includes(REPO_CONFIG))
+      throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${locationText(root)} is already a Lifeboat repository`, { details: { repo: root } });
     if (entries.length > 0)
-      throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${root} is not empty; choose an empty or new folder for a repository`, { details: { repo: root } });
-    const existed = await stat(root).then(
-      () => true,
-      () => false,
-    );
+      throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${locationText(root)} is not empty; choose an empty or new folder for a repository`, {
+        details: { repo: root },
+      });
+    const existed =
+      isObjectLocation(root) ||
+      (await stat(root).then(
+        () => true,
+        () => false,
+      ));
     await storage.mkdir(join(root, 'jobs'));
     await storage.mkdir(join(root, 'cache'));
     if (opts.immutableDays !== undefined) {
@@ -145,8 +156,7 @@ export class Repository {
   }
 
   static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
-    const root = resolve(dir);
-    const storage = opts.storage ?? localStorage;
+    const { root, storage } = await openLocation(dir, opts.storage);
     const path = join(root, REPO_CONFIG);
     // A path that is a file is no repository either; any other failure to list is an I/O error, reported as one.
     const names = await storage.list(root).catch((err: unknown) => {
@@ -156,7 +166,7 @@ export class Repository {
     if (!names.includes(REPO_CONFIG)) {
       throw new LifeboatError(
         'LFB_ERR_REPO_NOT_FOUND',
-        `${root} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``,
+        `${locationText(root)} is not a Lifeboat repository (no ${REPO_CONFIG}); create one with \`lifeboat repo init ${dir}\``,
         { details: { repo: root } },
       );
     }
@@ -179,7 +189,18 @@ export class Repository {
     return join(this.root, KEY_FILE);
   }
 
+  /**
+   * On object storage: removes the packs no file names any more (older than
+   * `graceMs`) and stale roots (ObjectFileStorage.collect). Undefined for a
+   * repository in a folder, whose files free their space as they go.
+   */
+  async collectObjects(graceMs?: number): Promise<CollectReport | undefined> {
+    return this.storage instanceof ObjectFileStorage ? this.storage.collect(graceMs) : undefined;
+  }
+
   async listJobs(): Promise<string[]> {
+    // On objects a folder is a name prefix: only folders are under jobs/.
+    if (isObjectLocation(this.root)) return (await this.storage.list(this.jobsDir())).sort();
     const names = await readdir(this.jobsDir(), { withFileTypes: true }).catch(() => []);
     return names
       .filter((d) => d.isDirectory())

@@ -1,10 +1,11 @@
 import { throwIfInterrupted } from '../core/cancel.js';
 import { processAlive } from '../core/process-alive.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { link, open, readdir, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { hostname } from 'node:os';
 import { LifeboatError, fromFsError } from '../core/errors.js';
+import type { Storage } from './storage.js';
 
 /**
  * An exclusive lock held as a file created with O_EXCL. It records the
@@ -61,6 +62,19 @@ export class LockFile {
     const seen = await look(this.path).catch(() => undefined);
     if (seen?.holder?.nonce === this.nonce) await unlink(this.path).catch(() => undefined);
   }
+}
+
+/** The lock `path` of a file of `storage`: on its host path (made if need be) when the storage keeps files elsewhere. */
+export async function lockAt(
+  storage: Storage,
+  path: string,
+  what: string,
+  opts: { waitMs?: number; pollMs?: number; signal?: AbortSignal | undefined } = {},
+): Promise<LockFile> {
+  const at = storage.hostPath?.(path) ?? path;
+  if (at !== path)
+    await mkdir(dirname(at), { recursive: true, mode: 0o700 }).catch((err: unknown) => Promise.reject(fromFsError(err, 'create folder', dirname(at))));
+  return LockFile.acquire(at, what, opts);
 }
 
 interface Holder {

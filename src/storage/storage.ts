@@ -47,6 +47,15 @@ export interface Storage {
   syncDir(dir: string): Promise<void>;
   /** mkdir -p with mode 0700 for new folders. */
   mkdir(dir: string): Promise<void>;
+  /**
+   * Where this host keeps what belongs to `path` but is not stored with it:
+   * lock files and caches. Absent (a local file system): `path` itself. An
+   * object store has no locks, so its files' locks are on the host running
+   * the command (see docs/design.md on what that does not protect).
+   */
+  hostPath?(path: string): string;
+  /** rm -r of a folder whose files are all closed (absent: the local file system's rm). */
+  removeFolder?(dir: string): Promise<void>;
 }
 
 const OPEN_FLAGS: Record<OpenMode, number> = {

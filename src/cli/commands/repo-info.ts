@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { isObjectLocation, locationText, repositoryRoot } from '../../repository/index.js';
 import { fromFsError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
@@ -16,7 +16,7 @@ export const repoInfo: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = repositoryRoot(requireString(ctx, 'repo'));
     const jobs = [];
     for (const name of await ctx.service.listJobs(repo)) {
       const { points, state } = await ctx.service.points(repo, name);
@@ -29,9 +29,12 @@ export const repoInfo: Command = {
       for (const f of files) bytes += await storedBytes(state, f).catch(() => 0);
       jobs.push({ name, points: points.length, unavailablePoints: state.unavailable.length, files: files.size, bytes });
     }
-    const fs = await statfs(repo).catch((err: unknown) => {
-      throw fromFsError(err, 'reading the free space of', repo);
-    });
+    // An object store has no free space to ask for.
+    const fs = isObjectLocation(repo)
+      ? undefined
+      : await statfs(repo).catch((err: unknown) => {
+          throw fromFsError(err, 'reading the free space of', repo);
+        });
     const immutableDays = (await ctx.service.repositoryConfig(repo)).immutableDays;
     const doc = {
       repo,
@@ -39,12 +42,12 @@ export const repoInfo: Command = {
       jobs,
       bytes: jobs.reduce((a, j) => a + j.bytes, 0),
       // What an unprivileged writer can still use (bavail), as df shows it.
-      freeBytes: fs.bavail * fs.bsize,
-      totalBytes: fs.blocks * fs.bsize,
+      freeBytes: fs === undefined ? null : fs.bavail * fs.bsize,
+      totalBytes: fs === undefined ? null : fs.blocks * fs.bsize,
     };
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(doc, null, 2));
     ctx.out(
-      `repository ${repo}${immutableDays === undefined ? '' : ` (immutable: each backup file is kept immutable for at least ${immutableDays} day(s) and until retention may delete it)`}`,
+      `repository ${locationText(repo)}${immutableDays === undefined ? '' : ` (immutable: each backup file is kept immutable for at least ${immutableDays} day(s) and until retention may delete it)`}`,
     );
     const width = Math.max(3, ...jobs.map((j) => j.name.length));
     for (const j of jobs)
@@ -52,6 +55,8 @@ export const repoInfo: Command = {
         `  ${j.name.padEnd(width)}  ${j.points} point${j.points === 1 ? '' : 's'}${j.unavailablePoints > 0 ? ` (+${j.unavailablePoints} unavailable)` : ''}, ${j.files} file${j.files === 1 ? '' : 's'}, ${formatBytes(j.bytes)}`,
       );
     if (jobs.length === 0) ctx.out('  no jobs');
-    ctx.out(`  total ${formatBytes(doc.bytes)} in backup files; file system: ${formatBytes(doc.freeBytes)} free of ${formatBytes(doc.totalBytes)}`);
+    ctx.out(
+      `  total ${formatBytes(doc.bytes)} in backup files; ${doc.freeBytes === null || doc.totalBytes === null ? 'object storage' : `file system: ${formatBytes(doc.freeBytes)} free of ${formatBytes(doc.totalBytes)}`}`,
+    );
   },
 };

@@ -4,6 +4,7 @@ import { LifeboatError } from '../../core/errors.js';
 import type { Command } from '../command.js';
 import { optionalString } from '../command.js';
 import { Repository } from '../../repository/repository.js';
+import { locationText } from '../../repository/location.js';
 import { newRepositoryPassword } from '../repo-password.js';
 
 export const repoInit: Command = {
@@ -78,7 +79,7 @@ export const repoInit: Command = {
         }),
       );
     ctx.out(
-      `created repository ${repo.root} (block size ${formatBytes(bs)}, compression ${formatCompression(c)}${immutableDays === undefined ? '' : `, immutable backup files for at least ${immutableDays} day(s)`}${encrypted ? ', encrypted (AES-256-GCM)' : ''})`,
+      `created repository ${locationText(repo.root)} (block size ${formatBytes(bs)}, compression ${formatCompression(c)}${immutableDays === undefined ? '' : `, immutable backup files for at least ${immutableDays} day(s)`}${encrypted ? ', encrypted (AES-256-GCM)' : ''})`,
     );
     if (repo.recoveryKey !== undefined)
       ctx.out(`recovery key (shown once; keep it offline, it opens the repository without the password):\n  ${repo.recoveryKey}`);

@@ -1,7 +1,8 @@
+import { folderRepositoryRoot } from '../../repository/location.js';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { callControl } from '../../app/control-api.js';
 import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
@@ -65,7 +66,7 @@ export const sandboxStart: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'sandboxes');
     const spec = parseSpec(ctx);
     // The VMs are the server's sessions: it must be up before anything is made.
     await callControl(repo, 'GET', '/sessions');
@@ -97,7 +98,7 @@ export const sandboxList: Command = {
   positionals: [],
   options: { repo: REPO_OPTION, json: JSON_OPTION },
   async run(ctx) {
-    const all = await listSandboxes(sandboxesDir(resolve(requireString(ctx, 'repo'))));
+    const all = await listSandboxes(sandboxesDir(folderRepositoryRoot(requireString(ctx, 'repo'), 'sandboxes')));
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(all));
     if (all.length === 0) return ctx.out('no sandboxes');
     for (const s of all) for (const line of describe(s)) ctx.out(line);
@@ -111,7 +112,7 @@ export const sandboxStop: Command = {
   positionals: ['name'],
   options: { repo: REPO_OPTION, json: JSON_OPTION },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'sandboxes');
     const name = ctx.args[0]!;
     validateSandboxName(name);
     const dir = sandboxesDir(repo);

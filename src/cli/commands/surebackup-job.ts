@@ -1,3 +1,4 @@
+import { folderRepositoryRoot } from '../../repository/location.js';
 import { resolve } from 'node:path';
 import { callControl } from '../../app/control-api.js';
 import type { HandedOffRun } from '../../app/control-runs.js';
@@ -126,7 +127,7 @@ export const surebackupJobCreate: Command = {
   positionals: ['name'],
   options: { repo: REPO_OPTION, ...SB_OPTIONS, json: JSON_OPTION },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     const name = ctx.args[0]!;
     if (!list(ctx, 'vm')?.length) throw new LifeboatError('LFB_ERR_USAGE', '--vm <job>[@<point>] is required (once per VM of the group)');
     const job = await saveSureBackupJob(repo, await settingsFromFlags(ctx, repo, { name, vms: [] }), { create: true });
@@ -148,7 +149,7 @@ export const surebackupJobSet: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     const base = await loadSureBackupJob(repo, ctx.args[0]!);
     const job = await saveSureBackupJob(repo, await settingsFromFlags(ctx, repo, base), { create: false });
     print(ctx, job);
@@ -162,7 +163,7 @@ export const surebackupJobShow: Command = {
   positionals: ['name'],
   options: { repo: REPO_OPTION, json: JSON_OPTION },
   async run(ctx) {
-    print(ctx, await loadSureBackupJob(resolve(requireString(ctx, 'repo')), ctx.args[0]!));
+    print(ctx, await loadSureBackupJob(folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup'), ctx.args[0]!));
   },
 };
 
@@ -173,7 +174,7 @@ export const surebackupJobList: Command = {
   positionals: [],
   options: { repo: REPO_OPTION, json: JSON_OPTION },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     const jobs = await Promise.all((await listSureBackupJobNames(repo)).map((n) => loadSureBackupJob(repo, n)));
     const now = ctx.service.clock.now();
     if (ctx.values['json'] === true) {
@@ -195,7 +196,7 @@ export const surebackupJobDelete: Command = {
   positionals: ['name'],
   options: { repo: REPO_OPTION },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     await deleteSureBackupJob(repo, ctx.args[0]!);
     ctx.out(`deleted SureBackup job ${ctx.args[0]!}`);
   },
@@ -208,7 +209,7 @@ export const surebackupJobRun: Command = {
   positionals: ['name'],
   options: { repo: REPO_OPTION, json: JSON_OPTION },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     const name = ctx.args[0]!;
     // Checked here first: a typo is an error of this command, not of the server.
     await loadSureBackupJob(repo, name);

@@ -1,3 +1,4 @@
+import { folderRepositoryRoot } from '../../repository/location.js';
 import { resolve, join } from 'node:path';
 import { callControl } from '../../app/control-api.js';
 import { controlApiLabSessions, labStateDir } from '../../app/lab-sessions.js';
@@ -49,7 +50,7 @@ export const surebackupRun: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = resolve(requireString(ctx, 'repo'));
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'SureBackup');
     const { accel } = labBootFlags(ctx);
     const vms = parseGroup(ctx);
     // The server must be up before anything is made: the lab's VMs are its sessions.
