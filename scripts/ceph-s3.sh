@@ -206,7 +206,8 @@ osd op num shards = 2
 [client.rgw.gw]
 keyring = $W/rgw/keyring
 rgw data = $W/rgw
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+# tcp_nodelay: without it a small response (a root, a listing) waits ~40 ms for the client's delayed ACK (Nagle).
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw thread pool size = 64
 EOF
 
