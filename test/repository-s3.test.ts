@@ -1,0 +1,210 @@
+// A repository on S3 (Ceph's radosgw, one cluster for this file) through the real `lifeboat` command: every backup
+// method with retention, restore bit-exact, verify, compact and its collection of unused packs, an encrypted
+// repository, a backup killed with -9, and the commands that still need a folder refused with a stable code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { S3ObjectStore } from '../src/objects/s3-object-store.js';
+import { PACKS } from '../src/objects/file-root.js';
+import { useCephS3 } from './ceph-fixture.js';
+import { BIN, MiB, cli, randomBytes, rng, tempDir, writeAt, type CliResult, type ListedPoint } from './helpers.js';
+
+const ceph = useCephS3();
+
+function s3env(): Record<string, string> {
+  const c = ceph().connection;
+  return {
+    AWS_ENDPOINT_URL: c.endpoint!,
+    AWS_REGION: c.region!,
+    AWS_ACCESS_KEY_ID: c.credentials!.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.credentials!.secretAccessKey,
+  };
+}
+
+async function run(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return cli(args, { ...s3env(), ...env });
+}
+
+async function ok(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const r = await run(args, env);
+  assert.equal(r.code, 0, `lifeboat ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The job's restorable points, oldest first. */
+async function availablePoints(repo: string, env: Record<string, string> = {}): Promise<ListedPoint[]> {
+  return (JSON.parse(await ok(['points', 'vm', '--repo', repo, '--json'], env)) as ListedPoint[]).filter((p) => p.available);
+}
+
+async function restored(repo: string, point: string, to: string, env: Record<string, string> = {}): Promise<Buffer> {
+  await ok(['restore', 'vm', '--repo', repo, '--point', point, '--to', to], env);
+  return readFile(to);
+}
+
+async function countPacks(url: string): Promise<number> {
+  const store = await S3ObjectStore.open(url, { connection: ceph().connection });
+  try {
+    let n = 0;
+    for await (const o of store.list(PACKS)) if (o.name.startsWith(PACKS)) n++;
+    return n;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Guest-like changes between runs: a few scattered writes. */
+async function change(disk: string, content: Buffer, rand: () => number): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const at = Math.floor(rand() * (content.length - 70_000));
+    const data = randomBytes(rand, 70_000);
+    data.copy(content, at);
+    await writeAt(disk, data, at);
+  }
+}
+
+for (const method of ['forever', 'forward', 'reverse'] as const) {
+  test(`S3 repository, ${method} method: backups with retention, every point restores bit-exact, verify finds nothing wrong`, async () => {
+    const t = await tempDir();
+    try {
+      const rand = rng(method.length * 7);
+      const repo = `s3://${ceph().bucket(`repo-${method}`)}/backups/main`;
+      const disk = join(t.dir, 'vm.img');
+      const content = randomBytes(rand, 6 * MiB + 4096);
+      await writeFile(disk, content);
+      assert.match(await ok(['repo', 'init', repo, '--block-size', '256K']), new RegExp(`created repository ${repo.replace(/[/.]/g, '\\$&')}`));
+      await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', method, '--retain-points', '3']);
+      const expected = new Map<string, Buffer>();
+      for (let i = 0; i < 5; i++) {
+        // Forward chains leave whole: a new chain every other run gives retention one to delete.
+        const activeFull = method === 'forward' && i % 2 === 0 && i > 0 ? ['--active-full'] : [];
+        const out = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...activeFull])) as { pointId: string };
+        expected.set(out.pointId, Buffer.from(content));
+        await change(disk, content, rand);
+      }
+      const points = await availablePoints(repo);
+      // forward: chains [0,1] [2,3] [4]; the oldest goes once 3 newer points exist.
+      assert.equal(points.length, 3, `retention keeps 3: ${JSON.stringify(points.map((p) => [p.id, p.kind]))}`);
+      for (const p of points) assert.ok((await restored(repo, p.id, join(t.dir, `${p.id}.img`))).equals(expected.get(p.id)!), `point ${p.id} (${p.kind})`);
+      assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
+      const info = JSON.parse(await ok(['repo', 'info', '--repo', repo, '--json'])) as { repo: string; freeBytes: unknown; jobs: { points: number }[] };
+      assert.equal(info.freeBytes, null);
+      assert.equal(info.jobs[0]!.points, 3);
+    } finally {
+      await t.cleanup();
+    }
+  });
+}
+
+test('S3 repository: compact removes the packs merges and a deleted job left, once past --pack-grace; what is kept restores', async () => {
+  const t = await tempDir();
+  try {
+    const rand = rng(11);
+    const bucket = ceph().bucket('compact');
+    const repo = `s3://${bucket}/r`;
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, 4 * MiB);
+    await writeFile(disk, content);
+    await ok(['repo', 'init', repo, '--block-size', '256K']);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--retain-points', '2']);
+    await ok(['job', 'create', 'other', '--repo', repo, '--disk', disk]);
+    await ok(['backup', 'other', '--repo', repo]);
+    for (let i = 0; i < 4; i++) {
+      await ok(['backup', 'vm', '--repo', repo]);
+      await change(disk, content, rand);
+    }
+    await ok(['job', 'delete', 'other', '--repo', repo, '--with-points']);
+    const before = await countPacks(`s3://${bucket}/r`);
+    const young = JSON.parse(await ok(['compact', 'vm', '--repo', repo, '--json'])) as { objects: { packsRemoved: number } };
+    assert.equal(young.objects.packsRemoved, 0, 'the default grace (6 h) keeps every pack this young');
+    await new Promise((r) => setTimeout(r, 1100));
+    const out = await ok(['compact', 'vm', '--repo', repo, '--pack-grace', '1s']);
+    const m = /object storage: removed (\d+) pack\(s\) no file uses/.exec(out);
+    assert.ok(m && Number(m[1]) > 0, out);
+    // compact writes too (the job's .vbm): fewer packs, not exactly `before - removed`.
+    const after = await countPacks(`s3://${bucket}/r`);
+    assert.ok(after < before, `${before} packs before, ${after} after`);
+    const points = await availablePoints(repo);
+    assert.equal(points.length, 2);
+    const latest = points[points.length - 1]!;
+    await change(disk, content, rand); // the source moves on; the point must not
+    const got = await restored(repo, latest.id, join(t.dir, 'latest.img'));
+    assert.equal(got.length, content.length);
+    assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earlier points restorable and the next run succeeds', async () => {
+  const t = await tempDir();
+  try {
+    const rand = rng(5);
+    const bucket = ceph().bucket('crypt');
+    const repo = `s3://${bucket}/r`;
+    const pw = join(t.dir, 'pw');
+    await writeFile(pw, 'a long enough password\n');
+    const env = { LIFEBOAT_PASSWORD_FILE: pw };
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, 96 * MiB);
+    await writeFile(disk, content);
+    await ok(['repo', 'init', repo, '--encrypt'], env);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk], env);
+    const first = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'], env)) as { pointId: string };
+    const firstBytes = Buffer.from(content);
+    randomBytes(rand, 80 * MiB).copy(content, 0);
+    await writeFile(disk, content);
+    // Killed while it writes the new point: once its temporary backup file has a root on S3, 80 MiB are still to go.
+    const child = spawn(process.execPath, [BIN, 'backup', 'vm', '--repo', repo], { env: { ...process.env, ...s3env(), ...env }, stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    const store = await S3ObjectStore.open(`s3://${bucket}/r`, { connection: ceph().connection });
+    try {
+      const writing = async (): Promise<boolean> => {
+        for await (const o of store.list('roots/jobs/vm/.')) if (o.name.includes('.tmp#')) return true;
+        return false;
+      };
+      const deadline = Date.now() + 60_000;
+      while (!(await writing())) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, 'the backup wrote its temporary file');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+      await store.close();
+    }
+    const after = await availablePoints(repo, env);
+    assert.ok(
+      after.some((p) => p.id === first.pointId),
+      JSON.stringify(after),
+    );
+    assert.ok((await restored(repo, first.pointId, join(t.dir, 'first.img'), env)).equals(firstBytes));
+    const next = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'], env)) as { pointId: string };
+    assert.ok((await restored(repo, next.pointId, join(t.dir, 'next.img'), env)).equals(content));
+    assert.match(await ok(['verify', 'vm', '--repo', repo, '--all'], env), /^OK: /m);
+    // Without the password nothing is read.
+    const locked = await run(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', join(t.dir, 'x.img')], { LIFEBOAT_PASSWORD_FILE: '' });
+    assert.notEqual(locked.code, 0);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORTED; init twice and --immutable-days are refused too', async () => {
+  const repo = `s3://${ceph().bucket('refuse')}/r`;
+  await ok(['repo', 'init', repo]);
+  const again = await run(['repo', 'init', repo]);
+  assert.match(again.stderr, /already a Lifeboat repository.*\[LFB_ERR_REPO_EXISTS\]/);
+  const immutable = await run(['repo', 'init', `s3://${ceph().bucket('refuse-imm')}/r`, '--immutable-days', '7']);
+  assert.match(immutable.stderr, /\[LFB_ERR_IMMUTABLE_UNSUPPORTED\]/);
+  for (const args of [
+    ['instant', 'start', 'vm', '--repo', repo, '--point', 'latest'],
+    ['files', 'ls', 'vm', '--repo', repo, '--point', 'latest', '/'],
+    ['serve', '--repo', repo],
+  ]) {
+    const r = await run(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.stderr, /needs a repository in a folder; s3:\/\/.* is on object storage.*\[LFB_ERR_STORE_UNSUPPORTED\]/, `${args.join(' ')}: ${r.stderr}`);
+  }
+});
