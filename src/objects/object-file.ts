@@ -42,6 +42,10 @@ export class ObjectFile implements StorageFile {
   /** Flushes and commits, one at a time. */
   private serial: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
+  /** The pack being written while writes go on into memory (one at a time: memory stays under about two packs). */
+  private flushing: Promise<void> | undefined;
+  /** Why that background flush failed: told to the next write or sync (its bytes are still in memory, so a retry loses nothing). */
+  private flushError: unknown;
 
   constructor(
     readonly path: string,
@@ -102,7 +106,24 @@ export class ObjectFile implements StorageFile {
     this.map.place(inMemory(position, Buffer.from(data)));
     this.version++;
     this.unflushedBytes += data.length;
-    if (this.unflushedBytes >= this.hooks.packBytes) await this.exclusive(() => this.flush());
+    if (this.unflushedBytes >= this.hooks.packBytes) {
+      // The PUT of a pack runs while the writer goes on (compressing the next blocks): only a second full pack waits for it.
+      if (this.flushing !== undefined) await this.flushing;
+      this.throwFlushError();
+      if (this.unflushedBytes >= this.hooks.packBytes && this.flushing === undefined) {
+        const run = this.exclusive(() => this.flush()).catch((err: unknown) => {
+          this.flushError = err;
+        });
+        this.flushing = run.finally(() => (this.flushing = undefined));
+      }
+    }
+  }
+
+  private throwFlushError(): void {
+    if (this.flushError === undefined) return;
+    const err = this.flushError;
+    this.flushError = undefined;
+    throw err;
   }
 
   private async flush(): Promise<void> {
@@ -156,6 +177,7 @@ export class ObjectFile implements StorageFile {
 
   async sync(): Promise<void> {
     this.check('fsync', false);
+    this.throwFlushError();
     if (this.writable) await this.exclusive(() => this.commit());
   }
 
