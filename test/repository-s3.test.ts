@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { S3ObjectStore } from '../src/objects/s3-object-store.js';
 import { PACKS } from '../src/objects/file-root.js';
+import { isLifeboatError } from '../src/core/errors.js';
 import { useCephS3 } from './ceph-fixture.js';
 import { BIN, MiB, cli, randomBytes, rng, tempDir, writeAt, type CliResult, type ListedPoint } from './helpers.js';
 
@@ -191,13 +192,14 @@ test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earli
   }
 });
 
-test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORTED; init twice and --immutable-days are refused too', async () => {
+test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORTED; init twice is refused, and --immutable-days on a bucket without object lock', async () => {
   const repo = `s3://${ceph().bucket('refuse')}/r`;
   await ok(['repo', 'init', repo]);
   const again = await run(['repo', 'init', repo]);
   assert.match(again.stderr, /already a Lifeboat repository.*\[LFB_ERR_REPO_EXISTS\]/);
-  const immutable = await run(['repo', 'init', `s3://${ceph().bucket('refuse-imm')}/r`, '--immutable-days', '7']);
-  assert.match(immutable.stderr, /\[LFB_ERR_IMMUTABLE_UNSUPPORTED\]/);
+  // S3 turns object lock on only when a bucket is made: this one was made without it.
+  const immutable = await run(['repo', 'init', `${repo}-immutable`, '--immutable-days', '7']);
+  assert.match(immutable.stderr, /has no object lock.*\[LFB_ERR_IMMUTABLE_UNSUPPORTED\]/s);
   for (const args of [
     ['instant', 'start', 'vm', '--repo', repo, '--point', 'latest'],
     ['files', 'ls', 'vm', '--repo', repo, '--point', 'latest', '/'],
@@ -206,5 +208,60 @@ test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORT
     const r = await run(args);
     assert.notEqual(r.code, 0, args.join(' '));
     assert.match(r.stderr, /needs a repository in a folder; s3:\/\/.* is on object storage.*\[LFB_ERR_STORE_UNSUPPORTED\]/, `${args.join(' ')}: ${r.stderr}`);
+  }
+});
+
+test('S3 repository, --immutable-days: backup files are written locked (COMPLIANCE) for the days, lifeboat.json for good; a DELETE before the date fails; rewriting methods, compact and job delete are refused', async () => {
+  const t = await tempDir();
+  try {
+    const bucket = ceph().bucket('immutable');
+    const repo = `s3://${bucket}/r`;
+    const rand = rng(3);
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, 3 * MiB);
+    await writeFile(disk, content);
+    const started = Date.now();
+    await ok(['repo', 'init', repo, '--immutable-days', '2', '--block-size', '256K']);
+    const forever = await run(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forever']);
+    assert.match(forever.stderr, /immutable repository.*\[LFB_ERR_IMMUTABLE\]/s);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forward', '--active-full', 'sun']);
+    const first = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'])) as { pointId: string };
+    const firstBytes = Buffer.from(content);
+    await change(disk, content, rand);
+    await ok(['backup', 'vm', '--repo', repo]);
+    assert.ok((await restored(repo, first.pointId, join(t.dir, 'first.img'))).equals(firstBytes));
+    assert.ok((await restored(repo, 'latest', join(t.dir, 'latest.img'))).equals(content));
+
+    const store = await S3ObjectStore.open(`s3://${bucket}/r`, { connection: ceph().connection });
+    try {
+      assert.equal(store.retention, true, 'the bucket was made with object lock');
+      const twoDays = started + 2 * 86_400_000;
+      const backupRoots: string[] = [];
+      for await (const o of store.list('roots/jobs/vm/')) if (/\.(vbk|vib)#/.test(o.name)) backupRoots.push(o.name);
+      assert.equal(backupRoots.length, 2, backupRoots.join(' '));
+      for (const name of backupRoots) {
+        const until = (await store.head(name))?.retainUntil?.getTime() ?? 0;
+        assert.ok(until >= twoDays && until < twoDays + 10 * 60_000, `${name} locked until ${new Date(until).toISOString()}`);
+        const refused = await store.delete(name).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        assert.ok(isLifeboatError(refused, 'LFB_ERR_IMMUTABLE'), `DELETE of ${name}: ${String(refused)}`);
+      }
+      let lockedPacks = 0;
+      for await (const o of store.list(PACKS)) if ((await store.head(o.name))?.retainUntil !== undefined) lockedPacks++;
+      assert.ok(lockedPacks >= 2, `${lockedPacks} locked packs`);
+      const config = (await store.head('roots/lifeboat.json#0000000000000001'))?.retainUntil;
+      assert.ok(config !== undefined && config.getTime() > started + 365 * 86_400_000, `lifeboat.json until ${config?.toISOString()}`);
+      await assert.rejects(store.delete('roots/lifeboat.json#0000000000000001'), (e: unknown) => isLifeboatError(e, 'LFB_ERR_IMMUTABLE'));
+    } finally {
+      await store.close();
+    }
+    assert.match((await run(['compact', 'vm', '--repo', repo])).stderr, /\[LFB_ERR_IMMUTABLE\]/);
+    assert.match((await run(['job', 'delete', 'vm', '--repo', repo, '--with-points'])).stderr, /immutable until .*\[LFB_ERR_IMMUTABLE\]/s);
+    // Everything is still there and whole.
+    assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
+  } finally {
+    await t.cleanup();
   }
 });

@@ -23,6 +23,11 @@ export function noSuchFile(doing: string, path: string): LifeboatError {
   return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { details: { path, errno: 'ENOENT' } });
 }
 
+/** Put options with an object-lock date, when there is one. */
+export function lockedUntil(date: Date | undefined): { retainUntil?: Date } {
+  return date === undefined ? {} : { retainUntil: date };
+}
+
 function closedFile(doing: string, path: string): LifeboatError {
   return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: the file is closed`, { details: { path, errno: 'EBADF' } });
 }
@@ -53,7 +58,13 @@ export class ObjectFile implements StorageFile {
     readonly place: FilePlace,
     private readonly map: ExtentMap,
     private readonly writable: boolean,
-    private readonly hooks: { readonly now: () => number; readonly packBytes: number; readonly onClosed: (f: ObjectFile) => void },
+    private readonly hooks: {
+      readonly now: () => number;
+      readonly packBytes: number;
+      readonly onClosed: (f: ObjectFile) => void;
+      /** The object-lock date of this file's packs or roots, if they get one. */
+      readonly retainUntil: (rel: string, kind: 'pack' | 'root') => Date | undefined;
+    },
   ) {}
 
   private check(doing: string, write: boolean): void {
@@ -130,7 +141,7 @@ export class ObjectFile implements StorageFile {
     const records = this.map.unflushed();
     if (records.length === 0) return;
     const pack = newPackName(this.hooks.now());
-    await this.store.put(pack, Buffer.concat(records.map((r) => r.data!)));
+    await this.store.put(pack, Buffer.concat(records.map((r) => r.data!)), lockedUntil(this.hooks.retainUntil(this.place.rel, 'pack')));
     let at = 0;
     for (const r of records) {
       r.pack = pack;
@@ -158,7 +169,7 @@ export class ObjectFile implements StorageFile {
       const next = this.place.generation + 1;
       const name = rootName(this.place.rel, next);
       try {
-        await this.store.put(name, encodeRoot(size, extents), { ifNoneMatch: '*' });
+        await this.store.put(name, encodeRoot(size, extents), { ifNoneMatch: '*', ...lockedUntil(this.hooks.retainUntil(this.place.rel, 'root')) });
       } catch (err) {
         if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS'))
           throw new LifeboatError('LFB_ERR_OBJECT_EXISTS', `commit ${this.path}: another writer committed this file first (generation ${next})`, {

@@ -5,7 +5,7 @@ import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { OpenMode, Storage, StorageFile } from '../storage/storage.js';
 import { ExtentMap } from './extent-map.js';
 import { DIR_MARK, PACKS, ROOTS, decodeRoot, dirMarkName, encodeRoot, generationOf, packTime, rootName } from './file-root.js';
-import { ObjectFile, PACK_BYTES, noSuchFile, type FilePlace } from './object-file.js';
+import { ObjectFile, PACK_BYTES, lockedUntil, noSuchFile, type FilePlace } from './object-file.js';
 import type { ObjectStore } from './object-store.js';
 
 /** How old an unreferenced pack must be before collect() removes it: a writer may not have committed the root naming it yet. */
@@ -54,6 +54,21 @@ export class ObjectFileStorage implements Storage {
     return (this.options.now ?? Date.now)();
   }
 
+  /** Which objects get an object-lock date (an immutable repository's backup files): none until set. */
+  private retentionRule: ((rel: string, kind: 'pack' | 'root') => Date | undefined) | undefined;
+
+  /**
+   * Puts an object-lock date (COMPLIANCE) on the packs and roots written from now on of the files `rule` names:
+   * nobody can delete them before it, and a file's older roots stay until then (readers take the latest).
+   */
+  setRetention(rule: (rel: string, kind: 'pack' | 'root') => Date | undefined): void {
+    this.retentionRule = rule;
+  }
+
+  private retainUntil(rel: string, kind: 'pack' | 'root'): Date | undefined {
+    return this.retentionRule?.(rel, kind);
+  }
+
   /** The name under the store of `path` ('' for the root). */
   private rel(path: string): string {
     if (path === this.root) return '';
@@ -92,7 +107,7 @@ export class ObjectFileStorage implements Storage {
       // Created (or emptied) at once, as open(2) would: the name is there before anything is written.
       generation = (latest ?? 0) + 1;
       try {
-        await this.store.put(rootName(rel, generation), encodeRoot(0, []), { ifNoneMatch: '*' });
+        await this.store.put(rootName(rel, generation), encodeRoot(0, []), { ifNoneMatch: '*', ...lockedUntil(this.retainUntil(rel, 'root')) });
       } catch (err) {
         if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS') && mode === 'create') return this.open(path, 'write');
         throw err;
@@ -110,6 +125,7 @@ export class ObjectFileStorage implements Storage {
     const file = new ObjectFile(path, this.store, place, map, writable, {
       now: () => this.now(),
       packBytes: this.options.packBytes ?? PACK_BYTES,
+      retainUntil: (r, kind) => this.retainUntil(r, kind),
       onClosed: (f) => this.forget(f),
     });
     if (writable) this.remember(file);
@@ -140,7 +156,7 @@ export class ObjectFileStorage implements Storage {
     decodeRoot(rootName(fromRel, latest), bytes);
     const toGens = await this.generations(toRel);
     const generation = (toGens[toGens.length - 1] ?? 0) + 1;
-    await this.store.put(rootName(toRel, generation), bytes, { ifNoneMatch: '*' });
+    await this.store.put(rootName(toRel, generation), bytes, { ifNoneMatch: '*', ...lockedUntil(this.retainUntil(toRel, 'root')) });
     for (const g of toGens) await this.store.delete(rootName(toRel, g)).catch(() => undefined);
     for (const f of this.open_.get(toRel) ?? []) f.place.unlinked = true;
     for (const g of fromGens) await this.store.delete(rootName(fromRel, g));
@@ -227,7 +243,8 @@ export class ObjectFileStorage implements Storage {
       const name = rootName(rel, g);
       for (const e of decodeRoot(name, await this.store.get(name)).extents) named.add(e.pack!);
     }
-    for (const name of stale) await this.store.delete(name);
+    let rootsRemoved = 0;
+    for (const name of stale) if (await this.deleteUnlessLocked(name)) rootsRemoved++;
     let packsRemoved = 0;
     let bytesFreed = 0;
     let packsKept = 0;
@@ -238,10 +255,24 @@ export class ObjectFileStorage implements Storage {
         packsKept++;
         continue;
       }
-      await this.store.delete(o.name);
+      if (!(await this.deleteUnlessLocked(o.name))) {
+        packsKept++;
+        continue;
+      }
       packsRemoved++;
       bytesFreed += o.size;
     }
-    return { packsRemoved, bytesFreed, rootsRemoved: stale.length, packsKept };
+    return { packsRemoved, bytesFreed, rootsRemoved, packsKept };
+  }
+
+  /** Deletes an object; false when its object-lock date has not come (it goes at a later collect). */
+  private async deleteUnlessLocked(name: string): Promise<boolean> {
+    try {
+      await this.store.delete(name);
+      return true;
+    } catch (err) {
+      if (isLifeboatError(err, 'LFB_ERR_IMMUTABLE')) return false;
+      throw err;
+    }
   }
 }

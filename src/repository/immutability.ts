@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { immutableFiles, probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import type { Storage } from '../storage/index.js';
+import { ObjectFileStorage } from '../objects/object-files.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import { DAY_MS, immutableUntil } from './immutable-until.js';
 import type { JobDefinition } from './job.js';
@@ -121,6 +122,14 @@ export function refuseOnImmutable(repo: Repository, command: string, what: strin
 export async function guardImmutableBackup(repo: Repository, job: JobDefinition): Promise<void> {
   if (immutableDaysOf(repo) === undefined) return;
   refuseRewritingJob(repo, job);
+  if (repo.storage instanceof ObjectFileStorage) {
+    // Object lock is the bucket's, set at its creation: there is no attribute to probe, only that it is still on.
+    if (!repo.storage.store.retention)
+      throw new LifeboatError('LFB_ERR_IMMUTABLE_UNSUPPORTED', `${repo.storage.store.location} has no object lock, which an immutable repository needs`, {
+        details: { repo: repo.root },
+      });
+    return;
+  }
   await probeImmutable(join(repo.root, 'cache'));
 }
 
@@ -152,6 +161,8 @@ export async function sealJobFiles(repo: Repository, job: JobDefinition, state: 
     changed = true;
   }
   if (changed) await writeImmutableRecord(dir, record, storage);
+  // On object storage each file's objects got their lock as they were written (object-retention.ts).
+  if (storage instanceof ObjectFileStorage) return sealed;
   const due = [...record.keys()].filter((n) => (untilOf(record, n, days)?.getTime() ?? 0) > now.getTime()).map((n) => join(dir, n));
   const flagged = await immutableFiles(due);
   await setImmutable(
@@ -179,6 +190,8 @@ export async function unlockJobForDelete(repo: Repository, job: string, names: r
       { details: { job, until: until.toISOString(), files: still } },
     );
   }
+  // Object locks end by themselves at their date: nothing to clear.
+  if (repo.storage instanceof ObjectFileStorage) return;
   const paths = names.map((n) => join(dir, n));
   const flagged = await immutableFiles(paths);
   await setImmutable(

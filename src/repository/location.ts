@@ -49,15 +49,20 @@ export function folderRepositoryRoot(text: string, command: string): string {
 /** One store per bucket and prefix for the process: opening one asks the bucket how it keeps versions. */
 const stores = new Map<string, Promise<ObjectFileStorage>>();
 
-export async function openLocation(text: string, storage?: Storage): Promise<RepositoryLocation> {
+/**
+ * The repository's root and storage. `objectLock`: a bucket made now gets object lock (an immutable repository), and
+ * an existing one without it is refused (LFB_ERR_IMMUTABLE_UNSUPPORTED: S3 enables it only at a bucket's creation).
+ */
+export async function openLocation(text: string, storage?: Storage, opts: { objectLock?: boolean } = {}): Promise<RepositoryLocation> {
   const root = repositoryRoot(text);
   if (storage !== undefined || !isObjectLocation(text)) return { root, storage: storage ?? localStorage };
-  let opened = stores.get(root);
+  const key = `${root}${opts.objectLock === true ? ' (object lock)' : ''}`;
+  let opened = stores.get(key);
   if (opened === undefined) {
     const url = `s3://${root.slice('s3:/'.length)}`;
-    opened = S3ObjectStore.open(url).then((store) => new ObjectFileStorage(store, root));
-    stores.set(root, opened);
-    opened.catch(() => stores.delete(root));
+    opened = S3ObjectStore.open(url, opts.objectLock === true ? { objectLock: true } : {}).then((store) => new ObjectFileStorage(store, root));
+    stores.set(key, opened);
+    opened.catch(() => stores.delete(key));
   }
   return { root, storage: await opened };
 }

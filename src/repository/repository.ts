@@ -7,6 +7,7 @@ import { BLOCK_SIZES } from '../format/constants.js';
 import type { Storage } from '../storage/index.js';
 import { ObjectFileStorage, type CollectReport } from '../objects/object-files.js';
 import { isObjectLocation, locationText, openLocation } from './location.js';
+import { immutableObjectRule } from './object-retention.js';
 import { probeImmutable, setImmutable } from '../storage/immutable-flag.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 import { newKeyFile, rememberKeys, type BlockKeys } from '../crypto/index.js';
@@ -83,17 +84,12 @@ export class Repository {
       encrypt?: InitEncryption | undefined;
     } & RepositoryOptions,
   ): Promise<Repository> {
-    const { root, storage } = await openLocation(dir, opts.storage);
     if (!(BLOCK_SIZES as readonly number[]).includes(opts.blockSize)) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--block-size must be one of 256K, 512K, 1M, 4M`);
     }
     if (opts.immutableDays !== undefined && (!Number.isInteger(opts.immutableDays) || opts.immutableDays < 1))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--immutable-days must be a whole number ≥ 1, not ${String(opts.immutableDays)}`);
-    if (opts.immutableDays !== undefined && isObjectLocation(root))
-      throw new LifeboatError(
-        'LFB_ERR_IMMUTABLE_UNSUPPORTED',
-        `--immutable-days is not available on object storage yet (${dir}): make the repository in a folder on a file system with the immutable attribute`,
-      );
+    const { root, storage } = await openLocation(dir, opts.storage, { objectLock: opts.immutableDays !== undefined });
     const entries = await storage.list(root).catch(() => [] as string[]);
     if (entries.includes(REPO_CONFIG))
       throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${locationText(root)} is already a Lifeboat repository`, { details: { repo: root } });
@@ -109,7 +105,10 @@ export class Repository {
       ));
     await storage.mkdir(join(root, 'jobs'));
     await storage.mkdir(join(root, 'cache'));
-    if (opts.immutableDays !== undefined) {
+    if (opts.immutableDays !== undefined && storage instanceof ObjectFileStorage) {
+      // The bucket has object lock (openLocation refused one without): every backup file's objects get its date as written.
+      storage.setRetention(immutableObjectRule(opts.immutableDays));
+    } else if (opts.immutableDays !== undefined) {
       // Proven on a probe file before the repository exists: a file system that cannot never gets a repository that pretends.
       await probeImmutable(join(root, 'cache')).catch(async (err: unknown) => {
         await rm(existed ? join(root, 'jobs') : root, { recursive: true, force: true });
@@ -149,7 +148,7 @@ export class Repository {
     };
     await writeCheckedJson(join(root, REPO_CONFIG), config, storage);
     // Sealed for good: its immutableDays bounds every file's date (immutability.ts nameFloor), so it must not be lowered.
-    if (opts.immutableDays !== undefined) await setImmutable([join(root, REPO_CONFIG)], true);
+    if (opts.immutableDays !== undefined && !(storage instanceof ObjectFileStorage)) await setImmutable([join(root, REPO_CONFIG)], true);
     if (keys !== undefined) rememberKeys(root, keys);
     else if (encryption !== undefined) keys = await unlockRepository(root, encryption, storage);
     return new Repository(root, config, storage, keys, recoveryKey);
@@ -179,6 +178,7 @@ export class Repository {
         { details: { repo: root, version: config.version } },
       );
     }
+    if (config.immutableDays !== undefined && storage instanceof ObjectFileStorage) storage.setRetention(immutableObjectRule(config.immutableDays));
     // Unlocked at once: a missing or wrong password stops the command before any work.
     const keys = config.encryption !== undefined && opts.locked !== true ? await unlockRepository(root, config.encryption, storage) : undefined;
     return new Repository(root, config, storage, keys);
