@@ -29,7 +29,7 @@ const CHILD = fileURLToPath(new URL('./object-files-crash-child.js', import.meta
 /** Where the child's store is (passed to it as JSON in LFB_CRASH_STORE). */
 export type CrashStore =
   | { readonly kind: 'local'; readonly dir: string }
-  | { readonly kind: 's3'; readonly url: string; readonly connection: S3Connection; readonly objectLock?: boolean; readonly maxInFlight?: number };
+  | { readonly kind: 's3'; readonly url: string; readonly connection: S3Connection; readonly objectLock?: boolean };
 
 export const CRASH_ROOT = '/repo';
 /** The files written, renamed onto each other: one in a folder. */
@@ -42,7 +42,6 @@ export async function openCrashStore(spec: CrashStore): Promise<ObjectStore> {
   return S3ObjectStore.open(spec.url, {
     connection: spec.connection,
     ...(spec.objectLock === true ? { objectLock: true } : {}),
-    ...(spec.maxInFlight !== undefined ? { maxInFlight: spec.maxInFlight } : {}),
   });
 }
 
@@ -296,15 +295,19 @@ export interface CrashOptions {
   readonly maxPoint?: number;
   /** The writer cuts a file down when it grows past this (default 768 KiB). */
   readonly maxFileBytes?: number;
+  /** How long after the kill the files may still change (requests the writer had sent); 0 (default): none. */
+  readonly settleMs?: number;
   /** collect(0) after the next writer of every this many rounds (and always at the end). */
   readonly collectEvery: number;
 }
 
 export interface CrashSummary {
-  /** Steps (commits and renames) the killed writers completed, and kills that left a step in flight. */
+  /** Steps (commits, renames, removes) the killed writers completed; kills that left a step in flight, and those after which it is seen done. */
   readonly steps: number;
   readonly inFlight: number;
   readonly inFlightLanded: number;
+  /** Kills after which a file changed between the read just after the kill and the one settleMs later. */
+  readonly lateLanded: number;
   readonly packsCollected: number;
 }
 
@@ -322,6 +325,8 @@ export async function crashRounds(o: CrashOptions): Promise<CrashSummary> {
   let inFlight = 0;
   let inFlightLanded = 0;
   let packsCollected = 0;
+  let lateLanded = 0;
+  let journalText: string | undefined;
   try {
     const states = new Map<string, State>(CRASH_FILES.map((f) => [f, ABSENT]));
     const check = async (collected: boolean): Promise<void> => {
@@ -346,26 +351,34 @@ export async function crashRounds(o: CrashOptions): Promise<CrashSummary> {
       const kill = kills[round]!;
       const how = kill.ms !== undefined ? `killed ${kill.ms} ms after ready` : `killed at durable step ${kill.point}`;
       const started = Date.now();
-      let ended = 0;
       await runAndKill(o.spec, [journal, String((o.seed * 1000 + round) >>> 0), String(round * 1_000_000), String(o.maxFileBytes ?? 768 * 1024)], kill, live);
-      ended = Date.now();
-      const text = await readFile(journal, 'utf8');
-      const replayed = replay(text, states);
+      const ended = Date.now();
+      journalText = await readFile(journal, 'utf8');
+      const replayed = replay(journalText, states);
       steps += replayed.steps;
-      const actual = await readStates(store);
-      const why = allowed(actual, replayed.state, replayed.pending);
-      assert.equal(
-        why,
-        undefined,
-        `after the kill (${how}, ${replayed.steps} steps done): ${why}\njournal (the last 40 lines):\n${text.trimEnd().split('\n').slice(-40).join('\n')}`,
-      );
-      if (replayed.pending !== undefined) {
-        inFlight++;
-        if (CRASH_FILES.some((f) => actual.get(f) !== replayed.state.get(f))) inFlightLanded++;
+      const checkAllowed = (actual: ReadonlyMap<string, State>, when: string): void => {
+        const why = allowed(actual, replayed.state, replayed.pending);
+        assert.equal(why, undefined, `${when} (${how}, ${replayed.steps} steps done): ${why}`);
+      };
+      const first = await readStates(store);
+      checkAllowed(first, 'just after the kill');
+      let actual = first;
+      let late = false;
+      if ((o.settleMs ?? 0) > 0) {
+        // A request the writer had sent may still be carried out after its death (a PUT radosgw had whole): the
+        // files may change once more, to a state the journal allows, before the next writer comes.
+        await new Promise((resolve) => setTimeout(resolve, o.settleMs));
+        actual = await readStates(store);
+        checkAllowed(actual, `${o.settleMs} ms after the kill`);
+        late = CRASH_FILES.some((f) => actual.get(f) !== first.get(f));
+        if (late) lateLanded++;
       }
+      const landed = replayed.pending !== undefined && CRASH_FILES.some((f) => actual.get(f) !== replayed.state.get(f));
+      if (replayed.pending !== undefined) inFlight++;
+      if (landed) inFlightLanded++;
       if (process.env['LFB_CRASH_VERBOSE'] !== undefined)
         process.stderr.write(
-          `${o.label} round ${round}: ${how} (${ended - started} ms after spawn), ${replayed.steps} steps, in flight: ${replayed.pending?.kind ?? 'nothing'}${replayed.pending !== undefined && CRASH_FILES.some((f) => actual.get(f) !== replayed.state.get(f)) ? ' (landed)' : ''}\n`,
+          `${o.label} round ${round}: ${how} (${ended - started} ms after spawn), ${replayed.steps} steps, in flight: ${replayed.pending?.kind ?? 'nothing'}${landed ? ' (landed)' : ''}${late ? ' (landed after the kill)' : ''}\n`,
         );
       for (const [f, s] of actual) states.set(f, s);
       await checkObjects(store, states, false);
@@ -373,13 +386,16 @@ export async function crashRounds(o: CrashOptions): Promise<CrashSummary> {
       // journal says) or by the last collect's check.
       await writeEach(store, next, states);
       if ((round + 1) % o.collectEvery === 0) await collect();
+      journalText = undefined;
       if (process.env['LFB_CRASH_VERBOSE'] !== undefined) process.stderr.write(`  checks and next writer: ${Date.now() - ended} ms\n`);
     }
     await collect();
-    return { steps, inFlight, inFlightLanded, packsCollected };
+    return { steps, inFlight, inFlightLanded, lateLanded, packsCollected };
   } catch (err) {
     const where = round < 0 ? 'setup' : round >= o.rounds + (o.pointRounds ?? 0) ? 'the final collect' : `round ${round}`;
-    const message = `object files crash (${o.label}): seed ${o.seed}, ${where} (replay with LFB_CRASH_SEED=${o.seed}): ${err instanceof Error ? err.message : String(err)}`;
+    const tail =
+      journalText === undefined ? '' : `\nthe killed writer's journal (its last 40 lines):\n${journalText.trimEnd().split('\n').slice(-40).join('\n')}`;
+    const message = `object files crash (${o.label}): seed ${o.seed}, ${where} (replay with LFB_CRASH_SEED=${o.seed}): ${err instanceof Error ? err.message : String(err)}${tail}`;
     process.stderr.write(`${message}\n`);
     throw new Error(message, { cause: err });
   } finally {

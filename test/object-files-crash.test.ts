@@ -13,6 +13,7 @@ import { crashRounds } from './object-files-crash-harness.js';
 
 const SEED = Number(process.env['LFB_CRASH_SEED'] ?? 20261205);
 const SOAK = Number(process.env['LFB_CRASH_SOAK'] ?? 1);
+if (!Number.isSafeInteger(SEED) || !Number.isSafeInteger(SOAK) || SOAK < 1) throw new Error('LFB_CRASH_SEED and LFB_CRASH_SOAK are whole numbers (SOAK ≥ 1)');
 
 test(`object files, local folder: kills -9 of a writer at random moments leave only committed states (seed ${SEED})`, { timeout: 120_000 * SOAK }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'lfb-objcrash-local-'));
