@@ -60,4 +60,3 @@ export function mutateScattered(image: string, writes: number, seed: number): nu
   closeSync(fd);
   return writes * 4096;
 }
-
