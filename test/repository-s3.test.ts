@@ -265,3 +265,25 @@ test('S3 repository, --immutable-days: backup files are written locked (COMPLIAN
     await t.cleanup();
   }
 });
+
+test('S3 repository as a backup copy target: copy create --to-repo s3://… makes it, copy run fills it, its points restore bit-exact', async () => {
+  const t = await tempDir();
+  try {
+    const rand = rng(23);
+    const local = join(t.dir, 'repo');
+    const target = `s3://${ceph().bucket('copy')}/offsite`;
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, 3 * MiB);
+    await writeFile(disk, content);
+    await ok(['repo', 'init', local, '--block-size', '256K']);
+    await ok(['job', 'create', 'vm', '--repo', local, '--disk', disk]);
+    await ok(['backup', 'vm', '--repo', local]);
+    assert.match(await ok(['copy', 'create', 'off', '--repo', local, '--to-repo', target, '--job', 'vm']), new RegExp(`→ ${target.replace(/[/.]/g, '\\$&')}`));
+    await ok(['copy', 'run', 'off', '--repo', local]);
+    const copied = await availablePoints(target);
+    assert.equal(copied.length, 1);
+    assert.ok((await restored(target, 'latest', join(t.dir, 'copied.img'))).equals(content));
+  } finally {
+    await t.cleanup();
+  }
+});

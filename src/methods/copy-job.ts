@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { repositoryRoot } from '../repository/location.js';
 import { LifeboatError } from '../core/errors.js';
 import { newUuid } from '../core/ids.js';
 import { parseCron, parseWindow } from '../core/schedule-text.js';
@@ -79,7 +80,7 @@ export async function createCopyJob(sourceRoot: string, settings: CopySettings, 
   validate(settings);
   const source = await Repository.open(sourceRoot);
   const sourceJob = await loadJob(source, settings.job);
-  const toRepo = resolve(settings.toRepo);
+  const toRepo = repositoryRoot(settings.toRepo);
   if (toRepo === source.root) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--to-repo must be another repository than --repo');
   const path = copyPath(source, settings.name);
   if ((await source.storage.list(join(source.root, COPIES_DIR)).catch(() => [] as string[])).includes(`${settings.name}.json`))

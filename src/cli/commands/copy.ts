@@ -1,3 +1,4 @@
+import { locationText } from '../../repository/location.js';
 import { formatBytes } from '../../core/units.js';
 import { LifeboatError } from '../../core/errors.js';
 import { parseGfs } from '../../repository/job.js';
@@ -73,7 +74,7 @@ export const copyCreate: Command = {
       after: optionalString(ctx, 'after'),
     });
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(def));
-    else ctx.out(`copy job ${def.name}: job ${def.job} → ${def.toRepo}`);
+    else ctx.out(`copy job ${def.name}: job ${def.job} → ${locationText(def.toRepo)}`);
   },
 };
 
@@ -99,7 +100,7 @@ export const copyList: Command = {
   async run(ctx) {
     const all = await ctx.service.listCopyJobs(requireString(ctx, 'repo'));
     if (ctx.values['json'] === true) ctx.out(JSON.stringify(all));
-    else for (const c of all) ctx.out(`${c.name}  job ${c.job} → ${c.toRepo}`);
+    else for (const c of all) ctx.out(`${c.name}  job ${c.job} → ${locationText(c.toRepo)}`);
   },
 };
 
