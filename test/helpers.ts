@@ -110,6 +110,16 @@ export async function writeAt(path: string, data: Buffer, offset: number): Promi
   }
 }
 
+/** Guest-like writes: `count` random stretches of `length` seeded bytes, into the disk file and into `content` (its bytes in memory) alike. */
+export async function scatterWrites(disk: string, content: Buffer, rand: () => number, count: number, length: number): Promise<void> {
+  for (let k = 0; k < count; k++) {
+    const off = Math.floor(rand() * (content.length - length));
+    const chunk = randomBytes(rand, length);
+    chunk.copy(content, off);
+    await writeAt(disk, chunk, off);
+  }
+}
+
 /** Reads a whole point disk through the virtual-disk API. */
 export async function readPoint(repo: string, job: string, point: string, disk = '0'): Promise<Buffer> {
   const svc = new LifeboatService(fixedClock(new Date()));

@@ -7,7 +7,8 @@ import { ExtentMap, inMemory, inPack } from '../src/objects/extent-map.js';
 import { LocalObjectStore } from '../src/objects/local-object-store.js';
 import { ObjectFileStorage } from '../src/objects/object-files.js';
 import { PACKS, ROOTS } from '../src/objects/file-root.js';
-import { isLifeboatError } from '../src/core/errors.js';
+import { LifeboatError, isLifeboatError } from '../src/core/errors.js';
+import type { ByteRange, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from '../src/objects/object-store.js';
 import { prng } from '../src/testing/prng.js';
 
 /** A seeded generator: a failure prints its seed and replays. */
@@ -54,14 +55,7 @@ test('extent map: random writes, truncates and flushes agree with a byte model; 
         const records = map.unflushed();
         const name = `p${step}`;
         packs.set(name, Buffer.concat(records.map((x) => x.data!)));
-        let off = 0;
-        for (const x of records) {
-          x.pack = name;
-          x.packOffset = off;
-          x.data = undefined;
-          off += x.length;
-        }
-        map.coalesce();
+        map.markFlushed(records, name);
       }
       assert.equal(map.size, model.length, `seed ${seed} step ${step}`);
       assert.ok(render(map, packs).equals(model), `seed ${seed} step ${step}`);
@@ -72,13 +66,7 @@ test('extent map: random writes, truncates and flushes agree with a byte model; 
   // Sequential writes flushed together are one extent.
   const seq = new ExtentMap();
   for (let i = 0; i < 8; i++) seq.place(inMemory(i * 10, Buffer.alloc(10, i)));
-  const records = seq.unflushed();
-  records.forEach((x, i) => {
-    x.pack = 'p';
-    x.packOffset = i * 10;
-    x.data = undefined;
-  });
-  seq.coalesce();
+  seq.markFlushed(seq.unflushed(), 'p');
   assert.deepEqual(seq.all(), [inPack(0, 80, 'p', 0)]);
 });
 
@@ -191,3 +179,138 @@ test('object files: collect removes unreferenced packs past the grace and stale 
     await dead.close();
   });
 });
+
+/** A local object store whose chosen calls fail (or land, then fail) once, and whose root PUTs can be held. */
+class FaultyObjectStore implements ObjectStore {
+  readonly location: string;
+  readonly retention = false;
+  failGet: ((name: string) => LifeboatError | undefined) | undefined;
+  /** The put lands, then its caller is told it timed out (an answer lost on the way). */
+  loseAnswerOf: ((name: string) => boolean) | undefined;
+  hold: { test: (name: string) => boolean; release: Promise<void>; reached: () => void } | undefined;
+
+  constructor(private readonly inner: ObjectStore) {
+    this.location = inner.location;
+  }
+
+  async put(name: string, data: Uint8Array, options?: PutOptions): Promise<void> {
+    const held = this.hold;
+    if (held?.test(name)) {
+      this.hold = undefined;
+      held.reached();
+      await held.release;
+    }
+    await this.inner.put(name, data, options);
+    if (this.loseAnswerOf?.(name) === true) {
+      this.loseAnswerOf = undefined;
+      throw new LifeboatError('LFB_ERR_STORE_TIMEOUT', `put ${name}: no answer within 30 s`);
+    }
+  }
+
+  get(name: string, range?: ByteRange): Promise<Buffer> {
+    const err = this.failGet?.(name);
+    if (err !== undefined) {
+      this.failGet = undefined;
+      return Promise.reject(err);
+    }
+    return this.inner.get(name, range);
+  }
+
+  head(name: string): Promise<ObjectHead | undefined> {
+    return this.inner.head(name);
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+
+  delete(name: string): Promise<void> {
+    return this.inner.delete(name);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+async function withFaultyStorage(fn: (s: ObjectFileStorage, store: FaultyObjectStore) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'lfb-objfiles-faults-'));
+  const store = new FaultyObjectStore(await LocalObjectStore.open(dir));
+  try {
+    await fn(new ObjectFileStorage(store, '/repo', { packBytes: 4096 }), store);
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function readAllOf(s: ObjectFileStorage, path: string): Promise<string> {
+  const f = await s.open(path, 'read');
+  try {
+    const buf = Buffer.alloc(await f.size());
+    await f.pread(buf, 0);
+    return buf.toString();
+  } finally {
+    await f.close();
+  }
+}
+
+test('object files: a store that times out reading a root or a pack fails the call with LFB_ERR_IO (the seam’s device error), its own code in the details', async () => {
+  await withFaultyStorage(async (s, store) => {
+    const f = await s.open('/repo/a', 'create');
+    await f.pwrite(Buffer.alloc(10_000, 7), 0);
+    await f.close();
+    const timeout = (name: string): LifeboatError => new LifeboatError('LFB_ERR_STORE_TIMEOUT', `get ${name}: no answer within 30 s`);
+    store.failGet = (name) => (name.startsWith(ROOTS) ? timeout(name) : undefined);
+    const atOpen = await s.open('/repo/a', 'read').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(isLifeboatError(atOpen, 'LFB_ERR_IO'), String(atOpen));
+    assert.equal(atOpen.details['storeCode'], 'LFB_ERR_STORE_TIMEOUT');
+    const r = await s.open('/repo/a', 'read');
+    store.failGet = (name) => (name.startsWith(PACKS) ? timeout(name) : undefined);
+    const atRead = await r.pread(Buffer.alloc(100), 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(isLifeboatError(atRead, 'LFB_ERR_IO'), String(atRead));
+    assert.equal(atRead.details['storeCode'], 'LFB_ERR_STORE_TIMEOUT');
+    await r.close();
+  });
+});
+
+test('object files: a commit that landed but whose answer was lost is found at the next sync, not taken for another writer’s', async () => {
+  await withFaultyStorage(async (s, store) => {
+    const f = await s.open('/repo/a', 'create');
+    await f.pwrite(Buffer.from('one'), 0);
+    store.loseAnswerOf = (name) => name.startsWith(`${ROOTS}a#`);
+    await assert.rejects(f.sync(), (e: unknown) => isLifeboatError(e, 'LFB_ERR_IO'));
+    await f.pwrite(Buffer.from('two'), 3);
+    await f.sync();
+    await f.close();
+    assert.equal(await readAllOf(s, '/repo/a'), 'onetwo');
+  });
+});
+
+for (const during of ['rename', 'remove'] as const) {
+  test(`object files: a ${during} while the file's sync is under way leaves the file ${during === 'rename' ? 'under its new name only, with the synced bytes' : 'removed'}`, async () => {
+    await withFaultyStorage(async (s, store) => {
+      const f = await s.open('/repo/a', 'create');
+      await f.pwrite(Buffer.from('synced'), 0);
+      let reached!: () => void;
+      const atPut = new Promise<void>((r) => (reached = r));
+      let release!: () => void;
+      store.hold = { test: (name) => name.startsWith(`${ROOTS}a#`), release: new Promise<void>((r) => (release = r)), reached };
+      const syncing = f.sync();
+      await atPut;
+      const moving = during === 'rename' ? s.rename('/repo/a', '/repo/b') : s.remove('/repo/a');
+      await moving;
+      release();
+      await syncing;
+      await f.close();
+      assert.deepEqual(await s.list('/repo'), during === 'rename' ? ['b'] : []);
+      if (during === 'rename') assert.equal(await readAllOf(s, '/repo/b'), 'synced');
+    });
+  });
+}

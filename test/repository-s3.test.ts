@@ -10,7 +10,7 @@ import { S3ObjectStore } from '../src/objects/s3-object-store.js';
 import { PACKS } from '../src/objects/file-root.js';
 import { isLifeboatError } from '../src/core/errors.js';
 import { useCephS3 } from './ceph-fixture.js';
-import { BIN, MiB, cli, randomBytes, rng, tempDir, writeAt, type CliResult, type ListedPoint } from './helpers.js';
+import { BIN, MiB, cli, randomBytes, rng, tempDir, scatterWrites, type CliResult, type ListedPoint } from './helpers.js';
 
 const ceph = useCephS3();
 
@@ -55,64 +55,75 @@ async function countPacks(url: string): Promise<number> {
   }
 }
 
-/** Guest-like changes between runs: a few scattered writes. */
-async function change(disk: string, content: Buffer, rand: () => number): Promise<void> {
-  for (let i = 0; i < 3; i++) {
-    const at = Math.floor(rand() * (content.length - 70_000));
-    const data = randomBytes(rand, 70_000);
-    data.copy(content, at);
-    await writeAt(disk, data, at);
+interface Scene {
+  readonly dir: string;
+  readonly bucket: string;
+  /** s3://<bucket>/<prefix> */
+  readonly repo: string;
+  readonly disk: string;
+  /** The disk's bytes: change() keeps them equal to the file's. */
+  readonly content: Buffer;
+  readonly rand: () => number;
+}
+
+/** A bucket of the test's own and a source disk of `bytes` seeded bytes in a temporary folder (removed after, whatever the outcome). */
+async function withScene(label: string, seed: number, bytes: number, fn: (s: Scene) => Promise<void>, prefix = 'r'): Promise<void> {
+  const t = await tempDir();
+  try {
+    const rand = rng(seed);
+    const bucket = ceph().bucket(label);
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, bytes);
+    await writeFile(disk, content);
+    await fn({ dir: t.dir, bucket, repo: `s3://${bucket}/${prefix}`, disk, content, rand });
+  } finally {
+    await t.cleanup();
   }
 }
 
+/** Guest-like changes between runs: a few scattered writes. */
+const change = (disk: string, content: Buffer, rand: () => number): Promise<void> => scatterWrites(disk, content, rand, 3, 70_000);
+
 for (const method of ['forever', 'forward', 'reverse'] as const) {
-  test(`S3 repository, ${method} method: backups with retention, every point restores bit-exact, verify finds nothing wrong`, async () => {
-    const t = await tempDir();
-    try {
-      const rand = rng(method.length * 7);
-      const repo = `s3://${ceph().bucket(`repo-${method}`)}/backups/main`;
-      const disk = join(t.dir, 'vm.img');
-      const content = randomBytes(rand, 6 * MiB + 4096);
-      await writeFile(disk, content);
-      assert.match(await ok(['repo', 'init', repo, '--block-size', '256K']), new RegExp(`created repository ${repo.replace(/[/.]/g, '\\$&')}`));
-      await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', method, '--retain-points', '3']);
-      const expected = new Map<string, Buffer>();
-      for (let i = 0; i < 5; i++) {
-        // Forward chains leave whole: a new chain every other run gives retention one to delete.
-        const activeFull = method === 'forward' && i % 2 === 0 && i > 0 ? ['--active-full'] : [];
-        const out = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...activeFull])) as { pointId: string };
-        expected.set(out.pointId, Buffer.from(content));
-        await change(disk, content, rand);
-      }
-      const points = await availablePoints(repo);
-      // forward: chains [0,1] [2,3] [4]; the oldest goes once 3 newer points exist.
-      assert.equal(points.length, 3, `retention keeps 3: ${JSON.stringify(points.map((p) => [p.id, p.kind]))}`);
-      for (const p of points) assert.ok((await restored(repo, p.id, join(t.dir, `${p.id}.img`))).equals(expected.get(p.id)!), `point ${p.id} (${p.kind})`);
-      assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
-      const info = JSON.parse(await ok(['repo', 'info', '--repo', repo, '--json'])) as { repo: string; freeBytes: unknown; jobs: { points: number }[] };
-      assert.equal(info.freeBytes, null);
-      assert.equal(info.jobs[0]!.points, 3);
-    } finally {
-      await t.cleanup();
-    }
-  });
+  test(`S3 repository, ${method} method: backups with retention, every point restores bit-exact, verify finds nothing wrong`, () =>
+    withScene(
+      `repo-${method}`,
+      method.length * 7,
+      6 * MiB + 4096,
+      async ({ dir, repo, disk, content, rand }) => {
+        assert.match(await ok(['repo', 'init', repo, '--block-size', '256K']), new RegExp(`created repository ${repo.replace(/[/.]/g, '\\$&')}`));
+        await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', method, '--retain-points', '3']);
+        const expected = new Map<string, Buffer>();
+        for (let i = 0; i < 5; i++) {
+          // Forward chains leave whole: a new chain every other run gives retention one to delete.
+          const activeFull = method === 'forward' && i % 2 === 0 && i > 0 ? ['--active-full'] : [];
+          const out = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...activeFull])) as { pointId: string };
+          expected.set(out.pointId, Buffer.from(content));
+          await change(disk, content, rand);
+        }
+        const points = await availablePoints(repo);
+        // forward: chains [0,1] [2,3] [4]; the oldest goes once 3 newer points exist.
+        assert.equal(points.length, 3, `retention keeps 3: ${JSON.stringify(points.map((p) => [p.id, p.kind]))}`);
+        for (const p of points) assert.ok((await restored(repo, p.id, join(dir, `${p.id}.img`))).equals(expected.get(p.id)!), `point ${p.id} (${p.kind})`);
+        assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
+        const info = JSON.parse(await ok(['repo', 'info', '--repo', repo, '--json'])) as { repo: string; freeBytes: unknown; jobs: { points: number }[] };
+        assert.equal(info.freeBytes, null);
+        assert.equal(info.jobs[0]!.points, 3);
+      },
+      'backups/main',
+    ));
 }
 
-test('S3 repository: compact removes the packs merges and a deleted job left, once past --pack-grace; what is kept restores', async () => {
-  const t = await tempDir();
-  try {
-    const rand = rng(11);
-    const bucket = ceph().bucket('compact');
-    const repo = `s3://${bucket}/r`;
-    const disk = join(t.dir, 'vm.img');
-    const content = randomBytes(rand, 4 * MiB);
-    await writeFile(disk, content);
+test('S3 repository: compact removes the packs merges and a deleted job left, once past --pack-grace; what is kept restores', () =>
+  withScene('compact', 11, 4 * MiB, async ({ dir, bucket, repo, disk, content, rand }) => {
     await ok(['repo', 'init', repo, '--block-size', '256K']);
     await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--retain-points', '2']);
     await ok(['job', 'create', 'other', '--repo', repo, '--disk', disk]);
     await ok(['backup', 'other', '--repo', repo]);
+    const expected = new Map<string, Buffer>();
     for (let i = 0; i < 4; i++) {
-      await ok(['backup', 'vm', '--repo', repo]);
+      const run = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'])) as { pointId: string };
+      expected.set(run.pointId, Buffer.from(content));
       await change(disk, content, rand);
     }
     await ok(['job', 'delete', 'other', '--repo', repo, '--with-points']);
@@ -128,28 +139,15 @@ test('S3 repository: compact removes the packs merges and a deleted job left, on
     assert.ok(after < before, `${before} packs before, ${after} after`);
     const points = await availablePoints(repo);
     assert.equal(points.length, 2);
-    const latest = points[points.length - 1]!;
-    await change(disk, content, rand); // the source moves on; the point must not
-    const got = await restored(repo, latest.id, join(t.dir, 'latest.img'));
-    assert.equal(got.length, content.length);
+    for (const p of points) assert.ok((await restored(repo, p.id, join(dir, `${p.id}.img`))).equals(expected.get(p.id)!), `point ${p.id}`);
     assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
-  } finally {
-    await t.cleanup();
-  }
-});
+  }));
 
-test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earlier points restorable and the next run succeeds', async () => {
-  const t = await tempDir();
-  try {
-    const rand = rng(5);
-    const bucket = ceph().bucket('crypt');
-    const repo = `s3://${bucket}/r`;
-    const pw = join(t.dir, 'pw');
+test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earlier points restorable and the next run succeeds', () =>
+  withScene('crypt', 5, 96 * MiB, async ({ dir, bucket, repo, disk, content, rand }) => {
+    const pw = join(dir, 'pw');
     await writeFile(pw, 'a long enough password\n');
     const env = { LIFEBOAT_PASSWORD_FILE: pw };
-    const disk = join(t.dir, 'vm.img');
-    const content = randomBytes(rand, 96 * MiB);
-    await writeFile(disk, content);
     await ok(['repo', 'init', repo, '--encrypt'], env);
     await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk], env);
     const first = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'], env)) as { pointId: string };
@@ -180,17 +178,14 @@ test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earli
       after.some((p) => p.id === first.pointId),
       JSON.stringify(after),
     );
-    assert.ok((await restored(repo, first.pointId, join(t.dir, 'first.img'), env)).equals(firstBytes));
+    assert.ok((await restored(repo, first.pointId, join(dir, 'first.img'), env)).equals(firstBytes));
     const next = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json'], env)) as { pointId: string };
-    assert.ok((await restored(repo, next.pointId, join(t.dir, 'next.img'), env)).equals(content));
+    assert.ok((await restored(repo, next.pointId, join(dir, 'next.img'), env)).equals(content));
     assert.match(await ok(['verify', 'vm', '--repo', repo, '--all'], env), /^OK: /m);
     // Without the password nothing is read.
-    const locked = await run(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', join(t.dir, 'x.img')], { LIFEBOAT_PASSWORD_FILE: '' });
-    assert.notEqual(locked.code, 0);
-  } finally {
-    await t.cleanup();
-  }
-});
+    const locked = await run(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', join(dir, 'x.img')], { LIFEBOAT_PASSWORD_FILE: '' });
+    assert.match(locked.stderr, /is encrypted: give its password/);
+  }));
 
 test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORTED; init twice is refused, and --immutable-days on a bucket without object lock', async () => {
   const repo = `s3://${ceph().bucket('refuse')}/r`;
@@ -211,15 +206,8 @@ test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORT
   }
 });
 
-test('S3 repository, --immutable-days: backup files are written locked (COMPLIANCE) for the days, lifeboat.json for good; a DELETE before the date fails; rewriting methods, compact and job delete are refused', async () => {
-  const t = await tempDir();
-  try {
-    const bucket = ceph().bucket('immutable');
-    const repo = `s3://${bucket}/r`;
-    const rand = rng(3);
-    const disk = join(t.dir, 'vm.img');
-    const content = randomBytes(rand, 3 * MiB);
-    await writeFile(disk, content);
+test('S3 repository, --immutable-days: backup files are written locked (COMPLIANCE) for the days, lifeboat.json for good; a DELETE before the date fails; rewriting methods, compact and job delete are refused', () =>
+  withScene('immutable', 3, 3 * MiB, async ({ dir, bucket, repo, disk, content, rand }) => {
     const started = Date.now();
     await ok(['repo', 'init', repo, '--immutable-days', '2', '--block-size', '256K']);
     const forever = await run(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forever']);
@@ -229,8 +217,8 @@ test('S3 repository, --immutable-days: backup files are written locked (COMPLIAN
     const firstBytes = Buffer.from(content);
     await change(disk, content, rand);
     await ok(['backup', 'vm', '--repo', repo]);
-    assert.ok((await restored(repo, first.pointId, join(t.dir, 'first.img'))).equals(firstBytes));
-    assert.ok((await restored(repo, 'latest', join(t.dir, 'latest.img'))).equals(content));
+    assert.ok((await restored(repo, first.pointId, join(dir, 'first.img'))).equals(firstBytes));
+    assert.ok((await restored(repo, 'latest', join(dir, 'latest.img'))).equals(content));
 
     const store = await S3ObjectStore.open(`s3://${bucket}/r`, { connection: ceph().connection });
     try {
@@ -261,29 +249,26 @@ test('S3 repository, --immutable-days: backup files are written locked (COMPLIAN
     assert.match((await run(['job', 'delete', 'vm', '--repo', repo, '--with-points'])).stderr, /immutable until .*\[LFB_ERR_IMMUTABLE\]/s);
     // Everything is still there and whole.
     assert.match(await ok(['verify', 'vm', '--repo', repo, '--all']), /^OK: /m);
-  } finally {
-    await t.cleanup();
-  }
-});
+  }));
 
-test('S3 repository as a backup copy target: copy create --to-repo s3://… makes it, copy run fills it, its points restore bit-exact', async () => {
-  const t = await tempDir();
-  try {
-    const rand = rng(23);
-    const local = join(t.dir, 'repo');
-    const target = `s3://${ceph().bucket('copy')}/offsite`;
-    const disk = join(t.dir, 'vm.img');
-    const content = randomBytes(rand, 3 * MiB);
-    await writeFile(disk, content);
-    await ok(['repo', 'init', local, '--block-size', '256K']);
-    await ok(['job', 'create', 'vm', '--repo', local, '--disk', disk]);
-    await ok(['backup', 'vm', '--repo', local]);
-    assert.match(await ok(['copy', 'create', 'off', '--repo', local, '--to-repo', target, '--job', 'vm']), new RegExp(`→ ${target.replace(/[/.]/g, '\\$&')}`));
-    await ok(['copy', 'run', 'off', '--repo', local]);
-    const copied = await availablePoints(target);
-    assert.equal(copied.length, 1);
-    assert.ok((await restored(target, 'latest', join(t.dir, 'copied.img'))).equals(content));
-  } finally {
-    await t.cleanup();
-  }
-});
+test('S3 repository as a backup copy target: copy create --to-repo s3://… makes it, copy run fills it, its points restore bit-exact', () =>
+  withScene(
+    'copy',
+    23,
+    3 * MiB,
+    async ({ dir, repo: target, disk, content }) => {
+      const local = join(dir, 'repo');
+      await ok(['repo', 'init', local, '--block-size', '256K']);
+      await ok(['job', 'create', 'vm', '--repo', local, '--disk', disk]);
+      await ok(['backup', 'vm', '--repo', local]);
+      assert.match(
+        await ok(['copy', 'create', 'off', '--repo', local, '--to-repo', target, '--job', 'vm']),
+        new RegExp(`→ ${target.replace(/[/.]/g, '\\$&')}`),
+      );
+      await ok(['copy', 'run', 'off', '--repo', local]);
+      const copied = await availablePoints(target);
+      assert.equal(copied.length, 1);
+      assert.ok((await restored(target, 'latest', join(dir, 'copied.img'))).equals(content));
+    },
+    'offsite',
+  ));

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli, randomBytes, readPoint, rng, tempDir, writeAt } from './helpers.js';
+import { cli, randomBytes, readPoint, rng, scatterWrites, tempDir, writeAt } from './helpers.js';
 
 interface Point {
   id: string;
@@ -19,12 +19,7 @@ async function points(repo: string, job = 'vm'): Promise<Point[]> {
 
 /** Changes like a guest's: rewritten ranges, a block zeroed, a zero block filled. */
 async function mutate(disk: string, content: Buffer, rand: () => number): Promise<void> {
-  for (let k = 0; k < 3; k++) {
-    const off = Math.floor(rand() * (content.length - 60_000));
-    const chunk = randomBytes(rand, 60_000);
-    chunk.copy(content, off);
-    await writeAt(disk, chunk, off);
-  }
+  await scatterWrites(disk, content, rand, 3, 60_000);
   const bi = Math.floor(rand() * Math.floor(content.length / BS));
   const z = rand() < 0.5 ? Buffer.alloc(BS) : randomBytes(rand, BS);
   z.copy(content, bi * BS);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { availablePoints, cli, randomBytes, readPoint, rng, tempDir, writeAt, type ListedPoint } from './helpers.js';
+import { availablePoints, cli, randomBytes, readPoint, rng, tempDir, scatterWrites, type ListedPoint } from './helpers.js';
 
 type Point = ListedPoint;
 
@@ -19,14 +19,7 @@ async function setup(dir: string, rand: () => number, syntheticDays: string): Pr
   return { repo, disk, content };
 }
 
-async function mutate(disk: string, content: Buffer, rand: () => number): Promise<void> {
-  for (let k = 0; k < 3; k++) {
-    const off = Math.floor(rand() * (content.length - 50_000));
-    const chunk = randomBytes(rand, 50_000);
-    chunk.copy(content, off);
-    await writeAt(disk, chunk, off);
-  }
-}
+const mutate = (disk: string, content: Buffer, rand: () => number): Promise<void> => scatterWrites(disk, content, rand, 3, 50_000);
 
 const points = (repo: string): Promise<Point[]> => availablePoints(repo);
 

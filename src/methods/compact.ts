@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { DATA_START } from '../format/index.js';
 import { lockAt, type LockFile } from '../storage/index.js';
 import { isObjectLocation } from '../repository/location.js';
+import { isLifeboatError } from '../core/errors.js';
 import { BackupFileReader } from '../repository/backup-file.js';
 import { BackupFileWriter } from '../repository/backup-file-writer.js';
 import { loadJob } from '../repository/job.js';
@@ -44,7 +45,10 @@ export async function collectUnusedObjects(repo: Repository, graceMs?: number): 
   const locks: LockFile[] = [];
   try {
     for (const name of await repo.listJobs()) {
-      const lock = await lockAt(repo.storage, join(repo.jobDir(name), 'lock'), `job "${name}"`).catch(() => undefined);
+      const lock = await lockAt(repo.storage, join(repo.jobDir(name), 'lock'), `job "${name}"`).catch((err: unknown) => {
+        if (isLifeboatError(err, 'LFB_ERR_JOB_LOCKED')) return undefined;
+        throw err;
+      });
       if (lock === undefined) return 'busy';
       locks.push(lock);
     }

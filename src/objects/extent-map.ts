@@ -99,6 +99,21 @@ export class ExtentMap {
     return this.extents.filter((e) => e.data !== undefined);
   }
 
+  /**
+   * `records` (from unflushed()) are now in `pack`, one after the other from
+   * its start: each is moved from memory to it in place, and neighbours join.
+   */
+  markFlushed(records: readonly Extent[], pack: string): void {
+    let at = 0;
+    for (const r of records) {
+      r.pack = pack;
+      r.packOffset = at;
+      r.data = undefined;
+      at += r.length;
+    }
+    this.coalesce();
+  }
+
   /** Every record as it is now (a commit's view, taken after its flush). */
   all(): readonly Extent[] {
     return this.extents.slice();

@@ -23,6 +23,27 @@ export function noSuchFile(doing: string, path: string): LifeboatError {
   return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: no such file or directory`, { details: { path, errno: 'ENOENT' } });
 }
 
+/** Codes a caller of the storage seam acts on as they are; any other failure of the store is the seam's device error. */
+const KEPT = new Set(['LFB_ERR_IO', 'LFB_ERR_NO_SPACE', 'LFB_ERR_FILE_CORRUPT', 'LFB_ERR_OBJECT_EXISTS', 'LFB_ERR_IMMUTABLE', 'LFB_ERR_INVALID_ARGUMENT']);
+
+/**
+ * The storage seam's errors (storage.ts): no space stays no space, anything
+ * else of the store (a timeout, an unreachable or refusing endpoint, a
+ * missing object) is LFB_ERR_IO, the store's own code in `storeCode`, so that
+ * a job scan or verify takes it for the device failing, never for a damaged
+ * file. A damaged root (FILE_CORRUPT), a lost commit race (OBJECT_EXISTS) and
+ * an object lock (IMMUTABLE) keep their codes.
+ */
+export function toStorageError(err: unknown, doing: string, path: string): LifeboatError {
+  if (err instanceof LifeboatError && KEPT.has(err.code)) return err;
+  const code = err instanceof LifeboatError ? err.code : undefined;
+  const why = err instanceof Error ? err.message : String(err);
+  return new LifeboatError('LFB_ERR_IO', `${doing} ${path}: ${why}`, {
+    cause: err,
+    details: { path, ...(err instanceof LifeboatError ? err.details : {}), ...(code !== undefined ? { storeCode: code } : {}) },
+  });
+}
+
 /** Put options with an object-lock date, when there is one. */
 export function lockedUntil(date: Date | undefined): { retainUntil?: Date } {
   return date === undefined ? {} : { retainUntil: date };
@@ -47,6 +68,8 @@ export class ObjectFile implements StorageFile {
   /** Flushes and commits, one at a time. */
   private serial: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
+  /** A root PUT that failed without an answer: it may have landed. */
+  private uncertain: { readonly name: string; readonly bytes: Buffer; readonly generation: number } | undefined;
   /** The pack being written while writes go on into memory (one at a time: memory stays under about two packs). */
   private flushing: Promise<void> | undefined;
   /** Why that background flush failed: told to the next write or sync (its bytes are still in memory, so a retry loses nothing). */
@@ -85,7 +108,11 @@ export class ObjectFile implements StorageFile {
     if (position >= size || into.length === 0) return 0;
     const length = Math.min(into.length, size - position);
     into.fill(0, 0, length);
-    await Promise.all(this.map.within(position, length).map((e) => this.readExtent(e, into, e.offset - position)));
+    try {
+      await Promise.all(this.map.within(position, length).map((e) => this.readExtent(e, into, e.offset - position)));
+    } catch (err) {
+      throw toStorageError(err, 'read', this.path);
+    }
     return length;
   }
 
@@ -123,7 +150,7 @@ export class ObjectFile implements StorageFile {
       this.throwFlushError();
       if (this.unflushedBytes >= this.hooks.packBytes && this.flushing === undefined) {
         const run = this.exclusive(() => this.flush()).catch((err: unknown) => {
-          this.flushError = err;
+          this.flushError = toStorageError(err, 'write', this.path);
         });
         this.flushing = run.finally(() => (this.flushing = undefined));
       }
@@ -142,14 +169,7 @@ export class ObjectFile implements StorageFile {
     if (records.length === 0) return;
     const pack = newPackName(this.hooks.now());
     await this.store.put(pack, Buffer.concat(records.map((r) => r.data!)), lockedUntil(this.hooks.retainUntil(this.place.rel, 'pack')));
-    let at = 0;
-    for (const r of records) {
-      r.pack = pack;
-      r.packOffset = at;
-      r.data = undefined;
-      at += r.length;
-    }
-    this.map.coalesce();
+    this.map.markFlushed(records, pack);
     this.unflushedBytes = this.map.unflushed().reduce((n, r) => n + r.length, 0);
   }
 
@@ -166,34 +186,67 @@ export class ObjectFile implements StorageFile {
         this.committedVersion = version;
         return;
       }
-      const next = this.place.generation + 1;
-      const name = rootName(this.place.rel, next);
+      await this.settleUncertain();
+      const { rel, generation: previous } = this.place;
+      const next = previous + 1;
+      const name = rootName(rel, next);
+      const bytes = encodeRoot(size, extents);
       try {
-        await this.store.put(name, encodeRoot(size, extents), { ifNoneMatch: '*', ...lockedUntil(this.hooks.retainUntil(this.place.rel, 'root')) });
+        await this.store.put(name, bytes, { ifNoneMatch: '*', ...lockedUntil(this.hooks.retainUntil(rel, 'root')) });
       } catch (err) {
         if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS'))
           throw new LifeboatError('LFB_ERR_OBJECT_EXISTS', `commit ${this.path}: another writer committed this file first (generation ${next})`, {
             details: { path: this.path, object: name },
           });
+        // It may have landed all the same (an answer lost on the way): the next commit looks before it takes it for another writer's.
+        this.uncertain = { name, bytes, generation: next };
         throw err;
       }
-      const previous = this.place.generation;
+      if (this.place.rel !== rel || this.place.generation !== previous || this.place.unlinked) {
+        // Renamed or removed while the PUT was under way: that root went to the old name. Drop it, commit again where the file is now.
+        await this.store.delete(name).catch(() => undefined);
+        continue;
+      }
       this.place.generation = next;
       this.committedVersion = version;
       // The older root is no longer read; one left by a failure here is removed by collect().
-      if (previous > 0) await this.store.delete(rootName(this.place.rel, previous)).catch(() => undefined);
+      if (previous > 0) await this.store.delete(rootName(rel, previous)).catch(() => undefined);
       return;
+    }
+  }
+
+  /** A root whose PUT failed without an answer: if it landed (our bytes under its name), it is this file's latest. */
+  private async settleUncertain(): Promise<void> {
+    const u = this.uncertain;
+    if (u === undefined) return;
+    const found = await this.store.get(u.name).catch((err: unknown) => {
+      if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND')) return undefined;
+      throw err;
+    });
+    this.uncertain = undefined;
+    if (found !== undefined && found.equals(u.bytes) && u.name === rootName(this.place.rel, u.generation)) {
+      const previous = this.place.generation;
+      this.place.generation = u.generation;
+      if (previous > 0) await this.store.delete(rootName(this.place.rel, previous)).catch(() => undefined);
     }
   }
 
   async sync(): Promise<void> {
     this.check('fsync', false);
     this.throwFlushError();
-    if (this.writable) await this.exclusive(() => this.commit());
+    if (this.writable) await this.exclusive(() => this.commit()).catch((err: unknown) => Promise.reject(toStorageError(err, 'fsync', this.path)));
   }
 
-  datasync(): Promise<void> {
-    return this.sync();
+  /**
+   * Moves what was written into packs, and commits nothing: a root written at
+   * every write-back (its one caller, DurableFile.writeBehind, every 8 MiB of a
+   * backup file) would list every extent so far each time, roots growing with
+   * the square of the file. Only sync (and close) make a state durable here.
+   */
+  async datasync(): Promise<void> {
+    this.check('fdatasync', false);
+    this.throwFlushError();
+    if (this.writable) await this.exclusive(() => this.flush()).catch((err: unknown) => Promise.reject(toStorageError(err, 'fdatasync', this.path)));
   }
 
   async truncate(length: number): Promise<void> {
@@ -211,7 +264,7 @@ export class ObjectFile implements StorageFile {
   close(): Promise<void> {
     this.closing ??= (async () => {
       try {
-        if (this.writable) await this.exclusive(() => this.commit());
+        if (this.writable) await this.exclusive(() => this.commit()).catch((err: unknown) => Promise.reject(toStorageError(err, 'close', this.path)));
       } finally {
         this.hooks.onClosed(this);
       }

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { OpenMode, Storage, StorageFile } from '../storage/storage.js';
 import { ExtentMap } from './extent-map.js';
 import { DIR_MARK, PACKS, ROOTS, decodeRoot, dirMarkName, encodeRoot, generationOf, packTime, rootName } from './file-root.js';
-import { ObjectFile, PACK_BYTES, lockedUntil, noSuchFile, type FilePlace } from './object-file.js';
+import { ObjectFile, PACK_BYTES, lockedUntil, noSuchFile, toStorageError, type FilePlace } from './object-file.js';
 import type { ObjectStore } from './object-store.js';
 
 /** How old an unreferenced pack must be before collect() removes it: a writer may not have committed the root naming it yet. */
@@ -16,7 +15,7 @@ export interface ObjectFileOptions {
   readonly now?: () => number;
   /** Unflushed bytes of an open file before they go to a pack (PACK_BYTES). */
   readonly packBytes?: number;
-  /** This host's folder for the store's locks and caches (hostPath); default: one per store under the system's temporary folder. */
+  /** This host's folder for the store's locks and caches (hostPath); default: one per store under $LIFEBOAT_STATE_DIR (/var/lib/lifeboat)/object-stores. */
   readonly hostDir?: string;
 }
 
@@ -97,6 +96,14 @@ export class ObjectFileStorage implements Storage {
   }
 
   async open(path: string, mode: OpenMode): Promise<StorageFile> {
+    try {
+      return await this.openFile(path, mode);
+    } catch (err) {
+      throw toStorageError(err, 'open', path);
+    }
+  }
+
+  private async openFile(path: string, mode: OpenMode): Promise<StorageFile> {
     const rel = this.fileRel(path);
     const gens = await this.generations(rel);
     const latest = gens[gens.length - 1];
@@ -109,7 +116,7 @@ export class ObjectFileStorage implements Storage {
       try {
         await this.store.put(rootName(rel, generation), encodeRoot(0, []), { ifNoneMatch: '*', ...lockedUntil(this.retainUntil(rel, 'root')) });
       } catch (err) {
-        if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS') && mode === 'create') return this.open(path, 'write');
+        if (isLifeboatError(err, 'LFB_ERR_OBJECT_EXISTS') && mode === 'create') return this.openFile(path, 'write');
         throw err;
       }
       if (latest !== undefined) await this.store.delete(rootName(rel, latest)).catch(() => undefined);
@@ -145,6 +152,14 @@ export class ObjectFileStorage implements Storage {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    try {
+      await this.renameFile(from, to);
+    } catch (err) {
+      throw toStorageError(err, 'rename', from);
+    }
+  }
+
+  private async renameFile(from: string, to: string): Promise<void> {
     const fromRel = this.fileRel(from);
     const toRel = this.fileRel(to);
     if (fromRel === toRel) return;
@@ -170,6 +185,14 @@ export class ObjectFileStorage implements Storage {
   }
 
   async remove(path: string): Promise<boolean> {
+    try {
+      return await this.removeFile(path);
+    } catch (err) {
+      throw toStorageError(err, 'remove', path);
+    }
+  }
+
+  private async removeFile(path: string): Promise<boolean> {
     const rel = this.fileRel(path);
     const gens = await this.generations(rel);
     if (gens.length === 0) return false;
@@ -179,6 +202,14 @@ export class ObjectFileStorage implements Storage {
   }
 
   async list(dir: string): Promise<string[]> {
+    try {
+      return await this.listFolder(dir);
+    } catch (err) {
+      throw toStorageError(err, 'list', dir);
+    }
+  }
+
+  private async listFolder(dir: string): Promise<string[]> {
     const rel = this.rel(dir);
     const prefix = rel === '' ? ROOTS : `${ROOTS}${rel}/`;
     const names = new Set<string>();
@@ -194,11 +225,26 @@ export class ObjectFileStorage implements Storage {
 
   hostPath(path: string): string {
     const rel = this.rel(path);
-    const dir = this.options.hostDir ?? join(tmpdir(), 'lifeboat-objects', createHash('sha256').update(this.store.location).digest('hex').slice(0, 16));
+    // One folder for every process of the host, whatever its TMPDIR or PrivateTmp: the server's state folder.
+    const dir =
+      this.options.hostDir ??
+      join(
+        process.env['LIFEBOAT_STATE_DIR'] || '/var/lib/lifeboat',
+        'object-stores',
+        createHash('sha256').update(this.store.location).digest('hex').slice(0, 16),
+      );
     return rel === '' ? dir : join(dir, rel);
   }
 
   async removeFolder(dir: string): Promise<void> {
+    try {
+      await this.removeFolderObjects(dir);
+    } catch (err) {
+      throw toStorageError(err, 'delete folder', dir);
+    }
+  }
+
+  private async removeFolderObjects(dir: string): Promise<void> {
     const rel = this.fileRel(dir);
     const names: string[] = [];
     for await (const o of this.store.list(`${ROOTS}${rel}/`)) names.push(o.name);
@@ -212,6 +258,14 @@ export class ObjectFileStorage implements Storage {
   }
 
   async mkdir(dir: string): Promise<void> {
+    try {
+      await this.makeFolder(dir);
+    } catch (err) {
+      throw toStorageError(err, 'create folder', dir);
+    }
+  }
+
+  private async makeFolder(dir: string): Promise<void> {
     const rel = this.rel(dir);
     if (rel === '') return;
     const parts = rel.split('/');
@@ -227,7 +281,9 @@ export class ObjectFileStorage implements Storage {
   async collect(graceMs = DEFAULT_GRACE_MS): Promise<CollectReport> {
     const latest = new Map<string, number>();
     const stale: string[] = [];
+    const listed = new Set<string>();
     for await (const o of this.store.list(ROOTS)) {
+      listed.add(o.name);
       const hash = o.name.lastIndexOf('#');
       const rel = o.name.slice(ROOTS.length, hash);
       const mark = o.name.slice(hash + 1);
@@ -239,9 +295,19 @@ export class ObjectFileStorage implements Storage {
       latest.set(rel, Math.max(seen ?? g, g));
     }
     const named = new Set<string>();
-    for (const [rel, g] of latest) {
-      const name = rootName(rel, g);
-      for (const e of decodeRoot(name, await this.store.get(name)).extents) named.add(e.pack!);
+    const mark = async (name: string): Promise<void> => {
+      // A root replaced since the listing is gone: its successor is read in the second pass.
+      const bytes = await this.store.get(name).catch((err: unknown) => {
+        if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND')) return undefined;
+        throw err;
+      });
+      if (bytes !== undefined) for (const e of decodeRoot(name, bytes).extents) named.add(e.pack!);
+    };
+    for (const [rel, g] of latest) await mark(rootName(rel, g));
+    // Again, for roots made while the first pass ran (a commit, or a rename to a name the listing had passed): their packs stay too.
+    for await (const o of this.store.list(ROOTS)) {
+      const hash = o.name.lastIndexOf('#');
+      if (!listed.has(o.name) && generationOf(o.name, o.name.slice(ROOTS.length, hash)) !== undefined) await mark(o.name);
     }
     let rootsRemoved = 0;
     for (const name of stale) if (await this.deleteUnlessLocked(name)) rootsRemoved++;

@@ -90,7 +90,8 @@ export class Repository {
     if (opts.immutableDays !== undefined && (!Number.isInteger(opts.immutableDays) || opts.immutableDays < 1))
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--immutable-days must be a whole number ≥ 1, not ${String(opts.immutableDays)}`);
     const { root, storage } = await openLocation(dir, opts.storage, { objectLock: opts.immutableDays !== undefined });
-    const entries = await storage.list(root).catch(() => [] as string[]);
+    // Only a folder that is not there lists as nothing: a failure to list is no proof of an empty place (it could hold a repository).
+    const entries = await storage.list(root);
     if (entries.includes(REPO_CONFIG))
       throw new LifeboatError('LFB_ERR_REPO_EXISTS', `${locationText(root)} is already a Lifeboat repository`, { details: { repo: root } });
     if (entries.length > 0)

@@ -19,7 +19,12 @@ export interface StorageFile {
   pwrite(data: Uint8Array, position: number): Promise<void>;
   /** fsync: the file's data and metadata are durable when it returns. */
   sync(): Promise<void>;
-  /** fdatasync: the file's data (and its size) are durable when it returns. */
+  /**
+   * fdatasync: the file's data (and its size) are durable when it returns. On
+   * object storage (ObjectFileStorage) it only moves the data into packs and
+   * commits no state: its one caller on repository files is DurableFile's
+   * write-behind, which promises nothing; sync() is what commits.
+   */
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
