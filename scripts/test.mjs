@@ -33,7 +33,6 @@ const UNIT = [
   'storage-local',
   'storage-objects',
   'object-files-model',
-  'object-files-crash',
   'decoded-fds',
   'background-fills',
   'boot-prefetch',
