@@ -68,6 +68,15 @@ export class ObjectFileStorage implements Storage {
     return this.retentionRule?.(rel, kind);
   }
 
+  /** Runs `fn`, its failures as the storage seam's (toStorageError). */
+  private async mapped<T>(doing: string, path: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStorageError(err, doing, path);
+    }
+  }
+
   /** The name under the store of `path` ('' for the root). */
   private rel(path: string): string {
     if (path === this.root) return '';
@@ -95,12 +104,8 @@ export class ObjectFileStorage implements Storage {
     return out.sort((a, b) => a - b);
   }
 
-  async open(path: string, mode: OpenMode): Promise<StorageFile> {
-    try {
-      return await this.openFile(path, mode);
-    } catch (err) {
-      throw toStorageError(err, 'open', path);
-    }
+  open(path: string, mode: OpenMode): Promise<StorageFile> {
+    return this.mapped('open', path, () => this.openFile(path, mode));
   }
 
   private async openFile(path: string, mode: OpenMode): Promise<StorageFile> {
@@ -151,12 +156,8 @@ export class ObjectFileStorage implements Storage {
     if (set?.size === 0) this.open_.delete(f.place.rel);
   }
 
-  async rename(from: string, to: string): Promise<void> {
-    try {
-      await this.renameFile(from, to);
-    } catch (err) {
-      throw toStorageError(err, 'rename', from);
-    }
+  rename(from: string, to: string): Promise<void> {
+    return this.mapped('rename', from, () => this.renameFile(from, to));
   }
 
   private async renameFile(from: string, to: string): Promise<void> {
@@ -184,12 +185,8 @@ export class ObjectFileStorage implements Storage {
     }
   }
 
-  async remove(path: string): Promise<boolean> {
-    try {
-      return await this.removeFile(path);
-    } catch (err) {
-      throw toStorageError(err, 'remove', path);
-    }
+  remove(path: string): Promise<boolean> {
+    return this.mapped('remove', path, () => this.removeFile(path));
   }
 
   private async removeFile(path: string): Promise<boolean> {
@@ -201,12 +198,8 @@ export class ObjectFileStorage implements Storage {
     return true;
   }
 
-  async list(dir: string): Promise<string[]> {
-    try {
-      return await this.listFolder(dir);
-    } catch (err) {
-      throw toStorageError(err, 'list', dir);
-    }
+  list(dir: string): Promise<string[]> {
+    return this.mapped('list', dir, () => this.listFolder(dir));
   }
 
   private async listFolder(dir: string): Promise<string[]> {
@@ -236,12 +229,8 @@ export class ObjectFileStorage implements Storage {
     return rel === '' ? dir : join(dir, rel);
   }
 
-  async removeFolder(dir: string): Promise<void> {
-    try {
-      await this.removeFolderObjects(dir);
-    } catch (err) {
-      throw toStorageError(err, 'delete folder', dir);
-    }
+  removeFolder(dir: string): Promise<void> {
+    return this.mapped('delete folder', dir, () => this.removeFolderObjects(dir));
   }
 
   private async removeFolderObjects(dir: string): Promise<void> {
@@ -257,12 +246,8 @@ export class ObjectFileStorage implements Storage {
     this.rel(dir);
   }
 
-  async mkdir(dir: string): Promise<void> {
-    try {
-      await this.makeFolder(dir);
-    } catch (err) {
-      throw toStorageError(err, 'create folder', dir);
-    }
+  mkdir(dir: string): Promise<void> {
+    return this.mapped('create folder', dir, () => this.makeFolder(dir));
   }
 
   private async makeFolder(dir: string): Promise<void> {
