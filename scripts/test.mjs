@@ -43,6 +43,7 @@ const UNIT = [
   'sessions-hardening',
   'cli-help',
   'cli-reports',
+  'cli-module-loading',
   'overlay-seal',
   'auth',
   'auth-tls',

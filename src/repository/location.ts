@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
-import { S3ObjectStore } from '../objects/s3-object-store.js';
 import { ObjectFileStorage } from '../objects/object-files.js';
 import { localStorage, type Storage } from '../storage/index.js';
 
@@ -60,7 +59,10 @@ export async function openLocation(text: string, storage?: Storage, opts: { obje
   let opened = stores.get(key);
   if (opened === undefined) {
     const url = `s3://${root.slice('s3:/'.length)}`;
-    opened = S3ObjectStore.open(url, opts.objectLock === true ? { objectLock: true } : {}).then((store) => new ObjectFileStorage(store, root));
+    // The S3 client (the AWS SDK: about 60 ms of module loading) is loaded only by a process that opens a repository on S3.
+    opened = import('../objects/s3-object-store.js')
+      .then(({ S3ObjectStore }) => S3ObjectStore.open(url, opts.objectLock === true ? { objectLock: true } : {}))
+      .then((store) => new ObjectFileStorage(store, root));
     stores.set(key, opened);
     opened.catch(() => stores.delete(key));
   }
