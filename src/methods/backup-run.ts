@@ -148,7 +148,8 @@ export async function runBackup(repo: Repository, jobName: string, opts: BackupO
     if ((await sealJobFiles(repo, job, state, opts.clock.now())).length > 0) steps.lap('seal');
     await stopIfInterrupted();
     const retention = await applyRetention(job, dir, state, now, { immutableDays: repo.config.immutableDays, pool: opts.pool });
-    state = await scanJob(dir, storage);
+    // Files change only by an action carried out: a run that kept everything (most runs) needs no second look.
+    if (retention.some((a) => a.skipped === undefined)) state = await scanJob(dir, storage);
     steps.lap('retention');
     await writeVbm(job, state, now);
     steps.lap('metadata');

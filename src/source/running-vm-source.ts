@@ -119,11 +119,12 @@ export async function openRunningDrive(
     const actions: { type: string; data: Record<string, unknown> }[] = [];
     let exported = node;
     if (opts.offline) {
-      // Bitmaps of older points (and of runs that died) go now; the previous point's stays until the next run.
+      // Bitmaps of older points (and of runs that died) go now, in the transaction that adds the new point's; the
+      // previous point's stay until the next run.
       for (const b of info['dirty-bitmaps'] ?? []) {
         const keep = opts.previous?.bitmap;
         if (b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep))))
-          await qmp.execute('block-dirty-bitmap-remove', { node, name: b.name });
+          actions.push({ type: 'block-dirty-bitmap-remove', data: { node, name: b.name } });
       }
     } else {
       const overlay = join(dir, 'fleece.qcow2');
