@@ -9,7 +9,8 @@
  *    Target: incremental ≤ 10% of the full. For comparison the same change
  *    taken by `lifeboat backup` handed to the server, and by the CLI alone
  *    (no server: Node's start-up and module loading in every run). Three jobs
- *    on the one image, each with its own dirty bitmaps.
+ *    on the one image, each with its own dirty bitmaps. Each server has run one
+ *    backup of another job before its timed runs, as a server in service has.
  * 2. The list endpoints (runs with filters and paging, a job's points, the
  *    jobs) over a catalog of 100k runs and 10k points (filled before the
  *    server starts, by bench:catalog's fill), p50/p99 of a few hundred
@@ -35,7 +36,7 @@ import { MiB, bin, work } from './bench-util.js';
 import { fillCatalog, fillJobName, minutes, type CatalogShape } from './catalog-fill.js';
 import { rewriteFivePercent } from './cbt-changes.js';
 import { buildSampleImage } from './sample-image.js';
-import { ApiClient, adminToken, catalogMs, startServe, waitForRun, type RunView, type Served } from './service-server.js';
+import { ApiClient, adminToken, catalogMs, settled, startServe, waitForRun, type RunView, type Served } from './service-server.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 100_000);
 const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
@@ -103,6 +104,17 @@ async function runByApi(api: ApiClient, repoName: string, job: string): Promise<
   return { catalog: catalogMs(run), wall: seenAt - t0, run };
 }
 
+/** The warm-up runs' seconds, one per server. */
+const warmUpSeconds: number[] = [];
+
+/**
+ * One backup of another job (load-0, 256 MiB) before the timed runs: a server in service has run backups before,
+ * while the first run in a new process also pays for Node compiling the backup path (scan, QMP, NBD, pipeline).
+ */
+async function warmUp(api: ApiClient, repoName: string): Promise<void> {
+  warmUpSeconds.push((await runByApi(api, repoName, 'load-0')).catalog / 1000);
+}
+
 /** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
 async function runByHandOff(api: ApiClient, job: string): Promise<Timed> {
   const r = lifeboat(['backup', job, '--repo', repo, '--json']);
@@ -123,12 +135,16 @@ function runByCli(job: string): { wall: number; inProcess: number; changeMethod:
 const pct = (inc: number, full: number) => `${((inc / full) * 100).toFixed(1)}%`;
 const s = (ms: number) => (ms / 1000).toFixed(2);
 
+/** How long each server took to finish starting (settled) before the bench's first request. */
+const settleMs: number[] = [];
+
 async function withServer<T>(token: string, fn: (api: ApiClient, repoName: string, served: Served) => Promise<T>): Promise<T> {
   const nodeArgs = PROFILE ? ['--import', pathToFileURL(resolve('dist/bench/loop-delay.js')).href, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const served = await startServe(repo, stateDir, nodeArgs);
   const api = new ApiClient(served.base, token);
   try {
     const { body } = await api.call<{ repositories: { name: string; root: string }[] }>('GET', '/api/v1/repositories');
+    settleMs.push(await settled(served));
     return await fn(api, body.repositories[0]!.name, served);
   } finally {
     api.close();
@@ -247,14 +263,15 @@ async function main(): Promise<void> {
 
   // Fulls: the CLI alone first (no server yet), then through the server.
   const cliFull = runByCli('cbt-cli');
-  const [apiFull, handFull] = await withServer(token, async (api, repoName) => [
-    await runByApi(api, repoName, 'cbt-api'),
-    await runByHandOff(api, 'cbt-handoff'),
-  ]);
+  const [apiFull, handFull] = await withServer(token, async (api, repoName) => {
+    await warmUp(api, repoName);
+    return [await runByApi(api, repoName, 'cbt-api'), await runByHandOff(api, 'cbt-handoff')];
+  });
   const { rewritten, blocks } = rewriteFivePercent(raw, img, join(dir, 'changes'));
   const cliInc = runByCli('cbt-cli');
   const loadAtCbt = load();
   const { apiInc, handInc, latency, loadAtIdle, loadAtBusy, busy, loadAtOther, other } = await withServer(token, async (api, repoName) => {
+    await warmUp(api, repoName);
     const apiInc = await runByApi(api, repoName, 'cbt-api');
     const handInc = await runByHandOff(api, 'cbt-handoff');
     const middle = Math.floor(RUNS / 2);
@@ -318,6 +335,9 @@ async function main(): Promise<void> {
   row('lifeboat backup alone: in-process seconds', cliFull.inProcess, cliInc.inProcess);
   const queued = (t: Timed) => Date.parse(t.run.startedAt!) - Date.parse(t.run.queuedAt);
   console.log(`  API run-now, queued→started: full ${queued(apiFull)} ms, incremental ${queued(apiInc)} ms`);
+  console.log(
+    `  each server had finished starting (settled ${settleMs.map((ms) => `${Math.round(ms)} ms`).join(', ')} after it listened) and had run one backup of load-0 (${warmUpSeconds.map((x) => `${x.toFixed(2)} s`).join(', ')}) before its timed runs`,
+  );
   console.log(`  incremental steps in the server (ms): ${JSON.stringify(apiInc.run.steps)}; read ${(apiInc.run.bytesRead / 1e6).toFixed(0)} MB`);
   // Zero blocks cost a full next to nothing (never hashed or compressed), so the rewritten blocks are a larger share of its work.
   console.log(

@@ -5,6 +5,7 @@ import type { RunRecord } from '../src/catalog/index.js';
  * keep-alive HTTP client that times each request.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { bin } from './bench-util.js';
 
@@ -173,4 +174,29 @@ export async function waitForRun(api: ApiClient, id: number): Promise<{ run: Run
 export function catalogMs(run: RunView): number {
   if (run.startedAt === null || run.endedAt === null) throw new Error(`run ${run.id} has no start or end (${run.state})`);
   return Date.parse(run.endedAt) - Date.parse(run.startedAt);
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat; after "(comm) " the state is field 3, so at index 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Waits until a started server has finished starting (its catalog brought up to date from the repository, its
+ * HTTP schemas compiled): under 20 ms of CPU in 300 ms, or 15 s at most. Returns the milliseconds waited, so a
+ * timed run measures the server at work rather than its start-up.
+ */
+export async function settled(served: Served): Promise<number> {
+  const t0 = performance.now();
+  const pid = served.proc.pid!;
+  let before = cpuSeconds(pid);
+  while (performance.now() - t0 < 15_000) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = cpuSeconds(pid);
+    if (now - before < 0.02) break;
+    before = now;
+  }
+  return performance.now() - t0;
 }
