@@ -44,6 +44,7 @@ const UNIT = [
   'cli-help',
   'cli-reports',
   'cli-module-loading',
+  'spawner',
   'overlay-seal',
   'auth',
   'auth-tls',

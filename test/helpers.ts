@@ -51,7 +51,6 @@ export function cli(args: string[], env: Record<string, string> = {}, input?: st
   });
 }
 
-/** Polls `f` until it gives a value (every 50 ms by default), or fails naming `what` after `ms`. */
 /** `r` when the command exited 0; else the test fails with `what` and the command's standard error. */
 export function expectOk(r: CliResult, what: string): CliResult {
   assert.equal(r.code, 0, `${what}: ${r.stderr}`);
@@ -78,6 +77,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Polls `f` until it gives a value (every 50 ms by default), or fails naming `what` after `ms`. */
 export async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000, everyMs = 50): Promise<T> {
   const deadline = performance.now() + ms;
   for (;;) {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * Whether a process with this pid exists (signal 0 delivers nothing, it only
  * checks). EPERM means it exists but belongs to another user. A pid can be
@@ -10,5 +12,21 @@ export function processAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Whether a process with this pid exists and has not ended: a zombie (ended, waiting for its parent to reap it,
+ * which for an orphan can take a while) is not running.
+ */
+export function processRunning(pid: number): boolean {
+  if (!processAlive(pid)) return false;
+  try {
+    // After "(comm) " comes the state: Z for a zombie, X for dead.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(') ') + 2));
+  } catch {
+    // No /proc entry: gone since the check above.
+    return false;
   }
 }

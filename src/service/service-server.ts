@@ -7,6 +7,7 @@ import { listenNear, serve, type RunningServer, type ServeOptions } from '../app
 import { Authenticator, loadTlsFiles, selfSignedCertificate } from '../auth/index.js';
 import { openCatalog, type Catalog, type RunRecord } from '../catalog/index.js';
 import { LifeboatError, fromFsError } from '../core/errors.js';
+import { startSpawner } from '../core/spawner.js';
 import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
 import { CatalogFreshness } from './catalog-freshness.js';
@@ -83,9 +84,22 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.sharedDecoding() : undefined,
   });
   let files: ControlFiles | undefined;
-  const server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
+  // Started while the server is small: the data mover's helper processes (a run's storage daemon) are forked from it
+  // (core/spawner.ts), not from the whole server. Stopped last, once the runs that have helpers have ended.
+  const spawner = await startSpawner();
+  if ('problem' in spawner) opts.logger.warn('serve: helper processes are started directly (the spawner did not start)', { problem: spawner.problem });
+  const stopSpawner = async (): Promise<void> => {
+    if (!('problem' in spawner)) await spawner.stop();
+  };
+  let server: RunningServer;
+  try {
+    server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
+  } catch (err) {
+    await stopSpawner();
+    throw err;
+  }
   started.server = server;
-  const closers: (() => Promise<unknown>)[] = [() => server.close()];
+  const closers: (() => Promise<unknown>)[] = [stopSpawner, () => server.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
   };
@@ -106,7 +120,11 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       if (url !== undefined) await postRunEnded(url, run, opts.logger, opts.webhookRetryDelaysMs);
     };
     // Backups run off this thread, warm for every run: a scheduled increment pays no module loading or worker start-up.
-    const mover = new DataMover({ logger: opts.logger, nice: opts.backupNice ?? DEFAULT_BACKUP_NICE });
+    const mover = new DataMover({
+      logger: opts.logger,
+      nice: opts.backupNice ?? DEFAULT_BACKUP_NICE,
+      spawnerSocket: 'problem' in spawner ? undefined : spawner.socketPath,
+    });
     closers.push(() => mover.close());
     await mover.start();
     const repo = server.repoRoot;

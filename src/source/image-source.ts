@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
+import { spawnHelper } from '../core/spawner.js';
 import type { NbdAddress } from '../nbd/nbd-client.js';
 
 /**
@@ -42,12 +42,13 @@ async function runHelper(
   lockedCode: 'LFB_ERR_DISK_READ' | 'LFB_ERR_CBT',
 ): Promise<{ dir: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `lifeboat-${tool}-`));
-  const child = spawn(tool, args(dir), { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Through the server's spawner when there is one: a fork of the whole server would block this thread for 10 ms.
+  const child = spawnHelper(tool, args(dir));
   let stderr = '';
   let exited: string | undefined;
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.on('error', (err) => (exited = `cannot start ${tool}: ${err.message} (install ${pkg})`));
-  child.on('exit', (code, signal) => (exited ??= `${tool} exited (${signal ?? code})`));
+  child.on('stderr', (text: string) => (stderr += text));
+  child.on('error', (err: Error) => (exited = `cannot start ${tool}: ${err.message} (install ${pkg})`));
+  child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => (exited ??= `${tool} exited (${signal ?? code})`));
   // SIGTERM lets the helper close the image cleanly (qemu-storage-daemon stores its bitmaps then);
   // one still running 20 s later is killed, so a stuck helper cannot hold the run forever.
   const stop = async (): Promise<void> => {

@@ -12,6 +12,7 @@ import { LifeboatService } from '../../app/service.js';
 import { BlockWorkerPool } from '../../compress/block-pool.js';
 import { clockFromEnv } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
+import { useSpawner } from '../../core/spawner.js';
 import { adoptRepositoryKeys } from '../../repository/index.js';
 import type { BackupProgress } from '../../methods/backup-run.js';
 import { InProcessBackupRunner, errorFromWire, errorToWire } from './backup-runner.js';
@@ -35,6 +36,7 @@ if (data.nice > 0) {
     niceProblem = err instanceof Error ? err.message : String(err);
   }
 }
+useSpawner(data.spawnerSocket);
 const pool = new BlockWorkerPool(data.workers);
 const runner = new InProcessBackupRunner(new LifeboatService(clockFromEnv()), pool);
 const runs = new Map<number, AbortController>();

@@ -16,6 +16,8 @@ export interface MoverThreadData {
   readonly nice: number;
   /** Block workers of its pool (default: one per core, at most 8). */
   readonly workers?: number | undefined;
+  /** The server's spawner (core/spawner.ts): the thread starts its helper processes through it. */
+  readonly spawnerSocket?: string | undefined;
 }
 
 /** Server → thread. */
@@ -49,6 +51,8 @@ export interface DataMoverOptions {
   /** Nice levels added to the thread's (and its block workers') CPU priority; 0 leaves it as the server's. */
   readonly nice: number;
   readonly workers?: number | undefined;
+  /** The server's spawner, for the thread's helper processes (undefined: it spawns them itself). */
+  readonly spawnerSocket?: string | undefined;
   /** The thread's entry (tests substitute one that wraps the real one). */
   readonly threadUrl?: URL | undefined;
   /** How long close() lets the thread end by itself before ending it. */
@@ -144,7 +148,7 @@ export class DataMover implements BackupRunner {
   private current(): Thread {
     if (this.thread && !this.thread.ended) return this.thread;
     const worker = new Worker(this.opts.threadUrl ?? new URL('./data-mover-thread.js', import.meta.url), {
-      workerData: { nice: this.opts.nice, workers: this.opts.workers } satisfies MoverThreadData,
+      workerData: { nice: this.opts.nice, workers: this.opts.workers, spawnerSocket: this.opts.spawnerSocket } satisfies MoverThreadData,
     });
     let ready!: () => void;
     const thread: Thread = { worker, ready: new Promise<void>((r) => (ready = r)), runs: new Map(), ended: false };
