@@ -52,6 +52,7 @@ test('serve: a CBT run’s qemu-storage-daemon is forked by the spawner at the b
 
   // Handed to the server (it runs for the repository): a full, then an increment found by CBT.
   const full = await backupJson(repo, 'vm');
+  assert.equal(full.kind, 'full');
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x5a ${3 * MiB} ${MiB}`, img], { stdio: 'ignore' });
   const inc = (await backupJson(repo, 'vm')) as typeof full & { serverRun?: number; changes?: { method: string }[] };
   assert.ok(inc.serverRun !== undefined, 'the run was handed to the server');
