@@ -171,6 +171,11 @@ test(
       const notRepo = await cli(['catalog', 'rebuild', '--repo', join(dir, 'nope'), '--catalog', db]);
       assert.notEqual(notRepo.code, 0);
       assert.match(notRepo.stderr, /not a Lifeboat repository/);
+      // A repository on S3 has no catalog of its own yet (serve refuses it too): said so, not looked for as a folder named s3:.
+      const onS3 = await cli(['catalog', 'rebuild', '--repo', 's3://bucket/repo', '--catalog', db]);
+      assert.notEqual(onS3.code, 0);
+      assert.match(onS3.stderr, /s3:\/\/bucket\/repo is on object storage.*\[LFB_ERR_STORE_UNSUPPORTED\]/s);
+      assert.doesNotMatch(onS3.stderr, /s3:\/bucket/);
     } finally {
       await cleanup();
     }

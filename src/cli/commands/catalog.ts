@@ -1,5 +1,6 @@
 import { openCatalog, type Catalog } from '../../catalog/index.js';
 import { LifeboatError } from '../../core/errors.js';
+import { folderRepositoryRoot } from '../../repository/location.js';
 import { JSON_OPTION, REPO_OPTION, optionalString, requireString, type Command, type CommandContext } from '../command.js';
 import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
 
@@ -32,7 +33,8 @@ export const catalogRebuild: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = requireString(ctx, 'repo');
+    // The catalog is the server's, and a server serves repositories in folders: one on S3 is refused, not looked for as a folder.
+    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'catalog rebuild');
     // The service layer (the API's point builder) loads only for this command.
     const { rebuildCatalog } = await import('../../service/catalog-sync.js');
     const r = await withCatalog(ctx, (catalog) => rebuildCatalog(catalog, ctx.service, repo));
