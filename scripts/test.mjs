@@ -45,6 +45,7 @@ const UNIT = [
   'cli-reports',
   'cli-module-loading',
   'spawner',
+  'block-pool',
   'overlay-seal',
   'auth',
   'auth-tls',
