@@ -108,8 +108,9 @@ async function runByApi(api: ApiClient, repoName: string, job: string): Promise<
 const warmUpSeconds: number[] = [];
 
 /**
- * One backup of another job (load-0, 256 MiB) before the timed runs: a server in service has run backups before,
- * while the first run in a new process also pays for Node compiling the backup path (scan, QMP, NBD, pipeline).
+ * One backup of another job (load-0, 256 MiB of raw file) before the timed runs: a server in service has run
+ * backups before, while the first run in a new process also pays for Node compiling the backup path (the job's
+ * scan, the block pipeline, the commit; not the CBT source's QMP steps, which only a qcow2 job takes).
  */
 async function warmUp(api: ApiClient, repoName: string): Promise<void> {
   warmUpSeconds.push((await runByApi(api, repoName, 'load-0')).catalog / 1000);

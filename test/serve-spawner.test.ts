@@ -18,8 +18,10 @@ import { kill9, startServer, type Server } from './server-helpers.js';
 test('serve: a CBT run’s qemu-storage-daemon is forked by the spawner at the backup’s nice; kill -9 of the server ends the spawner', async (t) => {
   const { dir, cleanup } = await tempDir('lifeboat-serve-spawner-');
   let server: Server | undefined;
+  const path = process.env['PATH'];
   t.after(async () => {
     if (server) await kill9(server);
+    process.env['PATH'] = path;
     await cleanup();
   });
   const real = execFileSync('sh', ['-c', 'command -v qemu-storage-daemon'], { encoding: 'utf8' }).trim();

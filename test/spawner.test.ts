@@ -4,11 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { processRunning } from '../src/core/process-alive.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawnHelper, startSpawner, useSpawner, type HelperProcess, type Spawner } from '../src/core/spawner.js';
-import { until } from './helpers.js';
+import { tempDir, until } from './helpers.js';
 
 interface Ended {
   stderr: string;
@@ -34,6 +35,9 @@ function ended(h: HelperProcess): Promise<Ended> {
   });
 }
 
+/** A process's parent, from /proc/<pid>/stat (the 4th field). */
+const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+
 async function withSpawner(f: (s: Spawner) => Promise<void>): Promise<void> {
   const s = await startSpawner();
   if ('problem' in s) throw new Error(s.problem);
@@ -48,27 +52,32 @@ async function withSpawner(f: (s: Spawner) => Promise<void>): Promise<void> {
 
 test('through a spawner: standard error, exit codes, signals and a missing program, as a direct spawn gives them', async () => {
   for (const through of [true, false]) {
-    const check = async (): Promise<void> => {
+    const check = async (parent: number): Promise<void> => {
       const many = await ended(spawnHelper('sh', ['-c', 'for i in $(seq 1 2000); do echo "line $i" >&2; done; exit 3']));
       assert.equal(many.code, 3);
       assert.equal(many.stderr.split('\n').filter((l) => l !== '').length, 2000, 'every line before the exit');
       const sleeper = spawnHelper('sleep', ['30']);
-      await until('its pid', async () => sleeper.pid);
+      const pid = await until('its pid', async () => sleeper.pid);
+      assert.equal(parentOf(pid), parent, through ? 'forked by the spawner' : 'forked by this process');
       const stopped = ended(sleeper);
       assert.equal(sleeper.kill('SIGTERM'), true);
       assert.equal((await stopped).signal, 'SIGTERM');
       assert.equal(sleeper.kill('SIGTERM'), false, 'an ended helper takes no signal');
       const missing = await ended(spawnHelper('/nonexistent/lifeboat-tool', []));
       assert.equal(missing.error?.code, 'ENOENT');
+      // A path through a file: Node throws this one rather than reporting it; it is answered all the same.
+      const throughFile = await ended(spawnHelper('/etc/passwd/lifeboat-tool', []));
+      assert.ok(throughFile.error !== undefined, 'not started');
+      assert.notEqual(throughFile.error.code, undefined);
     };
-    if (through) await withSpawner(check);
-    else await check();
+    if (through) await withSpawner((s) => check(s.pid));
+    else await check(process.pid);
   }
 });
 
 test('a helper runs at the nice of the thread that asked for it (a backup thread lowers its own)', async () => {
   await withSpawner(async (s) => {
-    const niceOf = `cut -d' ' -f19 /proc/$$/stat >&2`;
+    const niceOf = `cut -d' ' -f19 /proc/$$/stat >&2; sleep 0.2`;
     const here = await ended(spawnHelper('sh', ['-c', niceOf]));
     // A worker thread lowers its own priority by 7 and asks for the same helper through the same spawner.
     const worker = new Worker(
@@ -80,15 +89,18 @@ test('a helper runs at the nice of the thread that asked for it (a backup thread
          const h = spawnHelper('sh', ['-c', workerData.cmd]);
          let err = '';
          h.on('stderr', (t) => (err += t));
-         h.on('exit', () => parentPort.postMessage({ err, own: getPriority(0) }));
+         const t = setInterval(() => { if (h.pid !== undefined) { clearInterval(t); const stat = require('node:fs').readFileSync('/proc/' + h.pid + '/stat', 'latin1'); parent = Number(stat.split(') ')[1].split(' ')[1]); } }, 1);
+         let parent;
+         h.on('exit', () => parentPort.postMessage({ err, own: getPriority(0), parent }));
        });`,
       { eval: true, workerData: { module: new URL('../src/core/spawner.js', import.meta.url).href, socket: s.socketPath, cmd: niceOf } },
     );
-    const { err, own } = await new Promise<{ err: string; own: number }>((resolve, reject) => {
+    const { err, own, parent } = await new Promise<{ err: string; own: number; parent: number }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
     await worker.terminate();
+    assert.equal(parent, s.pid, 'forked by the spawner (a fork from the worker thread would have its nice too)');
     assert.equal(Number(err.trim()), own, 'the helper has the worker thread’s nice');
     assert.equal(Number(err.trim()), Number(here.stderr.trim()) + 7);
   });
@@ -103,7 +115,8 @@ test('a spawner that dies: its running helpers are ended and reported, later one
     const pid = await until('its pid', async () => sleeper.pid);
     const end = ended(sleeper);
     process.kill(s.pid, 'SIGKILL');
-    assert.equal((await end).signal, 'SIGTERM');
+    const e = await end;
+    assert.deepEqual([e.code, e.signal, e.error], [null, null, undefined], 'reported ended (how is not known without the spawner)');
     assert.equal(processRunning(pid), false, 'the orphaned helper is gone when its exit is reported');
     const after = await ended(spawnHelper('sh', ['-c', 'echo direct >&2']));
     assert.equal(after.stderr, 'direct\n');
@@ -123,8 +136,11 @@ test('a spawner that cannot be reached: helpers start directly', async () => {
   }
 });
 
-test('kill -9 of the process that started a spawner: the spawner ends, and its helpers are sent SIGTERM', async () => {
-  // A process of its own starts a spawner and a helper that records SIGTERM, prints both pids, and waits.
+test('kill -9 of the process that started a spawner: the spawner ends its helpers (SIGTERM, SIGKILL after the grace), removes its folder and exits', async () => {
+  const { dir, cleanup } = await tempDir('lifeboat-spawner-owner-');
+  const marker = join(dir, 'term');
+  // A process of its own starts a spawner (grace 300 ms) and two helpers: one records SIGTERM and exits, one
+  // ignores SIGTERM. It prints the pids and waits.
   const module = new URL('../src/core/spawner.js', import.meta.url).href;
   const owner = spawn(
     process.execPath,
@@ -132,27 +148,32 @@ test('kill -9 of the process that started a spawner: the spawner ends, and its h
       '--input-type=module',
       '-e',
       `const { startSpawner, useSpawner, spawnHelper } = await import(${JSON.stringify(module)});
-       const s = await startSpawner();
+       const s = await startSpawner({ graceMs: 300 });
        useSpawner(s.socketPath);
-       const h = spawnHelper('sh', ['-c', 'trap "echo term > $0; exit 0" TERM; while true; do sleep 0.05; done', process.argv[1]]);
-       const t = setInterval(() => { if (h.pid) { clearInterval(t); console.log(JSON.stringify({ spawner: s.pid, helper: h.pid })); } }, 5);
+       const polite = spawnHelper('sh', ['-c', 'trap "echo term > $0; exit 0" TERM; while true; do sleep 0.05; done', process.argv[1]]);
+       const stubborn = spawnHelper('sh', ['-c', 'trap "" TERM; while true; do sleep 0.05; done']);
+       const t = setInterval(() => { if (polite.pid && stubborn.pid) { clearInterval(t); console.log(JSON.stringify({ spawner: s.pid, socket: s.socketPath, helpers: [polite.pid, stubborn.pid] })); } }, 5);
        setInterval(() => undefined, 1000);`,
-      join(await import('node:os').then((os) => os.tmpdir()), `lifeboat-spawner-term-${process.pid}`),
+      marker,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const marker = join((await import('node:os')).tmpdir(), `lifeboat-spawner-term-${process.pid}`);
+  let started: { spawner: number; socket: string; helpers: number[] } | undefined;
   try {
-    const pids = await new Promise<{ spawner: number; helper: number }>((resolve, reject) => {
-      owner.stdout.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { spawner: number; helper: number }));
+    const got = await new Promise<{ spawner: number; socket: string; helpers: number[] }>((resolve, reject) => {
+      owner.stdout.once('data', (d: Buffer) => resolve(JSON.parse(d.toString()) as { spawner: number; socket: string; helpers: number[] }));
       owner.once('exit', (code) => reject(new Error(`the owner exited (${code})`)));
     });
+    started = got;
     owner.kill('SIGKILL');
-    await until('the spawner to end', async () => (processRunning(pids.spawner) ? undefined : true), 10_000);
-    await until('the helper to end', async () => (processRunning(pids.helper) ? undefined : true), 10_000);
-    assert.equal((await readFile(marker, 'utf8')).trim(), 'term', 'the helper was sent SIGTERM');
+    await until('the spawner to end', async () => (processRunning(got.spawner) ? undefined : true), 10_000);
+    for (const pid of got.helpers) await until(`helper ${pid} to end`, async () => (processRunning(pid) ? undefined : true), 10_000);
+    assert.equal((await readFile(marker, 'utf8')).trim(), 'term', 'the helper was sent SIGTERM first');
+    assert.equal(existsSync(dirname(got.socket)), false, 'the spawner removed its folder');
   } finally {
     owner.kill('SIGKILL');
-    await import('node:fs/promises').then((fs) => fs.rm(marker, { force: true }));
+    // Whatever failed, nothing of this test is left running (a spawner left would hold this test's output open).
+    for (const pid of started === undefined ? [] : [started.spawner, ...started.helpers]) if (processRunning(pid)) process.kill(pid, 'SIGKILL');
+    await cleanup();
   }
 });

@@ -30,3 +30,17 @@ export function processRunning(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * When the process of this pid started (field 22 of /proc/<pid>/stat, in clock ticks since boot), or undefined
+ * when there is none: with the pid, it names one process, whatever later reuses the pid.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // After "(comm) " the fields start at the 3rd: the start time, the 22nd, is the 20th from there.
+    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}

@@ -84,25 +84,32 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.sharedDecoding() : undefined,
   });
   let files: ControlFiles | undefined;
-  // Started while the server is small: the data mover's helper processes (a run's storage daemon) are forked from it
-  // (core/spawner.ts), not from the whole server. Stopped last, once the runs that have helpers have ended.
-  const spawner = await startSpawner();
-  if ('problem' in spawner) opts.logger.warn('serve: helper processes are started directly (the spawner did not start)', { problem: spawner.problem });
-  const stopSpawner = async (): Promise<void> => {
-    if (!('problem' in spawner)) await spawner.stop();
-  };
+  // A small process of its own that forks the data mover's helper processes (a run's storage daemon), so the whole
+  // server is never forked (core/spawner.ts). It starts beside the server's ports and stops last, after the runs.
+  const spawnerStarting = startSpawner({
+    onExit: (why) => opts.logger.warn('serve: the spawner ended; helper processes are started directly from now on', { problem: why }),
+  });
   let server: RunningServer;
   try {
     server = await serve({ ...opts, controlRuns: () => runs, controlLabReports: () => labReports, controlFiles: () => files });
   } catch (err) {
-    await stopSpawner();
+    const spawner = await spawnerStarting;
+    if (!('problem' in spawner)) await spawner.stop();
     throw err;
   }
+  const spawner = await spawnerStarting;
+  if ('problem' in spawner) opts.logger.warn('serve: helper processes are started directly (the spawner did not start)', { problem: spawner.problem });
+  const stopSpawner = async (): Promise<void> => {
+    if (!('problem' in spawner)) await spawner.stop();
+  };
   started.server = server;
   const closers: (() => Promise<unknown>)[] = [stopSpawner, () => server.close()];
-  const closeAll = async (): Promise<void> => {
-    for (const c of closers.reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
-  };
+  // Once, last started first: a second call waits for the first (the spawner, first in the list, must stop last).
+  let closing: Promise<void> | undefined;
+  const closeAll = (): Promise<void> =>
+    (closing ??= (async () => {
+      for (const c of [...closers].reverse()) await c().catch((err: unknown) => opts.logger.error('serve: stopping a part failed', { problem: String(err) }));
+    })());
   try {
     const catalog = await openCatalog(opts.catalog ?? opts.stateDir, { clock: opts.clock });
     closers.push(() => catalog.close());

@@ -46,17 +46,27 @@ async function runHelper(
   const child = spawnHelper(tool, args(dir));
   let stderr = '';
   let exited: string | undefined;
+  let missing = false;
+  /** Ended, with or without having started: one of the two events comes, once. */
+  const ended = new Promise<void>((resolve) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      missing = err.code === 'ENOENT';
+      exited = missing ? `cannot start ${tool}: ${err.message} (install ${pkg})` : `${tool} was not started: ${err.message}`;
+      resolve();
+    });
+    child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+      exited = `${tool} exited (${signal ?? code ?? 'ended'})`;
+      resolve();
+    });
+  });
   child.on('stderr', (text: string) => (stderr += text));
-  child.on('error', (err: Error) => (exited = `cannot start ${tool}: ${err.message} (install ${pkg})`));
-  child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => (exited ??= `${tool} exited (${signal ?? code})`));
   // SIGTERM lets the helper close the image cleanly (qemu-storage-daemon stores its bitmaps then);
   // one still running 20 s later is killed, so a stuck helper cannot hold the run forever.
   const stop = async (): Promise<void> => {
     if (exited === undefined) {
-      const gone = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      await gone;
+      await ended;
       clearTimeout(timer);
     }
     await rm(dir, { recursive: true, force: true });
@@ -67,7 +77,6 @@ async function runHelper(
     if (exited !== undefined) {
       await rm(dir, { recursive: true, force: true });
       const locked = /lock/i.test(stderr);
-      const missing = exited.startsWith('cannot start');
       throw new LifeboatError(
         missing ? 'LFB_ERR_TOOL_MISSING' : locked ? lockedCode : 'LFB_ERR_TOOL_FAILED',
         `${path}: ${exited}: ${stderr.trim() || 'no message'}${locked ? ' (is a running VM using it? back it up through --qmp)' : ''}`,
