@@ -158,9 +158,13 @@ export async function faultSweep(work: string, build: () => Promise<FaultScenari
       const fdsBefore = openFiles();
       let error: unknown;
       try {
-        await scenario.run(storage, pool);
+        await withinDeadline(scenario.run(storage, pool), () => {
+          const last = storage.calls.slice(-8).map((c) => `${c.op} ${c.path}${c.fault === undefined ? '' : ` (${c.fault})`}`);
+          return `${what}: the run did not end within 60 s; its last storage calls: ${last.join(', ')}`;
+        });
         completed += 1;
       } catch (err) {
+        if (err instanceof DeadlineExceeded) throw err;
         error = err;
         failed += 1;
       }
@@ -186,6 +190,24 @@ export async function faultSweep(work: string, build: () => Promise<FaultScenari
     process.off('unhandledRejection', onUnhandled);
     await pool.close();
     await rm(template, { recursive: true, force: true });
+  }
+}
+
+class DeadlineExceeded extends Error {}
+
+/**
+ * A faulted run that never ends would hang the sweep silently until the test's timeout: after 60 s (a run here
+ * takes well under a second) it fails naming its fault, with the storage calls it had made.
+ */
+async function withinDeadline<T>(p: Promise<T>, why: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineExceeded(why())), 60_000);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
