@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { getPriority } from 'node:os';
 import { join } from 'node:path';
-import { processRunning } from '../src/core/process-alive.js';
+import { procStatFields, processRunning } from '../src/core/process-alive.js';
 import { MiB, backupJson, cli, randomBytes, rng, tempDir, until } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
@@ -80,7 +80,7 @@ test('serve: a CBT run’s qemu-storage-daemon is forked by the spawner at the b
     spawnerCommand.some((a) => a.endsWith('spawner-process.js')),
     spawnerCommand.join(' '),
   );
-  assert.equal((await readFile(`/proc/${spawnerPid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1], String(serverPid), 'the spawner is the server’s child');
+  assert.equal(procStatFields(spawnerPid)?.[1], String(serverPid), 'the spawner is the server’s child');
 
   await kill9(server);
   server = undefined;

@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { processRunning } from '../src/core/process-alive.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { procStatFields, processRunning } from '../src/core/process-alive.js';
+import { existsSync } from 'node:fs';
 import { spawnHelper, startSpawner, useSpawner, type HelperProcess, type Spawner } from '../src/core/spawner.js';
 import { tempDir, until } from './helpers.js';
 
@@ -36,7 +36,7 @@ function ended(h: HelperProcess): Promise<Ended> {
 }
 
 /** A process's parent, from /proc/<pid>/stat (the 4th field). */
-const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+const parentOf = (pid: number): number => Number(procStatFields(pid)?.[1]);
 
 async function withSpawner(f: (s: Spawner) => Promise<void>): Promise<void> {
   const s = await startSpawner();

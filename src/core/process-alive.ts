@@ -16,19 +16,27 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
+ * The fields of /proc/<pid>/stat from the 3rd on (the state is [0], the parent [1], the start time [19]), read
+ * after the command name (which may hold spaces and parentheses); undefined when there is no such process.
+ */
+export function procStatFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Whether a process with this pid exists and has not ended: a zombie (ended, waiting for its parent to reap it,
  * which for an orphan can take a while) is not running.
  */
 export function processRunning(pid: number): boolean {
   if (!processAlive(pid)) return false;
-  try {
-    // After "(comm) " comes the state: Z for a zombie, X for dead.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(') ') + 2));
-  } catch {
-    // No /proc entry: gone since the check above.
-    return false;
-  }
+  // Z for a zombie, X for dead; no /proc entry: gone since the check above.
+  const state = procStatFields(pid)?.[0];
+  return state !== undefined && state !== 'Z' && state !== 'X';
 }
 
 /**
@@ -36,11 +44,5 @@ export function processRunning(pid: number): boolean {
  * when there is none: with the pid, it names one process, whatever later reuses the pid.
  */
 export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // After "(comm) " the fields start at the 3rd: the start time, the 22nd, is the 20th from there.
-    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
+  return procStatFields(pid)?.[19];
 }
