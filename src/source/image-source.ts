@@ -1,4 +1,5 @@
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { access, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,21 +28,28 @@ export async function sniffFormat(path: string): Promise<string> {
   }
 }
 
+/** How a helper says it serves: a check polled every millisecond at first, or a file it creates once it does. */
+type Readiness = { readonly poll: (dir: string) => Promise<boolean> } | { readonly file: (dir: string) => string };
+
 /**
  * Runs a QEMU helper (qemu-nbd, qemu-storage-daemon) in a private temporary
- * folder for one run: resolves once `ready(dir)` says it serves, fails with
- * its own words if it exits first (`lockedCode` when it could not lock the
- * image), and `stop` ends it and removes the folder.
+ * folder for one run: resolves once it is ready, fails with its own words if
+ * it exits first (`lockedCode` when it could not lock the image), and `stop`
+ * ends it and removes the folder.
  */
 async function runHelper(
   tool: string,
   pkg: string,
   path: string,
   args: (dir: string) => string[],
-  ready: (dir: string) => Promise<boolean>,
+  readiness: Readiness,
   lockedCode: 'LFB_ERR_DISK_READ' | 'LFB_ERR_CBT',
 ): Promise<{ dir: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `lifeboat-${tool}-`));
+  // A file the helper creates wakes the wait at once (a watch of its private folder), with no polling in the way of
+  // the helper's start on a busy machine; a slow timer stays as a safety net. Its exit wakes the wait too.
+  let wake: () => void = () => undefined;
+  const watcher = 'file' in readiness ? watchFolder(dir, () => wake()) : undefined;
   // Through the server's spawner when there is one: a fork of the whole server would block this thread for 10 ms.
   const child = spawnHelper(tool, args(dir));
   let stderr = '';
@@ -53,16 +61,19 @@ async function runHelper(
       missing = err.code === 'ENOENT';
       exited = missing ? `cannot start ${tool}: ${err.message} (install ${pkg})` : `${tool} was not started: ${err.message}`;
       resolve();
+      wake();
     });
     child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
       exited = `${tool} exited (${signal ?? code ?? 'ended'})`;
       resolve();
+      wake();
     });
   });
   child.on('stderr', (text: string) => (stderr += text));
   // SIGTERM lets the helper close the image cleanly (qemu-storage-daemon stores its bitmaps then);
   // one still running 20 s later is killed, so a stuck helper cannot hold the run forever.
   const stop = async (): Promise<void> => {
+    watcher?.close();
     if (exited === undefined) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
@@ -71,10 +82,13 @@ async function runHelper(
     }
     await rm(dir, { recursive: true, force: true });
   };
-  // Polled every millisecond at first (a helper is usually up in 15–40 ms, and a run waits for it), then every 20 ms, for up to 15 s.
+  const ready = 'file' in readiness ? (d: string) => exists(readiness.file(d)) : readiness.poll;
+  // Polled every millisecond at first (a helper is usually up in 10–40 ms, and a run waits for it), then every
+  // 20 ms, for up to 15 s; a ready file is looked for at each event in the folder and every 20 ms.
   const started = performance.now();
   for (let attempt = 0; ; attempt++) {
     if (exited !== undefined) {
+      watcher?.close();
       await rm(dir, { recursive: true, force: true });
       const locked = /lock/i.test(stderr);
       throw new LifeboatError(
@@ -83,14 +97,40 @@ async function runHelper(
         { details: { disk: path } },
       );
     }
-    if (await ready(dir)) return { dir, stop };
+    if (await ready(dir)) {
+      watcher?.close();
+      return { dir, stop };
+    }
     if (performance.now() - started > 15_000) {
       await stop();
       throw new LifeboatError('LFB_ERR_TOOL_FAILED', `${tool} did not start for ${path} within 15 s: ${stderr.trim()}`);
     }
-    await new Promise((r) => setTimeout(r, attempt < 200 ? 1 : 20));
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, watcher === undefined && attempt < 200 ? 1 : 20);
+      wake = () => {
+        clearTimeout(timer);
+        r();
+      };
+    });
   }
 }
+
+/** A watch of a folder calling `onEvent` at each change in it; a watch that cannot be set up leaves the timer alone. */
+function watchFolder(dir: string, onEvent: () => void): { close(): void } | undefined {
+  try {
+    const w = watch(dir, onEvent);
+    w.on('error', () => w.close());
+    return w;
+  } catch {
+    return undefined;
+  }
+}
+
+const exists = (file: string): Promise<boolean> =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * Serves an image read-only over a private unix socket with qemu-nbd, for one
@@ -121,64 +161,49 @@ export async function serveImage(path: string, format: string): Promise<{ addres
     'qemu-utils',
     path,
     (d) => ['--read-only', `--format=${format}`, `--socket=${socketIn(d)}`, '--shared=4', '--persistent', '--cache=none', path],
-    greets,
+    { poll: greets },
     'LFB_ERR_DISK_READ',
   );
   return { address: { socket: socketIn(dir), exportName: '' }, stop };
 }
 
-/** A private qemu-storage-daemon with the image open, and its QMP monitor. */
+/** A private qemu-storage-daemon with the image open, its QMP monitor and its NBD server (no export yet). */
 export interface StorageDaemon {
   readonly qmpSocket: string;
+  readonly nbdSocket: string;
   readonly node: string;
   stop(): Promise<void>;
-}
-
-/**
- * Whether a unix socket is listening, from the kernel's table of unix sockets
- * (/proc/net/unix), without connecting: a QMP monitor serves one client at a
- * time and a probe's connection would be in the way of the real one.
- */
-async function listening(path: string): Promise<boolean> {
-  const table = await readFile('/proc/net/unix', 'latin1').catch(() => '');
-  for (const line of table.split('\n')) {
-    // Num RefCount Protocol Flags Type St Inode Path; Flags has __SO_ACCEPTCON (0x10000) once listen() was called.
-    const f = line.trim().split(/\s+/);
-    if (f.length >= 8 && f.slice(7).join(' ') === path && (parseInt(f[3]!, 16) & 0x10000) !== 0) return true;
-  }
-  return false;
 }
 
 /**
  * Opens a qcow2 image in a private qemu-storage-daemon for one run, with a
  * QMP monitor: how changed-block tracking manages an offline image's
  * persistent bitmaps and exports it, in one process (the same QMP steps as
- * for a running VM). The image is opened read-write because persistent
- * bitmaps are written into it; no data is ever written. `stop` ends the
- * daemon cleanly, which stores the bitmaps.
+ * for a running VM). Its NBD server is started from the command line (the
+ * export needs the run's bitmaps, so it is added over QMP). The image is
+ * opened read-write because persistent bitmaps are written into it; no data
+ * is ever written. `stop` ends the daemon cleanly, which stores the bitmaps.
  */
 export async function startStorageDaemon(path: string): Promise<StorageDaemon> {
   const node = 'lifeboat-disk';
-  const socketIn = (dir: string): string => join(dir, 'qmp.sock');
+  const qmpIn = (dir: string): string => join(dir, 'qmp.sock');
+  const nbdIn = (dir: string): string => join(dir, 'nbd.sock');
   const args = (dir: string): string[] => [
     '--blockdev',
     `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`,
     '--blockdev',
     `driver=qcow2,node-name=${node},file=lifeboat-file`,
     '--chardev',
-    `socket,id=lifeboat-qmp,path=${socketIn(dir)},server=on,wait=off`,
+    `socket,id=lifeboat-qmp,path=${qmpIn(dir)},server=on,wait=off`,
     '--monitor',
     'chardev=lifeboat-qmp',
+    '--nbd-server',
+    `addr.type=unix,addr.path=${nbdIn(dir)}`,
+    // Written once the monitor and the NBD server listen, before any connection is taken (qemu-storage-daemon(1)).
+    // (The daemon opens its image before its monitor, so a locked image ends it before it is ready.)
+    '--pidfile',
+    join(dir, 'daemon.pid'),
   ];
-  const { dir, stop } = await runHelper(
-    'qemu-storage-daemon',
-    'qemu-system-common',
-    path,
-    args,
-    // The monitor's socket file exists from its bind(), a moment before its listen(): a client that came in between
-    // was refused. (The daemon opens its image before its monitor, so a locked image ends it before it listens.)
-    (d) => listening(socketIn(d)),
-    'LFB_ERR_CBT',
-  );
-  return { qmpSocket: socketIn(dir), node, stop };
+  const { dir, stop } = await runHelper('qemu-storage-daemon', 'qemu-system-common', path, args, { file: (d) => join(d, 'daemon.pid') }, 'LFB_ERR_CBT');
+  return { qmpSocket: qmpIn(dir), nbdSocket: nbdIn(dir), node, stop };
 }

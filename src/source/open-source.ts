@@ -136,7 +136,7 @@ async function openDiskSourceWith(
         pointId: opts.cbt.pointId,
         previous: opts.cbt.previous,
         cbt: true,
-        offline: { onClose: started.stop, path: spec },
+        offline: { onClose: started.stop, path: spec, nbdSocket: started.nbdSocket },
       });
     } catch (err) {
       if (!isLifeboatError(err, 'LFB_ERR_CBT')) throw err;

@@ -69,19 +69,22 @@ export async function openRunningDrive(
     cbt: boolean;
     /**
      * An image no guest writes to, opened by our own qemu-storage-daemon: no
-     * fleecing, the node is exported as it is; older bitmaps are retired at
-     * the start of the run (over this monitor, instead of another process
-     * after the commit), and `onClose` stops the daemon.
+     * fleecing, the node is exported as it is, on the NBD server the daemon
+     * started with (`nbdSocket`). Older bitmaps are retired as the source
+     * closes (over this monitor, instead of another process after the
+     * commit), and `onClose` stops the daemon, which drops everything else
+     * the run added.
      */
-    offline?: { readonly onClose: () => Promise<void>; readonly path: string };
+    offline?: { readonly onClose: () => Promise<void>; readonly path: string; readonly nbdSocket: string };
   },
 ): Promise<OpenedSource & { facts?: RunningVmFacts }> {
   const { socket, node } = parseQmpUri(spec);
   let qmp: QmpClient | undefined;
-  let dir: string;
+  /** The fleecing overlay's and the NBD server's folder (our own daemon has its own). */
+  let dir: string | undefined;
   try {
     qmp = await QmpClient.connect(socket);
-    dir = await mkdtemp(join(tmpdir(), 'lifeboat-fleece-'));
+    if (!opts.offline) dir = await mkdtemp(join(tmpdir(), 'lifeboat-fleece-'));
   } catch (err) {
     qmp?.close();
     // Our own storage daemon goes too: it holds the image's write lock.
@@ -93,7 +96,7 @@ export async function openRunningDrive(
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     qmp.close();
     await opts.offline?.onClose();
-    await rm(dir, { recursive: true, force: true });
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   };
   try {
     const nodes = await qmp.execute<NodeInfo[]>('query-named-block-nodes');
@@ -119,15 +122,17 @@ export async function openRunningDrive(
     const actions: { type: string; data: Record<string, unknown> }[] = [];
     let exported = node;
     if (opts.offline) {
-      // Bitmaps of older points (and of runs that died) go now, in the transaction that adds the new point's; the
-      // previous point's stay until the next run.
-      for (const b of info['dirty-bitmaps'] ?? []) {
-        const keep = opts.previous?.bitmap;
-        if (b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep))))
-          actions.push({ type: 'block-dirty-bitmap-remove', data: { node, name: b.name } });
-      }
+      // Bitmaps of older points (and of runs that died) go as the source closes, in one transaction, once the blocks
+      // are read: removing a stored bitmap rewrites the image's bitmap directory and flushes the image, which has no
+      // place before the first read. The previous point's stay until the next run.
+      const keep = opts.previous?.bitmap;
+      const older = (info['dirty-bitmaps'] ?? []).filter(
+        (b) => b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep))),
+      );
+      if (older.length > 0)
+        cleanups.push(() => qmp.execute('transaction', { actions: older.map((b) => ({ type: 'block-dirty-bitmap-remove', data: { node, name: b.name } })) }));
     } else {
-      const overlay = join(dir, 'fleece.qcow2');
+      const overlay = join(dir!, 'fleece.qcow2');
       await qemuImg(['create', '-q', '-f', 'qcow2', overlay, String(size)], 'backing up a running VM');
       await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': FLEECE, file: { driver: 'file', filename: overlay }, backing: node });
       cleanups.push(() => qmp.execute('blockdev-del', { 'node-name': FLEECE }));
@@ -145,9 +150,11 @@ export async function openRunningDrive(
         actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: copy, persistent: false, disabled: true } });
         actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: copy, bitmaps: [from] } });
       }
-      cleanups.push(async () => {
-        for (const b of readBitmaps) await qmp.execute('block-dirty-bitmap-remove', { node, name: b }).catch(() => undefined);
-      });
+      // Our own daemon's frozen copies (not persistent) end with it.
+      if (!opts.offline)
+        cleanups.push(async () => {
+          for (const b of readBitmaps) await qmp.execute('block-dirty-bitmap-remove', { node, name: b }).catch(() => undefined);
+        });
     }
     if (actions.length > 0) await qmp.execute('transaction', { actions });
     if (!opts.offline)
@@ -162,9 +169,12 @@ export async function openRunningDrive(
         }
       });
 
-    const nbdSocket = join(dir, 'nbd.sock');
-    await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: nbdSocket } } });
-    cleanups.push(() => qmp.execute('nbd-server-stop'));
+    let nbdSocket = opts.offline?.nbdSocket;
+    if (nbdSocket === undefined) {
+      nbdSocket = join(dir!, 'nbd.sock');
+      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: nbdSocket } } });
+      cleanups.push(() => qmp.execute('nbd-server-stop'));
+    }
     await qmp.execute('block-export-add', {
       type: 'nbd',
       id: EXPORT,
@@ -173,22 +183,24 @@ export async function openRunningDrive(
       writable: false,
       ...(readBitmaps.length ? { bitmaps: readBitmaps } : {}),
     });
-    cleanups.push(async () => {
-      const gone = new Promise<void>((r) => {
-        const off = qmp.onEvent((e) => {
-          if (e.event === 'BLOCK_EXPORT_DELETED' && e.data?.['id'] === EXPORT) {
+    // Our own daemon closes its export as it exits.
+    if (!opts.offline)
+      cleanups.push(async () => {
+        const gone = new Promise<void>((r) => {
+          const off = qmp.onEvent((e) => {
+            if (e.event === 'BLOCK_EXPORT_DELETED' && e.data?.['id'] === EXPORT) {
+              off();
+              r();
+            }
+          });
+          setTimeout(() => {
             off();
             r();
-          }
+          }, 5000).unref();
         });
-        setTimeout(() => {
-          off();
-          r();
-        }, 5000).unref();
+        await qmp.execute('block-export-del', { id: EXPORT, mode: 'hard' });
+        await gone;
       });
-      await qmp.execute('block-export-del', { id: EXPORT, mode: 'hard' });
-      await gone;
-    });
 
     const facts = opts.offline
       ? undefined
