@@ -8,9 +8,13 @@
  *    endedAt and as wall time from the request to the `end` on its event stream.
  *    Target: incremental ≤ 10% of the full. For comparison the same change
  *    taken by `lifeboat backup` handed to the server, and by the CLI alone
- *    (no server: Node's start-up and module loading in every run). Three jobs
- *    on the one image, each with its own dirty bitmaps. Each server has run one
- *    backup of another job before its timed runs, as a server in service has.
+ *    (no server: Node's start-up and module loading in every run). Several jobs
+ *    on the one image, each with its own dirty bitmaps: BENCH_CBT_SAMPLES (5) of
+ *    them run through the API, so the API's full and incremental are each a
+ *    median of that many runs on a noisy machine. Each server has run one
+ *    backup of another job before its timed runs, as a server in service has,
+ *    and each timed run starts once the server is idle again (no earlier run's
+ *    tail in its time).
  * 2. The list endpoints (runs with filters and paging, a job's points, the
  *    jobs) over a catalog of 100k runs and 10k points (filled before the
  *    server starts, by bench:catalog's fill), p50/p99 of a few hundred
@@ -44,6 +48,9 @@ const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 300);
 const LOAD_JOBS = 4;
 const LOAD_MIB = 256;
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
+/** How many jobs on the CBT image run through the API: the API's figures are their medians. */
+const CBT_SAMPLES = Math.max(1, Number(process.env['BENCH_CBT_SAMPLES'] ?? 5));
+const apiJobs = Array.from({ length: CBT_SAMPLES }, (_, k) => `cbt-api-${k + 1}`);
 const profileDir = join(work, 'service-profile');
 const loopDelayFile = join(profileDir, 'loop-delay.txt');
 const dir = join(work, 'service');
@@ -114,6 +121,16 @@ const warmUpSeconds: number[] = [];
  */
 async function warmUp(api: ApiClient, repoName: string): Promise<void> {
   warmUpSeconds.push((await runByApi(api, repoName, 'load-0')).catalog / 1000);
+}
+
+/** Runs one after another, each once the server is idle again: no earlier run's tail (its job read again, its rows) in its time. */
+async function timedRuns(served: Served, jobs: readonly string[], run: (job: string) => Promise<Timed>): Promise<Timed[]> {
+  const timed: Timed[] = [];
+  for (const job of jobs) {
+    await settled(served);
+    timed.push(await run(job));
+  }
+  return timed;
 }
 
 /** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
@@ -244,7 +261,7 @@ async function main(): Promise<void> {
   execFileSync('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, img]);
   const sources = loadSources(raw, LOAD_JOBS, LOAD_MIB);
   lifeboat(['repo', 'init', repo]);
-  for (const job of ['cbt-api', 'cbt-handoff', 'cbt-cli']) lifeboat(['job', 'create', job, '--repo', repo, '--disk', img, '--cbt']);
+  for (const job of [...apiJobs, 'cbt-handoff', 'cbt-cli']) lifeboat(['job', 'create', job, '--repo', repo, '--disk', img, '--cbt']);
   lifeboat(['repo', 'init', otherRepo]);
   const loadJobs = sources.map((src, k) => {
     lifeboat(['job', 'create', `load-${k}`, '--repo', repo, '--disk', src]);
@@ -264,16 +281,19 @@ async function main(): Promise<void> {
 
   // Fulls: the CLI alone first (no server yet), then through the server.
   const cliFull = runByCli('cbt-cli');
-  const [apiFull, handFull] = await withServer(token, async (api, repoName) => {
+  const [apiFulls, handFull] = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
-    return [await runByApi(api, repoName, 'cbt-api'), await runByHandOff(api, 'cbt-handoff')];
+    const fulls = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
+    await settled(served);
+    return [fulls, await runByHandOff(api, 'cbt-handoff')] as const;
   });
   const { rewritten, blocks } = rewriteFivePercent(raw, img, join(dir, 'changes'));
   const cliInc = runByCli('cbt-cli');
   const loadAtCbt = load();
-  const { apiInc, handInc, latency, loadAtIdle, loadAtBusy, busy, loadAtOther, other } = await withServer(token, async (api, repoName) => {
+  const { apiIncs, handInc, latency, loadAtIdle, loadAtBusy, busy, loadAtOther, other } = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
-    const apiInc = await runByApi(api, repoName, 'cbt-api');
+    const apiIncs = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
+    await settled(served);
     const handInc = await runByHandOff(api, 'cbt-handoff');
     const middle = Math.floor(RUNS / 2);
     const endpoints = [
@@ -284,7 +304,7 @@ async function main(): Promise<void> {
       ['GET /runs?before (deep page)', `/api/v1/runs?before=${middle}&limit=50`],
       ['GET /runs?limit=1000', '/api/v1/runs?limit=1000'],
       ['GET /repositories/R/jobs (7 jobs)', `/api/v1/repositories/${repoName}/jobs`],
-      ['GET …/jobs/cbt-api/points', `/api/v1/repositories/${repoName}/jobs/cbt-api/points`],
+      ['GET …/jobs/cbt-api-1/points', `/api/v1/repositories/${repoName}/jobs/cbt-api-1/points`],
     ] as const;
     const loadAtIdle = load();
     const idleFrom = Date.now();
@@ -308,7 +328,7 @@ async function main(): Promise<void> {
     return {
       loadAtOther,
       other,
-      apiInc,
+      apiIncs,
       handInc,
       loadAtIdle,
       loadAtBusy,
@@ -318,28 +338,43 @@ async function main(): Promise<void> {
   });
 
   for (const [what, t] of [
-    ['API full', apiFull],
-    ['API incremental', apiInc],
-    ['hand-off incremental', handInc],
-  ] as const)
+    ...apiFulls.map((t) => ['API full', t] as const),
+    ...apiIncs.map((t) => ['API incremental', t] as const),
+    ['hand-off incremental', handInc] as const,
+  ])
     if (t.run.changeMethod !== (what === 'API full' ? 'full' : 'cbt')) console.log(`  note: the ${what} found its changes by ${t.run.changeMethod}`);
+  const median = (xs: readonly number[]): number => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  /** The API's runs as one figure each way: their medians, and the run whose incremental is the median one. */
+  const apiFull = { catalog: median(apiFulls.map((t) => t.catalog)), wall: median(apiFulls.map((t) => t.wall)) };
+  const apiInc = { catalog: median(apiIncs.map((t) => t.catalog)), wall: median(apiIncs.map((t) => t.wall)) };
+  const medianInc = [...apiIncs].sort((a, b) => a.catalog - b.catalog)[Math.floor((apiIncs.length - 1) / 2)]!;
 
   console.log(`\n1. CBT incremental, 1 GiB qcow2 of real files, ${rewritten} of ${blocks} 1 MiB blocks rewritten (load average ${loadAtCbt})`);
   console.log(`${'how'.padEnd(44)}${'full s'.padStart(8)}${'incr s'.padStart(9)}${'incr/full'.padStart(11)}`);
   const row = (how: string, full: number, inc: number) =>
     console.log(`${how.padEnd(44)}${s(full).padStart(8)}${s(inc).padStart(9)}${pct(inc, full).padStart(11)}`);
-  row('server, API run-now: catalog start→end', apiFull.catalog, apiInc.catalog);
-  row('server, API run-now: request→end seen', apiFull.wall, apiInc.wall);
+  row(`server, API run-now: catalog start→end${CBT_SAMPLES > 1 ? ' *' : ''}`, apiFull.catalog, apiInc.catalog);
+  row(`server, API run-now: request→end seen${CBT_SAMPLES > 1 ? ' *' : ''}`, apiFull.wall, apiInc.wall);
   row('lifeboat backup handed to the server: catalog', handFull.catalog, handInc.catalog);
   row('lifeboat backup handed to the server: wall', handFull.wall, handInc.wall);
   row('lifeboat backup alone (no server): wall', cliFull.wall, cliInc.wall);
   row('lifeboat backup alone: in-process seconds', cliFull.inProcess, cliInc.inProcess);
+  if (CBT_SAMPLES > 1)
+    console.log(
+      `  * medians of ${CBT_SAMPLES} jobs' runs; each job's full and incremental (catalog, s): ${apiFulls.map((f, k) => `${s(f.catalog)} / ${s(apiIncs[k]!.catalog)} (${pct(apiIncs[k]!.catalog, f.catalog)})`).join(', ')}`,
+    );
   const queued = (t: Timed) => Date.parse(t.run.startedAt!) - Date.parse(t.run.queuedAt);
-  console.log(`  API run-now, queued→started: full ${queued(apiFull)} ms, incremental ${queued(apiInc)} ms`);
+  console.log(`  API run-now, queued→started: full ${apiFulls.map(queued).join('/')} ms, incremental ${apiIncs.map(queued).join('/')} ms`);
   console.log(
-    `  each server had finished starting (settled ${settleMs.map((ms) => `${Math.round(ms)} ms`).join(', ')} after it listened) and had run one backup of load-0 (${warmUpSeconds.map((x) => `${x.toFixed(2)} s`).join(', ')}) before its timed runs`,
+    `  each server had finished starting (settled ${settleMs.map((ms) => `${Math.round(ms)} ms`).join(', ')} after it listened) and had run one backup of load-0 (${warmUpSeconds.map((x) => `${x.toFixed(2)} s`).join(', ')}) before its timed runs, each started once the server was idle again`,
   );
-  console.log(`  incremental steps in the server (ms): ${JSON.stringify(apiInc.run.steps)}; read ${(apiInc.run.bytesRead / 1e6).toFixed(0)} MB`);
+  console.log(
+    `  incremental steps in the server (ms, the median run): ${JSON.stringify(medianInc.run.steps)}; read ${(medianInc.run.bytesRead / 1e6).toFixed(0)} MB`,
+  );
   // Zero blocks cost a full next to nothing (never hashed or compressed), so the rewritten blocks are a larger share of its work.
   console.log(
     `  the full hashed and compressed ${cliFull.blocksStored} blocks with data; the ${rewritten} rewritten are ${pct(rewritten, cliFull.blocksStored)} of that work, the incremental's share before its fixed steps`,
