@@ -13,8 +13,8 @@
  *    them run through the API, so the API's full and incremental are each a
  *    median of that many runs on a noisy machine. Each server has run one
  *    backup of another job before its timed runs, as a server in service has,
- *    and each timed run starts once the server is idle again (no earlier run's
- *    tail in its time).
+ *    and each timed run starts from the same state: the page cache written
+ *    out, the image read into it, the server idle (see timedRuns).
  * 2. The list endpoints (runs with filters and paging, a job's points, the
  *    jobs) over a catalog of 100k runs and 10k points (filled before the
  *    server starts, by bench:catalog's fill), p50/p99 of a few hundred
@@ -30,7 +30,7 @@
  *   bench-work/service-profile, with the phases' times) and report their
  *   event-loop delay in each phase (bench/loop-delay.ts).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -123,14 +123,37 @@ async function warmUp(api: ApiClient, repoName: string): Promise<void> {
   warmUpSeconds.push((await runByApi(api, repoName, 'load-0')).catalog / 1000);
 }
 
-/** Runs one after another, each once the server is idle again: no earlier run's tail (its job read again, its rows) in its time. */
+/**
+ * Runs one after another, each from the same state: the machine's page cache written out (`sync`), the CBT image
+ * read into it, the server idle again. So no earlier run's tail is in a run's time (its job read again, its rows,
+ * the write-back of the 400 MB an earlier full wrote, which took the CPU and the disk from the next runs), and the
+ * full and the incremental both read their source from memory: this machine's kernel pages out memory unused for a
+ * minute (DAMON), which otherwise left the incremental's blocks on the disk and the just-converted full's in memory.
+ * Each run's own writes, fsync included, are in its time.
+ */
 async function timedRuns(served: Served, jobs: readonly string[], run: (job: string) => Promise<Timed>): Promise<Timed[]> {
   const timed: Timed[] = [];
   for (const job of jobs) {
+    await sameStart();
     await settled(served);
     timed.push(await run(job));
   }
   return timed;
+}
+
+/** The CBT image, set by main() once made. */
+let cbtImage = '';
+
+/** The page cache written out (sync(1)) and the CBT image read into it. */
+async function sameStart(): Promise<void> {
+  await new Promise<void>((resolve, reject) => execFile('sync', (err) => (err ? reject(err) : resolve())));
+  const fd = openSync(cbtImage, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(8 * MiB);
+    while (readSync(fd, buf, 0, buf.length, null) > 0);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
@@ -280,19 +303,24 @@ async function main(): Promise<void> {
   const token = await adminToken(stateDir);
 
   // Fulls: the CLI alone first (no server yet), then through the server.
+  cbtImage = img;
+  await sameStart();
   const cliFull = runByCli('cbt-cli');
   const [apiFulls, handFull] = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
     const fulls = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
+    await sameStart();
     await settled(served);
     return [fulls, await runByHandOff(api, 'cbt-handoff')] as const;
   });
   const { rewritten, blocks } = rewriteFivePercent(raw, img, join(dir, 'changes'));
+  await sameStart();
   const cliInc = runByCli('cbt-cli');
   const loadAtCbt = load();
   const { apiIncs, handInc, latency, loadAtIdle, loadAtBusy, busy, loadAtOther, other } = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
     const apiIncs = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
+    await sameStart();
     await settled(served);
     const handInc = await runByHandOff(api, 'cbt-handoff');
     const middle = Math.floor(RUNS / 2);
@@ -370,7 +398,7 @@ async function main(): Promise<void> {
   const queued = (t: Timed) => Date.parse(t.run.startedAt!) - Date.parse(t.run.queuedAt);
   console.log(`  API run-now, queued→started: full ${apiFulls.map(queued).join('/')} ms, incremental ${apiIncs.map(queued).join('/')} ms`);
   console.log(
-    `  each server had finished starting (settled ${settleMs.map((ms) => `${Math.round(ms)} ms`).join(', ')} after it listened) and had run one backup of load-0 (${warmUpSeconds.map((x) => `${x.toFixed(2)} s`).join(', ')}) before its timed runs, each started once the server was idle again`,
+    `  each server had finished starting (settled ${settleMs.map((ms) => `${Math.round(ms)} ms`).join(', ')} after it listened) and had run one backup of load-0 (${warmUpSeconds.map((x) => `${x.toFixed(2)} s`).join(', ')}) before its timed runs, each started once the page cache was written out, the image read into it and the server idle again`,
   );
   console.log(
     `  incremental steps in the server (ms, the median run): ${JSON.stringify(medianInc.run.steps)}; read ${(medianInc.run.bytesRead / 1e6).toFixed(0)} MB`,
