@@ -49,7 +49,15 @@ async function runHelper(
   // A file the helper creates wakes the wait at once (a watch of its private folder), with no polling in the way of
   // the helper's start on a busy machine; a slow timer stays as a safety net. Its exit wakes the wait too.
   let wake: () => void = () => undefined;
-  const watcher = 'file' in readiness ? watchFolder(dir, () => wake()) : undefined;
+  /** Events seen in the folder (or the exit): one that comes while a check runs is not waited for again. */
+  let events = 0;
+  const watcher =
+    'file' in readiness
+      ? watchFolder(dir, () => {
+          events += 1;
+          wake();
+        })
+      : undefined;
   // Through the server's spawner when there is one: a fork of the whole server would block this thread for 10 ms.
   const child = spawnHelper(tool, args(dir));
   let stderr = '';
@@ -61,11 +69,13 @@ async function runHelper(
       missing = err.code === 'ENOENT';
       exited = missing ? `cannot start ${tool}: ${err.message} (install ${pkg})` : `${tool} was not started: ${err.message}`;
       resolve();
+      events += 1;
       wake();
     });
     child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
       exited = `${tool} exited (${signal ?? code ?? 'ended'})`;
       resolve();
+      events += 1;
       wake();
     });
   });
@@ -87,6 +97,7 @@ async function runHelper(
   // 20 ms, for up to 15 s; a ready file is looked for at each event in the folder and every 20 ms.
   const started = performance.now();
   for (let attempt = 0; ; attempt++) {
+    const seen = events;
     if (exited !== undefined) {
       watcher?.close();
       await rm(dir, { recursive: true, force: true });
@@ -105,6 +116,7 @@ async function runHelper(
       await stop();
       throw new LifeboatError('LFB_ERR_TOOL_FAILED', `${tool} did not start for ${path} within 15 s: ${stderr.trim()}`);
     }
+    if (events !== seen) continue;
     await new Promise<void>((r) => {
       const timer = setTimeout(r, watcher === undefined && attempt < 200 ? 1 : 20);
       wake = () => {
