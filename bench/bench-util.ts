@@ -1,6 +1,6 @@
 /** What every benchmark script shares: where it works, how it calls Lifeboat, how it times a tool. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const MiB = 1024 * 1024;
@@ -47,4 +47,28 @@ export function duBytes(dir: string): number {
     total += n.isDirectory() ? duBytes(p) : statSync(p).size;
   }
   return total;
+}
+
+/**
+ * The same start for runs a bench compares: the machine's dirty pages written out (sync(1)), then every file of
+ * `paths` (folders read whole) read into the page cache. These machines page out memory unused for a minute
+ * (docs/design.md, Measurements), so without it one side of a comparison reads from memory and the other from the
+ * disk, depending on how long ago the bench last touched its files.
+ */
+export function fromMemory(paths: readonly string[]): void {
+  execFileSync('sync');
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  const read = (path: string): void => {
+    if (statSync(path).isDirectory()) {
+      for (const name of readdirSync(path)) read(join(path, name));
+      return;
+    }
+    const fd = openSync(path, 'r');
+    try {
+      while (readSync(fd, buf, 0, buf.length, null) > 0);
+    } finally {
+      closeSync(fd);
+    }
+  };
+  for (const p of paths) read(p);
 }

@@ -30,13 +30,13 @@
  *   bench-work/service-profile, with the phases' times) and report their
  *   event-loop delay in each phase (bench/loop-delay.ts).
  */
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { openCatalog } from '../src/catalog/open.js';
-import { MiB, bin, work } from './bench-util.js';
+import { MiB, bin, fromMemory, work } from './bench-util.js';
 import { fillCatalog, fillJobName, minutes, type CatalogShape } from './catalog-fill.js';
 import { rewriteFivePercent } from './cbt-changes.js';
 import { buildSampleImage } from './sample-image.js';
@@ -144,16 +144,9 @@ async function timedRuns(served: Served, jobs: readonly string[], run: (job: str
 /** The CBT image, set by main() once made. */
 let cbtImage = '';
 
-/** The page cache written out (sync(1)) and the CBT image read into it. */
+/** The page cache written out and the CBT image read into it (see timedRuns). */
 async function sameStart(): Promise<void> {
-  await new Promise<void>((resolve, reject) => execFile('sync', (err) => (err ? reject(err) : resolve())));
-  const fd = openSync(cbtImage, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(8 * MiB);
-    while (readSync(fd, buf, 0, buf.length, null) > 0);
-  } finally {
-    closeSync(fd);
-  }
+  fromMemory([cbtImage]);
 }
 
 /** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
