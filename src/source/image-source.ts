@@ -1,5 +1,5 @@
 import { watch } from 'node:fs';
-import { access, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,8 +28,8 @@ export async function sniffFormat(path: string): Promise<string> {
   }
 }
 
-/** How a helper says it serves: a check polled every millisecond at first, or a file it creates once it does. */
-type Readiness = { readonly poll: (dir: string) => Promise<boolean> } | { readonly file: (dir: string) => string };
+/** How a helper says it serves: a check polled every millisecond at first, or a pid file it writes once it does. */
+type Readiness = { readonly poll: (dir: string) => Promise<boolean> } | { readonly pidFile: (dir: string) => string };
 
 /**
  * Runs a QEMU helper (qemu-nbd, qemu-storage-daemon) in a private temporary
@@ -52,7 +52,7 @@ async function runHelper(
   /** Events seen in the folder (or the exit): one that comes while a check runs is not waited for again. */
   let events = 0;
   const watcher =
-    'file' in readiness
+    'pidFile' in readiness
       ? watchFolder(dir, () => {
           events += 1;
           wake();
@@ -92,7 +92,8 @@ async function runHelper(
     }
     await rm(dir, { recursive: true, force: true });
   };
-  const ready = 'file' in readiness ? (d: string) => exists(readiness.file(d)) : readiness.poll;
+  // A pid file counts once its pid is in it (the daemon creates it, then writes it, and removes it if that fails).
+  const ready = 'pidFile' in readiness ? (d: string) => holdsPid(readiness.pidFile(d)) : readiness.poll;
   // Polled every millisecond at first (a helper is usually up in 10–40 ms, and a run waits for it), then every
   // 20 ms, for up to 15 s; a ready file is looked for at each event in the folder and every 20 ms.
   const started = performance.now();
@@ -108,7 +109,7 @@ async function runHelper(
         { details: { disk: path } },
       );
     }
-    if (await ready(dir)) {
+    if ((await ready(dir)) && exited === undefined) {
       watcher?.close();
       return { dir, stop };
     }
@@ -138,11 +139,14 @@ function watchFolder(dir: string, onEvent: () => void): { close(): void } | unde
   }
 }
 
-const exists = (file: string): Promise<boolean> =>
-  access(file).then(
-    () => true,
+const holdsPid = (file: string): Promise<boolean> =>
+  readFile(file, 'latin1').then(
+    (text) => /^\d+\n$/.test(text),
     () => false,
   );
+
+/** A path as one value of a QEMU option list (a comma is written twice). */
+const optionValue = (path: string): string => path.replace(/,/g, ',,');
 
 /**
  * Serves an image read-only over a private unix socket with qemu-nbd, for one
@@ -200,22 +204,23 @@ export async function startStorageDaemon(path: string): Promise<StorageDaemon> {
   const node = 'lifeboat-disk';
   const qmpIn = (dir: string): string => join(dir, 'qmp.sock');
   const nbdIn = (dir: string): string => join(dir, 'nbd.sock');
+  const pidIn = (dir: string): string => join(dir, 'daemon.pid');
   const args = (dir: string): string[] => [
     '--blockdev',
-    `driver=file,node-name=lifeboat-file,filename=${path.replace(/,/g, ',,')}`,
+    `driver=file,node-name=lifeboat-file,filename=${optionValue(path)}`,
     '--blockdev',
     `driver=qcow2,node-name=${node},file=lifeboat-file`,
     '--chardev',
-    `socket,id=lifeboat-qmp,path=${qmpIn(dir)},server=on,wait=off`,
+    `socket,id=lifeboat-qmp,path=${optionValue(qmpIn(dir))},server=on,wait=off`,
     '--monitor',
     'chardev=lifeboat-qmp',
     '--nbd-server',
-    `addr.type=unix,addr.path=${nbdIn(dir)}`,
+    `addr.type=unix,addr.path=${optionValue(nbdIn(dir))}`,
     // Written once the monitor and the NBD server listen, before any connection is taken (qemu-storage-daemon(1)).
     // (The daemon opens its image before its monitor, so a locked image ends it before it is ready.)
     '--pidfile',
-    join(dir, 'daemon.pid'),
+    pidIn(dir),
   ];
-  const { dir, stop } = await runHelper('qemu-storage-daemon', 'qemu-system-common', path, args, { file: (d) => join(d, 'daemon.pid') }, 'LFB_ERR_CBT');
+  const { dir, stop } = await runHelper('qemu-storage-daemon', 'qemu-system-common', path, args, { pidFile: pidIn }, 'LFB_ERR_CBT');
   return { qmpSocket: qmpIn(dir), nbdSocket: nbdIn(dir), node, stop };
 }

@@ -92,12 +92,15 @@ export async function openRunningDrive(
     throw err;
   }
   const cleanups: (() => Promise<unknown>)[] = [];
-  const cleanup = async (): Promise<void> => {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-    qmp.close();
-    await opts.offline?.onClose();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-  };
+  let cleaned: Promise<void> | undefined;
+  /** Runs once: a source that failed to open calls it, and so does this function's own catch. */
+  const cleanup = (): Promise<void> =>
+    (cleaned ??= (async () => {
+      for (const c of [...cleanups].reverse()) await c().catch(() => undefined);
+      qmp.close();
+      await opts.offline?.onClose();
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    })());
   try {
     const nodes = await qmp.execute<NodeInfo[]>('query-named-block-nodes');
     const info = nodes.find((n) => n['node-name'] === node);
@@ -130,7 +133,13 @@ export async function openRunningDrive(
         (b) => b.name.startsWith(prefix) && (keep === undefined || (b.name !== keep && b.name !== twin(keep))),
       );
       if (older.length > 0)
-        cleanups.push(() => qmp.execute('transaction', { actions: older.map((b) => ({ type: 'block-dirty-bitmap-remove', data: { node, name: b.name } })) }));
+        cleanups.push(async () => {
+          const remove = older.map((b) => ({ type: 'block-dirty-bitmap-remove', data: { node, name: b.name } }));
+          // One that cannot go must not keep the others: then each on its own.
+          await qmp.execute('transaction', { actions: remove }).catch(async () => {
+            for (const a of remove) await qmp.execute(a.type, a.data).catch(() => undefined);
+          });
+        });
     } else {
       const overlay = join(dir!, 'fleece.qcow2');
       await qemuImg(['create', '-q', '-f', 'qcow2', overlay, String(size)], 'backing up a running VM');
