@@ -59,10 +59,13 @@ export function fromMemory(paths: readonly string[]): void {
   execFileSync('sync');
   const buf = Buffer.allocUnsafe(8 * MiB);
   const read = (path: string): void => {
-    if (statSync(path).isDirectory()) {
+    const st = statSync(path);
+    if (st.isDirectory()) {
       for (const name of readdirSync(path)) read(join(path, name));
       return;
     }
+    // Sockets and FIFOs are not read (opening a FIFO would wait for a writer).
+    if (!st.isFile()) return;
     const fd = openSync(path, 'r');
     try {
       while (readSync(fd, buf, 0, buf.length, null) > 0);

@@ -106,9 +106,9 @@ LOG { Default_Log_Level = EVENT; }
       fromMemory(files);
       results[who]!['qemu-img convert MB/s'] =
         size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]));
-      fromMemory(files);
     };
     measure('ganesha', 'nfs://127.0.0.1/export/img.raw', '?version=3&nfsport=2049&mountport=20048');
+    fromMemory([image]);
     results['ganesha']!['random 4K IOPS'] = await randomReads(20048, 2049, '/export', ['img.raw'], size);
     ganesha.kill('SIGTERM');
     await new Promise((r) => ganesha.on('close', r));
@@ -121,6 +121,7 @@ LOG { Default_Log_Level = EVENT; }
     lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
     const url = 'nfs://127.0.0.1/lifeboat/bench/disk0-flat.vmdk';
     measure('lifeboat', url, '?version=3&nfsport=12049&mountport=11058');
+    fromMemory([repo]);
     results['lifeboat']!['random 4K IOPS'] = await randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size);
 
     // instant start of a 1 TiB sparse disk with a 10-point chain.

@@ -49,7 +49,9 @@ const LOAD_JOBS = 4;
 const LOAD_MIB = 256;
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 /** How many jobs on the CBT image run through the API: the API's figures are their medians. */
-const CBT_SAMPLES = Math.max(1, Number(process.env['BENCH_CBT_SAMPLES'] ?? 5));
+const CBT_SAMPLES = Number(process.env['BENCH_CBT_SAMPLES'] ?? 5);
+if (!Number.isInteger(CBT_SAMPLES) || CBT_SAMPLES < 1)
+  throw new Error(`BENCH_CBT_SAMPLES must be a whole number from 1, not ${process.env['BENCH_CBT_SAMPLES']}`);
 const apiJobs = Array.from({ length: CBT_SAMPLES }, (_, k) => `cbt-api-${k + 1}`);
 const profileDir = join(work, 'service-profile');
 const loopDelayFile = join(profileDir, 'loop-delay.txt');
@@ -124,18 +126,18 @@ async function warmUp(api: ApiClient, repoName: string): Promise<void> {
 }
 
 /**
- * Runs one after another, each from the same state: the machine's page cache written out (`sync`), the CBT image
- * read into it, the server idle again. So no earlier run's tail is in a run's time (its job read again, its rows,
- * the write-back of the 400 MB an earlier full wrote, which took the CPU and the disk from the next runs), and the
- * full and the incremental both read their source from memory: this machine's kernel pages out memory unused for a
- * minute (DAMON), which otherwise left the incremental's blocks on the disk and the just-converted full's in memory.
- * Each run's own writes, fsync included, are in its time.
+ * Runs one after another, each from the same state: the server idle again, then the machine's page cache written
+ * out (`sync`) and the CBT image and the job's files read into it. So no earlier run's tail is in a run's time (its
+ * job read again, its rows, the write-back of the 400 MB an earlier full wrote, which took the CPU and the disk from
+ * the next runs), and the full and the incremental both read from memory: this machine's kernel pages out memory
+ * unused for a minute (DAMON), which otherwise left the incremental's blocks on the disk and the just-converted
+ * full's in memory. Each run's own writes, fsync included, are in its time.
  */
 async function timedRuns(served: Served, jobs: readonly string[], run: (job: string) => Promise<Timed>): Promise<Timed[]> {
   const timed: Timed[] = [];
   for (const job of jobs) {
-    await sameStart();
     await settled(served);
+    sameStart(job);
     timed.push(await run(job));
   }
   return timed;
@@ -144,9 +146,9 @@ async function timedRuns(served: Served, jobs: readonly string[], run: (job: str
 /** The CBT image, set by main() once made. */
 let cbtImage = '';
 
-/** The page cache written out and the CBT image read into it (see timedRuns). */
-async function sameStart(): Promise<void> {
-  fromMemory([cbtImage]);
+/** The page cache written out, and the CBT image and the job's files (its previous point) read into it (see timedRuns). */
+function sameStart(job: string): void {
+  fromMemory([cbtImage, join(repo, 'jobs', job)]);
 }
 
 /** `lifeboat backup` while the server runs: handed to it; its run read back from the catalog. */
@@ -297,24 +299,24 @@ async function main(): Promise<void> {
 
   // Fulls: the CLI alone first (no server yet), then through the server.
   cbtImage = img;
-  await sameStart();
+  sameStart('cbt-cli');
   const cliFull = runByCli('cbt-cli');
   const [apiFulls, handFull] = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
     const fulls = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
-    await sameStart();
     await settled(served);
+    sameStart('cbt-handoff');
     return [fulls, await runByHandOff(api, 'cbt-handoff')] as const;
   });
   const { rewritten, blocks } = rewriteFivePercent(raw, img, join(dir, 'changes'));
-  await sameStart();
+  sameStart('cbt-cli');
   const cliInc = runByCli('cbt-cli');
   const loadAtCbt = load();
   const { apiIncs, handInc, latency, loadAtIdle, loadAtBusy, busy, loadAtOther, other } = await withServer(token, async (api, repoName, served) => {
     await warmUp(api, repoName);
     const apiIncs = await timedRuns(served, apiJobs, (job) => runByApi(api, repoName, job));
-    await sameStart();
     await settled(served);
+    sameStart('cbt-handoff');
     const handInc = await runByHandOff(api, 'cbt-handoff');
     const middle = Math.floor(RUNS / 2);
     const endpoints = [
@@ -324,7 +326,7 @@ async function main(): Promise<void> {
       ['GET /runs?job&state×2&since', `/api/v1/runs?job=${fillJobName(4, shape)}&state=failed&state=warning&since=${minutes(middle)}`],
       ['GET /runs?before (deep page)', `/api/v1/runs?before=${middle}&limit=50`],
       ['GET /runs?limit=1000', '/api/v1/runs?limit=1000'],
-      ['GET /repositories/R/jobs (7 jobs)', `/api/v1/repositories/${repoName}/jobs`],
+      [`GET /repositories/R/jobs (${apiJobs.length + 2 + LOAD_JOBS} jobs)`, `/api/v1/repositories/${repoName}/jobs`],
       ['GET …/jobs/cbt-api-1/points', `/api/v1/repositories/${repoName}/jobs/cbt-api-1/points`],
     ] as const;
     const loadAtIdle = load();
@@ -369,7 +371,7 @@ async function main(): Promise<void> {
     const mid = Math.floor(sorted.length / 2);
     return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   };
-  /** The API's runs as one figure each way: their medians, and the run whose incremental is the median one. */
+  /** The API's runs as one figure each way: their medians, and the run whose incremental is the median one (the lower middle one for an even count). */
   const apiFull = { catalog: median(apiFulls.map((t) => t.catalog)), wall: median(apiFulls.map((t) => t.wall)) };
   const apiInc = { catalog: median(apiIncs.map((t) => t.catalog)), wall: median(apiIncs.map((t) => t.wall)) };
   const medianInc = [...apiIncs].sort((a, b) => a.catalog - b.catalog)[Math.floor((apiIncs.length - 1) / 2)]!;
