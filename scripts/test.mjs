@@ -46,6 +46,8 @@ const UNIT = [
   'cli-module-loading',
   'spawner',
   'block-pool',
+  'map-limited',
+  'nbd-disk-source',
   'overlay-seal',
   'auth',
   'auth-tls',

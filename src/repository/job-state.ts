@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { isLifeboatError } from '../core/errors.js';
+import { mapLimited } from '../core/map-limited.js';
 import type { FileKind } from '../format/constants.js';
 import type { FileHeader, Root, VmConfig } from '../format/index.js';
 import { localStorage, removeDurable, type Storage } from '../storage/index.js';
@@ -86,6 +87,8 @@ export function pointFromFileName(name: string): { id: string; createdAt: string
 }
 
 const BACKUP_FILE_RE = /\.(vbk|vib|vrb)$/;
+/** Backup files whose header and root a scan reads at once. */
+const SCAN_CONCURRENCY = 8;
 
 /**
  * Reads a job folder into chains and points. The backup files are the truth;
@@ -97,22 +100,32 @@ export async function scanJob(dir: string, storage: Storage = localStorage): Pro
   const files: ChainFile[] = [];
   const damaged: { file: string; code: string; message: string }[] = [];
   const temporary = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
-  for (const name of names) {
-    if (name.startsWith('.') || !BACKUP_FILE_RE.test(name)) continue;
-    const path = join(dir, name);
-    try {
-      const r = await BackupFileReader.open(path, { storage });
-      await r.close();
-      files.push({ name, path, header: r.header, root: r.root });
-    } catch (err) {
-      if (!isLifeboatError(err)) throw err;
-      // Removed since it was listed (a merge or retention of another process): it is simply gone.
-      if (err.code === 'LFB_ERR_IO' && err.details['errno'] === 'ENOENT') continue;
-      // A failing device says nothing about the file: taking it for damaged would make a run build
-      // on a wrong view of the chain (a new full, an increment on an older point). The scan fails instead.
-      if (err.code === 'LFB_ERR_IO' || err.code === 'LFB_ERR_NO_SPACE') throw err;
-      damaged.push({ file: name, code: err.code, message: err.message });
-    }
+  // Several files' headers and roots are read at once: a run scans its job twice, and reading one file after another
+  // made each scan a chain of storage round trips (a CBT incremental's two scans: 6–19 ms, with eight at once 4–10).
+  const read = await mapLimited(
+    names.filter((name) => !name.startsWith('.') && BACKUP_FILE_RE.test(name)),
+    SCAN_CONCURRENCY,
+    async (name): Promise<ChainFile | { file: string; code: string; message: string } | undefined> => {
+      const path = join(dir, name);
+      try {
+        const r = await BackupFileReader.open(path, { storage });
+        await r.close();
+        return { name, path, header: r.header, root: r.root };
+      } catch (err) {
+        if (!isLifeboatError(err)) throw err;
+        // Removed since it was listed (a merge or retention of another process): it is simply gone.
+        if (err.code === 'LFB_ERR_IO' && err.details['errno'] === 'ENOENT') return undefined;
+        // A failing device says nothing about the file: taking it for damaged would make a run build
+        // on a wrong view of the chain (a new full, an increment on an older point). The scan fails instead.
+        if (err.code === 'LFB_ERR_IO' || err.code === 'LFB_ERR_NO_SPACE') throw err;
+        return { file: name, code: err.code, message: err.message };
+      }
+    },
+  );
+  for (const r of read) {
+    if (r === undefined) continue;
+    if ('header' in r) files.push(r);
+    else damaged.push(r);
   }
 
   const byChain = new Map<string, ChainFile[]>();

@@ -24,7 +24,12 @@ export class NbdDiskSource implements DiskSource {
     private readonly onClose: (() => Promise<void>) | undefined,
     /** Why the dirty bitmaps asked for cannot be used (every block is then read). */
     readonly cbtProblem: string | undefined,
+    private readonly readsInFlight: number,
   ) {}
+
+  /** Reads sent and not yet answered, and the reads waiting for one of them to end (first come, first sent). */
+  private sent = 0;
+  private readonly waiting: (() => void)[] = [];
 
   get size(): number {
     return this.client.size;
@@ -33,9 +38,14 @@ export class NbdDiskSource implements DiskSource {
   /**
    * Connects and fetches the maps. `dirtyBitmaps`: a bitmap and its check
    * twin, which must agree; if they do not (or are not exposed), the source
-   * has no change map and says why in `cbtProblem`.
+   * has no change map and says why in `cbtProblem`. `readsInFlight`: at most
+   * this many reads are sent at once (default: no limit).
    */
-  static async open(path: string, address: NbdAddress, opts: { dirtyBitmaps?: readonly string[]; onClose?: () => Promise<void> } = {}): Promise<NbdDiskSource> {
+  static async open(
+    path: string,
+    address: NbdAddress,
+    opts: { dirtyBitmaps?: readonly string[]; onClose?: () => Promise<void>; readsInFlight?: number } = {},
+  ): Promise<NbdDiskSource> {
     const bitmaps = opts.dirtyBitmaps ?? [];
     const client = await NbdClient.connect(address, { metaContexts: [BASE_ALLOCATION, ...bitmaps.map(dirtyBitmapContext)] });
     try {
@@ -54,7 +64,7 @@ export class NbdDiskSource implements DiskSource {
         if (maps.some((m) => !m.equals(maps[0]!))) problem = `dirty bitmaps ${bitmaps.join(' and ')} of ${path} disagree (one was cleared or replaced)`;
         else dirty = maps[0]!;
       }
-      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose, problem);
+      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose, problem, opts.readsInFlight ?? Infinity);
     } catch (err) {
       await client.close();
       await opts.onClose?.();
@@ -73,7 +83,14 @@ export class NbdDiskSource implements DiskSource {
 
   async read(into: Buffer, offset: number): Promise<number> {
     const n = Math.max(0, Math.min(into.length, this.size - offset));
-    await this.client.read(into.subarray(0, n), offset);
+    if (this.sent >= this.readsInFlight) await new Promise<void>((r) => this.waiting.push(r));
+    this.sent += 1;
+    try {
+      await this.client.read(into.subarray(0, n), offset);
+    } finally {
+      this.sent -= 1;
+      this.waiting.shift()?.();
+    }
     return n;
   }
 

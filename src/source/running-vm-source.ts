@@ -226,7 +226,10 @@ export async function openRunningDrive(
     const source = await NbdDiskSource.open(
       opts.offline?.path ?? spec,
       { socket: nbdSocket, exportName: 'fleece' },
-      { dirtyBitmaps: readBitmaps, onClose: cleanup },
+      // Our storage daemon reads the image through the page cache and answers a 1 MiB read in about a millisecond.
+      // More reads at once only make the first block reach a worker later, and make the new daemon fault in a buffer
+      // for each: with two in flight a CBT incremental's data step took 102–104 ms against 107–118 (52 blocks).
+      { dirtyBitmaps: readBitmaps, onClose: cleanup, ...(opts.offline ? { readsInFlight: 2 } : {}) },
     );
     if (source.cbtProblem !== undefined) tracking = hash(source.cbtProblem);
     const committed = opts.offline
