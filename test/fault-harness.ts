@@ -137,6 +137,8 @@ export async function faultSweep(work: string, build: () => Promise<FaultScenari
     const mayGo = new Set([...scenario.expected.keys()].filter((id) => !after.points.some((p) => p.id === id)));
     await checkRepository(scenario, after, mayGo, 'the run without faults', pool);
 
+    // A rule names the call at its number in the counting run. A job's scan reads several files at once, so during a
+    // scan the call at that number may be another file's in a faulted run; what the sweep checks holds either way.
     const rules: { rule: FaultRule; what: string }[] = [];
     for (const i of plan.eioAt ? plan.eioAt(calls) : spread(calls.length, calls.length))
       rules.push({ rule: { nth: i, fault: 'EIO' }, what: `EIO at call ${i} (${calls[i]?.op} ${calls[i]?.path})` });

@@ -36,3 +36,43 @@ for (const limit of [2, undefined]) {
     });
   });
 }
+
+test('reads that start as others end stay within readsInFlight, and a failed read frees its place', { timeout: 20_000 }, async () => {
+  // Four lanes start their next read as soon as one ends. With one place, a failed read that kept it would leave
+  // every later read waiting (the test's timeout).
+  const failAt = 5 * BLOCK;
+  const dev = patternDevice(64 * BLOCK, BLOCK);
+  const read = dev.read.bind(dev);
+  dev.read = async (offset, length) => {
+    if (offset === failAt) throw Object.assign(new Error('bad sector'), { code: 'EIO' });
+    return read(offset, length);
+  };
+  await withServer({ disk: dev }, {}, async (socket) => {
+    const source = await NbdDiskSource.open('disk', { socket, exportName: 'disk' }, { readsInFlight: 1 });
+    try {
+      const failures: number[] = [];
+      await Promise.all(
+        [0, 1, 2, 3].map(async (lane) => {
+          for (let b = lane; b < 64; b += 4) {
+            const buf = Buffer.alloc(BLOCK);
+            const ok = await source.read(buf, b * BLOCK).then(
+              () => true,
+              () => false,
+            );
+            if (!ok) failures.push(b);
+            else
+              assert.ok(
+                buf.every((x) => x === b),
+                `block ${b} read back wrong`,
+              );
+          }
+        }),
+      );
+      assert.deepEqual(failures, [5]);
+      assert.equal(dev.reads, 63); // the failing block never reached the counting read
+      assert.equal(dev.peakActive, 1, `${dev.peakActive} reads at the server at once`);
+    } finally {
+      await source.close();
+    }
+  });
+});

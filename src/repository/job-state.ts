@@ -52,7 +52,7 @@ export interface JobState {
   /** Every restorable point, oldest first. */
   readonly points: readonly PointInfo[];
   /** Files that cannot be read, with the error; the points in them are unavailable. */
-  readonly damaged: readonly { file: string; code: string; message: string }[];
+  readonly damaged: readonly DamagedFile[];
   /** Increments already merged into their full (a merge interrupted before deleting them). */
   readonly redundant: readonly string[];
   /** Increments whose parent point is missing. */
@@ -72,6 +72,13 @@ export interface UnavailablePoint {
   readonly file: string;
   readonly code: 'LFB_ERR_FILE_CORRUPT' | 'LFB_ERR_FILE_TRUNCATED' | 'LFB_ERR_FILE_VERSION' | 'LFB_ERR_CHAIN_BROKEN' | string;
   readonly problem: string;
+}
+
+/** A backup file that cannot be read as one (which is not an I/O failure), and why. */
+export interface DamagedFile {
+  readonly file: string;
+  readonly code: string;
+  readonly message: string;
 }
 
 const NAME_RE = /^(\d{8}T\d{6}Z)_([0-9a-f]{12})\.(vbk|vib|vrb)$/;
@@ -98,14 +105,14 @@ const SCAN_CONCURRENCY = 8;
 export async function scanJob(dir: string, storage: Storage = localStorage): Promise<JobState> {
   const names = await storage.list(dir);
   const files: ChainFile[] = [];
-  const damaged: { file: string; code: string; message: string }[] = [];
+  const damaged: DamagedFile[] = [];
   const temporary = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
   // Several files' headers and roots are read at once: a run scans its job twice, and reading one file after another
   // made each scan a chain of storage round trips (a CBT incremental's two scans: 6–19 ms, with eight at once 4–10).
   const read = await mapLimited(
     names.filter((name) => !name.startsWith('.') && BACKUP_FILE_RE.test(name)),
     SCAN_CONCURRENCY,
-    async (name): Promise<ChainFile | { file: string; code: string; message: string } | undefined> => {
+    async (name): Promise<ChainFile | DamagedFile | undefined> => {
       const path = join(dir, name);
       try {
         const r = await BackupFileReader.open(path, { storage });

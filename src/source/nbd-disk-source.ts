@@ -12,7 +12,8 @@ export const dirtyBitmapContext = (bitmap: string): string => `qemu:dirty-bitmap
  * by a private qemu-nbd. The allocation map (`base:allocation`) is fetched at
  * open, so holes and zero ranges are never read; with a dirty bitmap, so is
  * the map of what changed, and unchanged blocks are not read either. Reads
- * may overlap: the client keeps them all in flight on one connection.
+ * may overlap: the client keeps them in flight on one connection, all of
+ * them or as many as the source was opened with.
  */
 export class NbdDiskSource implements DiskSource {
   private constructor(
@@ -27,8 +28,9 @@ export class NbdDiskSource implements DiskSource {
     private readonly readsInFlight: number,
   ) {}
 
-  /** Reads sent and not yet answered, and the reads waiting for one of them to end (first come, first sent). */
+  /** Reads sent and not yet answered (a read that ends hands its place to the first waiting one, if any). */
   private sent = 0;
+  /** Reads waiting for a place, first come first sent. */
   private readonly waiting: (() => void)[] = [];
 
   get size(): number {
@@ -39,13 +41,15 @@ export class NbdDiskSource implements DiskSource {
    * Connects and fetches the maps. `dirtyBitmaps`: a bitmap and its check
    * twin, which must agree; if they do not (or are not exposed), the source
    * has no change map and says why in `cbtProblem`. `readsInFlight`: at most
-   * this many reads are sent at once (default: no limit).
+   * this many reads are sent at once (default: no limit); the rest wait in order.
    */
   static async open(
     path: string,
     address: NbdAddress,
     opts: { dirtyBitmaps?: readonly string[]; onClose?: () => Promise<void>; readsInFlight?: number } = {},
   ): Promise<NbdDiskSource> {
+    const limit = opts.readsInFlight ?? Infinity;
+    if (!(limit >= 1)) throw new RangeError(`readsInFlight must be at least 1, not ${opts.readsInFlight}`);
     const bitmaps = opts.dirtyBitmaps ?? [];
     const client = await NbdClient.connect(address, { metaContexts: [BASE_ALLOCATION, ...bitmaps.map(dirtyBitmapContext)] });
     try {
@@ -64,7 +68,7 @@ export class NbdDiskSource implements DiskSource {
         if (maps.some((m) => !m.equals(maps[0]!))) problem = `dirty bitmaps ${bitmaps.join(' and ')} of ${path} disagree (one was cleared or replaced)`;
         else dirty = maps[0]!;
       }
-      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose, problem, opts.readsInFlight ?? Infinity);
+      return new NbdDiskSource(path, client, zeros, dirty, opts.onClose, problem, limit);
     } catch (err) {
       await client.close();
       await opts.onClose?.();
@@ -83,13 +87,16 @@ export class NbdDiskSource implements DiskSource {
 
   async read(into: Buffer, offset: number): Promise<number> {
     const n = Math.max(0, Math.min(into.length, this.size - offset));
-    if (this.sent >= this.readsInFlight) await new Promise<void>((r) => this.waiting.push(r));
-    this.sent += 1;
+    // The place passes straight to the next waiting read: a read called between this one's end and the waiter's
+    // wake-up must not find it free, or one more would be sent than the limit and the newcomer would go first.
+    if (this.sent < this.readsInFlight) this.sent += 1;
+    else await new Promise<void>((r) => this.waiting.push(r));
     try {
       await this.client.read(into.subarray(0, n), offset);
     } finally {
-      this.sent -= 1;
-      this.waiting.shift()?.();
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.sent -= 1;
     }
     return n;
   }
