@@ -1,20 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  GetBucketVersioningCommand,
-  GetObjectCommand,
-  GetObjectLockConfigurationCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { LifeboatError } from '../core/errors.js';
 import { Limiter } from './limiter.js';
 import {
@@ -30,7 +19,10 @@ import {
 } from './object-store.js';
 import { formatS3Url, parseS3Url, s3ConnectionFromEnv, type S3Connection, type S3Location } from './s3-config.js';
 import { fromS3Error, isRetryable, s3ErrorName, s3Status } from './s3-errors.js';
+import { prepareBucket, type BucketVersioning } from './s3-bucket.js';
 import { deleteAllVersions, listVersions, settleCreateOnly, settlePlainPut, versionsByKey, winnerOf, type BucketAccess } from './s3-versions.js';
+
+export type { BucketVersioning } from './s3-bucket.js';
 
 export interface S3StoreOptions {
   /** Endpoint, region, credentials; default: the standard AWS environment (s3ConnectionFromEnv). */
@@ -51,17 +43,6 @@ export interface S3StoreOptions {
 }
 
 const ATTEMPTS = 4;
-
-/**
- * How the bucket keeps versions, as `open` found it. `plain`: versioning
- * never enabled. `if-none-match`: versioning Enabled and If-None-Match: *
- * honoured (the probe's second create was refused). `emulated`: versioning
- * Enabled and If-None-Match ignored (radosgw 16), so create-only puts and
- * readers follow "the oldest version since the newest delete marker wins"
- * (s3-versions.ts). `suspended`: every PUT overwrites the `null` version;
- * create-only puts are refused.
- */
-export type BucketVersioning = 'plain' | 'if-none-match' | 'emulated' | 'suspended';
 
 /**
  * Objects in an S3 bucket under a key prefix, through @aws-sdk/client-s3.
@@ -124,93 +105,11 @@ export class S3ObjectStore implements ObjectStore {
     const endpoint = conn.endpoint ?? 'AWS S3';
     const probe = new S3ObjectStore(client, where, endpoint, timeoutMs, 1000, maxInFlight, false, 'plain');
     try {
-      const { versioning, locked } = await probe.prepareBucket(conn, options);
+      const { versioning, locked } = await prepareBucket({ ...probe.access, prefix: where.prefix, endpoint }, conn, options);
       return new S3ObjectStore(client, where, endpoint, timeoutMs, options.listPageSize ?? 1000, maxInFlight, locked, versioning);
     } catch (err) {
       client.destroy();
       throw err;
-    }
-  }
-
-  private async prepareBucket(conn: S3Connection, options: S3StoreOptions): Promise<{ versioning: BucketVersioning; locked: boolean }> {
-    const Bucket = this.where.bucket;
-    const bucketUrl = `s3://${Bucket}`;
-    let exists = true;
-    try {
-      await this.call('check bucket', bucketUrl, () => this.client.send(new HeadBucketCommand({ Bucket })));
-    } catch (err) {
-      if (!(err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_NOT_FOUND')) throw err;
-      exists = false;
-    }
-    if (!exists) {
-      if (options.createBucket === false)
-        throw new LifeboatError('LFB_ERR_OBJECT_NOT_FOUND', `bucket ${bucketUrl} does not exist at ${this.endpoint}`, { details: { bucket: Bucket } });
-      // A region other than us-east-1 must be named on AWS; S3 servers of our own (an endpoint) have their own zones.
-      const constraint = conn.endpoint === undefined && conn.region !== undefined && conn.region !== 'us-east-1';
-      try {
-        await this.call('create bucket', bucketUrl, () =>
-          this.client.send(
-            new CreateBucketCommand({
-              Bucket,
-              ...(options.objectLock === true ? { ObjectLockEnabledForBucket: true } : {}),
-              ...(constraint ? { CreateBucketConfiguration: { LocationConstraint: conn.region as never } } : {}),
-            }),
-          ),
-        );
-      } catch (err) {
-        // Another opener created it meanwhile: what it has is checked below like any existing bucket.
-        if (!(err instanceof LifeboatError && err.details['s3Code'] === 'BucketAlreadyOwnedByYou')) throw err;
-      }
-    }
-    const versioning = await this.call('read versioning of', bucketUrl, () => this.client.send(new GetBucketVersioningCommand({ Bucket })));
-    let locked = false;
-    try {
-      const lock = await this.call('read object lock of', bucketUrl, () => this.client.send(new GetObjectLockConfigurationCommand({ Bucket })));
-      locked = lock.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
-    } catch (err) {
-      if (!(err instanceof LifeboatError && (err.code === 'LFB_ERR_IMMUTABLE_UNSUPPORTED' || err.code === 'LFB_ERR_OBJECT_NOT_FOUND'))) throw err;
-    }
-    if (options.objectLock === true && !locked)
-      throw new LifeboatError(
-        'LFB_ERR_IMMUTABLE_UNSUPPORTED',
-        `bucket ${bucketUrl} has no object lock, and S3 enables it only when a bucket is created: use a new bucket`,
-        { details: { bucket: Bucket } },
-      );
-    if (versioning.Status === 'Suspended') return { versioning: 'suspended', locked };
-    if (versioning.Status !== 'Enabled') return { versioning: 'plain', locked };
-    return { versioning: await this.probeIfNoneMatch(), locked };
-  }
-
-  /**
-   * Whether the versioned bucket honours If-None-Match: * : two create-only
-   * puts of one probe key, then its versions removed. The key ends in `/`,
-   * a name no object of a store can have (list skips it). When the probe
-   * cannot write (a user without the right), the store emulates: that is
-   * correct whether or not the header is honoured.
-   */
-  private async probeIfNoneMatch(): Promise<'if-none-match' | 'emulated'> {
-    const Key = `${this.where.prefix}.lifeboat-probe-${randomBytes(8).toString('hex')}/`;
-    const target = `s3://${this.where.bucket}/${Key}`;
-    const body = Buffer.from('probe');
-    const md5 = createHash('md5').update(body).digest('base64');
-    const create = (): Promise<unknown> =>
-      this.call('probe create-only put', target, () =>
-        this.client.send(new PutObjectCommand({ Bucket: this.where.bucket, Key, Body: body, ContentLength: body.length, ContentMD5: md5, IfNoneMatch: '*' })),
-      );
-    try {
-      await create();
-      try {
-        await create();
-        return 'emulated';
-      } catch (err) {
-        if (err instanceof LifeboatError && err.code === 'LFB_ERR_OBJECT_EXISTS') return 'if-none-match';
-        throw err;
-      }
-    } catch (err) {
-      if (err instanceof LifeboatError && err.code === 'LFB_ERR_STORE_DENIED') return 'emulated';
-      throw err;
-    } finally {
-      await deleteAllVersions(this.access, Key, target, true).catch(() => undefined);
     }
   }
 
