@@ -1,6 +1,7 @@
 // A repository on S3 (Ceph's radosgw, one cluster for this file) through the real `lifeboat` command: every backup
 // method with retention, restore bit-exact, verify, compact and its collection of unused packs, an encrypted
-// repository, a backup killed with -9, and the commands that still need a folder refused with a stable code.
+// repository, a backup killed with -9, and the commands that still need a folder refused with a stable code
+// (instant and file-level recovery on S3 are test/recovery-s3's).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -187,7 +188,7 @@ test('S3 repository: encrypted at rest; a backup killed with -9 leaves the earli
     assert.match(locked.stderr, /is encrypted: give its password/);
   }));
 
-test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORTED; init twice is refused, and --immutable-days on a bucket without object lock', async () => {
+test('S3 repository: what needs a folder (sandboxes) is refused with LFB_ERR_STORE_UNSUPPORTED, instant recovery asks for a server; init twice is refused, and --immutable-days on a bucket without object lock', async () => {
   const repo = `s3://${ceph().bucket('refuse')}/r`;
   await ok(['repo', 'init', repo]);
   const again = await run(['repo', 'init', repo]);
@@ -195,15 +196,17 @@ test('S3 repository: what needs a folder is refused with LFB_ERR_STORE_UNSUPPORT
   // S3 turns object lock on only when a bucket is made: this one was made without it.
   const immutable = await run(['repo', 'init', `${repo}-immutable`, '--immutable-days', '7']);
   assert.match(immutable.stderr, /has no object lock.*\[LFB_ERR_IMMUTABLE_UNSUPPORTED\]/s);
-  for (const args of [
-    ['instant', 'start', 'vm', '--repo', repo, '--point', 'latest'],
-    ['files', 'ls', 'vm', '--repo', repo, '--point', 'latest', '/'],
-    ['serve', '--repo', repo],
-  ]) {
+  for (const args of [['sandbox', 'list', '--repo', repo]]) {
     const r = await run(args);
     assert.notEqual(r.code, 0, args.join(' '));
     assert.match(r.stderr, /needs a repository in a folder; s3:\/\/.* is on object storage.*\[LFB_ERR_STORE_UNSUPPORTED\]/, `${args.join(' ')}: ${r.stderr}`);
   }
+  // Instant recovery works on S3 through a server (test/recovery-s3); without one it says so.
+  const instant = await run(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest']);
+  assert.match(
+    instant.stderr,
+    /no Lifeboat server is running for s3:\/\/[^ ]+\/r; start one with `lifeboat serve --repo s3:\/\/.*\[LFB_ERR_SERVER_NOT_RUNNING\]/,
+  );
 });
 
 test('S3 repository, --immutable-days: backup files are written locked (COMPLIANCE) for the days, lifeboat.json for good; a DELETE before the date fails; rewriting methods, compact and job delete are refused', () =>

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { LifeboatError, fromFsError, isLifeboatError, type ErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { InstantRecovery } from '../recovery/index.js';
+import { locationText, repositoryHostRoot } from '../repository/location.js';
 import { AllowList } from './allow-list.js';
 import { parseAddDiskRequest, parseMigrateRequest, parseRunRequest, parseStartRequest } from './control-requests.js';
 import type { ControlRuns } from './control-runs.js';
@@ -24,8 +25,9 @@ export interface ControlInfo {
   readonly host: string;
 }
 
+/** Where a repository's server keeps its port and token: in the repository's host side (a folder's own `instant/`). */
 export function controlFile(repoRoot: string): string {
-  return join(repoRoot, 'instant', 'control.json');
+  return join(repositoryHostRoot(repoRoot), 'instant', 'control.json');
 }
 
 /** Request bodies are a few hundred bytes; anything near this is not the CLI. */
@@ -248,13 +250,13 @@ export function controlCallError(err: unknown, repoRoot: string, pid: number, ca
   if (deadlineMs === undefined && (cause?.code === 'ECONNREFUSED' || cause?.code === 'EADDRNOTAVAIL'))
     return new LifeboatError(
       'LFB_ERR_SERVER_NOT_RUNNING',
-      `the Lifeboat server of ${repoRoot} (pid ${pid}) does not answer; start it with \`lifeboat serve --repo ${repoRoot}\``,
+      `the Lifeboat server of ${locationText(repoRoot)} (pid ${pid}) does not answer; start it with \`lifeboat serve --repo ${locationText(repoRoot)}\``,
     );
   const why =
     deadlineMs !== undefined
       ? `did not answer ${call} within ${(deadlineMs / 1000).toFixed(1)} s`
       : `gave no answer to ${call} (${cause?.code ?? (err instanceof Error ? err.message : String(err))})`;
-  return new LifeboatError('LFB_ERR_SERVER_NO_ANSWER', `the Lifeboat server of ${repoRoot} (pid ${pid}) ${why}; see its log, then ask again`);
+  return new LifeboatError('LFB_ERR_SERVER_NO_ANSWER', `the Lifeboat server of ${locationText(repoRoot)} (pid ${pid}) ${why}; see its log, then ask again`);
 }
 
 /** CLI side: calls the running server of a repository. */
@@ -270,7 +272,7 @@ export async function callControl<T>(repoRoot: string, method: string, path: str
       );
     throw new LifeboatError(
       'LFB_ERR_SERVER_NOT_RUNNING',
-      `no Lifeboat server is running for ${repoRoot}; start one with \`lifeboat serve --repo ${repoRoot}\``,
+      `no Lifeboat server is running for ${locationText(repoRoot)}; start one with \`lifeboat serve --repo ${locationText(repoRoot)}\``,
     );
   }
   // A server that accepts and never answers (stopped, hung) fails the call at the deadline instead of holding it.

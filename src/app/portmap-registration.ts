@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { repositoryHostRoot } from '../repository/location.js';
 import { MOUNT_PROGRAM, NFS_PROGRAM } from '../nfs/index.js';
 import {
   IPPROTO_TCP,
@@ -36,7 +37,7 @@ interface RegistrationRecord {
 }
 
 function recordFile(repoRoot: string): string {
-  return join(repoRoot, 'instant', 'portmap.json');
+  return join(repositoryHostRoot(repoRoot), 'instant', 'portmap.json');
 }
 
 const same = (a: Mapping, b: Mapping): boolean => a.prog === b.prog && a.vers === b.vers && a.prot === b.prot && a.port === b.port;
@@ -118,7 +119,7 @@ async function readRecord(repoRoot: string, portmapPort: number): Promise<readon
 
 async function writeRecord(repoRoot: string, record: RegistrationRecord): Promise<void> {
   const path = recordFile(repoRoot);
-  await mkdir(join(repoRoot, 'instant'), { recursive: true, mode: 0o700 });
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(`${path}.tmp`, JSON.stringify(record));
   await rename(`${path}.tmp`, path);
 }

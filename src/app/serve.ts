@@ -7,7 +7,7 @@ import type { Logger } from '../core/log.js';
 import { MOUNT_PROGRAM, NFS_PROGRAM, mountProgram, nfsProgram } from '../nfs/index.js';
 import { InstantRecovery } from '../recovery/index.js';
 import { NbdServer } from '../nbd/index.js';
-import { Repository } from '../repository/index.js';
+import { Repository, locationText } from '../repository/index.js';
 import { IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PortmapRegistry, RpcServer, portmapProgram, type Mapping } from '../rpc/index.js';
 import { LockFile } from '../storage/index.js';
 import { AllowList } from './allow-list.js';
@@ -80,15 +80,16 @@ export async function listenNear(
  * write the same map files. The lock lives as long as the server (a killed
  * one leaves it stale, and the next start takes it over).
  */
-async function lockRepository(root: string): Promise<LockFile> {
-  await mkdir(join(root, 'instant'), { recursive: true, mode: 0o700 });
+async function lockRepository(repo: Repository): Promise<LockFile> {
+  const root = locationText(repo.root);
+  await mkdir(join(repo.hostRoot, 'instant'), { recursive: true, mode: 0o700 });
   try {
-    return await LockFile.acquire(join(root, 'instant', 'server.lock'), `the server of ${root}`);
+    return await LockFile.acquire(join(repo.hostRoot, 'instant', 'server.lock'), `the server of ${root}`);
   } catch (err) {
     if (!isLifeboatError(err, 'LFB_ERR_JOB_LOCKED')) throw err;
     const pid = err.details['pid'] as number;
     const host = err.details['host'] as string;
-    const info = await readFile(controlFile(root), 'utf8')
+    const info = await readFile(controlFile(repo.root), 'utf8')
       .then((t) => JSON.parse(t) as ControlInfo)
       .catch(() => undefined);
     const where =
@@ -114,7 +115,7 @@ async function lockRepository(root: string): Promise<LockFile> {
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const allow = AllowList.parse(opts.allow);
   const repo = await Repository.open(opts.repo);
-  const lock = await lockRepository(repo.root);
+  const lock = await lockRepository(repo);
   const recovery = new InstantRecovery(repo, opts.clock, opts.logger, {
     cacheBudgetBytes: opts.cacheBudgetBytes,
     diskCacheBudgetBytes: opts.diskCacheBudgetBytes,
@@ -213,7 +214,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     );
     closers.push(() => control.close());
     opts.say(
-      `serving ${repo.root}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,
+      `serving ${locationText(repo.root)}: NFS on ${opts.bind}:${nfsPort}, MOUNT on ${mountPort}, portmapper ${portmapMode}; export /lifeboat; NBD on ${opts.nbdBind ?? opts.bind}:${nbdPort}; allow ${opts.allow}`,
     );
     for (const s of recovery.list()) opts.say(`session ${s.name}: ${s.state}${s.problem ? ` (${s.problem})` : ''}`);
     // The same facts as the line above, timestamped in the log, so a log file shows when each server ran.

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { repositoryRoot } from '../repository/location.js';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
@@ -21,7 +21,7 @@ import type { FileEntry, Volume } from '../files/index.js';
 type Progress = (line: string) => void;
 
 async function orLocal<T>(repo: string, progress: Progress, call: (root: string) => Promise<T>): Promise<T | undefined> {
-  const root = resolve(repo);
+  const root = repositoryRoot(repo);
   if (!existsSync(controlFile(root))) return undefined;
   progress("a server runs for the repository: asking its file session of the point (the point's first request waits for its appliance)");
   try {

@@ -1,5 +1,5 @@
 import { processAlive } from '../core/process-alive.js';
-import { chmod, mkdir, readdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -52,12 +52,12 @@ function readOnly(disk: RestorePointDisk): NbdDevice {
 }
 
 /** Holds of `files` runs whose process is gone (killed with -9): they would keep the point from retention forever. */
-async function removeStaleHolds(jobDir: string, job: string): Promise<void> {
-  const names = await readdir(join(jobDir, 'holds')).catch(() => [] as string[]);
+async function removeStaleHolds(jobDir: string, job: string, storage: Repository['storage']): Promise<void> {
+  const names = await storage.list(join(jobDir, 'holds')).catch(() => [] as string[]);
   for (const n of names) {
     const m = /^files-(\d+)-[0-9a-f]+\.json$/.exec(n);
     if (m && !processAlive(Number(m[1])))
-      await withHoldsLock(jobDir, `job "${job}"`, () => removeHold(jobDir, n.slice(0, -'.json'.length)), { waitMs: HOLD_WAIT_MS });
+      await withHoldsLock(jobDir, `job "${job}"`, () => removeHold(jobDir, n.slice(0, -'.json'.length), storage), { waitMs: HOLD_WAIT_MS, storage });
   }
 }
 
@@ -77,16 +77,18 @@ export async function exportPoint(
 ): Promise<PointExport> {
   const def = await loadJob(repo, job);
   const jobDir = repo.jobDir(def.name);
-  await removeStaleHolds(jobDir, def.name);
+  await removeStaleHolds(jobDir, def.name, repo.storage);
   const first = resolvePoint(await scanJob(jobDir, repo.storage), pointRef);
   const holder = `${HOLD_PREFIX}${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
-  await withHoldsLock(jobDir, `job "${def.name}"`, () => writeHold(jobDir, holder, first.id), { waitMs: HOLD_WAIT_MS });
+  await withHoldsLock(jobDir, `job "${def.name}"`, () => writeHold(jobDir, holder, first.id, repo.storage), { waitMs: HOLD_WAIT_MS, storage: repo.storage });
   const disks: RestorePointDisk[] = [];
   let server: NbdServer | undefined;
   const close = async (): Promise<void> => {
     await server?.close();
     await Promise.all(disks.map((d) => d.close()));
-    await withHoldsLock(jobDir, `job "${def.name}"`, () => removeHold(jobDir, holder), { waitMs: HOLD_WAIT_MS }).catch(() => undefined);
+    await withHoldsLock(jobDir, `job "${def.name}"`, () => removeHold(jobDir, holder, repo.storage), { waitMs: HOLD_WAIT_MS, storage: repo.storage }).catch(
+      () => undefined,
+    );
   };
   try {
     // Looked up again now that it is held: retention may have removed it in between.

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from '../core/log.js';
-import { Repository, folderRepositoryRoot } from '../repository/index.js';
+import { Repository } from '../repository/index.js';
 import { BrowseSession, type Drive } from './browse.js';
 import { exportPoint, type SharedDecoding } from './point-export.js';
 import { cleanUp, newWorkDir, sweepStale, writeRecord } from './records.js';
@@ -30,7 +30,7 @@ export async function ephemeralSource(
   logger: Logger,
   shared?: SharedDecoding,
 ): Promise<DriveSource> {
-  const repo = await Repository.open(folderRepositoryRoot(repoDir, 'file-level recovery'));
+  const repo = await Repository.open(repoDir);
   const ex = await exportPoint(repo, job, point, join(workDir, 'nbd'), logger, shared);
   return { pointId: ex.point.id, drives: ex.exportNames.map((exportName) => ({ server: { socket: ex.socket }, exportName })), close: () => ex.close() };
 }

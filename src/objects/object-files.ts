@@ -7,6 +7,26 @@ import { DIR_MARK, PACKS, ROOTS, decodeRoot, dirMarkName, encodeRoot, generation
 import { ObjectFile, PACK_BYTES, lockedUntil, noSuchFile, toStorageError, type FilePlace } from './object-file.js';
 import type { ObjectStore } from './object-store.js';
 
+/**
+ * This host's folder for what belongs to the object store at `location` (an
+ * s3:// URL as the store spells it) but is not kept in it: locks, caches, an
+ * instant-recovery server's sessions. One folder for every process of the
+ * host, whatever its TMPDIR or PrivateTmp: under the server's state folder.
+ */
+export function objectStoreHostDir(location: string): string {
+  return join(process.env['LIFEBOAT_STATE_DIR'] || '/var/lib/lifeboat', 'object-stores', createHash('sha256').update(location).digest('hex').slice(0, 16));
+}
+
+/** A file of a folder on object storage: its name, latest committed generation and size. */
+export interface FolderFile {
+  readonly name: string;
+  readonly generation: number;
+  readonly size: number;
+}
+
+/** Root sizes kept by folderFiles (a root's size never changes); past this many the memory starts again. */
+const ROOT_SIZES_KEPT = 100_000;
+
 /** How old an unreferenced pack must be before collect() removes it: a writer may not have committed the root naming it yet. */
 export const DEFAULT_GRACE_MS = 6 * 60 * 60 * 1000;
 
@@ -42,6 +62,8 @@ export interface CollectReport {
 export class ObjectFileStorage implements Storage {
   /** Writable files open now, by name: rename and remove move or detach them. */
   private readonly open_ = new Map<string, Set<ObjectFile>>();
+  /** Sizes of committed roots by object name (folderFiles). */
+  private readonly rootSizes = new Map<string, number>();
 
   constructor(
     readonly store: ObjectStore,
@@ -216,16 +238,49 @@ export class ObjectFileStorage implements Storage {
     return [...names].sort();
   }
 
+  /**
+   * The files directly in a folder, each with its latest committed generation
+   * and size, from one listing: a root is never overwritten, so a file's name
+   * and generation say all of its content (what a folder signature needs).
+   * Sizes are read from the roots once and kept by root name.
+   */
+  folderFiles(dir: string): Promise<FolderFile[]> {
+    return this.mapped('list', dir, async () => {
+      const rel = this.rel(dir);
+      const prefix = rel === '' ? ROOTS : `${ROOTS}${rel}/`;
+      const latest = new Map<string, number>();
+      for await (const o of this.store.list(prefix)) {
+        const rest = o.name.slice(prefix.length);
+        const hash = rest.indexOf('#');
+        if (hash <= 0 || rest.lastIndexOf('/', hash) >= 0) continue;
+        const name = rest.slice(0, hash);
+        const g = generationOf(o.name, rel === '' ? name : `${rel}/${name}`);
+        if (g !== undefined && g > (latest.get(name) ?? -1)) latest.set(name, g);
+      }
+      const files: FolderFile[] = [];
+      for (const [name, generation] of [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        const object = rootName(rel === '' ? name : `${rel}/${name}`, generation);
+        let size = this.rootSizes.get(object);
+        if (size === undefined) {
+          const got = await this.store.get(object).catch((err: unknown) => {
+            // Replaced since the listing: left out, as a file removed since a folder's listing is.
+            if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND')) return undefined;
+            throw err;
+          });
+          if (got === undefined) continue;
+          size = decodeRoot(object, got).size;
+          if (this.rootSizes.size >= ROOT_SIZES_KEPT) this.rootSizes.clear();
+          this.rootSizes.set(object, size);
+        }
+        files.push({ name, generation, size });
+      }
+      return files;
+    });
+  }
+
   hostPath(path: string): string {
     const rel = this.rel(path);
-    // One folder for every process of the host, whatever its TMPDIR or PrivateTmp: the server's state folder.
-    const dir =
-      this.options.hostDir ??
-      join(
-        process.env['LIFEBOAT_STATE_DIR'] || '/var/lib/lifeboat',
-        'object-stores',
-        createHash('sha256').update(this.store.location).digest('hex').slice(0, 16),
-      );
+    const dir = this.options.hostDir ?? objectStoreHostDir(this.store.location);
     return rel === '' ? dir : join(dir, rel);
   }
 

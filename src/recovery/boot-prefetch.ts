@@ -21,8 +21,8 @@ export const BOOT_RECORD_MS = 180_000;
 const MAGIC = 0x4c42424c; // "LBBL"
 const HEADER = 12;
 
-export function bootListPath(repoRoot: string, job: string, disk: number): string {
-  return join(repoRoot, 'cache', 'boot', job, `disk${disk}.blocks`);
+export function bootListPath(hostRoot: string, job: string, disk: number): string {
+  return join(hostRoot, 'cache', 'boot', job, `disk${disk}.blocks`);
 }
 
 export function encodeBootList(blocks: readonly number[]): Buffer {
@@ -48,8 +48,8 @@ export function decodeBootList(file: Buffer): number[] | string {
 }
 
 /** The list of `job`'s disk `disk`, or undefined when there is none (or it is damaged: then a warning). */
-export async function loadBootList(repoRoot: string, job: string, disk: number, logger: Logger): Promise<number[] | undefined> {
-  const path = bootListPath(repoRoot, job, disk);
+export async function loadBootList(hostRoot: string, job: string, disk: number, logger: Logger): Promise<number[] | undefined> {
+  const path = bootListPath(hostRoot, job, disk);
   let file: Buffer;
   try {
     file = await readFile(path);
@@ -67,8 +67,8 @@ export async function loadBootList(repoRoot: string, job: string, disk: number, 
 }
 
 /** Replaces the list of `job`'s disk `disk` (written to a temporary file, then renamed: a reader sees the old list or the new one). */
-export async function saveBootList(repoRoot: string, job: string, disk: number, blocks: readonly number[]): Promise<void> {
-  const path = bootListPath(repoRoot, job, disk);
+export async function saveBootList(hostRoot: string, job: string, disk: number, blocks: readonly number[]): Promise<void> {
+  const path = bootListPath(hostRoot, job, disk);
   await mkdir(join(path, '..'), { recursive: true });
   const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
   try {
@@ -95,7 +95,7 @@ export class BootRecording {
   readonly prefetched: Promise<void>;
 
   constructor(
-    private readonly repoRoot: string,
+    private readonly hostRoot: string,
     private readonly job: string,
     private readonly disks: readonly { readonly index: number; readonly base: RestorePointDisk }[],
     private readonly lists: readonly (number[] | undefined)[],
@@ -125,7 +125,7 @@ export class BootRecording {
         const seen = new Set(blocks);
         const list = complete ? blocks : [...blocks, ...(this.lists[i] ?? []).filter((b) => !seen.has(b))].slice(0, PREFETCH_MAX_BLOCKS);
         try {
-          await saveBootList(this.repoRoot, this.job, d.index, list);
+          await saveBootList(this.hostRoot, this.job, d.index, list);
         } catch (err) {
           this.logger.warn('instant recovery: the boot list could not be saved', { job: this.job, disk: d.index, problem: String(err) });
         }
@@ -147,7 +147,7 @@ export class BootLearning {
   private readonly recordings = new Map<string, BootRecording>();
 
   constructor(
-    private readonly repoRoot: string,
+    private readonly hostRoot: string,
     private readonly recordMs: number,
     /** Bytes of blocks one disk's prefetch may decode. */
     private readonly prefetchBytes: number,
@@ -160,9 +160,9 @@ export class BootLearning {
       const base = o.bases[i];
       return base instanceof RestorePointDisk ? [{ index: d.index, base }] : [];
     });
-    const lists = await Promise.all(disks.map((d) => loadBootList(this.repoRoot, o.rec.job, d.index, this.logger)));
+    const lists = await Promise.all(disks.map((d) => loadBootList(this.hostRoot, o.rec.job, d.index, this.logger)));
     void this.recordings.get(o.rec.name)?.save(false);
-    this.recordings.set(o.rec.name, new BootRecording(this.repoRoot, o.rec.job, disks, lists, this.prefetchBytes, this.recordMs, this.logger));
+    this.recordings.set(o.rec.name, new BootRecording(this.hostRoot, o.rec.job, disks, lists, this.prefetchBytes, this.recordMs, this.logger));
   }
 
   prefetched(name: string): Promise<void> | undefined {

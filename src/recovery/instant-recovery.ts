@@ -87,10 +87,10 @@ export class InstantRecovery {
     const diskCacheBytes = opts.diskCacheBudgetBytes ?? DEFAULT_DISK_CACHE_BUDGET;
     // A prefetch decodes no more than both caches can hold: memory (where the guest finds it first) and, when on, the disk.
     const prefetchBytes = Math.min(this.blockCache.budgetBytes, diskCacheBytes > 0 ? diskCacheBytes : Infinity);
-    this.bootLearning = new BootLearning(repo.root, opts.bootRecordMs ?? BOOT_RECORD_MS, prefetchBytes, logger);
+    this.bootLearning = new BootLearning(repo.hostRoot, opts.bootRecordMs ?? BOOT_RECORD_MS, prefetchBytes, logger);
     this.diskCache = new SessionDiskCache(repo, diskCacheBytes, clock, logger);
-    this.store = new SessionStore(repo.root);
-    this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.root, 'cache'), clock);
+    this.store = new SessionStore(repo.root, repo.hostRoot, repo.storage);
+    this.fs = new DatastoreFileSystem(EXPORT_PATH, join(repo.hostRoot, 'cache'), clock);
     this.migrations = new SessionMigrations(logger, clock);
     this.clients = new SessionClients(clock);
   }
@@ -162,7 +162,7 @@ export class InstantRecovery {
         throw new LifeboatError('LFB_ERR_DISK_NOT_FOUND', `--disks: the point has disks 0 to ${p.diskSizes.length - 1}, no disk ${i}`);
     }
     if (opts.boot && !this.nbd) throw new LifeboatError('LFB_ERR_VM', 'this server has no NBD endpoint to boot a VM from');
-    const dir = await newSessionDir(this.repo.root, name, opts.cacheDir);
+    const dir = await newSessionDir(this.repo.hostRoot, name, opts.cacheDir);
     const rec: SessionRecord = {
       version: 1,
       id: newUuid(),
@@ -211,7 +211,7 @@ export class InstantRecovery {
       if (current?.state === 'failed') this.migrations.retry(o);
       else if (!current) {
         if (opts.to === undefined) throw new LifeboatError('LFB_ERR_USAGE', `session ${name} is not migrating yet: give --to <dir>`);
-        const to = await migrationTarget(this.repo.root, o.rec.dir, opts.to);
+        const to = await migrationTarget(this.repo.hostRoot, o.rec.dir, opts.to);
         // A migration reads every block: what the session reads from now on is not a boot.
         this.bootLearning.discard(name);
         await this.migrations.start(o, { to, format: opts.format, rateBytesPerSec: opts.rateBytesPerSec, vmName: safeFileName(o.rec.vmName) });

@@ -45,7 +45,7 @@ export class SessionDiskCache {
   store(): Promise<DecodedBlockStore | undefined> {
     this.opening ??= (async () => {
       if (this.off() !== undefined) return undefined;
-      const dir = join(this.repo.root, 'cache', 'blocks');
+      const dir = join(this.repo.hostRoot, 'cache', 'blocks');
       try {
         this.opened = await DecodedBlockStore.open(dir, this.budgetBytes, { clock: this.clock, logger: this.logger });
         return this.opened;

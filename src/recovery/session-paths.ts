@@ -38,21 +38,22 @@ function absolute(path: string, what: string): string {
 }
 
 /**
- * The folder of a new session named `name`: <repo>/cache/instant/<name>, or
- * <cacheDir>/<name>. Refused when it is in the repository's own folders, would
- * contain the repository, or already holds anything.
+ * The folder of a new session named `name`: <host root>/cache/instant/<name>
+ * (`hostRoot`: the repository's folder, or this host's folder of a repository
+ * on object storage), or <cacheDir>/<name>. Refused when it is in the
+ * repository's own folders, would contain them, or already holds anything.
  */
-export async function newSessionDir(repoRoot: string, name: string, cacheDir: string | undefined): Promise<string> {
-  const dir = cacheDir === undefined ? join(repoRoot, 'cache', 'instant', name) : join(absolute(cacheDir, '--cache-dir'), name);
+export async function newSessionDir(hostRoot: string, name: string, cacheDir: string | undefined): Promise<string> {
+  const dir = cacheDir === undefined ? join(hostRoot, 'cache', 'instant', name) : join(absolute(cacheDir, '--cache-dir'), name);
   const real = await canonicalPath(dir);
-  const root = await canonicalPath(repoRoot);
-  if (isWithin(root, real) || (isWithin(real, root) && !isWithin(real, await canonicalPath(join(repoRoot, 'cache')))))
+  const root = await canonicalPath(hostRoot);
+  if (isWithin(root, real) || (isWithin(real, root) && !isWithin(real, await canonicalPath(join(hostRoot, 'cache')))))
     throw new LifeboatError(
       'LFB_ERR_INVALID_ARGUMENT',
-      `--cache-dir: the session folder ${dir} would be in or around the repository ${repoRoot} (only its cache/ folder may hold sessions)`,
+      `--cache-dir: the session folder ${dir} would be in or around the repository ${hostRoot} (only its cache/ folder may hold sessions)`,
     );
   for (const own of ['blocks', 'boot']) {
-    const folder = await canonicalPath(join(repoRoot, 'cache', own));
+    const folder = await canonicalPath(join(hostRoot, 'cache', own));
     if (isWithin(real, folder) || isWithin(folder, real))
       throw new LifeboatError(
         'LFB_ERR_INVALID_ARGUMENT',
@@ -68,12 +69,12 @@ export async function newSessionDir(repoRoot: string, name: string, cacheDir: st
   return dir;
 }
 
-/** A migration's target folder: absolute, outside the repository and the session's folder. */
-export async function migrationTarget(repoRoot: string, sessionDir: string, to: string): Promise<string> {
+/** A migration's target folder: absolute, outside the repository's host root (its folder) and the session's folder. */
+export async function migrationTarget(hostRoot: string, sessionDir: string, to: string): Promise<string> {
   const target = absolute(to, '--to');
   const real = await canonicalPath(target);
-  if (isWithin(real, await canonicalPath(repoRoot)))
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--to ${target} is inside the repository ${repoRoot}: migrate to production storage elsewhere`);
+  if (isWithin(real, await canonicalPath(hostRoot)))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--to ${target} is inside the repository ${hostRoot}: migrate to production storage elsewhere`);
   if (isWithin(real, await canonicalPath(sessionDir)))
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--to ${target} is inside the session's own folder ${sessionDir}, which stop removes`);
   return target;

@@ -5,7 +5,7 @@ import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE } from '../core/ids.js';
 import { vmFiles } from '../qemu/index.js';
 import { readCheckedJson, removeHold, withHoldsLock, writeCheckedJson, writeHold } from '../repository/index.js';
-import { removeDurable } from '../storage/index.js';
+import { localStorage, removeDurable, type Storage } from '../storage/index.js';
 
 /** How long a new session waits for retention to finish the action it is carrying out. */
 const HOLD_WAIT_MS = 60_000;
@@ -37,15 +37,21 @@ export interface SessionRecord {
 }
 
 /**
- * Sessions are recorded in <repo>/instant/sessions/<name>.json, and each
- * holds its point with <repo>/jobs/<job>/holds/<name>.json so that retention
- * never deletes or merges away a point that is being served.
+ * Sessions are recorded in <host root>/instant/sessions/<name>.json (the
+ * repository's folder, or this host's folder of a repository on object
+ * storage), and each holds its point with <repo>/jobs/<job>/holds/<name>.json,
+ * written where the repository's files are, so that retention never deletes
+ * or merges away a point that is being served.
  */
 export class SessionStore {
-  constructor(readonly repoRoot: string) {}
+  constructor(
+    readonly repoRoot: string,
+    private readonly hostRoot: string = repoRoot,
+    private readonly storage: Storage = localStorage,
+  ) {}
 
   private sessionsDir(): string {
-    return join(this.repoRoot, 'instant', 'sessions');
+    return join(this.hostRoot, 'instant', 'sessions');
   }
 
   private jobDir(job: string): string {
@@ -81,8 +87,9 @@ export class SessionStore {
   async create(rec: SessionRecord): Promise<void> {
     if (existsSync(this.recordPath(rec.name))) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `a session named "${rec.name}" already exists`);
     await mkdir(this.sessionsDir(), { recursive: true });
-    await withHoldsLock(this.jobDir(rec.job), `job "${rec.job}"`, () => writeHold(this.jobDir(rec.job), `session-${rec.name}`, rec.pointId), {
+    await withHoldsLock(this.jobDir(rec.job), `job "${rec.job}"`, () => writeHold(this.jobDir(rec.job), `session-${rec.name}`, rec.pointId, this.storage), {
       waitMs: HOLD_WAIT_MS,
+      storage: this.storage,
     });
     await writeCheckedJson(this.recordPath(rec.name), rec);
   }
@@ -96,11 +103,14 @@ export class SessionStore {
   async removeOrphanHolds(): Promise<string[]> {
     const jobsDir = join(this.repoRoot, 'jobs');
     const removed: string[] = [];
-    for (const job of await readdir(jobsDir).catch(() => [] as string[])) {
-      for (const n of await readdir(join(jobsDir, job, 'holds')).catch(() => [] as string[])) {
+    for (const job of await this.storage.list(jobsDir).catch(() => [] as string[])) {
+      for (const n of await this.storage.list(join(jobsDir, job, 'holds')).catch(() => [] as string[])) {
         const m = /^session-(.+)\.json$/.exec(n);
         if (!m || existsSync(this.recordPath(m[1]!))) continue;
-        await withHoldsLock(this.jobDir(job), `job "${job}"`, () => removeHold(this.jobDir(job), `session-${m[1]!}`), { waitMs: HOLD_WAIT_MS });
+        await withHoldsLock(this.jobDir(job), `job "${job}"`, () => removeHold(this.jobDir(job), `session-${m[1]!}`, this.storage), {
+          waitMs: HOLD_WAIT_MS,
+          storage: this.storage,
+        });
         removed.push(`${job}/${m[1]!}`);
       }
     }
@@ -119,7 +129,7 @@ export class SessionStore {
    */
   async remove(rec: SessionRecord, opts: { keepVm?: boolean } = {}): Promise<void> {
     await removeDurable(this.recordPath(rec.name));
-    await removeHold(this.jobDir(rec.job), `session-${rec.name}`);
+    await removeHold(this.jobDir(rec.job), `session-${rec.name}`, this.storage);
     for (const n of await readdir(rec.dir).catch(() => [] as string[]))
       if (madeBySession(n) && !(opts.keepVm === true && VM_FILES.has(n))) await rm(join(rec.dir, n), { recursive: true, force: true });
     await rmdir(rec.dir).catch(() => undefined);

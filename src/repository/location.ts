@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
-import { ObjectFileStorage } from '../objects/object-files.js';
+import { ObjectFileStorage, objectStoreHostDir, type FolderFile } from '../objects/object-files.js';
+import { formatS3Url, parseS3Url } from '../objects/s3-config.js';
 import { localStorage, type Storage } from '../storage/index.js';
 
 /**
@@ -32,17 +33,30 @@ export function locationText(root: string): string {
 }
 
 /**
- * The root of a repository that must be a folder (instant recovery, file-level recovery and sandboxes serve from
- * folders next to the repository's files): one on object storage is refused with LFB_ERR_STORE_UNSUPPORTED.
+ * The root of a repository that must be a folder (sandboxes and SureBackup keep their labs in folders next to the
+ * repository's files): one on object storage is refused with LFB_ERR_STORE_UNSUPPORTED.
  */
 export function folderRepositoryRoot(text: string, command: string): string {
   if (isObjectLocation(text))
     throw new LifeboatError(
       'LFB_ERR_STORE_UNSUPPORTED',
-      `${command} needs a repository in a folder; ${locationText(repositoryRoot(text))} is on object storage, where backup, restore, verify, compact, retention and the job commands work, but not ${command} yet`,
+      `${command} needs a repository in a folder; ${locationText(repositoryRoot(text))} is on object storage, where backup, restore, verify, compact, retention, the job commands and serve (instant and file-level recovery) work, but not ${command} yet`,
       { details: { repo: text, command } },
     );
   return resolve(text);
+}
+
+/**
+ * The folder of this host where a repository's host side lives (an
+ * instant-recovery server's lock, control file, sessions and caches): the
+ * repository's own folder, or for one on object storage its store's host
+ * folder (objectStoreHostDir, under $LIFEBOAT_STATE_DIR). A pure function of
+ * the text, so a command finds a server's control file without opening the
+ * store.
+ */
+export function repositoryHostRoot(text: string): string {
+  const root = repositoryRoot(text);
+  return isObjectLocation(root) ? objectStoreHostDir(formatS3Url(parseS3Url(locationText(root)))) : root;
 }
 
 /** One store per bucket and prefix for the process: opening one asks the bucket how it keeps versions. */
@@ -67,4 +81,17 @@ export async function openLocation(text: string, storage?: Storage, opts: { obje
     opened.catch(() => stores.delete(key));
   }
   return { root, storage: await opened };
+}
+
+export type { FolderFile } from '../objects/object-files.js';
+
+/**
+ * The files directly in a folder of a repository on object storage, each with
+ * its latest committed generation and size, from one listing
+ * (ObjectFileStorage.folderFiles): what a job folder's signature is made of there.
+ */
+export async function objectFolderFiles(root: string, dir: string): Promise<FolderFile[]> {
+  const { storage } = await openLocation(root);
+  if (!(storage instanceof ObjectFileStorage)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${root} is not on object storage`);
+  return storage.folderFiles(dir);
 }

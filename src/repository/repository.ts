@@ -185,6 +185,15 @@ export class Repository {
     return new Repository(root, config, storage, keys);
   }
 
+  /**
+   * This host's folder for the repository's host side (an instant-recovery
+   * server's lock, control file, sessions and caches): the repository's folder,
+   * or its store's host folder for one on object storage.
+   */
+  get hostRoot(): string {
+    return this.storage.hostPath?.(this.root) ?? this.root;
+  }
+
   /** The key file of an encrypted repository (its wrapped key material). */
   keyFilePath(): string {
     return join(this.root, KEY_FILE);

@@ -12,7 +12,7 @@ import type { Catalog, JobReadRecord, JobRecord, PointRecord } from '../catalog/
 import type { Clock } from '../core/clock.js';
 import { LifeboatError } from '../core/errors.js';
 import { Repository, loadJob, scanJob, validateJobName } from '../repository/index.js';
-import { localStorage, type Storage } from '../storage/index.js';
+import type { Storage } from '../storage/index.js';
 import { jobRecord, jobReadSummary, pointRecords, pointViewsOf } from './catalog-sync.js';
 import { jobFolderSignature, jobFolderNames, recordedSignature, type JobFolderSignature } from './job-signature.js';
 
@@ -27,7 +27,7 @@ export interface FreshJob {
 export interface CatalogFreshnessOptions {
   readonly catalog: Catalog;
   readonly clock: Clock;
-  /** What backup files are read through when a job is read again (a counting or failing one in tests). */
+  /** What backup files are read through when a job is read again (a counting or failing one in tests); default: the repository's own (a folder's file system, or its object store). */
   readonly storage?: Storage | undefined;
   /**
    * Whether one of this server's runs is writing the job now. Its catalog
@@ -58,10 +58,10 @@ export class CatalogFreshness {
   /** Those reads under way. */
   private readonly settleReads = new Set<Promise<unknown>>();
   private closed = false;
-  private readonly storage: Storage;
+  private readonly storage: Storage | undefined;
 
   constructor(private readonly opts: CatalogFreshnessOptions) {
-    this.storage = opts.storage ?? localStorage;
+    this.storage = opts.storage;
   }
 
   /** Whether the job's catalog copy stands whatever its folder says: one of this server's runs writes it, or it settles after one. */
@@ -225,7 +225,7 @@ export class CatalogFreshness {
 
   private async read(root: string, name: string, sig: JobFolderSignature): Promise<void> {
     this.jobReads++;
-    const repo = await Repository.open(root, { storage: this.storage });
+    const repo = await Repository.open(root, this.storage === undefined ? {} : { storage: this.storage });
     const def = await loadJob(repo, name);
     const state = await scanJob(repo.jobDir(def.name), repo.storage);
     const now = this.opts.clock.now();

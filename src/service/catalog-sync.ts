@@ -5,11 +5,11 @@
  * again when its folder's signature changed) and `lifeboat catalog rebuild`
  * (which remakes a repository's whole copy).
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { LifeboatService } from '../app/service.js';
 import type { Catalog, ChangeMethod, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
 import { planChains } from '../methods/retention-run.js';
-import { describeDamage, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
+import { describeDamage, repositoryRoot, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
 import { gfsFlagsByPoint, type GfsKind } from '../retention/index.js';
 import { jobFolderSignature, recordedSignature } from './job-signature.js';
 
@@ -235,7 +235,7 @@ export interface CatalogRebuild {
  * they are history, not a copy of the repository.
  */
 export async function rebuildCatalog(catalog: Catalog, service: LifeboatService, repoDir: string): Promise<CatalogRebuild> {
-  const root = resolve(repoDir);
+  const root = repositoryRoot(repoDir);
   const now = service.clock.now();
   const read: { job: JobRecord; points: PointRecord[]; read: JobReadRecord }[] = [];
   for (const name of await service.listJobs(root)) {

@@ -30,7 +30,7 @@ import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.j
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import { ephemeralSource, openBrowse, type OpenedBrowse, type SharedDecoding } from '../files/index.js';
-import { Repository, folderRepositoryRoot, loadJob, resolvePoint, scanJob } from '../repository/index.js';
+import { Repository, loadJob, resolvePoint, scanJob } from '../repository/index.js';
 
 export const DEFAULT_FILES_IDLE_MS = 10 * 60_000;
 export const DEFAULT_MAX_FILE_SESSIONS = 4;
@@ -99,7 +99,7 @@ export class FileSessions {
 
   /** The point's id: the session's key names the point itself, so `latest` and the id share one session. */
   private async pointIdOf(root: string, job: string, pointRef: string): Promise<string> {
-    const repo = await Repository.open(folderRepositoryRoot(root, 'file-level recovery'));
+    const repo = await Repository.open(root);
     const def = await loadJob(repo, job);
     return resolvePoint(await scanJob(repo.jobDir(def.name), repo.storage), pointRef).id;
   }

@@ -10,7 +10,8 @@
  *
  * Cost per job and request: one stat of the folder and one of each full;
  * the folder is listed and its other files stat'ed again only when its own
- * time changed (SettledFolder below says why that is enough).
+ * time changed (SettledFolder below says why that is enough). On object
+ * storage: one listing of the folder's roots (objectFolderSignature).
  *
  * A file changed twice within its file system's timestamp granularity keeps
  * its modification time; when its size stays too, the signature would not
@@ -24,7 +25,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
-import { HEALTH_FILE, JOB_FILE } from '../repository/index.js';
+import { HEALTH_FILE, JOB_FILE, isObjectLocation, objectFolderFiles, openLocation } from '../repository/index.js';
 
 /** Longer than the timestamp step of file systems that keep whole seconds (or two: FAT). */
 const COARSE_RACY_NS = 2_000_000_000n;
@@ -64,6 +65,8 @@ const isBackupFile = (name: string): boolean => !name.startsWith('.') && BACKUP_
 /** The folders under the repository's jobs/ (each a job once it has its job.json), sorted. */
 export async function jobFolderNames(root: string): Promise<string[]> {
   const dir = join(root, 'jobs');
+  // On object storage a folder is a name prefix: the names listed are the job folders (and what else is there, which has no job.json).
+  if (isObjectLocation(root)) return (await openLocation(root)).storage.list(dir);
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -114,6 +117,7 @@ const isFull = (name: string): boolean => isBackupFile(name) && name.endsWith('.
 /** The job folder's signature at `now`; undefined when the folder or its job.json is not there. */
 export async function jobFolderSignature(root: string, job: string, now: Date): Promise<JobFolderSignature | undefined> {
   const dir = join(root, 'jobs', job);
+  if (isObjectLocation(root)) return objectFolderSignature(root, dir, now);
   // `now` is the server's clock: the real time in a server, as the file system's times are.
   const nowNs = BigInt(now.getTime()) * 1_000_000n;
   let folder;
@@ -164,4 +168,21 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
     if (isBackupFile(f.name)) fileBytes.set(f.name, Number(f.size));
   }
   return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0), racy };
+}
+
+/**
+ * A job folder's signature on object storage: one listing of its roots. A
+ * commit always makes a new root (a new generation in its name), so names,
+ * generations and sizes say every change, and no signature is racy.
+ */
+async function objectFolderSignature(root: string, dir: string, now: Date): Promise<JobFolderSignature | undefined> {
+  const files = (await objectFolderFiles(root, dir)).filter((f) => f.name === JOB_FILE || f.name === HEALTH_FILE || isBackupFile(f.name));
+  if (!files.some((f) => f.name === JOB_FILE)) return undefined;
+  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\n`);
+  const fileBytes = new Map<string, number>();
+  for (const f of files) {
+    hash.update(`${f.name}\t${f.size}\t${f.generation}\n`);
+    if (isBackupFile(f.name)) fileBytes.set(f.name, f.size);
+  }
+  return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0), racy: false };
 }

@@ -1,7 +1,6 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
 import { LifeboatService } from '../app/service.js';
 import { listenNear, serve, type RunningServer, type ServeOptions } from '../app/serve.js';
 import { Authenticator, loadTlsFiles, selfSignedCertificate } from '../auth/index.js';
@@ -12,7 +11,7 @@ import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
 import { CatalogFreshness } from './catalog-freshness.js';
 import { DataMover } from './runtime/data-mover.js';
-import { Repository, loadJob } from '../repository/index.js';
+import { Repository, loadJob, repositoryRoot } from '../repository/index.js';
 import { runEndedLine } from './runtime/run-report.js';
 import { handOff } from './runtime/hand-off.js';
 import { postRunEnded } from './runtime/webhooks.js';
@@ -81,7 +80,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     clock: opts.clock,
     logger: opts.logger,
     sharedDecoding: async (root) =>
-      started.server !== undefined && resolve(root) === started.server.repoRoot ? started.server.recovery.sharedDecoding() : undefined,
+      started.server !== undefined && repositoryRoot(root) === started.server.repoRoot ? started.server.recovery.sharedDecoding() : undefined,
   });
   let files: ControlFiles | undefined;
   // A small process of its own that forks the data mover's helper processes (a run's storage daemon), so the whole

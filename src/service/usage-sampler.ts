@@ -9,6 +9,7 @@ import { statfs } from 'node:fs/promises';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
+import { isObjectLocation } from '../repository/index.js';
 import { jobFolderNames, jobFolderSignature } from './job-signature.js';
 
 const MINUTE_MS = 60_000;
@@ -77,7 +78,8 @@ export class UsageSampler {
         const files = await repositoryFiles(root, now);
         const last = this.last.get(root);
         if (last !== undefined && last.fingerprint === files.fingerprint && now.getTime() - last.at < (this.opts.everyMs ?? HOUR_MS)) continue;
-        const fs = await statfs(root);
+        // Object storage has no free space to tell: its samples say 0 of 0, as `repo info` shows none.
+        const fs = isObjectLocation(root) ? { bavail: 0, blocks: 0, bsize: 0 } : await statfs(root);
         await this.opts.catalog.addUsageSample({
           repo: root,
           at: now.toISOString(),

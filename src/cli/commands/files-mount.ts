@@ -1,4 +1,4 @@
-import { folderRepositoryRoot } from '../../repository/location.js';
+import { repositoryRoot } from '../../repository/location.js';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -26,7 +26,7 @@ export const filesMount: Command = {
   async run(ctx) {
     const dir = resolve(ctx.args[1]!);
     const point = requireString(ctx, 'point');
-    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'file-level recovery (files mount)');
+    const repo = repositoryRoot(requireString(ctx, 'repo'));
     // Unlocked here, where the password was given (--password-file, LIFEBOAT_PASSWORD_FILE or the terminal):
     // a wrong or missing one fails before anything is made, and the keeper gets the keys on its standard input.
     const { keys } = await Repository.open(repo);

@@ -1,4 +1,4 @@
-import { folderRepositoryRoot } from '../../repository/location.js';
+import { repositoryRoot } from '../../repository/location.js';
 import { resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { callControl, controlFile, type ControlInfo } from '../../app/control-api.js';
@@ -31,7 +31,7 @@ export const instantStart: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'instant recovery');
+    const repo = repositoryRoot(requireString(ctx, 'repo'));
     const cacheDir = optionalString(ctx, 'cache-dir');
     const accel = optionalString(ctx, 'accel');
     if (accel !== undefined && accel !== 'kvm' && accel !== 'tcg')
@@ -81,7 +81,7 @@ export const instantList: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'instant recovery');
+    const repo = repositoryRoot(requireString(ctx, 'repo'));
     const list = await callControl<SessionInfo[]>(repo, 'GET', '/sessions');
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify(list, null, 2));
     if (list.length === 0) ctx.out('no sessions');
@@ -108,7 +108,7 @@ export const instantStop: Command = {
     json: JSON_OPTION,
   },
   async run(ctx) {
-    await callControl(folderRepositoryRoot(requireString(ctx, 'repo'), 'instant recovery'), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
+    await callControl(repositoryRoot(requireString(ctx, 'repo')), 'DELETE', `/sessions/${encodeURIComponent(ctx.args[0]!)}`);
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ session: ctx.args[0], stopped: true, overlayDiscarded: true }));
     ctx.out(`stopped ${ctx.args[0]}; its overlay is discarded`);
   },
@@ -187,7 +187,7 @@ export const instantMigrate: Command = {
   },
   async run(ctx) {
     if (ctx.values['force'] === true && ctx.values['finish'] !== true) throw new LifeboatError('LFB_ERR_USAGE', '--force goes with --finish');
-    const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'instant recovery');
+    const repo = repositoryRoot(requireString(ctx, 'repo'));
     const name = ctx.args[0]!;
     const format = optionalString(ctx, 'format') ?? 'raw';
     if (format !== 'raw' && format !== 'qcow2') throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--format must be raw or qcow2, not "${format}"`);
@@ -245,15 +245,10 @@ export const instantAddDisk: Command = {
   },
   async run(ctx) {
     const size = parseSize(requireString(ctx, 'size'), '--size');
-    const s = await callControl<SessionInfo>(
-      folderRepositoryRoot(requireString(ctx, 'repo'), 'instant recovery'),
-      'POST',
-      `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`,
-      {
-        size,
-        name: optionalString(ctx, 'name'),
-      },
-    );
+    const s = await callControl<SessionInfo>(repositoryRoot(requireString(ctx, 'repo')), 'POST', `/sessions/${encodeURIComponent(ctx.args[0]!)}/disks`, {
+      size,
+      name: optionalString(ctx, 'name'),
+    });
     const d = s.disks[s.disks.length - 1]!;
     if (ctx.values['json'] === true) return ctx.out(JSON.stringify({ session: s.name, disk: d }));
     ctx.out(`session ${s.name}: added ${d.name} (${formatBytes(d.size)}): ${d.nfsPath}, nbd export ${d.nbdExport}`);

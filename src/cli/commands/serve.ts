@@ -1,4 +1,4 @@
-import { folderRepositoryRoot } from '../../repository/location.js';
+import { repositoryRoot } from '../../repository/location.js';
 import { resolve } from 'node:path';
 import { AllowList } from '../../app/allow-list.js';
 import { LifeboatError } from '../../core/errors.js';
@@ -109,7 +109,7 @@ export const serve: Command = {
       backupNice,
       noScheduler: ctx.values['no-scheduler'] === true,
       targetFolders: ((ctx.values['target-folder'] as string[] | undefined) ?? []).map((f) => resolve(f)),
-      repo: folderRepositoryRoot(requireString(ctx, 'repo'), 'serve'),
+      repo: repositoryRoot(requireString(ctx, 'repo')),
       bind: optionalString(ctx, 'bind') ?? '0.0.0.0',
       nfsPort: port(optionalString(ctx, 'nfs-port'), '--nfs-port'),
       mountPort: port(optionalString(ctx, 'mount-port'), '--mount-port'),

@@ -3,7 +3,8 @@
  * the short names URLs use (the folder's base name; a second folder with the
  * same base name gets -2, -3… in the order given).
  */
-import { basename, resolve } from 'node:path';
+import { basename } from 'node:path';
+import { repositoryRoot } from '../../repository/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import type { HttpApiDeps, JobRunner } from './deps.js';
@@ -29,7 +30,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function repoNames(roots: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const given of roots) {
-    const root = resolve(given);
+    const root = repositoryRoot(given);
     if ([...out.values()].includes(root)) continue;
     let base = basename(root)
       .replace(/[^A-Za-z0-9._-]/g, '-')
@@ -46,7 +47,7 @@ export function repoNames(roots: readonly string[]): Map<string, string> {
 export function apiContext(deps: HttpApiDeps): ApiContext {
   const repos = repoNames(deps.repos);
   const byRoot = new Map([...repos].map(([name, root]) => [root, name]));
-  const recoveries = new Map([...(deps.recovery ?? new Map<string, InstantRecovery>())].map(([root, r]) => [resolve(root), r]));
+  const recoveries = new Map([...(deps.recovery ?? new Map<string, InstantRecovery>())].map(([root, r]) => [repositoryRoot(root), r]));
   const repoRoot = (name: string): string => {
     const root = repos.get(name);
     if (root === undefined)
@@ -58,7 +59,7 @@ export function apiContext(deps: HttpApiDeps): ApiContext {
     repos,
     repoRoot,
     // The catalog keeps resolved roots: a page of 1000 runs asks 1000 times, so path.resolve only when the root is not one as given.
-    repoName: (root) => byRoot.get(root) ?? byRoot.get(resolve(root)) ?? root,
+    repoName: (root) => byRoot.get(root) ?? byRoot.get(repositoryRoot(root)) ?? root,
     recovery(name) {
       const root = repoRoot(name);
       const r = recoveries.get(root);

@@ -5,6 +5,7 @@
 import { statfs } from 'node:fs/promises';
 import { Type, type Static } from 'typebox';
 import { fromFsError } from '../../core/errors.js';
+import { isObjectLocation } from '../../repository/index.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
@@ -29,9 +30,12 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
     files: f.folder.fileBytes.size,
     bytes: f.folder.backupBytes,
   }));
-  const fs = await statfs(root).catch((err: unknown) => {
-    throw fromFsError(err, 'reading the free space of', root);
-  });
+  // Object storage has no free space to tell: 0 of 0, as `repo info` shows none.
+  const fs = isObjectLocation(root)
+    ? { bavail: 0, blocks: 0, bsize: 0 }
+    : await statfs(root).catch((err: unknown) => {
+        throw fromFsError(err, 'reading the free space of', root);
+      });
   return {
     name,
     root,
