@@ -11,6 +11,8 @@
  * For each: wall seconds, requests radosgw served (its request log), and bytes
  * stored in the bucket. Lifeboat runs with its defaults (1 MiB blocks, zstd-1);
  * restic with its own (content-defined chunks, zstd auto), unencrypted neither.
+ * Then instant recovery's sequential read of the latest point from a server on
+ * the bucket against one on a local repository of the same image (s3-instant.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import { S3ObjectStore } from '../src/objects/s3-object-store.js';
 import { bin, work, referenceToolEnv, MiB } from './bench-util.js';
 import { mutateBlocks } from './image-changes.js';
+import { instantReads } from './s3-instant.js';
 import { buildSampleImage } from './sample-image.js';
 
 const imageMiB = Number(process.env['BENCH_IMAGE_MIB'] ?? 2048);
@@ -117,6 +120,7 @@ async function main(): Promise<void> {
         `${r.scenario.padEnd(12)}${r.tool.padEnd(11)}${r.m.seconds.toFixed(2).padStart(7)}  ${(imageBytes / 1e6 / r.m.seconds).toFixed(0).padStart(12)}  ${(ref.m.seconds / r.m.seconds).toFixed(2).padStart(13)}  ${String(r.m.requests).padStart(8)}  ${r.stored === undefined ? '' : (r.stored / 1e6).toFixed(1).padStart(9)}`,
       );
     }
+    await instantReads(work, lbRepo, image, imageBytes, env);
   } finally {
     spawnSync(cephScript, ['stop', cephDir], { stdio: 'inherit' });
   }

@@ -48,6 +48,7 @@ const UNIT = [
   'block-pool',
   'map-limited',
   'nbd-disk-source',
+  'object-folder-files',
   'overlay-seal',
   'auth',
   'auth-tls',

@@ -7,6 +7,7 @@ import { DEFAULT_BOOT_TIMEOUT_S, parseLabGroup, parseVmText } from '../lab/lab-g
 import type { LabVmSpec } from '../lab/types.js';
 
 export { DEFAULT_BOOT_TIMEOUT_S };
+import { folderRepositoryRoot, isObjectLocation } from '../repository/index.js';
 import { removeDurable, writeFileAtomic } from '../storage/index.js';
 
 /**
@@ -59,7 +60,8 @@ const FIELDS = [
 ] as const;
 
 export const sureBackupJobsDir = (repoRoot: string): string => join(repoRoot, 'surebackup', 'jobs');
-const fileOf = (repoRoot: string, name: string): string => join(sureBackupJobsDir(repoRoot), `${name}.json`);
+/** A SureBackup job's file; a repository on object storage has none (LFB_ERR_STORE_UNSUPPORTED: its labs keep state in folders). */
+const fileOf = (repoRoot: string, name: string): string => join(sureBackupJobsDir(folderRepositoryRoot(repoRoot, 'SureBackup')), `${name}.json`);
 
 const invalid = (message: string): LifeboatError => new LifeboatError('LFB_ERR_INVALID_ARGUMENT', message);
 
@@ -154,6 +156,8 @@ export async function loadSureBackupJob(repoRoot: string, name: string): Promise
 }
 
 export async function listSureBackupJobNames(repoRoot: string): Promise<string[]> {
+  // A repository on object storage cannot have any (fileOf): a server on one lists none, and runs none.
+  if (isObjectLocation(repoRoot)) return [];
   try {
     return (await readdir(sureBackupJobsDir(repoRoot)))
       .filter((f) => f.endsWith('.json'))

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { repositoryRoot } from '../repository/location.js';
 import { callControl } from '../app/control-api.js';
 import type { HandedOffRun } from '../app/control-runs.js';
 import { LifeboatError, isLifeboatError, type ErrorCode } from '../core/errors.js';
@@ -15,7 +15,7 @@ export type HandedOffCopy = NonNullable<HandedOffRun['copyResult']>;
  * when no server runs for the repository (the CLI then copies itself).
  */
 export async function copyThroughServer(ctx: CommandContext, repo: string, name: string): Promise<{ result: HandedOffCopy; runId: number } | undefined> {
-  const root = resolve(repo);
+  const root = repositoryRoot(repo);
   let id: number;
   try {
     ({ id } = await callControl<{ id: number }>(root, 'POST', '/runs', { job: name, kind: 'copy' }));

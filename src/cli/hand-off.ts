@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { repositoryRoot } from '../repository/location.js';
 // The control modules alone: app/index.js would load the whole server (NFS, NBD, instant recovery) into every command.
 import { callControl } from '../app/control-api.js';
 import type { BackupResult, HandedOffRun, HandOffRequest } from '../app/control-runs.js';
@@ -19,7 +19,7 @@ export async function backupThroughServer(
   repo: string,
   req: HandOffRequest,
 ): Promise<{ result: BackupResult; runId: number } | undefined> {
-  const root = resolve(repo);
+  const root = repositoryRoot(repo);
   let id: number;
   try {
     ({ id } = await callControl<{ id: number }>(root, 'POST', '/runs', { ...req, waitMs: req.waitMs > 0 ? req.waitMs : undefined }));

@@ -7,6 +7,7 @@ import { NbdServer, type NbdDevice, type NbdExports } from '../nbd/index.js';
 import {
   RestorePointDisk,
   filesForPoint,
+  hostHoldTag,
   loadJob,
   removeHold,
   resolvePoint,
@@ -54,8 +55,10 @@ function readOnly(disk: RestorePointDisk): NbdDevice {
 /** Holds of `files` runs whose process is gone (killed with -9): they would keep the point from retention forever. */
 async function removeStaleHolds(jobDir: string, job: string, storage: Repository['storage']): Promise<void> {
   const names = await storage.list(join(jobDir, 'holds')).catch(() => [] as string[]);
+  // Only this host's: on shared storage the pids of other hosts' holds say nothing here.
+  const own = new RegExp(`^${HOLD_PREFIX}${hostHoldTag(storage)}(\\d+)-[0-9a-f]+\\.json$`);
   for (const n of names) {
-    const m = /^files-(\d+)-[0-9a-f]+\.json$/.exec(n);
+    const m = own.exec(n);
     if (m && !processAlive(Number(m[1])))
       await withHoldsLock(jobDir, `job "${job}"`, () => removeHold(jobDir, n.slice(0, -'.json'.length), storage), { waitMs: HOLD_WAIT_MS, storage });
   }
@@ -79,7 +82,7 @@ export async function exportPoint(
   const jobDir = repo.jobDir(def.name);
   await removeStaleHolds(jobDir, def.name, repo.storage);
   const first = resolvePoint(await scanJob(jobDir, repo.storage), pointRef);
-  const holder = `${HOLD_PREFIX}${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
+  const holder = `${HOLD_PREFIX}${hostHoldTag(repo.storage)}${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
   await withHoldsLock(jobDir, `job "${def.name}"`, () => writeHold(jobDir, holder, first.id, repo.storage), { waitMs: HOLD_WAIT_MS, storage: repo.storage });
   const disks: RestorePointDisk[] = [];
   let server: NbdServer | undefined;

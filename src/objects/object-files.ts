@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { OpenMode, Storage, StorageFile } from '../storage/storage.js';
 import { ExtentMap } from './extent-map.js';
@@ -14,13 +14,16 @@ import type { ObjectStore } from './object-store.js';
  * host, whatever its TMPDIR or PrivateTmp: under the server's state folder.
  */
 export function objectStoreHostDir(location: string): string {
-  return join(process.env['LIFEBOAT_STATE_DIR'] || '/var/lib/lifeboat', 'object-stores', createHash('sha256').update(location).digest('hex').slice(0, 16));
+  // Absolute whatever the process's working folder: every process of the host must find the same folder.
+  const stateDir = resolve(process.env['LIFEBOAT_STATE_DIR'] || '/var/lib/lifeboat');
+  return join(stateDir, 'object-stores', createHash('sha256').update(location).digest('hex').slice(0, 16));
 }
 
-/** A file of a folder on object storage: its name, latest committed generation and size. */
+/** A file of a folder on object storage: its name, latest committed generation, the size of that root object and its own size (-1: the root does not decode). */
 export interface FolderFile {
   readonly name: string;
   readonly generation: number;
+  readonly rootBytes: number;
   readonly size: number;
 }
 
@@ -62,7 +65,7 @@ export interface CollectReport {
 export class ObjectFileStorage implements Storage {
   /** Writable files open now, by name: rename and remove move or detach them. */
   private readonly open_ = new Map<string, Set<ObjectFile>>();
-  /** Sizes of committed roots by object name (folderFiles). */
+  /** File sizes of committed roots, by root object name and size (folderFiles). */
   private readonly rootSizes = new Map<string, number>();
 
   constructor(
@@ -239,43 +242,63 @@ export class ObjectFileStorage implements Storage {
   }
 
   /**
-   * The files directly in a folder, each with its latest committed generation
-   * and size, from one listing: a root is never overwritten, so a file's name
-   * and generation say all of its content (what a folder signature needs).
-   * Sizes are read from the roots once and kept by root name.
+   * The files directly in a folder, each with its latest committed generation,
+   * its root object's size and its own size, from one listing: a commit makes
+   * a new root, so name, generation and root size tell a change (what a folder
+   * signature needs). File sizes are read from the roots once and kept by root
+   * name and size. A root replaced between the listing and its read makes the
+   * folder listed again; a root that does not decode has size -1 (scanJob
+   * reports the file as damaged). `wanted`: the names to read (default all).
    */
-  folderFiles(dir: string): Promise<FolderFile[]> {
+  folderFiles(dir: string, wanted: (name: string) => boolean = () => true): Promise<FolderFile[]> {
     return this.mapped('list', dir, async () => {
-      const rel = this.rel(dir);
-      const prefix = rel === '' ? ROOTS : `${ROOTS}${rel}/`;
-      const latest = new Map<string, number>();
-      for await (const o of this.store.list(prefix)) {
-        const rest = o.name.slice(prefix.length);
-        const hash = rest.indexOf('#');
-        if (hash <= 0 || rest.lastIndexOf('/', hash) >= 0) continue;
-        const name = rest.slice(0, hash);
-        const g = generationOf(o.name, rel === '' ? name : `${rel}/${name}`);
-        if (g !== undefined && g > (latest.get(name) ?? -1)) latest.set(name, g);
+      for (let attempt = 1; ; attempt++) {
+        const files = await this.listFolderFiles(dir, wanted);
+        if (files !== undefined) return files;
+        if (attempt === 3) throw new LifeboatError('LFB_ERR_IO', `${dir}: its files kept changing while they were listed`, { details: { path: dir } });
       }
-      const files: FolderFile[] = [];
-      for (const [name, generation] of [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-        const object = rootName(rel === '' ? name : `${rel}/${name}`, generation);
-        let size = this.rootSizes.get(object);
-        if (size === undefined) {
-          const got = await this.store.get(object).catch((err: unknown) => {
-            // Replaced since the listing: left out, as a file removed since a folder's listing is.
-            if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND')) return undefined;
-            throw err;
-          });
-          if (got === undefined) continue;
-          size = decodeRoot(object, got).size;
-          if (this.rootSizes.size >= ROOT_SIZES_KEPT) this.rootSizes.clear();
-          this.rootSizes.set(object, size);
-        }
-        files.push({ name, generation, size });
-      }
-      return files;
     });
+  }
+
+  /** One try of folderFiles; undefined when a listed root was gone when read. */
+  private async listFolderFiles(dir: string, wanted: (name: string) => boolean): Promise<FolderFile[] | undefined> {
+    const rel = this.rel(dir);
+    const prefix = rel === '' ? ROOTS : `${ROOTS}${rel}/`;
+    const latest = new Map<string, { generation: number; rootBytes: number }>();
+    for await (const o of this.store.list(prefix)) {
+      const rest = o.name.slice(prefix.length);
+      const hash = rest.indexOf('#');
+      if (hash <= 0 || rest.lastIndexOf('/', hash) >= 0) continue;
+      const name = rest.slice(0, hash);
+      if (!wanted(name)) continue;
+      const g = generationOf(o.name, rel === '' ? name : `${rel}/${name}`);
+      if (g !== undefined && g > (latest.get(name)?.generation ?? -1)) latest.set(name, { generation: g, rootBytes: o.size });
+    }
+    const named = [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const sizes = await Promise.all(
+      named.map(async ([name, { generation, rootBytes }]) => {
+        const object = rootName(rel === '' ? name : `${rel}/${name}`, generation);
+        const key = `${object} ${rootBytes}`;
+        const known = this.rootSizes.get(key);
+        if (known !== undefined) return known;
+        const got = await this.store.get(object).catch((err: unknown) => {
+          if (isLifeboatError(err, 'LFB_ERR_OBJECT_NOT_FOUND')) return undefined;
+          throw err;
+        });
+        if (got === undefined) return undefined;
+        let size: number;
+        try {
+          size = decodeRoot(object, got).size;
+        } catch {
+          size = -1;
+        }
+        if (this.rootSizes.size >= ROOT_SIZES_KEPT) this.rootSizes.clear();
+        this.rootSizes.set(key, size);
+        return size;
+      }),
+    );
+    if (sizes.some((s) => s === undefined)) return undefined;
+    return named.map(([name, { generation, rootBytes }], k) => ({ name, generation, rootBytes, size: sizes[k]! }));
   }
 
   hostPath(path: string): string {

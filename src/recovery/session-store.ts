@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import { JOB_NAME_RE } from '../core/ids.js';
 import { vmFiles } from '../qemu/index.js';
-import { readCheckedJson, removeHold, withHoldsLock, writeCheckedJson, writeHold } from '../repository/index.js';
+import { hostHoldTag, readCheckedJson, removeHold, withHoldsLock, writeCheckedJson, writeHold } from '../repository/index.js';
 import { localStorage, removeDurable, type Storage } from '../storage/index.js';
 
 /** How long a new session waits for retention to finish the action it is carrying out. */
@@ -54,6 +54,11 @@ export class SessionStore {
     return join(this.hostRoot, 'instant', 'sessions');
   }
 
+  /** A session's hold: `session-<name>`, with this host's tag on shared storage (hostHoldTag). */
+  private holder(name: string): string {
+    return `session-${hostHoldTag(this.storage)}${name}`;
+  }
+
   private jobDir(job: string): string {
     return join(this.repoRoot, 'jobs', job);
   }
@@ -87,7 +92,7 @@ export class SessionStore {
   async create(rec: SessionRecord): Promise<void> {
     if (existsSync(this.recordPath(rec.name))) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `a session named "${rec.name}" already exists`);
     await mkdir(this.sessionsDir(), { recursive: true });
-    await withHoldsLock(this.jobDir(rec.job), `job "${rec.job}"`, () => writeHold(this.jobDir(rec.job), `session-${rec.name}`, rec.pointId, this.storage), {
+    await withHoldsLock(this.jobDir(rec.job), `job "${rec.job}"`, () => writeHold(this.jobDir(rec.job), this.holder(rec.name), rec.pointId, this.storage), {
       waitMs: HOLD_WAIT_MS,
       storage: this.storage,
     });
@@ -105,9 +110,10 @@ export class SessionStore {
     const removed: string[] = [];
     for (const job of await this.storage.list(jobsDir).catch(() => [] as string[])) {
       for (const n of await this.storage.list(join(jobsDir, job, 'holds')).catch(() => [] as string[])) {
-        const m = /^session-(.+)\.json$/.exec(n);
+        // Only this host's: on shared storage another host's sessions hold points too, with records this host has not.
+        const m = new RegExp(`^session-${hostHoldTag(this.storage)}(.+)\\.json$`).exec(n);
         if (!m || existsSync(this.recordPath(m[1]!))) continue;
-        await withHoldsLock(this.jobDir(job), `job "${job}"`, () => removeHold(this.jobDir(job), `session-${m[1]!}`, this.storage), {
+        await withHoldsLock(this.jobDir(job), `job "${job}"`, () => removeHold(this.jobDir(job), this.holder(m[1]!), this.storage), {
           waitMs: HOLD_WAIT_MS,
           storage: this.storage,
         });
@@ -129,7 +135,7 @@ export class SessionStore {
    */
   async remove(rec: SessionRecord, opts: { keepVm?: boolean } = {}): Promise<void> {
     await removeDurable(this.recordPath(rec.name));
-    await removeHold(this.jobDir(rec.job), `session-${rec.name}`, this.storage);
+    await removeHold(this.jobDir(rec.job), this.holder(rec.name), this.storage);
     for (const n of await readdir(rec.dir).catch(() => [] as string[]))
       if (madeBySession(n) && !(opts.keepVm === true && VM_FILES.has(n))) await rm(join(rec.dir, n), { recursive: true, force: true });
     await rmdir(rec.dir).catch(() => undefined);

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { localStorage, lockAt, removeDurable, type Storage } from '../storage/index.js';
 import { readCheckedJson, writeCheckedJson } from './checked-json.js';
@@ -17,6 +19,17 @@ export async function writeHold(jobDir: string, holder: string, pointId: string,
 
 export async function removeHold(jobDir: string, holder: string, storage: Storage = localStorage): Promise<void> {
   await removeDurable(join(jobDir, 'holds', `${holder}.json`), storage);
+}
+
+/**
+ * What this host puts after a holder's kind (`session-`, `files-`) in the
+ * holds it writes on storage other hosts can share (an object store: a
+ * storage with hostPath), so that its sweeps of holds whose session or
+ * process is gone touch its own only: 8 hex of its host name's SHA-256 and a
+ * dash. Empty on a local file system, where every hold is this host's.
+ */
+export function hostHoldTag(storage: Storage = localStorage): string {
+  return storage.hostPath === undefined ? '' : `${createHash('sha256').update(hostname()).digest('hex').slice(0, 8)}-`;
 }
 
 /** point id → holder. A hold that cannot be read holds everything ('*'): safety first. */

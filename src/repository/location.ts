@@ -90,8 +90,8 @@ export type { FolderFile } from '../objects/object-files.js';
  * its latest committed generation and size, from one listing
  * (ObjectFileStorage.folderFiles): what a job folder's signature is made of there.
  */
-export async function objectFolderFiles(root: string, dir: string): Promise<FolderFile[]> {
+export async function objectFolderFiles(root: string, dir: string, wanted?: (name: string) => boolean): Promise<FolderFile[]> {
   const { storage } = await openLocation(root);
   if (!(storage instanceof ObjectFileStorage)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `${root} is not on object storage`);
-  return storage.folderFiles(dir);
+  return storage.folderFiles(dir, wanted);
 }

@@ -172,17 +172,19 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
 
 /**
  * A job folder's signature on object storage: one listing of its roots. A
- * commit always makes a new root (a new generation in its name), so names,
- * generations and sizes say every change, and no signature is racy.
+ * commit makes a new root (a new generation in its name), so names,
+ * generations and sizes say every change, and no signature is racy. (A file
+ * removed and made again starts its generations again: only its root's size
+ * tells it from the old one.)
  */
 async function objectFolderSignature(root: string, dir: string, now: Date): Promise<JobFolderSignature | undefined> {
-  const files = (await objectFolderFiles(root, dir)).filter((f) => f.name === JOB_FILE || f.name === HEALTH_FILE || isBackupFile(f.name));
+  const files = await objectFolderFiles(root, dir, (name) => name === JOB_FILE || name === HEALTH_FILE || isBackupFile(name));
   if (!files.some((f) => f.name === JOB_FILE)) return undefined;
   const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\n`);
   const fileBytes = new Map<string, number>();
   for (const f of files) {
-    hash.update(`${f.name}\t${f.size}\t${f.generation}\n`);
-    if (isBackupFile(f.name)) fileBytes.set(f.name, f.size);
+    hash.update(`${f.name}\t${f.size}\t${f.generation}\t${f.rootBytes}\n`);
+    if (isBackupFile(f.name)) fileBytes.set(f.name, Math.max(0, f.size));
   }
   return { signature: hash.digest('hex').slice(0, 32), fileBytes, backupBytes: [...fileBytes.values()].reduce((a, b) => a + b, 0), racy: false };
 }

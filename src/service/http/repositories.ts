@@ -5,7 +5,7 @@
 import { statfs } from 'node:fs/promises';
 import { Type, type Static } from 'typebox';
 import { fromFsError } from '../../core/errors.js';
-import { isObjectLocation } from '../../repository/index.js';
+import { isObjectLocation, locationText } from '../../repository/index.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
@@ -38,7 +38,8 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
       });
   return {
     name,
-    root,
+    // As a user writes it: s3://bucket/prefix for a repository on S3.
+    root: locationText(root),
     jobs,
     bytes: jobs.reduce((a, j) => a + j.bytes, 0),
     freeBytes: fs.bavail * fs.bsize,
