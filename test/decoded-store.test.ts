@@ -320,3 +320,25 @@ test('instant recovery: a block whose bytes do not match the digest its table re
     await cleanup();
   }
 });
+
+test('disk cache: blocks put while the most writes allowed are pending are dropped, not queued; a store for object storage allows more', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(44);
+    const blocks = Array.from({ length: 40 }, () => randomBytes(rand, 64 * 1024));
+    for (const [allowed, kept] of [
+      [undefined, 16],
+      [64, 40],
+    ] as const) {
+      const at = join(dir, `allowed-${allowed ?? 'default'}`);
+      const store = await DecodedBlockStore.open(at, 64 * MiB, allowed === undefined ? {} : { maxPendingWrites: allowed });
+      // All at once, as a fast reader's blocks come: none of these writes has ended when the next is put.
+      for (const b of blocks) store.put(sha(b), b);
+      await store.close();
+      assert.equal((await files(at)).length, kept, `maxPendingWrites ${allowed ?? 'default (16)'}`);
+      assert.equal(store.stats().skipped, blocks.length - kept);
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -25,8 +25,8 @@ export { PIECE_BYTES } from './decoded-file.js';
  * The file layout is decoded-file.ts's.
  */
 
-/** Writes under way at once; a block decoded while this many are pending is not kept (reads never wait for the cache). */
-const MAX_PENDING_WRITES = 16;
+/** Writes under way at once, by default; a block decoded while this many are pending is not kept (reads never wait for the cache). */
+export const MAX_PENDING_WRITES = 16;
 /** A hit moves the file's mtime (its place in the order kept across restarts) at most this often. */
 const TOUCH_EVERY_MS = 60_000;
 const NAME = /^([0-9a-f]{64})-(\d{1,10})$/;
@@ -92,6 +92,7 @@ export class DecodedBlockStore {
     readonly budgetBytes: number,
     private readonly clock: Clock,
     private readonly logger: Logger | undefined,
+    private readonly maxPendingWrites: number,
   ) {}
 
   /**
@@ -99,9 +100,13 @@ export class DecodedBlockStore {
    * are taken back, oldest mtime first out, trimmed to `budgetBytes`; what an
    * interrupted write left is removed.
    */
-  static async open(dir: string, budgetBytes: number, opts: { clock?: Clock; logger?: Logger } = {}): Promise<DecodedBlockStore> {
+  static async open(
+    dir: string,
+    budgetBytes: number,
+    opts: { clock?: Clock; logger?: Logger; maxPendingWrites?: number } = {},
+  ): Promise<DecodedBlockStore> {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`disk cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
-    const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger);
+    const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger, opts.maxPendingWrites ?? MAX_PENDING_WRITES);
     await mkdir(dir, { recursive: true });
     const found: { entry: Entry; mtime: number }[] = [];
     for (const sub of await readdir(dir, { withFileTypes: true })) {
@@ -213,7 +218,7 @@ export class DecodedBlockStore {
     const fileBytes = head + data.length;
     if (fileBytes > this.budgetBytes) return;
     this.checkSpace();
-    if (this.pending.size >= MAX_PENDING_WRITES || this.spaceLow || this.reserved() + fileBytes > this.budgetBytes) {
+    if (this.pending.size >= this.maxPendingWrites || this.spaceLow || this.reserved() + fileBytes > this.budgetBytes) {
       this.counts.skipped += 1;
       return;
     }
