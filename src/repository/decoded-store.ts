@@ -100,11 +100,7 @@ export class DecodedBlockStore {
    * are taken back, oldest mtime first out, trimmed to `budgetBytes`; what an
    * interrupted write left is removed.
    */
-  static async open(
-    dir: string,
-    budgetBytes: number,
-    opts: { clock?: Clock; logger?: Logger; maxPendingWrites?: number } = {},
-  ): Promise<DecodedBlockStore> {
+  static async open(dir: string, budgetBytes: number, opts: { clock?: Clock; logger?: Logger; maxPendingWrites?: number } = {}): Promise<DecodedBlockStore> {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`disk cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
     const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger, opts.maxPendingWrites ?? MAX_PENDING_WRITES);
     await mkdir(dir, { recursive: true });
