@@ -9,6 +9,7 @@ import { statfs } from 'node:fs/promises';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
+import { fromFsError } from '../core/errors.js';
 import { isObjectLocation } from '../repository/index.js';
 import { jobFolderNames, jobFolderSignature } from './job-signature.js';
 
@@ -41,6 +42,18 @@ async function repositoryFiles(root: string, now: Date): Promise<{ bytes: number
     parts.push(`${job}:${sig.signature}`);
   }
   return { bytes, fingerprint: parts.join(',') };
+}
+
+/**
+ * The free and total bytes of the file system a repository is on (LFB_ERR_IO when it cannot be read). Object storage
+ * has no free space to tell: 0 of 0, as `repo info` shows none.
+ */
+export async function repositorySpace(root: string): Promise<{ freeBytes: number; totalBytes: number }> {
+  if (isObjectLocation(root)) return { freeBytes: 0, totalBytes: 0 };
+  const fs = await statfs(root).catch((err: unknown) => {
+    throw fromFsError(err, 'reading the free space of', root);
+  });
+  return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
 }
 
 export class UsageSampler {
@@ -78,15 +91,7 @@ export class UsageSampler {
         const files = await repositoryFiles(root, now);
         const last = this.last.get(root);
         if (last !== undefined && last.fingerprint === files.fingerprint && now.getTime() - last.at < (this.opts.everyMs ?? HOUR_MS)) continue;
-        // Object storage has no free space to tell: its samples say 0 of 0, as `repo info` shows none.
-        const fs = isObjectLocation(root) ? { bavail: 0, blocks: 0, bsize: 0 } : await statfs(root);
-        await this.opts.catalog.addUsageSample({
-          repo: root,
-          at: now.toISOString(),
-          bytes: files.bytes,
-          freeBytes: fs.bavail * fs.bsize,
-          totalBytes: fs.blocks * fs.bsize,
-        });
+        await this.opts.catalog.addUsageSample({ repo: root, at: now.toISOString(), bytes: files.bytes, ...(await repositorySpace(root)) });
         this.last.set(root, { at: now.getTime(), fingerprint: files.fingerprint });
       } catch (err) {
         // A sample is a chart's dot: a failure is logged and the next check tries again.

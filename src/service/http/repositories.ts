@@ -2,14 +2,12 @@
  * The repositories this server serves, with what each job's backup files take
  * and the space left (as `lifeboat repo info`), and their usage over time.
  */
-import { statfs } from 'node:fs/promises';
 import { Type, type Static } from 'typebox';
-import { fromFsError } from '../../core/errors.js';
-import { isObjectLocation, locationText } from '../../repository/index.js';
+import { locationText } from '../../repository/index.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
-import { UsageSampler, usageSamplerOf } from '../usage-sampler.js';
+import { UsageSampler, repositorySpace, usageSamplerOf } from '../usage-sampler.js';
 import type { HttpApiDeps } from './deps.js';
 import { freshness } from './jobs.js';
 
@@ -30,20 +28,14 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
     files: f.folder.fileBytes.size,
     bytes: f.folder.backupBytes,
   }));
-  // Object storage has no free space to tell: 0 of 0, as `repo info` shows none.
-  const fs = isObjectLocation(root)
-    ? { bavail: 0, blocks: 0, bsize: 0 }
-    : await statfs(root).catch((err: unknown) => {
-        throw fromFsError(err, 'reading the free space of', root);
-      });
+  const space = await repositorySpace(root);
   return {
     name,
     // As a user writes it: s3://bucket/prefix for a repository on S3.
     root: locationText(root),
     jobs,
     bytes: jobs.reduce((a, j) => a + j.bytes, 0),
-    freeBytes: fs.bavail * fs.bsize,
-    totalBytes: fs.blocks * fs.bsize,
+    ...space,
   };
 }
 
