@@ -72,6 +72,7 @@ const UNIT = [
   'http-job-stop',
   'file-sessions-stopping',
   'files-tar-stream',
+  'guestfish-listen-race',
   'objects-local',
   'objects-s3-config',
 ];

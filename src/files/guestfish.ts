@@ -7,6 +7,8 @@ import { LifeboatError } from '../core/errors.js';
 /** How long one remote command may take (the appliance's boot is the longest: ~30 s under TCG). */
 const COMMAND_TIMEOUT_MS = 300_000;
 const STDERR_TAIL = 2000;
+/** How long a live server may take to bind its socket after `--listen` returned. */
+const SOCKET_WAIT_MS = 30_000;
 
 export function tail(text: string): string {
   const t = text.trim();
@@ -137,16 +139,31 @@ export class Guestfish {
 
   private async exec(cmd: string, args: readonly string[], timeoutMs: number): Promise<RemoteResult> {
     const logFrom = await logSize(this.logFile);
-    const r = await new Promise<{ err: Error | null; stdout: string; stderr: string }>((resolve) =>
-      execFile(
-        'guestfish',
-        [`--remote=${this.pid}`, '--', `-${cmd}`, ...args],
-        { env: this.env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
-        (err, stdout, stderr) => resolve({ err, stdout, stderr }),
-      ),
-    );
-    if (r.err && r.stderr.includes('server is not running'))
-      throw new LifeboatError('LFB_ERR_GUESTFS', `the guestfish server (pid ${this.pid}) has ended: ${tail(r.stderr)}`);
+    const giveUp = performance.now() + Math.min(timeoutMs, SOCKET_WAIT_MS);
+    let r: { err: Error | null; stdout: string; stderr: string };
+    for (;;) {
+      r = await new Promise((resolve) =>
+        execFile(
+          'guestfish',
+          [`--remote=${this.pid}`, '--', `-${cmd}`, ...args],
+          { env: this.env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+          (err, stdout, stderr) => resolve({ err, stdout, stderr }),
+        ),
+      );
+      // The client says this when it could not connect, before it sent anything, and exits 0 all the same (the
+      // command's `-` lets it fail). A live server has not bound its socket yet: `--listen` prints the pid of the
+      // server it forks before the server binds (libguestfs calls this race unavoidable), so the first command can
+      // come too early. It is sent again; nothing of it reached the server.
+      if (!r.stderr.includes('server is not running')) break;
+      if (!processAlive(this.pid) || performance.now() >= giveUp)
+        throw new LifeboatError(
+          'LFB_ERR_GUESTFS',
+          processAlive(this.pid)
+            ? `the guestfish server (pid ${this.pid}) did not take commands within ${SOCKET_WAIT_MS / 1000} s: ${tail(r.stderr)}`
+            : `the guestfish server (pid ${this.pid}) has ended: ${tail(r.stderr)}`,
+        );
+      await new Promise((res) => setTimeout(res, 50));
+    }
     const serverSaid = await logSince(this.logFile, logFrom);
     const stderr = [r.stderr, serverSaid].filter((t) => t !== '').join('\n') || (r.err?.message ?? '');
     return { ok: r.err === null && !stderr.includes('libguestfs: error:'), stdout: r.stdout, stderr };
