@@ -280,6 +280,31 @@ export interface LabPointResult {
   readonly reportId: string;
 }
 
+/**
+ * A named right held by one holder until `expiresAt` unless renewed: the
+ * scheduler of a set of repositories runs on the one server, of several
+ * sharing the catalog, that holds its lease. Times are the holders' clocks
+ * (servers sharing a catalog keep their clocks in step, as with NTP).
+ */
+export interface LeaseRecord {
+  readonly name: string;
+  readonly holder: string;
+  /** When this holder took it (kept across renewals). */
+  readonly acquiredAt: string;
+  readonly renewedAt: string;
+  readonly expiresAt: string;
+}
+
+/** What acquireLease found and did. */
+export interface LeaseAttempt {
+  /** True when the caller holds the lease now (taken or renewed). */
+  readonly held: boolean;
+  /** The lease as it stands after the attempt (the other holder's when not held). */
+  readonly lease: LeaseRecord;
+  /** The lease as it stood before, when another holder had it (expired, since it was taken); undefined otherwise. */
+  readonly takenFrom: LeaseRecord | undefined;
+}
+
 export interface Catalog {
   /** The schema version this catalog is at (migrations bring an older one up at open). */
   schemaVersion(): Promise<number>;
@@ -356,6 +381,15 @@ export interface Catalog {
   getLabReport(repo: string, id: string): Promise<LabReportRecord>;
   /** Each point of the job with its newest SureBackup result, newest tested first. */
   latestLabResults(repo: string, job: string): Promise<readonly LabPointResult[]>;
+
+  /**
+   * Takes the lease `name` for `holder` until `at` + `ttlMs`, in one statement: when nobody holds it, when
+   * `holder` does (a renewal), or when its holder let it expire by `at`. Of several callers at once, one gets it.
+   */
+  acquireLease(name: string, holder: string, at: string, ttlMs: number): Promise<LeaseAttempt>;
+  /** Gives the lease up if `holder` has it (a server that stops lets another take over at once); true when it did. */
+  releaseLease(name: string, holder: string): Promise<boolean>;
+  getLease(name: string): Promise<LeaseRecord | undefined>;
 
   close(): Promise<void>;
 }

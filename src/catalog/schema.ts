@@ -157,6 +157,14 @@ export interface WebSessionsTable {
   expires_at: string;
 }
 
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  acquired_at: string;
+  renewed_at: string;
+  expires_at: string;
+}
+
 export interface CatalogSchema {
   catalog_schema: SchemaVersionTable;
   runs: RunsTable;
@@ -171,6 +179,7 @@ export interface CatalogSchema {
   users: UsersTable;
   api_tokens: ApiTokensTable;
   web_sessions: WebSessionsTable;
+  leases: LeasesTable;
 }
 
 export type DatabaseKind = 'sqlite' | 'postgres';

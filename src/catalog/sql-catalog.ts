@@ -13,6 +13,8 @@ import {
   type JobReadRecord,
   type JobRecord,
   type LabPointResult,
+  type LeaseAttempt,
+  type LeaseRecord,
   type LabReportFilter,
   type LabReportPage,
   type LabReportRecord,
@@ -37,6 +39,7 @@ import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
 import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
+import { giveUpLease, leaseNamed, takeLease } from './sql-leases.js';
 import { appendLines, insertRun, lockRun, markInterrupted, runsNewestFirst, upsertTask } from './sql-runs.js';
 import { deleteUsageSamples, insertUsageSample, latestRunsOf, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
@@ -349,6 +352,24 @@ export class SqlCatalog implements Catalog {
   async deleteExpiredWebSessions(now: string): Promise<number> {
     const at = isoInstant(now, 'now');
     return this.guard(() => accounts.removeWebSessionsExpiredBy(this.db, at));
+  }
+
+  // Leases --------------------------------------------------------------------
+
+  async acquireLease(name: string, holder: string, at: string, ttlMs: number): Promise<LeaseAttempt> {
+    if (name === '' || holder === '') throw invalid('a lease needs a name and a holder');
+    if (!Number.isInteger(ttlMs) || ttlMs < 1) throw invalid(`a lease's ttl must be a whole number of milliseconds of at least 1 (got ${ttlMs})`);
+    const from = isoInstant(at, 'at');
+    const until = new Date(Date.parse(from) + ttlMs).toISOString();
+    return this.guard(() => this.database.write((trx) => takeLease(trx, name, holder, from, until)));
+  }
+
+  async releaseLease(name: string, holder: string): Promise<boolean> {
+    return this.guard(() => this.database.write((trx) => giveUpLease(trx, name, holder)));
+  }
+
+  async getLease(name: string): Promise<LeaseRecord | undefined> {
+    return this.guard(() => leaseNamed(this.db, name));
   }
 
   async close(): Promise<void> {

@@ -3,13 +3,14 @@
  * test/catalog-sqlite.test.ts and test/catalog-postgres.test.ts with a
  * factory for each database. A new implementation passes this suite or is
  * not a catalog. Runs, tasks and logs are here; the other records in
- * catalog-conformance-records.ts.
+ * catalog-conformance-records.ts, -reads, -lab and -leases.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Catalog, RunRecord } from '../catalog/catalog.js';
 import { LATEST_SCHEMA_VERSION } from '../catalog/migrations/index.js';
 import { labConformanceTests } from './catalog-conformance-lab.js';
+import { leaseConformanceTests } from './catalog-conformance-leases.js';
 import { readConformanceTests } from './catalog-conformance-reads.js';
 import { recordConformanceTests } from './catalog-conformance-records.js';
 import { at, newRun, rejectsWith, type CatalogFactory, type ConformanceTest } from './catalog-fixtures.js';
@@ -335,4 +336,5 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
   recordConformanceTests(t);
   readConformanceTests(t);
   labConformanceTests(t);
+  leaseConformanceTests(t);
 }

@@ -6,6 +6,7 @@ import { v004RunsRepoStateIndex } from './v004-runs-repo-state-index.js';
 import { v005JobReadsUsageSamples } from './v005-job-reads-usage-samples.js';
 import { v006LabReports } from './v006-lab-reports.js';
 import { v007RunKind } from './v007-run-kind.js';
+import { v008Leases } from './v008-leases.js';
 
 export type { Migration } from './migration.js';
 
@@ -18,6 +19,7 @@ export const MIGRATIONS: readonly Migration[] = [
   v005JobReadsUsageSamples,
   v006LabReports,
   v007RunKind,
+  v008Leases,
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
