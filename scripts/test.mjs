@@ -73,6 +73,7 @@ const UNIT = [
   'file-sessions-stopping',
   'files-tar-stream',
   'guestfish-listen-race',
+  'scheduler-lease',
   'objects-local',
   'objects-s3-config',
 ];

@@ -15,7 +15,7 @@ export interface Server {
 }
 
 /** Starts `lifeboat serve` as a real process; resolves once it has said its ports. */
-export async function startServer(repo: string, args: string[] = [], opts: { defaultPorts?: boolean } = {}): Promise<Server> {
+export async function startServer(repo: string, args: string[] = [], opts: { defaultPorts?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Server> {
   const proc = spawn(
     process.execPath,
     [
@@ -32,7 +32,7 @@ export async function startServer(repo: string, args: string[] = [], opts: { def
       ...(args.includes('--tls-cert') || args.includes('--no-tls') ? [] : ['--no-tls']),
       ...args,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) },
   );
   // 'exit', not 'close': a child of the server (a booted VM) may hold its output pipes open after it died.
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));

@@ -18,6 +18,12 @@ export const STATE_DIR_OPTION: OptionSpec = {
   defaultText: `$LIFEBOAT_STATE_DIR, else ${DEFAULT_STATE_DIR}`,
 };
 
+export const CATALOG_OPTION: OptionSpec = {
+  type: 'string',
+  description: 'the catalog database: postgres://… (or a folder for SQLite), as serve --catalog',
+  defaultText: 'SQLite in the state folder',
+};
+
 export function stateDirOf(ctx: Pick<CommandContext, 'values'>, env: NodeJS.ProcessEnv = process.env): string {
   const given = ctx.values['state-dir'];
   if (typeof given === 'string' && given !== '') return given;
@@ -26,11 +32,22 @@ export function stateDirOf(ctx: Pick<CommandContext, 'values'>, env: NodeJS.Proc
 }
 
 /**
- * Runs `fn` with the state folder's catalog, closed afterwards. `create`: make the folder and catalog
- * when missing (user add); otherwise a folder that does not exist is an error, not a new empty catalog
- * (a mistyped --state-dir must not look like a server without users).
+ * Runs `fn` with the catalog --catalog names (a database URL: servers sharing one PostgreSQL catalog), else
+ * the state folder's, closed afterwards. `create`: make the folder and catalog when missing (user add);
+ * otherwise a folder that does not exist is an error, not a new empty catalog (a mistyped --state-dir must
+ * not look like a server without users).
  */
 export async function withStateCatalog<T>(ctx: CommandContext, create: boolean, fn: (catalog: Catalog, stateDir: string) => Promise<T>): Promise<T> {
+  const url = ctx.values['catalog'];
+  if (typeof url === 'string' && url !== '') {
+    if (ctx.values['state-dir'] !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--catalog and --state-dir exclude each other');
+    const catalog = await openCatalog(url, { clock: ctx.service.clock });
+    try {
+      return await fn(catalog, stateDirOf(ctx));
+    } finally {
+      await catalog.close();
+    }
+  }
   const stateDir = stateDirOf(ctx);
   if (!create) {
     const found = await stat(stateDir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));

@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   LFB_ERR_SERVER_NOT_RUNNING: 'NotFound',
   LFB_ERR_SERVER_NO_ANSWER: 'Transient',
   LFB_ERR_SERVER_RUNNING: 'Conflict',
+  LFB_ERR_STANDBY: 'Conflict',
   LFB_ERR_PORT_IN_USE: 'Conflict',
   LFB_ERR_VM: 'Permanent',
   LFB_ERR_MIGRATION: 'Permanent',

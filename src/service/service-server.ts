@@ -202,7 +202,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     // The runtime stops first: its runs end recorded before the catalog closes.
     closers.push(() => runtime.close());
     opts.say(
-      `HTTP API on ${url} (${https ? 'TLS' : 'plain HTTP'}); catalog ${opts.catalog ? 'as given' : `in ${opts.stateDir}`}; jobs ${opts.noScheduler ? 'by request only' : 'on their schedules'}`,
+      `HTTP API on ${url} (${https ? 'TLS' : 'plain HTTP'}); catalog ${opts.catalog ? 'as given' : `in ${opts.stateDir}`}; jobs ${opts.noScheduler ? 'by request only' : 'on their schedules'}${runtime.leading ? '' : ', standing by: another server sharing the catalog runs them'}`,
     );
     opts.logger.info('serve: service started', { http: url, stateDir: opts.stateDir, maxTasks: opts.maxTasks ?? 4 });
     return { server, catalog, runtime, http: { url, port }, close: closeAll };

@@ -1,21 +1,6 @@
-import { openCatalog, type Catalog } from '../../catalog/index.js';
-import { LifeboatError } from '../../core/errors.js';
 import { folderRepositoryRoot } from '../../repository/location.js';
-import { JSON_OPTION, REPO_OPTION, optionalString, requireString, type Command, type CommandContext } from '../command.js';
-import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
-
-/** The catalog --catalog names (a database URL), else the state folder's, which must exist. */
-async function withCatalog<T>(ctx: CommandContext, fn: (catalog: Catalog) => Promise<T>): Promise<T> {
-  const url = optionalString(ctx, 'catalog');
-  if (url === undefined) return withStateCatalog(ctx, false, fn);
-  if (ctx.values['state-dir'] !== undefined) throw new LifeboatError('LFB_ERR_USAGE', '--catalog and --state-dir exclude each other');
-  const catalog = await openCatalog(url, { clock: ctx.service.clock });
-  try {
-    return await fn(catalog);
-  } finally {
-    await catalog.close();
-  }
-}
+import { JSON_OPTION, REPO_OPTION, requireString, type Command } from '../command.js';
+import { CATALOG_OPTION, STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
 
 export const catalogRebuild: Command = {
   name: 'catalog rebuild',
@@ -25,11 +10,7 @@ export const catalogRebuild: Command = {
   options: {
     repo: REPO_OPTION,
     'state-dir': STATE_DIR_OPTION,
-    catalog: {
-      type: 'string',
-      description: 'the catalog database: postgres://… (or a folder for SQLite), as serve --catalog',
-      defaultText: 'SQLite in the state folder',
-    },
+    catalog: CATALOG_OPTION,
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -37,7 +18,7 @@ export const catalogRebuild: Command = {
     const repo = folderRepositoryRoot(requireString(ctx, 'repo'), 'catalog rebuild');
     // The service layer (the API's point builder) loads only for this command.
     const { rebuildCatalog } = await import('../../service/catalog-sync.js');
-    const r = await withCatalog(ctx, (catalog) => rebuildCatalog(catalog, ctx.service, repo));
+    const r = await withStateCatalog(ctx, false, (catalog) => rebuildCatalog(catalog, ctx.service, repo));
     if (ctx.values['json'] === true) {
       ctx.out(JSON.stringify({ repo: r.repo, jobs: r.jobs, points: r.points, removed: r.removed }));
       return;

@@ -7,7 +7,7 @@ import { parseSize } from '../../core/units.js';
 import { parseDuration } from '../../core/schedule-text.js';
 import type { Command } from '../command.js';
 import { REPO_OPTION, optionalString, requireString } from '../command.js';
-import { STATE_DIR_OPTION, stateDirOf } from '../state-dir.js';
+import { CATALOG_OPTION, STATE_DIR_OPTION, stateDirOf } from '../state-dir.js';
 
 function port(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
@@ -43,7 +43,10 @@ export const serve: Command = {
       defaultText: '2G',
     },
     'state-dir': STATE_DIR_OPTION,
-    catalog: { type: 'string', description: 'the catalog database: postgres://… (or a folder for SQLite)', defaultText: 'SQLite in the state folder' },
+    catalog: {
+      ...CATALOG_OPTION,
+      description: 'the catalog database: postgres://… (several servers of the same repositories may share one), or a folder for SQLite',
+    },
     'http-port': { type: 'string', description: 'HTTP API port; given explicitly, a taken port is an error', defaultText: '9443, else the next free one' },
     'http-bind': { type: 'string', description: 'address the HTTP API listens on', defaultText: '127.0.0.1' },
     'tls-cert': {

@@ -1,16 +1,17 @@
 import { createToken, revokeToken } from '../../auth/index.js';
 import { JSON_OPTION, optionalString, requireString, type Command } from '../command.js';
-import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
+import { CATALOG_OPTION, STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
 
 export const tokenCreate: Command = {
   name: 'token create',
-  usage: 'token create --user <name> [--name <label>] [--state-dir <dir>] [--json]',
+  usage: 'token create --user <name> [--name <label>] [--state-dir <dir> | --catalog <url>] [--json]',
   summary: 'make an API token for a user and print it (once: only its hash is kept)',
   positionals: [],
   options: {
     user: { type: 'string', description: 'the user the token acts as (with their role)' },
     name: { type: 'string', description: 'a label to tell tokens apart in token list (e.g. the script using it)', defaultText: 'none' },
     'state-dir': STATE_DIR_OPTION,
+    catalog: CATALOG_OPTION,
     json: { type: 'boolean', description: 'print the token with its id, user, label and time as JSON', defaultText: 'the token alone on one line' },
   },
   async run(ctx) {
@@ -23,12 +24,13 @@ export const tokenCreate: Command = {
 
 export const tokenList: Command = {
   name: 'token list',
-  usage: 'token list [--user <name>] [--state-dir <dir>] [--json]',
+  usage: 'token list [--user <name>] [--state-dir <dir> | --catalog <url>] [--json]',
   summary: 'list API tokens (ids, users, labels, last use; never the tokens)',
   positionals: [],
   options: {
     user: { type: 'string', description: "only this user's tokens", defaultText: 'every user' },
     'state-dir': STATE_DIR_OPTION,
+    catalog: CATALOG_OPTION,
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -53,10 +55,10 @@ export const tokenList: Command = {
 
 export const tokenRevoke: Command = {
   name: 'token revoke',
-  usage: 'token revoke <id> [--state-dir <dir>] [--json]',
+  usage: 'token revoke <id> [--state-dir <dir> | --catalog <url>] [--json]',
   summary: 'revoke an API token by its id (token list shows them): it stops working at once',
   positionals: ['id'],
-  options: { 'state-dir': STATE_DIR_OPTION, json: JSON_OPTION },
+  options: { 'state-dir': STATE_DIR_OPTION, catalog: CATALOG_OPTION, json: JSON_OPTION },
   async run(ctx) {
     const id = ctx.args[0]!;
     const revoked = await withStateCatalog(ctx, false, (catalog) => revokeToken(catalog, id));

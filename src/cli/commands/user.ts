@@ -2,11 +2,11 @@ import { addUser, changeUser, checkRole, checkUserName, deleteUser } from '../..
 import { LifeboatError } from '../../core/errors.js';
 import { JSON_OPTION, requireString, type Command } from '../command.js';
 import { readNewPassword } from '../password-input.js';
-import { STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
+import { CATALOG_OPTION, STATE_DIR_OPTION, withStateCatalog } from '../state-dir.js';
 
 export const userAdd: Command = {
   name: 'user add',
-  usage: 'user add <name> --role admin|operator|viewer [--state-dir <dir>] [--password-stdin] [--json]',
+  usage: 'user add <name> --role admin|operator|viewer [--state-dir <dir> | --catalog <url>] [--password-stdin] [--json]',
   summary: "add a user of the server's HTTP API and console",
   positionals: ['name'],
   options: {
@@ -15,6 +15,7 @@ export const userAdd: Command = {
       description: 'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users',
     },
     'state-dir': STATE_DIR_OPTION,
+    catalog: CATALOG_OPTION,
     'password-stdin': {
       type: 'boolean',
       description: 'read the password from standard input (one trailing line end is dropped)',
@@ -37,7 +38,7 @@ export const userAdd: Command = {
 
 export const userSet: Command = {
   name: 'user set',
-  usage: 'user set <name> [--role admin|operator|viewer] [--password | --password-stdin] [--state-dir <dir>] [--json]',
+  usage: 'user set <name> [--role admin|operator|viewer] [--password | --password-stdin] [--state-dir <dir> | --catalog <url>] [--json]',
   summary: "change a user's role or password (a new password ends their console logins; API tokens stay)",
   positionals: ['name'],
   options: {
@@ -45,6 +46,7 @@ export const userSet: Command = {
     password: { type: 'boolean', description: 'ask for a new password twice at the terminal, without echo' },
     'password-stdin': { type: 'boolean', description: 'read the new password from standard input (one trailing line end is dropped)' },
     'state-dir': STATE_DIR_OPTION,
+    catalog: CATALOG_OPTION,
     json: JSON_OPTION,
   },
   async run(ctx) {
@@ -73,10 +75,10 @@ export const userSet: Command = {
 
 export const userList: Command = {
   name: 'user list',
-  usage: 'user list [--state-dir <dir>] [--json]',
+  usage: 'user list [--state-dir <dir> | --catalog <url>] [--json]',
   summary: "list the server's users with their roles",
   positionals: [],
-  options: { 'state-dir': STATE_DIR_OPTION, json: JSON_OPTION },
+  options: { 'state-dir': STATE_DIR_OPTION, catalog: CATALOG_OPTION, json: JSON_OPTION },
   async run(ctx) {
     const users = await withStateCatalog(ctx, false, (catalog) => catalog.listUsers());
     const shown = users.map((u) => ({ name: u.name, role: u.role, createdAt: u.createdAt }));
@@ -96,10 +98,10 @@ export const userList: Command = {
 
 export const userDelete: Command = {
   name: 'user delete',
-  usage: 'user delete <name> [--state-dir <dir>] [--json]',
+  usage: 'user delete <name> [--state-dir <dir> | --catalog <url>] [--json]',
   summary: 'delete a user with their API tokens and console sessions',
   positionals: ['name'],
-  options: { 'state-dir': STATE_DIR_OPTION, json: JSON_OPTION },
+  options: { 'state-dir': STATE_DIR_OPTION, catalog: CATALOG_OPTION, json: JSON_OPTION },
   async run(ctx) {
     const name = ctx.args[0]!;
     const r = await withStateCatalog(ctx, false, (catalog) => deleteUser(catalog, name));

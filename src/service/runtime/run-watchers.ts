@@ -56,6 +56,11 @@ export class RunWatchers {
     this.waiting.delete(runId);
   }
 
+  /** The runs watched before they started. */
+  waitingIds(): number[] {
+    return [...this.waiting.keys()];
+  }
+
   /** The run will never start (stopped in the queue, or ended elsewhere): its watchers hear its end. */
   neverStarts(runId: number): void {
     const set = this.waiting.get(runId);

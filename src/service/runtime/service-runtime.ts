@@ -1,5 +1,5 @@
 import type { LifeboatService } from '../../app/service.js';
-import type { Catalog, RunRecord, RunTrigger } from '../../catalog/catalog.js';
+import type { Catalog, LeaseRecord, RunRecord, RunTrigger } from '../../catalog/catalog.js';
 import type { Clock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -8,6 +8,7 @@ import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
 import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
+import { DEFAULT_LEASE_TTL_MS, SchedulerLease, SchedulerLeadership, schedulerLeaseName, serverHolderId } from './scheduler-lease.js';
 import { RunWatchers } from './run-watchers.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
@@ -46,6 +47,10 @@ export interface ServiceRuntimeOptions {
   readonly maxSleepMs?: number | undefined;
   /** Where SureBackup jobs' lab VMs run: the repository's instant sessions (without them their runs fail with LFB_ERR_SERVER_NOT_RUNNING). */
   readonly recovery?: ((repo: string) => InstantRecovery | undefined) | undefined;
+  /** Who this server is to the scheduler's lease (default serverHolderId(repos): the same after a restart in the same place). */
+  readonly holder?: string | undefined;
+  /** The scheduler lease's time to live (default DEFAULT_LEASE_TTL_MS). */
+  readonly leaseTtlMs?: number | undefined;
 }
 
 /** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
@@ -55,12 +60,19 @@ const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
 /** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
 const MAX_STOPS_KEPT = 1024;
+/** How often a standby reads the end of runs its clients watch (they run on the leading server). */
+const STANDBY_WATCH_MS = 1000;
 
 /**
  * The scheduler's runtime: asks `decide` (src/schedule) what to do, records
  * runs in the catalog, starts them inside this process (never more disk
  * tasks than the cap), stops them when their window closes, retries and
  * chains them. Also the API's JobRunner (run now, stop, watch).
+ *
+ * Of several servers of the same repositories sharing one catalog, only the
+ * one holding the scheduler's lease (scheduler-lease.ts) decides and runs;
+ * the others stand by: a run asked of them is queued in the catalog for the
+ * leader, and they take over when its lease expires.
  */
 export class ServiceRuntime implements JobRunner {
   private readonly running = new Map<number, Execution>();
@@ -85,13 +97,38 @@ export class ServiceRuntime implements JobRunner {
   private startup = true;
   private readonly reported = new Set<string>();
   private readonly runner: BackupRunner;
+  private readonly leadership: SchedulerLeadership;
+  /** The queued runs the last decision saw: a leader decides again when the catalog has another (queued through a standby). */
+  private queuedSeen = new Set<number>();
+  private standbyPoll: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ServiceRuntimeOptions) {
     this.runner = opts.runner ?? new InProcessBackupRunner(opts.service, opts.pool);
+    const lease = new SchedulerLease(
+      opts.catalog,
+      schedulerLeaseName(opts.repos),
+      opts.holder ?? serverHolderId(opts.repos),
+      opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    );
+    this.leadership = new SchedulerLeadership(lease, () => opts.clock.now().getTime(), opts.logger, {
+      lead: (takenFrom) => this.lead(takenFrom),
+      lose: () => this.standBy(),
+      renewed: () => void this.noticeQueued(),
+    });
   }
 
-  /** Marks what a killed server left running as interrupted, then starts deciding. */
+  /** Takes the scheduler's lease if it is free (or this server's) and starts deciding; else stands by until it is. */
   async start(): Promise<void> {
+    await this.leadership.start();
+  }
+
+  /** Whether this server runs the scheduler now (it holds the lease). */
+  get leading(): boolean {
+    return this.leadership.leading;
+  }
+
+  /** Marks what a killed server (this one before a restart, or the leader it takes over from) left running as interrupted, then decides. */
+  private async lead(takenFrom: LeaseRecord | undefined): Promise<void> {
     const now = this.opts.clock.now();
     for (const r of await this.opts.catalog.interruptUnfinished(now.toISOString(), this.opts.repos)) {
       this.opts.logger.warn('service: a run was interrupted by the end of the previous server', { run: r.id, job: r.job, repo: r.repo });
@@ -102,9 +139,30 @@ export class ServiceRuntime implements JobRunner {
         .catch(() => undefined);
       // Its end is known only now: it gets its journal line (and notifications) as every ended run does.
       await this.notifyEnded(r);
+      this.watchers.neverStarts(r.id);
     }
-    this.since = (await this.readHeartbeat()) ?? now.getTime();
+    // Cron fires after the last time the previous leader renewed its lease were not run by it: they are missed runs.
+    this.since = takenFrom ? Date.parse(takenFrom.renewedAt) : ((await this.readHeartbeat()) ?? now.getTime());
+    this.startup = true;
     this.tick();
+  }
+
+  /** Lost the lease: another server decides now; what runs here stops at its next safe point (ending interrupted, retried there). */
+  private standBy(): void {
+    if (this.timer) clearTimeout(this.timer);
+    for (const e of this.running.values()) e.stop('shutdown');
+  }
+
+  /** A leader decides again when a run was queued that it has not seen (through a standby's API). */
+  private async noticeQueued(): Promise<void> {
+    try {
+      for (const repo of this.opts.repos) {
+        const { runs } = await this.opts.catalog.listRuns({ repo, states: ['queued'], limit: 100 });
+        if (runs.some((r) => !this.queuedSeen.has(r.id) && !this.running.has(r.id))) return this.tick();
+      }
+    } catch {
+      // The next renewal looks again; the scheduler's own rounds go on meanwhile.
+    }
   }
 
   async runNow(repo: string, job: string, trigger: RunTrigger, options?: RunOptions): Promise<RunRecord> {
@@ -155,6 +213,11 @@ export class ServiceRuntime implements JobRunner {
       if (!known) this.stoppedBeforeStart.delete(runId);
       throw err;
     }
+    if (run.state === 'running' && !this.leading)
+      throw new LifeboatError(
+        'LFB_ERR_STANDBY',
+        `run ${runId} runs on the server that runs the scheduler (${(await this.opts.catalog.getLease(schedulerLeaseName(this.opts.repos)).catch(() => undefined))?.holder ?? 'another server'}): stop it there`,
+      );
     if (run.state === 'queued') {
       try {
         await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
@@ -172,7 +235,31 @@ export class ServiceRuntime implements JobRunner {
   }
 
   watch(runId: number, listener: (p: RunProgress) => void, ended?: () => void): () => void {
-    return this.watchers.watch(runId, this.running.get(runId), listener, ended);
+    const exec = this.running.get(runId);
+    const unwatch = this.watchers.watch(runId, exec, listener, ended);
+    if (!exec && !this.leading) this.followFromStandby();
+    return unwatch;
+  }
+
+  /** On a standby, watched runs run elsewhere: their watchers hear the end the catalog records. */
+  private followFromStandby(): void {
+    if (this.standbyPoll) return;
+    this.standbyPoll = setInterval(() => {
+      const ids = this.watchers.waitingIds();
+      if (ids.length === 0 || this.leading || this.closing) {
+        clearInterval(this.standbyPoll);
+        this.standbyPoll = undefined;
+        return;
+      }
+      for (const id of ids)
+        void this.opts.catalog.getRun(id).then(
+          (r) => {
+            if (r.endedAt !== null && !this.running.has(id)) this.watchers.neverStarts(id);
+          },
+          () => undefined,
+        );
+    }, STANDBY_WATCH_MS);
+    this.standbyPoll.unref();
   }
 
   /** The scheduler decides again at once: a new or changed schedule is not left until its next round (up to maxSleepMs). */
@@ -217,10 +304,13 @@ export class ServiceRuntime implements JobRunner {
   async close(): Promise<void> {
     this.closing = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.standbyPoll) clearInterval(this.standbyPoll);
     await this.ticking;
     for (const e of this.running.values()) e.stop('shutdown');
     await Promise.allSettled([...this.running.values()].map((e) => e.done));
-    await this.writeHeartbeat(this.opts.clock.now().getTime());
+    if (this.leading) await this.writeHeartbeat(this.opts.clock.now().getTime());
+    // Last: its runs have ended (interrupted) in the catalog before a standby takes the lease and retries them.
+    await this.leadership.stop();
   }
 
   /** Decides now (coalescing calls made while a decision runs). */
@@ -242,10 +332,12 @@ export class ServiceRuntime implements JobRunner {
   }
 
   private async decideNow(): Promise<void> {
+    if (!this.leading) return;
     const { catalog, clock } = this.opts;
     const now = clock.now().getTime();
     const jobs = await this.jobs();
     const runs = await knownRuns(this.opts.catalog, this.opts.repos, jobs, (id) => this.running.has(id));
+    this.queuedSeen = new Set(runs.filter((r) => r.state === 'queued').map((r) => r.id));
     const d = decide({
       jobs,
       runs,
@@ -285,7 +377,7 @@ export class ServiceRuntime implements JobRunner {
     await this.writeHeartbeat(now);
     const wait = d.queue.length > 0 ? 0 : Math.min(this.opts.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS, d.nextAt === null ? Infinity : Math.max(0, d.nextAt - now));
     if (this.timer) clearTimeout(this.timer);
-    if (!this.closing) {
+    if (!this.closing && this.leading) {
       this.timer = setTimeout(() => this.tick(), wait);
       this.timer.unref();
     }
