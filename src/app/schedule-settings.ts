@@ -10,13 +10,16 @@ export interface ScheduleSettingsChange {
   after?: string | null | undefined;
   disabled?: boolean | undefined;
   webhook?: string | null | undefined;
+  mover?: string | null | undefined;
 }
+
+type ScheduleKey = 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook' | 'mover';
 
 /** The settings as job.json stores them: window and delay in their canonical form, cleared ones (and `disabled: false`) undefined. */
 export function scheduleSettings(
   c: ScheduleSettingsChange,
-): Pick<JobSettings, 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook'> {
-  const out: { -readonly [K in 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook']?: JobSettings[K] } = {};
+): Pick<JobSettings, ScheduleKey> {
+  const out: { -readonly [K in ScheduleKey]?: JobSettings[K] } = {};
   if (c.schedule !== undefined) out.schedule = c.schedule === null ? undefined : c.schedule.trim();
   if (c.window !== undefined) out.window = c.window === null ? undefined : formatWindow(parseWindow(c.window));
   if (c.retries !== undefined) out.retries = c.retries;
@@ -24,6 +27,7 @@ export function scheduleSettings(
   if (c.after !== undefined) out.after = c.after ?? undefined;
   if (c.disabled !== undefined) out.disabled = c.disabled || undefined;
   if (c.webhook !== undefined) out.webhook = c.webhook ?? undefined;
+  if (c.mover !== undefined) out.mover = c.mover ?? undefined;
   return out;
 }
 

@@ -14,6 +14,7 @@ export const STOPS_AT_SAFE_POINTS: ReadonlySet<string> = new Set([
   'surebackup job run',
   'sandbox start',
   'copy run',
+  'mover',
 ]);
 
 /**

@@ -25,6 +25,7 @@ const COMMAND_MODULES: readonly (readonly [name: string, load: () => Promise<Rea
   ['compact', () => import('./commands/compact.js')],
   ['retention plan', () => import('./commands/retention-plan.js')],
   ['serve', () => import('./commands/serve.js')],
+  ['mover', () => import('./commands/mover.js')],
   ['instant start', () => import('./commands/instant.js')],
   ['instant list', () => import('./commands/instant.js')],
   ['instant stop', () => import('./commands/instant.js')],

@@ -41,6 +41,11 @@ export interface JobDefinition extends ScheduleSettings {
   readonly vm: Partial<VmConfig> | null;
   /** An http(s) URL the server POSTs each ended run to (JSON), retried a few times. */
   readonly webhook?: string | undefined;
+  /**
+   * The data mover, or group of movers, that runs the job's backups for the server (`lifeboat mover --name`
+   * or `--group` on a host that reaches the job's disks); absent: the server itself.
+   */
+  readonly mover?: string | undefined;
 }
 
 export const MAX_RETRIES = 100;
@@ -111,6 +116,8 @@ export function validateJobSettings(def: Omit<JobDefinition, 'version' | 'jobId'
     if (def.after === def.name) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--after: job "${def.name}" cannot run after itself`);
   }
   if (def.webhook !== undefined) checkWebhook(def.webhook);
+  if (def.mover !== undefined && !JOB_NAME_RE.test(def.mover))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--mover: "${def.mover}" is not a mover's name or group (letters, digits, '.', '_', '-')`);
   if (def.disabled !== undefined && typeof def.disabled !== 'boolean')
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', '--disabled is on or off (true or false in job.json)');
   if (def.diskFormat !== undefined && !['raw', 'qcow2', 'vmdk', 'vhdx', 'vdi', 'vpc', 'qed'].includes(def.diskFormat))

@@ -9,6 +9,7 @@ import { LifeboatError, fromFsError } from '../core/errors.js';
 import { startSpawner } from '../core/spawner.js';
 import { createHttpApi, type ApiServer } from './http/api.js';
 import { ServiceRuntime } from './runtime/service-runtime.js';
+import { MoverHub } from './movers/mover-hub.js';
 import { CatalogFreshness } from './catalog-freshness.js';
 import { DataMover } from './runtime/data-mover.js';
 import { Repository, loadJob, repositoryRoot } from '../repository/index.js';
@@ -37,6 +38,8 @@ export interface ServiceOptions extends ServeOptions {
   readonly maxTasks?: number | undefined;
   /** Folders operators may restore and migrate into through the API (admins may name any path). */
   readonly targetFolders?: readonly string[] | undefined;
+  /** How long a data mover may say nothing before its tasks go to another (default DEFAULT_MOVER_TIMEOUT_MS). */
+  readonly moverTimeoutMs?: number | undefined;
   /** Waits between webhook tries (tests shorten them). */
   readonly webhookRetryDelaysMs?: readonly number[] | undefined;
   /** Run no jobs by schedule (the API and the CLI hand-off still run them). */
@@ -134,6 +137,22 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     closers.push(() => mover.close());
     await mover.start();
     const repo = server.repoRoot;
+    // Jobs that name a data mover (`job set --mover`) run their backups on it; the others on the server's own thread.
+    const movers = new MoverHub({
+      local: mover,
+      moverOf: async (root, job) =>
+        Repository.open(root)
+          .then((r) => loadJob(r, job))
+          .then(
+            (j) => j.mover,
+            () => undefined,
+          ),
+      clock: opts.clock,
+      logger: opts.logger,
+      moverTimeoutMs: opts.moverTimeoutMs,
+    });
+    // Closed after the runtime (closers run last first): a run stopping on a mover still hears from it.
+    closers.push(async () => movers.close());
     // One reader of jobs and points for the API and the runtime. A job one of this server's runs is writing keeps its
     // catalog copy until the run's work ends; the run then reads the job again before it is recorded as ended.
     let isRunning = (_root: string, _job: string): boolean => false;
@@ -148,7 +167,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       logger: opts.logger,
       maxTasks: opts.maxTasks,
       schedules: opts.noScheduler !== true,
-      runner: mover,
+      runner: movers,
       // SureBackup jobs boot their labs as this server's own instant sessions.
       recovery: (root) => (root === repo ? server.recovery : undefined),
       beforeRunEnds: (root, job) => freshness.refresh(root, job),
@@ -177,6 +196,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       catalog,
       auth,
       runner: runtime,
+      movers,
       clock: opts.clock,
       logger: opts.logger,
       https: https ? { cert: https.cert, key: https.key } : undefined,

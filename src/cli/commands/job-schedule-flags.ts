@@ -16,6 +16,11 @@ export const SCHEDULE_OPTIONS: Record<string, OptionSpec> = {
   after: { type: 'string', description: 'another job of the repository: run this one when a run of that one succeeds', defaultText: 'none' },
   disabled: { type: 'boolean', description: 'the server starts no run of the job by itself (runs asked for still run)', defaultText: 'enabled' },
   webhook: { type: 'string', description: 'an http(s) URL the server POSTs each ended run to, as JSON (retried 3 times)', defaultText: 'none' },
+  mover: {
+    type: 'string',
+    description: "the data mover (lifeboat mover --name) or group of movers (--group) that runs the job's backups for the server",
+    defaultText: 'the server itself',
+  },
 };
 
 /** What `job set` adds: a way back to each default. */
@@ -25,6 +30,7 @@ export const SCHEDULE_CLEAR_OPTIONS: Record<string, OptionSpec> = {
   'no-after': { type: 'boolean', description: 'no longer run after another job' },
   enabled: { type: 'boolean', description: 'the server runs the job by itself again (undoes --disabled)' },
   'no-webhook': { type: 'boolean', description: 'no longer POST ended runs anywhere' },
+  'no-mover': { type: 'boolean', description: "the server runs the job's backups itself again" },
 };
 
 /** The schedule settings given on the command line; undefined for each one not given, null for a cleared one. */
@@ -48,5 +54,6 @@ export function scheduleFlags(ctx: CommandContext): ScheduleSettingsChange {
     after: cleared('after'),
     disabled: disabled ? true : enabled ? false : undefined,
     webhook: cleared('webhook'),
+    mover: cleared('mover'),
   };
 }

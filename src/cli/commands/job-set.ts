@@ -30,6 +30,7 @@ export const JOB_SET_FLAGS = [
   'after',
   'disabled',
   'webhook',
+  'mover',
 ] as const;
 
 /** Every flag job set acts on: the settings, their negations, and its own. */

@@ -28,6 +28,7 @@ export function describeJob(job: JobDefinition): [string, string][] {
     ['after', job.after === undefined ? 'no other job' : `job ${job.after} succeeds`],
     ['enabled', job.disabled === true ? 'no (the server starts no run by itself)' : 'yes'],
     ['webhook', job.webhook ?? 'none'],
+    ['mover', job.mover ?? 'the server'],
   ];
 }
 

@@ -68,6 +68,11 @@ export const serve: Command = {
       description: 'a folder operators may restore and migrate into through the HTTP API, once per folder (admins may name any path)',
       defaultText: 'none: admins only',
     },
+    'mover-timeout': {
+      type: 'string',
+      description: 'how long a data mover may say nothing before its backups are given to another mover (e.g. 15s, 1m)',
+      defaultText: '15s',
+    },
     'files-idle-timeout': {
       type: 'string',
       description: "file-level recovery through the API: a point's file session (its appliance) closes after this long unused (e.g. 30s, 10m, 1h)",
@@ -101,8 +106,11 @@ export const serve: Command = {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--backup-nice must be a whole number from 0 to 19, not "${niceText}"`);
     const idleText = optionalString(ctx, 'files-idle-timeout');
     const filesIdleTimeoutMs = idleText === undefined ? undefined : parseDuration(idleText, '--files-idle-timeout');
+    const moverText = optionalString(ctx, 'mover-timeout');
+    const moverTimeoutMs = moverText === undefined ? undefined : parseDuration(moverText, '--mover-timeout');
     const running = await startService({
       filesIdleTimeoutMs,
+      moverTimeoutMs,
       stateDir: resolve(stateDirOf(ctx)),
       catalog: optionalString(ctx, 'catalog'),
       httpPort: port(optionalString(ctx, 'http-port'), '--http-port'),

@@ -24,9 +24,9 @@ const POLL_MS = 500;
 const GROUP_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(
   ['vm', 'wait-for', 'serial-pattern', 'port', 'http', 'script', 'timeout', 'accel'].map((k) => [k, surebackupRun.options[k]!]),
 );
-/** A SureBackup job has no webhook: its runs are in the catalog and the console. */
+/** A SureBackup job has no webhook (its runs are in the catalog and the console) and no data mover (its lab runs on the server). */
 const withoutWebhook = (o: Record<string, OptionSpec>): Record<string, OptionSpec> =>
-  Object.fromEntries(Object.entries(o).filter(([k]) => !k.endsWith('webhook')));
+  Object.fromEntries(Object.entries(o).filter(([k]) => !k.endsWith('webhook') && !k.endsWith('mover')));
 const SB_SCHEDULE_OPTIONS = withoutWebhook(SCHEDULE_OPTIONS);
 const SB_OPTIONS: Record<string, OptionSpec> = {
   ...GROUP_OPTIONS,

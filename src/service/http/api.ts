@@ -34,6 +34,7 @@ import { serveConsole } from './console.js';
 import { screenRoutes } from './screen.js';
 import { surebackupRoutes } from './surebackup.js';
 import { surebackupJobRoutes } from './surebackup-jobs.js';
+import { moverRoutes } from './movers.js';
 import { copyRoutes } from './copies.js';
 import { fileRoutes } from './files.js';
 
@@ -214,6 +215,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   surebackupRoutes(app, ctx);
   surebackupJobRoutes(app, ctx);
   copyRoutes(app, ctx);
+  moverRoutes(app, ctx);
   fileRoutes(app, ctx);
   await screenRoutes(app, ctx);
   await app.ready();

@@ -11,6 +11,7 @@ import type { Authenticator, Principal } from '../../auth/index.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import type { CatalogFreshness } from '../catalog-freshness.js';
 import type { FileSessions } from '../file-sessions.js';
+import type { MoverHub } from '../movers/mover-hub.js';
 
 /**
  * Authentication as the API uses it: src/auth's Authenticator. `authenticate`
@@ -62,6 +63,8 @@ export interface HttpApiDeps {
   readonly catalog: Catalog;
   readonly auth: HttpAuth;
   readonly runner?: JobRunner | undefined;
+  /** The server's data movers (the runtime's backups go through it). */
+  readonly movers?: MoverHub | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
   /** HTTPS: the certificate and key (PEM). The session cookie is then `Secure`. Without it the server speaks plain HTTP (`--no-tls`, loopback). */

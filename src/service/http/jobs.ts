@@ -165,6 +165,7 @@ export function jobRoutes(app: ApiServer, ctx: ApiContext): void {
         retryDelay: b.retryDelay,
         after: b.after,
         disabled: b.disabled,
+        mover: b.mover,
       });
       await cacheJob(ctx, root, job, job.name);
       return reply.code(201).send({ repo: request.params.repo, job, warnings: retentionWarnings(job) });

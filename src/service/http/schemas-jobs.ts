@@ -42,6 +42,7 @@ export const JobCreateBody = Type.Object(
     retryDelay: Type.Optional(Duration),
     after: Type.Optional(Name),
     disabled: Type.Optional(Type.Boolean()),
+    mover: Type.Optional(Name),
   },
   { additionalProperties: false },
 );
@@ -61,6 +62,7 @@ export const JobChangeBody = Type.Object(
     retryDelay: Type.Optional(Duration),
     after: Type.Optional(nullable(Name)),
     disabled: Type.Optional(Type.Boolean()),
+    mover: Type.Optional(nullable(Name)),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -91,6 +93,7 @@ export const JobDefinition = Type.Object(
     retryDelay: Type.Optional(Type.String()),
     after: Type.Optional(Type.String()),
     disabled: Type.Optional(Type.Boolean()),
+    mover: Type.Optional(Type.String({ description: 'the data mover or group of movers that runs its backups; absent: the server' })),
   },
   { $id: 'Job', additionalProperties: false },
 );

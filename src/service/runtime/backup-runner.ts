@@ -15,6 +15,10 @@ export interface BackupRequest {
   readonly activeFull?: boolean | undefined;
   readonly acceptSourceChange?: boolean | undefined;
   readonly waitMs?: number | undefined;
+  /** The run the backup is part of (a data mover is told, and its log lines name it). */
+  readonly runId?: number | undefined;
+  /** A line for the run's log (where the backup went: a data mover taking it, or losing it). */
+  readonly note?: ((level: 'info' | 'warn', message: string) => void) | undefined;
 }
 
 /** How a point's changes were found, as its backup file records it; `fellBack` when the job has CBT and the increment did not use it. */

@@ -108,6 +108,8 @@ export class RunExecution {
         activeFull: this.options.activeFull,
         acceptSourceChange: this.options.acceptSourceChange,
         waitMs: this.options.waitMs,
+        runId: this.run.id,
+        note: (level, message) => void this.log(level, message),
       })
       .then(
         (outcome): { outcome: BackupOutcome } | { error: unknown } => ({ outcome }),
