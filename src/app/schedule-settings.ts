@@ -16,9 +16,7 @@ export interface ScheduleSettingsChange {
 type ScheduleKey = 'schedule' | 'window' | 'retries' | 'retryDelay' | 'after' | 'disabled' | 'webhook' | 'mover';
 
 /** The settings as job.json stores them: window and delay in their canonical form, cleared ones (and `disabled: false`) undefined. */
-export function scheduleSettings(
-  c: ScheduleSettingsChange,
-): Pick<JobSettings, ScheduleKey> {
+export function scheduleSettings(c: ScheduleSettingsChange): Pick<JobSettings, ScheduleKey> {
   const out: { -readonly [K in ScheduleKey]?: JobSettings[K] } = {};
   if (c.schedule !== undefined) out.schedule = c.schedule === null ? undefined : c.schedule.trim();
   if (c.window !== undefined) out.window = c.window === null ? undefined : formatWindow(parseWindow(c.window));
