@@ -74,6 +74,7 @@ const UNIT = [
   'files-tar-stream',
   'guestfish-listen-race',
   'scheduler-lease',
+  'mover-hub',
   'objects-local',
   'objects-s3-config',
 ];

@@ -74,7 +74,7 @@ export class MoverHub implements BackupRunner {
   private closed = false;
 
   constructor(private readonly opts: MoverHubOptions) {
-    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper = setInterval(() => this.sweep(), Math.min(1000, this.timeoutMs / 3));
     this.sweeper.unref();
   }
 
@@ -135,6 +135,8 @@ export class MoverHub implements BackupRunner {
       m.lastSeen = this.now;
       given = this.take(m);
     }
+    // What this mover left (its cap, or a mover with fewer tasks) goes to a waiting one now, not at its next poll.
+    this.offer();
     return { tasks: given.map((t) => this.wire(t)), stop: this.stopsOf(m) };
   }
 
@@ -150,6 +152,8 @@ export class MoverHub implements BackupRunner {
     const t = this.ownTask(name, id, body.session);
     const m = this.movers.get(name)!;
     m.lastSeen = this.now;
+    // A mover that stops (SIGTERM) interrupts its backups without being asked: they go to another mover.
+    if (!body.outcome && body.error?.code === 'LFB_ERR_INTERRUPTED' && t.stopping === undefined) return this.lose(id, `mover ${name} stopped`);
     m.tasks.delete(id);
     this.tasks.delete(id);
     if (body.outcome) t.resolve({ result: body.outcome.result as unknown as BackupResult, changes: body.outcome.changes as unknown as PointChanges });
