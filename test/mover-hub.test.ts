@@ -10,7 +10,10 @@ import { MoverHub } from '../src/service/movers/mover-hub.js';
 import type { BackupProgress } from '../src/methods/backup-run.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-const OUTCOME = { result: { pointId: 'p1', bytesRead: 1 }, changes: { method: 'full', reason: null, fellBack: false } };
+const OUTCOME = {
+  result: { pointId: 'a1b2c3', kind: 'full', file: 'x.vbk', bytesRead: 1, bytesStored: 1, steps: { data: 1 } },
+  changes: { method: 'full', reason: null, fellBack: false },
+};
 
 interface Req {
   readonly request: BackupRequest;
@@ -47,16 +50,17 @@ test('a job without a mover runs on the server; one naming a group goes to a mov
     assert.deepEqual(await h.backup('/r', 'local-job', req(1).request), OUTCOME);
     const r = req(7);
     const done = h.backup('/r', 'web@g1', r.request);
-    assert.deepEqual(await poll(h, 'other', 'o', 'g2'), { tasks: [], stop: [] }, 'a mover of another group gets nothing');
+    assert.deepEqual(await poll(h, 'other', 'o', 'g2'), { tasks: [], stop: [], timeoutMs: 60_000 }, 'a mover of another group gets nothing');
     const got = await poll(h, 'm1', 'a', 'g1');
-    assert.deepEqual(got, { tasks: [{ id: 1, repo: '/r', job: 'web@g1', run: 7 }], stop: [] });
-    assert.deepEqual(h.progress('m1', 1, { session: 'session-a', disk: 0, diskCount: 1, bytesDone: 5, bytesTotal: 10 }), { stop: null });
+    const id = got.tasks[0]!.id;
+    assert.deepEqual(got, { tasks: [{ id, repo: '/r', job: 'web@g1', run: 7 }], stop: [], timeoutMs: 60_000 });
+    assert.deepEqual(h.progress('m1', id, { session: 'session-a', disk: 0, diskCount: 1, bytesDone: 5, bytesTotal: 10 }), { stop: null });
     assert.deepEqual(r.progress, [{ disk: 0, diskCount: 1, bytesDone: 5, bytesTotal: 10 }]);
     assert.throws(
-      () => h.progress('m1', 1, { session: 'session-x', disk: 0, diskCount: 1, bytesDone: 5, bytesTotal: 10 }),
+      () => h.progress('m1', id, { session: 'session-x', disk: 0, diskCount: 1, bytesDone: 5, bytesTotal: 10 }),
       (e: unknown) => isLifeboatError(e, 'LFB_ERR_MOVER_TASK_NOT_FOUND'),
     );
-    h.result('m1', 1, { session: 'session-a', outcome: OUTCOME });
+    h.result('m1', id, { session: 'session-a', outcome: OUTCOME });
     assert.deepEqual(await done, OUTCOME);
     assert.deepEqual(r.notes, ['backup given to data mover m1']);
     assert.deepEqual(
@@ -69,7 +73,7 @@ test('a job without a mover runs on the server; one naming a group goes to a mov
     // A job may name one mover by its name too.
     const byName = h.backup('/r', 'db@m1', req(8).request);
     assert.equal((await poll(h, 'm1', 'a', 'g1')).tasks[0]?.job, 'db@m1');
-    h.result('m1', 2, { session: 'session-a', error: { code: 'LFB_ERR_DISK_NOT_FOUND', message: 'no disk' } });
+    h.result('m1', id + 1, { session: 'session-a', error: { code: 'LFB_ERR_DISK_NOT_FOUND', message: 'no disk' } });
     await assert.rejects(byName, (e: unknown) => isLifeboatError(e, 'LFB_ERR_DISK_NOT_FOUND') && /no disk \(on mover m1\)/.test((e as Error).message));
   } finally {
     h.close();
@@ -123,7 +127,7 @@ test('a quiet mover loses its backup to another of the group; a late word from i
   }
 });
 
-test('a mover started again under its name, or stopping, hands its backups over; the fourth loss fails the run', async () => {
+test('a second process under a live mover’s name is refused; a stopping mover hands its backups over; the fourth loss fails the run', async () => {
   const h = hub();
   try {
     const r = req(4);
@@ -132,13 +136,14 @@ test('a mover started again under its name, or stopping, hands its backups over;
       (e: unknown) => e,
     );
     const id = (await poll(h, 'm1', 'a', 'g')).tasks[0]!.id;
-    // The same name, a new process: it runs nothing, and gets the backup again as a new task of its session.
-    assert.equal((await poll(h, 'm1', 'a2', 'g')).tasks[0]?.id, id);
-    // It stops (SIGTERM): the backup it interrupted goes back to the queue.
-    h.result('m1', id, { session: 'session-a2', error: { code: 'LFB_ERR_INTERRUPTED', message: 'data mover m1 is stopping' } });
+    await assert.rejects(poll(h, 'm1', 'a2', 'g'), (e: unknown) => isLifeboatError(e, 'LFB_ERR_MOVER_NAME_IN_USE'));
+    // It stops (SIGTERM): the backup it interrupted goes to another mover.
+    h.result('m1', id, { session: 'session-a', error: { code: 'LFB_ERR_INTERRUPTED', message: 'data mover m1 is stopping' } });
     assert.equal((await poll(h, 'm2', 'b', 'g')).tasks[0]?.id, id);
-    assert.equal((await poll(h, 'm2', 'b2', 'g')).tasks[0]?.id, id);
-    await poll(h, 'm2', 'b3', 'g');
+    // m2 does not list it as running (it never got it): lost again, and given again in the same answer.
+    assert.equal((await poll(h, 'm2', 'b', 'g', [])).tasks[0]?.id, id);
+    assert.equal((await poll(h, 'm2', 'b', 'g', [])).tasks[0]?.id, id);
+    await poll(h, 'm2', 'b', 'g', []);
     assert.ok(isLifeboatError(await done, 'LFB_ERR_MOVER_LOST'), String(await done));
     assert.equal(r.notes.filter((n) => n.includes('lost the backup')).length, 3);
   } finally {

@@ -316,8 +316,11 @@ export interface Catalog {
   listRuns(filter?: RunFilter): Promise<RunPage>;
   /** Each named job's newest run in the repository (jobs without a run are absent): the job listings' last result, in one statement. */
   latestRuns(repo: string, jobs: readonly string[]): Promise<ReadonlyMap<string, RunRecord>>;
-  /** Runs left `running` or `queued` by a server that died: marked `interrupted` (returned); only those of `repos` when given. */
-  interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]>;
+  /**
+   * Runs left `running` or `queued` by a server that died: marked `interrupted` (returned); only those of `repos` when
+   * given; with `runningOnly`, queued runs stay queued (a server taking over from another starts them).
+   */
+  interruptUnfinished(at: string, repos?: readonly string[], runningOnly?: boolean): Promise<readonly RunRecord[]>;
 
   putTask(task: TaskRecord): Promise<void>;
   listTasks(runId: number): Promise<readonly TaskRecord[]>;
@@ -387,8 +390,11 @@ export interface Catalog {
    * `holder` does (a renewal), or when its holder let it expire by `at`. Of several callers at once, one gets it.
    */
   acquireLease(name: string, holder: string, at: string, ttlMs: number): Promise<LeaseAttempt>;
-  /** Gives the lease up if `holder` has it (a server that stops lets another take over at once); true when it did. */
-  releaseLease(name: string, holder: string): Promise<boolean>;
+  /**
+   * Gives the lease up at `at` if `holder` has it: it is then renewed and expired at `at`, so the next holder takes it
+   * at once and learns when this one last acted (a server that stops lets another take over). True when it did.
+   */
+  releaseLease(name: string, holder: string, at: string): Promise<boolean>;
   getLease(name: string): Promise<LeaseRecord | undefined>;
 
   close(): Promise<void>;

@@ -135,9 +135,11 @@ export class SqlCatalog implements Catalog {
     return found;
   }
 
-  async interruptUnfinished(at: string, repos?: readonly string[]): Promise<readonly RunRecord[]> {
+  async interruptUnfinished(at: string, repos?: readonly string[], runningOnly?: boolean): Promise<readonly RunRecord[]> {
     if (repos !== undefined && repos.length === 0) return [];
-    return this.guard(() => this.database.write(async (trx) => (await markInterrupted(trx, at, repos)).map(rows.runFromRow).sort((a, b) => a.id - b.id)));
+    return this.guard(() =>
+      this.database.write(async (trx) => (await markInterrupted(trx, at, repos, runningOnly === true)).map(rows.runFromRow).sort((a, b) => a.id - b.id)),
+    );
   }
 
   // Tasks and logs ------------------------------------------------------------
@@ -364,8 +366,9 @@ export class SqlCatalog implements Catalog {
     return this.guard(() => this.database.write((trx) => takeLease(trx, name, holder, from, until)));
   }
 
-  async releaseLease(name: string, holder: string): Promise<boolean> {
-    return this.guard(() => this.database.write((trx) => giveUpLease(trx, name, holder)));
+  async releaseLease(name: string, holder: string, at: string): Promise<boolean> {
+    const when = isoInstant(at, 'at');
+    return this.guard(() => this.database.write((trx) => giveUpLease(trx, name, holder, when)));
   }
 
   async getLease(name: string): Promise<LeaseRecord | undefined> {

@@ -45,6 +45,7 @@ export async function takeLease(db: Db, name: string, holder: string, at: string
     .executeTakeFirst();
   if (taken !== undefined) {
     const lease = leaseOf(taken);
+    // From another holder: expired or given up (a lease given up is one expired when it was).
     const takenFrom = before !== undefined && before.holder !== holder && lease.acquiredAt === at ? before : undefined;
     return { held: true, lease, takenFrom };
   }
@@ -55,7 +56,13 @@ export async function takeLease(db: Db, name: string, holder: string, at: string
   return { held: false, lease: other, takenFrom: undefined };
 }
 
-export async function giveUpLease(db: Db, name: string, holder: string): Promise<boolean> {
-  const r = await db.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).executeTakeFirst();
-  return Number(r.numDeletedRows) > 0;
+export async function giveUpLease(db: Db, name: string, holder: string, at: string): Promise<boolean> {
+  const r = await db
+    .updateTable('leases')
+    .set({ renewed_at: at, expires_at: at })
+    .where('name', '=', name)
+    .where('holder', '=', holder)
+    .where('expires_at', '>', at)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
 }

@@ -56,9 +56,9 @@ export function runsNewestFirst(database: CatalogDatabase, filter: RunFilter, si
   return database.arrays(q.orderBy('id', 'desc').limit(count).compile());
 }
 
-/** In a write transaction: the queued and running runs (of `repos`, or all) and their tasks become interrupted; the runs changed. */
-export async function markInterrupted(trx: Db, at: string, repos: readonly string[] | undefined): Promise<Selectable<RunsTable>[]> {
-  const unfinished = ['running', 'queued'];
+/** In a write transaction: the queued and running runs (of `repos`, or all; running ones only with `runningOnly`) and their tasks become interrupted; the runs changed. */
+export async function markInterrupted(trx: Db, at: string, repos: readonly string[] | undefined, runningOnly = false): Promise<Selectable<RunsTable>[]> {
+  const unfinished = runningOnly ? ['running'] : ['running', 'queued'];
   // Only the given repositories' runs: other servers sharing the catalog have theirs under way.
   const mine = trx.selectFrom('runs').select('id').where('state', 'in', unfinished);
   const ofRepos = repos === undefined ? mine : mine.where('repo', 'in', [...repos]);

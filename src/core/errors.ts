@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   LFB_ERR_NO_MOVER: 'Transient',
   LFB_ERR_MOVER_LOST: 'Transient',
   LFB_ERR_MOVER_TASK_NOT_FOUND: 'NotFound',
+  LFB_ERR_MOVER_NAME_IN_USE: 'Conflict',
   LFB_ERR_PORT_IN_USE: 'Conflict',
   LFB_ERR_VM: 'Permanent',
   LFB_ERR_MIGRATION: 'Permanent',

@@ -138,15 +138,12 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
     await mover.start();
     const repo = server.repoRoot;
     // Jobs that name a data mover (`job set --mover`) run their backups on it; the others on the server's own thread.
+    let leading = (): boolean => true;
     const movers = new MoverHub({
       local: mover,
-      moverOf: async (root, job) =>
-        Repository.open(root)
-          .then((r) => loadJob(r, job))
-          .then(
-            (j) => j.mover,
-            () => undefined,
-          ),
+      // A job that cannot be read fails its run with its own error (never a backup here of a job meant for a mover).
+      moverOf: async (root, job) => (await loadJob(await Repository.open(root), job)).mover,
+      leading: () => leading(),
       clock: opts.clock,
       logger: opts.logger,
       moverTimeoutMs: opts.moverTimeoutMs,
@@ -179,6 +176,7 @@ export async function startService(opts: ServiceOptions): Promise<RunningService
       },
     });
     isRunning = (root, job) => runtime.isRunning(root, job);
+    leading = () => runtime.leading;
     const https =
       opts.tls === 'none'
         ? undefined

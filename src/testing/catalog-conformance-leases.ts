@@ -37,16 +37,17 @@ export function leaseConformanceTests(t: ConformanceTest): void {
     assert.deepEqual(await c.getLease('scheduler x'), over.lease);
   });
 
-  t('a lease given up is free at once, and only its holder can give it up', async (c) => {
+  t('a lease given up is free at once, and only its holder can give it up; the next holder learns when', async (c) => {
     await c.acquireLease('scheduler x', 'host-a', at(0), 10 * MINUTE);
-    assert.equal(await c.releaseLease('scheduler x', 'host-b'), false);
-    assert.equal((await c.getLease('scheduler x'))?.holder, 'host-a');
-    assert.equal(await c.releaseLease('scheduler x', 'host-a'), true);
-    assert.equal(await c.getLease('scheduler x'), undefined);
-    assert.equal(await c.releaseLease('scheduler x', 'host-a'), false);
-    const next = await c.acquireLease('scheduler x', 'host-b', at(1), 10 * MINUTE);
+    assert.equal(await c.releaseLease('scheduler x', 'host-b', at(1)), false);
+    assert.equal((await c.getLease('scheduler x'))?.expiresAt, at(10));
+    assert.equal(await c.releaseLease('scheduler x', 'host-a', at(2)), true);
+    const given = { name: 'scheduler x', holder: 'host-a', acquiredAt: at(0), renewedAt: at(2), expiresAt: at(2) };
+    assert.deepEqual(await c.getLease('scheduler x'), given);
+    assert.equal(await c.releaseLease('scheduler x', 'host-a', at(2)), false, 'given up already');
+    const next = await c.acquireLease('scheduler x', 'host-b', at(2), 10 * MINUTE);
     assert.equal(next.held, true);
-    assert.equal(next.takenFrom, undefined, 'nothing was taken from anyone');
+    assert.deepEqual(next.takenFrom, given, 'taken from the one that gave it up, last acting when it did');
   });
 
   t('a lease is refused without a name, a holder, a time or a ttl', async (c) => {

@@ -3,15 +3,20 @@ import { hostname } from 'node:os';
 import { LifeboatError } from '../../core/errors.js';
 import { JOB_NAME_RE } from '../../core/ids.js';
 import { createLogger } from '../../core/log.js';
-import { optionalString, requireString, type Command } from '../command.js';
+import { optionalString, type Command } from '../command.js';
 
 export const mover: Command = {
   name: 'mover',
-  usage: 'mover --server <url> --token <token> [--name <name>] [--group <group>] [--max-tasks N] [--ca-cert <pem>]',
+  usage: 'mover --server <url> [--server <url>…] --token <token> [--name <name>] [--group <group>] [--max-tasks N] [--ca-cert <pem>]',
   summary: "a data mover: run on another host the server's backups of the jobs that name it (job set --mover), until stopped",
   positionals: [],
   options: {
-    server: { type: 'string', description: "the server's API, as serve prints it (https://host:9443/api/v1)" },
+    server: {
+      type: 'string',
+      multiple: true,
+      description:
+        "the server's API, as serve prints it (https://host:9443/api/v1); once per server when several share a catalog (the one running the scheduler is used)",
+    },
     token: { type: 'string', description: "an operator's API token (lifeboat token create); or LIFEBOAT_TOKEN", defaultText: '$LIFEBOAT_TOKEN' },
     name: { type: 'string', description: 'the name jobs give to be run here (job set --mover <name>)', defaultText: 'this host name' },
     group: { type: 'string', description: 'a group of movers that reach the same disks: a job naming it runs on any of them', defaultText: 'none' },
@@ -19,8 +24,10 @@ export const mover: Command = {
     'ca-cert': { type: 'string', description: "a certificate (PEM) to trust for the server's (a self-signed server)", defaultText: 'the system’s' },
   },
   async run(ctx) {
-    const server = requireString(ctx, 'server');
-    if (!/^https?:\/\//.test(server)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--server must be an http(s) URL, not "${server}"`);
+    const servers = (ctx.values['server'] as string[] | undefined) ?? [];
+    if (servers.length === 0) throw new LifeboatError('LFB_ERR_USAGE', 'give --server (the API URL serve prints), once per server');
+    for (const server of servers)
+      if (!/^https?:\/\//.test(server)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--server must be an http(s) URL, not "${server}"`);
     const token = optionalString(ctx, 'token') ?? process.env['LIFEBOAT_TOKEN'];
     if (token === undefined || token === '') throw new LifeboatError('LFB_ERR_USAGE', 'give --token (or LIFEBOAT_TOKEN): an API token of an operator');
     const name = optionalString(ctx, 'name') ?? hostname().split('.')[0]!;
@@ -39,9 +46,9 @@ export const mover: Command = {
     const ca = caPath === undefined ? undefined : await readFile(caPath);
     // The service layer loads only for this command.
     const { runMover } = await import('../../service/movers/mover.js');
-    process.stderr.write(`lifeboat: data mover ${name}${group ? ` (group ${group})` : ''} polling ${server}, ${maxTasks} backups at once\n`);
+    process.stderr.write(`lifeboat: data mover ${name}${group ? ` (group ${group})` : ''} polling ${servers.join(', ')}, ${maxTasks} backups at once\n`);
     await runMover({
-      server,
+      servers,
       token,
       name,
       group,

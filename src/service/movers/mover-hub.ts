@@ -12,6 +12,7 @@
  * runs left running are interrupted and retried as every run is.
  */
 
+import { randomInt } from 'node:crypto';
 import type { Clock } from '../../core/clock.js';
 import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -25,12 +26,18 @@ export const DEFAULT_NO_MOVER_MS = 120_000;
 export const POLL_WAIT_MS = 10_000;
 /** A task is given to another mover this many times at most; then its run fails (and is retried by its policy). */
 const MAX_HANDOVERS = 3;
+/** Movers known at once at most (a peer naming new ones without end is refused); silent ones without tasks are forgotten. */
+const MAX_MOVERS = 1024;
+/** A mover without tasks is forgotten after this many of its timeouts of silence. */
+const FORGET_AFTER_TIMEOUTS = 20;
 
 export interface MoverHubOptions {
   /** Backups of jobs without a mover. */
   readonly local: BackupRunner;
-  /** The mover or group a job names (job.json's `mover`), undefined for none. */
+  /** The mover or group a job names (job.json's `mover`), undefined for none; a job that cannot be read rejects. */
   readonly moverOf: (repo: string, job: string) => Promise<string | undefined>;
+  /** False on a server standing by (another runs the scheduler, and the runs): movers poll the leader. Default: always true. */
+  readonly leading?: (() => boolean) | undefined;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly moverTimeoutMs?: number | undefined;
@@ -49,8 +56,9 @@ interface Task {
   mover: string | undefined;
   session: string | undefined;
   handovers: number;
-  /** Said to the mover at its next poll or progress (the run was stopped). */
+  /** Said to the mover at its next poll or progress (the run was stopped), and since when. */
   stopping: StopOrder | undefined;
+  stoppingSince: number;
   readonly resolve: (o: BackupOutcome) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -69,7 +77,11 @@ interface Mover {
 export class MoverHub implements BackupRunner {
   private readonly tasks = new Map<number, Task>();
   private readonly movers = new Map<string, Mover>();
-  private nextId = 1;
+  /**
+   * Task ids start at random: a mover still running a task of an earlier server (restarted, or the leader before
+   * a failover) never takes a new task for it.
+   */
+  private nextId = randomInt(1, 2 ** 47);
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -98,6 +110,7 @@ export class MoverHub implements BackupRunner {
         session: undefined,
         handovers: 0,
         stopping: undefined,
+        stoppingSince: 0,
         resolve,
         reject,
       };
@@ -111,10 +124,12 @@ export class MoverHub implements BackupRunner {
 
   /** A mover's poll: it is alive; its lost tasks go back to the queue; it gets what it may take (waiting up to pollWaitMs for it). */
   async poll(name: string, body: PollBody, gone?: AbortSignal): Promise<PollReply> {
+    if (this.opts.leading?.() === false)
+      throw new LifeboatError('LFB_ERR_STANDBY', 'this server stands by: another server sharing its catalog runs the scheduler and the backups; poll it');
     const m = this.seen(name, body);
     // Tasks it was given that it does not run (it never got the answer, or a task ended without its result): lost.
     const running = new Set(body.running);
-    for (const id of [...m.tasks]) if (!running.has(id) && this.tasks.get(id)?.stopping === undefined) this.lose(id, `mover ${name} does not run it`);
+    for (const id of [...m.tasks]) if (!running.has(id)) this.lose(id, `mover ${name} does not run it`);
     let given = this.take(m);
     if (given.length === 0 && this.stopsOf(m).length === 0 && !this.closed) {
       // A third of the time a mover may be silent: a waiting mover is never taken for a gone one.
@@ -131,13 +146,13 @@ export class MoverHub implements BackupRunner {
       });
       m.wake = undefined;
       // A new session may have taken the name meanwhile, or the mover hung up (killed): this poll's answer is nobody's.
-      if (m.session !== body.session || gone?.aborted === true) return { tasks: [], stop: [] };
+      if (m.session !== body.session || gone?.aborted === true) return { tasks: [], stop: [], timeoutMs: this.timeoutMs };
       m.lastSeen = this.now;
       given = this.take(m);
     }
     // What this mover left (its cap, or a mover with fewer tasks) goes to a waiting one now, not at its next poll.
     this.offer();
-    return { tasks: given.map((t) => this.wire(t)), stop: this.stopsOf(m) };
+    return { tasks: given.map((t) => this.wire(t)), stop: this.stopsOf(m), timeoutMs: this.timeoutMs };
   }
 
   progress(name: string, id: number, body: ProgressBody): ProgressReply {
@@ -193,6 +208,16 @@ export class MoverHub implements BackupRunner {
 
   private seen(name: string, body: PollBody): Mover {
     let m = this.movers.get(name);
+    if (m && m.session !== body.session && m.tasks.size > 0 && this.alive(m))
+      // Not while the mover of that name is alive with tasks: another caller would take them over (a mover started
+      // again is taken once its old process has been silent for the timeout).
+      throw new LifeboatError(
+        'LFB_ERR_MOVER_NAME_IN_USE',
+        `data mover ${name} is running backups in another process; a new one of that name is taken once that one has been silent for ${Math.round(this.timeoutMs / 1000)} s`,
+        { details: { mover: name } },
+      );
+    if (!m && this.movers.size >= MAX_MOVERS)
+      throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `the server knows ${MAX_MOVERS} data movers already: no more names are taken`);
     if (m && m.session !== body.session) {
       // The same name from another process: what the old one had is lost.
       for (const id of [...m.tasks]) this.lose(id, `mover ${name} started again`);
@@ -284,6 +309,7 @@ export class MoverHub implements BackupRunner {
     const err = reason instanceof LifeboatError ? reason : new LifeboatError('LFB_ERR_INTERRUPTED', String(reason));
     if (t.mover === undefined) return this.fail(t, err);
     t.stopping = { id: t.id, code: err.code, message: err.message };
+    t.stoppingSince = this.now;
     this.movers.get(t.mover)?.wake?.();
   }
 
@@ -313,10 +339,17 @@ export class MoverHub implements BackupRunner {
 
   private sweep(): void {
     const now = this.now;
-    for (const m of this.movers.values())
+    for (const m of [...this.movers.values()]) {
       if (m.tasks.size > 0 && !this.alive(m)) for (const id of [...m.tasks]) this.lose(id, `no word from it for ${Math.round((now - m.lastSeen) / 1000)} s`);
+      if (m.tasks.size === 0 && m.wake === undefined && now - m.lastSeen > FORGET_AFTER_TIMEOUTS * this.timeoutMs) this.movers.delete(m.name);
+    }
+    // A mover told to stop that neither ends the task nor loses it (it keeps listing it): the run ends without it.
+    for (const t of [...this.tasks.values()])
+      if (t.stopping !== undefined && now - t.stoppingSince > 2 * this.timeoutMs)
+        this.fail(t, new LifeboatError((t.stopping.code in ERROR_CODES ? t.stopping.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, t.stopping.message));
     for (const t of this.tasks.values()) {
       if (t.mover !== undefined || now - t.queuedAt < (this.opts.noMoverMs ?? DEFAULT_NO_MOVER_MS)) continue;
+      // Movers of its group that are alive (busy or not) take it in turn: it waits for them.
       if ([...this.movers.values()].some((m) => (m.name === t.target || m.group === t.target) && this.alive(m))) continue;
       this.fail(
         t,

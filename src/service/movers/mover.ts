@@ -18,8 +18,8 @@ import { InProcessBackupRunner } from '../runtime/backup-runner.js';
 import type { MoverTask, PollReply, ProgressReply } from './protocol.js';
 
 export interface MoverOptions {
-  /** The server's API base URL (https://host:9443/api/v1). */
-  readonly server: string;
+  /** The servers' API base URLs (https://host:9443/api/v1): the one running the scheduler is used, the next tried when it stands by or is gone. */
+  readonly servers: readonly string[];
   readonly token: string;
   readonly name: string;
   readonly group?: string | undefined;
@@ -46,9 +46,9 @@ interface Running {
   readonly done: Promise<void>;
 }
 
-/** One JSON call to the server; its error answers become their LifeboatError. */
-async function call<T>(o: MoverOptions, path: string, body: unknown): Promise<T> {
-  const url = new URL(`${o.server.replace(/\/+$/, '')}${path}`);
+/** One JSON call to a server; its error answers become their LifeboatError. */
+async function call<T>(o: MoverOptions, server: string, path: string, body: unknown): Promise<T> {
+  const url = new URL(`${server.replace(/\/+$/, '')}${path}`);
   const payload = Buffer.from(JSON.stringify(body));
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<T>((resolve, reject) => {
@@ -94,9 +94,22 @@ export async function runMover(o: MoverOptions): Promise<void> {
   const base = `/movers/${encodeURIComponent(o.name)}`;
   const runner = new InProcessBackupRunner(o.service);
   let failures = 0;
+  let at = 0;
+  // The server whose tasks run here: results and progress go to it, whichever server polls answer later.
+  const server = (): string => o.servers[at % o.servers.length]!;
+  // Cut off from the server for half its timeout: it is handing these backups to other movers, so they stop here.
+  let lastOk = performance.now();
+  let timeoutMs = 15_000;
+  const watchdog = setInterval(() => {
+    if (running.size === 0 || performance.now() - lastOk < timeoutMs / 2) return;
+    o.logger.warn('mover: no word from the server for half its timeout: the backups here stop (they go to other movers)', { server: server() });
+    for (const r of running.values()) r.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', `data mover ${o.name} lost the server`));
+  }, 500);
+  watchdog.unref();
 
   const start = (task: MoverTask): void => {
     const controller = new AbortController();
+    const taskServer = server();
     let lastSent = 0;
     let latest: BackupProgress | undefined;
     let sending = false;
@@ -105,7 +118,8 @@ export async function runMover(o: MoverOptions): Promise<void> {
       sending = true;
       lastSent = performance.now();
       try {
-        const r = await call<ProgressReply>(o, `${base}/tasks/${task.id}/progress`, { session, ...latest });
+        const r = await call<ProgressReply>(o, taskServer, `${base}/tasks/${task.id}/progress`, { session, ...latest });
+        lastOk = performance.now();
         if (r.stop) controller.abort(new LifeboatError((r.stop.code in ERROR_CODES ? r.stop.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, r.stop.message));
       } catch (err) {
         // The server gave the task to another mover: this one's work would never be its run's.
@@ -139,7 +153,7 @@ export async function runMover(o: MoverOptions): Promise<void> {
         // The result is sent until the server takes it or says the task is not this mover's any more.
         for (let i = 0; ; i++) {
           try {
-            await call(o, `${base}/tasks/${task.id}/result`, body);
+            await call(o, taskServer, `${base}/tasks/${task.id}/result`, body);
             return;
           } catch (err) {
             if (isLifeboatError(err, 'LFB_ERR_MOVER_TASK_NOT_FOUND') || i >= 5) {
@@ -157,17 +171,24 @@ export async function runMover(o: MoverOptions): Promise<void> {
   while (!o.signal.aborted) {
     let reply: PollReply;
     try {
-      reply = await call<PollReply>(o, `${base}/poll`, {
+      reply = await call<PollReply>(o, server(), `${base}/poll`, {
         session,
         ...(o.group ? { group: o.group } : {}),
         maxTasks: o.maxTasks,
         running: [...running.keys()],
       });
-      if (failures > 0) o.logger.info('mover: the server answers again', { server: o.server });
+      if (failures > 0) o.logger.info('mover: a server answers again', { server: server() });
       failures = 0;
+      lastOk = performance.now();
+      timeoutMs = reply.timeoutMs;
     } catch (err) {
-      if (isLifeboatError(err) && FATAL.includes(err.code)) throw err;
-      if (failures === 0) o.logger.warn('mover: the server does not answer; polling again', { server: o.server, problem: String(err) });
+      if (isLifeboatError(err) && FATAL.includes(err.code)) {
+        clearInterval(watchdog);
+        throw err;
+      }
+      // A standby, or a server gone: the next one (the backups running here report to the server that gave them).
+      if (isLifeboatError(err, 'LFB_ERR_STANDBY') || isLifeboatError(err, 'LFB_ERR_SERVER_NO_ANSWER')) at++;
+      if (failures === 0) o.logger.warn('mover: no server takes polls now; polling again', { server: server(), problem: String(err) });
       await new Promise((r) => setTimeout(r, RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]));
       continue;
     }
@@ -177,4 +198,5 @@ export async function runMover(o: MoverOptions): Promise<void> {
   }
   for (const r of running.values()) r.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', `data mover ${o.name} is stopping`));
   await Promise.allSettled([...running.values()].map((r) => r.done));
+  clearInterval(watchdog);
 }

@@ -48,7 +48,17 @@ export type MoverTask = Static<typeof MoverTask>;
 export const StopOrder = Type.Object({ id: Type.Integer(), code: Type.String(), message: Type.String() }, { additionalProperties: false });
 export type StopOrder = Static<typeof StopOrder>;
 
-export const PollReply = Type.Object({ tasks: Type.Array(MoverTask), stop: Type.Array(StopOrder) }, { additionalProperties: false });
+export const PollReply = Type.Object(
+  {
+    tasks: Type.Array(MoverTask),
+    stop: Type.Array(StopOrder),
+    timeoutMs: Type.Integer({
+      description:
+        'how long the server waits for a word from a mover before its tasks go to another: a mover that cannot reach the server for half of it stops them',
+    }),
+  },
+  { additionalProperties: false },
+);
 export type PollReply = Static<typeof PollReply>;
 
 export const ProgressBody = Type.Object(
@@ -66,12 +76,34 @@ export type ProgressBody = Static<typeof ProgressBody>;
 export const ProgressReply = Type.Object({ stop: Type.Union([StopOrder, Type.Null()]) }, { additionalProperties: false });
 export type ProgressReply = Static<typeof ProgressReply>;
 
+const Bytes = Type.Number({ minimum: 0 });
+/** What the run records of a backup's result (BackupResult; the rest is kept as it came). */
+const BackupResultBody = Type.Object(
+  {
+    pointId: Type.String({ pattern: '^[0-9a-f]{6,64}$' }),
+    kind: Type.String({ minLength: 1, maxLength: 32 }),
+    file: Type.String({ minLength: 1, maxLength: 4096 }),
+    bytesRead: Bytes,
+    bytesStored: Bytes,
+    steps: Type.Record(Type.String({ maxLength: 64 }), Type.Number({ minimum: 0 }), { maxProperties: 64 }),
+  },
+  { additionalProperties: true },
+);
+const PointChangesBody = Type.Object(
+  {
+    method: Type.Union([Type.String({ maxLength: 32 }), Type.Null()]),
+    reason: Type.Union([Type.String({ maxLength: 4096 }), Type.Null()]),
+    fellBack: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
 /** The backup's result and how its changes were found, as the mover's backup returned them (BackupOutcome). */
 export const ResultBody = Type.Object(
   {
     session: Session,
-    outcome: Type.Optional(Type.Object({ result: Type.Object({}, { additionalProperties: true }), changes: Type.Object({}, { additionalProperties: true }) })),
-    error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false })),
+    outcome: Type.Optional(Type.Object({ result: BackupResultBody, changes: PointChangesBody }, { additionalProperties: false })),
+    error: Type.Optional(Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 8192 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

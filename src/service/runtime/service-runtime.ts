@@ -97,17 +97,22 @@ export class ServiceRuntime implements JobRunner {
   private startup = true;
   private readonly reported = new Set<string>();
   private readonly runner: BackupRunner;
-  private readonly leadership: SchedulerLeadership;
+  private leadership: SchedulerLeadership | undefined;
   /** The queued runs the last decision saw: a leader decides again when the catalog has another (queued through a standby). */
   private queuedSeen = new Set<number>();
   private standbyPoll: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ServiceRuntimeOptions) {
     this.runner = opts.runner ?? new InProcessBackupRunner(opts.service, opts.pool);
+  }
+
+  /** Takes the scheduler's lease if it is free (or this server's) and starts deciding; else stands by until it is. */
+  async start(): Promise<void> {
+    const { opts } = this;
     const lease = new SchedulerLease(
       opts.catalog,
       schedulerLeaseName(opts.repos),
-      opts.holder ?? serverHolderId(opts.repos),
+      opts.holder ?? (await serverHolderId(opts.repos, opts.stateDir)),
       opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     );
     this.leadership = new SchedulerLeadership(lease, () => opts.clock.now().getTime(), opts.logger, {
@@ -115,22 +120,19 @@ export class ServiceRuntime implements JobRunner {
       lose: () => this.standBy(),
       renewed: () => void this.noticeQueued(),
     });
-  }
-
-  /** Takes the scheduler's lease if it is free (or this server's) and starts deciding; else stands by until it is. */
-  async start(): Promise<void> {
     await this.leadership.start();
   }
 
   /** Whether this server runs the scheduler now (it holds the lease). */
   get leading(): boolean {
-    return this.leadership.leading;
+    return this.leadership?.leading === true;
   }
 
   /** Marks what a killed server (this one before a restart, or the leader it takes over from) left running as interrupted, then decides. */
   private async lead(takenFrom: LeaseRecord | undefined): Promise<void> {
     const now = this.opts.clock.now();
-    for (const r of await this.opts.catalog.interruptUnfinished(now.toISOString(), this.opts.repos)) {
+    // Queued runs another server left are this one's to start; its own, after a restart, lost their options with it.
+    for (const r of await this.opts.catalog.interruptUnfinished(now.toISOString(), this.opts.repos, takenFrom !== undefined)) {
       this.opts.logger.warn('service: a run was interrupted by the end of the previous server', { run: r.id, job: r.job, repo: r.repo });
       await this.opts.catalog
         .appendLog(r.id, [
@@ -144,13 +146,24 @@ export class ServiceRuntime implements JobRunner {
     // Cron fires after the last time the previous leader renewed its lease were not run by it: they are missed runs.
     this.since = takenFrom ? Date.parse(takenFrom.renewedAt) : ((await this.readHeartbeat()) ?? now.getTime());
     this.startup = true;
+    // Runs watched from the queue may have ended on the server that led before (a standby's poll of them stopped).
+    await this.endWatchersOfEndedRuns();
     this.tick();
+  }
+
+  /** Tells the watchers of runs that ended elsewhere. */
+  private async endWatchersOfEndedRuns(): Promise<void> {
+    for (const id of this.watchers.waitingIds()) {
+      const r = await this.opts.catalog.getRun(id).catch(() => undefined);
+      if (r && r.endedAt !== null && !this.running.has(id)) this.watchers.neverStarts(id);
+    }
   }
 
   /** Lost the lease: another server decides now; what runs here stops at its next safe point (ending interrupted, retried there). */
   private standBy(): void {
     if (this.timer) clearTimeout(this.timer);
     for (const e of this.running.values()) e.stop('shutdown');
+    if (this.watchers.waitingIds().length > 0) this.followFromStandby();
   }
 
   /** A leader decides again when a run was queued that it has not seen (through a standby's API). */
@@ -251,13 +264,7 @@ export class ServiceRuntime implements JobRunner {
         this.standbyPoll = undefined;
         return;
       }
-      for (const id of ids)
-        void this.opts.catalog.getRun(id).then(
-          (r) => {
-            if (r.endedAt !== null && !this.running.has(id)) this.watchers.neverStarts(id);
-          },
-          () => undefined,
-        );
+      void this.endWatchersOfEndedRuns();
     }, STANDBY_WATCH_MS);
     this.standbyPoll.unref();
   }
@@ -310,7 +317,7 @@ export class ServiceRuntime implements JobRunner {
     await Promise.allSettled([...this.running.values()].map((e) => e.done));
     if (this.leading) await this.writeHeartbeat(this.opts.clock.now().getTime());
     // Last: its runs have ended (interrupted) in the catalog before a standby takes the lease and retries them.
-    await this.leadership.stop();
+    await this.leadership?.stop();
   }
 
   /** Decides now (coalescing calls made while a decision runs). */
@@ -354,6 +361,8 @@ export class ServiceRuntime implements JobRunner {
     for (const f of d.fires)
       if (f.outcome !== 'queued') this.opts.logger.debug('service: schedule fire', { ...splitKey(f.job), outcome: f.outcome, count: f.count });
     for (const q of d.queue) {
+      // The lease was lost while this round read: another server decides now.
+      if (!this.leading) return;
       const { repo, job, kind } = splitKey(q.job);
       const run = await catalog.createRun({
         repo,
@@ -373,7 +382,7 @@ export class ServiceRuntime implements JobRunner {
         e.stop('window-closed');
       }
     }
-    for (const id of d.start) if (!this.running.has(id)) await this.begin(id);
+    for (const id of d.start) if (!this.running.has(id) && this.leading) await this.begin(id);
     await this.writeHeartbeat(now);
     const wait = d.queue.length > 0 ? 0 : Math.min(this.opts.maxSleepMs ?? DEFAULT_MAX_SLEEP_MS, d.nextAt === null ? Infinity : Math.max(0, d.nextAt - now));
     if (this.timer) clearTimeout(this.timer);
