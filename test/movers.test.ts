@@ -23,7 +23,7 @@ const HOST_IP = '10.231.77.1';
 const NS = { a: { ns: `lfb-mv-a-${ID}`, ip: '10.231.77.2' }, b: { ns: `lfb-mv-b-${ID}`, ip: '10.231.77.3' } } as const;
 const NBD_URL = 'nbd://127.0.0.1:10809';
 
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
+const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let pg: PostgresCluster | undefined;
@@ -223,6 +223,10 @@ test(
       // No half point: alpha has its two points, beta its one, each restoring the disk of its own namespace.
       await kill9(server);
       server = undefined;
+      // Without its server, a backup of a job that names a mover is refused here (nbd://127.0.0.1 is another disk on this host).
+      const here = await cli(['backup', 'alpha', '--repo', repo]);
+      assert.equal(here.code, 2, here.stderr);
+      assert.match(here.stderr, /runs on data mover ga: .*--here.*\[LFB_ERR_INVALID_ARGUMENT\]/s);
       for (const [job, want, count] of [
         ['alpha', disks.a, 2],
         ['beta', disks.b, 1],

@@ -5,10 +5,12 @@ import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command
 import { changesOf, describeChanges, filesByPoint } from '../point-report.js';
 import { formatRate, ProgressMeter } from '../progress.js';
 import { backupThroughServer } from '../hand-off.js';
+import { LifeboatError } from '../../core/errors.js';
+import { repositoryRoot } from '../../repository/location.js';
 
 export const backup: Command = {
   name: 'backup',
-  usage: 'backup <job> --repo <dir> [--active-full] [--wait] [--accept-source-change] [--json]',
+  usage: 'backup <job> --repo <dir> [--active-full] [--wait] [--accept-source-change] [--here] [--json]',
   summary: 'run the job: a full the first time, then increments',
   positionals: ['job'],
   options: {
@@ -19,6 +21,11 @@ export const backup: Command = {
       type: 'boolean',
       description: 'accept a source that lost more than half its size or changed format',
       defaultText: 'refuse with LFB_ERR_SOURCE_CHANGED',
+    },
+    here: {
+      type: 'boolean',
+      description: 'back up a job that names a data mover on this host anyway (its disks as this host sees them)',
+      defaultText: 'refuse with LFB_ERR_INVALID_ARGUMENT: its disks are read where its mover runs',
     },
     json: JSON_OPTION,
   },
@@ -35,6 +42,16 @@ export const backup: Command = {
     };
     // A server running for the repository runs the job (recorded in its catalog, under its task cap); this process follows.
     const handed = await backupThroughServer(ctx, repo, { job, ...asked });
+    if (!handed && ctx.values['here'] !== true) {
+      // Its disks are named as its mover's host sees them: here the same names may be other disks (nbd://127.0.0.1, /dev/sdb).
+      const mover = (await ctx.service.jobDefinition(repositoryRoot(repo), job)).mover;
+      if (mover !== undefined)
+        throw new LifeboatError(
+          'LFB_ERR_INVALID_ARGUMENT',
+          `job ${job} runs on data mover ${mover}: start lifeboat serve for ${repo} (it hands the backup to the mover), or give --here to read its disks on this host`,
+          { details: { job, mover } },
+        );
+    }
     const r =
       handed?.result ??
       (await ctx.service.backup(repo, job, {
