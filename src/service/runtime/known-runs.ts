@@ -4,10 +4,38 @@
  * the latest end), in the shape `decide` (src/schedule) takes.
  */
 import type { Catalog, RunRecord } from '../../catalog/catalog.js';
+import type { Logger } from '../../core/log.js';
 import type { KnownRun, ScheduledJob } from '../../schedule/index.js';
 import { runtimeKey, splitRuntimeKey } from './surebackup-schedule.js';
 
 const ENDED = ['succeeded', 'warning', 'failed', 'interrupted', 'stopped'] as const;
+
+/**
+ * What a server taking the scheduler finds left by the server that ran it
+ * before (this one before a restart, or a leader that died): its running runs
+ * become `interrupted`, with a line in their logs, and are returned for their
+ * end to be reported; its queued ones too after a restart (their options were
+ * in that process), not when taken over from another server (they are this
+ * one's to start).
+ */
+export async function interruptRunsLeft(
+  catalog: Catalog,
+  repos: readonly string[],
+  at: Date,
+  keepQueued: boolean,
+  logger: Logger,
+): Promise<readonly RunRecord[]> {
+  const left = await catalog.interruptUnfinished(at.toISOString(), repos, keepQueued);
+  for (const r of left) {
+    logger.warn('service: a run was interrupted by the end of the previous server', { run: r.id, job: r.job, repo: r.repo });
+    await catalog
+      .appendLog(r.id, [
+        { at: at.toISOString(), level: 'warn', message: 'interrupted: the server ended while the run was going (it is retried per its policy)' },
+      ])
+      .catch(() => undefined);
+  }
+  return left;
+}
 
 /** A scheduler key as the catalog's repository, job and kind (undefined for a backup job). */
 export const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' | 'copy' } => {

@@ -35,6 +35,7 @@ function watchExecution(exec: WatchedExecution, listener: (p: RunProgress) => vo
  */
 export class RunWatchers {
   private readonly waiting = new Map<number, Set<Watcher>>();
+  private following: NodeJS.Timeout | undefined;
 
   /** Watches run `runId`: its execution if it runs, else from the queue. Returns the unwatch. */
   watch(runId: number, exec: WatchedExecution | undefined, listener: (p: RunProgress) => void, ended?: () => void): () => void {
@@ -59,6 +60,29 @@ export class RunWatchers {
   /** The runs watched before they started. */
   waitingIds(): number[] {
     return [...this.waiting.keys()];
+  }
+
+  /** Tells the watchers of runs that `ended` says have ended (elsewhere: another server ran them). */
+  async endEnded(ended: (runId: number) => Promise<boolean>): Promise<void> {
+    for (const id of this.waitingIds()) if (await ended(id).catch(() => false)) this.neverStarts(id);
+  }
+
+  /**
+   * On a server standing by, watched runs run elsewhere: every `everyMs` their watchers hear of the ends `ended`
+   * finds, until none waits or `stillFollowing` says no more.
+   */
+  followEnds(ended: (runId: number) => Promise<boolean>, stillFollowing: () => boolean, everyMs: number): void {
+    if (this.following || this.waiting.size === 0) return;
+    this.following = setInterval(() => {
+      if (this.waiting.size === 0 || !stillFollowing()) return this.stopFollowing();
+      void this.endEnded(ended);
+    }, everyMs);
+    this.following.unref();
+  }
+
+  stopFollowing(): void {
+    if (this.following) clearInterval(this.following);
+    this.following = undefined;
   }
 
   /** The run will never start (stopped in the queue, or ended elsewhere): its watchers hear its end. */

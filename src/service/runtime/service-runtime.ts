@@ -17,7 +17,7 @@ import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
-import { knownRuns, splitKey } from './known-runs.js';
+import { interruptRunsLeft, knownRuns, splitKey } from './known-runs.js';
 import { CopyExecution } from './copy-execution.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
@@ -100,7 +100,6 @@ export class ServiceRuntime implements JobRunner {
   private leadership: SchedulerLeadership | undefined;
   /** The queued runs the last decision saw: a leader decides again when the catalog has another (queued through a standby). */
   private queuedSeen = new Set<number>();
-  private standbyPoll: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ServiceRuntimeOptions) {
     this.runner = opts.runner ?? new InProcessBackupRunner(opts.service, opts.pool);
@@ -131,14 +130,7 @@ export class ServiceRuntime implements JobRunner {
   /** Marks what a killed server (this one before a restart, or the leader it takes over from) left running as interrupted, then decides. */
   private async lead(takenFrom: LeaseRecord | undefined): Promise<void> {
     const now = this.opts.clock.now();
-    // Queued runs another server left are this one's to start; its own, after a restart, lost their options with it.
-    for (const r of await this.opts.catalog.interruptUnfinished(now.toISOString(), this.opts.repos, takenFrom !== undefined)) {
-      this.opts.logger.warn('service: a run was interrupted by the end of the previous server', { run: r.id, job: r.job, repo: r.repo });
-      await this.opts.catalog
-        .appendLog(r.id, [
-          { at: now.toISOString(), level: 'warn', message: 'interrupted: the server ended while the run was going (it is retried per its policy)' },
-        ])
-        .catch(() => undefined);
+    for (const r of await interruptRunsLeft(this.opts.catalog, this.opts.repos, now, takenFrom !== undefined, this.opts.logger)) {
       // Its end is known only now: it gets its journal line (and notifications) as every ended run does.
       await this.notifyEnded(r);
       this.watchers.neverStarts(r.id);
@@ -147,16 +139,16 @@ export class ServiceRuntime implements JobRunner {
     this.since = takenFrom ? Date.parse(takenFrom.renewedAt) : ((await this.readHeartbeat()) ?? now.getTime());
     this.startup = true;
     // Runs watched from the queue may have ended on the server that led before (a standby's poll of them stopped).
-    await this.endWatchersOfEndedRuns();
+    await this.watchers.endEnded(this.endedElsewhere);
     this.tick();
   }
 
-  /** Tells the watchers of runs that ended elsewhere. */
-  private async endWatchersOfEndedRuns(): Promise<void> {
-    for (const id of this.watchers.waitingIds()) {
-      const r = await this.opts.catalog.getRun(id).catch(() => undefined);
-      if (r && r.endedAt !== null && !this.running.has(id)) this.watchers.neverStarts(id);
-    }
+  /** Whether a run not going here has ended (on another server). */
+  private readonly endedElsewhere = async (id: number): Promise<boolean> => !this.running.has(id) && (await this.opts.catalog.getRun(id)).endedAt !== null;
+
+  /** On a standby, watched runs run on the leader: their watchers hear the end the catalog records. */
+  private followFromStandby(): void {
+    this.watchers.followEnds(this.endedElsewhere, () => !this.leading && !this.closing, STANDBY_WATCH_MS);
   }
 
   /** Lost the lease: another server decides now; what runs here stops at its next safe point (ending interrupted, retried there). */
@@ -254,21 +246,6 @@ export class ServiceRuntime implements JobRunner {
     return unwatch;
   }
 
-  /** On a standby, watched runs run elsewhere: their watchers hear the end the catalog records. */
-  private followFromStandby(): void {
-    if (this.standbyPoll) return;
-    this.standbyPoll = setInterval(() => {
-      const ids = this.watchers.waitingIds();
-      if (ids.length === 0 || this.leading || this.closing) {
-        clearInterval(this.standbyPoll);
-        this.standbyPoll = undefined;
-        return;
-      }
-      void this.endWatchersOfEndedRuns();
-    }, STANDBY_WATCH_MS);
-    this.standbyPoll.unref();
-  }
-
   /** The scheduler decides again at once: a new or changed schedule is not left until its next round (up to maxSleepMs). */
   jobChanged(): void {
     this.tick();
@@ -311,7 +288,7 @@ export class ServiceRuntime implements JobRunner {
   async close(): Promise<void> {
     this.closing = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.standbyPoll) clearInterval(this.standbyPoll);
+    this.watchers.stopFollowing();
     await this.ticking;
     for (const e of this.running.values()) e.stop('shutdown');
     await Promise.allSettled([...this.running.values()].map((e) => e.done));
