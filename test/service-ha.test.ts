@@ -62,6 +62,10 @@ test(
       assert.match(a.log(), /this server runs the scheduler/);
       const b = await serve('b');
       assert.match(b.log(), /standing by: another server sharing the catalog runs them/);
+      // A backup asked on the standby's host is refused: it could not follow a run going on the leader.
+      const onStandby = await cli(['backup', 'web', '--repo', repo], { LIFEBOAT_STATE_DIR: join(dir, 'host-b') });
+      assert.equal(onStandby.code, 5, onStandby.stderr);
+      assert.match(onStandby.stderr, /stands by: .* runs the scheduler and the runs.*\[LFB_ERR_STANDBY\]/s);
       const api = await Api.connect(b.httpUrl, token);
       const api2 = async (s: Server): Promise<Run[]> => (await Api.connect(s.httpUrl, token)).runs('web');
 

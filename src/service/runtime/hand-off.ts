@@ -1,6 +1,7 @@
 import type { ControlRuns, HandedOffRun, HandOffRequest } from '../../app/control-runs.js';
 import type { Catalog } from '../../catalog/catalog.js';
 import type { ServiceRuntime } from './service-runtime.js';
+import { LifeboatError } from '../../core/errors.js';
 
 /**
  * The control API's runs (src/app/control-runs.ts) over the runtime: a
@@ -10,6 +11,12 @@ import type { ServiceRuntime } from './service-runtime.js';
 export function handOff(runtime: ServiceRuntime, catalog: Catalog, repo: string): ControlRuns {
   return {
     async start(req: HandOffRequest) {
+      // A standby would queue the run for the leader, whose result and progress the command could not follow from here.
+      if (!runtime.leading)
+        throw new LifeboatError(
+          'LFB_ERR_STANDBY',
+          `the server of ${repo} here stands by: ${await runtime.leader()} runs the scheduler and the runs; run it there, or through the HTTP API of either`,
+        );
       if (req.kind === 'surebackup') return { id: (await runtime.runSureBackupNow(repo, req.job, 'manual')).id };
       if (req.kind === 'copy') return { id: (await runtime.runCopyNow(repo, req.job, 'manual')).id };
       const run = await runtime.runNow(repo, req.job, 'manual', { activeFull: req.activeFull, acceptSourceChange: req.acceptSourceChange, waitMs: req.waitMs });

@@ -122,6 +122,11 @@ export class ServiceRuntime implements JobRunner {
     await this.leadership.start();
   }
 
+  /** The holder of the scheduler's lease, as the catalog says (for messages). */
+  async leader(): Promise<string> {
+    return (await this.opts.catalog.getLease(schedulerLeaseName(this.opts.repos)).catch(() => undefined))?.holder ?? 'another server';
+  }
+
   /** Whether this server runs the scheduler now (it holds the lease). */
   get leading(): boolean {
     return this.leadership?.leading === true;
@@ -219,10 +224,7 @@ export class ServiceRuntime implements JobRunner {
       throw err;
     }
     if (run.state === 'running' && !this.leading)
-      throw new LifeboatError(
-        'LFB_ERR_STANDBY',
-        `run ${runId} runs on the server that runs the scheduler (${(await this.opts.catalog.getLease(schedulerLeaseName(this.opts.repos)).catch(() => undefined))?.holder ?? 'another server'}): stop it there`,
-      );
+      throw new LifeboatError('LFB_ERR_STANDBY', `run ${runId} runs on the server that runs the scheduler (${await this.leader()}): stop it there`);
     if (run.state === 'queued') {
       try {
         await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
