@@ -310,7 +310,11 @@ export interface Catalog {
   schemaVersion(): Promise<number>;
 
   createRun(run: NewRun): Promise<RunRecord>;
-  updateRun(id: number, change: RunUpdate): Promise<RunRecord>;
+  /**
+   * Changes a run and returns it as stored. With `onlyIf`, only while the run is in that state, in one statement: a
+   * run is then returned unchanged when it is not (two servers moving one queued run, to running and to stopped).
+   */
+  updateRun(id: number, change: RunUpdate, onlyIf?: RunState): Promise<RunRecord>;
   /** LFB_ERR_RUN_NOT_FOUND when there is none. */
   getRun(id: number): Promise<RunRecord>;
   listRuns(filter?: RunFilter): Promise<RunPage>;

@@ -24,6 +24,7 @@ import {
   type RunFilter,
   type RunPage,
   type RunRecord,
+  type RunState,
   type RunUpdate,
   type TaskRecord,
   type TokenRecord,
@@ -95,13 +96,19 @@ export class SqlCatalog implements Catalog {
     });
   }
 
-  async updateRun(id: number, change: RunUpdate): Promise<RunRecord> {
+  async updateRun(id: number, change: RunUpdate, onlyIf?: RunState): Promise<RunRecord> {
     if (change.state !== undefined) oneOf(change.state, RUN_STATES, 'state');
+    if (onlyIf !== undefined) oneOf(onlyIf, RUN_STATES, 'state');
     const columns = rows.runUpdateColumns(change);
     if (Object.keys(columns).length === 0) return this.getRun(id);
     return this.guard(async () => {
-      const row = await this.db.updateTable('runs').set(columns).where('id', '=', id).returningAll().executeTakeFirst();
-      if (row === undefined) throw runNotFound(id);
+      let q = this.db.updateTable('runs').set(columns).where('id', '=', id);
+      if (onlyIf !== undefined) q = q.where('state', '=', onlyIf);
+      const row = await q.returningAll().executeTakeFirst();
+      if (row === undefined) {
+        if (onlyIf !== undefined) return this.getRun(id);
+        throw runNotFound(id);
+      }
       return rows.runFromRow(row);
     });
   }

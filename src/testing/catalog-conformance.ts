@@ -265,6 +265,25 @@ export function catalogConformanceSuite(name: string, factory: CatalogFactory): 
     assert.equal((await c.listTasks(mine.id))[0]!.state, 'interrupted');
   });
 
+  t('interruptUnfinished with runningOnly leaves queued runs queued (a server taking over starts them)', async (c) => {
+    const running = await c.updateRun((await c.createRun(newRun('web', 0))).id, { state: 'running', startedAt: at(1) });
+    const queued = await c.createRun(newRun('db', 0));
+    assert.deepEqual(
+      (await c.interruptUnfinished(at(60), ['/repos/a'], true)).map((r) => r.id),
+      [running.id],
+    );
+    assert.equal((await c.getRun(queued.id)).state, 'queued');
+  });
+
+  t('updateRun with onlyIf changes a run only in that state, and returns it as stored either way', async (c) => {
+    const run = await c.createRun(newRun('web', 0));
+    const started = await c.updateRun(run.id, { state: 'running', startedAt: at(1) }, 'queued');
+    assert.equal(started.state, 'running');
+    // Another server's stop of the run it saw queued comes too late: the run is as the start left it.
+    assert.deepEqual(await c.updateRun(run.id, { state: 'stopped', endedAt: at(2) }, 'queued'), started);
+    await rejectsWith(c.updateRun(run.id + 1, { state: 'stopped' }, 'queued'), 'LFB_ERR_RUN_NOT_FOUND');
+  });
+
   t('putTask records and replaces a run’s tasks; listTasks orders them by disk', async (c) => {
     const run = await c.createRun(newRun('web', 0));
     const other = await c.createRun(newRun('db', 0));

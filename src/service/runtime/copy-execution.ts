@@ -87,7 +87,9 @@ export class CopyExecution {
     const { catalog } = this.deps;
     const { repo, job: name } = this.run;
     const startedAt = this.now();
-    await catalog.updateRun(this.run.id, { state: 'running', startedAt });
+    // Only a run still queued starts: a stop through another server sharing the catalog may have come first.
+    const marked = await catalog.updateRun(this.run.id, { state: 'running', startedAt }, 'queued');
+    if (marked.state !== 'running') return marked;
     await this.log('info', `copy run ${this.run.id} of ${name} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`);
     const task = { runId: this.run.id, disk: 0, diskName: name, startedAt, bytesRead: 0, bytesStored: 0 };
     await catalog.putTask({ ...task, state: 'running', endedAt: null });

@@ -95,7 +95,9 @@ export class RunExecution {
     const { catalog, runner } = this.deps;
     const { repo, job } = this.run;
     const startedAt = this.now();
-    await catalog.updateRun(this.run.id, { state: 'running', startedAt });
+    // Only a run still queued starts: a stop through another server sharing the catalog may have come first.
+    const marked = await catalog.updateRun(this.run.id, { state: 'running', startedAt }, 'queued');
+    if (marked.state !== 'running') return marked;
     const started = this.log(
       'info',
       `run ${this.run.id} of ${job} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`,

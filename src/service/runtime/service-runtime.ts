@@ -227,7 +227,20 @@ export class ServiceRuntime implements JobRunner {
       throw new LifeboatError('LFB_ERR_STANDBY', `run ${runId} runs on the server that runs the scheduler (${await this.leader()}): stop it there`);
     if (run.state === 'queued') {
       try {
-        await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() });
+        // Only while still queued: the leader may be starting it this moment (then it is stopped where it runs).
+        const stopped = await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() }, 'queued');
+        if (stopped.state !== 'stopped') {
+          if (!known) this.stoppedBeforeStart.delete(runId);
+          const going = this.running.get(runId);
+          if (going) {
+            going.stop('stopped');
+            await going.done;
+            return;
+          }
+          if (stopped.state === 'running')
+            throw new LifeboatError('LFB_ERR_STANDBY', `run ${runId} started on the server that runs the scheduler (${await this.leader()}): stop it there`);
+          throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${stopped.state}): there is nothing to stop`);
+        }
       } catch (err) {
         // Not recorded stopped: still queued, so it may start as before (the stop failed and says so).
         if (!known) this.stoppedBeforeStart.delete(runId);

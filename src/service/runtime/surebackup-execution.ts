@@ -81,7 +81,9 @@ export class SureBackupExecution {
     const { catalog } = this.deps;
     const { repo, job: name } = this.run;
     const startedAt = this.now();
-    await catalog.updateRun(this.run.id, { state: 'running', startedAt });
+    // Only a run still queued starts: a stop through another server sharing the catalog may have come first.
+    const marked = await catalog.updateRun(this.run.id, { state: 'running', startedAt }, 'queued');
+    if (marked.state !== 'running') return marked;
     await this.log(
       'info',
       `SureBackup run ${this.run.id} of ${name} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`,
