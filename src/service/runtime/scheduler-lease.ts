@@ -5,22 +5,21 @@
  * server that stops gives it up, one that dies lets it expire, and a standby
  * takes it then. Alone on its catalog a server takes it at its first try.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Catalog, LeaseAttempt, LeaseRecord } from '../../catalog/catalog.js';
 import type { Logger } from '../../core/log.js';
 import { repositoryHostRoot } from '../../repository/index.js';
+import { repoSetKey } from './scheduler-heartbeat.js';
 
 /** How long a lease lasts unless renewed: a standby takes over at most this long after its server died (plus a renewal period). */
 export const DEFAULT_LEASE_TTL_MS = 15_000;
 
-const setKey = (repos: readonly string[]): string => createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12);
-
 /** The lease of a set of repositories' scheduler (the set as the server was given it, as the heartbeat's file name). */
 export function schedulerLeaseName(repos: readonly string[]): string {
-  return `scheduler ${setKey(repos)}`;
+  return `scheduler ${repoSetKey(repos)}`;
 }
 
 /**
@@ -40,7 +39,7 @@ export async function serverHolderId(repos: readonly string[], stateDir: string)
     await writeFile(`${file}.tmp`, `${id}\n`, { mode: 0o600 });
     await rename(`${file}.tmp`, file);
   }
-  return `${hostname()} ${setKey([id, ...repos.map((r) => repositoryHostRoot(r))])}`;
+  return `${hostname()} ${repoSetKey([id, ...repos.map((r) => repositoryHostRoot(r))])}`;
 }
 
 export class SchedulerLease {
@@ -194,9 +193,12 @@ export class SchedulerLeadership {
     if (this.watchdog) clearTimeout(this.watchdog);
     this.watchdog = setTimeout(
       () => {
-        if (this.leading && !this.stopped && this.now() >= this.actUntil) this.drop(undefined);
+        if (!this.leading || this.stopped) return;
+        // A timer may fire a moment before the clock says it is time: it waits the rest, never gives up the check.
+        if (this.now() < this.actUntil) return this.armWatchdog(this.actUntil);
+        this.drop(undefined);
       },
-      Math.max(0, until - this.now()),
+      Math.max(1, until - this.now()),
     );
     this.watchdog.unref();
   }
