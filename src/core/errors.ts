@@ -108,6 +108,11 @@ export class LifeboatError extends Error {
   }
 }
 
+/** A LifeboatError from a code and message that came over a wire (a peer's JSON): an unknown code becomes `fallback`. */
+export function errorFromCode(code: string | undefined, message: string, fallback: ErrorCode): LifeboatError {
+  return new LifeboatError(code !== undefined && code in ERROR_CODES ? (code as ErrorCode) : fallback, message);
+}
+
 export function isLifeboatError(err: unknown, code?: ErrorCode): err is LifeboatError {
   return err instanceof LifeboatError && (code === undefined || err.code === code);
 }

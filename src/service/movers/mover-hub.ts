@@ -14,7 +14,7 @@
 
 import { randomInt } from 'node:crypto';
 import type { Clock } from '../../core/clock.js';
-import { ERROR_CODES, LifeboatError, type ErrorCode } from '../../core/errors.js';
+import { LifeboatError, errorFromCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { BackupResult } from '../../methods/backup-run.js';
 import type { BackupOutcome, BackupRequest, BackupRunner, PointChanges } from '../runtime/backup-runner.js';
@@ -174,8 +174,7 @@ export class MoverHub implements BackupRunner {
     if (body.outcome) t.resolve({ result: body.outcome.result as unknown as BackupResult, changes: body.outcome.changes as unknown as PointChanges });
     else {
       const e = body.error ?? { code: 'LFB_ERR_INTERNAL', message: 'the mover sent neither an outcome nor an error' };
-      const code = (e.code in ERROR_CODES ? e.code : 'LFB_ERR_INTERNAL') as ErrorCode;
-      t.reject(new LifeboatError(code, `${e.message} (on mover ${name})`));
+      t.reject(errorFromCode(e.code, `${e.message} (on mover ${name})`, 'LFB_ERR_INTERNAL'));
     }
     this.offer();
   }
@@ -326,8 +325,7 @@ export class MoverHub implements BackupRunner {
     const from = t.mover;
     this.movers.get(from)?.tasks.delete(id);
     this.opts.logger.warn('service: a data mover lost its task', { mover: from, run: t.request.runId, job: t.job, why });
-    if (t.stopping !== undefined)
-      return this.fail(t, new LifeboatError((t.stopping.code in ERROR_CODES ? t.stopping.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, t.stopping.message));
+    if (t.stopping !== undefined) return this.fail(t, errorFromCode(t.stopping.code, t.stopping.message, 'LFB_ERR_INTERRUPTED'));
     if (t.handovers >= MAX_HANDOVERS)
       return this.fail(t, new LifeboatError('LFB_ERR_MOVER_LOST', `the backup was lost by ${MAX_HANDOVERS + 1} data movers in a row (last: ${from}, ${why})`));
     t.handovers++;
@@ -346,7 +344,7 @@ export class MoverHub implements BackupRunner {
     // A mover told to stop that neither ends the task nor loses it (it keeps listing it): the run ends without it.
     for (const t of [...this.tasks.values()])
       if (t.stopping !== undefined && now - t.stoppingSince > 2 * this.timeoutMs)
-        this.fail(t, new LifeboatError((t.stopping.code in ERROR_CODES ? t.stopping.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, t.stopping.message));
+        this.fail(t, errorFromCode(t.stopping.code, t.stopping.message, 'LFB_ERR_INTERRUPTED'));
     for (const t of this.tasks.values()) {
       if (t.mover !== undefined || now - t.queuedAt < (this.opts.noMoverMs ?? DEFAULT_NO_MOVER_MS)) continue;
       // Movers of its group that are alive (busy or not) take it in turn: it waits for them.

@@ -11,9 +11,10 @@ import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LifeboatService } from '../../app/service.js';
-import { ERROR_CODES, LifeboatError, isLifeboatError, type ErrorCode } from '../../core/errors.js';
+import { LifeboatError, errorFromCode, isLifeboatError, type ErrorCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { BackupProgress } from '../../methods/backup-run.js';
+import { BlockWorkerPool } from '../../compress/block-pool.js';
 import { InProcessBackupRunner } from '../runtime/backup-runner.js';
 import type { MoverTask, PollReply, ProgressReply } from './protocol.js';
 
@@ -74,8 +75,7 @@ async function call<T>(o: MoverOptions, server: string, path: string, body: unkn
           }
           if (res.statusCode !== undefined && res.statusCode < 300) return resolve(parsed as T);
           const e = parsed as { code?: string; message?: string };
-          const code = (e.code !== undefined && e.code in ERROR_CODES ? e.code : 'LFB_ERR_SERVER_NO_ANSWER') as ErrorCode;
-          reject(new LifeboatError(code, `the server: ${e.message ?? `HTTP ${res.statusCode}`}`));
+          reject(errorFromCode(e.code, `the server: ${e.message ?? `HTTP ${res.statusCode}`}`, 'LFB_ERR_SERVER_NO_ANSWER'));
         });
       },
     );
@@ -92,7 +92,9 @@ export async function runMover(o: MoverOptions): Promise<void> {
   const session = randomUUID().replaceAll('-', '');
   const running = new Map<number, Running>();
   const base = `/movers/${encodeURIComponent(o.name)}`;
-  const runner = new InProcessBackupRunner(o.service);
+  // One warm pool of hashing and compression workers for every backup here, as the server's data mover keeps one.
+  const pool = new BlockWorkerPool();
+  const runner = new InProcessBackupRunner(o.service, pool);
   let failures = 0;
   let at = 0;
   // The server whose tasks run here: results and progress go to it, whichever server polls answer later.
@@ -120,7 +122,7 @@ export async function runMover(o: MoverOptions): Promise<void> {
       try {
         const r = await call<ProgressReply>(o, taskServer, `${base}/tasks/${task.id}/progress`, { session, ...latest });
         lastOk = performance.now();
-        if (r.stop) controller.abort(new LifeboatError((r.stop.code in ERROR_CODES ? r.stop.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, r.stop.message));
+        if (r.stop) controller.abort(errorFromCode(r.stop.code, r.stop.message, 'LFB_ERR_INTERRUPTED'));
       } catch (err) {
         // The server gave the task to another mover: this one's work would never be its run's.
         if (isLifeboatError(err, 'LFB_ERR_MOVER_TASK_NOT_FOUND')) controller.abort(err);
@@ -184,6 +186,7 @@ export async function runMover(o: MoverOptions): Promise<void> {
     } catch (err) {
       if (isLifeboatError(err) && FATAL.includes(err.code)) {
         clearInterval(watchdog);
+        await pool.close();
         throw err;
       }
       // A standby, or a server gone: the next one (the backups running here report to the server that gave them).
@@ -192,11 +195,11 @@ export async function runMover(o: MoverOptions): Promise<void> {
       await new Promise((r) => setTimeout(r, RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]));
       continue;
     }
-    for (const s of reply.stop)
-      running.get(s.id)?.controller.abort(new LifeboatError((s.code in ERROR_CODES ? s.code : 'LFB_ERR_INTERRUPTED') as ErrorCode, s.message));
+    for (const s of reply.stop) running.get(s.id)?.controller.abort(errorFromCode(s.code, s.message, 'LFB_ERR_INTERRUPTED'));
     for (const t of reply.tasks) if (!running.has(t.id) && !o.signal.aborted) start(t);
   }
   for (const r of running.values()) r.controller.abort(new LifeboatError('LFB_ERR_INTERRUPTED', `data mover ${o.name} is stopping`));
   await Promise.allSettled([...running.values()].map((r) => r.done));
   clearInterval(watchdog);
+  await pool.close();
 }

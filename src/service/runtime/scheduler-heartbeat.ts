@@ -8,8 +8,10 @@ import { join } from 'node:path';
  * One file per set of repositories: servers of other repositories may share
  * the state folder.
  */
-const heartbeatPath = (stateDir: string, repos: readonly string[]): string =>
-  join(stateDir, `scheduler-${createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12)}.json`);
+const heartbeatPath = (stateDir: string, repos: readonly string[]): string => join(stateDir, `scheduler-${repoSetKey(repos)}.json`);
+
+/** A short key of a set of repositories as a server was given it (its heartbeat file's name, its scheduler lease's). */
+export const repoSetKey = (repos: readonly string[]): string => createHash('sha256').update(repos.join('\n')).digest('hex').slice(0, 12);
 
 /** The last time written, or undefined when there is none (a first start) or it cannot be read. */
 export async function readHeartbeat(stateDir: string, repos: readonly string[]): Promise<number | undefined> {
