@@ -88,6 +88,9 @@ export const ERROR_CODES = {
   LFB_ERR_STORE_UNAVAILABLE: 'Transient',
   LFB_ERR_STORE_DENIED: 'Permanent',
   LFB_ERR_STORE_UNSUPPORTED: 'Unsupported',
+  LFB_ERR_NO_CAPACITY_TIER: 'NotFound',
+  LFB_ERR_ON_CAPACITY_TIER: 'Conflict',
+  LFB_ERR_TIER_MISMATCH: 'Corrupt',
   LFB_ERR_INTERNAL: 'Permanent',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -3,6 +3,8 @@ import { LifeboatError } from '../core/errors.js';
 import { ObjectFileStorage, objectStoreHostDir, type FolderFile } from '../objects/object-files.js';
 import { formatS3Url, parseS3Url } from '../objects/s3-config.js';
 import { localStorage, type Storage } from '../storage/index.js';
+import { readCapacityTier } from './capacity-tier.js';
+import { TieredStorage } from './tiered-storage.js';
 
 /**
  * Where a repository is: a folder, or `s3://bucket/prefix` (one accepted
@@ -68,7 +70,13 @@ const stores = new Map<string, Promise<ObjectFileStorage>>();
  */
 export async function openLocation(text: string, storage?: Storage, opts: { objectLock?: boolean } = {}): Promise<RepositoryLocation> {
   const root = repositoryRoot(text);
-  if (storage !== undefined || !isObjectLocation(text)) return { root, storage: storage ?? localStorage };
+  if (storage !== undefined) return { root, storage };
+  if (!isObjectLocation(text)) {
+    // A scale-out repository (capacity-tier.json beside lifeboat.json): its folder and its capacity extent as one storage.
+    const tier = await readCapacityTier(root);
+    if (tier === undefined) return { root, storage: localStorage };
+    return { root, storage: new TieredStorage(localStorage, async () => (await openLocation(tier.location)).storage, root, tier.location) };
+  }
   const key = `${root}${opts.objectLock === true ? ' (object lock)' : ''}`;
   let opened = stores.get(key);
   if (opened === undefined) {

@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { localStorage, type Storage } from '../storage/index.js';
+import { readCheckedJson, writeCheckedJson } from './checked-json.js';
+
+/**
+ * A scale-out repository: the repository's folder is its performance extent,
+ * and an S3 location its capacity extent (Veeam's capacity tier). The
+ * setting lives in the folder beside lifeboat.json; the record of which
+ * backup files have a copy on the capacity extent lives in each job's folder
+ * (CapacityRecord). Both are only ever on the local file system: a backup
+ * never needs the object store to decide anything.
+ */
+export const CAPACITY_TIER_FILE = 'capacity-tier.json';
+/** In each job folder: the job's backup files that have a verified copy on the capacity extent. */
+export const CAPACITY_RECORD_FILE = 'capacity.json';
+/** When `serve` runs the capacity tier's job unless the setting says otherwise: every 4 hours (Veeam's offload period). */
+export const DEFAULT_TIER_SCHEDULE = '0 */4 * * *';
+
+export interface CapacityTierConfig {
+  /** The capacity extent's root, as repositoryRoot spells it (s3:/bucket/prefix). */
+  readonly location: string;
+  /** Chains whose newest point is this many days old (and a newer chain exists) are moved: copied, verified, freed here. Absent: never moved. */
+  readonly moveAfterDays?: number | undefined;
+  /** Every backup file is copied as soon as it is committed and sealed (copy mode); the local file stays. */
+  readonly copyNew: boolean;
+  /** When the server runs the tier's job (cron); default DEFAULT_TIER_SCHEDULE. */
+  readonly schedule?: string | undefined;
+}
+
+/** What the capacity extent holds of one backup file: the local file it is a copy of (size, mtime) and its SHA-256, checked by reading the copy back. */
+export interface CapacityCopy {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly sha256: string;
+  readonly copiedAt: string;
+}
+
+export interface CapacityRecord {
+  readonly files: Readonly<Record<string, CapacityCopy>>;
+}
+
+export async function readCapacityTier(root: string, storage: Storage = localStorage): Promise<CapacityTierConfig | undefined> {
+  try {
+    return await readCheckedJson<CapacityTierConfig>(join(root, CAPACITY_TIER_FILE), 'LFB_ERR_REPO_CORRUPT', storage);
+  } catch (err) {
+    // No setting, or no folder at all (a repository not made yet, or a path that is a file): a plain repository.
+    if (isLifeboatError(err, 'LFB_ERR_IO') && (err.details['errno'] === 'ENOENT' || err.details['errno'] === 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+export async function writeCapacityTier(root: string, config: CapacityTierConfig | undefined, storage: Storage = localStorage): Promise<void> {
+  const path = join(root, CAPACITY_TIER_FILE);
+  if (config === undefined) await storage.remove(path);
+  else await writeCheckedJson(path, config, storage);
+  await storage.syncDir(root);
+}
+
+/** The job folder's record of copies on the capacity extent; empty when it has none. */
+export async function readCapacityRecord(jobDir: string, storage: Storage = localStorage): Promise<CapacityRecord> {
+  try {
+    return await readCheckedJson<CapacityRecord>(join(jobDir, CAPACITY_RECORD_FILE), 'LFB_ERR_REPO_CORRUPT', storage);
+  } catch (err) {
+    if (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT') return { files: {} };
+    throw err;
+  }
+}
+
+export async function writeCapacityRecord(jobDir: string, record: CapacityRecord, storage: Storage = localStorage): Promise<void> {
+  await writeCheckedJson(join(jobDir, CAPACITY_RECORD_FILE), record, storage);
+}
+
+export function checkTierDays(days: number | undefined): void {
+  if (days !== undefined && (!Number.isInteger(days) || days < 0))
+    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--move-after-days must be a whole number of days (0 or more), not ${String(days)}`);
+}
