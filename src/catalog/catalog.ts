@@ -22,7 +22,7 @@ export type RunTrigger = (typeof RUN_TRIGGERS)[number];
  * copy a job's new points to another repository (its `job` is then the
  * SureBackup job's or the copy job's name).
  */
-export const RUN_KINDS = ['backup', 'surebackup', 'copy'] as const;
+export const RUN_KINDS = ['backup', 'surebackup', 'copy', 'tier'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 
 export const CHANGE_METHODS = ['cbt', 'hash', 'full'] as const;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { LifeboatError, fromFsError, isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { throwIfInterrupted } from '../core/cancel.js';
@@ -37,6 +37,8 @@ export interface TierReport {
   readonly freed: readonly TierFile[];
   readonly bytesCopied: number;
   readonly bytesFreed: number;
+  /** Packs of the object store that no file named any more, removed at the end of the run. */
+  readonly packsRemoved: number;
 }
 
 export interface TierOptions {
@@ -47,6 +49,8 @@ export interface TierOptions {
   readonly waitMs?: number;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: (p: TierProgress) => void;
+  /** Called when a copy made by an earlier run no longer reads back as recorded (it is made again). */
+  readonly onMismatch?: (job: string, file: string) => void;
   /** Called as each job is done. */
   readonly onJob?: (job: string, copied: readonly TierFile[], freed: readonly TierFile[]) => void;
 }
@@ -108,7 +112,12 @@ async function hashOf(storage: Storage, path: string, size: number, progress: (d
   }
 }
 
-/** Copies a local file to the capacity extent (committed whole at its sync, or not at all) and returns the SHA-256 of what it read. */
+/**
+ * Copies a local file to the capacity extent and returns the SHA-256 of what
+ * it read. The copy is written under a temporary name and renamed once synced,
+ * so the name holds a whole file or none (on object storage a rename writes
+ * the file's root under the new name: no data is copied twice).
+ */
 async function copyOut(
   local: Storage,
   capacity: Storage,
@@ -119,10 +128,12 @@ async function copyOut(
   signal: AbortSignal | undefined,
 ): Promise<string> {
   const src = await local.open(from, 'read');
+  const partial = join(dirname(to), `.${basename(to)}.tier.tmp`);
+  const hash = createHash('sha256');
+  let renamed = false;
   try {
-    const dst = await capacity.open(to, 'replace');
+    const dst = await capacity.open(partial, 'replace');
     try {
-      const hash = createHash('sha256');
       const buf = Buffer.allocUnsafe(CHUNK);
       let at = 0;
       while (at < size) {
@@ -135,12 +146,16 @@ async function copyOut(
         progress(at);
       }
       await dst.sync();
-      return hash.digest('hex');
     } finally {
       await dst.close();
     }
+    await capacity.rename(partial, to);
+    renamed = true;
+    await capacity.syncDir(dirname(to));
+    return hash.digest('hex');
   } finally {
     await src.close();
+    if (!renamed) await capacity.remove(partial).catch(() => undefined);
   }
 }
 
@@ -207,36 +222,31 @@ export async function runTier(repo: Repository, opts: TierOptions): Promise<Tier
           const report = (step: TierProgress['step']) => (done: number) =>
             opts.onProgress?.({ job: name, file: f.name, step, bytesDone: done, bytesTotal: size });
           const known: CapacityCopy | undefined = files[f.name];
-          let checked = false;
-          if (known === undefined || known.size !== size || known.mtimeMs !== st.mtimeMs) {
+          let current = known !== undefined && known.size === size && known.mtimeMs === st.mtimeMs;
+          if (current && move) {
+            // Copied by an earlier run: read back again before the only other copy goes. A copy that no longer
+            // matches (damaged or removed on the store) is made anew from the local file, which is still here.
+            const back = await hashOf(capacity, farPath(f.path), size, report('check'), opts.signal).catch((err: unknown) => {
+              if (isLifeboatError(err, 'LFB_ERR_TIER_MISMATCH') || (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT')) return undefined;
+              throw err;
+            });
+            current = back === known!.sha256;
+            if (!current) opts.onMismatch?.(name, f.name);
+          }
+          if (!current) {
             const sent = await copyOut(local, capacity, f.path, farPath(f.path), size, report('copy'), opts.signal);
             const back = await hashOf(capacity, farPath(f.path), size, report('check'), opts.signal);
             if (back !== sent)
               throw new LifeboatError(
                 'LFB_ERR_TIER_MISMATCH',
                 `the copy of ${f.path} on the capacity tier reads back differently (SHA-256 ${back}, sent ${sent}); the local file stays`,
-                {
-                  details: { path: f.path, capacity: farPath(f.path) },
-                },
+                { details: { path: f.path, capacity: farPath(f.path) } },
               );
             files[f.name] = { size, mtimeMs: st.mtimeMs, sha256: sent, copiedAt: opts.clock.now().toISOString() };
             await writeCapacityRecord(dir, { files }, local);
             jobCopied.push({ job: name, file: f.name, bytes: size });
-            checked = true;
           }
           if (!move) continue;
-          if (!checked) {
-            // Copied by an earlier run: read back again before the only other copy goes.
-            const back = await hashOf(capacity, farPath(f.path), size, report('check'), opts.signal);
-            if (back !== files[f.name]!.sha256)
-              throw new LifeboatError(
-                'LFB_ERR_TIER_MISMATCH',
-                `the copy of ${f.path} on the capacity tier no longer matches its record (SHA-256 ${back}); the local file stays`,
-                {
-                  details: { path: f.path, capacity: farPath(f.path) },
-                },
-              );
-          }
           throwIfInterrupted(opts.signal);
           await local.remove(f.path);
           await local.syncDir(dir);
@@ -250,7 +260,15 @@ export async function runTier(repo: Repository, opts: TierOptions): Promise<Tier
     freed.push(...jobFreed);
     opts.onJob?.(name, jobCopied, jobFreed);
   }
-  return { copied, freed, bytesCopied: copied.reduce((a, f) => a + f.bytes, 0), bytesFreed: freed.reduce((a, f) => a + f.bytes, 0) };
+  // What a killed copy or a removed file left on an object store, once older than its grace.
+  const collected = await storage.collectCapacity();
+  return {
+    copied,
+    freed,
+    packsRemoved: collected?.packsRemoved ?? 0,
+    bytesCopied: copied.reduce((a, f) => a + f.bytes, 0),
+    bytesFreed: freed.reduce((a, f) => a + f.bytes, 0),
+  };
 }
 
 export type FilePlace = 'local' | 'capacity' | 'both';

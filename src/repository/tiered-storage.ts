@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { LifeboatError, fromFsError, isLifeboatError } from '../core/errors.js';
 import type { OpenMode, Storage, StorageFile } from '../storage/index.js';
+import { ObjectFileStorage, type CollectReport } from '../objects/object-files.js';
 import { CAPACITY_RECORD_FILE, readCapacityRecord, writeCapacityRecord } from './capacity-tier.js';
 
 const BACKUP_FILE = /^[^.].*\.(vbk|vib|vrb)$/;
@@ -126,6 +127,16 @@ export class TieredStorage implements Storage {
 
   mkdir(dir: string): Promise<void> {
     return this.local.mkdir(dir);
+  }
+
+  /**
+   * On an object store: removes the packs no file of the capacity extent names
+   * any more (a copy cut off by a kill, a removed copy) once older than the
+   * grace (ObjectFileStorage.collect). Undefined for a folder.
+   */
+  async collectCapacity(graceMs?: number): Promise<CollectReport | undefined> {
+    const capacity = await this.capacity();
+    return capacity instanceof ObjectFileStorage ? capacity.collect(graceMs) : undefined;
   }
 
   /** rm -r of a job folder takes the copies its record names on the capacity extent too. */

@@ -82,7 +82,7 @@ export interface Run {
   repoName: string;
   /** The backup job, or the SureBackup job of a surebackup run (which may have a backup job's name). */
   job: string;
-  kind: 'backup' | 'surebackup' | 'copy';
+  kind: 'backup' | 'surebackup' | 'copy' | 'tier';
   trigger: string;
   attempt: number;
   retryOf: number | null;

@@ -8,8 +8,11 @@ export const RunRecord = Type.Object(
     id: Type.Integer(),
     repo: Type.String({ description: "the repository's folder" }),
     repoName: Type.String({ description: "the repository's name in URLs (its folder when this server does not serve it)" }),
-    job: Type.String({ description: 'the backup job, or the SureBackup or copy job of a surebackup or copy run' }),
-    kind: literals(RUN_KINDS, { description: "a backup, a SureBackup job booting and testing its group, or a copy job copying a job's new points" }),
+    job: Type.String({ description: 'the backup job, or the SureBackup or copy job of a surebackup or copy run (capacity-tier for a tier run)' }),
+    kind: literals(RUN_KINDS, {
+      description:
+        "a backup, a SureBackup job booting and testing its group, a copy job copying a job's new points, or the capacity tier copying and moving backup files to object storage",
+    }),
     trigger: RunTrigger,
     attempt: Type.Integer(),
     retryOf: nullable(Type.Integer()),

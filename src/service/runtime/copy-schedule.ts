@@ -1,5 +1,7 @@
 import { listCopyJobs } from '../../methods/copy-job.js';
-import { Repository } from '../../repository/index.js';
+import { Repository, isObjectLocation, repositoryRoot } from '../../repository/index.js';
+import { DEFAULT_TIER_SCHEDULE, readCapacityTier } from '../../repository/capacity-tier.js';
+import { TIER_JOB } from './tier-execution.js';
 import type { ScheduledJob } from '../../schedule/index.js';
 import { runtimeKey } from './surebackup-schedule.js';
 
@@ -29,4 +31,29 @@ export async function copyScheduledJobs(repo: string, scheduled: boolean, onProb
     after: c.after === undefined || !scheduled ? undefined : runtimeKey('backup', repo, c.after),
     tasks: 1,
   }));
+}
+
+/**
+ * A repository's capacity tier as the scheduler sees it (one job, TIER_JOB,
+ * key `tier:`), read each round from capacity-tier.json: none without a tier.
+ * Its run takes one task of the cap.
+ */
+export async function tierScheduledJobs(repo: string, scheduled: boolean, onProblem: (err: unknown) => void): Promise<ScheduledJob[]> {
+  if (isObjectLocation(repo)) return [];
+  let tier;
+  try {
+    tier = await readCapacityTier(repositoryRoot(repo));
+  } catch (err) {
+    onProblem(err);
+    return [];
+  }
+  if (tier === undefined) return [];
+  return [
+    {
+      key: runtimeKey('tier', repo, TIER_JOB),
+      schedule: scheduled ? (tier.schedule ?? DEFAULT_TIER_SCHEDULE) : undefined,
+      retries: COPY_DEFAULT_RETRIES,
+      tasks: 1,
+    },
+  ];
 }

@@ -3,7 +3,7 @@
  * running runs, and each job's latest ended one (retries and chaining look at
  * the latest end), in the shape `decide` (src/schedule) takes.
  */
-import type { Catalog, RunRecord } from '../../catalog/catalog.js';
+import type { Catalog, RunKind, RunRecord } from '../../catalog/catalog.js';
 import type { Logger } from '../../core/log.js';
 import type { KnownRun, ScheduledJob } from '../../schedule/index.js';
 import { runtimeKey, splitRuntimeKey } from './surebackup-schedule.js';
@@ -38,7 +38,7 @@ export async function interruptRunsLeft(
 }
 
 /** A scheduler key as the catalog's repository, job and kind (undefined for a backup job). */
-export const splitKey = (key: string): { repo: string; job: string; kind?: 'surebackup' | 'copy' } => {
+export const splitKey = (key: string): { repo: string; job: string; kind?: Exclude<RunKind, 'backup'> } => {
   const k = splitRuntimeKey(key);
   return { repo: k.repo, job: k.job, ...(k.kind !== 'backup' ? { kind: k.kind } : {}) };
 };

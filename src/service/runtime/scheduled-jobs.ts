@@ -1,7 +1,7 @@
 import { Repository, loadJob } from '../../repository/index.js';
 import type { ScheduledJob } from '../../schedule/index.js';
 import type { Logger } from '../../core/log.js';
-import { copyScheduledJobs } from './copy-schedule.js';
+import { copyScheduledJobs, tierScheduledJobs } from './copy-schedule.js';
 import { runtimeKey, sureBackupScheduledJobs } from './surebackup-schedule.js';
 
 /**
@@ -54,7 +54,7 @@ export async function backupScheduledJobs(
 }
 
 /**
- * Every job of every repository the server runs, backup, SureBackup and copy,
+ * Every job of every repository the server runs, backup, SureBackup, copy and capacity tier,
  * as the scheduler sees them; a problem reading one is logged once (`once`
  * is keyed by the problem).
  */
@@ -76,6 +76,9 @@ export async function serverScheduledJobs(
       )),
       ...(await copyScheduledJobs(repo, scheduled, (name, err) =>
         once(`${repo}\ncopy\n${name}`, () => logger.error('service: cannot read a copy job', { repo, copyJob: name, problem: String(err) })),
+      )),
+      ...(await tierScheduledJobs(repo, scheduled, (err) =>
+        once(`${repo}\ntier`, () => logger.error('service: cannot read the capacity tier setting', { repo, problem: String(err) })),
       )),
     );
   }

@@ -19,6 +19,8 @@ import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
 import { interruptRunsLeft, knownRuns, splitKey } from './known-runs.js';
 import { CopyExecution } from './copy-execution.js';
+import { TierExecution } from './tier-execution.js';
+import type { TierReport } from '../../app/capacity-tier.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
 export interface ServiceRuntimeOptions {
@@ -54,7 +56,9 @@ export interface ServiceRuntimeOptions {
 }
 
 /** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
-type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & { readonly result: BackupResult | CopyResult | undefined };
+type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & {
+  readonly result: BackupResult | CopyResult | TierReport | undefined;
+};
 
 const DEFAULT_MAX_SLEEP_MS = 30_000;
 const MAX_RESULTS_KEPT = 64;
@@ -396,7 +400,9 @@ export class ServiceRuntime implements JobRunner {
         ? this.sureBackupExecution(run)
         : run.kind === 'copy'
           ? new CopyExecution(run, this.opts)
-          : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
+          : run.kind === 'tier'
+            ? new TierExecution(run, this.opts)
+            : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
@@ -417,8 +423,9 @@ export class ServiceRuntime implements JobRunner {
         (err: unknown) => this.opts.logger.error('service: recording a run failed', { run: id, problem: err instanceof Error ? err.message : String(err) }),
       )
       .finally(() => {
-        if (exec.result) {
-          this.results.set(id, exec.result);
+        // A capacity tier's report is in its log; no command hands a tier run over to ask for it.
+        if (exec.result && exec.run.kind !== 'tier') {
+          this.results.set(id, exec.result as BackupResult | CopyResult);
           // A CLI asks right after the end: the latest few are plenty.
           if (this.results.size > MAX_RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
         }

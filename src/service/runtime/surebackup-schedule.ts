@@ -4,12 +4,12 @@ import type { ScheduledJob } from '../../schedule/index.js';
 
 /**
  * A job's key for the scheduler. Keys of SureBackup jobs start with
- * `surebackup:` and those of copy jobs with `copy:`, which no backup job's
+ * `surebackup:`, those of copy jobs with `copy:` and a capacity tier's with `tier:`, which no backup job's
  * key does (those start with the repository's absolute path), so a
  * SureBackup job, a copy job and a backup job of the same name are three
  * jobs to decide().
  */
-const PREFIXES: Readonly<Record<Exclude<RunKind, 'backup'>, string>> = { surebackup: 'surebackup:', copy: 'copy:' };
+const PREFIXES: Readonly<Record<Exclude<RunKind, 'backup'>, string>> = { surebackup: 'surebackup:', copy: 'copy:', tier: 'tier:' };
 
 /** A job's key for the scheduler: its kind, repository and name (never shown). */
 export const runtimeKey = (kind: RunKind, repo: string, job: string): string => `${kind === 'backup' ? '' : PREFIXES[kind]}${repo}\n${job}`;

@@ -122,6 +122,7 @@ function RunningRow({ run }: { run: Run }) {
         {run.repoName}/{run.job}
         {run.kind === 'surebackup' && <small class="muted"> SureBackup</small>}
         {run.kind === 'copy' && <small class="muted"> copy</small>}
+        {run.kind === 'tier' && <small class="muted"> capacity tier</small>}
       </td>
       <td>
         <StateBadge state={current.state} />

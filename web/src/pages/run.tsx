@@ -130,6 +130,9 @@ export function RunPage({ id }: { id: number }) {
           <a href={href('copies', run.repoName)}>
             Copy job {run.repoName}/{run.job}
           </a>
+        ) : run.kind === 'tier' ? (
+          // The repository's capacity tier: no job page of its own.
+          <span>Capacity tier of {run.repoName}</span>
         ) : (
           <a href={href('jobs', run.repoName, run.job)}>
             Job {run.repoName}/{run.job}

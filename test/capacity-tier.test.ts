@@ -1,0 +1,243 @@
+// The capacity tier with a folder as its extent (the same code as on S3: test/capacity-tier-s3 runs it on radosgw),
+// through the real `lifeboat` command: sealed chains moved and restored bit-exact from the extent, copy mode with a
+// forever-forward full that merges, a damaged copy made anew before its local file goes, retention removing both
+// copies, a tier run killed with -9, and the refusals with their codes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isLifeboatError } from '../src/core/errors.js';
+import { openLocation } from '../src/repository/location.js';
+import { TieredStorage } from '../src/repository/tiered-storage.js';
+import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type CliResult, type ListedPoint } from './helpers.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const day = (d: number): string => new Date(Date.UTC(2026, 10, d, 10)).toISOString();
+
+async function ok(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const r = await cli(args, env);
+  assert.equal(r.code, 0, `lifeboat ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function fails(r: CliResult, code: string): void {
+  assert.notEqual(r.code, 0, `expected ${code}, got success: ${r.stdout}`);
+  assert.match(r.stderr, new RegExp(`\\[${code}\\]`), r.stderr);
+}
+
+interface Scene {
+  readonly dir: string;
+  readonly repo: string;
+  readonly cap: string;
+  readonly disk: string;
+  /** The disk's bytes at each point, by point id. */
+  readonly at: Map<string, string>;
+  backup(when: string, extra?: string[]): Promise<string>;
+}
+
+/** A repository, a 4 MiB disk and a job; backup() changes the disk, backs it up at `when` and remembers its bytes. */
+async function withScene(label: string, seed: number, jobArgs: string[], fn: (s: Scene) => Promise<void>): Promise<void> {
+  const t = await tempDir(`lifeboat-tier-${label}-`);
+  try {
+    const rand = rng(seed);
+    const repo = join(t.dir, 'repo');
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, 4 * MiB);
+    await writeFile(disk, content);
+    await ok(['repo', 'init', repo, '--block-size', '256K']);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, ...jobArgs]);
+    const at = new Map<string, string>();
+    const s: Scene = {
+      dir: t.dir,
+      repo,
+      cap: join(t.dir, 'capacity'),
+      disk,
+      at,
+      async backup(when, extra = []) {
+        if (at.size > 0) await scatterWrites(disk, content, rand, 3, 100_000);
+        const r = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...extra], { LIFEBOAT_NOW: when })) as { pointId: string };
+        at.set(r.pointId, sha(await readFile(disk)));
+        return r.pointId;
+      },
+    };
+    await fn(s);
+  } finally {
+    await t.cleanup();
+  }
+}
+
+async function points(repo: string): Promise<ListedPoint[]> {
+  return JSON.parse(await ok(['points', 'vm', '--repo', repo, '--json'])) as ListedPoint[];
+}
+
+/** Every point the scene made restores to the disk's bytes at that point. */
+async function allRestore(s: Scene, repo = s.repo): Promise<void> {
+  const listed = await points(repo);
+  for (const [id, want] of s.at) {
+    if (!listed.some((p) => p.id === id)) continue;
+    const to = join(s.dir, `restore-${id}.img`);
+    await ok(['restore', 'vm', '--repo', repo, '--point', id, '--to', to, '--force']);
+    assert.equal(sha(await readFile(to)), want, `point ${id} from ${repo}`);
+  }
+}
+
+interface Shown {
+  jobs: { job: string; files: { file: string; place: 'local' | 'capacity' | 'both'; stale: boolean; points: string[] }[] }[];
+}
+const places = async (repo: string): Promise<Record<string, string>> =>
+  Object.fromEntries(
+    (JSON.parse(await ok(['tier', 'show', '--repo', repo, '--json'])) as Shown).jobs[0]!.files.map((f) => [f.file, f.place + (f.stale ? ' stale' : '')]),
+  );
+
+test('move: a sealed chain older than the setting goes to the capacity extent, checked; every point restores bit-exact, verify passes, the extent opens as a repository of its own', async () =>
+  withScene('move', 11, ['--method', 'forward', '--retain-points', '10'], async (s) => {
+    await s.backup(day(1));
+    await s.backup(day(2));
+    await s.backup(day(5), ['--active-full']);
+    await s.backup(day(6));
+    const before = (await points(s.repo)).map((p) => p.file);
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '3']);
+    // Day 6: the old chain's newest point (day 2) is 4 days old; the chain of day 5 holds the newest point and stays.
+    const run = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) })) as { copied: unknown[]; freed: { file: string }[] };
+    assert.deepEqual(
+      run.freed.map((f) => f.file),
+      before.slice(0, 2),
+    );
+    const local = await readdir(join(s.repo, 'jobs', 'vm'));
+    for (const f of before.slice(0, 2)) assert.ok(!local.includes(f), `${f} left the folder`);
+    for (const f of before.slice(2)) assert.ok(local.includes(f), `${f} stays`);
+    assert.deepEqual((await readdir(join(s.cap, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib)$/.test(n)).sort(), before.slice(0, 2));
+    assert.deepEqual(await places(s.repo), Object.fromEntries(before.map((f, i) => [f, i < 2 ? 'capacity' : 'local'])));
+    assert.deepEqual(
+      (await points(s.repo)).map((p) => [p.file, p.available]),
+      before.map((f) => [f, true]),
+    );
+    await allRestore(s);
+    assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* in 4 file\(s\), 4 point\(s\) checked/m);
+    // A run with nothing to do does nothing; a backup after the move goes on from the local chain.
+    const again = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) })) as { copied: unknown[]; freed: unknown[] };
+    assert.deepEqual([again.copied.length, again.freed.length], [0, 0]);
+    await s.backup(day(7));
+    await allRestore(s);
+    // The extent alone is a repository (its lifeboat.json and job.json are kept there): the moved points restore from it.
+    assert.deepEqual(
+      (await points(s.cap)).map((p) => p.file),
+      before.slice(0, 2),
+    );
+    await allRestore(s, s.cap);
+
+    // A moved file is read, never written in place or renamed; retention and job delete take both copies.
+    const { storage } = await openLocation(s.repo);
+    assert.ok(storage instanceof TieredStorage);
+    const moved = join(s.repo, 'jobs', 'vm', before[0]!);
+    await assert.rejects(storage.open(moved, 'write'), (e: unknown) => isLifeboatError(e, 'LFB_ERR_ON_CAPACITY_TIER'));
+    await assert.rejects(storage.rename(moved, `${moved}.x`), (e: unknown) => isLifeboatError(e, 'LFB_ERR_ON_CAPACITY_TIER'));
+    fails(await cli(['tier', 'clear', '--repo', s.repo]), 'LFB_ERR_ON_CAPACITY_TIER');
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', join(s.dir, 'elsewhere'), '--move-after-days', '3']), 'LFB_ERR_ON_CAPACITY_TIER');
+    await ok(['job', 'set', 'vm', '--repo', s.repo, '--retain-points', '2']);
+    await s.backup(day(8), ['--active-full']);
+    const left = (await points(s.repo)).map((p) => p.file);
+    assert.ok(!left.includes(before[0]!), 'retention removed the moved chain');
+    assert.deepEqual(
+      (await readdir(join(s.cap, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib)$/.test(n)),
+      [],
+      'and its copies on the capacity extent',
+    );
+    await ok(['job', 'delete', 'vm', '--repo', s.repo, '--with-points']);
+    await ok(['tier', 'clear', '--repo', s.repo]);
+  }));
+
+test('copy mode: every backup file is copied and stays; a forever-forward full rewritten by a merge is copied again; a damaged copy is made anew before its local file goes', async () =>
+  withScene('copy', 12, ['--method', 'forever', '--retain-points', '2'], async (s) => {
+    await s.backup(day(1));
+    await s.backup(day(2));
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--copy-new']);
+    const first = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'])) as { copied: { file: string }[]; freed: unknown[] };
+    assert.equal(first.copied.length, 2);
+    assert.equal(first.freed.length, 0);
+    const [full, inc1] = (await points(s.repo)).map((p) => p.file);
+    assert.deepEqual(await places(s.repo), { [full!]: 'both', [inc1!]: 'both' });
+    // The third point merges the oldest increment into the full, in place: its copy is now of an older state.
+    await s.backup(day(3));
+    const now = await places(s.repo);
+    assert.equal(now[full!], 'both stale');
+    const second = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'])) as { copied: { file: string }[] };
+    assert.ok(
+      second.copied.some((f) => f.file === full),
+      'the merged full was copied again',
+    );
+    assert.equal(sha(await readFile(join(s.cap, 'jobs', 'vm', full!))), sha(await readFile(join(s.repo, 'jobs', 'vm', full!))));
+    await allRestore(s);
+
+    // A copy damaged on the extent: the move checks it, finds it wrong, copies it anew, checks that, then frees.
+    await ok(['job', 'set', 'vm', '--repo', s.repo, '--method', 'forward', '--retain-points', '10']);
+    await s.backup(day(4), ['--active-full']);
+    const capFull = join(s.cap, 'jobs', 'vm', full!);
+    const damaged = await readFile(capFull);
+    const mid = damaged.length >> 1;
+    damaged[mid] = damaged[mid]! ^ 0xff;
+    await writeFile(capFull, damaged);
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '1']);
+    const r = await cli(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(9) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`copy of vm/${full!} no longer matched its record; it is copied again`));
+    const moved = JSON.parse(r.stdout) as { freed: { file: string }[] };
+    assert.ok(moved.freed.some((f) => f.file === full));
+    assert.equal((await places(s.repo))[full!], 'capacity');
+    await allRestore(s);
+  }));
+
+test('a tier run killed with -9 mid-copy leaves every point restorable; the next run finishes the move', async () =>
+  withScene('kill', 13, ['--method', 'forward', '--retain-points', '10'], async (s) => {
+    // A bigger full: the copy takes long enough to be cut.
+    await writeFile(s.disk, randomBytes(rng(99), 96 * MiB));
+    await s.backup(day(1));
+    await s.backup(day(5), ['--active-full']);
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '3']);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const p = spawn(process.execPath, [BIN, 'tier', 'run', '--repo', s.repo], { env: { ...process.env, LIFEBOAT_NOW: day(6) }, stdio: 'ignore' });
+      const exited = new Promise<void>((r) => p.once('exit', () => r()));
+      // Killed once the copy is under way (its temporary file on the extent), at a moment of the copy that varies.
+      await until(
+        'the copy to start',
+        async () => ((await readdir(join(s.cap, 'jobs', 'vm')).catch(() => [])).some((n) => n.endsWith('.tier.tmp')) ? true : undefined),
+        30_000,
+        5,
+      );
+      await new Promise((r) => setTimeout(r, attempt * 40));
+      p.kill('SIGKILL');
+      await exited;
+      await allRestore(s);
+      assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: /m);
+    }
+    const done = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) })) as { freed: unknown[] };
+    assert.equal(done.freed.length, 1);
+    assert.ok(!(await readdir(join(s.cap, 'jobs', 'vm'))).some((n) => n.endsWith('.tier.tmp')), 'the next run replaced the cut copy');
+    await allRestore(s);
+  }));
+
+test('refusals: no tier, an extent inside the repository or holding another repository, a setting that does nothing, a bad schedule; clear once nothing lives only on the extent', async () =>
+  withScene('refuse', 14, ['--method', 'forward', '--retain-points', '3'], async (s) => {
+    await s.backup(day(1));
+    fails(await cli(['tier', 'run', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
+    fails(await cli(['tier', 'show', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', join(s.repo, 'sub'), '--copy-new']), 'LFB_ERR_INVALID_ARGUMENT');
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', s.cap]), 'LFB_ERR_USAGE');
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', 'soon']), 'LFB_ERR_USAGE');
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--copy-new', '--schedule', 'often']), 'LFB_ERR_INVALID_ARGUMENT');
+    const other = join(s.dir, 'other');
+    await ok(['repo', 'init', other]);
+    fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', other, '--copy-new']), 'LFB_ERR_REPO_EXISTS');
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--copy-new']);
+    await ok(['tier', 'run', '--repo', s.repo]);
+    // The extent holds this repository now: setting it again is fine; another repository may not take it.
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--copy-new', '--schedule', '0 3 * * *']);
+    await ok(['tier', 'set', '--repo', other, '--capacity', join(s.dir, 'cap2'), '--copy-new']);
+    fails(await cli(['tier', 'set', '--repo', other, '--capacity', s.cap, '--copy-new']), 'LFB_ERR_REPO_EXISTS');
+    // Nothing lives only on the extent: the tier can go.
+    await ok(['tier', 'clear', '--repo', s.repo]);
+    fails(await cli(['tier', 'show', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
+    await allRestore(s);
+  }));
