@@ -1,0 +1,166 @@
+// The capacity tier on S3 (Ceph's radosgw, one cluster for this file): a repository in a folder whose sealed chains
+// `lifeboat serve` moves to a bucket on the tier's schedule; the moved points restore bit-exact, pass verify, and are
+// served by instant recovery (NBD, read with nbdcopy) from the bucket; the bucket opens as a repository of its own;
+// retention removes a moved chain's objects; a tier run killed with -9 leaves every point restorable.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { useCephS3 } from './ceph-fixture.js';
+import { kill9, startServer, type Server } from './server-helpers.js';
+import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type ListedPoint } from './helpers.js';
+
+const run = promisify(execFile);
+const ceph = useCephS3();
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+function useBucket(dir: string): void {
+  const c = ceph().connection;
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: c.endpoint!,
+    AWS_REGION: c.region!,
+    AWS_ACCESS_KEY_ID: c.credentials!.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.credentials!.secretAccessKey,
+    LIFEBOAT_STATE_DIR: join(dir, 'host'),
+  });
+}
+
+async function ok(args: string[], env: Record<string, string> = {}): Promise<string> {
+  const r = await cli(args, env);
+  assert.equal(r.code, 0, `lifeboat ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+const points = async (repo: string): Promise<ListedPoint[]> => JSON.parse(await ok(['points', 'vm', '--repo', repo, '--json'])) as ListedPoint[];
+
+interface Scene {
+  readonly dir: string;
+  readonly repo: string;
+  readonly capacity: string;
+  readonly disk: string;
+  /** The disk's SHA-256 at each point. */
+  readonly at: Map<string, string>;
+  backup(extra?: string[]): Promise<string>;
+  server?: Server | undefined;
+}
+
+async function withScene(label: string, seed: number, diskMiB: number, fn: (s: Scene) => Promise<void>): Promise<void> {
+  const t = await tempDir(`lifeboat-tier-s3-${label}-`);
+  const s: { server?: Server | undefined } = {};
+  try {
+    useBucket(t.dir);
+    const rand = rng(seed);
+    const repo = join(t.dir, 'repo');
+    const disk = join(t.dir, 'vm.img');
+    const content = randomBytes(rand, diskMiB * MiB);
+    await writeFile(disk, content);
+    await ok(['repo', 'init', repo, '--block-size', '256K']);
+    await ok(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--method', 'forward', '--retain-points', '10']);
+    const at = new Map<string, string>();
+    await fn(
+      Object.assign(s, {
+        dir: t.dir,
+        repo,
+        capacity: `s3://${ceph().bucket(label)}/cap`,
+        disk,
+        at,
+        async backup(extra: string[] = []) {
+          if (at.size > 0) await scatterWrites(disk, content, rand, 3, 100_000);
+          const r = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...extra])) as { pointId: string };
+          at.set(r.pointId, sha(await readFile(disk)));
+          return r.pointId;
+        },
+      }),
+    );
+  } finally {
+    if (s.server) await kill9(s.server);
+    await t.cleanup();
+  }
+}
+
+async function allRestore(s: Scene, repo = s.repo): Promise<number> {
+  const listed = await points(repo);
+  let n = 0;
+  for (const [id, want] of s.at) {
+    if (!listed.some((p) => p.id === id)) continue;
+    const to = join(s.dir, 'restore.img');
+    await ok(['restore', 'vm', '--repo', repo, '--point', id, '--to', to, '--force']);
+    assert.equal(sha(await readFile(to)), want, `point ${id} from ${repo}`);
+    n++;
+  }
+  return n;
+}
+
+const backupFiles = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((n) => /\.(vbk|vib|vrb)$/.test(n)).sort();
+
+test(
+  'serve moves sealed chains to S3 on the tier schedule; moved points restore, verify and boot-serve (NBD) from the bucket; retention removes their objects',
+  { timeout: 5 * 60_000 },
+  () =>
+    withScene('move', 21, 8, async (s) => {
+      const old1 = await s.backup();
+      const old2 = await s.backup();
+      await s.backup(['--active-full']);
+      await s.backup();
+      const files = (await points(s.repo)).map((p) => p.file);
+      await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.capacity, '--move-after-days', '0', '--schedule', '*/2 * * * * *']);
+
+      s.server = await startServer(s.repo, ['--state-dir', join(s.dir, 'state'), '--no-portmap']);
+      const jobDir = join(s.repo, 'jobs', 'vm');
+      await until('the server to move the old chain', async () => ((await backupFiles(jobDir)).length === 2 ? true : undefined), 60_000, 200);
+      assert.deepEqual(await backupFiles(jobDir), files.slice(2).sort());
+      await until('the tier run recorded', async () => (/kind=tier seconds=\S+ bytes_read=\d+/.test(s.server!.log()) ? true : undefined), 30_000, 200);
+      assert.match(s.server.log(), /lifeboat run=\d+ job=capacity-tier repo=\S+ state=succeeded trigger=schedule kind=tier/);
+
+      // Instant recovery of a moved point: the server reads its blocks from the bucket.
+      await ok(['instant', 'start', 'vm', '--repo', s.repo, '--point', old2, '--name', 'old']);
+      const out = join(s.dir, 'nbd.img');
+      await run('nbdcopy', [`nbd://127.0.0.1:${s.server.nbdPort}/old/disk0`, out]);
+      assert.equal(sha(await readFile(out)), s.at.get(old2));
+      await ok(['instant', 'stop', 'old', '--repo', s.repo]);
+
+      assert.equal(await allRestore(s), 4);
+      assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* in 4 file\(s\), 4 point\(s\) checked/m);
+      // The bucket alone is a repository of the moved points.
+      assert.deepEqual(
+        (await points(s.capacity)).map((p) => p.id),
+        [old1, old2],
+      );
+      assert.equal(await allRestore(s, s.capacity), 2);
+
+      // Retention drops the moved chain: its objects go with it (the server's next tier run sees nothing to do).
+      await ok(['job', 'set', 'vm', '--repo', s.repo, '--retain-points', '2']);
+      await s.backup(['--active-full']);
+      assert.ok(!(await points(s.repo)).some((p) => p.id === old1 || p.id === old2));
+      assert.deepEqual(await points(s.capacity), []);
+      assert.equal(await allRestore(s), 3);
+    }),
+);
+
+test('a tier run to S3 killed with -9 at random moments leaves every point restorable; the next run finishes the move', { timeout: 5 * 60_000 }, () =>
+  withScene('kill', 22, 48, async (s) => {
+    await s.backup();
+    await s.backup();
+    await s.backup(['--active-full']);
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.capacity, '--move-after-days', '0']);
+    const rand = rng(5);
+    let cut = 0;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const p = spawn(process.execPath, [BIN, 'tier', 'run', '--repo', s.repo], { env: process.env, stdio: 'ignore' });
+      const exited = new Promise<NodeJS.Signals | null>((r) => p.once('exit', (_code, signal) => r(signal)));
+      await new Promise((r) => setTimeout(r, 400 + Math.floor(rand() * 1200)));
+      p.kill('SIGKILL');
+      if ((await exited) === 'SIGKILL') cut++;
+      assert.equal(await allRestore(s), 3);
+    }
+    assert.ok(cut > 0, 'at least one run was cut before its end');
+    const done = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'])) as { freed: { file: string }[] };
+    assert.deepEqual(await backupFiles(join(s.repo, 'jobs', 'vm')), [(await points(s.repo))[2]!.file]);
+    assert.ok(done.freed.length <= 2);
+    assert.equal(await allRestore(s), 3);
+    assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: /m);
+  }),
+);
