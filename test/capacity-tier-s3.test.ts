@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { useCephS3 } from './ceph-fixture.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
+import { Api, adminToken } from './service-e2e-helpers.js';
 import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type ListedPoint } from './helpers.js';
 
 const run = promisify(execFile);
@@ -106,14 +107,29 @@ test(
       await s.backup(['--active-full']);
       await s.backup();
       const files = (await points(s.repo)).map((p) => p.file);
+      // The server runs before the repository has a tier: it takes the setting up when it comes.
+      const token = await adminToken(s.repo);
+      s.server = await startServer(s.repo, ['--no-portmap']);
+      const api = await Api.connect(s.server.httpUrl, token);
+      await api.call('GET', '/api/v1/repositories/{repo}/tier', { repo: 'repo' }, {}, 404);
       await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.capacity, '--move-after-days', '0', '--schedule', '*/2 * * * * *']);
-
-      s.server = await startServer(s.repo, ['--state-dir', join(s.dir, 'state'), '--no-portmap']);
       const jobDir = join(s.repo, 'jobs', 'vm');
       await until('the server to move the old chain', async () => ((await backupFiles(jobDir)).length === 2 ? true : undefined), 60_000, 200);
       assert.deepEqual(await backupFiles(jobDir), files.slice(2).sort());
       await until('the tier run recorded', async () => (/kind=tier seconds=\S+ bytes_read=\d+/.test(s.server!.log()) ? true : undefined), 30_000, 200);
       assert.match(s.server.log(), /lifeboat run=\d+ job=capacity-tier repo=\S+ state=succeeded trigger=schedule kind=tier/);
+
+      // The API says where each file is (the answers checked against the OpenAPI document).
+      const shown = await api.call<{ capacity: string; moveAfterDays: number; jobs: { files: { file: string; place: string }[] }[] }>(
+        'GET',
+        '/api/v1/repositories/{repo}/tier',
+        { repo: 'repo' },
+      );
+      assert.equal(shown.capacity, s.capacity);
+      assert.deepEqual(
+        shown.jobs[0]!.files.map((f) => [f.file, f.place]),
+        files.map((f, i) => [f, i < 2 ? 'capacity' : 'local']).sort((a, b) => a[0]!.localeCompare(b[0]!)),
+      );
 
       // Instant recovery of a moved point: the server reads its blocks from the bucket.
       await ok(['instant', 'start', 'vm', '--repo', s.repo, '--point', old2, '--name', 'old']);
@@ -135,8 +151,21 @@ test(
       await ok(['job', 'set', 'vm', '--repo', s.repo, '--retain-points', '2']);
       await s.backup(['--active-full']);
       assert.ok(!(await points(s.repo)).some((p) => p.id === old1 || p.id === old2));
-      assert.deepEqual(await points(s.capacity), []);
+      assert.ok(!(await points(s.capacity)).some((p) => p.id === old1 || p.id === old2), "the moved chain's objects went with it");
       assert.equal(await allRestore(s), 3);
+      // Run now through the API: queued, run by the server, recorded.
+      const asked = await api.call<{ id: number; kind: string; job: string }>('POST', '/api/v1/repositories/{repo}/tier/run', { repo: 'repo' }, {}, 202);
+      assert.deepEqual([asked.kind, asked.job], ['tier', 'capacity-tier']);
+      const ended = await until(
+        'the asked tier run to end',
+        async () => {
+          const r = (await api.call<{ run: { state: string; trigger: string } }>('GET', '/api/v1/runs/{id}', { id: String(asked.id) })).run;
+          return ['queued', 'running'].includes(r.state) ? undefined : r;
+        },
+        30_000,
+        200,
+      );
+      assert.deepEqual([ended.state, ended.trigger], ['succeeded', 'api']);
     }),
 );
 
@@ -149,11 +178,22 @@ test('a tier run to S3 killed with -9 at random moments leaves every point resto
     const rand = rng(5);
     let cut = 0;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const p = spawn(process.execPath, [BIN, 'tier', 'run', '--repo', s.repo], { env: process.env, stdio: 'ignore' });
+      const p = spawn(process.execPath, [BIN, 'tier', 'run', '--repo', s.repo], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
       const exited = new Promise<NodeJS.Signals | null>((r) => p.once('exit', (_code, signal) => r(signal)));
-      await new Promise((r) => setTimeout(r, 400 + Math.floor(rand() * 1200)));
+      // Cut once the run holds the tier's lock (its copies begin), at a moment of the copy that varies.
+      const lock = join(s.repo, 'capacity-tier.lock');
+      await until(
+        'the run to take the tier lock',
+        async () => ((await readFile(lock, 'utf8').catch(() => '')).includes(`"pid":${p.pid},`) ? true : undefined),
+        30_000,
+        5,
+      );
+      await new Promise((r) => setTimeout(r, Math.floor(rand() * 400)));
       p.kill('SIGKILL');
       if ((await exited) === 'SIGKILL') cut++;
+      else assert.equal(stderr, '', 'a run that ended by itself said nothing wrong');
       assert.equal(await allRestore(s), 3);
     }
     assert.ok(cut > 0, 'at least one run was cut before its end');

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isLifeboatError } from '../src/core/errors.js';
 import { openLocation } from '../src/repository/location.js';
@@ -34,6 +34,8 @@ interface Scene {
   readonly disk: string;
   /** The disk's bytes at each point, by point id. */
   readonly at: Map<string, string>;
+  /** Points retention removed. */
+  readonly gone: Set<string>;
   backup(when: string, extra?: string[]): Promise<string>;
 }
 
@@ -55,10 +57,14 @@ async function withScene(label: string, seed: number, jobArgs: string[], fn: (s:
       cap: join(t.dir, 'capacity'),
       disk,
       at,
+      gone: new Set(),
       async backup(when, extra = []) {
         if (at.size > 0) await scatterWrites(disk, content, rand, 3, 100_000);
         const r = JSON.parse(await ok(['backup', 'vm', '--repo', repo, '--json', ...extra], { LIFEBOAT_NOW: when })) as { pointId: string };
         at.set(r.pointId, sha(await readFile(disk)));
+        // What the backup's retention removed is gone for good; anything else must stay listed whatever the tier does.
+        const listed = new Set((await points(repo)).map((p) => p.id));
+        for (const id of at.keys()) if (!listed.has(id)) s.gone.add(id);
         return r.pointId;
       },
     };
@@ -72,11 +78,20 @@ async function points(repo: string): Promise<ListedPoint[]> {
   return JSON.parse(await ok(['points', 'vm', '--repo', repo, '--json'])) as ListedPoint[];
 }
 
-/** Every point the scene made restores to the disk's bytes at that point. */
-async function allRestore(s: Scene, repo = s.repo): Promise<void> {
+/** Every point the scene made (and `repo` should hold: all of them but those retention took, unless `only` says) restores to the disk's bytes at that point. */
+async function allRestore(s: Scene, repo = s.repo, only?: readonly string[]): Promise<void> {
   const listed = await points(repo);
+  const wanted = only ?? [...s.at.keys()].filter((id) => !s.gone.has(id));
+  assert.deepEqual(
+    listed
+      .filter((p) => p.available)
+      .map((p) => p.id)
+      .sort(),
+    [...wanted].sort(),
+    `the points ${repo} lists`,
+  );
   for (const [id, want] of s.at) {
-    if (!listed.some((p) => p.id === id)) continue;
+    if (!wanted.includes(id)) continue;
     const to = join(s.dir, `restore-${id}.img`);
     await ok(['restore', 'vm', '--repo', repo, '--point', id, '--to', to, '--force']);
     assert.equal(sha(await readFile(to)), want, `point ${id} from ${repo}`);
@@ -116,6 +131,26 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
     );
     await allRestore(s);
     assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* in 4 file\(s\), 4 point\(s\) checked/m);
+    // Each moved file keeps a local stub (header, slots, root): with the extent gone, the job still scans, lists
+    // every point and backs up; only reading a moved point's blocks needs the extent, and fails with a code.
+    assert.deepEqual((await readdir(join(s.repo, 'jobs', 'vm', '.capacity'))).sort(), before.slice(0, 2));
+    await rename(s.cap, `${s.cap}.away`);
+    try {
+      assert.deepEqual(
+        (await points(s.repo)).map((p) => [p.file, p.available]),
+        before.map((f) => [f, true]),
+      );
+      const cut = await cli(['restore', 'vm', '--repo', s.repo, '--point', [...s.at.keys()][0]!, '--to', join(s.dir, 'cut.img')]);
+      fails(cut, 'LFB_ERR_TIER_MISMATCH');
+      assert.equal(cut.code, 4);
+      // verify reports the moved files' blocks as unreadable (and marks their points until a later check finds them whole).
+      const checked = await cli(['verify', 'vm', '--repo', s.repo, '--all']);
+      assert.equal(checked.code, 4, checked.stderr);
+      assert.match(checked.stdout + checked.stderr, /capacity tier, which has no copy of it/);
+    } finally {
+      await rename(`${s.cap}.away`, s.cap);
+    }
+    assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* in 4 file\(s\), 4 point\(s\) checked/m);
     // A run with nothing to do does nothing; a backup after the move goes on from the local chain.
     const again = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) })) as { copied: unknown[]; freed: unknown[] };
     assert.deepEqual([again.copied.length, again.freed.length], [0, 0]);
@@ -126,7 +161,7 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
       (await points(s.cap)).map((p) => p.file),
       before.slice(0, 2),
     );
-    await allRestore(s, s.cap);
+    await allRestore(s, s.cap, [...s.at.keys()].slice(0, 2));
 
     // A moved file is read, never written in place or renamed; retention and job delete take both copies.
     const { storage } = await openLocation(s.repo);
@@ -146,6 +181,7 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
       'and its copies on the capacity extent',
     );
     await ok(['job', 'delete', 'vm', '--repo', s.repo, '--with-points']);
+    assert.deepEqual(await readdir(join(s.cap, 'jobs')), [], "job delete removed the job's folder on the extent");
     await ok(['tier', 'clear', '--repo', s.repo]);
   }));
 
@@ -239,5 +275,40 @@ test('refusals: no tier, an extent inside the repository or holding another repo
     // Nothing lives only on the extent: the tier can go.
     await ok(['tier', 'clear', '--repo', s.repo]);
     fails(await cli(['tier', 'show', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
+    await allRestore(s);
+  }));
+
+test('a tier run killed at each of its durable steps (LIFEBOAT_CRASH_AT) leaves every point listed and whole; a run after it finishes the move', async () =>
+  withScene('steps', 15, ['--method', 'forward', '--retain-points', '10'], async (s) => {
+    await s.backup(day(1));
+    await s.backup(day(2));
+    await s.backup(day(5), ['--active-full']);
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '3']);
+    const template = join(s.dir, 'template');
+    await mkdir(template);
+    await cp(s.repo, join(template, 'repo'), { recursive: true, preserveTimestamps: true });
+    const reset = async (): Promise<void> => {
+      await rm(s.repo, { recursive: true, force: true });
+      await rm(s.cap, { recursive: true, force: true });
+      await cp(join(template, 'repo'), s.repo, { recursive: true, preserveTimestamps: true });
+    };
+    const env = { LIFEBOAT_NOW: day(6) };
+    const countFile = join(s.dir, 'count');
+    await ok(['tier', 'run', '--repo', s.repo], { ...env, LIFEBOAT_CRASH_REPORT: countFile });
+    const steps = Number(await readFile(countFile, 'utf8'));
+    assert.ok(steps >= 10, `a move passes its durable steps (${steps})`);
+    for (let n = 1; n <= steps; n++) {
+      await reset();
+      const r = await cli(['tier', 'run', '--repo', s.repo], { ...env, LIFEBOAT_CRASH_AT: String(n) });
+      assert.equal(r.signal, 'SIGKILL', `step ${n} of ${steps}: the run was killed there`);
+      // Every point listed after each step; every fourth step (and the last) each point restored bit-exact and verified.
+      if (n % 4 === 1 || n === steps) {
+        await allRestore(s);
+        assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* 3 point\(s\) checked/m, `step ${n}`);
+      } else assert.deepEqual((await points(s.repo)).filter((p) => p.available).length, 3, `step ${n}: every point listed`);
+      const after = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], env)) as { freed: unknown[] };
+      assert.ok(after.freed.length <= 2);
+      assert.deepEqual(Object.values(await places(s.repo)).sort(), ['capacity', 'capacity', 'local'], `step ${n}: the next run finished the move`);
+    }
     await allRestore(s);
   }));

@@ -1,5 +1,6 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { LifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { parseCron } from '../core/schedule-text.js';
 import {
@@ -15,14 +16,15 @@ import {
 import {
   CAPACITY_RECORD_FILE,
   DEFAULT_TIER_SCHEDULE,
+  STUB_FOLDER,
   checkTierDays,
   readCapacityRecord,
   readCapacityTier,
   writeCapacityTier,
   type CapacityTierConfig,
 } from '../repository/capacity-tier.js';
-import { localStorage } from '../storage/index.js';
-import { runTier, tierStatus, type TierJobState, type TierOptions, type TierReport } from '../methods/tier-run.js';
+import { localStorage, lockAt } from '../storage/index.js';
+import { TIER_LOCK, runTier, tierStatus, type TierJobState, type TierOptions, type TierReport } from '../methods/tier-run.js';
 
 export type { CapacityTierConfig, TierJobState, TierReport };
 export { DEFAULT_TIER_SCHEDULE };
@@ -113,7 +115,11 @@ export async function setCapacityTier(repoDir: string, settings: CapacityTierSet
       'LFB_ERR_USAGE',
       'a capacity tier moves old chains (--move-after-days N), copies new backup files (--copy-new), or both: give at least one',
     );
-  await writeCapacityTier(repo.root, config);
+  await whileNoTierRun(repo, async () => {
+    // Another extent holds none of the copies the records name: they are forgotten (nothing lives only there, checked above).
+    if (previous !== undefined && previous.location !== location) await forgetCopies(repo);
+    await writeCapacityTier(repo.root, config);
+  });
   return config;
 }
 
@@ -131,11 +137,37 @@ export async function clearCapacityTier(repoDir: string): Promise<void> {
         details: { files: stranded.slice(0, 20) },
       },
     );
-  await writeCapacityTier(repo.root, undefined);
-  for (const job of await repo.listJobs())
-    await localStorage.remove(join(repo.jobDir(job), CAPACITY_RECORD_FILE)).catch((err: unknown) => {
-      if (!isLifeboatError(err, 'LFB_ERR_IO')) throw err;
-    });
+  await whileNoTierRun(repo, async () => {
+    await writeCapacityTier(repo.root, undefined);
+    await forgetCopies(repo);
+  });
+}
+
+/** Runs `fn` holding the tier's lock (no tier run is going, and none starts meanwhile); LFB_ERR_JOB_LOCKED while one runs. */
+async function whileNoTierRun(repo: Repository, fn: () => Promise<void>): Promise<void> {
+  const lock = await lockAt(repo.storage, join(repo.root, TIER_LOCK), 'the capacity tier');
+  try {
+    await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Drops every job's record of copies and its stubs (no file lives only on the extent when this is called). */
+async function forgetCopies(repo: Repository): Promise<void> {
+  for (const job of await repo.listJobs()) {
+    const dir = repo.jobDir(job);
+    await localStorage.remove(join(dir, CAPACITY_RECORD_FILE));
+    await rm(join(dir, STUB_FOLDER), { recursive: true, force: true });
+  }
+}
+
+/** The repository's capacity tier setting, or LFB_ERR_NO_CAPACITY_TIER. */
+export async function requireCapacityTier(repoDir: string): Promise<CapacityTierConfig> {
+  const root = repositoryRoot(repoDir);
+  const tier = isObjectLocation(root) ? undefined : await readCapacityTier(root);
+  if (tier === undefined) throw new LifeboatError('LFB_ERR_NO_CAPACITY_TIER', `${locationText(root)} has no capacity tier`, { details: { repo: root } });
+  return tier;
 }
 
 export async function capacityTierState(repoDir: string): Promise<{ tier: CapacityTierConfig; jobs: TierJobState[] }> {

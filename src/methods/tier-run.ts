@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import type { Stats } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { LifeboatError, fromFsError, isLifeboatError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { throwIfInterrupted } from '../core/cancel.js';
-import { lockAt, readWholeFile, writeFileAtomic, type Storage } from '../storage/index.js';
-import { JOB_FILE, KEY_FILE, REPO_CONFIG, loadJob, scanJob, type Chain, type JobState, type Repository } from '../repository/index.js';
-import { readCapacityRecord, readCapacityTier, writeCapacityRecord, type CapacityCopy, type CapacityTierConfig } from '../repository/capacity-tier.js';
+import { lockAt, readWholeFile, removeDurable, renameDurable, writeFileAtomic, type Storage } from '../storage/index.js';
+import { DATA_START } from '../format/constants.js';
+import { BackupFileReader, JOB_FILE, KEY_FILE, REPO_CONFIG, loadJob, scanJob, type Chain, type JobState, type Repository } from '../repository/index.js';
+import { readCapacityRecord, writeCapacityRecord, type CapacityCopy, type CapacityTierConfig } from '../repository/capacity-tier.js';
 import { TieredStorage } from '../repository/tiered-storage.js';
 import { gfsFlagsByPoint } from '../retention/plan.js';
 import { planChains } from './retention-run.js';
@@ -50,23 +52,21 @@ export interface TierOptions {
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: (p: TierProgress) => void;
   /** Called when a copy made by an earlier run no longer reads back as recorded (it is made again). */
-  readonly onMismatch?: (job: string, file: string) => void;
+  readonly onMismatch?: (job: string, file: string) => void | Promise<void>;
   /** Called as each job is done. */
-  readonly onJob?: (job: string, copied: readonly TierFile[], freed: readonly TierFile[]) => void;
+  readonly onJob?: (job: string, copied: readonly TierFile[], freed: readonly TierFile[]) => void | Promise<void>;
 }
 
-/** The repository's tiered storage and setting, or LFB_ERR_NO_CAPACITY_TIER. */
-export async function capacityTierOf(repo: Repository): Promise<{ storage: TieredStorage; tier: CapacityTierConfig }> {
-  const tier = await readCapacityTier(repo.root);
-  if (tier === undefined || !(repo.storage instanceof TieredStorage))
-    throw new LifeboatError(
-      'LFB_ERR_NO_CAPACITY_TIER',
-      `${repo.root} has no capacity tier; give it one with \`lifeboat tier set --repo ${repo.root} --capacity s3://…\``,
-      {
-        details: { repo: repo.root },
-      },
-    );
-  return { storage: repo.storage, tier };
+/** Held by a tier run, and by `tier set` and `tier clear`: one at a time per repository. */
+export const TIER_LOCK = 'capacity-tier.lock';
+
+/** The repository's storage seam over its folder and capacity extent (every repository in a folder has one). */
+export function tieredStorageOf(repo: Repository): TieredStorage {
+  if (!(repo.storage instanceof TieredStorage))
+    throw new LifeboatError('LFB_ERR_NO_CAPACITY_TIER', `${repo.root} is on object storage; a capacity tier extends a repository in a folder`, {
+      details: { repo: repo.root },
+    });
+  return repo.storage;
 }
 
 const chainFiles = (c: Chain) => [c.full, ...c.increments, ...c.rollbacks];
@@ -112,12 +112,7 @@ async function hashOf(storage: Storage, path: string, size: number, progress: (d
   }
 }
 
-/**
- * Copies a local file to the capacity extent and returns the SHA-256 of what
- * it read. The copy is written under a temporary name and renamed once synced,
- * so the name holds a whole file or none (on object storage a rename writes
- * the file's root under the new name: no data is copied twice).
- */
+/** Writes a local file's bytes to `to` on the capacity extent and returns the SHA-256 of what it read (the copy is synced, not yet checked). */
 async function copyOut(
   local: Storage,
   capacity: Storage,
@@ -128,11 +123,9 @@ async function copyOut(
   signal: AbortSignal | undefined,
 ): Promise<string> {
   const src = await local.open(from, 'read');
-  const partial = join(dirname(to), `.${basename(to)}.tier.tmp`);
   const hash = createHash('sha256');
-  let renamed = false;
   try {
-    const dst = await capacity.open(partial, 'replace');
+    const dst = await capacity.open(to, 'replace');
     try {
       const buf = Buffer.allocUnsafe(CHUNK);
       let at = 0;
@@ -149,13 +142,9 @@ async function copyOut(
     } finally {
       await dst.close();
     }
-    await capacity.rename(partial, to);
-    renamed = true;
-    await capacity.syncDir(dirname(to));
     return hash.digest('hex');
   } finally {
     await src.close();
-    if (!renamed) await capacity.remove(partial).catch(() => undefined);
   }
 }
 
@@ -169,106 +158,200 @@ async function mirrorSmallFile(local: Storage, capacity: Storage, from: string, 
   if (there === undefined || !here.equals(there)) await writeFileAtomic(to, here, capacity);
 }
 
+/** What a file was when its copy was made: a rewrite since changes one of these (ctime whatever the mtime). */
+type Seen = Pick<Stats, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino'>;
+
+async function statLocal(path: string): Promise<Seen | undefined> {
+  return stat(path).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fromFsError(err, 'stat', path);
+  });
+}
+
+const sameFile = (a: Seen, b: Seen): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
+
+/** Whether the record's copy is of the file as it is now. */
+const recordedAsIs = (c: CapacityCopy | undefined, st: Seen): boolean =>
+  c !== undefined && c.size === st.size && c.mtimeMs === st.mtimeMs && (c.ctimeMs === undefined || c.ctimeMs === st.ctimeMs);
+
+/** A file the first phase made ready: its copy under a temporary name (or an earlier copy checked again), to be committed under the job's lock. */
+interface Staged {
+  readonly name: string;
+  readonly path: string;
+  readonly seen: Seen;
+  readonly move: boolean;
+  /** The new copy's temporary name on the extent and its SHA-256; undefined when the recorded copy stands. */
+  readonly partial?: { readonly path: string; readonly sha256: string } | undefined;
+}
+
+/** The local stub of a moved file: its header and commit slots, and its root, at their offsets (the rest a hole). */
+async function writeStub(local: Storage, path: string): Promise<[number, number][]> {
+  const r = await BackupFileReader.open(path, { storage: local });
+  let ranges: [number, number][];
+  const head = Buffer.alloc(DATA_START);
+  const root = Buffer.alloc(r.slot.rootLength);
+  try {
+    ranges = [
+      [0, DATA_START],
+      [r.slot.rootOffset, r.slot.rootLength],
+    ];
+    await r.handle.read(head, 0);
+    await r.handle.read(root, r.slot.rootOffset);
+  } finally {
+    await r.close();
+  }
+  const stub = TieredStorage.stubPath(path);
+  await local.mkdir(dirname(stub));
+  const partial = `${stub}.tmp`;
+  const f = await local.open(partial, 'replace');
+  try {
+    await f.pwrite(head, 0);
+    await f.pwrite(root, ranges[1]![0]);
+    await f.sync();
+  } finally {
+    await f.close();
+  }
+  await renameDurable(partial, stub, local);
+  return ranges;
+}
+
 /**
- * The capacity tier's run: for each job (its lock held), copies to the
- * capacity extent every backup file the setting wants there (all of them in
- * copy mode; the files of the chains chainsToMove names otherwise), reads each
- * copy back and checks its SHA-256 against the bytes read here, records it in
- * the job's capacity.json, and only then removes the local file of a chain
- * that moves. A copy made by an earlier run is read back and checked again
- * before its local file goes. Killed at any moment, it leaves every file
- * readable from one extent or both: a copy is committed whole or not at all,
- * recorded only once checked, and a local file is removed only after that.
- * The repository's lifeboat.json (and key file) and each job.json are kept on
- * the capacity extent too, so that it opens as a repository of its own.
+ * The capacity tier's run, one at a time per repository (its lock). For each
+ * job, in two phases:
+ * 1. without the job's lock (its backups go on): every backup file the
+ *    setting wants on the extent (all of them in copy mode; the files of the
+ *    chains chainsToMove names otherwise) whose copy is missing or of an older
+ *    state is written under a temporary name, read back and its SHA-256
+ *    compared with the bytes read here; a copy made by an earlier run of a
+ *    file that now moves is read back and checked again (and made anew if it
+ *    no longer matches);
+ * 2. under the job's lock: each file unchanged since (size, times, inode) has
+ *    its copy renamed to its name and recorded in capacity.json; a file that
+ *    moves then gets its local stub and its local file is removed.
+ * Killed at any moment, it leaves every point readable from one extent or
+ * both: a copy is recorded only once checked and named, and a local file is
+ * removed only after its record and stub. The repository's lifeboat.json (and
+ * key file) and each job.json are kept on the extent too, so that it opens as
+ * a repository of its own.
  */
 export async function runTier(repo: Repository, opts: TierOptions): Promise<TierReport> {
-  const { storage, tier } = await capacityTierOf(repo);
-  const capacity = await storage.capacity();
-  const local = storage.local;
-  const farPath = (path: string): string => join(storage.capacityRoot, relative(repo.root, path));
-  // A folder as the capacity extent needs its folders; on object storage a folder is only a name's prefix (and a mark object).
-  await capacity.mkdir(storage.capacityRoot);
-  if (repo.config.encryption !== undefined) await capacity.mkdir(dirname(farPath(join(repo.root, KEY_FILE))));
-  await mirrorSmallFile(local, capacity, join(repo.root, REPO_CONFIG), farPath(join(repo.root, REPO_CONFIG)));
-  if (repo.config.encryption !== undefined) await mirrorSmallFile(local, capacity, join(repo.root, KEY_FILE), farPath(join(repo.root, KEY_FILE)));
-  const jobs = opts.job !== undefined ? [(await loadJob(repo, opts.job)).name] : await repo.listJobs();
-  const copied: TierFile[] = [];
-  const freed: TierFile[] = [];
-  for (const name of jobs) {
-    throwIfInterrupted(opts.signal);
-    const dir = repo.jobDir(name);
-    const lock = await lockAt(storage, join(dir, 'lock'), `job "${name}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal });
-    const jobCopied: TierFile[] = [];
-    const jobFreed: TierFile[] = [];
-    try {
+  const storage = tieredStorageOf(repo);
+  const extent = await storage.requireExtent();
+  const tierLock = await lockAt(storage, join(repo.root, TIER_LOCK), 'the capacity tier', { waitMs: opts.waitMs ?? 0, signal: opts.signal });
+  try {
+    const { storage: capacity, tier } = extent;
+    const local = storage.local;
+    const farPath = (path: string): string => join(extent.root, relative(repo.root, path));
+    // A folder as the capacity extent needs its folders; on object storage a folder is only a name's prefix (and a mark object).
+    await capacity.mkdir(extent.root);
+    if (repo.config.encryption !== undefined) await capacity.mkdir(dirname(farPath(join(repo.root, KEY_FILE))));
+    await mirrorSmallFile(local, capacity, join(repo.root, REPO_CONFIG), farPath(join(repo.root, REPO_CONFIG)));
+    if (repo.config.encryption !== undefined) await mirrorSmallFile(local, capacity, join(repo.root, KEY_FILE), farPath(join(repo.root, KEY_FILE)));
+    const jobs = opts.job !== undefined ? [(await loadJob(repo, opts.job)).name] : await repo.listJobs();
+    const copied: TierFile[] = [];
+    const freed: TierFile[] = [];
+    for (const name of jobs) {
+      throwIfInterrupted(opts.signal);
+      const dir = repo.jobDir(name);
       const job = await loadJob(repo, name);
       await capacity.mkdir(farPath(dir));
       await mirrorSmallFile(local, capacity, join(dir, JOB_FILE), farPath(join(dir, JOB_FILE)));
       const state = await scanJob(dir, storage);
       const moving = new Set(chainsToMove(state, tier, job.gfs, opts.clock.now()).map((c) => c.chainId));
-      const files = { ...(await readCapacityRecord(dir, local)).files };
+      const recorded = (await readCapacityRecord(dir, local)).files;
+      const staged: Staged[] = [];
       for (const chain of state.chains) {
         const move = moving.has(chain.chainId);
         if (!move && !tier.copyNew) continue;
         for (const f of chainFiles(chain)) {
-          const st = await stat(f.path).catch((err: unknown) => {
-            if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-            throw fromFsError(err, 'stat', f.path);
-          });
-          // Only on the capacity extent already.
-          if (st === undefined) continue;
-          const size = st.size;
+          const seen = await statLocal(f.path);
+          if (seen === undefined) continue; // moved already
           const report = (step: TierProgress['step']) => (done: number) =>
-            opts.onProgress?.({ job: name, file: f.name, step, bytesDone: done, bytesTotal: size });
-          const known: CapacityCopy | undefined = files[f.name];
-          let current = known !== undefined && known.size === size && known.mtimeMs === st.mtimeMs;
+            opts.onProgress?.({ job: name, file: f.name, step, bytesDone: done, bytesTotal: seen.size });
+          let current = recordedAsIs(recorded[f.name], seen);
           if (current && move) {
             // Copied by an earlier run: read back again before the only other copy goes. A copy that no longer
             // matches (damaged or removed on the store) is made anew from the local file, which is still here.
-            const back = await hashOf(capacity, farPath(f.path), size, report('check'), opts.signal).catch((err: unknown) => {
+            const back = await hashOf(capacity, farPath(f.path), seen.size, report('check'), opts.signal).catch((err: unknown) => {
               if (isLifeboatError(err, 'LFB_ERR_TIER_MISMATCH') || (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT')) return undefined;
               throw err;
             });
-            current = back === known!.sha256;
-            if (!current) opts.onMismatch?.(name, f.name);
+            current = back === recorded[f.name]!.sha256;
+            if (!current) await opts.onMismatch?.(name, f.name);
           }
-          if (!current) {
-            const sent = await copyOut(local, capacity, f.path, farPath(f.path), size, report('copy'), opts.signal);
-            const back = await hashOf(capacity, farPath(f.path), size, report('check'), opts.signal);
-            if (back !== sent)
-              throw new LifeboatError(
-                'LFB_ERR_TIER_MISMATCH',
-                `the copy of ${f.path} on the capacity tier reads back differently (SHA-256 ${back}, sent ${sent}); the local file stays`,
-                { details: { path: f.path, capacity: farPath(f.path) } },
-              );
-            files[f.name] = { size, mtimeMs: st.mtimeMs, sha256: sent, copiedAt: opts.clock.now().toISOString() };
-            await writeCapacityRecord(dir, { files }, local);
-            jobCopied.push({ job: name, file: f.name, bytes: size });
+          if (current) {
+            if (move) staged.push({ name: f.name, path: f.path, seen, move });
+            continue;
           }
-          if (!move) continue;
-          throwIfInterrupted(opts.signal);
-          await local.remove(f.path);
-          await local.syncDir(dir);
-          jobFreed.push({ job: name, file: f.name, bytes: size });
+          const partial = farPath(join(dir, `.${f.name}.tier.tmp`));
+          const sent = await copyOut(local, capacity, f.path, partial, seen.size, report('copy'), opts.signal);
+          const back = await hashOf(capacity, partial, seen.size, report('check'), opts.signal);
+          if (back !== sent)
+            throw new LifeboatError(
+              'LFB_ERR_TIER_MISMATCH',
+              `the copy of ${f.path} on the capacity tier reads back differently (SHA-256 ${back}, sent ${sent}); the local file stays`,
+              { details: { path: f.path, capacity: partial } },
+            );
+          staged.push({ name: f.name, path: f.path, seen, move, partial: { path: partial, sha256: sent } });
         }
       }
-    } finally {
-      await lock.release();
+      const jobCopied: TierFile[] = [];
+      const jobFreed: TierFile[] = [];
+      if (staged.length > 0) {
+        const lock = await lockAt(storage, join(dir, 'lock'), `job "${name}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal });
+        try {
+          const now = await storage.extent();
+          if (now?.root !== extent.root)
+            throw new LifeboatError('LFB_ERR_ON_CAPACITY_TIER', `the capacity tier of ${repo.root} changed while its run was going; nothing more was moved`, {
+              details: { repo: repo.root },
+            });
+          const files = { ...(await readCapacityRecord(dir, local)).files };
+          for (const s of staged) {
+            const seen = await statLocal(s.path);
+            if (seen === undefined || !sameFile(seen, s.seen)) {
+              // Removed or rewritten meanwhile (retention, a merge): the next run looks again.
+              if (s.partial !== undefined) await capacity.remove(s.partial.path);
+              continue;
+            }
+            if (s.partial !== undefined) {
+              await renameDurable(s.partial.path, farPath(s.path), capacity);
+              files[s.name] = {
+                size: seen.size,
+                mtimeMs: seen.mtimeMs,
+                ctimeMs: seen.ctimeMs,
+                sha256: s.partial.sha256,
+                copiedAt: opts.clock.now().toISOString(),
+              };
+              await writeCapacityRecord(dir, { files }, local);
+              jobCopied.push({ job: name, file: s.name, bytes: seen.size });
+            }
+            if (!s.move) continue;
+            throwIfInterrupted(opts.signal);
+            files[s.name] = { ...files[s.name]!, stub: await writeStub(local, s.path) };
+            await writeCapacityRecord(dir, { files }, local);
+            await removeDurable(s.path, local);
+            jobFreed.push({ job: name, file: s.name, bytes: seen.size });
+          }
+        } finally {
+          await lock.release();
+        }
+      }
+      copied.push(...jobCopied);
+      freed.push(...jobFreed);
+      await opts.onJob?.(name, jobCopied, jobFreed);
     }
-    copied.push(...jobCopied);
-    freed.push(...jobFreed);
-    opts.onJob?.(name, jobCopied, jobFreed);
+    // What a killed copy or a removed file left on an object store, once older than its grace.
+    const collected = await storage.collectCapacity();
+    return {
+      copied,
+      freed,
+      packsRemoved: collected?.packsRemoved ?? 0,
+      bytesCopied: copied.reduce((a, f) => a + f.bytes, 0),
+      bytesFreed: freed.reduce((a, f) => a + f.bytes, 0),
+    };
+  } finally {
+    await tierLock.release();
   }
-  // What a killed copy or a removed file left on an object store, once older than its grace.
-  const collected = await storage.collectCapacity();
-  return {
-    copied,
-    freed,
-    packsRemoved: collected?.packsRemoved ?? 0,
-    bytesCopied: copied.reduce((a, f) => a + f.bytes, 0),
-    bytesFreed: freed.reduce((a, f) => a + f.bytes, 0),
-  };
 }
 
 export type FilePlace = 'local' | 'capacity' | 'both';
@@ -289,7 +372,8 @@ export interface TierJobState {
 
 /** Where each backup file of each job is (the local folder and the jobs' capacity records say), with the points each holds (read from the files, wherever they are). */
 export async function tierStatus(repo: Repository): Promise<{ tier: CapacityTierConfig; jobs: TierJobState[] }> {
-  const { storage, tier } = await capacityTierOf(repo);
+  const storage = tieredStorageOf(repo);
+  const { tier } = await storage.requireExtent();
   const jobs: TierJobState[] = [];
   for (const name of await repo.listJobs()) {
     const dir = repo.jobDir(name);
@@ -307,7 +391,7 @@ export async function tierStatus(repo: Repository): Promise<{ tier: CapacityTier
         file,
         bytes: st?.size ?? copy?.size ?? 0,
         place,
-        stale: st !== undefined && copy !== undefined && (copy.size !== st.size || copy.mtimeMs !== st.mtimeMs),
+        stale: st !== undefined && copy !== undefined && !recordedAsIs(copy, st),
         points: points.get(file) ?? [],
       });
     }

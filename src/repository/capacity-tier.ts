@@ -14,6 +14,8 @@ import { readCheckedJson, writeCheckedJson } from './checked-json.js';
 export const CAPACITY_TIER_FILE = 'capacity-tier.json';
 /** In each job folder: the job's backup files that have a verified copy on the capacity extent. */
 export const CAPACITY_RECORD_FILE = 'capacity.json';
+/** In each job folder: the stubs of its moved backup files (header, commit slots and root at their offsets, the rest a hole). */
+export const STUB_FOLDER = '.capacity';
 /** When `serve` runs the capacity tier's job unless the setting says otherwise: every 4 hours (Veeam's offload period). */
 export const DEFAULT_TIER_SCHEDULE = '0 */4 * * *';
 
@@ -32,8 +34,12 @@ export interface CapacityTierConfig {
 export interface CapacityCopy {
   readonly size: number;
   readonly mtimeMs: number;
+  /** The local file's ctime then: no rewrite, whatever it does to the mtime, keeps it. */
+  readonly ctimeMs?: number | undefined;
   readonly sha256: string;
   readonly copiedAt: string;
+  /** Once moved: the [offset, length] ranges its local stub holds (header and commit slots, root). */
+  readonly stub?: readonly (readonly [number, number])[] | undefined;
 }
 
 export interface CapacityRecord {

@@ -1,4 +1,5 @@
 import { rm } from 'node:fs/promises';
+import { TieredStorage } from './tiered-storage.js';
 import { join } from 'node:path';
 import { LifeboatError, fromFsError } from '../core/errors.js';
 import { lockAt, removeDurable } from '../storage/index.js';
@@ -114,6 +115,8 @@ export async function deleteJob(
           }
           // On an immutable repository: refused while a file's date has not come (before anything goes), else unlocked.
           await unlockJobForDelete(repo, name, files, opts.now);
+          // What a capacity tier holds of the job goes first: a store that fails leaves the job whole, to delete again.
+          if (repo.storage instanceof TieredStorage) await repo.storage.removeCapacityFolder(dir);
           await removeDurable(join(dir, JOB_FILE), repo.storage);
           try {
             // A backup waiting for the lock may add its lock attempt's temporary file meanwhile: rm retries on ENOTEMPTY.

@@ -3,7 +3,6 @@ import { LifeboatError } from '../core/errors.js';
 import { ObjectFileStorage, objectStoreHostDir, type FolderFile } from '../objects/object-files.js';
 import { formatS3Url, parseS3Url } from '../objects/s3-config.js';
 import { localStorage, type Storage } from '../storage/index.js';
-import { readCapacityTier } from './capacity-tier.js';
 import { TieredStorage } from './tiered-storage.js';
 
 /**
@@ -72,10 +71,11 @@ export async function openLocation(text: string, storage?: Storage, opts: { obje
   const root = repositoryRoot(text);
   if (storage !== undefined) return { root, storage };
   if (!isObjectLocation(text)) {
-    // A scale-out repository (capacity-tier.json beside lifeboat.json): its folder and its capacity extent as one storage.
-    const tier = await readCapacityTier(root);
-    if (tier === undefined) return { root, storage: localStorage };
-    return { root, storage: new TieredStorage(localStorage, async () => (await openLocation(tier.location)).storage, root, tier.location) };
+    // Every folder repository may have a capacity extent (capacity-tier.json, read when needed): its folder and that extent as one storage.
+    return {
+      root,
+      storage: new TieredStorage(localStorage, root, async (location) => (isObjectLocation(location) ? (await openLocation(location)).storage : localStorage)),
+    };
   }
   const key = `${root}${opts.objectLock === true ? ' (object lock)' : ''}`;
   let opened = stores.get(key);

@@ -101,8 +101,9 @@ export const tierRun: Command = {
       job: optionalString(ctx, 'job'),
       waitMs: ctx.values['wait'] === true ? 6 * 3600 * 1000 : 0,
       signal: ctx.signal,
-      onMismatch: (job, file) =>
-        process.stderr.write(`lifeboat: warning: the capacity tier's copy of ${job}/${file} no longer matched its record; it is copied again\n`),
+      onMismatch: (job, file) => {
+        process.stderr.write(`lifeboat: warning: the capacity tier's copy of ${job}/${file} no longer matched its record; it is copied again\n`);
+      },
       onProgress: (p) =>
         ctx.progress(`${p.job} ${p.file}: ${p.step === 'copy' ? 'copying' : 'checking the copy'} ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)}`),
     });

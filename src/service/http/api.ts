@@ -36,6 +36,7 @@ import { surebackupRoutes } from './surebackup.js';
 import { surebackupJobRoutes } from './surebackup-jobs.js';
 import { moverRoutes } from './movers.js';
 import { copyRoutes } from './copies.js';
+import { tierRoutes } from './tier.js';
 import { fileRoutes } from './files.js';
 
 export type { HttpApiDeps } from './deps.js';
@@ -215,6 +216,7 @@ export async function createHttpApi(deps: HttpApiDeps): Promise<ApiServer> {
   surebackupRoutes(app, ctx);
   surebackupJobRoutes(app, ctx);
   copyRoutes(app, ctx);
+  tierRoutes(app, ctx);
   moverRoutes(app, ctx);
   fileRoutes(app, ctx);
   await screenRoutes(app, ctx);

@@ -52,6 +52,8 @@ export interface JobRunner {
   runSureBackupNow?(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord>;
   /** Queues a run of a copy job (kind 'copy'); optional as runSureBackupNow is. */
   runCopyNow?(repo: string, name: string, trigger: RunTrigger): Promise<RunRecord>;
+  /** Queues a run of the repository's capacity tier (kind 'tier'); LFB_ERR_NO_CAPACITY_TIER without one. */
+  runTierNow?(repo: string, trigger: RunTrigger): Promise<RunRecord>;
 }
 
 export interface HttpApiDeps {

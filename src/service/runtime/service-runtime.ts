@@ -19,8 +19,8 @@ import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
 import { interruptRunsLeft, knownRuns, splitKey } from './known-runs.js';
 import { CopyExecution } from './copy-execution.js';
-import { TierExecution } from './tier-execution.js';
-import type { TierReport } from '../../app/capacity-tier.js';
+import { TIER_JOB, TierExecution } from './tier-execution.js';
+import { requireCapacityTier, type TierReport } from '../../app/capacity-tier.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
 export interface ServiceRuntimeOptions {
@@ -200,7 +200,18 @@ export class ServiceRuntime implements JobRunner {
     return this.queueNow(repo, name, 'copy', trigger, () => this.opts.service.copyJob(repo, name));
   }
 
-  private async queueNow(repo: string, job: string, kind: 'surebackup' | 'copy', trigger: RunTrigger, exists: () => Promise<unknown>): Promise<RunRecord> {
+  /** The capacity tier's run now (the API's run-now). */
+  async runTierNow(repo: string, trigger: RunTrigger): Promise<RunRecord> {
+    return this.queueNow(repo, TIER_JOB, 'tier', trigger, () => requireCapacityTier(repo));
+  }
+
+  private async queueNow(
+    repo: string,
+    job: string,
+    kind: 'surebackup' | 'copy' | 'tier',
+    trigger: RunTrigger,
+    exists: () => Promise<unknown>,
+  ): Promise<RunRecord> {
     if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
     await exists();

@@ -29,10 +29,10 @@ export class TierExecution extends OneTaskExecution<TierReport> {
           { disk: 0, diskCount: 1, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal },
           `${p.job} ${p.file}: ${p.step === 'copy' ? 'copying' : 'checking the copy'} ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}`,
         ),
-      onMismatch: (job, file) => void this.log('warn', `${job}: the capacity tier's copy of ${file} no longer matched its record; copied again`),
-      onJob: (job, copied, freed) => {
-        for (const f of copied) void this.log('info', `${job}: ${f.file} copied to the capacity tier (${formatBytes(f.bytes)}), read back and checked`);
-        for (const f of freed) void this.log('info', `${job}: ${f.file} moved (${formatBytes(f.bytes)} freed on the performance tier)`);
+      onMismatch: (job, file) => this.log('warn', `${job}: the capacity tier's copy of ${file} no longer matched its record; copied again`),
+      onJob: async (job, copied, freed) => {
+        for (const f of copied) await this.log('info', `${job}: ${f.file} copied to the capacity tier (${formatBytes(f.bytes)}), read back and checked`);
+        for (const f of freed) await this.log('info', `${job}: ${f.file} moved (${formatBytes(f.bytes)} freed on the performance tier)`);
       },
     });
     return {
