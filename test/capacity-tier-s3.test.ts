@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { useCephS3 } from './ceph-fixture.js';
+import { useCephS3, useClusterEnv } from './ceph-fixture.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 import { Api, adminToken } from './service-e2e-helpers.js';
 import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type ListedPoint } from './helpers.js';
@@ -17,17 +17,6 @@ import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type Li
 const run = promisify(execFile);
 const ceph = useCephS3();
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-function useBucket(dir: string): void {
-  const c = ceph().connection;
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: c.endpoint!,
-    AWS_REGION: c.region!,
-    AWS_ACCESS_KEY_ID: c.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.credentials!.secretAccessKey,
-    LIFEBOAT_STATE_DIR: join(dir, 'host'),
-  });
-}
 
 async function ok(args: string[], env: Record<string, string> = {}): Promise<string> {
   const r = await cli(args, env);
@@ -52,7 +41,7 @@ async function withScene(label: string, seed: number, diskMiB: number, fn: (s: S
   const t = await tempDir(`lifeboat-tier-s3-${label}-`);
   const s: { server?: Server | undefined } = {};
   try {
-    useBucket(t.dir);
+    useClusterEnv(ceph(), t.dir);
     const rand = rng(seed);
     const repo = join(t.dir, 'repo');
     const disk = join(t.dir, 'vm.img');

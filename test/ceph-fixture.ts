@@ -91,3 +91,18 @@ export function useCephS3(): () => CephS3 {
     return cluster;
   };
 }
+
+/**
+ * Puts the cluster's endpoint and keys in this process's environment (so every command a test runs, and every
+ * server it starts, reaches the cluster) and LIFEBOAT_STATE_DIR under `dir` (this host's side of the repositories).
+ */
+export function useClusterEnv(cluster: CephS3, dir: string): void {
+  const c = cluster.connection;
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: c.endpoint!,
+    AWS_REGION: c.region!,
+    AWS_ACCESS_KEY_ID: c.credentials!.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.credentials!.secretAccessKey,
+    LIFEBOAT_STATE_DIR: join(dir, 'host'),
+  });
+}

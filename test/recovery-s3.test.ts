@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { openLocation } from '../src/repository/location.js';
-import { useCephS3 } from './ceph-fixture.js';
+import { useCephS3, useClusterEnv } from './ceph-fixture.js';
 import { cli, randomBytes, rng, tempDir, until as untilHelper, type CliResult } from './helpers.js';
 import { kill9, startServer, type Server } from './server-helpers.js';
 
@@ -45,22 +45,10 @@ async function sessions(repo: string): Promise<Session[]> {
   return JSON.parse((await ok(['instant', 'list', '--repo', repo, '--json'])).stdout) as Session[];
 }
 
-/** The bucket's settings and this host's folder for a repository's host side, shared by the servers and every command. */
-function useBucket(dir: string): void {
-  const c = ceph().connection;
-  Object.assign(process.env, {
-    AWS_ENDPOINT_URL: c.endpoint!,
-    AWS_REGION: c.region!,
-    AWS_ACCESS_KEY_ID: c.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.credentials!.secretAccessKey,
-    LIFEBOAT_STATE_DIR: join(dir, 'host'),
-  });
-}
-
 /** A temporary folder with the bucket's settings in the environment; the server a test keeps in `s.server` is killed whatever happens. */
 async function inScene(fn: (dir: string, s: { server?: Server | undefined }) => Promise<void>): Promise<void> {
   const { dir, cleanup } = await tempDir();
-  useBucket(dir);
+  useClusterEnv(ceph(), dir);
   const s: { server?: Server | undefined } = {};
   try {
     await fn(dir, s);

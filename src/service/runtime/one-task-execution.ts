@@ -4,17 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { RunProgress } from '../http/deps.js';
-import type { StopReason } from './run-execution.js';
-
-const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
-const STOP_WORDS: Record<StopReason, string> = {
-  stopped: 'a person stopped it',
-  'window-closed': 'its window closed',
-  shutdown: 'the server is stopping',
-};
-
-/** A progress line in the run's log at most this often. */
-const LOG_PROGRESS_EVERY_MS = 10_000;
+import { LOG_PROGRESS_EVERY_MS, STATE_FOR, STOP_WORDS, appendRunLog, type StopReason } from './run-execution.js';
 
 export interface OneTaskExecutionDeps {
   readonly catalog: Catalog;
@@ -73,10 +63,8 @@ export abstract class OneTaskExecution<Result> {
     return this.deps.clock.now().toISOString();
   }
 
-  protected async log(level: LogLine['level'], message: string): Promise<void> {
-    await this.deps.catalog.appendLog(this.run.id, [{ at: this.now(), level, message }]).catch((err: unknown) => {
-      this.deps.logger.error('service: could not append to a run log', { run: this.run.id, problem: err instanceof Error ? err.message : String(err) });
-    });
+  protected log(level: LogLine['level'], message: string): Promise<void> {
+    return appendRunLog(this.deps, this.run.id, level, message);
   }
 
   /** Tells the watchers, and the run's log at most every 10 s. */

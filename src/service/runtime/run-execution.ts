@@ -10,16 +10,30 @@ import type { BackupOutcome, BackupRunner } from './backup-runner.js';
 /** Why a running run was told to stop: it ends `stopped` (a person, a closing window) or `interrupted` (the server stops). */
 export type StopReason = 'stopped' | 'window-closed' | 'shutdown';
 
-const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
+/** How a run told to stop ends. */
+export const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
 
-const STOP_WORDS: Record<StopReason, string> = {
+/** Appends a line to a run's log; a catalog that fails is logged, never the run's failure. */
+export async function appendRunLog(
+  deps: { readonly catalog: Catalog; readonly clock: Clock; readonly logger: Logger },
+  runId: number,
+  level: LogLine['level'],
+  message: string,
+): Promise<void> {
+  await deps.catalog.appendLog(runId, [{ at: deps.clock.now().toISOString(), level, message }]).catch((err: unknown) => {
+    deps.logger.error('service: could not append to a run log', { run: runId, problem: err instanceof Error ? err.message : String(err) });
+  });
+}
+
+/** Why a run stopped, in its log and error message. */
+export const STOP_WORDS: Record<StopReason, string> = {
   stopped: 'a person stopped it',
   'window-closed': 'its window closed',
   shutdown: 'the server is stopping',
 };
 
 /** A progress line in the run's log at most this often. */
-const LOG_PROGRESS_EVERY_MS = 10_000;
+export const LOG_PROGRESS_EVERY_MS = 10_000;
 
 /**
  * One run of a job inside the server: recorded in the catalog from start to
@@ -85,10 +99,8 @@ export class RunExecution {
     return this.deps.clock.now().toISOString();
   }
 
-  private async log(level: LogLine['level'], message: string): Promise<void> {
-    await this.deps.catalog.appendLog(this.run.id, [{ at: this.now(), level, message }]).catch((err: unknown) => {
-      this.deps.logger.error('service: could not append to a run log', { run: this.run.id, problem: err instanceof Error ? err.message : String(err) });
-    });
+  private log(level: LogLine['level'], message: string): Promise<void> {
+    return appendRunLog(this.deps, this.run.id, level, message);
   }
 
   private async execute(): Promise<RunRecord> {

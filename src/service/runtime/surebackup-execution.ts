@@ -8,14 +8,7 @@ import type { Logger } from '../../core/log.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import type { RunProgress } from '../http/deps.js';
 import { recordRunReport } from '../lab-reports.js';
-import type { StopReason } from './run-execution.js';
-
-const STATE_FOR: Record<StopReason, RunState> = { stopped: 'stopped', 'window-closed': 'stopped', shutdown: 'interrupted' };
-const STOP_WORDS: Record<StopReason, string> = {
-  stopped: 'a person stopped it',
-  'window-closed': 'its window closed',
-  shutdown: 'the server is stopping',
-};
+import { STATE_FOR, STOP_WORDS, type StopReason } from './run-execution.js';
 
 export interface SureBackupExecutionDeps {
   readonly catalog: Catalog;
