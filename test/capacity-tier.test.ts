@@ -125,10 +125,12 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
     for (const f of before.slice(2)) assert.ok(local.includes(f), `${f} stays`);
     assert.deepEqual((await readdir(join(s.cap, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib)$/.test(n)).sort(), before.slice(0, 2));
     assert.deepEqual(await places(s.repo), Object.fromEntries(before.map((f, i) => [f, i < 2 ? 'capacity' : 'local'])));
+    // points says where each point's file is.
     assert.deepEqual(
-      (await points(s.repo)).map((p) => [p.file, p.available]),
-      before.map((f) => [f, true]),
+      (await points(s.repo)).map((p) => [p.file, p.available, (p as ListedPoint & { place?: string }).place]),
+      before.map((f, i) => [f, true, i < 2 ? 'capacity' : 'local']),
     );
+    assert.match(await ok(['points', 'vm', '--repo', s.repo]), new RegExp(`capacity +${before[0]!.replace('.', '\\.')}`));
     await allRestore(s);
     assert.match(await ok(['verify', 'vm', '--repo', s.repo, '--all']), /^OK: .* in 4 file\(s\), 4 point\(s\) checked/m);
     // Each moved file keeps a local stub (header, slots, root): with the extent gone, the job still scans, lists
@@ -257,6 +259,7 @@ test('a tier run killed with -9 mid-copy leaves every point restorable; the next
 test('refusals: no tier, an extent inside the repository or holding another repository, a setting that does nothing, a bad schedule; clear once nothing lives only on the extent', async () =>
   withScene('refuse', 14, ['--method', 'forward', '--retain-points', '3'], async (s) => {
     await s.backup(day(1));
+    assert.ok(!('place' in (await points(s.repo))[0]!), 'a repository without a tier says nothing of places');
     fails(await cli(['tier', 'run', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
     fails(await cli(['tier', 'show', '--repo', s.repo]), 'LFB_ERR_NO_CAPACITY_TIER');
     fails(await cli(['tier', 'set', '--repo', s.repo, '--capacity', join(s.repo, 'sub'), '--copy-new']), 'LFB_ERR_INVALID_ARGUMENT');

@@ -99,6 +99,17 @@ export class TieredStorage implements Storage {
     return parts.length === 2 && parts[0] === 'jobs' && parts[1] !== '..' && parts[1] !== '';
   }
 
+  /**
+   * Where each named backup file of a job folder is: `local`, `capacity` (moved) or `both` (copied);
+   * undefined when the repository has no capacity tier.
+   */
+  async places(dir: string, names: readonly string[]): Promise<Map<string, 'local' | 'capacity' | 'both'> | undefined> {
+    if ((await readCapacityTier(this.localRoot, this.local)) === undefined) return undefined;
+    const here = new Set(await this.local.list(dir));
+    const recorded = (await readCapacityRecord(dir, this.local)).files;
+    return new Map(names.map((n) => [n, !here.has(n) ? 'capacity' : Object.hasOwn(recorded, n) ? 'both' : 'local']));
+  }
+
   /** Where a moved file's stub is kept in its job folder. */
   static stubPath(path: string): string {
     return join(dirname(path), STUB_FOLDER, basename(path));

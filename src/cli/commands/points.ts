@@ -1,5 +1,6 @@
 import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
+import { TieredStorage } from '../../repository/tiered-storage.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint, storedBytes } from '../point-report.js';
@@ -43,16 +44,36 @@ export const points: Command = {
     for (const p of rows) if (!sizes.has(p.file)) sizes.set(p.file, await storedBytes(state, p.file).catch(() => null));
     // A point a copy job made records the source point it is a copy of (its root's meta.copyOf).
     const copyOf = (id: string): unknown => (files.get(id)?.root.meta as { copyOf?: unknown } | undefined)?.copyOf;
+    // In a repository with a capacity tier: where each point's file is (local, capacity, both).
+    const places = state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...new Set(rows.map((p) => p.file))]) : undefined;
     const reported = rows.map((p) => {
       const of = copyOf(p.id);
-      return { ...p, storedBytes: sizes.get(p.file) ?? null, changes: changesOf(files.get(p.id)), ...(of === undefined ? {} : { copyOf: of }) };
+      const place = places?.get(p.file);
+      return {
+        ...p,
+        storedBytes: sizes.get(p.file) ?? null,
+        changes: changesOf(files.get(p.id)),
+        ...(of === undefined ? {} : { copyOf: of }),
+        ...(place === undefined ? {} : { place }),
+      };
     });
     if (ctx.values['json'] === true) {
       ctx.out(JSON.stringify(reported, null, 2));
     } else {
       // File names are longer than the other columns and vary: the column is as wide as the longest.
       const fileWidth = Math.max(6, ...reported.map((p) => p.file.length)) + 2;
-      ctx.out(['ID'.padEnd(14), 'CREATED'.padEnd(26), 'KIND'.padEnd(11), 'DISK'.padEnd(11), 'STORED'.padEnd(11), 'FILE'.padEnd(fileWidth), 'CHANGES'].join(''));
+      ctx.out(
+        [
+          'ID'.padEnd(14),
+          'CREATED'.padEnd(26),
+          'KIND'.padEnd(11),
+          'DISK'.padEnd(11),
+          'STORED'.padEnd(11),
+          ...(places ? ['WHERE'.padEnd(10)] : []),
+          'FILE'.padEnd(fileWidth),
+          'CHANGES',
+        ].join(''),
+      );
       for (const p of reported) {
         const size = 'diskSizes' in p ? formatBytes(p.diskSizes.reduce((a, b) => a + b, 0)) : '-';
         const stored = p.storedBytes === null ? '-' : formatBytes(p.storedBytes);
@@ -63,6 +84,7 @@ export const points: Command = {
             p.kind.padEnd(11),
             size.padEnd(11),
             stored.padEnd(11),
+            ...(places ? [(places.get(p.file) ?? '-').padEnd(10)] : []),
             p.file.padEnd(fileWidth),
             describeChanges(p.changes),
             p.available ? '' : `  UNAVAILABLE [${p.code}]`,
