@@ -199,16 +199,24 @@ test('addresses are counted per IPv4 address and per IPv6 /64', () => {
   assert.equal(addressKey('::1'), '0:0:0:0::/64');
 });
 
-test('roles: viewers read, operators operate, admins administer', () => {
+test('roles: viewers read, operators operate, admins administer, movers only move', () => {
   assert.deepEqual(
-    (['viewer', 'operator', 'admin', 'root'] as const).map((r) => [roleAllows(r, 'read'), roleAllows(r, 'operate'), roleAllows(r, 'administer'), canChange(r)]),
+    (['viewer', 'operator', 'admin', 'mover', 'root'] as const).map((r) => [
+      roleAllows(r, 'read'),
+      roleAllows(r, 'operate'),
+      roleAllows(r, 'administer'),
+      roleAllows(r, 'move'),
+      canChange(r),
+    ]),
     [
-      [true, false, false, false],
-      [true, true, false, true],
-      [true, true, true, true],
-      [false, false, false, false],
+      [true, false, false, false, false],
+      [true, true, false, true, true],
+      [true, true, true, true, true],
+      [false, false, false, true, false],
+      [false, false, false, false, false],
     ],
   );
+  throwsWith(() => requirePermission({ user: 'm', role: 'mover' }, 'read'), 'LFB_ERR_FORBIDDEN');
   throwsWith(() => requirePermission({ user: 'v', role: 'viewer' }, 'operate'), 'LFB_ERR_FORBIDDEN');
   throwsWith(() => requirePermission({ user: 'o', role: 'operator' }, 'administer'), 'LFB_ERR_FORBIDDEN');
   requirePermission({ user: 'a', role: 'admin' }, 'administer');

@@ -149,8 +149,14 @@ test(
     await ok(['repo', 'init', repo]);
     await ok(['job', 'create', 'alpha', '--repo', repo, '--disk', NBD_URL, '--mover', 'ga']);
     await ok(['job', 'create', 'beta', '--repo', repo, '--disk', NBD_URL, '--mover', 'gb']);
-    await ok(['user', 'add', 'mover', '--role', 'operator', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
-    const token = (await ok(['token', 'create', '--user', 'mover', '--catalog', catalog])).trim();
+    // The test's own calls with an operator's token; each mover with the token of a user of role mover named as it.
+    await ok(['user', 'add', 'ops', '--role', 'operator', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
+    const token = (await ok(['token', 'create', '--user', 'ops', '--catalog', catalog])).trim();
+    const moverTokens: Record<string, string> = {};
+    for (const name of ['ma1', 'ma2', 'mb1']) {
+      await ok(['user', 'add', name, '--role', 'mover', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
+      moverTokens[name] = (await ok(['token', 'create', '--user', name, '--catalog', catalog])).trim();
+    }
 
     let server: Server | undefined;
     try {
@@ -172,7 +178,22 @@ test(
       const base = server.httpUrl;
       assert.match(base, new RegExp(`^https://${HOST_IP.replaceAll('.', '\\.')}:\\d+/api/v1$`));
       const mover = (ns: string, name: string, group: string) =>
-        inNs(ns, process.execPath, [BIN, 'mover', '--server', base, '--token', token, '--name', name, '--group', group, '--max-tasks', '1', '--ca-cert', cert]);
+        inNs(ns, process.execPath, [
+          BIN,
+          'mover',
+          '--server',
+          base,
+          '--token',
+          moverTokens[name]!,
+          '--name',
+          name,
+          '--group',
+          group,
+          '--max-tasks',
+          '1',
+          '--ca-cert',
+          cert,
+        ]);
       const movers = { ma1: mover(NS.a.ns, 'ma1', 'ga'), ma2: mover(NS.a.ns, 'ma2', 'ga'), mb1: mover(NS.b.ns, 'mb1', 'gb') };
       await until(
         'three live movers',
@@ -182,6 +203,15 @@ test(
         },
         30_000,
         200,
+      );
+
+      // A mover's token acts as its own mover alone, and reads nothing.
+      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'GET', '/movers'), /: 403 .*LFB_ERR_FORBIDDEN/);
+      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'GET', '/runs'), /: 403 /);
+      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'POST', '/repositories/repo/jobs/alpha/run'), /: 403 /);
+      await assert.rejects(
+        api(base, moverTokens['ma1']!, ca, 'POST', '/movers/mb1/tasks/1/result'),
+        /: 403 .*user ma1 \(mover\) may act only as the data mover/,
       );
 
       const runJob = async (job: string): Promise<number> => (await api<RunView>(base, token, ca, 'POST', `/repositories/repo/jobs/${job}/run`)).id;

@@ -2,7 +2,7 @@
  * Users and API tokens over a catalog: what `lifeboat user …` and
  * `lifeboat token …` do, and what the HTTP API's user routes will do.
  */
-import type { Catalog, TokenRecord, UserRecord, UserRole } from '../catalog/catalog.js';
+import { USER_ROLES, type Catalog, type TokenRecord, type UserRecord, type UserRole } from '../catalog/catalog.js';
 import type { Clock } from '../core/clock.js';
 import { LifeboatError } from '../core/errors.js';
 import { hashPassword, type ScryptParams } from './passwords.js';
@@ -28,7 +28,7 @@ export function checkUserName(name: string): void {
 }
 
 export function checkRole(role: string): UserRole {
-  if (!isUserRole(role)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `role "${role}" is not one of admin, operator, viewer`);
+  if (!isUserRole(role)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `role "${role}" is not one of ${USER_ROLES.join(', ')}`);
   return role;
 }
 

@@ -7,13 +7,15 @@
 import { USER_ROLES, type UserRole } from '../catalog/catalog.js';
 import { LifeboatError } from '../core/errors.js';
 
-export const PERMISSIONS = ['read', 'operate', 'administer'] as const;
+export const PERMISSIONS = ['read', 'operate', 'administer', 'move'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
   viewer: ['read'],
-  operator: ['read', 'operate'],
-  admin: ['read', 'operate', 'administer'],
+  operator: ['read', 'operate', 'move'],
+  admin: ['read', 'operate', 'administer', 'move'],
+  // A data mover's host: its own poll, progress and results, nothing else (it reads no job, point or run).
+  mover: ['move'],
 };
 
 export function isUserRole(text: string): text is UserRole {
@@ -31,13 +33,22 @@ export function canChange(role: string): boolean {
 }
 
 /** LFB_ERR_FORBIDDEN unless the role has the permission. */
+const WHAT: Record<Permission, string> = {
+  read: 'read anything',
+  operate: 'change anything',
+  administer: 'administer the server',
+  move: 'act as a data mover',
+};
+const WHO: Record<Permission, string> = {
+  read: 'viewer, operator or admin',
+  operate: 'operator or admin',
+  administer: 'admin',
+  move: 'mover, operator or admin',
+};
+
 export function requirePermission(who: { readonly user: string; readonly role: string }, permission: Permission): void {
   if (!roleAllows(who.role, permission))
-    throw new LifeboatError(
-      'LFB_ERR_FORBIDDEN',
-      `user ${who.user} (${who.role}) may not ${permission === 'administer' ? 'administer the server' : 'change anything'}: this needs the ${permission === 'administer' ? 'admin' : 'operator or admin'} role`,
-      {
-        details: { user: who.user, role: who.role, needs: permission },
-      },
-    );
+    throw new LifeboatError('LFB_ERR_FORBIDDEN', `user ${who.user} (${who.role}) may not ${WHAT[permission]}: this needs the ${WHO[permission]} role`, {
+      details: { user: who.user, role: who.role, needs: permission },
+    });
 }

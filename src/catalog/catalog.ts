@@ -28,7 +28,7 @@ export type RunKind = (typeof RUN_KINDS)[number];
 export const CHANGE_METHODS = ['cbt', 'hash', 'full'] as const;
 export type ChangeMethod = (typeof CHANGE_METHODS)[number];
 
-export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;
+export const USER_ROLES = ['admin', 'operator', 'viewer', 'mover'] as const;
 export type UserRole = (typeof USER_ROLES)[number];
 
 export interface RunRecord {

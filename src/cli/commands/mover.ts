@@ -17,7 +17,11 @@ export const mover: Command = {
       description:
         "the server's API, as serve prints it (https://host:9443/api/v1); once per server when several share a catalog (the one running the scheduler is used)",
     },
-    token: { type: 'string', description: "an operator's API token (lifeboat token create); or LIFEBOAT_TOKEN", defaultText: '$LIFEBOAT_TOKEN' },
+    token: {
+      type: 'string',
+      description: "an API token (lifeboat token create) of a user of role mover named as --name (or an operator's); or LIFEBOAT_TOKEN",
+      defaultText: '$LIFEBOAT_TOKEN',
+    },
     name: { type: 'string', description: 'the name jobs give to be run here (job set --mover <name>)', defaultText: 'this host name' },
     group: { type: 'string', description: 'a group of movers that reach the same disks: a job naming it runs on any of them', defaultText: 'none' },
     'max-tasks': { type: 'string', description: 'backups run here at once', defaultText: '2' },
@@ -29,7 +33,8 @@ export const mover: Command = {
     for (const server of servers)
       if (!/^https?:\/\//.test(server)) throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--server must be an http(s) URL, not "${server}"`);
     const token = optionalString(ctx, 'token') ?? process.env['LIFEBOAT_TOKEN'];
-    if (token === undefined || token === '') throw new LifeboatError('LFB_ERR_USAGE', 'give --token (or LIFEBOAT_TOKEN): an API token of an operator');
+    if (token === undefined || token === '')
+      throw new LifeboatError('LFB_ERR_USAGE', 'give --token (or LIFEBOAT_TOKEN): an API token of a user of role mover named as this mover');
     const name = optionalString(ctx, 'name') ?? hostname().split('.')[0]!;
     const group = optionalString(ctx, 'group');
     for (const [flag, v] of [

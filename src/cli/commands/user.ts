@@ -6,13 +6,14 @@ import { CATALOG_OPTION, STATE_DIR_OPTION, withStateCatalog } from '../state-dir
 
 export const userAdd: Command = {
   name: 'user add',
-  usage: 'user add <name> --role admin|operator|viewer [--state-dir <dir> | --catalog <url>] [--password-stdin] [--json]',
+  usage: 'user add <name> --role admin|operator|viewer|mover [--state-dir <dir> | --catalog <url>] [--password-stdin] [--json]',
   summary: "add a user of the server's HTTP API and console",
   positionals: ['name'],
   options: {
     role: {
       type: 'string',
-      description: 'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users',
+      description:
+        'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users; mover: a data mover host (lifeboat mover --name <this user>), nothing else',
     },
     'state-dir': STATE_DIR_OPTION,
     catalog: CATALOG_OPTION,
@@ -38,7 +39,7 @@ export const userAdd: Command = {
 
 export const userSet: Command = {
   name: 'user set',
-  usage: 'user set <name> [--role admin|operator|viewer] [--password | --password-stdin] [--state-dir <dir> | --catalog <url>] [--json]',
+  usage: 'user set <name> [--role admin|operator|viewer|mover] [--password | --password-stdin] [--state-dir <dir> | --catalog <url>] [--json]',
   summary: "change a user's role or password (a new password ends their console logins; API tokens stay)",
   positionals: ['name'],
   options: {

@@ -49,7 +49,7 @@ export type ApiServer = ReturnType<typeof plainServer>;
 /** Who may call a route: `public` needs no principal. */
 export type RouteRole = 'public' | UserRole;
 /** What each route role needs of the caller (src/auth/permissions.ts). */
-const PERMISSION: Record<UserRole, Permission> = { viewer: 'read', operator: 'operate', admin: 'administer' };
+const PERMISSION: Record<UserRole, Permission> = { viewer: 'read', operator: 'operate', admin: 'administer', mover: 'move' };
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -1,7 +1,8 @@
 /**
  * Data movers (src/service/movers): their poll, progress and result (the
- * calls `lifeboat mover` makes, with an operator's token), and the list of
- * the movers the server knows. A server that runs no jobs (an API alone,
+ * calls `lifeboat mover` makes, with a token of a user of role mover, whose
+ * name is the mover's, or an operator's), and the list of the movers the
+ * server knows. A server that runs no jobs (an API alone,
  * as in tests) has no hub: LFB_ERR_SERVER_NOT_RUNNING.
  */
 import { Type } from 'typebox';
@@ -11,6 +12,15 @@ import { MoverParams, MoverTaskParams, MoverView, PollBody, PollReply, ProgressB
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES } from './schemas.js';
+import type { Principal } from '../../auth/index.js';
+
+/** A user of role mover acts only as the mover of its own name: its token cannot take or end another mover's tasks. */
+function actsAs(who: Principal | undefined, name: string): void {
+  if (who?.role === 'mover' && who.user !== name)
+    throw new LifeboatError('LFB_ERR_FORBIDDEN', `user ${who.user} (mover) may act only as the data mover "${who.user}", not "${name}"`, {
+      details: { user: who.user, mover: name },
+    });
+}
 
 export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
   const hub = (): MoverHub => {
@@ -34,6 +44,9 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
   app.post(
     `${API_PREFIX}/movers/:name/poll`,
     {
+      config: { role: 'mover' },
+      // Before the body is validated: a token of another mover learns nothing from its answers.
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
       schema: {
         summary: "A data mover's poll: it is alive; the answer has its new tasks and the ones to stop (waits up to 10 s for a task)",
         tags: ['movers'],
@@ -55,6 +68,9 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
   app.post(
     `${API_PREFIX}/movers/:name/tasks/:id/progress`,
     {
+      config: { role: 'mover' },
+      // Before the body is validated: a token of another mover learns nothing from its answers.
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
       schema: {
         summary: "A data mover's task's progress; the answer says whether to stop it",
         tags: ['movers'],
@@ -69,6 +85,9 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
   app.post(
     `${API_PREFIX}/movers/:name/tasks/:id/result`,
     {
+      config: { role: 'mover' },
+      // Before the body is validated: a token of another mover learns nothing from its answers.
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
       schema: {
         summary: "A data mover's task's end: the backup's outcome, or its error",
         tags: ['movers'],
