@@ -1,5 +1,6 @@
 /**
- * The console's copy jobs page in Chromium: a repository's copy job with its
+ * The console's copy jobs page in Chromium: the repository's capacity tier
+ * (none, then set, run from the page, a chain moved); a repository's copy job with its
  * target and "never run here"; an operator's "Run now" opens the copy run's
  * page, which ends succeeded, and the list then links its last run; a
  * viewer's "Run now" is disabled.
@@ -23,6 +24,40 @@ async function ok(args: string[]): Promise<void> {
   const r = await cli(args);
   assert.equal(r.code, 0, `lifeboat ${args.join(' ')}: ${r.stderr}`);
 }
+
+// First: the tier it sets up stays for the next test (its page then reads the tier instead of a 404).
+test(
+  'copies page, capacity tier: none yet, then the setting and each file local; Run now opens the tier run; the old chain then on the capacity tier',
+  { timeout: 120_000 },
+  async () => {
+    const disk = join(c.dir, 'tiered.img');
+    await writeFile(disk, randomBytes(rng(19), 2 * MiB));
+    await ok(['job', 'create', 'tiered', '--repo', c.repo, '--disk', disk, '--method', 'forward', '--retain-points', '5']);
+    await ok(['backup', 'tiered', '--repo', c.repo]);
+    await ok(['backup', 'tiered', '--repo', c.repo, '--active-full']);
+
+    const page = await c.newPage();
+    await c.login(page, 'operator');
+    c.expect(page, { method: 'GET', path: `/api/v1/repositories/${c.repoName}/tier`, status: 404 });
+    await page.evaluate(() => (location.hash = '#/copies'));
+    await page.waitForSelector('.tier-panel[data-tier=none]');
+    await ok(['tier', 'set', '--repo', c.repo, '--capacity', join(c.dir, 'capacity'), '--move-after-days', '0']);
+    await page.click('.tier-panel button:not([data-mutating])');
+    await page.waitForSelector('.tier-panel[data-tier=yes]');
+    assert.deepEqual(await page.$$eval('.tier-panel tr[data-place]', (rows) => rows.map((r) => r.getAttribute('data-place'))), ['local', 'local']);
+    assert.match(await page.$eval('.tier-panel .stats', (e) => (e as HTMLElement).innerText), /moves chains 0 days old.*never run here/s);
+    await Promise.all([page.waitForFunction(() => /^#\/runs\/\d+$/.test(location.hash)), page.click('.tier-panel button[data-mutating]')]);
+    await page.waitForFunction(() => document.querySelector('#run-title .badge')?.textContent === 'succeeded', { timeout: 60_000 });
+    assert.ok((await page.evaluate(() => document.body.innerText)).includes(`Capacity tier of ${c.repoName}`));
+    await page.evaluate(() => (location.hash = '#/copies'));
+    // The older chain (the first full) moved; the newest stays.
+    await page.waitForSelector('.tier-panel[data-tier=yes] tr[data-place=capacity]');
+    assert.deepEqual(await page.$$eval('.tier-panel tr[data-place]', (rows) => rows.map((r) => r.getAttribute('data-place'))), ['capacity', 'local']);
+    await c.screenshot(page, 'capacity-tier');
+    c.assertClean(page);
+    await page.close();
+  },
+);
 
 test('copies page: the copy job, Run now as an operator opens its run, the last run linked; disabled for a viewer', { timeout: 120_000 }, async () => {
   const disk = join(c.dir, 'vm.img');

@@ -3,7 +3,8 @@
  * target repository, when the server runs it (schedule, after a backup job,
  * or only when asked), its next run and its last run linked to that run's
  * page, and "Run now" (POST …/copies/{name}/run, operators). Copy jobs are
- * made with `lifeboat copy create`.
+ * made with `lifeboat copy create`. Below them, the repository's capacity
+ * tier (capacity-tier.tsx).
  */
 import { useEffect, useState } from 'preact/hooks';
 import { api, seg } from '../api';
@@ -11,6 +12,7 @@ import { bytes, time } from '../format';
 import { loadRepositories } from '../jobs-data';
 import { href } from '../routes';
 import { Button, ErrorNote, StateBadge, useAction } from '../ui';
+import { CapacityTierPanel } from './capacity-tier';
 
 export interface CopyJobView {
   name: string;
@@ -166,6 +168,7 @@ export function CopiesPage({ repo: wanted }: { repo?: string }) {
           </table>
         </div>
       )}
+      {repo !== undefined && <CapacityTierPanel key={`${repo}-${n}`} repo={repo} />}
     </section>
   );
 }
