@@ -24,7 +24,8 @@ import {
   type CapacityTierConfig,
 } from '../repository/capacity-tier.js';
 import { localStorage, lockAt } from '../storage/index.js';
-import { TIER_LOCK, runTier, tierStatus, type TierJobState, type TierOptions, type TierReport } from '../methods/tier-run.js';
+import { TIER_LOCK, runTier, type TierOptions, type TierReport } from '../methods/tier-run.js';
+import { tierStatus, type TierJobState } from '../methods/tier-status.js';
 
 export type { CapacityTierConfig, TierJobState, TierReport };
 export { DEFAULT_TIER_SCHEDULE };

@@ -10,17 +10,16 @@ import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
 import { DEFAULT_LEASE_TTL_MS, SchedulerLease, SchedulerLeadership, schedulerLeaseName, serverHolderId } from './scheduler-lease.js';
 import { RunWatchers } from './run-watchers.js';
-import { RunExecution, type RunOptions } from './run-execution.js';
+import type { RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
 import type { BlockWorkerPool } from '../../compress/block-pool.js';
 import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
 import type { InstantRecovery } from '../../recovery/index.js';
 import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
-import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
 import { interruptRunsLeft, knownRuns, splitKey } from './known-runs.js';
-import { CopyExecution } from './copy-execution.js';
-import { TIER_JOB, TierExecution } from './tier-execution.js';
-import { requireCapacityTier, type TierReport } from '../../app/capacity-tier.js';
+import { TIER_JOB } from './tier-execution.js';
+import { requireCapacityTier } from '../../app/capacity-tier.js';
+import { RunResults, executionFor, type Execution } from './executions.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
 export interface ServiceRuntimeOptions {
@@ -55,13 +54,7 @@ export interface ServiceRuntimeOptions {
   readonly leaseTtlMs?: number | undefined;
 }
 
-/** A backup run, a SureBackup job's run or a copy job's run, as the runtime drives it. */
-type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & {
-  readonly result: BackupResult | CopyResult | TierReport | undefined;
-};
-
 const DEFAULT_MAX_SLEEP_MS = 30_000;
-const MAX_RESULTS_KEPT = 64;
 /** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
 const MAX_STOPS_KEPT = 1024;
 /** How often a standby reads the end of runs its clients watch (they run on the leading server). */
@@ -84,8 +77,7 @@ export class ServiceRuntime implements JobRunner {
   private readonly watchers = new RunWatchers();
   /** Options of queued runs a person asked for (active full, …); a run the server queued has none. */
   private readonly options = new Map<number, RunOptions>();
-  /** The backup (or copy) results of the latest runs, for a CLI that handed its run over and asks how it went. */
-  private readonly results = new Map<number, BackupResult | CopyResult>();
+  private readonly results = new RunResults();
   /**
    * Queued runs a person stopped. A start reads its run from the catalog
    * before it begins, and a read answered before the stop was written still
@@ -288,14 +280,12 @@ export class ServiceRuntime implements JobRunner {
 
   /** What a recent run's backup returned (kept for the latest runs only). */
   resultOf(runId: number): BackupResult | undefined {
-    const r = this.results.get(runId);
-    return r && !('copied' in r) ? r : undefined;
+    return this.results.backup(runId);
   }
 
   /** What a recent copy run returned (kept for the latest runs only). */
   copyResultOf(runId: number): CopyResult | undefined {
-    const r = this.results.get(runId);
-    return r && 'copied' in r ? r : undefined;
+    return this.results.copy(runId);
   }
 
   /** Whether a run of this server is going for the job now (its backup files are being written). */
@@ -406,14 +396,7 @@ export class ServiceRuntime implements JobRunner {
       if (run.state !== 'queued') this.watchers.neverStarts(id);
       return;
     }
-    const exec =
-      run.kind === 'surebackup'
-        ? this.sureBackupExecution(run)
-        : run.kind === 'copy'
-          ? new CopyExecution(run, this.opts)
-          : run.kind === 'tier'
-            ? new TierExecution(run, this.opts)
-            : new RunExecution(run, { ...this.opts, runner: this.runner, beforeEnd: this.opts.beforeRunEnds }, this.options.get(id));
+    const exec = executionFor(run, this.opts, this.runner, this.options.get(id));
     this.options.delete(id);
     this.running.set(id, exec);
     // Before the run's first await has returned: no progress is sent before its watchers are attached.
@@ -434,25 +417,10 @@ export class ServiceRuntime implements JobRunner {
         (err: unknown) => this.opts.logger.error('service: recording a run failed', { run: id, problem: err instanceof Error ? err.message : String(err) }),
       )
       .finally(() => {
-        // A capacity tier's report is in its log; no command hands a tier run over to ask for it.
-        if (exec.result && exec.run.kind !== 'tier') {
-          this.results.set(id, exec.result as BackupResult | CopyResult);
-          // A CLI asks right after the end: the latest few are plenty.
-          if (this.results.size > MAX_RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
-        }
+        this.results.keep(exec);
         this.running.delete(id);
         this.tick();
       });
-  }
-
-  private sureBackupExecution(run: RunRecord): Execution {
-    const recovery = this.opts.recovery?.(run.repo);
-    if (recovery) return new SureBackupExecution(run, { ...this.opts, recovery });
-    return new FailedExecution(
-      run,
-      this.opts,
-      new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `this server runs no instant sessions for ${run.repo}: SureBackup jobs cannot boot`),
-    );
   }
 
   /** Tells onRunEnded (the journal line, webhooks) of a run's end: a notifier that throws or rejects is logged, it never ends the server. */

@@ -1,0 +1,62 @@
+import type { RunRecord } from '../../catalog/catalog.js';
+import { LifeboatError } from '../../core/errors.js';
+import type { BackupResult } from '../../methods/backup-run.js';
+import type { CopyResult } from '../../methods/copy-run.js';
+import type { TierReport } from '../../app/capacity-tier.js';
+import type { BackupRunner } from './backup-runner.js';
+import { CopyExecution } from './copy-execution.js';
+import { RunExecution, type RunOptions } from './run-execution.js';
+import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
+import { TierExecution } from './tier-execution.js';
+import type { ServiceRuntimeOptions } from './service-runtime.js';
+
+/** A backup run, a SureBackup job's run, a copy job's run or a capacity tier's run, as the runtime drives it. */
+export type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & {
+  readonly result: BackupResult | CopyResult | TierReport | undefined;
+};
+
+/** How many runs' results are kept for a CLI that handed its run over and asks how it went. */
+const MAX_RESULTS_KEPT = 64;
+
+/** The run of its kind, started: a backup on `runner`, a SureBackup job in the repository's lab (or a run that fails saying why not), a copy, a capacity tier. */
+export function executionFor(run: RunRecord, opts: ServiceRuntimeOptions, runner: BackupRunner, options: RunOptions | undefined): Execution {
+  switch (run.kind) {
+    case 'surebackup': {
+      const recovery = opts.recovery?.(run.repo);
+      if (recovery) return new SureBackupExecution(run, { ...opts, recovery });
+      return new FailedExecution(
+        run,
+        opts,
+        new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', `this server runs no instant sessions for ${run.repo}: SureBackup jobs cannot boot`),
+      );
+    }
+    case 'copy':
+      return new CopyExecution(run, opts);
+    case 'tier':
+      return new TierExecution(run, opts);
+    case 'backup':
+      return new RunExecution(run, { ...opts, runner, beforeEnd: opts.beforeRunEnds }, options);
+  }
+}
+
+/** What the latest backup and copy runs returned, for a CLI that handed its run over (`lifeboat backup`, `copy run`) and asks right after the end. */
+export class RunResults {
+  private readonly results = new Map<number, BackupResult | CopyResult>();
+
+  /** Keeps what an ended run returned (a capacity tier's report is in its log: no command hands a tier run over). */
+  keep(exec: Execution): void {
+    if (exec.result === undefined || exec.run.kind === 'tier') return;
+    this.results.set(exec.run.id, exec.result as BackupResult | CopyResult);
+    if (this.results.size > MAX_RESULTS_KEPT) this.results.delete(this.results.keys().next().value!);
+  }
+
+  backup(runId: number): BackupResult | undefined {
+    const r = this.results.get(runId);
+    return r && !('copied' in r) ? r : undefined;
+  }
+
+  copy(runId: number): CopyResult | undefined {
+    const r = this.results.get(runId);
+    return r && 'copied' in r ? r : undefined;
+  }
+}
