@@ -26,7 +26,7 @@ import { randomBytes, rng, tempDir } from './helpers.js';
 // ajv-formats is CommonJS: its default export arrives as the module object under NodeNext.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 
-export const ROLES = ['admin', 'operator', 'viewer'] as const;
+export const ROLES = ['admin', 'operator', 'viewer', 'mover'] as const;
 export const PASSWORD = 'correct horse battery';
 /** Cheap scrypt for test users: the hash format is the same, the work small. */
 const FAST_SCRYPT = { N: 2 ** 10, r: 8, p: 1 };

@@ -97,6 +97,28 @@ test('every route that changes something: 403 for a viewer; every admin route: 4
   assert.ok(checked >= 12, `only ${checked} changing routes`);
 });
 
+test("a mover's token: 403 on every route but a data mover's own three, which are the only routes of role mover; no console login", async () => {
+  const MOVER_ROUTES = ['POST /api/v1/movers/{name}/poll', 'POST /api/v1/movers/{name}/tasks/{id}/progress', 'POST /api/v1/movers/{name}/tasks/{id}/result'];
+  const ofRoleMover: string[] = [];
+  for (const [method, path] of doc.operations()) {
+    const op = `${method} ${path}`;
+    if (PUBLIC.includes(op)) continue;
+    if (doc.doc.paths[path]![method.toLowerCase()]!['x-lifeboat-role'] === 'mover') ofRoleMover.push(op);
+    if (MOVER_ROUTES.includes(op)) continue;
+    const res = await fx.api.inject({
+      method: method as 'GET',
+      url: fill(path, NOWHERE),
+      headers: bearer(fx.tokens.mover),
+      ...(method === 'GET' ? {} : { payload: {} }),
+    });
+    assert.equal(res.statusCode, 403, `${op} as a mover: ${res.statusCode} ${res.body}`);
+    assert.equal((doc.check(method, path, res) as { code: string }).code, 'LFB_ERR_FORBIDDEN');
+  }
+  assert.deepEqual(ofRoleMover.sort(), [...MOVER_ROUTES].sort());
+  const login = await fx.api.inject({ method: 'POST', url: '/api/v1/login', payload: { user: 'mover', password: PASSWORD } });
+  assert.equal(login.statusCode, 403, login.body);
+});
+
 test('bad input is 422 {code, message}; unknown routes 404 in the same shape', async () => {
   const admin = bearer(fx.tokens.admin);
   const jobs = '/api/v1/repositories/{repo}/jobs';

@@ -83,15 +83,16 @@ function inNs(ns: string, cmd: string, args: string[]): { proc: ChildProcess; lo
 }
 
 /** One HTTPS call to the server's API, trusting the test's certificate. */
-async function api<T>(base: string, token: string, ca: Buffer, method: string, path: string): Promise<T> {
+async function api<T>(base: string, token: string, ca: Buffer, method: string, path: string, body?: unknown): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const req = request(`${base}${path}`, { method, ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const headers = { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+    const req = request(`${base}${path}`, { method, ca, headers }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => (res.statusCode! < 300 ? resolve(JSON.parse(text) as T) : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`))));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
@@ -149,14 +150,13 @@ test(
     await ok(['repo', 'init', repo]);
     await ok(['job', 'create', 'alpha', '--repo', repo, '--disk', NBD_URL, '--mover', 'ga']);
     await ok(['job', 'create', 'beta', '--repo', repo, '--disk', NBD_URL, '--mover', 'gb']);
-    // The test's own calls with an operator's token; each mover with the token of a user of role mover named as it.
+    // The test's own calls and the movers of groups on an operator's token; the mover "solo" (no group) on the token of a
+    // user of role mover named as it, which may do nothing else.
+    await ok(['job', 'create', 'gamma', '--repo', repo, '--disk', NBD_URL, '--mover', 'solo']);
     await ok(['user', 'add', 'ops', '--role', 'operator', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
     const token = (await ok(['token', 'create', '--user', 'ops', '--catalog', catalog])).trim();
-    const moverTokens: Record<string, string> = {};
-    for (const name of ['ma1', 'ma2', 'mb1']) {
-      await ok(['user', 'add', name, '--role', 'mover', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
-      moverTokens[name] = (await ok(['token', 'create', '--user', name, '--catalog', catalog])).trim();
-    }
+    await ok(['user', 'add', 'solo', '--role', 'mover', '--catalog', catalog, '--password-stdin'], 'movers horse battery staple\n');
+    const soloToken = (await ok(['token', 'create', '--user', 'solo', '--catalog', catalog])).trim();
 
     let server: Server | undefined;
     try {
@@ -177,42 +177,44 @@ test(
       ]);
       const base = server.httpUrl;
       assert.match(base, new RegExp(`^https://${HOST_IP.replaceAll('.', '\\.')}:\\d+/api/v1$`));
-      const mover = (ns: string, name: string, group: string) =>
+      const mover = (ns: string, name: string, group: string | undefined, as = token) =>
         inNs(ns, process.execPath, [
           BIN,
           'mover',
           '--server',
           base,
           '--token',
-          moverTokens[name]!,
+          as,
           '--name',
           name,
-          '--group',
-          group,
+          ...(group === undefined ? [] : ['--group', group]),
           '--max-tasks',
           '1',
           '--ca-cert',
           cert,
         ]);
-      const movers = { ma1: mover(NS.a.ns, 'ma1', 'ga'), ma2: mover(NS.a.ns, 'ma2', 'ga'), mb1: mover(NS.b.ns, 'mb1', 'gb') };
+      const movers = {
+        ma1: mover(NS.a.ns, 'ma1', 'ga'),
+        ma2: mover(NS.a.ns, 'ma2', 'ga'),
+        mb1: mover(NS.b.ns, 'mb1', 'gb'),
+        solo: mover(NS.a.ns, 'solo', undefined, soloToken),
+      };
       await until(
-        'three live movers',
+        'four live movers',
         async () => {
           const { movers: seen } = await api<{ movers: { name: string; alive: boolean }[] }>(base, token, ca, 'GET', '/movers');
-          return seen.filter((m) => m.alive).length === 3 ? true : undefined;
+          return seen.filter((m) => m.alive).length === 4 ? true : undefined;
         },
         30_000,
         200,
       );
 
-      // A mover's token acts as its own mover alone, and reads nothing.
-      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'GET', '/movers'), /: 403 .*LFB_ERR_FORBIDDEN/);
-      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'GET', '/runs'), /: 403 /);
-      await assert.rejects(api(base, moverTokens['ma1']!, ca, 'POST', '/repositories/repo/jobs/alpha/run'), /: 403 /);
-      await assert.rejects(
-        api(base, moverTokens['ma1']!, ca, 'POST', '/movers/mb1/tasks/1/result'),
-        /: 403 .*user ma1 \(mover\) may act only as the data mover/,
-      );
+      // A mover's token acts as its own mover alone, in no group, and reads nothing.
+      await assert.rejects(api(base, soloToken, ca, 'GET', '/movers'), /: 403 .*LFB_ERR_FORBIDDEN/);
+      await assert.rejects(api(base, soloToken, ca, 'GET', '/runs'), /: 403 /);
+      await assert.rejects(api(base, soloToken, ca, 'POST', '/repositories/repo/jobs/alpha/run'), /: 403 /);
+      await assert.rejects(api(base, soloToken, ca, 'POST', '/movers/mb1/tasks/1/result'), /: 403 .*user solo \(mover\) may act only as the data mover/);
+      await assert.rejects(api(base, soloToken, ca, 'POST', '/movers/solo/poll', { group: 'ga' }), /: 403 .*may not join a group/);
 
       const runJob = async (job: string): Promise<number> => (await api<RunView>(base, token, ca, 'POST', `/repositories/repo/jobs/${job}/run`)).id;
       const ended = (id: number): Promise<RunView> =>
@@ -228,10 +230,11 @@ test(
       const logOf = async (id: number): Promise<string> =>
         (await api<{ log: { message: string }[] }>(base, token, ca, 'GET', `/runs/${id}`)).log.map((l) => l.message).join('\n');
 
-      const [a1, b1] = [await runJob('alpha'), await runJob('beta')];
-      for (const id of [a1, b1]) assert.equal((await ended(id)).state, 'succeeded', await logOf(id));
+      const [a1, b1, g1] = [await runJob('alpha'), await runJob('beta'), await runJob('gamma')];
+      for (const id of [a1, b1, g1]) assert.equal((await ended(id)).state, 'succeeded', await logOf(id));
       assert.match(await logOf(a1), /backup given to data mover ma[12]/);
       assert.match(await logOf(b1), /backup given to data mover mb1/);
+      assert.match(await logOf(g1), /backup given to data mover solo/);
 
       // The next backup of alpha: its mover is killed while it reads; the other mover of the group takes it over.
       const a2 = await runJob('alpha');
@@ -260,6 +263,7 @@ test(
       for (const [job, want, count] of [
         ['alpha', disks.a, 2],
         ['beta', disks.b, 1],
+        ['gamma', disks.a, 1],
       ] as const) {
         const points = JSON.parse(await ok(['points', job, '--repo', repo, '--json'])) as { id: string }[];
         assert.equal(points.length, count, `${job}: ${points.map((p) => p.id).join(', ')}`);

@@ -74,15 +74,6 @@ export async function setCapacityTier(repoDir: string, settings: CapacityTierSet
   if (location === repo.root || location.startsWith(`${repo.root}/`))
     throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `--capacity ${settings.capacity} is inside the repository; give it a place of its own`);
   const previous = await readCapacityTier(repo.root);
-  if (previous !== undefined && previous.location !== location) {
-    const stranded = await onlyOnCapacity(repo);
-    if (stranded.length > 0)
-      throw new LifeboatError(
-        'LFB_ERR_ON_CAPACITY_TIER',
-        `${stranded.length} backup file(s) live only on the capacity tier ${locationText(previous.location)} (e.g. ${stranded[0]}); it cannot be replaced by another`,
-        { details: { files: stranded.slice(0, 20) } },
-      );
-  }
   // The extent opens now (its bucket made if missing): a wrong endpoint or key is this command's error, not a later run's.
   const { storage: far } = await openLocation(locationText(location));
   const names = await far.list(location);
@@ -117,8 +108,19 @@ export async function setCapacityTier(repoDir: string, settings: CapacityTierSet
       'a capacity tier moves old chains (--move-after-days N), copies new backup files (--copy-new), or both: give at least one',
     );
   await whileNoTierRun(repo, async () => {
-    // Another extent holds none of the copies the records name: they are forgotten (nothing lives only there, checked above).
-    if (previous !== undefined && previous.location !== location) await forgetCopies(repo);
+    // Read again under the lock: a tier run that ended meanwhile may have moved files to the previous extent.
+    const now = await readCapacityTier(repo.root);
+    if (now !== undefined && now.location !== location) {
+      const stranded = await onlyOnCapacity(repo);
+      if (stranded.length > 0)
+        throw new LifeboatError(
+          'LFB_ERR_ON_CAPACITY_TIER',
+          `${stranded.length} backup file(s) live only on the capacity tier ${locationText(now.location)} (e.g. ${stranded[0]}); it cannot be replaced by another`,
+          { details: { files: stranded.slice(0, 20) } },
+        );
+      // Another extent holds none of the copies the records name: they are forgotten.
+      await forgetCopies(repo);
+    }
     await writeCapacityTier(repo.root, config);
   });
   return config;
@@ -129,16 +131,17 @@ export async function clearCapacityTier(repoDir: string): Promise<void> {
   const repo = await Repository.open(repoDir);
   if ((await readCapacityTier(repo.root)) === undefined)
     throw new LifeboatError('LFB_ERR_NO_CAPACITY_TIER', `${repo.root} has no capacity tier`, { details: { repo: repo.root } });
-  const stranded = await onlyOnCapacity(repo);
-  if (stranded.length > 0)
-    throw new LifeboatError(
-      'LFB_ERR_ON_CAPACITY_TIER',
-      `${stranded.length} backup file(s) live only on the capacity tier (e.g. ${stranded[0]}); the tier cannot be dropped`,
-      {
-        details: { files: stranded.slice(0, 20) },
-      },
-    );
   await whileNoTierRun(repo, async () => {
+    // Checked under the lock: a tier run that ended meanwhile may have moved files.
+    const stranded = await onlyOnCapacity(repo);
+    if (stranded.length > 0)
+      throw new LifeboatError(
+        'LFB_ERR_ON_CAPACITY_TIER',
+        `${stranded.length} backup file(s) live only on the capacity tier (e.g. ${stranded[0]}); the tier cannot be dropped`,
+        {
+          details: { files: stranded.slice(0, 20) },
+        },
+      );
     await writeCapacityTier(repo.root, undefined);
     await forgetCopies(repo);
   });
@@ -154,12 +157,17 @@ async function whileNoTierRun(repo: Repository, fn: () => Promise<void>): Promis
   }
 }
 
-/** Drops every job's record of copies and its stubs (no file lives only on the extent when this is called). */
+/** Drops every job's record of copies and its stubs, each under its job's lock (no file lives only on the extent when this is called). */
 async function forgetCopies(repo: Repository): Promise<void> {
   for (const job of await repo.listJobs()) {
     const dir = repo.jobDir(job);
-    await localStorage.remove(join(dir, CAPACITY_RECORD_FILE));
-    await rm(join(dir, STUB_FOLDER), { recursive: true, force: true });
+    const lock = await lockAt(repo.storage, join(dir, 'lock'), `job "${job}"`, { waitMs: 60_000 });
+    try {
+      await localStorage.remove(join(dir, CAPACITY_RECORD_FILE));
+      await rm(join(dir, STUB_FOLDER), { recursive: true, force: true });
+    } finally {
+      await lock.release();
+    }
   }
 }
 

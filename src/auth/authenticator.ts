@@ -141,6 +141,11 @@ export class Authenticator {
     const passwordOk = password.length <= MAX_PASSWORD_LENGTH * 4 && (await verifyPassword(password, stored));
     if (!user || !passwordOk) throw unauthenticated('wrong user name or password');
     this.limiter.recordSuccess(keys);
+    // A data mover's user has a token and nothing to see: no console session.
+    if (user.role === 'mover')
+      throw new LifeboatError('LFB_ERR_FORBIDDEN', `user ${user.name} (mover) is a data mover's: it has API tokens, not console logins`, {
+        details: { user: user.name, role: user.role },
+      });
     await this.catalog.deleteExpiredWebSessions(this.clock.now().toISOString());
     const made = makeWebSession(user.name, this.clock, this.sessionTtlMs);
     await this.catalog.addWebSession(made.record);

@@ -32,7 +32,7 @@ export function canChange(role: string): boolean {
   return roleAllows(role, 'operate');
 }
 
-/** LFB_ERR_FORBIDDEN unless the role has the permission. */
+/** What each permission lets a caller do, and who has it, for the message of a refusal. */
 const WHAT: Record<Permission, string> = {
   read: 'read anything',
   operate: 'change anything',
@@ -46,6 +46,7 @@ const WHO: Record<Permission, string> = {
   move: 'mover, operator or admin',
 };
 
+/** LFB_ERR_FORBIDDEN unless the role has the permission. */
 export function requirePermission(who: { readonly user: string; readonly role: string }, permission: Permission): void {
   if (!roleAllows(who.role, permission))
     throw new LifeboatError('LFB_ERR_FORBIDDEN', `user ${who.user} (${who.role}) may not ${WHAT[permission]}: this needs the ${WHO[permission]} role`, {

@@ -184,6 +184,11 @@ interface Staged {
   readonly partial?: { readonly path: string; readonly sha256: string } | undefined;
 }
 
+/** Removes what a job's run left on the extent under temporary names (best effort: a failure here is not the run's). */
+async function removeAll(capacity: Storage, paths: ReadonlySet<string>): Promise<void> {
+  for (const p of paths) await capacity.remove(p).catch(() => undefined);
+}
+
 /** The local stub of a moved file: its header and commit slots, and its root, at their offsets (the rest a hole). */
 async function writeStub(local: Storage, path: string): Promise<[number, number][]> {
   const r = await BackupFileReader.open(path, { storage: local });
@@ -260,45 +265,59 @@ export async function runTier(repo: Repository, opts: TierOptions): Promise<Tier
       const moving = new Set(chainsToMove(state, tier, job.gfs, opts.clock.now()).map((c) => c.chainId));
       const recorded = (await readCapacityRecord(dir, local)).files;
       const staged: Staged[] = [];
-      for (const chain of state.chains) {
-        const move = moving.has(chain.chainId);
-        if (!move && !tier.copyNew) continue;
-        for (const f of chainFiles(chain)) {
-          const seen = await statLocal(f.path);
-          if (seen === undefined) continue; // moved already
-          const report = (step: TierProgress['step']) => (done: number) =>
-            opts.onProgress?.({ job: name, file: f.name, step, bytesDone: done, bytesTotal: seen.size });
-          let current = recordedAsIs(recorded[f.name], seen);
-          if (current && move) {
-            // Copied by an earlier run: read back again before the only other copy goes. A copy that no longer
-            // matches (damaged or removed on the store) is made anew from the local file, which is still here.
-            const back = await hashOf(capacity, farPath(f.path), seen.size, report('check'), opts.signal).catch((err: unknown) => {
-              if (isLifeboatError(err, 'LFB_ERR_TIER_MISMATCH') || (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT')) return undefined;
-              throw err;
-            });
-            current = back === recorded[f.name]!.sha256;
-            if (!current) await opts.onMismatch?.(name, f.name);
+      // Temporary copies not renamed by the end of the job (a failure, a stop, a file changed meanwhile) are removed.
+      const leftOver = new Set<string>();
+      try {
+        for (const chain of state.chains) {
+          const move = moving.has(chain.chainId);
+          if (!move && !tier.copyNew) continue;
+          for (const f of chainFiles(chain)) {
+            const seen = await statLocal(f.path);
+            if (seen === undefined) continue; // moved already
+            const report = (step: TierProgress['step']) => (done: number) =>
+              opts.onProgress?.({ job: name, file: f.name, step, bytesDone: done, bytesTotal: seen.size });
+            let current = recordedAsIs(recorded[f.name], seen);
+            if (current && move) {
+              // Copied by an earlier run: read back again before the only other copy goes. A copy that no longer
+              // matches (damaged or removed on the store) is made anew from the local file, which is still here.
+              const back = await hashOf(capacity, farPath(f.path), seen.size, report('check'), opts.signal).catch((err: unknown) => {
+                if (isLifeboatError(err, 'LFB_ERR_TIER_MISMATCH') || (isLifeboatError(err, 'LFB_ERR_IO') && err.details['errno'] === 'ENOENT'))
+                  return undefined;
+                throw err;
+              });
+              current = back === recorded[f.name]!.sha256;
+              if (!current) await opts.onMismatch?.(name, f.name);
+            }
+            if (current) {
+              if (move) staged.push({ name: f.name, path: f.path, seen, move });
+              continue;
+            }
+            const partial = farPath(join(dir, `.${f.name}.tier.tmp`));
+            leftOver.add(partial);
+            const sent = await copyOut(local, capacity, f.path, partial, seen.size, report('copy'), opts.signal);
+            const back = await hashOf(capacity, partial, seen.size, report('check'), opts.signal);
+            if (back !== sent)
+              throw new LifeboatError(
+                'LFB_ERR_TIER_MISMATCH',
+                `the copy of ${f.path} on the capacity tier reads back differently (SHA-256 ${back}, sent ${sent}); the local file stays`,
+                { details: { path: f.path, capacity: partial } },
+              );
+            staged.push({ name: f.name, path: f.path, seen, move, partial: { path: partial, sha256: sent } });
           }
-          if (current) {
-            if (move) staged.push({ name: f.name, path: f.path, seen, move });
-            continue;
-          }
-          const partial = farPath(join(dir, `.${f.name}.tier.tmp`));
-          const sent = await copyOut(local, capacity, f.path, partial, seen.size, report('copy'), opts.signal);
-          const back = await hashOf(capacity, partial, seen.size, report('check'), opts.signal);
-          if (back !== sent)
-            throw new LifeboatError(
-              'LFB_ERR_TIER_MISMATCH',
-              `the copy of ${f.path} on the capacity tier reads back differently (SHA-256 ${back}, sent ${sent}); the local file stays`,
-              { details: { path: f.path, capacity: partial } },
-            );
-          staged.push({ name: f.name, path: f.path, seen, move, partial: { path: partial, sha256: sent } });
         }
+      } catch (err) {
+        await removeAll(capacity, leftOver);
+        throw err;
       }
       const jobCopied: TierFile[] = [];
       const jobFreed: TierFile[] = [];
       if (staged.length > 0) {
-        const lock = await lockAt(storage, join(dir, 'lock'), `job "${name}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal });
+        const lock = await lockAt(storage, join(dir, 'lock'), `job "${name}"`, { waitMs: opts.waitMs ?? 0, signal: opts.signal }).catch(
+          async (err: unknown) => {
+            await removeAll(capacity, leftOver);
+            throw err;
+          },
+        );
         try {
           const now = await storage.extent();
           if (now?.root !== extent.root)
@@ -308,13 +327,12 @@ export async function runTier(repo: Repository, opts: TierOptions): Promise<Tier
           const files = { ...(await readCapacityRecord(dir, local)).files };
           for (const s of staged) {
             const seen = await statLocal(s.path);
-            if (seen === undefined || !sameFile(seen, s.seen)) {
-              // Removed or rewritten meanwhile (retention, a merge): the next run looks again.
-              if (s.partial !== undefined) await capacity.remove(s.partial.path);
-              continue;
-            }
+            // Removed or rewritten meanwhile (retention, a merge), or its record dropped (a removal cut short): the next run looks again.
+            if (seen === undefined || !sameFile(seen, s.seen)) continue;
+            if (s.partial === undefined && !recordedAsIs(files[s.name], seen)) continue;
             if (s.partial !== undefined) {
               await renameDurable(s.partial.path, farPath(s.path), capacity);
+              leftOver.delete(s.partial.path);
               files[s.name] = {
                 size: seen.size,
                 mtimeMs: seen.mtimeMs,
@@ -334,6 +352,7 @@ export async function runTier(repo: Repository, opts: TierOptions): Promise<Tier
           }
         } finally {
           await lock.release();
+          await removeAll(capacity, leftOver);
         }
       }
       copied.push(...jobCopied);

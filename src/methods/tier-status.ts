@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readCapacityRecord, type CapacityTierConfig } from '../repository/capacity-tier.js';
+import { LifeboatError } from '../core/errors.js';
+import { readCapacityRecord, readCapacityTier, type CapacityTierConfig } from '../repository/capacity-tier.js';
 import { scanJob, type Repository } from '../repository/index.js';
 import { recordedAsIs, tieredStorageOf } from './tier-run.js';
 
@@ -23,7 +24,9 @@ export interface TierJobState {
 /** Where each backup file of each job is (the local folder and the jobs' capacity records say), with the points each holds (read from the files, wherever they are). */
 export async function tierStatus(repo: Repository): Promise<{ tier: CapacityTierConfig; jobs: TierJobState[] }> {
   const storage = tieredStorageOf(repo);
-  const { tier } = await storage.requireExtent();
+  // The setting and the local records say it all: the object store is not asked (it may be down).
+  const tier = await readCapacityTier(repo.root);
+  if (tier === undefined) throw new LifeboatError('LFB_ERR_NO_CAPACITY_TIER', `${repo.root} has no capacity tier`, { details: { repo: repo.root } });
   const jobs: TierJobState[] = [];
   for (const name of await repo.listJobs()) {
     const dir = repo.jobDir(name);

@@ -272,7 +272,8 @@ class MovedFile implements StorageFile {
 
   async pread(into: Buffer, position: number): Promise<number> {
     const wanted = Math.max(0, Math.min(into.length, this.copy.size - position));
-    if (wanted > 0 && this.inStub(position, wanted)) return this.stub!.pread(into.subarray(0, wanted), position);
+    if (wanted === 0) return 0;
+    if (this.inStub(position, wanted)) return this.stub!.pread(into.subarray(0, wanted), position);
     return (await this.farFile()).pread(into, position);
   }
 

@@ -13,7 +13,7 @@ export const userAdd: Command = {
     role: {
       type: 'string',
       description:
-        'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users; mover: a data mover host (lifeboat mover --name <this user>), nothing else',
+        'viewer: sees everything, changes nothing; operator: also runs jobs, restores, instant sessions; admin: also jobs, repositories, users; mover: a data mover host named as this user, in no group (lifeboat mover --name <this user>), nothing else',
     },
     'state-dir': STATE_DIR_OPTION,
     catalog: CATALOG_OPTION,

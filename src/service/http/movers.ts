@@ -14,12 +14,24 @@ import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES } from './schemas.js';
 import type { Principal } from '../../auth/index.js';
 
-/** A user of role mover acts only as the mover of its own name: its token cannot take or end another mover's tasks. */
-function actsAs(who: Principal | undefined, name: string): void {
-  if (who?.role === 'mover' && who.user !== name)
+/**
+ * A user of role mover acts only as the mover of its own name, and joins no
+ * group: its token cannot take or end another mover's tasks, nor a group's
+ * (a group is the mover's word; movers of a group run on an operator's token).
+ */
+function actsAs(who: Principal | undefined, name: string, body?: unknown): void {
+  if (who?.role !== 'mover') return;
+  if (who.user !== name)
     throw new LifeboatError('LFB_ERR_FORBIDDEN', `user ${who.user} (mover) may act only as the data mover "${who.user}", not "${name}"`, {
       details: { user: who.user, mover: name },
     });
+  const group = (body as { group?: unknown } | undefined)?.group;
+  if (group !== undefined && group !== null)
+    throw new LifeboatError(
+      'LFB_ERR_FORBIDDEN',
+      `user ${who.user} (mover) may not join a group: a job names this mover as "${who.user}"; movers of a group run on an operator's token`,
+      { details: { user: who.user, mover: name, group } },
+    );
 }
 
 export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
@@ -46,7 +58,7 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
     {
       config: { role: 'mover' },
       // Before the body is validated: a token of another mover learns nothing from its answers.
-      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name, request.body),
       schema: {
         summary: "A data mover's poll: it is alive; the answer has its new tasks and the ones to stop (waits up to 10 s for a task)",
         tags: ['movers'],
@@ -70,7 +82,7 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
     {
       config: { role: 'mover' },
       // Before the body is validated: a token of another mover learns nothing from its answers.
-      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name, request.body),
       schema: {
         summary: "A data mover's task's progress; the answer says whether to stop it",
         tags: ['movers'],
@@ -87,7 +99,7 @@ export function moverRoutes(app: ApiServer, ctx: ApiContext): void {
     {
       config: { role: 'mover' },
       // Before the body is validated: a token of another mover learns nothing from its answers.
-      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name),
+      preValidation: async (request) => actsAs(request.principal, (request.params as { name: string }).name, request.body),
       schema: {
         summary: "A data mover's task's end: the backup's outcome, or its error",
         tags: ['movers'],

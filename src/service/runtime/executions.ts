@@ -36,6 +36,9 @@ export function executionFor(run: RunRecord, opts: ServiceRuntimeOptions, runner
       return new TierExecution(run, opts);
     case 'backup':
       return new RunExecution(run, { ...opts, runner, beforeEnd: opts.beforeRunEnds }, options);
+    default:
+      // A kind a newer server wrote to a shared catalog: this one cannot run it, and says so in the run.
+      return new FailedExecution(run, opts, new LifeboatError('LFB_ERR_INTERNAL', `this server cannot run runs of kind "${String(run.kind)}"`));
   }
 }
 
