@@ -100,7 +100,7 @@ test(
       const token = await adminToken(s.repo);
       s.server = await startServer(s.repo, ['--no-portmap']);
       const api = await Api.connect(s.server.httpUrl, token);
-      await api.call('GET', '/api/v1/repositories/{repo}/tier', { repo: 'repo' }, {}, 404);
+      assert.deepEqual(await api.call('GET', '/api/v1/repositories/{repo}/tier', { repo: 'repo' }), { tier: null });
       await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.capacity, '--move-after-days', '0', '--schedule', '*/2 * * * * *']);
       const jobDir = join(s.repo, 'jobs', 'vm');
       await until('the server to move the old chain', async () => ((await backupFiles(jobDir)).length === 2 ? true : undefined), 60_000, 200);
@@ -109,7 +109,7 @@ test(
       assert.match(s.server.log(), /lifeboat run=\d+ job=capacity-tier repo=\S+ state=succeeded trigger=schedule kind=tier/);
 
       // The API says where each file is (the answers checked against the OpenAPI document).
-      const shown = await api.call<{ capacity: string; moveAfterDays: number; jobs: { files: { file: string; place: string }[] }[] }>(
+      const { tier: shown } = await api.call<{ tier: { capacity: string; moveAfterDays: number; jobs: { files: { file: string; place: string }[] }[] } }>(
         'GET',
         '/api/v1/repositories/{repo}/tier',
         { repo: 'repo' },

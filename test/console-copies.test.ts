@@ -38,7 +38,6 @@ test(
 
     const page = await c.newPage();
     await c.login(page, 'operator');
-    c.expect(page, { method: 'GET', path: `/api/v1/repositories/${c.repoName}/tier`, status: 404 });
     await page.evaluate(() => (location.hash = '#/copies'));
     await page.waitForSelector('.tier-panel[data-tier=none]');
     await ok(['tier', 'set', '--repo', c.repo, '--capacity', join(c.dir, 'capacity'), '--move-after-days', '0']);

@@ -4,7 +4,7 @@
  * The setting is made and changed with `lifeboat tier set|clear`.
  */
 import { Type, type TSchema } from 'typebox';
-import { LifeboatError } from '../../core/errors.js';
+import { LifeboatError, isLifeboatError } from '../../core/errors.js';
 import { nextFire } from '../../core/schedule-text.js';
 import { DEFAULT_TIER_SCHEDULE, capacityTierState } from '../../app/capacity-tier.js';
 import { locationText } from '../../repository/index.js';
@@ -68,29 +68,37 @@ export function tierRoutes(app: ApiServer, ctx: ApiContext): void {
     base,
     {
       schema: {
-        summary: "The repository's capacity tier: its setting, where each backup file is, next and last run (404 LFB_ERR_NO_CAPACITY_TIER without one)",
+        summary: "The repository's capacity tier: its setting, where each backup file is, next and last run ({tier: null} without one)",
         tags: ['tier'],
         params: RepoParams,
-        response: { 200: TierView, ...ERROR_RESPONSES },
+        response: { 200: Type.Object({ tier: nullable(TierView) }, { additionalProperties: false }), ...ERROR_RESPONSES },
       },
     },
     async (request) => {
       const root = ctx.repoRoot(request.params.repo);
-      const { tier, jobs } = await capacityTierState(root);
+      // A repository without a tier is a state, not an error: the console asks on every visit of its page.
+      const state = await capacityTierState(root).catch((err: unknown) => {
+        if (isLifeboatError(err, 'LFB_ERR_NO_CAPACITY_TIER')) return undefined;
+        throw err;
+      });
+      if (state === undefined) return { tier: null };
+      const { tier, jobs } = state;
       const schedule = tier.schedule ?? DEFAULT_TIER_SCHEDULE;
       const next = nextFire(schedule, ctx.deps.clock.now().getTime());
       const last = (await ctx.deps.catalog.listRuns({ repo: root, job: TIER_JOB, kind: 'tier', limit: 1 })).runs[0];
       return {
-        capacity: locationText(tier.location),
-        moveAfterDays: tier.moveAfterDays ?? null,
-        copyNew: tier.copyNew,
-        schedule,
-        nextRunAt: next === null ? null : new Date(next).toISOString(),
-        lastRun:
-          last === undefined
-            ? null
-            : { id: last.id, state: last.state, queuedAt: last.queuedAt, endedAt: last.endedAt, bytesStored: last.bytesStored, errorCode: last.errorCode },
-        jobs: jobs.map((j) => ({ job: j.job, files: j.files.map((f) => ({ ...f, points: [...f.points] })) })),
+        tier: {
+          capacity: locationText(tier.location),
+          moveAfterDays: tier.moveAfterDays ?? null,
+          copyNew: tier.copyNew,
+          schedule,
+          nextRunAt: next === null ? null : new Date(next).toISOString(),
+          lastRun:
+            last === undefined
+              ? null
+              : { id: last.id, state: last.state, queuedAt: last.queuedAt, endedAt: last.endedAt, bytesStored: last.bytesStored, errorCode: last.errorCode },
+          jobs: jobs.map((j) => ({ job: j.job, files: j.files.map((f) => ({ ...f, points: [...f.points] })) })),
+        },
       };
     },
   );

@@ -7,7 +7,7 @@
  * repository's own disks.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, seg } from '../api';
+import { api, seg } from '../api';
 import { bytes, time } from '../format';
 import { href } from '../routes';
 import { Button, ErrorNote, StateBadge, useAction } from '../ui';
@@ -43,17 +43,13 @@ export function CapacityTierPanel({ repo }: { repo: string }) {
 
   useEffect(() => {
     let live = true;
-    api.get<CapacityTierView>(path).then(
-      (t) => {
+    api.get<{ tier: CapacityTierView | null }>(path).then(
+      (r) => {
         if (!live) return;
-        setTier(t);
+        setTier(r.tier);
         setError(undefined);
       },
-      (e: unknown) => {
-        if (!live) return;
-        if (e instanceof ApiError && e.code === 'LFB_ERR_NO_CAPACITY_TIER') setTier(null);
-        else setError(e);
-      },
+      (e: unknown) => live && setError(e),
     );
     return () => {
       live = false;
