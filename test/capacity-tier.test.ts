@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { isLifeboatError } from '../src/core/errors.js';
 import { openLocation } from '../src/repository/location.js';
 import { TieredStorage } from '../src/repository/tiered-storage.js';
+import type { RetentionPlan } from '../src/retention/index.js';
 import { BIN, MiB, cli, randomBytes, rng, scatterWrites, tempDir, until, type CliResult, type ListedPoint } from './helpers.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -224,6 +225,38 @@ test('copy mode: every backup file is copied and stays; a forever-forward full r
     const moved = JSON.parse(r.stdout) as { freed: { file: string }[] };
     assert.ok(moved.freed.some((f) => f.file === full));
     assert.equal((await places(s.repo))[full!], 'capacity');
+    await allRestore(s);
+  }));
+
+test('a chain moved while its job was forward stays whole when the job turns forever-forward: backups go on, and retention deletes the chain once its newest point leaves', async () =>
+  withScene('forever', 14, ['--method', 'forward', '--retain-points', '4'], async (s) => {
+    await s.backup(day(1));
+    await s.backup(day(2));
+    await s.backup(day(5), ['--active-full']);
+    await s.backup(day(6));
+    await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '3']);
+    await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) });
+    const [oldFull, oldInc] = (await points(s.repo)).map((p) => p.file);
+    assert.equal((await places(s.repo))[oldFull!], 'capacity');
+    await ok(['job', 'set', 'vm', '--repo', s.repo, '--method', 'forever']);
+    // Day 7: the old chain's full falls out of the 4 points, its increment stays. A merge would write the moved full; the chain stays whole instead.
+    await s.backup(day(7));
+    const listed = await points(s.repo);
+    assert.equal(listed.length, 5, 'the moved chain kept both its points');
+    const plan = JSON.parse(await ok(['retention', 'plan', 'vm', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(7) })) as RetentionPlan;
+    assert.deepEqual(plan.actions, []);
+    assert.match(plan.kept.find((k) => k.id === listed[0]!.id)!.reason, /^on the capacity tier, where a merge cannot write/);
+    assert.equal((await places(s.repo))[oldFull!], 'capacity');
+    await allRestore(s);
+    // Day 8: its newest point leaves too; the chain is deleted, copies and all.
+    await s.backup(day(8));
+    const files = (await points(s.repo)).map((p) => p.file);
+    assert.ok(!files.includes(oldFull!) && !files.includes(oldInc!), `the moved chain is gone: ${files.join(' ')}`);
+    assert.deepEqual(
+      (await readdir(join(s.cap, 'jobs', 'vm'))).filter((n) => n === oldFull || n === oldInc),
+      [],
+      'and its copies on the capacity extent',
+    );
     await allRestore(s);
   }));
 

@@ -56,6 +56,28 @@ test('forever: nothing to do within retention; keep ∪ removed = all', () => {
   );
 });
 
+test('forever: a chain on the capacity tier is never merged; it stays whole until its newest point is out, then goes', () => {
+  const moved = { ...chain('a', 1, 3), onCapacityTier: true };
+  let plan = planRetention([moved, chain('b', 4, 3)], { method: 'forever', retainPoints: 4 });
+  assert.deepEqual(plan.actions, [], 'a1 and a2 are out, but merging them would write the moved full');
+  assert.match(
+    plan.kept.find((k) => k.id === 'a1')!.reason,
+    /^on the capacity tier, where a merge cannot write: chain a goes whole once its newest point a3 leaves/,
+  );
+  assert.equal(plan.kept.find((k) => k.id === 'a3')!.reason, 'among the newest 4 points');
+  plan = planRetention([moved, chain('b', 4, 4)], { method: 'forever', retainPoints: 4 });
+  assert.deepEqual(
+    plan.actions.map((a) => `${a.type} ${a.chainId}`),
+    ['delete-chain a'],
+  );
+  // The same chain in the folder merges as before.
+  plan = planRetention([chain('a', 1, 3), chain('b', 4, 3)], { method: 'forever', retainPoints: 4 });
+  assert.deepEqual(
+    plan.actions.map((a) => a.type),
+    ['merge', 'merge'],
+  );
+});
+
 /** Points one a day from 2026-01-(firstDay), at 22:00 UTC. */
 function dailyChain(id: string, firstDay: number, n: number, firstSeq = firstDay): PlanChain {
   return {

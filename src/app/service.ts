@@ -6,7 +6,7 @@ import { scheduleSettings, withoutUndefined, type ScheduleSettingsChange } from 
 import type { CompressionSetting } from '../compress/codec.js';
 import { BlockWorkerPool } from '../compress/block-pool.js';
 import { runBackup, type BackupProgress, type BackupResult } from '../methods/backup-run.js';
-import { planChains } from '../methods/retention-run.js';
+import { movedFiles, planChains } from '../methods/retention-run.js';
 import { immutableRetentionPlan } from '../methods/immutable-retention.js';
 import { refuseRewritingJob } from '../repository/immutability.js';
 import { collectUnusedObjects, compactJob, type CompactResult } from '../methods/compact.js';
@@ -256,7 +256,7 @@ export class LifeboatService {
     const { job: def, state, repo } = await this.jobState(repoDir, job);
     const now = this.clock.now();
     // On an immutable repository, what retention would delete before its date stays, with that reason.
-    return immutableRetentionPlan(repo, state, planRetention(planChains(state), retentionPolicy(def, now)), now);
+    return immutableRetentionPlan(repo, state, planRetention(planChains(state, await movedFiles(state)), retentionPolicy(def, now)), now);
   }
 
   /**

@@ -3,6 +3,7 @@ import { removeDurable, type Storage } from '../storage/index.js';
 import { retentionPolicy, type JobDefinition } from '../repository/job.js';
 import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
+import { TieredStorage } from '../repository/tiered-storage.js';
 import { gfsFullDue, planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
 import type { BlockWorkerPool } from '../compress/index.js';
@@ -17,7 +18,8 @@ export interface AppliedAction {
   readonly skipped?: string;
 }
 
-export function planChains(state: JobState): PlanChain[] {
+/** `moved`: the names of the job's fulls on the capacity tier (movedFiles), whose chains retention may not merge. */
+export function planChains(state: JobState, moved?: ReadonlySet<string>): PlanChain[] {
   return state.chains.map((c) => ({
     chainId: c.chainId,
     points: [...[...c.rollbacks].reverse(), c.full, ...c.increments].map((f) => ({
@@ -27,7 +29,16 @@ export function planChains(state: JobState): PlanChain[] {
       merged: f.root.mergedCount > 0,
     })),
     rollbacks: c.rollbacks.length,
+    ...(moved?.has(c.full.name) === true ? { onCapacityTier: true } : {}),
   }));
+}
+
+/** The names of a job's fulls that live only on its repository's capacity tier (none without a tier): a chain moves whole. */
+export async function movedFiles(state: JobState): Promise<Set<string>> {
+  if (!(state.storage instanceof TieredStorage)) return new Set();
+  const names = state.chains.map((c) => c.full.name);
+  const places = await state.storage.places(state.dir, names);
+  return new Set(names.filter((n) => places?.get(n) === 'capacity'));
 }
 
 /**
@@ -65,7 +76,7 @@ export async function applyRetention(
     pool?: BlockWorkerPool | undefined;
   } = {},
 ): Promise<AppliedAction[]> {
-  const plan = planRetention(planChains(initial), retentionPolicy(job, now));
+  const plan = planRetention(planChains(initial, await movedFiles(initial)), retentionPolicy(job, now));
   // An immutable repository: each file's date is the later of its immutable.json entry and its name's time plus the days (immutability.ts nameFloor).
   const days = opts.immutableDays;
   const record = days !== undefined ? await readImmutableRecord(dir, initial.storage) : undefined;

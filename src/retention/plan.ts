@@ -25,6 +25,11 @@ export interface PlanChain {
   readonly rollbacks?: number | undefined;
   /** Shorthand for a reverse chain: every point but the last is a rollback. */
   readonly reverse?: boolean | undefined;
+  /**
+   * Its full was moved to the capacity tier, where no file is written in place: a forever-forward merge cannot
+   * run on it, so the chain is kept whole until its newest point leaves retention (the forward rule).
+   */
+  readonly onCapacityTier?: boolean | undefined;
 }
 
 export interface RetentionPolicy {
@@ -250,7 +255,14 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
         return;
       }
     }
-    if (policy.method === 'forever') {
+    if (policy.method === 'forever' && chain.onCapacityTier === true) {
+      for (const p of points)
+        if (!retained.has(p.id))
+          keptReason.set(
+            p.id,
+            `on the capacity tier, where a merge cannot write: chain ${chain.chainId.slice(0, 8)} goes whole once its newest point ${newest.id} leaves ${words}`,
+          );
+    } else if (policy.method === 'forever') {
       // Forever forward: while the full's point is out of retention, merge the
       // oldest increment into it; the full moves one point forward each time.
       while (points.length > 1 && !retained.has(points[0]!.id)) {
@@ -266,6 +278,7 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
       }
     }
     for (const p of points) {
+      if (keptReason.has(p.id)) continue;
       const why = retained.get(p.id);
       if (why !== undefined) keptReason.set(p.id, why);
       else if (p === points[0]) keptReason.set(p.id, `full that later points of chain ${chain.chainId.slice(0, 8)} need`);
