@@ -6,6 +6,7 @@ import { LifeboatService } from '../src/app/service.js';
 import { openCatalog, type Catalog, type RunRecord } from '../src/catalog/index.js';
 import type { Logger } from '../src/core/log.js';
 import { ServiceRuntime } from '../src/service/runtime/service-runtime.js';
+import { LockFile } from '../src/storage/lock-file.js';
 import { cli, rng, randomBytes, tempDir, until } from './helpers.js';
 
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -96,6 +97,66 @@ test(
       // The queued runs of "big" are still waiting for tomorrow's window.
       assert.ok((await runsOf(catalog, 'big')).every((r) => r.state !== 'running' && r.state !== 'succeeded'));
     } finally {
+      await runtime?.close();
+      await catalog.close();
+      await cleanup();
+    }
+  },
+);
+
+test(
+  "a scheduled run waits for its job's lock (held by a copy or a capacity tier run) instead of failing; a run a person starts does not wait",
+  { timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = await tempDir();
+    const catalog = await openCatalog(join(dir, 'state'));
+    let runtime: ServiceRuntime | undefined;
+    let lock: LockFile | undefined;
+    try {
+      const repo = join(dir, 'repo');
+      const disk = join(dir, 'vm.img');
+      await writeFile(disk, randomBytes(rng(7), 1024 * 1024));
+      assert.equal((await cli(['repo', 'init', repo])).code, 0);
+      const created = await cli(['job', 'create', 'vm', '--repo', repo, '--disk', disk, '--schedule', '0 0 * * * *', '--retries', '0']);
+      assert.equal(created.code, 0, created.stderr);
+      // What a copy or a tier run does while it works on the job's files.
+      lock = await LockFile.acquire(join(repo, 'jobs', 'vm', 'lock'), 'job "vm"');
+      const clock = new ManualClock(Date.parse('2026-03-02T09:59:59Z'));
+      runtime = new ServiceRuntime({
+        catalog,
+        service: new LifeboatService(clock),
+        repos: [repo],
+        stateDir: join(dir, 'state'),
+        clock,
+        logger: quiet,
+        timeZone: 'UTC',
+        maxSleepMs: 100,
+      });
+      await runtime.start();
+      const manual = await runtime.runNow(repo, 'vm', 'manual');
+      const refused = await until('the manual run to end', async () => {
+        const r = await catalog.getRun(manual.id);
+        return r.state === 'queued' || r.state === 'running' ? undefined : r;
+      });
+      assert.equal(refused.state, 'failed');
+      assert.equal(refused.errorCode, 'LFB_ERR_JOB_LOCKED');
+      clock.t = Date.parse('2026-03-02T10:00:00Z');
+      runtime.tick();
+      const scheduled = await until('the scheduled run to be going', async () =>
+        (await runsOf(catalog, 'vm')).find((r) => r.trigger === 'schedule' && r.state === 'running'),
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal((await catalog.getRun(scheduled.id)).state, 'running', 'still waiting for the lock, not failed');
+      await lock.release();
+      lock = undefined;
+      const ended = await until('the scheduled run to end', async () => {
+        const r = await catalog.getRun(scheduled.id);
+        return r.state === 'running' ? undefined : r;
+      });
+      assert.equal(ended.state, 'succeeded', ended.errorMessage ?? '');
+      assert.ok(ended.pointId);
+    } finally {
+      await lock?.release();
       await runtime?.close();
       await catalog.close();
       await cleanup();

@@ -1,5 +1,6 @@
 import type { RunRecord } from '../../catalog/catalog.js';
 import { LifeboatError } from '../../core/errors.js';
+import { AUTOMATIC_TRIGGERS } from '../../schedule/index.js';
 import type { BackupResult } from '../../methods/backup-run.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 import type { TierReport } from '../../app/capacity-tier.js';
@@ -14,6 +15,9 @@ import type { ServiceRuntimeOptions } from './service-runtime.js';
 export type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & {
   readonly result: BackupResult | CopyResult | TierReport | undefined;
 };
+
+/** How long a backup run the server started by itself (schedule, retry, chain, missed) waits for its job's lock before it fails (and is retried). */
+export const SCHEDULED_LOCK_WAIT_MS = 10 * 60_000;
 
 /** How many runs' results are kept for a CLI that handed its run over and asks how it went. */
 const MAX_RESULTS_KEPT = 64;
@@ -35,7 +39,13 @@ export function executionFor(run: RunRecord, opts: ServiceRuntimeOptions, runner
     case 'tier':
       return new TierExecution(run, opts);
     case 'backup':
-      return new RunExecution(run, { ...opts, runner, beforeEnd: opts.beforeRunEnds }, options);
+      // A run the server started by itself waits for its job's lock (a copy or a tier run working on the job's files)
+      // rather than failing; a person's run says at once that the job is busy, unless they asked to wait.
+      return new RunExecution(
+        run,
+        { ...opts, runner, beforeEnd: opts.beforeRunEnds },
+        AUTOMATIC_TRIGGERS.has(run.trigger) && options?.waitMs === undefined ? { ...options, waitMs: SCHEDULED_LOCK_WAIT_MS } : options,
+      );
     default:
       // A kind a newer server wrote to a shared catalog: this one cannot run it, and says so in the run.
       return new FailedExecution(run, opts, new LifeboatError('LFB_ERR_INTERNAL', `this server cannot run runs of kind "${String(run.kind)}"`));
