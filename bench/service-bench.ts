@@ -28,7 +28,9 @@
  *   BENCH_SERVE_ARGS="--backup-nice 19": more flags for the servers, split at spaces (no quoting)
  *   BENCH_PROFILE=1: the servers run with --cpu-prof (profiles in
  *   bench-work/service-profile, with the phases' times) and report their
- *   event-loop delay in each phase (bench/loop-delay.ts).
+ *   event-loop delay, garbage-collector pauses and in-server request times
+ *   in each phase (bench/loop-delay.ts); BENCH_PROFILE=loop: those without
+ *   the profiler.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
@@ -47,7 +49,9 @@ const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 300);
 const LOAD_JOBS = 4;
 const LOAD_MIB = 256;
-const PROFILE = process.env['BENCH_PROFILE'] === '1';
+const PROFILE = process.env['BENCH_PROFILE'] === '1' || process.env['BENCH_PROFILE'] === 'loop';
+/** BENCH_PROFILE=loop: the event loop, collector and request lines only, without the CPU profiler's own cost. */
+const LOOP_ONLY = process.env['BENCH_PROFILE'] === 'loop';
 /** How many jobs on the CBT image run through the API: the API's figures are their medians. */
 const CBT_SAMPLES = Number(process.env['BENCH_CBT_SAMPLES'] ?? 5);
 if (!Number.isInteger(CBT_SAMPLES) || CBT_SAMPLES < 1)
@@ -175,7 +179,9 @@ const s = (ms: number) => (ms / 1000).toFixed(2);
 const settleMs: number[] = [];
 
 async function withServer<T>(token: string, fn: (api: ApiClient, repoName: string, served: Served) => Promise<T>): Promise<T> {
-  const nodeArgs = PROFILE ? ['--import', pathToFileURL(resolve('dist/bench/loop-delay.js')).href, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const nodeArgs = PROFILE
+    ? ['--import', pathToFileURL(resolve('dist/bench/loop-delay.js')).href, ...(LOOP_ONLY ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])]
+    : [];
   const served = await startServe(repo, stateDir, nodeArgs);
   const api = new ApiClient(served.base, token);
   try {
@@ -234,13 +240,19 @@ function phase(name: string, from: number, to: number): void {
 
 /** The server's event-loop delay over a phase: the worst 500 ms interval's p99, and the longest delay (ms). */
 function loopDelay(from: number, to: number): string {
+  // Each line: at, delay p50 p99 max, "gc" count total max, "req" count p99 max (bench/loop-delay.ts).
   const lines = readFileSync(loopDelayFile, 'utf8')
     .trim()
     .split('\n')
     .map((l) => l.split(' ').map(Number))
     .filter(([at]) => at! > from && at! <= to + 500);
   const p50s = lines.map((l) => l[1]!).sort((a, b) => a - b);
-  return `median of intervals' p50 ${percentile(p50s, 50).toFixed(1)}, worst interval p99 ${Math.max(...lines.map((l) => l[2]!)).toFixed(1)}, longest ${Math.max(...lines.map((l) => l[3]!)).toFixed(1)}`;
+  const worst = (i: number) => Math.max(0, ...lines.map((l) => l[i] ?? 0)).toFixed(1);
+  const sum = (i: number) => lines.reduce((t, l) => t + (l[i] ?? 0), 0);
+  return (
+    `median of intervals' p50 ${percentile(p50s, 50).toFixed(1)}, worst interval p99 ${worst(2)}, longest ${worst(3)}; ` +
+    `GC ${sum(5)} pauses, ${sum(6).toFixed(0)} ms, longest ${worst(7)}; requests in the server ${sum(9)}, worst interval p99 ${worst(10)}, longest ${worst(11)}`
+  );
 }
 
 /** The control: 4 backups as busy as the server's, but each in a `lifeboat backup` process of its own (another repository). */
