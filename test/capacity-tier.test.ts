@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isLifeboatError } from '../src/core/errors.js';
 import { openLocation } from '../src/repository/location.js';
@@ -114,6 +114,14 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
     await s.backup(day(5), ['--active-full']);
     await s.backup(day(6));
     const before = (await points(s.repo)).map((p) => p.file);
+    const sizes = await Promise.all(before.map(async (f) => (await stat(join(s.repo, 'jobs', 'vm', f))).size));
+    const usage = async () =>
+      JSON.parse(await ok(['repo', 'info', '--repo', s.repo, '--json'])) as {
+        bytes: number;
+        capacityBytes?: number;
+        jobs: { bytes: number; capacityBytes?: number }[];
+      };
+    assert.equal((await usage()).capacityBytes, undefined, 'no tier, no capacity figure');
     await ok(['tier', 'set', '--repo', s.repo, '--capacity', s.cap, '--move-after-days', '3']);
     // Day 6: the old chain's newest point (day 2) is 4 days old; the chain of day 5 holds the newest point and stays.
     const run = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'], { LIFEBOAT_NOW: day(6) })) as { copied: unknown[]; freed: { file: string }[] };
@@ -126,6 +134,14 @@ test('move: a sealed chain older than the setting goes to the capacity extent, c
     for (const f of before.slice(2)) assert.ok(local.includes(f), `${f} stays`);
     assert.deepEqual((await readdir(join(s.cap, 'jobs', 'vm'))).filter((n) => /\.(vbk|vib)$/.test(n)).sort(), before.slice(0, 2));
     assert.deepEqual(await places(s.repo), Object.fromEntries(before.map((f, i) => [f, i < 2 ? 'capacity' : 'local'])));
+    // repo info counts the moved files on the capacity tier, the others in the folder.
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const used = await usage();
+    assert.deepEqual(
+      [used.bytes, used.capacityBytes, used.jobs[0]!.bytes, used.jobs[0]!.capacityBytes],
+      [sum(sizes.slice(2)), sum(sizes.slice(0, 2)), sum(sizes.slice(2)), sum(sizes.slice(0, 2))],
+    );
+    assert.match(await ok(['repo', 'info', '--repo', s.repo]), / here, [\d.]+ [KMG]?i?B on the capacity tier;/);
     // points says where each point's file is.
     assert.deepEqual(
       (await points(s.repo)).map((p) => [p.file, p.available, (p as ListedPoint & { place?: string }).place]),

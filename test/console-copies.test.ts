@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cli, randomBytes, rng, MiB } from './helpers.js';
-import { startConsole, type Console } from './console-harness.js';
+import { apiGet, startConsole, type Console } from './console-harness.js';
 
 let c: Console;
 before(async () => {
@@ -53,6 +53,19 @@ test(
     await page.waitForSelector('.tier-panel[data-tier=yes] tr[data-place=capacity]');
     assert.deepEqual(await page.$$eval('.tier-panel tr[data-place]', (rows) => rows.map((r) => r.getAttribute('data-place'))), ['capacity', 'local']);
     await c.screenshot(page, 'capacity-tier');
+    // The API and the dashboard count the moved full on the capacity tier, the rest in the folder.
+    const tier = await apiGet<{ tier: { jobs: { job: string; files: { bytes: number; place: string }[] }[] } }>(page, `/repositories/${c.repoName}/tier`);
+    const moved = tier.tier.jobs
+      .find((j) => j.job === 'tiered')!
+      .files.filter((f) => f.place !== 'local')
+      .reduce((a, f) => a + f.bytes, 0);
+    const repoUsage = await apiGet<{ capacityBytes?: number; jobs: { name: string; capacityBytes?: number }[] }>(page, `/repositories/${c.repoName}`);
+    assert.ok(moved > 0);
+    assert.equal(repoUsage.capacityBytes, moved);
+    assert.equal(repoUsage.jobs.find((j) => j.name === 'tiered')!.capacityBytes, moved);
+    await page.evaluate(() => (location.hash = '#/'));
+    await page.waitForSelector('[data-stat=capacity-tier] dd');
+    assert.match(await page.$eval('[data-stat=capacity-tier] dd', (e) => (e as HTMLElement).innerText), /^[\d.]+ [KMG]?i?B$/);
     c.assertClean(page);
     await page.close();
   },

@@ -64,6 +64,11 @@ export async function writeCapacityTier(root: string, config: CapacityTierConfig
 }
 
 /** The job folder's record of copies on the capacity extent; empty when it has none. */
+/** What a job's recorded copies take on the capacity extent (moved files and copies of local ones alike). */
+export async function capacityBytes(jobDir: string, storage: Storage = localStorage): Promise<number> {
+  return Object.values((await readCapacityRecord(jobDir, storage)).files).reduce((a, c) => a + c.size, 0);
+}
+
 export async function readCapacityRecord(jobDir: string, storage: Storage = localStorage): Promise<CapacityRecord> {
   try {
     return await readCheckedJson<CapacityRecord>(join(jobDir, CAPACITY_RECORD_FILE), 'LFB_ERR_REPO_CORRUPT', storage);

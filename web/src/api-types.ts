@@ -70,8 +70,10 @@ export interface JobSummary {
 export interface RepositoryUsage {
   name: string;
   root: string;
-  jobs: { name: string; points: number; unavailablePoints: number; files: number; bytes: number }[];
+  jobs: { name: string; points: number; unavailablePoints: number; files: number; bytes: number; capacityBytes?: number }[];
   bytes: number;
+  /** A repository with a capacity tier: what its recorded copies take there. */
+  capacityBytes?: number;
   freeBytes: number;
   totalBytes: number;
 }

@@ -1,5 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { isObjectLocation, locationText, repositoryRoot } from '../../repository/index.js';
+import { capacityBytes, readCapacityTier } from '../../repository/capacity-tier.js';
+import { TieredStorage } from '../../repository/tiered-storage.js';
 import { fromFsError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
@@ -17,6 +19,7 @@ export const repoInfo: Command = {
   },
   async run(ctx) {
     const repo = repositoryRoot(requireString(ctx, 'repo'));
+    const tiered = !isObjectLocation(repo) && (await readCapacityTier(repo)) !== undefined;
     const jobs = [];
     for (const name of await ctx.service.listJobs(repo)) {
       const { points, state } = await ctx.service.points(repo, name);
@@ -25,9 +28,18 @@ export const repoInfo: Command = {
         ...state.chains.flatMap((c) => [...c.rollbacks, c.full, ...c.increments].map((f) => f.name)),
         ...state.damaged.map((d) => d.file),
       ]);
+      // A moved file is counted on the capacity tier, not here: `bytes` is what the repository's own folder holds.
+      const places = tiered && state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...files]) : undefined;
       let bytes = 0;
-      for (const f of files) bytes += await storedBytes(state, f).catch(() => 0);
-      jobs.push({ name, points: points.length, unavailablePoints: state.unavailable.length, files: files.size, bytes });
+      for (const f of files) if (places?.get(f) !== 'capacity') bytes += await storedBytes(state, f).catch(() => 0);
+      jobs.push({
+        name,
+        points: points.length,
+        unavailablePoints: state.unavailable.length,
+        files: files.size,
+        bytes,
+        ...(tiered ? { capacityBytes: await capacityBytes(state.dir) } : {}),
+      });
     }
     // An object store has no free space to ask for.
     const fs = isObjectLocation(repo)
@@ -41,6 +53,7 @@ export const repoInfo: Command = {
       ...(immutableDays === undefined ? {} : { immutableDays }),
       jobs,
       bytes: jobs.reduce((a, j) => a + j.bytes, 0),
+      ...(tiered ? { capacityBytes: jobs.reduce((a, j) => a + (j.capacityBytes ?? 0), 0) } : {}),
       // What an unprivileged writer can still use (bavail), as df shows it.
       freeBytes: fs === undefined ? null : fs.bavail * fs.bsize,
       totalBytes: fs === undefined ? null : fs.blocks * fs.bsize,
@@ -52,11 +65,11 @@ export const repoInfo: Command = {
     const width = Math.max(3, ...jobs.map((j) => j.name.length));
     for (const j of jobs)
       ctx.out(
-        `  ${j.name.padEnd(width)}  ${j.points} point${j.points === 1 ? '' : 's'}${j.unavailablePoints > 0 ? ` (+${j.unavailablePoints} unavailable)` : ''}, ${j.files} file${j.files === 1 ? '' : 's'}, ${formatBytes(j.bytes)}`,
+        `  ${j.name.padEnd(width)}  ${j.points} point${j.points === 1 ? '' : 's'}${j.unavailablePoints > 0 ? ` (+${j.unavailablePoints} unavailable)` : ''}, ${j.files} file${j.files === 1 ? '' : 's'}, ${formatBytes(j.bytes)}${j.capacityBytes === undefined ? '' : ` here, ${formatBytes(j.capacityBytes)} on the capacity tier`}`,
       );
     if (jobs.length === 0) ctx.out('  no jobs');
     ctx.out(
-      `  total ${formatBytes(doc.bytes)} in backup files; ${doc.freeBytes === null || doc.totalBytes === null ? 'object storage' : `file system: ${formatBytes(doc.freeBytes)} free of ${formatBytes(doc.totalBytes)}`}`,
+      `  total ${formatBytes(doc.bytes)} in backup files${doc.capacityBytes === undefined ? '' : ` here, ${formatBytes(doc.capacityBytes)} on the capacity tier`}; ${doc.freeBytes === null || doc.totalBytes === null ? 'object storage' : `file system: ${formatBytes(doc.freeBytes)} free of ${formatBytes(doc.totalBytes)}`}`,
     );
   },
 };

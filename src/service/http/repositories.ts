@@ -3,7 +3,9 @@
  * and the space left (as `lifeboat repo info`), and their usage over time.
  */
 import { Type, type Static } from 'typebox';
+import { join } from 'node:path';
 import { locationText } from '../../repository/index.js';
+import { capacityBytes, readCapacityTier } from '../../repository/capacity-tier.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
@@ -29,12 +31,16 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
     bytes: f.folder.backupBytes,
   }));
   const space = await repositorySpace(root);
+  // A scale-out repository: what each job's recorded copies take on the capacity extent (its local bytes above count the folder only).
+  const tiered = (await readCapacityTier(root)) !== undefined;
+  const onCapacity = tiered ? await Promise.all(jobs.map((j) => capacityBytes(join(root, 'jobs', j.name)))) : undefined;
   return {
     name,
     // As a user writes it: s3://bucket/prefix for a repository on S3.
     root: locationText(root),
-    jobs,
+    jobs: onCapacity ? jobs.map((j, k) => ({ ...j, capacityBytes: onCapacity[k]! })) : jobs,
     bytes: jobs.reduce((a, j) => a + j.bytes, 0),
+    ...(onCapacity ? { capacityBytes: onCapacity.reduce((a, b) => a + b, 0) } : {}),
     ...space,
   };
 }

@@ -76,11 +76,17 @@ export const RepositoryUsage = Type.Object(
           unavailablePoints: Type.Integer(),
           files: Type.Integer({ description: 'backup files in the job folder (damaged and left-over ones too: they take space)' }),
           bytes: Type.Integer({ description: 'bytes of those backup files' }),
+          capacityBytes: Type.Optional(
+            Type.Integer({
+              description: "a repository with a capacity tier: what the job's recorded copies take on its capacity extent (moved files are not in bytes)",
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
     ),
-    bytes: Type.Integer(),
+    bytes: Type.Integer({ description: "the backup files in the repository's own folder or bucket" }),
+    capacityBytes: Type.Optional(Type.Integer({ description: 'a repository with a capacity tier: what its recorded copies take on the capacity extent' })),
     freeBytes: Type.Integer({ description: 'what an unprivileged writer can still use, as df shows it' }),
     totalBytes: Type.Integer(),
   },

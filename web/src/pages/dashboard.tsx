@@ -206,6 +206,12 @@ function Capacity({ repo }: { repo: RepositoryUsage }) {
           <dt>backup files</dt>
           <dd>{bytes(repo.bytes)}</dd>
         </div>
+        {repo.capacityBytes !== undefined && (
+          <div data-stat="capacity-tier">
+            <dt>on the capacity tier</dt>
+            <dd>{bytes(repo.capacityBytes)}</dd>
+          </div>
+        )}
         <div>
           <dt>free</dt>
           <dd>
