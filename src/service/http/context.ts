@@ -48,6 +48,17 @@ export function apiContext(deps: HttpApiDeps): ApiContext {
   const repos = repoNames(deps.repos);
   const byRoot = new Map([...repos].map(([name, root]) => [root, name]));
   const recoveries = new Map([...(deps.recovery ?? new Map<string, InstantRecovery>())].map(([root, r]) => [repositoryRoot(root), r]));
+  // A root the catalog spells otherwise (or of a repository this server no longer serves): resolved once, not at every run of every page.
+  const others = new Map<string, string>();
+  const otherName = (root: string): string => {
+    let name = others.get(root);
+    if (name === undefined) {
+      name = byRoot.get(repositoryRoot(root)) ?? root;
+      if (others.size >= 1024) others.clear();
+      others.set(root, name);
+    }
+    return name;
+  };
   const repoRoot = (name: string): string => {
     const root = repos.get(name);
     if (root === undefined)
@@ -58,8 +69,8 @@ export function apiContext(deps: HttpApiDeps): ApiContext {
     deps,
     repos,
     repoRoot,
-    // The catalog keeps resolved roots: a page of 1000 runs asks 1000 times, so path.resolve only when the root is not one as given.
-    repoName: (root) => byRoot.get(root) ?? byRoot.get(repositoryRoot(root)) ?? root,
+    // The catalog keeps resolved roots: a page of 1000 runs asks 1000 times.
+    repoName: (root) => byRoot.get(root) ?? otherName(root),
     recovery(name) {
       const root = repoRoot(name);
       const r = recoveries.get(root);

@@ -21,11 +21,23 @@ const LOG_BATCH = 500;
  * every answer against the OpenAPI document) it is the same text, made in
  * 2.5 ms instead of 6.5 ms for 1000 runs (measured in process, 2026-12-02).
  */
-const RECORDS_AS_THEY_ARE = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
+// As bytes: fastify writes a Buffer as it is, where a string is measured (Buffer.byteLength) and then copied into the socket's
+// buffer: for a page of 50 runs that was a sixth of what the request allocated.
+const RECORDS_AS_THEY_ARE = { serializerCompiler: () => (data: unknown) => Buffer.from(JSON.stringify(data)) as unknown as string };
 
 /** A run as the API shows it: the catalog's record with the repository's URL name. */
 export function runView(ctx: ApiContext, r: RunRecord): RunRecord & { repoName: string } {
   return { ...r, repoName: ctx.repoName(r.repo) };
+}
+
+/**
+ * The runs of a listing as the API shows them, named in place: the catalog made these records for this request
+ * alone. A copy of each (runView) was a third of what a page allocated (a spread of 20 fields plus one builds a
+ * slower, larger object), and what a request allocates is what the collector later pauses the server for.
+ */
+function namedInPlace(ctx: ApiContext, runs: readonly RunRecord[]): (RunRecord & { repoName: string })[] {
+  for (const r of runs) (r as { repoName?: string }).repoName = ctx.repoName(r.repo);
+  return runs as (RunRecord & { repoName: string })[];
 }
 
 export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams): void {
@@ -56,7 +68,7 @@ export function runRoutes(app: ApiServer, ctx: ApiContext, streams: EventStreams
         limit: q.limit ?? 50,
         ...(q.before !== undefined ? { before: q.before } : {}),
       });
-      return { runs: page.runs.map(view), next: page.next };
+      return { runs: namedInPlace(ctx, page.runs), next: page.next };
     },
   );
 
