@@ -63,6 +63,19 @@ test(
     assert.ok(moved > 0);
     assert.equal(repoUsage.capacityBytes, moved);
     assert.equal(repoUsage.jobs.find((j) => j.name === 'tiered')!.capacityBytes, moved);
+    // Each point says where its file is: the API's points and the console's points table.
+    const listed = await apiGet<{ points: { file: string; place?: string }[] }>(page, `/repositories/${c.repoName}/jobs/tiered/points`);
+    assert.deepEqual(
+      listed.points.map((p) => p.place),
+      ['capacity', 'local'],
+    );
+    await page.evaluate((repo) => (location.hash = `#/jobs/${repo}/tiered/points`), c.repoName);
+    await page.waitForSelector('.point-table td[data-col=place]');
+    assert.deepEqual(
+      await page.$$eval('.point-table td[data-col=place]', (cells) => cells.map((td) => `${td.getAttribute('data-place')}: ${(td as HTMLElement).innerText}`)),
+      ['local: repository', 'capacity: capacity tier'],
+      'newest first',
+    );
     await page.evaluate(() => (location.hash = '#/'));
     await page.waitForSelector('[data-stat=capacity-tier] dd');
     assert.match(await page.$eval('[data-stat=capacity-tier] dd', (e) => (e as HTMLElement).innerText), /^[\d.]+ [KMG]?i?B$/);

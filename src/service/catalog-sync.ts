@@ -10,6 +10,7 @@ import type { LifeboatService } from '../app/service.js';
 import type { Catalog, ChangeMethod, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
 import { planChains } from '../methods/retention-run.js';
 import { describeDamage, repositoryRoot, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
+import { TieredStorage } from '../repository/tiered-storage.js';
 import { gfsFlagsByPoint, type GfsKind } from '../retention/index.js';
 import { jobFolderSignature, recordedSignature } from './job-signature.js';
 
@@ -39,7 +40,11 @@ export interface PointView {
   problemCode?: string;
   changes: DiskChangeView[];
   changeMethod: ChangeMethod | null;
+  /** A repository with a capacity tier: where the point's backup file is (the folder, the capacity extent, or both). */
+  place?: FilePlace;
 }
+
+export type FilePlace = 'local' | 'capacity' | 'both';
 
 /** Bytes a backup file takes (its length), through the repository's storage; null when it cannot be read. */
 export async function fileBytes(state: JobState, file: string): Promise<number | null> {
@@ -81,6 +86,8 @@ export async function pointViewsOf(def: JobDefinition, state: JobState, now: Dat
     if (!sizes.has(file)) sizes.set(file, knownBytes?.get(file) ?? (await fileBytes(state, file)));
     return sizes.get(file)!;
   };
+  // A repository with a capacity tier: where each file is (unavailable points' files are nowhere to be said).
+  const places = state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...new Set(state.points.map((p) => p.file))]) : undefined;
   const out: PointView[] = [];
   for (const p of state.points) {
     const changes = (byPoint.get(p.id)?.root.meta.changes ?? []).map((c) => ({ method: c.method, ...(c.note === undefined ? {} : { note: c.note }) }));
@@ -101,6 +108,7 @@ export async function pointViewsOf(def: JobDefinition, state: JobState, now: Dat
       ...(damage ? { problem: describeDamage(damage), problemCode: damage.files.length > 0 ? 'LFB_ERR_FILE_CORRUPT' : 'LFB_ERR_BLOCK_CORRUPT' } : {}),
       changes,
       changeMethod: overallMethod(changes),
+      ...(places?.has(p.file) === true ? { place: places.get(p.file)! } : {}),
     });
   }
   for (const u of state.unavailable)
@@ -133,6 +141,7 @@ interface PointDetail {
   problem?: string;
   problemCode?: string;
   changes: DiskChangeView[];
+  place?: FilePlace;
 }
 
 /** The catalog's rows for a job's points (each with its detail: the view comes back whole from the catalog). */
@@ -145,6 +154,7 @@ export function pointRecords(root: string, job: string, points: readonly PointVi
       ...(p.problem === undefined ? {} : { problem: p.problem }),
       ...(p.problemCode === undefined ? {} : { problemCode: p.problemCode }),
       changes: p.changes,
+      ...(p.place === undefined ? {} : { place: p.place }),
     };
     return {
       repo: root,
@@ -185,6 +195,7 @@ export function pointViewOf(r: PointRecord): PointView {
     ...(d.problemCode === undefined ? {} : { problemCode: d.problemCode }),
     changes: d.changes ?? [],
     changeMethod: r.changeMethod,
+    ...(d.place === undefined ? {} : { place: d.place }),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
  * The signature of a job folder: what tells, without opening a file, whether
  * the catalog's copy of a job is still that of its files. It covers every
- * file a job's read depends on (job.json, health.json, the backup files) by
+ * file a job's read depends on (job.json, health.json, the capacity tier's
+ * record of the job's copies, the backup files) by
  * name, size, modification time (nanoseconds) and inode, the folder's own
  * time and inode, and the UTC day, because a point's GFS flags depend on the
  * day a listing is made. Files being written (.name.tmp) and the .vbm summary
@@ -26,6 +27,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE, isObjectLocation, objectFolderFiles, openLocation } from '../repository/index.js';
+import { CAPACITY_RECORD_FILE } from '../repository/capacity-tier.js';
 
 /** Longer than the timestamp step of file systems that keep whole seconds (or two: FAT). */
 const COARSE_RACY_NS = 2_000_000_000n;
@@ -135,7 +137,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
     let names: string[];
     try {
       names = readdirSync(dir)
-        .filter((n) => n === JOB_FILE || n === HEALTH_FILE || isBackupFile(n))
+        .filter((n) => n === JOB_FILE || n === HEALTH_FILE || n === CAPACITY_RECORD_FILE || isBackupFile(n))
         .sort();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;

@@ -99,6 +99,11 @@ export const Point = Type.Object(
     problemCode: Type.Optional(Type.String()),
     changes: Type.Array(DiskChanges, { description: 'per disk' }),
     changeMethod: nullable(ChangeMethod),
+    place: Type.Optional(
+      literals(['local', 'capacity', 'both'], {
+        description: "a repository with a capacity tier: where the point's backup file is (the folder, the capacity extent, or both)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

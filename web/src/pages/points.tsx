@@ -8,7 +8,19 @@ import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { api, seg } from '../api';
 import { bytes, time } from '../format';
 import { ErrorNote, StateBadge } from '../ui';
-import { changeText, chainSpans, describe, GFS_LETTER, KIND_WORDS, plannedFor, short, type Point, type PointList, type RetentionPlan } from './points/model';
+import {
+  changeText,
+  chainSpans,
+  describe,
+  GFS_LETTER,
+  KIND_WORDS,
+  PLACE_WORDS,
+  plannedFor,
+  short,
+  type Point,
+  type PointList,
+  type RetentionPlan,
+} from './points/model';
 import { PlanPanel } from './points/plan';
 import { PointTable } from './points/table';
 import { Legend, Timeline } from './points/timeline';
@@ -37,6 +49,12 @@ function PointCard({ repo, job, p, why, tested }: { repo: string; job: string; p
         </dd>
         <dt>Changes found by</dt>
         <dd data-change-method={p.changeMethod ?? ''}>{changeText(p)}</dd>
+        {p.place !== undefined && (
+          <>
+            <dt>Where</dt>
+            <dd data-place={p.place}>{PLACE_WORDS[p.place]}</dd>
+          </>
+        )}
         {p.gfs.length > 0 && (
           <>
             <dt>GFS</dt>

@@ -27,7 +27,14 @@ export interface Point {
   problemCode?: string;
   changes: { method: ChangeMethod; note?: string }[];
   changeMethod: ChangeMethod | null;
+  /** A repository with a capacity tier: where the point's backup file is. */
+  place?: FilePlace;
 }
+
+export type FilePlace = 'local' | 'capacity' | 'both';
+
+/** Where a point's file is, in words: its blocks are read from there. */
+export const PLACE_WORDS: Record<FilePlace, string> = { local: 'repository', capacity: 'capacity tier', both: 'repository and capacity tier' };
 
 export interface PointList {
   repo: string;

@@ -8,7 +8,7 @@ import { bytes, time } from '../../format';
 import { StateBadge } from '../../ui';
 import type { TestedPoint } from '../surebackup/model';
 import { TestedMark } from '../surebackup/result-mark';
-import { GFS_LETTER, KIND_WORDS, changeText, short, type Point } from './model';
+import { GFS_LETTER, KIND_WORDS, PLACE_WORDS, changeText, short, type Point } from './model';
 
 const PAGE = 50;
 
@@ -34,6 +34,8 @@ export function PointTable({
   const newestFirst = points.length - 1;
   const pages = Math.max(1, Math.ceil(points.length / PAGE));
   const at = Math.min(page, pages - 1);
+  // Only a repository with a capacity tier says where each point is.
+  const tiered = points.some((p) => p.place !== undefined);
   const rows: Point[] = [];
   for (let k = at * PAGE; k < Math.min(points.length, (at + 1) * PAGE); k++) rows.push(points[newestFirst - k]!);
   return (
@@ -48,6 +50,7 @@ export function PointTable({
               <th scope="col">Kind</th>
               <th scope="col">Chain</th>
               <th scope="col">Stored</th>
+              {tiered && <th scope="col">Where</th>}
               <th scope="col">GFS</th>
               <th scope="col">Health</th>
               <th scope="col">Changes found by</th>
@@ -72,6 +75,11 @@ export function PointTable({
                   <code>{short(p.chainId)}</code>
                 </td>
                 <td>{bytes(p.storedBytes)}</td>
+                {tiered && (
+                  <td data-col="place" data-place={p.place ?? ''}>
+                    {p.place === undefined ? '—' : PLACE_WORDS[p.place]}
+                  </td>
+                )}
                 <td>{p.gfs.length === 0 ? '—' : <abbr title={p.gfs.join(', ')}>{p.gfs.map((g) => GFS_LETTER[g]).join(' ')}</abbr>}</td>
                 <td class="wrap">
                   <StateBadge state={p.health} />
