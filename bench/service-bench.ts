@@ -342,7 +342,10 @@ async function main(): Promise<void> {
     const idleFrom = Date.now();
     const idle = await sampleEndpoints(api, endpoints);
     phase('idle', idleFrom, Date.now());
-    const stopBackups = keepBackupsRunning(api, repoName, loadJobs);
+    // The backups are started and followed by a client of their own (one connection, as another console or a
+    // script holds it): on the measuring client's one connection a sample would wait for their requests first.
+    const loadApi = new ApiClient(served.base, token);
+    const stopBackups = keepBackupsRunning(loadApi, repoName, loadJobs);
     // Let all 4 get going before the first sample.
     await new Promise((r) => setTimeout(r, 1500));
     const busyFrom = Date.now();
@@ -350,6 +353,7 @@ async function main(): Promise<void> {
     phase('busy', busyFrom, Date.now());
     const loadAtBusy = load();
     const busy = await stopBackups();
+    loadApi.close();
     const stopCliBackups = keepCliBackupsRunning(loadJobs);
     await new Promise((r) => setTimeout(r, 1500));
     const otherFrom = Date.now();
