@@ -352,8 +352,7 @@ async function main(): Promise<void> {
     const during = await sampleEndpoints(api, endpoints);
     phase('busy', busyFrom, Date.now());
     const loadAtBusy = load();
-    const busy = await stopBackups();
-    loadApi.close();
+    const busy = await stopBackups().finally(() => loadApi.close());
     const stopCliBackups = keepCliBackupsRunning(loadJobs);
     await new Promise((r) => setTimeout(r, 1500));
     const otherFrom = Date.now();

@@ -40,7 +40,12 @@ test(
     await c.login(page, 'operator');
     await page.evaluate(() => (location.hash = '#/copies'));
     await page.waitForSelector('.tier-panel[data-tier=none]');
+    const placesNow = async () =>
+      (await apiGet<{ points: { place?: string }[] }>(page, `/repositories/${c.repoName}/jobs/tiered/points`)).points.map((p) => p.place ?? 'none');
+    assert.deepEqual(await placesNow(), ['none', 'none'], 'no tier: the points say nothing of a place');
     await ok(['tier', 'set', '--repo', c.repo, '--capacity', join(c.dir, 'capacity'), '--move-after-days', '0']);
+    // The setting alone (no file of the job changed) is enough for the catalog's copy to be read again.
+    assert.deepEqual(await placesNow(), ['local', 'local']);
     await page.click('.tier-panel button:not([data-mutating])');
     await page.waitForSelector('.tier-panel[data-tier=yes]');
     assert.deepEqual(await page.$$eval('.tier-panel tr[data-place]', (rows) => rows.map((r) => r.getAttribute('data-place'))), ['local', 'local']);

@@ -70,6 +70,12 @@ test('forever: a chain on the capacity tier is never merged; it stays whole unti
     plan.actions.map((a) => `${a.type} ${a.chainId}`),
     ['delete-chain a'],
   );
+  // The latest chain is never kept whole for it (a tier run never moves it): it would grow without end.
+  plan = planRetention([chain('b', 1, 3), { ...chain('a', 4, 3), onCapacityTier: true }], { method: 'forever', retainPoints: 2 });
+  assert.deepEqual(
+    plan.actions.map((a) => `${a.type} ${a.chainId}`),
+    ['delete-chain b', 'merge a'],
+  );
   // The same chain in the folder merges as before.
   plan = planRetention([chain('a', 1, 3), chain('b', 4, 3)], { method: 'forever', retainPoints: 4 });
   assert.deepEqual(

@@ -19,6 +19,19 @@ class ManualClock {
   }
 }
 
+/** A runtime for one repository, on the test's clock, deciding at least every 100 ms. */
+const runtimeOn = (catalog: Catalog, repo: string, dir: string, clock: ManualClock): ServiceRuntime =>
+  new ServiceRuntime({
+    catalog,
+    service: new LifeboatService(clock),
+    repos: [repo],
+    stateDir: join(dir, 'state'),
+    clock,
+    logger: quiet,
+    timeZone: 'UTC',
+    maxSleepMs: 100,
+  });
+
 const runsOf = async (catalog: Catalog, job: string): Promise<RunRecord[]> => [...(await catalog.listRuns({ job, limit: 100 })).runs].reverse();
 
 test(
@@ -43,17 +56,7 @@ test(
         assert.equal(r.code, 0, r.stderr);
       }
       const clock = new ManualClock(Date.parse('2026-03-02T10:04:50Z'));
-      const make = (): ServiceRuntime =>
-        new ServiceRuntime({
-          catalog,
-          service: new LifeboatService(clock),
-          repos: [repo],
-          stateDir: join(dir, 'state'),
-          clock,
-          logger: quiet,
-          timeZone: 'UTC',
-          maxSleepMs: 100,
-        });
+      const make = (): ServiceRuntime => runtimeOn(catalog, repo, dir, clock);
       runtime = make();
       await runtime.start();
       clock.t += 2_000;
@@ -122,16 +125,7 @@ test(
       // What a copy or a tier run does while it works on the job's files.
       lock = await LockFile.acquire(join(repo, 'jobs', 'vm', 'lock'), 'job "vm"');
       const clock = new ManualClock(Date.parse('2026-03-02T09:59:59Z'));
-      runtime = new ServiceRuntime({
-        catalog,
-        service: new LifeboatService(clock),
-        repos: [repo],
-        stateDir: join(dir, 'state'),
-        clock,
-        logger: quiet,
-        timeZone: 'UTC',
-        maxSleepMs: 100,
-      });
+      runtime = runtimeOn(catalog, repo, dir, clock);
       await runtime.start();
       const manual = await runtime.runNow(repo, 'vm', 'manual');
       const refused = await until('the manual run to end', async () => {
@@ -147,14 +141,34 @@ test(
       );
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal((await catalog.getRun(scheduled.id)).state, 'running', 'still waiting for the lock, not failed');
+      const said = (await catalog.readLog(scheduled.id)).map((l) => l.message);
+      assert.ok(
+        said.some((l) => new RegExp(`^job vm is busy \\(process ${process.pid} on .* holds its lock since .*\\): the run waits for it, up to 10 min$`).test(l)),
+        said.join('\n'),
+      );
+      const endOf = (id: number) =>
+        until(`run ${id} to end`, async () => {
+          const r = await catalog.getRun(id);
+          return r.state === 'running' || r.state === 'queued' ? undefined : r;
+        });
       await lock.release();
       lock = undefined;
-      const ended = await until('the scheduled run to end', async () => {
-        const r = await catalog.getRun(scheduled.id);
-        return r.state === 'running' ? undefined : r;
-      });
+      const ended = await endOf(scheduled.id);
       assert.equal(ended.state, 'succeeded', ended.errorMessage ?? '');
       assert.ok(ended.pointId);
+      // A stop while a run waits ends the wait at once (within a poll of the lock), holding nothing.
+      lock = await LockFile.acquire(join(repo, 'jobs', 'vm', 'lock'), 'job "vm"');
+      clock.t = Date.parse('2026-03-02T11:00:00Z');
+      runtime.tick();
+      const next = await until('the next scheduled run to be going', async () =>
+        (await runsOf(catalog, 'vm')).find((r) => r.id !== scheduled.id && r.trigger === 'schedule' && r.state === 'running'),
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = Date.now();
+      await runtime.stop(next.id);
+      const stopped = await endOf(next.id);
+      assert.equal(stopped.state, 'stopped');
+      assert.ok(Date.now() - t0 < 5000, `the stop took ${Date.now() - t0} ms`);
     } finally {
       await lock?.release();
       await runtime?.close();

@@ -317,6 +317,7 @@ export interface Catalog {
   updateRun(id: number, change: RunUpdate, onlyIf?: RunState): Promise<RunRecord>;
   /** LFB_ERR_RUN_NOT_FOUND when there is none. */
   getRun(id: number): Promise<RunRecord>;
+  /** Fresh records, made for this call: the caller may add to them (the API names each run's repository in place). */
   listRuns(filter?: RunFilter): Promise<RunPage>;
   /** Each named job's newest run in the repository (jobs without a run are absent): the job listings' last result, in one statement. */
   latestRuns(repo: string, jobs: readonly string[]): Promise<ReadonlyMap<string, RunRecord>>;

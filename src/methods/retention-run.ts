@@ -3,7 +3,7 @@ import { removeDurable, type Storage } from '../storage/index.js';
 import { retentionPolicy, type JobDefinition } from '../repository/job.js';
 import { scanJob, type Chain, type JobState } from '../repository/job-state.js';
 import { heldPoints, withHoldsLock } from '../repository/holds.js';
-import { TieredStorage } from '../repository/tiered-storage.js';
+import { filePlaces } from '../repository/tiered-storage.js';
 import { gfsFullDue, planRetention, type PlanChain, type RetentionAction } from '../retention/plan.js';
 import { mergeOldestIncrement, type MergeResult } from './merge.js';
 import type { BlockWorkerPool } from '../compress/index.js';
@@ -35,9 +35,8 @@ export function planChains(state: JobState, moved?: ReadonlySet<string>): PlanCh
 
 /** The names of a job's fulls that live only on its repository's capacity tier (none without a tier): a chain moves whole. */
 export async function movedFiles(state: JobState): Promise<Set<string>> {
-  if (!(state.storage instanceof TieredStorage)) return new Set();
   const names = state.chains.map((c) => c.full.name);
-  const places = await state.storage.places(state.dir, names);
+  const places = await filePlaces(state.storage, state.dir, names);
   return new Set(names.filter((n) => places?.get(n) === 'capacity'));
 }
 

@@ -3,14 +3,13 @@ import { join } from 'node:path';
 import { LifeboatError } from '../core/errors.js';
 import { readCapacityRecord, readCapacityTier, type CapacityTierConfig } from '../repository/capacity-tier.js';
 import { scanJob, type Repository } from '../repository/index.js';
+import type { TierPlace } from '../repository/tiered-storage.js';
 import { recordedAsIs, tieredStorageOf } from './tier-run.js';
-
-export type FilePlace = 'local' | 'capacity' | 'both';
 
 export interface TierFileState {
   readonly file: string;
   readonly bytes: number;
-  readonly place: FilePlace;
+  readonly place: TierPlace;
   /** The capacity copy was made of an older state of the local file (a merge or compact since): the next run copies it again. */
   readonly stale: boolean;
   readonly points: readonly string[];
@@ -39,7 +38,7 @@ export async function tierStatus(repo: Repository): Promise<{ tier: CapacityTier
     for (const file of names) {
       const st = here.has(file) ? await stat(join(dir, file)).catch(() => undefined) : undefined;
       const copy = record[file];
-      const place: FilePlace = st === undefined ? 'capacity' : copy === undefined ? 'local' : 'both';
+      const place: TierPlace = st === undefined ? 'capacity' : copy === undefined ? 'local' : 'both';
       files.push({
         file,
         bytes: st?.size ?? copy?.size ?? 0,

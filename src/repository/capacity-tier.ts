@@ -63,12 +63,26 @@ export async function writeCapacityTier(root: string, config: CapacityTierConfig
   await storage.syncDir(root);
 }
 
-/** The job folder's record of copies on the capacity extent; empty when it has none. */
-/** What a job's recorded copies take on the capacity extent (moved files and copies of local ones alike). */
-export async function capacityBytes(jobDir: string, storage: Storage = localStorage): Promise<number> {
-  return Object.values((await readCapacityRecord(jobDir, storage)).files).reduce((a, c) => a + c.size, 0);
+/**
+ * What each named job's recorded copies take on the capacity extent (moved files and copies of files still
+ * local alike); undefined when the repository in the folder `root` has no capacity tier. A job whose record
+ * cannot be read has no figure (undefined), so one damaged record does not hide the others.
+ */
+export async function capacityUsage(
+  root: string,
+  jobs: readonly string[],
+  storage: Storage = localStorage,
+): Promise<Map<string, number | undefined> | undefined> {
+  if ((await readCapacityTier(root, storage)) === undefined) return undefined;
+  const out = new Map<string, number | undefined>();
+  for (const job of jobs) {
+    const record = await readCapacityRecord(join(root, 'jobs', job), storage).catch(() => undefined);
+    out.set(job, record && Object.values(record.files).reduce((a, c) => a + c.size, 0));
+  }
+  return out;
 }
 
+/** The job folder's record of copies on the capacity extent; empty when it has none. */
 export async function readCapacityRecord(jobDir: string, storage: Storage = localStorage): Promise<CapacityRecord> {
   try {
     return await readCheckedJson<CapacityRecord>(join(jobDir, CAPACITY_RECORD_FILE), 'LFB_ERR_REPO_CORRUPT', storage);

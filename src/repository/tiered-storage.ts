@@ -46,6 +46,14 @@ export interface CapacityExtent {
  * tier's next run copies it again. Removing a backup file removes both copies.
  * What to copy or move is decided by the tier's run (methods/tier-run.ts).
  */
+/** Where a backup file of a repository with a capacity tier is: in the folder, on the capacity extent (moved), or both (copied). */
+export type TierPlace = 'local' | 'capacity' | 'both';
+
+/** Where each named backup file of a job folder is, when `storage` is a repository's with a capacity tier; else undefined. */
+export async function filePlaces(storage: Storage, dir: string, names: readonly string[]): Promise<Map<string, TierPlace> | undefined> {
+  return storage instanceof TieredStorage ? storage.places(dir, names) : undefined;
+}
+
 export class TieredStorage implements Storage {
   /** One storage per extent location, opened at its first use (a failed opening is tried again at the next). */
   private readonly opened = new Map<string, Promise<Storage>>();
@@ -103,7 +111,7 @@ export class TieredStorage implements Storage {
    * Where each named backup file of a job folder is: `local`, `capacity` (moved) or `both` (copied);
    * undefined when the repository has no capacity tier.
    */
-  async places(dir: string, names: readonly string[]): Promise<Map<string, 'local' | 'capacity' | 'both'> | undefined> {
+  async places(dir: string, names: readonly string[]): Promise<Map<string, TierPlace> | undefined> {
     if ((await readCapacityTier(this.localRoot, this.local)) === undefined) return undefined;
     const here = new Set(await this.local.list(dir));
     const recorded = (await readCapacityRecord(dir, this.local)).files;

@@ -255,7 +255,8 @@ export function planRetention(chains: readonly PlanChain[], policy: RetentionPol
         return;
       }
     }
-    if (policy.method === 'forever' && chain.onCapacityTier === true) {
+    // Never the latest chain: a tier run does not move it, and kept whole it would grow without end (its merge fails with a code instead).
+    if (policy.method === 'forever' && chain.onCapacityTier === true && !isLatest) {
       for (const p of points)
         if (!retained.has(p.id))
           keptReason.set(

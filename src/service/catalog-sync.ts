@@ -10,7 +10,7 @@ import type { LifeboatService } from '../app/service.js';
 import type { Catalog, ChangeMethod, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
 import { planChains } from '../methods/retention-run.js';
 import { describeDamage, repositoryRoot, type ChainFile, type JobDefinition, type JobState } from '../repository/index.js';
-import { TieredStorage } from '../repository/tiered-storage.js';
+import { filePlaces, type TierPlace } from '../repository/tiered-storage.js';
 import { gfsFlagsByPoint, type GfsKind } from '../retention/index.js';
 import { jobFolderSignature, recordedSignature } from './job-signature.js';
 
@@ -41,10 +41,8 @@ export interface PointView {
   changes: DiskChangeView[];
   changeMethod: ChangeMethod | null;
   /** A repository with a capacity tier: where the point's backup file is (the folder, the capacity extent, or both). */
-  place?: FilePlace;
+  place?: TierPlace;
 }
-
-export type FilePlace = 'local' | 'capacity' | 'both';
 
 /** Bytes a backup file takes (its length), through the repository's storage; null when it cannot be read. */
 export async function fileBytes(state: JobState, file: string): Promise<number | null> {
@@ -87,7 +85,7 @@ export async function pointViewsOf(def: JobDefinition, state: JobState, now: Dat
     return sizes.get(file)!;
   };
   // A repository with a capacity tier: where each file is (unavailable points' files are nowhere to be said).
-  const places = state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...new Set(state.points.map((p) => p.file))]) : undefined;
+  const places = await filePlaces(state.storage, state.dir, [...new Set(state.points.map((p) => p.file))]);
   const out: PointView[] = [];
   for (const p of state.points) {
     const changes = (byPoint.get(p.id)?.root.meta.changes ?? []).map((c) => ({ method: c.method, ...(c.note === undefined ? {} : { note: c.note }) }));
@@ -141,7 +139,7 @@ interface PointDetail {
   problem?: string;
   problemCode?: string;
   changes: DiskChangeView[];
-  place?: FilePlace;
+  place?: TierPlace;
 }
 
 /** The catalog's rows for a job's points (each with its detail: the view comes back whole from the catalog). */

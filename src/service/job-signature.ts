@@ -2,7 +2,8 @@
  * The signature of a job folder: what tells, without opening a file, whether
  * the catalog's copy of a job is still that of its files. It covers every
  * file a job's read depends on (job.json, health.json, the capacity tier's
- * record of the job's copies, the backup files) by
+ * record of the job's copies, the backup files, and the repository's capacity
+ * tier setting) by
  * name, size, modification time (nanoseconds) and inode, the folder's own
  * time and inode, and the UTC day, because a point's GFS flags depend on the
  * day a listing is made. Files being written (.name.tmp) and the .vbm summary
@@ -27,7 +28,19 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE, isObjectLocation, objectFolderFiles, openLocation } from '../repository/index.js';
-import { CAPACITY_RECORD_FILE } from '../repository/capacity-tier.js';
+import { CAPACITY_RECORD_FILE, CAPACITY_TIER_FILE } from '../repository/capacity-tier.js';
+
+/** The repository's capacity tier setting as the signature covers it: whether a point says where it is depends on it (`tier set`, `tier clear`). */
+function tierSetting(root: string): string {
+  try {
+    const st = statSync(join(root, CAPACITY_TIER_FILE), { bigint: true });
+    return `tier ${st.size} ${st.mtimeNs} ${st.ino}`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'no tier';
+    throw fromFsError(err, 'stat', join(root, CAPACITY_TIER_FILE));
+  }
+}
 
 /** Longer than the timestamp step of file systems that keep whole seconds (or two: FAT). */
 const COARSE_RACY_NS = 2_000_000_000n;
@@ -161,7 +174,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   const files = [...known.settled, ...statAll(dir, known.names.filter(isFull))];
   if (!files.some((f) => f.name === JOB_FILE)) return undefined;
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n`);
+  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n${tierSetting(root)}\n`);
   const fileBytes = new Map<string, number>();
   let racy = racyWithin(folder.mtimeNs, nowNs);
   for (const f of files) {

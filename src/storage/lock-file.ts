@@ -77,6 +77,15 @@ export async function lockAt(
   return LockFile.acquire(at, what, opts);
 }
 
+/**
+ * Who holds the lock `path` of a file of `storage` now (undefined when nobody does, or its file says nothing
+ * readable): for a message, never for a decision (it may change the moment after).
+ */
+export async function lockHolder(storage: Storage, path: string): Promise<{ pid: number; host: string; since: string } | undefined> {
+  const h = (await look(storage.hostPath?.(path) ?? path))?.holder;
+  return h === undefined ? undefined : { pid: h.pid, host: h.host, since: h.since };
+}
+
 interface Holder {
   pid: number;
   host: string;

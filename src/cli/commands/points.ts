@@ -1,6 +1,6 @@
 import { formatBytes } from '../../core/units.js';
 import { describeDamage } from '../../repository/index.js';
-import { TieredStorage } from '../../repository/tiered-storage.js';
+import { filePlaces } from '../../repository/tiered-storage.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint, storedBytes } from '../point-report.js';
@@ -45,7 +45,7 @@ export const points: Command = {
     // A point a copy job made records the source point it is a copy of (its root's meta.copyOf).
     const copyOf = (id: string): unknown => (files.get(id)?.root.meta as { copyOf?: unknown } | undefined)?.copyOf;
     // In a repository with a capacity tier: where each point's file is (local, capacity, both).
-    const places = state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...new Set(rows.map((p) => p.file))]) : undefined;
+    const places = await filePlaces(state.storage, state.dir, [...new Set(rows.map((p) => p.file))]);
     const reported = rows.map((p) => {
       const of = copyOf(p.id);
       const place = places?.get(p.file);

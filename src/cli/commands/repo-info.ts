@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { isObjectLocation, locationText, repositoryRoot } from '../../repository/index.js';
-import { capacityBytes, readCapacityTier } from '../../repository/capacity-tier.js';
-import { TieredStorage } from '../../repository/tiered-storage.js';
+import { capacityUsage } from '../../repository/capacity-tier.js';
+import { filePlaces } from '../../repository/tiered-storage.js';
 import { fromFsError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import type { Command } from '../command.js';
@@ -19,9 +19,10 @@ export const repoInfo: Command = {
   },
   async run(ctx) {
     const repo = repositoryRoot(requireString(ctx, 'repo'));
-    const tiered = !isObjectLocation(repo) && (await readCapacityTier(repo)) !== undefined;
+    const names = await ctx.service.listJobs(repo);
+    const onCapacity = isObjectLocation(repo) ? undefined : await capacityUsage(repo, names);
     const jobs = [];
-    for (const name of await ctx.service.listJobs(repo)) {
+    for (const name of names) {
       const { points, state } = await ctx.service.points(repo, name);
       // Every backup file of the job, damaged ones too: they take space until repaired or deleted.
       const files = new Set<string>([
@@ -29,7 +30,7 @@ export const repoInfo: Command = {
         ...state.damaged.map((d) => d.file),
       ]);
       // A moved file is counted on the capacity tier, not here: `bytes` is what the repository's own folder holds.
-      const places = tiered && state.storage instanceof TieredStorage ? await state.storage.places(state.dir, [...files]) : undefined;
+      const places = onCapacity && (await filePlaces(state.storage, state.dir, [...files]));
       let bytes = 0;
       for (const f of files) if (places?.get(f) !== 'capacity') bytes += await storedBytes(state, f).catch(() => 0);
       jobs.push({
@@ -38,7 +39,7 @@ export const repoInfo: Command = {
         unavailablePoints: state.unavailable.length,
         files: files.size,
         bytes,
-        ...(tiered ? { capacityBytes: await capacityBytes(state.dir) } : {}),
+        ...(onCapacity?.get(name) === undefined ? {} : { capacityBytes: onCapacity.get(name)! }),
       });
     }
     // An object store has no free space to ask for.
@@ -53,7 +54,7 @@ export const repoInfo: Command = {
       ...(immutableDays === undefined ? {} : { immutableDays }),
       jobs,
       bytes: jobs.reduce((a, j) => a + j.bytes, 0),
-      ...(tiered ? { capacityBytes: jobs.reduce((a, j) => a + (j.capacityBytes ?? 0), 0) } : {}),
+      ...(onCapacity ? { capacityBytes: jobs.reduce((a, j) => a + (j.capacityBytes ?? 0), 0) } : {}),
       // What an unprivileged writer can still use (bavail), as df shows it.
       freeBytes: fs === undefined ? null : fs.bavail * fs.bsize,
       totalBytes: fs === undefined ? null : fs.blocks * fs.bsize,

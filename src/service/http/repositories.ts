@@ -3,9 +3,8 @@
  * and the space left (as `lifeboat repo info`), and their usage over time.
  */
 import { Type, type Static } from 'typebox';
-import { join } from 'node:path';
-import { locationText } from '../../repository/index.js';
-import { capacityBytes, readCapacityTier } from '../../repository/capacity-tier.js';
+import { isObjectLocation, locationText } from '../../repository/index.js';
+import { capacityUsage } from '../../repository/capacity-tier.js';
 import type { ApiServer } from './api.js';
 import { API_PREFIX, type ApiContext } from './context.js';
 import { ERROR_RESPONSES, RepoParams, RepositoryUsage, UsageSampleQuery, UsageSamples } from './schemas.js';
@@ -21,6 +20,10 @@ export function usageSampler(deps: HttpApiDeps): UsageSampler {
   return usageSamplerOf(deps, () => new UsageSampler({ catalog: deps.catalog, clock: deps.clock, logger: deps.logger, repos: deps.repos }));
 }
 
+/** A job's usage with its bytes on the capacity tier, when its record could be read. */
+const withCapacity = <T extends object>(j: T, bytes: number | undefined): T & { capacityBytes?: number } =>
+  bytes === undefined ? j : { ...j, capacityBytes: bytes };
+
 async function usage(ctx: ApiContext, name: string, root: string): Promise<Static<typeof RepositoryUsage>> {
   // From the catalog, checked against the job folders (the files' sizes from their stats: no backup file is opened).
   const jobs = (await freshness(ctx.deps).jobs(root)).map((f) => ({
@@ -32,15 +35,19 @@ async function usage(ctx: ApiContext, name: string, root: string): Promise<Stati
   }));
   const space = await repositorySpace(root);
   // A scale-out repository: what each job's recorded copies take on the capacity extent (its local bytes above count the folder only).
-  const tiered = (await readCapacityTier(root)) !== undefined;
-  const onCapacity = tiered ? await Promise.all(jobs.map((j) => capacityBytes(join(root, 'jobs', j.name)))) : undefined;
+  const onCapacity = isObjectLocation(root)
+    ? undefined
+    : await capacityUsage(
+        root,
+        jobs.map((j) => j.name),
+      );
   return {
     name,
     // As a user writes it: s3://bucket/prefix for a repository on S3.
     root: locationText(root),
-    jobs: onCapacity ? jobs.map((j, k) => ({ ...j, capacityBytes: onCapacity[k]! })) : jobs,
+    jobs: onCapacity ? jobs.map((j) => withCapacity(j, onCapacity.get(j.name))) : jobs,
     bytes: jobs.reduce((a, j) => a + j.bytes, 0),
-    ...(onCapacity ? { capacityBytes: onCapacity.reduce((a, b) => a + b, 0) } : {}),
+    ...(onCapacity ? { capacityBytes: [...onCapacity.values()].reduce<number>((a, b) => a + (b ?? 0), 0) } : {}),
     ...space,
   };
 }

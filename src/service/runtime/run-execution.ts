@@ -3,7 +3,9 @@ import type { Clock } from '../../core/clock.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
-import { Repository, loadJob } from '../../repository/index.js';
+import { join } from 'node:path';
+import { JOB_LOCK, Repository, loadJob } from '../../repository/index.js';
+import { lockHolder } from '../../storage/index.js';
 import type { RunProgress } from '../http/deps.js';
 import type { BackupOutcome, BackupRunner } from './backup-runner.js';
 
@@ -103,6 +105,23 @@ export class RunExecution {
     return appendRunLog(this.deps, this.run.id, level, message);
   }
 
+  /** A run that will wait for its job's lock says so in its log, and who holds it: otherwise it would only look slow. */
+  private async noteLockWait(): Promise<void> {
+    const waitMs = this.options.waitMs ?? 0;
+    if (waitMs === 0) return;
+    try {
+      const repo = await Repository.open(this.run.repo);
+      const holder = await lockHolder(repo.storage, join(repo.jobDir(this.run.job), JOB_LOCK));
+      if (holder === undefined) return;
+      await this.log(
+        'info',
+        `job ${this.run.job} is busy (process ${holder.pid} on ${holder.host} holds its lock since ${holder.since}: a copy, a capacity tier run or a backup): the run waits for it, up to ${Math.round(waitMs / 60_000)} min`,
+      );
+    } catch {
+      // Only a message: the backup itself says what is wrong with the repository or the job.
+    }
+  }
+
   private async execute(): Promise<RunRecord> {
     const { catalog, runner } = this.deps;
     const { repo, job } = this.run;
@@ -114,6 +133,7 @@ export class RunExecution {
       'info',
       `run ${this.run.id} of ${job} started (${this.run.trigger}${this.run.attempt > 1 ? `, attempt ${this.run.attempt}` : ''})`,
     );
+    await this.noteLockWait();
     // The backup starts at once; its tasks are written while it opens its sources.
     const backup = runner
       .backup(repo, job, {
