@@ -218,11 +218,15 @@ test('copy mode: every backup file is copied and stays; a forever-forward full r
     await s.backup(day(3));
     const now = await places(s.repo);
     assert.equal(now[full!], 'both stale');
+    // Its points say it is here only: the copy on the tier holds an older state.
+    const placeOf = async (file: string) => ((await points(s.repo)).find((p) => p.file === file) as ListedPoint & { place?: string }).place;
+    assert.equal(await placeOf(full!), 'local');
     const second = JSON.parse(await ok(['tier', 'run', '--repo', s.repo, '--json'])) as { copied: { file: string }[] };
     assert.ok(
       second.copied.some((f) => f.file === full),
       'the merged full was copied again',
     );
+    assert.equal(await placeOf(full!), 'both');
     assert.equal(sha(await readFile(join(s.cap, 'jobs', 'vm', full!))), sha(await readFile(join(s.repo, 'jobs', 'vm', full!))));
     await allRestore(s);
 

@@ -8,7 +8,7 @@ import { throwIfInterrupted } from '../core/cancel.js';
 import { lockAt, readWholeFile, removeDurable, renameDurable, writeFileAtomic, type Storage } from '../storage/index.js';
 import { DATA_START } from '../format/constants.js';
 import { BackupFileReader, JOB_FILE, KEY_FILE, REPO_CONFIG, loadJob, scanJob, type Chain, type JobState, type Repository } from '../repository/index.js';
-import { readCapacityRecord, writeCapacityRecord, type CapacityCopy, type CapacityTierConfig } from '../repository/capacity-tier.js';
+import { copyIsCurrent, readCapacityRecord, writeCapacityRecord, type CapacityCopy, type CapacityTierConfig } from '../repository/capacity-tier.js';
 import { TieredStorage } from '../repository/tiered-storage.js';
 import { gfsFlagsByPoint } from '../retention/plan.js';
 import { planChains } from './retention-run.js';
@@ -171,8 +171,7 @@ async function statLocal(path: string): Promise<Seen | undefined> {
 const sameFile = (a: Seen, b: Seen): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
 
 /** Whether the record's copy is of the file as it is now. */
-export const recordedAsIs = (c: CapacityCopy | undefined, st: Seen): boolean =>
-  c !== undefined && c.size === st.size && c.mtimeMs === st.mtimeMs && (c.ctimeMs === undefined || c.ctimeMs === st.ctimeMs);
+export const recordedAsIs = (c: CapacityCopy | undefined, st: Seen): boolean => copyIsCurrent(c, st);
 
 /** A file the first phase made ready: its copy under a temporary name (or an earlier copy checked again), to be committed under the job's lock. */
 interface Staged {

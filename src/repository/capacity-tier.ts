@@ -63,6 +63,11 @@ export async function writeCapacityTier(root: string, config: CapacityTierConfig
   await storage.syncDir(root);
 }
 
+/** Whether a recorded copy is of the local file as it is now (size, mtime, and ctime when recorded): a merge or compact since makes it out of date. */
+export function copyIsCurrent(copy: CapacityCopy | undefined, local: { readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number }): boolean {
+  return copy !== undefined && copy.size === local.size && copy.mtimeMs === local.mtimeMs && (copy.ctimeMs === undefined || copy.ctimeMs === local.ctimeMs);
+}
+
 /**
  * What each named job's recorded copies take on the capacity extent (moved files and copies of files still
  * local alike); undefined when the repository in the folder `root` has no capacity tier. A job whose record

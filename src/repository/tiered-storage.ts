@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { LifeboatError, fromFsError, isLifeboatError } from '../core/errors.js';
 import { ObjectFileStorage, type CollectReport } from '../objects/object-files.js';
@@ -7,6 +7,7 @@ import type { OpenMode, Storage, StorageFile } from '../storage/index.js';
 import {
   CAPACITY_RECORD_FILE,
   STUB_FOLDER,
+  copyIsCurrent,
   readCapacityRecord,
   readCapacityTier,
   writeCapacityRecord,
@@ -108,14 +109,25 @@ export class TieredStorage implements Storage {
   }
 
   /**
-   * Where each named backup file of a job folder is: `local`, `capacity` (moved) or `both` (copied);
+   * Where each named backup file of a job folder is: `local`, `capacity` (moved) or `both` (copied, and the copy
+   * is of the file as it is now: a file merged into since its copy is `local` until the next tier run);
    * undefined when the repository has no capacity tier.
    */
   async places(dir: string, names: readonly string[]): Promise<Map<string, TierPlace> | undefined> {
     if ((await readCapacityTier(this.localRoot, this.local)) === undefined) return undefined;
     const here = new Set(await this.local.list(dir));
     const recorded = (await readCapacityRecord(dir, this.local)).files;
-    return new Map(names.map((n) => [n, !here.has(n) ? 'capacity' : Object.hasOwn(recorded, n) ? 'both' : 'local']));
+    const out = new Map<string, TierPlace>();
+    for (const n of names) {
+      if (!here.has(n)) out.set(n, 'capacity');
+      else if (!Object.hasOwn(recorded, n)) out.set(n, 'local');
+      else {
+        // Only a recorded file is stat'ed: a repository's other files cost nothing more.
+        const st = await stat(join(dir, n)).catch(() => undefined);
+        out.set(n, st !== undefined && copyIsCurrent(recorded[n], st) ? 'both' : 'local');
+      }
+    }
+    return out;
   }
 
   /** Where a moved file's stub is kept in its job folder. */
