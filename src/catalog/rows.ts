@@ -47,29 +47,32 @@ function parseJson<T>(text: string, what: string): T {
   }
 }
 
+/** Each RunRecord field with its column, in RunRecord's order (a listing as JSON text names them so). */
+export const RUN_FIELDS = [
+  ['id', 'id'],
+  ['repo', 'repo'],
+  ['job', 'job'],
+  ['kind', 'kind'],
+  ['trigger', 'trigger'],
+  ['attempt', 'attempt'],
+  ['retryOf', 'retry_of'],
+  ['state', 'state'],
+  ['queuedAt', 'queued_at'],
+  ['startedAt', 'started_at'],
+  ['endedAt', 'ended_at'],
+  ['bytesRead', 'bytes_read'],
+  ['bytesStored', 'bytes_stored'],
+  ['steps', 'steps'],
+  ['errorCode', 'error_code'],
+  ['errorMessage', 'error_message'],
+  ['pointId', 'point_id'],
+  ['changeMethod', 'change_method'],
+  ['changeReason', 'change_reason'],
+  ['reportId', 'report_id'],
+] as const satisfies readonly (readonly [keyof RunRecord, keyof RunsTable])[];
+
 /** The runs table's columns, in the order runFromColumns reads them. */
-export const RUN_COLUMNS = [
-  'id',
-  'repo',
-  'job',
-  'kind',
-  'trigger',
-  'attempt',
-  'retry_of',
-  'state',
-  'queued_at',
-  'started_at',
-  'ended_at',
-  'bytes_read',
-  'bytes_stored',
-  'steps',
-  'error_code',
-  'error_message',
-  'point_id',
-  'change_method',
-  'change_reason',
-  'report_id',
-] as const satisfies readonly (keyof RunsTable)[];
+export const RUN_COLUMNS = RUN_FIELDS.map(([, column]) => column);
 
 /** A run from its columns in RUN_COLUMNS order (a listing's rows as arrays). */
 export function runFromColumns(c: readonly unknown[]): RunRecord {

@@ -22,6 +22,7 @@ import {
   type NewRun,
   type PointRecord,
   type RunFilter,
+  type RunJsonPage,
   type RunPage,
   type RunRecord,
   type RunState,
@@ -41,7 +42,7 @@ import { readSchemaVersion } from './migrate.js';
 import * as rows from './rows.js';
 import { labReportOf, labReportsOf, latestResultsOf, writeLabReport } from './sql-lab-reports.js';
 import { giveUpLease, leaseNamed, takeLease } from './sql-leases.js';
-import { appendLines, insertRun, lockRun, markInterrupted, runsNewestFirst, upsertTask } from './sql-runs.js';
+import { appendLines, insertRun, lockRun, markInterrupted, runsNewestFirst, runsNewestFirstAsJson, upsertTask } from './sql-runs.js';
 import { deleteUsageSamples, insertUsageSample, latestRunsOf, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
 const DEFAULT_RUN_PAGE = 50;
@@ -54,6 +55,14 @@ const DEFAULT_REPORT_PAGE = 50;
 const MAX_REPORT_PAGE = 1000;
 const LATEST_RUNS_SLICE = 400;
 const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
+
+/** A run listing's page size and `since` as an ISO instant, its arguments checked; limit 0 when no state is asked for (nothing passes). */
+function runPageOf(filter: RunFilter): { limit: number; since: string | undefined } {
+  const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
+  for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
+  const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
+  return { limit: filter.states !== undefined && filter.states.length === 0 ? 0 : limit, since };
+}
 
 /** Every point given for one job's replacement belongs to that job. */
 function checkPointsOf(repo: string, job: string, points: readonly PointRecord[]): void {
@@ -122,15 +131,26 @@ export class SqlCatalog implements Catalog {
   }
 
   async listRuns(filter: RunFilter = {}): Promise<RunPage> {
-    const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
-    for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
-    if (filter.states !== undefined && filter.states.length === 0) return { runs: [], next: null };
-    const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
+    const { limit, since } = runPageOf(filter);
+    if (limit === 0) return { runs: [], next: null };
     return this.guard(async () => {
       // One row more than the page tells whether another page follows.
       const found = await runsNewestFirst(this.database, filter, since, limit + 1);
       const page = found.slice(0, limit).map(rows.runFromColumns);
       return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
+    });
+  }
+
+  async listRunsAsJson(filter: RunFilter = {}): Promise<RunJsonPage> {
+    const { limit, since } = runPageOf(filter);
+    if (limit === 0) return { runs: [], next: null };
+    return this.guard(async () => {
+      const found = await runsNewestFirstAsJson(this.database, filter, since, limit + 1);
+      const page = found.slice(0, limit);
+      return {
+        runs: page.map((c) => ({ repo: c[1] as string, json: c[2] as string })),
+        next: found.length > limit ? (page[page.length - 1]![0] as number) : null,
+      };
     });
   }
 

@@ -3,11 +3,11 @@
  * (arguments already checked by it; each runs on the database or inside the
  * write transaction it is given).
  */
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { LogLine, NewRun, RunFilter } from './catalog.js';
 import { INSERT_CHUNK, chunks, runNotFound } from './checks.js';
 import type { CatalogDatabase } from './database.js';
-import { RUN_COLUMNS } from './rows.js';
+import { RUN_COLUMNS, RUN_FIELDS } from './rows.js';
 import type { CatalogSchema, RunsTable, TasksTable } from './schema.js';
 
 type Db = Kysely<CatalogSchema>;
@@ -44,16 +44,34 @@ export function insertRun(db: Db, run: NewRun): Promise<Selectable<RunsTable>> {
     .executeTakeFirstOrThrow();
 }
 
-/** The newest `count` runs that pass the filter (`since` already an ISO instant), newest first, as arrays of RUN_COLUMNS. */
-export function runsNewestFirst(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number): Promise<unknown[][]> {
-  let q = database.db.selectFrom('runs').select(RUN_COLUMNS);
+/** The runs that pass the filter (`since` already an ISO instant), newest first, at most `count`. */
+function newestFirst(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number) {
+  let q = database.db.selectFrom('runs');
   if (filter.repo !== undefined) q = q.where('repo', '=', filter.repo);
   if (filter.job !== undefined) q = q.where('job', '=', filter.job);
   if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
   if (filter.states !== undefined) q = q.where('state', 'in', [...filter.states]);
   if (since !== undefined) q = q.where('queued_at', '>=', since);
   if (filter.before !== undefined) q = q.where('id', '<', filter.before);
-  return database.arrays(q.orderBy('id', 'desc').limit(count).compile());
+  return q.orderBy('id', 'desc').limit(count);
+}
+
+/** The newest `count` runs that pass the filter, as arrays of RUN_COLUMNS. */
+export function runsNewestFirst(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number): Promise<unknown[][]> {
+  return database.arrays(newestFirst(database, filter, since, count).select(RUN_COLUMNS).compile());
+}
+
+/**
+ * The same runs as [id, repo, the run as JSON text], the text made by the database: a record's fields in
+ * RunRecord's order, `steps` as the object it holds (both databases keep integers whole and strings as they are).
+ */
+export function runsNewestFirstAsJson(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number): Promise<unknown[][]> {
+  const pairs = RUN_FIELDS.map(([field, column]) => {
+    const value = column !== 'steps' ? sql.ref(column) : database.kind === 'sqlite' ? sql`json(steps)` : sql`steps::json`;
+    return sql`${sql.lit(field)}, ${value}`;
+  });
+  const json = database.kind === 'sqlite' ? sql<string>`json_object(${sql.join(pairs)})` : sql<string>`json_build_object(${sql.join(pairs)})::text`;
+  return database.arrays(newestFirst(database, filter, since, count).select(['id', 'repo', json.as('json')]).compile());
 }
 
 /** In a write transaction: the queued and running runs (of `repos`, or all; running ones only with `runningOnly`) and their tasks become interrupted; the runs changed. */

@@ -1,10 +1,11 @@
 /**
- * The conformance tests of what the catalog keeps beside a job's copy: the
- * read it was made from (signature and summary) and the repositories' usage
- * samples (catalog-conformance.ts registers them).
+ * The conformance tests of the catalog's listings for the API: run pages as
+ * JSON text, each job's latest run, what the catalog keeps beside a job's
+ * copy (the read it was made from: signature and summary) and the
+ * repositories' usage samples (catalog-conformance.ts registers them).
  */
 import assert from 'node:assert/strict';
-import type { JobReadRecord, JobRecord, UsageSample } from '../catalog/catalog.js';
+import type { Catalog, JobReadRecord, JobRecord, RunFilter, UsageSample } from '../catalog/catalog.js';
 import { at, newRun, point, rejectsWith, type ConformanceTest } from './catalog-fixtures.js';
 
 const jobOf = (name: string, minutes: number, repo = '/repos/a'): JobRecord => ({
@@ -38,7 +39,74 @@ const sample = (repo: string, minutes: number, bytes: number): UsageSample => ({
   totalBytes: 2 ** 42,
 });
 
+/** listRuns' page and listRunsAsJson's for one filter: the same runs, repositories and next, the text parsing to each record. */
+async function sameAsJson(c: Catalog, filter: RunFilter): Promise<number> {
+  const records = await c.listRuns(filter);
+  const texts = await c.listRunsAsJson(filter);
+  assert.deepEqual(
+    texts.runs.map((r) => JSON.parse(r.json) as unknown),
+    records.runs,
+    JSON.stringify(filter),
+  );
+  assert.deepEqual(
+    texts.runs.map((r) => r.repo),
+    records.runs.map((r) => r.repo),
+  );
+  assert.equal(texts.next, records.next, JSON.stringify(filter));
+  return records.runs.length;
+}
+
 export function readConformanceTests(t: ConformanceTest): void {
+  t('listRunsAsJson gives listRuns’ pages, each run as JSON text that parses to its record', async (c) => {
+    assert.deepEqual(await c.listRunsAsJson(), { runs: [], next: null });
+    const ids: number[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await c.createRun(newRun(i % 2 === 0 ? 'web' : 'db', i, i % 3 === 0 ? '/repos/b' : '/repos/a'))).id);
+    // Every field filled, with what JSON must escape or keep whole: quotes, backslashes, control characters, text
+    // outside the BMP, integers past 2^32 (to 2^53 - 1), fractional step times.
+    const awkward = await c.updateRun(ids[2]!, {
+      state: 'failed',
+      startedAt: at(3),
+      endedAt: at(4),
+      bytesRead: 2 ** 53 - 1,
+      bytesStored: 2 ** 40 + 7,
+      steps: { scan: 13.25, 'open source and previous point': 20.5, data: 5400 },
+      errorCode: 'LFB_ERR_SOURCE',
+      errorMessage: 'disk "C:\\vm\\d.img" said: \u0001\t\n\u007f é 💾 \u2028',
+      pointId: 'p-3',
+      changeMethod: 'cbt',
+      changeReason: "the bitmap's \"name\"",
+      reportId: 'lab-1',
+    });
+    assert.equal((await c.listRunsAsJson({ job: awkward.job, states: ['failed'] })).runs.length, 1);
+    ids.push((await c.createRun({ ...newRun('web', 20), kind: 'surebackup' })).id);
+    await c.updateRun(ids[4]!, { state: 'succeeded', steps: {} });
+    const filters: RunFilter[] = [
+      {},
+      { limit: 5 },
+      { limit: 5, before: ids[7]! },
+      { limit: 4, before: ids[4]! },
+      { repo: '/repos/b' },
+      { job: 'db', limit: 2 },
+      { kind: 'surebackup' },
+      { states: ['failed', 'succeeded'] },
+      { since: at(6), limit: 3 },
+    ];
+    for (const filter of filters) assert.ok((await sameAsJson(c, filter)) > 0, JSON.stringify(filter));
+    // Paging through with next gives every run once.
+    const seen: number[] = [];
+    for (let before: number | undefined; ; ) {
+      const page = await c.listRunsAsJson({ limit: 5, ...(before === undefined ? {} : { before }) });
+      seen.push(...page.runs.map((r) => (JSON.parse(r.json) as { id: number }).id));
+      if (page.next === null) break;
+      before = page.next;
+    }
+    assert.deepEqual(seen, [...ids].reverse());
+    assert.deepEqual(await c.listRunsAsJson({ states: [] }), { runs: [], next: null });
+    await rejectsWith(c.listRunsAsJson({ limit: 0 }), 'LFB_ERR_INVALID_ARGUMENT');
+    await rejectsWith(c.listRunsAsJson({ since: 'yesterday' }), 'LFB_ERR_INVALID_ARGUMENT');
+    await rejectsWith(c.listRunsAsJson({ states: ['lost' as never] }), 'LFB_ERR_INVALID_ARGUMENT');
+  });
+
   t(
     'latestRuns: each named backup job’s newest run of the repository, none for a job without runs, other repositories’ and SureBackup runs ignored',
     async (c) => {
