@@ -11,10 +11,10 @@
 import type { Catalog, JobReadRecord, JobRecord, PointRecord } from '../catalog/catalog.js';
 import type { Clock } from '../core/clock.js';
 import { LifeboatError } from '../core/errors.js';
-import { Repository, loadJob, scanJob, validateJobName } from '../repository/index.js';
+import { Repository, isObjectLocation, loadJob, scanJob, validateJobName } from '../repository/index.js';
 import type { Storage } from '../storage/index.js';
 import { jobRecord, jobReadSummary, pointRecords, pointViewsOf } from './catalog-sync.js';
-import { jobFolderSignature, jobFolderNames, recordedSignature, type JobFolderSignature } from './job-signature.js';
+import { jobFolderSignature, jobFolderNames, recordedSignature, tierSetting, type JobFolderSignature } from './job-signature.js';
 
 /** A job as the catalog has it, checked against its folder. */
 export interface FreshJob {
@@ -79,7 +79,9 @@ export class CatalogFreshness {
     const names = await jobFolderNames(root);
     const reads = await this.catalog.listJobReads(root);
     const known = new Map(reads.map((r) => [r.job, r.signature]));
-    const signatures = await Promise.all(names.map((n) => this.signature(root, n, now, known.has(n))));
+    // One stat of the repository's tier setting for all its jobs (a local one; object storage has none to stat).
+    const tier = isObjectLocation(root) ? undefined : tierSetting(root);
+    const signatures = await Promise.all(names.map((n) => this.signature(root, n, now, known.has(n), tier)));
     const present = new Map<string, JobFolderSignature>();
     names.forEach((n, i) => {
       // A folder without job.json is no job (yet: `job create` writes it last).
@@ -121,13 +123,13 @@ export class CatalogFreshness {
    * the one being renamed into and synced, where a listing and stats would
    * wait on the writes (the jobs listing's p99 while 4 backups run).
    */
-  private async signature(root: string, name: string, now: Date, cataloged: boolean): Promise<JobFolderSignature | undefined> {
+  private async signature(root: string, name: string, now: Date, cataloged: boolean, tier?: string): Promise<JobFolderSignature | undefined> {
     const key = `${root}\0${name}`;
     if (cataloged && this.isWriting(root, name)) {
       const kept = this.lastSignatures.get(key);
       if (kept !== undefined) return kept;
     }
-    const sig = await jobFolderSignature(root, name, now);
+    const sig = await jobFolderSignature(root, name, now, tier);
     if (sig === undefined) this.lastSignatures.delete(key);
     else this.lastSignatures.set(key, sig);
     return sig;

@@ -30,8 +30,11 @@ import { fromFsError } from '../core/errors.js';
 import { HEALTH_FILE, JOB_FILE, isObjectLocation, objectFolderFiles, openLocation } from '../repository/index.js';
 import { CAPACITY_RECORD_FILE, CAPACITY_TIER_FILE } from '../repository/capacity-tier.js';
 
-/** The repository's capacity tier setting as the signature covers it: whether a point says where it is depends on it (`tier set`, `tier clear`). */
-function tierSetting(root: string): string {
+/**
+ * The repository's capacity tier setting as the signature covers it: whether a point says where it is depends on it
+ * (`tier set`, `tier clear`). A listing of many jobs takes it once and gives it to each job's signature.
+ */
+export function tierSetting(root: string): string {
   try {
     const st = statSync(join(root, CAPACITY_TIER_FILE), { bigint: true });
     return `tier ${st.size} ${st.mtimeNs} ${st.ino}`;
@@ -129,8 +132,8 @@ const settledFolders = new Map<string, SettledFolder>();
 
 const isFull = (name: string): boolean => isBackupFile(name) && name.endsWith('.vbk');
 
-/** The job folder's signature at `now`; undefined when the folder or its job.json is not there. */
-export async function jobFolderSignature(root: string, job: string, now: Date): Promise<JobFolderSignature | undefined> {
+/** The job folder's signature at `now` (with the repository's `tier` setting, when the caller has it); undefined when the folder or its job.json is not there. */
+export async function jobFolderSignature(root: string, job: string, now: Date, tier?: string): Promise<JobFolderSignature | undefined> {
   const dir = join(root, 'jobs', job);
   if (isObjectLocation(root)) return objectFolderSignature(root, dir, now);
   // `now` is the server's clock: the real time in a server, as the file system's times are.
@@ -174,7 +177,7 @@ export async function jobFolderSignature(root: string, job: string, now: Date): 
   const files = [...known.settled, ...statAll(dir, known.names.filter(isFull))];
   if (!files.some((f) => f.name === JOB_FILE)) return undefined;
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n${tierSetting(root)}\n`);
+  const hash = createHash('sha256').update(`day ${now.toISOString().slice(0, 10)}\nfolder ${folder.mtimeNs} ${folder.ino}\n${tier ?? tierSetting(root)}\n`);
   const fileBytes = new Map<string, number>();
   let racy = racyWithin(folder.mtimeNs, nowNs);
   for (const f of files) {
