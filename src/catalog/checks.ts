@@ -1,5 +1,6 @@
 /** Argument checks and the not-found errors of the catalog's calls. */
 import { LifeboatError } from '../core/errors.js';
+import { RUN_STATES, type RunFilter } from './catalog.js';
 
 export function invalid(message: string): LifeboatError {
   return new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `catalog: ${message}`);
@@ -42,4 +43,15 @@ export function runNotFound(id: number): LifeboatError {
 
 export function userNotFound(name: string): LifeboatError {
   return new LifeboatError('LFB_ERR_USER_NOT_FOUND', `no user ${JSON.stringify(name)}`, { details: { user: name } });
+}
+
+const DEFAULT_RUN_PAGE = 50;
+const MAX_RUN_PAGE = 1000;
+
+/** A run listing's page size and `since` as an ISO instant, its arguments checked; limit 0 when no state is asked for (nothing passes). */
+export function runPageOf(filter: RunFilter): { limit: number; since: string | undefined } {
+  const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
+  for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
+  const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
+  return { limit: filter.states !== undefined && filter.states.length === 0 ? 0 : limit, since };
 }

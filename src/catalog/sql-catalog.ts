@@ -35,7 +35,7 @@ import {
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
-import { INSERT_CHUNK, chunks, invalid, isoInstant, oneOf, pageSize, runNotFound } from './checks.js';
+import { INSERT_CHUNK, chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, runPageOf } from './checks.js';
 import { catalogError, type CatalogDatabase } from './database.js';
 import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
@@ -45,8 +45,6 @@ import { giveUpLease, leaseNamed, takeLease } from './sql-leases.js';
 import { appendLines, insertRun, lockRun, markInterrupted, runsNewestFirst, runsNewestFirstAsJson, upsertTask } from './sql-runs.js';
 import { deleteUsageSamples, insertUsageSample, latestRunsOf, readsOf, upsertJob, upsertJobRead, usageSamplesOf } from './sql-reads.js';
 
-const DEFAULT_RUN_PAGE = 50;
-const MAX_RUN_PAGE = 1000;
 const DEFAULT_LOG_PAGE = 1000;
 const DEFAULT_USAGE_SAMPLES = 1000;
 const MAX_USAGE_SAMPLES = 10_000;
@@ -55,14 +53,6 @@ const DEFAULT_REPORT_PAGE = 50;
 const MAX_REPORT_PAGE = 1000;
 const LATEST_RUNS_SLICE = 400;
 const LOG_LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error'];
-
-/** A run listing's page size and `since` as an ISO instant, its arguments checked; limit 0 when no state is asked for (nothing passes). */
-function runPageOf(filter: RunFilter): { limit: number; since: string | undefined } {
-  const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
-  for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
-  const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
-  return { limit: filter.states !== undefined && filter.states.length === 0 ? 0 : limit, since };
-}
 
 /** Every point given for one job's replacement belongs to that job. */
 function checkPointsOf(repo: string, job: string, points: readonly PointRecord[]): void {

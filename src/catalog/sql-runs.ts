@@ -71,7 +71,11 @@ export function runsNewestFirstAsJson(database: CatalogDatabase, filter: RunFilt
     return sql`${sql.lit(field)}, ${value}`;
   });
   const json = database.kind === 'sqlite' ? sql<string>`json_object(${sql.join(pairs)})` : sql<string>`json_build_object(${sql.join(pairs)})::text`;
-  return database.arrays(newestFirst(database, filter, since, count).select(['id', 'repo', json.as('json')]).compile());
+  return database.arrays(
+    newestFirst(database, filter, since, count)
+      .select(['id', 'repo', json.as('json')])
+      .compile(),
+  );
 }
 
 /** In a write transaction: the queued and running runs (of `repos`, or all; running ones only with `runningOnly`) and their tasks become interrupted; the runs changed. */

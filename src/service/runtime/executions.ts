@@ -9,7 +9,7 @@ import { CopyExecution } from './copy-execution.js';
 import { RunExecution, type RunOptions } from './run-execution.js';
 import { FailedExecution, SureBackupExecution } from './surebackup-execution.js';
 import { TierExecution } from './tier-execution.js';
-import type { ServiceRuntimeOptions } from './service-runtime.js';
+import type { ServiceRuntimeOptions } from './runtime-options.js';
 
 /** A backup run, a SureBackup job's run, a copy job's run or a capacity tier's run, as the runtime drives it. */
 export type Execution = Pick<RunExecution, 'run' | 'done' | 'stop' | 'watch' | 'lastProgress'> & {

@@ -1,20 +1,17 @@
-import type { LifeboatService } from '../../app/service.js';
-import type { Catalog, LeaseRecord, RunRecord, RunTrigger } from '../../catalog/catalog.js';
-import type { Clock } from '../../core/clock.js';
+import type { LeaseRecord, RunKind, RunRecord, RunTrigger } from '../../catalog/catalog.js';
+import type { ServiceRuntimeOptions } from './runtime-options.js';
 import { LifeboatError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import { DEFAULT_MAX_TASKS, decide, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
 import { Repository, loadJob } from '../../repository/index.js';
 import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
 import { DEFAULT_LEASE_TTL_MS, SchedulerLease, SchedulerLeadership, schedulerLeaseName, serverHolderId } from './scheduler-lease.js';
+import { QueuedStops } from './queued-stops.js';
 import { RunWatchers } from './run-watchers.js';
 import type { RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
-import type { BlockWorkerPool } from '../../compress/block-pool.js';
 import { InProcessBackupRunner, type BackupRunner } from './backup-runner.js';
-import type { InstantRecovery } from '../../recovery/index.js';
 import { loadSureBackupJob } from '../../app/surebackup-jobs.js';
 import { interruptRunsLeft, knownRuns, splitKey } from './known-runs.js';
 import { TIER_JOB } from './tier-execution.js';
@@ -22,41 +19,9 @@ import { requireCapacityTier } from '../../app/capacity-tier.js';
 import { RunResults, executionFor, type Execution } from './executions.js';
 import type { CopyResult } from '../../methods/copy-run.js';
 
-export interface ServiceRuntimeOptions {
-  readonly catalog: Catalog;
-  readonly service: LifeboatService;
-  /** Repository roots whose jobs this server runs. */
-  readonly repos: readonly string[];
-  /** Where the scheduler keeps its heartbeat (the time it last decided), to find runs missed while it was down. */
-  readonly stateDir: string;
-  readonly clock: Clock;
-  readonly logger: Logger;
-  /** Running disk tasks at most (default 4). */
-  readonly maxTasks?: number | undefined;
-  readonly timeZone?: string | undefined;
-  /** Called when a backup run's work has ended, before it is recorded as ended (the server refreshes the job's catalog copy). */
-  readonly beforeRunEnds?: ((repo: string, job: string) => Promise<void>) | undefined;
-  /** Told of every run that ended (webhooks, the journal line). */
-  readonly onRunEnded?: ((run: RunRecord) => void | Promise<void>) | undefined;
-  /** False: no run is queued by a schedule or a chain (runs asked for still run). Default true. */
-  readonly schedules?: boolean | undefined;
-  /** Where the backups run: the server's data mover (data-mover.ts). Default: on this thread, hashing and compressing on `pool`. */
-  readonly runner?: BackupRunner | undefined;
-  /** A warm worker pool for backups run on this thread (without it each run starts its own). */
-  readonly pool?: BlockWorkerPool | undefined;
-  /** The longest the scheduler sleeps: it also rereads the jobs (a `job set` from the CLI) this often. */
-  readonly maxSleepMs?: number | undefined;
-  /** Where SureBackup jobs' lab VMs run: the repository's instant sessions (without them their runs fail with LFB_ERR_SERVER_NOT_RUNNING). */
-  readonly recovery?: ((repo: string) => InstantRecovery | undefined) | undefined;
-  /** Who this server is to the scheduler's lease (default serverHolderId(repos): the same after a restart in the same place). */
-  readonly holder?: string | undefined;
-  /** The scheduler lease's time to live (default DEFAULT_LEASE_TTL_MS). */
-  readonly leaseTtlMs?: number | undefined;
-}
+export type { ServiceRuntimeOptions };
 
 const DEFAULT_MAX_SLEEP_MS = 30_000;
-/** Stopped queued runs remembered against a late start; a start reads its run within a moment, so the latest few are plenty. */
-const MAX_STOPS_KEPT = 1024;
 /** How often a standby reads the end of runs its clients watch (they run on the leading server). */
 const STANDBY_WATCH_MS = 1000;
 
@@ -84,7 +49,7 @@ export class ServiceRuntime implements JobRunner {
    * says queued: the start looks here once its read is back, so a stop that
    * was answered is never followed by the run.
    */
-  private readonly stoppedBeforeStart = new Set<number>();
+  private readonly queuedStops: QueuedStops;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -99,6 +64,14 @@ export class ServiceRuntime implements JobRunner {
 
   constructor(private readonly opts: ServiceRuntimeOptions) {
     this.runner = opts.runner ?? new InProcessBackupRunner(opts.service, opts.pool);
+    this.queuedStops = new QueuedStops({
+      catalog: opts.catalog,
+      clock: opts.clock,
+      leading: () => this.leading,
+      leader: () => this.leader(),
+      stopRunning: (id) => this.stopRunning(id),
+      neverStarts: (id) => this.watchers.neverStarts(id),
+    });
   }
 
   /** Takes the scheduler's lease if it is free (or this server's) and starts deciding; else stands by until it is. */
@@ -172,14 +145,8 @@ export class ServiceRuntime implements JobRunner {
   }
 
   async runNow(repo: string, job: string, trigger: RunTrigger, options?: RunOptions): Promise<RunRecord> {
-    if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
-    if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
     // The job must exist: a typo is an error now, not a failed run later (job.json alone: showJob would scan the backup files).
-    await loadJob(await Repository.open(repo), job);
-    const run = await this.opts.catalog.createRun({ repo, job, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
-    if (options) this.options.set(run.id, options);
-    this.tick();
-    return run;
+    return this.queueNow(repo, job, 'backup', trigger, async () => loadJob(await Repository.open(repo), job), options);
   }
 
   /** A SureBackup job's run now (`surebackup job run`, the API's run-now). */
@@ -200,65 +167,31 @@ export class ServiceRuntime implements JobRunner {
   private async queueNow(
     repo: string,
     job: string,
-    kind: 'surebackup' | 'copy' | 'tier',
+    kind: RunKind,
     trigger: RunTrigger,
     exists: () => Promise<unknown>,
+    options?: RunOptions,
   ): Promise<RunRecord> {
     if (this.closing) throw new LifeboatError('LFB_ERR_SERVER_NOT_RUNNING', 'the server is stopping');
     if (!this.opts.repos.includes(repo)) throw new LifeboatError('LFB_ERR_REPO_NOT_FOUND', `this server does not serve ${repo}`);
     await exists();
     const run = await this.opts.catalog.createRun({ repo, job, kind, trigger, attempt: 1, retryOf: null, queuedAt: this.opts.clock.now().toISOString() });
+    if (options) this.options.set(run.id, options);
     this.tick();
     return run;
   }
 
   async stop(runId: number): Promise<void> {
+    if (!(await this.stopRunning(runId))) await this.queuedStops.stop(runId);
+  }
+
+  /** Stops a run going here and waits for its end; false when none with that id runs here. */
+  private async stopRunning(runId: number): Promise<boolean> {
     const exec = this.running.get(runId);
-    if (exec) {
-      exec.stop('stopped');
-      await exec.done;
-      return;
-    }
-    // Not started, and from here on it never starts: begin() checks this set after its read of the run.
-    const known = this.stoppedBeforeStart.has(runId);
-    this.stoppedBeforeStart.add(runId);
-    if (this.stoppedBeforeStart.size > MAX_STOPS_KEPT) this.stoppedBeforeStart.delete(this.stoppedBeforeStart.values().next().value!);
-    let run: RunRecord;
-    try {
-      run = await this.opts.catalog.getRun(runId);
-    } catch (err) {
-      if (!known) this.stoppedBeforeStart.delete(runId);
-      throw err;
-    }
-    if (run.state === 'running' && !this.leading)
-      throw new LifeboatError('LFB_ERR_STANDBY', `run ${runId} runs on the server that runs the scheduler (${await this.leader()}): stop it there`);
-    if (run.state === 'queued') {
-      try {
-        // Only while still queued: the leader may be starting it this moment (then it is stopped where it runs).
-        const stopped = await this.opts.catalog.updateRun(runId, { state: 'stopped', endedAt: this.opts.clock.now().toISOString() }, 'queued');
-        if (stopped.state !== 'stopped') {
-          if (!known) this.stoppedBeforeStart.delete(runId);
-          const going = this.running.get(runId);
-          if (going) {
-            going.stop('stopped');
-            await going.done;
-            return;
-          }
-          if (stopped.state === 'running')
-            throw new LifeboatError('LFB_ERR_STANDBY', `run ${runId} started on the server that runs the scheduler (${await this.leader()}): stop it there`);
-          throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${stopped.state}): there is nothing to stop`);
-        }
-      } catch (err) {
-        // Not recorded stopped: still queued, so it may start as before (the stop failed and says so).
-        if (!known) this.stoppedBeforeStart.delete(runId);
-        throw err;
-      }
-      await this.opts.catalog.appendLog(runId, [{ at: this.opts.clock.now().toISOString(), level: 'info', message: 'stopped before it started' }]);
-      this.watchers.neverStarts(runId);
-      return;
-    }
-    if (!known) this.stoppedBeforeStart.delete(runId);
-    throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `run ${runId} has ended (${run.state}): there is nothing to stop`);
+    if (exec === undefined) return false;
+    exec.stop('stopped');
+    await exec.done;
+    return true;
   }
 
   watch(runId: number, listener: (p: RunProgress) => void, ended?: () => void): () => void {
@@ -391,7 +324,7 @@ export class ServiceRuntime implements JobRunner {
 
   private async begin(id: number): Promise<void> {
     const run = await this.opts.catalog.getRun(id);
-    if (run.state !== 'queued' || this.stoppedBeforeStart.has(id)) {
+    if (run.state !== 'queued' || this.queuedStops.has(id)) {
       // It will not start: whoever waits for it hears that now (a stop in progress tells them once it is recorded).
       if (run.state !== 'queued') this.watchers.neverStarts(id);
       return;
