@@ -32,7 +32,7 @@
  *   in each phase (bench/loop-delay.ts); BENCH_PROFILE=loop: those without
  *   the profiler.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -43,6 +43,7 @@ import { fillCatalog, fillJobName, minutes, type CatalogShape } from './catalog-
 import { rewriteFivePercent } from './cbt-changes.js';
 import { buildSampleImage } from './sample-image.js';
 import { ApiClient, adminToken, catalogMs, settled, startServe, waitForRun, type RunView, type Served } from './service-server.js';
+import { keepBackupsRunning, keepCliBackupsRunning, percentile, sampleEndpoints } from './service-load.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 100_000);
 const POINTS = Number(process.env['BENCH_POINTS'] ?? 10_000);
@@ -194,45 +195,6 @@ async function withServer<T>(token: string, fn: (api: ApiClient, repoName: strin
   }
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-
-/** Each endpoint once per round, `SAMPLES` rounds (after 20 unmeasured): p50 and p99 by endpoint. */
-async function sampleEndpoints(
-  api: ApiClient,
-  endpoints: readonly (readonly [string, string])[],
-): Promise<Map<string, { p50: number; p99: number; max: number }>> {
-  for (let i = 0; i < 20; i++) for (const [, path] of endpoints) await api.call('GET', path);
-  const ms = new Map<string, number[]>(endpoints.map(([label]) => [label, []]));
-  for (let i = 0; i < SAMPLES; i++) for (const [label, path] of endpoints) ms.get(label)!.push((await api.call('GET', path)).ms);
-  return new Map(
-    [...ms].map(([label, xs]) => {
-      xs.sort((a, b) => a - b);
-      return [label, { p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.at(-1)! }];
-    }),
-  );
-}
-
-/** 4 backups kept running: each job started again (through the API) as soon as its run ends. */
-function keepBackupsRunning(api: ApiClient, repoName: string, jobs: readonly string[]): () => Promise<{ runs: number; bytesRead: number }> {
-  let stop = false;
-  let runs = 0;
-  let bytesRead = 0;
-  const loops = jobs.map(async (job) => {
-    while (!stop) {
-      const { body } = await api.call<RunView>('POST', `/api/v1/repositories/${repoName}/jobs/${job}/run`, 202);
-      const { run } = await waitForRun(api, body.id);
-      if (run.state !== 'succeeded') throw new Error(`load run ${run.id} of ${job}: ${run.state} ${run.errorMessage ?? ''}`);
-      runs += 1;
-      bytesRead += run.bytesRead;
-    }
-  });
-  return async () => {
-    stop = true;
-    await Promise.all(loops);
-    return { runs, bytesRead };
-  };
-}
-
 /** A phase's start and end (epoch ms), written beside the profiles. */
 function phase(name: string, from: number, to: number): void {
   if (PROFILE) appendFileSync(join(profileDir, 'phases.txt'), `${name} ${from} ${to}\n`);
@@ -253,27 +215,6 @@ function loopDelay(from: number, to: number): string {
     `median of intervals' p50 ${percentile(p50s, 50).toFixed(1)}, worst interval p99 ${worst(2)}, longest ${worst(3)}; ` +
     `GC ${sum(5)} pauses, ${sum(6).toFixed(0)} ms, longest ${worst(7)}; requests in the server ${sum(9)}, worst interval p99 ${worst(10)}, longest ${worst(11)}`
   );
-}
-
-/** The control: 4 backups as busy as the server's, but each in a `lifeboat backup` process of its own (another repository). */
-function keepCliBackupsRunning(jobs: readonly string[]): () => Promise<{ runs: number }> {
-  let stop = false;
-  let runs = 0;
-  const loops = jobs.map(async (job) => {
-    while (!stop) {
-      await new Promise<void>((resolve, reject) => {
-        const p = spawn(process.execPath, [bin, 'backup', job, '--repo', otherRepo], { stdio: 'ignore' });
-        p.on('error', reject);
-        p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`lifeboat backup ${job} --repo ${otherRepo}: exit ${code}`))));
-      });
-      runs += 1;
-    }
-  });
-  return async () => {
-    stop = true;
-    await Promise.all(loops);
-    return { runs };
-  };
 }
 
 async function main(): Promise<void> {
@@ -340,7 +281,7 @@ async function main(): Promise<void> {
     ] as const;
     const loadAtIdle = load();
     const idleFrom = Date.now();
-    const idle = await sampleEndpoints(api, endpoints);
+    const idle = await sampleEndpoints(api, endpoints, SAMPLES);
     phase('idle', idleFrom, Date.now());
     // The backups are started and followed by a client of their own (one connection, as another console or a
     // script holds it): on the measuring client's one connection a sample would wait for their requests first.
@@ -349,14 +290,14 @@ async function main(): Promise<void> {
     // Let all 4 get going before the first sample.
     await new Promise((r) => setTimeout(r, 1500));
     const busyFrom = Date.now();
-    const during = await sampleEndpoints(api, endpoints);
+    const during = await sampleEndpoints(api, endpoints, SAMPLES);
     phase('busy', busyFrom, Date.now());
     const loadAtBusy = load();
     const busy = await stopBackups().finally(() => loadApi.close());
-    const stopCliBackups = keepCliBackupsRunning(loadJobs);
+    const stopCliBackups = keepCliBackupsRunning(loadJobs, otherRepo);
     await new Promise((r) => setTimeout(r, 1500));
     const otherFrom = Date.now();
-    const elsewhere = await sampleEndpoints(api, endpoints);
+    const elsewhere = await sampleEndpoints(api, endpoints, SAMPLES);
     phase('other-processes', otherFrom, Date.now());
     const loadAtOther = load();
     const other = await stopCliBackups();
