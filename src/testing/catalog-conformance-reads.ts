@@ -74,7 +74,7 @@ export function readConformanceTests(t: ConformanceTest): void {
       errorMessage: 'disk "C:\\vm\\d.img" said: \u0001\t\n\u007f é 💾 \u2028',
       pointId: 'p-3',
       changeMethod: 'cbt',
-      changeReason: "the bitmap's \"name\"",
+      changeReason: 'the bitmap\'s "name"',
       reportId: 'lab-1',
     });
     assert.equal((await c.listRunsAsJson({ job: awkward.job, states: ['failed'] })).runs.length, 1);
@@ -94,7 +94,7 @@ export function readConformanceTests(t: ConformanceTest): void {
     for (const filter of filters) assert.ok((await sameAsJson(c, filter)) > 0, JSON.stringify(filter));
     // Paging through with next gives every run once.
     const seen: number[] = [];
-    for (let before: number | undefined; ; ) {
+    for (let before: number | undefined; ;) {
       const page = await c.listRunsAsJson({ limit: 5, ...(before === undefined ? {} : { before }) });
       seen.push(...page.runs.map((r) => (JSON.parse(r.json) as { id: number }).id));
       if (page.next === null) break;
