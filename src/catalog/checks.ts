@@ -48,10 +48,10 @@ export function userNotFound(name: string): LifeboatError {
 const DEFAULT_RUN_PAGE = 50;
 const MAX_RUN_PAGE = 1000;
 
-/** A run listing's page size and `since` as an ISO instant, its arguments checked; limit 0 when no state is asked for (nothing passes). */
-export function runPageOf(filter: RunFilter): { limit: number; since: string | undefined } {
+/** A run listing's page size and `since` as an ISO instant, its arguments checked; undefined when no run can pass (no state asked for). */
+export function checkedRunPage(filter: RunFilter): { readonly limit: number; readonly since: string | undefined } | undefined {
   const limit = pageSize(filter.limit, DEFAULT_RUN_PAGE, MAX_RUN_PAGE, 'run list');
   for (const s of filter.states ?? []) oneOf(s, RUN_STATES, 'state');
-  const since = filter.since === undefined ? undefined : isoInstant(filter.since, 'since');
-  return { limit: filter.states !== undefined && filter.states.length === 0 ? 0 : limit, since };
+  if (filter.states !== undefined && filter.states.length === 0) return undefined;
+  return { limit, since: filter.since === undefined ? undefined : isoInstant(filter.since, 'since') };
 }

@@ -70,6 +70,9 @@ export const RUN_FIELDS = [
   ['changeReason', 'change_reason'],
   ['reportId', 'report_id'],
 ] as const satisfies readonly (readonly [keyof RunRecord, keyof RunsTable])[];
+/** Fails to compile while a RunRecord field is missing from RUN_FIELDS. */
+const everyRunField: [Exclude<keyof RunRecord, (typeof RUN_FIELDS)[number][0]>] extends [never] ? true : never = true;
+void everyRunField;
 
 /** The runs table's columns, in the order runFromColumns reads them. */
 export const RUN_COLUMNS = RUN_FIELDS.map(([, column]) => column);

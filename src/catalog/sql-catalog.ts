@@ -35,7 +35,7 @@ import {
   type UserRecord,
   type WebSessionRecord,
 } from './catalog.js';
-import { INSERT_CHUNK, chunks, invalid, isoInstant, oneOf, pageSize, runNotFound, runPageOf } from './checks.js';
+import { INSERT_CHUNK, checkedRunPage, chunks, invalid, isoInstant, oneOf, pageSize, runNotFound } from './checks.js';
 import { catalogError, type CatalogDatabase } from './database.js';
 import * as accounts from './sql-accounts.js';
 import { readSchemaVersion } from './migrate.js';
@@ -121,8 +121,9 @@ export class SqlCatalog implements Catalog {
   }
 
   async listRuns(filter: RunFilter = {}): Promise<RunPage> {
-    const { limit, since } = runPageOf(filter);
-    if (limit === 0) return { runs: [], next: null };
+    const checked = checkedRunPage(filter);
+    if (checked === undefined) return { runs: [], next: null };
+    const { limit, since } = checked;
     return this.guard(async () => {
       // One row more than the page tells whether another page follows.
       const found = await runsNewestFirst(this.database, filter, since, limit + 1);
@@ -132,8 +133,9 @@ export class SqlCatalog implements Catalog {
   }
 
   async listRunsAsJson(filter: RunFilter = {}): Promise<RunJsonPage> {
-    const { limit, since } = runPageOf(filter);
-    if (limit === 0) return { runs: [], next: null };
+    const checked = checkedRunPage(filter);
+    if (checked === undefined) return { runs: [], next: null };
+    const { limit, since } = checked;
     return this.guard(async () => {
       const found = await runsNewestFirstAsJson(this.database, filter, since, limit + 1);
       const page = found.slice(0, limit);

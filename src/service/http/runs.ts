@@ -14,27 +14,24 @@ const FINISHED: readonly RunState[] = ['succeeded', 'warning', 'failed', 'interr
 /** Log lines one poll sends at most: a run that logs fast is caught up over a few polls. */
 const LOG_BATCH = 500;
 
-/**
- * A page of runs is sent as the catalog writes each run's JSON (listRunsAsJson), its repository's URL name put in
- * front: no records are built and no serializer runs. For records that carry exactly the schema's fields this is
- * the text fastify's serializer would make (the API tests check every answer against the OpenAPI document). A page
- * of 1000 runs took 6 ms as records, mapped and JSON.stringify'd, and takes 2 ms so (in process, 2026-12-06).
- * Fastify (5.x, reply.js) sends a Buffer a handler returns as it is, with its length, skipping the serializer.
- */
-
 /** A run as the API shows it: the catalog's record with the repository's URL name. */
 export function runView(ctx: ApiContext, r: RunRecord): RunRecord & { repoName: string } {
   return { ...r, repoName: ctx.repoName(r.repo) };
 }
 
-/** The body of GET /runs: each run's JSON text with `repoName` added as its first field. */
+/**
+ * The body of GET /runs: each run's JSON text as the catalog made it (listRunsAsJson), its repository's URL name put
+ * in front as its first field. No records are built and no serializer runs (design.md, the catalog); the text holds
+ * the schema's fields (the API tests check every answer against the OpenAPI document). Fastify (5.x, reply.js) sends
+ * a Buffer a handler returns as it is, with its length.
+ */
 export function runPageBody(ctx: ApiContext, page: RunJsonPage): Buffer {
-  const named = new Map<string, string>();
+  const prefixByRepo = new Map<string, string>();
   const parts: string[] = [];
   for (const r of page.runs) {
-    let name = named.get(r.repo);
-    if (name === undefined) named.set(r.repo, (name = `{"repoName":${JSON.stringify(ctx.repoName(r.repo))},`));
-    parts.push(name + r.json.slice(1));
+    let prefix = prefixByRepo.get(r.repo);
+    if (prefix === undefined) prefixByRepo.set(r.repo, (prefix = `{"repoName":${JSON.stringify(ctx.repoName(r.repo))},`));
+    parts.push(prefix + r.json.slice(1));
   }
   return Buffer.from(`{"runs":[${parts.join(',')}],"next":${page.next === null ? 'null' : page.next}}`);
 }

@@ -1,5 +1,4 @@
 import type { LeaseRecord, RunKind, RunRecord, RunTrigger } from '../../catalog/catalog.js';
-import type { ServiceRuntimeOptions } from './runtime-options.js';
 import { LifeboatError } from '../../core/errors.js';
 import { DEFAULT_MAX_TASKS, decide, type ScheduledJob } from '../../schedule/index.js';
 import type { JobRunner, RunProgress } from '../http/deps.js';
@@ -8,6 +7,7 @@ import { serverScheduledJobs } from './scheduled-jobs.js';
 import { readHeartbeat, writeHeartbeat } from './scheduler-heartbeat.js';
 import { DEFAULT_LEASE_TTL_MS, SchedulerLease, SchedulerLeadership, schedulerLeaseName, serverHolderId } from './scheduler-lease.js';
 import { QueuedStops } from './queued-stops.js';
+import type { ServiceRuntimeOptions } from './runtime-options.js';
 import { RunWatchers } from './run-watchers.js';
 import type { RunOptions } from './run-execution.js';
 import type { BackupProgress, BackupResult } from '../../methods/backup-run.js';
