@@ -121,28 +121,23 @@ export class SqlCatalog implements Catalog {
   }
 
   async listRuns(filter: RunFilter = {}): Promise<RunPage> {
+    return this.runPage(filter, runsNewestFirst, rows.runFromColumns);
+  }
+
+  async listRunsAsJson(filter: RunFilter = {}): Promise<RunJsonPage> {
+    return this.runPage(filter, runsNewestFirstAsJson, (c) => ({ repo: c[1] as string, json: c[2] as string }));
+  }
+
+  /** A page of runs read by `read` (rows as arrays, the run's id first), each row made a run by `toRun`. */
+  private async runPage<T>(filter: RunFilter, read: typeof runsNewestFirst, toRun: (columns: unknown[]) => T): Promise<{ runs: T[]; next: number | null }> {
     const checked = checkedRunPage(filter);
     if (checked === undefined) return { runs: [], next: null };
     const { limit, since } = checked;
     return this.guard(async () => {
       // One row more than the page tells whether another page follows.
-      const found = await runsNewestFirst(this.database, filter, since, limit + 1);
-      const page = found.slice(0, limit).map(rows.runFromColumns);
-      return { runs: page, next: found.length > limit ? page[page.length - 1]!.id : null };
-    });
-  }
-
-  async listRunsAsJson(filter: RunFilter = {}): Promise<RunJsonPage> {
-    const checked = checkedRunPage(filter);
-    if (checked === undefined) return { runs: [], next: null };
-    const { limit, since } = checked;
-    return this.guard(async () => {
-      const found = await runsNewestFirstAsJson(this.database, filter, since, limit + 1);
+      const found = await read(this.database, filter, since, limit + 1);
       const page = found.slice(0, limit);
-      return {
-        runs: page.map((c) => ({ repo: c[1] as string, json: c[2] as string })),
-        next: found.length > limit ? (page[page.length - 1]![0] as number) : null,
-      };
+      return { runs: page.map(toRun), next: found.length > limit ? (page[page.length - 1]![0] as number) : null };
     });
   }
 

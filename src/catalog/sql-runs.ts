@@ -3,7 +3,7 @@
  * (arguments already checked by it; each runs on the database or inside the
  * write transaction it is given).
  */
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type { LogLine, NewRun, RunFilter } from './catalog.js';
 import { INSERT_CHUNK, chunks, runNotFound } from './checks.js';
 import type { CatalogDatabase } from './database.js';
@@ -66,16 +66,27 @@ export function runsNewestFirst(database: CatalogDatabase, filter: RunFilter, si
  * RunRecord's order, `steps` as the object it holds (both databases keep integers whole and strings as they are).
  */
 export function runsNewestFirstAsJson(database: CatalogDatabase, filter: RunFilter, since: string | undefined, count: number): Promise<unknown[][]> {
-  const pairs = RUN_FIELDS.map(([field, column]) => {
-    const value = column !== 'steps' ? sql.ref(column) : database.kind === 'sqlite' ? sql`json(steps)` : sql`steps::json`;
-    return sql`${sql.lit(field)}, ${value}`;
-  });
-  const json = database.kind === 'sqlite' ? sql<string>`json_object(${sql.join(pairs)})` : sql<string>`json_build_object(${sql.join(pairs)})::text`;
   return database.arrays(
     newestFirst(database, filter, since, count)
-      .select(['id', 'repo', json.as('json')])
+      .select(['id', 'repo', runJson(database.kind).as('json')])
       .compile(),
   );
+}
+
+/** The JSON text expression of a run, by database: made once, not at every listing. */
+const runJsonOf = new Map<CatalogDatabase['kind'], RawBuilder<string>>();
+
+function runJson(kind: CatalogDatabase['kind']): RawBuilder<string> {
+  let json = runJsonOf.get(kind);
+  if (json === undefined) {
+    const pairs = RUN_FIELDS.map(([field, column]) => {
+      const value = column !== 'steps' ? sql.ref(column) : kind === 'sqlite' ? sql`json(steps)` : sql`steps::json`;
+      return sql`${sql.lit(field)}, ${value}`;
+    });
+    json = kind === 'sqlite' ? sql<string>`json_object(${sql.join(pairs)})` : sql<string>`json_build_object(${sql.join(pairs)})::text`;
+    runJsonOf.set(kind, json);
+  }
+  return json;
 }
 
 /** In a write transaction: the queued and running runs (of `repos`, or all; running ones only with `runningOnly`) and their tasks become interrupted; the runs changed. */
