@@ -2,6 +2,7 @@ import { repositoryRoot } from '../repository/location.js';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 // The control modules alone: app/index.js would load the whole server (NFS, NBD, instant recovery) into every command.
 import { callControl, controlFile } from '../app/control-api.js';
 import { copyThroughControl, type FilesRequest } from '../app/control-files.js';
@@ -48,6 +49,27 @@ export function findThroughServer(
   return orLocal(repo, progress, (root) => callControl(root, 'POST', '/files/find', req));
 }
 
+/** The niceness this process takes once a server streams it a copy (see yieldToServer). */
+const COPY_NICENESS = 10;
+
+/**
+ * Lowers this process's priority (and so that of the tar it starts) below
+ * the server's and its appliance's, which set a copy's pace: every cold read
+ * of the appliance waits for the server's NBD reply, and on a machine with
+ * few cores the archive's rewrite and tar's file creation took the CPU from
+ * both. A 10,000-file folder through serve, the appliance's page cache
+ * emptied each time, took 9.1 to 10.3 s instead of 11.2 to 12.5 s
+ * (2026-12-06, 2 cores). Linux's niceness is per thread: this is the main
+ * thread's, which tar inherits.
+ */
+function yieldToServer(): void {
+  try {
+    if (getPriority() < COPY_NICENESS) setPriority(COPY_NICENESS);
+  } catch {
+    // Not allowed (a container's limits): the copy runs as it is.
+  }
+}
+
 /** `--tar`: the archive of what the server streams (src/files' toArchive) to `out` (standard output). */
 export async function tarThroughServer(
   repo: string,
@@ -57,6 +79,7 @@ export async function tarThroughServer(
 ): Promise<{ pointId: string } | undefined> {
   const copy = await orLocal(repo, progress, (root) => copyThroughControl(root, req));
   if (copy === undefined) return undefined;
+  yieldToServer();
   await pipeline(toArchive(copy.form, copy.body, copy.entry, copy.stat), out, { end: false }).catch((err: unknown) => {
     throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the server's tar of ${copy.source} was cut off: ${String(err)}`);
   });
@@ -80,6 +103,7 @@ export async function getThroughServer(
 ): Promise<{ pointId: string; source: string; type: string } | undefined> {
   const copy = await orLocal(repo, progress, (root) => copyThroughControl(root, req));
   if (copy === undefined) return undefined;
+  yieldToServer();
   try {
     await refuseExisting(to);
   } catch (err) {

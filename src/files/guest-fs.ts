@@ -8,7 +8,12 @@
  * `guestfish --remote` runs a command inside the server's process, so a
  * command's file output (`download /x <file>`) is written by the server:
  * a stream goes through a named pipe in the browse's private (0700) folder,
- * read by a child `cat` whose standard output is a pipe to this process.
+ * read by a child `dd` whose standard output is a pipe to this process.
+ * guestfish writes the appliance's stream in 8 KiB pieces; `dd` gathers
+ * them into 256 KiB writes (`iflag=fullblock`), so this process, whose main
+ * thread also answers the appliance's NBD reads, takes the stream in 64 KiB
+ * reads (the pipe's size) instead of 8 KiB ones: 705 instead of 5,253 for a
+ * 10,000-file folder's 43 MB (`cat` gave one read per piece).
  * Never Node's fs on the FIFO: its reads would wait in libuv's thread pool
  * until the appliance writes, and the appliance waits for this process's
  * NBD answers, which read backup files on that same pool.
@@ -24,6 +29,8 @@ import type { MemberStat } from './tar-stream.js';
 
 /** A download of hours over a TCG appliance is slow, but a hung one must still end. */
 const STREAM_TIMEOUT_MS = 6 * 3600_000;
+/** What the stream's reader (dd) gathers before each write to this process. */
+const READER_BLOCK_BYTES = 256 * 1024;
 /** lstatnslist and readlinklist take their names as one argument (at most 128 KiB on Linux): a batch stays well under. */
 const BATCH_NAMES = 1000;
 const BATCH_BYTES = 60 * 1024;
@@ -241,14 +248,14 @@ export class GuestFs {
         err ? reject(new LifeboatError('LFB_ERR_TOOL_FAILED', `mkfifo failed: ${err.message}`)) : resolve(),
       ),
     );
-    const cat = spawn('cat', ['--', fifo], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const reader = spawn('dd', [`if=${fifo}`, `bs=${READER_BLOCK_BYTES}`, 'iflag=fullblock', 'status=none'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const out = new PassThrough();
-    cat.stdout.pipe(out, { end: false });
-    let catStderr = '';
-    cat.stderr.on('data', (d: Buffer) => (catStderr = (catStderr + d.toString()).slice(-2000)));
-    const catEnded = new Promise<number | null>((resolve) => {
-      cat.on('error', () => resolve(-1));
-      cat.on('close', (code) => resolve(code));
+    reader.stdout.pipe(out, { end: false });
+    let readerStderr = '';
+    reader.stderr.on('data', (d: Buffer) => (readerStderr = (readerStderr + d.toString()).slice(-2000)));
+    const readerEnded = new Promise<number | null>((resolve) => {
+      reader.on('error', () => resolve(-1));
+      reader.on('close', (code) => resolve(code));
     });
     const abort = new AbortController();
     let started = false;
@@ -259,17 +266,17 @@ export class GuestFs {
       ended = true;
       clearInterval(poke);
     });
-    // A command that failed before it opened the pipe leaves cat waiting for a writer.
+    // A command that failed before it opened the pipe leaves the reader waiting for a writer.
     void command.then(
-      (r) => r.ok || cat.kill('SIGKILL'),
-      () => cat.kill('SIGKILL'),
+      (r) => r.ok || reader.kill('SIGKILL'),
+      () => reader.kill('SIGKILL'),
     );
     const done = (async () => {
       try {
-        const [r, code] = await Promise.all([command, catEnded]);
+        const [r, code] = await Promise.all([command, readerEnded]);
         if (cancelled) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the reader of ${path} went away`);
         if (!r.ok) throw this.failure(cmd, path, r.stderr);
-        if (code !== 0) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `reading ${path} from the appliance failed: ${catStderr.trim()}`);
+        if (code !== 0) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `reading ${path} from the appliance failed: ${readerStderr.trim()}`);
       } finally {
         await rm(fifo, { force: true });
       }
@@ -293,7 +300,7 @@ export class GuestFs {
       if (cancelled || ended) return;
       cancelled = true;
       abort.abort();
-      cat.kill('SIGKILL');
+      reader.kill('SIGKILL');
       // A started command may still be waiting to open the pipe for writing: an open of its reading end wakes it, and
       // its first write then fails (EPIPE: the server ignores SIGPIPE), which cancels the transfer; the server goes on.
       if (started)

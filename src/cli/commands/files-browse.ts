@@ -1,7 +1,9 @@
 import { createLogger } from '../../core/log.js';
 import { LifeboatError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
-import { ephemeralSource, openBrowse, type FileEntry, type OpenedBrowse, type Volume } from '../../files/index.js';
+// Types alone here: the appliance's and the repository's code load only when this process reads the point itself
+// (withBrowse), not for a command a running server answers.
+import type { FileEntry, OpenedBrowse, Volume } from '../../files/index.js';
 import type { CommandContext, OptionSpec } from '../command.js';
 import { requireString } from '../command.js';
 
@@ -33,6 +35,7 @@ export async function withBrowse<T>(ctx: CommandContext, fn: (b: OpenedBrowse) =
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    const { ephemeralSource, openBrowse } = await import('../../files/index.js');
     opened = await openBrowse((workDir) => ephemeralSource(repo, job, point, workDir, logger), {
       progress: stderrProgress,
       ...(mountAt !== undefined ? { mountAt } : {}),

@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
-import { find, get, list, parseGuestPath, tar, type FileEntry, type Volume } from '../../files/index.js';
+import { find, get, list, tar } from '../../files/operations.js';
+import { parseGuestPath } from '../../files/paths.js';
+import type { FileEntry, Volume } from '../../files/index.js';
 import { LifeboatError } from '../../core/errors.js';
 import type { Command, CommandContext } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, optionalString, requireString } from '../command.js';
