@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { cli, tempDir } from './helpers.js';
 
 /** Runs the CLI with a preload that writes, at exit, the CommonJS modules the process loaded (the SDK is CommonJS). */
@@ -56,6 +57,48 @@ test('commands on a repository in a folder load no S3 client; one on s3:// does'
     assert.notEqual(s3.code, 0);
     assert.match(s3.stderr, /\[LFB_ERR_[A-Z_]+\]/);
     assert.ok(sdk(s3.modules).length > 0, 'repo info s3://… loaded the AWS SDK');
+  } finally {
+    await cleanup();
+  }
+});
+
+/** The ES modules importing `module` (a path under dist/) loads, recorded by a resolve hook (hooks run off the main thread: a file). */
+async function esmGraphOf(dir: string, module: string): Promise<string[]> {
+  const list = join(dir, `graph-${module.replace(/\W/g, '_')}.txt`);
+  await writeFile(list, '');
+  const hook = [
+    "import { appendFileSync } from 'node:fs';",
+    'export async function resolve(specifier, context, next) {',
+    '  const r = await next(specifier, context);',
+    `  appendFileSync(${JSON.stringify(list)}, r.url + '\\n');`,
+    '  return r;',
+    '}',
+  ].join('\n');
+  const main = [
+    "import { register } from 'node:module';",
+    `register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`,
+    `await import(${JSON.stringify(pathToFileURL(join(process.cwd(), 'dist', module)).href)});`,
+  ].join('\n');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', main], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return (await readFile(list, 'utf8')).split('\n').filter((u) => u !== '');
+}
+
+// A `files ls|get|find` that a running server answers loads the hand-off alone: the appliance's code (browse,
+// guestfish, the point's export) and the repository's load only when the CLI reads the point itself. They were
+// 0.07 s of every handed-off command's start.
+test("files ls|get|find load neither the appliance's code nor the repository's until they read a point themselves", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const heavy = (urls: string[]): string[] => urls.filter((u) => /\/src\/(files\/(index|browse|guestfish|point-export)|repository\/index)\.js$/.test(u));
+    const files = await esmGraphOf(dir, 'src/cli/commands/files.js');
+    assert.ok(
+      files.some((u) => u.endsWith('/src/cli/files-hand-off.js')),
+      'the hook saw the command module load the hand-off',
+    );
+    assert.deepEqual(heavy(files), []);
+    // The probe can see them: files mount, which always boots its own appliance, loads them.
+    assert.ok(heavy(await esmGraphOf(dir, 'src/cli/commands/files-mount.js')).length > 0, 'files mount loads the appliance code');
   } finally {
     await cleanup();
   }

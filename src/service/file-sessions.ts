@@ -14,7 +14,7 @@
  * The appliance reads the point over NBD served by this process, whose
  * backup-file reads use libuv's thread pool. Requests read the guest through
  * the appliance's own calls (src/files/guest-fs.ts: one guestfish command at
- * a time per session, streams through a named pipe and a child `cat`), so
+ * a time per session, streams through a named pipe and a child `dd`), so
  * nothing of theirs waits for the appliance in that pool.
  *
  * An open that fails for what the point holds (its disks have no file system
