@@ -1,26 +1,12 @@
 /** The SureBackup reports a catalog records (see Catalog in catalog.ts). */
+import type { LabTestResult, LabVmReport } from '../core/lab-report.js';
 
 /** One test of a lab VM in a SureBackup report. */
-export interface LabTestRecord {
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail: string;
-  readonly ms: number;
-}
+export type LabTestRecord = LabTestResult;
 
-/** One VM of a SureBackup report. */
-export interface LabVmRecord {
-  readonly job: string;
-  /** The point it booted (a point id; the asked-for text, e.g. "latest", when no session started). */
-  readonly point: string;
-  readonly name: string;
-  readonly ip: string;
-  readonly booted: boolean;
-  readonly seconds: number;
+/** One VM of a SureBackup report; the API serves its screenshot only from inside the report's folder. */
+export interface LabVmRecord extends LabVmReport {
   readonly note?: string;
-  readonly tests: readonly LabTestRecord[];
-  /** The PNG's path as the run wrote it (the API serves it only from inside the report's folder). */
-  readonly screenshot?: string;
 }
 
 /** A SureBackup run's report as the server recorded it. */

@@ -6,6 +6,8 @@
  * running `serve`: the lab never opens a backup file for writing.
  */
 
+import type { LabVmReport } from '../core/lab-report.js';
+
 /** A VM's place on the lab network: dnsmasq gives `ip` to `mac` and answers `name` in DNS. */
 export interface LabHost {
   readonly name: string;
@@ -45,14 +47,7 @@ export interface LabNetwork {
   destroy(): Promise<void>;
 }
 
-/** One test's outcome, as the report and `--json` show it. */
-export interface LabTestResult {
-  /** heartbeat, ping, tcp:<port>, http:<url>, script:<file>, verify, screenshot */
-  readonly name: string;
-  readonly ok: boolean;
-  readonly detail: string;
-  readonly ms: number;
-}
+export type { LabTestResult, LabVmReport } from '../core/lab-report.js';
 
 /** One VM of an application group, in boot order. */
 export interface LabVmSpec {
@@ -67,19 +62,6 @@ export interface LabVmSpec {
   readonly scripts: readonly string[];
   /** Later VMs start only once this one passed its heartbeat (a DNS or database server first). */
   readonly waitForIt: boolean;
-}
-
-export interface LabVmReport {
-  readonly job: string;
-  readonly point: string;
-  readonly name: string;
-  readonly ip: string;
-  readonly booted: boolean;
-  /** From the session's start to the heartbeat (or to the timeout). */
-  readonly seconds: number;
-  readonly tests: readonly LabTestResult[];
-  /** PNG of the VM's screen at the end, when one could be taken. */
-  readonly screenshot?: string;
 }
 
 export interface SureBackupReport {
