@@ -393,6 +393,27 @@ test('lab errors: a missing tool, not root, a failing ip step and a bad plan say
     assert.ok(!(await netnsNames()).includes(`lfb-lab-${broken.id}`));
     assert.ok(!existsSync(join(dir, `lab-${broken.id}.json`)));
 
+    // A dnsmasq that listens and then ends before it logs its start, as one that cannot open its log file does after
+    // binding its sockets (the case above, where the order was a race): the lab is not made.
+    const dying = { ...opts, id: newId() };
+    const fakeDir = join(dir, 'dying-dnsmasq');
+    await mkdir(fakeDir);
+    await symlink(join(onlyIp, 'ip'), join(fakeDir, 'ip'));
+    const fake = [
+      `#!${process.execPath}`,
+      "const dgram = require('node:dgram'), net = require('node:net');",
+      `dgram.createSocket('udp4').bind(53, ${JSON.stringify(GATEWAY)});`,
+      `net.createServer().listen(53, ${JSON.stringify(GATEWAY)});`,
+      "dgram.createSocket('udp4').bind(67, '0.0.0.0');",
+      'setTimeout(() => process.exit(5), 1500);',
+    ].join('\n');
+    await writeFile(join(fakeDir, 'dnsmasq'), fake, { mode: 0o755 });
+    process.env['PATH'] = fakeDir;
+    await assert.rejects(createLabNetwork(dying), (e: unknown) => isLifeboatError(e, 'LFB_ERR_LAB') && /dnsmasq .*ended \(exit 5\)/s.test(e.message));
+    process.env['PATH'] = savedPath;
+    assert.ok(!(await netnsNames()).includes(`lfb-lab-${dying.id}`));
+    assert.ok(!existsSync(join(dir, `lab-${dying.id}.json`)));
+
     const lab = await createLabNetwork(opts);
     try {
       await assert.rejects(

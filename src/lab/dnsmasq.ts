@@ -63,6 +63,15 @@ export function dnsmasqArgs(o: { subnetBase: string; hosts: readonly LabHost[]; 
   ];
 }
 
+/** Whether dnsmasq `pid` wrote its start line to its log file (it writes it once the file is open). */
+function loggedStart(log: string, pid: number): boolean {
+  try {
+    return readFileSync(log, 'utf8').includes(`dnsmasq[${pid}]: started, version`);
+  } catch {
+    return false;
+  }
+}
+
 /** `a.b.c.d` → the little-endian hex /proc/net/{udp,tcp} shows, e.g. 10.99.0.1 → 0100630A. */
 function procHex(ip: string): string {
   return ip
@@ -87,8 +96,8 @@ function listens(pid: number, proto: 'udp' | 'tcp', addrHex: string, port: numbe
 /**
  * Starts dnsmasq in the namespace, detached (it outlives a killed owner until
  * removeLeftoverLabs ends it), and returns once it listens for DNS on the
- * gateway and for DHCP. `ip netns exec` execs the program, so the child's pid
- * is dnsmasq's.
+ * gateway and for DHCP and has logged its start. `ip netns exec` execs the
+ * program, so the child's pid is dnsmasq's.
  */
 export async function startDnsmasq(o: {
   netns: string;
@@ -124,7 +133,9 @@ export async function startDnsmasq(o: {
   const deadline = performance.now() + LISTEN_TIMEOUT_MS;
   for (;;) {
     if (exit !== undefined) throw await why(`ended (${exit})`);
-    if (listens(pid, 'udp', gw, 53) && listens(pid, 'tcp', gw, 53) && listens(pid, 'udp', '00000000', 67)) break;
+    // Its sockets come before its log: one that cannot open its log file exits after listening, so the start line
+    // in the log is what says it runs (without it, a lab whose dnsmasq was dying now and then counted as made).
+    if (listens(pid, 'udp', gw, 53) && listens(pid, 'tcp', gw, 53) && listens(pid, 'udp', '00000000', 67) && loggedStart(o.files.log, pid)) break;
     if (performance.now() > deadline) {
       await stopDnsmasq({ pid, start: processStart(pid) ?? '' });
       throw await why(`did not listen on ${o.gateway}:53 and :67 within ${LISTEN_TIMEOUT_MS} ms`);
