@@ -35,6 +35,7 @@ const UNIT = [
   'object-files-model',
   'decoded-fds',
   'background-fills',
+  'read-ahead',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

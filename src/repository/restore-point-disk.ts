@@ -5,6 +5,7 @@ import { BackupFileReader } from './backup-file.js';
 import { BlockCache, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
 import { BackgroundFills, ReadRecording } from './background-fills.js';
+import { ReadAheadStreams } from './read-ahead.js';
 import type { ChainFile } from './job-state.js';
 import type { VirtualDisk } from './virtual-disk.js';
 
@@ -33,8 +34,8 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly cache: DiskBlockCache;
   /** Blocks being decoded: concurrent readers of one block share one decode. */
   private readonly inflight = new Map<number, Promise<Buffer>>();
-  /** The last block a read ended in, to detect sequential readers and read ahead. */
-  private lastBlockRead = -2;
+  /** The sequential readers, each with its own read-ahead window. */
+  private readonly streams: ReadAheadStreams;
   /** Stored frame boundaries of blocks read at random, so the next random read fetches one frame. */
   private readonly frameBounds = new Map<number, Int32Array>();
   /** Blocks being read and decoded for a worker, and who waits for none to be (close() must not pull files from under them). */
@@ -79,7 +80,9 @@ export class RestorePointDisk implements VirtualDisk {
       }
     });
     // A disk with a cache of its own keeps at least one block.
-    this.cache = (typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache).forDisk();
+    const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
+    this.cache = shared.forDisk();
+    this.streams = ReadAheadStreams.forCache(pool ? pool.size * 2 : 1, shared.budgetBytes, this.blockSize, this.blockCount);
   }
 
   /**
@@ -240,10 +243,9 @@ export class RestorePointDisk implements VirtualDisk {
     }
   }
 
-  /** A sequential reader finds the next blocks already decoding. Failures surface when they are read. */
-  private readAhead(from: number): void {
-    const depth = this.pool ? this.pool.size * 2 : 1;
-    for (let bi = from; bi < Math.min(this.blockCount, from + depth); bi++) {
+  /** A sequential reader finds blocks [from, to) already decoding. Failures surface when they are read. */
+  private readAhead(from: number, to: number): void {
+    for (let bi = from; bi < to; bi++) {
       if (this.layerOf[bi] === 0 || this.cache.has(bi) || this.inflight.has(bi)) continue;
       void queued(this.readBlock(bi));
     }
@@ -298,9 +300,8 @@ export class RestorePointDisk implements VirtualDisk {
     }
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
-    const sequential = first === this.lastBlockRead || first === this.lastBlockRead + 1;
-    if (this.cache.enabled && sequential) this.readAhead(last + 1);
-    this.lastBlockRead = last;
+    const { sequential, ahead } = length > 0 ? this.streams.note(offset, offset + length, this.inflight.has(first)) : { sequential: false, ahead: undefined };
+    if (this.cache.enabled && ahead !== undefined) this.readAhead(ahead.from, ahead.to);
     if (this.recording !== undefined && length > 0) this.record(first, last);
     this.fills.noteClientRead();
     if (
