@@ -6,7 +6,9 @@
  * server, an empty disk cache) and warm (the server restarted with the disk
  * cache the cold reads left). Also compares booting the tiny test VM from a
  * session over NBD (first boot, and the boots after it) with booting it from
- * the local raw file.
+ * the local raw file. And Lifeboat's NBD server over the same image held in
+ * memory (nbd-memory-server.ts): the part of every gap the protocol, the
+ * event loop and the socket make, whatever the device behind them.
  *
  *   npm run bench:nbd
  */
@@ -194,6 +196,8 @@ async function main(): Promise<void> {
 
   const procs: ChildProcess[] = [];
   const reference: Measures = {};
+  /** Lifeboat's NBD server over the image in memory. */
+  const ceiling: Measures = {};
   const lifeboatRuns: Record<string, { cold: Measures; warm: Measures; caches: string }> = {};
   const boot: Measures = {};
   try {
@@ -206,6 +210,13 @@ async function main(): Promise<void> {
     reference[SEQ[1]] = convertMBs('nbd://127.0.0.1:10810', size, 2);
     fromMemory([image]);
     reference[RANDOM] = fioIops('nbd://127.0.0.1:10810', size);
+    const memory = spawn(process.execPath, [join(import.meta.dirname, 'nbd-memory-server.js'), image, '10815'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    procs.push(memory);
+    await waitFor(() => spawnSync('nbdinfo', ['--size', 'nbd://127.0.0.1:10815']).status === 0, 'the in-memory NBD server');
+    ceiling[SEQ[0]] = nbdcopyMBs('nbd://127.0.0.1:10815', size, 2);
+    ceiling[SEQ[1]] = convertMBs('nbd://127.0.0.1:10815', size, 2);
+    ceiling[RANDOM] = fioIops('nbd://127.0.0.1:10815', size);
+    memory.kill('SIGKILL');
     for (const c of ['zstd:1', 'lz4']) lifeboatRuns[c] = await coldAndWarm(image, size, c, 10811);
 
     // Boots: the second and third boot of the session find the first one's blocks decoded (boot prefetch, disk cache).
@@ -239,6 +250,11 @@ async function main(): Promise<void> {
   console.log(`\n${(size / MiB).toFixed(0)} MiB disk: nbdkit serves the raw file (page cache); Lifeboat serves the compressed restore point`);
   console.log('cold: each figure is the first read by a new server with an empty disk cache; warm: a restarted server with the disk cache the cold reads left');
   console.log('measure                      nbdkit   lifeboat (ratio)');
+  for (const k of [...SEQ, RANDOM]) {
+    const g = reference[k]!;
+    const l = ceiling[k]!;
+    console.log(`${`server over memory ${k}`.padEnd(40)}${g.toFixed(0).padStart(8)}  ${l.toFixed(0).padStart(8)} (${(l / g).toFixed(2)}x)`);
+  }
   for (const [c, r] of Object.entries(lifeboatRuns)) {
     for (const phase of ['cold', 'warm'] as const) {
       for (const k of [...SEQ, RANDOM]) {
@@ -256,7 +272,7 @@ async function main(): Promise<void> {
   console.log(
     `  the guest's read wait to DISK-OK (QMP rd_total_time_ns, ${boot['reads']} reads): local file ${wait('local')}; nbdkit serving that file ${wait('nbdkit')}; session, first ${wait('first')}, later ${wait('later')} (ratio ${(boot['later read wait ms']! / boot['local read wait ms']!).toFixed(2)}; target ≤ 1.5)`,
   );
-  writeFileSync(join(work, 'nbd-results.json'), JSON.stringify({ reference, lifeboat: lifeboatRuns, boot }, null, 2));
+  writeFileSync(join(work, 'nbd-results.json'), JSON.stringify({ reference, ceiling, lifeboat: lifeboatRuns, boot }, null, 2));
 }
 
 await main();
