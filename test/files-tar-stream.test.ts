@@ -101,3 +101,33 @@ test('one member from a stat and its bytes: mode, owners, ns mtime, holes', asyn
     await cleanup();
   }
 });
+
+test('an archive that ends inside a large member, at a 4 KiB boundary or in its padding, is refused as cut short', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    // Both large enough to be looked at 4 KiB at a time; the second goes out sparse. Each ends in 1000 bytes, then padding.
+    const dense = Buffer.alloc(64 * 1024 + 1000, 5);
+    const holey = Buffer.concat([Buffer.alloc(64 * 1024), Buffer.alloc(1000, 5)]);
+    for (const [name, data] of [
+      ['dense.bin', dense],
+      ['holey.bin', holey],
+    ] as const) {
+      await writeFile(join(src, name), data);
+      const made = join(dir, `${name}.tar`);
+      execFileSync('tar', ['-C', src, '--format=gnu', '-cf', made, name]);
+      const whole = await readFile(made);
+      const dataAt = 512;
+      for (const cut of [dataAt + 16 * 1024, dataAt + 64 * 1024, dataAt + data.length, dataAt + data.length + 100]) {
+        await assert.rejects(
+          pipeline(rewriteArchive(Readable.from([whole.subarray(0, cut)]), 'top'), createWriteStream(join(dir, 'out.tar'))),
+          (err: Error & { code?: string }) => err.code === 'LFB_ERR_TOOL_FAILED' && /ended in the middle of a member/.test(err.message),
+          `${name} cut at ${cut}`,
+        );
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+});

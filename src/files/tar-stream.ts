@@ -21,7 +21,20 @@
  */
 import { Readable } from 'node:stream';
 import { LifeboatError } from '../core/errors.js';
-import { BLOCK, ChunkReader, checksum, field, numberField, padding, parsePax, paxHeader, putOctal, putString, type PaxRecord } from './tar-format.js';
+import {
+  BLOCK,
+  ChunkReader,
+  checksum,
+  field,
+  numberField,
+  padding,
+  parsePax,
+  paxHeader,
+  putOctal,
+  putString,
+  truncated,
+  type PaxRecord,
+} from './tar-format.js';
 
 const HOLE_UNIT = 4096;
 const SPARSE_MIN_HOLES = 32 * 1024;
@@ -144,7 +157,9 @@ async function* regular(r: ChunkReader, m: Member, name: string, keepHead: boole
   const held: Held = { segments: [], heldBytes: 0 };
   let at = 0;
   while (at < m.size && held.heldBytes <= HELD_DATA_MAX) {
-    const unit = (await r.exact(Math.min(HOLE_UNIT, m.size - at)))!;
+    // Undefined: the input ended where this unit would start, inside the member.
+    const unit = await r.exact(Math.min(HOLE_UNIT, m.size - at));
+    if (unit === undefined) throw truncated();
     if (unit.length === HOLE_UNIT && unit.equals(ZERO_UNIT)) {
       at += unit.length;
       continue;
@@ -161,7 +176,8 @@ async function* regular(r: ChunkReader, m: Member, name: string, keepHead: boole
   const holes = at - held.heldBytes;
   if (at === m.size && holes >= SPARSE_MIN_HOLES) {
     yield* sparse(m, name, held);
-    await r.exact(padding(m.size));
+    // The member's padding is part of it: an input that ends before it was cut short.
+    if ((await r.exact(padding(m.size))) === undefined) throw truncated();
     return;
   }
   // As it is: what was held, with its holes as zeros, then the rest as it comes.
