@@ -414,6 +414,17 @@ test('lab errors: a missing tool, not root, a failing ip step and a bad plan say
     assert.ok(!(await netnsNames()).includes(`lfb-lab-${dying.id}`));
     assert.ok(!existsSync(join(dir, `lab-${dying.id}.json`)));
 
+    // One that listens and never logs its start: refused when the start times out, saying it listened.
+    const silent = { ...opts, id: newId() };
+    await writeFile(join(fakeDir, 'dnsmasq'), fake.replace('process.exit(5), 1500', 'process.exit(0), 60_000'), { mode: 0o755 });
+    process.env['PATH'] = fakeDir;
+    await assert.rejects(
+      createLabNetwork(silent),
+      (e: unknown) => isLifeboatError(e, 'LFB_ERR_LAB') && /dnsmasq .*listened on .*:53 and :67 but did not log its start in .* within \d+ ms/s.test(e.message),
+    );
+    process.env['PATH'] = savedPath;
+    assert.ok(!(await netnsNames()).includes(`lfb-lab-${silent.id}`));
+
     const lab = await createLabNetwork(opts);
     try {
       await assert.rejects(

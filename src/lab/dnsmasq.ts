@@ -135,10 +135,12 @@ export async function startDnsmasq(o: {
     if (exit !== undefined) throw await why(`ended (${exit})`);
     // Its sockets come before its log: one that cannot open its log file exits after listening, so the start line
     // in the log is what says it runs (without it, a lab whose dnsmasq was dying now and then counted as made).
-    if (listens(pid, 'udp', gw, 53) && listens(pid, 'tcp', gw, 53) && listens(pid, 'udp', '00000000', 67) && loggedStart(o.files.log, pid)) break;
+    const listening = listens(pid, 'udp', gw, 53) && listens(pid, 'tcp', gw, 53) && listens(pid, 'udp', '00000000', 67);
+    if (listening && loggedStart(o.files.log, pid)) break;
     if (performance.now() > deadline) {
       await stopDnsmasq({ pid, start: processStart(pid) ?? '' });
-      throw await why(`did not listen on ${o.gateway}:53 and :67 within ${LISTEN_TIMEOUT_MS} ms`);
+      const what = listening ? `listened on ${o.gateway}:53 and :67 but did not log its start in ${o.files.log}` : `did not listen on ${o.gateway}:53 and :67`;
+      throw await why(`${what} within ${LISTEN_TIMEOUT_MS} ms`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
