@@ -1,17 +1,24 @@
-/** Streams followed at once per disk; a new one replaces the one read least recently. */
+/** Streams followed at once per disk. */
 export const MAX_STREAMS = 8;
 /** Blocks a stream has asked for ahead at most, however large the memory cache. */
 export const MAX_DEPTH_BLOCKS = 32;
+/**
+ * A read that starts this close to where a stream's reads have reached
+ * (before or after) continues it: requests in flight may arrive a little out
+ * of order, and the copy-on-write overlay reads the backup around the
+ * granules the guest wrote (64 KiB each), leaving gaps.
+ */
+export const STREAM_SLACK_BYTES = 128 * 1024;
 
 interface Stream {
-  /** Where the stream's latest read ended (byte offset, exclusive). */
+  /** The furthest byte the stream's reads have reached (exclusive). */
   end: number;
-  /** The last block the stream has read into. */
-  last: number;
   /** Blocks before this one were asked for ahead of the stream (exclusive). */
   aheadTo: number;
   /** Blocks asked for ahead at the next step. */
   depth: number;
+  /** Continued at least once: a reader, not a single read. */
+  continued: boolean;
   /** For replacing the stream read least recently. */
   usedAt: number;
 }
@@ -22,27 +29,37 @@ export interface AheadRange {
   readonly to: number;
 }
 
+export interface ReadNote {
+  /** The read continues a stream. */
+  readonly sequential: boolean;
+  /** The read should decode whole blocks (not only its frames): it continues a stream, or it is in or just after the block the disk's previous read ended in. */
+  readonly wholeBlocks: boolean;
+  /** Blocks to decode ahead of the reader, if any. */
+  readonly ahead: AheadRange | undefined;
+}
+
 /**
  * The sequential readers of one disk, each followed on its own, so that two
  * clients reading at once (a guest booting while a migration copies the
  * disk, or nbdcopy's several connections) are each seen as sequential, not
- * as one random reader. A read that starts exactly where a stream's last
- * read ended continues it; any other read starts a new stream, which asks
- * for nothing ahead until it continues once. (Exact, so a random reader is
- * almost never taken for a sequential one, however many streams there are:
- * a false one would decode whole blocks it does not read.)
+ * as one random reader. A read that starts within STREAM_SLACK_BYTES of
+ * where a stream's reads reached continues it; any other read starts a new
+ * stream, which asks for nothing ahead until it continues once. A new stream
+ * replaces first one that never continued (the random reads of any client),
+ * so random reads, however many, do not push out a reader's stream.
  *
  * A stream asks for `minDepth` blocks ahead at first, and for more each time
  * it has read up to the middle of what it asked for. A reader that caught up
  * (its read found its block still decoding) has its window doubled, up to
  * `maxDepth`: where blocks take long to come (object storage, a busy disk)
  * the window grows until they are ready in time, and a reader slower than
- * its blocks decode never asks for more than it needs. The caller bounds
- * `maxDepth` by what its memory cache holds.
+ * its blocks decode never asks for more than it needs.
  */
 export class ReadAheadStreams {
   private readonly streams: Stream[] = [];
   private clock = 0;
+  /** The block the disk's previous read ended in. */
+  private lastBlock = -2;
 
   constructor(
     readonly minDepth: number,
@@ -55,42 +72,44 @@ export class ReadAheadStreams {
   }
 
   /**
-   * Streams whose windows start at `minDepth` blocks and together fit in a
-   * quarter of a memory cache of `cacheBytes`, so read-ahead never evicts
-   * the blocks it decoded before they are read.
+   * Windows that start at `minDepth` blocks and grow no further than lets
+   * every stream's window fit in a quarter of this disk's memory cache of
+   * `cacheBytes` (the first window is kept even where it does not).
    */
   static forCache(minDepth: number, cacheBytes: number, blockSize: number, blockCount: number): ReadAheadStreams {
     const fits = Math.floor(cacheBytes / 4 / MAX_STREAMS / blockSize);
     return new ReadAheadStreams(minDepth, Math.max(minDepth, Math.min(MAX_DEPTH_BLOCKS, fits)), blockSize, blockCount);
   }
 
-  /**
-   * Notes a read of [offset, end) (bytes, end > offset); `caughtUp`: its
-   * first block was still decoding (counted once per block). Returns whether it continues a stream
-   * (sequential), and the blocks to decode ahead of it, if any.
-   */
-  note(offset: number, end: number, caughtUp = false): { sequential: boolean; ahead: AheadRange | undefined } {
+  /** Notes a read of [offset, end) (bytes, end > offset); `caughtUp`: its first block was still decoding. */
+  note(offset: number, end: number, caughtUp = false): ReadNote {
     this.clock += 1;
+    const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((end - 1) / this.blockSize);
-    const s = this.streams.find((x) => x.end === offset);
+    const nearPrevious = first === this.lastBlock || first === this.lastBlock + 1;
+    this.lastBlock = last;
+    const s = this.streams.find((x) => offset >= x.end - STREAM_SLACK_BYTES && offset <= x.end + STREAM_SLACK_BYTES);
     if (s === undefined) {
       this.start(end, last);
-      return { sequential: false, ahead: undefined };
+      return { sequential: false, wholeBlocks: nearPrevious, ahead: undefined };
     }
+    // Being caught up counts once per block the stream enters.
+    const entered = first > Math.floor((s.end - 1) / this.blockSize);
     s.usedAt = this.clock;
-    s.end = end;
-    const entered = Math.floor(offset / this.blockSize) > s.last;
-    s.last = last;
+    s.continued = true;
+    s.end = Math.max(s.end, end);
     if (caughtUp && entered) s.depth = Math.min(this.maxDepth, s.depth * 2);
+    const reached = Math.floor((s.end - 1) / this.blockSize);
+    const note = (ahead: AheadRange | undefined): ReadNote => ({ sequential: true, wholeBlocks: true, ahead });
     // Nothing asked for is left ahead (the first continuation, or a read larger than the window): ask from here.
-    if (s.aheadTo <= last + 1) s.aheadTo = last + 1;
+    if (s.aheadTo <= reached + 1) s.aheadTo = reached + 1;
     // More than half of the window is still ahead of the reader: nothing new yet.
-    else if (s.aheadTo - (last + 1) > s.depth / 2) return { sequential: true, ahead: undefined };
+    else if (s.aheadTo - (reached + 1) > s.depth / 2) return note(undefined);
     const from = s.aheadTo;
-    const to = Math.min(this.blockCount, last + 1 + s.depth);
-    if (to <= from) return { sequential: true, ahead: undefined };
+    const to = Math.min(this.blockCount, reached + 1 + s.depth);
+    if (to <= from) return note(undefined);
     s.aheadTo = to;
-    return { sequential: true, ahead: { from, to } };
+    return note({ from, to });
   }
 
   /** The streams followed now (for tests and stats). */
@@ -99,13 +118,18 @@ export class ReadAheadStreams {
   }
 
   private start(end: number, last: number): void {
-    const s: Stream = { end, last, aheadTo: last + 1, depth: this.minDepth, usedAt: this.clock };
+    const s: Stream = { end, aheadTo: last + 1, depth: this.minDepth, continued: false, usedAt: this.clock };
     if (this.streams.length < this.maxStreams) {
       this.streams.push(s);
       return;
     }
-    let oldest = 0;
-    for (let i = 1; i < this.streams.length; i++) if (this.streams[i]!.usedAt < this.streams[oldest]!.usedAt) oldest = i;
-    this.streams[oldest] = s;
+    // Out goes the least recently read of the streams that never continued, or of all when every one has.
+    let out = -1;
+    for (let i = 0; i < this.streams.length; i++) {
+      const x = this.streams[i]!;
+      const o = out >= 0 ? this.streams[out]! : undefined;
+      if (o === undefined || (o.continued && !x.continued) || (o.continued === x.continued && x.usedAt < o.usedAt)) out = i;
+    }
+    this.streams[out] = s;
   }
 }

@@ -82,7 +82,8 @@ export class RestorePointDisk implements VirtualDisk {
     // A disk with a cache of its own keeps at least one block.
     const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
     this.cache = shared.forDisk();
-    this.streams = ReadAheadStreams.forCache(pool ? pool.size * 2 : 1, shared.budgetBytes, this.blockSize, this.blockCount);
+    // Without workers a block decodes on this thread: one block ahead, never more.
+    this.streams = ReadAheadStreams.forCache(pool ? pool.size * 2 : 1, pool ? shared.budgetBytes : 0, this.blockSize, this.blockCount);
   }
 
   /**
@@ -300,14 +301,14 @@ export class RestorePointDisk implements VirtualDisk {
     }
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + Math.max(0, length - 1)) / this.blockSize);
-    const { sequential, ahead } = length > 0 ? this.streams.note(offset, offset + length, this.inflight.has(first)) : { sequential: false, ahead: undefined };
+    const { wholeBlocks, ahead } = length > 0 ? this.streams.note(offset, offset + length, this.inflight.has(first)) : { wholeBlocks: false, ahead: undefined };
     if (this.cache.enabled && ahead !== undefined) this.readAhead(ahead.from, ahead.to);
     if (this.recording !== undefined && length > 0) this.record(first, last);
     this.fills.noteClientRead();
     if (
       first === last &&
       length > 0 &&
-      !sequential &&
+      !wholeBlocks &&
       length <= RANDOM_READ_MAX &&
       this.pool &&
       this.layerOf[first] !== 0 &&
