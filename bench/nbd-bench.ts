@@ -250,19 +250,16 @@ async function main(): Promise<void> {
   console.log(`\n${(size / MiB).toFixed(0)} MiB disk: nbdkit serves the raw file (page cache); Lifeboat serves the compressed restore point`);
   console.log('cold: each figure is the first read by a new server with an empty disk cache; warm: a restarted server with the disk cache the cold reads left');
   console.log('measure                      nbdkit   lifeboat (ratio)');
-  for (const k of [...SEQ, RANDOM]) {
-    const g = reference[k]!;
-    const l = ceiling[k]!;
-    console.log(`${`server over memory ${k}`.padEnd(40)}${g.toFixed(0).padStart(8)}  ${l.toFixed(0).padStart(8)} (${(l / g).toFixed(2)}x)`);
-  }
-  for (const [c, r] of Object.entries(lifeboatRuns)) {
-    for (const phase of ['cold', 'warm'] as const) {
-      for (const k of [...SEQ, RANDOM]) {
-        const g = reference[k]!;
-        const l = r[phase][k]!;
-        console.log(`${`${c} ${phase} ${k}`.padEnd(40)}${g.toFixed(0).padStart(8)}  ${l.toFixed(0).padStart(8)} (${(l / g).toFixed(2)}x)`);
-      }
+  const rows = (label: string, got: Measures): void => {
+    for (const k of [...SEQ, RANDOM]) {
+      const g = reference[k]!;
+      const l = got[k]!;
+      console.log(`${`${label} ${k}`.padEnd(40)}${g.toFixed(0).padStart(8)}  ${l.toFixed(0).padStart(8)} (${(l / g).toFixed(2)}x)`);
     }
+  };
+  rows('server over memory', ceiling);
+  for (const [c, r] of Object.entries(lifeboatRuns)) {
+    for (const phase of ['cold', 'warm'] as const) rows(`${c} ${phase}`, r[phase]);
     console.log(`  ${r.caches}`);
   }
   console.log(

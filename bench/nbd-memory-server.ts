@@ -15,6 +15,7 @@ import type { NbdDevice } from '../src/nbd/index.js';
 
 const [image, port] = process.argv.slice(2);
 if (image === undefined || port === undefined) throw new Error('usage: nbd-memory-server IMAGE PORT');
+// Whole into memory: readFileSync takes at most 2 GiB, which bench:nbd's 1 GiB image is under.
 const bytes = readFileSync(image);
 const device: NbdDevice = {
   size: bytes.length,
