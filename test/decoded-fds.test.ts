@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OpenFiles, readParts } from '../src/repository/decoded-fds.js';
+import { OPEN_FILES_KEPT, OpenFiles, descriptorsKept, openFileLimit, readParts } from '../src/repository/decoded-fds.js';
 import { tempDir } from './helpers.js';
 
 const openCount = (): number => readdirSync('/proc/self/fd').length;
@@ -59,4 +59,21 @@ test('disk-cache descriptors: a forgotten file is closed only after the read usi
   } finally {
     await cleanup();
   }
+});
+
+test('disk-cache descriptors: a quarter of the open-file limit is kept, between 128 and 8192', () => {
+  const limits = (soft: string): string =>
+    `Limit                     Soft Limit           Hard Limit           Units     \nMax processes             95488                95488                processes \nMax open files            ${soft}                1048576              files     \n`;
+  assert.equal(openFileLimit(limits('20000')), 20000);
+  assert.equal(openFileLimit(limits('unlimited')), Infinity);
+  assert.equal(openFileLimit('no such line'), undefined);
+  assert.equal(descriptorsKept(20000), 5000);
+  assert.equal(descriptorsKept(1024), 256);
+  assert.equal(descriptorsKept(256), 128);
+  assert.equal(descriptorsKept(1048576), 8192);
+  assert.equal(descriptorsKept(Infinity), 8192);
+  assert.equal(descriptorsKept(undefined), 128);
+  // This process: Node raised its soft limit at start, and the table follows it.
+  assert.equal(OPEN_FILES_KEPT, descriptorsKept(openFileLimit()));
+  assert.ok(openFileLimit() !== undefined, 'Linux says the limit');
 });
