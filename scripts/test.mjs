@@ -36,6 +36,7 @@ const UNIT = [
   'decoded-fds',
   'background-fills',
   'read-ahead',
+  'lent-reads',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

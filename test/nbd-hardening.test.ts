@@ -225,3 +225,63 @@ test('nbd: the limits are on by default, with values a booted VM never reaches',
     },
   );
 });
+
+test(
+  'nbd: bytes a device lends are given back once the kernel has the reply, never before, and all of them when the client goes away',
+  { timeout: 60_000 },
+  async () => {
+    const size = 8 * MiB;
+    const content = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 4) content.writeUInt32LE((i * 2654435761) >>> 0, i);
+    let lent = 0;
+    let releases = 0;
+    const dev = {
+      ...memoryDevice(size),
+      async readPinned(offset: number, length: number) {
+        const data = Buffer.from(content.subarray(offset, offset + length));
+        lent += 1;
+        let done = false;
+        return {
+          data,
+          release() {
+            assert.equal(done, false, 'released once');
+            done = true;
+            lent -= 1;
+            releases += 1;
+            // Given back, the memory may hold other bytes at once: a reply still being sent would carry these.
+            data.fill(0xee);
+          },
+        };
+      },
+    };
+    await withServer({ d: dev }, {}, async (path) => {
+      const p = await NbdPeer.connect(path);
+      try {
+        await p.open('d');
+        // Large replies, many in flight: they wait in the socket while later ones are read.
+        const reads = 24;
+        for (let k = 0; k < reads; k++) p.sendRequest({ type: W.NBD_CMD_READ, cookie: BigInt(k), offset: (k % 8) * MiB, length: MiB });
+        for (let k = 0; k < reads; k++) {
+          const r = await p.readSimpleReply(() => MiB);
+          assert.equal(r.error, 0);
+          const off = Number(r.cookie % 8n) * MiB;
+          assert.ok(r.data.equals(content.subarray(off, off + MiB)), `reply ${r.cookie} carries the bytes lent, not what they became after`);
+        }
+        for (let i = 0; i < 50 && releases < reads; i++) await sleep(20);
+        assert.equal(releases, reads);
+        assert.equal(lent, 0);
+      } finally {
+        p.destroy();
+      }
+      // A client that asks and never reads its replies, then goes: every lease comes back.
+      const q = await NbdPeer.connect(path);
+      await q.open('d');
+      for (let k = 0; k < 16; k++) q.sendRequest({ type: W.NBD_CMD_READ, cookie: BigInt(k), offset: k * 256 * 1024, length: 4 * MiB });
+      for (let i = 0; i < 50 && lent < 2; i++) await sleep(20);
+      assert.ok(lent > 0, 'replies wait in the socket, their bytes lent');
+      q.destroy();
+      for (let i = 0; i < 100 && lent > 0; i++) await sleep(20);
+      assert.equal(lent, 0);
+    });
+  },
+);

@@ -1,3 +1,5 @@
+import type { PinnedBytes } from '../core/pinned-bytes.js';
+
 /**
  * The disk seam between instant recovery and the protocols (nbdkit's
  * next_ops, reduced): NFS and NBD serve a BlockDevice and know nothing of
@@ -12,6 +14,8 @@ export interface Extent {
 export interface ReadableDisk {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
+  /** As read, the bytes lent until release() (a disk whose memory is reused); absent = read's bytes are the caller's. */
+  readPinned?(offset: number, length: number): Promise<PinnedBytes>;
   /** Allocation from `offset` (at least one extent, covering at most `length`); absent = all data. */
   extents?(offset: number, length: number): Extent[];
 }

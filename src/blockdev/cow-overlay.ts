@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
+import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
 import { localStorage, type Storage, type StorageFile } from '../storage/storage.js';
 import { pushExtent, type BlockDevice, type Extent, type ReadableDisk } from './block-device.js';
 import { MAP_HEADER, compactMap, encodeBatches, mapHeader, replayMap } from './overlay-map.js';
@@ -176,6 +177,20 @@ export class CowOverlay implements BlockDevice {
       return this.base.read(offset, length);
     }
     return this.track(this.readMixed(offset, length));
+  }
+
+  /** As read; bytes that are all the base's are lent by the base when it lends (no copy), the others are the caller's. */
+  readPinned(offset: number, length: number): Promise<PinnedBytes> {
+    const base = this.base;
+    if (base.readPinned === undefined) return this.read(offset, length).then(unpinned);
+    try {
+      this.check(offset, length);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    if (this.writtenCount !== 0 && !this.untouched(offset, length)) return this.read(offset, length).then(unpinned);
+    this.io.readBytes += length;
+    return base.readPinned(offset, length);
   }
 
   private async readMixed(offset: number, length: number): Promise<Buffer> {

@@ -7,3 +7,4 @@ export * from './units.js';
 export * from './listen.js';
 export * from './step-times.js';
 export * from './process-alive.js';
+export * from './pinned-bytes.js';

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
+import type { PinnedBytes } from '../core/pinned-bytes.js';
 import type { NbdDevice } from './export.js';
 import type { ByteBudget } from './nbd-budget.js';
 import { NbdProtocolError, nbdErrorOf } from './nbd-errors.js';
@@ -46,6 +47,8 @@ interface Request {
 /** One request's share of the limits, given back once. */
 class Hold {
   replied = false;
+  /** A READ's bytes the device lent: given back with the hold, once the kernel has the reply (or the connection is gone). */
+  lent: PinnedBytes | undefined;
   constructor(readonly bytes: number) {}
 }
 
@@ -190,6 +193,8 @@ export class Transmission {
 
   private release(hold: Hold): void {
     if (!this.holds.delete(hold)) return;
+    hold.lent?.release();
+    hold.lent = undefined;
     this.requests -= 1;
     this.bytes -= hold.bytes;
     this.budget.give(hold.bytes);
@@ -236,7 +241,17 @@ export class Transmission {
       case W.NBD_CMD_READ: {
         // Zero bytes cannot be answered in structured mode (a data chunk carries at least one), so they are refused in both.
         if (!q.inRange || q.length === 0 || q.length > W.MAX_PAYLOAD) return this.error(hold, q, W.NBD_EINVAL, 'read outside the disk, empty or too large');
-        const data = await dev.read(q.offset, q.length);
+        let data: Buffer;
+        if (dev.readPinned !== undefined) {
+          hold.lent = await dev.readPinned(q.offset, q.length);
+          data = hold.lent.data;
+          if (!this.holds.has(hold)) {
+            // The connection closed while the device read, and gave the hold back without these bytes.
+            hold.lent.release();
+            hold.lent = undefined;
+            return;
+          }
+        } else data = await dev.read(q.offset, q.length);
         if (!s.structured) return this.simple(hold, q.cookie, 0, data);
         const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + data.length);
         const off = Buffer.alloc(8);

@@ -1,21 +1,51 @@
+import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
+
+/** Buffers of evicted blocks kept for reuse, at most, beside the budget (a read-ahead window's worth: see read-ahead.ts). */
+export const SPARES_KEPT = 32;
+
 /**
  * Decoded backup blocks kept in memory, under one byte budget shared by
  * every disk that uses the cache (all the sessions of a server), least
- * recently used first out. Eviction only forgets a buffer: it is never
- * reused or overwritten, so a reader that holds a block (or a view of it)
- * keeps reading the right bytes after the cache let it go.
+ * recently used first out.
+ *
+ * A block read from the disk cache into memory the cache may reuse is
+ * *reusable*: once evicted, and once no borrower pins it, its buffer becomes
+ * a spare that the next such read fills instead of allocating. A warm pass
+ * over a disk larger than the budget then allocates nothing, and the
+ * collector, which ran on every few megabytes of new buffers, stays idle.
+ * A block anyone was given outright (get, or a load for a plain read) is
+ * never reused: eviction only forgets it, so a reader that holds it (or a
+ * view of it) keeps reading the right bytes.
  */
 export class BlockCache {
   /** Every entry, least recently used first (a Map keeps insertion order). */
   private readonly lru = new Map<Entry, true>();
   private used = 0;
   private peak = 0;
+  /** Entries whose bytes the disk cache also holds, least recently used first, and their bytes. */
+  private readonly reloadable = new Map<Entry, true>();
+  private reloadableUsed = 0;
+  /** Spare buffers by length, SPARES_KEPT at most in all. */
+  private readonly spares = new Map<number, Buffer[]>();
+  private spareTotal = 0;
   /** Reads that found their block here, and those that did not (holes are neither). */
   hits = 0;
   misses = 0;
+  /** Buffers handed out again as spares instead of allocated. */
+  reused = 0;
+
+  /**
+   * Bytes that blocks the disk cache also holds may take: a quarter of the
+   * budget. Dropping one costs a pread, dropping a decoded one a decode, so a
+   * warm pass over a large disk cycles through this share (and its spares)
+   * and leaves the rest to the blocks decoded from backups. A quarter is what
+   * read-ahead's windows may fill (read-ahead.ts).
+   */
+  readonly reloadableBudgetBytes: number;
 
   constructor(readonly budgetBytes: number) {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
+    this.reloadableBudgetBytes = Math.floor(budgetBytes / 4);
   }
 
   /** Bytes of the blocks held now. */
@@ -33,20 +63,55 @@ export class BlockCache {
     return this.lru.size;
   }
 
+  /** Spare buffers waiting to be filled again. */
+  get spareCount(): number {
+    return this.spareTotal;
+  }
+
   /** The cache as one disk sees it: blocks by index, dropped with the disk. */
   forDisk(): DiskBlockCache {
     return new DiskBlockCache(this);
+  }
+
+  /** A buffer of `length` bytes whose old block nobody reads any more, to be filled and set as a reusable block; undefined if none. */
+  takeSpare(length: number): Buffer | undefined {
+    const b = this.spares.get(length)?.pop();
+    if (b === undefined) return undefined;
+    this.spareTotal -= 1;
+    this.reused += 1;
+    return b;
+  }
+
+  /** A buffer from takeSpare (or one of a reusable block's length) that was not used after all. */
+  giveSpare(b: Buffer): void {
+    if (this.spareTotal >= SPARES_KEPT) return;
+    const list = this.spares.get(b.length);
+    if (list) list.push(b);
+    else this.spares.set(b.length, [b]);
+    this.spareTotal += 1;
   }
 
   /** @internal Makes `e` the most recently used. */
   touch(e: Entry): void {
     this.lru.delete(e);
     this.lru.set(e, true);
+    if (e.reloadable) {
+      this.reloadable.delete(e);
+      this.reloadable.set(e, true);
+    }
   }
 
   /** @internal Adds `e`, first evicting the least recently used until it fits; false if it can never fit. */
   admit(e: Entry): boolean {
     if (e.data.length > this.budgetBytes) return false;
+    if (e.reloadable) {
+      for (const old of this.reloadable.keys()) {
+        if (this.reloadableUsed + e.data.length <= this.reloadableBudgetBytes) break;
+        this.evict(old);
+      }
+      this.reloadable.set(e, true);
+      this.reloadableUsed += e.data.length;
+    }
     for (const old of this.lru.keys()) {
       if (this.used + e.data.length <= this.budgetBytes) break;
       this.evict(old);
@@ -61,7 +126,16 @@ export class BlockCache {
   evict(e: Entry): void {
     if (!this.lru.delete(e)) return;
     this.used -= e.data.length;
+    if (this.reloadable.delete(e)) this.reloadableUsed -= e.data.length;
+    e.evicted = true;
     e.owner.forget(e);
+    if (e.pins === 0 && e.reusable) this.giveSpare(e.data);
+  }
+
+  /** @internal A borrower is done with `e`. */
+  unpin(e: Entry): void {
+    e.pins -= 1;
+    if (e.pins === 0 && e.evicted && e.reusable) this.giveSpare(e.data);
   }
 }
 
@@ -69,7 +143,17 @@ interface Entry {
   readonly owner: DiskBlockCache;
   readonly blockIndex: number;
   readonly data: Buffer;
+  /** Borrowers reading it now: it is not reused before they are done. */
+  pins: number;
+  /** Its buffer may hold another block once evicted and unpinned; false once it was given to anyone outright. */
+  reusable: boolean;
+  /** The disk cache holds its bytes too: it counts against reloadableBudgetBytes. */
+  readonly reloadable: boolean;
+  evicted: boolean;
 }
+
+/** A block just set, pinned for the borrowers that waited for it: each takes one pin with lend(). */
+export type CachedBlock = Entry;
 
 /** One disk's blocks in a BlockCache. */
 export class DiskBlockCache {
@@ -92,25 +176,44 @@ export class DiskBlockCache {
     this.shared.misses += 1;
   }
 
-  /** The block, now the most recently used; undefined if not held. */
+  /** The block, now the most recently used, given outright (it is never reused); undefined if not held. */
   get(blockIndex: number): Buffer | undefined {
-    const e = this.entries.get(blockIndex);
-    if (e === undefined) {
-      this.shared.misses += 1;
-      return undefined;
-    }
-    this.shared.hits += 1;
-    this.shared.touch(e);
+    const e = this.lookup(blockIndex);
+    if (e === undefined) return undefined;
+    e.reusable = false;
     return e.data;
   }
 
-  set(blockIndex: number, data: Buffer): void {
+  /** The block, now the most recently used, lent until release(); undefined if not held. */
+  pin(blockIndex: number): PinnedBytes | undefined {
+    const e = this.lookup(blockIndex);
+    if (e === undefined) return undefined;
+    e.pins += 1;
+    return this.lease(e);
+  }
+
+  /**
+   * Keeps `data` as the block. `reloadable`: the disk cache holds it too.
+   * `reusable`: its buffer may hold another block once it is evicted and
+   * unpinned (nobody else has it). `pins`: borrowers
+   * that wait for it, each to take its pin with lend(). Undefined if it is
+   * not kept (larger than the budget, or the disk is closed).
+   */
+  set(blockIndex: number, data: Buffer, opts: { reloadable?: boolean; reusable?: boolean; pins?: number } = {}): CachedBlock | undefined {
     // A decode that finishes after its disk closed must not take room nobody will free.
-    if (this.closed) return;
+    if (this.closed) return undefined;
     const old = this.entries.get(blockIndex);
     if (old !== undefined) this.shared.evict(old);
-    const e: Entry = { owner: this, blockIndex, data };
-    if (this.shared.admit(e)) this.entries.set(blockIndex, e);
+    const reloadable = opts.reloadable ?? false;
+    const e: Entry = { owner: this, blockIndex, data, pins: opts.pins ?? 0, reusable: reloadable && (opts.reusable ?? false), reloadable, evicted: false };
+    if (!this.shared.admit(e)) return undefined;
+    this.entries.set(blockIndex, e);
+    return e;
+  }
+
+  /** One of the pins `set` took for a waiting borrower, as the borrower's lease. */
+  lend(block: CachedBlock): PinnedBytes {
+    return this.lease(block);
   }
 
   /** Drops every block of this disk. */
@@ -127,5 +230,33 @@ export class DiskBlockCache {
   /** @internal Called by the shared cache when it evicts one of ours. */
   forget(e: Entry): void {
     if (this.entries.get(e.blockIndex) === e) this.entries.delete(e.blockIndex);
+  }
+
+  private lookup(blockIndex: number): Entry | undefined {
+    const e = this.entries.get(blockIndex);
+    if (e === undefined) {
+      this.shared.misses += 1;
+      return undefined;
+    }
+    this.shared.hits += 1;
+    this.shared.touch(e);
+    return e;
+  }
+
+  private lease(e: Entry): PinnedBytes {
+    if (!e.reusable) {
+      // Never reused: nothing to count.
+      e.pins -= 1;
+      return unpinned(e.data);
+    }
+    let released = false;
+    return {
+      data: e.data,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.shared.unpin(e);
+      },
+    };
   }
 }

@@ -1,4 +1,4 @@
-import { close as fsClose, open as fsOpen, readFileSync } from 'node:fs';
+import { close as fsClose, open as fsOpen, readFileSync, readv } from 'node:fs';
 import { readFully } from '../storage/storage.js';
 
 /**
@@ -125,9 +125,33 @@ function closeLater(fd: Promise<number>): Promise<void> {
   );
 }
 
-/** Fills each part's buffer from its position in the file; returns the counts read (less only at end of file). */
+/**
+ * Fills each part's buffer from its position in the file; returns the counts
+ * read (less only at end of file). Parts that follow one another in the file
+ * are read with one readv: one trip through the thread pool, not one per part.
+ */
 export async function readParts(fd: number, parts: readonly { into: Buffer; position: number }[]): Promise<number[]> {
+  const contiguous = parts.length > 1 && parts.every((p, i) => i === 0 || p.position === parts[i - 1]!.position + parts[i - 1]!.into.length);
+  if (!contiguous) {
+    const counts: number[] = [];
+    for (const { into, position } of parts) counts.push(await readFully(fd, into, position));
+    return counts;
+  }
+  let n = await new Promise<number>((resolve, reject) =>
+    readv(
+      fd,
+      parts.map((p) => p.into),
+      parts[0]!.position,
+      (err, bytes) => (err ? reject(err) : resolve(bytes)),
+    ),
+  );
   const counts: number[] = [];
-  for (const { into, position } of parts) counts.push(await readFully(fd, into, position));
+  for (const { into, position } of parts) {
+    // A short readv (rare: a signal, or the end of the file) is finished part by part.
+    let got = Math.min(n, into.length);
+    n -= got;
+    if (got < into.length && n === 0) got += await readFully(fd, into.subarray(got), position + got);
+    counts.push(got);
+  }
   return counts;
 }

@@ -5,7 +5,6 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import { PIECE_BYTES, PIECE_SHIFT, encodeHeader, headerBytes, parseHeader, writeAll } from './decoded-file.js';
-import { readFully } from '../storage/storage.js';
 import { OpenFiles, readParts } from './decoded-fds.js';
 
 export { PIECE_BYTES } from './decoded-file.js';
@@ -143,27 +142,44 @@ export class DecodedBlockStore {
 
   /** The whole block, checked; undefined if it is not held or fails its check (then it is removed). */
   async readBlock(digest: Uint8Array, length: number): Promise<Buffer | undefined> {
+    const into = Buffer.allocUnsafe(length);
+    return (await this.readBlockInto(digest, length, into)) ? into : undefined;
+  }
+
+  /**
+   * Reads the whole block into `into` (`length` bytes) and checks it: true if
+   * it is there; false if it is not held or fails its check (then it is
+   * removed), and `into` holds nothing of use.
+   */
+  async readBlockInto(digest: Uint8Array, length: number, into: Buffer): Promise<boolean> {
+    if (into.length !== length) throw new RangeError(`a buffer of ${into.length} bytes for a block of ${length}`);
     const e = this.lookup(digest, length);
-    if (e === undefined) return undefined;
+    if (e === undefined) return false;
     const head = headerBytes(length);
-    let file: Buffer;
+    // The header's checksums are read once, with the first read of the file (one readv with the data).
+    const h = e.pieces === undefined ? Buffer.allocUnsafe(head) : undefined;
+    let counts: number[];
     try {
-      const whole = Buffer.allocUnsafe(head + length);
-      const got = await this.files.use(e.key, e.path, (fd) => readFully(fd, whole, 0));
-      file = whole.subarray(0, got);
+      const parts = [...(h ? [{ into: h, position: 0 }] : []), { into, position: head }];
+      counts = await this.files.use(e.key, e.path, (fd) => readParts(fd, parts));
     } catch (err) {
-      return this.lost(e, err);
+      this.lost(e, err);
+      return false;
     }
-    const pieces = parseHeader(file, length);
-    if (typeof pieces === 'string') return this.damagedFile(e, pieces);
-    if (file.length < head + length) return this.damagedFile(e, `ends ${head + length - file.length} bytes early`);
-    const data = file.subarray(head, head + length);
-    for (let i = 0; i < pieces.length; i++) {
-      if (crc32(data.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)) !== pieces[i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
+    let pieces = e.pieces;
+    if (h !== undefined) {
+      const parsed = parseHeader(h.subarray(0, counts[0]), length);
+      if (typeof parsed === 'string') return this.damagedFile(e, parsed) ?? false;
+      pieces = parsed;
+    }
+    const got = counts[counts.length - 1]!;
+    if (got < length) return this.damagedFile(e, `ends ${length - got} bytes early`) ?? false;
+    for (let i = 0; i < pieces!.length; i++) {
+      if (crc32(into.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)) !== pieces![i]) return this.damagedFile(e, `piece ${i} fails its checksum`) ?? false;
     }
     e.pieces = pieces;
     this.hit(e);
-    return data;
+    return true;
   }
 
   /** Bytes [from, to) of the block, reading and checking only the pieces that cover them; undefined as readBlock. */

@@ -2,7 +2,8 @@ import { LifeboatError, queued } from '../core/errors.js';
 import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress/block-pool.js';
 import type { Storage } from '../storage/index.js';
 import { BackupFileReader } from './backup-file.js';
-import { BlockCache, type DiskBlockCache } from './block-cache.js';
+import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
+import { BlockCache, type CachedBlock, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
 import { BackgroundFills, ReadRecording } from './background-fills.js';
 import { ReadAheadStreams } from './read-ahead.js';
@@ -32,8 +33,10 @@ export class RestorePointDisk implements VirtualDisk {
   private readonly layerOf: Uint16Array;
   private readonly slotOf: Int32Array;
   private readonly cache: DiskBlockCache;
-  /** Blocks being decoded: concurrent readers of one block share one decode. */
-  private readonly inflight = new Map<number, Promise<Buffer>>();
+  /** The memory cache this disk's blocks are in (maybe shared with other disks): spare buffers come from it. */
+  private readonly shared: BlockCache;
+  /** Blocks being loaded: concurrent readers of one block share one load. */
+  private readonly inflight = new Map<number, Load>();
   /** The sequential readers, each with its own read-ahead window. */
   private readonly streams: ReadAheadStreams;
   /** Stored frame boundaries of blocks read at random, so the next random read fetches one frame. */
@@ -59,7 +62,7 @@ export class RestorePointDisk implements VirtualDisk {
   ) {
     this.decoded = decoded !== undefined && layers.every((l) => l.keys === undefined) ? decoded : undefined;
     this.fills = new BackgroundFills(
-      (bi) => this.readBlock(bi),
+      (bi) => this.loadBlock(bi, 'dropped'),
       (bi) => this.layerOf[bi] !== 0 && !this.cache.has(bi) && !this.inflight.has(bi) && !this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi)),
       FILLS_QUEUED,
       PREFETCH_MAX_BLOCKS,
@@ -81,6 +84,7 @@ export class RestorePointDisk implements VirtualDisk {
     });
     // A disk with a cache of its own keeps at least one block.
     const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
+    this.shared = shared;
     this.cache = shared.forDisk();
     // Without workers a block decodes on this thread: one block ahead, never more.
     this.streams = ReadAheadStreams.forCache(pool ? pool.size * 2 : 1, pool ? shared.budgetBytes : 0, this.blockSize, this.blockCount);
@@ -168,40 +172,71 @@ export class RestorePointDisk implements VirtualDisk {
 
   /** One whole block (the last one may be short), verified. Shared: see VirtualDisk.read. */
   async readBlock(blockIndex: number): Promise<Buffer> {
-    const len = this.rawLength(blockIndex);
-    const l = this.layerOf[blockIndex]!;
-    if (l === 0) return this.zeros(len);
-    const hit = this.cache.get(blockIndex);
-    if (hit) return hit;
-    const running = this.inflight.get(blockIndex);
-    if (running) return running;
-    const p = this.decodeBlock(blockIndex, l, len).then((data) => {
-      this.cache.set(blockIndex, data);
-      return data;
-    });
-    this.inflight.set(blockIndex, p);
-    try {
-      return await p;
-    } finally {
-      this.inflight.delete(blockIndex);
-    }
+    if (this.layerOf[blockIndex] === 0) return this.zeros(this.rawLength(blockIndex));
+    return this.cache.get(blockIndex) ?? (await this.loadBlock(blockIndex, 'given')).data;
   }
 
-  /** The block from the disk cache, or decoded from the backup (and then kept in the disk cache). */
-  private async decodeBlock(blockIndex: number, l: number, len: number): Promise<Buffer> {
+  /** As readBlock, lent: the memory holds the block until release(), then it may hold another one. */
+  private async lendBlock(blockIndex: number): Promise<PinnedBytes> {
+    if (this.layerOf[blockIndex] === 0) return unpinned(this.zeros(this.rawLength(blockIndex)));
+    const hit = this.cache.pin(blockIndex);
+    if (hit) return hit;
+    const { data, block } = await this.loadBlock(blockIndex, 'lent');
+    return block ? this.cache.lend(block) : unpinned(data);
+  }
+
+  /**
+   * Loads a block that is not in memory, once for everyone who asks while it
+   * loads, into the memory cache. `use` is what the asker does with it:
+   * given it outright (its buffer is then never reused), lent it (a pin
+   * taken for it when the load settles), or nothing (read-ahead, fills).
+   */
+  private loadBlock(blockIndex: number, use: 'given' | 'lent' | 'dropped'): Promise<{ data: Buffer; block: CachedBlock | undefined }> {
+    let load = this.inflight.get(blockIndex);
+    if (load === undefined) {
+      const l: Load = { pins: 0, given: false, done: undefined! };
+      const settle = (data: Buffer, fromDiskCache: boolean): { data: Buffer; block: CachedBlock | undefined } => {
+        // In one step with setting the entry, its pins taken: no other task can evict and reuse it before its askers run.
+        this.inflight.delete(blockIndex);
+        return { data, block: this.cache.set(blockIndex, data, { reloadable: fromDiskCache, reusable: !l.given, pins: l.pins }) };
+      };
+      l.done = this.decodeBlock(blockIndex, this.layerOf[blockIndex]!, this.rawLength(blockIndex)).then(
+        (r) => settle(r.data, r.fromDiskCache),
+        (err: unknown) => {
+          this.inflight.delete(blockIndex);
+          throw err;
+        },
+      );
+      this.inflight.set(blockIndex, l);
+      load = l;
+    }
+    if (use === 'lent') load.pins += 1;
+    else if (use === 'given') load.given = true;
+    return load.done;
+  }
+
+  /**
+   * The block from the disk cache (read into a spare buffer of the memory
+   * cache when it has one), or decoded from the backup and then kept in the
+   * disk cache (whose write holds the buffer: never reused).
+   */
+  private async decodeBlock(blockIndex: number, l: number, len: number): Promise<{ data: Buffer; fromDiskCache: boolean }> {
     const store = this.decoded;
-    if (store === undefined) return this.decodeStoredBlock(blockIndex, l, len);
+    if (store === undefined) return { data: await this.decodeStoredBlock(blockIndex, l, len), fromDiskCache: false };
     // Counted from here: close() must wait for a read that is still in the disk cache before it reaches the files.
     this.decoding += 1;
     try {
       const digest = this.digestOf(blockIndex)!;
-      const kept = await store.readBlock(digest, len);
-      if (kept !== undefined) return kept;
+      if (store.has(digest, len)) {
+        const into = this.shared.takeSpare(len) ?? Buffer.allocUnsafe(len);
+        if (await store.readBlockInto(digest, len, into)) return { data: into, fromDiskCache: true };
+        this.shared.giveSpare(into);
+      }
       const data = await this.decodeStoredBlock(blockIndex, l, len);
       // Filed under its digest, the block may be served for any point whose block has that digest: the store
       // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
       store.put(digest, data);
-      return data;
+      return { data, fromDiskCache: false };
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
@@ -248,7 +283,7 @@ export class RestorePointDisk implements VirtualDisk {
   private readAhead(from: number, to: number): void {
     for (let bi = from; bi < to; bi++) {
       if (this.layerOf[bi] === 0 || this.cache.has(bi) || this.inflight.has(bi)) continue;
-      void queued(this.readBlock(bi));
+      void queued(this.loadBlock(bi, 'dropped'));
     }
   }
 
@@ -296,6 +331,15 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    return (await this.readAs(offset, length, false)).data;
+  }
+
+  /** As read, but a read within one block held in memory is lent, not given: see PinnedBytes. */
+  readPinned(offset: number, length: number): Promise<PinnedBytes> {
+    return this.readAs(offset, length, true);
+  }
+
+  private async readAs(offset: number, length: number, lend: boolean): Promise<PinnedBytes> {
     if (offset < 0 || length < 0 || offset + length > this.size) {
       throw new LifeboatError('LFB_ERR_INVALID_ARGUMENT', `read ${offset}+${length} is outside the disk (${this.size} bytes)`);
     }
@@ -315,12 +359,14 @@ export class RestorePointDisk implements VirtualDisk {
       !this.cache.has(first) &&
       !this.inflight.has(first)
     ) {
-      return this.readWithin(this.pool, first, offset - first * this.blockSize, length);
+      return unpinned(await this.readWithin(this.pool, first, offset - first * this.blockSize, length));
     }
     if (first === last && length > 0) {
       // Within one block: a view of the (cached or zero) block, no copy.
       const within = offset - first * this.blockSize;
-      return (await this.readBlock(first)).subarray(within, within + length);
+      if (!lend) return unpinned((await this.readBlock(first)).subarray(within, within + length));
+      const lent = await this.lendBlock(first);
+      return { data: lent.data.subarray(within, within + length), release: () => lent.release() };
     }
     const out = Buffer.alloc(length);
     let done = 0;
@@ -329,10 +375,15 @@ export class RestorePointDisk implements VirtualDisk {
       const bi = Math.floor(pos / this.blockSize);
       const within = pos - bi * this.blockSize;
       const n = Math.min(length - done, this.blockSize - within);
-      if (this.layerOf[bi] !== 0) (await this.readBlock(bi)).copy(out, done, within, within + n);
+      if (this.layerOf[bi] !== 0) {
+        // Copied out at once: lent, the block may be reused after.
+        const lent = await this.lendBlock(bi);
+        lent.data.copy(out, done, within, within + n);
+        lent.release();
+      }
       done += n;
     }
-    return out;
+    return unpinned(out);
   }
 
   /**
@@ -395,4 +446,13 @@ export class RestorePointDisk implements VirtualDisk {
     this.cache.close();
     await Promise.all(this.layers.map((l) => l.close()));
   }
+}
+
+/** A block being loaded, and what its askers will do with it. */
+interface Load {
+  done: Promise<{ data: Buffer; block: CachedBlock | undefined }>;
+  /** Askers lent the block: the entry is set with this many pins. */
+  pins: number;
+  /** Someone was given the block outright: its buffer is never reused. */
+  given: boolean;
 }
