@@ -1,7 +1,8 @@
 import { LifeboatError, queued } from '../core/errors.js';
 import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress/block-pool.js';
 import type { Storage } from '../storage/index.js';
-import { BackupFileReader } from './backup-file.js';
+import type { BackupFileReader } from './backup-file.js';
+import { ChainBlockMap } from './chain-block-map.js';
 import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
 import { BlockCache, type CachedBlock, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
@@ -20,16 +21,20 @@ const FILLS_QUEUED = 64;
 export const PREFETCH_MAX_BLOCKS = 16384;
 
 /**
- * One disk of one restore point, resolved through its chain. Opening builds a
- * per-block map (layer + entry slot: 6 bytes a block) from the block tables of
- * the chain's files — time in proportion to the block map, never to the data.
- * Reads decompress and verify one block at a time, through a small LRU.
+ * One disk of one restore point, resolved through its chain (ChainBlockMap).
+ * Reads find a block in the memory cache (block-cache.ts), else in the disk
+ * cache of decoded blocks (decoded-store.ts), else decompress and verify it
+ * from the backup, in the workers when there is a pool. A read within one
+ * block may be lent (readPinned) instead of given, so the memory cache can
+ * reuse the buffer once the borrower is done.
  */
 export class RestorePointDisk implements VirtualDisk {
   readonly size: number;
   readonly blockSize: number;
   readonly blockCount: number;
-  /** 0 = zeros; k = layers[k-1]. */
+  readonly disk: number;
+  /** The chain's files and, by block, which one holds it (0 = zeros; k = layers[k-1]) in which slot: see ChainBlockMap. */
+  private readonly layers: readonly BackupFileReader[];
   private readonly layerOf: Uint16Array;
   private readonly slotOf: Int32Array;
   private readonly cache: DiskBlockCache;
@@ -54,34 +59,25 @@ export class RestorePointDisk implements VirtualDisk {
   private recording: ReadRecording | undefined;
 
   private constructor(
-    private readonly layers: BackupFileReader[],
-    readonly disk: number,
+    private readonly map: ChainBlockMap,
     cache: BlockCache | number,
     private readonly pool: BlockWorkerPool | undefined,
     decoded: DecodedBlockStore | undefined,
   ) {
-    this.decoded = decoded !== undefined && layers.every((l) => l.keys === undefined) ? decoded : undefined;
+    this.disk = map.disk;
+    this.blockSize = map.blockSize;
+    this.size = map.size;
+    this.blockCount = map.blockCount;
+    this.layers = map.layers;
+    this.layerOf = map.layerOf;
+    this.slotOf = map.slotOf;
+    this.decoded = decoded !== undefined && this.layers.every((l) => l.keys === undefined) ? decoded : undefined;
     this.fills = new BackgroundFills(
       (bi) => this.loadBlock(bi, 'dropped'),
       (bi) => this.layerOf[bi] !== 0 && !this.cache.has(bi) && !this.inflight.has(bi) && !this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi)),
       FILLS_QUEUED,
       PREFETCH_MAX_BLOCKS,
     );
-    const top = layers[layers.length - 1]!;
-    this.blockSize = top.header.blockSize;
-    this.size = top.root.diskSizes[disk]!;
-    this.blockCount = Math.ceil(this.size / this.blockSize);
-    this.layerOf = new Uint16Array(this.blockCount);
-    this.slotOf = new Int32Array(this.blockCount);
-    layers.forEach((layer, li) => {
-      const t = layer.root.tables[disk]!;
-      for (let i = 0; i < t.count; i++) {
-        const bi = t.blockIndex(i);
-        if (bi >= this.blockCount) continue;
-        this.layerOf[bi] = t.isZero(i) ? 0 : li + 1;
-        this.slotOf[bi] = i;
-      }
-    });
     // A disk with a cache of its own keeps at least one block.
     const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
     this.shared = shared;
@@ -102,29 +98,12 @@ export class RestorePointDisk implements VirtualDisk {
     disk: number,
     opts: { cacheBytes?: number; cache?: BlockCache; pool?: BlockWorkerPool; storage?: Storage; decoded?: DecodedBlockStore | undefined } = {},
   ): Promise<RestorePointDisk> {
-    const layers: BackupFileReader[] = [];
-    try {
-      for (const f of files) layers.push(await BackupFileReader.open(f.path, opts.storage ? { storage: opts.storage } : {}));
-    } catch (err) {
-      await Promise.all(layers.map((l) => l.close()));
-      throw err;
-    }
-    const bs = layers[0]!.header.blockSize;
-    const top = layers[layers.length - 1]!;
-    const problem = layers.find((l) => l.header.blockSize !== bs)
-      ? 'files of one chain disagree on the block size'
-      : disk < 0 || disk >= top.root.diskSizes.length
-        ? `the point has ${top.root.diskSizes.length} disk(s), no disk ${disk}`
-        : undefined;
-    if (problem) {
-      await Promise.all(layers.map((l) => l.close()));
-      throw new LifeboatError(problem.startsWith('the point') ? 'LFB_ERR_DISK_NOT_FOUND' : 'LFB_ERR_CHAIN_BROKEN', problem);
-    }
-    return new RestorePointDisk(layers, disk, opts.cache ?? opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool, opts.decoded);
+    const map = await ChainBlockMap.open(files, disk, opts.storage);
+    return new RestorePointDisk(map, opts.cache ?? opts.cacheBytes ?? 64 * 1024 * 1024, opts.pool, opts.decoded);
   }
 
   rawLength(blockIndex: number): number {
-    return Math.min(this.blockSize, this.size - blockIndex * this.blockSize);
+    return this.map.rawLength(blockIndex);
   }
 
   private zeros(length: number): Buffer {
@@ -138,36 +117,21 @@ export class RestorePointDisk implements VirtualDisk {
 
   /** Allocation by block: blocks the point stores are data, the others holes. */
   extents(offset: number, length: number): { length: number; hole: boolean }[] {
-    const out: { length: number; hole: boolean }[] = [];
-    let pos = offset;
-    const end = Math.min(offset + length, this.size);
-    while (pos < end) {
-      const bi = Math.floor(pos / this.blockSize);
-      const to = Math.min(end, (bi + 1) * this.blockSize);
-      const hole = this.layerOf[bi] === 0;
-      const last = out[out.length - 1];
-      if (last && last.hole === hole) last.length += to - pos;
-      else out.push({ length: to - pos, hole });
-      pos = to;
-    }
-    return out;
+    return this.map.extents(offset, length);
   }
 
-  *allocatedBlocks(): Iterable<number> {
-    for (let i = 0; i < this.blockCount; i++) if (this.layerOf[i] !== 0) yield i;
+  allocatedBlocks(): Iterable<number> {
+    return this.map.allocatedBlocks();
   }
 
   /** Where a block's stored bytes are at this point (file and table slot), or undefined for zeros. */
   storedBlock(blockIndex: number): { readonly file: BackupFileReader; readonly slot: number } | undefined {
-    const l = blockIndex < this.blockCount ? this.layerOf[blockIndex]! : 0;
-    return l === 0 ? undefined : { file: this.layers[l - 1]!, slot: this.slotOf[blockIndex]! };
+    return this.map.storedBlock(blockIndex);
   }
 
   /** The digest of a block at this point, or null if it reads as zeros. Used for change detection. */
   digestOf(blockIndex: number): Buffer | null {
-    const l = blockIndex < this.blockCount ? this.layerOf[blockIndex]! : 0;
-    if (l === 0) return null;
-    return this.layers[l - 1]!.root.tables[this.disk]!.digest(this.slotOf[blockIndex]!);
+    return this.map.digestOf(blockIndex);
   }
 
   /** One whole block (the last one may be short), verified. Shared: see VirtualDisk.read. */
@@ -444,7 +408,7 @@ export class RestorePointDisk implements VirtualDisk {
     // Reads for workers may be in flight: the files must not be closed under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
     this.cache.close();
-    await Promise.all(this.layers.map((l) => l.close()));
+    await this.map.close();
   }
 }
 
