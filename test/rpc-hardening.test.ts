@@ -5,7 +5,8 @@ import { connect, createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listenTcp } from '../src/core/listen.js';
 import { createLogger } from '../src/core/log.js';
-import { encodeCall, recordHeader } from '../src/rpc/index.js';
+import { encodeCall, recordHeader, type Procedure } from '../src/rpc/index.js';
+import { XdrWriter } from '../src/rpc/xdr.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
 import { GATED_PROG, closedWithin, gatedProgram, replyStatus, withRpcServer } from './rpc-helpers.js';
 
@@ -188,4 +189,72 @@ test('rpc server: a connection sending empty fragments forever is closed', async
       good.close();
     }
   });
+});
+
+test('rpc server: bytes a reply was lent go back once the kernel has the reply, never before, also when the call fails or the client goes away', async () => {
+  const MiB = 1 << 20;
+  const LEND_PROG = 0x20000ffd;
+  let lent = 0;
+  let releases = 0;
+  const lend = (out: XdrWriter, fill: number): void => {
+    const data = Buffer.alloc(MiB, fill);
+    lent += 1;
+    out.onSent(() => {
+      lent -= 1;
+      releases += 1;
+      // Given back, the memory may hold other bytes at once: a reply still being sent would carry these.
+      data.fill(0xee);
+    });
+    out.opaque(data);
+  };
+  const procs = new Map<number, Procedure>([
+    [
+      1,
+      async (a, out) => {
+        const fill = a.u32();
+        a.end();
+        lend(out, fill);
+      },
+    ],
+    [
+      2,
+      async (a, out) => {
+        a.end();
+        lend(out, 1);
+        throw new Error('failed after lending');
+      },
+    ],
+  ]);
+  const args = (n: number): Buffer => new XdrWriter().u32(n).toBuffer();
+  await withRpcServer(
+    {},
+    async (port) => {
+      const c = await RpcTestClient.connect(port);
+      try {
+        const replies = Array.from({ length: 24 }, (_, i) => c.call(LEND_PROG, 1, 1, args(i + 1)));
+        for (const [i, p] of replies.entries()) {
+          const r = await p;
+          assert.equal(replyStatus(r), 0);
+          assert.ok(r.opaque(MiB).equals(Buffer.alloc(MiB, i + 1)), `reply ${i} carries the bytes lent, not what they became after`);
+        }
+        const failed = await c.call(LEND_PROG, 1, 2);
+        assert.equal(replyStatus(failed), 5, 'SYSTEM_ERR');
+        for (let i = 0; i < 50 && lent > 0; i++) await sleep(20);
+        assert.equal(releases, 25);
+        assert.equal(lent, 0);
+      } finally {
+        c.close();
+      }
+      // A client that asks and never reads its replies, then goes: every loan comes back.
+      const s = connect(port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.write(Buffer.concat(Array.from({ length: 32 }, (_, i) => encodeCall(i + 1, LEND_PROG, 1, 1, args(7))).flatMap((m) => [recordHeader(m.length), m])));
+      for (let i = 0; i < 100 && lent < 2; i++) await sleep(20);
+      assert.ok(lent > 0, 'replies wait in the socket, their bytes lent');
+      s.destroy();
+      for (let i = 0; i < 100 && lent > 0; i++) await sleep(20);
+      assert.equal(lent, 0);
+    },
+    { prog: LEND_PROG, name: 'lend', versions: new Map([[1, procs]]) },
+  );
 });

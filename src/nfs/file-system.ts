@@ -1,3 +1,5 @@
+import type { PinnedBytes } from '../core/pinned-bytes.js';
+
 /**
  * What the NFS server serves: a small file system interface (go-nfs's
  * billy.Filesystem, reduced). The server validates the wire; the file system
@@ -62,6 +64,8 @@ export interface NfsFileSystem {
   lookup(dir: Buffer, name: string): Promise<Buffer>;
   readlink(h: Buffer): Promise<string>;
   read(h: Buffer, offset: number, count: number): Promise<Buffer>;
+  /** As read, the bytes lent until release(), which the server calls once the reply is sent or dropped. */
+  readPinned?(h: Buffer, offset: number, count: number): Promise<PinnedBytes>;
   /** stable: the data must be durable before this returns. */
   write(h: Buffer, offset: number, data: Buffer, stable: boolean): Promise<void>;
   commit(h: Buffer): Promise<void>;

@@ -4,6 +4,7 @@ import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { BlockDevice } from '../blockdev/block-device.js';
 import type { Clock } from '../core/clock.js';
+import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
 import {
   NFS3ERR_ACCES,
   NFS3ERR_EXIST,
@@ -276,6 +277,15 @@ export class DatastoreFileSystem implements NfsFileSystem {
     }
     if (d.kind !== KIND_FILE) throw new NfsError(NFS3ERR_ISDIR);
     return readRealFile((await this.realPath(d.live!, d.id)).path, offset, count);
+  }
+
+  /** As read; a disk's bytes are lent by its overlay (a block of the memory cache, until the reply is sent). */
+  async readPinned(h: Buffer, offset: number, count: number): Promise<PinnedBytes> {
+    const d = this.decode(h);
+    if (d.kind !== KIND_DISK) return unpinned(await this.read(h, offset, count));
+    const dev = d.live!.s.disks[Number(d.id)]!.device;
+    const n = Math.max(0, Math.min(count, dev.size - offset));
+    return dev.readPinned ? dev.readPinned(offset, n) : unpinned(await dev.read(offset, n));
   }
 
   async write(h: Buffer, offset: number, data: Buffer, stable: boolean): Promise<void> {

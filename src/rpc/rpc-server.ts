@@ -168,6 +168,8 @@ export class RpcServer {
         this.udpInFlight -= 1;
         // A reply that cannot be sent (socket closed meanwhile, too big for a datagram) is dropped.
         if (reply && open) udp.send(reply.toBuffer(), rinfo.port, rinfo.address, () => undefined);
+        // toBuffer() copied the message: what it referenced may go back now.
+        reply?.sent();
       });
     });
   }
@@ -244,12 +246,12 @@ export class RpcServer {
       });
     };
     const send = (w: XdrWriter): void => {
-      if (socket.destroyed) return;
+      if (socket.destroyed) return w.sent();
       const chunks = w.toChunks();
       socket.cork();
-      socket.write(recordHeader(w.length));
-      let ok = true;
-      for (const c of chunks) ok = socket.write(c);
+      let ok = socket.write(recordHeader(w.length), chunks.length === 0 ? () => w.sent() : undefined);
+      // The last chunk's callback runs once the kernel has every chunk, or with an error once the socket is gone.
+      chunks.forEach((c, i) => (ok = socket.write(c, i === chunks.length - 1 ? () => w.sent() : undefined)));
       socket.uncork();
       if (!ok && !waitingForDrain) {
         waitingForDrain = true;
@@ -330,6 +332,8 @@ export class RpcServer {
       await proc(call.args, out, { cred: call.cred, ...peer });
       return out;
     } catch (err) {
+      // This reply is dropped for another: bytes it was lent go back.
+      out.sent();
       if (err instanceof XdrError) return acceptedReply(call.xid, GARBAGE_ARGS);
       this.opts.logger.error('rpc: procedure failed', {
         client: `${peer.remoteAddress}:${peer.remotePort}`,

@@ -99,6 +99,8 @@ const ZERO_PAD = Buffer.alloc(4);
  */
 export class XdrWriter {
   private readonly chunks: Buffer[] = [];
+  /** Called once the message has been sent or dropped: gives back bytes it references that were only lent. */
+  private whenSent: (() => void)[] | undefined;
   private cur = Buffer.allocUnsafe(256);
   private used = 0;
   private total = 0;
@@ -170,6 +172,19 @@ export class XdrWriter {
 
   string(s: string): this {
     return this.opaque(Buffer.from(s, 'utf8'));
+  }
+
+  /** `fn` runs once the message has been sent or dropped (see sent()). */
+  onSent(fn: () => void): this {
+    (this.whenSent ??= []).push(fn);
+    return this;
+  }
+
+  /** The message is in the kernel, or will never be sent: what onSent registered runs, once. */
+  sent(): void {
+    const fns = this.whenSent;
+    this.whenSent = undefined;
+    for (const fn of fns ?? []) fn();
   }
 
   /** The message as chunks (for writev). */

@@ -19,9 +19,13 @@ export const read: NfsProcedure = async (a, out, ctx) => {
       if (attr.type === 'dir') throw new NfsError(NFS3ERR_ISDIR);
       if (attr.type !== 'file') throw new NfsError(NFS3ERR_INVAL);
       const n = Math.max(0, Math.min(count, attr.size - offset));
-      const data = n > 0 ? await ctx.fs.read(h, offset, n) : Buffer.alloc(0);
+      // Lent bytes (a block of the memory cache) go back once the reply is sent.
+      const lent =
+        n === 0 ? undefined : ctx.fs.readPinned ? await ctx.fs.readPinned(h, offset, n) : { data: await ctx.fs.read(h, offset, n), release: undefined };
+      const data = lent?.data ?? Buffer.alloc(0);
       const eof = offset + data.length >= attr.size;
       return (w) => {
+        if (lent?.release) w.onSent(lent.release);
         writePostOpAttr(w, attr, ctx.fsid);
         w.u32(data.length).bool(eof).opaque(data);
       };
