@@ -253,10 +253,10 @@ export class Transmission {
           }
         } else data = await dev.read(q.offset, q.length);
         if (!s.structured) return this.simple(hold, q.cookie, 0, data);
-        const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + data.length);
-        const off = Buffer.alloc(8);
-        off.writeBigUInt64BE(BigInt(q.offset));
-        return this.send(hold, [h, off, data]);
+        // The chunk's header and the data's offset in one small buffer.
+        const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + data.length, 8);
+        h.writeBigUInt64BE(BigInt(q.offset), 20);
+        return this.send(hold, [h, data]);
       }
       case W.NBD_CMD_WRITE:
         // The protocol asks for ENOSPC when a write goes past the end of the disk.
@@ -304,7 +304,8 @@ export class Transmission {
   }
 
   private simple(hold: Hold, cookie: Buffer, error: number, data?: Buffer): void {
-    const h = Buffer.alloc(16);
+    // Every byte is written: from Node's pool, not a zeroed buffer of its own (one per reply).
+    const h = Buffer.allocUnsafe(16);
     h.writeUInt32BE(W.NBD_SIMPLE_REPLY_MAGIC, 0);
     h.writeUInt32BE(error, 4);
     cookie.copy(h, 8);
@@ -322,8 +323,10 @@ export class Transmission {
   }
 }
 
-function chunkHeader(type: number, cookie: Buffer, length: number): Buffer {
-  const h = Buffer.alloc(20);
+/** A structured reply chunk's 20-byte header, with `room` bytes after it for the caller to fill. */
+function chunkHeader(type: number, cookie: Buffer, length: number, room = 0): Buffer {
+  // Every byte is written (the caller writes its room): from Node's pool, not a zeroed buffer of its own.
+  const h = Buffer.allocUnsafe(20 + room);
   h.writeUInt32BE(W.NBD_STRUCTURED_REPLY_MAGIC, 0);
   h.writeUInt16BE(W.NBD_REPLY_FLAG_DONE, 4);
   h.writeUInt16BE(type, 6);
