@@ -162,3 +162,50 @@ test('overlay: a 2 TiB disk costs a 4 MiB map, and out-of-range I/O is refused',
     await cleanup();
   }
 });
+
+test('overlay: readPinned lends the base’s bytes where no write touched the range, and gives its own where one did; counted and checked as read', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const content = randomBytes(rng(6), 1024 * KiB);
+    let lent = 0;
+    const plain = memoryBase(content);
+    const lending: ReadableDisk = {
+      size: plain.size,
+      read: (o, l) => plain.read(o, l),
+      async readPinned(o, l) {
+        lent += 1;
+        return { data: Buffer.from(content.subarray(o, o + l)), release: () => void (lent -= 1) };
+      },
+    };
+    const ov = await CowOverlay.open(lending, join(dir, 'ov'));
+    try {
+      const a = await ov.readPinned(10 * KiB, 4 * KiB);
+      assert.ok(a.data.equals(content.subarray(10 * KiB, 14 * KiB)));
+      assert.equal(lent, 1, 'untouched: the base lent it');
+      a.release();
+      assert.equal(lent, 0, 'and got it back');
+      await ov.write(130 * KiB, Buffer.alloc(100, 7));
+      const untouched = await ov.readPinned(300 * KiB, 8 * KiB);
+      assert.equal(lent, 1, 'a write elsewhere changes nothing');
+      untouched.release();
+      const mixed = await ov.readPinned(128 * KiB, 8 * KiB);
+      const expected = Buffer.from(content.subarray(128 * KiB, 136 * KiB));
+      expected.fill(7, 2 * KiB, 2 * KiB + 100);
+      assert.ok(mixed.data.equals(expected), 'the written bytes over the base’s');
+      assert.equal(lent, 0, 'a range with written bytes is the caller’s own, nothing lent');
+      mixed.release();
+      await assert.rejects(ov.readPinned(1024 * KiB - 1, 2), /outside the disk/);
+      assert.equal(ov.ioBytes().readBytes, 4 * KiB + 8 * KiB + 8 * KiB);
+      // A base that does not lend: the overlay's bytes are the caller's.
+      const ov2 = await CowOverlay.open(plain, join(dir, 'ov2'));
+      const p = await ov2.readPinned(0, 100);
+      assert.ok(p.data.equals(content.subarray(0, 100)));
+      p.release();
+      await ov2.close();
+    } finally {
+      await ov.close();
+    }
+  } finally {
+    await cleanup();
+  }
+});

@@ -75,5 +75,5 @@ test('disk-cache descriptors: a quarter of the open-file limit is kept, between 
   assert.equal(descriptorsKept(undefined), 128);
   // This process: Node raised its soft limit at start, and the table follows it.
   assert.equal(OPEN_FILES_KEPT, descriptorsKept(openFileLimit()));
-  assert.ok(openFileLimit() !== undefined, 'Linux says the limit');
+  if (process.platform === 'linux') assert.ok(openFileLimit() !== undefined, 'Linux says the limit');
 });

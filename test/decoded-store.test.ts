@@ -98,6 +98,21 @@ test('disk cache: a damaged or torn file is found, removed and not served', asyn
     await settle(store);
     store = await DecodedBlockStore.open(dir, 16 * MiB);
     assert.ok((await store.readBlock(sha(blocks[0]!), blocks[0]!.length))!.equals(blocks[0]!));
+    // Whole-block reads find a damaged header and a file cut short too, also once the header's checksums are known.
+    for (const b of [blocks[1]!, blocks[2]!]) store.put(sha(b), b);
+    await settle(store);
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    const f1again = await readFile(path(blocks[1]!));
+    f1again[13]! ^= 0x01;
+    await writeFile(path(blocks[1]!), f1again);
+    assert.equal(await store.readBlock(sha(blocks[1]!), blocks[1]!.length), undefined, 'header checksum');
+    assert.ok((await store.readBlock(sha(blocks[2]!), blocks[2]!.length))!.equals(blocks[2]!));
+    await store.close();
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    assert.ok((await store.readBlock(sha(blocks[2]!), blocks[2]!.length))!.equals(blocks[2]!), 'read once: its checksums are known');
+    await writeFile(path(blocks[2]!), (await readFile(path(blocks[2]!))).subarray(0, 4096 + 100_000));
+    assert.equal(await store.readBlock(sha(blocks[2]!), blocks[2]!.length), undefined, 'cut short after its header was read');
+    assert.equal(store.stats().damaged, 1);
     await store.close();
   } finally {
     await cleanup();

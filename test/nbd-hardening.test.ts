@@ -283,5 +283,27 @@ test(
       for (let i = 0; i < 100 && lent > 0; i++) await sleep(20);
       assert.equal(lent, 0);
     });
+    // A client that goes while the device is still reading: the bytes it lends after come back too.
+    let started = 0;
+    let out = 0;
+    const slow = {
+      ...memoryDevice(size),
+      async readPinned(_offset: number, length: number) {
+        started += 1;
+        await sleep(300);
+        out += 1;
+        return { data: Buffer.alloc(length), release: () => void (out -= 1) };
+      },
+    };
+    await withServer({ d: slow }, {}, async (path) => {
+      const q = await NbdPeer.connect(path);
+      await q.open('d');
+      for (let k = 0; k < 8; k++) q.sendRequest({ type: W.NBD_CMD_READ, cookie: BigInt(k), offset: k * MiB, length: MiB });
+      for (let i = 0; i < 50 && started < 8; i++) await sleep(10);
+      assert.equal(started, 8);
+      q.destroy();
+      await sleep(600);
+      assert.equal(out, 0);
+    });
   },
 );

@@ -46,6 +46,7 @@ function readOnly(disk: RestorePointDisk): NbdDevice {
   return {
     size: disk.size,
     read: (offset, length) => disk.read(offset, length),
+    readPinned: (offset, length) => disk.readPinned(offset, length),
     write: async () => refuse(),
     flush: async () => undefined,
     extents: (offset, length) => disk.extents(offset, length),

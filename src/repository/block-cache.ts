@@ -1,6 +1,6 @@
 import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
 
-/** Buffers of evicted blocks kept for reuse, at most, beside the budget (a read-ahead window's worth: see read-ahead.ts). */
+/** Buffers of evicted blocks kept for reuse, at most (a read-ahead window's worth: see read-ahead.ts), and never over a quarter of the budget in bytes. */
 export const SPARES_KEPT = 32;
 
 /**
@@ -16,36 +16,38 @@ export const SPARES_KEPT = 32;
  * A block anyone was given outright (get, or a load for a plain read) is
  * never reused: eviction only forgets it, so a reader that holds it (or a
  * view of it) keeps reading the right bytes.
+ *
+ * Blocks read from the disk cache start on probation (2Q's first queue):
+ * together they take at most a quarter of the budget, however often they are
+ * read meanwhile (the four 256 KiB reads of one block are one use). One that
+ * leaves probation is remembered by its disk; loaded again while remembered,
+ * it was wanted twice and joins the rest of the cache. So a warm pass over a
+ * disk larger than the cache cycles through the quarter (allocating nothing
+ * once it is full), and a hot set the cache can hold stays in memory.
  */
 export class BlockCache {
   /** Every entry, least recently used first (a Map keeps insertion order). */
   private readonly lru = new Map<Entry, true>();
   private used = 0;
   private peak = 0;
-  /** Entries whose bytes the disk cache also holds, least recently used first, and their bytes. */
-  private readonly reloadable = new Map<Entry, true>();
-  private reloadableUsed = 0;
-  /** Spare buffers by length, SPARES_KEPT at most in all. */
-  private readonly spares = new Map<number, Buffer[]>();
-  private spareTotal = 0;
+  /** Entries on probation, least recently used first, and their bytes. */
+  private readonly probation = new Map<Entry, true>();
+  private probationUsed = 0;
+  /** Spare buffers, oldest first: SPARES_KEPT at most, a quarter of the budget in bytes at most. */
+  private readonly spares: Buffer[] = [];
+  private spareUsed = 0;
   /** Reads that found their block here, and those that did not (holes are neither). */
   hits = 0;
   misses = 0;
   /** Buffers handed out again as spares instead of allocated. */
   reused = 0;
 
-  /**
-   * Bytes that blocks the disk cache also holds may take: a quarter of the
-   * budget. Dropping one costs a pread, dropping a decoded one a decode, so a
-   * warm pass over a large disk cycles through this share (and its spares)
-   * and leaves the rest to the blocks decoded from backups. A quarter is what
-   * read-ahead's windows may fill (read-ahead.ts).
-   */
-  readonly reloadableBudgetBytes: number;
+  /** Bytes blocks on probation may take: a quarter of the budget, what read-ahead's windows may fill (read-ahead.ts). */
+  readonly probationBudgetBytes: number;
 
   constructor(readonly budgetBytes: number) {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
-    this.reloadableBudgetBytes = Math.floor(budgetBytes / 4);
+    this.probationBudgetBytes = Math.floor(budgetBytes / 4);
   }
 
   /** Bytes of the blocks held now. */
@@ -63,9 +65,13 @@ export class BlockCache {
     return this.lru.size;
   }
 
-  /** Spare buffers waiting to be filled again. */
+  /** Spare buffers waiting to be filled again, and their bytes (besides usedBytes). */
   get spareCount(): number {
-    return this.spareTotal;
+    return this.spares.length;
+  }
+
+  get spareBytes(): number {
+    return this.spareUsed;
   }
 
   /** The cache as one disk sees it: blocks by index, dropped with the disk. */
@@ -75,42 +81,48 @@ export class BlockCache {
 
   /** A buffer of `length` bytes whose old block nobody reads any more, to be filled and set as a reusable block; undefined if none. */
   takeSpare(length: number): Buffer | undefined {
-    const b = this.spares.get(length)?.pop();
-    if (b === undefined) return undefined;
-    this.spareTotal -= 1;
-    this.reused += 1;
-    return b;
+    for (let i = this.spares.length - 1; i >= 0; i--) {
+      const b = this.spares[i]!;
+      if (b.length !== length) continue;
+      this.spares.splice(i, 1);
+      this.spareUsed -= b.length;
+      this.reused += 1;
+      return b;
+    }
+    return undefined;
   }
 
-  /** A buffer from takeSpare (or one of a reusable block's length) that was not used after all. */
+  /** Keeps `b` (nobody reads it any more) as a spare; the oldest spares go when there are too many. */
   giveSpare(b: Buffer): void {
-    if (this.spareTotal >= SPARES_KEPT) return;
-    const list = this.spares.get(b.length);
-    if (list) list.push(b);
-    else this.spares.set(b.length, [b]);
-    this.spareTotal += 1;
+    const max = Math.floor(this.budgetBytes / 4);
+    if (b.length > max) return;
+    this.spares.push(b);
+    this.spareUsed += b.length;
+    while (this.spares.length > SPARES_KEPT || this.spareUsed > max) this.spareUsed -= this.spares.shift()!.length;
   }
 
   /** @internal Makes `e` the most recently used. */
   touch(e: Entry): void {
     this.lru.delete(e);
     this.lru.set(e, true);
-    if (e.reloadable) {
-      this.reloadable.delete(e);
-      this.reloadable.set(e, true);
+    if (e.onProbation) {
+      this.probation.delete(e);
+      this.probation.set(e, true);
     }
   }
 
   /** @internal Adds `e`, first evicting the least recently used until it fits; false if it can never fit. */
   admit(e: Entry): boolean {
     if (e.data.length > this.budgetBytes) return false;
-    if (e.reloadable) {
-      for (const old of this.reloadable.keys()) {
-        if (this.reloadableUsed + e.data.length <= this.reloadableBudgetBytes) break;
+    if (e.onProbation) {
+      // Never less than a few blocks: a small cache's probation still holds a read-ahead window.
+      const room = Math.max(this.probationBudgetBytes, Math.min(this.budgetBytes / 2, 4 * e.data.length));
+      for (const old of this.probation.keys()) {
+        if (this.probationUsed + e.data.length <= room) break;
         this.evict(old);
       }
-      this.reloadable.set(e, true);
-      this.reloadableUsed += e.data.length;
+      this.probation.set(e, true);
+      this.probationUsed += e.data.length;
     }
     for (const old of this.lru.keys()) {
       if (this.used + e.data.length <= this.budgetBytes) break;
@@ -126,9 +138,10 @@ export class BlockCache {
   evict(e: Entry): void {
     if (!this.lru.delete(e)) return;
     this.used -= e.data.length;
-    if (this.reloadable.delete(e)) this.reloadableUsed -= e.data.length;
+    if (this.probation.delete(e)) this.probationUsed -= e.data.length;
     e.evicted = true;
     e.owner.forget(e);
+    if (e.onProbation) e.owner.remember(e.blockIndex, Math.max(16, Math.floor(this.budgetBytes / 2 / e.data.length)));
     if (e.pins === 0 && e.reusable) this.giveSpare(e.data);
   }
 
@@ -147,8 +160,8 @@ interface Entry {
   pins: number;
   /** Its buffer may hold another block once evicted and unpinned; false once it was given to anyone outright. */
   reusable: boolean;
-  /** The disk cache holds its bytes too: it counts against reloadableBudgetBytes. */
-  readonly reloadable: boolean;
+  /** Read from the disk cache and not yet wanted twice: it counts against probationBudgetBytes. */
+  readonly onProbation: boolean;
   evicted: boolean;
 }
 
@@ -158,6 +171,8 @@ export type CachedBlock = Entry;
 /** One disk's blocks in a BlockCache. */
 export class DiskBlockCache {
   private readonly entries = new Map<number, Entry>();
+  /** Blocks that left probation lately, oldest first: loaded again, they join the rest of the cache. */
+  private readonly remembered = new Map<number, true>();
   private closed = false;
 
   constructor(private readonly shared: BlockCache) {}
@@ -193,8 +208,8 @@ export class DiskBlockCache {
   }
 
   /**
-   * Keeps `data` as the block. `reloadable`: the disk cache holds it too.
-   * `reusable`: its buffer may hold another block once it is evicted and
+   * Keeps `data` as the block. `reloadable`: read from the disk cache (it
+   * starts on probation unless it left probation lately). `reusable`: its buffer may hold another block once it is evicted and
    * unpinned (nobody else has it). `pins`: borrowers
    * that wait for it, each to take its pin with lend(). Undefined if it is
    * not kept (larger than the budget, or the disk is closed).
@@ -203,9 +218,20 @@ export class DiskBlockCache {
     // A decode that finishes after its disk closed must not take room nobody will free.
     if (this.closed) return undefined;
     const old = this.entries.get(blockIndex);
-    if (old !== undefined) this.shared.evict(old);
     const reloadable = opts.reloadable ?? false;
-    const e: Entry = { owner: this, blockIndex, data, pins: opts.pins ?? 0, reusable: reloadable && (opts.reusable ?? false), reloadable, evicted: false };
+    // Replacing a copy that had left probation keeps it out.
+    const again = reloadable && (this.remembered.has(blockIndex) || (old !== undefined && !old.onProbation));
+    if (old !== undefined) this.shared.evict(old);
+    this.remembered.delete(blockIndex);
+    const e: Entry = {
+      owner: this,
+      blockIndex,
+      data,
+      pins: opts.pins ?? 0,
+      reusable: reloadable && (opts.reusable ?? false),
+      onProbation: reloadable && !again,
+      evicted: false,
+    };
     if (!this.shared.admit(e)) return undefined;
     this.entries.set(blockIndex, e);
     return e;
@@ -225,6 +251,18 @@ export class DiskBlockCache {
   close(): void {
     this.closed = true;
     this.clear();
+    this.remembered.clear();
+  }
+
+  /** @internal A block left probation: remembered (`max` blocks at most) in case it is loaded again. */
+  remember(blockIndex: number, max: number): void {
+    if (this.closed) return;
+    this.remembered.delete(blockIndex);
+    this.remembered.set(blockIndex, true);
+    for (const old of this.remembered.keys()) {
+      if (this.remembered.size <= max) break;
+      this.remembered.delete(old);
+    }
   }
 
   /** @internal Called by the shared cache when it evicts one of ours. */

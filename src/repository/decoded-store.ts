@@ -142,19 +142,19 @@ export class DecodedBlockStore {
 
   /** The whole block, checked; undefined if it is not held or fails its check (then it is removed). */
   async readBlock(digest: Uint8Array, length: number): Promise<Buffer | undefined> {
-    const into = Buffer.allocUnsafe(length);
-    return (await this.readBlockInto(digest, length, into)) ? into : undefined;
+    return this.readBlockInto(digest, length, () => Buffer.allocUnsafe(length));
   }
 
   /**
-   * Reads the whole block into `into` (`length` bytes) and checks it: true if
-   * it is there; false if it is not held or fails its check (then it is
-   * removed), and `into` holds nothing of use.
+   * As readBlock, into the buffer `buffer()` gives (`length` bytes), asked
+   * for only once the block is found to be held. If the block then fails its
+   * check, the buffer holds nothing of use.
    */
-  async readBlockInto(digest: Uint8Array, length: number, into: Buffer): Promise<boolean> {
-    if (into.length !== length) throw new RangeError(`a buffer of ${into.length} bytes for a block of ${length}`);
+  async readBlockInto(digest: Uint8Array, length: number, buffer: () => Buffer): Promise<Buffer | undefined> {
     const e = this.lookup(digest, length);
-    if (e === undefined) return false;
+    if (e === undefined) return undefined;
+    const into = buffer();
+    if (into.length !== length) throw new RangeError(`a buffer of ${into.length} bytes for a block of ${length}`);
     const head = headerBytes(length);
     // The header's checksums are read once, with the first read of the file (one readv with the data).
     const h = e.pieces === undefined ? Buffer.allocUnsafe(head) : undefined;
@@ -163,23 +163,22 @@ export class DecodedBlockStore {
       const parts = [...(h ? [{ into: h, position: 0 }] : []), { into, position: head }];
       counts = await this.files.use(e.key, e.path, (fd) => readParts(fd, parts));
     } catch (err) {
-      this.lost(e, err);
-      return false;
+      return this.lost(e, err);
     }
     let pieces = e.pieces;
     if (h !== undefined) {
       const parsed = parseHeader(h.subarray(0, counts[0]), length);
-      if (typeof parsed === 'string') return this.damagedFile(e, parsed) ?? false;
+      if (typeof parsed === 'string') return this.damagedFile(e, parsed);
       pieces = parsed;
     }
     const got = counts[counts.length - 1]!;
-    if (got < length) return this.damagedFile(e, `ends ${length - got} bytes early`) ?? false;
+    if (got < length) return this.damagedFile(e, `ends ${length - got} bytes early`);
     for (let i = 0; i < pieces!.length; i++) {
-      if (crc32(into.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)) !== pieces![i]) return this.damagedFile(e, `piece ${i} fails its checksum`) ?? false;
+      if (crc32(into.subarray(i * PIECE_BYTES, (i + 1) * PIECE_BYTES)) !== pieces![i]) return this.damagedFile(e, `piece ${i} fails its checksum`);
     }
     e.pieces = pieces;
     this.hit(e);
-    return true;
+    return into;
   }
 
   /** Bytes [from, to) of the block, reading and checking only the pieces that cover them; undefined as readBlock. */

@@ -191,11 +191,9 @@ export class RestorePointDisk implements VirtualDisk {
     this.decoding += 1;
     try {
       const digest = this.digestOf(blockIndex)!;
-      if (store.has(digest, len)) {
-        const into = this.shared.takeSpare(len) ?? Buffer.allocUnsafe(len);
-        if (await store.readBlockInto(digest, len, into)) return { data: into, fromDiskCache: true };
-        this.shared.giveSpare(into);
-      }
+      // A spare buffer is taken only for a block the disk cache holds (a damaged one loses it to the collector).
+      const kept = await store.readBlockInto(digest, len, () => this.shared.takeSpare(len) ?? Buffer.allocUnsafe(len));
+      if (kept !== undefined) return { data: kept, fromDiskCache: true };
       const data = await this.decodeStoredBlock(blockIndex, l, len);
       // Filed under its digest, the block may be served for any point whose block has that digest: the store
       // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
