@@ -85,6 +85,7 @@ test(
       await cold.close();
       await store.flushed();
       assert.ok(store.stats().written >= 12);
+      assert.ok(store.stats().misses >= 12, `a block not yet in the disk cache is a miss (${store.stats().misses})`);
 
       const cache = new BlockCache(8 * MiB);
       const disk = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cache, decoded: store });
