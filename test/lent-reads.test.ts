@@ -5,7 +5,8 @@ import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import type { PinnedBytes } from '../src/core/pinned-bytes.js';
 import { BlockCache, SPARES_KEPT } from '../src/repository/block-cache.js';
 import { DecodedBlockStore } from '../src/repository/decoded-store.js';
-import { filesForPoint } from '../src/repository/job-state.js';
+import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
+import type { Storage } from '../src/storage/index.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
 import { MiB, randomBytes, repoWithPoint, rng, serviceAt, tempDir } from './helpers.js';
 
@@ -67,6 +68,20 @@ test('block cache: a block loaded again after it left probation joins the rest o
   assert.equal(big.spareCount, SPARES_KEPT);
 });
 
+/** A point of `content` whose every block is in a disk cache: what a restarted server finds after a first pass. */
+async function warmPoint(dir: string, content: Buffer, pool: BlockWorkerPool): Promise<{ files: ChainFile[]; storage: Storage; store: DecodedBlockStore }> {
+  const repo = await repoWithPoint(dir, content);
+  const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
+  const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
+  const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB);
+  // A pass through the cold disk, by plain reads as NFS or a restore makes them, fills the disk cache.
+  const cold = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 4 * MiB, decoded: store });
+  for (let off = 0; off < content.length; off += 256 * 1024) await cold.read(off, Math.min(256 * 1024, content.length - off));
+  await cold.close();
+  await store.flushed();
+  return { files, storage: r.storage, store };
+}
+
 test(
   'lent reads: a warm pass over a disk larger than the memory cache reuses its buffers, and every read, lent or given, keeps its bytes',
   { timeout: 2 * 60_000 },
@@ -75,20 +90,12 @@ test(
     const pool = new BlockWorkerPool(2);
     try {
       const content = randomBytes(rng(91), 12 * MiB + 4321);
-      const repo = await repoWithPoint(dir, content);
-      const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
-      const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
-      const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB);
-      // A pass through a cold disk fills the disk cache.
-      const cold = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 4 * MiB, decoded: store });
-      for (let off = 0; off < content.length; off += 256 * 1024) await cold.read(off, Math.min(256 * 1024, content.length - off));
-      await cold.close();
-      await store.flushed();
+      const { files, storage, store } = await warmPoint(dir, content, pool);
       assert.ok(store.stats().written >= 12);
       assert.ok(store.stats().misses >= 12, `a block not yet in the disk cache is a miss (${store.stats().misses})`);
 
       const cache = new BlockCache(8 * MiB);
-      const disk = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cache, decoded: store });
+      const disk = await RestorePointDisk.open(files, 0, { storage, pool, cache, decoded: store });
       try {
         const check = (got: Buffer, off: number, what: string): void => assert.ok(got.equals(content.subarray(off, off + got.length)), `${what} at ${off}`);
         const held: { lent: PinnedBytes; off: number }[] = [];
@@ -133,18 +140,11 @@ test(
     const pool = new BlockWorkerPool(2);
     try {
       const content = randomBytes(rng(7), 16 * MiB + 777);
-      const repo = await repoWithPoint(dir, content);
-      const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
-      const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
-      const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB);
-      const cold = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 4 * MiB, decoded: store });
-      for (const b of cold.allocatedBlocks()) await cold.readBlock(b);
-      await cold.close();
-      await store.flushed();
+      const { files, storage, store } = await warmPoint(dir, content, pool);
       const cache = new BlockCache(4 * MiB);
       const disks = [
-        await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cache, decoded: store }),
-        await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cache, decoded: store }),
+        await RestorePointDisk.open(files, 0, { storage, pool, cache, decoded: store }),
+        await RestorePointDisk.open(files, 0, { storage, pool, cache, decoded: store }),
       ];
       try {
         const rand = rng(3);
