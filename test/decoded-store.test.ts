@@ -65,6 +65,30 @@ test('disk cache: blocks come back exact, whole and in ranges, and after a reope
   }
 });
 
+test('disk cache: a whole-block read asks for its buffer only once the block is found (a spare of the memory cache is not taken for a miss)', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    let store = await DecodedBlockStore.open(dir, 16 * MiB);
+    const block = randomBytes(rng(33), 64 * 1024);
+    let asked = 0;
+    const buffer = (): Buffer => {
+      asked += 1;
+      return Buffer.alloc(block.length);
+    };
+    assert.equal(await store.readBlockInto(sha(block), block.length, buffer), undefined);
+    assert.equal(asked, 0);
+    assert.equal(store.stats().misses, 1);
+    store.put(sha(block), block);
+    await settle(store);
+    store = await DecodedBlockStore.open(dir, 16 * MiB);
+    assert.ok((await store.readBlockInto(sha(block), block.length, buffer))!.equals(block));
+    assert.equal(asked, 1);
+    await store.close();
+  } finally {
+    await cleanup();
+  }
+});
+
 test('disk cache: a damaged or torn file is found, removed and not served', async () => {
   const { dir, cleanup } = await tempDir();
   try {

@@ -40,19 +40,28 @@ test('block cache: a lent block is reused only once it is evicted and released; 
   assert.equal(cache.takeSpare(8), undefined, 'the decoded block was dropped, not kept as a spare');
 });
 
-test('block cache: a block loaded again after it left probation joins the rest of the cache; spares are bounded and the newest kept', () => {
+test('block cache: a block a client read, loaded again after it left probation, joins the rest of the cache; read-ahead nobody read does not; spares are bounded and the newest kept', () => {
   const cache = new BlockCache(64);
   const d = cache.forDisk();
   const fromDisk = { reloadable: true, reusable: true };
-  for (let i = 0; i < 8; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
+  // Blocks of 4 bytes: probation holds 4, first in first out.
+  for (let i = 0; i < 4; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
+  d.pin(0)!.release(); // a client read block 0; 1-3 were only read ahead
+  d.get(1); // and reads it again: still first in, first out
+  for (let i = 4; i < 8; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
   assert.deepEqual(
     [0, 1, 2, 3, 4, 5, 6, 7].filter((i) => d.has(i)),
     [4, 5, 6, 7],
   );
   // Wanted twice: a hot block stays while a scan cycles through probation.
   d.set(0, Buffer.alloc(4, 0), fromDisk);
-  for (let i = 100; i < 140; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
+  d.set(2, Buffer.alloc(4, 2), fromDisk);
+  for (let i = 100; i < 140; i++) {
+    d.set(i, Buffer.alloc(4, i), fromDisk);
+    d.get(i);
+  }
   assert.equal(d.has(0), true, 'the hot block stayed');
+  assert.equal(d.has(2), false, 'a block only read ahead before went back on probation, and out with the scan');
   assert.equal(d.has(4), false);
   assert.ok(cache.usedBytes <= 64);
   // A spare of a length nobody asks for does not keep newer ones out.

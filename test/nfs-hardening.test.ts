@@ -10,6 +10,7 @@ import { nfsTempDir, sattrMode, testDatastore } from './nfs-harness.js';
 const CREATE = 8;
 const MKDIR = 9;
 const SETATTR = 2;
+const READ = 6;
 const GETATTR = 1;
 const SET_ID_AND_STICKY = 0o7000;
 
@@ -152,4 +153,39 @@ test('nfs errors: one mapping from errors to nfsstat3', () => {
     [undefined, 5],
   ];
   for (const [err, status] of table) assert.equal(nfsStatusOf(err), status, `${String((err as { code?: string })?.code ?? err)}`);
+});
+
+test('nfs READ of a session disk borrows the device’s bytes and gives them back once the reply is out, not before', async () => {
+  const { dir, cleanup } = await nfsTempDir();
+  try {
+    const ds = await testDatastore(dir);
+    ds.disk.bytes.fill(0x5a, 4096, 8192);
+    let lent = 0;
+    let borrowed = 0;
+    Object.assign(ds.disk, {
+      async readPinned(offset: number, length: number) {
+        const data = Buffer.from(ds.disk.bytes.subarray(offset, offset + length));
+        lent += 1;
+        borrowed += 1;
+        return {
+          data,
+          release() {
+            lent -= 1;
+            // Given back, the memory may hold other bytes at once: a reply not yet out would carry these.
+            data.fill(0xee);
+          },
+        };
+      },
+    });
+    const read = await ds.nfs.nfs(READ, new XdrWriter().opaque(ds.diskHandle).u64(4096n).u32(4096));
+    assert.equal(read.status, 0);
+    if (read.r.bool()) read.r.fixedOpaque(84); // post_op_attr: a fattr3
+    assert.equal(read.r.u32(), 4096);
+    read.r.bool(); // eof
+    assert.ok(read.r.opaque(4096).equals(Buffer.alloc(4096, 0x5a)), 'the bytes lent, not what they became after');
+    assert.equal(borrowed, 1, 'the disk lent them');
+    assert.equal(lent, 0, 'and got them back');
+  } finally {
+    await cleanup();
+  }
 });

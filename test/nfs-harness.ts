@@ -39,7 +39,10 @@ export class InProcessNfs {
       if (err instanceof XdrError) return 'GARBAGE_ARGS';
       throw err;
     }
-    return new XdrReader(out.toBuffer());
+    // As RpcServer over UDP: the reply is copied out, then what it was lent goes back.
+    const reply = out.toBuffer();
+    out.sent();
+    return new XdrReader(reply);
   }
 
   /** An NFS call whose arguments must decode: the reply's nfsstat3 and the rest of the reply. */

@@ -100,6 +100,10 @@ test('read-ahead: the deepest window fits a quarter of the memory cache over all
   assert.equal(ReadAheadStreams.forCache(4, 512 * MiB, MiB, 100).maxDepth, 16);
   assert.equal(ReadAheadStreams.forCache(4, 64 * MiB, MiB, 100).maxDepth, 4, 'never under the first depth');
   assert.equal(ReadAheadStreams.forCache(4, 64 * 1024 * MiB, MiB, 100).maxDepth, 32, 'nor over the most');
+  // A small cache: the first window and the block being read fit in its quarter (blocks read from the disk cache), one block at least.
+  const small = ReadAheadStreams.forCache(8, 16 * MiB, MiB, 100);
+  assert.deepEqual([small.minDepth, small.maxDepth], [3, 3]);
+  assert.equal(ReadAheadStreams.forCache(8, 2 * MiB, MiB, 100).minDepth, 1);
 });
 
 test(

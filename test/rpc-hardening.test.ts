@@ -224,6 +224,15 @@ test('rpc server: bytes a reply was lent go back once the kernel has the reply, 
         throw new Error('failed after lending');
       },
     ],
+    [
+      3,
+      async (a, out) => {
+        a.end();
+        // The reply is ready only after its client has gone.
+        await sleep(300);
+        lend(out, 3);
+      },
+    ],
   ]);
   const args = (n: number): Buffer => new XdrWriter().u32(n).toBuffer();
   await withRpcServer(
@@ -253,6 +262,18 @@ test('rpc server: bytes a reply was lent go back once the kernel has the reply, 
       assert.ok(lent > 0, 'replies wait in the socket, their bytes lent');
       s.destroy();
       for (let i = 0; i < 100 && lent > 0; i++) await sleep(20);
+      assert.equal(lent, 0);
+      // A client gone before its replies were made: they are never sent, and what they were lent comes back.
+      const before = releases;
+      const gone = connect(port, '127.0.0.1');
+      await new Promise((r) => gone.once('connect', r));
+      gone.write(
+        Buffer.concat(Array.from({ length: 4 }, (_, i) => encodeCall(i + 1, LEND_PROG, 1, 3, Buffer.alloc(0))).flatMap((m) => [recordHeader(m.length), m])),
+      );
+      await sleep(50);
+      gone.destroy();
+      for (let i = 0; i < 100 && releases - before < 4; i++) await sleep(20);
+      assert.equal(releases - before, 4);
       assert.equal(lent, 0);
     },
     { prog: LEND_PROG, name: 'lend', versions: new Map([[1, procs]]) },

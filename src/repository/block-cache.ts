@@ -17,13 +17,15 @@ export const SPARES_KEPT = 32;
  * never reused: eviction only forgets it, so a reader that holds it (or a
  * view of it) keeps reading the right bytes.
  *
- * Blocks read from the disk cache start on probation (2Q's first queue):
- * together they take at most a quarter of the budget, however often they are
- * read meanwhile (the four 256 KiB reads of one block are one use). One that
- * leaves probation is remembered by its disk; loaded again while remembered,
- * it was wanted twice and joins the rest of the cache. So a warm pass over a
- * disk larger than the cache cycles through the quarter (allocating nothing
- * once it is full), and a hot set the cache can hold stays in memory.
+ * Blocks read from the disk cache start on probation (2Q's first queue, first
+ * in first out): together they take at most a quarter of the budget, however
+ * often they are read meanwhile (the four 256 KiB reads of one block are one
+ * use), and read-ahead's blocks, loaded last, go last. One that a client read
+ * while on probation is remembered by its disk when it leaves; loaded again
+ * while remembered, it was wanted twice and joins the rest of the cache. So a
+ * warm pass over a disk larger than the cache cycles through the quarter
+ * (allocating nothing once it is full), and a hot set the cache can hold stays
+ * in memory.
  */
 export class BlockCache {
   /** Every entry, least recently used first (a Map keeps insertion order). */
@@ -94,7 +96,8 @@ export class BlockCache {
 
   /** Keeps `b` (nobody reads it any more) as a spare; the oldest spares go when there are too many. */
   giveSpare(b: Buffer): void {
-    const max = Math.floor(this.budgetBytes / 4);
+    // At least one, so that a cache of a few blocks reuses too.
+    const max = Math.max(Math.floor(this.budgetBytes / 4), b.length);
     if (b.length > max) return;
     this.spares.push(b);
     this.spareUsed += b.length;
@@ -105,10 +108,6 @@ export class BlockCache {
   touch(e: Entry): void {
     this.lru.delete(e);
     this.lru.set(e, true);
-    if (e.onProbation) {
-      this.probation.delete(e);
-      this.probation.set(e, true);
-    }
   }
 
   /** @internal Adds `e`, first evicting the least recently used until it fits; false if it can never fit. */
@@ -141,7 +140,7 @@ export class BlockCache {
     if (this.probation.delete(e)) this.probationUsed -= e.data.length;
     e.evicted = true;
     e.owner.forget(e);
-    if (e.onProbation) e.owner.remember(e.blockIndex, Math.max(16, Math.floor(this.budgetBytes / 2 / e.data.length)));
+    if (e.onProbation && e.read) e.owner.remember(e.blockIndex, Math.max(4, Math.floor(this.budgetBytes / 2 / e.data.length)));
     if (e.pins === 0 && e.reusable) this.giveSpare(e.data);
   }
 
@@ -162,6 +161,8 @@ interface Entry {
   reusable: boolean;
   /** Read from the disk cache and not yet wanted twice: it counts against probationBudgetBytes. */
   readonly onProbation: boolean;
+  /** A client read it (not only read-ahead): leaving probation, it is remembered. */
+  read: boolean;
   evicted: boolean;
 }
 
@@ -210,11 +211,12 @@ export class DiskBlockCache {
   /**
    * Keeps `data` as the block. `reloadable`: read from the disk cache (it
    * starts on probation unless it left probation lately). `reusable`: its buffer may hold another block once it is evicted and
-   * unpinned (nobody else has it). `pins`: borrowers
+   * unpinned (nobody else has it). `read`: a client waits for it (by
+   * default, when it has pins). `pins`: borrowers
    * that wait for it, each to take its pin with lend(). Undefined if it is
    * not kept (larger than the budget, or the disk is closed).
    */
-  set(blockIndex: number, data: Buffer, opts: { reloadable?: boolean; reusable?: boolean; pins?: number } = {}): CachedBlock | undefined {
+  set(blockIndex: number, data: Buffer, opts: { reloadable?: boolean; reusable?: boolean; pins?: number; read?: boolean } = {}): CachedBlock | undefined {
     // A decode that finishes after its disk closed must not take room nobody will free.
     if (this.closed) return undefined;
     const old = this.entries.get(blockIndex);
@@ -230,6 +232,7 @@ export class DiskBlockCache {
       pins: opts.pins ?? 0,
       reusable: reloadable && (opts.reusable ?? false),
       onProbation: reloadable && !again,
+      read: opts.read ?? (opts.pins ?? 0) > 0,
       evicted: false,
     };
     if (!this.shared.admit(e)) return undefined;
@@ -277,6 +280,7 @@ export class DiskBlockCache {
       return undefined;
     }
     this.shared.hits += 1;
+    e.read = true;
     this.shared.touch(e);
     return e;
   }

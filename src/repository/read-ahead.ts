@@ -74,11 +74,15 @@ export class ReadAheadStreams {
   /**
    * Windows that start at `minDepth` blocks and grow no further than lets
    * every stream's window fit in a quarter of this disk's memory cache of
-   * `cacheBytes` (the first window is kept even where it does not).
+   * `cacheBytes`: what blocks read from the disk cache may fill (block-cache.ts's
+   * probation). In a small cache the first window is smaller, so that it and
+   * the block being read fit in that quarter (one block at least).
    */
   static forCache(minDepth: number, cacheBytes: number, blockSize: number, blockCount: number): ReadAheadStreams {
-    const fits = Math.floor(cacheBytes / 4 / MAX_STREAMS / blockSize);
-    return new ReadAheadStreams(minDepth, Math.max(minDepth, Math.min(MAX_DEPTH_BLOCKS, fits)), blockSize, blockCount);
+    const quarter = Math.floor(cacheBytes / 4 / blockSize);
+    const first = Math.max(1, Math.min(minDepth, quarter - 1));
+    const fits = Math.floor(quarter / MAX_STREAMS);
+    return new ReadAheadStreams(first, Math.max(first, Math.min(MAX_DEPTH_BLOCKS, fits)), blockSize, blockCount);
   }
 
   /** Notes a read of [offset, end) (bytes, end > offset); `caughtUp`: its first block was still decoding. */

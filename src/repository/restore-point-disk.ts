@@ -162,7 +162,7 @@ export class RestorePointDisk implements VirtualDisk {
       const settle = (data: Buffer, fromDiskCache: boolean): { data: Buffer; block: CachedBlock | undefined } => {
         // In one step with setting the entry, its pins taken: no other task can evict and reuse it before its askers run.
         this.inflight.delete(blockIndex);
-        return { data, block: this.cache.set(blockIndex, data, { reloadable: fromDiskCache, reusable: !l.given, pins: l.pins }) };
+        return { data, block: this.cache.set(blockIndex, data, { reloadable: fromDiskCache, reusable: !l.given, pins: l.pins, read: l.pins > 0 || l.given }) };
       };
       l.done = this.decodeBlock(blockIndex, this.layerOf[blockIndex]!, this.rawLength(blockIndex)).then(
         (r) => settle(r.data, r.fromDiskCache),
