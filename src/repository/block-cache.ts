@@ -32,7 +32,7 @@ export class BlockCache {
   private readonly lru = new Map<Entry, true>();
   private used = 0;
   private peak = 0;
-  /** Entries on probation, least recently used first, and their bytes. */
+  /** Entries on probation, first in first out (a hit does not move them), and their bytes. */
   private readonly probation = new Map<Entry, true>();
   private probationUsed = 0;
   /** Spare buffers, oldest first: SPARES_KEPT at most, a quarter of the budget in bytes at most. */
@@ -210,11 +210,12 @@ export class DiskBlockCache {
 
   /**
    * Keeps `data` as the block. `reloadable`: read from the disk cache (it
-   * starts on probation unless it left probation lately). `reusable`: its buffer may hold another block once it is evicted and
-   * unpinned (nobody else has it). `read`: a client waits for it (by
-   * default, when it has pins). `pins`: borrowers
-   * that wait for it, each to take its pin with lend(). Undefined if it is
-   * not kept (larger than the budget, or the disk is closed).
+   * starts on probation unless a client read it there lately). `reusable`:
+   * its buffer may hold another block once it is evicted and unpinned
+   * (nobody else has it). `read`: a client waits for it (by default, when it
+   * has pins). `pins`: borrowers that wait for it, each to take its pin with
+   * lend(). Undefined if it is not kept (larger than the budget, or the disk
+   * is closed).
    */
   set(blockIndex: number, data: Buffer, opts: { reloadable?: boolean; reusable?: boolean; pins?: number; read?: boolean } = {}): CachedBlock | undefined {
     // A decode that finishes after its disk closed must not take room nobody will free.

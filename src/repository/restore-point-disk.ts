@@ -328,7 +328,8 @@ export class RestorePointDisk implements VirtualDisk {
       const within = offset - first * this.blockSize;
       if (!lend) return unpinned((await this.readBlock(first)).subarray(within, within + length));
       const lent = await this.lendBlock(first);
-      return { data: lent.data.subarray(within, within + length), release: () => lent.release() };
+      // The lease's release needs no `this`: shared, not wrapped in a closure per read.
+      return { data: lent.data.subarray(within, within + length), release: lent.release };
     }
     const out = Buffer.alloc(length);
     let done = 0;
