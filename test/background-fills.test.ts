@@ -84,3 +84,51 @@ test('background fills: a boot prefetch does not wait out the pauses of fills qu
   assert.ok(prefetched[2]!.end - t0 < 350, `the prefetch ended ${(prefetched[2]!.end - t0).toFixed(0)} ms after it was queued`);
   assert.ok(done.findIndex((d) => d.bi >= 100) <= 1, `order ${done.map((d) => d.bi).join(',')}`);
 });
+
+test('background fills: blocks the disk cache dropped are written only once clients pause, after fills and prefetches; the queue is bounded and stop() empties it', async () => {
+  const order: string[] = [];
+  const keptAt: number[] = [];
+  let lastRead = -Infinity;
+  const fills = new BackgroundFills(
+    async (bi) => {
+      order.push(`fill ${bi}`);
+      await sleep(5);
+    },
+    () => true,
+    64,
+    64,
+    async (bi) => {
+      order.push(`keep ${bi}`);
+      keptAt.push(performance.now() - lastRead);
+      await sleep(5);
+    },
+    3,
+  );
+  const read = (): void => {
+    lastRead = performance.now();
+    fills.noteClientRead();
+  };
+  read();
+  for (const bi of [1, 2, 3, 4]) fills.addKeep(bi);
+  // A client reading every 20 ms for 300 ms: no keep runs meanwhile.
+  for (let i = 0; i < 15; i++) {
+    await sleep(20);
+    read();
+  }
+  assert.deepEqual(order, [], 'nothing written while the client reads');
+  fills.addFill(9);
+  await fills.addPrefetch([7]);
+  assert.deepEqual(order, ['fill 9', 'fill 7'], 'a prefetch settles without waiting for the keeps');
+  while (order.length < 5) await sleep(10);
+  assert.deepEqual(order, ['fill 9', 'fill 7', 'keep 1', 'keep 2', 'keep 3'], 'the fourth keep was over the bound');
+  assert.ok(
+    keptAt.every((ms) => ms >= 95),
+    `keeps ran ${keptAt.map((ms) => ms.toFixed(0)).join(', ')} ms after the last read`,
+  );
+  // Stopped: what is queued is dropped.
+  read();
+  fills.addKeep(5);
+  fills.stop();
+  await sleep(200);
+  assert.equal(order.length, 5);
+});

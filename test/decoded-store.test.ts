@@ -1,16 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import { systemClock } from '../src/core/clock.js';
 import { createLogger } from '../src/core/log.js';
 import { BlockTable } from '../src/format/index.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { DecodedBlockStore, PIECE_BYTES } from '../src/repository/decoded-store.js';
+import { filesForPoint } from '../src/repository/job-state.js';
+import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
 import { countDecodes } from './decode-counter.js';
-import { MiB, cli, randomBytes, repoWithPoint, rng, tempDir, until } from './helpers.js';
+import { MiB, cli, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
@@ -94,7 +97,8 @@ test('disk cache: a damaged or torn file is found, removed and not served', asyn
   try {
     const rand = rng(32);
     const blocks = Array.from({ length: 5 }, () => randomBytes(rand, 256 * 1024));
-    let store = await DecodedBlockStore.open(dir, 16 * MiB);
+    // All five written at once: more than the default's pending writes.
+    let store = await DecodedBlockStore.open(dir, 16 * MiB, { maxPendingWrites: 16 });
     for (const b of blocks) store.put(sha(b), b);
     await settle(store);
     const path = (b: Buffer): string => join(dir, sha(b).toString('hex').slice(0, 2), `${sha(b).toString('hex')}-${b.length}`);
@@ -209,6 +213,8 @@ test(
       for (let at = 4 * MiB; at < diskBytes; at += MiB) assert.ok((await ov().read(at, MiB)).equals(content.subarray(at, at + MiB)));
       const first = ir!.cacheStats();
       assert.ok(first.memory.misses > 0);
+      // Blocks read in part are decoded whole, and blocks dropped while writes were pending written, in the background.
+      await until('eight blocks in the disk cache', async () => (ir!.cacheStats().disk?.blocks === 8 ? true : undefined), 30_000);
       await ir!.close();
       const kept = await files(join(repo, 'cache', 'blocks'));
       assert.equal(kept.length, 8, 'the blocks read in part were decoded whole in the background and kept too');
@@ -262,11 +268,12 @@ test('disk cache: never over its budget on disk, even while many writes run at o
   try {
     const rand = rng(36);
     const budget = 4 * MiB;
-    const store = await DecodedBlockStore.open(dir, budget);
+    // 16 writes at once, each making room for itself.
+    const store = await DecodedBlockStore.open(dir, budget, { maxPendingWrites: 16 });
     let peak = 0;
     let sampling = true;
-    // A sample is not atomic: a temporary file stat'ed half written may be renamed into its folder before that folder
-    // is listed. Counted by inode (the rename keeps it), with the last size seen, each file counts once.
+    // A sample is not atomic: a file may be removed and another written while the folders are listed. Counted by
+    // inode, with the last size seen, each file counts once.
     const sizeOf = async (path: string, byInode: Map<number, number>): Promise<void> => {
       const st = await stat(path).catch(() => undefined);
       if (st?.isFile()) byInode.set(st.ino, st.size);
@@ -311,7 +318,7 @@ test('disk cache: a write that fails leaves nothing behind and is not counted', 
   try {
     const b = randomBytes(rng(37), 300_000);
     const hex = sha(b).toString('hex');
-    // The block's file name is taken by a folder: the rename at the end of the write fails.
+    // The block's file name is taken by a folder: the write cannot open its file.
     await mkdir(join(dir, hex.slice(0, 2), `${hex}-${b.length}`, 'in-the-way'), { recursive: true });
     const store = await DecodedBlockStore.open(dir, 16 * MiB);
     store.put(sha(b), b);
@@ -320,11 +327,8 @@ test('disk cache: a write that fails leaves nothing behind and is not counted', 
     assert.equal(s.skipped, 1);
     assert.equal(s.blocks, 0);
     assert.equal(s.usedBytes, 0);
-    assert.deepEqual(
-      (await readdir(dir)).filter((n) => n.startsWith('tmp-')),
-      [],
-      'the temporary file is removed',
-    );
+    assert.deepEqual(await readdir(dir), [hex.slice(0, 2)]);
+    assert.deepEqual(await readdir(join(dir, hex.slice(0, 2))), [`${hex}-${b.length}`], 'only the folder in the way');
     await store.close();
   } finally {
     await cleanup();
@@ -360,24 +364,105 @@ test('instant recovery: a block whose bytes do not match the digest its table re
   }
 });
 
-test('disk cache: blocks put while the most writes allowed are pending are dropped, not queued; a store for object storage allows more', async () => {
+test('disk cache: blocks put while the most writes allowed are pending are dropped, not queued', async () => {
   const { dir, cleanup } = await tempDir();
   try {
     const rand = rng(44);
-    const blocks = Array.from({ length: 40 }, () => randomBytes(rand, 64 * 1024));
+    const blocks = Array.from({ length: 80 }, () => randomBytes(rand, 64 * 1024));
     for (const [allowed, kept] of [
-      [undefined, 16],
-      [64, 40],
+      [undefined, 4],
+      [16, 16],
     ] as const) {
       const at = join(dir, `allowed-${allowed ?? 'default'}`);
       const store = await DecodedBlockStore.open(at, 64 * MiB, allowed === undefined ? {} : { maxPendingWrites: allowed });
       // All at once, as a fast reader's blocks come: none of these writes has ended when the next is put.
       for (const b of blocks) store.put(sha(b), b);
       await store.close();
-      assert.equal((await files(at)).length, kept, `maxPendingWrites ${allowed ?? 'default (16)'}`);
+      assert.equal((await files(at)).length, kept, `maxPendingWrites ${allowed ?? 'default (4)'}`);
       assert.equal(store.stats().skipped, blocks.length - kept);
     }
   } finally {
     await cleanup();
   }
 });
+
+test('disk cache: put() says when it drops a block for pending writes; writable() settles when one ends, and at close; a block just written is read through the descriptor its write opened', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const rand = rng(45);
+    const [a, b, c] = [randomBytes(rand, 200_000), randomBytes(rand, 200_000), randomBytes(rand, 200_000)];
+    const store = await DecodedBlockStore.open(dir, 16 * MiB, { maxPendingWrites: 1 });
+    assert.equal(store.put(sha(a), a), true);
+    assert.equal(store.put(sha(a), a), true, 'already being written');
+    assert.equal(store.put(sha(b), b), false, 'dropped: one write is pending');
+    let room = false;
+    const waiting = store.writable().then(() => (room = true));
+    assert.equal(room, false);
+    await waiting;
+    assert.equal(store.put(sha(b), b), true);
+    // The files' descriptors: each write's own, kept for the reads to come.
+    const open = async (): Promise<number> => {
+      let n = 0;
+      for (const fd of await readdir('/proc/self/fd')) if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')).startsWith(dir)) n++;
+      return n;
+    };
+    await store.flushed();
+    assert.equal(await open(), 2);
+    assert.ok((await store.readBlock(sha(a), a.length))!.equals(a));
+    assert.ok((await store.readRange(sha(b), b.length, 70_000, 90_000))!.equals(b.subarray(70_000, 90_000)));
+    assert.equal(await open(), 2, 'no descriptor opened for the reads');
+    store.put(sha(c), c);
+    const atClose = store.writable();
+    await store.close();
+    await atClose;
+    assert.equal(await open(), 0);
+    assert.equal(store.put(sha(c), c), true, 'closed: nothing to drop, nothing written');
+    assert.equal(store.stats().written, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test(
+  'instant recovery: blocks a fast reader decodes faster than the disk cache writes are kept once it pauses, from memory where it still holds them, else decoded again',
+  { timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = await tempDir();
+    const pool = new BlockWorkerPool(2);
+    const decodes = countDecodes();
+    try {
+      const content = randomBytes(rng(46), 24 * MiB);
+      const repo = await repoWithPoint(dir, content);
+      const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
+      const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
+      const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB, { maxPendingWrites: 1 });
+      const disk = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 8 * MiB, decoded: store });
+      try {
+        const blocks = disk.blockCount;
+        assert.equal(blocks, 24);
+        // All at once: 24 blocks decoded while one write may be pending.
+        const reads = await Promise.all(Array.from({ length: blocks }, (_, i) => disk.read(i * MiB, MiB)));
+        reads.forEach((got, i) => assert.ok(got.equals(content.subarray(i * MiB, (i + 1) * MiB)), `block ${i}`));
+        assert.equal(decodes.count, blocks);
+        const dropped = store.stats().skipped;
+        assert.ok(dropped > 0 && store.stats().blocks < blocks, `${dropped} dropped, ${store.stats().blocks} kept`);
+        await until('every block in the disk cache', async () => (store.stats().blocks === blocks ? true : undefined), 30_000);
+        const again = decodes.count - blocks;
+        assert.ok(again > 0, 'the memory cache (8 MiB) no longer held some: decoded again');
+        assert.ok(again < dropped, `${again} decoded again for ${dropped} dropped: those still in memory were not`);
+        for (let i = 0; i < blocks; i++) {
+          const kept = await store.readBlock(disk.digestOf(i)!, MiB);
+          assert.ok(kept?.equals(content.subarray(i * MiB, (i + 1) * MiB)), `block ${i} as kept`);
+        }
+        assert.equal(store.stats().mismatched, 0);
+      } finally {
+        await disk.close();
+        await store.close();
+      }
+    } finally {
+      decodes.restore();
+      await pool.close();
+      await cleanup();
+    }
+  },
+);

@@ -8,7 +8,7 @@ import { DecodedBlockStore } from '../src/repository/decoded-store.js';
 import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
 import type { Storage } from '../src/storage/index.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
-import { MiB, randomBytes, repoWithPoint, rng, serviceAt, tempDir } from './helpers.js';
+import { MiB, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
 
 test('block cache: a lent block is reused only once it is evicted and released; a block given outright never is', () => {
   // Blocks of 4 bytes: probation holds a quarter of 64 (4 blocks), spares a quarter too.
@@ -86,6 +86,8 @@ async function warmPoint(dir: string, content: Buffer, pool: BlockWorkerPool): P
   // A pass through the cold disk, by plain reads as NFS or a restore makes them, fills the disk cache.
   const cold = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 4 * MiB, decoded: store });
   for (let off = 0; off < content.length; off += 256 * 1024) await cold.read(off, Math.min(256 * 1024, content.length - off));
+  // What its writes could not keep at once is written once the reads pause.
+  await until('every block in the disk cache', async () => (store.stats().blocks === cold.blockCount ? true : undefined), 30_000);
   await cold.close();
   await store.flushed();
   return { files, storage: r.storage, store };

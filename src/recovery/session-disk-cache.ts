@@ -4,10 +4,10 @@ import type { Logger } from '../core/log.js';
 import type { Repository } from '../repository/index.js';
 import { DecodedBlockStore, type DecodedStoreStats } from '../repository/decoded-store.js';
 
-/** Decoded backup blocks kept on local storage (the repository's cache/blocks folder) by default. */
 /** Disk cache writes that may wait at once for a repository on object storage (see store()). */
 const OBJECT_STORE_PENDING_WRITES = 64;
 
+/** Decoded backup blocks kept on local storage (the repository's cache/blocks folder) by default. */
 export const DEFAULT_DISK_CACHE_BUDGET = 2 * 1024 * 1024 * 1024;
 
 /** What the caches of decoded blocks hold and how often reads found their block there. */
@@ -50,9 +50,10 @@ export class SessionDiskCache {
       if (this.off() !== undefined) return undefined;
       const dir = join(this.repo.hostRoot, 'cache', 'blocks');
       try {
-        // A block read from object storage costs a request to read again: more of them may wait to be written (each
-        // holds its decoded block) before one is dropped. With the default 16, a cold sequential read of a 1 GiB point
-        // from radosgw kept 323 of its 662 blocks, and the warm read after it found 49%; with 64 it kept them all.
+        // A block read from object storage costs a request to read again (a dropped block is written later, decoded
+        // again unless the memory cache still holds it): more writes may wait (each holds its decoded block) before one
+        // is dropped. With 16, a cold sequential read of a 1 GiB point from radosgw kept 323 of its 662 blocks, and
+        // the warm read after it found 49%; with 64 it kept them all.
         const maxPendingWrites = this.repo.storage.hostPath === undefined ? undefined : OBJECT_STORE_PENDING_WRITES;
         this.opened = await DecodedBlockStore.open(dir, this.budgetBytes, {
           clock: this.clock,

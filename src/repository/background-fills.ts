@@ -14,12 +14,20 @@ const MAX_PAUSE_MS = 1000;
  * The blocks a disk decodes in the background, one at a time behind its
  * clients' own reads: first those a client read only in part (so the caches
  * have the whole block next time), paced while clients read, then a boot
- * prefetch's list (not paced: it must stay ahead of the guest). The two
- * queues are bounded apart, so a long prefetch never crowds out the fills.
+ * prefetch's list (not paced: it must stay ahead of the guest), then, only
+ * while no client reads, the blocks the disk cache dropped because its
+ * writes were pending (a fast stream decodes faster than the writes keep up
+ * on two cores; writing them during the stream would slow it). The queues
+ * are bounded apart, so a long prefetch never crowds out the fills.
  */
 export class BackgroundFills {
   private readonly fills = new Set<number>();
   private readonly prefetches = new Set<number>();
+  private readonly keeps = new Set<number>();
+  /** Ends the drain's wait for a paused fill or a keep: something new may run now. */
+  private wake: (() => void) | undefined;
+  /** Who waits in addPrefetch() for the fills and prefetches to be done. */
+  private waitingForFills: (() => void)[] = [];
   private running: Promise<void> | undefined;
   private stopped = false;
   /** When a client last read (performance.now()). */
@@ -34,6 +42,9 @@ export class BackgroundFills {
     private readonly wanted: (bi: number) => boolean,
     private readonly maxFills: number,
     private readonly maxPrefetches: number,
+    /** Writes block `bi` to the disk cache that dropped it (from memory, or decoded again). */
+    private readonly keep: (bi: number) => Promise<unknown> = () => Promise.resolve(),
+    private readonly maxKeeps = 0,
   ) {}
 
   /** A client read: fills slow down for a while. */
@@ -48,14 +59,22 @@ export class BackgroundFills {
     this.start();
   }
 
-  /** Queues a prefetch list (its first blocks, up to the bound); settles when both queues are done. */
-  async addPrefetch(blocks: Iterable<number>): Promise<void> {
+  /** Queues a block the disk cache dropped, to be written once no client reads; dropped when the queue is full. */
+  addKeep(bi: number): void {
+    if (this.stopped || this.keeps.size >= this.maxKeeps) return;
+    this.keeps.add(bi);
+    this.start();
+  }
+
+  /** Queues a prefetch list (its first blocks, up to the bound); settles when the fills and prefetches are done (keeps may still wait). */
+  addPrefetch(blocks: Iterable<number>): Promise<void> {
     for (const bi of blocks) {
       if (this.stopped || this.prefetches.size >= this.maxPrefetches) break;
       this.prefetches.add(bi);
     }
+    const done = new Promise<void>((resolve) => this.waitingForFills.push(resolve));
     this.start();
-    await this.running;
+    return done;
   }
 
   /** Nothing more is queued or started; the block being decoded finishes. */
@@ -63,10 +82,12 @@ export class BackgroundFills {
     this.stopped = true;
     this.fills.clear();
     this.prefetches.clear();
+    this.keeps.clear();
   }
 
   private start(): void {
     this.running ??= this.drain();
+    this.wake?.();
   }
 
   private async drain(): Promise<void> {
@@ -75,25 +96,44 @@ export class BackgroundFills {
     try {
       for (;;) {
         if (this.stopped) return;
-        // A paced fill waits; a prefetch does not wait for it.
-        const fillDue = this.fills.size > 0 && performance.now() >= this.fillNotBefore;
-        const queue = fillDue || this.prefetches.size === 0 ? this.fills : this.prefetches;
-        const next = queue.values().next();
-        if (next.done === true) return;
-        if (queue === this.fills && !fillDue) {
-          await new Promise((r) => setTimeout(r, this.fillNotBefore - performance.now()).unref());
+        if (this.fills.size === 0 && this.prefetches.size === 0) this.fillsDone();
+        const now = performance.now();
+        // A paced fill waits; a prefetch does not wait for it; a keep waits for the clients to pause.
+        const fillDue = this.fills.size > 0 && now >= this.fillNotBefore;
+        const quiet = now - this.clientReadAt >= ACTIVE_MS;
+        const queue = fillDue ? this.fills : this.prefetches.size > 0 ? this.prefetches : this.keeps.size > 0 && quiet ? this.keeps : undefined;
+        if (queue === undefined) {
+          if (this.fills.size === 0 && this.keeps.size === 0) return;
+          const due = Math.min(this.fills.size > 0 ? this.fillNotBefore : Infinity, this.keeps.size > 0 ? this.clientReadAt + ACTIVE_MS : Infinity);
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+            setTimeout(resolve, Math.max(0, due - now)).unref();
+          });
+          this.wake = undefined;
           continue;
         }
-        queue.delete(next.value);
-        if (!this.wanted(next.value)) continue;
+        const next = queue.values().next().value as number;
+        queue.delete(next);
+        if (queue === this.keeps) {
+          await this.keep(next).catch(() => undefined);
+          continue;
+        }
+        if (!this.wanted(next)) continue;
         const t0 = performance.now();
-        await this.fill(next.value).catch(() => undefined);
+        await this.fill(next).catch(() => undefined);
         const end = performance.now();
         if (queue === this.fills && end - this.clientReadAt < ACTIVE_MS) this.fillNotBefore = end + Math.min(MAX_PAUSE_MS, (end - t0) * FILL_PACE);
       }
     } finally {
       this.running = undefined;
+      this.fillsDone();
     }
+  }
+
+  private fillsDone(): void {
+    const waiting = this.waitingForFills;
+    this.waitingForFills = [];
+    for (const resolve of waiting) resolve();
   }
 }
 

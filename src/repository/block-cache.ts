@@ -200,6 +200,12 @@ export class DiskBlockCache {
     return e.data;
   }
 
+  /** The block's bytes if held and never to be reused (decoded from the backup, or given outright), else undefined; not counted as a read. */
+  peekStable(blockIndex: number): Buffer | undefined {
+    const e = this.entries.get(blockIndex);
+    return e !== undefined && !e.reusable ? e.data : undefined;
+  }
+
   /** The block, now the most recently used, lent until release(); undefined if not held. */
   pin(blockIndex: number): PinnedBytes | undefined {
     const e = this.lookup(blockIndex);

@@ -1,4 +1,4 @@
-import { close as fsClose, open as fsOpen, readFileSync, readv } from 'node:fs';
+import { close as fsClose, open as fsOpen, readFileSync, readv, writev } from 'node:fs';
 import { readFully } from '../storage/storage.js';
 
 /**
@@ -79,6 +79,13 @@ export class OpenFiles {
     }
   }
 
+  /** Keeps `fd`, a descriptor the caller opened on the file filed under `key` (one just written), in place of any older one. */
+  adopt(key: string, fd: number): void {
+    this.forget(key);
+    this.table.set(key, { fd: Promise.resolve(fd), users: 0, dropped: false });
+    this.evict();
+  }
+
   /** Forgets the file's descriptor (the file is being removed or was found damaged): closed once idle. */
   forget(key: string): void {
     const f = this.table.get(key);
@@ -154,4 +161,26 @@ export async function readParts(fd: number, parts: readonly { into: Buffer; posi
     counts.push(got);
   }
   return counts;
+}
+
+/** Writes the buffers one after another from `position`: one writev, then more only if the file system takes less. */
+export async function writeParts(fd: number, parts: readonly Buffer[], position: number): Promise<void> {
+  let rest = parts.filter((p) => p.length > 0);
+  let at = position;
+  while (rest.length > 0) {
+    const n = await new Promise<number>((resolve, reject) => writev(fd, rest, at, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+    if (n === 0) throw new Error('the file system took no bytes');
+    at += n;
+    let left = n;
+    while (left > 0) {
+      const first = rest[0]!;
+      if (left >= first.length) {
+        left -= first.length;
+        rest = rest.slice(1);
+      } else {
+        rest = [first.subarray(left), ...rest.slice(1)];
+        left = 0;
+      }
+    }
+  }
 }

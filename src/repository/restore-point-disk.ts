@@ -17,6 +17,8 @@ const RANDOM_READ_MAX = 128 * 1024;
 const FRAME_BOUNDS_KEPT = 65536;
 /** Blocks read in part that wait to be decoded whole for the disk cache; more are not queued. */
 const FILLS_QUEUED = 64;
+/** Blocks the disk cache dropped that wait to be written once clients pause (the block numbers only); more are not queued. */
+const KEEPS_QUEUED = 4096;
 /** Blocks a prefetch may queue (the first ones of its list) and a recording may hold: 16 GiB of 1 MiB blocks. */
 export const PREFETCH_MAX_BLOCKS = 16384;
 
@@ -77,6 +79,8 @@ export class RestorePointDisk implements VirtualDisk {
       (bi) => this.layerOf[bi] !== 0 && !this.cache.has(bi) && !this.inflight.has(bi) && !this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi)),
       FILLS_QUEUED,
       PREFETCH_MAX_BLOCKS,
+      (bi) => this.keepBlock(bi),
+      KEEPS_QUEUED,
     );
     // A disk with a cache of its own keeps at least one block.
     const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
@@ -197,8 +201,33 @@ export class RestorePointDisk implements VirtualDisk {
       const data = await this.decodeStoredBlock(blockIndex, l, len);
       // Filed under its digest, the block may be served for any point whose block has that digest: the store
       // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
-      store.put(digest, data);
+      // Dropped while writes are pending (a fast stream): kept once clients pause, from memory or decoded again.
+      if (!store.put(digest, data)) this.fills.addKeep(blockIndex);
       return { data, fromDiskCache: false };
+    } finally {
+      this.decoding -= 1;
+      if (this.decoding === 0) this.idle?.();
+    }
+  }
+
+  /**
+   * Writes a block the disk cache dropped while its writes were pending: the
+   * bytes the memory cache still holds, or decoded again (not into the
+   * memory cache, whose blocks clients read now). It waits for the disk cache
+   * to take a write rather than be dropped again.
+   */
+  private async keepBlock(bi: number): Promise<void> {
+    const store = this.decoded;
+    if (store === undefined || this.layerOf[bi] === 0) return;
+    const digest = this.digestOf(bi)!;
+    const len = this.rawLength(bi);
+    await store.writable();
+    if (store.has(digest, len)) return;
+    // Counted: close() must not pull the files from under the decode.
+    this.decoding += 1;
+    try {
+      const data = this.cache.peekStable(bi) ?? (await this.decodeStoredBlock(bi, this.layerOf[bi]!, len));
+      if (!store.put(digest, data)) this.fills.addKeep(bi);
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
