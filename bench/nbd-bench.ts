@@ -131,9 +131,27 @@ function cacheLines(repo: string): string {
 }
 
 /**
+ * Waits until the disk cache's block count holds still for a second (it
+ * writes what a fast reader's pass could not keep at once after the reads
+ * pause); the seconds it took.
+ */
+async function diskCacheSettled(repo: string): Promise<number> {
+  const t0 = performance.now();
+  const blocks = (): number => Number(/disk cache: .*\((\d+) blocks\)/.exec(cacheLines(repo))?.[1] ?? -1);
+  let last = blocks();
+  for (let still = 0; still < 2 && performance.now() - t0 < 60_000;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = blocks();
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+/**
  * One repository (`compression`), through one session: cold (an empty disk
  * cache, a new server: each figure is the first read) and warm (the server
- * restarted with the disk cache the cold reads left).
+ * restarted with the disk cache the cold reads left, once it has written them).
  */
 async function coldAndWarm(image: string, size: number, compression: string, port: number): Promise<{ cold: Measures; warm: Measures; caches: string }> {
   const repo = join(work, `nbd-repo-${compression.replace(':', '')}`);
@@ -162,6 +180,8 @@ async function coldAndWarm(image: string, size: number, compression: string, por
     await fresh();
     fromMemory([repo]);
     cold[SEQ[1]] = convertMBs(uri, size, 1);
+    const settled = await diskCacheSettled(repo);
+    const afterCold = cacheLines(repo);
     await stopServe(server, 'SIGTERM');
     server = await startServe(repo, port);
     fromMemory([repo]);
@@ -170,7 +190,11 @@ async function coldAndWarm(image: string, size: number, compression: string, por
     warm[SEQ[1]] = convertMBs(uri, size, 2);
     fromMemory([repo]);
     warm[RANDOM] = fioIops(uri, size);
-    return { cold, warm, caches: cacheLines(repo) };
+    return {
+      cold,
+      warm,
+      caches: `after the cold convert (settled in ${settled.toFixed(1)} s):\n  ${afterCold}\n  after the warm reads:\n  ${cacheLines(repo)}`,
+    };
   } finally {
     await stopServe(server, 'SIGKILL');
   }
