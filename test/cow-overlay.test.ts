@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { appendFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CowOverlay, OVERLAY_DATA, OVERLAY_MAP, type ReadableDisk } from '../src/blockdev/index.js';
+import { joined, unpinned } from '../src/core/pinned-bytes.js';
 import { randomBytes, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;
@@ -174,13 +175,13 @@ test('overlay: readPinned lends the base’s bytes where no write touched the ra
       read: (o, l) => plain.read(o, l),
       async readPinned(o, l) {
         lent += 1;
-        return { data: Buffer.from(content.subarray(o, o + l)), release: () => void (lent -= 1) };
+        return { ...unpinned(Buffer.from(content.subarray(o, o + l))), release: () => void (lent -= 1) };
       },
     };
     const ov = await CowOverlay.open(lending, join(dir, 'ov'));
     try {
       const a = await ov.readPinned(10 * KiB, 4 * KiB);
-      assert.ok(a.data.equals(content.subarray(10 * KiB, 14 * KiB)));
+      assert.ok(joined(a).equals(content.subarray(10 * KiB, 14 * KiB)));
       assert.equal(lent, 1, 'untouched: the base lent it');
       a.release();
       assert.equal(lent, 0, 'and got it back');
@@ -191,7 +192,7 @@ test('overlay: readPinned lends the base’s bytes where no write touched the ra
       const mixed = await ov.readPinned(128 * KiB, 8 * KiB);
       const expected = Buffer.from(content.subarray(128 * KiB, 136 * KiB));
       expected.fill(7, 2 * KiB, 2 * KiB + 100);
-      assert.ok(mixed.data.equals(expected), 'the written bytes over the base’s');
+      assert.ok(joined(mixed).equals(expected), 'the written bytes over the base’s');
       assert.equal(lent, 0, 'a range with written bytes is the caller’s own, nothing lent');
       mixed.release();
       await assert.rejects(ov.readPinned(1024 * KiB - 1, 2), /outside the disk/);
@@ -199,7 +200,7 @@ test('overlay: readPinned lends the base’s bytes where no write touched the ra
       // A base that does not lend: the overlay's bytes are the caller's.
       const ov2 = await CowOverlay.open(plain, join(dir, 'ov2'));
       const p = await ov2.readPinned(0, 100);
-      assert.ok(p.data.equals(content.subarray(0, 100)));
+      assert.ok(joined(p).equals(content.subarray(0, 100)));
       p.release();
       await ov2.close();
     } finally {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BlockWorkerPool } from '../src/compress/block-pool.js';
-import type { PinnedBytes } from '../src/core/pinned-bytes.js';
+import { joined, type PinnedBytes } from '../src/core/pinned-bytes.js';
 import { BlockCache, SPARES_KEPT } from '../src/repository/block-cache.js';
 import { DecodedBlockStore } from '../src/repository/decoded-store.js';
 import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
@@ -115,7 +115,7 @@ test(
           for (let off = 0; off < content.length; off += 128 * 1024) {
             const len = Math.min(128 * 1024, content.length - off);
             const lent = await disk.readPinned(off, len);
-            check(lent.data, off, 'lent');
+            check(joined(lent), off, 'lent');
             // Some are held across the passes (a reply the kernel has not taken), some given outright (NFS, a restore).
             if (off % (3 * MiB) === 0 && pass === 0) held.push({ lent, off });
             else lent.release();
@@ -123,13 +123,21 @@ test(
           }
         }
         assert.ok(cache.reused >= 10, `buffers reused: ${cache.reused}`);
-        for (const h of held) check(h.lent.data, h.off, 'held across passes');
+        for (const h of held) check(joined(h.lent), h.off, 'held across passes');
         for (const g of given) check(g.data, g.off, 'given across passes');
         for (const h of held) h.lent.release();
-        // Reads spanning two blocks come back whole as well.
-        for (const off of [MiB - 100, 5 * MiB - 1, 11 * MiB + 7]) {
-          const lent = await disk.readPinned(off, 300);
-          check(lent.data, off, 'across blocks');
+        // Reads spanning blocks are lent too, a view of each block, and come back whole.
+        for (const [off, len] of [
+          [MiB - 100, 300],
+          [5 * MiB - 1, 2],
+          [2 * MiB + 7, 2 * MiB],
+          [11 * MiB + 7, content.length - 11 * MiB - 7],
+        ] as const) {
+          const lent = await disk.readPinned(off, len);
+          assert.equal(lent.length, len);
+          assert.equal(lent.parts.length, Math.floor((off + len - 1) / MiB) - Math.floor(off / MiB) + 1, `one part per block at ${off}`);
+          check(joined(lent), off, 'across blocks');
+          assert.equal(joined(lent).length, len);
           lent.release();
         }
       } finally {
@@ -177,9 +185,9 @@ test(
               if (kind === 0 || kind === 3 || kind === 4) {
                 // Lent, held a while (a reply the kernel has not taken yet), then given back.
                 const p = await d.readPinned(off, len);
-                check(p.data, off, 'lent');
+                check(joined(p), off, 'lent');
                 await new Promise((res) => setTimeout(res, ri(20)));
-                check(p.data, off, 'lent, before release');
+                check(joined(p), off, 'lent, before release');
                 p.release();
               } else if (kind === 1) {
                 const b = await d.read(off, len);

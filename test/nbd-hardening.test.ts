@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { unpinned } from '../src/core/pinned-bytes.js';
 import { NBD_SERVER_DEFAULTS } from '../src/nbd/nbd-server.js';
 import * as W from '../src/nbd/wire.js';
 import { memoryDevice, patternDevice, withServer } from './nbd-devices.js';
@@ -241,8 +242,10 @@ test(
         const data = Buffer.from(content.subarray(offset, offset + length));
         lent += 1;
         let done = false;
+        // In parts, as a read across blocks is lent.
         return {
-          data,
+          parts: [data.subarray(0, 1000), data.subarray(1000, length - 5), data.subarray(length - 5)],
+          length,
           release() {
             assert.equal(done, false, 'released once');
             done = true;
@@ -292,7 +295,7 @@ test(
         started += 1;
         await sleep(300);
         out += 1;
-        return { data: Buffer.alloc(length), release: () => void (out -= 1) };
+        return { ...unpinned(Buffer.alloc(length)), release: () => void (out -= 1) };
       },
     };
     await withServer({ d: slow }, {}, async (path) => {

@@ -1,11 +1,24 @@
 /**
- * Bytes a disk lends instead of giving: they stay as they are until the
- * borrower calls release(), once, when it no longer reads them (the NBD
- * server: when the kernel has taken its reply). After that the disk may
- * reuse the memory for other bytes, so no view of `data` may be kept.
+ * One buffer lent (a block of the memory cache): it stays as it is until the
+ * borrower calls release(), once; after that its memory may hold other
+ * bytes, so no view of `data` may be kept.
+ */
+export interface LentBuffer {
+  readonly data: Buffer;
+  release(): void;
+}
+
+/**
+ * Bytes a disk lends for one read instead of giving them: `parts`, in order,
+ * one for a read within one block and one per block for a read across
+ * blocks, so nothing is copied into a buffer of the read's own. They stay as
+ * they are until the borrower calls release(), once, when it no longer reads
+ * them (the NBD server: when the kernel has taken its reply).
  */
 export interface PinnedBytes {
-  readonly data: Buffer;
+  readonly parts: readonly Buffer[];
+  /** The parts' bytes together. */
+  readonly length: number;
   release(): void;
 }
 
@@ -13,5 +26,32 @@ const nothing = (): void => undefined;
 
 /** Bytes that are the borrower's own (a fresh buffer, or memory never reused): releasing them does nothing. */
 export function unpinned(data: Buffer): PinnedBytes {
-  return { data, release: nothing };
+  return { parts: [data], length: data.length, release: nothing };
+}
+
+/** Bytes [from, to) of a lent buffer, released with it. */
+export function pinnedRange(lent: LentBuffer, from: number, to: number): PinnedBytes {
+  // The lease's release needs no `this`: handed on, not wrapped in a closure per read.
+  return { parts: [lent.data.subarray(from, to)], length: to - from, release: lent.release };
+}
+
+/** Lent buffers' ranges, in order, released together. */
+export function pinnedParts(parts: readonly Buffer[], leases: readonly LentBuffer[]): PinnedBytes {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  let released = false;
+  return {
+    parts,
+    length,
+    release: () => {
+      if (released) return;
+      released = true;
+      for (const l of leases) l.release();
+    },
+  };
+}
+
+/** The bytes as one buffer: the part itself when there is one, else a copy of them all. */
+export function joined(p: PinnedBytes): Buffer {
+  return p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts as Buffer[], p.length);
 }

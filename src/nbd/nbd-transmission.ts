@@ -241,22 +241,24 @@ export class Transmission {
       case W.NBD_CMD_READ: {
         // Zero bytes cannot be answered in structured mode (a data chunk carries at least one), so they are refused in both.
         if (!q.inRange || q.length === 0 || q.length > W.MAX_PAYLOAD) return this.error(hold, q, W.NBD_EINVAL, 'read outside the disk, empty or too large');
-        let data: Buffer;
+        let data: readonly Buffer[];
         if (dev.readPinned !== undefined) {
           hold.lent = await dev.readPinned(q.offset, q.length);
-          data = hold.lent.data;
+          data = hold.lent.parts;
           if (!this.holds.has(hold)) {
             // The connection closed while the device read, and gave the hold back without these bytes.
             hold.lent.release();
             hold.lent = undefined;
             return;
           }
-        } else data = await dev.read(q.offset, q.length);
+        } else data = [await dev.read(q.offset, q.length)];
         if (!s.structured) return this.simple(hold, q.cookie, 0, data);
         // The chunk's header and the data's offset in one small buffer.
-        const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + data.length, 8);
+        let bytes = 0;
+        for (const part of data) bytes += part.length;
+        const h = chunkHeader(W.NBD_REPLY_TYPE_OFFSET_DATA, q.cookie, 8 + bytes, 8);
         h.writeBigUInt64BE(BigInt(q.offset), 20);
-        return this.send(hold, [h, data]);
+        return this.send(hold, [h, ...data]);
       }
       case W.NBD_CMD_WRITE:
         // The protocol asks for ENOSPC when a write goes past the end of the disk.
@@ -303,13 +305,13 @@ export class Transmission {
     this.replies.write(parts, () => this.release(hold));
   }
 
-  private simple(hold: Hold, cookie: Buffer, error: number, data?: Buffer): void {
+  private simple(hold: Hold, cookie: Buffer, error: number, data: readonly Buffer[] = []): void {
     // Every byte is written: from Node's pool, not a zeroed buffer of its own (one per reply).
     const h = Buffer.allocUnsafe(16);
     h.writeUInt32BE(W.NBD_SIMPLE_REPLY_MAGIC, 0);
     h.writeUInt32BE(error, 4);
     cookie.copy(h, 8);
-    this.send(hold, data ? [h, data] : [h]);
+    this.send(hold, [h, ...data]);
   }
 
   /** READ (and BLOCK_STATUS) errors in structured mode must be structured chunks. */

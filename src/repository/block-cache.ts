@@ -1,4 +1,4 @@
-import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
+import type { LentBuffer } from '../core/pinned-bytes.js';
 
 /** Buffers of evicted blocks kept for reuse, at most (a read-ahead window's worth: see read-ahead.ts), and never over a quarter of the budget in bytes. */
 export const SPARES_KEPT = 32;
@@ -169,6 +169,8 @@ interface Entry {
 /** A block just set, pinned for the borrowers that waited for it: each takes one pin with lend(). */
 export type CachedBlock = Entry;
 
+const nothing = (): void => undefined;
+
 /** One disk's blocks in a BlockCache. */
 export class DiskBlockCache {
   private readonly entries = new Map<number, Entry>();
@@ -207,7 +209,7 @@ export class DiskBlockCache {
   }
 
   /** The block, now the most recently used, lent until release(); undefined if not held. */
-  pin(blockIndex: number): PinnedBytes | undefined {
+  pin(blockIndex: number): LentBuffer | undefined {
     const e = this.lookup(blockIndex);
     if (e === undefined) return undefined;
     e.pins += 1;
@@ -248,7 +250,7 @@ export class DiskBlockCache {
   }
 
   /** One of the pins `set` took for a waiting borrower, as the borrower's lease. */
-  lend(block: CachedBlock): PinnedBytes {
+  lend(block: CachedBlock): LentBuffer {
     return this.lease(block);
   }
 
@@ -292,11 +294,11 @@ export class DiskBlockCache {
     return e;
   }
 
-  private lease(e: Entry): PinnedBytes {
+  private lease(e: Entry): LentBuffer {
     if (!e.reusable) {
       // Never reused: nothing to count.
       e.pins -= 1;
-      return unpinned(e.data);
+      return { data: e.data, release: nothing };
     }
     let released = false;
     return {

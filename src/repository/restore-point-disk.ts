@@ -3,7 +3,7 @@ import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress
 import type { Storage } from '../storage/index.js';
 import type { BackupFileReader } from './backup-file.js';
 import { ChainBlockMap } from './chain-block-map.js';
-import { unpinned, type PinnedBytes } from '../core/pinned-bytes.js';
+import { pinnedParts, pinnedRange, unpinned, type LentBuffer, type PinnedBytes } from '../core/pinned-bytes.js';
 import { BlockCache, type CachedBlock, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
 import { BackgroundFills, ReadRecording } from './background-fills.js';
@@ -13,6 +13,7 @@ import type { VirtualDisk } from './virtual-disk.js';
 
 /** Reads up to this size that do not follow the previous one decode only the frames they touch. */
 const RANDOM_READ_MAX = 128 * 1024;
+const nothing = (): void => undefined;
 /** Blocks whose frame boundaries are remembered (~100 bytes each). */
 const FRAME_BOUNDS_KEPT = 65536;
 /** Blocks read in part that wait to be decoded whole for the disk cache; more are not queued. */
@@ -145,12 +146,12 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   /** As readBlock, lent: the memory holds the block until release(), then it may hold another one. */
-  private async lendBlock(blockIndex: number): Promise<PinnedBytes> {
-    if (this.layerOf[blockIndex] === 0) return unpinned(this.zeros(this.rawLength(blockIndex)));
+  private async lendBlock(blockIndex: number): Promise<LentBuffer> {
+    if (this.layerOf[blockIndex] === 0) return { data: this.zeros(this.rawLength(blockIndex)), release: nothing };
     const hit = this.cache.pin(blockIndex);
     if (hit) return hit;
     const { data, block } = await this.loadBlock(blockIndex, 'lent');
-    return block ? this.cache.lend(block) : unpinned(data);
+    return block ? this.cache.lend(block) : { data, release: nothing };
   }
 
   /**
@@ -322,10 +323,11 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    return (await this.readAs(offset, length, false)).data;
+    // Given, a read is one buffer (see readAs).
+    return (await this.readAs(offset, length, false)).parts[0]!;
   }
 
-  /** As read, but a read within one block held in memory is lent, not given: see PinnedBytes. */
+  /** As read, but the blocks held in memory are lent, not given, a view of each (no copy): see PinnedBytes. */
   readPinned(offset: number, length: number): Promise<PinnedBytes> {
     return this.readAs(offset, length, true);
   }
@@ -356,10 +358,10 @@ export class RestorePointDisk implements VirtualDisk {
       // Within one block: a view of the (cached or zero) block, no copy.
       const within = offset - first * this.blockSize;
       if (!lend) return unpinned((await this.readBlock(first)).subarray(within, within + length));
-      const lent = await this.lendBlock(first);
-      // The lease's release needs no `this`: shared, not wrapped in a closure per read.
-      return { data: lent.data.subarray(within, within + length), release: lent.release };
+      return pinnedRange(await this.lendBlock(first), within, within + length);
     }
+    if (length === 0) return unpinned(Buffer.alloc(0));
+    if (lend) return this.lendAcross(offset, length, first, last);
     const out = Buffer.alloc(length);
     let done = 0;
     while (done < length) {
@@ -376,6 +378,23 @@ export class RestorePointDisk implements VirtualDisk {
       done += n;
     }
     return unpinned(out);
+  }
+
+  /** A read across blocks, lent: a view of each block, in order (loaded side by side), released together. */
+  private async lendAcross(offset: number, length: number, first: number, last: number): Promise<PinnedBytes> {
+    const got = await Promise.allSettled(Array.from({ length: last - first + 1 }, (_, i) => this.lendBlock(first + i)));
+    const leases = got.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = got.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      for (const l of leases) l.release();
+      throw failed.reason;
+    }
+    const end = offset + length;
+    const parts = leases.map((l, i) => {
+      const start = (first + i) * this.blockSize;
+      return l.data.subarray(Math.max(offset, start) - start, Math.min(end, start + l.data.length) - start);
+    });
+    return pinnedParts(parts, leases);
   }
 
   /**

@@ -91,8 +91,6 @@ export class XdrReader {
   }
 }
 
-const ZERO_PAD = Buffer.alloc(4);
-
 /**
  * Builds an XDR message as a list of chunks, so large payloads (READ data) are
  * referenced, not copied, and go out in one writev.
@@ -151,23 +149,37 @@ export class XdrWriter {
 
   /** Fixed-length opaque, padded. Large data is referenced, not copied. */
   fixedOpaque(data: Buffer): this {
-    const pad = (4 - (data.length & 3)) & 3;
-    if (data.length >= 1024) {
-      this.flushCurrent();
-      this.chunks.push(data);
-      if (pad) this.chunks.push(ZERO_PAD.subarray(0, pad));
-    } else {
-      this.room(data.length + pad);
-      data.copy(this.cur, this.used);
-      this.cur.fill(0, this.used + data.length, this.used + data.length + pad);
-      this.used += data.length + pad;
-    }
-    this.total += data.length + pad;
-    return this;
+    return this.fixedOpaqueParts([data], data.length);
   }
 
   opaque(data: Buffer): this {
     return this.u32(data.length).fixedOpaque(data);
+  }
+
+  /** Variable-length opaque whose bytes are `parts` in order (`length` in all), padded once at the end. */
+  opaqueParts(parts: readonly Buffer[], length: number): this {
+    return this.u32(length).fixedOpaqueParts(parts, length);
+  }
+
+  private fixedOpaqueParts(parts: readonly Buffer[], length: number): this {
+    const pad = (4 - (length & 3)) & 3;
+    for (const data of parts) {
+      if (data.length >= 1024) {
+        this.flushCurrent();
+        this.chunks.push(data);
+      } else {
+        this.room(data.length);
+        data.copy(this.cur, this.used);
+        this.used += data.length;
+      }
+    }
+    if (pad) {
+      this.room(pad);
+      this.cur.fill(0, this.used, this.used + pad);
+      this.used += pad;
+    }
+    this.total += length + pad;
+    return this;
   }
 
   string(s: string): this {

@@ -1,3 +1,4 @@
+import { unpinned } from '../../core/pinned-bytes.js';
 import { NFS3ERR_FBIG, NFS3ERR_INVAL, NFS3ERR_ISDIR, NfsError } from '../nfs-errors.js';
 import { MAX_FILE_SIZE, readHandle, readOffset, writePostOpAttr, writeWcc } from '../wire.js';
 import { MAX_IO, attrsOrNone, respond, type NfsProcedure } from './context.js';
@@ -20,14 +21,12 @@ export const read: NfsProcedure = async (a, out, ctx) => {
       if (attr.type !== 'file') throw new NfsError(NFS3ERR_INVAL);
       const n = Math.max(0, Math.min(count, attr.size - offset));
       // Lent bytes (a block of the memory cache) go back once the reply is sent.
-      const lent =
-        n === 0 ? undefined : ctx.fs.readPinned ? await ctx.fs.readPinned(h, offset, n) : { data: await ctx.fs.read(h, offset, n), release: undefined };
-      const data = lent?.data ?? Buffer.alloc(0);
-      const eof = offset + data.length >= attr.size;
+      const lent = n === 0 ? unpinned(Buffer.alloc(0)) : ctx.fs.readPinned ? await ctx.fs.readPinned(h, offset, n) : unpinned(await ctx.fs.read(h, offset, n));
+      const eof = offset + lent.length >= attr.size;
       return (w) => {
-        if (lent?.release) w.onSent(lent.release);
+        w.onSent(lent.release);
         writePostOpAttr(w, attr, ctx.fsid);
-        w.u32(data.length).bool(eof).opaque(data);
+        w.u32(lent.length).bool(eof).opaqueParts(lent.parts, lent.length);
       };
     },
     async (w) => writePostOpAttr(w, await attrsOrNone(ctx, h), ctx.fsid),
