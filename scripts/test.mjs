@@ -37,6 +37,7 @@ const UNIT = [
   'background-fills',
   'read-ahead',
   'lent-reads',
+  'guest-fs-stream',
   'boot-prefetch',
   'fault-durable-file',
   'retention-defaults-model',

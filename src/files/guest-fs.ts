@@ -254,13 +254,18 @@ export class GuestFs {
     let readerStderr = '';
     reader.stderr.on('data', (d: Buffer) => (readerStderr = (readerStderr + d.toString()).slice(-2000)));
     const readerEnded = new Promise<number | null>((resolve) => {
-      reader.on('error', () => resolve(-1));
+      reader.on('error', (err) => {
+        readerStderr = `dd could not be started: ${err.message}`;
+        resolve(-1);
+      });
       reader.on('close', (code) => resolve(code));
     });
     const abort = new AbortController();
     let started = false;
     let ended = false;
     let cancelled = false;
+    /** The reader failed while the command still ran (it waits for a reader of the pipe): the command was stopped. */
+    let readerFailedFirst = false;
     let poke: NodeJS.Timeout | undefined;
     const command = this.gf.queued(cmd, args(fifo), { timeoutMs: STREAM_TIMEOUT_MS, signal: abort.signal, onStart: () => (started = true) }).finally(() => {
       ended = true;
@@ -275,7 +280,8 @@ export class GuestFs {
       try {
         const [r, code] = await Promise.all([command, readerEnded]);
         if (cancelled) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `the reader of ${path} went away`);
-        if (!r.ok) throw this.failure(cmd, path, r.stderr);
+        // The command was stopped because of its reader: the reader's words say what went wrong.
+        if (!r.ok && !readerFailedFirst) throw this.failure(cmd, path, r.stderr);
         if (code !== 0) throw new LifeboatError('LFB_ERR_TOOL_FAILED', `reading ${path} from the appliance failed: ${readerStderr.trim()}`);
       } finally {
         await rm(fifo, { force: true });
@@ -296,11 +302,9 @@ export class GuestFs {
     out.once('close', () => {
       if (!settled) cancel();
     });
-    const cancel = (): void => {
-      if (cancelled || ended) return;
-      cancelled = true;
+    const stopCommand = (): void => {
+      if (ended || poke !== undefined) return;
       abort.abort();
-      reader.kill('SIGKILL');
       // A started command may still be waiting to open the pipe for writing: an open of its reading end wakes it, and
       // its first write then fails (EPIPE: the server ignores SIGPIPE), which cancels the transfer; the server goes on.
       if (started)
@@ -312,6 +316,18 @@ export class GuestFs {
           }
         }, 100);
     };
+    const cancel = (): void => {
+      if (cancelled || ended) return;
+      cancelled = true;
+      reader.kill('SIGKILL');
+      stopCommand();
+    };
+    // A reader that failed (or never started) leaves the command waiting for one to open the pipe, for hours.
+    void readerEnded.then((code) => {
+      if (code === 0 || cancelled || ended) return;
+      readerFailedFirst = true;
+      stopCommand();
+    });
     return { stream: out, done, cancel };
   }
 }
