@@ -10,11 +10,17 @@ import type { Storage } from '../src/storage/index.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
 import { MiB, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
 
+/** Three-quarters of a 64-byte cache in decoded blocks of 4 bytes (numbered from 1000): blocks from the disk cache go on probation after. */
+function threeQuartersFull(d: ReturnType<BlockCache['forDisk']>): void {
+  for (let i = 0; i < 12; i++) d.set(1000 + i, Buffer.alloc(4));
+}
+
 test('block cache: a lent block is reused only once it is evicted and released; a block given outright never is', () => {
   // Blocks of 4 bytes: probation holds a quarter of 64 (4 blocks), spares a quarter too.
   const cache = new BlockCache(64);
   const d = cache.forDisk();
   const fromDisk = { reloadable: true, reusable: true };
+  threeQuartersFull(d);
   const a = d.set(0, Buffer.alloc(4, 0xa0), { ...fromDisk, pins: 1 })!;
   const lent = d.lend(a);
   for (let i = 1; i <= 4; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
@@ -40,10 +46,25 @@ test('block cache: a lent block is reused only once it is evicted and released; 
   assert.equal(cache.takeSpare(8), undefined, 'the decoded block was dropped, not kept as a spare');
 });
 
+test('block cache: until three-quarters full, blocks from the disk cache skip probation (a scan after does not push them out)', () => {
+  const cache = new BlockCache(64);
+  const d = cache.forDisk();
+  const fromDisk = { reloadable: true, reusable: true };
+  for (let i = 0; i < 12; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
+  // The cache is three-quarters full: a scan of 40 blocks cycles through probation's quarter.
+  for (let i = 100; i < 140; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
+  assert.deepEqual(
+    Array.from({ length: 12 }, (_, i) => i).filter((i) => d.has(i)),
+    Array.from({ length: 12 }, (_, i) => i),
+  );
+  assert.equal(cache.usedBytes, 64);
+});
+
 test('block cache: a block a client read, loaded again after it left probation, joins the rest of the cache; read-ahead nobody read does not; spares are bounded and the newest kept', () => {
   const cache = new BlockCache(64);
   const d = cache.forDisk();
   const fromDisk = { reloadable: true, reusable: true };
+  threeQuartersFull(d);
   // Blocks of 4 bytes: probation holds 4, first in first out.
   for (let i = 0; i < 4; i++) d.set(i, Buffer.alloc(4, i), fromDisk);
   d.pin(0)!.release(); // a client read block 0; 1-3 were only read ahead
@@ -139,6 +160,31 @@ test(
           check(joined(lent), off, 'across blocks');
           assert.equal(joined(lent).length, len);
           lent.release();
+        }
+        await disk.close();
+
+        // Small reads on a restarted server: while the memory cache has room to spare (a quarter free), a block in the
+        // disk cache is loaded whole, and its next reads find it in memory; after, a small read reads its piece only.
+        const fresh = new BlockCache(8 * MiB);
+        const again = await RestorePointDisk.open(files, 0, { storage, pool, cache: fresh, decoded: store });
+        try {
+          const hits = store.stats().hits;
+          // Two rounds, in orders that never read a block twice in a row, nor the block after (that loads it whole).
+          for (const [within, order] of [
+            [500_000, [7, 2, 10, 0, 5, 11, 3, 8, 1, 9, 4, 6]],
+            [100_000, [9, 1, 11, 4, 0, 8, 2, 6, 10, 3, 7, 5]],
+          ] as const) {
+            for (const bi of order) {
+              const off = bi * MiB + within;
+              const p = await again.readPinned(off, 4096);
+              check(joined(p), off, 'small');
+              p.release();
+            }
+          }
+          assert.equal(fresh.blockCount, 6, 'six blocks of 1 MiB leave a quarter of 8 MiB free');
+          assert.equal(store.stats().hits - hits, 6 + 6 * 2, 'one whole read for each of the six, a piece for each small read after');
+        } finally {
+          await again.close();
         }
       } finally {
         await disk.close();

@@ -25,7 +25,8 @@ export const SPARES_KEPT = 32;
  * while remembered, it was wanted twice and joins the rest of the cache. So a
  * warm pass over a disk larger than the cache cycles through the quarter
  * (allocating nothing once it is full), and a hot set the cache can hold stays
- * in memory.
+ * in memory. Until the cache is three-quarters full, blocks from the disk
+ * cache skip probation: there is nothing yet for it to protect.
  */
 export class BlockCache {
   /** Every entry, least recently used first (a Map keeps insertion order). */
@@ -102,6 +103,11 @@ export class BlockCache {
     this.spares.push(b);
     this.spareUsed += b.length;
     while (this.spares.length > SPARES_KEPT || this.spareUsed > max) this.spareUsed -= this.spares.shift()!.length;
+  }
+
+  /** True while `length` more bytes would leave the cache a quarter of its budget free (what probation may take). */
+  hasRoomToSpare(length: number): boolean {
+    return this.used + length <= this.budgetBytes - this.probationBudgetBytes;
   }
 
   /** @internal Makes `e` the most recently used. */
@@ -230,8 +236,9 @@ export class DiskBlockCache {
     if (this.closed) return undefined;
     const old = this.entries.get(blockIndex);
     const reloadable = opts.reloadable ?? false;
-    // Replacing a copy that had left probation keeps it out.
-    const again = reloadable && (this.remembered.has(blockIndex) || (old !== undefined && !old.onProbation));
+    // Replacing a copy that had left probation keeps it out; while the cache has room to spare, nothing waits on
+    // probation (it protects the cache's blocks from a scan, and there are none to lose yet).
+    const again = reloadable && (this.remembered.has(blockIndex) || (old !== undefined && !old.onProbation) || this.shared.hasRoomToSpare(data.length));
     if (old !== undefined) this.shared.evict(old);
     this.remembered.delete(blockIndex);
     const e: Entry = {

@@ -350,7 +350,8 @@ export class RestorePointDisk implements VirtualDisk {
       this.pool &&
       this.layerOf[first] !== 0 &&
       !this.cache.has(first) &&
-      !this.inflight.has(first)
+      !this.inflight.has(first) &&
+      !this.loadsWholeFromDiskCache(first)
     ) {
       return unpinned(await this.readWithin(this.pool, first, offset - first * this.blockSize, length));
     }
@@ -395,6 +396,17 @@ export class RestorePointDisk implements VirtualDisk {
       return l.data.subarray(Math.max(offset, start) - start, Math.min(end, start + l.data.length) - start);
     });
     return pinnedParts(parts, leases);
+  }
+
+  /**
+   * True when a small read of the block had better load it whole from the
+   * disk cache (one read of a page-cached file, about 0.3 ms for 1 MiB) than
+   * read its piece: while the memory cache has room to spare, the block's
+   * next reads then find it in memory, with no trip through the thread pool.
+   */
+  private loadsWholeFromDiskCache(bi: number): boolean {
+    const len = this.rawLength(bi);
+    return this.decoded !== undefined && this.shared.hasRoomToSpare(len) && this.decoded.has(this.digestOf(bi)!, len);
   }
 
   /**
