@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { appendFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CowOverlay, OVERLAY_DATA, OVERLAY_MAP, type ReadableDisk } from '../src/blockdev/index.js';
-import { joined, unpinned } from '../src/core/pinned-bytes.js';
-import { randomBytes, rng, tempDir } from './helpers.js';
+import { unpinned } from '../src/core/pinned-bytes.js';
+import { joined, randomBytes, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LifeboatService } from '../src/app/index.js';
 import { fixedClock } from '../src/core/clock.js';
+import type { PinnedBytes } from '../src/core/pinned-bytes.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
 
@@ -230,4 +231,9 @@ export async function nonLoopbackAddress(): Promise<{ address: string; cleanup: 
   const address = `192.0.2.${10 + (process.pid % 240)}`; // one per test process: files run side by side
   execFileSync('ip', ['addr', 'replace', `${address}/32`, 'dev', 'lo']);
   return { address, cleanup: async () => void execFileSync('ip', ['addr', 'del', `${address}/32`, 'dev', 'lo'], { stdio: 'ignore' }) };
+}
+
+/** Lent bytes as one buffer: the part itself when there is one, else a copy of them all. */
+export function joined(p: PinnedBytes): Buffer {
+  return p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts as Buffer[], p.length);
 }

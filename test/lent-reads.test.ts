@@ -2,13 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BlockWorkerPool } from '../src/compress/block-pool.js';
-import { joined, type PinnedBytes } from '../src/core/pinned-bytes.js';
+import type { PinnedBytes } from '../src/core/pinned-bytes.js';
 import { BlockCache, SPARES_KEPT } from '../src/repository/block-cache.js';
 import { DecodedBlockStore } from '../src/repository/decoded-store.js';
 import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
 import type { Storage } from '../src/storage/index.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
-import { MiB, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
+import { MiB, joined, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
 
 /** Three-quarters of a 64-byte cache in decoded blocks of 4 bytes (numbered from 1000): blocks from the disk cache go on probation after. */
 function threeQuartersFull(d: ReturnType<BlockCache['forDisk']>): void {

@@ -167,9 +167,10 @@ test('nfs READ of a session disk borrows the device’s bytes and gives them bac
         const data = Buffer.from(ds.disk.bytes.subarray(offset, offset + length));
         lent += 1;
         borrowed += 1;
-        // In two parts, as a read across blocks is lent: a small one (copied into the reply) and a large one (referenced).
+        // In two parts, as a read across blocks is lent: a small one of an odd length (copied into the reply) and a large
+        // one (referenced).
         return {
-          parts: [data.subarray(0, 100), data.subarray(100)],
+          parts: [data.subarray(0, 101), data.subarray(101)],
           length,
           release() {
             lent -= 1;

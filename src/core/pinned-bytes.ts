@@ -50,8 +50,3 @@ export function pinnedParts(parts: readonly Buffer[], leases: readonly LentBuffe
     },
   };
 }
-
-/** The bytes as one buffer: the part itself when there is one, else a copy of them all. */
-export function joined(p: PinnedBytes): Buffer {
-  return p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts as Buffer[], p.length);
-}

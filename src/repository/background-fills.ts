@@ -83,6 +83,7 @@ export class BackgroundFills {
     this.fills.clear();
     this.prefetches.clear();
     this.keeps.clear();
+    this.wake?.();
   }
 
   private start(): void {
@@ -105,10 +106,12 @@ export class BackgroundFills {
         if (queue === undefined) {
           if (this.fills.size === 0 && this.keeps.size === 0) return;
           const due = Math.min(this.fills.size > 0 ? this.fillNotBefore : Infinity, this.keeps.size > 0 ? this.clientReadAt + ACTIVE_MS : Infinity);
+          let timer: NodeJS.Timeout | undefined;
           await new Promise<void>((resolve) => {
             this.wake = resolve;
-            setTimeout(resolve, Math.max(0, due - now)).unref();
+            timer = setTimeout(resolve, Math.max(0, due - now)).unref();
           });
+          clearTimeout(timer);
           this.wake = undefined;
           continue;
         }

@@ -1,5 +1,4 @@
 import { crc32 } from '@node-rs/crc32';
-import type { FileHandle } from 'node:fs/promises';
 
 /**
  * One file of the disk cache of decoded blocks (decoded-store.ts), named
@@ -53,14 +52,4 @@ export function parseHeader(file: Buffer, length: number): Uint32Array | string 
   const pieces = new Uint32Array(n);
   for (let i = 0; i < n; i++) pieces[i] = file.readUInt32BE(HEADER_FIXED + 4 * i);
   return pieces;
-}
-
-/** Writes all of `buf` at `position` (a write may take less than it is given). */
-export async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    if (bytesWritten === 0) throw new Error('the file system took no bytes');
-    done += bytesWritten;
-  }
 }

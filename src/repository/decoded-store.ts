@@ -58,7 +58,7 @@ export interface DecodedStoreStats {
   /** Files that failed their check and were removed. */
   readonly damaged: number;
   readonly written: number;
-  /** Blocks not kept because writes were already pending or the file could not be written. */
+  /** Blocks put and not kept then: writes were pending (a disk writes such a block later, once its clients pause), there was no room, or the file could not be written. */
   readonly skipped: number;
   /** Blocks not kept because their bytes did not match the digest their backup file records (SHA-256). */
   readonly mismatched: number;
@@ -109,12 +109,15 @@ export class DecodedBlockStore {
 
   /**
    * Opens (making it if need be) the store in `dir`: the files already there
-   * are taken back, oldest mtime first out, trimmed to `budgetBytes`; what an
-   * interrupted write left is removed.
+   * are taken back, oldest mtime first out, trimmed to `budgetBytes`. A file
+   * a crash left half written is taken back too, and removed by the first
+   * read that finds it damaged.
    */
   static async open(dir: string, budgetBytes: number, opts: { clock?: Clock; logger?: Logger; maxPendingWrites?: number } = {}): Promise<DecodedBlockStore> {
     if (!Number.isSafeInteger(budgetBytes) || budgetBytes < 0) throw new RangeError(`disk cache budget ${budgetBytes} must be a whole number of bytes ≥ 0`);
-    const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger, opts.maxPendingWrites ?? MAX_PENDING_WRITES);
+    const pending = opts.maxPendingWrites ?? MAX_PENDING_WRITES;
+    if (!Number.isSafeInteger(pending) || pending < 1) throw new RangeError(`pending writes ${pending} must be a whole number ≥ 1`);
+    const store = new DecodedBlockStore(dir, budgetBytes, opts.clock ?? systemClock, opts.logger, pending);
     await mkdir(dir, { recursive: true });
     const found: { entry: Entry; mtime: number }[] = [];
     for (const sub of await readdir(dir, { withFileTypes: true })) {

@@ -27,9 +27,9 @@ export const PREFETCH_MAX_BLOCKS = 16384;
  * One disk of one restore point, resolved through its chain (ChainBlockMap).
  * Reads find a block in the memory cache (block-cache.ts), else in the disk
  * cache of decoded blocks (decoded-store.ts), else decompress and verify it
- * from the backup, in the workers when there is a pool. A read within one
- * block may be lent (readPinned) instead of given, so the memory cache can
- * reuse the buffer once the borrower is done.
+ * from the backup, in the workers when there is a pool. A read may be lent
+ * (readPinned), a view of each block it covers, instead of given, so the
+ * memory cache can reuse the buffers once the borrower is done.
  */
 export class RestorePointDisk implements VirtualDisk {
   readonly size: number;
@@ -52,6 +52,8 @@ export class RestorePointDisk implements VirtualDisk {
   /** Blocks being read and decoded for a worker, and who waits for none to be (close() must not pull files from under them). */
   private decoding = 0;
   private idle: (() => void) | undefined;
+  /** close() has begun: a keep that waited for room writes nothing. */
+  private closing = false;
   /** One block of zeros, handed out (as views) for every hole: holes cost no allocation. */
   private zeroBlock: Buffer | undefined;
   /** Decoded blocks on local storage, kept across restarts; never for an encrypted point (it would hold the plaintext). */
@@ -81,7 +83,8 @@ export class RestorePointDisk implements VirtualDisk {
       FILLS_QUEUED,
       PREFETCH_MAX_BLOCKS,
       (bi) => this.keepBlock(bi),
-      KEEPS_QUEUED,
+      // No more blocks than the disk cache holds: more would push out those written before them.
+      Math.min(KEEPS_QUEUED, Math.floor((this.decoded?.budgetBytes ?? 0) / this.blockSize)),
     );
     // A disk with a cache of its own keeps at least one block.
     const shared = typeof cache === 'number' ? new BlockCache(Math.max(cache, this.blockSize)) : cache;
@@ -222,13 +225,14 @@ export class RestorePointDisk implements VirtualDisk {
     if (store === undefined || this.layerOf[bi] === 0) return;
     const digest = this.digestOf(bi)!;
     const len = this.rawLength(bi);
-    await store.writable();
-    if (store.has(digest, len)) return;
-    // Counted: close() must not pull the files from under the decode.
+    // Counted from here: close() waits for a keep that waits for room, and it then decodes nothing.
     this.decoding += 1;
     try {
+      await store.writable();
+      if (this.closing || store.has(digest, len)) return;
       const data = this.cache.peekStable(bi) ?? (await this.decodeStoredBlock(bi, this.layerOf[bi]!, len));
-      if (!store.put(digest, data)) this.fills.addKeep(bi);
+      // Another disk's writes may have taken the room meanwhile: the decoded block waits, it is not decoded again.
+      while (!store.put(digest, data)) await store.writable();
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
@@ -294,6 +298,8 @@ export class RestorePointDisk implements VirtualDisk {
     const queue: Promise<{ blockIndex: number; data: Buffer }>[] = [];
     const it = blockIndexes[Symbol.iterator]();
     const start = (bi: number): Promise<{ blockIndex: number; data: Buffer }> => {
+      // A migration or restore reads now: the disk cache's late writes wait for it.
+      this.fills.noteClientRead();
       const len = this.rawLength(bi);
       const l = this.layerOf[bi]!;
       if (l === 0) return Promise.resolve({ blockIndex: bi, data: this.zeros(len) });
@@ -463,6 +469,7 @@ export class RestorePointDisk implements VirtualDisk {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.fills.stop();
     // Reads for workers may be in flight: the files must not be closed under them.
     if (this.decoding > 0) await new Promise<void>((r) => (this.idle = r));
