@@ -85,10 +85,9 @@ test('background fills: a boot prefetch does not wait out the pauses of fills qu
   assert.ok(done.findIndex((d) => d.bi >= 100) <= 1, `order ${done.map((d) => d.bi).join(',')}`);
 });
 
-test('background fills: blocks the disk cache dropped are written only once clients pause, after fills and prefetches; the queue is bounded and stop() empties it', async () => {
+test('background fills: blocks the disk cache dropped are written paced while clients read (a pause eight times as long), back to back once they pause, after fills and prefetches; the queue is bounded and stop() empties it', async () => {
+  const ran: Done[] = [];
   const order: string[] = [];
-  const keptAt: number[] = [];
-  let lastRead = -Infinity;
   const fills = new BackgroundFills(
     async (bi) => {
       order.push(`fill ${bi}`);
@@ -99,35 +98,53 @@ test('background fills: blocks the disk cache dropped are written only once clie
     64,
     async (bi) => {
       order.push(`keep ${bi}`);
-      keptAt.push(performance.now() - lastRead);
-      await sleep(5);
+      const start = performance.now();
+      await sleep(10);
+      ran.push({ bi, start, end: performance.now() });
     },
     3,
   );
-  const read = (): void => {
-    lastRead = performance.now();
-    fills.noteClientRead();
-  };
-  read();
+  // A client reading every 5 ms: each keep (10 ms) is followed by a pause of about 80 ms.
+  let reading = true;
+  const reader = (async () => {
+    while (reading) {
+      fills.noteClientRead();
+      await sleep(5);
+    }
+  })();
   for (const bi of [1, 2, 3, 4]) fills.addKeep(bi);
-  // A client reading every 20 ms for 300 ms: no keep runs meanwhile.
-  for (let i = 0; i < 15; i++) {
-    await sleep(20);
-    read();
-  }
-  assert.deepEqual(order, [], 'nothing written while the client reads');
-  fills.addFill(9);
-  await fills.addPrefetch([7]);
-  assert.deepEqual(order, ['fill 9', 'fill 7'], 'a prefetch settles without waiting for the keeps');
-  while (order.length < 5) await sleep(10);
-  assert.deepEqual(order, ['fill 9', 'fill 7', 'keep 1', 'keep 2', 'keep 3'], 'the fourth keep was over the bound');
+  while (ran.length < 3) await sleep(5);
+  reading = false;
+  await reader;
+  assert.deepEqual(
+    ran.map((d) => d.bi),
+    [1, 2, 3],
+    'the fourth keep was over the bound',
+  );
   assert.ok(
-    keptAt.every((ms) => ms >= 95),
-    `keeps ran ${keptAt.map((ms) => ms.toFixed(0)).join(', ')} ms after the last read`,
+    gaps(ran).every((g) => g >= 70),
+    `gaps ${gaps(ran)
+      .map((g) => g.toFixed(0))
+      .join(', ')} ms while the client read`,
+  );
+  // The client has paused: fills and prefetches first, then the keeps back to back.
+  await sleep(150);
+  order.length = 0;
+  ran.length = 0;
+  for (const bi of [5, 6, 7]) fills.addKeep(bi);
+  fills.addFill(9);
+  await fills.addPrefetch([8]);
+  while (ran.length < 3) await sleep(5);
+  assert.deepEqual(order, ['fill 9', 'fill 8', 'keep 5', 'keep 6', 'keep 7']);
+  assert.ok(
+    gaps(ran).every((g) => g < UNPACED_MS),
+    `gaps ${gaps(ran)
+      .map((g) => g.toFixed(0))
+      .join(', ')} ms, idle`,
   );
   // Stopped: what is queued is dropped.
-  read();
-  fills.addKeep(5);
+  fills.noteClientRead();
+  fills.addKeep(10);
   fills.stop();
   await sleep(200);
   assert.equal(order.length, 5);

@@ -10,10 +10,9 @@ import { BlockTable } from '../src/format/index.js';
 import { InstantRecovery } from '../src/recovery/index.js';
 import { Repository } from '../src/repository/index.js';
 import { DecodedBlockStore, PIECE_BYTES } from '../src/repository/decoded-store.js';
-import { filesForPoint } from '../src/repository/job-state.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
 import { countDecodes } from './decode-counter.js';
-import { MiB, cli, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
+import { MiB, cli, latestPointFiles, randomBytes, repoWithPoint, rng, tempDir, until } from './helpers.js';
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
@@ -432,11 +431,9 @@ test(
     const decodes = countDecodes();
     try {
       const content = randomBytes(rng(46), 24 * MiB);
-      const repo = await repoWithPoint(dir, content);
-      const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
-      const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
+      const { files, storage } = await latestPointFiles(await repoWithPoint(dir, content));
       const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB, { maxPendingWrites: 1 });
-      const disk = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 8 * MiB, decoded: store });
+      const disk = await RestorePointDisk.open(files, 0, { storage, pool, cacheBytes: 8 * MiB, decoded: store });
       try {
         const blocks = disk.blockCount;
         assert.equal(blocks, 24);

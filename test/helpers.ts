@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { LifeboatService } from '../src/app/index.js';
 import { fixedClock } from '../src/core/clock.js';
 import type { PinnedBytes } from '../src/core/pinned-bytes.js';
+import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
+import type { Storage } from '../src/storage/index.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url));
 
@@ -236,4 +238,10 @@ export async function nonLoopbackAddress(): Promise<{ address: string; cleanup: 
 /** Lent bytes as one buffer: the part itself when there is one, else a copy of them all. */
 export function joined(p: PinnedBytes): Buffer {
   return p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts as Buffer[], p.length);
+}
+
+/** The chain files of job `job`'s latest point in `repo`, and the repository's storage: what RestorePointDisk.open takes. */
+export async function latestPointFiles(repo: string, job = 'vm'): Promise<{ files: ChainFile[]; storage: Storage }> {
+  const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, job);
+  return { files: filesForPoint(state, state.points[state.points.length - 1]!.id)!, storage: r.storage };
 }

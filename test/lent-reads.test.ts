@@ -5,10 +5,10 @@ import { BlockWorkerPool } from '../src/compress/block-pool.js';
 import type { PinnedBytes } from '../src/core/pinned-bytes.js';
 import { BlockCache, SPARES_KEPT } from '../src/repository/block-cache.js';
 import { DecodedBlockStore } from '../src/repository/decoded-store.js';
-import { filesForPoint, type ChainFile } from '../src/repository/job-state.js';
+import type { ChainFile } from '../src/repository/job-state.js';
 import type { Storage } from '../src/storage/index.js';
 import { RestorePointDisk } from '../src/repository/restore-point-disk.js';
-import { MiB, joined, randomBytes, repoWithPoint, rng, serviceAt, tempDir, until } from './helpers.js';
+import { MiB, joined, latestPointFiles, randomBytes, repoWithPoint, rng, tempDir, until } from './helpers.js';
 
 /** Three-quarters of a 64-byte cache in decoded blocks of 4 bytes (numbered from 1000): blocks from the disk cache go on probation after. */
 function threeQuartersFull(d: ReturnType<BlockCache['forDisk']>): void {
@@ -100,18 +100,16 @@ test('block cache: a block a client read, loaded again after it left probation, 
 
 /** A point of `content` whose every block is in a disk cache: what a restarted server finds after a first pass. */
 async function warmPoint(dir: string, content: Buffer, pool: BlockWorkerPool): Promise<{ files: ChainFile[]; storage: Storage; store: DecodedBlockStore }> {
-  const repo = await repoWithPoint(dir, content);
-  const { state, repo: r } = await serviceAt('2026-01-01T00:00:00Z').jobState(repo, 'vm');
-  const files = filesForPoint(state, state.points[state.points.length - 1]!.id)!;
+  const { files, storage } = await latestPointFiles(await repoWithPoint(dir, content));
   const store = await DecodedBlockStore.open(join(dir, 'decoded'), 64 * MiB);
   // A pass through the cold disk, by plain reads as NFS or a restore makes them, fills the disk cache.
-  const cold = await RestorePointDisk.open(files, 0, { storage: r.storage, pool, cacheBytes: 4 * MiB, decoded: store });
+  const cold = await RestorePointDisk.open(files, 0, { storage, pool, cacheBytes: 4 * MiB, decoded: store });
   for (let off = 0; off < content.length; off += 256 * 1024) await cold.read(off, Math.min(256 * 1024, content.length - off));
   // What its writes could not keep at once is written once the reads pause.
   await until('every block in the disk cache', async () => (store.stats().blocks === cold.blockCount ? true : undefined), 30_000);
   await cold.close();
   await store.flushed();
-  return { files, storage: r.storage, store };
+  return { files, storage, store };
 }
 
 test(

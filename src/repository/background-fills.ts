@@ -5,6 +5,13 @@
  * random reader's IOPS).
  */
 const FILL_PACE = 3;
+/**
+ * While clients read, a keep (a block the disk cache dropped, written late)
+ * is followed by a pause this many times as long as it took, write included:
+ * at most a ninth of the time, so a reader that never pauses still has its
+ * blocks kept, and a fast stream is hardly slowed.
+ */
+const KEEP_PACE = 8;
 /** Clients that read within this long are reading now. */
 const ACTIVE_MS = 100;
 /** The longest pause (a fill held up by a storage stall says nothing about the next one). */
@@ -14,11 +21,12 @@ const MAX_PAUSE_MS = 1000;
  * The blocks a disk decodes in the background, one at a time behind its
  * clients' own reads: first those a client read only in part (so the caches
  * have the whole block next time), paced while clients read, then a boot
- * prefetch's list (not paced: it must stay ahead of the guest), then, only
- * while no client reads, the blocks the disk cache dropped because its
- * writes were pending (a fast stream decodes faster than the writes keep up
- * on two cores; writing them during the stream would slow it). The queues
- * are bounded apart, so a long prefetch never crowds out the fills.
+ * prefetch's list (not paced: it must stay ahead of the guest), then the
+ * blocks the disk cache dropped because its writes were pending (a fast
+ * stream decodes faster than the writes keep up on two cores; writing them
+ * all during the stream would slow it): at once while no client reads, at
+ * most a ninth of the time while one does. The queues are bounded apart, so
+ * a long prefetch never crowds out the fills.
  */
 export class BackgroundFills {
   private readonly fills = new Set<number>();
@@ -32,6 +40,8 @@ export class BackgroundFills {
   private stopped = false;
   /** When a client last read (performance.now()). */
   private clientReadAt = -Infinity;
+  /** While clients read, no keep starts before this (performance.now()): the pause after the last one. */
+  private keepNotBefore = -Infinity;
   /** No fill starts before this (performance.now()): the pause after the last one. */
   private fillNotBefore = -Infinity;
 
@@ -42,8 +52,8 @@ export class BackgroundFills {
     private readonly wanted: (bi: number) => boolean,
     private readonly maxFills: number,
     private readonly maxPrefetches: number,
-    /** Writes block `bi` to the disk cache that dropped it (from memory, or decoded again). */
-    private readonly keep: (bi: number) => Promise<unknown> = () => Promise.resolve(),
+    /** Writes block `bi` to the disk cache that dropped it (from memory, or decoded again); `paced`: settles once written, so the write counts in its time. */
+    private readonly keep: (bi: number, paced: boolean) => Promise<unknown> = () => Promise.resolve(),
     private readonly maxKeeps = 0,
   ) {}
 
@@ -99,13 +109,17 @@ export class BackgroundFills {
         if (this.stopped) return;
         if (this.fills.size === 0 && this.prefetches.size === 0) this.fillsDone();
         const now = performance.now();
-        // A paced fill waits; a prefetch does not wait for it; a keep waits for the clients to pause.
+        // A paced fill waits; a prefetch does not wait for it; a keep waits for the clients to pause, or its pause to end.
         const fillDue = this.fills.size > 0 && now >= this.fillNotBefore;
         const quiet = now - this.clientReadAt >= ACTIVE_MS;
-        const queue = fillDue ? this.fills : this.prefetches.size > 0 ? this.prefetches : this.keeps.size > 0 && quiet ? this.keeps : undefined;
+        const keepDue = this.keeps.size > 0 && (quiet || now >= this.keepNotBefore);
+        const queue = fillDue ? this.fills : this.prefetches.size > 0 ? this.prefetches : keepDue ? this.keeps : undefined;
         if (queue === undefined) {
           if (this.fills.size === 0 && this.keeps.size === 0) return;
-          const due = Math.min(this.fills.size > 0 ? this.fillNotBefore : Infinity, this.keeps.size > 0 ? this.clientReadAt + ACTIVE_MS : Infinity);
+          const due = Math.min(
+            this.fills.size > 0 ? this.fillNotBefore : Infinity,
+            this.keeps.size > 0 ? Math.min(this.clientReadAt + ACTIVE_MS, this.keepNotBefore) : Infinity,
+          );
           let timer: NodeJS.Timeout | undefined;
           await new Promise<void>((resolve) => {
             this.wake = resolve;
@@ -118,7 +132,10 @@ export class BackgroundFills {
         const next = queue.values().next().value as number;
         queue.delete(next);
         if (queue === this.keeps) {
-          await this.keep(next).catch(() => undefined);
+          const t0 = performance.now();
+          await this.keep(next, !quiet).catch(() => undefined);
+          const end = performance.now();
+          if (end - this.clientReadAt < ACTIVE_MS) this.keepNotBefore = end + Math.min(MAX_PAUSE_MS, (end - t0) * KEEP_PACE);
           continue;
         }
         if (!this.wanted(next)) continue;

@@ -81,7 +81,8 @@ function keyOf(digest: Uint8Array, length: number): string {
 export class DecodedBlockStore {
   /** Least recently used first (a Map keeps insertion order). */
   private readonly entries = new Map<string, Entry>();
-  private readonly writing = new Set<string>();
+  /** Writes under way, by key: settled when the write has ended, kept or not. */
+  private readonly writing = new Map<string, Promise<void>>();
   /** Files being removed: not written again until they are gone (their bytes are still counted). */
   private readonly removing = new Set<string>();
   private readonly madeDirs = new Set<string>();
@@ -256,7 +257,6 @@ export class DecodedBlockStore {
       this.counts.skipped += 1;
       return false;
     }
-    this.writing.add(key);
     this.used += fileBytes;
     const p = this.write(key, digest, data, head)
       .catch((err: unknown) => {
@@ -271,7 +271,13 @@ export class DecodedBlockStore {
         this.wakeWriters();
       });
     this.pending.add(p);
+    this.writing.set(key, p);
     return true;
+  }
+
+  /** Settles once the block's write under way (if any) has ended. */
+  written(digest: Uint8Array, length: number): Promise<void> {
+    return this.writing.get(keyOf(digest, length)) ?? Promise.resolve();
   }
 
   /** Settles once a write may start (fewer than the most allowed are pending), or the store is closed. */
@@ -301,7 +307,7 @@ export class DecodedBlockStore {
   /** Bytes reserved by the writes under way. */
   private reserved(): number {
     let n = 0;
-    for (const key of this.writing) n += headerBytes(Number(key.slice(65))) + Number(key.slice(65));
+    for (const key of this.writing.keys()) n += headerBytes(Number(key.slice(65))) + Number(key.slice(65));
     return n;
   }
 

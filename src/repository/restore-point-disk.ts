@@ -82,7 +82,7 @@ export class RestorePointDisk implements VirtualDisk {
       (bi) => this.layerOf[bi] !== 0 && !this.cache.has(bi) && !this.inflight.has(bi) && !this.decoded?.has(this.digestOf(bi)!, this.rawLength(bi)),
       FILLS_QUEUED,
       PREFETCH_MAX_BLOCKS,
-      (bi) => this.keepBlock(bi),
+      (bi, paced) => this.keepBlock(bi, paced),
       // No more blocks than the disk cache holds: more would push out those written before them.
       Math.min(KEEPS_QUEUED, Math.floor((this.decoded?.budgetBytes ?? 0) / this.blockSize)),
     );
@@ -220,7 +220,7 @@ export class RestorePointDisk implements VirtualDisk {
    * memory cache, whose blocks clients read now). It waits for the disk cache
    * to take a write rather than be dropped again.
    */
-  private async keepBlock(bi: number): Promise<void> {
+  private async keepBlock(bi: number, paced: boolean): Promise<void> {
     const store = this.decoded;
     if (store === undefined || this.layerOf[bi] === 0) return;
     const digest = this.digestOf(bi)!;
@@ -233,6 +233,9 @@ export class RestorePointDisk implements VirtualDisk {
       const data = this.cache.peekStable(bi) ?? (await this.decodeStoredBlock(bi, this.layerOf[bi]!, len));
       // Another disk's writes may have taken the room meanwhile: the decoded block waits, it is not decoded again.
       while (!store.put(digest, data)) await store.writable();
+      // While clients read, its time, write included, paces the next keep (background-fills.ts); idle, up to the
+      // store's pending writes run at once.
+      if (paced) await store.written(digest, len);
     } finally {
       this.decoding -= 1;
       if (this.decoding === 0) this.idle?.();
