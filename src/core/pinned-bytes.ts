@@ -24,6 +24,11 @@ export interface PinnedBytes {
 
 const nothing = (): void => undefined;
 
+/** A buffer that is the borrower's own (memory never reused): releasing it does nothing. */
+export function ownBuffer(data: Buffer): LentBuffer {
+  return { data, release: nothing };
+}
+
 /** Bytes that are the borrower's own (a fresh buffer, or memory never reused): releasing them does nothing. */
 export function unpinned(data: Buffer): PinnedBytes {
   return { parts: [data], length: data.length, release: nothing };

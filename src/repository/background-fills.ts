@@ -69,7 +69,7 @@ export class BackgroundFills {
     this.start();
   }
 
-  /** Queues a block the disk cache dropped, to be written once no client reads; dropped when the queue is full. */
+  /** Queues a block the disk cache dropped, to be written later (paced while clients read); dropped when the queue is full. */
   addKeep(bi: number): void {
     if (this.stopped || this.keeps.size >= this.maxKeeps) return;
     this.keeps.add(bi);

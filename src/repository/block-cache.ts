@@ -1,4 +1,4 @@
-import type { LentBuffer } from '../core/pinned-bytes.js';
+import { ownBuffer, type LentBuffer } from '../core/pinned-bytes.js';
 
 /** Buffers of evicted blocks kept for reuse, at most (a read-ahead window's worth: see read-ahead.ts), and never over a quarter of the budget in bytes. */
 export const SPARES_KEPT = 32;
@@ -175,8 +175,6 @@ interface Entry {
 /** A block just set, pinned for the borrowers that waited for it: each takes one pin with lend(). */
 export type CachedBlock = Entry;
 
-const nothing = (): void => undefined;
-
 /** One disk's blocks in a BlockCache. */
 export class DiskBlockCache {
   private readonly entries = new Map<number, Entry>();
@@ -305,7 +303,7 @@ export class DiskBlockCache {
     if (!e.reusable) {
       // Never reused: nothing to count.
       e.pins -= 1;
-      return { data: e.data, release: nothing };
+      return ownBuffer(e.data);
     }
     let released = false;
     return {

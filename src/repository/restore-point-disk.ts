@@ -3,7 +3,7 @@ import { knownFrames, type BlockWorkerPool, type DecodeRange } from '../compress
 import type { Storage } from '../storage/index.js';
 import type { BackupFileReader } from './backup-file.js';
 import { ChainBlockMap } from './chain-block-map.js';
-import { pinnedParts, pinnedRange, unpinned, type LentBuffer, type PinnedBytes } from '../core/pinned-bytes.js';
+import { ownBuffer, pinnedParts, pinnedRange, unpinned, type LentBuffer, type PinnedBytes } from '../core/pinned-bytes.js';
 import { BlockCache, type CachedBlock, type DiskBlockCache } from './block-cache.js';
 import type { DecodedBlockStore } from './decoded-store.js';
 import { BackgroundFills, ReadRecording } from './background-fills.js';
@@ -13,12 +13,11 @@ import type { VirtualDisk } from './virtual-disk.js';
 
 /** Reads up to this size that do not follow the previous one decode only the frames they touch. */
 const RANDOM_READ_MAX = 128 * 1024;
-const nothing = (): void => undefined;
 /** Blocks whose frame boundaries are remembered (~100 bytes each). */
 const FRAME_BOUNDS_KEPT = 65536;
 /** Blocks read in part that wait to be decoded whole for the disk cache; more are not queued. */
 const FILLS_QUEUED = 64;
-/** Blocks the disk cache dropped that wait to be written once clients pause (the block numbers only); more are not queued. */
+/** Blocks the disk cache dropped that wait to be written later (the block numbers only); more are not queued. */
 const KEEPS_QUEUED = 4096;
 /** Blocks a prefetch may queue (the first ones of its list) and a recording may hold: 16 GiB of 1 MiB blocks. */
 export const PREFETCH_MAX_BLOCKS = 16384;
@@ -150,11 +149,11 @@ export class RestorePointDisk implements VirtualDisk {
 
   /** As readBlock, lent: the memory holds the block until release(), then it may hold another one. */
   private async lendBlock(blockIndex: number): Promise<LentBuffer> {
-    if (this.layerOf[blockIndex] === 0) return { data: this.zeros(this.rawLength(blockIndex)), release: nothing };
+    if (this.layerOf[blockIndex] === 0) return ownBuffer(this.zeros(this.rawLength(blockIndex)));
     const hit = this.cache.pin(blockIndex);
     if (hit) return hit;
     const { data, block } = await this.loadBlock(blockIndex, 'lent');
-    return block ? this.cache.lend(block) : { data, release: nothing };
+    return block ? this.cache.lend(block) : ownBuffer(data);
   }
 
   /**
@@ -205,7 +204,7 @@ export class RestorePointDisk implements VirtualDisk {
       const data = await this.decodeStoredBlock(blockIndex, l, len);
       // Filed under its digest, the block may be served for any point whose block has that digest: the store
       // checks its SHA-256 (off this thread, before writing) even where the zstd frame's checksum did for this read.
-      // Dropped while writes are pending (a fast stream): kept once clients pause, from memory or decoded again.
+      // Dropped while writes are pending (a fast stream): kept later (paced while clients read), from memory or decoded again.
       if (!store.put(digest, data)) this.fills.addKeep(blockIndex);
       return { data, fromDiskCache: false };
     } finally {
