@@ -440,7 +440,10 @@ test(
         // All at once: 24 blocks decoded while one write may be pending.
         const reads = await Promise.all(Array.from({ length: blocks }, (_, i) => disk.read(i * MiB, MiB)));
         reads.forEach((got, i) => assert.ok(got.equals(content.subarray(i * MiB, (i + 1) * MiB)), `block ${i}`));
-        assert.equal(decodes.count, blocks);
+        // Each block missed the disk cache once and was decoded once for the reads; a keep, paced while they ran, may
+        // already have decoded a dropped block again (it does not look the block up), so the decodes are at least that.
+        assert.equal(store.stats().misses, blocks);
+        assert.ok(decodes.count >= blocks, `${decodes.count} decodes`);
         const dropped = store.stats().skipped;
         assert.ok(dropped > 0 && store.stats().blocks < blocks, `${dropped} dropped, ${store.stats().blocks} kept`);
         await until('every block in the disk cache', async () => (store.stats().blocks === blocks ? true : undefined), 30_000);
