@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "lifeboat_native",
-      "sources": ["native/extents.c"],
+      "sources": ["native/module.c", "native/data-extents.c", "native/read-now.c"],
       "cflags": ["-O2", "-Wall"]
     }
   ]

@@ -34,6 +34,7 @@ const UNIT = [
   'storage-objects',
   'object-files-model',
   'decoded-fds',
+  'read-now',
   'background-fills',
   'read-ahead',
   'lent-reads',

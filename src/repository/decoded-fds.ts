@@ -1,5 +1,6 @@
 import { close as fsClose, open as fsOpen, readFileSync, readv, writev } from 'node:fs';
 import { readFully } from '../storage/storage.js';
+import { readNow } from '../storage/read-now.js';
 
 /**
  * Descriptors kept open at most, out of the process's limit on open files: a
@@ -135,23 +136,24 @@ function closeLater(fd: Promise<number>): Promise<void> {
 /**
  * Fills each part's buffer from its position in the file; returns the counts
  * read (less only at end of file). Parts that follow one another in the file
- * are read with one readv: one trip through the thread pool, not one per part.
+ * are read with one readv: one trip through the thread pool, not one per part,
+ * and none when the page cache holds them all (readNow).
  */
 export async function readParts(fd: number, parts: readonly { into: Buffer; position: number }[]): Promise<number[]> {
-  const contiguous = parts.length > 1 && parts.every((p, i) => i === 0 || p.position === parts[i - 1]!.position + parts[i - 1]!.into.length);
+  const contiguous = parts.every((p, i) => i === 0 || p.position === parts[i - 1]!.position + parts[i - 1]!.into.length);
   if (!contiguous) {
     const counts: number[] = [];
     for (const { into, position } of parts) counts.push(await readFully(fd, into, position));
     return counts;
   }
-  let n = await new Promise<number>((resolve, reject) =>
-    readv(
-      fd,
-      parts.map((p) => p.into),
-      parts[0]!.position,
-      (err, bytes) => (err ? reject(err) : resolve(bytes)),
-    ),
-  );
+  const buffers = parts.map((p) => p.into);
+  const total = buffers.reduce((sum, b) => sum + b.length, 0);
+  const start = parts[0]!.position;
+  let n = readNow(fd, buffers, start);
+  if (n < total) {
+    const rest = after(buffers, n);
+    n += await new Promise<number>((resolve, reject) => readv(fd, rest, start + n, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+  }
   const counts: number[] = [];
   for (const { into, position } of parts) {
     // A short readv (rare: a signal, or the end of the file) is finished part by part.
@@ -161,6 +163,21 @@ export async function readParts(fd: number, parts: readonly { into: Buffer; posi
     counts.push(got);
   }
   return counts;
+}
+
+/** The buffers' bytes after the first `n`, as views. */
+function after(buffers: readonly Buffer[], n: number): Buffer[] {
+  const rest: Buffer[] = [];
+  let skip = n;
+  for (const b of buffers) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    rest.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return rest;
 }
 
 /** Writes the buffers one after another from `position`: one writev, then more only if the file system takes less. */

@@ -1,6 +1,7 @@
 import { constants as fsc, read as fsRead, write as fsWrite } from 'node:fs';
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { fromFsError } from '../core/errors.js';
+import { readNow } from './read-now.js';
 
 /**
  * The storage seam: every byte the repository and the instant-recovery
@@ -77,7 +78,8 @@ function readAt(fd: number, into: Uint8Array, offset: number, length: number, po
 
 /** Fills `into` from `position` of the open file; returns the count read, less than asked only at the end of the file. */
 export async function readFully(fd: number, into: Uint8Array, position: number): Promise<number> {
-  let done = 0;
+  // What the page cache holds is copied at once; the pool reads the rest (or meets the error).
+  let done = readNow(fd, [into], position);
   while (done < into.length) {
     const n = await readAt(fd, into, done, into.length - done, position + done);
     if (n === 0) break;

@@ -5,13 +5,11 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
-#include <node_api.h>
-
-#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
+#include "native.h"
 
 // dataExtents(fd, start, end, maxExtents) -> [start0, end0, start1, end1, ...]
 // Returns null when the filesystem does not support SEEK_DATA (caller reads everything).
-static napi_value DataExtents(napi_env env, napi_callback_info info) {
+napi_value DataExtents(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -46,12 +44,3 @@ static napi_value DataExtents(napi_env env, napi_callback_info info) {
   }
   return out;
 }
-
-static napi_value Init(napi_env env, napi_value exports) {
-  napi_value fn;
-  CHECK(napi_create_function(env, "dataExtents", NAPI_AUTO_LENGTH, DataExtents, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "dataExtents", fn));
-  return exports;
-}
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

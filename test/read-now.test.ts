@@ -1,0 +1,144 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { nativeHelper } from '../src/core/native.js';
+import { READ_NOW_MAX_BYTES, readNow } from '../src/storage/read-now.js';
+import { readFully } from '../src/storage/storage.js';
+import { readParts } from '../src/repository/decoded-fds.js';
+import { tempDir } from './helpers.js';
+
+/** Drops the file's clean pages from the page cache (GNU dd's nocache flag: posix_fadvise DONTNEED), no root needed. */
+function evict(path: string): void {
+  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
+test('readNow: the native helper is built, and copies what the page cache holds without the thread pool', async () => {
+  assert.notEqual(nativeHelper(), null, 'build/Release/lifeboat_native.node (npm install builds it)');
+  const { dir, cleanup } = await tempDir();
+  try {
+    const path = join(dir, 'f');
+    const data = randomBytes(256 * 1024);
+    writeFileSync(path, data);
+    const fd = openSync(path, 'r');
+    try {
+      // Just written: in the page cache. Two buffers are one preadv2.
+      const a = Buffer.alloc(4096);
+      const b = Buffer.alloc(12288);
+      assert.equal(readNow(fd, [a, b], 8192), 16384);
+      assert.deepEqual(Buffer.concat([a, b]), data.subarray(8192, 8192 + 16384));
+      // At the end of the file: what is there, then nothing.
+      const tail = Buffer.alloc(8192);
+      assert.equal(readNow(fd, [tail], data.length - 100), 100);
+      assert.deepEqual(tail.subarray(0, 100), data.subarray(data.length - 100));
+      assert.equal(readNow(fd, [tail], data.length), 0);
+      // Larger than READ_NOW_MAX_BYTES: left to the pool.
+      assert.equal(readNow(fd, [Buffer.alloc(READ_NOW_MAX_BYTES + 1)], 0), 0);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('readNow: a file out of the page cache reads 0 at once, and readFully and readParts still read every byte', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const path = join(dir, 'f');
+    const data = randomBytes(1 << 20);
+    writeFileSync(path, data);
+    execFileSync('sync');
+    evict(path);
+    const fd = openSync(path, 'r');
+    try {
+      assert.equal(readNow(fd, [Buffer.alloc(4096)], 512 * 1024), 0, 'a page not cached is not waited for');
+      const small = Buffer.alloc(5000);
+      assert.equal(await readFully(fd, small, 777_777), 5000);
+      assert.deepEqual(small, data.subarray(777_777, 782_777));
+      evict(path);
+      const head = Buffer.alloc(3000);
+      const body = Buffer.alloc(40_000);
+      assert.deepEqual(
+        await readParts(fd, [
+          { into: head, position: 1000 },
+          { into: body, position: 4000 },
+        ]),
+        [3000, 40_000],
+      );
+      assert.deepEqual(head, data.subarray(1000, 4000));
+      assert.deepEqual(body, data.subarray(4000, 44_000));
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('readNow: a read partly cached copies that part, the pool reads the rest; a read past the end counts only what is there', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const path = join(dir, 'f');
+    const data = randomBytes(1 << 20);
+    writeFileSync(path, data);
+    execFileSync('sync');
+    evict(path);
+    const fd = openSync(path, 'r');
+    try {
+      // The first 8 KiB written again (the same bytes): in the page cache, and a write reads nothing ahead.
+      const w = openSync(path, 'r+');
+      writeSync(w, data, 0, 8192, 0);
+      closeSync(w);
+      assert.equal(readNow(fd, [Buffer.alloc(48 * 1024)], 0), 8192, 'what is cached, up to the first page that is not');
+      // A 48 KiB read from 0 copies those at once and reads the rest through the pool.
+      const head = Buffer.alloc(100);
+      const body = Buffer.alloc(48 * 1024 - 100);
+      assert.deepEqual(
+        await readParts(fd, [
+          { into: head, position: 0 },
+          { into: body, position: 100 },
+        ]),
+        [100, body.length],
+      );
+      assert.deepEqual(Buffer.concat([head, body]), data.subarray(0, 48 * 1024));
+      const last = Buffer.alloc(10_000);
+      const past = Buffer.alloc(10_000);
+      assert.deepEqual(
+        await readParts(fd, [
+          { into: last, position: data.length - 4000 },
+          { into: past, position: data.length + 6000 },
+        ]),
+        [4000, 0],
+      );
+      assert.deepEqual(last.subarray(0, 4000), data.subarray(data.length - 4000));
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('readNow: a closed descriptor reads 0, and the ordinary read reports the error', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const path = join(dir, 'f');
+    writeFileSync(path, Buffer.alloc(4096, 1));
+    const fd = openSync(path, 'r');
+    closeSync(fd);
+    assert.equal(readNow(fd, [Buffer.alloc(4096)], 0), 0);
+    await assert.rejects(readFully(fd, Buffer.alloc(4096), 0), /EBADF/);
+    // Still used after an error that is not about support.
+    const again = openSync(path, 'r');
+    try {
+      assert.equal(readNow(again, [Buffer.alloc(4096)], 0), 4096);
+    } finally {
+      closeSync(again);
+    }
+  } finally {
+    await cleanup();
+  }
+});
