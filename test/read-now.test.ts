@@ -2,13 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { nativeHelper } from '../src/core/native.js';
 import { READ_NOW_MAX_BYTES, readNow } from '../src/storage/read-now.js';
 import { readFully } from '../src/storage/storage.js';
 import { readParts } from '../src/repository/decoded-fds.js';
-import { tempDir } from './helpers.js';
+import { cli, tempDir } from './helpers.js';
 
 /** Drops the file's clean pages from the page cache (GNU dd's nocache flag: posix_fadvise DONTNEED), no root needed. */
 function evict(path: string): void {
@@ -138,6 +138,42 @@ test('readNow: a closed descriptor reads 0, and the ordinary read reports the er
     } finally {
       closeSync(again);
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+test('without the native helper (LIFEBOAT_NATIVE=off) a backup reads the holes of a sparse image, says so, and restores the same bytes', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    // 32 MiB, of which 1 MiB is data (at 8 MiB); the rest holes.
+    const image = join(dir, 'sparse.img');
+    const data = randomBytes(1 << 20);
+    writeFileSync(image, Buffer.alloc(0));
+    truncateSync(image, 32 << 20);
+    const fd = openSync(image, 'r+');
+    writeSync(fd, data, 0, data.length, 8 << 20);
+    closeSync(fd);
+    // A full (--json: the bytes the process read) and an increment (its report), then a restore of the increment.
+    const backUp = async (repo: string, env: Record<string, string>): Promise<{ readBytes: number; report: string }> => {
+      assert.equal((await cli(['repo', 'init', repo])).code, 0);
+      assert.equal((await cli(['job', 'create', 'vm', '--repo', repo, '--disk', image])).code, 0);
+      const full = await cli(['backup', 'vm', '--repo', repo, '--json'], env);
+      assert.equal(full.code, 0, full.stderr);
+      const increment = await cli(['backup', 'vm', '--repo', repo], env);
+      assert.equal(increment.code, 0, increment.stderr);
+      const restored = join(repo, 'restored.img');
+      const back = await cli(['restore', 'vm', '--repo', repo, '--point', 'latest', '--to', restored, '--format', 'raw'], env);
+      assert.equal(back.code, 0, back.stderr);
+      assert.deepEqual(readFileSync(restored), readFileSync(image));
+      return { readBytes: (JSON.parse(full.stdout) as { io: { readBytes: number } }).io.readBytes, report: increment.stdout };
+    };
+    const without = await backUp(join(dir, 'off'), { LIFEBOAT_NATIVE: 'off' });
+    assert.match(without.report, /note: the native helper .* is not built or is turned off: backups read the holes/);
+    assert.ok(without.readBytes >= 32 << 20, `read ${without.readBytes} bytes: every byte of the image, holes too`);
+    const withHelper = await backUp(join(dir, 'on'), {});
+    assert.doesNotMatch(withHelper.report, /native helper/);
+    assert.ok(withHelper.readBytes < 16 << 20, `read ${withHelper.readBytes} bytes: its data and not its holes`);
   } finally {
     await cleanup();
   }

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { NATIVE_HELPER_MISSING, nativeHelper } from '../core/native.js';
 import type { Clock } from '../core/clock.js';
 import { LifeboatError, isLifeboatError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -227,6 +228,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       portmap: portmapMode,
       sessions: recovery.list().length,
     });
+    if (nativeHelper() === null) opts.logger.warn(`serve: ${NATIVE_HELPER_MISSING}`);
     return {
       repoRoot: repo.root,
       control: control.info,

@@ -12,10 +12,15 @@ let helper: NativeHelper | null | undefined;
 
 /**
  * The native helper, or null if it was not built (no compiler when npm
- * install ran): then callers take a slower path, never a wrong one.
+ * install ran) or `LIFEBOAT_NATIVE=off` turns it off (to measure or test the
+ * fallbacks): then callers take a slower path, never a wrong one.
  */
 export function nativeHelper(): NativeHelper | null {
   if (helper === undefined) {
+    if (process.env['LIFEBOAT_NATIVE'] === 'off') {
+      helper = null;
+      return helper;
+    }
     try {
       helper = createRequire(import.meta.url)('../../../build/Release/lifeboat_native.node') as NativeHelper;
     } catch {
@@ -24,3 +29,7 @@ export function nativeHelper(): NativeHelper | null {
   }
   return helper;
 }
+
+/** What a user is told when the helper is missing: what is slower, and how to build it. */
+export const NATIVE_HELPER_MISSING =
+  'the native helper (build/Release/lifeboat_native.node) is not built or is turned off: backups read the holes of sparse disk images, and small reads take the thread pool (`npm rebuild` builds it; it needs make and a C compiler)';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { formatBytes } from '../../core/units.js';
+import { NATIVE_HELPER_MISSING, nativeHelper } from '../../core/native.js';
 import type { Command } from '../command.js';
 import { JSON_OPTION, REPO_OPTION, WAIT_OPTION, requireString } from '../command.js';
 import { changesOf, describeChanges, filesByPoint } from '../point-report.js';
@@ -76,6 +77,8 @@ export const backup: Command = {
     ctx.out(
       `  scanned ${formatBytes(r.bytesRead)} in ${secs.toFixed(1)} s (${formatRate(r.bytesRead / Math.max(secs, 1e-6))}); stored ${formatBytes(r.bytesStored)}: ${r.blocksStored} blocks new, ${r.blocksUnchanged} unchanged, ${r.blocksZero} zero, ${r.blocksDeduped} deduplicated`,
     );
+    // Read here (not by a server or a mover): the holes of sparse images were read if the helper is missing.
+    if (!handed && nativeHelper() === null) ctx.out(`  note: ${NATIVE_HELPER_MISSING}`);
     ctx.out(
       `  time by step: ${Object.entries(r.steps)
         .filter(([, ms]) => ms >= 5)
