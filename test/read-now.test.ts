@@ -36,6 +36,36 @@ test('readNow: the native helper is built, and copies what the page cache holds 
       assert.equal(readNow(fd, [tail], data.length), 0);
       // Larger than READ_NOW_MAX_BYTES: left to the pool.
       assert.equal(readNow(fd, [Buffer.alloc(READ_NOW_MAX_BYTES + 1)], 0), 0);
+      // readFully and readParts of cached bytes ask the pool for nothing: no fs request is left pending.
+      const pendingFs = (): number => process.getActiveResourcesInfo().filter((r) => r === 'FSReqCallback').length;
+      const before = pendingFs();
+      const whole = Buffer.alloc(20_000);
+      const reading = readFully(fd, whole, 100);
+      const parted = readParts(fd, [
+        { into: Buffer.alloc(100), position: 0 },
+        { into: Buffer.alloc(4000), position: 100 },
+      ]);
+      assert.equal(pendingFs(), before, 'cached: copied at once');
+      assert.equal(await reading, 20_000);
+      assert.deepEqual(whole, data.subarray(100, 20_100));
+      assert.deepEqual(await parted, [100, 4000]);
+      // The helper refuses what it cannot read at (readNow itself answers 0 for these without calling it).
+      const helper = nativeHelper()!;
+      for (const bad of [NaN, -1, 1.5, 2 ** 53, Infinity]) {
+        assert.throws(() => helper.readNow(fd, bad, [a]), RangeError, `position ${bad}`);
+        assert.equal(readNow(fd, [a], bad), 0);
+      }
+      assert.throws(() => helper.readNow(fd, 0, [new Uint16Array(4) as unknown as Uint8Array]), TypeError);
+      assert.throws(() => helper.readNow(fd, 0, [{} as Uint8Array]), TypeError);
+      assert.throws(() => helper.readNow(fd, 0, 'x' as unknown as Uint8Array[]), TypeError);
+      assert.throws(() => helper.readNow(fd, 0, []), RangeError);
+      // A Uint8Array that is a view into a larger buffer gets its own bytes, not the start of the buffer.
+      const backing = new Uint8Array(8192);
+      const view = new Uint8Array(backing.buffer, 1000, 500);
+      assert.equal(readNow(fd, [view], 3000), 500);
+      assert.deepEqual(Buffer.from(view), data.subarray(3000, 3500));
+      assert.equal(backing[999], 0);
+      assert.equal(backing[1500], 0);
     } finally {
       closeSync(fd);
     }
@@ -55,6 +85,10 @@ test('readNow: a file out of the page cache reads 0 at once, and readFully and r
     const fd = openSync(path, 'r');
     try {
       assert.equal(readNow(fd, [Buffer.alloc(4096)], 512 * 1024), 0, 'a page not cached is not waited for');
+      // What is not cached goes to the pool: an fs request is pending while it reads.
+      const pending = readFully(fd, Buffer.alloc(4096), 900_000);
+      assert.ok(process.getActiveResourcesInfo().includes('FSReqCallback'), 'read through the pool');
+      assert.equal(await pending, 4096);
       const small = Buffer.alloc(5000);
       assert.equal(await readFully(fd, small, 777_777), 5000);
       assert.deepEqual(small, data.subarray(777_777, 782_777));

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 export interface NativeHelper {
   /** Data extents by lseek(SEEK_DATA/SEEK_HOLE), as [start0, end0, start1, end1, …]; null where the file system has no SEEK_DATA. */
   dataExtents(fd: number, start: number, end: number, maxExtents: number): number[] | null;
-  /** preadv2(RWF_NOWAIT) into 1 to 8 buffers: bytes read from the page cache, or -errno (-EAGAIN: it would wait for the disk). */
+  /** preadv2(RWF_NOWAIT) into 1 to 8 Uint8Arrays: bytes read from the page cache, or -errno (-EAGAIN: it would wait for the disk); throws on a position that is not a whole number from 0 to 2^53-1 or a buffer that is not a Uint8Array. */
   readNow(fd: number, position: number, buffers: readonly Uint8Array[]): number;
 }
 

@@ -140,6 +140,7 @@ function closeLater(fd: Promise<number>): Promise<void> {
  * and none when the page cache holds them all (readNow).
  */
 export async function readParts(fd: number, parts: readonly { into: Buffer; position: number }[]): Promise<number[]> {
+  if (parts.length === 0) return [];
   const contiguous = parts.every((p, i) => i === 0 || p.position === parts[i - 1]!.position + parts[i - 1]!.into.length);
   if (!contiguous) {
     const counts: number[] = [];

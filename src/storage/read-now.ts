@@ -9,31 +9,24 @@ import { nativeHelper } from '../core/native.js';
  */
 export const READ_NOW_MAX_BYTES = 64 * 1024;
 
-const EAGAIN = 11;
-/** errnos that say the file system (or kernel) cannot do RWF_NOWAIT at all: not tried again. */
-const UNSUPPORTED = new Set([95 /* EOPNOTSUPP */, 22 /* EINVAL */, 38 /* ENOSYS */]);
-
-let supported = true;
-
 /**
  * Copies into `buffers`, one after another from `position`, what the page
  * cache holds there, without ever waiting for the disk: the count copied, 0
  * when the first byte is not cached, the read is larger than
  * READ_NOW_MAX_BYTES, there is no native helper, or the read fails (the
- * caller's ordinary read then reads, or meets the error itself).
+ * caller's ordinary read then reads, or meets the error itself). A file
+ * system that does not take RWF_NOWAIT (EOPNOTSUPP) costs one failed system
+ * call per read, about a microsecond: support is not remembered, since it
+ * differs from one file system to the next.
  */
 export function readNow(fd: number, buffers: readonly Uint8Array[], position: number): number {
-  if (!supported || buffers.length === 0 || buffers.length > 8) return 0;
+  if (buffers.length === 0 || buffers.length > 8 || !Number.isSafeInteger(position) || position < 0) return 0;
   let total = 0;
-  for (const b of buffers) total += b.length;
+  for (const b of buffers) total += b.byteLength;
   if (total === 0 || total > READ_NOW_MAX_BYTES) return 0;
   const helper = nativeHelper();
-  if (helper === null) {
-    supported = false;
-    return 0;
-  }
+  if (helper === null) return 0;
   const n = helper.readNow(fd, position, buffers);
-  if (n >= 0) return n;
-  if (-n !== EAGAIN && UNSUPPORTED.has(-n)) supported = false;
-  return 0;
+  // -EAGAIN (not cached) is the common miss; any other error is left for the ordinary read to meet and report.
+  return n > 0 ? n : 0;
 }

@@ -13,6 +13,7 @@ import { request as httpsRequest } from 'node:https';
 import type { LifeboatService } from '../../app/service.js';
 import { LifeboatError, errorFromCode, isLifeboatError, type ErrorCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { NATIVE_HELPER_MISSING, nativeHelper } from '../../core/native.js';
 import type { BackupProgress } from '../../methods/backup-run.js';
 import { BlockWorkerPool } from '../../compress/block-pool.js';
 import { InProcessBackupRunner } from '../runtime/backup-runner.js';
@@ -92,6 +93,8 @@ export async function runMover(o: MoverOptions): Promise<void> {
   const session = randomUUID().replaceAll('-', '');
   const running = new Map<number, Running>();
   const base = `/movers/${encodeURIComponent(o.name)}`;
+  // The disks are read here: a mover without the helper reads the holes of sparse images.
+  if (nativeHelper() === null) o.logger.warn(`mover: ${NATIVE_HELPER_MISSING}`);
   // One warm pool of hashing and compression workers for every backup here, as the server's data mover keeps one.
   const pool = new BlockWorkerPool();
   const runner = new InProcessBackupRunner(o.service, pool);
