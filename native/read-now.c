@@ -7,7 +7,7 @@
 // opened with O_DIRECT: there the flag does not stop a read from waiting.
 #define _GNU_SOURCE
 #include <errno.h>
-#include <math.h>
+#include <stdint.h>
 #include <sys/uio.h>
 #include "native.h"
 
@@ -29,7 +29,7 @@ napi_value ReadNow(napi_env env, napi_callback_info info) {
   bool isArray;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   CHECK(napi_get_value_double(env, argv[1], &position));
-  if (!(position >= 0 && position <= MAX_POSITION) || position != floor(position)) {
+  if (!(position >= 0 && position <= MAX_POSITION) || (double)(int64_t)position != position) {
     napi_throw_range_error(env, NULL, "readNow: the position must be a whole number of bytes from 0 to 2^53-1");
     return NULL;
   }
