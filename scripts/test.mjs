@@ -25,6 +25,7 @@ const UNIT = [
   'nbd-hostile',
   'nbd-errors',
   'nbd-flush',
+  'batched-writes',
   'fuzz',
   'fuzz-regressions',
   'lock-file',

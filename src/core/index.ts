@@ -8,3 +8,4 @@ export * from './listen.js';
 export * from './step-times.js';
 export * from './process-alive.js';
 export * from './pinned-bytes.js';
+export * from './batched-writes.js';

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { batchWritesThisTurn } from '../core/batched-writes.js';
 
 /** Bytes handed to the socket and not yet taken by the kernel, at most (plus one piece). */
 const WINDOW = 4 * 1024 * 1024;
@@ -58,8 +59,7 @@ export class ReplyQueue {
       return;
     }
     if (this.handed >= WINDOW) return;
-    // Corked, the pieces of this round go to the kernel in one writev.
-    this.socket.cork();
+    batchWritesThisTurn(this.socket);
     while (this.queue.length > 0 && this.handed < WINDOW) {
       const reply = this.queue[0]!;
       const piece = reply.pieces.shift()!;
@@ -73,6 +73,5 @@ export class ReplyQueue {
         this.pump();
       });
     }
-    this.socket.uncork();
   }
 }
