@@ -62,7 +62,10 @@ test('nbd: the replies of reads that finish together leave in one writev, each w
           for (let i = 0; i < CALLS; i++) {
             const r = await peer.readSimpleReply(() => block);
             assert.equal(r.error, 0);
-            assert.ok(r.data.every((b) => b === Number(r.cookie)), `the bytes of block ${r.cookie}`);
+            assert.ok(
+              r.data.every((b) => b === Number(r.cookie)),
+              `the bytes of block ${r.cookie}`,
+            );
             seen.add(r.cookie);
           }
           assert.equal(seen.size, CALLS);
