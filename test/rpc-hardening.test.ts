@@ -9,6 +9,7 @@ import { encodeCall, recordHeader, type Procedure } from '../src/rpc/index.js';
 import { XdrWriter } from '../src/rpc/xdr.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
 import { GATED_PROG, closedWithin, gatedProgram, replyStatus, withRpcServer } from './rpc-helpers.js';
+import { serverWrites } from './socket-writes.js';
 
 const logger = createLogger('error');
 
@@ -277,5 +278,31 @@ test('rpc server: bytes a reply was lent go back once the kernel has the reply, 
       assert.equal(lent, 0);
     },
     { prog: LEND_PROG, name: 'lend', versions: new Map([[1, procs]]) },
+  );
+});
+
+test('rpc server: the replies of calls that finish together leave in one writev (not one each)', async () => {
+  const gated = gatedProgram();
+  await withRpcServer(
+    { maxInFlight: 16 },
+    async (port) => {
+      const c = await RpcTestClient.connect(port);
+      try {
+        const replies = Array.from({ length: 16 }, () => c.call(GATED_PROG, 1, 1));
+        const writes = await serverWrites(
+          () => c.socket,
+          async () => {
+            while (gated.running() < 16) await sleep(5);
+            gated.open();
+            for (const r of await Promise.all(replies)) assert.equal(replyStatus(r), 0);
+          },
+        );
+        assert.equal(writes, 1, `16 replies in ${writes} writes`);
+      } finally {
+        gated.open();
+        c.close();
+      }
+    },
+    gated.program,
   );
 });
