@@ -1,8 +1,8 @@
 /**
- * Replies made in one turn of the event loop leave in one system call. The
+ * Replies made while handling one event leave in one system call. The
  * NBD server's socket is watched through net.Socket's _write/_writev (one
  * call each is one uv_write): reads are held by a gate, then let go together,
- * so all their replies are made in one turn. Replying one writev at a time
+ * so all their replies are made in one tick. Replying one writev at a time
  * held the server's warm 4 KiB random reads to about 60% of what they reach now.
  * (The RPC server's side is in rpc-hardening.test.ts: it listens on a port.)
  */
@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { batchWritesThisTurn } from '../src/core/batched-writes.js';
+import { batchWritesThisTick } from '../src/core/batched-writes.js';
 import * as W from '../src/nbd/wire.js';
 import { patternDevice, withServer } from './nbd-devices.js';
 import { NbdPeer } from './nbd-peer.js';
@@ -59,21 +59,40 @@ test('nbd: the replies of reads that finish together leave in one writev, each w
   });
 });
 
-test('batchWritesThisTurn: writes from separate ticks of one turn go out together, a later turn gets its own writev', async () => {
+test('batchWritesThisTick: writes from the promise continuations of one tick go out together, a later tick gets its own writev', async () => {
   const batches: number[] = [];
   const stream = new Writable({
     write: (_chunk, _enc, cb) => (batches.push(1), cb()),
     writev: (chunks, cb) => (batches.push(chunks.length), cb()),
   });
-  for (let i = 0; i < 3; i++) {
-    await Promise.resolve();
-    batchWritesThisTurn(stream);
+  let ready!: () => void;
+  const opened = new Promise<void>((r) => (ready = r));
+  const writers = [0, 1, 2].map(async (i) => {
+    await opened;
+    for (let k = 0; k < i; k++) await Promise.resolve();
+    batchWritesThisTick(stream);
     stream.write(Buffer.from([i]));
-  }
+  });
+  ready();
+  await Promise.all(writers);
   await new Promise((r) => setImmediate(r));
-  batchWritesThisTurn(stream);
+  batchWritesThisTick(stream);
   stream.write(Buffer.from([3]));
   stream.write(Buffer.from([4]));
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(batches, [3, 2]);
+});
+
+test('batchWritesThisTick: the batch leaves before the next event of the turn is handled, not at its end', async () => {
+  const seen: string[] = [];
+  const stream = new Writable({
+    write: (_chunk, _enc, cb) => (seen.push('write'), cb()),
+    writev: (_chunks, cb) => (seen.push('write'), cb()),
+  });
+  await new Promise<void>((resolve) => {
+    setImmediate(() => (seen.push('next event'), resolve()));
+    batchWritesThisTick(stream);
+    stream.write(Buffer.from([1]));
+  });
+  assert.deepEqual(seen, ['write', 'next event']);
 });

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { batchWritesThisTurn } from '../core/batched-writes.js';
+import { batchWritesThisTick } from '../core/batched-writes.js';
 
 /** Bytes handed to the socket and not yet taken by the kernel, at most (plus one piece). */
 const WINDOW = 4 * 1024 * 1024;
@@ -59,7 +59,7 @@ export class ReplyQueue {
       return;
     }
     if (this.handed >= WINDOW) return;
-    batchWritesThisTurn(this.socket);
+    batchWritesThisTick(this.socket);
     while (this.queue.length > 0 && this.handed < WINDOW) {
       const reply = this.queue[0]!;
       const piece = reply.pieces.shift()!;

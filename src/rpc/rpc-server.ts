@@ -1,7 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.js';
-import { batchWritesThisTurn } from '../core/batched-writes.js';
+import { batchWritesThisTick } from '../core/batched-writes.js';
 import { listenTcp } from '../core/listen.js';
 import { DEFAULT_MAX_FRAGMENTS, RecordMarkingError, RecordReader, recordHeader } from './record-marking.js';
 import {
@@ -249,7 +249,7 @@ export class RpcServer {
     const send = (w: XdrWriter): void => {
       if (socket.destroyed) return w.sent();
       const chunks = w.toChunks();
-      batchWritesThisTurn(socket);
+      batchWritesThisTick(socket);
       let ok = socket.write(recordHeader(w.length), chunks.length === 0 ? () => w.sent() : undefined);
       // The last chunk's callback runs once the kernel has every chunk, or with an error once the socket is gone.
       chunks.forEach((c, i) => (ok = socket.write(c, i === chunks.length - 1 ? () => w.sent() : undefined)));
