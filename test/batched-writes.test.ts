@@ -9,12 +9,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { batchWritesThisTick } from '../src/core/batched-writes.js';
 import * as W from '../src/nbd/wire.js';
 import { patternDevice, withServer } from './nbd-devices.js';
 import { NbdPeer } from './nbd-peer.js';
-import { serverWrites } from './socket-writes.js';
+import { serverWrites, waitUntil } from './socket-writes.js';
 
 const CALLS = 16;
 
@@ -35,9 +34,9 @@ test('nbd: the replies of reads that finish together leave in one writev, each w
       await peer.open('d');
       for (let i = 0; i < CALLS; i++) peer.sendRequest({ type: W.NBD_CMD_READ, cookie: BigInt(i), offset: i * block, length: block });
       const writes = await serverWrites(
-        () => peer.socket,
+        (s) => s !== peer.socket,
         async () => {
-          while (device.active < CALLS) await sleep(5); // every read waits at the gate
+          await waitUntil(`${CALLS} reads at the gate`, () => device.active === CALLS);
           g.open();
           const seen = new Set<bigint>();
           for (let i = 0; i < CALLS; i++) {
@@ -95,4 +94,26 @@ test('batchWritesThisTick: the batch leaves before the next event of the turn is
     stream.write(Buffer.from([1]));
   });
   assert.deepEqual(seen, ['write', 'next event']);
+});
+
+test('batchWritesThisTick: a write made straight in a callback and those of its promise continuations leave together', async () => {
+  const batches: number[] = [];
+  const stream = new Writable({
+    write: (_chunk, _enc, cb) => (batches.push(1), cb()),
+    writev: (chunks, cb) => (batches.push(chunks.length), cb()),
+  });
+  const write = (b: number): void => {
+    batchWritesThisTick(stream);
+    stream.write(Buffer.from([b]));
+  };
+  await new Promise<void>((resolve) =>
+    setImmediate(() => {
+      write(0);
+      void Promise.resolve()
+        .then(() => write(1))
+        .then(() => write(2));
+      setImmediate(resolve);
+    }),
+  );
+  assert.deepEqual(batches, [3]);
 });

@@ -9,7 +9,7 @@ import { encodeCall, recordHeader, type Procedure } from '../src/rpc/index.js';
 import { XdrWriter } from '../src/rpc/xdr.js';
 import { RpcTestClient } from '../src/testing/rpc-client.js';
 import { GATED_PROG, closedWithin, gatedProgram, replyStatus, withRpcServer } from './rpc-helpers.js';
-import { serverWrites } from './socket-writes.js';
+import { serverWrites, waitUntil } from './socket-writes.js';
 
 const logger = createLogger('error');
 
@@ -290,9 +290,9 @@ test('rpc server: the replies of calls that finish together leave in one writev 
       try {
         const replies = Array.from({ length: 16 }, () => c.call(GATED_PROG, 1, 1));
         const writes = await serverWrites(
-          () => c.socket,
+          (s) => s.remotePort === c.socket.localPort,
           async () => {
-            while (gated.running() < 16) await sleep(5);
+            await waitUntil('16 calls at the gate', () => gated.running() === 16);
             gated.open();
             for (const r of await Promise.all(replies)) assert.equal(replyStatus(r), 0);
           },

@@ -189,16 +189,6 @@ export async function writeParts(fd: number, parts: readonly Buffer[], position:
     const n = await new Promise<number>((resolve, reject) => writev(fd, rest, at, (err, bytes) => (err ? reject(err) : resolve(bytes))));
     if (n === 0) throw new Error('the file system took no bytes');
     at += n;
-    let left = n;
-    while (left > 0) {
-      const first = rest[0]!;
-      if (left >= first.length) {
-        left -= first.length;
-        rest = rest.slice(1);
-      } else {
-        rest = [first.subarray(left), ...rest.slice(1)];
-        left = 0;
-      }
-    }
+    rest = after(rest, n);
   }
 }

@@ -249,6 +249,8 @@ export class RpcServer {
     const send = (w: XdrWriter): void => {
       if (socket.destroyed) return w.sent();
       const chunks = w.toChunks();
+      // The tick's replies leave together; `ok` then weighs the whole batch against the
+      // high-water mark, so a large batch pauses new calls until the 'drain' after its flush.
       batchWritesThisTick(socket);
       let ok = socket.write(recordHeader(w.length), chunks.length === 0 ? () => w.sent() : undefined);
       // The last chunk's callback runs once the kernel has every chunk, or with an error once the socket is gone.
