@@ -8,9 +8,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 
-// Left to the full suite, though they need no root: the five slowest files alone (4.7-13.9 s each, 2026-12-06),
+// Left to the full suite, though they need no root: the slowest files alone (3.5-13.9 s each, 2026-12-06),
 // slow by design: nbd-hardening and sessions-hardening wait out real timeouts, nfs-listing lists 10,000 files,
-// cli-reports starts dozens of CLI processes, guestfish-listen-race races a late server many times.
+// cli-reports, cli-help and cli-module-loading start dozens of CLI processes, guestfish-listen-race races a late
+// server many times.
 const UNIT = [
   'codec',
   'errors-doc',
@@ -46,8 +47,6 @@ const UNIT = [
   'fault-durable-file',
   'retention-defaults-model',
   'instant-storage',
-  'cli-help',
-  'cli-module-loading',
   'spawner',
   'block-pool',
   'map-limited',
