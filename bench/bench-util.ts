@@ -1,6 +1,6 @@
 /** What every benchmark script shares: where it works, how it calls Lifeboat, how it times a tool. */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const MiB = 1024 * 1024;
@@ -74,4 +74,48 @@ export function fromMemory(paths: readonly string[]): void {
     }
   };
   for (const p of paths) read(p);
+}
+
+/** `lifeboat serve` on `repo` with `ports` (its --nfs-port, --mount-port, --nbd-port…); its recorded sessions reopen. */
+export async function startServe(repo: string, ports: readonly string[]): Promise<ChildProcess> {
+  rmSync(join(repo, 'instant', 'control.json'), { force: true });
+  const p = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', ...ports], {
+    stdio: 'ignore',
+  });
+  await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
+  return p;
+}
+
+/** Stops a server: SIGTERM (the disk cache's writes under way finish) or SIGKILL. */
+export async function stopServe(p: ChildProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill(signal);
+  await exited;
+}
+
+/** The caches' line of `instant list` (hits, misses, what the disk cache holds). */
+export function cacheLines(repo: string): string {
+  return lifeboat(['instant', 'list', '--repo', repo])
+    .split('\n')
+    .filter((l) => /cache:/.test(l))
+    .join('\n  ');
+}
+
+/**
+ * Waits until the disk cache's block count holds still for a second (it
+ * writes what a fast reader's pass could not keep at once after the reads
+ * pause); the seconds it took.
+ */
+export async function diskCacheSettled(repo: string): Promise<number> {
+  const t0 = performance.now();
+  const blocks = (): number => Number(/disk cache: .*\((\d+) blocks\)/.exec(cacheLines(repo))?.[1] ?? -1);
+  let last = blocks();
+  for (let still = 0; still < 2 && performance.now() - t0 < 60_000;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = blocks();
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+  return (performance.now() - t0) / 1000;
 }

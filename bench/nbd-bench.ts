@@ -13,7 +13,7 @@
  *   npm run bench:nbd
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { MiB, best, fromMemory, lifeboat, seconds, waitFor, work, bin } from './bench-util.js';
+import { MiB, best, cacheLines, diskCacheSettled, fromMemory, lifeboat, seconds, startServe, stopServe, waitFor, work } from './bench-util.js';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QmpClient } from '../src/qemu/qmp.js';
@@ -89,6 +89,9 @@ async function bootOnce(drive: string): Promise<{ seconds: number; readWaitMs: n
 }
 
 type Measures = Record<string, number>;
+
+/** Serve's ports with its NBD server on `port` (NFS on ports of its own, no portmapper). */
+const nbdPorts = (port: number): string[] => ['--nfs-port', '0', '--mount-port', '0', '--no-portmap', '--nbd-port', String(port)];
 const SEQ = ['nbdcopy MB/s', 'qemu-img convert MB/s'] as const;
 const RANDOM = 'fio randread 4K IOPS';
 
@@ -98,54 +101,6 @@ function nbdcopyMBs(uri: string, size: number, runs: number): number {
 
 function convertMBs(uri: string, size: number, runs: number): number {
   return size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]), runs);
-}
-
-/** `lifeboat serve` on `repo` with its NBD server on `port`; its recorded sessions reopen. */
-async function startServe(repo: string, port: number): Promise<ChildProcess> {
-  rmSync(join(repo, 'instant', 'control.json'), { force: true });
-  const p = spawn(
-    process.execPath,
-    [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '0', '--mount-port', '0', '--no-portmap', '--nbd-port', String(port)],
-    {
-      stdio: 'ignore',
-    },
-  );
-  await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
-  return p;
-}
-
-/** Stops a server: SIGTERM (the disk cache's writes under way finish) or SIGKILL. */
-async function stopServe(p: ChildProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill(signal);
-  await exited;
-}
-
-/** The caches' line of `instant list` (hits, misses, what the disk cache holds). */
-function cacheLines(repo: string): string {
-  return lifeboat(['instant', 'list', '--repo', repo])
-    .split('\n')
-    .filter((l) => /cache:/.test(l))
-    .join('\n  ');
-}
-
-/**
- * Waits until the disk cache's block count holds still for a second (it
- * writes what a fast reader's pass could not keep at once after the reads
- * pause); the seconds it took.
- */
-async function diskCacheSettled(repo: string): Promise<number> {
-  const t0 = performance.now();
-  const blocks = (): number => Number(/disk cache: .*\((\d+) blocks\)/.exec(cacheLines(repo))?.[1] ?? -1);
-  let last = blocks();
-  for (let still = 0; still < 2 && performance.now() - t0 < 60_000;) {
-    await new Promise((r) => setTimeout(r, 500));
-    const now = blocks();
-    still = now === last ? still + 1 : 0;
-    last = now;
-  }
-  return (performance.now() - t0) / 1000;
 }
 
 /**
@@ -162,13 +117,13 @@ async function coldAndWarm(image: string, size: number, compression: string, por
   const uri = `nbd://127.0.0.1:${port}/bench/disk0`;
   const cold: Measures = {};
   const warm: Measures = {};
-  let server = await startServe(repo, port);
+  let server = await startServe(repo, nbdPorts(port));
   try {
     lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
     const fresh = async (): Promise<void> => {
       await stopServe(server, 'SIGKILL');
       rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
-      server = await startServe(repo, port);
+      server = await startServe(repo, nbdPorts(port));
     };
     // Cold and warm name Lifeboat's own caches; the repository's files (and the disk cache's) are in the machine's
     // page cache before each figure, as the raw file is for nbdkit (bench-util's fromMemory).
@@ -183,7 +138,7 @@ async function coldAndWarm(image: string, size: number, compression: string, por
     const settled = await diskCacheSettled(repo);
     const afterCold = cacheLines(repo);
     await stopServe(server, 'SIGTERM');
-    server = await startServe(repo, port);
+    server = await startServe(repo, nbdPorts(port));
     fromMemory([repo]);
     warm[SEQ[0]] = nbdcopyMBs(uri, size, 2);
     fromMemory([repo]);
@@ -244,7 +199,7 @@ async function main(): Promise<void> {
     for (const c of ['zstd:1', 'lz4']) lifeboatRuns[c] = await coldAndWarm(image, size, c, 10811);
 
     // Boots: the second and third boot of the session find the first one's blocks decoded (boot prefetch, disk cache).
-    const server = await startServe(repo, 10813);
+    const server = await startServe(repo, nbdPorts(10813));
     procs.push(server);
     lifeboat(['instant', 'start', 'boot', '--repo', repo, '--point', 'latest', '--name', 'bootbench']);
     // The same raw file over NBD from nbdkit: what the transport alone adds to the guest's read wait.

@@ -1,14 +1,17 @@
 /**
  * Instant-recovery read benchmark: Lifeboat's NFS datastore (reading a
  * compressed restore point) against nfs-ganesha 4 (VFS FSAL) exporting the
- * same disk as a plain raw file. Same machine, same clients, one run.
+ * same disk as a plain raw file. Same machine, same clients, one run; zstd:1
+ * and lz4 repositories, each cold (a new server with an empty disk cache,
+ * each figure the first read) and warm (the server restarted with the disk
+ * cache the cold reads left).
  *
  *   npm run bench:nfs     (needs root: rpcbind and ganesha on 111/2049)
  *
  * Also times `instant start` of a 1 TiB sparse disk with a 10-point chain.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { MiB, best, fromMemory, lifeboat, seconds, waitFor, work, bin } from './bench-util.js';
+import { MiB, best, cacheLines, diskCacheSettled, fromMemory, lifeboat, seconds, startServe, stopServe, waitFor, work } from './bench-util.js';
 import { existsSync, linkSync, mkdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdrWriter } from '../src/rpc/xdr.js';
@@ -64,19 +67,107 @@ async function randomReads(mountPort: number, nfsPort: number, exportPath: strin
   return total / secs;
 }
 
+type Measures = Record<string, number>;
+const ROWS = ['nfs-cat MB/s', 'qemu-img convert MB/s', 'random 4K IOPS'] as const;
+/** Lifeboat's NFS and MOUNT ports (registered with rpcbind: QEMU's nfs:// asks it), no NBD. */
+const SERVE_PORTS = ['--nfs-port', '12049', '--mount-port', '11058', '--nbd-port', '0'];
+const LIFEBOAT_URL = 'nfs://127.0.0.1/lifeboat/bench/disk0-flat.vmdk';
+
+function catMBs(url: string, size: number, runs: number): number {
+  return size / 1e6 / best(() => seconds('sh', ['-c', `nfs-cat '${url}' > /dev/null`]), runs);
+}
+
+function convertMBs(url: string, size: number, runs: number): number {
+  return size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]), runs);
+}
+
+/**
+ * One repository (`compression`), through one session: cold (a new server
+ * with an empty disk cache for each figure) and warm (the server restarted
+ * with the disk cache the cold reads left, once it has written them).
+ */
+async function coldAndWarm(image: string, size: number, compression: string): Promise<{ cold: Measures; warm: Measures; caches: string }> {
+  const repo = join(work, `nfs-repo-${compression.replace(':', '')}`);
+  rmSync(repo, { recursive: true, force: true });
+  lifeboat(['repo', 'init', repo, '--compression', compression]);
+  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
+  lifeboat(['backup', 'vm', '--repo', repo]);
+  const cat = `${LIFEBOAT_URL}?version=3&nfsport=12049&mountport=11058`;
+  const random = (): Promise<number> => randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size);
+  const cold: Measures = {};
+  const warm: Measures = {};
+  let server = await startServe(repo, SERVE_PORTS);
+  try {
+    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
+    // SIGTERM, not SIGKILL: the server takes its ports off rpcbind, and the next one registers them again.
+    const fresh = async (): Promise<void> => {
+      await stopServe(server, 'SIGTERM');
+      rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
+      server = await startServe(repo, SERVE_PORTS);
+    };
+    // The repository's files (and the disk cache's) are in the page cache before each figure, as the raw file is for ganesha.
+    fromMemory([repo]);
+    cold[ROWS[2]] = await random();
+    await fresh();
+    fromMemory([repo]);
+    cold[ROWS[0]] = catMBs(cat, size, 1);
+    await fresh();
+    fromMemory([repo]);
+    cold[ROWS[1]] = convertMBs(LIFEBOAT_URL, size, 1);
+    const settled = await diskCacheSettled(repo);
+    const afterCold = cacheLines(repo);
+    await stopServe(server, 'SIGTERM');
+    server = await startServe(repo, SERVE_PORTS);
+    fromMemory([repo]);
+    warm[ROWS[0]] = catMBs(cat, size, 2);
+    fromMemory([repo]);
+    warm[ROWS[1]] = convertMBs(LIFEBOAT_URL, size, 2);
+    fromMemory([repo]);
+    warm[ROWS[2]] = await random();
+    return {
+      cold,
+      warm,
+      caches: `after the cold convert (settled in ${settled.toFixed(1)} s):\n  ${afterCold}\n  after the warm reads:\n  ${cacheLines(repo)}`,
+    };
+  } finally {
+    await stopServe(server, 'SIGTERM');
+  }
+}
+
+/** The time `instant start` takes to publish a 1 TiB sparse disk whose point ends a 10-point chain (ms). */
+async function instantStartTiB(): Promise<number> {
+  const repo = join(work, 'nfs-repo-tib');
+  rmSync(repo, { recursive: true, force: true });
+  lifeboat(['repo', 'init', repo]);
+  const big = join(work, 'tib.img');
+  rmSync(big, { force: true });
+  writeFileSync(big, '');
+  truncateSync(big, 1024 * 1024 * MiB);
+  lifeboat(['job', 'create', 'tib', '--repo', repo, '--disk', big, '--retain-points', '20']);
+  const rand = prng(3);
+  for (let i = 0; i < 10; i++) {
+    const fd = openSync(big, 'r+');
+    for (let k = 0; k < 20; k++) writeSync(fd, Buffer.alloc(MiB, i + k + 1), 0, MiB, Math.floor(rand() * 1024 * 1024) * MiB);
+    closeSync(fd);
+    lifeboat(['backup', 'tib', '--repo', repo]);
+  }
+  const server = await startServe(repo, SERVE_PORTS);
+  try {
+    const started = JSON.parse(lifeboat(['instant', 'start', 'tib', '--repo', repo, '--point', 'latest', '--name', 'tib', '--json'])) as { publishMs: number };
+    return started.publishMs;
+  } finally {
+    await stopServe(server, 'SIGTERM');
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   let image = join(work, 'vm.img');
   if (!existsSync(image)) {
     image = join(work, 'nfs.img');
-    buildSampleImage(image, 1024 * MiB, 700 * MiB);
+    if (!existsSync(image)) buildSampleImage(image, 1024 * MiB, 700 * MiB);
   }
   const size = statSync(image).size;
-  const repo = join(work, 'nfs-repo');
-  rmSync(repo, { recursive: true, force: true });
-  lifeboat(['repo', 'init', repo]);
-  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
-  lifeboat(['backup', 'vm', '--repo', repo]);
   const exportDir = join(work, 'ganesha-export');
   rmSync(exportDir, { recursive: true, force: true });
   mkdirSync(exportDir);
@@ -91,68 +182,45 @@ LOG { Default_Log_Level = EVENT; }
 `,
   );
   const procs: ChildProcess[] = [];
-  const results: Record<string, Record<string, number>> = { ganesha: {}, lifeboat: {} };
+  const ganesha: Measures = {};
+  const runs: Record<string, { cold: Measures; warm: Measures; caches: string }> = {};
+  let tibMs: number;
   try {
     procs.push(spawn('rpcbind', ['-f'], { stdio: 'ignore' }));
     await waitFor(() => spawnSync('rpcinfo', ['-p', '127.0.0.1']).status === 0, 'rpcbind');
-    const ganesha = spawn('ganesha.nfsd', ['-F', '-f', conf, '-L', join(work, 'ganesha.log'), '-p', join(work, 'ganesha.pid')], { stdio: 'ignore' });
-    procs.push(ganesha);
+    const nfsd = spawn('ganesha.nfsd', ['-F', '-f', conf, '-L', join(work, 'ganesha.log'), '-p', join(work, 'ganesha.pid')], { stdio: 'ignore' });
+    procs.push(nfsd);
     await waitFor(() => /100003\s+3\s+tcp\s+2049/.test(spawnSync('rpcinfo', ['-p', '127.0.0.1']).stdout.toString()), 'ganesha');
-    // Each side's files (the raw file, or the repository) are in the page cache before each figure (fromMemory).
-    const measure = (who: 'ganesha' | 'lifeboat', url: string, explicit: string): void => {
-      const files = [who === 'ganesha' ? image : repo];
-      fromMemory(files);
-      results[who]!['nfs-cat MB/s'] = size / 1e6 / best(() => seconds('sh', ['-c', `nfs-cat '${url}${explicit}' > /dev/null`]));
-      fromMemory(files);
-      results[who]!['qemu-img convert MB/s'] =
-        size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]));
-    };
-    measure('ganesha', 'nfs://127.0.0.1/export/img.raw', '?version=3&nfsport=2049&mountport=20048');
+    // The raw file is in the page cache before each figure (fromMemory).
+    const url = 'nfs://127.0.0.1/export/img.raw';
     fromMemory([image]);
-    results['ganesha']!['random 4K IOPS'] = await randomReads(20048, 2049, '/export', ['img.raw'], size);
-    ganesha.kill('SIGTERM');
-    await new Promise((r) => ganesha.on('close', r));
-
-    const server = spawn(process.execPath, [bin, 'serve', '--repo', repo, '--bind', '127.0.0.1', '--nfs-port', '12049', '--mount-port', '11058'], {
-      stdio: 'ignore',
-    });
-    procs.push(server);
-    await waitFor(() => existsSync(join(repo, 'instant', 'control.json')), 'lifeboat serve');
-    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
-    const url = 'nfs://127.0.0.1/lifeboat/bench/disk0-flat.vmdk';
-    measure('lifeboat', url, '?version=3&nfsport=12049&mountport=11058');
-    fromMemory([repo]);
-    results['lifeboat']!['random 4K IOPS'] = await randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size);
-
-    // instant start of a 1 TiB sparse disk with a 10-point chain.
-    const big = join(work, 'tib.img');
-    rmSync(big, { force: true });
-    writeFileSync(big, '');
-    truncateSync(big, 1024 * 1024 * MiB);
-    lifeboat(['job', 'create', 'tib', '--repo', repo, '--disk', big, '--retain-points', '20']);
-    const rand = prng(3);
-    for (let i = 0; i < 10; i++) {
-      const fd = openSync(big, 'r+');
-      for (let k = 0; k < 20; k++) writeSync(fd, Buffer.alloc(MiB, i + k + 1), 0, MiB, Math.floor(rand() * 1024 * 1024) * MiB);
-      closeSync(fd);
-      lifeboat(['backup', 'tib', '--repo', repo]);
-    }
-    const started = JSON.parse(lifeboat(['instant', 'start', 'tib', '--repo', repo, '--point', 'latest', '--name', 'tib', '--json'])) as { publishMs: number };
-    results['lifeboat']!['instant start 1 TiB, 10 points (ms)'] = started.publishMs;
-    server.kill('SIGTERM');
-    await new Promise((r) => server.on('close', r));
+    ganesha[ROWS[0]] = catMBs(`${url}?version=3&nfsport=2049&mountport=20048`, size, 2);
+    fromMemory([image]);
+    ganesha[ROWS[1]] = convertMBs(url, size, 2);
+    fromMemory([image]);
+    ganesha[ROWS[2]] = await randomReads(20048, 2049, '/export', ['img.raw'], size);
+    nfsd.kill('SIGTERM');
+    await new Promise((r) => nfsd.on('close', r));
+    for (const c of ['zstd:1', 'lz4']) runs[c] = await coldAndWarm(image, size, c);
+    tibMs = await instantStartTiB();
   } finally {
     for (const p of procs) p.kill('SIGKILL');
   }
-  console.log(`\n${(size / MiB).toFixed(0)} MiB disk: ganesha serves the raw file; Lifeboat serves the compressed restore point (zstd:1)`);
-  console.log('measure                      ganesha     lifeboat   lifeboat/ganesha');
-  for (const k of ['nfs-cat MB/s', 'qemu-img convert MB/s', 'random 4K IOPS']) {
-    const g = results['ganesha']![k]!;
-    const l = results['lifeboat']![k]!;
-    console.log(`${k.padEnd(27)}${g.toFixed(0).padStart(9)}  ${l.toFixed(0).padStart(11)}  ${(l / g).toFixed(2).padStart(17)}`);
+  console.log(`\n${(size / MiB).toFixed(0)} MiB disk: ganesha serves the raw file (page cache); Lifeboat serves the compressed restore point`);
+  console.log('cold: each figure is the first read by a new server with an empty disk cache; warm: a restarted server with the disk cache the cold reads left');
+  console.log('measure                               ganesha   lifeboat (ratio)');
+  for (const [c, r] of Object.entries(runs)) {
+    for (const phase of ['cold', 'warm'] as const) {
+      for (const k of ROWS) {
+        const g = ganesha[k]!;
+        const l = r[phase][k]!;
+        console.log(`${`${c} ${phase} ${k}`.padEnd(36)}${g.toFixed(0).padStart(9)}  ${l.toFixed(0).padStart(9)} (${(l / g).toFixed(2)}x)`);
+      }
+    }
+    console.log(`  ${r.caches}`);
   }
-  console.log(`instant start, 1 TiB sparse disk, 10-point chain: ${results['lifeboat']!['instant start 1 TiB, 10 points (ms)']} ms`);
-  writeFileSync(join(work, 'nfs-results.json'), JSON.stringify(results, null, 2));
+  console.log(`instant start, 1 TiB sparse disk, 10-point chain: ${tibMs} ms`);
+  writeFileSync(join(work, 'nfs-results.json'), JSON.stringify({ ganesha, lifeboat: runs, instantStartTiBMs: tibMs }, null, 2));
 }
 
 await main();
