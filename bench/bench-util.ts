@@ -119,3 +119,68 @@ export async function diskCacheSettled(repo: string): Promise<number> {
   }
   return (performance.now() - t0) / 1000;
 }
+
+export interface ColdAndWarm {
+  readonly cold: Record<string, number>;
+  readonly warm: Record<string, number>;
+  /** What `instant list` said of the caches after the cold reads and after the warm ones. */
+  readonly caches: string;
+}
+
+/** One figure: its name, and how to measure it as the best of `runs` reads. */
+export type Figure = readonly [name: string, measure: (runs: number) => number | Promise<number>];
+
+/**
+ * One repository of `image` (`compression`), read through one session named
+ * `bench` of a `lifeboat serve` with `ports`: cold (a new server with an
+ * empty disk cache for each figure, each the first read; the random one
+ * first) and warm (the server restarted with the disk cache the cold reads
+ * left, once it has written them; each the best of two). Each server stops
+ * with SIGTERM, so one on the portmapper takes its ports off it.
+ */
+export async function coldAndWarm(opts: {
+  readonly repo: string;
+  readonly compression: string;
+  readonly image: string;
+  readonly ports: readonly string[];
+  readonly sequential: readonly Figure[];
+  readonly random: Figure;
+}): Promise<ColdAndWarm> {
+  const { repo, ports } = opts;
+  rmSync(repo, { recursive: true, force: true });
+  lifeboat(['repo', 'init', repo, '--compression', opts.compression]);
+  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', opts.image]);
+  lifeboat(['backup', 'vm', '--repo', repo]);
+  const cold: Record<string, number> = {};
+  const warm: Record<string, number> = {};
+  let server = await startServe(repo, ports);
+  try {
+    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
+    // Cold and warm name Lifeboat's own caches; the repository's files (and the disk cache's) are in the machine's
+    // page cache before each figure, as the reference's raw file is (fromMemory).
+    for (const [i, [name, measure]] of [opts.random, ...opts.sequential].entries()) {
+      if (i > 0) {
+        await stopServe(server, 'SIGTERM');
+        rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
+        server = await startServe(repo, ports);
+      }
+      fromMemory([repo]);
+      cold[name] = await measure(1);
+    }
+    const settled = await diskCacheSettled(repo);
+    const afterCold = cacheLines(repo);
+    await stopServe(server, 'SIGTERM');
+    server = await startServe(repo, ports);
+    for (const [name, measure] of [...opts.sequential, opts.random]) {
+      fromMemory([repo]);
+      warm[name] = await measure(2);
+    }
+    return {
+      cold,
+      warm,
+      caches: `after the cold reads (settled in ${settled.toFixed(1)} s):\n  ${afterCold}\n  after the warm reads:\n  ${cacheLines(repo)}`,
+    };
+  } finally {
+    await stopServe(server, 'SIGTERM');
+  }
+}

@@ -13,7 +13,7 @@
  *   npm run bench:nbd
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { MiB, best, cacheLines, diskCacheSettled, fromMemory, lifeboat, seconds, startServe, stopServe, waitFor, work } from './bench-util.js';
+import { MiB, best, coldAndWarm, fromMemory, lifeboat, seconds, startServe, waitFor, work, type ColdAndWarm } from './bench-util.js';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QmpClient } from '../src/qemu/qmp.js';
@@ -103,58 +103,6 @@ function convertMBs(uri: string, size: number, runs: number): number {
   return size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', uri, '--target-image-opts', `driver=null-co,size=${size}`]), runs);
 }
 
-/**
- * One repository (`compression`), through one session: cold (an empty disk
- * cache, a new server: each figure is the first read) and warm (the server
- * restarted with the disk cache the cold reads left, once it has written them).
- */
-async function coldAndWarm(image: string, size: number, compression: string, port: number): Promise<{ cold: Measures; warm: Measures; caches: string }> {
-  const repo = join(work, `nbd-repo-${compression.replace(':', '')}`);
-  rmSync(repo, { recursive: true, force: true });
-  lifeboat(['repo', 'init', repo, '--compression', compression]);
-  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
-  lifeboat(['backup', 'vm', '--repo', repo]);
-  const uri = `nbd://127.0.0.1:${port}/bench/disk0`;
-  const cold: Measures = {};
-  const warm: Measures = {};
-  let server = await startServe(repo, nbdPorts(port));
-  try {
-    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
-    const fresh = async (): Promise<void> => {
-      await stopServe(server, 'SIGKILL');
-      rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
-      server = await startServe(repo, nbdPorts(port));
-    };
-    // Cold and warm name Lifeboat's own caches; the repository's files (and the disk cache's) are in the machine's
-    // page cache before each figure, as the raw file is for nbdkit (bench-util's fromMemory).
-    fromMemory([repo]);
-    cold[RANDOM] = fioIops(uri, size);
-    await fresh();
-    fromMemory([repo]);
-    cold[SEQ[0]] = nbdcopyMBs(uri, size, 1);
-    await fresh();
-    fromMemory([repo]);
-    cold[SEQ[1]] = convertMBs(uri, size, 1);
-    const settled = await diskCacheSettled(repo);
-    const afterCold = cacheLines(repo);
-    await stopServe(server, 'SIGTERM');
-    server = await startServe(repo, nbdPorts(port));
-    fromMemory([repo]);
-    warm[SEQ[0]] = nbdcopyMBs(uri, size, 2);
-    fromMemory([repo]);
-    warm[SEQ[1]] = convertMBs(uri, size, 2);
-    fromMemory([repo]);
-    warm[RANDOM] = fioIops(uri, size);
-    return {
-      cold,
-      warm,
-      caches: `after the cold convert (settled in ${settled.toFixed(1)} s):\n  ${afterCold}\n  after the warm reads:\n  ${cacheLines(repo)}`,
-    };
-  } finally {
-    await stopServe(server, 'SIGKILL');
-  }
-}
-
 async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   let image = join(work, 'vm.img');
@@ -177,7 +125,7 @@ async function main(): Promise<void> {
   const reference: Measures = {};
   /** Lifeboat's NBD server over the image in memory. */
   const ceiling: Measures = {};
-  const lifeboatRuns: Record<string, { cold: Measures; warm: Measures; caches: string }> = {};
+  const lifeboatRuns: Record<string, ColdAndWarm> = {};
   const boot: Measures = {};
   try {
     const nbdkit = spawn('nbdkit', ['-f', '-r', '-i', '127.0.0.1', '-p', '10810', 'file', image], { stdio: 'ignore' });
@@ -196,7 +144,20 @@ async function main(): Promise<void> {
     ceiling[SEQ[1]] = convertMBs('nbd://127.0.0.1:10815', size, 2);
     ceiling[RANDOM] = fioIops('nbd://127.0.0.1:10815', size);
     memory.kill('SIGKILL');
-    for (const c of ['zstd:1', 'lz4']) lifeboatRuns[c] = await coldAndWarm(image, size, c, 10811);
+    for (const compression of ['zstd:1', 'lz4']) {
+      const uri = 'nbd://127.0.0.1:10811/bench/disk0';
+      lifeboatRuns[compression] = await coldAndWarm({
+        repo: join(work, `nbd-repo-${compression.replace(':', '')}`),
+        compression,
+        image,
+        ports: nbdPorts(10811),
+        sequential: [
+          [SEQ[0], (runs) => nbdcopyMBs(uri, size, runs)],
+          [SEQ[1], (runs) => convertMBs(uri, size, runs)],
+        ],
+        random: [RANDOM, () => fioIops(uri, size)],
+      });
+    }
 
     // Boots: the second and third boot of the session find the first one's blocks decoded (boot prefetch, disk cache).
     const server = await startServe(repo, nbdPorts(10813));

@@ -11,7 +11,7 @@
  * Also times `instant start` of a 1 TiB sparse disk with a 10-point chain.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { MiB, best, cacheLines, diskCacheSettled, fromMemory, lifeboat, seconds, startServe, stopServe, waitFor, work } from './bench-util.js';
+import { MiB, best, coldAndWarm, fromMemory, lifeboat, seconds, startServe, stopServe, waitFor, work, type ColdAndWarm } from './bench-util.js';
 import { existsSync, linkSync, mkdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { XdrWriter } from '../src/rpc/xdr.js';
@@ -81,59 +81,6 @@ function convertMBs(url: string, size: number, runs: number): number {
   return size / 1e6 / best(() => seconds('qemu-img', ['convert', '-n', '-f', 'raw', url, '--target-image-opts', `driver=null-co,size=${size}`]), runs);
 }
 
-/**
- * One repository (`compression`), through one session: cold (a new server
- * with an empty disk cache for each figure) and warm (the server restarted
- * with the disk cache the cold reads left, once it has written them).
- */
-async function coldAndWarm(image: string, size: number, compression: string): Promise<{ cold: Measures; warm: Measures; caches: string }> {
-  const repo = join(work, `nfs-repo-${compression.replace(':', '')}`);
-  rmSync(repo, { recursive: true, force: true });
-  lifeboat(['repo', 'init', repo, '--compression', compression]);
-  lifeboat(['job', 'create', 'vm', '--repo', repo, '--disk', image]);
-  lifeboat(['backup', 'vm', '--repo', repo]);
-  const cat = `${LIFEBOAT_URL}?version=3&nfsport=12049&mountport=11058`;
-  const random = (): Promise<number> => randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size);
-  const cold: Measures = {};
-  const warm: Measures = {};
-  let server = await startServe(repo, SERVE_PORTS);
-  try {
-    lifeboat(['instant', 'start', 'vm', '--repo', repo, '--point', 'latest', '--name', 'bench']);
-    // SIGTERM, not SIGKILL: the server takes its ports off rpcbind, and the next one registers them again.
-    const fresh = async (): Promise<void> => {
-      await stopServe(server, 'SIGTERM');
-      rmSync(join(repo, 'cache', 'blocks'), { recursive: true, force: true });
-      server = await startServe(repo, SERVE_PORTS);
-    };
-    // The repository's files (and the disk cache's) are in the page cache before each figure, as the raw file is for ganesha.
-    fromMemory([repo]);
-    cold[ROWS[2]] = await random();
-    await fresh();
-    fromMemory([repo]);
-    cold[ROWS[0]] = catMBs(cat, size, 1);
-    await fresh();
-    fromMemory([repo]);
-    cold[ROWS[1]] = convertMBs(LIFEBOAT_URL, size, 1);
-    const settled = await diskCacheSettled(repo);
-    const afterCold = cacheLines(repo);
-    await stopServe(server, 'SIGTERM');
-    server = await startServe(repo, SERVE_PORTS);
-    fromMemory([repo]);
-    warm[ROWS[0]] = catMBs(cat, size, 2);
-    fromMemory([repo]);
-    warm[ROWS[1]] = convertMBs(LIFEBOAT_URL, size, 2);
-    fromMemory([repo]);
-    warm[ROWS[2]] = await random();
-    return {
-      cold,
-      warm,
-      caches: `after the cold convert (settled in ${settled.toFixed(1)} s):\n  ${afterCold}\n  after the warm reads:\n  ${cacheLines(repo)}`,
-    };
-  } finally {
-    await stopServe(server, 'SIGTERM');
-  }
-}
-
 /** The time `instant start` takes to publish a 1 TiB sparse disk whose point ends a 10-point chain (ms). */
 async function instantStartTiB(): Promise<number> {
   const repo = join(work, 'nfs-repo-tib');
@@ -183,7 +130,7 @@ LOG { Default_Log_Level = EVENT; }
   );
   const procs: ChildProcess[] = [];
   const ganesha: Measures = {};
-  const runs: Record<string, { cold: Measures; warm: Measures; caches: string }> = {};
+  const runs: Record<string, ColdAndWarm> = {};
   let tibMs: number;
   try {
     procs.push(spawn('rpcbind', ['-f'], { stdio: 'ignore' }));
@@ -201,7 +148,20 @@ LOG { Default_Log_Level = EVENT; }
     ganesha[ROWS[2]] = await randomReads(20048, 2049, '/export', ['img.raw'], size);
     nfsd.kill('SIGTERM');
     await new Promise((r) => nfsd.on('close', r));
-    for (const c of ['zstd:1', 'lz4']) runs[c] = await coldAndWarm(image, size, c);
+    for (const compression of ['zstd:1', 'lz4']) {
+      const cat = `${LIFEBOAT_URL}?version=3&nfsport=12049&mountport=11058`;
+      runs[compression] = await coldAndWarm({
+        repo: join(work, `nfs-repo-${compression.replace(':', '')}`),
+        compression,
+        image,
+        ports: SERVE_PORTS,
+        sequential: [
+          [ROWS[0], (n) => catMBs(cat, size, n)],
+          [ROWS[1], (n) => convertMBs(LIFEBOAT_URL, size, n)],
+        ],
+        random: [ROWS[2], () => randomReads(11058, 12049, '/lifeboat', ['bench', 'disk0-flat.vmdk'], size)],
+      });
+    }
     tibMs = await instantStartTiB();
   } finally {
     for (const p of procs) p.kill('SIGKILL');
